@@ -1,0 +1,272 @@
+#include "sqlite/change_log.h"
+
+#include <set>
+
+#include <glog/logging.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace marmot::sqlite {
+namespace {
+
+constexpr char kId[] = "__marmot__id";
+constexpr char kOp[] = "__marmot__op";
+constexpr char kAt[] = "__marmot__at";
+constexpr char kState[] = "__marmot__state";
+constexpr char kRowid[] = "__marmot__rowid";
+constexpr char kOldRowid[] = "__marmot__old_rowid";
+constexpr char kNowMs[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+std::string Q(absl::string_view name) { return QuoteIdentifier(name); }
+std::string NewColumn(const std::string& column) { return "new." + column; }
+std::string OldColumn(const std::string& column) { return "old." + column; }
+
+// Everything the log of one table and its triggers are made of, derived from the table's schema.
+struct CapturePlan {
+  std::string log_table;
+  std::vector<std::string> log_columns;  // Value columns of the log, after the meta columns.
+  std::string create_log;
+  // Trigger name -> CREATE TRIGGER statement, exactly as sqlite_master will store it.
+  std::vector<std::pair<std::string, std::string>> triggers;
+  std::string backfill;
+};
+
+CapturePlan PlanCapture(const TableSchema& t) {
+  CapturePlan plan;
+  plan.log_table = ChangeLogTableName(t.name);
+  const std::string table = Q(t.name);
+  const std::string log = Q(plan.log_table);
+
+  std::vector<std::string> new_cols, old_cols, new_vals, old_vals;
+  for (const ColumnInfo& c : t.columns) {
+    new_cols.push_back(Q(NewColumn(c.name)));
+    new_vals.push_back("NEW." + Q(c.name));
+    plan.log_columns.push_back(NewColumn(c.name));
+  }
+  // The identity key: declared key columns, or the rowid.
+  std::vector<std::string> key_same;
+  if (t.keyed_by_rowid()) {
+    new_cols.push_back(Q(kRowid));
+    new_vals.push_back("NEW.rowid");
+    old_cols.push_back(Q(kOldRowid));
+    old_vals.push_back("OLD.rowid");
+    key_same.push_back("OLD.rowid IS NEW.rowid");
+    plan.log_columns.push_back(kRowid);
+    plan.log_columns.push_back(kOldRowid);
+  } else {
+    for (const std::string& k : t.primary_key) {
+      old_cols.push_back(Q(OldColumn(k)));
+      old_vals.push_back("OLD." + Q(k));
+      key_same.push_back(absl::StrCat("OLD.", Q(k), " IS NEW.", Q(k)));
+      plan.log_columns.push_back(OldColumn(k));
+    }
+  }
+
+  std::vector<std::string> column_defs;
+  for (const std::string& c : plan.log_columns) column_defs.push_back(Q(c));
+  plan.create_log = absl::StrCat("CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ",
+                                 Q(kOp), " TEXT NOT NULL, ", Q(kAt), " INTEGER NOT NULL, ", Q(kState),
+                                 " INTEGER NOT NULL DEFAULT 0, ", absl::StrJoin(column_defs, ", "),
+                                 ")");
+
+  auto trigger = [&](const std::string& suffix, const std::string& event, const std::string& when,
+                     char op, const std::vector<std::string>& cols,
+                     const std::vector<std::string>& vals) {
+    std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
+    std::string sql = absl::StrCat(
+        "CREATE TRIGGER ", Q(name), " AFTER ", event, " ON ", table, when.empty() ? "" : " WHEN ",
+        when, " BEGIN INSERT INTO ", log, " (", Q(kOp), ", ", Q(kAt), ", ", absl::StrJoin(cols, ", "),
+        ") VALUES ('", std::string(1, op), "', ", kNowMs, ", ", absl::StrJoin(vals, ", "), "); END");
+    plan.triggers.emplace_back(std::move(name), std::move(sql));
+  };
+  std::vector<std::string> rekey_cols = new_cols, rekey_vals = new_vals;
+  rekey_cols.insert(rekey_cols.end(), old_cols.begin(), old_cols.end());
+  rekey_vals.insert(rekey_vals.end(), old_vals.begin(), old_vals.end());
+  const std::string same_key = absl::StrJoin(key_same, " AND ");
+
+  trigger("insert", "INSERT", "", 'I', new_cols, new_vals);
+  trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals);
+  trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals);
+  trigger("delete", "DELETE", "", 'D', old_cols, old_vals);
+
+  std::vector<std::string> select_vals;
+  for (const ColumnInfo& c : t.columns) select_vals.push_back(Q(c.name));
+  if (t.keyed_by_rowid()) select_vals.push_back("rowid");
+  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", Q(kAt), ", ",
+                               absl::StrJoin(new_cols, ", "), ") SELECT 'I', ", kNowMs, ", ",
+                               absl::StrJoin(select_vals, ", "), " FROM ", table);
+  return plan;
+}
+
+absl::StatusOr<std::set<std::string>> ColumnsOf(Database& db, const std::string& table) {
+  absl::StatusOr<Statement> stmt = db.Prepare("SELECT name FROM pragma_table_info(?1, 'main')");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, Value::Text(table)); !s.ok()) return s;
+  std::set<std::string> names;
+  while (true) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return names;
+    names.insert(stmt->Column(0).bytes());
+  }
+}
+
+// The SQL of trigger `name` as stored in sqlite_master, or NULL.
+absl::StatusOr<Value> StoredTriggerSql(Database& db, const std::string& name) {
+  absl::StatusOr<Statement> stmt =
+      db.Prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, Value::Text(name)); !s.ok()) return s;
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return *row ? stmt->Column(0) : Value::Null();
+}
+
+enum class Outcome { kInstalled, kUpdated, kUnchanged };
+
+absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
+                                     const CaptureOptions& options, int64_t* backfilled) {
+  CapturePlan plan = PlanCapture(t);
+  absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
+  if (!existing.ok()) return existing.status();
+  bool changed = false;
+  if (existing->empty()) {
+    if (absl::Status s = db.Exec(plan.create_log); !s.ok()) return s;
+    changed = true;
+  } else {
+    for (const std::string& column : plan.log_columns) {
+      if (existing->count(column) > 0) continue;
+      absl::Status s = db.Exec(
+          absl::StrCat("ALTER TABLE ", Q(plan.log_table), " ADD COLUMN ", Q(column)));
+      if (!s.ok()) return s;
+      changed = true;
+    }
+  }
+  bool had_triggers = false;
+  for (const auto& [name, sql] : plan.triggers) {
+    absl::StatusOr<Value> stored = StoredTriggerSql(db, name);
+    if (!stored.ok()) return stored.status();
+    if (!stored->is_null()) had_triggers = true;
+    if (!stored->is_null() && stored->bytes() == sql) continue;
+    if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok()) return s;
+    if (absl::Status s = db.Exec(sql); !s.ok()) return s;
+    changed = true;
+  }
+  if (!had_triggers && options.backfill_new_tables) {
+    if (absl::Status s = db.Exec(plan.backfill); !s.ok()) return s;
+    *backfilled += db.Changes();
+  }
+  if (!had_triggers) return Outcome::kInstalled;
+  return changed ? Outcome::kUpdated : Outcome::kUnchanged;
+}
+
+int64_t ColumnInt(const Value& v) { return v.storage_class() == StorageClass::kInteger ? v.integer() : 0; }
+
+}  // namespace
+
+std::string ChangeLogTableName(const std::string& table) {
+  return absl::StrCat(kMarmotPrefix, table, "_change_log");
+}
+
+absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions& options) {
+  if (absl::Status s = db.EnsureWal(); !s.ok()) return s;
+  absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  // Read the schema inside the write transaction so that it cannot change under us.
+  absl::StatusOr<SchemaListing> listing = ListUserTables(db);
+  if (!listing.ok()) return listing.status();
+  CaptureReport report;
+  report.skipped_virtual = listing->skipped_virtual;
+  for (const TableSchema& t : listing->tables) {
+    absl::StatusOr<Outcome> outcome = InstallTable(db, t, options, &report.backfilled_rows);
+    if (!outcome.ok()) {
+      return absl::Status(outcome.status().code(),
+                          absl::StrCat("installing capture on ", Q(t.name), ": ",
+                                       outcome.status().message()));
+    }
+    switch (*outcome) {
+      case Outcome::kInstalled: report.installed.push_back(t.name); break;
+      case Outcome::kUpdated: report.updated.push_back(t.name); break;
+      case Outcome::kUnchanged: report.unchanged.push_back(t.name); break;
+    }
+    if (t.keyed_by_rowid()) report.keyed_by_rowid.push_back(t.name);
+  }
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  return report;
+}
+
+absl::Status RemoveCapture(Database& db) {
+  absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  // Triggers first (they belong to user tables), then marmot's own tables; indexes of those
+  // tables go with them.
+  absl::StatusOr<std::vector<std::vector<Value>>> objects = db.QueryRows(
+      "SELECT type, name FROM sqlite_master WHERE substr(name, 1, 10) = '__marmot__' "
+      "AND type IN ('trigger', 'table', 'view') ORDER BY type = 'table', name");
+  if (!objects.ok()) return objects.status();
+  for (const std::vector<Value>& object : *objects) {
+    std::string type = object[0].bytes() == "trigger" ? "TRIGGER" : object[0].bytes() == "view" ? "VIEW" : "TABLE";
+    absl::Status s = db.Exec(absl::StrCat("DROP ", type, " IF EXISTS ", Q(object[1].bytes())));
+    if (!s.ok()) return s;
+  }
+  return txn->Commit();
+}
+
+absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& t,
+                                                      int64_t after_id, int limit) {
+  CapturePlan plan = PlanCapture(t);
+  std::vector<std::string> select = {Q(kId), Q(kOp), Q(kAt)};
+  for (const std::string& c : plan.log_columns) select.push_back(Q(c));
+  absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
+      "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(plan.log_table), " WHERE ", Q(kId),
+      " > ?1 AND ", Q(kState), " = 0 ORDER BY ", Q(kId), " LIMIT ?2"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
+    return s;
+  }
+  const size_t ncols = t.columns.size();
+  std::vector<int> key_index;  // Positions of the key columns within the row.
+  for (const std::string& k : t.primary_key) {
+    for (size_t i = 0; i < ncols; ++i) {
+      if (t.columns[i].name == k) key_index.push_back(static_cast<int>(i));
+    }
+  }
+  std::vector<ChangeRecord> out;
+  while (true) {
+    absl::StatusOr<bool> has_row = stmt->Step();
+    if (!has_row.ok()) return has_row.status();
+    if (!*has_row) return out;
+    ChangeRecord r;
+    r.id = stmt->Column(0).integer();
+    Value op = stmt->Column(1);
+    if (op.storage_class() != StorageClass::kText || op.bytes().size() != 1 ||
+        std::string("IUKD").find(op.bytes()[0]) == std::string::npos) {
+      return absl::DataLossError(absl::StrCat("change ", r.id, " of ", Q(plan.log_table),
+                                              " has an unknown operation ", op.DebugString()));
+    }
+    r.op = static_cast<ChangeOp>(op.bytes()[0]);
+    r.at_ms = ColumnInt(stmt->Column(2));
+    const bool has_new = r.op != ChangeOp::kDelete;
+    const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
+    int col = 3;
+    for (size_t i = 0; i < ncols; ++i, ++col) {
+      if (has_new) r.row.push_back(stmt->Column(col));
+    }
+    if (t.keyed_by_rowid()) {
+      if (has_new) r.key.push_back(stmt->Column(col));
+      if (has_old) r.old_key.push_back(stmt->Column(col + 1));
+    } else {
+      if (has_new) {
+        for (int i : key_index) r.key.push_back(r.row[i]);
+      }
+      for (size_t i = 0; i < t.primary_key.size(); ++i, ++col) {
+        if (has_old) r.old_key.push_back(stmt->Column(col));
+      }
+    }
+    out.push_back(std::move(r));
+  }
+}
+
+}  // namespace marmot::sqlite

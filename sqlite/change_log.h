@@ -1,0 +1,85 @@
+// Change capture: per-table change logs filled by triggers, and the reader of those logs.
+//
+// For every user table T marmot keeps a table `__marmot__T_change_log` and four AFTER triggers
+// on T that append one row per changed row:
+//
+//   "__marmot__id"        INTEGER PRIMARY KEY   change id, increasing within the table's log
+//   "__marmot__op"        TEXT                  'I' insert, 'U' update that keeps the key,
+//                                               'K' update that changes the key, 'D' delete
+//   "__marmot__at"        INTEGER               wall-clock milliseconds since the Unix epoch
+//   "__marmot__state"     INTEGER               0 = pending; later states belong to the replicator
+//   "new.<column>"        one per column        the NEW row for I, U and K; NULL for D
+//   "old.<key column>"    one per key column    the OLD key for K and D; NULL for I and U
+//   "__marmot__rowid", "__marmot__old_rowid"    only for tables keyed by rowid (no primary key)
+//
+// Value columns are declared without a type, so they have no affinity and keep every value's
+// storage class exactly. Change ids are rowids: SQLite hands out max(id)+1, so whoever prunes a
+// log must keep its newest row, or ids could repeat. (AUTOINCREMENT would avoid that but creates
+// `sqlite_sequence`, which can never be dropped again, and cleanup promises to leave
+// `sqlite_master` as it found it.)
+//
+// Installing is idempotent: a missing log or trigger is created, a trigger whose SQL no longer
+// matches the table (a column was added) is replaced, a log gains the columns it lacks. Triggers
+// and log rows written by the installer are committed in one IMMEDIATE transaction, so no write
+// by another connection slips between "trigger exists" and "existing rows copied".
+#ifndef MARMOT_SQLITE_CHANGE_LOG_H_
+#define MARMOT_SQLITE_CHANGE_LOG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sqlite/database.h"
+#include "sqlite/schema.h"
+#include "sqlite/value.h"
+
+namespace marmot::sqlite {
+
+enum class ChangeOp : char { kInsert = 'I', kUpdate = 'U', kRekey = 'K', kDelete = 'D' };
+
+// `__marmot__<table>_change_log`.
+std::string ChangeLogTableName(const std::string& table);
+
+struct CaptureOptions {
+  // For a table that had no capture yet, also copy its existing rows into the log as inserts, in
+  // the same transaction that creates the triggers. Right for tables created while marmot runs
+  // (rows written before the triggers existed would otherwise never replicate).
+  bool backfill_new_tables = false;
+};
+
+struct CaptureReport {
+  std::vector<std::string> installed;  // Tables that got capture for the first time.
+  std::vector<std::string> updated;    // Tables whose triggers or log were brought up to date.
+  std::vector<std::string> unchanged;
+  std::vector<std::string> keyed_by_rowid;   // Captured, but identified by an unstable rowid.
+  std::vector<std::string> skipped_virtual;  // Not captured.
+  int64_t backfilled_rows = 0;
+};
+
+// Switches the database to WAL and installs or refreshes capture on every user table.
+absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions& options = {});
+
+// Removes every object whose name starts with `__marmot__` (triggers, logs, and any other marmot
+// table), in one transaction. Afterwards sqlite_master holds exactly what it held before capture
+// was installed.
+absl::Status RemoveCapture(Database& db);
+
+// One captured change of one row.
+struct ChangeRecord {
+  int64_t id = 0;
+  ChangeOp op = ChangeOp::kInsert;
+  int64_t at_ms = 0;
+  std::vector<Value> row;      // The NEW row, one value per captured column (I, U, K).
+  std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K).
+  std::vector<Value> old_key;  // The OLD key (K, D).
+};
+
+// Reads up to `limit` pending changes of `table` with id > `after_id`, in id order.
+absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& table,
+                                                      int64_t after_id, int limit);
+
+}  // namespace marmot::sqlite
+
+#endif  // MARMOT_SQLITE_CHANGE_LOG_H_

@@ -1,0 +1,215 @@
+// Capture: triggers record every row change in the table's change log, for tables with any name.
+#include "sqlite/change_log.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::sqlite {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+class ChangeLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = testing::NewTempDir("capture") + "/c.db";
+    auto db = Database::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::make_unique<Database>(*std::move(db));
+  }
+
+  CaptureReport Install(CaptureOptions options = {}) {
+    auto report = InstallCapture(*db_, options);
+    EXPECT_TRUE(report.ok()) << report.status();
+    return report.ok() ? *report : CaptureReport{};
+  }
+
+  std::vector<ChangeRecord> Changes(const std::string& table) {
+    auto schema = ReadTableSchema(*db_, table);
+    EXPECT_TRUE(schema.ok()) << schema.status();
+    auto changes = ReadChanges(*db_, *schema, 0, 1000000);
+    EXPECT_TRUE(changes.ok()) << changes.status();
+    return changes.ok() ? *changes : std::vector<ChangeRecord>{};
+  }
+
+  // sqlite_master as rows of text, in a stable order.
+  std::vector<std::string> Master() {
+    auto rows = db_->QueryRows(
+        "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY type, name");
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    std::vector<std::string> out;
+    for (const auto& row : *rows) {
+      std::string line;
+      for (const Value& v : row) absl::StrAppend(&line, v.DebugString(), " | ");
+      out.push_back(line);
+    }
+    return out;
+  }
+
+  void Exec(const std::string& sql) { ASSERT_TRUE(db_->Exec(sql).ok()) << sql; }
+
+  std::string path_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(ChangeLogTest, RecordsInsertUpdateRekeyAndDeleteWithExactValues) {
+  Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB, born)");
+  CaptureReport report = Install();
+  EXPECT_THAT(report.installed, ElementsAre("t"));
+
+  Exec("INSERT INTO t VALUES (1, 'ann', 2.0, x'00ff00', '2024-01-01')");
+  Exec("UPDATE t SET score = 3.5 WHERE id = 1");
+  Exec("UPDATE t SET id = 7 WHERE id = 1");
+  Exec("DELETE FROM t WHERE id = 7");
+
+  std::vector<ChangeRecord> c = Changes("t");
+  ASSERT_EQ(c.size(), 4u);
+  EXPECT_EQ(c[0].op, ChangeOp::kInsert);
+  EXPECT_THAT(c[0].row, ElementsAre(Value::Integer(1), Value::Text("ann"), Value::Real(2.0),
+                                    Value::Blob(std::string("\0\xff\0", 3)),
+                                    Value::Text("2024-01-01")));
+  EXPECT_THAT(c[0].key, ElementsAre(Value::Integer(1)));
+  EXPECT_THAT(c[0].old_key, IsEmpty());
+
+  EXPECT_EQ(c[1].op, ChangeOp::kUpdate);
+  EXPECT_EQ(c[1].row[2], Value::Real(3.5));
+
+  EXPECT_EQ(c[2].op, ChangeOp::kRekey);
+  EXPECT_THAT(c[2].key, ElementsAre(Value::Integer(7)));
+  EXPECT_THAT(c[2].old_key, ElementsAre(Value::Integer(1)));
+
+  EXPECT_EQ(c[3].op, ChangeOp::kDelete);
+  EXPECT_THAT(c[3].row, IsEmpty());
+  EXPECT_THAT(c[3].old_key, ElementsAre(Value::Integer(7)));
+
+  // Ids increase and timestamps are plausible wall-clock milliseconds (after 2020).
+  for (size_t i = 1; i < c.size(); ++i) EXPECT_GT(c[i].id, c[i - 1].id);
+  EXPECT_GT(c[0].at_ms, int64_t{1577836800000});
+}
+
+TEST_F(ChangeLogTest, AwkwardIdentifiersWork) {
+  // Table and column names that break unquoted or badly quoted SQL.
+  Exec("CREATE TABLE \"order\" (\"select\" INTEGER PRIMARY KEY, \"from\" TEXT);"
+       "CREATE TABLE \"my table\" (\"my col\" TEXT PRIMARY KEY, \"we\"\"ird\" TEXT);"
+       "CREATE TABLE \"we\"\"ird\" (\"a\"\"b\" INTEGER, \"[x]\" TEXT, PRIMARY KEY (\"[x]\", \"a\"\"b\"));"
+       "CREATE TABLE [x] ([y] INTEGER PRIMARY KEY, [z]);"
+       "CREATE TABLE \"表\" (\"键\" TEXT PRIMARY KEY, \"值\" TEXT);");
+  CaptureReport report = Install();
+  EXPECT_THAT(report.installed, UnorderedElementsAre("order", "my table", "we\"ird", "x", "表"));
+
+  Exec("INSERT INTO \"order\" VALUES (1, 'a');"
+       "INSERT INTO \"my table\" VALUES ('k', 'v');"
+       "INSERT INTO \"we\"\"ird\" VALUES (5, 'five');"
+       "INSERT INTO [x] VALUES (3, 'z');"
+       "INSERT INTO \"表\" VALUES ('鍵', '値');"
+       "UPDATE \"we\"\"ird\" SET \"[x]\" = 'six' WHERE \"a\"\"b\" = 5;"
+       "DELETE FROM \"表\";");
+
+  EXPECT_THAT(Changes("order")[0].row, ElementsAre(Value::Integer(1), Value::Text("a")));
+  EXPECT_THAT(Changes("my table")[0].key, ElementsAre(Value::Text("k")));
+  std::vector<ChangeRecord> weird = Changes("we\"ird");
+  ASSERT_EQ(weird.size(), 2u);
+  EXPECT_THAT(weird[0].key, ElementsAre(Value::Text("five"), Value::Integer(5)));
+  EXPECT_EQ(weird[1].op, ChangeOp::kRekey);  // Part of the key changed.
+  EXPECT_THAT(weird[1].old_key, ElementsAre(Value::Text("five"), Value::Integer(5)));
+  EXPECT_THAT(Changes("x")[0].row, ElementsAre(Value::Integer(3), Value::Text("z")));
+  std::vector<ChangeRecord> unicode = Changes("表");
+  ASSERT_EQ(unicode.size(), 2u);
+  EXPECT_EQ(unicode[1].op, ChangeOp::kDelete);
+  EXPECT_THAT(unicode[1].old_key, ElementsAre(Value::Text("鍵")));
+}
+
+TEST_F(ChangeLogTest, KeylessTablesAreKeyedByRowidAndFlagged) {
+  Exec("CREATE TABLE k (a, b)");
+  CaptureReport report = Install();
+  EXPECT_THAT(report.keyed_by_rowid, ElementsAre("k"));
+  Exec("INSERT INTO k VALUES ('x', 1); UPDATE k SET b = 2; DELETE FROM k;");
+  std::vector<ChangeRecord> c = Changes("k");
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_THAT(c[0].key, ElementsAre(Value::Integer(1)));
+  EXPECT_EQ(c[1].op, ChangeOp::kUpdate);
+  EXPECT_THAT(c[2].old_key, ElementsAre(Value::Integer(1)));
+}
+
+TEST_F(ChangeLogTest, InstallIsIdempotentAndPicksUpNewTablesAndColumns) {
+  Exec("CREATE TABLE a (id INTEGER PRIMARY KEY, v)");
+  Install();
+  std::vector<std::string> once = Master();
+
+  CaptureReport again = Install();
+  EXPECT_THAT(again.installed, IsEmpty());
+  EXPECT_THAT(again.updated, IsEmpty());
+  EXPECT_THAT(again.unchanged, ElementsAre("a"));
+  EXPECT_EQ(Master(), once);
+
+  // A table created later gets capture; a new column is captured from then on.
+  Exec("CREATE TABLE b (id INTEGER PRIMARY KEY)");
+  Exec("ALTER TABLE a ADD COLUMN extra TEXT");
+  CaptureReport later = Install();
+  EXPECT_THAT(later.installed, ElementsAre("b"));
+  EXPECT_THAT(later.updated, ElementsAre("a"));
+  Exec("INSERT INTO a VALUES (1, 'v', 'e')");
+  EXPECT_THAT(Changes("a")[0].row, ElementsAre(Value::Integer(1), Value::Text("v"), Value::Text("e")));
+}
+
+TEST_F(ChangeLogTest, BackfillCopiesRowsWrittenBeforeCaptureExisted) {
+  Exec("CREATE TABLE early (id INTEGER PRIMARY KEY, v)");
+  Exec("INSERT INTO early VALUES (1, 'one'), (2, 'two')");
+  CaptureReport report = Install({.backfill_new_tables = true});
+  EXPECT_EQ(report.backfilled_rows, 2);
+  Exec("INSERT INTO early VALUES (3, 'three')");
+  std::vector<ChangeRecord> c = Changes("early");
+  ASSERT_EQ(c.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(c[i].op, ChangeOp::kInsert);
+    EXPECT_THAT(c[i].key, ElementsAre(Value::Integer(i + 1)));
+  }
+  // A second install neither backfills again nor duplicates anything.
+  EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 0);
+  EXPECT_EQ(Changes("early").size(), 3u);
+}
+
+TEST_F(ChangeLogTest, CleanupLeavesSqliteMasterExactlyAsBefore) {
+  Exec("CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
+       "CREATE INDEX order_v ON \"order\" (v);"
+       "CREATE TABLE k (a, b);"
+       "CREATE VIEW vv AS SELECT * FROM k;"
+       "CREATE TABLE audit (x);"
+       "CREATE TRIGGER user_trigger AFTER INSERT ON k BEGIN INSERT INTO audit VALUES (NEW.a); END;");
+  std::vector<std::string> before = Master();
+  Install();
+  Exec("INSERT INTO \"order\" VALUES (1, 'x'); INSERT INTO k VALUES (1, 2);");
+  EXPECT_NE(Master(), before);
+
+  ASSERT_TRUE(RemoveCapture(*db_).ok());
+  EXPECT_EQ(Master(), before);
+  // The user's own trigger still works and nothing of marmot's fires.
+  Exec("INSERT INTO k VALUES (3, 4)");
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM audit"), Value::Integer(2));
+}
+
+TEST_F(ChangeLogTest, WritesByAnotherProcessAreCaptured) {
+  Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  Install();
+  auto out = testing::RunSqliteCli(
+      path_, "INSERT INTO t VALUES (1, 2.0); UPDATE t SET v = 'text' WHERE id = 1;");
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::vector<ChangeRecord> c = Changes("t");
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0].row[1], Value::Real(2.0));
+  EXPECT_EQ(c[1].row[1], Value::Text("text"));
+}
+
+TEST_F(ChangeLogTest, InstallSwitchesToWal) {
+  Exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  Install();
+  EXPECT_EQ(*db_->QueryValue("PRAGMA journal_mode"), Value::Text("wal"));
+}
+
+}  // namespace
+}  // namespace marmot::sqlite

@@ -1,0 +1,95 @@
+#include "sqlite/database.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::sqlite {
+namespace {
+
+TEST(QuoteIdentifierTest, DoublesQuotes) {
+  EXPECT_EQ(QuoteIdentifier("order"), "\"order\"");
+  EXPECT_EQ(QuoteIdentifier("we\"ird"), "\"we\"\"ird\"");
+  EXPECT_EQ(QuoteIdentifier("my table"), "\"my table\"");
+}
+
+TEST(DatabaseTest, OpeningAFileThatIsNotADatabaseFails) {
+  std::string path = testing::NewTempDir("notadb") + "/x.db";
+  std::ofstream(path) << "this is a text file, long enough to have a header's worth of bytes\n";
+  EXPECT_FALSE(HasSqliteHeader(path));
+  auto db = Database::Open(path);
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kDataLoss) << db.status();
+  EXPECT_NE(db.status().message().find("not a usable SQLite database"), std::string::npos);
+}
+
+TEST(DatabaseTest, HeaderCheckRecognisesRealDatabases) {
+  std::string dir = testing::NewTempDir("header");
+  EXPECT_FALSE(HasSqliteHeader(dir + "/absent.db"));
+  ASSERT_TRUE(testing::RunSqliteCli(dir + "/real.db", "CREATE TABLE t(x);").ok());
+  EXPECT_TRUE(HasSqliteHeader(dir + "/real.db"));
+}
+
+TEST(DatabaseTest, ErrorsNameTheFailingSql) {
+  auto db = Database::Open(testing::NewTempDir("err") + "/e.db");
+  ASSERT_TRUE(db.ok());
+  absl::Status s = db->Exec("SELECT * FROM missing_table");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("missing_table"), std::string::npos) << s;
+  auto stmt = db->Prepare("SELEKT 1");
+  EXPECT_FALSE(stmt.ok());
+  EXPECT_NE(stmt.status().message().find("SELEKT 1"), std::string::npos) << stmt.status();
+}
+
+TEST(TransactionTest, RollsBackUnlessCommitted) {
+  auto db = Database::Open(testing::NewTempDir("txn") + "/t.db");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x)").ok());
+  {
+    auto txn = Transaction::Begin(*db);
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (1)").ok());
+  }  // Dropped without commit.
+  {
+    auto txn = Transaction::Begin(*db, Transaction::Mode::kImmediate);
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (2)").ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  auto rows = db->QueryRows("SELECT x FROM t");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0][0], Value::Integer(2));
+}
+
+TEST(DatabaseTest, SwitchesToWalOrRefuses) {
+  auto db = Database::Open(testing::NewTempDir("wal") + "/w.db");
+  ASSERT_TRUE(db.ok());
+  EXPECT_TRUE(db->EnsureWal().ok());
+  EXPECT_EQ(*db->QueryValue("PRAGMA journal_mode"), Value::Text("wal"));
+
+  auto memory = Database::Open(":memory:");
+  ASSERT_TRUE(memory.ok());
+  absl::Status s = memory->EnsureWal();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("WAL"), std::string::npos);
+}
+
+TEST(DatabaseTest, TriggersCanBeDisabledPerConnection) {
+  std::string path = testing::NewTempDir("trig") + "/t.db";
+  auto db = Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x); CREATE TABLE audit (x);"
+                       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (NEW.x); END;")
+                  .ok());
+  ASSERT_TRUE(db->SetTriggersEnabled(false).ok());
+  ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (1)").ok());
+  ASSERT_TRUE(db->SetTriggersEnabled(true).ok());
+  ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (2)").ok());
+  EXPECT_EQ(*db->QueryValue("SELECT group_concat(x) FROM audit"), Value::Text("2"));
+}
+
+}  // namespace
+}  // namespace marmot::sqlite
