@@ -27,7 +27,8 @@ std::string NewTempDir(const std::string& label) {
 absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::string& sql) {
   std::string dir = NewTempDir("sqlite-cli");
   std::string in = dir + "/in.sql", out = dir + "/out.txt", err = dir + "/err.txt";
-  std::ofstream(in) << sql;
+  // Like any application sharing a file with marmot, wait for locks instead of failing at once.
+  std::ofstream(in) << ".timeout 10000\n" << sql;
   std::string cmd = absl::StrCat("sqlite3 -bail '", db_path, "' < '", in, "' > '", out, "' 2> '",
                                  err, "'");
   int rc = std::system(cmd.c_str());

@@ -9,8 +9,9 @@
 
 namespace marmot::sqlite::testing {
 
-// Feeds `sql` to `sqlite3 -bail <db_path>` on standard input and returns what it printed on
-// standard output. Fails when the shell exits non-zero, with its standard error.
+// Feeds `sql` to `sqlite3 -bail <db_path>` on standard input, after `.timeout 10000` (as every
+// application that shares a database with marmot should set a busy timeout), and returns what it
+// printed on standard output. Fails when the shell exits non-zero, with its standard error.
 absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::string& sql);
 
 // A fresh empty directory under TEST_TMPDIR (or /tmp), unique per call.

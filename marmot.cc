@@ -1,0 +1,139 @@
+// marmot: replicates a SQLite database across nodes. This file holds the flags, the wiring and
+// signal handling; everything else lives in the libraries.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <string_view>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include "replicator/capture_keeper.h"
+#include "replicator/node_config.h"
+#include "sqlite/change_log.h"
+#include "sqlite/database.h"
+
+// Flag names and defaults follow the original Marmot (`-db-path`, one dash or two). gflags'
+// DEFINE_* macros would name them `db_path`, so they are registered under their real names.
+#define MARMOT_FLAG(type, var, name, value, help)                                         \
+  static type FLAGS_##var = value;                                                        \
+  static type FLAGS_##var##_default = value;                                              \
+  static gflags::FlagRegisterer flag_registerer_##var(name, help, __FILE__, &FLAGS_##var, \
+                                                      &FLAGS_##var##_default)
+
+MARMOT_FLAG(bool, cleanup, "cleanup", false,
+            "Remove every marmot trigger and change-log table, then exit");
+MARMOT_FLAG(std::string, db_path, "db-path", "/tmp/marmot.db",
+            "Path of the SQLite database to replicate");
+MARMOT_FLAG(std::string, replicate, "replicate", "",
+            "Deprecated and ignored: every table is discovered and replicated");
+MARMOT_FLAG(uint64_t, node_id, "node-id", 0,
+            "This node's id: positive, unique in the cluster, stable across restarts");
+MARMOT_FLAG(std::string, bind, "bind", "0.0.0.0:8610", "host:port for node-to-node gRPC traffic");
+MARMOT_FLAG(std::string, raft_path, "raft-path", "/tmp/raft", "Folder of the Raft log (RocksDB)");
+MARMOT_FLAG(int64_t, shards, "shards", 16,
+            "Number of Raft groups rows are spread over (the same on every node)");
+MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
+            "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
+MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
+            "host:port of the control pane (admin gRPC)");
+MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
+
+namespace {
+
+constexpr int kBadFlagsExit = 2;
+
+[[noreturn]] void FailFlags(const absl::Status& status) {
+  std::fprintf(stderr, "marmot: invalid flags: %s\n", std::string(status.message()).c_str());
+  std::exit(kBadFlagsExit);
+}
+
+int RunCleanup(const std::string& db_path) {
+  absl::StatusOr<marmot::sqlite::Database> db = marmot::sqlite::Database::Open(db_path);
+  if (db.ok()) {
+    if (absl::Status s = marmot::sqlite::RemoveCapture(*db); !s.ok()) db = s;
+  }
+  if (!db.ok()) {
+    LOG(ERROR) << "cleanup of " << db_path << " failed: " << db.status();
+    return 1;
+  }
+  LOG(INFO) << "removed every marmot trigger and table from " << db_path;
+  return 0;
+}
+
+// Runs capture until SIGINT or SIGTERM arrives.
+int RunCapture(const marmot::replicator::NodeConfig& config) {
+  absl::StatusOr<std::unique_ptr<marmot::replicator::CaptureKeeper>> keeper =
+      marmot::replicator::CaptureKeeper::Open(config.db_path);
+  if (!keeper.ok()) {
+    LOG(ERROR) << "cannot capture changes of " << config.db_path << ": " << keeper.status();
+    return 1;
+  }
+  LOG(INFO) << "node " << config.node_id << " capturing changes of " << config.db_path
+            << " (replication over Raft is not wired in yet: changes stay in the local logs)";
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  const timespec poll_interval = {0, 50 * 1000 * 1000};
+  while (true) {
+    int sig = sigtimedwait(&stop_signals, nullptr, &poll_interval);
+    if (sig == SIGINT || sig == SIGTERM) {
+      LOG(INFO) << "received " << strsignal(sig) << ", stopping";
+      return 0;
+    }
+    if (absl::StatusOr<int64_t> n = (*keeper)->Poll(); !n.ok()) {
+      LOG(ERROR) << "capture failed: " << n.status();
+      return 1;
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread starts so that only sigtimedwait receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  gflags::SetUsageMessage(
+      "replicates a SQLite database across nodes\n"
+      "  marmot -node-id 1 -bind 127.0.0.1:8161 -bind-pane localhost:6001 \\\n"
+      "         -bootstrap 2@127.0.0.1:8162 -db-path /tmp/cache-1.db\n"
+      "  marmot -cleanup -db-path /tmp/cache-1.db");
+  gflags::SetVersionString("0.1.0");
+  FLAGS_logtostderr = true;
+  // `--help` shows marmot's own flags; `--helpfull` adds those of the libraries.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-help" || arg == "--help" || arg == "-h") argv[i] = const_cast<char*>("--helpshort");
+  }
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (argc > 1) FailFlags(absl::InvalidArgumentError(std::string("unexpected argument ") + argv[1]));
+  if (FLAGS_verbose) FLAGS_v = std::max(FLAGS_v, 1);
+  google::InitGoogleLogging(argv[0]);
+
+  marmot::replicator::FlagValues flags;
+  flags.cleanup = FLAGS_cleanup;
+  flags.db_path = FLAGS_db_path;
+  flags.replicate = FLAGS_replicate;
+  flags.node_id = FLAGS_node_id;
+  flags.bind = FLAGS_bind;
+  flags.raft_path = FLAGS_raft_path;
+  flags.shards = FLAGS_shards;
+  flags.bootstrap = FLAGS_bootstrap;
+  flags.bind_pane = FLAGS_bind_pane;
+  flags.verbose = FLAGS_verbose;
+  absl::StatusOr<marmot::replicator::NodeConfig> config = marmot::replicator::ValidateFlags(flags);
+  if (!config.ok()) FailFlags(config.status());
+  for (const std::string& w : config->warnings) LOG(WARNING) << w;
+
+  if (config->cleanup) return RunCleanup(config->db_path);
+  return RunCapture(*config);
+}

@@ -1,0 +1,95 @@
+#include "replicator/capture_keeper.h"
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+namespace {
+
+absl::StatusOr<int64_t> PragmaInt(sqlite::Database& db, const char* pragma) {
+  absl::StatusOr<sqlite::Value> v = db.QueryValue(absl::StrCat("PRAGMA ", pragma));
+  if (!v.ok()) return v.status();
+  return v->integer();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::string& db_path) {
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<CaptureKeeper> keeper(new CaptureKeeper(*std::move(db)));
+  if (absl::Status s = keeper->Install(/*backfill=*/false); !s.ok()) return s;
+  // Changes already in the logs (from an earlier run) count as seen.
+  if (absl::StatusOr<int64_t> n = keeper->CountNewChanges(); !n.ok()) return n.status();
+  return keeper;
+}
+
+absl::Status CaptureKeeper::Install(bool backfill) {
+  absl::StatusOr<sqlite::CaptureReport> report =
+      sqlite::InstallCapture(db_, {.backfill_new_tables = backfill});
+  if (!report.ok()) return report.status();
+  absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
+  if (!version.ok()) return version.status();
+  schema_version_ = *version;
+  if (!report->installed.empty()) {
+    LOG(INFO) << "capture installed on " << report->installed.size() << " table(s): "
+              << absl::StrJoin(report->installed, ", ")
+              << (backfill ? absl::StrCat("; ", report->backfilled_rows, " existing row(s) copied")
+                           : "");
+  }
+  if (!report->updated.empty()) {
+    LOG(INFO) << "capture updated for changed table(s): " << absl::StrJoin(report->updated, ", ");
+  }
+  for (const std::string& t : report->keyed_by_rowid) {
+    if (last_ids_.count(t) == 0) {
+      LOG(WARNING) << "table " << t << " has no primary key: its rows are identified by rowid, "
+                   << "which is not stable across nodes; give it a primary key";
+    }
+  }
+  for (const std::string& t : report->skipped_virtual) {
+    if (last_ids_.count(t) == 0) VLOG(1) << "virtual table " << t << " is not replicated";
+  }
+  for (const auto& list : {report->installed, report->updated, report->unchanged}) {
+    for (const std::string& t : list) last_ids_.emplace(t, 0);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
+  int64_t total = 0;
+  for (auto& [table, last_id] : last_ids_) {
+    std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db_.QueryRows(absl::StrCat(
+        "SELECT count(*), max(\"__marmot__id\") FROM ", log, " WHERE \"__marmot__id\" > ", last_id));
+    if (!rows.ok()) {
+      // The user dropped the table (and the log with it is gone or stale): forget it.
+      LOG(WARNING) << "cannot read the change log of " << table << ": " << rows.status();
+      continue;
+    }
+    int64_t count = (*rows)[0][0].integer();
+    if (count == 0) continue;
+    last_id = (*rows)[0][1].integer();
+    total += count;
+    LOG(INFO) << "captured " << count << " change(s) of " << table << " (newest id " << last_id
+              << ")";
+  }
+  return total;
+}
+
+absl::StatusOr<int64_t> CaptureKeeper::Poll() {
+  absl::StatusOr<int64_t> schema = PragmaInt(db_, "schema_version");
+  if (!schema.ok()) return schema.status();
+  if (*schema != schema_version_) {
+    if (absl::Status s = Install(/*backfill=*/true); !s.ok()) return s;
+  }
+  absl::StatusOr<int64_t> data = PragmaInt(db_, "data_version");
+  if (!data.ok()) return data.status();
+  if (*data == data_version_) return 0;
+  data_version_ = *data;
+  return CountNewChanges();
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,49 @@
+// Keeps change capture installed on a live database and reports what it captures.
+//
+// Applications change the database while marmot runs: they create tables, add columns, write
+// rows. `CaptureKeeper` notices schema changes (`PRAGMA schema_version`) and reinstalls capture,
+// backfilling tables that appeared since start so that rows written before their triggers
+// existed are not missed; it notices new writes (`PRAGMA data_version`) and reports how many
+// changes each table's log gained. It is polled; it owns no thread.
+#ifndef MARMOT_REPLICATOR_CAPTURE_KEEPER_H_
+#define MARMOT_REPLICATOR_CAPTURE_KEEPER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "sqlite/change_log.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+
+class CaptureKeeper {
+ public:
+  // Opens `db_path`, switches it to WAL and installs capture on every user table. Rows that
+  // exist at start are not copied into the logs. Fails when the file is not a usable database
+  // or cannot be put in WAL mode.
+  static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(const std::string& db_path);
+
+  // One round: reinstalls capture if the schema changed, then counts the changes captured since
+  // the last round. Returns the number of new changes.
+  absl::StatusOr<int64_t> Poll();
+
+  // Newest change id seen per table.
+  const std::map<std::string, int64_t>& last_change_ids() const { return last_ids_; }
+
+ private:
+  explicit CaptureKeeper(sqlite::Database db) : db_(std::move(db)) {}
+  absl::Status Install(bool backfill);
+  absl::StatusOr<int64_t> CountNewChanges();
+
+  sqlite::Database db_;
+  int64_t schema_version_ = -1;
+  int64_t data_version_ = -1;
+  std::map<std::string, int64_t> last_ids_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_CAPTURE_KEEPER_H_

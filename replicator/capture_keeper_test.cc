@@ -1,0 +1,56 @@
+// The keeper follows a database that another process keeps changing.
+#include "replicator/capture_keeper.h"
+
+#include <gtest/gtest.h>
+
+#include "sqlite/schema.h"
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::replicator {
+namespace {
+
+using sqlite::testing::RunSqliteCli;
+
+TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
+  // Given a database with one table and a row written before marmot started
+  std::string path = sqlite::testing::NewTempDir("keeper") + "/k.db";
+  ASSERT_TRUE(RunSqliteCli(path, "CREATE TABLE a (id INTEGER PRIMARY KEY, v);"
+                                 "INSERT INTO a VALUES (1, 'before');")
+                  .ok());
+  auto keeper = CaptureKeeper::Open(path);
+  ASSERT_TRUE(keeper.ok()) << keeper.status();
+
+  // When another process writes, and creates a table and fills it in one go
+  ASSERT_TRUE(RunSqliteCli(path, "INSERT INTO a VALUES (2, 'after');"
+                                 "CREATE TABLE b (id INTEGER PRIMARY KEY, v);"
+                                 "INSERT INTO b VALUES (1, 'x'), (2, 'y');")
+                  .ok());
+  auto first = (*keeper)->Poll();
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // Then the write to a is captured, and b's rows (written before its triggers) are backfilled
+  EXPECT_EQ(*first, 3);
+  EXPECT_EQ((*keeper)->last_change_ids().at("a"), 1);
+  EXPECT_EQ((*keeper)->last_change_ids().at("b"), 2);
+
+  // And the next write to b is captured by its new triggers, exactly once
+  ASSERT_TRUE(RunSqliteCli(path, "UPDATE b SET v = 'z' WHERE id = 2;").ok());
+  EXPECT_EQ(*(*keeper)->Poll(), 1);
+  EXPECT_EQ(*(*keeper)->Poll(), 0);
+  auto db = sqlite::Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__b_change_log\""), sqlite::Value::Integer(3));
+  // The row that predates marmot was not copied into a's log.
+  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__a_change_log\""), sqlite::Value::Integer(1));
+}
+
+TEST(CaptureKeeperTest, RefusesAFileThatIsNotADatabase) {
+  std::string path = sqlite::testing::NewTempDir("keeper-bad") + "/x.db";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs("not a database, just some text that is long enough", f);
+  std::fclose(f);
+  EXPECT_FALSE(CaptureKeeper::Open(path).ok());
+}
+
+}  // namespace
+}  // namespace marmot::replicator

@@ -1,0 +1,184 @@
+#include "replicator/node_config.h"
+
+#include <arpa/inet.h>
+
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+namespace {
+
+bool IsHostName(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
+    }
+  }
+  return true;
+}
+
+absl::Status FlagError(absl::string_view flag, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("-", flag, ": ", what));
+}
+
+}  // namespace
+
+std::string HostPort::ToString() const {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+bool HostPort::is_wildcard() const { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not host:port"));
+  }
+  absl::string_view host = text.substr(0, colon);
+  absl::string_view port_text = text.substr(colon + 1);
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port == 0 || port > 65535 ||
+      !absl::ascii_isdigit(port_text.empty() ? 'x' : port_text[0])) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' has no valid port (1-65535) after the last ':'"));
+  }
+  HostPort out;
+  out.port = static_cast<uint16_t>(port);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    std::string v6(host.substr(1, host.size() - 2));
+    in6_addr addr;
+    if (inet_pton(AF_INET6, v6.c_str(), &addr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("'", text, "' has an invalid IPv6 address"));
+    }
+    out.host = v6;
+    return out;
+  }
+  if (!IsHostName(host)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' has no valid host (a name, an IPv4 address or [IPv6])"));
+  }
+  out.host = std::string(host);
+  return out;
+}
+
+absl::StatusOr<std::vector<Peer>> ParseBootstrap(absl::string_view text, uint64_t self_id,
+                                                 const HostPort& bind) {
+  std::vector<Peer> peers;
+  if (absl::StripAsciiWhitespace(text).empty()) return peers;
+  std::set<uint64_t> ids;
+  for (absl::string_view raw : absl::StrSplit(text, ',')) {
+    absl::string_view entry = absl::StripAsciiWhitespace(raw);
+    size_t at = entry.find('@');
+    if (at == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry '", entry, "' is not <id>@<host>:<port>"));
+    }
+    Peer peer;
+    if (!absl::SimpleAtoi(entry.substr(0, at), &peer.id) || peer.id == 0 ||
+        !absl::ascii_isdigit(entry[0])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry '", entry, "' needs a positive node id before '@'"));
+    }
+    absl::StatusOr<HostPort> address = ParseHostPort(entry.substr(at + 1));
+    if (!address.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry '", entry, "': ", address.status().message()));
+    }
+    peer.address = *address;
+    if (!ids.insert(peer.id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("node id ", peer.id, " appears twice"));
+    }
+    if (peer.id == self_id) {
+      bool same = bind.is_wildcard() ? peer.address.port == bind.port : peer.address == bind;
+      if (!same) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("entry '", entry, "' gives this node (", self_id,
+                         ") another address than -bind ", bind.ToString()));
+      }
+    }
+    peers.push_back(std::move(peer));
+  }
+  return peers;
+}
+
+absl::Status CheckDatabasePath(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return absl::InvalidArgumentError("the path is empty");
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st)) {
+    if (fs::is_directory(st)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is a directory, not a SQLite file"));
+    }
+    if (fs::file_size(path, ec) > 0 && !sqlite::HasSqliteHeader(path)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " is not a SQLite database file"));
+    }
+    return absl::OkStatus();
+  }
+  fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the folder ", parent.string(), " does not exist"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags) {
+  NodeConfig config;
+  config.cleanup = flags.cleanup;
+  config.verbose = flags.verbose;
+  config.db_path = flags.db_path;
+  if (absl::Status s = CheckDatabasePath(flags.db_path); !s.ok()) {
+    return FlagError("db-path", s.message());
+  }
+  if (!flags.replicate.empty()) {
+    config.warnings.push_back(
+        "-replicate is deprecated and ignored: marmot replicates every table it discovers");
+  }
+  if (flags.cleanup) return config;
+
+  if (flags.node_id == 0) {
+    return FlagError("node-id", "required: a positive number, unique and stable for this node");
+  }
+  config.node_id = flags.node_id;
+
+  absl::StatusOr<HostPort> bind = ParseHostPort(flags.bind);
+  if (!bind.ok()) return FlagError("bind", bind.status().message());
+  config.bind = *bind;
+
+  absl::StatusOr<HostPort> pane = ParseHostPort(flags.bind_pane);
+  if (!pane.ok()) return FlagError("bind-pane", pane.status().message());
+  config.bind_pane = *pane;
+  if (config.bind_pane == config.bind) {
+    return FlagError("bind-pane", absl::StrCat("must differ from -bind (both are ",
+                                               config.bind.ToString(), ")"));
+  }
+
+  if (flags.shards < 1 || flags.shards > kMaxShards) {
+    return FlagError("shards", absl::StrCat("must be between 1 and ", kMaxShards, ", not ",
+                                            flags.shards));
+  }
+  config.shards = static_cast<int>(flags.shards);
+
+  if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
+  config.raft_path = flags.raft_path;
+
+  absl::StatusOr<std::vector<Peer>> peers =
+      ParseBootstrap(flags.bootstrap, config.node_id, config.bind);
+  if (!peers.ok()) return FlagError("bootstrap", peers.status().message());
+  config.bootstrap = *std::move(peers);
+  return config;
+}
+
+}  // namespace marmot::replicator

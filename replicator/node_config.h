@@ -1,0 +1,86 @@
+// The validated configuration of one marmot node, built from its command-line flags.
+//
+// marmot.cc owns the flags; this unit turns their raw values into a `NodeConfig` or a single
+// clear error, so that every bad value fails fast at start instead of deep inside a subsystem.
+#ifndef MARMOT_REPLICATOR_NODE_CONFIG_H_
+#define MARMOT_REPLICATOR_NODE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace marmot::replicator {
+
+// A host and port: `host:port`, `[v6]:port`. Host names are not resolved here.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+
+  // "host:port", with brackets around IPv6 literals.
+  std::string ToString() const;
+  // True for 0.0.0.0, :: and the empty host, which listen on every interface.
+  bool is_wildcard() const;
+  friend bool operator==(const HostPort& a, const HostPort& b) {
+    return a.host == b.host && a.port == b.port;
+  }
+};
+
+// Parses `host:port`. The port must be 1..65535; the host a name, an IPv4 or a bracketed IPv6
+// literal.
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
+
+struct Peer {
+  uint64_t id = 0;
+  HostPort address;
+};
+
+// Parses `-bootstrap`: comma-separated `<id>@<host>:<port>` entries; an empty string is an empty
+// list. Ids must be positive and unique. If `self_id` appears, its address must be the one the
+// node binds to (`bind`), or share its port when `bind` is a wildcard address.
+absl::StatusOr<std::vector<Peer>> ParseBootstrap(absl::string_view text, uint64_t self_id,
+                                                 const HostPort& bind);
+
+// Raw flag values, as marmot.cc read them.
+struct FlagValues {
+  bool cleanup = false;
+  std::string db_path;
+  std::string replicate;  // Deprecated; any value is accepted and ignored.
+  uint64_t node_id = 0;
+  std::string bind;
+  std::string raft_path;
+  int64_t shards = 0;
+  std::string bootstrap;
+  std::string bind_pane;
+  bool verbose = false;
+};
+
+struct NodeConfig {
+  bool cleanup = false;
+  std::string db_path;
+  uint64_t node_id = 0;
+  HostPort bind;
+  std::string raft_path;
+  int shards = 0;
+  std::vector<Peer> bootstrap;
+  HostPort bind_pane;
+  bool verbose = false;
+  // Non-fatal findings to log at start (e.g. the deprecated -replicate flag).
+  std::vector<std::string> warnings;
+};
+
+inline constexpr int kMaxShards = 1024;
+
+// Validates every flag. The error message is one line naming the flag and what is wrong. With
+// `-cleanup` only `-db-path` matters.
+absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags);
+
+// Checks that `path` can be a marmot database: an existing SQLite file, or an absent or empty
+// file in an existing directory (SQLite will create it).
+absl::Status CheckDatabasePath(const std::string& path);
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_NODE_CONFIG_H_

@@ -1,0 +1,151 @@
+#include "replicator/node_config.h"
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::replicator {
+namespace {
+
+using ::testing::HasSubstr;
+
+FlagValues Good() {
+  FlagValues f;
+  f.db_path = sqlite::testing::NewTempDir("cfg") + "/n.db";
+  f.node_id = 1;
+  f.bind = "127.0.0.1:8161";
+  f.raft_path = "/tmp/raft";
+  f.shards = 16;
+  f.bootstrap = "2@127.0.0.1:8162";
+  f.bind_pane = "localhost:6001";
+  return f;
+}
+
+std::string ErrorOf(const FlagValues& f) {
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  EXPECT_FALSE(c.ok());
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+TEST(HostPortTest, ParsesNamesIpv4AndBracketedIpv6) {
+  EXPECT_EQ(ParseHostPort("localhost:6010")->ToString(), "localhost:6010");
+  EXPECT_EQ(ParseHostPort("0.0.0.0:8610")->port, 8610);
+  EXPECT_TRUE(ParseHostPort("0.0.0.0:8610")->is_wildcard());
+  EXPECT_EQ(ParseHostPort("[::1]:9")->host, "::1");
+  EXPECT_EQ(ParseHostPort("[::1]:9")->ToString(), "[::1]:9");
+  EXPECT_EQ(ParseHostPort("marmot-0.marmot.default.svc:8610")->host, "marmot-0.marmot.default.svc");
+}
+
+TEST(HostPortTest, RejectsUnparsableAddresses) {
+  for (const char* bad : {"", "host", "host:", ":80", "host:0", "host:65536", "host:-1",
+                          "host:+80", "ho st:80", "[::1:80", "[zz]:80", "a..b:80", "host:80x"}) {
+    EXPECT_FALSE(ParseHostPort(bad).ok()) << bad;
+  }
+}
+
+TEST(BootstrapTest, ParsesAList) {
+  HostPort bind = *ParseHostPort("127.0.0.1:8161");
+  auto peers = ParseBootstrap("1@127.0.0.1:8161, 2@127.0.0.1:8162,3@[::1]:8163", 1, bind);
+  ASSERT_TRUE(peers.ok()) << peers.status();
+  ASSERT_EQ(peers->size(), 3u);
+  EXPECT_EQ((*peers)[1].id, 2u);
+  EXPECT_EQ((*peers)[2].address.host, "::1");
+  EXPECT_TRUE(ParseBootstrap("", 1, bind)->empty());
+}
+
+TEST(BootstrapTest, RejectsMalformedEntries) {
+  HostPort bind = *ParseHostPort("127.0.0.1:8161");
+  EXPECT_THAT(ParseBootstrap("2@", 1, bind).status().message(), HasSubstr("'2@'"));
+  EXPECT_THAT(ParseBootstrap("x@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
+  EXPECT_THAT(ParseBootstrap("0@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
+  EXPECT_THAT(ParseBootstrap("-2@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
+  EXPECT_THAT(ParseBootstrap("host:1", 1, bind).status().message(), HasSubstr("<id>@<host>:<port>"));
+  EXPECT_THAT(ParseBootstrap("2@a:1,2@b:2", 1, bind).status().message(), HasSubstr("appears twice"));
+  EXPECT_THAT(ParseBootstrap("2@a:1,,3@b:2", 1, bind).status().message(), HasSubstr("''"));
+}
+
+TEST(BootstrapTest, OwnEntryMustMatchBind) {
+  HostPort bind = *ParseHostPort("127.0.0.1:8161");
+  EXPECT_THAT(ParseBootstrap("1@127.0.0.1:9999", 1, bind).status().message(),
+              HasSubstr("another address than -bind"));
+  EXPECT_THAT(ParseBootstrap("1@127.0.0.2:8161", 1, bind).status().message(),
+              HasSubstr("another address than -bind"));
+  // A wildcard bind listens everywhere: the advertised host may be any, the port must match.
+  HostPort any = *ParseHostPort("0.0.0.0:8161");
+  EXPECT_TRUE(ParseBootstrap("1@node-1.example:8161", 1, any).ok());
+  EXPECT_FALSE(ParseBootstrap("1@node-1.example:8162", 1, any).ok());
+}
+
+TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
+  absl::StatusOr<NodeConfig> c = ValidateFlags(Good());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_id, 1u);
+  EXPECT_EQ(c->shards, 16);
+  EXPECT_EQ(c->bootstrap.size(), 1u);
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
+  FlagValues f = Good();
+  f.node_id = 0;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-node-id"));
+  f = Good();
+  f.shards = 0;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-shards"));
+  f.shards = kMaxShards + 1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-shards"));
+  f = Good();
+  f.bind = "nonsense";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bind:"));
+  f = Good();
+  f.bind_pane = "localhost";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bind-pane"));
+  f = Good();
+  f.bind_pane = f.bind;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("must differ"));
+  f = Good();
+  f.bootstrap = "2@";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bootstrap"));
+  f = Good();
+  f.raft_path = "";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-raft-path"));
+}
+
+TEST(ValidateFlagsTest, DbPathMustBeASqliteFileOrCreatable) {
+  std::string dir = sqlite::testing::NewTempDir("dbpath");
+  FlagValues f = Good();
+  f.db_path = dir + "/text.db";
+  std::ofstream(f.db_path) << "definitely not a database, but long enough for a header";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("not a SQLite database"));
+  f.db_path = dir;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("is a directory"));
+  f.db_path = dir + "/missing/x.db";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("does not exist"));
+  f.db_path = dir + "/new.db";  // Absent: SQLite creates it.
+  EXPECT_TRUE(ValidateFlags(f).ok());
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(dir + "/real.db", "CREATE TABLE t (x);").ok());
+  f.db_path = dir + "/real.db";
+  EXPECT_TRUE(ValidateFlags(f).ok());
+}
+
+TEST(ValidateFlagsTest, CleanupNeedsOnlyTheDatabase) {
+  FlagValues f;
+  f.cleanup = true;
+  f.db_path = sqlite::testing::NewTempDir("cleanup") + "/c.db";
+  EXPECT_TRUE(ValidateFlags(f).ok());
+}
+
+TEST(ValidateFlagsTest, ReplicateIsAcceptedWithAWarning) {
+  FlagValues f = Good();
+  f.replicate = "t1,t2";
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_THAT(c->warnings[0], HasSubstr("deprecated"));
+}
+
+}  // namespace
+}  // namespace marmot::replicator

@@ -1,0 +1,121 @@
+// The `marmot` binary as users run it: flag errors, help, capture until a signal, cleanup.
+#include <signal.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_join.h"
+#include "sqlite/database.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/subprocess.h"
+
+namespace marmot {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+struct BadFlags {
+  std::vector<std::string> args;
+  std::string mentions;
+};
+
+TEST(MarmotCliTest, BadFlagValuesFailFastWithOneLineAndExitCode2) {
+  std::string dir = testing::NewTestDir("cli-flags");
+  std::string text_file = dir + "/text.db";
+  FILE* f = std::fopen(text_file.c_str(), "w");
+  std::fputs("plain text, not a database, but longer than a SQLite header", f);
+  std::fclose(f);
+  const std::string db = "-db-path=" + dir + "/ok.db";
+  const std::vector<BadFlags> cases = {
+      {{db}, "-node-id"},
+      {{db, "-node-id=0"}, "-node-id"},
+      {{db, "-node-id=1", "-bootstrap=2@"}, "-bootstrap"},
+      {{db, "-node-id=1", "-bootstrap=x@host:1"}, "-bootstrap"},
+      {{db, "-node-id=1", "-bootstrap=2@h:1,2@h:2"}, "appears twice"},
+      {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-bootstrap=1@127.0.0.1:9000"}, "-bind"},
+      {{db, "-node-id=1", "-shards=0"}, "-shards"},
+      {{db, "-node-id=1", "-bind=not-an-address"}, "-bind"},
+      {{db, "-node-id=1", "-bind-pane=:"}, "-bind-pane"},
+      {{"-db-path=" + text_file, "-node-id=1"}, "not a SQLite database"},
+      {{"-node-id", "1", "-db-path", dir}, "is a directory"},
+  };
+  for (const BadFlags& c : cases) {
+    std::vector<std::string> argv = {testing::MarmotBinary()};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    testing::RunResult r = testing::Run(argv, 10s);
+    std::string joined = absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.exit_code, 2) << joined << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.mentions)) << joined;
+    // One line, and nothing else on stderr.
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << joined << "\n" << r.err;
+  }
+}
+
+TEST(MarmotCliTest, HelpListsEveryFlag) {
+  testing::RunResult r = testing::Run({testing::MarmotBinary(), "--help"}, 10s);
+  std::string all = r.out + r.err;
+  for (const char* flag : {"-cleanup", "-db-path", "-replicate", "-node-id", "-bind ",
+                           "-raft-path", "-shards", "-bootstrap", "-bind-pane", "-verbose"}) {
+    EXPECT_THAT(all, HasSubstr(flag));
+  }
+}
+
+TEST(MarmotCliTest, CapturesWritesOfAnotherProcessAndStopsCleanlyOnSignals) {
+  for (int sig : {SIGTERM, SIGINT}) {
+    // Given marmot running beside a database with one table
+    std::string dir = testing::NewTestDir("cli-run");
+    std::string db = dir + "/app.db";
+    ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
+    testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
+                                "-bind=127.0.0.1:18161", "-raft-path=" + dir + "/raft"},
+                               dir);
+    auto log_count = [&]() -> int64_t {
+      auto conn = sqlite::Database::Open(db, {.read_only = true});
+      if (!conn.ok()) return -1;
+      auto n = conn->QueryValue("SELECT count(*) FROM \"__marmot__t_change_log\"");
+      return n.ok() ? n->integer() : -1;
+    };
+    ASSERT_TRUE(testing::WaitFor([&] { return log_count() == 0; }, 10s)) << marmot.Stderr();
+
+    // When an application writes with the sqlite3 shell
+    ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "INSERT INTO t VALUES (1, 'a'), (2, 'b');").ok());
+
+    // Then the changes are captured, marmot says so, and a signal stops it with exit code 0
+    EXPECT_TRUE(testing::WaitFor([&] { return log_count() == 2; }, 10s));
+    EXPECT_TRUE(testing::WaitFor(
+        [&] { return marmot.Stderr().find("captured 2 change(s) of t") != std::string::npos; }, 10s))
+        << marmot.Stderr();
+    marmot.Signal(sig);
+    EXPECT_EQ(marmot.Wait(10s), std::optional<int>(0)) << strsignal(sig) << "\n" << marmot.Stderr();
+  }
+}
+
+TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
+  std::string dir = testing::NewTestDir("cli-cleanup");
+  std::string db = dir + "/app.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  db, "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
+                      "CREATE INDEX ov ON \"order\" (v); CREATE TABLE k (a, b);"
+                      "CREATE VIEW kv AS SELECT a FROM k;")
+                  .ok());
+  const std::string dump = "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY 1, 2;";
+  std::string before = *sqlite::testing::RunSqliteCli(db, dump);
+
+  testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
+                              "-bind=127.0.0.1:18162"},
+                             dir);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return sqlite::testing::RunSqliteCli(db, dump)->find("__marmot__") != std::string::npos; },
+      10s));
+  marmot.Signal(SIGTERM);
+  ASSERT_EQ(marmot.Wait(10s), std::optional<int>(0));
+
+  testing::RunResult r = testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + db}, 10s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*sqlite::testing::RunSqliteCli(db, dump), before);
+}
+
+}  // namespace
+}  // namespace marmot

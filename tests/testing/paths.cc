@@ -1,0 +1,29 @@
+#include "tests/testing/paths.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <glog/logging.h>
+
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::testing {
+namespace {
+
+std::string Runfile(const std::string& workspace_relative) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  CHECK(srcdir != nullptr) << "TEST_SRCDIR is not set: run this test with bazel test";
+  std::string path = std::string(srcdir) + "/" + workspace_relative;
+  CHECK(std::filesystem::exists(path)) << "missing runfile " << path;
+  return path;
+}
+
+}  // namespace
+
+std::string MarmotBinary() { return Runfile("marmot/marmot"); }
+
+std::string DatasetPath(const std::string& name) { return Runfile("datasets/" + name); }
+
+std::string NewTestDir(const std::string& label) { return sqlite::testing::NewTempDir(label); }
+
+}  // namespace marmot::testing

@@ -1,0 +1,106 @@
+#include "tests/testing/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace marmot::testing {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  return base != nullptr ? base : "/tmp";
+}
+
+}  // namespace
+
+Subprocess::Subprocess(std::vector<std::string> argv, const std::string& log_dir) {
+  static std::atomic<int> counter{0};
+  int n = counter++;
+  out_path_ = absl::StrCat(log_dir, "/proc-", getpid(), "-", n, ".out");
+  err_path_ = absl::StrCat(log_dir, "/proc-", getpid(), "-", n, ".err");
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_ = fork();
+  PCHECK(pid_ >= 0) << "fork";
+  if (pid_ == 0) {
+    int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    // The test's own blocked signals must not leak into the child.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Subprocess::~Subprocess() {
+  if (!exit_code_.has_value()) {
+    kill(pid_, SIGKILL);
+    Wait(std::chrono::seconds(10));
+  }
+}
+
+void Subprocess::Signal(int sig) { kill(pid_, sig); }
+
+std::optional<int> Subprocess::Wait(std::chrono::milliseconds timeout) {
+  if (exit_code_.has_value()) return exit_code_;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::string Subprocess::Stdout() const { return Slurp(out_path_); }
+std::string Subprocess::Stderr() const { return Slurp(err_path_); }
+
+RunResult Run(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
+  Subprocess p(std::move(argv), TempDir());
+  std::optional<int> code = p.Wait(timeout);
+  if (!code.has_value()) {
+    p.Signal(SIGKILL);
+    code = p.Wait(std::chrono::seconds(10));
+  }
+  return {code.value_or(-1), p.Stdout(), p.Stderr()};
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace marmot::testing
