@@ -1,0 +1,390 @@
+#include "replicator/change_applier.h"
+
+#include <map>
+#include <optional>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/value_codec.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+namespace {
+
+using change::v1::Change;
+using change::v1::ChangeBatch;
+using change::v1::ShardSnapshot;
+using change::v1::TableChanges;
+using sqlite::QuoteIdentifier;
+using sqlite::Statement;
+using sqlite::Value;
+
+constexpr char kStateTables[] =
+    "CREATE TABLE IF NOT EXISTS \"__marmot__shard_state\" ("
+    "  shard INTEGER PRIMARY KEY, applied_index INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS \"__marmot__applied\" ("
+    "  shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl TEXT NOT NULL,"
+    "  change_id INTEGER NOT NULL, PRIMARY KEY (shard, origin, tbl)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS \"__marmot__dead_letters\" ("
+    "  id INTEGER PRIMARY KEY, shard INTEGER, raft_index INTEGER, origin INTEGER, tbl TEXT,"
+    "  change_id INTEGER, error TEXT, change BLOB,"
+    "  at_ms INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)));";
+
+// Runs `sql` with `values` bound, to completion.
+absl::Status RunWith(sqlite::Database& db, const std::string& sql, const std::vector<Value>& values) {
+  absl::StatusOr<Statement> stmt = db.Prepare(sql);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll(values); !s.ok()) return s;
+  return stmt->Run();
+}
+
+std::string QuotedList(const std::vector<std::string>& names) {
+  std::vector<std::string> quoted;
+  for (const std::string& n : names) quoted.push_back(QuoteIdentifier(n));
+  return absl::StrJoin(quoted, ", ");
+}
+
+std::string Placeholders(size_t n) {
+  std::vector<std::string> marks(n, "?");
+  return absl::StrJoin(marks, ", ");
+}
+
+// The SQL that applies changes to one table, checked against the local schema once per batch.
+struct TableWriter {
+  std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
+  std::string delete_key;  // DELETE by key, binds key values
+  bool keyed_by_rowid = false;
+};
+
+absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
+                                       const std::vector<std::string>& columns,
+                                       const std::vector<std::string>& key_columns) {
+  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
+  if (!local.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", QuoteIdentifier(table), " does not exist on this node"));
+  }
+  std::vector<std::string> local_columns;
+  for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
+  if (local_columns != columns || local->primary_key != key_columns) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
+        ") key (", QuotedList(local->primary_key), "), the change has columns (",
+        QuotedList(columns), ") key (", QuotedList(key_columns), ")"));
+  }
+  TableWriter w;
+  w.keyed_by_rowid = key_columns.empty();
+  std::vector<std::string> insert_columns = columns;
+  std::vector<std::string> key_terms;
+  if (w.keyed_by_rowid) {
+    insert_columns.insert(insert_columns.begin(), "rowid");
+    key_terms.push_back("rowid = ?");
+  } else {
+    for (const std::string& k : key_columns) key_terms.push_back(QuoteIdentifier(k) + " IS ?");
+  }
+  std::vector<std::string> quoted_insert;
+  for (const std::string& c : insert_columns) {
+    quoted_insert.push_back(c == "rowid" && w.keyed_by_rowid ? "rowid" : QuoteIdentifier(c));
+  }
+  w.upsert = absl::StrCat("INSERT OR REPLACE INTO ", QuoteIdentifier(table), " (",
+                          absl::StrJoin(quoted_insert, ", "), ") VALUES (",
+                          Placeholders(insert_columns.size()), ")");
+  w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
+                              absl::StrJoin(key_terms, " AND "));
+  return w;
+}
+
+absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const TableChanges& t,
+                         const Change& c) {
+  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
+                       c.op() == change::v1::OP_REKEY;
+  if (c.op() == change::v1::OP_UNSPECIFIED || c.op() > change::v1::OP_DELETE) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown operation ", c.op()));
+  }
+  const size_t key_size = w.keyed_by_rowid ? 1 : t.key_columns_size();
+  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
+    if (static_cast<size_t>(c.old_key_size()) != key_size) {
+      return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
+                                                     " values, the table's key ", key_size));
+    }
+    if (absl::Status s = RunWith(db, w.delete_key, FromWire(c.old_key())); !s.ok()) return s;
+  }
+  if (!has_row) return absl::OkStatus();
+  if (c.row_size() != t.columns_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
+  }
+  std::vector<Value> values;
+  if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
+  for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
+  return RunWith(db, w.upsert, values);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::string& db_path,
+                                                                   const ShardRouter& router) {
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
+  if (!db.ok()) return db.status();
+  if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
+  if (absl::Status s = db->Exec("PRAGMA foreign_keys = OFF"); !s.ok()) return s;
+  if (absl::Status s = db->EnsureWal(); !s.ok()) return s;
+  if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
+  return std::unique_ptr<ChangeApplier>(new ChangeApplier(*std::move(db), router));
+}
+
+absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db_.QueryRows(
+      absl::StrCat("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ", shard));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return 0;
+  return static_cast<uint64_t>((*rows)[0][0].integer());
+}
+
+absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
+  return RunWith(db_,
+                 "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
+                 {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
+}
+
+absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
+  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
+  if (!applied.ok()) return applied.status();
+  if (index <= *applied) return absl::OkStatus();
+  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  return txn->Commit();
+}
+
+absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, const ChangeBatch& batch) {
+  ApplyResult result;
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
+  if (!applied.ok()) return applied.status();
+  if (index <= *applied) {
+    result.stale_entry = true;
+    return result;
+  }
+  auto dead_letter = [&](const TableChanges& t, const Change& c, const absl::Status& error) {
+    ++result.dead_lettered;
+    LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
+                 << " of " << t.table() << " from node " << batch.origin_node()
+                 << " goes to the dead letters: " << error.message();
+    TableChanges one = t;
+    one.clear_changes();
+    *one.add_changes() = c;
+    return RunWith(db_,
+                   "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
+                   "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+                    Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
+                    Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
+                    Value::Blob(one.SerializeAsString())});
+  };
+  for (const TableChanges& t : batch.tables()) {
+    const std::vector<Value> applied_key = {Value::Integer(shard),
+                                            Value::Integer(static_cast<int64_t>(batch.origin_node())),
+                                            Value::Text(t.table())};
+    absl::StatusOr<Statement> last_stmt = db_.Prepare(
+        "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
+    if (!last_stmt.ok()) return last_stmt.status();
+    if (absl::Status s = last_stmt->BindAll(applied_key); !s.ok()) return s;
+    absl::StatusOr<bool> has_last = last_stmt->Step();
+    if (!has_last.ok()) return has_last.status();
+    int64_t last_id = *has_last ? last_stmt->Column(0).integer() : 0;
+    int64_t newest = last_id;
+
+    absl::StatusOr<TableWriter> writer =
+        PlanWriter(db_, t.table(), {t.columns().begin(), t.columns().end()},
+                   {t.key_columns().begin(), t.key_columns().end()});
+    for (const Change& c : t.changes()) {
+      if (c.change_id() <= last_id) {
+        ++result.duplicates;
+        continue;
+      }
+      newest = std::max(newest, c.change_id());
+      absl::Status status = writer.status();
+      if (status.ok()) {
+        if (absl::Status s = db_.Exec("SAVEPOINT change"); !s.ok()) return s;
+        status = ApplyChange(db_, *writer, t, c);
+        if (!status.ok() && (status.code() == absl::StatusCode::kUnavailable ||
+                             status.code() == absl::StatusCode::kInternal ||
+                             status.code() == absl::StatusCode::kDataLoss)) {
+          return status;  // The database itself failed: retry the whole entry later.
+        }
+        absl::Status end = db_.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
+        if (!end.ok()) return end;
+      }
+      if (status.ok()) {
+        ++result.applied;
+      } else if (absl::Status s = dead_letter(t, c, status); !s.ok()) {
+        return s;
+      }
+    }
+    if (newest > last_id) {
+      std::vector<Value> values = applied_key;
+      values.push_back(Value::Integer(newest));
+      absl::Status s = RunWith(db_,
+                               "INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
+                               "change_id) VALUES (?, ?, ?, ?)",
+                               values);
+      if (!s.ok()) return s;
+    }
+  }
+  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() {
+  absl::StatusOr<Value> n = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
+  if (!n.ok()) return n.status();
+  return n->integer();
+}
+
+absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
+  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db_);
+  if (!txn.ok()) return txn.status();
+  ShardSnapshot snap;
+  snap.set_shard(shard);
+  absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
+  if (!applied.ok()) return applied.status();
+  snap.set_applied_index(*applied);
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
+  if (!listing.ok()) return listing.status();
+  for (const sqlite::TableSchema& t : listing->tables) {
+    ShardSnapshot::Table* out = snap.add_tables();
+    out->set_table(t.name);
+    out->set_keyed_by_rowid(t.keyed_by_rowid());
+    std::vector<std::string> columns;
+    for (const sqlite::ColumnInfo& c : t.columns) {
+      out->add_columns(c.name);
+      columns.push_back(c.name);
+    }
+    for (const std::string& k : t.primary_key) out->add_key_columns(k);
+    std::vector<int> key_index;
+    for (const std::string& k : t.primary_key) {
+      for (size_t i = 0; i < columns.size(); ++i) {
+        if (columns[i] == k) key_index.push_back(static_cast<int>(i));
+      }
+    }
+    absl::StatusOr<Statement> scan = db_.Prepare(
+        absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "", QuotedList(columns), " FROM ",
+                     QuoteIdentifier(t.name)));
+    if (!scan.ok()) return scan.status();
+    const int offset = t.keyed_by_rowid() ? 1 : 0;
+    while (true) {
+      absl::StatusOr<bool> row = scan->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      std::vector<Value> key;
+      if (t.keyed_by_rowid()) {
+        key.push_back(scan->Column(0));
+      } else {
+        for (int i : key_index) key.push_back(scan->Column(offset + i));
+      }
+      if (router_.ShardOf(t.name, key) != shard) continue;
+      for (int i = 0; i < scan->column_count(); ++i) *out->add_values() = ToWire(scan->Column(i));
+    }
+  }
+  absl::StatusOr<std::vector<std::vector<Value>>> dedupe = db_.QueryRows(absl::StrCat(
+      "SELECT origin, tbl, change_id FROM \"__marmot__applied\" WHERE shard = ", shard));
+  if (!dedupe.ok()) return dedupe.status();
+  for (const std::vector<Value>& row : *dedupe) {
+    ShardSnapshot::Applied* a = snap.add_applied();
+    a->set_origin_node(static_cast<uint64_t>(row[0].integer()));
+    a->set_table(row[1].bytes());
+    a->set_change_id(row[2].integer());
+  }
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  return snap;
+}
+
+absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap) {
+  const int shard = static_cast<int>(snap.shard());
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  // Remove the shard's current rows from every local table.
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
+  if (!listing.ok()) return listing.status();
+  for (const sqlite::TableSchema& t : listing->tables) {
+    std::vector<std::string> key_columns = t.primary_key;
+    std::string key_select = t.keyed_by_rowid() ? "rowid" : QuotedList(key_columns);
+    absl::StatusOr<std::vector<std::vector<Value>>> keys =
+        db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(t.name)));
+    if (!keys.ok()) return keys.status();
+    absl::StatusOr<TableWriter> writer = PlanWriter(
+        db_, t.name, [&] {
+          std::vector<std::string> c;
+          for (const sqlite::ColumnInfo& col : t.columns) c.push_back(col.name);
+          return c;
+        }(), key_columns);
+    if (!writer.ok()) return writer.status();
+    for (const std::vector<Value>& key : *keys) {
+      if (router_.ShardOf(t.name, key) != shard) continue;
+      if (absl::Status s = RunWith(db_, writer->delete_key, key); !s.ok()) return s;
+    }
+  }
+  // Insert the snapshot's rows.
+  for (const ShardSnapshot::Table& t : snap.tables()) {
+    std::vector<std::string> columns(t.columns().begin(), t.columns().end());
+    absl::StatusOr<TableWriter> writer =
+        PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
+    const size_t width = columns.size() + (t.keyed_by_rowid() ? 1 : 0);
+    if (!writer.ok()) {
+      if (t.values_size() == 0) continue;  // Nothing of that table in this shard.
+      TableChanges rows;
+      rows.set_table(t.table());
+      absl::Status s = RunWith(
+          db_,
+          "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, tbl, error, change) "
+          "VALUES (?, ?, ?, ?, ?)",
+          {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snap.applied_index())),
+           Value::Text(t.table()),
+           Value::Text(absl::StrCat("snapshot rows not installed: ", writer.status().message())),
+           Value::Blob(t.SerializeAsString())});
+      if (!s.ok()) return s;
+      LOG(WARNING) << "shard " << shard << ": snapshot rows of " << t.table()
+                   << " go to the dead letters: " << writer.status().message();
+      continue;
+    }
+    if (width == 0 || t.values_size() % width != 0) {
+      return absl::DataLossError(absl::StrCat("snapshot of shard ", shard, " table ", t.table(),
+                                              " has ", t.values_size(), " values for rows of ", width));
+    }
+    absl::StatusOr<Statement> upsert = db_.Prepare(writer->upsert);
+    if (!upsert.ok()) return upsert.status();
+    for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
+      for (size_t i = 0; i < width; ++i) {
+        if (absl::Status s = upsert->Bind(static_cast<int>(i) + 1, FromWire(t.values(start + i))); !s.ok()) {
+          return s;
+        }
+      }
+      if (absl::Status s = upsert->Run(); !s.ok()) return s;
+      upsert->Reset();
+    }
+  }
+  // The shard's dedupe state and applied index become the snapshot's.
+  if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
+      !s.ok()) {
+    return s;
+  }
+  for (const ShardSnapshot::Applied& a : snap.applied()) {
+    absl::Status s = RunWith(db_,
+                             "INSERT INTO \"__marmot__applied\" (shard, origin, tbl, change_id) "
+                             "VALUES (?, ?, ?, ?)",
+                             {Value::Integer(shard), Value::Integer(static_cast<int64_t>(a.origin_node())),
+                              Value::Text(a.table()), Value::Integer(a.change_id())});
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = SetAppliedIndex(shard, snap.applied_index()); !s.ok()) return s;
+  return txn->Commit();
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,83 @@
+// Applies committed change batches of a shard to the local database, and makes and installs a
+// shard's snapshot. This is the SQLite half of each shard's Raft state machine.
+//
+// Applying runs on marmot's own connection, with triggers disabled (replicated writes are not
+// captured again, and the user's own triggers do not fire a second time) and foreign keys off
+// (shards apply in different orders). One batch is one transaction that also records the
+// shard's applied Raft index and the dedupe state, so a restart neither loses nor repeats an
+// entry:
+//
+//   insert / update: INSERT OR REPLACE of the full row by key (a clash with another UNIQUE index
+//                    resolves the same way on every node: the applied row wins)
+//   rekey:           delete the old key, then the same upsert
+//   delete:          delete by key
+//
+// Dedupe: each change carries (origin node, table, change id). Per shard the newest id applied
+// for each (origin, table) is kept; a change at or below it is skipped as a re-proposal. This is
+// exact as long as an origin proposes a table's changes to a shard in increasing id order, one
+// batch in flight per shard at a time (the proposer's contract).
+//
+// A change that cannot be applied (its table is missing, its columns differ from the local
+// schema, a constraint fails) is never dropped silently and never wedges the shard: it goes to
+// `__marmot__dead_letters` with its error, and the rest of the batch applies.
+#ifndef MARMOT_REPLICATOR_CHANGE_APPLIER_H_
+#define MARMOT_REPLICATOR_CHANGE_APPLIER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "replicator/shard_router.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+
+struct ApplyResult {
+  int64_t applied = 0;
+  int64_t duplicates = 0;     // Skipped: applied before (re-proposal).
+  int64_t dead_lettered = 0;
+  bool stale_entry = false;   // The entry's index was already applied; nothing was done.
+};
+
+class ChangeApplier {
+ public:
+  // Opens marmot's applying connection to `db_path` and creates marmot's state tables if needed.
+  static absl::StatusOr<std::unique_ptr<ChangeApplier>> Open(const std::string& db_path,
+                                                             const ShardRouter& router);
+
+  // Applies the batch committed at Raft `index` of `shard`, in one transaction. An index at or
+  // below the shard's applied index is skipped (stale_entry). Errors only when the database
+  // itself fails (busy beyond the timeout, disk full); the caller retries then.
+  absl::StatusOr<ApplyResult> Apply(int shard, uint64_t index, const change::v1::ChangeBatch& batch);
+
+  // Records that `shard` reached `index` without changes (e.g. a membership entry).
+  absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
+
+  // The shard's applied Raft index (0 when nothing was applied).
+  absl::StatusOr<uint64_t> AppliedIndex(int shard);
+
+  // The shard's rows of every table, its applied index and dedupe state, read in one read
+  // transaction.
+  absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(int shard);
+
+  // Replaces exactly the shard's rows by the snapshot's, and its applied index and dedupe state,
+  // in one transaction. Rows of other shards are untouched.
+  absl::Status InstallSnapshot(const change::v1::ShardSnapshot& snapshot);
+
+  // Number of dead letters recorded so far.
+  absl::StatusOr<int64_t> DeadLetterCount();
+
+ private:
+  ChangeApplier(sqlite::Database db, const ShardRouter& router)
+      : db_(std::move(db)), router_(router) {}
+  absl::Status SetAppliedIndex(int shard, uint64_t index);
+
+  sqlite::Database db_;
+  ShardRouter router_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_CHANGE_APPLIER_H_
