@@ -1,0 +1,239 @@
+#include "replicator/change_shipper.h"
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/change_batch.h"
+#include "sqlite/change_log.h"
+
+namespace marmot::replicator {
+
+struct ChangeShipper::Pending {
+  std::string table;
+  // The table's name, columns and key as they were when the change was read.
+  std::shared_ptr<const change::v1::TableChanges> header;
+  int64_t change_id = 0;
+  change::v1::Change change;
+  int64_t bytes = 0;
+};
+
+struct ChangeShipper::Inflight {
+  std::vector<std::unique_ptr<Pending>> changes;
+};
+
+absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::string& db_path,
+                                                                   uint64_t node_id,
+                                                                   const ShardRouter& router,
+                                                                   Proposer* proposer,
+                                                                   ShipperOptions options) {
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<ChangeShipper>(
+      new ChangeShipper(*std::move(db), node_id, router, proposer, options));
+}
+
+ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
+                             Proposer* proposer, ShipperOptions options)
+    : db_(std::move(db)),
+      node_id_(node_id),
+      router_(router),
+      proposer_(proposer),
+      options_(options),
+      queued_(router.shards()),
+      inflight_(router.shards()) {}
+
+ChangeShipper::~ChangeShipper() = default;
+
+int ChangeShipper::in_flight() const {
+  int n = 0;
+  for (const auto& f : inflight_) n += f != nullptr;
+  return n;
+}
+
+absl::Status ChangeShipper::RefreshSchema() {
+  absl::StatusOr<sqlite::Value> version = db_.QueryValue("PRAGMA schema_version");
+  if (!version.ok()) return version.status();
+  if (version->integer() == schema_version_) return absl::OkStatus();
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
+  if (!listing.ok()) return listing.status();
+  std::map<std::string, sqlite::TableSchema> tables;
+  for (sqlite::TableSchema& t : listing->tables) {
+    // Only tables whose capture is installed have a log to read.
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> log = db_.QueryRows(absl::StrCat(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
+        sqlite::Value::Text(sqlite::ChangeLogTableName(t.name)).DebugString()));
+    if (!log.ok()) return log.status();
+    if (log->empty()) continue;
+    std::string name = t.name;
+    tables.emplace(std::move(name), std::move(t));
+  }
+  tables_ = std::move(tables);
+  schema_version_ = version->integer();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
+  int64_t read = 0;
+  for (const auto& [name, table] : tables_) {
+    if (buffered_ >= options_.max_buffered_changes) break;
+    auto header = std::make_shared<const change::v1::TableChanges>(TableHeader(table));
+    int64_t& cursor = read_up_to_[name];
+    int limit = static_cast<int>(
+        std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
+    absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
+        sqlite::ReadChanges(db_, table, cursor, limit);
+    if (!records.ok()) {
+      // The table may have been dropped or altered since the schema was read; try next round.
+      LOG(WARNING) << "cannot read changes of " << name << ": " << records.status();
+      schema_version_ = -1;
+      continue;
+    }
+    for (const sqlite::ChangeRecord& r : *records) {
+      cursor = r.id;
+      ++read;
+      change::v1::Change wire = ToWire(table, r);
+      std::vector<std::pair<int, change::v1::Change>> routed;
+      if (r.op == sqlite::ChangeOp::kRekey &&
+          router_.ShardOf(name, r.old_key) != router_.ShardOf(name, r.key)) {
+        // Old and new identity live in different shards: split into a delete and an upsert.
+        change::v1::Change del;
+        del.set_change_id(r.id);
+        del.set_at_ms(r.at_ms);
+        del.set_op(change::v1::OP_DELETE);
+        *del.mutable_old_key() = wire.old_key();
+        wire.set_op(change::v1::OP_INSERT);
+        wire.clear_old_key();
+        routed.emplace_back(router_.ShardOf(name, r.old_key), std::move(del));
+        routed.emplace_back(router_.ShardOf(name, r.key), std::move(wire));
+      } else {
+        const std::vector<sqlite::Value>& key = r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
+        routed.emplace_back(router_.ShardOf(name, key), std::move(wire));
+      }
+      outstanding_[{name, r.id}] = static_cast<int>(routed.size());
+      for (auto& [shard, change] : routed) {
+        auto p = std::make_unique<Pending>();
+        p->table = name;
+        p->header = header;
+        p->change_id = r.id;
+        p->bytes = static_cast<int64_t>(change.ByteSizeLong());
+        p->change = std::move(change);
+        queued_[shard].push_back(std::move(p));
+      }
+      ++buffered_;
+    }
+  }
+  return read;
+}
+
+int64_t ChangeShipper::ProposeReady() {
+  int64_t proposed = 0;
+  for (int shard = 0; shard < router_.shards(); ++shard) {
+    auto& queue = queued_[shard];
+    if (inflight_[shard] != nullptr || queue.empty()) continue;
+    auto batch = std::make_unique<Inflight>();
+    change::v1::ChangeBatch wire;
+    wire.set_origin_node(node_id_);
+    std::map<std::string, change::v1::TableChanges*> by_table;
+    int64_t bytes = 0;
+    size_t taken = 0;
+    while (taken < queue.size() && static_cast<int>(taken) < options_.max_batch_changes &&
+           (taken == 0 || bytes + queue[taken]->bytes <= options_.max_batch_bytes)) {
+      Pending& p = *queue[taken];
+      change::v1::TableChanges*& t = by_table[p.table];
+      if (t == nullptr) {
+        t = wire.add_tables();
+        *t = *p.header;
+      }
+      *t->add_changes() = p.change;
+      bytes += p.bytes;
+      ++taken;
+    }
+    for (size_t i = 0; i < taken; ++i) batch->changes.push_back(std::move(queue[i]));
+    queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
+    proposed += static_cast<int64_t>(taken);
+    inflight_[shard] = std::move(batch);
+    std::shared_ptr<Outcomes> outcomes = outcomes_;
+    proposer_->Propose(shard, wire.SerializeAsString(), [outcomes, shard](absl::Status status) {
+      absl::MutexLock lock(&outcomes->mu);
+      outcomes->done.emplace_back(shard, std::move(status));
+    });
+  }
+  return proposed;
+}
+
+absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int64_t>>& ids_by_table) {
+  if (ids_by_table.empty()) return absl::OkStatus();
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  for (const auto& [table, ids] : ids_by_table) {
+    std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
+    absl::Status s = db_.Exec(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" IN (",
+                                           absl::StrJoin(ids, ","), ")"));
+    if (!s.ok()) return s;
+    // Keep the newest row so that SQLite never hands out its id again.
+    s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__state\" = 1 AND \"__marmot__id\" < ",
+                              "(SELECT max(\"__marmot__id\") FROM ", log, ")"));
+    if (!s.ok()) return s;
+  }
+  return txn->Commit();
+}
+
+absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
+  std::vector<std::pair<int, absl::Status>> done;
+  {
+    absl::MutexLock lock(&outcomes_->mu);
+    done.swap(outcomes_->done);
+  }
+  int64_t committed = 0, failed = 0;
+  std::map<std::string, std::vector<int64_t>>& finished = unmarked_;
+  for (auto& [shard, status] : done) {
+    std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
+    CHECK(batch != nullptr) << "outcome for shard " << shard << " without a batch in flight";
+    if (!status.ok()) {
+      // Put the changes back in front, in their order, to be proposed again.
+      failed += static_cast<int64_t>(batch->changes.size());
+      VLOG(1) << "shard " << shard << ": proposal of " << batch->changes.size()
+              << " change(s) failed, retrying: " << status;
+      auto& queue = queued_[shard];
+      queue.insert(queue.begin(), std::make_move_iterator(batch->changes.begin()),
+                   std::make_move_iterator(batch->changes.end()));
+      continue;
+    }
+    committed += static_cast<int64_t>(batch->changes.size());
+    for (const auto& p : batch->changes) {
+      auto it = outstanding_.find({p->table, p->change_id});
+      CHECK(it != outstanding_.end());
+      if (--it->second > 0) continue;
+      outstanding_.erase(it);
+      finished[p->table].push_back(p->change_id);
+      --buffered_;
+    }
+  }
+  // Committed changes stay in unmarked_ until marking succeeds; a failure (the application holds
+  // the write lock past the busy timeout) is retried next round. Should marmot stop first, the
+  // rows are proposed again at restart and skipped as duplicates.
+  if (absl::Status s = MarkDone(finished); !s.ok()) {
+    LOG(WARNING) << "cannot mark committed changes done yet: " << s;
+  } else {
+    finished.clear();
+  }
+  return std::make_pair(committed, failed);
+}
+
+absl::StatusOr<PumpStats> ChangeShipper::Pump() {
+  PumpStats stats;
+  absl::StatusOr<std::pair<int64_t, int64_t>> outcomes = ProcessOutcomes();
+  if (!outcomes.ok()) return outcomes.status();
+  stats.committed = outcomes->first;
+  stats.failed = outcomes->second;
+  if (absl::Status s = RefreshSchema(); !s.ok()) return s;
+  absl::StatusOr<int64_t> read = ReadNewChanges();
+  if (!read.ok()) return read.status();
+  stats.read = *read;
+  stats.proposed = ProposeReady();
+  return stats;
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,127 @@
+// Ships captured changes into Raft: reads pending rows of every change log, routes each row
+// change to its shard, batches them per shard (many changes per Raft entry), proposes, and marks
+// the change-log rows done once their entry committed.
+//
+// Ordering. Changes of one row always route to the same shard, and a shard has at most one
+// batch of this node in flight, so a row's changes enter its shard's log in the order they were
+// captured. An update that moves a row to another key is split when the two keys live in
+// different shards: a delete of the old key in the old key's shard, an upsert of the new row in
+// the new key's shard; each identity then converges in its own shard's order.
+//
+// Crash safety. Change-log rows are marked done only after the entry that carries them
+// committed. After a crash they are proposed again; the applier skips them as duplicates by
+// (origin node, table, change id), which is exact because ids of a table only grow and each
+// shard receives them in order. Marked rows are deleted, except the newest row of each log,
+// which keeps SQLite from handing out its id again.
+//
+// Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
+// memory; past that, reading pauses and the rest waits in the change logs on disk. The
+// application never waits for marmot.
+//
+// Threading: Pump() runs on one thread. `Proposer` callbacks may run on any thread; they only
+// queue the outcome, which the next Pump() processes.
+#ifndef MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
+#define MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/change.pb.h"
+#include "replicator/shard_router.h"
+#include "sqlite/database.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+
+// Where batches go: the multi-Raft host in production, a stand-in in unit tests.
+class Proposer {
+ public:
+  virtual ~Proposer() = default;
+  // Proposes `payload` (a serialized ChangeBatch) to `shard`. `done` is called exactly once:
+  // OK once the entry committed, an error if it was dropped or timed out (it is retried).
+  virtual void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) = 0;
+};
+
+struct ShipperOptions {
+  int max_batch_changes = 1000;
+  int64_t max_batch_bytes = 1 << 20;
+  int max_buffered_changes = 20000;
+  int scan_limit = 2000;  // Change-log rows read per table per Pump.
+};
+
+struct PumpStats {
+  int64_t read = 0;       // Change-log rows read this round.
+  int64_t proposed = 0;   // Changes proposed this round.
+  int64_t committed = 0;  // Changes whose entry committed (and were marked done) this round.
+  int64_t failed = 0;     // Changes whose proposal failed and will be retried.
+};
+
+class ChangeShipper {
+ public:
+  static absl::StatusOr<std::unique_ptr<ChangeShipper>> Open(const std::string& db_path,
+                                                             uint64_t node_id,
+                                                             const ShardRouter& router,
+                                                             Proposer* proposer,
+                                                             ShipperOptions options = {});
+  ~ChangeShipper();
+
+  // One round: processes finished proposals, reads new changes, proposes what can be proposed.
+  absl::StatusOr<PumpStats> Pump();
+
+  // Changes read from the logs and not yet committed.
+  int64_t buffered() const { return buffered_; }
+  // Proposals in flight.
+  int in_flight() const;
+
+
+ private:
+  struct Pending;  // One captured change waiting to be proposed or committed.
+  struct Inflight;
+
+  ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
+                Proposer* proposer, ShipperOptions options);
+  absl::Status RefreshSchema();
+  absl::StatusOr<int64_t> ReadNewChanges();
+  int64_t ProposeReady();
+  absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
+  absl::Status MarkDone(const std::map<std::string, std::vector<int64_t>>& ids_by_table);
+
+  sqlite::Database db_;
+  const uint64_t node_id_;
+  const ShardRouter router_;
+  Proposer* const proposer_;
+  const ShipperOptions options_;
+
+  int64_t schema_version_ = -1;
+  std::map<std::string, sqlite::TableSchema> tables_;
+  std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
+  // Per shard: changes read, in capture order, not yet in flight.
+  std::vector<std::vector<std::unique_ptr<Pending>>> queued_;
+  // Per shard: the batch in flight, if any.
+  std::vector<std::unique_ptr<Inflight>> inflight_;
+  int64_t buffered_ = 0;
+
+  // Committed change ids whose change-log rows are still to be marked done.
+  std::map<std::string, std::vector<int64_t>> unmarked_;
+  // Per (table, change id): how many shards still have to commit it (2 for a split rekey).
+  std::map<std::pair<std::string, int64_t>, int> outstanding_;
+
+  // Outcomes reported by proposal callbacks, processed by Pump. Shared with the callbacks so
+  // that a late callback after the shipper is gone touches nothing freed.
+  struct Outcomes {
+    absl::Mutex mu;
+    std::vector<std::pair<int, absl::Status>> done ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<Outcomes> outcomes_ = std::make_shared<Outcomes>();
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
