@@ -1,0 +1,88 @@
+#include "replicator/change_detector.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace marmot::replicator {
+
+absl::StatusOr<std::unique_ptr<ChangeDetector>> ChangeDetector::Open(const std::string& db_path) {
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path, {.read_only = true});
+  if (!db.ok()) return db.status();
+  std::filesystem::path path(db_path);
+  std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
+  int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (in < 0) return absl::InternalError(absl::StrCat("inotify_init1: ", std::strerror(errno)));
+  if (inotify_add_watch(in, dir.c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+    // Not fatal: the data_version poll still notices every commit, only later.
+    LOG(WARNING) << "cannot watch " << dir << " for file events (" << std::strerror(errno)
+                 << "); falling back to polling";
+  }
+  int ev = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (ev < 0) {
+    close(in);
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+  }
+  return std::unique_ptr<ChangeDetector>(
+      new ChangeDetector(*std::move(db), path.filename().string(), in, ev));
+}
+
+ChangeDetector::~ChangeDetector() {
+  close(inotify_fd_);
+  close(event_fd_);
+}
+
+void ChangeDetector::Interrupt() {
+  uint64_t one = 1;
+  ssize_t n = write(event_fd_, &one, sizeof one);
+  (void)n;
+}
+
+bool ChangeDetector::DrainFileEvents() {
+  alignas(inotify_event) char buf[4096];
+  bool ours = false;
+  while (true) {
+    ssize_t n = read(inotify_fd_, buf, sizeof buf);
+    if (n <= 0) return ours;
+    for (char* p = buf; p < buf + n;) {
+      auto* e = reinterpret_cast<inotify_event*>(p);
+      if (e->len > 0) {
+        std::string name(e->name);
+        if (name == base_name_ || name == base_name_ + "-wal" || name == base_name_ + "-shm") {
+          ours = true;
+        }
+      }
+      p += sizeof(inotify_event) + e->len;
+    }
+  }
+}
+
+ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) {
+  pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
+  int ready = poll(fds, 2, static_cast<int>(max_wait.count()));
+  if (ready > 0 && (fds[1].revents & POLLIN)) {
+    uint64_t count;
+    ssize_t n = read(event_fd_, &count, sizeof count);
+    (void)n;
+    return Wakeup::kInterrupted;
+  }
+  if (ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents()) return Wakeup::kFileEvent;
+  absl::StatusOr<sqlite::Value> version = db_.QueryValue("PRAGMA data_version");
+  if (version.ok() && version->storage_class() == sqlite::StorageClass::kInteger) {
+    bool changed = data_version_ >= 0 && version->integer() != data_version_;
+    data_version_ = version->integer();
+    if (changed) return Wakeup::kDataVersion;
+  }
+  return Wakeup::kTimeout;
+}
+
+}  // namespace marmot::replicator
