@@ -1,0 +1,202 @@
+#include "pane/pane_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/admin.grpc.pb.h"
+
+namespace marmot::pane {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+const grpc::Status kNotYet(grpc::StatusCode::UNIMPLEMENTED,
+                           "not available in this version of marmot yet");
+
+}  // namespace
+
+class AdminService final : public admin::v1::Admin::Service {
+ public:
+  AdminService(NodeControl* control, Authenticator auth) : control_(control), auth_(std::move(auth)) {}
+
+  grpc::Status GetStatus(grpc::ServerContext* ctx, const admin::v1::GetStatusRequest*,
+                         admin::v1::GetStatusResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    absl::StatusOr<admin::v1::GetStatusResponse> status = control_->GetStatus();
+    if (!status.ok()) return ToGrpc(status.status());
+    *out = *std::move(status);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListDeadLetters(grpc::ServerContext* ctx, const admin::v1::ListDeadLettersRequest* req,
+                               admin::v1::ListDeadLettersResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->limit() < 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must not be negative");
+    }
+    absl::StatusOr<admin::v1::ListDeadLettersResponse> list =
+        control_->ListDeadLetters(req->limit() == 0 ? 100 : req->limit());
+    if (!list.ok()) return ToGrpc(list.status());
+    *out = *std::move(list);
+    return grpc::Status::OK;
+  }
+
+  // Calls that need the replicated cluster answer UNIMPLEMENTED until it is wired in, after
+  // checking authorization like every other call.
+  grpc::Status ListNodes(grpc::ServerContext* ctx, const admin::v1::ListNodesRequest*,
+                         admin::v1::ListNodesResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status AddNode(grpc::ServerContext* ctx, const admin::v1::AddNodeRequest*,
+                       admin::v1::AddNodeResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status RemoveNode(grpc::ServerContext* ctx, const admin::v1::RemoveNodeRequest*,
+                          admin::v1::RemoveNodeResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status TransferLeader(grpc::ServerContext* ctx, const admin::v1::TransferLeaderRequest*,
+                              admin::v1::TransferLeaderResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status BalanceLeaders(grpc::ServerContext* ctx, const admin::v1::BalanceLeadersRequest*,
+                              admin::v1::BalanceLeadersResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status TriggerSnapshot(grpc::ServerContext* ctx, const admin::v1::TriggerSnapshotRequest*,
+                               admin::v1::TriggerSnapshotResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status Backup(grpc::ServerContext* ctx, const admin::v1::BackupRequest*,
+                      grpc::ServerWriter<admin::v1::BackupChunk>*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+  grpc::Status RetryDeadLetters(grpc::ServerContext* ctx, const admin::v1::RetryDeadLettersRequest*,
+                                admin::v1::RetryDeadLettersResponse*) override {
+    return AuthorizedButNotYet(ctx);
+  }
+
+ private:
+  grpc::Status Authorize(grpc::ServerContext* ctx) const {
+    if (!auth_.configured()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "this node has no AUTH_KEY set, so its admin calls are closed");
+    }
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    if (it == md.end() ||
+        !auth_.Allows(absl::string_view(it->second.data(), it->second.size()))) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "missing or wrong authorization metadata (must equal AUTH_KEY)");
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status AuthorizedButNotYet(grpc::ServerContext* ctx) const {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    return kNotYet;
+  }
+
+  NodeControl* control_;
+  Authenticator auth_;
+};
+
+// grpc.health.v1.Health, open to every caller (probes carry no credentials). The empty service
+// name and "marmot.admin.v1.Admin" report the node's serving state.
+class HealthService final : public grpc::health::v1::Health::Service {
+ public:
+  using Response = grpc::health::v1::HealthCheckResponse;
+
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* req,
+                     Response* out) override {
+    if (!Known(req->service())) return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service");
+    out->set_status(Current());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Watch(grpc::ServerContext* ctx, const grpc::health::v1::HealthCheckRequest* req,
+                     grpc::ServerWriter<Response>* writer) override {
+    if (!Known(req->service())) {
+      Response unknown;
+      unknown.set_status(Response::SERVICE_UNKNOWN);
+      writer->Write(unknown);
+      return grpc::Status::OK;
+    }
+    std::optional<Response::ServingStatus> sent;
+    while (!ctx->IsCancelled() && !stopping_.load()) {
+      Response::ServingStatus now = Current();
+      if (sent != now) {
+        Response r;
+        r.set_status(now);
+        if (!writer->Write(r)) break;
+        sent = now;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return grpc::Status::OK;
+  }
+
+  void SetServing(bool serving) { serving_.store(serving); }
+  void Stop() { stopping_.store(true); }
+
+ private:
+  static bool Known(const std::string& service) {
+    return service.empty() || service == "marmot.admin.v1.Admin";
+  }
+  Response::ServingStatus Current() const {
+    return serving_.load() ? Response::SERVING : Response::NOT_SERVING;
+  }
+  std::atomic<bool> serving_{true};
+  std::atomic<bool> stopping_{false};
+};
+
+absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions& options,
+                                                              NodeControl* control) {
+  Authenticator auth(options.auth_key);
+  if (!auth.configured()) {
+    LOG(WARNING) << "AUTH_KEY is not set: the control pane on " << options.address
+                 << " refuses every call except health checks";
+  }
+  std::unique_ptr<PaneServer> pane(new PaneServer());
+  pane->admin_ = std::make_unique<AdminService>(control, std::move(auth));
+  pane->health_ = std::make_unique<HealthService>();
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &pane->port_);
+  builder.RegisterService(pane->admin_.get());
+  builder.RegisterService(pane->health_.get());
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  // gRPC sets SO_REUSEPORT by default, so a second process could listen on the same port and
+  // silently take half the calls. A busy port must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  pane->server_ = builder.BuildAndStart();
+  if (pane->server_ == nullptr || pane->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.address, " for the control pane (in use?)"));
+  }
+  LOG(INFO) << "control pane listening on port " << pane->port_ << " (gRPC, reflection on)";
+  return pane;
+}
+
+void PaneServer::SetServing(bool serving) { health_->SetServing(serving); }
+
+void PaneServer::Shutdown(int deadline_ms) {
+  if (server_ == nullptr) return;
+  health_->Stop();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+  server_->Wait();
+  server_.reset();
+}
+
+PaneServer::~PaneServer() { Shutdown(0); }
+
+}  // namespace marmot::pane

@@ -1,0 +1,128 @@
+#include "tests/testing/local_cluster.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/paths.h"
+
+namespace marmot::testing {
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  PCHECK(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  PCHECK(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  PCHECK(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+LocalCluster::LocalCluster(ClusterOptions options)
+    : options_(std::move(options)), dir_(NewTestDir("cluster")), procs_(options_.nodes) {
+  for (int i = 0; i < options_.nodes; ++i) {
+    ports_.push_back(FreeLoopbackPort());
+    pane_ports_.push_back(FreeLoopbackPort());
+  }
+}
+
+LocalCluster::~LocalCluster() {
+  for (int id = 1; id <= options_.nodes; ++id) {
+    if (IsRunning(id)) KillNode(id);
+  }
+}
+
+std::string LocalCluster::db_path(int id) const { return absl::StrCat(dir_, "/node-", id, ".db"); }
+std::string LocalCluster::raft_path(int id) const { return absl::StrCat(dir_, "/raft-", id); }
+
+std::string LocalCluster::log(int id) const {
+  return procs_[id - 1] != nullptr ? procs_[id - 1]->Stderr() : "";
+}
+
+void LocalCluster::Start() {
+  for (int id = 1; id <= options_.nodes; ++id) {
+    if (!options_.schema.empty()) {
+      auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);
+      CHECK(out.ok()) << out.status();
+    }
+  }
+  for (int id = 1; id <= options_.nodes; ++id) StartNode(id);
+}
+
+void LocalCluster::StartNode(int id) {
+  CHECK(!IsRunning(id)) << "node " << id << " already runs";
+  std::vector<std::string> members;
+  for (int i = 1; i <= options_.nodes; ++i) {
+    members.push_back(absl::StrCat(i, "@127.0.0.1:", ports_[i - 1]));
+  }
+  std::vector<std::string> argv = {
+      MarmotBinary(),
+      absl::StrCat("-node-id=", id),
+      absl::StrCat("-bind=127.0.0.1:", ports_[id - 1]),
+      absl::StrCat("-bind-pane=127.0.0.1:", pane_ports_[id - 1]),
+      absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
+      absl::StrCat("-shards=", options_.shards),
+      "-db-path=" + db_path(id),
+      "-raft-path=" + raft_path(id),
+  };
+  argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  procs_[id - 1] = std::make_unique<Subprocess>(argv, dir_);
+}
+
+int LocalCluster::StopNode(int id) {
+  CHECK(IsRunning(id));
+  procs_[id - 1]->Signal(SIGTERM);
+  std::optional<int> code = procs_[id - 1]->Wait(std::chrono::seconds(30));
+  if (!code.has_value()) {
+    LOG(ERROR) << "node " << id << " did not stop within 30 s of SIGTERM; killing it";
+    procs_[id - 1]->Signal(SIGKILL);
+    code = procs_[id - 1]->Wait(std::chrono::seconds(10));
+  }
+  procs_[id - 1].reset();
+  return code.value_or(-1);
+}
+
+void LocalCluster::KillNode(int id) {
+  CHECK(IsRunning(id));
+  procs_[id - 1]->Signal(SIGKILL);
+  procs_[id - 1]->Wait(std::chrono::seconds(10));
+  procs_[id - 1].reset();
+}
+
+std::string LocalCluster::Sql(int id, const std::string& sql) const {
+  auto out = sqlite::testing::RunSqliteCli(db_path(id), sql);
+  CHECK(out.ok()) << "node " << id << ": " << out.status();
+  return *out;
+}
+
+bool LocalCluster::WaitForSame(const std::string& query, std::chrono::milliseconds timeout) const {
+  return WaitFor(
+      [&] {
+        std::string first;
+        for (int id = 1; id <= options_.nodes; ++id) {
+          auto out = sqlite::testing::RunSqliteCli(db_path(id), query);
+          if (!out.ok()) return false;
+          if (id == 1) {
+            first = *out;
+          } else if (*out != first) {
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout);
+}
+
+}  // namespace marmot::testing
