@@ -187,6 +187,10 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
   return pane;
 }
 
+std::shared_ptr<grpc::Channel> PaneServer::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
 void PaneServer::SetServing(bool serving) { health_->SetServing(serving); }
 
 void PaneServer::Shutdown(int deadline_ms) {

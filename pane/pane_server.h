@@ -13,6 +13,7 @@
 #include "pane/node_control.h"
 
 namespace grpc {
+class Channel;
 class Server;
 }
 
@@ -34,6 +35,8 @@ class PaneServer {
   ~PaneServer();
 
   int port() const { return port_; }
+  // A channel to this server that does not leave the process (for the REST gateway).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
   // Health reports SERVING or NOT_SERVING (while draining at shutdown).
   void SetServing(bool serving);
   // Stops accepting calls and waits up to `deadline_ms` for running ones.

@@ -1,0 +1,310 @@
+#include "pane/rest_gateway.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <future>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/util/json_util.h>
+#include <glog/logging.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "google/api/annotations.pb.h"
+#include "proto/admin.pb.h"
+
+namespace marmot::pane {
+namespace {
+
+namespace pb = google::protobuf;
+
+// One annotated route: an HTTP verb and a path template like /v1/nodes/{node_id}.
+struct Route {
+  std::string verb;
+  std::vector<std::string> segments;  // "{field}" marks a path parameter.
+  bool body_all = false;
+  const pb::MethodDescriptor* method = nullptr;
+};
+
+std::vector<Route> RoutesOf(const pb::ServiceDescriptor* service) {
+  std::vector<Route> routes;
+  for (int i = 0; i < service->method_count(); ++i) {
+    const pb::MethodDescriptor* m = service->method(i);
+    const google::api::HttpRule& rule = m->options().GetExtension(google::api::http);
+    Route r;
+    r.method = m;
+    std::string path;
+    switch (rule.pattern_case()) {
+      case google::api::HttpRule::kGet: r.verb = "GET"; path = rule.get(); break;
+      case google::api::HttpRule::kPost: r.verb = "POST"; path = rule.post(); break;
+      case google::api::HttpRule::kPut: r.verb = "PUT"; path = rule.put(); break;
+      case google::api::HttpRule::kDelete: r.verb = "DELETE"; path = rule.delete_(); break;
+      case google::api::HttpRule::kPatch: r.verb = "PATCH"; path = rule.patch(); break;
+      default: continue;
+    }
+    r.segments = absl::StrSplit(path, '/', absl::SkipEmpty());
+    r.body_all = rule.body() == "*";
+    routes.push_back(std::move(r));
+  }
+  return routes;
+}
+
+// Sets a scalar field of `msg` from its text form (path and query parameters).
+bool SetField(pb::Message* msg, const std::string& name, const std::string& text) {
+  const pb::FieldDescriptor* f = msg->GetDescriptor()->FindFieldByName(name);
+  if (f == nullptr || f->is_repeated()) return false;
+  const pb::Reflection* r = msg->GetReflection();
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING: r->SetString(msg, f, text); return true;
+    case pb::FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!absl::SimpleAtoi(text, &v)) return false;
+      r->SetUInt32(msg, f, v);
+      return true;
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(text, &v)) return false;
+      r->SetUInt64(msg, f, v);
+      return true;
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!absl::SimpleAtoi(text, &v)) return false;
+      r->SetInt32(msg, f, v);
+      return true;
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(text, &v)) return false;
+      r->SetInt64(msg, f, v);
+      return true;
+    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL: {
+      bool v;
+      if (!absl::SimpleAtob(text, &v)) return false;
+      r->SetBool(msg, f, v);
+      return true;
+    }
+    default: return false;
+  }
+}
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+void SendError(httplib::Response& res, int grpc_code, const std::string& message) {
+  res.status = RestGateway::HttpStatusFor(grpc_code);
+  if (grpc_code == static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)) {
+    res.set_header("WWW-Authenticate", "Basic realm=\"marmot\"");
+  }
+  res.set_content(absl::StrCat("{\"code\":", grpc_code, ",\"message\":\"", JsonEscape(message),
+                               "\",\"details\":[]}\n"),
+                  "application/json");
+}
+
+}  // namespace
+
+int RestGateway::HttpStatusFor(int grpc_code) {
+  switch (static_cast<grpc::StatusCode>(grpc_code)) {
+    case grpc::StatusCode::OK: return 200;
+    case grpc::StatusCode::CANCELLED: return 499;
+    case grpc::StatusCode::INVALID_ARGUMENT: return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
+    case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::ALREADY_EXISTS: return 409;
+    case grpc::StatusCode::PERMISSION_DENIED: return 403;
+    case grpc::StatusCode::UNAUTHENTICATED: return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
+    case grpc::StatusCode::FAILED_PRECONDITION: return 400;
+    case grpc::StatusCode::ABORTED: return 409;
+    case grpc::StatusCode::OUT_OF_RANGE: return 400;
+    case grpc::StatusCode::UNIMPLEMENTED: return 501;
+    case grpc::StatusCode::UNAVAILABLE: return 503;
+    default: return 500;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions options,
+                                                                std::shared_ptr<grpc::Channel> pane) {
+  size_t colon = options.address.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", options.address, "' is not host:port"));
+  }
+  std::string host = options.address.substr(0, colon);
+  int port = 0;
+  if (!absl::SimpleAtoi(options.address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", options.address, "' has no valid port"));
+  }
+  std::unique_ptr<RestGateway> gw(new RestGateway());
+  gw->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& svr = *gw->server_;
+  svr.set_payload_max_length(options.max_body_bytes);
+  // httplib's default options add SO_REUSEPORT, which would let a second process share the
+  // port silently; a busy port must be an error.
+  svr.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+
+  auto routes = std::make_shared<std::vector<Route>>(
+      RoutesOf(pb::DescriptorPool::generated_pool()->FindServiceByName("marmot.admin.v1.Admin")));
+  auto stub = std::make_shared<grpc::TemplatedGenericStub<pb::Message, pb::Message>>(pane);
+
+  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  svr.Get("/readyz", [ready = options.ready](const httplib::Request&, httplib::Response& res) {
+    bool ok = !ready || ready();
+    res.status = ok ? 200 : 503;
+    res.set_content(ok ? "ready\n" : "not ready: not yet joined and caught up on every shard\n",
+                    "text/plain");
+  });
+  svr.Get("/metrics", [metrics = options.metrics](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics ? metrics() : "", "text/plain; version=0.0.4");
+  });
+
+  auto handle = [routes, stub](const httplib::Request& req, httplib::Response& res) {
+    std::vector<std::string> segments = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+    const Route* match = nullptr;
+    std::vector<std::pair<std::string, std::string>> params;
+    bool path_known = false;
+    for (const Route& r : *routes) {
+      if (r.segments.size() != segments.size()) continue;
+      std::vector<std::pair<std::string, std::string>> p;
+      bool ok = true;
+      for (size_t i = 0; i < segments.size() && ok; ++i) {
+        const std::string& s = r.segments[i];
+        if (s.size() > 2 && s.front() == '{' && s.back() == '}') {
+          p.emplace_back(s.substr(1, s.size() - 2), segments[i]);
+        } else {
+          ok = s == segments[i];
+        }
+      }
+      if (!ok) continue;
+      path_known = true;
+      if (r.verb != req.method) continue;
+      match = &r;
+      params = std::move(p);
+      break;
+    }
+    if (match == nullptr) {
+      if (path_known) {
+        res.status = 405;
+        res.set_content("{\"code\":12,\"message\":\"method not allowed\",\"details\":[]}\n", "application/json");
+      } else {
+        SendError(res, static_cast<int>(grpc::StatusCode::NOT_FOUND), "no such route: " + req.path);
+      }
+      return;
+    }
+    if (match->method->server_streaming() || match->method->client_streaming()) {
+      SendError(res, static_cast<int>(grpc::StatusCode::UNIMPLEMENTED),
+                "streaming calls are available over gRPC only");
+      return;
+    }
+    const pb::Message* prototype =
+        pb::MessageFactory::generated_factory()->GetPrototype(match->method->input_type());
+    std::unique_ptr<pb::Message> request(prototype->New());
+    if (match->body_all && !req.body.empty()) {
+      auto parsed = pb::util::JsonStringToMessage(req.body, request.get());
+      if (!parsed.ok()) {
+        SendError(res, static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
+                  absl::StrCat("request body is not a valid ", match->method->input_type()->name(),
+                               ": ", std::string(parsed.message())));
+        return;
+      }
+    }
+    for (const auto& [name, value] : params) {
+      if (!SetField(request.get(), name, value)) {
+        SendError(res, static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
+                  absl::StrCat("path parameter ", name, " has an invalid value '", value, "'"));
+        return;
+      }
+    }
+    for (const auto& [name, value] : req.params) {
+      if (!SetField(request.get(), name, value)) {
+        SendError(res, static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
+                  absl::StrCat("query parameter ", name, " is unknown or has an invalid value"));
+        return;
+      }
+    }
+    std::unique_ptr<pb::Message> response(
+        pb::MessageFactory::generated_factory()->GetPrototype(match->method->output_type())->New());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (req.has_header("Authorization")) {
+      ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
+    }
+    std::promise<grpc::Status> done;
+    stub->UnaryCall(&ctx, absl::StrCat("/", match->method->service()->full_name(), "/",
+                                       match->method->name()),
+                    grpc::StubOptions(), request.get(), response.get(),
+                    [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    grpc::Status status = done.get_future().get();
+    if (!status.ok()) {
+      SendError(res, static_cast<int>(status.error_code()), status.error_message());
+      return;
+    }
+    std::string json;
+    pb::util::JsonPrintOptions print;
+    print.preserve_proto_field_names = false;
+    print.always_print_primitive_fields = true;
+    auto printed = pb::util::MessageToJsonString(*response, &json, print);
+    if (!printed.ok()) {
+      SendError(res, static_cast<int>(grpc::StatusCode::INTERNAL), std::string(printed.message()));
+      return;
+    }
+    res.set_content(json + "\n", "application/json");
+  };
+  svr.Get(R"(/v1/.*)", handle);
+  svr.Post(R"(/v1/.*)", handle);
+  svr.Delete(R"(/v1/.*)", handle);
+  svr.Put(R"(/v1/.*)", handle);
+  svr.Patch(R"(/v1/.*)", handle);
+
+  if (port == 0) {
+    gw->port_ = svr.bind_to_any_port(host);
+  } else {
+    gw->port_ = svr.bind_to_port(host, port) ? port : -1;
+  }
+  if (gw->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address,
+                                               " for the REST gateway (in use?)"));
+  }
+  gw->thread_ = std::thread([&svr] { svr.listen_after_bind(); });
+  LOG(INFO) << "REST gateway listening on " << host << ":" << gw->port_;
+  return gw;
+}
+
+void RestGateway::Stop() {
+  if (server_ == nullptr) return;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  server_.reset();
+}
+
+RestGateway::~RestGateway() { Stop(); }
+
+}  // namespace marmot::pane

@@ -1,0 +1,142 @@
+// The REST gateway in front of a real pane server, called with a real HTTP client.
+#include "pane/rest_gateway.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "pane/pane_server.h"
+
+namespace marmot::pane {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FixedNode : public NodeControl {
+ public:
+  absl::StatusOr<admin::v1::GetStatusResponse> GetStatus() override {
+    admin::v1::GetStatusResponse r;
+    r.set_node_id(7);
+    r.set_version("test");
+    return r;
+  }
+  absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) override {
+    last_limit = limit;
+    admin::v1::ListDeadLettersResponse r;
+    r.set_total(3);
+    return r;
+  }
+  bool Ready() override { return ready; }
+  int last_limit = -1;
+  bool ready = false;
+};
+
+class RestGatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pane = PaneServer::Start({.address = "127.0.0.1:0", .auth_key = "Basic abc"}, &node_);
+    ASSERT_TRUE(pane.ok()) << pane.status();
+    pane_ = *std::move(pane);
+    auto gw = RestGateway::Start({.address = "127.0.0.1:0",
+                                  .max_body_bytes = 4096,
+                                  .ready = [this] { return node_.Ready(); },
+                                  .metrics = [] { return std::string("marmot_up 1\n"); }},
+                                 pane_->InProcessChannel());
+    ASSERT_TRUE(gw.ok()) << gw.status();
+    gw_ = *std::move(gw);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", gw_->port());
+    client_->set_read_timeout(10, 0);
+  }
+  httplib::Headers Auth() { return {{"Authorization", "Basic abc"}}; }
+
+  FixedNode node_;
+  std::unique_ptr<PaneServer> pane_;
+  std::unique_ptr<RestGateway> gw_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(RestGatewayTest, AnnotatedRouteReturnsProto3Json) {
+  auto res = client_->Get("/v1/status", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_THAT(res->body, HasSubstr("\"nodeId\":\"7\""));
+  EXPECT_THAT(res->body, HasSubstr("\"version\":\"test\""));
+}
+
+TEST_F(RestGatewayTest, MissingOrWrongAuthIs401WithAChallenge) {
+  for (const httplib::Headers& h : {httplib::Headers{}, httplib::Headers{{"Authorization", "Basic abd"}}}) {
+    auto res = client_->Get("/v1/status", h);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Basic realm=\"marmot\"");
+    EXPECT_THAT(res->body, HasSubstr("\"code\":16"));
+    EXPECT_THAT(res->body, HasSubstr("\"details\":[]"));
+  }
+}
+
+TEST_F(RestGatewayTest, QueryParametersFillTheRequest) {
+  auto res = client_->Get("/v1/dead-letters?limit=5", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(node_.last_limit, 5);
+  res = client_->Get("/v1/dead-letters?limit=many", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("\"code\":3"));
+  res = client_->Get("/v1/dead-letters?limit=-1", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);  // The pane's own validation, mapped.
+}
+
+TEST_F(RestGatewayTest, BadBodiesAndUnknownRoutesAreClientErrors) {
+  auto res = client_->Post("/v1/nodes", Auth(), "{not json", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  res = client_->Post("/v1/nodes", Auth(), std::string(8192, ' '), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413);
+  res = client_->Get("/v1/nope", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  res = client_->Delete("/v1/status", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
+  res = client_->Delete("/v1/nodes/abc", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  // A well-formed call of something not available yet says so.
+  res = client_->Delete("/v1/nodes/3", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 501);
+}
+
+TEST_F(RestGatewayTest, ProbesAndMetricsNeedNoAuth) {
+  auto res = client_->Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  res = client_->Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  node_.ready = true;
+  res = client_->Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  res = client_->Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body, "marmot_up 1\n");
+}
+
+TEST(RestGatewayStatusTest, FollowsTheGrpcGatewayTable) {
+  EXPECT_EQ(RestGateway::HttpStatusFor(0), 200);
+  EXPECT_EQ(RestGateway::HttpStatusFor(3), 400);
+  EXPECT_EQ(RestGateway::HttpStatusFor(5), 404);
+  EXPECT_EQ(RestGateway::HttpStatusFor(9), 400);
+  EXPECT_EQ(RestGateway::HttpStatusFor(12), 501);
+  EXPECT_EQ(RestGateway::HttpStatusFor(14), 503);
+  EXPECT_EQ(RestGateway::HttpStatusFor(16), 401);
+}
+
+}  // namespace
+}  // namespace marmot::pane
