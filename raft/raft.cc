@@ -966,16 +966,10 @@ bool Raft::Restore(const v1::Snapshot& s) {
                  << "] attempted to restore snapshot as " << StateName(state_);
     return false;
   }
-  bool found = false;
-  for (uint64_t id : md.conf_state().voters()) found |= id == id_;
-  for (uint64_t id : md.conf_state().learners()) found |= id == id_;
-  if (!found) {
-    // Installing a snapshot whose membership excludes us would leave us unable to take part;
-    // most likely it is stale or misrouted.
-    LOG(WARNING) << "[shard " << shard_ << " node " << id_
-                 << "] ignoring snapshot that does not include this node";
-    return false;
-  }
+  // A snapshot whose membership does not include us is still accepted: a node added to the
+  // group may be caught up from a snapshot taken before its addition (the bootstrap snapshot,
+  // say), and learns of its membership by applying the entries that follow. Until then it is
+  // not promotable, so it cannot campaign on the strength of an old configuration.
   if (log_.MatchTerm(md.index(), md.term())) {
     // We already have the snapshot's last entry: just learn that it is committed.
     log_.CommitTo(md.index());

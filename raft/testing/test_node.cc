@@ -150,11 +150,14 @@ bool TestNode::HandleReady(std::vector<v1::Message>* out) {
 }
 
 void TestNode::SnapshotAndCompact(uint64_t keep_entries) {
-  const uint64_t snap_index = storage_.FirstIndex() - 1;
+  // The held snapshot may be newer than the compaction point (we keep a few entries).
+  auto held = storage_.Snapshot();
+  CHECK(held.ok());
+  const uint64_t snap_index = held->metadata().index();
   if (sm_.applied <= snap_index || sm_.applied > storage_.LastIndex()) return;
   auto snap = storage_.CreateSnapshot(sm_.applied, sm_.conf_state, sm_.Encode());
   CHECK(snap.ok()) << snap.status();
-  if (sm_.applied > keep_entries && sm_.applied - keep_entries > snap_index) {
+  if (sm_.applied > keep_entries && sm_.applied - keep_entries > storage_.FirstIndex() - 1) {
     CHECK(storage_.Compact(sm_.applied - keep_entries).ok());
   }
 }
