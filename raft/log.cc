@@ -60,10 +60,13 @@ bool RaftLog::MatchTerm(uint64_t i, uint64_t term) const {
 
 std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
                                              uint64_t committed,
-                                             std::vector<v1::Entry> entries) {
+                                             std::vector<v1::Entry> entries,
+                                             uint64_t* conflict_index) {
+  *conflict_index = 0;
   if (!MatchTerm(index, log_term)) return std::nullopt;
   const uint64_t last_new = index + entries.size();
   const uint64_t ci = FindConflict(entries);
+  *conflict_index = ci;
   if (ci != 0) {
     // Overwriting a committed entry would mean two different values committed at one index:
     // the leader's log must agree with ours on everything we know is committed.

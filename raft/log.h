@@ -39,8 +39,9 @@ class RaftLog {
   // (replacing a conflicting suffix), commits min(committed, last new index) and returns the
   // last index now known to match the leader. nullopt if our log does not contain (index,
   // log_term).
+  // *conflict_index is set to the first index that was (re)written, or 0 if none.
   std::optional<uint64_t> MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
-                                      std::vector<v1::Entry> entries);
+                                      std::vector<v1::Entry> entries, uint64_t* conflict_index);
   // Appends entries after whatever they follow; returns the new last index.
   uint64_t Append(std::vector<v1::Entry> entries);
   // Index of the first entry in `entries` that conflicts with ours (same index, different

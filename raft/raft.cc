@@ -109,8 +109,6 @@ Raft::Raft(const Config& c)
   if (auto s = c.Validate(); !s.ok()) LOG(FATAL) << s;
   auto st = c.storage->InitialState();
   CHECK(st.ok()) << st.status();
-  trk_.Reset(st->conf_state, log_.LastIndex() + 1);
-  if (auto* pr = trk_.Get(id_)) is_learner_ = pr->is_learner;
   const v1::HardState& hs = st->hard_state;
   if (hs.term() != 0 || hs.vote() != 0 || hs.commit() != 0) {
     CHECK(hs.commit() <= log_.LastIndex())
@@ -121,6 +119,24 @@ Raft::Raft(const Config& c)
     vote_ = hs.vote();
   }
   if (c.applied > 0) log_.AppliedTo(c.applied);
+  // Membership: the snapshot's, then every conf change entry in the log after it.
+  base_conf_ = st->conf_state;
+  base_conf_index_ = st->conf_index;
+  applied_conf_ = base_conf_;
+  const uint64_t lo = std::max(base_conf_index_ + 1, log_.FirstIndex());
+  if (lo <= log_.LastIndex()) {
+    auto ents = log_.Slice(lo, log_.LastIndex() + 1, UINT64_MAX);
+    CHECK(ents.ok()) << ents.status();
+    for (const auto& e : *ents) {
+      if (e.type() != v1::ENTRY_CONF_CHANGE) continue;
+      ConfChange cc;
+      if (!cc.ParseFromString(e.data())) continue;
+      log_conf_changes_[e.index()] = cc;
+      if (e.index() <= log_.applied()) applied_conf_ = ApplyConfChangeTo(applied_conf_, cc);
+    }
+  }
+  trk_.Reset(base_conf_, log_.LastIndex() + 1);
+  RecomputeConfig();
   BecomeFollower(term_, kNone);
   RLOG(1) << "newRaft peers " << trk_.voters().DebugString() << " commit " << log_.committed()
           << " applied " << log_.applied() << " last " << log_.LastIndex() << " last_term "
@@ -262,7 +278,13 @@ bool Raft::AppendEntry(std::vector<v1::Entry> es) {
             << "dropping proposal";
     return false;
   }
+  std::vector<v1::Entry> conf;
+  for (const auto& e : es) {
+    if (e.type() == v1::ENTRY_CONF_CHANGE) conf.push_back(e);
+  }
+  const uint64_t first_new = es.empty() ? 0 : es.front().index();
   li = log_.Append(std::move(es));
+  if (!conf.empty()) TrackConfChanges(first_new, conf);
   // The leader counts its own copy right away. That is safe because the host persists this
   // Ready before stepping any later message, and only a later MsgAppResp can make a
   // majority that includes this copy.
@@ -373,20 +395,6 @@ bool Raft::Promotable() const {
   return pr != nullptr && !pr->is_learner && !log_.unstable().snapshot().has_value();
 }
 
-bool Raft::HasUnappliedConfChanges() const {
-  if (log_.applied() >= log_.committed()) return false;
-  // Scan committed but unapplied entries: a node about to change membership must not lead
-  // under the configuration it is leaving.
-  const uint64_t lo = std::max(log_.applied() + 1, log_.FirstIndex());
-  if (lo > log_.committed()) return false;
-  auto ents = log_.Slice(lo, log_.committed() + 1, UINT64_MAX);
-  if (!ents.ok()) return false;
-  for (const auto& e : *ents) {
-    if (e.type() == v1::ENTRY_CONF_CHANGE) return true;
-  }
-  return false;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Elections.
 
@@ -397,10 +405,6 @@ void Raft::Hup(CampaignType t) {
   }
   if (!Promotable()) {
     RLOG(1) << "is unpromotable and can not campaign";
-    return;
-  }
-  if (HasUnappliedConfChanges()) {
-    RLOG(1) << "cannot campaign: pending configuration changes to apply";
     return;
   }
   Campaign(t);
@@ -906,9 +910,23 @@ void Raft::HandleAppendEntries(Message& m) {
     Send(std::move(r));
     return;
   }
+  std::vector<v1::Entry> conf;
+  for (const auto& e : m.entries()) {
+    if (e.type() == v1::ENTRY_CONF_CHANGE) conf.push_back(e);
+  }
   std::vector<v1::Entry> ents(std::make_move_iterator(m.mutable_entries()->begin()),
                               std::make_move_iterator(m.mutable_entries()->end()));
-  if (auto last_new = log_.MaybeAppend(m.index(), m.log_term(), m.commit(), std::move(ents))) {
+  uint64_t conflict = 0;
+  if (auto last_new =
+          log_.MaybeAppend(m.index(), m.log_term(), m.commit(), std::move(ents), &conflict)) {
+    // Whatever was written from `conflict` on replaced our suffix: membership follows it.
+    if (conflict != 0) {
+      std::vector<v1::Entry> written;
+      for (auto& e : conf) {
+        if (e.index() >= conflict) written.push_back(std::move(e));
+      }
+      TrackConfChanges(conflict, written);
+    }
     r.set_index(*last_new);
     Send(std::move(r));
     return;
@@ -976,9 +994,12 @@ bool Raft::Restore(const v1::Snapshot& s) {
     return false;
   }
   log_.Restore(s);
+  base_conf_ = md.conf_state();
+  base_conf_index_ = md.index();
+  applied_conf_ = base_conf_;
+  log_conf_changes_.clear();
   trk_.Reset(md.conf_state(), log_.LastIndex() + 1);
-  const Progress* pr = trk_.Get(id_);
-  is_learner_ = pr != nullptr && pr->is_learner;
+  RecomputeConfig();
   if (Progress* p = trk_.Get(id_)) p->match = log_.LastIndex();
   return true;
 }
@@ -986,58 +1007,57 @@ bool Raft::Restore(const v1::Snapshot& s) {
 // ---------------------------------------------------------------------------------------------
 // Membership.
 
-v1::ConfState Raft::ApplyConfChange(const ConfChange& cc) {
-  const uint64_t next = log_.LastIndex() + 1;
-  if (cc.node_id() != kNone) {
-    switch (cc.type()) {
-      case v1::CONF_CHANGE_ADD_NODE:
-        trk_.AddVoter(cc.node_id(), next);
-        break;
-      case v1::CONF_CHANGE_ADD_LEARNER:
-        if (trk_.voters().Contains(cc.node_id())) {
-          LOG(WARNING) << "[shard " << shard_ << " node " << id_ << "] ignoring demotion of voter "
-                       << cc.node_id() << " to learner";
-        } else {
-          trk_.AddLearner(cc.node_id(), next);
-        }
-        break;
-      case v1::CONF_CHANGE_REMOVE_NODE:
-        if (trk_.voters().Contains(cc.node_id()) && trk_.voters().size() == 1) {
-          LOG(ERROR) << "[shard " << shard_ << " node " << id_
-                     << "] ignoring removal of the last voter " << cc.node_id();
-        } else {
-          trk_.Remove(cc.node_id());
-        }
-        break;
-      default:
-        LOG(ERROR) << "unknown conf change type " << cc.type();
-    }
+void Raft::TrackConfChanges(uint64_t from_index, const std::vector<v1::Entry>& es) {
+  bool changed = false;
+  // Entries from from_index on were (re)written: forget conf changes there, then add the new.
+  for (auto it = log_conf_changes_.lower_bound(from_index); it != log_conf_changes_.end();) {
+    it = log_conf_changes_.erase(it);
+    changed = true;
   }
-  const Progress* self = trk_.Get(id_);
-  is_learner_ = self != nullptr && self->is_learner;
-  RLOG(1) << "applied conf change " << cc.type() << " " << cc.node_id() << ", voters "
-          << trk_.voters().DebugString();
-  if (state_ != StateType::kLeader) return trk_.ConfState();
-  if (self == nullptr || self->is_learner) {
-    // A removed leader steps down: it no longer counts toward quorums, and leading a group it
-    // is not part of would block the remaining members from electing a member leader.
+  for (const auto& e : es) {
+    if (e.type() != v1::ENTRY_CONF_CHANGE || e.index() < from_index) continue;
+    ConfChange cc;
+    if (!cc.ParseFromString(e.data())) {
+      LOG(ERROR) << "[shard " << shard_ << " node " << id_ << "] malformed conf change at index "
+                 << e.index() << ", treated as a no-op";
+      continue;
+    }
+    log_conf_changes_[e.index()] = cc;
+    changed = true;
+  }
+  if (changed) RecomputeConfig();
+}
+
+void Raft::RecomputeConfig() {
+  v1::ConfState cs = base_conf_;
+  for (const auto& [index, cc] : log_conf_changes_) cs = ApplyConfChangeTo(cs, cc);
+  trk_.SetConfig(cs, log_.LastIndex() + 1);
+  is_learner_ = IsLearner(cs, id_);
+  RLOG(1) << "membership now " << trk_.voters().DebugString() << " learners "
+          << trk_.learners().size();
+  if (state_ != StateType::kLeader) return;
+  if (lead_transferee_ != kNone && trk_.Get(lead_transferee_) == nullptr) AbortLeaderTransfer();
+  // The quorum changed: a removal can make pending entries committed; new members need
+  // entries (sent by the caller's broadcast or the next heartbeat).
+  if (MaybeCommit()) ReleasePendingReadIndexMessages();
+}
+
+v1::ConfState Raft::ApplyConfChange(const ConfChange& cc) {
+  std::string ignored;
+  applied_conf_ = ApplyConfChangeTo(applied_conf_, cc, &ignored);
+  if (!ignored.empty()) {
+    LOG(WARNING) << "[shard " << shard_ << " node " << id_ << "] conf change " << cc.type() << " "
+                 << cc.node_id() << " ignored: " << ignored;
+  }
+  if (state_ == StateType::kLeader && cc.type() == v1::CONF_CHANGE_REMOVE_NODE &&
+      cc.node_id() == id_ && ignored.empty()) {
+    // Our removal is committed. We stopped counting ourselves in quorums when it was
+    // appended; now step down so the remaining members elect a leader among themselves.
     VLOG(1) << "[shard " << shard_ << " node " << id_ << " term " << term_
             << "] removed from the group, stepping down";
     BecomeFollower(term_, kNone);
-    return trk_.ConfState();
   }
-  if (lead_transferee_ != kNone && trk_.Get(lead_transferee_) == nullptr) AbortLeaderTransfer();
-  // The quorum changed: a removal can make pending entries committed.
-  if (MaybeCommit()) {
-    ReleasePendingReadIndexMessages();
-    BcastAppend();
-  } else {
-    // New members need entries.
-    for (auto& [id, pr] : trk_.progress()) {
-      if (id != id_) MaybeSendAppend(id, false);
-    }
-  }
-  return trk_.ConfState();
+  return applied_conf_;
 }
 
 // ---------------------------------------------------------------------------------------------

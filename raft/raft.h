@@ -13,6 +13,7 @@
 #define MARMOT_RAFT_RAFT_H_
 
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "absl/status/status.h"
 #include "proto/raft.pb.h"
 #include "raft/log.h"
+#include "raft/membership.h"
 #include "raft/read_only.h"
 #include "raft/storage.h"
 #include "raft/tracker.h"
@@ -98,7 +100,9 @@ class Raft {
   absl::Status Step(Message m);
   // Advances logical time by one tick.
   void Tick();
-  // Applies a committed ENTRY_CONF_CHANGE; returns the new membership.
+  // The host applies a committed ENTRY_CONF_CHANGE: returns the membership as of that entry
+  // (to store with the state machine and its snapshots). The change took effect in the core
+  // when the entry was appended; a leader that applies its own removal steps down here.
   v1::ConfState ApplyConfChange(const ConfChange& cc);
 
   // Called by RawNode once the host persisted/applied what it was handed.
@@ -140,7 +144,9 @@ class Raft {
   void ResetRandomizedElectionTimeout();
   bool PastElectionTimeout() const { return election_elapsed_ >= randomized_election_timeout_; }
   bool Promotable() const;
-  bool HasUnappliedConfChanges() const;
+  // Membership follows the latest conf change entry in the log (see membership.h).
+  void TrackConfChanges(uint64_t from_index, const std::vector<v1::Entry>& es);
+  void RecomputeConfig();
 
   void Hup(CampaignType t);
   void Campaign(CampaignType t);
@@ -193,6 +199,12 @@ class Raft {
   // single-server changes where a new leader's change races an uncommitted one of a previous
   // leader (Ongaro, raft-dev, 2015).
   uint64_t pending_conf_index_ = 0;
+  // Membership as of log index base_conf_index_ (a snapshot), the conf change entries in the
+  // log after it, and the membership as of the applied index (what ApplyConfChange reports).
+  v1::ConfState base_conf_;
+  uint64_t base_conf_index_ = 0;
+  std::map<uint64_t, v1::ConfChange> log_conf_changes_;
+  v1::ConfState applied_conf_;
   uint64_t uncommitted_size_ = 0;
   ReadOnly read_only_;
   std::vector<Message> pending_read_index_messages_;

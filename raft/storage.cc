@@ -27,7 +27,8 @@ MemoryLogStorage MemoryLogStorage::Bootstrap(const ConfState& conf_state, std::s
 }
 
 absl::StatusOr<PersistedState> MemoryLogStorage::InitialState() const {
-  return PersistedState{hard_state_, snapshot_.metadata().conf_state()};
+  return PersistedState{hard_state_, snapshot_.metadata().conf_state(),
+                        snapshot_.metadata().index()};
 }
 
 uint64_t MemoryLogStorage::FirstIndex() const { return offset() + 1; }

@@ -26,14 +26,17 @@ using v1::HardState;
 
 struct PersistedState {
   HardState hard_state;
+  // Membership as of log index `conf_index` (the latest snapshot's index). Conf change entries
+  // after that index are replayed from the log on top of it.
   ConfState conf_state;
+  uint64_t conf_index = 0;
 };
 
 class LogStorage {
  public:
   virtual ~LogStorage() = default;
 
-  // The persisted hard state and the membership as of the latest snapshot.
+  // The persisted hard state and the membership as of the latest snapshot (and its index).
   virtual absl::StatusOr<PersistedState> InitialState() const = 0;
 
   // Entries [lo, hi), stopping once their total EntrySize() exceeds max_bytes but always

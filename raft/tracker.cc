@@ -14,6 +14,31 @@ void ProgressTracker::Reset(const v1::ConfState& cs, uint64_t next_index) {
   for (uint64_t id : cs.learners()) AddLearner(id, next_index);
 }
 
+void ProgressTracker::SetConfig(const v1::ConfState& cs, uint64_t next_index) {
+  std::set<uint64_t> keep(cs.voters().begin(), cs.voters().end());
+  keep.insert(cs.learners().begin(), cs.learners().end());
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    if (!keep.count(it->first)) {
+      votes_.erase(it->first);
+      it = progress_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  voters_ = MajorityConfig();
+  learners_.clear();
+  for (uint64_t id : cs.voters()) AddVoter(id, next_index);
+  for (uint64_t id : cs.learners()) {
+    auto it = progress_.find(id);
+    if (it != progress_.end()) {
+      it->second.is_learner = true;
+      learners_.insert(id);
+    } else {
+      AddLearner(id, next_index);
+    }
+  }
+}
+
 void ProgressTracker::AddVoter(uint64_t id, uint64_t next_index) {
   auto it = progress_.find(id);
   if (it != progress_.end()) {

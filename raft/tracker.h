@@ -21,6 +21,9 @@ class ProgressTracker {
 
   // Replaces the membership; every member gets a fresh Progress with next = next_index.
   void Reset(const v1::ConfState& cs, uint64_t next_index);
+  // Switches to membership `cs`, keeping the Progress of members that stay (a promoted
+  // learner keeps its replication state); new members start at next_index.
+  void SetConfig(const v1::ConfState& cs, uint64_t next_index);
   // Membership changes (single server). Adding an existing learner as voter promotes it.
   void AddVoter(uint64_t id, uint64_t next_index);
   void AddLearner(uint64_t id, uint64_t next_index);

@@ -50,6 +50,7 @@ class Sim {
     }
     if (result_.ok) Liveness();
     current_sim = nullptr;
+    if (opt_.keep_trace) result_.trace = TraceTail();
     result_.max_term = max_term_;
     result_.committed = applied_.empty() ? 0 : applied_.rbegin()->first;
     return result_;
@@ -97,6 +98,7 @@ class Sim {
 
   void AddNode(uint64_t id, MemoryLogStorage storage) {
     Config c = Cluster::DefaultConfig();
+    c.heartbeat_tick = 2;
     c.random_seed = rng_();
     c.max_size_per_msg = 4 * 1024;      // small, so catch-up takes several messages
     c.max_inflight_msgs = 4 + Rand(16);
@@ -157,10 +159,12 @@ class Sim {
   }
 
   // Delivers one message whose time has come, picked at random among them (reordering).
-  bool DeliverOne() {
+  bool DeliverOne(uint64_t only_to = 0) {
     std::vector<size_t> ready;
     for (size_t i = 0; i < net_.size() && ready.size() < 16; ++i) {
-      if (net_[i].deliver_at <= now_) ready.push_back(i);
+      if (net_[i].deliver_at <= now_ && (only_to == 0 || net_[i].msg.to() == only_to)) {
+        ready.push_back(i);
+      }
     }
     if (ready.empty()) return false;
     const size_t k = faults_ ? ready[Rand(ready.size())] : ready[0];
@@ -195,6 +199,7 @@ class Sim {
   void Tick() {
     ++now_;
     ++result_.ticks;
+    if (Leader() == 0) ++result_.leaderless_ticks;
     for (auto& [id, n] : nodes_) {
       if (n->alive()) n->raw().Tick();
     }
@@ -216,20 +221,16 @@ class Sim {
 
   void Step() {
     const uint64_t r = Rand(1000);
-    if (r < 380) {
-      if (!DeliverOne()) Tick();
-    } else if (r < 600) {
-      auto alive = Alive();
-      // Handle a Ready of a random node; nodes with nothing to do are skipped.
-      for (size_t tries = 0; tries < alive.size(); ++tries) {
-        if (HandleReady(alive[Rand(alive.size())])) break;
-      }
-    } else if (r < 720) {
+    if (r < 450) {
+      if (!DeliverBatch()) Tick();
+    } else if (r < 700) {
+      ReadyOfRandomNode();
+    } else if (r < 750) {
       Trace("tick");
       Tick();
-    } else if (r < 800) {
+    } else if (r < 810) {
       Propose();
-    } else if (r < 815) {
+    } else if (r < 816) {
       auto alive = Alive();
       if (alive.size() > 1) {
         uint64_t id = alive[Rand(alive.size())];
@@ -237,7 +238,7 @@ class Sim {
         nodes_[id]->Crash();
         ++result_.crashes;
       }
-    } else if (r < 840) {
+    } else if (r < 830) {
       std::vector<uint64_t> down;
       for (auto& [id, n] : nodes_) {
         if (!n->alive()) down.push_back(id);
@@ -247,9 +248,9 @@ class Sim {
         Trace(absl::StrCat("RESTART node ", id));
         nodes_[id]->Restart(rng_());
       }
-    } else if (r < 860) {
+    } else if (r < 837) {
       ChangePartition();
-    } else if (r < 885) {
+    } else if (r < 862) {
       if (opt_.compaction) {
         auto alive = Alive();
         uint64_t id = alive[Rand(alive.size())];
@@ -258,15 +259,39 @@ class Sim {
                            " keep ", keep));
         nodes_[id]->SnapshotAndCompact(keep);
       }
-    } else if (r < 900) {
+    } else if (r < 882) {
       if (opt_.membership_churn) ConfChange();
-    } else if (r < 910) {
+    } else if (r < 892) {
       if (opt_.transfer_churn) Transfer();
-    } else if (r < 930) {
+    } else if (r < 912) {
       Read();
     } else {
-      Tick();
+      ReadyOfRandomNode();
     }
+  }
+
+  void ReadyOfRandomNode() {
+    auto alive = Alive();
+    // Handle a Ready of a random node; nodes with nothing to do are skipped.
+    const size_t start = Rand(alive.size());
+    for (size_t k = 0; k < alive.size(); ++k) {
+      if (HandleReady(alive[(start + k) % alive.size()])) break;
+    }
+  }
+
+  // One node receives a few of the messages that reached it, in random order.
+  bool DeliverBatch() {
+    std::vector<uint64_t> dests;
+    for (const auto& f : net_) {
+      if (f.deliver_at <= now_) dests.push_back(f.msg.to());
+    }
+    if (dests.empty()) return false;
+    const uint64_t to = dests[Rand(dests.size())];
+    const int n = 1 + Rand(8);
+    for (int i = 0; i < n; ++i) {
+      if (!DeliverOne(to)) break;
+    }
+    return true;
   }
 
   void Propose() {
@@ -277,6 +302,7 @@ class Sim {
     // Vary the size: some entries are big enough to split messages.
     if (Chance(5)) data.append(1500 + Rand(3000), 'x');
     auto s = nodes_[id]->raw().Propose(data);
+    ++(s.ok() ? result_.proposals_accepted : result_.proposals_dropped);
     Trace(absl::StrCat("propose ", data.substr(0, 16), " at ", id, ": ",
                        s.ok() ? "ok" : std::string(s.message())));
   }

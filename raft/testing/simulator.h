@@ -37,6 +37,8 @@ struct SimOptions {
   int liveness_ticks = 400;
   // How many trace lines to print on failure.
   int trace_tail = 60;
+  // Return the trace tail even on success (for replaying one seed).
+  bool keep_trace = false;
 };
 
 struct SimResult {
@@ -53,6 +55,10 @@ struct SimResult {
   uint64_t transfers = 0;
   uint64_t reads_served = 0;
   uint64_t messages = 0;
+  std::string trace;
+  uint64_t proposals_accepted = 0;
+  uint64_t proposals_dropped = 0;
+  uint64_t leaderless_ticks = 0;
 };
 
 SimResult RunSimulation(const SimOptions& options);
