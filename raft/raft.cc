@@ -391,8 +391,20 @@ void Raft::BecomeLeader() {
 }
 
 bool Raft::Promotable() const {
+  if (log_.unstable().snapshot().has_value()) return false;
   const Progress* pr = trk_.Get(id_);
-  return pr != nullptr && !pr->is_learner && !log_.unstable().snapshot().has_value();
+  if (pr != nullptr && !pr->is_learner) return true;
+  // Not a voter in the latest configuration of our log. If that configuration is not yet
+  // committed we may still be needed to commit it (thesis 4.2.2): a leader that appended its
+  // own removal and crashed may be the only node holding that entry, and the others cannot
+  // win against its longer log. So a voter of the committed configuration may campaign; it
+  // counts votes in the latest configuration, which is what keeps elections safe.
+  v1::ConfState committed = base_conf_;
+  for (const auto& [index, cc] : log_conf_changes_) {
+    if (index > log_.committed()) break;
+    committed = ApplyConfChangeTo(committed, cc);
+  }
+  return IsVoter(committed, id_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,8 +579,11 @@ absl::Status Raft::Step(Message m) {
 }
 
 absl::Status Raft::HandleReadIndexAsLeader(Message& m) {
-  if (trk_.IsSingleton()) {
-    // Nobody else can have been elected: the commit index is current.
+  if (trk_.IsSingleton() && trk_.voters().Contains(id_)) {
+    // We are the only voter, so nobody else can have been elected: the commit index is
+    // current. (A leader that removed itself is not the single voter: found by the simulator,
+    // seed 114, where such a leader answered reads while the real single voter led a newer
+    // term.)
     ResponseToReadIndexReq(m, log_.committed());
     return absl::OkStatus();
   }
