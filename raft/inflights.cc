@@ -42,6 +42,10 @@ void Inflights::FreeLE(uint64_t to) {
   start_ = count_ == 0 ? 0 : idx;
 }
 
+void Inflights::FreeFirstOne() {
+  if (count_ > 0) FreeLE(buffer_[start_].index);
+}
+
 bool Inflights::Full() const {
   return count_ == max_count_ || (max_bytes_ != 0 && bytes_ >= max_bytes_);
 }

@@ -22,6 +22,8 @@ class Inflights {
   void Add(uint64_t index, uint64_t bytes);
   // Forgets every message whose last index is <= to (the follower acknowledged them).
   void FreeLE(uint64_t to);
+  // Forgets the oldest message (it was probably lost).
+  void FreeFirstOne();
   bool Full() const;
   size_t Count() const { return count_; }
   uint64_t Bytes() const { return bytes_; }

@@ -750,6 +750,13 @@ absl::Status Raft::StepLeader(Message& m) {
     case v1::MSG_HEARTBEAT_RESP: {
       pr->recent_active = true;
       pr->msg_app_flow_paused = false;
+      // The follower is alive but the window is still full: some appends were likely lost
+      // (their acks would have freed it). Free one slot so the next append goes out; if the
+      // follower misses entries it rejects it and we fall back to probing. Without this a
+      // window full of lost messages stalls the follower forever (simulator, seed 268).
+      if (pr->state == ProgressState::kReplicate && pr->inflights.Full()) {
+        pr->inflights.FreeFirstOne();
+      }
       if (pr->match < log_.LastIndex() || pr->state == ProgressState::kProbe) {
         SendAppend(m.from());
       }
