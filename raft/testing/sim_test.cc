@@ -9,8 +9,8 @@
 namespace marmot::raft::testing {
 namespace {
 
-constexpr int kSeeds = 500;
-constexpr int kEvents = 2000;
+constexpr int kSeeds = 800;
+constexpr int kEvents = 3000;
 
 TEST(SimulatorTest, ManySeedsKeepSafetyAndLiveness) {
   const auto start = std::chrono::steady_clock::now();
