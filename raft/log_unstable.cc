@@ -51,6 +51,11 @@ void UnstableLog::TruncateAndAppend(std::vector<v1::Entry> entries) {
   const uint64_t after = entries.front().index();
   if (after == offset_ + entries_.size()) {
     // Directly extends the held entries.
+    if (entries_.empty()) {
+      entries_ = std::move(entries);
+      return;
+    }
+    entries_.reserve(entries_.size() + entries.size());
     for (auto& e : entries) entries_.push_back(std::move(e));
   } else if (after <= offset_) {
     // Replaces everything held (and diverges from storage at `after`; the host truncates there).

@@ -54,6 +54,16 @@ absl::Status RawNode::Propose(std::string data) {
   return raft_.Step(std::move(m));
 }
 
+absl::Status RawNode::ProposeBatch(std::vector<std::string> data) {
+  if (data.empty()) return absl::InvalidArgumentError("raft: empty proposal batch");
+  v1::Message m;
+  m.set_type(v1::MSG_PROP);
+  m.set_from(raft_.id());
+  m.mutable_entries()->Reserve(data.size());
+  for (auto& d : data) m.add_entries()->set_data(std::move(d));
+  return raft_.Step(std::move(m));
+}
+
 absl::Status RawNode::ProposeConfChange(const v1::ConfChange& cc) {
   if (cc.node_id() == kNone) return absl::InvalidArgumentError("raft: conf change without node");
   v1::Message m;

@@ -81,6 +81,9 @@ class RawNode {
   // transfer is in progress or the uncommitted tail is full; success does not mean the entry
   // will commit (watch committed entries for it).
   absl::Status Propose(std::string data);
+  // Proposes several entries at once: one message, one append, one broadcast. The entries
+  // are contiguous in the log. Same errors as Propose; all or nothing.
+  absl::Status ProposeBatch(std::vector<std::string> data);
   // Proposes a membership change. Only one may be pending at a time; the leader refuses
   // another (ProposalDroppedError()) until the previous one is applied.
   absl::Status ProposeConfChange(const v1::ConfChange& cc);

@@ -40,6 +40,7 @@ absl::StatusOr<std::vector<Entry>> MemoryLogStorage::Entries(uint64_t lo, uint64
   if (lo <= offset()) return CompactedError();
   if (hi > LastIndex() + 1) return UnavailableError();
   std::vector<Entry> out;
+  out.reserve(hi - lo);
   uint64_t bytes = 0;
   for (uint64_t i = lo; i < hi; ++i) {
     const Entry& e = entries_[i - offset()];
@@ -95,18 +96,19 @@ absl::Status MemoryLogStorage::Compact(uint64_t compact_index) {
                                                    " is past the last index ", LastIndex()));
   }
   const uint64_t k = compact_index - offset();
-  Entry dummy;
-  dummy.set_index(entries_[k].index());
-  dummy.set_term(entries_[k].term());
-  std::vector<Entry> rest;
-  rest.reserve(entries_.size() - k);
-  rest.push_back(std::move(dummy));
-  for (size_t j = k + 1; j < entries_.size(); ++j) rest.push_back(std::move(entries_[j]));
-  entries_ = std::move(rest);
+  entries_.erase(entries_.begin(), entries_.begin() + k);
+  // entries_[0] becomes the dummy for the compacted prefix: keep only index and term.
+  entries_[0].clear_data();
+  entries_[0].clear_type();
   return absl::OkStatus();
 }
 
 absl::Status MemoryLogStorage::Append(const std::vector<Entry>& entries) {
+  std::vector<Entry> copy = entries;
+  return Append(std::move(copy));
+}
+
+absl::Status MemoryLogStorage::Append(std::vector<Entry>&& entries) {
   if (entries.empty()) return absl::OkStatus();
   for (size_t j = 1; j < entries.size(); ++j) {
     if (entries[j].index() != entries[j - 1].index() + 1) {
@@ -126,7 +128,7 @@ absl::Status MemoryLogStorage::Append(const std::vector<Entry>& entries) {
   // Truncate the suffix from `start` on, then append. The core only hands us entries that
   // either extend the log or replace a suffix that a newer leader overwrote.
   entries_.resize(start - offset());
-  for (size_t j = skip; j < entries.size(); ++j) entries_.push_back(entries[j]);
+  for (size_t j = skip; j < entries.size(); ++j) entries_.push_back(std::move(entries[j]));
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #define MARMOT_RAFT_STORAGE_H_
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -83,6 +84,8 @@ class MemoryLogStorage : public LogStorage {
   // Entries at or below the snapshot are skipped. Error if they would leave a gap after
   // LastIndex(), or are not consecutive.
   absl::Status Append(const std::vector<Entry>& entries);
+  // Same, taking ownership (no copy of the payloads).
+  absl::Status Append(std::vector<Entry>&& entries);
 
   // Replaces the whole log by `snapshot`. SnapshotOutOfDateError() if it is not newer.
   absl::Status ApplySnapshot(const v1::Snapshot& snapshot);
@@ -110,7 +113,7 @@ class MemoryLogStorage : public LogStorage {
   v1::Snapshot snapshot_;
   // entries_[0] is a dummy carrying the index and term of the snapshot; entries_[k] has index
   // offset() + k.
-  std::vector<Entry> entries_;
+  std::deque<Entry> entries_;
   bool snapshot_unavailable_ = false;
 };
 
