@@ -465,7 +465,80 @@ class Sim {
     read_floor_.erase(it);
   }
 
+  // Committed entries survive any minority crash: for every entry some node applied, every
+  // quorum of the configurations that can elect a leader (the applied one of the most
+  // advanced state machine, and the current leader's latest one) contains a node that holds
+  // it on disk, in its log or under its snapshot. Such a node refuses its vote to a candidate
+  // lacking the entry, so no leader can be elected without it, whatever minority crashes.
+  // (Not "a majority holds it": with membership taking effect on append, an entry may be
+  // committed by a majority of the new configuration only, e.g. {5,6} of {5,6,7} while the
+  // committed one is {5,7}; every quorum of {5,7} still contains 5.)
+  void CheckDurability() {
+    CheckDurabilityIn(ConfigOfMostAdvanced());
+    if (const uint64_t lead = Leader(); lead != 0) {
+      CheckDurabilityIn(nodes_[lead]->raft().tracker().ConfState());
+    }
+  }
+
+  std::pair<uint64_t, v1::ConfState> ConfigOfMostAdvanced() {
+    uint64_t best = 0, best_applied = 0;
+    for (const auto& [id, n] : nodes_) {
+      if (n->sm().applied > best_applied) {
+        best = id;
+        best_applied = n->sm().applied;
+      }
+    }
+    if (best == 0) return {0, {}};
+    return {best_applied, nodes_[best]->sm().conf_state};
+  }
+
+  void CheckDurabilityIn(const v1::ConfState& cs) {
+    CheckDurabilityIn({applied_.empty() ? 0 : applied_.rbegin()->first, cs});
+  }
+
+  void CheckDurabilityIn(const std::pair<uint64_t, v1::ConfState>& at) {
+    const uint64_t best_applied = at.first;
+    const v1::ConfState& cs = at.second;
+    if (best_applied == 0 || cs.voters_size() == 0) return;
+    // A quorum has n/2+1 members, so it always contains a holder iff at least n - n/2 do.
+    const size_t need = cs.voters_size() - cs.voters_size() / 2;
+    struct Disk {
+      const MemoryLogStorage* st;
+      uint64_t snap_index;
+    };
+    std::vector<Disk> disks;
+    for (uint64_t v : cs.voters()) {
+      auto nit = nodes_.find(v);
+      if (nit == nodes_.end()) continue;
+      const MemoryLogStorage& st = nit->second->storage();
+      disks.push_back({&st, st.InitialState()->conf_index});  // the snapshot's index
+    }
+    // Walk from the newest applied entry down; older entries are mostly under snapshots.
+    int checked = 0;
+    for (auto it = applied_.upper_bound(best_applied); it != applied_.begin() && checked < 64;
+         ++checked) {
+      --it;
+      const uint64_t index = it->first, term = it->second.first;
+      size_t have = 0;
+      for (const Disk& d : disks) {
+        if (d.snap_index >= index) {
+          ++have;
+        } else if (index + 1 >= d.st->FirstIndex() && index <= d.st->LastIndex()) {
+          auto t = d.st->Term(index);
+          if (t.ok() && *t == term) ++have;
+        }
+      }
+      if (have < need) {
+        Fail(absl::StrCat("durability: applied entry ", index, "/", term, " is on the disks of ",
+                          have, " of ", cs.voters_size(), " voters (need ", need,
+                          " so that every quorum has it)"));
+        return;
+      }
+    }
+  }
+
   void CheckInvariants() {
+    if (result_.events % 8 == 0) CheckDurability();
     for (const auto& [id, n] : nodes_) {
       if (!n->alive()) continue;
       const Raft& r = n->raft();
