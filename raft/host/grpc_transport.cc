@@ -1,0 +1,430 @@
+#include "raft/host/grpc_transport.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/transport.grpc.pb.h"
+#include "raft/host/rocks_log_store.h"
+
+namespace marmot::raft::host {
+
+namespace tv1 = ::marmot::raft::transport::v1;
+
+namespace {
+
+// Snapshots larger than this are refused by a receiver (a header claiming more is bogus).
+constexpr uint64_t kMaxSnapshotBytes = uint64_t{16} << 30;
+
+grpc::ChannelArguments ChannelArgs(const GrpcTransportOptions& o) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(o.max_message_bytes);
+  args.SetMaxSendMessageSize(o.max_message_bytes);
+  // gRPC's default reconnect backoff starts at 1 s and grows to 2 min; a restarted peer must
+  // be reachable again within an election timeout or two.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(o.max_backoff)));
+  return args;
+}
+
+}  // namespace
+
+uint64_t GrpcTransport::Checksum(uint64_t h, const char* data, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending side: one Peer per destination node.
+
+class GrpcTransport::Peer {
+ public:
+  Peer(GrpcTransport* t, uint64_t id, std::string address) : t_(t), id_(id), address_(address) {
+    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                         ChannelArgs(t->options_));
+    stub_ = tv1::RaftTransport::NewStub(channel_);
+    msg_thread_ = std::thread([this] { RunMessages(); });
+    snap_thread_ = std::thread([this] { RunSnapshots(); });
+  }
+  ~Peer() { Stop(); }
+
+  void Enqueue(v1::Message m) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& q = m.type() == v1::MSG_SNAP ? snaps_ : msgs_;
+    if (q.size() >= t_->options_.max_queued_messages) {
+      VLOG(1) << "[node " << t_->options_.node_id << "] queue to node " << id_
+              << " full, dropping a message of shard " << m.shard();
+      return;
+    }
+    q.push_back(std::move(m));
+    cv_.notify_all();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      if (msg_ctx_ != nullptr) msg_ctx_->TryCancel();
+      if (snap_ctx_ != nullptr) snap_ctx_->TryCancel();
+      cv_.notify_all();
+    }
+    msg_thread_.join();
+    snap_thread_.join();
+  }
+
+  const std::string& address() const { return address_; }
+
+ private:
+  // Sleeps up to `d`; false if stopping.
+  bool SleepFor(absl::Duration d) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, absl::ToChronoMilliseconds(d), [this] { return stopping_; });
+    return !stopping_;
+  }
+
+  void RunMessages() {
+    const auto& o = t_->options_;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientWriter<tv1::MessageBatch>> writer;
+    tv1::StreamClosed reply;
+    absl::Duration backoff = o.min_backoff;
+    absl::BitGen rng;
+    for (;;) {
+      std::deque<v1::Message> pending;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return stopping_ || !msgs_.empty(); });
+        if (stopping_) break;
+        pending.swap(msgs_);
+      }
+      TransportFaults f = t_->faults();
+      if (f.blocked.count(id_)) continue;
+      if (f.delay > absl::ZeroDuration() && !SleepFor(f.delay)) break;
+      if (!writer) {
+        ctx = std::make_unique<grpc::ClientContext>();
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (stopping_) break;
+          msg_ctx_ = ctx.get();
+        }
+        writer = stub_->Stream(ctx.get(), &reply);
+      }
+      bool ok = true;
+      tv1::MessageBatch batch;
+      size_t bytes = 0;
+      auto flush = [&] {
+        if (batch.messages_size() == 0 || !ok) return;
+        batch.set_from_node(o.node_id);
+        batch.set_to_node(id_);
+        ok = writer->Write(batch);
+        batch.Clear();
+        bytes = 0;
+      };
+      for (auto& m : pending) {
+        if (f.drop_probability > 0 && absl::Bernoulli(rng, f.drop_probability)) continue;
+        const size_t sz = m.ByteSizeLong();
+        if (bytes + sz > o.max_batch_bytes) flush();
+        bytes += sz;
+        *batch.add_messages() = std::move(m);
+      }
+      flush();
+      if (ok) {
+        backoff = o.min_backoff;
+        continue;
+      }
+      // The stream broke: close it, tell the host, retry later with a fresh call.
+      ctx->TryCancel();
+      grpc::Status st = writer->Finish();
+      writer.reset();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        msg_ctx_ = nullptr;
+      }
+      ctx.reset();
+      VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " at " << address_
+              << " broke: " << st.error_message() << "; retry in " << backoff;
+      t_->handler_->HandleUnreachable(id_);
+      if (!SleepFor(backoff)) break;
+      backoff = std::min(backoff * 2, o.max_backoff);
+      std::lock_guard<std::mutex> l(mu_);
+      msgs_.clear();  // stale by now; Raft resends what matters
+    }
+    if (writer) {
+      ctx->TryCancel();
+      writer->Finish();
+    }
+  }
+
+  void RunSnapshots() {
+    const auto& o = t_->options_;
+    for (;;) {
+      v1::Message m;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return stopping_ || !snaps_.empty(); });
+        if (stopping_) break;
+        m = std::move(snaps_.front());
+        snaps_.pop_front();
+      }
+      const uint64_t shard = m.shard();
+      if (t_->faults().blocked.count(id_)) {
+        t_->handler_->HandleSnapshotStatus(shard, id_, false);
+        continue;
+      }
+      std::string data = std::move(*m.mutable_snapshot()->mutable_data());
+      m.mutable_snapshot()->clear_data();
+      grpc::ClientContext ctx;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_) break;
+        snap_ctx_ = &ctx;
+      }
+      tv1::SnapshotAck ack;
+      auto writer = stub_->SendSnapshot(&ctx, &ack);
+      tv1::SnapshotChunk chunk;
+      chunk.set_from_node(o.node_id);
+      chunk.set_to_node(id_);
+      *chunk.mutable_header() = m;
+      chunk.set_total_size(data.size());
+      chunk.set_checksum(Checksum(kChecksumSeed, data.data(), data.size()));
+      size_t off = 0;
+      bool ok = true;
+      do {
+        const size_t n = std::min(o.snapshot_chunk_bytes, data.size() - off);
+        chunk.set_offset(off);
+        chunk.set_data(data.substr(off, n));
+        off += n;
+        chunk.set_last(off == data.size());
+        // Write blocks while the receiver's flow-control window is full.
+        ok = writer->Write(chunk);
+        chunk.Clear();
+      } while (ok && off < data.size());
+      if (ok) writer->WritesDone();
+      grpc::Status st = writer->Finish();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        snap_ctx_ = nullptr;
+      }
+      const bool delivered = ok && st.ok() && ack.ok();
+      LOG(INFO) << "[shard " << shard << " node " << o.node_id << "] snapshot at "
+                << m.snapshot().metadata().index() << " (" << data.size() << " bytes) to node "
+                << id_ << (delivered ? " delivered" : " failed: " + st.error_message() + ack.error());
+      t_->handler_->HandleSnapshotStatus(shard, id_, delivered);
+    }
+  }
+
+  GrpcTransport* t_;
+  const uint64_t id_;
+  const std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<tv1::RaftTransport::Stub> stub_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::deque<v1::Message> msgs_;
+  std::deque<v1::Message> snaps_;
+  grpc::ClientContext* msg_ctx_ = nullptr;
+  grpc::ClientContext* snap_ctx_ = nullptr;
+  std::thread msg_thread_;
+  std::thread snap_thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Receiving side.
+
+class GrpcTransport::Service final : public tv1::RaftTransport::Service {
+ public:
+  explicit Service(GrpcTransport* t) : t_(t) {}
+
+  grpc::Status Stream(grpc::ServerContext* ctx, grpc::ServerReader<tv1::MessageBatch>* reader,
+                      tv1::StreamClosed*) override {
+    const uint64_t me = t_->options_.node_id;
+    tv1::MessageBatch batch;
+    while (reader->Read(&batch)) {
+      if (batch.to_node() != me) {
+        LOG(WARNING) << "[node " << me << "] dropping a batch from node " << batch.from_node()
+                     << " (" << ctx->peer() << ") addressed to node " << batch.to_node();
+        continue;
+      }
+      std::vector<v1::Message> msgs;
+      msgs.reserve(batch.messages_size());
+      for (auto& m : *batch.mutable_messages()) msgs.push_back(std::move(m));
+      t_->handler_->HandleMessages(std::move(msgs));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SendSnapshot(grpc::ServerContext* ctx, grpc::ServerReader<tv1::SnapshotChunk>* reader,
+                            tv1::SnapshotAck* ack) override {
+    const uint64_t me = t_->options_.node_id;
+    auto refuse = [&](absl::string_view why) {
+      LOG(WARNING) << "[node " << me << "] refusing a snapshot from " << ctx->peer() << ": " << why;
+      ack->set_ok(false);
+      ack->set_error(std::string(why));
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(why));
+    };
+    tv1::SnapshotChunk c;
+    if (!reader->Read(&c)) return refuse("no header chunk");
+    v1::Message header = c.header();
+    if (c.to_node() != me || header.to() != me) return refuse("addressed to another node");
+    if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
+    if (c.offset() != 0 || c.total_size() > kMaxSnapshotBytes) return refuse("bad first chunk");
+    const uint64_t total = c.total_size();
+    const uint64_t want_sum = c.checksum();
+    const std::string path =
+        absl::StrCat(t_->options_.snapshot_dir, "/recv-", c.from_node(), "-", header.shard(), "-",
+                     header.snapshot().metadata().index(), "-", counter_.fetch_add(1), ".tmp");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return refuse(absl::StrCat("cannot create ", path));
+    auto fail = [&](absl::string_view why) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      return refuse(why);
+    };
+    uint64_t off = 0, sum = kChecksumSeed;
+    for (;;) {
+      if (c.offset() != off || off + c.data().size() > total) return fail("chunk out of order or too long");
+      const std::string& d = c.data();
+      if (!d.empty() && ::write(fd, d.data(), d.size()) != static_cast<ssize_t>(d.size())) {
+        return fail("write failed");
+      }
+      sum = Checksum(sum, d.data(), d.size());
+      off += d.size();
+      if (c.last()) break;
+      if (!reader->Read(&c)) return fail("stream ended before the last chunk");
+    }
+    if (off != total) return fail(absl::StrCat("got ", off, " of ", total, " bytes"));
+    if (sum != want_sum) return fail("checksum mismatch");
+    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+      ::unlink(path.c_str());
+      return refuse("fsync failed");
+    }
+    auto data = ReadWholeFile(path);
+    ::unlink(path.c_str());
+    if (!data.ok()) return refuse(data.status().message());
+    *header.mutable_snapshot()->mutable_data() = std::move(*data);
+    LOG(INFO) << "[shard " << header.shard() << " node " << me << "] received snapshot at "
+              << header.snapshot().metadata().index() << " (" << total << " bytes) from node "
+              << header.from();
+    std::vector<v1::Message> msgs;
+    msgs.push_back(std::move(header));
+    t_->handler_->HandleMessages(std::move(msgs));
+    ack->set_ok(true);
+    return grpc::Status::OK;
+  }
+
+ private:
+  GrpcTransport* t_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+
+GrpcTransport::GrpcTransport(GrpcTransportOptions options) : options_(std::move(options)) {}
+
+GrpcTransport::~GrpcTransport() { Stop(); }
+
+absl::Status GrpcTransport::Start(MessageHandler* handler) {
+  handler_ = handler;
+  service_ = std::make_unique<Service>(this);
+  grpc::ServerBuilder b;
+  b.AddListeningPort(options_.bind_address, grpc::InsecureServerCredentials(), &bound_port_);
+  b.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  b.SetMaxSendMessageSize(options_.max_message_bytes);
+  b.RegisterService(service_.get());
+  server_ = b.BuildAndStart();
+  if (server_ == nullptr || bound_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("raft transport: cannot listen on ", options_.bind_address));
+  }
+  LOG(INFO) << "[node " << options_.node_id << "] raft transport listening on "
+            << options_.bind_address << " (port " << bound_port_ << ")";
+  return absl::OkStatus();
+}
+
+void GrpcTransport::Stop() {
+  std::map<uint64_t, std::unique_ptr<Peer>> peers;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    peers.swap(peers_);
+  }
+  for (auto& [id, p] : peers) p->Stop();
+  peers.clear();
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    server_->Wait();
+    server_.reset();
+  }
+}
+
+void GrpcTransport::SetPeerAddress(uint64_t node, const std::string& address) {
+  std::unique_ptr<Peer> old;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    addresses_[node] = address;
+    auto it = peers_.find(node);
+    if (it != peers_.end() && it->second->address() != address) {
+      old = std::move(it->second);
+      peers_.erase(it);
+    }
+  }
+  // Stopped outside mu_: its threads take mu_ (faults()).
+}
+
+GrpcTransport::Peer* GrpcTransport::GetPeer(uint64_t node) {
+  auto it = peers_.find(node);
+  if (it != peers_.end()) return it->second.get();
+  auto a = addresses_.find(node);
+  if (a == addresses_.end()) return nullptr;
+  auto* p = new Peer(this, node, a->second);
+  peers_[node].reset(p);
+  return p;
+}
+
+void GrpcTransport::Send(std::vector<v1::Message> messages) {
+  std::vector<std::pair<uint64_t, uint64_t>> failed_snapshots;  // (shard, node)
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopped_) return;
+    for (auto& m : messages) {
+      Peer* p = GetPeer(m.to());
+      if (p == nullptr) {
+        VLOG(1) << "[shard " << m.shard() << " node " << options_.node_id
+                << "] no address for node " << m.to() << ", dropping";
+        if (m.type() == v1::MSG_SNAP) failed_snapshots.emplace_back(m.shard(), m.to());
+        continue;
+      }
+      p->Enqueue(std::move(m));
+    }
+  }
+  for (auto [shard, node] : failed_snapshots) handler_->HandleSnapshotStatus(shard, node, false);
+}
+
+void GrpcTransport::SetFaults(const TransportFaults& faults) {
+  std::lock_guard<std::mutex> l(mu_);
+  faults_ = faults;
+}
+
+TransportFaults GrpcTransport::faults() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return faults_;
+}
+
+}  // namespace marmot::raft::host

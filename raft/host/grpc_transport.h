@@ -1,0 +1,100 @@
+// GrpcTransport: the Transport between NodeHosts, over gRPC (proto/transport.proto).
+//
+// Per peer, one sender thread owns one long-lived client-streaming `Stream` call and writes
+// batches of messages of all shards on it (split to stay under the message size limit). When
+// the call breaks the peer is reported unreachable, queued messages are dropped (Raft
+// retransmits) and the call is re-opened with exponential backoff. A second thread per peer
+// sends snapshots on `SendSnapshot` in chunks; gRPC's flow control paces the writes. The
+// receiver writes chunks to a temporary file, checks size and checksum, and only then hands
+// the MSG_SNAP (payload read back from the file) to the host.
+//
+// Received input is validated (addressed to this node, sane chunk offsets and sizes); anything
+// malformed is dropped and logged, never a crash.
+//
+// Fault injection for tests: SetFaults() drops or delays this node's outgoing traffic,
+// per destination (a one-way partition blocks one direction only).
+#ifndef MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
+#define MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "absl/time/time.h"
+#include "raft/host/transport.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace marmot::raft::host {
+
+struct GrpcTransportOptions {
+  uint64_t node_id = 0;
+  // host:port to listen on; port 0 picks a free one (see bound_port()).
+  std::string bind_address;
+  // Folder for snapshots being received.
+  std::string snapshot_dir;
+  // Upper bound of one gRPC message (a batch or a chunk), both directions.
+  int max_message_bytes = 64 << 20;
+  // Batches are cut at this size.
+  size_t max_batch_bytes = 4 << 20;
+  size_t snapshot_chunk_bytes = 256 << 10;
+  // Messages queued for one peer beyond which new ones are dropped.
+  size_t max_queued_messages = 8192;
+  absl::Duration min_backoff = absl::Milliseconds(20);
+  absl::Duration max_backoff = absl::Seconds(1);
+};
+
+// What a test does to this node's outgoing traffic.
+struct TransportFaults {
+  // Destinations whose traffic is dropped (messages and snapshots).
+  std::set<uint64_t> blocked;
+  // Probability that a message is dropped.
+  double drop_probability = 0;
+  // Added before each batch is written.
+  absl::Duration delay = absl::ZeroDuration();
+};
+
+class GrpcTransport : public Transport {
+ public:
+  explicit GrpcTransport(GrpcTransportOptions options);
+  ~GrpcTransport() override;
+
+  absl::Status Start(MessageHandler* handler) override;
+  void Stop() override;
+  void SetPeerAddress(uint64_t node, const std::string& address) override;
+  void Send(std::vector<v1::Message> messages) override;
+
+  void SetFaults(const TransportFaults& faults);
+  int bound_port() const { return bound_port_; }
+
+  // FNV-1a 64, the snapshot payload checksum.
+  static uint64_t Checksum(uint64_t h, const char* data, size_t n);
+  static constexpr uint64_t kChecksumSeed = 1469598103934665603ull;
+
+ private:
+  class Service;
+  class Peer;
+
+  Peer* GetPeer(uint64_t node);  // requires mu_
+  TransportFaults faults() const;
+
+  const GrpcTransportOptions options_;
+  MessageHandler* handler_ = nullptr;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int bound_port_ = 0;
+
+  mutable std::mutex mu_;
+  bool stopped_ = false;
+  std::map<uint64_t, std::string> addresses_;
+  std::map<uint64_t, std::unique_ptr<Peer>> peers_;
+  TransportFaults faults_;
+};
+
+}  // namespace marmot::raft::host
+
+#endif  // MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_

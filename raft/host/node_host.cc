@@ -1,0 +1,701 @@
+#include "raft/host/node_host.h"
+
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "raft/errors.h"
+#include "raft/host/grpc_transport.h"
+#include "raft/membership.h"
+
+namespace marmot::raft::host {
+
+namespace {
+
+constexpr size_t kProposalHeaderBytes = 16;
+
+void PutU64(std::string* s, uint64_t v) {
+  char b[8];
+  memcpy(b, &v, 8);
+  s->append(b, 8);
+}
+
+uint64_t GetU64(const char* p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+bool Contains(const v1::ConfState& cs, uint64_t id) { return IsVoter(cs, id) || IsLearner(cs, id); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Per-shard state owned by the Raft loop.
+
+struct NodeHost::Shard {
+  uint64_t id = 0;
+  ShardLog* log = nullptr;
+  std::unique_ptr<RawNode> raw;
+  // Membership as of the last committed entry handed to the apply worker.
+  v1::ConfState applied_conf;
+  ApplyWorker* worker = nullptr;
+};
+
+struct NodeHost::ApplyTask {
+  uint64_t shard = 0;
+  std::optional<v1::Snapshot> snapshot;  // installed before the entries
+  std::vector<AppliedEntry> entries;
+  // (index, proposal id) of this node's own proposals among the entries.
+  std::vector<std::pair<uint64_t, uint64_t>> mine;
+  v1::ConfState conf_after;
+  bool take_snapshot = false;
+};
+
+// Applies the committed entries of the shards hashed to it, one task at a time.
+class NodeHost::ApplyWorker {
+ public:
+  explicit ApplyWorker(NodeHost* host) : host_(host) {}
+  ~ApplyWorker() { Stop(); }
+
+  void AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
+                uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index) {
+    auto& st = shards_[shard];
+    st.sm = std::move(sm);
+    st.applied = applied;
+    st.applied_term = applied_term;
+    st.conf = std::move(conf);
+    st.last_snapshot = snapshot_index;
+  }
+  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Enqueue(ApplyTask t) {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(std::move(t));
+    cv_.notify_one();
+  }
+  // Finishes the queued tasks, then stops.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct ShardState {
+    std::unique_ptr<StateMachine> sm;
+    uint64_t applied = 0;
+    uint64_t applied_term = 0;
+    v1::ConfState conf;
+    uint64_t last_snapshot = 0;
+  };
+
+  void Run() {
+    for (;;) {
+      ApplyTask t;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        t = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Process(std::move(t));
+    }
+  }
+
+  void Process(ApplyTask t) {
+    const uint64_t me = host_->config_.node_id;
+    ShardState& st = shards_.at(t.shard);
+    if (t.snapshot) {
+      const auto& meta = t.snapshot->metadata();
+      if (meta.index() > st.applied) {
+        auto s = st.sm->RecoverFromSnapshot(meta.index(), t.snapshot->data());
+        CHECK(s.ok()) << "[shard " << t.shard << " node " << me << "] cannot install snapshot at "
+                      << meta.index() << ": " << s;
+        st.applied = meta.index();
+        st.applied_term = meta.term();
+        st.conf = meta.conf_state();
+        st.last_snapshot = meta.index();
+        LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
+                  << meta.index();
+      }
+    }
+    // Entries at or below what is applied were covered by a snapshot.
+    std::vector<AppliedEntry> todo;
+    for (auto& e : t.entries) {
+      if (e.index <= st.applied) continue;
+      CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
+                                        << "] applies out of order";
+      st.applied = e.index;
+      st.applied_term = e.term;
+      todo.push_back(std::move(e));
+    }
+    if (!todo.empty()) {
+      st.sm->Apply(todo);
+      st.conf = t.conf_after;
+    }
+    {
+      std::lock_guard<std::mutex> l(host_->info_mu_);
+      host_->info_[t.shard].applied = st.applied;
+    }
+    for (auto [index, id] : t.mine) {
+      if (index <= st.applied) host_->Resolve(t.shard, id, absl::OkStatus(), index);
+    }
+    const uint64_t every = host_->config_.snapshot_entries;
+    if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every)) {
+      TakeSnapshot(t.shard, st);
+    }
+  }
+
+  void TakeSnapshot(uint64_t shard, ShardState& st) {
+    if (st.applied <= st.last_snapshot) return;
+    auto data = st.sm->SaveSnapshot();
+    if (!data.ok()) {
+      LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
+                 << "] state machine cannot snapshot: " << data.status();
+      return;
+    }
+    const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
+                                          st.applied_term, ".snap");
+    auto s = WriteFileDurably(host_->store_->SnapshotDir() + "/" + file, *data);
+    if (!s.ok()) {
+      LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
+                 << "] cannot write snapshot: " << s;
+      return;
+    }
+    v1::SnapshotMetadata meta;
+    meta.set_index(st.applied);
+    meta.set_term(st.applied_term);
+    *meta.mutable_conf_state() = st.conf;
+    st.last_snapshot = st.applied;
+    host_->OnLocalSnapshot(shard, std::move(meta), file);
+  }
+
+  NodeHost* host_;
+  std::map<uint64_t, ShardState> shards_;  // fixed before Start()
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::deque<ApplyTask> queue_;
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+NodeHost::NodeHost(NodeHostConfig config) : config_(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Start(NodeHostConfig config,
+                                                          StateMachineFactory factory) {
+  if (config.node_id == 0) return absl::InvalidArgumentError("node id must be positive");
+  if (config.shards <= 0) return absl::InvalidArgumentError("shard count must be positive");
+  std::unique_ptr<NodeHost> host(new NodeHost(std::move(config)));
+  auto s = host->Init(std::move(factory));
+  if (!s.ok()) return s;
+  return host;
+}
+
+absl::Status NodeHost::Init(StateMachineFactory factory) {
+  const uint64_t me = config_.node_id;
+  RocksLogStore::Options so;
+  so.node_id = me;
+  so.shards = config_.shards;
+  auto store = RocksLogStore::Open(config_.raft_path, so);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+
+  std::map<uint64_t, std::string> addresses = config_.peers;
+  if (store_->fresh()) {
+    if (!config_.join) {
+      if (!config_.peers.count(me)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "node ", me, ": the bootstrap member list must include this node"));
+      }
+      v1::ConfState cs;
+      for (const auto& [id, addr] : config_.peers) cs.add_voters(id);
+      for (int s = 0; s < config_.shards; ++s) store_->Bootstrap(s, cs);
+      LOG(INFO) << "[node " << me << "] bootstrapped " << config_.shards << " shards with members "
+                << absl::StrJoin(cs.voters(), ",");
+    }
+  } else {
+    // Addresses learnt from membership changes; the configured ones win.
+    for (const auto& [k, v] : store_->ReadMetaWithPrefix("addr/")) {
+      uint64_t id = std::strtoull(k.c_str() + 5, nullptr, 10);
+      if (id != 0 && !addresses.count(id)) addresses[id] = v;
+    }
+  }
+  auto cs = store_->Commit(true);
+  if (!cs.ok()) return cs;
+
+  if (config_.transport_factory) {
+    transport_ = config_.transport_factory();
+  } else {
+    GrpcTransportOptions to;
+    to.node_id = me;
+    to.bind_address = config_.bind_address;
+    to.snapshot_dir = store_->SnapshotDir();
+    to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
+    auto g = std::make_unique<GrpcTransport>(to);
+    grpc_ = g.get();
+    transport_ = std::move(g);
+  }
+  for (const auto& [id, addr] : addresses) {
+    if (id != me) transport_->SetPeerAddress(id, addr);
+  }
+
+  const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
+  for (int w = 0; w < nworkers; ++w) workers_.push_back(std::make_unique<ApplyWorker>(this));
+  pending_.resize(config_.shards);
+  info_.resize(config_.shards);
+  for (int s = 0; s < config_.shards; ++s) {
+    auto shard = std::make_unique<Shard>();
+    shard->id = s;
+    shard->log = store_->shard(s);
+    shard->worker = workers_[s % nworkers].get();
+    std::unique_ptr<StateMachine> sm = factory(s);
+    uint64_t applied = sm->Open();
+    const v1::SnapshotMetadata meta = shard->log->snapshot_metadata();
+    if (applied < meta.index()) {
+      // The state machine is behind the log's start: install the snapshot first.
+      auto snap = shard->log->Snapshot();
+      if (!snap.ok()) return snap.status();
+      auto r = sm->RecoverFromSnapshot(meta.index(), snap->data());
+      if (!r.ok()) return r;
+      applied = meta.index();
+    }
+    if (applied > shard->log->LastIndex()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", s, ": state machine applied ", applied, " but the raft log ends at ",
+          shard->log->LastIndex(), " (raft folder from another run?)"));
+    }
+    // Membership as of `applied`: the snapshot's plus the conf changes after it.
+    v1::ConfState conf = meta.conf_state();
+    if (applied > meta.index()) {
+      auto ents = shard->log->Entries(meta.index() + 1, applied + 1, UINT64_MAX);
+      if (!ents.ok()) return ents.status();
+      for (const auto& e : *ents) {
+        v1::ConfChange cc;
+        if (e.type() == v1::ENTRY_CONF_CHANGE && cc.ParseFromString(e.data())) {
+          conf = ApplyConfChangeTo(conf, cc);
+        }
+      }
+    }
+    shard->applied_conf = conf;
+    auto term = shard->log->Term(applied);
+    Config c;
+    c.id = me;
+    c.shard = s;
+    c.election_tick = config_.election_ticks;
+    c.heartbeat_tick = config_.heartbeat_ticks;
+    c.storage = shard->log;
+    c.applied = applied;
+    c.random_seed = (me << 32) ^ (static_cast<uint64_t>(s) * 0x9e3779b97f4a7c15ull);
+    auto raw = RawNode::Create(c);
+    if (!raw.ok()) return raw.status();
+    shard->raw = std::move(*raw);
+    shard->worker->AddShard(s, std::move(sm), applied, term.ok() ? *term : 0, conf, meta.index());
+    info_[s].applied = applied;
+    shards_.push_back(std::move(shard));
+  }
+  auto ts = transport_->Start(this);
+  if (!ts.ok()) return ts;
+  for (auto& w : workers_) w->Start();
+  loop_ = std::thread([this] { RunLoop(); });
+  LOG(INFO) << "[node " << me << "] node host started: " << config_.shards << " shards, "
+            << nworkers << " apply workers, raft path " << config_.raft_path;
+  return absl::OkStatus();
+}
+
+NodeHost::~NodeHost() { Stop(); }
+
+void NodeHost::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (transport_) transport_->Stop();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (loop_.joinable()) loop_.join();
+  for (auto& w : workers_) w->Stop();
+  std::vector<ProposalCallback> cancelled;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    for (auto& m : pending_) {
+      for (auto& [id, p] : m) cancelled.push_back(std::move(p.done));
+      m.clear();
+    }
+  }
+  for (auto& cb : cancelled) cb(absl::CancelledError("node host stopped"), 0);
+  if (store_) {
+    auto s = store_->Commit(true);
+    if (!s.ok()) LOG(ERROR) << "[node " << config_.node_id << "] final commit: " << s;
+  }
+  shards_.clear();
+  workers_.clear();
+  store_.reset();
+  LOG(INFO) << "[node " << config_.node_id << "] node host stopped";
+}
+
+int NodeHost::bound_port() const { return grpc_ != nullptr ? grpc_->bound_port() : 0; }
+
+void NodeHost::Post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stopping_) return;
+  tasks_.push_back(std::move(fn));
+  cv_.notify_one();
+}
+
+void NodeHost::HandleMessages(std::vector<v1::Message> messages) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stopping_) return;
+  for (auto& m : messages) incoming_.push_back(std::move(m));
+  cv_.notify_one();
+}
+
+void NodeHost::HandleUnreachable(uint64_t node) {
+  Post([this, node] {
+    for (auto& s : shards_) s->raw->ReportUnreachable(node);
+  });
+}
+
+void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
+  Post([this, shard, node, ok] {
+    if (shard < shards_.size()) {
+      shards_[shard]->raw->ReportSnapshot(node, ok ? SnapshotStatus::kFinish : SnapshotStatus::kFailure);
+    }
+  });
+}
+
+void NodeHost::StepIncoming(v1::Message m) {
+  if (m.shard() >= shards_.size() || m.to() != config_.node_id) {
+    LOG(WARNING) << "[node " << config_.node_id << "] dropping a message for shard " << m.shard()
+                 << " node " << m.to() << " from node " << m.from() << " (type " << m.type() << ")";
+    return;
+  }
+  auto s = shards_[m.shard()]->raw->Step(std::move(m));
+  if (!s.ok() && !IsProposalDropped(s)) {
+    VLOG(1) << "[node " << config_.node_id << "] step: " << s;
+  }
+}
+
+void NodeHost::RunLoop() {
+  const absl::Duration tick = config_.tick_interval;
+  absl::Time next_tick = absl::Now() + tick;
+  absl::Time next_expiry = absl::Now() + absl::Milliseconds(100);
+  for (;;) {
+    std::vector<v1::Message> in;
+    std::vector<std::function<void()>> tasks;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_until(l, absl::ToChronoTime(next_tick),
+                     [this] { return stopping_ || !incoming_.empty() || !tasks_.empty(); });
+      if (stopping_) break;
+      in.swap(incoming_);
+      tasks.swap(tasks_);
+    }
+    for (auto& m : in) StepIncoming(std::move(m));
+    for (auto& t : tasks) t();
+    const absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      for (auto& s : shards_) s->raw->Tick();
+      next_tick += tick;
+      if (next_tick < now) next_tick = now + tick;  // fell behind: don't burst
+    }
+    HandleReadies();
+    if (now >= next_expiry) {
+      ExpireProposals(now);
+      next_expiry = now + absl::Milliseconds(100);
+    }
+  }
+}
+
+void NodeHost::HandleReadies() {
+  const uint64_t me = config_.node_id;
+  std::vector<std::pair<Shard*, Ready>> readies;
+  bool sync = false;
+  // 1. Persist every shard's Ready into one batch, one fsync.
+  for (auto& shard : shards_) {
+    if (!shard->raw->HasReady()) continue;
+    auto rd_or = shard->raw->GetReady();
+    CHECK(rd_or.ok()) << "[shard " << shard->id << " node " << me << "] " << rd_or.status();
+    Ready rd = std::move(*rd_or);
+    if (rd.snapshot) {
+      auto s = shard->log->ApplySnapshot(*rd.snapshot);
+      CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
+      sync = true;
+    }
+    if (!rd.entries.empty()) {
+      auto s = shard->log->Append(std::move(rd.entries));
+      CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] append: " << s;
+      rd.entries.clear();
+    }
+    if (rd.hard_state) shard->log->SetHardState(*rd.hard_state);
+    sync = sync || rd.must_sync;
+    if (rd.soft_state) {
+      VLOG(1) << "[shard " << shard->id << " node " << me << "] leader " << rd.soft_state->lead
+              << " state " << StateName(rd.soft_state->state);
+    }
+    readies.emplace_back(shard.get(), std::move(rd));
+  }
+  if (readies.empty()) {
+    if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+    return;
+  }
+  auto cs = store_->Commit(sync);
+  CHECK(cs.ok()) << "[node " << me << "] " << cs;
+  // 2. Send.
+  std::vector<v1::Message> out;
+  for (auto& [shard, rd] : readies) {
+    for (auto& m : rd.messages) out.push_back(std::move(m));
+  }
+  if (!out.empty()) transport_->Send(std::move(out));
+  // 3. Hand committed entries to the apply workers; membership changes take effect here.
+  for (auto& [shard, rd] : readies) {
+    ApplyTask task;
+    task.shard = shard->id;
+    uint64_t snap_index = 0;
+    if (rd.snapshot) {
+      snap_index = rd.snapshot->metadata().index();
+      shard->applied_conf = rd.snapshot->metadata().conf_state();
+      task.snapshot = std::move(*rd.snapshot);
+    }
+    for (auto& e : rd.committed_entries) {
+      if (e.index() <= snap_index) continue;
+      AppliedEntry ae;
+      ae.index = e.index();
+      ae.term = e.term();
+      if (e.type() == v1::ENTRY_CONF_CHANGE) {
+        v1::ConfChange cc;
+        if (!cc.ParseFromString(e.data())) {
+          LOG(ERROR) << "[shard " << shard->id << " node " << me << "] undecodable conf change at "
+                     << e.index() << ", skipped";
+        } else {
+          shard->applied_conf = shard->raw->ApplyConfChange(cc);
+          if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() &&
+              cc.node_id() != me) {
+            transport_->SetPeerAddress(cc.node_id(), cc.context());
+            store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
+          }
+          LOG(INFO) << "[shard " << shard->id << " node " << me << "] membership now voters "
+                    << absl::StrJoin(shard->applied_conf.voters(), ",") << " learners "
+                    << absl::StrJoin(shard->applied_conf.learners(), ",");
+        }
+      } else if (!e.data().empty()) {
+        if (e.data().size() < kProposalHeaderBytes) {
+          LOG(ERROR) << "[shard " << shard->id << " node " << me << "] entry " << e.index()
+                     << " has no proposal header, applied as empty";
+        } else {
+          const uint64_t proposer = GetU64(e.data().data());
+          const uint64_t id = GetU64(e.data().data() + 8);
+          if (proposer == me) task.mine.emplace_back(e.index(), id);
+          ae.data = e.data().substr(kProposalHeaderBytes);
+        }
+      }
+      task.entries.push_back(std::move(ae));
+    }
+    task.conf_after = shard->applied_conf;
+    if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
+    auto as = shard->raw->Advance();
+    CHECK(as.ok()) << "[shard " << shard->id << " node " << me << "] " << as;
+    // 4. Publish what tests and the pane read.
+    NodeStatus st = shard->raw->Status();
+    std::lock_guard<std::mutex> l(info_mu_);
+    ShardInfo& info = info_[shard->id];
+    info.leader = st.soft_state.lead;
+    info.is_leader = st.soft_state.state == StateType::kLeader;
+    info.term = st.hard_state.term();
+    info.commit = st.hard_state.commit();
+    info.first_index = shard->log->FirstIndex();
+    info.last_index = shard->log->LastIndex();
+    info.snapshot_index = shard->log->snapshot_metadata().index();
+    info.conf_state = st.conf_state;
+  }
+  if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+}
+
+void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) {
+  if (shard >= static_cast<uint64_t>(config_.shards)) {
+    done(absl::InvalidArgumentError(absl::StrCat("no shard ", shard)), 0);
+    return;
+  }
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    id = next_proposal_id_++;
+    pending_[shard][id] = Pending{std::move(done), absl::Now() + config_.proposal_timeout};
+  }
+  std::string payload;
+  payload.reserve(kProposalHeaderBytes + data.size());
+  PutU64(&payload, config_.node_id);
+  PutU64(&payload, id);
+  payload += data;
+  bool posted = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!stopping_) {
+      posted = true;
+      tasks_.push_back([this, shard, id, p = std::move(payload)]() mutable {
+        auto s = shards_[shard]->raw->Propose(std::move(p));
+        if (!s.ok()) Resolve(shard, id, s, 0);
+      });
+      cv_.notify_one();
+    }
+  }
+  if (!posted) Resolve(shard, id, absl::CancelledError("node host stopped"), 0);
+}
+
+absl::StatusOr<uint64_t> NodeHost::ProposeAndWait(uint64_t shard, std::string data) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  absl::Status status;
+  uint64_t index = 0;
+  Propose(shard, std::move(data), [&](absl::Status s, uint64_t i) {
+    std::lock_guard<std::mutex> l(mu);
+    status = s;
+    index = i;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  if (!status.ok()) return status;
+  return index;
+}
+
+void NodeHost::Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index) {
+  ProposalCallback cb;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    auto it = pending_[shard].find(proposal_id);
+    if (it == pending_[shard].end()) return;  // already timed out
+    cb = std::move(it->second.done);
+    pending_[shard].erase(it);
+  }
+  cb(std::move(s), index);
+}
+
+void NodeHost::ExpireProposals(absl::Time now) {
+  std::vector<ProposalCallback> expired;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    for (auto& m : pending_) {
+      for (auto it = m.begin(); it != m.end();) {
+        if (it->second.deadline <= now) {
+          expired.push_back(std::move(it->second.done));
+          it = m.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  for (auto& cb : expired) cb(absl::DeadlineExceededError("proposal timed out"), 0);
+}
+
+void NodeHost::OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file) {
+  Post([this, shard, meta = std::move(meta), file = std::move(file)] {
+    ShardLog* log = shards_[shard]->log;
+    auto s = log->SetLocalSnapshot(meta, file);
+    if (!s.ok()) {
+      // A newer snapshot arrived from the leader meanwhile.
+      std::error_code ec;
+      std::filesystem::remove(store_->SnapshotDir() + "/" + file, ec);
+      return;
+    }
+    // Compact only what the state machine made durable (the snapshot), keeping some slack.
+    const uint64_t keep = config_.compaction_overhead;
+    const uint64_t target = meta.index() > keep ? meta.index() - keep : 0;
+    if (target >= log->FirstIndex()) {
+      auto cs = log->Compact(target);
+      if (!cs.ok()) LOG(WARNING) << "[shard " << shard << "] compact: " << cs;
+    }
+    VLOG(1) << "[shard " << shard << " node " << config_.node_id << "] snapshot at "
+            << meta.index() << ", log now starts at " << log->FirstIndex();
+    std::lock_guard<std::mutex> l(info_mu_);
+    info_[shard].first_index = log->FirstIndex();
+    info_[shard].snapshot_index = meta.index();
+  });
+}
+
+void NodeHost::RequestSnapshot(uint64_t shard) {
+  Post([this, shard] {
+    ApplyTask t;
+    t.shard = shard;
+    t.take_snapshot = true;
+    t.conf_after = shards_[shard]->applied_conf;
+    shards_[shard]->worker->Enqueue(std::move(t));
+  });
+}
+
+void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
+  Post([this, shard, transferee] {
+    auto s = shards_[shard]->raw->TransferLeader(transferee);
+    if (!s.ok()) LOG(WARNING) << "[shard " << shard << "] transfer to " << transferee << ": " << s;
+  });
+}
+
+absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
+                                                absl::Duration timeout) {
+  if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
+  const bool add = cc.type() != v1::CONF_CHANGE_REMOVE_NODE;
+  auto done = [&] {
+    std::mutex m;
+    std::condition_variable c;
+    bool ready = false, result = false;
+    Post([&] {
+      std::lock_guard<std::mutex> l(m);
+      result = Contains(shards_[shard]->applied_conf, cc.node_id()) == add;
+      ready = true;
+      c.notify_one();
+    });
+    std::unique_lock<std::mutex> l(m);
+    if (!c.wait_for(l, std::chrono::seconds(2), [&] { return ready; })) return false;
+    return result;
+  };
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (done()) return absl::OkStatus();
+    // (Re)propose: the change is idempotent, and a lost or dropped one must be retried.
+    Post([this, shard, cc] {
+      auto s = shards_[shard]->raw->ProposeConfChange(cc);
+      if (!s.ok()) VLOG(1) << "[shard " << shard << "] conf change: " << s;
+    });
+    for (int i = 0; i < 10 && absl::Now() < deadline; ++i) {
+      absl::SleepFor(absl::Milliseconds(50));
+      if (done()) return absl::OkStatus();
+    }
+  }
+  return absl::DeadlineExceededError(absl::StrCat("shard ", shard, ": membership change of node ",
+                                                  cc.node_id(), " not applied in time"));
+}
+
+absl::Status NodeHost::AddNode(uint64_t shard, uint64_t node, const std::string& address,
+                               absl::Duration timeout) {
+  v1::ConfChange cc;
+  cc.set_type(v1::CONF_CHANGE_ADD_NODE);
+  cc.set_node_id(node);
+  cc.set_context(address);
+  return ProposeConfChangeAndWait(shard, cc, timeout);
+}
+
+absl::Status NodeHost::RemoveNode(uint64_t shard, uint64_t node, absl::Duration timeout) {
+  v1::ConfChange cc;
+  cc.set_type(v1::CONF_CHANGE_REMOVE_NODE);
+  cc.set_node_id(node);
+  return ProposeConfChangeAndWait(shard, cc, timeout);
+}
+
+ShardInfo NodeHost::GetShardInfo(uint64_t shard) const {
+  std::lock_guard<std::mutex> l(info_mu_);
+  return info_.at(shard);
+}
+
+}  // namespace marmot::raft::host

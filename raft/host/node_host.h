@@ -1,0 +1,181 @@
+// NodeHost: runs every shard (Raft group) of a process over the pure core in raft/.
+//
+// One Raft loop thread steps incoming messages, ticks every group, collects their Readys,
+// persists all of them in ONE RocksDB write with ONE fsync (RocksLogStore), hands the
+// messages to the transport, applies membership changes, and queues committed entries to
+// apply workers (shards hashed to a few threads), which call the shard's StateMachine,
+// resolve proposal callbacks and take snapshots. A slow state machine therefore delays only
+// the shards of its worker, never the ticks or the replication of any shard.
+//
+// Proposals carry a 16-byte header (proposing node, proposal id) so that the proposing node
+// recognizes its own entries when they are applied and resolves their callbacks; the state
+// machine sees the payload only. A follower forwards proposals to the leader (the core does).
+//
+// Bootstrap: a node whose raft folder is new starts every shard with the same membership
+// (config.peers) unless config.join is set (it then waits to be added and receive a snapshot).
+// A node with existing state ignores config.peers for membership.
+#ifndef MARMOT_RAFT_HOST_NODE_HOST_H_
+#define MARMOT_RAFT_HOST_NODE_HOST_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/raft.pb.h"
+#include "raft/host/rocks_log_store.h"
+#include "raft/host/state_machine.h"
+#include "raft/host/transport.h"
+#include "raft/raw_node.h"
+
+namespace marmot::raft::host {
+
+class GrpcTransport;
+
+struct NodeHostConfig {
+  uint64_t node_id = 0;
+  // host:port of the node-to-node gRPC server.
+  std::string bind_address;
+  std::string raft_path;
+  int shards = 16;
+  // Addresses of the other nodes (and this one); for a new folder and !join also the founding
+  // members of every shard.
+  std::map<uint64_t, std::string> peers;
+  bool join = false;
+
+  absl::Duration tick_interval = absl::Milliseconds(10);
+  int election_ticks = 10;
+  int heartbeat_ticks = 1;
+  // A shard takes a snapshot after this many applied entries (0: never), then compacts its
+  // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
+  uint64_t snapshot_entries = 10000;
+  uint64_t compaction_overhead = 1000;
+  int apply_workers = 4;
+  // Proposals not committed within this time are resolved with DeadlineExceeded.
+  absl::Duration proposal_timeout = absl::Seconds(5);
+  // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible).
+  size_t snapshot_chunk_bytes = 256 << 10;
+  // Test hook: the transport to use instead of a GrpcTransport on bind_address.
+  std::function<std::unique_ptr<Transport>()> transport_factory;
+};
+
+// How a proposal ended: OK (committed and applied here, with its log index), Aborted
+// (dropped: no leader, transfer in progress, ...), DeadlineExceeded, or Cancelled (host stopped).
+using ProposalCallback = std::function<void(absl::Status, uint64_t index)>;
+
+struct ShardInfo {
+  uint64_t leader = 0;
+  uint64_t term = 0;
+  uint64_t commit = 0;
+  // Applied by the state machine.
+  uint64_t applied = 0;
+  uint64_t first_index = 0;
+  uint64_t last_index = 0;
+  uint64_t snapshot_index = 0;
+  bool is_leader = false;
+  v1::ConfState conf_state;  // the current (latest appended) membership
+};
+
+class NodeHost : private MessageHandler {
+ public:
+  // Opens the raft store (refusing a foreign or damaged one), bootstraps if new, starts the
+  // transport, the apply workers and the Raft loop.
+  static absl::StatusOr<std::unique_ptr<NodeHost>> Start(NodeHostConfig config,
+                                                         StateMachineFactory factory);
+  // Stops cleanly (see Stop()).
+  ~NodeHost() override;
+
+  // Transport closed, threads joined, pending proposals Cancelled, store closed. Everything
+  // acknowledged was already fsynced, so a later Start() loses nothing. Idempotent.
+  void Stop();
+
+  // Proposes `data` to `shard`; `done` is called exactly once, from a host thread.
+  void Propose(uint64_t shard, std::string data, ProposalCallback done);
+  // Blocking convenience: the index the entry was applied at, or the error.
+  absl::StatusOr<uint64_t> ProposeAndWait(uint64_t shard, std::string data);
+
+  // Membership changes of one shard (the caller runs them for every shard). Adding a node
+  // records its address (carried in the change) on every member. OK once applied here.
+  absl::Status AddNode(uint64_t shard, uint64_t node, const std::string& address,
+                       absl::Duration timeout = absl::Seconds(5));
+  absl::Status RemoveNode(uint64_t shard, uint64_t node, absl::Duration timeout = absl::Seconds(5));
+  // Asks the shard's leader (wherever it is) to hand leadership to `transferee`.
+  void TransferLeadership(uint64_t shard, uint64_t transferee);
+  // Takes a snapshot of the shard now (on its apply worker) and compacts its log.
+  void RequestSnapshot(uint64_t shard);
+
+  ShardInfo GetShardInfo(uint64_t shard) const;
+  uint64_t node_id() const { return config_.node_id; }
+  int shards() const { return config_.shards; }
+  // The gRPC transport (for fault injection), or nullptr with a test transport.
+  GrpcTransport* grpc_transport() const { return grpc_; }
+  int bound_port() const;
+
+ private:
+  struct Shard;
+  struct ApplyTask;
+  class ApplyWorker;
+  struct Pending {
+    ProposalCallback done;
+    absl::Time deadline;
+  };
+
+  explicit NodeHost(NodeHostConfig config);
+  absl::Status Init(StateMachineFactory factory);
+
+  // MessageHandler (transport threads).
+  void HandleMessages(std::vector<v1::Message> messages) override;
+  void HandleUnreachable(uint64_t node) override;
+  void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) override;
+
+  // Runs `fn` on the Raft loop.
+  void Post(std::function<void()> fn);
+  void RunLoop();
+  void StepIncoming(v1::Message m);
+  void HandleReadies();
+  void ExpireProposals(absl::Time now);
+  // Apply worker callbacks.
+  void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
+  void OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file);
+  absl::Status ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
+                                        absl::Duration timeout);
+
+  const NodeHostConfig config_;
+  std::unique_ptr<RocksLogStore> store_;
+  std::unique_ptr<Transport> transport_;
+  GrpcTransport* grpc_ = nullptr;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::unique_ptr<ApplyWorker>> workers_;
+
+  // Inbox of the Raft loop.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::vector<v1::Message> incoming_;
+  std::vector<std::function<void()>> tasks_;
+  std::thread loop_;
+  bool stopped_ = false;
+
+  // Proposals this node made, per shard, by proposal id.
+  mutable std::mutex pending_mu_;
+  uint64_t next_proposal_id_ = 1;
+  std::vector<std::map<uint64_t, Pending>> pending_;
+
+  // For GetShardInfo (written by the loop and the workers).
+  mutable std::mutex info_mu_;
+  std::vector<ShardInfo> info_;
+};
+
+}  // namespace marmot::raft::host
+
+#endif  // MARMOT_RAFT_HOST_NODE_HOST_H_

@@ -1,0 +1,565 @@
+#include "raft/host/rocks_log_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "raft/errors.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_buffer_manager.h"
+
+namespace marmot::raft::host {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kFormat[] = "marmot-raft-log-1";
+// Keys of the "default" family.
+constexpr char kFormatKey[] = "format";
+constexpr char kNodeIdKey[] = "node_id";
+constexpr char kShardsKey[] = "shards";
+constexpr char kInitializedKey[] = "initialized";
+constexpr char kMetaPrefix[] = "meta/";
+// Reserved keys of a shard's family (0x00 ...), entry keys are 0x01 + big-endian index.
+const std::string kHardStateKey("\x00hs", 3);
+const std::string kSnapshotKey("\x00snap", 5);
+const std::string kCompactedKey("\x00" "compacted", 10);
+constexpr char kEntryPrefix = '\x01';
+
+std::string EntryKey(uint64_t index) {
+  std::string k(9, '\0');
+  k[0] = kEntryPrefix;
+  for (int i = 0; i < 8; ++i) k[1 + i] = static_cast<char>((index >> (56 - 8 * i)) & 0xff);
+  return k;
+}
+
+bool DecodeEntryKey(const rocksdb::Slice& k, uint64_t* index) {
+  if (k.size() != 9 || k[0] != kEntryPrefix) return false;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(k[1 + i]);
+  *index = v;
+  return true;
+}
+
+std::string EncodeU64Pair(uint64_t a, uint64_t b) {
+  std::string s = EntryKey(a).substr(1);
+  s += EntryKey(b).substr(1);
+  return s;
+}
+
+bool DecodeU64Pair(const std::string& s, uint64_t* a, uint64_t* b) {
+  if (s.size() != 16) return false;
+  std::string ka = std::string(1, kEntryPrefix) + s.substr(0, 8);
+  std::string kb = std::string(1, kEntryPrefix) + s.substr(8, 8);
+  return DecodeEntryKey(ka, a) && DecodeEntryKey(kb, b);
+}
+
+// Snapshot record: 4-byte length of the serialized metadata, the metadata, the file name.
+std::string EncodeSnapshotRecord(const v1::SnapshotMetadata& meta, const std::string& file) {
+  std::string m = meta.SerializeAsString();
+  std::string s(4, '\0');
+  uint32_t n = m.size();
+  memcpy(s.data(), &n, 4);
+  return s + m + file;
+}
+
+bool DecodeSnapshotRecord(const std::string& s, v1::SnapshotMetadata* meta, std::string* file) {
+  if (s.size() < 4) return false;
+  uint32_t n;
+  memcpy(&n, s.data(), 4);
+  if (4 + static_cast<size_t>(n) > s.size()) return false;
+  if (!meta->ParseFromString(s.substr(4, n))) return false;
+  *file = s.substr(4 + n);
+  return true;
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+std::string ShardFamily(int s) { return absl::StrCat("shard-", s); }
+
+}  // namespace
+
+absl::Status WriteFileDurably(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(e)));
+    }
+    done += n;
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    return absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno)));
+  }
+  int dfd = ::open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("open ", path, ": ", strerror(errno)));
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("read ", path, ": ", strerror(e)));
+    }
+    if (n == 0) break;
+    out.append(buf, n);
+  }
+  ::close(fd);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ShardLog
+
+absl::StatusOr<PersistedState> ShardLog::InitialState() const {
+  PersistedState ps;
+  ps.hard_state = hard_state_;
+  ps.conf_state = snap_meta_.conf_state();
+  ps.conf_index = snap_meta_.index();
+  return ps;
+}
+
+absl::StatusOr<Entry> ShardLog::ReadEntry(uint64_t i) const {
+  std::string v;
+  rocksdb::Status s = store_->db_->Get(rocksdb::ReadOptions(), cf_, EntryKey(i), &v);
+  if (s.IsNotFound()) {
+    return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " missing from the log"));
+  }
+  if (!s.ok()) return FromRocks(s, absl::StrCat("shard ", shard_, ": read entry ", i));
+  Entry e;
+  if (!e.ParseFromString(v) || e.index() != i) {
+    return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " is corrupt"));
+  }
+  return e;
+}
+
+absl::StatusOr<std::vector<Entry>> ShardLog::Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) const {
+  if (lo <= compacted_index_) return CompactedError();
+  if (hi > last_index_ + 1) return UnavailableError();
+  std::vector<Entry> out;
+  if (lo >= hi) return out;
+  uint64_t bytes = 0;
+  const uint64_t cache_first = cache_.empty() ? last_index_ + 1 : cache_.front().index();
+  auto add = [&](Entry e) {
+    bytes += EntrySize(e);
+    if (!out.empty() && bytes > max_bytes) return false;
+    out.push_back(std::move(e));
+    return true;
+  };
+  uint64_t i = lo;
+  if (i < cache_first) {
+    // Cold path: a follower far behind. One iterator over the range.
+    std::unique_ptr<rocksdb::Iterator> it(store_->db_->NewIterator(rocksdb::ReadOptions(), cf_));
+    for (it->Seek(EntryKey(i)); i < hi && i < cache_first; it->Next(), ++i) {
+      uint64_t idx;
+      if (!it->Valid() || !DecodeEntryKey(it->key(), &idx) || idx != i) {
+        if (!it->status().ok()) return FromRocks(it->status(), "read log");
+        return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " missing"));
+      }
+      Entry e;
+      if (!e.ParseFromArray(it->value().data(), it->value().size())) {
+        return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " is corrupt"));
+      }
+      if (!add(std::move(e))) return out;
+    }
+  }
+  for (; i < hi; ++i) {
+    if (!add(cache_[i - cache_first])) break;
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> ShardLog::Term(uint64_t i) const {
+  if (i == compacted_index_) return compacted_term_;
+  if (i < compacted_index_) return CompactedError();
+  if (i > last_index_) return UnavailableError();
+  if (!cache_.empty() && i >= cache_.front().index()) return cache_[i - cache_.front().index()].term();
+  auto e = ReadEntry(i);
+  if (!e.ok()) return e.status();
+  return e->term();
+}
+
+absl::StatusOr<v1::Snapshot> ShardLog::Snapshot() const {
+  v1::Snapshot snap;
+  *snap.mutable_metadata() = snap_meta_;
+  if (!snap_file_.empty()) {
+    auto data = ReadWholeFile(store_->SnapshotDir() + "/" + snap_file_);
+    if (!data.ok()) {
+      LOG(ERROR) << "[shard " << shard_ << "] snapshot file unreadable: " << data.status();
+      return SnapshotTemporarilyUnavailableError();
+    }
+    *snap.mutable_data() = std::move(*data);
+  }
+  return snap;
+}
+
+void ShardLog::TrimCache() {
+  const auto& o = store_->options_;
+  while (!cache_.empty() && (cache_.size() > o.cache_entries || cache_bytes_ > o.cache_bytes)) {
+    cache_bytes_ -= EntrySize(cache_.front());
+    cache_.pop_front();
+  }
+}
+
+absl::Status ShardLog::Append(std::vector<Entry> entries) {
+  // Skip what is already compacted (committed, so it cannot conflict).
+  size_t skip = 0;
+  while (skip < entries.size() && entries[skip].index() <= compacted_index_) ++skip;
+  if (skip == entries.size()) return absl::OkStatus();
+  const uint64_t first = entries[skip].index();
+  if (first > last_index_ + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": append at ", first,
+                                                   " leaves a gap after ", last_index_));
+  }
+  for (size_t k = skip + 1; k < entries.size(); ++k) {
+    if (entries[k].index() != entries[k - 1].index() + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": entries not consecutive"));
+    }
+  }
+  auto& batch = store_->batch_;
+  if (first <= last_index_) {
+    // A new leader overwrote our uncommitted tail.
+    batch.DeleteRange(cf_, EntryKey(first), EntryKey(last_index_ + 1));
+    while (!cache_.empty() && cache_.back().index() >= first) {
+      cache_bytes_ -= EntrySize(cache_.back());
+      cache_.pop_back();
+    }
+  }
+  if (!cache_.empty() && cache_.back().index() + 1 != first) {
+    cache_.clear();
+    cache_bytes_ = 0;
+  }
+  for (size_t k = skip; k < entries.size(); ++k) {
+    batch.Put(cf_, EntryKey(entries[k].index()), entries[k].SerializeAsString());
+  }
+  last_index_ = entries.back().index();
+  for (size_t k = skip; k < entries.size(); ++k) {
+    cache_bytes_ += EntrySize(entries[k]);
+    cache_.push_back(std::move(entries[k]));
+  }
+  TrimCache();
+  return absl::OkStatus();
+}
+
+void ShardLog::SetHardState(const HardState& hs) {
+  hard_state_ = hs;
+  store_->batch_.Put(cf_, kHardStateKey, hs.SerializeAsString());
+}
+
+absl::Status ShardLog::ApplySnapshot(const v1::Snapshot& snapshot) {
+  const auto& meta = snapshot.metadata();
+  if (meta.index() <= snap_meta_.index()) return SnapshotOutOfDateError();
+  std::string file;
+  if (!snapshot.data().empty()) {
+    file = absl::StrCat("shard-", shard_, "-", meta.index(), "-", meta.term(), ".snap");
+    auto s = WriteFileDurably(store_->SnapshotDir() + "/" + file, snapshot.data());
+    if (!s.ok()) return s;
+  }
+  auto& batch = store_->batch_;
+  batch.DeleteRange(cf_, EntryKey(0), EntryKey(UINT64_MAX));
+  batch.Put(cf_, kSnapshotKey, EncodeSnapshotRecord(meta, file));
+  batch.Put(cf_, kCompactedKey, EncodeU64Pair(meta.index(), meta.term()));
+  if (!snap_file_.empty() && snap_file_ != file) store_->obsolete_files_.push_back(snap_file_);
+  snap_meta_ = meta;
+  snap_file_ = file;
+  compacted_index_ = meta.index();
+  compacted_term_ = meta.term();
+  last_index_ = meta.index();
+  cache_.clear();
+  cache_bytes_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status ShardLog::SetLocalSnapshot(const v1::SnapshotMetadata& meta, const std::string& file) {
+  if (meta.index() <= snap_meta_.index()) return SnapshotOutOfDateError();
+  if (meta.index() > last_index_) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": snapshot at ", meta.index(),
+                                                   " is past the log's end ", last_index_));
+  }
+  store_->batch_.Put(cf_, kSnapshotKey, EncodeSnapshotRecord(meta, file));
+  if (!snap_file_.empty() && snap_file_ != file) store_->obsolete_files_.push_back(snap_file_);
+  snap_meta_ = meta;
+  snap_file_ = file;
+  return absl::OkStatus();
+}
+
+absl::Status ShardLog::Compact(uint64_t index) {
+  if (index <= compacted_index_) return CompactedError();
+  if (index > snap_meta_.index()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard ", shard_, ": compaction to ", index, " past the snapshot at ", snap_meta_.index()));
+  }
+  auto term = Term(index);
+  if (!term.ok()) return term.status();
+  auto& batch = store_->batch_;
+  batch.DeleteRange(cf_, EntryKey(compacted_index_ + 1), EntryKey(index + 1));
+  batch.Put(cf_, kCompactedKey, EncodeU64Pair(index, *term));
+  compacted_index_ = index;
+  compacted_term_ = *term;
+  while (!cache_.empty() && cache_.front().index() <= index) {
+    cache_bytes_ -= EntrySize(cache_.front());
+    cache_.pop_front();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardLog::Load() {
+  auto* db = store_->db_.get();
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf_, kHardStateKey, &v);
+  if (s.ok()) {
+    if (!hard_state_.ParseFromString(v)) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": hard state is corrupt"));
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read hard state");
+  }
+  s = db->Get(rocksdb::ReadOptions(), cf_, kSnapshotKey, &v);
+  if (s.ok()) {
+    if (!DecodeSnapshotRecord(v, &snap_meta_, &snap_file_)) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": snapshot metadata is corrupt"));
+    }
+    if (!snap_file_.empty() && !fs::exists(store_->SnapshotDir() + "/" + snap_file_)) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": snapshot file ", snap_file_,
+                                              " is missing"));
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read snapshot metadata");
+  }
+  s = db->Get(rocksdb::ReadOptions(), cf_, kCompactedKey, &v);
+  if (s.ok()) {
+    if (!DecodeU64Pair(v, &compacted_index_, &compacted_term_)) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": compaction marker is corrupt"));
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read compaction marker");
+  }
+  if (compacted_index_ > snap_meta_.index()) {
+    return absl::DataLossError(absl::StrCat("shard ", shard_, ": log compacted to ",
+                                            compacted_index_, " past its snapshot at ",
+                                            snap_meta_.index()));
+  }
+  // The log must be exactly (compacted_index_, last]: no hole, nothing below.
+  last_index_ = compacted_index_;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf_));
+  it->Seek(EntryKey(0));
+  if (it->Valid()) {
+    uint64_t first = 0;
+    if (!DecodeEntryKey(it->key(), &first) || first != compacted_index_ + 1) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": log starts at ", first, " (key ",
+                                              it->key().ToString(true), ")",
+                                              ", expected ", compacted_index_ + 1));
+    }
+    it->SeekForPrev(EntryKey(UINT64_MAX));
+    uint64_t last;
+    if (!it->Valid() || !DecodeEntryKey(it->key(), &last) || last < first) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": cannot find the log's end"));
+    }
+    last_index_ = last;
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scan log");
+  if (hard_state_.commit() > last_index_) {
+    return absl::DataLossError(absl::StrCat("shard ", shard_, ": commit index ",
+                                            hard_state_.commit(), " is past the log's end ",
+                                            last_index_, " (entries lost)"));
+  }
+  // Warm the cache with the tail (and check the log is contiguous there).
+  const uint64_t n = std::min<uint64_t>(last_index_ - compacted_index_, store_->options_.cache_entries);
+  if (n > 0) {
+    const uint64_t lo = last_index_ - n + 1;
+    auto tail = Entries(lo, last_index_ + 1, UINT64_MAX);
+    if (!tail.ok()) return tail.status();
+    for (auto& e : *tail) {
+      cache_bytes_ += EntrySize(e);
+      cache_.push_back(std::move(e));
+    }
+    TrimCache();
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// RocksLogStore
+
+absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::string& dir,
+                                                                   const Options& options) {
+  if (options.node_id == 0 || options.shards <= 0) {
+    return absl::InvalidArgumentError("raft store: node id and shard count must be positive");
+  }
+  std::unique_ptr<RocksLogStore> store(new RocksLogStore());
+  store->dir_ = dir;
+  store->options_ = options;
+  std::error_code ec;
+  const bool exists = fs::exists(dir, ec) && !fs::is_empty(dir, ec);
+  const std::string db_dir = dir + "/db";
+  if (exists && !fs::exists(db_dir + "/CURRENT")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft path ", dir, " is not empty but holds no raft store (no ", db_dir,
+        "/CURRENT); refusing to use it. Point -raft-path at an empty or a marmot raft folder."));
+  }
+  std::vector<std::string> wanted = {rocksdb::kDefaultColumnFamilyName};
+  for (int s = 0; s < options.shards; ++s) wanted.push_back(ShardFamily(s));
+  if (exists) {
+    std::vector<std::string> found;
+    auto rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &found);
+    if (!rs.ok()) {
+      return absl::DataLossError(absl::StrCat("raft store ", dir, " is unreadable (",
+                                              rs.ToString(), "); refusing to start, nothing was changed"));
+    }
+    if (std::set<std::string>(found.begin(), found.end()) !=
+        std::set<std::string>(wanted.begin(), wanted.end())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "raft store ", dir, " holds ", found.size() - 1, " shards but this node runs with ",
+          options.shards, " shards; refusing to start (use the original -shards or a new -raft-path)"));
+    }
+  }
+  fs::create_directories(store->SnapshotDir(), ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", store->SnapshotDir(), ": ", ec.message()));
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = !exists;
+  dbo.create_missing_column_families = !exists;
+  dbo.error_if_exists = !exists;
+  dbo.paranoid_checks = true;
+  dbo.max_total_wal_size = options.max_total_wal_size;
+  dbo.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_manager_bytes);
+  dbo.max_background_jobs = 2;
+  dbo.keep_log_file_num = 2;
+  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::ColumnFamilyOptions cfo;
+  cfo.write_buffer_size = 4 << 20;
+  cfo.max_write_buffer_number = 2;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const auto& n : wanted) descs.emplace_back(n, cfo);
+  rocksdb::DB* raw = nullptr;
+  auto rs = rocksdb::DB::Open(dbo, db_dir, descs, &store->handles_, &raw);
+  if (!rs.ok()) {
+    return absl::DataLossError(absl::StrCat("raft store ", dir, " cannot be opened (",
+                                            rs.ToString(), "); refusing to start, nothing was changed"));
+  }
+  store->db_.reset(raw);
+  auto* def = store->handles_[0];
+  if (!exists) {
+    rocksdb::WriteBatch b;
+    b.Put(def, kFormatKey, kFormat);
+    b.Put(def, kNodeIdKey, std::to_string(options.node_id));
+    b.Put(def, kShardsKey, std::to_string(options.shards));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    auto ws = FromRocks(store->db_->Write(wo, &b), "write store identity");
+    if (!ws.ok()) return ws;
+  } else {
+    std::string format, node, shards;
+    auto r = raw->Get(rocksdb::ReadOptions(), def, kFormatKey, &format);
+    if (!r.ok() || format != kFormat) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "raft store ", dir, " has no or an unknown format marker ('", format,
+          "'); refusing to start, nothing was changed"));
+    }
+    raw->Get(rocksdb::ReadOptions(), def, kNodeIdKey, &node);
+    raw->Get(rocksdb::ReadOptions(), def, kShardsKey, &shards);
+    if (node != std::to_string(options.node_id)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "raft store ", dir, " belongs to node ", node, ", not node ", options.node_id,
+          "; refusing to start (wrong -raft-path or -node-id)"));
+    }
+    if (shards != std::to_string(options.shards)) {
+      return absl::FailedPreconditionError(absl::StrCat("raft store ", dir, " was created with ",
+                                                        shards, " shards, not ", options.shards));
+    }
+  }
+  std::string init;
+  auto gs = raw->Get(rocksdb::ReadOptions(), def, kInitializedKey, &init);
+  store->fresh_ = gs.IsNotFound();
+  for (int s = 0; s < options.shards; ++s) {
+    store->shards_.emplace_back(new ShardLog(store.get(), s, store->handles_[s + 1]));
+    auto ls = store->shards_.back()->Load();
+    if (!ls.ok()) {
+      return absl::DataLossError(absl::StrCat("raft store ", dir, ": ", ls.message(),
+                                              "; refusing to start, nothing was changed"));
+    }
+  }
+  if (store->fresh_) store->batch_.Put(def, kInitializedKey, "1");
+  return store;
+}
+
+RocksLogStore::~RocksLogStore() {
+  if (db_ == nullptr) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  auto s = db_->Close();
+  if (!s.ok()) LOG(WARNING) << "raft store " << dir_ << ": close: " << s.ToString();
+}
+
+void RocksLogStore::Bootstrap(uint64_t shard, const ConfState& conf_state) {
+  v1::Snapshot snap;
+  auto* m = snap.mutable_metadata();
+  m->set_index(1);
+  m->set_term(1);
+  *m->mutable_conf_state() = conf_state;
+  CHECK(shards_.at(shard)->ApplySnapshot(snap).ok());
+}
+
+void RocksLogStore::PutMeta(const std::string& key, const std::string& value) {
+  batch_.Put(handles_[0], kMetaPrefix + key, value);
+}
+
+std::map<std::string, std::string> RocksLogStore::ReadMetaWithPrefix(const std::string& prefix) const {
+  std::map<std::string, std::string> out;
+  const std::string p = kMetaPrefix + prefix;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[0]));
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    out[it->key().ToString().substr(strlen(kMetaPrefix))] = it->value().ToString();
+  }
+  return out;
+}
+
+absl::Status RocksLogStore::Commit(bool sync) {
+  if (batch_.Count() == 0) return absl::OkStatus();
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  auto s = FromRocks(db_->Write(wo, &batch_), "commit raft write batch");
+  if (!s.ok()) return s;
+  batch_.Clear();
+  for (const auto& f : obsolete_files_) {
+    std::error_code ec;
+    fs::remove(SnapshotDir() + "/" + f, ec);
+  }
+  obsolete_files_.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace marmot::raft::host

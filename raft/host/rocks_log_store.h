@@ -1,0 +1,157 @@
+// RocksLogStore: the durable Raft logs of every shard of a process, in one RocksDB instance.
+//
+// Layout: column family "default" holds the store's identity (format, node id, shard count) so
+// that a directory written by another node or with another shard count is refused at open;
+// column family "shard-<n>" holds shard n's log. Inside a shard's family, reserved keys start
+// with 0x00 (hard state, snapshot metadata) and entry keys are 0x01 followed by the big-endian
+// index, so the log sorts by index and truncation and compaction are one DeleteRange each.
+//
+// Snapshot payloads live in files beside the database (<dir>/snapshots/shard-<n>-<index>.snap,
+// written and fsynced before their metadata is recorded), the metadata in RocksDB.
+//
+// Writes are staged into one WriteBatch shared by all shards (ShardLog::Append, SetHardState,
+// ...) and made durable together by Commit(): the host persists every shard's Ready of one loop
+// iteration with ONE write and ONE fsync. Staging updates the in-memory view at once; the host
+// must Commit() before it lets the core read it again (RawNode::Advance), and a failed Commit
+// is fatal (the in-memory view would lie).
+//
+// Threading: not thread-safe. One thread (the host's Raft loop) stages, commits and serves the
+// core's reads.
+#ifndef MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_
+#define MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/raft.pb.h"
+#include "raft/storage.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace marmot::raft::host {
+
+class RocksLogStore;
+
+// One shard's log, as the core sees it (LogStorage) plus the host's staging methods.
+class ShardLog : public LogStorage {
+ public:
+  absl::StatusOr<PersistedState> InitialState() const override;
+  absl::StatusOr<std::vector<Entry>> Entries(uint64_t lo, uint64_t hi,
+                                             uint64_t max_bytes) const override;
+  absl::StatusOr<uint64_t> Term(uint64_t i) const override;
+  uint64_t FirstIndex() const override { return compacted_index_ + 1; }
+  uint64_t LastIndex() const override { return last_index_; }
+  // The latest snapshot, its payload read from its file.
+  absl::StatusOr<v1::Snapshot> Snapshot() const override;
+
+  // Staging (see the file comment). Append replaces any conflicting suffix; entries at or
+  // below the snapshot are skipped; a gap after LastIndex() is an error.
+  absl::Status Append(std::vector<Entry> entries);
+  void SetHardState(const HardState& hs);
+  // Records a snapshot received from a leader: writes its payload file, replaces the whole log.
+  absl::Status ApplySnapshot(const v1::Snapshot& snapshot);
+  // Records a snapshot the local state machine made (payload already in `file`, fsynced).
+  // Does not compact. SnapshotOutOfDateError() if not newer than the held one.
+  absl::Status SetLocalSnapshot(const v1::SnapshotMetadata& meta, const std::string& file);
+  // Discards entries up to and including `index` (<= the snapshot's index) with a DeleteRange.
+  absl::Status Compact(uint64_t index);
+
+  uint64_t shard() const { return shard_; }
+  const HardState& hard_state() const { return hard_state_; }
+  const v1::SnapshotMetadata& snapshot_metadata() const { return snap_meta_; }
+  const std::string& snapshot_file() const { return snap_file_; }
+
+ private:
+  friend class RocksLogStore;
+  ShardLog(RocksLogStore* store, uint64_t shard, rocksdb::ColumnFamilyHandle* cf)
+      : store_(store), shard_(shard), cf_(cf) {}
+  absl::Status Load();
+  absl::StatusOr<Entry> ReadEntry(uint64_t i) const;
+  void TrimCache();
+
+  RocksLogStore* store_;
+  uint64_t shard_;
+  rocksdb::ColumnFamilyHandle* cf_;
+  HardState hard_state_;
+  v1::SnapshotMetadata snap_meta_;
+  std::string snap_file_;  // "" when the snapshot has no payload (bootstrap)
+  // The last discarded entry (the log is (compacted_index_, last_index_]); its term still
+  // answers Term(). Always <= the snapshot's index.
+  uint64_t compacted_index_ = 0;
+  uint64_t compacted_term_ = 0;
+  uint64_t last_index_ = 0;
+  // The most recent entries, contiguous, ending at last_index_ (may be empty): the core's hot
+  // reads (Term of recent indexes, entries for followers that keep up) never touch RocksDB.
+  std::deque<Entry> cache_;
+  uint64_t cache_bytes_ = 0;
+};
+
+class RocksLogStore {
+ public:
+  struct Options {
+    uint64_t node_id = 0;
+    int shards = 16;
+    // Entries kept in memory per shard, and their byte budget.
+    size_t cache_entries = 4096;
+    uint64_t cache_bytes = 8 << 20;
+    // Shared by every column family's memtables.
+    size_t write_buffer_manager_bytes = 64 << 20;
+    uint64_t max_total_wal_size = 128 << 20;
+  };
+
+  // Opens (or creates) the store in `dir`. A directory holding another node's store, a store
+  // with another shard count, a damaged store or files that are not a store are refused with
+  // FailedPreconditionError / DataLossError explaining what was found; nothing is deleted.
+  static absl::StatusOr<std::unique_ptr<RocksLogStore>> Open(const std::string& dir,
+                                                             const Options& options);
+  ~RocksLogStore();
+
+  // Whether Open created a new, empty store (the host then bootstraps each shard).
+  bool fresh() const { return fresh_; }
+  ShardLog* shard(uint64_t s) { return shards_.at(s).get(); }
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+  const std::string& dir() const { return dir_; }
+
+  // Bootstraps a fresh shard: a snapshot at index 1, term 1 holding `conf_state` and no payload
+  // (every founding member does the same, so their logs agree). Staged.
+  void Bootstrap(uint64_t shard, const ConfState& conf_state);
+
+  // Small key/values of the host (peer addresses, ...), staged like everything else.
+  void PutMeta(const std::string& key, const std::string& value);
+  std::map<std::string, std::string> ReadMetaWithPrefix(const std::string& prefix) const;
+
+  // Makes everything staged durable: one write, one fsync (if `sync`). Files made obsolete by
+  // the staged changes (replaced snapshots) are removed afterwards.
+  absl::Status Commit(bool sync = true);
+  bool HasStaged() const { return batch_.Count() > 0; }
+
+  // Where snapshot payload files go.
+  std::string SnapshotDir() const { return dir_ + "/snapshots"; }
+
+ private:
+  friend class ShardLog;
+  RocksLogStore() = default;
+
+  std::string dir_;
+  Options options_;
+  bool fresh_ = false;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] = default
+  std::vector<std::unique_ptr<ShardLog>> shards_;
+  rocksdb::WriteBatch batch_;
+  std::vector<std::string> obsolete_files_;
+};
+
+// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder).
+absl::Status WriteFileDurably(const std::string& path, const std::string& data);
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+
+}  // namespace marmot::raft::host
+
+#endif  // MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_

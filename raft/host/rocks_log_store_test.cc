@@ -1,0 +1,239 @@
+// RocksLogStore: restart exactness, refusal of foreign or damaged folders, compaction.
+#include "raft/host/rocks_log_store.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "raft/errors.h"
+
+namespace marmot::raft::host {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RocksLogStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+  }
+  std::unique_ptr<RocksLogStore> MustOpen(uint64_t node = 1, int shards = 4) {
+    RocksLogStore::Options o;
+    o.node_id = node;
+    o.shards = shards;
+    o.cache_entries = 8;  // small, so reads also go to RocksDB
+    auto s = RocksLogStore::Open(dir_, o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  static std::vector<Entry> Ents(uint64_t lo, uint64_t hi, uint64_t term) {
+    std::vector<Entry> v;
+    for (uint64_t i = lo; i < hi; ++i) {
+      Entry e;
+      e.set_index(i);
+      e.set_term(term);
+      e.set_data("payload-" + std::to_string(i));
+      v.push_back(e);
+    }
+    return v;
+  }
+  std::string dir_;
+};
+
+ConfState Voters(std::initializer_list<uint64_t> ids) {
+  ConfState cs;
+  for (auto id : ids) cs.add_voters(id);
+  return cs;
+}
+
+TEST_F(RocksLogStoreTest, RestartRestoresHardStateLogAndSnapshotExactly) {
+  // Given a bootstrapped store with a log, an overwritten tail, a hard state and a snapshot,
+  {
+    auto store = MustOpen();
+    ASSERT_TRUE(store->fresh());
+    store->Bootstrap(2, Voters({1, 2, 3}));
+    ShardLog* log = store->shard(2);
+    ASSERT_TRUE(log->Append(Ents(2, 40, 1)).ok());
+    ASSERT_TRUE(log->Append(Ents(30, 35, 2)).ok());  // new leader replaces 30..39
+    HardState hs;
+    hs.set_term(2);
+    hs.set_vote(3);
+    hs.set_commit(33);
+    log->SetHardState(hs);
+    ASSERT_TRUE(store->Commit().ok());
+    v1::SnapshotMetadata meta;
+    meta.set_index(20);
+    meta.set_term(1);
+    *meta.mutable_conf_state() = Voters({1, 2, 3});
+    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s20", "state-at-20").ok());
+    ASSERT_TRUE(log->SetLocalSnapshot(meta, "s20").ok());
+    ASSERT_TRUE(log->Compact(15).ok());
+    ASSERT_TRUE(store->Commit().ok());
+  }
+  // when it is reopened,
+  auto store = MustOpen();
+  ASSERT_FALSE(store->fresh());
+  ShardLog* log = store->shard(2);
+  // then everything reads back exactly.
+  EXPECT_EQ(log->FirstIndex(), 16u);
+  EXPECT_EQ(log->LastIndex(), 34u);
+  EXPECT_EQ(*log->Term(15), 1u);
+  EXPECT_EQ(*log->Term(29), 1u);
+  EXPECT_EQ(*log->Term(30), 2u);
+  EXPECT_TRUE(IsCompacted(log->Term(14).status()));
+  EXPECT_TRUE(IsEntryUnavailable(log->Term(35).status()));
+  auto st = log->InitialState();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->hard_state.term(), 2u);
+  EXPECT_EQ(st->hard_state.vote(), 3u);
+  EXPECT_EQ(st->hard_state.commit(), 33u);
+  EXPECT_EQ(st->conf_index, 20u);
+  EXPECT_EQ(st->conf_state.voters_size(), 3);
+  auto snap = log->Snapshot();
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(snap->metadata().index(), 20u);
+  EXPECT_EQ(snap->data(), "state-at-20");
+  auto ents = log->Entries(16, 35, UINT64_MAX);
+  ASSERT_TRUE(ents.ok());
+  ASSERT_EQ(ents->size(), 19u);
+  for (size_t k = 0; k < ents->size(); ++k) {
+    EXPECT_EQ((*ents)[k].index(), 16 + k);
+    EXPECT_EQ((*ents)[k].data(), "payload-" + std::to_string(16 + k));
+  }
+  // Size limit: at least one entry, then stop once over the budget.
+  auto one = log->Entries(16, 35, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->size(), 1u);
+  // Other shards are untouched.
+  EXPECT_EQ(store->shard(0)->LastIndex(), 0u);
+}
+
+TEST_F(RocksLogStoreTest, CompactionDeletesTheRangeAndStopsAtTheSnapshot) {
+  auto store = MustOpen();
+  store->Bootstrap(0, Voters({1}));
+  ShardLog* log = store->shard(0);
+  ASSERT_TRUE(log->Append(Ents(2, 101, 1)).ok());
+  ASSERT_TRUE(store->Commit().ok());
+  // Compaction past what the state machine made durable (the snapshot at 1) is refused.
+  EXPECT_FALSE(log->Compact(50).ok());
+  v1::SnapshotMetadata meta;
+  meta.set_index(60);
+  meta.set_term(1);
+  ASSERT_TRUE(log->SetLocalSnapshot(meta, "").ok());
+  ASSERT_TRUE(log->Compact(50).ok());
+  ASSERT_TRUE(store->Commit().ok());
+  EXPECT_TRUE(IsCompacted(log->Entries(50, 60, UINT64_MAX).status()));
+  EXPECT_TRUE(IsCompacted(log->Compact(40)));
+  store.reset();
+  // After a restart the deleted range is really gone from RocksDB (the log starts at 51).
+  store = MustOpen();
+  log = store->shard(0);
+  EXPECT_EQ(log->FirstIndex(), 51u);
+  EXPECT_EQ(log->LastIndex(), 100u);
+  auto e = log->Entries(51, 52, UINT64_MAX);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ((*e)[0].data(), "payload-51");
+}
+
+TEST_F(RocksLogStoreTest, ReceivedSnapshotReplacesTheLog) {
+  auto store = MustOpen();
+  store->Bootstrap(1, Voters({1, 2}));
+  ShardLog* log = store->shard(1);
+  ASSERT_TRUE(log->Append(Ents(2, 10, 1)).ok());
+  v1::Snapshot snap;
+  snap.mutable_metadata()->set_index(500);
+  snap.mutable_metadata()->set_term(7);
+  *snap.mutable_metadata()->mutable_conf_state() = Voters({1, 2, 3});
+  snap.set_data(std::string(100000, 'x'));
+  ASSERT_TRUE(log->ApplySnapshot(snap).ok());
+  ASSERT_TRUE(store->Commit().ok());
+  EXPECT_TRUE(IsSnapshotOutOfDate(log->ApplySnapshot(snap)));
+  store.reset();
+  store = MustOpen();
+  log = store->shard(1);
+  EXPECT_EQ(log->FirstIndex(), 501u);
+  EXPECT_EQ(log->LastIndex(), 500u);
+  EXPECT_EQ(*log->Term(500), 7u);
+  EXPECT_EQ(log->Snapshot()->data().size(), 100000u);
+  EXPECT_EQ(log->InitialState()->conf_state.voters_size(), 3);
+}
+
+TEST_F(RocksLogStoreTest, ForeignNodeOrShardCountIsRefusedAndNothingDeleted) {
+  {
+    auto store = MustOpen(1, 4);
+    store->Bootstrap(0, Voters({1}));
+    ASSERT_TRUE(store->shard(0)->Append(Ents(2, 5, 1)).ok());
+    ASSERT_TRUE(store->Commit().ok());
+  }
+  RocksLogStore::Options o;
+  o.node_id = 2;
+  o.shards = 4;
+  auto other_node = RocksLogStore::Open(dir_, o);
+  ASSERT_FALSE(other_node.ok());
+  EXPECT_NE(other_node.status().message().find("belongs to node 1"), std::string::npos)
+      << other_node.status();
+  o.node_id = 1;
+  o.shards = 8;
+  auto other_shards = RocksLogStore::Open(dir_, o);
+  ASSERT_FALSE(other_shards.ok());
+  EXPECT_NE(other_shards.status().message().find("shards"), std::string::npos)
+      << other_shards.status();
+  // The original still opens with everything in it.
+  auto store = MustOpen(1, 4);
+  EXPECT_EQ(store->shard(0)->LastIndex(), 4u);
+}
+
+TEST_F(RocksLogStoreTest, FolderThatIsNotAStoreIsRefused) {
+  fs::create_directories(dir_);
+  std::ofstream(dir_ + "/somebody-elses-file") << "hello";
+  RocksLogStore::Options o;
+  o.node_id = 1;
+  o.shards = 4;
+  auto s = RocksLogStore::Open(dir_, o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("holds no raft store"), std::string::npos) << s.status();
+  EXPECT_TRUE(fs::exists(dir_ + "/somebody-elses-file"));
+}
+
+TEST_F(RocksLogStoreTest, CorruptStoreIsRefused) {
+  {
+    auto store = MustOpen();
+    store->Bootstrap(0, Voters({1}));
+    ASSERT_TRUE(store->Commit().ok());
+  }
+  // Damage the MANIFEST: every byte after the header becomes garbage.
+  std::string manifest;
+  for (const auto& f : fs::directory_iterator(dir_ + "/db")) {
+    if (f.path().filename().string().rfind("MANIFEST", 0) == 0) manifest = f.path();
+  }
+  ASSERT_FALSE(manifest.empty());
+  {
+    std::fstream f(manifest, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    std::string junk(200, '\xab');
+    f.write(junk.data(), junk.size());
+  }
+  RocksLogStore::Options o;
+  o.node_id = 1;
+  o.shards = 4;
+  auto s = RocksLogStore::Open(dir_, o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("refusing to start"), std::string::npos) << s.status();
+  EXPECT_TRUE(fs::exists(manifest));
+}
+
+TEST_F(RocksLogStoreTest, CommitIsOneBatchForAllShards) {
+  auto store = MustOpen();
+  for (int s = 0; s < 4; ++s) {
+    store->Bootstrap(s, Voters({1}));
+    ASSERT_TRUE(store->shard(s)->Append(Ents(2, 4, 1)).ok());
+  }
+  EXPECT_TRUE(store->HasStaged());
+  ASSERT_TRUE(store->Commit().ok());
+  EXPECT_FALSE(store->HasStaged());
+}
+
+}  // namespace
+}  // namespace marmot::raft::host

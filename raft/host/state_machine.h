@@ -1,0 +1,45 @@
+// StateMachine: what a shard's committed log is applied to (the replicator's SQLite shard, a
+// test's counter). The NodeHost owns one per shard and calls it from that shard's apply
+// worker only, never concurrently.
+#ifndef MARMOT_RAFT_HOST_STATE_MACHINE_H_
+#define MARMOT_RAFT_HOST_STATE_MACHINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace marmot::raft::host {
+
+struct AppliedEntry {
+  uint64_t index = 0;
+  uint64_t term = 0;
+  // The proposed bytes. Empty for entries that are only Raft bookkeeping (a new leader's
+  // no-op, a membership change): the state machine just moves its applied index.
+  std::string data;
+};
+
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Called once before anything else: the index of the last entry whose effects are durable
+  // in the state machine (0 if none). Entries after it are applied again after a restart, so
+  // an in-memory state machine returns 0 and is rebuilt from the snapshot and the log.
+  virtual uint64_t Open() = 0;
+  // Applies committed entries, in log order, each exactly once per Open().
+  virtual void Apply(const std::vector<AppliedEntry>& entries) = 0;
+  // Serializes the whole state as of the last applied entry.
+  virtual absl::StatusOr<std::string> SaveSnapshot() = 0;
+  // Replaces the whole state by a snapshot taken at log index `index`.
+  virtual absl::Status RecoverFromSnapshot(uint64_t index, const std::string& data) = 0;
+};
+
+using StateMachineFactory = std::function<std::unique_ptr<StateMachine>(uint64_t shard)>;
+
+}  // namespace marmot::raft::host
+
+#endif  // MARMOT_RAFT_HOST_STATE_MACHINE_H_

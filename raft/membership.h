@@ -1,0 +1,29 @@
+// Membership arithmetic: applying a single-server ConfChange to a ConfState.
+//
+// Marmot changes membership one server at a time and a configuration takes effect as soon as
+// its entry is in a node's log (Raft thesis, section 4.1), not when it commits: a node always
+// uses the latest configuration in its log, and reverts if that entry is truncated. Acting on
+// apply instead lets a node that holds but has not applied two changes win an election in a
+// configuration two steps old, whose majorities need not overlap the current ones (found by
+// the simulator: two leaders in one term).
+#ifndef MARMOT_RAFT_MEMBERSHIP_H_
+#define MARMOT_RAFT_MEMBERSHIP_H_
+
+#include <cstdint>
+#include <string>
+
+#include "proto/raft.pb.h"
+
+namespace marmot::raft {
+
+// Returns `cs` with `cc` applied. Changes that are not allowed (demoting a voter to learner,
+// removing the last voter, node 0) leave it unchanged and set *ignored (if given) to why.
+// Deterministic, so every node derives the same membership from the same log.
+v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& cc,
+                                std::string* ignored = nullptr);
+bool IsVoter(const v1::ConfState& cs, uint64_t id);
+bool IsLearner(const v1::ConfState& cs, uint64_t id);
+
+}  // namespace marmot::raft
+
+#endif  // MARMOT_RAFT_MEMBERSHIP_H_

@@ -1,0 +1,195 @@
+// Membership changes (single server: add voter, add learner, promote, remove) and leadership
+// transfer.
+#include "gtest/gtest.h"
+#include "raft/errors.h"
+#include "raft/raw_node.h"
+#include "raft/testing/cluster.h"
+
+namespace marmot::raft {
+namespace {
+
+using testing::Cluster;
+using Strings = std::vector<std::string>;
+
+TEST(MembershipTest, AddedVoterCatchesUpAndCountsForQuorum) {
+  // Given a group of three with one committed entry.
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  // When an empty node 4 is added,
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_NODE, 4).ok());
+  c.Tick(1, 2);
+  // then it receives the log (from the bootstrap snapshot on) and applies it.
+  EXPECT_EQ(c.Applied(4), Strings{"a"});
+  EXPECT_EQ(c.raft(4).tracker().voters().size(), 4u);
+  // And it counts: with 4 voters a quorum is 3, so 1 and 4 alone cannot commit,
+  c.Isolate(2);
+  c.Isolate(3);
+  ASSERT_TRUE(c.Propose(1, "b").ok());
+  EXPECT_EQ(c.Applied(4), Strings{"a"});
+  // but 1, 3 and 4 can.
+  c.Heal();
+  c.Isolate(2);
+  c.Tick(1, 2);
+  EXPECT_EQ(c.Applied(4), (Strings{"a", "b"}));
+}
+
+TEST(MembershipTest, LearnerReceivesLogButNeitherVotesNorCounts) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_LEARNER, 4).ok());
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  c.Tick(1, 2);
+  EXPECT_EQ(c.Applied(4), Strings{"a"});
+  EXPECT_TRUE(c.raft(4).is_learner());
+  // The learner does not count toward commit.
+  c.Isolate(2);
+  c.Isolate(3);
+  ASSERT_TRUE(c.Propose(1, "b").ok());
+  EXPECT_EQ(c.Applied(1), Strings{"a"});
+  // And never campaigns, however long it waits.
+  c.Heal();
+  c.Isolate(4);
+  c.Tick(4, 100);
+  EXPECT_EQ(c.raft(4).state(), StateType::kFollower);
+}
+
+TEST(MembershipTest, PromotedLearnerBecomesVoter) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_LEARNER, 4).ok());
+  c.Tick(1, 2);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_NODE, 4).ok());
+  c.Tick(1, 2);
+  EXPECT_FALSE(c.raft(4).is_learner());
+  EXPECT_TRUE(c.raft(1).tracker().voters().Contains(4));
+  // It can now lead.
+  c.ExpireLease(2);
+  c.ExpireLease(3);
+  c.ElectLeader(4);
+}
+
+TEST(MembershipTest, RemovedFollowerNoLongerCounts) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 3).ok());
+  c.Crash(3);
+  // Two voters left: 1 and 2 commit alone.
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  EXPECT_EQ(c.Applied(2), Strings{"a"});
+  EXPECT_FALSE(c.raft(1).tracker().voters().Contains(3));
+}
+
+TEST(MembershipTest, RemovedLeaderStepsDownAndTheRestElectANewOne) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 1).ok());
+  c.Tick(1);
+  // Once its removal is applied, node 1 is no longer leader,
+  EXPECT_NE(c.raft(1).state(), StateType::kLeader);
+  // and 2 and 3 elect a leader among themselves that commits without node 1.
+  c.TickAll(40);
+  const uint64_t leader = c.Leader();
+  ASSERT_TRUE(leader == 2 || leader == 3) << leader;
+  c.Crash(1);
+  ASSERT_TRUE(c.Propose(leader, "after").ok());
+  EXPECT_EQ(c.Applied(2), Strings{"after"});
+  EXPECT_EQ(c.Applied(3), Strings{"after"});
+}
+
+TEST(MembershipTest, OnlyOneConfChangeInFlight) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  // Given a conf change that cannot commit yet,
+  c.DropType(v1::MSG_APP);
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_LEARNER, 4).ok());
+  // then a second one is refused until it is applied.
+  EXPECT_TRUE(IsProposalDropped(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 3)));
+  c.Heal();
+  c.Tick(1, 2);
+  EXPECT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 3).ok());
+}
+
+TEST(MembershipTest, NewLeaderWaitsForAnEntryOfItsTermBeforeChangingMembership) {
+  // A leader that has not committed an entry of its term may hold an uncommitted change of a
+  // previous leader; adding its own on top could yield configurations two steps apart.
+  Cluster c(3);
+  c.DropType(v1::MSG_APP);
+  c.ElectLeader(1);
+  EXPECT_TRUE(IsProposalDropped(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 3)));
+}
+
+TEST(MembershipTest, InvalidChangesAreRefused) {
+  Cluster c(1);
+  c.ElectLeader(1);
+  EXPECT_EQ(c.ProposeConfChange(1, v1::CONF_CHANGE_REMOVE_NODE, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_NODE, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TransferTest, ToUpToDateFollower) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  const uint64_t term = c.raft(1).term();
+  ASSERT_TRUE(c.raw(1).TransferLeader(2).ok());
+  c.Settle();
+  EXPECT_EQ(c.Leader(), 2u);
+  EXPECT_EQ(c.raft(2).term(), term + 1);
+  EXPECT_EQ(c.raft(1).lead(), 2u);
+}
+
+TEST(TransferTest, LaggingFollowerCatchesUpFirst) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.Isolate(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.Propose(1, "e" + std::to_string(i)).ok());
+  c.Heal();
+  // When leadership goes to node 3, which misses five entries,
+  ASSERT_TRUE(c.raw(1).TransferLeader(3).ok());
+  c.Settle();
+  c.Tick(1);
+  // then it is first brought up to date, and only then told to campaign.
+  EXPECT_EQ(c.Leader(), 3u);
+  EXPECT_EQ(c.Applied(3).size(), 5u);
+}
+
+TEST(TransferTest, ProposalsDroppedDuringTransferAndTransferAbortsAfterTimeout) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.Crash(3);
+  ASSERT_TRUE(c.raw(1).TransferLeader(3).ok());
+  c.Settle();
+  EXPECT_EQ(c.raft(1).lead_transferee(), 3u);
+  EXPECT_TRUE(IsProposalDropped(c.Propose(1, "x")));
+  // After an election timeout without success the transfer is abandoned.
+  c.Tick(1, Cluster::DefaultConfig().election_tick);
+  EXPECT_EQ(c.raft(1).lead_transferee(), kNone);
+  EXPECT_EQ(c.Leader(), 1u);
+  EXPECT_TRUE(c.Propose(1, "y").ok());
+}
+
+TEST(TransferTest, RequestOnFollowerIsForwarded) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.raw(2).TransferLeader(2).ok());
+  c.Settle();
+  EXPECT_EQ(c.Leader(), 2u);
+}
+
+TEST(TransferTest, ToLearnerIsRefused) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_LEARNER, 4).ok());
+  c.Tick(1, 2);
+  EXPECT_TRUE(IsProposalDropped(c.raw(1).TransferLeader(4)));
+  EXPECT_EQ(c.Leader(), 1u);
+}
+
+}  // namespace
+}  // namespace marmot::raft

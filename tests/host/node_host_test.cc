@@ -1,0 +1,232 @@
+// Three (and four) NodeHosts in one process over real gRPC on loopback: election, replication,
+// restart, partition, snapshot catch-up, leadership transfer, membership changes.
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "raft/host/node_host.h"
+#include "raft/membership.h"
+#include "tests/host/test_cluster.h"
+
+namespace marmot::raft::host::testing {
+namespace {
+
+std::string TestDir() {
+  return absl::StrCat(::testing::TempDir(), "/",
+                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+}
+
+// Waits until every running node holds the same payloads for `shard`, containing all of
+// `must_have`.
+bool WaitConverged(TestCluster& c, uint64_t shard, const std::set<std::string>& must_have,
+                   absl::Duration timeout = absl::Seconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    bool ok = true;
+    std::vector<std::string> first;
+    for (auto id : c.ids()) {
+      auto p = c.sm(id, shard)->payloads();
+      if (id == c.ids().front()) first = p;
+      if (p != first) ok = false;
+    }
+    std::set<std::string> have(first.begin(), first.end());
+    for (const auto& m : must_have) ok = ok && have.count(m);
+    if (ok) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+TEST(NodeHostTest, LeadersAreElectedForAllSixteenShards) {
+  TestCluster c(TestDir(), 3, 16);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  for (int s = 0; s < 16; ++s) {
+    const uint64_t l = c.Leader(s);
+    EXPECT_TRUE(l >= 1 && l <= 3) << "shard " << s;
+    EXPECT_EQ(c.host(l)->GetShardInfo(s).conf_state.voters_size(), 3);
+  }
+}
+
+TEST(NodeHostTest, ProposalsOnAnyNodeCommitEverywhere) {
+  TestCluster c(TestDir(), 3, 4);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  std::map<uint64_t, std::set<std::string>> sent;
+  for (uint64_t via = 1; via <= 3; ++via) {
+    for (uint64_t s = 0; s < 4; ++s) {
+      for (int k = 0; k < 5; ++k) {
+        const std::string p = absl::StrCat("n", via, "-s", s, "-", k);
+        ASSERT_TRUE(c.Propose(via, s, p).ok()) << p;
+        sent[s].insert(p);
+      }
+    }
+  }
+  for (uint64_t s = 0; s < 4; ++s) {
+    EXPECT_TRUE(WaitConverged(c, s, sent[s])) << "shard " << s;
+    EXPECT_EQ(c.sm(1, s)->payloads().size(), sent[s].size());  // no duplicates on a calm cluster
+  }
+}
+
+TEST(NodeHostTest, RestartedNodeLosesNothingCommitted) {
+  TestCluster c(TestDir(), 3, 4);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  std::set<std::string> sent;
+  for (int k = 0; k < 10; ++k) {
+    sent.insert(absl::StrCat("before-", k));
+    ASSERT_TRUE(c.Propose(1 + k % 3, 0, absl::StrCat("before-", k)).ok());
+  }
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // Given the leader of shard 0 stops abruptly (its in-memory state machine is lost),
+  const uint64_t victim = c.Leader(0);
+  c.Stop(victim);
+  // when the others keep committing,
+  const uint64_t other = victim == 1 ? 2 : 1;
+  for (int k = 0; k < 10; ++k) {
+    sent.insert(absl::StrCat("during-", k));
+    ASSERT_TRUE(c.Propose(other, 0, absl::StrCat("during-", k)).ok());
+  }
+  // then after a restart it rebuilds everything from its log and catches up.
+  c.Start(victim);
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // And a full-cluster restart keeps everything too.
+  for (uint64_t id = 1; id <= 3; ++id) c.Stop(id);
+  c.StartAll();
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  EXPECT_GE(c.sm(victim, 0)->payloads().size(), sent.size());
+}
+
+TEST(NodeHostTest, PartitionedMinorityCatchesUpAfterHealing) {
+  TestCluster c(TestDir(), 3, 4);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3 is cut off from the others,
+  c.Isolate(3, true);
+  std::set<std::string> sent;
+  for (uint64_t s = 0; s < 4; ++s) {
+    for (int k = 0; k < 5; ++k) {
+      const std::string p = absl::StrCat("s", s, "-", k);
+      // when the majority commits (through whichever of 1 and 2),
+      ASSERT_TRUE(c.Propose(1 + k % 2, s, p).ok()) << p;
+      sent.insert(p);
+    }
+  }
+  // then node 3 did not see it, and cannot commit on its own,
+  for (uint64_t s = 0; s < 4; ++s) EXPECT_TRUE(c.sm(3, s)->payloads().empty());
+  auto lone = c.host(3)->ProposeAndWait(0, "lonely");
+  EXPECT_FALSE(lone.ok());
+  // and after healing it catches up on every shard without disturbing the leaders.
+  c.Isolate(3, false);
+  for (uint64_t s = 0; s < 4; ++s) {
+    std::set<std::string> want;
+    for (const auto& p : sent) {
+      if (p.rfind(absl::StrCat("s", s, "-"), 0) == 0) want.insert(p);
+    }
+    EXPECT_TRUE(WaitConverged(c, s, want)) << "shard " << s;
+  }
+}
+
+TEST(NodeHostTest, NodeDownDuringCompactionCatchesUpThroughChunkedSnapshot) {
+  TestCluster c(TestDir(), 3, 2);
+  c.tweak = [](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 20;
+    cfg->compaction_overhead = 5;
+    cfg->snapshot_chunk_bytes = 64 << 10;
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.Stop(3);
+  // While node 3 is down, ~300 KB go into shard 1 and the others compact their logs.
+  std::set<std::string> sent;
+  for (int k = 0; k < 150; ++k) {
+    std::string p = absl::StrCat("big-", k, "-") + std::string(2000, 'a' + k % 26);
+    ASSERT_TRUE(c.Propose(1 + k % 2, 1, p).ok());
+    sent.insert(p);
+  }
+  ASSERT_TRUE(WaitConverged(c, 1, sent));
+  const uint64_t leader = c.Leader(1);
+  ASSERT_NE(leader, 0u);
+  const ShardInfo info = c.host(leader)->GetShardInfo(1);
+  EXPECT_GT(info.first_index, 20u) << "the leader should have compacted its log";
+  // Node 3 restarts with a log that ends before the leader's first entry.
+  c.Start(3);
+  ASSERT_TRUE(WaitConverged(c, 1, sent, absl::Seconds(30)));
+  EXPECT_GE(c.sm(3, 1)->snapshots_installed(), 1);
+  // And it keeps following afterwards.
+  ASSERT_TRUE(c.Propose(3, 1, "after-snapshot").ok());
+  sent.insert("after-snapshot");
+  EXPECT_TRUE(WaitConverged(c, 1, sent));
+}
+
+TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {
+  TestCluster c(TestDir(), 3, 4);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  for (uint64_t s = 0; s < 4; ++s) {
+    const uint64_t from = c.Leader(s);
+    const uint64_t to = from % 3 + 1;
+    // Asked through a node that is not the leader: the request is forwarded.
+    const uint64_t via = to % 3 + 1 == from ? to : to % 3 + 1;
+    c.host(via)->TransferLeadership(s, to);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (c.Leader(s) != to && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+    EXPECT_EQ(c.Leader(s), to) << "shard " << s;
+    EXPECT_TRUE(c.Propose(from, s, absl::StrCat("after-transfer-", s)).ok());
+  }
+}
+
+TEST(NodeHostTest, FourthNodeJoinsEveryShardAndANodeIsRemoved) {
+  TestCluster c(TestDir(), 3, 4);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  std::map<uint64_t, std::set<std::string>> sent;
+  for (uint64_t s = 0; s < 4; ++s) {
+    for (int k = 0; k < 3; ++k) {
+      const std::string p = absl::StrCat("s", s, "-", k);
+      ASSERT_TRUE(c.Propose(1, s, p).ok());
+      sent[s].insert(p);
+    }
+  }
+  // Given a new, empty node 4 that knows the others' addresses,
+  c.Start(4, /*join=*/true);
+  // when it is added to every shard,
+  for (uint64_t s = 0; s < 4; ++s) {
+    ASSERT_TRUE(c.host(1)->AddNode(s, 4, c.address(4), absl::Seconds(10)).ok()) << "shard " << s;
+  }
+  // then it receives the whole history and counts as a voter,
+  for (uint64_t s = 0; s < 4; ++s) {
+    EXPECT_TRUE(WaitConverged(c, s, sent[s])) << "shard " << s;
+    EXPECT_TRUE(IsVoter(c.host(4)->GetShardInfo(s).conf_state, 4));
+  }
+  // and when node 3 is removed and stopped, the remaining three keep committing.
+  for (uint64_t s = 0; s < 4; ++s) {
+    ASSERT_TRUE(c.host(2)->RemoveNode(s, 3, absl::Seconds(10)).ok()) << "shard " << s;
+  }
+  c.Stop(3);
+  for (uint64_t s = 0; s < 4; ++s) {
+    EXPECT_FALSE(IsVoter(c.host(1)->GetShardInfo(s).conf_state, 3));
+    const std::string p = absl::StrCat("after-remove-", s);
+    ASSERT_TRUE(c.Propose(4, s, p).ok());
+    sent[s].insert(p);
+    EXPECT_TRUE(WaitConverged(c, s, sent[s])) << "shard " << s;
+  }
+}
+
+TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
+  TestCluster c(TestDir(), 1, 2);
+  c.StartAll();
+  c.Stop(1);
+  NodeHostConfig cfg;
+  cfg.node_id = 7;
+  cfg.bind_address = absl::StrCat("127.0.0.1:", PickFreePort());
+  cfg.raft_path = TestDir() + "/node-1";
+  cfg.shards = 2;
+  cfg.peers[7] = cfg.bind_address;
+  auto h = NodeHost::Start(cfg, [](uint64_t) { return std::make_unique<RecordingStateMachine>(); });
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("belongs to node 1"), std::string::npos) << h.status();
+}
+
+}  // namespace
+}  // namespace marmot::raft::host::testing

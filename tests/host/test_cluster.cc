@@ -1,0 +1,235 @@
+#include "tests/host/test_cluster.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "raft/membership.h"
+#include "gtest/gtest.h"
+
+namespace marmot::raft::host::testing {
+
+namespace {
+void PutStr(std::string* s, const std::string& v) {
+  uint32_t n = v.size();
+  s->append(reinterpret_cast<const char*>(&n), 4);
+  s->append(v);
+}
+}  // namespace
+
+void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& e : entries) {
+    CHECK_EQ(e.index, applied_ + 1);
+    applied_ = e.index;
+    if (!e.data.empty()) payloads_.push_back(e.data);
+  }
+}
+
+absl::StatusOr<std::string> RecordingStateMachine::SaveSnapshot() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::string s;
+  for (const auto& p : payloads_) PutStr(&s, p);
+  return s;
+}
+
+absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const std::string& data) {
+  std::vector<std::string> ps;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    if (pos + 4 > data.size()) return absl::DataLossError("truncated snapshot");
+    uint32_t n;
+    memcpy(&n, data.data() + pos, 4);
+    pos += 4;
+    if (pos + n > data.size()) return absl::DataLossError("truncated snapshot");
+    ps.push_back(data.substr(pos, n));
+    pos += n;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  payloads_ = std::move(ps);
+  applied_ = index;
+  ++snapshots_installed_;
+  return absl::OkStatus();
+}
+
+std::vector<std::string> RecordingStateMachine::payloads() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return payloads_;
+}
+uint64_t RecordingStateMachine::applied() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return applied_;
+}
+int RecordingStateMachine::snapshots_installed() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return snapshots_installed_;
+}
+
+int PickFreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  CHECK_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  CHECK_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  CHECK_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TestCluster::TestCluster(std::string dir, int n, int shards) : dir_(std::move(dir)), shards_(shards) {
+  std::filesystem::remove_all(dir_);
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(n); ++id) {
+    founders_.push_back(id);
+    addresses_[id] = absl::StrCat("127.0.0.1:", PickFreePort());
+  }
+}
+
+TestCluster::~TestCluster() {
+  for (auto& [id, h] : hosts_) {
+    if (h) Stop(id);
+  }
+}
+
+void TestCluster::Start(uint64_t id, bool join) {
+  if (!addresses_.count(id)) addresses_[id] = absl::StrCat("127.0.0.1:", PickFreePort());
+  NodeHostConfig c;
+  c.node_id = id;
+  c.bind_address = addresses_[id];
+  c.raft_path = absl::StrCat(dir_, "/node-", id);
+  c.shards = shards_;
+  c.join = join;
+  if (join) {
+    for (auto& [pid, a] : addresses_) c.peers[pid] = a;
+  } else {
+    for (auto pid : founders_) c.peers[pid] = addresses_[pid];
+  }
+  c.proposal_timeout = absl::Seconds(3);
+  if (tweak) tweak(&c);
+  auto factory = [this, id](uint64_t shard) {
+    auto sm = std::make_unique<RecordingStateMachine>();
+    std::lock_guard<std::mutex> l(sms_mu_);
+    sms_[{id, shard}] = sm.get();
+    return sm;
+  };
+  auto h = NodeHost::Start(c, factory);
+  CHECK(h.ok()) << "node " << id << ": " << h.status();
+  hosts_[id] = std::move(*h);
+  if (blocked_.count(id)) {
+    TransportFaults f;
+    f.blocked = blocked_[id];
+    hosts_[id]->grpc_transport()->SetFaults(f);
+  }
+}
+
+void TestCluster::StartAll() {
+  for (auto id : founders_) Start(id);
+}
+
+void TestCluster::Stop(uint64_t id) {
+  auto it = hosts_.find(id);
+  if (it == hosts_.end() || !it->second) return;
+  it->second->Stop();
+  {
+    std::lock_guard<std::mutex> l(sms_mu_);
+    for (auto s = sms_.begin(); s != sms_.end();) {
+      s = s->first.first == id ? sms_.erase(s) : std::next(s);
+    }
+  }
+  it->second.reset();
+}
+
+RecordingStateMachine* TestCluster::sm(uint64_t id, uint64_t shard) {
+  std::lock_guard<std::mutex> l(sms_mu_);
+  return sms_.at({id, shard});
+}
+
+std::vector<uint64_t> TestCluster::ids() const {
+  std::vector<uint64_t> v;
+  for (auto& [id, h] : hosts_) {
+    if (h) v.push_back(id);
+  }
+  return v;
+}
+
+uint64_t TestCluster::Leader(uint64_t shard) {
+  uint64_t leader = 0;
+  for (auto id : ids()) {
+    const ShardInfo info = hosts_[id]->GetShardInfo(shard);
+    if (!IsVoter(info.conf_state, id) && !IsLearner(info.conf_state, id)) continue;
+    if (info.leader == 0) return 0;
+    if (leader != 0 && info.leader != leader) return 0;
+    leader = info.leader;
+  }
+  if (leader == 0 || !running(leader) || !hosts_[leader]->GetShardInfo(shard).is_leader) return 0;
+  return leader;
+}
+
+bool TestCluster::WaitForLeaders(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    bool all = true;
+    for (int s = 0; s < shards_ && all; ++s) all = Leader(s) != 0;
+    if (all) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+absl::Status TestCluster::Propose(uint64_t via, uint64_t shard, const std::string& data,
+                                  absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Status last;
+  while (absl::Now() < deadline) {
+    auto r = hosts_.at(via)->ProposeAndWait(shard, data);
+    if (r.ok()) return absl::OkStatus();
+    last = r.status();
+    // Dropped (no leader yet) or timed out (lost with a deposed leader): try again. A retry
+    // after a timeout may apply the payload twice; tests use unique payloads and check sets
+    // where that matters.
+    absl::SleepFor(absl::Milliseconds(30));
+  }
+  return last;
+}
+
+bool TestCluster::WaitForPayloads(uint64_t id, uint64_t shard, const std::vector<std::string>& want,
+                                  absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::vector<std::string> got;
+  while (absl::Now() < deadline) {
+    got = sm(id, shard)->payloads();
+    if (got == want) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  LOG(ERROR) << "node " << id << " shard " << shard << " has " << got.size() << " payloads, want "
+             << want.size();
+  return false;
+}
+
+void TestCluster::Isolate(uint64_t id, bool isolated) {
+  for (auto& [other, a] : addresses_) {
+    if (other == id) continue;
+    if (isolated) {
+      blocked_[id].insert(other);
+      blocked_[other].insert(id);
+    } else {
+      blocked_[id].erase(other);
+      blocked_[other].erase(id);
+    }
+  }
+  for (auto n : ids()) {
+    TransportFaults f;
+    f.blocked = blocked_[n];
+    hosts_[n]->grpc_transport()->SetFaults(f);
+  }
+}
+
+}  // namespace marmot::raft::host::testing
