@@ -11,8 +11,8 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "replicator/capture_keeper.h"
 #include "replicator/node_config.h"
+#include "replicator/replicator.h"
 #include "sqlite/change_log.h"
 #include "sqlite/database.h"
 
@@ -64,32 +64,23 @@ int RunCleanup(const std::string& db_path) {
   return 0;
 }
 
-// Runs capture until SIGINT or SIGTERM arrives.
-int RunCapture(const marmot::replicator::NodeConfig& config) {
-  absl::StatusOr<std::unique_ptr<marmot::replicator::CaptureKeeper>> keeper =
-      marmot::replicator::CaptureKeeper::Open(config.db_path);
-  if (!keeper.ok()) {
-    LOG(ERROR) << "cannot capture changes of " << config.db_path << ": " << keeper.status();
+// Replicates until SIGINT or SIGTERM arrives.
+int RunReplicator(const marmot::replicator::NodeConfig& config) {
+  absl::StatusOr<std::unique_ptr<marmot::replicator::Replicator>> replicator =
+      marmot::replicator::Replicator::Start(config);
+  if (!replicator.ok()) {
+    LOG(ERROR) << "cannot start: " << replicator.status();
     return 1;
   }
-  LOG(INFO) << "node " << config.node_id << " capturing changes of " << config.db_path
-            << " (replication over Raft is not wired in yet: changes stay in the local logs)";
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  const timespec poll_interval = {0, 50 * 1000 * 1000};
-  while (true) {
-    int sig = sigtimedwait(&stop_signals, nullptr, &poll_interval);
-    if (sig == SIGINT || sig == SIGTERM) {
-      LOG(INFO) << "received " << strsignal(sig) << ", stopping";
-      return 0;
-    }
-    if (absl::StatusOr<int64_t> n = (*keeper)->Poll(); !n.ok()) {
-      LOG(ERROR) << "capture failed: " << n.status();
-      return 1;
-    }
-  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LOG(INFO) << "received " << strsignal(sig) << ", stopping";
+  (*replicator)->Stop();
+  return 0;
 }
 
 }  // namespace
@@ -135,5 +126,5 @@ int main(int argc, char** argv) {
   for (const std::string& w : config->warnings) LOG(WARNING) << w;
 
   if (config->cleanup) return RunCleanup(config->db_path);
-  return RunCapture(*config);
+  return RunReplicator(*config);
 }

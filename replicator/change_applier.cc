@@ -305,7 +305,27 @@ absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
   return snap;
 }
 
-absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap) {
+absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const std::string& payload,
+                                              absl::string_view error) {
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
+  if (!applied.ok()) return applied.status();
+  if (index <= *applied) return absl::OkStatus();
+  LOG(ERROR) << "shard " << shard << " index " << index
+             << ": entry cannot be decoded, kept as a dead letter: " << error;
+  absl::Status s = RunWith(db_,
+                           "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, error, change) "
+                           "VALUES (?, ?, ?, ?)",
+                           {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+                            Value::Text(std::string(error)), Value::Blob(payload)});
+  if (!s.ok()) return s;
+  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  return txn->Commit();
+}
+
+absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::optional<uint64_t> index) {
   const int shard = static_cast<int>(snap.shard());
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
@@ -383,7 +403,9 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap) {
                               Value::Text(a.table()), Value::Integer(a.change_id())});
     if (!s.ok()) return s;
   }
-  if (absl::Status s = SetAppliedIndex(shard, snap.applied_index()); !s.ok()) return s;
+  if (absl::Status s = SetAppliedIndex(shard, index.value_or(snap.applied_index())); !s.ok()) {
+    return s;
+  }
   return txn->Commit();
 }
 

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -63,8 +64,15 @@ class ChangeApplier {
   absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(int shard);
 
   // Replaces exactly the shard's rows by the snapshot's, and its applied index and dedupe state,
-  // in one transaction. Rows of other shards are untouched.
-  absl::Status InstallSnapshot(const change::v1::ShardSnapshot& snapshot);
+  // in one transaction. Rows of other shards are untouched. The applied index becomes `index`
+  // when given (Raft's index of the snapshot), else the snapshot's own.
+  absl::Status InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
+                               std::optional<uint64_t> index = std::nullopt);
+
+  // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
+  // it, in one transaction.
+  absl::Status RecordUndecodable(int shard, uint64_t index, const std::string& payload,
+                                 absl::string_view error);
 
   // Number of dead letters recorded so far.
   absl::StatusOr<int64_t> DeadLetterCount();

@@ -41,7 +41,7 @@ ChangeDetector::~ChangeDetector() {
   close(event_fd_);
 }
 
-void ChangeDetector::Interrupt() {
+void ChangeDetector::Wake() {
   uint64_t one = 1;
   ssize_t n = write(event_fd_, &one, sizeof one);
   (void)n;
@@ -73,7 +73,7 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     uint64_t count;
     ssize_t n = read(event_fd_, &count, sizeof count);
     (void)n;
-    return Wakeup::kInterrupted;
+    return Wakeup::kWoken;
   }
   if (ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents()) return Wakeup::kFileEvent;
   absl::StatusOr<sqlite::Value> version = db_.QueryValue("PRAGMA data_version");

@@ -4,7 +4,7 @@
 // through their folder, since SQLite creates and deletes the side files), and, as a safety net
 // for file systems and containers that lose file events, `PRAGMA data_version` polled on a short
 // timer. `Wait` returns as soon as either says "changed", or when the timer ends, or on
-// Interrupt().
+// Wake().
 #ifndef MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 #define MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 
@@ -22,14 +22,14 @@ class ChangeDetector {
   static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path);
   ~ChangeDetector();
 
-  enum class Wakeup { kFileEvent, kDataVersion, kTimeout, kInterrupted };
+  enum class Wakeup { kFileEvent, kDataVersion, kTimeout, kWoken };
 
   // Blocks up to `max_wait` for a sign of change. The data_version safety net is checked once
   // per call, after waiting, so callers should pass a short max_wait (tens of milliseconds).
   Wakeup Wait(std::chrono::milliseconds max_wait);
 
-  // Makes the current or next Wait return kInterrupted. Safe from any thread.
-  void Interrupt();
+  // Makes the current or next Wait return kWoken. Safe from any thread.
+  void Wake();
 
  private:
   ChangeDetector(sqlite::Database db, std::string base_name, int inotify_fd, int event_fd)

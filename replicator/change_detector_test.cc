@@ -47,21 +47,21 @@ TEST(ChangeDetectorTest, DataVersionCatchesCommitsWhenFileEventsAreLost) {
   EXPECT_EQ(w, Wakeup::kDataVersion);
 }
 
-TEST(ChangeDetectorTest, InterruptEndsAWait) {
+TEST(ChangeDetectorTest, WakeEndsAWait) {
   std::string path = sqlite::testing::NewTempDir("detect-int") + "/d.db";
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (x);").ok());
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   std::thread t([&] {
     std::this_thread::sleep_for(50ms);
-    (*detector)->Interrupt();
+    (*detector)->Wake();
   });
   Wakeup w;
   do {
     w = (*detector)->Wait(30s);
   } while (w == Wakeup::kFileEvent || w == Wakeup::kDataVersion);
   t.join();
-  EXPECT_EQ(w, Wakeup::kInterrupted);
+  EXPECT_EQ(w, Wakeup::kWoken);
 }
 
 }  // namespace

@@ -4,9 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sqlite/database.h"
 #include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/subprocess.h"
 
@@ -62,33 +64,37 @@ TEST(MarmotCliTest, HelpListsEveryFlag) {
   }
 }
 
-TEST(MarmotCliTest, CapturesWritesOfAnotherProcessAndStopsCleanlyOnSignals) {
+TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
   for (int sig : {SIGTERM, SIGINT}) {
-    // Given marmot running beside a database with one table
+    // Given marmot running alone beside a database with one table
     std::string dir = testing::NewTestDir("cli-run");
     std::string db = dir + "/app.db";
     ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
     testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
-                                "-bind=127.0.0.1:18161", "-raft-path=" + dir + "/raft"},
+                                absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                                absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+                                "-raft-path=" + dir + "/raft", "-shards=2"},
                                dir);
-    auto log_count = [&]() -> int64_t {
-      auto conn = sqlite::Database::Open(db, {.read_only = true});
-      if (!conn.ok()) return -1;
-      auto n = conn->QueryValue("SELECT count(*) FROM \"__marmot__t_change_log\"");
-      return n.ok() ? n->integer() : -1;
+    auto query = [&](const std::string& sql) -> std::string {
+      auto out = sqlite::testing::RunSqliteCli(db, sql);
+      return out.ok() ? *out : "error";
     };
-    ASSERT_TRUE(testing::WaitFor([&] { return log_count() == 0; }, 10s)) << marmot.Stderr();
+    const std::string log_state =
+        "SELECT count(*), min(\"__marmot__state\") FROM \"__marmot__t_change_log\";";
+    ASSERT_TRUE(testing::WaitFor([&] { return query(log_state) == "0|\n"; }, 10s)) << marmot.Stderr();
 
     // When an application writes with the sqlite3 shell
     ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "INSERT INTO t VALUES (1, 'a'), (2, 'b');").ok());
 
-    // Then the changes are captured, marmot says so, and a signal stops it with exit code 0
-    EXPECT_TRUE(testing::WaitFor([&] { return log_count() == 2; }, 10s));
-    EXPECT_TRUE(testing::WaitFor(
-        [&] { return marmot.Stderr().find("captured 2 change(s) of t") != std::string::npos; }, 10s))
-        << marmot.Stderr();
+    // Then marmot captures the changes, commits them through Raft and prunes its log down to
+    // the newest row, marked done; the application's rows are as written
+    EXPECT_TRUE(testing::WaitFor([&] { return query(log_state) == "1|1\n"; }, 20s))
+        << query(log_state) << marmot.Stderr();
+    EXPECT_THAT(marmot.Stderr(), HasSubstr("captured 2 change(s) of t"));
+    EXPECT_EQ(query("SELECT group_concat(v) FROM t;"), "a,b\n");
+    // And a signal stops it with exit code 0
     marmot.Signal(sig);
-    EXPECT_EQ(marmot.Wait(10s), std::optional<int>(0)) << strsignal(sig) << "\n" << marmot.Stderr();
+    EXPECT_EQ(marmot.Wait(20s), std::optional<int>(0)) << strsignal(sig) << "\n" << marmot.Stderr();
   }
 }
 
@@ -104,13 +110,15 @@ TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
   std::string before = *sqlite::testing::RunSqliteCli(db, dump);
 
   testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
-                              "-bind=127.0.0.1:18162"},
+                              absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                              absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+                              "-raft-path=" + dir + "/raft"},
                              dir);
   ASSERT_TRUE(testing::WaitFor(
       [&] { return sqlite::testing::RunSqliteCli(db, dump)->find("__marmot__") != std::string::npos; },
       10s));
   marmot.Signal(SIGTERM);
-  ASSERT_EQ(marmot.Wait(10s), std::optional<int>(0));
+  ASSERT_EQ(marmot.Wait(20s), std::optional<int>(0)) << marmot.Stderr();
 
   testing::RunResult r = testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + db}, 10s);
   EXPECT_EQ(r.exit_code, 0) << r.err;

@@ -59,6 +59,14 @@ void LocalCluster::Start() {
     }
   }
   for (int id = 1; id <= options_.nodes; ++id) StartNode(id);
+  for (int id = 1; id <= options_.nodes; ++id) {
+    CHECK(WaitUntilReplicating(id, std::chrono::seconds(30))) << "node " << id << " did not start:\n"
+                                                              << log(id);
+  }
+}
+
+bool LocalCluster::WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const {
+  return WaitFor([&] { return log(id).find(" replicating ") != std::string::npos; }, timeout);
 }
 
 void LocalCluster::StartNode(int id) {

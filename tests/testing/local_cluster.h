@@ -26,8 +26,11 @@ class LocalCluster {
   explicit LocalCluster(ClusterOptions options);
   ~LocalCluster();
 
-  // Creates the databases (with the schema) and starts every node.
+  // Creates the databases (with the schema), starts every node and waits until each has put
+  // capture on its tables (writes made before that are not replicated).
   void Start();
+  // Waits until node `id` logged that it replicates; false after `timeout`.
+  bool WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const;
   // Starts node `id` (1-based) with the flags it always has.
   void StartNode(int id);
   // SIGTERM and wait; returns the exit code.

@@ -1,0 +1,102 @@
+#include "replicator/replicator.h"
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "raft/host/bootstrap.h"
+
+namespace marmot::replicator {
+
+// Proposes batches through the host and wakes the pump when a proposal ends, so that committed
+// changes are marked done without waiting for the next file event.
+class Replicator::HostProposer : public Proposer {
+ public:
+  HostProposer(raft::host::NodeHost* host, ChangeDetector* detector)
+      : host_(host), detector_(detector) {}
+  void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) override {
+    ChangeDetector* detector = detector_;
+    host_->Propose(static_cast<uint64_t>(shard), std::move(payload),
+                   [done = std::move(done), detector](absl::Status s, uint64_t) {
+                     done(std::move(s));
+                     detector->Wake();
+                   });
+  }
+
+ private:
+  raft::host::NodeHost* host_;
+  ChangeDetector* detector_;
+};
+
+Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config) {
+  std::unique_ptr<Replicator> r(new Replicator(config));
+  ShardRouter router(config.shards);
+
+  absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper = CaptureKeeper::Open(config.db_path);
+  if (!keeper.ok()) return keeper.status();
+  r->keeper_ = *std::move(keeper);
+
+  absl::StatusOr<std::unique_ptr<ChangeDetector>> detector = ChangeDetector::Open(config.db_path);
+  if (!detector.ok()) return detector.status();
+  r->detector_ = *std::move(detector);
+
+  r->applier_ = std::make_shared<SharedApplier>();
+  absl::StatusOr<std::unique_ptr<ChangeApplier>> applier = ChangeApplier::Open(config.db_path, router);
+  if (!applier.ok()) return applier.status();
+  r->applier_->applier = *std::move(applier);
+
+  std::map<uint64_t, std::string> peers;
+  for (const Peer& p : config.bootstrap) peers[p.id] = p.address.ToString();
+  std::shared_ptr<SharedApplier> shared = r->applier_;
+  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::StartNodeHost(
+      config.node_id, config.bind.ToString(), config.raft_path, config.shards, std::move(peers),
+      [shared](uint64_t shard) {
+        return std::make_unique<ShardStateMachine>(static_cast<int>(shard), shared);
+      });
+  if (!host.ok()) return host.status();
+  r->host_ = *std::move(host);
+
+  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get());
+  absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper =
+      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get());
+  if (!shipper.ok()) return shipper.status();
+  r->shipper_ = *std::move(shipper);
+
+  r->pump_ = std::thread([raw = r.get()] { raw->PumpLoop(); });
+  LOG(INFO) << "node " << config.node_id << " replicating " << config.db_path << " over "
+            << config.shards << " shard(s), Raft on " << config.bind.ToString();
+  return r;
+}
+
+void Replicator::PumpLoop() {
+  while (!stopping_.load()) {
+    detector_->Wait(std::chrono::milliseconds(50));
+    if (stopping_.load()) break;
+    if (absl::StatusOr<int64_t> n = keeper_->Poll(); !n.ok()) {
+      LOG(ERROR) << "capture check failed (retrying): " << n.status();
+    }
+    absl::StatusOr<PumpStats> stats = shipper_->Pump();
+    if (!stats.ok()) {
+      LOG(ERROR) << "shipping changes failed (retrying): " << stats.status();
+    } else if (stats->committed > 0 || stats->proposed > 0) {
+      VLOG(1) << "pump: read " << stats->read << ", proposed " << stats->proposed
+              << ", committed " << stats->committed << ", retried " << stats->failed;
+    }
+  }
+}
+
+void Replicator::Stop() {
+  if (stopping_.exchange(true)) return;
+  detector_->Wake();
+  if (pump_.joinable()) pump_.join();
+  applier_->stopping.store(true);
+  host_->Stop();
+  LOG(INFO) << "node " << config_.node_id << " stopped";
+}
+
+Replicator::~Replicator() {
+  if (!stopping_.load() && host_ != nullptr && pump_.joinable()) Stop();
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,54 @@
+// The replicator: one node of Marmot, end to end.
+//
+//   application writes ─► triggers ─► change logs ─► ChangeDetector wakes the pump
+//   pump: CaptureKeeper (capture on new tables) ─► ChangeShipper (route, batch, propose)
+//   NodeHost (multi-Raft) ─► ShardStateMachine per shard ─► ChangeApplier (SQLite) on every node
+//
+// Start() returns once every part runs; Stop() stops taking new changes, lets the host stop
+// (every acknowledged entry is durable) and joins everything.
+#ifndef MARMOT_REPLICATOR_REPLICATOR_H_
+#define MARMOT_REPLICATOR_REPLICATOR_H_
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "raft/host/node_host.h"
+#include "replicator/capture_keeper.h"
+#include "replicator/change_detector.h"
+#include "replicator/change_shipper.h"
+#include "replicator/node_config.h"
+#include "replicator/shard_state_machine.h"
+
+namespace marmot::replicator {
+
+class Replicator {
+ public:
+  static absl::StatusOr<std::unique_ptr<Replicator>> Start(const NodeConfig& config);
+  ~Replicator();
+
+  void Stop();
+
+  raft::host::NodeHost* host() { return host_.get(); }
+  const NodeConfig& config() const { return config_; }
+
+ private:
+  class HostProposer;
+  explicit Replicator(NodeConfig config);
+  void PumpLoop();
+
+  NodeConfig config_;
+  std::unique_ptr<CaptureKeeper> keeper_;
+  std::unique_ptr<ChangeDetector> detector_;
+  std::shared_ptr<SharedApplier> applier_;
+  std::unique_ptr<raft::host::NodeHost> host_;
+  std::unique_ptr<HostProposer> proposer_;
+  std::unique_ptr<ChangeShipper> shipper_;
+  std::thread pump_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_REPLICATOR_H_

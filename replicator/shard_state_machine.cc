@@ -1,0 +1,94 @@
+#include "replicator/shard_state_machine.h"
+
+#include <chrono>
+#include <thread>
+
+#include <glog/logging.h>
+
+namespace marmot::replicator {
+
+bool ShardStateMachine::RetryUntilDone(const char* what, uint64_t index,
+                                       const std::function<absl::Status()>& step) {
+  auto backoff = std::chrono::milliseconds(10);
+  for (int attempt = 1;; ++attempt) {
+    absl::Status s;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      s = step();
+    }
+    if (s.ok()) return true;
+    if (shared_->stopping.load()) {
+      LOG(WARNING) << "shard " << shard_ << ": " << what << " at index " << index
+                   << " not done before stopping (done again at restart): " << s;
+      return false;
+    }
+    LOG_EVERY_N(ERROR, 20) << "shard " << shard_ << ": " << what << " at index " << index
+                           << " failed (attempt " << attempt << "), retrying: " << s;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+uint64_t ShardStateMachine::Open() {
+  uint64_t applied = 0;
+  RetryUntilDone("reading the applied index", 0, [&] {
+    absl::StatusOr<uint64_t> a = shared_->applier->AppliedIndex(shard_);
+    if (a.ok()) applied = *a;
+    return a.status();
+  });
+  return applied;
+}
+
+void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries) {
+  for (const raft::host::AppliedEntry& e : entries) {
+    bool done;
+    if (e.data.empty()) {
+      done = RetryUntilDone("advancing", e.index,
+                            [&] { return shared_->applier->AdvanceAppliedIndex(shard_, e.index); });
+    } else {
+      change::v1::ChangeBatch batch;
+      if (!batch.ParseFromString(e.data)) {
+        done = RetryUntilDone("recording an undecodable entry", e.index, [&] {
+          return shared_->applier->RecordUndecodable(shard_, e.index, e.data,
+                                                     "not a ChangeBatch");
+        });
+      } else {
+        done = RetryUntilDone("applying", e.index, [&] {
+          absl::StatusOr<ApplyResult> r = shared_->applier->Apply(shard_, e.index, batch);
+          if (r.ok() && r->dead_lettered > 0) {
+            LOG(WARNING) << "shard " << shard_ << " index " << e.index << ": " << r->dead_lettered
+                         << " change(s) went to the dead letters";
+          }
+          return r.status();
+        });
+      }
+    }
+    if (!done) return;
+  }
+}
+
+absl::StatusOr<std::string> ShardStateMachine::SaveSnapshot() {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  absl::StatusOr<change::v1::ShardSnapshot> snap = shared_->applier->CreateSnapshot(shard_);
+  if (!snap.ok()) return snap.status();
+  return snap->SerializeAsString();
+}
+
+absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::string& data) {
+  if (data.empty()) {
+    // The bootstrap snapshot every founding member starts from: the group's history begins
+    // here, the node keeps the rows it has.
+    bool done = RetryUntilDone("starting the shard", index,
+                               [&] { return shared_->applier->AdvanceAppliedIndex(shard_, index); });
+    return done ? absl::OkStatus() : absl::CancelledError("stopping");
+  }
+  change::v1::ShardSnapshot snap;
+  if (!snap.ParseFromString(data) || static_cast<int>(snap.shard()) != shard_) {
+    return absl::DataLossError("snapshot payload is not a snapshot of this shard");
+  }
+  bool done = RetryUntilDone("installing a snapshot", index,
+                             [&] { return shared_->applier->InstallSnapshot(snap, index); });
+  return done ? absl::OkStatus() : absl::CancelledError("stopping");
+}
+
+}  // namespace marmot::replicator
