@@ -11,6 +11,9 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "pane/pane_server.h"
+#include "pane/replicator_control.h"
+#include "pane/rest_gateway.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator.h"
 #include "sqlite/change_log.h"
@@ -40,11 +43,14 @@ MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
             "host:port of the control pane (admin gRPC)");
+MARMOT_FLAG(std::string, bind_rest, "bind-rest", "localhost:6011",
+            "host:port of the control pane's REST gateway (/v1/..., /healthz, /readyz, /metrics)");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
 
 namespace {
 
 constexpr int kBadFlagsExit = 2;
+constexpr char kVersion[] = "0.1.0";
 
 [[noreturn]] void FailFlags(const absl::Status& status) {
   std::fprintf(stderr, "marmot: invalid flags: %s\n", std::string(status.message()).c_str());
@@ -64,21 +70,51 @@ int RunCleanup(const std::string& db_path) {
   return 0;
 }
 
-// Replicates until SIGINT or SIGTERM arrives.
-int RunReplicator(const marmot::replicator::NodeConfig& config) {
+// Replicates and serves the control pane until SIGINT or SIGTERM arrives, then drains: health
+// reports NOT_SERVING, leaderships move to other nodes, everything stops, exit 0.
+int RunNode(const marmot::replicator::NodeConfig& config) {
   absl::StatusOr<std::unique_ptr<marmot::replicator::Replicator>> replicator =
       marmot::replicator::Replicator::Start(config);
   if (!replicator.ok()) {
     LOG(ERROR) << "cannot start: " << replicator.status();
     return 1;
   }
+  absl::StatusOr<std::unique_ptr<marmot::pane::ReplicatorControl>> control =
+      marmot::pane::ReplicatorControl::Create(replicator->get(), kVersion);
+  if (!control.ok()) {
+    LOG(ERROR) << "cannot start the control pane: " << control.status();
+    return 1;
+  }
+  const char* auth_key = std::getenv("AUTH_KEY");
+  absl::StatusOr<std::unique_ptr<marmot::pane::PaneServer>> pane = marmot::pane::PaneServer::Start(
+      {.address = config.bind_pane.ToString(),
+       .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt},
+      control->get());
+  if (!pane.ok()) {
+    LOG(ERROR) << pane.status();
+    return 1;
+  }
+  marmot::pane::NodeControl* node = control->get();
+  absl::StatusOr<std::unique_ptr<marmot::pane::RestGateway>> rest = marmot::pane::RestGateway::Start(
+      {.address = config.bind_rest.ToString(), .ready = [node] { return node->Ready(); }},
+      (*pane)->InProcessChannel());
+  if (!rest.ok()) {
+    LOG(ERROR) << rest.status();
+    return 1;
+  }
+
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  LOG(INFO) << "received " << strsignal(sig) << ", stopping";
+  LOG(INFO) << "received " << strsignal(sig) << ", draining";
+  (*pane)->SetServing(false);
+  int still_leading = (*replicator)->HandOffLeadership(std::chrono::seconds(3));
+  if (still_leading > 0) LOG(WARNING) << "still leading " << still_leading << " shard(s) at stop";
+  (*rest)->Stop();
+  (*pane)->Shutdown();
   (*replicator)->Stop();
   return 0;
 }
@@ -98,7 +134,7 @@ int main(int argc, char** argv) {
       "  marmot -node-id 1 -bind 127.0.0.1:8161 -bind-pane localhost:6001 \\\n"
       "         -bootstrap 2@127.0.0.1:8162 -db-path /tmp/cache-1.db\n"
       "  marmot -cleanup -db-path /tmp/cache-1.db");
-  gflags::SetVersionString("0.1.0");
+  gflags::SetVersionString(kVersion);
   FLAGS_logtostderr = true;
   // `--help` shows marmot's own flags; `--helpfull` adds those of the libraries.
   for (int i = 1; i < argc; ++i) {
@@ -120,11 +156,12 @@ int main(int argc, char** argv) {
   flags.shards = FLAGS_shards;
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
+  flags.bind_rest = FLAGS_bind_rest;
   flags.verbose = FLAGS_verbose;
   absl::StatusOr<marmot::replicator::NodeConfig> config = marmot::replicator::ValidateFlags(flags);
   if (!config.ok()) FailFlags(config.status());
   for (const std::string& w : config->warnings) LOG(WARNING) << w;
 
   if (config->cleanup) return RunCleanup(config->db_path);
-  return RunReplicator(*config);
+  return RunNode(*config);
 }

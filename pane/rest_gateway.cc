@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <future>
 #include <vector>
 
@@ -293,7 +294,16 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions opti
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address,
                                                " for the REST gateway (in use?)"));
   }
-  gw->thread_ = std::thread([&svr] { svr.listen_after_bind(); });
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  gw->thread_ = std::thread([&svr, finished] {
+    svr.listen_after_bind();
+    finished->store(true);
+  });
+  // stop() only stops a server that is already listening: wait for that, so that a Stop()
+  // right after Start() cannot leave the thread listening forever.
+  while (!svr.is_running() && !finished->load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   LOG(INFO) << "REST gateway listening on " << host << ":" << gw->port_;
   return gw;
 }

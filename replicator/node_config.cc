@@ -164,6 +164,13 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags) {
     return FlagError("bind-pane", absl::StrCat("must differ from -bind (both are ",
                                                config.bind.ToString(), ")"));
   }
+  absl::StatusOr<HostPort> rest = ParseHostPort(flags.bind_rest);
+  if (!rest.ok()) return FlagError("bind-rest", rest.status().message());
+  config.bind_rest = *rest;
+  if (config.bind_rest == config.bind || config.bind_rest == config.bind_pane) {
+    return FlagError("bind-rest", absl::StrCat("must differ from -bind and -bind-pane (",
+                                               config.bind_rest.ToString(), ")"));
+  }
 
   if (flags.shards < 1 || flags.shards > kMaxShards) {
     return FlagError("shards", absl::StrCat("must be between 1 and ", kMaxShards, ", not ",

@@ -54,6 +54,7 @@ struct FlagValues {
   int64_t shards = 0;
   std::string bootstrap;
   std::string bind_pane;
+  std::string bind_rest;
   bool verbose = false;
 };
 
@@ -66,6 +67,7 @@ struct NodeConfig {
   int shards = 0;
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
+  HostPort bind_rest;
   bool verbose = false;
   // Non-fatal findings to log at start (e.g. the deprecated -replicate flag).
   std::vector<std::string> warnings;

@@ -21,6 +21,7 @@ FlagValues Good() {
   f.shards = 16;
   f.bootstrap = "2@127.0.0.1:8162";
   f.bind_pane = "localhost:6001";
+  f.bind_rest = "localhost:7001";
   return f;
 }
 
@@ -106,6 +107,9 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f = Good();
   f.bind_pane = f.bind;
   EXPECT_THAT(ErrorOf(f), HasSubstr("must differ"));
+  f = Good();
+  f.bind_rest = "localhost:6001";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bind-rest"));
   f = Good();
   f.bootstrap = "2@";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-bootstrap"));

@@ -86,6 +86,34 @@ void Replicator::PumpLoop() {
   }
 }
 
+int Replicator::HandOffLeadership(std::chrono::milliseconds timeout) {
+  auto led = [&] {
+    std::vector<int> shards;
+    for (int shard = 0; shard < host_->shards(); ++shard) {
+      if (host_->GetShardInfo(shard).is_leader) shards.push_back(shard);
+    }
+    return shards;
+  };
+  int asked = 0;
+  for (int shard : led()) {
+    raft::host::ShardInfo info = host_->GetShardInfo(shard);
+    // Spread the shards over the other voters.
+    std::vector<uint64_t> others;
+    for (uint64_t v : info.conf_state.voters()) {
+      if (v != config_.node_id) others.push_back(v);
+    }
+    if (others.empty()) continue;
+    host_->TransferLeadership(shard, others[shard % others.size()]);
+    ++asked;
+  }
+  if (asked == 0) return static_cast<int>(led().size());
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline && !led().empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return static_cast<int>(led().size());
+}
+
 void Replicator::Stop() {
   if (stopping_.exchange(true)) return;
   detector_->Wake();

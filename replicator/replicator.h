@@ -10,6 +10,7 @@
 #define MARMOT_REPLICATOR_REPLICATOR_H_
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 
@@ -27,6 +28,11 @@ class Replicator {
  public:
   static absl::StatusOr<std::unique_ptr<Replicator>> Start(const NodeConfig& config);
   ~Replicator();
+
+  // Asks the leader of every shard this node leads to hand it to another voter, and waits up to
+  // `timeout` for that to happen (so that stopping does not leave shards leaderless for an
+  // election timeout). Returns how many shards this node still leads.
+  int HandOffLeadership(std::chrono::milliseconds timeout);
 
   void Stop();
 

@@ -73,6 +73,7 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
     testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
                                 absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                                 absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+                                absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()),
                                 "-raft-path=" + dir + "/raft", "-shards=2"},
                                dir);
     auto query = [&](const std::string& sql) -> std::string {
@@ -112,6 +113,7 @@ TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
   testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
                               absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                               absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+                                absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()),
                               "-raft-path=" + dir + "/raft"},
                              dir);
   ASSERT_TRUE(testing::WaitFor(

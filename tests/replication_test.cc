@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/local_cluster.h"
@@ -17,6 +18,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAuthKey[] = "Basic dGVzdDp0ZXN0";
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
@@ -52,6 +56,7 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
   std::string sql = ReadFile(testing::DatasetPath("Chinook_Sqlite.sql"));
   size_t first_insert = sql.find("INSERT INTO");
   ASSERT_NE(first_insert, std::string::npos);
+  setenv("AUTH_KEY", kAuthKey, 1);
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = sql.substr(0, first_insert)});
   cluster.Start();
 
@@ -74,6 +79,24 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
   ASSERT_TRUE(cluster.WaitForSame(probe, 30s));
   EXPECT_EQ(cluster.Sql(1, probe), "Marmot Quartet\nRaft Rock\n0\n");
   EXPECT_TRUE(cluster.WaitForSame(ChinookDump(), 30s));
+
+  // The control pane of every node reports every shard with a leader, and readiness
+  for (int id = 1; id <= 3; ++id) {
+    httplib::Client rest("127.0.0.1", cluster.rest_port(id));
+    rest.set_read_timeout(10, 0);
+    auto status = rest.Get("/v1/status", {{"Authorization", kAuthKey}});
+    ASSERT_TRUE(status) << "node " << id;
+    EXPECT_EQ(status->status, 200) << status->body;
+    EXPECT_THAT(status->body, HasSubstr(absl::StrCat("\"nodeId\":\"", id, "\"")));
+    EXPECT_THAT(status->body, Not(HasSubstr("\"leader\":\"0\"")));
+    EXPECT_THAT(status->body, HasSubstr("\"deadLetters\":\"0\""));
+    auto unauthorized = rest.Get("/v1/status");
+    ASSERT_TRUE(unauthorized);
+    EXPECT_EQ(unauthorized->status, 401);
+    auto ready = rest.Get("/readyz");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 200) << ready->body;
+  }
 
   // No change was dead-lettered on any node
   for (int id = 1; id <= 3; ++id) {

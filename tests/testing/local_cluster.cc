@@ -35,6 +35,7 @@ LocalCluster::LocalCluster(ClusterOptions options)
   for (int i = 0; i < options_.nodes; ++i) {
     ports_.push_back(FreeLoopbackPort());
     pane_ports_.push_back(FreeLoopbackPort());
+    rest_ports_.push_back(FreeLoopbackPort());
   }
 }
 
@@ -80,6 +81,7 @@ void LocalCluster::StartNode(int id) {
       absl::StrCat("-node-id=", id),
       absl::StrCat("-bind=127.0.0.1:", ports_[id - 1]),
       absl::StrCat("-bind-pane=127.0.0.1:", pane_ports_[id - 1]),
+      absl::StrCat("-bind-rest=127.0.0.1:", rest_ports_[id - 1]),
       absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
       absl::StrCat("-shards=", options_.shards),
       "-db-path=" + db_path(id),

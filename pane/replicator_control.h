@@ -1,0 +1,39 @@
+// NodeControl over a running Replicator: what the control pane reports about this node.
+#ifndef MARMOT_PANE_REPLICATOR_CONTROL_H_
+#define MARMOT_PANE_REPLICATOR_CONTROL_H_
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+
+#include "pane/node_control.h"
+#include "replicator/replicator.h"
+#include "sqlite/database.h"
+
+namespace marmot::pane {
+
+class ReplicatorControl : public NodeControl {
+ public:
+  // `replicator` must outlive this object.
+  static absl::StatusOr<std::unique_ptr<ReplicatorControl>> Create(replicator::Replicator* replicator,
+                                                                   std::string version);
+
+  absl::StatusOr<admin::v1::GetStatusResponse> GetStatus() override;
+  absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) override;
+  // Every shard has a leader and has applied what it knows is committed.
+  bool Ready() override;
+
+ private:
+  ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version)
+      : replicator_(replicator), db_(std::move(db)), version_(std::move(version)) {}
+
+  replicator::Replicator* replicator_;
+  std::mutex mu_;  // Guards db_ (pane calls run on several threads).
+  sqlite::Database db_;  // Read-only, for backlog and dead letters.
+  std::string version_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace marmot::pane
+
+#endif  // MARMOT_PANE_REPLICATOR_CONTROL_H_
