@@ -45,6 +45,9 @@ MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
             "host:port of the control pane (admin gRPC)");
 MARMOT_FLAG(std::string, bind_rest, "bind-rest", "localhost:6011",
             "host:port of the control pane's REST gateway (/v1/..., /healthz, /readyz, /metrics)");
+MARMOT_FLAG(bool, join, "join", false,
+            "Start without membership and wait to be added to the cluster (AddNode) instead of "
+            "founding it with the -bootstrap members");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
 
 namespace {
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;
+  flags.join = FLAGS_join;
   flags.verbose = FLAGS_verbose;
   absl::StatusOr<marmot::replicator::NodeConfig> config = marmot::replicator::ValidateFlags(flags);
   if (!config.ok()) FailFlags(config.status());

@@ -1,9 +1,13 @@
 // What the control pane asks of the node it runs in. marmot.cc wires an implementation over the
 // replicator and the Raft host; tests may use their own. Every call is answered with a status a
 // client can act on: UNAVAILABLE (no leader, draining: retry), FAILED_PRECONDITION (refused in
-// the current state), INVALID_ARGUMENT (bad request), UNIMPLEMENTED (not in this version).
+// the current state), INVALID_ARGUMENT (bad request), NOT_FOUND, UNIMPLEMENTED (not in this
+// version; the default of the optional calls below).
 #ifndef MARMOT_PANE_NODE_CONTROL_H_
 #define MARMOT_PANE_NODE_CONTROL_H_
+
+#include <functional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "proto/admin.pb.h"
@@ -17,6 +21,25 @@ class NodeControl {
   virtual absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) = 0;
   // Ready = joined every shard and caught up (never "is leader").
   virtual bool Ready() = 0;
+
+  virtual absl::StatusOr<admin::v1::ListNodesResponse> ListNodes() { return NotYet(); }
+  virtual absl::Status AddNode(uint64_t node_id, const std::string& address) { return NotYet(); }
+  virtual absl::Status RemoveNode(uint64_t node_id) { return NotYet(); }
+  virtual absl::Status TransferLeader(uint32_t shard, uint64_t node_id) { return NotYet(); }
+  // Returns the number of leadership transfers requested.
+  virtual absl::StatusOr<uint32_t> BalanceLeaders() { return NotYet(); }
+  // `shard` < 0: every shard.
+  virtual absl::Status TriggerSnapshot(int shard) { return NotYet(); }
+  // Streams a consistent copy of the database without marmot's objects: `write` receives the
+  // chunks in order and returns false to abort.
+  virtual absl::Status Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) {
+    return NotYet();
+  }
+
+ protected:
+  static absl::Status NotYet() {
+    return absl::UnimplementedError("not available in this version of marmot yet");
+  }
 };
 
 }  // namespace marmot::pane

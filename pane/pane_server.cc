@@ -20,9 +20,6 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-const grpc::Status kNotYet(grpc::StatusCode::UNIMPLEMENTED,
-                           "not available in this version of marmot yet");
-
 }  // namespace
 
 class AdminService final : public admin::v1::Admin::Service {
@@ -51,39 +48,65 @@ class AdminService final : public admin::v1::Admin::Service {
     return grpc::Status::OK;
   }
 
-  // Calls that need the replicated cluster answer UNIMPLEMENTED until it is wired in, after
-  // checking authorization like every other call.
   grpc::Status ListNodes(grpc::ServerContext* ctx, const admin::v1::ListNodesRequest*,
-                         admin::v1::ListNodesResponse*) override {
-    return AuthorizedButNotYet(ctx);
+                         admin::v1::ListNodesResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    absl::StatusOr<admin::v1::ListNodesResponse> nodes = control_->ListNodes();
+    if (!nodes.ok()) return ToGrpc(nodes.status());
+    *out = *std::move(nodes);
+    return grpc::Status::OK;
   }
-  grpc::Status AddNode(grpc::ServerContext* ctx, const admin::v1::AddNodeRequest*,
+  grpc::Status AddNode(grpc::ServerContext* ctx, const admin::v1::AddNodeRequest* req,
                        admin::v1::AddNodeResponse*) override {
-    return AuthorizedButNotYet(ctx);
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->node_id() == 0 || req->address().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id and address are required");
+    }
+    return ToGrpc(control_->AddNode(req->node_id(), req->address()));
   }
-  grpc::Status RemoveNode(grpc::ServerContext* ctx, const admin::v1::RemoveNodeRequest*,
+  grpc::Status RemoveNode(grpc::ServerContext* ctx, const admin::v1::RemoveNodeRequest* req,
                           admin::v1::RemoveNodeResponse*) override {
-    return AuthorizedButNotYet(ctx);
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
+    return ToGrpc(control_->RemoveNode(req->node_id()));
   }
-  grpc::Status TransferLeader(grpc::ServerContext* ctx, const admin::v1::TransferLeaderRequest*,
+  grpc::Status TransferLeader(grpc::ServerContext* ctx, const admin::v1::TransferLeaderRequest* req,
                               admin::v1::TransferLeaderResponse*) override {
-    return AuthorizedButNotYet(ctx);
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
+    return ToGrpc(control_->TransferLeader(req->shard(), req->node_id()));
   }
   grpc::Status BalanceLeaders(grpc::ServerContext* ctx, const admin::v1::BalanceLeadersRequest*,
-                              admin::v1::BalanceLeadersResponse*) override {
-    return AuthorizedButNotYet(ctx);
+                              admin::v1::BalanceLeadersResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    absl::StatusOr<uint32_t> transfers = control_->BalanceLeaders();
+    if (!transfers.ok()) return ToGrpc(transfers.status());
+    out->set_transfers(*transfers);
+    return grpc::Status::OK;
   }
-  grpc::Status TriggerSnapshot(grpc::ServerContext* ctx, const admin::v1::TriggerSnapshotRequest*,
-                               admin::v1::TriggerSnapshotResponse*) override {
-    return AuthorizedButNotYet(ctx);
+  grpc::Status TriggerSnapshot(grpc::ServerContext* ctx, const admin::v1::TriggerSnapshotRequest* req,
+                               admin::v1::TriggerSnapshotResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (absl::Status s = control_->TriggerSnapshot(req->all() ? -1 : static_cast<int>(req->shard()));
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+    absl::StatusOr<admin::v1::GetStatusResponse> status = control_->GetStatus();
+    if (status.ok()) *out->mutable_shards() = status->shards();
+    return grpc::Status::OK;
   }
   grpc::Status Backup(grpc::ServerContext* ctx, const admin::v1::BackupRequest*,
-                      grpc::ServerWriter<admin::v1::BackupChunk>*) override {
-    return AuthorizedButNotYet(ctx);
+                      grpc::ServerWriter<admin::v1::BackupChunk>* writer) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    return ToGrpc(control_->Backup([&](const admin::v1::BackupChunk& chunk) {
+      return !ctx->IsCancelled() && writer->Write(chunk);
+    }));
   }
   grpc::Status RetryDeadLetters(grpc::ServerContext* ctx, const admin::v1::RetryDeadLettersRequest*,
                                 admin::v1::RetryDeadLettersResponse*) override {
-    return AuthorizedButNotYet(ctx);
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "retrying dead letters is not available in this version of marmot yet");
   }
 
  private:
@@ -100,10 +123,6 @@ class AdminService final : public admin::v1::Admin::Service {
                           "missing or wrong authorization metadata (must equal AUTH_KEY)");
     }
     return grpc::Status::OK;
-  }
-  grpc::Status AuthorizedButNotYet(grpc::ServerContext* ctx) const {
-    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    return kNotYet;
   }
 
   NodeControl* control_;

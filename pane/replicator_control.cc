@@ -1,5 +1,15 @@
 #include "pane/replicator_control.h"
 
+#include <sqlite3.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
@@ -102,6 +112,190 @@ bool ReplicatorControl::Ready() {
     if (info.leader == 0 || info.applied < info.commit) return false;
   }
   return true;
+}
+
+namespace {
+
+std::set<uint64_t> Voters(const raft::host::ShardInfo& info) {
+  return {info.conf_state.voters().begin(), info.conf_state.voters().end()};
+}
+
+}  // namespace
+
+absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
+  raft::host::NodeHost* host = replicator_->host();
+  std::map<uint64_t, admin::v1::Node> nodes;
+  std::map<uint64_t, std::string> addresses;
+  for (const replicator::Peer& p : replicator_->config().bootstrap) addresses[p.id] = p.address.ToString();
+  addresses[replicator_->config().node_id] = replicator_->config().bind.ToString();
+  std::set<uint64_t> voters_everywhere;
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    raft::host::ShardInfo info = host->GetShardInfo(shard);
+    for (uint64_t v : info.conf_state.voters()) nodes[v].set_node_id(v);
+    for (uint64_t l : info.conf_state.learners()) {
+      nodes[l].set_node_id(l);
+      nodes[l].set_learner(true);
+    }
+    if (info.leader != 0) nodes[info.leader].set_reachable(true);
+  }
+  admin::v1::ListNodesResponse out;
+  for (auto& [id, node] : nodes) {
+    if (id == replicator_->config().node_id) node.set_reachable(true);
+    if (addresses.count(id)) node.set_address(addresses[id]);
+    *out.add_nodes() = node;
+  }
+  return out;
+}
+
+absl::Status ReplicatorControl::AddNode(uint64_t node_id, const std::string& address) {
+  raft::host::NodeHost* host = replicator_->host();
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    if (Voters(host->GetShardInfo(shard)).count(node_id)) continue;  // Already added there.
+    absl::Status s = host->AddNode(shard, node_id, address);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("adding node ", node_id, " to shard ", shard,
+                                                 " failed (earlier shards have it; call again to "
+                                                 "finish): ", s.message()));
+    }
+  }
+  LOG(INFO) << "node " << node_id << " (" << address << ") added to every shard";
+  return absl::OkStatus();
+}
+
+absl::Status ReplicatorControl::RemoveNode(uint64_t node_id) {
+  raft::host::NodeHost* host = replicator_->host();
+  bool member = false;
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    raft::host::ShardInfo info = host->GetShardInfo(shard);
+    std::set<uint64_t> voters = Voters(info);
+    if (!voters.count(node_id)) continue;
+    member = true;
+    if (voters.size() <= 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", node_id, " is the last voter of shard ", shard));
+    }
+    if (info.leader == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", shard, " has no leader now; removing a node could leave it without quorum"));
+    }
+  }
+  if (!member) return absl::NotFoundError(absl::StrCat("node ", node_id, " is not a member"));
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    if (!Voters(host->GetShardInfo(shard)).count(node_id)) continue;
+    absl::Status s = host->RemoveNode(shard, node_id);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("removing node ", node_id, " from shard ", shard,
+                                                 " failed (call again to finish): ", s.message()));
+    }
+  }
+  LOG(INFO) << "node " << node_id << " removed from every shard";
+  return absl::OkStatus();
+}
+
+absl::Status ReplicatorControl::TransferLeader(uint32_t shard, uint64_t node_id) {
+  raft::host::NodeHost* host = replicator_->host();
+  if (static_cast<int>(shard) >= host->shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " does not exist (", host->shards(),
+                                                   " shards)"));
+  }
+  raft::host::ShardInfo info = host->GetShardInfo(shard);
+  if (!Voters(info).count(node_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", node_id, " is not a voter of shard ", shard));
+  }
+  if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+  host->TransferLeadership(shard, node_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> ReplicatorControl::BalanceLeaders() {
+  raft::host::NodeHost* host = replicator_->host();
+  std::map<uint64_t, std::vector<int>> led;  // voter -> shards it leads
+  std::set<uint64_t> voters;
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    raft::host::ShardInfo info = host->GetShardInfo(shard);
+    for (uint64_t v : info.conf_state.voters()) voters.insert(v);
+    if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+    led[info.leader].push_back(shard);
+  }
+  for (uint64_t v : voters) led[v];  // Voters that lead nothing count too.
+  const size_t target = (host->shards() + voters.size() - 1) / voters.size();
+  uint32_t transfers = 0;
+  for (auto& [from, shards] : led) {
+    while (shards.size() > target) {
+      auto to = std::min_element(led.begin(), led.end(), [](const auto& a, const auto& b) {
+        return a.second.size() < b.second.size();
+      });
+      if (to->second.size() + 1 >= shards.size()) break;
+      int shard = shards.back();
+      shards.pop_back();
+      to->second.push_back(shard);
+      host->TransferLeadership(shard, to->first);
+      ++transfers;
+    }
+  }
+  return transfers;
+}
+
+absl::Status ReplicatorControl::TriggerSnapshot(int shard) {
+  raft::host::NodeHost* host = replicator_->host();
+  if (shard >= host->shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " does not exist (", host->shards(),
+                                                   " shards)"));
+  }
+  for (int s = 0; s < host->shards(); ++s) {
+    if (shard < 0 || s == shard) host->RequestSnapshot(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReplicatorControl::Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) {
+  namespace fs = std::filesystem;
+  std::string path = (fs::temp_directory_path() /
+                      absl::StrCat("marmot-backup-", replicator_->config().node_id, "-",
+                                   std::chrono::steady_clock::now().time_since_epoch().count(), ".db"))
+                         .string();
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(path + suffix, ec);
+    }
+  } cleanup{path};
+  {
+    absl::StatusOr<sqlite::Database> source =
+        sqlite::Database::Open(replicator_->config().db_path, {.read_only = true});
+    if (!source.ok()) return source.status();
+    absl::StatusOr<sqlite::Database> copy = sqlite::Database::Open(path);
+    if (!copy.ok()) return copy.status();
+    // One step copies every page from one read transaction: a consistent copy.
+    sqlite3_backup* b = sqlite3_backup_init(copy->raw(), "main", source->raw(), "main");
+    if (b == nullptr) return absl::InternalError(sqlite3_errmsg(copy->raw()));
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+      return absl::UnavailableError(absl::StrCat("backup failed: ", sqlite3_errstr(rc)));
+    }
+    if (absl::Status s = sqlite::RemoveCapture(*copy); !s.ok()) return s;
+    // A single self-contained file: no WAL beside it.
+    if (absl::Status s = copy->Exec("PRAGMA journal_mode=DELETE"); !s.ok()) return s;
+  }
+  std::ifstream in(path, std::ios::binary);
+  const uint64_t total = fs::file_size(path);
+  std::string buf(256 << 10, '\0');
+  uint64_t offset = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize n = in.gcount();
+    if (n <= 0) break;
+    admin::v1::BackupChunk chunk;
+    chunk.set_data(buf.data(), static_cast<size_t>(n));
+    chunk.set_offset(offset);
+    chunk.set_total_size(total);
+    if (!write(chunk)) return absl::CancelledError("the client went away");
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace marmot::pane

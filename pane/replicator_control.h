@@ -22,6 +22,15 @@ class ReplicatorControl : public NodeControl {
   absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) override;
   // Every shard has a leader and has applied what it knows is committed.
   bool Ready() override;
+  absl::StatusOr<admin::v1::ListNodesResponse> ListNodes() override;
+  // Adds the node as a voter of every shard, one shard after the other.
+  absl::Status AddNode(uint64_t node_id, const std::string& address) override;
+  // Refuses (FAILED_PRECONDITION) to remove the last voter, or while a shard has no leader.
+  absl::Status RemoveNode(uint64_t node_id) override;
+  absl::Status TransferLeader(uint32_t shard, uint64_t node_id) override;
+  absl::StatusOr<uint32_t> BalanceLeaders() override;
+  absl::Status TriggerSnapshot(int shard) override;
+  absl::Status Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) override;
 
  private:
   ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version)

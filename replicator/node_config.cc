@@ -138,6 +138,7 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags) {
   NodeConfig config;
   config.cleanup = flags.cleanup;
   config.verbose = flags.verbose;
+  config.join = flags.join;
   config.db_path = flags.db_path;
   if (absl::Status s = CheckDatabasePath(flags.db_path); !s.ok()) {
     return FlagError("db-path", s.message());
@@ -185,6 +186,9 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags) {
       ParseBootstrap(flags.bootstrap, config.node_id, config.bind);
   if (!peers.ok()) return FlagError("bootstrap", peers.status().message());
   config.bootstrap = *std::move(peers);
+  if (config.join && config.bootstrap.empty()) {
+    return FlagError("join", "needs -bootstrap to name the members to join");
+  }
   return config;
 }
 

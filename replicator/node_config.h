@@ -55,6 +55,7 @@ struct FlagValues {
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;
+  bool join = false;
   bool verbose = false;
 };
 
@@ -68,6 +69,9 @@ struct NodeConfig {
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
   HostPort bind_rest;
+  // Start with no shard membership and wait to be added (AddNode) instead of founding the
+  // cluster with the -bootstrap members. Ignored once Raft state exists.
+  bool join = false;
   bool verbose = false;
   // Non-fatal findings to log at start (e.g. the deprecated -replicate flag).
   std::vector<std::string> warnings;

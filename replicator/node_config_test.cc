@@ -114,6 +114,10 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f.bootstrap = "2@";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-bootstrap"));
   f = Good();
+  f.join = true;
+  f.bootstrap = "";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-join"));
+  f = Good();
   f.raft_path = "";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-raft-path"));
 }

@@ -3,7 +3,6 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "raft/host/bootstrap.h"
 
 namespace marmot::replicator {
 
@@ -46,12 +45,18 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!applier.ok()) return applier.status();
   r->applier_->applier = *std::move(applier);
 
-  std::map<uint64_t, std::string> peers;
-  for (const Peer& p : config.bootstrap) peers[p.id] = p.address.ToString();
+  raft::host::NodeHostConfig host_config;
+  host_config.node_id = config.node_id;
+  host_config.bind_address = config.bind.ToString();
+  host_config.raft_path = config.raft_path;
+  host_config.shards = config.shards;
+  host_config.join = config.join;
+  for (const Peer& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
+  // The original marmot lists only the other nodes: a founding node is a member too.
+  if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());
   std::shared_ptr<SharedApplier> shared = r->applier_;
-  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::StartNodeHost(
-      config.node_id, config.bind.ToString(), config.raft_path, config.shards, std::move(peers),
-      [shared](uint64_t shard) {
+  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::NodeHost::Start(
+      std::move(host_config), [shared](uint64_t shard) {
         return std::make_unique<ShardStateMachine>(static_cast<int>(shard), shared);
       });
   if (!host.ok()) return host.status();

@@ -31,7 +31,10 @@ int FreeLoopbackPort() {
 }
 
 LocalCluster::LocalCluster(ClusterOptions options)
-    : options_(std::move(options)), dir_(NewTestDir("cluster")), procs_(options_.nodes) {
+    : options_(std::move(options)),
+      dir_(NewTestDir("cluster")),
+      procs_(options_.nodes),
+      joining_(options_.nodes, false) {
   for (int i = 0; i < options_.nodes; ++i) {
     ports_.push_back(FreeLoopbackPort());
     pane_ports_.push_back(FreeLoopbackPort());
@@ -40,9 +43,27 @@ LocalCluster::LocalCluster(ClusterOptions options)
 }
 
 LocalCluster::~LocalCluster() {
-  for (int id = 1; id <= options_.nodes; ++id) {
+  for (int id = 1; id <= nodes(); ++id) {
     if (IsRunning(id)) KillNode(id);
   }
+}
+
+std::string LocalCluster::address(int id) const { return absl::StrCat("127.0.0.1:", ports_[id - 1]); }
+
+int LocalCluster::StartJoiningNode() {
+  ports_.push_back(FreeLoopbackPort());
+  pane_ports_.push_back(FreeLoopbackPort());
+  rest_ports_.push_back(FreeLoopbackPort());
+  procs_.emplace_back();
+  joining_.push_back(true);
+  int id = nodes();
+  if (!options_.schema.empty()) {
+    auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);
+    CHECK(out.ok()) << out.status();
+  }
+  StartNode(id);
+  CHECK(WaitUntilReplicating(id, std::chrono::seconds(30))) << log(id);
+  return id;
 }
 
 std::string LocalCluster::db_path(int id) const { return absl::StrCat(dir_, "/node-", id, ".db"); }
@@ -73,9 +94,7 @@ bool LocalCluster::WaitUntilReplicating(int id, std::chrono::milliseconds timeou
 void LocalCluster::StartNode(int id) {
   CHECK(!IsRunning(id)) << "node " << id << " already runs";
   std::vector<std::string> members;
-  for (int i = 1; i <= options_.nodes; ++i) {
-    members.push_back(absl::StrCat(i, "@127.0.0.1:", ports_[i - 1]));
-  }
+  for (int i = 1; i <= options_.nodes; ++i) members.push_back(absl::StrCat(i, "@", address(i)));
   std::vector<std::string> argv = {
       MarmotBinary(),
       absl::StrCat("-node-id=", id),
@@ -87,6 +106,7 @@ void LocalCluster::StartNode(int id) {
       "-db-path=" + db_path(id),
       "-raft-path=" + raft_path(id),
   };
+  if (joining_[id - 1]) argv.push_back("-join");
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   procs_[id - 1] = std::make_unique<Subprocess>(argv, dir_);
 }
@@ -121,7 +141,7 @@ bool LocalCluster::WaitForSame(const std::string& query, std::chrono::millisecon
   return WaitFor(
       [&] {
         std::string first;
-        for (int id = 1; id <= options_.nodes; ++id) {
+        for (int id = 1; id <= nodes(); ++id) {
           auto out = sqlite::testing::RunSqliteCli(db_path(id), query);
           if (!out.ok()) return false;
           if (id == 1) {

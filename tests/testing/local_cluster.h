@@ -33,6 +33,9 @@ class LocalCluster {
   bool WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const;
   // Starts node `id` (1-based) with the flags it always has.
   void StartNode(int id);
+  // Creates one more node (database with the schema, no rows) and starts it with -join; it
+  // serves nothing until the cluster adds it. Returns its id.
+  int StartJoiningNode();
   // SIGTERM and wait; returns the exit code.
   int StopNode(int id);
   // SIGKILL, as a crash.
@@ -42,12 +45,14 @@ class LocalCluster {
   std::string db_path(int id) const;
   std::string raft_path(int id) const;
   std::string log(int id) const;  // What the node wrote to stderr so far.
-  int nodes() const { return options_.nodes; }
+  int nodes() const { return static_cast<int>(procs_.size()); }
   int pane_port(int id) const { return pane_ports_[id - 1]; }
   int rest_port(int id) const { return rest_ports_[id - 1]; }
 
   // Runs `sql` on node `id`'s database with the sqlite3 shell; returns its output.
   std::string Sql(int id, const std::string& sql) const;
+  // host:port of node `id`'s -bind.
+  std::string address(int id) const;
 
   // Waits until `query` prints the same on every node's database; returns whether it did.
   bool WaitForSame(const std::string& query, std::chrono::milliseconds timeout) const;
@@ -57,6 +62,7 @@ class LocalCluster {
   std::string dir_;
   std::vector<int> ports_, pane_ports_, rest_ports_;
   std::vector<std::unique_ptr<Subprocess>> procs_;
+  std::vector<bool> joining_;
 };
 
 // A free TCP port on 127.0.0.1 (bound and released, so a race is possible but unlikely).

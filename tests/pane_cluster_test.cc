@@ -1,0 +1,191 @@
+// Operating a live cluster through the control pane, as operators do with curl and grpcurl:
+// leadership, snapshots, membership, backup.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <fstream>
+#include <map>
+
+#include <google/protobuf/util/json_util.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "proto/admin.grpc.pb.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
+#include "tests/testing/paths.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAuth[] = "Basic b3BzOm9wcw==";
+
+class PaneClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { setenv("AUTH_KEY", kAuth, 1); }
+
+  httplib::Result Call(testing::LocalCluster& c, int id, const std::string& method,
+                       const std::string& path, const std::string& body = "") {
+    httplib::Client client("127.0.0.1", c.rest_port(id));
+    client.set_read_timeout(60, 0);
+    httplib::Headers h = {{"Authorization", kAuth}};
+    if (method == "GET") return client.Get(path.c_str(), h);
+    if (method == "DELETE") return client.Delete(path.c_str(), h);
+    return client.Post(path.c_str(), h, body, "application/json");
+  }
+
+  admin::v1::GetStatusResponse Status(testing::LocalCluster& c, int id) {
+    admin::v1::GetStatusResponse out;
+    auto res = Call(c, id, "GET", "/v1/status");
+    if (res && res->status == 200) {
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(res->body, &out).ok()) << res->body;
+    }
+    return out;
+  }
+
+  // Shards led by each node, as node `id` sees it.
+  std::map<uint64_t, int> LeaderCounts(testing::LocalCluster& c, int id) {
+    std::map<uint64_t, int> counts;
+    admin::v1::GetStatusResponse status = Status(c, id);
+    for (const auto& s : status.shards()) ++counts[s.leader()];
+    return counts;
+  }
+};
+
+TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 6, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  // Every node knows a leader for every shard.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (Status(cluster, id).shards_size() != 6 || LeaderCounts(cluster, id).count(0)) return false;
+        }
+        return true;
+      },
+      30s));
+
+  // Balance: every node leads two of the six shards.
+  auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return LeaderCounts(cluster, 1) == std::map<uint64_t, int>{{1, 2}, {2, 2}, {3, 2}}; }, 30s))
+      << Status(cluster, 1).DebugString();
+
+  // Transfer shard 0 to a node that does not lead it, asking any node.
+  uint64_t leader = Status(cluster, 1).shards(0).leader();
+  uint64_t target = leader % 3 + 1;
+  res = Call(cluster, 3, "POST", "/v1/shards/0/leader", absl::StrCat("{\"nodeId\": \"", target, "\"}"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(testing::WaitFor([&] { return Status(cluster, 1).shards(0).leader() == target; }, 30s));
+
+  // Bad requests are told apart from refusals.
+  res = Call(cluster, 1, "POST", "/v1/shards/99/leader", "{\"nodeId\": \"1\"}");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("does not exist"));
+  res = Call(cluster, 1, "POST", "/v1/shards/1/leader", "{\"nodeId\": \"42\"}");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("not a voter"));
+
+  // Snapshots of every shard, then the data still replicates.
+  cluster.Sql(1, "INSERT INTO t VALUES (1, 'before snapshot');");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM t;", 30s));
+  res = Call(cluster, 1, "POST", "/v1/snapshots", "{\"all\": true}");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        admin::v1::GetStatusResponse status = Status(cluster, 1);
+        for (const auto& s : status.shards()) {
+          if (s.snapshot_index() == 0) return false;
+        }
+        return true;
+      },
+      30s))
+      << Status(cluster, 1).DebugString();
+  cluster.Sql(2, "INSERT INTO t VALUES (2, 'after snapshot');");
+  EXPECT_TRUE(cluster.WaitForSame("SELECT * FROM t ORDER BY id;", 30s));
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t;"), "2\n");
+}
+
+TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 3, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+                 "INSERT INTO t SELECT i, 'row ' || i FROM n;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
+
+  // Given a fourth node with the schema and no rows, started with -join
+  int four = cluster.StartJoiningNode();
+  // When an operator adds it through any node's pane
+  auto res = Call(cluster, 2, "POST", "/v1/nodes",
+                  absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body << cluster.log(2);
+  // Then it receives every existing row, and its own writes reach the others
+  EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s)) << cluster.log(four);
+  cluster.Sql(four, "INSERT INTO t VALUES (1000, 'from the new node');");
+  EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT v FROM t WHERE id = 1000;"), "from the new node\n");
+  res = Call(cluster, 1, "GET", "/v1/nodes");
+  ASSERT_TRUE(res);
+  EXPECT_THAT(res->body, HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\"")));
+
+  // And it can be removed again; removing a node that is not a member is NOT_FOUND
+  res = Call(cluster, 3, "DELETE", absl::StrCat("/v1/nodes/", four));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  res = Call(cluster, 1, "GET", "/v1/nodes");
+  ASSERT_TRUE(res);
+  EXPECT_THAT(res->body, Not(HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\""))));
+  res = Call(cluster, 1, "DELETE", "/v1/nodes/9");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+}
+
+TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+                 "INSERT INTO t SELECT i, randomblob(100) FROM n;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
+
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", cluster.pane_port(3)),
+                                     grpc::InsecureChannelCredentials());
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kAuth);
+  auto reader = admin::v1::Admin::NewStub(channel)->Backup(&ctx, {});
+  std::string path = testing::NewTestDir("backup") + "/copy.db";
+  std::ofstream out(path, std::ios::binary);
+  admin::v1::BackupChunk chunk;
+  uint64_t received = 0, total = 0;
+  int chunks = 0;
+  while (reader->Read(&chunk)) {
+    EXPECT_EQ(chunk.offset(), received);
+    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    received += chunk.data().size();
+    total = chunk.total_size();
+    ++chunks;
+  }
+  out.close();
+  grpc::Status s = reader->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(received, total);
+  EXPECT_GT(chunks, 1);  // Over 500 KB, in chunks.
+  auto listing = sqlite::testing::RunSqliteCli(path, "SELECT name FROM sqlite_master ORDER BY name;"
+                                                     "SELECT count(*) FROM t; PRAGMA journal_mode;");
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  EXPECT_EQ(*listing, "t\n5000\ndelete\n");
+}
+
+}  // namespace
+}  // namespace marmot
