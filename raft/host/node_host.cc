@@ -448,14 +448,23 @@ void NodeHost::HandleReadies() {
     if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
     return;
   }
+  // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
+  // durable (Raft thesis 10.2.1): this is safe because their answers are stepped only in a
+  // later iteration, after the Commit below, so the leader never counts itself in a quorum
+  // for entries it has not fsynced. Everything else (votes, append acknowledgements) promises
+  // persisted state and waits for the Commit.
+  std::vector<v1::Message> early, late;
+  for (auto& [shard, rd] : readies) {
+    for (auto& m : rd.messages) {
+      const bool leader_msg = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
+                              m.type() == v1::MSG_SNAP;
+      (leader_msg ? early : late).push_back(std::move(m));
+    }
+  }
+  if (!early.empty()) transport_->Send(std::move(early));
   auto cs = store_->Commit(sync);
   CHECK(cs.ok()) << "[node " << me << "] " << cs;
-  // 2. Send.
-  std::vector<v1::Message> out;
-  for (auto& [shard, rd] : readies) {
-    for (auto& m : rd.messages) out.push_back(std::move(m));
-  }
-  if (!out.empty()) transport_->Send(std::move(out));
+  if (!late.empty()) transport_->Send(std::move(late));
   // 3. Hand committed entries to the apply workers; membership changes take effect here.
   for (auto& [shard, rd] : readies) {
     ApplyTask task;
