@@ -34,6 +34,11 @@ grpc::ChannelArguments ChannelArgs(const GrpcTransportOptions& o) {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(o.max_backoff)));
+  // A peer that vanished without closing its connection (power loss, partition) is noticed
+  // within seconds instead of at the TCP timeout.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   return args;
 }
 
@@ -346,6 +351,9 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   b.AddListeningPort(options_.bind_address, grpc::InsecureServerCredentials(), &bound_port_);
   b.SetMaxReceiveMessageSize(options_.max_message_bytes);
   b.SetMaxSendMessageSize(options_.max_message_bytes);
+  // Accept the clients' keepalive pings (see ChannelArgs).
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 4000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   b.RegisterService(service_.get());
   server_ = b.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {
