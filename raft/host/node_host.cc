@@ -217,7 +217,11 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
             "node ", me, ": the bootstrap member list must include this node"));
       }
       v1::ConfState cs;
-      for (const auto& [id, addr] : config_.peers) cs.add_voters(id);
+      for (const auto& [id, addr] : config_.peers) {
+        cs.add_voters(id);
+        // Remembered so that a restart finds every member even with a shorter list.
+        store_->PutMeta(absl::StrCat("addr/", id), addr);
+      }
       for (int s = 0; s < config_.shards; ++s) store_->Bootstrap(s, cs);
       LOG(INFO) << "[node " << me << "] bootstrapped " << config_.shards << " shards with members "
                 << absl::StrJoin(cs.voters(), ",");

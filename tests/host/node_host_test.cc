@@ -239,6 +239,55 @@ TEST(NodeHostTest, SlowStateMachineDoesNotStallOtherShards) {
   EXPECT_TRUE(WaitConverged(c, 0, {"slow"}));
 }
 
+TEST(NodeHostTest, ProposalCallbacksReportDroppedAndTimedOut) {
+  TestCluster c(TestDir(), 3, 2);
+  c.tweak = [](NodeHostConfig* cfg) { cfg->proposal_timeout = absl::Seconds(1); };
+  // A lone founding member has no leader: its proposal is dropped at once.
+  c.Start(1);
+  auto r = c.host(1)->ProposeAndWait(0, "nobody-leads");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  // A leader cut off from its followers accepts a proposal that can never commit: it times out.
+  c.Start(2);
+  c.Start(3);
+  ASSERT_TRUE(c.WaitForLeaders());
+  const uint64_t leader = c.Leader(0);
+  c.Isolate(leader, true);
+  r = c.host(leader)->ProposeAndWait(0, "cut-off");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  // A proposal still pending when the host stops is cancelled.
+  std::atomic<int> code{-1};
+  c.host(leader)->Propose(1, "stopping", [&](absl::Status s, uint64_t) {
+    code = static_cast<int>(s.code());
+  });
+  c.Stop(leader);
+  EXPECT_NE(code.load(), -1);
+  EXPECT_NE(code.load(), static_cast<int>(absl::StatusCode::kOk));
+}
+
+TEST(NodeHostTest, RestartWithExistingStateIgnoresTheBootstrapList) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  ASSERT_TRUE(c.Propose(1, 0, "x").ok());
+  c.Stop(2);
+  // Restarted with a bootstrap list naming only itself, node 2 keeps the 3-member groups.
+  c.tweak = [](NodeHostConfig* cfg) {
+    if (cfg->node_id == 2) cfg->peers.erase(3);
+  };
+  c.Start(2);
+  ASSERT_TRUE(WaitConverged(c, 0, {"x"}));
+  for (uint64_t s = 0; s < 2; ++s) {
+    EXPECT_EQ(c.host(2)->GetShardInfo(s).conf_state.voters_size(), 3) << s;
+  }
+  // It still reaches node 3 (address remembered from the bootstrap): with node 1 down, 2 and 3
+  // form a quorum.
+  c.Stop(1);
+  ASSERT_TRUE(c.Propose(2, 0, "y").ok());
+  EXPECT_TRUE(WaitConverged(c, 0, {"x", "y"}));
+}
+
 TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
   TestCluster c(TestDir(), 1, 2);
   c.StartAll();
