@@ -659,19 +659,25 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
                                                 absl::Duration timeout) {
   if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
   const bool add = cc.type() != v1::CONF_CHANGE_REMOVE_NODE;
+  // Asks the loop whether the change is applied here. The state is shared with the posted
+  // task, which may run after we gave up waiting (or never, if the host stops).
   auto done = [&] {
-    std::mutex m;
-    std::condition_variable c;
-    bool ready = false, result = false;
-    Post([&] {
-      std::lock_guard<std::mutex> l(m);
-      result = Contains(shards_[shard]->applied_conf, cc.node_id()) == add;
-      ready = true;
-      c.notify_one();
+    struct Answer {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool ready = false;
+      bool applied = false;
+    };
+    auto answer = std::make_shared<Answer>();
+    Post([this, answer, shard, add, node = cc.node_id()] {
+      std::lock_guard<std::mutex> l(answer->mu);
+      answer->applied = Contains(shards_[shard]->applied_conf, node) == add;
+      answer->ready = true;
+      answer->cv.notify_one();
     });
-    std::unique_lock<std::mutex> l(m);
-    if (!c.wait_for(l, std::chrono::seconds(2), [&] { return ready; })) return false;
-    return result;
+    std::unique_lock<std::mutex> l(answer->mu);
+    answer->cv.wait_for(l, std::chrono::seconds(1), [&] { return answer->ready; });
+    return answer->applied;
   };
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

@@ -288,6 +288,54 @@ TEST(NodeHostTest, RestartWithExistingStateIgnoresTheBootstrapList) {
   EXPECT_TRUE(WaitConverged(c, 0, {"x", "y"}));
 }
 
+TEST(NodeHostTest, LossyDelayedNetworkStillConverges) {
+  TestCluster c(TestDir(), 3, 4);
+  // A forwarded proposal lost on the way is only noticed by its timeout: keep that short.
+  c.tweak = [](NodeHostConfig* cfg) { cfg->proposal_timeout = absl::Milliseconds(500); };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given every node drops 10% of its outgoing messages and delays the rest by 5 ms,
+  TransportFaults f;
+  f.drop_probability = 0.1;
+  f.delay = absl::Milliseconds(5);
+  for (uint64_t id = 1; id <= 3; ++id) c.host(id)->grpc_transport()->SetFaults(f);
+  // when proposals go through every node,
+  std::map<uint64_t, std::set<std::string>> sent;
+  for (int k = 0; k < 24; ++k) {
+    const uint64_t s = k % 4;
+    const std::string p = absl::StrCat("lossy-", k);
+    ASSERT_TRUE(c.Propose(1 + k % 3, s, p, absl::Seconds(20)).ok()) << p;
+    sent[s].insert(p);
+  }
+  // then every shard converges on every node (a retried proposal may appear twice, on all).
+  for (uint64_t s = 0; s < 4; ++s) EXPECT_TRUE(WaitConverged(c, s, sent[s])) << "shard " << s;
+}
+
+TEST(NodeHostTest, OneWayPartitionOfALeaderMovesLeadershipAndHeals) {
+  TestCluster c(TestDir(), 3, 1);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  const uint64_t old = c.Leader(0);
+  // Given the leader can still send but hears nothing back (the others' traffic to it is cut),
+  for (uint64_t id = 1; id <= 3; ++id) {
+    if (id == old) continue;
+    TransportFaults f;
+    f.blocked = {old};
+    c.host(id)->grpc_transport()->SetFaults(f);
+  }
+  // then check-quorum deposes it and the others elect a leader and commit without it.
+  const uint64_t other = old == 1 ? 2 : 1;
+  ASSERT_TRUE(c.Propose(other, 0, "while-one-way").ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(old)->GetShardInfo(0).is_leader && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_FALSE(c.host(old)->GetShardInfo(0).is_leader);
+  // After healing, the old leader catches up.
+  for (uint64_t id = 1; id <= 3; ++id) c.host(id)->grpc_transport()->SetFaults(TransportFaults());
+  EXPECT_TRUE(WaitConverged(c, 0, {"while-one-way"}));
+}
+
 TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
   TestCluster c(TestDir(), 1, 2);
   c.StartAll();
