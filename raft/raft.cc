@@ -120,6 +120,10 @@ Raft::Raft(const Config& c)
   }
   if (c.applied > 0) log_.AppliedTo(c.applied);
   // Membership: the snapshot's, then every conf change entry in the log after it.
+  // Conf changes between the compaction point and conf_index would be lost for good.
+  CHECK(st->conf_index + 1 >= log_.FirstIndex())
+      << "storage compacted past its snapshot: conf_index " << st->conf_index
+      << ", first index " << log_.FirstIndex();
   base_conf_ = st->conf_state;
   base_conf_index_ = st->conf_index;
   applied_conf_ = base_conf_;

@@ -113,7 +113,9 @@ class Raft {
   SoftState soft_state() const { return {lead_, state_}; }
   v1::HardState hard_state() const;
   std::vector<Message>& msgs() { return msgs_; }
+  const std::vector<Message>& msgs() const { return msgs_; }
   std::vector<ReadState>& read_states() { return read_states_; }
+  const std::vector<ReadState>& read_states() const { return read_states_; }
   const RaftLog& log() const { return log_; }
   RaftLog& mutable_log() { return log_; }
   const ProgressTracker& tracker() const { return trk_; }

@@ -127,8 +127,7 @@ bool RawNode::HasReady() const {
   if (log.unstable().snapshot().has_value()) return true;
   if (!log.unstable().entries().empty()) return true;
   if (log.HasNextCommittedEntries()) return true;
-  return !const_cast<Raft&>(raft_).msgs().empty() ||
-         !const_cast<Raft&>(raft_).read_states().empty();
+  return !raft_.msgs().empty() || !raft_.read_states().empty();
 }
 
 absl::StatusOr<Ready> RawNode::GetReady() {

@@ -28,7 +28,8 @@ using v1::HardState;
 struct PersistedState {
   HardState hard_state;
   // Membership as of log index `conf_index` (the latest snapshot's index). Conf change entries
-  // after that index are replayed from the log on top of it.
+  // after that index are replayed from the log on top of it, so the log must not be compacted
+  // past conf_index (the core CHECKs FirstIndex() <= conf_index + 1).
   ConfState conf_state;
   uint64_t conf_index = 0;
 };

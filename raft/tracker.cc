@@ -64,13 +64,6 @@ void ProgressTracker::AddLearner(uint64_t id, uint64_t next_index) {
   learners_.insert(id);
 }
 
-void ProgressTracker::Remove(uint64_t id) {
-  progress_.erase(id);
-  voters_.mutable_voters().erase(id);
-  learners_.erase(id);
-  votes_.erase(id);
-}
-
 uint64_t ProgressTracker::Committed() const {
   return voters_.CommittedIndex([this](uint64_t id) -> std::optional<uint64_t> {
     auto it = progress_.find(id);

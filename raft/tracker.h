@@ -27,7 +27,6 @@ class ProgressTracker {
   // Membership changes (single server). Adding an existing learner as voter promotes it.
   void AddVoter(uint64_t id, uint64_t next_index);
   void AddLearner(uint64_t id, uint64_t next_index);
-  void Remove(uint64_t id);
 
   // Largest index acknowledged by a majority of voters.
   uint64_t Committed() const;

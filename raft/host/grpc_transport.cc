@@ -34,6 +34,11 @@ grpc::ChannelArguments ChannelArgs(const GrpcTransportOptions& o) {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(o.max_backoff)));
+  // A peer that vanished without closing its connection (power loss, partition) is noticed
+  // within seconds instead of at the TCP timeout.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   return args;
 }
 
@@ -50,12 +55,20 @@ uint64_t GrpcTransport::Checksum(uint64_t h, const char* data, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Sending side: one Peer per destination node.
 
+// One direction of a node pair's stream, for the sender: a write function and whether the
+// stream is still usable. The thread that owns the call marks it dead (under write_mu) before
+// finishing the call, so no write can touch a finished call.
+struct GrpcTransport::Link {
+  std::mutex write_mu;
+  bool dead = false;
+  std::function<bool(const tv1::MessageBatch&)> write;
+};
+
 class GrpcTransport::Peer {
  public:
-  Peer(GrpcTransport* t, uint64_t id, std::string address) : t_(t), id_(id), address_(address) {
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                         ChannelArgs(t->options_));
-    stub_ = tv1::RaftTransport::NewStub(channel_);
+  Peer(GrpcTransport* t, uint64_t id, std::string address)
+      : t_(t), id_(id), dial_(t->options_.node_id < id), address_(std::move(address)) {
+    if (dial_) conn_thread_ = std::thread([this] { RunConnection(); });
     msg_thread_ = std::thread([this] { RunMessages(); });
     snap_thread_ = std::thread([this] { RunSnapshots(); });
   }
@@ -73,20 +86,37 @@ class GrpcTransport::Peer {
     cv_.notify_all();
   }
 
+  void SetAddress(const std::string& address) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (address == address_) return;
+    address_ = address;
+    stub_.reset();
+    if (conn_ctx_ != nullptr) conn_ctx_->TryCancel();  // reconnect to the new address
+  }
+
+  // The accepting side: the peer dialed us; our messages to it go back on its stream.
+  void Attach(std::shared_ptr<Link> link) {
+    std::lock_guard<std::mutex> l(mu_);
+    link_ = std::move(link);
+  }
+  void Detach(const std::shared_ptr<Link>& link) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (link_ == link) link_.reset();
+  }
+
   void Stop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (stopping_) return;
       stopping_ = true;
-      if (msg_ctx_ != nullptr) msg_ctx_->TryCancel();
+      if (conn_ctx_ != nullptr) conn_ctx_->TryCancel();
       if (snap_ctx_ != nullptr) snap_ctx_->TryCancel();
       cv_.notify_all();
     }
+    if (conn_thread_.joinable()) conn_thread_.join();
     msg_thread_.join();
     snap_thread_.join();
   }
-
-  const std::string& address() const { return address_; }
 
  private:
   // Sleeps up to `d`; false if stopping.
@@ -96,41 +126,102 @@ class GrpcTransport::Peer {
     return !stopping_;
   }
 
+  // Requires mu_. Null without an address.
+  std::shared_ptr<tv1::RaftTransport::Stub> StubLocked() {
+    if (stub_ == nullptr && !address_.empty()) {
+      stub_ = tv1::RaftTransport::NewStub(grpc::CreateCustomChannel(
+          address_, grpc::InsecureChannelCredentials(), ChannelArgs(t_->options_)));
+    }
+    return stub_;
+  }
+
+  // The dialing side (the lower node id of the pair): keeps one bidirectional stream open,
+  // reads the peer's batches from it, re-opens it with backoff when it breaks.
+  void RunConnection() {
+    const auto& o = t_->options_;
+    absl::Duration backoff = o.min_backoff;
+    for (;;) {
+      std::shared_ptr<tv1::RaftTransport::Stub> stub;
+      auto ctx = std::make_unique<grpc::ClientContext>();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_) break;
+        stub = StubLocked();
+        if (stub != nullptr) conn_ctx_ = ctx.get();
+      }
+      bool connected = false;
+      const absl::Time opened = absl::Now();
+      if (stub != nullptr) {
+        auto stream = stub->Stream(ctx.get());
+        tv1::MessageBatch hello;
+        hello.set_from_node(o.node_id);
+        hello.set_to_node(id_);
+        if (stream->Write(hello)) {
+          connected = true;
+          auto link = std::make_shared<Link>();
+          link->write = [s = stream.get()](const tv1::MessageBatch& b) { return s->Write(b); };
+          Attach(link);
+          VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " open";
+          tv1::MessageBatch b;
+          while (stream->Read(&b)) t_->Deliver(id_, std::move(b));
+          {
+            std::lock_guard<std::mutex> wl(link->write_mu);
+            link->dead = true;
+          }
+          Detach(link);
+        }
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          conn_ctx_ = nullptr;
+        }
+        ctx->TryCancel();
+        grpc::Status st = stream->Finish();
+        VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " closed: "
+                << st.error_message();
+      }
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_) break;
+      }
+      t_->handler_->HandleUnreachable(id_);
+      if (connected && absl::Now() - opened > absl::Seconds(1)) backoff = o.min_backoff;
+      if (!SleepFor(backoff)) break;
+      backoff = std::min(backoff * 2, o.max_backoff);
+    }
+  }
+
+  // Writes queued messages, batched, on whichever stream currently links the pair.
   void RunMessages() {
     const auto& o = t_->options_;
-    std::unique_ptr<grpc::ClientContext> ctx;
-    std::unique_ptr<grpc::ClientWriter<tv1::MessageBatch>> writer;
-    tv1::StreamClosed reply;
-    absl::Duration backoff = o.min_backoff;
     absl::BitGen rng;
     for (;;) {
       std::deque<v1::Message> pending;
+      std::shared_ptr<Link> link;
       {
         std::unique_lock<std::mutex> l(mu_);
         cv_.wait(l, [this] { return stopping_ || !msgs_.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
+        link = link_;
       }
       TransportFaults f = t_->faults();
       if (f.blocked.count(id_)) continue;
       if (f.delay > absl::ZeroDuration() && !SleepFor(f.delay)) break;
-      if (!writer) {
-        ctx = std::make_unique<grpc::ClientContext>();
-        {
-          std::lock_guard<std::mutex> l(mu_);
-          if (stopping_) break;
-          msg_ctx_ = ctx.get();
-        }
-        writer = stub_->Stream(ctx.get(), &reply);
+      if (link == nullptr) {
+        // Not connected (yet): Raft resends; tell it the peer is unreachable.
+        t_->handler_->HandleUnreachable(id_);
+        if (!SleepFor(o.min_backoff)) break;
+        continue;
       }
-      bool ok = true;
+      std::lock_guard<std::mutex> wl(link->write_mu);
+      bool ok = !link->dead;
       tv1::MessageBatch batch;
       size_t bytes = 0;
       auto flush = [&] {
         if (batch.messages_size() == 0 || !ok) return;
         batch.set_from_node(o.node_id);
         batch.set_to_node(id_);
-        ok = writer->Write(batch);
+        ok = link->write(batch);
         batch.Clear();
         bytes = 0;
       };
@@ -142,30 +233,11 @@ class GrpcTransport::Peer {
         *batch.add_messages() = std::move(m);
       }
       flush();
-      if (ok) {
-        backoff = o.min_backoff;
-        continue;
+      if (!ok) {
+        // The stream's owner sees the break too and re-opens (or the peer re-dials).
+        link->dead = true;
+        t_->handler_->HandleUnreachable(id_);
       }
-      // The stream broke: close it, tell the host, retry later with a fresh call.
-      ctx->TryCancel();
-      grpc::Status st = writer->Finish();
-      writer.reset();
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        msg_ctx_ = nullptr;
-      }
-      ctx.reset();
-      VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " at " << address_
-              << " broke: " << st.error_message() << "; retry in " << backoff;
-      t_->handler_->HandleUnreachable(id_);
-      if (!SleepFor(backoff)) break;
-      backoff = std::min(backoff * 2, o.max_backoff);
-      std::lock_guard<std::mutex> l(mu_);
-      msgs_.clear();  // stale by now; Raft resends what matters
-    }
-    if (writer) {
-      ctx->TryCancel();
-      writer->Finish();
     }
   }
 
@@ -188,13 +260,21 @@ class GrpcTransport::Peer {
       std::string data = std::move(*m.mutable_snapshot()->mutable_data());
       m.mutable_snapshot()->clear_data();
       grpc::ClientContext ctx;
+      std::shared_ptr<tv1::RaftTransport::Stub> stub;
       {
         std::lock_guard<std::mutex> l(mu_);
         if (stopping_) break;
-        snap_ctx_ = &ctx;
+        stub = StubLocked();
+        if (stub != nullptr) snap_ctx_ = &ctx;
+      }
+      if (stub == nullptr) {
+        LOG(WARNING) << "[shard " << shard << " node " << o.node_id << "] no address for node "
+                     << id_ << ", cannot send a snapshot";
+        t_->handler_->HandleSnapshotStatus(shard, id_, false);
+        continue;
       }
       tv1::SnapshotAck ack;
-      auto writer = stub_->SendSnapshot(&ctx, &ack);
+      auto writer = stub->SendSnapshot(&ctx, &ack);
       tv1::SnapshotChunk chunk;
       chunk.set_from_node(o.node_id);
       chunk.set_to_node(id_);
@@ -229,17 +309,20 @@ class GrpcTransport::Peer {
 
   GrpcTransport* t_;
   const uint64_t id_;
-  const std::string address_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<tv1::RaftTransport::Stub> stub_;
+  // The lower id of a pair dials; the higher one answers on the stream it accepted.
+  const bool dial_;
 
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::string address_;
+  std::shared_ptr<tv1::RaftTransport::Stub> stub_;
+  std::shared_ptr<Link> link_;
   std::deque<v1::Message> msgs_;
   std::deque<v1::Message> snaps_;
-  grpc::ClientContext* msg_ctx_ = nullptr;
+  grpc::ClientContext* conn_ctx_ = nullptr;
   grpc::ClientContext* snap_ctx_ = nullptr;
+  std::thread conn_thread_;
   std::thread msg_thread_;
   std::thread snap_thread_;
 };
@@ -251,21 +334,28 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
  public:
   explicit Service(GrpcTransport* t) : t_(t) {}
 
-  grpc::Status Stream(grpc::ServerContext* ctx, grpc::ServerReader<tv1::MessageBatch>* reader,
-                      tv1::StreamClosed*) override {
+  grpc::Status Stream(grpc::ServerContext* ctx,
+                      grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
     const uint64_t me = t_->options_.node_id;
-    tv1::MessageBatch batch;
-    while (reader->Read(&batch)) {
-      if (batch.to_node() != me) {
-        LOG(WARNING) << "[node " << me << "] dropping a batch from node " << batch.from_node()
-                     << " (" << ctx->peer() << ") addressed to node " << batch.to_node();
-        continue;
-      }
-      std::vector<v1::Message> msgs;
-      msgs.reserve(batch.messages_size());
-      for (auto& m : *batch.mutable_messages()) msgs.push_back(std::move(m));
-      t_->handler_->HandleMessages(std::move(msgs));
+    tv1::MessageBatch b;
+    if (!stream->Read(&b)) return grpc::Status::OK;
+    const uint64_t from = b.from_node();
+    if (b.to_node() != me || from == 0 || from >= me) {
+      // Only the lower id of a pair dials; anything else is a misconfigured or foreign peer.
+      LOG(WARNING) << "[node " << me << "] refusing a stream from " << ctx->peer() << " (node "
+                   << from << " to node " << b.to_node() << ")";
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a stream for this node");
     }
+    t_->Deliver(from, std::move(b));
+    auto link = std::make_shared<Link>();
+    link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
+    t_->Attach(from, link);
+    while (stream->Read(&b)) t_->Deliver(from, std::move(b));
+    {
+      std::lock_guard<std::mutex> wl(link->write_mu);
+      link->dead = true;
+    }
+    t_->Detach(from, link);
     return grpc::Status::OK;
   }
 
@@ -341,11 +431,20 @@ GrpcTransport::~GrpcTransport() { Stop(); }
 
 absl::Status GrpcTransport::Start(MessageHandler* handler) {
   handler_ = handler;
+  {
+    // Before the server: a stream accepted right away must find started_ set.
+    std::lock_guard<std::mutex> l(mu_);
+    started_ = true;
+    for (const auto& [id, addr] : addresses_) GetPeer(id, /*create=*/true);
+  }
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder b;
   b.AddListeningPort(options_.bind_address, grpc::InsecureServerCredentials(), &bound_port_);
   b.SetMaxReceiveMessageSize(options_.max_message_bytes);
   b.SetMaxSendMessageSize(options_.max_message_bytes);
+  // Accept the clients' keepalive pings (see ChannelArgs).
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 4000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   b.RegisterService(service_.get());
   server_ = b.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {
@@ -365,46 +464,72 @@ void GrpcTransport::Stop() {
     stopped_ = true;
     peers.swap(peers_);
   }
+  // The server first: that cancels accepted streams, on which our senders may be blocked.
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    server_->Wait();
+  }
   for (auto& [id, p] : peers) p->Stop();
   peers.clear();
-  if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-    server_->Wait();
-    server_.reset();
-  }
+  server_.reset();
 }
 
 void GrpcTransport::SetPeerAddress(uint64_t node, const std::string& address) {
-  std::unique_ptr<Peer> old;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    addresses_[node] = address;
-    auto it = peers_.find(node);
-    if (it != peers_.end() && it->second->address() != address) {
-      old = std::move(it->second);
-      peers_.erase(it);
-    }
+  std::lock_guard<std::mutex> l(mu_);
+  if (stopped_) return;
+  addresses_[node] = address;
+  if (!started_) return;  // Start() connects to every known address
+  auto it = peers_.find(node);
+  if (it != peers_.end()) {
+    it->second->SetAddress(address);
+  } else {
+    GetPeer(node, /*create=*/true);  // a dialing peer connects now, not at the first message
   }
-  // Stopped outside mu_: its threads take mu_ (faults()).
 }
 
-GrpcTransport::Peer* GrpcTransport::GetPeer(uint64_t node) {
+GrpcTransport::Peer* GrpcTransport::GetPeer(uint64_t node, bool create) {
   auto it = peers_.find(node);
   if (it != peers_.end()) return it->second.get();
   auto a = addresses_.find(node);
-  if (a == addresses_.end()) return nullptr;
-  auto* p = new Peer(this, node, a->second);
+  if (!create && a == addresses_.end()) return nullptr;
+  auto* p = new Peer(this, node, a == addresses_.end() ? "" : a->second);
   peers_[node].reset(p);
   return p;
+}
+
+void GrpcTransport::Attach(uint64_t node, std::shared_ptr<Link> link) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stopped_ || !started_) return;
+  GetPeer(node, /*create=*/true)->Attach(std::move(link));
+}
+
+void GrpcTransport::Detach(uint64_t node, const std::shared_ptr<Link>& link) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end()) it->second->Detach(link);
+}
+
+void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch) {
+  const uint64_t me = options_.node_id;
+  if (batch.messages_size() == 0) return;
+  if (batch.to_node() != me || batch.from_node() != from) {
+    LOG(WARNING) << "[node " << me << "] dropping a batch on node " << from << "'s stream from node "
+                 << batch.from_node() << " to node " << batch.to_node();
+    return;
+  }
+  std::vector<v1::Message> msgs;
+  msgs.reserve(batch.messages_size());
+  for (auto& m : *batch.mutable_messages()) msgs.push_back(std::move(m));
+  handler_->HandleMessages(std::move(msgs));
 }
 
 void GrpcTransport::Send(std::vector<v1::Message> messages) {
   std::vector<std::pair<uint64_t, uint64_t>> failed_snapshots;  // (shard, node)
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (stopped_) return;
+    if (stopped_ || !started_) return;
     for (auto& m : messages) {
-      Peer* p = GetPeer(m.to());
+      Peer* p = GetPeer(m.to(), /*create=*/false);
       if (p == nullptr) {
         VLOG(1) << "[shard " << m.shard() << " node " << options_.node_id
                 << "] no address for node " << m.to() << ", dropping";

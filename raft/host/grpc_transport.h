@@ -1,9 +1,11 @@
 // GrpcTransport: the Transport between NodeHosts, over gRPC (proto/transport.proto).
 //
-// Per peer, one sender thread owns one long-lived client-streaming `Stream` call and writes
-// batches of messages of all shards on it (split to stay under the message size limit). When
-// the call breaks the peer is reported unreachable, queued messages are dropped (Raft
-// retransmits) and the call is re-opened with exponential backoff. A second thread per peer
+// Each pair of nodes shares ONE bidirectional `Stream` call carrying batches of messages of all
+// shards both ways (split to stay under the message size limit): the node with the lower id
+// dials it as soon as it learns the peer's address and keeps it open; the higher id answers on
+// the stream it accepted. When the call breaks the peer is reported unreachable, queued
+// messages are dropped (Raft retransmits) and the dialer re-opens it with exponential backoff.
+// Per peer a sender thread writes batches; a thread
 // sends snapshots on `SendSnapshot` in chunks; gRPC's flow control paces the writes. The
 // receiver writes chunks to a temporary file, checks size and checksum, and only then hands
 // the MSG_SNAP (payload read back from the file) to the host.
@@ -27,6 +29,9 @@
 
 namespace grpc {
 class Server;
+}
+namespace marmot::raft::transport::v1 {
+class MessageBatch;
 }
 
 namespace marmot::raft::host {
@@ -78,8 +83,14 @@ class GrpcTransport : public Transport {
  private:
   class Service;
   class Peer;
+  struct Link;
 
-  Peer* GetPeer(uint64_t node);  // requires mu_
+  // Requires mu_. Creates the peer if its address is known or `create`.
+  Peer* GetPeer(uint64_t node, bool create);
+  void Attach(uint64_t node, std::shared_ptr<Link> link);
+  void Detach(uint64_t node, const std::shared_ptr<Link>& link);
+  // Hands a received batch to the handler (after checking it is addressed to us).
+  void Deliver(uint64_t from, transport::v1::MessageBatch batch);
   TransportFaults faults() const;
 
   const GrpcTransportOptions options_;
@@ -89,6 +100,7 @@ class GrpcTransport : public Transport {
   int bound_port_ = 0;
 
   mutable std::mutex mu_;
+  bool started_ = false;
   bool stopped_ = false;
   std::map<uint64_t, std::string> addresses_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_;

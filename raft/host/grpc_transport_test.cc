@@ -85,12 +85,29 @@ v1::Message Msg(uint64_t from, uint64_t to, uint64_t shard, uint64_t index) {
   return m;
 }
 
+// Sends probes from `t` until `h` (the receiver's handler) got one, then forgets them: the
+// pair's stream is open. (Messages sent before that are dropped, as Raft expects.)
+bool WaitConnected(GrpcTransport* t, uint64_t from, uint64_t to, RecordingHandler* h) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    t->Send({Msg(from, to, 0, 999999)});
+    if (h->WaitFor([&] { return !h->messages_.empty(); }, absl::Milliseconds(50))) {
+      absl::SleepFor(absl::Milliseconds(100));
+      std::lock_guard<std::mutex> l(h->mu_);
+      h->messages_.clear();
+      return true;
+    }
+  }
+  return false;
+}
+
 TEST(GrpcTransportTest, MessagesOfAllShardsArriveInOrder) {
   const std::string dir = Dir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);
   auto t2 = StartTransport(2, dir, &h2);
   t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+  ASSERT_TRUE(WaitConnected(t1.get(), 1, 2, &h2));
   std::vector<v1::Message> out;
   for (uint64_t i = 0; i < 100; ++i) out.push_back(Msg(1, 2, i % 16, i));
   t1->Send(out);
@@ -170,35 +187,41 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
   auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", t->bound_port()),
                                 grpc::InsecureChannelCredentials());
   auto stub = tv1::RaftTransport::NewStub(ch);
-  {
-    // A batch addressed to another node is dropped; an oversized one fails the call only.
-    grpc::ClientContext ctx;
-    tv1::StreamClosed reply;
-    auto w = stub->Stream(&ctx, &reply);
+  using Stream = grpc::ClientReaderWriter<tv1::MessageBatch, tv1::MessageBatch>;
+  auto batch = [](uint64_t from, uint64_t to, std::vector<v1::Message> ms) {
     tv1::MessageBatch b;
-    b.set_from_node(1);
-    b.set_to_node(3);
-    *b.add_messages() = Msg(1, 3, 0, 1);
-    EXPECT_TRUE(w->Write(b));
-    b.set_to_node(2);
-    b.clear_messages();
-    *b.add_messages() = Msg(1, 2, 0, 2);
-    EXPECT_TRUE(w->Write(b));
-    w->WritesDone();
-    EXPECT_TRUE(w->Finish().ok());
+    b.set_from_node(from);
+    b.set_to_node(to);
+    for (auto& m : ms) *b.add_messages() = m;
+    return b;
+  };
+  // A stream addressed to another node, or dialed by the higher id of the pair, is refused.
+  for (auto [from, to] : {std::pair<uint64_t, uint64_t>{1, 3}, {3, 2}}) {
+    grpc::ClientContext ctx;
+    std::unique_ptr<Stream> st = stub->Stream(&ctx);
+    st->Write(batch(from, to, {Msg(from, to, 0, 1)}));
+    st->WritesDone();
+    EXPECT_FALSE(st->Finish().ok()) << from << "->" << to;
   }
   {
+    // On a good stream, a batch claiming another sender is dropped, the rest delivered.
     grpc::ClientContext ctx;
-    tv1::StreamClosed reply;
-    auto w = stub->Stream(&ctx, &reply);
-    tv1::MessageBatch b;
-    b.set_to_node(2);
+    std::unique_ptr<Stream> st = stub->Stream(&ctx);
+    EXPECT_TRUE(st->Write(batch(1, 2, {})));
+    EXPECT_TRUE(st->Write(batch(5, 2, {Msg(5, 2, 0, 1)})));
+    EXPECT_TRUE(st->Write(batch(1, 2, {Msg(1, 2, 0, 2)})));
+    st->WritesDone();
+    EXPECT_TRUE(st->Finish().ok());
+  }
+  {
+    // An oversized batch fails its call only.
+    grpc::ClientContext ctx;
+    std::unique_ptr<Stream> st = stub->Stream(&ctx);
     v1::Message m = Msg(1, 2, 0, 3);
     m.set_context(std::string(2 << 20, 'x'));  // over the 1 MiB limit
-    *b.add_messages() = m;
-    w->Write(b);
-    w->WritesDone();
-    EXPECT_FALSE(w->Finish().ok());
+    st->Write(batch(1, 2, {m}));
+    st->WritesDone();
+    EXPECT_FALSE(st->Finish().ok());
   }
   auto bad_snapshot = [&](std::function<void(std::vector<tv1::SnapshotChunk>*)> spoil) {
     std::vector<tv1::SnapshotChunk> chunks(2);
@@ -248,6 +271,9 @@ TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
   auto t2 = StartTransport(2, dir, &h2);
   t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
   t2->SetPeerAddress(1, absl::StrCat("127.0.0.1:", t1->bound_port()));
+  // Node 1 dials; node 2 answers on the same stream.
+  ASSERT_TRUE(WaitConnected(t1.get(), 1, 2, &h2));
+  ASSERT_TRUE(WaitConnected(t2.get(), 2, 1, &h1));
   TransportFaults f;
   f.blocked = {2};
   t1->SetFaults(f);

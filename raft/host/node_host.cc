@@ -217,7 +217,11 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
             "node ", me, ": the bootstrap member list must include this node"));
       }
       v1::ConfState cs;
-      for (const auto& [id, addr] : config_.peers) cs.add_voters(id);
+      for (const auto& [id, addr] : config_.peers) {
+        cs.add_voters(id);
+        // Remembered so that a restart finds every member even with a shorter list.
+        store_->PutMeta(absl::StrCat("addr/", id), addr);
+      }
       for (int s = 0; s < config_.shards; ++s) store_->Bootstrap(s, cs);
       LOG(INFO) << "[node " << me << "] bootstrapped " << config_.shards << " shards with members "
                 << absl::StrJoin(cs.voters(), ",");
@@ -448,14 +452,23 @@ void NodeHost::HandleReadies() {
     if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
     return;
   }
+  // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
+  // durable (Raft thesis 10.2.1): this is safe because their answers are stepped only in a
+  // later iteration, after the Commit below, so the leader never counts itself in a quorum
+  // for entries it has not fsynced. Everything else (votes, append acknowledgements) promises
+  // persisted state and waits for the Commit.
+  std::vector<v1::Message> early, late;
+  for (auto& [shard, rd] : readies) {
+    for (auto& m : rd.messages) {
+      const bool leader_msg = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
+                              m.type() == v1::MSG_SNAP;
+      (leader_msg ? early : late).push_back(std::move(m));
+    }
+  }
+  if (!early.empty()) transport_->Send(std::move(early));
   auto cs = store_->Commit(sync);
   CHECK(cs.ok()) << "[node " << me << "] " << cs;
-  // 2. Send.
-  std::vector<v1::Message> out;
-  for (auto& [shard, rd] : readies) {
-    for (auto& m : rd.messages) out.push_back(std::move(m));
-  }
-  if (!out.empty()) transport_->Send(std::move(out));
+  if (!late.empty()) transport_->Send(std::move(late));
   // 3. Hand committed entries to the apply workers; membership changes take effect here.
   for (auto& [shard, rd] : readies) {
     ApplyTask task;
@@ -646,19 +659,25 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
                                                 absl::Duration timeout) {
   if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
   const bool add = cc.type() != v1::CONF_CHANGE_REMOVE_NODE;
+  // Asks the loop whether the change is applied here. The state is shared with the posted
+  // task, which may run after we gave up waiting (or never, if the host stops).
   auto done = [&] {
-    std::mutex m;
-    std::condition_variable c;
-    bool ready = false, result = false;
-    Post([&] {
-      std::lock_guard<std::mutex> l(m);
-      result = Contains(shards_[shard]->applied_conf, cc.node_id()) == add;
-      ready = true;
-      c.notify_one();
+    struct Answer {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool ready = false;
+      bool applied = false;
+    };
+    auto answer = std::make_shared<Answer>();
+    Post([this, answer, shard, add, node = cc.node_id()] {
+      std::lock_guard<std::mutex> l(answer->mu);
+      answer->applied = Contains(shards_[shard]->applied_conf, node) == add;
+      answer->ready = true;
+      answer->cv.notify_one();
     });
-    std::unique_lock<std::mutex> l(m);
-    if (!c.wait_for(l, std::chrono::seconds(2), [&] { return ready; })) return false;
-    return result;
+    std::unique_lock<std::mutex> l(answer->mu);
+    answer->cv.wait_for(l, std::chrono::seconds(1), [&] { return answer->ready; });
+    return answer->applied;
   };
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

@@ -514,6 +514,17 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     }
   }
   if (store->fresh_) store->batch_.Put(def, kInitializedKey, "1");
+  // Snapshot files no shard refers to are leftovers of a crash or a stop between writing a
+  // file and recording it (or of a half-received snapshot): remove them.
+  std::set<std::string> live;
+  for (const auto& sh : store->shards_) live.insert(sh->snapshot_file());
+  for (const auto& f : fs::directory_iterator(store->SnapshotDir(), ec)) {
+    const std::string name = f.path().filename().string();
+    if (!live.count(name)) {
+      LOG(INFO) << "raft store " << dir << ": removing unreferenced snapshot file " << name;
+      fs::remove(f.path(), ec);
+    }
+  }
   return store;
 }
 

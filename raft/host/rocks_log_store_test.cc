@@ -224,6 +224,28 @@ TEST_F(RocksLogStoreTest, CorruptStoreIsRefused) {
   EXPECT_TRUE(fs::exists(manifest));
 }
 
+TEST_F(RocksLogStoreTest, UnreferencedSnapshotFilesAreRemovedAtOpen) {
+  std::string dir;
+  {
+    auto store = MustOpen();
+    store->Bootstrap(0, Voters({1}));
+    ASSERT_TRUE(store->shard(0)->Append(Ents(2, 10, 1)).ok());
+    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/kept", "k").ok());
+    v1::SnapshotMetadata meta;
+    meta.set_index(5);
+    meta.set_term(1);
+    ASSERT_TRUE(store->shard(0)->SetLocalSnapshot(meta, "kept").ok());
+    ASSERT_TRUE(store->Commit().ok());
+    // A file written but never recorded (a crash in between).
+    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/orphan", "o").ok());
+    dir = store->SnapshotDir();
+  }
+  auto store = MustOpen();
+  EXPECT_TRUE(fs::exists(dir + "/kept"));
+  EXPECT_FALSE(fs::exists(dir + "/orphan"));
+  EXPECT_EQ(store->shard(0)->Snapshot()->data(), "k");
+}
+
 TEST_F(RocksLogStoreTest, CommitIsOneBatchForAllShards) {
   auto store = MustOpen();
   for (int s = 0; s < 4; ++s) {

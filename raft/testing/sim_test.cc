@@ -9,7 +9,7 @@
 namespace marmot::raft::testing {
 namespace {
 
-constexpr int kSeeds = 800;
+constexpr int kSeeds = 600;
 constexpr int kEvents = 3000;
 
 TEST(SimulatorTest, ManySeedsKeepSafetyAndLiveness) {

@@ -23,7 +23,18 @@ void PutStr(std::string* s, const std::string& v) {
 }
 }  // namespace
 
+void RecordingStateMachine::set_apply_delay(absl::Duration d) {
+  std::lock_guard<std::mutex> l(mu_);
+  apply_delay_ = d;
+}
+
 void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
+  absl::Duration delay;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    delay = apply_delay_;
+  }
+  absl::SleepFor(delay);
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& e : entries) {
     CHECK_EQ(e.index, applied_ + 1);

@@ -28,12 +28,15 @@ class RecordingStateMachine : public StateMachine {
   std::vector<std::string> payloads() const;
   uint64_t applied() const;
   int snapshots_installed() const;
+  // Makes every later Apply take this long (a slow state machine).
+  void set_apply_delay(absl::Duration d);
 
  private:
   mutable std::mutex mu_;
   uint64_t applied_ = 0;
   std::vector<std::string> payloads_;
   int snapshots_installed_ = 0;
+  absl::Duration apply_delay_ = absl::ZeroDuration();
 };
 
 // A loopback port nobody listens on right now.
