@@ -11,6 +11,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "pane/metrics_text.h"
 #include "pane/pane_server.h"
 #include "pane/replicator_control.h"
 #include "pane/rest_gateway.h"
@@ -98,8 +99,17 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
     return 1;
   }
   marmot::pane::NodeControl* node = control->get();
+  marmot::replicator::Replicator* running = replicator->get();
   absl::StatusOr<std::unique_ptr<marmot::pane::RestGateway>> rest = marmot::pane::RestGateway::Start(
-      {.address = config.bind_rest.ToString(), .ready = [node] { return node->Ready(); }},
+      {.address = config.bind_rest.ToString(),
+       .ready = [node] { return node->Ready(); },
+       .metrics =
+           [node, running] {
+             absl::StatusOr<marmot::admin::v1::GetStatusResponse> status = node->GetStatus();
+             return marmot::pane::RenderMetrics(
+                 status.ok() ? *status : marmot::admin::v1::GetStatusResponse(),
+                 &running->metrics().registry());
+           }},
       (*pane)->InProcessChannel());
   if (!rest.ok()) {
     LOG(ERROR) << rest.status();

@@ -10,12 +10,19 @@ namespace marmot::replicator {
 // changes are marked done without waiting for the next file event.
 class Replicator::HostProposer : public Proposer {
  public:
-  HostProposer(raft::host::NodeHost* host, ChangeDetector* detector)
-      : host_(host), detector_(detector) {}
+  HostProposer(raft::host::NodeHost* host, ChangeDetector* detector, ReplicatorMetrics* metrics)
+      : host_(host), detector_(detector), metrics_(metrics) {}
   void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) override {
     ChangeDetector* detector = detector_;
+    ReplicatorMetrics* metrics = metrics_;
+    const auto start = std::chrono::steady_clock::now();
     host_->Propose(static_cast<uint64_t>(shard), std::move(payload),
-                   [done = std::move(done), detector](absl::Status s, uint64_t) {
+                   [done = std::move(done), detector, metrics, start](absl::Status s, uint64_t) {
+                     if (s.ok()) {
+                       metrics->commit_seconds.Observe(std::chrono::duration<double>(
+                                                           std::chrono::steady_clock::now() - start)
+                                                           .count());
+                     }
                      done(std::move(s));
                      detector->Wake();
                    });
@@ -24,6 +31,7 @@ class Replicator::HostProposer : public Proposer {
  private:
   raft::host::NodeHost* host_;
   ChangeDetector* detector_;
+  ReplicatorMetrics* metrics_;
 };
 
 Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
@@ -31,6 +39,8 @@ Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config) {
   std::unique_ptr<Replicator> r(new Replicator(config));
   ShardRouter router(config.shards);
+  r->metrics_ = std::make_unique<ReplicatorMetrics>(config.shards);
+  r->last_leaders_.assign(config.shards, 0);
 
   absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper = CaptureKeeper::Open(config.db_path);
   if (!keeper.ok()) return keeper.status();
@@ -41,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   r->detector_ = *std::move(detector);
 
   r->applier_ = std::make_shared<SharedApplier>();
+  r->applier_->metrics = r->metrics_.get();
   absl::StatusOr<std::unique_ptr<ChangeApplier>> applier = ChangeApplier::Open(config.db_path, router);
   if (!applier.ok()) return applier.status();
   r->applier_->applier = *std::move(applier);
@@ -62,7 +73,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
 
-  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get());
+  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get());
   absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper =
       ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get());
   if (!shipper.ok()) return shipper.status();
@@ -82,9 +93,21 @@ void Replicator::PumpLoop() {
       LOG(ERROR) << "capture check failed (retrying): " << n.status();
     }
     absl::StatusOr<PumpStats> stats = shipper_->Pump();
+    for (int shard = 0; shard < host_->shards(); ++shard) {
+      uint64_t leader = host_->GetShardInfo(shard).leader;
+      if (leader != 0 && leader != last_leaders_[shard]) {
+        if (last_leaders_[shard] != 0) metrics_->leader_changes[shard]->Increment();
+        last_leaders_[shard] = leader;
+      }
+    }
     if (!stats.ok()) {
       LOG(ERROR) << "shipping changes failed (retrying): " << stats.status();
-    } else if (stats->committed > 0 || stats->proposed > 0) {
+      continue;
+    }
+    metrics_->changes_captured.Increment(static_cast<double>(stats->read));
+    metrics_->changes_committed.Increment(static_cast<double>(stats->committed));
+    metrics_->proposals_failed.Increment(static_cast<double>(stats->failed));
+    if (stats->committed > 0 || stats->proposed > 0) {
       VLOG(1) << "pump: read " << stats->read << ", proposed " << stats->proposed
               << ", committed " << stats->committed << ", retried " << stats->failed;
     }

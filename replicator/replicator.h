@@ -20,6 +20,7 @@
 #include "replicator/change_detector.h"
 #include "replicator/change_shipper.h"
 #include "replicator/node_config.h"
+#include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
 
 namespace marmot::replicator {
@@ -37,6 +38,7 @@ class Replicator {
   void Stop();
 
   raft::host::NodeHost* host() { return host_.get(); }
+  ReplicatorMetrics& metrics() { return *metrics_; }
   const NodeConfig& config() const { return config_; }
 
  private:
@@ -45,6 +47,7 @@ class Replicator {
   void PumpLoop();
 
   NodeConfig config_;
+  std::unique_ptr<ReplicatorMetrics> metrics_;
   std::unique_ptr<CaptureKeeper> keeper_;
   std::unique_ptr<ChangeDetector> detector_;
   std::shared_ptr<SharedApplier> applier_;
@@ -53,6 +56,7 @@ class Replicator {
   std::unique_ptr<ChangeShipper> shipper_;
   std::thread pump_;
   std::atomic<bool> stopping_{false};
+  std::vector<uint64_t> last_leaders_;  // Per shard, for counting leader changes.
 };
 
 }  // namespace marmot::replicator

@@ -40,7 +40,9 @@ uint64_t ShardStateMachine::Open() {
 }
 
 void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries) {
+  ReplicatorMetrics* metrics = shared_->metrics;
   for (const raft::host::AppliedEntry& e : entries) {
+    const auto start = std::chrono::steady_clock::now();
     bool done;
     if (e.data.empty()) {
       done = RetryUntilDone("advancing", e.index,
@@ -58,12 +60,18 @@ void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entri
           if (r.ok() && r->dead_lettered > 0) {
             LOG(WARNING) << "shard " << shard_ << " index " << e.index << ": " << r->dead_lettered
                          << " change(s) went to the dead letters";
+            if (metrics != nullptr) metrics->dead_letters.Increment(r->dead_lettered);
           }
           return r.status();
         });
       }
     }
     if (!done) return;
+    if (metrics != nullptr) {
+      metrics->entries_applied.Increment();
+      metrics->apply_seconds.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   }
 }
 
@@ -71,6 +79,7 @@ absl::StatusOr<std::string> ShardStateMachine::SaveSnapshot() {
   std::lock_guard<std::mutex> lock(shared_->mu);
   absl::StatusOr<change::v1::ShardSnapshot> snap = shared_->applier->CreateSnapshot(shard_);
   if (!snap.ok()) return snap.status();
+  if (shared_->metrics != nullptr) shared_->metrics->snapshots_created.Increment();
   return snap->SerializeAsString();
 }
 
@@ -88,7 +97,10 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::s
   }
   bool done = RetryUntilDone("installing a snapshot", index,
                              [&] { return shared_->applier->InstallSnapshot(snap, index); });
-  return done ? absl::OkStatus() : absl::CancelledError("stopping");
+  if (!done) return absl::CancelledError("stopping");
+  LOG(INFO) << "shard " << shard_ << ": installed a snapshot at index " << index;
+  if (shared_->metrics != nullptr) shared_->metrics->snapshots_installed.Increment();
+  return absl::OkStatus();
 }
 
 }  // namespace marmot::replicator

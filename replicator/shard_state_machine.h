@@ -15,6 +15,7 @@
 
 #include "raft/host/state_machine.h"
 #include "replicator/change_applier.h"
+#include "replicator/replicator_metrics.h"
 
 namespace marmot::replicator {
 
@@ -24,6 +25,7 @@ struct SharedApplier {
   std::mutex mu;
   std::unique_ptr<ChangeApplier> applier;
   std::atomic<bool> stopping{false};
+  ReplicatorMetrics* metrics = nullptr;  // Optional.
 };
 
 class ShardStateMachine : public raft::host::StateMachine {

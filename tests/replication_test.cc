@@ -98,6 +98,21 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
     EXPECT_EQ(ready->status, 200) << ready->body;
   }
 
+  // Node 1's metrics count every row it shipped, and every shard's leader
+  {
+    httplib::Client rest("127.0.0.1", cluster.rest_port(1));
+    auto metrics = rest.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->status, 200);
+    std::string text = metrics->body;
+    size_t at = text.find("\nmarmot_changes_committed_total ");
+    ASSERT_NE(at, std::string::npos) << text;
+    double committed = std::stod(text.substr(at + 32));
+    EXPECT_GE(committed, 15607);
+    EXPECT_THAT(text, HasSubstr("marmot_shard_leader{shard=\"3\"}"));
+    EXPECT_THAT(text, HasSubstr("marmot_apply_duration_seconds_bucket"));
+  }
+
   // No change was dead-lettered on any node
   for (int id = 1; id <= 3; ++id) {
     EXPECT_EQ(cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n") << id;

@@ -1,0 +1,56 @@
+#include "replicator/replicator_metrics.h"
+
+#include <string>
+
+namespace marmot::replicator {
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  // 100 µs to about 13 s, doubling.
+  static const auto* buckets = [] {
+    auto* b = new prometheus::Histogram::BucketBoundaries();
+    for (double s = 0.0001; s < 15; s *= 2) b->push_back(s);
+    return b;
+  }();
+  return *buckets;
+}
+
+prometheus::Counter& NewCounter(prometheus::Registry& r, const std::string& name,
+                                const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Histogram& NewHistogram(prometheus::Registry& r, const std::string& name,
+                                    const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, LatencyBuckets());
+}
+
+}  // namespace
+
+ReplicatorMetrics::ReplicatorMetrics(int shards)
+    : changes_captured(NewCounter(*registry_, "marmot_changes_captured_total",
+                                  "Change-log rows this node read for shipping")),
+      changes_committed(NewCounter(*registry_, "marmot_changes_committed_total",
+                                   "Changes of this node whose Raft entry committed")),
+      proposals_failed(NewCounter(*registry_, "marmot_proposals_failed_total",
+                                  "Proposals dropped or timed out (they are retried)")),
+      commit_seconds(NewHistogram(*registry_, "marmot_commit_duration_seconds",
+                                  "Time from proposing a batch to its commit")),
+      apply_seconds(NewHistogram(*registry_, "marmot_apply_duration_seconds",
+                                 "Time to apply one committed entry to SQLite")),
+      entries_applied(NewCounter(*registry_, "marmot_entries_applied_total",
+                                 "Raft entries applied to SQLite on this node")),
+      dead_letters(NewCounter(*registry_, "marmot_dead_letters_total",
+                              "Changes that could not be applied on this node since start")),
+      snapshots_created(NewCounter(*registry_, "marmot_snapshots_created_total",
+                                   "Shard snapshots this node made")),
+      snapshots_installed(NewCounter(*registry_, "marmot_snapshots_installed_total",
+                                     "Shard snapshots this node installed")) {
+  auto& family = prometheus::BuildCounter()
+                     .Name("marmot_shard_leader_changes_total")
+                     .Help("Leader changes seen per shard")
+                     .Register(*registry_);
+  for (int s = 0; s < shards; ++s) leader_changes.push_back(&family.Add({{"shard", std::to_string(s)}}));
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,41 @@
+// Counters and histograms of one node's replication, exported in Prometheus text by the control
+// pane (which adds the gauges it reads at scrape time: leaders, indexes, backlog).
+#ifndef MARMOT_REPLICATOR_REPLICATOR_METRICS_H_
+#define MARMOT_REPLICATOR_REPLICATOR_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <vector>
+
+namespace marmot::replicator {
+
+class ReplicatorMetrics {
+  // Declared first: the references below point into families this registry owns.
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+
+ public:
+  explicit ReplicatorMetrics(int shards);
+
+  prometheus::Registry& registry() { return *registry_; }
+  std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
+
+  prometheus::Counter& changes_captured;       // Change-log rows read for shipping.
+  prometheus::Counter& changes_committed;      // Of this node, whose entry committed.
+  prometheus::Counter& proposals_failed;       // Dropped or timed out; retried.
+  prometheus::Histogram& commit_seconds;       // Propose to commit, per batch.
+  prometheus::Histogram& apply_seconds;        // One entry applied to SQLite.
+  prometheus::Counter& entries_applied;
+  prometheus::Counter& dead_letters;           // Changes that could not apply, since start.
+  prometheus::Counter& snapshots_created;
+  prometheus::Counter& snapshots_installed;
+  // Per shard, seen by sampling the host.
+  std::vector<prometheus::Counter*> leader_changes;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_REPLICATOR_METRICS_H_
