@@ -123,6 +123,23 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
                  "INSERT INTO t SELECT i, 'row ' || i FROM n;");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
+  // Snapshots on every node, so the new node starts from a snapshot of the rows, not the log.
+  for (int id = 1; id <= 3; ++id) {
+    auto snap = Call(cluster, id, "POST", "/v1/snapshots", "{\"all\": true}");
+    ASSERT_TRUE(snap);
+    ASSERT_EQ(snap->status, 200) << snap->body;
+  }
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          admin::v1::GetStatusResponse status = Status(cluster, id);
+          for (const auto& s : status.shards()) {
+            if (s.snapshot_index() <= 1) return false;
+          }
+        }
+        return true;
+      },
+      30s));
 
   // Given a fourth node with the schema and no rows, started with -join
   int four = cluster.StartJoiningNode();
@@ -131,8 +148,10 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
                   absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body << cluster.log(2);
-  // Then it receives every existing row, and its own writes reach the others
+  // Then it receives every existing row (through shard snapshots), and its own writes reach
+  // the others
   EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s)) << cluster.log(four);
+  EXPECT_THAT(cluster.log(four), HasSubstr("installed a snapshot"));
   cluster.Sql(four, "INSERT INTO t VALUES (1000, 'from the new node');");
   EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s));
   EXPECT_EQ(cluster.Sql(1, "SELECT v FROM t WHERE id = 1000;"), "from the new node\n");
