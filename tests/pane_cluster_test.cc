@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 #include <map>
 
 #include <google/protobuf/util/json_util.h>
@@ -115,6 +117,69 @@ TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
   cluster.Sql(2, "INSERT INTO t VALUES (2, 'after snapshot');");
   EXPECT_TRUE(cluster.WaitForSame("SELECT * FROM t ORDER BY id;", 30s));
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t;"), "2\n");
+}
+
+TEST_F(PaneClusterTest, BalanceLeadersOverSixteenShards) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 16});
+  cluster.Start();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (Status(cluster, id).shards_size() != 16 || LeaderCounts(cluster, id).count(0)) return false;
+        }
+        return true;
+      },
+      30s));
+  // Pile every leadership onto node 1 first, then balance.
+  for (int shard = 0; shard < 16; ++shard) {
+    ASSERT_TRUE(Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"1\"}"));
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return LeaderCounts(cluster, 1)[1] == 16; }, 30s))
+      << Status(cluster, 1).DebugString();
+  auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_THAT(res->body, HasSubstr("\"transfers\":10"));  // 16 -> 6, 5, 5.
+  // No node leads more than ceil(16/3) = 6 shards.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        std::map<uint64_t, int> counts = LeaderCounts(cluster, 3);
+        if (counts.count(0)) return false;
+        for (const auto& [node, n] : counts) {
+          if (n > 6) return false;
+        }
+        return counts.size() == 3;
+      },
+      30s))
+      << Status(cluster, 3).DebugString();
+}
+
+TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int batch = 0; !stop.load() && batch < 200; ++batch) {
+      std::string sql;
+      for (int i = 0; i < 20; ++i) absl::StrAppend(&sql, "INSERT INTO t VALUES (", batch * 20 + i, ", 'x');");
+      cluster.Sql(2, sql);
+      written += 20;
+    }
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return written.load() >= 200; }, 30s));
+  // Node 2 is asked to stop while its application keeps writing; it drains and exits 0.
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(cluster.StopNode(2), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  writer.join();
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s));
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s))
+      << cluster.Sql(1, "SELECT count(*) FROM t;") << cluster.Sql(2, "SELECT count(*) FROM t;");
+  EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM t;"), absl::StrCat(written.load(), "\n"));
 }
 
 TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved) {
