@@ -244,7 +244,13 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions opti
         return;
       }
     }
-    for (const auto& [name, value] : req.params) {
+    // Query parameters from the URL only: httplib also files form-encoded bodies under params
+    // (curl -d sends that content type), but bodies here are always JSON.
+    httplib::Params query;
+    if (size_t q = req.target.find('?'); q != std::string::npos) {
+      httplib::detail::parse_query_text(req.target.substr(q + 1), query);
+    }
+    for (const auto& [name, value] : query) {
       if (!SetField(request.get(), name, value)) {
         SendError(res, static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
                   absl::StrCat("query parameter ", name, " is unknown or has an invalid value"));

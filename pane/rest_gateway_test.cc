@@ -112,6 +112,15 @@ TEST_F(RestGatewayTest, BadBodiesAndUnknownRoutesAreClientErrors) {
   EXPECT_EQ(res->status, 501);
 }
 
+TEST_F(RestGatewayTest, JsonBodiesSentAsFormDataAreStillJson) {
+  // `curl -d '{...}'` labels the body application/x-www-form-urlencoded; it must not be read as
+  // query parameters (regression: such calls answered 400).
+  auto res = client_->Post("/v1/shards/0/leader", Auth(), "{\"nodeId\": \"2\"}",
+                           "application/x-www-form-urlencoded");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 501) << res->body;  // This test's node does not implement it.
+}
+
 TEST_F(RestGatewayTest, ProbesAndMetricsNeedNoAuth) {
   auto res = client_->Get("/healthz");
   ASSERT_TRUE(res);
