@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <future>
+#include <type_traits>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
@@ -57,6 +58,20 @@ std::vector<Route> RoutesOf(const pb::ServiceDescriptor* service) {
   return routes;
 }
 
+// Parses `text` as T and stores it with `set`; false when it does not parse.
+template <typename T, typename Setter>
+bool ParseAndSet(const std::string& text, Setter set) {
+  T v;
+  bool ok;
+  if constexpr (std::is_same_v<T, bool>) {
+    ok = absl::SimpleAtob(text, &v);
+  } else {
+    ok = absl::SimpleAtoi(text, &v);
+  }
+  if (ok) set(v);
+  return ok;
+}
+
 // Sets a scalar field of `msg` from its text form (path and query parameters).
 bool SetField(pb::Message* msg, const std::string& name, const std::string& text) {
   const pb::FieldDescriptor* f = msg->GetDescriptor()->FindFieldByName(name);
@@ -64,36 +79,16 @@ bool SetField(pb::Message* msg, const std::string& name, const std::string& text
   const pb::Reflection* r = msg->GetReflection();
   switch (f->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING: r->SetString(msg, f, text); return true;
-    case pb::FieldDescriptor::CPPTYPE_UINT32: {
-      uint32_t v;
-      if (!absl::SimpleAtoi(text, &v)) return false;
-      r->SetUInt32(msg, f, v);
-      return true;
-    }
-    case pb::FieldDescriptor::CPPTYPE_UINT64: {
-      uint64_t v;
-      if (!absl::SimpleAtoi(text, &v)) return false;
-      r->SetUInt64(msg, f, v);
-      return true;
-    }
-    case pb::FieldDescriptor::CPPTYPE_INT32: {
-      int32_t v;
-      if (!absl::SimpleAtoi(text, &v)) return false;
-      r->SetInt32(msg, f, v);
-      return true;
-    }
-    case pb::FieldDescriptor::CPPTYPE_INT64: {
-      int64_t v;
-      if (!absl::SimpleAtoi(text, &v)) return false;
-      r->SetInt64(msg, f, v);
-      return true;
-    }
-    case pb::FieldDescriptor::CPPTYPE_BOOL: {
-      bool v;
-      if (!absl::SimpleAtob(text, &v)) return false;
-      r->SetBool(msg, f, v);
-      return true;
-    }
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return ParseAndSet<uint32_t>(text, [&](uint32_t v) { r->SetUInt32(msg, f, v); });
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return ParseAndSet<uint64_t>(text, [&](uint64_t v) { r->SetUInt64(msg, f, v); });
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return ParseAndSet<int32_t>(text, [&](int32_t v) { r->SetInt32(msg, f, v); });
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return ParseAndSet<int64_t>(text, [&](int64_t v) { r->SetInt64(msg, f, v); });
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return ParseAndSet<bool>(text, [&](bool v) { r->SetBool(msg, f, v); });
     default: return false;
   }
 }

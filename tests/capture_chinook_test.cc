@@ -26,16 +26,9 @@ using sqlite::Value;
 
 constexpr int kChinookTables = 11;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // The dataset in two parts: the DDL (drops, tables, indexes) and the INSERTs.
 std::pair<std::string, std::string> SplitChinook() {
-  std::string sql = ReadFile(testing::DatasetPath("Chinook_Sqlite.sql"));
+  std::string sql = testing::ReadTextFile(testing::DatasetPath("Chinook_Sqlite.sql"));
   size_t first_insert = sql.find("INSERT INTO");
   CHECK_NE(first_insert, std::string::npos);
   return {sql.substr(0, first_insert), sql.substr(first_insert)};

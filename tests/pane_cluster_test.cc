@@ -50,6 +50,19 @@ class PaneClusterTest : public ::testing::Test {
     return out;
   }
 
+  // Waits until every running node knows a leader for each of `shards` shards.
+  bool WaitForLeadersEverywhere(testing::LocalCluster& c, int shards) {
+    return testing::WaitFor(
+        [&] {
+          for (int id = 1; id <= c.nodes(); ++id) {
+            if (!c.IsRunning(id)) continue;
+            if (Status(c, id).shards_size() != shards || LeaderCounts(c, id).count(0)) return false;
+          }
+          return true;
+        },
+        30s);
+  }
+
   // Shards led by each node, as node `id` sees it.
   std::map<uint64_t, int> LeaderCounts(testing::LocalCluster& c, int id) {
     std::map<uint64_t, int> counts;
@@ -62,15 +75,7 @@ class PaneClusterTest : public ::testing::Test {
 TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 6, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  // Every node knows a leader for every shard.
-  ASSERT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (Status(cluster, id).shards_size() != 6 || LeaderCounts(cluster, id).count(0)) return false;
-        }
-        return true;
-      },
-      30s));
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 6));
 
   // Balance: every node leads two of the six shards.
   auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
@@ -122,14 +127,7 @@ TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
 TEST_F(PaneClusterTest, BalanceLeadersOverSixteenShards) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 16});
   cluster.Start();
-  ASSERT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (Status(cluster, id).shards_size() != 16 || LeaderCounts(cluster, id).count(0)) return false;
-        }
-        return true;
-      },
-      30s));
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 16));
   // Pile every leadership onto node 1 first, then balance.
   for (int shard = 0; shard < 16; ++shard) {
     ASSERT_TRUE(Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"1\"}"));

@@ -20,10 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 
 std::vector<std::string> ReadmeCurlLines() {
-  std::ifstream f(std::string(std::getenv("TEST_SRCDIR")) + "/marmot/README.md");
-  std::stringstream s;
-  s << f.rdbuf();
-  std::string readme = s.str();
+  std::string readme = testing::ReadTextFile(std::string(std::getenv("TEST_SRCDIR")) + "/marmot/README.md");
   size_t section = readme.find("## Operating");
   EXPECT_NE(section, std::string::npos) << "README has no Operating section";
   size_t end = readme.find("\n## ", section + 1);

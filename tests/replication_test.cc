@@ -25,13 +25,6 @@ using ::testing::Not;
 
 constexpr char kAuthKey[] = "Basic dGVzdDp0ZXN0";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 const char* const kChinookTables[] = {"Album",    "Artist",   "Customer",      "Employee",
                                       "Genre",    "Invoice",  "InvoiceLine",   "MediaType",
                                       "Playlist", "PlaylistTrack", "Track"};
@@ -56,7 +49,7 @@ std::string CountsQuery() {
 
 TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAnyNode) {
   // Given three nodes whose databases have the Chinook schema and no rows
-  std::string sql = ReadFile(testing::DatasetPath("Chinook_Sqlite.sql"));
+  std::string sql = testing::ReadTextFile(testing::DatasetPath("Chinook_Sqlite.sql"));
   size_t first_insert = sql.find("INSERT INTO");
   ASSERT_NE(first_insert, std::string::npos);
   setenv("AUTH_KEY", kAuthKey, 1);

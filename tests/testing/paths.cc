@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <glog/logging.h>
 
@@ -23,6 +25,13 @@ std::string Runfile(const std::string& workspace_relative) {
 std::string MarmotBinary() { return Runfile("marmot/marmot"); }
 
 std::string DatasetPath(const std::string& name) { return Runfile("datasets/" + name); }
+
+std::string ReadTextFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
 
 std::string NewTestDir(const std::string& label) { return sqlite::testing::NewTempDir(label); }
 

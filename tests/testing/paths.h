@@ -12,6 +12,9 @@ std::string MarmotBinary();
 // A file of the shared datasets folder (the test must list `@datasets//:<name>` in `data`).
 std::string DatasetPath(const std::string& name);
 
+// The whole content of a file ("" when it cannot be read).
+std::string ReadTextFile(const std::string& path);
+
 // A fresh empty directory under TEST_TMPDIR.
 std::string NewTestDir(const std::string& label);
 
