@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,8 @@ Subprocess::Subprocess(std::vector<std::string> argv, const std::string& log_dir
   pid_ = fork();
   PCHECK(pid_ >= 0) << "fork";
   if (pid_ == 0) {
+    // Die with the test: a crashed test must not leave clusters running behind it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);
