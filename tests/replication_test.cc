@@ -107,6 +107,15 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
     EXPECT_GE(committed, 15607);
     EXPECT_THAT(text, HasSubstr("marmot_shard_leader{shard=\"3\"}"));
     EXPECT_THAT(text, HasSubstr("marmot_apply_duration_seconds_bucket"));
+    // Prometheus' own linter accepts it.
+    std::string file = testing::NewTestDir("metrics") + "/metrics.txt";
+    std::ofstream(file) << text;
+    FILE* lint = popen(("promtool check metrics < " + file + " 2>&1").c_str(), "r");
+    ASSERT_NE(lint, nullptr);
+    std::string complaints;
+    char buf[1024];
+    while (size_t n = fread(buf, 1, sizeof buf, lint)) complaints.append(buf, n);
+    EXPECT_EQ(pclose(lint), 0) << complaints;
   }
 
   // No change was dead-lettered on any node
