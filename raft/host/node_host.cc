@@ -43,6 +43,8 @@ struct NodeHost::Shard {
   // Membership as of the last committed entry handed to the apply worker.
   v1::ConfState applied_conf;
   ApplyWorker* worker = nullptr;
+  // Bytes handed to the apply worker and not applied yet.
+  std::atomic<uint64_t> apply_backlog_bytes{0};
 };
 
 struct NodeHost::ApplyTask {
@@ -53,6 +55,7 @@ struct NodeHost::ApplyTask {
   std::vector<std::pair<uint64_t, uint64_t>> mine;
   v1::ConfState conf_after;
   bool take_snapshot = false;
+  uint64_t bytes = 0;  // counted in Shard::apply_backlog_bytes
 };
 
 // Applies the committed entries of the shards hashed to it, one task at a time.
@@ -146,6 +149,12 @@ class NodeHost::ApplyWorker {
     }
     for (auto [index, id] : t.mine) {
       if (index <= st.applied) host_->Resolve(t.shard, id, absl::OkStatus(), index);
+    }
+    const uint64_t limit = host_->config_.max_apply_backlog_bytes;
+    const uint64_t before =
+        host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
+    if (before > limit && before - t.bytes <= limit) {
+      host_->Post([] {});  // wake the loop: the shard takes Readys again
     }
     const uint64_t every = host_->config_.snapshot_entries;
     if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every)) {
@@ -426,6 +435,12 @@ void NodeHost::HandleReadies() {
   bool sync = false;
   // 1. Persist every shard's Ready into one batch, one fsync.
   for (auto& shard : shards_) {
+    // A shard whose state machine is far behind takes no new Ready until it catches up: its
+    // apply queue stays bounded (its replication pauses; other shards are unaffected).
+    if (shard->apply_backlog_bytes.load(std::memory_order_relaxed) >
+        config_.max_apply_backlog_bytes) {
+      continue;
+    }
     if (!shard->raw->HasReady()) continue;
     auto rd_or = shard->raw->GetReady();
     CHECK(rd_or.ok()) << "[shard " << shard->id << " node " << me << "] " << rd_or.status();
@@ -514,21 +529,26 @@ void NodeHost::HandleReadies() {
       task.entries.push_back(std::move(ae));
     }
     task.conf_after = shard->applied_conf;
-    if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
+    if (task.snapshot || !task.entries.empty()) {
+      task.bytes = task.snapshot ? task.snapshot->data().size() : 0;
+      for (const auto& e : task.entries) task.bytes += e.data.size() + 16;
+      shard->apply_backlog_bytes.fetch_add(task.bytes, std::memory_order_relaxed);
+      shard->worker->Enqueue(std::move(task));
+    }
     auto as = shard->raw->Advance();
     CHECK(as.ok()) << "[shard " << shard->id << " node " << me << "] " << as;
     // 4. Publish what tests and the pane read.
-    NodeStatus st = shard->raw->Status();
+    const Raft& r = shard->raw->raft();
     std::lock_guard<std::mutex> l(info_mu_);
     ShardInfo& info = info_[shard->id];
-    info.leader = st.soft_state.lead;
-    info.is_leader = st.soft_state.state == StateType::kLeader;
-    info.term = st.hard_state.term();
-    info.commit = st.hard_state.commit();
+    info.leader = r.lead();
+    info.is_leader = r.state() == StateType::kLeader;
+    info.term = r.term();
+    info.commit = r.log().committed();
     info.first_index = shard->log->FirstIndex();
     info.last_index = shard->log->LastIndex();
     info.snapshot_index = shard->log->snapshot_metadata().index();
-    info.conf_state = st.conf_state;
+    info.conf_state = r.tracker().ConfState();
   }
   if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
 }

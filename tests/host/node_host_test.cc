@@ -336,6 +336,32 @@ TEST(NodeHostTest, OneWayPartitionOfALeaderMovesLeadershipAndHeals) {
   EXPECT_TRUE(WaitConverged(c, 0, {"while-one-way"}));
 }
 
+TEST(NodeHostTest, ApplyBacklogLimitPausesOnlyThatShardAndResumes) {
+  TestCluster c(TestDir(), 3, 2);
+  // Any unapplied entry blocks the shard's next Ready: the tightest possible limit.
+  c.tweak = [](NodeHostConfig* cfg) { cfg->max_apply_backlog_bytes = 1; };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  for (uint64_t id = 1; id <= 3; ++id) c.sm(id, 0)->set_apply_delay(absl::Milliseconds(100));
+  std::set<std::string> sent0, sent1;
+  std::atomic<int> done{0};
+  for (int k = 0; k < 10; ++k) {
+    const std::string p = absl::StrCat("slow-", k);
+    sent0.insert(p);
+    c.host(1)->Propose(0, p, [&](absl::Status, uint64_t) { ++done; });
+  }
+  for (int k = 0; k < 10; ++k) {
+    const std::string p = absl::StrCat("fast-", k);
+    ASSERT_TRUE(c.Propose(1, 1, p).ok());
+    sent1.insert(p);
+  }
+  EXPECT_TRUE(WaitConverged(c, 1, sent1));
+  EXPECT_TRUE(WaitConverged(c, 0, sent0));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (done.load() < 10 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(done.load(), 10);
+}
+
 TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
   TestCluster c(TestDir(), 1, 2);
   c.StartAll();
