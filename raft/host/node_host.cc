@@ -470,14 +470,14 @@ void NodeHost::HandleReadies() {
   // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
   // durable (Raft thesis 10.2.1): this is safe because their answers are stepped only in a
   // later iteration, after the Commit below, so the leader never counts itself in a quorum
-  // for entries it has not fsynced. Everything else (votes, append acknowledgements) promises
-  // persisted state and waits for the Commit.
+  // for entries it has not fsynced. A forwarded proposal promises nothing either. Everything
+  // else (votes, append acknowledgements) promises persisted state and waits for the Commit.
   std::vector<v1::Message> early, late;
   for (auto& [shard, rd] : readies) {
     for (auto& m : rd.messages) {
-      const bool leader_msg = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
-                              m.type() == v1::MSG_SNAP;
-      (leader_msg ? early : late).push_back(std::move(m));
+      const bool early_ok = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
+                            m.type() == v1::MSG_SNAP || m.type() == v1::MSG_PROP;
+      (early_ok ? early : late).push_back(std::move(m));
     }
   }
   if (!early.empty()) transport_->Send(std::move(early));

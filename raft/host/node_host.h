@@ -53,9 +53,11 @@ struct NodeHostConfig {
   std::map<uint64_t, std::string> peers;
   bool join = false;
 
-  absl::Duration tick_interval = absl::Milliseconds(10);
-  int election_ticks = 10;
-  int heartbeat_ticks = 1;
+  // Heartbeats every 100 ms, elections after 0.5-1 s of silence (randomized). Tests use
+  // faster settings; a loaded machine needs slack here or leaders churn.
+  absl::Duration tick_interval = absl::Milliseconds(20);
+  int election_ticks = 25;
+  int heartbeat_ticks = 5;
   // A shard takes a snapshot after this many applied entries (0: never), then compacts its
   // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
   uint64_t snapshot_entries = 10000;
