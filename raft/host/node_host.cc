@@ -253,6 +253,9 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     to.bind_address = config_.bind_address;
     to.snapshot_dir = store_->SnapshotDir();
     to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
+    to.tls_cert_file = config_.tls_cert_file;
+    to.tls_key_file = config_.tls_key_file;
+    to.tls_ca_file = config_.tls_ca_file;
     auto g = std::make_unique<GrpcTransport>(to);
     grpc_ = g.get();
     transport_ = std::move(g);

@@ -69,6 +69,10 @@ struct NodeHostConfig {
   absl::Duration proposal_timeout = absl::Seconds(5);
   // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible).
   size_t snapshot_chunk_bytes = 256 << 10;
+  // Mutual TLS between nodes when all three PEM files are given (see GrpcTransportOptions).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
   // Test hook: the transport to use instead of a GrpcTransport on bind_address.
   std::function<std::unique_ptr<Transport>()> transport_factory;
 };
