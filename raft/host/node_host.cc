@@ -242,6 +242,13 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
       if (id != 0 && !addresses.count(id)) addresses[id] = v;
     }
   }
+  // Proposal ids carry a run number persisted here, so an entry this node proposed in an
+  // earlier run (replayed after a restart) never resolves a proposal of this run.
+  uint64_t run = 0;
+  for (const auto& [k, v] : store_->ReadMetaWithPrefix("run")) run = std::strtoull(v.c_str(), nullptr, 10);
+  ++run;
+  store_->PutMeta("run", std::to_string(run));
+  next_proposal_id_ = (run << 40) + 1;
   auto cs = store_->Commit(true);
   if (!cs.ok()) return cs;
 

@@ -78,7 +78,9 @@ struct NodeHostConfig {
 };
 
 // How a proposal ended: OK (committed and applied here, with its log index), Aborted
-// (dropped: no leader, transfer in progress, ...), DeadlineExceeded, or Cancelled (host stopped).
+// (dropped: no leader, transfer in progress, ...; it will not commit), DeadlineExceeded or
+// Cancelled (host stopped). After DeadlineExceeded or Cancelled the outcome is unknown: the
+// entry may still commit (a caller that retries must make its entries idempotent).
 using ProposalCallback = std::function<void(absl::Status, uint64_t index)>;
 
 struct ShardInfo {

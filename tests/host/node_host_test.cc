@@ -89,9 +89,17 @@ TEST(NodeHostTest, RestartedNodeLosesNothingCommitted) {
     sent.insert(absl::StrCat("during-", k));
     ASSERT_TRUE(c.Propose(other, 0, absl::StrCat("during-", k)).ok());
   }
-  // then after a restart it rebuilds everything from its log and catches up.
+  // then after a restart it rebuilds everything from its log and catches up,
   c.Start(victim);
   ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // and its new proposals are told apart from the ones of its previous run that it replayed.
+  auto idx = c.host(victim)->ProposeAndWait(0, "new-run");
+  ASSERT_TRUE(idx.ok()) << idx.status();
+  sent.insert("new-run");
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  const auto payloads = c.sm(victim, 0)->payloads();
+  EXPECT_EQ(payloads.back(), "new-run");
+  EXPECT_GT(*idx, 20u);
   // And a full-cluster restart keeps everything too.
   for (uint64_t id = 1; id <= 3; ++id) c.Stop(id);
   c.StartAll();
