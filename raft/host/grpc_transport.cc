@@ -130,7 +130,7 @@ class GrpcTransport::Peer {
   std::shared_ptr<tv1::RaftTransport::Stub> StubLocked() {
     if (stub_ == nullptr && !address_.empty()) {
       stub_ = tv1::RaftTransport::NewStub(grpc::CreateCustomChannel(
-          address_, grpc::InsecureChannelCredentials(), ChannelArgs(t_->options_)));
+          address_, t_->channel_credentials_, ChannelArgs(t_->options_)));
     }
     return stub_;
   }
@@ -431,6 +431,32 @@ GrpcTransport::~GrpcTransport() { Stop(); }
 
 absl::Status GrpcTransport::Start(MessageHandler* handler) {
   handler_ = handler;
+  std::shared_ptr<grpc::ServerCredentials> server_credentials;
+  const auto& o = options_;
+  const int tls_files = !o.tls_cert_file.empty() + !o.tls_key_file.empty() + !o.tls_ca_file.empty();
+  if (tls_files == 3) {
+    auto cert = ReadWholeFile(o.tls_cert_file);
+    auto key = ReadWholeFile(o.tls_key_file);
+    auto ca = ReadWholeFile(o.tls_ca_file);
+    for (const auto* f : {&cert, &key, &ca}) {
+      if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport TLS: ", f->status().message()));
+    }
+    grpc::SslServerCredentialsOptions so(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    so.pem_root_certs = *ca;
+    so.pem_key_cert_pairs.push_back({*key, *cert});
+    server_credentials = grpc::SslServerCredentials(so);
+    grpc::SslCredentialsOptions co;
+    co.pem_root_certs = *ca;
+    co.pem_private_key = *key;
+    co.pem_cert_chain = *cert;
+    channel_credentials_ = grpc::SslCredentials(co);
+  } else if (tls_files == 0) {
+    server_credentials = grpc::InsecureServerCredentials();
+    channel_credentials_ = grpc::InsecureChannelCredentials();
+  } else {
+    return absl::InvalidArgumentError(
+        "raft transport TLS needs a certificate, its key and the CA, or none of them");
+  }
   {
     // Before the server: a stream accepted right away must find started_ set.
     std::lock_guard<std::mutex> l(mu_);
@@ -439,7 +465,7 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   }
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder b;
-  b.AddListeningPort(options_.bind_address, grpc::InsecureServerCredentials(), &bound_port_);
+  b.AddListeningPort(options_.bind_address, server_credentials, &bound_port_);
   b.SetMaxReceiveMessageSize(options_.max_message_bytes);
   b.SetMaxSendMessageSize(options_.max_message_bytes);
   // Accept the clients' keepalive pings (see ChannelArgs).
@@ -452,7 +478,8 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
         absl::StrCat("raft transport: cannot listen on ", options_.bind_address));
   }
   LOG(INFO) << "[node " << options_.node_id << "] raft transport listening on "
-            << options_.bind_address << " (port " << bound_port_ << ")";
+            << options_.bind_address << " (port " << bound_port_ << ")"
+            << (tls_files == 3 ? " with mutual TLS" : "");
   return absl::OkStatus();
 }
 

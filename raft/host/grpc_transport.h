@@ -13,6 +13,9 @@
 // Received input is validated (addressed to this node, sane chunk offsets and sizes); anything
 // malformed is dropped and logged, never a crash.
 //
+// Optional mutual TLS (GrpcTransportOptions::tls_*): both sides present certificates signed by
+// the cluster's CA.
+//
 // Fault injection for tests: SetFaults() drops or delays this node's outgoing traffic,
 // per destination (a one-way partition blocks one direction only).
 #ifndef MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
@@ -28,6 +31,7 @@
 #include "raft/host/transport.h"
 
 namespace grpc {
+class ChannelCredentials;
 class Server;
 }
 namespace marmot::raft::transport::v1 {
@@ -51,6 +55,11 @@ struct GrpcTransportOptions {
   size_t max_queued_messages = 8192;
   absl::Duration min_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(1);
+  // Mutual TLS when all three are set (PEM files): this node's certificate and key, and the
+  // CA that signed every node's certificate. Otherwise plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
 };
 
 // What a test does to this node's outgoing traffic.
@@ -95,6 +104,7 @@ class GrpcTransport : public Transport {
 
   const GrpcTransportOptions options_;
   MessageHandler* handler_ = nullptr;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;

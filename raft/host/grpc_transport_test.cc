@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 
@@ -285,6 +286,65 @@ TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
   t1->Send({Msg(1, 2, 0, 2)});
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 1; }));
   EXPECT_EQ(h2.messages_[0].index(), 2u);
+  t1->Stop();
+  t2->Stop();
+}
+
+TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
+  const std::string dir = Dir();
+  // A throwaway CA and one certificate for 127.0.0.1, shared by both nodes.
+  const std::string cmd = absl::StrCat(
+      "cd ", dir, " && ",
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key "
+      "-out ca.pem -days 1 -subj /CN=marmot-test-ca && ",
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key "
+      "-out node.csr -subj /CN=node && ",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && ",
+      "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem "
+      "-days 1 -extfile ext.cnf",
+      " > openssl.log 2>&1");
+  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl could not make test certificates";
+  auto tls = [&](uint64_t id) {
+    GrpcTransportOptions o;
+    o.node_id = id;
+    o.bind_address = "127.0.0.1:0";
+    o.snapshot_dir = dir;
+    o.tls_cert_file = dir + "/node.pem";
+    o.tls_key_file = dir + "/node.key";
+    o.tls_ca_file = dir + "/ca.pem";
+    return std::make_unique<GrpcTransport>(o);
+  };
+  RecordingHandler h1, h2;
+  auto t1 = tls(1);
+  auto t2 = tls(2);
+  ASSERT_TRUE(t1->Start(&h1).ok());
+  ASSERT_TRUE(t2->Start(&h2).ok());
+  t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+  ASSERT_TRUE(WaitConnected(t1.get(), 1, 2, &h2));
+  t1->Send({Msg(1, 2, 3, 42)});
+  ASSERT_TRUE(h2.WaitFor([&] { return !h2.messages_.empty(); }));
+  EXPECT_EQ(h2.messages_[0].index(), 42u);
+  // A plaintext client gets nowhere.
+  auto stub = tv1::RaftTransport::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", t2->bound_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  auto st = stub->Stream(&ctx);
+  tv1::MessageBatch b;
+  b.set_from_node(1);
+  b.set_to_node(2);
+  *b.add_messages() = Msg(1, 2, 0, 7);
+  st->Write(b);
+  st->WritesDone();
+  EXPECT_FALSE(st->Finish().ok());
+  EXPECT_EQ(h2.messages_.size(), 1u);
+  // Half a TLS configuration is refused.
+  GrpcTransportOptions half;
+  half.node_id = 3;
+  half.bind_address = "127.0.0.1:0";
+  half.tls_cert_file = dir + "/node.pem";
+  GrpcTransport t3(half);
+  EXPECT_FALSE(t3.Start(&h1).ok());
   t1->Stop();
   t2->Stop();
 }

@@ -43,6 +43,8 @@ struct NodeHost::Shard {
   // Membership as of the last committed entry handed to the apply worker.
   v1::ConfState applied_conf;
   ApplyWorker* worker = nullptr;
+  // Bytes handed to the apply worker and not applied yet.
+  std::atomic<uint64_t> apply_backlog_bytes{0};
 };
 
 struct NodeHost::ApplyTask {
@@ -53,6 +55,7 @@ struct NodeHost::ApplyTask {
   std::vector<std::pair<uint64_t, uint64_t>> mine;
   v1::ConfState conf_after;
   bool take_snapshot = false;
+  uint64_t bytes = 0;  // counted in Shard::apply_backlog_bytes
 };
 
 // Applies the committed entries of the shards hashed to it, one task at a time.
@@ -147,6 +150,12 @@ class NodeHost::ApplyWorker {
     for (auto [index, id] : t.mine) {
       if (index <= st.applied) host_->Resolve(t.shard, id, absl::OkStatus(), index);
     }
+    const uint64_t limit = host_->config_.max_apply_backlog_bytes;
+    const uint64_t before =
+        host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
+    if (before > limit && before - t.bytes <= limit) {
+      host_->Post([] {});  // wake the loop: the shard takes Readys again
+    }
     const uint64_t every = host_->config_.snapshot_entries;
     if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every)) {
       TakeSnapshot(t.shard, st);
@@ -233,6 +242,13 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
       if (id != 0 && !addresses.count(id)) addresses[id] = v;
     }
   }
+  // Proposal ids carry a run number persisted here, so an entry this node proposed in an
+  // earlier run (replayed after a restart) never resolves a proposal of this run.
+  uint64_t run = 0;
+  for (const auto& [k, v] : store_->ReadMetaWithPrefix("run")) run = std::strtoull(v.c_str(), nullptr, 10);
+  ++run;
+  store_->PutMeta("run", std::to_string(run));
+  next_proposal_id_ = (run << 40) + 1;
   auto cs = store_->Commit(true);
   if (!cs.ok()) return cs;
 
@@ -244,6 +260,9 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     to.bind_address = config_.bind_address;
     to.snapshot_dir = store_->SnapshotDir();
     to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
+    to.tls_cert_file = config_.tls_cert_file;
+    to.tls_key_file = config_.tls_key_file;
+    to.tls_ca_file = config_.tls_ca_file;
     auto g = std::make_unique<GrpcTransport>(to);
     grpc_ = g.get();
     transport_ = std::move(g);
@@ -426,6 +445,12 @@ void NodeHost::HandleReadies() {
   bool sync = false;
   // 1. Persist every shard's Ready into one batch, one fsync.
   for (auto& shard : shards_) {
+    // A shard whose state machine is far behind takes no new Ready until it catches up: its
+    // apply queue stays bounded (its replication pauses; other shards are unaffected).
+    if (shard->apply_backlog_bytes.load(std::memory_order_relaxed) >
+        config_.max_apply_backlog_bytes) {
+      continue;
+    }
     if (!shard->raw->HasReady()) continue;
     auto rd_or = shard->raw->GetReady();
     CHECK(rd_or.ok()) << "[shard " << shard->id << " node " << me << "] " << rd_or.status();
@@ -455,14 +480,14 @@ void NodeHost::HandleReadies() {
   // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
   // durable (Raft thesis 10.2.1): this is safe because their answers are stepped only in a
   // later iteration, after the Commit below, so the leader never counts itself in a quorum
-  // for entries it has not fsynced. Everything else (votes, append acknowledgements) promises
-  // persisted state and waits for the Commit.
+  // for entries it has not fsynced. A forwarded proposal promises nothing either. Everything
+  // else (votes, append acknowledgements) promises persisted state and waits for the Commit.
   std::vector<v1::Message> early, late;
   for (auto& [shard, rd] : readies) {
     for (auto& m : rd.messages) {
-      const bool leader_msg = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
-                              m.type() == v1::MSG_SNAP;
-      (leader_msg ? early : late).push_back(std::move(m));
+      const bool early_ok = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
+                            m.type() == v1::MSG_SNAP || m.type() == v1::MSG_PROP;
+      (early_ok ? early : late).push_back(std::move(m));
     }
   }
   if (!early.empty()) transport_->Send(std::move(early));
@@ -514,21 +539,26 @@ void NodeHost::HandleReadies() {
       task.entries.push_back(std::move(ae));
     }
     task.conf_after = shard->applied_conf;
-    if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
+    if (task.snapshot || !task.entries.empty()) {
+      task.bytes = task.snapshot ? task.snapshot->data().size() : 0;
+      for (const auto& e : task.entries) task.bytes += e.data.size() + 16;
+      shard->apply_backlog_bytes.fetch_add(task.bytes, std::memory_order_relaxed);
+      shard->worker->Enqueue(std::move(task));
+    }
     auto as = shard->raw->Advance();
     CHECK(as.ok()) << "[shard " << shard->id << " node " << me << "] " << as;
     // 4. Publish what tests and the pane read.
-    NodeStatus st = shard->raw->Status();
+    const Raft& r = shard->raw->raft();
     std::lock_guard<std::mutex> l(info_mu_);
     ShardInfo& info = info_[shard->id];
-    info.leader = st.soft_state.lead;
-    info.is_leader = st.soft_state.state == StateType::kLeader;
-    info.term = st.hard_state.term();
-    info.commit = st.hard_state.commit();
+    info.leader = r.lead();
+    info.is_leader = r.state() == StateType::kLeader;
+    info.term = r.term();
+    info.commit = r.log().committed();
     info.first_index = shard->log->FirstIndex();
     info.last_index = shard->log->LastIndex();
     info.snapshot_index = shard->log->snapshot_metadata().index();
-    info.conf_state = st.conf_state;
+    info.conf_state = r.tracker().ConfState();
   }
   if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
 }

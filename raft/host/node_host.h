@@ -53,24 +53,34 @@ struct NodeHostConfig {
   std::map<uint64_t, std::string> peers;
   bool join = false;
 
-  absl::Duration tick_interval = absl::Milliseconds(10);
-  int election_ticks = 10;
-  int heartbeat_ticks = 1;
+  // Heartbeats every 100 ms, elections after 0.5-1 s of silence (randomized). Tests use
+  // faster settings; a loaded machine needs slack here or leaders churn.
+  absl::Duration tick_interval = absl::Milliseconds(20);
+  int election_ticks = 25;
+  int heartbeat_ticks = 5;
   // A shard takes a snapshot after this many applied entries (0: never), then compacts its
   // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
   uint64_t snapshot_entries = 10000;
   uint64_t compaction_overhead = 1000;
   int apply_workers = 4;
+  // A shard with more than this many bytes committed but not yet applied stops taking Readys.
+  uint64_t max_apply_backlog_bytes = 64 << 20;
   // Proposals not committed within this time are resolved with DeadlineExceeded.
   absl::Duration proposal_timeout = absl::Seconds(5);
   // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible).
   size_t snapshot_chunk_bytes = 256 << 10;
+  // Mutual TLS between nodes when all three PEM files are given (see GrpcTransportOptions).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
   // Test hook: the transport to use instead of a GrpcTransport on bind_address.
   std::function<std::unique_ptr<Transport>()> transport_factory;
 };
 
 // How a proposal ended: OK (committed and applied here, with its log index), Aborted
-// (dropped: no leader, transfer in progress, ...), DeadlineExceeded, or Cancelled (host stopped).
+// (dropped: no leader, transfer in progress, ...; it will not commit), DeadlineExceeded or
+// Cancelled (host stopped). After DeadlineExceeded or Cancelled the outcome is unknown: the
+// entry may still commit (a caller that retries must make its entries idempotent).
 using ProposalCallback = std::function<void(absl::Status, uint64_t index)>;
 
 struct ShardInfo {

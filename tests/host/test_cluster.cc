@@ -124,6 +124,10 @@ void TestCluster::Start(uint64_t id, bool join) {
     for (auto pid : founders_) c.peers[pid] = addresses_[pid];
   }
   c.proposal_timeout = absl::Seconds(3);
+  // Fast timers keep scenarios short: elections after 100-200 ms.
+  c.tick_interval = absl::Milliseconds(10);
+  c.election_ticks = 10;
+  c.heartbeat_ticks = 1;
   if (tweak) tweak(&c);
   auto factory = [this, id](uint64_t shard) {
     auto sm = std::make_unique<RecordingStateMachine>();

@@ -1,6 +1,7 @@
 // host_bench: proposals/s and commit latency of 3 NodeHosts in one process over loopback gRPC.
 //
-// Every proposal goes to the current leader of its shard (round robin over shards); the
+// Every proposal goes to the current leader of its shard (round robin over shards; with
+// --via=any to each node in turn, followers forwarding to the leader); the
 // latency is from Propose() to its callback, i.e. committed by a quorum (fsynced there) and
 // applied on the leader. `--concurrency` proposals are kept in flight.
 //
@@ -15,6 +16,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,7 @@ DEFINE_int32(shards, 16, "shards per node");
 DEFINE_int32(concurrency, 256, "proposals in flight");
 DEFINE_int32(seconds, 10, "measured duration");
 DEFINE_int32(payload, 64, "payload bytes");
+DEFINE_string(via, "leader", "propose through the shard's leader, or 'any' node (followers forward)");
 DEFINE_string(dir, "/tmp/marmot-host-bench", "raft folders (wiped before and after)");
 
 namespace marmot::raft::host {
@@ -81,7 +84,10 @@ int Run() {
       for (auto& [id, h] : hosts) {
         if (h->GetShardInfo(s).is_leader) leader[s] = id;
       }
-      if (leader[s] != 0) break;
+      // Every node must know it, or followers drop forwarded proposals ("no leader").
+      bool known = leader[s] != 0;
+      for (auto& [id, h] : hosts) known = known && h->GetShardInfo(s).leader == leader[s];
+      if (known) break;
       absl::SleepFor(absl::Milliseconds(10));
     }
     CHECK_NE(leader[s], 0u) << "no leader for shard " << s;
@@ -91,6 +97,7 @@ int Run() {
   std::condition_variable cv;
   int inflight = 0;
   uint64_t ok = 0, failed = 0;
+  std::map<std::string, uint64_t> failures;
   std::vector<double> latencies_us;
   latencies_us.reserve(1 << 20);
   const std::string payload(FLAGS_payload, 'x');
@@ -105,7 +112,8 @@ int Run() {
     }
     const int s = n++ % FLAGS_shards;
     const absl::Time t0 = absl::Now();
-    hosts[leader[s]]->Propose(s, payload, [&, t0](absl::Status st, uint64_t) {
+    const uint64_t via = FLAGS_via == "any" ? 1 + (n / FLAGS_shards) % 3 : leader[s];
+    hosts[via]->Propose(s, payload, [&, t0](absl::Status st, uint64_t) {
       const double us = absl::ToDoubleMicroseconds(absl::Now() - t0);
       std::lock_guard<std::mutex> l(mu);
       if (st.ok()) {
@@ -113,6 +121,7 @@ int Run() {
         latencies_us.push_back(us);
       } else {
         ++failed;
+        ++failures[std::string(st.message())];
       }
       --inflight;
       cv.notify_one();
@@ -127,10 +136,13 @@ int Run() {
   auto pct = [&](double p) {
     return latencies_us.empty() ? 0.0 : latencies_us[static_cast<size_t>(p * (latencies_us.size() - 1))];
   };
-  printf("host_bench: 3 NodeHosts, %d shards, %d-byte payloads, %d in flight, %.1f s\n",
-         FLAGS_shards, FLAGS_payload, FLAGS_concurrency, secs);
+  printf("host_bench: 3 NodeHosts, %d shards, %d-byte payloads, %d in flight, via %s, %.1f s\n",
+         FLAGS_shards, FLAGS_payload, FLAGS_concurrency, FLAGS_via.c_str(), secs);
   printf("  committed %llu proposals (%llu failed): %.0f proposals/s\n",
          static_cast<unsigned long long>(ok), static_cast<unsigned long long>(failed), ok / secs);
+  for (const auto& [code, count] : failures) {
+    printf("  failed with %s: %llu\n", code.c_str(), static_cast<unsigned long long>(count));
+  }
   printf("  commit latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", pct(0.5) / 1000,
          pct(0.99) / 1000, pct(1.0) / 1000);
   for (auto& [id, h] : hosts) h->Stop();
