@@ -45,12 +45,17 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
   setenv("AUTH_KEY", "Basic bWFybW90OnNlY3JldA==", 1);
   testing::LocalCluster cluster({.nodes = 3, .shards = 4});
   cluster.Start();
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return Shell(absl::StrCat("curl -fsS 127.0.0.1:", cluster.rest_port(1), "/readyz")).first == 0; },
-      30s));
+  // Like an operator, let the cluster settle (every shard has a leader again after a transfer)
+  // before the next call; leadership calls answer UNAVAILABLE (503) while a shard has none.
+  auto wait_ready = [&] {
+    return testing::WaitFor(
+        [&] { return Shell(absl::StrCat("curl -fsS 127.0.0.1:", cluster.rest_port(1), "/readyz")).first == 0; },
+        30s);
+  };
   std::vector<std::string> lines = ReadmeCurlLines();
   ASSERT_GE(lines.size(), 5u);
   for (const std::string& line : lines) {
+    ASSERT_TRUE(wait_ready());
     std::string command = absl::StrReplaceAll(
         line, {{"localhost:6011", absl::StrCat("127.0.0.1:", cluster.rest_port(1))}});
     auto [code, out] = Shell(command);
