@@ -215,5 +215,57 @@ class DockerfileTest(unittest.TestCase):
             self.assertRegex(text, r"(?m)^EXPOSE .*\b%s\b" % port)
 
 
+class ReadmeTest(unittest.TestCase):
+    """The README's "Deploy on Kubernetes" steps name what the manifests and BUILD files hold."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(kt.runfile("README.md")) as f:
+            text = f.read()
+        start = text.index("## Deploy on Kubernetes")
+        cls.section = text[start:text.index("\n## ", start + 1)]
+        _, objects = kt.load_manifests()
+        cls.sts = kt.one(objects, "StatefulSet")
+        cls.container = kt.marmot_container(cls.sts)
+        cls.flags = kt.flags_of(cls.container)
+
+    def test_build_and_run_targets_exist(self):
+        self.assertIn("bazel build //tools/k8s:image", self.section)
+        self.assertIn("bazel run //tools/k8s:manifests -- --image", self.section)
+        self.assertIn("bazel-bin/tools/k8s/marmot-layer.tar", self.section)
+        self.assertIn("`marmot-image.tar`", self.section)
+        for out in ("marmot-layer.tar", "marmot-image.tar"):
+            self.assertTrue(os.path.exists(kt.runfile("tools", "k8s", out)), out)
+
+    def test_secret_command_creates_the_secret_the_pods_read(self):
+        env = {e["name"]: e for e in self.container["env"]}
+        ref = env["AUTH_KEY"]["valueFrom"]["secretKeyRef"]
+        self.assertIn("kubectl create secret generic %s --from-literal=%s=" % (ref["name"], ref["key"]),
+                      self.section)
+
+    def test_scaling_commands_name_the_pods_dns_names_and_volumes(self):
+        name = self.sts["metadata"]["name"]
+        claim = self.sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+        replicas = self.sts["spec"]["replicas"]
+        port = kt.port_of(self.flags["-bind"])
+        added = "%s-%d.%s.<namespace>.svc:%d" % (name, replicas, self.sts["spec"]["serviceName"], port)
+        self.assertIn('"nodeId": "%d", "address": "%s"' % (replicas + 1, added), self.section)
+        self.assertIn("kubectl scale statefulset %s --replicas=%d" % (name, replicas + 1), self.section)
+        self.assertIn("/v1/nodes/%d" % (replicas + 1), self.section)
+        self.assertIn("kubectl delete pvc %s-%s-%d" % (claim, name, replicas), self.section)
+        self.assertIn("kubectl port-forward svc/marmot-pane %d:%d" % (
+            (kt.port_of(self.flags["-bind-rest"]),) * 2), self.section)
+
+    def test_application_snippet_shares_the_volume_at_the_same_path(self):
+        import yaml
+        snippet = self.section.split("```yaml\n", 1)[1].split("```", 1)[0]
+        app = yaml.safe_load(snippet)["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in self.container["volumeMounts"]}
+        self.assertEqual([(m["name"], m["mountPath"]) for m in app["volumeMounts"]],
+                         [("data", mounts["data"])])
+        self.assertEqual(app["env"][0]["value"], self.flags["-db-path"])
+        self.assertIn(self.flags["-db-path"], self.section)
+
+
 if __name__ == "__main__":
     kt.main()
