@@ -4,8 +4,8 @@
 Each pod runs the manifest's command line after Kubernetes' own $(VAR) expansion (POD_NAME,
 POD_NAMESPACE from the downward API, AUTH_KEY from the Secret), with the marmot binary of the
 image layer. What a cluster provides is emulated, nothing else is changed:
-  - pod IPs: pod <ordinal> gets 127.<net>.<ordinal>.1, so the wildcard binds of the manifest
-    become binds to that address (the ports stay the manifest's);
+  - pod IPs: pod <ordinal> gets 127.A.<ordinal>.B (A and B random), so the wildcard binds of
+    the manifest become binds to that address (the ports stay the manifest's);
   - cluster DNS: the peer template's name <pod>.<service>.<namespace>.svc is checked to be the
     pod's stable DNS name and then resolved to the pod IP by rewriting its host;
   - the volume claim: a folder per pod mounted at the manifest's mountPath, kept across restarts.
@@ -15,7 +15,9 @@ sidecar section asks of applications.
 
 import json
 import os
+import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +52,7 @@ class Pod:
         self.cluster = cluster
         self.ordinal = ordinal
         self.name = "%s-%d" % (cluster.sts["metadata"]["name"], ordinal)
-        self.ip = "127.%d.%d.1" % (cluster.net, ordinal)
+        self.ip = "127.%d.%d.%d" % (cluster.net[0], ordinal, cluster.net[1])
         self.volume = os.path.join(cluster.dir, "data-" + self.name)
         os.makedirs(self.volume, exist_ok=True)
         self.proc = None
@@ -76,7 +78,7 @@ class Pod:
                 host, port = value.rsplit(":", 1)
                 expected = "{ordinal}.%s.%s.svc" % (c.sts["spec"]["serviceName"], NAMESPACE)
                 assert host == "%s-%s" % (c.sts["metadata"]["name"], expected), host
-                value = "127.%d.{ordinal}.1:%s" % (c.net, port)
+                value = "127.%d.{ordinal}.%d:%s" % (c.net[0], c.net[1], port)
             out.append("%s=%s" % (name, value))
         return out
 
@@ -158,8 +160,7 @@ class StatefulSetLocalTest(unittest.TestCase):
         self.mount_path = next(m["mountPath"] for m in self.container["volumeMounts"]
                                if m["name"] == "data").rstrip("/")
         self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        # A loopback network of its own, away from 127.0.0.1 where other tests listen.
-        self.net = 100 + os.getpid() % 150
+        self.net = self.free_loopback_net()
         image = os.path.join(self.dir, "image")
         with tarfile.open(kt.runfile("tools", "k8s", "marmot-layer.tar")) as tar:
             tar.extractall(image, numeric_owner=True)
@@ -168,6 +169,25 @@ class StatefulSetLocalTest(unittest.TestCase):
         self.library_path = ":".join(os.path.join(image, d) for d in (
             "lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"))
         self.pods = []
+
+    def free_loopback_net(self):
+        """(A, B) such that the pod IPs 127.A.<ordinal>.B have the manifest's ports free for four
+        pods: a loopback network of its own, away from 127.0.0.1 where other tests listen, and
+        picked at random (test sandboxes share process ids, so runs side by side differ only by
+        chance, one in 37,000)."""
+        ports = [kt.port_of(self.flags[f]) for f in ("-bind", "-bind-pane", "-bind-rest")]
+        rng = random.SystemRandom()
+        for _ in range(100):
+            net = (rng.randrange(100, 250), rng.randrange(1, 255))
+            try:
+                for ordinal in range(4):
+                    for port in ports:
+                        with socket.socket() as s:
+                            s.bind(("127.%d.%d.%d" % (net[0], ordinal, net[1]), port))
+                return net
+            except OSError:
+                continue
+        raise AssertionError("no free 127.A.x.B network for the pods")
 
     def tearDown(self):
         for pod in self.pods:
@@ -237,7 +257,7 @@ class StatefulSetLocalTest(unittest.TestCase):
         wait_for(lambda: four.probe("startupProbe"), 60, "marmot-3's startup probe")
         time.sleep(1)
         self.assertFalse(four.probe("readinessProbe"), "a pod that was not added cannot be ready")
-        address = "127.%d.%d.1:%d" % (self.net, four.ordinal, kt.port_of(self.flags["-bind"]))
+        address = "%s:%d" % (four.ip, kt.port_of(self.flags["-bind"]))
         status, body = self.pods[0].http(
             "/v1/nodes", "POST", json.dumps({"nodeId": str(four.ordinal + 1), "address": address}))
         self.assertEqual(status, 200, body)
@@ -263,6 +283,8 @@ class StatefulSetLocalTest(unittest.TestCase):
             self.assertEqual(code, 0, "%s did not exit 0 within %d s:\n%s" % (
                 pod.name, grace, pod.logs()))
             self.assertLess(seconds, grace)
+            print("%s drained in %.1f s (grace period %d s)" % (pod.name, seconds, grace),
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":
