@@ -6,6 +6,7 @@ marmot."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -148,6 +149,25 @@ class ManifestsTest(unittest.TestCase):
         out = subprocess.run([kt.runfile("tools", "k8s", "manifests"), "--image", "r.io/m:1"],
                              check=True, capture_output=True, text=True).stdout
         self.assertIn("image: r.io/m:1\n", out)
+
+
+    @unittest.skipUnless(shutil.which("kubectl"), "kubectl is not installed")
+    def test_kustomize_builds_the_same_objects(self):
+        # Runfiles are symlinks out of the folder, which kustomize refuses: build a real copy.
+        copy = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        for f in os.listdir(kt.K8S):
+            if f.endswith(".yaml"):
+                shutil.copyfile(os.path.join(kt.K8S, f), os.path.join(copy, f))
+        run = subprocess.run(["kubectl", "kustomize", copy], capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        out = run.stdout
+        import yaml
+        docs = list(yaml.safe_load_all(out))
+        self.assertEqual(sorted((d["kind"], d["metadata"]["name"]) for d in docs),
+                         sorted(self.objects))
+        sts = next(d for d in docs if d["kind"] == "StatefulSet")
+        self.assertEqual(kt.marmot_container(sts)["image"], "marmot:latest")
 
 
 class ImageTest(unittest.TestCase):
