@@ -140,16 +140,20 @@ namespace {
 // Fills in -node-id, -bootstrap and -join from the pod name when -peers-template is given.
 absl::StatusOr<FlagValues> WithPodIdentity(const FlagValues& flags) {
   if (flags.peers_template.empty()) {
-    if (flags.replicas != 0) return FlagError("replicas", "only means something with -peers-template");
+    if (flags.replicas != 0) {
+      return FlagError("replicas", "only means something with -peers-template");
+    }
     return flags;
   }
   if (flags.node_id != 0) {
-    return FlagError("node-id", "must not be given with -peers-template, which derives it from -hostname");
+    return FlagError("node-id",
+                     "must not be given with -peers-template, which derives it from -hostname");
   }
   if (!flags.bootstrap.empty()) {
     return FlagError("bootstrap", "must not be given with -peers-template, which derives it");
   }
-  absl::StatusOr<PodIdentity> pod = DerivePodIdentity(flags.hostname, flags.peers_template, flags.replicas);
+  absl::StatusOr<PodIdentity> pod =
+      DerivePodIdentity(flags.hostname, flags.peers_template, flags.replicas);
   if (!pod.ok()) return pod.status();
   FlagValues out = flags;
   out.node_id = pod->node_id;

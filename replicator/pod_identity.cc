@@ -25,7 +25,8 @@ absl::StatusOr<PodIdentity> DerivePodIdentity(absl::string_view hostname,
   if (dash == absl::string_view::npos || dash == 0 || name[dash - 1] == '-' || !digits_only ||
       !absl::SimpleAtoi(digits, &pod.ordinal)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "-hostname: '", hostname, "' is not a StatefulSet pod name <name>-<ordinal> (e.g. marmot-0)"));
+        "-hostname: '", hostname,
+        "' is not a StatefulSet pod name <name>-<ordinal> (e.g. marmot-0)"));
   }
   pod.node_id = static_cast<uint64_t>(pod.ordinal) + 1;
 

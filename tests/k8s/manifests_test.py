@@ -116,8 +116,8 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
         self.assertEqual(c["startupProbe"]["httpGet"]["path"], "/healthz")
         startup = c["startupProbe"]
-        self.assertGreaterEqual(startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3),
-                                300, "the startup probe must allow minutes for a large database")
+        window = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
+        self.assertGreaterEqual(window, 300, "the startup probe must allow minutes of start-up")
         # The pane listens on every interface, so the kubelet reaches it on the pod IP.
         for flag in ("-bind", "-bind-pane", "-bind-rest"):
             self.assertTrue(self.flags[flag].startswith("0.0.0.0:"), flag)
@@ -207,6 +207,19 @@ class ImageTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("0.1.0", out.stdout + out.stderr)
 
+    def test_a_pod_name_without_an_ordinal_stops_marmot_with_one_line_and_exit_2(self):
+        _, objects = kt.load_manifests()
+        container = kt.marmot_container(kt.one(objects, "StatefulSet"))
+        env = {"POD_NAME": "web", "POD_NAMESPACE": "default"}
+        args = [kt.expand(a, env) for a in container["args"]]
+        out = subprocess.run(
+            [self.loader, "--inhibit-cache", "--library-path", self.library_path, self.marmot]
+            + args, capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertEqual(out.stderr.splitlines(), [
+            "marmot: invalid flags: -hostname: 'web' is not a StatefulSet pod name "
+            "<name>-<ordinal> (e.g. marmot-0)"])
+
     def test_docker_archive_names_the_reference_the_manifests_use(self):
         with open(kt.runfile("tools", "k8s", "marmot-image.ref")) as f:
             ref = f.read().strip()
@@ -230,7 +243,8 @@ class DockerfileTest(unittest.TestCase):
         self.assertRegex(text, r"(?m)^FROM debian:12(\S*)?$")
         self.assertIn("bazel build //:marmot", text)
         self.assertIn('ENTRYPOINT ["%s"]' % kt.marmot_container(sts)["command"][0], text)
-        self.assertRegex(text, r"(?m)^USER %d:%d$" % (security["runAsUser"], security["runAsGroup"]))
+        self.assertRegex(text, r"(?m)^USER %d:%d$" % (security["runAsUser"],
+                                                      security["runAsGroup"]))
         for port in ("8610", "6010", "6011"):
             self.assertRegex(text, r"(?m)^EXPOSE .*\b%s\b" % port)
 
@@ -260,17 +274,19 @@ class ReadmeTest(unittest.TestCase):
     def test_secret_command_creates_the_secret_the_pods_read(self):
         env = {e["name"]: e for e in self.container["env"]}
         ref = env["AUTH_KEY"]["valueFrom"]["secretKeyRef"]
-        self.assertIn("kubectl create secret generic %s --from-literal=%s=" % (ref["name"], ref["key"]),
-                      self.section)
+        self.assertIn("kubectl create secret generic %s --from-literal=%s=" % (
+            ref["name"], ref["key"]), self.section)
 
     def test_scaling_commands_name_the_pods_dns_names_and_volumes(self):
         name = self.sts["metadata"]["name"]
         claim = self.sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
         replicas = self.sts["spec"]["replicas"]
         port = kt.port_of(self.flags["-bind"])
-        added = "%s-%d.%s.<namespace>.svc:%d" % (name, replicas, self.sts["spec"]["serviceName"], port)
+        added = "%s-%d.%s.<namespace>.svc:%d" % (
+            name, replicas, self.sts["spec"]["serviceName"], port)
         self.assertIn('"nodeId": "%d", "address": "%s"' % (replicas + 1, added), self.section)
-        self.assertIn("kubectl scale statefulset %s --replicas=%d" % (name, replicas + 1), self.section)
+        self.assertIn("kubectl scale statefulset %s --replicas=%d" % (name, replicas + 1),
+                      self.section)
         self.assertIn("/v1/nodes/%d" % (replicas + 1), self.section)
         self.assertIn("kubectl delete pvc %s-%s-%d" % (claim, name, replicas), self.section)
         self.assertIn("kubectl port-forward svc/marmot-pane %d:%d" % (
