@@ -209,7 +209,7 @@ class StatefulSetLocalTest(unittest.TestCase):
             wait_for(lambda: pod.proc.poll() is None and pod.probe("readinessProbe"), timeout,
                      "%s to pass its readiness probe; log:\n%s" % (pod.name, pod.logs()))
 
-    def test_three_pods_form_a_cluster_replicate_survive_a_restart_scale_and_drain(self):
+    def test_three_pods_form_a_cluster_replicate_restart_scale_and_drain(self):
         replicas = self.sts["spec"]["replicas"]
         self.assertEqual(replicas, 3)
         self.pods = [Pod(self, i) for i in range(replicas)]
@@ -275,6 +275,29 @@ class StatefulSetLocalTest(unittest.TestCase):
         wait_for(lambda: self.same_everywhere("SELECT count(*) FROM kv", self.pods), 60,
                  "a write after scaling down")
         self.assertEqual(self.pods[2].sql("SELECT count(*) FROM kv"), [(4,)])
+
+        # A rolling update (kubectl rollout restart): highest ordinal first, one pod at a time,
+        # each drained by SIGTERM, started again on its volume, and ready before the next.
+        for pod in reversed(self.pods):
+            code, _ = pod.terminate()
+            self.assertEqual(code, 0, pod.logs())
+            pod.start()
+            self.wait_ready([pod])
+        self.pods[2].sql("INSERT INTO kv VALUES ('e', 'after the rolling update')")
+        wait_for(lambda: self.same_everywhere("SELECT * FROM kv ORDER BY k", self.pods), 60,
+                 "a write after the rolling update")
+
+        # Every pod lost at once (a zone outage): they come back in parallel on their volumes,
+        # keep their membership (-bootstrap is ignored once Raft state exists) and every row.
+        for pod in self.pods:
+            pod.kill()
+        for pod in self.pods:
+            pod.start()
+        self.wait_ready(self.pods)
+        self.assertEqual(self.pods[1].sql("SELECT count(*) FROM kv"), [(5,)])
+        self.pods[1].sql("INSERT INTO kv VALUES ('f', 'after the outage')")
+        wait_for(lambda: self.same_everywhere("SELECT * FROM kv ORDER BY k", self.pods), 60,
+                 "a write after every pod restarted")
 
         # The kubelet's SIGTERM: each pod drains and exits 0 within the grace period.
         grace = self.pod_spec["terminationGracePeriodSeconds"]
