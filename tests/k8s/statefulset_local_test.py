@@ -13,6 +13,7 @@ The application is this test, writing with Python's sqlite3 and a busy timeout, 
 sidecar section asks of applications.
 """
 
+import ctypes
 import json
 import os
 import random
@@ -43,6 +44,12 @@ def wait_for(condition, timeout, what):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def die_with_parent():
+    """Runs in the child before exec: a crashed test must not leave its pods running."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Pod:
@@ -92,7 +99,8 @@ class Pod:
         env = dict(os.environ)
         env.update(self.env())
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(self.argv(), env=env, stdout=self.log, stderr=self.log,
+                                     preexec_fn=die_with_parent)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
