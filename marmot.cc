@@ -1,6 +1,7 @@
 // marmot: replicates a SQLite database across nodes. This file holds the flags, the wiring and
 // signal handling; everything else lives in the libraries.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +51,14 @@ MARMOT_FLAG(bool, join, "join", false,
             "Start without membership and wait to be added to the cluster (AddNode) instead of "
             "founding it with the -bootstrap members");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
+MARMOT_FLAG(std::string, peers_template, "peers-template", "",
+            "Kubernetes StatefulSet: peer address with {ordinal}, e.g. "
+            "marmot-{ordinal}.marmot-peers.default.svc:8610; derives -node-id (ordinal + 1) and "
+            "-bootstrap (the -replicas founding pods) from -hostname, and -join for later pods");
+MARMOT_FLAG(int64_t, replicas, "replicas", 0,
+            "With -peers-template: how many pods founded the cluster (ordinals 0 to N-1)");
+MARMOT_FLAG(std::string, hostname, "hostname", "",
+            "With -peers-template: this pod's name, <name>-<ordinal> (default: the host name)");
 
 namespace {
 
@@ -172,6 +181,13 @@ int main(int argc, char** argv) {
   flags.bind_rest = FLAGS_bind_rest;
   flags.join = FLAGS_join;
   flags.verbose = FLAGS_verbose;
+  flags.peers_template = FLAGS_peers_template;
+  flags.replicas = FLAGS_replicas;
+  flags.hostname = FLAGS_hostname;
+  if (flags.hostname.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) == 0) flags.hostname = name;
+  }
   absl::StatusOr<marmot::replicator::NodeConfig> config = marmot::replicator::ValidateFlags(flags);
   if (!config.ok()) FailFlags(config.status());
   for (const std::string& w : config->warnings) LOG(WARNING) << w;

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "replicator/pod_identity.h"
 #include "sqlite/database.h"
 
 namespace marmot::replicator {
@@ -134,8 +135,40 @@ absl::Status CheckDatabasePath(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags) {
+namespace {
+
+// Fills in -node-id, -bootstrap and -join from the pod name when -peers-template is given.
+absl::StatusOr<FlagValues> WithPodIdentity(const FlagValues& flags) {
+  if (flags.peers_template.empty()) {
+    if (flags.replicas != 0) {
+      return FlagError("replicas", "only means something with -peers-template");
+    }
+    return flags;
+  }
+  if (flags.node_id != 0) {
+    return FlagError("node-id",
+                     "must not be given with -peers-template, which derives it from -hostname");
+  }
+  if (!flags.bootstrap.empty()) {
+    return FlagError("bootstrap", "must not be given with -peers-template, which derives it");
+  }
+  absl::StatusOr<PodIdentity> pod =
+      DerivePodIdentity(flags.hostname, flags.peers_template, flags.replicas);
+  if (!pod.ok()) return pod.status();
+  FlagValues out = flags;
+  out.node_id = pod->node_id;
+  out.bootstrap = pod->bootstrap;
+  out.join = flags.join || pod->join;
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   NodeConfig config;
+  absl::StatusOr<FlagValues> derived = raw_flags.cleanup ? raw_flags : WithPodIdentity(raw_flags);
+  if (!derived.ok()) return derived.status();
+  const FlagValues& flags = *derived;
   config.cleanup = flags.cleanup;
   config.verbose = flags.verbose;
   config.join = flags.join;

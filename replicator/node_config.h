@@ -57,6 +57,11 @@ struct FlagValues {
   std::string bind_rest;
   bool join = false;
   bool verbose = false;
+  // Kubernetes StatefulSets (see pod_identity.h): with a -peers-template, -node-id and
+  // -bootstrap are derived from the pod name `hostname` and the founding pod count `replicas`.
+  std::string hostname;
+  std::string peers_template;
+  int64_t replicas = 0;
 };
 
 struct NodeConfig {
@@ -80,7 +85,8 @@ struct NodeConfig {
 inline constexpr int kMaxShards = 1024;
 
 // Validates every flag. The error message is one line naming the flag and what is wrong. With
-// `-cleanup` only `-db-path` matters.
+// `-cleanup` only `-db-path` matters. With `-peers-template`, the node id, bootstrap list and
+// join mode come from DerivePodIdentity, and giving `-node-id` or `-bootstrap` too is an error.
 absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags);
 
 // Checks that `path` can be a marmot database: an existing SQLite file, or an absent or empty
