@@ -471,6 +471,9 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   // Accept the clients' keepalive pings (see ChannelArgs).
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 4000);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default: a second node on the same address would listen too and
+  // receive half of the first one's Raft traffic. A busy address must be an error.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   b.RegisterService(service_.get());
   server_ = b.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {

@@ -121,6 +121,24 @@ TEST(GrpcTransportTest, MessagesOfAllShardsArriveInOrder) {
   t2->Stop();
 }
 
+TEST(GrpcTransportTest, ABusyAddressIsRefused) {
+  // Regression: with gRPC's default SO_REUSEPORT a second node could listen on the first one's
+  // address and take part of its traffic.
+  const std::string dir = Dir();
+  RecordingHandler h1, h2;
+  auto t1 = StartTransport(1, dir, &h1);
+  GrpcTransportOptions o;
+  o.node_id = 2;
+  o.bind_address = absl::StrCat("127.0.0.1:", t1->bound_port());
+  o.snapshot_dir = dir;
+  GrpcTransport t2(o);
+  absl::Status s = t2.Start(&h2);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot listen"), absl::string_view::npos) << s;
+  t2.Stop();
+  t1->Stop();
+}
+
 TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
   const std::string dir = Dir();
   RecordingHandler h1, h2;
