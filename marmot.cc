@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -16,6 +17,7 @@
 #include "pane/pane_server.h"
 #include "pane/replicator_control.h"
 #include "pane/rest_gateway.h"
+#include "pane/switchable_node_control.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator.h"
 #include "sqlite/change_log.h"
@@ -86,6 +88,37 @@ int RunCleanup(const std::string& db_path) {
 // Replicates and serves the control pane until SIGINT or SIGTERM arrives, then drains: health
 // reports NOT_SERVING, leaderships move to other nodes, everything stops, exit 0.
 int RunNode(const marmot::replicator::NodeConfig& config) {
+  // The pane's ports first: a busy port must stop marmot before it touches Raft state or talks to
+  // its peers. Until the replicator runs, calls answer UNAVAILABLE and health NOT_SERVING.
+  marmot::pane::SwitchableNodeControl node;
+  std::atomic<marmot::replicator::Replicator*> running{nullptr};
+  const char* auth_key = std::getenv("AUTH_KEY");
+  absl::StatusOr<std::unique_ptr<marmot::pane::PaneServer>> pane = marmot::pane::PaneServer::Start(
+      {.address = config.bind_pane.ToString(),
+       .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt},
+      &node);
+  if (!pane.ok()) {
+    LOG(ERROR) << pane.status();
+    return 1;
+  }
+  (*pane)->SetServing(false);
+  absl::StatusOr<std::unique_ptr<marmot::pane::RestGateway>> rest = marmot::pane::RestGateway::Start(
+      {.address = config.bind_rest.ToString(),
+       .ready = [&node] { return node.Ready(); },
+       .metrics =
+           [&node, &running] {
+             absl::StatusOr<marmot::admin::v1::GetStatusResponse> status = node.GetStatus();
+             marmot::replicator::Replicator* r = running.load();
+             return marmot::pane::RenderMetrics(
+                 status.ok() ? *status : marmot::admin::v1::GetStatusResponse(),
+                 r != nullptr ? &r->metrics().registry() : nullptr);
+           }},
+      (*pane)->InProcessChannel());
+  if (!rest.ok()) {
+    LOG(ERROR) << rest.status();
+    return 1;
+  }
+
   absl::StatusOr<std::unique_ptr<marmot::replicator::Replicator>> replicator =
       marmot::replicator::Replicator::Start(config);
   if (!replicator.ok()) {
@@ -98,32 +131,9 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
     LOG(ERROR) << "cannot start the control pane: " << control.status();
     return 1;
   }
-  const char* auth_key = std::getenv("AUTH_KEY");
-  absl::StatusOr<std::unique_ptr<marmot::pane::PaneServer>> pane = marmot::pane::PaneServer::Start(
-      {.address = config.bind_pane.ToString(),
-       .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt},
-      control->get());
-  if (!pane.ok()) {
-    LOG(ERROR) << pane.status();
-    return 1;
-  }
-  marmot::pane::NodeControl* node = control->get();
-  marmot::replicator::Replicator* running = replicator->get();
-  absl::StatusOr<std::unique_ptr<marmot::pane::RestGateway>> rest = marmot::pane::RestGateway::Start(
-      {.address = config.bind_rest.ToString(),
-       .ready = [node] { return node->Ready(); },
-       .metrics =
-           [node, running] {
-             absl::StatusOr<marmot::admin::v1::GetStatusResponse> status = node->GetStatus();
-             return marmot::pane::RenderMetrics(
-                 status.ok() ? *status : marmot::admin::v1::GetStatusResponse(),
-                 &running->metrics().registry());
-           }},
-      (*pane)->InProcessChannel());
-  if (!rest.ok()) {
-    LOG(ERROR) << rest.status();
-    return 1;
-  }
+  running.store(replicator->get());
+  node.Set(control->get());
+  (*pane)->SetServing(true);
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -137,6 +147,8 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
   if (still_leading > 0) LOG(WARNING) << "still leading " << still_leading << " shard(s) at stop";
   (*rest)->Stop();
   (*pane)->Shutdown();
+  node.Set(nullptr);
+  running.store(nullptr);
   (*replicator)->Stop();
   return 0;
 }

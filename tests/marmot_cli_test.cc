@@ -1,6 +1,8 @@
 // The `marmot` binary as users run it: flag errors, help, capture until a signal, cleanup.
 #include <signal.h>
 
+#include <filesystem>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -97,6 +99,28 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
     marmot.Signal(sig);
     EXPECT_EQ(marmot.Wait(20s), std::optional<int>(0)) << strsignal(sig) << "\n" << marmot.Stderr();
   }
+}
+
+TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
+  std::string dir = testing::NewTestDir("cli-busy");
+  int pane_port = testing::FreeLoopbackPort();
+  auto argv = [&](const std::string& raft) {
+    return std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/app.db",
+                                    "-raft-path=" + dir + "/" + raft,
+                                    absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                                    absl::StrCat("-bind-pane=127.0.0.1:", pane_port),
+                                    absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort())};
+  };
+  testing::Subprocess first(argv("raft-1"), dir);
+  ASSERT_TRUE(testing::WaitFor([&] { return first.Stderr().find(" replicating ") != std::string::npos; }, 20s))
+      << first.Stderr();
+  // A second marmot on the same pane port fails fast, before creating its Raft folder.
+  testing::RunResult second = testing::Run(argv("raft-2"), 20s);
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_THAT(second.err, HasSubstr("cannot listen"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/raft-2"));
+  first.Signal(SIGTERM);
+  EXPECT_EQ(first.Wait(20s), std::optional<int>(0));
 }
 
 TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
