@@ -267,6 +267,23 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
                                                      "SELECT count(*) FROM t; PRAGMA journal_mode;");
   ASSERT_TRUE(listing.ok()) << listing.status();
   EXPECT_EQ(*listing, "t\n5000\ndelete\n");
+
+  // The same over REST: the file itself, or the usual 401 without the key.
+  httplib::Client rest("127.0.0.1", cluster.rest_port(2));
+  rest.set_read_timeout(60, 0);
+  auto denied = rest.Get("/v1/backup");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401);
+  auto file = rest.Get("/v1/backup", {{"Authorization", kAuth}});
+  ASSERT_TRUE(file);
+  ASSERT_EQ(file->status, 200) << file->body.substr(0, 200);
+  EXPECT_EQ(file->get_header_value("Content-Type"), "application/vnd.sqlite3");
+  std::string rest_path = testing::NewTestDir("backup-rest") + "/copy.db";
+  std::ofstream(rest_path, std::ios::binary) << file->body;
+  auto rest_listing = sqlite::testing::RunSqliteCli(
+      rest_path, "SELECT name FROM sqlite_master ORDER BY name; SELECT count(*) FROM t;");
+  ASSERT_TRUE(rest_listing.ok()) << rest_listing.status();
+  EXPECT_EQ(*rest_listing, "t\n5000\n");
 }
 
 }  // namespace
