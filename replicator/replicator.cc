@@ -34,12 +34,31 @@ class Replicator::HostProposer : public Proposer {
   ReplicatorMetrics* metrics_;
 };
 
+// Host events into metrics.
+class Replicator::MetricsObserver : public raft::host::HostObserver {
+ public:
+  explicit MetricsObserver(ReplicatorMetrics* metrics) : metrics_(metrics) {}
+  void OnLogWrite(absl::Duration took, bool synced) override {
+    if (synced) metrics_->fsync_seconds.Observe(absl::ToDoubleSeconds(took));
+  }
+  void OnSnapshotSent(uint64_t, uint64_t, bool ok) override {
+    (ok ? metrics_->snapshots_sent_ok : metrics_->snapshots_sent_failed).Increment();
+  }
+  void OnPeerUnreachable(uint64_t node) override {
+    metrics_->peer_unreachable.Add({{"peer", std::to_string(node)}}).Increment();
+  }
+
+ private:
+  ReplicatorMetrics* metrics_;
+};
+
 Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config) {
   std::unique_ptr<Replicator> r(new Replicator(config));
   ShardRouter router(config.shards);
   r->metrics_ = std::make_unique<ReplicatorMetrics>(config.shards);
+  r->observer_ = std::make_unique<MetricsObserver>(r->metrics_.get());
   r->last_leaders_.assign(config.shards, 0);
 
   absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper = CaptureKeeper::Open(config.db_path);
@@ -62,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.raft_path = config.raft_path;
   host_config.shards = config.shards;
   host_config.join = config.join;
+  host_config.observer = r->observer_.get();
   // Ticks of 10 ms; heartbeats every 50 ms and elections after 0.5–1 s of silence, as etcd's
   // defaults scaled down. Faster elections buy little and cost CPU at idle (16 shards of
   // heartbeats) and spurious elections on a loaded machine.

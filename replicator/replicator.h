@@ -43,11 +43,13 @@ class Replicator {
 
  private:
   class HostProposer;
+  class MetricsObserver;
   explicit Replicator(NodeConfig config);
   void PumpLoop();
 
   NodeConfig config_;
   std::unique_ptr<ReplicatorMetrics> metrics_;
+  std::unique_ptr<MetricsObserver> observer_;
   std::unique_ptr<CaptureKeeper> keeper_;
   std::unique_ptr<ChangeDetector> detector_;
   std::shared_ptr<SharedApplier> applier_;

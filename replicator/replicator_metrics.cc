@@ -25,6 +25,14 @@ prometheus::Histogram& NewHistogram(prometheus::Registry& r, const std::string& 
   return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, LatencyBuckets());
 }
 
+// BuildCounter().Register returns the existing family when called again with the same name.
+prometheus::Family<prometheus::Counter>& SnapshotsSent(prometheus::Registry& r) {
+  return prometheus::BuildCounter()
+      .Name("marmot_snapshots_sent_total")
+      .Help("Shard snapshots this node sent to a follower, by outcome")
+      .Register(r);
+}
+
 }  // namespace
 
 ReplicatorMetrics::ReplicatorMetrics(int shards)
@@ -45,7 +53,15 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
       snapshots_created(NewCounter(*registry_, "marmot_snapshots_created_total",
                                    "Shard snapshots this node made")),
       snapshots_installed(NewCounter(*registry_, "marmot_snapshots_installed_total",
-                                     "Shard snapshots this node installed")) {
+                                     "Shard snapshots this node received and installed")),
+      fsync_seconds(NewHistogram(*registry_, "marmot_raft_fsync_duration_seconds",
+                                 "Synced writes of the Raft log (every shard of one loop round)")),
+      snapshots_sent_ok(SnapshotsSent(*registry_).Add({{"result", "ok"}})),
+      snapshots_sent_failed(SnapshotsSent(*registry_).Add({{"result", "failed"}})),
+      peer_unreachable(prometheus::BuildCounter()
+                           .Name("marmot_peer_unreachable_total")
+                           .Help("Times the Raft transport lost its stream to a peer")
+                           .Register(*registry_)) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")

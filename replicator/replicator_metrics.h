@@ -9,6 +9,7 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace marmot::replicator {
@@ -32,8 +33,13 @@ class ReplicatorMetrics {
   prometheus::Counter& dead_letters;           // Changes that could not apply, since start.
   prometheus::Counter& snapshots_created;
   prometheus::Counter& snapshots_installed;
+  prometheus::Histogram& fsync_seconds;       // Synced Raft log writes (all shards of one loop).
+  prometheus::Counter& snapshots_sent_ok;
+  prometheus::Counter& snapshots_sent_failed;
   // Per shard, seen by sampling the host.
   std::vector<prometheus::Counter*> leader_changes;
+  // Times the transport lost a peer, per peer id.
+  prometheus::Family<prometheus::Counter>& peer_unreachable;
 };
 
 }  // namespace marmot::replicator

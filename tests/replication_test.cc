@@ -107,6 +107,8 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
     EXPECT_GE(committed, 15607);
     EXPECT_THAT(text, HasSubstr("marmot_shard_leader{shard=\"3\"}"));
     EXPECT_THAT(text, HasSubstr("marmot_apply_duration_seconds_bucket"));
+    EXPECT_THAT(text, HasSubstr("marmot_raft_fsync_duration_seconds_count"));
+    EXPECT_THAT(text, HasSubstr("marmot_snapshots_sent_total{result=\"ok\"}"));
     // Prometheus' own linter accepts it.
     std::string file = testing::NewTestDir("metrics") + "/metrics.txt";
     std::ofstream(file) << text;

@@ -96,6 +96,8 @@ class NodeHost::ApplyWorker {
     uint64_t applied_term = 0;
     v1::ConfState conf;
     uint64_t last_snapshot = 0;
+    // Set when the state machine gave up (the host is stopping): nothing more is applied to it.
+    bool halted = false;
   };
 
   void Run() {
@@ -115,10 +117,19 @@ class NodeHost::ApplyWorker {
   void Process(ApplyTask t) {
     const uint64_t me = host_->config_.node_id;
     ShardState& st = shards_.at(t.shard);
+    if (st.halted) return;
     if (t.snapshot) {
       const auto& meta = t.snapshot->metadata();
       if (meta.index() > st.applied) {
         auto s = st.sm->RecoverFromSnapshot(meta.index(), t.snapshot->data());
+        if (absl::IsCancelled(s)) {
+          // The state machine gave up because the host is stopping; it will install the
+          // snapshot again at the next start (Open() reports what is durable).
+          LOG(INFO) << "[shard " << t.shard << " node " << me << "] snapshot at " << meta.index()
+                    << " not installed before stopping";
+          st.halted = true;
+          return;
+        }
         CHECK(s.ok()) << "[shard " << t.shard << " node " << me << "] cannot install snapshot at "
                       << meta.index() << ": " << s;
         st.applied = meta.index();
@@ -383,12 +394,14 @@ void NodeHost::HandleMessages(std::vector<v1::Message> messages) {
 }
 
 void NodeHost::HandleUnreachable(uint64_t node) {
+  if (config_.observer != nullptr) config_.observer->OnPeerUnreachable(node);
   Post([this, node] {
     for (auto& s : shards_) s->raw->ReportUnreachable(node);
   });
 }
 
 void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
+  if (config_.observer != nullptr) config_.observer->OnSnapshotSent(shard, node, ok);
   Post([this, shard, node, ok] {
     if (shard < shards_.size()) {
       shards_[shard]->raw->ReportSnapshot(node, ok ? SnapshotStatus::kFinish : SnapshotStatus::kFailure);
@@ -491,8 +504,10 @@ void NodeHost::HandleReadies() {
     }
   }
   if (!early.empty()) transport_->Send(std::move(early));
+  const absl::Time write_start = absl::Now();
   auto cs = store_->Commit(sync);
   CHECK(cs.ok()) << "[node " << me << "] " << cs;
+  if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
   // 3. Hand committed entries to the apply workers; membership changes take effect here.
   for (auto& [shard, rd] : readies) {

@@ -42,6 +42,18 @@ namespace marmot::raft::host {
 
 class GrpcTransport;
 
+// Optional hooks for metrics; called from host threads, must be cheap and thread-safe.
+class HostObserver {
+ public:
+  virtual ~HostObserver() = default;
+  // One loop iteration's write of every shard's entries and hard state (synced or not).
+  virtual void OnLogWrite(absl::Duration took, bool synced) {}
+  // A snapshot this node sent to `node` arrived (ok) or failed.
+  virtual void OnSnapshotSent(uint64_t shard, uint64_t node, bool ok) {}
+  // The transport lost `node` (its stream broke or it could not be dialed).
+  virtual void OnPeerUnreachable(uint64_t node) {}
+};
+
 struct NodeHostConfig {
   uint64_t node_id = 0;
   // host:port of the node-to-node gRPC server.
@@ -75,6 +87,8 @@ struct NodeHostConfig {
   std::string tls_ca_file;
   // Test hook: the transport to use instead of a GrpcTransport on bind_address.
   std::function<std::unique_ptr<Transport>()> transport_factory;
+  // Optional; must outlive the host.
+  HostObserver* observer = nullptr;
 };
 
 // How a proposal ended: OK (committed and applied here, with its log index), Aborted
