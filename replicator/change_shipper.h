@@ -110,6 +110,9 @@ class ChangeShipper {
 
   // Committed change ids whose change-log rows are still to be marked done.
   std::map<std::string, std::vector<int64_t>> unmarked_;
+  // Per table: the change-log row kept (marked done) as the log's newest, 0 for none; a table is
+  // absent until its first marking, which also sweeps rows marked done by an earlier run.
+  std::map<std::string, int64_t> kept_;
   // Per (table, change id): how many shards still have to commit it (2 for a split rekey).
   std::map<std::pair<std::string, int64_t>, int> outstanding_;
 
