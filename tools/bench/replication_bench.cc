@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -177,6 +178,7 @@ class Cluster {
     pid_t pid = fork();
     PCHECK(pid >= 0);
     if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // No node outlives a bench that crashed.
       int fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
@@ -209,7 +211,7 @@ class Cluster {
 
   bool AddNode(const Node& leader_side, const Node& joining) {
     std::string cmd = absl::StrCat(
-        "curl -sf -o /dev/null -X POST -H 'Authorization: ", kAuth, "' http://127.0.0.1:",
+        "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ", kAuth, "' http://127.0.0.1:",
         leader_side.rest_port, "/v1/nodes -d '{\"nodeId\": \"", joining.id,
         "\", \"address\": \"127.0.0.1:", joining.port, "\"}'");
     return std::system(cmd.c_str()) == 0;
