@@ -2,6 +2,8 @@
 
 #include <map>
 #include <optional>
+#include <chrono>
+#include <thread>
 
 #include <glog/logging.h>
 
@@ -96,8 +98,22 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   return w;
 }
 
-absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const TableChanges& t,
-                         const Change& c) {
+}  // namespace
+
+struct ChangeApplier::TablePlan {
+  absl::Status status;  // Not OK: the table is missing or differs; `writer` is unset.
+  std::vector<std::string> columns, key_columns;  // What the plan was checked against.
+  TableWriter writer;
+};
+
+namespace {
+
+// Applies one change. `run` runs a (cached) statement with values bound. A single-statement
+// change that fails leaves nothing behind (SQLite undoes the failed statement); a rekey, two
+// statements, runs inside a savepoint that is rolled back when the upsert fails.
+template <typename RunFn>
+absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w,
+                         const TableChanges& t, const Change& c) {
   const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
                        c.op() == change::v1::OP_REKEY;
   if (c.op() == change::v1::OP_UNSPECIFIED || c.op() > change::v1::OP_DELETE) {
@@ -109,17 +125,47 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
       return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
                                                      " values, the table's key ", key_size));
     }
-    if (absl::Status s = RunWith(db, w.delete_key, FromWire(c.old_key())); !s.ok()) return s;
   }
-  if (!has_row) return absl::OkStatus();
-  if (c.row_size() != t.columns_size()) {
+  if (has_row && c.row_size() != t.columns_size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
   }
-  std::vector<Value> values;
-  if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
-  for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
-  return RunWith(db, w.upsert, values);
+  const bool two_statements = c.op() == change::v1::OP_REKEY;
+  if (two_statements) {
+    if (absl::Status s = db.Exec("SAVEPOINT change"); !s.ok()) return s;
+  }
+  absl::Status status = absl::OkStatus();
+  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
+    status = run(w.delete_key, FromWire(c.old_key()));
+  }
+  if (status.ok() && has_row) {
+    std::vector<Value> values;
+    values.reserve(c.row_size() + 1);
+    if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
+    for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
+    status = run(w.upsert, values);
+  }
+  if (two_statements) {
+    const bool db_failed = status.code() == absl::StatusCode::kUnavailable ||
+                           status.code() == absl::StatusCode::kInternal ||
+                           status.code() == absl::StatusCode::kDataLoss;
+    if (!db_failed) {
+      absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
+      if (!end.ok()) return end;
+    }
+  }
+  return status;
+}
+
+// SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
+// that holds the lock for a few milliseconds (the application's transaction, the shipper's
+// marking) costs the applier tens of milliseconds per entry. Retry every 250 us instead, for the
+// same 5 s in total.
+int RetrySoon(void*, int attempt) {
+  constexpr int kMaxAttempts = 5'000'000 / 250;
+  if (attempt >= kMaxAttempts) return 0;
+  std::this_thread::sleep_for(std::chrono::microseconds(250));
+  return 1;
 }
 
 }  // namespace
@@ -129,24 +175,96 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
   if (!db.ok()) return db.status();
   if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
+  sqlite3_busy_handler(db->raw(), RetrySoon, nullptr);
   if (absl::Status s = db->Exec("PRAGMA foreign_keys = OFF"); !s.ok()) return s;
   if (absl::Status s = db->EnsureWal(); !s.ok()) return s;
+  // See "Cost" in the header: commits need not wait for the disk; the Raft log is the durable
+  // record of what is applied, and Open()'s applied index is what survived.
+  if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   return std::unique_ptr<ChangeApplier>(new ChangeApplier(*std::move(db), router));
 }
 
+ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
+    : db_(std::move(db)), router_(router) {}
+
+ChangeApplier::~ChangeApplier() = default;
+
+absl::StatusOr<Statement*> ChangeApplier::Cached(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    absl::StatusOr<Statement> stmt = db_.Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    it = statements_.emplace(sql, std::make_unique<Statement>(*std::move(stmt))).first;
+  }
+  it->second->Reset();
+  return it->second.get();
+}
+
+absl::Status ChangeApplier::RunCached(const std::string& sql, const std::vector<Value>& values) {
+  absl::StatusOr<Statement*> stmt = Cached(sql);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
+  absl::Status s = (*stmt)->Run();
+  (*stmt)->Reset();
+  return s;
+}
+
+absl::Status ChangeApplier::CheckSchema() {
+  absl::StatusOr<Statement*> stmt = Cached("PRAGMA schema_version");
+  if (!stmt.ok()) return stmt.status();
+  absl::StatusOr<bool> row = (*stmt)->Step();
+  if (!row.ok()) return row.status();
+  const int64_t version = *row ? (*stmt)->Column(0).integer() : -1;
+  (*stmt)->Reset();
+  if (version != schema_version_) {
+    plans_.clear();
+    // Statements of dropped or altered tables would only fail or be prepared again.
+    for (auto it = statements_.begin(); it != statements_.end();) {
+      it = it->first == "PRAGMA schema_version" ? std::next(it) : statements_.erase(it);
+    }
+    schema_version_ = version;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
+    const std::string& table, const std::vector<std::string>& columns,
+    const std::vector<std::string>& key_columns) {
+  auto it = plans_.find(table);
+  if (it == plans_.end() || it->second->columns != columns ||
+      it->second->key_columns != key_columns) {
+    auto plan = std::make_unique<TablePlan>();
+    plan->columns = columns;
+    plan->key_columns = key_columns;
+    absl::StatusOr<TableWriter> writer = PlanWriter(db_, table, columns, key_columns);
+    if (writer.ok()) {
+      plan->writer = *std::move(writer);
+    } else {
+      plan->status = writer.status();
+      if (plan->status.code() != absl::StatusCode::kFailedPrecondition) return plan->status;
+    }
+    it = plans_.insert_or_assign(table, std::move(plan)).first;
+  }
+  return it->second.get();
+}
+
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
-  absl::StatusOr<std::vector<std::vector<Value>>> rows = db_.QueryRows(
-      absl::StrCat("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ", shard));
-  if (!rows.ok()) return rows.status();
-  if (rows->empty()) return 0;
-  return static_cast<uint64_t>((*rows)[0][0].integer());
+  absl::StatusOr<Statement*> stmt =
+      Cached("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->Bind(1, Value::Integer(shard)); !s.ok()) return s;
+  absl::StatusOr<bool> row = (*stmt)->Step();
+  if (!row.ok()) return row.status();
+  const uint64_t applied = *row ? static_cast<uint64_t>((*stmt)->Column(0).integer()) : 0;
+  (*stmt)->Reset();
+  return applied;
 }
 
 absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
-  return RunWith(db_,
-                 "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
-                 {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
+  return RunCached(
+      "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
 }
 
 absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
@@ -170,6 +288,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
     result.stale_entry = true;
     return result;
   }
+  if (absl::Status s = CheckSchema(); !s.ok()) return s;
   auto dead_letter = [&](const TableChanges& t, const Change& c, const absl::Status& error) {
     ++result.dead_lettered;
     LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
@@ -178,47 +297,48 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
     TableChanges one = t;
     one.clear_changes();
     *one.add_changes() = c;
-    return RunWith(db_,
-                   "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
-                   "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
-                    Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
-                    Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
-                    Value::Blob(one.SerializeAsString())});
+    return RunCached("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
+                     "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+                      Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
+                      Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
+                      Value::Blob(one.SerializeAsString())});
+  };
+  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
+    return RunCached(sql, values);
   };
   for (const TableChanges& t : batch.tables()) {
     const std::vector<Value> applied_key = {Value::Integer(shard),
                                             Value::Integer(static_cast<int64_t>(batch.origin_node())),
                                             Value::Text(t.table())};
-    absl::StatusOr<Statement> last_stmt = db_.Prepare(
+    absl::StatusOr<Statement*> last_stmt = Cached(
         "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
     if (!last_stmt.ok()) return last_stmt.status();
-    if (absl::Status s = last_stmt->BindAll(applied_key); !s.ok()) return s;
-    absl::StatusOr<bool> has_last = last_stmt->Step();
+    if (absl::Status s = (*last_stmt)->BindAll(applied_key); !s.ok()) return s;
+    absl::StatusOr<bool> has_last = (*last_stmt)->Step();
     if (!has_last.ok()) return has_last.status();
-    int64_t last_id = *has_last ? last_stmt->Column(0).integer() : 0;
+    int64_t last_id = *has_last ? (*last_stmt)->Column(0).integer() : 0;
+    (*last_stmt)->Reset();
     int64_t newest = last_id;
 
-    absl::StatusOr<TableWriter> writer =
-        PlanWriter(db_, t.table(), {t.columns().begin(), t.columns().end()},
-                   {t.key_columns().begin(), t.key_columns().end()});
+    absl::StatusOr<const TablePlan*> plan =
+        Plan(t.table(), {t.columns().begin(), t.columns().end()},
+             {t.key_columns().begin(), t.key_columns().end()});
+    if (!plan.ok()) return plan.status();
     for (const Change& c : t.changes()) {
       if (c.change_id() <= last_id) {
         ++result.duplicates;
         continue;
       }
       newest = std::max(newest, c.change_id());
-      absl::Status status = writer.status();
+      absl::Status status = (*plan)->status;
       if (status.ok()) {
-        if (absl::Status s = db_.Exec("SAVEPOINT change"); !s.ok()) return s;
-        status = ApplyChange(db_, *writer, t, c);
+        status = ApplyChange(db_, run, (*plan)->writer, t, c);
         if (!status.ok() && (status.code() == absl::StatusCode::kUnavailable ||
                              status.code() == absl::StatusCode::kInternal ||
                              status.code() == absl::StatusCode::kDataLoss)) {
           return status;  // The database itself failed: retry the whole entry later.
         }
-        absl::Status end = db_.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
-        if (!end.ok()) return end;
       }
       if (status.ok()) {
         ++result.applied;
@@ -229,10 +349,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
     if (newest > last_id) {
       std::vector<Value> values = applied_key;
       values.push_back(Value::Integer(newest));
-      absl::Status s = RunWith(db_,
-                               "INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
-                               "change_id) VALUES (?, ?, ?, ?)",
-                               values);
+      absl::Status s = RunCached("INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
+                                 "change_id) VALUES (?, ?, ?, ?)",
+                                 values);
       if (!s.ok()) return s;
     }
   }

@@ -20,13 +20,25 @@
 // A change that cannot be applied (its table is missing, its columns differ from the local
 // schema, a constraint fails) is never dropped silently and never wedges the shard: it goes to
 // `__marmot__dead_letters` with its error, and the rest of the batch applies.
+//
+// Cost. Statements are prepared once per connection and kept; each table's plan (its local
+// schema, checked against the change's) is kept until the database's schema_version changes.
+// A change runs without a SAVEPOINT when it is one statement (SQLite undoes a failed statement
+// by itself); only a rekey (delete plus upsert) runs inside one. The connection commits with
+// synchronous=NORMAL (WAL): a commit is atomic and survives a crash of any process, but does not
+// wait for the disk; after a power loss the last commits may be undone together with the applied
+// index they recorded, and the host applies those entries again from its durable Raft log (or
+// installs the shard's snapshot) at the next start, as after any restart.
 #ifndef MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 #define MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
@@ -47,6 +59,7 @@ class ChangeApplier {
   // Opens marmot's applying connection to `db_path` and creates marmot's state tables if needed.
   static absl::StatusOr<std::unique_ptr<ChangeApplier>> Open(const std::string& db_path,
                                                              const ShardRouter& router);
+  ~ChangeApplier();
 
   // Applies the batch committed at Raft `index` of `shard`, in one transaction. An index at or
   // below the shard's applied index is skipped (stale_entry). Errors only when the database
@@ -78,12 +91,28 @@ class ChangeApplier {
   absl::StatusOr<int64_t> DeadLetterCount();
 
  private:
-  ChangeApplier(sqlite::Database db, const ShardRouter& router)
-      : db_(std::move(db)), router_(router) {}
+  struct TablePlan;  // How to write one table's changes, checked against the local schema.
+
+  ChangeApplier(sqlite::Database db, const ShardRouter& router);
   absl::Status SetAppliedIndex(int shard, uint64_t index);
+
+  // A statement prepared once and kept for the life of the connection, reset and ready to bind.
+  absl::StatusOr<sqlite::Statement*> Cached(const std::string& sql);
+  // Runs a cached statement with `values` bound, to completion.
+  absl::Status RunCached(const std::string& sql, const std::vector<sqlite::Value>& values);
+  // The plan of `table`, kept until the schema changes; an error status when the table is
+  // missing or differs from the change's columns and key (the change goes to the dead letters).
+  absl::StatusOr<const TablePlan*> Plan(const std::string& table,
+                                        const std::vector<std::string>& columns,
+                                        const std::vector<std::string>& key_columns);
+  // Drops kept plans (and statements) when the schema changed since they were made.
+  absl::Status CheckSchema();
 
   sqlite::Database db_;
   ShardRouter router_;
+  std::unordered_map<std::string, std::unique_ptr<sqlite::Statement>> statements_;
+  std::map<std::string, std::unique_ptr<TablePlan>> plans_;
+  int64_t schema_version_ = -1;
 };
 
 }  // namespace marmot::replicator

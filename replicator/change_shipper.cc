@@ -1,5 +1,8 @@
 #include "replicator/change_shipper.h"
 
+#include <chrono>
+#include <thread>
+
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +11,19 @@
 #include "sqlite/change_log.h"
 
 namespace marmot::replicator {
+namespace {
+
+// Marking waits for the application's write transactions; SQLite's own busy handler sleeps up
+// to 100 ms at a time, which would hold the pump (and every shard's next proposal) that long.
+// Retry every 250 us instead, for the same 5 s in total.
+int RetrySoon(void*, int attempt) {
+  constexpr int kMaxAttempts = 5'000'000 / 250;
+  if (attempt >= kMaxAttempts) return 0;
+  std::this_thread::sleep_for(std::chrono::microseconds(250));
+  return 1;
+}
+
+}  // namespace
 
 struct ChangeShipper::Pending {
   std::string table;
@@ -29,6 +45,10 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
                                                                    ShipperOptions options) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
   if (!db.ok()) return db.status();
+  // Marking rows done need not wait for the disk: rows whose marking a power loss undoes are
+  // proposed again and skipped as duplicates (see "Crash safety" above).
+  if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
+  sqlite3_busy_handler(db->raw(), RetrySoon, nullptr);
   return std::unique_ptr<ChangeShipper>(
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));
 }
@@ -167,17 +187,55 @@ absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
+  std::map<std::string, int64_t> kept;  // Becomes kept_ once the transaction commits.
   for (const auto& [table, ids] : ids_by_table) {
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::Status s = db_.Exec(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" IN (",
-                                           absl::StrJoin(ids, ","), ")"));
-    if (!s.ok()) return s;
-    // Keep the newest row so that SQLite never hands out its id again.
-    s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__state\" = 1 AND \"__marmot__id\" < ",
-                              "(SELECT max(\"__marmot__id\") FROM ", log, ")"));
-    if (!s.ok()) return s;
+    absl::StatusOr<sqlite::Value> newest =
+        db_.QueryValue(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    if (!newest.ok()) return newest.status();
+    const int64_t max_id = newest->is_null() ? 0 : newest->integer();
+    // Committed rows are deleted by id, except the newest row of the log, which is kept (marked
+    // done) so that SQLite never hands out its id again; a row kept earlier goes once a newer
+    // row exists. Deleting by id keeps marking proportional to the committed rows, not the log.
+    std::vector<int64_t> remove;
+    remove.reserve(ids.size() + 1);
+    bool keep_newest = false;
+    for (int64_t id : ids) {
+      if (id == max_id) {
+        keep_newest = true;
+      } else {
+        remove.push_back(id);
+      }
+    }
+    auto previous = kept_.find(table);
+    if (previous == kept_.end()) {
+      // First marking of this table since start: rows marked done by an earlier run.
+      absl::Status s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__state\" = 1 AND \"__marmot__id\" < ",
+                                             max_id));
+      if (!s.ok()) return s;
+    } else if (previous->second != 0 && previous->second != max_id) {
+      // Only while still marked done: a log dropped and created again reuses ids.
+      absl::Status s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" = ",
+                                             previous->second, " AND \"__marmot__state\" = 1"));
+      if (!s.ok()) return s;
+    }
+    if (!remove.empty()) {
+      absl::Status s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" IN (",
+                                             absl::StrJoin(remove, ","), ")"));
+      if (!s.ok()) return s;
+    }
+    if (keep_newest) {
+      absl::Status s = db_.Exec(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ",
+                                             max_id));
+      if (!s.ok()) return s;
+      kept[table] = max_id;
+    } else {
+      kept[table] = previous != kept_.end() && previous->second == max_id ? max_id : 0;
+    }
   }
-  return txn->Commit();
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  for (auto& [table, id] : kept) kept_[table] = id;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {

@@ -49,11 +49,14 @@ class Proposer {
   virtual void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) = 0;
 };
 
+// With one batch in flight per shard, at most shards x max_batch_changes rows travel at once, so
+// replicated rows/s is bounded by that divided by the commit latency (a Raft round trip plus the
+// leader's apply): batches are large, and the buffer holds several rounds of them.
 struct ShipperOptions {
-  int max_batch_changes = 1000;
+  int max_batch_changes = 5000;
   int64_t max_batch_bytes = 1 << 20;
-  int max_buffered_changes = 20000;
-  int scan_limit = 2000;  // Change-log rows read per table per Pump.
+  int max_buffered_changes = 100000;
+  int scan_limit = 10000;  // Change-log rows read per table per Pump.
 };
 
 struct PumpStats {
@@ -110,6 +113,9 @@ class ChangeShipper {
 
   // Committed change ids whose change-log rows are still to be marked done.
   std::map<std::string, std::vector<int64_t>> unmarked_;
+  // Per table: the change-log row kept (marked done) as the log's newest, 0 for none; a table is
+  // absent until its first marking, which also sweeps rows marked done by an earlier run.
+  std::map<std::string, int64_t> kept_;
   // Per (table, change id): how many shards still have to commit it (2 for a split rekey).
   std::map<std::pair<std::string, int64_t>, int> outstanding_;
 

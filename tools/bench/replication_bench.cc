@@ -1,0 +1,491 @@
+// replication_bench: end-to-end figures of 3 real `marmot` processes on loopback (issue 5).
+//
+//   (a) throughput: rows of ~100 bytes in 1,000-row transactions on node 1 (and spread over all
+//       nodes), rows/s until every node holds every row; baselines in the same run: raw SQLite
+//       inserts without and with marmot's capture triggers (no marmot process).
+//   (b) latency: 1,000 single-row writes/s on node 1, time until each row is visible on nodes 2
+//       and 3 (pollers read both databases continuously).
+//   (c) app overhead: the writer's insert rate on node 1 while marmot runs, against raw SQLite.
+//   (d) catch-up: a new node (-join, then AddNode over REST) receiving every row of the cluster.
+//
+//   bazel build -c opt //:marmot //tools/bench:replication_bench
+//   bazel-bin/tools/bench/replication_bench --marmot=bazel-bin/marmot --rows=200000
+//
+// Everything runs in --dir (wiped before; kept afterwards with the nodes' logs for inspection).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "sqlite/change_log.h"
+#include "sqlite/database.h"
+
+DEFINE_string(marmot, "bazel-bin/marmot", "the marmot binary (build it with -c opt)");
+DEFINE_string(dir, "/tmp/marmot-replication-bench", "working folder (wiped first)");
+DEFINE_int32(shards, 16, "-shards of every node");
+DEFINE_int64(rows, 200000, "rows per throughput run (a) and per baseline");
+DEFINE_int32(txn_rows, 1000, "rows per writer transaction");
+DEFINE_int32(latency_seconds, 5, "duration of the latency run (b) at --latency_rate");
+DEFINE_int32(latency_rate, 1000, "single-row writes per second in (b)");
+DEFINE_int64(catchup_rows, 1000000, "rows the cluster holds when the new node joins (d); 0 skips");
+DEFINE_int32(timeout_seconds, 300, "give up waiting for replication after this long");
+DEFINE_bool(spread, true, "also run (a) with a writer on every node");
+
+namespace marmot::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+constexpr char kSchema[] =
+    "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, payload TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lat (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);";
+
+// ~100 bytes a row: an 8-byte key, an integer and an 88-character text.
+std::string Payload(int64_t id) {
+  std::string p = absl::StrCat("row-", id, "-");
+  while (p.size() < 88) p.push_back(static_cast<char>('a' + (id + p.size()) % 26));
+  return p;
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  PCHECK(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+sqlite3* OpenDb(const std::string& path) {
+  sqlite3* db = nullptr;
+  CHECK_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK) << path;
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
+void Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  CHECK_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << sql << ": " << err;
+}
+
+int64_t QueryInt(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  CHECK_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_BUSY) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK_EQ(rc, SQLITE_ROW) << sql << ": " << sqlite3_errmsg(db);
+  int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  return v;
+}
+
+// Inserts ids [first, first + count) into `t` in transactions of --txn_rows; returns rows/s.
+double InsertRows(const std::string& path, int64_t first, int64_t count) {
+  sqlite3* db = OpenDb(path);
+  sqlite3_stmt* ins = nullptr;
+  CHECK_EQ(sqlite3_prepare_v2(db, "INSERT INTO t (id, n, payload) VALUES (?, ?, ?)", -1, &ins, nullptr),
+           SQLITE_OK);
+  const auto start = Clock::now();
+  for (int64_t done = 0; done < count;) {
+    Exec(db, "BEGIN IMMEDIATE");
+    for (int i = 0; i < FLAGS_txn_rows && done < count; ++i, ++done) {
+      const int64_t id = first + done;
+      std::string p = Payload(id);
+      sqlite3_bind_int64(ins, 1, id);
+      sqlite3_bind_int64(ins, 2, id * 7);
+      sqlite3_bind_text(ins, 3, p.data(), static_cast<int>(p.size()), SQLITE_TRANSIENT);
+      CHECK_EQ(sqlite3_step(ins), SQLITE_DONE) << sqlite3_errmsg(db);
+      sqlite3_reset(ins);
+    }
+    Exec(db, "COMMIT");
+  }
+  const double secs = Seconds(Clock::now() - start);
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  return static_cast<double>(count) / secs;
+}
+
+struct Node {
+  int id = 0;
+  int port = 0, pane_port = 0, rest_port = 0;
+  pid_t pid = -1;
+  std::string db, raft, log;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(std::string dir) : dir_(std::move(dir)) {}
+  ~Cluster() {
+    for (Node& n : nodes_) Stop(n);
+  }
+
+  Node& Add() {
+    Node n;
+    n.id = static_cast<int>(nodes_.size()) + 1;
+    n.port = FreePort();
+    n.pane_port = FreePort();
+    n.rest_port = FreePort();
+    n.db = absl::StrCat(dir_, "/node-", n.id, ".db");
+    n.raft = absl::StrCat(dir_, "/raft-", n.id);
+    n.log = absl::StrCat(dir_, "/node-", n.id, ".log");
+    sqlite3* db = OpenDb(n.db);
+    Exec(db, kSchema);
+    sqlite3_close(db);
+    nodes_.push_back(n);
+    return nodes_.back();
+  }
+
+  void Start(Node& n, const std::string& bootstrap, bool join) {
+    std::vector<std::string> args = {
+        FLAGS_marmot,
+        absl::StrCat("-node-id=", n.id),
+        absl::StrCat("-bind=127.0.0.1:", n.port),
+        absl::StrCat("-bind-pane=127.0.0.1:", n.pane_port),
+        absl::StrCat("-bind-rest=127.0.0.1:", n.rest_port),
+        absl::StrCat("-bootstrap=", bootstrap),
+        absl::StrCat("-shards=", FLAGS_shards),
+        "-db-path=" + n.db,
+        "-raft-path=" + n.raft,
+    };
+    if (join) args.push_back("-join");
+    pid_t pid = fork();
+    PCHECK(pid >= 0);
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // No node outlives a bench that crashed.
+      int fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      setenv("AUTH_KEY", kAuth, 1);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    n.pid = pid;
+  }
+
+  std::string Members() const {
+    std::string s;
+    for (const Node& n : nodes_) absl::StrAppend(&s, s.empty() ? "" : ",", n.id, "@127.0.0.1:", n.port);
+    return s;
+  }
+
+  // Waits until the node answers /readyz with 200 (every shard has a leader, caught up).
+  void WaitReady(const Node& n) {
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < deadline) {
+      std::string cmd = absl::StrCat("curl -sf -o /dev/null http://127.0.0.1:", n.rest_port, "/readyz");
+      if (std::system(cmd.c_str()) == 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    LOG(FATAL) << "node " << n.id << " not ready within 60 s; see " << n.log;
+  }
+
+  bool AddNode(const Node& leader_side, const Node& joining) {
+    std::string cmd = absl::StrCat(
+        "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ", kAuth, "' http://127.0.0.1:",
+        leader_side.rest_port, "/v1/nodes -d '{\"nodeId\": \"", joining.id,
+        "\", \"address\": \"127.0.0.1:", joining.port, "\"}'");
+    return std::system(cmd.c_str()) == 0;
+  }
+
+  void Stop(Node& n) {
+    if (n.pid <= 0) return;
+    kill(n.pid, SIGTERM);
+    for (int i = 0; i < 300; ++i) {
+      if (waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
+        n.pid = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    kill(n.pid, SIGKILL);
+    waitpid(n.pid, nullptr, 0);
+    n.pid = -1;
+  }
+
+  std::vector<Node>& nodes() { return nodes_; }
+
+  static constexpr char kAuth[] = "Basic YmVuY2g6YmVuY2g=";
+
+ private:
+  std::string dir_;
+  std::vector<Node> nodes_;
+};
+
+// Waits until `count_sql` returns `want` on every listed database; returns the time it
+// happened (polled every 20 ms), or nothing after --timeout_seconds.
+std::optional<Clock::time_point> WaitForCount(const std::vector<std::string>& dbs,
+                                              const std::string& count_sql, int64_t want) {
+  std::vector<sqlite3*> conns;
+  for (const std::string& p : dbs) conns.push_back(OpenDb(p));
+  std::vector<bool> done(dbs.size(), false);
+  const auto deadline = Clock::now() + std::chrono::seconds(FLAGS_timeout_seconds);
+  std::optional<Clock::time_point> result;
+  while (Clock::now() < deadline) {
+    bool all = true;
+    for (size_t i = 0; i < conns.size(); ++i) {
+      if (!done[i]) done[i] = QueryInt(conns[i], count_sql) >= want;
+      all = all && done[i];
+    }
+    if (all) {
+      result = Clock::now();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (sqlite3* c : conns) sqlite3_close(c);
+  if (!result) {
+    std::string counts;
+    for (const std::string& p : dbs) {
+      sqlite3* c = OpenDb(p);
+      absl::StrAppend(&counts, " ", QueryInt(c, count_sql));
+      sqlite3_close(c);
+    }
+    LOG(ERROR) << "timed out waiting for " << want << " from `" << count_sql << "`; have" << counts;
+  }
+  return result;
+}
+
+struct Row {
+  std::string what, value, baseline, ratio, target;
+};
+
+std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * (v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+int Run() {
+  std::filesystem::remove_all(FLAGS_dir);
+  std::filesystem::create_directories(FLAGS_dir);
+  CHECK(std::filesystem::exists(FLAGS_marmot)) << "no marmot binary at " << FLAGS_marmot;
+  std::vector<Row> table;
+
+  // Baselines: the same writer on plain files, without and with capture triggers.
+  const std::string raw_path = FLAGS_dir + "/raw.db", cap_path = FLAGS_dir + "/capture.db";
+  for (const std::string& p : {raw_path, cap_path}) {
+    sqlite3* db = OpenDb(p);
+    Exec(db, "PRAGMA journal_mode=WAL");
+    Exec(db, kSchema);
+    sqlite3_close(db);
+  }
+  {
+    absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(cap_path);
+    CHECK(db.ok()) << db.status();
+    absl::StatusOr<sqlite::CaptureReport> r = sqlite::InstallCapture(*db);
+    CHECK(r.ok()) << r.status();
+  }
+  const double raw_rate = InsertRows(raw_path, 1, FLAGS_rows);
+  const double cap_rate = InsertRows(cap_path, 1, FLAGS_rows);
+  fprintf(stderr, "baseline: raw %.0f rows/s, with capture triggers %.0f rows/s\n", raw_rate, cap_rate);
+
+  Cluster cluster(FLAGS_dir);
+  for (int i = 0; i < 3; ++i) cluster.Add();
+  const std::string members = cluster.Members();
+  for (Node& n : cluster.nodes()) cluster.Start(n, members, false);
+  for (Node& n : cluster.nodes()) cluster.WaitReady(n);
+  fprintf(stderr, "cluster of 3 ready\n");
+  std::vector<std::string> dbs;
+  for (Node& n : cluster.nodes()) dbs.push_back(n.db);
+
+  // (a) + (c): one writer on node 1.
+  int64_t next_id = 1;
+  double app_rate = 0;
+  {
+    const int64_t first = next_id;
+    const auto start = Clock::now();
+    app_rate = InsertRows(dbs[0], first, FLAGS_rows);
+    next_id += FLAGS_rows;
+    auto end = WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+                            FLAGS_rows);
+    const double rate = end ? FLAGS_rows / Seconds(*end - start) : 0;
+    fprintf(stderr, "(a) node 1 writer: app %.0f rows/s, replicated %.0f rows/s\n", app_rate, rate);
+    table.push_back({"(a) replicated rows/s, writer on node 1", Fmt("%.0f", rate), Fmt("%.0f raw", raw_rate),
+                     Fmt("%.3fx", rate / raw_rate), ">= 100000"});
+  }
+  if (FLAGS_spread) {
+    const int64_t first = next_id;
+    const int64_t per = FLAGS_rows / 3;
+    const auto start = Clock::now();
+    std::vector<std::thread> writers;
+    for (int i = 0; i < 3; ++i) {
+      writers.emplace_back([&, i] { InsertRows(dbs[i], first + i * per, per); });
+    }
+    for (std::thread& w : writers) w.join();
+    next_id += 3 * per;
+    auto end = WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+                            3 * per);
+    const double rate = end ? 3 * per / Seconds(*end - start) : 0;
+    fprintf(stderr, "(a) writers on every node: replicated %.0f rows/s\n", rate);
+    table.push_back({"(a) replicated rows/s, writers on all 3", Fmt("%.0f", rate), Fmt("%.0f raw", raw_rate),
+                     Fmt("%.3fx", rate / raw_rate), ">= 100000"});
+  }
+  table.push_back({"(c) app inserts/s with marmot (node 1)", Fmt("%.0f", app_rate), Fmt("%.0f raw", raw_rate),
+                   Fmt("%.3fx", app_rate / raw_rate), ">= 0.45x"});
+  table.push_back({"    raw SQLite + capture triggers only", Fmt("%.0f", cap_rate), Fmt("%.0f raw", raw_rate),
+                   Fmt("%.3fx", cap_rate / raw_rate), ""});
+
+  // (b) latency.
+  {
+    const int total = FLAGS_latency_seconds * FLAGS_latency_rate;
+    std::vector<Clock::time_point> written(total + 1);
+    std::vector<std::atomic<bool>> is_written(total + 1);
+    std::atomic<bool> writer_done{false};
+    std::mutex mu;
+    std::vector<double> latencies_ms;
+    auto poll = [&](const std::string& path) {
+      sqlite3* db = OpenDb(path);
+      sqlite3_stmt* q = nullptr;
+      CHECK_EQ(sqlite3_prepare_v2(db, "SELECT id FROM lat WHERE id >= ?", -1, &q, nullptr), SQLITE_OK);
+      std::vector<bool> seen(total + 1, false);
+      int64_t low = 1;
+      int seen_count = 0;
+      const auto deadline = Clock::now() + std::chrono::seconds(FLAGS_latency_seconds + 30);
+      std::vector<double> mine;
+      while (seen_count < total && Clock::now() < deadline) {
+        sqlite3_bind_int64(q, 1, low);
+        int rc;
+        std::vector<int64_t> ids;
+        while ((rc = sqlite3_step(q)) == SQLITE_ROW) ids.push_back(sqlite3_column_int64(q, 0));
+        sqlite3_reset(q);
+        const auto now = Clock::now();
+        for (int64_t id : ids) {
+          if (id < 1 || id > total || seen[id]) continue;
+          while (!is_written[id].load()) std::this_thread::yield();  // Commit time not yet stored.
+          seen[id] = true;
+          ++seen_count;
+          mine.push_back(std::chrono::duration<double, std::milli>(now - written[id]).count());
+        }
+        while (low <= total && seen[low]) ++low;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      sqlite3_finalize(q);
+      sqlite3_close(db);
+      std::lock_guard<std::mutex> lock(mu);
+      latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
+      if (seen_count < total) LOG(ERROR) << path << ": saw only " << seen_count << " of " << total;
+    };
+    std::thread p2(poll, dbs[1]), p3(poll, dbs[2]);
+    {
+      sqlite3* db = OpenDb(dbs[0]);
+      sqlite3_stmt* ins = nullptr;
+      CHECK_EQ(sqlite3_prepare_v2(db, "INSERT INTO lat (id, payload) VALUES (?, ?)", -1, &ins, nullptr), SQLITE_OK);
+      const auto start = Clock::now();
+      const auto period = std::chrono::nanoseconds(1000000000LL / FLAGS_latency_rate);
+      for (int id = 1; id <= total; ++id) {
+        std::this_thread::sleep_until(start + period * (id - 1));
+        std::string p = Payload(id);
+        sqlite3_bind_int64(ins, 1, id);
+        sqlite3_bind_text(ins, 2, p.data(), static_cast<int>(p.size()), SQLITE_TRANSIENT);
+        CHECK_EQ(sqlite3_step(ins), SQLITE_DONE) << sqlite3_errmsg(db);
+        sqlite3_reset(ins);
+        written[id] = Clock::now();
+        is_written[id].store(true);
+      }
+      const double achieved = total / Seconds(Clock::now() - start);
+      fprintf(stderr, "(b) wrote %d single-row transactions at %.0f/s\n", total, achieved);
+      sqlite3_finalize(ins);
+      sqlite3_close(db);
+    }
+    writer_done = true;
+    p2.join();
+    p3.join();
+    const double p50 = Percentile(latencies_ms, 0.50), p99 = Percentile(latencies_ms, 0.99),
+                 mx = Percentile(latencies_ms, 1.0);
+    fprintf(stderr, "(b) visible on nodes 2 and 3: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu samples)\n",
+            p50, p99, mx, latencies_ms.size());
+    table.push_back({"(b) latency p50 to nodes 2+3, ms", Fmt("%.2f", p50), "", "", "< 5"});
+    table.push_back({"(b) latency p99 to nodes 2+3, ms", Fmt("%.2f", p99), "", "", "< 20"});
+    table.push_back({"    latency max, ms", Fmt("%.2f", mx), "", "", ""});
+  }
+
+  // (d) catch-up: fill the cluster to --catchup_rows rows of t, then add a fourth node.
+  if (FLAGS_catchup_rows > 0) {
+    const int64_t have = next_id - 1;
+    if (have < FLAGS_catchup_rows) {
+      const int64_t more = FLAGS_catchup_rows - have;
+      const auto start = Clock::now();
+      InsertRows(dbs[0], next_id, more);
+      next_id += more;
+      auto end = WaitForCount(dbs, "SELECT count(*) FROM t", FLAGS_catchup_rows);
+      fprintf(stderr, "(d) filled the cluster to %lld rows in %.1f s\n",
+              static_cast<long long>(FLAGS_catchup_rows), end ? Seconds(*end - start) : -1.0);
+    }
+    const int64_t total = next_id - 1;
+    Node& joining = cluster.Add();
+    cluster.Start(joining, members, true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto start = Clock::now();
+    bool added = false;
+    for (int attempt = 0; attempt < 50 && !added; ++attempt) {
+      added = cluster.AddNode(cluster.nodes()[0], joining);
+      if (!added) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    CHECK(added) << "AddNode failed; see " << cluster.nodes()[0].log;
+    auto end = WaitForCount({joining.db}, "SELECT count(*) FROM t", total);
+    const double secs = end ? Seconds(*end - start) : -1;
+    fprintf(stderr, "(d) new node holds all %lld rows after %.1f s\n", static_cast<long long>(total), secs);
+    table.push_back({absl::StrCat("(d) catch-up of a new node, ", total, " rows, s"), Fmt("%.1f", secs),
+                     Fmt("%.0f rows/s", secs > 0 ? total / secs : 0), "", "< 15"});
+  }
+
+  printf("\nMarmot replication, 3 nodes on loopback, %d shards, %lld rows of ~100 B, %d-row txns\n",
+         FLAGS_shards, static_cast<long long>(FLAGS_rows), FLAGS_txn_rows);
+  printf("| %-44s | %12s | %16s | %8s | %10s |\n", "measure", "value", "baseline", "ratio", "target");
+  printf("|%s|%s|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(14, '-').c_str(),
+         std::string(18, '-').c_str(), std::string(10, '-').c_str(), std::string(12, '-').c_str());
+  for (const Row& r : table) {
+    printf("| %-44s | %12s | %16s | %8s | %10s |\n", r.what.c_str(), r.value.c_str(), r.baseline.c_str(),
+           r.ratio.c_str(), r.target.c_str());
+  }
+  fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace marmot::bench
+
+int main(int argc, char** argv) {
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  signal(SIGPIPE, SIG_IGN);
+  return marmot::bench::Run();
+}
