@@ -306,17 +306,19 @@ Figures Dqlite(const std::string& dir) {
   }
   if (!done) Stop(pids[0], SIGKILL);
   for (size_t i = 1; i < pids.size(); ++i) Stop(pids[i], SIGTERM);
-  // Result files: one latency in milliseconds per line, per worker and query type.
+  // Result files `<worker>-<query>-<time>` in `<dir>/<address>/results/`: a header (n, n_err,
+  // avg, max, min), then "<timestamp ns> <latency ms>" per operation.
   std::vector<double> lat;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(results)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string name = entry.path().filename().string();
-    if (name.find("write") == std::string::npos) continue;
+    if (!entry.is_regular_file() || entry.path().parent_path().filename() != "results") continue;
     std::ifstream in(entry.path());
     std::string line;
     while (std::getline(in, line)) {
-      double ms = 0;
-      if (absl::SimpleAtod(line, &ms)) lat.push_back(ms);
+      std::vector<std::string> parts = absl::StrSplit(line, ' ');
+      double ns = 0, ms = 0;
+      if (parts.size() == 2 && absl::SimpleAtod(parts[0], &ns) && absl::SimpleAtod(parts[1], &ms)) {
+        lat.push_back(ms);
+      }
     }
   }
   if (lat.empty()) {
