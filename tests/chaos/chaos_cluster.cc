@@ -19,6 +19,7 @@ ChaosCluster::ChaosCluster(ChaosClusterOptions options)
     : options_(std::move(options)),
       procs_(options_.nodes),
       paused_(options_.nodes, false),
+      disk_full_(options_.nodes, false),
       starts_(options_.nodes, 0) {
   std::filesystem::create_directories(options_.dir);
   for (int i = 0; i < options_.nodes; ++i) {
@@ -79,7 +80,11 @@ void ChaosCluster::StartNode(int id) {
   std::vector<std::string> argv = {
       "/bin/sh",
       "-c",
-      absl::StrCat("exec \"$0\" \"$@\" 2>'", log_path(id), "'"),
+      absl::StrCat(options_.disk_shim.empty()
+                       ? ""
+                       : absl::StrCat("LD_PRELOAD='", options_.disk_shim, "' MARMOT_CHAOS_DISK='",
+                                      options_.dir, "/disk-", id, "' "),
+                   "exec \"$0\" \"$@\" 2>'", log_path(id), "'"),
       options_.marmot_binary,
       absl::StrCat("-node-id=", id),
       absl::StrCat("-bind=127.0.0.1:", ports_[id - 1]),
@@ -139,8 +144,25 @@ void ChaosCluster::SetLink(int a, int b, LinkMode mode) {
   proxies_.at({a, b})->SetMode(mode);
 }
 
+void ChaosCluster::SlowDisk(int id, int ms) {
+  CHECK(has_disk_shim());
+  std::ofstream(absl::StrCat(options_.dir, "/disk-", id)) << ms;
+}
+
+void ChaosCluster::FullDisk(int id) {
+  CHECK(has_disk_shim());
+  std::ofstream(absl::StrCat(options_.dir, "/disk-", id)) << "full";
+  disk_full_[id - 1] = true;
+}
+
+void ChaosCluster::ClearDisk(int id) {
+  std::filesystem::remove(absl::StrCat(options_.dir, "/disk-", id));
+  disk_full_[id - 1] = false;
+}
+
 void ChaosCluster::HealAll() {
   for (auto& [pair, proxy] : proxies_) proxy->SetMode(LinkMode::kPass);
+  for (int id = 1; id <= nodes(); ++id) ClearDisk(id);
   for (int id = 1; id <= nodes(); ++id) {
     if (!IsRunning(id)) {
       StartNode(id);

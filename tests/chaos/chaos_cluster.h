@@ -28,6 +28,8 @@ struct ChaosClusterOptions {
   int shards = 4;
   // SQL run on every database before marmot first starts.
   std::string schema;
+  // tests/chaos/libchaos_disk.so, preloaded into every marmot for disk faults; empty: none.
+  std::string disk_shim;
 };
 
 class ChaosCluster {
@@ -55,7 +57,15 @@ class ChaosCluster {
   // Sets the link between nodes a and b (either order). For kStallForward / kStallBackward,
   // "forward" is from a to b.
   void SetLink(int a, int b, LinkMode mode);
-  // Every link back to kPass, every paused node resumed, every stopped node started.
+  // Disk faults through the shim: every sync of node `id` sleeps `ms` (slow disk), or fails with
+  // ENOSPC (full disk); ClearDisk ends either. Requires disk_shim.
+  void SlowDisk(int id, int ms);
+  void FullDisk(int id);
+  void ClearDisk(int id);
+  bool has_disk_shim() const { return !options_.disk_shim.empty(); }
+  bool IsDiskFull(int id) const { return disk_full_[id - 1]; }
+
+  // Every link back to kPass, every disk healthy, every paused node resumed, every stopped node started.
   void HealAll();
 
   int nodes() const { return options_.nodes; }
@@ -69,6 +79,7 @@ class ChaosCluster {
   std::map<std::pair<int, int>, std::unique_ptr<LinkProxy>> proxies_;
   std::vector<std::unique_ptr<testing::Subprocess>> procs_;
   std::vector<bool> paused_;
+  std::vector<bool> disk_full_;
   std::vector<int> starts_;
 };
 

@@ -18,7 +18,8 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
                         .dir = options.dir,
                         .nodes = options.nodes,
                         .shards = options.shards,
-                        .schema = kSchema});
+                        .schema = kSchema,
+                        .disk_shim = options.disk_shim});
   std::string header = absl::StrFormat(
       "chaos run: seed %d, %d nodes, %d shards, %d s of faults, %d writers per node, files in %s\n",
       options.seed, options.nodes, options.shards, options.fault_seconds,
@@ -75,6 +76,9 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
   }
 
   std::vector<std::string> counts;
+  if (injector.disk_full_exits() > 0) {
+    counts.push_back(absl::StrCat("node exits on a full disk ", injector.disk_full_exits()));
+  }
   for (const auto& [kind, n] : injector.counts()) counts.push_back(absl::StrCat(kind, " ", n));
   result.summary = absl::StrCat(
       header,

@@ -17,6 +17,7 @@ TEST(ChaosTest, ThreeNodesSurviveKillsPausesAndPartitionsAndAgree) {
   ChaosRunOptions options;
   options.marmot_binary = testing::MarmotBinary();
   options.dir = testing::NewTestDir("chaos");
+  options.disk_shim = std::string(std::getenv("TEST_SRCDIR")) + "/marmot/tests/chaos/libchaos_disk.so";
   // MARMOT_CHAOS_SEED replays another schedule through the same test.
   const char* seed = std::getenv("MARMOT_CHAOS_SEED");
   options.seed = seed != nullptr ? std::strtoull(seed, nullptr, 10) : 20261126;

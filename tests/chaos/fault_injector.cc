@@ -22,6 +22,13 @@ void FaultInjector::Event(const std::string& what) {
 int FaultInjector::RestartCrashed() {
   int n = 0;
   for (auto [id, code] : cluster_->ReapExited()) {
+    if (cluster_->IsDiskFull(id)) {
+      ++disk_full_exits_;
+      Event(absl::StrCat("node ", id, " exited with code ", code, " on a full disk (log ",
+                         cluster_->log_path(id), "); restarting it"));
+      cluster_->StartNode(id);
+      continue;
+    }
     ++crashes_;
     ++n;
     Event(absl::StrCat("CRASH node ", id, " exited by itself with code ", code, " (log ",
@@ -37,6 +44,8 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
   if (options_.kill) kinds.insert(kinds.end(), {{"kill", 6}, {"kill-all", 1}});
   if (options_.pause) kinds.push_back({"pause", 4});
   if (options_.partition) kinds.insert(kinds.end(), {{"isolate", 4}, {"one-way", 4}});
+  if (options_.slow_disk && cluster_->has_disk_shim()) kinds.push_back({"slow-disk", 3});
+  if (options_.disk_full && cluster_->has_disk_shim()) kinds.push_back({"disk-full", 2});
   if (kinds.empty()) return false;
   int total = 0;
   for (auto& [k, w] : kinds) total += w;
@@ -62,6 +71,18 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
       f->nodes.push_back(id);
     }
     Event("kill -9 every node");
+  } else if (f->kind == "slow-disk" || f->kind == "disk-full") {
+    if ((*busy)[a - 1]) return false;
+    (*busy)[a - 1] = true;
+    f->nodes = {a};
+    if (f->kind == "slow-disk") {
+      const int ms = Uniform(20, 200);
+      cluster_->SlowDisk(a, ms);
+      Event(absl::StrCat("slow disk on node ", a, ": every sync waits ", ms, " ms"));
+    } else {
+      cluster_->FullDisk(a);
+      Event(absl::StrCat("full disk on node ", a, ": every sync fails with ENOSPC"));
+    }
   } else if (f->kind == "kill" || f->kind == "pause" || f->kind == "isolate") {
     if (!free_node(a)) return false;
     (*busy)[a - 1] = true;
@@ -95,6 +116,9 @@ void FaultInjector::Heal(const Fault& f) {
       if (!cluster_->IsRunning(id)) cluster_->StartNode(id);
     }
     Event(absl::StrCat("restart ", f.kind == "kill" ? absl::StrCat("node ", f.nodes[0]) : "every node"));
+  } else if (f.kind == "slow-disk" || f.kind == "disk-full") {
+    cluster_->ClearDisk(f.nodes[0]);
+    Event(absl::StrCat("disk of node ", f.nodes[0], " healthy again"));
   } else if (f.kind == "pause") {
     if (cluster_->IsRunning(f.nodes[0])) cluster_->ResumeNode(f.nodes[0]);
     Event(absl::StrCat("SIGCONT node ", f.nodes[0]));

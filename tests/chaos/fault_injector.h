@@ -7,6 +7,9 @@
 //   pause      SIGSTOP one node, SIGCONT after the hold
 //   isolate    cut every link of one node (both directions)
 //   one-way    hold the traffic of one link in one direction
+//   slow-disk  every fsync/fdatasync of one node sleeps 20–200 ms (LD_PRELOAD shim)
+//   disk-full  every fsync/fdatasync of one node fails with ENOSPC (off by default); a node
+//              that exits meanwhile is restarted and counted apart from crashes
 // The choice of faults, nodes and durations comes from the seed alone; a replay with the same
 // seed injects the same sequence (wall-clock timing of the writers still varies). A node whose
 // process ends on its own is logged as a crash, counted, and restarted.
@@ -28,6 +31,8 @@ struct FaultOptions {
   bool kill = true;
   bool pause = true;
   bool partition = true;  // isolate and one-way
+  bool slow_disk = true;   // needs the cluster's disk shim
+  bool disk_full = false;  // needs the cluster's disk shim
   int min_hold_ms = 1000, max_hold_ms = 5000;
   int min_gap_ms = 500, max_gap_ms = 2500;
 };
@@ -44,6 +49,7 @@ class FaultInjector {
   const std::map<std::string, int>& counts() const { return counts_; }
   const std::vector<std::string>& events() const { return events_; }
   int crashes() const { return crashes_; }
+  int disk_full_exits() const { return disk_full_exits_; }
 
  private:
   struct Fault {
@@ -62,6 +68,7 @@ class FaultInjector {
   std::map<std::string, int> counts_;
   std::vector<std::string> events_;
   int crashes_ = 0;
+  int disk_full_exits_ = 0;
 };
 
 }  // namespace marmot::chaos
