@@ -1,5 +1,6 @@
 #include "replicator/change_applier.h"
 
+#include <limits>
 #include <map>
 #include <optional>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/value_codec.h"
+#include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
 namespace marmot::replicator {
@@ -249,6 +251,26 @@ absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
   return it->second.get();
 }
 
+absl::StatusOr<std::map<std::string, int64_t>> ChangeApplier::NewerLocalChanges(
+    const std::string& table, int64_t after_id) {
+  absl::StatusOr<sqlite::TableSchema> schema = sqlite::ReadTableSchema(db_, table);
+  if (!schema.ok()) return schema.status();
+  absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
+      sqlite::ReadChanges(db_, *schema, after_id, std::numeric_limits<int>::max());
+  if (!records.ok()) return records.status();
+  std::map<std::string, int64_t> newest;
+  auto note = [&](const std::vector<Value>& key, int64_t id) {
+    if (key.empty()) return;
+    int64_t& n = newest[EncodeRowIdentity(table, key)];
+    n = std::max(n, id);
+  };
+  for (const sqlite::ChangeRecord& r : *records) {
+    note(r.key, r.id);
+    note(r.old_key, r.id);
+  }
+  return newest;
+}
+
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
   absl::StatusOr<Statement*> stmt =
       Cached("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
@@ -325,12 +347,44 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
         Plan(t.table(), {t.columns().begin(), t.columns().end()},
              {t.key_columns().begin(), t.key_columns().end()});
     if (!plan.ok()) return plan.status();
+    // Own changes: which rows have a newer change still in the local log.
+    std::map<std::string, int64_t> newer_local;
+    std::vector<int> key_positions;
+    const bool own = local_node_ != 0 && batch.origin_node() == local_node_;
+    if (own && !t.changes().empty()) {
+      int64_t oldest = t.changes(0).change_id();
+      for (const Change& c : t.changes()) oldest = std::min(oldest, c.change_id());
+      absl::StatusOr<std::map<std::string, int64_t>> newer = NewerLocalChanges(t.table(), oldest);
+      if (newer.ok()) newer_local = *std::move(newer);  // No log (table gone): nothing to skip.
+      for (const std::string& k : t.key_columns()) {
+        for (int i = 0; i < t.columns_size(); ++i) {
+          if (t.columns(i) == k) key_positions.push_back(i);
+        }
+      }
+    }
     for (const Change& c : t.changes()) {
       if (c.change_id() <= last_id) {
         ++result.duplicates;
         continue;
       }
       newest = std::max(newest, c.change_id());
+      if (!newer_local.empty()) {
+        std::vector<Value> key;
+        if (c.op() == change::v1::OP_DELETE) {
+          key = FromWire(c.old_key());
+        } else if (t.key_columns().empty()) {
+          key.push_back(FromWire(c.rowid()));
+        } else {
+          for (int i : key_positions) {
+            if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
+          }
+        }
+        auto it = newer_local.find(EncodeRowIdentity(t.table(), key));
+        if (it != newer_local.end() && it->second > c.change_id()) {
+          ++result.superseded;
+          continue;
+        }
+      }
       absl::Status status = (*plan)->status;
       if (status.ok()) {
         status = ApplyChange(db_, run, (*plan)->writer, t, c);

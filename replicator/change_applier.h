@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <map>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,7 @@ struct ApplyResult {
   int64_t applied = 0;
   int64_t duplicates = 0;     // Skipped: applied before (re-proposal).
   int64_t dead_lettered = 0;
+  int64_t superseded = 0;     // Own changes skipped: a newer local change of the row is pending.
   bool stale_entry = false;   // The entry's index was already applied; nothing was done.
 };
 
@@ -65,6 +67,13 @@ class ChangeApplier {
   // below the shard's applied index is skipped (stale_entry). Errors only when the database
   // itself fails (busy beyond the timeout, disk full); the caller retries then.
   absl::StatusOr<ApplyResult> Apply(int shard, uint64_t index, const change::v1::ChangeBatch& batch);
+
+  // This node's id. A change that this node itself captured is skipped when the local change log
+  // still holds a newer change of the same row: that newer change comes later in the same shard's
+  // order, so the result is the same, but applying the older one first would show the
+  // application an older version of a row it wrote (and a partial update made then would copy
+  // it into a new change, losing the newer write). 0: never skip.
+  void set_local_node(uint64_t node_id) { local_node_ = node_id; }
 
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
@@ -95,6 +104,11 @@ class ChangeApplier {
 
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
   absl::Status SetAppliedIndex(int shard, uint64_t index);
+  // For each row identity (EncodeRowIdentity) touched by a change of `table`'s local change log
+  // with id > `after_id`, the newest such id.
+  absl::StatusOr<std::map<std::string, int64_t>> NewerLocalChanges(const std::string& table,
+                                                                   int64_t after_id);
+  uint64_t local_node_ = 0;
 
   // A statement prepared once and kept for the life of the connection, reset and ready to bind.
   absl::StatusOr<sqlite::Statement*> Cached(const std::string& sql);

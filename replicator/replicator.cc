@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   absl::StatusOr<std::unique_ptr<ChangeApplier>> applier = ChangeApplier::Open(config.db_path, router);
   if (!applier.ok()) return applier.status();
   r->applier_->applier = *std::move(applier);
+  r->applier_->applier->set_local_node(config.node_id);
 
   raft::host::NodeHostConfig host_config;
   host_config.node_id = config.node_id;
