@@ -18,7 +18,7 @@ DEFINE_int32(shards, 4, "shards");
 DEFINE_int32(writers_per_node, 2, "writer threads per node");
 DEFINE_int32(pause_ms, 20, "mean pause between a writer's transactions");
 DEFINE_int32(settle_seconds, 180, "time the cluster gets to agree after the faults stop");
-DEFINE_bool(partial_rekey, false, "key changes update the key alone (exposes a known bug, see TESTING.md)");
+DEFINE_bool(partial_rekey, false, "key changes update the key alone (the workload of the fixed own-change bug, see TESTING.md)");
 DEFINE_string(disk_shim, "", "libchaos_disk.so for disk faults (empty: no disk faults)");
 DEFINE_bool(slow_disk, true, "inject slow disks (needs --disk_shim)");
 DEFINE_bool(disk_full, false, "inject full disks: syncs fail with ENOSPC (needs --disk_shim)");
