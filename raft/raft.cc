@@ -101,6 +101,7 @@ Raft::Raft(const Config& c)
       pre_vote_(c.pre_vote),
       disable_proposal_forwarding_(c.disable_proposal_forwarding),
       heartbeat_timeout_(c.heartbeat_tick),
+      align_heartbeats_(c.align_heartbeats),
       election_timeout_(c.election_tick),
       max_msg_size_(c.max_size_per_msg),
       max_uncommitted_size_(c.max_uncommitted_entries_size == 0 ? UINT64_MAX
@@ -1090,6 +1091,7 @@ v1::ConfState Raft::ApplyConfChange(const ConfChange& cc) {
 // Time.
 
 void Raft::Tick() {
+  ++ticks_;
   if (state_ == StateType::kLeader) {
     TickHeartbeat();
   } else {
@@ -1123,7 +1125,10 @@ void Raft::TickHeartbeat() {
     if (state_ == StateType::kLeader && lead_transferee_ != kNone) AbortLeaderTransfer();
   }
   if (state_ != StateType::kLeader) return;
-  if (heartbeat_elapsed_ >= heartbeat_timeout_) {
+  const bool due = align_heartbeats_
+                       ? ticks_ % static_cast<uint64_t>(heartbeat_timeout_) == 0
+                       : heartbeat_elapsed_ >= heartbeat_timeout_;
+  if (due) {
     heartbeat_elapsed_ = 0;
     Message m;
     m.set_from(id_);

@@ -82,8 +82,9 @@ class GrpcTransport::Peer {
               << " full, dropping a message of shard " << m.shard();
       return;
     }
+    // Only an empty queue can have its thread waiting; it takes everything queued meanwhile.
+    if (q.empty()) (&q == &snaps_ ? snap_cv_ : msg_cv_).notify_one();
     q.push_back(std::move(m));
-    cv_.notify_all();
   }
 
   void SetAddress(const std::string& address) {
@@ -112,6 +113,8 @@ class GrpcTransport::Peer {
       if (conn_ctx_ != nullptr) conn_ctx_->TryCancel();
       if (snap_ctx_ != nullptr) snap_ctx_->TryCancel();
       cv_.notify_all();
+      msg_cv_.notify_all();
+      snap_cv_.notify_all();
     }
     if (conn_thread_.joinable()) conn_thread_.join();
     msg_thread_.join();
@@ -199,7 +202,7 @@ class GrpcTransport::Peer {
       std::shared_ptr<Link> link;
       {
         std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return stopping_ || !msgs_.empty(); });
+        msg_cv_.wait(l, [this] { return stopping_ || !msgs_.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
         link = link_;
@@ -247,7 +250,7 @@ class GrpcTransport::Peer {
       v1::Message m;
       {
         std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return stopping_ || !snaps_.empty(); });
+        snap_cv_.wait(l, [this] { return stopping_ || !snaps_.empty(); });
         if (stopping_) break;
         m = std::move(snaps_.front());
         snaps_.pop_front();
@@ -313,7 +316,9 @@ class GrpcTransport::Peer {
   const bool dial_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // stopping (for backoff sleeps)
+  std::condition_variable msg_cv_;   // msgs_ became non-empty
+  std::condition_variable snap_cv_;  // snaps_ became non-empty
   bool stopping_ = false;
   std::string address_;
   std::shared_ptr<tv1::RaftTransport::Stub> stub_;

@@ -285,6 +285,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
   for (int w = 0; w < nworkers; ++w) workers_.push_back(std::make_unique<ApplyWorker>(this));
   pending_.resize(config_.shards);
+  proposals_.resize(config_.shards);
   info_.resize(config_.shards);
   for (int s = 0; s < config_.shards; ++s) {
     auto shard = std::make_unique<Shard>();
@@ -326,6 +327,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     c.shard = s;
     c.election_tick = config_.election_ticks;
     c.heartbeat_tick = config_.heartbeat_ticks;
+    c.align_heartbeats = true;  // one batch of heartbeats per peer per interval
     c.storage = shard->log;
     c.applied = applied;
     c.random_seed = (me << 32) ^ (static_cast<uint64_t>(s) * 0x9e3779b97f4a7c15ull);
@@ -428,16 +430,24 @@ void NodeHost::RunLoop() {
   for (;;) {
     std::vector<v1::Message> in;
     std::vector<std::function<void()>> tasks;
+    std::vector<std::pair<uint64_t, ProposalQueue>> proposals;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_until(l, absl::ToChronoTime(next_tick),
-                     [this] { return stopping_ || !incoming_.empty() || !tasks_.empty(); });
+      cv_.wait_until(l, absl::ToChronoTime(next_tick), [this] {
+        return stopping_ || !incoming_.empty() || !tasks_.empty() || !proposal_shards_.empty();
+      });
       if (stopping_) break;
       in.swap(incoming_);
       tasks.swap(tasks_);
+      for (uint64_t shard : proposal_shards_) {
+        proposals.emplace_back(shard, std::move(proposals_[shard]));
+        proposals_[shard] = ProposalQueue();
+      }
+      proposal_shards_.clear();
     }
     for (auto& m : in) StepIncoming(std::move(m));
     for (auto& t : tasks) t();
+    for (auto& [shard, q] : proposals) ProposeQueued(shard, std::move(q));
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       for (auto& s : shards_) s->raw->Tick();
@@ -599,14 +609,36 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
     std::lock_guard<std::mutex> l(mu_);
     if (!stopping_) {
       posted = true;
-      tasks_.push_back([this, shard, id, p = std::move(payload)]() mutable {
-        auto s = shards_[shard]->raw->Propose(std::move(p));
-        if (!s.ok()) Resolve(shard, id, s, 0);
-      });
+      ProposalQueue& q = proposals_[shard];
+      if (q.ids.empty()) proposal_shards_.push_back(shard);
+      q.ids.push_back(id);
+      q.payloads.push_back(std::move(payload));
       cv_.notify_one();
     }
   }
   if (!posted) Resolve(shard, id, absl::CancelledError("node host stopped"), 0);
+}
+
+void NodeHost::ProposeQueued(uint64_t shard, ProposalQueue q) {
+  // One message, one append and one broadcast per chunk; a chunk is bounded so that a burst
+  // stays within the core's uncommitted-bytes limit instead of being refused whole.
+  constexpr size_t kMaxChunkEntries = 4096;
+  constexpr size_t kMaxChunkBytes = 4 << 20;
+  size_t begin = 0;
+  while (begin < q.ids.size()) {
+    size_t end = begin, bytes = 0;
+    std::vector<std::string> chunk;
+    while (end < q.ids.size() && end - begin < kMaxChunkEntries && bytes < kMaxChunkBytes) {
+      bytes += q.payloads[end].size();
+      chunk.push_back(std::move(q.payloads[end]));
+      ++end;
+    }
+    auto s = shards_[shard]->raw->ProposeBatch(std::move(chunk));
+    if (!s.ok()) {
+      for (size_t i = begin; i < end; ++i) Resolve(shard, q.ids[i], s, 0);
+    }
+    begin = end;
+  }
 }
 
 absl::StatusOr<uint64_t> NodeHost::ProposeAndWait(uint64_t shard, std::string data) {

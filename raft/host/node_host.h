@@ -65,11 +65,13 @@ struct NodeHostConfig {
   std::map<uint64_t, std::string> peers;
   bool join = false;
 
-  // Heartbeats every 100 ms, elections after 0.5-1 s of silence (randomized). Tests use
-  // faster settings; a loaded machine needs slack here or leaders churn.
-  absl::Duration tick_interval = absl::Milliseconds(20);
-  int election_ticks = 25;
-  int heartbeat_ticks = 5;
+  // Heartbeats every 100 ms, elections after 0.5-1 s of silence (randomized). Messages and
+  // proposals are handled as they arrive, not per tick: the tick only drives timers, so a
+  // coarse one costs no latency and keeps an idle node's wakeups few. Tests use faster
+  // settings; a loaded machine needs slack here or leaders churn.
+  absl::Duration tick_interval = absl::Milliseconds(50);
+  int election_ticks = 10;
+  int heartbeat_ticks = 2;
   // A shard takes a snapshot after this many applied entries (0: never), then compacts its
   // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
   uint64_t snapshot_entries = 10000;
@@ -153,6 +155,11 @@ class NodeHost : private MessageHandler {
     ProposalCallback done;
     absl::Time deadline;
   };
+  // Proposals of one shard waiting for the Raft loop (payloads with their header).
+  struct ProposalQueue {
+    std::vector<uint64_t> ids;
+    std::vector<std::string> payloads;
+  };
 
   explicit NodeHost(NodeHostConfig config);
   absl::Status Init(StateMachineFactory factory);
@@ -167,6 +174,8 @@ class NodeHost : private MessageHandler {
   void RunLoop();
   void StepIncoming(v1::Message m);
   void HandleReadies();
+  // Proposes a shard's queued proposals as a few batches; resolves the refused ones.
+  void ProposeQueued(uint64_t shard, ProposalQueue q);
   void ExpireProposals(absl::Time now);
   // Apply worker callbacks.
   void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
@@ -187,6 +196,9 @@ class NodeHost : private MessageHandler {
   bool stopping_ = false;
   std::vector<v1::Message> incoming_;
   std::vector<std::function<void()>> tasks_;
+  // Proposals by shard, and the shards that have some, in arrival order.
+  std::vector<ProposalQueue> proposals_;
+  std::vector<uint64_t> proposal_shards_;
   std::thread loop_;
   bool stopped_ = false;
 

@@ -1,52 +1,209 @@
-// host_bench: proposals/s and commit latency of 3 NodeHosts in one process over loopback gRPC.
+// host_bench: the multi-Raft host measured as it runs, 3 node processes on loopback.
 //
-// Every proposal goes to the current leader of its shard (round robin over shards; with
-// --via=any to each node in turn, followers forwarding to the leader); the
-// latency is from Propose() to its callback, i.e. committed by a quorum (fsynced there) and
-// applied on the leader. `--concurrency` proposals are kept in flight.
+// The driver (this program without --node) starts itself three times as `--node=1..3`; each
+// node process runs one NodeHost (16 shards, RocksDB log with fsync, real gRPC transport) with a
+// state machine that only counts. The driver then measures, for every node process:
 //
-//   bazel run -c opt //tools/bench:host_bench -- --seconds=10 --concurrency=256
-#include <sys/socket.h>
+//   idle:  CPU use and peak RSS of the cluster doing nothing but heartbeats;
+//   load:  for each payload size, every node proposes to every shard (round robin, followers
+//          forwarding to the leader) with --concurrency proposals in flight. Printed: committed
+//          proposals/s across the cluster, p50/p99 commit latency (Propose() to the callback on
+//          the proposing node: committed by a quorum and applied there), fsyncs per committed
+//          entry, CPU seconds and peak RSS per node.
+//
+//   bazel run -c opt //tools/bench:host_bench -- --seconds=10
+//   (tools/dev bench-host does the same.)
+//
+// Driver and nodes talk over the nodes' stdin/stdout, one line per command:
+//   node -> driver  "ready"                      every shard has a leader this node knows
+//   driver -> node  "load <payload> <seconds>"   propose for that long, then
+//   node -> driver  "done <ok> <failed> <fsyncs> <applied> <latency file>"
+//   driver -> node  "quit"                       stop the host and exit 0
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "raft/host/node_host.h"
 
 DEFINE_int32(shards, 16, "shards per node");
-DEFINE_int32(concurrency, 256, "proposals in flight");
-DEFINE_int32(seconds, 10, "measured duration");
-DEFINE_int32(payload, 64, "payload bytes");
-DEFINE_string(via, "leader", "propose through the shard's leader, or 'any' node (followers forward)");
+DEFINE_int32(concurrency, 1024, "proposals in flight per node");
+DEFINE_int32(seconds, 10, "measured duration of each load phase");
+DEFINE_int32(idle_seconds, 10, "measured duration of the idle phase (0: skip)");
+DEFINE_string(payloads, "64,1024", "payload sizes in bytes, one load phase each");
 DEFINE_string(dir, "/tmp/marmot-host-bench", "raft folders (wiped before and after)");
+// Set by the driver for the processes it starts.
+DEFINE_int32(node, 0, "internal: run as node N of the cluster");
+DEFINE_string(peers, "", "internal: id=host:port,... of the cluster");
 
 namespace marmot::raft::host {
 namespace {
 
+// ---------------------------------------------------------------------------------------------
+// Node process.
+
 class CountingStateMachine : public StateMachine {
  public:
+  explicit CountingStateMachine(std::atomic<uint64_t>* applied) : applied_(applied) {}
   uint64_t Open() override { return 0; }
-  void Apply(const std::vector<AppliedEntry>& entries) override { applied_ += entries.size(); }
-  absl::StatusOr<std::string> SaveSnapshot() override { return std::to_string(applied_); }
+  void Apply(const std::vector<AppliedEntry>& entries) override {
+    applied_->fetch_add(entries.size(), std::memory_order_relaxed);
+  }
+  absl::StatusOr<std::string> SaveSnapshot() override { return std::string("count"); }
   absl::Status RecoverFromSnapshot(uint64_t, const std::string&) override {
     return absl::OkStatus();
   }
 
  private:
-  uint64_t applied_ = 0;
+  std::atomic<uint64_t>* applied_;
 };
+
+class FsyncCounter : public HostObserver {
+ public:
+  void OnLogWrite(absl::Duration, bool synced) override {
+    if (synced) fsyncs.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::atomic<uint64_t> fsyncs{0};
+};
+
+std::map<uint64_t, std::string> ParsePeers(const std::string& s) {
+  std::map<uint64_t, std::string> peers;
+  for (absl::string_view item : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    uint64_t id = 0;
+    CHECK(kv.size() == 2 && absl::SimpleAtoi(kv[0], &id)) << "bad --peers item " << item;
+    peers[id] = kv[1];
+  }
+  return peers;
+}
+
+// Proposes to every shard in turn for `seconds`, `concurrency` in flight; writes the latencies
+// (microseconds, one double each) to `latency_file`.
+std::string RunLoad(NodeHost& host, int payload_bytes, int seconds, const std::string& latency_file,
+                    FsyncCounter& fsyncs, std::atomic<uint64_t>& applied) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int inflight = 0;
+  uint64_t ok = 0, failed = 0;
+  std::map<std::string, uint64_t> failures;
+  std::vector<double> latencies_us;
+  latencies_us.reserve(1 << 22);
+  const std::string payload(payload_bytes, 'x');
+  const uint64_t fsyncs0 = fsyncs.fsyncs.load();
+  const uint64_t applied0 = applied.load();
+  const absl::Time end = absl::Now() + absl::Seconds(seconds);
+  // Refilled in bursts: the generator sleeps until a quarter of the window completed, so it
+  // is not woken once per completed proposal.
+  const int refill_at = FLAGS_concurrency - std::max(1, FLAGS_concurrency / 4);
+  bool waiting = false;
+  uint64_t n = 0;
+  while (absl::Now() < end) {
+    int room;
+    {
+      std::unique_lock<std::mutex> l(mu);
+      waiting = true;
+      cv.wait(l, [&] { return inflight <= refill_at; });
+      waiting = false;
+      room = FLAGS_concurrency - inflight;
+      inflight = FLAGS_concurrency;
+    }
+    for (int i = 0; i < room; ++i) {
+      const absl::Time t0 = absl::Now();
+      host.Propose(n++ % host.shards(), payload, [&, t0](absl::Status st, uint64_t) {
+        const double us = absl::ToDoubleMicroseconds(absl::Now() - t0);
+        std::lock_guard<std::mutex> l(mu);
+        if (st.ok()) {
+          ++ok;
+          latencies_us.push_back(us);
+        } else {
+          ++failed;
+          ++failures[std::string(st.message())];
+        }
+        if (--inflight == refill_at && waiting) cv.notify_one();
+        if (inflight == 0) cv.notify_one();
+      });
+    }
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return inflight == 0; });
+  }
+  for (const auto& [why, count] : failures) {
+    LOG(WARNING) << "node " << host.node_id() << ": " << count << " proposals failed: " << why;
+  }
+  std::ofstream out(latency_file, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(latencies_us.data()),
+            static_cast<std::streamsize>(latencies_us.size() * sizeof(double)));
+  return absl::StrCat("done ", ok, " ", failed, " ", fsyncs.fsyncs.load() - fsyncs0, " ",
+                      applied.load() - applied0, " ", latency_file);
+}
+
+int RunNode() {
+  const uint64_t me = FLAGS_node;
+  std::map<uint64_t, std::string> peers = ParsePeers(FLAGS_peers);
+  CHECK(peers.count(me)) << "--peers lacks node " << me;
+  std::atomic<uint64_t> applied{0};
+  FsyncCounter fsyncs;
+  NodeHostConfig c;
+  c.node_id = me;
+  c.bind_address = peers[me];
+  c.raft_path = absl::StrCat(FLAGS_dir, "/node-", me);
+  c.shards = FLAGS_shards;
+  c.peers = peers;
+  c.observer = &fsyncs;
+  auto host = NodeHost::Start(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
+  CHECK(host.ok()) << host.status();
+  // Ready when every shard has a leader this node knows (else proposals are dropped).
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  for (int s = 0; s < FLAGS_shards; ++s) {
+    while ((*host)->GetShardInfo(s).leader == 0) {
+      CHECK(absl::Now() < deadline) << "node " << me << ": no leader for shard " << s;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  std::cout << "ready" << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (words.empty()) continue;
+    if (words[0] == "quit") break;
+    int payload = 0, seconds = 0;
+    CHECK(words[0] == "load" && words.size() == 3 && absl::SimpleAtoi(words[1], &payload) &&
+          absl::SimpleAtoi(words[2], &seconds))
+        << "bad command: " << line;
+    std::cout << RunLoad(**host, payload, seconds,
+                         absl::StrCat(FLAGS_dir, "/latencies-", me, "-", payload), fsyncs, applied)
+              << std::endl;
+  }
+  (*host)->Stop();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver.
 
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -60,92 +217,177 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-int Run() {
-  std::filesystem::remove_all(FLAGS_dir);
-  std::map<uint64_t, std::string> peers;
-  for (uint64_t id = 1; id <= 3; ++id) peers[id] = absl::StrCat("127.0.0.1:", FreePort());
-  std::map<uint64_t, std::unique_ptr<NodeHost>> hosts;
-  for (uint64_t id = 1; id <= 3; ++id) {
-    NodeHostConfig c;
-    c.node_id = id;
-    c.bind_address = peers[id];
-    c.raft_path = absl::StrCat(FLAGS_dir, "/node-", id);
-    c.shards = FLAGS_shards;
-    c.peers = peers;
-    auto h = NodeHost::Start(c, [](uint64_t) { return std::make_unique<CountingStateMachine>(); });
-    CHECK(h.ok()) << h.status();
-    hosts[id] = std::move(*h);
-  }
-  // Wait for every shard's leader.
-  std::vector<uint64_t> leader(FLAGS_shards, 0);
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  for (int s = 0; s < FLAGS_shards; ++s) {
-    while (absl::Now() < deadline) {
-      for (auto& [id, h] : hosts) {
-        if (h->GetShardInfo(s).is_leader) leader[s] = id;
-      }
-      // Every node must know it, or followers drop forwarded proposals ("no leader").
-      bool known = leader[s] != 0;
-      for (auto& [id, h] : hosts) known = known && h->GetShardInfo(s).leader == leader[s];
-      if (known) break;
-      absl::SleepFor(absl::Milliseconds(10));
+// One node process with pipes to its stdin and stdout.
+class NodeProcess {
+ public:
+  NodeProcess(uint64_t id, const std::string& peers) : id_(id) {
+    int in[2], out[2];
+    PCHECK(pipe(in) == 0 && pipe(out) == 0);
+    pid_ = fork();
+    PCHECK(pid_ >= 0);
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      close(in[1]);
+      close(out[0]);
+      std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+      std::vector<std::string> args = {self,
+                                       absl::StrCat("--node=", id),
+                                       absl::StrCat("--peers=", peers),
+                                       absl::StrCat("--shards=", FLAGS_shards),
+                                       absl::StrCat("--concurrency=", FLAGS_concurrency),
+                                       absl::StrCat("--dir=", FLAGS_dir)};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(self.c_str(), argv.data());
+      _exit(127);
     }
-    CHECK_NE(leader[s], 0u) << "no leader for shard " << s;
+    close(in[0]);
+    close(out[1]);
+    to_ = fdopen(in[1], "w");
+    from_ = fdopen(out[0], "r");
+  }
+  ~NodeProcess() {
+    if (to_ != nullptr) fclose(to_);
+    if (from_ != nullptr) fclose(from_);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
   }
 
-  std::mutex mu;
-  std::condition_variable cv;
-  int inflight = 0;
-  uint64_t ok = 0, failed = 0;
-  std::map<std::string, uint64_t> failures;
-  std::vector<double> latencies_us;
-  latencies_us.reserve(1 << 20);
-  const std::string payload(FLAGS_payload, 'x');
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + absl::Seconds(FLAGS_seconds);
-  uint64_t n = 0;
-  while (absl::Now() < end) {
-    {
-      std::unique_lock<std::mutex> l(mu);
-      cv.wait(l, [&] { return inflight < FLAGS_concurrency; });
-      ++inflight;
+  void Send(const std::string& line) {
+    fprintf(to_, "%s\n", line.c_str());
+    fflush(to_);
+  }
+  std::string Receive() {
+    char buf[4096];
+    CHECK(fgets(buf, sizeof(buf), from_) != nullptr) << "node " << id_ << " went away";
+    std::string s(buf);
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+  // Waits for a clean exit after "quit".
+  void Quit() {
+    Send("quit");
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "node " << id_ << " exited badly";
+    pid_ = -1;
+  }
+
+  // User + system CPU seconds so far.
+  double CpuSeconds() const {
+    std::ifstream f(absl::StrCat("/proc/", pid_, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ');
+    return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
+  }
+  // Peak and current resident set size, MiB.
+  std::pair<double, double> RssMiB() const {
+    std::ifstream f(absl::StrCat("/proc/", pid_, "/status"));
+    std::string line;
+    double peak = 0, now = 0;
+    while (std::getline(f, line)) {
+      if (line.rfind("VmHWM:", 0) == 0) peak = std::stod(line.substr(6)) / 1024;
+      if (line.rfind("VmRSS:", 0) == 0) now = std::stod(line.substr(6)) / 1024;
     }
-    const int s = n++ % FLAGS_shards;
-    const absl::Time t0 = absl::Now();
-    const uint64_t via = FLAGS_via == "any" ? 1 + (n / FLAGS_shards) % 3 : leader[s];
-    hosts[via]->Propose(s, payload, [&, t0](absl::Status st, uint64_t) {
-      const double us = absl::ToDoubleMicroseconds(absl::Now() - t0);
-      std::lock_guard<std::mutex> l(mu);
-      if (st.ok()) {
-        ++ok;
-        latencies_us.push_back(us);
-      } else {
-        ++failed;
-        ++failures[std::string(st.message())];
-      }
-      --inflight;
-      cv.notify_one();
-    });
+    return {peak, now};
   }
-  {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return inflight == 0; });
+  uint64_t id() const { return id_; }
+
+ private:
+  uint64_t id_;
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
+
+std::vector<double> ReadLatencies(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<double> v(data.size() / sizeof(double));
+  memcpy(v.data(), data.data(), v.size() * sizeof(double));
+  return v;
+}
+
+int RunDriver() {
+  std::filesystem::remove_all(FLAGS_dir);
+  std::filesystem::create_directories(FLAGS_dir);
+  std::string peers;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    absl::StrAppend(&peers, id == 1 ? "" : ",", id, "=127.0.0.1:", FreePort());
   }
-  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::sort(latencies_us.begin(), latencies_us.end());
-  auto pct = [&](double p) {
-    return latencies_us.empty() ? 0.0 : latencies_us[static_cast<size_t>(p * (latencies_us.size() - 1))];
-  };
-  printf("host_bench: 3 NodeHosts, %d shards, %d-byte payloads, %d in flight, via %s, %.1f s\n",
-         FLAGS_shards, FLAGS_payload, FLAGS_concurrency, FLAGS_via.c_str(), secs);
-  printf("  committed %llu proposals (%llu failed): %.0f proposals/s\n",
-         static_cast<unsigned long long>(ok), static_cast<unsigned long long>(failed), ok / secs);
-  for (const auto& [code, count] : failures) {
-    printf("  failed with %s: %llu\n", code.c_str(), static_cast<unsigned long long>(count));
+  std::vector<std::unique_ptr<NodeProcess>> nodes;
+  for (uint64_t id = 1; id <= 3; ++id) nodes.push_back(std::make_unique<NodeProcess>(id, peers));
+  for (auto& n : nodes) CHECK_EQ(n->Receive(), "ready");
+  printf("host_bench: 3 node processes on loopback, %d shards each, RocksDB log with fsync, %d "
+         "proposals in flight per node\n",
+         FLAGS_shards, FLAGS_concurrency);
+
+  if (FLAGS_idle_seconds > 0) {
+    absl::SleepFor(absl::Seconds(2));  // let elections and the first snapshots settle
+    std::vector<double> cpu0;
+    for (auto& n : nodes) cpu0.push_back(n->CpuSeconds());
+    absl::SleepFor(absl::Seconds(FLAGS_idle_seconds));
+    printf("\nidle for %d s (target: under 1%% CPU and 64 MiB RSS per node)\n", FLAGS_idle_seconds);
+    printf("  %-6s %10s %10s\n", "node", "CPU %", "RSS MiB");
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const double cpu = (nodes[i]->CpuSeconds() - cpu0[i]) / FLAGS_idle_seconds * 100;
+      printf("  %-6llu %10.2f %10.1f\n", static_cast<unsigned long long>(nodes[i]->id()), cpu,
+             nodes[i]->RssMiB().second);
+    }
   }
-  printf("  commit latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", pct(0.5) / 1000,
-         pct(0.99) / 1000, pct(1.0) / 1000);
-  for (auto& [id, h] : hosts) h->Stop();
+
+  for (absl::string_view p : absl::StrSplit(FLAGS_payloads, ',', absl::SkipEmpty())) {
+    int payload = 0;
+    CHECK(absl::SimpleAtoi(p, &payload)) << "bad --payloads";
+    std::vector<double> cpu0;
+    for (auto& n : nodes) cpu0.push_back(n->CpuSeconds());
+    const absl::Time start = absl::Now();
+    for (auto& n : nodes) n->Send(absl::StrCat("load ", payload, " ", FLAGS_seconds));
+    uint64_t ok = 0, failed = 0, fsyncs = 0;
+    std::vector<double> latencies;
+    struct PerNode {
+      uint64_t ok, fsyncs, applied;
+      double cpu, peak_rss;
+    };
+    std::vector<PerNode> per_node;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      std::vector<std::string> w = absl::StrSplit(nodes[i]->Receive(), ' ');
+      CHECK(w.size() == 6 && w[0] == "done") << "unexpected answer from node " << nodes[i]->id();
+      PerNode pn{std::stoull(w[1]), std::stoull(w[3]), std::stoull(w[4]),
+                 nodes[i]->CpuSeconds() - cpu0[i], nodes[i]->RssMiB().first};
+      ok += pn.ok;
+      failed += std::stoull(w[2]);
+      fsyncs += pn.fsyncs;
+      per_node.push_back(pn);
+      std::vector<double> l = ReadLatencies(w[5]);
+      latencies.insert(latencies.end(), l.begin(), l.end());
+    }
+    const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    std::sort(latencies.begin(), latencies.end());
+    auto pct = [&](double q) {
+      return latencies.empty() ? 0.0 : latencies[static_cast<size_t>(q * (latencies.size() - 1))] / 1000;
+    };
+    printf("\n%d-byte payloads, %.1f s (target for 64 B: 200,000 proposals/s)\n", payload, secs);
+    printf("  committed %llu proposals/s (%llu failed), commit latency p50 %.2f ms p99 %.2f ms\n",
+           static_cast<unsigned long long>(ok / secs), static_cast<unsigned long long>(failed),
+           pct(0.5), pct(0.99));
+    printf("  %-6s %12s %12s %14s %10s %12s\n", "node", "proposed/s", "applied/s", "fsyncs/entry",
+           "CPU s", "peak RSS MiB");
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const PerNode& pn = per_node[i];
+      printf("  %-6llu %12.0f %12.0f %14.4f %10.2f %12.1f\n",
+             static_cast<unsigned long long>(nodes[i]->id()), pn.ok / secs, pn.applied / secs,
+             pn.applied == 0 ? 0.0 : static_cast<double>(pn.fsyncs) / pn.applied, pn.cpu,
+             pn.peak_rss);
+    }
+  }
+  for (auto& n : nodes) n->Quit();
   std::filesystem::remove_all(FLAGS_dir);
   return 0;
 }
@@ -157,5 +399,6 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_minloglevel = 1;
-  return marmot::raft::host::Run();
+  signal(SIGPIPE, SIG_IGN);
+  return FLAGS_node > 0 ? marmot::raft::host::RunNode() : marmot::raft::host::RunDriver();
 }
