@@ -142,6 +142,7 @@ class NodeHost::ApplyWorker {
     }
     // Entries at or below what is applied were covered by a snapshot.
     std::vector<AppliedEntry> todo;
+    todo.reserve(t.entries.size());
     for (auto& e : t.entries) {
       if (e.index <= st.applied) continue;
       CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
@@ -523,6 +524,7 @@ void NodeHost::HandleReadies() {
   for (auto& [shard, rd] : readies) {
     ApplyTask task;
     task.shard = shard->id;
+    task.entries.reserve(rd.committed_entries.size());
     uint64_t snap_index = 0;
     if (rd.snapshot) {
       snap_index = rd.snapshot->metadata().index();

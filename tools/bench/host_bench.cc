@@ -50,7 +50,7 @@
 #include "raft/host/node_host.h"
 
 DEFINE_int32(shards, 16, "shards per node");
-DEFINE_int32(concurrency, 1024, "proposals in flight per node");
+DEFINE_int32(concurrency, 4096, "proposals in flight per node");
 DEFINE_int32(seconds, 10, "measured duration of each load phase");
 DEFINE_int32(idle_seconds, 10, "measured duration of the idle phase (0: skip)");
 DEFINE_string(payloads, "64,1024", "payload sizes in bytes, one load phase each");
