@@ -40,8 +40,9 @@
 // check costs nothing. Dead letters written by versions of marmot before this rule did not hold
 // their rows back: retrying such an old one can bring back an older version of its row.
 //
-// RetryDeadLetters() applies dead letters again, in id order (ids are handed out in apply
-// order), in one transaction; see there. Dedupe is unaffected: a dead-lettered change counted as
+// RetryDeadLetters() applies dead letters again, in id order, in one transaction; see there. Ids
+// are rowids handed out in apply order: a new dead letter's id is above every existing one (an
+// id freed at the top may be handed out again, so an operator's id names what is there now). Dedupe is unaffected: a dead-lettered change counted as
 // applied for dedupe when it was dead-lettered (its id was recorded in `__marmot__applied` in the
 // same transaction), so a re-proposal of it is skipped whether or not it was retried since, and
 // a retry does not touch the dedupe state or the applied index.
@@ -51,7 +52,9 @@
 // them. The shard's dead letters recorded at or below that index are therefore superseded: they
 // are deleted in the install's transaction (and logged with their number); retrying them later
 // would write older versions over the snapshot's rows. Dead letters of other shards, and of
-// later entries, stay.
+// later entries, stay. The other way round is not covered: a snapshot this node makes holds its
+// rows as they are, without the changes it holds as dead letters, and its dedupe state counts
+// those as applied, so a node installing it has the same gap (and no dead letters for it).
 //
 // Cost. Statements are prepared once per connection and kept; each table's plan (its local
 // schema, checked against the change's) is kept until the database's schema_version changes.
