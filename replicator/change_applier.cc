@@ -247,6 +247,7 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
   if (absl::Status s = applier->LoadDeadLetters(); !s.ok()) return s;
+  applier->dead_letters_unsynced_ = false;
   if (!applier->dead_letters_.empty()) {
     LOG(WARNING) << applier->dead_letters_.size()
                  << " dead letter(s) on this node: later changes of their rows queue behind them "
@@ -485,7 +486,9 @@ absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() {
 }
 
 absl::Status ChangeApplier::LoadDeadLetters() {
-  dead_letters_.Clear();
+  // Until a load succeeds, the index is not to be trusted: the next transaction loads again.
+  dead_letters_unsynced_ = true;
+  DeadLetterIndex loaded;
   absl::StatusOr<Statement> scan = db_.Prepare(
       "SELECT id, shard, raft_index, origin, tbl, change FROM \"__marmot__dead_letters\"");
   if (!scan.ok()) return scan.status();
@@ -516,15 +519,16 @@ absl::Status ChangeApplier::LoadDeadLetters() {
         }
       }
     }
-    dead_letters_.Add(id, std::move(entry));
+    loaded.Add(id, std::move(entry));
   }
+  dead_letters_ = std::move(loaded);
   return absl::OkStatus();
 }
 
 absl::Status ChangeApplier::SyncDeadLetters() {
   if (!dead_letters_unsynced_) return absl::OkStatus();
   if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;
+  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
   return absl::OkStatus();
 }
 
@@ -570,7 +574,6 @@ absl::StatusOr<std::optional<int64_t>> ChangeApplier::BlockingDeadLetter(
   LOG(WARNING) << "dead letter " << *blocker
                << " is gone from the table (deleted by hand?); reading the dead letters again";
   if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = true;
   return dead_letters_.Blocker(shard, table, rows, whole_table, before);
 }
 
@@ -580,7 +583,7 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   if (!txn.ok()) return txn.status();
   // The table is the truth (an operator may have edited it): start from it.
   if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;
+  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   std::vector<int64_t> selected = ids;
   if (selected.empty()) {

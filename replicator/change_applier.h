@@ -175,7 +175,9 @@ class ChangeApplier {
   // Drops kept plans (and statements) when the schema changed since they were made.
   absl::Status CheckSchema();
 
-  // Reads the dead-letter index from the table.
+  // Reads the dead-letter index from the table (as this connection sees it), and leaves it marked
+  // unsynced: the caller clears the mark when nothing uncommitted was read (outside a
+  // transaction, or before its first write).
   absl::Status LoadDeadLetters();
   // At the start of a writing transaction: reloads the index if a transaction changed it and did
   // not commit.

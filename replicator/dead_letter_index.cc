@@ -50,13 +50,6 @@ void DeadLetterIndex::Remove(int64_t id) {
   entries_.erase(it);
 }
 
-void DeadLetterIndex::Clear() {
-  entries_.clear();
-  by_row_.clear();
-  whole_tables_.clear();
-  by_table_.clear();
-}
-
 const DeadLetterIndex::Entry* DeadLetterIndex::Find(int64_t id) const {
   auto it = entries_.find(id);
   return it == entries_.end() ? nullptr : &it->second;

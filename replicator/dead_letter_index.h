@@ -49,7 +49,6 @@ class DeadLetterIndex {
   void Add(int64_t id, Entry entry);
   // Removes dead letter `id`; nothing when it is not there.
   void Remove(int64_t id);
-  void Clear();
 
   // The entry of `id`, or nullptr.
   const Entry* Find(int64_t id) const;
