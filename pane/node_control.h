@@ -6,8 +6,10 @@
 #ifndef MARMOT_PANE_NODE_CONTROL_H_
 #define MARMOT_PANE_NODE_CONTROL_H_
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/admin.pb.h"
@@ -33,6 +35,13 @@ class NodeControl {
   // Streams a consistent copy of the database without marmot's objects: `write` receives the
   // chunks in order and returns false to abort.
   virtual absl::Status Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) {
+    return NotYet();
+  }
+  // Applies this node's dead letters `ids` again (every one when empty), in id order; a dead
+  // letter whose row has an earlier one that stays is not applied. NOT_FOUND when an id does
+  // not exist (nothing is done then).
+  virtual absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>& ids) {
     return NotYet();
   }
 

@@ -102,11 +102,20 @@ class AdminService final : public admin::v1::Admin::Service {
       return !ctx->IsCancelled() && writer->Write(chunk);
     }));
   }
-  grpc::Status RetryDeadLetters(grpc::ServerContext* ctx, const admin::v1::RetryDeadLettersRequest*,
-                                admin::v1::RetryDeadLettersResponse*) override {
+  grpc::Status RetryDeadLetters(grpc::ServerContext* ctx, const admin::v1::RetryDeadLettersRequest* req,
+                                admin::v1::RetryDeadLettersResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "retrying dead letters is not available in this version of marmot yet");
+    for (int64_t id : req->ids()) {
+      if (id < 0) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("dead letter ids are not negative, got ", id));
+      }
+    }
+    absl::StatusOr<admin::v1::RetryDeadLettersResponse> retried =
+        control_->RetryDeadLetters({req->ids().begin(), req->ids().end()});
+    if (!retried.ok()) return ToGrpc(retried.status());
+    *out = *std::move(retried);
+    return grpc::Status::OK;
   }
 
  private:

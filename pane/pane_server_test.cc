@@ -30,8 +30,20 @@ class FixedNode : public NodeControl {
     return admin::v1::ListDeadLettersResponse();
   }
   bool Ready() override { return true; }
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>& ids) override {
+    retried_ids_ = ids;
+    ++retries_;
+    if (!status_.ok()) return status_;
+    admin::v1::RetryDeadLettersResponse r;
+    r.set_applied(static_cast<int64_t>(ids.size()));
+    r.set_still_failing(1);
+    return r;
+  }
   absl::Status status_ = absl::OkStatus();
   int last_limit_ = -1;
+  std::vector<int64_t> retried_ids_;
+  int retries_ = 0;
 };
 
 class PaneServerTest : public ::testing::Test {
@@ -85,6 +97,38 @@ TEST_F(PaneServerTest, ErrorsOfTheNodeKeepTheirCode) {
   grpc::Status s = CallStatus("k", &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(s.error_message(), "no leader for shard 3");
+}
+
+TEST_F(PaneServerTest, RetryDeadLettersNeedsTheKeyChecksIdsAndReachesTheNode) {
+  StartPane("k");
+  auto retry = [&](const char* authorization, std::vector<int64_t> ids,
+                   admin::v1::RetryDeadLettersResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (authorization != nullptr) ctx.AddMetadata("authorization", authorization);
+    admin::v1::RetryDeadLettersRequest req;
+    for (int64_t id : ids) req.add_ids(id);
+    return admin::v1::Admin::NewStub(channel_)->RetryDeadLetters(&ctx, req, out);
+  };
+  admin::v1::RetryDeadLettersResponse out;
+  // Without the key nothing reaches the node.
+  EXPECT_EQ(retry(nullptr, {}, &out).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(retry("wrong", {}, &out).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // A negative id is a bad request, also never sent on.
+  grpc::Status bad = retry("k", {3, -1}, &out);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(node_.retries_, 0);
+  // The ids reach the node and its counts come back.
+  grpc::Status ok = retry("k", {4, 9}, &out);
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  EXPECT_EQ(node_.retried_ids_, (std::vector<int64_t>{4, 9}));
+  EXPECT_EQ(out.applied(), 2);
+  EXPECT_EQ(out.still_failing(), 1);
+  // An unknown id answers with the node's NOT_FOUND.
+  node_.status_ = absl::NotFoundError("no dead letter 12 on this node");
+  grpc::Status missing = retry("k", {12}, &out);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(missing.error_message(), "no dead letter 12 on this node");
 }
 
 TEST_F(PaneServerTest, HealthIsOpenAndFollowsDraining) {

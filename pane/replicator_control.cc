@@ -105,6 +105,16 @@ absl::StatusOr<admin::v1::ListDeadLettersResponse> ReplicatorControl::ListDeadLe
   return out;
 }
 
+absl::StatusOr<admin::v1::RetryDeadLettersResponse> ReplicatorControl::RetryDeadLetters(
+    const std::vector<int64_t>& ids) {
+  absl::StatusOr<replicator::RetryResult> r = replicator_->RetryDeadLetters(ids);
+  if (!r.ok()) return r.status();
+  admin::v1::RetryDeadLettersResponse out;
+  out.set_applied(r->applied);
+  out.set_still_failing(r->still_failing);
+  return out;
+}
+
 bool ReplicatorControl::Ready() {
   raft::host::NodeHost* host = replicator_->host();
   for (int shard = 0; shard < host->shards(); ++shard) {

@@ -31,6 +31,9 @@ class ReplicatorControl : public NodeControl {
   absl::StatusOr<uint32_t> BalanceLeaders() override;
   absl::Status TriggerSnapshot(int shard) override;
   absl::Status Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) override;
+  // On this node's dead letters, through the replicator's applier (serialized with applying).
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>& ids) override;
 
  private:
   ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version)

@@ -29,6 +29,15 @@ class FixedNode : public NodeControl {
     return r;
   }
   bool Ready() override { return ready; }
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>& ids) override {
+    retried_ids = ids;
+    admin::v1::RetryDeadLettersResponse r;
+    r.set_applied(2);
+    r.set_still_failing(1);
+    return r;
+  }
+  std::vector<int64_t> retried_ids = {-1};
   int last_limit = -1;
   bool ready = false;
 };
@@ -119,6 +128,30 @@ TEST_F(RestGatewayTest, JsonBodiesSentAsFormDataAreStillJson) {
                            "application/x-www-form-urlencoded");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 501) << res->body;  // This test's node does not implement it.
+}
+
+TEST_F(RestGatewayTest, RetryDeadLettersIsAPostWithIdsInTheBody) {
+  // proto3 JSON: int64 ids as strings or numbers.
+  auto res = client_->Post("/v1/dead-letters:retry", Auth(), "{\"ids\": [\"3\", 5]}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(node_.retried_ids, (std::vector<int64_t>{3, 5}));
+  EXPECT_THAT(res->body, HasSubstr("\"applied\":\"2\""));
+  EXPECT_THAT(res->body, HasSubstr("\"stillFailing\":\"1\""));
+  // An empty body (or {}) retries every dead letter.
+  res = client_->Post("/v1/dead-letters:retry", Auth(), "{}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(node_.retried_ids.empty());
+  res = client_->Post("/v1/dead-letters:retry", Auth(), "{\"ids\": [\"-2\"]}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  res = client_->Post("/v1/dead-letters:retry", "{}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  res = client_->Get("/v1/dead-letters:retry", Auth());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
 }
 
 TEST_F(RestGatewayTest, ProbesAndMetricsNeedNoAuth) {

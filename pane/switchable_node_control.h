@@ -56,6 +56,11 @@ class SwitchableNodeControl : public NodeControl {
     NodeControl* t = target();
     return t != nullptr ? t->Backup(write) : Starting();
   }
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>& ids) override {
+    NodeControl* t = target();
+    return t != nullptr ? t->RetryDeadLetters(ids) : Starting();
+  }
 
  private:
   static absl::Status Starting() { return absl::UnavailableError("marmot is starting"); }

@@ -1,9 +1,10 @@
 #include "replicator/change_applier.h"
 
+#include <algorithm>
+#include <chrono>
 #include <limits>
 #include <map>
 #include <optional>
-#include <chrono>
 #include <thread>
 
 #include <glog/logging.h>
@@ -53,6 +54,44 @@ std::string QuotedList(const std::vector<std::string>& names) {
 std::string Placeholders(size_t n) {
   std::vector<std::string> marks(n, "?");
   return absl::StrJoin(marks, ", ");
+}
+
+// A failure of the database itself (busy, I/O, corruption), as opposed to a change that cannot
+// apply: the whole operation is retried, nothing goes to the dead letters.
+bool IsDatabaseFailure(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
+         s.code() == absl::StatusCode::kDataLoss;
+}
+
+// Positions of `t`'s key columns among its columns, in key order.
+std::vector<int> KeyPositions(const TableChanges& t) {
+  std::vector<int> positions;
+  for (const std::string& k : t.key_columns()) {
+    for (int i = 0; i < t.columns_size(); ++i) {
+      if (t.columns(i) == k) positions.push_back(i);
+    }
+  }
+  return positions;
+}
+
+// The key of the row a change leaves behind (the new key), or the deleted key for a delete.
+std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_positions,
+                         const Change& c) {
+  if (c.op() == change::v1::OP_DELETE) return FromWire(c.old_key());
+  if (t.key_columns().empty()) return {FromWire(c.rowid())};
+  std::vector<Value> key;
+  for (int i : key_positions) {
+    if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
+  }
+  return key;
+}
+
+// The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
+std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& key_positions,
+                                const Change& c) {
+  std::vector<std::string> rows = {EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c))};
+  if (c.op() == change::v1::OP_REKEY) rows.push_back(EncodeRowIdentity(t.table(), FromWire(c.old_key())));
+  return rows;
 }
 
 // The SQL that applies changes to one table, checked against the local schema once per batch.
@@ -148,15 +187,37 @@ absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w
     status = run(w.upsert, values);
   }
   if (two_statements) {
-    const bool db_failed = status.code() == absl::StatusCode::kUnavailable ||
-                           status.code() == absl::StatusCode::kInternal ||
-                           status.code() == absl::StatusCode::kDataLoss;
-    if (!db_failed) {
+    if (!IsDatabaseFailure(status)) {
       absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
       if (!end.ok()) return end;
     }
   }
   return status;
+}
+
+// Values per row of a snapshot table, or 0 when its values do not divide into rows.
+size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
+  const size_t width = t.columns_size() + (t.keyed_by_rowid() ? 1 : 0);
+  return width == 0 || t.values_size() % width != 0 ? 0 : width;
+}
+
+// Upserts the rows of a snapshot table with `writer` (SnapshotRowWidth must be positive).
+absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
+                                const TableWriter& writer) {
+  const size_t width = SnapshotRowWidth(t);
+  CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
+  absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
+  if (!upsert.ok()) return upsert.status();
+  for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
+    for (size_t i = 0; i < width; ++i) {
+      if (absl::Status s = upsert->Bind(static_cast<int>(i) + 1, FromWire(t.values(start + i))); !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = upsert->Run(); !s.ok()) return s;
+    upsert->Reset();
+  }
+  return absl::OkStatus();
 }
 
 // SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
@@ -184,7 +245,15 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   // record of what is applied, and Open()'s applied index is what survived.
   if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
-  return std::unique_ptr<ChangeApplier>(new ChangeApplier(*std::move(db), router));
+  std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
+  if (absl::Status s = applier->LoadDeadLetters(); !s.ok()) return s;
+  applier->dead_letters_unsynced_ = false;
+  if (!applier->dead_letters_.empty()) {
+    LOG(WARNING) << applier->dead_letters_.size()
+                 << " dead letter(s) on this node: later changes of their rows queue behind them "
+                    "until they are retried (RetryDeadLetters)";
+  }
+  return applier;
 }
 
 ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
@@ -311,21 +380,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
     return result;
   }
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  auto dead_letter = [&](const TableChanges& t, const Change& c, const absl::Status& error) {
-    ++result.dead_lettered;
-    LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
-                 << " of " << t.table() << " from node " << batch.origin_node()
-                 << " goes to the dead letters: " << error.message();
-    TableChanges one = t;
-    one.clear_changes();
-    *one.add_changes() = c;
-    return RunCached("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
-                     "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
-                      Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
-                      Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
-                      Value::Blob(one.SerializeAsString())});
-  };
+  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   auto run = [this](const std::string& sql, const std::vector<Value>& values) {
     return RunCached(sql, values);
   };
@@ -347,20 +402,15 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
         Plan(t.table(), {t.columns().begin(), t.columns().end()},
              {t.key_columns().begin(), t.key_columns().end()});
     if (!plan.ok()) return plan.status();
+    const std::vector<int> key_positions = KeyPositions(t);
     // Own changes: which rows have a newer change still in the local log.
     std::map<std::string, int64_t> newer_local;
-    std::vector<int> key_positions;
     const bool own = local_node_ != 0 && batch.origin_node() == local_node_;
     if (own && !t.changes().empty()) {
       int64_t oldest = t.changes(0).change_id();
       for (const Change& c : t.changes()) oldest = std::min(oldest, c.change_id());
       absl::StatusOr<std::map<std::string, int64_t>> newer = NewerLocalChanges(t.table(), oldest);
       if (newer.ok()) newer_local = *std::move(newer);  // No log (table gone): nothing to skip.
-      for (const std::string& k : t.key_columns()) {
-        for (int i = 0; i < t.columns_size(); ++i) {
-          if (t.columns(i) == k) key_positions.push_back(i);
-        }
-      }
     }
     for (const Change& c : t.changes()) {
       if (c.change_id() <= last_id) {
@@ -369,36 +419,51 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
       }
       newest = std::max(newest, c.change_id());
       if (!newer_local.empty()) {
-        std::vector<Value> key;
-        if (c.op() == change::v1::OP_DELETE) {
-          key = FromWire(c.old_key());
-        } else if (t.key_columns().empty()) {
-          key.push_back(FromWire(c.rowid()));
-        } else {
-          for (int i : key_positions) {
-            if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
-          }
-        }
-        auto it = newer_local.find(EncodeRowIdentity(t.table(), key));
+        auto it = newer_local.find(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
         if (it != newer_local.end() && it->second > c.change_id()) {
           ++result.superseded;
           continue;
         }
       }
+      std::vector<std::string> rows;  // Filled only when needed: dead letters exist or it fails.
       absl::Status status = (*plan)->status;
-      if (status.ok()) {
-        status = ApplyChange(db_, run, (*plan)->writer, t, c);
-        if (!status.ok() && (status.code() == absl::StatusCode::kUnavailable ||
-                             status.code() == absl::StatusCode::kInternal ||
-                             status.code() == absl::StatusCode::kDataLoss)) {
-          return status;  // The database itself failed: retry the whole entry later.
+      if (!dead_letters_.empty()) {
+        rows = RowsOf(t, key_positions, c);
+        absl::StatusOr<std::optional<int64_t>> blocker =
+            BlockingDeadLetter(shard, t.table(), rows, /*whole_table=*/false);
+        if (!blocker.ok()) return blocker.status();
+        if (blocker->has_value()) {
+          const DeadLetterIndex::Entry* first = dead_letters_.Find(**blocker);
+          status = absl::FailedPreconditionError(
+              absl::StrCat("queued behind dead letter ", **blocker,
+                           first != nullptr && first->whole_table ? " (snapshot rows of the table)"
+                                                                  : " of the same row"));
         }
       }
       if (status.ok()) {
-        ++result.applied;
-      } else if (absl::Status s = dead_letter(t, c, status); !s.ok()) {
-        return s;
+        status = ApplyChange(db_, run, (*plan)->writer, t, c);
+        // The database itself failed: retry the whole entry later.
+        if (IsDatabaseFailure(status)) return status;
       }
+      if (status.ok()) {
+        ++result.applied;
+        continue;
+      }
+      ++result.dead_lettered;
+      LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
+                   << " of " << t.table() << " from node " << batch.origin_node()
+                   << " goes to the dead letters: " << status.message();
+      if (rows.empty()) rows = RowsOf(t, key_positions, c);
+      TableChanges one = t;
+      one.clear_changes();
+      *one.add_changes() = c;
+      absl::Status s = InsertDeadLetter(
+          {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+           Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
+           Value::Integer(c.change_id()), Value::Text(std::string(status.message())),
+           Value::Blob(one.SerializeAsString())},
+          {.shard = shard, .raft_index = index, .table = t.table(), .rows = std::move(rows)});
+      if (!s.ok()) return s;
     }
     if (newest > last_id) {
       std::vector<Value> values = applied_key;
@@ -410,7 +475,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
     }
   }
   if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
-  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
 }
 
@@ -418,6 +483,228 @@ absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() {
   absl::StatusOr<Value> n = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (!n.ok()) return n.status();
   return n->integer();
+}
+
+absl::Status ChangeApplier::LoadDeadLetters() {
+  // Until a load succeeds, the index is not to be trusted: the next transaction loads again.
+  dead_letters_unsynced_ = true;
+  DeadLetterIndex loaded;
+  absl::StatusOr<Statement> scan = db_.Prepare(
+      "SELECT id, shard, raft_index, origin, tbl, change FROM \"__marmot__dead_letters\"");
+  if (!scan.ok()) return scan.status();
+  auto as_int = [](const Value& v) -> int64_t {
+    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
+  };
+  while (true) {
+    absl::StatusOr<bool> row = scan->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    const int64_t id = scan->Column(0).integer();
+    const Value origin = scan->Column(3), table = scan->Column(4), change = scan->Column(5);
+    DeadLetterIndex::Entry entry{.shard = static_cast<int>(as_int(scan->Column(1))),
+                                 .raft_index = static_cast<uint64_t>(as_int(scan->Column(2)))};
+    if (table.storage_class() == sqlite::StorageClass::kText) {
+      entry.table = table.bytes();
+      if (origin.is_null()) {
+        entry.whole_table = true;  // Snapshot rows.
+      } else {
+        TableChanges t;
+        if (change.storage_class() == sqlite::StorageClass::kBlob && t.ParseFromString(change.bytes())) {
+          const std::vector<int> key_positions = KeyPositions(t);
+          for (const Change& c : t.changes()) {
+            for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
+          }
+        } else {
+          LOG(WARNING) << "dead letter " << id << " does not hold a change; it holds back no row";
+        }
+      }
+    }
+    loaded.Add(id, std::move(entry));
+  }
+  dead_letters_ = std::move(loaded);
+  return absl::OkStatus();
+}
+
+absl::Status ChangeApplier::SyncDeadLetters() {
+  if (!dead_letters_unsynced_) return absl::OkStatus();
+  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
+  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
+  return absl::OkStatus();
+}
+
+absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
+  absl::Status s = txn.Commit();
+  if (s.ok()) dead_letters_unsynced_ = false;
+  return s;
+}
+
+absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
+  absl::Status s = RunCached("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
+                             "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             row);
+  if (!s.ok()) return s;
+  dead_letters_unsynced_ = true;
+  dead_letters_.Add(sqlite3_last_insert_rowid(db_.raw()), std::move(entry));
+  return absl::OkStatus();
+}
+
+absl::Status ChangeApplier::DeleteDeadLetter(int64_t id) {
+  absl::Status s =
+      RunCached("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});
+  if (!s.ok()) return s;
+  dead_letters_unsynced_ = true;
+  dead_letters_.Remove(id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<int64_t>> ChangeApplier::BlockingDeadLetter(
+    int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
+    int64_t before) {
+  std::optional<int64_t> blocker = dead_letters_.Blocker(shard, table, rows, whole_table, before);
+  if (!blocker) return blocker;
+  absl::StatusOr<Statement*> exists = Cached("SELECT 1 FROM \"__marmot__dead_letters\" WHERE id = ?");
+  if (!exists.ok()) return exists.status();
+  if (absl::Status s = (*exists)->Bind(1, Value::Integer(*blocker)); !s.ok()) return s;
+  absl::StatusOr<bool> found = (*exists)->Step();
+  (*exists)->Reset();
+  if (!found.ok()) return found.status();
+  if (*found) return blocker;
+  // Deleted by hand: the index is behind the table. Read it again (inside this transaction, so
+  // it may now hold uncommitted rows of it).
+  LOG(WARNING) << "dead letter " << *blocker
+               << " is gone from the table (deleted by hand?); reading the dead letters again";
+  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
+  return dead_letters_.Blocker(shard, table, rows, whole_table, before);
+}
+
+absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  // The table is the truth (an operator may have edited it): start from it.
+  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
+  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
+  if (absl::Status s = CheckSchema(); !s.ok()) return s;
+  std::vector<int64_t> selected = ids;
+  if (selected.empty()) {
+    selected = dead_letters_.Ids();
+  } else {
+    std::sort(selected.begin(), selected.end());
+    selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
+    std::vector<std::string> missing;
+    for (int64_t id : selected) {
+      if (dead_letters_.Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+    }
+    if (!missing.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("no dead letter ", absl::StrJoin(missing, ", "), " on this node"));
+    }
+  }
+  RetryResult result;
+  std::map<std::string, NewerLocal> newer_local;
+  for (int64_t id : selected) {
+    // A copy: retrying changes the index.
+    const DeadLetterIndex::Entry entry = *dead_letters_.Find(id);
+    absl::Status status;
+    absl::StatusOr<std::optional<int64_t>> blocker =
+        BlockingDeadLetter(entry.shard, entry.table, entry.rows, entry.whole_table, id);
+    if (!blocker.ok()) return blocker.status();
+    if (blocker->has_value()) {
+      // Keeps its own error: it was not tried.
+      ++result.still_failing;
+      continue;
+    }
+    status = RetryOne(id, entry, newer_local);
+    if (IsDatabaseFailure(status)) return status;
+    if (status.ok()) {
+      ++result.applied;
+      continue;
+    }
+    ++result.still_failing;
+    absl::Status s = RunCached("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
+                               {Value::Text(std::string(status.message())), Value::Integer(id)});
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = Commit(*txn); !s.ok()) return s;
+  LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
+            << " applied, " << result.still_failing << " still failing";
+  return result;
+}
+
+absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry,
+                                     std::map<std::string, NewerLocal>& newer_local) {
+  absl::StatusOr<Statement*> read =
+      Cached("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
+  if (!read.ok()) return read.status();
+  if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
+  absl::StatusOr<bool> found = (*read)->Step();
+  if (!found.ok()) return found.status();
+  CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
+  const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
+  (*read)->Reset();
+  const std::string bytes =
+      blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
+
+  if (entry.table.empty()) {
+    return absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+  }
+  if (entry.whole_table) {
+    // Snapshot rows: the table's rows of the shard become the snapshot's, as an install would
+    // have made them; the shard's later changes of that table are queued behind this one.
+    ShardSnapshot::Table t;
+    if (!t.ParseFromString(bytes) || SnapshotRowWidth(t) == 0) {
+      return absl::FailedPreconditionError("the snapshot rows cannot be decoded");
+    }
+    std::vector<std::string> columns(t.columns().begin(), t.columns().end());
+    absl::StatusOr<TableWriter> writer =
+        PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
+    if (!writer.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot rows not installed: ", writer.status().message()));
+    }
+    absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db_, t.table());
+    if (!local.ok()) return local.status();
+    if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
+    absl::Status status = DeleteShardRows(entry.shard, *local);
+    if (status.ok()) status = InsertSnapshotRows(db_, t, *writer);
+    if (IsDatabaseFailure(status)) return status;
+    absl::Status end =
+        db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
+    if (!end.ok()) return end;
+    if (!status.ok()) return status;
+    return DeleteDeadLetter(id);
+  }
+
+  TableChanges t;
+  if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
+    return absl::FailedPreconditionError("the dead letter does not hold one change");
+  }
+  const Change& c = t.changes(0);
+  const std::vector<int> key_positions = KeyPositions(t);
+  if (local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
+      static_cast<uint64_t>(origin.integer()) == local_node_) {
+    // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
+    auto it = newer_local.find(t.table());
+    if (it == newer_local.end() || it->second.after_id > c.change_id()) {
+      absl::StatusOr<std::map<std::string, int64_t>> newer = NewerLocalChanges(t.table(), c.change_id());
+      NewerLocal& n = newer_local[t.table()];
+      n.after_id = c.change_id();
+      n.newest = newer.ok() ? *std::move(newer) : std::map<std::string, int64_t>();
+      it = newer_local.find(t.table());
+    }
+    auto row = it->second.newest.find(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
+    if (row != it->second.newest.end() && row->second > c.change_id()) return DeleteDeadLetter(id);
+  }
+  absl::StatusOr<const TablePlan*> plan =
+      Plan(t.table(), {t.columns().begin(), t.columns().end()},
+           {t.key_columns().begin(), t.key_columns().end()});
+  if (!plan.ok()) return plan.status();
+  if (!(*plan)->status.ok()) return (*plan)->status;
+  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
+    return RunCached(sql, values);
+  };
+  if (absl::Status s = ApplyChange(db_, run, (*plan)->writer, t, c); !s.ok()) return s;
+  return DeleteDeadLetter(id);
 }
 
 absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
@@ -486,82 +773,92 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (index <= *applied) return absl::OkStatus();
+  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   LOG(ERROR) << "shard " << shard << " index " << index
              << ": entry cannot be decoded, kept as a dead letter: " << error;
-  absl::Status s = RunWith(db_,
-                           "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, error, change) "
-                           "VALUES (?, ?, ?, ?)",
-                           {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
-                            Value::Text(std::string(error)), Value::Blob(payload)});
+  absl::Status s = InsertDeadLetter({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+                                     Value::Null(), Value::Null(), Value::Null(),
+                                     Value::Text(std::string(error)), Value::Blob(payload)},
+                                    {.shard = shard, .raft_index = index});
   if (!s.ok()) return s;
   if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
-  return txn->Commit();
+  return Commit(*txn);
+}
+
+absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema& table) {
+  std::vector<std::string> columns;
+  for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
+  absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
+  if (!writer.ok()) return writer.status();
+  const std::string key_select = table.keyed_by_rowid() ? "rowid" : QuotedList(table.primary_key);
+  absl::StatusOr<std::vector<std::vector<Value>>> keys =
+      db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(table.name)));
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<Statement> del = db_.Prepare(writer->delete_key);
+  if (!del.ok()) return del.status();
+  for (const std::vector<Value>& key : *keys) {
+    if (router_.ShardOf(table.name, key) != shard) continue;
+    if (absl::Status s = del->BindAll(key); !s.ok()) return s;
+    if (absl::Status s = del->Run(); !s.ok()) return s;
+    del->Reset();
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::optional<uint64_t> index) {
   const int shard = static_cast<int>(snap.shard());
+  const uint64_t at = index.value_or(snap.applied_index());
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
+  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   // Remove the shard's current rows from every local table.
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   for (const sqlite::TableSchema& t : listing->tables) {
-    std::vector<std::string> key_columns = t.primary_key;
-    std::string key_select = t.keyed_by_rowid() ? "rowid" : QuotedList(key_columns);
-    absl::StatusOr<std::vector<std::vector<Value>>> keys =
-        db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(t.name)));
-    if (!keys.ok()) return keys.status();
-    absl::StatusOr<TableWriter> writer = PlanWriter(
-        db_, t.name, [&] {
-          std::vector<std::string> c;
-          for (const sqlite::ColumnInfo& col : t.columns) c.push_back(col.name);
-          return c;
-        }(), key_columns);
-    if (!writer.ok()) return writer.status();
-    for (const std::vector<Value>& key : *keys) {
-      if (router_.ShardOf(t.name, key) != shard) continue;
-      if (absl::Status s = RunWith(db_, writer->delete_key, key); !s.ok()) return s;
-    }
+    if (absl::Status s = DeleteShardRows(shard, t); !s.ok()) return s;
+  }
+  // The shard's dead letters up to the snapshot are superseded by it (see the header). Deleted
+  // before the snapshot's own dead letters below are recorded.
+  if (absl::Status s = RunWith(db_,
+                               "DELETE FROM \"__marmot__dead_letters\" WHERE shard = ? AND "
+                               "raft_index <= ?",
+                               {Value::Integer(shard), Value::Integer(static_cast<int64_t>(at))});
+      !s.ok()) {
+    return s;
+  }
+  if (const int64_t superseded = db_.Changes(); superseded > 0) {
+    LOG(WARNING) << "shard " << shard << ": the snapshot at index " << at << " supersedes "
+                 << superseded << " dead letter(s) of this shard; deleted";
+  }
+  for (int64_t id : dead_letters_.IdsUpTo(shard, at)) {
+    dead_letters_.Remove(id);
+    dead_letters_unsynced_ = true;
   }
   // Insert the snapshot's rows.
   for (const ShardSnapshot::Table& t : snap.tables()) {
     std::vector<std::string> columns(t.columns().begin(), t.columns().end());
     absl::StatusOr<TableWriter> writer =
         PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
-    const size_t width = columns.size() + (t.keyed_by_rowid() ? 1 : 0);
     if (!writer.ok()) {
       if (t.values_size() == 0) continue;  // Nothing of that table in this shard.
-      TableChanges rows;
-      rows.set_table(t.table());
-      absl::Status s = RunWith(
-          db_,
-          "INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, tbl, error, change) "
-          "VALUES (?, ?, ?, ?, ?)",
+      absl::Status s = InsertDeadLetter(
           {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snap.applied_index())),
-           Value::Text(t.table()),
+           Value::Null(), Value::Text(t.table()), Value::Null(),
            Value::Text(absl::StrCat("snapshot rows not installed: ", writer.status().message())),
-           Value::Blob(t.SerializeAsString())});
+           Value::Blob(t.SerializeAsString())},
+          {.shard = shard, .raft_index = snap.applied_index(), .table = t.table(), .whole_table = true});
       if (!s.ok()) return s;
       LOG(WARNING) << "shard " << shard << ": snapshot rows of " << t.table()
                    << " go to the dead letters: " << writer.status().message();
       continue;
     }
-    if (width == 0 || t.values_size() % width != 0) {
+    if (SnapshotRowWidth(t) == 0) {
       return absl::DataLossError(absl::StrCat("snapshot of shard ", shard, " table ", t.table(),
-                                              " has ", t.values_size(), " values for rows of ", width));
+                                              " has ", t.values_size(), " values for rows of ",
+                                              t.columns_size() + (t.keyed_by_rowid() ? 1 : 0)));
     }
-    absl::StatusOr<Statement> upsert = db_.Prepare(writer->upsert);
-    if (!upsert.ok()) return upsert.status();
-    for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-      for (size_t i = 0; i < width; ++i) {
-        if (absl::Status s = upsert->Bind(static_cast<int>(i) + 1, FromWire(t.values(start + i))); !s.ok()) {
-          return s;
-        }
-      }
-      if (absl::Status s = upsert->Run(); !s.ok()) return s;
-      upsert->Reset();
-    }
+    if (absl::Status s = InsertSnapshotRows(db_, t, *writer); !s.ok()) return s;
   }
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
@@ -576,10 +873,8 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
                               Value::Text(a.table()), Value::Integer(a.change_id())});
     if (!s.ok()) return s;
   }
-  if (absl::Status s = SetAppliedIndex(shard, index.value_or(snap.applied_index())); !s.ok()) {
-    return s;
-  }
-  return txn->Commit();
+  if (absl::Status s = SetAppliedIndex(shard, at); !s.ok()) return s;
+  return Commit(*txn);
 }
 
 }  // namespace marmot::replicator

@@ -21,6 +21,41 @@
 // schema, a constraint fails) is never dropped silently and never wedges the shard: it goes to
 // `__marmot__dead_letters` with its error, and the rest of the batch applies.
 //
+// Dead letters are this node's own: each node keeps those of the changes it could not apply.
+// A row of `__marmot__dead_letters` is one of three kinds, told apart by its columns:
+//
+//   a change:       origin set; `change` is a TableChanges holding that one change
+//   snapshot rows:  origin NULL, tbl set; `change` is the ShardSnapshot.Table of a table that
+//                   could not be installed (its rows in that shard)
+//   undecodable:    tbl NULL; `change` is the Raft entry's payload as it came
+//
+// Per-row order. Dead-lettering a change and applying a later change of the same row would let
+// a retry of the older one overwrite the newer version: this node would differ from the others
+// forever. So while a row has a dead letter, every later change of that row (its identity as
+// the router hashes it; a rekey touches two) is dead-lettered as well, "queued behind" the first,
+// and snapshot rows of a table hold back every later change of that table in their shard. The
+// rows concerned are kept in memory (DeadLetterIndex): loaded at Open(), changed with the table,
+// read again from the table at every retry and whenever the dead letter that blocks a change
+// turns out to be gone (an operator deleted it by hand). While there are no dead letters the
+// check costs nothing. Dead letters written by versions of marmot before this rule did not hold
+// their rows back: retrying such an old one can bring back an older version of its row.
+//
+// RetryDeadLetters() applies dead letters again, in id order, in one transaction; see there. Ids
+// are rowids handed out in apply order: a new dead letter's id is above every existing one (an
+// id freed at the top may be handed out again, so an operator's id names what is there now). Dedupe is unaffected: a dead-lettered change counted as
+// applied for dedupe when it was dead-lettered (its id was recorded in `__marmot__applied` in the
+// same transaction), so a re-proposal of it is skipped whether or not it was retried since, and
+// a retry does not touch the dedupe state or the applied index.
+//
+// Snapshots. Installing a shard's snapshot replaces the shard's rows by the state at the
+// snapshot's index, which includes the effect of every entry up to it as the cluster applied
+// them. The shard's dead letters recorded at or below that index are therefore superseded: they
+// are deleted in the install's transaction (and logged with their number); retrying them later
+// would write older versions over the snapshot's rows. Dead letters of other shards, and of
+// later entries, stay. The other way round is not covered: a snapshot this node makes holds its
+// rows as they are, without the changes it holds as dead letters, and its dedupe state counts
+// those as applied, so a node installing it has the same gap (and no dead letters for it).
+//
 // Cost. Statements are prepared once per connection and kept; each table's plan (its local
 // schema, checked against the change's) is kept until the database's schema_version changes.
 // A change runs without a SAVEPOINT when it is one statement (SQLite undoes a failed statement
@@ -33,7 +68,7 @@
 #define MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 
 #include <cstdint>
-#include <map>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,10 +78,17 @@
 
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
+#include "replicator/dead_letter_index.h"
 #include "replicator/shard_router.h"
 #include "sqlite/database.h"
+#include "sqlite/schema.h"
 
 namespace marmot::replicator {
+
+struct RetryResult {
+  int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
+  int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
+};
 
 struct ApplyResult {
   int64_t applied = 0;
@@ -99,6 +141,17 @@ class ChangeApplier {
   // Number of dead letters recorded so far.
   absl::StatusOr<int64_t> DeadLetterCount();
 
+  // Applies the dead letters `ids` (every one when empty) again, in id order, in one
+  // transaction, the way Apply() applies changes (upsert, delete, rekey; triggers off; an own
+  // change superseded by a newer one still in the local change log is skipped). Snapshot rows
+  // replace the shard's rows of their table. Each one that applies is deleted; one that fails
+  // again keeps its place with its new error. A dead letter is not applied while an earlier dead
+  // letter of the same row (or snapshot rows of its table and shard) remains, whether that one
+  // was not selected or failed again: it counts as still failing. Undecodable entries always
+  // count as still failing. NOT_FOUND, and nothing done, when an id does not exist. Other errors
+  // only when the database itself fails (nothing is changed then).
+  absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
+
  private:
   struct TablePlan;  // How to write one table's changes, checked against the local schema.
 
@@ -122,8 +175,43 @@ class ChangeApplier {
   // Drops kept plans (and statements) when the schema changed since they were made.
   absl::Status CheckSchema();
 
+  // Reads the dead-letter index from the table (as this connection sees it), and leaves it marked
+  // unsynced: the caller clears the mark when nothing uncommitted was read (outside a
+  // transaction, or before its first write).
+  absl::Status LoadDeadLetters();
+  // At the start of a writing transaction: reloads the index if a transaction changed it and did
+  // not commit.
+  absl::Status SyncDeadLetters();
+  // Commits `txn`; the index then matches the table again.
+  absl::Status Commit(sqlite::Transaction& txn);
+  // Inserts a dead letter (`row`: shard, raft_index, origin, tbl, change_id, error, change) and
+  // indexes it as `entry`.
+  absl::Status InsertDeadLetter(const std::vector<sqlite::Value>& row, DeadLetterIndex::Entry entry);
+  // Deletes dead letter `id` from the table and the index.
+  absl::Status DeleteDeadLetter(int64_t id);
+  // The dead letter that a change of `rows` of `table` in `shard` (all of them: `whole_table`)
+  // must stay behind, checked to still exist, or nullopt.
+  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter(
+      int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
+      int64_t before = std::numeric_limits<int64_t>::max());
+  // Deletes `shard`'s rows of the local table `table`.
+  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table);
+  // NewerLocalChanges() of one table, read with ids above `after_id`: valid for every change
+  // id at or above it.
+  struct NewerLocal {
+    int64_t after_id = 0;
+    std::map<std::string, int64_t> newest;
+  };
+  // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
+  // status whose code is a database failure aborts the retry; any other error is the new error
+  // of a dead letter that stays. `newer_local` is kept per table across one retry.
+  absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry,
+                        std::map<std::string, NewerLocal>& newer_local);
+
   sqlite::Database db_;
   ShardRouter router_;
+  DeadLetterIndex dead_letters_;
+  bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
   std::unordered_map<std::string, std::unique_ptr<sqlite::Statement>> statements_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;

@@ -269,5 +269,293 @@ TEST(ChangeApplierTest, SnapshotReplacesExactlyTheShardsRows) {
   EXPECT_FALSE(rows_of(b, true).empty());
 }
 
+// Dead letters, retried. A dead letter holds its row back: every later change of the same row
+// queues behind it, so that a retry can never write an older version over a newer one.
+
+// The dead letters of a node, oldest first: "id tbl change_id error" per line.
+std::string DeadLetters(Node& n) {
+  auto rows = n.db->QueryRows(
+      "SELECT id, tbl, change_id, error FROM \"__marmot__dead_letters\" ORDER BY id");
+  CHECK(rows.ok()) << rows.status();
+  std::string out;
+  for (const auto& r : *rows) {
+    for (const Value& v : r) absl::StrAppend(&out, v.DebugString(), " ");
+    out += "\n";
+  }
+  return out;
+}
+
+std::vector<int64_t> DeadLetterIds(Node& n) {
+  auto rows = n.db->QueryRows("SELECT id FROM \"__marmot__dead_letters\" ORDER BY id");
+  CHECK(rows.ok()) << rows.status();
+  std::vector<int64_t> ids;
+  for (const auto& r : *rows) ids.push_back(r[0].integer());
+  return ids;
+}
+
+TEST(DeadLetterRetryTest, AChangeForAMissingTableAppliesOnceTheTableExists) {
+  // Given changes of `pair` that node B cannot apply: B has no such table
+  Node a("retry-a"), b("retry-b");
+  b.Exec("DROP TABLE pair");
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 2.5); UPDATE pair SET v = 'v2' WHERE b = 1;"
+         "INSERT INTO \"order\" (id, name) VALUES (1, 'x')");
+  change::v1::ChangeBatch batch = a.CapturedBatch(1);
+  auto applied = b.applier->Apply(0, 3, batch);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->dead_lettered, 3);
+  EXPECT_EQ(applied->applied, 1);
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 3);
+
+  // When the operator creates the table (with capture on it) and retries every dead letter
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+  ASSERT_TRUE(sqlite::InstallCapture(*b.db).ok());
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+
+  // Then they apply in order, the dead letters are gone, and B's rows equal A's
+  EXPECT_EQ(retried->applied, 3);
+  EXPECT_EQ(retried->still_failing, 0);
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 0);
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+  EXPECT_EQ(b.LogRows("pair"), 0);  // Applied with triggers off: not captured again.
+  // And the same changes proposed again later are still duplicates, not applied twice
+  ASSERT_TRUE(b.db->Exec("UPDATE pair SET v = 'b-wins' WHERE b = 1").ok());
+  auto again = b.applier->Apply(0, 4, batch);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->duplicates, 4);
+  EXPECT_EQ(again->applied, 0);
+  EXPECT_EQ(*b.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("b-wins"));
+}
+
+TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInOrder) {
+  // Given node B whose `order` rejects prices of 100 or more (same columns, extra CHECK)
+  Node a("order-a"), b("order-b");
+  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+         "price REAL CHECK (price < 100), img BLOB);");
+  // Entry 1: row 1 gets a price B rejects (change A); row 2 is fine
+  a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500), (2, 'r2', 1)");
+  auto r1 = b.applier->Apply(0, 1, a.CapturedBatch(1));
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->dead_lettered, 1);
+  EXPECT_EQ(r1->applied, 1);
+  const int64_t first = DeadLetterIds(b).at(0);
+
+  // When entry 2 brings change B of row 1, which B could apply on its own, and a change of row 2
+  a.Exec("UPDATE \"order\" SET price = 5 WHERE id = 1; UPDATE \"order\" SET price = 7 WHERE id = 2");
+  auto r2 = b.applier->Apply(0, 2, a.CapturedBatch(1));  // Entry 1's changes again: duplicates.
+  ASSERT_TRUE(r2.ok()) << r2.status();
+
+  // Then change B is queued behind A, not applied; row 2 is unaffected
+  EXPECT_EQ(r2->dead_lettered, 1);
+  EXPECT_EQ(r2->applied, 1);
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0));
+  EXPECT_EQ(*b.db->QueryValue("SELECT price FROM \"order\" WHERE id = 2"), Value::Real(7));
+  std::vector<int64_t> ids = DeadLetterIds(b);
+  ASSERT_EQ(ids.size(), 2u);
+  const int64_t second = ids[1];
+  EXPECT_THAT(DeadLetters(b), HasSubstr(absl::StrCat("queued behind dead letter ", first, " of the same row")));
+
+  // Retrying B alone while A still fails applies nothing
+  auto only_b = b.applier->RetryDeadLetters({second});
+  ASSERT_TRUE(only_b.ok()) << only_b.status();
+  EXPECT_EQ(only_b->applied, 0);
+  EXPECT_EQ(only_b->still_failing, 1);
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0));
+  // Retrying both while the cause remains: A fails again (its error kept up to date), B waits
+  auto both = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->applied, 0);
+  EXPECT_EQ(both->still_failing, 2);
+  EXPECT_THAT(DeadLetters(b), HasSubstr("CHECK constraint failed"));
+  EXPECT_EQ(DeadLetterIds(b), ids);
+
+  // Once the cause is fixed (the CHECK dropped, rows kept), a retry applies A then B: row 1 ends
+  // as B made it, as on A
+  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+  auto fixed = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(fixed->applied, 2);
+  EXPECT_EQ(fixed->still_failing, 0);
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+  // The row is free again: its next change applies at once
+  a.Exec("UPDATE \"order\" SET name = 'r1 renamed' WHERE id = 1");
+  auto r3 = b.applier->Apply(0, 3, a.CapturedBatch(1));
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(r3->applied, 1);
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+}
+
+TEST(DeadLetterRetryTest, ARekeyQueuesBehindItsOldKeyAndHoldsBackItsNewKey) {
+  Node a("rekey-a"), b("rekey-b");
+  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+         "price REAL CHECK (price < 100), img BLOB);");
+  a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500)");
+  ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());  // Row 1: dead letter.
+  // Row 1 moves to key 10 (queued behind row 1), then row 10 changes (queued behind the rekey).
+  a.Exec("UPDATE \"order\" SET id = 10, price = 1 WHERE id = 1;"
+         "UPDATE \"order\" SET name = 'r10' WHERE id = 10");
+  auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->dead_lettered, 2);
+  EXPECT_EQ(r->applied, 0);
+  std::vector<int64_t> ids = DeadLetterIds(b);
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_THAT(DeadLetters(b), HasSubstr(absl::StrCat("queued behind dead letter ", ids[1])));
+
+  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+         "DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+  auto fixed = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(fixed->applied, 3);
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+}
+
+TEST(DeadLetterRetryTest, BlockedRowsSurviveAReopenAndAHandDeletedDeadLetterFreesItsRow) {
+  Node a("reopen-a"), b("reopen-b");
+  b.Exec("DROP TABLE pair");
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1')");
+  ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());
+  ASSERT_EQ(*b.applier->DeadLetterCount(), 2);
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+  // An operator gives up on row ('k', 2) and deletes its dead letter by hand.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  b.path, "DELETE FROM \"__marmot__dead_letters\" WHERE change_id = 2;")
+                  .ok());
+
+  // After a restart, a later change of row ('k', 1) still queues behind its dead letter, while
+  // row ('k', 2), whose dead letter is gone, takes its change.
+  b.applier.reset();
+  auto reopened = ChangeApplier::Open(b.path, b.router);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  b.applier = *std::move(reopened);
+  a.Exec("UPDATE pair SET v = 'v2' WHERE b = 1; UPDATE pair SET v = 'w2' WHERE b = 2");
+  auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->dead_lettered, 1);
+  EXPECT_EQ(r->applied, 1);
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM pair WHERE b = 1"), Value::Integer(0));
+
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 2);
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+}
+
+TEST(DeadLetterRetryTest, AHandDeletedDeadLetterStopsHoldingItsRowWithoutARestart) {
+  Node a("hand-a"), b("hand-b");
+  b.Exec("DROP TABLE pair");
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1')");
+  ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+         "DELETE FROM \"__marmot__dead_letters\";");
+  a.Exec("UPDATE pair SET v = 'v2'");
+  auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 1);
+  EXPECT_EQ(r->dead_lettered, 0);
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+}
+
+TEST(DeadLetterRetryTest, UnknownIdsAreNotFoundAndUndecodableEntriesStay) {
+  Node b("ids-b");
+  ASSERT_TRUE(b.applier->RecordUndecodable(0, 1, "garbage", "not a ChangeBatch").ok());
+  std::vector<int64_t> ids = DeadLetterIds(b);
+  ASSERT_EQ(ids.size(), 1u);
+  auto missing = b.applier->RetryDeadLetters({ids[0], ids[0] + 1});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr(absl::StrCat(ids[0] + 1)));
+  auto all = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->applied, 0);
+  EXPECT_EQ(all->still_failing, 1);
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 1);
+}
+
+// The changes of `batch` to the `pair` row ('k', `key`) only.
+change::v1::ChangeBatch OnlyKey(change::v1::ChangeBatch batch, int64_t key) {
+  for (change::v1::TableChanges& t : *batch.mutable_tables()) {
+    auto* changes = t.mutable_changes();
+    for (int i = changes->size() - 1; i >= 0; --i) {
+      const change::v1::Change& c = changes->Get(i);
+      const change::v1::Value& b =
+          c.op() == change::v1::OP_DELETE ? c.old_key(1) : c.row(1);
+      if (b.integer() != key) changes->DeleteSubrange(i, 1);
+    }
+  }
+  return batch;
+}
+
+TEST(DeadLetterRetryTest, AShardSnapshotSupersedesThatShardsDeadLettersUpToItsIndex) {
+  // Given two rows of `pair` in different shards, both dead-lettered on B (no table there)
+  Node a("supersede-a", 2), b("supersede-b", 2);
+  int64_t in_zero = 0, in_one = 0;
+  for (int64_t k = 1; in_zero == 0 || in_one == 0; ++k) {
+    int64_t& first_of_shard =
+        a.router.ShardOf("pair", {Value::Text("k"), Value::Integer(k)}) == 0 ? in_zero : in_one;
+    if (first_of_shard == 0) first_of_shard = k;
+  }
+  a.Exec(absl::StrCat("INSERT INTO pair VALUES ('k', ", in_zero, ", 'zero'), ('k', ", in_one, ", 'one')"));
+  change::v1::ChangeBatch all = a.CapturedBatch(1);
+  b.Exec("DROP TABLE pair");
+  ASSERT_TRUE(b.applier->Apply(0, 10, OnlyKey(all, in_zero)).ok());
+  ASSERT_TRUE(b.applier->Apply(1, 10, OnlyKey(all, in_one)).ok());
+  ASSERT_EQ(*b.applier->DeadLetterCount(), 2);
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+
+  // When B installs A's snapshot of shard 0 at index 10
+  ASSERT_TRUE(a.applier->Apply(0, 10, OnlyKey(all, in_zero)).ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot, 10).ok());
+
+  // Then shard 0's dead letter is gone (the snapshot holds the row), shard 1's stays
+  auto left = b.db->QueryRows("SELECT shard FROM \"__marmot__dead_letters\"");
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0][0], Value::Integer(1));
+  EXPECT_EQ(*b.db->QueryValue(absl::StrCat("SELECT v FROM pair WHERE b = ", in_zero)), Value::Text("zero"));
+  // And the shard-0 row is free again while the shard-1 row still holds its changes back
+  a.Exec("UPDATE pair SET v = v || '2'");
+  change::v1::ChangeBatch updates = a.CapturedBatch(1);
+  auto r0 = b.applier->Apply(0, 11, OnlyKey(updates, in_zero));
+  ASSERT_TRUE(r0.ok()) << r0.status();
+  EXPECT_EQ(r0->applied, 1);
+  auto r1 = b.applier->Apply(1, 11, OnlyKey(updates, in_one));
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->dead_lettered, 1);
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 2);
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+}
+
+TEST(DeadLetterRetryTest, SnapshotRowsOfAMissingTableHoldBackItsShardAndInstallOnRetry) {
+  // Given a snapshot of shard 0 holding rows of `pair`, installed on B that has no such table
+  Node a("rows-a"), b("rows-b");
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1')");
+  ASSERT_TRUE(a.applier->Apply(0, 5, change::v1::ChangeBatch()).ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  b.Exec("DROP TABLE pair");
+  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  EXPECT_THAT(DeadLetters(b), HasSubstr("snapshot rows not installed"));
+  // When the table is created and a later change of one of those rows arrives: it queues
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+  a.Exec("UPDATE pair SET v = 'v2' WHERE b = 1");
+  change::v1::ChangeBatch later = OnlyKey(a.CapturedBatch(1), 1);
+  later.mutable_tables(0)->mutable_changes()->DeleteSubrange(0, 1);  // Only the update.
+  auto r = b.applier->Apply(0, 6, later);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->dead_lettered, 1);
+  EXPECT_THAT(DeadLetters(b), HasSubstr("(snapshot rows of the table)"));
+  // Then a retry installs the rows, then applies the change
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 2);
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -178,6 +178,11 @@ void Replicator::Stop() {
   LOG(INFO) << "node " << config_.node_id << " stopped";
 }
 
+absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64_t>& ids) {
+  std::lock_guard<std::mutex> lock(applier_->mu);
+  return applier_->applier->RetryDeadLetters(ids);
+}
+
 Replicator::~Replicator() {
   if (!stopping_.load() && host_ != nullptr && pump_.joinable()) Stop();
 }

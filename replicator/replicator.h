@@ -37,6 +37,11 @@ class Replicator {
 
   void Stop();
 
+  // Applies this node's dead letters `ids` (all when empty) again, under the same lock as the
+  // shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only: each node
+  // keeps the dead letters of the changes it could not apply.
+  absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
+
   raft::host::NodeHost* host() { return host_.get(); }
   ReplicatorMetrics& metrics() { return *metrics_; }
   const NodeConfig& config() const { return config_; }

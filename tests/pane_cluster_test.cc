@@ -286,5 +286,60 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
   EXPECT_EQ(*rest_listing, "t\n5000\n");
 }
 
+TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExists) {
+  // Given three nodes where node 3 lacks table t
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(3, "DROP TABLE t;");
+  auto dead_letters = [&](int id) { return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"); };
+
+  // When node 1 writes 28 changes (inserts, updates, deletes of the same rows)
+  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
+                 "INSERT INTO t SELECT i, 'row ' || i FROM n;"
+                 "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
+  // Then node 2 applies them and node 3 dead-letters every one
+  ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "28\n"; }, 60s))
+      << dead_letters(3) << cluster.log(3);
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM t;"), "17\n");
+  EXPECT_EQ(dead_letters(2), "0\n");
+
+  // When the table is created on node 3 (marmot puts capture on it), a later change of a
+  // dead-lettered row queues behind its dead letters while a change of a new row applies
+  cluster.Sql(3, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(3, "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 't';") == "1\n"; },
+      30s));
+  cluster.Sql(1, "UPDATE t SET v = 'late' WHERE id = 1; INSERT INTO t VALUES (1000, 'new row');");
+  // (the two rows may be in different shards: wait for both)
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, "SELECT v FROM t WHERE id = 1000;") == "new row\n"; }, 30s));
+  ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "29\n"; }, 30s)) << dead_letters(3);
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t WHERE id = 1;"), "0\n");
+
+  // And an operator retries node 3's dead letters through its pane (gRPC): they apply in order
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", cluster.pane_port(3)),
+                                     grpc::InsecureChannelCredentials());
+  admin::v1::RetryDeadLettersResponse out;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status denied = admin::v1::Admin::NewStub(channel)->RetryDeadLetters(&ctx, {}, &out);
+    EXPECT_EQ(denied.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  ctx.AddMetadata("authorization", kAuth);
+  grpc::Status s = admin::v1::Admin::NewStub(channel)->RetryDeadLetters(&ctx, {}, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.applied(), 29);
+  EXPECT_EQ(out.still_failing(), 0);
+  EXPECT_EQ(dead_letters(3), "0\n");
+  // Node 3's table now equals node 1's
+  const std::string dump = ".mode quote\nSELECT * FROM t ORDER BY id;";
+  EXPECT_EQ(cluster.Sql(3, dump), cluster.Sql(1, dump));
+  EXPECT_EQ(cluster.Sql(3, "SELECT v FROM t WHERE id = 1;"), "late\n");
+  EXPECT_TRUE(cluster.WaitForSame(dump, 30s));
+  EXPECT_THAT(Call(cluster, 3, "GET", "/v1/status")->body, HasSubstr("\"deadLetters\":\"0\""));
+}
+
 }  // namespace
 }  // namespace marmot
