@@ -290,6 +290,7 @@ absl::Status ChangeApplier::CheckSchema() {
   (*stmt)->Reset();
   if (version != schema_version_) {
     plans_.clear();
+    local_changes_.Clear();
     // Statements of dropped or altered tables would only fail or be prepared again.
     for (auto it = statements_.begin(); it != statements_.end();) {
       it = it->first == "PRAGMA schema_version" ? std::next(it) : statements_.erase(it);
@@ -318,26 +319,6 @@ absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
     it = plans_.insert_or_assign(table, std::move(plan)).first;
   }
   return it->second.get();
-}
-
-absl::StatusOr<std::map<std::string, int64_t>> ChangeApplier::NewerLocalChanges(
-    const std::string& table, int64_t after_id) {
-  absl::StatusOr<sqlite::TableSchema> schema = sqlite::ReadTableSchema(db_, table);
-  if (!schema.ok()) return schema.status();
-  absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
-      sqlite::ReadChanges(db_, *schema, after_id, std::numeric_limits<int>::max());
-  if (!records.ok()) return records.status();
-  std::map<std::string, int64_t> newest;
-  auto note = [&](const std::vector<Value>& key, int64_t id) {
-    if (key.empty()) return;
-    int64_t& n = newest[EncodeRowIdentity(table, key)];
-    n = std::max(n, id);
-  };
-  for (const sqlite::ChangeRecord& r : *records) {
-    note(r.key, r.id);
-    note(r.old_key, r.id);
-  }
-  return newest;
 }
 
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
@@ -369,6 +350,15 @@ absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
 }
 
 absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, const ChangeBatch& batch) {
+  absl::StatusOr<ApplyResult> result = ApplyInTransaction(shard, index, batch);
+  // The local change index forgot rows as their changes were processed; a transaction that did
+  // not commit processed nothing, so the index is read anew.
+  if (!result.ok()) local_changes_.Clear();
+  return result;
+}
+
+absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_t index,
+                                                              const ChangeBatch& batch) {
   ApplyResult result;
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
@@ -403,28 +393,25 @@ absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, cons
              {t.key_columns().begin(), t.key_columns().end()});
     if (!plan.ok()) return plan.status();
     const std::vector<int> key_positions = KeyPositions(t);
-    // Own changes: which rows have a newer change still in the local log.
-    std::map<std::string, int64_t> newer_local;
-    const bool own = local_node_ != 0 && batch.origin_node() == local_node_;
-    if (own && !t.changes().empty()) {
-      int64_t oldest = t.changes(0).change_id();
-      for (const Change& c : t.changes()) oldest = std::min(oldest, c.change_id());
-      absl::StatusOr<std::map<std::string, int64_t>> newer = NewerLocalChanges(t.table(), oldest);
-      if (newer.ok()) newer_local = *std::move(newer);  // No log (table gone): nothing to skip.
-    }
+    // Own changes: a row with a newer change still in the local log is skipped (see
+    // set_local_node). No log (the table is gone): nothing to skip.
+    const bool own = local_node_ != 0 && batch.origin_node() == local_node_ &&
+                     !t.changes().empty() && local_changes_.CatchUp(db_, t.table()).ok();
     for (const Change& c : t.changes()) {
+      if (own) {
+        const int64_t newer = local_changes_.Newest(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
+        for (const std::string& row : RowsOf(t, key_positions, c)) local_changes_.Processed(row, c.change_id());
+        if (c.change_id() > last_id && newer > c.change_id()) {
+          newest = std::max(newest, c.change_id());
+          ++result.superseded;
+          continue;
+        }
+      }
       if (c.change_id() <= last_id) {
         ++result.duplicates;
         continue;
       }
       newest = std::max(newest, c.change_id());
-      if (!newer_local.empty()) {
-        auto it = newer_local.find(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
-        if (it != newer_local.end() && it->second > c.change_id()) {
-          ++result.superseded;
-          continue;
-        }
-      }
       std::vector<std::string> rows;  // Filled only when needed: dead letters exist or it fails.
       absl::Status status = (*plan)->status;
       if (!dead_letters_.empty()) {
@@ -601,7 +588,6 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
     }
   }
   RetryResult result;
-  std::map<std::string, NewerLocal> newer_local;
   for (int64_t id : selected) {
     // A copy: retrying changes the index.
     const DeadLetterIndex::Entry entry = *dead_letters_.Find(id);
@@ -614,7 +600,7 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
       ++result.still_failing;
       continue;
     }
-    status = RetryOne(id, entry, newer_local);
+    status = RetryOne(id, entry);
     if (IsDatabaseFailure(status)) return status;
     if (status.ok()) {
       ++result.applied;
@@ -631,8 +617,7 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   return result;
 }
 
-absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry,
-                                     std::map<std::string, NewerLocal>& newer_local) {
+absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry) {
   absl::StatusOr<Statement*> read =
       Cached("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
   if (!read.ok()) return read.status();
@@ -684,16 +669,10 @@ absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& e
   if (local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
       static_cast<uint64_t>(origin.integer()) == local_node_) {
     // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
-    auto it = newer_local.find(t.table());
-    if (it == newer_local.end() || it->second.after_id > c.change_id()) {
-      absl::StatusOr<std::map<std::string, int64_t>> newer = NewerLocalChanges(t.table(), c.change_id());
-      NewerLocal& n = newer_local[t.table()];
-      n.after_id = c.change_id();
-      n.newest = newer.ok() ? *std::move(newer) : std::map<std::string, int64_t>();
-      it = newer_local.find(t.table());
+    if (local_changes_.CatchUp(db_, t.table()).ok() &&
+        local_changes_.Newest(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c))) > c.change_id()) {
+      return DeleteDeadLetter(id);
     }
-    auto row = it->second.newest.find(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
-    if (row != it->second.newest.end() && row->second > c.change_id()) return DeleteDeadLetter(id);
   }
   absl::StatusOr<const TablePlan*> plan =
       Plan(t.table(), {t.columns().begin(), t.columns().end()},
@@ -812,6 +791,8 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  // Own changes of the shard's rows that the snapshot covers are never applied one by one.
+  local_changes_.Clear();
   // Remove the shard's current rows from every local table.
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();

@@ -79,6 +79,7 @@
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/dead_letter_index.h"
+#include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
@@ -157,10 +158,8 @@ class ChangeApplier {
 
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
   absl::Status SetAppliedIndex(int shard, uint64_t index);
-  // For each row identity (EncodeRowIdentity) touched by a change of `table`'s local change log
-  // with id > `after_id`, the newest such id.
-  absl::StatusOr<std::map<std::string, int64_t>> NewerLocalChanges(const std::string& table,
-                                                                   int64_t after_id);
+  absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
+                                                 const change::v1::ChangeBatch& batch);
   uint64_t local_node_ = 0;
 
   // A statement prepared once and kept for the life of the connection, reset and ready to bind.
@@ -196,21 +195,15 @@ class ChangeApplier {
       int64_t before = std::numeric_limits<int64_t>::max());
   // Deletes `shard`'s rows of the local table `table`.
   absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table);
-  // NewerLocalChanges() of one table, read with ids above `after_id`: valid for every change
-  // id at or above it.
-  struct NewerLocal {
-    int64_t after_id = 0;
-    std::map<std::string, int64_t> newest;
-  };
   // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
   // status whose code is a database failure aborts the retry; any other error is the new error
-  // of a dead letter that stays. `newer_local` is kept per table across one retry.
-  absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry,
-                        std::map<std::string, NewerLocal>& newer_local);
+  // of a dead letter that stays.
+  absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry);
 
   sqlite::Database db_;
   ShardRouter router_;
   DeadLetterIndex dead_letters_;
+  LocalChangeIndex local_changes_;  // Used when local_node_ is set.
   bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
   std::unordered_map<std::string, std::unique_ptr<sqlite::Statement>> statements_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;

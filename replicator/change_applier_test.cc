@@ -171,6 +171,28 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("first"));
 }
 
+TEST(ChangeApplierTest, OwnChangeIsSkippedForANewerLocalChangeCapturedAfterEarlierApplies) {
+  // The applier reads the local change log incrementally: a change captured after it last read
+  // the log must still supersede an older own change of the same row.
+  Node a("own-incremental");
+  a.applier->set_local_node(1);
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a'); INSERT INTO \"order\" (id, name) VALUES (2, 'x');");
+  change::v1::ChangeBatch first = a.CapturedBatch(1);
+  ASSERT_EQ(first.tables(0).changes_size(), 2);
+  change::v1::ChangeBatch row1 = first, row2 = first;
+  row1.mutable_tables(0)->mutable_changes()->RemoveLast();
+  row2.mutable_tables(0)->mutable_changes()->DeleteSubrange(0, 1);
+  auto r1 = a.applier->Apply(0, 1, row1);  // reads the log: both inserts
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->applied, 1);
+
+  a.Exec("UPDATE \"order\" SET name = 'y' WHERE id = 2");  // captured after that read
+  auto r2 = a.applier->Apply(0, 2, row2);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->superseded, 1);
+  EXPECT_EQ(*a.db->QueryValue("SELECT name FROM \"order\" WHERE id = 2"), Value::Text("y"));
+}
+
 TEST(ChangeApplierTest, UniqueConflictResolvesToTheAppliedRow) {
   Node a("unique-a"), b("unique-b");
   // B already has name 'same' under another key; A inserts 'same' under key 1.

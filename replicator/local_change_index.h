@@ -1,0 +1,57 @@
+// LocalChangeIndex: for this node's own changes coming back through Raft, which rows still have
+// a newer change of this node waiting in the local change log (see
+// ChangeApplier::set_local_node for why such an own change is skipped).
+//
+// Reading the change log anew for every applied entry costs the whole backlog per entry, which
+// is quadratic under a write flood (it was 40% of the origin node's CPU). The index reads every
+// change-log row once: per table it remembers the highest change id read and reads only rows
+// above it; per row it remembers the newest change id seen. That is exact because change ids
+// only grow (the shipper keeps each log's newest row, so SQLite never hands an id out again) and
+// a change-log row is deleted only after its entry was applied here, which is after every older
+// change of the same row (same shard, in order): no row that could still matter is deleted
+// before the index read it.
+//
+// A row is forgotten when its newest change seen is itself applied (or skipped, or
+// dead-lettered): no older change of the row can come after it. Clear() forgets everything; the
+// next CatchUp() reads the logs from their start again.
+#ifndef MARMOT_REPLICATOR_LOCAL_CHANGE_INDEX_H_
+#define MARMOT_REPLICATOR_LOCAL_CHANGE_INDEX_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "sqlite/database.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+
+class LocalChangeIndex {
+ public:
+  // Reads the pending rows of `table`'s change log added since the last call. An error when the
+  // table or its log cannot be read (e.g. the table is gone); the index is unchanged then.
+  absl::Status CatchUp(sqlite::Database& db, const std::string& table);
+  // The newest change id seen for `row` (EncodeRowIdentity(table, key)), 0 if none.
+  int64_t Newest(const std::string& row) const;
+  // Change `id` of `row` was applied, skipped or dead-lettered here: forgets the row if `id` is
+  // the newest change of it seen.
+  void Processed(const std::string& row, int64_t id);
+  // After a snapshot install or a schema change.
+  void Clear();
+
+  size_t rows() const { return newest_.size(); }
+
+ private:
+  struct TableState {
+    sqlite::TableSchema schema;
+    int64_t read_up_to = 0;
+  };
+  std::map<std::string, TableState> tables_;
+  std::unordered_map<std::string, int64_t> newest_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_LOCAL_CHANGE_INDEX_H_

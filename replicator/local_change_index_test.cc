@@ -1,0 +1,61 @@
+// LocalChangeIndex reads each change-log row once and forgets a row once its newest change was
+// processed.
+#include "replicator/local_change_index.h"
+
+#include <glog/logging.h>
+#include <gtest/gtest.h>
+
+#include "replicator/shard_router.h"
+#include "sqlite/change_log.h"
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::replicator {
+namespace {
+
+using sqlite::Value;
+
+std::string Row(int64_t id) { return EncodeRowIdentity("t", {Value::Integer(id)}); }
+
+TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
+  const std::string path = sqlite::testing::NewTempDir("local-change-index") + "/n.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)").ok());
+  auto db = sqlite::Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  // Given two changes of row 1 and one of row 2 (another process writes them).
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  path, "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
+                        "INSERT INTO t VALUES (2, 'c');")
+                  .ok());
+  LocalChangeIndex index;
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_EQ(index.Newest(Row(1)), 2);
+  EXPECT_EQ(index.Newest(Row(2)), 3);
+  EXPECT_EQ(index.Newest(Row(3)), 0);
+
+  // Processing an older change of a row keeps it; its newest forgets it.
+  index.Processed(Row(1), 1);
+  EXPECT_EQ(index.Newest(Row(1)), 2);
+  index.Processed(Row(1), 2);
+  EXPECT_EQ(index.Newest(Row(1)), 0);
+  EXPECT_EQ(index.rows(), 1u);
+
+  // A later change is read by the next CatchUp; the forgotten rows stay forgotten.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_EQ(index.Newest(Row(2)), 4);
+  EXPECT_EQ(index.Newest(Row(1)), 0);
+
+  // Clear() reads the log from its start again.
+  index.Clear();
+  EXPECT_EQ(index.rows(), 0u);
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_EQ(index.Newest(Row(1)), 2);
+
+  // A table without a log is an error, and changes nothing.
+  EXPECT_FALSE(index.CatchUp(*db, "missing").ok());
+  EXPECT_EQ(index.Newest(Row(2)), 4);
+}
+
+}  // namespace
+}  // namespace marmot::replicator
