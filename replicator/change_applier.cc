@@ -98,6 +98,7 @@ std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& k
 struct TableWriter {
   std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
   std::string delete_key;  // DELETE by key, binds key values
+  std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
   bool keyed_by_rowid = false;
 };
 
@@ -136,6 +137,8 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                           Placeholders(insert_columns.size()), ")");
   w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
                               absl::StrJoin(key_terms, " AND "));
+  w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
+                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
   return w;
 }
 
@@ -321,6 +324,29 @@ absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
   return it->second.get();
 }
 
+absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const TableChanges& t,
+                                                  const std::vector<int>& key_positions,
+                                                  const Change& c) {
+  const TableWriter& w = plan.writer;
+  if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) return false;
+  const size_t width = t.columns_size() + (w.keyed_by_rowid ? 1 : 0);
+  if (c.row_size() != t.columns_size()) return false;  // malformed: ApplyChange says why
+  absl::StatusOr<Statement*> stmt = Cached(w.select_row);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(KeyOf(t, key_positions, c)); !s.ok()) return s;
+  absl::StatusOr<bool> found = (*stmt)->Step();
+  if (!found.ok()) return found.status();
+  bool same = *found;
+  for (size_t i = 0; same && i < width; ++i) {
+    const Value expected =
+        w.keyed_by_rowid ? (i == 0 ? FromWire(c.rowid()) : FromWire(c.row(static_cast<int>(i) - 1)))
+                         : FromWire(c.row(static_cast<int>(i)));
+    same = (*stmt)->Column(static_cast<int>(i)) == expected;
+  }
+  (*stmt)->Reset();
+  return same;
+}
+
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
   absl::StatusOr<Statement*> stmt =
       Cached("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
@@ -425,6 +451,18 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
               absl::StrCat("queued behind dead letter ", **blocker,
                            first != nullptr && first->whole_table ? " (snapshot rows of the table)"
                                                                   : " of the same row"));
+        }
+      }
+      if (status.ok() && own) {
+        // Most own changes come back to a row that still holds exactly what they carry: nothing
+        // to write (an upsert of the same values is a no-op, UNIQUE clashes included, since the
+        // row already satisfies them), which spares the origin a rewrite of every row it ships.
+        absl::StatusOr<bool> same = RowAlreadyIs(**plan, t, key_positions, c);
+        if (!same.ok()) return same.status();
+        if (*same) {
+          ++result.applied;
+          ++result.unchanged;
+          continue;
         }
       }
       if (status.ok()) {

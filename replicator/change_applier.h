@@ -96,6 +96,7 @@ struct ApplyResult {
   int64_t duplicates = 0;     // Skipped: applied before (re-proposal).
   int64_t dead_lettered = 0;
   int64_t superseded = 0;     // Own changes skipped: a newer local change of the row is pending.
+  int64_t unchanged = 0;      // Own changes (counted in applied) whose row already held them.
   bool stale_entry = false;   // The entry's index was already applied; nothing was done.
 };
 
@@ -160,6 +161,11 @@ class ChangeApplier {
   absl::Status SetAppliedIndex(int shard, uint64_t index);
   absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
                                                  const change::v1::ChangeBatch& batch);
+  // Whether the insert or update `c` would leave its row exactly as it is (same storage classes
+  // and values in every column); false for other operations and missing rows.
+  absl::StatusOr<bool> RowAlreadyIs(const TablePlan& plan, const change::v1::TableChanges& t,
+                                    const std::vector<int>& key_positions,
+                                    const change::v1::Change& c);
   uint64_t local_node_ = 0;
 
   // A statement prepared once and kept for the life of the connection, reset and ready to bind.
