@@ -119,6 +119,10 @@ class ChangeApplier {
   // it into a new change, losing the newer write). 0: never skip.
   void set_local_node(uint64_t node_id) { local_node_ = node_id; }
 
+  // The applying connection, for a caller that groups several calls into one transaction
+  // (SharedApplier's apply rounds); every call here then runs as a savepoint of it.
+  sqlite::Database& database() { return db_; }
+
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
 

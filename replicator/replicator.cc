@@ -83,6 +83,10 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.shards = config.shards;
   host_config.join = config.join;
   host_config.observer = r->observer_.get();
+  // Every shard applies through the one SQLite writer: one apply worker, whose rounds of work
+  // become one transaction each (SharedApplier).
+  host_config.apply_workers = 1;
+  host_config.apply_rounds = r->applier_.get();
   // Ticks of 50 ms: heartbeats every 100 ms, elections after 1-2 s of silence. Faster
   // elections buy little and cost spurious elections on a loaded machine (three nodes and the
   // application often share two cores); the tick drives only timers, not replication.

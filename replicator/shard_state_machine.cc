@@ -4,8 +4,61 @@
 #include <thread>
 
 #include <glog/logging.h>
+#include <sqlite3.h>
 
 namespace marmot::replicator {
+
+std::unique_lock<std::mutex> SharedApplier::Lock() {
+  if (InRound()) return std::unique_lock<std::mutex>();
+  return std::unique_lock<std::mutex>(mu);
+}
+
+void SharedApplier::BeginRound() {
+  mu.lock();
+  round_owner_.store(std::this_thread::get_id());
+  auto backoff = std::chrono::milliseconds(10);
+  for (int attempt = 1; !stopping.load(); ++attempt) {
+    // The applier's busy handler already waits up to 5 s for the application's writer.
+    absl::Status s = applier->database().Exec("BEGIN IMMEDIATE");
+    if (s.ok()) {
+      round_open_ = true;
+      return;
+    }
+    LOG_EVERY_N(ERROR, 20) << "cannot begin an apply transaction (attempt " << attempt
+                           << "), retrying: " << s;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+  // Stopping: the round's applies run as transactions of their own.
+}
+
+void SharedApplier::EndRound() {
+  auto backoff = std::chrono::milliseconds(10);
+  for (int attempt = 1; round_open_; ++attempt) {
+    absl::Status s = applier->database().Exec("COMMIT");
+    if (s.ok()) break;
+    // A failed COMMIT normally leaves the transaction open, to be committed again. If SQLite
+    // rolled it back instead, the host already counts the round's entries as applied: only a
+    // restart, which applies them again from the Raft log after the durable applied index,
+    // keeps this node whole.
+    LOG_IF(FATAL, sqlite3_get_autocommit(applier->database().raw()) != 0)
+        << "the apply transaction was rolled back by SQLite (" << s
+        << "); exiting so that a restart applies those entries again from the Raft log";
+    if (stopping.load()) {
+      LOG(WARNING) << "apply transaction not committed before stopping (applied again at the "
+                      "next start): " << s;
+      (void)applier->database().Exec("ROLLBACK");
+      break;
+    }
+    LOG_EVERY_N(ERROR, 20) << "cannot commit an apply transaction (attempt " << attempt
+                           << "), retrying: " << s;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+  round_open_ = false;
+  round_owner_.store(std::thread::id());
+  mu.unlock();
+}
 
 bool ShardStateMachine::RetryUntilDone(const char* what, uint64_t index,
                                        const std::function<absl::Status()>& step) {
@@ -13,7 +66,7 @@ bool ShardStateMachine::RetryUntilDone(const char* what, uint64_t index,
   for (int attempt = 1;; ++attempt) {
     absl::Status s;
     {
-      std::lock_guard<std::mutex> lock(shared_->mu);
+      std::unique_lock<std::mutex> lock = shared_->Lock();
       s = step();
     }
     if (s.ok()) return true;
@@ -76,7 +129,7 @@ void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entri
 }
 
 absl::StatusOr<std::string> ShardStateMachine::SaveSnapshot() {
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  std::unique_lock<std::mutex> lock = shared_->Lock();
   absl::StatusOr<change::v1::ShardSnapshot> snap = shared_->applier->CreateSnapshot(shard_);
   if (!snap.ok()) return snap.status();
   if (shared_->metrics != nullptr) shared_->metrics->snapshots_created.Increment();

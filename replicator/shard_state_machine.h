@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "raft/host/state_machine.h"
 #include "replicator/change_applier.h"
@@ -21,11 +22,29 @@ namespace marmot::replicator {
 
 // The node's applier, shared by the state machines of every shard (SQLite has one writer; the
 // mutex makes that explicit instead of leaving it to busy waits).
-struct SharedApplier {
+//
+// It also groups the host's apply rounds into one SQLite transaction: BeginRound() takes the
+// mutex and begins an IMMEDIATE transaction, the shards' applies inside run as savepoints of it,
+// EndRound() commits and lets go. One commit per round instead of one per entry is most of a
+// follower's apply cost (every commit rewrites the pages of the applied-index and dedupe tables
+// to the WAL, wakes the change detector and may checkpoint). A round is bounded by the host, so
+// the application's writers wait for one short transaction at most.
+struct SharedApplier : public raft::host::ApplyRounds {
   std::mutex mu;
   std::unique_ptr<ChangeApplier> applier;
   std::atomic<bool> stopping{false};
   ReplicatorMetrics* metrics = nullptr;  // Optional.
+
+  void BeginRound() override;
+  void EndRound() override;
+  // Whether the calling thread runs a round (and so holds `mu` already).
+  bool InRound() const { return round_owner_.load() == std::this_thread::get_id(); }
+  // Locks `mu` unless the calling thread holds it for its round.
+  std::unique_lock<std::mutex> Lock();
+
+ private:
+  std::atomic<std::thread::id> round_owner_{};
+  bool round_open_ = false;  // A transaction was begun for the round (guarded by mu).
 };
 
 class ShardStateMachine : public raft::host::StateMachine {

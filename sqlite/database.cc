@@ -242,24 +242,29 @@ std::vector<Value> Statement::Row() const {
 }
 
 absl::StatusOr<Transaction> Transaction::Begin(Database& db, Mode mode) {
-  absl::Status s = db.Exec(mode == Mode::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN");
+  const bool nested = sqlite3_get_autocommit(db.raw()) == 0;
+  absl::Status s = db.Exec(nested                      ? "SAVEPOINT marmot_nested"
+                           : mode == Mode::kImmediate ? "BEGIN IMMEDIATE"
+                                                      : "BEGIN");
   if (!s.ok()) return s;
-  return Transaction(&db);
+  return Transaction(&db, nested);
 }
 
 Transaction::Transaction(Transaction&& other) noexcept
-    : db_(other.db_), open_(std::exchange(other.open_, false)) {}
+    : db_(other.db_), nested_(other.nested_), open_(std::exchange(other.open_, false)) {}
 
 Transaction::~Transaction() {
   if (!open_) return;
-  if (absl::Status s = db_->Exec("ROLLBACK"); !s.ok()) {
+  if (absl::Status s = db_->Exec(nested_ ? "ROLLBACK TO marmot_nested; RELEASE marmot_nested"
+                                         : "ROLLBACK");
+      !s.ok()) {
     LOG(WARNING) << "rollback of " << db_->path() << " failed: " << s;
   }
 }
 
 absl::Status Transaction::Commit() {
   CHECK(open_) << "Commit on a transaction that is no longer open";
-  absl::Status s = db_->Exec("COMMIT");
+  absl::Status s = db_->Exec(nested_ ? "RELEASE marmot_nested" : "COMMIT");
   if (s.ok()) open_ = false;
   return s;
 }

@@ -116,7 +116,10 @@ class Transaction {
  public:
   enum class Mode { kDeferred, kImmediate };
 
-  // BEGIN [IMMEDIATE]. The Database must outlive the transaction.
+  // BEGIN [IMMEDIATE]. Inside a transaction that is already open on the connection (a caller
+  // grouping several units of work into one commit), a SAVEPOINT instead: Commit() releases it
+  // into the enclosing transaction, which makes it durable when that one commits, and a
+  // rollback undoes just this unit. The Database must outlive the transaction.
   static absl::StatusOr<Transaction> Begin(Database& db, Mode mode = Mode::kDeferred);
 
   Transaction(Transaction&&) noexcept;
@@ -127,8 +130,9 @@ class Transaction {
   absl::Status Commit();
 
  private:
-  explicit Transaction(Database* db) : db_(db) {}
+  Transaction(Database* db, bool nested) : db_(db), nested_(nested) {}
   Database* db_;
+  bool nested_;
   bool open_ = true;
 };
 

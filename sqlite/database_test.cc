@@ -64,6 +64,28 @@ TEST(TransactionTest, RollsBackUnlessCommitted) {
   EXPECT_EQ((*rows)[0][0], Value::Integer(2));
 }
 
+TEST(TransactionTest, NestedInAnOpenTransactionIsASavepointOfIt) {
+  auto db = Database::Open(testing::NewTempDir("txn-nested") + "/t.db");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x)").ok());
+  auto count = [&] { return db->QueryValue("SELECT count(*) FROM t")->integer(); };
+  ASSERT_TRUE(db->Exec("BEGIN IMMEDIATE").ok());  // a caller grouping units of work
+  {
+    auto unit = Transaction::Begin(*db, Transaction::Mode::kImmediate);
+    ASSERT_TRUE(unit.ok()) << unit.status();
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (1)").ok());
+    ASSERT_TRUE(unit->Commit().ok());
+  }
+  {
+    auto unit = Transaction::Begin(*db);
+    ASSERT_TRUE(unit.ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (2)").ok());
+  }  // dropped: only this unit is undone
+  EXPECT_EQ(count(), 1);
+  ASSERT_TRUE(db->Exec("ROLLBACK").ok());  // the enclosing transaction decides
+  EXPECT_EQ(count(), 0);
+}
+
 TEST(DatabaseTest, SwitchesToWalOrRefuses) {
   auto db = Database::Open(testing::NewTempDir("wal") + "/w.db");
   ASSERT_TRUE(db.ok());

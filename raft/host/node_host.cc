@@ -101,16 +101,27 @@ class NodeHost::ApplyWorker {
   };
 
   void Run() {
+    // A round is what is queued, bounded so that a store grouping it into one commit holds its
+    // write lock briefly.
+    constexpr size_t kMaxRoundTasks = 256;
+    constexpr uint64_t kMaxRoundBytes = 16 << 20;
+    ApplyRounds* rounds = host_->config_.apply_rounds;
     for (;;) {
-      ApplyTask t;
+      std::vector<ApplyTask> round;
       {
         std::unique_lock<std::mutex> l(mu_);
         cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        t = std::move(queue_.front());
-        queue_.pop_front();
+        uint64_t bytes = 0;
+        while (!queue_.empty() && round.size() < kMaxRoundTasks && bytes < kMaxRoundBytes) {
+          bytes += queue_.front().bytes;
+          round.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
       }
-      Process(std::move(t));
+      if (rounds != nullptr) rounds->BeginRound();
+      for (ApplyTask& t : round) Process(std::move(t));
+      if (rounds != nullptr) rounds->EndRound();
     }
   }
 

@@ -77,6 +77,8 @@ struct NodeHostConfig {
   uint64_t snapshot_entries = 10000;
   uint64_t compaction_overhead = 1000;
   int apply_workers = 4;
+  // Optional (must outlive the host): rounds of apply work, see ApplyRounds.
+  ApplyRounds* apply_rounds = nullptr;
   // A shard with more than this many bytes committed but not yet applied stops taking Readys.
   uint64_t max_apply_backlog_bytes = 64 << 20;
   // Proposals not committed within this time are resolved with DeadlineExceeded.

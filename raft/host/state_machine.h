@@ -40,6 +40,20 @@ class StateMachine {
 
 using StateMachineFactory = std::function<std::unique_ptr<StateMachine>(uint64_t shard)>;
 
+// Optional, for state machines of several shards that share one store (the replicator's SQLite
+// file): an apply worker calls BeginRound() before it applies a run of queued tasks back to back
+// (several shards' entries, snapshots taken or installed) and EndRound() after, both on its own
+// thread, so that the store can make the whole round one commit instead of one per entry.
+// Proposals are resolved within the round, before EndRound(): a proposer learns that its entry
+// committed in Raft; a crash before the round's commit loses nothing, since Open() then reports
+// the older applied index and the entries are applied again from the log.
+class ApplyRounds {
+ public:
+  virtual ~ApplyRounds() = default;
+  virtual void BeginRound() = 0;
+  virtual void EndRound() = 0;
+};
+
 }  // namespace marmot::raft::host
 
 #endif  // MARMOT_RAFT_HOST_STATE_MACHINE_H_
