@@ -91,6 +91,8 @@ class ChangeShipper {
   ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
                 Proposer* proposer, ShipperOptions options);
   absl::Status RefreshSchema();
+  // Runs a kept statement returning one integer (0 for none or NULL); prepared at first use.
+  absl::StatusOr<int64_t> QueryCached(const std::string& sql);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
@@ -103,6 +105,7 @@ class ChangeShipper {
   const ShipperOptions options_;
 
   int64_t schema_version_ = -1;
+  std::map<std::string, sqlite::Statement> cached_;  // QueryCached's statements, by SQL
   std::map<std::string, sqlite::TableSchema> tables_;
   std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
   // Per shard: changes read, in capture order, not yet in flight.
