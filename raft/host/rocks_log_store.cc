@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -88,6 +90,35 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 }
 
 std::string ShardFamily(int s) { return absl::StrCat("shard-", s); }
+
+// RocksDB's own diagnostics (warnings and errors only) go to glog, not to a LOG file in the
+// database folder. The folder is the raft disk: when that disk is full, RocksDB's file logger
+// fails, and the Debian build (assertions on) aborts on the next line it logs after a failed
+// write, inside DB::Open or in a background thread, before the store can report the cause.
+class GlogRocksLogger : public rocksdb::Logger {
+ public:
+  explicit GlogRocksLogger(std::string dir)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+
+  // The options dump RocksDB writes at every open.
+  void LogHeader(const char*, va_list) override {}
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      LOG(ERROR) << "raft store " << dir_ << ": rocksdb: " << buf;
+    } else {
+      LOG(WARNING) << "raft store " << dir_ << ": rocksdb: " << buf;
+    }
+  }
+
+ private:
+  const std::string dir_;
+};
 
 }  // namespace
 
@@ -446,8 +477,11 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
           options.shards, " shards; refusing to start (use the original -shards or a new -raft-path)"));
     }
   }
-  fs::create_directories(store->SnapshotDir(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("create ", store->SnapshotDir(), ": ", ec.message()));
+  // The database folder too: RocksDB logs an error when it is missing, even when creating it.
+  for (const std::string& d : {db_dir, store->SnapshotDir()}) {
+    fs::create_directories(d, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", d, ": ", ec.message()));
+  }
 
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = !exists;
@@ -460,6 +494,7 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   dbo.max_background_jobs = 2;
   dbo.keep_log_file_num = 2;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.info_log = std::make_shared<GlogRocksLogger>(dir);
   rocksdb::ColumnFamilyOptions cfo;
   cfo.write_buffer_size = 4 << 20;
   cfo.max_write_buffer_number = 2;
