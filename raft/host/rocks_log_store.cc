@@ -86,7 +86,15 @@ bool DecodeSnapshotRecord(const std::string& s, v1::SnapshotMetadata* meta, std:
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(absl::StrCat(what, ": ", s.ToString()));
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+// A failed system call on a file of the store.
+absl::Status FromErrno(int err, absl::string_view what, const std::string& path) {
+  std::string m = absl::StrCat(what, " ", path, ": ", strerror(err));
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(std::move(m));
+  return absl::InternalError(std::move(m));
 }
 
 std::string ShardFamily(int s) { return absl::StrCat("shard-", s); }
@@ -125,24 +133,28 @@ class GlogRocksLogger : public rocksdb::Logger {
 absl::Status WriteFileDurably(const std::string& path, const std::string& data) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  if (fd < 0) return FromErrno(errno, "open", tmp);
+  // A half-written temp file would only take space on a disk that is likely full already.
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = FromErrno(errno, what, tmp);
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(e)));
+      return fail("write");
     }
     done += n;
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno)));
-  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0) return fail("close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
   int dfd = ::open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
@@ -480,7 +492,7 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   // The database folder too: RocksDB logs an error when it is missing, even when creating it.
   for (const std::string& d : {db_dir, store->SnapshotDir()}) {
     fs::create_directories(d, ec);
-    if (ec) return absl::InternalError(absl::StrCat("create ", d, ": ", ec.message()));
+    if (ec) return FromErrno(ec.value(), "create", d);
   }
 
   rocksdb::DBOptions dbo;
@@ -502,6 +514,11 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   for (const auto& n : wanted) descs.emplace_back(n, cfo);
   rocksdb::DB* raw = nullptr;
   auto rs = rocksdb::DB::Open(dbo, db_dir, descs, &store->handles_, &raw);
+  if (rs.IsNoSpace()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "raft store ", dir, " cannot be opened: the raft folder's disk is full (", rs.ToString(),
+        "); nothing was changed, start again after freeing space"));
+  }
   if (!rs.ok()) {
     return absl::DataLossError(absl::StrCat("raft store ", dir, " cannot be opened (",
                                             rs.ToString(), "); refusing to start, nothing was changed"));
@@ -515,7 +532,8 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     b.Put(def, kShardsKey, std::to_string(options.shards));
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    auto ws = FromRocks(store->db_->Write(wo, &b), "write store identity");
+    auto ws = FromRocks(store->db_->Write(wo, &b),
+                        absl::StrCat("raft store ", dir, ": write its identity"));
     if (!ws.ok()) return ws;
   } else {
     std::string format, node, shards;

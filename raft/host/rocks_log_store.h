@@ -108,6 +108,8 @@ class RocksLogStore {
   // Opens (or creates) the store in `dir`. A directory holding another node's store, a store
   // with another shard count, a damaged store or files that are not a store are refused with
   // FailedPreconditionError / DataLossError explaining what was found; nothing is deleted.
+  // A disk too full to open the store (RocksDB writes a few files at open) gives
+  // ResourceExhaustedError and changes nothing: opening again after freeing space is fine.
   static absl::StatusOr<std::unique_ptr<RocksLogStore>> Open(const std::string& dir,
                                                              const Options& options);
   ~RocksLogStore();
@@ -127,7 +129,9 @@ class RocksLogStore {
   std::map<std::string, std::string> ReadMetaWithPrefix(const std::string& prefix) const;
 
   // Makes everything staged durable: one write, one fsync (if `sync`). Files made obsolete by
-  // the staged changes (replaced snapshots) are removed afterwards.
+  // the staged changes (replaced snapshots) are removed afterwards. On failure
+  // (ResourceExhaustedError: the disk is full; another error: I/O) nothing staged is known to be
+  // durable and the store takes no more writes: the caller must stop using it.
   absl::Status Commit(bool sync = true);
   bool HasStaged() const { return batch_.Count() > 0; }
 
@@ -148,7 +152,8 @@ class RocksLogStore {
   std::vector<std::string> obsolete_files_;
 };
 
-// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder).
+// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder). On failure
+// the temp file is removed; ResourceExhaustedError when the disk is full.
 absl::Status WriteFileDurably(const std::string& path, const std::string& data);
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
