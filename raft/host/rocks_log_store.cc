@@ -507,6 +507,16 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   dbo.keep_log_file_num = 2;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   dbo.info_log = std::make_shared<GlogRocksLogger>(dir);
+  // Only an incomplete record at the end of the log is dropped at open; any other damage fails
+  // the open (DataLossError below). Safe because an incomplete record was never acknowledged:
+  // a Commit returns OK only after its whole record was written (and fsynced when the host
+  // acknowledges anything from it), and after a failed write nothing more is written (the
+  // host exits, RocksDB refuses writes), so the torn record is the last one of the last log.
+  // This is the state a disk that filled up in the middle of a write leaves, and a crash in the
+  // middle of one. RocksDB's default, point-in-time recovery, would also stop silently at a
+  // corrupt record in the middle of the log and drop everything after it, fsynced or not. The
+  // price: a crash that leaves garbage (not a clean cut) in unsynced writes is refused too.
+  dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   rocksdb::ColumnFamilyOptions cfo;
   cfo.write_buffer_size = 4 << 20;
   cfo.max_write_buffer_number = 2;

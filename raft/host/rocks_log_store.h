@@ -15,6 +15,10 @@
 // must Commit() before it lets the core read it again (RawNode::Advance), and a failed Commit
 // is fatal (the in-memory view would lie).
 //
+// A write that fails half-way (the disk filled up in the middle of it) leaves a torn record at
+// the end of RocksDB's write-ahead log. Open drops exactly that incomplete last record and
+// refuses any other damage (see the recovery mode in Open).
+//
 // Threading: not thread-safe. One thread (the host's Raft loop) stages, commits and serves the
 // core's reads.
 #ifndef MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_
