@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_buffer_manager.h"
 
@@ -457,6 +459,54 @@ absl::Status ShardLog::Load() {
 // ---------------------------------------------------------------------------------------------
 // RocksLogStore
 
+// Tells the store's owner when RocksDB enters its read-only error state. Armed only once Open
+// succeeded: errors while opening are what Open returns.
+class RocksLogStore::ErrorListener : public rocksdb::EventListener {
+ public:
+  explicit ErrorListener(std::string dir) : dir_(std::move(dir)) {}
+
+  void Arm(std::function<void(const absl::Status&)> callback) {
+    std::lock_guard<std::mutex> l(mu_);
+    callback_ = std::move(callback);
+  }
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) override {
+    if (error == nullptr || error->ok()) return;
+    const char* what = "write";
+    switch (reason) {
+      case rocksdb::BackgroundErrorReason::kFlush:
+      case rocksdb::BackgroundErrorReason::kFlushNoWAL:
+        what = "flush";
+        break;
+      case rocksdb::BackgroundErrorReason::kCompaction:
+        what = "compaction";
+        break;
+      case rocksdb::BackgroundErrorReason::kManifestWrite:
+      case rocksdb::BackgroundErrorReason::kManifestWriteNoWAL:
+        what = "manifest write";
+        break;
+      default:
+        break;
+    }
+    absl::Status s = FromRocks(*error, absl::StrCat("raft store ", dir_, ": rocksdb ", what));
+    std::function<void(const absl::Status&)> callback;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      callback = callback_;
+    }
+    if (callback) {
+      callback(s);
+    } else {
+      LOG(ERROR) << s;
+    }
+  }
+
+ private:
+  const std::string dir_;
+  std::mutex mu_;
+  std::function<void(const absl::Status&)> callback_;
+};
+
 absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::string& dir,
                                                                    const Options& options) {
   if (options.node_id == 0 || options.shards <= 0) {
@@ -517,6 +567,8 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   // corrupt record in the middle of the log and drop everything after it, fsynced or not. The
   // price: a crash that leaves garbage (not a clean cut) in unsynced writes is refused too.
   dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  store->listener_ = std::make_shared<ErrorListener>(dir);
+  dbo.listeners.push_back(store->listener_);
   rocksdb::ColumnFamilyOptions cfo;
   cfo.write_buffer_size = 4 << 20;
   cfo.max_write_buffer_number = 2;
@@ -577,6 +629,7 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     }
   }
   if (store->fresh_) store->batch_.Put(def, kInitializedKey, "1");
+  store->listener_->Arm(options.on_background_error);
   // Snapshot files no shard refers to are leftovers of a crash or a stop between writing a
   // file and recording it (or of a half-received snapshot): remove them.
   std::set<std::string> live;

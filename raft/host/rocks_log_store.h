@@ -13,7 +13,7 @@
 // ...) and made durable together by Commit(): the host persists every shard's Ready of one loop
 // iteration with ONE write and ONE fsync. Staging updates the in-memory view at once; the host
 // must Commit() before it lets the core read it again (RawNode::Advance), and a failed Commit
-// is fatal (the in-memory view would lie).
+// is fatal (the in-memory view would lie): the host stops the process (storage_failure.h).
 //
 // A write that fails half-way (the disk filled up in the middle of it) leaves a torn record at
 // the end of RocksDB's write-ahead log. Open drops exactly that incomplete last record and
@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -107,6 +108,10 @@ class RocksLogStore {
     // Shared by every column family's memtables.
     size_t write_buffer_manager_bytes = 64 << 20;
     uint64_t max_total_wal_size = 128 << 20;
+    // Called (from a RocksDB thread, or from the one in Commit) when RocksDB puts the database
+    // into its read-only error state after a failed write, flush or compaction: from then on
+    // every Commit fails. The status is ResourceExhausted when the disk is full. Optional.
+    std::function<void(const absl::Status&)> on_background_error;
   };
 
   // Opens (or creates) the store in `dir`. A directory holding another node's store, a store
@@ -144,11 +149,13 @@ class RocksLogStore {
 
  private:
   friend class ShardLog;
+  class ErrorListener;
   RocksLogStore() = default;
 
   std::string dir_;
   Options options_;
   bool fresh_ = false;
+  std::shared_ptr<ErrorListener> listener_;  // registered with db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] = default
   std::vector<std::unique_ptr<ShardLog>> shards_;
