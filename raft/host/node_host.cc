@@ -9,6 +9,7 @@
 #include "glog/logging.h"
 #include "raft/errors.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
 namespace marmot::raft::host {
@@ -225,6 +226,9 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   RocksLogStore::Options so;
   so.node_id = me;
   so.shards = config_.shards;
+  so.on_background_error = [me, path = config_.raft_path](const absl::Status& s) {
+    ExitOnStorageFailure(me, path, "log write", s);
+  };
   auto store = RocksLogStore::Open(config_.raft_path, so);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
@@ -472,6 +476,9 @@ void NodeHost::HandleReadies() {
     Ready rd = std::move(*rd_or);
     if (rd.snapshot) {
       auto s = shard->log->ApplySnapshot(*rd.snapshot);
+      if (!s.ok() && !IsSnapshotOutOfDate(s)) {
+        ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
+      }
       CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
       sync = true;
     }
@@ -489,7 +496,10 @@ void NodeHost::HandleReadies() {
     readies.emplace_back(shard.get(), std::move(rd));
   }
   if (readies.empty()) {
-    if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+    if (store_->HasStaged()) {
+      auto cs = store_->Commit(false);
+      if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
+    }
     return;
   }
   // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
@@ -508,7 +518,7 @@ void NodeHost::HandleReadies() {
   if (!early.empty()) transport_->Send(std::move(early));
   const absl::Time write_start = absl::Now();
   auto cs = store_->Commit(sync);
-  CHECK(cs.ok()) << "[node " << me << "] " << cs;
+  if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
   if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
   // 3. Hand committed entries to the apply workers; membership changes take effect here.
@@ -580,7 +590,10 @@ void NodeHost::HandleReadies() {
     info.conf_state = r.tracker().ConfState();
     info.applied_conf_state = shard->applied_conf;
   }
-  if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+  if (store_->HasStaged()) {
+    auto cs = store_->Commit(false);
+    if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
+  }
 }
 
 void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) {

@@ -11,6 +11,10 @@
 // recognizes its own entries when they are applied and resolves their callbacks; the state
 // machine sees the payload only. A follower forwards proposals to the leader (the core does).
 //
+// A write of the raft folder that fails (a full disk, an I/O error) ends the process with one
+// line naming the cause and exit code kStorageFailureExitCode (storage_failure.h): what is
+// staged can no longer be made durable, and everything acknowledged already is.
+//
 // Bootstrap: a node whose raft folder is new starts every shard with the same membership
 // (config.peers) unless config.join is set (it then waits to be added and receive a snapshot).
 // A node with existing state ignores config.peers for membership.
