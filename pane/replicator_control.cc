@@ -11,18 +11,19 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "pane/cluster_membership.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
 namespace marmot::pane {
 
 absl::StatusOr<std::unique_ptr<ReplicatorControl>> ReplicatorControl::Create(
-    replicator::Replicator* replicator, std::string version) {
+    replicator::Replicator* replicator, std::string version, absl::Duration add_node_timeout) {
   absl::StatusOr<sqlite::Database> db =
       sqlite::Database::Open(replicator->config().db_path, {.read_only = true});
   if (!db.ok()) return db.status();
   return std::unique_ptr<ReplicatorControl>(
-      new ReplicatorControl(replicator, *std::move(db), std::move(version)));
+      new ReplicatorControl(replicator, *std::move(db), std::move(version), add_node_timeout));
 }
 
 absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
@@ -158,48 +159,11 @@ absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
 }
 
 absl::Status ReplicatorControl::AddNode(uint64_t node_id, const std::string& address) {
-  raft::host::NodeHost* host = replicator_->host();
-  for (int shard = 0; shard < host->shards(); ++shard) {
-    if (Voters(host->GetShardInfo(shard)).count(node_id)) continue;  // Already added there.
-    absl::Status s = host->AddNode(shard, node_id, address);
-    if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("adding node ", node_id, " to shard ", shard,
-                                                 " failed (earlier shards have it; call again to "
-                                                 "finish): ", s.message()));
-    }
-  }
-  LOG(INFO) << "node " << node_id << " (" << address << ") added to every shard";
-  return absl::OkStatus();
+  return AddNodeToEveryShard(*replicator_->host(), node_id, address, add_node_timeout_);
 }
 
 absl::Status ReplicatorControl::RemoveNode(uint64_t node_id) {
-  raft::host::NodeHost* host = replicator_->host();
-  bool member = false;
-  for (int shard = 0; shard < host->shards(); ++shard) {
-    raft::host::ShardInfo info = host->GetShardInfo(shard);
-    std::set<uint64_t> voters = Voters(info);
-    if (!voters.count(node_id)) continue;
-    member = true;
-    if (voters.size() <= 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("node ", node_id, " is the last voter of shard ", shard));
-    }
-    if (info.leader == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", shard, " has no leader now; removing a node could leave it without quorum"));
-    }
-  }
-  if (!member) return absl::NotFoundError(absl::StrCat("node ", node_id, " is not a member"));
-  for (int shard = 0; shard < host->shards(); ++shard) {
-    if (!Voters(host->GetShardInfo(shard)).count(node_id)) continue;
-    absl::Status s = host->RemoveNode(shard, node_id);
-    if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("removing node ", node_id, " from shard ", shard,
-                                                 " failed (call again to finish): ", s.message()));
-    }
-  }
-  LOG(INFO) << "node " << node_id << " removed from every shard";
-  return absl::OkStatus();
+  return RemoveNodeFromEveryShard(*replicator_->host(), node_id);
 }
 
 absl::Status ReplicatorControl::TransferLeader(uint32_t shard, uint64_t node_id) {

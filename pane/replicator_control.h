@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 
+#include "absl/time/time.h"
 #include "pane/node_control.h"
 #include "replicator/replicator.h"
 #include "sqlite/database.h"
@@ -14,18 +15,22 @@ namespace marmot::pane {
 
 class ReplicatorControl : public NodeControl {
  public:
-  // `replicator` must outlive this object.
-  static absl::StatusOr<std::unique_ptr<ReplicatorControl>> Create(replicator::Replicator* replicator,
-                                                                   std::string version);
+  // `replicator` must outlive this object. AddNode waits up to `add_node_timeout` for the
+  // new node's promotion to voter.
+  static absl::StatusOr<std::unique_ptr<ReplicatorControl>> Create(
+      replicator::Replicator* replicator, std::string version,
+      absl::Duration add_node_timeout = absl::Seconds(60));
 
   absl::StatusOr<admin::v1::GetStatusResponse> GetStatus() override;
   absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) override;
   // Every shard has a leader and has applied what it knows is committed.
   bool Ready() override;
   absl::StatusOr<admin::v1::ListNodesResponse> ListNodes() override;
-  // Adds the node as a voter of every shard, one shard after the other.
+  // Adds the node to every shard as a learner, then waits until it is promoted to voter
+  // everywhere (see AddNodeToEveryShard in pane/cluster_membership.h).
   absl::Status AddNode(uint64_t node_id, const std::string& address) override;
-  // Refuses (FAILED_PRECONDITION) to remove the last voter, or while a shard has no leader.
+  // Removes a voter or a learner from every shard; refuses (FAILED_PRECONDITION) to remove
+  // the last voter, or a voter while a shard has no leader.
   absl::Status RemoveNode(uint64_t node_id) override;
   absl::Status TransferLeader(uint32_t shard, uint64_t node_id) override;
   absl::StatusOr<uint32_t> BalanceLeaders() override;
@@ -36,13 +41,18 @@ class ReplicatorControl : public NodeControl {
       const std::vector<int64_t>& ids) override;
 
  private:
-  ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version)
-      : replicator_(replicator), db_(std::move(db)), version_(std::move(version)) {}
+  ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version,
+                    absl::Duration add_node_timeout)
+      : replicator_(replicator),
+        db_(std::move(db)),
+        version_(std::move(version)),
+        add_node_timeout_(add_node_timeout) {}
 
   replicator::Replicator* replicator_;
   std::mutex mu_;  // Guards db_ (pane calls run on several threads).
   sqlite::Database db_;  // Read-only, for backlog and dead letters.
   std::string version_;
+  absl::Duration add_node_timeout_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

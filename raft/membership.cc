@@ -13,10 +13,16 @@ bool IsLearner(const v1::ConfState& cs, uint64_t id) {
   return std::find(cs.learners().begin(), cs.learners().end(), id) != cs.learners().end();
 }
 
+bool IsLearnerToPromote(const v1::ConfState& cs, uint64_t id) {
+  return std::find(cs.learners_to_promote().begin(), cs.learners_to_promote().end(), id) !=
+         cs.learners_to_promote().end();
+}
+
 v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& cc,
                                 std::string* ignored) {
   std::set<uint64_t> voters(cs.voters().begin(), cs.voters().end());
   std::set<uint64_t> learners(cs.learners().begin(), cs.learners().end());
+  std::set<uint64_t> to_promote(cs.learners_to_promote().begin(), cs.learners_to_promote().end());
   auto why = [ignored](const char* w) {
     if (ignored) *ignored = w;
   };
@@ -29,6 +35,7 @@ v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& c
     case v1::CONF_CHANGE_ADD_NODE:
       // Adding a learner as voter promotes it.
       learners.erase(id);
+      to_promote.erase(id);
       voters.insert(id);
       break;
     case v1::CONF_CHANGE_ADD_LEARNER:
@@ -37,6 +44,12 @@ v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& c
         return cs;
       }
       learners.insert(id);
+      // The latest change of a learner says whether it is to be promoted.
+      if (cc.promote_when_caught_up()) {
+        to_promote.insert(id);
+      } else {
+        to_promote.erase(id);
+      }
       break;
     case v1::CONF_CHANGE_REMOVE_NODE:
       if (voters.count(id) && voters.size() == 1) {
@@ -45,6 +58,7 @@ v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& c
       }
       voters.erase(id);
       learners.erase(id);
+      to_promote.erase(id);
       break;
     default:
       why("unknown conf change type");
@@ -53,6 +67,7 @@ v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& c
   v1::ConfState out;
   for (uint64_t v : voters) out.add_voters(v);
   for (uint64_t l : learners) out.add_learners(l);
+  for (uint64_t l : to_promote) out.add_learners_to_promote(l);
   return out;
 }
 

@@ -16,13 +16,17 @@
 
 namespace marmot::raft {
 
-// Returns `cs` with `cc` applied. Changes that are not allowed (demoting a voter to learner,
+// Returns `cs` with `cc` applied. An ADD_LEARNER sets or clears the learner's promotion mark
+// (ConfState.learners_to_promote) after its promote_when_caught_up; promoting or removing the
+// node clears it. Changes that are not allowed (demoting a voter to learner,
 // removing the last voter, node 0) leave it unchanged and set *ignored (if given) to why.
 // Deterministic, so every node derives the same membership from the same log.
 v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& cc,
                                 std::string* ignored = nullptr);
 bool IsVoter(const v1::ConfState& cs, uint64_t id);
 bool IsLearner(const v1::ConfState& cs, uint64_t id);
+// A learner that the leader promotes to voter once it has caught up.
+bool IsLearnerToPromote(const v1::ConfState& cs, uint64_t id);
 
 }  // namespace marmot::raft
 

@@ -1,6 +1,8 @@
 // Membership changes (single server: add voter, add learner, promote, remove) and leadership
 // transfer.
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raft/membership.h"
 #include "raft/errors.h"
 #include "raft/raw_node.h"
 #include "raft/testing/cluster.h"
@@ -130,6 +132,100 @@ TEST(MembershipTest, InvalidChangesAreRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.ProposeConfChange(1, v1::CONF_CHANGE_ADD_NODE, 0).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+v1::ConfChange Change(v1::ConfChangeType type, uint64_t node, bool promote = false) {
+  v1::ConfChange cc;
+  cc.set_type(type);
+  cc.set_node_id(node);
+  cc.set_promote_when_caught_up(promote);
+  return cc;
+}
+
+std::vector<uint64_t> ToPromote(const v1::ConfState& cs) {
+  return {cs.learners_to_promote().begin(), cs.learners_to_promote().end()};
+}
+
+TEST(MembershipTest, PromotionMarkFollowsTheLatestChangeOfTheNode) {
+  v1::ConfState cs = Cluster::Voters({1, 2, 3});
+  // A learner added to be promoted carries the mark,
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_LEARNER, 4, true));
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_LEARNER, 5, true));
+  EXPECT_TRUE(IsLearner(cs, 4));
+  EXPECT_EQ(ToPromote(cs), (std::vector<uint64_t>{4, 5}));
+  // its promotion clears it,
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_NODE, 4));
+  EXPECT_TRUE(IsVoter(cs, 4));
+  EXPECT_EQ(ToPromote(cs), std::vector<uint64_t>{5});
+  // so do a plain ADD_LEARNER (it stays a learner) and a removal,
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_LEARNER, 5));
+  EXPECT_TRUE(IsLearner(cs, 5));
+  EXPECT_TRUE(ToPromote(cs).empty());
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_LEARNER, 6, true));
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_REMOVE_NODE, 6));
+  EXPECT_FALSE(IsLearner(cs, 6));
+  EXPECT_TRUE(ToPromote(cs).empty());
+  // and a voter cannot be marked (that would be a demotion).
+  std::string ignored;
+  cs = ApplyConfChangeTo(cs, Change(v1::CONF_CHANGE_ADD_LEARNER, 1, true), &ignored);
+  EXPECT_FALSE(ignored.empty());
+  EXPECT_TRUE(ToPromote(cs).empty());
+}
+
+TEST(MembershipTest, PromotionMarkIsKnownToEveryMemberAndSurvivesARestart) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  c.AddEmptyNode(4);
+  ASSERT_TRUE(c.raw(1).ProposeConfChange(Change(v1::CONF_CHANGE_ADD_LEARNER, 4, true)).ok());
+  c.Settle();
+  c.Tick(1, 2);
+  for (uint64_t id : {1, 2, 3, 4}) {
+    EXPECT_EQ(c.raft(id).tracker().learners_to_promote(), std::set<uint64_t>{4}) << id;
+  }
+  // A node that restarts rebuilds it from its log, and can act on it once it leads.
+  c.Crash(2);
+  c.Restart(2);
+  EXPECT_EQ(c.raft(2).tracker().learners_to_promote(), std::set<uint64_t>{4});
+  c.ExpireLease(1);
+  c.ExpireLease(3);
+  c.ElectLeader(2);
+  EXPECT_EQ(c.raft(2).tracker().learners_to_promote(), std::set<uint64_t>{4});
+  EXPECT_EQ(ToPromote(c.raw(2).Status().conf_state), std::vector<uint64_t>{4});
+}
+
+TEST(MembershipTest, IsCaughtUpNeedsAnActiveLearnerThatAcknowledgedTheLog) {
+  Cluster c(3);
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.Propose(1, "a").ok());
+  // Given learner 4 is added while it cannot be reached,
+  c.AddEmptyNode(4);
+  c.Isolate(4);
+  ASSERT_TRUE(c.raw(1).ProposeConfChange(Change(v1::CONF_CHANGE_ADD_LEARNER, 4, true)).ok());
+  EXPECT_TRUE(c.raft(1).ConfChangePending());  // until it is applied
+  c.Settle();
+  EXPECT_FALSE(c.raft(1).ConfChangePending());
+  // then it has not caught up, however much lag is allowed (the leader is still probing it).
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(4, 0));
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(4, 1000));
+  // Once it is reachable it catches up,
+  c.Heal();
+  c.Tick(1, 2);
+  EXPECT_EQ(c.Applied(4), Strings{"a"});
+  EXPECT_TRUE(c.raft(1).IsCaughtUp(4, 0));
+  // but only the leader knows: a follower answers false, and so does anyone for itself or a
+  // stranger.
+  EXPECT_FALSE(c.raft(2).IsCaughtUp(4, 1000));
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(1, 1000));
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(9, 1000));
+  // When it is cut off again, entries committed without it count against the allowed lag,
+  c.Isolate(4);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.Propose(1, absl::StrCat("b", i)).ok());
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(4, 2));
+  EXPECT_TRUE(c.raft(1).IsCaughtUp(4, 3));
+  // and after a check-quorum round without an answer from it, it no longer counts as active.
+  c.Tick(1, 10);
+  ASSERT_EQ(c.raft(1).state(), StateType::kLeader);
+  EXPECT_FALSE(c.raft(1).IsCaughtUp(4, 1000));
 }
 
 TEST(TransferTest, ToUpToDateFollower) {

@@ -1069,6 +1069,13 @@ void Raft::RecomputeConfig() {
   if (MaybeCommit()) ReleasePendingReadIndexMessages();
 }
 
+bool Raft::IsCaughtUp(uint64_t id, uint64_t max_lag) const {
+  if (state_ != StateType::kLeader || id == id_) return false;
+  const Progress* pr = trk_.Get(id);
+  if (pr == nullptr || pr->state != ProgressState::kReplicate || !pr->recent_active) return false;
+  return pr->match + max_lag >= log_.committed();
+}
+
 v1::ConfState Raft::ApplyConfChange(const ConfChange& cc) {
   std::string ignored;
   applied_conf_ = ApplyConfChangeTo(applied_conf_, cc, &ignored);

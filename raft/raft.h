@@ -134,6 +134,15 @@ class Raft {
   uint64_t lead_transferee() const { return lead_transferee_; }
   bool is_learner() const { return is_learner_; }
   uint64_t uncommitted_size() const { return uncommitted_size_; }
+  // Leader only: whether member `id` has caught up, so that promoting it (from learner) does
+  // not make commits wait for a node far behind: it acknowledged the log up to at least
+  // commit - max_lag, the leader streams entries to it (replicate state: not probing, no
+  // snapshot on the way) and it answered since the last check-quorum round. False on a
+  // follower, for this node and for non-members.
+  bool IsCaughtUp(uint64_t id, uint64_t max_lag) const;
+  // Leader only: a conf change is in the log but not applied yet, so the next proposed one
+  // would be dropped (one change at a time).
+  bool ConfChangePending() const { return pending_conf_index_ > log_.applied(); }
   // One line with the state, for logs and failing invariant checks.
   std::string DebugString() const;
 

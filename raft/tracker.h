@@ -20,6 +20,7 @@ class ProgressTracker {
       : max_inflight_(max_inflight), max_inflight_bytes_(max_inflight_bytes) {}
 
   // Replaces the membership; every member gets a fresh Progress with next = next_index.
+  // (The learners to promote are copied from `cs` by Reset and SetConfig alike.)
   void Reset(const v1::ConfState& cs, uint64_t next_index);
   // Switches to membership `cs`, keeping the Progress of members that stay (a promoted
   // learner keeps its replication state); new members start at next_index.
@@ -46,6 +47,8 @@ class ProgressTracker {
   const std::map<uint64_t, Progress>& progress() const { return progress_; }
   const MajorityConfig& voters() const { return voters_; }
   const std::set<uint64_t>& learners() const { return learners_; }
+  // Learners that the leader promotes once they caught up (ConfState.learners_to_promote).
+  const std::set<uint64_t>& learners_to_promote() const { return learners_to_promote_; }
   std::string DebugString() const;
 
  private:
@@ -53,6 +56,7 @@ class ProgressTracker {
   uint64_t max_inflight_bytes_;
   MajorityConfig voters_;
   std::set<uint64_t> learners_;
+  std::set<uint64_t> learners_to_promote_;
   // Ordered by id: iteration order decides message order, which must be deterministic.
   std::map<uint64_t, Progress> progress_;
   std::map<uint64_t, bool> votes_;

@@ -211,6 +211,18 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
                   absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body << cluster.log(2);
+  // (it joined as a learner and AddNode returned once it was promoted: a voter of every shard)
+  res = Call(cluster, 2, "GET", "/v1/nodes");
+  ASSERT_TRUE(res);
+  admin::v1::ListNodesResponse nodes;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(res->body, &nodes).ok()) << res->body;
+  bool listed = false;
+  for (const auto& n : nodes.nodes()) {
+    EXPECT_FALSE(n.learner()) << "node " << n.node_id() << " is still a learner: " << res->body;
+    listed = listed || n.node_id() == static_cast<uint64_t>(four);
+  }
+  EXPECT_TRUE(listed) << res->body;
+  EXPECT_THAT(cluster.log(2), HasSubstr(absl::StrCat("waiting for its promotion")));
   // Then it receives every existing row (through shard snapshots), and its own writes reach
   // the others
   EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s)) << cluster.log(four);

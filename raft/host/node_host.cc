@@ -9,6 +9,7 @@
 #include "glog/logging.h"
 #include "raft/errors.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
 namespace marmot::raft::host {
@@ -237,6 +238,9 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   RocksLogStore::Options so;
   so.node_id = me;
   so.shards = config_.shards;
+  so.on_background_error = [me, path = config_.raft_path](const absl::Status& s) {
+    ExitOnStorageFailure(me, path, "log write", s);
+  };
   auto store = RocksLogStore::Open(config_.raft_path, so);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
@@ -293,6 +297,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   for (const auto& [id, addr] : addresses) {
     if (id != me) transport_->SetPeerAddress(id, addr);
   }
+  addresses_ = std::move(addresses);
 
   const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
   for (int w = 0; w < nworkers; ++w) workers_.push_back(std::make_unique<ApplyWorker>(this));
@@ -463,6 +468,7 @@ void NodeHost::RunLoop() {
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       for (auto& s : shards_) s->raw->Tick();
+      PromoteCaughtUpLearners();
       next_tick += tick;
       if (next_tick < now) next_tick = now + tick;  // fell behind: don't burst
     }
@@ -492,6 +498,9 @@ void NodeHost::HandleReadies() {
     Ready rd = std::move(*rd_or);
     if (rd.snapshot) {
       auto s = shard->log->ApplySnapshot(*rd.snapshot);
+      if (!s.ok() && !IsSnapshotOutOfDate(s)) {
+        ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
+      }
       CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
       sync = true;
     }
@@ -509,7 +518,10 @@ void NodeHost::HandleReadies() {
     readies.emplace_back(shard.get(), std::move(rd));
   }
   if (readies.empty()) {
-    if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+    if (store_->HasStaged()) {
+      auto cs = store_->Commit(false);
+      if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
+    }
     return;
   }
   // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
@@ -528,7 +540,7 @@ void NodeHost::HandleReadies() {
   if (!early.empty()) transport_->Send(std::move(early));
   const absl::Time write_start = absl::Now();
   auto cs = store_->Commit(sync);
-  CHECK(cs.ok()) << "[node " << me << "] " << cs;
+  if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
   if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
   // 3. Hand committed entries to the apply workers; membership changes take effect here.
@@ -558,10 +570,12 @@ void NodeHost::HandleReadies() {
               cc.node_id() != me) {
             transport_->SetPeerAddress(cc.node_id(), cc.context());
             store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
+            addresses_[cc.node_id()] = cc.context();
           }
           LOG(INFO) << "[shard " << shard->id << " node " << me << "] membership now voters "
                     << absl::StrJoin(shard->applied_conf.voters(), ",") << " learners "
-                    << absl::StrJoin(shard->applied_conf.learners(), ",");
+                    << absl::StrJoin(shard->applied_conf.learners(), ",") << " (to promote "
+                    << absl::StrJoin(shard->applied_conf.learners_to_promote(), ",") << ")";
         }
       } else if (!e.data().empty()) {
         if (e.data().size() < kProposalHeaderBytes) {
@@ -597,8 +611,12 @@ void NodeHost::HandleReadies() {
     info.last_index = shard->log->LastIndex();
     info.snapshot_index = shard->log->snapshot_metadata().index();
     info.conf_state = r.tracker().ConfState();
+    info.applied_conf_state = shard->applied_conf;
   }
-  if (store_->HasStaged()) CHECK(store_->Commit(false).ok());
+  if (store_->HasStaged()) {
+    auto cs = store_->Commit(false);
+    if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
+  }
 }
 
 void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) {
@@ -748,7 +766,6 @@ void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
 absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
                                                 absl::Duration timeout) {
   if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
-  const bool add = cc.type() != v1::CONF_CHANGE_REMOVE_NODE;
   // Asks the loop whether the change is applied here. The state is shared with the posted
   // task, which may run after we gave up waiting (or never, if the host stops).
   auto done = [&] {
@@ -759,9 +776,20 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
       bool applied = false;
     };
     auto answer = std::make_shared<Answer>();
-    Post([this, answer, shard, add, node = cc.node_id()] {
+    Post([this, answer, shard, type = cc.type(), node = cc.node_id()] {
+      const v1::ConfState& conf = shards_[shard]->applied_conf;
       std::lock_guard<std::mutex> l(answer->mu);
-      answer->applied = Contains(shards_[shard]->applied_conf, node) == add;
+      switch (type) {
+        case v1::CONF_CHANGE_ADD_NODE:
+          answer->applied = IsVoter(conf, node);
+          break;
+        case v1::CONF_CHANGE_REMOVE_NODE:
+          answer->applied = !Contains(conf, node);
+          break;
+        default:  // a learner that was promoted meanwhile counts too
+          answer->applied = Contains(conf, node);
+          break;
+      }
       answer->ready = true;
       answer->cv.notify_one();
     });
@@ -793,6 +821,53 @@ absl::Status NodeHost::AddNode(uint64_t shard, uint64_t node, const std::string&
   cc.set_node_id(node);
   cc.set_context(address);
   return ProposeConfChangeAndWait(shard, cc, timeout);
+}
+
+absl::Status NodeHost::AddLearner(uint64_t shard, uint64_t node, const std::string& address,
+                                  absl::Duration timeout) {
+  v1::ConfChange cc;
+  cc.set_type(v1::CONF_CHANGE_ADD_LEARNER);
+  cc.set_node_id(node);
+  cc.set_context(address);
+  cc.set_promote_when_caught_up(true);
+  return ProposeConfChangeAndWait(shard, cc, timeout);
+}
+
+void NodeHost::PromoteCaughtUpLearners() {
+  for (auto& shard : shards_) {
+    const Raft& r = shard->raw->raft();
+    // Cheap for the usual shard: nobody to promote.
+    if (r.tracker().learners_to_promote().empty() || r.state() != StateType::kLeader ||
+        r.ConfChangePending()) {
+      continue;
+    }
+    uint64_t learner = 0;
+    for (uint64_t id : r.tracker().learners_to_promote()) {
+      if (r.IsCaughtUp(id, config_.promotion_max_lag)) {
+        learner = id;
+        break;
+      }
+    }
+    if (learner == 0) continue;
+    v1::ConfChange cc;
+    cc.set_type(v1::CONF_CHANGE_ADD_NODE);
+    cc.set_node_id(learner);
+    // Members that learnt of the learner from a snapshot learn its address here.
+    auto addr = addresses_.find(learner);
+    if (addr != addresses_.end()) cc.set_context(addr->second);
+    // Dropped during a leadership transfer or with a full uncommitted tail: tried again on a
+    // later tick. Once appended, ConfChangePending() holds further tries back until it applies
+    // (or a new leader finds the learner still to promote and tries itself).
+    auto s = shard->raw->ProposeConfChange(cc);
+    if (s.ok()) {
+      LOG(INFO) << "[shard " << shard->id << " node " << config_.node_id << "] learner " << learner
+                << " caught up (match " << r.tracker().Get(learner)->match << ", commit "
+                << r.log().committed() << "), proposing its promotion to voter";
+    } else {
+      VLOG(1) << "[shard " << shard->id << " node " << config_.node_id << "] promotion of "
+              << learner << ": " << s;
+    }
+  }
 }
 
 absl::Status NodeHost::RemoveNode(uint64_t shard, uint64_t node, absl::Duration timeout) {

@@ -11,6 +11,10 @@
 // recognizes its own entries when they are applied and resolves their callbacks; the state
 // machine sees the payload only. A follower forwards proposals to the leader (the core does).
 //
+// A write of the raft folder that fails (a full disk, an I/O error) ends the process with one
+// line naming the cause and exit code kStorageFailureExitCode (storage_failure.h): what is
+// staged can no longer be made durable, and everything acknowledged already is.
+//
 // Bootstrap: a node whose raft folder is new starts every shard with the same membership
 // (config.peers) unless config.join is set (it then waits to be added and receive a snapshot).
 // A node with existing state ignores config.peers for membership.
@@ -76,6 +80,9 @@ struct NodeHostConfig {
   // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
   uint64_t snapshot_entries = 10000;
   uint64_t compaction_overhead = 1000;
+  // A learner added with AddLearner is promoted to voter by the shard's leader once it is
+  // within this many entries of the leader's commit index (see Raft::IsCaughtUp).
+  uint64_t promotion_max_lag = 16;
   int apply_workers = 4;
   // Optional (must outlive the host): rounds of apply work, see ApplyRounds.
   ApplyRounds* apply_rounds = nullptr;
@@ -111,7 +118,11 @@ struct ShardInfo {
   uint64_t last_index = 0;
   uint64_t snapshot_index = 0;
   bool is_leader = false;
-  v1::ConfState conf_state;  // the current (latest appended) membership
+  // The current (latest appended) membership, with the learners waiting for promotion.
+  v1::ConfState conf_state;
+  // The membership as of the last committed entry handed to the state machine: a change
+  // shown here is committed for good.
+  v1::ConfState applied_conf_state;
 };
 
 class NodeHost : private MessageHandler {
@@ -133,9 +144,20 @@ class NodeHost : private MessageHandler {
   absl::StatusOr<uint64_t> ProposeAndWait(uint64_t shard, std::string data);
 
   // Membership changes of one shard (the caller runs them for every shard). Adding a node
-  // records its address (carried in the change) on every member. OK once applied here.
+  // records its address (carried in the change) on every member. OK once applied here;
+  // DeadlineExceeded if not applied within `timeout` (the change may still apply later).
+  //
+  // AddNode adds a voter at once, or promotes a learner.
   absl::Status AddNode(uint64_t shard, uint64_t node, const std::string& address,
                        absl::Duration timeout = absl::Seconds(5));
+  // AddLearner adds a learner marked for promotion: OK once it is a member here (learner, or
+  // already promoted). Whichever node leads the shard then proposes its promotion to voter
+  // as soon as it has caught up (config.promotion_max_lag); the mark is part of the
+  // membership, so this goes on across leader changes and restarts until the node is a voter
+  // or removed. Watch ShardInfo::applied_conf_state to see it promoted.
+  absl::Status AddLearner(uint64_t shard, uint64_t node, const std::string& address,
+                          absl::Duration timeout = absl::Seconds(5));
+  // Removes a voter or a learner.
   absl::Status RemoveNode(uint64_t shard, uint64_t node, absl::Duration timeout = absl::Seconds(5));
   // Asks the shard's leader (wherever it is) to hand leadership to `transferee`.
   void TransferLeadership(uint64_t shard, uint64_t transferee);
@@ -179,6 +201,9 @@ class NodeHost : private MessageHandler {
   // Proposes a shard's queued proposals as a few batches; resolves the refused ones.
   void ProposeQueued(uint64_t shard, ProposalQueue q);
   void ExpireProposals(absl::Time now);
+  // On every tick: where this node leads a shard with a learner to promote that has caught
+  // up, proposes the promotion (one conf change at a time, as the core requires).
+  void PromoteCaughtUpLearners();
   // Apply worker callbacks.
   void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
   void OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file);
@@ -191,6 +216,9 @@ class NodeHost : private MessageHandler {
   GrpcTransport* grpc_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::unique_ptr<ApplyWorker>> workers_;
+  // Every peer address known (configured or learnt from membership changes); Raft loop only
+  // once started.
+  std::map<uint64_t, std::string> addresses_;
 
   // Inbox of the Raft loop.
   std::mutex mu_;

@@ -5,13 +5,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_buffer_manager.h"
 
@@ -84,34 +88,75 @@ bool DecodeSnapshotRecord(const std::string& s, v1::SnapshotMetadata* meta, std:
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(absl::StrCat(what, ": ", s.ToString()));
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
 }
 
+// A failed system call on a file of the store.
+absl::Status FromErrno(int err, absl::string_view what, const std::string& path) {
+  std::string m = absl::StrCat(what, " ", path, ": ", strerror(err));
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(std::move(m));
+  return absl::InternalError(std::move(m));
+}
+
 std::string ShardFamily(int s) { return absl::StrCat("shard-", s); }
+
+// RocksDB's own diagnostics (warnings and errors only) go to glog, not to a LOG file in the
+// database folder. The folder is the raft disk: when that disk is full, RocksDB's file logger
+// fails, and the Debian build (assertions on) aborts on the next line it logs after a failed
+// write, inside DB::Open or in a background thread, before the store can report the cause.
+class GlogRocksLogger : public rocksdb::Logger {
+ public:
+  explicit GlogRocksLogger(std::string dir)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+
+  // The options dump RocksDB writes at every open.
+  void LogHeader(const char*, va_list) override {}
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      LOG(ERROR) << "raft store " << dir_ << ": rocksdb: " << buf;
+    } else {
+      LOG(WARNING) << "raft store " << dir_ << ": rocksdb: " << buf;
+    }
+  }
+
+ private:
+  const std::string dir_;
+};
 
 }  // namespace
 
 absl::Status WriteFileDurably(const std::string& path, const std::string& data) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  if (fd < 0) return FromErrno(errno, "open", tmp);
+  // A half-written temp file would only take space on a disk that is likely full already.
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = FromErrno(errno, what, tmp);
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(e)));
+      return fail("write");
     }
     done += n;
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno)));
-  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0) return fail("close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
   int dfd = ::open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
@@ -414,6 +459,54 @@ absl::Status ShardLog::Load() {
 // ---------------------------------------------------------------------------------------------
 // RocksLogStore
 
+// Tells the store's owner when RocksDB enters its read-only error state. Armed only once Open
+// succeeded: errors while opening are what Open returns.
+class RocksLogStore::ErrorListener : public rocksdb::EventListener {
+ public:
+  explicit ErrorListener(std::string dir) : dir_(std::move(dir)) {}
+
+  void Arm(std::function<void(const absl::Status&)> callback) {
+    std::lock_guard<std::mutex> l(mu_);
+    callback_ = std::move(callback);
+  }
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) override {
+    if (error == nullptr || error->ok()) return;
+    const char* what = "write";
+    switch (reason) {
+      case rocksdb::BackgroundErrorReason::kFlush:
+      case rocksdb::BackgroundErrorReason::kFlushNoWAL:
+        what = "flush";
+        break;
+      case rocksdb::BackgroundErrorReason::kCompaction:
+        what = "compaction";
+        break;
+      case rocksdb::BackgroundErrorReason::kManifestWrite:
+      case rocksdb::BackgroundErrorReason::kManifestWriteNoWAL:
+        what = "manifest write";
+        break;
+      default:
+        break;
+    }
+    absl::Status s = FromRocks(*error, absl::StrCat("raft store ", dir_, ": rocksdb ", what));
+    std::function<void(const absl::Status&)> callback;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      callback = callback_;
+    }
+    if (callback) {
+      callback(s);
+    } else {
+      LOG(ERROR) << s;
+    }
+  }
+
+ private:
+  const std::string dir_;
+  std::mutex mu_;
+  std::function<void(const absl::Status&)> callback_;
+};
+
 absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::string& dir,
                                                                    const Options& options) {
   if (options.node_id == 0 || options.shards <= 0) {
@@ -446,8 +539,11 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
           options.shards, " shards; refusing to start (use the original -shards or a new -raft-path)"));
     }
   }
-  fs::create_directories(store->SnapshotDir(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("create ", store->SnapshotDir(), ": ", ec.message()));
+  // The database folder too: RocksDB logs an error when it is missing, even when creating it.
+  for (const std::string& d : {db_dir, store->SnapshotDir()}) {
+    fs::create_directories(d, ec);
+    if (ec) return FromErrno(ec.value(), "create", d);
+  }
 
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = !exists;
@@ -460,6 +556,19 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   dbo.max_background_jobs = 2;
   dbo.keep_log_file_num = 2;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.info_log = std::make_shared<GlogRocksLogger>(dir);
+  // Only an incomplete record at the end of the log is dropped at open; any other damage fails
+  // the open (DataLossError below). Safe because an incomplete record was never acknowledged:
+  // a Commit returns OK only after its whole record was written (and fsynced when the host
+  // acknowledges anything from it), and after a failed write nothing more is written (the
+  // host exits, RocksDB refuses writes), so the torn record is the last one of the last log.
+  // This is the state a disk that filled up in the middle of a write leaves, and a crash in the
+  // middle of one. RocksDB's default, point-in-time recovery, would also stop silently at a
+  // corrupt record in the middle of the log and drop everything after it, fsynced or not. The
+  // price: a crash that leaves garbage (not a clean cut) in unsynced writes is refused too.
+  dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  store->listener_ = std::make_shared<ErrorListener>(dir);
+  dbo.listeners.push_back(store->listener_);
   rocksdb::ColumnFamilyOptions cfo;
   cfo.write_buffer_size = 4 << 20;
   cfo.max_write_buffer_number = 2;
@@ -467,6 +576,11 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   for (const auto& n : wanted) descs.emplace_back(n, cfo);
   rocksdb::DB* raw = nullptr;
   auto rs = rocksdb::DB::Open(dbo, db_dir, descs, &store->handles_, &raw);
+  if (rs.IsNoSpace()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "raft store ", dir, " cannot be opened: the raft folder's disk is full (", rs.ToString(),
+        "); nothing was changed, start again after freeing space"));
+  }
   if (!rs.ok()) {
     return absl::DataLossError(absl::StrCat("raft store ", dir, " cannot be opened (",
                                             rs.ToString(), "); refusing to start, nothing was changed"));
@@ -480,7 +594,8 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     b.Put(def, kShardsKey, std::to_string(options.shards));
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    auto ws = FromRocks(store->db_->Write(wo, &b), "write store identity");
+    auto ws = FromRocks(store->db_->Write(wo, &b),
+                        absl::StrCat("raft store ", dir, ": write its identity"));
     if (!ws.ok()) return ws;
   } else {
     std::string format, node, shards;
@@ -514,6 +629,7 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     }
   }
   if (store->fresh_) store->batch_.Put(def, kInitializedKey, "1");
+  store->listener_->Arm(options.on_background_error);
   // Snapshot files no shard refers to are leftovers of a crash or a stop between writing a
   // file and recording it (or of a half-received snapshot): remove them.
   std::set<std::string> live;

@@ -13,7 +13,11 @@
 // ...) and made durable together by Commit(): the host persists every shard's Ready of one loop
 // iteration with ONE write and ONE fsync. Staging updates the in-memory view at once; the host
 // must Commit() before it lets the core read it again (RawNode::Advance), and a failed Commit
-// is fatal (the in-memory view would lie).
+// is fatal (the in-memory view would lie): the host stops the process (storage_failure.h).
+//
+// A write that fails half-way (the disk filled up in the middle of it) leaves a torn record at
+// the end of RocksDB's write-ahead log. Open drops exactly that incomplete last record and
+// refuses any other damage (see the recovery mode in Open).
 //
 // Threading: not thread-safe. One thread (the host's Raft loop) stages, commits and serves the
 // core's reads.
@@ -22,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -103,11 +108,17 @@ class RocksLogStore {
     // Shared by every column family's memtables.
     size_t write_buffer_manager_bytes = 64 << 20;
     uint64_t max_total_wal_size = 128 << 20;
+    // Called (from a RocksDB thread, or from the one in Commit) when RocksDB puts the database
+    // into its read-only error state after a failed write, flush or compaction: from then on
+    // every Commit fails. The status is ResourceExhausted when the disk is full. Optional.
+    std::function<void(const absl::Status&)> on_background_error;
   };
 
   // Opens (or creates) the store in `dir`. A directory holding another node's store, a store
   // with another shard count, a damaged store or files that are not a store are refused with
   // FailedPreconditionError / DataLossError explaining what was found; nothing is deleted.
+  // A disk too full to open the store (RocksDB writes a few files at open) gives
+  // ResourceExhaustedError and changes nothing: opening again after freeing space is fine.
   static absl::StatusOr<std::unique_ptr<RocksLogStore>> Open(const std::string& dir,
                                                              const Options& options);
   ~RocksLogStore();
@@ -127,7 +138,9 @@ class RocksLogStore {
   std::map<std::string, std::string> ReadMetaWithPrefix(const std::string& prefix) const;
 
   // Makes everything staged durable: one write, one fsync (if `sync`). Files made obsolete by
-  // the staged changes (replaced snapshots) are removed afterwards.
+  // the staged changes (replaced snapshots) are removed afterwards. On failure
+  // (ResourceExhaustedError: the disk is full; another error: I/O) nothing staged is known to be
+  // durable and the store takes no more writes: the caller must stop using it.
   absl::Status Commit(bool sync = true);
   bool HasStaged() const { return batch_.Count() > 0; }
 
@@ -136,11 +149,13 @@ class RocksLogStore {
 
  private:
   friend class ShardLog;
+  class ErrorListener;
   RocksLogStore() = default;
 
   std::string dir_;
   Options options_;
   bool fresh_ = false;
+  std::shared_ptr<ErrorListener> listener_;  // registered with db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] = default
   std::vector<std::unique_ptr<ShardLog>> shards_;
@@ -148,7 +163,8 @@ class RocksLogStore {
   std::vector<std::string> obsolete_files_;
 };
 
-// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder).
+// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder). On failure
+// the temp file is removed; ResourceExhaustedError when the disk is full.
 absl::Status WriteFileDurably(const std::string& path, const std::string& data);
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/errors.h"
 
@@ -222,6 +223,120 @@ TEST_F(RocksLogStoreTest, CorruptStoreIsRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("refusing to start"), std::string::npos) << s.status();
   EXPECT_TRUE(fs::exists(manifest));
+}
+
+// The write-ahead log RocksDB appends to: the .log file with the highest number.
+std::string NewestWal(const std::string& dir) {
+  std::string newest;
+  for (const auto& f : fs::directory_iterator(dir + "/db")) {
+    const std::string p = f.path().string();
+    if (f.path().extension() == ".log" && p > newest) newest = p;  // same-width numbers
+  }
+  return newest;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// A store whose write-ahead log ends with two writes of shard 0: entries 2..11 (commit 11),
+// then entries 12..40 with 4 KB payloads (commit 40), a record over several 32 KB log blocks.
+// The log's size after each write goes to *after_first and *after_second.
+class TornWriteTest : public RocksLogStoreTest {
+ protected:
+  void WriteTwoRecords(uint64_t* after_first, uint64_t* after_second) {
+    {
+      auto store = MustOpen();
+      store->Bootstrap(0, Voters({1}));
+      ASSERT_TRUE(store->Commit().ok());
+    }
+    // Reopening moves what was logged so far into table files: the log now starts empty.
+    auto store = MustOpen();
+    ShardLog* log = store->shard(0);
+    ASSERT_TRUE(log->Append(Ents(2, 12, 1)).ok());
+    log->SetHardState(Commit(11));
+    ASSERT_TRUE(store->Commit().ok());
+    wal_ = NewestWal(dir_);
+    *after_first = fs::file_size(wal_);
+    std::vector<Entry> big = Ents(12, 41, 1);
+    for (auto& e : big) e.mutable_data()->append(4000, 'x');
+    ASSERT_TRUE(log->Append(big).ok());
+    log->SetHardState(Commit(40));
+    ASSERT_TRUE(store->Commit().ok());
+    *after_second = fs::file_size(wal_);
+    ASSERT_GT(*after_second - *after_first, 3u * 32 * 1024);
+    store.reset();
+    ASSERT_EQ(NewestWal(dir_), wal_);
+    ASSERT_EQ(fs::file_size(wal_), *after_second) << "closing the store wrote to its log";
+  }
+  static HardState Commit(uint64_t index) {
+    HardState hs;
+    hs.set_term(1);
+    hs.set_commit(index);
+    return hs;
+  }
+  std::string wal_;
+};
+
+TEST_F(TornWriteTest, TornLastWriteIsDroppedAndEverythingBeforeItKept) {
+  // Given a log whose last write was cut short anywhere: in its first header, right after it,
+  // in a middle block, at a block boundary, one byte before its end (a disk that filled up
+  // during the write, or a crash),
+  uint64_t first = 0, second = 0;
+  WriteTwoRecords(&first, &second);
+  const uint64_t block = 32 * 1024;
+  const uint64_t boundary = (first / block + 2) * block;
+  for (uint64_t size : {first + 1, first + 7, first + 100, boundary, boundary + 3, second - 1}) {
+    SCOPED_TRACE(absl::StrCat("log cut to ", size, " bytes (", first, " before the last write, ",
+                              second, " after it)"));
+    const std::string copy = absl::StrCat(dir_, "-cut-", size);
+    fs::remove_all(copy);
+    fs::copy(dir_, copy, fs::copy_options::recursive);
+    fs::resize_file(NewestWal(copy), size);
+    // when the store is opened,
+    RocksLogStore::Options o;
+    o.node_id = 1;
+    o.shards = 4;
+    auto store = RocksLogStore::Open(copy, o);
+    // then it opens with exactly what the earlier writes made durable.
+    ASSERT_TRUE(store.ok()) << store.status();
+    ShardLog* log = (*store)->shard(0);
+    EXPECT_EQ(log->LastIndex(), 11u);
+    EXPECT_EQ(log->InitialState()->hard_state.commit(), 11u);
+    auto ents = log->Entries(2, 12, UINT64_MAX);
+    ASSERT_TRUE(ents.ok()) << ents.status();
+    ASSERT_EQ(ents->size(), 10u);
+    EXPECT_EQ(ents->back().data(), "payload-11");
+  }
+}
+
+TEST_F(TornWriteTest, DamageBeforeTheLastWriteIsRefusedNotSkipped) {
+  // Given a log whose next-to-last write, durable and acknowledged, is damaged (and the last
+  // write intact after it),
+  uint64_t first = 0, second = 0;
+  WriteTwoRecords(&first, &second);
+  const std::string bytes = ReadAll(wal_);
+  const size_t at = bytes.find("payload-5");
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_LT(at, first);
+  {
+    std::fstream f(wal_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(at);
+    f.write("PAYLOAD", 7);
+  }
+  // when the store is opened,
+  RocksLogStore::Options o;
+  o.node_id = 1;
+  o.shards = 4;
+  auto store = RocksLogStore::Open(dir_, o);
+  // then it is refused as damaged: replaying up to the damage and dropping the rest would
+  // silently lose the entries of both writes.
+  ASSERT_FALSE(store.ok()) << "opened with last index " << (*store)->shard(0)->LastIndex();
+  EXPECT_TRUE(absl::IsDataLoss(store.status())) << store.status();
+  EXPECT_NE(store.status().message().find("refusing to start"), std::string::npos)
+      << store.status();
+  EXPECT_EQ(fs::file_size(wal_), second);
 }
 
 TEST_F(RocksLogStoreTest, UnreferencedSnapshotFilesAreRemovedAtOpen) {

@@ -4,8 +4,11 @@
 // Commands, one per line; each answer is one line:
 //   propose <shard> <payload>   -> "ok <index>" | "err <status>"
 //   count <shard>               -> "count <payloads applied>"
+//   missing <shard> <payload>...  -> "missing <how many of the payloads were not applied>
+//                                    [<start of the first one>]"
 //   leader <shard>              -> "leader <id>"
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +37,11 @@ int main(int argc, char** argv) {
         sms[shard] = sm.get();
         return sm;
       });
-  CHECK(host.ok()) << host.status();
+  if (!host.ok()) {
+    // Like marmot: a store that cannot be opened is a reported error, not a crash.
+    LOG(ERROR) << "cannot start: " << host.status();
+    return 1;
+  }
   std::cout << "ready" << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -52,6 +59,17 @@ int main(int argc, char** argv) {
                 << std::endl;
     } else if (cmd == "count") {
       std::cout << "count " << sms[shard]->payloads().size() << std::endl;
+    } else if (cmd == "missing") {
+      const auto applied = sms[shard]->payloads();
+      const std::set<std::string> have(applied.begin(), applied.end());
+      size_t missing = 0;
+      std::string first;
+      std::string payload;
+      while (in >> payload) {
+        if (have.count(payload)) continue;
+        if (missing++ == 0) first = payload.substr(0, 32);
+      }
+      std::cout << "missing " << missing << (missing > 0 ? " " : "") << first << std::endl;
     } else if (cmd == "leader") {
       std::cout << "leader " << (*host)->GetShardInfo(shard).leader << std::endl;
     } else {

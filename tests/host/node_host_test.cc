@@ -2,6 +2,7 @@
 // restart, partition, snapshot catch-up, leadership transfer, membership changes.
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -223,6 +224,192 @@ TEST(NodeHostTest, FourthNodeJoinsEveryShardAndANodeIsRemoved) {
     ASSERT_TRUE(c.Propose(4, s, p).ok());
     sent[s].insert(p);
     EXPECT_TRUE(WaitConverged(c, s, sent[s])) << "shard " << s;
+  }
+}
+
+// Waits until `pred` holds for every shard; false on timeout.
+bool WaitAllShards(int shards, const std::function<bool(uint64_t)>& pred,
+                   absl::Duration timeout = absl::Seconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    bool all = true;
+    for (int s = 0; s < shards && all; ++s) all = pred(s);
+    if (all) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+// Whether node `id` knows, as committed and applied, that `node` is a learner to promote.
+bool IsLearnerToBePromoted(TestCluster& c, uint64_t id, uint64_t shard, uint64_t node) {
+  const v1::ConfState cs = c.host(id)->GetShardInfo(shard).applied_conf_state;
+  return IsLearner(cs, node) && IsLearnerToPromote(cs, node) && !IsVoter(cs, node);
+}
+
+bool IsPromotedVoter(TestCluster& c, uint64_t id, uint64_t shard, uint64_t node) {
+  const v1::ConfState cs = c.host(id)->GetShardInfo(shard).applied_conf_state;
+  return IsVoter(cs, node) && !IsLearner(cs, node) && cs.learners_to_promote_size() == 0;
+}
+
+// Moves the leadership of `shard` away from its current leader; false if it did not move.
+bool MoveLeadership(TestCluster& c, uint64_t shard) {
+  const uint64_t from = c.Leader(shard);
+  if (from == 0) return false;
+  const uint64_t to = from % 3 + 1;  // another founding voter
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (int attempt = 0; c.Leader(shard) != to && absl::Now() < deadline; ++attempt) {
+    if (attempt % 25 == 0) c.host(to)->TransferLeadership(shard, to);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return c.Leader(shard) == to;
+}
+
+TEST(NodeHostTest, AddedLearnerStaysALearnerUntilItCatchesUpThenIsPromoted) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  std::map<uint64_t, std::set<std::string>> sent;
+  for (uint64_t s = 0; s < 2; ++s) {
+    for (int k = 0; k < 5; ++k) {
+      const std::string p = absl::StrCat("s", s, "-", k);
+      ASSERT_TRUE(c.Propose(1 + k % 3, s, p).ok());
+      sent[s].insert(p);
+    }
+  }
+  // Given a new, empty node 4 that cannot be reached yet,
+  c.Isolate(4, true);
+  c.Start(4, /*join=*/true);
+  // when it is added as a learner to every shard (through a node that may not lead),
+  for (uint64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(c.host(2)->AddLearner(s, 4, c.address(4), absl::Seconds(10)).ok()) << s;
+  }
+  // then it is a learner marked for promotion on every member, and stays one while it
+  // cannot catch up (many promotion checks pass meanwhile),
+  EXPECT_TRUE(WaitAllShards(2, [&](uint64_t s) {
+    return IsLearnerToBePromoted(c, 1, s, 4) && IsLearnerToBePromoted(c, 3, s, 4);
+  }));
+  absl::SleepFor(absl::Seconds(1));
+  for (uint64_t s = 0; s < 2; ++s) {
+    const uint64_t leader = c.Leader(s);
+    ASSERT_NE(leader, 0u) << s;
+    EXPECT_TRUE(IsLearnerToBePromoted(c, leader, s, 4)) << s;
+    EXPECT_FALSE(IsVoter(c.host(leader)->GetShardInfo(s).conf_state, 4)) << s;
+  }
+  // and once it is reachable it receives the history and is promoted to voter everywhere.
+  c.Isolate(4, false);
+  for (uint64_t s = 0; s < 2; ++s) EXPECT_TRUE(WaitConverged(c, s, sent[s])) << s;
+  EXPECT_TRUE(WaitAllShards(2, [&](uint64_t s) {
+    for (uint64_t id = 1; id <= 4; ++id) {
+      if (!IsPromotedVoter(c, id, s, 4)) return false;
+    }
+    return true;
+  }));
+  // As a voter it counts: with 2 and 3 down, 1 and 4 are not a quorum of four, but with 3
+  // back they are.
+  c.Stop(2);
+  c.Stop(3);
+  auto lone = c.host(1)->ProposeAndWait(0, "two-of-four");
+  EXPECT_FALSE(lone.ok());
+  c.Start(3);
+  ASSERT_TRUE(c.Propose(4, 0, "three-of-four").ok());
+}
+
+TEST(NodeHostTest, LearnerIsPromotedByTheNextLeaderAfterATransfer) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  ASSERT_TRUE(c.Propose(1, 0, "x").ok());
+  c.Isolate(4, true);
+  c.Start(4, /*join=*/true);
+  // Given learner 4 was added through each shard's leader (which alone knew it proposed it),
+  for (uint64_t s = 0; s < 2; ++s) {
+    const uint64_t leader = c.Leader(s);
+    ASSERT_NE(leader, 0u);
+    ASSERT_TRUE(c.host(leader)->AddLearner(s, 4, c.address(4), absl::Seconds(10)).ok()) << s;
+  }
+  // when leadership moves to another node before the learner caught up,
+  for (uint64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(MoveLeadership(c, s)) << s;
+    const uint64_t leader = c.Leader(s);
+    ASSERT_NE(leader, 0u) << s;
+    EXPECT_TRUE(IsLearnerToBePromoted(c, leader, s, 4)) << s;
+  }
+  // then the new leader promotes it once it can catch up.
+  c.Isolate(4, false);
+  EXPECT_TRUE(WaitAllShards(2, [&](uint64_t s) { return IsPromotedVoter(c, 4, s, 4); }));
+  for (uint64_t s = 0; s < 2; ++s) EXPECT_TRUE(IsPromotedVoter(c, 1, s, 4)) << s;
+  EXPECT_TRUE(WaitConverged(c, 0, {"x"}));
+}
+
+TEST(NodeHostTest, PendingPromotionSurvivesARestartOfEveryMemberAndCompaction) {
+  TestCluster c(TestDir(), 3, 2);
+  c.tweak = [](NodeHostConfig* cfg) { cfg->compaction_overhead = 0; };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  ASSERT_TRUE(c.Propose(1, 0, "x").ok());
+  c.Isolate(4, true);
+  c.Start(4, /*join=*/true);
+  std::map<uint64_t, uint64_t> added_at;
+  for (uint64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(c.host(1)->AddLearner(s, 4, c.address(4), absl::Seconds(10)).ok()) << s;
+    added_at[s] = c.host(1)->GetShardInfo(s).commit;
+  }
+  ASSERT_TRUE(c.Propose(2, 0, "y").ok());
+  ASSERT_TRUE(c.Propose(2, 1, "y").ok());
+  // Given every founding member snapshots and compacts away the entry that added the learner,
+  for (uint64_t id = 1; id <= 3; ++id) {
+    for (uint64_t s = 0; s < 2; ++s) c.host(id)->RequestSnapshot(s);
+  }
+  ASSERT_TRUE(WaitAllShards(2, [&](uint64_t s) {
+    for (uint64_t id = 1; id <= 3; ++id) {
+      const ShardInfo info = c.host(id)->GetShardInfo(s);
+      if (info.first_index <= added_at[s]) return false;
+    }
+    return true;
+  }));
+  // when they all restart (no memory of the pending promotion survives outside the store),
+  for (uint64_t id = 1; id <= 3; ++id) c.Stop(id);
+  for (uint64_t id = 1; id <= 3; ++id) c.Start(id);
+  ASSERT_TRUE(c.WaitForLeaders());
+  for (uint64_t s = 0; s < 2; ++s) {
+    const uint64_t leader = c.Leader(s);
+    ASSERT_NE(leader, 0u) << s;
+    EXPECT_TRUE(IsLearnerToPromote(c.host(leader)->GetShardInfo(s).conf_state, 4)) << s;
+  }
+  // then the learner is still promoted once it can catch up.
+  c.Isolate(4, false);
+  EXPECT_TRUE(WaitAllShards(2, [&](uint64_t s) {
+    for (uint64_t id = 1; id <= 4; ++id) {
+      if (!IsPromotedVoter(c, id, s, 4)) return false;
+    }
+    return true;
+  }));
+  EXPECT_TRUE(WaitConverged(c, 0, {"x", "y"}));
+}
+
+TEST(NodeHostTest, ALearnerCanBeRemovedBeforeItIsPromoted) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.Isolate(4, true);
+  c.Start(4, /*join=*/true);
+  for (uint64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(c.host(1)->AddLearner(s, 4, c.address(4), absl::Seconds(10)).ok()) << s;
+  }
+  // When the learner is removed before it could catch up,
+  for (uint64_t s = 0; s < 2; ++s) {
+    ASSERT_TRUE(c.host(3)->RemoveNode(s, 4, absl::Seconds(10)).ok()) << s;
+  }
+  // then it is no member at all and, reachable again, is not promoted.
+  c.Isolate(4, false);
+  absl::SleepFor(absl::Seconds(1));
+  for (uint64_t s = 0; s < 2; ++s) {
+    const uint64_t leader = c.Leader(s);
+    ASSERT_NE(leader, 0u) << s;
+    const v1::ConfState cs = c.host(leader)->GetShardInfo(s).conf_state;
+    EXPECT_FALSE(IsVoter(cs, 4) || IsLearner(cs, 4)) << s;
+    EXPECT_EQ(cs.learners_to_promote_size(), 0) << s;
+    EXPECT_EQ(cs.voters_size(), 3) << s;
   }
 }
 
