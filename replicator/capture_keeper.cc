@@ -73,18 +73,28 @@ absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
     if (count == 0) continue;
     last_id = (*rows)[0][1].integer();
     total += count;
-    LOG(INFO) << "captured " << count << " change(s) of " << table << " (newest id " << last_id
+    VLOG(1) << "captured " << count << " change(s) of " << table << " (newest id " << last_id
               << ")";
   }
   return total;
 }
 
-absl::StatusOr<int64_t> CaptureKeeper::Poll() {
-  absl::StatusOr<int64_t> schema = PragmaInt(db_, "schema_version");
-  if (!schema.ok()) return schema.status();
-  if (*schema != schema_version_) {
-    if (absl::Status s = Install(/*backfill=*/true); !s.ok()) return s;
+absl::Status CaptureKeeper::CheckSchema() {
+  if (!schema_version_stmt_) {
+    absl::StatusOr<sqlite::Statement> stmt = db_.Prepare("PRAGMA schema_version");
+    if (!stmt.ok()) return stmt.status();
+    schema_version_stmt_ = *std::move(stmt);
   }
+  absl::StatusOr<bool> row = schema_version_stmt_->Step();
+  const int64_t schema = row.ok() && *row ? schema_version_stmt_->Column(0).integer() : -1;
+  schema_version_stmt_->Reset();
+  if (!row.ok()) return row.status();
+  if (schema == schema_version_) return absl::OkStatus();
+  return Install(/*backfill=*/true);
+}
+
+absl::StatusOr<int64_t> CaptureKeeper::Poll() {
+  if (absl::Status s = CheckSchema(); !s.ok()) return s;
   absl::StatusOr<int64_t> data = PragmaInt(db_, "data_version");
   if (!data.ok()) return data.status();
   if (*data == data_version_) return 0;

@@ -247,6 +247,9 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   // See "Cost" in the header: commits need not wait for the disk; the Raft log is the durable
   // record of what is applied, and Open()'s applied index is what survived.
   if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
+  // Room for an apply round's dirty pages (SQLite's default is 2 MiB): a transaction that
+  // outgrows its cache writes pages to the WAL before its commit, some of them twice.
+  if (absl::Status s = db->Exec("PRAGMA cache_size = -32768"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
   if (absl::Status s = applier->LoadDeadLetters(); !s.ok()) return s;

@@ -8,6 +8,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "replicator/change_batch.h"
 #include "sqlite/change_log.h"
@@ -141,6 +142,19 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     }
     // Nothing pending up to the newest id (read before): only rows marked done are there.
     if (records->empty() && newest.ok()) cursor = std::max(cursor, *newest);
+    if (!records->empty()) {
+      // What the application wrote, summed over a second at most per table (one line per
+      // Pump would flood the log under load).
+      CaptureLog& cl = capture_log_[name];
+      cl.changes += static_cast<int64_t>(records->size());
+      const absl::Time now = absl::Now();
+      if (now - cl.last >= absl::Seconds(1)) {
+        LOG(INFO) << "captured " << cl.changes << " change(s) of " << name << " (newest id "
+                  << records->back().id << ")";
+        cl.changes = 0;
+        cl.last = now;
+      }
+    }
     for (const sqlite::ChangeRecord& r : *records) {
       cursor = r.id;
       ++read;

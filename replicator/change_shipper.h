@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/change.pb.h"
 #include "replicator/shard_router.h"
 #include "sqlite/database.h"
@@ -106,6 +107,11 @@ class ChangeShipper {
 
   int64_t schema_version_ = -1;
   std::map<std::string, sqlite::Statement> cached_;  // QueryCached's statements, by SQL
+  struct CaptureLog {
+    int64_t changes = 0;  // read and not logged yet
+    absl::Time last = absl::InfinitePast();
+  };
+  std::map<std::string, CaptureLog> capture_log_;  // per table
   std::map<std::string, sqlite::TableSchema> tables_;
   std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
   // Per shard: changes read, in capture order, not yet in flight.

@@ -120,8 +120,8 @@ void Replicator::PumpLoop() {
   while (!stopping_.load()) {
     detector_->Wait(std::chrono::milliseconds(50));
     if (stopping_.load()) break;
-    if (absl::StatusOr<int64_t> n = keeper_->Poll(); !n.ok()) {
-      LOG(ERROR) << "capture check failed (retrying): " << n.status();
+    if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
+      LOG(ERROR) << "capture check failed (retrying): " << s;
     }
     absl::StatusOr<PumpStats> stats = shipper_->Pump();
     for (int shard = 0; shard < host_->shards(); ++shard) {
