@@ -87,12 +87,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // become one transaction each (SharedApplier).
   host_config.apply_workers = 1;
   host_config.apply_rounds = r->applier_.get();
-  // Ticks of 50 ms: heartbeats every 100 ms, elections after 1-2 s of silence. Faster
-  // elections buy little and cost spurious elections on a loaded machine (three nodes and the
-  // application often share two cores); the tick drives only timers, not replication.
-  host_config.tick_interval = absl::Milliseconds(50);
-  host_config.heartbeat_ticks = 2;
-  host_config.election_ticks = 20;
+  // The host's defaults: ticks of 100 ms, heartbeats every 200 ms, elections after 1-2 s of
+  // silence. Faster elections buy little and cost spurious elections on a loaded machine (three
+  // nodes and the application often share two cores); replication does not wait for ticks.
   for (const Peer& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
   // The original marmot lists only the other nodes: a founding node is a member too.
   if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());

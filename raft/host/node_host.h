@@ -69,11 +69,12 @@ struct NodeHostConfig {
   std::map<uint64_t, std::string> peers;
   bool join = false;
 
-  // Heartbeats every 100 ms, elections after 0.5-1 s of silence (randomized). Messages and
-  // proposals are handled as they arrive, not per tick: the tick only drives timers, so a
-  // coarse one costs no latency and keeps an idle node's wakeups few. Tests use faster
-  // settings; a loaded machine needs slack here or leaders churn.
-  absl::Duration tick_interval = absl::Milliseconds(50);
+  // Heartbeats every 200 ms, elections after 1-2 s of silence (randomized; etcd's election
+  // default, 5-10 heartbeats). Messages and proposals are handled as they arrive, not per tick:
+  // the tick only drives timers, so a coarse one costs no latency. What an idle node costs is
+  // thread wakeups per heartbeat exchange (aligned: one batch per peer per interval), hence the
+  // interval. Tests use faster settings; a loaded machine needs slack here or leaders churn.
+  absl::Duration tick_interval = absl::Milliseconds(100);
   int election_ticks = 10;
   int heartbeat_ticks = 2;
   // A shard takes a snapshot after this many applied entries (0: never), then compacts its
