@@ -19,7 +19,7 @@ absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& 
   constexpr int kChunk = 10000;
   for (;;) {
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
-        sqlite::ReadChanges(db, state.schema, state.read_up_to, kChunk);
+        sqlite::ReadChangeKeys(db, state.schema, state.read_up_to, kChunk);
     if (!records.ok()) return records.status();
     for (const sqlite::ChangeRecord& r : *records) {
       for (const std::vector<sqlite::Value>* key : {&r.key, &r.old_key}) {

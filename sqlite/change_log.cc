@@ -269,4 +269,46 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
   }
 }
 
+absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const TableSchema& t,
+                                                         int64_t after_id, int limit) {
+  std::vector<std::string> select = {Q(kId), Q(kOp)};
+  if (t.keyed_by_rowid()) {
+    select.push_back(Q(kRowid));
+    select.push_back(Q(kOldRowid));
+  } else {
+    for (const std::string& k : t.primary_key) select.push_back(Q(NewColumn(k)));
+    for (const std::string& k : t.primary_key) select.push_back(Q(OldColumn(k)));
+  }
+  absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
+      "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)), " WHERE ",
+      Q(kId), " > ?1 AND ", Q(kState), " = 0 ORDER BY ", Q(kId), " LIMIT ?2"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
+    return s;
+  }
+  const size_t width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
+  std::vector<ChangeRecord> out;
+  while (true) {
+    absl::StatusOr<bool> has_row = stmt->Step();
+    if (!has_row.ok()) return has_row.status();
+    if (!*has_row) return out;
+    ChangeRecord r;
+    r.id = stmt->Column(0).integer();
+    Value op = stmt->Column(1);
+    if (op.storage_class() != StorageClass::kText || op.bytes().size() != 1 ||
+        std::string("IUKD").find(op.bytes()[0]) == std::string::npos) {
+      return absl::DataLossError(absl::StrCat("change ", r.id, " of ", Q(ChangeLogTableName(t.name)),
+                                              " has an unknown operation ", op.DebugString()));
+    }
+    r.op = static_cast<ChangeOp>(op.bytes()[0]);
+    const bool has_new = r.op != ChangeOp::kDelete;
+    const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
+    for (size_t i = 0; i < width; ++i) {
+      if (has_new) r.key.push_back(stmt->Column(2 + static_cast<int>(i)));
+      if (has_old) r.old_key.push_back(stmt->Column(2 + static_cast<int>(width + i)));
+    }
+    out.push_back(std::move(r));
+  }
+}
+
 }  // namespace marmot::sqlite

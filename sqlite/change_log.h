@@ -80,6 +80,11 @@ struct ChangeRecord {
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& table,
                                                       int64_t after_id, int limit);
 
+// As ReadChanges, with only id, op, key and old_key filled in (row and at_ms left empty): for
+// readers that need the identities of changed rows, not their values.
+absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const TableSchema& table,
+                                                         int64_t after_id, int limit);
+
 }  // namespace marmot::sqlite
 
 #endif  // MARMOT_SQLITE_CHANGE_LOG_H_

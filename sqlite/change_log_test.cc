@@ -205,6 +205,31 @@ TEST_F(ChangeLogTest, WritesByAnotherProcessAreCaptured) {
   EXPECT_EQ(c[1].row[1], Value::Text("text"));
 }
 
+TEST_F(ChangeLogTest, ReadChangeKeysGivesTheSameIdentitiesAsReadChanges) {
+  Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+       "CREATE TABLE loose (x, y);");
+  Install();
+  Exec("INSERT INTO pair VALUES ('k', 1, 'v'); UPDATE pair SET v = 'w' WHERE a = 'k';"
+       "UPDATE pair SET b = 2 WHERE a = 'k'; DELETE FROM pair;"
+       "INSERT INTO loose VALUES (1, 2); UPDATE loose SET rowid = 7; DELETE FROM loose;");
+  for (const std::string table : {"pair", "loose"}) {
+    auto schema = ReadTableSchema(*db_, table);
+    ASSERT_TRUE(schema.ok());
+    auto keys = ReadChangeKeys(*db_, *schema, 0, 1000);
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    std::vector<ChangeRecord> full = Changes(table);
+    ASSERT_EQ(keys->size(), table == "pair" ? 4u : 3u) << table;  // I, U, K, D; I, K, D
+    ASSERT_EQ(keys->size(), full.size());
+    for (size_t i = 0; i < full.size(); ++i) {
+      EXPECT_EQ((*keys)[i].id, full[i].id);
+      EXPECT_EQ((*keys)[i].op, full[i].op);
+      EXPECT_EQ((*keys)[i].key, full[i].key) << table << " change " << i;
+      EXPECT_EQ((*keys)[i].old_key, full[i].old_key) << table << " change " << i;
+      EXPECT_TRUE((*keys)[i].row.empty());
+    }
+  }
+}
+
 TEST_F(ChangeLogTest, InstallSwitchesToWal) {
   Exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   Install();
