@@ -97,6 +97,7 @@ class NodeHost::ApplyWorker {
     uint64_t applied_term = 0;
     v1::ConfState conf;
     uint64_t last_snapshot = 0;
+    uint64_t bytes_since_snapshot = 0;  // payload applied after last_snapshot
     // Set when the state machine gave up (the host is stopping): nothing more is applied to it.
     bool halted = false;
   };
@@ -148,6 +149,7 @@ class NodeHost::ApplyWorker {
         st.applied_term = meta.term();
         st.conf = meta.conf_state();
         st.last_snapshot = meta.index();
+        st.bytes_since_snapshot = 0;
         LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
                   << meta.index();
       }
@@ -161,6 +163,7 @@ class NodeHost::ApplyWorker {
                                         << "] applies out of order";
       st.applied = e.index;
       st.applied_term = e.term;
+      st.bytes_since_snapshot += e.data.size();
       todo.push_back(std::move(e));
     }
     if (!todo.empty()) {
@@ -181,7 +184,9 @@ class NodeHost::ApplyWorker {
       host_->Post([] {});  // wake the loop: the shard takes Readys again
     }
     const uint64_t every = host_->config_.snapshot_entries;
-    if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every)) {
+    const uint64_t max_bytes = host_->config_.snapshot_bytes;
+    if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every) ||
+        (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes)) {
       TakeSnapshot(t.shard, st);
     }
   }
@@ -207,6 +212,7 @@ class NodeHost::ApplyWorker {
     meta.set_term(st.applied_term);
     *meta.mutable_conf_state() = st.conf;
     st.last_snapshot = st.applied;
+    st.bytes_since_snapshot = 0;
     host_->OnLocalSnapshot(shard, std::move(meta), file);
   }
 

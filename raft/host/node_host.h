@@ -77,9 +77,12 @@ struct NodeHostConfig {
   absl::Duration tick_interval = absl::Milliseconds(100);
   int election_ticks = 10;
   int heartbeat_ticks = 2;
-  // A shard takes a snapshot after this many applied entries (0: never), then compacts its
-  // log, keeping `compaction_overhead` entries behind the snapshot for slow followers.
+  // A shard takes a snapshot after this many applied entries (0: never), or after this many
+  // bytes of applied payload (0: no limit; large entries would otherwise keep a long log on
+  // disk until the count is reached), then compacts its log, keeping `compaction_overhead`
+  // entries behind the snapshot for slow followers.
   uint64_t snapshot_entries = 10000;
+  uint64_t snapshot_bytes = 256 << 20;
   uint64_t compaction_overhead = 1000;
   // A learner added with AddLearner is promoted to voter by the shard's leader once it is
   // within this many entries of the leader's commit index (see Raft::IsCaughtUp).

@@ -170,6 +170,30 @@ TEST(NodeHostTest, NodeDownDuringCompactionCatchesUpThroughChunkedSnapshot) {
   EXPECT_TRUE(WaitConverged(c, 1, sent));
 }
 
+TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
+  TestCluster c(TestDir(), 3, 1);
+  c.tweak = [](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 100000;  // never reached here
+    cfg->snapshot_bytes = 64 << 10;
+    cfg->compaction_overhead = 2;
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // 40 entries of 4 KiB: 160 KiB, past the byte limit twice, far below the entry count.
+  std::set<std::string> sent;
+  for (int k = 0; k < 40; ++k) {
+    std::string p = absl::StrCat("big-", k, "-") + std::string(4096, 'a' + k % 26);
+    ASSERT_TRUE(c.Propose(1, 0, p).ok());
+    sent.insert(p);
+  }
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  for (uint64_t id = 1; id <= 3; ++id) {
+    const ShardInfo info = c.host(id)->GetShardInfo(0);
+    EXPECT_GE(info.snapshot_index, 16u) << "node " << id;
+    EXPECT_GT(info.first_index, 10u) << "node " << id << " should have compacted its log";
+  }
+}
+
 TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {
   TestCluster c(TestDir(), 3, 4);
   c.StartAll();
