@@ -115,7 +115,10 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
 
 void Replicator::PumpLoop() {
   while (!stopping_.load()) {
-    detector_->Wait(std::chrono::milliseconds(50));
+    // inotify wakes the loop within milliseconds of a commit; the data_version poll behind the
+    // timeout is the safety net (a file system without inotify, a missed event), so it can be
+    // slow: every wakeup costs an idle node CPU. Proposal outcomes Wake() it too.
+    detector_->Wait(std::chrono::milliseconds(200));
     if (stopping_.load()) break;
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
