@@ -37,8 +37,12 @@ struct ChangeShipper::Pending {
   int64_t bytes = 0;
 };
 
+// A batch proposed and not committed yet: its payload, proposed again as it is when the proposal
+// fails (the applier skips whatever of it did commit), and the changes it carries.
 struct ChangeShipper::Inflight {
-  std::vector<std::unique_ptr<Pending>> changes;
+  std::string payload;
+  std::vector<std::pair<std::string, int64_t>> changes;  // (table, change id)
+  bool failed = false;  // to be proposed again
 };
 
 absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::string& db_path,
@@ -192,11 +196,27 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
   return read;
 }
 
+void ChangeShipper::Propose(int shard, const std::string& payload) {
+  std::shared_ptr<Outcomes> outcomes = outcomes_;
+  proposer_->Propose(shard, payload, [outcomes, shard](absl::Status status) {
+    absl::MutexLock lock(&outcomes->mu);
+    outcomes->done.emplace_back(shard, std::move(status));
+  });
+}
+
 int64_t ChangeShipper::ProposeReady() {
   int64_t proposed = 0;
   for (int shard = 0; shard < router_.shards(); ++shard) {
+    if (Inflight* again = inflight_[shard].get(); again != nullptr) {
+      if (again->failed) {
+        again->failed = false;
+        proposed += static_cast<int64_t>(again->changes.size());
+        Propose(shard, again->payload);
+      }
+      continue;
+    }
     auto& queue = queued_[shard];
-    if (inflight_[shard] != nullptr || queue.empty()) continue;
+    if (queue.empty()) continue;
     auto batch = std::make_unique<Inflight>();
     change::v1::ChangeBatch wire;
     wire.set_origin_node(node_id_);
@@ -211,19 +231,16 @@ int64_t ChangeShipper::ProposeReady() {
         t = wire.add_tables();
         *t = *p.header;
       }
-      *t->add_changes() = p.change;
+      *t->add_changes() = std::move(p.change);
+      batch->changes.emplace_back(std::move(p.table), p.change_id);
       bytes += p.bytes;
       ++taken;
     }
-    for (size_t i = 0; i < taken; ++i) batch->changes.push_back(std::move(queue[i]));
     queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
     proposed += static_cast<int64_t>(taken);
+    batch->payload = wire.SerializeAsString();
+    Propose(shard, batch->payload);
     inflight_[shard] = std::move(batch);
-    std::shared_ptr<Outcomes> outcomes = outcomes_;
-    proposer_->Propose(shard, wire.SerializeAsString(), [outcomes, shard](absl::Status status) {
-      absl::MutexLock lock(&outcomes->mu);
-      outcomes->done.emplace_back(shard, std::move(status));
-    });
   }
   return proposed;
 }
@@ -236,10 +253,9 @@ absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int
   std::map<std::string, int64_t> kept;  // Becomes kept_ once the transaction commits.
   for (const auto& [table, ids] : ids_by_table) {
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::StatusOr<sqlite::Value> newest =
-        db_.QueryValue(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    absl::StatusOr<int64_t> newest = QueryCached(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
     if (!newest.ok()) return newest.status();
-    const int64_t max_id = newest->is_null() ? 0 : newest->integer();
+    const int64_t max_id = *newest;
     // Committed rows are deleted by id, except the newest row of the log, which is kept (marked
     // done) so that SQLite never hands out its id again; a row kept earlier goes once a newer
     // row exists. Deleting by id keeps marking proportional to the committed rows, not the log.
@@ -305,25 +321,24 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
   int64_t committed = 0, failed = 0;
   std::map<std::string, std::vector<int64_t>>& finished = unmarked_;
   for (auto& [shard, status] : done) {
-    std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
-    CHECK(batch != nullptr) << "outcome for shard " << shard << " without a batch in flight";
+    CHECK(inflight_[shard] != nullptr) << "outcome for shard " << shard << " without a batch in flight";
     if (!status.ok()) {
-      // Put the changes back in front, in their order, to be proposed again.
-      failed += static_cast<int64_t>(batch->changes.size());
-      VLOG(1) << "shard " << shard << ": proposal of " << batch->changes.size()
+      // Proposed again, the same payload, before anything newer of the shard.
+      Inflight& batch = *inflight_[shard];
+      failed += static_cast<int64_t>(batch.changes.size());
+      VLOG(1) << "shard " << shard << ": proposal of " << batch.changes.size()
               << " change(s) failed, retrying: " << status;
-      auto& queue = queued_[shard];
-      queue.insert(queue.begin(), std::make_move_iterator(batch->changes.begin()),
-                   std::make_move_iterator(batch->changes.end()));
+      batch.failed = true;
       continue;
     }
+    std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
-    for (const auto& p : batch->changes) {
-      auto it = outstanding_.find({p->table, p->change_id});
+    for (auto& [table, change_id] : batch->changes) {
+      auto it = outstanding_.find({table, change_id});
       CHECK(it != outstanding_.end());
       if (--it->second > 0) continue;
       outstanding_.erase(it);
-      finished[p->table].push_back(p->change_id);
+      finished[table].push_back(change_id);
       --buffered_;
     }
   }

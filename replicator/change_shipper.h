@@ -96,6 +96,7 @@ class ChangeShipper {
   absl::StatusOr<int64_t> QueryCached(const std::string& sql);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
+  void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
   absl::Status MarkDone(const std::map<std::string, std::vector<int64_t>>& ids_by_table);
 
