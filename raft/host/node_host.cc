@@ -98,6 +98,10 @@ class NodeHost::ApplyWorker {
     v1::ConfState conf;
     uint64_t last_snapshot = 0;
     uint64_t bytes_since_snapshot = 0;  // payload applied after last_snapshot
+    // After a snapshot failed (the disk is full, the state machine refused), automatic ones
+    // wait until then: a snapshot reads the whole shard, so retrying it after every batch
+    // would keep the worker busy doing nothing else.
+    absl::Time no_snapshot_before = absl::InfinitePast();
     // Set when the state machine gave up (the host is stopping): nothing more is applied to it.
     bool halted = false;
   };
@@ -185,19 +189,21 @@ class NodeHost::ApplyWorker {
     }
     const uint64_t every = host_->config_.snapshot_entries;
     const uint64_t max_bytes = host_->config_.snapshot_bytes;
-    if (t.take_snapshot || (every > 0 && st.applied >= st.last_snapshot + every) ||
-        (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes)) {
-      TakeSnapshot(t.shard, st);
+    const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
+                     (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
+    if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
+      if (!TakeSnapshot(t.shard, st)) st.no_snapshot_before = absl::Now() + absl::Seconds(10);
     }
   }
 
-  void TakeSnapshot(uint64_t shard, ShardState& st) {
-    if (st.applied <= st.last_snapshot) return;
+  // False when the snapshot failed (logged).
+  bool TakeSnapshot(uint64_t shard, ShardState& st) {
+    if (st.applied <= st.last_snapshot) return true;
     auto data = st.sm->SaveSnapshot();
     if (!data.ok()) {
       LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
                  << "] state machine cannot snapshot: " << data.status();
-      return;
+      return false;
     }
     const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
                                           st.applied_term, ".snap");
@@ -205,7 +211,7 @@ class NodeHost::ApplyWorker {
     if (!s.ok()) {
       LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
                  << "] cannot write snapshot: " << s;
-      return;
+      return false;
     }
     v1::SnapshotMetadata meta;
     meta.set_index(st.applied);
@@ -214,6 +220,7 @@ class NodeHost::ApplyWorker {
     st.last_snapshot = st.applied;
     st.bytes_since_snapshot = 0;
     host_->OnLocalSnapshot(shard, std::move(meta), file);
+    return true;
   }
 
   NodeHost* host_;

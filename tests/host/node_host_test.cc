@@ -194,6 +194,35 @@ TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
   }
 }
 
+TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
+  TestCluster c(TestDir(), 3, 1);
+  c.tweak = [](NodeHostConfig* cfg) { cfg->snapshot_entries = 5; };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.sm(1, 0)->set_snapshot_fails(true);
+  // 60 entries, each its own batch: past the snapshot interval again and again.
+  std::set<std::string> sent;
+  for (int k = 0; k < 60; ++k) {
+    std::string p = absl::StrCat("entry-", k);
+    ASSERT_TRUE(c.Propose(2, 0, p).ok());
+    sent.insert(p);
+  }
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // The first failure holds automatic snapshots back (10 s); the other nodes snapshot as usual.
+  EXPECT_LE(c.sm(1, 0)->snapshot_attempts(), 2);
+  EXPECT_GE(c.sm(2, 0)->snapshot_attempts(), 5);
+  // An explicit request is not held back.
+  const int before = c.sm(1, 0)->snapshot_attempts();
+  c.sm(1, 0)->set_snapshot_fails(false);
+  c.host(1)->RequestSnapshot(0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(1)->GetShardInfo(0).snapshot_index < 60 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(c.host(1)->GetShardInfo(0).snapshot_index, 60u);
+  EXPECT_EQ(c.sm(1, 0)->snapshot_attempts(), before + 1);
+}
+
 TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {
   TestCluster c(TestDir(), 3, 4);
   c.StartAll();

@@ -45,9 +45,21 @@ void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
 
 absl::StatusOr<std::string> RecordingStateMachine::SaveSnapshot() {
   std::lock_guard<std::mutex> l(mu_);
+  ++snapshot_attempts_;
+  if (snapshot_fails_) return absl::ResourceExhaustedError("test: snapshot refused");
   std::string s;
   for (const auto& p : payloads_) PutStr(&s, p);
   return s;
+}
+
+void RecordingStateMachine::set_snapshot_fails(bool fails) {
+  std::lock_guard<std::mutex> l(mu_);
+  snapshot_fails_ = fails;
+}
+
+int RecordingStateMachine::snapshot_attempts() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return snapshot_attempts_;
 }
 
 absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const std::string& data) {

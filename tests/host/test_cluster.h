@@ -30,12 +30,17 @@ class RecordingStateMachine : public StateMachine {
   int snapshots_installed() const;
   // Makes every later Apply take this long (a slow state machine).
   void set_apply_delay(absl::Duration d);
+  // Makes SaveSnapshot fail (a full disk, say); counts its calls either way.
+  void set_snapshot_fails(bool fails);
+  int snapshot_attempts() const;
 
  private:
   mutable std::mutex mu_;
   uint64_t applied_ = 0;
   std::vector<std::string> payloads_;
   int snapshots_installed_ = 0;
+  bool snapshot_fails_ = false;
+  int snapshot_attempts_ = 0;
   absl::Duration apply_delay_ = absl::ZeroDuration();
 };
 
