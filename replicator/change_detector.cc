@@ -11,7 +11,9 @@
 
 #include <glog/logging.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace marmot::replicator {
 
@@ -55,10 +57,13 @@ bool ChangeDetector::DrainFileEvents() {
     if (n <= 0) return ours;
     for (char* p = buf; p < buf + n;) {
       auto* e = reinterpret_cast<inotify_event*>(p);
-      if (e->len > 0) {
-        std::string name(e->name);
-        if (name == base_name_ || name == base_name_ + "-wal" || name == base_name_ + "-shm") {
-          ours = true;
+      if (e->len > 0 && !ours) {
+        // One event per write syscall (a page of the WAL): compared without allocating.
+        const absl::string_view name(e->name);
+        const absl::string_view base(base_name_);
+        if (absl::StartsWith(name, base)) {
+          const absl::string_view rest = name.substr(base.size());
+          ours = rest.empty() || rest == "-wal" || rest == "-shm";
         }
       }
       p += sizeof(inotify_event) + e->len;
@@ -76,10 +81,17 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     return Wakeup::kWoken;
   }
   if (ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents()) return Wakeup::kFileEvent;
-  absl::StatusOr<sqlite::Value> version = db_.QueryValue("PRAGMA data_version");
-  if (version.ok() && version->storage_class() == sqlite::StorageClass::kInteger) {
-    bool changed = data_version_ >= 0 && version->integer() != data_version_;
-    data_version_ = version->integer();
+  if (!data_version_stmt_) {
+    absl::StatusOr<sqlite::Statement> stmt = db_.Prepare("PRAGMA data_version");
+    if (!stmt.ok()) return Wakeup::kTimeout;
+    data_version_stmt_ = *std::move(stmt);
+  }
+  absl::StatusOr<bool> row = data_version_stmt_->Step();
+  const sqlite::Value version = row.ok() && *row ? data_version_stmt_->Column(0) : sqlite::Value();
+  data_version_stmt_->Reset();
+  if (version.storage_class() == sqlite::StorageClass::kInteger) {
+    bool changed = data_version_ >= 0 && version.integer() != data_version_;
+    data_version_ = version.integer();
     if (changed) return Wakeup::kDataVersion;
   }
   return Wakeup::kTimeout;

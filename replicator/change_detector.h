@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,7 +26,8 @@ class ChangeDetector {
   enum class Wakeup { kFileEvent, kDataVersion, kTimeout, kWoken };
 
   // Blocks up to `max_wait` for a sign of change. The data_version safety net is checked once
-  // per call, after waiting, so callers should pass a short max_wait (tens of milliseconds).
+  // per call that saw no file event, so max_wait is how late a change that raised no file event
+  // is noticed.
   Wakeup Wait(std::chrono::milliseconds max_wait);
 
   // Makes the current or next Wait return kWoken. Safe from any thread.
@@ -37,6 +39,7 @@ class ChangeDetector {
   bool DrainFileEvents();
 
   sqlite::Database db_;  // Only for PRAGMA data_version.
+  std::optional<sqlite::Statement> data_version_stmt_;
   std::string base_name_;
   int inotify_fd_;
   int event_fd_;
