@@ -102,6 +102,9 @@ class NodeHost::ApplyWorker {
     // wait until then: a snapshot reads the whole shard, so retrying it after every batch
     // would keep the worker busy doing nothing else.
     absl::Time no_snapshot_before = absl::InfinitePast();
+    // (index, payload bytes) of the last applied entries, at most compaction_overhead of them:
+    // how many a compaction may keep within compaction_overhead_bytes.
+    std::deque<std::pair<uint64_t, uint64_t>> recent;
     // Set when the state machine gave up (the host is stopping): nothing more is applied to it.
     bool halted = false;
   };
@@ -168,6 +171,8 @@ class NodeHost::ApplyWorker {
       st.applied = e.index;
       st.applied_term = e.term;
       st.bytes_since_snapshot += e.data.size();
+      st.recent.emplace_back(e.index, e.data.size());
+      if (st.recent.size() > host_->config_.compaction_overhead) st.recent.pop_front();
       todo.push_back(std::move(e));
     }
     if (!todo.empty()) {
@@ -219,7 +224,19 @@ class NodeHost::ApplyWorker {
     *meta.mutable_conf_state() = st.conf;
     st.last_snapshot = st.applied;
     st.bytes_since_snapshot = 0;
-    host_->OnLocalSnapshot(shard, std::move(meta), file);
+    // Entries kept behind the snapshot: compaction_overhead of them, fewer when they are large.
+    uint64_t keep = 0, bytes = 0;
+    for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it) {
+      if (it->first > st.applied) continue;
+      bytes += it->second;
+      if (bytes > host_->config_.compaction_overhead_bytes) break;
+      ++keep;
+    }
+    if (st.recent.size() < host_->config_.compaction_overhead &&
+        bytes <= host_->config_.compaction_overhead_bytes) {
+      keep = host_->config_.compaction_overhead;  // entries from before this run: sizes unknown
+    }
+    host_->OnLocalSnapshot(shard, std::move(meta), file, keep);
     return true;
   }
 
@@ -734,8 +751,9 @@ void NodeHost::ExpireProposals(absl::Time now) {
   for (auto& cb : expired) cb(absl::DeadlineExceededError("proposal timed out"), 0);
 }
 
-void NodeHost::OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file) {
-  Post([this, shard, meta = std::move(meta), file = std::move(file)] {
+void NodeHost::OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
+                               uint64_t keep) {
+  Post([this, shard, keep, meta = std::move(meta), file = std::move(file)] {
     ShardLog* log = shards_[shard]->log;
     auto s = log->SetLocalSnapshot(meta, file);
     if (!s.ok()) {
@@ -745,7 +763,6 @@ void NodeHost::OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::s
       return;
     }
     // Compact only what the state machine made durable (the snapshot), keeping some slack.
-    const uint64_t keep = config_.compaction_overhead;
     const uint64_t target = meta.index() > keep ? meta.index() - keep : 0;
     if (target >= log->FirstIndex()) {
       auto cs = log->Compact(target);

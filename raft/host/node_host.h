@@ -80,10 +80,12 @@ struct NodeHostConfig {
   // A shard takes a snapshot after this many applied entries (0: never), or after this many
   // bytes of applied payload (0: no limit; large entries would otherwise keep a long log on
   // disk until the count is reached), then compacts its log, keeping `compaction_overhead`
-  // entries behind the snapshot for slow followers.
+  // entries behind the snapshot for slow followers, but no more than
+  // `compaction_overhead_bytes` of their payload.
   uint64_t snapshot_entries = 10000;
   uint64_t snapshot_bytes = 256 << 20;
   uint64_t compaction_overhead = 1000;
+  uint64_t compaction_overhead_bytes = 64 << 20;
   // A learner added with AddLearner is promoted to voter by the shard's leader once it is
   // within this many entries of the leader's commit index (see Raft::IsCaughtUp).
   uint64_t promotion_max_lag = 16;
@@ -210,7 +212,8 @@ class NodeHost : private MessageHandler {
   void PromoteCaughtUpLearners();
   // Apply worker callbacks.
   void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
-  void OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file);
+  // `keep`: entries to keep behind the snapshot when compacting.
+  void OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file, uint64_t keep);
   absl::Status ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
                                         absl::Duration timeout);
 

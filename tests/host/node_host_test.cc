@@ -194,6 +194,29 @@ TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
   }
 }
 
+TEST(NodeHostTest, CompactionKeepsNoMoreThanTheByteBudgetOfLargeEntries) {
+  TestCluster c(TestDir(), 3, 1);
+  c.tweak = [](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 20;
+    cfg->compaction_overhead = 1000;         // would keep every entry of this test
+    cfg->compaction_overhead_bytes = 16 << 10;  // 4 entries of 4 KiB
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  std::set<std::string> sent;
+  for (int k = 0; k < 45; ++k) {
+    std::string p = absl::StrCat("big-", k, "-") + std::string(4096, 'a' + k % 26);
+    ASSERT_TRUE(c.Propose(1, 0, p).ok());
+    sent.insert(p);
+  }
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  for (uint64_t id = 1; id <= 3; ++id) {
+    const ShardInfo info = c.host(id)->GetShardInfo(0);
+    ASSERT_GE(info.snapshot_index, 40u) << "node " << id;
+    EXPECT_GE(info.first_index + 5, info.snapshot_index) << "node " << id << " kept too much log";
+  }
+}
+
 TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
   TestCluster c(TestDir(), 3, 1);
   c.tweak = [](NodeHostConfig* cfg) { cfg->snapshot_entries = 5; };
