@@ -44,6 +44,18 @@ set -e
 [ "$rc" -ne 0 ] || fail "failing run exited 0"
 [ "$out" = "4 passed, 3 failed" ] || fail "failing run printed '$out'"
 
+# A sharded target (its XMLs in shard_*_of_*/, some shards cached: bazel prints "(1/2 cached)
+# PASSED") and a passed target whose XML is not here count their cases and one case.
+mkdir -p "$dir/sharded/shard_1_of_2" "$dir/sharded/shard_2_of_2"
+cp "$dir/ok.xml" "$dir/sharded/shard_1_of_2/test.xml"
+cp "$dir/one_bad.xml" "$dir/sharded/shard_2_of_2/test.xml"
+out="$(printf '(1/2_cached)_PASSED %s\nPASSED %s\n' "$dir/sharded/test.xml" "$dir/none/test.xml" |
+  "$root/tools/dev" summarize)" || true
+[ "$out" = "5 passed, 1 failed" ] || fail "sharded run printed '$out'"
+out="$(printf '(1/2_cached)_PASSED %s\n' "$dir/ok.xml" | "$root/tools/dev" summarize)" ||
+  fail "a partly cached passing target exited non-zero"
+[ "$out" = "3 passed, 0 failed" ] || fail "partly cached run printed '$out'"
+
 # No test at all is not a pass.
 set +e
 out="$(printf '' | "$root/tools/dev" summarize)"
