@@ -135,7 +135,8 @@ class Pod:
         if body is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=20) as res:
+            # Longer than AddNode's own wait for the learner's promotion (60 s).
+            with urllib.request.urlopen(req, timeout=75) as res:
                 return res.status, res.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
