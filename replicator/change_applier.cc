@@ -906,7 +906,9 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
   return absl::OkStatus();
 }
 
-absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::optional<uint64_t> index) {
+absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot& snap,
+                                                             std::optional<uint64_t> index) {
+  InstallResult result;
   const int shard = static_cast<int>(snap.shard());
   const uint64_t at = index.value_or(snap.applied_index());
   absl::StatusOr<sqlite::Transaction> txn =
@@ -965,7 +967,7 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
     if (absl::Status s = InsertSnapshotRows(db_, t, *writer); !s.ok()) return s;
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
-  if (absl::Status s = InstallCarriedDeadLetters(snap); !s.ok()) return s;
+  if (absl::Status s = InstallCarriedDeadLetters(snap, result); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
       !s.ok()) {
@@ -980,13 +982,16 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
     if (!s.ok()) return s;
   }
   if (absl::Status s = SetAppliedIndex(shard, at); !s.ok()) return s;
-  return Commit(*txn);
+  if (absl::Status s = Commit(*txn); !s.ok()) return s;
+  return result;
 }
 
-absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap) {
+absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
+                                                      InstallResult& result) {
   if (snap.dead_letters().empty()) return absl::OkStatus();
   const int shard = static_cast<int>(snap.shard());
-  int64_t applied = 0, kept = 0;
+  int64_t& applied = result.carried_applied;
+  int64_t& kept = result.carried_kept;
   for (const ShardSnapshot::DeadLetter& d : snap.dead_letters()) {
     const std::vector<Value> row = DeadLetterRow(shard, d);
     bool holds_change = true;  // When not, ApplyDeadLetter says so.

@@ -48,16 +48,22 @@
 // a retry does not touch the dedupe state or the applied index.
 //
 // Snapshots. A snapshot holds the shard's rows as the node that made it has them, its dedupe
-// state, and its dead letters of the shard (all kinds, oldest first). The rows lack the changes
-// of those dead letters (they never applied there) while the dedupe state counts them as
-// applied, so the rows are the state BEFORE the dead letters, and the dead letters are the rest
-// of the shard's history up to the snapshot's index. Installing one, in one transaction:
+// state, and its dead letters of the shard (all three kinds, oldest first). The rows lack the
+// changes of those dead letters (they never applied there) while the dedupe state counts them
+// as applied: for the rows they concern, the rows are the state BEFORE those changes, and the
+// dead letters are the rest of those rows' history up to the snapshot's index. (The maker's
+// applications may have written such a row since; that write is a change ordered after the
+// dead letters, so applying them first and the write later ends where the others end.) Without
+// them a node installing the snapshot would silently differ from the nodes that applied them,
+// and their re-proposals would be skipped as duplicates. Installing one, in one transaction:
 //
 //   1. The shard's rows here are replaced by the snapshot's. This node's own dead letters of the
 //      shard at or below the index are superseded and deleted (logged with their number):
 //      their entries are part of the snapshot, applied or carried. (The host installs a
-//      snapshot only above the applied index, so none of the shard's stays.) A snapshot table
-//      that cannot be installed here becomes a snapshot-rows dead letter.
+//      snapshot only above the applied index, so none of the shard's stays; one of a later
+//      entry, which a caller installing below its applied index would keep, would come before
+//      the carried ones in id order.) A snapshot table that cannot be installed here becomes a
+//      snapshot-rows dead letter, which the carried changes of that table then queue behind.
 //   2. The carried dead letters then go through in their order, each the way RetryDeadLetters
 //      would retry it: applied when it can be (this node then has the change, as the nodes that
 //      applied it have), otherwise recorded here as a dead letter with its original raft index,
@@ -73,6 +79,8 @@
 //      retry does not touch the dedupe state either.
 //
 // A snapshot of an older version has no dead letters: it installs as before (steps 1 and 3).
+// A node that installs its own snapshot again (the host does at a start when the database is
+// behind the log's start) gets its own dead letters of the shard back the same way.
 //
 // Cost. Statements are prepared once per connection and kept; each table's plan (its local
 // schema, checked against the change's) is kept until the database's schema_version changes.
@@ -107,6 +115,12 @@ namespace marmot::replicator {
 struct RetryResult {
   int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
   int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
+};
+
+struct InstallResult {
+  // The snapshot's dead letters (see "Snapshots" above):
+  int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
+  int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
 
 struct ApplyResult {
@@ -156,8 +170,8 @@ class ChangeApplier {
   // "Snapshots" above). Rows of other shards are untouched. The applied index becomes `index`
   // when given (Raft's index of the snapshot), else the snapshot's own. Errors only when the
   // database itself fails or the snapshot's rows are malformed (nothing is changed then).
-  absl::Status InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
-                               std::optional<uint64_t> index = std::nullopt);
+  absl::StatusOr<InstallResult> InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
+                                                std::optional<uint64_t> index = std::nullopt);
 
   // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
   // it, in one transaction.
@@ -239,7 +253,8 @@ class ChangeApplier {
   absl::Status QueuedBehind(int64_t blocker) const;
   // InstallSnapshot's second half: applies the snapshot's dead letters in order, or records them
   // here (see "Snapshots" above). Inside the install's transaction, after the rows.
-  absl::Status InstallCarriedDeadLetters(const change::v1::ShardSnapshot& snap);
+  absl::Status InstallCarriedDeadLetters(const change::v1::ShardSnapshot& snap,
+                                         InstallResult& result);
 
   sqlite::Database db_;
   ShardRouter router_;

@@ -611,6 +611,12 @@ TEST(DeadLetterRetryTest, SnapshotRowsOfAMissingTableHoldBackItsShardAndInstallO
 // that lack those changes, while its dedupe state counts them as applied; it carries the dead
 // letters, and the node installing it applies them after the rows or keeps them.
 
+// The one value `sql` reads on `n` (as Value::DebugString), or why there is none.
+std::string ValueOf(Node& n, const std::string& sql) {
+  auto v = n.db->QueryValue(sql);
+  return v.ok() ? v->DebugString() : std::string(v.status().message());
+}
+
 constexpr char kCheckedOrder[] =
     "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
     "price REAL CHECK (price < 100), img BLOB);";
@@ -663,7 +669,10 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   // When node B, with the full schema and rows of its own in the shard, installs A's snapshot
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b'); INSERT INTO pair VALUES ('b', 1, 'b')");
   const int64_t captured_on_b = b.LogRows("pair");
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 5);
+  EXPECT_EQ(installed->carried_kept, 0);
 
   // Then B's rows are C's: the snapshot's rows with the carried changes applied after them
   EXPECT_EQ(b.Dump("order"), c.Dump("order"));
@@ -672,7 +681,7 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   EXPECT_EQ(b.LogRows("pair"), captured_on_b);  // Applied with triggers off: not captured.
   EXPECT_EQ(*b.applier->AppliedIndex(0), 2u);
   // And A still lacks them (the snapshot did not change its maker)
-  EXPECT_EQ(*a.db->QueryValue("SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0));
+  EXPECT_EQ(ValueOf(a, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
   // And a re-proposal of those changes is a duplicate on B (the snapshot's dedupe state counts
   // them): B's newer local write of the row stays
   b.Exec("UPDATE pair SET v = 'b-wins' WHERE b = 1");
@@ -680,7 +689,7 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->applied, 0);
   EXPECT_EQ(again->duplicates, 6);
-  EXPECT_EQ(*b.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("b-wins"));
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 1"), Value::Text("b-wins").DebugString());
 }
 
 TEST(SnapshotDeadLetterTest, ANodeThatCannotApplyThemKeepsThemAndRetriesThemLater) {
@@ -693,12 +702,18 @@ TEST(SnapshotDeadLetterTest, ANodeThatCannotApplyThemKeepsThemAndRetriesThemLate
   auto snapshot = a.applier->CreateSnapshot(0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
 
-  // When B, which lacks `pair` too, installs it
+  // When B, which lacks `pair` too and dead-lettered the first entry's changes of it itself,
+  // installs it
   b.Exec("DROP TABLE pair;");
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  ApplyAll(b, {entries[0]});
+  ASSERT_EQ(*b.applier->DeadLetterCount(), 2);
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 0);
+  EXPECT_EQ(installed->carried_kept, 3);
 
-  // Then B holds them as its own dead letters, as A recorded them (index, origin, table, change
-  // id), with the error they met on B
+  // Then B holds the carried ones as its own dead letters, as A recorded them (index, origin,
+  // table, change id), with the error they met on B; its own were superseded, not doubled
   EXPECT_EQ(*b.applier->DeadLetterCount(), 3);
   EXPECT_EQ(DeadLetterOrigins(b), DeadLetterOrigins(a));
   EXPECT_THAT(DeadLetters(b), HasSubstr("does not exist on this node"));
@@ -724,7 +739,10 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
 
   // When B, which rejects the first (price 500) but could apply the second (price 5), installs it
   b.Exec(kCheckedOrder);
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 1);
+  EXPECT_EQ(installed->carried_kept, 2);
 
   // Then the first is a dead letter of B, and the second is queued behind it, not applied;
   // row 2 applied
@@ -733,8 +751,8 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
   EXPECT_THAT(DeadLetters(b), HasSubstr("CHECK constraint failed"));
   EXPECT_THAT(DeadLetters(b),
               HasSubstr(absl::StrCat("queued behind dead letter ", ids[0], " of the same row")));
-  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0));
-  EXPECT_EQ(*b.db->QueryValue("SELECT price FROM \"order\" WHERE id = 2"), Value::Real(1));
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT price FROM \"order\" WHERE id = 2"), Value::Real(1).DebugString());
   // And once the CHECK is gone, a retry applies both in order
   b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
          "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
@@ -787,18 +805,32 @@ TEST(SnapshotDeadLetterTest, ACarriedOwnChangeIsSkippedWhenANewerOneOfItsRowIsSt
   ASSERT_EQ(snapshot->dead_letters_size(), 2);
 
   // When B installs A's snapshot
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 2);
 
   // Then the older change of ('k', 1) is skipped (its newer change comes later in the shard's
   // order; B does not show 'v1' meanwhile), the one of ('k', 2) applies, nothing is kept
   EXPECT_EQ(DeadLetters(b), "");
-  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM pair WHERE b = 1"), Value::Integer(0));
-  EXPECT_EQ(*b.db->QueryValue("SELECT v FROM pair WHERE b = 2"), Value::Text("w1"));
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM pair WHERE b = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 2"), Value::Text("w1").DebugString());
   // And the newer change then applies as usual
   auto r = b.applier->Apply(0, 2, newer);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->duplicates, 2);
-  EXPECT_EQ(*b.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("v2"));
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 1"), Value::Text("v2").DebugString());
+}
+
+TEST(SnapshotDeadLetterTest, AnUndecodableEntryTravelsAsItCame) {
+  Node a("undecodable-a"), b("undecodable-b");
+  ASSERT_TRUE(a.applier->RecordUndecodable(0, 4, "garbage", "not a ChangeBatch").ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  EXPECT_EQ(DeadLetterOrigins(b), "4 NULL NULL NULL \n");
+  EXPECT_THAT(DeadLetters(b), HasSubstr("not a ChangeBatch"));
+  EXPECT_EQ(ValueOf(b, "SELECT change FROM \"__marmot__dead_letters\""),
+            Value::Blob("garbage").DebugString());
 }
 
 TEST(SnapshotDeadLetterTest, ASnapshotWithoutDeadLettersInstallsAsBefore) {
