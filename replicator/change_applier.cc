@@ -120,9 +120,9 @@ DeadLetterIndex::Entry DeadLetterEntry(int shard, uint64_t raft_index, const Val
   return entry;
 }
 
-// A dead letter of a snapshot as the row of `__marmot__dead_letters` it becomes (shard,
-// raft_index, origin, tbl, change_id, error, change), and the other way round. The columns that
-// are NULL tell the kind, as the header says.
+// A dead letter a snapshot carries, as the row of `__marmot__dead_letters` it becomes here
+// (shard, raft_index, origin, tbl, change_id, error, change): the columns that are NULL tell the
+// kind, as the header says.
 std::vector<Value> DeadLetterRow(int shard, const ShardSnapshot::DeadLetter& d) {
   const Value index = Value::Integer(static_cast<int64_t>(d.raft_index()));
   switch (d.kind()) {
@@ -145,7 +145,8 @@ std::vector<Value> DeadLetterRow(int shard, const ShardSnapshot::DeadLetter& d) 
   }
 }
 
-// `row`: raft_index, origin, tbl, change_id, error, change of `__marmot__dead_letters`.
+// The other way round: a row of `__marmot__dead_letters` (raft_index, origin, tbl, change_id,
+// error, change) as a snapshot carries it.
 ShardSnapshot::DeadLetter CarriedDeadLetter(const std::vector<Value>& row) {
   auto as_int = [](const Value& v) -> int64_t {
     return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
@@ -990,8 +991,6 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
                                                       InstallResult& result) {
   if (snap.dead_letters().empty()) return absl::OkStatus();
   const int shard = static_cast<int>(snap.shard());
-  int64_t& applied = result.carried_applied;
-  int64_t& kept = result.carried_kept;
   for (const ShardSnapshot::DeadLetter& d : snap.dead_letters()) {
     const std::vector<Value> row = DeadLetterRow(shard, d);
     bool holds_change = true;  // When not, ApplyDeadLetter says so.
@@ -1012,18 +1011,18 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
     }
     if (IsDatabaseFailure(status)) return status;
     if (status.ok()) {
-      ++applied;
+      ++result.carried_applied;
       continue;
     }
-    ++kept;
+    ++result.carried_kept;
     std::vector<Value> local = row;
     local[5] = Value::Text(std::string(status.message()));
     if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
   }
   LOG(WARNING) << "shard " << shard << ": the snapshot at index " << snap.applied_index()
                << " carries " << snap.dead_letters_size()
-               << " dead letter(s) of the node that made it: " << applied << " applied here, "
-               << kept << " kept as dead letters";
+               << " dead letter(s) of the node that made it: " << result.carried_applied
+               << " applied here, " << result.carried_kept << " kept as dead letters";
   return absl::OkStatus();
 }
 
