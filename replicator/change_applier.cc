@@ -94,6 +94,88 @@ std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& k
   return rows;
 }
 
+// The index entry of a dead letter from its stored columns (the three kinds are in the header).
+// Sets `*holds_change` to false for a change dead letter whose blob is not a TableChanges: it
+// holds back no row.
+DeadLetterIndex::Entry DeadLetterEntry(int shard, uint64_t raft_index, const Value& origin,
+                                       const Value& table, const Value& change,
+                                       bool* holds_change) {
+  *holds_change = true;
+  DeadLetterIndex::Entry entry{.shard = shard, .raft_index = raft_index};
+  if (table.storage_class() != sqlite::StorageClass::kText) return entry;  // Undecodable.
+  entry.table = table.bytes();
+  if (origin.is_null()) {
+    entry.whole_table = true;  // Snapshot rows.
+    return entry;
+  }
+  TableChanges t;
+  if (change.storage_class() != sqlite::StorageClass::kBlob || !t.ParseFromString(change.bytes())) {
+    *holds_change = false;
+    return entry;
+  }
+  const std::vector<int> key_positions = KeyPositions(t);
+  for (const Change& c : t.changes()) {
+    for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
+  }
+  return entry;
+}
+
+// A dead letter a snapshot carries, as the row of `__marmot__dead_letters` it becomes here
+// (shard, raft_index, origin, tbl, change_id, error, change): the columns that are NULL tell the
+// kind, as the header says.
+std::vector<Value> DeadLetterRow(int shard, const ShardSnapshot::DeadLetter& d) {
+  const Value index = Value::Integer(static_cast<int64_t>(d.raft_index()));
+  switch (d.kind()) {
+    case ShardSnapshot::DeadLetter::KIND_CHANGE:
+      return {Value::Integer(shard), index, Value::Integer(static_cast<int64_t>(d.origin_node())),
+              Value::Text(d.table()), Value::Integer(d.change_id()), Value::Text(d.error()),
+              Value::Blob(d.change())};
+    case ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS:
+      return {Value::Integer(shard), index, Value::Null(), Value::Text(d.table()), Value::Null(),
+              Value::Text(d.error()), Value::Blob(d.change())};
+    case ShardSnapshot::DeadLetter::KIND_UNDECODABLE:
+      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
+              Value::Text(d.error()), Value::Blob(d.change())};
+    default:
+      // Of a later version: kept as it came, like an undecodable entry (it holds back nothing).
+      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
+              Value::Text(absl::StrCat("dead letter of unknown kind ", d.kind(),
+                                       " carried by a snapshot: ", d.error())),
+              Value::Blob(d.change())};
+  }
+}
+
+// The other way round: a row of `__marmot__dead_letters` (raft_index, origin, tbl, change_id,
+// error, change) as a snapshot carries it.
+ShardSnapshot::DeadLetter CarriedDeadLetter(const std::vector<Value>& row) {
+  auto as_int = [](const Value& v) -> int64_t {
+    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
+  };
+  auto as_bytes = [](const Value& v) -> std::string {
+    return v.storage_class() == sqlite::StorageClass::kText ||
+                   v.storage_class() == sqlite::StorageClass::kBlob
+               ? v.bytes()
+               : std::string();
+  };
+  ShardSnapshot::DeadLetter d;
+  d.set_raft_index(static_cast<uint64_t>(as_int(row[0])));
+  if (row[2].storage_class() != sqlite::StorageClass::kText) {
+    d.set_kind(ShardSnapshot::DeadLetter::KIND_UNDECODABLE);
+  } else {
+    d.set_table(row[2].bytes());
+    if (row[1].is_null()) {
+      d.set_kind(ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS);
+    } else {
+      d.set_kind(ShardSnapshot::DeadLetter::KIND_CHANGE);
+      d.set_origin_node(static_cast<uint64_t>(as_int(row[1])));
+      d.set_change_id(as_int(row[3]));
+    }
+  }
+  d.set_error(as_bytes(row[4]));
+  d.set_change(as_bytes(row[5]));
+  return d;
+}
+
 // The SQL that applies changes to one table, checked against the local schema once per batch.
 struct TableWriter {
   std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
@@ -448,13 +530,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         absl::StatusOr<std::optional<int64_t>> blocker =
             BlockingDeadLetter(shard, t.table(), rows, /*whole_table=*/false);
         if (!blocker.ok()) return blocker.status();
-        if (blocker->has_value()) {
-          const DeadLetterIndex::Entry* first = dead_letters_.Find(**blocker);
-          status = absl::FailedPreconditionError(
-              absl::StrCat("queued behind dead letter ", **blocker,
-                           first != nullptr && first->whole_table ? " (snapshot rows of the table)"
-                                                                  : " of the same row"));
-        }
+        if (blocker->has_value()) status = QueuedBehind(**blocker);
       }
       if (status.ok() && own) {
         // Most own changes come back to a row that still holds exactly what they carry: nothing
@@ -528,24 +604,12 @@ absl::Status ChangeApplier::LoadDeadLetters() {
     if (!row.ok()) return row.status();
     if (!*row) break;
     const int64_t id = scan->Column(0).integer();
-    const Value origin = scan->Column(3), table = scan->Column(4), change = scan->Column(5);
-    DeadLetterIndex::Entry entry{.shard = static_cast<int>(as_int(scan->Column(1))),
-                                 .raft_index = static_cast<uint64_t>(as_int(scan->Column(2)))};
-    if (table.storage_class() == sqlite::StorageClass::kText) {
-      entry.table = table.bytes();
-      if (origin.is_null()) {
-        entry.whole_table = true;  // Snapshot rows.
-      } else {
-        TableChanges t;
-        if (change.storage_class() == sqlite::StorageClass::kBlob && t.ParseFromString(change.bytes())) {
-          const std::vector<int> key_positions = KeyPositions(t);
-          for (const Change& c : t.changes()) {
-            for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
-          }
-        } else {
-          LOG(WARNING) << "dead letter " << id << " does not hold a change; it holds back no row";
-        }
-      }
+    bool holds_change = true;
+    DeadLetterIndex::Entry entry = DeadLetterEntry(
+        static_cast<int>(as_int(scan->Column(1))), static_cast<uint64_t>(as_int(scan->Column(2))),
+        scan->Column(3), scan->Column(4), scan->Column(5), &holds_change);
+    if (!holds_change) {
+      LOG(WARNING) << "dead letter " << id << " does not hold a change; it holds back no row";
     }
     loaded.Add(id, std::move(entry));
   }
@@ -668,9 +732,22 @@ absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& e
   CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
   const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
   (*read)->Reset();
+  if (absl::Status s = ApplyDeadLetter(entry, origin, blob); !s.ok()) return s;
+  return DeleteDeadLetter(id);
+}
+
+absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
+  const DeadLetterIndex::Entry* first = dead_letters_.Find(blocker);
+  return absl::FailedPreconditionError(
+      absl::StrCat("queued behind dead letter ", blocker,
+                   first != nullptr && first->whole_table ? " (snapshot rows of the table)"
+                                                          : " of the same row"));
+}
+
+absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const Value& origin,
+                                            const Value& blob) {
   const std::string bytes =
       blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
-
   if (entry.table.empty()) {
     return absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
   }
@@ -697,8 +774,7 @@ absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& e
     absl::Status end =
         db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
     if (!end.ok()) return end;
-    if (!status.ok()) return status;
-    return DeleteDeadLetter(id);
+    return status;
   }
 
   TableChanges t;
@@ -712,7 +788,7 @@ absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& e
     // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
     if (local_changes_.CatchUp(db_, t.table()).ok() &&
         local_changes_.Newest(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c))) > c.change_id()) {
-      return DeleteDeadLetter(id);
+      return absl::OkStatus();
     }
   }
   absl::StatusOr<const TablePlan*> plan =
@@ -723,8 +799,7 @@ absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& e
   auto run = [this](const std::string& sql, const std::vector<Value>& values) {
     return RunCached(sql, values);
   };
-  if (absl::Status s = ApplyChange(db_, run, (*plan)->writer, t, c); !s.ok()) return s;
-  return DeleteDeadLetter(id);
+  return ApplyChange(db_, run, (*plan)->writer, t, c);
 }
 
 absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
@@ -781,6 +856,13 @@ absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
     a->set_table(row[1].bytes());
     a->set_change_id(row[2].integer());
   }
+  // The shard's dead letters, oldest first: the rows above lack their changes (see the header).
+  absl::StatusOr<std::vector<std::vector<Value>>> dead = db_.QueryRows(absl::StrCat(
+      "SELECT raft_index, origin, tbl, change_id, error, change FROM \"__marmot__dead_letters\" "
+      "WHERE shard = ",
+      shard, " ORDER BY id"));
+  if (!dead.ok()) return dead.status();
+  for (const std::vector<Value>& row : *dead) *snap.add_dead_letters() = CarriedDeadLetter(row);
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
   return snap;
 }
@@ -825,12 +907,15 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
   return absl::OkStatus();
 }
 
-absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::optional<uint64_t> index) {
+absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot& snap,
+                                                             std::optional<uint64_t> index) {
+  InstallResult result;
   const int shard = static_cast<int>(snap.shard());
   const uint64_t at = index.value_or(snap.applied_index());
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
+  if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
@@ -882,6 +967,8 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
     }
     if (absl::Status s = InsertSnapshotRows(db_, t, *writer); !s.ok()) return s;
   }
+  // Then the changes the rows lack: the snapshot's dead letters, in their order.
+  if (absl::Status s = InstallCarriedDeadLetters(snap, result); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
       !s.ok()) {
@@ -896,7 +983,47 @@ absl::Status ChangeApplier::InstallSnapshot(const ShardSnapshot& snap, std::opti
     if (!s.ok()) return s;
   }
   if (absl::Status s = SetAppliedIndex(shard, at); !s.ok()) return s;
-  return Commit(*txn);
+  if (absl::Status s = Commit(*txn); !s.ok()) return s;
+  return result;
+}
+
+absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
+                                                      InstallResult& result) {
+  if (snap.dead_letters().empty()) return absl::OkStatus();
+  const int shard = static_cast<int>(snap.shard());
+  for (const ShardSnapshot::DeadLetter& d : snap.dead_letters()) {
+    const std::vector<Value> row = DeadLetterRow(shard, d);
+    bool holds_change = true;  // When not, ApplyDeadLetter says so.
+    DeadLetterIndex::Entry entry =
+        DeadLetterEntry(shard, d.raft_index(), row[2], row[3], row[6], &holds_change);
+    absl::Status status;
+    if (entry.table.empty()) {
+      // Undecodable (or of a kind this version does not know): nothing to try, kept with the
+      // error it came with.
+      status = absl::FailedPreconditionError(row[5].bytes());
+    } else {
+      // Behind an earlier dead letter of its rows here: a carried one that failed just now, or
+      // snapshot rows of its table that this node could not install.
+      absl::StatusOr<std::optional<int64_t>> blocker =
+          BlockingDeadLetter(shard, entry.table, entry.rows, entry.whole_table);
+      if (!blocker.ok()) return blocker.status();
+      status = blocker->has_value() ? QueuedBehind(**blocker) : ApplyDeadLetter(entry, row[2], row[6]);
+    }
+    if (IsDatabaseFailure(status)) return status;
+    if (status.ok()) {
+      ++result.carried_applied;
+      continue;
+    }
+    ++result.carried_kept;
+    std::vector<Value> local = row;
+    local[5] = Value::Text(std::string(status.message()));
+    if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
+  }
+  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << snap.applied_index()
+               << " carries " << snap.dead_letters_size()
+               << " dead letter(s) of the node that made it: " << result.carried_applied
+               << " applied here, " << result.carried_kept << " kept as dead letters";
+  return absl::OkStatus();
 }
 
 }  // namespace marmot::replicator

@@ -47,14 +47,40 @@
 // same transaction), so a re-proposal of it is skipped whether or not it was retried since, and
 // a retry does not touch the dedupe state or the applied index.
 //
-// Snapshots. Installing a shard's snapshot replaces the shard's rows by the state at the
-// snapshot's index, which includes the effect of every entry up to it as the cluster applied
-// them. The shard's dead letters recorded at or below that index are therefore superseded: they
-// are deleted in the install's transaction (and logged with their number); retrying them later
-// would write older versions over the snapshot's rows. Dead letters of other shards, and of
-// later entries, stay. The other way round is not covered: a snapshot this node makes holds its
-// rows as they are, without the changes it holds as dead letters, and its dedupe state counts
-// those as applied, so a node installing it has the same gap (and no dead letters for it).
+// Snapshots. A snapshot holds the shard's rows as the node that made it has them, its dedupe
+// state, and its dead letters of the shard (all three kinds, oldest first). The rows lack the
+// changes of those dead letters (they never applied there) while the dedupe state counts them
+// as applied: for the rows they concern, the rows are the state BEFORE those changes, and the
+// dead letters are the rest of those rows' history up to the snapshot's index. (The maker's
+// applications may have written such a row since; that write is a change ordered after the
+// dead letters, so applying them first and the write later ends where the others end.) Without
+// them a node installing the snapshot would silently differ from the nodes that applied them,
+// and their re-proposals would be skipped as duplicates. Installing one, in one transaction:
+//
+//   1. The shard's rows here are replaced by the snapshot's. This node's own dead letters of the
+//      shard at or below the index are superseded and deleted (logged with their number):
+//      their entries are part of the snapshot, applied or carried. (The host installs a
+//      snapshot only above the applied index, so none of the shard's stays; one of a later
+//      entry, which a caller installing below its applied index would keep, would come before
+//      the carried ones in id order.) A snapshot table that cannot be installed here becomes a
+//      snapshot-rows dead letter, which the carried changes of that table then queue behind.
+//   2. The carried dead letters then go through in their order, each the way RetryDeadLetters
+//      would retry it: applied when it can be (this node then has the change, as the nodes that
+//      applied it have), otherwise recorded here as a dead letter with its original raft index,
+//      origin, table, change id and change, and the error it met here. Per-row order holds
+//      across them: once one of a row's letters is recorded here (or snapshot rows of its table
+//      were, in step 1), the row's later ones are recorded behind it without being tried.
+//      An own change whose row has a newer change in the local change log is skipped, as
+//      RetryOne skips it: that newer change comes later in the shard's order. Undecodable
+//      entries are recorded as they came.
+//   3. The dedupe state and applied index become the snapshot's. Carried changes are counted in
+//      it already (their maker counted them when it dead-lettered them), so a re-proposal of
+//      one is skipped here whether it applied in step 2 or waits as a dead letter; a later
+//      retry does not touch the dedupe state either.
+//
+// A snapshot of an older version has no dead letters: it installs as before (steps 1 and 3).
+// A node that installs its own snapshot again (the host does at a start when the database is
+// behind the log's start) gets its own dead letters of the shard back the same way.
 //
 // Cost. Statements are prepared once per connection and kept; each table's plan (its local
 // schema, checked against the change's) is kept until the database's schema_version changes.
@@ -89,6 +115,12 @@ namespace marmot::replicator {
 struct RetryResult {
   int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
   int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
+};
+
+struct InstallResult {
+  // The snapshot's dead letters (see "Snapshots" above):
+  int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
+  int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
 
 struct ApplyResult {
@@ -129,15 +161,17 @@ class ChangeApplier {
   // The shard's applied Raft index (0 when nothing was applied).
   absl::StatusOr<uint64_t> AppliedIndex(int shard);
 
-  // The shard's rows of every table, its applied index and dedupe state, read in one read
-  // transaction.
+  // The shard's rows of every table, its applied index, dedupe state and dead letters, read in
+  // one read transaction.
   absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(int shard);
 
   // Replaces exactly the shard's rows by the snapshot's, and its applied index and dedupe state,
-  // in one transaction. Rows of other shards are untouched. The applied index becomes `index`
-  // when given (Raft's index of the snapshot), else the snapshot's own.
-  absl::Status InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
-                               std::optional<uint64_t> index = std::nullopt);
+  // in one transaction, then applies the snapshot's dead letters or records them here (see
+  // "Snapshots" above). Rows of other shards are untouched. The applied index becomes `index`
+  // when given (Raft's index of the snapshot), else the snapshot's own. Errors only when the
+  // database itself fails or the snapshot's rows are malformed (nothing is changed then).
+  absl::StatusOr<InstallResult> InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
+                                                std::optional<uint64_t> index = std::nullopt);
 
   // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
   // it, in one transaction.
@@ -209,6 +243,18 @@ class ChangeApplier {
   // status whose code is a database failure aborts the retry; any other error is the new error
   // of a dead letter that stays.
   absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry);
+  // Applies what a dead letter holds (`entry` as indexed, `origin` and `change` as stored), the
+  // way RetryOne does, without looking at other dead letters or touching the table. OK when it
+  // applied, or is an own change superseded by a newer one in the local change log. Errors as
+  // RetryOne's.
+  absl::Status ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
+                               const sqlite::Value& change);
+  // The error of a change held back by dead letter `blocker`.
+  absl::Status QueuedBehind(int64_t blocker) const;
+  // InstallSnapshot's second half: applies the snapshot's dead letters in order, or records them
+  // here (see "Snapshots" above). Inside the install's transaction, after the rows.
+  absl::Status InstallCarriedDeadLetters(const change::v1::ShardSnapshot& snap,
+                                         InstallResult& result);
 
   sqlite::Database db_;
   ShardRouter router_;

@@ -607,5 +607,257 @@ TEST(DeadLetterRetryTest, SnapshotRowsOfAMissingTableHoldBackItsShardAndInstallO
   EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
 }
 
+// Dead letters carried by a snapshot. A snapshot made on a node with dead letters holds rows
+// that lack those changes, while its dedupe state counts them as applied; it carries the dead
+// letters, and the node installing it applies them after the rows or keeps them.
+
+// The one value `sql` reads on `n` (as Value::DebugString), or why there is none.
+std::string ValueOf(Node& n, const std::string& sql) {
+  auto v = n.db->QueryValue(sql);
+  return v.ok() ? v->DebugString() : std::string(v.status().message());
+}
+
+constexpr char kCheckedOrder[] =
+    "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+    "price REAL CHECK (price < 100), img BLOB);";
+
+// "raft_index origin tbl change_id" of each dead letter of `n`, oldest first.
+std::string DeadLetterOrigins(Node& n) {
+  auto rows = n.db->QueryRows(
+      "SELECT raft_index, origin, tbl, change_id FROM \"__marmot__dead_letters\" ORDER BY id");
+  CHECK(rows.ok()) << rows.status();
+  std::string out;
+  for (const auto& r : *rows) {
+    for (const Value& v : r) absl::StrAppend(&out, v.DebugString(), " ");
+    out += "\n";
+  }
+  return out;
+}
+
+// Two entries of writes on `src` (origin 1), applied at indexes 1 and 2 by each of `nodes`:
+// row 1 of `order` gets a price of 500, then 5; `pair` gets two rows, then an update of one.
+// Each entry holds every change captured so far (the earlier ones are duplicates).
+std::vector<change::v1::ChangeBatch> WriteTwoEntries(Node& src) {
+  src.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500), (2, 'r2', 1);"
+           "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1');");
+  change::v1::ChangeBatch first = src.CapturedBatch(1);
+  src.Exec("UPDATE \"order\" SET price = 5 WHERE id = 1; UPDATE pair SET v = 'v2' WHERE b = 1");
+  return {first, src.CapturedBatch(1)};
+}
+
+void ApplyAll(Node& n, const std::vector<change::v1::ChangeBatch>& entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto r = n.applier->Apply(0, i + 1, entries[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+}
+
+TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEveryChange) {
+  // Given node A that lacks `pair` and rejects prices of 100 or more: it dead-letters the
+  // changes of `pair` and of row 1 of `order` (the second one queued behind the first)
+  Node src("carry-src"), a("carry-a"), b("carry-b"), c("carry-c");
+  a.Exec("DROP TABLE pair;");
+  a.Exec(kCheckedOrder);
+  const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
+  ApplyAll(a, entries);
+  ApplyAll(c, entries);  // C applies every change directly.
+  ASSERT_EQ(*a.applier->DeadLetterCount(), 5);
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ(snapshot->dead_letters_size(), 5);
+
+  // When node B, with the full schema and rows of its own in the shard, installs A's snapshot
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b'); INSERT INTO pair VALUES ('b', 1, 'b')");
+  const int64_t captured_on_b = b.LogRows("pair");
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 5);
+  EXPECT_EQ(installed->carried_kept, 0);
+
+  // Then B's rows are C's: the snapshot's rows with the carried changes applied after them
+  EXPECT_EQ(b.Dump("order"), c.Dump("order"));
+  EXPECT_EQ(b.Dump("pair"), c.Dump("pair"));
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(b.LogRows("pair"), captured_on_b);  // Applied with triggers off: not captured.
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 2u);
+  // And A still lacks them (the snapshot did not change its maker)
+  EXPECT_EQ(ValueOf(a, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
+  // And a re-proposal of those changes is a duplicate on B (the snapshot's dedupe state counts
+  // them): B's newer local write of the row stays
+  b.Exec("UPDATE pair SET v = 'b-wins' WHERE b = 1");
+  auto again = b.applier->Apply(0, 3, entries[1]);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->applied, 0);
+  EXPECT_EQ(again->duplicates, 6);
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 1"), Value::Text("b-wins").DebugString());
+}
+
+TEST(SnapshotDeadLetterTest, ANodeThatCannotApplyThemKeepsThemAndRetriesThemLater) {
+  // Given A's snapshot carrying dead letters of `pair`, which A lacks
+  Node src("keep-src"), a("keep-a"), b("keep-b"), c("keep-c");
+  a.Exec("DROP TABLE pair;");
+  const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
+  ApplyAll(a, entries);
+  ApplyAll(c, entries);
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+
+  // When B, which lacks `pair` too and dead-lettered the first entry's changes of it itself,
+  // installs it
+  b.Exec("DROP TABLE pair;");
+  ApplyAll(b, {entries[0]});
+  ASSERT_EQ(*b.applier->DeadLetterCount(), 2);
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 0);
+  EXPECT_EQ(installed->carried_kept, 3);
+
+  // Then B holds the carried ones as its own dead letters, as A recorded them (index, origin,
+  // table, change id), with the error they met on B; its own were superseded, not doubled
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 3);
+  EXPECT_EQ(DeadLetterOrigins(b), DeadLetterOrigins(a));
+  EXPECT_THAT(DeadLetters(b), HasSubstr("does not exist on this node"));
+  EXPECT_EQ(b.Dump("order"), c.Dump("order"));
+  // And once the table exists, a retry applies them in order: B's rows are C's
+  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 3);
+  EXPECT_EQ(retried->still_failing, 0);
+  EXPECT_EQ(b.Dump("pair"), c.Dump("pair"));
+}
+
+TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere) {
+  // Given A's snapshot carrying both changes of row 1 of `order` (A lacks the table)
+  Node src("queue-src"), a("queue-a"), b("queue-b"), c("queue-c");
+  a.Exec("DROP TABLE \"order\";");
+  const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
+  ApplyAll(a, entries);
+  ApplyAll(c, entries);
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+
+  // When B, which rejects the first (price 500) but could apply the second (price 5), installs it
+  b.Exec(kCheckedOrder);
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 1);
+  EXPECT_EQ(installed->carried_kept, 2);
+
+  // Then the first is a dead letter of B, and the second is queued behind it, not applied;
+  // row 2 applied
+  std::vector<int64_t> ids = DeadLetterIds(b);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_THAT(DeadLetters(b), HasSubstr("CHECK constraint failed"));
+  EXPECT_THAT(DeadLetters(b),
+              HasSubstr(absl::StrCat("queued behind dead letter ", ids[0], " of the same row")));
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT price FROM \"order\" WHERE id = 2"), Value::Real(1).DebugString());
+  // And once the CHECK is gone, a retry applies both in order
+  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 2);
+  EXPECT_EQ(b.Dump("order"), c.Dump("order"));
+}
+
+TEST(SnapshotDeadLetterTest, SnapshotRowsThatAreDeadLettersTravelOnToTheNextInstall) {
+  // Given A that lacks `pair` and installed C's snapshot of the shard: the rows of `pair` are a
+  // snapshot-rows dead letter on A, and a later change of `pair` queues behind it
+  Node src("rows-src"), a("rows-carry-a"), b("rows-carry-b"), c("rows-carry-c");
+  a.Exec("DROP TABLE pair;");
+  const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
+  auto first = c.applier->Apply(0, 1, entries[0]);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto from_c = c.applier->CreateSnapshot(0);
+  ASSERT_TRUE(from_c.ok()) << from_c.status();
+  ASSERT_TRUE(a.applier->InstallSnapshot(*from_c).ok());
+  ASSERT_TRUE(a.applier->Apply(0, 2, entries[1]).ok());
+  ASSERT_TRUE(c.applier->Apply(0, 2, entries[1]).ok());
+  EXPECT_THAT(DeadLetters(a), HasSubstr("snapshot rows not installed"));
+  EXPECT_THAT(DeadLetters(a), HasSubstr("(snapshot rows of the table)"));
+
+  // When B installs A's snapshot
+  auto from_a = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(from_a.ok()) << from_a.status();
+  ASSERT_TRUE(b.applier->InstallSnapshot(*from_a).ok());
+
+  // Then B has the rows of `pair` from the carried snapshot rows, and the change after them
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(b.Dump("pair"), c.Dump("pair"));
+  EXPECT_EQ(b.Dump("order"), c.Dump("order"));
+}
+
+TEST(SnapshotDeadLetterTest, ACarriedOwnChangeIsSkippedWhenANewerOneOfItsRowIsStillLocal) {
+  // Given node B (id 2) that wrote row ('k', 1) twice: the first change reached A, which lacks
+  // `pair`, and the second is still in B's change log
+  Node a("own-carry-a"), b("own-carry-b");
+  b.applier->set_local_node(2);
+  a.Exec("DROP TABLE pair;");
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1')");
+  change::v1::ChangeBatch older = b.CapturedBatch(2);
+  b.Exec("UPDATE pair SET v = 'v2' WHERE b = 1");
+  change::v1::ChangeBatch newer = b.CapturedBatch(2);
+  ASSERT_TRUE(a.applier->Apply(0, 1, older).ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_EQ(snapshot->dead_letters_size(), 2);
+
+  // When B installs A's snapshot
+  auto installed = b.applier->InstallSnapshot(*snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_applied, 2);
+
+  // Then the older change of ('k', 1) is skipped (its newer change comes later in the shard's
+  // order; B does not show 'v1' meanwhile), the one of ('k', 2) applies, nothing is kept
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM pair WHERE b = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 2"), Value::Text("w1").DebugString());
+  // And the newer change then applies as usual
+  auto r = b.applier->Apply(0, 2, newer);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->duplicates, 2);
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 1"), Value::Text("v2").DebugString());
+}
+
+TEST(SnapshotDeadLetterTest, AnUndecodableEntryTravelsAsItCame) {
+  Node a("undecodable-a"), b("undecodable-b");
+  ASSERT_TRUE(a.applier->RecordUndecodable(0, 4, "garbage", "not a ChangeBatch").ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  EXPECT_EQ(DeadLetterOrigins(b), "4 NULL NULL NULL \n");
+  EXPECT_THAT(DeadLetters(b), HasSubstr("not a ChangeBatch"));
+  EXPECT_EQ(ValueOf(b, "SELECT change FROM \"__marmot__dead_letters\""),
+            Value::Blob("garbage").DebugString());
+}
+
+TEST(SnapshotDeadLetterTest, ASnapshotWithoutDeadLettersInstallsAsBefore) {
+  // Given a snapshot as versions before carried dead letters made it: A's rows, no dead letters
+  Node src("old-src"), a("old-a"), b("old-b");
+  a.Exec("DROP TABLE pair;");
+  ApplyAll(a, WriteTwoEntries(src));
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  change::v1::ShardSnapshot old_format;
+  for (const auto& t : snapshot->tables()) *old_format.add_tables() = t;
+  for (const auto& d : snapshot->applied()) *old_format.add_applied() = d;
+  old_format.set_shard(snapshot->shard());
+  old_format.set_applied_index(snapshot->applied_index());
+  change::v1::ShardSnapshot parsed;
+  ASSERT_TRUE(parsed.ParseFromString(old_format.SerializeAsString()));
+
+  // When B installs it
+  b.Exec("INSERT INTO pair VALUES ('b', 1, 'b')");
+  ASSERT_TRUE(b.applier->InstallSnapshot(parsed).ok());
+
+  // Then B's shard holds exactly A's rows (without the changes A could not apply), as before
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+  EXPECT_EQ(b.Dump("pair"), "");
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 2u);
+}
+
 }  // namespace
 }  // namespace marmot::replicator

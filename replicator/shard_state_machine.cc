@@ -148,8 +148,14 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::s
   if (!snap.ParseFromString(data) || static_cast<int>(snap.shard()) != shard_) {
     return absl::DataLossError("snapshot payload is not a snapshot of this shard");
   }
-  bool done = RetryUntilDone("installing a snapshot", index,
-                             [&] { return shared_->applier->InstallSnapshot(snap, index); });
+  bool done = RetryUntilDone("installing a snapshot", index, [&] {
+    absl::StatusOr<InstallResult> r = shared_->applier->InstallSnapshot(snap, index);
+    // The snapshot's dead letters that could not apply here either are dead letters of this node.
+    if (r.ok() && r->carried_kept > 0 && shared_->metrics != nullptr) {
+      shared_->metrics->dead_letters.Increment(r->carried_kept);
+    }
+    return r.status();
+  });
   if (!done) return absl::CancelledError("stopping");
   LOG(INFO) << "shard " << shard_ << ": installed a snapshot at index " << index;
   if (shared_->metrics != nullptr) shared_->metrics->snapshots_installed.Increment();

@@ -353,5 +353,67 @@ TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExist
   EXPECT_THAT(Call(cluster, 3, "GET", "/v1/status")->body, HasSubstr("\"deadLetters\":\"0\""));
 }
 
+TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChanges) {
+  // Given three nodes where node 3 lacks table t and dead-lettered node 1's 28 changes of it
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(3, "DROP TABLE t;");
+  auto dead_letters = [&](int id) { return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"); };
+  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
+                 "INSERT INTO t SELECT i, 'row ' || i FROM n;"
+                 "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
+  ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "28\n"; }, 60s))
+      << dead_letters(3) << cluster.log(3);
+  // And node 3 leads both shards and snapshotted them: its snapshots hold no rows of t, and its
+  // dedupe state counts the 28 changes as applied
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 2));
+  for (int shard = 0; shard < 2; ++shard) {
+    auto res = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"3\"}");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+  }
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (LeaderCounts(cluster, id) != std::map<uint64_t, int>{{3, 2}}) return false;
+        }
+        return true;
+      },
+      30s))
+      << Status(cluster, 1).DebugString();
+  auto res = Call(cluster, 3, "POST", "/v1/snapshots", "{\"all\": true}");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        admin::v1::GetStatusResponse status = Status(cluster, 3);
+        for (const auto& s : status.shards()) {
+          if (s.snapshot_index() <= 1) return false;
+        }
+        return true;
+      },
+      30s));
+
+  // When a fourth node with the schema joins: it starts from node 3's snapshots
+  int four = cluster.StartJoiningNode();
+  res = Call(cluster, 1, "POST", "/v1/nodes",
+             absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body << cluster.log(1);
+
+  // Then it applied the changes those snapshots carried: its rows are node 1's, with no dead
+  // letters of its own
+  const std::string dump = ".mode quote\nSELECT * FROM t ORDER BY id;";
+  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(four, dump) == cluster.Sql(1, dump); }, 30s))
+      << cluster.Sql(four, dump) << cluster.log(four);
+  EXPECT_EQ(cluster.Sql(four, "SELECT count(*) FROM t;"), "17\n");
+  EXPECT_THAT(cluster.log(four), HasSubstr("dead letter(s) of the node that made it"));
+  EXPECT_EQ(dead_letters(four), "0\n");
+  EXPECT_EQ(dead_letters(3), "28\n");  // The snapshot changed nothing on its maker.
+  // And later writes reach it as usual
+  cluster.Sql(1, "UPDATE t SET v = 'later' WHERE id = 1;");
+  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(four, "SELECT v FROM t WHERE id = 1;") == "later\n"; }, 30s));
+}
+
 }  // namespace
 }  // namespace marmot
