@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/membership.h"
+#include "tests/testing/local_cluster.h"
 #include "gtest/gtest.h"
 
 namespace marmot::raft::host::testing {
@@ -94,19 +95,7 @@ int RecordingStateMachine::snapshots_installed() const {
   return snapshots_installed_;
 }
 
-int PickFreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  CHECK_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  CHECK_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  socklen_t len = sizeof(a);
-  CHECK_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+int PickFreePort() { return ::marmot::testing::FreeLoopbackPort(); }
 
 TestCluster::TestCluster(std::string dir, int n, int shards) : dir_(std::move(dir)), shards_(shards) {
   std::filesystem::remove_all(dir_);

@@ -65,7 +65,8 @@ class LocalCluster {
   std::vector<bool> joining_;
 };
 
-// A free TCP port on 127.0.0.1 (bound and released, so a race is possible but unlikely).
+// A free TCP port on 127.0.0.1, never the same twice in one process (bound and released, so a
+// race with another process is possible but unlikely).
 int FreeLoopbackPort();
 
 }  // namespace marmot::testing
