@@ -27,92 +27,14 @@
 #include "gtest/gtest.h"
 #include "raft/host/storage_failure.h"
 #include "tests/host/test_cluster.h"
+#include "tests/testing/piped_process.h"
 
 namespace marmot::raft::host::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-// host_node_main as a child: commands on its stdin, answers from its stdout, its log (stderr)
-// in a file, its exit code once it ended.
-class HostProcess {
- public:
-  HostProcess(const std::vector<std::string>& argv, const std::string& log_file)
-      : log_file_(log_file) {
-    int in[2], out[2];
-    CHECK_EQ(pipe(in), 0);
-    CHECK_EQ(pipe(out), 0);
-    pid_ = fork();
-    CHECK_GE(pid_, 0);
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      int err = open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (err >= 0) dup2(err, 2);
-      close(in[1]);
-      close(out[0]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    // A child that dies while we write must not kill the test with SIGPIPE.
-    signal(SIGPIPE, SIG_IGN);
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-  }
-  ~HostProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      Wait();
-    }
-    fclose(to_);
-    fclose(from_);
-  }
-
-  // The next answer; "" once the child closed its stdout (it ended).
-  std::string ReadLine() {
-    std::string s;
-    char buf[4096];
-    while (fgets(buf, sizeof(buf), from_) != nullptr) {
-      s += buf;
-      if (s.back() == '\n') break;
-    }
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-  std::string Call(const std::string& cmd) {
-    fprintf(to_, "%s\n", cmd.c_str());
-    fflush(to_);
-    return ReadLine();
-  }
-  // Waits for the child to end: its exit code, or 128 + the signal that killed it.
-  int Wait() {
-    if (pid_ > 0) {
-      int st = 0;
-      CHECK_EQ(waitpid(pid_, &st, 0), pid_);
-      code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      pid_ = -1;
-    }
-    return code_;
-  }
-  std::string Log() const {
-    std::ifstream f(log_file_);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string log_file_;
-  pid_t pid_ = -1;
-  int code_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
-};
+using HostProcess = ::marmot::testing::PipedProcess;
 
 constexpr int kShards = 4;
 constexpr uint64_t kDiskBytes = 16 << 20;

@@ -14,64 +14,12 @@
 #include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "tests/host/test_cluster.h"
+#include "tests/testing/piped_process.h"
 
 namespace marmot::raft::host::testing {
 namespace {
 
-// A child process with its stdin/stdout as pipes.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv) {
-    int in[2], out[2];
-    CHECK_EQ(pipe(in), 0);
-    CHECK_EQ(pipe(out), 0);
-    pid_ = fork();
-    CHECK_GE(pid_, 0);
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      close(in[1]);
-      close(out[0]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-    CHECK_EQ(ReadLine(), "ready");
-  }
-  ~Child() {
-    if (pid_ > 0) Kill();
-  }
-  std::string Call(const std::string& cmd) {
-    fprintf(to_, "%s\n", cmd.c_str());
-    fflush(to_);
-    return ReadLine();
-  }
-  void Kill() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    fclose(to_);
-    fclose(from_);
-    pid_ = -1;
-  }
-
- private:
-  std::string ReadLine() {
-    char buf[4096];
-    if (fgets(buf, sizeof(buf), from_) == nullptr) return "";
-    std::string s(buf);
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-  pid_t pid_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
-};
+using Child = ::marmot::testing::PipedProcess;
 
 class MultiProcessTest : public ::testing::Test {
  protected:
@@ -90,6 +38,7 @@ class MultiProcessTest : public ::testing::Test {
         "tests/host/host_node_main", absl::StrCat("--node_id=", id),
         absl::StrCat("--bind=", addr_[id]), absl::StrCat("--raft_path=", dir_, "/node-", id),
         "--shards=4", absl::StrCat("--peers=", peers_), "--logtostderr", "--minloglevel=1"});
+    ASSERT_EQ(nodes_[id]->ReadLine(), "ready") << "node " << id << " did not start";
   }
   uint64_t Leader(uint64_t shard) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);

@@ -19,10 +19,7 @@
 //   driver -> node  "load <payload> <seconds>"   propose for that long, then
 //   node -> driver  "done <ok> <failed> <fsyncs> <applied> <latency file>"
 //   driver -> node  "quit"                       stop the host and exit 0
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -48,6 +45,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "raft/host/node_host.h"
+#include "tests/testing/piped_process.h"
 
 DEFINE_int32(shards, 16, "shards per node");
 DEFINE_int32(concurrency, 4096, "proposals in flight per node");
@@ -217,70 +215,31 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// One node process with pipes to its stdin and stdout.
+// One node process, driven over its stdin and stdout.
 class NodeProcess {
  public:
-  NodeProcess(uint64_t id, const std::string& peers) : id_(id) {
-    int in[2], out[2];
-    PCHECK(pipe(in) == 0 && pipe(out) == 0);
-    pid_ = fork();
-    PCHECK(pid_ >= 0);
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      close(in[1]);
-      close(out[0]);
-      std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-      std::vector<std::string> args = {self,
-                                       absl::StrCat("--node=", id),
-                                       absl::StrCat("--peers=", peers),
-                                       absl::StrCat("--shards=", FLAGS_shards),
-                                       absl::StrCat("--concurrency=", FLAGS_concurrency),
-                                       absl::StrCat("--dir=", FLAGS_dir)};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(self.c_str(), argv.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-  }
-  ~NodeProcess() {
-    if (to_ != nullptr) fclose(to_);
-    if (from_ != nullptr) fclose(from_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
+  NodeProcess(uint64_t id, const std::string& peers)
+      : id_(id),
+        proc_({std::filesystem::read_symlink("/proc/self/exe").string(),
+               absl::StrCat("--node=", id), absl::StrCat("--peers=", peers),
+               absl::StrCat("--shards=", FLAGS_shards),
+               absl::StrCat("--concurrency=", FLAGS_concurrency), absl::StrCat("--dir=", FLAGS_dir)}) {}
 
-  void Send(const std::string& line) {
-    fprintf(to_, "%s\n", line.c_str());
-    fflush(to_);
-  }
+  void Send(const std::string& line) { proc_.Send(line); }
   std::string Receive() {
-    char buf[4096];
-    CHECK(fgets(buf, sizeof(buf), from_) != nullptr) << "node " << id_ << " went away";
-    std::string s(buf);
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
+    std::string line = proc_.ReadLine();
+    CHECK(!line.empty()) << "node " << id_ << " went away";
+    return line;
   }
   // Waits for a clean exit after "quit".
   void Quit() {
     Send("quit");
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "node " << id_ << " exited badly";
-    pid_ = -1;
+    CHECK_EQ(proc_.Wait(), 0) << "node " << id_ << " exited badly";
   }
 
   // User + system CPU seconds so far.
   double CpuSeconds() const {
-    std::ifstream f(absl::StrCat("/proc/", pid_, "/stat"));
+    std::ifstream f(absl::StrCat("/proc/", proc_.pid(), "/stat"));
     std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
     std::vector<std::string> fields = absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ');
@@ -288,7 +247,7 @@ class NodeProcess {
   }
   // Peak and current resident set size, MiB.
   std::pair<double, double> RssMiB() const {
-    std::ifstream f(absl::StrCat("/proc/", pid_, "/status"));
+    std::ifstream f(absl::StrCat("/proc/", proc_.pid(), "/status"));
     std::string line;
     double peak = 0, now = 0;
     while (std::getline(f, line)) {
@@ -301,9 +260,7 @@ class NodeProcess {
 
  private:
   uint64_t id_;
-  pid_t pid_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
+  ::marmot::testing::PipedProcess proc_;
 };
 
 std::vector<double> ReadLatencies(const std::string& path) {
