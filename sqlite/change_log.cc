@@ -214,6 +214,23 @@ absl::Status RemoveCapture(Database& db) {
   return txn->Commit();
 }
 
+namespace {
+
+// Columns 0 and 1 of a change-log row: its id and operation.
+absl::Status ReadIdAndOp(const Statement& stmt, const std::string& log_table, ChangeRecord& r) {
+  r.id = stmt.Column(0).integer();
+  const Value op = stmt.Column(1);
+  if (op.storage_class() != StorageClass::kText || op.bytes().size() != 1 ||
+      std::string("IUKD").find(op.bytes()[0]) == std::string::npos) {
+    return absl::DataLossError(absl::StrCat("change ", r.id, " of ", Q(log_table),
+                                            " has an unknown operation ", op.DebugString()));
+  }
+  r.op = static_cast<ChangeOp>(op.bytes()[0]);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& t,
                                                       int64_t after_id, int limit) {
   CapturePlan plan = PlanCapture(t);
@@ -239,14 +256,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     if (!has_row.ok()) return has_row.status();
     if (!*has_row) return out;
     ChangeRecord r;
-    r.id = stmt->Column(0).integer();
-    Value op = stmt->Column(1);
-    if (op.storage_class() != StorageClass::kText || op.bytes().size() != 1 ||
-        std::string("IUKD").find(op.bytes()[0]) == std::string::npos) {
-      return absl::DataLossError(absl::StrCat("change ", r.id, " of ", Q(plan.log_table),
-                                              " has an unknown operation ", op.DebugString()));
-    }
-    r.op = static_cast<ChangeOp>(op.bytes()[0]);
+    if (absl::Status s = ReadIdAndOp(*stmt, plan.log_table, r); !s.ok()) return s;
     r.at_ms = ColumnInt(stmt->Column(2));
     const bool has_new = r.op != ChangeOp::kDelete;
     const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
@@ -293,14 +303,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const Tab
     if (!has_row.ok()) return has_row.status();
     if (!*has_row) return out;
     ChangeRecord r;
-    r.id = stmt->Column(0).integer();
-    Value op = stmt->Column(1);
-    if (op.storage_class() != StorageClass::kText || op.bytes().size() != 1 ||
-        std::string("IUKD").find(op.bytes()[0]) == std::string::npos) {
-      return absl::DataLossError(absl::StrCat("change ", r.id, " of ", Q(ChangeLogTableName(t.name)),
-                                              " has an unknown operation ", op.DebugString()));
-    }
-    r.op = static_cast<ChangeOp>(op.bytes()[0]);
+    if (absl::Status s = ReadIdAndOp(*stmt, ChangeLogTableName(t.name), r); !s.ok()) return s;
     const bool has_new = r.op != ChangeOp::kDelete;
     const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
     for (size_t i = 0; i < width; ++i) {
