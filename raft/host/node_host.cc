@@ -615,7 +615,9 @@ void NodeHost::HandleReadies() {
           const uint64_t proposer = GetU64(e.data().data());
           const uint64_t id = GetU64(e.data().data() + 8);
           if (proposer == me) task.mine.emplace_back(e.index(), id);
-          ae.data = e.data().substr(kProposalHeaderBytes);
+          // The Ready is ours: its payload moves to the task (the header cut off in place).
+          ae.data = std::move(*e.mutable_data());
+          ae.data.erase(0, kProposalHeaderBytes);
         }
       }
       task.entries.push_back(std::move(ae));
