@@ -227,7 +227,6 @@ class NodeHost::ApplyWorker {
     // Entries kept behind the snapshot: compaction_overhead of them, fewer when they are large.
     uint64_t keep = 0, bytes = 0;
     for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it) {
-      if (it->first > st.applied) continue;
       bytes += it->second;
       if (bytes > host_->config_.compaction_overhead_bytes) break;
       ++keep;
