@@ -80,16 +80,9 @@ absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
 }
 
 absl::Status CaptureKeeper::CheckSchema() {
-  if (!schema_version_stmt_) {
-    absl::StatusOr<sqlite::Statement> stmt = db_.Prepare("PRAGMA schema_version");
-    if (!stmt.ok()) return stmt.status();
-    schema_version_stmt_ = *std::move(stmt);
-  }
-  absl::StatusOr<bool> row = schema_version_stmt_->Step();
-  const int64_t schema = row.ok() && *row ? schema_version_stmt_->Column(0).integer() : -1;
-  schema_version_stmt_->Reset();
-  if (!row.ok()) return row.status();
-  if (schema == schema_version_) return absl::OkStatus();
+  absl::StatusOr<sqlite::Value> schema = db_.QueryKeptValue("PRAGMA schema_version");
+  if (!schema.ok()) return schema.status();
+  if (schema->integer() == schema_version_) return absl::OkStatus();
   return Install(/*backfill=*/true);
 }
 

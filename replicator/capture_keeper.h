@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <memory>
 #include <string>
 
@@ -44,7 +43,6 @@ class CaptureKeeper {
   absl::StatusOr<int64_t> CountNewChanges();
 
   sqlite::Database db_;
-  std::optional<sqlite::Statement> schema_version_stmt_;
   int64_t schema_version_ = -1;
   int64_t data_version_ = -1;
   std::map<std::string, int64_t> last_ids_;

@@ -349,41 +349,15 @@ ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
 
 ChangeApplier::~ChangeApplier() = default;
 
-absl::StatusOr<Statement*> ChangeApplier::Cached(const std::string& sql) {
-  auto it = statements_.find(sql);
-  if (it == statements_.end()) {
-    absl::StatusOr<Statement> stmt = db_.Prepare(sql);
-    if (!stmt.ok()) return stmt.status();
-    it = statements_.emplace(sql, std::make_unique<Statement>(*std::move(stmt))).first;
-  }
-  it->second->Reset();
-  return it->second.get();
-}
-
-absl::Status ChangeApplier::RunCached(const std::string& sql, const std::vector<Value>& values) {
-  absl::StatusOr<Statement*> stmt = Cached(sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
-  absl::Status s = (*stmt)->Run();
-  (*stmt)->Reset();
-  return s;
-}
-
 absl::Status ChangeApplier::CheckSchema() {
-  absl::StatusOr<Statement*> stmt = Cached("PRAGMA schema_version");
-  if (!stmt.ok()) return stmt.status();
-  absl::StatusOr<bool> row = (*stmt)->Step();
-  if (!row.ok()) return row.status();
-  const int64_t version = *row ? (*stmt)->Column(0).integer() : -1;
-  (*stmt)->Reset();
-  if (version != schema_version_) {
+  absl::StatusOr<Value> version = db_.QueryKeptValue("PRAGMA schema_version");
+  if (!version.ok()) return version.status();
+  if (version->integer() != schema_version_) {
     plans_.clear();
     local_changes_.Clear();
     // Statements of dropped or altered tables would only fail or be prepared again.
-    for (auto it = statements_.begin(); it != statements_.end();) {
-      it = it->first == "PRAGMA schema_version" ? std::next(it) : statements_.erase(it);
-    }
-    schema_version_ = version;
+    db_.DropKept();
+    schema_version_ = version->integer();
   }
   return absl::OkStatus();
 }
@@ -416,7 +390,7 @@ absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const Ta
   if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) return false;
   const size_t width = t.columns_size() + (w.keyed_by_rowid ? 1 : 0);
   if (c.row_size() != t.columns_size()) return false;  // malformed: ApplyChange says why
-  absl::StatusOr<Statement*> stmt = Cached(w.select_row);
+  absl::StatusOr<Statement*> stmt = db_.Kept(w.select_row);
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = (*stmt)->BindAll(KeyOf(t, key_positions, c)); !s.ok()) return s;
   absl::StatusOr<bool> found = (*stmt)->Step();
@@ -434,7 +408,7 @@ absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const Ta
 
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
   absl::StatusOr<Statement*> stmt =
-      Cached("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
+      db_.Kept("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = (*stmt)->Bind(1, Value::Integer(shard)); !s.ok()) return s;
   absl::StatusOr<bool> row = (*stmt)->Step();
@@ -445,7 +419,7 @@ absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
 }
 
 absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
-  return RunCached(
+  return db_.RunKept(
       "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
       {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
 }
@@ -483,13 +457,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return RunCached(sql, values);
+    return db_.RunKept(sql, values);
   };
   for (const TableChanges& t : batch.tables()) {
     const std::vector<Value> applied_key = {Value::Integer(shard),
                                             Value::Integer(static_cast<int64_t>(batch.origin_node())),
                                             Value::Text(t.table())};
-    absl::StatusOr<Statement*> last_stmt = Cached(
+    absl::StatusOr<Statement*> last_stmt = db_.Kept(
         "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
     if (!last_stmt.ok()) return last_stmt.status();
     if (absl::Status s = (*last_stmt)->BindAll(applied_key); !s.ok()) return s;
@@ -572,7 +546,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     if (newest > last_id) {
       std::vector<Value> values = applied_key;
       values.push_back(Value::Integer(newest));
-      absl::Status s = RunCached("INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
+      absl::Status s = db_.RunKept("INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
                                  "change_id) VALUES (?, ?, ?, ?)",
                                  values);
       if (!s.ok()) return s;
@@ -631,7 +605,7 @@ absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
 }
 
 absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
-  absl::Status s = RunCached("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
+  absl::Status s = db_.RunKept("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
                              "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              row);
   if (!s.ok()) return s;
@@ -642,7 +616,7 @@ absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, Dead
 
 absl::Status ChangeApplier::DeleteDeadLetter(int64_t id) {
   absl::Status s =
-      RunCached("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});
+      db_.RunKept("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});
   if (!s.ok()) return s;
   dead_letters_unsynced_ = true;
   dead_letters_.Remove(id);
@@ -654,7 +628,7 @@ absl::StatusOr<std::optional<int64_t>> ChangeApplier::BlockingDeadLetter(
     int64_t before) {
   std::optional<int64_t> blocker = dead_letters_.Blocker(shard, table, rows, whole_table, before);
   if (!blocker) return blocker;
-  absl::StatusOr<Statement*> exists = Cached("SELECT 1 FROM \"__marmot__dead_letters\" WHERE id = ?");
+  absl::StatusOr<Statement*> exists = db_.Kept("SELECT 1 FROM \"__marmot__dead_letters\" WHERE id = ?");
   if (!exists.ok()) return exists.status();
   if (absl::Status s = (*exists)->Bind(1, Value::Integer(*blocker)); !s.ok()) return s;
   absl::StatusOr<bool> found = (*exists)->Step();
@@ -712,7 +686,7 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
       continue;
     }
     ++result.still_failing;
-    absl::Status s = RunCached("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
+    absl::Status s = db_.RunKept("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
                                {Value::Text(std::string(status.message())), Value::Integer(id)});
     if (!s.ok()) return s;
   }
@@ -724,7 +698,7 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
 
 absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry) {
   absl::StatusOr<Statement*> read =
-      Cached("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
+      db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
   if (!read.ok()) return read.status();
   if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
   absl::StatusOr<bool> found = (*read)->Step();
@@ -797,7 +771,7 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
   if (!plan.ok()) return plan.status();
   if (!(*plan)->status.ok()) return (*plan)->status;
   auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return RunCached(sql, values);
+    return db_.RunKept(sql, values);
   };
   return ApplyChange(db_, run, (*plan)->writer, t, c);
 }

@@ -206,10 +206,6 @@ class ChangeApplier {
                                     const change::v1::Change& c);
   uint64_t local_node_ = 0;
 
-  // A statement prepared once and kept for the life of the connection, reset and ready to bind.
-  absl::StatusOr<sqlite::Statement*> Cached(const std::string& sql);
-  // Runs a cached statement with `values` bound, to completion.
-  absl::Status RunCached(const std::string& sql, const std::vector<sqlite::Value>& values);
   // The plan of `table`, kept until the schema changes; an error status when the table is
   // missing or differs from the change's columns and key (the change goes to the dead letters).
   absl::StatusOr<const TablePlan*> Plan(const std::string& table,
@@ -261,7 +257,6 @@ class ChangeApplier {
   DeadLetterIndex dead_letters_;
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
   bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
-  std::unordered_map<std::string, std::unique_ptr<sqlite::Statement>> statements_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;
 };

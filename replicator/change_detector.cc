@@ -81,17 +81,10 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     return Wakeup::kWoken;
   }
   if (ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents()) return Wakeup::kFileEvent;
-  if (!data_version_stmt_) {
-    absl::StatusOr<sqlite::Statement> stmt = db_.Prepare("PRAGMA data_version");
-    if (!stmt.ok()) return Wakeup::kTimeout;
-    data_version_stmt_ = *std::move(stmt);
-  }
-  absl::StatusOr<bool> row = data_version_stmt_->Step();
-  const sqlite::Value version = row.ok() && *row ? data_version_stmt_->Column(0) : sqlite::Value();
-  data_version_stmt_->Reset();
-  if (version.storage_class() == sqlite::StorageClass::kInteger) {
-    bool changed = data_version_ >= 0 && version.integer() != data_version_;
-    data_version_ = version.integer();
+  absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA data_version");
+  if (version.ok() && version->storage_class() == sqlite::StorageClass::kInteger) {
+    bool changed = data_version_ >= 0 && version->integer() != data_version_;
+    data_version_ = version->integer();
     if (changed) return Wakeup::kDataVersion;
   }
   return Wakeup::kTimeout;

@@ -10,7 +10,6 @@
 
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -39,7 +38,6 @@ class ChangeDetector {
   bool DrainFileEvents();
 
   sqlite::Database db_;  // Only for PRAGMA data_version.
-  std::optional<sqlite::Statement> data_version_stmt_;
   std::string base_name_;
   int inotify_fd_;
   int event_fd_;

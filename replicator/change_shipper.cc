@@ -78,31 +78,15 @@ int ChangeShipper::in_flight() const {
   return n;
 }
 
-absl::StatusOr<int64_t> ChangeShipper::QueryCached(const std::string& sql) {
-  auto it = cached_.find(sql);
-  if (it == cached_.end()) {
-    absl::StatusOr<sqlite::Statement> stmt = db_.Prepare(sql);
-    if (!stmt.ok()) return stmt.status();
-    it = cached_.emplace(sql, *std::move(stmt)).first;
-  }
-  sqlite::Statement& stmt = it->second;
-  absl::StatusOr<bool> row = stmt.Step();
-  int64_t value = 0;
-  if (row.ok() && *row) {
-    const sqlite::Value v = stmt.Column(0);
-    value = v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
-  }
-  stmt.Reset();
-  if (!row.ok()) {
-    cached_.erase(it);
-    return row.status();
-  }
-  return value;
+absl::StatusOr<int64_t> ChangeShipper::QueryInt(const std::string& sql) {
+  absl::StatusOr<sqlite::Value> v = db_.QueryKeptValue(sql);
+  if (!v.ok()) return v.status();
+  return v->storage_class() == sqlite::StorageClass::kInteger ? v->integer() : 0;
 }
 
 absl::Status ChangeShipper::RefreshSchema() {
   // Runs at every Pump, i.e. after every commit of any connection: cached statements only.
-  absl::StatusOr<int64_t> version = QueryCached("PRAGMA schema_version");
+  absl::StatusOr<int64_t> version = QueryInt("PRAGMA schema_version");
   if (!version.ok()) return version.status();
   if (*version == schema_version_) return absl::OkStatus();
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
@@ -120,6 +104,7 @@ absl::Status ChangeShipper::RefreshSchema() {
   }
   tables_ = std::move(tables);
   schema_version_ = *version;
+  db_.DropKept();  // statements of logs that are gone
   return absl::OkStatus();
 }
 
@@ -131,7 +116,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     int64_t& cursor = read_up_to_[name];
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
     // one seek to the log's newest id answers whether there is anything to read.
-    absl::StatusOr<int64_t> newest = QueryCached(absl::StrCat(
+    absl::StatusOr<int64_t> newest = QueryInt(absl::StrCat(
         "SELECT max(\"__marmot__id\") FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
     if (newest.ok() && *newest <= cursor) continue;
     int limit = static_cast<int>(
@@ -253,7 +238,7 @@ absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int
   std::map<std::string, int64_t> kept;  // Becomes kept_ once the transaction commits.
   for (const auto& [table, ids] : ids_by_table) {
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::StatusOr<int64_t> newest = QueryCached(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    absl::StatusOr<int64_t> newest = QueryInt(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
     if (!newest.ok()) return newest.status();
     const int64_t max_id = *newest;
     // Committed rows are deleted by id, except the newest row of the log, which is kept (marked
@@ -283,18 +268,16 @@ absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int
     }
     if (!remove.empty()) {
       // Ids committed together are mostly consecutive (every shard's batch of a round): one
-      // range delete per run of consecutive ids, a prepared statement, no SQL text per id.
+      // range delete per run of consecutive ids through a kept statement, no SQL text per id.
       std::sort(remove.begin(), remove.end());
-      absl::StatusOr<sqlite::Statement> range = db_.Prepare(absl::StrCat(
-          "DELETE FROM ", log, " WHERE \"__marmot__id\" BETWEEN ? AND ?"));
-      if (!range.ok()) return range.status();
+      const std::string range =
+          absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" BETWEEN ? AND ?");
       for (size_t i = 0; i < remove.size();) {
         size_t j = i;
         while (j + 1 < remove.size() && remove[j + 1] <= remove[j] + 1) ++j;
-        absl::Status s = range->BindAll({sqlite::Value::Integer(remove[i]), sqlite::Value::Integer(remove[j])});
-        if (s.ok()) s = range->Run();
+        absl::Status s =
+            db_.RunKept(range, {sqlite::Value::Integer(remove[i]), sqlite::Value::Integer(remove[j])});
         if (!s.ok()) return s;
-        range->Reset();
         i = j + 1;
       }
     }

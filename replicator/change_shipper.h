@@ -92,8 +92,8 @@ class ChangeShipper {
   ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
                 Proposer* proposer, ShipperOptions options);
   absl::Status RefreshSchema();
-  // Runs a kept statement returning one integer (0 for none or NULL); prepared at first use.
-  absl::StatusOr<int64_t> QueryCached(const std::string& sql);
+  // The integer a one-row query returns through a kept statement (0 for NULL).
+  absl::StatusOr<int64_t> QueryInt(const std::string& sql);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
@@ -107,7 +107,6 @@ class ChangeShipper {
   const ShipperOptions options_;
 
   int64_t schema_version_ = -1;
-  std::map<std::string, sqlite::Statement> cached_;  // QueryCached's statements, by SQL
   struct CaptureLog {
     int64_t changes = 0;  // read and not logged yet
     absl::Time last = absl::InfinitePast();

@@ -74,19 +74,26 @@ absl::StatusOr<Database> Database::Open(const std::string& path, const OpenOptio
   return db;
 }
 
+Database::Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
 Database::Database(Database&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      kept_(std::move(other.kept_)) {}
 
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
+    kept_.clear();
     if (db_ != nullptr) sqlite3_close_v2(db_);
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    kept_ = std::move(other.kept_);
   }
   return *this;
 }
 
 Database::~Database() {
+  kept_.clear();  // finalized before the connection closes
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
@@ -118,6 +125,39 @@ absl::StatusOr<Value> Database::QueryValue(absl::string_view sql) {
   if (!*row) return absl::NotFoundError(absl::StrCat("no row from `", sql, "`"));
   return stmt->Column(0);
 }
+
+absl::StatusOr<Statement*> Database::Kept(const std::string& sql) {
+  auto it = kept_.find(sql);
+  if (it == kept_.end()) {
+    absl::StatusOr<Statement> stmt = Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    it = kept_.emplace(sql, std::make_unique<Statement>(*std::move(stmt))).first;
+  }
+  it->second->Reset();
+  return it->second.get();
+}
+
+absl::Status Database::RunKept(const std::string& sql, const std::vector<Value>& values) {
+  absl::StatusOr<Statement*> stmt = Kept(sql);
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = (*stmt)->BindAll(values);
+  if (s.ok()) s = (*stmt)->Run();
+  (*stmt)->Reset();
+  return s;
+}
+
+absl::StatusOr<Value> Database::QueryKeptValue(const std::string& sql) {
+  absl::StatusOr<Statement*> stmt = Kept(sql);
+  if (!stmt.ok()) return stmt.status();
+  absl::StatusOr<bool> row = (*stmt)->Step();
+  absl::StatusOr<Value> value = !row.ok() ? absl::StatusOr<Value>(row.status())
+                                : *row    ? absl::StatusOr<Value>((*stmt)->Column(0))
+                                          : absl::NotFoundError(absl::StrCat("no row from `", sql, "`"));
+  (*stmt)->Reset();
+  return value;
+}
+
+void Database::DropKept() { kept_.clear(); }
 
 absl::StatusOr<std::vector<std::vector<Value>>> Database::QueryRows(absl::string_view sql) {
   absl::StatusOr<Statement> stmt = Prepare(sql);

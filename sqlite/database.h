@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -62,6 +63,15 @@ class Database {
   // Runs a query and returns every row (for small results: introspection, tests).
   absl::StatusOr<std::vector<std::vector<Value>>> QueryRows(absl::string_view sql);
 
+  // Statements run often are prepared at their first use and kept for the connection's life.
+  // Kept() returns one reset and ready to bind; the pointer stays valid until DropKept(), which
+  // finalizes them all (after a schema change, say, so that statements of dropped tables go). RunKept binds `values` and runs to completion; QueryKeptValue is
+  // QueryValue through a kept statement.
+  absl::StatusOr<Statement*> Kept(const std::string& sql);
+  absl::Status RunKept(const std::string& sql, const std::vector<Value>& values);
+  absl::StatusOr<Value> QueryKeptValue(const std::string& sql);
+  void DropKept();
+
   // The database's journal mode, switched to WAL if it is not already. Fails with
   // FAILED_PRECONDITION when SQLite keeps another mode (in-memory or read-only databases).
   absl::Status EnsureWal();
@@ -74,9 +84,10 @@ class Database {
   sqlite3* raw() const { return db_; }
 
  private:
-  Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  Database(sqlite3* db, std::string path);
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::unordered_map<std::string, std::unique_ptr<Statement>> kept_;
 };
 
 class Statement {

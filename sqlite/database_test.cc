@@ -86,6 +86,26 @@ TEST(TransactionTest, NestedInAnOpenTransactionIsASavepointOfIt) {
   EXPECT_EQ(count(), 0);
 }
 
+TEST(DatabaseTest, KeptStatementsArePreparedOnceAndDroppedOnRequest) {
+  auto db = Database::Open(testing::NewTempDir("kept") + "/k.db");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x)").ok());
+  const std::string insert = "INSERT INTO t VALUES (?)";
+  auto first = db->Kept(insert);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(db->RunKept(insert, {Value::Integer(i)}).ok());
+  EXPECT_EQ(*db->Kept(insert), *first);  // the same statement, ready again
+  EXPECT_EQ(*db->QueryKeptValue("SELECT sum(x) FROM t"), Value::Integer(6));
+  EXPECT_TRUE(absl::IsNotFound(db->QueryKeptValue("SELECT x FROM t WHERE x > 9").status()));
+  // A bad statement is an error, not kept.
+  EXPECT_FALSE(db->Kept("SELEKT 1").ok());
+  // After DropKept the statements are prepared again, against the schema of now.
+  db->DropKept();
+  ASSERT_TRUE(db->Exec("DROP TABLE t; CREATE TABLE t (x, y)").ok());
+  ASSERT_TRUE(db->RunKept("INSERT INTO t VALUES (?, ?)", {Value::Integer(7), Value::Integer(8)}).ok());
+  EXPECT_EQ(*db->QueryKeptValue("SELECT sum(x) + sum(y) FROM t"), Value::Integer(15));
+}
+
 TEST(DatabaseTest, SwitchesToWalOrRefuses) {
   auto db = Database::Open(testing::NewTempDir("wal") + "/w.db");
   ASSERT_TRUE(db.ok());
