@@ -21,9 +21,6 @@
 //   driver -> node  "quit"                       stop the host and exit 0
 #include <signal.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +42,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "raft/host/node_host.h"
+#include "tests/testing/local_cluster.h"
 #include "tests/testing/piped_process.h"
 
 DEFINE_int32(shards, 16, "shards per node");
@@ -203,18 +201,6 @@ int RunNode() {
 // ---------------------------------------------------------------------------------------------
 // Driver.
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // One node process, driven over its stdin and stdout.
 class NodeProcess {
  public:
@@ -276,7 +262,7 @@ int RunDriver() {
   std::filesystem::create_directories(FLAGS_dir);
   std::string peers;
   for (uint64_t id = 1; id <= 3; ++id) {
-    absl::StrAppend(&peers, id == 1 ? "" : ",", id, "=127.0.0.1:", FreePort());
+    absl::StrAppend(&peers, id == 1 ? "" : ",", id, "=127.0.0.1:", ::marmot::testing::FreeLoopbackPort());
   }
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (uint64_t id = 1; id <= 3; ++id) nodes.push_back(std::make_unique<NodeProcess>(id, peers));

@@ -12,12 +12,9 @@
 //   bazel-bin/tools/bench/replication_bench --marmot=bazel-bin/marmot --rows=200000
 //
 // Everything runs in --dir (wiped before; kept afterwards with the nodes' logs for inspection).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -41,6 +38,7 @@
 #include "glog/logging.h"
 #include "sqlite/change_log.h"
 #include "sqlite/database.h"
+#include "tests/testing/local_cluster.h"
 
 DEFINE_string(marmot, "bazel-bin/marmot", "the marmot binary (build it with -c opt)");
 DEFINE_string(dir, "/tmp/marmot-replication-bench", "working folder (wiped first)");
@@ -69,18 +67,6 @@ std::string Payload(int64_t id) {
   std::string p = absl::StrCat("row-", id, "-");
   while (p.size() < 88) p.push_back(static_cast<char>('a' + (id + p.size()) % 26));
   return p;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  PCHECK(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 sqlite3* OpenDb(const std::string& path) {
@@ -149,9 +135,9 @@ class Cluster {
   Node& Add() {
     Node n;
     n.id = static_cast<int>(nodes_.size()) + 1;
-    n.port = FreePort();
-    n.pane_port = FreePort();
-    n.rest_port = FreePort();
+    n.port = ::marmot::testing::FreeLoopbackPort();
+    n.pane_port = ::marmot::testing::FreeLoopbackPort();
+    n.rest_port = ::marmot::testing::FreeLoopbackPort();
     n.db = absl::StrCat(dir_, "/node-", n.id, ".db");
     n.raft = absl::StrCat(dir_, "/raft-", n.id);
     n.log = absl::StrCat(dir_, "/node-", n.id, ".log");
