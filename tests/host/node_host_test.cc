@@ -40,6 +40,18 @@ bool WaitConverged(TestCluster& c, uint64_t shard, const std::set<std::string>& 
   return false;
 }
 
+// Proposes `count` entries of about `bytes` each to `shard` through node `via`; adds their
+// payloads to `sent`. False if one was not committed.
+bool ProposeLarge(TestCluster& c, uint64_t via, uint64_t shard, int count, size_t bytes,
+                  std::set<std::string>& sent) {
+  for (int k = 0; k < count; ++k) {
+    std::string p = absl::StrCat("big-", k, "-") + std::string(bytes, 'a' + k % 26);
+    if (!c.Propose(via, shard, p).ok()) return false;
+    sent.insert(p);
+  }
+  return true;
+}
+
 TEST(NodeHostTest, LeadersAreElectedForAllSixteenShards) {
   TestCluster c(TestDir(), 3, 16);
   c.StartAll();
@@ -181,11 +193,7 @@ TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
   ASSERT_TRUE(c.WaitForLeaders());
   // 40 entries of 4 KiB: 160 KiB, past the byte limit twice, far below the entry count.
   std::set<std::string> sent;
-  for (int k = 0; k < 40; ++k) {
-    std::string p = absl::StrCat("big-", k, "-") + std::string(4096, 'a' + k % 26);
-    ASSERT_TRUE(c.Propose(1, 0, p).ok());
-    sent.insert(p);
-  }
+  ASSERT_TRUE(ProposeLarge(c, 1, 0, 40, 4096, sent));
   ASSERT_TRUE(WaitConverged(c, 0, sent));
   for (uint64_t id = 1; id <= 3; ++id) {
     const ShardInfo info = c.host(id)->GetShardInfo(0);
@@ -204,11 +212,7 @@ TEST(NodeHostTest, CompactionKeepsNoMoreThanTheByteBudgetOfLargeEntries) {
   c.StartAll();
   ASSERT_TRUE(c.WaitForLeaders());
   std::set<std::string> sent;
-  for (int k = 0; k < 45; ++k) {
-    std::string p = absl::StrCat("big-", k, "-") + std::string(4096, 'a' + k % 26);
-    ASSERT_TRUE(c.Propose(1, 0, p).ok());
-    sent.insert(p);
-  }
+  ASSERT_TRUE(ProposeLarge(c, 1, 0, 45, 4096, sent));
   ASSERT_TRUE(WaitConverged(c, 0, sent));
   for (uint64_t id = 1; id <= 3; ++id) {
     const ShardInfo info = c.host(id)->GetShardInfo(0);
