@@ -6,7 +6,33 @@
 #include <glog/logging.h>
 #include <sqlite3.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace marmot::replicator {
+
+namespace {
+
+// Runs `step` until it succeeds. After a failure it gives up (false) once `stopping` is set,
+// else logs every 20th failure and tries again after a backoff of 10 ms doubling up to 1 s:
+// database failures (busy past the timeout, disk full) are waited out, never skipped. `what`
+// names the step in logs; it is only called on failure (the step runs once per entry).
+bool RetryWithBackoff(const std::atomic<bool>& stopping, const std::function<std::string()>& what,
+                      const std::function<absl::Status()>& step) {
+  auto backoff = std::chrono::milliseconds(10);
+  for (int attempt = 1;; ++attempt) {
+    absl::Status s = step();
+    if (s.ok()) return true;
+    if (stopping.load()) {
+      LOG(WARNING) << what() << " not done before stopping (done again at restart): " << s;
+      return false;
+    }
+    LOG_EVERY_N(ERROR, 20) << what() << " failed (attempt " << attempt << "), retrying: " << s;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+}  // namespace
 
 std::unique_lock<std::mutex> SharedApplier::Lock() {
   if (InRound()) return std::unique_lock<std::mutex>();
@@ -16,44 +42,32 @@ std::unique_lock<std::mutex> SharedApplier::Lock() {
 void SharedApplier::BeginRound() {
   mu.lock();
   round_owner_.store(std::this_thread::get_id());
-  auto backoff = std::chrono::milliseconds(10);
-  for (int attempt = 1; !stopping.load(); ++attempt) {
-    // The applier's busy handler already waits up to 5 s for the application's writer.
-    absl::Status s = applier->database().Exec("BEGIN IMMEDIATE");
-    if (s.ok()) {
-      round_open_ = true;
-      return;
-    }
-    LOG_EVERY_N(ERROR, 20) << "cannot begin an apply transaction (attempt " << attempt
-                           << "), retrying: " << s;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-  }
-  // Stopping: the round's applies run as transactions of their own.
+  // When stopping, the round's applies run as transactions of their own. The applier's busy
+  // handler already waits up to 5 s for the application's writer at each attempt.
+  round_open_ =
+      !stopping.load() &&
+      RetryWithBackoff(
+          stopping, [] { return std::string("beginning an apply transaction"); },
+          [this] { return applier->database().Exec("BEGIN IMMEDIATE"); });
 }
 
 void SharedApplier::EndRound() {
-  auto backoff = std::chrono::milliseconds(10);
-  for (int attempt = 1; round_open_; ++attempt) {
-    absl::Status s = applier->database().Exec("COMMIT");
-    if (s.ok()) break;
-    // A failed COMMIT normally leaves the transaction open, to be committed again. If SQLite
-    // rolled it back instead, the host already counts the round's entries as applied: only a
-    // restart, which applies them again from the Raft log after the durable applied index,
-    // keeps this node whole.
-    LOG_IF(FATAL, sqlite3_get_autocommit(applier->database().raw()) != 0)
-        << "the apply transaction was rolled back by SQLite (" << s
-        << "); exiting so that a restart applies those entries again from the Raft log";
-    if (stopping.load()) {
-      LOG(WARNING) << "apply transaction not committed before stopping (applied again at the "
-                      "next start): " << s;
+  if (round_open_) {
+    auto commit = [this] {
+      absl::Status s = applier->database().Exec("COMMIT");
+      // A failed COMMIT normally leaves the transaction open, to be committed again. If SQLite
+      // rolled it back instead, the host already counts the round's entries as applied: only a
+      // restart, which applies them again from the Raft log after the durable applied index,
+      // keeps this node whole.
+      LOG_IF(FATAL, !s.ok() && sqlite3_get_autocommit(applier->database().raw()) != 0)
+          << "the apply transaction was rolled back by SQLite (" << s
+          << "); exiting so that a restart applies those entries again from the Raft log";
+      return s;
+    };
+    if (!RetryWithBackoff(
+            stopping, [] { return std::string("committing an apply transaction"); }, commit)) {
       (void)applier->database().Exec("ROLLBACK");
-      break;
     }
-    LOG_EVERY_N(ERROR, 20) << "cannot commit an apply transaction (attempt " << attempt
-                           << "), retrying: " << s;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
   round_open_ = false;
   round_owner_.store(std::thread::id());
@@ -62,24 +76,13 @@ void SharedApplier::EndRound() {
 
 bool ShardStateMachine::RetryUntilDone(const char* what, uint64_t index,
                                        const std::function<absl::Status()>& step) {
-  auto backoff = std::chrono::milliseconds(10);
-  for (int attempt = 1;; ++attempt) {
-    absl::Status s;
-    {
-      std::unique_lock<std::mutex> lock = shared_->Lock();
-      s = step();
-    }
-    if (s.ok()) return true;
-    if (shared_->stopping.load()) {
-      LOG(WARNING) << "shard " << shard_ << ": " << what << " at index " << index
-                   << " not done before stopping (done again at restart): " << s;
-      return false;
-    }
-    LOG_EVERY_N(ERROR, 20) << "shard " << shard_ << ": " << what << " at index " << index
-                           << " failed (attempt " << attempt << "), retrying: " << s;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-  }
+  return RetryWithBackoff(
+      shared_->stopping,
+      [&] { return absl::StrCat("shard ", shard_, ": ", what, " at index ", index); },
+      [&] {
+        std::unique_lock<std::mutex> lock = shared_->Lock();
+        return step();
+      });
 }
 
 uint64_t ShardStateMachine::Open() {
