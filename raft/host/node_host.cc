@@ -9,26 +9,13 @@
 #include "glog/logging.h"
 #include "raft/errors.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/proposal_codec.h"
 #include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
 namespace marmot::raft::host {
 
 namespace {
-
-constexpr size_t kProposalHeaderBytes = 16;
-
-void PutU64(std::string* s, uint64_t v) {
-  char b[8];
-  memcpy(b, &v, 8);
-  s->append(b, 8);
-}
-
-uint64_t GetU64(const char* p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
 
 bool Contains(const v1::ConfState& cs, uint64_t id) { return IsVoter(cs, id) || IsLearner(cs, id); }
 
@@ -164,12 +151,20 @@ class NodeHost::ApplyWorker {
     // Entries at or below what is applied were covered by a snapshot.
     std::vector<AppliedEntry> todo;
     todo.reserve(t.entries.size());
+    uint64_t taken = 0;  // index of the last entry taken: the rest of a pack follows it
     for (auto& e : t.entries) {
+      if (taken != 0 && e.index == taken) {
+        st.bytes_since_snapshot += e.data.size();
+        st.recent.back().second += e.data.size();
+        todo.push_back(std::move(e));
+        continue;
+      }
       if (e.index <= st.applied) continue;
       CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
                                         << "] applies out of order";
       st.applied = e.index;
       st.applied_term = e.term;
+      taken = e.index;
       st.bytes_since_snapshot += e.data.size();
       st.recent.emplace_back(e.index, e.data.size());
       if (st.recent.size() > host_->config_.compaction_overhead) st.recent.pop_front();
@@ -583,6 +578,7 @@ void NodeHost::HandleReadies() {
       shard->applied_conf = rd.snapshot->metadata().conf_state();
       task.snapshot = std::move(*rd.snapshot);
     }
+    std::vector<DecodedProposal> decoded;
     for (auto& e : rd.committed_entries) {
       if (e.index() <= snap_index) continue;
       AppliedEntry ae;
@@ -607,16 +603,20 @@ void NodeHost::HandleReadies() {
                     << absl::StrJoin(shard->applied_conf.learners_to_promote(), ",") << ")";
         }
       } else if (!e.data().empty()) {
-        if (e.data().size() < kProposalHeaderBytes) {
+        // The Ready is ours: payloads move to the task where they can.
+        uint64_t proposer = 0;
+        auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
+        if (!ds.ok()) {
           LOG(ERROR) << "[shard " << shard->id << " node " << me << "] entry " << e.index()
-                     << " has no proposal header, applied as empty";
-        } else {
-          const uint64_t proposer = GetU64(e.data().data());
-          const uint64_t id = GetU64(e.data().data() + 8);
-          if (proposer == me) task.mine.emplace_back(e.index(), id);
-          // The Ready is ours: its payload moves to the task (the header cut off in place).
-          ae.data = std::move(*e.mutable_data());
-          ae.data.erase(0, kProposalHeaderBytes);
+                     << " applied as empty: " << ds.message();
+        }
+        for (size_t i = 0; i < decoded.size(); ++i) {
+          if (proposer == me) task.mine.emplace_back(e.index(), decoded[i].id);
+          if (i + 1 < decoded.size()) {
+            task.entries.push_back(AppliedEntry{ae.index, ae.term, std::move(decoded[i].payload)});
+          } else {
+            ae.data = std::move(decoded[i].payload);
+          }
         }
       }
       task.entries.push_back(std::move(ae));
@@ -661,11 +661,8 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
     id = next_proposal_id_++;
     pending_[shard][id] = Pending{std::move(done), absl::Now() + config_.proposal_timeout};
   }
-  std::string payload;
-  payload.reserve(kProposalHeaderBytes + data.size());
-  PutU64(&payload, config_.node_id);
-  PutU64(&payload, id);
-  payload += data;
+  // Packs are framed on the loop, when it knows which proposals go together.
+  std::string payload = config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);
   bool posted = false;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -682,22 +679,48 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
 }
 
 void NodeHost::ProposeQueued(uint64_t shard, ProposalQueue q) {
+  // Entries to propose, each with the ids of the proposals it carries.
+  std::vector<std::string> entries;
+  std::vector<std::pair<size_t, size_t>> id_ranges;  // [begin, end) in q.ids
+  if (config_.pack_proposals) {
+    // Packs of up to kMaxPackBytes (a larger proposal goes alone).
+    constexpr size_t kMaxPackBytes = 256 << 10;
+    size_t begin = 0;
+    while (begin < q.ids.size()) {
+      size_t end = begin, bytes = kPackHeaderBytes;
+      while (end < q.ids.size() &&
+             (end == begin || bytes + kPackItemHeaderBytes + q.payloads[end].size() <= kMaxPackBytes)) {
+        bytes += kPackItemHeaderBytes + q.payloads[end].size();
+        ++end;
+      }
+      PackWriter pack(config_.node_id, bytes);
+      for (size_t i = begin; i < end; ++i) pack.Add(q.ids[i], q.payloads[i]);
+      entries.push_back(pack.Take());
+      id_ranges.emplace_back(begin, end);
+      begin = end;
+    }
+  } else {
+    entries = std::move(q.payloads);
+    for (size_t i = 0; i < entries.size(); ++i) id_ranges.emplace_back(i, i + 1);
+  }
   // One message, one append and one broadcast per chunk; a chunk is bounded so that a burst
   // stays within the core's uncommitted-bytes limit instead of being refused whole.
   constexpr size_t kMaxChunkEntries = 4096;
   constexpr size_t kMaxChunkBytes = 4 << 20;
   size_t begin = 0;
-  while (begin < q.ids.size()) {
+  while (begin < entries.size()) {
     size_t end = begin, bytes = 0;
     std::vector<std::string> chunk;
-    while (end < q.ids.size() && end - begin < kMaxChunkEntries && bytes < kMaxChunkBytes) {
-      bytes += q.payloads[end].size();
-      chunk.push_back(std::move(q.payloads[end]));
+    while (end < entries.size() && end - begin < kMaxChunkEntries && bytes < kMaxChunkBytes) {
+      bytes += entries[end].size();
+      chunk.push_back(std::move(entries[end]));
       ++end;
     }
     auto s = shards_[shard]->raw->ProposeBatch(std::move(chunk));
     if (!s.ok()) {
-      for (size_t i = begin; i < end; ++i) Resolve(shard, q.ids[i], s, 0);
+      for (size_t i = id_ranges[begin].first; i < id_ranges[end - 1].second; ++i) {
+        Resolve(shard, q.ids[i], s, 0);
+      }
     }
     begin = end;
   }

@@ -7,9 +7,10 @@
 // resolve proposal callbacks and take snapshots. A slow state machine therefore delays only
 // the shards of its worker, never the ticks or the replication of any shard.
 //
-// Proposals carry a 16-byte header (proposing node, proposal id) so that the proposing node
-// recognizes its own entries when they are applied and resolves their callbacks; the state
-// machine sees the payload only. A follower forwards proposals to the leader (the core does).
+// Proposals carry a header (proposing node, proposal id; proposal_codec.h) so that the
+// proposing node recognizes its own entries when they are applied and resolves their
+// callbacks; the state machine sees the payload only. A follower forwards proposals to the
+// leader (the core does).
 //
 // A write of the raft folder that fails (a full disk, an I/O error) ends the process with one
 // line naming the cause and exit code kStorageFailureExitCode (storage_failure.h): what is
@@ -89,6 +90,10 @@ struct NodeHostConfig {
   // A learner added with AddLearner is promoted to voter by the shard's leader once it is
   // within this many entries of the leader's commit index (see Raft::IsCaughtUp).
   uint64_t promotion_max_lag = 16;
+  // Proposals of a shard queued in one loop iteration go into one log entry (up to 256 KiB):
+  // one append, one replicated entry and one fsync'd record for many small proposals. The
+  // state machine must accept packs: see AppliedEntry.
+  bool pack_proposals = false;
   int apply_workers = 4;
   // Optional (must outlive the host): rounds of apply work, see ApplyRounds.
   ApplyRounds* apply_rounds = nullptr;
@@ -185,7 +190,8 @@ class NodeHost : private MessageHandler {
     ProposalCallback done;
     absl::Time deadline;
   };
-  // Proposals of one shard waiting for the Raft loop (payloads with their header).
+  // Proposals of one shard waiting for the Raft loop (framed as single proposals, or bare
+  // payloads when they are packed on the loop).
   struct ProposalQueue {
     std::vector<uint64_t> ids;
     std::vector<std::string> payloads;

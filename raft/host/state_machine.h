@@ -15,6 +15,9 @@
 
 namespace marmot::raft::host {
 
+// One applied proposal. With NodeHostConfig::pack_proposals several proposals can share one
+// log entry: they come as consecutive AppliedEntry with the same index, all in one Apply call,
+// and the index counts as applied with the last of them.
 struct AppliedEntry {
   uint64_t index = 0;
   uint64_t term = 0;

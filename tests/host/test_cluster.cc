@@ -37,10 +37,15 @@ void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
   }
   absl::SleepFor(delay);
   std::lock_guard<std::mutex> l(mu_);
+  uint64_t previous = 0;
   for (const auto& e : entries) {
-    CHECK_EQ(e.index, applied_ + 1);
+    // The next index, or more proposals of a pack whose first ones came just before.
+    if (e.index != previous) CHECK_EQ(e.index, applied_ + 1);
+    previous = e.index;
     applied_ = e.index;
-    if (!e.data.empty()) payloads_.push_back(e.data);
+    if (e.data.empty()) continue;
+    payloads_.push_back(e.data);
+    indexes_.push_back(e.index);
   }
 }
 
@@ -77,6 +82,7 @@ absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const st
   }
   std::lock_guard<std::mutex> l(mu_);
   payloads_ = std::move(ps);
+  indexes_.clear();
   applied_ = index;
   ++snapshots_installed_;
   return absl::OkStatus();
@@ -85,6 +91,10 @@ absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const st
 std::vector<std::string> RecordingStateMachine::payloads() const {
   std::lock_guard<std::mutex> l(mu_);
   return payloads_;
+}
+std::vector<uint64_t> RecordingStateMachine::indexes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return indexes_;
 }
 uint64_t RecordingStateMachine::applied() const {
   std::lock_guard<std::mutex> l(mu_);

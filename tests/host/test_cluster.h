@@ -26,6 +26,8 @@ class RecordingStateMachine : public StateMachine {
   absl::Status RecoverFromSnapshot(uint64_t index, const std::string& data) override;
 
   std::vector<std::string> payloads() const;
+  // The log index of each payload applied since the last snapshot installed.
+  std::vector<uint64_t> indexes() const;
   uint64_t applied() const;
   int snapshots_installed() const;
   // Makes every later Apply take this long (a slow state machine).
@@ -38,6 +40,7 @@ class RecordingStateMachine : public StateMachine {
   mutable std::mutex mu_;
   uint64_t applied_ = 0;
   std::vector<std::string> payloads_;
+  std::vector<uint64_t> indexes_;
   int snapshots_installed_ = 0;
   bool snapshot_fails_ = false;
   int snapshot_attempts_ = 0;

@@ -8,7 +8,8 @@
 //   load:  for each payload size, every node proposes to every shard (round robin, followers
 //          forwarding to the leader) with --concurrency proposals in flight. Printed: committed
 //          proposals/s across the cluster, p50/p99 commit latency (Propose() to the callback on
-//          the proposing node: committed by a quorum and applied there), fsyncs per committed
+//          the proposing node: committed by a quorum and applied there), committed log
+//          entries/s (several proposals share one entry with --pack), fsyncs per committed
 //          entry, CPU seconds and peak RSS per node.
 //
 //   bazel run -c opt //tools/bench:host_bench -- --seconds=10
@@ -17,7 +18,7 @@
 // Driver and nodes talk over the nodes' stdin/stdout, one line per command:
 //   node -> driver  "ready"                      every shard has a leader this node knows
 //   driver -> node  "load <payload> <seconds>"   propose for that long, then
-//   node -> driver  "done <ok> <failed> <fsyncs> <applied> <latency file>"
+//   node -> driver  "done <ok> <failed> <fsyncs> <applied> <entries> <latency file>"
 //   driver -> node  "quit"                       stop the host and exit 0
 #include <signal.h>
 #include <unistd.h>
@@ -50,6 +51,8 @@ DEFINE_int32(concurrency, 4096, "proposals in flight per node");
 DEFINE_int32(seconds, 10, "measured duration of each load phase");
 DEFINE_int32(idle_seconds, 10, "measured duration of the idle phase (0: skip)");
 DEFINE_string(payloads, "64,1024", "payload sizes in bytes, one load phase each");
+DEFINE_bool(pack, true, "pack the proposals of a shard queued together into one log entry "
+            "(NodeHostConfig::pack_proposals)");
 DEFINE_string(dir, "/tmp/marmot-host-bench", "raft folders (wiped before and after)");
 // Set by the driver for the processes it starts.
 DEFINE_int32(node, 0, "internal: run as node N of the cluster");
@@ -61,12 +64,24 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Node process.
 
+// Counts applied proposals and log entries (a pack is one entry of several proposals).
+struct AppliedCounts {
+  std::atomic<uint64_t> proposals{0};
+  std::atomic<uint64_t> entries{0};
+};
+
 class CountingStateMachine : public StateMachine {
  public:
-  explicit CountingStateMachine(std::atomic<uint64_t>* applied) : applied_(applied) {}
+  explicit CountingStateMachine(AppliedCounts* applied) : applied_(applied) {}
   uint64_t Open() override { return 0; }
   void Apply(const std::vector<AppliedEntry>& entries) override {
-    applied_->fetch_add(entries.size(), std::memory_order_relaxed);
+    uint64_t distinct = 0;
+    for (const AppliedEntry& e : entries) {
+      if (e.index != last_index_) ++distinct;
+      last_index_ = e.index;
+    }
+    applied_->proposals.fetch_add(entries.size(), std::memory_order_relaxed);
+    applied_->entries.fetch_add(distinct, std::memory_order_relaxed);
   }
   absl::StatusOr<std::string> SaveSnapshot() override { return std::string("count"); }
   absl::Status RecoverFromSnapshot(uint64_t, const std::string&) override {
@@ -74,7 +89,8 @@ class CountingStateMachine : public StateMachine {
   }
 
  private:
-  std::atomic<uint64_t>* applied_;
+  AppliedCounts* applied_;
+  uint64_t last_index_ = 0;
 };
 
 class FsyncCounter : public HostObserver {
@@ -99,7 +115,7 @@ std::map<uint64_t, std::string> ParsePeers(const std::string& s) {
 // Proposes to every shard in turn for `seconds`, `concurrency` in flight; writes the latencies
 // (microseconds, one double each) to `latency_file`.
 std::string RunLoad(NodeHost& host, int payload_bytes, int seconds, const std::string& latency_file,
-                    FsyncCounter& fsyncs, std::atomic<uint64_t>& applied) {
+                    FsyncCounter& fsyncs, AppliedCounts& applied) {
   std::mutex mu;
   std::condition_variable cv;
   int inflight = 0;
@@ -109,7 +125,8 @@ std::string RunLoad(NodeHost& host, int payload_bytes, int seconds, const std::s
   latencies_us.reserve(1 << 22);
   const std::string payload(payload_bytes, 'x');
   const uint64_t fsyncs0 = fsyncs.fsyncs.load();
-  const uint64_t applied0 = applied.load();
+  const uint64_t applied0 = applied.proposals.load();
+  const uint64_t entries0 = applied.entries.load();
   const absl::Time end = absl::Now() + absl::Seconds(seconds);
   // Refilled in bursts: the generator sleeps until a quarter of the window completed, so it
   // is not woken once per completed proposal.
@@ -154,14 +171,15 @@ std::string RunLoad(NodeHost& host, int payload_bytes, int seconds, const std::s
   out.write(reinterpret_cast<const char*>(latencies_us.data()),
             static_cast<std::streamsize>(latencies_us.size() * sizeof(double)));
   return absl::StrCat("done ", ok, " ", failed, " ", fsyncs.fsyncs.load() - fsyncs0, " ",
-                      applied.load() - applied0, " ", latency_file);
+                      applied.proposals.load() - applied0, " ", applied.entries.load() - entries0,
+                      " ", latency_file);
 }
 
 int RunNode() {
   const uint64_t me = FLAGS_node;
   std::map<uint64_t, std::string> peers = ParsePeers(FLAGS_peers);
   CHECK(peers.count(me)) << "--peers lacks node " << me;
-  std::atomic<uint64_t> applied{0};
+  AppliedCounts applied;
   FsyncCounter fsyncs;
   NodeHostConfig c;
   c.node_id = me;
@@ -170,6 +188,7 @@ int RunNode() {
   c.shards = FLAGS_shards;
   c.peers = peers;
   c.observer = &fsyncs;
+  c.pack_proposals = FLAGS_pack;
   auto host = NodeHost::Start(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
   CHECK(host.ok()) << host.status();
   // Ready when every shard has a leader this node knows (else proposals are dropped).
@@ -209,7 +228,8 @@ class NodeProcess {
         proc_({std::filesystem::read_symlink("/proc/self/exe").string(),
                absl::StrCat("--node=", id), absl::StrCat("--peers=", peers),
                absl::StrCat("--shards=", FLAGS_shards),
-               absl::StrCat("--concurrency=", FLAGS_concurrency), absl::StrCat("--dir=", FLAGS_dir)}) {}
+               absl::StrCat("--concurrency=", FLAGS_concurrency), absl::StrCat("--dir=", FLAGS_dir),
+               absl::StrCat("--pack=", FLAGS_pack)}) {}
 
   void Send(const std::string& line) { proc_.Send(line); }
   std::string Receive() {
@@ -268,8 +288,9 @@ int RunDriver() {
   for (uint64_t id = 1; id <= 3; ++id) nodes.push_back(std::make_unique<NodeProcess>(id, peers));
   for (auto& n : nodes) CHECK_EQ(n->Receive(), "ready");
   printf("host_bench: 3 node processes on loopback, %d shards each, RocksDB log with fsync, %d "
-         "proposals in flight per node\n",
-         FLAGS_shards, FLAGS_concurrency);
+         "proposals in flight per node, %s\n",
+         FLAGS_shards, FLAGS_concurrency,
+         FLAGS_pack ? "proposals queued together packed into one entry" : "one entry per proposal");
 
   if (FLAGS_idle_seconds > 0) {
     absl::SleepFor(absl::Seconds(2));  // let elections and the first snapshots settle
@@ -295,20 +316,20 @@ int RunDriver() {
     uint64_t ok = 0, failed = 0, fsyncs = 0;
     std::vector<double> latencies;
     struct PerNode {
-      uint64_t ok, fsyncs, applied;
+      uint64_t ok, fsyncs, applied, entries;
       double cpu, peak_rss;
     };
     std::vector<PerNode> per_node;
     for (size_t i = 0; i < nodes.size(); ++i) {
       std::vector<std::string> w = absl::StrSplit(nodes[i]->Receive(), ' ');
-      CHECK(w.size() == 6 && w[0] == "done") << "unexpected answer from node " << nodes[i]->id();
-      PerNode pn{std::stoull(w[1]), std::stoull(w[3]), std::stoull(w[4]),
+      CHECK(w.size() == 7 && w[0] == "done") << "unexpected answer from node " << nodes[i]->id();
+      PerNode pn{std::stoull(w[1]), std::stoull(w[3]), std::stoull(w[4]), std::stoull(w[5]),
                  nodes[i]->CpuSeconds() - cpu0[i], nodes[i]->RssMiB().first};
       ok += pn.ok;
       failed += std::stoull(w[2]);
       fsyncs += pn.fsyncs;
       per_node.push_back(pn);
-      std::vector<double> l = ReadLatencies(w[5]);
+      std::vector<double> l = ReadLatencies(w[6]);
       latencies.insert(latencies.end(), l.begin(), l.end());
     }
     const double secs = absl::ToDoubleSeconds(absl::Now() - start);
@@ -320,14 +341,14 @@ int RunDriver() {
     printf("  committed %llu proposals/s (%llu failed), commit latency p50 %.2f ms p99 %.2f ms\n",
            static_cast<unsigned long long>(ok / secs), static_cast<unsigned long long>(failed),
            pct(0.5), pct(0.99));
-    printf("  %-6s %12s %12s %14s %10s %12s\n", "node", "proposed/s", "applied/s", "fsyncs/entry",
-           "CPU s", "peak RSS MiB");
+    printf("  %-6s %12s %12s %12s %14s %10s %12s\n", "node", "proposed/s", "applied/s",
+           "entries/s", "fsyncs/entry", "CPU s", "peak RSS MiB");
     for (size_t i = 0; i < nodes.size(); ++i) {
       const PerNode& pn = per_node[i];
-      printf("  %-6llu %12.0f %12.0f %14.4f %10.2f %12.1f\n",
+      printf("  %-6llu %12.0f %12.0f %12.0f %14.4f %10.2f %12.1f\n",
              static_cast<unsigned long long>(nodes[i]->id()), pn.ok / secs, pn.applied / secs,
-             pn.applied == 0 ? 0.0 : static_cast<double>(pn.fsyncs) / pn.applied, pn.cpu,
-             pn.peak_rss);
+             pn.entries / secs, pn.entries == 0 ? 0.0 : static_cast<double>(pn.fsyncs) / pn.entries,
+             pn.cpu, pn.peak_rss);
     }
   }
   for (auto& n : nodes) n->Quit();
