@@ -123,15 +123,9 @@ void LocalCluster::StartNode(int id) {
 
 int LocalCluster::StopNode(int id) {
   CHECK(IsRunning(id));
-  procs_[id - 1]->Signal(SIGTERM);
-  std::optional<int> code = procs_[id - 1]->Wait(std::chrono::seconds(30));
-  if (!code.has_value()) {
-    LOG(ERROR) << "node " << id << " did not stop within 30 s of SIGTERM; killing it";
-    procs_[id - 1]->Signal(SIGKILL);
-    code = procs_[id - 1]->Wait(std::chrono::seconds(10));
-  }
+  const int code = procs_[id - 1]->Stop(SIGTERM, std::chrono::seconds(30));
   procs_[id - 1].reset();
-  return code.value_or(-1);
+  return code;
 }
 
 void LocalCluster::KillNode(int id) {

@@ -84,17 +84,26 @@ std::optional<int> Subprocess::Wait(std::chrono::milliseconds timeout) {
   }
 }
 
+int Subprocess::Stop(int sig, std::chrono::milliseconds grace) {
+  Signal(sig);
+  std::optional<int> code = Wait(grace);
+  if (!code.has_value()) {
+    LOG(ERROR) << "process " << pid_ << " did not end within " << grace.count()
+               << " ms of signal " << sig << "; killing it";
+    Signal(SIGKILL);
+    code = Wait(std::chrono::seconds(10));
+  }
+  return code.value_or(-1);
+}
+
 std::string Subprocess::Stdout() const { return Slurp(out_path_); }
 std::string Subprocess::Stderr() const { return Slurp(err_path_); }
 
 RunResult Run(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
   Subprocess p(std::move(argv), TempDir());
   std::optional<int> code = p.Wait(timeout);
-  if (!code.has_value()) {
-    p.Signal(SIGKILL);
-    code = p.Wait(std::chrono::seconds(10));
-  }
-  return {code.value_or(-1), p.Stdout(), p.Stderr()};
+  const int exit_code = code.has_value() ? *code : p.Stop(SIGKILL, std::chrono::seconds(10));
+  return {exit_code, p.Stdout(), p.Stderr()};
 }
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

@@ -26,9 +26,13 @@ class Subprocess {
   // Waits up to `timeout` for the child to end. Returns its exit code (128 + signal when killed
   // by one), or nullopt when it is still running.
   std::optional<int> Wait(std::chrono::milliseconds timeout);
+  // Sends `sig`, waits up to `grace`, then SIGKILL; returns the exit code (-1 if it never
+  // ended).
+  int Stop(int sig, std::chrono::milliseconds grace);
 
   std::string Stdout() const;
   std::string Stderr() const;
+  const std::string& stderr_path() const { return err_path_; }
   pid_t pid() const { return pid_; }
 
  private:

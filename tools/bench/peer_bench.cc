@@ -14,17 +14,15 @@
 //
 // Prints one table. `tools/dev bench` builds this with -c opt and runs it; BENCHMARKS.md has
 // figures and what limits each one.
-#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -37,6 +35,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/subprocess.h"
 
 DEFINE_string(marmot, "", "marmot binary");
 DEFINE_string(dqlite, "/usr/bin/dqlite-benchmark", "dqlite-benchmark binary ('' skips dqlite)");
@@ -148,37 +147,6 @@ Figures RawSqlite(const std::string& dir) {
   return f;
 }
 
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  pid_t pid = fork();
-  PCHECK(pid >= 0);
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-void Stop(pid_t pid, int sig) {
-  kill(pid, sig);
-  for (int i = 0; i < 300; ++i) {
-    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 std::vector<Figures> Marmot(const std::string& dir) {
   const int n = 3;
   std::vector<int> ports, panes, rests;
@@ -190,24 +158,23 @@ std::vector<Figures> Marmot(const std::string& dir) {
   std::vector<std::string> members;
   for (int i = 0; i < n; ++i) members.push_back(absl::StrCat(i + 1, "@127.0.0.1:", ports[i]));
   auto db_path = [&](int i) { return absl::StrCat(dir, "/node-", i + 1, ".db"); };
-  auto log_path = [&](int i) { return absl::StrCat(dir, "/node-", i + 1, ".log"); };
-  std::vector<pid_t> pids;
+  std::vector<std::unique_ptr<testing::Subprocess>> nodes;
   for (int i = 0; i < n; ++i) {
     sqlite3* db = Open(db_path(i));
     Exec(db, kSchema);
     sqlite3_close(db);
-    pids.push_back(Spawn({FLAGS_marmot, absl::StrCat("-node-id=", i + 1), absl::StrCat("-bind=127.0.0.1:", ports[i]),
+    nodes.push_back(std::make_unique<testing::Subprocess>(std::vector<std::string>{FLAGS_marmot, absl::StrCat("-node-id=", i + 1), absl::StrCat("-bind=127.0.0.1:", ports[i]),
                           absl::StrCat("-bind-pane=127.0.0.1:", panes[i]),
                           absl::StrCat("-bind-rest=127.0.0.1:", rests[i]),
                           absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
                           absl::StrCat("-shards=", FLAGS_shards), "-db-path=" + db_path(i),
                           absl::StrCat("-raft-path=", dir, "/raft-", i + 1)},
-                         log_path(i)));
+                         dir));
   }
   for (int i = 0; i < n; ++i) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (Slurp(log_path(i)).find(" replicating ") == std::string::npos) {
-      CHECK(Clock::now() < deadline) << "marmot node " << i + 1 << " did not start: " << log_path(i);
+    while (nodes[i]->Stderr().find(" replicating ") == std::string::npos) {
+      CHECK(Clock::now() < deadline) << "marmot node " << i + 1 << " did not start: " << nodes[i]->stderr_path();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -282,7 +249,7 @@ std::vector<Figures> Marmot(const std::string& dir) {
     batched.note = absl::StrFormat("not kvwrite: shows the replication path's capacity; latency = local commit of a %d-row txn",
                                    FLAGS_batch_rows);
   }
-  for (pid_t pid : pids) Stop(pid, SIGTERM);
+  for (auto& node : nodes) node->Stop(SIGTERM, std::chrono::seconds(6));
 
   Figures local{"marmot: local commit on node 1"};
   local.rows = rows;
@@ -309,7 +276,7 @@ Figures Dqlite(const std::string& dir) {
   }
   std::vector<std::string> addrs;
   for (int i = 0; i < 3; ++i) addrs.push_back(absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort()));
-  std::vector<pid_t> pids;
+  std::vector<std::unique_ptr<testing::Subprocess>> procs;
   const std::string results = dir + "/dqlite-1";
   for (int i = 0; i < 3; ++i) {
     std::vector<std::string> argv = {FLAGS_dqlite, "--db", addrs[i], "--dir", absl::StrCat(dir, "/dqlite-", i + 1)};
@@ -321,22 +288,14 @@ Figures Dqlite(const std::string& dir) {
       argv.insert(argv.end(), {"--join", addrs[0]});
     }
     std::filesystem::create_directories(absl::StrCat(dir, "/dqlite-", i + 1));
-    pids.push_back(Spawn(argv, absl::StrCat(dir, "/dqlite-", i + 1, ".log")));
+    procs.push_back(std::make_unique<testing::Subprocess>(argv, dir));
     if (i == 0) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   // The driver exits when its run is done.
-  int status = 0;
-  const auto deadline = Clock::now() + std::chrono::seconds(FLAGS_seconds + 180);
-  bool done = false;
-  while (Clock::now() < deadline) {
-    if (waitpid(pids[0], &status, WNOHANG) == pids[0]) {
-      done = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!procs[0]->Wait(std::chrono::seconds(FLAGS_seconds + 180)).has_value()) {
+    procs[0]->Stop(SIGKILL, std::chrono::seconds(10));
   }
-  if (!done) Stop(pids[0], SIGKILL);
-  for (size_t i = 1; i < pids.size(); ++i) Stop(pids[i], SIGTERM);
+  for (size_t i = 1; i < procs.size(); ++i) procs[i]->Stop(SIGTERM, std::chrono::seconds(6));
   // Result files `<worker>-<query>-<time>` in `<dir>/<address>/results/`: a header (n, n_err,
   // avg, max, min), then "<timestamp ns> <latency ms>" per operation.
   std::vector<double> lat;
@@ -353,7 +312,7 @@ Figures Dqlite(const std::string& dir) {
     }
   }
   if (lat.empty()) {
-    f.note = absl::StrCat("no results (see ", dir, "/dqlite-1.log)");
+    f.note = absl::StrCat("no results (see ", procs[0]->stderr_path(), ")");
     return f;
   }
   f.rows = static_cast<int64_t>(lat.size());

@@ -11,13 +11,11 @@
 //   bazel build -c opt //:marmot //tools/bench:replication_bench
 //   bazel-bin/tools/bench/replication_bench --marmot=bazel-bin/marmot --rows=200000
 //
-// Everything runs in --dir (wiped before; kept afterwards with the nodes' logs for inspection).
+// Everything runs in --dir (wiped before; kept afterwards with the nodes' logs, proc-*.err, for
+// inspection).
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <fcntl.h>
-#include <unistd.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -39,6 +38,7 @@
 #include "sqlite/change_log.h"
 #include "sqlite/database.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/subprocess.h"
 
 DEFINE_string(marmot, "bazel-bin/marmot", "the marmot binary (build it with -c opt)");
 DEFINE_string(dir, "/tmp/marmot-replication-bench", "working folder (wiped first)");
@@ -121,8 +121,9 @@ double InsertRows(const std::string& path, int64_t first, int64_t count) {
 struct Node {
   int id = 0;
   int port = 0, pane_port = 0, rest_port = 0;
-  pid_t pid = -1;
-  std::string db, raft, log;
+  std::string db, raft;
+  std::unique_ptr<::marmot::testing::Subprocess> proc;  // null when not running
+  std::string log() const { return proc ? proc->stderr_path() : "(not running)"; }
 };
 
 class Cluster {
@@ -140,11 +141,10 @@ class Cluster {
     n.rest_port = ::marmot::testing::FreeLoopbackPort();
     n.db = absl::StrCat(dir_, "/node-", n.id, ".db");
     n.raft = absl::StrCat(dir_, "/raft-", n.id);
-    n.log = absl::StrCat(dir_, "/node-", n.id, ".log");
     sqlite3* db = OpenDb(n.db);
     Exec(db, kSchema);
     sqlite3_close(db);
-    nodes_.push_back(n);
+    nodes_.push_back(std::move(n));
     return nodes_.back();
   }
 
@@ -161,21 +161,8 @@ class Cluster {
         "-raft-path=" + n.raft,
     };
     if (join) args.push_back("-join");
-    pid_t pid = fork();
-    PCHECK(pid >= 0);
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // No node outlives a bench that crashed.
-      int fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      setenv("AUTH_KEY", kAuth, 1);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    n.pid = pid;
+    setenv("AUTH_KEY", kAuth, 1);  // the REST API's credentials, inherited by the node
+    n.proc = std::make_unique<::marmot::testing::Subprocess>(std::move(args), dir_);
   }
 
   std::string Members() const {
@@ -192,7 +179,7 @@ class Cluster {
       if (std::system(cmd.c_str()) == 0) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    LOG(FATAL) << "node " << n.id << " not ready within 60 s; see " << n.log;
+    LOG(FATAL) << "node " << n.id << " not ready within 60 s; see " << n.log();
   }
 
   bool AddNode(const Node& leader_side, const Node& joining) {
@@ -204,18 +191,9 @@ class Cluster {
   }
 
   void Stop(Node& n) {
-    if (n.pid <= 0) return;
-    kill(n.pid, SIGTERM);
-    for (int i = 0; i < 300; ++i) {
-      if (waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
-        n.pid = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(n.pid, SIGKILL);
-    waitpid(n.pid, nullptr, 0);
-    n.pid = -1;
+    if (n.proc == nullptr) return;
+    n.proc->Stop(SIGTERM, std::chrono::seconds(30));
+    n.proc.reset();
   }
 
   std::vector<Node>& nodes() { return nodes_; }
@@ -444,7 +422,7 @@ int Run() {
       added = cluster.AddNode(cluster.nodes()[0], joining);
       if (!added) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    CHECK(added) << "AddNode failed; see " << cluster.nodes()[0].log;
+    CHECK(added) << "AddNode failed; see " << cluster.nodes()[0].log();
     auto end = WaitForCount({joining.db}, "SELECT count(*) FROM t", total);
     const double secs = end ? Seconds(*end - start) : -1;
     fprintf(stderr, "(d) new node holds all %lld rows after %.1f s\n", static_cast<long long>(total), secs);
