@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -17,14 +18,16 @@
 
 namespace marmot::replicator {
 
-absl::StatusOr<std::unique_ptr<ChangeDetector>> ChangeDetector::Open(const std::string& db_path) {
+absl::StatusOr<std::unique_ptr<ChangeDetector>> ChangeDetector::Open(const std::string& db_path,
+                                                                     Options options) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path, {.read_only = true});
   if (!db.ok()) return db.status();
   std::filesystem::path path(db_path);
   std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
   int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in < 0) return absl::InternalError(absl::StrCat("inotify_init1: ", std::strerror(errno)));
-  if (inotify_add_watch(in, dir.c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+  if (options.file_events &&
+      inotify_add_watch(in, dir.c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
     // Not fatal: the data_version poll still notices every commit, only later.
     LOG(WARNING) << "cannot watch " << dir << " for file events (" << std::strerror(errno)
                  << "); falling back to polling";
@@ -71,23 +74,46 @@ bool ChangeDetector::DrainFileEvents() {
   }
 }
 
-ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) {
-  pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
-  int ready = poll(fds, 2, static_cast<int>(max_wait.count()));
-  if (ready > 0 && (fds[1].revents & POLLIN)) {
-    uint64_t count;
-    ssize_t n = read(event_fd_, &count, sizeof count);
-    (void)n;
-    return Wakeup::kWoken;
-  }
-  if (ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents()) return Wakeup::kFileEvent;
+bool ChangeDetector::DataVersionChanged() {
   absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA data_version");
-  if (version.ok() && version->storage_class() == sqlite::StorageClass::kInteger) {
-    bool changed = data_version_ >= 0 && version->integer() != data_version_;
-    data_version_ = version->integer();
-    if (changed) return Wakeup::kDataVersion;
+  if (!version.ok() || version->storage_class() != sqlite::StorageClass::kInteger) return false;
+  const bool changed = data_version_ >= 0 && version->integer() != data_version_;
+  data_version_ = version->integer();
+  return changed;
+}
+
+ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kSettle = std::chrono::milliseconds(100);
+  constexpr auto kMaxSettleStep = std::chrono::milliseconds(16);
+  const Clock::time_point deadline = Clock::now() + max_wait;
+  bool saw_file_event = false;
+  for (;;) {
+    const Clock::time_point now = Clock::now();
+    auto timeout = std::chrono::ceil<std::chrono::milliseconds>(std::max(deadline - now, Clock::duration::zero()));
+    if (settle_until_ > now) timeout = std::min(timeout, settle_step_);
+    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
+    const int ready = poll(fds, 2, static_cast<int>(timeout.count()));
+    if (ready > 0 && (fds[1].revents & POLLIN)) {
+      uint64_t count;
+      ssize_t n = read(event_fd_, &count, sizeof count);
+      (void)n;
+      return Wakeup::kWoken;
+    }
+    const bool file_event = ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents();
+    saw_file_event = saw_file_event || file_event;
+    if (DataVersionChanged()) {
+      settle_until_ = Clock::time_point();
+      return saw_file_event ? Wakeup::kFileEvent : Wakeup::kDataVersion;
+    }
+    if (file_event) {
+      settle_until_ = Clock::now() + kSettle;
+      settle_step_ = std::chrono::milliseconds(1);
+    } else if (settle_until_ > Clock::now()) {
+      settle_step_ = std::min(settle_step_ * 2, kMaxSettleStep);
+    }
+    if (Clock::now() >= deadline) return Wakeup::kTimeout;
   }
-  return Wakeup::kTimeout;
 }
 
 }  // namespace marmot::replicator

@@ -3,8 +3,15 @@
 // Two sources: inotify events for the database file and its `-wal` and `-shm` files (watched
 // through their folder, since SQLite creates and deletes the side files), and, as a safety net
 // for file systems and containers that lose file events, `PRAGMA data_version` polled on a short
-// timer. `Wait` returns as soon as either says "changed", or when the timer ends, or on
-// Wake().
+// timer. `Wait` returns as soon as a commit of another connection is visible, or when the timer
+// ends, or on Wake().
+//
+// A file event comes before its commit can be seen: a writer appends its frames to the WAL (the
+// event), syncs them (with synchronous=FULL, milliseconds on a real disk) and only then
+// publishes the commit in the shared-memory index, which raises no event. So an event whose
+// commit is not visible yet is followed by data_version checks 1, 2, 4, 8, 16, 16 ... ms later
+// for up to 100 ms; waking at the event and then sleeping until the timer would make every
+// lone write wait for the safety net.
 #ifndef MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 #define MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 
@@ -19,14 +26,22 @@ namespace marmot::replicator {
 
 class ChangeDetector {
  public:
-  static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path);
+  struct Options {
+    // false: no inotify, only the data_version poll (a file system without file events).
+    bool file_events = true;
+  };
+  static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path,
+                                                               Options options);
+  static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path) {
+    return Open(db_path, Options());
+  }
   ~ChangeDetector();
 
   enum class Wakeup { kFileEvent, kDataVersion, kTimeout, kWoken };
 
-  // Blocks up to `max_wait` for a sign of change. The data_version safety net is checked once
-  // per call that saw no file event, so max_wait is how late a change that raised no file event
-  // is noticed.
+  // Blocks up to `max_wait` for a commit of another connection: kFileEvent when file events
+  // announced it, kDataVersion when only the poll saw it (file events lost). max_wait is how
+  // late a change that raised no file event is noticed.
   Wakeup Wait(std::chrono::milliseconds max_wait);
 
   // Makes the current or next Wait return kWoken. Safe from any thread.
@@ -36,12 +51,17 @@ class ChangeDetector {
   ChangeDetector(sqlite::Database db, std::string base_name, int inotify_fd, int event_fd)
       : db_(std::move(db)), base_name_(std::move(base_name)), inotify_fd_(inotify_fd), event_fd_(event_fd) {}
   bool DrainFileEvents();
+  // Whether PRAGMA data_version moved since the last check (false at the first).
+  bool DataVersionChanged();
 
   sqlite::Database db_;  // Only for PRAGMA data_version.
   std::string base_name_;
   int inotify_fd_;
   int event_fd_;
   int64_t data_version_ = -1;
+  // After a file event whose commit was not visible: check again every settle_step_ until then.
+  std::chrono::steady_clock::time_point settle_until_;
+  std::chrono::milliseconds settle_step_{1};
 };
 
 }  // namespace marmot::replicator
