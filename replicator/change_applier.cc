@@ -483,9 +483,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     const bool own = local_node_ != 0 && batch.origin_node() == local_node_ &&
                      !t.changes().empty() && local_changes_.CatchUp(db_, t.table()).ok();
     for (const Change& c : t.changes()) {
+      // The identities of the rows the change touches; filled only when needed (an own change,
+      // dead letters exist, or it fails).
+      std::vector<std::string> rows;
       if (own) {
-        const int64_t newer = local_changes_.Newest(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c)));
-        for (const std::string& row : RowsOf(t, key_positions, c)) local_changes_.Processed(row, c.change_id());
+        rows = RowsOf(t, key_positions, c);
+        const int64_t newer = local_changes_.Newest(rows.front());
+        for (const std::string& row : rows) local_changes_.Processed(row, c.change_id());
         if (c.change_id() > last_id && newer > c.change_id()) {
           newest = std::max(newest, c.change_id());
           ++result.superseded;
@@ -497,10 +501,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         continue;
       }
       newest = std::max(newest, c.change_id());
-      std::vector<std::string> rows;  // Filled only when needed: dead letters exist or it fails.
       absl::Status status = (*plan)->status;
       if (!dead_letters_.empty()) {
-        rows = RowsOf(t, key_positions, c);
+        if (rows.empty()) rows = RowsOf(t, key_positions, c);
         absl::StatusOr<std::optional<int64_t>> blocker =
             BlockingDeadLetter(shard, t.table(), rows, /*whole_table=*/false);
         if (!blocker.ok()) return blocker.status();

@@ -20,7 +20,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <unordered_map>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "absl/status/status.h"
 #include "sqlite/database.h"
@@ -49,7 +50,7 @@ class LocalChangeIndex {
     int64_t read_up_to = 0;
   };
   std::map<std::string, TableState> tables_;
-  std::unordered_map<std::string, int64_t> newest_;
+  absl::flat_hash_map<std::string, int64_t> newest_;
 };
 
 }  // namespace marmot::replicator
