@@ -144,11 +144,20 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         cl.last = now;
       }
     }
+    auto queue = [&](int shard, int64_t id, change::v1::Change change) {
+      auto p = std::make_unique<Pending>();
+      p->table = name;
+      p->header = header;
+      p->change_id = id;
+      p->bytes = static_cast<int64_t>(change.ByteSizeLong());
+      p->change = std::move(change);
+      queued_[shard].push_back(std::move(p));
+    };
     for (const sqlite::ChangeRecord& r : *records) {
       cursor = r.id;
       ++read;
+      ++buffered_;
       change::v1::Change wire = ToWire(table, r);
-      std::vector<std::pair<int, change::v1::Change>> routed;
       if (r.op == sqlite::ChangeOp::kRekey &&
           router_.ShardOf(name, r.old_key) != router_.ShardOf(name, r.key)) {
         // Old and new identity live in different shards: split into a delete and an upsert.
@@ -159,23 +168,13 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         *del.mutable_old_key() = wire.old_key();
         wire.set_op(change::v1::OP_INSERT);
         wire.clear_old_key();
-        routed.emplace_back(router_.ShardOf(name, r.old_key), std::move(del));
-        routed.emplace_back(router_.ShardOf(name, r.key), std::move(wire));
+        split_outstanding_[{name, r.id}] = 2;
+        queue(router_.ShardOf(name, r.old_key), r.id, std::move(del));
+        queue(router_.ShardOf(name, r.key), r.id, std::move(wire));
       } else {
         const std::vector<sqlite::Value>& key = r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
-        routed.emplace_back(router_.ShardOf(name, key), std::move(wire));
+        queue(router_.ShardOf(name, key), r.id, std::move(wire));
       }
-      outstanding_[{name, r.id}] = static_cast<int>(routed.size());
-      for (auto& [shard, change] : routed) {
-        auto p = std::make_unique<Pending>();
-        p->table = name;
-        p->header = header;
-        p->change_id = r.id;
-        p->bytes = static_cast<int64_t>(change.ByteSizeLong());
-        p->change = std::move(change);
-        queued_[shard].push_back(std::move(p));
-      }
-      ++buffered_;
     }
   }
   return read;
@@ -316,12 +315,21 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     }
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
+    std::vector<int64_t>* ids = nullptr;  // of the table of the previous change
+    const std::string* ids_table = nullptr;
     for (auto& [table, change_id] : batch->changes) {
-      auto it = outstanding_.find({table, change_id});
-      CHECK(it != outstanding_.end());
-      if (--it->second > 0) continue;
-      outstanding_.erase(it);
-      finished[table].push_back(change_id);
+      if (!split_outstanding_.empty()) {
+        auto it = split_outstanding_.find({table, change_id});
+        if (it != split_outstanding_.end()) {
+          if (--it->second > 0) continue;
+          split_outstanding_.erase(it);
+        }
+      }
+      if (ids_table == nullptr || *ids_table != table) {
+        ids = &finished[table];
+        ids_table = &table;
+      }
+      ids->push_back(change_id);
       --buffered_;
     }
   }

@@ -125,8 +125,9 @@ class ChangeShipper {
   // Per table: the change-log row kept (marked done) as the log's newest, 0 for none; a table is
   // absent until its first marking, which also sweeps rows marked done by an earlier run.
   std::map<std::string, int64_t> kept_;
-  // Per (table, change id): how many shards still have to commit it (2 for a split rekey).
-  std::map<std::pair<std::string, int64_t>, int> outstanding_;
+  // Per (table, change id) of a rekey split over two shards: how many of them still have to
+  // commit it. Any other change is done when its one batch commits.
+  std::map<std::pair<std::string, int64_t>, int> split_outstanding_;
 
   // Outcomes reported by proposal callbacks, processed by Pump. Shared with the callbacks so
   // that a late callback after the shipper is gone touches nothing freed.
