@@ -596,6 +596,33 @@ TEST(NodeHostTest, ProposalCallbacksReportDroppedAndTimedOut) {
   EXPECT_NE(code.load(), static_cast<int>(absl::StatusCode::kOk));
 }
 
+TEST(NodeHostTest, EveryProposalOfADroppedPackIsResolvedOnce) {
+  TestCluster c(TestDir(), 3, 2);
+  c.tweak = [](NodeHostConfig* cfg) { cfg->pack_proposals = true; };
+  // A lone founding member has no leader: its packs are dropped at once.
+  c.Start(1);
+  constexpr int kBurst = 300;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int, std::vector<absl::StatusCode>> outcomes;  // by proposal
+  for (int k = 0; k < kBurst; ++k) {
+    c.host(1)->Propose(k % 2, absl::StrCat("p", k), [&, k](absl::Status s, uint64_t) {
+      std::lock_guard<std::mutex> l(mu);
+      outcomes[k].push_back(s.code());
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return outcomes.size() == kBurst; }));
+  l.unlock();
+  absl::SleepFor(absl::Milliseconds(100));  // a second callback would show up by now
+  l.lock();
+  for (const auto& [k, codes] : outcomes) {
+    ASSERT_EQ(codes.size(), 1u) << "proposal " << k;
+    EXPECT_EQ(codes[0], absl::StatusCode::kAborted) << "proposal " << k;
+  }
+}
+
 TEST(NodeHostTest, RestartWithExistingStateIgnoresTheBootstrapList) {
   TestCluster c(TestDir(), 3, 2);
   c.StartAll();
