@@ -84,17 +84,21 @@ bool ChangeDetector::DataVersionChanged() {
 
 ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) {
   using Clock = std::chrono::steady_clock;
+  using std::chrono::microseconds;
   constexpr auto kSettle = std::chrono::milliseconds(100);
-  constexpr auto kMaxSettleStep = std::chrono::milliseconds(16);
+  constexpr microseconds kFirstSettleStep(100);
+  constexpr microseconds kMaxSettleStep(16000);
   const Clock::time_point deadline = Clock::now() + max_wait;
   bool saw_file_event = false;
   for (;;) {
     const Clock::time_point now = Clock::now();
-    auto timeout = std::chrono::ceil<std::chrono::milliseconds>(std::max(deadline - now, Clock::duration::zero()));
+    auto timeout = std::chrono::ceil<microseconds>(std::max(deadline - now, Clock::duration::zero()));
     const bool settling = settle_until_ > now;
     if (settling) timeout = std::min(timeout, settle_step_);
     pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
-    const int ready = poll(fds, 2, static_cast<int>(timeout.count()));
+    const timespec ts{static_cast<time_t>(timeout.count() / 1000000),
+                      static_cast<long>(timeout.count() % 1000000 * 1000)};
+    const int ready = ppoll(fds, 2, &ts, nullptr);
     if (ready > 0 && (fds[1].revents & POLLIN)) {
       uint64_t count;
       ssize_t n = read(event_fd_, &count, sizeof count);
@@ -109,7 +113,7 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     }
     if (file_event) {
       settle_until_ = Clock::now() + kSettle;
-      settle_step_ = std::chrono::milliseconds(1);
+      settle_step_ = kFirstSettleStep;
     } else if (settle_until_ > Clock::now()) {
       settle_step_ = std::min(settle_step_ * 2, kMaxSettleStep);
     }

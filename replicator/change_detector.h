@@ -9,9 +9,9 @@
 // A file event comes before its commit can be seen: a writer appends its frames to the WAL (the
 // event), syncs them (with synchronous=FULL, milliseconds on a real disk) and only then
 // publishes the commit in the shared-memory index, which raises no event. So an event whose
-// commit is not visible yet is followed by data_version checks 1, 2, 4, 8, 16, 16 ... ms later
-// for up to 100 ms; waking at the event and then sleeping until the timer would make every
-// lone write wait for the safety net.
+// commit is not visible yet is followed by data_version checks 0.1, 0.2, 0.4 ... 16, 16 ms
+// later for up to 100 ms; waking at the event and then sleeping until the timer would make
+// every lone write wait for the safety net.
 #ifndef MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 #define MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 
@@ -61,7 +61,7 @@ class ChangeDetector {
   int64_t data_version_ = -1;
   // After a file event whose commit was not visible: check again every settle_step_ until then.
   std::chrono::steady_clock::time_point settle_until_;
-  std::chrono::milliseconds settle_step_{1};
+  std::chrono::microseconds settle_step_{100};
 };
 
 }  // namespace marmot::replicator
