@@ -95,26 +95,30 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     auto timeout = std::chrono::ceil<microseconds>(std::max(deadline - now, Clock::duration::zero()));
     const bool settling = settle_until_ > now;
     if (settling) timeout = std::min(timeout, settle_step_);
-    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}};
+    // While settling, file events are not waited for: a commit writes its pages one event each,
+    // and waking for every one of them would cost a check each. They are read after the step.
+    pollfd fds[2] = {{event_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     const timespec ts{static_cast<time_t>(timeout.count() / 1000000),
                       static_cast<long>(timeout.count() % 1000000 * 1000)};
-    const int ready = ppoll(fds, 2, &ts, nullptr);
-    if (ready > 0 && (fds[1].revents & POLLIN)) {
+    const int ready = ppoll(fds, settling ? 1 : 2, &ts, nullptr);
+    if (ready > 0 && (fds[0].revents & POLLIN)) {
       uint64_t count;
       ssize_t n = read(event_fd_, &count, sizeof count);
       (void)n;
       return Wakeup::kWoken;
     }
-    const bool file_event = ready > 0 && (fds[0].revents & POLLIN) && DrainFileEvents();
+    const bool file_event = (settling || (ready > 0 && (fds[1].revents & POLLIN))) && DrainFileEvents();
     saw_file_event = saw_file_event || file_event;
     if (DataVersionChanged()) {
       settle_until_ = Clock::time_point();
       return saw_file_event ? Wakeup::kFileEvent : Wakeup::kDataVersion;
     }
-    if (file_event) {
+    if (file_event && !settling) {
       settle_until_ = Clock::now() + kSettle;
       settle_step_ = kFirstSettleStep;
-    } else if (settle_until_ > Clock::now()) {
+    } else if (settling) {
+      // More events while settling keep the window open; the checks still slow down.
+      if (file_event) settle_until_ = Clock::now() + kSettle;
       settle_step_ = std::min(settle_step_ * 2, kMaxSettleStep);
     }
     // A poll that ran its full course ends the wait even if the clock says it came back a
