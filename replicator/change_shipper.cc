@@ -336,6 +336,11 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
   // Committed changes stay in unmarked_ until marking succeeds; a failure (the application holds
   // the write lock past the busy timeout) is retried next round. Should marmot stop first, the
   // rows are proposed again at restart and skipped as duplicates.
+  const absl::Time now = absl::Now();
+  if (finished.empty() || now - last_mark_ < options_.mark_interval) {
+    return std::make_pair(committed, failed);
+  }
+  last_mark_ = now;
   if (absl::Status s = MarkDone(finished); !s.ok()) {
     LOG(WARNING) << "cannot mark committed changes done yet: " << s;
   } else {

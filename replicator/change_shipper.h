@@ -58,6 +58,11 @@ struct ShipperOptions {
   int64_t max_batch_bytes = 1 << 20;
   int max_buffered_changes = 100000;
   int scan_limit = 10000;  // Change-log rows read per table per Pump.
+  // Committed rows are marked done (deleted from the logs) at most this often: each marking is
+  // a write transaction on the application's database, and every one the application runs into
+  // costs it a busy wait (SQLite's busy handler sleeps 1 ms and more). Marking later is safe: a
+  // row not marked yet is only proposed again after a restart, and skipped as a duplicate.
+  absl::Duration mark_interval = absl::Milliseconds(50);
 };
 
 struct PumpStats {
@@ -122,6 +127,7 @@ class ChangeShipper {
 
   // Committed change ids whose change-log rows are still to be marked done.
   std::map<std::string, std::vector<int64_t>> unmarked_;
+  absl::Time last_mark_ = absl::InfinitePast();
   // Per table: the change-log row kept (marked done) as the log's newest, 0 for none; a table is
   // absent until its first marking, which also sweeps rows marked done by an earlier run.
   std::map<std::string, int64_t> kept_;
