@@ -2,10 +2,12 @@
 // restart, partition, snapshot catch-up, leadership transfer, membership changes.
 #include <atomic>
 #include <condition_variable>
-#include <map>
-#include <mutex>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +57,53 @@ bool ProposeLarge(TestCluster& c, uint64_t via, uint64_t shard, int count, size_
   return true;
 }
 
+// What the callbacks of one proposal reported: its status and index, and how often it was
+// called (exactly once is the contract).
+struct Outcome {
+  absl::Status status;
+  uint64_t index = 0;
+  int calls = 0;
+};
+
+struct BurstProposal {
+  uint64_t via;
+  uint64_t shard;
+  std::string payload;  // distinct within a burst
+};
+
+// Proposes all of `burst` without waiting in between (so the hosts find them queued together),
+// waits up to `timeout` for every callback and 100 ms more for any second one; the outcomes by
+// payload, or nothing if some callback never came. Late callbacks touch only shared state.
+std::optional<std::map<std::string, Outcome>> ProposeBurst(TestCluster& c,
+                                                           const std::vector<BurstProposal>& burst,
+                                                           absl::Duration timeout) {
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, Outcome> outcomes;
+  };
+  auto state = std::make_shared<State>();
+  for (const BurstProposal& p : burst) {
+    c.host(p.via)->Propose(p.shard, p.payload, [state, payload = p.payload](absl::Status s, uint64_t index) {
+      std::lock_guard<std::mutex> l(state->mu);
+      Outcome& o = state->outcomes[payload];
+      o.status = std::move(s);
+      o.index = index;
+      ++o.calls;
+      state->cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> l(state->mu);
+  if (!state->cv.wait_for(l, absl::ToChronoNanoseconds(timeout),
+                          [&] { return state->outcomes.size() == burst.size(); })) {
+    return std::nullopt;
+  }
+  l.unlock();
+  absl::SleepFor(absl::Milliseconds(100));
+  l.lock();
+  return state->outcomes;
+}
+
 TEST(NodeHostTest, LeadersAreElectedForAllSixteenShards) {
   TestCluster c(TestDir(), 3, 16);
   c.StartAll();
@@ -93,40 +142,27 @@ TEST(NodeHostTest, PackedProposalsShareEntriesCommitEverywhereAndReplayAfterRest
   ASSERT_TRUE(c.WaitForLeaders());
   // Given bursts of proposals from every node (followers forward their packs),
   constexpr int kPerNode = 500;
-  std::mutex mu;
-  std::condition_variable cv;
-  int pending = 0;
-  std::vector<absl::Status> failures;
+  std::vector<BurstProposal> burst;
   std::set<std::string> sent;
-  std::map<std::string, uint64_t> index_of;
   for (uint64_t via = 1; via <= 3; ++via) {
     for (int k = 0; k < kPerNode; ++k) {
-      const std::string p = absl::StrCat("n", via, "-", k, std::string(k % 7 * 100, 'x'));
-      {
-        std::lock_guard<std::mutex> l(mu);
-        ++pending;
-        sent.insert(p);
-      }
-      c.host(via)->Propose(0, p, [&, p](absl::Status s, uint64_t index) {
-        std::lock_guard<std::mutex> l(mu);
-        if (!s.ok()) failures.push_back(s);
-        index_of[p] = index;
-        if (--pending == 0) cv.notify_all();
-      });
+      burst.push_back({via, 0, absl::StrCat("n", via, "-", k, std::string(k % 7 * 100, 'x'))});
+      sent.insert(burst.back().payload);
     }
   }
-  {
-    std::unique_lock<std::mutex> l(mu);
-    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(20), [&] { return pending == 0; }));
+  const auto outcomes = ProposeBurst(c, burst, absl::Seconds(20));
+  ASSERT_TRUE(outcomes.has_value());
+  for (const auto& [payload, o] : *outcomes) {
+    ASSERT_TRUE(o.status.ok()) << o.status;
+    ASSERT_EQ(o.calls, 1) << payload;
   }
-  ASSERT_TRUE(failures.empty()) << failures.front();
   // then every proposal is applied once on every node, at the index its callback reported,
   ASSERT_TRUE(WaitConverged(c, 0, sent));
   const std::vector<std::string> payloads = c.sm(1, 0)->payloads();
   const std::vector<uint64_t> indexes = c.sm(1, 0)->indexes();
   ASSERT_EQ(payloads.size(), sent.size());
   ASSERT_EQ(indexes.size(), payloads.size());
-  for (size_t i = 0; i < payloads.size(); ++i) EXPECT_EQ(index_of[payloads[i]], indexes[i]) << i;
+  for (size_t i = 0; i < payloads.size(); ++i) EXPECT_EQ(outcomes->at(payloads[i]).index, indexes[i]) << i;
   // and proposals shared entries (far fewer indexes than proposals).
   const std::set<uint64_t> distinct(indexes.begin(), indexes.end());
   EXPECT_LT(distinct.size() * 2, payloads.size());
@@ -601,25 +637,13 @@ TEST(NodeHostTest, EveryProposalOfADroppedPackIsResolvedOnce) {
   c.tweak = [](NodeHostConfig* cfg) { cfg->pack_proposals = true; };
   // A lone founding member has no leader: its packs are dropped at once.
   c.Start(1);
-  constexpr int kBurst = 300;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<int, std::vector<absl::StatusCode>> outcomes;  // by proposal
-  for (int k = 0; k < kBurst; ++k) {
-    c.host(1)->Propose(k % 2, absl::StrCat("p", k), [&, k](absl::Status s, uint64_t) {
-      std::lock_guard<std::mutex> l(mu);
-      outcomes[k].push_back(s.code());
-      cv.notify_all();
-    });
-  }
-  std::unique_lock<std::mutex> l(mu);
-  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return outcomes.size() == kBurst; }));
-  l.unlock();
-  absl::SleepFor(absl::Milliseconds(100));  // a second callback would show up by now
-  l.lock();
-  for (const auto& [k, codes] : outcomes) {
-    ASSERT_EQ(codes.size(), 1u) << "proposal " << k;
-    EXPECT_EQ(codes[0], absl::StatusCode::kAborted) << "proposal " << k;
+  std::vector<BurstProposal> burst;
+  for (int k = 0; k < 300; ++k) burst.push_back({1, static_cast<uint64_t>(k % 2), absl::StrCat("p", k)});
+  const auto outcomes = ProposeBurst(c, burst, absl::Seconds(10));
+  ASSERT_TRUE(outcomes.has_value());
+  for (const auto& [payload, o] : *outcomes) {
+    ASSERT_EQ(o.calls, 1) << payload;
+    EXPECT_EQ(o.status.code(), absl::StatusCode::kAborted) << payload;
   }
 }
 
