@@ -15,6 +15,7 @@
 #include "sqlite/schema.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/subprocess.h"
 

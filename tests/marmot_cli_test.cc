@@ -11,6 +11,7 @@
 #include "sqlite/database.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/subprocess.h"
 

@@ -174,7 +174,7 @@ TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
   stop = true;
   writer.join();
   cluster.StartNode(2);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s));
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*), sum(id) FROM t;", 60s))
       << cluster.Sql(1, "SELECT count(*) FROM t;") << cluster.Sql(2, "SELECT count(*) FROM t;");
   EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM t;"), absl::StrCat(written.load(), "\n"));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/testing/local_cluster.h"
 #include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/subprocess.h"
 
@@ -173,17 +174,17 @@ TEST(ReplicationTest, NothingCommittedLocallyIsLostWhenNodesAreKilledAndRestarte
   write(1, 100, 200);
   write(2, 100, 200);  // Committed locally while its marmot is down: captured, shipped later.
   cluster.StartNode(2);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s));
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
   write(2, 200, 300);
   cluster.KillNode(3);
   write(1, 200, 300);
   cluster.StartNode(3);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s));
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
   cluster.KillNode(1);
   write(2, 300, 400);
   write(1, 300, 400);
   cluster.StartNode(1);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s));
+  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
 
   // Then every node ends with all 800 rows, identical everywhere
   const std::string summary = "SELECT node, count(*), min(seq), max(seq) FROM w GROUP BY node;";
@@ -252,7 +253,7 @@ TEST(ReplicationTest, ANodeThatWasDownWhileTenThousandChangesHappenedCatchesUp) 
   ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(1, "SELECT sum(n) FROM t;") == "4000\n"; }, 60s));
   cluster.Sql(1, "DELETE FROM t WHERE id % 2 = 0;");
   cluster.StartNode(3);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s));
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
   ASSERT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 120s))
       << cluster.Sql(3, "SELECT count(*), sum(n) FROM t;");
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*), sum(n) FROM t;"), "2000|2000\n");

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 
 namespace marmot::chaos {
 

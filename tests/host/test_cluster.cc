@@ -1,17 +1,11 @@
 #include "tests/host/test_cluster.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/membership.h"
-#include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "gtest/gtest.h"
 
 namespace marmot::raft::host::testing {

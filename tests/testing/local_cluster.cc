@@ -1,44 +1,18 @@
 #include "tests/testing/local_cluster.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <mutex>
-#include <set>
 
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/paths.h"
 
 namespace marmot::testing {
-
-int FreeLoopbackPort() {
-  // The kernel may hand a just-released port out again; a test that asks for several ports
-  // before starting anything (a pane, a REST and a Raft port) must never get one twice.
-  static std::mutex mu;
-  static std::set<int> given;
-  std::lock_guard<std::mutex> lock(mu);
-  for (;;) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    PCHECK(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    PCHECK(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    PCHECK(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    close(fd);
-    const int port = ntohs(addr.sin_port);
-    if (given.insert(port).second) return port;
-  }
-}
 
 LocalCluster::LocalCluster(ClusterOptions options)
     : options_(std::move(options)),

@@ -65,10 +65,6 @@ class LocalCluster {
   std::vector<bool> joining_;
 };
 
-// A free TCP port on 127.0.0.1, never the same twice in one process (bound and released, so a
-// race with another process is possible but unlikely).
-int FreeLoopbackPort();
-
 }  // namespace marmot::testing
 
 #endif  // MARMOT_TESTS_TESTING_LOCAL_CLUSTER_H_

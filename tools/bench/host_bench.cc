@@ -43,7 +43,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "raft/host/node_host.h"
-#include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/piped_process.h"
 
 DEFINE_int32(shards, 16, "shards per node");

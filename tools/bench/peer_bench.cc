@@ -34,7 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/subprocess.h"
 
 DEFINE_string(marmot, "", "marmot binary");

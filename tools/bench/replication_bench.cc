@@ -38,7 +38,7 @@
 #include "glog/logging.h"
 #include "sqlite/change_log.h"
 #include "sqlite/database.h"
-#include "tests/testing/local_cluster.h"
+#include "tests/testing/loopback_port.h"
 #include "tests/testing/subprocess.h"
 
 DEFINE_string(marmot, "bazel-bin/marmot", "the marmot binary (build it with -c opt)");
