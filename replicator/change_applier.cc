@@ -182,6 +182,8 @@ struct TableWriter {
   std::string delete_key;  // DELETE by key, binds key values
   std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
   bool keyed_by_rowid = false;
+  // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
+  bool other_unique_constraints = false;
 };
 
 absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
@@ -221,6 +223,11 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                               absl::StrJoin(key_terms, " AND "));
   w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
                               QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
+  absl::StatusOr<Value> unique = db.QueryValue(absl::StrCat(
+      "SELECT count(*) FROM pragma_index_list(", Value::Text(table).DebugString(),
+      ") WHERE \"unique\" AND origin <> 'pk'"));
+  if (!unique.ok()) return unique.status();
+  w.other_unique_constraints = unique->integer() > 0;
   return w;
 }
 
@@ -483,17 +490,29 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
              {t.key_columns().begin(), t.key_columns().end()});
     if (!plan.ok()) return plan.status();
     const std::vector<int> key_positions = KeyPositions(t);
+    // The local change index reads the table's new log rows before any of its rows is written
+    // here (see LocalChangeIndex, "Rewritten rows"). No log (the table is gone or not captured
+    // yet): the index cleared itself, and there is nothing to skip.
+    const bool indexed =
+        !t.changes().empty() && (*plan)->status.ok() && local_changes_.CatchUp(db_, t.table()).ok();
     // Own changes: a row with a newer change still in the local log is skipped (see
-    // set_local_node). No log (the table is gone): nothing to skip.
-    const bool own = local_node_ != 0 && batch.origin_node() == local_node_ &&
-                     !t.changes().empty() && local_changes_.CatchUp(db_, t.table()).ok();
+    // set_local_node).
+    const bool own = local_node_ != 0 && batch.origin_node() == local_node_ && indexed;
+    // Rows this transaction writes are noted when the index holds local changes to compare with.
+    const bool note_writes = indexed && local_changes_.rows() > 0;
     for (const Change& c : t.changes()) {
       // The identities of the rows the change touches; filled only when needed (an own change,
-      // dead letters exist, or it fails).
+      // dead letters exist, a write to note, or it fails).
       std::vector<std::string> rows;
+      // Whether every row of an own change still holds what the change wrote: nothing to do.
+      bool holds = false;
       if (own) {
         rows = RowsOf(t, key_positions, c);
         const int64_t newer = local_changes_.Newest(rows.front());
+        // An upsert into a table with another UNIQUE constraint may delete rows of other keys,
+        // which the index does not see: such rows are always read.
+        holds = !(*plan)->writer.other_unique_constraints;
+        for (const std::string& row : rows) holds = holds && local_changes_.Holds(row, c.change_id());
         for (const std::string& row : rows) local_changes_.Processed(row, c.change_id());
         if (c.change_id() > last_id && newer > c.change_id()) {
           newest = std::max(newest, c.change_id());
@@ -518,15 +537,24 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         // Most own changes come back to a row that still holds exactly what they carry: nothing
         // to write (an upsert of the same values is a no-op, UNIQUE clashes included, since the
         // row already satisfies them), which spares the origin a rewrite of every row it ships.
-        absl::StatusOr<bool> same = RowAlreadyIs(**plan, t, key_positions, c);
-        if (!same.ok()) return same.status();
-        if (*same) {
+        // The index knows it for most rows; the others are read.
+        bool same = holds;
+        if (!same) {
+          absl::StatusOr<bool> read = RowAlreadyIs(**plan, t, key_positions, c);
+          if (!read.ok()) return read.status();
+          same = *read;
+        }
+        if (same) {
           ++result.applied;
           ++result.unchanged;
           continue;
         }
       }
       if (status.ok()) {
+        if (note_writes) {
+          if (rows.empty()) rows = RowsOf(t, key_positions, c);
+          for (const std::string& row : rows) local_changes_.Rewritten(row);
+        }
         status = ApplyChange(db_, run, (*plan)->writer, t, c);
         // The database itself failed: retry the whole entry later.
         if (IsDatabaseFailure(status)) return status;
@@ -728,6 +756,8 @@ absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
 
 absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const Value& origin,
                                             const Value& blob) {
+  // Writes rows without noting them in the local change index: it starts over.
+  local_changes_.Clear();
   const std::string bytes =
       blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
   if (entry.table.empty()) {

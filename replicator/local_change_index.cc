@@ -10,9 +10,13 @@ namespace marmot::replicator {
 
 absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& table) {
   auto it = tables_.find(table);
-  if (it == tables_.end()) {
+  const bool first = it == tables_.end();
+  if (first) {
     absl::StatusOr<sqlite::TableSchema> schema = sqlite::ReadTableSchema(db, table);
-    if (!schema.ok()) return schema.status();
+    if (!schema.ok()) {
+      Clear();
+      return schema.status();
+    }
     it = tables_.emplace(table, TableState{*std::move(schema), 0}).first;
   }
   TableState& state = it->second;
@@ -20,12 +24,15 @@ absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& 
   for (;;) {
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
         sqlite::ReadChangeKeys(db, state.schema, state.read_up_to, kChunk);
-    if (!records.ok()) return records.status();
+    if (!records.ok()) {
+      Clear();
+      return records.status();
+    }
     for (const sqlite::ChangeRecord& r : *records) {
       for (const std::vector<sqlite::Value>* key : {&r.key, &r.old_key}) {
         if (key->empty()) continue;
-        int64_t& n = newest_[EncodeRowIdentity(table, *key)];
-        n = std::max(n, r.id);
+        RowState& row = rows_[EncodeRowIdentity(table, *key)];
+        if (r.id > row.newest) row = RowState{r.id, first};
       }
       state.read_up_to = r.id;
     }
@@ -34,18 +41,28 @@ absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& 
 }
 
 int64_t LocalChangeIndex::Newest(const std::string& row) const {
-  auto it = newest_.find(row);
-  return it == newest_.end() ? 0 : it->second;
+  auto it = rows_.find(row);
+  return it == rows_.end() ? 0 : it->second.newest;
+}
+
+bool LocalChangeIndex::Holds(const std::string& row, int64_t id) const {
+  auto it = rows_.find(row);
+  return it != rows_.end() && it->second.newest == id && !it->second.rewritten;
+}
+
+void LocalChangeIndex::Rewritten(const std::string& row) {
+  auto it = rows_.find(row);
+  if (it != rows_.end()) it->second.rewritten = true;
 }
 
 void LocalChangeIndex::Processed(const std::string& row, int64_t id) {
-  auto it = newest_.find(row);
-  if (it != newest_.end() && it->second <= id) newest_.erase(it);
+  auto it = rows_.find(row);
+  if (it != rows_.end() && it->second.newest <= id) rows_.erase(it);
 }
 
 void LocalChangeIndex::Clear() {
   tables_.clear();
-  newest_.clear();
+  rows_.clear();
 }
 
 }  // namespace marmot::replicator

@@ -1,6 +1,8 @@
 // LocalChangeIndex: for this node's own changes coming back through Raft, which rows still have
 // a newer change of this node waiting in the local change log (see
-// ChangeApplier::set_local_node for why such an own change is skipped).
+// ChangeApplier::set_local_node for why such an own change is skipped), and which rows still
+// hold exactly what their newest local change wrote (so that applying it can be skipped without
+// reading the row).
 //
 // Reading the change log anew for every applied entry costs the whole backlog per entry, which
 // is quadratic under a write flood (it was 40% of the origin node's CPU). The index reads every
@@ -10,6 +12,11 @@
 // a change-log row is deleted only after its entry was applied here, which is after every older
 // change of the same row (same shard, in order): no row that could still matter is deleted
 // before the index read it.
+//
+// Rewritten rows. The applier catches up the table's log inside its write transaction before it
+// writes a row (Rewritten()), so every log row a later CatchUp reads was committed after that
+// write: it resets the mark. Rows read by the first CatchUp of a table (after construction or
+// Clear()) count as rewritten, since writes before it were not seen.
 //
 // A row is forgotten when its newest change seen is itself applied (or skipped, or
 // dead-lettered): no older change of the row can come after it. Clear() forgets everything; the
@@ -32,25 +39,35 @@ namespace marmot::replicator {
 class LocalChangeIndex {
  public:
   // Reads the pending rows of `table`'s change log added since the last call. An error when the
-  // table or its log cannot be read (e.g. the table is gone); the index is unchanged then.
+  // table or its log cannot be read (e.g. the table is gone); the index is cleared then, since
+  // writes the caller makes without a caught-up index would go unnoticed.
   absl::Status CatchUp(sqlite::Database& db, const std::string& table);
   // The newest change id seen for `row` (EncodeRowIdentity(table, key)), 0 if none.
   int64_t Newest(const std::string& row) const;
+  // Whether `row` holds exactly what local change `id` left: `id` is its newest change seen and
+  // the applier has not written the row since.
+  bool Holds(const std::string& row, int64_t id) const;
+  // The applier wrote `row` (in a transaction where CatchUp of its table ran first).
+  void Rewritten(const std::string& row);
   // Change `id` of `row` was applied, skipped or dead-lettered here: forgets the row if `id` is
   // the newest change of it seen.
   void Processed(const std::string& row, int64_t id);
   // After a snapshot install or a schema change.
   void Clear();
 
-  size_t rows() const { return newest_.size(); }
+  size_t rows() const { return rows_.size(); }
 
  private:
   struct TableState {
     sqlite::TableSchema schema;
     int64_t read_up_to = 0;
   };
+  struct RowState {
+    int64_t newest = 0;
+    bool rewritten = false;
+  };
   std::map<std::string, TableState> tables_;
-  absl::flat_hash_map<std::string, int64_t> newest_;
+  absl::flat_hash_map<std::string, RowState> rows_;
 };
 
 }  // namespace marmot::replicator

@@ -1,5 +1,5 @@
-// LocalChangeIndex reads each change-log row once and forgets a row once its newest change was
-// processed.
+// LocalChangeIndex reads each change-log row once, forgets a row once its newest change was
+// processed, and knows which rows still hold their newest local change.
 #include "replicator/local_change_index.h"
 
 #include <glog/logging.h>
@@ -52,8 +52,49 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
   ASSERT_TRUE(index.CatchUp(*db, "t").ok());
   EXPECT_EQ(index.Newest(Row(1)), 2);
 
-  // A table without a log is an error, and changes nothing.
+  // A table without a log is an error, and clears the index (what the caller writes next is not
+  // tracked).
   EXPECT_FALSE(index.CatchUp(*db, "missing").ok());
+  EXPECT_EQ(index.rows(), 0u);
+}
+
+TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesIt) {
+  const std::string path = sqlite::testing::NewTempDir("local-change-index-holds") + "/n.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)").ok());
+  auto db = sqlite::Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');").ok());
+  LocalChangeIndex index;
+  // Rows of the first read of a table may have been written by the applier before: unknown.
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_FALSE(index.Holds(Row(1), 1));
+
+  // Changes read later were committed after everything the applier wrote before that read.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'b' WHERE id = 1;"
+                                                  "INSERT INTO t VALUES (2, 'c');")
+                  .ok());
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_TRUE(index.Holds(Row(1), 2));
+  EXPECT_FALSE(index.Holds(Row(1), 1)) << "an older change of the row";
+  EXPECT_TRUE(index.Holds(Row(2), 3));
+  EXPECT_FALSE(index.Holds(Row(3), 3)) << "a row without local changes";
+
+  // The applier writes row 2 (another node's change): it no longer holds change 3, until the
+  // application writes it again.
+  index.Rewritten(Row(2));
+  index.Rewritten(Row(3));  // Not in the index: nothing to remember.
+  EXPECT_FALSE(index.Holds(Row(2), 3));
+  EXPECT_EQ(index.Newest(Row(2)), 3);
+  EXPECT_EQ(index.rows(), 2u);
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_TRUE(index.Holds(Row(2), 4));
+
+  // After Clear() the first read is unknown again.
+  index.Clear();
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  EXPECT_FALSE(index.Holds(Row(2), 4));
   EXPECT_EQ(index.Newest(Row(2)), 4);
 }
 

@@ -289,10 +289,12 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const Tab
     for (const std::string& k : t.primary_key) select.push_back(Q(NewColumn(k)));
     for (const std::string& k : t.primary_key) select.push_back(Q(OldColumn(k)));
   }
-  absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
+  // Kept: the local change index calls this for every applied entry, mostly to find nothing.
+  absl::StatusOr<Statement*> kept = db.Kept(absl::StrCat(
       "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)), " WHERE ",
       Q(kId), " > ?1 AND ", Q(kState), " = 0 ORDER BY ", Q(kId), " LIMIT ?2"));
-  if (!stmt.ok()) return stmt.status();
+  if (!kept.ok()) return kept.status();
+  Statement* stmt = *kept;
   if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
     return s;
   }
@@ -300,10 +302,19 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const Tab
   std::vector<ChangeRecord> out;
   while (true) {
     absl::StatusOr<bool> has_row = stmt->Step();
-    if (!has_row.ok()) return has_row.status();
-    if (!*has_row) return out;
+    if (!has_row.ok()) {
+      stmt->Reset();
+      return has_row.status();
+    }
+    if (!*has_row) {
+      stmt->Reset();
+      return out;
+    }
     ChangeRecord r;
-    if (absl::Status s = ReadIdAndOp(*stmt, ChangeLogTableName(t.name), r); !s.ok()) return s;
+    if (absl::Status s = ReadIdAndOp(*stmt, ChangeLogTableName(t.name), r); !s.ok()) {
+      stmt->Reset();
+      return s;
+    }
     const bool has_new = r.op != ChangeOp::kDelete;
     const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
     for (size_t i = 0; i < width; ++i) {
