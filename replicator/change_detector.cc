@@ -26,19 +26,35 @@ absl::StatusOr<std::unique_ptr<ChangeDetector>> ChangeDetector::Open(const std::
   std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
   int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in < 0) return absl::InternalError(absl::StrCat("inotify_init1: ", std::strerror(errno)));
-  if (options.file_events &&
-      inotify_add_watch(in, dir.c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
-    // Not fatal: the data_version poll still notices every commit, only later.
-    LOG(WARNING) << "cannot watch " << dir << " for file events (" << std::strerror(errno)
-                 << "); falling back to polling";
-  }
   int ev = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (ev < 0) {
     close(in);
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
-  return std::unique_ptr<ChangeDetector>(
-      new ChangeDetector(*std::move(db), path.filename().string(), in, ev));
+  std::unique_ptr<ChangeDetector> detector(
+      new ChangeDetector(*std::move(db), dir, path.filename().string(), in, ev));
+  if (options.file_events) {
+    // The folder only for files created or moved in (SQLite creates the -wal file anew); writes
+    // are watched on the two files themselves, so that other busy files in the folder (the
+    // application's logs, other databases) wake nothing.
+    if (inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+      // Not fatal: the data_version poll still notices every commit, only later.
+      LOG(WARNING) << "cannot watch " << dir << " for file events (" << std::strerror(errno)
+                   << "); falling back to polling";
+    } else {
+      detector->WatchFile("");
+      detector->WatchFile("-wal");
+    }
+  }
+  return detector;
+}
+
+void ChangeDetector::WatchFile(absl::string_view suffix) {
+  // Fails while the file does not exist (marmot's own connection opened at Open() normally
+  // creates the WAL): the folder's creation event adds the watch then, as for a file replaced on
+  // disk. Adding it again for the same file is harmless.
+  const std::string file = absl::StrCat(dir_, "/", base_name_, suffix);
+  (void)inotify_add_watch(inotify_fd_, file.c_str(), IN_MODIFY | IN_CLOSE_WRITE);
 }
 
 ChangeDetector::~ChangeDetector() {
@@ -60,21 +76,31 @@ bool ChangeDetector::DrainFileEvents() {
     if (n <= 0) return ours;
     for (char* p = buf; p < buf + n;) {
       auto* e = reinterpret_cast<inotify_event*>(p);
-      if (e->len > 0 && !ours) {
-        // One event per write syscall (a page of the WAL): compared without allocating.
-        const absl::string_view name(e->name);
-        const absl::string_view base(base_name_);
-        if (absl::StartsWith(name, base)) {
-          const absl::string_view rest = name.substr(base.size());
-          ours = rest.empty() || rest == "-wal" || rest == "-shm";
-        }
-      }
       p += sizeof(inotify_event) + e->len;
+      if (e->mask & (IN_IGNORED | IN_Q_OVERFLOW)) {
+        // A watched file was deleted (its watch went with it), or events were lost: check.
+        ours = true;
+        continue;
+      }
+      if (e->len == 0) {
+        ours = true;  // A write to the database or its WAL (one event per write syscall).
+        continue;
+      }
+      // Created or moved into the folder: one of ours gets a watch on its writes.
+      const absl::string_view name(e->name);
+      const absl::string_view base(base_name_);
+      if (!absl::StartsWith(name, base)) continue;
+      const absl::string_view rest = name.substr(base.size());
+      if (rest.empty() || rest == "-wal") {
+        WatchFile(rest);
+        ours = true;
+      }
     }
   }
 }
 
 bool ChangeDetector::DataVersionChanged() {
+  ++checks_;
   absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA data_version");
   if (!version.ok() || version->storage_class() != sqlite::StorageClass::kInteger) return false;
   const bool changed = data_version_ >= 0 && version->integer() != data_version_;
@@ -109,9 +135,23 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     }
     const bool file_event = (settling || (ready > 0 && (fds[1].revents & POLLIN))) && DrainFileEvents();
     saw_file_event = saw_file_event || file_event;
+    // Woken only by another file of the folder: nothing to check.
+    if (ready > 0 && !settling && !file_event && Clock::now() < deadline) continue;
     if (DataVersionChanged()) {
       settle_until_ = Clock::time_point();
       return saw_file_event ? Wakeup::kFileEvent : Wakeup::kDataVersion;
+    }
+    // Nothing new is visible, yet files changed: if marmot's own transaction is open, the events
+    // are its writes (a commit of another connection before it would be visible now, and none
+    // can happen during it). Its end is what to wait for; then one check.
+    if (file_event && own_writes_ != nullptr &&
+        own_writes_->AwaitEnd(std::chrono::ceil<microseconds>(
+            std::max(deadline - Clock::now(), Clock::duration::zero())))) {
+      DrainFileEvents();
+      if (DataVersionChanged()) {
+        settle_until_ = Clock::time_point();
+        return Wakeup::kFileEvent;
+      }
     }
     if (file_event && !settling) {
       settle_until_ = Clock::now() + kSettle;

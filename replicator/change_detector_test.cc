@@ -2,7 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -170,6 +174,113 @@ TEST(ChangeDetectorTest, ACommitPublishedAfterItsFileEventsIsNoticedWithoutWaiti
   EXPECT_LT(seen - committed, 1s) << "noticed by the end of a wait, not by a wakeup";
   sqlite3_close(reader);
   sqlite3_close(writer);
+}
+
+// Stands in for the applier's rounds: open between BEGIN IMMEDIATE and COMMIT.
+class FakeOwnWrites : public OwnWrites {
+ public:
+  void Set(bool writing) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      writing_ = writing;
+    }
+    cv_.notify_all();
+  }
+  bool AwaitEnd(std::chrono::microseconds timeout) override {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!writing_) return false;
+    cv_.wait_for(l, timeout, [this] { return !writing_; });
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool writing_ = false;
+};
+
+// Data_version checks while marmot's own transaction writes WAL pages for 300 ms, with or without
+// the detector knowing about it; the Wait must return once that transaction committed.
+int64_t ChecksDuringAnOwnTransaction(bool tell_detector) {
+  std::string path = sqlite::testing::NewTempDir("detect-own") + "/d.db";
+  EXPECT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  auto detector = ChangeDetector::Open(path);
+  EXPECT_TRUE(detector.ok());
+  FakeOwnWrites own;
+  if (tell_detector) (*detector)->set_own_writes(&own);
+  while ((*detector)->Wait(10ms) != Wakeup::kTimeout) {
+  }
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  // A tiny page cache: the transaction's pages go to the WAL as it runs, one file event each.
+  EXPECT_EQ(sqlite3_exec(db, "PRAGMA cache_size = 5", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::chrono::steady_clock::time_point committed;
+  std::thread writer([&] {
+    EXPECT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+    own.Set(true);
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_EQ(sqlite3_exec(db,
+                             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20) "
+                             "INSERT INTO t SELECT randomblob(1000) FROM s",
+                             nullptr, nullptr, nullptr),
+                SQLITE_OK)
+          << sqlite3_errmsg(db);
+      std::this_thread::sleep_for(30ms);
+    }
+    EXPECT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    committed = std::chrono::steady_clock::now();
+    own.Set(false);
+  });
+  const int64_t before = (*detector)->checks();
+  Wakeup w;
+  do {
+    w = (*detector)->Wait(5s);
+  } while (w == Wakeup::kTimeout);
+  const auto seen = std::chrono::steady_clock::now();
+  writer.join();
+  EXPECT_EQ(w, Wakeup::kFileEvent);
+  EXPECT_LT(seen - committed, 1s);
+  sqlite3_close(db);
+  return (*detector)->checks() - before;
+}
+
+TEST(ChangeDetectorTest, AnOwnTransactionIsWaitedOutInsteadOfCheckedAfterEveryPage) {
+  // Without OwnWrites every burst of pages costs a check (the same run proves it makes events).
+  EXPECT_GT(ChecksDuringAnOwnTransaction(false), 5);
+  // With it: one check at the first event, one after the commit.
+  EXPECT_LE(ChecksDuringAnOwnTransaction(true), 3);
+}
+
+TEST(ChangeDetectorTest, OtherFilesOfTheFolderWakeNothing) {
+  // Regression: every write to any file of the folder (the application's log, another node's
+  // database in a test setup) cost a wakeup and a data_version check; thousands per second.
+  const std::string dir = sqlite::testing::NewTempDir("detect-others");
+  const std::string path = dir + "/d.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(dir + "/other.db", "CREATE TABLE u (x);").ok());
+  auto detector = ChangeDetector::Open(path);
+  ASSERT_TRUE(detector.ok());
+  while ((*detector)->Wait(10ms) != Wakeup::kTimeout) {
+  }
+  std::atomic<bool> done{false};
+  std::thread noise([&] {
+    FILE* log = std::fopen((dir + "/app.log").c_str(), "w");
+    while (!done.load()) {
+      std::fputs("a line of the application's log\n", log);
+      std::fflush(log);
+      std::this_thread::sleep_for(1ms);
+    }
+    std::fclose(log);
+  });
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(dir + "/other.db", "INSERT INTO u VALUES (1);").ok());
+  const int64_t before = (*detector)->checks();
+  EXPECT_EQ((*detector)->Wait(300ms), Wakeup::kTimeout);
+  EXPECT_LE((*detector)->checks() - before, 1);
+  // Its own database is still noticed at once.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1);").ok());
+  EXPECT_EQ((*detector)->Wait(5s), Wakeup::kFileEvent);
+  done = true;
+  noise.join();
 }
 
 TEST(ChangeDetectorTest, WakeEndsAWait) {

@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!applier.ok()) return applier.status();
   r->applier_->applier = *std::move(applier);
   r->applier_->applier->set_local_node(config.node_id);
+  r->detector_->set_own_writes(r->applier_.get());
 
   raft::host::NodeHostConfig host_config;
   host_config.node_id = config.node_id;

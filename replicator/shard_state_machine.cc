@@ -49,6 +49,17 @@ void SharedApplier::BeginRound() {
       RetryWithBackoff(
           stopping, [] { return std::string("beginning an apply transaction"); },
           [this] { return applier->database().Exec("BEGIN IMMEDIATE"); });
+  if (round_open_) {
+    std::lock_guard<std::mutex> l(writing_mu_);
+    writing_ = true;
+  }
+}
+
+bool SharedApplier::AwaitEnd(std::chrono::microseconds timeout) {
+  std::unique_lock<std::mutex> l(writing_mu_);
+  if (!writing_) return false;
+  writing_cv_.wait_for(l, timeout, [this] { return !writing_; });
+  return true;
 }
 
 void SharedApplier::EndRound() {
@@ -70,6 +81,11 @@ void SharedApplier::EndRound() {
     }
   }
   round_open_ = false;
+  {
+    std::lock_guard<std::mutex> l(writing_mu_);
+    writing_ = false;
+  }
+  writing_cv_.notify_all();
   round_owner_.store(std::thread::id());
   mu.unlock();
 }

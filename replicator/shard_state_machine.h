@@ -10,12 +10,15 @@
 #define MARMOT_REPLICATOR_SHARD_STATE_MACHINE_H_
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
 
 #include "raft/host/state_machine.h"
 #include "replicator/change_applier.h"
+#include "replicator/change_detector.h"
 #include "replicator/replicator_metrics.h"
 
 namespace marmot::replicator {
@@ -29,7 +32,9 @@ namespace marmot::replicator {
 // follower's apply cost (every commit rewrites the pages of the applied-index and dedupe tables
 // to the WAL, wakes the change detector and may checkpoint). A round is bounded by the host, so
 // the application's writers wait for one short transaction at most.
-struct SharedApplier : public raft::host::ApplyRounds {
+//
+// As OwnWrites it tells the change detector when a round's transaction is open.
+struct SharedApplier : public raft::host::ApplyRounds, public OwnWrites {
   std::mutex mu;
   std::unique_ptr<ChangeApplier> applier;
   std::atomic<bool> stopping{false};
@@ -37,6 +42,7 @@ struct SharedApplier : public raft::host::ApplyRounds {
 
   void BeginRound() override;
   void EndRound() override;
+  bool AwaitEnd(std::chrono::microseconds timeout) override;
   // Whether the calling thread runs a round (and so holds `mu` already).
   bool InRound() const { return round_owner_.load() == std::this_thread::get_id(); }
   // Locks `mu` unless the calling thread holds it for its round.
@@ -45,6 +51,10 @@ struct SharedApplier : public raft::host::ApplyRounds {
  private:
   std::atomic<std::thread::id> round_owner_{};
   bool round_open_ = false;  // A transaction was begun for the round (guarded by mu).
+  // Whether a round's transaction is open, for AwaitEnd (not `mu`: a round holds that for long).
+  std::mutex writing_mu_;
+  std::condition_variable writing_cv_;
+  bool writing_ = false;
 };
 
 class ShardStateMachine : public raft::host::StateMachine {
