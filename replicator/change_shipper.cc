@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "replicator/change_batch.h"
+#include "replicator/change_encoder.h"
 #include "sqlite/change_log.h"
 
 namespace marmot::replicator {
@@ -28,20 +29,25 @@ int RetrySoon(void*, int attempt) {
 
 }  // namespace
 
-struct ChangeShipper::Pending {
+// A table as its changes were read: its name, and its TableChanges header (name, columns and
+// key) serialized.
+struct ChangeShipper::Header {
   std::string table;
-  // The table's name, columns and key as they were when the change was read.
-  std::shared_ptr<const change::v1::TableChanges> header;
+  std::string bytes;
+};
+
+struct ChangeShipper::Pending {
+  std::shared_ptr<const Header> header;
   int64_t change_id = 0;
-  change::v1::Change change;
-  int64_t bytes = 0;
+  std::string change;  // The serialized Change (change_encoder).
 };
 
 // A batch proposed and not committed yet: its payload, proposed again as it is when the proposal
 // fails (the applier skips whatever of it did commit), and the changes it carries.
 struct ChangeShipper::Inflight {
   std::string payload;
-  std::vector<std::pair<std::string, int64_t>> changes;  // (table, change id)
+  std::vector<std::shared_ptr<const Header>> headers;  // Keep the tables' names below alive.
+  std::vector<std::pair<const std::string*, int64_t>> changes;  // (table, change id)
   bool failed = false;  // to be proposed again
 };
 
@@ -112,7 +118,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
   int64_t read = 0;
   for (const auto& [name, table] : tables_) {
     if (buffered_ >= options_.max_buffered_changes) break;
-    auto header = std::make_shared<const change::v1::TableChanges>(TableHeader(table));
+    auto header = std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
     int64_t& cursor = read_up_to_[name];
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
     // one seek to the log's newest id answers whether there is anything to read.
@@ -144,36 +150,25 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         cl.last = now;
       }
     }
-    auto queue = [&](int shard, int64_t id, change::v1::Change change) {
-      auto p = std::make_unique<Pending>();
-      p->table = name;
-      p->header = header;
-      p->change_id = id;
-      p->bytes = static_cast<int64_t>(change.ByteSizeLong());
-      p->change = std::move(change);
-      queued_[shard].push_back(std::move(p));
+    auto queue = [&](int shard, const sqlite::ChangeRecord& r, ChangePart part) {
+      Pending& p = queued_[shard].emplace_back();
+      p.header = header;
+      p.change_id = r.id;
+      AppendChange(table, r, part, &p.change);
     };
     for (const sqlite::ChangeRecord& r : *records) {
       cursor = r.id;
       ++read;
       ++buffered_;
-      change::v1::Change wire = ToWire(table, r);
       if (r.op == sqlite::ChangeOp::kRekey &&
           router_.ShardOf(name, r.old_key) != router_.ShardOf(name, r.key)) {
         // Old and new identity live in different shards: split into a delete and an upsert.
-        change::v1::Change del;
-        del.set_change_id(r.id);
-        del.set_at_ms(r.at_ms);
-        del.set_op(change::v1::OP_DELETE);
-        *del.mutable_old_key() = wire.old_key();
-        wire.set_op(change::v1::OP_INSERT);
-        wire.clear_old_key();
         split_outstanding_[{name, r.id}] = 2;
-        queue(router_.ShardOf(name, r.old_key), r.id, std::move(del));
-        queue(router_.ShardOf(name, r.key), r.id, std::move(wire));
+        queue(router_.ShardOf(name, r.old_key), r, ChangePart::kOldKeyDelete);
+        queue(router_.ShardOf(name, r.key), r, ChangePart::kNewRowInsert);
       } else {
         const std::vector<sqlite::Value>& key = r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
-        queue(router_.ShardOf(name, key), r.id, std::move(wire));
+        queue(router_.ShardOf(name, key), r, ChangePart::kWhole);
       }
     }
   }
@@ -202,27 +197,21 @@ int64_t ChangeShipper::ProposeReady() {
     auto& queue = queued_[shard];
     if (queue.empty()) continue;
     auto batch = std::make_unique<Inflight>();
-    change::v1::ChangeBatch wire;
-    wire.set_origin_node(node_id_);
-    std::map<std::string, change::v1::TableChanges*> by_table;
+    ChangeBatchWriter wire(node_id_);
     int64_t bytes = 0;
     size_t taken = 0;
     while (taken < queue.size() && static_cast<int>(taken) < options_.max_batch_changes &&
-           (taken == 0 || bytes + queue[taken]->bytes <= options_.max_batch_bytes)) {
-      Pending& p = *queue[taken];
-      change::v1::TableChanges*& t = by_table[p.table];
-      if (t == nullptr) {
-        t = wire.add_tables();
-        *t = *p.header;
-      }
-      *t->add_changes() = std::move(p.change);
-      batch->changes.emplace_back(std::move(p.table), p.change_id);
-      bytes += p.bytes;
+           (taken == 0 || bytes + static_cast<int64_t>(queue[taken].change.size()) <= options_.max_batch_bytes)) {
+      const Pending& p = queue[taken];
+      wire.Add(&p.header->bytes, p.change);
+      if (batch->headers.empty() || batch->headers.back() != p.header) batch->headers.push_back(p.header);
+      batch->changes.emplace_back(&p.header->table, p.change_id);
+      bytes += static_cast<int64_t>(p.change.size());
       ++taken;
     }
     queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
     proposed += static_cast<int64_t>(taken);
-    batch->payload = wire.SerializeAsString();
+    batch->payload = wire.Finish();
     Propose(shard, batch->payload);
     inflight_[shard] = std::move(batch);
   }
@@ -319,15 +308,15 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     const std::string* ids_table = nullptr;
     for (auto& [table, change_id] : batch->changes) {
       if (!split_outstanding_.empty()) {
-        auto it = split_outstanding_.find({table, change_id});
+        auto it = split_outstanding_.find({*table, change_id});
         if (it != split_outstanding_.end()) {
           if (--it->second > 0) continue;
           split_outstanding_.erase(it);
         }
       }
-      if (ids_table == nullptr || *ids_table != table) {
-        ids = &finished[table];
-        ids_table = &table;
+      if (ids_table != table) {
+        ids = &finished[*table];
+        ids_table = table;
       }
       ids->push_back(change_id);
       --buffered_;

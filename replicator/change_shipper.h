@@ -24,6 +24,7 @@
 #define MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -91,7 +92,8 @@ class ChangeShipper {
 
 
  private:
-  struct Pending;  // One captured change waiting to be proposed or committed.
+  struct Header;
+  struct Pending;  // One captured change waiting to be proposed.
   struct Inflight;
 
   ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
@@ -120,7 +122,7 @@ class ChangeShipper {
   std::map<std::string, sqlite::TableSchema> tables_;
   std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
   // Per shard: changes read, in capture order, not yet in flight.
-  std::vector<std::vector<std::unique_ptr<Pending>>> queued_;
+  std::vector<std::deque<Pending>> queued_;
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;
