@@ -260,6 +260,12 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     r.at_ms = ColumnInt(stmt->Column(2));
     const bool has_new = r.op != ChangeOp::kDelete;
     const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
+    const size_t key_width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
+    if (has_new) {
+      r.row.reserve(ncols);
+      r.key.reserve(key_width);
+    }
+    if (has_old) r.old_key.reserve(key_width);
     int col = 3;
     for (size_t i = 0; i < ncols; ++i, ++col) {
       if (has_new) r.row.push_back(stmt->Column(col));
