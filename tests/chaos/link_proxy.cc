@@ -13,16 +13,15 @@
 
 #include <glog/logging.h>
 
+#include "tests/testing/loopback_port.h"
+
 namespace marmot::chaos {
 namespace {
 
 int ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   PCHECK(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
+  sockaddr_in addr = testing::LoopbackAddress(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
     return -1;
@@ -51,10 +50,7 @@ LinkProxy::LinkProxy(int target_port) : target_port_(target_port) {
   PCHECK(listen_fd_ >= 0);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  sockaddr_in addr = testing::LoopbackAddress(0);
   PCHECK(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   PCHECK(listen(listen_fd_, 64) == 0);
   socklen_t len = sizeof addr;
