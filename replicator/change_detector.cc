@@ -63,6 +63,7 @@ ChangeDetector::~ChangeDetector() {
 }
 
 void ChangeDetector::Wake() {
+  wake_pending_.store(true);
   uint64_t one = 1;
   ssize_t n = write(event_fd_, &one, sizeof one);
   (void)n;
@@ -108,6 +109,21 @@ bool ChangeDetector::DataVersionChanged() {
   return changed;
 }
 
+bool ChangeDetector::AwaitOwnWritesEnd(std::chrono::steady_clock::time_point deadline) {
+  using Clock = std::chrono::steady_clock;
+  // In slices, so that a Wake() (a proposal's outcome for the shipper) is not held back by a
+  // long transaction: the caller's next poll then sees it.
+  constexpr Clock::duration kSlice = std::chrono::milliseconds(2);
+  bool was_open = false;
+  for (;;) {
+    const Clock::duration left = std::max(deadline - Clock::now(), Clock::duration::zero());
+    const auto slice = std::chrono::ceil<std::chrono::microseconds>(std::min(left, kSlice));
+    if (!own_writes_->AwaitEnd(slice)) return was_open;
+    was_open = true;
+    if (wake_pending_.load() || left == Clock::duration::zero()) return true;
+  }
+}
+
 ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) {
   using Clock = std::chrono::steady_clock;
   using std::chrono::microseconds;
@@ -131,6 +147,7 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
       uint64_t count;
       ssize_t n = read(event_fd_, &count, sizeof count);
       (void)n;
+      wake_pending_.store(false);
       return Wakeup::kWoken;
     }
     const bool file_event = (settling || (ready > 0 && (fds[1].revents & POLLIN))) && DrainFileEvents();
@@ -144,9 +161,7 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
     // Nothing new is visible, yet files changed: if marmot's own transaction is open, the events
     // are its writes (a commit of another connection before it would be visible now, and none
     // can happen during it). Its end is what to wait for; then one check.
-    if (file_event && own_writes_ != nullptr &&
-        own_writes_->AwaitEnd(std::chrono::ceil<microseconds>(
-            std::max(deadline - Clock::now(), Clock::duration::zero())))) {
+    if (file_event && own_writes_ != nullptr && AwaitOwnWritesEnd(deadline)) {
       DrainFileEvents();
       if (DataVersionChanged()) {
         settle_until_ = Clock::time_point();

@@ -20,6 +20,7 @@
 #ifndef MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 #define MARMOT_REPLICATOR_CHANGE_DETECTOR_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -79,6 +80,9 @@ class ChangeDetector {
   void WatchFile(absl::string_view suffix);
   // Reads the pending file events; whether any concerns the database.
   bool DrainFileEvents();
+  // Waits until marmot's own transaction ends, the deadline passes or Wake() is called; whether
+  // one was open.
+  bool AwaitOwnWritesEnd(std::chrono::steady_clock::time_point deadline);
   // Whether PRAGMA data_version moved since the last check (false at the first).
   bool DataVersionChanged();
 
@@ -88,6 +92,7 @@ class ChangeDetector {
   int inotify_fd_;
   int event_fd_;
   OwnWrites* own_writes_ = nullptr;
+  std::atomic<bool> wake_pending_{false};  // Set by Wake() until a Wait returns kWoken.
   int64_t checks_ = 0;
   int64_t data_version_ = -1;
   // After a file event whose commit was not visible: check again every settle_step_ until then.

@@ -251,6 +251,41 @@ TEST(ChangeDetectorTest, AnOwnTransactionIsWaitedOutInsteadOfCheckedAfterEveryPa
   EXPECT_LE(ChecksDuringAnOwnTransaction(true), 3);
 }
 
+TEST(ChangeDetectorTest, WakeEndsAWaitForAnOwnTransaction) {
+  std::string path = sqlite::testing::NewTempDir("detect-own-wake") + "/d.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  auto detector = ChangeDetector::Open(path);
+  ASSERT_TRUE(detector.ok());
+  FakeOwnWrites own;
+  (*detector)->set_own_writes(&own);
+  while ((*detector)->Wait(10ms) != Wakeup::kTimeout) {
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA cache_size = 5", nullptr, nullptr, nullptr), SQLITE_OK);
+  // A long own transaction whose pages reach the WAL (file events) while it runs.
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  own.Set(true);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) "
+                         "INSERT INTO t SELECT randomblob(1000) FROM s",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  std::thread waker([&] {
+    std::this_thread::sleep_for(100ms);
+    (*detector)->Wake();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const Wakeup w = (*detector)->Wait(5s);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  waker.join();
+  EXPECT_EQ(w, Wakeup::kWoken);
+  EXPECT_LT(waited, 2s) << "held until the wait's end by the open transaction";
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  own.Set(false);
+  sqlite3_close(db);
+}
+
 TEST(ChangeDetectorTest, OtherFilesOfTheFolderWakeNothing) {
   // Regression: every write to any file of the folder (the application's log, another node's
   // database in a test setup) cost a wakeup and a data_version check; thousands per second.
