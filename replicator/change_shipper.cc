@@ -156,10 +156,12 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
       p.change_id = r.id;
       AppendChange(table, r, part, &p.change);
     };
+    Unmarked& unmarked = unmarked_[name];
     for (const sqlite::ChangeRecord& r : *records) {
       cursor = r.id;
       ++read;
       ++buffered_;
+      unmarked.ids.emplace_back(r.id, false);
       if (r.op == sqlite::ChangeOp::kRekey &&
           router_.ShardOf(name, r.old_key) != router_.ShardOf(name, r.key)) {
         // Old and new identity live in different shards: split into a delete and an upsert.
@@ -218,68 +220,48 @@ int64_t ChangeShipper::ProposeReady() {
   return proposed;
 }
 
-absl::Status ChangeShipper::MarkDone(const std::map<std::string, std::vector<int64_t>>& ids_by_table) {
-  if (ids_by_table.empty()) return absl::OkStatus();
+absl::Status ChangeShipper::MarkDone() {
+  // Per table, the committed prefix of what was read: every row up to its last id can go.
+  std::map<std::string, std::pair<size_t, int64_t>> prefix;  // table -> (count, last id)
+  for (const auto& [table, unmarked] : unmarked_) {
+    size_t n = 0;
+    while (n < unmarked.ids.size() && unmarked.ids[n].second) ++n;
+    if (n > 0) prefix[table] = {n, unmarked.ids[n - 1].first};
+  }
+  if (prefix.empty()) return absl::OkStatus();
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
-  std::map<std::string, int64_t> kept;  // Becomes kept_ once the transaction commits.
-  for (const auto& [table, ids] : ids_by_table) {
+  for (const auto& [table, count_and_last] : prefix) {
+    const int64_t up_to = count_and_last.second;
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
     absl::StatusOr<int64_t> newest = QueryInt(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
     if (!newest.ok()) return newest.status();
-    const int64_t max_id = *newest;
-    // Committed rows are deleted by id, except the newest row of the log, which is kept (marked
-    // done) so that SQLite never hands out its id again; a row kept earlier goes once a newer
-    // row exists. Deleting by id keeps marking proportional to the committed rows, not the log.
-    std::vector<int64_t> remove;
-    remove.reserve(ids.size() + 1);
-    bool keep_newest = false;
-    for (int64_t id : ids) {
-      if (id == max_id) {
-        keep_newest = true;
-      } else {
-        remove.push_back(id);
-      }
+    if (*newest < up_to) {
+      // Ids went back: the log was dropped and made again under this shipper. Its rows are not
+      // the ones that committed.
+      LOG(WARNING) << "change log of " << table << " restarted below id " << up_to
+                   << "; not marking it";
+      continue;
     }
-    auto previous = kept_.find(table);
-    if (previous == kept_.end()) {
-      // First marking of this table since start: rows marked done by an earlier run.
-      absl::Status s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__state\" = 1 AND \"__marmot__id\" < ",
-                                             max_id));
+    // One range: every row up to `up_to` was read by this run and committed, or is a row kept
+    // by an earlier marking. The log's newest row stays (marked done) so that SQLite never hands
+    // its id out again; it goes once a newer row exists.
+    absl::Status s = db_.RunKept(
+        absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" <= ? AND \"__marmot__id\" < ?"),
+        {sqlite::Value::Integer(up_to), sqlite::Value::Integer(*newest)});
+    if (!s.ok()) return s;
+    if (*newest <= up_to) {
+      s = db_.RunKept(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ?"),
+                      {sqlite::Value::Integer(*newest)});
       if (!s.ok()) return s;
-    } else if (previous->second != 0 && previous->second != max_id) {
-      // Only while still marked done: a log dropped and created again reuses ids.
-      absl::Status s = db_.Exec(absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" = ",
-                                             previous->second, " AND \"__marmot__state\" = 1"));
-      if (!s.ok()) return s;
-    }
-    if (!remove.empty()) {
-      // Ids committed together are mostly consecutive (every shard's batch of a round): one
-      // range delete per run of consecutive ids through a kept statement, no SQL text per id.
-      std::sort(remove.begin(), remove.end());
-      const std::string range =
-          absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" BETWEEN ? AND ?");
-      for (size_t i = 0; i < remove.size();) {
-        size_t j = i;
-        while (j + 1 < remove.size() && remove[j + 1] <= remove[j] + 1) ++j;
-        absl::Status s =
-            db_.RunKept(range, {sqlite::Value::Integer(remove[i]), sqlite::Value::Integer(remove[j])});
-        if (!s.ok()) return s;
-        i = j + 1;
-      }
-    }
-    if (keep_newest) {
-      absl::Status s = db_.Exec(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ",
-                                             max_id));
-      if (!s.ok()) return s;
-      kept[table] = max_id;
-    } else {
-      kept[table] = previous != kept_.end() && previous->second == max_id ? max_id : 0;
     }
   }
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
-  for (auto& [table, id] : kept) kept_[table] = id;
+  for (const auto& [table, count_and_last] : prefix) {
+    std::deque<std::pair<int64_t, bool>>& ids = unmarked_[table].ids;
+    ids.erase(ids.begin(), ids.begin() + static_cast<long>(count_and_last.first));
+  }
   return absl::OkStatus();
 }
 
@@ -290,7 +272,6 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     done.swap(outcomes_->done);
   }
   int64_t committed = 0, failed = 0;
-  std::map<std::string, std::vector<int64_t>>& finished = unmarked_;
   for (auto& [shard, status] : done) {
     CHECK(inflight_[shard] != nullptr) << "outcome for shard " << shard << " without a batch in flight";
     if (!status.ok()) {
@@ -304,7 +285,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     }
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
-    std::vector<int64_t>* ids = nullptr;  // of the table of the previous change
+    std::deque<std::pair<int64_t, bool>>* ids = nullptr;  // of the table of the previous change
     const std::string* ids_table = nullptr;
     for (auto& [table, change_id] : batch->changes) {
       if (!split_outstanding_.empty()) {
@@ -315,25 +296,31 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
         }
       }
       if (ids_table != table) {
-        ids = &finished[*table];
+        ids = &unmarked_[*table].ids;
         ids_table = table;
       }
-      ids->push_back(change_id);
+      // Ids were read in increasing order.
+      auto it = std::lower_bound(ids->begin(), ids->end(), std::make_pair(change_id, false));
+      CHECK(it != ids->end() && it->first == change_id)
+          << "committed change " << change_id << " of " << *table << " was not read";
+      it->second = true;
       --buffered_;
+      marks_due_ = true;
     }
   }
-  // Committed changes stay in unmarked_ until marking succeeds; a failure (the application holds
-  // the write lock past the busy timeout) is retried next round. Should marmot stop first, the
-  // rows are proposed again at restart and skipped as duplicates.
+  // Committed changes are marked done when all changes of their table read before them are
+  // committed too; a failure (the application holds the write lock past the busy timeout) is
+  // retried next round. Should marmot stop first, the rows are proposed again at restart and
+  // skipped as duplicates.
   const absl::Time now = absl::Now();
-  if (finished.empty() || now - last_mark_ < options_.mark_interval) {
+  if (!marks_due_ || now - last_mark_ < options_.mark_interval) {
     return std::make_pair(committed, failed);
   }
   last_mark_ = now;
-  if (absl::Status s = MarkDone(finished); !s.ok()) {
+  if (absl::Status s = MarkDone(); !s.ok()) {
     LOG(WARNING) << "cannot mark committed changes done yet: " << s;
   } else {
-    finished.clear();
+    marks_due_ = false;
   }
   return std::make_pair(committed, failed);
 }

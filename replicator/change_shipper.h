@@ -105,7 +105,7 @@ class ChangeShipper {
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
-  absl::Status MarkDone(const std::map<std::string, std::vector<int64_t>>& ids_by_table);
+  absl::Status MarkDone();
 
   sqlite::Database db_;
   const uint64_t node_id_;
@@ -127,12 +127,16 @@ class ChangeShipper {
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;
 
-  // Committed change ids whose change-log rows are still to be marked done.
-  std::map<std::string, std::vector<int64_t>> unmarked_;
+  // Per table: the ids read and not marked done yet, in read (= id) order, each with whether its
+  // change committed. Marking deletes the committed prefix: one range per table, whatever the
+  // shards' batches interleave (a list of single ids took milliseconds per thousand rows, all of
+  // it holding the application's write lock).
+  struct Unmarked {
+    std::deque<std::pair<int64_t, bool>> ids;
+  };
+  std::map<std::string, Unmarked> unmarked_;
+  bool marks_due_ = false;  // Something committed since the last marking.
   absl::Time last_mark_ = absl::InfinitePast();
-  // Per table: the change-log row kept (marked done) as the log's newest, 0 for none; a table is
-  // absent until its first marking, which also sweeps rows marked done by an earlier run.
-  std::map<std::string, int64_t> kept_;
   // Per (table, change id) of a rekey split over two shards: how many of them still have to
   // commit it. Any other change is done when its one batch commits.
   std::map<std::pair<std::string, int64_t>, int> split_outstanding_;

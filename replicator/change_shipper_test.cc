@@ -50,7 +50,7 @@ class LogPerShard : public Proposer {
       done(absl::UnavailableError("no leader"));
       return;
     }
-    if (hold_) {
+    if (hold_ || shard == hold_shard_) {
       held_.emplace_back(shard, std::move(payload), std::move(done));
       return;
     }
@@ -76,8 +76,19 @@ class LogPerShard : public Proposer {
     held_.clear();
   }
 
+  // Commits held proposals and tells the proposer.
+  void ReleaseHeld() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [shard, payload, done] : held) {
+      Commit(shard, payload);
+      done(absl::OkStatus());
+    }
+  }
+
   int fail_every_ = 0;
   bool hold_ = false;
+  int hold_shard_ = -1;  // Proposals to this shard are held.
   int64_t duplicates_ = 0;
   int64_t dead_letters_ = 0;
   int proposals_ = 0;
@@ -129,6 +140,35 @@ TEST(ChangeShipperTest, EveryNodeConvergesToTheOriginsTables) {
             "1|1\n");
   // Many changes per entry: far fewer proposals than changes.
   EXPECT_LT(log.proposals_, 100);
+}
+
+TEST(ChangeShipperTest, RowsAreMarkedDoneUpToTheFirstChangeNotCommitted) {
+  // The shards' batches commit in any order; a row of the change log may go only once every
+  // change read before it committed too, so that the log's committed prefix goes in one range.
+  ShardRouter router(4);
+  Node a("mark-prefix-a", router), b("mark-prefix-b", router);
+  LogPerShard log({&a, &b});
+  // Held: the shard of the first row that is not in row 1's shard. Its smallest id is also the
+  // first change id that does not commit.
+  auto shard_of = [&](int64_t id) { return router.ShardOf("items", {sqlite::Value::Integer(id)}); };
+  int64_t first_held = 2;
+  while (shard_of(first_held) == shard_of(1)) ++first_held;
+  const int held = shard_of(first_held);
+  log.hold_shard_ = held;
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.mark_interval = absl::ZeroDuration()});
+  ASSERT_TRUE(shipper.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+                                   "  INSERT INTO items SELECT i, 'item ' || i, i FROM n;")
+                  .ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  const std::string count = "SELECT count(*), min(\"__marmot__id\") FROM \"__marmot__items_change_log\";";
+  EXPECT_EQ(*RunSqliteCli(a.path, count), absl::StrCat(100 - first_held + 1, "|", first_held, "\n"));
+
+  log.hold_shard_ = -1;
+  log.ReleaseHeld();
+  Drain(**shipper);
+  EXPECT_EQ(*RunSqliteCli(a.path, count), "1|100\n");
+  EXPECT_EQ(b.Dump(), a.Dump());
 }
 
 TEST(ChangeShipperTest, FailedProposalsAreRetriedInOrder) {
