@@ -48,6 +48,9 @@ struct RunResult {
 };
 RunResult Run(std::vector<std::string> argv, std::chrono::milliseconds timeout);
 
+// User + system CPU seconds the process `pid` used so far (all its threads), from /proc.
+double ProcessCpuSeconds(pid_t pid);
+
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last answer.
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 

@@ -45,6 +45,7 @@
 #include "raft/host/node_host.h"
 #include "tests/testing/loopback_port.h"
 #include "tests/testing/piped_process.h"
+#include "tests/testing/subprocess.h"
 
 DEFINE_int32(shards, 16, "shards per node");
 DEFINE_int32(concurrency, 4096, "proposals in flight per node");
@@ -244,13 +245,7 @@ class NodeProcess {
   }
 
   // User + system CPU seconds so far.
-  double CpuSeconds() const {
-    std::ifstream f(absl::StrCat("/proc/", proc_.pid(), "/stat"));
-    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
-    std::vector<std::string> fields = absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ');
-    return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
-  }
+  double CpuSeconds() const { return ::marmot::testing::ProcessCpuSeconds(proc_.pid()); }
   // Peak and current resident set size, MiB.
   std::pair<double, double> RssMiB() const {
     std::ifstream f(absl::StrCat("/proc/", proc_.pid(), "/status"));

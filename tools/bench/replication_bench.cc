@@ -17,7 +17,6 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,7 +25,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,20 +58,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// User + system CPU seconds a process used so far (all its threads), from /proc/<pid>/stat.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces) end with ')'.
-  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-  std::string f;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(f);  // utime, stime
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 constexpr char kSchema[] =
     "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, payload TEXT NOT NULL);"
@@ -380,7 +364,7 @@ int Run() {
   {
     const int64_t first = next_id;
     std::vector<double> cpu;
-    for (Node& n : cluster.nodes()) cpu.push_back(ProcessCpuSeconds(n.proc->pid()));
+    for (Node& n : cluster.nodes()) cpu.push_back(::marmot::testing::ProcessCpuSeconds(n.proc->pid()));
     const auto start = Clock::now();
     app_rate = InsertRows(dbs[0], first, FLAGS_rows);
     next_id += FLAGS_rows;
@@ -391,7 +375,7 @@ int Run() {
     std::string per_node;
     double total_us = 0;
     for (size_t i = 0; i < cpu.size(); ++i) {
-      const double us = (ProcessCpuSeconds(cluster.nodes()[i].proc->pid()) - cpu[i]) * 1e6 /
+      const double us = (::marmot::testing::ProcessCpuSeconds(cluster.nodes()[i].proc->pid()) - cpu[i]) * 1e6 /
                         static_cast<double>(FLAGS_rows);
       total_us += us;
       absl::StrAppend(&per_node, i == 0 ? "" : ", ", "node ", i + 1, " ", Fmt("%.1f", us));
