@@ -118,7 +118,6 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
   int64_t read = 0;
   for (const auto& [name, table] : tables_) {
     if (buffered_ >= options_.max_buffered_changes) break;
-    auto header = std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
     int64_t& cursor = read_up_to_[name];
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
     // one seek to the log's newest id answers whether there is anything to read.
@@ -137,7 +136,8 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     }
     // Nothing pending up to the newest id (read before): only rows marked done are there.
     if (records->empty() && newest.ok()) cursor = std::max(cursor, *newest);
-    if (!records->empty()) {
+    if (records->empty()) continue;
+    {
       // What the application wrote, summed over a second at most per table (one line per
       // Pump would flood the log under load).
       CaptureLog& cl = capture_log_[name];
@@ -150,6 +150,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         cl.last = now;
       }
     }
+    auto header = std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
     auto queue = [&](int shard, const sqlite::ChangeRecord& r, ChangePart part) {
       Pending& p = queued_[shard].emplace_back();
       p.header = header;
