@@ -40,6 +40,15 @@ absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& 
   }
 }
 
+void LocalChangeIndex::CatchUpKnown(sqlite::Database& db) {
+  std::vector<std::string> known;
+  for (const auto& [table, state] : tables_) known.push_back(table);
+  for (const std::string& table : known) {
+    // A failure cleared the index; the next CatchUp inside a transaction starts it again.
+    if (!CatchUp(db, table).ok()) return;
+  }
+}
+
 int64_t LocalChangeIndex::Newest(const std::string& row) const {
   auto it = rows_.find(row);
   return it == rows_.end() ? 0 : it->second.newest;

@@ -42,6 +42,12 @@ class LocalChangeIndex {
   // table or its log cannot be read (e.g. the table is gone); the index is cleared then, since
   // writes the caller makes without a caught-up index would go unnoticed.
   absl::Status CatchUp(sqlite::Database& db, const std::string& table);
+  // CatchUp of every table read before, outside any transaction: a CatchUp inside the applier's
+  // write transaction then reads only what was written since, which keeps the application's
+  // writers waiting for less. Rows read here were committed after every write of the applier so
+  // far, just as those of a CatchUp inside the next transaction. A failing table is cleared,
+  // like CatchUp does.
+  void CatchUpKnown(sqlite::Database& db);
   // The newest change id seen for `row` (EncodeRowIdentity(table, key)), 0 if none.
   int64_t Newest(const std::string& row) const;
   // Whether `row` holds exactly what local change `id` left: `id` is its newest change seen and

@@ -98,5 +98,37 @@ TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesI
   EXPECT_EQ(index.Newest(Row(2)), 4);
 }
 
+TEST(LocalChangeIndexTest, CatchUpKnownReadsOnlyTablesReadBefore) {
+  const std::string path = sqlite::testing::NewTempDir("local-change-index-known") + "/n.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
+                                                  "CREATE TABLE u (id INTEGER PRIMARY KEY, v);")
+                  .ok());
+  auto db = sqlite::Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  LocalChangeIndex index;
+  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
+  index.Rewritten(Row(1));
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');"
+                                                  "INSERT INTO u VALUES (1, 'b');")
+                  .ok());
+
+  // Rows of a table read before count as written after the applier's writes, as with CatchUp.
+  index.CatchUpKnown(*db);
+  EXPECT_TRUE(index.Holds(Row(1), 1));
+  // A table never read stays for its first CatchUp, whose rows are unknown.
+  const std::string u1 = EncodeRowIdentity("u", {Value::Integer(1)});
+  EXPECT_EQ(index.Newest(u1), 0);
+  EXPECT_EQ(index.rows(), 1u);
+  ASSERT_TRUE(index.CatchUp(*db, "u").ok());
+  EXPECT_FALSE(index.Holds(u1, 1));
+
+  // A known table whose log is gone clears the index, as a failed CatchUp does.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "DROP TABLE \"__marmot__u_change_log\"").ok());
+  index.CatchUpKnown(*db);
+  EXPECT_EQ(index.rows(), 0u);
+  EXPECT_EQ(index.Newest(Row(1)), 0);
+}
+
 }  // namespace
 }  // namespace marmot::replicator

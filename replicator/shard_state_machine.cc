@@ -42,6 +42,7 @@ std::unique_lock<std::mutex> SharedApplier::Lock() {
 void SharedApplier::BeginRound() {
   mu.lock();
   round_owner_.store(std::this_thread::get_id());
+  if (!stopping.load()) applier->CatchUpLocalChanges();
   // When stopping, the round's applies run as transactions of their own. The applier's busy
   // handler already waits up to 5 s for the application's writer at each attempt.
   round_open_ =
