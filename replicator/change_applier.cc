@@ -86,11 +86,21 @@ std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_posi
   return key;
 }
 
+// The keys of the rows a change touches: one, or two for a rekey.
+std::vector<std::vector<Value>> KeysOf(const TableChanges& t, const std::vector<int>& key_positions,
+                                       const Change& c) {
+  std::vector<std::vector<Value>> keys = {KeyOf(t, key_positions, c)};
+  if (c.op() == change::v1::OP_REKEY) keys.push_back(FromWire(c.old_key()));
+  return keys;
+}
+
 // The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
 std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& key_positions,
                                 const Change& c) {
-  std::vector<std::string> rows = {EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c))};
-  if (c.op() == change::v1::OP_REKEY) rows.push_back(EncodeRowIdentity(t.table(), FromWire(c.old_key())));
+  std::vector<std::string> rows;
+  for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
+    rows.push_back(EncodeRowIdentity(t.table(), key));
+  }
   return rows;
 }
 
@@ -493,27 +503,31 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     // The local change index reads the table's new log rows before any of its rows is written
     // here (see LocalChangeIndex, "Rewritten rows"). No log (the table is gone or not captured
     // yet): the index cleared itself, and there is nothing to skip.
-    const bool indexed =
-        !t.changes().empty() && (*plan)->status.ok() && local_changes_.CatchUp(db_, t.table()).ok();
+    // The table's part of the index, valid for this table's changes (nothing below clears it).
+    LocalChangeIndex::TableRows* indexed = nullptr;
+    if (!t.changes().empty() && (*plan)->status.ok()) {
+      absl::StatusOr<LocalChangeIndex::TableRows*> caught_up = local_changes_.CatchUp(db_, t.table());
+      if (caught_up.ok()) indexed = *caught_up;
+    }
     // Own changes: a row with a newer change still in the local log is skipped (see
     // set_local_node).
-    const bool own = local_node_ != 0 && batch.origin_node() == local_node_ && indexed;
+    const bool own = local_node_ != 0 && batch.origin_node() == local_node_ && indexed != nullptr;
     // Rows this transaction writes are noted when the index holds local changes to compare with.
-    const bool note_writes = indexed && local_changes_.rows() > 0;
+    const bool note_writes = indexed != nullptr && indexed->size() > 0;
     for (const Change& c : t.changes()) {
-      // The identities of the rows the change touches; filled only when needed (an own change,
-      // dead letters exist, a write to note, or it fails).
+      // The identities of the rows the change touches; filled only when needed (dead letters
+      // exist, or it fails).
       std::vector<std::string> rows;
       // Whether every row of an own change still holds what the change wrote: nothing to do.
       bool holds = false;
       if (own) {
-        rows = RowsOf(t, key_positions, c);
-        const int64_t newer = local_changes_.Newest(rows.front());
+        const std::vector<std::vector<Value>> keys = KeysOf(t, key_positions, c);
+        const int64_t newer = indexed->Newest(keys.front());
         // An upsert into a table with another UNIQUE constraint may delete rows of other keys,
         // which the index does not see: such rows are always read.
         holds = !(*plan)->writer.other_unique_constraints;
-        for (const std::string& row : rows) holds = holds && local_changes_.Holds(row, c.change_id());
-        for (const std::string& row : rows) local_changes_.Processed(row, c.change_id());
+        for (const std::vector<Value>& key : keys) holds = holds && indexed->Holds(key, c.change_id());
+        for (const std::vector<Value>& key : keys) indexed->Processed(key, c.change_id());
         if (c.change_id() > last_id && newer > c.change_id()) {
           newest = std::max(newest, c.change_id());
           ++result.superseded;
@@ -552,8 +566,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       }
       if (status.ok()) {
         if (note_writes) {
-          if (rows.empty()) rows = RowsOf(t, key_positions, c);
-          for (const std::string& row : rows) local_changes_.Rewritten(row);
+          for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) indexed->Rewritten(key);
         }
         status = ApplyChange(db_, run, (*plan)->writer, t, c);
         // The database itself failed: retry the whole entry later.
@@ -798,8 +811,8 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
   if (local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
       static_cast<uint64_t>(origin.integer()) == local_node_) {
     // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
-    if (local_changes_.CatchUp(db_, t.table()).ok() &&
-        local_changes_.Newest(EncodeRowIdentity(t.table(), KeyOf(t, key_positions, c))) > c.change_id()) {
+    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
+    if (indexed.ok() && (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id()) {
       return absl::OkStatus();
     }
   }

@@ -8,7 +8,57 @@
 
 namespace marmot::replicator {
 
-absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& table) {
+bool LocalChangeIndex::TableRows::IsInteger(const std::vector<sqlite::Value>& key) {
+  return key.size() == 1 && key[0].storage_class() == sqlite::StorageClass::kInteger;
+}
+
+const LocalChangeIndex::TableRows::RowState* LocalChangeIndex::TableRows::Find(
+    const std::vector<sqlite::Value>& key) const {
+  if (IsInteger(key)) {
+    auto it = by_integer_.find(key[0].integer());
+    return it == by_integer_.end() ? nullptr : &it->second;
+  }
+  auto it = by_encoding_.find(EncodeRowIdentity("", key));
+  return it == by_encoding_.end() ? nullptr : &it->second;
+}
+
+LocalChangeIndex::TableRows::RowState* LocalChangeIndex::TableRows::Find(
+    const std::vector<sqlite::Value>& key) {
+  return const_cast<RowState*>(static_cast<const TableRows*>(this)->Find(key));
+}
+
+void LocalChangeIndex::TableRows::Saw(const std::vector<sqlite::Value>& key, int64_t id, bool rewritten) {
+  RowState& row = IsInteger(key) ? by_integer_[key[0].integer()] : by_encoding_[EncodeRowIdentity("", key)];
+  if (id > row.newest) row = RowState{id, rewritten};
+}
+
+int64_t LocalChangeIndex::TableRows::Newest(const std::vector<sqlite::Value>& key) const {
+  const RowState* row = Find(key);
+  return row == nullptr ? 0 : row->newest;
+}
+
+bool LocalChangeIndex::TableRows::Holds(const std::vector<sqlite::Value>& key, int64_t id) const {
+  const RowState* row = Find(key);
+  return row != nullptr && row->newest == id && !row->rewritten;
+}
+
+void LocalChangeIndex::TableRows::Rewritten(const std::vector<sqlite::Value>& key) {
+  if (size() == 0) return;
+  if (RowState* row = Find(key); row != nullptr) row->rewritten = true;
+}
+
+void LocalChangeIndex::TableRows::Processed(const std::vector<sqlite::Value>& key, int64_t id) {
+  if (IsInteger(key)) {
+    auto it = by_integer_.find(key[0].integer());
+    if (it != by_integer_.end() && it->second.newest <= id) by_integer_.erase(it);
+    return;
+  }
+  auto it = by_encoding_.find(EncodeRowIdentity("", key));
+  if (it != by_encoding_.end() && it->second.newest <= id) by_encoding_.erase(it);
+}
+
+absl::StatusOr<LocalChangeIndex::TableRows*> LocalChangeIndex::CatchUp(sqlite::Database& db,
+                                                                       const std::string& table) {
   auto it = tables_.find(table);
   const bool first = it == tables_.end();
   if (first) {
@@ -17,61 +67,47 @@ absl::Status LocalChangeIndex::CatchUp(sqlite::Database& db, const std::string& 
       Clear();
       return schema.status();
     }
-    it = tables_.emplace(table, TableState{*std::move(schema), 0}).first;
+    it = tables_.emplace(table, TableRows()).first;
+    it->second.schema_ = *std::move(schema);
   }
-  TableState& state = it->second;
+  TableRows& rows = it->second;
   constexpr int kChunk = 10000;
   for (;;) {
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
-        sqlite::ReadChangeKeys(db, state.schema, state.read_up_to, kChunk);
+        sqlite::ReadChangeKeys(db, rows.schema_, rows.read_up_to_, kChunk);
     if (!records.ok()) {
       Clear();
       return records.status();
     }
     for (const sqlite::ChangeRecord& r : *records) {
-      for (const std::vector<sqlite::Value>* key : {&r.key, &r.old_key}) {
-        if (key->empty()) continue;
-        RowState& row = rows_[EncodeRowIdentity(table, *key)];
-        if (r.id > row.newest) row = RowState{r.id, first};
-      }
-      state.read_up_to = r.id;
+      if (!r.key.empty()) rows.Saw(r.key, r.id, first);
+      if (!r.old_key.empty()) rows.Saw(r.old_key, r.id, first);
+      rows.read_up_to_ = r.id;
     }
-    if (records->size() < static_cast<size_t>(kChunk)) return absl::OkStatus();
+    if (records->size() < static_cast<size_t>(kChunk)) return &rows;
   }
 }
 
 void LocalChangeIndex::CatchUpKnown(sqlite::Database& db) {
   std::vector<std::string> known;
-  for (const auto& [table, state] : tables_) known.push_back(table);
+  for (const auto& [table, rows] : tables_) known.push_back(table);
   for (const std::string& table : known) {
     // A failure cleared the index; the next CatchUp inside a transaction starts it again.
     if (!CatchUp(db, table).ok()) return;
   }
 }
 
-int64_t LocalChangeIndex::Newest(const std::string& row) const {
-  auto it = rows_.find(row);
-  return it == rows_.end() ? 0 : it->second.newest;
+const LocalChangeIndex::TableRows* LocalChangeIndex::Find(const std::string& table) const {
+  auto it = tables_.find(table);
+  return it == tables_.end() ? nullptr : &it->second;
 }
 
-bool LocalChangeIndex::Holds(const std::string& row, int64_t id) const {
-  auto it = rows_.find(row);
-  return it != rows_.end() && it->second.newest == id && !it->second.rewritten;
-}
+void LocalChangeIndex::Clear() { tables_.clear(); }
 
-void LocalChangeIndex::Rewritten(const std::string& row) {
-  auto it = rows_.find(row);
-  if (it != rows_.end()) it->second.rewritten = true;
-}
-
-void LocalChangeIndex::Processed(const std::string& row, int64_t id) {
-  auto it = rows_.find(row);
-  if (it != rows_.end() && it->second.newest <= id) rows_.erase(it);
-}
-
-void LocalChangeIndex::Clear() {
-  tables_.clear();
-  rows_.clear();
+size_t LocalChangeIndex::rows() const {
+  size_t n = 0;
+  for (const auto& [table, rows] : tables_) n += rows.size();
+  return n;
 }
 
 }  // namespace marmot::replicator

@@ -27,53 +27,76 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
+#include "sqlite/value.h"
 
 namespace marmot::replicator {
 
 class LocalChangeIndex {
  public:
-  // Reads the pending rows of `table`'s change log added since the last call. An error when the
-  // table or its log cannot be read (e.g. the table is gone); the index is cleared then, since
-  // writes the caller makes without a caught-up index would go unnoticed.
-  absl::Status CatchUp(sqlite::Database& db, const std::string& table);
+  // One table's part of the index. Rows are known by their key values; a key of one integer
+  // (the common INTEGER PRIMARY KEY or rowid) is looked up as that integer, any other key by
+  // its encoding (EncodeRowIdentity without the table), so the two never meet.
+  class TableRows {
+   public:
+    // The newest change id seen for the row with `key`, 0 if none.
+    int64_t Newest(const std::vector<sqlite::Value>& key) const;
+    // Whether the row holds exactly what local change `id` left: `id` is its newest change seen
+    // and the applier has not written the row since.
+    bool Holds(const std::vector<sqlite::Value>& key, int64_t id) const;
+    // The applier wrote the row (in a transaction where CatchUp of its table ran first).
+    void Rewritten(const std::vector<sqlite::Value>& key);
+    // Change `id` of the row was applied, skipped or dead-lettered here: forgets the row if `id`
+    // is the newest change of it seen.
+    void Processed(const std::vector<sqlite::Value>& key, int64_t id);
+    size_t size() const { return by_integer_.size() + by_encoding_.size(); }
+
+   private:
+    friend class LocalChangeIndex;
+    struct RowState {
+      int64_t newest = 0;
+      bool rewritten = false;
+    };
+    static bool IsInteger(const std::vector<sqlite::Value>& key);
+    const RowState* Find(const std::vector<sqlite::Value>& key) const;
+    RowState* Find(const std::vector<sqlite::Value>& key);
+    // A change of the row read from the log.
+    void Saw(const std::vector<sqlite::Value>& key, int64_t id, bool rewritten);
+
+    sqlite::TableSchema schema_;
+    int64_t read_up_to_ = 0;
+    absl::flat_hash_map<int64_t, RowState> by_integer_;
+    absl::flat_hash_map<std::string, RowState> by_encoding_;
+  };
+
+  // Reads the pending rows of `table`'s change log added since the last call and returns the
+  // table's part of the index, valid until Clear() or a failed CatchUp. An error when the table
+  // or its log cannot be read (e.g. the table is gone); the index is cleared then, since writes
+  // the caller makes without a caught-up index would go unnoticed.
+  absl::StatusOr<TableRows*> CatchUp(sqlite::Database& db, const std::string& table);
   // CatchUp of every table read before, outside any transaction: a CatchUp inside the applier's
   // write transaction then reads only what was written since, which keeps the application's
   // writers waiting for less. Rows read here were committed after every write of the applier so
-  // far, just as those of a CatchUp inside the next transaction. A failing table is cleared,
-  // like CatchUp does.
+  // far, just as those of a CatchUp inside the next transaction. A failing table clears the
+  // index, as CatchUp does.
   void CatchUpKnown(sqlite::Database& db);
-  // The newest change id seen for `row` (EncodeRowIdentity(table, key)), 0 if none.
-  int64_t Newest(const std::string& row) const;
-  // Whether `row` holds exactly what local change `id` left: `id` is its newest change seen and
-  // the applier has not written the row since.
-  bool Holds(const std::string& row, int64_t id) const;
-  // The applier wrote `row` (in a transaction where CatchUp of its table ran first).
-  void Rewritten(const std::string& row);
-  // Change `id` of `row` was applied, skipped or dead-lettered here: forgets the row if `id` is
-  // the newest change of it seen.
-  void Processed(const std::string& row, int64_t id);
+  // The part of a table read before (by CatchUp), or null.
+  const TableRows* Find(const std::string& table) const;
   // After a snapshot install or a schema change.
   void Clear();
 
-  size_t rows() const { return rows_.size(); }
+  // Rows known, over all tables.
+  size_t rows() const;
 
  private:
-  struct TableState {
-    sqlite::TableSchema schema;
-    int64_t read_up_to = 0;
-  };
-  struct RowState {
-    int64_t newest = 0;
-    bool rewritten = false;
-  };
-  std::map<std::string, TableState> tables_;
-  absl::flat_hash_map<std::string, RowState> rows_;
+  std::map<std::string, TableRows> tables_;
 };
 
 }  // namespace marmot::replicator

@@ -14,7 +14,20 @@ namespace {
 
 using sqlite::Value;
 
-std::string Row(int64_t id) { return EncodeRowIdentity("t", {Value::Integer(id)}); }
+std::vector<Value> Key(int64_t id) { return {Value::Integer(id)}; }
+
+// The newest change of row `id` of table t, 0 when the index has not read t.
+int64_t Newest(const LocalChangeIndex& index, int64_t id) {
+  const LocalChangeIndex::TableRows* t = index.Find("t");
+  return t == nullptr ? 0 : t->Newest(Key(id));
+}
+
+// CatchUp of t, which must succeed.
+LocalChangeIndex::TableRows& CaughtUp(LocalChangeIndex& index, sqlite::Database& db) {
+  absl::StatusOr<LocalChangeIndex::TableRows*> t = index.CatchUp(db, "t");
+  CHECK(t.ok()) << t.status();
+  return **t;
+}
 
 TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
   const std::string path = sqlite::testing::NewTempDir("local-change-index") + "/n.db";
@@ -28,29 +41,29 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
                         "INSERT INTO t VALUES (2, 'c');")
                   .ok());
   LocalChangeIndex index;
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_EQ(index.Newest(Row(1)), 2);
-  EXPECT_EQ(index.Newest(Row(2)), 3);
-  EXPECT_EQ(index.Newest(Row(3)), 0);
+  LocalChangeIndex::TableRows& t = CaughtUp(index, *db);
+  EXPECT_EQ(t.Newest(Key(1)), 2);
+  EXPECT_EQ(t.Newest(Key(2)), 3);
+  EXPECT_EQ(t.Newest(Key(3)), 0);
 
   // Processing an older change of a row keeps it; its newest forgets it.
-  index.Processed(Row(1), 1);
-  EXPECT_EQ(index.Newest(Row(1)), 2);
-  index.Processed(Row(1), 2);
-  EXPECT_EQ(index.Newest(Row(1)), 0);
+  t.Processed(Key(1), 1);
+  EXPECT_EQ(t.Newest(Key(1)), 2);
+  t.Processed(Key(1), 2);
+  EXPECT_EQ(t.Newest(Key(1)), 0);
   EXPECT_EQ(index.rows(), 1u);
 
   // A later change is read by the next CatchUp; the forgotten rows stay forgotten.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_EQ(index.Newest(Row(2)), 4);
-  EXPECT_EQ(index.Newest(Row(1)), 0);
+  EXPECT_EQ(&CaughtUp(index, *db), &t);
+  EXPECT_EQ(t.Newest(Key(2)), 4);
+  EXPECT_EQ(t.Newest(Key(1)), 0);
 
   // Clear() reads the log from its start again.
   index.Clear();
   EXPECT_EQ(index.rows(), 0u);
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_EQ(index.Newest(Row(1)), 2);
+  EXPECT_EQ(Newest(index, 1), 0);
+  EXPECT_EQ(CaughtUp(index, *db).Newest(Key(1)), 2);
 
   // A table without a log is an error, and clears the index (what the caller writes next is not
   // tracked).
@@ -67,35 +80,63 @@ TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesI
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');").ok());
   LocalChangeIndex index;
   // Rows of the first read of a table may have been written by the applier before: unknown.
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_FALSE(index.Holds(Row(1), 1));
+  LocalChangeIndex::TableRows* t = &CaughtUp(index, *db);
+  EXPECT_FALSE(t->Holds(Key(1), 1));
 
   // Changes read later were committed after everything the applier wrote before that read.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'b' WHERE id = 1;"
                                                   "INSERT INTO t VALUES (2, 'c');")
                   .ok());
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_TRUE(index.Holds(Row(1), 2));
-  EXPECT_FALSE(index.Holds(Row(1), 1)) << "an older change of the row";
-  EXPECT_TRUE(index.Holds(Row(2), 3));
-  EXPECT_FALSE(index.Holds(Row(3), 3)) << "a row without local changes";
+  CaughtUp(index, *db);
+  EXPECT_TRUE(t->Holds(Key(1), 2));
+  EXPECT_FALSE(t->Holds(Key(1), 1)) << "an older change of the row";
+  EXPECT_TRUE(t->Holds(Key(2), 3));
+  EXPECT_FALSE(t->Holds(Key(3), 3)) << "a row without local changes";
 
   // The applier writes row 2 (another node's change): it no longer holds change 3, until the
   // application writes it again.
-  index.Rewritten(Row(2));
-  index.Rewritten(Row(3));  // Not in the index: nothing to remember.
-  EXPECT_FALSE(index.Holds(Row(2), 3));
-  EXPECT_EQ(index.Newest(Row(2)), 3);
+  t->Rewritten(Key(2));
+  t->Rewritten(Key(3));  // Not in the index: nothing to remember.
+  EXPECT_FALSE(t->Holds(Key(2), 3));
+  EXPECT_EQ(t->Newest(Key(2)), 3);
   EXPECT_EQ(index.rows(), 2u);
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_TRUE(index.Holds(Row(2), 4));
+  CaughtUp(index, *db);
+  EXPECT_TRUE(t->Holds(Key(2), 4));
 
   // After Clear() the first read is unknown again.
   index.Clear();
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  EXPECT_FALSE(index.Holds(Row(2), 4));
-  EXPECT_EQ(index.Newest(Row(2)), 4);
+  t = &CaughtUp(index, *db);
+  EXPECT_FALSE(t->Holds(Key(2), 4));
+  EXPECT_EQ(t->Newest(Key(2)), 4);
+}
+
+TEST(LocalChangeIndexTest, KeysOfOtherTypesAndCompositeKeysAreRowsOfTheirOwn) {
+  const std::string path = sqlite::testing::NewTempDir("local-change-index-keys") + "/n.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE k (a PRIMARY KEY, v) WITHOUT ROWID;"
+                                                  "CREATE TABLE c (a, b, v, PRIMARY KEY (a, b));")
+                  .ok());
+  auto db = sqlite::Database::Open(path);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  // A key column without affinity keeps 5 and '5' as two rows; 5.0 is a third.
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO k VALUES (5, 'a'); INSERT INTO k VALUES ('5', 'b');"
+                                                  "INSERT INTO k VALUES (5.5, 'c'); UPDATE k SET v = 'd' WHERE a = '5';"
+                                                  "INSERT INTO c VALUES (1, 2, 'e'); INSERT INTO c VALUES (2, 1, 'f');")
+                  .ok());
+  LocalChangeIndex index;
+  absl::StatusOr<LocalChangeIndex::TableRows*> k = index.CatchUp(*db, "k");
+  absl::StatusOr<LocalChangeIndex::TableRows*> c = index.CatchUp(*db, "c");
+  ASSERT_TRUE(k.ok() && c.ok());
+  EXPECT_EQ((*k)->Newest(Key(5)), 1);
+  EXPECT_EQ((*k)->Newest({Value::Text("5")}), 4);
+  EXPECT_EQ((*k)->Newest({Value::Real(5.5)}), 3);
+  EXPECT_EQ((*c)->Newest({Value::Integer(1), Value::Integer(2)}), 1);
+  EXPECT_EQ((*c)->Newest({Value::Integer(2), Value::Integer(1)}), 2);
+  EXPECT_EQ((*c)->Newest(Key(1)), 0);
+  (*k)->Processed({Value::Text("5")}, 4);
+  EXPECT_EQ((*k)->Newest(Key(5)), 1) << "the integer key is another row";
+  EXPECT_EQ(index.rows(), 4u);
 }
 
 TEST(LocalChangeIndexTest, CatchUpKnownReadsOnlyTablesReadBefore) {
@@ -107,27 +148,26 @@ TEST(LocalChangeIndexTest, CatchUpKnownReadsOnlyTablesReadBefore) {
   ASSERT_TRUE(db.ok());
   ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
   LocalChangeIndex index;
-  ASSERT_TRUE(index.CatchUp(*db, "t").ok());
-  index.Rewritten(Row(1));
+  CaughtUp(index, *db).Rewritten(Key(1));
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');"
                                                   "INSERT INTO u VALUES (1, 'b');")
                   .ok());
 
   // Rows of a table read before count as written after the applier's writes, as with CatchUp.
   index.CatchUpKnown(*db);
-  EXPECT_TRUE(index.Holds(Row(1), 1));
+  EXPECT_TRUE(index.Find("t")->Holds(Key(1), 1));
   // A table never read stays for its first CatchUp, whose rows are unknown.
-  const std::string u1 = EncodeRowIdentity("u", {Value::Integer(1)});
-  EXPECT_EQ(index.Newest(u1), 0);
+  EXPECT_EQ(index.Find("u"), nullptr);
   EXPECT_EQ(index.rows(), 1u);
-  ASSERT_TRUE(index.CatchUp(*db, "u").ok());
-  EXPECT_FALSE(index.Holds(u1, 1));
+  absl::StatusOr<LocalChangeIndex::TableRows*> u = index.CatchUp(*db, "u");
+  ASSERT_TRUE(u.ok());
+  EXPECT_FALSE((*u)->Holds(Key(1), 1));
 
   // A known table whose log is gone clears the index, as a failed CatchUp does.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "DROP TABLE \"__marmot__u_change_log\"").ok());
   index.CatchUpKnown(*db);
   EXPECT_EQ(index.rows(), 0u);
-  EXPECT_EQ(index.Newest(Row(1)), 0);
+  EXPECT_EQ(Newest(index, 1), 0);
 }
 
 }  // namespace
