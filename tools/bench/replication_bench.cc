@@ -8,9 +8,11 @@
 //       on an otherwise idle cluster.
 //   (c) app overhead: the writer's insert rate on node 1 while marmot runs, against raw SQLite;
 //       once with every process sharing every CPU (all three nodes on the application's machine)
-//       and once with the writer alone on CPU 0 and the marmot processes on the other CPUs (the
-//       application's machine of a real deployment runs one marmot, which has cores the
-//       application's single writer does not use; nodes 2 and 3 are other machines).
+//       and once closer to a deployment, where the application's machine runs one marmot and
+//       nodes 2 and 3 are other machines: the writer alone on CPU 0, the marmot processes on the
+//       other CPUs, nodes 2 and 3 there with SCHED_IDLE (they run when node 1 leaves CPU time;
+//       --followers_idle=false shares it equally). That run also prints how fast marmot
+//       replicated meanwhile, so a marmot starved into doing nothing would show.
 //   (d) catch-up: a new node (-join, then AddNode over REST) receiving every row of the cluster.
 //
 //   bazel build -c opt //:marmot //tools/bench:replication_bench
@@ -58,6 +60,7 @@ DEFINE_int64(catchup_rows, 1000000, "rows the cluster holds when the new node jo
 DEFINE_int32(timeout_seconds, 300, "give up waiting for replication after this long");
 DEFINE_bool(spread, true, "also run (a) with a writer on every node");
 DEFINE_bool(own_core, true, "also run (c) with the writer alone on CPU 0 (needs 2 or more CPUs)");
+DEFINE_bool(followers_idle, true, "in that run, nodes 2 and 3 get only CPU time node 1 leaves (SCHED_IDLE)");
 
 namespace marmot::bench {
 namespace {
@@ -112,11 +115,17 @@ cpu_set_t CpuSet(bool cpu0, bool others) {
   return set;
 }
 
-void PinProcess(pid_t pid, const cpu_set_t& set) {
+// Sets the CPUs and the scheduling policy (SCHED_OTHER or SCHED_IDLE) of every thread of `pid`.
+void PlaceProcess(pid_t pid, const cpu_set_t& set, int policy) {
+  const sched_param param{.sched_priority = 0};
   for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
     const pid_t tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
+    // ESRCH: the thread ended meanwhile.
     if (sched_setaffinity(tid, sizeof set, &set) != 0 && errno != ESRCH) {
-      PLOG(WARNING) << "sched_setaffinity " << tid;  // ESRCH: the thread ended meanwhile
+      PLOG(WARNING) << "sched_setaffinity " << tid;
+    }
+    if (sched_setscheduler(tid, policy, &param) != 0 && errno != ESRCH) {
+      PLOG(WARNING) << "sched_setscheduler " << tid;
     }
   }
 }
@@ -440,16 +449,22 @@ int Run() {
     table.push_back({"(a) replicated rows/s, writers on all 3", Fmt("%.0f", rate), Fmt("%.0f raw", raw_rate),
                      Fmt("%.3fx", rate / raw_rate), ">= 100000"});
   }
-  // (c) on its own core: the writer on CPU 0, every marmot process on the other CPUs.
+  // (c) on its own core: the writer on CPU 0, every marmot process on the other CPUs, followers
+  // idle-scheduled there.
   if (own_core) {
     const int64_t first = next_id;
-    for (Node& n : cluster.nodes()) PinProcess(n.proc->pid(), CpuSet(false, true));
+    for (Node& n : cluster.nodes()) {
+      PlaceProcess(n.proc->pid(), CpuSet(false, true), n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
+    }
+    const auto start = Clock::now();
     const double rate = InsertRows(dbs[0], first, FLAGS_rows, true);
     next_id += FLAGS_rows;
-    CHECK(WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
-                       FLAGS_rows));
-    for (Node& n : cluster.nodes()) PinProcess(n.proc->pid(), CpuSet(true, true));
-    fprintf(stderr, "(c) writer alone on CPU 0: app %.0f rows/s\n", rate);
+    auto end = WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+                            FLAGS_rows);
+    CHECK(end);
+    for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
+    fprintf(stderr, "(c) writer alone on CPU 0: app %.0f rows/s, replicated %.0f rows/s\n", rate,
+            FLAGS_rows / Seconds(*end - start));
     table.push_back({"(c) app inserts/s, writer alone on CPU 0", Fmt("%.0f", rate), Fmt("%.0f raw", raw_rate),
                      Fmt("%.3fx", rate / raw_rate), ">= 0.45x"});
   }
