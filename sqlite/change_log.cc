@@ -7,17 +7,20 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace marmot::sqlite {
 namespace {
 
 constexpr char kId[] = "__marmot__id";
 constexpr char kOp[] = "__marmot__op";
-constexpr char kAt[] = "__marmot__at";
+// Logs made before the capture time was dropped from the triggers have this column; installing
+// drops it (see InstallTable).
+constexpr char kOldAt[] = "__marmot__at";
 constexpr char kState[] = "__marmot__state";
 constexpr char kRowid[] = "__marmot__rowid";
 constexpr char kOldRowid[] = "__marmot__old_rowid";
-constexpr char kNowMs[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 std::string Q(absl::string_view name) { return QuoteIdentifier(name); }
 std::string NewColumn(const std::string& column) { return "new." + column; }
@@ -67,9 +70,8 @@ CapturePlan PlanCapture(const TableSchema& t) {
   std::vector<std::string> column_defs;
   for (const std::string& c : plan.log_columns) column_defs.push_back(Q(c));
   plan.create_log = absl::StrCat("CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ",
-                                 Q(kOp), " TEXT NOT NULL, ", Q(kAt), " INTEGER NOT NULL, ", Q(kState),
-                                 " INTEGER NOT NULL DEFAULT 0, ", absl::StrJoin(column_defs, ", "),
-                                 ")");
+                                 Q(kOp), " TEXT NOT NULL, ", Q(kState), " INTEGER NOT NULL DEFAULT 0, ",
+                                 absl::StrJoin(column_defs, ", "), ")");
 
   auto trigger = [&](const std::string& suffix, const std::string& event, const std::string& when,
                      char op, const std::vector<std::string>& cols,
@@ -77,8 +79,8 @@ CapturePlan PlanCapture(const TableSchema& t) {
     std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
     std::string sql = absl::StrCat(
         "CREATE TRIGGER ", Q(name), " AFTER ", event, " ON ", table, when.empty() ? "" : " WHEN ",
-        when, " BEGIN INSERT INTO ", log, " (", Q(kOp), ", ", Q(kAt), ", ", absl::StrJoin(cols, ", "),
-        ") VALUES ('", std::string(1, op), "', ", kNowMs, ", ", absl::StrJoin(vals, ", "), "); END");
+        when, " BEGIN INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(cols, ", "),
+        ") VALUES ('", std::string(1, op), "', ", absl::StrJoin(vals, ", "), "); END");
     plan.triggers.emplace_back(std::move(name), std::move(sql));
   };
   std::vector<std::string> rekey_cols = new_cols, rekey_vals = new_vals;
@@ -94,9 +96,8 @@ CapturePlan PlanCapture(const TableSchema& t) {
   std::vector<std::string> select_vals;
   for (const ColumnInfo& c : t.columns) select_vals.push_back(Q(c.name));
   if (t.keyed_by_rowid()) select_vals.push_back("rowid");
-  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", Q(kAt), ", ",
-                               absl::StrJoin(new_cols, ", "), ") SELECT 'I', ", kNowMs, ", ",
-                               absl::StrJoin(select_vals, ", "), " FROM ", table);
+  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(new_cols, ", "),
+                               ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table);
   return plan;
 }
 
@@ -131,7 +132,24 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   CapturePlan plan = PlanCapture(t);
   absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
   if (!existing.ok()) return existing.status();
+  bool had_triggers = false;
+  for (const auto& [name, sql] : plan.triggers) {
+    absl::StatusOr<Value> stored = StoredTriggerSql(db, name);
+    if (!stored.ok()) return stored.status();
+    had_triggers = had_triggers || !stored->is_null();
+  }
   bool changed = false;
+  if (existing->count(kOldAt) > 0) {
+    // A log of an older marmot, whose triggers stamped every change with julianday('now'): a
+    // measurable share of every application insert, for a time nothing read. SQLite drops a
+    // column only when no trigger names it: the triggers go first and are made again below.
+    for (const auto& [name, sql] : plan.triggers) {
+      if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok()) return s;
+    }
+    absl::Status s = db.Exec(absl::StrCat("ALTER TABLE ", Q(plan.log_table), " DROP COLUMN ", Q(kOldAt)));
+    if (!s.ok()) return s;
+    changed = true;
+  }
   if (existing->empty()) {
     if (absl::Status s = db.Exec(plan.create_log); !s.ok()) return s;
     changed = true;
@@ -144,11 +162,9 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
       changed = true;
     }
   }
-  bool had_triggers = false;
   for (const auto& [name, sql] : plan.triggers) {
     absl::StatusOr<Value> stored = StoredTriggerSql(db, name);
     if (!stored.ok()) return stored.status();
-    if (!stored->is_null()) had_triggers = true;
     if (!stored->is_null() && stored->bytes() == sql) continue;
     if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok()) return s;
     if (absl::Status s = db.Exec(sql); !s.ok()) return s;
@@ -161,8 +177,6 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   if (!had_triggers) return Outcome::kInstalled;
   return changed ? Outcome::kUpdated : Outcome::kUnchanged;
 }
-
-int64_t ColumnInt(const Value& v) { return v.storage_class() == StorageClass::kInteger ? v.integer() : 0; }
 
 }  // namespace
 
@@ -234,7 +248,7 @@ absl::Status ReadIdAndOp(const Statement& stmt, const std::string& log_table, Ch
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& t,
                                                       int64_t after_id, int limit) {
   CapturePlan plan = PlanCapture(t);
-  std::vector<std::string> select = {Q(kId), Q(kOp), Q(kAt)};
+  std::vector<std::string> select = {Q(kId), Q(kOp)};
   for (const std::string& c : plan.log_columns) select.push_back(Q(c));
   absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
       "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(plan.log_table), " WHERE ", Q(kId),
@@ -250,6 +264,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       if (t.columns[i].name == k) key_index.push_back(static_cast<int>(i));
     }
   }
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   std::vector<ChangeRecord> out;
   while (true) {
     absl::StatusOr<bool> has_row = stmt->Step();
@@ -257,7 +272,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     if (!*has_row) return out;
     ChangeRecord r;
     if (absl::Status s = ReadIdAndOp(*stmt, plan.log_table, r); !s.ok()) return s;
-    r.at_ms = ColumnInt(stmt->Column(2));
+    r.at_ms = now_ms;
     const bool has_new = r.op != ChangeOp::kDelete;
     const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
     const size_t key_width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
@@ -266,7 +281,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       r.key.reserve(key_width);
     }
     if (has_old) r.old_key.reserve(key_width);
-    int col = 3;
+    int col = 2;
     for (size_t i = 0; i < ncols; ++i, ++col) {
       if (has_new) r.row.push_back(stmt->Column(col));
     }

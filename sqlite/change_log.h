@@ -6,7 +6,6 @@
 //   "__marmot__id"        INTEGER PRIMARY KEY   change id, increasing within the table's log
 //   "__marmot__op"        TEXT                  'I' insert, 'U' update that keeps the key,
 //                                               'K' update that changes the key, 'D' delete
-//   "__marmot__at"        INTEGER               wall-clock milliseconds since the Unix epoch
 //   "__marmot__state"     INTEGER               0 = pending; later states belong to the replicator
 //   "new.<column>"        one per column        the NEW row for I, U and K; NULL for D
 //   "old.<key column>"    one per key column    the OLD key for K and D; NULL for I and U
@@ -19,7 +18,8 @@
 // `sqlite_master` as it found it.)
 //
 // Installing is idempotent: a missing log or trigger is created, a trigger whose SQL no longer
-// matches the table (a column was added) is replaced, a log gains the columns it lacks. Triggers
+// matches the table (a column was added) is replaced, a log gains the columns it lacks (and loses
+// "__marmot__at", a capture time that logs of older versions had). Triggers
 // and log rows written by the installer are committed in one IMMEDIATE transaction, so no write
 // by another connection slips between "trigger exists" and "existing rows copied".
 #ifndef MARMOT_SQLITE_CHANGE_LOG_H_
@@ -70,7 +70,7 @@ absl::Status RemoveCapture(Database& db);
 struct ChangeRecord {
   int64_t id = 0;
   ChangeOp op = ChangeOp::kInsert;
-  int64_t at_ms = 0;
+  int64_t at_ms = 0;  // When it was read from the log (wall-clock ms since the Unix epoch).
   std::vector<Value> row;      // The NEW row, one value per captured column (I, U, K).
   std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K).
   std::vector<Value> old_key;  // The OLD key (K, D).

@@ -87,7 +87,7 @@ TEST_F(ChangeLogTest, RecordsInsertUpdateRekeyAndDeleteWithExactValues) {
   EXPECT_THAT(c[3].row, IsEmpty());
   EXPECT_THAT(c[3].old_key, ElementsAre(Value::Integer(7)));
 
-  // Ids increase and timestamps are plausible wall-clock milliseconds (after 2020).
+  // Ids increase; the read time is plausible wall-clock milliseconds (after 2020).
   for (size_t i = 1; i < c.size(); ++i) EXPECT_GT(c[i].id, c[i - 1].id);
   EXPECT_GT(c[0].at_ms, int64_t{1577836800000});
 }
@@ -155,6 +155,42 @@ TEST_F(ChangeLogTest, InstallIsIdempotentAndPicksUpNewTablesAndColumns) {
   EXPECT_THAT(later.updated, ElementsAre("a"));
   Exec("INSERT INTO a VALUES (1, 'v', 'e')");
   EXPECT_THAT(Changes("a")[0].row, ElementsAre(Value::Integer(1), Value::Text("v"), Value::Text("e")));
+}
+
+TEST_F(ChangeLogTest, ALogOfAnOlderVersionLosesItsCaptureTimeAndKeepsItsPendingRows) {
+  // The layout installed before the capture time left the triggers: a log with
+  // "__marmot__at" and triggers that fill it, with two changes pending.
+  Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  const std::string now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+  Exec("CREATE TABLE \"__marmot__t_change_log\" (\"__marmot__id\" INTEGER PRIMARY KEY, "
+       "\"__marmot__op\" TEXT NOT NULL, \"__marmot__at\" INTEGER NOT NULL, "
+       "\"__marmot__state\" INTEGER NOT NULL DEFAULT 0, \"new.id\", \"new.v\", \"old.id\")");
+  Exec("CREATE TRIGGER \"__marmot__t_insert\" AFTER INSERT ON \"t\" BEGIN INSERT INTO "
+       "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"new.id\", \"new.v\") "
+       "VALUES ('I', " + now + ", NEW.\"id\", NEW.\"v\"); END");
+  Exec("CREATE TRIGGER \"__marmot__t_delete\" AFTER DELETE ON \"t\" BEGIN INSERT INTO "
+       "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"old.id\") "
+       "VALUES ('D', " + now + ", OLD.\"id\"); END");
+  Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b'); DELETE FROM t WHERE id = 1");
+
+  CaptureReport report = Install({.backfill_new_tables = true});
+  EXPECT_THAT(report.updated, ElementsAre("t"));
+  EXPECT_EQ(report.backfilled_rows, 0) << "the table had capture: nothing to copy again";
+  std::vector<std::string> master = Master();
+  for (const std::string& sql : master) EXPECT_EQ(sql.find("__marmot__at"), std::string::npos) << sql;
+
+  // The pending changes are still there, and new ones follow them.
+  Exec("UPDATE t SET v = 'c' WHERE id = 2");
+  std::vector<ChangeRecord> c = Changes("t");
+  ASSERT_EQ(c.size(), 4u);
+  EXPECT_EQ(c[0].op, ChangeOp::kInsert);
+  EXPECT_THAT(c[1].row, ElementsAre(Value::Integer(2), Value::Text("b")));
+  EXPECT_EQ(c[2].op, ChangeOp::kDelete);
+  EXPECT_THAT(c[2].old_key, ElementsAre(Value::Integer(1)));
+  EXPECT_EQ(c[3].op, ChangeOp::kUpdate);
+  EXPECT_THAT(c[3].row, ElementsAre(Value::Integer(2), Value::Text("c")));
+  EXPECT_GT(c[3].id, c[2].id);
+  EXPECT_THAT(Install().unchanged, ElementsAre("t"));
 }
 
 TEST_F(ChangeLogTest, BackfillCopiesRowsWrittenBeforeCaptureExisted) {
