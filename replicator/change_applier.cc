@@ -437,7 +437,7 @@ absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
   if (!row.ok()) return row.status();
   const uint64_t applied = *row ? static_cast<uint64_t>((*stmt)->Column(0).integer()) : 0;
   (*stmt)->Reset();
-  return applied;
+  return deferred_.AppliedIndex(shard, applied);
 }
 
 absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
@@ -454,6 +454,99 @@ absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
   if (index <= *applied) return absl::OkStatus();
   if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
   return txn->Commit();
+}
+
+absl::StatusOr<int64_t> ChangeApplier::LastAppliedChange(int shard, uint64_t origin, const std::string& table) {
+  absl::StatusOr<Statement*> stmt = db_.Kept(
+      "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll({Value::Integer(shard), Value::Integer(static_cast<int64_t>(origin)),
+                                         Value::Text(table)});
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<bool> row = (*stmt)->Step();
+  if (!row.ok()) {
+    (*stmt)->Reset();
+    return row.status();
+  }
+  const int64_t stored = *row ? (*stmt)->Column(0).integer() : 0;
+  (*stmt)->Reset();
+  return deferred_.LastChange(shard, origin, table, stored);
+}
+
+absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(int shard, uint64_t index,
+                                                                              const ChangeBatch& batch) {
+  if (local_node_ == 0 || batch.origin_node() != local_node_) return std::nullopt;
+  // Inside a transaction the entry is written like any other (the transaction is there anyway);
+  // deferring there would also add state after the transaction wrote what it had.
+  if (sqlite3_get_autocommit(db_.raw()) == 0) return std::nullopt;
+  if (absl::Status s = CheckSchema(); !s.ok()) return s;
+  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  // Dead letters may hold rows back (QueuedBehind): Apply decides that.
+  if (!dead_letters_.empty()) return std::nullopt;
+  ApplyResult result;
+  absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
+  if (!applied.ok()) return applied.status();
+  if (index <= *applied) {
+    result.stale_entry = true;
+    return result;
+  }
+  // First decide, changing nothing; then record. The decisions are Apply's for an own change.
+  struct Table {
+    LocalChangeIndex::TableRows* rows;
+    int64_t last_id;
+    int64_t newest;
+    std::vector<int> key_positions;
+  };
+  std::vector<Table> tables;
+  for (const TableChanges& t : batch.tables()) {
+    absl::StatusOr<const TablePlan*> plan =
+        Plan(t.table(), {t.columns().begin(), t.columns().end()},
+             {t.key_columns().begin(), t.key_columns().end()});
+    if (!plan.ok()) return plan.status();
+    // A table that differs (dead letters) or whose upserts may delete rows of other keys.
+    if (!(*plan)->status.ok() || (*plan)->writer.other_unique_constraints) return std::nullopt;
+    // Outside a transaction: rows read now were committed after every write of this applier,
+    // as LocalChangeIndex requires of a CatchUp.
+    absl::StatusOr<LocalChangeIndex::TableRows*> rows = local_changes_.CatchUp(db_, t.table());
+    if (!rows.ok()) return std::nullopt;
+    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    if (!last.ok()) return last.status();
+    Table table{*rows, *last, *last, KeyPositions(t)};
+    for (const Change& c : t.changes()) {
+      if (c.change_id() <= table.last_id) continue;  // A duplicate.
+      table.newest = std::max(table.newest, c.change_id());
+      const std::vector<std::vector<Value>> keys = KeysOf(t, table.key_positions, c);
+      if (table.rows->Newest(keys.front()) > c.change_id()) continue;  // Superseded.
+      for (const std::vector<Value>& key : keys) {
+        if (!table.rows->Holds(key, c.change_id())) return std::nullopt;
+      }
+    }
+    tables.push_back(std::move(table));
+  }
+  for (int i = 0; i < batch.tables_size(); ++i) {
+    const TableChanges& t = batch.tables(i);
+    Table& table = tables[i];
+    for (const Change& c : t.changes()) {
+      const std::vector<std::vector<Value>> keys = KeysOf(t, table.key_positions, c);
+      const bool superseded = table.rows->Newest(keys.front()) > c.change_id();
+      for (const std::vector<Value>& key : keys) table.rows->Processed(key, c.change_id());
+      if (c.change_id() <= table.last_id) {
+        ++result.duplicates;
+      } else if (superseded) {
+        ++result.superseded;
+      } else {
+        ++result.applied;
+        ++result.unchanged;
+      }
+    }
+    if (table.newest > table.last_id) {
+      deferred_.SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
+    }
+  }
+  deferred_.SetAppliedIndex(shard, index);
+  return result;
 }
 
 absl::StatusOr<ApplyResult> ChangeApplier::Apply(int shard, uint64_t index, const ChangeBatch& batch) {
@@ -485,14 +578,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     const std::vector<Value> applied_key = {Value::Integer(shard),
                                             Value::Integer(static_cast<int64_t>(batch.origin_node())),
                                             Value::Text(t.table())};
-    absl::StatusOr<Statement*> last_stmt = db_.Kept(
-        "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
-    if (!last_stmt.ok()) return last_stmt.status();
-    if (absl::Status s = (*last_stmt)->BindAll(applied_key); !s.ok()) return s;
-    absl::StatusOr<bool> has_last = (*last_stmt)->Step();
-    if (!has_last.ok()) return has_last.status();
-    int64_t last_id = *has_last ? (*last_stmt)->Column(0).integer() : 0;
-    (*last_stmt)->Reset();
+    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    if (!last.ok()) return last.status();
+    const int64_t last_id = *last;
     int64_t newest = last_id;
 
     absl::StatusOr<const TablePlan*> plan =
@@ -944,6 +1032,8 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
   if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
+  // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
+  deferred_.Forget(shard);
   // Remove the shard's current rows from every local table.
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();

@@ -105,6 +105,7 @@
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/dead_letter_index.h"
+#include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
 #include "sqlite/database.h"
@@ -162,10 +163,25 @@ class ChangeApplier {
   // (SharedApplier's apply rounds); every call here then runs as a savepoint of it.
   sqlite::Database& database() { return db_; }
 
+  // Applies the entry at Raft `index` of `shard` without a write transaction when it needs no
+  // write: an entry of this node's own changes, each a duplicate, superseded by a newer local
+  // change, or already held by its row (LocalChangeIndex), in a table without other UNIQUE
+  // constraints, while no dead letter exists. Its applied index and dedupe state are deferred
+  // (DeferredApplyState; written by the next WriteDeferred). Nothing, and nothing changed, when
+  // the entry needs a write or a transaction is open on the connection (the caller then uses
+  // Apply). Errors only when the database itself fails.
+  absl::StatusOr<std::optional<ApplyResult>> ApplyWithoutWriting(int shard, uint64_t index,
+                                                                 const change::v1::ChangeBatch& batch);
+  // Writes the deferred state inside the caller's transaction on database(); DeferredCommitted()
+  // after that transaction committed.
+  absl::Status WriteDeferred() { return deferred_.Write(db_); }
+  void DeferredCommitted() { deferred_.Committed(); }
+  bool has_deferred() const { return !deferred_.empty(); }
+
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
 
-  // The shard's applied Raft index (0 when nothing was applied).
+  // The shard's applied Raft index (0 when nothing was applied), deferred entries included.
   absl::StatusOr<uint64_t> AppliedIndex(int shard);
 
   // The shard's rows of every table, its applied index, dedupe state and dead letters, read in
@@ -204,6 +220,9 @@ class ChangeApplier {
 
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
   absl::Status SetAppliedIndex(int shard, uint64_t index);
+  // The newest change id of `origin` to `table` applied in `shard` (dedupe state), deferred
+  // entries included; 0 if none.
+  absl::StatusOr<int64_t> LastAppliedChange(int shard, uint64_t origin, const std::string& table);
   absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
                                                  const change::v1::ChangeBatch& batch);
   // Whether the insert or update `c` would leave its row exactly as it is (same storage classes
@@ -263,6 +282,7 @@ class ChangeApplier {
   ShardRouter router_;
   DeadLetterIndex dead_letters_;
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
+  DeferredApplyState deferred_;
   bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;

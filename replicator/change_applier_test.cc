@@ -290,6 +290,151 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
             Value::Text("1"));
 }
 
+// The batch with only change `id` of table pair.
+change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, int64_t id) {
+  change::v1::ChangeBatch one = batch;
+  for (int i = one.tables_size() - 1; i >= 0; --i) {
+    if (one.tables(i).table() != "pair") one.mutable_tables()->DeleteSubrange(i, 1);
+  }
+  CHECK_EQ(one.tables_size(), 1);
+  auto* changes = one.mutable_tables(0)->mutable_changes();
+  for (int i = changes->size() - 1; i >= 0; --i) {
+    if (changes->Get(i).change_id() != id) changes->DeleteSubrange(i, 1);
+  }
+  CHECK_EQ(changes->size(), 1);
+  return one;
+}
+
+int64_t StoredAppliedIndex(Node& n) {
+  auto v = n.db->QueryValue("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = 0");
+  CHECK(v.ok()) << v.status();
+  return v->is_null() ? 0 : v->integer();
+}
+
+// Makes node a read its pair log once, through a change of node 3 to another row: rows
+// of a log's first read count as rewritten (LocalChangeIndex), later ones do not.
+void FirstReadOfPair(Node& a, uint64_t index) {
+  Node other("first-read-other");
+  other.Exec("INSERT INTO pair VALUES ('other', 0, 'theirs')");
+  ASSERT_TRUE(a.applier->Apply(0, index, other.CapturedBatch(3)).ok());
+}
+
+TEST(ChangeApplierTest, AnOwnEntryThatNeedsNoWriteIsAppliedWithoutATransaction) {
+  Node a("unwritten");
+  a.applier->set_local_node(1);
+  FirstReadOfPair(a, 1);
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
+  change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  const int64_t version = a.db->QueryValue("PRAGMA data_version")->integer();
+
+  auto r = a.applier->ApplyWithoutWriting(0, 2, mine);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->applied, 1);
+  EXPECT_EQ((*r)->unchanged, 1);
+  // Nothing was written (another connection would see data_version move), yet the applier
+  // counts the entry: a stale or re-proposed copy is recognised.
+  EXPECT_EQ(a.db->QueryValue("PRAGMA data_version")->integer(), version);
+  EXPECT_EQ(StoredAppliedIndex(a), 1);
+  EXPECT_EQ(*a.applier->AppliedIndex(0), 2u);
+  EXPECT_TRUE(a.applier->has_deferred());
+  auto stale = a.applier->ApplyWithoutWriting(0, 2, mine);
+  ASSERT_TRUE(stale.ok() && stale->has_value());
+  EXPECT_TRUE((*stale)->stale_entry);
+  auto again = a.applier->ApplyWithoutWriting(0, 3, mine);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->duplicates, 1);
+
+  // The next transaction writes it.
+  ASSERT_TRUE(a.applier->database().Exec("BEGIN IMMEDIATE").ok());
+  ASSERT_TRUE(a.applier->WriteDeferred().ok());
+  ASSERT_TRUE(a.applier->database().Exec("COMMIT").ok());
+  a.applier->DeferredCommitted();
+  EXPECT_FALSE(a.applier->has_deferred());
+  EXPECT_EQ(StoredAppliedIndex(a), 3);
+  EXPECT_EQ(*a.db->QueryValue("SELECT change_id FROM \"__marmot__applied\" WHERE origin = 1 AND tbl = 'pair'"),
+            Value::Integer(1));
+  EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("mine"));
+}
+
+TEST(ChangeApplierTest, EntriesThatNeedAWriteAreLeftToApply) {
+  Node a("unwritten-no"), b("unwritten-no-b");
+  a.applier->set_local_node(1);
+  FirstReadOfPair(a, 1);
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
+  change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  // Another node's change to the same row, ordered before: the row no longer holds 'mine'.
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
+  change::v1::ChangeBatch theirs = b.CapturedBatch(2);
+  auto remote = a.applier->ApplyWithoutWriting(0, 2, theirs);
+  ASSERT_TRUE(remote.ok());
+  EXPECT_FALSE(remote->has_value()) << "another node's changes always write";
+  ASSERT_TRUE(a.applier->Apply(0, 2, theirs).ok());
+  auto r = a.applier->ApplyWithoutWriting(0, 3, mine);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_FALSE(a.applier->has_deferred());
+  EXPECT_EQ(*a.applier->AppliedIndex(0), 2u);
+  // Apply writes it, with what ApplyWithoutWriting left of the index.
+  auto applied = a.applier->Apply(0, 3, mine);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->unchanged, 0);
+  EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("mine"));
+
+  // A table with another UNIQUE constraint, and an open transaction, always write too.
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (5, 'n')");
+  change::v1::ChangeBatch order = a.CapturedBatch(1);
+  for (int i = order.tables_size() - 1; i >= 0; --i) {
+    if (order.tables(i).table() != "order") order.mutable_tables()->DeleteSubrange(i, 1);
+  }
+  auto unique = a.applier->ApplyWithoutWriting(0, 4, order);
+  ASSERT_TRUE(unique.ok());
+  EXPECT_FALSE(unique->has_value());
+  a.Exec("INSERT INTO pair VALUES ('j', 1, 'mine')");
+  change::v1::ChangeBatch j = OnlyChange(a.CapturedBatch(1), 2);
+  ASSERT_TRUE(a.applier->database().Exec("BEGIN").ok());
+  auto in_txn = a.applier->ApplyWithoutWriting(0, 4, j);
+  ASSERT_TRUE(a.applier->database().Exec("ROLLBACK").ok());
+  ASSERT_TRUE(in_txn.ok());
+  EXPECT_FALSE(in_txn->has_value());
+  auto outside = a.applier->ApplyWithoutWriting(0, 4, j);
+  ASSERT_TRUE(outside.ok());
+  EXPECT_TRUE(outside->has_value());
+}
+
+TEST(ChangeApplierTest, EntriesAppliedWithoutWritingApplyAgainAfterACrashWithoutAnOlderRowShowing) {
+  // Two own changes of a row, both applied without writing; the applier then dies before any
+  // transaction wrote that. Its log rows are still there (marking writes the deferred state
+  // first): applied again from the Raft log, the older change is superseded, the row never
+  // shows 'v1' again.
+  Node a("unwritten-crash");
+  a.applier->set_local_node(1);
+  FirstReadOfPair(a, 1);
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1')");
+  change::v1::ChangeBatch first = OnlyChange(a.CapturedBatch(1), 1);
+  auto r1 = a.applier->ApplyWithoutWriting(0, 2, first);
+  ASSERT_TRUE(r1.ok() && r1->has_value());
+  a.Exec("UPDATE pair SET v = 'v2' WHERE a = 'k'");
+  change::v1::ChangeBatch second = OnlyChange(a.CapturedBatch(1), 2);
+  auto r2 = a.applier->ApplyWithoutWriting(0, 3, second);
+  ASSERT_TRUE(r2.ok() && r2->has_value());
+  EXPECT_EQ((*r2)->unchanged, 1);
+
+  auto reopened = ChangeApplier::Open(a.path, a.router);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  a.applier = *std::move(reopened);
+  a.applier->set_local_node(1);
+  EXPECT_EQ(*a.applier->AppliedIndex(0), 1u);
+  for (const auto& [index, batch] : {std::make_pair(2, first), std::make_pair(3, second)}) {
+    // As the state machine does: without writing when it can, else Apply.
+    auto unwritten = a.applier->ApplyWithoutWriting(0, index, batch);
+    ASSERT_TRUE(unwritten.ok()) << unwritten.status();
+    if (!unwritten->has_value()) ASSERT_TRUE(a.applier->Apply(0, index, batch).ok());
+    EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("v2")) << index;
+  }
+  EXPECT_EQ(*a.applier->AppliedIndex(0), 3u);
+}
+
 TEST(ChangeApplierTest, UniqueConflictResolvesToTheAppliedRow) {
   Node a("unique-a"), b("unique-b");
   // B already has name 'same' under another key; A inserts 'same' under key 1.

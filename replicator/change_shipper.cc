@@ -230,15 +230,34 @@ absl::Status ChangeShipper::MarkDone() {
     if (n > 0) prefix[table] = {n, unmarked.ids[n - 1].first};
   }
   if (prefix.empty()) return absl::OkStatus();
-  absl::StatusOr<sqlite::Transaction> txn =
-      sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
-  if (!txn.ok()) return txn.status();
+  auto write = [&prefix](sqlite::Database& db) { return DeleteMarked(db, prefix); };
+  if (mark_transaction_) {
+    if (absl::Status s = mark_transaction_(write); !s.ok()) return s;
+  } else {
+    absl::StatusOr<sqlite::Transaction> txn =
+        sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
+    if (!txn.ok()) return txn.status();
+    if (absl::Status s = write(db_); !s.ok()) return s;
+    if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  }
+  for (const auto& [table, count_and_last] : prefix) {
+    std::deque<std::pair<int64_t, bool>>& ids = unmarked_[table].ids;
+    ids.erase(ids.begin(), ids.begin() + static_cast<long>(count_and_last.first));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChangeShipper::DeleteMarked(sqlite::Database& db,
+                                         const std::map<std::string, std::pair<size_t, int64_t>>& prefix) {
   for (const auto& [table, count_and_last] : prefix) {
     const int64_t up_to = count_and_last.second;
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::StatusOr<int64_t> newest = QueryInt(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
-    if (!newest.ok()) return newest.status();
-    if (*newest < up_to) {
+    absl::StatusOr<sqlite::Value> newest_value =
+        db.QueryKeptValue(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    if (!newest_value.ok()) return newest_value.status();
+    const int64_t newest =
+        newest_value->storage_class() == sqlite::StorageClass::kInteger ? newest_value->integer() : 0;
+    if (newest < up_to) {
       // Ids went back: the log was dropped and made again under this shipper. Its rows are not
       // the ones that committed.
       LOG(WARNING) << "change log of " << table << " restarted below id " << up_to
@@ -248,20 +267,15 @@ absl::Status ChangeShipper::MarkDone() {
     // One range: every row up to `up_to` was read by this run and committed, or is a row kept
     // by an earlier marking. The log's newest row stays (marked done) so that SQLite never hands
     // its id out again; it goes once a newer row exists.
-    absl::Status s = db_.RunKept(
+    absl::Status s = db.RunKept(
         absl::StrCat("DELETE FROM ", log, " WHERE \"__marmot__id\" <= ? AND \"__marmot__id\" < ?"),
-        {sqlite::Value::Integer(up_to), sqlite::Value::Integer(*newest)});
+        {sqlite::Value::Integer(up_to), sqlite::Value::Integer(newest)});
     if (!s.ok()) return s;
-    if (*newest <= up_to) {
-      s = db_.RunKept(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ?"),
-                      {sqlite::Value::Integer(*newest)});
+    if (newest <= up_to) {
+      s = db.RunKept(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ?"),
+                     {sqlite::Value::Integer(newest)});
       if (!s.ok()) return s;
     }
-  }
-  if (absl::Status s = txn->Commit(); !s.ok()) return s;
-  for (const auto& [table, count_and_last] : prefix) {
-    std::deque<std::pair<int64_t, bool>>& ids = unmarked_[table].ids;
-    ids.erase(ids.begin(), ids.begin() + static_cast<long>(count_and_last.first));
   }
   return absl::OkStatus();
 }

@@ -73,6 +73,13 @@ struct PumpStats {
   int64_t failed = 0;     // Changes whose proposal failed and will be retried.
 };
 
+// Runs `write` in a write transaction on a connection to the database and commits it when
+// `write` succeeds. The replicator's runs it on the applier's connection, in the transaction
+// that also writes the applier's deferred state (SharedApplier::WriteWithDeferred): log rows
+// must not go before the applied state of their entries is durable (DeferredApplyState).
+using WriteTransaction =
+    std::function<absl::Status(const std::function<absl::Status(sqlite::Database&)>& write)>;
+
 class ChangeShipper {
  public:
   static absl::StatusOr<std::unique_ptr<ChangeShipper>> Open(const std::string& db_path,
@@ -84,6 +91,9 @@ class ChangeShipper {
 
   // One round: processes finished proposals, reads new changes, proposes what can be proposed.
   absl::StatusOr<PumpStats> Pump();
+
+  // Where marking runs (see WriteTransaction); by default on the shipper's own connection.
+  void set_mark_transaction(WriteTransaction t) { mark_transaction_ = std::move(t); }
 
   // Changes read from the logs and not yet committed.
   int64_t buffered() const { return buffered_; }
@@ -106,12 +116,17 @@ class ChangeShipper {
   void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
   absl::Status MarkDone();
+  // Deletes the committed prefix `prefix` (table -> (count, last id)) from the logs through `db`,
+  // inside the caller's transaction.
+  static absl::Status DeleteMarked(sqlite::Database& db,
+                                   const std::map<std::string, std::pair<size_t, int64_t>>& prefix);
 
   sqlite::Database db_;
   const uint64_t node_id_;
   const ShardRouter router_;
   Proposer* const proposer_;
   const ShipperOptions options_;
+  WriteTransaction mark_transaction_;  // Null: a transaction on db_.
 
   int64_t schema_version_ = -1;
   struct CaptureLog {

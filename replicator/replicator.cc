@@ -107,6 +107,12 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get());
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
+  // Marking deletes log rows: in the transaction that makes the deferred state of their entries
+  // durable (DeferredApplyState).
+  r->shipper_->set_mark_transaction(
+      [shared](const std::function<absl::Status(sqlite::Database&)>& write) {
+        return shared->WriteWithDeferred(write);
+      });
 
   r->pump_ = std::thread([raw = r.get()] { raw->PumpLoop(); });
   LOG(INFO) << "node " << config.node_id << " replicating " << config.db_path << " over "
@@ -180,6 +186,11 @@ void Replicator::Stop() {
   if (pump_.joinable()) pump_.join();
   applier_->stopping.store(true);
   host_->Stop();
+  // Not needed for safety (entries applied without writing are applied again after a restart),
+  // but it spares the next start that work.
+  if (absl::Status s = applier_->WriteWithDeferred(nullptr); !s.ok()) {
+    LOG(WARNING) << "node " << config_.node_id << ": writing the applied state at stop failed: " << s;
+  }
   LOG(INFO) << "node " << config_.node_id << " stopped";
 }
 

@@ -42,18 +42,57 @@ std::unique_lock<std::mutex> SharedApplier::Lock() {
 void SharedApplier::BeginRound() {
   mu.lock();
   round_owner_.store(std::this_thread::get_id());
+  round_open_ = false;
   if (!stopping.load()) applier->CatchUpLocalChanges();
+}
+
+void SharedApplier::PrepareWrite() {
+  if (InRound()) EnsureTransaction();
+}
+
+bool SharedApplier::EnsureTransaction() {
+  if (round_open_) return true;
   // When stopping, the round's applies run as transactions of their own. The applier's busy
   // handler already waits up to 5 s for the application's writer at each attempt.
-  round_open_ =
-      !stopping.load() &&
-      RetryWithBackoff(
-          stopping, [] { return std::string("beginning an apply transaction"); },
-          [this] { return applier->database().Exec("BEGIN IMMEDIATE"); });
+  if (stopping.load()) return false;
+  round_open_ = RetryWithBackoff(
+      stopping, [] { return std::string("beginning an apply transaction"); },
+      [this] {
+        absl::Status s = applier->database().Exec("BEGIN IMMEDIATE");
+        if (!s.ok()) return s;
+        s = applier->WriteDeferred();
+        if (!s.ok()) (void)applier->database().Exec("ROLLBACK");
+        return s;
+      });
   if (round_open_) {
     std::lock_guard<std::mutex> l(writing_mu_);
     writing_ = true;
   }
+  return round_open_;
+}
+
+absl::Status SharedApplier::WriteWithDeferred(const std::function<absl::Status(sqlite::Database&)>& write) {
+  std::lock_guard<std::mutex> lock(mu);
+  return WriteDeferredLocked(write);
+}
+
+absl::Status SharedApplier::WriteDeferredNow() {
+  if (InRound() && EnsureTransaction()) return absl::OkStatus();
+  if (!applier->has_deferred()) return absl::OkStatus();
+  return WriteDeferredLocked(nullptr);
+}
+
+absl::Status SharedApplier::WriteDeferredLocked(const std::function<absl::Status(sqlite::Database&)>& write) {
+  sqlite::Database& db = applier->database();
+  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  if (absl::Status s = applier->WriteDeferred(); !s.ok()) return s;
+  if (write) {
+    if (absl::Status s = write(db); !s.ok()) return s;
+  }
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  applier->DeferredCommitted();
+  return absl::OkStatus();
 }
 
 bool SharedApplier::AwaitEnd(std::chrono::microseconds timeout) {
@@ -76,8 +115,9 @@ void SharedApplier::EndRound() {
           << "); exiting so that a restart applies those entries again from the Raft log";
       return s;
     };
-    if (!RetryWithBackoff(
-            stopping, [] { return std::string("committing an apply transaction"); }, commit)) {
+    if (RetryWithBackoff(stopping, [] { return std::string("committing an apply transaction"); }, commit)) {
+      applier->DeferredCommitted();
+    } else {
       (void)applier->database().Exec("ROLLBACK");
     }
   }
@@ -118,16 +158,21 @@ void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entri
     const auto start = std::chrono::steady_clock::now();
     bool done;
     if (e.data.empty()) {
+      shared_->PrepareWrite();
       done = RetryUntilDone("advancing", e.index,
                             [&] { return shared_->applier->AdvanceAppliedIndex(shard_, e.index); });
     } else {
       change::v1::ChangeBatch batch;
       if (!batch.ParseFromString(e.data)) {
+        shared_->PrepareWrite();
         done = RetryUntilDone("recording an undecodable entry", e.index, [&] {
           return shared_->applier->RecordUndecodable(shard_, e.index, e.data,
                                                      "not a ChangeBatch");
         });
+      } else if (shared_->InRound() && !shared_->TransactionOpen() && ApplyWithoutWriting(e.index, batch)) {
+        done = true;
       } else {
+        shared_->PrepareWrite();
         done = RetryUntilDone("applying", e.index, [&] {
           absl::StatusOr<ApplyResult> r = shared_->applier->Apply(shard_, e.index, batch);
           if (r.ok() && r->dead_lettered > 0) {
@@ -148,8 +193,20 @@ void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entri
   }
 }
 
+bool ShardStateMachine::ApplyWithoutWriting(uint64_t index, const change::v1::ChangeBatch& batch) {
+  absl::StatusOr<std::optional<ApplyResult>> r = shared_->applier->ApplyWithoutWriting(shard_, index, batch);
+  if (!r.ok()) {
+    // Apply retries it, in a transaction.
+    VLOG(1) << "shard " << shard_ << " index " << index << ": applying without a write failed: " << r.status();
+    return false;
+  }
+  return r->has_value();
+}
+
 absl::StatusOr<std::string> ShardStateMachine::SaveSnapshot() {
   std::unique_lock<std::mutex> lock = shared_->Lock();
+  // The snapshot holds the shard's applied state as the database has it: deferred state first.
+  if (absl::Status s = shared_->WriteDeferredNow(); !s.ok()) return s;
   absl::StatusOr<change::v1::ShardSnapshot> snap = shared_->applier->CreateSnapshot(shard_);
   if (!snap.ok()) return snap.status();
   if (shared_->metrics != nullptr) shared_->metrics->snapshots_created.Increment();
@@ -160,6 +217,7 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::s
   if (data.empty()) {
     // The bootstrap snapshot every founding member starts from: the group's history begins
     // here, the node keeps the rows it has.
+    shared_->PrepareWrite();
     bool done = RetryUntilDone("starting the shard", index,
                                [&] { return shared_->applier->AdvanceAppliedIndex(shard_, index); });
     return done ? absl::OkStatus() : absl::CancelledError("stopping");
@@ -168,6 +226,7 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::s
   if (!snap.ParseFromString(data) || static_cast<int>(snap.shard()) != shard_) {
     return absl::DataLossError("snapshot payload is not a snapshot of this shard");
   }
+  shared_->PrepareWrite();
   bool done = RetryUntilDone("installing a snapshot", index, [&] {
     absl::StatusOr<InstallResult> r = shared_->applier->InstallSnapshot(snap, index);
     // The snapshot's dead letters that could not apply here either are dead letters of this node.
