@@ -429,7 +429,9 @@ TEST(ChangeApplierTest, EntriesAppliedWithoutWritingApplyAgainAfterACrashWithout
     // As the state machine does: without writing when it can, else Apply.
     auto unwritten = a.applier->ApplyWithoutWriting(0, index, batch);
     ASSERT_TRUE(unwritten.ok()) << unwritten.status();
-    if (!unwritten->has_value()) ASSERT_TRUE(a.applier->Apply(0, index, batch).ok());
+    if (!unwritten->has_value()) {
+      ASSERT_TRUE(a.applier->Apply(0, index, batch).ok());
+    }
     EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("v2")) << index;
   }
   EXPECT_EQ(*a.applier->AppliedIndex(0), 3u);
