@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "sqlite/schema.h"
 
 namespace marmot::replicator {
@@ -28,8 +30,13 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
 }
 
 absl::Status CaptureKeeper::Install(bool backfill) {
-  absl::StatusOr<sqlite::CaptureReport> report =
-      sqlite::InstallCapture(db_, {.backfill_new_tables = backfill});
+  // New logs start their ids at 16 x the microseconds since the Unix epoch: above every id of a
+  // log this node made before for the same table (a log would have to hand out more than 16 ids
+  // per microsecond over its whole life to catch up with the clock), and far below SQLite's
+  // largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a clock set
+  // back by more than that margin could hand out an old id again.
+  absl::StatusOr<sqlite::CaptureReport> report = sqlite::InstallCapture(
+      db_, {.backfill_new_tables = backfill, .new_log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
   if (!report.ok()) return report.status();
   absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
   if (!version.ok()) return version.status();
@@ -62,16 +69,19 @@ absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
   int64_t total = 0;
   for (auto& [table, last_id] : last_ids_) {
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
+    // Changes are the pending rows; a log's first row (done, see new_log_ids_above) only moves
+    // the newest id.
     absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db_.QueryRows(absl::StrCat(
-        "SELECT count(*), max(\"__marmot__id\") FROM ", log, " WHERE \"__marmot__id\" > ", last_id));
+        "SELECT count(*) FILTER (WHERE \"__marmot__state\" = 0), max(\"__marmot__id\") FROM ", log,
+        " WHERE \"__marmot__id\" > ", last_id));
     if (!rows.ok()) {
       // The user dropped the table (and the log with it is gone or stale): forget it.
       LOG(WARNING) << "cannot read the change log of " << table << ": " << rows.status();
       continue;
     }
     int64_t count = (*rows)[0][0].integer();
+    if (!(*rows)[0][1].is_null()) last_id = (*rows)[0][1].integer();
     if (count == 0) continue;
-    last_id = (*rows)[0][1].integer();
     total += count;
     VLOG(1) << "captured " << count << " change(s) of " << table << " (newest id " << last_id
               << ")";

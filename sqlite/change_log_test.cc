@@ -193,6 +193,27 @@ TEST_F(ChangeLogTest, ALogOfAnOlderVersionLosesItsCaptureTimeAndKeepsItsPendingR
   EXPECT_THAT(Install().unchanged, ElementsAre("t"));
 }
 
+TEST_F(ChangeLogTest, ANewLogHandsOutIdsAboveTheFloorItWasMadeWith) {
+  Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  Exec("INSERT INTO t VALUES (1, 'old')");
+  Install({.backfill_new_tables = true, .new_log_ids_above = 5000});
+  Exec("INSERT INTO t VALUES (2, 'new')");
+  std::vector<ChangeRecord> c = Changes("t");
+  ASSERT_EQ(c.size(), 2u) << "the first row is not a change";
+  EXPECT_EQ(c[0].id, 5001);  // The backfilled row.
+  EXPECT_EQ(c[1].id, 5002);
+  // An existing log keeps its ids: installing again adds nothing.
+  Install({.new_log_ids_above = 90000});
+  Exec("INSERT INTO t VALUES (3, 'newer')");
+  EXPECT_EQ(Changes("t").back().id, 5003);
+  // Made again (after a cleanup), with a higher floor, it starts above it.
+  ASSERT_TRUE(RemoveCapture(*db_).ok());
+  Install({.new_log_ids_above = 90000});
+  Exec("INSERT INTO t VALUES (4, 'after cleanup')");
+  ASSERT_EQ(Changes("t").size(), 1u);
+  EXPECT_EQ(Changes("t")[0].id, 90001);
+}
+
 TEST_F(ChangeLogTest, BackfillCopiesRowsWrittenBeforeCaptureExisted) {
   Exec("CREATE TABLE early (id INTEGER PRIMARY KEY, v)");
   Exec("INSERT INTO early VALUES (1, 'one'), (2, 'two')");

@@ -259,6 +259,29 @@ TEST(ReplicationTest, ANodeThatWasDownWhileTenThousandChangesHappenedCatchesUp) 
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*), sum(n) FROM t;"), "2000|2000\n");
 }
 
+TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) {
+  // `marmot -cleanup` drops node 1's change logs; started again, node 1 makes new ones. Their
+  // change ids must not start over below the ids the other nodes have already applied from node
+  // 1, or the other nodes take every new change for a duplicate and skip it.
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(1, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300) "
+                 "INSERT INTO t SELECT i, 'before' FROM s;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
+  ASSERT_EQ(cluster.Sql(3, "SELECT count(*) FROM t;"), "300\n");
+  ASSERT_EQ(cluster.StopNode(1), 0);
+  testing::RunResult cleanup =
+      testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + cluster.db_path(1)}, 30s);
+  ASSERT_EQ(cleanup.exit_code, 0) << cleanup.err;
+  cluster.StartNode(1);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
+  cluster.Sql(1, "INSERT INTO t VALUES (1001, 'after'); UPDATE t SET v = 'after' WHERE id <= 5;");
+  EXPECT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 60s))
+      << "node 2: " << cluster.Sql(2, "SELECT count(*), sum(v = 'after') FROM t;")
+      << "node 1 log:\n" << cluster.log(1);
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*), sum(v = 'after') FROM t;"), "301|6\n");
+}
+
 TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
   // The README's two commands: each node's -bootstrap names only the other node.
   std::string dir = testing::NewTestDir("readme-two");
