@@ -30,13 +30,14 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
 }
 
 absl::Status CaptureKeeper::Install(bool backfill) {
-  // New logs start their ids at 16 x the microseconds since the Unix epoch: above every id of a
-  // log this node made before for the same table (a log would have to hand out more than 16 ids
-  // per microsecond over its whole life to catch up with the clock), and far below SQLite's
-  // largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a clock set
-  // back by more than that margin could hand out an old id again.
+  // At every start (and schema change) the logs' ids move up to 16 x the microseconds since the
+  // Unix epoch: above every id this node handed out before for the same table, even from a log
+  // that was dropped since or a database file restored from a backup (a log would have to hand
+  // out more than 16 ids per microsecond over its whole life to get ahead of the clock), and far
+  // below SQLite's largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a
+  // clock set back by more than that margin could hand out an old id again.
   absl::StatusOr<sqlite::CaptureReport> report = sqlite::InstallCapture(
-      db_, {.backfill_new_tables = backfill, .new_log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
+      db_, {.backfill_new_tables = backfill, .log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
   if (!report.ok()) return report.status();
   absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
   if (!version.ok()) return version.status();
@@ -69,7 +70,7 @@ absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
   int64_t total = 0;
   for (auto& [table, last_id] : last_ids_) {
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    // Changes are the pending rows; a log's first row (done, see new_log_ids_above) only moves
+    // Changes are the pending rows; rows added by log_ids_above (done) only move
     // the newest id.
     absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db_.QueryRows(absl::StrCat(
         "SELECT count(*) FILTER (WHERE \"__marmot__state\" = 0), max(\"__marmot__id\") FROM ", log,

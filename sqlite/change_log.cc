@@ -152,13 +152,6 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   }
   if (existing->empty()) {
     if (absl::Status s = db.Exec(plan.create_log); !s.ok()) return s;
-    if (options.new_log_ids_above > 0) {
-      // Done (state 1) and never read as a change; the newest row of a log is kept, so it stays
-      // until newer rows exist.
-      absl::Status s = db.Exec(absl::StrCat("INSERT INTO ", Q(plan.log_table), " (", Q(kId), ", ", Q(kOp), ", ",
-                                            Q(kState), ") VALUES (", options.new_log_ids_above, ", 'I', 1)"));
-      if (!s.ok()) return s;
-    }
     changed = true;
   } else {
     for (const std::string& column : plan.log_columns) {
@@ -168,6 +161,14 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
       if (!s.ok()) return s;
       changed = true;
     }
+  }
+  if (options.log_ids_above > 0) {
+    // Done (state 1), so never read as a change. Not a change of the capture either.
+    absl::Status s = db.Exec(absl::StrCat(
+        "INSERT INTO ", Q(plan.log_table), " (", Q(kId), ", ", Q(kOp), ", ", Q(kState), ") SELECT ",
+        options.log_ids_above, ", 'I', 1 WHERE (SELECT coalesce(max(", Q(kId), "), 0) FROM ", Q(plan.log_table),
+        ") < ", options.log_ids_above));
+    if (!s.ok()) return s;
   }
   for (const auto& [name, sql] : plan.triggers) {
     absl::StatusOr<Value> stored = StoredTriggerSql(db, name);

@@ -47,11 +47,13 @@ struct CaptureOptions {
   // the same transaction that creates the triggers. Right for tables created while marmot runs
   // (rows written before the triggers existed would otherwise never replicate).
   bool backfill_new_tables = false;
-  // A log made now hands out change ids above this one (its first row, marked done, has it);
-  // 0: from 1. A log can be made again for a table (after `marmot -cleanup`), and its ids must
-  // not start over below ids the other nodes have already applied from this node: they would
+  // Afterwards every log hands out change ids above this one: a log whose newest id is lower
+  // (a new log, one made again after `marmot -cleanup`, one of a database restored from a
+  // backup) gets a row with this id, marked done, which is never read as a change and stays
+  // until newer rows exist (a log's newest row is kept). 0: nothing is added. Change ids must
+  // never fall back under ids the other nodes have already applied from this node: they would
   // take the new changes for duplicates and skip them.
-  int64_t new_log_ids_above = 0;
+  int64_t log_ids_above = 0;
 };
 
 struct CaptureReport {

@@ -193,25 +193,33 @@ TEST_F(ChangeLogTest, ALogOfAnOlderVersionLosesItsCaptureTimeAndKeepsItsPendingR
   EXPECT_THAT(Install().unchanged, ElementsAre("t"));
 }
 
-TEST_F(ChangeLogTest, ANewLogHandsOutIdsAboveTheFloorItWasMadeWith) {
+TEST_F(ChangeLogTest, EveryLogHandsOutIdsAboveTheFloorOfTheLastInstall) {
   Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   Exec("INSERT INTO t VALUES (1, 'old')");
-  Install({.backfill_new_tables = true, .new_log_ids_above = 5000});
+  Install({.backfill_new_tables = true, .log_ids_above = 5000});
   Exec("INSERT INTO t VALUES (2, 'new')");
   std::vector<ChangeRecord> c = Changes("t");
-  ASSERT_EQ(c.size(), 2u) << "the first row is not a change";
+  ASSERT_EQ(c.size(), 2u) << "the row that moved the ids is not a change";
   EXPECT_EQ(c[0].id, 5001);  // The backfilled row.
   EXPECT_EQ(c[1].id, 5002);
-  // An existing log keeps its ids: installing again adds nothing.
-  Install({.new_log_ids_above = 90000});
+  // A later install with a higher floor moves an existing log's ids up; pending rows stay.
+  CaptureReport again = Install({.log_ids_above = 90000});
+  EXPECT_THAT(again.unchanged, ElementsAre("t")) << "moving the ids is not a change of the capture";
   Exec("INSERT INTO t VALUES (3, 'newer')");
-  EXPECT_EQ(Changes("t").back().id, 5003);
-  // Made again (after a cleanup), with a higher floor, it starts above it.
+  c = Changes("t");
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[1].id, 5002);
+  EXPECT_EQ(c[2].id, 90001);
+  // A floor under the newest id adds nothing.
+  Install({.log_ids_above = 1000});
+  Exec("INSERT INTO t VALUES (4, 'newest')");
+  EXPECT_EQ(Changes("t").back().id, 90002);
+  // Made again (after a cleanup), the log starts above the floor.
   ASSERT_TRUE(RemoveCapture(*db_).ok());
-  Install({.new_log_ids_above = 90000});
-  Exec("INSERT INTO t VALUES (4, 'after cleanup')");
+  Install({.log_ids_above = 100000});
+  Exec("INSERT INTO t VALUES (5, 'after cleanup')");
   ASSERT_EQ(Changes("t").size(), 1u);
-  EXPECT_EQ(Changes("t")[0].id, 90001);
+  EXPECT_EQ(Changes("t")[0].id, 100001);
 }
 
 TEST_F(ChangeLogTest, BackfillCopiesRowsWrittenBeforeCaptureExisted) {
