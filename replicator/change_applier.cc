@@ -303,14 +303,33 @@ size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
   return width == 0 || t.values_size() % width != 0 ? 0 : width;
 }
 
-// Upserts the rows of a snapshot table with `writer` (SnapshotRowWidth must be positive).
+// Keys of rows (EncodeRowIdentity without the table) that a snapshot install leaves as they are.
+using KeptRows = absl::flat_hash_set<std::string>;
+
+// Upserts the rows of a snapshot table with `writer` (SnapshotRowWidth must be positive), but
+// none whose key is in `keep` (may be null).
 absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
-                                const TableWriter& writer) {
+                                const TableWriter& writer, const KeptRows* keep = nullptr) {
   const size_t width = SnapshotRowWidth(t);
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
+  std::vector<int> key_index;  // Positions of the key values within a row.
+  if (t.keyed_by_rowid()) {
+    key_index.push_back(0);
+  } else {
+    for (const std::string& k : t.key_columns()) {
+      for (int i = 0; i < t.columns_size(); ++i) {
+        if (t.columns(i) == k) key_index.push_back(i);
+      }
+    }
+  }
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
+    if (keep != nullptr && !keep->empty()) {
+      std::vector<Value> key;
+      for (int i : key_index) key.push_back(FromWire(t.values(start + i)));
+      if (keep->contains(EncodeRowIdentity("", key))) continue;
+    }
     for (size_t i = 0; i < width; ++i) {
       if (absl::Status s = upsert->Bind(static_cast<int>(i) + 1, FromWire(t.values(start + i))); !s.ok()) {
         return s;
@@ -1000,7 +1019,8 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
   return Commit(*txn);
 }
 
-absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema& table) {
+absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema& table,
+                                            const absl::flat_hash_set<std::string>* keep) {
   std::vector<std::string> columns;
   for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
   absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
@@ -1013,11 +1033,43 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
   if (!del.ok()) return del.status();
   for (const std::vector<Value>& key : *keys) {
     if (router_.ShardOf(table.name, key) != shard) continue;
+    if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) continue;
     if (absl::Status s = del->BindAll(key); !s.ok()) return s;
     if (absl::Status s = del->Run(); !s.ok()) return s;
     del->Reset();
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, absl::flat_hash_set<std::string>>> ChangeApplier::RowsWithLaterOwnChanges(
+    const ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables) {
+  std::map<std::string, absl::flat_hash_set<std::string>> kept;
+  if (local_node_ == 0) return kept;
+  const int shard = static_cast<int>(snap.shard());
+  for (const sqlite::TableSchema& t : tables) {
+    // The snapshot holds this node's changes of the table up to its dedupe state (a shard
+    // applies one origin's changes in change-id order); pending log rows above it are later.
+    int64_t held = 0;
+    for (const ShardSnapshot::Applied& a : snap.applied()) {
+      if (a.origin_node() == local_node_ && a.table() == t.name) held = std::max(held, a.change_id());
+    }
+    for (int64_t after = held;;) {
+      constexpr int kChunk = 10000;
+      absl::StatusOr<std::vector<sqlite::ChangeRecord>> records = sqlite::ReadChangeKeys(db_, t, after, kChunk);
+      // No log (not captured here): no own changes of it.
+      if (!records.ok()) break;
+      for (const sqlite::ChangeRecord& r : *records) {
+        for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
+          if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
+            kept[t.name].insert(EncodeRowIdentity("", *key));
+          }
+        }
+        after = r.id;
+      }
+      if (records->size() < static_cast<size_t>(kChunk)) break;
+    }
+  }
+  return kept;
 }
 
 absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot& snap,
@@ -1034,11 +1086,20 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
   deferred_.Forget(shard);
-  // Remove the shard's current rows from every local table.
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
+  // Rows of the shard that this node changed after everything of it the snapshot holds keep
+  // their local version: those changes come later in the shard's order than the snapshot and
+  // will apply here as own changes the rows hold, so the application never sees an older row.
+  absl::StatusOr<std::map<std::string, KeptRows>> kept = RowsWithLaterOwnChanges(snap, listing->tables);
+  if (!kept.ok()) return kept.status();
+  auto kept_of = [&](const std::string& table) -> const KeptRows* {
+    auto it = kept->find(table);
+    return it == kept->end() ? nullptr : &it->second;
+  };
+  // Remove the shard's current rows from every local table.
   for (const sqlite::TableSchema& t : listing->tables) {
-    if (absl::Status s = DeleteShardRows(shard, t); !s.ok()) return s;
+    if (absl::Status s = DeleteShardRows(shard, t, kept_of(t.name)); !s.ok()) return s;
   }
   // The shard's dead letters up to the snapshot are superseded by it (see the header). Deleted
   // before the snapshot's own dead letters below are recorded.
@@ -1080,7 +1141,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
                                               " has ", t.values_size(), " values for rows of ",
                                               t.columns_size() + (t.keyed_by_rowid() ? 1 : 0)));
     }
-    if (absl::Status s = InsertSnapshotRows(db_, t, *writer); !s.ok()) return s;
+    if (absl::Status s = InsertSnapshotRows(db_, t, *writer, kept_of(t.table())); !s.ok()) return s;
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = InstallCarriedDeadLetters(snap, result); !s.ok()) return s;

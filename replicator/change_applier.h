@@ -102,6 +102,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/dead_letter_index.h"
@@ -259,8 +260,14 @@ class ChangeApplier {
   absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter(
       int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
       int64_t before = std::numeric_limits<int64_t>::max());
-  // Deletes `shard`'s rows of the local table `table`.
-  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table);
+  // Deletes `shard`'s rows of the local table `table`, but none whose key (EncodeRowIdentity
+  // without the table) is in `keep` (may be null).
+  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
+                               const absl::flat_hash_set<std::string>* keep = nullptr);
+  // Per table, the keys (EncodeRowIdentity without the table) of the snapshot's shard's rows
+  // that have a change of this node pending in the local log that the snapshot does not hold.
+  absl::StatusOr<std::map<std::string, absl::flat_hash_set<std::string>>> RowsWithLaterOwnChanges(
+      const change::v1::ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables);
   // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
   // status whose code is a database failure aborts the retry; any other error is the new error
   // of a dead letter that stays.

@@ -535,6 +535,48 @@ TEST(ChangeApplierTest, SnapshotReplacesExactlyTheShardsRows) {
   EXPECT_FALSE(rows_of(b, true).empty());
 }
 
+TEST(ChangeApplierTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
+  // Node a installs node b's snapshot of a shard while a's own change of row k1 is still in its
+  // log, not yet committed: k1 stays as a wrote it (that change comes later in the shard's order
+  // and applies as an own change the row holds). a's change of k2 is one the snapshot holds (its
+  // dedupe state covers it) and b changed k2 since: k2 takes the snapshot's version.
+  Node a("snap-own-a", 4), b("snap-own-b", 4);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  std::vector<std::string> names;  // Three keys of one shard.
+  const auto shard_of = [&](const std::string& name) {
+    return a.router.ShardOf("pair", {Value::Text(name), Value::Integer(1)});
+  };
+  for (int i = 0; names.size() < 3; ++i) {
+    const std::string name = absl::StrCat("k", i);
+    if (names.empty() || shard_of(name) == shard_of(names[0])) names.push_back(name);
+  }
+  const int shard = shard_of(names[0]);
+  a.Exec(absl::StrCat("INSERT INTO pair VALUES ('", names[1], "', 1, 'a-old')"));  // change 1
+  ASSERT_TRUE(b.applier->Apply(shard, 5, OnlyChange(a.CapturedBatch(1), 1)).ok());
+  a.Exec(absl::StrCat("INSERT INTO pair VALUES ('", names[0], "', 1, 'a-pending')"));  // change 2
+  b.Exec(absl::StrCat("UPDATE pair SET v = 'b-newer' WHERE a = '", names[1], "';"
+                      "INSERT INTO pair VALUES ('", names[0], "', 1, 'b-old'), ('", names[2], "', 1, 'b3');"));
+  auto snapshot = b.applier->CreateSnapshot(shard);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+
+  auto install = a.applier->InstallSnapshot(*snapshot, 9);
+  ASSERT_TRUE(install.ok()) << install.status();
+  auto v = [&](Node& n, const std::string& name) {
+    return *n.db->QueryValue(absl::StrCat("SELECT v FROM pair WHERE a = '", name, "'"));
+  };
+  EXPECT_EQ(v(a, names[0]), Value::Text("a-pending"));
+  EXPECT_EQ(v(a, names[1]), Value::Text("b-newer"));
+  EXPECT_EQ(v(a, names[2]), Value::Text("b3"));
+  // The pending change then commits and applies here as an own change its row holds, and on b.
+  change::v1::ChangeBatch pending = OnlyChange(a.CapturedBatch(1), 2);
+  auto r = a.applier->Apply(shard, 10, pending);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(v(a, names[0]), Value::Text("a-pending"));
+  ASSERT_TRUE(b.applier->Apply(shard, 10, pending).ok());
+  EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
+}
+
 // Dead letters, retried. A dead letter holds its row back: every later change of the same row
 // queues behind it, so that a retry can never write an older version over a newer one.
 
@@ -1026,9 +1068,10 @@ TEST(SnapshotDeadLetterTest, ACarriedOwnChangeIsSkippedWhenANewerOneOfItsRowIsSt
   EXPECT_EQ(installed->carried_applied, 2);
 
   // Then the older change of ('k', 1) is skipped (its newer change comes later in the shard's
-  // order; B does not show 'v1' meanwhile), the one of ('k', 2) applies, nothing is kept
+  // order; B does not show 'v1' meanwhile) and the row keeps B's newer write (the snapshot does
+  // not hold that change), the one of ('k', 2) applies, nothing is kept
   EXPECT_EQ(DeadLetters(b), "");
-  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM pair WHERE b = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 1"), Value::Text("v2").DebugString());
   EXPECT_EQ(ValueOf(b, "SELECT v FROM pair WHERE b = 2"), Value::Text("w1").DebugString());
   // And the newer change then applies as usual
   auto r = b.applier->Apply(0, 2, newer);
