@@ -59,8 +59,8 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
       {"read your writes", workload.stale_reads() == 0,
        absl::StrCat(workload.stale_reads(), " of ", workload.own_reads(),
                     " reads of a writer's own row on its node found an older version than its last commit"),
-       "known issue: a shard snapshot installed while own changes of its rows are still pending can "
-       "show an older row until they apply; TESTING.md"});
+       "not fatal yet: its last known cause (a shard snapshot installed over pending own changes) "
+       "was fixed on 2026-11-26; TESTING.md"});
   result.committed_writes = workload.committed();
   result.failed_transactions = workload.failed();
   for (const auto& [kind, n] : injector.counts()) result.faults_injected += n;
