@@ -1041,7 +1041,7 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, absl::flat_hash_set<std::string>>> ChangeApplier::RowsWithLaterOwnChanges(
+std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithLaterOwnChanges(
     const ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables) {
   std::map<std::string, absl::flat_hash_set<std::string>> kept;
   if (local_node_ == 0) return kept;
@@ -1056,7 +1056,8 @@ absl::StatusOr<std::map<std::string, absl::flat_hash_set<std::string>>> ChangeAp
     for (int64_t after = held;;) {
       constexpr int kChunk = 10000;
       absl::StatusOr<std::vector<sqlite::ChangeRecord>> records = sqlite::ReadChangeKeys(db_, t, after, kChunk);
-      // No log (not captured here): no own changes of it.
+      // No log (the table is not captured here): no own changes of it. (Inside the install's
+      // write transaction nothing else can fail a read.)
       if (!records.ok()) break;
       for (const sqlite::ChangeRecord& r : *records) {
         for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
@@ -1091,11 +1092,10 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
   // their local version: those changes come later in the shard's order than the snapshot and
   // will apply here as own changes the rows hold, so the application never sees an older row.
-  absl::StatusOr<std::map<std::string, KeptRows>> kept = RowsWithLaterOwnChanges(snap, listing->tables);
-  if (!kept.ok()) return kept.status();
+  const std::map<std::string, KeptRows> kept = RowsWithLaterOwnChanges(snap, listing->tables);
   auto kept_of = [&](const std::string& table) -> const KeptRows* {
-    auto it = kept->find(table);
-    return it == kept->end() ? nullptr : &it->second;
+    auto it = kept.find(table);
+    return it == kept.end() ? nullptr : &it->second;
   };
   // Remove the shard's current rows from every local table.
   for (const sqlite::TableSchema& t : listing->tables) {

@@ -266,7 +266,7 @@ class ChangeApplier {
                                const absl::flat_hash_set<std::string>* keep = nullptr);
   // Per table, the keys (EncodeRowIdentity without the table) of the snapshot's shard's rows
   // that have a change of this node pending in the local log that the snapshot does not hold.
-  absl::StatusOr<std::map<std::string, absl::flat_hash_set<std::string>>> RowsWithLaterOwnChanges(
+  std::map<std::string, absl::flat_hash_set<std::string>> RowsWithLaterOwnChanges(
       const change::v1::ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables);
   // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
   // status whose code is a database failure aborts the retry; any other error is the new error
