@@ -43,6 +43,9 @@ MARMOT_FLAG(std::string, bind, "bind", "0.0.0.0:8610", "host:port for node-to-no
 MARMOT_FLAG(std::string, raft_path, "raft-path", "/tmp/raft", "Folder of the Raft log (RocksDB)");
 MARMOT_FLAG(int64_t, shards, "shards", 16,
             "Number of Raft groups rows are spread over (the same on every node)");
+MARMOT_FLAG(int64_t, snapshot_entries, "snapshot-entries", 10000,
+            "Raft log entries of a shard between two of its snapshots (the log is compacted up to "
+            "each snapshot)");
 MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
   flags.bind = FLAGS_bind;
   flags.raft_path = FLAGS_raft_path;
   flags.shards = FLAGS_shards;
+  flags.snapshot_entries = FLAGS_snapshot_entries;
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;

@@ -211,6 +211,10 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
                                             flags.shards));
   }
   config.shards = static_cast<int>(flags.shards);
+  if (flags.snapshot_entries < 1) {
+    return FlagError("snapshot-entries", absl::StrCat("must be at least 1, not ", flags.snapshot_entries));
+  }
+  config.snapshot_entries = static_cast<uint64_t>(flags.snapshot_entries);
 
   if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
   config.raft_path = flags.raft_path;

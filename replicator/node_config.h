@@ -52,6 +52,7 @@ struct FlagValues {
   std::string bind;
   std::string raft_path;
   int64_t shards = 0;
+  int64_t snapshot_entries = 10000;
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;
@@ -71,6 +72,8 @@ struct NodeConfig {
   HostPort bind;
   std::string raft_path;
   int shards = 0;
+  // Raft log entries of a shard between two of its snapshots.
+  uint64_t snapshot_entries = 10000;
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
   HostPort bind_rest;

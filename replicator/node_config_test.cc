@@ -85,6 +85,7 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->node_id, 1u);
   EXPECT_EQ(c->shards, 16);
+  EXPECT_EQ(c->snapshot_entries, 10000u);
   EXPECT_EQ(c->bootstrap.size(), 1u);
   EXPECT_TRUE(c->warnings.empty());
 }
@@ -120,6 +121,9 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f = Good();
   f.raft_path = "";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-raft-path"));
+  f = Good();
+  f.snapshot_entries = 0;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-snapshot-entries"));
 }
 
 TEST(ValidateFlagsTest, DbPathMustBeASqliteFileOrCreatable) {

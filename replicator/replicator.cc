@@ -82,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.bind_address = config.bind.ToString();
   host_config.raft_path = config.raft_path;
   host_config.shards = config.shards;
+  host_config.snapshot_entries = config.snapshot_entries;
   host_config.join = config.join;
   host_config.observer = r->observer_.get();
   // Every shard applies through the one SQLite writer: one apply worker, whose rounds of work

@@ -96,6 +96,7 @@ void ChaosCluster::StartNode(int id) {
       "-db-path=" + db_path(id),
       "-raft-path=" + absl::StrCat(options_.dir, "/raft-", id),
   };
+  if (options_.snapshot_entries > 0) argv.push_back(absl::StrCat("-snapshot-entries=", options_.snapshot_entries));
   procs_[id - 1] = std::make_unique<testing::Subprocess>(argv, options_.dir);
   paused_[id - 1] = false;
 }

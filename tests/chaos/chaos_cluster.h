@@ -26,6 +26,7 @@ struct ChaosClusterOptions {
   std::string dir;
   int nodes = 3;
   int shards = 4;
+  int64_t snapshot_entries = 0;  // marmot's -snapshot-entries; 0: its default
   // SQL run on every database before marmot first starts.
   std::string schema;
   // tests/chaos/libchaos_disk.so, preloaded into every marmot for disk faults; empty: none.

@@ -15,6 +15,8 @@ DEFINE_uint64(seed, 0, "seed of the fault schedule and the workload (0: from the
 DEFINE_double(minutes, 20, "minutes of faults");
 DEFINE_int32(nodes, 3, "marmot processes");
 DEFINE_int32(shards, 4, "shards");
+DEFINE_int64(snapshot_entries, 0, "marmot's -snapshot-entries (0: its default); small values make "
+             "nodes that were down install snapshots");
 DEFINE_int32(writers_per_node, 2, "writer threads per node");
 DEFINE_int32(pause_ms, 20, "mean pause between a writer's transactions");
 DEFINE_int32(settle_seconds, 180, "time the cluster gets to agree after the faults stop");
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   options.dir = !FLAGS_dir.empty() ? FLAGS_dir : absl::StrCat("/tmp/marmot-chaos-", options.seed);
   options.nodes = FLAGS_nodes;
   options.shards = FLAGS_shards;
+  options.snapshot_entries = FLAGS_snapshot_entries;
   options.fault_seconds = static_cast<int>(FLAGS_minutes * 60);
   options.settle_seconds = FLAGS_settle_seconds;
   options.workload.writers_per_node = FLAGS_writers_per_node;

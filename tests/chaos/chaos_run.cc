@@ -18,6 +18,7 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
                         .dir = options.dir,
                         .nodes = options.nodes,
                         .shards = options.shards,
+                        .snapshot_entries = options.snapshot_entries,
                         .schema = kSchema,
                         .disk_shim = options.disk_shim});
   std::string header = absl::StrFormat(

@@ -20,6 +20,7 @@ struct ChaosRunOptions {
   uint64_t seed = 1;
   int nodes = 3;
   int shards = 4;
+  int64_t snapshot_entries = 0;  // marmot's -snapshot-entries; 0: its default
   int fault_seconds = 60;
   // After the faults stop, how long the cluster gets to agree.
   int settle_seconds = 60;
