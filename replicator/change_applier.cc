@@ -516,7 +516,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     LocalChangeIndex::TableRows* rows;
     int64_t last_id;
     int64_t newest;
-    std::vector<int> key_positions;
+    std::vector<std::vector<std::vector<Value>>> keys;  // Per change, the keys it touches.
   };
   std::vector<Table> tables;
   for (const TableChanges& t : batch.tables()) {
@@ -532,33 +532,32 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     if (!rows.ok()) return std::nullopt;
     absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
     if (!last.ok()) return last.status();
-    Table table{*rows, *last, *last, KeyPositions(t)};
+    Table table{*rows, *last, *last, {}};
+    const std::vector<int> key_positions = KeyPositions(t);
     for (const Change& c : t.changes()) {
-      if (c.change_id() <= table.last_id) continue;  // A duplicate.
+      const std::vector<std::vector<Value>>& keys = table.keys.emplace_back(KeysOf(t, key_positions, c));
+      if (c.change_id() <= table.last_id) {
+        ++result.duplicates;
+        continue;
+      }
       table.newest = std::max(table.newest, c.change_id());
-      const std::vector<std::vector<Value>> keys = KeysOf(t, table.key_positions, c);
-      if (table.rows->Newest(keys.front()) > c.change_id()) continue;  // Superseded.
+      if (table.rows->Newest(keys.front()) > c.change_id()) {
+        ++result.superseded;
+        continue;
+      }
       for (const std::vector<Value>& key : keys) {
         if (!table.rows->Holds(key, c.change_id())) return std::nullopt;
       }
+      ++result.applied;
+      ++result.unchanged;
     }
     tables.push_back(std::move(table));
   }
   for (int i = 0; i < batch.tables_size(); ++i) {
     const TableChanges& t = batch.tables(i);
-    Table& table = tables[i];
-    for (const Change& c : t.changes()) {
-      const std::vector<std::vector<Value>> keys = KeysOf(t, table.key_positions, c);
-      const bool superseded = table.rows->Newest(keys.front()) > c.change_id();
-      for (const std::vector<Value>& key : keys) table.rows->Processed(key, c.change_id());
-      if (c.change_id() <= table.last_id) {
-        ++result.duplicates;
-      } else if (superseded) {
-        ++result.superseded;
-      } else {
-        ++result.applied;
-        ++result.unchanged;
-      }
+    const Table& table = tables[i];
+    for (int j = 0; j < t.changes_size(); ++j) {
+      for (const std::vector<Value>& key : table.keys[j]) table.rows->Processed(key, t.changes(j).change_id());
     }
     if (table.newest > table.last_id) {
       deferred_.SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
