@@ -1052,22 +1052,15 @@ std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithL
     for (const ShardSnapshot::Applied& a : snap.applied()) {
       if (a.origin_node() == local_node_ && a.table() == t.name) held = std::max(held, a.change_id());
     }
-    for (int64_t after = held;;) {
-      constexpr int kChunk = 10000;
-      absl::StatusOr<std::vector<sqlite::ChangeRecord>> records = sqlite::ReadChangeKeys(db_, t, after, kChunk);
-      // No log (the table is not captured here): no own changes of it. (Inside the install's
-      // write transaction nothing else can fail a read.)
-      if (!records.ok()) break;
-      for (const sqlite::ChangeRecord& r : *records) {
-        for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
-          if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
-            kept[t.name].insert(EncodeRowIdentity("", *key));
-          }
+    // An error means no log (the table is not captured here): no own changes of it. (Inside the
+    // install's write transaction nothing else can fail a read.)
+    (void)sqlite::ForEachChangeKey(db_, t, held, [&](const sqlite::ChangeRecord& r) {
+      for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
+        if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
+          kept[t.name].insert(EncodeRowIdentity("", *key));
         }
-        after = r.id;
       }
-      if (records->size() < static_cast<size_t>(kChunk)) break;
-    }
+    });
   }
   return kept;
 }

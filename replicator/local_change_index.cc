@@ -71,21 +71,17 @@ absl::StatusOr<LocalChangeIndex::TableRows*> LocalChangeIndex::CatchUp(sqlite::D
     it->second.schema_ = *std::move(schema);
   }
   TableRows& rows = it->second;
-  constexpr int kChunk = 10000;
-  for (;;) {
-    absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
-        sqlite::ReadChangeKeys(db, rows.schema_, rows.read_up_to_, kChunk);
-    if (!records.ok()) {
-      Clear();
-      return records.status();
-    }
-    for (const sqlite::ChangeRecord& r : *records) {
-      if (!r.key.empty()) rows.Saw(r.key, r.id, first);
-      if (!r.old_key.empty()) rows.Saw(r.old_key, r.id, first);
-      rows.read_up_to_ = r.id;
-    }
-    if (records->size() < static_cast<size_t>(kChunk)) return &rows;
+  auto saw = [&](const sqlite::ChangeRecord& r) {
+    if (!r.key.empty()) rows.Saw(r.key, r.id, first);
+    if (!r.old_key.empty()) rows.Saw(r.old_key, r.id, first);
+    rows.read_up_to_ = r.id;
+  };
+  absl::Status s = sqlite::ForEachChangeKey(db, rows.schema_, rows.read_up_to_, saw);
+  if (!s.ok()) {
+    Clear();
+    return s;
   }
+  return &rows;
 }
 
 void LocalChangeIndex::CatchUpKnown(sqlite::Database& db) {

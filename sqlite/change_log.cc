@@ -354,4 +354,18 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const Tab
   }
 }
 
+absl::Status ForEachChangeKey(Database& db, const TableSchema& table, int64_t after_id,
+                              const std::function<void(const ChangeRecord&)>& visit) {
+  constexpr int kChunk = 10000;
+  for (;;) {
+    absl::StatusOr<std::vector<ChangeRecord>> records = ReadChangeKeys(db, table, after_id, kChunk);
+    if (!records.ok()) return records.status();
+    for (const ChangeRecord& r : *records) {
+      visit(r);
+      after_id = r.id;
+    }
+    if (records->size() < static_cast<size_t>(kChunk)) return absl::OkStatus();
+  }
+}
+
 }  // namespace marmot::sqlite

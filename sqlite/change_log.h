@@ -26,6 +26,7 @@
 #define MARMOT_SQLITE_CHANGE_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,12 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
 // readers that need the identities of changed rows, not their values.
 absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const TableSchema& table,
                                                          int64_t after_id, int limit);
+
+// Calls `visit` with every pending change of `table` with id > `after_id`, in id order, as
+// ReadChangeKeys gives them, reading in chunks so that a long log is never in memory at once.
+// On an error the changes of the chunks before it were visited.
+absl::Status ForEachChangeKey(Database& db, const TableSchema& table, int64_t after_id,
+                              const std::function<void(const ChangeRecord&)>& visit);
 
 }  // namespace marmot::sqlite
 
