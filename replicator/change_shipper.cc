@@ -17,6 +17,13 @@
 namespace marmot::replicator {
 namespace {
 
+// The integer a one-row query returns through a kept statement of `db` (0 for NULL).
+absl::StatusOr<int64_t> QueryInt(sqlite::Database& db, const std::string& sql) {
+  absl::StatusOr<sqlite::Value> v = db.QueryKeptValue(sql);
+  if (!v.ok()) return v.status();
+  return v->storage_class() == sqlite::StorageClass::kInteger ? v->integer() : 0;
+}
+
 // Marking waits for the application's write transactions; SQLite's own busy handler sleeps up
 // to 100 ms at a time, which would hold the pump (and every shard's next proposal) that long.
 // Retry every 250 us instead, for the same 5 s in total.
@@ -84,15 +91,10 @@ int ChangeShipper::in_flight() const {
   return n;
 }
 
-absl::StatusOr<int64_t> ChangeShipper::QueryInt(const std::string& sql) {
-  absl::StatusOr<sqlite::Value> v = db_.QueryKeptValue(sql);
-  if (!v.ok()) return v.status();
-  return v->storage_class() == sqlite::StorageClass::kInteger ? v->integer() : 0;
-}
 
 absl::Status ChangeShipper::RefreshSchema() {
   // Runs at every Pump, i.e. after every commit of any connection: cached statements only.
-  absl::StatusOr<int64_t> version = QueryInt("PRAGMA schema_version");
+  absl::StatusOr<int64_t> version = QueryInt(db_, "PRAGMA schema_version");
   if (!version.ok()) return version.status();
   if (*version == schema_version_) return absl::OkStatus();
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
@@ -121,7 +123,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     int64_t& cursor = read_up_to_[name];
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
     // one seek to the log's newest id answers whether there is anything to read.
-    absl::StatusOr<int64_t> newest = QueryInt(absl::StrCat(
+    absl::StatusOr<int64_t> newest = QueryInt(db_, absl::StrCat(
         "SELECT max(\"__marmot__id\") FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
     if (newest.ok() && *newest <= cursor) continue;
     int limit = static_cast<int>(
@@ -252,11 +254,9 @@ absl::Status ChangeShipper::DeleteMarked(sqlite::Database& db,
   for (const auto& [table, count_and_last] : prefix) {
     const int64_t up_to = count_and_last.second;
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::StatusOr<sqlite::Value> newest_value =
-        db.QueryKeptValue(absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
-    if (!newest_value.ok()) return newest_value.status();
-    const int64_t newest =
-        newest_value->storage_class() == sqlite::StorageClass::kInteger ? newest_value->integer() : 0;
+    absl::StatusOr<int64_t> newest_id = QueryInt(db, absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    if (!newest_id.ok()) return newest_id.status();
+    const int64_t newest = *newest_id;
     if (newest < up_to) {
       // Ids went back: the log was dropped and made again under this shipper. Its rows are not
       // the ones that committed.

@@ -109,8 +109,6 @@ class ChangeShipper {
   ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
                 Proposer* proposer, ShipperOptions options);
   absl::Status RefreshSchema();
-  // The integer a one-row query returns through a kept statement (0 for NULL).
-  absl::StatusOr<int64_t> QueryInt(const std::string& sql);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
