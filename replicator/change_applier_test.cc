@@ -42,6 +42,16 @@ struct Node {
 
   void Exec(const std::string& sql) { ASSERT_TRUE(db->Exec(sql).ok()) << sql; }
 
+  // Closes the applier and opens it again, as a restart of marmot does (what it kept in memory
+  // is gone), with `local_node` as its node id.
+  void RestartApplier(uint64_t local_node = 0) {
+    applier.reset();
+    auto reopened = ChangeApplier::Open(path, router);
+    CHECK(reopened.ok()) << reopened.status();
+    applier = *std::move(reopened);
+    applier->set_local_node(local_node);
+  }
+
   // Every captured change of every table, as one batch from this node.
   change::v1::ChangeBatch CapturedBatch(uint64_t origin) {
     change::v1::ChangeBatch batch;
@@ -221,14 +231,20 @@ TEST(ChangeApplierTest, OwnChangeOverItsOwnRowWritesNothingButOverAnotherVersion
   EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"), Value::Text("real"));
 }
 
+// Makes node a read its pair log once, through a change of node 3 to another row: rows
+// of a log's first read count as rewritten (LocalChangeIndex), later ones do not.
+void FirstReadOfPair(Node& a, uint64_t index) {
+  Node other("first-read-other");
+  other.Exec("INSERT INTO pair VALUES ('other', 0, 'theirs')");
+  ASSERT_TRUE(a.applier->Apply(0, index, other.CapturedBatch(3)).ok());
+}
+
 TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnotherNodesChangeRewroteMeanwhile) {
   // Most own changes are known to be in place without reading their row; one whose row the
   // applier rewrote since the capture is not.
   Node a("own-rewritten"), b("own-rewritten-b");
   a.applier->set_local_node(1);
-  // The applier reads pair's log a first time (applying a change of another row).
-  b.Exec("INSERT INTO pair VALUES ('other', 0, 'x')");
-  ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
+  FirstReadOfPair(a, 1);
   a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
   // Node 2's version of the row was ordered before node 1's change and arrives after it.
@@ -260,10 +276,7 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowRewrittenBeforeARestart) {
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
   b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
   ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
-  auto reopened = ChangeApplier::Open(a.path, a.router);
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  a.applier = *std::move(reopened);
-  a.applier->set_local_node(1);
+  a.RestartApplier(1);
   auto r = a.applier->Apply(0, 2, mine);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->unchanged, 0);
@@ -311,13 +324,6 @@ int64_t StoredAppliedIndex(Node& n) {
   return v->is_null() ? 0 : v->integer();
 }
 
-// Makes node a read its pair log once, through a change of node 3 to another row: rows
-// of a log's first read count as rewritten (LocalChangeIndex), later ones do not.
-void FirstReadOfPair(Node& a, uint64_t index) {
-  Node other("first-read-other");
-  other.Exec("INSERT INTO pair VALUES ('other', 0, 'theirs')");
-  ASSERT_TRUE(a.applier->Apply(0, index, other.CapturedBatch(3)).ok());
-}
 
 TEST(ChangeApplierTest, AnOwnEntryThatNeedsNoWriteIsAppliedWithoutATransaction) {
   Node a("unwritten");
@@ -420,10 +426,7 @@ TEST(ChangeApplierTest, EntriesAppliedWithoutWritingApplyAgainAfterACrashWithout
   ASSERT_TRUE(r2.ok() && r2->has_value());
   EXPECT_EQ((*r2)->unchanged, 1);
 
-  auto reopened = ChangeApplier::Open(a.path, a.router);
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  a.applier = *std::move(reopened);
-  a.applier->set_local_node(1);
+  a.RestartApplier(1);
   EXPECT_EQ(*a.applier->AppliedIndex(0), 1u);
   for (const auto& [index, batch] : {std::make_pair(2, first), std::make_pair(3, second)}) {
     // As the state machine does: without writing when it can, else Apply.
@@ -734,10 +737,7 @@ TEST(DeadLetterRetryTest, BlockedRowsSurviveAReopenAndAHandDeletedDeadLetterFree
 
   // After a restart, a later change of row ('k', 1) still queues behind its dead letter, while
   // row ('k', 2), whose dead letter is gone, takes its change.
-  b.applier.reset();
-  auto reopened = ChangeApplier::Open(b.path, b.router);
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  b.applier = *std::move(reopened);
+  b.RestartApplier();
   a.Exec("UPDATE pair SET v = 'v2' WHERE b = 1; UPDATE pair SET v = 'w2' WHERE b = 2");
   auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
   ASSERT_TRUE(r.ok()) << r.status();

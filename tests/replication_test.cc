@@ -260,14 +260,19 @@ TEST(ReplicationTest, ANodeThatWasDownWhileTenThousandChangesHappenedCatchesUp) 
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*), sum(n) FROM t;"), "2000|2000\n");
 }
 
+// Inserts rows `from`..`to` of t (id INTEGER PRIMARY KEY, v) with v = `value` on node `node`.
+void InsertRange(testing::LocalCluster& cluster, int node, int from, int to, const std::string& value) {
+  cluster.Sql(node, absl::StrCat("WITH RECURSIVE s(i) AS (SELECT ", from, " UNION ALL SELECT i + 1 FROM s WHERE i < ",
+                                 to, ") INSERT INTO t SELECT i, '", value, "' FROM s;"));
+}
+
 TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) {
   // `marmot -cleanup` drops node 1's change logs; started again, node 1 makes new ones. Their
   // change ids must not start over below the ids the other nodes have already applied from node
   // 1, or the other nodes take every new change for a duplicate and skip it.
   testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  cluster.Sql(1, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300) "
-                 "INSERT INTO t SELECT i, 'before' FROM s;");
+  InsertRange(cluster, 1, 1, 300, "before");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
   ASSERT_EQ(cluster.Sql(3, "SELECT count(*) FROM t;"), "300\n");
   ASSERT_EQ(cluster.StopNode(1), 0);
@@ -288,15 +293,11 @@ TEST(ReplicationTest, ANodeWhoseDatabaseIsRestoredFromABackupStillReplicatesItsN
   // node has shipped since the backup; its new changes must not reuse those ids.
   testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  auto insert = [&](int from, int to, const std::string& v) {
-    cluster.Sql(1, absl::StrCat("WITH RECURSIVE s(i) AS (SELECT ", from, " UNION ALL SELECT i + 1 FROM s WHERE i < ",
-                                to, ") INSERT INTO t SELECT i, '", v, "' FROM s;"));
-  };
-  insert(1, 100, "before");
+  InsertRange(cluster, 1, 1, 100, "before");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
   const std::string backup = testing::NewTestDir("restore") + "/backup.db";
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(cluster.db_path(1), ".backup '" + backup + "'").ok());
-  insert(101, 300, "shipped");
+  InsertRange(cluster, 1, 101, 300, "shipped");
   ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, "SELECT count(*) FROM t;") == "300\n"; }, 60s));
   ASSERT_EQ(cluster.StopNode(1), 0);
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(cluster.db_path(1) + suffix);
