@@ -100,10 +100,4 @@ const LocalChangeIndex::TableRows* LocalChangeIndex::Find(const std::string& tab
 
 void LocalChangeIndex::Clear() { tables_.clear(); }
 
-size_t LocalChangeIndex::rows() const {
-  size_t n = 0;
-  for (const auto& [table, rows] : tables_) n += rows.size();
-  return n;
-}
-
 }  // namespace marmot::replicator

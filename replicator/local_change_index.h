@@ -92,9 +92,6 @@ class LocalChangeIndex {
   // After a snapshot install or a schema change.
   void Clear();
 
-  // Rows known, over all tables.
-  size_t rows() const;
-
  private:
   std::map<std::string, TableRows> tables_;
 };
