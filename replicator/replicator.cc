@@ -68,6 +68,12 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   absl::StatusOr<std::unique_ptr<ChangeDetector>> detector = ChangeDetector::Open(config.db_path);
   if (!detector.ok()) return detector.status();
   r->detector_ = *std::move(detector);
+  if (config.checkpoint_interval.count() > 0) {
+    absl::StatusOr<std::unique_ptr<WalCheckpointer>> checkpointer =
+        WalCheckpointer::Start(config.db_path, config.checkpoint_interval);
+    if (!checkpointer.ok()) return checkpointer.status();
+    r->checkpointer_ = *std::move(checkpointer);
+  }
 
   r->applier_ = std::make_shared<SharedApplier>();
   r->applier_->metrics = r->metrics_.get();
@@ -126,8 +132,17 @@ void Replicator::PumpLoop() {
     // inotify wakes the loop within milliseconds of a commit; the data_version poll behind the
     // timeout is the safety net (a file system without inotify, a missed event), so it can be
     // slow: every wakeup costs an idle node CPU. Proposal outcomes Wake() it too.
-    detector_->Wait(std::chrono::milliseconds(200));
+    const ChangeDetector::Wakeup wakeup = detector_->Wait(std::chrono::milliseconds(200));
     if (stopping_.load()) break;
+    if (checkpointer_ != nullptr) {
+      // Not only on commits the detector saw: during a flood the pump is mostly woken by
+      // proposals that committed, and the application commits meanwhile.
+      if (wakeup != ChangeDetector::Wakeup::kTimeout) checkpointer_->Notify();
+      const WalCheckpointer::Counts counts = checkpointer_->counts();
+      metrics_->wal_checkpoints.Increment(static_cast<double>(counts.runs - checkpoint_runs_));
+      checkpoint_runs_ = counts.runs;
+      metrics_->wal_frames_behind.Set(static_cast<double>(counts.frames_behind));
+    }
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
     }
@@ -185,6 +200,7 @@ void Replicator::Stop() {
   if (stopping_.exchange(true)) return;
   detector_->Wake();
   if (pump_.joinable()) pump_.join();
+  checkpointer_.reset();
   applier_->stopping.store(true);
   host_->Stop();
   // Not needed for safety (entries applied without writing are applied again after a restart),

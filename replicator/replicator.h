@@ -22,6 +22,7 @@
 #include "replicator/node_config.h"
 #include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
+#include "replicator/wal_checkpointer.h"
 
 namespace marmot::replicator {
 
@@ -57,6 +58,8 @@ class Replicator {
   std::unique_ptr<MetricsObserver> observer_;
   std::unique_ptr<CaptureKeeper> keeper_;
   std::unique_ptr<ChangeDetector> detector_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-ms=0
+  int64_t checkpoint_runs_ = 0;  // Already counted in metrics_.
   std::shared_ptr<SharedApplier> applier_;
   std::unique_ptr<raft::host::NodeHost> host_;
   std::unique_ptr<HostProposer> proposer_;

@@ -58,6 +58,14 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                                  "Synced writes of the Raft log (every shard of one loop round)")),
       snapshots_sent_ok(SnapshotsSent(*registry_).Add({{"result", "ok"}})),
       snapshots_sent_failed(SnapshotsSent(*registry_).Add({{"result", "failed"}})),
+      wal_checkpoints(NewCounter(*registry_, "marmot_wal_checkpoints_total",
+                                 "WAL checkpoints marmot ran for the application (-checkpoint-ms)")),
+      wal_frames_behind(prometheus::BuildGauge()
+                            .Name("marmot_wal_frames_behind")
+                            .Help("WAL frames not yet copied into the database file after marmot's "
+                                  "last checkpoint; grows while a read transaction stays open")
+                            .Register(*registry_)
+                            .Add({})),
       peer_unreachable(prometheus::BuildCounter()
                            .Name("marmot_peer_unreachable_total")
                            .Help("Times the Raft transport lost its stream to a peer")

@@ -5,6 +5,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -36,6 +37,8 @@ class ReplicatorMetrics {
   prometheus::Histogram& fsync_seconds;       // Synced Raft log writes (all shards of one loop).
   prometheus::Counter& snapshots_sent_ok;
   prometheus::Counter& snapshots_sent_failed;
+  prometheus::Counter& wal_checkpoints;        // Run by marmot (WalCheckpointer).
+  prometheus::Gauge& wal_frames_behind;        // WAL frames not yet in the database file.
   // Per shard, seen by sampling the host.
   std::vector<prometheus::Counter*> leader_changes;
   // Times the transport lost a peer, per peer id.

@@ -107,6 +107,11 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
     ASSERT_NE(at, std::string::npos) << text;
     double committed = std::stod(text.substr(at + 32));
     EXPECT_GE(committed, 15607);
+    // Node 1 copied the application's WAL into the database itself.
+    at = text.find("\nmarmot_wal_checkpoints_total ");
+    ASSERT_NE(at, std::string::npos) << text;
+    EXPECT_GE(std::stod(text.substr(at + 30)), 1);
+    EXPECT_THAT(text, HasSubstr("\nmarmot_wal_frames_behind "));
     EXPECT_THAT(text, HasSubstr("marmot_shard_leader{shard=\"3\"}"));
     EXPECT_THAT(text, HasSubstr("marmot_apply_duration_seconds_bucket"));
     EXPECT_THAT(text, HasSubstr("marmot_raft_fsync_duration_seconds_count"));
