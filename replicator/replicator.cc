@@ -1,5 +1,7 @@
 #include "replicator/replicator.h"
 
+#include <algorithm>
+
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +91,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.raft_path = config.raft_path;
   host_config.shards = config.shards;
   host_config.snapshot_entries = config.snapshot_entries;
+  // Entries kept behind a snapshot for followers slightly behind: never more than there are
+  // between snapshots, so that a small -snapshot-entries keeps the log that small.
+  host_config.compaction_overhead = std::min(host_config.compaction_overhead, config.snapshot_entries);
   host_config.join = config.join;
   host_config.observer = r->observer_.get();
   // Every shard applies through the one SQLite writer: one apply worker, whose rounds of work
