@@ -47,6 +47,17 @@ std::string ChaosCluster::log_path(int id) const {
   return absl::StrCat(options_.dir, "/node-", id, ".run-", starts_[id - 1], ".log");
 }
 
+int ChaosCluster::CountLogLines(const std::string& text) const {
+  int n = 0;
+  for (int id = 1; id <= nodes(); ++id) {
+    for (int run = 1; run <= starts_[id - 1]; ++run) {
+      std::ifstream f(absl::StrCat(options_.dir, "/node-", id, ".run-", run, ".log"));
+      for (std::string line; std::getline(f, line);) n += line.find(text) != std::string::npos;
+    }
+  }
+  return n;
+}
+
 bool ChaosCluster::Start(std::chrono::milliseconds timeout) {
   for (int id = 1; id <= nodes(); ++id) {
     auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);

@@ -72,6 +72,8 @@ class ChaosCluster {
   int nodes() const { return options_.nodes; }
   std::string db_path(int id) const;
   std::string log_path(int id) const;  // stderr of the current process of node `id`
+  // Lines holding `text` in the logs of every process of every node so far.
+  int CountLogLines(const std::string& text) const;
   const std::string& dir() const { return options_.dir; }
 
  private:

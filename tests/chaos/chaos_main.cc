@@ -27,6 +27,8 @@ DEFINE_bool(disk_full, false, "inject full disks: syncs fail with ENOSPC (needs 
 DEFINE_bool(kill, true, "inject kill -9 (one node or all)");
 DEFINE_bool(pause, true, "inject SIGSTOP/SIGCONT");
 DEFINE_bool(partition, true, "inject partitions (isolate a node, one-way links)");
+DEFINE_bool(outage, false, "inject outages: one node down for 20-40 s (with a small --snapshot_entries it "
+            "catches up by snapshots)");
 
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   options.faults.kill = FLAGS_kill;
   options.faults.pause = FLAGS_pause;
   options.faults.partition = FLAGS_partition;
+  options.faults.outage = FLAGS_outage;
   marmot::chaos::ChaosRunResult result = marmot::chaos::RunChaos(options);
   std::cout << result.summary << std::flush;
   return result.pass() ? 0 : 1;

@@ -51,6 +51,7 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
   result.settle_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - settle_start).count();
   injector.RestartCrashed();  // a node that ended during the settle counts too
   result.crashes = injector.crashes();
+  result.snapshot_installs = cluster.CountLogLines("installed a snapshot");
   result.report = Check(states, model, history);
   result.report.verdicts.push_back(
       {"no crash", result.crashes == 0,
@@ -88,7 +89,9 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
       absl::StrFormat("  faults injected: %d (%s)\n", result.faults_injected, absl::StrJoin(counts, ", ")),
       absl::StrFormat("  writes committed locally: %d (%d transactions failed and were rolled back)\n",
                       result.committed_writes, result.failed_transactions),
-      absl::StrFormat("  settled in %.1f s\n", result.settle_seconds), result.report.ToString(),
+      absl::StrFormat("  settled in %.1f s; %d shard snapshots installed\n", result.settle_seconds,
+                      result.snapshot_installs),
+      result.report.ToString(),
       absl::StrFormat("verdict: %s (seed %d; replay: tools/dev chaos --seed %d --minutes M)\n",
                       result.pass() ? "PASS" : "FAIL", options.seed, options.seed));
   return result;

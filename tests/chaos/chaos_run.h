@@ -35,6 +35,7 @@ struct ChaosRunResult {
   int64_t failed_transactions = 0;
   int faults_injected = 0;
   int crashes = 0;
+  int snapshot_installs = 0;  // shard snapshots the nodes installed (from their logs)
   double settle_seconds = 0;
   std::string summary;  // what to print: seed, faults, counts, verdicts
   bool pass() const { return started && report.all_pass(); }

@@ -46,6 +46,7 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
   if (options_.partition) kinds.insert(kinds.end(), {{"isolate", 4}, {"one-way", 4}});
   if (options_.slow_disk && cluster_->has_disk_shim()) kinds.push_back({"slow-disk", 3});
   if (options_.disk_full && cluster_->has_disk_shim()) kinds.push_back({"disk-full", 2});
+  if (options_.outage && outage_node_ == 0) kinds.push_back({"outage", 2});
   if (kinds.empty()) return false;
   int total = 0;
   for (auto& [k, w] : kinds) total += w;
@@ -83,6 +84,15 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
       cluster_->FullDisk(a);
       Event(absl::StrCat("full disk on node ", a, ": every sync fails with ENOSPC"));
     }
+  } else if (f->kind == "outage") {
+    if (!free_node(a)) return false;
+    (*busy)[a - 1] = true;
+    f->nodes = {a};
+    const int ms = Uniform(options_.min_outage_ms, options_.max_outage_ms);
+    cluster_->KillNode(a);
+    outage_node_ = a;
+    outage_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    Event(absl::StrCat("kill -9 node ", a, " and keep it down for ", ms / 1000, " s"));
   } else if (f->kind == "kill" || f->kind == "pause" || f->kind == "isolate") {
     if (!free_node(a)) return false;
     (*busy)[a - 1] = true;
@@ -110,7 +120,15 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
   return true;
 }
 
+void FaultInjector::EndOutageIfDue() {
+  if (outage_node_ == 0 || std::chrono::steady_clock::now() < outage_until_) return;
+  if (!cluster_->IsRunning(outage_node_)) cluster_->StartNode(outage_node_);
+  Event(absl::StrCat("restart node ", outage_node_, " after its outage"));
+  outage_node_ = 0;
+}
+
 void FaultInjector::Heal(const Fault& f) {
+  if (f.kind == "outage") return;  // EndOutageIfDue, rounds later.
   if (f.kind == "kill" || f.kind == "kill-all") {
     for (int id : f.nodes) {
       if (!cluster_->IsRunning(id)) cluster_->StartNode(id);
@@ -144,7 +162,9 @@ void FaultInjector::Run(std::chrono::milliseconds duration) {
   while (std::chrono::steady_clock::now() < deadline) {
     sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(Uniform(options_.min_gap_ms, options_.max_gap_ms)));
     if (std::chrono::steady_clock::now() >= deadline) break;
+    EndOutageIfDue();
     std::vector<bool> busy(cluster_->nodes(), false);
+    if (outage_node_ != 0) busy[outage_node_ - 1] = true;
     std::vector<Fault> active;
     const int count = Uniform(0, 3) == 0 ? 2 : 1;
     for (int i = 0; i < count; ++i) {
@@ -155,6 +175,10 @@ void FaultInjector::Run(std::chrono::milliseconds duration) {
     const int hold = Uniform(options_.min_hold_ms, options_.max_hold_ms);
     sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(hold));
     for (const Fault& f : active) Heal(f);
+  }
+  if (outage_node_ != 0) {
+    Event(absl::StrCat("end the outage of node ", outage_node_, " early"));
+    outage_node_ = 0;
   }
   cluster_->HealAll();
   Event("faults stopped; every node running, every link open");

@@ -10,6 +10,9 @@
 //   slow-disk  every fsync/fdatasync of one node sleeps 20–200 ms (LD_PRELOAD shim)
 //   disk-full  every fsync/fdatasync of one node fails with ENOSPC (off by default); a node
 //              that exits meanwhile is restarted and counted apart from crashes
+//   outage     SIGKILL one node and keep it down for 20-40 s while the rounds go on around it
+//              (off by default): long enough for the others to compact their Raft logs past it
+//              (with a small -snapshot-entries), so that it catches up by installing snapshots
 // The choice of faults, nodes and durations comes from the seed alone; a replay with the same
 // seed injects the same sequence (wall-clock timing of the writers still varies). A node whose
 // process ends on its own is logged as a crash, counted, and restarted.
@@ -33,6 +36,8 @@ struct FaultOptions {
   bool partition = true;  // isolate and one-way
   bool slow_disk = true;   // needs the cluster's disk shim
   bool disk_full = false;  // needs the cluster's disk shim
+  bool outage = false;
+  int min_outage_ms = 20000, max_outage_ms = 40000;
   int min_hold_ms = 1000, max_hold_ms = 5000;
   int min_gap_ms = 500, max_gap_ms = 2500;
 };
@@ -57,6 +62,8 @@ class FaultInjector {
     std::vector<int> nodes;  // kill/pause/isolate: the node(s); one-way: from, to
   };
   bool Inject(Fault* fault, std::vector<bool>* busy);
+  // Restarts the node of an outage whose time is up.
+  void EndOutageIfDue();
   void Heal(const Fault& fault);
   void Event(const std::string& what);
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
@@ -68,6 +75,8 @@ class FaultInjector {
   std::map<std::string, int> counts_;
   std::vector<std::string> events_;
   int crashes_ = 0;
+  int outage_node_ = 0;  // 0: none
+  std::chrono::steady_clock::time_point outage_until_;
   int disk_full_exits_ = 0;
 };
 
