@@ -60,9 +60,7 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
   result.report.verdicts.push_back(
       {"read your writes", workload.stale_reads() == 0,
        absl::StrCat(workload.stale_reads(), " of ", workload.own_reads(),
-                    " reads of a writer's own row on its node found an older version than its last commit"),
-       "not fatal yet: its last known cause (a shard snapshot installed over pending own changes) "
-       "was fixed on 2026-11-26; TESTING.md"});
+                    " reads of a writer's own row on its node found an older version than its last commit")});
   result.committed_writes = workload.committed();
   result.failed_transactions = workload.failed();
   for (const auto& [kind, n] : injector.counts()) result.faults_injected += n;

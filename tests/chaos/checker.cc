@@ -132,7 +132,7 @@ std::vector<NodeState> WaitForSettle(const std::vector<std::string>& db_paths,
 
 bool CheckReport::all_pass() const {
   for (const Verdict& v : verdicts) {
-    if (!v.pass && v.known_issue.empty()) return false;
+    if (!v.pass) return false;
   }
   return !verdicts.empty();
 }
@@ -140,9 +140,7 @@ bool CheckReport::all_pass() const {
 std::string CheckReport::ToString() const {
   std::string out;
   for (const Verdict& v : verdicts) {
-    const char* status = v.pass ? "PASS" : v.known_issue.empty() ? "FAIL" : "KNOWN";
-    absl::StrAppend(&out, absl::StrFormat("  %-16s %-5s %s\n", v.property, status, v.detail));
-    if (!v.pass && !v.known_issue.empty()) absl::StrAppend(&out, "                         (", v.known_issue, ")\n");
+    absl::StrAppend(&out, absl::StrFormat("  %-16s %-5s %s\n", v.property, v.pass ? "PASS" : "FAIL", v.detail));
   }
   return out;
 }

@@ -46,8 +46,6 @@ struct Verdict {
   std::string property;
   bool pass = false;
   std::string detail;
-  // A failure already reported and not fixed yet: printed as KNOWN, does not fail the run.
-  std::string known_issue;
 };
 
 struct CheckReport {
