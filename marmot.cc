@@ -46,10 +46,10 @@ MARMOT_FLAG(int64_t, shards, "shards", 16,
 MARMOT_FLAG(int64_t, snapshot_entries, "snapshot-entries", 10000,
             "Raft log entries of a shard between two of its snapshots (the log is compacted up to "
             "each snapshot)");
-MARMOT_FLAG(int64_t, checkpoint_ms, "checkpoint-ms", 1,
-            "Copy the WAL into the database in the background at most this often after commits, "
-            "so that the application's commits seldom have to; 0: leave it to SQLite's automatic "
-            "checkpoints");
+MARMOT_FLAG(int64_t, checkpoint_pages, "checkpoint-pages", 256,
+            "Copy the WAL into the database in the background once this many of its pages are not "
+            "in the database yet, so that the application's commits seldom have to; 0: leave it to "
+            "SQLite's automatic checkpoints");
 MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
   flags.raft_path = FLAGS_raft_path;
   flags.shards = FLAGS_shards;
   flags.snapshot_entries = FLAGS_snapshot_entries;
-  flags.checkpoint_ms = FLAGS_checkpoint_ms;
+  flags.checkpoint_pages = FLAGS_checkpoint_pages;
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;

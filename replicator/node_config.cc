@@ -215,11 +215,11 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
     return FlagError("snapshot-entries", absl::StrCat("must be at least 1, not ", flags.snapshot_entries));
   }
   config.snapshot_entries = static_cast<uint64_t>(flags.snapshot_entries);
-  if (flags.checkpoint_ms < 0 || flags.checkpoint_ms > 60000) {
-    return FlagError("checkpoint-ms",
-                     absl::StrCat("must be between 0 (off) and 60000, not ", flags.checkpoint_ms));
+  if (flags.checkpoint_pages < 0 || flags.checkpoint_pages > 1000000) {
+    return FlagError("checkpoint-pages",
+                     absl::StrCat("must be between 0 (off) and 1000000, not ", flags.checkpoint_pages));
   }
-  config.checkpoint_interval = std::chrono::milliseconds(flags.checkpoint_ms);
+  config.checkpoint_pages = flags.checkpoint_pages;
 
   if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
   config.raft_path = flags.raft_path;

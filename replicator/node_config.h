@@ -54,7 +54,7 @@ struct FlagValues {
   std::string raft_path;
   int64_t shards = 0;
   int64_t snapshot_entries = 10000;
-  int64_t checkpoint_ms = 1;
+  int64_t checkpoint_pages = 256;
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;
@@ -76,9 +76,9 @@ struct NodeConfig {
   int shards = 0;
   // Raft log entries of a shard between two of its snapshots.
   uint64_t snapshot_entries = 10000;
-  // marmot checkpoints the WAL at most this often after commits (WalCheckpointer); 0: it leaves
-  // checkpoints to SQLite's automatic ones.
-  std::chrono::milliseconds checkpoint_interval{1};
+  // marmot checkpoints the WAL once this many of its pages are not in the database yet
+  // (WalCheckpointer); 0: it leaves checkpoints to SQLite's automatic ones.
+  int64_t checkpoint_pages = 256;
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
   HostPort bind_rest;

@@ -86,7 +86,7 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   EXPECT_EQ(c->node_id, 1u);
   EXPECT_EQ(c->shards, 16);
   EXPECT_EQ(c->snapshot_entries, 10000u);
-  EXPECT_EQ(c->checkpoint_interval, std::chrono::milliseconds(1));
+  EXPECT_EQ(c->checkpoint_pages, 256);
   EXPECT_EQ(c->bootstrap.size(), 1u);
   EXPECT_TRUE(c->warnings.empty());
 }
@@ -126,11 +126,11 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f.snapshot_entries = 0;
   EXPECT_THAT(ErrorOf(f), HasSubstr("-snapshot-entries"));
   f = Good();
-  f.checkpoint_ms = -1;
-  EXPECT_THAT(ErrorOf(f), HasSubstr("-checkpoint-ms"));
-  f.checkpoint_ms = 60001;
-  EXPECT_THAT(ErrorOf(f), HasSubstr("-checkpoint-ms"));
-  f.checkpoint_ms = 0;  // off
+  f.checkpoint_pages = -1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-checkpoint-pages"));
+  f.checkpoint_pages = 1000001;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-checkpoint-pages"));
+  f.checkpoint_pages = 0;  // off
   EXPECT_TRUE(ValidateFlags(f).ok());
 }
 

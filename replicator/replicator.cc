@@ -70,9 +70,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   absl::StatusOr<std::unique_ptr<ChangeDetector>> detector = ChangeDetector::Open(config.db_path);
   if (!detector.ok()) return detector.status();
   r->detector_ = *std::move(detector);
-  if (config.checkpoint_interval.count() > 0) {
+  if (config.checkpoint_pages > 0) {
     absl::StatusOr<std::unique_ptr<WalCheckpointer>> checkpointer =
-        WalCheckpointer::Start(config.db_path, config.checkpoint_interval);
+        WalCheckpointer::Start(config.db_path, {.min_pages = config.checkpoint_pages});
     if (!checkpointer.ok()) return checkpointer.status();
     r->checkpointer_ = *std::move(checkpointer);
   }

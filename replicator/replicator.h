@@ -58,7 +58,7 @@ class Replicator {
   std::unique_ptr<MetricsObserver> observer_;
   std::unique_ptr<CaptureKeeper> keeper_;
   std::unique_ptr<ChangeDetector> detector_;
-  std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-ms=0
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-pages=0
   int64_t checkpoint_runs_ = 0;  // Already counted in metrics_.
   std::shared_ptr<SharedApplier> applier_;
   std::unique_ptr<raft::host::NodeHost> host_;

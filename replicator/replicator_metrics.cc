@@ -59,7 +59,7 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
       snapshots_sent_ok(SnapshotsSent(*registry_).Add({{"result", "ok"}})),
       snapshots_sent_failed(SnapshotsSent(*registry_).Add({{"result", "failed"}})),
       wal_checkpoints(NewCounter(*registry_, "marmot_wal_checkpoints_total",
-                                 "WAL checkpoints marmot ran for the application (-checkpoint-ms)")),
+                                 "WAL checkpoints marmot ran for the application (-checkpoint-pages)")),
       wal_frames_behind(prometheus::BuildGauge()
                             .Name("marmot_wal_frames_behind")
                             .Help("WAL frames not yet copied into the database file after marmot's "

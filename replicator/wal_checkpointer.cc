@@ -1,15 +1,41 @@
 #include "replicator/wal_checkpointer.h"
 
-#include <glog/logging.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <glog/logging.h>
 
 namespace marmot::replicator {
+namespace {
 
-absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(
-    const std::string& db_path, std::chrono::milliseconds min_interval) {
+// The WAL-index header at the start of the -shm file (https://www.sqlite.org/walformat.html),
+// in the machine's byte order: two copies of a 48-byte header, then the checkpoint information.
+constexpr size_t kShmPrefix = 136;
+constexpr size_t kVersionAt = 0;     // u32 iVersion, 3007000
+constexpr size_t kChangeAt = 8;      // u32 iChange: counts write transactions
+constexpr size_t kIsInitAt = 12;     // u8 isInit
+constexpr size_t kMaxFrameAt = 16;   // u32 mxFrame: the last valid frame
+constexpr size_t kBackfillAt = 96;   // u32 nBackfill: frames copied into the database
+constexpr uint32_t kWalIndexVersion = 3007000;
+
+uint32_t U32At(const unsigned char* p, size_t at) {
+  uint32_t v;
+  std::memcpy(&v, p + at, sizeof v);
+  return v;
+}
+
+int OpenShm(const std::string& db_path) { return ::open((db_path + "-shm").c_str(), O_RDONLY | O_CLOEXEC); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::string& db_path,
+                                                                         Options options) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path, {.create = false});
   if (!db.ok()) return db.status();
-  std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(*std::move(db), min_interval));
+  std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(*std::move(db), options, OpenShm(db_path)));
   c->thread_ = std::thread([raw = c.get()] { raw->Loop(); });
   return c;
 }
@@ -21,6 +47,7 @@ WalCheckpointer::~WalCheckpointer() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (shm_fd_ >= 0) ::close(shm_fd_);
 }
 
 void WalCheckpointer::Notify() {
@@ -37,46 +64,68 @@ WalCheckpointer::Counts WalCheckpointer::counts() const {
   return counts_;
 }
 
+std::optional<WalCheckpointer::WalIndex> WalCheckpointer::ReadWalIndex() {
+  if (shm_fd_ < 0) shm_fd_ = OpenShm(db_.path());
+  if (shm_fd_ < 0) return std::nullopt;
+  unsigned char header[kShmPrefix];
+  if (::pread(shm_fd_, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) return std::nullopt;
+  if (U32At(header, kVersionAt) != kWalIndexVersion || header[kIsInitAt] != 1) return std::nullopt;
+  const uint32_t max_frame = U32At(header, kMaxFrameAt), backfill = U32At(header, kBackfillAt);
+  return WalIndex{.change = U32At(header, kChangeAt),
+                  .pending = max_frame >= backfill ? max_frame - backfill : max_frame};
+}
+
 void WalCheckpointer::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
+  std::optional<WalIndex> last;
   while (true) {
     cv_.wait(lock, [&] { return stop_ || notified_; });
     if (stop_) return;
     notified_ = false;
     lock.unlock();
-    const auto next = std::chrono::steady_clock::now() + min_interval_;
-    const bool moved = Checkpoint();
+    const auto next = std::chrono::steady_clock::now() + options_.min_interval;
+    std::optional<WalIndex> now = ReadWalIndex();
+    bool moved;
+    if (now.has_value()) {
+      moved = !last.has_value() || now->change != last->change || now->pending != last->pending;
+      if (now->pending >= options_.min_pages) {
+        Checkpoint();
+        now = ReadWalIndex();
+      }
+    } else {
+      // No header to look at: checkpoint at every Notify; the WAL moved if the run saw it move.
+      const Counts before = counts();
+      Checkpoint();
+      const Counts after = counts();
+      moved = after.wal_frames != before.wal_frames || after.frames_behind != before.frames_behind;
+    }
+    last = now;
     lock.lock();
-    // While the WAL moves, run again without waiting for a Notify: the one who notifies may be
+    // While the WAL moves, look again without waiting for a Notify: the one who notifies may be
     // busy (a pump shipping a flood), and a WAL left alone for long reaches SQLite's automatic
     // checkpoint, which the application's commit then runs.
     if (moved) notified_ = true;
-    // Commits during the interval are taken by the run after it.
     cv_.wait_until(lock, next, [&] { return stop_; });
   }
 }
 
-bool WalCheckpointer::Checkpoint() {
+void WalCheckpointer::Checkpoint() {
   int wal_frames = 0, copied = 0;
   const int rc = sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
                                            &copied);
   std::lock_guard<std::mutex> lock(mu_);
   if (rc == SQLITE_BUSY) {
     ++counts_.busy;
-    return true;
+    return;
   }
   if (rc != SQLITE_OK) {
     // Nothing is lost: the application's own automatic checkpoints still run.
     LOG_EVERY_N(WARNING, 1000) << "checkpointing " << db_.path() << " failed: " << sqlite3_errmsg(db_.raw());
-    return false;
+    return;
   }
-  // The WAL moved since the last run if it has other frames or other frames copied (a writer
-  // that started it over can have as many as before).
-  const bool moved = counts_.runs == 0 || wal_frames != counts_.wal_frames || wal_frames - copied != counts_.frames_behind;
   ++counts_.runs;
   counts_.wal_frames = wal_frames;
   counts_.frames_behind = wal_frames - copied;
-  return moved;
 }
 
 }  // namespace marmot::replicator

@@ -62,7 +62,7 @@ TEST(MarmotCliTest, HelpListsEveryFlag) {
   testing::RunResult r = testing::Run({testing::MarmotBinary(), "--help"}, 10s);
   std::string all = r.out + r.err;
   for (const char* flag : {"-cleanup", "-db-path", "-replicate", "-node-id", "-bind ",
-                           "-raft-path", "-shards", "-snapshot-entries", "-checkpoint-ms", "-bootstrap", "-bind-pane", "-verbose"}) {
+                           "-raft-path", "-shards", "-snapshot-entries", "-checkpoint-pages", "-bootstrap", "-bind-pane", "-verbose"}) {
     EXPECT_THAT(all, HasSubstr(flag));
   }
 }
