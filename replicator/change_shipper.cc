@@ -68,6 +68,9 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
   // Marking rows done need not wait for the disk: rows whose marking a power loss undoes are
   // proposed again and skipped as duplicates (see "Crash safety" above).
   if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
+  // Its marking deletes log rows, which each log's guard trigger refuses to connections that run
+  // triggers (sqlite/change_log.h).
+  if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
   sqlite3_busy_handler(db->raw(), RetrySoon, nullptr);
   return std::unique_ptr<ChangeShipper>(
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));

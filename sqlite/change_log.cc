@@ -23,6 +23,12 @@ constexpr char kRowid[] = "__marmot__rowid";
 constexpr char kOldRowid[] = "__marmot__old_rowid";
 
 std::string Q(absl::string_view name) { return QuoteIdentifier(name); }
+
+// No quote in it: it goes into a SQL string literal as it is.
+constexpr char kLogGuardMessage[] =
+    "marmot deletes change-log rows itself once they are replicated; deleted by hand, the new "
+    "changes of this node would look already applied to the other nodes and be skipped. To stop "
+    "replicating: stop marmot, then run marmot -cleanup";
 std::string NewColumn(const std::string& column) { return "new." + column; }
 std::string OldColumn(const std::string& column) { return "old." + column; }
 
@@ -92,6 +98,13 @@ CapturePlan PlanCapture(const TableSchema& t) {
   trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals);
   trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals);
   trigger("delete", "DELETE", "", 'D', old_cols, old_vals);
+  {
+    std::string name = absl::StrCat(kMarmotPrefix, t.name, "_log_guard");
+    std::string sql = absl::StrCat(
+        "CREATE TRIGGER ", Q(name), " BEFORE DELETE ON ", log,
+        " BEGIN SELECT RAISE(ABORT, '", kLogGuardMessage, "'); END");
+    plan.triggers.emplace_back(std::move(name), std::move(sql));
+  }
 
   std::vector<std::string> select_vals;
   for (const ColumnInfo& c : t.columns) select_vals.push_back(Q(c.name));

@@ -11,6 +11,7 @@ namespace marmot::sqlite {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
@@ -268,6 +269,33 @@ TEST_F(ChangeLogTest, WritesByAnotherProcessAreCaptured) {
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].row[1], Value::Real(2.0));
   EXPECT_EQ(c[1].row[1], Value::Text("text"));
+}
+
+// Emptied by hand, a log would restart its ids under those the other nodes already applied from
+// this node, and they would skip this node's next changes as duplicates.
+TEST_F(ChangeLogTest, ALogCannotBeEmptiedByHandButMarmotsTriggerlessConnectionsCanPruneIt) {
+  Exec("CREATE TABLE \"we'ird\" (id INTEGER PRIMARY KEY, v)");
+  Install();
+  ASSERT_TRUE(testing::RunSqliteCli(path_, "INSERT INTO \"we'ird\" VALUES (1, 'a'), (2, 'b');").ok());
+  const std::string log = "\"__marmot__we'ird_change_log\"";
+
+  // The sqlite3 shell (triggers on, as in every application) is refused, with a reason.
+  absl::StatusOr<std::string> refused = testing::RunSqliteCli(path_, "DELETE FROM " + log + ";");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot deletes change-log rows itself"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot -cleanup"));
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(2));
+
+  // A connection with triggers disabled, as marmot's own, prunes it.
+  ASSERT_TRUE(db_->SetTriggersEnabled(false).ok());
+  Exec("DELETE FROM " + log + " WHERE \"__marmot__id\" = (SELECT min(\"__marmot__id\") FROM " + log + ")");
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(1));
+  ASSERT_TRUE(db_->SetTriggersEnabled(true).ok());
+
+  // The guard goes with everything else at cleanup.
+  ASSERT_TRUE(RemoveCapture(*db_).ok());
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_\\_marmot%' ESCAPE '\\'"),
+            Value::Integer(0));
 }
 
 TEST_F(ChangeLogTest, ReadChangeKeysGivesTheSameIdentitiesAsReadChanges) {
