@@ -239,17 +239,29 @@ void FirstReadOfPair(Node& a, uint64_t index) {
   ASSERT_TRUE(a.applier->Apply(0, index, other.CapturedBatch(3)).ok());
 }
 
+// Node a writes row ('k', 1) as 'mine', node b the same row as 'theirs'; each change is captured
+// (origins 1 and 2), none applied.
+struct SameRowWrites {
+  change::v1::ChangeBatch mine, theirs;
+};
+SameRowWrites WriteTheSameRowOnBoth(Node& a, Node& b) {
+  SameRowWrites w;
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
+  w.mine = a.CapturedBatch(1);
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
+  w.theirs = b.CapturedBatch(2);
+  return w;
+}
+
 TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnotherNodesChangeRewroteMeanwhile) {
   // Most own changes are known to be in place without reading their row; one whose row the
   // applier rewrote since the capture is not.
   Node a("own-rewritten"), b("own-rewritten-b");
   a.applier->set_local_node(1);
   FirstReadOfPair(a, 1);
-  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
-  change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  auto [mine, theirs] = WriteTheSameRowOnBoth(a, b);
   // Node 2's version of the row was ordered before node 1's change and arrives after it.
-  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
-  ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
+  ASSERT_TRUE(a.applier->Apply(0, 2, theirs).ok());
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("theirs"));
   auto r = a.applier->Apply(0, 3, mine);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -272,10 +284,8 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowRewrittenBeforeARestart) {
   // log are read, not trusted.
   Node a("own-restart"), b("own-restart-b");
   a.applier->set_local_node(1);
-  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
-  change::v1::ChangeBatch mine = a.CapturedBatch(1);
-  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
-  ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
+  auto [mine, theirs] = WriteTheSameRowOnBoth(a, b);
+  ASSERT_TRUE(a.applier->Apply(0, 1, theirs).ok());
   a.RestartApplier(1);
   auto r = a.applier->Apply(0, 2, mine);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -367,11 +377,8 @@ TEST(ChangeApplierTest, EntriesThatNeedAWriteAreLeftToApply) {
   Node a("unwritten-no"), b("unwritten-no-b");
   a.applier->set_local_node(1);
   FirstReadOfPair(a, 1);
-  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
-  change::v1::ChangeBatch mine = a.CapturedBatch(1);
   // Another node's change to the same row, ordered before: the row no longer holds 'mine'.
-  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
-  change::v1::ChangeBatch theirs = b.CapturedBatch(2);
+  auto [mine, theirs] = WriteTheSameRowOnBoth(a, b);
   auto remote = a.applier->ApplyWithoutWriting(0, 2, theirs);
   ASSERT_TRUE(remote.ok());
   EXPECT_FALSE(remote->has_value()) << "another node's changes always write";

@@ -29,19 +29,31 @@ LocalChangeIndex::TableRows& CaughtUp(LocalChangeIndex& index, sqlite::Database&
   return **t;
 }
 
+// A database at a new path with `schema` (made by the sqlite3 shell) and marmot's capture on it.
+struct CapturedDatabase {
+  std::string path;
+  sqlite::Database db;
+};
+CapturedDatabase NewCapturedDatabase(const std::string& label, const std::string& schema) {
+  const std::string path = sqlite::testing::NewTempDir(label) + "/n.db";
+  absl::StatusOr<std::string> made = sqlite::testing::RunSqliteCli(path, schema);
+  CHECK(made.ok()) << made.status();
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(path);
+  CHECK(db.ok()) << db.status();
+  absl::StatusOr<sqlite::CaptureReport> capture = sqlite::InstallCapture(*db);
+  CHECK(capture.ok()) << capture.status();
+  return {path, *std::move(db)};
+}
+
 TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
-  const std::string path = sqlite::testing::NewTempDir("local-change-index") + "/n.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)").ok());
-  auto db = sqlite::Database::Open(path);
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  auto [path, db] = NewCapturedDatabase("local-change-index", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   // Given two changes of row 1 and one of row 2 (another process writes them).
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(
                   path, "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
                         "INSERT INTO t VALUES (2, 'c');")
                   .ok());
   LocalChangeIndex index;
-  LocalChangeIndex::TableRows& t = CaughtUp(index, *db);
+  LocalChangeIndex::TableRows& t = CaughtUp(index, db);
   EXPECT_EQ(t.Newest(Key(1)), 2);
   EXPECT_EQ(t.Newest(Key(2)), 3);
   EXPECT_EQ(t.Newest(Key(3)), 0);
@@ -55,7 +67,7 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
 
   // A later change is read by the next CatchUp; the forgotten rows stay forgotten.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
-  EXPECT_EQ(&CaughtUp(index, *db), &t);
+  EXPECT_EQ(&CaughtUp(index, db), &t);
   EXPECT_EQ(t.Newest(Key(2)), 4);
   EXPECT_EQ(t.Newest(Key(1)), 0);
 
@@ -63,31 +75,27 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
   index.Clear();
   EXPECT_EQ(index.Find("t"), nullptr);
   EXPECT_EQ(Newest(index, 1), 0);
-  EXPECT_EQ(CaughtUp(index, *db).Newest(Key(1)), 2);
+  EXPECT_EQ(CaughtUp(index, db).Newest(Key(1)), 2);
 
   // A table without a log is an error, and clears the index (what the caller writes next is not
   // tracked).
-  EXPECT_FALSE(index.CatchUp(*db, "missing").ok());
+  EXPECT_FALSE(index.CatchUp(db, "missing").ok());
   EXPECT_EQ(index.Find("t"), nullptr);
 }
 
 TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesIt) {
-  const std::string path = sqlite::testing::NewTempDir("local-change-index-holds") + "/n.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)").ok());
-  auto db = sqlite::Database::Open(path);
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  auto [path, db] = NewCapturedDatabase("local-change-index-holds", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');").ok());
   LocalChangeIndex index;
   // Rows of the first read of a table may have been written by the applier before: unknown.
-  LocalChangeIndex::TableRows* t = &CaughtUp(index, *db);
+  LocalChangeIndex::TableRows* t = &CaughtUp(index, db);
   EXPECT_FALSE(t->Holds(Key(1), 1));
 
   // Changes read later were committed after everything the applier wrote before that read.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'b' WHERE id = 1;"
                                                   "INSERT INTO t VALUES (2, 'c');")
                   .ok());
-  CaughtUp(index, *db);
+  CaughtUp(index, db);
   EXPECT_TRUE(t->Holds(Key(1), 2));
   EXPECT_FALSE(t->Holds(Key(1), 1)) << "an older change of the row";
   EXPECT_TRUE(t->Holds(Key(2), 3));
@@ -101,32 +109,28 @@ TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesI
   EXPECT_EQ(t->Newest(Key(2)), 3);
   EXPECT_EQ(t->size(), 2u);
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'd' WHERE id = 2").ok());
-  CaughtUp(index, *db);
+  CaughtUp(index, db);
   EXPECT_TRUE(t->Holds(Key(2), 4));
 
   // After Clear() the first read is unknown again.
   index.Clear();
-  t = &CaughtUp(index, *db);
+  t = &CaughtUp(index, db);
   EXPECT_FALSE(t->Holds(Key(2), 4));
   EXPECT_EQ(t->Newest(Key(2)), 4);
 }
 
 TEST(LocalChangeIndexTest, KeysOfOtherTypesAndCompositeKeysAreRowsOfTheirOwn) {
-  const std::string path = sqlite::testing::NewTempDir("local-change-index-keys") + "/n.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE k (a PRIMARY KEY, v) WITHOUT ROWID;"
-                                                  "CREATE TABLE c (a, b, v, PRIMARY KEY (a, b));")
-                  .ok());
-  auto db = sqlite::Database::Open(path);
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  auto [path, db] = NewCapturedDatabase("local-change-index-keys",
+                                        "CREATE TABLE k (a PRIMARY KEY, v) WITHOUT ROWID;"
+                                        "CREATE TABLE c (a, b, v, PRIMARY KEY (a, b));");
   // A key column without affinity keeps 5 and '5' as two rows; 5.0 is a third.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO k VALUES (5, 'a'); INSERT INTO k VALUES ('5', 'b');"
                                                   "INSERT INTO k VALUES (5.5, 'c'); UPDATE k SET v = 'd' WHERE a = '5';"
                                                   "INSERT INTO c VALUES (1, 2, 'e'); INSERT INTO c VALUES (2, 1, 'f');")
                   .ok());
   LocalChangeIndex index;
-  absl::StatusOr<LocalChangeIndex::TableRows*> k = index.CatchUp(*db, "k");
-  absl::StatusOr<LocalChangeIndex::TableRows*> c = index.CatchUp(*db, "c");
+  absl::StatusOr<LocalChangeIndex::TableRows*> k = index.CatchUp(db, "k");
+  absl::StatusOr<LocalChangeIndex::TableRows*> c = index.CatchUp(db, "c");
   ASSERT_TRUE(k.ok() && c.ok());
   EXPECT_EQ((*k)->Newest(Key(5)), 1);
   EXPECT_EQ((*k)->Newest({Value::Text("5")}), 4);
@@ -140,32 +144,28 @@ TEST(LocalChangeIndexTest, KeysOfOtherTypesAndCompositeKeysAreRowsOfTheirOwn) {
 }
 
 TEST(LocalChangeIndexTest, CatchUpKnownReadsOnlyTablesReadBefore) {
-  const std::string path = sqlite::testing::NewTempDir("local-change-index-known") + "/n.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
-                                                  "CREATE TABLE u (id INTEGER PRIMARY KEY, v);")
-                  .ok());
-  auto db = sqlite::Database::Open(path);
-  ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(sqlite::InstallCapture(*db).ok());
+  auto [path, db] = NewCapturedDatabase("local-change-index-known",
+                                        "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
+                                        "CREATE TABLE u (id INTEGER PRIMARY KEY, v);");
   LocalChangeIndex index;
-  CaughtUp(index, *db).Rewritten(Key(1));
+  CaughtUp(index, db).Rewritten(Key(1));
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');"
                                                   "INSERT INTO u VALUES (1, 'b');")
                   .ok());
 
   // Rows of a table read before count as written after the applier's writes, as with CatchUp.
-  index.CatchUpKnown(*db);
+  index.CatchUpKnown(db);
   EXPECT_TRUE(index.Find("t")->Holds(Key(1), 1));
   // A table never read stays for its first CatchUp, whose rows are unknown.
   EXPECT_EQ(index.Find("u"), nullptr);
   EXPECT_EQ(index.Find("t")->size(), 1u);
-  absl::StatusOr<LocalChangeIndex::TableRows*> u = index.CatchUp(*db, "u");
+  absl::StatusOr<LocalChangeIndex::TableRows*> u = index.CatchUp(db, "u");
   ASSERT_TRUE(u.ok());
   EXPECT_FALSE((*u)->Holds(Key(1), 1));
 
   // A known table whose log is gone clears the index, as a failed CatchUp does.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "DROP TABLE \"__marmot__u_change_log\"").ok());
-  index.CatchUpKnown(*db);
+  index.CatchUpKnown(db);
   EXPECT_EQ(index.Find("t"), nullptr);
   EXPECT_EQ(index.Find("u"), nullptr);
   EXPECT_EQ(Newest(index, 1), 0);
