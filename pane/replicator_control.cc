@@ -57,9 +57,10 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   for (const sqlite::TableSchema& t : listing->tables) {
+    // Rows up to CommittedThrough are replicated and wait only to be deleted (ShipperOptions).
     absl::StatusOr<sqlite::Value> pending = db_.QueryValue(absl::StrCat(
         "SELECT count(*) FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(t.name)),
-        " WHERE \"__marmot__state\" = 0"));
+        " WHERE \"__marmot__state\" = 0 AND \"__marmot__id\" > ", replicator_->CommittedThrough(t.name)));
     if (!pending.ok()) continue;  // No capture on it yet.
     admin::v1::TableBacklog* b = out.add_backlog();
     b->set_table(t.name);

@@ -1,8 +1,8 @@
 #include "replicator/change_shipper.h"
 
 #include <algorithm>
-
 #include <chrono>
+#include <limits>
 #include <thread>
 
 #include <glog/logging.h>
@@ -122,12 +122,18 @@ absl::Status ChangeShipper::RefreshSchema() {
 absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
   int64_t read = 0;
   for (const auto& [name, table] : tables_) {
-    if (buffered_ >= options_.max_buffered_changes) break;
     int64_t& cursor = read_up_to_[name];
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
-    // one seek to the log's newest id answers whether there is anything to read.
+    // one seek to the log's newest id answers whether there is anything to read. It also tells
+    // whether the application is writing (MarkWhenDue), so it is asked even when reading waits.
     absl::StatusOr<int64_t> newest = QueryInt(db_, absl::StrCat(
         "SELECT max(\"__marmot__id\") FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
+    if (newest.ok()) {
+      int64_t& seen = newest_[name];
+      if (*newest != seen) logs_grew_ = absl::Now();
+      seen = *newest;
+    }
+    if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
     int limit = static_cast<int>(
         std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
@@ -226,14 +232,19 @@ int64_t ChangeShipper::ProposeReady() {
   return proposed;
 }
 
-absl::Status ChangeShipper::MarkDone() {
+absl::Status ChangeShipper::MarkDone(int64_t max_rows) {
   // Per table, the committed prefix of what was read: every row up to its last id can go.
   std::map<std::string, std::pair<size_t, int64_t>> prefix;  // table -> (count, last id)
+  bool more = false;  // committed rows beyond max_rows
   for (const auto& [table, unmarked] : unmarked_) {
-    size_t n = 0;
-    while (n < unmarked.ids.size() && unmarked.ids[n].second) ++n;
+    size_t n = unmarked.committed;
+    if (static_cast<int64_t>(n) > max_rows) {
+      n = static_cast<size_t>(max_rows);
+      more = true;
+    }
     if (n > 0) prefix[table] = {n, unmarked.ids[n - 1].first};
   }
+  marks_due_ = more;
   if (prefix.empty()) return absl::OkStatus();
   auto write = [&prefix](sqlite::Database& db) { return DeleteMarked(db, prefix); };
   if (mark_transaction_) {
@@ -246,8 +257,9 @@ absl::Status ChangeShipper::MarkDone() {
     if (absl::Status s = txn->Commit(); !s.ok()) return s;
   }
   for (const auto& [table, count_and_last] : prefix) {
-    std::deque<std::pair<int64_t, bool>>& ids = unmarked_[table].ids;
-    ids.erase(ids.begin(), ids.begin() + static_cast<long>(count_and_last.first));
+    Unmarked& unmarked = unmarked_[table];
+    unmarked.ids.erase(unmarked.ids.begin(), unmarked.ids.begin() + static_cast<long>(count_and_last.first));
+    unmarked.committed -= count_and_last.first;
   }
   return absl::OkStatus();
 }
@@ -323,24 +335,54 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
           << "committed change " << change_id << " of " << *table << " was not read";
       it->second = true;
       --buffered_;
-      marks_due_ = true;
+      if (!marks_due_) {
+        marks_due_ = true;
+        due_since_ = absl::Now();
+      }
     }
   }
+  if (committed > 0) {
+    absl::MutexLock lock(&committed_through_mu_);
+    for (auto& [table, unmarked] : unmarked_) {
+      const size_t before = unmarked.committed;
+      while (unmarked.committed < unmarked.ids.size() && unmarked.ids[unmarked.committed].second) {
+        ++unmarked.committed;
+      }
+      if (unmarked.committed > before) committed_through_[table] = unmarked.ids[unmarked.committed - 1].first;
+    }
+  }
+  return std::make_pair(committed, failed);
+}
+
+int64_t ChangeShipper::CommittedThrough(const std::string& table) const {
+  absl::MutexLock lock(&committed_through_mu_);
+  auto it = committed_through_.find(table);
+  return it == committed_through_.end() ? 0 : it->second;
+}
+
+void ChangeShipper::MarkWhenDue() {
   // Committed changes are marked done when all changes of their table read before them are
   // committed too; a failure (the application holds the write lock past the busy timeout) is
   // retried next round. Should marmot stop first, the rows are proposed again at restart and
   // skipped as duplicates.
   const absl::Time now = absl::Now();
-  if (!marks_due_ || now - last_mark_ < options_.mark_interval) {
-    return std::make_pair(committed, failed);
-  }
+  if (!marks_due_ || now - last_mark_ < options_.mark_interval) return;
+  if (now - logs_grew_ < options_.mark_quiet && now - due_since_ < options_.mark_delay) return;
   last_mark_ = now;
-  if (absl::Status s = MarkDone(); !s.ok()) {
+  if (absl::Status s = MarkDone(options_.mark_rows); !s.ok()) {
     LOG(WARNING) << "cannot mark committed changes done yet: " << s;
-  } else {
-    marks_due_ = false;
+    marks_due_ = true;
+    return;
   }
-  return std::make_pair(committed, failed);
+  // Rows left by max_rows keep their place in line.
+  if (!marks_due_) due_since_ = absl::InfiniteFuture();
+}
+
+absl::Status ChangeShipper::Finish() {
+  absl::StatusOr<std::pair<int64_t, int64_t>> outcomes = ProcessOutcomes();
+  if (!outcomes.ok()) return outcomes.status();
+  if (!marks_due_) return absl::OkStatus();
+  return MarkDone(std::numeric_limits<int64_t>::max());
 }
 
 absl::StatusOr<PumpStats> ChangeShipper::Pump() {
@@ -354,6 +396,7 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   if (!read.ok()) return read.status();
   stats.read = *read;
   stats.proposed = ProposeReady();
+  MarkWhenDue();
   return stats;
 }
 

@@ -59,11 +59,20 @@ struct ShipperOptions {
   int64_t max_batch_bytes = 1 << 20;
   int max_buffered_changes = 100000;
   int scan_limit = 10000;  // Change-log rows read per table per Pump.
-  // Committed rows are marked done (deleted from the logs) at most this often: each marking is
-  // a write transaction on the application's database, and every one the application runs into
-  // costs it a busy wait (SQLite's busy handler sleeps 1 ms and more). Marking later is safe: a
-  // row not marked yet is only proposed again after a restart, and skipped as a duplicate.
+  // When committed rows are marked done (deleted from the logs). Each marking is a write
+  // transaction on the application's database: SQLite has one writer, so the application's
+  // writes wait meanwhile (its busy handler sleeps 1 ms and more), and deleting rows is work of
+  // the same order as writing them. So marking waits for the application to pause: for the
+  // logs to gain no row for `mark_quiet`; under writes that do not pause, for the oldest
+  // committed row to have waited `mark_delay` (which bounds the rows kept to that much writing).
+  // A burst shorter than that pays nothing for the marking while it runs. Markings are at least
+  // `mark_interval` apart and delete at most `mark_rows` rows of a table each, so that one
+  // marking holds the write lock for milliseconds. Marking later is safe: a row not marked yet
+  // is only proposed again after a restart, and skipped as a duplicate.
+  absl::Duration mark_quiet = absl::Milliseconds(25);
+  absl::Duration mark_delay = absl::Seconds(1);
   absl::Duration mark_interval = absl::Milliseconds(50);
+  int64_t mark_rows = 16384;
 };
 
 struct PumpStats {
@@ -100,6 +109,15 @@ class ChangeShipper {
   // Proposals in flight.
   int in_flight() const;
 
+  // The newest change id of `table` that committed along with every change of the table read
+  // before it (0: none yet). Log rows up to it are waiting to be marked done, not to be
+  // replicated. Thread-safe: the control pane asks from its own threads.
+  int64_t CommittedThrough(const std::string& table) const;
+
+  // At stop, after the last Pump: takes the outcomes that arrived since and marks every
+  // committed row done, so that a restart does not propose them again.
+  absl::Status Finish();
+
 
  private:
   struct Header;
@@ -113,7 +131,11 @@ class ChangeShipper {
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
-  absl::Status MarkDone();
+  // Marks when the application paused or a committed row waited too long (ShipperOptions).
+  void MarkWhenDue();
+  // Deletes the committed prefix of every log, at most `max_rows` rows of each; sets
+  // marks_due_ when some stayed behind.
+  absl::Status MarkDone(int64_t max_rows);
   // Deletes the committed prefix `prefix` (table -> (count, last id)) from the logs through `db`,
   // inside the caller's transaction.
   static absl::Status DeleteMarked(sqlite::Database& db,
@@ -134,6 +156,8 @@ class ChangeShipper {
   std::map<std::string, CaptureLog> capture_log_;  // per table
   std::map<std::string, sqlite::TableSchema> tables_;
   std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
+  std::map<std::string, int64_t> newest_;  // Per table: the log's newest id at the last look.
+  absl::Time logs_grew_ = absl::InfinitePast();  // When a log last gained rows.
   // Per shard: changes read, in capture order, not yet in flight.
   std::vector<std::deque<Pending>> queued_;
   // Per shard: the batch in flight, if any.
@@ -146,9 +170,12 @@ class ChangeShipper {
   // it holding the application's write lock).
   struct Unmarked {
     std::deque<std::pair<int64_t, bool>> ids;
+    size_t committed = 0;  // The length of the committed prefix of `ids`.
   };
   std::map<std::string, Unmarked> unmarked_;
-  bool marks_due_ = false;  // Something committed since the last marking.
+  bool marks_due_ = false;  // Something committed is not marked yet.
+  // When the oldest commit not marked yet arrived (InfiniteFuture: none).
+  absl::Time due_since_ = absl::InfiniteFuture();
   absl::Time last_mark_ = absl::InfinitePast();
   // Per (table, change id) of a rekey split over two shards: how many of them still have to
   // commit it. Any other change is done when its one batch commits.
@@ -161,6 +188,10 @@ class ChangeShipper {
     std::vector<std::pair<int, absl::Status>> done ABSL_GUARDED_BY(mu);
   };
   std::shared_ptr<Outcomes> outcomes_ = std::make_shared<Outcomes>();
+
+  mutable absl::Mutex committed_through_mu_;
+  // Per table: the newest id of the committed prefix (CommittedThrough).
+  std::map<std::string, int64_t> committed_through_ ABSL_GUARDED_BY(committed_through_mu_);
 };
 
 }  // namespace marmot::replicator

@@ -126,7 +126,7 @@ TEST(ChangeShipperTest, EveryNodeConvergesToTheOriginsTables) {
   LogPerShard log({&a, &b, &c});
   // Marking at every round, so that the logs are pruned once the shipper is drained.
   auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
-                                     {.max_batch_changes = 50, .mark_interval = absl::ZeroDuration()});
+                                     {.max_batch_changes = 50, .mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok()) << shipper.status();
 
   ASSERT_TRUE(RunSqliteCli(a.path, kWorkload).ok());
@@ -155,7 +155,7 @@ TEST(ChangeShipperTest, RowsAreMarkedDoneUpToTheFirstChangeNotCommitted) {
   while (shard_of(first_held) == shard_of(1)) ++first_held;
   const int held = shard_of(first_held);
   log.hold_shard_ = held;
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.mark_interval = absl::ZeroDuration()});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok());
   ASSERT_TRUE(RunSqliteCli(a.path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
                                    "  INSERT INTO items SELECT i, 'item ' || i, i FROM n;")
@@ -169,6 +169,66 @@ TEST(ChangeShipperTest, RowsAreMarkedDoneUpToTheFirstChangeNotCommitted) {
   Drain(**shipper);
   EXPECT_EQ(*RunSqliteCli(a.path, count), "1|100\n");
   EXPECT_EQ(b.Dump(), a.Dump());
+}
+
+constexpr char kItemsLog[] = "SELECT count(*) FROM \"__marmot__items_change_log\";";
+constexpr char kHundredItems[] =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+    "  INSERT INTO items SELECT i, 'item ' || i, i FROM n;";
+
+TEST(ChangeShipperTest, MarkingWaitsWhileTheApplicationWrites) {
+  // The logs grew at the last look and no commit is old enough: deleting now would compete
+  // with the application for the write lock. Finish (at stop) marks regardless.
+  ShardRouter router(4);
+  Node a("mark-wait-a", router), b("mark-wait-b", router);
+  LogPerShard log({&a, &b});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.mark_quiet = absl::Hours(1), .mark_delay = absl::Hours(1),
+                                      .mark_interval = absl::ZeroDuration()});
+  ASSERT_TRUE(shipper.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
+  Drain(**shipper);
+  EXPECT_EQ(b.Dump(), a.Dump());
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "100\n");
+  // What the control pane does not count as pending.
+  EXPECT_EQ(absl::StrCat((*shipper)->CommittedThrough("items"), "\n"),
+            *RunSqliteCli(a.path, "SELECT max(\"__marmot__id\") FROM \"__marmot__items_change_log\";"));
+  EXPECT_EQ((*shipper)->CommittedThrough("kv"), 0);
+  ASSERT_TRUE((*shipper)->Finish().ok());
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
+}
+
+TEST(ChangeShipperTest, ACommittedRowWaitsAtMostMarkDelay) {
+  ShardRouter router(4);
+  Node a("mark-delay-a", router);
+  LogPerShard log({&a});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.mark_quiet = absl::Hours(1), .mark_delay = absl::ZeroDuration(),
+                                      .mark_interval = absl::ZeroDuration()});
+  ASSERT_TRUE(shipper.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
+  Drain(**shipper);
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
+}
+
+TEST(ChangeShipperTest, OneMarkingDeletesAtMostMarkRowsOfATable) {
+  ShardRouter router(4);
+  Node a("mark-rows-a", router);
+  LogPerShard log({&a});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration(),
+                                      .mark_rows = 30});
+  ASSERT_TRUE(shipper.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
+  ASSERT_TRUE((*shipper)->Pump().ok());  // read, proposed, committed
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "100\n");
+  ASSERT_TRUE((*shipper)->Pump().ok());  // the commits taken: one marking
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "70\n");
+  ASSERT_TRUE((*shipper)->Pump().ok());  // the rest stays due
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "40\n");
+  Drain(**shipper);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
 }
 
 TEST(ChangeShipperTest, FailedProposalsAreRetriedInOrder) {

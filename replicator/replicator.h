@@ -43,6 +43,10 @@ class Replicator {
   // keeps the dead letters of the changes it could not apply.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
+  // Change-log rows of `table` with ids up to this are replicated, only not deleted yet
+  // (ChangeShipper::CommittedThrough).
+  int64_t CommittedThrough(const std::string& table) const { return shipper_->CommittedThrough(table); }
+
   raft::host::NodeHost* host() { return host_.get(); }
   ReplicatorMetrics& metrics() { return *metrics_; }
   const NodeConfig& config() const { return config_; }
