@@ -13,8 +13,8 @@
 //       other CPUs, nodes 2 and 3 there with SCHED_IDLE (they run when node 1 leaves CPU time;
 //       --followers_idle=false shares it equally). That run also prints how fast marmot
 //       replicated meanwhile, so a marmot starved into doing nothing would show. The baselines
-//       and this run go in three rounds (raw, triggers only, with marmot), each figure the
-//       median of its three.
+//       and this run go in --rounds rounds (raw, triggers only, with marmot), each figure the
+//       median of its rounds; every round is printed too.
 //   (d) catch-up: a new node (-join, then AddNode over REST) receiving every row of the cluster.
 //
 //   bazel build -c opt //:marmot //tools/bench:replication_bench
@@ -60,6 +60,7 @@ DEFINE_int32(latency_seconds, 5, "duration of the latency run (b) at --latency_r
 DEFINE_int32(latency_rate, 1000, "single-row writes per second in (b)");
 DEFINE_int64(catchup_rows, 1000000, "rows the cluster holds when the new node joins (d); 0 skips");
 DEFINE_int32(timeout_seconds, 300, "give up waiting for replication after this long");
+DEFINE_int32(rounds, 5, "rounds of the baselines and of (c) on its own core; the median is reported");
 DEFINE_bool(spread, true, "also run (a) with a writer on every node");
 DEFINE_bool(own_core, true, "also run (c) with the writer alone on CPU 0 (needs 2 or more CPUs)");
 DEFINE_bool(followers_idle, true, "in that run, nodes 2 and 3 get only CPU time node 1 leaves (SCHED_IDLE)");
@@ -390,7 +391,7 @@ int Run() {
   int64_t next_id = 1;
 
   // Baselines: the same writer on plain files, without and with capture triggers. One burst of
-  // --rows moves by 20 % between runs on a shared machine: three rounds, each a raw and a
+  // --rows moves by 20 % between runs on a shared machine: --rounds rounds, each a raw and a
   // triggers-only run on fresh files and (c) on its own core right after them, so that the
   // machine's drift reaches all three alike; the median of each is kept. The idle cluster stays
   // off CPU 0 meanwhile.
@@ -427,20 +428,32 @@ int Run() {
     return rate;
   };
   std::vector<double> raw_rates, cap_rates, own_core_rates;
-  for (int round = 0; round < 3; ++round) {
+  CHECK_GE(FLAGS_rounds, 1) << "--rounds";
+  for (int round = 0; round < FLAGS_rounds; ++round) {
     for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(!own_core, true), SCHED_OTHER);
     raw_rates.push_back(baseline(false, round));
     cap_rates.push_back(baseline(true, round));
     if (own_core) own_core_rates.push_back(own_core_run());
+    fprintf(stderr, "round %d: raw %.0f, triggers only %.0f (%.3fx raw)", round + 1, raw_rates.back(),
+            cap_rates.back(), cap_rates.back() / raw_rates.back());
+    if (own_core) {
+      fprintf(stderr, ", (c) alone on CPU 0 %.0f (%.3fx raw, %.3fx triggers only)", own_core_rates.back(),
+              own_core_rates.back() / raw_rates.back(), own_core_rates.back() / cap_rates.back());
+    }
+    fprintf(stderr, "\n");
   }
   for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
   const double raw_rate = Percentile(raw_rates, 0.5), cap_rate = Percentile(cap_rates, 0.5);
-  fprintf(stderr, "baseline (median of 3): raw %.0f rows/s, with capture triggers %.0f rows/s\n", raw_rate,
-          cap_rate);
+  fprintf(stderr, "baseline (median of %d): raw %.0f rows/s, with capture triggers %.0f rows/s\n", FLAGS_rounds,
+          raw_rate, cap_rate);
 
   // (a), and (c) with every process on every CPU: one writer on node 1.
   double app_rate = 0;
   {
+    // Node 1 deletes the rows of its log once they are replicated and its writer paused: the
+    // previous run's deletions are not this run's CPU, and this run's are.
+    const std::string pruned = "SELECT count(*) <= 1 FROM \"__marmot__t_change_log\"";
+    WaitForCount({dbs[0]}, pruned, 1);
     const int64_t first = next_id;
     std::vector<double> cpu;
     for (Node& n : cluster.nodes()) cpu.push_back(::marmot::testing::ProcessCpuSeconds(n.proc->pid()));
@@ -450,6 +463,7 @@ int Run() {
     auto end = WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
                             FLAGS_rows);
     const double rate = end ? FLAGS_rows / Seconds(*end - start) : 0;
+    WaitForCount({dbs[0]}, pruned, 1);
     // CPU per replicated row moves much less with the machine's load than rows/s does.
     std::string per_node;
     double total_us = 0;
