@@ -29,6 +29,10 @@ constexpr char kLogGuardMessage[] =
     "marmot deletes change-log rows itself once they are replicated; deleted by hand, the new "
     "changes of this node would look already applied to the other nodes and be skipped. To stop "
     "replicating: stop marmot, then run marmot -cleanup";
+constexpr char kLogEditGuardMessage[] =
+    "change-log rows are the changes marmot replicates; edited by hand, the other nodes would "
+    "receive the edit, or nothing, instead of what was written. To stop replicating: stop marmot, "
+    "then run marmot -cleanup";
 std::string NewColumn(const std::string& column) { return "new." + column; }
 std::string OldColumn(const std::string& column) { return "old." + column; }
 
@@ -98,13 +102,14 @@ CapturePlan PlanCapture(const TableSchema& t) {
   trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals);
   trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals);
   trigger("delete", "DELETE", "", 'D', old_cols, old_vals);
-  {
-    std::string name = absl::StrCat(kMarmotPrefix, t.name, "_log_guard");
-    std::string sql = absl::StrCat(
-        "CREATE TRIGGER ", Q(name), " BEFORE DELETE ON ", log,
-        " BEGIN SELECT RAISE(ABORT, '", kLogGuardMessage, "'); END");
+  auto guard = [&](const std::string& suffix, const std::string& event, const char* message) {
+    std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
+    std::string sql = absl::StrCat("CREATE TRIGGER ", Q(name), " BEFORE ", event, " ON ", log,
+                                   " BEGIN SELECT RAISE(ABORT, '", message, "'); END");
     plan.triggers.emplace_back(std::move(name), std::move(sql));
-  }
+  };
+  guard("log_guard", "DELETE", kLogGuardMessage);
+  guard("log_edit_guard", "UPDATE", kLogEditGuardMessage);
 
   std::vector<std::string> select_vals;
   for (const ColumnInfo& c : t.columns) select_vals.push_back(Q(c.name));

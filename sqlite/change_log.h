@@ -11,10 +11,12 @@
 //   "old.<key column>"    one per key column    the OLD key for K and D; NULL for I and U
 //   "__marmot__rowid", "__marmot__old_rowid"    only for tables keyed by rowid (no primary key)
 //
-// A fifth trigger, `__marmot__T_log_guard`, refuses DELETE on the log from connections that run
-// triggers (applications, the sqlite3 shell): emptied by hand, a log would hand out ids the other
-// nodes have already applied from this node, and they would skip the new changes as duplicates.
-// marmot deletes log rows on connections with triggers disabled.
+// Two more triggers guard the log against connections that run triggers (applications, the
+// sqlite3 shell): `__marmot__T_log_guard` refuses DELETE (emptied by hand, a log would hand out
+// ids the other nodes have already applied from this node, and they would skip the new changes
+// as duplicates), `__marmot__T_log_edit_guard` refuses UPDATE (an edited row would replicate the
+// edit, or with its state changed, nothing). marmot deletes and marks log rows on connections
+// with triggers disabled.
 //
 // Value columns are declared without a type, so they have no affinity and keep every value's
 // storage class exactly. Change ids are rowids: SQLite hands out max(id)+1, so whoever prunes a

@@ -285,11 +285,21 @@ TEST_F(ChangeLogTest, ALogCannotBeEmptiedByHandButMarmotsTriggerlessConnectionsC
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot deletes change-log rows itself"));
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot -cleanup"));
   EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(2));
+  // Nor can a change be edited, or marked done so that it never replicates.
+  for (const char* set : {"\"new.v\" = 'edited'", "\"__marmot__state\" = 1"}) {
+    const std::string edit = absl::StrCat("UPDATE ", log, " SET ", set, ";");
+    absl::StatusOr<std::string> edited = testing::RunSqliteCli(path_, edit);
+    ASSERT_FALSE(edited.ok()) << edit;
+    EXPECT_THAT(std::string(edited.status().message()), HasSubstr("change-log rows are the changes marmot replicates"));
+  }
+  EXPECT_EQ(*db_->QueryValue("SELECT group_concat(\"new.v\" || \"__marmot__state\") FROM " + log), Value::Text("a0,b0"));
 
-  // A connection with triggers disabled, as marmot's own, prunes it.
+  // A connection with triggers disabled, as marmot's own, prunes it and marks rows done.
   ASSERT_TRUE(db_->SetTriggersEnabled(false).ok());
   Exec("DELETE FROM " + log + " WHERE \"__marmot__id\" = (SELECT min(\"__marmot__id\") FROM " + log + ")");
   EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(1));
+  Exec("UPDATE " + log + " SET \"__marmot__state\" = 1");
+  EXPECT_EQ(*db_->QueryValue("SELECT \"__marmot__state\" FROM " + log), Value::Integer(1));
   ASSERT_TRUE(db_->SetTriggersEnabled(true).ok());
 
   // The guard goes with everything else at cleanup.

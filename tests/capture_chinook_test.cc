@@ -107,7 +107,7 @@ class CaptureChinookTest : public ::testing::Test {
         [&] {
           auto n = sqlite::testing::RunSqliteCli(
               db_, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_\\_marmot\\_\\_%' ESCAPE '\\';");
-          return n.ok() && *n == absl::StrCat(5 * kChinookTables, "\n");  // 4 capture + 1 guard
+          return n.ok() && *n == absl::StrCat(6 * kChinookTables, "\n");  // 4 capture + 2 guards
         },
         20s);
   }
