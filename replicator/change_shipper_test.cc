@@ -198,37 +198,40 @@ TEST(ChangeShipperTest, MarkingWaitsWhileTheApplicationWrites) {
   EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
 }
 
+// One node whose application wrote kHundredItems, and a shipper of it with `options`.
+struct HundredItems {
+  HundredItems(const std::string& label, ShipperOptions options) : a(label, router), log({&a}) {
+    auto opened = ChangeShipper::Open(a.path, 1, router, &log, options);
+    CHECK(opened.ok()) << opened.status();
+    shipper = *std::move(opened);
+    CHECK(RunSqliteCli(a.path, kHundredItems).ok());
+  }
+  std::string LogRows() { return *RunSqliteCli(a.path, kItemsLog); }
+  ShardRouter router{4};
+  Node a;
+  LogPerShard log;
+  std::unique_ptr<ChangeShipper> shipper;
+};
+
 TEST(ChangeShipperTest, ACommittedRowWaitsAtMostMarkDelay) {
-  ShardRouter router(4);
-  Node a("mark-delay-a", router);
-  LogPerShard log({&a});
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
-                                     {.mark_quiet = absl::Hours(1), .mark_delay = absl::ZeroDuration(),
-                                      .mark_interval = absl::ZeroDuration()});
-  ASSERT_TRUE(shipper.ok());
-  ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
-  Drain(**shipper);
-  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
+  HundredItems n("mark-delay", {.mark_quiet = absl::Hours(1), .mark_delay = absl::ZeroDuration(),
+                                .mark_interval = absl::ZeroDuration()});
+  Drain(*n.shipper);
+  EXPECT_EQ(n.LogRows(), "1\n");
 }
 
 TEST(ChangeShipperTest, OneMarkingDeletesAtMostMarkRowsOfATable) {
-  ShardRouter router(4);
-  Node a("mark-rows-a", router);
-  LogPerShard log({&a});
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
-                                     {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration(),
-                                      .mark_rows = 30});
-  ASSERT_TRUE(shipper.ok());
-  ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
-  ASSERT_TRUE((*shipper)->Pump().ok());  // read, proposed, committed
-  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "100\n");
-  ASSERT_TRUE((*shipper)->Pump().ok());  // the commits taken: one marking
-  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "70\n");
-  ASSERT_TRUE((*shipper)->Pump().ok());  // the rest stays due
-  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "40\n");
-  Drain(**shipper);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
-  EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
+  HundredItems n("mark-rows", {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration(),
+                               .mark_rows = 30});
+  ASSERT_TRUE(n.shipper->Pump().ok());  // read, proposed, committed
+  EXPECT_EQ(n.LogRows(), "100\n");
+  ASSERT_TRUE(n.shipper->Pump().ok());  // the commits taken: one marking
+  EXPECT_EQ(n.LogRows(), "70\n");
+  ASSERT_TRUE(n.shipper->Pump().ok());  // the rest stays due
+  EXPECT_EQ(n.LogRows(), "40\n");
+  Drain(*n.shipper);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(n.shipper->Pump().ok());
+  EXPECT_EQ(n.LogRows(), "1\n");
 }
 
 TEST(ChangeShipperTest, FailedProposalsAreRetriedInOrder) {
