@@ -545,8 +545,16 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
         ++result.superseded;
         continue;
       }
-      for (const std::vector<Value>& key : keys) {
-        if (!table.rows->Holds(key, c.change_id())) return std::nullopt;
+      bool holds = true;
+      for (const std::vector<Value>& key : keys) holds = holds && table.rows->Holds(key, c.change_id());
+      if (!holds) {
+        // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or
+        // written here since) are read, as Apply would, but without the write lock that the
+        // application's writers need: only this applier writes rows besides the application,
+        // and whatever the application writes after this read is a newer local change.
+        absl::StatusOr<bool> same = RowAlreadyIs(**plan, t, key_positions, c);
+        if (!same.ok()) return same.status();
+        if (!*same) return std::nullopt;
       }
       ++result.applied;
       ++result.unchanged;
