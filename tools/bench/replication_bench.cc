@@ -15,6 +15,8 @@
 //       replicated meanwhile, so a marmot starved into doing nothing would show. The baselines
 //       and this run go in --rounds rounds (raw, triggers only, with marmot), each figure the
 //       median of its rounds; every round is printed too.
+//       Then once more right after node 1 restarted with --restart_rows rows written while it
+//       was down: the writer runs while node 1 ships that backlog.
 //   (d) catch-up: a new node (-join, then AddNode over REST) receiving every row of the cluster.
 //
 //   bazel build -c opt //:marmot //tools/bench:replication_bench
@@ -61,6 +63,8 @@ DEFINE_int32(latency_rate, 1000, "single-row writes per second in (b)");
 DEFINE_int64(catchup_rows, 1000000, "rows the cluster holds when the new node joins (d); 0 skips");
 DEFINE_int32(timeout_seconds, 300, "give up waiting for replication after this long");
 DEFINE_int32(rounds, 5, "rounds of the baselines and of (c) on its own core; the median is reported");
+DEFINE_int64(restart_rows, 200000,
+             "(c) once more after node 1 restarts with this many rows written meanwhile; 0 skips");
 DEFINE_bool(spread, true, "also run (a) with a writer on every node");
 DEFINE_bool(own_core, true, "also run (c) with the writer alone on CPU 0 (needs 2 or more CPUs)");
 DEFINE_bool(followers_idle, true, "in that run, nodes 2 and 3 get only CPU time node 1 leaves (SCHED_IDLE)");
@@ -442,10 +446,31 @@ int Run() {
     }
     fprintf(stderr, "\n");
   }
-  for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
   const double raw_rate = Percentile(raw_rates, 0.5), cap_rate = Percentile(cap_rates, 0.5);
   fprintf(stderr, "baseline (median of %d): raw %.0f rows/s, with capture triggers %.0f rows/s\n", FLAGS_rounds,
           raw_rate, cap_rate);
+  // (c) after a restart: node 1's marmot stops, its application writes --restart_rows rows, the
+  // marmot starts again, and the writer runs alone on CPU 0 while node 1 ships that backlog.
+  double restart_rate = 0;
+  if (own_core && FLAGS_restart_rows > 0) {
+    Node& n1 = cluster.nodes()[0];
+    CHECK_EQ(n1.proc->Stop(SIGTERM, std::chrono::seconds(30)), 0) << n1.log();
+    const int64_t backlog_first = next_id;
+    InsertRows(dbs[0], backlog_first, FLAGS_restart_rows, true);
+    next_id += FLAGS_restart_rows;
+    cluster.Start(n1, members, false);
+    cluster.WaitReady(n1);
+    for (Node& n : cluster.nodes()) {
+      PlaceProcess(n.proc->pid(), CpuSet(false, true), n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
+    }
+    restart_rate = InsertRows(dbs[0], next_id, FLAGS_rows, true);
+    next_id += FLAGS_rows;
+    WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", backlog_first, " AND id < ", next_id),
+                 next_id - backlog_first);
+    fprintf(stderr, "(c) after node 1 restarted with %lld rows to ship: app %.0f rows/s (%.3fx triggers only)\n",
+            static_cast<long long>(FLAGS_restart_rows), restart_rate, restart_rate / cap_rate);
+  }
+  for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
 
   // (a), and (c) with every process on every CPU: one writer on node 1.
   double app_rate = 0;
@@ -507,6 +532,10 @@ int Run() {
                    Fmt("%.0f raw", raw_rate), Fmt("%.3fx", app_rate / raw_rate), own_core ? "" : ">= 0.45x"});
   table.push_back({"    raw SQLite + capture triggers only", Fmt("%.0f", cap_rate), Fmt("%.0f raw", raw_rate),
                    Fmt("%.3fx", cap_rate / raw_rate), ""});
+  if (restart_rate > 0) {
+    table.push_back({"(c) same, node 1 just restarted with a backlog", Fmt("%.0f", restart_rate),
+                     Fmt("%.0f triggers", cap_rate), Fmt("%.3fx", restart_rate / cap_rate), ""});
+  }
 
   // (b) latency: under a steady stream, and for lone writes on an otherwise idle cluster (each
   // one alone in the WAL: what a lightly used website does).
