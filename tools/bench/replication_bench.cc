@@ -533,7 +533,7 @@ int Run() {
   table.push_back({"    raw SQLite + capture triggers only", Fmt("%.0f", cap_rate), Fmt("%.0f raw", raw_rate),
                    Fmt("%.3fx", cap_rate / raw_rate), ""});
   if (restart_rate > 0) {
-    table.push_back({"(c) same, node 1 just restarted with a backlog", Fmt("%.0f", restart_rate),
+    table.push_back({"(c) CPU 0 writer, node 1 restarted, backlog", Fmt("%.0f", restart_rate),
                      Fmt("%.0f triggers", cap_rate), Fmt("%.3fx", restart_rate / cap_rate), ""});
   }
 
