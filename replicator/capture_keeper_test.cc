@@ -14,10 +14,9 @@ using sqlite::testing::RunSqliteCli;
 
 TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   // Given a database with one table and a row written before marmot started
-  std::string path = sqlite::testing::NewTempDir("keeper") + "/k.db";
-  ASSERT_TRUE(RunSqliteCli(path, "CREATE TABLE a (id INTEGER PRIMARY KEY, v);"
-                                 "INSERT INTO a VALUES (1, 'before');")
-                  .ok());
+  std::string path = sqlite::testing::NewDatabase("keeper",
+                                                  "CREATE TABLE a (id INTEGER PRIMARY KEY, v);"
+                                                  "INSERT INTO a VALUES (1, 'before');");
   auto keeper = CaptureKeeper::Open(path);
   ASSERT_TRUE(keeper.ok()) << keeper.status();
 

@@ -29,8 +29,7 @@ constexpr char kSchema[] =
 // One node: a database with the schema, capture installed, and an applier.
 struct Node {
   explicit Node(const std::string& label, int shards = 1) : router(shards) {
-    path = sqlite::testing::NewTempDir(label) + "/n.db";
-    CHECK(sqlite::testing::RunSqliteCli(path, kSchema).ok());
+    path = sqlite::testing::NewDatabase(label, kSchema);
     auto opened = sqlite::Database::Open(path);
     CHECK(opened.ok()) << opened.status();
     db = std::make_unique<sqlite::Database>(*std::move(opened));

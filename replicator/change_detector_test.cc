@@ -100,8 +100,7 @@ void RegisterSlowSyncVfs() {
 }
 
 TEST(ChangeDetectorTest, WakesOnAWriteByAnotherProcessLongBeforeTheTimeout) {
-  std::string path = sqlite::testing::NewTempDir("detect") + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok()) << detector.status();
   // Quiet database: the wait runs out.
@@ -119,8 +118,7 @@ TEST(ChangeDetectorTest, WakesOnAWriteByAnotherProcessLongBeforeTheTimeout) {
 }
 
 TEST(ChangeDetectorTest, DataVersionCatchesCommitsWhenFileEventsAreLost) {
-  std::string path = sqlite::testing::NewTempDir("detect-dv") + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect-dv", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   // No file events, as on some container file systems: the poll still notices.
   auto detector = ChangeDetector::Open(path, {.file_events = false});
   ASSERT_TRUE(detector.ok());
@@ -135,8 +133,7 @@ TEST(ChangeDetectorTest, DataVersionCatchesCommitsWhenFileEventsAreLost) {
 // it again when the commit was published.
 TEST(ChangeDetectorTest, ACommitPublishedAfterItsFileEventsIsNoticedWithoutWaitingForThePoll) {
   RegisterSlowSyncVfs();
-  std::string path = sqlite::testing::NewTempDir("detect-slow") + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect-slow", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   while ((*detector)->Wait(10ms) != Wakeup::kTimeout) {
@@ -202,8 +199,7 @@ class FakeOwnWrites : public OwnWrites {
 // Data_version checks while marmot's own transaction writes WAL pages for 300 ms, with or without
 // the detector knowing about it; the Wait must return once that transaction committed.
 int64_t ChecksDuringAnOwnTransaction(bool tell_detector) {
-  std::string path = sqlite::testing::NewTempDir("detect-own") + "/d.db";
-  EXPECT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect-own", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   EXPECT_TRUE(detector.ok());
   FakeOwnWrites own;
@@ -252,8 +248,7 @@ TEST(ChangeDetectorTest, AnOwnTransactionIsWaitedOutInsteadOfCheckedAfterEveryPa
 }
 
 TEST(ChangeDetectorTest, WakeEndsAWaitForAnOwnTransaction) {
-  std::string path = sqlite::testing::NewTempDir("detect-own-wake") + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect-own-wake", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   FakeOwnWrites own;
@@ -319,8 +314,7 @@ TEST(ChangeDetectorTest, OtherFilesOfTheFolderWakeNothing) {
 }
 
 TEST(ChangeDetectorTest, WakeEndsAWait) {
-  std::string path = sqlite::testing::NewTempDir("detect-int") + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "CREATE TABLE t (x);").ok());
+  std::string path = sqlite::testing::NewDatabase("detect-int", "CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   std::thread t([&] {

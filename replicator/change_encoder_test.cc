@@ -19,13 +19,11 @@ struct Captured {
 };
 
 std::vector<Captured> CaptureEveryKindOfChange() {
-  const std::string path = sqlite::testing::NewTempDir("change-encoder") + "/n.db";
-  EXPECT_TRUE(sqlite::testing::RunSqliteCli(
-                  path,
-                  "CREATE TABLE t (id INTEGER PRIMARY KEY, v, w TEXT);"
-                  "CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
-                  "CREATE TABLE loose (x, y);")
-                  .ok());
+  const std::string path = sqlite::testing::NewDatabase(
+      "change-encoder",
+      "CREATE TABLE t (id INTEGER PRIMARY KEY, v, w TEXT);"
+      "CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+      "CREATE TABLE loose (x, y);");
   auto db = sqlite::Database::Open(path);
   EXPECT_TRUE(db.ok());
   EXPECT_TRUE(sqlite::InstallCapture(*db).ok());

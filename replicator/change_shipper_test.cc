@@ -22,8 +22,7 @@ constexpr char kSchema[] =
 
 struct Node {
   Node(const std::string& label, const ShardRouter& router) {
-    path = sqlite::testing::NewTempDir(label) + "/n.db";
-    CHECK(RunSqliteCli(path, kSchema).ok());
+    path = sqlite::testing::NewDatabase(label, kSchema);
     auto db = sqlite::Database::Open(path);
     CHECK(db.ok());
     CHECK(sqlite::InstallCapture(*db).ok());

@@ -10,16 +10,14 @@ namespace marmot::replicator {
 namespace {
 
 TEST(DeferredApplyStateTest, WritesNeverLowerAStoredValue) {
-  const std::string path = sqlite::testing::NewTempDir("deferred-state") + "/n.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
-                  path,
-                  "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER PRIMARY KEY, applied_index INTEGER NOT NULL);"
-                  "CREATE TABLE \"__marmot__applied\" (shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl TEXT NOT NULL,"
-                  "  change_id INTEGER NOT NULL, PRIMARY KEY (shard, origin, tbl)) WITHOUT ROWID;"
-                  // A later transaction already stored newer values for shard 1.
-                  "INSERT INTO \"__marmot__shard_state\" VALUES (1, 50);"
-                  "INSERT INTO \"__marmot__applied\" VALUES (1, 7, 't', 900);")
-                  .ok());
+  const std::string path = sqlite::testing::NewDatabase(
+      "deferred-state",
+      "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER PRIMARY KEY, applied_index INTEGER NOT NULL);"
+      "CREATE TABLE \"__marmot__applied\" (shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl TEXT NOT NULL,"
+      "  change_id INTEGER NOT NULL, PRIMARY KEY (shard, origin, tbl)) WITHOUT ROWID;"
+      // A later transaction already stored newer values for shard 1.
+      "INSERT INTO \"__marmot__shard_state\" VALUES (1, 50);"
+      "INSERT INTO \"__marmot__applied\" VALUES (1, 7, 't', 900);");
   auto db = sqlite::Database::Open(path);
   ASSERT_TRUE(db.ok());
 

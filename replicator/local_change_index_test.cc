@@ -35,9 +35,7 @@ struct CapturedDatabase {
   sqlite::Database db;
 };
 CapturedDatabase NewCapturedDatabase(const std::string& label, const std::string& schema) {
-  const std::string path = sqlite::testing::NewTempDir(label) + "/n.db";
-  absl::StatusOr<std::string> made = sqlite::testing::RunSqliteCli(path, schema);
-  CHECK(made.ok()) << made.status();
+  const std::string path = sqlite::testing::NewDatabase(label, schema);
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(path);
   CHECK(db.ok()) << db.status();
   absl::StatusOr<sqlite::CaptureReport> capture = sqlite::InstallCapture(*db);

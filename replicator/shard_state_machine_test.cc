@@ -21,8 +21,7 @@ constexpr uint64_t kSelf = 1;
 class SharedApplierTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = sqlite::testing::NewTempDir("shared-applier") + "/n.db";
-    ASSERT_TRUE(sqlite::testing::RunSqliteCli(path_, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)").ok());
+    path_ = sqlite::testing::NewDatabase("shared-applier", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
     auto db = sqlite::Database::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
     observer_ = std::make_unique<sqlite::Database>(*std::move(db));

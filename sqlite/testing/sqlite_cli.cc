@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace marmot::sqlite::testing {
@@ -45,6 +47,13 @@ absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::
     return absl::InternalError(absl::StrCat("sqlite3 exited with status ", WEXITSTATUS(rc), ": ", error));
   }
   return output;
+}
+
+std::string NewDatabase(const std::string& label, const std::string& sql) {
+  const std::string path = NewTempDir(label) + "/test.db";
+  absl::StatusOr<std::string> made = RunSqliteCli(path, sql);
+  CHECK(made.ok()) << "making " << path << ": " << made.status();
+  return path;
 }
 
 }  // namespace marmot::sqlite::testing

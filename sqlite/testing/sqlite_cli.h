@@ -17,6 +17,10 @@ absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::
 // A fresh empty directory under TEST_TMPDIR (or /tmp), unique per call.
 std::string NewTempDir(const std::string& label);
 
+// The path of a database file in a fresh directory (NewTempDir(label)), made by the sqlite3
+// shell running `sql`. A test cannot go on without it: a failing shell aborts with its error.
+std::string NewDatabase(const std::string& label, const std::string& sql);
+
 }  // namespace marmot::sqlite::testing
 
 #endif  // MARMOT_SQLITE_TESTING_SQLITE_CLI_H_
