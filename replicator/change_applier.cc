@@ -63,8 +63,10 @@ bool IsDatabaseFailure(const absl::Status& s) {
          s.code() == absl::StatusCode::kDataLoss;
 }
 
-// Positions of `t`'s key columns among its columns, in key order.
-std::vector<int> KeyPositions(const TableChanges& t) {
+// Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
+// ShardSnapshot::Table).
+template <typename TableMessage>
+std::vector<int> KeyPositions(const TableMessage& t) {
   std::vector<int> positions;
   for (const std::string& k : t.key_columns()) {
     for (int i = 0; i < t.columns_size(); ++i) {
@@ -314,16 +316,8 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
-  std::vector<int> key_index;  // Positions of the key values within a row.
-  if (t.keyed_by_rowid()) {
-    key_index.push_back(0);
-  } else {
-    for (const std::string& k : t.key_columns()) {
-      for (int i = 0; i < t.columns_size(); ++i) {
-        if (t.columns(i) == k) key_index.push_back(i);
-      }
-    }
-  }
+  // Positions of the key values within a row: the rowid leads rows keyed by it.
+  const std::vector<int> key_index = t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
     if (keep != nullptr && !keep->empty()) {
       std::vector<Value> key;

@@ -167,8 +167,7 @@ class ChangeApplier {
   // Applies the entry at Raft `index` of `shard` without a write transaction when it needs no
   // write: an entry of this node's own changes, each a duplicate, superseded by a newer local
   // change, or already held by its row (known to LocalChangeIndex, or else read), in a table
-  // without other UNIQUE
-  // constraints, while no dead letter exists. Its applied index and dedupe state are deferred
+  // without other UNIQUE constraints, while no dead letter exists. Its applied index and dedupe state are deferred
   // (DeferredApplyState; written by the next WriteDeferred). Nothing, and nothing changed, when
   // the entry needs a write or a transaction is open on the connection (the caller then uses
   // Apply). Errors only when the database itself fails.
