@@ -417,11 +417,15 @@ int Run() {
   };
   // (c) on its own core: the writer on CPU 0, every marmot process on the other CPUs, followers
   // idle-scheduled there. Returns the writer's rate.
-  auto own_core_run = [&] {
-    const int64_t first = next_id;
+  // Every marmot off CPU 0, the followers idle-scheduled there.
+  auto place_own_core = [&] {
     for (Node& n : cluster.nodes()) {
       PlaceProcess(n.proc->pid(), CpuSet(false, true), n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
     }
+  };
+  auto own_core_run = [&] {
+    const int64_t first = next_id;
+    place_own_core();
     const auto start = Clock::now();
     const double rate = InsertRows(dbs[0], first, FLAGS_rows, true);
     next_id += FLAGS_rows;
@@ -460,9 +464,7 @@ int Run() {
     next_id += FLAGS_restart_rows;
     cluster.Start(n1, members, false);
     cluster.WaitReady(n1);
-    for (Node& n : cluster.nodes()) {
-      PlaceProcess(n.proc->pid(), CpuSet(false, true), n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
-    }
+    place_own_core();
     restart_rate = InsertRows(dbs[0], next_id, FLAGS_rows, true);
     next_id += FLAGS_rows;
     WaitForCount(dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", backlog_first, " AND id < ", next_id),
