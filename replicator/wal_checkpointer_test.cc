@@ -19,9 +19,8 @@ using namespace std::chrono_literals;
 constexpr int64_t kPage = 4096;
 
 std::string NewWalDatabase(const std::string& label) {
-  const std::string path = sqlite::testing::NewDatabase(
+  return sqlite::testing::NewDatabase(
       label, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT);");
-  return path;
 }
 
 int64_t FileSize(const std::string& path) {
