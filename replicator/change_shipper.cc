@@ -391,10 +391,17 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   if (!outcomes.ok()) return outcomes.status();
   stats.committed = outcomes->first;
   stats.failed = outcomes->second;
-  if (absl::Status s = RefreshSchema(); !s.ok()) return s;
-  absl::StatusOr<int64_t> read = ReadNewChanges();
-  if (!read.ok()) return read.status();
-  stats.read = *read;
+  {
+    // One read transaction: the schema the changes' rows are read with is the schema they are in
+    // (an application may alter a table at any moment; see sqlite::ReadChanges).
+    absl::StatusOr<sqlite::Transaction> snapshot = sqlite::Transaction::Begin(db_);
+    if (!snapshot.ok()) return snapshot.status();
+    if (absl::Status s = RefreshSchema(); !s.ok()) return s;
+    absl::StatusOr<int64_t> read = ReadNewChanges();
+    if (!read.ok()) return read.status();
+    if (absl::Status s = snapshot->Commit(); !s.ok()) return s;
+    stats.read = *read;
+  }
   stats.proposed = ProposeReady();
   MarkWhenDue();
   return stats;

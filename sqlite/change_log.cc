@@ -4,6 +4,7 @@
 
 #include <glog/logging.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -36,15 +37,38 @@ constexpr char kLogEditGuardMessage[] =
 std::string NewColumn(const std::string& column) { return "new." + column; }
 std::string OldColumn(const std::string& column) { return "old." + column; }
 
+// No quote in it either. A NULL in a key that SQLite lets be NULL (a declared key of a rowid
+// table that is not an INTEGER PRIMARY KEY) identifies no row: several rows may hold it, and
+// other nodes could not tell them apart.
+constexpr char kNullKeyMessage[] =
+    "marmot replicates rows by their primary key, and this row has a NULL in it (SQLite allows "
+    "that in a key that is not INTEGER PRIMARY KEY unless it is declared NOT NULL). Give the row "
+    "a key, or declare the key columns NOT NULL";
+
+// Whether SQLite lets the key column `c` of `t` hold NULL.
+bool KeyMayBeNull(const TableSchema& t, const ColumnInfo& c) {
+  if (t.without_rowid || c.not_null) return false;
+  // An INTEGER PRIMARY KEY is the rowid: a NULL written to it becomes a new rowid.
+  return !(t.primary_key.size() == 1 && absl::AsciiStrToUpper(c.declared_type) == "INTEGER");
+}
+
 // Everything the log of one table and its triggers are made of, derived from the table's schema.
+//
+// The log holds keys and operations only; the row's values are read from the table when the
+// change is read (ReadChanges). So capture cannot lag the table's columns: a column added,
+// renamed or dropped a moment before a write (in the same transaction, or while marmot was
+// stopped) is read as the table has it, and the triggers name no column but the key, which
+// SQLite keeps up to date through RENAME COLUMN and never lets DROP COLUMN remove.
 struct CapturePlan {
   std::string log_table;
-  std::vector<std::string> log_columns;  // Value columns of the log, after the meta columns.
+  std::vector<std::string> log_columns;  // Key columns of the log, after the meta columns.
   std::string create_log;
-  // Trigger name -> CREATE TRIGGER statement, exactly as sqlite_master will store it.
+  // Trigger name -> CREATE TRIGGER statement, exactly as sqlite_master will store it. The
+  // capture triggers on the table come first (kCaptureTriggers of them), then the log's guards.
   std::vector<std::pair<std::string, std::string>> triggers;
   std::string backfill;
 };
+constexpr size_t kCaptureTriggers = 4;
 
 CapturePlan PlanCapture(const TableSchema& t) {
   CapturePlan plan;
@@ -52,14 +76,8 @@ CapturePlan PlanCapture(const TableSchema& t) {
   const std::string table = Q(t.name);
   const std::string log = Q(plan.log_table);
 
-  std::vector<std::string> new_cols, old_cols, new_vals, old_vals;
-  for (const ColumnInfo& c : t.columns) {
-    new_cols.push_back(Q(NewColumn(c.name)));
-    new_vals.push_back("NEW." + Q(c.name));
-    plan.log_columns.push_back(NewColumn(c.name));
-  }
   // The identity key: declared key columns, or the rowid.
-  std::vector<std::string> key_same;
+  std::vector<std::string> new_cols, old_cols, new_vals, old_vals, key_same, null_key;
   if (t.keyed_by_rowid()) {
     new_cols.push_back(Q(kRowid));
     new_vals.push_back("NEW.rowid");
@@ -70,10 +88,18 @@ CapturePlan PlanCapture(const TableSchema& t) {
     plan.log_columns.push_back(kOldRowid);
   } else {
     for (const std::string& k : t.primary_key) {
+      new_cols.push_back(Q(NewColumn(k)));
+      new_vals.push_back("NEW." + Q(k));
+      plan.log_columns.push_back(NewColumn(k));
+    }
+    for (const std::string& k : t.primary_key) {
       old_cols.push_back(Q(OldColumn(k)));
       old_vals.push_back("OLD." + Q(k));
       key_same.push_back(absl::StrCat("OLD.", Q(k), " IS NEW.", Q(k)));
       plan.log_columns.push_back(OldColumn(k));
+    }
+    for (const ColumnInfo& c : t.columns) {
+      if (c.pk_position > 0 && KeyMayBeNull(t, c)) null_key.push_back(absl::StrCat("NEW.", Q(c.name), " IS NULL"));
     }
   }
 
@@ -83,13 +109,17 @@ CapturePlan PlanCapture(const TableSchema& t) {
                                  Q(kOp), " TEXT NOT NULL, ", Q(kState), " INTEGER NOT NULL DEFAULT 0, ",
                                  absl::StrJoin(column_defs, ", "), ")");
 
+  // Refuses a row whose key holds NULL, before it is logged (the statement is undone).
+  const std::string refuse_null_key =
+      null_key.empty() ? "" : absl::StrCat("SELECT RAISE(ABORT, '", kNullKeyMessage, "') WHERE ",
+                                           absl::StrJoin(null_key, " OR "), "; ");
   auto trigger = [&](const std::string& suffix, const std::string& event, const std::string& when,
                      char op, const std::vector<std::string>& cols,
-                     const std::vector<std::string>& vals) {
+                     const std::vector<std::string>& vals, const std::string& guard) {
     std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
     std::string sql = absl::StrCat(
         "CREATE TRIGGER ", Q(name), " AFTER ", event, " ON ", table, when.empty() ? "" : " WHEN ",
-        when, " BEGIN INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(cols, ", "),
+        when, " BEGIN ", guard, "INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(cols, ", "),
         ") VALUES ('", std::string(1, op), "', ", absl::StrJoin(vals, ", "), "); END");
     plan.triggers.emplace_back(std::move(name), std::move(sql));
   };
@@ -98,10 +128,11 @@ CapturePlan PlanCapture(const TableSchema& t) {
   rekey_vals.insert(rekey_vals.end(), old_vals.begin(), old_vals.end());
   const std::string same_key = absl::StrJoin(key_same, " AND ");
 
-  trigger("insert", "INSERT", "", 'I', new_cols, new_vals);
-  trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals);
-  trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals);
-  trigger("delete", "DELETE", "", 'D', old_cols, old_vals);
+  trigger("insert", "INSERT", "", 'I', new_cols, new_vals, refuse_null_key);
+  trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals, refuse_null_key);
+  trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals,
+          refuse_null_key);
+  trigger("delete", "DELETE", "", 'D', old_cols, old_vals, "");
   auto guard = [&](const std::string& suffix, const std::string& event, const char* message) {
     std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
     std::string sql = absl::StrCat("CREATE TRIGGER ", Q(name), " BEFORE ", event, " ON ", log,
@@ -112,10 +143,17 @@ CapturePlan PlanCapture(const TableSchema& t) {
   guard("log_edit_guard", "UPDATE", kLogEditGuardMessage);
 
   std::vector<std::string> select_vals;
-  for (const ColumnInfo& c : t.columns) select_vals.push_back(Q(c.name));
-  if (t.keyed_by_rowid()) select_vals.push_back("rowid");
+  if (t.keyed_by_rowid()) {
+    select_vals.push_back("rowid");
+  } else {
+    for (const std::string& k : t.primary_key) select_vals.push_back(Q(k));
+  }
+  // Rows whose key holds NULL cannot be told apart on other nodes: not copied (see above).
+  std::vector<std::string> not_null;
+  for (const std::string& v : select_vals) not_null.push_back(v + " IS NOT NULL");
   plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(new_cols, ", "),
-                               ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table);
+                               ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table,
+                               " WHERE ", absl::StrJoin(not_null, " AND "));
   return plan;
 }
 
@@ -143,6 +181,27 @@ absl::StatusOr<Value> StoredTriggerSql(Database& db, const std::string& name) {
   return *row ? stmt->Column(0) : Value::Null();
 }
 
+// Triggers named like marmot's on `table` that its plan does not have: left by a table that was
+// renamed to this name (they would still log into the old name's log), or by an older marmot.
+absl::StatusOr<std::vector<std::string>> StaleTriggers(Database& db, const CapturePlan& plan,
+                                                       const std::string& table) {
+  absl::StatusOr<Statement> stmt = db.Prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND "
+      "substr(name, 1, 10) = '__marmot__' ORDER BY name");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, Value::Text(table)); !s.ok()) return s;
+  std::vector<std::string> stale;
+  while (true) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return stale;
+    const std::string name = stmt->Column(0).bytes();
+    bool planned = false;
+    for (const auto& [planned_name, sql] : plan.triggers) planned = planned || planned_name == name;
+    if (!planned) stale.push_back(name);
+  }
+}
+
 enum class Outcome { kInstalled, kUpdated, kUnchanged };
 
 absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
@@ -150,13 +209,25 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   CapturePlan plan = PlanCapture(t);
   absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
   if (!existing.ok()) return existing.status();
-  bool had_triggers = false;
-  for (const auto& [name, sql] : plan.triggers) {
-    absl::StatusOr<Value> stored = StoredTriggerSql(db, name);
+  // Rows written while the capture triggers were missing (the table is new, or was dropped and
+  // made again, which drops its triggers but not its log or the log's guards) were not logged.
+  size_t capture_triggers_found = 0;
+  for (size_t i = 0; i < kCaptureTriggers; ++i) {
+    absl::StatusOr<Value> stored = StoredTriggerSql(db, plan.triggers[i].first);
     if (!stored.ok()) return stored.status();
-    had_triggers = had_triggers || !stored->is_null();
+    capture_triggers_found += stored->is_null() ? 0 : 1;
   }
   bool changed = false;
+  for (const std::string& table : {t.name, plan.log_table}) {
+    absl::StatusOr<std::vector<std::string>> stale = StaleTriggers(db, plan, table);
+    if (!stale.ok()) return stale.status();
+    for (const std::string& name : *stale) {
+      LOG(INFO) << "dropping trigger " << Q(name) << " on " << Q(table)
+                << ": it is not marmot's capture of this table";
+      if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER ", Q(name))); !s.ok()) return s;
+      changed = true;
+    }
+  }
   if (existing->count(kOldAt) > 0) {
     // A log of an older marmot, whose triggers stamped every change with julianday('now'): a
     // measurable share of every application insert, for a time nothing read. SQLite drops a
@@ -196,11 +267,11 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
     if (absl::Status s = db.Exec(sql); !s.ok()) return s;
     changed = true;
   }
-  if (!had_triggers && options.backfill_new_tables) {
+  if (capture_triggers_found == 0 && options.backfill_new_tables) {
     if (absl::Status s = db.Exec(plan.backfill); !s.ok()) return s;
     *backfilled += db.Changes();
   }
-  if (!had_triggers) return Outcome::kInstalled;
+  if (capture_triggers_found == 0) return Outcome::kInstalled;
   return changed ? Outcome::kUpdated : Outcome::kUnchanged;
 }
 
@@ -273,23 +344,36 @@ absl::Status ReadIdAndOp(const Statement& stmt, const std::string& log_table, Ch
 
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& t,
                                                       int64_t after_id, int limit) {
-  CapturePlan plan = PlanCapture(t);
-  std::vector<std::string> select = {Q(kId), Q(kOp)};
-  for (const std::string& c : plan.log_columns) select.push_back(Q(c));
+  // Each log row with the row it names as the table holds it now (NULLs when it is gone).
+  std::vector<std::string> select = {"l." + Q(kId), "l." + Q(kOp)};
+  std::vector<std::string> join;
+  if (t.keyed_by_rowid()) {
+    select.push_back("l." + Q(kRowid));
+    select.push_back("l." + Q(kOldRowid));
+    select.push_back("t.rowid IS NOT NULL");
+    join.push_back("t.rowid = l." + Q(kRowid));
+  } else {
+    for (const std::string& k : t.primary_key) select.push_back("l." + Q(NewColumn(k)));
+    for (const std::string& k : t.primary_key) select.push_back("l." + Q(OldColumn(k)));
+    // Key columns of a found row are never NULL: the capture triggers refuse such keys, and the
+    // join below matches none.
+    select.push_back(absl::StrCat("t.", Q(t.primary_key[0]), " IS NOT NULL"));
+    for (const std::string& k : t.primary_key) {
+      join.push_back(absl::StrCat("t.", Q(k), " = l.", Q(NewColumn(k))));
+    }
+  }
+  for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
   absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
-      "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(plan.log_table), " WHERE ", Q(kId),
-      " > ?1 AND ", Q(kState), " = 0 ORDER BY ", Q(kId), " LIMIT ?2"));
+      "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)), " AS l LEFT JOIN ",
+      Q(t.name), " AS t ON l.", Q(kOp), " <> 'D' AND ", absl::StrJoin(join, " AND "), " WHERE l.",
+      Q(kId), " > ?1 AND l.", Q(kState), " = 0 ORDER BY l.", Q(kId), " LIMIT ?2"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
     return s;
   }
   const size_t ncols = t.columns.size();
-  std::vector<int> key_index;  // Positions of the key columns within the row.
-  for (const std::string& k : t.primary_key) {
-    for (size_t i = 0; i < ncols; ++i) {
-      if (t.columns[i].name == k) key_index.push_back(static_cast<int>(i));
-    }
-  }
+  const size_t key_width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
+  const int found_col = static_cast<int>(2 + 2 * key_width);
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   std::vector<ChangeRecord> out;
   while (true) {
@@ -297,30 +381,26 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     if (!has_row.ok()) return has_row.status();
     if (!*has_row) return out;
     ChangeRecord r;
-    if (absl::Status s = ReadIdAndOp(*stmt, plan.log_table, r); !s.ok()) return s;
+    if (absl::Status s = ReadIdAndOp(*stmt, ChangeLogTableName(t.name), r); !s.ok()) return s;
     r.at_ms = now_ms;
-    const bool has_new = r.op != ChangeOp::kDelete;
-    const bool has_old = r.op == ChangeOp::kDelete || r.op == ChangeOp::kRekey;
-    const size_t key_width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
-    if (has_new) {
-      r.row.reserve(ncols);
-      r.key.reserve(key_width);
+    std::vector<Value> new_key, old_key;
+    for (size_t i = 0; i < key_width; ++i) {
+      new_key.push_back(stmt->Column(2 + static_cast<int>(i)));
+      old_key.push_back(stmt->Column(2 + static_cast<int>(key_width + i)));
     }
-    if (has_old) r.old_key.reserve(key_width);
-    int col = 2;
-    for (size_t i = 0; i < ncols; ++i, ++col) {
-      if (has_new) r.row.push_back(stmt->Column(col));
-    }
-    if (t.keyed_by_rowid()) {
-      if (has_new) r.key.push_back(stmt->Column(col));
-      if (has_old) r.old_key.push_back(stmt->Column(col + 1));
+    const bool found = stmt->Column(found_col).integer() != 0;
+    if (r.op == ChangeOp::kDelete) {
+      r.old_key = std::move(old_key);
+    } else if (!found) {
+      // The row is gone: a later change of this log deleted it or moved it to another key. What
+      // this change replicates is that: its row (the old one too, for a rekey) no longer exists.
+      r.old_key = r.op == ChangeOp::kRekey ? std::move(old_key) : std::move(new_key);
+      r.op = ChangeOp::kDelete;
     } else {
-      if (has_new) {
-        for (int i : key_index) r.key.push_back(r.row[i]);
-      }
-      for (size_t i = 0; i < t.primary_key.size(); ++i, ++col) {
-        if (has_old) r.old_key.push_back(stmt->Column(col));
-      }
+      r.key = std::move(new_key);
+      if (r.op == ChangeOp::kRekey) r.old_key = std::move(old_key);
+      r.row.reserve(ncols);
+      for (size_t i = 0; i < ncols; ++i) r.row.push_back(stmt->Column(found_col + 1 + static_cast<int>(i)));
     }
     out.push_back(std::move(r));
   }

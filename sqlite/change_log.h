@@ -1,15 +1,26 @@
 // Change capture: per-table change logs filled by triggers, and the reader of those logs.
 //
 // For every user table T marmot keeps a table `__marmot__T_change_log` and four AFTER triggers
-// on T that append one row per changed row:
+// on T that append one row per changed row, holding its key and the operation, not its values:
 //
 //   "__marmot__id"        INTEGER PRIMARY KEY   change id, increasing within the table's log
 //   "__marmot__op"        TEXT                  'I' insert, 'U' update that keeps the key,
 //                                               'K' update that changes the key, 'D' delete
 //   "__marmot__state"     INTEGER               0 = pending; later states belong to the replicator
-//   "new.<column>"        one per column        the NEW row for I, U and K; NULL for D
+//   "new.<key column>"    one per key column    the NEW key for I, U and K; NULL for D
 //   "old.<key column>"    one per key column    the OLD key for K and D; NULL for I and U
-//   "__marmot__rowid", "__marmot__old_rowid"    only for tables keyed by rowid (no primary key)
+//   "__marmot__rowid", "__marmot__old_rowid"    instead, for tables keyed by rowid (no primary key)
+//
+// The values are read from T when the change is read (ReadChanges): the row as it is then, in T's
+// columns as they are then. So capture never lags the schema the application writes with (a
+// column added or renamed in the same transaction as a write, or while marmot was stopped, is
+// read as T has it), the triggers name only key columns (so ALTER TABLE DROP COLUMN works), and
+// a change read after later changes of its row carries the newer row, which those later changes
+// carry again: the row converges to what the application last wrote. (Logs of older versions
+// also have "new.<column>" for every column; those are no longer written or read.)
+//
+// A key that SQLite lets be NULL (a declared key of a rowid table, not INTEGER PRIMARY KEY, not
+// NOT NULL) is refused by the insert and update triggers: a NULL key names no one row.
 //
 // Two more triggers guard the log against connections that run triggers (applications, the
 // sqlite3 shell): `__marmot__T_log_guard` refuses DELETE (emptied by hand, a log would hand out
@@ -25,7 +36,8 @@
 // `sqlite_master` as it found it.)
 //
 // Installing is idempotent: a missing log or trigger is created, a trigger whose SQL no longer
-// matches the table (a column was added) is replaced, a log gains the columns it lacks (and loses
+// matches the plan is replaced, a trigger named like marmot's that is not this table's capture
+// (left by a table renamed to this name) is dropped, a log gains the columns it lacks (and loses
 // "__marmot__at", a capture time that logs of older versions had). Triggers
 // and log rows written by the installer are committed in one IMMEDIATE transaction, so no write
 // by another connection slips between "trigger exists" and "existing rows copied".
@@ -51,9 +63,11 @@ enum class ChangeOp : char { kInsert = 'I', kUpdate = 'U', kRekey = 'K', kDelete
 std::string ChangeLogTableName(const std::string& table);
 
 struct CaptureOptions {
-  // For a table that had no capture yet, also copy its existing rows into the log as inserts, in
-  // the same transaction that creates the triggers. Right for tables created while marmot runs
-  // (rows written before the triggers existed would otherwise never replicate).
+  // For a table that had none of its capture triggers (new, or dropped and made again, which
+  // drops its triggers but keeps its log), also copy the keys of its existing rows into the log
+  // as inserts, in the same transaction that creates the triggers: rows written while the
+  // triggers were missing would otherwise never replicate. Rows whose key holds NULL are not
+  // copied.
   bool backfill_new_tables = false;
   // Afterwards every log hands out change ids above this one: a log whose newest id is lower
   // (a new log, one made again after `marmot -cleanup`, one of a database restored from a
@@ -86,12 +100,15 @@ struct ChangeRecord {
   int64_t id = 0;
   ChangeOp op = ChangeOp::kInsert;
   int64_t at_ms = 0;  // When it was read from the log (wall-clock ms since the Unix epoch).
-  std::vector<Value> row;      // The NEW row, one value per captured column (I, U, K).
+  std::vector<Value> row;      // The row as read, one value per column of the table (I, U, K).
   std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K).
   std::vector<Value> old_key;  // The OLD key (K, D).
 };
 
-// Reads up to `limit` pending changes of `table` with id > `after_id`, in id order.
+// Reads up to `limit` pending changes of `table` with id > `after_id`, in id order, each with its
+// row as `table` holds it now, in the columns of `table` (which must be the table's schema as the
+// reading transaction sees it). A change whose row no longer exists reads as a delete of its key
+// (for a rekey: of its old key), since a later change of the log removed it.
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& table,
                                                       int64_t after_id, int limit);
 
