@@ -191,11 +191,23 @@ ShardSnapshot::DeadLetter CarriedDeadLetter(const std::vector<Value>& row) {
 // The SQL that applies changes to one table, checked against the local schema once per batch.
 struct TableWriter {
   std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
+  // Only when the change carries fewer columns than the table has: UPDATE OR REPLACE of the
+  // carried columns by key, binds [rowid,] columns..., key values; the upsert runs when it
+  // found no row.
+  std::string update;
   std::string delete_key;  // DELETE by key, binds key values
   std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
   bool keyed_by_rowid = false;
   // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
   bool other_unique_constraints = false;
+  // Per UNIQUE index besides the key whose columns the change carries: a SELECT of the key (or
+  // rowid) of the row that an upsert would replace through that index, and the positions of the
+  // values it binds among [rowid,] columns...
+  struct UniqueProbe {
+    std::string sql;
+    std::vector<int> values;
+  };
+  std::vector<UniqueProbe> unique_probes;
 };
 
 absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
@@ -208,7 +220,11 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   }
   std::vector<std::string> local_columns;
   for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
-  if (local_columns != columns || local->primary_key != key_columns) {
+  bool carried = local->primary_key == key_columns;
+  for (const std::string& c : columns) {
+    carried = carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
+  }
+  if (!carried) {
     return absl::FailedPreconditionError(absl::StrCat(
         "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
         ") key (", QuotedList(local->primary_key), "), the change has columns (",
@@ -231,6 +247,29 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   w.upsert = absl::StrCat("INSERT OR REPLACE INTO ", QuoteIdentifier(table), " (",
                           absl::StrJoin(quoted_insert, ", "), ") VALUES (",
                           Placeholders(insert_columns.size()), ")");
+  if (columns.size() < local_columns.size()) {
+    // The change was read on a node whose table lacks columns that this one has (a column added
+    // here first): it writes the columns it carries and leaves the others as they are, or at
+    // their defaults for a new row. Replacing the whole row would erase values it never knew.
+    std::vector<std::string> set;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (std::find(key_columns.begin(), key_columns.end(), columns[i]) == key_columns.end()) {
+        set.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
+      }
+    }
+    if (set.empty()) set.push_back(w.keyed_by_rowid ? "rowid = rowid" : absl::StrCat(
+        QuoteIdentifier(key_columns[0]), " = ", QuoteIdentifier(key_columns[0])));
+    std::vector<std::string> where;
+    if (w.keyed_by_rowid) {
+      where.push_back("rowid = ?" + std::to_string(insert_columns.size() + 1));
+    } else {
+      for (size_t k = 0; k < key_columns.size(); ++k) {
+        where.push_back(absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
+      }
+    }
+    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ", absl::StrJoin(set, ", "),
+                            " WHERE ", absl::StrJoin(where, " AND "));
+  }
   w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
                               absl::StrJoin(key_terms, " AND "));
   w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
@@ -240,6 +279,38 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
       ") WHERE \"unique\" AND origin <> 'pk'"));
   if (!unique.ok()) return unique.status();
   w.other_unique_constraints = unique->integer() > 0;
+  if (w.other_unique_constraints) {
+    absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
+        "SELECT name FROM pragma_index_list(", Value::Text(table).DebugString(),
+        ") WHERE \"unique\" AND origin <> 'pk' AND NOT partial"));
+    if (!indexes.ok()) return indexes.status();
+    for (const std::vector<Value>& index : *indexes) {
+      absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
+          "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
+      if (!index_columns.ok()) return index_columns.status();
+      TableWriter::UniqueProbe probe;
+      std::vector<std::string> terms;
+      for (const std::vector<Value>& column : *index_columns) {
+        auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
+        if (at == columns.end()) {  // An expression, or a column the change does not carry.
+          terms.clear();
+          break;
+        }
+        terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
+        probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
+      }
+      if (terms.empty()) continue;
+      std::vector<std::string> key_select;
+      if (w.keyed_by_rowid) {
+        key_select.push_back("rowid");
+      } else {
+        for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
+      }
+      probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
+                               " WHERE ", absl::StrJoin(terms, " AND "));
+      w.unique_probes.push_back(std::move(probe));
+    }
+  }
   return w;
 }
 
@@ -288,7 +359,18 @@ absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w
     values.reserve(c.row_size() + 1);
     if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
     for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
-    status = run(w.upsert, values);
+    bool updated = false;
+    if (!w.update.empty()) {
+      std::vector<Value> with_key = values;
+      if (w.keyed_by_rowid) {
+        with_key.push_back(values[0]);
+      } else {
+        for (int i : KeyPositions(t)) with_key.push_back(FromWire(c.row(i)));
+      }
+      status = run(w.update, with_key);
+      updated = status.ok() && db.Changes() > 0;
+    }
+    if (status.ok() && !updated) status = run(w.upsert, values);
   }
   if (two_statements) {
     if (!IsDatabaseFailure(status)) {
@@ -416,6 +498,36 @@ absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
     it = plans_.insert_or_assign(table, std::move(plan)).first;
   }
   return it->second.get();
+}
+
+absl::Status ChangeApplier::AddUniqueClashes(const TablePlan& plan, const TableChanges& t, const Change& c,
+                                             std::vector<std::vector<Value>>& keys) {
+  const TableWriter& w = plan.writer;
+  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
+                       c.op() == change::v1::OP_REKEY;
+  if (!has_row || c.row_size() != t.columns_size()) return absl::OkStatus();
+  for (const TableWriter::UniqueProbe& probe : w.unique_probes) {
+    std::vector<Value> values;
+    for (int i : probe.values) {
+      values.push_back(w.keyed_by_rowid && i == 0 ? FromWire(c.rowid()) : FromWire(c.row(i - (w.keyed_by_rowid ? 1 : 0))));
+    }
+    absl::StatusOr<Statement*> stmt = db_.Kept(probe.sql);
+    if (!stmt.ok()) return stmt.status();
+    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    if (*found) {
+      std::vector<Value> key;
+      const int width = w.keyed_by_rowid ? 1 : t.key_columns_size();
+      for (int i = 0; i < width; ++i) key.push_back((*stmt)->Column(i));
+      keys.push_back(std::move(key));
+    }
+    (*stmt)->Reset();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const TableChanges& t,
@@ -622,6 +734,18 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     const bool own = local_node_ != 0 && batch.origin_node() == local_node_ && indexed != nullptr;
     // Rows this transaction writes are noted when the index holds local changes to compare with.
     const bool note_writes = indexed != nullptr && indexed->size() > 0;
+    // Another node's change of a row with a local change not applied in this shard yet is
+    // skipped (see set_local_node): that local change comes later in the shard's order.
+    int64_t own_applied = 0;
+    if (!own && note_writes && local_node_ != 0) {
+      absl::StatusOr<int64_t> applied_here = LastAppliedChange(shard, local_node_, t.table());
+      if (!applied_here.ok()) return applied_here.status();
+      own_applied = *applied_here;
+    }
+    // This node's own change of a table it no longer has, or whose columns changed since the
+    // change was read: its row is what this node's application left, nothing to write.
+    const bool own_without_plan =
+        local_node_ != 0 && batch.origin_node() == local_node_ && !(*plan)->status.ok();
     for (const Change& c : t.changes()) {
       // The identities of the rows the change touches; filled only when needed (dead letters
       // exist, or it fails).
@@ -647,6 +771,25 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         continue;
       }
       newest = std::max(newest, c.change_id());
+      if (own_without_plan) {
+        ++result.applied;
+        ++result.unchanged;
+        continue;
+      }
+      if (!own && note_writes && local_node_ != 0) {
+        std::vector<std::vector<Value>> keys = KeysOf(t, key_positions, c);
+        // An upsert may also replace rows of other keys through another UNIQUE index.
+        absl::Status probed = AddUniqueClashes(**plan, t, c, keys);
+        if (!probed.ok()) return probed;
+        bool local_pending = false;
+        for (const std::vector<Value>& key : keys) {
+          local_pending = local_pending || indexed->Newest(key) > own_applied;
+        }
+        if (local_pending) {
+          ++result.superseded;
+          continue;
+        }
+      }
       absl::Status status = (*plan)->status;
       if (!dead_letters_.empty()) {
         if (rows.empty()) rows = RowsOf(t, key_positions, c);
@@ -922,6 +1065,17 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
     absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
     if (indexed.ok() && (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id()) {
       return absl::OkStatus();
+    }
+  } else if (local_node_ != 0) {
+    // Another node's change of a row with a local change not applied in its shard yet: skipped,
+    // as Apply() skips it.
+    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
+    if (indexed.ok() && (*indexed)->size() > 0) {
+      absl::StatusOr<int64_t> own_applied = LastAppliedChange(entry.shard, local_node_, t.table());
+      if (!own_applied.ok()) return own_applied.status();
+      for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
+        if ((*indexed)->Newest(key) > *own_applied) return absl::OkStatus();
+      }
     }
   }
   absl::StatusOr<const TablePlan*> plan =

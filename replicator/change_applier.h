@@ -8,7 +8,11 @@
 // entry:
 //
 //   insert / update: INSERT OR REPLACE of the full row by key (a clash with another UNIQUE index
-//                    resolves the same way on every node: the applied row wins)
+//                    resolves the same way on every node: the applied row wins); a change that
+//                    carries fewer columns than the local table has (read before a column was
+//                    added there) updates the columns it carries and leaves the others, or
+//                    inserts with their defaults
+// A change whose columns are not all in the local table, or whose key differs, cannot apply.
 //   rekey:           delete the old key, then the same upsert
 //   delete:          delete by key
 //
@@ -150,7 +154,13 @@ class ChangeApplier {
   // still holds a newer change of the same row: that newer change comes later in the same shard's
   // order, so the result is the same, but applying the older one first would show the
   // application an older version of a row it wrote (and a partial update made then would copy
-  // it into a new change, losing the newer write). 0: never skip.
+  // it into a new change, losing the newer write). Likewise another node's change is skipped
+  // when the local log holds a change of the same row not yet applied in its shard: that one
+  // comes later in the shard's order and overwrites it everywhere. It must be skipped, not
+  // applied: the local change carries its row as read when it is shipped (sqlite/change_log.h),
+  // and would carry the other node's values instead of what this node's application wrote.
+  // Own changes of a table this node no longer has, or whose columns changed since they were
+  // read, write nothing (the row is what this node's application left). 0: never skip.
   void set_local_node(uint64_t node_id) { local_node_ = node_id; }
 
   // Reads what the local change logs gained since the last apply, outside any transaction, so
@@ -231,6 +241,11 @@ class ChangeApplier {
   absl::StatusOr<bool> RowAlreadyIs(const TablePlan& plan, const change::v1::TableChanges& t,
                                     const std::vector<int>& key_positions,
                                     const change::v1::Change& c);
+  // Adds to `keys` the keys of rows that upserting `c` would replace through a UNIQUE index
+  // other than the key (`plan` is the plan of `t`).
+  absl::Status AddUniqueClashes(const TablePlan& plan, const change::v1::TableChanges& t,
+                                const change::v1::Change& c,
+                                std::vector<std::vector<sqlite::Value>>& keys);
   uint64_t local_node_ = 0;
 
   // The plan of `table`, kept until the schema changes; an error status when the table is

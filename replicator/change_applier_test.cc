@@ -147,14 +147,12 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   // local write; the application read the older row and wrote it back.
   Node a("own-a");
   a.applier->set_local_node(1);
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'first');"
-         "UPDATE \"order\" SET name = 'second' WHERE id = 1;");
-  change::v1::ChangeBatch both = a.CapturedBatch(1);
-  ASSERT_EQ(both.tables_size(), 1);
-  ASSERT_EQ(both.tables(0).changes_size(), 2);
-  change::v1::ChangeBatch older = both;
-  older.mutable_tables(0)->mutable_changes()->RemoveLast();
-  change::v1::ChangeBatch newer = both;
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'first');");
+  change::v1::ChangeBatch older = a.CapturedBatch(1);  // Read before the update: 'first'.
+  a.Exec("UPDATE \"order\" SET name = 'second' WHERE id = 1;");
+  change::v1::ChangeBatch newer = a.CapturedBatch(1);
+  ASSERT_EQ(newer.tables_size(), 1);
+  ASSERT_EQ(newer.tables(0).changes_size(), 2);
   newer.mutable_tables(0)->mutable_changes()->DeleteSubrange(0, 1);
 
   // The older change commits while the newer one is still in the local log: skipped.
@@ -168,16 +166,23 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   EXPECT_EQ(r2->applied, 1);
   EXPECT_EQ(*a.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("second"));
 
-  // Another node applies both in order and ends the same; the same older change from ANOTHER
-  // origin is never skipped.
+  // On another node the same older change from node 1 is skipped while that node's own change
+  // of the row waits in its log (it comes later in the shard and wins everywhere), and applies
+  // once that own change applied.
   Node b("own-b");
   b.applier->set_local_node(2);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'local on b');"
          "UPDATE \"order\" SET name = 'newer on b' WHERE id = 1;");
+  change::v1::ChangeBatch b_own = b.CapturedBatch(2);
   auto r3 = b.applier->Apply(0, 1, older);  // origin 1, not b's own
   ASSERT_TRUE(r3.ok());
-  EXPECT_EQ(r3->superseded, 0);
-  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("first"));
+  EXPECT_EQ(r3->superseded, 1);
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("newer on b"));
+  ASSERT_TRUE(b.applier->Apply(0, 2, b_own).ok());
+  auto r4 = b.applier->Apply(0, 3, newer);
+  ASSERT_TRUE(r4.ok());
+  EXPECT_EQ(r4->superseded, 0);
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("second"));
 }
 
 TEST(ChangeApplierTest, OwnChangeIsSkippedForANewerLocalChangeCapturedAfterEarlierApplies) {
@@ -259,8 +264,12 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnotherNodesChangeRewroteMe
   a.applier->set_local_node(1);
   FirstReadOfPair(a, 1);
   auto [mine, theirs] = WriteTheSameRowOnBoth(a, b);
-  // Node 2's version of the row was ordered before node 1's change and arrives after it.
+  // Node 2's version of the row was ordered before node 1's change and arrives after it. An
+  // applier that knows its node id skips it (the own change comes later); one that does not,
+  // as here, writes it, and the own change then finds its row rewritten.
+  a.applier->set_local_node(0);
   ASSERT_TRUE(a.applier->Apply(0, 2, theirs).ok());
+  a.applier->set_local_node(1);
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("theirs"));
   auto r = a.applier->Apply(0, 3, mine);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -282,9 +291,8 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowRewrittenBeforeARestart) {
   // What the applier wrote before it (re)started is unknown to it: rows of the first read of a
   // log are read, not trusted.
   Node a("own-restart"), b("own-restart-b");
-  a.applier->set_local_node(1);
   auto [mine, theirs] = WriteTheSameRowOnBoth(a, b);
-  ASSERT_TRUE(a.applier->Apply(0, 1, theirs).ok());
+  ASSERT_TRUE(a.applier->Apply(0, 1, theirs).ok());  // Not knowing its node id: written.
   a.RestartApplier(1);
   auto r = a.applier->Apply(0, 2, mine);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -302,7 +310,10 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
   a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same')");
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'same')");
-  ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
+  change::v1::ChangeBatch theirs = b.CapturedBatch(2);
+  a.applier->set_local_node(0);  // Not knowing its node id: written.
+  ASSERT_TRUE(a.applier->Apply(0, 2, theirs).ok());
+  a.applier->set_local_node(1);
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id) FROM \"order\" WHERE name = 'same'"),
             Value::Text("9"));
   auto r = a.applier->Apply(0, 3, mine);
@@ -310,6 +321,51 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
   EXPECT_EQ(r->unchanged, 0);
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id) FROM \"order\" WHERE name = 'same'"),
             Value::Text("1"));
+}
+
+TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped) {
+  // Node 1 wrote rows 1 ('same') and ('k', 1); node 2's changes of the same rows, and one that
+  // would replace row 1 through the UNIQUE name, were ordered before node 1's changes and
+  // arrive first. Node 1's changes come later and win everywhere; here nothing flickers.
+  Node a("pending-a"), b("pending-b");
+  a.applier->set_local_node(1);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (50, 'other')");
+  ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
+  b.Exec("DELETE FROM \"order\"");
+  ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same'); INSERT INTO pair VALUES ('k', 1, 'mine')");
+  change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'same'), (1, 'theirs');"
+         "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
+  auto r = a.applier->Apply(0, 3, b.CapturedBatch(2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->superseded, 3);
+  EXPECT_EQ(r->applied, 1);  // ('k', 2): no local change
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || name) FROM \"order\""), Value::Text("1same"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"), Value::Text("mine,other row"));
+  // Node 1's own changes apply; a later change of node 2 applies as usual.
+  auto own = a.applier->Apply(0, 4, mine);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->unchanged, 2);
+  b.Exec("UPDATE pair SET v = 'theirs later' WHERE b = 1");
+  change::v1::ChangeBatch later = b.CapturedBatch(2);
+  auto r2 = a.applier->Apply(0, 5, later);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("theirs later"));
+}
+
+TEST(ChangeApplierTest, AChangeWithoutAColumnOfTheLocalTableLeavesThatColumnAsItIs) {
+  // b added a column first; a's changes, read before a added it, do not carry it.
+  Node a("fewer-a"), b("fewer-b");
+  b.Exec("ALTER TABLE pair ADD COLUMN extra TEXT DEFAULT 'dflt';"
+         "INSERT INTO pair VALUES ('k', 1, 'old', 'kept')");
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'new'), ('n', 1, 'fresh')");
+  auto r = b.applier->Apply(0, 1, a.CapturedBatch(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 2);
+  EXPECT_EQ(r->dead_lettered, 0);
+  EXPECT_EQ(*b.db->QueryValue("SELECT group_concat(a || v || extra) FROM pair ORDER BY a"),
+            Value::Text("knewkept,nfreshdflt"));
 }
 
 // The batch with only change `id` of table pair.
@@ -403,7 +459,9 @@ TEST(ChangeApplierTest, EntriesThatNeedAWriteAreLeftToApply) {
   auto remote = a.applier->ApplyWithoutWriting(0, 2, theirs);
   ASSERT_TRUE(remote.ok());
   EXPECT_FALSE(remote->has_value()) << "another node's changes always write";
+  a.applier->set_local_node(0);  // Not knowing its node id: written.
   ASSERT_TRUE(a.applier->Apply(0, 2, theirs).ok());
+  a.applier->set_local_node(1);
   auto r = a.applier->ApplyWithoutWriting(0, 3, mine);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->has_value());
@@ -501,7 +559,7 @@ TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) 
   a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'ok'); INSERT INTO pair VALUES ('k', 1, 'v');");
   change::v1::ChangeBatch batch = a.CapturedBatch(1);
   // B's pair table has another shape; a change also names a table B does not have.
-  b.Exec("DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, extra, v, PRIMARY KEY (a, b)) WITHOUT ROWID;");
+  b.Exec("DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT ROWID;");
   change::v1::TableChanges* ghost = batch.add_tables();
   ghost->set_table("ghost");
   ghost->add_columns("id");
@@ -604,6 +662,9 @@ TEST(ChangeApplierTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
   auto r = a.applier->Apply(shard, 10, pending);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(v(a, names[0]), Value::Text("a-pending"));
+  // (b's own writes never ship in this test: as if they had come before, b does not hold a's
+  // change back for them.)
+  b.applier->set_local_node(0);
   ASSERT_TRUE(b.applier->Apply(shard, 10, pending).ok());
   EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
 }
