@@ -22,8 +22,15 @@ absl::StatusOr<int64_t> PragmaInt(sqlite::Database& db, const char* pragma) {
 absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::string& db_path) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
   if (!db.ok()) return db.status();
+  // A database marmot replicated before (its applied state is there) has its rows in the
+  // cluster already: a table without capture now was created while marmot was stopped, and its
+  // rows are copied like those of a table created while it runs. At the first start, the rows
+  // already there stay where they are (they existed before replication began).
+  absl::StatusOr<sqlite::Value> replicated_before = db->QueryValue(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
+  if (!replicated_before.ok()) return replicated_before.status();
   std::unique_ptr<CaptureKeeper> keeper(new CaptureKeeper(*std::move(db)));
-  if (absl::Status s = keeper->Install(/*backfill=*/false); !s.ok()) return s;
+  if (absl::Status s = keeper->Install(/*backfill=*/replicated_before->integer() > 0); !s.ok()) return s;
   // Changes already in the logs (from an earlier run) count as seen.
   if (absl::StatusOr<int64_t> n = keeper->CountNewChanges(); !n.ok()) return n.status();
   return keeper;

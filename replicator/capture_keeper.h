@@ -21,9 +21,11 @@ namespace marmot::replicator {
 
 class CaptureKeeper {
  public:
-  // Opens `db_path`, switches it to WAL and installs capture on every user table. Rows that
-  // exist at start are not copied into the logs. Fails when the file is not a usable database
-  // or cannot be put in WAL mode.
+  // Opens `db_path`, switches it to WAL and installs capture on every user table. At the first
+  // start on a database, rows that exist are not copied into the logs; at a later start (marmot
+  // applied changes here before), the rows of tables that got capture only now (created while
+  // marmot was stopped) are. Fails when the file is not a usable database or cannot be put in
+  // WAL mode.
   static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(const std::string& db_path);
 
   // Reinstalls capture if the schema changed (new tables are backfilled). Cheap when it did not
@@ -33,6 +35,9 @@ class CaptureKeeper {
   // CheckSchema(), then counts the changes captured since the last round (a scan of the new
   // log rows: for tools and tests, not the replication path). Returns the number of new changes.
   absl::StatusOr<int64_t> Poll();
+
+  // The schema_version capture was last checked at; it moves with every schema change.
+  int64_t schema_version() const { return schema_version_; }
 
   // Newest change id seen per table.
   const std::map<std::string, int64_t>& last_change_ids() const { return last_ids_; }

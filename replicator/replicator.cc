@@ -150,6 +150,8 @@ void Replicator::PumpLoop() {
     }
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
+    } else if (keeper_->schema_version() != retried_at_schema_) {
+      RetryDeadLettersAfterSchemaChange();
     }
     absl::StatusOr<PumpStats> stats = shipper_->Pump();
     for (int shard = 0; shard < host_->shards(); ++shard) {
@@ -218,6 +220,25 @@ void Replicator::Stop() {
     LOG(WARNING) << "node " << config_.node_id << ": writing the applied state at stop failed: " << s;
   }
   LOG(INFO) << "node " << config_.node_id << " stopped";
+}
+
+void Replicator::RetryDeadLettersAfterSchemaChange() {
+  std::lock_guard<std::mutex> lock(applier_->mu);
+  absl::StatusOr<int64_t> count = applier_->applier->DeadLetterCount();
+  if (count.ok() && *count == 0) {
+    retried_at_schema_ = keeper_->schema_version();
+    return;
+  }
+  // Most dead letters are changes for a table or column this node lacked; the schema change may
+  // have brought it. Those that still fail stay, with their new error.
+  absl::StatusOr<RetryResult> retried =
+      count.ok() ? applier_->applier->RetryDeadLetters({}) : absl::StatusOr<RetryResult>(count.status());
+  if (!retried.ok()) {
+    LOG(WARNING) << "node " << config_.node_id << ": retrying dead letters after a schema change failed "
+                 << "(trying again): " << retried.status();
+    return;
+  }
+  retried_at_schema_ = keeper_->schema_version();
 }
 
 absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64_t>& ids) {

@@ -56,6 +56,9 @@ class Replicator {
   class MetricsObserver;
   explicit Replicator(NodeConfig config);
   void PumpLoop();
+  // Retries every dead letter once the schema changed (a table or column that changes needed
+  // may have come); on the pump thread.
+  void RetryDeadLettersAfterSchemaChange();
 
   NodeConfig config_;
   std::unique_ptr<ReplicatorMetrics> metrics_;
@@ -71,6 +74,7 @@ class Replicator {
   std::thread pump_;
   std::atomic<bool> stopping_{false};
   std::vector<uint64_t> last_leaders_;  // Per shard, for counting leader changes.
+  int64_t retried_at_schema_ = -1;  // The schema_version dead letters were last retried at.
 };
 
 }  // namespace marmot::replicator
