@@ -213,7 +213,12 @@ struct TableWriter {
 absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
                                        const std::vector<std::string>& columns,
                                        const std::vector<std::string>& key_columns) {
+  // Replicated changes and snapshots write user tables only: a change naming marmot's own state
+  // (say, its dedupe table), SQLite's, a view or a virtual table never applies.
   absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
+  if (local.status().code() == absl::StatusCode::kInvalidArgument) {
+    return absl::FailedPreconditionError(absl::StrCat("not replicated: ", local.status().message()));
+  }
   if (!local.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("table ", QuoteIdentifier(table), " does not exist on this node"));

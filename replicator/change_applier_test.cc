@@ -554,6 +554,63 @@ TEST(ChangeApplierTest, ForeignKeysDoNotBlockOutOfOrderApply) {
   EXPECT_EQ(result->dead_lettered, 0);
 }
 
+TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLettersNeverApplied) {
+  // A forged change into the dedupe state would make a later real change of that origin look
+  // applied; one into sqlite_sequence or a view, or a snapshot table named so, is no better.
+  Node b("forged-b");
+  b.Exec("CREATE TABLE counter (id INTEGER PRIMARY KEY AUTOINCREMENT, v);"
+         "INSERT INTO counter (v) VALUES (1); CREATE VIEW v_order AS SELECT * FROM \"order\";");
+  change::v1::ChangeBatch forged;
+  forged.set_origin_node(7);
+  auto add = [&](const std::string& table, std::vector<std::string> columns, std::vector<std::string> key,
+                 std::vector<change::v1::Value> row) {
+    change::v1::TableChanges* t = forged.add_tables();
+    t->set_table(table);
+    for (const auto& c : columns) t->add_columns(c);
+    for (const auto& k : key) t->add_key_columns(k);
+    change::v1::Change* c = t->add_changes();
+    c->set_change_id(1);
+    c->set_op(change::v1::OP_INSERT);
+    for (const auto& v : row) *c->add_row() = v;
+  };
+  change::v1::Value one, big, text;
+  one.set_integer(1);
+  big.set_integer(int64_t{1} << 60);
+  text.set_text("t");
+  add("__marmot__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"}, {one, one, text, big});
+  add("__MARMOT__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"}, {one, one, text, big});
+  add("sqlite_sequence", {"name", "seq"}, {}, {text, big});
+  add("v_order", {"id"}, {"id"}, {one});
+  auto result = b.applier->Apply(0, 1, forged);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->applied, 0);
+  EXPECT_EQ(result->dead_lettered, 4);
+  // (Their ids are recorded as applied, as for every dead letter; nothing else was written.)
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__applied\" WHERE change_id <> 1"),
+            Value::Integer(0));
+  EXPECT_EQ(*b.db->QueryValue("SELECT seq FROM sqlite_sequence WHERE name = 'counter'"), Value::Integer(1));
+  auto errors = b.db->QueryRows("SELECT error FROM \"__marmot__dead_letters\" ORDER BY id");
+  ASSERT_TRUE(errors.ok());
+  ASSERT_EQ(errors->size(), 4u);
+  EXPECT_THAT((*errors)[0][0].bytes(), HasSubstr("not a user table"));
+  EXPECT_THAT((*errors)[3][0].bytes(), HasSubstr("is a view"));
+  // A snapshot naming them installs nothing into them either.
+  change::v1::ShardSnapshot snap;
+  snap.set_shard(0);
+  snap.set_applied_index(5);
+  change::v1::ShardSnapshot::Table* t = snap.add_tables();
+  t->set_table("__marmot__shard_state");
+  t->add_columns("shard");
+  t->add_columns("applied_index");
+  t->add_key_columns("shard");
+  *t->add_values() = one;
+  *t->add_values() = big;
+  auto install = b.applier->InstallSnapshot(snap);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 5u);
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__shard_state\" WHERE shard = 1"), Value::Integer(0));
+}
+
 TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) {
   Node a("dead-a"), b("dead-b");
   a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'ok'); INSERT INTO pair VALUES ('k', 1, 'v');");

@@ -67,6 +67,11 @@ absl::StatusOr<Database> Database::Open(const std::string& path, const OpenOptio
   if (rc != SQLITE_OK) return SqliteError(raw, rc, absl::StrCat("open ", path));
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, static_cast<int>(options.busy_timeout.count()));
+  // No statement of marmot's (or of a name in a replicated change) may corrupt the file: no
+  // writable_schema, no writes to shadow tables, no journal_mode=OFF.
+  if (int rc = sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr); rc != SQLITE_OK) {
+    return SqliteError(raw, rc, absl::StrCat("defensive mode for ", path));
+  }
   // SQLite opens lazily: a file that is not a database fails only when first read.
   if (absl::Status s = db.Exec("SELECT count(*) FROM sqlite_master"); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, " is not a usable SQLite database: ", s.message()));

@@ -43,7 +43,8 @@ struct OpenOptions {
 
 class Database {
  public:
-  // Opens `path`. Fails with the SQLite error when the file cannot be opened, or when it exists
+  // Opens `path` in SQLite's defensive mode (SQLITE_DBCONFIG_DEFENSIVE: no statement can corrupt
+  // the file). Fails with the SQLite error when the file cannot be opened, or when it exists
   // and is not a database (SQLite only notices that on first read, so Open reads the schema).
   static absl::StatusOr<Database> Open(const std::string& path, const OpenOptions& options = {});
 

@@ -15,7 +15,15 @@ std::string TableSchema::ShapeString() const {
   return out;
 }
 
+bool IsReservedTableName(absl::string_view name) {
+  return absl::StartsWithIgnoreCase(name, "sqlite_") || absl::StartsWithIgnoreCase(name, kMarmotPrefix);
+}
+
 absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& table) {
+  if (IsReservedTableName(table)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuoteIdentifier(table), " is SQLite's or marmot's own table, not a user table"));
+  }
   absl::StatusOr<Statement> list =
       db.Prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1");
   if (!list.ok()) return list.status();
@@ -23,6 +31,10 @@ absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& tab
   absl::StatusOr<bool> found = list->Step();
   if (!found.ok()) return found.status();
   if (!*found) return absl::NotFoundError(absl::StrCat("no table ", QuoteIdentifier(table)));
+  if (const std::string type = list->Column(0).bytes(); type != "table") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuoteIdentifier(table), " is a ", type, ", not a plain table"));
+  }
 
   TableSchema schema;
   schema.name = table;
@@ -64,7 +76,7 @@ absl::StatusOr<SchemaListing> ListUserTables(Database& db) {
   for (const std::vector<Value>& row : *rows) {
     const std::string& name = row[0].bytes();
     const std::string& type = row[1].bytes();
-    if (absl::StartsWith(name, "sqlite_") || absl::StartsWith(name, kMarmotPrefix)) continue;
+    if (IsReservedTableName(name)) continue;
     if (type == "virtual" || type == "shadow") {
       listing.skipped_virtual.push_back(name);
       continue;

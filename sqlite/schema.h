@@ -51,7 +51,11 @@ struct SchemaListing {
 // Reads the user tables of the main schema.
 absl::StatusOr<SchemaListing> ListUserTables(Database& db);
 
-// Reads one table; NOT_FOUND when it does not exist.
+// Whether `name` is reserved to SQLite (`sqlite_...`) or marmot (`__marmot__...`), in any case.
+bool IsReservedTableName(absl::string_view name);
+
+// Reads one user table; NOT_FOUND when it does not exist, INVALID_ARGUMENT when it is a view, a
+// virtual or shadow table, or SQLite's or marmot's own.
 absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& table);
 
 }  // namespace marmot::sqlite
