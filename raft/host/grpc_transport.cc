@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -13,6 +14,7 @@
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/transport.grpc.pb.h"
+#include "raft/host/message_pieces.h"
 #include "raft/host/rocks_log_store.h"
 
 namespace marmot::raft::host {
@@ -166,7 +168,8 @@ class GrpcTransport::Peer {
           Attach(link);
           VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " open";
           tv1::MessageBatch b;
-          while (stream->Read(&b)) t_->Deliver(id_, std::move(b));
+          MessageAssembler assembler;
+          while (stream->Read(&b)) t_->Deliver(id_, std::move(b), &assembler);
           {
             std::lock_guard<std::mutex> wl(link->write_mu);
             link->dead = true;
@@ -193,52 +196,66 @@ class GrpcTransport::Peer {
     }
   }
 
-  // Writes queued messages, batched, on whichever stream currently links the pair.
+  // Writes queued messages, batched, on whichever stream currently links the pair. A message
+  // larger than a batch goes in pieces, one piece per round, with the other shards' messages
+  // of each round before it (message_pieces.h).
   void RunMessages() {
     const auto& o = t_->options_;
     absl::BitGen rng;
+    PeerOutboxOptions oo;
+    oo.batch_bytes = t_->batch_bytes_;
+    oo.max_held_messages = o.max_queued_messages;
+    oo.max_held_bytes = o.max_held_bytes;
+    PeerOutbox outbox(oo);
+    // The stream the large message in progress started on: its receiver holds the first pieces.
+    std::shared_ptr<Link> piece_link;
     for (;;) {
       std::deque<v1::Message> pending;
       std::shared_ptr<Link> link;
       {
         std::unique_lock<std::mutex> l(mu_);
-        msg_cv_.wait(l, [this] { return stopping_ || !msgs_.empty(); });
+        msg_cv_.wait(l, [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
         link = link_;
       }
       TransportFaults f = t_->faults();
-      if (f.blocked.count(id_)) continue;
+      if (f.blocked.count(id_)) {
+        outbox.Clear();
+        continue;
+      }
       if (f.delay > absl::ZeroDuration() && !SleepFor(f.delay)) break;
       if (link == nullptr) {
         // Not connected (yet): Raft resends; tell it the peer is unreachable.
+        outbox.Clear();
         t_->handler_->HandleUnreachable(id_);
         if (!SleepFor(o.min_backoff)) break;
         continue;
       }
+      // A new stream's receiver never saw the first pieces: the large message starts over when
+      // Raft sends it again.
+      if (outbox.sending_large() && piece_link != link) outbox.Clear();
+      for (auto& m : pending) {
+        if (f.drop_probability > 0 && absl::Bernoulli(rng, f.drop_probability)) continue;
+        outbox.Add(std::move(m));
+      }
       std::lock_guard<std::mutex> wl(link->write_mu);
       bool ok = !link->dead;
       tv1::MessageBatch batch;
-      size_t bytes = 0;
-      auto flush = [&] {
-        if (batch.messages_size() == 0 || !ok) return;
+      auto write = [&] {
         batch.set_from_node(o.node_id);
         batch.set_to_node(id_);
         ok = link->write(batch);
-        batch.Clear();
-        bytes = 0;
       };
-      for (auto& m : pending) {
-        if (f.drop_probability > 0 && absl::Bernoulli(rng, f.drop_probability)) continue;
-        const size_t sz = m.ByteSizeLong();
-        if (bytes + sz > o.max_batch_bytes) flush();
-        bytes += sz;
-        *batch.add_messages() = std::move(m);
+      while (ok && outbox.NextBatch(&batch)) write();
+      if (ok && outbox.NextPiece(&batch)) {
+        write();
+        piece_link = link;
       }
-      flush();
       if (!ok) {
         // The stream's owner sees the break too and re-opens (or the peer re-dials).
         link->dead = true;
+        outbox.Clear();
         t_->handler_->HandleUnreachable(id_);
       }
     }
@@ -351,11 +368,12 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
                    << from << " to node " << b.to_node() << ")";
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a stream for this node");
     }
-    t_->Deliver(from, std::move(b));
+    MessageAssembler assembler;
+    t_->Deliver(from, std::move(b), &assembler);
     auto link = std::make_shared<Link>();
     link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
     t_->Attach(from, link);
-    while (stream->Read(&b)) t_->Deliver(from, std::move(b));
+    while (stream->Read(&b)) t_->Deliver(from, std::move(b), &assembler);
     {
       std::lock_guard<std::mutex> wl(link->write_mu);
       link->dead = true;
@@ -430,7 +448,15 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
 
 // ---------------------------------------------------------------------------------------------
 
-GrpcTransport::GrpcTransport(GrpcTransportOptions options) : options_(std::move(options)) {}
+// Every gRPC message of the stream is a batch or a piece of at most batch_bytes_ plus framing.
+GrpcTransport::GrpcTransport(GrpcTransportOptions options)
+    : options_(std::move(options)),
+      batch_bytes_(std::max<size_t>(
+          1, std::min<int64_t>(options_.max_batch_bytes,
+                               int64_t{options_.max_message_bytes} - kFramingBytes))) {
+  CHECK_GT(options_.max_message_bytes, kFramingBytes)
+      << "raft transport: gRPC messages of " << options_.max_message_bytes << " bytes are too small";
+}
 
 GrpcTransport::~GrpcTransport() { Stop(); }
 
@@ -544,18 +570,27 @@ void GrpcTransport::Detach(uint64_t node, const std::shared_ptr<Link>& link) {
   if (it != peers_.end()) it->second->Detach(link);
 }
 
-void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch) {
+void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch, MessageAssembler* assembler) {
   const uint64_t me = options_.node_id;
-  if (batch.messages_size() == 0) return;
+  if (batch.messages_size() == 0 && !batch.has_piece()) return;
   if (batch.to_node() != me || batch.from_node() != from) {
     LOG(WARNING) << "[node " << me << "] dropping a batch on node " << from << "'s stream from node "
                  << batch.from_node() << " to node " << batch.to_node();
     return;
   }
   std::vector<v1::Message> msgs;
-  msgs.reserve(batch.messages_size());
+  msgs.reserve(batch.messages_size() + 1);
   for (auto& m : *batch.mutable_messages()) msgs.push_back(std::move(m));
-  handler_->HandleMessages(std::move(msgs));
+  if (batch.has_piece()) {
+    absl::StatusOr<std::optional<v1::Message>> whole = assembler->Add(batch.piece());
+    if (!whole.ok()) {
+      LOG(WARNING) << "[node " << me << "] dropping a large message from node " << from << ": "
+                   << whole.status().message();
+    } else if (whole->has_value()) {
+      msgs.push_back(std::move(**whole));
+    }
+  }
+  if (!msgs.empty()) handler_->HandleMessages(std::move(msgs));
 }
 
 void GrpcTransport::Send(std::vector<v1::Message> messages) {

@@ -1,7 +1,9 @@
 // GrpcTransport: the Transport between NodeHosts, over gRPC (proto/transport.proto).
 //
 // Each pair of nodes shares ONE bidirectional `Stream` call carrying batches of messages of all
-// shards both ways (split to stay under the message size limit): the node with the lower id
+// shards both ways (split to stay under the message size limit; a message larger than a batch,
+// an append with a large entry, goes in pieces between the other shards' messages, see
+// message_pieces.h): the node with the lower id
 // dials it as soon as it learns the peer's address and keeps it open; the higher id answers on
 // the stream it accepted. When the call breaks the peer is reported unreachable, queued
 // messages are dropped (Raft retransmits) and the dialer re-opens it with exponential backoff.
@@ -40,19 +42,25 @@ class MessageBatch;
 
 namespace marmot::raft::host {
 
+class MessageAssembler;
+
 struct GrpcTransportOptions {
   uint64_t node_id = 0;
   // host:port to listen on; port 0 picks a free one (see bound_port()).
   std::string bind_address;
   // Folder for snapshots being received.
   std::string snapshot_dir;
-  // Upper bound of one gRPC message (a batch or a chunk), both directions.
+  // Upper bound of one gRPC message (a batch, a piece or a chunk), both directions. It does
+  // not bound Raft messages: those larger than max_batch_bytes travel in pieces.
   int max_message_bytes = 64 << 20;
-  // Batches are cut at this size.
+  // Batches are cut at this size, and large messages into pieces of it (lowered if it does
+  // not fit max_message_bytes with the framing).
   size_t max_batch_bytes = 4 << 20;
   size_t snapshot_chunk_bytes = 256 << 10;
-  // Messages queued for one peer beyond which new ones are dropped.
+  // Messages queued for one peer beyond which new ones are dropped; the same count, and
+  // max_held_bytes, for the messages waiting behind a large message in pieces.
   size_t max_queued_messages = 8192;
+  uint64_t max_held_bytes = 256 << 20;
   absl::Duration min_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(1);
   // Mutual TLS when all three are set (PEM files): this node's certificate and key, and the
@@ -98,11 +106,17 @@ class GrpcTransport : public Transport {
   Peer* GetPeer(uint64_t node, bool create);
   void Attach(uint64_t node, std::shared_ptr<Link> link);
   void Detach(uint64_t node, const std::shared_ptr<Link>& link);
-  // Hands a received batch to the handler (after checking it is addressed to us).
-  void Deliver(uint64_t from, transport::v1::MessageBatch batch);
+  // Hands a received batch to the handler (after checking it is addressed to us); a piece goes
+  // to the stream's `assembler`, and the message it completes to the handler.
+  void Deliver(uint64_t from, transport::v1::MessageBatch batch, MessageAssembler* assembler);
   TransportFaults faults() const;
 
+  // Room in a gRPC message for what wraps a batch's messages or a piece's bytes.
+  static constexpr int kFramingBytes = 64 << 10;
+
   const GrpcTransportOptions options_;
+  // max_batch_bytes, lowered to fit max_message_bytes with the framing.
+  const size_t batch_bytes_;
   MessageHandler* handler_ = nullptr;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
   std::unique_ptr<Service> service_;

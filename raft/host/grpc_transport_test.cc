@@ -121,6 +121,56 @@ TEST(GrpcTransportTest, MessagesOfAllShardsArriveInOrder) {
   t2->Stop();
 }
 
+TEST(GrpcTransportTest, AnAppendLargerThanAGrpcMessageArrivesWholeAndTheStreamStaysUp) {
+  // Regression (issue 16): an append carrying one entry larger than the gRPC message limit
+  // failed the write, which ended the pair's stream for every shard; Raft sent it again, and
+  // the stream broke again, forever.
+  const std::string dir = Dir();
+  RecordingHandler h1, h2;
+  auto t1 = StartTransport(1, dir, &h1);  // gRPC messages of at most 1 MiB
+  auto t2 = StartTransport(2, dir, &h2);
+  t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+  ASSERT_TRUE(WaitConnected(t1.get(), 1, 2, &h2));
+  {
+    std::lock_guard<std::mutex> l(h1.mu_);
+    h1.unreachable_.clear();
+  }
+  // Given an append of shard 3 with a 10 MiB entry, then an append of shard 3 and one of
+  // shard 1; the same from node 2 to node 1 (the accepting side writes on the dialed stream)
+  v1::Message big = Msg(1, 2, 3, 10);
+  std::string data(10 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));
+  big.add_entries()->set_data(data);
+  v1::Message big_back = big;
+  big_back.set_from(2);
+  big_back.set_to(1);
+  t1->Send({big, Msg(1, 2, 3, 11), Msg(1, 2, 1, 20)});
+  t2->Send({big_back});
+  // Then every message arrives, shard 3's in order and the large one intact
+  ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 3; }, absl::Seconds(20)))
+      << h2.messages_.size() << " message(s) arrived";
+  std::vector<uint64_t> shard3;
+  for (const auto& m : h2.messages_) {
+    if (m.shard() == 3) shard3.push_back(m.index());
+    if (m.index() == 10) {
+      ASSERT_EQ(m.entries_size(), 1);
+      EXPECT_TRUE(m.entries(0).data() == data);
+    }
+  }
+  EXPECT_EQ(shard3, (std::vector<uint64_t>{10, 11}));
+  ASSERT_TRUE(h1.WaitFor([&] { return h1.messages_.size() == 1; }, absl::Seconds(20)));
+  EXPECT_TRUE(h1.messages_[0].entries(0).data() == data);
+  // And the stream never broke: nobody was reported unreachable, and small messages still flow
+  {
+    std::lock_guard<std::mutex> l(h1.mu_);
+    EXPECT_TRUE(h1.unreachable_.empty());
+  }
+  t1->Send({Msg(1, 2, 0, 30)});
+  EXPECT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 4; }));
+  t1->Stop();
+  t2->Stop();
+}
+
 TEST(GrpcTransportTest, ABusyAddressIsRefused) {
   // Regression: with gRPC's default SO_REUSEPORT a second node could listen on the first one's
   // address and take part of its traffic.
