@@ -56,6 +56,7 @@ struct ChangeShipper::Inflight {
   std::vector<std::shared_ptr<const Header>> headers;  // Keep the tables' names below alive.
   std::vector<std::pair<const std::string*, int64_t>> changes;  // (table, change id)
   bool failed = false;  // to be proposed again
+  absl::Time proposed_at;  // last proposal
 };
 
 absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::string& db_path,
@@ -201,8 +202,9 @@ int64_t ChangeShipper::ProposeReady() {
   int64_t proposed = 0;
   for (int shard = 0; shard < router_.shards(); ++shard) {
     if (Inflight* again = inflight_[shard].get(); again != nullptr) {
-      if (again->failed) {
+      if (again->failed && absl::Now() - again->proposed_at >= options_.retry_delay) {
         again->failed = false;
+        again->proposed_at = absl::Now();
         proposed += static_cast<int64_t>(again->changes.size());
         Propose(shard, again->payload);
       }
@@ -226,6 +228,7 @@ int64_t ChangeShipper::ProposeReady() {
     queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
     proposed += static_cast<int64_t>(taken);
     batch->payload = wire.Finish();
+    batch->proposed_at = absl::Now();
     Propose(shard, batch->payload);
     inflight_[shard] = std::move(batch);
   }

@@ -73,6 +73,10 @@ struct ShipperOptions {
   absl::Duration mark_delay = absl::Seconds(1);
   absl::Duration mark_interval = absl::Milliseconds(50);
   int64_t mark_rows = 16384;
+  // A batch whose proposal failed is proposed again no sooner than this after its last
+  // proposal. Without a pause, a shard without a leader (refused at once) turned the pump into
+  // a busy loop of failed proposals that took the CPU the election needed.
+  absl::Duration retry_delay = absl::Milliseconds(50);
 };
 
 struct PumpStats {

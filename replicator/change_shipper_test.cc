@@ -238,11 +238,35 @@ TEST(ChangeShipperTest, FailedProposalsAreRetriedInOrder) {
   Node a("retry-a", router), b("retry-b", router);
   LogPerShard log({&a, &b});
   log.fail_every_ = 3;
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.max_batch_changes = 7});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.max_batch_changes = 7, .retry_delay = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok());
   ASSERT_TRUE(RunSqliteCli(a.path, kWorkload).ok());
   Drain(**shipper);
   EXPECT_EQ(b.Dump(), a.Dump());
+}
+
+TEST(ChangeShipperTest, AFailedProposalWaitsRetryDelayBeforeItIsProposedAgain) {
+  // Regression (issue 16): a shard without a leader refuses proposals at once, and the pump
+  // proposed the same batch again at every round, over a million times in 20 s.
+  ShardRouter router(1);
+  Node a("retry-delay-a", router);
+  LogPerShard log({&a});
+  log.fail_every_ = 1;  // every proposal fails at once
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.retry_delay = absl::Milliseconds(300)});
+  ASSERT_TRUE(shipper.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO kv VALUES ('x', 1);").ok());
+  // When the pump runs many rounds within the delay
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // Then the batch was proposed once
+  EXPECT_EQ(log.proposals_, 1);
+  // And once the delay passed, it is proposed again, and commits when a leader takes it
+  absl::SleepFor(absl::Milliseconds(350));
+  log.fail_every_ = 0;
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(log.proposals_, 2);
+  Drain(**shipper);
+  EXPECT_EQ((*shipper)->buffered(), 0);
 }
 
 TEST(ChangeShipperTest, ChangesCommittedBeforeACrashAreNotAppliedTwice) {
