@@ -19,6 +19,9 @@ namespace {
 
 bool Contains(const v1::ConfState& cs, uint64_t id) { return IsVoter(cs, id) || IsLearner(cs, id); }
 
+// A proposal's timeout grows by a second per this many bytes of payload (see Propose).
+constexpr double kTimeoutBytesPerSecond = 8 << 20;
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -655,11 +658,22 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
     done(absl::InvalidArgumentError(absl::StrCat("no shard ", shard)), 0);
     return;
   }
+  if (data.size() > config_.max_entry_bytes) {
+    const std::string why = absl::StrCat("a proposal of ", data.size(), " bytes is larger than a Raft entry may be (",
+                                         config_.max_entry_bytes, " bytes)");
+    LOG(ERROR) << "[shard " << shard << " node " << config_.node_id << "] refused: " << why;
+    done(absl::InvalidArgumentError(why), 0);
+    return;
+  }
   uint64_t id;
   {
     std::lock_guard<std::mutex> l(pending_mu_);
     id = next_proposal_id_++;
-    pending_[shard][id] = Pending{std::move(done), absl::Now() + config_.proposal_timeout};
+    // A large entry takes longer to reach, be written by and be acknowledged by a quorum; one
+    // that timed out is proposed again by its caller, a copy as large in the log each time.
+    const absl::Duration timeout =
+        config_.proposal_timeout + absl::Seconds(static_cast<double>(data.size()) / kTimeoutBytesPerSecond);
+    pending_[shard][id] = Pending{std::move(done), absl::Now() + timeout};
   }
   // Packs are framed on the loop, when it knows which proposals go together.
   std::string payload = config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);

@@ -99,7 +99,14 @@ struct NodeHostConfig {
   ApplyRounds* apply_rounds = nullptr;
   // A shard with more than this many bytes committed but not yet applied stops taking Readys.
   uint64_t max_apply_backlog_bytes = 64 << 20;
-  // Proposals not committed within this time are resolved with DeadlineExceeded.
+  // A proposal larger than this is refused at once (InvalidArgument, logged as an error): an
+  // append carries at least one whole entry and must fit one protobuf message (2 GiB, see
+  // message_pieces.h) with its framing. The default holds SQLite's largest row
+  // (SQLITE_MAX_LENGTH, 1,000,000,000 bytes by default) with room to spare; an entry of any
+  // size up to it travels between nodes in pieces.
+  uint64_t max_entry_bytes = uint64_t{3} << 29;  // 1.5 GiB
+  // Proposals not committed within this time (plus a second per 8 MiB of payload) are
+  // resolved with DeadlineExceeded.
   absl::Duration proposal_timeout = absl::Seconds(5);
   // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible).
   size_t snapshot_chunk_bytes = 256 << 10;

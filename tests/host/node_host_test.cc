@@ -608,6 +608,17 @@ TEST(NodeHostTest, SlowStateMachineDoesNotStallOtherShards) {
   EXPECT_TRUE(WaitConverged(c, 0, {"slow"}));
 }
 
+TEST(NodeHostTest, AProposalAboveTheEntryLimitIsRefusedAtOnce) {
+  TestCluster c(TestDir(), 1, 1);
+  c.tweak = [](NodeHostConfig* cfg) { cfg->max_entry_bytes = 1 << 20; };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  auto r = c.host(1)->ProposeAndWait(0, std::string((1 << 20) + 1, 'x'));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(c.host(1)->ProposeAndWait(0, std::string(1 << 20, 'x')).ok());
+}
+
 TEST(NodeHostTest, ProposalCallbacksReportDroppedAndTimedOut) {
   TestCluster c(TestDir(), 3, 2);
   c.tweak = [](NodeHostConfig* cfg) { cfg->proposal_timeout = absl::Seconds(1); };
