@@ -1,6 +1,11 @@
 #include "pane/replicator_control.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +21,41 @@
 #include "sqlite/schema.h"
 
 namespace marmot::pane {
+namespace {
+
+// `bytes` with every byte that is not part of valid UTF-8 replaced by U+FFFD: table names and
+// errors may hold any bytes (SQLite accepts them), and a string field of an answer that is not
+// UTF-8 would make protobuf refuse (or JSON cut) the whole answer.
+std::string ValidUtf8(absl::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const unsigned char c = static_cast<unsigned char>(bytes[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= bytes.size();
+    uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; ok && k < len; ++k) {
+      const unsigned char cont = static_cast<unsigned char>(bytes[i + k]);
+      ok = (cont & 0xc0) == 0x80;
+      code = (code << 6) | (cont & 0x3f);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are not valid either.
+    ok = ok && !(len == 2 && code < 0x80) && !(len == 3 && code < 0x800) &&
+         !(len == 4 && (code < 0x10000 || code > 0x10ffff)) && !(code >= 0xd800 && code <= 0xdfff);
+    if (ok) {
+      out.append(bytes.data() + i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 
 absl::StatusOr<std::unique_ptr<ReplicatorControl>> ReplicatorControl::Create(
     replicator::Replicator* replicator, std::string version, absl::Duration add_node_timeout) {
@@ -63,7 +103,7 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
         " WHERE \"__marmot__state\" = 0 AND \"__marmot__id\" > ", replicator_->CommittedThrough(t.name)));
     if (!pending.ok()) continue;  // No capture on it yet.
     admin::v1::TableBacklog* b = out.add_backlog();
-    b->set_table(t.name);
+    b->set_table(ValidUtf8(t.name));
     b->set_pending_changes(pending->integer());
   }
   absl::StatusOr<sqlite::Value> dead = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
@@ -99,9 +139,9 @@ absl::StatusOr<admin::v1::ListDeadLettersResponse> ReplicatorControl::ListDeadLe
     d->set_shard(static_cast<uint32_t>(as_int(r[1])));
     d->set_raft_index(static_cast<uint64_t>(as_int(r[2])));
     d->set_origin_node(static_cast<uint64_t>(as_int(r[3])));
-    d->set_table(as_text(r[4]));
+    d->set_table(ValidUtf8(as_text(r[4])));
     d->set_change_id(as_int(r[5]));
-    d->set_error(as_text(r[6]));
+    d->set_error(ValidUtf8(as_text(r[6])));
     d->set_at_ms(as_int(r[7]));
   }
   return out;
@@ -237,6 +277,13 @@ absl::Status ReplicatorControl::Backup(const std::function<bool(const admin::v1:
       for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(path + suffix, ec);
     }
   } cleanup{path};
+  // The copy holds every row: readable by marmot's user only (SQLite gives its journal the
+  // same mode), as the database itself should be.
+  if (int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  } else {
+    return absl::InternalError(absl::StrCat("cannot create the backup file ", path, ": ", std::strerror(errno)));
+  }
   {
     absl::StatusOr<sqlite::Database> source =
         sqlite::Database::Open(replicator_->config().db_path, {.read_only = true});
