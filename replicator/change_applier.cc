@@ -1271,30 +1271,38 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
     dead_letters_.Remove(id);
     dead_letters_unsynced_ = true;
   }
-  // Insert the snapshot's rows.
+  // Insert the snapshot's rows. A table whose rows cannot be installed here (the table is
+  // missing or differs, a constraint differs, the rows are malformed) becomes a snapshot-rows
+  // dead letter that holds the table's later changes in this shard back; the install goes on.
+  // Only a failure of the database itself fails the install (it is tried again).
   for (const ShardSnapshot::Table& t : snap.tables()) {
     std::vector<std::string> columns(t.columns().begin(), t.columns().end());
     absl::StatusOr<TableWriter> writer =
         PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
-    if (!writer.ok()) {
-      if (t.values_size() == 0) continue;  // Nothing of that table in this shard.
-      absl::Status s = InsertDeadLetter(
-          {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snap.applied_index())),
-           Value::Null(), Value::Text(t.table()), Value::Null(),
-           Value::Text(absl::StrCat("snapshot rows not installed: ", writer.status().message())),
-           Value::Blob(t.SerializeAsString())},
-          {.shard = shard, .raft_index = snap.applied_index(), .table = t.table(), .whole_table = true});
-      if (!s.ok()) return s;
-      LOG(WARNING) << "shard " << shard << ": snapshot rows of " << t.table()
-                   << " go to the dead letters: " << writer.status().message();
-      continue;
+    absl::Status refused = writer.status();
+    if (!writer.ok() && t.values_size() == 0) continue;  // Nothing of that table in this shard.
+    if (writer.ok() && SnapshotRowWidth(t) == 0) {
+      refused = absl::InvalidArgumentError(absl::StrCat(
+          "malformed: ", t.values_size(), " values for rows of ", t.columns_size() + (t.keyed_by_rowid() ? 1 : 0)));
     }
-    if (SnapshotRowWidth(t) == 0) {
-      return absl::DataLossError(absl::StrCat("snapshot of shard ", shard, " table ", t.table(),
-                                              " has ", t.values_size(), " values for rows of ",
-                                              t.columns_size() + (t.keyed_by_rowid() ? 1 : 0)));
+    if (refused.ok()) {
+      if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
+      refused = InsertSnapshotRows(db_, t, *writer, kept_of(t.table()));
+      if (IsDatabaseFailure(refused)) return refused;
+      absl::Status end = db_.Exec(refused.ok() ? "RELEASE snapshot_rows"
+                                               : "ROLLBACK TO snapshot_rows; RELEASE snapshot_rows");
+      if (!end.ok()) return end;
     }
-    if (absl::Status s = InsertSnapshotRows(db_, t, *writer, kept_of(t.table())); !s.ok()) return s;
+    if (refused.ok()) continue;
+    absl::Status s = InsertDeadLetter(
+        {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snap.applied_index())),
+         Value::Null(), Value::Text(t.table()), Value::Null(),
+         Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
+         Value::Blob(t.SerializeAsString())},
+        {.shard = shard, .raft_index = snap.applied_index(), .table = t.table(), .whole_table = true});
+    if (!s.ok()) return s;
+    LOG(WARNING) << "shard " << shard << ": snapshot rows of " << t.table()
+                 << " go to the dead letters: " << refused.message();
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = InstallCarriedDeadLetters(snap, result); !s.ok()) return s;

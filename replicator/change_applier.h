@@ -202,8 +202,10 @@ class ChangeApplier {
   // Replaces exactly the shard's rows by the snapshot's, and its applied index and dedupe state,
   // in one transaction, then applies the snapshot's dead letters or records them here (see
   // "Snapshots" above). Rows of other shards are untouched. The applied index becomes `index`
-  // when given (Raft's index of the snapshot), else the snapshot's own. Errors only when the
-  // database itself fails or the snapshot's rows are malformed (nothing is changed then).
+  // when given (Raft's index of the snapshot), else the snapshot's own. A table whose rows cannot
+  // be installed here (missing or different table, a constraint that fails, malformed rows)
+  // becomes a snapshot-rows dead letter and the install goes on. Errors only when the database
+  // itself fails (nothing is changed then; the caller tries again).
   absl::StatusOr<InstallResult> InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
                                                 std::optional<uint64_t> index = std::nullopt);
 

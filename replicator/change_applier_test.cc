@@ -611,6 +611,40 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__shard_state\" WHERE shard = 1"), Value::Integer(0));
 }
 
+TEST(ChangeApplierTest, ASnapshotTableThatCannotInstallIsADeadLetterAndTheRestInstalls) {
+  // Malformed rows (values that do not divide into rows) and rows a constraint of this node
+  // refuses used to fail the whole install, which was retried forever.
+  Node a("uninstallable-a"), b("uninstallable-b");
+  a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'cheap', 1), (2, 'dear', 500);"
+         "INSERT INTO pair VALUES ('k', 1, 'v');");
+  ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 4).ok());
+  auto snapshot = a.applier->CreateSnapshot(0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  change::v1::ShardSnapshot snap = *snapshot;
+  for (auto& t : *snap.mutable_tables()) {
+    if (t.table() == "pair") {  // One value too many.
+      change::v1::Value extra;
+      extra.set_text("x");
+      *t.add_values() = extra;
+    }
+  }
+  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+         "price REAL CHECK (price < 100), img BLOB);");
+  auto install = b.applier->InstallSnapshot(snap, 4);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 4u);
+  auto errors = b.db->QueryRows("SELECT tbl, error FROM \"__marmot__dead_letters\" ORDER BY tbl");
+  ASSERT_TRUE(errors.ok());
+  ASSERT_EQ(errors->size(), 2u) << b.Dump("__marmot__dead_letters");
+  EXPECT_EQ((*errors)[0][0], Value::Text("order"));
+  EXPECT_THAT((*errors)[0][1].bytes(), HasSubstr("CHECK constraint failed"));
+  EXPECT_EQ((*errors)[1][0], Value::Text("pair"));
+  EXPECT_THAT((*errors)[1][1].bytes(), HasSubstr("malformed"));
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\""), Value::Integer(0));
+  // The application can write meanwhile: nothing holds the database.
+  b.Exec("INSERT INTO \"order\" (id, name, price) VALUES (9, 'local', 3)");
+}
+
 TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) {
   Node a("dead-a"), b("dead-b");
   a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'ok'); INSERT INTO pair VALUES ('k', 1, 'v');");
