@@ -18,6 +18,7 @@
 #include "pane/replicator_control.h"
 #include "pane/rest_gateway.h"
 #include "pane/switchable_node_control.h"
+#include "replicator/database_lock.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator.h"
 #include "sqlite/change_log.h"
@@ -80,6 +81,12 @@ constexpr char kVersion[] = "0.1.0";
 }
 
 int RunCleanup(const std::string& db_path) {
+  // Never under a running node: it would keep working on tables that are gone.
+  absl::StatusOr<marmot::replicator::DatabaseLock> lock = marmot::replicator::DatabaseLock::Acquire(db_path);
+  if (!lock.ok()) {
+    LOG(ERROR) << "cleanup of " << db_path << " refused: " << lock.status().message();
+    return 1;
+  }
   absl::StatusOr<marmot::sqlite::Database> db = marmot::sqlite::Database::Open(db_path);
   if (db.ok()) {
     if (absl::Status s = marmot::sqlite::RemoveCapture(*db); !s.ok()) db = s;

@@ -58,6 +58,9 @@ Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
 
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config) {
   std::unique_ptr<Replicator> r(new Replicator(config));
+  absl::StatusOr<DatabaseLock> lock = DatabaseLock::Acquire(config.db_path);
+  if (!lock.ok()) return lock.status();
+  r->lock_.emplace(*std::move(lock));
   ShardRouter router(config.shards);
   r->metrics_ = std::make_unique<ReplicatorMetrics>(config.shards);
   r->observer_ = std::make_unique<MetricsObserver>(r->metrics_.get());

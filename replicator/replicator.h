@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -19,6 +20,7 @@
 #include "replicator/capture_keeper.h"
 #include "replicator/change_detector.h"
 #include "replicator/change_shipper.h"
+#include "replicator/database_lock.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
@@ -61,6 +63,7 @@ class Replicator {
   void RetryDeadLettersAfterSchemaChange();
 
   NodeConfig config_;
+  std::optional<DatabaseLock> lock_;  // Held from Start to destruction.
   std::unique_ptr<ReplicatorMetrics> metrics_;
   std::unique_ptr<MetricsObserver> observer_;
   std::unique_ptr<CaptureKeeper> keeper_;

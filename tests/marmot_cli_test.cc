@@ -138,7 +138,7 @@ TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
   EXPECT_EQ(first.Wait(20s), std::optional<int>(0));
 }
 
-TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
+TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExactly) {
   std::string dir = testing::NewTestDir("cli-cleanup");
   std::string db = dir + "/app.db";
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(
@@ -158,6 +158,20 @@ TEST(MarmotCliTest, CleanupRestoresSqliteMasterExactly) {
   ASSERT_TRUE(testing::WaitFor(
       [&] { return sqlite::testing::RunSqliteCli(db, dump)->find("__marmot__") != std::string::npos; },
       10s));
+  // Not while the node runs on the file (it would go on with tables that are gone), nor a
+  // second node on the same file.
+  testing::RunResult refused = testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + db}, 10s);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr(absl::StrCat("another marmot process (pid ", marmot.pid(), ") works on")));
+  EXPECT_NE(*sqlite::testing::RunSqliteCli(db, dump), before);
+  testing::RunResult second = testing::Run(
+      {testing::MarmotBinary(), "-node-id=2", "-db-path=" + db,
+       absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+       absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+       absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()), "-raft-path=" + dir + "/raft-2"},
+      20s);
+  EXPECT_NE(second.exit_code, 0) << second.err;
+  EXPECT_THAT(second.err, HasSubstr("another marmot process"));
   marmot.Signal(SIGTERM);
   ASSERT_EQ(marmot.Wait(20s), std::optional<int>(0)) << marmot.Stderr();
 
