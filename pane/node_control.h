@@ -28,8 +28,9 @@ class NodeControl {
   virtual absl::Status AddNode(uint64_t node_id, const std::string& address) { return NotYet(); }
   virtual absl::Status RemoveNode(uint64_t node_id) { return NotYet(); }
   virtual absl::Status TransferLeader(uint32_t shard, uint64_t node_id) { return NotYet(); }
-  // Returns the number of leadership transfers requested.
-  virtual absl::StatusOr<uint32_t> BalanceLeaders() { return NotYet(); }
+  // Spreads shard leaderships evenly over the voters that take them; says how many moved and
+  // which voters did not take one offered (down, unreachable or behind).
+  virtual absl::StatusOr<admin::v1::BalanceLeadersResponse> BalanceLeaders() { return NotYet(); }
   // `shard` < 0: every shard.
   virtual absl::Status TriggerSnapshot(int shard) { return NotYet(); }
   // Streams a consistent copy of the database without marmot's objects: `write` receives the

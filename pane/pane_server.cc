@@ -79,9 +79,9 @@ class AdminService final : public admin::v1::Admin::Service {
   grpc::Status BalanceLeaders(grpc::ServerContext* ctx, const admin::v1::BalanceLeadersRequest*,
                               admin::v1::BalanceLeadersResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    absl::StatusOr<uint32_t> transfers = control_->BalanceLeaders();
-    if (!transfers.ok()) return ToGrpc(transfers.status());
-    out->set_transfers(*transfers);
+    absl::StatusOr<admin::v1::BalanceLeadersResponse> balanced = control_->BalanceLeaders();
+    if (!balanced.ok()) return ToGrpc(balanced.status());
+    *out = *std::move(balanced);
     return grpc::Status::OK;
   }
   grpc::Status TriggerSnapshot(grpc::ServerContext* ctx, const admin::v1::TriggerSnapshotRequest* req,

@@ -16,6 +16,8 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "pane/cluster_membership.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
@@ -207,6 +209,28 @@ absl::Status ReplicatorControl::RemoveNode(uint64_t node_id) {
   return RemoveNodeFromEveryShard(*replicator_->host(), node_id);
 }
 
+namespace {
+
+// How long a leadership transfer may take before the pane says it did not happen: the target
+// must catch up and win an election (a second or two on a loaded machine).
+constexpr absl::Duration kTransferWait = absl::Seconds(4);
+
+// Waits until every shard of `moves` (shard -> target) is led by its target, or `wait` passed;
+// returns the shards that moved.
+std::set<int> WaitForMoves(raft::host::NodeHost& host, const std::map<int, uint64_t>& moves, absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  std::set<int> moved;
+  while (true) {
+    for (const auto& [shard, target] : moves) {
+      if (host.GetShardInfo(shard).leader == target) moved.insert(shard);
+    }
+    if (moved.size() == moves.size() || absl::Now() >= deadline) return moved;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+}  // namespace
+
 absl::Status ReplicatorControl::TransferLeader(uint32_t shard, uint64_t node_id) {
   raft::host::NodeHost* host = replicator_->host();
   if (static_cast<int>(shard) >= host->shards()) {
@@ -219,37 +243,62 @@ absl::Status ReplicatorControl::TransferLeader(uint32_t shard, uint64_t node_id)
         absl::StrCat("node ", node_id, " is not a voter of shard ", shard));
   }
   if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+  if (info.leader == node_id) return absl::OkStatus();
   host->TransferLeadership(shard, node_id);
+  // Answer what happened: a node that is down or far behind never takes the leadership.
+  if (WaitForMoves(*host, {{static_cast<int>(shard), node_id}}, kTransferWait).empty()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "node ", node_id, " did not take the leadership of shard ", shard, " within ",
+        absl::FormatDuration(kTransferWait), " (down, unreachable or behind?); node ",
+        host->GetShardInfo(shard).leader, " leads it"));
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint32_t> ReplicatorControl::BalanceLeaders() {
+absl::StatusOr<admin::v1::BalanceLeadersResponse> ReplicatorControl::BalanceLeaders() {
   raft::host::NodeHost* host = replicator_->host();
-  std::map<uint64_t, std::vector<int>> led;  // voter -> shards it leads
-  std::set<uint64_t> voters;
-  for (int shard = 0; shard < host->shards(); ++shard) {
-    raft::host::ShardInfo info = host->GetShardInfo(shard);
-    for (uint64_t v : info.conf_state.voters()) voters.insert(v);
-    if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
-    led[info.leader].push_back(shard);
-  }
-  for (uint64_t v : voters) led[v];  // Voters that lead nothing count too.
-  const size_t target = (host->shards() + voters.size() - 1) / voters.size();
-  uint32_t transfers = 0;
-  for (auto& [from, shards] : led) {
-    while (shards.size() > target) {
-      auto to = std::min_element(led.begin(), led.end(), [](const auto& a, const auto& b) {
-        return a.second.size() < b.second.size();
-      });
-      if (to->second.size() + 1 >= shards.size()) break;
-      int shard = shards.back();
-      shards.pop_back();
-      to->second.push_back(shard);
-      host->TransferLeadership(shard, to->first);
-      ++transfers;
+  admin::v1::BalanceLeadersResponse out;
+  std::set<uint64_t> unreachable;  // Offered a leadership and did not take it.
+  // A node that is down is found by the transfers it does not take; the shards then balance
+  // over the others in a second pass.
+  for (int pass = 0; pass < 2; ++pass) {
+    std::map<uint64_t, std::vector<int>> led;  // live voter -> shards it leads
+    for (int shard = 0; shard < host->shards(); ++shard) {
+      raft::host::ShardInfo info = host->GetShardInfo(shard);
+      if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+      for (uint64_t v : info.conf_state.voters()) {
+        if (!unreachable.count(v)) led[v];  // Voters that lead nothing count too.
+      }
+      led[info.leader].push_back(shard);
     }
+    const size_t target = (host->shards() + led.size() - 1) / led.size();
+    std::map<int, uint64_t> moves;  // shard -> new leader
+    for (auto& [from, shards] : led) {
+      while (shards.size() > target) {
+        auto to = std::min_element(led.begin(), led.end(), [](const auto& a, const auto& b) {
+          return a.second.size() < b.second.size();
+        });
+        if (to->second.size() + 1 >= shards.size()) break;
+        const int shard = shards.back();
+        shards.pop_back();
+        to->second.push_back(shard);
+        moves[shard] = to->first;
+        host->TransferLeadership(shard, to->first);
+      }
+    }
+    if (moves.empty()) break;
+    const std::set<int> moved = WaitForMoves(*host, moves, kTransferWait);
+    out.set_transfers(out.transfers() + static_cast<uint32_t>(moved.size()));
+    bool failed = false;
+    for (const auto& [shard, to] : moves) {
+      if (moved.count(shard)) continue;
+      failed = true;
+      unreachable.insert(to);
+    }
+    if (!failed) break;
   }
-  return transfers;
+  for (uint64_t node : unreachable) out.add_unreachable(node);
+  return out;
 }
 
 absl::Status ReplicatorControl::TriggerSnapshot(int shard) {

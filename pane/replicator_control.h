@@ -33,7 +33,7 @@ class ReplicatorControl : public NodeControl {
   // the last voter, or a voter while a shard has no leader.
   absl::Status RemoveNode(uint64_t node_id) override;
   absl::Status TransferLeader(uint32_t shard, uint64_t node_id) override;
-  absl::StatusOr<uint32_t> BalanceLeaders() override;
+  absl::StatusOr<admin::v1::BalanceLeadersResponse> BalanceLeaders() override;
   absl::Status TriggerSnapshot(int shard) override;
   absl::Status Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) override;
   // On this node's dead letters, through the replicator's applier (serialized with applying).

@@ -44,7 +44,7 @@ class SwitchableNodeControl : public NodeControl {
     NodeControl* t = target();
     return t != nullptr ? t->TransferLeader(shard, node_id) : Starting();
   }
-  absl::StatusOr<uint32_t> BalanceLeaders() override {
+  absl::StatusOr<admin::v1::BalanceLeadersResponse> BalanceLeaders() override {
     NodeControl* t = target();
     return t != nullptr ? t->BalanceLeaders() : Starting();
   }

@@ -154,6 +154,32 @@ TEST_F(PaneClusterTest, BalanceLeadersOverSixteenShards) {
       << Status(cluster, 3).DebugString();
 }
 
+TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 8});
+  cluster.Start();
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 8));
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 8));
+  // A transfer to the node that is down says it did not happen.
+  auto to_dead = Call(cluster, 1, "POST", "/v1/shards/0/leader", "{\"nodeId\": \"3\"}");
+  ASSERT_TRUE(to_dead);
+  EXPECT_EQ(to_dead->status, 504) << to_dead->body;
+  EXPECT_THAT(to_dead->body, HasSubstr("did not take the leadership of shard 0"));
+  // Pile every leadership onto node 1, then balance: over the two live nodes, 4 and 4.
+  for (int shard = 0; shard < 8; ++shard) {
+    auto moved = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"1\"}");
+    ASSERT_TRUE(moved);
+    ASSERT_EQ(moved->status, 200) << moved->body;
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return LeaderCounts(cluster, 2)[1] == 8; }, 30s));
+  auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_THAT(res->body, HasSubstr("\"transfers\":4"));
+  EXPECT_THAT(res->body, HasSubstr("\"unreachable\":[\"3\"]"));
+  EXPECT_EQ(LeaderCounts(cluster, 2), (std::map<uint64_t, int>{{1, 4}, {2, 4}})) << Status(cluster, 2).DebugString();
+}
+
 TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
