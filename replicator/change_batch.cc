@@ -23,7 +23,9 @@ change::v1::Change ToWire(const sqlite::TableSchema& table, const sqlite::Change
     case sqlite::ChangeOp::kDelete: out.set_op(change::v1::OP_DELETE); break;
   }
   for (const sqlite::Value& v : record.row) *out.add_row() = ToWire(v);
-  if (table.keyed_by_rowid() && !record.key.empty()) *out.mutable_rowid() = ToWire(record.key[0]);
+  if (table.keyed_by_rowid() && !record.key.empty() && record.op != sqlite::ChangeOp::kDelete) {
+    *out.mutable_rowid() = ToWire(record.key[0]);
+  }
   for (const sqlite::Value& v : record.old_key) *out.add_old_key() = ToWire(v);
   return out;
 }

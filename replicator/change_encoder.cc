@@ -99,17 +99,20 @@ change::v1::Op OpOf(sqlite::ChangeOp op) {
 
 void AppendChange(const sqlite::TableSchema& table, const sqlite::ChangeRecord& record,
                   ChangePart part, std::string* out) {
-  const change::v1::Op op = part == ChangePart::kOldKeyDelete   ? change::v1::OP_DELETE
+  const change::v1::Op op = part == ChangePart::kOldKeyDelete || part == ChangePart::kNewKeyDelete
+                                ? change::v1::OP_DELETE
                             : part == ChangePart::kNewRowInsert ? change::v1::OP_INSERT
                                                                 : OpOf(record.op);
   PutInt64Field(Change::kChangeIdFieldNumber, record.id, out);
   PutInt64Field(Change::kOpFieldNumber, op, out);
   PutInt64Field(Change::kAtMsFieldNumber, record.at_ms, out);
-  if (part != ChangePart::kOldKeyDelete) {
+  if (op != change::v1::OP_DELETE) {
     for (const sqlite::Value& v : record.row) PutValue(Change::kRowFieldNumber, v, out);
     if (table.keyed_by_rowid() && !record.key.empty()) PutValue(Change::kRowidFieldNumber, record.key[0], out);
   }
-  if (part != ChangePart::kNewRowInsert) {
+  if (part == ChangePart::kNewKeyDelete) {
+    for (const sqlite::Value& v : record.key) PutValue(Change::kOldKeyFieldNumber, v, out);
+  } else if (part != ChangePart::kNewRowInsert) {
     for (const sqlite::Value& v : record.old_key) PutValue(Change::kOldKeyFieldNumber, v, out);
   }
 }

@@ -21,6 +21,8 @@ enum class ChangePart {
   kWhole,         // ToWire(table, record)
   kOldKeyDelete,  // OP_DELETE carrying the record's old key
   kNewRowInsert,  // OP_INSERT carrying the record's row (and rowid), no old key
+  kNewKeyDelete,  // OP_DELETE carrying the record's key as the key to delete (a delete read
+                  // from a rekey whose row is gone: its new key is gone too)
 };
 
 // Appends the serialized Change of `record` to `out`.

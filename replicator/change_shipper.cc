@@ -181,6 +181,14 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         split_outstanding_[{name, r.id}] = 2;
         queue(router_.ShardOf(name, r.old_key), r, ChangePart::kOldKeyDelete);
         queue(router_.ShardOf(name, r.key), r, ChangePart::kNewRowInsert);
+      } else if (r.op == sqlite::ChangeOp::kDelete && !r.key.empty() &&
+                 router_.ShardOf(name, r.old_key) != router_.ShardOf(name, r.key)) {
+        // A rekey whose row is gone: both keys are deleted, each in its shard (the new key's
+        // shard must see this change too, or this node would take its later changes of that
+        // key for pending and hold other nodes' changes of it back).
+        split_outstanding_[{name, r.id}] = 2;
+        queue(router_.ShardOf(name, r.old_key), r, ChangePart::kOldKeyDelete);
+        queue(router_.ShardOf(name, r.key), r, ChangePart::kNewKeyDelete);
       } else {
         const std::vector<sqlite::Value>& key = r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
         queue(router_.ShardOf(name, key), r, ChangePart::kWhole);

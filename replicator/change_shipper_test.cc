@@ -18,7 +18,8 @@ using sqlite::testing::RunSqliteCli;
 
 constexpr char kSchema[] =
     "CREATE TABLE kv (k TEXT PRIMARY KEY, v);"
-    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);";
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);"
+    "CREATE TABLE uniq (k INTEGER PRIMARY KEY, u TEXT UNIQUE, v);";
 
 struct Node {
   Node(const std::string& label, const ShardRouter& router) {
@@ -139,6 +140,33 @@ TEST(ChangeShipperTest, EveryNodeConvergesToTheOriginsTables) {
             "1|1\n");
   // Many changes per entry: far fewer proposals than changes.
   EXPECT_LT(log.proposals_, 100);
+}
+
+TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDeletedInBothShards) {
+  // Regression (hunt): node 1 moved a row from key k1 to k2, then an INSERT OR REPLACE of row 5
+  // removed it through the UNIQUE column (no trigger fires for that). Its change reads as a
+  // delete; shipped only to k1's shard, node 1 kept k2 as "changed here, not applied yet" and
+  // skipped every later change of k2 from other nodes.
+  ShardRouter router(16);
+  Node a("moved-away-a", router), b("moved-away-b", router);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  LogPerShard log({&a, &b});
+  int k1 = 1, k2 = 2;
+  while (router.ShardOf("uniq", {sqlite::Value::Integer(k2)}) == router.ShardOf("uniq", {sqlite::Value::Integer(k1)})) ++k2;
+  auto from_a = ChangeShipper::Open(a.path, 1, router, &log);
+  auto from_b = ChangeShipper::Open(b.path, 2, router, &log);
+  ASSERT_TRUE(from_a.ok() && from_b.ok());
+  ASSERT_TRUE(RunSqliteCli(a.path, absl::StrCat("BEGIN; INSERT INTO uniq VALUES (", k1, ", 'a', 'one');"
+                                                "UPDATE uniq SET k = ", k2, " WHERE k = ", k1, ";"
+                                                "INSERT OR REPLACE INTO uniq VALUES (50, 'a', 'fifty'); COMMIT;"))
+                  .ok());
+  Drain(**from_a);
+  ASSERT_TRUE(RunSqliteCli(b.path, absl::StrCat("INSERT INTO uniq VALUES (", k2, ", 'b', 'from b');")).ok());
+  Drain(**from_b);
+  const std::string dump = ".mode quote\nSELECT * FROM uniq ORDER BY k;";
+  EXPECT_EQ(*RunSqliteCli(a.path, dump), absl::StrCat(k2, ",'b','from b'\n50,'a','fifty'\n"));
+  EXPECT_EQ(*RunSqliteCli(b.path, dump), *RunSqliteCli(a.path, dump));
 }
 
 TEST(ChangeShipperTest, RowsAreMarkedDoneUpToTheFirstChangeNotCommitted) {

@@ -4,7 +4,6 @@
 
 #include <glog/logging.h>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -34,8 +33,14 @@ constexpr char kLogEditGuardMessage[] =
     "change-log rows are the changes marmot replicates; edited by hand, the other nodes would "
     "receive the edit, or nothing, instead of what was written. To stop replicating: stop marmot, "
     "then run marmot -cleanup";
-std::string NewColumn(const std::string& column) { return "new." + column; }
-std::string OldColumn(const std::string& column) { return "old." + column; }
+// The log's key columns are named by key position, not by the key columns' names: a key column
+// renamed while changes of it wait in the log keeps its values there.
+std::string NewKeyColumn(size_t i) { return absl::StrCat("__marmot__key", i + 1); }
+std::string OldKeyColumn(size_t i) { return absl::StrCat("__marmot__old_key", i + 1); }
+// Logs of older versions named them "new.<column>" and "old.<column>" (and had a "new." column
+// for every column of the table).
+std::string LegacyNewColumn(const std::string& column) { return "new." + column; }
+std::string LegacyOldColumn(const std::string& column) { return "old." + column; }
 
 // No quote in it either. A NULL in a key that SQLite lets be NULL (a declared key of a rowid
 // table that is not an INTEGER PRIMARY KEY) identifies no row: several rows may hold it, and
@@ -45,11 +50,10 @@ constexpr char kNullKeyMessage[] =
     "that in a key that is not INTEGER PRIMARY KEY unless it is declared NOT NULL). Give the row "
     "a key, or declare the key columns NOT NULL";
 
-// Whether SQLite lets the key column `c` of `t` hold NULL.
+// Whether SQLite lets the key column `c` of `t` hold NULL. An INTEGER PRIMARY KEY is the rowid:
+// a NULL written to it becomes a new rowid.
 bool KeyMayBeNull(const TableSchema& t, const ColumnInfo& c) {
-  if (t.without_rowid || c.not_null) return false;
-  // An INTEGER PRIMARY KEY is the rowid: a NULL written to it becomes a new rowid.
-  return !(t.primary_key.size() == 1 && absl::AsciiStrToUpper(c.declared_type) == "INTEGER");
+  return !t.without_rowid && !c.not_null && !t.key_is_rowid;
 }
 
 // Everything the log of one table and its triggers are made of, derived from the table's schema.
@@ -87,16 +91,17 @@ CapturePlan PlanCapture(const TableSchema& t) {
     plan.log_columns.push_back(kRowid);
     plan.log_columns.push_back(kOldRowid);
   } else {
-    for (const std::string& k : t.primary_key) {
-      new_cols.push_back(Q(NewColumn(k)));
-      new_vals.push_back("NEW." + Q(k));
-      plan.log_columns.push_back(NewColumn(k));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) {
+      new_cols.push_back(Q(NewKeyColumn(i)));
+      new_vals.push_back("NEW." + Q(t.primary_key[i]));
+      plan.log_columns.push_back(NewKeyColumn(i));
     }
-    for (const std::string& k : t.primary_key) {
-      old_cols.push_back(Q(OldColumn(k)));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) {
+      const std::string& k = t.primary_key[i];
+      old_cols.push_back(Q(OldKeyColumn(i)));
       old_vals.push_back("OLD." + Q(k));
       key_same.push_back(absl::StrCat("OLD.", Q(k), " IS NEW.", Q(k)));
-      plan.log_columns.push_back(OldColumn(k));
+      plan.log_columns.push_back(OldKeyColumn(i));
     }
     for (const ColumnInfo& c : t.columns) {
       if (c.pk_position > 0 && KeyMayBeNull(t, c)) null_key.push_back(absl::StrCat("NEW.", Q(c.name), " IS NULL"));
@@ -250,6 +255,21 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
       if (!s.ok()) return s;
       changed = true;
     }
+    // A log of an older version keeps its pending rows' keys under the key columns' names: they
+    // move to the positional columns (past the guard that refuses edits, made again below).
+    std::vector<std::string> moves;
+    if (!t.keyed_by_rowid() && existing->count(NewKeyColumn(0)) == 0) {
+      for (size_t i = 0; i < t.primary_key.size(); ++i) {
+        const std::string& k = t.primary_key[i];
+        if (existing->count(LegacyNewColumn(k))) moves.push_back(absl::StrCat(Q(NewKeyColumn(i)), " = ", Q(LegacyNewColumn(k))));
+        if (existing->count(LegacyOldColumn(k))) moves.push_back(absl::StrCat(Q(OldKeyColumn(i)), " = ", Q(LegacyOldColumn(k))));
+      }
+    }
+    if (!moves.empty()) {
+      absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(plan.triggers.back().first), "; UPDATE ",
+                                            Q(plan.log_table), " SET ", absl::StrJoin(moves, ", ")));
+      if (!s.ok()) return s;
+    }
   }
   if (options.log_ids_above > 0) {
     // Done (state 1), so never read as a change. Not a change of the capture either.
@@ -353,13 +373,13 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     select.push_back("t.rowid IS NOT NULL");
     join.push_back("t.rowid = l." + Q(kRowid));
   } else {
-    for (const std::string& k : t.primary_key) select.push_back("l." + Q(NewColumn(k)));
-    for (const std::string& k : t.primary_key) select.push_back("l." + Q(OldColumn(k)));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) select.push_back("l." + Q(NewKeyColumn(i)));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) select.push_back("l." + Q(OldKeyColumn(i)));
     // Key columns of a found row are never NULL: the capture triggers refuse such keys, and the
     // join below matches none.
     select.push_back(absl::StrCat("t.", Q(t.primary_key[0]), " IS NOT NULL"));
-    for (const std::string& k : t.primary_key) {
-      join.push_back(absl::StrCat("t.", Q(k), " = l.", Q(NewColumn(k))));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) {
+      join.push_back(absl::StrCat("t.", Q(t.primary_key[i]), " = l.", Q(NewKeyColumn(i))));
     }
   }
   for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
@@ -394,7 +414,14 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     } else if (!found) {
       // The row is gone: a later change of this log deleted it or moved it to another key. What
       // this change replicates is that: its row (the old one too, for a rekey) no longer exists.
-      r.old_key = r.op == ChangeOp::kRekey ? std::move(old_key) : std::move(new_key);
+      // A rekey whose row is gone keeps its new key in `key`: that key is gone too, and the
+      // shipper deletes it in its own shard as well.
+      if (r.op == ChangeOp::kRekey) {
+        r.old_key = std::move(old_key);
+        r.key = std::move(new_key);
+      } else {
+        r.old_key = std::move(new_key);
+      }
       r.op = ChangeOp::kDelete;
     } else {
       r.key = std::move(new_key);
@@ -413,8 +440,8 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChangeKeys(Database& db, const Tab
     select.push_back(Q(kRowid));
     select.push_back(Q(kOldRowid));
   } else {
-    for (const std::string& k : t.primary_key) select.push_back(Q(NewColumn(k)));
-    for (const std::string& k : t.primary_key) select.push_back(Q(OldColumn(k)));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) select.push_back(Q(NewKeyColumn(i)));
+    for (size_t i = 0; i < t.primary_key.size(); ++i) select.push_back(Q(OldKeyColumn(i)));
   }
   // Kept: the local change index calls this for every applied entry, mostly to find nothing.
   absl::StatusOr<Statement*> kept = db.Kept(absl::StrCat(

@@ -101,14 +101,15 @@ struct ChangeRecord {
   ChangeOp op = ChangeOp::kInsert;
   int64_t at_ms = 0;  // When it was read from the log (wall-clock ms since the Unix epoch).
   std::vector<Value> row;      // The row as read, one value per column of the table (I, U, K).
-  std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K).
+  std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K; D read from a K).
   std::vector<Value> old_key;  // The OLD key (K, D).
 };
 
 // Reads up to `limit` pending changes of `table` with id > `after_id`, in id order, each with its
 // row as `table` holds it now, in the columns of `table` (which must be the table's schema as the
 // reading transaction sees it). A change whose row no longer exists reads as a delete of its key
-// (for a rekey: of its old key), since a later change of the log removed it.
+// (for a rekey: of its old key, with `key` holding the new key, which is gone too), since a later
+// change of the log removed it, or SQLite did without a trigger (a REPLACE conflict).
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& table,
                                                       int64_t after_id, int limit);
 

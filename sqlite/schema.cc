@@ -65,6 +65,16 @@ absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& tab
   }
   std::sort(key.begin(), key.end());
   for (auto& [position, name] : key) schema.primary_key.push_back(std::move(name));
+  if (!schema.without_rowid && schema.primary_key.size() == 1) {
+    // Any other declared key of a rowid table has an index of its own (origin 'pk').
+    absl::StatusOr<Statement> pk_index =
+        db.Prepare("SELECT count(*) FROM pragma_index_list(?1, 'main') WHERE origin = 'pk'");
+    if (!pk_index.ok()) return pk_index.status();
+    if (absl::Status s = pk_index->Bind(1, Value::Text(table)); !s.ok()) return s;
+    absl::StatusOr<bool> counted = pk_index->Step();
+    if (!counted.ok()) return counted.status();
+    schema.key_is_rowid = pk_index->Column(0).integer() == 0;
+  }
   return schema;
 }
 

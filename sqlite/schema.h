@@ -35,6 +35,9 @@ struct TableSchema {
   // Empty when the table has no declared primary key.
   std::vector<std::string> primary_key;
   bool without_rowid = false;
+  // The declared key is an INTEGER PRIMARY KEY, i.e. the rowid itself (never NULL). Not so for
+  // `INTEGER PRIMARY KEY DESC` or any other type, which SQLite keeps in a separate index.
+  bool key_is_rowid = false;
   int generated_columns = 0;
 
   // True when the table has no declared primary key and is identified by its rowid.
