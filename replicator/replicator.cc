@@ -1,6 +1,8 @@
 #include "replicator/replicator.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <glog/logging.h>
 
@@ -225,22 +227,66 @@ void Replicator::Stop() {
   LOG(INFO) << "node " << config_.node_id << " stopped";
 }
 
+namespace {
+
+// Per table, the SQL of the table and its indexes as sqlite_master holds it: what can make a
+// dead letter apply (a missing table or column, a constraint, a unique index).
+absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Database& db) {
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db.QueryRows(
+      "SELECT tbl_name, group_concat(coalesce(sql, ''), ';') FROM (SELECT tbl_name, sql FROM "
+      "sqlite_master WHERE type IN ('table', 'index') ORDER BY name) GROUP BY tbl_name");
+  if (!rows.ok()) return rows.status();
+  std::map<std::string, std::string> out;
+  for (const std::vector<sqlite::Value>& row : *rows) out[row[0].bytes()] = row[1].bytes();
+  return out;
+}
+
+}  // namespace
+
 void Replicator::RetryDeadLettersAfterSchemaChange() {
   std::lock_guard<std::mutex> lock(applier_->mu);
-  absl::StatusOr<int64_t> count = applier_->applier->DeadLetterCount();
-  if (count.ok() && *count == 0) {
-    retried_at_schema_ = keeper_->schema_version();
-    return;
+  sqlite::Database& db = applier_->applier->database();
+  absl::StatusOr<std::map<std::string, std::string>> now = TableDefinitions(db);
+  std::vector<int64_t> ids;
+  if (now.ok()) {
+    // Only the dead letters of tables whose definition changed: retrying every one at every
+    // schema change would hold the applier for as long as retrying them all takes.
+    std::set<std::string> changed;
+    for (const auto& [table, sql] : *now) {
+      auto was = table_definitions_.find(table);
+      if (was == table_definitions_.end() || was->second != sql) changed.insert(table);
+    }
+    for (const auto& [table, sql] : table_definitions_) {
+      if (!now->count(table)) changed.insert(table);
+    }
+    for (const std::string& table : changed) {
+      absl::StatusOr<sqlite::Statement> select =
+          db.Prepare("SELECT id FROM \"__marmot__dead_letters\" WHERE tbl = ?1 ORDER BY id");
+      if (!select.ok()) {
+        now = select.status();
+        break;
+      }
+      if (absl::Status s = select->Bind(1, sqlite::Value::Text(table)); !s.ok()) {
+        now = s;
+        break;
+      }
+      for (absl::StatusOr<bool> row = select->Step(); row.ok() && *row; row = select->Step()) {
+        ids.push_back(select->Column(0).integer());
+      }
+    }
   }
-  // Most dead letters are changes for a table or column this node lacked; the schema change may
-  // have brought it. Those that still fail stay, with their new error.
-  absl::StatusOr<RetryResult> retried =
-      count.ok() ? applier_->applier->RetryDeadLetters({}) : absl::StatusOr<RetryResult>(count.status());
-  if (!retried.ok()) {
+  absl::Status status = now.status();
+  if (status.ok() && !ids.empty()) {
+    // Most dead letters are changes for a table or column this node lacked; the schema change
+    // may have brought it. Those that still fail stay, with their new error.
+    status = applier_->applier->RetryDeadLetters(ids).status();
+  }
+  if (!status.ok()) {
     LOG(WARNING) << "node " << config_.node_id << ": retrying dead letters after a schema change failed "
-                 << "(trying again): " << retried.status();
+                 << "(trying again): " << status;
     return;
   }
+  table_definitions_ = *std::move(now);
   retried_at_schema_ = keeper_->schema_version();
 }
 

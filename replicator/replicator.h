@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -78,6 +79,9 @@ class Replicator {
   std::atomic<bool> stopping_{false};
   std::vector<uint64_t> last_leaders_;  // Per shard, for counting leader changes.
   int64_t retried_at_schema_ = -1;  // The schema_version dead letters were last retried at.
+  // Then, per table, the SQL of the table and its indexes (dead letters of a table are retried
+  // when it changes).
+  std::map<std::string, std::string> table_definitions_;
 };
 
 }  // namespace marmot::replicator
