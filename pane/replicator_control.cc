@@ -161,11 +161,17 @@ absl::StatusOr<admin::v1::RetryDeadLettersResponse> ReplicatorControl::RetryDead
 
 bool ReplicatorControl::Ready() {
   raft::host::NodeHost* host = replicator_->host();
+  const absl::Time now = absl::Now();
+  std::lock_guard<std::mutex> lock(ready_mu_);
+  caught_up_at_.resize(host->shards(), absl::InfinitePast());
+  bool ready = true;
   for (int shard = 0; shard < host->shards(); ++shard) {
     raft::host::ShardInfo info = host->GetShardInfo(shard);
-    if (info.leader == 0 || info.applied < info.commit) return false;
+    if (info.applied >= info.commit) caught_up_at_[shard] = now;
+    const bool close = info.commit - std::min(info.applied, info.commit) <= kReadyLag;
+    ready = ready && info.leader != 0 && (close || now - caught_up_at_[shard] <= kReadyGrace);
   }
-  return true;
+  return ready;
 }
 
 namespace {

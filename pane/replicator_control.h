@@ -5,6 +5,9 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
 
 #include "absl/time/time.h"
 #include "pane/node_control.h"
@@ -23,8 +26,12 @@ class ReplicatorControl : public NodeControl {
 
   absl::StatusOr<admin::v1::GetStatusResponse> GetStatus() override;
   absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int limit) override;
-  // Every shard has a leader and has applied what it knows is committed.
+  // Every shard has a leader, and this node applied within kReadyLag entries of what it knows is
+  // committed, or was caught up within the last kReadyGrace: under steady writes the applied
+  // index trails the commit index by an entry or two at any instant, which is healthy.
   bool Ready() override;
+  static constexpr uint64_t kReadyLag = 64;
+  static constexpr absl::Duration kReadyGrace = absl::Seconds(5);
   absl::StatusOr<admin::v1::ListNodesResponse> ListNodes() override;
   // Adds the node to every shard as a learner, then waits until it is promoted to voter
   // everywhere (see AddNodeToEveryShard in pane/cluster_membership.h).
@@ -54,6 +61,9 @@ class ReplicatorControl : public NodeControl {
   std::string version_;
   absl::Duration add_node_timeout_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::mutex ready_mu_;
+  // Per shard, when Ready() last saw it applied up to its commit index.
+  std::vector<absl::Time> caught_up_at_ ABSL_GUARDED_BY(ready_mu_);
 };
 
 }  // namespace marmot::pane

@@ -180,6 +180,41 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
   EXPECT_EQ(LeaderCounts(cluster, 2), (std::map<uint64_t, int>{{1, 4}, {2, 4}})) << Status(cluster, 2).DebugString();
 }
 
+TEST_F(PaneClusterTest, EveryNodeStaysReadyUnderSteadyWrites) {
+  // /readyz compared the applied and commit index at one instant: under steady writes a healthy
+  // node flipped to unready now and then (and Kubernetes took it out of its Service).
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 4));
+  for (int id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(testing::WaitFor([&] { auto r = Call(cluster, id, "GET", "/readyz"); return r && r->status == 200; }, 30s));
+  }
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      sqlite::testing::RunSqliteCli(cluster.db_path(1 + i % 3),
+                                    absl::StrCat(".timeout 5000\nINSERT INTO t VALUES (", i, ", randomblob(100));"));
+    }
+  });
+  int probes = 0, unready = 0;
+  std::string last_unready;
+  const auto end = std::chrono::steady_clock::now() + 6s;
+  while (std::chrono::steady_clock::now() < end) {
+    for (int id = 1; id <= 3; ++id) {
+      auto r = Call(cluster, id, "GET", "/readyz");
+      ++probes;
+      if (!r || r->status != 200) {
+        ++unready;
+        last_unready = r ? r->body : "no answer";
+      }
+    }
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(probes, 30);
+  EXPECT_EQ(unready, 0) << last_unready;
+}
+
 TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
