@@ -65,6 +65,7 @@ v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& c
       return cs;
   }
   v1::ConfState out;
+  out.set_version(cs.version() + 1);
   for (uint64_t v : voters) out.add_voters(v);
   for (uint64_t l : learners) out.add_learners(l);
   for (uint64_t l : to_promote) out.add_learners_to_promote(l);

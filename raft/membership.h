@@ -16,11 +16,13 @@
 
 namespace marmot::raft {
 
-// Returns `cs` with `cc` applied. An ADD_LEARNER sets or clears the learner's promotion mark
-// (ConfState.learners_to_promote) after its promote_when_caught_up; promoting or removing the
-// node clears it. Changes that are not allowed (demoting a voter to learner,
-// removing the last voter, node 0) leave it unchanged and set *ignored (if given) to why.
-// Deterministic, so every node derives the same membership from the same log.
+// Returns `cs` with `cc` applied and its version one higher. An ADD_LEARNER sets or clears the
+// learner's promotion mark (ConfState.learners_to_promote) after its promote_when_caught_up;
+// promoting or removing the node clears it. Changes that are not allowed (demoting a voter to
+// learner, removing the last voter, node 0) leave it unchanged, version included, and set
+// *ignored (if given) to why. cc.expected_version is not looked at here: the leader checks it
+// before appending (Raft::Step), so a change in the log always matches the membership it
+// follows. Deterministic, so every node derives the same membership from the same log.
 v1::ConfState ApplyConfChangeTo(const v1::ConfState& cs, const v1::ConfChange& cc,
                                 std::string* ignored = nullptr);
 bool IsVoter(const v1::ConfState& cs, uint64_t id);

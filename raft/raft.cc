@@ -665,6 +665,14 @@ absl::Status Raft::StepLeader(Message& m) {
         if (!cc.ParseFromString(e.data())) {
           return absl::InvalidArgumentError("raft: malformed conf change");
         }
+        // The change goes right after the latest membership of our log, so comparing with it
+        // is exact. A change decided against an older one is stale: a retried "add learner 4"
+        // that arrives after "remove 4" would otherwise bring 4 back (and get it promoted).
+        if (cc.has_expected_version() && cc.expected_version() != trk_.conf_version()) {
+          return ProposalDroppedError(absl::StrCat(
+              "membership changed: the change expects version ", cc.expected_version(),
+              ", the latest is ", trk_.conf_version()));
+        }
         if (cc.type() == v1::CONF_CHANGE_REMOVE_NODE && trk_.voters().Contains(cc.node_id()) &&
             trk_.voters().size() == 1) {
           return absl::InvalidArgumentError("raft: cannot remove the last voter");

@@ -13,6 +13,7 @@ void ProgressTracker::Reset(const v1::ConfState& cs, uint64_t next_index) {
   for (uint64_t id : cs.voters()) AddVoter(id, next_index);
   for (uint64_t id : cs.learners()) AddLearner(id, next_index);
   learners_to_promote_ = {cs.learners_to_promote().begin(), cs.learners_to_promote().end()};
+  conf_version_ = cs.version();
 }
 
 void ProgressTracker::SetConfig(const v1::ConfState& cs, uint64_t next_index) {
@@ -39,6 +40,7 @@ void ProgressTracker::SetConfig(const v1::ConfState& cs, uint64_t next_index) {
     }
   }
   learners_to_promote_ = {cs.learners_to_promote().begin(), cs.learners_to_promote().end()};
+  conf_version_ = cs.version();
 }
 
 void ProgressTracker::AddVoter(uint64_t id, uint64_t next_index) {
@@ -105,6 +107,7 @@ v1::ConfState ProgressTracker::ConfState() const {
   for (uint64_t id : voters_.voters()) cs.add_voters(id);
   for (uint64_t id : learners_) cs.add_learners(id);
   for (uint64_t id : learners_to_promote_) cs.add_learners_to_promote(id);
+  cs.set_version(conf_version_);
   return cs;
 }
 

@@ -41,6 +41,8 @@ class ProgressTracker {
   bool IsSingleton() const { return voters_.size() == 1; }
 
   v1::ConfState ConfState() const;
+  // ConfState.version of the current membership.
+  uint64_t conf_version() const { return conf_version_; }
   Progress* Get(uint64_t id);
   const Progress* Get(uint64_t id) const;
   std::map<uint64_t, Progress>& progress() { return progress_; }
@@ -57,6 +59,7 @@ class ProgressTracker {
   MajorityConfig voters_;
   std::set<uint64_t> learners_;
   std::set<uint64_t> learners_to_promote_;
+  uint64_t conf_version_ = 0;
   // Ordered by id: iteration order decides message order, which must be deterministic.
   std::map<uint64_t, Progress> progress_;
   std::map<uint64_t, bool> votes_;

@@ -2,7 +2,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,8 +18,6 @@
 namespace marmot::raft::host {
 
 namespace {
-
-bool Contains(const v1::ConfState& cs, uint64_t id) { return IsVoter(cs, id) || IsLearner(cs, id); }
 
 // A proposal's timeout grows by a second per this many bytes of payload (see Propose).
 constexpr double kTimeoutBytesPerSecond = 8 << 20;
@@ -33,6 +33,11 @@ struct NodeHost::Shard {
   std::unique_ptr<RawNode> raw;
   // Membership as of the last committed entry handed to the apply worker.
   v1::ConfState applied_conf;
+  // The latest conf changes handed to the apply worker that took effect, by the membership
+  // version they made (ConfState.version): how ProposeConfChangeAndWait knows that one of its
+  // tries is in. A few suffice; a try missed here (say behind a snapshot) is retried.
+  std::map<uint64_t, v1::ConfChange> recent_conf_changes;
+  static constexpr size_t kRecentConfChanges = 32;
   ApplyWorker* worker = nullptr;
   // Bytes handed to the apply worker and not applied yet.
   std::atomic<uint64_t> apply_backlog_bytes{0};
@@ -593,7 +598,14 @@ void NodeHost::HandleReadies() {
           LOG(ERROR) << "[shard " << shard->id << " node " << me << "] undecodable conf change at "
                      << e.index() << ", skipped";
         } else {
+          const uint64_t version_before = shard->applied_conf.version();
           shard->applied_conf = shard->raw->ApplyConfChange(cc);
+          if (shard->applied_conf.version() != version_before) {
+            shard->recent_conf_changes[shard->applied_conf.version()] = cc;
+            if (shard->recent_conf_changes.size() > Shard::kRecentConfChanges) {
+              shard->recent_conf_changes.erase(shard->recent_conf_changes.begin());
+            }
+          }
           if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() &&
               cc.node_id() != me) {
             transport_->SetPeerAddress(cc.node_id(), cc.context());
@@ -834,8 +846,18 @@ void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
 absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
                                                 absl::Duration timeout) {
   if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
-  // Asks the loop whether the change is applied here. The state is shared with the posted
-  // task, which may run after we gave up waiting (or never, if the host stops).
+  // Every try names the membership version this node sees when it is made, and the leader
+  // appends it only on top of exactly that version (Raft::Step). So a try that arrives late,
+  // after another change (say the removal of the learner this adds), is dropped instead of
+  // undoing that change, and a try that is in took effect on the membership it was decided on.
+  //
+  // Done once one of this call's tries has applied here. Not when the membership here merely
+  // looks as asked: this node may be behind. A node that has not yet applied "add learner 4"
+  // would take "remove 4" as done at once, and 4 would stay (and be promoted).
+  //
+  // `tries` (the versions tried) is only touched on the loop; the caller shares it with the
+  // posted tasks, which may run after it gave up waiting (or never, if the host stops).
+  auto tries = std::make_shared<std::set<uint64_t>>();
   auto done = [&] {
     struct Answer {
       std::mutex mu;
@@ -844,20 +866,22 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
       bool applied = false;
     };
     auto answer = std::make_shared<Answer>();
-    Post([this, answer, shard, type = cc.type(), node = cc.node_id()] {
-      const v1::ConfState& conf = shards_[shard]->applied_conf;
-      std::lock_guard<std::mutex> l(answer->mu);
-      switch (type) {
-        case v1::CONF_CHANGE_ADD_NODE:
-          answer->applied = IsVoter(conf, node);
-          break;
-        case v1::CONF_CHANGE_REMOVE_NODE:
-          answer->applied = !Contains(conf, node);
-          break;
-        default:  // a learner that was promoted meanwhile counts too
-          answer->applied = Contains(conf, node);
-          break;
+    Post([this, answer, tries, shard, cc] {
+      const Shard& sh = *shards_[shard];
+      bool applied = false;
+      for (uint64_t v : *tries) {
+        auto it = sh.recent_conf_changes.find(v + 1);
+        if (it == sh.recent_conf_changes.end()) continue;
+        const v1::ConfChange& in = it->second;
+        applied = applied || (in.type() == cc.type() && in.node_id() == cc.node_id() &&
+                              in.has_expected_version() && in.expected_version() == v);
       }
+      // The leader refuses to make a voter a learner: a learner promoted meanwhile counts.
+      if (cc.type() == v1::CONF_CHANGE_ADD_LEARNER && IsVoter(sh.applied_conf, cc.node_id())) {
+        applied = true;
+      }
+      std::lock_guard<std::mutex> l(answer->mu);
+      answer->applied = applied;
       answer->ready = true;
       answer->cv.notify_one();
     });
@@ -867,10 +891,12 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
   };
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
-    if (done()) return absl::OkStatus();
-    // (Re)propose: the change is idempotent, and a lost or dropped one must be retried.
-    Post([this, shard, cc] {
-      auto s = shards_[shard]->raw->ProposeConfChange(cc);
+    // (Re)propose: a lost or dropped try must be retried, against the membership seen now.
+    Post([this, shard, tries, change = cc]() mutable {
+      const uint64_t version = shards_[shard]->raw->raft().tracker().conf_version();
+      change.set_expected_version(version);
+      tries->insert(version);
+      auto s = shards_[shard]->raw->ProposeConfChange(change);
       if (!s.ok()) VLOG(1) << "[shard " << shard << "] conf change: " << s;
     });
     for (int i = 0; i < 10 && absl::Now() < deadline; ++i) {
@@ -920,6 +946,7 @@ void NodeHost::PromoteCaughtUpLearners() {
     v1::ConfChange cc;
     cc.set_type(v1::CONF_CHANGE_ADD_NODE);
     cc.set_node_id(learner);
+    cc.set_expected_version(r.tracker().conf_version());
     // Members that learnt of the learner from a snapshot learn its address here.
     auto addr = addresses_.find(learner);
     if (addr != addresses_.end()) cc.set_context(addr->second);

@@ -162,14 +162,17 @@ class NodeHost : private MessageHandler {
   absl::StatusOr<uint64_t> ProposeAndWait(uint64_t shard, std::string data);
 
   // Membership changes of one shard (the caller runs them for every shard). Adding a node
-  // records its address (carried in the change) on every member. OK once applied here;
+  // records its address (carried in the change) on every member. Each call proposes the
+  // change (even if the membership here already looks as asked: this node may be behind),
+  // decided against the membership this node sees, and retries until it applies; a change
+  // made meanwhile by someone else is never undone by a late try. OK once applied here;
   // DeadlineExceeded if not applied within `timeout` (the change may still apply later).
   //
   // AddNode adds a voter at once, or promotes a learner.
   absl::Status AddNode(uint64_t shard, uint64_t node, const std::string& address,
                        absl::Duration timeout = absl::Seconds(5));
-  // AddLearner adds a learner marked for promotion: OK once it is a member here (learner, or
-  // already promoted). Whichever node leads the shard then proposes its promotion to voter
+  // AddLearner adds a learner marked for promotion: OK once that change applied here (or the
+  // node is a voter here: promoted meanwhile). Whichever node leads the shard then proposes its promotion to voter
   // as soon as it has caught up (config.promotion_max_lag); the mark is part of the
   // membership, so this goes on across leader changes and restarts until the node is a voter
   // or removed. Watch ShardInfo::applied_conf_state to see it promoted.

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -583,6 +584,42 @@ TEST(NodeHostTest, ALearnerCanBeRemovedBeforeItIsPromoted) {
     EXPECT_FALSE(IsVoter(cs, 4) || IsLearner(cs, 4)) << s;
     EXPECT_EQ(cs.learners_to_promote_size(), 0) << s;
     EXPECT_EQ(cs.voters_size(), 3) << s;
+  }
+}
+
+// A node behind the others used to answer "remove 4" with OK at once when it had not yet
+// applied "add learner 4": 4 was no member *there*. The learner stayed, and was promoted.
+TEST(NodeHostTest, ARemovalAskedOfANodeThatHasNotSeenTheLearnerYetRemovesIt) {
+  TestCluster c(TestDir(), 3, 1);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.Isolate(4, true);
+  c.Start(4, /*join=*/true);
+  // Given node 3 is cut off while learner 4 is added through node 1,
+  c.Isolate(3, true);
+  ASSERT_TRUE(c.host(1)->AddLearner(0, 4, c.address(4), absl::Seconds(15)).ok());
+  ASSERT_FALSE(IsLearner(c.host(3)->GetShardInfo(0).applied_conf_state, 4));
+  // when node 3 is asked to remove 4 and hears from the others again a second later,
+  std::thread heal([&c] {
+    absl::SleepFor(absl::Seconds(1));
+    c.Isolate(3, false);
+  });
+  const absl::Status removed = c.host(3)->RemoveNode(0, 4, absl::Seconds(15));
+  heal.join();
+  ASSERT_TRUE(removed.ok()) << removed;
+  // then 4 is out of the membership of every member, not only of node 3's stale view.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  auto member_somewhere = [&c] {
+    for (uint64_t id = 1; id <= 3; ++id) {
+      const v1::ConfState cs = c.host(id)->GetShardInfo(0).applied_conf_state;
+      if (IsVoter(cs, 4) || IsLearner(cs, 4)) return true;
+    }
+    return false;
+  };
+  while (member_somewhere() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(member_somewhere());
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(c.host(id)->GetShardInfo(0).conf_state.voters_size(), 3) << id;
   }
 }
 
