@@ -193,6 +193,15 @@ uint64_t TestCluster::Leader(uint64_t shard) {
   return leader;
 }
 
+uint64_t TestCluster::WaitForLeader(uint64_t shard, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    const uint64_t leader = Leader(shard);
+    if (leader != 0 || absl::Now() >= deadline) return leader;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 bool TestCluster::WaitForLeaders(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

@@ -73,6 +73,10 @@ class TestCluster {
   bool WaitForLeaders(absl::Duration timeout = absl::Seconds(20));
   // The leader of `shard` as seen by the running nodes (0 if none or no agreement).
   uint64_t Leader(uint64_t shard);
+  // The leader of `shard` once the running members agree on one (a leader can change at any
+  // time, more so on a busy machine: ask this, not Leader(), for "the leader now"); 0 if
+  // they did not agree within `timeout`.
+  uint64_t WaitForLeader(uint64_t shard, absl::Duration timeout = absl::Seconds(20));
   // Proposes through node `via`, retrying while there is no leader; OK once applied there.
   absl::Status Propose(uint64_t via, uint64_t shard, const std::string& data,
                        absl::Duration timeout = absl::Seconds(15));
