@@ -10,6 +10,7 @@ FROM debian:12 AS build
 WORKDIR /src
 COPY . .
 # tools/dev installs the Debian packages the build needs (Debian's Bazel 4.2.3 among them).
+# .bazelrc makes the build optimized (-c opt).
 RUN tools/dev setup && bazel build //:marmot && cp bazel-bin/marmot /marmot
 # The Debian packages that ship the shared libraries marmot loads, for the runtime stage.
 RUN ldd /marmot | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' \

@@ -8,6 +8,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 grep -q 'tools/dev test' "$root/.ci/run" || fail ".ci/run does not call tools/dev test"
 grep -q 'tools/dev test' "$root/README.md" || fail "README.md does not show tools/dev test"
 grep -q 'tools/dev demo' "$root/README.md" || fail "README.md does not show tools/dev demo"
+# What users build (README, demo, Dockerfile, image) is optimized: it takes .bazelrc's default.
+grep -qx 'build -c opt' "$root/.bazelrc" || fail ".bazelrc does not make builds optimized"
+grep -q '^build:dev ' "$root/.bazelrc" || fail ".bazelrc has no --config=dev"
+! grep -E 'bazel build.*(fastbuild|--config=(dev|debug))' "$root/Dockerfile" "$root/tools/dev" ||
+  fail "a build users run is not optimized"
 
 dir="$TEST_TMPDIR/summary"
 mkdir -p "$dir"
