@@ -9,10 +9,12 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "absl/strings/str_cat.h"
 #include "pane/metrics_text.h"
 #include "pane/pane_server.h"
 #include "pane/replicator_control.h"
@@ -78,6 +80,23 @@ constexpr char kVersion[] = "0.1.0";
 [[noreturn]] void FailFlags(const absl::Status& status) {
   std::fprintf(stderr, "marmot: invalid flags: %s\n", std::string(status.message()).c_str());
   std::exit(kBadFlagsExit);
+}
+
+// `--help` lists the flags defined in this file, picked by the file that defines them. gflags'
+// own --helpshort picks the flags of the file named after the binary, so a copy named
+// `marmot-1.2` printed "No modules matched" instead. Exits 0.
+[[noreturn]] void PrintHelp(std::string_view argv0) {
+  const size_t slash = argv0.rfind('/');
+  const std::string_view program = slash == std::string_view::npos ? argv0 : argv0.substr(slash + 1);
+  std::string out = absl::StrCat(std::string(program), ": ", gflags::ProgramUsage(), "\n\n  Flags:\n");
+  std::vector<gflags::CommandLineFlagInfo> flags;
+  gflags::GetAllFlags(&flags);
+  for (const gflags::CommandLineFlagInfo& f : flags) {
+    if (f.filename == __FILE__) out += gflags::DescribeOneFlag(f);
+  }
+  out += "\n  --helpfull lists the flags of the libraries (glog) too; --version the version.\n";
+  std::fputs(out.c_str(), stdout);
+  std::exit(0);
 }
 
 int RunCleanup(const std::string& db_path) {
@@ -184,10 +203,14 @@ int main(int argc, char** argv) {
       "  marmot -cleanup -db-path /tmp/cache-1.db");
   gflags::SetVersionString(kVersion);
   FLAGS_logtostderr = true;
-  // `--help` shows marmot's own flags; `--helpfull` adds those of the libraries.
+  // `--help` shows marmot's own flags; `--helpfull` (gflags) adds those of the libraries.
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    if (arg == "-help" || arg == "--help" || arg == "-h") argv[i] = const_cast<char*>("--helpshort");
+    if (arg == "--") break;
+    if (arg == "-help" || arg == "--help" || arg == "-h" || arg == "-helpshort" ||
+        arg == "--helpshort") {
+      PrintHelp(argv[0]);
+    }
   }
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (argc > 1) FailFlags(absl::InvalidArgumentError(std::string("unexpected argument ") + argv[1]));

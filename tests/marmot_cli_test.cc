@@ -67,6 +67,26 @@ TEST(MarmotCliTest, HelpListsEveryFlag) {
   }
 }
 
+// gflags' --helpshort lists the flags of the file named after the binary: a copy named
+// marmot-1.2 printed "No modules matched" and none of marmot's flags.
+TEST(MarmotCliTest, HelpListsEveryFlagWhateverTheBinaryIsCalled) {
+  const std::string dir = testing::NewTestDir("cli-help");
+  const std::string renamed = dir + "/marmot-1.2";
+  std::filesystem::copy_file(testing::MarmotBinary(), renamed);
+  for (const char* help : {"--help", "-help", "-h", "--helpshort"}) {
+    testing::RunResult r = testing::Run({renamed, help}, 10s);
+    EXPECT_EQ(r.exit_code, 0) << help << "\n" << r.err;
+    EXPECT_THAT(r.out, HasSubstr("marmot-1.2: replicates a SQLite database")) << help;
+    for (const char* flag : {"-cleanup", "-db-path", "-replicate", "-node-id", "-bind ",
+                             "-raft-path", "-shards", "-bootstrap", "-bind-pane", "-verbose"}) {
+      EXPECT_THAT(r.out, HasSubstr(flag)) << help;
+    }
+    EXPECT_THAT(r.out + r.err, ::testing::Not(HasSubstr("No modules matched"))) << help;
+    // Only marmot's flags: the libraries' are for --helpfull.
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("-logtostderr"))) << help;
+  }
+}
+
 TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
   for (int sig : {SIGTERM, SIGINT}) {
     // Given marmot running alone beside a database with one table
