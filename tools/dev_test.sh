@@ -57,6 +57,14 @@ cp "$dir/one_bad.xml" "$dir/sharded/shard_2_of_2/test.xml"
 out="$(printf '(1/2_cached)_PASSED %s\nPASSED %s\n' "$dir/sharded/test.xml" "$dir/none/test.xml" |
   "$root/tools/dev" summarize)" || true
 [ "$out" = "5 passed, 1 failed" ] || fail "sharded run printed '$out'"
+# The per-run folders an earlier --runs_per_test left beside them are not this run's.
+mkdir -p "$dir/sharded/shard_1_of_2_run_1_of_3"
+cp "$dir/one_bad.xml" "$dir/sharded/shard_1_of_2_run_1_of_3/test.xml"
+out="$(printf '(1/2_cached)_PASSED %s
+PASSED %s
+' "$dir/sharded/test.xml" "$dir/none/test.xml" |
+  "$root/tools/dev" summarize)" || true
+[ "$out" = "5 passed, 1 failed" ] || fail "sharded run with old per-run folders printed '$out'"
 out="$(printf '(1/2_cached)_PASSED %s\n' "$dir/ok.xml" | "$root/tools/dev" summarize)" ||
   fail "a partly cached passing target exited non-zero"
 [ "$out" = "3 passed, 0 failed" ] || fail "partly cached run printed '$out'"
