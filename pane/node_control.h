@@ -31,7 +31,7 @@ class NodeControl {
   // Spreads shard leaderships evenly over the voters that take them; says how many moved and
   // which voters did not take one offered (down, unreachable or behind).
   virtual absl::StatusOr<admin::v1::BalanceLeadersResponse> BalanceLeaders() { return NotYet(); }
-  // `shard` < 0: every shard.
+  // Takes a snapshot of `shard` (< 0: every shard) at its applied index; returns once taken.
   virtual absl::Status TriggerSnapshot(int shard) { return NotYet(); }
   // Streams a consistent copy of the database without marmot's objects: `write` receives the
   // chunks in order and returns false to abort.

@@ -92,7 +92,10 @@ class AdminService final : public admin::v1::Admin::Service {
       return ToGrpc(s);
     }
     absl::StatusOr<admin::v1::GetStatusResponse> status = control_->GetStatus();
-    if (status.ok()) *out->mutable_shards() = status->shards();
+    if (!status.ok()) return ToGrpc(status.status());
+    for (const admin::v1::ShardStatus& s : status->shards()) {
+      if (req->all() || s.shard() == req->shard()) *out->add_shards() = s;
+    }
     return grpc::Status::OK;
   }
   grpc::Status Backup(grpc::ServerContext* ctx, const admin::v1::BackupRequest*,

@@ -313,8 +313,22 @@ absl::Status ReplicatorControl::TriggerSnapshot(int shard) {
     return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " does not exist (", host->shards(),
                                                    " shards)"));
   }
+  // Answers once the snapshots are taken, so that the indexes the caller reads next are theirs.
+  std::map<int, uint64_t> applied;  // shard -> applied index when asked
   for (int s = 0; s < host->shards(); ++s) {
-    if (shard < 0 || s == shard) host->RequestSnapshot(s);
+    if (shard >= 0 && s != shard) continue;
+    applied[s] = host->GetShardInfo(s).applied;
+    host->RequestSnapshot(s);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  for (const auto& [s, index] : applied) {
+    while (host->GetShardInfo(s).snapshot_index < index) {
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat("the snapshot of shard ", s, " at index ", index,
+                                                        " was not taken within 30 s"));
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
   }
   return absl::OkStatus();
 }
