@@ -20,6 +20,8 @@ _LIBS = {
         "absl_random_random",
     ], []),
     "benchmark": (["benchmark"], []),
+    # OpenSSL's libcrypto (HMAC-SHA256, random nonces; raft/host/peer_auth.h). gRPC links it too.
+    "crypto": (["libcrypto"], []),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"]),
     "gflags": (["gflags"], []),
     "glog": (["libglog"], []),
