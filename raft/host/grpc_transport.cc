@@ -15,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/message_pieces.h"
+#include "raft/host/peer_auth.h"
 #include "raft/host/rocks_log_store.h"
 
 namespace marmot::raft::host {
@@ -158,10 +159,8 @@ class GrpcTransport::Peer {
       const absl::Time opened = absl::Now();
       if (stub != nullptr) {
         auto stream = stub->Stream(ctx.get());
-        tv1::MessageBatch hello;
-        hello.set_from_node(o.node_id);
-        hello.set_to_node(id_);
-        if (stream->Write(hello)) {
+        std::string why;
+        if (Handshake(stream.get(), &why)) {
           connected = true;
           auto link = std::make_shared<Link>();
           link->write = [s = stream.get()](const tv1::MessageBatch& b) { return s->Write(b); };
@@ -182,6 +181,12 @@ class GrpcTransport::Peer {
         }
         ctx->TryCancel();
         grpc::Status st = stream->Finish();
+        if (!why.empty()) {
+          // Not a network problem: the two nodes disagree on who may talk (key, shard count).
+          LOG_EVERY_N(WARNING, 30) << "[node " << o.node_id << "] stream to node " << id_
+                                   << " refused: " << why << " (peer: " << st.error_message()
+                                   << ")";
+        }
         VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " closed: "
                 << st.error_message();
       }
@@ -194,6 +199,52 @@ class GrpcTransport::Peer {
       if (!SleepFor(backoff)) break;
       backoff = std::min(backoff * 2, o.max_backoff);
     }
+  }
+
+  // The dialer's side of a stream's handshake (proto/transport.proto, peer_auth.h). False if the
+  // stream broke or the acceptor must not be talked to; then `why` says why, unless the stream
+  // merely broke (the acceptor refused us or is down: Finish() tells).
+  bool Handshake(grpc::ClientReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream,
+                 std::string* why) {
+    const auto& o = t_->options_;
+    const ClusterKey* key = t_->key_.get();
+    const std::string client_nonce = key != nullptr ? FreshNonce() : "";
+    tv1::MessageBatch hello;
+    hello.set_from_node(o.node_id);
+    hello.set_to_node(id_);
+    hello.mutable_handshake()->set_nonce(client_nonce);
+    hello.mutable_handshake()->set_shards(o.shards);
+    tv1::MessageBatch reply;
+    if (!stream->Write(hello) || !stream->Read(&reply)) return false;
+    if (!reply.has_handshake() || reply.from_node() != id_ || reply.to_node() != o.node_id) {
+      *why = "the peer's first message is not a handshake of this node pair";
+      return false;
+    }
+    const tv1::Handshake& h = reply.handshake();
+    if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
+      *why = absl::StrCat("node ", id_, " runs ", h.shards(), " shards, this node ", o.shards);
+      return false;
+    }
+    if (key == nullptr) {
+      if (!h.nonce().empty()) {
+        *why = absl::StrCat("node ", id_, " requires a cluster key and this node has none");
+        return false;
+      }
+      return true;
+    }
+    // The acceptor proves the key first: a node that dialed an impostor (a wrong address) must
+    // not go on to send it the cluster's traffic.
+    if (h.nonce().size() != kNonceBytes ||
+        !SameProof(h.proof(), StreamServerProof(*key, client_nonce, h.nonce(), o.node_id, id_, o.shards))) {
+      *why = absl::StrCat("node ", id_, " did not prove the cluster key");
+      return false;
+    }
+    tv1::MessageBatch proof;
+    proof.set_from_node(o.node_id);
+    proof.set_to_node(id_);
+    proof.mutable_handshake()->set_proof(
+        StreamClientProof(*key, client_nonce, h.nonce(), o.node_id, id_, o.shards));
+    return stream->Write(proof);
   }
 
   // Writes queued messages, batched, on whichever stream currently links the pair. A message
@@ -293,17 +344,21 @@ class GrpcTransport::Peer {
         t_->handler_->HandleSnapshotStatus(shard, id_, false);
         continue;
       }
-      tv1::SnapshotAck ack;
-      auto writer = stub->SendSnapshot(&ctx, &ack);
+      auto writer = stub->SendSnapshot(&ctx);
       tv1::SnapshotChunk chunk;
       chunk.set_from_node(o.node_id);
       chunk.set_to_node(id_);
       *chunk.mutable_header() = m;
       chunk.set_total_size(data.size());
       chunk.set_checksum(Checksum(kChecksumSeed, data.data(), data.size()));
+      // The receiver speaks first, with the nonce our proof must cover.
+      std::string why;
+      tv1::SnapshotAck challenge;
+      bool ok = writer->Read(&challenge) && challenge.has_handshake();
+      if (ok) why = ProveSnapshot(challenge.handshake(), &chunk);
+      ok = ok && why.empty();
       size_t off = 0;
-      bool ok = true;
-      do {
+      while (ok) {
         const size_t n = std::min(o.snapshot_chunk_bytes, data.size() - off);
         chunk.set_offset(off);
         chunk.set_data(data.substr(off, n));
@@ -312,8 +367,11 @@ class GrpcTransport::Peer {
         // Write blocks while the receiver's flow-control window is full.
         ok = writer->Write(chunk);
         chunk.Clear();
-      } while (ok && off < data.size());
-      if (ok) writer->WritesDone();
+        if (off == data.size()) break;
+      }
+      tv1::SnapshotAck ack;
+      if (ok) ok = writer->WritesDone() && writer->Read(&ack);
+      if (!ok) ctx.TryCancel();
       grpc::Status st = writer->Finish();
       {
         std::lock_guard<std::mutex> l(mu_);
@@ -322,9 +380,34 @@ class GrpcTransport::Peer {
       const bool delivered = ok && st.ok() && ack.ok();
       LOG(INFO) << "[shard " << shard << " node " << o.node_id << "] snapshot at "
                 << m.snapshot().metadata().index() << " (" << data.size() << " bytes) to node "
-                << id_ << (delivered ? " delivered" : " failed: " + st.error_message() + ack.error());
+                << id_ << (delivered ? " delivered" : " failed: " + why + st.error_message() + ack.error());
       t_->handler_->HandleSnapshotStatus(shard, id_, delivered);
     }
+  }
+
+  // Fills the first chunk's handshake for the receiver's `challenge`; what is wrong, or empty.
+  std::string ProveSnapshot(const tv1::Handshake& challenge, tv1::SnapshotChunk* first) {
+    const auto& o = t_->options_;
+    if (o.shards != 0 && challenge.shards() != 0 && challenge.shards() != o.shards) {
+      return absl::StrCat("node ", id_, " runs ", challenge.shards(), " shards, this node ", o.shards, "; ");
+    }
+    first->mutable_handshake()->set_shards(o.shards);
+    if (t_->key_ == nullptr) {
+      if (!challenge.nonce().empty()) {
+        return absl::StrCat("node ", id_, " requires a cluster key and this node has none; ");
+      }
+      return "";
+    }
+    if (challenge.nonce().size() != kNonceBytes) {
+      return absl::StrCat("node ", id_, " does not use a cluster key; ");
+    }
+    const v1::Message& h = first->header();
+    first->mutable_handshake()->set_proof(SnapshotProof(
+        *t_->key_, challenge.nonce(),
+        {.from = o.node_id, .to = id_, .shards = o.shards, .shard = h.shard(),
+         .index = h.snapshot().metadata().index(), .term = h.snapshot().metadata().term(),
+         .total_size = first->total_size(), .checksum = first->checksum()}));
+    return "";
   }
 
   GrpcTransport* t_;
@@ -358,18 +441,55 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
 
   grpc::Status Stream(grpc::ServerContext* ctx,
                       grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
-    const uint64_t me = t_->options_.node_id;
+    const auto& o = t_->options_;
+    const uint64_t me = o.node_id;
+    const ClusterKey* key = t_->key_.get();
+    auto refuse = [&](grpc::StatusCode code, const std::string& why) {
+      t_->RefuseCall("stream", ctx->peer(), why);
+      return grpc::Status(code, why);
+    };
     tv1::MessageBatch b;
     if (!stream->Read(&b)) return grpc::Status::OK;
     const uint64_t from = b.from_node();
     if (b.to_node() != me || from == 0 || from >= me) {
       // Only the lower id of a pair dials; anything else is a misconfigured or foreign peer.
-      LOG(WARNING) << "[node " << me << "] refusing a stream from " << ctx->peer() << " (node "
-                   << from << " to node " << b.to_node() << ")";
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a stream for this node");
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("not a stream for this node (node ", from, " to node ", b.to_node(), ")"));
     }
+    // The handshake (proto/transport.proto). Nothing the dialer sent before its proof is
+    // delivered: the hello is a handshake only.
+    const tv1::Handshake hello = b.handshake();
+    if (o.shards != 0 && hello.shards() != 0 && hello.shards() != o.shards) {
+      return refuse(grpc::StatusCode::FAILED_PRECONDITION,
+                    absl::StrCat("node ", from, " runs ", hello.shards(), " shards, this node ", o.shards));
+    }
+    if (key != nullptr && hello.nonce().size() != kNonceBytes) {
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    absl::StrCat("node ", from, " offered no cluster key handshake; this node requires one"));
+    }
+    const std::string server_nonce = key != nullptr ? FreshNonce() : "";
+    tv1::MessageBatch reply;
+    reply.set_from_node(me);
+    reply.set_to_node(from);
+    reply.mutable_handshake()->set_nonce(server_nonce);
+    reply.mutable_handshake()->set_shards(o.shards);
+    if (key != nullptr) {
+      reply.mutable_handshake()->set_proof(
+          StreamServerProof(*key, hello.nonce(), server_nonce, from, me, o.shards));
+    }
+    if (!stream->Write(reply)) return grpc::Status::OK;
+    if (key != nullptr) {
+      if (!stream->Read(&b)) return grpc::Status::OK;
+      if (b.from_node() != from || b.to_node() != me ||
+          !SameProof(b.handshake().proof(),
+                     StreamClientProof(*key, hello.nonce(), server_nonce, from, me, o.shards))) {
+        return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                      absl::StrCat("node ", from, " did not prove the cluster key"));
+      }
+    }
+    VLOG(1) << "[node " << me << "] stream from node " << from << " accepted"
+            << (key != nullptr ? " (cluster key proven)" : "");
     MessageAssembler assembler;
-    t_->Deliver(from, std::move(b), &assembler);
     auto link = std::make_shared<Link>();
     link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
     t_->Attach(from, link);
@@ -382,21 +502,51 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status SendSnapshot(grpc::ServerContext* ctx, grpc::ServerReader<tv1::SnapshotChunk>* reader,
-                            tv1::SnapshotAck* ack) override {
-    const uint64_t me = t_->options_.node_id;
+  grpc::Status SendSnapshot(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<tv1::SnapshotAck, tv1::SnapshotChunk>* reader) override {
+    const auto& o = t_->options_;
+    const uint64_t me = o.node_id;
+    const ClusterKey* key = t_->key_.get();
+    grpc::StatusCode code = grpc::StatusCode::INVALID_ARGUMENT;
     auto refuse = [&](absl::string_view why) {
       LOG(WARNING) << "[node " << me << "] refusing a snapshot from " << ctx->peer() << ": " << why;
-      ack->set_ok(false);
-      ack->set_error(std::string(why));
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(why));
+      return grpc::Status(code, std::string(why));
     };
+    // A fresh nonce per call, sent before anything is read: the sender's proof must cover it,
+    // so a recorded call cannot be replayed.
+    const std::string server_nonce = key != nullptr ? FreshNonce() : "";
+    {
+      tv1::SnapshotAck challenge;
+      challenge.mutable_handshake()->set_nonce(server_nonce);
+      challenge.mutable_handshake()->set_shards(o.shards);
+      if (!reader->Write(challenge)) return grpc::Status::OK;
+    }
     tv1::SnapshotChunk c;
     if (!reader->Read(&c)) return refuse("no header chunk");
     v1::Message header = c.header();
+    const uint64_t from = c.from_node();
     if (c.to_node() != me || header.to() != me) return refuse("addressed to another node");
+    if (header.from() != from || from == 0 || from == me) return refuse("the header's sender is not the caller");
     if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
     if (c.offset() != 0 || c.total_size() > kMaxSnapshotBytes) return refuse("bad first chunk");
+    const tv1::Handshake& h = c.handshake();
+    if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      t_->RefuseCall("snapshot", ctx->peer(), "another shard count");
+      return refuse(absl::StrCat("node ", from, " runs ", h.shards(), " shards, this node ", o.shards));
+    }
+    if (key != nullptr &&
+        !SameProof(h.proof(), SnapshotProof(*key, server_nonce,
+                                            {.from = from, .to = me, .shards = o.shards,
+                                             .shard = header.shard(),
+                                             .index = header.snapshot().metadata().index(),
+                                             .term = header.snapshot().metadata().term(),
+                                             .total_size = c.total_size(), .checksum = c.checksum()}))) {
+      code = grpc::StatusCode::UNAUTHENTICATED;
+      t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("node ", from, " did not prove the cluster key"));
+      return grpc::Status(code, "no valid cluster key proof");
+    }
     const uint64_t total = c.total_size();
     const uint64_t want_sum = c.checksum();
     const std::string path =
@@ -420,6 +570,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       off += d.size();
       if (c.last()) break;
       if (!reader->Read(&c)) return fail("stream ended before the last chunk");
+      if (c.has_header() || c.has_handshake()) return fail("a second header in one snapshot");
     }
     if (off != total) return fail(absl::StrCat("got ", off, " of ", total, " bytes"));
     if (sum != want_sum) return fail("checksum mismatch");
@@ -437,7 +588,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     std::vector<v1::Message> msgs;
     msgs.push_back(std::move(header));
     t_->handler_->HandleMessages(std::move(msgs));
-    ack->set_ok(true);
+    tv1::SnapshotAck ack;
+    ack.set_ok(true);
+    reader->Write(ack);
     return grpc::Status::OK;
   }
 
@@ -464,6 +617,11 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   handler_ = handler;
   std::shared_ptr<grpc::ServerCredentials> server_credentials;
   const auto& o = options_;
+  if (!o.cluster_key.empty()) {
+    absl::StatusOr<ClusterKey> key = ClusterKey::FromSecret(o.cluster_key);
+    if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport: ", key.status().message()));
+    key_ = std::make_unique<ClusterKey>(*std::move(key));
+  }
   const int tls_files = !o.tls_cert_file.empty() + !o.tls_key_file.empty() + !o.tls_ca_file.empty();
   if (tls_files == 3) {
     auto cert = ReadWholeFile(o.tls_cert_file);
@@ -513,7 +671,8 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   }
   LOG(INFO) << "[node " << options_.node_id << "] raft transport listening on "
             << options_.bind_address << " (port " << bound_port_ << ")"
-            << (tls_files == 3 ? " with mutual TLS" : "");
+            << (tls_files == 3 ? " with mutual TLS" : "")
+            << (key_ != nullptr ? " with a cluster key" : "");
   return absl::OkStatus();
 }
 
@@ -574,20 +733,39 @@ void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch, MessageAssem
   const uint64_t me = options_.node_id;
   if (batch.messages_size() == 0 && !batch.has_piece()) return;
   if (batch.to_node() != me || batch.from_node() != from) {
-    LOG(WARNING) << "[node " << me << "] dropping a batch on node " << from << "'s stream from node "
-                 << batch.from_node() << " to node " << batch.to_node();
+    refused_messages_.fetch_add(batch.messages_size() + batch.has_piece(), std::memory_order_relaxed);
+    LOG_EVERY_N(WARNING, 64) << "[node " << me << "] dropping a batch on node " << from
+                             << "'s stream from node " << batch.from_node() << " to node "
+                             << batch.to_node() << " (" << google::COUNTER << " so far)";
     return;
   }
   std::vector<v1::Message> msgs;
   msgs.reserve(batch.messages_size() + 1);
-  for (auto& m : *batch.mutable_messages()) msgs.push_back(std::move(m));
+  // A message is bound to the stream it came on: its sender is the stream's (authenticated)
+  // peer. Without this a member, or anyone on a key-less loopback stream, could speak for
+  // another node (vote for it, answer appends in its name).
+  // The one exception is MSG_TRANSFER_LEADER: by the core's convention its `from` names the
+  // transferee, and a follower forwards it to the leader unchanged. The leader acts on it only
+  // if the transferee is a voter of the shard (raft.cc), so it cannot make a non-member lead.
+  auto take = [&](v1::Message m) {
+    const bool from_ok = m.from() == from || m.type() == v1::MSG_TRANSFER_LEADER;
+    if (!from_ok || m.to() != me) {
+      refused_messages_.fetch_add(1, std::memory_order_relaxed);
+      LOG_EVERY_N(WARNING, 64) << "[shard " << m.shard() << " node " << me << "] dropping a message from node "
+                               << m.from() << " to node " << m.to() << " on node " << from
+                               << "'s stream (type " << m.type() << ", " << google::COUNTER << " so far)";
+      return;
+    }
+    msgs.push_back(std::move(m));
+  };
+  for (auto& m : *batch.mutable_messages()) take(std::move(m));
   if (batch.has_piece()) {
     absl::StatusOr<std::optional<v1::Message>> whole = assembler->Add(batch.piece());
     if (!whole.ok()) {
       LOG(WARNING) << "[node " << me << "] dropping a large message from node " << from << ": "
                    << whole.status().message();
     } else if (whole->has_value()) {
-      msgs.push_back(std::move(**whole));
+      take(std::move(**whole));
     }
   }
   if (!msgs.empty()) handler_->HandleMessages(std::move(msgs));
@@ -610,6 +788,17 @@ void GrpcTransport::Send(std::vector<v1::Message> messages) {
     }
   }
   for (auto [shard, node] : failed_snapshots) handler_->HandleSnapshotStatus(shard, node, false);
+}
+
+void GrpcTransport::RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why) {
+  refused_calls_.fetch_add(1, std::memory_order_relaxed);
+  LOG_EVERY_N(WARNING, 16) << "[node " << options_.node_id << "] refusing a " << what << " call from "
+                           << peer << ": " << why << " (" << google::COUNTER << " refused so far)";
+}
+
+TransportRefusals GrpcTransport::refusals() const {
+  return {.calls = refused_calls_.load(std::memory_order_relaxed),
+          .messages = refused_messages_.load(std::memory_order_relaxed)};
 }
 
 void GrpcTransport::SetFaults(const TransportFaults& faults) {

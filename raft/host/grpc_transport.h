@@ -15,20 +15,29 @@
 // Received input is validated (addressed to this node, sane chunk offsets and sizes); anything
 // malformed is dropped and logged, never a crash.
 //
-// Optional mutual TLS (GrpcTransportOptions::tls_*): both sides present certificates signed by
-// the cluster's CA.
+// Who may speak (DESIGN.md, "Security model"). Every call opens with a handshake
+// (proto/transport.proto): with a cluster key (GrpcTransportOptions::cluster_key) both sides of
+// a `Stream` prove they hold it over fresh nonces of both, and the sender of a snapshot proves it
+// over the receiver's nonce and the snapshot's header (peer_auth.h); a call without a valid proof
+// is refused before anything it carries reaches the handler. Both sides also compare their shard
+// counts. On an accepted stream every message must come from the stream's peer and be addressed
+// to this node, or it is dropped, logged and counted (refusals()); the host then checks
+// membership (node_host.h). Optional mutual TLS (GrpcTransportOptions::tls_*): both sides present
+// certificates signed by the cluster's CA; it can be combined with the key.
 //
 // Fault injection for tests: SetFaults() drops or delays this node's outgoing traffic,
 // per destination (a one-way partition blocks one direction only).
 #ifndef MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
 #define MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "raft/host/transport.h"
 
@@ -42,6 +51,7 @@ class MessageBatch;
 
 namespace marmot::raft::host {
 
+class ClusterKey;
 class MessageAssembler;
 
 struct GrpcTransportOptions {
@@ -68,6 +78,19 @@ struct GrpcTransportOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_ca_file;
+  // The shared cluster key (peer_auth.h); empty: none, calls are not authenticated.
+  std::string cluster_key;
+  // This node's shard count; a peer announcing another one is refused (0: not checked).
+  uint64_t shards = 0;
+};
+
+// What the transport refused since it started.
+struct TransportRefusals {
+  // Calls whose handshake failed: no or a wrong cluster key proof, another shard count, a call
+  // not meant for this node.
+  uint64_t calls = 0;
+  // Messages dropped on an accepted call because they claimed another sender or receiver.
+  uint64_t messages = 0;
 };
 
 // What a test does to this node's outgoing traffic.
@@ -92,6 +115,7 @@ class GrpcTransport : public Transport {
 
   void SetFaults(const TransportFaults& faults);
   int bound_port() const { return bound_port_; }
+  TransportRefusals refusals() const;
 
   // FNV-1a 64, the snapshot payload checksum.
   static uint64_t Checksum(uint64_t h, const char* data, size_t n);
@@ -110,11 +134,17 @@ class GrpcTransport : public Transport {
   // to the stream's `assembler`, and the message it completes to the handler.
   void Deliver(uint64_t from, transport::v1::MessageBatch batch, MessageAssembler* assembler);
   TransportFaults faults() const;
+  // Counts and logs (rate-limited: a flood of bad calls must not flood the log) a refused call.
+  void RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why);
 
   // Room in a gRPC message for what wraps a batch's messages or a piece's bytes.
   static constexpr int kFramingBytes = 64 << 10;
 
   const GrpcTransportOptions options_;
+  // Parsed from options_.cluster_key by Start(); null without a key.
+  std::unique_ptr<ClusterKey> key_;
+  std::atomic<uint64_t> refused_calls_{0};
+  std::atomic<uint64_t> refused_messages_{0};
   // max_batch_bytes, lowered to fit max_message_bytes with the framing.
   const size_t batch_bytes_;
   MessageHandler* handler_ = nullptr;

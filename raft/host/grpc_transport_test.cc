@@ -277,9 +277,14 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
     grpc::ClientContext ctx;
     std::unique_ptr<Stream> st = stub->Stream(&ctx);
     EXPECT_TRUE(st->Write(batch(1, 2, {})));
+    tv1::MessageBatch reply;  // the acceptor's handshake (no key here)
+    EXPECT_TRUE(st->Read(&reply));
+    EXPECT_TRUE(reply.has_handshake());
     EXPECT_TRUE(st->Write(batch(5, 2, {Msg(5, 2, 0, 1)})));
     EXPECT_TRUE(st->Write(batch(1, 2, {Msg(1, 2, 0, 2)})));
     st->WritesDone();
+    while (st->Read(&reply)) {
+    }
     EXPECT_TRUE(st->Finish().ok());
   }
   {
@@ -309,12 +314,15 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
     chunks[1].set_last(true);
     spoil(&chunks);
     grpc::ClientContext ctx;
-    tv1::SnapshotAck ack;
-    auto w = stub->SendSnapshot(&ctx, &ack);
+    auto w = stub->SendSnapshot(&ctx);
+    tv1::SnapshotAck challenge, ack;
+    EXPECT_TRUE(w->Read(&challenge));
+    EXPECT_TRUE(challenge.handshake().nonce().empty());  // no cluster key here
     for (auto& c : chunks) w->Write(c);
     w->WritesDone();
+    const bool got = w->Read(&ack);
     grpc::Status st = w->Finish();
-    return st.ok() && ack.ok();
+    return st.ok() && got && ack.ok();
   };
   EXPECT_TRUE(bad_snapshot([](auto*) {}));  // the unspoilt one is accepted
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[1].set_data("XXXXXXXX"); }));     // checksum

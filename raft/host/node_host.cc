@@ -322,6 +322,8 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     to.tls_cert_file = config_.tls_cert_file;
     to.tls_key_file = config_.tls_key_file;
     to.tls_ca_file = config_.tls_ca_file;
+    to.cluster_key = config_.cluster_key;
+    to.shards = static_cast<uint64_t>(config_.shards);
     auto g = std::make_unique<GrpcTransport>(to);
     grpc_ = g.get();
     transport_ = std::move(g);

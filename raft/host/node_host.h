@@ -114,6 +114,8 @@ struct NodeHostConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_ca_file;
+  // The shared cluster key every node-to-node call must prove (peer_auth.h); empty: none.
+  std::string cluster_key;
   // Test hook: the transport to use instead of a GrpcTransport on bind_address.
   std::function<std::unique_ptr<Transport>()> transport_factory;
   // Optional; must outlive the host.

@@ -52,6 +52,9 @@ class ClusterKey {
   std::string key_;
 };
 
+// Whether two proofs are equal, in constant time.
+bool SameProof(absl::string_view a, absl::string_view b);
+
 // kNonceBytes from the operating system's secure random generator (OpenSSL's RAND_bytes).
 // A nonce must never repeat; a counter or a seeded generator would let a recorded proof be
 // replayed, which is why this does not take the injected generators the rest of the code uses.
