@@ -99,13 +99,20 @@ class GrpcTransport::Peer {
   }
 
   // The accepting side: the peer dialed us; our messages to it go back on its stream.
+  //
+  // More than one stream of the pair can be open at once: the peer restarted and dialed again
+  // before the old connection was noticed dead, or (without a cluster key) someone else opened
+  // one in its name. The newest carries our messages; when it closes, the newest of those still
+  // open takes over. Replacing the link outright, as this once did, let a second stream that
+  // opened and closed cut the pair apart until a restart: the real dialer's stream stayed
+  // open, so it never dialed again, yet nothing was written to it any more.
   void Attach(std::shared_ptr<Link> link) {
     std::lock_guard<std::mutex> l(mu_);
-    link_ = std::move(link);
+    links_.push_back(std::move(link));
   }
   void Detach(const std::shared_ptr<Link>& link) {
     std::lock_guard<std::mutex> l(mu_);
-    if (link_ == link) link_.reset();
+    links_.erase(std::remove(links_.begin(), links_.end(), link), links_.end());
   }
 
   void Stop() {
@@ -268,7 +275,7 @@ class GrpcTransport::Peer {
         msg_cv_.wait(l, [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
-        link = link_;
+        if (!links_.empty()) link = links_.back();
       }
       TransportFaults f = t_->faults();
       if (f.blocked.count(id_)) {
@@ -422,7 +429,8 @@ class GrpcTransport::Peer {
   bool stopping_ = false;
   std::string address_;
   std::shared_ptr<tv1::RaftTransport::Stub> stub_;
-  std::shared_ptr<Link> link_;
+  // Open streams of the pair, oldest first; the last one carries our messages (see Attach).
+  std::vector<std::shared_ptr<Link>> links_;
   std::deque<v1::Message> msgs_;
   std::deque<v1::Message> snaps_;
   grpc::ClientContext* conn_ctx_ = nullptr;

@@ -317,6 +317,59 @@ TEST(GrpcTransportAuthTest, ANodeWithAnotherShardCountIsRefused) {
   t1->Stop();
 }
 
+// Waits until a message sent from `t` (node `from`) to node `to` reaches `h`.
+bool Reaches(GrpcTransport* t, uint64_t from, uint64_t to, RecordingHandler* h, uint64_t index) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline) {
+    t->Send({Msg(from, to, index)});
+    if (h->WaitFor(
+            [&] {
+              for (const auto& m : h->messages_) {
+                if (m.index() == index) return true;
+              }
+              return false;
+            },
+            absl::Milliseconds(100))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST(GrpcTransportAuthTest, ASecondStreamForAPairNeverLeavesThePairCut) {
+  for (const std::string key : {std::string(), std::string(kKey)}) {
+    // Given nodes 1 and 2 connected (node 1 dialed),
+    RecordingHandler h1, h2;
+    auto t1 = Start(1, key, 4, &h1);
+    auto t2 = Start(2, key, 4, &h2);
+    t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+    t2->SetPeerAddress(1, absl::StrCat("127.0.0.1:", t1->bound_port()));
+    ASSERT_TRUE(Reaches(t1.get(), 1, 2, &h2, 1));
+    ASSERT_TRUE(Reaches(t2.get(), 2, 1, &h1, 2));
+    // when another stream claiming node 1 opens and closes (a stranger without a key; with a
+    // key, a stale redial of node 1 itself),
+    {
+      auto stub = Stub(t2->bound_port());
+      grpc::ClientContext ctx;
+      std::unique_ptr<RawStream> st = stub->Stream(&ctx);
+      if (key.empty()) {
+        tv1::MessageBatch reply;
+        st->Write(Batch(1, 2, {}));
+        ASSERT_TRUE(st->Read(&reply));
+      } else {
+        ASSERT_TRUE(Handshake(st.get(), 1, 2, 4, Key()).server_proved);
+      }
+      absl::SleepFor(absl::Milliseconds(100));  // attached meanwhile
+      Close(st.get());
+    }
+    // then node 2's messages still reach node 1, within seconds.
+    EXPECT_TRUE(Reaches(t2.get(), 2, 1, &h1, 3)) << "key: " << !key.empty();
+    EXPECT_TRUE(Reaches(t1.get(), 1, 2, &h2, 4)) << "key: " << !key.empty();
+    t1->Stop();
+    t2->Stop();
+  }
+}
+
 TEST(GrpcTransportAuthTest, ATooShortKeyDoesNotStart) {
   RecordingHandler h;
   GrpcTransportOptions o;
