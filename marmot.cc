@@ -63,6 +63,18 @@ MARMOT_FLAG(bool, join, "join", false,
             "Start without membership and wait to be added to the cluster (AddNode) instead of "
             "founding it with the -bootstrap members");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
+MARMOT_FLAG(std::string, cluster_key_file, "cluster-key-file", "",
+            "File holding the shared cluster key that every node-to-node call must prove (or set "
+            "the CLUSTER_KEY environment variable); at least 16 bytes, the same on every node");
+MARMOT_FLAG(std::string, tls_cert_file, "tls-cert-file", "",
+            "Mutual TLS on the node port: this node's certificate (PEM); needs -tls-key-file and "
+            "-tls-ca-file");
+MARMOT_FLAG(std::string, tls_key_file, "tls-key-file", "", "Mutual TLS: this node's private key (PEM)");
+MARMOT_FLAG(std::string, tls_ca_file, "tls-ca-file", "",
+            "Mutual TLS: the CA that signed every node's certificate (PEM)");
+MARMOT_FLAG(bool, insecure, "insecure", false,
+            "Start on a non-loopback -bind without a cluster key or TLS: anyone who reaches the "
+            "node port can then write, wipe or join this cluster");
 MARMOT_FLAG(std::string, peers_template, "peers-template", "",
             "Kubernetes StatefulSet: peer address with {ordinal}, e.g. "
             "marmot-{ordinal}.marmot-peers.default.svc:8610; derives -node-id (ordinal + 1) and "
@@ -235,6 +247,12 @@ int main(int argc, char** argv) {
   flags.peers_template = FLAGS_peers_template;
   flags.replicas = FLAGS_replicas;
   flags.hostname = FLAGS_hostname;
+  if (const char* key = std::getenv("CLUSTER_KEY"); key != nullptr) flags.cluster_key = key;
+  flags.cluster_key_file = FLAGS_cluster_key_file;
+  flags.tls_cert_file = FLAGS_tls_cert_file;
+  flags.tls_key_file = FLAGS_tls_key_file;
+  flags.tls_ca_file = FLAGS_tls_ca_file;
+  flags.insecure = FLAGS_insecure;
   if (flags.hostname.empty()) {
     char name[256] = {};
     if (gethostname(name, sizeof name - 1) == 0) flags.hostname = name;
@@ -242,6 +260,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<marmot::replicator::NodeConfig> config = marmot::replicator::ValidateFlags(flags);
   if (!config.ok()) FailFlags(config.status());
   for (const std::string& w : config->warnings) LOG(WARNING) << w;
+  if (config->insecure && !config->cleanup) {
+    LOG(WARNING) << "-insecure: " << config->bind.ToString()
+                 << (config->cluster_key.empty() && config->tls_ca_file.empty()
+                         ? " accepts Raft traffic from anyone who can reach it"
+                         : " is protected by the cluster key or TLS given; -insecure changes nothing");
+  }
 
   if (config->cleanup) return RunCleanup(config->db_path);
   return RunNode(*config);

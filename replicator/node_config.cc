@@ -3,12 +3,15 @@
 #include <arpa/inet.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "raft/host/peer_auth.h"
 #include "replicator/pod_identity.h"
 #include "sqlite/database.h"
 
@@ -32,6 +35,54 @@ absl::Status FlagError(absl::string_view flag, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("-", flag, ": ", what));
 }
 
+// The node port's protection: a cluster key (CLUSTER_KEY or -cluster-key-file), mutual TLS, or
+// a loopback -bind (only this machine's processes can connect), or the operator's -insecure.
+absl::Status ValidateSecurity(const FlagValues& flags, NodeConfig* config) {
+  if (flags.cluster_key.has_value() && !flags.cluster_key_file.empty()) {
+    return FlagError("cluster-key-file", "give the cluster key either in CLUSTER_KEY or in a file, not both");
+  }
+  std::string key;
+  if (!flags.cluster_key_file.empty()) {
+    std::ifstream in(flags.cluster_key_file, std::ios::binary);
+    std::stringstream text;
+    if (in.is_open()) text << in.rdbuf();
+    if (!in.is_open() || in.bad()) {
+      return FlagError("cluster-key-file", absl::StrCat("cannot read ", flags.cluster_key_file));
+    }
+    key = text.str();
+  } else if (flags.cluster_key.has_value()) {
+    key = *flags.cluster_key;
+  }
+  if (flags.cluster_key.has_value() || !flags.cluster_key_file.empty()) {
+    absl::StatusOr<raft::host::ClusterKey> parsed = raft::host::ClusterKey::FromSecret(key);
+    if (!parsed.ok()) {
+      return FlagError(flags.cluster_key_file.empty() ? "cluster-key (CLUSTER_KEY)" : "cluster-key-file",
+                       parsed.status().message());
+    }
+    config->cluster_key = key;
+  }
+  const int tls_files = !flags.tls_cert_file.empty() + !flags.tls_key_file.empty() + !flags.tls_ca_file.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    return FlagError("tls-cert-file", "TLS needs -tls-cert-file, -tls-key-file and -tls-ca-file together");
+  }
+  for (const std::string* f : {&flags.tls_cert_file, &flags.tls_key_file, &flags.tls_ca_file}) {
+    if (!f->empty() && !std::filesystem::is_regular_file(*f)) {
+      return FlagError("tls-cert-file", absl::StrCat(*f, " is not a readable file"));
+    }
+  }
+  config->tls_cert_file = flags.tls_cert_file;
+  config->tls_key_file = flags.tls_key_file;
+  config->tls_ca_file = flags.tls_ca_file;
+  config->insecure = flags.insecure;
+  if (config->cluster_key.empty() && tls_files == 0 && !config->bind.is_loopback() && !flags.insecure) {
+    return FlagError("bind", absl::StrCat(
+        config->bind.ToString(), " is not a loopback address and node-to-node traffic would be "
+        "unauthenticated: set CLUSTER_KEY (or -cluster-key-file), or -tls-cert-file, -tls-key-file "
+        "and -tls-ca-file; -insecure starts anyway"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string HostPort::ToString() const {
@@ -40,6 +91,14 @@ std::string HostPort::ToString() const {
 }
 
 bool HostPort::is_wildcard() const { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+bool HostPort::is_loopback() const {
+  if (host == "localhost") return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
 
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
   size_t colon = text.rfind(':');
@@ -231,6 +290,7 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   if (config.join && config.bootstrap.empty()) {
     return FlagError("join", "needs -bootstrap to name the members to join");
   }
+  if (absl::Status s = ValidateSecurity(flags, &config); !s.ok()) return s;
   return config;
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ struct HostPort {
   std::string ToString() const;
   // True for 0.0.0.0, :: and the empty host, which listen on every interface.
   bool is_wildcard() const;
+  // True for `localhost`, 127.0.0.0/8 and ::1: only processes of this machine can connect.
+  bool is_loopback() const;
   friend bool operator==(const HostPort& a, const HostPort& b) {
     return a.host == b.host && a.port == b.port;
   }
@@ -65,6 +68,14 @@ struct FlagValues {
   std::string hostname;
   std::string peers_template;
   int64_t replicas = 0;
+  // Node-to-node security (README, "Security"). `cluster_key` is the CLUSTER_KEY environment
+  // variable as marmot.cc found it (nullopt: unset); `cluster_key_file` the flag.
+  std::optional<std::string> cluster_key;
+  std::string cluster_key_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
+  bool insecure = false;
 };
 
 struct NodeConfig {
@@ -86,6 +97,14 @@ struct NodeConfig {
   // cluster with the -bootstrap members. Ignored once Raft state exists.
   bool join = false;
   bool verbose = false;
+  // The cluster key every node-to-node call proves (raft/host/peer_auth.h); empty: none.
+  std::string cluster_key;
+  // Mutual TLS on the node port: all three or none.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
+  // Started without a key or TLS on a non-loopback -bind, as -insecure allowed.
+  bool insecure = false;
   // Non-fatal findings to log at start (e.g. the deprecated -replicate flag).
   std::vector<std::string> warnings;
 };
@@ -93,7 +112,8 @@ struct NodeConfig {
 inline constexpr int kMaxShards = 1024;
 
 // Validates every flag. The error message is one line naming the flag and what is wrong. With
-// `-cleanup` only `-db-path` matters. With `-peers-template`, the node id, bootstrap list and
+// `-cleanup` only `-db-path` matters. A node whose -bind is not a loopback address must have a
+// cluster key or TLS for its node port, or -insecure (DESIGN.md, "Security model"). With `-peers-template`, the node id, bootstrap list and
 // join mode come from DerivePodIdentity, and giving `-node-id` or `-bootstrap` too is an error.
 absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags);
 

@@ -169,3 +169,75 @@ TEST(ValidateFlagsTest, ReplicateIsAcceptedWithAWarning) {
 
 }  // namespace
 }  // namespace marmot::replicator
+
+namespace marmot::replicator {
+namespace {
+
+TEST(ValidateFlagsSecurityTest, LoopbackNeedsNoKey) {
+  for (const char* bind : {"127.0.0.1:8161", "127.1.2.3:8161", "localhost:8161", "[::1]:8161"}) {
+    FlagValues f = Good();
+    f.bind = bind;
+    f.bootstrap = "";
+    absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+    EXPECT_TRUE(c.ok()) << bind << ": " << c.status();
+  }
+}
+
+TEST(ValidateFlagsSecurityTest, ANonLoopbackBindNeedsAKeyTlsOrInsecure) {
+  for (const char* bind : {"0.0.0.0:8161", "[::]:8161", "10.0.0.5:8161", "db-1.example:8161"}) {
+    FlagValues f = Good();
+    f.bind = bind;
+    f.bootstrap = "";
+    const std::string error = ErrorOf(f);
+    EXPECT_THAT(error, HasSubstr("-bind: ")) << bind;
+    EXPECT_THAT(error, HasSubstr("CLUSTER_KEY")) << bind;
+    EXPECT_THAT(error, HasSubstr("-insecure")) << bind;
+    f.insecure = true;
+    EXPECT_TRUE(ValidateFlags(f).ok()) << bind;
+    f.insecure = false;
+    f.cluster_key = "sixteen bytes or more";
+    absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+    ASSERT_TRUE(c.ok()) << bind << ": " << c.status();
+    EXPECT_EQ(c->cluster_key, "sixteen bytes or more");
+  }
+}
+
+TEST(ValidateFlagsSecurityTest, TheClusterKeyComesFromTheEnvironmentOrAFile) {
+  const std::string dir = sqlite::testing::NewTempDir("key");
+  std::ofstream(dir + "/key") << "a key read from a file\n";
+  FlagValues f = Good();
+  f.cluster_key_file = dir + "/key";
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster_key, "a key read from a file\n");  // the newline is dropped when used
+  f.cluster_key = "and another one in the environment";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("not both"));
+  f.cluster_key.reset();
+  f.cluster_key_file = dir + "/missing";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-cluster-key-file: cannot read"));
+  f = Good();
+  f.cluster_key = "short";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("at least 16 bytes"));
+  f.cluster_key = "";  // set but empty is a mistake, not "no key"
+  EXPECT_THAT(ErrorOf(f), HasSubstr("CLUSTER_KEY"));
+}
+
+TEST(ValidateFlagsSecurityTest, TlsNeedsAllThreeFiles) {
+  const std::string dir = sqlite::testing::NewTempDir("tls");
+  for (const char* name : {"/cert.pem", "/key.pem", "/ca.pem"}) std::ofstream(dir + name) << "pem";
+  FlagValues f = Good();
+  f.bind = "0.0.0.0:8161";
+  f.bootstrap = "";
+  f.tls_cert_file = dir + "/cert.pem";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("together"));
+  f.tls_key_file = dir + "/key.pem";
+  f.tls_ca_file = dir + "/missing.pem";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("missing.pem"));
+  f.tls_ca_file = dir + "/ca.pem";
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tls_ca_file, dir + "/ca.pem");
+}
+
+}  // namespace
+}  // namespace marmot::replicator

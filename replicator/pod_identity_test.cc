@@ -79,6 +79,7 @@ FlagValues PodFlags(const std::string& hostname) {
   f.hostname = hostname;
   f.peers_template = kTemplate;
   f.replicas = 3;
+  f.cluster_key = "the key from the pods' Secret";  // the pod network is not loopback
   return f;
 }
 

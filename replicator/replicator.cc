@@ -100,6 +100,10 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // between snapshots, so that a small -snapshot-entries keeps the log that small.
   host_config.compaction_overhead = std::min(host_config.compaction_overhead, config.snapshot_entries);
   host_config.join = config.join;
+  host_config.cluster_key = config.cluster_key;
+  host_config.tls_cert_file = config.tls_cert_file;
+  host_config.tls_key_file = config.tls_key_file;
+  host_config.tls_ca_file = config.tls_ca_file;
   host_config.observer = r->observer_.get();
   // Every shard applies through the one SQLite writer: one apply worker, whose rounds of work
   // become one transaction each (SharedApplier).

@@ -45,6 +45,13 @@ TEST(MarmotCliTest, BadFlagValuesFailFastWithOneLineAndExitCode2) {
       {{db, "-node-id=1", "-bind-pane=:"}, "-bind-pane"},
       {{"-db-path=" + text_file, "-node-id=1"}, "not a SQLite database"},
       {{"-node-id", "1", "-db-path", dir}, "is a directory"},
+      // The node port on every interface without a cluster key or TLS: refused before it binds.
+      {{db, "-node-id=1", absl::StrCat("-bind=0.0.0.0:", testing::FreeLoopbackPort())},
+       "not a loopback address and node-to-node traffic would be unauthenticated: set CLUSTER_KEY"},
+      {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-tls-cert-file=" + dir + "/none.pem"},
+       "-tls-cert-file"},
+      {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-cluster-key-file=" + dir + "/none"},
+       "-cluster-key-file: cannot read"},
   };
   for (const BadFlags& c : cases) {
     std::vector<std::string> argv = {testing::MarmotBinary()};
@@ -58,11 +65,26 @@ TEST(MarmotCliTest, BadFlagValuesFailFastWithOneLineAndExitCode2) {
   }
 }
 
+TEST(MarmotCliTest, AShortClusterKeyInTheEnvironmentFailsFast) {
+  std::string dir = testing::NewTestDir("cli-key");
+  ::setenv("CLUSTER_KEY", "too short", 1);
+  testing::RunResult r = testing::Run(
+      {testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/ok.db",
+       absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort())},
+      10s);
+  ::unsetenv("CLUSTER_KEY");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("CLUSTER_KEY"));
+  EXPECT_THAT(r.err, HasSubstr("at least 16 bytes"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
 TEST(MarmotCliTest, HelpListsEveryFlag) {
   testing::RunResult r = testing::Run({testing::MarmotBinary(), "--help"}, 10s);
   std::string all = r.out + r.err;
   for (const char* flag : {"-cleanup", "-db-path", "-replicate", "-node-id", "-bind ",
-                           "-raft-path", "-shards", "-snapshot-entries", "-checkpoint-pages", "-bootstrap", "-bind-pane", "-verbose"}) {
+                           "-raft-path", "-shards", "-snapshot-entries", "-checkpoint-pages", "-bootstrap", "-bind-pane", "-verbose",
+                           "-cluster-key-file", "-tls-cert-file", "-tls-key-file", "-tls-ca-file", "-insecure"}) {
     EXPECT_THAT(all, HasSubstr(flag));
   }
 }

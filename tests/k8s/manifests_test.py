@@ -90,11 +90,12 @@ class ManifestsTest(unittest.TestCase):
             for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
                 self.assertIn(var, env, f"{arg} uses undefined $({var})")
 
-    def test_auth_key_comes_from_a_secret(self):
+    def test_auth_and_cluster_keys_come_from_a_secret(self):
         env = {e["name"]: e for e in self.container["env"]}
-        ref = env["AUTH_KEY"]["valueFrom"]["secretKeyRef"]
-        self.assertTrue(ref["name"] and ref["key"])
-        self.assertNotIn("value", env["AUTH_KEY"])
+        for name in ("AUTH_KEY", "CLUSTER_KEY"):
+            ref = env[name]["valueFrom"]["secretKeyRef"]
+            self.assertTrue(ref["name"] and ref["key"], name)
+            self.assertNotIn("value", env[name])
 
     def test_database_and_raft_log_live_on_one_read_write_once_volume_per_pod(self):
         claims = {c["metadata"]["name"]: c for c in self.sts["spec"]["volumeClaimTemplates"]}

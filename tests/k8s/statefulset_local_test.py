@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_testing as kt  # noqa: E402
 
 AUTH_KEY = "Basic azhzOnRlc3Q="
+CLUSTER_KEY = "the pods' cluster key, from the Secret"
 NAMESPACE = "default"
 SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT);"
 
@@ -66,7 +67,8 @@ class Pod:
         self.log_path = os.path.join(cluster.dir, self.name + ".log")
 
     def env(self):
-        return {"POD_NAME": self.name, "POD_NAMESPACE": NAMESPACE, "AUTH_KEY": AUTH_KEY}
+        return {"POD_NAME": self.name, "POD_NAMESPACE": NAMESPACE, "AUTH_KEY": AUTH_KEY,
+                "CLUSTER_KEY": CLUSTER_KEY}
 
     def argv(self):
         c = self.cluster
