@@ -1,5 +1,7 @@
 #include "raft/host/node_host.h"
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -12,6 +14,7 @@
 #include "raft/errors.h"
 #include "raft/host/grpc_transport.h"
 #include "raft/host/proposal_codec.h"
+#include "raft/host/sender_policy.h"
 #include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
@@ -333,6 +336,15 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   }
   addresses_ = std::move(addresses);
 
+  removed_.resize(config_.shards);
+  for (const auto& [k, v] : store_->ReadMetaWithPrefix("removed/")) {
+    uint64_t shard = 0, node = 0;
+    if (std::sscanf(k.c_str(), "removed/%" SCNu64 "/%" SCNu64, &shard, &node) == 2 && shard < removed_.size() &&
+        v == "1") {
+      removed_[shard].insert(node);
+    }
+  }
+
   const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
   for (int w = 0; w < nworkers; ++w) workers_.push_back(std::make_unique<ApplyWorker>(this));
   pending_.resize(config_.shards);
@@ -466,6 +478,26 @@ void NodeHost::StepIncoming(v1::Message m) {
   if (m.shard() >= shards_.size() || m.to() != config_.node_id) {
     LOG(WARNING) << "[node " << config_.node_id << "] dropping a message for shard " << m.shard()
                  << " node " << m.to() << " from node " << m.from() << " (type " << m.type() << ")";
+    return;
+  }
+  const Raft& r = shards_[m.shard()]->raw->raft();
+  auto role = [&r](uint64_t id) {
+    const Progress* p = r.tracker().Get(id);
+    if (p == nullptr) return ShardRole::kNone;
+    return p->is_learner ? ShardRole::kLearner : ShardRole::kVoter;
+  };
+  const SenderView view{.self = role(config_.node_id),
+                        .sender = role(m.from()),
+                        .sender_removed = removed_[m.shard()].count(m.from()) > 0,
+                        .term = r.term(),
+                        .lead = r.lead()};
+  if (absl::Status allowed = CheckSender(view, m); !allowed.ok()) {
+    const uint64_t n = refused_messages_.fetch_add(1, std::memory_order_relaxed) + 1;
+    // A removed member keeps knocking until it is stopped: one line now and then, not each.
+    if (n <= 16 || n % 256 == 0) {
+      LOG(WARNING) << "[shard " << m.shard() << " node " << config_.node_id << "] " << allowed.message()
+                   << " (" << n << " refused so far)";
+    }
     return;
   }
   auto s = shards_[m.shard()]->raw->Step(std::move(m));
@@ -607,6 +639,17 @@ void NodeHost::HandleReadies() {
             if (shard->recent_conf_changes.size() > Shard::kRecentConfChanges) {
               shard->recent_conf_changes.erase(shard->recent_conf_changes.begin());
             }
+          }
+          // Remembered so that a removed member stays refused (sender_policy.h), also after a
+          // restart; a node added again is a member like any other.
+          const bool removed = cc.type() == v1::CONF_CHANGE_REMOVE_NODE;
+          if (removed != (removed_[shard->id].count(cc.node_id()) > 0)) {
+            if (removed) {
+              removed_[shard->id].insert(cc.node_id());
+            } else {
+              removed_[shard->id].erase(cc.node_id());
+            }
+            store_->PutMeta(absl::StrCat("removed/", shard->id, "/", cc.node_id()), removed ? "1" : "0");
           }
           if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() &&
               cc.node_id() != me) {

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -193,6 +194,9 @@ class NodeHost : private MessageHandler {
   // The gRPC transport (for fault injection), or nullptr with a test transport.
   GrpcTransport* grpc_transport() const { return grpc_; }
   int bound_port() const;
+  // Messages from the network refused because their sender may not send them to that shard
+  // (sender_policy.h), since start.
+  uint64_t refused_messages() const { return refused_messages_.load(std::memory_order_relaxed); }
 
  private:
   struct Shard;
@@ -241,6 +245,10 @@ class NodeHost : private MessageHandler {
   GrpcTransport* grpc_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::unique_ptr<ApplyWorker>> workers_;
+  // Who was removed from each shard (and not added since), for sender_policy.h; kept in the
+  // store's meta ("removed/<shard>/<node>") across restarts. Raft loop only once started.
+  std::vector<std::set<uint64_t>> removed_;
+  std::atomic<uint64_t> refused_messages_{0};
   // Every peer address known (configured or learnt from membership changes); Raft loop only
   // once started.
   std::map<uint64_t, std::string> addresses_;
