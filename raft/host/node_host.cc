@@ -598,6 +598,11 @@ void NodeHost::HandleReadies() {
   std::vector<v1::Message> early, late;
   for (auto& [shard, rd] : readies) {
     for (auto& m : rd.messages) {
+      // A follower forwards a proposal it got from the network with its first sender still in
+      // `from` (the core's convention, as etcd's). The transport binds `from` to the stream's
+      // peer, so the next hop would drop it: the proposal leaves in this node's name, which is
+      // also whose membership the leader then checks (this node checked the first sender).
+      if (m.type() == v1::MSG_PROP && m.from() != me) m.set_from(me);
       const bool early_ok = m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
                             m.type() == v1::MSG_SNAP || m.type() == v1::MSG_PROP;
       (early_ok ? early : late).push_back(std::move(m));
