@@ -45,6 +45,20 @@ grpc::ChannelArguments ChannelArgs(const GrpcTransportOptions& o) {
   return args;
 }
 
+// With TLS, a node's certificate must name its id: a subjectAltName DNS entry
+// `node-<id>.marmot`, beside the names or addresses peers dial it at. Without it any member could
+// speak as another; the CA vouches for the name, the handshake for the id.
+std::string CertificateName(uint64_t node) { return absl::StrCat("node-", node, ".marmot"); }
+
+bool CertificateNames(const std::shared_ptr<const grpc::AuthContext>& auth, uint64_t node) {
+  if (auth == nullptr) return false;
+  const std::string want = CertificateName(node);
+  for (const grpc::string_ref& v : auth->FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
+    if (absl::string_view(v.data(), v.size()) == want) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 uint64_t GrpcTransport::Checksum(uint64_t h, const char* data, size_t n) {
@@ -167,7 +181,7 @@ class GrpcTransport::Peer {
       if (stub != nullptr) {
         auto stream = stub->Stream(ctx.get());
         std::string why;
-        if (Handshake(stream.get(), &why)) {
+        if (Handshake(ctx.get(), stream.get(), &why)) {
           connected = true;
           auto link = std::make_shared<Link>();
           link->write = [s = stream.get()](const tv1::MessageBatch& b) { return s->Write(b); };
@@ -211,7 +225,8 @@ class GrpcTransport::Peer {
   // The dialer's side of a stream's handshake (proto/transport.proto, peer_auth.h). False if the
   // stream broke or the acceptor must not be talked to; then `why` says why, unless the stream
   // merely broke (the acceptor refused us or is down: Finish() tells).
-  bool Handshake(grpc::ClientReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream,
+  bool Handshake(grpc::ClientContext* ctx,
+                 grpc::ClientReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream,
                  std::string* why) {
     const auto& o = t_->options_;
     const ClusterKey* key = t_->key_.get();
@@ -230,6 +245,10 @@ class GrpcTransport::Peer {
     const tv1::Handshake& h = reply.handshake();
     if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
       *why = absl::StrCat("node ", id_, " runs ", h.shards(), " shards, this node ", o.shards);
+      return false;
+    }
+    if (t_->tls_ && !CertificateNames(ctx->auth_context(), id_)) {
+      *why = absl::StrCat("the certificate of the node at ", address_, " does not name ", CertificateName(id_));
       return false;
     }
     if (key == nullptr) {
@@ -362,6 +381,10 @@ class GrpcTransport::Peer {
       std::string why;
       tv1::SnapshotAck challenge;
       bool ok = writer->Read(&challenge) && challenge.has_handshake();
+      if (ok && t_->tls_ && !CertificateNames(ctx.auth_context(), id_)) {
+        why = absl::StrCat("its certificate does not name ", CertificateName(id_), "; ");
+        ok = false;
+      }
       if (ok) why = ProveSnapshot(challenge.handshake(), &chunk);
       ok = ok && why.empty();
       size_t off = 0;
@@ -464,6 +487,10 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       return refuse(grpc::StatusCode::INVALID_ARGUMENT,
                     absl::StrCat("not a stream for this node (node ", from, " to node ", b.to_node(), ")"));
     }
+    if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    absl::StrCat("the client certificate does not name ", CertificateName(from)));
+    }
     // The handshake (proto/transport.proto). Nothing the dialer sent before its proof is
     // delivered: the hello is a handshake only.
     const tv1::Handshake hello = b.handshake();
@@ -538,6 +565,11 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     if (header.from() != from || from == 0 || from == me) return refuse("the header's sender is not the caller");
     if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
     if (c.offset() != 0 || c.total_size() > kMaxSnapshotBytes) return refuse("bad first chunk");
+    if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
+      code = grpc::StatusCode::UNAUTHENTICATED;
+      t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("the certificate does not name ", CertificateName(from)));
+      return grpc::Status(code, "the client certificate does not name the sender");
+    }
     const tv1::Handshake& h = c.handshake();
     if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
       code = grpc::StatusCode::FAILED_PRECONDITION;
@@ -647,6 +679,7 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     co.pem_private_key = *key;
     co.pem_cert_chain = *cert;
     channel_credentials_ = grpc::SslCredentials(co);
+    tls_ = true;
   } else if (tls_files == 0) {
     server_credentials = grpc::InsecureServerCredentials();
     channel_credentials_ = grpc::InsecureChannelCredentials();

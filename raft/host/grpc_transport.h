@@ -23,7 +23,9 @@
 // counts. On an accepted stream every message must come from the stream's peer and be addressed
 // to this node, or it is dropped, logged and counted (refusals()); the host then checks
 // membership (node_host.h). Optional mutual TLS (GrpcTransportOptions::tls_*): both sides present
-// certificates signed by the cluster's CA; it can be combined with the key.
+// certificates signed by the cluster's CA, and each certificate must name its node's id as a
+// subjectAltName DNS entry `node-<id>.marmot` (checked both ways for the ids the call claims, so
+// a member cannot speak as another); it can be combined with the key.
 //
 // Fault injection for tests: SetFaults() drops or delays this node's outgoing traffic,
 // per destination (a one-way partition blocks one direction only).
@@ -74,7 +76,8 @@ struct GrpcTransportOptions {
   absl::Duration min_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(1);
   // Mutual TLS when all three are set (PEM files): this node's certificate and key, and the
-  // CA that signed every node's certificate. Otherwise plaintext.
+  // CA that signed every node's certificate. Otherwise plaintext. The certificate must carry
+  // the DNS name `node-<node_id>.marmot` besides those peers dial (see above).
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_ca_file;
@@ -143,6 +146,8 @@ class GrpcTransport : public Transport {
   const GrpcTransportOptions options_;
   // Parsed from options_.cluster_key by Start(); null without a key.
   std::unique_ptr<ClusterKey> key_;
+  // Mutual TLS is on (set by Start()): peers' certificates must name their node ids.
+  bool tls_ = false;
   std::atomic<uint64_t> refused_calls_{0};
   std::atomic<uint64_t> refused_messages_{0};
   // max_batch_bytes, lowered to fit max_message_bytes with the framing.

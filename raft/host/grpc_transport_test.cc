@@ -368,25 +368,29 @@ TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
 
 TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
   const std::string dir = Dir();
-  // A throwaway CA and one certificate for 127.0.0.1, shared by both nodes.
-  const std::string cmd = absl::StrCat(
+  // A throwaway CA and a certificate per node: 127.0.0.1 (where peers dial) and the node's id.
+  std::string cmd = absl::StrCat(
       "cd ", dir, " && ",
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key "
-      "-out ca.pem -days 1 -subj /CN=marmot-test-ca && ",
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key "
-      "-out node.csr -subj /CN=node && ",
-      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf && ",
-      "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem "
-      "-days 1 -extfile ext.cnf",
-      " > openssl.log 2>&1");
+      "-out ca.pem -days 1 -subj /CN=marmot-test-ca");
+  for (int id : {1, 2}) {
+    absl::StrAppend(
+        &cmd, " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node-", id,
+        ".key -out node-", id, ".csr -subj /CN=node-", id, " && printf 'subjectAltName=IP:127.0.0.1,DNS:node-", id,
+        ".marmot' > ext-", id, ".cnf && openssl x509 -req -in node-", id,
+        ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node-", id, ".pem -days 1 -extfile ext-", id, ".cnf");
+  }
+  absl::StrAppend(&cmd, " > openssl.log 2>&1");
   if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl could not make test certificates";
-  auto tls = [&](uint64_t id) {
+  // `cert_of`: whose certificate the node presents.
+  auto tls = [&](uint64_t id, uint64_t cert_of = 0) {
     GrpcTransportOptions o;
     o.node_id = id;
     o.bind_address = "127.0.0.1:0";
     o.snapshot_dir = dir;
-    o.tls_cert_file = dir + "/node.pem";
-    o.tls_key_file = dir + "/node.key";
+    const std::string name = absl::StrCat(dir, "/node-", cert_of == 0 ? id : cert_of);
+    o.tls_cert_file = name + ".pem";
+    o.tls_key_file = name + ".key";
     o.tls_ca_file = dir + "/ca.pem";
     return std::make_unique<GrpcTransport>(o);
   };
@@ -414,11 +418,32 @@ TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
   st->WritesDone();
   EXPECT_FALSE(st->Finish().ok());
   EXPECT_EQ(h2.messages_.size(), 1u);
+  // A member holding node 2's certificate cannot speak as node 1, nor be dialed as node 3.
+  {
+    RecordingHandler h0, h3;
+    auto impostor = tls(1, /*cert_of=*/2);
+    ASSERT_TRUE(impostor->Start(&h0).ok());
+    impostor->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+    auto t3 = tls(3, /*cert_of=*/2);
+    ASSERT_TRUE(t3->Start(&h3).ok());
+    t1->SetPeerAddress(3, absl::StrCat("127.0.0.1:", t3->bound_port()));
+    const size_t before = h2.messages_.size();
+    for (int i = 0; i < 10; ++i) {
+      impostor->Send({Msg(1, 2, 0, 8)});
+      t1->Send({Msg(1, 3, 0, 9)});
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_EQ(h2.messages_.size(), before);
+    EXPECT_TRUE(h3.messages_.empty());
+    EXPECT_GE(t2->refusals().calls, 1u);
+    impostor->Stop();
+    t3->Stop();
+  }
   // Half a TLS configuration is refused.
   GrpcTransportOptions half;
   half.node_id = 3;
   half.bind_address = "127.0.0.1:0";
-  half.tls_cert_file = dir + "/node.pem";
+  half.tls_cert_file = dir + "/node-1.pem";
   GrpcTransport t3(half);
   EXPECT_FALSE(t3.Start(&h1).ok());
   t1->Stop();
