@@ -51,6 +51,7 @@ class Replicator::MetricsObserver : public raft::host::HostObserver {
   void OnPeerUnreachable(uint64_t node) override {
     metrics_->peer_unreachable.Add({{"peer", std::to_string(node)}}).Increment();
   }
+  void OnRefused(const char* what) override { metrics_->raft_refused.Add({{"what", what}}).Increment(); }
 
  private:
   ReplicatorMetrics* metrics_;

@@ -69,7 +69,13 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
       peer_unreachable(prometheus::BuildCounter()
                            .Name("marmot_peer_unreachable_total")
                            .Help("Times the Raft transport lost its stream to a peer")
-                           .Register(*registry_)) {
+                           .Register(*registry_)),
+      raft_refused(prometheus::BuildCounter()
+                       .Name("marmot_raft_refused_total")
+                       .Help("Node-to-node calls and messages refused: call (no valid cluster key "
+                             "proof, another shard count, a certificate of another node), message "
+                             "(claimed another sender), sender (not allowed to send it to that shard)")
+                       .Register(*registry_)) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")

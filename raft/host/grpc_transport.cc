@@ -775,6 +775,7 @@ void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch, MessageAssem
   if (batch.messages_size() == 0 && !batch.has_piece()) return;
   if (batch.to_node() != me || batch.from_node() != from) {
     refused_messages_.fetch_add(batch.messages_size() + batch.has_piece(), std::memory_order_relaxed);
+    handler_->HandleRefused("message");
     LOG_EVERY_N(WARNING, 64) << "[node " << me << "] dropping a batch on node " << from
                              << "'s stream from node " << batch.from_node() << " to node "
                              << batch.to_node() << " (" << google::COUNTER << " so far)";
@@ -792,6 +793,7 @@ void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch, MessageAssem
     const bool from_ok = m.from() == from || m.type() == v1::MSG_TRANSFER_LEADER;
     if (!from_ok || m.to() != me) {
       refused_messages_.fetch_add(1, std::memory_order_relaxed);
+      handler_->HandleRefused("message");
       LOG_EVERY_N(WARNING, 64) << "[shard " << m.shard() << " node " << me << "] dropping a message from node "
                                << m.from() << " to node " << m.to() << " on node " << from
                                << "'s stream (type " << m.type() << ", " << google::COUNTER << " so far)";
@@ -832,9 +834,14 @@ void GrpcTransport::Send(std::vector<v1::Message> messages) {
 }
 
 void GrpcTransport::RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why) {
-  refused_calls_.fetch_add(1, std::memory_order_relaxed);
-  LOG_EVERY_N(WARNING, 16) << "[node " << options_.node_id << "] refusing a " << what << " call from "
-                           << peer << ": " << why << " (" << google::COUNTER << " refused so far)";
+  const uint64_t n = refused_calls_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (handler_ != nullptr) handler_->HandleRefused("call");
+  // The first few each time (a misconfigured key or shard count shows at once), then one in a
+  // hundred: a flood of bad calls must not flood the log.
+  if (n <= 10 || n % 100 == 0) {
+    LOG(WARNING) << "[node " << options_.node_id << "] refusing a " << what << " call from " << peer
+                 << ": " << why << " (" << n << " refused so far)";
+  }
 }
 
 TransportRefusals GrpcTransport::refusals() const {

@@ -474,6 +474,10 @@ void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
   });
 }
 
+void NodeHost::HandleRefused(const char* what) {
+  if (config_.observer != nullptr) config_.observer->OnRefused(what);
+}
+
 void NodeHost::StepIncoming(v1::Message m) {
   if (m.shard() >= shards_.size() || m.to() != config_.node_id) {
     LOG(WARNING) << "[node " << config_.node_id << "] dropping a message for shard " << m.shard()
@@ -493,6 +497,7 @@ void NodeHost::StepIncoming(v1::Message m) {
                         .lead = r.lead()};
   if (absl::Status allowed = CheckSender(view, m); !allowed.ok()) {
     const uint64_t n = refused_messages_.fetch_add(1, std::memory_order_relaxed) + 1;
+    HandleRefused("sender");
     // A removed member keeps knocking until it is stopped: one line now and then, not each.
     if (n <= 16 || n % 256 == 0) {
       LOG(WARNING) << "[shard " << m.shard() << " node " << config_.node_id << "] " << allowed.message()

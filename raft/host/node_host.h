@@ -58,6 +58,10 @@ class HostObserver {
   virtual void OnSnapshotSent(uint64_t shard, uint64_t node, bool ok) {}
   // The transport lost `node` (its stream broke or it could not be dialed).
   virtual void OnPeerUnreachable(uint64_t node) {}
+  // Something from the network was refused: `what` is "call" or "message" (the transport, see
+  // MessageHandler::HandleRefused) or "sender" (a sender that may not send that message to that
+  // shard, sender_policy.h).
+  virtual void OnRefused(const char* what) {}
 };
 
 struct NodeHostConfig {
@@ -220,6 +224,7 @@ class NodeHost : private MessageHandler {
   void HandleMessages(std::vector<v1::Message> messages) override;
   void HandleUnreachable(uint64_t node) override;
   void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) override;
+  void HandleRefused(const char* what) override;
 
   // Runs `fn` on the Raft loop.
   void Post(std::function<void()> fn);

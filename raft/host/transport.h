@@ -26,6 +26,10 @@ class MessageHandler {
   virtual void HandleUnreachable(uint64_t node) = 0;
   // A MSG_SNAP this node sent to `node` for `shard` arrived and was accepted (ok) or not.
   virtual void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) = 0;
+  // The transport refused a call (`what` "call": no valid cluster key proof, another shard
+  // count, a certificate naming another node) or dropped a message claiming another sender
+  // ("message"). For metrics; must be cheap.
+  virtual void HandleRefused(const char* what) {}
 };
 
 class Transport {
