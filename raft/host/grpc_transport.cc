@@ -466,6 +466,61 @@ class GrpcTransport::Peer {
 // ---------------------------------------------------------------------------------------------
 // Receiving side.
 
+// Cancels server calls whose handshake is not done by their deadline, from one thread. A call
+// is added when it starts and removed (under the same lock, so its context is never touched
+// after) as soon as its handshake is done or it ends.
+class GrpcTransport::HandshakeDeadlines {
+ public:
+  HandshakeDeadlines() : thread_([this] { Run(); }) {}
+  ~HandshakeDeadlines() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    thread_.join();
+  }
+  // Until the returned guard is reset or destroyed, `ctx` is cancelled at `deadline`.
+  std::shared_ptr<void> Watch(grpc::ServerContext* ctx, absl::Time deadline) {
+    std::lock_guard<std::mutex> l(mu_);
+    calls_[ctx] = deadline;
+    cv_.notify_all();
+    return std::shared_ptr<void>(nullptr, [this, ctx](void*) {
+      std::lock_guard<std::mutex> l(mu_);
+      calls_.erase(ctx);
+    });
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stopping_) {
+      // Few calls are in their handshake at once: a scan is cheap.
+      const absl::Time now = absl::Now();
+      absl::Time next = absl::InfiniteFuture();
+      for (auto& [ctx, deadline] : calls_) {
+        if (deadline <= now) {
+          LOG(WARNING) << "cutting off a raft transport call: no handshake in time";
+          ctx->TryCancel();
+          deadline = absl::InfiniteFuture();  // listed until its handler returns
+        }
+        next = std::min(next, deadline);
+      }
+      if (next == absl::InfiniteFuture()) {
+        cv_.wait(l);
+      } else {
+        cv_.wait_for(l, absl::ToChronoMilliseconds(next - now));
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::map<grpc::ServerContext*, absl::Time> calls_;
+  std::thread thread_;
+};
+
 class GrpcTransport::Service final : public tv1::RaftTransport::Service {
  public:
   explicit Service(GrpcTransport* t) : t_(t) {}
@@ -479,6 +534,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       t_->RefuseCall("stream", ctx->peer(), why);
       return grpc::Status(code, why);
     };
+    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, absl::Now() + o.handshake_timeout);
     tv1::MessageBatch b;
     if (!stream->Read(&b)) return grpc::Status::OK;
     const uint64_t from = b.from_node();
@@ -522,6 +578,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
                       absl::StrCat("node ", from, " did not prove the cluster key"));
       }
     }
+    deadline.reset();
     VLOG(1) << "[node " << me << "] stream from node " << from << " accepted"
             << (key != nullptr ? " (cluster key proven)" : "");
     MessageAssembler assembler;
@@ -550,6 +607,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     };
     // A fresh nonce per call, sent before anything is read: the sender's proof must cover it,
     // so a recorded call cannot be replayed.
+    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, absl::Now() + o.handshake_timeout);
     const std::string server_nonce = key != nullptr ? FreshNonce() : "";
     {
       tv1::SnapshotAck challenge;
@@ -587,6 +645,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("node ", from, " did not prove the cluster key"));
       return grpc::Status(code, "no valid cluster key proof");
     }
+    deadline.reset();
     const uint64_t total = c.total_size();
     const uint64_t want_sum = c.checksum();
     const std::string path =
@@ -693,6 +752,7 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     started_ = true;
     for (const auto& [id, addr] : addresses_) GetPeer(id, /*create=*/true);
   }
+  deadlines_ = std::make_unique<HandshakeDeadlines>();
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder b;
   b.AddListeningPort(options_.bind_address, server_credentials, &bound_port_);

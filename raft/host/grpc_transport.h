@@ -85,6 +85,9 @@ struct GrpcTransportOptions {
   std::string cluster_key;
   // This node's shard count; a peer announcing another one is refused (0: not checked).
   uint64_t shards = 0;
+  // A caller that has not completed its handshake by then is cut off: an unauthenticated
+  // caller that stalls must not hold a server thread for as long as it keeps its connection.
+  absl::Duration handshake_timeout = absl::Seconds(10);
 };
 
 // What the transport refused since it started.
@@ -128,6 +131,7 @@ class GrpcTransport : public Transport {
   class Service;
   class Peer;
   struct Link;
+  class HandshakeDeadlines;
 
   // Requires mu_. Creates the peer if its address is known or `create`.
   Peer* GetPeer(uint64_t node, bool create);
@@ -154,6 +158,7 @@ class GrpcTransport : public Transport {
   const size_t batch_bytes_;
   MessageHandler* handler_ = nullptr;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
+  std::unique_ptr<HandshakeDeadlines> deadlines_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;

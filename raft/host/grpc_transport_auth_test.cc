@@ -370,6 +370,43 @@ TEST(GrpcTransportAuthTest, ASecondStreamForAPairNeverLeavesThePairCut) {
   }
 }
 
+TEST(GrpcTransportAuthTest, ACallerThatStallsBeforeItsProofIsCutOff) {
+  RecordingHandler h;
+  GrpcTransportOptions o;
+  o.node_id = 2;
+  o.bind_address = "127.0.0.1:0";
+  o.snapshot_dir = Dir();
+  o.cluster_key = kKey;
+  o.handshake_timeout = absl::Milliseconds(300);
+  GrpcTransport t(o);
+  ASSERT_TRUE(t.Start(&h).ok());
+  auto stub = Stub(t.bound_port());
+  {
+    // A stream that never says hello,
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    std::unique_ptr<RawStream> st = stub->Stream(&ctx);
+    const absl::Time start = absl::Now();
+    tv1::MessageBatch b;
+    EXPECT_FALSE(st->Read(&b));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+    EXPECT_EQ(st->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {
+    // and a snapshot that never sends its first chunk, are cut off.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto w = stub->SendSnapshot(&ctx);
+    const absl::Time start = absl::Now();
+    tv1::SnapshotAck ack;
+    EXPECT_TRUE(w->Read(&ack));  // the challenge
+    EXPECT_FALSE(w->Read(&ack));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  t.Stop();
+}
+
 TEST(GrpcTransportAuthTest, ATooShortKeyDoesNotStart) {
   RecordingHandler h;
   GrpcTransportOptions o;
