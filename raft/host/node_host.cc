@@ -644,16 +644,18 @@ void NodeHost::HandleReadies() {
         } else {
           const uint64_t version_before = shard->applied_conf.version();
           shard->applied_conf = shard->raw->ApplyConfChange(cc);
-          if (shard->applied_conf.version() != version_before) {
+          const bool took_effect = shard->applied_conf.version() != version_before;
+          if (took_effect) {
             shard->recent_conf_changes[shard->applied_conf.version()] = cc;
             if (shard->recent_conf_changes.size() > Shard::kRecentConfChanges) {
               shard->recent_conf_changes.erase(shard->recent_conf_changes.begin());
             }
           }
           // Remembered so that a removed member stays refused (sender_policy.h), also after a
-          // restart; a node added again is a member like any other.
+          // restart; a node added again is a member like any other. Only a change that took
+          // effect counts: a refused removal must not shut a member out.
           const bool removed = cc.type() == v1::CONF_CHANGE_REMOVE_NODE;
-          if (removed != (removed_[shard->id].count(cc.node_id()) > 0)) {
+          if (took_effect && removed != (removed_[shard->id].count(cc.node_id()) > 0)) {
             if (removed) {
               removed_[shard->id].insert(cc.node_id());
             } else {
