@@ -681,6 +681,11 @@ absl::Status RocksLogStore::Commit(bool sync) {
   auto s = FromRocks(db_->Write(wo, &batch_), "commit raft write batch");
   if (!s.ok()) return s;
   batch_.Clear();
+  // A snapshot file goes only once the record that replaced it is on disk: after a power loss an
+  // unsynced write may be undone, and the older record would name a file that is gone (the node
+  // would refuse to start). Until a synced commit they wait; a file no record names is removed
+  // at the next Open.
+  if (!sync) return absl::OkStatus();
   for (const auto& f : obsolete_files_) {
     std::error_code ec;
     fs::remove(SnapshotDir() + "/" + f, ec);

@@ -361,6 +361,34 @@ TEST_F(RocksLogStoreTest, UnreferencedSnapshotFilesAreRemovedAtOpen) {
   EXPECT_EQ(store->shard(0)->Snapshot()->data(), "k");
 }
 
+TEST_F(RocksLogStoreTest, AReplacedSnapshotFileStaysUntilItsReplacementIsSynced) {
+  // An unsynced commit may be undone by a power loss, which would bring back the record of the
+  // older snapshot: its file must still be there then.
+  auto store = MustOpen();
+  store->Bootstrap(0, Voters({1}));
+  ShardLog* log = store->shard(0);
+  ASSERT_TRUE(log->Append(Ents(2, 40, 1)).ok());
+  ASSERT_TRUE(store->Commit().ok());
+  v1::SnapshotMetadata meta;
+  meta.set_term(1);
+  *meta.mutable_conf_state() = Voters({1});
+  meta.set_index(10);
+  ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s10", "state-at-10").ok());
+  ASSERT_TRUE(log->SetLocalSnapshot(meta, "s10").ok());
+  ASSERT_TRUE(store->Commit().ok());
+  meta.set_index(20);
+  ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s20", "state-at-20").ok());
+  ASSERT_TRUE(log->SetLocalSnapshot(meta, "s20").ok());
+  ASSERT_TRUE(store->Commit(/*sync=*/false).ok());
+  EXPECT_TRUE(fs::exists(store->SnapshotDir() + "/s10"));
+  HardState hs;
+  hs.set_term(1);
+  log->SetHardState(hs);
+  ASSERT_TRUE(store->Commit(/*sync=*/true).ok());
+  EXPECT_FALSE(fs::exists(store->SnapshotDir() + "/s10"));
+  EXPECT_TRUE(fs::exists(store->SnapshotDir() + "/s20"));
+}
+
 TEST_F(RocksLogStoreTest, CommitIsOneBatchForAllShards) {
   auto store = MustOpen();
   for (int s = 0; s < 4; ++s) {
