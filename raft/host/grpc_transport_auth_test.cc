@@ -224,7 +224,7 @@ TEST(GrpcTransportAuthTest, ARecordedStreamHandshakeDoesNotReplay) {
 }
 
 TEST(GrpcTransportAuthTest, MessagesClaimingAnotherSenderAreDroppedAndCounted) {
-  for (const std::string key : {std::string(kKey), std::string()}) {
+  for (const std::string& key : {std::string(kKey), std::string()}) {
     RecordingHandler h3;
     auto t3 = Start(3, key, 4, &h3);
     auto stub = Stub(t3->bound_port());
@@ -337,7 +337,7 @@ bool Reaches(GrpcTransport* t, uint64_t from, uint64_t to, RecordingHandler* h, 
 }
 
 TEST(GrpcTransportAuthTest, ASecondStreamForAPairNeverLeavesThePairCut) {
-  for (const std::string key : {std::string(), std::string(kKey)}) {
+  for (const std::string& key : {std::string(), std::string(kKey)}) {
     // Given nodes 1 and 2 connected (node 1 dialed),
     RecordingHandler h1, h2;
     auto t1 = Start(1, key, 4, &h1);
