@@ -324,6 +324,19 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions opti
     }
     res.set_content(json + "\n", "application/json");
   };
+  // Errors that cpp-httplib answers itself (a PUT without Content-Length, a body past the limit,
+  // a malformed request line) come with an empty body: give them the same JSON error body as
+  // every other error.
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const int code = res.status == 404   ? static_cast<int>(grpc::StatusCode::NOT_FOUND)
+                     : res.status == 413 ? static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED)
+                     : res.status >= 500 ? static_cast<int>(grpc::StatusCode::INTERNAL)
+                                         : static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT);
+    const int http = res.status;
+    SendError(res, code, absl::StrCat("the request was refused with HTTP status ", http));
+    res.status = http;
+  });
   svr.Get(R"(/v1/.*)", handle);
   svr.Post(R"(/v1/.*)", handle);
   svr.Delete(R"(/v1/.*)", handle);

@@ -1,6 +1,11 @@
 // The REST gateway in front of a real pane server, called with a real HTTP client.
 #include "pane/rest_gateway.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -119,6 +124,32 @@ TEST_F(RestGatewayTest, BadBodiesAndUnknownRoutesAreClientErrors) {
   res = client_->Delete("/v1/nodes/3", Auth());
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 501);
+}
+
+TEST_F(RestGatewayTest, ErrorsHttplibAnswersItselfCarryAJsonBodyToo) {
+  // `curl -X PUT .../v1/status` sends no Content-Length: cpp-httplib answers 400 itself, and
+  // did so with an empty body.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(gw_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request = "PUT /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) answer.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 4"));
+  EXPECT_THAT(answer, HasSubstr("application/json"));
+  EXPECT_THAT(answer, HasSubstr("{\"code\":"));
+  // The body-size limit too.
+  auto res = client_->Post("/v1/nodes", Auth(), std::string(8192, ' '), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413);
+  EXPECT_THAT(res->body, HasSubstr("{\"code\":8,"));
 }
 
 TEST_F(RestGatewayTest, JsonBodiesSentAsFormDataAreStillJson) {
