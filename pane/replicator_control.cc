@@ -110,10 +110,20 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   }
   absl::StatusOr<sqlite::Value> dead = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (dead.ok()) out.set_dead_letters(dead->integer());
-  for (const replicator::Peer& p : config.bootstrap) {
+  // The other current members of any shard (not the founders named at start: nodes come and go),
+  // with the addresses the host knows.
+  std::set<uint64_t> members;
+  for (int shard = 0; shard < host->shards(); ++shard) {
+    raft::host::ShardInfo info = host->GetShardInfo(shard);
+    members.insert(info.conf_state.voters().begin(), info.conf_state.voters().end());
+    members.insert(info.conf_state.learners().begin(), info.conf_state.learners().end());
+  }
+  members.erase(config.node_id);
+  const std::map<uint64_t, std::string> addresses = host->PeerAddresses();
+  for (uint64_t id : members) {
     admin::v1::Node* n = out.add_peers();
-    n->set_node_id(p.id);
-    n->set_address(p.address.ToString());
+    n->set_node_id(id);
+    if (auto a = addresses.find(id); a != addresses.end()) n->set_address(a->second);
   }
   return out;
 }
@@ -185,8 +195,9 @@ std::set<uint64_t> Voters(const raft::host::ShardInfo& info) {
 absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
   raft::host::NodeHost* host = replicator_->host();
   std::map<uint64_t, admin::v1::Node> nodes;
-  std::map<uint64_t, std::string> addresses;
-  for (const replicator::Peer& p : replicator_->config().bootstrap) addresses[p.id] = p.address.ToString();
+  // Configured peers, and every node added since (the host keeps their addresses).
+  std::map<uint64_t, std::string> addresses = host->PeerAddresses();
+  for (const replicator::Peer& p : replicator_->config().bootstrap) addresses.emplace(p.id, p.address.ToString());
   addresses[replicator_->config().node_id] = replicator_->config().bind.ToString();
   std::set<uint64_t> voters_everywhere;
   for (int shard = 0; shard < host->shards(); ++shard) {

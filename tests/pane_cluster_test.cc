@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 #include <map>
+#include <set>
 
 #include <google/protobuf/util/json_util.h>
 #include <gmock/gmock.h>
@@ -308,7 +309,18 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   EXPECT_EQ(cluster.Sql(1, "SELECT v FROM t WHERE id = 1000;"), "from the new node\n");
   res = Call(cluster, 1, "GET", "/v1/nodes");
   ASSERT_TRUE(res);
-  EXPECT_THAT(res->body, HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\"")));
+  // A founder that did not add it knows its address too (it came with the membership change),
+  // and lists it among its peers.
+  EXPECT_THAT(res->body, HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\",\"address\":\"", cluster.address(four), "\"")));
+  {
+    admin::v1::GetStatusResponse status = Status(cluster, 1);
+    std::set<uint64_t> peers;
+    for (const auto& p : status.peers()) {
+      peers.insert(p.node_id());
+      EXPECT_FALSE(p.address().empty()) << status.DebugString();
+    }
+    EXPECT_EQ(peers, (std::set<uint64_t>{2, 3, static_cast<uint64_t>(four)})) << status.DebugString();
+  }
 
   // And it can be removed again; removing a node that is not a member is NOT_FOUND
   res = Call(cluster, 3, "DELETE", absl::StrCat("/v1/nodes/", four));
@@ -317,6 +329,8 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   res = Call(cluster, 1, "GET", "/v1/nodes");
   ASSERT_TRUE(res);
   EXPECT_THAT(res->body, Not(HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\""))));
+  const admin::v1::GetStatusResponse after = Status(cluster, 1);
+  for (const auto& p : after.peers()) EXPECT_NE(p.node_id(), static_cast<uint64_t>(four));
   res = Call(cluster, 1, "DELETE", "/v1/nodes/9");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);

@@ -335,6 +335,10 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     if (id != me) transport_->SetPeerAddress(id, addr);
   }
   addresses_ = std::move(addresses);
+  {
+    std::lock_guard<std::mutex> l(info_mu_);
+    published_addresses_ = addresses_;
+  }
 
   removed_.resize(config_.shards);
   for (const auto& [k, v] : store_->ReadMetaWithPrefix("removed/")) {
@@ -668,6 +672,8 @@ void NodeHost::HandleReadies() {
             transport_->SetPeerAddress(cc.node_id(), cc.context());
             store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
             addresses_[cc.node_id()] = cc.context();
+            std::lock_guard<std::mutex> l(info_mu_);
+            published_addresses_[cc.node_id()] = cc.context();
           }
           LOG(INFO) << "[shard " << shard->id << " node " << me << "] membership now voters "
                     << absl::StrJoin(shard->applied_conf.voters(), ",") << " learners "
@@ -1027,6 +1033,11 @@ absl::Status NodeHost::RemoveNode(uint64_t shard, uint64_t node, absl::Duration 
   cc.set_type(v1::CONF_CHANGE_REMOVE_NODE);
   cc.set_node_id(node);
   return ProposeConfChangeAndWait(shard, cc, timeout);
+}
+
+std::map<uint64_t, std::string> NodeHost::PeerAddresses() const {
+  std::lock_guard<std::mutex> l(info_mu_);
+  return published_addresses_;
 }
 
 ShardInfo NodeHost::GetShardInfo(uint64_t shard) const {

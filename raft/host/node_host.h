@@ -193,6 +193,9 @@ class NodeHost : private MessageHandler {
   void RequestSnapshot(uint64_t shard);
 
   ShardInfo GetShardInfo(uint64_t shard) const;
+  // The node-to-node address of every node this host knows one of: its configured peers and
+  // every node a membership change added with an address (kept across restarts).
+  std::map<uint64_t, std::string> PeerAddresses() const;
   uint64_t node_id() const { return config_.node_id; }
   int shards() const { return config_.shards; }
   // The gRPC transport (for fault injection), or nullptr with a test transport.
@@ -278,6 +281,7 @@ class NodeHost : private MessageHandler {
   // For GetShardInfo (written by the loop and the workers).
   mutable std::mutex info_mu_;
   std::vector<ShardInfo> info_;
+  std::map<uint64_t, std::string> published_addresses_;  // addresses_, for PeerAddresses()
 };
 
 }  // namespace marmot::raft::host
