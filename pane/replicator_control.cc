@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "pane/cluster_membership.h"
+#include "raft/host/grpc_transport.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
@@ -208,6 +209,12 @@ absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
       nodes[l].set_learner(true);
     }
     if (info.leader != 0) nodes[info.leader].set_reachable(true);
+  }
+  // Followers that lead nothing are reachable too when a stream to them is open.
+  if (const raft::host::GrpcTransport* transport = host->grpc_transport(); transport != nullptr) {
+    for (uint64_t id : transport->ConnectedPeers()) {
+      if (auto n = nodes.find(id); n != nodes.end()) n->second.set_reachable(true);
+    }
   }
   admin::v1::ListNodesResponse out;
   for (auto& [id, node] : nodes) {

@@ -185,6 +185,16 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
     ASSERT_EQ(moved->status, 200) << moved->body;
   }
   ASSERT_TRUE(testing::WaitFor([&] { return LeaderCounts(cluster, 2)[1] == 8; }, 30s));
+  // Node 2 leads nothing now and is reachable; node 3 is down.
+  {
+    auto listed = Call(cluster, 1, "GET", "/v1/nodes");
+    ASSERT_TRUE(listed);
+    admin::v1::ListNodesResponse nodes;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed->body, &nodes).ok()) << listed->body;
+    std::map<uint64_t, bool> reachable;
+    for (const auto& n : nodes.nodes()) reachable[n.node_id()] = n.reachable();
+    EXPECT_EQ(reachable, (std::map<uint64_t, bool>{{1, true}, {2, true}, {3, false}})) << listed->body;
+  }
   auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;

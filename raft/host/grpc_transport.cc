@@ -128,6 +128,11 @@ class GrpcTransport::Peer {
     std::lock_guard<std::mutex> l(mu_);
     links_.erase(std::remove(links_.begin(), links_.end(), link), links_.end());
   }
+  // An open (authenticated) stream of the pair exists.
+  bool Connected() {
+    std::lock_guard<std::mutex> l(mu_);
+    return !links_.empty();
+  }
 
   void Stop() {
     {
@@ -806,6 +811,15 @@ void GrpcTransport::SetPeerAddress(uint64_t node, const std::string& address) {
   } else {
     GetPeer(node, /*create=*/true);  // a dialing peer connects now, not at the first message
   }
+}
+
+std::set<uint64_t> GrpcTransport::ConnectedPeers() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::set<uint64_t> out;
+  for (const auto& [id, peer] : peers_) {
+    if (peer->Connected()) out.insert(id);
+  }
+  return out;
 }
 
 GrpcTransport::Peer* GrpcTransport::GetPeer(uint64_t node, bool create) {

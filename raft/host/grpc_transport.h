@@ -122,6 +122,8 @@ class GrpcTransport : public Transport {
   void SetFaults(const TransportFaults& faults);
   int bound_port() const { return bound_port_; }
   TransportRefusals refusals() const;
+  // The peers this node has an open, authenticated stream with now.
+  std::set<uint64_t> ConnectedPeers() const;
 
   // FNV-1a 64, the snapshot payload checksum.
   static uint64_t Checksum(uint64_t h, const char* data, size_t n);
