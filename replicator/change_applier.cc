@@ -279,42 +279,37 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                               absl::StrJoin(key_terms, " AND "));
   w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
                               QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
-  absl::StatusOr<Value> unique = db.QueryValue(absl::StrCat(
-      "SELECT count(*) FROM pragma_index_list(", Value::Text(table).DebugString(),
+  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
+      "SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
       ") WHERE \"unique\" AND origin <> 'pk'"));
-  if (!unique.ok()) return unique.status();
-  w.other_unique_constraints = unique->integer() > 0;
-  if (w.other_unique_constraints) {
-    absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
-        "SELECT name FROM pragma_index_list(", Value::Text(table).DebugString(),
-        ") WHERE \"unique\" AND origin <> 'pk' AND NOT partial"));
-    if (!indexes.ok()) return indexes.status();
-    for (const std::vector<Value>& index : *indexes) {
-      absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
-          "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
-      if (!index_columns.ok()) return index_columns.status();
-      TableWriter::UniqueProbe probe;
-      std::vector<std::string> terms;
-      for (const std::vector<Value>& column : *index_columns) {
-        auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
-        if (at == columns.end()) {  // An expression, or a column the change does not carry.
-          terms.clear();
-          break;
-        }
-        terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
-        probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
+  if (!indexes.ok()) return indexes.status();
+  w.other_unique_constraints = !indexes->empty();
+  std::vector<std::string> key_select;
+  if (w.keyed_by_rowid) {
+    key_select.push_back("rowid");
+  } else {
+    for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
+  }
+  for (const std::vector<Value>& index : *indexes) {
+    if (index[1].integer() != 0) continue;  // Partial: which rows it holds is not probed.
+    absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
+        "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
+    if (!index_columns.ok()) return index_columns.status();
+    TableWriter::UniqueProbe probe;
+    std::vector<std::string> terms;
+    for (const std::vector<Value>& column : *index_columns) {
+      auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
+      if (at == columns.end()) {  // An expression, or a column the change does not carry.
+        terms.clear();
+        break;
       }
-      if (terms.empty()) continue;
-      std::vector<std::string> key_select;
-      if (w.keyed_by_rowid) {
-        key_select.push_back("rowid");
-      } else {
-        for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
-      }
-      probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
-                               " WHERE ", absl::StrJoin(terms, " AND "));
-      w.unique_probes.push_back(std::move(probe));
+      terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
+      probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
     }
+    if (terms.empty()) continue;
+    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
+                             " WHERE ", absl::StrJoin(terms, " AND "));
+    w.unique_probes.push_back(std::move(probe));
   }
   return w;
 }
@@ -505,12 +500,17 @@ absl::StatusOr<const ChangeApplier::TablePlan*> ChangeApplier::Plan(
   return it->second.get();
 }
 
-absl::Status ChangeApplier::AddUniqueClashes(const TablePlan& plan, const TableChanges& t, const Change& c,
-                                             std::vector<std::vector<Value>>& keys) {
+absl::StatusOr<bool> ChangeApplier::LocalChangeWaits(const TablePlan& plan, const LocalChangeIndex::TableRows& rows,
+                                                     int64_t own_applied, const TableChanges& t,
+                                                     const std::vector<int>& key_positions, const Change& c) {
+  for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
+    if (rows.Newest(key) > own_applied) return true;
+  }
+  // An upsert may also replace rows of other keys through another UNIQUE index.
   const TableWriter& w = plan.writer;
   const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
                        c.op() == change::v1::OP_REKEY;
-  if (!has_row || c.row_size() != t.columns_size()) return absl::OkStatus();
+  if (!has_row || c.row_size() != t.columns_size()) return false;
   for (const TableWriter::UniqueProbe& probe : w.unique_probes) {
     std::vector<Value> values;
     for (int i : probe.values) {
@@ -524,15 +524,15 @@ absl::Status ChangeApplier::AddUniqueClashes(const TablePlan& plan, const TableC
       (*stmt)->Reset();
       return found.status();
     }
+    std::vector<Value> key;
     if (*found) {
-      std::vector<Value> key;
       const int width = w.keyed_by_rowid ? 1 : t.key_columns_size();
       for (int i = 0; i < width; ++i) key.push_back((*stmt)->Column(i));
-      keys.push_back(std::move(key));
     }
     (*stmt)->Reset();
+    if (!key.empty() && rows.Newest(key) > own_applied) return true;
   }
-  return absl::OkStatus();
+  return false;
 }
 
 absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const TableChanges& t,
@@ -782,15 +782,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         continue;
       }
       if (!own && note_writes && local_node_ != 0) {
-        std::vector<std::vector<Value>> keys = KeysOf(t, key_positions, c);
-        // An upsert may also replace rows of other keys through another UNIQUE index.
-        absl::Status probed = AddUniqueClashes(**plan, t, c, keys);
-        if (!probed.ok()) return probed;
-        bool local_pending = false;
-        for (const std::vector<Value>& key : keys) {
-          local_pending = local_pending || indexed->Newest(key) > own_applied;
-        }
-        if (local_pending) {
+        absl::StatusOr<bool> waits = LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
+        if (!waits.ok()) return waits.status();
+        if (*waits) {
           ++result.superseded;
           continue;
         }
@@ -1071,23 +1065,25 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
     if (indexed.ok() && (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id()) {
       return absl::OkStatus();
     }
-  } else if (local_node_ != 0) {
-    // Another node's change of a row with a local change not applied in its shard yet: skipped,
-    // as Apply() skips it.
-    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
-    if (indexed.ok() && (*indexed)->size() > 0) {
-      absl::StatusOr<int64_t> own_applied = LastAppliedChange(entry.shard, local_node_, t.table());
-      if (!own_applied.ok()) return own_applied.status();
-      for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
-        if ((*indexed)->Newest(key) > *own_applied) return absl::OkStatus();
-      }
-    }
   }
   absl::StatusOr<const TablePlan*> plan =
       Plan(t.table(), {t.columns().begin(), t.columns().end()},
            {t.key_columns().begin(), t.key_columns().end()});
   if (!plan.ok()) return plan.status();
   if (!(*plan)->status.ok()) return (*plan)->status;
+  if (local_node_ != 0 && !(origin.storage_class() == sqlite::StorageClass::kInteger &&
+                            static_cast<uint64_t>(origin.integer()) == local_node_)) {
+    // Another node's change of a row with a local change not applied in its shard yet: skipped,
+    // as Apply() skips it.
+    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
+    if (indexed.ok() && (*indexed)->size() > 0) {
+      absl::StatusOr<int64_t> own_applied = LastAppliedChange(entry.shard, local_node_, t.table());
+      if (!own_applied.ok()) return own_applied.status();
+      absl::StatusOr<bool> waits = LocalChangeWaits(**plan, **indexed, *own_applied, t, key_positions, c);
+      if (!waits.ok()) return waits.status();
+      if (*waits) return absl::OkStatus();
+    }
+  }
   auto run = [this](const std::string& sql, const std::vector<Value>& values) {
     return db_.RunKept(sql, values);
   };

@@ -243,11 +243,14 @@ class ChangeApplier {
   absl::StatusOr<bool> RowAlreadyIs(const TablePlan& plan, const change::v1::TableChanges& t,
                                     const std::vector<int>& key_positions,
                                     const change::v1::Change& c);
-  // Adds to `keys` the keys of rows that upserting `c` would replace through a UNIQUE index
-  // other than the key (`plan` is the plan of `t`).
-  absl::Status AddUniqueClashes(const TablePlan& plan, const change::v1::TableChanges& t,
-                                const change::v1::Change& c,
-                                std::vector<std::vector<sqlite::Value>>& keys);
+  // Whether another node's change `c` of `t` (planned by `plan`) touches a row with a local change
+  // not applied in its shard yet (`rows`: the table's part of the local change index;
+  // `own_applied`: this node's newest change of the table applied in the shard), directly or
+  // through a row its upsert would replace by another UNIQUE index. Such a change is skipped
+  // (see set_local_node).
+  absl::StatusOr<bool> LocalChangeWaits(const TablePlan& plan, const LocalChangeIndex::TableRows& rows,
+                                        int64_t own_applied, const change::v1::TableChanges& t,
+                                        const std::vector<int>& key_positions, const change::v1::Change& c);
   uint64_t local_node_ = 0;
 
   // The plan of `table`, kept until the schema changes; an error status when the table is
