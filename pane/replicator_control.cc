@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <fstream>
 #include <map>
 #include <set>
@@ -239,18 +241,29 @@ namespace {
 // must catch up and win an election (a second or two on a loaded machine).
 constexpr absl::Duration kTransferWait = absl::Seconds(4);
 
+// Polls `done` every 20 ms until it holds or `wait` passed; returns whether it held.
+bool PollUntil(const std::function<bool()>& done, absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
 // Waits until every shard of `moves` (shard -> target) is led by its target, or `wait` passed;
 // returns the shards that moved.
 std::set<int> WaitForMoves(raft::host::NodeHost& host, const std::map<int, uint64_t>& moves, absl::Duration wait) {
-  const absl::Time deadline = absl::Now() + wait;
   std::set<int> moved;
-  while (true) {
-    for (const auto& [shard, target] : moves) {
-      if (host.GetShardInfo(shard).leader == target) moved.insert(shard);
-    }
-    if (moved.size() == moves.size() || absl::Now() >= deadline) return moved;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  PollUntil(
+      [&] {
+        for (const auto& [shard, target] : moves) {
+          if (host.GetShardInfo(shard).leader == target) moved.insert(shard);
+        }
+        return moved.size() == moves.size();
+      },
+      wait);
+  return moved;
 }
 
 }  // namespace
@@ -338,15 +351,16 @@ absl::Status ReplicatorControl::TriggerSnapshot(int shard) {
     applied[s] = host->GetShardInfo(s).applied;
     host->RequestSnapshot(s);
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  for (const auto& [s, index] : applied) {
-    while (host->GetShardInfo(s).snapshot_index < index) {
-      if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(absl::StrCat("the snapshot of shard ", s, " at index ", index,
-                                                        " was not taken within 30 s"));
-      }
-      absl::SleepFor(absl::Milliseconds(20));
+  auto first_missing = [&]() -> std::optional<int> {
+    for (const auto& [s, index] : applied) {
+      if (host->GetShardInfo(s).snapshot_index < index) return s;
     }
+    return std::nullopt;
+  };
+  if (!PollUntil([&] { return !first_missing().has_value(); }, absl::Seconds(30))) {
+    const int s = first_missing().value_or(shard);
+    return absl::DeadlineExceededError(absl::StrCat("the snapshot of shard ", s, " at index ", applied[s],
+                                                    " was not taken within 30 s"));
   }
   return absl::OkStatus();
 }
