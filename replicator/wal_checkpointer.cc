@@ -1,8 +1,6 @@
 #include "replicator/wal_checkpointer.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -13,6 +11,8 @@ namespace {
 
 // The WAL-index header at the start of the -shm file (https://www.sqlite.org/walformat.html),
 // in the machine's byte order: two copies of a 48-byte header, then the checkpoint information.
+// SQLite maps the file in regions of 32 KiB; the header is at the start of the first.
+constexpr int kShmRegionSize = 32768;
 constexpr size_t kShmPrefix = 136;
 constexpr size_t kVersionAt = 0;     // u32 iVersion, 3007000
 constexpr size_t kChangeAt = 8;      // u32 iChange: counts write transactions
@@ -27,15 +27,13 @@ uint32_t U32At(const unsigned char* p, size_t at) {
   return v;
 }
 
-int OpenShm(const std::string& db_path) { return ::open((db_path + "-shm").c_str(), O_RDONLY | O_CLOEXEC); }
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::string& db_path,
                                                                          Options options) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path, {.create = false});
   if (!db.ok()) return db.status();
-  std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(*std::move(db), options, OpenShm(db_path)));
+  std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(*std::move(db), options));
   c->thread_ = std::thread([raw = c.get()] { raw->Loop(); });
   return c;
 }
@@ -47,7 +45,6 @@ WalCheckpointer::~WalCheckpointer() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (shm_fd_ >= 0) ::close(shm_fd_);
 }
 
 void WalCheckpointer::Notify() {
@@ -65,10 +62,19 @@ WalCheckpointer::Counts WalCheckpointer::counts() const {
 }
 
 std::optional<WalCheckpointer::WalIndex> WalCheckpointer::ReadWalIndex() {
-  if (shm_fd_ < 0) shm_fd_ = OpenShm(db_.path());
-  if (shm_fd_ < 0) return std::nullopt;
+  // The connection's own mapping of the -shm file, through its VFS (as SQLite's WAL code maps
+  // it): no descriptor of ours on the file (see the header for why).
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db_.raw(), "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+      file == nullptr || file->pMethods == nullptr || file->pMethods->iVersion < 2) {
+    return std::nullopt;
+  }
+  volatile void* region = nullptr;
+  const int rc = file->pMethods->xShmMap(file, 0, kShmRegionSize, 0, &region);
+  if (rc != SQLITE_OK || region == nullptr) return std::nullopt;
   unsigned char header[kShmPrefix];
-  if (::pread(shm_fd_, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) return std::nullopt;
+  const volatile unsigned char* shm = static_cast<const volatile unsigned char*>(region);
+  for (size_t i = 0; i < kShmPrefix; ++i) header[i] = shm[i];
   if (U32At(header, kVersionAt) != kWalIndexVersion || header[kIsInitAt] != 1) return std::nullopt;
   const uint32_t max_frame = U32At(header, kMaxFrameAt), backfill = U32At(header, kBackfillAt);
   return WalIndex{.change = U32At(header, kChangeAt),

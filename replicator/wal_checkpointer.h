@@ -17,7 +17,13 @@
 //
 // The count comes from the WAL-index header in the `-shm` file (mxFrame and nBackfill, SQLite's
 // documented WAL-index format, read without locks: a hint, checked by the checkpoint itself).
-// When that header cannot be read the unit checkpoints at every Notify instead.
+// When that header cannot be read the unit checkpoints at every Notify instead. The header is
+// read through the unit's own connection's mapping of the file (the VFS's xShmMap), never
+// through a descriptor of its own: closing any descriptor of a file drops every POSIX lock the
+// process holds on that file, SQLite's included. Closed while the applier's transaction is open
+// (marmot stops the unit before the Raft host), it would release the WAL write lock under that
+// transaction, the application would write into the WAL beside it, and the database would be
+// corrupt ("database disk image is malformed").
 //
 // A PASSIVE checkpoint never waits for and never blocks readers or writers: it copies what no open
 // read transaction still needs and leaves the rest for the next run. It changes no data, so it is
@@ -70,8 +76,7 @@ class WalCheckpointer {
   Counts counts() const;
 
  private:
-  WalCheckpointer(sqlite::Database db, Options options, int shm_fd)
-      : db_(std::move(db)), options_(options), shm_fd_(shm_fd) {}
+  WalCheckpointer(sqlite::Database db, Options options) : db_(std::move(db)), options_(options) {}
   struct WalIndex {
     uint32_t change = 0;   // Counts write transactions.
     int64_t pending = 0;   // Frames not copied into the database yet.
@@ -83,7 +88,6 @@ class WalCheckpointer {
 
   sqlite::Database db_;  // Used by the thread only.
   const Options options_;
-  int shm_fd_;  // The -shm file, read-only; -1 until it can be opened.
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool notified_ = false;  // Guarded by mu_.

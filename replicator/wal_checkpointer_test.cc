@@ -177,5 +177,33 @@ TEST(WalCheckpointerTest, WaitsForMinPagesBeforeCheckpointing) {
   EXPECT_EQ(counts.frames_behind, 0);
 }
 
+// Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+// too. Marmot stops its checkpointer while its applier may be in a write transaction (applies
+// and snapshot installs go on until the Raft host stops): a descriptor of the -shm file closed
+// then would release the WAL write lock, another process would write into the WAL beside the
+// applier, and the file would be corrupt ("database disk image is malformed"), as rolling
+// SIGTERM restarts under write load showed (tools/rolling_restart_stress.py).
+TEST(WalCheckpointerTest, StoppingLeavesTheLocksOfTheProcesssOtherConnections) {
+  const std::string path = NewWalDatabase("ckpt-locks");
+  App applier(path);
+  auto checkpointer = WalCheckpointer::Start(path, {});
+  ASSERT_TRUE(checkpointer.ok());
+  applier.InsertRows(0, 100);
+  AwaitCaughtUp(**checkpointer, 0);
+  applier.Exec("BEGIN IMMEDIATE; INSERT INTO t VALUES (1000, 'applier');");
+  checkpointer->reset();
+
+  // Another process cannot write while the applier's transaction is open.
+  absl::StatusOr<std::string> other = sqlite::testing::RunSqliteCli(
+      path, ".timeout 0\nINSERT INTO t VALUES (2000, 'other process');");
+  ASSERT_FALSE(other.ok()) << "another process wrote beside the applier's open transaction";
+  EXPECT_NE(other.status().message().find("database is locked"), std::string::npos)
+      << other.status();
+
+  applier.Exec("COMMIT");
+  EXPECT_EQ(*sqlite::testing::RunSqliteCli(path, "PRAGMA integrity_check; SELECT count(*) FROM t;"),
+            "ok\n101\n");
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -28,7 +28,9 @@ namespace marmot::sqlite {
 std::string QuoteIdentifier(absl::string_view name);
 
 // True when the file at `path` starts with the SQLite header ("SQLite format 3\0"). An absent or
-// empty file is not a SQLite file.
+// empty file is not a SQLite file. It opens and closes the file: call it only while this process
+// has no SQLite connection to it (closing any descriptor of a file drops every POSIX lock the
+// process holds on that file, SQLite's included, and another process may then write beside them).
 bool HasSqliteHeader(const std::string& path);
 
 class Statement;
