@@ -30,5 +30,5 @@ COPY --from=build /marmot /usr/local/bin/marmot
 USER 10001:10001
 WORKDIR /var/lib/marmot
 VOLUME /var/lib/marmot
-EXPOSE 8610 6010 6011
+EXPOSE 8610 6010
 ENTRYPOINT ["/usr/local/bin/marmot"]

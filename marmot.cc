@@ -18,7 +18,6 @@
 #include "pane/metrics_text.h"
 #include "pane/pane_server.h"
 #include "pane/replicator_control.h"
-#include "pane/rest_gateway.h"
 #include "pane/switchable_node_control.h"
 #include "replicator/database_lock.h"
 #include "replicator/node_config.h"
@@ -56,9 +55,11 @@ MARMOT_FLAG(int64_t, checkpoint_pages, "checkpoint-pages", 256,
 MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
-            "host:port of the control pane (admin gRPC)");
-MARMOT_FLAG(std::string, bind_rest, "bind-rest", "localhost:6011",
-            "host:port of the control pane's REST gateway (/v1/..., /healthz, /readyz, /metrics)");
+            "host:port of the control pane: admin gRPC and its REST gateway (/v1/..., /healthz, "
+            "/readyz, /metrics) on one port");
+MARMOT_FLAG(std::string, bind_rest, "bind-rest", "",
+            "host:port to serve the REST gateway on a port of its own instead (default: empty, "
+            "REST shares -bind-pane with gRPC)");
 MARMOT_FLAG(bool, join, "join", false,
             "Start without membership and wait to be added to the cluster (AddNode) instead of "
             "founding it with the -bootstrap members");
@@ -140,15 +141,8 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
   const char* auth_key = std::getenv("AUTH_KEY");
   absl::StatusOr<std::unique_ptr<marmot::pane::PaneServer>> pane = marmot::pane::PaneServer::Start(
       {.address = config.bind_pane.ToString(),
-       .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt},
-      &node);
-  if (!pane.ok()) {
-    LOG(ERROR) << pane.status();
-    return 1;
-  }
-  (*pane)->SetServing(false);
-  absl::StatusOr<std::unique_ptr<marmot::pane::RestGateway>> rest = marmot::pane::RestGateway::Start(
-      {.address = config.bind_rest.ToString(),
+       .rest_address = config.bind_rest.has_value() ? config.bind_rest->ToString() : "",
+       .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt,
        .ready = [&node] { return node.Ready(); },
        .metrics =
            [&node, &running] {
@@ -158,11 +152,12 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
                  status.ok() ? *status : marmot::admin::v1::GetStatusResponse(),
                  r != nullptr ? &r->metrics().registry() : nullptr);
            }},
-      (*pane)->InProcessChannel());
-  if (!rest.ok()) {
-    LOG(ERROR) << rest.status();
+      &node);
+  if (!pane.ok()) {
+    LOG(ERROR) << pane.status();
     return 1;
   }
+  (*pane)->SetServing(false);
 
   absl::StatusOr<std::unique_ptr<marmot::replicator::Replicator>> replicator =
       marmot::replicator::Replicator::Start(config);
@@ -190,7 +185,6 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
   (*pane)->SetServing(false);
   int still_leading = (*replicator)->HandOffLeadership(std::chrono::seconds(3));
   if (still_leading > 0) LOG(WARNING) << "still leading " << still_leading << " shard(s) at stop";
-  (*rest)->Stop();
   (*pane)->Shutdown();
   node.Set(nullptr);
   running.store(nullptr);

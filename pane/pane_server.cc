@@ -2,6 +2,8 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "pane/pane_listener.h"
+#include "pane/rest_gateway.h"
 #include "proto/admin.grpc.pb.h"
 
 namespace marmot::pane {
@@ -195,40 +199,83 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
   Authenticator auth(options.auth_key);
   if (!auth.configured()) {
     LOG(WARNING) << "AUTH_KEY is not set: the control pane on " << options.address
-                 << " refuses every call except health checks";
+                 << " refuses every call except health checks, readiness, metrics and reflection";
   }
   std::unique_ptr<PaneServer> pane(new PaneServer());
   pane->admin_ = std::make_unique<AdminService>(control, std::move(auth));
   pane->health_ = std::make_unique<HealthService>();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // No listening port of its own: the pane's listener hands it the connections that speak
+  // HTTP/2 (AddGrpcConnection).
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &pane->port_);
   builder.RegisterService(pane->admin_.get());
   builder.RegisterService(pane->health_.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
-  // gRPC sets SO_REUSEPORT by default, so a second process could listen on the same port and
-  // silently take half the calls. A busy port must be an error.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   pane->server_ = builder.BuildAndStart();
-  if (pane->server_ == nullptr || pane->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.address, " for the control pane (in use?)"));
+  if (pane->server_ == nullptr) return absl::InternalError("the control pane's gRPC server did not start");
+
+  absl::StatusOr<std::unique_ptr<RestGateway>> rest = RestGateway::Create(
+      {.max_body_bytes = options.max_body_bytes, .ready = options.ready, .metrics = options.metrics},
+      pane->server_->InProcessChannel(grpc::ChannelArguments()));
+  if (!rest.ok()) return rest.status();
+  pane->rest_ = *std::move(rest);
+
+  ConnectionHandlers both;
+  both.grpc = [raw = pane.get()](int fd) { raw->AddGrpcConnection(fd); };
+  both.rest = [raw = pane->rest_.get()](int fd, const StopSignals& s) { raw->ServeConnection(fd, s); };
+  ConnectionHandlers grpc_only{.grpc = both.grpc, .rest = nullptr};
+  ConnectionHandlers rest_only{.grpc = nullptr, .rest = both.rest};
+  const bool shared = options.rest_address.empty();
+  absl::StatusOr<std::unique_ptr<PaneListener>> listener = PaneListener::Start(
+      {.address = options.address, .first_bytes_timeout = options.first_bytes_timeout},
+      shared ? both : grpc_only);
+  if (!listener.ok()) return listener.status();
+  pane->listeners_.push_back(*std::move(listener));
+  if (!shared) {
+    listener = PaneListener::Start(
+        {.address = options.rest_address, .first_bytes_timeout = options.first_bytes_timeout},
+        rest_only);
+    if (!listener.ok()) return listener.status();
+    pane->listeners_.push_back(*std::move(listener));
   }
-  LOG(INFO) << "control pane listening on port " << pane->port_ << " (gRPC, reflection on)";
+  if (shared) {
+    LOG(INFO) << "control pane listening on port " << pane->port() << " (gRPC with reflection, and REST)";
+  } else {
+    LOG(INFO) << "control pane listening on port " << pane->port() << " (gRPC with reflection), REST on port "
+              << pane->rest_port();
+  }
   return pane;
 }
 
-std::shared_ptr<grpc::Channel> PaneServer::InProcessChannel() {
-  return server_->InProcessChannel(grpc::ChannelArguments());
+int PaneServer::port() const { return listeners_.empty() ? 0 : listeners_.front()->port(); }
+
+int PaneServer::rest_port() const { return listeners_.empty() ? 0 : listeners_.back()->port(); }
+
+void PaneServer::AddGrpcConnection(int fd) {
+  absl::MutexLock lock(&grpc_mu_);
+  if (!grpc_open_) {
+    ::close(fd);
+    return;
+  }
+  grpc::AddInsecureChannelFromFd(server_.get(), fd);
 }
 
 void PaneServer::SetServing(bool serving) { health_->SetServing(serving); }
 
 void PaneServer::Shutdown(int deadline_ms) {
   if (server_ == nullptr) return;
+  for (auto& l : listeners_) l->Drain();
+  {
+    absl::MutexLock lock(&grpc_mu_);
+    grpc_open_ = false;
+  }
   health_->Stop();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
   server_->Wait();
+  // REST requests ran their calls on the gRPC server, which answered or cancelled them all.
+  for (auto& l : listeners_) l->Stop();
+  listeners_.clear();
+  rest_.reset();
   server_.reset();
 }
 

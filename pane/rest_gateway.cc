@@ -5,7 +5,13 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
-#include <atomic>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <future>
 #include <type_traits>
 #include <vector>
@@ -19,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "google/api/annotations.pb.h"
 #include "proto/admin.grpc.pb.h"
 
@@ -161,7 +168,117 @@ void StreamBackup(const httplib::Request& req, httplib::Response& res,
       });
 }
 
+// A connection the pane's listener accepted, as cpp-httplib's server reads and writes it: with
+// its read and write timeouts, and ending at once when the pane stops. Reads are buffered (the
+// server reads request lines byte by byte); one stream serves every request of a connection.
+class SocketStream final : public httplib::Stream {
+ public:
+  SocketStream(int fd, absl::Duration read_timeout, absl::Duration write_timeout, StopSignals signals)
+      : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout), signals_(signals) {}
+
+  // Between requests: true once the next request starts, false when the client stays silent
+  // for `timeout`, or the pane drains or stops.
+  bool WaitForRequest(absl::Duration timeout) const {
+    return pos_ < len_ || WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd}) ==
+                              WaitResult::kReady;
+  }
+
+  bool is_readable() const override {
+    return pos_ < len_ || WaitForSocket(fd_, POLLIN, read_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
+  }
+  bool is_writable() const override {
+    return WaitForSocket(fd_, POLLOUT, write_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
+  }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ == len_) {
+      if (!is_readable()) return -1;
+      const ssize_t n = ::recv(fd_, buffer_, sizeof buffer_, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return read(ptr, size);
+      if (n <= 0) return n;
+      pos_ = 0;
+      len_ = static_cast<size_t>(n);
+    }
+    const size_t n = std::min(size, len_ - pos_);
+    std::memcpy(ptr, buffer_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  // Writes all of `size` bytes or fails (-1): cpp-httplib writes headers in one call.
+  ssize_t write(const char* ptr, size_t size) override {
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::send(fd_, ptr + done, size - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && errno == EAGAIN) {
+        if (!is_writable()) return -1;
+      } else {
+        return -1;
+      }
+    }
+    return static_cast<ssize_t>(size);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    SplitAddress(PeerAddress(fd_), ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip.clear();
+    port = -1;
+  }
+  int socket() const override { return fd_; }
+
+ private:
+  static void SplitAddress(const std::string& address, std::string& ip, int& port) {
+    const size_t colon = address.rfind(':');
+    port = -1;
+    if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+      ip.clear();
+      return;
+    }
+    ip = address.substr(0, colon);
+  }
+
+  const int fd_;
+  const absl::Duration read_timeout_, write_timeout_;
+  const StopSignals signals_;
+  char buffer_[4096];
+  size_t pos_ = 0, len_ = 0;
+};
+
 }  // namespace
+
+// cpp-httplib's server, fed the connections the pane's listener accepted instead of accepting
+// them itself: its routing and request handling are the library's, through the protected
+// process_request that the library's own listening loops and its TLS server call.
+class RestGateway::ConnectionServer final : public httplib::Server {
+ public:
+  ConnectionServer() : placeholder_(::eventfd(0, EFD_CLOEXEC)) {
+    // The library stops streaming chunked responses once its listening socket is gone
+    // (INVALID_SOCKET); this server has none, so a descriptor of its own stands in for it.
+    svr_sock_ = placeholder_.get();
+  }
+  ~ConnectionServer() override { svr_sock_ = INVALID_SOCKET; }
+
+  void Serve(int fd, const StopSignals& signals) {
+    SocketStream stream(fd, absl::Seconds(read_timeout_sec_), absl::Seconds(write_timeout_sec_), signals);
+    for (size_t left = keep_alive_max_count_; left > 0; --left) {
+      if (!stream.WaitForRequest(absl::Seconds(keep_alive_timeout_sec_))) return;
+      bool connection_closed = false;
+      if (!process_request(stream, /*close_connection=*/left == 1, connection_closed, nullptr) ||
+          connection_closed) {
+        return;
+      }
+    }
+  }
+
+ private:
+  OwnedFd placeholder_;
+};
 
 int RestGateway::HttpStatusFor(int grpc_code) {
   switch (static_cast<grpc::StatusCode>(grpc_code)) {
@@ -183,27 +300,12 @@ int RestGateway::HttpStatusFor(int grpc_code) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions options,
-                                                                std::shared_ptr<grpc::Channel> pane) {
-  size_t colon = options.address.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("'", options.address, "' is not host:port"));
-  }
-  std::string host = options.address.substr(0, colon);
-  int port = 0;
-  if (!absl::SimpleAtoi(options.address.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", options.address, "' has no valid port"));
-  }
+absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
+    RestOptions options, std::shared_ptr<grpc::Channel> pane) {
   std::unique_ptr<RestGateway> gw(new RestGateway());
-  gw->server_ = std::make_unique<httplib::Server>();
+  gw->server_ = std::make_unique<ConnectionServer>();
   httplib::Server& svr = *gw->server_;
   svr.set_payload_max_length(options.max_body_bytes);
-  // httplib's default options add SO_REUSEPORT, which would let a second process share the
-  // port silently; a busy port must be an error.
-  svr.set_socket_options([](int sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
 
   auto routes = std::make_shared<std::vector<Route>>(
       RoutesOf(pb::DescriptorPool::generated_pool()->FindServiceByName("marmot.admin.v1.Admin")));
@@ -343,36 +445,15 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Start(RestOptions opti
   svr.Put(R"(/v1/.*)", handle);
   svr.Patch(R"(/v1/.*)", handle);
 
-  if (port == 0) {
-    gw->port_ = svr.bind_to_any_port(host);
-  } else {
-    gw->port_ = svr.bind_to_port(host, port) ? port : -1;
-  }
-  if (gw->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address,
-                                               " for the REST gateway (in use?)"));
-  }
-  auto finished = std::make_shared<std::atomic<bool>>(false);
-  gw->thread_ = std::thread([&svr, finished] {
-    svr.listen_after_bind();
-    finished->store(true);
-  });
-  // stop() only stops a server that is already listening: wait for that, so that a Stop()
-  // right after Start() cannot leave the thread listening forever.
-  while (!svr.is_running() && !finished->load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  LOG(INFO) << "REST gateway listening on " << host << ":" << gw->port_;
   return gw;
 }
 
-void RestGateway::Stop() {
-  if (server_ == nullptr) return;
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
-  server_.reset();
+void RestGateway::ServeConnection(int fd, const StopSignals& signals) {
+  OwnedFd owned(fd);
+  if (!SetNonBlocking(fd)) return;
+  server_->Serve(fd, signals);
 }
 
-RestGateway::~RestGateway() { Stop(); }
+RestGateway::~RestGateway() = default;
 
 }  // namespace marmot::pane

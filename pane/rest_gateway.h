@@ -13,21 +13,17 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "pane/socket_io.h"
 
 namespace grpc {
 class Channel;
-}
-namespace httplib {
-class Server;
 }
 
 namespace marmot::pane {
 
 struct RestOptions {
-  std::string address;  // host:port; port 0 picks a free one.
   size_t max_body_bytes = 1 << 20;
   std::function<bool()> ready;           // For /readyz.
   std::function<std::string()> metrics;  // Prometheus text for /metrics.
@@ -35,22 +31,25 @@ struct RestOptions {
 
 class RestGateway {
  public:
-  // Serves on options.address, forwarding to `pane` (a channel to the gRPC pane).
-  static absl::StatusOr<std::unique_ptr<RestGateway>> Start(RestOptions options,
-                                                            std::shared_ptr<grpc::Channel> pane);
+  // Forwards to `pane` (a channel to the gRPC pane). Listens nowhere: the pane's listener
+  // (pane_listener.h) hands it the connections that speak HTTP/1.
+  static absl::StatusOr<std::unique_ptr<RestGateway>> Create(RestOptions options,
+                                                             std::shared_ptr<grpc::Channel> pane);
   ~RestGateway();
 
-  int port() const { return port_; }
-  void Stop();
+  // Serves HTTP/1.1 requests on the connected stream socket `fd` (keep-alive: up to 5 requests,
+  // 5 s idle between them; 5 s to read or write each piece) until the client closes it, or it
+  // stays idle, or `signals.drain_fd` fires between two requests, or `signals.stop_fd` fires.
+  // Takes ownership of `fd` and closes it. Blocks: one thread per connection; thread-safe.
+  void ServeConnection(int fd, const StopSignals& signals);
 
   // The HTTP status grpc-gateway uses for a gRPC status code.
   static int HttpStatusFor(int grpc_code);
 
  private:
+  class ConnectionServer;
   RestGateway() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
+  std::unique_ptr<ConnectionServer> server_;
 };
 
 }  // namespace marmot::pane

@@ -1,4 +1,5 @@
-// The REST gateway in front of a real pane server, called with a real HTTP client.
+// The REST gateway in front of a real pane server, on the pane's one port, called with a real
+// HTTP client.
 #include "pane/rest_gateway.h"
 
 #include <arpa/inet.h>
@@ -50,24 +51,21 @@ class FixedNode : public NodeControl {
 class RestGatewayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto pane = PaneServer::Start({.address = "127.0.0.1:0", .auth_key = "Basic abc"}, &node_);
+    auto pane = PaneServer::Start({.address = "127.0.0.1:0",
+                                   .auth_key = "Basic abc",
+                                   .ready = [this] { return node_.Ready(); },
+                                   .metrics = [] { return std::string("marmot_up 1\n"); },
+                                   .max_body_bytes = 4096},
+                                  &node_);
     ASSERT_TRUE(pane.ok()) << pane.status();
     pane_ = *std::move(pane);
-    auto gw = RestGateway::Start({.address = "127.0.0.1:0",
-                                  .max_body_bytes = 4096,
-                                  .ready = [this] { return node_.Ready(); },
-                                  .metrics = [] { return std::string("marmot_up 1\n"); }},
-                                 pane_->InProcessChannel());
-    ASSERT_TRUE(gw.ok()) << gw.status();
-    gw_ = *std::move(gw);
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", gw_->port());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", pane_->port());
     client_->set_read_timeout(10, 0);
   }
   httplib::Headers Auth() { return {{"Authorization", "Basic abc"}}; }
 
   FixedNode node_;
   std::unique_ptr<PaneServer> pane_;
-  std::unique_ptr<RestGateway> gw_;
   std::unique_ptr<httplib::Client> client_;
 };
 
@@ -133,7 +131,7 @@ TEST_F(RestGatewayTest, ErrorsHttplibAnswersItselfCarryAJsonBodyToo) {
   ASSERT_GE(fd, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(gw_->port()));
+  addr.sin_port = htons(static_cast<uint16_t>(pane_->port()));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const std::string request = "PUT /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";

@@ -257,12 +257,15 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
     return FlagError("bind-pane", absl::StrCat("must differ from -bind (both are ",
                                                config.bind.ToString(), ")"));
   }
-  absl::StatusOr<HostPort> rest = ParseHostPort(flags.bind_rest);
-  if (!rest.ok()) return FlagError("bind-rest", rest.status().message());
-  config.bind_rest = *rest;
-  if (config.bind_rest == config.bind || config.bind_rest == config.bind_pane) {
-    return FlagError("bind-rest", absl::StrCat("must differ from -bind and -bind-pane (",
-                                               config.bind_rest.ToString(), ")"));
+  if (!flags.bind_rest.empty()) {
+    absl::StatusOr<HostPort> rest = ParseHostPort(flags.bind_rest);
+    if (!rest.ok()) return FlagError("bind-rest", rest.status().message());
+    if (*rest == config.bind || *rest == config.bind_pane) {
+      return FlagError("bind-rest", absl::StrCat("must differ from -bind and -bind-pane (",
+                                                 rest->ToString(),
+                                                 "); leave it empty to serve REST on -bind-pane"));
+    }
+    config.bind_rest = *rest;
   }
 
   if (flags.shards < 1 || flags.shards > kMaxShards) {

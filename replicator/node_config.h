@@ -60,7 +60,7 @@ struct FlagValues {
   int64_t checkpoint_pages = 256;
   std::string bootstrap;
   std::string bind_pane;
-  std::string bind_rest;
+  std::string bind_rest;  // Empty: REST shares -bind-pane.
   bool join = false;
   bool verbose = false;
   // Kubernetes StatefulSets (see pod_identity.h): with a -peers-template, -node-id and
@@ -92,7 +92,8 @@ struct NodeConfig {
   int64_t checkpoint_pages = 256;
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
-  HostPort bind_rest;
+  // REST on a port of its own; nullopt: REST shares -bind-pane with gRPC.
+  std::optional<HostPort> bind_rest;
   // Start with no shard membership and wait to be added (AddNode) instead of founding the
   // cluster with the -bootstrap members. Ignored once Raft state exists.
   bool join = false;

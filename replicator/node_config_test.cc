@@ -21,7 +21,6 @@ FlagValues Good() {
   f.shards = 16;
   f.bootstrap = "2@127.0.0.1:8162";
   f.bind_pane = "localhost:6001";
-  f.bind_rest = "localhost:7001";
   return f;
 }
 
@@ -89,6 +88,20 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   EXPECT_EQ(c->checkpoint_pages, 256);
   EXPECT_EQ(c->bootstrap.size(), 1u);
   EXPECT_TRUE(c->warnings.empty());
+  EXPECT_FALSE(c->bind_rest.has_value());  // REST shares the pane's port.
+}
+
+TEST(ValidateFlagsTest, BindRestMovesRestToAPortOfItsOwn) {
+  FlagValues f = Good();
+  f.bind_rest = "localhost:7001";
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->bind_rest.has_value());
+  EXPECT_EQ(c->bind_rest->ToString(), "localhost:7001");
+  f.bind_rest = "localhost:6001";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bind-rest: must differ from -bind and -bind-pane"));
+  f.bind_rest = "localhost";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-bind-rest"));
 }
 
 TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {

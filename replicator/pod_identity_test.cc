@@ -75,7 +75,6 @@ FlagValues PodFlags(const std::string& hostname) {
   f.raft_path = "/tmp/raft";
   f.shards = 16;
   f.bind_pane = "0.0.0.0:6010";
-  f.bind_rest = "0.0.0.0:6011";
   f.hostname = hostname;
   f.peers_template = kTemplate;
   f.replicas = 3;

@@ -96,7 +96,6 @@ class CaptureChinookTest : public ::testing::Test {
         std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + db_,
                                  absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                                  absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
-                                absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()),
                                  "-raft-path=" + dir_ + "/raft"},
         dir_);
     return p;

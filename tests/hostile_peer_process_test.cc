@@ -32,7 +32,7 @@ tv1::MessageBatch Batch(uint64_t from, uint64_t to) {
 
 // How many calls node `id` refused, from its /metrics (-1 if the line is missing).
 double RefusedCalls(testing::LocalCluster& c, int id) {
-  httplib::Client rest("127.0.0.1", c.rest_port(id));
+  httplib::Client rest("127.0.0.1", c.pane_port(id));
   httplib::Result r = rest.Get("/metrics");
   if (!r) return -1;
   std::smatch m;

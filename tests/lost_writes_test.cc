@@ -171,7 +171,7 @@ TEST(LostWritesTest, ATableWhoseNameIsNotUtf8ReplicatesAndStatusStaysWhole) {
   EXPECT_TRUE(WaitForEverywhere(cluster, query, "odd\nplain\n", 30s)) << OnEveryNode(cluster, query);
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
   for (int id = 1; id <= 2; ++id) {
-    httplib::Client rest("127.0.0.1", cluster.rest_port(id));
+    httplib::Client rest("127.0.0.1", cluster.pane_port(id));
     rest.set_read_timeout(10, 0);
     auto status = rest.Get("/v1/status", {{"Authorization", "Basic dGVzdDp0ZXN0"}});
     ASSERT_TRUE(status) << "node " << id;

@@ -118,7 +118,6 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
     testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
                                 absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                                 absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
-                                absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()),
                                 "-raft-path=" + dir + "/raft", "-shards=2"},
                                dir);
     auto query = [&](const std::string& sql) -> std::string {
@@ -165,8 +164,7 @@ TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
     return std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/app.db",
                                     "-raft-path=" + dir + "/" + raft,
                                     absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
-                                    absl::StrCat("-bind-pane=127.0.0.1:", pane_port),
-                                    absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort())};
+                                    absl::StrCat("-bind-pane=127.0.0.1:", pane_port)};
   };
   testing::Subprocess first(argv("raft-1"), dir);
   ASSERT_TRUE(testing::WaitFor([&] { return first.Stderr().find(" replicating ") != std::string::npos; }, 20s))
@@ -194,7 +192,6 @@ TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExact
   testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
                               absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                               absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
-                                absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()),
                               "-raft-path=" + dir + "/raft"},
                              dir);
   ASSERT_TRUE(testing::WaitFor(
@@ -209,8 +206,7 @@ TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExact
   testing::RunResult second = testing::Run(
       {testing::MarmotBinary(), "-node-id=2", "-db-path=" + db,
        absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
-       absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
-       absl::StrCat("-bind-rest=127.0.0.1:", testing::FreeLoopbackPort()), "-raft-path=" + dir + "/raft-2"},
+       absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()), "-raft-path=" + dir + "/raft-2"},
       20s);
   EXPECT_NE(second.exit_code, 0) << second.err;
   EXPECT_THAT(second.err, HasSubstr("another marmot process"));

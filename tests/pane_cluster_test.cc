@@ -34,7 +34,7 @@ class PaneClusterTest : public ::testing::Test {
 
   httplib::Result Call(testing::LocalCluster& c, int id, const std::string& method,
                        const std::string& path, const std::string& body = "") {
-    httplib::Client client("127.0.0.1", c.rest_port(id));
+    httplib::Client client("127.0.0.1", c.pane_port(id));
     client.set_read_timeout(60, 0);
     httplib::Headers h = {{"Authorization", kAuth}};
     if (method == "GET") return client.Get(path.c_str(), h);
@@ -381,7 +381,7 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
   EXPECT_EQ(*listing, "t\n5000\ndelete\n");
 
   // The same over REST: the file itself, or the usual 401 without the key.
-  httplib::Client rest("127.0.0.1", cluster.rest_port(2));
+  httplib::Client rest("127.0.0.1", cluster.pane_port(2));
   rest.set_read_timeout(60, 0);
   auto denied = rest.Get("/v1/backup");
   ASSERT_TRUE(denied);

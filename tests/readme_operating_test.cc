@@ -47,7 +47,7 @@ std::pair<int, std::string> Shell(const std::string& command) {
 // Node `id`'s view of the leader of each shard (0: none known), from its GET /v1/status.
 std::map<int, uint64_t> ShardLeaders(testing::LocalCluster& cluster, int id) {
   auto [code, out] = Shell(absl::StrCat("curl -fsS -H 'Authorization: ", std::getenv("AUTH_KEY"),
-                                        "' 127.0.0.1:", cluster.rest_port(id), "/v1/status"));
+                                        "' 127.0.0.1:", cluster.pane_port(id), "/v1/status"));
   std::map<int, uint64_t> leaders;
   if (code != 0) return leaders;
   // ShardStatus prints its fields in field order, zeros included: "shard":0,"leader":"2",...
@@ -70,7 +70,7 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
   auto wait_ready = [&] {
     return testing::WaitFor(
         [&] {
-          if (Shell(absl::StrCat("curl -fsS 127.0.0.1:", cluster.rest_port(1), "/readyz")).first != 0) {
+          if (Shell(absl::StrCat("curl -fsS 127.0.0.1:", cluster.pane_port(1), "/readyz")).first != 0) {
             return false;
           }
           const std::map<int, uint64_t> leaders = ShardLeaders(cluster, 1);
@@ -90,7 +90,7 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
   for (const std::string& line : lines) {
     ASSERT_TRUE(wait_ready());
     std::string command = absl::StrReplaceAll(
-        line, {{"localhost:6011", absl::StrCat("127.0.0.1:", cluster.rest_port(1))}});
+        line, {{"localhost:6010", absl::StrCat("127.0.0.1:", cluster.pane_port(1))}});
     auto [code, out] = Shell("cd " + dir + " && " + command);
     EXPECT_EQ(code, 0) << line << "\n" << out;
     std::smatch transfer;

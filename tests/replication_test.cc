@@ -80,7 +80,7 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
 
   // The control pane of every node reports every shard with a leader, and readiness
   for (int id = 1; id <= 3; ++id) {
-    httplib::Client rest("127.0.0.1", cluster.rest_port(id));
+    httplib::Client rest("127.0.0.1", cluster.pane_port(id));
     rest.set_read_timeout(10, 0);
     auto status = rest.Get("/v1/status", {{"Authorization", kAuthKey}});
     ASSERT_TRUE(status) << "node " << id;
@@ -98,7 +98,7 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
 
   // Node 1's metrics count every row it shipped, and every shard's leader
   {
-    httplib::Client rest("127.0.0.1", cluster.rest_port(1));
+    httplib::Client rest("127.0.0.1", cluster.pane_port(1));
     auto metrics = rest.Get("/metrics");
     ASSERT_TRUE(metrics);
     EXPECT_EQ(metrics->status, 200);
@@ -327,7 +327,6 @@ TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
         std::vector<std::string>{
             testing::MarmotBinary(), absl::StrCat("-bootstrap"), absl::StrCat(other_id, "@127.0.0.1:", other_bind),
             "-bind", absl::StrCat("127.0.0.1:", bind), "-bind-pane",
-            absl::StrCat("localhost:", testing::FreeLoopbackPort()), "-bind-rest",
             absl::StrCat("localhost:", testing::FreeLoopbackPort()), "-node-id", absl::StrCat(id),
             "-db-path", absl::StrCat(dir, "/cache-", id, ".db"), "-raft-path",
             absl::StrCat(dir, "/raft-", id)},

@@ -26,7 +26,6 @@ ChaosCluster::ChaosCluster(ChaosClusterOptions options)
   for (int i = 0; i < options_.nodes; ++i) {
     ports_.push_back(testing::FreeLoopbackPort());
     pane_ports_.push_back(testing::FreeLoopbackPort());
-    rest_ports_.push_back(testing::FreeLoopbackPort());
   }
   for (int a = 1; a <= options_.nodes; ++a) {
     for (int b = a + 1; b <= options_.nodes; ++b) {
@@ -101,7 +100,6 @@ void ChaosCluster::StartNode(int id) {
       absl::StrCat("-node-id=", id),
       absl::StrCat("-bind=127.0.0.1:", ports_[id - 1]),
       absl::StrCat("-bind-pane=127.0.0.1:", pane_ports_[id - 1]),
-      absl::StrCat("-bind-rest=127.0.0.1:", rest_ports_[id - 1]),
       absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
       absl::StrCat("-shards=", options_.shards),
       "-db-path=" + db_path(id),

@@ -78,7 +78,7 @@ class ChaosCluster {
 
  private:
   ChaosClusterOptions options_;
-  std::vector<int> ports_, pane_ports_, rest_ports_;
+  std::vector<int> ports_, pane_ports_;
   std::map<std::pair<int, int>, std::unique_ptr<LinkProxy>> proxies_;
   std::vector<std::unique_ptr<testing::Subprocess>> procs_;
   std::vector<bool> paused_;

@@ -16,8 +16,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_testing as kt  # noqa: E402
 
-# marmot's drain on SIGTERM: leadership hand-off is given 3 s (marmot.cc), then the pane, the
-# REST gateway and the replicator stop. The grace period must leave room for all of it;
+# marmot's drain on SIGTERM: leadership hand-off is given 3 s (marmot.cc), then the pane (gRPC
+# and REST) and the replicator stop. The grace period must leave room for all of it;
 # statefulset_local_test measures a real drain against the manifest's grace period.
 DRAIN_BOUND_SECONDS = 10
 
@@ -56,15 +56,16 @@ class ManifestsTest(unittest.TestCase):
         ports = [self.named_port(p["targetPort"]) for p in svc["spec"]["ports"]]
         self.assertEqual(ports, [kt.port_of(self.flags["-bind"])])
 
-    def test_pane_service_is_cluster_ip_on_the_pane_and_rest_ports(self):
+    def test_pane_service_is_cluster_ip_on_the_one_pane_port(self):
         svc = kt.one(self.objects, "Service",
                      lambda s: s["metadata"]["name"] != self.sts["spec"]["serviceName"])
         self.assertEqual(svc["spec"].get("type", "ClusterIP"), "ClusterIP")
         self.assertNotEqual(svc["spec"].get("clusterIP"), "None")
         self.assertTrue(self.selects_pods(svc["spec"]["selector"]))
-        ports = sorted(self.named_port(p["targetPort"]) for p in svc["spec"]["ports"])
-        self.assertEqual(ports, sorted([kt.port_of(self.flags["-bind-pane"]),
-                                        kt.port_of(self.flags["-bind-rest"])]))
+        ports = [self.named_port(p["targetPort"]) for p in svc["spec"]["ports"]]
+        # gRPC and REST share -bind-pane: no -bind-rest, no second port.
+        self.assertEqual(ports, [kt.port_of(self.flags["-bind-pane"])])
+        self.assertNotIn("-bind-rest", self.flags)
 
     def test_statefulset_starts_pods_in_parallel_and_selects_its_pods(self):
         self.assertEqual(self.sts["spec"]["podManagementPolicy"], "Parallel")
@@ -108,11 +109,11 @@ class ManifestsTest(unittest.TestCase):
         # No pod-level volume shadows the claim.
         self.assertNotIn("data", [v["name"] for v in self.pod["spec"].get("volumes", [])])
 
-    def test_probes_use_the_rest_port_readiness_means_caught_up_liveness_never_needs_quorum(self):
-        rest = kt.port_of(self.flags["-bind-rest"])
+    def test_probes_use_the_pane_port_readiness_means_caught_up_liveness_never_needs_quorum(self):
+        pane = kt.port_of(self.flags["-bind-pane"])
         c = self.container
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            self.assertEqual(self.named_port(c[probe]["httpGet"]["port"]), rest, probe)
+            self.assertEqual(self.named_port(c[probe]["httpGet"]["port"]), pane, probe)
         self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
         self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
         self.assertEqual(c["startupProbe"]["httpGet"]["path"], "/healthz")
@@ -120,7 +121,7 @@ class ManifestsTest(unittest.TestCase):
         window = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
         self.assertGreaterEqual(window, 300, "the startup probe must allow minutes of start-up")
         # The pane listens on every interface, so the kubelet reaches it on the pod IP.
-        for flag in ("-bind", "-bind-pane", "-bind-rest"):
+        for flag in ("-bind", "-bind-pane"):
             self.assertTrue(self.flags[flag].startswith("0.0.0.0:"), flag)
 
     def test_grace_period_covers_the_drain(self):
@@ -246,8 +247,9 @@ class DockerfileTest(unittest.TestCase):
         self.assertIn('ENTRYPOINT ["%s"]' % kt.marmot_container(sts)["command"][0], text)
         self.assertRegex(text, r"(?m)^USER %d:%d$" % (security["runAsUser"],
                                                       security["runAsGroup"]))
-        for port in ("8610", "6010", "6011"):
+        for port in ("8610", "6010"):
             self.assertRegex(text, r"(?m)^EXPOSE .*\b%s\b" % port)
+        self.assertNotIn("6011", text)
 
 
 class ReadmeTest(unittest.TestCase):
@@ -291,7 +293,7 @@ class ReadmeTest(unittest.TestCase):
         self.assertIn("/v1/nodes/%d" % (replicas + 1), self.section)
         self.assertIn("kubectl delete pvc %s-%s-%d" % (claim, name, replicas), self.section)
         self.assertIn("kubectl port-forward svc/marmot-pane %d:%d" % (
-            (kt.port_of(self.flags["-bind-rest"]),) * 2), self.section)
+            (kt.port_of(self.flags["-bind-pane"]),) * 2), self.section)
 
     def test_application_snippet_shares_the_volume_at_the_same_path(self):
         import yaml

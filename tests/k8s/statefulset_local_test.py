@@ -128,8 +128,8 @@ class Pod:
             return f.read()[-4000:]
 
     def http(self, path, method="GET", body=None, auth=True):
-        """(status, body) of a call to the REST port the probes use."""
-        port = kt.port_of(self.cluster.flags["-bind-rest"])
+        """(status, body) of a REST call to the pane's port, which the probes use."""
+        port = kt.port_of(self.cluster.flags["-bind-pane"])
         req = urllib.request.Request("http://%s:%d%s" % (self.ip, port, path), method=method,
                                      data=body.encode() if body is not None else None)
         if auth:
@@ -186,7 +186,7 @@ class StatefulSetLocalTest(unittest.TestCase):
         pods: a loopback network of its own, away from 127.0.0.1 where other tests listen, and
         picked at random (test sandboxes share process ids, so runs side by side differ only by
         chance, one in 37,000)."""
-        ports = [kt.port_of(self.flags[f]) for f in ("-bind", "-bind-pane", "-bind-rest")]
+        ports = [kt.port_of(self.flags[f]) for f in ("-bind", "-bind-pane")]
         rng = random.SystemRandom()
         for _ in range(100):
             net = (rng.randrange(100, 250), rng.randrange(1, 255))

@@ -22,7 +22,6 @@ LocalCluster::LocalCluster(ClusterOptions options)
   for (int i = 0; i < options_.nodes; ++i) {
     ports_.push_back(FreeLoopbackPort());
     pane_ports_.push_back(FreeLoopbackPort());
-    rest_ports_.push_back(FreeLoopbackPort());
   }
 }
 
@@ -37,7 +36,6 @@ std::string LocalCluster::address(int id) const { return absl::StrCat("127.0.0.1
 int LocalCluster::StartJoiningNode() {
   ports_.push_back(FreeLoopbackPort());
   pane_ports_.push_back(FreeLoopbackPort());
-  rest_ports_.push_back(FreeLoopbackPort());
   procs_.emplace_back();
   joining_.push_back(true);
   int id = nodes();
@@ -84,7 +82,6 @@ void LocalCluster::StartNode(int id) {
       absl::StrCat("-node-id=", id),
       absl::StrCat("-bind=127.0.0.1:", ports_[id - 1]),
       absl::StrCat("-bind-pane=127.0.0.1:", pane_ports_[id - 1]),
-      absl::StrCat("-bind-rest=127.0.0.1:", rest_ports_[id - 1]),
       absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
       absl::StrCat("-shards=", options_.shards),
       "-db-path=" + db_path(id),

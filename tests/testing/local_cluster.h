@@ -46,8 +46,8 @@ class LocalCluster {
   std::string raft_path(int id) const;
   std::string log(int id) const;  // What the node wrote to stderr so far.
   int nodes() const { return static_cast<int>(procs_.size()); }
+  // The control pane's one port: gRPC and REST.
   int pane_port(int id) const { return pane_ports_[id - 1]; }
-  int rest_port(int id) const { return rest_ports_[id - 1]; }
 
   // Runs `sql` on node `id`'s database with the sqlite3 shell; returns its output.
   std::string Sql(int id, const std::string& sql) const;
@@ -60,7 +60,7 @@ class LocalCluster {
  private:
   ClusterOptions options_;
   std::string dir_;
-  std::vector<int> ports_, pane_ports_, rest_ports_;
+  std::vector<int> ports_, pane_ports_;
   std::vector<std::unique_ptr<Subprocess>> procs_;
   std::vector<bool> joining_;
 };

@@ -36,6 +36,18 @@ _LIBS = {
     "xxhash": (["libxxhash"], []),
 }
 
+# Libraries whose compile flags change their classes' layout: their headers must be read with the
+# -D flags the library itself was built with (pkg-config --cflags). Debian builds cpp-httplib
+# with OpenSSL, zlib and Brotli support, which adds members to httplib::Client and Request;
+# without the same defines, code built here and the library disagree on those objects' size.
+_WITH_DEFINES = ["httplib"]
+
+def _pkg_config_defines(ctx, modules):
+    result = ctx.execute(["pkg-config", "--cflags-only-other"] + modules)
+    if result.return_code != 0:
+        fail("pkg-config cannot find %s: %s" % (" ".join(modules), result.stderr))
+    return [f[2:] for f in result.stdout.strip().split(" ") if f.startswith("-D")]
+
 def _pkg_config_libs(ctx, modules):
     result = ctx.execute(["pkg-config", "--libs"] + modules)
     if result.return_code != 0:
@@ -50,6 +62,8 @@ def _system_libs_impl(ctx):
         lines.append("cc_library(")
         lines.append("    name = %r," % name)
         lines.append("    linkopts = %r," % (flags + ["-lpthread"]))
+        if name in _WITH_DEFINES:
+            lines.append("    defines = %r," % _pkg_config_defines(ctx, modules))
         lines.append(")")
         lines.append("")
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)

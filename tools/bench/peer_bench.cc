@@ -149,11 +149,10 @@ Figures RawSqlite(const std::string& dir) {
 
 std::vector<Figures> Marmot(const std::string& dir) {
   const int n = 3;
-  std::vector<int> ports, panes, rests;
+  std::vector<int> ports, panes;
   for (int i = 0; i < n; ++i) {
     ports.push_back(testing::FreeLoopbackPort());
     panes.push_back(testing::FreeLoopbackPort());
-    rests.push_back(testing::FreeLoopbackPort());
   }
   std::vector<std::string> members;
   for (int i = 0; i < n; ++i) members.push_back(absl::StrCat(i + 1, "@127.0.0.1:", ports[i]));
@@ -165,7 +164,6 @@ std::vector<Figures> Marmot(const std::string& dir) {
     sqlite3_close(db);
     nodes.push_back(std::make_unique<testing::Subprocess>(std::vector<std::string>{FLAGS_marmot, absl::StrCat("-node-id=", i + 1), absl::StrCat("-bind=127.0.0.1:", ports[i]),
                           absl::StrCat("-bind-pane=127.0.0.1:", panes[i]),
-                          absl::StrCat("-bind-rest=127.0.0.1:", rests[i]),
                           absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
                           absl::StrCat("-shards=", FLAGS_shards), "-db-path=" + db_path(i),
                           absl::StrCat("-raft-path=", dir, "/raft-", i + 1)},

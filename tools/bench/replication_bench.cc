@@ -173,7 +173,7 @@ double InsertRows(const std::string& path, int64_t first, int64_t count, bool cp
 
 struct Node {
   int id = 0;
-  int port = 0, pane_port = 0, rest_port = 0;
+  int port = 0, pane_port = 0;  // pane_port: gRPC and REST
   std::string db, raft;
   std::unique_ptr<::marmot::testing::Subprocess> proc;  // null when not running
   std::string log() const { return proc ? proc->stderr_path() : "(not running)"; }
@@ -191,7 +191,6 @@ class Cluster {
     n.id = static_cast<int>(nodes_.size()) + 1;
     n.port = ::marmot::testing::FreeLoopbackPort();
     n.pane_port = ::marmot::testing::FreeLoopbackPort();
-    n.rest_port = ::marmot::testing::FreeLoopbackPort();
     n.db = absl::StrCat(dir_, "/node-", n.id, ".db");
     n.raft = absl::StrCat(dir_, "/raft-", n.id);
     sqlite3* db = OpenDb(n.db);
@@ -207,7 +206,6 @@ class Cluster {
         absl::StrCat("-node-id=", n.id),
         absl::StrCat("-bind=127.0.0.1:", n.port),
         absl::StrCat("-bind-pane=127.0.0.1:", n.pane_port),
-        absl::StrCat("-bind-rest=127.0.0.1:", n.rest_port),
         absl::StrCat("-bootstrap=", bootstrap),
         absl::StrCat("-shards=", FLAGS_shards),
         "-db-path=" + n.db,
@@ -228,7 +226,7 @@ class Cluster {
   void WaitReady(const Node& n) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline) {
-      std::string cmd = absl::StrCat("curl -sf -o /dev/null http://127.0.0.1:", n.rest_port, "/readyz");
+      std::string cmd = absl::StrCat("curl -sf -o /dev/null http://127.0.0.1:", n.pane_port, "/readyz");
       if (std::system(cmd.c_str()) == 0) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -238,7 +236,7 @@ class Cluster {
   bool AddNode(const Node& leader_side, const Node& joining) {
     std::string cmd = absl::StrCat(
         "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ", kAuth, "' http://127.0.0.1:",
-        leader_side.rest_port, "/v1/nodes -d '{\"nodeId\": \"", joining.id,
+        leader_side.pane_port, "/v1/nodes -d '{\"nodeId\": \"", joining.id,
         "\", \"address\": \"127.0.0.1:", joining.port, "\"}'");
     return std::system(cmd.c_str()) == 0;
   }

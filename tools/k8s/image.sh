@@ -59,7 +59,7 @@ cat >"$root/config.json" <<CONFIG
 {"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z",\
 "config":{"User":"10001:10001","Entrypoint":["/usr/local/bin/marmot"],\
 "Env":["PATH=/usr/local/bin"],"WorkingDir":"/var/lib/marmot",\
-"ExposedPorts":{"8610/tcp":{},"6010/tcp":{},"6011/tcp":{}},\
+"ExposedPorts":{"8610/tcp":{},"6010/tcp":{}},\
 "Volumes":{"/var/lib/marmot":{}}},\
 "rootfs":{"type":"layers","diff_ids":["sha256:$layer_sha"]},\
 "history":[{"created":"1970-01-01T00:00:00Z","created_by":"bazel build //tools/k8s:image"}]}

@@ -1,0 +1,96 @@
+// The control pane's port: one listening socket serving gRPC and REST side by side, as etcd
+// serves its gateway beside gRPC. Each accepted connection is told apart by its first bytes
+// (protocol_sniff.h) and goes, untouched, to the server of its protocol: gRPC takes over the
+// socket itself (grpc::AddInsecureChannelFromFd), REST is served on a thread of this listener.
+//
+// No client holds up another: every connection has its own thread until it reaches gRPC (or
+// ends, for REST), a client that sends nothing is dropped after `first_bytes_timeout`, and at
+// most `max_connections` are served at once (more are closed at once, with a log line).
+#ifndef MARMOT_PANE_PANE_LISTENER_H_
+#define MARMOT_PANE_PANE_LISTENER_H_
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pane/protocol_sniff.h"
+#include "pane/socket_io.h"
+
+namespace marmot::pane {
+
+struct ListenerOptions {
+  // host:port; port 0 picks a free one. Every address the host resolves to is bound
+  // (`localhost`: 127.0.0.1, and ::1 where the machine has it).
+  std::string address;
+  absl::Duration first_bytes_timeout = absl::Seconds(10);
+  int max_connections = 128;
+};
+
+// A protocol without a handler is not served: its connections are closed.
+struct ConnectionHandlers {
+  // Takes over a connected non-blocking socket that opens with the HTTP/2 preface; returns at
+  // once.
+  std::function<void(int fd)> grpc;
+  // Serves a connected socket that opens with an HTTP/1 request line until the connection ends
+  // (or the signals say so), then closes it.
+  std::function<void(int fd, const StopSignals& signals)> rest;
+};
+
+class PaneListener {
+ public:
+  // Binds and listens, or fails with UnavailableError naming the address (in use, say).
+  static absl::StatusOr<std::unique_ptr<PaneListener>> Start(ListenerOptions options,
+                                                             ConnectionHandlers handlers);
+  ~PaneListener();
+
+  int port() const { return port_; }
+
+  // Stops accepting and closes the port. Connections waiting for their first bytes or for
+  // their next request end; requests being served go on. Idempotent.
+  void Drain();
+  // Drain(), then ends every connection this listener still serves and waits for their
+  // threads. Connections handed to gRPC are gRPC's to end. Idempotent.
+  void Stop();
+
+ private:
+  struct Worker {
+    std::thread thread;
+    bool done = false;
+  };
+
+  PaneListener() = default;
+  void AcceptLoop();
+  void Serve(OwnedFd connection);
+  // Hands `fd` to the server of `protocol` (closing it when this listener serves no such
+  // server). On this thread for REST when `on_this_thread`, else on a new one.
+  bool Dispatch(PaneProtocol protocol, OwnedFd fd, bool on_this_thread);
+  // Runs `work` on a thread of its own, counted against max_connections; false (nothing runs)
+  // when that many are served already or the listener stops.
+  bool Spawn(std::function<void()> work);
+  // Joins the threads that finished.
+  void Reap();
+
+  ListenerOptions options_;
+  ConnectionHandlers handlers_;
+  std::vector<OwnedFd> listening_;
+  int port_ = 0;
+  OwnedFd drain_, stop_;
+  std::thread acceptor_;
+
+  absl::Mutex mu_;
+  bool drained_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int live_ ABSL_GUARDED_BY(mu_) = 0;
+  std::list<Worker> workers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace marmot::pane
+
+#endif  // MARMOT_PANE_PANE_LISTENER_H_

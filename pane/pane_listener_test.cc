@@ -1,0 +1,273 @@
+// The pane's one port over real sockets: gRPC and REST side by side, clients that say nothing
+// or nonsense, and a shutdown with every kind of connection open.
+#include "pane/pane_listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "pane/pane_server.h"
+#include "proto/admin.grpc.pb.h"
+
+namespace marmot::pane {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FixedNode : public NodeControl {
+ public:
+  absl::StatusOr<admin::v1::GetStatusResponse> GetStatus() override {
+    admin::v1::GetStatusResponse r;
+    r.set_node_id(7);
+    return r;
+  }
+  absl::StatusOr<admin::v1::ListDeadLettersResponse> ListDeadLetters(int) override {
+    return admin::v1::ListDeadLettersResponse();
+  }
+  bool Ready() override { return true; }
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(const std::vector<int64_t>&) override {
+    return admin::v1::RetryDeadLettersResponse();
+  }
+};
+
+OwnedFd Connect(int port) {
+  OwnedFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+void Send(const OwnedFd& fd, absl::string_view bytes) {
+  ASSERT_EQ(::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+}
+
+// Reads until the server closes `fd` (what it sent meanwhile goes to `received`); returns how
+// long that took, or nullopt when it is still open after `timeout`.
+std::optional<absl::Duration> WaitClosed(const OwnedFd& fd, absl::Duration timeout,
+                                         std::string* received = nullptr) {
+  const absl::Time start = absl::Now();
+  while (absl::Now() - start < timeout) {
+    if (WaitForSocket(fd.get(), POLLIN, absl::Milliseconds(50), {}) != WaitResult::kReady) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) return absl::Now() - start;
+    if (received != nullptr) received->append(buf, static_cast<size_t>(n));
+  }
+  return std::nullopt;
+}
+
+class OnePortTest : public ::testing::Test {
+ protected:
+  void StartPane(absl::Duration first_bytes_timeout, std::string rest_address = "") {
+    auto pane = PaneServer::Start({.address = "127.0.0.1:0",
+                                   .rest_address = std::move(rest_address),
+                                   .auth_key = "Basic abc",
+                                   .metrics = [] { return std::string("marmot_up 1\n"); },
+                                   .first_bytes_timeout = first_bytes_timeout},
+                                  &node_);
+    ASSERT_TRUE(pane.ok()) << pane.status();
+    pane_ = *std::move(pane);
+  }
+  grpc::Status GrpcStatus(int port, admin::v1::GetStatusResponse* out) {
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.AddMetadata("authorization", "Basic abc");
+    return admin::v1::Admin::NewStub(channel)->GetStatus(&ctx, {}, out);
+  }
+  httplib::Result RestGet(int port, const std::string& path) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(10, 0);
+    client.set_read_timeout(10, 0);
+    return client.Get(path, {{"Authorization", "Basic abc"}});
+  }
+
+  FixedNode node_;
+  std::unique_ptr<PaneServer> pane_;
+};
+
+TEST_F(OnePortTest, GrpcAndRestShareOnePort) {
+  StartPane(absl::Seconds(10));
+  EXPECT_EQ(pane_->rest_port(), pane_->port());
+  for (int round = 0; round < 3; ++round) {
+    admin::v1::GetStatusResponse status;
+    grpc::Status s = GrpcStatus(pane_->port(), &status);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(status.node_id(), 7u);
+    auto res = RestGet(pane_->port(), "/v1/status");
+    ASSERT_TRUE(res) << res.error();
+    EXPECT_EQ(res->status, 200);
+    EXPECT_THAT(res->body, HasSubstr("\"nodeId\":\"7\""));
+    res = RestGet(pane_->port(), "/metrics");
+    ASSERT_TRUE(res) << res.error();
+    EXPECT_EQ(res->body, "marmot_up 1\n");
+  }
+  // One REST connection carries several requests (keep-alive).
+  httplib::Client client("127.0.0.1", pane_->port());
+  client.set_keep_alive(true);
+  for (int i = 0; i < 4; ++i) {
+    auto res = client.Get("/healthz");
+    ASSERT_TRUE(res) << res.error();
+    EXPECT_EQ(res->body, "ok\n");
+  }
+}
+
+TEST_F(OnePortTest, SilentClientsHoldUpNoOne) {
+  // Given a minute to say something, twenty connections say nothing
+  StartPane(absl::Seconds(60));
+  std::vector<OwnedFd> silent;
+  for (int i = 0; i < 20; ++i) silent.push_back(Connect(pane_->port()));
+  // Then gRPC and REST clients are still served (within their 10 s deadlines)
+  admin::v1::GetStatusResponse status;
+  grpc::Status s = GrpcStatus(pane_->port(), &status);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  auto res = RestGet(pane_->port(), "/healthz");
+  ASSERT_TRUE(res) << res.error();
+  EXPECT_EQ(res->status, 200);
+  // and the silent ones are still waiting.
+  EXPECT_EQ(WaitClosed(silent.front(), absl::Milliseconds(200)), std::nullopt);
+}
+
+TEST_F(OnePortTest, ASilentOrStalledClientIsDroppedAfterTheFirstBytesTimeout) {
+  StartPane(absl::Seconds(1));
+  const absl::Time start = absl::Now();
+  OwnedFd silent = Connect(pane_->port());
+  OwnedFd stalled = Connect(pane_->port());
+  Send(stalled, "GE");
+  for (const OwnedFd* fd : {&silent, &stalled}) {
+    ASSERT_NE(WaitClosed(*fd, absl::Seconds(20)), std::nullopt);
+    EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
+  }
+}
+
+TEST_F(OnePortTest, NonsenseIsClosedWithoutWaiting) {
+  StartPane(absl::Seconds(60));
+  // A TLS ClientHello on this plaintext port, and bytes that are no method.
+  for (absl::string_view bytes : {absl::string_view("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
+                                  absl::string_view("get / HTTP/1.1\r\n\r\n")}) {
+    OwnedFd fd = Connect(pane_->port());
+    Send(fd, bytes);
+    std::string answer;
+    std::optional<absl::Duration> closed = WaitClosed(fd, absl::Seconds(30), &answer);
+    ASSERT_TRUE(closed.has_value());
+    EXPECT_LT(*closed, absl::Seconds(30));
+    EXPECT_EQ(answer, "");
+  }
+  // The port still serves.
+  auto res = RestGet(pane_->port(), "/healthz");
+  ASSERT_TRUE(res) << res.error();
+}
+
+TEST_F(OnePortTest, ShutdownEndsEveryConnectionPromptly) {
+  StartPane(absl::Seconds(60));
+  const int port = pane_->port();
+  // Silent, between two requests (keep-alive), in the middle of a request body, and a gRPC
+  // stream that never ends by itself.
+  OwnedFd silent = Connect(port);
+  OwnedFd idle = Connect(port);
+  Send(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  OwnedFd midway = Connect(port);
+  Send(midway, "POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"node");
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  grpc::ClientContext watch_ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  auto watch = grpc::health::v1::Health::NewStub(channel)->Watch(&watch_ctx, req);
+  grpc::health::v1::HealthCheckResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  std::atomic<bool> watch_ended{false};
+  std::thread reader([&] {
+    grpc::health::v1::HealthCheckResponse r;
+    while (watch->Read(&r)) {
+    }
+    watch_ended = true;
+  });
+  std::string idle_answer;
+  ASSERT_EQ(WaitClosed(idle, absl::Milliseconds(300), &idle_answer), std::nullopt);
+  EXPECT_THAT(idle_answer, HasSubstr("200 OK"));
+
+  const absl::Time start = absl::Now();
+  pane_->Shutdown(2000);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_LT(took, absl::Seconds(5));
+  for (const OwnedFd* fd : {&silent, &idle, &midway}) {
+    EXPECT_NE(WaitClosed(*fd, absl::Seconds(1)), std::nullopt);
+  }
+  reader.join();
+  EXPECT_TRUE(watch_ended);
+  // Nothing listens any more.
+  OwnedFd after(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_NE(::connect(after.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+}
+
+TEST_F(OnePortTest, RestCanHaveAPortOfItsOwn) {
+  StartPane(absl::Seconds(60), "127.0.0.1:0");
+  ASSERT_NE(pane_->rest_port(), pane_->port());
+  admin::v1::GetStatusResponse status;
+  grpc::Status s = GrpcStatus(pane_->port(), &status);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  auto res = RestGet(pane_->rest_port(), "/v1/status");
+  ASSERT_TRUE(res) << res.error();
+  EXPECT_EQ(res->status, 200);
+  // Each port serves only its own protocol.
+  EXPECT_FALSE(RestGet(pane_->port(), "/healthz"));
+  EXPECT_FALSE(GrpcStatus(pane_->rest_port(), &status).ok());
+}
+
+TEST(PaneListenerTest, ServesAtMostMaxConnectionsAtOnce) {
+  std::atomic<int> served{0};
+  auto listener = PaneListener::Start(
+      {.address = "127.0.0.1:0", .first_bytes_timeout = absl::Seconds(60), .max_connections = 2},
+      {.grpc = [](int fd) { ::close(fd); },
+       .rest = [&](int fd, const StopSignals&) {
+         ++served;
+         ::close(fd);
+       }});
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  OwnedFd a = Connect((*listener)->port());
+  OwnedFd b = Connect((*listener)->port());
+  // Both slots are taken by clients that say nothing: a third is closed at once.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  OwnedFd c = Connect((*listener)->port());
+  std::optional<absl::Duration> closed = WaitClosed(c, absl::Seconds(30));
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_LT(*closed, absl::Seconds(30));
+  // Once one of them speaks and is served, a slot is free again.
+  Send(a, "GET / HTTP/1.1\r\n\r\n");
+  ASSERT_NE(WaitClosed(a, absl::Seconds(30)), std::nullopt);
+  EXPECT_EQ(served.load(), 1);
+  bool served_again = false;
+  for (int attempt = 0; attempt < 100 && !served_again; ++attempt) {
+    OwnedFd d = Connect((*listener)->port());
+    Send(d, "GET / HTTP/1.1\r\n\r\n");
+    ASSERT_NE(WaitClosed(d, absl::Seconds(30)), std::nullopt);
+    served_again = served.load() == 2;
+  }
+  EXPECT_TRUE(served_again);
+  (*listener)->Stop();
+}
+
+}  // namespace
+}  // namespace marmot::pane
