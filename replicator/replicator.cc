@@ -7,6 +7,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/raft_store_folder.h"
 
 namespace marmot::replicator {
 
@@ -94,7 +95,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   raft::host::NodeHostConfig host_config;
   host_config.node_id = config.node_id;
   host_config.bind_address = config.bind.ToString();
-  host_config.raft_path = config.raft_path;
+  absl::StatusOr<std::string> raft_folder = RaftStoreFolder(config.raft_path, config.node_id);
+  if (!raft_folder.ok()) return raft_folder.status();
+  host_config.raft_path = *raft_folder;
   host_config.shards = config.shards;
   host_config.snapshot_entries = config.snapshot_entries;
   // Entries kept behind a snapshot for followers slightly behind: never more than there are

@@ -157,6 +157,58 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
   }
 }
 
+// Each node keeps its Raft store in <raft-path>/node-<id>; older versions kept it directly in
+// -raft-path. Upgrading must keep that store: same log, no second bootstrap, nothing moved.
+TEST(MarmotCliTest, ARaftStoreOfAnOlderVersionIsUsedWhereItLies) {
+  const std::string dir = testing::NewTestDir("cli-older-raft");
+  const std::string db = dir + "/app.db";
+  const std::string raft = dir + "/raft";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
+  auto start = [&] {
+    return std::make_unique<testing::Subprocess>(
+        std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + db, "-raft-path=" + raft,
+                                 absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                                 absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()), "-shards=2"},
+        dir);
+  };
+  // Pending rows in t's change log: 0 once every change committed.
+  auto pending = [&] {
+    auto out = sqlite::testing::RunSqliteCli(
+        db, "SELECT count(*) FROM \"__marmot__t_change_log\" WHERE \"__marmot__state\" = 0;");
+    return out.ok() ? *out : "error";
+  };
+  auto write_and_commit = [&](testing::Subprocess& marmot, int id) {
+    ASSERT_TRUE(testing::WaitFor([&] { return marmot.Stderr().find(" replicating ") != std::string::npos; }, 20s))
+        << marmot.Stderr();
+    ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, absl::StrCat("INSERT INTO t VALUES (", id, ", 'x');")).ok());
+    ASSERT_TRUE(testing::WaitFor([&] { return pending() == "0\n"; }, 20s)) << marmot.Stderr();
+  };
+
+  // Given a node that founded its cluster, committed a write and stopped
+  auto first = start();
+  write_and_commit(*first, 1);
+  EXPECT_THAT(first->Stderr(), HasSubstr("bootstrapped 2 shards"));
+  first->Signal(SIGTERM);
+  ASSERT_EQ(first->Wait(20s), std::optional<int>(0)) << first->Stderr();
+  ASSERT_TRUE(std::filesystem::exists(raft + "/node-1/db/CURRENT"));
+  // and its store laid out as older versions did, directly in -raft-path,
+  for (const auto& entry : std::filesystem::directory_iterator(raft + "/node-1")) {
+    std::filesystem::rename(entry.path(), raft + "/" + entry.path().filename().string());
+  }
+  std::filesystem::remove(raft + "/node-1");
+
+  // when this version starts on it
+  auto second = start();
+  write_and_commit(*second, 2);
+  // then it goes on with that store where it lies (no second bootstrap, no new folder)
+  EXPECT_THAT(second->Stderr(), HasSubstr("node 1: using its raft store in " + raft + ", where an older version kept it"));
+  EXPECT_THAT(second->Stderr(), ::testing::Not(HasSubstr("bootstrapped")));
+  EXPECT_FALSE(std::filesystem::exists(raft + "/node-1"));
+  second->Signal(SIGTERM);
+  EXPECT_EQ(second->Wait(20s), std::optional<int>(0)) << second->Stderr();
+  EXPECT_EQ(*sqlite::testing::RunSqliteCli(db, "SELECT group_concat(id) FROM t;"), "1,2\n");
+}
+
 TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
   std::string dir = testing::NewTestDir("cli-busy");
   int pane_port = testing::FreeLoopbackPort();

@@ -329,7 +329,7 @@ TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
             "-bind", absl::StrCat("127.0.0.1:", bind), "-bind-pane",
             absl::StrCat("localhost:", testing::FreeLoopbackPort()), "-node-id", absl::StrCat(id),
             "-db-path", absl::StrCat(dir, "/cache-", id, ".db"), "-raft-path",
-            absl::StrCat(dir, "/raft-", id)},
+            absl::StrCat(dir, "/raft")},  // Shared, as the default /tmp/raft is.
         dir);
   };
   for (int id : {1, 2}) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
@@ -642,6 +643,36 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     }
   }
   return store;
+}
+
+absl::StatusOr<uint64_t> RocksLogStore::ReadNodeId(const std::string& dir) {
+  const std::string db_dir = dir + "/db";
+  std::error_code ec;
+  if (!fs::exists(db_dir + "/CURRENT", ec)) {
+    return absl::NotFoundError(absl::StrCat("no raft store in ", dir));
+  }
+  rocksdb::DBOptions dbo;
+  dbo.info_log = std::make_shared<GlogRocksLogger>(dir);  // RocksDB writes no LOG file then.
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  descs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  // Read-only: takes no lock, writes nothing, opens only the default column family.
+  const rocksdb::Status rs = rocksdb::DB::OpenForReadOnly(dbo, db_dir, descs, &handles, &raw);
+  if (!rs.ok()) {
+    return absl::DataLossError(absl::StrCat("raft store ", dir, " is unreadable (", rs.ToString(), ")"));
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string format, node;
+  const rocksdb::Status fs_ = db->Get(rocksdb::ReadOptions(), handles[0], kFormatKey, &format);
+  const rocksdb::Status ns = db->Get(rocksdb::ReadOptions(), handles[0], kNodeIdKey, &node);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  uint64_t id = 0;
+  if (!fs_.ok() || format != kFormat || !ns.ok() || !absl::SimpleAtoi(node, &id) || id == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft store ", dir, " has no or an unknown format marker or node id ('", format, "', '", node, "')"));
+  }
+  return id;
 }
 
 RocksLogStore::~RocksLogStore() {

@@ -121,6 +121,10 @@ class RocksLogStore {
   // ResourceExhaustedError and changes nothing: opening again after freeing space is fine.
   static absl::StatusOr<std::unique_ptr<RocksLogStore>> Open(const std::string& dir,
                                                              const Options& options);
+  // The node a store in `dir` belongs to, read without changing anything (the store may be
+  // open in another process). NotFoundError when `dir` holds no store (no db/CURRENT);
+  // FailedPreconditionError or DataLossError when it holds one that cannot be read as marmot's.
+  static absl::StatusOr<uint64_t> ReadNodeId(const std::string& dir);
   ~RocksLogStore();
 
   // Whether Open created a new, empty store (the host then bootstraps each shard).
