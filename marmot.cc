@@ -60,6 +60,11 @@ MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
 MARMOT_FLAG(std::string, bind_rest, "bind-rest", "",
             "host:port to serve the REST gateway on a port of its own instead (default: empty, "
             "REST shares -bind-pane with gRPC)");
+MARMOT_FLAG(std::string, pane_tls_cert_file, "pane-tls-cert-file", "",
+            "TLS on the control pane's port (gRPC and REST): its certificate chain (PEM); needs "
+            "-pane-tls-key-file");
+MARMOT_FLAG(std::string, pane_tls_key_file, "pane-tls-key-file", "",
+            "TLS on the control pane's port: the private key of -pane-tls-cert-file (PEM)");
 MARMOT_FLAG(bool, join, "join", false,
             "Start without membership and wait to be added to the cluster (AddNode) instead of "
             "founding it with the -bootstrap members");
@@ -143,6 +148,8 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
       {.address = config.bind_pane.ToString(),
        .rest_address = config.bind_rest.has_value() ? config.bind_rest->ToString() : "",
        .auth_key = auth_key != nullptr ? std::optional<std::string>(auth_key) : std::nullopt,
+       .tls_cert_file = config.pane_tls_cert_file,
+       .tls_key_file = config.pane_tls_key_file,
        .ready = [&node] { return node.Ready(); },
        .metrics =
            [&node, &running] {
@@ -236,6 +243,8 @@ int main(int argc, char** argv) {
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;
+  flags.pane_tls_cert_file = FLAGS_pane_tls_cert_file;
+  flags.pane_tls_key_file = FLAGS_pane_tls_key_file;
   flags.join = FLAGS_join;
   flags.verbose = FLAGS_verbose;
   flags.peers_template = FLAGS_peers_template;

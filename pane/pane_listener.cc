@@ -51,7 +51,9 @@ absl::Status Listen(const std::string& address, std::vector<OwnedFd>* out, int* 
     return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
   }
   std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
   addrinfo hints{};
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   hints.ai_family = AF_UNSPEC;
@@ -59,14 +61,14 @@ absl::Status Listen(const std::string& address, std::vector<OwnedFd>* out, int* 
   addrinfo* found = nullptr;
   const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), "0", &hints, &found);
   if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", gai_strerror(rc)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, ": ", gai_strerror(rc)));
   }
   std::set<std::string> seen;
   std::string failure;
   for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    if (!seen.insert(std::string(reinterpret_cast<const char*>(ai->ai_addr), ai->ai_addrlen)).second) {
-      continue;
-    }
+    const std::string key(reinterpret_cast<const char*>(ai->ai_addr), ai->ai_addrlen);
+    if (!seen.insert(key).second) continue;
     SetPort(ai->ai_addr, static_cast<uint16_t>(*bound != 0 ? *bound : port));
     OwnedFd fd(::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid()) continue;  // An address family this machine lacks.
@@ -74,7 +76,9 @@ absl::Status Listen(const std::string& address, std::vector<OwnedFd>* out, int* 
     // which a second process could listen on the same port and silently take half the calls.
     const int yes = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    if (ai->ai_family == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &yes, sizeof yes);
+    if (ai->ai_family == AF_INET6) {
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &yes, sizeof yes);
+    }
     if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
       const int err = errno;
       // A busy port is an error, except for a further address of a port picked at random.
@@ -117,7 +121,8 @@ PaneListener::~PaneListener() { Stop(); }
 
 void PaneListener::AcceptLoop() {
   std::vector<pollfd> fds;
-  for (const OwnedFd& fd : listening_) fds.push_back({.fd = fd.get(), .events = POLLIN, .revents = 0});
+  for (const OwnedFd& fd : listening_)
+    fds.push_back({.fd = fd.get(), .events = POLLIN, .revents = 0});
   fds.push_back({.fd = drain_.get(), .events = POLLIN, .revents = 0});
   while (true) {
     if (::poll(fds.data(), fds.size(), -1) < 0) {
@@ -141,10 +146,9 @@ void PaneListener::AcceptLoop() {
         const int fd = conn.get();
         auto shared = std::make_shared<OwnedFd>(std::move(conn));
         if (!Spawn([this, shared] { Serve(std::move(*shared)); })) {
-          LOG_EVERY_N(WARNING, 100) << "control pane on " << options_.address << ": "
-                                    << options_.max_connections
-                                    << " connections are served already; closed one from "
-                                    << PeerAddress(fd);
+          LOG_EVERY_N(WARNING, 100)
+              << "control pane on " << options_.address << ": " << options_.max_connections
+              << " connections are served already; closed one from " << PeerAddress(fd);
         }
       }
     }
@@ -155,6 +159,14 @@ void PaneListener::AcceptLoop() {
 void PaneListener::Serve(OwnedFd connection) {
   const int one = 1;
   ::setsockopt(connection.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (options_.tls != nullptr) {
+    options_.tls->Serve(std::move(connection), options_.first_bytes_timeout,
+                        {.drain_fd = drain_.get(), .stop_fd = stop_.get()},
+                        [this](PaneProtocol protocol, OwnedFd plaintext) {
+                          return Dispatch(protocol, std::move(plaintext), /*on_this_thread=*/false);
+                        });
+    return;
+  }
   const PaneProtocol protocol =
       SniffProtocol(connection.get(), options_.first_bytes_timeout, drain_.get());
   Dispatch(protocol, std::move(connection), /*on_this_thread=*/true);

@@ -3,6 +3,8 @@
 // (protocol_sniff.h) and goes, untouched, to the server of its protocol: gRPC takes over the
 // socket itself (grpc::AddInsecureChannelFromFd), REST is served on a thread of this listener.
 //
+// With TLS the listener terminates it and relays the plaintext to the same servers (pane_tls.h).
+//
 // No client holds up another: every connection has its own thread until it reaches gRPC (or
 // ends, for REST), a client that sends nothing is dropped after `first_bytes_timeout`, and at
 // most `max_connections` are served at once (more are closed at once, with a log line).
@@ -20,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pane/pane_tls.h"
 #include "pane/protocol_sniff.h"
 #include "pane/socket_io.h"
 
@@ -29,6 +32,10 @@ struct ListenerOptions {
   // host:port; port 0 picks a free one. Every address the host resolves to is bound
   // (`localhost`: 127.0.0.1, and ::1 where the machine has it).
   std::string address;
+  // When set, every connection must speak TLS (pane_tls.h); not owned, outlives the listener.
+  const PaneTls* tls = nullptr;
+  // A connection that has not told its protocol by then (TLS: completed its handshake and
+  // sent its first bytes) is closed.
   absl::Duration first_bytes_timeout = absl::Seconds(10);
   int max_connections = 128;
 };

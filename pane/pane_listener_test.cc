@@ -41,7 +41,8 @@ class FixedNode : public NodeControl {
     return admin::v1::ListDeadLettersResponse();
   }
   bool Ready() override { return true; }
-  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(const std::vector<int64_t>&) override {
+  absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
+      const std::vector<int64_t>&) override {
     return admin::v1::RetryDeadLettersResponse();
   }
 };
@@ -57,7 +58,8 @@ OwnedFd Connect(int port) {
 }
 
 void Send(const OwnedFd& fd, absl::string_view bytes) {
-  ASSERT_EQ(::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bytes.size()));
 }
 
 // Reads until the server closes `fd` (what it sent meanwhile goes to `received`); returns how
@@ -88,7 +90,8 @@ class OnePortTest : public ::testing::Test {
     pane_ = *std::move(pane);
   }
   grpc::Status GrpcStatus(int port, admin::v1::GetStatusResponse* out) {
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     ctx.AddMetadata("authorization", "Basic abc");
@@ -162,8 +165,9 @@ TEST_F(OnePortTest, ASilentOrStalledClientIsDroppedAfterTheFirstBytesTimeout) {
 TEST_F(OnePortTest, NonsenseIsClosedWithoutWaiting) {
   StartPane(absl::Seconds(60));
   // A TLS ClientHello on this plaintext port, and bytes that are no method.
-  for (absl::string_view bytes : {absl::string_view("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
-                                  absl::string_view("get / HTTP/1.1\r\n\r\n")}) {
+  for (absl::string_view bytes :
+       {absl::string_view("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
+        absl::string_view("get / HTTP/1.1\r\n\r\n")}) {
     OwnedFd fd = Connect(pane_->port());
     Send(fd, bytes);
     std::string answer;
@@ -187,7 +191,8 @@ TEST_F(OnePortTest, ShutdownEndsEveryConnectionPromptly) {
   Send(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   OwnedFd midway = Connect(port);
   Send(midway, "POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"node");
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   grpc::ClientContext watch_ctx;
   grpc::health::v1::HealthCheckRequest req;
   auto watch = grpc::health::v1::Health::NewStub(channel)->Watch(&watch_ctx, req);
@@ -241,10 +246,11 @@ TEST(PaneListenerTest, ServesAtMostMaxConnectionsAtOnce) {
   auto listener = PaneListener::Start(
       {.address = "127.0.0.1:0", .first_bytes_timeout = absl::Seconds(60), .max_connections = 2},
       {.grpc = [](int fd) { ::close(fd); },
-       .rest = [&](int fd, const StopSignals&) {
-         ++served;
-         ::close(fd);
-       }});
+       .rest =
+           [&](int fd, const StopSignals&) {
+             ++served;
+             ::close(fd);
+           }});
   ASSERT_TRUE(listener.ok()) << listener.status();
   OwnedFd a = Connect((*listener)->port());
   OwnedFd b = Connect((*listener)->port());

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "pane/pane_listener.h"
+#include "pane/pane_tls.h"
 #include "pane/rest_gateway.h"
 #include "proto/admin.grpc.pb.h"
 
@@ -212,37 +213,54 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
   builder.RegisterService(pane->health_.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
   pane->server_ = builder.BuildAndStart();
-  if (pane->server_ == nullptr) return absl::InternalError("the control pane's gRPC server did not start");
+  if (pane->server_ == nullptr) {
+    return absl::InternalError("the control pane's gRPC server did not start");
+  }
 
-  absl::StatusOr<std::unique_ptr<RestGateway>> rest = RestGateway::Create(
-      {.max_body_bytes = options.max_body_bytes, .ready = options.ready, .metrics = options.metrics},
-      pane->server_->InProcessChannel(grpc::ChannelArguments()));
+  absl::StatusOr<std::unique_ptr<RestGateway>> rest =
+      RestGateway::Create({.max_body_bytes = options.max_body_bytes,
+                           .ready = options.ready,
+                           .metrics = options.metrics},
+                          pane->server_->InProcessChannel(grpc::ChannelArguments()));
   if (!rest.ok()) return rest.status();
   pane->rest_ = *std::move(rest);
 
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    absl::StatusOr<std::unique_ptr<PaneTls>> tls =
+        PaneTls::Load(options.tls_cert_file, options.tls_key_file);
+    if (!tls.ok()) return tls.status();
+    pane->tls_ = *std::move(tls);
+  }
   ConnectionHandlers both;
   both.grpc = [raw = pane.get()](int fd) { raw->AddGrpcConnection(fd); };
-  both.rest = [raw = pane->rest_.get()](int fd, const StopSignals& s) { raw->ServeConnection(fd, s); };
+  both.rest = [raw = pane->rest_.get()](int fd, const StopSignals& s) {
+    raw->ServeConnection(fd, s);
+  };
   ConnectionHandlers grpc_only{.grpc = both.grpc, .rest = nullptr};
   ConnectionHandlers rest_only{.grpc = nullptr, .rest = both.rest};
   const bool shared = options.rest_address.empty();
-  absl::StatusOr<std::unique_ptr<PaneListener>> listener = PaneListener::Start(
-      {.address = options.address, .first_bytes_timeout = options.first_bytes_timeout},
-      shared ? both : grpc_only);
+  absl::StatusOr<std::unique_ptr<PaneListener>> listener =
+      PaneListener::Start({.address = options.address,
+                           .tls = pane->tls_.get(),
+                           .first_bytes_timeout = options.first_bytes_timeout},
+                          shared ? both : grpc_only);
   if (!listener.ok()) return listener.status();
   pane->listeners_.push_back(*std::move(listener));
   if (!shared) {
-    listener = PaneListener::Start(
-        {.address = options.rest_address, .first_bytes_timeout = options.first_bytes_timeout},
-        rest_only);
+    listener = PaneListener::Start({.address = options.rest_address,
+                                    .tls = pane->tls_.get(),
+                                    .first_bytes_timeout = options.first_bytes_timeout},
+                                   rest_only);
     if (!listener.ok()) return listener.status();
     pane->listeners_.push_back(*std::move(listener));
   }
+  const char* security = pane->tls_ != nullptr ? "TLS" : "plaintext";
   if (shared) {
-    LOG(INFO) << "control pane listening on port " << pane->port() << " (gRPC with reflection, and REST)";
+    LOG(INFO) << "control pane listening on port " << pane->port() << " (" << security
+              << ": gRPC with reflection, and REST)";
   } else {
-    LOG(INFO) << "control pane listening on port " << pane->port() << " (gRPC with reflection), REST on port "
-              << pane->rest_port();
+    LOG(INFO) << "control pane listening on port " << pane->port() << " (" << security
+              << ": gRPC with reflection), REST on port " << pane->rest_port();
   }
   return pane;
 }

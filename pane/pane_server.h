@@ -28,6 +28,7 @@ namespace marmot::pane {
 class AdminService;
 class HealthService;
 class PaneListener;
+class PaneTls;
 class RestGateway;
 
 struct PaneOptions {
@@ -36,7 +37,11 @@ struct PaneOptions {
   std::string address;
   // host:port of a port of its own for REST; empty: REST shares `address` with gRPC.
   std::string rest_address;
-  std::optional<std::string> auth_key;   // AUTH_KEY.
+  std::optional<std::string> auth_key;  // AUTH_KEY.
+  // TLS for every pane connection, gRPC and REST (pane_tls.h): the certificate chain and its
+  // private key (PEM). Both empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::function<bool()> ready;           // /readyz: joined every shard and caught up.
   std::function<std::string()> metrics;  // /metrics: Prometheus text.
   size_t max_body_bytes = 1 << 20;       // REST request bodies.
@@ -47,7 +52,8 @@ struct PaneOptions {
 class PaneServer {
  public:
   // Listens on options.address (and options.rest_address), or fails with UnavailableError
-  // naming the address. `control` must outlive the server.
+  // naming the address (InvalidArgumentError for TLS files that cannot be used). `control`
+  // must outlive the server.
   static absl::StatusOr<std::unique_ptr<PaneServer>> Start(const PaneOptions& options,
                                                            NodeControl* control);
   ~PaneServer();
@@ -70,6 +76,7 @@ class PaneServer {
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<RestGateway> rest_;
+  std::unique_ptr<PaneTls> tls_;
   std::vector<std::unique_ptr<PaneListener>> listeners_;  // [0]: the pane's port.
   absl::Mutex grpc_mu_;
   bool grpc_open_ ABSL_GUARDED_BY(grpc_mu_) = true;

@@ -1,12 +1,18 @@
 // The control pane over real gRPC on loopback: auth on admin calls, open health, reflection.
 #include "pane/pane_server.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <future>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "google/api/annotations.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "proto/admin.grpc.pb.h"
@@ -179,6 +185,102 @@ TEST_F(PaneServerTest, ABusyAddressIsAClearError) {
   auto second = PaneServer::Start({.address = absl::StrCat("127.0.0.1:", pane_->port())}, &other);
   ASSERT_FALSE(second.ok());
   EXPECT_THAT(std::string(second.status().message()), HasSubstr("cannot listen"));
+}
+
+// README, "Security": without AUTH_KEY only health, readiness, metrics and reflection answer;
+// every Admin call, over gRPC and over REST, needs it. Walks every method of the service, so a
+// call added later is covered too.
+TEST_F(PaneServerTest, WithoutTheKeyOnlyHealthReadinessMetricsAndReflectionAnswer) {
+  namespace pb = google::protobuf;
+  auto pane = PaneServer::Start({.address = "127.0.0.1:0",
+                                 .auth_key = "k",
+                                 .ready = [] { return true; },
+                                 .metrics = [] { return std::string("marmot_up 1\n"); }},
+                                &node_);
+  ASSERT_TRUE(pane.ok()) << pane.status();
+  pane_ = *std::move(pane);
+  channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", pane_->port()),
+                                 grpc::InsecureChannelCredentials());
+  httplib::Client rest("127.0.0.1", pane_->port());
+  const pb::ServiceDescriptor* admin =
+      pb::DescriptorPool::generated_pool()->FindServiceByName("marmot.admin.v1.Admin");
+  ASSERT_NE(admin, nullptr);
+  grpc::TemplatedGenericStub<pb::Message, pb::Message> generic(channel_);
+  for (int i = 0; i < admin->method_count(); ++i) {
+    const pb::MethodDescriptor* m = admin->method(i);
+    // gRPC, without and with a wrong key.
+    for (const char* key : {static_cast<const char*>(nullptr), "wrong"}) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      if (key != nullptr) ctx.AddMetadata("authorization", key);
+      grpc::Status status;
+      if (m->server_streaming()) {
+        auto reader = admin::v1::Admin::NewStub(channel_)->Backup(&ctx, {});
+        admin::v1::BackupChunk chunk;
+        EXPECT_FALSE(reader->Read(&chunk)) << m->name();
+        status = reader->Finish();
+      } else {
+        std::unique_ptr<pb::Message> request(
+            pb::MessageFactory::generated_factory()->GetPrototype(m->input_type())->New());
+        std::unique_ptr<pb::Message> response(
+            pb::MessageFactory::generated_factory()->GetPrototype(m->output_type())->New());
+        std::promise<grpc::Status> done;
+        generic.UnaryCall(&ctx, absl::StrCat("/", admin->full_name(), "/", m->name()),
+                          grpc::StubOptions(), request.get(), response.get(),
+                          [&done](grpc::Status s) { done.set_value(std::move(s)); });
+        status = done.get_future().get();
+      }
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << m->name() << " " << status.error_message();
+    }
+    // REST: its google.api.http route, path parameters filled.
+    const google::api::HttpRule& rule = m->options().GetExtension(google::api::http);
+    auto call = [&](const std::string& filled) -> httplib::Result {
+      const std::string body = "{}";
+      switch (rule.pattern_case()) {
+        case google::api::HttpRule::kGet: return rest.Get(filled);
+        case google::api::HttpRule::kPost: return rest.Post(filled, body, "application/json");
+        case google::api::HttpRule::kPut: return rest.Put(filled, body, "application/json");
+        case google::api::HttpRule::kDelete: return rest.Delete(filled);
+        default: return rest.Patch(filled, body, "application/json");
+      }
+    };
+    std::string path;
+    switch (rule.pattern_case()) {
+      case google::api::HttpRule::kGet: path = rule.get(); break;
+      case google::api::HttpRule::kPost: path = rule.post(); break;
+      case google::api::HttpRule::kPut: path = rule.put(); break;
+      case google::api::HttpRule::kDelete: path = rule.delete_(); break;
+      case google::api::HttpRule::kPatch: path = rule.patch(); break;
+      default: ADD_FAILURE() << m->name() << " has no REST route";
+    }
+    path = absl::StrReplaceAll(path, {{"{shard}", "1"}, {"{node_id}", "2"}});
+    EXPECT_EQ(path.find('{'), std::string::npos) << path;
+    httplib::Result res = call(path);
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 401) << path << ": " << res->body;
+  }
+  // What answers without a key: health and readiness, metrics, reflection.
+  for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
+    auto res = rest.Get(path);
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 200) << path;
+  }
+  grpc::ClientContext health_ctx;
+  grpc::health::v1::HealthCheckResponse health;
+  EXPECT_TRUE(grpc::health::v1::Health::NewStub(channel_)->Check(&health_ctx, {}, &health).ok());
+  grpc::ClientContext reflection_ctx;
+  auto reflection =
+      grpc::reflection::v1alpha::ServerReflection::NewStub(channel_)->ServerReflectionInfo(
+          &reflection_ctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(reflection->Write(list));
+  grpc::reflection::v1alpha::ServerReflectionResponse listed;
+  ASSERT_TRUE(reflection->Read(&listed));
+  EXPECT_GT(listed.list_services_response().service_size(), 0);
+  reflection->WritesDone();
+  EXPECT_TRUE(reflection->Finish().ok());
 }
 
 TEST(AuthTest, ConstantTimeEqualsIsEquality) {

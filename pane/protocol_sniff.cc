@@ -21,7 +21,8 @@ bool IsCapital(char c) { return c >= 'A' && c <= 'Z'; }
 
 PaneProtocol ClassifyFirstBytes(absl::string_view first) {
   if (first.empty()) return PaneProtocol::kNeedMore;
-  if (first.size() >= kHttp2Preface.size() && first.substr(0, kHttp2Preface.size()) == kHttp2Preface) {
+  if (first.size() >= kHttp2Preface.size() &&
+      first.substr(0, kHttp2Preface.size()) == kHttp2Preface) {
     return PaneProtocol::kGrpc;
   }
   const bool preface_so_far =

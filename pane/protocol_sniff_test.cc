@@ -16,8 +16,9 @@ TEST(ClassifyFirstBytesTest, TheHttp2PrefaceIsGrpcOnceWhole) {
 }
 
 TEST(ClassifyFirstBytesTest, AMethodAndASpaceIsHttp1) {
-  for (const char* line : {"GET / HTTP/1.1", "POST /v1/nodes HTTP/1.1", "PUT ", "DELETE /v1/nodes/4",
-                           "PATCH /x", "HEAD /healthz HTTP/1.0", "OPTIONS * HTTP/1.1"}) {
+  for (const char* line :
+       {"GET / HTTP/1.1", "POST /v1/nodes HTTP/1.1", "PUT ", "DELETE /v1/nodes/4", "PATCH /x",
+        "HEAD /healthz HTTP/1.0", "OPTIONS * HTTP/1.1"}) {
     EXPECT_EQ(ClassifyFirstBytes(line), PaneProtocol::kHttp1) << line;
   }
   // A method named like the preface's start is still a method once the bytes part ways.
@@ -32,10 +33,10 @@ TEST(ClassifyFirstBytesTest, AMethodAndASpaceIsHttp1) {
 
 TEST(ClassifyFirstBytesTest, AnythingElseIsUnknown) {
   // A TLS ClientHello on a plaintext port, lower-case methods, no method, an endless method.
-  for (absl::string_view bytes : {absl::string_view("\x16\x03\x01\x02\x00", 5), absl::string_view("get / HTTP/1.1"),
-                                  absl::string_view(" GET /"), absl::string_view("/healthz"),
-                                  absl::string_view("GET\r\n"), absl::string_view("ABCDEFGHIJKLMNOPQ"),
-                                  absl::string_view("\0\0\0\0", 4)}) {
+  for (absl::string_view bytes :
+       {absl::string_view("\x16\x03\x01\x02\x00", 5), absl::string_view("get / HTTP/1.1"),
+        absl::string_view(" GET /"), absl::string_view("/healthz"), absl::string_view("GET\r\n"),
+        absl::string_view("ABCDEFGHIJKLMNOPQ"), absl::string_view("\0\0\0\0", 4)}) {
     EXPECT_EQ(ClassifyFirstBytes(bytes), PaneProtocol::kUnknown) << bytes;
   }
   // The longest method still waits for its space.

@@ -173,18 +173,21 @@ void StreamBackup(const httplib::Request& req, httplib::Response& res,
 // server reads request lines byte by byte); one stream serves every request of a connection.
 class SocketStream final : public httplib::Stream {
  public:
-  SocketStream(int fd, absl::Duration read_timeout, absl::Duration write_timeout, StopSignals signals)
+  SocketStream(int fd, absl::Duration read_timeout, absl::Duration write_timeout,
+               StopSignals signals)
       : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout), signals_(signals) {}
 
   // Between requests: true once the next request starts, false when the client stays silent
   // for `timeout`, or the pane drains or stops.
   bool WaitForRequest(absl::Duration timeout) const {
-    return pos_ < len_ || WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd}) ==
-                              WaitResult::kReady;
+    return pos_ < len_ ||
+           WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd}) ==
+               WaitResult::kReady;
   }
 
   bool is_readable() const override {
-    return pos_ < len_ || WaitForSocket(fd_, POLLIN, read_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
+    return pos_ < len_ ||
+           WaitForSocket(fd_, POLLIN, read_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
   }
   bool is_writable() const override {
     return WaitForSocket(fd_, POLLOUT, write_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
@@ -265,7 +268,8 @@ class RestGateway::ConnectionServer final : public httplib::Server {
   ~ConnectionServer() override { svr_sock_ = INVALID_SOCKET; }
 
   void Serve(int fd, const StopSignals& signals) {
-    SocketStream stream(fd, absl::Seconds(read_timeout_sec_), absl::Seconds(write_timeout_sec_), signals);
+    SocketStream stream(fd, absl::Seconds(read_timeout_sec_), absl::Seconds(write_timeout_sec_),
+                        signals);
     for (size_t left = keep_alive_max_count_; left > 0; --left) {
       if (!stream.WaitForRequest(absl::Seconds(keep_alive_timeout_sec_))) return;
       bool connection_closed = false;

@@ -45,7 +45,8 @@ WaitResult WaitForSocket(int fd, short events, absl::Duration timeout,
     if (deadline != absl::InfiniteFuture()) {
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) return WaitResult::kTimedOut;
-      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+      timeout_ms =
+          static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
     }
     const int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0) {

@@ -261,12 +261,25 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
     absl::StatusOr<HostPort> rest = ParseHostPort(flags.bind_rest);
     if (!rest.ok()) return FlagError("bind-rest", rest.status().message());
     if (*rest == config.bind || *rest == config.bind_pane) {
-      return FlagError("bind-rest", absl::StrCat("must differ from -bind and -bind-pane (",
-                                                 rest->ToString(),
-                                                 "); leave it empty to serve REST on -bind-pane"));
+      return FlagError("bind-rest",
+                       absl::StrCat("must differ from -bind and -bind-pane (", rest->ToString(),
+                                    "); leave it empty to serve REST on -bind-pane"));
     }
     config.bind_rest = *rest;
   }
+
+  if (flags.pane_tls_cert_file.empty() != flags.pane_tls_key_file.empty()) {
+    return FlagError(flags.pane_tls_cert_file.empty() ? "pane-tls-cert-file" : "pane-tls-key-file",
+                     "TLS on the pane needs -pane-tls-cert-file and -pane-tls-key-file together");
+  }
+  for (const auto& [flag, file] : {std::pair{"pane-tls-cert-file", &flags.pane_tls_cert_file},
+                                   std::pair{"pane-tls-key-file", &flags.pane_tls_key_file}}) {
+    if (!file->empty() && !std::filesystem::is_regular_file(*file)) {
+      return FlagError(flag, absl::StrCat(*file, " is not a readable file"));
+    }
+  }
+  config.pane_tls_cert_file = flags.pane_tls_cert_file;
+  config.pane_tls_key_file = flags.pane_tls_key_file;
 
   if (flags.shards < 1 || flags.shards > kMaxShards) {
     return FlagError("shards", absl::StrCat("must be between 1 and ", kMaxShards, ", not ",

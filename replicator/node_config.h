@@ -61,6 +61,8 @@ struct FlagValues {
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;  // Empty: REST shares -bind-pane.
+  std::string pane_tls_cert_file;
+  std::string pane_tls_key_file;
   bool join = false;
   bool verbose = false;
   // Kubernetes StatefulSets (see pod_identity.h): with a -peers-template, -node-id and
@@ -94,6 +96,9 @@ struct NodeConfig {
   HostPort bind_pane;
   // REST on a port of its own; nullopt: REST shares -bind-pane with gRPC.
   std::optional<HostPort> bind_rest;
+  // TLS on the pane's port(s): both or none.
+  std::string pane_tls_cert_file;
+  std::string pane_tls_key_file;
   // Start with no shard membership and wait to be added (AddNode) instead of founding the
   // cluster with the -bootstrap members. Ignored once Raft state exists.
   bool join = false;

@@ -91,6 +91,31 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   EXPECT_FALSE(c->bind_rest.has_value());  // REST shares the pane's port.
 }
 
+TEST(ValidateFlagsTest, PaneTlsNeedsACertificateAndItsKey) {
+  const std::string dir = sqlite::testing::NewTempDir("pane-tls");
+  std::ofstream(dir + "/pane.pem") << "certificate";
+  std::ofstream(dir + "/pane.key") << "key";
+  FlagValues f = Good();
+  f.pane_tls_cert_file = dir + "/pane.pem";
+  EXPECT_THAT(ErrorOf(f),
+              HasSubstr("-pane-tls-key-file: TLS on the pane needs -pane-tls-cert-file and "
+                        "-pane-tls-key-file together"));
+  f = Good();
+  f.pane_tls_key_file = dir + "/pane.key";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-pane-tls-cert-file: TLS on the pane needs"));
+  f.pane_tls_cert_file = dir + "/missing.pem";
+  EXPECT_THAT(ErrorOf(f),
+              HasSubstr("-pane-tls-cert-file: " + dir + "/missing.pem is not a readable file"));
+  f.pane_tls_cert_file = dir + "/pane.pem";
+  f.pane_tls_key_file = dir;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-pane-tls-key-file: " + dir + " is not a readable file"));
+  f.pane_tls_key_file = dir + "/pane.key";
+  absl::StatusOr<NodeConfig> c = ValidateFlags(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pane_tls_cert_file, dir + "/pane.pem");
+  EXPECT_EQ(c->pane_tls_key_file, dir + "/pane.key");
+}
+
 TEST(ValidateFlagsTest, BindRestMovesRestToAPortOfItsOwn) {
   FlagValues f = Good();
   f.bind_rest = "localhost:7001";

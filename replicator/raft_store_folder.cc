@@ -24,7 +24,8 @@ absl::StatusOr<std::string> RaftStoreFolder(const std::string& raft_path, uint64
   if (fs::exists(own, ec) && !fs::is_empty(own, ec)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "both ", raft_path, " (the layout of older versions) and ", own, " hold files of node ",
-        node_id, "'s raft store; refusing to start, nothing was changed: move the one that is not "
+        node_id,
+        "'s raft store; refusing to start, nothing was changed: move the one that is not "
         "current away"));
   }
   LOG(INFO) << "node " << node_id << ": using its raft store in " << raft_path

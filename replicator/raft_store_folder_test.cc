@@ -14,8 +14,8 @@ namespace marmot::replicator {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using raft::host::RocksLogStore;
+using ::testing::HasSubstr;
 
 // Makes (or reopens) node `node`'s store in `dir` with one committed entry per start; returns
 // how many starts the store has seen.
@@ -73,7 +73,8 @@ TEST(RaftStoreFolderTest, TwoStoresOfOneNodeOrAnUnreadableOneAreRefused) {
   ASSERT_EQ(StartStore(raft + "/node-1", 1), 1u);
   absl::StatusOr<std::string> both = RaftStoreFolder(raft, 1);
   ASSERT_FALSE(both.ok());
-  EXPECT_THAT(std::string(both.status().message()), HasSubstr("move the one that is not current away"));
+  EXPECT_THAT(std::string(both.status().message()),
+              HasSubstr("move the one that is not current away"));
 
   // db/CURRENT without a store behind it: never replaced by a fresh store.
   const std::string broken = sqlite::testing::NewTempDir("raft-broken");

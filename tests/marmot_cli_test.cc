@@ -52,6 +52,14 @@ TEST(MarmotCliTest, BadFlagValuesFailFastWithOneLineAndExitCode2) {
        "-tls-cert-file"},
       {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-cluster-key-file=" + dir + "/none"},
        "-cluster-key-file: cannot read"},
+      {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-pane-tls-cert-file=" + text_file},
+       "-pane-tls-key-file: TLS on the pane needs -pane-tls-cert-file and -pane-tls-key-file "
+       "together"},
+      {{db, "-node-id=1", "-bind=127.0.0.1:8161", "-pane-tls-cert-file=" + dir + "/none.pem",
+        "-pane-tls-key-file=" + text_file},
+       "-pane-tls-cert-file: " + dir + "/none.pem is not a readable file"},
+      {{db, "-node-id=1", "-bind-pane=localhost:6001", "-bind-rest=localhost:6001"},
+       "-bind-rest: must differ from -bind and -bind-pane"},
   };
   for (const BadFlags& c : cases) {
     std::vector<std::string> argv = {testing::MarmotBinary()};
@@ -82,9 +90,26 @@ TEST(MarmotCliTest, AShortClusterKeyInTheEnvironmentFailsFast) {
 TEST(MarmotCliTest, HelpListsEveryFlag) {
   testing::RunResult r = testing::Run({testing::MarmotBinary(), "--help"}, 10s);
   std::string all = r.out + r.err;
-  for (const char* flag : {"-cleanup", "-db-path", "-replicate", "-node-id", "-bind ",
-                           "-raft-path", "-shards", "-snapshot-entries", "-checkpoint-pages", "-bootstrap", "-bind-pane", "-verbose",
-                           "-cluster-key-file", "-tls-cert-file", "-tls-key-file", "-tls-ca-file", "-insecure"}) {
+  for (const char* flag : {"-cleanup",
+                           "-db-path",
+                           "-replicate",
+                           "-node-id",
+                           "-bind ",
+                           "-raft-path",
+                           "-shards",
+                           "-snapshot-entries",
+                           "-checkpoint-pages",
+                           "-bootstrap",
+                           "-bind-pane",
+                           "-verbose",
+                           "-cluster-key-file",
+                           "-tls-cert-file",
+                           "-tls-key-file",
+                           "-tls-ca-file",
+                           "-insecure",
+                           "-bind-rest",
+                           "-pane-tls-cert-file",
+                           "-pane-tls-key-file"}) {
     EXPECT_THAT(all, HasSubstr(flag));
   }
 }
@@ -163,12 +188,14 @@ TEST(MarmotCliTest, ARaftStoreOfAnOlderVersionIsUsedWhereItLies) {
   const std::string dir = testing::NewTestDir("cli-older-raft");
   const std::string db = dir + "/app.db";
   const std::string raft = dir + "/raft";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
+  ASSERT_TRUE(
+      sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
   auto start = [&] {
     return std::make_unique<testing::Subprocess>(
-        std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + db, "-raft-path=" + raft,
-                                 absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
-                                 absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()), "-shards=2"},
+        std::vector<std::string>{
+            testing::MarmotBinary(), "-node-id=1", "-db-path=" + db, "-raft-path=" + raft,
+            absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+            absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()), "-shards=2"},
         dir);
   };
   // Pending rows in t's change log: 0 once every change committed.
@@ -178,9 +205,12 @@ TEST(MarmotCliTest, ARaftStoreOfAnOlderVersionIsUsedWhereItLies) {
     return out.ok() ? *out : "error";
   };
   auto write_and_commit = [&](testing::Subprocess& marmot, int id) {
-    ASSERT_TRUE(testing::WaitFor([&] { return marmot.Stderr().find(" replicating ") != std::string::npos; }, 20s))
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return marmot.Stderr().find(" replicating ") != std::string::npos; }, 20s))
         << marmot.Stderr();
-    ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, absl::StrCat("INSERT INTO t VALUES (", id, ", 'x');")).ok());
+    ASSERT_TRUE(
+        sqlite::testing::RunSqliteCli(db, absl::StrCat("INSERT INTO t VALUES (", id, ", 'x');"))
+            .ok());
     ASSERT_TRUE(testing::WaitFor([&] { return pending() == "0\n"; }, 20s)) << marmot.Stderr();
   };
 
@@ -201,7 +231,8 @@ TEST(MarmotCliTest, ARaftStoreOfAnOlderVersionIsUsedWhereItLies) {
   auto second = start();
   write_and_commit(*second, 2);
   // then it goes on with that store where it lies (no second bootstrap, no new folder)
-  EXPECT_THAT(second->Stderr(), HasSubstr("node 1: using its raft store in " + raft + ", where an older version kept it"));
+  EXPECT_THAT(second->Stderr(), HasSubstr("node 1: using its raft store in " + raft +
+                                          ", where an older version kept it"));
   EXPECT_THAT(second->Stderr(), ::testing::Not(HasSubstr("bootstrapped")));
   EXPECT_FALSE(std::filesystem::exists(raft + "/node-1"));
   second->Signal(SIGTERM);
@@ -213,7 +244,9 @@ TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
   std::string dir = testing::NewTestDir("cli-busy");
   int pane_port = testing::FreeLoopbackPort();
   auto argv = [&](const std::string& raft) {
-    return std::vector<std::string>{testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/app.db",
+    return std::vector<std::string>{testing::MarmotBinary(),
+                                    "-node-id=1",
+                                    "-db-path=" + dir + "/app.db",
                                     "-raft-path=" + dir + "/" + raft,
                                     absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                                     absl::StrCat("-bind-pane=127.0.0.1:", pane_port)};
@@ -255,11 +288,12 @@ TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExact
   EXPECT_EQ(refused.exit_code, 1) << refused.err;
   EXPECT_THAT(refused.err, HasSubstr(absl::StrCat("another marmot process (pid ", marmot.pid(), ") works on")));
   EXPECT_NE(*sqlite::testing::RunSqliteCli(db, dump), before);
-  testing::RunResult second = testing::Run(
-      {testing::MarmotBinary(), "-node-id=2", "-db-path=" + db,
-       absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
-       absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()), "-raft-path=" + dir + "/raft-2"},
-      20s);
+  testing::RunResult second =
+      testing::Run({testing::MarmotBinary(), "-node-id=2", "-db-path=" + db,
+                    absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                    absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
+                    "-raft-path=" + dir + "/raft-2"},
+                   20s);
   EXPECT_NE(second.exit_code, 0) << second.err;
   EXPECT_THAT(second.err, HasSubstr("another marmot process"));
   marmot.Signal(SIGTERM);

@@ -70,9 +70,9 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
   auto wait_ready = [&] {
     return testing::WaitFor(
         [&] {
-          if (Shell(absl::StrCat("curl -fsS 127.0.0.1:", cluster.pane_port(1), "/readyz")).first != 0) {
-            return false;
-          }
+          const std::string readyz =
+              absl::StrCat("curl -fsS 127.0.0.1:", cluster.pane_port(1), "/readyz");
+          if (Shell(readyz).first != 0) return false;
           const std::map<int, uint64_t> leaders = ShardLeaders(cluster, 1);
           return leaders.size() == kShards &&
                  std::all_of(leaders.begin(), leaders.end(), [](const auto& l) { return l.second != 0; });

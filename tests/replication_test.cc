@@ -325,8 +325,9 @@ TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
   auto start = [&](int id, int bind, int other_id, int other_bind) {
     return std::make_unique<testing::Subprocess>(
         std::vector<std::string>{
-            testing::MarmotBinary(), absl::StrCat("-bootstrap"), absl::StrCat(other_id, "@127.0.0.1:", other_bind),
-            "-bind", absl::StrCat("127.0.0.1:", bind), "-bind-pane",
+            testing::MarmotBinary(), absl::StrCat("-bootstrap"),
+            absl::StrCat(other_id, "@127.0.0.1:", other_bind), "-bind",
+            absl::StrCat("127.0.0.1:", bind), "-bind-pane",
             absl::StrCat("localhost:", testing::FreeLoopbackPort()), "-node-id", absl::StrCat(id),
             "-db-path", absl::StrCat(dir, "/cache-", id, ".db"), "-raft-path",
             absl::StrCat(dir, "/raft")},  // Shared, as the default /tmp/raft is.

@@ -38,8 +38,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kSeedLines[] = {
-    "marmot -bootstrap 2@127.0.0.1:8162 -bind 127.0.0.1:8161 -bind-pane localhost:6001 -node-id 1 -replicate table1,table2 -db-path /tmp/cache-1.db",
-    "marmot -bootstrap 1@127.0.0.1:8161 -bind 127.0.0.1:8162 -bind-pane localhost:6002 -node-id 2 -replicate table1,table2 -db-path /tmp/cache-2.db",
+    "marmot -bootstrap 2@127.0.0.1:8162 -bind 127.0.0.1:8161 -bind-pane localhost:6001 -node-id 1 "
+    "-replicate table1,table2 -db-path /tmp/cache-1.db",
+    "marmot -bootstrap 1@127.0.0.1:8161 -bind 127.0.0.1:8162 -bind-pane localhost:6002 -node-id 2 "
+    "-replicate table1,table2 -db-path /tmp/cache-2.db",
 };
 constexpr char kLockFile[] = "/tmp/marmot-seed-lines-test.lock";
 constexpr char kOwnedFile[] = "/tmp/marmot-seed-lines-test.owned";
@@ -50,7 +52,8 @@ std::vector<std::string> SeedPaths() {
   std::vector<std::string> paths;
   for (int id : {1, 2}) {
     const std::string db = absl::StrCat("/tmp/cache-", id, ".db");
-    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-marmot.lock"}) paths.push_back(db + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-marmot.lock"})
+      paths.push_back(db + suffix);
     paths.push_back(absl::StrCat(kRaftPath, "/node-", id));
   }
   paths.push_back(std::string(kRaftPath) + "/db");
@@ -106,8 +109,11 @@ class SeedPathsOwner {
         if (fs::exists(fs::symlink_status(p, ec))) found.push_back(p);
       }
       if (!found.empty()) {
-        return absl::StrCat("these paths exist and this test did not make them (it never deletes what it did not make); "
-                            "move them away to run it: ", absl::StrJoin(found, " "));
+        return absl::StrCat(
+            "these paths exist and this test did not make them (it never deletes what it did not "
+            "make); "
+            "move them away to run it: ",
+            absl::StrJoin(found, " "));
       }
     }
     for (int port : {8161, 8162, 6001, 6002}) {
@@ -157,7 +163,8 @@ TEST(SeedLinesTest, TheOriginalRunningLinesReplicateBothWays) {
     nodes.push_back(std::make_unique<testing::Subprocess>(argv, logs));
   }
   for (auto& node : nodes) {
-    ASSERT_TRUE(testing::WaitFor([&] { return node->Stderr().find(" replicating ") != std::string::npos; }, 60s))
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return node->Stderr().find(" replicating ") != std::string::npos; }, 60s))
         << node->Stderr();
     EXPECT_THAT(node->Stderr(), ::testing::HasSubstr("-replicate is deprecated and ignored"));
   }
@@ -171,16 +178,23 @@ TEST(SeedLinesTest, TheOriginalRunningLinesReplicateBothWays) {
   };
   auto both_hold = [&](const std::string& expected) {
     const std::string all =
-        "SELECT id, name FROM table1 ORDER BY id; SELECT id, amount, hex(note) FROM table2 ORDER BY id;";
-    const bool same = testing::WaitFor([&] { return sql(1, all) == expected && sql(2, all) == expected; }, 60s);
-    EXPECT_TRUE(same) << "node 1:\n" << sql(1, all) << "node 2:\n" << sql(2, all) << nodes[0]->Stderr()
-                      << nodes[1]->Stderr();
+        "SELECT id, name FROM table1 ORDER BY id; SELECT id, amount, hex(note) FROM table2 ORDER "
+        "BY id;";
+    const bool same =
+        testing::WaitFor([&] { return sql(1, all) == expected && sql(2, all) == expected; }, 60s);
+    EXPECT_TRUE(same) << "node 1:\n"
+                      << sql(1, all) << "node 2:\n"
+                      << sql(2, all) << nodes[0]->Stderr() << nodes[1]->Stderr();
     return same;
   };
-  ASSERT_EQ(sql(1, "INSERT INTO table1 VALUES (1, 'written on node 1');"
-                   "INSERT INTO table2 VALUES (1, 1.5, x'00ff');"), "");
-  ASSERT_EQ(sql(2, "INSERT INTO table1 VALUES (2, 'written on node 2');"
-                   "INSERT INTO table2 VALUES (2, -2.25, NULL);"), "");
+  ASSERT_EQ(sql(1,
+                "INSERT INTO table1 VALUES (1, 'written on node 1');"
+                "INSERT INTO table2 VALUES (1, 1.5, x'00ff');"),
+            "");
+  ASSERT_EQ(sql(2,
+                "INSERT INTO table1 VALUES (2, 'written on node 2');"
+                "INSERT INTO table2 VALUES (2, -2.25, NULL);"),
+            "");
   ASSERT_TRUE(both_hold("1|written on node 1\n2|written on node 2\n1|1.5|00FF\n2|-2.25|\n"));
   // Each node changes a row the other wrote.
   ASSERT_EQ(sql(2, "UPDATE table1 SET name = name || ', changed on node 2' WHERE id = 1;"), "");
@@ -189,10 +203,12 @@ TEST(SeedLinesTest, TheOriginalRunningLinesReplicateBothWays) {
 
   // and each node's one pane port answers REST (health, metrics) beside gRPC.
   for (int port : {6001, 6002}) {
-    testing::RunResult health = testing::Run({"/usr/bin/curl", "-fsS", absl::StrCat("localhost:", port, "/healthz")}, 20s);
+    testing::RunResult health =
+        testing::Run({"/usr/bin/curl", "-fsS", absl::StrCat("localhost:", port, "/healthz")}, 20s);
     EXPECT_EQ(health.exit_code, 0) << health.err;
     EXPECT_EQ(health.out, "ok\n");
-    testing::RunResult metrics = testing::Run({"/usr/bin/curl", "-fsS", absl::StrCat("localhost:", port, "/metrics")}, 20s);
+    testing::RunResult metrics =
+        testing::Run({"/usr/bin/curl", "-fsS", absl::StrCat("localhost:", port, "/metrics")}, 20s);
     EXPECT_THAT(metrics.out, ::testing::HasSubstr("marmot_"));
   }
   for (auto& node : nodes) {

@@ -660,7 +660,8 @@ absl::StatusOr<uint64_t> RocksLogStore::ReadNodeId(const std::string& dir) {
   // Read-only: takes no lock, writes nothing, opens only the default column family.
   const rocksdb::Status rs = rocksdb::DB::OpenForReadOnly(dbo, db_dir, descs, &handles, &raw);
   if (!rs.ok()) {
-    return absl::DataLossError(absl::StrCat("raft store ", dir, " is unreadable (", rs.ToString(), ")"));
+    return absl::DataLossError(
+        absl::StrCat("raft store ", dir, " is unreadable (", rs.ToString(), ")"));
   }
   std::unique_ptr<rocksdb::DB> db(raw);
   std::string format, node;
@@ -669,8 +670,9 @@ absl::StatusOr<uint64_t> RocksLogStore::ReadNodeId(const std::string& dir) {
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   uint64_t id = 0;
   if (!fs_.ok() || format != kFormat || !ns.ok() || !absl::SimpleAtoi(node, &id) || id == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "raft store ", dir, " has no or an unknown format marker or node id ('", format, "', '", node, "')"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft store ", dir, " has no or an unknown format marker or node id ('",
+                     format, "', '", node, "')"));
   }
   return id;
 }

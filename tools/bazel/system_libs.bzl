@@ -32,6 +32,8 @@ _LIBS = {
     "prometheus": (["prometheus-cpp-core"], []),
     "protobuf": (["protobuf"], []),
     "rocksdb": (["rocksdb"], []),
+    # OpenSSL's libssl: TLS on the control pane's port (pane/pane_tls.h).
+    "ssl": (["libssl"], []),
     "sqlite3": (["sqlite3"], []),
     "xxhash": (["libxxhash"], []),
 }

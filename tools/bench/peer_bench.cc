@@ -162,12 +162,14 @@ std::vector<Figures> Marmot(const std::string& dir) {
     sqlite3* db = Open(db_path(i));
     Exec(db, kSchema);
     sqlite3_close(db);
-    nodes.push_back(std::make_unique<testing::Subprocess>(std::vector<std::string>{FLAGS_marmot, absl::StrCat("-node-id=", i + 1), absl::StrCat("-bind=127.0.0.1:", ports[i]),
-                          absl::StrCat("-bind-pane=127.0.0.1:", panes[i]),
-                          absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
-                          absl::StrCat("-shards=", FLAGS_shards), "-db-path=" + db_path(i),
-                          absl::StrCat("-raft-path=", dir, "/raft-", i + 1)},
-                         dir));
+    nodes.push_back(std::make_unique<testing::Subprocess>(
+        std::vector<std::string>{FLAGS_marmot, absl::StrCat("-node-id=", i + 1),
+                                 absl::StrCat("-bind=127.0.0.1:", ports[i]),
+                                 absl::StrCat("-bind-pane=127.0.0.1:", panes[i]),
+                                 absl::StrCat("-bootstrap=", absl::StrJoin(members, ",")),
+                                 absl::StrCat("-shards=", FLAGS_shards), "-db-path=" + db_path(i),
+                                 absl::StrCat("-raft-path=", dir, "/raft-", i + 1)},
+        dir));
   }
   for (int i = 0; i < n; ++i) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);

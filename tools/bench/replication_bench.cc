@@ -226,7 +226,8 @@ class Cluster {
   void WaitReady(const Node& n) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline) {
-      std::string cmd = absl::StrCat("curl -sf -o /dev/null http://127.0.0.1:", n.pane_port, "/readyz");
+      std::string cmd =
+          absl::StrCat("curl -sf -o /dev/null http://127.0.0.1:", n.pane_port, "/readyz");
       if (std::system(cmd.c_str()) == 0) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -235,9 +236,9 @@ class Cluster {
 
   bool AddNode(const Node& leader_side, const Node& joining) {
     std::string cmd = absl::StrCat(
-        "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ", kAuth, "' http://127.0.0.1:",
-        leader_side.pane_port, "/v1/nodes -d '{\"nodeId\": \"", joining.id,
-        "\", \"address\": \"127.0.0.1:", joining.port, "\"}'");
+        "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ",
+        kAuth, "' http://127.0.0.1:", leader_side.pane_port, "/v1/nodes -d '{\"nodeId\": \"",
+        joining.id, "\", \"address\": \"127.0.0.1:", joining.port, "\"}'");
     return std::system(cmd.c_str()) == 0;
   }
 
