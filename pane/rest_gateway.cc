@@ -194,10 +194,10 @@ class SocketStream final : public httplib::Stream {
   }
 
   ssize_t read(char* ptr, size_t size) override {
-    if (pos_ == len_) {
+    while (pos_ == len_) {
       if (!is_readable()) return -1;
       const ssize_t n = ::recv(fd_, buffer_, sizeof buffer_, MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return read(ptr, size);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) return n;
       pos_ = 0;
       len_ = static_cast<size_t>(n);
