@@ -152,7 +152,7 @@ uint64_t ShardStateMachine::Open() {
   return applied;
 }
 
-void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries) {
+absl::Status ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries) {
   ReplicatorMetrics* metrics = shared_->metrics;
   for (const raft::host::AppliedEntry& e : entries) {
     const auto start = std::chrono::steady_clock::now();
@@ -184,13 +184,14 @@ void ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entri
         });
       }
     }
-    if (!done) return;
+    if (!done) return absl::CancelledError("stopping");
     if (metrics != nullptr) {
       metrics->entries_applied.Increment();
       metrics->apply_seconds.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   }
+  return absl::OkStatus();
 }
 
 bool ShardStateMachine::ApplyWithoutWriting(uint64_t index, const change::v1::ChangeBatch& batch) {
@@ -203,18 +204,23 @@ bool ShardStateMachine::ApplyWithoutWriting(uint64_t index, const change::v1::Ch
   return r->has_value();
 }
 
-absl::StatusOr<std::string> ShardStateMachine::SaveSnapshot() {
+absl::Status ShardStateMachine::SaveSnapshot(raft::host::SnapshotSink& out) {
   std::unique_lock<std::mutex> lock = shared_->Lock();
   // The snapshot holds the shard's applied state as the database has it: deferred state first.
   if (absl::Status s = shared_->WriteDeferredNow(); !s.ok()) return s;
   absl::StatusOr<change::v1::ShardSnapshot> snap = shared_->applier->CreateSnapshot(shard_);
   if (!snap.ok()) return snap.status();
+  std::string bytes;
+  if (!snap->SerializeToString(&bytes)) {
+    return absl::ResourceExhaustedError("the shard's snapshot exceeds protobuf's 2 GiB");
+  }
+  if (absl::Status s = out.Write(bytes); !s.ok()) return s;
   if (shared_->metrics != nullptr) shared_->metrics->snapshots_created.Increment();
-  return snap->SerializeAsString();
+  return absl::OkStatus();
 }
 
-absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::string& data) {
-  if (data.empty()) {
+absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const raft::host::SnapshotSource& in) {
+  if (in.size() == 0) {
     // The bootstrap snapshot every founding member starts from: the group's history begins
     // here, the node keeps the rows it has.
     shared_->PrepareWrite();
@@ -222,6 +228,8 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const std::s
                                [&] { return shared_->applier->AdvanceAppliedIndex(shard_, index); });
     return done ? absl::OkStatus() : absl::CancelledError("stopping");
   }
+  std::string data;
+  if (absl::Status s = in.ReadAt(0, in.size(), &data); !s.ok()) return s;
   change::v1::ShardSnapshot snap;
   if (!snap.ParseFromString(data) || static_cast<int>(snap.shard()) != shard_) {
     return absl::DataLossError("snapshot payload is not a snapshot of this shard");

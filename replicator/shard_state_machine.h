@@ -85,9 +85,9 @@ class ShardStateMachine : public raft::host::StateMachine {
       : shard_(shard), shared_(std::move(shared)) {}
 
   uint64_t Open() override;
-  void Apply(const std::vector<raft::host::AppliedEntry>& entries) override;
-  absl::StatusOr<std::string> SaveSnapshot() override;
-  absl::Status RecoverFromSnapshot(uint64_t index, const std::string& data) override;
+  absl::Status Apply(const std::vector<raft::host::AppliedEntry>& entries) override;
+  absl::Status SaveSnapshot(raft::host::SnapshotSink& out) override;
+  absl::Status RecoverFromSnapshot(uint64_t index, const raft::host::SnapshotSource& in) override;
 
  private:
   // ChangeApplier::ApplyWithoutWriting: whether the entry is applied (false also when it failed;

@@ -79,7 +79,8 @@ class SharedApplierTest : public ::testing::Test {
   // One apply round of `entries`; whether it opened a transaction.
   bool Round(const std::vector<raft::host::AppliedEntry>& entries) {
     shared_->BeginRound();
-    machine_->Apply(entries);
+    absl::Status applied = machine_->Apply(entries);
+    CHECK(applied.ok()) << applied;
     const bool opened = shared_->TransactionOpen();
     shared_->EndRound();
     return opened;
@@ -147,11 +148,12 @@ TEST_F(SharedApplierTest, ASnapshotHoldsTheStateOfEntriesAppliedWithoutWriting) 
   EXPECT_FALSE(Round({Entry(3, OwnBatch())}));
   // Taken in a round, as the host does.
   shared_->BeginRound();
-  absl::StatusOr<std::string> data = machine_->SaveSnapshot();
+  raft::host::StringSnapshotSink out;
+  absl::Status saved = machine_->SaveSnapshot(out);
   shared_->EndRound();
-  ASSERT_TRUE(data.ok()) << data.status();
+  ASSERT_TRUE(saved.ok()) << saved;
   change::v1::ShardSnapshot snap;
-  ASSERT_TRUE(snap.ParseFromString(*data));
+  ASSERT_TRUE(snap.ParseFromString(out.data()));
   EXPECT_EQ(snap.applied_index(), 3u);
   bool own_dedupe = false;
   for (const auto& a : snap.applied()) own_dedupe = own_dedupe || (a.origin_node() == kSelf && a.change_id() == 1);

@@ -2,6 +2,7 @@
 // restart, partition, snapshot catch-up, leadership transfer, membership changes.
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -359,6 +360,9 @@ TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
     sent.insert(p);
   }
   ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // A snapshot that failed half-way is not recorded, and nothing of it stays on disk.
+  EXPECT_EQ(c.host(1)->GetShardInfo(0).snapshot_index, 1u);
+  EXPECT_TRUE(std::filesystem::is_empty(TestDir() + "/node-1/snapshots"));
   // The first failure holds automatic snapshots back (10 s); the other nodes snapshot as usual.
   EXPECT_LE(c.sm(1, 0)->snapshot_attempts(), 2);
   EXPECT_GE(c.sm(2, 0)->snapshot_attempts(), 5);
@@ -372,6 +376,47 @@ TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
   }
   EXPECT_GE(c.host(1)->GetShardInfo(0).snapshot_index, 60u);
   EXPECT_EQ(c.sm(1, 0)->snapshot_attempts(), before + 1);
+}
+
+TEST(NodeHostTest, AShardWhoseStateMachineFailsHaltsAloneAndRestartsWhole) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3's state machine of shard 0, which cannot apply one entry,
+  c.sm(3, 0)->set_apply_fails_at("poison", absl::FailedPreconditionError("test: cannot apply"));
+  ASSERT_TRUE(c.Propose(1, 0, "before").ok());
+  // when that entry commits,
+  ASSERT_TRUE(c.Propose(1, 0, "poison").ok());
+  ASSERT_TRUE(c.Propose(2, 0, "after-0").ok());
+  ASSERT_TRUE(c.Propose(3, 1, "after-1").ok());
+  // then node 3 halts shard 0 with the reason and applies nothing more of it, while its other
+  // shard and the other nodes go on.
+  ASSERT_TRUE(WaitConverged(c, 1, {"after-1"}));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(3)->GetShardInfo(0).halted.empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const ShardInfo halted = c.host(3)->GetShardInfo(0);
+  EXPECT_NE(halted.halted.find("test: cannot apply"), std::string::npos) << halted.halted;
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+  EXPECT_TRUE(c.host(3)->GetShardInfo(1).halted.empty());
+  for (uint64_t id : {1, 2}) {
+    EXPECT_EQ(c.sm(id, 0)->payloads(), (std::vector<std::string>{"before", "poison", "after-0"})) << id;
+  }
+  // Its Raft group goes on: node 3 still takes the shard's entries and learns their commit.
+  ASSERT_TRUE(c.Propose(1, 0, "while-halted").ok());
+  const uint64_t committed = c.host(1)->GetShardInfo(0).commit;
+  const absl::Time commit_deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(3)->GetShardInfo(0).commit < committed && absl::Now() < commit_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(c.host(3)->GetShardInfo(0).commit, committed);
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+  // A restart (the cause gone) applies everything from the log.
+  c.Stop(3);
+  c.Start(3);
+  EXPECT_TRUE(WaitConverged(c, 0, {"before", "poison", "after-0", "while-halted"}));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).halted.empty());
 }
 
 TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {
