@@ -434,7 +434,9 @@ class GrpcTransport::Peer {
       }
       tv1::SnapshotAck ack;
       if (ok) ok = writer->WritesDone() && writer->Read(&ack);
-      if (!ok) ctx.TryCancel();
+      // Stopped on our side (no proof, the file unreadable): the receiver still waits for
+      // chunks. Otherwise Finish() brings the receiver's answer (why it refused, say).
+      if (!why.empty()) ctx.TryCancel();
       grpc::Status st = writer->Finish();
       {
         std::lock_guard<std::mutex> l(mu_);

@@ -307,6 +307,39 @@ TEST(NodeHostTest, NodeDownDuringCompactionCatchesUpThroughChunkedSnapshot) {
   EXPECT_TRUE(WaitConverged(c, 1, sent));
 }
 
+TEST(NodeHostTest, ARefusedSnapshotIsSentAgainAndNothingOfItStays) {
+  TestCluster c(TestDir(), 3, 1);
+  // Node 3 refuses the first two payloads it receives whole (as its state machine's check
+  // refuses a bad one), then takes them.
+  auto checks = std::make_shared<std::atomic<int>>(0);
+  c.tweak = [checks](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 20;
+    cfg->compaction_overhead = 5;
+    if (cfg->node_id != 3) return;
+    cfg->check_snapshot = [checks](uint64_t, const SnapshotSource&) {
+      return checks->fetch_add(1) < 2 ? absl::InvalidArgumentError("test: refused") : absl::OkStatus();
+    };
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.Stop(3);
+  std::set<std::string> sent;
+  ASSERT_TRUE(ProposeLarge(c, 1, 0, 60, 1000, sent));
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  c.Start(3);
+  // The leader sends again after each refusal; node 3 catches up from the third.
+  ASSERT_TRUE(WaitConverged(c, 0, sent, absl::Seconds(30)));
+  EXPECT_GE(checks->load(), 3);
+  EXPECT_EQ(c.sm(3, 0)->snapshots_installed(), 2);  // The bootstrap one at start, the leader's.
+  // Only the snapshot it keeps is on its disk.
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(TestDir() + "/node-3/snapshots")) {
+    files.push_back(f.path().filename());
+  }
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].rfind("recv-0-", 0), 0u) << files[0];
+}
+
 TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
   TestCluster c(TestDir(), 3, 1);
   c.tweak = [](NodeHostConfig* cfg) {
