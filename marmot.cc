@@ -53,10 +53,11 @@ MARMOT_FLAG(int64_t, checkpoint_pages, "checkpoint-pages", 256,
             "Copy the WAL into the database in the background once this many of its pages are not "
             "in the database yet, so that the application's commits seldom have to; 0: leave it to "
             "SQLite's automatic checkpoints");
-MARMOT_FLAG(int64_t, max_dead_letters, "max-dead-letters", 100000,
-            "Most dead letters (changes this node could not apply) it keeps; a shard that needs one "
-            "more halts on this node, saying why in GetStatus, until dead letters are retried or "
-            "deleted (or the limit raised) and marmot restarts");
+MARMOT_FLAG(
+    int64_t, max_dead_letters, "max-dead-letters", 100000,
+    "Most dead letters (changes this node could not apply) it keeps; a shard that needs one "
+    "more halts on this node, saying why in GetStatus, until dead letters are retried or "
+    "deleted (or the limit raised) and marmot restarts");
 MARMOT_FLAG(int64_t, snapshot_piece_bytes, "snapshot-piece-bytes", 1 << 20,
             "Rows of a shard snapshot are written and read in pieces of about this many bytes "
             "(4096 to 67108864); a lower value only helps tests");

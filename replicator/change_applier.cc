@@ -397,7 +397,8 @@ std::vector<int> SnapshotKeyIndex(const ShardSnapshot::Table& t) {
 
 // Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
 // upsert statement), unless its key is in `keep` (may be null).
-absl::Status UpsertSnapshotRow(Statement& upsert, const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
+absl::Status UpsertSnapshotRow(Statement& upsert,
+                               const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
                                int start, size_t width, const std::vector<int>& key_index,
                                const KeptRows* keep) {
   if (keep != nullptr && !keep->empty()) {
@@ -406,7 +407,8 @@ absl::Status UpsertSnapshotRow(Statement& upsert, const google::protobuf::Repeat
     if (keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
   }
   for (size_t i = 0; i < width; ++i) {
-    if (absl::Status s = upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
+    if (absl::Status s =
+            upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
         !s.ok()) {
       return s;
     }
@@ -418,14 +420,16 @@ absl::Status UpsertSnapshotRow(Statement& upsert, const google::protobuf::Repeat
 
 // Upserts the rows of a snapshot table kept whole (a snapshot-rows dead letter; SnapshotRowWidth
 // must be positive) with `writer`.
-absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t, const TableWriter& writer) {
+absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
+                                const TableWriter& writer) {
   const size_t width = SnapshotRowWidth(t);
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
   const std::vector<int> key_index = SnapshotKeyIndex(t);
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-    if (absl::Status s = UpsertSnapshotRow(*upsert, t.values(), start, width, key_index, nullptr); !s.ok()) {
+    if (absl::Status s = UpsertSnapshotRow(*upsert, t.values(), start, width, key_index, nullptr);
+        !s.ok()) {
       return s;
     }
   }
@@ -435,7 +439,8 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
 // A snapshot payload that cannot be read now: it was checked whole when it arrived, so the file
 // changed since (or this is a bug). Trying again would change nothing.
 absl::Status Unreadable(const absl::Status& s) {
-  return absl::FailedPreconditionError(absl::StrCat("the snapshot payload cannot be read: ", s.message()));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the snapshot payload cannot be read: ", s.message()));
 }
 
 // SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
@@ -862,9 +867,10 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
            Value::Blob(one.SerializeAsString())},
           {.shard = shard, .raft_index = index, .table = t.table(), .rows = std::move(rows)});
       if (!s.ok() && !IsDatabaseFailure(s)) {
-        return absl::Status(s.code(), absl::StrCat("change ", c.change_id(), " of ", QuoteIdentifier(t.table()),
-                                                   " from node ", batch.origin_node(), " cannot apply here (",
-                                                   status.message(), ") and ", s.message()));
+        return absl::Status(
+            s.code(), absl::StrCat("change ", c.change_id(), " of ", QuoteIdentifier(t.table()),
+                                   " from node ", batch.origin_node(), " cannot apply here (",
+                                   status.message(), ") and ", s.message()));
       }
       if (!s.ok()) return s;
     }
@@ -935,9 +941,10 @@ absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, Dead
     absl::StatusOr<Value> n = db_.QueryKeptValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
     if (!n.ok()) return n.status();
     if (n->integer() >= max_dead_letters_) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "no room for another dead letter: this node holds ", n->integer(), ", the most -max-dead-letters allows ",
-          "(retry or delete dead letters, or raise the limit, then restart marmot)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no room for another dead letter: this node holds ", n->integer(),
+                       ", the most -max-dead-letters allows ",
+                       "(retry or delete dead letters, or raise the limit, then restart marmot)"));
     }
   }
   absl::Status s = db_.RunKept("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
@@ -1176,7 +1183,9 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
       }
       if (router_.ShardOf(t.name, key) != shard) continue;
       change::v1::SnapshotRow out_row;
-      for (int i = 0; i < scan->column_count(); ++i) *out_row.add_values() = ToWire(scan->Column(i));
+      for (int i = 0; i < scan->column_count(); ++i) {
+        *out_row.add_values() = ToWire(scan->Column(i));
+      }
       if (absl::Status s = out.AddRow(std::move(out_row)); !s.ok()) return s;
     }
   }
@@ -1239,7 +1248,8 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
 }
 
 std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithLaterOwnChanges(
-    int shard, const std::vector<ShardSnapshot::Applied>& applied, const std::vector<sqlite::TableSchema>& tables) {
+    int shard, const std::vector<ShardSnapshot::Applied>& applied,
+    const std::vector<sqlite::TableSchema>& tables) {
   std::map<std::string, absl::flat_hash_set<std::string>> kept;
   if (local_node_ == 0) return kept;
   for (const sqlite::TableSchema& t : tables) {
@@ -1282,7 +1292,8 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
   // their local version: those changes come later in the shard's order than the snapshot and
   // will apply here as own changes the rows hold, so the application never sees an older row.
-  const std::map<std::string, KeptRows> kept = RowsWithLaterOwnChanges(shard, in.applied(), listing->tables);
+  const std::map<std::string, KeptRows> kept =
+      RowsWithLaterOwnChanges(shard, in.applied(), listing->tables);
   auto kept_of = [&](const std::string& table) -> const KeptRows* {
     auto it = kept.find(table);
     return it == kept.end() ? nullptr : &it->second;
@@ -1313,7 +1324,8 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
     absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
     if (!t.ok()) return Unreadable(t.status());
     if (!t->has_value()) break;
-    if (absl::Status s = InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
+    if (absl::Status s =
+            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
         !s.ok()) {
       return s;
     }
@@ -1338,11 +1350,13 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   return result;
 }
 
-absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index, const ShardSnapshot::Table& header,
-                                         ShardSnapshotReader& in, const KeptRows* keep, InstallResult& result) {
+absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index,
+                                         const ShardSnapshot::Table& header,
+                                         ShardSnapshotReader& in, const KeptRows* keep,
+                                         InstallResult& result) {
   std::vector<std::string> columns(header.columns().begin(), header.columns().end());
-  absl::StatusOr<TableWriter> writer =
-      PlanWriter(db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
+  absl::StatusOr<TableWriter> writer = PlanWriter(
+      db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
   absl::Status refused = writer.status();
   absl::StatusOr<Statement> upsert = refused.ok() ? db_.Prepare(writer->upsert) : refused;
   if (IsDatabaseFailure(upsert.status())) return upsert.status();
@@ -1383,8 +1397,8 @@ absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index, con
     bytes += (*rows)->ByteSizeLong();
     if (bytes > limit) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "the rows of table ", QuoteIdentifier(header.table()), " cannot be installed here (", refused.message(),
-          ") and are more than a dead letter can hold (", limit, " bytes)"));
+          "the rows of table ", QuoteIdentifier(header.table()), " cannot be installed here (",
+          refused.message(), ") and are more than a dead letter can hold (", limit, " bytes)"));
     }
     for (change::v1::SnapshotRow& row : *(*rows)->mutable_rows()) {
       for (change::v1::Value& v : *row.mutable_values()) *whole.add_values() = std::move(v);
@@ -1398,9 +1412,10 @@ absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index, con
        Value::Blob(whole.SerializeAsString())},
       {.shard = shard, .raft_index = snapshot_index, .table = header.table(), .whole_table = true});
   if (!s.ok() && !IsDatabaseFailure(s)) {
-    return absl::Status(s.code(), absl::StrCat("the rows of table ", QuoteIdentifier(header.table()),
-                                               " cannot be installed here (", refused.message(), ") and ",
-                                               s.message()));
+    return absl::Status(
+        s.code(),
+        absl::StrCat("the rows of table ", QuoteIdentifier(header.table()),
+                     " cannot be installed here (", refused.message(), ") and ", s.message()));
   }
   if (!s.ok()) return s;
   ++result.rows_kept;
@@ -1409,7 +1424,8 @@ absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index, con
   return absl::OkStatus();
 }
 
-absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result) {
+absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in,
+                                                      InstallResult& result) {
   int64_t carried = 0;
   for (;;) {
     absl::StatusOr<std::optional<ShardSnapshot::DeadLetter>> next = in.NextDeadLetter();
@@ -1445,9 +1461,10 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
     if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
   }
   if (carried == 0) return absl::OkStatus();
-  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index() << " carries " << carried
-               << " dead letter(s) of the node that made it: " << result.carried_applied << " applied here, "
-               << result.carried_kept << " kept as dead letters";
+  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index()
+               << " carries " << carried
+               << " dead letter(s) of the node that made it: " << result.carried_applied
+               << " applied here, " << result.carried_kept << " kept as dead letters";
   return absl::OkStatus();
 }
 

@@ -323,9 +323,9 @@ class ChangeApplier {
   // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
   // key is in `keep`, may be null as they are), or keeps them as a snapshot-rows dead letter.
   // Inside the install's transaction.
-  absl::Status InstallTable(int shard, uint64_t snapshot_index, const change::v1::ShardSnapshot::Table& header,
-                            ShardSnapshotReader& in, const absl::flat_hash_set<std::string>* keep,
-                            InstallResult& result);
+  absl::Status InstallTable(int shard, uint64_t snapshot_index,
+                            const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
+                            const absl::flat_hash_set<std::string>* keep, InstallResult& result);
   // InstallSnapshot's second half: applies the snapshot's dead letters `in` reads, in order, or
   // records them here (see "Snapshots" above). Inside the install's transaction, after the rows.
   absl::Status InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result);

@@ -30,7 +30,8 @@ absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(ChangeApplier& applier,
 }
 
 // Installs `snap` as a node does: written as a stream of pieces, read from it.
-absl::StatusOr<InstallResult> InstallSnapshot(ChangeApplier& applier, const change::v1::ShardSnapshot& snap,
+absl::StatusOr<InstallResult> InstallSnapshot(ChangeApplier& applier,
+                                              const change::v1::ShardSnapshot& snap,
                                               std::optional<uint64_t> index = std::nullopt,
                                               size_t piece_bytes = kDefaultPieceBytes) {
   raft::host::StringSnapshotSink sink;
@@ -641,9 +642,11 @@ TEST(ChangeApplierTest, ASnapshotTableThatCannotInstallIsADeadLetterAndTheRestIn
   ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 4).ok());
   auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL CHECK (price < 100), img BLOB);"
-         "DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT ROWID;");
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 100), img BLOB);"
+      "DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT "
+      "ROWID;");
   auto install = InstallSnapshot(*b.applier, *snapshot, 4);
   ASSERT_TRUE(install.ok()) << install.status();
   EXPECT_EQ(install->rows_kept, 2);

@@ -280,12 +280,13 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   }
   config.checkpoint_pages = flags.checkpoint_pages;
   if (flags.max_dead_letters < 0) {
-    return FlagError("max-dead-letters", absl::StrCat("must be at least 0, not ", flags.max_dead_letters));
+    return FlagError("max-dead-letters",
+                     absl::StrCat("must be at least 0, not ", flags.max_dead_letters));
   }
   config.max_dead_letters = flags.max_dead_letters;
   if (flags.snapshot_piece_bytes < 4096 || flags.snapshot_piece_bytes > (64 << 20)) {
-    return FlagError("snapshot-piece-bytes",
-                     absl::StrCat("must be between 4096 and 67108864, not ", flags.snapshot_piece_bytes));
+    return FlagError("snapshot-piece-bytes", absl::StrCat("must be between 4096 and 67108864, not ",
+                                                          flags.snapshot_piece_bytes));
   }
   config.snapshot_piece_bytes = flags.snapshot_piece_bytes;
 

@@ -54,7 +54,9 @@ void SharedApplier::CommitRoundTransaction() {
           << "the apply transaction was rolled back by SQLite (" << s
           << "); exiting so that a restart applies those entries again from the Raft log";
       if (stopping.load()) {
-        LOG(WARNING) << "committing an apply transaction not done before stopping (done again at restart): " << s;
+        LOG(WARNING)
+            << "committing an apply transaction not done before stopping (done again at restart): "
+            << s;
         (void)applier->database().Exec("ROLLBACK");
         break;
       }
@@ -120,14 +122,17 @@ absl::Status SharedApplier::RunUntilDone(const std::function<std::string()>& wha
   }
 }
 
-absl::Status SharedApplier::WriteWithDeferred(const std::function<absl::Status(sqlite::Database&)>& write) {
+absl::Status SharedApplier::WriteWithDeferred(
+    const std::function<absl::Status(sqlite::Database&)>& write) {
   std::lock_guard<std::mutex> lock(mu);
   return WriteDeferredLocked(write);
 }
 
-absl::Status SharedApplier::WriteDeferredLocked(const std::function<absl::Status(sqlite::Database&)>& write) {
+absl::Status SharedApplier::WriteDeferredLocked(
+    const std::function<absl::Status(sqlite::Database&)>& write) {
   sqlite::Database& db = applier->database();
-  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = applier->WriteDeferred(); !s.ok()) return s;
   if (write) {
@@ -150,7 +155,8 @@ uint64_t ShardStateMachine::Open() {
   // Only stopping ends this early (a read fails only when the database does).
   (void)shared_->RunUntilDone(
       [&] { return absl::StrCat("shard ", shard_, ": reading the applied index"); },
-      SharedApplier::RunIn::kOwnTransaction, [&] {
+      SharedApplier::RunIn::kOwnTransaction,
+      [&] {
         absl::StatusOr<uint64_t> a = shared_->applier->AppliedIndex(shard_);
         if (a.ok()) applied = *a;
         return a.status();
@@ -177,17 +183,21 @@ absl::Status ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry
 absl::Status ShardStateMachine::ApplyOne(const raft::host::AppliedEntry& e) {
   using RunIn = SharedApplier::RunIn;
   auto what = [&](const char* step) {
-    return [this, step, index = e.index] { return absl::StrCat("shard ", shard_, ": ", step, " at index ", index); };
+    return [this, step, index = e.index] {
+      return absl::StrCat("shard ", shard_, ": ", step, " at index ", index);
+    };
   };
   if (e.data.empty()) {
-    return shared_->RunUntilDone(what("advancing"), RunIn::kRoundTransaction,
-                                 [&] { return shared_->applier->AdvanceAppliedIndex(shard_, e.index); });
+    return shared_->RunUntilDone(what("advancing"), RunIn::kRoundTransaction, [&] {
+      return shared_->applier->AdvanceAppliedIndex(shard_, e.index);
+    });
   }
   change::v1::ChangeBatch batch;
   if (!batch.ParseFromString(e.data)) {
-    return shared_->RunUntilDone(what("recording an undecodable entry"), RunIn::kRoundTransaction, [&] {
-      return shared_->applier->RecordUndecodable(shard_, e.index, e.data, "not a ChangeBatch");
-    });
+    return shared_->RunUntilDone(
+        what("recording an undecodable entry"), RunIn::kRoundTransaction, [&] {
+          return shared_->applier->RecordUndecodable(shard_, e.index, e.data, "not a ChangeBatch");
+        });
   }
   if (shared_->InRound() && !shared_->TransactionOpen() && ApplyWithoutWriting(e.index, batch)) {
     return absl::OkStatus();
@@ -204,10 +214,12 @@ absl::Status ShardStateMachine::ApplyOne(const raft::host::AppliedEntry& e) {
 }
 
 bool ShardStateMachine::ApplyWithoutWriting(uint64_t index, const change::v1::ChangeBatch& batch) {
-  absl::StatusOr<std::optional<ApplyResult>> r = shared_->applier->ApplyWithoutWriting(shard_, index, batch);
+  absl::StatusOr<std::optional<ApplyResult>> r =
+      shared_->applier->ApplyWithoutWriting(shard_, index, batch);
   if (!r.ok()) {
     // Apply retries it, in a transaction.
-    VLOG(1) << "shard " << shard_ << " index " << index << ": applying without a write failed: " << r.status();
+    VLOG(1) << "shard " << shard_ << " index " << index
+            << ": applying without a write failed: " << r.status();
     return false;
   }
   return r->has_value();
@@ -229,18 +241,21 @@ absl::Status ShardStateMachine::SaveSnapshot(raft::host::SnapshotSink& out) {
   return absl::OkStatus();
 }
 
-absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const raft::host::SnapshotSource& in) {
+absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index,
+                                                    const raft::host::SnapshotSource& in) {
   using RunIn = SharedApplier::RunIn;
   if (in.size() == 0) {
     // The bootstrap snapshot every founding member starts from: the group's history begins
     // here, the node keeps the rows it has.
-    return shared_->RunUntilDone([&] { return absl::StrCat("shard ", shard_, ": starting at index ", index); },
-                                 RunIn::kRoundTransaction,
-                                 [&] { return shared_->applier->AdvanceAppliedIndex(shard_, index); });
+    return shared_->RunUntilDone(
+        [&] { return absl::StrCat("shard ", shard_, ": starting at index ", index); },
+        RunIn::kRoundTransaction,
+        [&] { return shared_->applier->AdvanceAppliedIndex(shard_, index); });
   }
   ShardSnapshotReader reader(in);
   if (absl::Status s = reader.ReadHeader(); !s.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat("the snapshot payload cannot be read: ", s.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the snapshot payload cannot be read: ", s.message()));
   }
   if (reader.shard() != static_cast<uint32_t>(shard_)) {
     return absl::FailedPreconditionError(absl::StrCat("the snapshot is of shard ", reader.shard()));
@@ -248,13 +263,15 @@ absl::Status ShardStateMachine::RecoverFromSnapshot(uint64_t index, const raft::
   InstallResult result;
   absl::Status s = shared_->RunUntilDone(
       [&] { return absl::StrCat("shard ", shard_, ": installing the snapshot at index ", index); },
-      RunIn::kOwnTransaction, [&] {
+      RunIn::kOwnTransaction,
+      [&] {
         absl::StatusOr<InstallResult> r = shared_->applier->InstallSnapshot(reader, index);
         if (r.ok()) result = *r;
         return r.status();
       });
   if (!s.ok()) return s;
-  LOG(INFO) << "shard " << shard_ << ": installed a snapshot at index " << index << " (" << in.size() << " bytes)";
+  LOG(INFO) << "shard " << shard_ << ": installed a snapshot at index " << index << " ("
+            << in.size() << " bytes)";
   if (shared_->metrics != nullptr) {
     shared_->metrics->snapshots_installed.Increment();
     // The snapshot's tables and dead letters that could not apply here are dead letters of this

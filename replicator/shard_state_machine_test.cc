@@ -157,11 +157,14 @@ TEST_F(SharedApplierTest, ASnapshotHoldsTheStateOfEntriesAppliedWithoutWriting) 
   absl::Status saved = machine_->SaveSnapshot(out);
   shared_->EndRound();
   ASSERT_TRUE(saved.ok()) << saved;
-  absl::StatusOr<change::v1::ShardSnapshot> snap = ReadShardSnapshot(raft::host::StringSnapshotSource(out.Take()));
+  absl::StatusOr<change::v1::ShardSnapshot> snap =
+      ReadShardSnapshot(raft::host::StringSnapshotSource(out.Take()));
   ASSERT_TRUE(snap.ok()) << snap.status();
   EXPECT_EQ(snap->applied_index(), 3u);
   bool own_dedupe = false;
-  for (const auto& a : snap->applied()) own_dedupe = own_dedupe || (a.origin_node() == kSelf && a.change_id() == 1);
+  for (const auto& a : snap->applied()) {
+    own_dedupe = own_dedupe || (a.origin_node() == kSelf && a.change_id() == 1);
+  }
   EXPECT_TRUE(own_dedupe);
   EXPECT_EQ(StoredAppliedIndex(), 3);
 }
@@ -208,7 +211,8 @@ TEST_F(SharedApplierTest, ASnapshotIsReadWhileTheApplicationWrites) {
 
 TEST_F(SharedApplierTest, ABusyDatabaseIsWaitedOutWithoutHoldingMarmotsLock) {
   // Given a snapshot of shard 0 holding row 1, and the application holding the write lock,
-  auto maker_path = sqlite::testing::NewDatabase("busy-maker", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  auto maker_path =
+      sqlite::testing::NewDatabase("busy-maker", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   auto maker = ChangeApplier::Open(maker_path, router_);
   ASSERT_TRUE(maker.ok());
   ASSERT_TRUE(QuickWrite(maker_path, "INSERT INTO t VALUES (1, 'from the snapshot')").ok());

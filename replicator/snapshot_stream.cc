@@ -37,12 +37,14 @@ ShardSnapshotWriter::ShardSnapshotWriter(raft::host::SnapshotSink& sink, size_t 
 absl::Status ShardSnapshotWriter::Put(const SnapshotPiece& piece) {
   const size_t size = piece.ByteSizeLong();
   if (size > kMaxPieceBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("a snapshot piece of ", size, " bytes, more than ", kMaxPieceBytes, " a reader takes"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a snapshot piece of ", size, " bytes, more than ", kMaxPieceBytes, " a reader takes"));
   }
   std::string bytes(kLengthBytes, '\0');
   for (size_t i = 0; i < kLengthBytes; ++i) bytes[i] = static_cast<char>((size >> (8 * i)) & 0xff);
-  if (!piece.AppendToString(&bytes)) return absl::InternalError("a snapshot piece does not serialize");
+  if (!piece.AppendToString(&bytes)) {
+    return absl::InternalError("a snapshot piece does not serialize");
+  }
   if (absl::Status s = sink_.Write(bytes); !s.ok()) return s;
   ++pieces_;
   return absl::OkStatus();
@@ -95,11 +97,12 @@ absl::Status ShardSnapshotWriter::StartTable(const ShardSnapshot::Table& table) 
 
 absl::Status ShardSnapshotWriter::AddRow(SnapshotRow row) {
   CHECK(stage_ == Stage::kTables) << "a row before its table";
-  CHECK_EQ(static_cast<size_t>(row.values_size()), row_width_) << "a row of another width than its table";
+  CHECK_EQ(static_cast<size_t>(row.values_size()), row_width_)
+      << "a row of another width than its table";
   const size_t size = row.ByteSizeLong() + kRowFraming;
   if (size + 64 > kMaxPieceBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("a row of ", size, " bytes, more than a snapshot piece holds (", kMaxPieceBytes, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a row of ", size, " bytes, more than a snapshot piece holds (", kMaxPieceBytes, ")"));
   }
   if (rows_bytes_ > 0 && rows_bytes_ + size > piece_bytes_) {
     if (absl::Status s = FlushRows(); !s.ok()) return s;
@@ -113,7 +116,9 @@ absl::Status ShardSnapshotWriter::AddRow(SnapshotRow row) {
 absl::Status ShardSnapshotWriter::AddDeadLetter(const ShardSnapshot::DeadLetter& dead_letter) {
   CHECK(stage_ != Stage::kNew && stage_ != Stage::kDone) << "a dead letter outside a snapshot";
   if (stage_ != Stage::kDeadLetters) {
-    if (absl::Status s = stage_ == Stage::kApplied ? FlushApplied() : FlushRows(); !s.ok()) return s;
+    if (absl::Status s = stage_ == Stage::kApplied ? FlushApplied() : FlushRows(); !s.ok()) {
+      return s;
+    }
     stage_ = Stage::kDeadLetters;
   }
   SnapshotPiece piece;
@@ -135,12 +140,13 @@ absl::Status ShardSnapshotWriter::Finish() {
 // ---------------------------------------------------------------------------------------------
 // Reader
 
-ShardSnapshotReader::ShardSnapshotReader(const raft::host::SnapshotSource& source, uint64_t max_piece_bytes)
+ShardSnapshotReader::ShardSnapshotReader(const raft::host::SnapshotSource& source,
+                                         uint64_t max_piece_bytes)
     : source_(source), max_piece_bytes_(max_piece_bytes) {}
 
 absl::Status ShardSnapshotReader::Corrupt(const std::string& what) const {
-  return absl::DataLossError(absl::StrCat("snapshot payload at byte ", offset_, " of ", source_.size(),
-                                          ": ", what));
+  return absl::DataLossError(
+      absl::StrCat("snapshot payload at byte ", offset_, " of ", source_.size(), ": ", what));
 }
 
 void ShardSnapshotReader::Rewind() {
@@ -162,9 +168,12 @@ absl::StatusOr<const SnapshotPiece*> ShardSnapshotReader::Peek() {
   std::string bytes;
   if (absl::Status s = source_.ReadAt(offset_, kLengthBytes, &bytes); !s.ok()) return s;
   uint64_t length = 0;
-  for (size_t i = 0; i < kLengthBytes; ++i) length |= uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+  for (size_t i = 0; i < kLengthBytes; ++i) {
+    length |= uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+  }
   if (length > max_piece_bytes_) {
-    return Corrupt(absl::StrCat("a piece of ", length, " bytes, more than the ", max_piece_bytes_, " allowed"));
+    return Corrupt(absl::StrCat("a piece of ", length, " bytes, more than the ", max_piece_bytes_,
+                                " allowed"));
   }
   if (length > size - offset_ - kLengthBytes) {
     return Corrupt(absl::StrCat("a piece of ", length, " bytes is cut off"));
@@ -172,7 +181,9 @@ absl::StatusOr<const SnapshotPiece*> ShardSnapshotReader::Peek() {
   if (absl::Status s = source_.ReadAt(offset_ + kLengthBytes, length, &bytes); !s.ok()) return s;
   SnapshotPiece piece;
   if (!piece.ParseFromString(bytes)) return Corrupt("a piece that does not parse");
-  if (piece.piece_case() == SnapshotPiece::PIECE_NOT_SET) return Corrupt("a piece of an unknown kind");
+  if (piece.piece_case() == SnapshotPiece::PIECE_NOT_SET) {
+    return Corrupt("a piece of an unknown kind");
+  }
   peeked_ = std::move(piece);
   peeked_bytes_ = kLengthBytes + length;
   return &*peeked_;
@@ -190,7 +201,9 @@ absl::Status ShardSnapshotReader::ReadHeader() {
   std::string magic;
   if (source_.size() < kMagicBytes) return Corrupt("too short to be a snapshot");
   if (absl::Status s = source_.ReadAt(0, kMagicBytes, &magic); !s.ok()) return s;
-  if (magic != absl::string_view(kMagic, kMagicBytes)) return Corrupt("not a marmot shard snapshot");
+  if (magic != absl::string_view(kMagic, kMagicBytes)) {
+    return Corrupt("not a marmot shard snapshot");
+  }
   offset_ = kMagicBytes;
   absl::StatusOr<const SnapshotPiece*> p = Peek();
   if (!p.ok()) return p.status();
@@ -210,16 +223,21 @@ absl::Status ShardSnapshotReader::ReadHeader() {
 absl::Status ShardSnapshotReader::CheckTable(const ShardSnapshot::Table& t) const {
   if (t.table().empty()) return Corrupt("a table without a name");
   if (t.columns_size() == 0) return Corrupt(absl::StrCat("table ", t.table(), " has no columns"));
-  if (t.values_size() != 0) return Corrupt(absl::StrCat("table ", t.table(), " carries values in its header"));
+  if (t.values_size() != 0) {
+    return Corrupt(absl::StrCat("table ", t.table(), " carries values in its header"));
+  }
   std::set<std::string> columns(t.columns().begin(), t.columns().end());
   if (columns.size() != static_cast<size_t>(t.columns_size())) {
     return Corrupt(absl::StrCat("table ", t.table(), " names a column twice"));
   }
   for (const std::string& k : t.key_columns()) {
-    if (!columns.count(k)) return Corrupt(absl::StrCat("table ", t.table(), " has a key column it does not have"));
+    if (!columns.count(k)) {
+      return Corrupt(absl::StrCat("table ", t.table(), " has a key column it does not have"));
+    }
   }
   if (t.keyed_by_rowid() != t.key_columns().empty()) {
-    return Corrupt(absl::StrCat("table ", t.table(), " is keyed both by rowid and by columns, or by neither"));
+    return Corrupt(
+        absl::StrCat("table ", t.table(), " is keyed both by rowid and by columns, or by neither"));
   }
   return absl::OkStatus();
 }
@@ -265,7 +283,8 @@ absl::StatusOr<std::optional<SnapshotRows>> ShardSnapshotReader::NextRows() {
   if (*p == nullptr || !(*p)->has_rows()) return std::nullopt;
   for (const SnapshotRow& row : (*p)->rows().rows()) {
     if (static_cast<size_t>(row.values_size()) != row_width_) {
-      return Corrupt(absl::StrCat("a row of ", row.values_size(), " values in a table of ", row_width_));
+      return Corrupt(
+          absl::StrCat("a row of ", row.values_size(), " values in a table of ", row_width_));
     }
   }
   SnapshotRows rows = std::move(*peeked_->mutable_rows());
@@ -286,9 +305,10 @@ absl::Status ShardSnapshotReader::CheckEnd() {
   const change::v1::SnapshotEnd& end = peeked_->end();
   if (end.tables() != tables_ || end.rows() != rows_ || end.dead_letters() != dead_letters_ ||
       end.pieces() != pieces_) {
-    return Corrupt(absl::StrCat("the end piece counts ", end.tables(), " tables, ", end.rows(), " rows, ",
-                                end.dead_letters(), " dead letters, ", end.pieces(), " pieces; read were ",
-                                tables_, ", ", rows_, ", ", dead_letters_, ", ", pieces_));
+    return Corrupt(absl::StrCat("the end piece counts ", end.tables(), " tables, ", end.rows(),
+                                " rows, ", end.dead_letters(), " dead letters, ", end.pieces(),
+                                " pieces; read were ", tables_, ", ", rows_, ", ", dead_letters_,
+                                ", ", pieces_));
   }
   Consume();
   if (offset_ != source_.size()) return Corrupt("bytes after the end piece");
@@ -324,7 +344,8 @@ absl::Status CheckShardSnapshot(uint32_t shard, const raft::host::SnapshotSource
   ShardSnapshotReader reader(payload, max_piece_bytes);
   if (absl::Status s = reader.ReadHeader(); !s.ok()) return s;
   if (reader.shard() != shard) {
-    return absl::DataLossError(absl::StrCat("a snapshot of shard ", reader.shard(), ", not of shard ", shard));
+    return absl::DataLossError(
+        absl::StrCat("a snapshot of shard ", reader.shard(), ", not of shard ", shard));
   }
   for (;;) {
     absl::StatusOr<std::optional<ShardSnapshot::Table>> t = reader.NextTable();
@@ -343,7 +364,8 @@ absl::Status CheckShardSnapshot(uint32_t shard, const raft::host::SnapshotSource
   }
 }
 
-absl::Status WriteShardSnapshot(const ShardSnapshot& snapshot, raft::host::SnapshotSink& sink, size_t piece_bytes) {
+absl::Status WriteShardSnapshot(const ShardSnapshot& snapshot, raft::host::SnapshotSink& sink,
+                                size_t piece_bytes) {
   ShardSnapshotWriter w(sink, piece_bytes);
   if (absl::Status s = w.Start(snapshot.shard(), snapshot.applied_index()); !s.ok()) return s;
   for (const ShardSnapshot::Applied& a : snapshot.applied()) {
@@ -354,7 +376,8 @@ absl::Status WriteShardSnapshot(const ShardSnapshot& snapshot, raft::host::Snaps
     header.clear_values();
     const size_t width = RowWidth(t);
     if (width == 0 || t.values_size() % width != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("the values of table ", t.table(), " do not divide into rows"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the values of table ", t.table(), " do not divide into rows"));
     }
     if (absl::Status s = w.StartTable(header); !s.ok()) return s;
     for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {

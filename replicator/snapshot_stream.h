@@ -40,7 +40,8 @@ inline constexpr uint64_t kMaxPieceBytes = (uint64_t{1} << 30) + (uint64_t{64} <
 class ShardSnapshotWriter {
  public:
   // Writes to `sink` (not owned).
-  explicit ShardSnapshotWriter(raft::host::SnapshotSink& sink, size_t piece_bytes = kDefaultPieceBytes);
+  explicit ShardSnapshotWriter(raft::host::SnapshotSink& sink,
+                               size_t piece_bytes = kDefaultPieceBytes);
 
   // In this order: Start, AddApplied*, (StartTable, AddRow*)*, AddDeadLetter*, Finish; calls
   // out of order are a bug (CHECK). Errors are the sink's, or ResourceExhausted for one row or
@@ -131,9 +132,11 @@ absl::Status CheckShardSnapshot(uint32_t shard, const raft::host::SnapshotSource
                                 uint64_t max_piece_bytes = kMaxPieceBytes);
 
 // A whole in-memory snapshot as a stream, and back (tests; small snapshots).
-absl::Status WriteShardSnapshot(const change::v1::ShardSnapshot& snapshot, raft::host::SnapshotSink& sink,
+absl::Status WriteShardSnapshot(const change::v1::ShardSnapshot& snapshot,
+                                raft::host::SnapshotSink& sink,
                                 size_t piece_bytes = kDefaultPieceBytes);
-absl::StatusOr<change::v1::ShardSnapshot> ReadShardSnapshot(const raft::host::SnapshotSource& source);
+absl::StatusOr<change::v1::ShardSnapshot> ReadShardSnapshot(
+    const raft::host::SnapshotSource& source);
 
 }  // namespace marmot::replicator
 

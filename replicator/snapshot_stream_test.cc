@@ -93,7 +93,9 @@ std::vector<SnapshotPiece> Pieces(const std::string& payload) {
   size_t at = 8;
   while (at < payload.size()) {
     uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n |= uint32_t{static_cast<unsigned char>(payload[at + i])} << (8 * i);
+    for (int i = 0; i < 4; ++i) {
+      n |= uint32_t{static_cast<unsigned char>(payload[at + i])} << (8 * i);
+    }
     SnapshotPiece p;
     CHECK(p.ParseFromString(payload.substr(at + 4, n)));
     out.push_back(p);
@@ -209,25 +211,31 @@ TEST(SnapshotStreamTest, MalformedPiecesAreRefused) {
   ASSERT_TRUE(CheckShardSnapshot(3, StringSnapshotSource(Framed(good))).ok());
   // Pieces: start, applied, table t, rows, table "no key", rows, dead letter x2, end.
   ASSERT_EQ(good.size(), 9u);
-  auto refused = [&](const std::string& what, const std::function<void(std::vector<SnapshotPiece>&)>& spoil) {
+  auto refused = [&](const std::string& what,
+                     const std::function<void(std::vector<SnapshotPiece>&)>& spoil) {
     std::vector<SnapshotPiece> pieces = good;
     spoil(pieces);
     absl::Status s = CheckShardSnapshot(3, StringSnapshotSource(Framed(pieces)));
     EXPECT_TRUE(absl::IsDataLoss(s)) << what << ": " << s;
   };
-  refused("a row one value short", [](auto& p) { p[3].mutable_rows()->mutable_rows(0)->mutable_values()->RemoveLast(); });
-  refused("a row one value long", [](auto& p) { *p[5].mutable_rows()->mutable_rows(0)->add_values() = Int(1); });
+  refused("a row one value short",
+          [](auto& p) { p[3].mutable_rows()->mutable_rows(0)->mutable_values()->RemoveLast(); });
+  refused("a row one value long",
+          [](auto& p) { *p[5].mutable_rows()->mutable_rows(0)->add_values() = Int(1); });
   refused("rows before a table", [](auto& p) { std::swap(p[2], p[3]); });
   refused("no start", [](auto& p) { p.erase(p.begin()); });
   refused("no end", [](auto& p) { p.pop_back(); });
   refused("a table after a dead letter", [](auto& p) { std::swap(p[4], p[6]); });
   refused("a dropped rows piece", [](auto& p) { p.erase(p.begin() + 3); });
   refused("a dropped dead letter", [](auto& p) { p.erase(p.begin() + 6); });
-  refused("a key column it lacks", [](auto& p) { p[2].mutable_table()->set_key_columns(0, "nope"); });
+  refused("a key column it lacks",
+          [](auto& p) { p[2].mutable_table()->set_key_columns(0, "nope"); });
   refused("no columns", [](auto& p) { p[2].mutable_table()->clear_columns(); });
   refused("a column twice", [](auto& p) { p[2].mutable_table()->set_columns(1, "id"); });
-  refused("values in a table header", [](auto& p) { *p[2].mutable_table()->add_values() = Int(1); });
-  refused("keyed by rowid and columns", [](auto& p) { p[2].mutable_table()->set_keyed_by_rowid(true); });
+  refused("values in a table header",
+          [](auto& p) { *p[2].mutable_table()->add_values() = Int(1); });
+  refused("keyed by rowid and columns",
+          [](auto& p) { p[2].mutable_table()->set_keyed_by_rowid(true); });
   refused("an empty piece", [](auto& p) { p[1].Clear(); });
   refused("a second start", [](auto& p) { p.insert(p.begin() + 2, p[0]); });
 }

@@ -45,8 +45,8 @@ class SnapshotSafetyTest : public ::testing::Test {
 };
 
 // A pane call to node `id`; nullptr-like result when it could not be made.
-httplib::Result Pane(const testing::LocalCluster& c, int id, const std::string& method, const std::string& path,
-                     const std::string& body = "") {
+httplib::Result Pane(const testing::LocalCluster& c, int id, const std::string& method,
+                     const std::string& path, const std::string& body = "") {
   httplib::Client rest("127.0.0.1", c.rest_port(id));
   rest.set_read_timeout(60, 0);
   if (method == "GET") return rest.Get(path.c_str(), kAuthHeader);
@@ -72,7 +72,8 @@ absl::Status QuickWrite(const testing::LocalCluster& c, int id, const std::strin
 }
 
 // Ids of `table` (an INTEGER PRIMARY KEY) that route to `shard`, from `from` on.
-std::vector<int64_t> IdsOfShard(int shards, const std::string& table, int shard, int count, int64_t from = 1) {
+std::vector<int64_t> IdsOfShard(int shards, const std::string& table, int shard, int count,
+                                int64_t from = 1) {
   replicator::ShardRouter router(shards);
   std::vector<int64_t> ids;
   for (int64_t id = from; static_cast<int>(ids.size()) < count; ++id) {
@@ -110,9 +111,10 @@ uint64_t Fnv(const std::string& data) {
 // Sends `payload` to node `to` as the snapshot of `shard` at `index` from node `from`, as the
 // transport does (the receiver's handshake first, then chunks of 256 KiB); the call's outcome.
 grpc::Status SendSnapshot(const testing::LocalCluster& c, uint64_t from, uint64_t to, int shards,
-                          uint32_t shard, uint64_t term, uint64_t index, const std::string& payload) {
-  auto stub = tv1::RaftTransport::NewStub(grpc::CreateChannel(c.address(static_cast<int>(to)),
-                                                              grpc::InsecureChannelCredentials()));
+                          uint32_t shard, uint64_t term, uint64_t index,
+                          const std::string& payload) {
+  auto stub = tv1::RaftTransport::NewStub(
+      grpc::CreateChannel(c.address(static_cast<int>(to)), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 30s);
   auto call = stub->SendSnapshot(&ctx);
@@ -152,8 +154,8 @@ grpc::Status SendSnapshot(const testing::LocalCluster& c, uint64_t from, uint64_
 // Opens a stream to node `to` as node `from` (lower id) and sends `m` on it, as a peer would.
 grpc::Status StreamMessage(const testing::LocalCluster& c, uint64_t from, uint64_t to, int shards,
                            const raft::v1::Message& m) {
-  auto stub = tv1::RaftTransport::NewStub(grpc::CreateChannel(c.address(static_cast<int>(to)),
-                                                              grpc::InsecureChannelCredentials()));
+  auto stub = tv1::RaftTransport::NewStub(
+      grpc::CreateChannel(c.address(static_cast<int>(to)), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 10s);
   auto st = stub->Stream(&ctx);
@@ -174,10 +176,13 @@ grpc::Status StreamMessage(const testing::LocalCluster& c, uint64_t from, uint64
   return st->Finish();
 }
 
-std::string Tail(const std::string& log) { return log.substr(log.size() > 6000 ? log.size() - 6000 : 0); }
+std::string Tail(const std::string& log) {
+  return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+}
 
 TEST_F(SnapshotSafetyTest, AGarbageSnapshotFromTheLeaderIsRefusedAndTheNodeStaysUp) {
-  testing::LocalCluster c({.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  testing::LocalCluster c(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
   c.Start();
   c.Sql(1, "INSERT INTO kv VALUES (1, 'before');");
   ASSERT_TRUE(c.WaitForSame("SELECT group_concat(v) FROM kv;", 30s));
@@ -187,8 +192,11 @@ TEST_F(SnapshotSafetyTest, AGarbageSnapshotFromTheLeaderIsRefusedAndTheNodeStays
 
   // when it sends node 3 a payload of random bytes with a right checksum,
   std::string garbage(3 << 20, '\0');
-  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 2654435761u) >> 13);
-  const grpc::Status sent = SendSnapshot(c, 1, 3, 2, 0, seen.term(), seen.commit_index() + 1000, garbage);
+  for (size_t i = 0; i < garbage.size(); ++i) {
+    garbage[i] = static_cast<char>((i * 2654435761u) >> 13);
+  }
+  const grpc::Status sent =
+      SendSnapshot(c, 1, 3, 2, 0, seen.term(), seen.commit_index() + 1000, garbage);
   // then node 3 refuses it whole, before recording anything of it,
   EXPECT_EQ(sent.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << sent.error_message();
   EXPECT_THAT(sent.error_message(), HasSubstr("not a snapshot of shard 0"));
@@ -211,8 +219,10 @@ TEST_F(SnapshotSafetyTest, AGarbageSnapshotFromTheLeaderIsRefusedAndTheNodeStays
   // keep flowing both ways.
   ASSERT_TRUE(QuickWrite(c, 3, "INSERT INTO kv VALUES (2, 'from node 3');").ok());
   c.Sql(1, "INSERT INTO kv VALUES (3, 'after');");
-  ASSERT_TRUE(c.WaitForSame("SELECT group_concat(v) FROM (SELECT v FROM kv ORDER BY k);", 30s)) << Tail(c.log(3));
-  EXPECT_EQ(c.Sql(3, "SELECT group_concat(v) FROM (SELECT v FROM kv ORDER BY k);"), "before,from node 3,after\n");
+  ASSERT_TRUE(c.WaitForSame("SELECT group_concat(v) FROM (SELECT v FROM kv ORDER BY k);", 30s))
+      << Tail(c.log(3));
+  EXPECT_EQ(c.Sql(3, "SELECT group_concat(v) FROM (SELECT v FROM kv ORDER BY k);"),
+            "before,from node 3,after\n");
   for (const auto& f : std::filesystem::directory_iterator(c.raft_path(3) + "/snapshots")) {
     ADD_FAILURE() << "left on disk: " << f.path();
   }
@@ -234,15 +244,17 @@ TEST_F(SnapshotSafetyTest, ASnapshotThatCannotInstallHaltsOnlyItsShardPastTheDea
   c.Start();
   // (Row `kept` routes to shard 1, which installs everywhere.)
   const int64_t kept = IdsOfShard(kShards, "t", 1, 1, 1)[0];
-  c.Sql(1, absl::StrCat("INSERT INTO t VALUES (", kept, ", 'kept'); INSERT INTO u VALUES (0, 'first');"));
+  c.Sql(1, absl::StrCat("INSERT INTO t VALUES (", kept,
+                        ", 'kept'); INSERT INTO u VALUES (0, 'first');"));
   ASSERT_TRUE(c.WaitForSame("SELECT count(*) FROM t; SELECT count(*) FROM u;", 30s));
   const admin::v1::GetStatusResponse before = Status(c, 1);
   ASSERT_EQ(before.shards_size(), kShards);
 
   // Given node 3 down while its t gains a NOT NULL constraint the other nodes lack,
   ASSERT_EQ(c.StopNode(3), 0);
-  c.Sql(3, "BEGIN; CREATE TABLE t_new (id INTEGER PRIMARY KEY, v TEXT NOT NULL);"
-           "INSERT INTO t_new SELECT * FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t; COMMIT;");
+  c.Sql(3,
+        "BEGIN; CREATE TABLE t_new (id INTEGER PRIMARY KEY, v TEXT NOT NULL);"
+        "INSERT INTO t_new SELECT * FROM t; DROP TABLE t; ALTER TABLE t_new RENAME TO t; COMMIT;");
   // and rows it refuses written to shard 0 meanwhile (u rows to both shards), entry after entry,
   // until both shards' logs start after what node 3 has,
   const std::vector<int64_t> null_rows = IdsOfShard(kShards, "t", 0, 40, kept + 1);
@@ -256,7 +268,9 @@ TEST_F(SnapshotSafetyTest, ASnapshotThatCannotInstallHaltsOnlyItsShardPastTheDea
         // Shard 0's log on both nodes that can lead it.
         for (int id : {1, 2}) {
           const admin::v1::ShardStatus st = Status(c, id).shards(0);
-          if (st.commit_index() + 1 - st.log_entries() <= before.shards(0).commit_index() + 1) return false;
+          if (st.commit_index() + 1 - st.log_entries() <= before.shards(0).commit_index() + 1) {
+            return false;
+          }
         }
         return true;
       },
@@ -267,7 +281,8 @@ TEST_F(SnapshotSafetyTest, ASnapshotThatCannotInstallHaltsOnlyItsShardPastTheDea
   c.StartNode(3);
   ASSERT_TRUE(c.WaitUntilReplicating(3, 30s)) << c.log(3);
   // then shard 0 halts there, saying why (its snapshot's t rows would be a dead letter),
-  ASSERT_TRUE(testing::WaitFor([&] { return !Status(c, 3).shards(0).halted().empty(); }, 60s)) << Tail(c.log(3));
+  ASSERT_TRUE(testing::WaitFor([&] { return !Status(c, 3).shards(0).halted().empty(); }, 60s))
+      << Tail(c.log(3));
   const admin::v1::GetStatusResponse halted = Status(c, 3);
   EXPECT_THAT(halted.shards(0).halted(), HasSubstr("installing the snapshot"));
   EXPECT_THAT(halted.shards(0).halted(), HasSubstr("-max-dead-letters"));
@@ -280,9 +295,10 @@ TEST_F(SnapshotSafetyTest, ASnapshotThatCannotInstallHaltsOnlyItsShardPastTheDea
   EXPECT_TRUE(QuickWrite(c, 3, "INSERT INTO u VALUES (1000, 'local');").ok());
   const std::vector<int64_t> later = IdsOfShard(kShards, "u", 1, 3, 2000);
   for (int64_t id : later) c.Sql(1, absl::StrCat("INSERT INTO u VALUES (", id, ", 'later');"));
-  const std::string later_rows = absl::StrCat("SELECT count(*) FROM u WHERE id IN (", later[0], ", ", later[1],
-                                              ", ", later[2], ");");
-  EXPECT_TRUE(testing::WaitFor([&] { return c.Sql(3, later_rows) == "3\n"; }, 30s)) << Tail(c.log(3));
+  const std::string later_rows = absl::StrCat("SELECT count(*) FROM u WHERE id IN (", later[0],
+                                              ", ", later[1], ", ", later[2], ");");
+  EXPECT_TRUE(testing::WaitFor([&] { return c.Sql(3, later_rows) == "3\n"; }, 30s))
+      << Tail(c.log(3));
   EXPECT_TRUE(QuickWrite(c, 3, "INSERT INTO u VALUES (1001, 'local');").ok());
 
   // A restart as it was starts, the shard halted again at once;
@@ -297,13 +313,15 @@ TEST_F(SnapshotSafetyTest, ASnapshotThatCannotInstallHaltsOnlyItsShardPastTheDea
   c.SetNodeFlags(3, {});
   c.StartNode(3);
   ASSERT_TRUE(c.WaitUntilReplicating(3, 30s)) << c.log(3);
-  EXPECT_TRUE(c.WaitForSame("SELECT count(*), group_concat(id) FROM (SELECT id FROM u ORDER BY id);", 60s))
+  EXPECT_TRUE(
+      c.WaitForSame("SELECT count(*), group_concat(id) FROM (SELECT id FROM u ORDER BY id);", 60s))
       << Tail(c.log(3));
   const admin::v1::GetStatusResponse after = Status(c, 3);
   for (const admin::v1::ShardStatus& s : after.shards()) EXPECT_EQ(s.halted(), "") << s.shard();
   EXPECT_GE(after.dead_letters(), 1);
-  EXPECT_THAT(c.Sql(3, "SELECT error FROM \"__marmot__dead_letters\" WHERE origin IS NULL AND tbl = 't';"),
-              HasSubstr("NOT NULL constraint failed"));
+  EXPECT_THAT(
+      c.Sql(3, "SELECT error FROM \"__marmot__dead_letters\" WHERE origin IS NULL AND tbl = 't';"),
+      HasSubstr("NOT NULL constraint failed"));
   EXPECT_EQ(c.Sql(3, "SELECT count(*) FROM t;"), "1\n");
   EXPECT_EQ(c.Sql(1, "SELECT count(*) FROM t;"), absl::StrCat(null_rows.size() + 1, "\n"));
 }
@@ -319,8 +337,11 @@ TEST_F(SnapshotSafetyTest, ASnapshotOfManyPiecesStreamsAndInstalls) {
   ASSERT_TRUE(c.WaitForSame("SELECT count(*) FROM kv;", 30s));
   ASSERT_EQ(c.StopNode(3), 0);
   for (int batch = 0; batch < 50; ++batch) {
-    c.Sql(1 + batch % 2, absl::StrCat("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80) "
-                                      "INSERT INTO kv SELECT ", batch * 100 + 1, " + i, randomblob(1000) FROM n;"));
+    c.Sql(
+        1 + batch % 2,
+        absl::StrCat("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80) "
+                     "INSERT INTO kv SELECT ",
+                     batch * 100 + 1, " + i, randomblob(1000) FROM n;"));
   }
   for (int id : {1, 2}) {
     httplib::Result snapshot = Pane(c, id, "POST", "/v1/snapshots", "{\"all\": true}");
@@ -339,7 +360,9 @@ TEST_F(SnapshotSafetyTest, ASnapshotOfManyPiecesStreamsAndInstalls) {
   std::smatch m;
   std::string log3;
   const std::regex installed(R"(installed a snapshot at index \d+ \((\d+) bytes\))");
-  ASSERT_TRUE(testing::WaitFor([&] { return std::regex_search(log3 = c.log(3), m, installed); }, 10s)) << Tail(log3);
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return std::regex_search(log3 = c.log(3), m, installed); }, 10s))
+      << Tail(log3);
   EXPECT_GT(std::stoull(m[1]), 2000000u);
   // The snapshots the nodes keep are in pieces of about 64 KiB: none over 64 KiB and a row.
   int checked = 0;

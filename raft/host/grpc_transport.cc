@@ -372,13 +372,15 @@ class GrpcTransport::Peer {
         size = payload->size();
         std::string bytes;
         for (uint64_t off = 0; off < size && read.ok(); off += bytes.size()) {
-          read = payload->ReadAt(off, std::min<uint64_t>(o.snapshot_chunk_bytes, size - off), &bytes);
+          read =
+              payload->ReadAt(off, std::min<uint64_t>(o.snapshot_chunk_bytes, size - off), &bytes);
           sum = Checksum(sum, bytes.data(), bytes.size());
         }
       }
       if (!read.ok()) {
-        LOG(WARNING) << "[shard " << shard << " node " << o.node_id << "] cannot send the snapshot at "
-                     << m.snapshot().metadata().index() << " to node " << id_ << ": " << read;
+        LOG(WARNING) << "[shard " << shard << " node " << o.node_id
+                     << "] cannot send the snapshot at " << m.snapshot().metadata().index()
+                     << " to node " << id_ << ": " << read;
         t_->handler_->HandleSnapshotStatus(shard, id_, false);
         continue;
       }
@@ -694,17 +696,20 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       return refuse(receipt.status().message());
     }
     for (;;) {
-      if (absl::Status s = (*receipt)->Add(c.offset(), c.data()); !s.ok()) return refuse(s.message());
+      if (absl::Status s = (*receipt)->Add(c.offset(), c.data()); !s.ok()) {
+        return refuse(s.message());
+      }
       if (c.last()) break;
       if (!reader->Read(&c)) return refuse("stream ended before the last chunk");
       if (c.has_header() || c.has_handshake()) return refuse("a second header in one snapshot");
     }
     absl::StatusOr<std::string> file = (*receipt)->Finish();
     if (!file.ok()) {
-      code = file.status().code() == absl::StatusCode::kDataLoss ? grpc::StatusCode::DATA_LOSS
-                                                                 : grpc::StatusCode::INVALID_ARGUMENT;
-      return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ", from,
-                                 ": ", file.status().message()));
+      code = file.status().code() == absl::StatusCode::kDataLoss
+                 ? grpc::StatusCode::DATA_LOSS
+                 : grpc::StatusCode::INVALID_ARGUMENT;
+      return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ",
+                                 from, ": ", file.status().message()));
     }
     const uint64_t total = c.offset() + c.data().size();
     header.mutable_snapshot()->set_data(*file);

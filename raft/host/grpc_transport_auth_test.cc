@@ -154,7 +154,8 @@ TEST(GrpcTransportAuthTest, NodesWithTheKeyTalk) {
   snap.mutable_snapshot()->mutable_metadata()->set_index(5);
   snap.mutable_snapshot()->set_data("rows");  // The payload's file in the snapshots folder.
   std::ofstream(absl::StrCat(::testing::TempDir(), "/",
-                             ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/rows"))
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                             "/rows"))
       << "the rows";
   t1->Send({snap});
   ASSERT_TRUE(h1.WaitFor([&] { return !h1.snapshot_ok_.empty(); }));

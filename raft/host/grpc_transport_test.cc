@@ -389,7 +389,9 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
   EXPECT_EQ(h.messages_[0].index(), 2u);
   EXPECT_EQ(h.messages_[1].type(), v1::MSG_SNAP);
   std::vector<std::string> files;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) files.push_back(f.path().filename());
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    files.push_back(f.path().filename());
+  }
   EXPECT_EQ(files, std::vector<std::string>{h.messages_[1].snapshot().data()});
   t->Stop();
 }

@@ -203,7 +203,8 @@ class NodeHost::ApplyWorker {
     if (!todo.empty()) {
       absl::Status s = st.sm->Apply(todo);
       if (!s.ok()) {
-        Halt(t.shard, st, absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
+        Halt(t.shard, st,
+             absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
         return;
       }
       st.conf = t.conf_after;
@@ -250,7 +251,8 @@ class NodeHost::ApplyWorker {
     if (s.ok()) {
       s = st.sm->SaveSnapshot(**out);
       if (!s.ok()) {
-        LOG(ERROR) << "[shard " << shard << " node " << me << "] state machine cannot snapshot: " << s;
+        LOG(ERROR) << "[shard " << shard << " node " << me
+                   << "] state machine cannot snapshot: " << s;
         return false;
       }
       s = (*out)->Finish();
@@ -401,12 +403,14 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     std::string halted;
     if (applied < meta.index()) {
       // The state machine is behind the log's start: install the snapshot first.
-      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(shard->log->snapshot_file());
+      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
+          OpenPayload(shard->log->snapshot_file());
       if (!payload.ok()) return payload.status();
       absl::Status r = sm->RecoverFromSnapshot(meta.index(), **payload);
       if (!r.ok()) {
         // The shard starts halted (as ApplyWorker::Halt would halt it); the others run.
-        halted = absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
+        halted =
+            absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
         LOG(ERROR) << "[shard " << s << " node " << me << "] halted: " << halted
                    << "; this node applies nothing to the shard until it restarts";
       } else {
@@ -551,7 +555,8 @@ void NodeHost::StepSnapshot(v1::Message m) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<SnapshotSource>> NodeHost::OpenPayload(const std::string& file) const {
+absl::StatusOr<std::shared_ptr<SnapshotSource>> NodeHost::OpenPayload(
+    const std::string& file) const {
   if (file.empty()) return std::make_shared<StringSnapshotSource>();
   absl::StatusOr<std::unique_ptr<FileSnapshotSource>> source =
       FileSnapshotSource::Open(store_->SnapshotDir() + "/" + file);
@@ -677,7 +682,9 @@ void NodeHost::HandleReadies() {
         ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
       }
       CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
-      if (shard->unstable_snapshot_file == rd.snapshot->data()) shard->unstable_snapshot_file.clear();
+      if (shard->unstable_snapshot_file == rd.snapshot->data()) {
+        shard->unstable_snapshot_file.clear();
+      }
       sync = true;
     }
     if (!rd.entries.empty()) {
@@ -736,7 +743,9 @@ void NodeHost::HandleReadies() {
       // Opened now, while the file is the recorded one: a newer snapshot may replace it (and
       // delete it) before the worker reads it.
       absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(rd.snapshot->data());
-      if (!payload.ok()) ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
+      if (!payload.ok()) {
+        ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
+      }
       task.payload = *std::move(payload);
       task.snapshot = std::move(*rd.snapshot);
     }

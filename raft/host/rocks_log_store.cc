@@ -322,9 +322,10 @@ absl::Status ShardLog::ApplySnapshot(const v1::Snapshot& snapshot) {
   const auto& meta = snapshot.metadata();
   if (meta.index() <= snap_meta_.index()) return SnapshotOutOfDateError();
   const std::string& file = snapshot.data();
-  if (!file.empty() && (!IsSnapshotFileName(file) || !fs::exists(store_->SnapshotDir() + "/" + file))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shard ", shard_, ": snapshot at ", meta.index(), " names no payload file (", file, ")"));
+  if (!file.empty() &&
+      (!IsSnapshotFileName(file) || !fs::exists(store_->SnapshotDir() + "/" + file))) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": snapshot at ", meta.index(),
+                                                   " names no payload file (", file, ")"));
   }
   auto& batch = store_->batch_;
   batch.DeleteRange(cf_, EntryKey(0), EntryKey(UINT64_MAX));

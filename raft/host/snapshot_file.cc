@@ -27,19 +27,20 @@ absl::Status FromErrno(int err, absl::string_view what, const std::string& path)
 
 absl::Status StringSnapshotSource::ReadAt(uint64_t offset, size_t n, std::string* out) const {
   if (offset > data_.size() || n > data_.size() - offset) {
-    return absl::OutOfRangeError(absl::StrCat("reading ", n, " bytes at ", offset, " of a ",
-                                              data_.size(), "-byte payload"));
+    return absl::OutOfRangeError(
+        absl::StrCat("reading ", n, " bytes at ", offset, " of a ", data_.size(), "-byte payload"));
   }
   out->assign(data_, offset, n);
   return absl::OkStatus();
 }
 
 bool IsSnapshotFileName(absl::string_view name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == absl::string_view::npos &&
-         name.find('\0') == absl::string_view::npos;
+  return !name.empty() && name != "." && name != ".." &&
+         name.find('/') == absl::string_view::npos && name.find('\0') == absl::string_view::npos;
 }
 
-absl::StatusOr<std::unique_ptr<FileSnapshotSource>> FileSnapshotSource::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<FileSnapshotSource>> FileSnapshotSource::Open(
+    const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return FromErrno(errno, "open", path);
   struct stat st;
@@ -56,26 +57,29 @@ FileSnapshotSource::~FileSnapshotSource() { ::close(fd_); }
 
 absl::Status FileSnapshotSource::ReadAt(uint64_t offset, size_t n, std::string* out) const {
   if (offset > size_ || n > size_ - offset) {
-    return absl::OutOfRangeError(absl::StrCat("reading ", n, " bytes at ", offset, " of ", path_,
-                                              " (", size_, " bytes)"));
+    return absl::OutOfRangeError(
+        absl::StrCat("reading ", n, " bytes at ", offset, " of ", path_, " (", size_, " bytes)"));
   }
   out->resize(n);
   size_t done = 0;
   while (done < n) {
-    const ssize_t got = ::pread(fd_, out->data() + done, n - done, static_cast<off_t>(offset + done));
+    const ssize_t got =
+        ::pread(fd_, out->data() + done, n - done, static_cast<off_t>(offset + done));
     if (got < 0) {
       if (errno == EINTR) continue;
       return FromErrno(errno, "read", path_);
     }
     if (got == 0) {
-      return absl::OutOfRangeError(absl::StrCat(path_, " ended at ", offset + done, " of ", size_, " bytes"));
+      return absl::OutOfRangeError(
+          absl::StrCat(path_, " ended at ", offset + done, " of ", size_, " bytes"));
     }
     done += static_cast<size_t>(got);
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> SnapshotFileWriter::Create(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> SnapshotFileWriter::Create(
+    const std::string& path) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return FromErrno(errno, "create", tmp);

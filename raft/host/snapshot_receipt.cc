@@ -45,13 +45,15 @@ absl::StatusOr<std::unique_ptr<SnapshotReceipts::Receipt>> SnapshotReceipts::Beg
   for (const auto& [s, bytes] : open_) pending += bytes;
   const uint64_t needed = total + pending + options_.reserve_bytes;
   if (needed < total || needed > *free) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no room for a snapshot of ", total, " bytes: ", *free, " bytes free in ", options_.dir,
-        ", ", pending, " promised to snapshots being received, ", options_.reserve_bytes, " kept free"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no room for a snapshot of ", total, " bytes: ", *free, " bytes free in ",
+                     options_.dir, ", ", pending, " promised to snapshots being received, ",
+                     options_.reserve_bytes, " kept free"));
   }
   // A random part: a name of an earlier run may still name the shard's recorded snapshot.
-  const std::string name = absl::StrCat("recv-", shard, "-", index, "-", from, "-",
-                                        absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())), ".snap");
+  const std::string name =
+      absl::StrCat("recv-", shard, "-", index, "-", from, "-",
+                   absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())), ".snap");
   const std::string tmp = absl::StrCat(options_.dir, "/", name, ".tmp");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return absl::InternalError(absl::StrCat("create ", tmp, ": ", strerror(errno)));
@@ -66,7 +68,12 @@ void SnapshotReceipts::Release(uint64_t shard) {
 
 SnapshotReceipts::Receipt::Receipt(SnapshotReceipts* owner, uint64_t shard, uint64_t total,
                                    uint64_t checksum, std::string name, int fd)
-    : owner_(owner), shard_(shard), total_(total), checksum_(checksum), name_(std::move(name)), fd_(fd) {}
+    : owner_(owner),
+      shard_(shard),
+      total_(total),
+      checksum_(checksum),
+      name_(std::move(name)),
+      fd_(fd) {}
 
 SnapshotReceipts::Receipt::~Receipt() {
   if (fd_ >= 0) ::close(fd_);
@@ -117,15 +124,17 @@ absl::StatusOr<std::string> SnapshotReceipts::Receipt::Finish() {
   if (sum_ != checksum_) return Fail(absl::DataLossError("checksum mismatch"));
   const std::string& dir = owner_->options_.dir;
   const std::string tmp = absl::StrCat(dir, "/", name_, ".tmp");
-  if (::fsync(fd_) != 0) return Fail(absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno))));
+  if (::fsync(fd_) != 0) {
+    return Fail(absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno))));
+  }
   ::close(fd_);
   fd_ = -1;
   if (owner_->options_.check) {
     absl::StatusOr<std::unique_ptr<FileSnapshotSource>> payload = FileSnapshotSource::Open(tmp);
     if (!payload.ok()) return Fail(payload.status());
     if (absl::Status s = owner_->options_.check(shard_, **payload); !s.ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("the payload is not a snapshot of shard ",
-                                                          shard_, ": ", s.message())));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("the payload is not a snapshot of shard ", shard_, ": ", s.message())));
     }
   }
   const std::string path = absl::StrCat(dir, "/", name_);

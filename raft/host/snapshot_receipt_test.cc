@@ -20,7 +20,9 @@ std::string Dir() {
   return d;
 }
 
-uint64_t Sum(const std::string& s) { return PayloadChecksum(kPayloadChecksumSeed, s.data(), s.size()); }
+uint64_t Sum(const std::string& s) {
+  return PayloadChecksum(kPayloadChecksumSeed, s.data(), s.size());
+}
 
 std::vector<std::string> Files(const std::string& dir) {
   std::vector<std::string> out;
@@ -52,15 +54,17 @@ TEST(SnapshotReceiptTest, AWholeCheckedPayloadIsKeptUnderItsName) {
 
 TEST(SnapshotReceiptTest, ABadPayloadLeavesNothing) {
   const std::string dir = Dir();
-  SnapshotReceipts receipts({.dir = dir, .max_chunk_bytes = 8, .check = [](uint64_t, const SnapshotSource& in) {
-                               std::string first;
-                               if (!in.ReadAt(0, 1, &first).ok() || first == "x") {
-                                 return absl::InvalidArgumentError("garbage");
-                               }
-                               return absl::OkStatus();
-                             }});
+  SnapshotReceipts receipts(
+      {.dir = dir, .max_chunk_bytes = 8, .check = [](uint64_t, const SnapshotSource& in) {
+         std::string first;
+         if (!in.ReadAt(0, 1, &first).ok() || first == "x") {
+           return absl::InvalidArgumentError("garbage");
+         }
+         return absl::OkStatus();
+       }});
   auto expect_refused = [&](const std::string& payload, uint64_t announced, uint64_t sum,
-                            std::vector<std::pair<uint64_t, std::string>> chunks, absl::StatusCode code) {
+                            std::vector<std::pair<uint64_t, std::string>> chunks,
+                            absl::StatusCode code) {
     auto r = receipts.Begin(0, 1, 9, announced, sum);
     ASSERT_TRUE(r.ok()) << r.status();
     absl::Status s = absl::OkStatus();
@@ -75,10 +79,14 @@ TEST(SnapshotReceiptTest, ABadPayloadLeavesNothing) {
   const std::string good = "abcdefgh";
   expect_refused("checksum", 8, Sum(good), {{0, "abcdefgX"}}, absl::StatusCode::kDataLoss);
   expect_refused("short", 8, Sum(good), {{0, "abcd"}}, absl::StatusCode::kDataLoss);
-  expect_refused("gap", 8, Sum(good), {{0, "abcd"}, {5, "fgh"}}, absl::StatusCode::kInvalidArgument);
-  expect_refused("past the end", 4, Sum(good), {{0, "abcdefgh"}}, absl::StatusCode::kInvalidArgument);
-  expect_refused("chunk too large", 9, Sum("abcdefghi"), {{0, "abcdefghi"}}, absl::StatusCode::kInvalidArgument);
-  expect_refused("check", 8, Sum("xbcdefgh"), {{0, "xbcdefgh"}}, absl::StatusCode::kInvalidArgument);
+  expect_refused("gap", 8, Sum(good), {{0, "abcd"}, {5, "fgh"}},
+                 absl::StatusCode::kInvalidArgument);
+  expect_refused("past the end", 4, Sum(good), {{0, "abcdefgh"}},
+                 absl::StatusCode::kInvalidArgument);
+  expect_refused("chunk too large", 9, Sum("abcdefghi"), {{0, "abcdefghi"}},
+                 absl::StatusCode::kInvalidArgument);
+  expect_refused("check", 8, Sum("xbcdefgh"), {{0, "xbcdefgh"}},
+                 absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SnapshotReceiptTest, OneReceiptPerShardAtATime) {
@@ -95,9 +103,10 @@ TEST(SnapshotReceiptTest, OneReceiptPerShardAtATime) {
 TEST(SnapshotReceiptTest, APayloadThatWouldFillTheDiskIsRefusedBeforeAnythingIsWritten) {
   const std::string dir = Dir();
   uint64_t free = 1000;
-  SnapshotReceipts receipts({.dir = dir,
-                             .reserve_bytes = 100,
-                             .free_bytes = [&](const std::string&) -> absl::StatusOr<uint64_t> { return free; }});
+  SnapshotReceipts receipts(
+      {.dir = dir,
+       .reserve_bytes = 100,
+       .free_bytes = [&](const std::string&) -> absl::StatusOr<uint64_t> { return free; }});
   EXPECT_TRUE(absl::IsResourceExhausted(receipts.Begin(0, 1, 5, 901, 0).status()));
   auto a = receipts.Begin(0, 1, 5, 600, 0);
   ASSERT_TRUE(a.ok()) << a.status();

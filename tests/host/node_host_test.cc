@@ -317,7 +317,8 @@ TEST(NodeHostTest, ARefusedSnapshotIsSentAgainAndNothingOfItStays) {
     cfg->compaction_overhead = 5;
     if (cfg->node_id != 3) return;
     cfg->check_snapshot = [checks](uint64_t, const SnapshotSource&) {
-      return checks->fetch_add(1) < 2 ? absl::InvalidArgumentError("test: refused") : absl::OkStatus();
+      return checks->fetch_add(1) < 2 ? absl::InvalidArgumentError("test: refused")
+                                      : absl::OkStatus();
     };
   };
   c.StartAll();
@@ -434,7 +435,8 @@ TEST(NodeHostTest, AShardWhoseStateMachineFailsHaltsAloneAndRestartsWhole) {
   EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
   EXPECT_TRUE(c.host(3)->GetShardInfo(1).halted.empty());
   for (uint64_t id : {1, 2}) {
-    EXPECT_EQ(c.sm(id, 0)->payloads(), (std::vector<std::string>{"before", "poison", "after-0"})) << id;
+    EXPECT_EQ(c.sm(id, 0)->payloads(), (std::vector<std::string>{"before", "poison", "after-0"}))
+        << id;
   }
   // Its Raft group goes on: node 3 still takes the shard's entries and learns their commit.
   ASSERT_TRUE(c.Propose(1, 0, "while-halted").ok());
