@@ -66,8 +66,10 @@
 //      their entries are part of the snapshot, applied or carried. (The host installs a
 //      snapshot only above the applied index, so none of the shard's stays; one of a later
 //      entry, which a caller installing below its applied index would keep, would come before
-//      the carried ones in id order.) A snapshot table that cannot be installed here becomes a
-//      snapshot-rows dead letter, which the carried changes of that table then queue behind.
+//      the carried ones in id order.) A snapshot table that cannot be installed here (missing
+//      or different here, a row a constraint of this node refuses) becomes a snapshot-rows dead
+//      letter holding all its rows in the shard, which the carried changes of that table then
+//      queue behind.
 //   2. The carried dead letters then go through in their order, each the way RetryDeadLetters
 //      would retry it: applied when it can be (this node then has the change, as the nodes that
 //      applied it have), otherwise recorded here as a dead letter with its original raft index,
@@ -82,7 +84,11 @@
 //      one is skipped here whether it applied in step 2 or waits as a dead letter; a later
 //      retry does not touch the dedupe state either.
 //
-// A snapshot of an older version has no dead letters: it installs as before (steps 1 and 3).
+// The snapshot is read as a stream of pieces (snapshot_stream.h): the dedupe state first, then
+// table by table, rows in chunks, inside a savepoint per table; a table refused part-way is read
+// again from its first rows into its dead letter (bounded by what one SQLite value holds). An
+// install that cannot keep what it must keep (-max-dead-letters reached, a table too large for
+// one dead letter) or whose payload no longer reads fails whole and changes nothing.
 // A node that installs its own snapshot again (the host does at a start when the database is
 // behind the log's start) gets its own dead letters of the shard back the same way.
 //
