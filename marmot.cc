@@ -52,6 +52,14 @@ MARMOT_FLAG(int64_t, checkpoint_pages, "checkpoint-pages", 256,
             "Copy the WAL into the database in the background once this many of its pages are not "
             "in the database yet, so that the application's commits seldom have to; 0: leave it to "
             "SQLite's automatic checkpoints");
+MARMOT_FLAG(
+    int64_t, max_dead_letters, "max-dead-letters", 100000,
+    "Most dead letters (changes this node could not apply) it keeps; a shard that needs one "
+    "more halts on this node, saying why in GetStatus, until dead letters are retried or "
+    "deleted (or the limit raised) and marmot restarts");
+MARMOT_FLAG(int64_t, snapshot_piece_bytes, "snapshot-piece-bytes", 1 << 20,
+            "Rows of a shard snapshot are written and read in pieces of about this many bytes "
+            "(4096 to 67108864); a lower value only helps tests");
 MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
@@ -240,6 +248,8 @@ int main(int argc, char** argv) {
   flags.shards = FLAGS_shards;
   flags.snapshot_entries = FLAGS_snapshot_entries;
   flags.checkpoint_pages = FLAGS_checkpoint_pages;
+  flags.max_dead_letters = FLAGS_max_dead_letters;
+  flags.snapshot_piece_bytes = FLAGS_snapshot_piece_bytes;
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;

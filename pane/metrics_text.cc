@@ -37,6 +37,8 @@ std::string RenderMetrics(const admin::v1::GetStatusResponse& status,
   auto applied = Gauge("marmot_shard_applied_index", "Raft index applied to SQLite here");
   auto lag = Gauge("marmot_shard_apply_lag_entries", "Committed entries not yet applied here");
   auto snapshot = Gauge("marmot_shard_snapshot_index", "Raft index of the shard's latest snapshot");
+  auto halted = Gauge("marmot_shard_halted",
+                      "1 when this node applies nothing more to the shard (GetStatus says why)");
   for (const admin::v1::ShardStatus& s : status.shards()) {
     std::vector<prometheus::ClientMetric::Label> l = {{"shard", std::to_string(s.shard())}};
     Add(leader, static_cast<double>(s.leader()), l);
@@ -46,6 +48,7 @@ std::string RenderMetrics(const admin::v1::GetStatusResponse& status,
     Add(applied, static_cast<double>(s.applied_index()), l);
     Add(lag, s.commit_index() > s.applied_index() ? static_cast<double>(s.commit_index() - s.applied_index()) : 0, l);
     Add(snapshot, static_cast<double>(s.snapshot_index()), l);
+    Add(halted, s.halted().empty() ? 0 : 1, l);
   }
   auto backlog = Gauge("marmot_changelog_backlog", "Captured changes of this node not yet committed");
   for (const admin::v1::TableBacklog& b : status.backlog()) {
@@ -55,7 +58,8 @@ std::string RenderMetrics(const admin::v1::GetStatusResponse& status,
   Add(dead, static_cast<double>(status.dead_letters()));
   auto up = Gauge("marmot_uptime_seconds", "Seconds since this marmot started");
   Add(up, static_cast<double>(status.uptime_seconds()));
-  for (auto* f : {&leader, &is_leader, &term, &commit, &applied, &lag, &snapshot, &backlog, &dead, &up}) {
+  for (auto* f : {&leader, &is_leader, &term, &commit, &applied, &lag, &snapshot, &halted, &backlog,
+                  &dead, &up}) {
     families.push_back(std::move(*f));
   }
   if (counters != nullptr) {

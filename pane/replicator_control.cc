@@ -94,6 +94,7 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
     s->set_log_entries(info.last_index >= info.first_index ? info.last_index - info.first_index + 1 : 0);
     s->set_snapshot_index(info.snapshot_index);
     s->set_is_leader(info.is_leader);
+    s->set_halted(ValidUtf8(info.halted));
     if (info.commit > info.applied) max_lag = std::max(max_lag, info.commit - info.applied);
   }
   out.set_max_apply_lag(max_lag);

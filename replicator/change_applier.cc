@@ -12,10 +12,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/value_codec.h"
+#include "replicator/snapshot_stream.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
 namespace marmot::replicator {
+
+bool IsDatabaseFailure(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
+         s.code() == absl::StatusCode::kDataLoss;
+}
+
 namespace {
 
 using change::v1::Change;
@@ -54,13 +61,6 @@ std::string QuotedList(const std::vector<std::string>& names) {
 std::string Placeholders(size_t n) {
   std::vector<std::string> marks(n, "?");
   return absl::StrJoin(marks, ", ");
-}
-
-// A failure of the database itself (busy, I/O, corruption), as opposed to a change that cannot
-// apply: the whole operation is retried, nothing goes to the dead letters.
-bool IsDatabaseFailure(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
-         s.code() == absl::StatusCode::kDataLoss;
 }
 
 // Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
@@ -390,31 +390,57 @@ size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
 // Keys of rows (EncodeRowIdentity without the table) that a snapshot install leaves as they are.
 using KeptRows = absl::flat_hash_set<std::string>;
 
-// Upserts the rows of a snapshot table with `writer` (SnapshotRowWidth must be positive), but
-// none whose key is in `keep` (may be null).
+// Positions of the key values within a snapshot row of `t`: the rowid leads rows keyed by it.
+std::vector<int> SnapshotKeyIndex(const ShardSnapshot::Table& t) {
+  return t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
+}
+
+// Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
+// upsert statement), unless its key is in `keep` (may be null).
+absl::Status UpsertSnapshotRow(Statement& upsert,
+                               const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
+                               int start, size_t width, const std::vector<int>& key_index,
+                               const KeptRows* keep) {
+  if (keep != nullptr && !keep->empty()) {
+    std::vector<Value> key;
+    for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
+    if (keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
+  }
+  for (size_t i = 0; i < width; ++i) {
+    if (absl::Status s =
+            upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
+        !s.ok()) {
+      return s;
+    }
+  }
+  absl::Status s = upsert.Run();
+  upsert.Reset();
+  return s;
+}
+
+// Upserts the rows of a snapshot table kept whole (a snapshot-rows dead letter; SnapshotRowWidth
+// must be positive) with `writer`.
 absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
-                                const TableWriter& writer, const KeptRows* keep = nullptr) {
+                                const TableWriter& writer) {
   const size_t width = SnapshotRowWidth(t);
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
-  // Positions of the key values within a row: the rowid leads rows keyed by it.
-  const std::vector<int> key_index = t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
+  const std::vector<int> key_index = SnapshotKeyIndex(t);
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-    if (keep != nullptr && !keep->empty()) {
-      std::vector<Value> key;
-      for (int i : key_index) key.push_back(FromWire(t.values(start + i)));
-      if (keep->contains(EncodeRowIdentity("", key))) continue;
+    if (absl::Status s = UpsertSnapshotRow(*upsert, t.values(), start, width, key_index, nullptr);
+        !s.ok()) {
+      return s;
     }
-    for (size_t i = 0; i < width; ++i) {
-      if (absl::Status s = upsert->Bind(static_cast<int>(i) + 1, FromWire(t.values(start + i))); !s.ok()) {
-        return s;
-      }
-    }
-    if (absl::Status s = upsert->Run(); !s.ok()) return s;
-    upsert->Reset();
   }
   return absl::OkStatus();
+}
+
+// A snapshot payload that cannot be read now: it was checked whole when it arrived, so the file
+// changed since (or this is a bug). Trying again would change nothing.
+absl::Status Unreadable(const absl::Status& s) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the snapshot payload cannot be read: ", s.message()));
 }
 
 // SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
@@ -840,6 +866,12 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
            Value::Integer(c.change_id()), Value::Text(std::string(status.message())),
            Value::Blob(one.SerializeAsString())},
           {.shard = shard, .raft_index = index, .table = t.table(), .rows = std::move(rows)});
+      if (!s.ok() && !IsDatabaseFailure(s)) {
+        return absl::Status(
+            s.code(), absl::StrCat("change ", c.change_id(), " of ", QuoteIdentifier(t.table()),
+                                   " from node ", batch.origin_node(), " cannot apply here (",
+                                   status.message(), ") and ", s.message()));
+      }
       if (!s.ok()) return s;
     }
     if (newest > last_id) {
@@ -904,6 +936,17 @@ absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
 }
 
 absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
+  if (static_cast<int64_t>(dead_letters_.size()) >= max_dead_letters_) {
+    // The index may count some an operator deleted by hand: the table says.
+    absl::StatusOr<Value> n = db_.QueryKeptValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
+    if (!n.ok()) return n.status();
+    if (n->integer() >= max_dead_letters_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no room for another dead letter: this node holds ", n->integer(),
+                       ", the most -max-dead-letters allows ",
+                       "(retry or delete dead letters, or raise the limit, then restart marmot)"));
+    }
+  }
   absl::Status s = db_.RunKept("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
                              "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              row);
@@ -1090,38 +1133,45 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
   return ApplyChange(db_, run, (*plan)->writer, t, c);
 }
 
-absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
+absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) {
   absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db_);
   if (!txn.ok()) return txn.status();
-  ShardSnapshot snap;
-  snap.set_shard(shard);
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
-  snap.set_applied_index(*applied);
+  if (absl::Status s = out.Start(shard, *applied); !s.ok()) return s;
+  absl::StatusOr<Statement> dedupe = db_.Prepare(absl::StrCat(
+      "SELECT origin, tbl, change_id FROM \"__marmot__applied\" WHERE shard = ", shard));
+  if (!dedupe.ok()) return dedupe.status();
+  for (;;) {
+    absl::StatusOr<bool> row = dedupe->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ShardSnapshot::Applied a;
+    a.set_origin_node(static_cast<uint64_t>(dedupe->Column(0).integer()));
+    a.set_table(dedupe->Column(1).bytes());
+    a.set_change_id(dedupe->Column(2).integer());
+    if (absl::Status s = out.AddApplied(a); !s.ok()) return s;
+  }
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   for (const sqlite::TableSchema& t : listing->tables) {
-    ShardSnapshot::Table* out = snap.add_tables();
-    out->set_table(t.name);
-    out->set_keyed_by_rowid(t.keyed_by_rowid());
+    ShardSnapshot::Table header;
+    header.set_table(t.name);
+    header.set_keyed_by_rowid(t.keyed_by_rowid());
     std::vector<std::string> columns;
     for (const sqlite::ColumnInfo& c : t.columns) {
-      out->add_columns(c.name);
+      header.add_columns(c.name);
       columns.push_back(c.name);
     }
-    for (const std::string& k : t.primary_key) out->add_key_columns(k);
-    std::vector<int> key_index;
-    for (const std::string& k : t.primary_key) {
-      for (size_t i = 0; i < columns.size(); ++i) {
-        if (columns[i] == k) key_index.push_back(static_cast<int>(i));
-      }
-    }
+    for (const std::string& k : t.primary_key) header.add_key_columns(k);
+    if (absl::Status s = out.StartTable(header); !s.ok()) return s;
+    const std::vector<int> key_index = KeyPositions(header);
     absl::StatusOr<Statement> scan = db_.Prepare(
         absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "", QuotedList(columns), " FROM ",
                      QuoteIdentifier(t.name)));
     if (!scan.ok()) return scan.status();
     const int offset = t.keyed_by_rowid() ? 1 : 0;
-    while (true) {
+    for (;;) {
       absl::StatusOr<bool> row = scan->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
@@ -1132,27 +1182,27 @@ absl::StatusOr<ShardSnapshot> ChangeApplier::CreateSnapshot(int shard) {
         for (int i : key_index) key.push_back(scan->Column(offset + i));
       }
       if (router_.ShardOf(t.name, key) != shard) continue;
-      for (int i = 0; i < scan->column_count(); ++i) *out->add_values() = ToWire(scan->Column(i));
+      change::v1::SnapshotRow out_row;
+      for (int i = 0; i < scan->column_count(); ++i) {
+        *out_row.add_values() = ToWire(scan->Column(i));
+      }
+      if (absl::Status s = out.AddRow(std::move(out_row)); !s.ok()) return s;
     }
   }
-  absl::StatusOr<std::vector<std::vector<Value>>> dedupe = db_.QueryRows(absl::StrCat(
-      "SELECT origin, tbl, change_id FROM \"__marmot__applied\" WHERE shard = ", shard));
-  if (!dedupe.ok()) return dedupe.status();
-  for (const std::vector<Value>& row : *dedupe) {
-    ShardSnapshot::Applied* a = snap.add_applied();
-    a->set_origin_node(static_cast<uint64_t>(row[0].integer()));
-    a->set_table(row[1].bytes());
-    a->set_change_id(row[2].integer());
-  }
   // The shard's dead letters, oldest first: the rows above lack their changes (see the header).
-  absl::StatusOr<std::vector<std::vector<Value>>> dead = db_.QueryRows(absl::StrCat(
+  absl::StatusOr<Statement> dead = db_.Prepare(absl::StrCat(
       "SELECT raft_index, origin, tbl, change_id, error, change FROM \"__marmot__dead_letters\" "
       "WHERE shard = ",
       shard, " ORDER BY id"));
   if (!dead.ok()) return dead.status();
-  for (const std::vector<Value>& row : *dead) *snap.add_dead_letters() = CarriedDeadLetter(row);
+  for (;;) {
+    absl::StatusOr<bool> row = dead->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (absl::Status s = out.AddDeadLetter(CarriedDeadLetter(dead->Row())); !s.ok()) return s;
+  }
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
-  return snap;
+  return out.Finish();
 }
 
 absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const std::string& payload,
@@ -1198,15 +1248,15 @@ absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema
 }
 
 std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithLaterOwnChanges(
-    const ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables) {
+    int shard, const std::vector<ShardSnapshot::Applied>& applied,
+    const std::vector<sqlite::TableSchema>& tables) {
   std::map<std::string, absl::flat_hash_set<std::string>> kept;
   if (local_node_ == 0) return kept;
-  const int shard = static_cast<int>(snap.shard());
   for (const sqlite::TableSchema& t : tables) {
     // The snapshot holds this node's changes of the table up to its dedupe state (a shard
     // applies one origin's changes in change-id order); pending log rows above it are later.
     int64_t held = 0;
-    for (const ShardSnapshot::Applied& a : snap.applied()) {
+    for (const ShardSnapshot::Applied& a : applied) {
       if (a.origin_node() == local_node_ && a.table() == t.name) held = std::max(held, a.change_id());
     }
     // An error means no log (the table is not captured here): no own changes of it. (Inside the
@@ -1222,11 +1272,12 @@ std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithL
   return kept;
 }
 
-absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot& snap,
+absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader& in,
                                                              std::optional<uint64_t> index) {
+  if (absl::Status s = in.ReadHeader(); !s.ok()) return Unreadable(s);
   InstallResult result;
-  const int shard = static_cast<int>(snap.shard());
-  const uint64_t at = index.value_or(snap.applied_index());
+  const int shard = static_cast<int>(in.shard());
+  const uint64_t at = index.value_or(in.applied_index());
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
@@ -1241,7 +1292,8 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
   // their local version: those changes come later in the shard's order than the snapshot and
   // will apply here as own changes the rows hold, so the application never sees an older row.
-  const std::map<std::string, KeptRows> kept = RowsWithLaterOwnChanges(snap, listing->tables);
+  const std::map<std::string, KeptRows> kept =
+      RowsWithLaterOwnChanges(shard, in.applied(), listing->tables);
   auto kept_of = [&](const std::string& table) -> const KeptRows* {
     auto it = kept.find(table);
     return it == kept.end() ? nullptr : &it->second;
@@ -1267,47 +1319,25 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
     dead_letters_.Remove(id);
     dead_letters_unsynced_ = true;
   }
-  // Insert the snapshot's rows. A table whose rows cannot be installed here (the table is
-  // missing or differs, a constraint differs, the rows are malformed) becomes a snapshot-rows
-  // dead letter that holds the table's later changes in this shard back; the install goes on.
-  // Only a failure of the database itself fails the install (it is tried again).
-  for (const ShardSnapshot::Table& t : snap.tables()) {
-    std::vector<std::string> columns(t.columns().begin(), t.columns().end());
-    absl::StatusOr<TableWriter> writer =
-        PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
-    absl::Status refused = writer.status();
-    if (!writer.ok() && t.values_size() == 0) continue;  // Nothing of that table in this shard.
-    if (writer.ok() && SnapshotRowWidth(t) == 0) {
-      refused = absl::InvalidArgumentError(absl::StrCat(
-          "malformed: ", t.values_size(), " values for rows of ", t.columns_size() + (t.keyed_by_rowid() ? 1 : 0)));
+  // The snapshot's rows, table by table.
+  for (;;) {
+    absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
+    if (!t.ok()) return Unreadable(t.status());
+    if (!t->has_value()) break;
+    if (absl::Status s =
+            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
+        !s.ok()) {
+      return s;
     }
-    if (refused.ok()) {
-      if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
-      refused = InsertSnapshotRows(db_, t, *writer, kept_of(t.table()));
-      if (IsDatabaseFailure(refused)) return refused;
-      absl::Status end = db_.Exec(refused.ok() ? "RELEASE snapshot_rows"
-                                               : "ROLLBACK TO snapshot_rows; RELEASE snapshot_rows");
-      if (!end.ok()) return end;
-    }
-    if (refused.ok()) continue;
-    absl::Status s = InsertDeadLetter(
-        {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snap.applied_index())),
-         Value::Null(), Value::Text(t.table()), Value::Null(),
-         Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
-         Value::Blob(t.SerializeAsString())},
-        {.shard = shard, .raft_index = snap.applied_index(), .table = t.table(), .whole_table = true});
-    if (!s.ok()) return s;
-    LOG(WARNING) << "shard " << shard << ": snapshot rows of " << t.table()
-                 << " go to the dead letters: " << refused.message();
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
-  if (absl::Status s = InstallCarriedDeadLetters(snap, result); !s.ok()) return s;
+  if (absl::Status s = InstallCarriedDeadLetters(shard, in, result); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
       !s.ok()) {
     return s;
   }
-  for (const ShardSnapshot::Applied& a : snap.applied()) {
+  for (const ShardSnapshot::Applied& a : in.applied()) {
     absl::Status s = RunWith(db_,
                              "INSERT INTO \"__marmot__applied\" (shard, origin, tbl, change_id) "
                              "VALUES (?, ?, ?, ?)",
@@ -1320,11 +1350,89 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(const ShardSnapshot
   return result;
 }
 
-absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
+absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index,
+                                         const ShardSnapshot::Table& header,
+                                         ShardSnapshotReader& in, const KeptRows* keep,
+                                         InstallResult& result) {
+  std::vector<std::string> columns(header.columns().begin(), header.columns().end());
+  absl::StatusOr<TableWriter> writer = PlanWriter(
+      db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
+  absl::Status refused = writer.status();
+  absl::StatusOr<Statement> upsert = refused.ok() ? db_.Prepare(writer->upsert) : refused;
+  if (IsDatabaseFailure(upsert.status())) return upsert.status();
+  refused = upsert.status();
+  if (refused.ok()) {
+    // Inserted piece by piece inside a savepoint: a row that fails undoes the table's rows.
+    const std::vector<int> key_index = SnapshotKeyIndex(header);
+    const size_t width = columns.size() + (header.keyed_by_rowid() ? 1 : 0);
+    if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
+    while (refused.ok()) {
+      absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
+      if (!rows.ok()) return Unreadable(rows.status());
+      if (!rows->has_value()) break;
+      for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
+        refused = UpsertSnapshotRow(*upsert, row.values(), 0, width, key_index, keep);
+        if (!refused.ok()) break;
+      }
+    }
+    if (IsDatabaseFailure(refused)) return refused;
+    absl::Status end = db_.Exec(refused.ok() ? "RELEASE snapshot_rows"
+                                             : "ROLLBACK TO snapshot_rows; RELEASE snapshot_rows");
+    if (!end.ok()) return end;
+    if (refused.ok()) return absl::OkStatus();
+    in.RewindTable();
+  }
+  // The table's rows cannot be installed here (the table is missing or differs, a constraint
+  // differs): they become a snapshot-rows dead letter that holds the table's later changes in
+  // this shard back, and the install goes on. The dead letter holds them whole, so it is bounded
+  // by what one value may hold here.
+  const uint64_t limit = std::min<uint64_t>(kMaxPieceBytes - (uint64_t{1} << 20),
+                                            sqlite3_limit(db_.raw(), SQLITE_LIMIT_LENGTH, -1));
+  ShardSnapshot::Table whole = header;
+  uint64_t bytes = whole.ByteSizeLong();
+  for (;;) {
+    absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
+    if (!rows.ok()) return Unreadable(rows.status());
+    if (!rows->has_value()) break;
+    bytes += (*rows)->ByteSizeLong();
+    if (bytes > limit) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the rows of table ", QuoteIdentifier(header.table()), " cannot be installed here (",
+          refused.message(), ") and are more than a dead letter can hold (", limit, " bytes)"));
+    }
+    for (change::v1::SnapshotRow& row : *(*rows)->mutable_rows()) {
+      for (change::v1::Value& v : *row.mutable_values()) *whole.add_values() = std::move(v);
+    }
+  }
+  if (whole.values_size() == 0) return absl::OkStatus();  // Nothing of that table in this shard.
+  absl::Status s = InsertDeadLetter(
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snapshot_index)), Value::Null(),
+       Value::Text(header.table()), Value::Null(),
+       Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
+       Value::Blob(whole.SerializeAsString())},
+      {.shard = shard, .raft_index = snapshot_index, .table = header.table(), .whole_table = true});
+  if (!s.ok() && !IsDatabaseFailure(s)) {
+    return absl::Status(
+        s.code(),
+        absl::StrCat("the rows of table ", QuoteIdentifier(header.table()),
+                     " cannot be installed here (", refused.message(), ") and ", s.message()));
+  }
+  if (!s.ok()) return s;
+  ++result.rows_kept;
+  LOG(WARNING) << "shard " << shard << ": snapshot rows of " << header.table()
+               << " go to the dead letters: " << refused.message();
+  return absl::OkStatus();
+}
+
+absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in,
                                                       InstallResult& result) {
-  if (snap.dead_letters().empty()) return absl::OkStatus();
-  const int shard = static_cast<int>(snap.shard());
-  for (const ShardSnapshot::DeadLetter& d : snap.dead_letters()) {
+  int64_t carried = 0;
+  for (;;) {
+    absl::StatusOr<std::optional<ShardSnapshot::DeadLetter>> next = in.NextDeadLetter();
+    if (!next.ok()) return Unreadable(next.status());
+    if (!next->has_value()) break;
+    const ShardSnapshot::DeadLetter& d = **next;
+    ++carried;
     const std::vector<Value> row = DeadLetterRow(shard, d);
     bool holds_change = true;  // When not, ApplyDeadLetter says so.
     DeadLetterIndex::Entry entry =
@@ -1352,8 +1460,9 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(const ShardSnapshot& snap,
     local[5] = Value::Text(std::string(status.message()));
     if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
   }
-  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << snap.applied_index()
-               << " carries " << snap.dead_letters_size()
+  if (carried == 0) return absl::OkStatus();
+  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index()
+               << " carries " << carried
                << " dead letter(s) of the node that made it: " << result.carried_applied
                << " applied here, " << result.carried_kept << " kept as dead letters";
   return absl::OkStatus();

@@ -66,8 +66,10 @@
 //      their entries are part of the snapshot, applied or carried. (The host installs a
 //      snapshot only above the applied index, so none of the shard's stays; one of a later
 //      entry, which a caller installing below its applied index would keep, would come before
-//      the carried ones in id order.) A snapshot table that cannot be installed here becomes a
-//      snapshot-rows dead letter, which the carried changes of that table then queue behind.
+//      the carried ones in id order.) A snapshot table that cannot be installed here (missing
+//      or different here, a row a constraint of this node refuses) becomes a snapshot-rows dead
+//      letter holding all its rows in the shard, which the carried changes of that table then
+//      queue behind.
 //   2. The carried dead letters then go through in their order, each the way RetryDeadLetters
 //      would retry it: applied when it can be (this node then has the change, as the nodes that
 //      applied it have), otherwise recorded here as a dead letter with its original raft index,
@@ -82,7 +84,11 @@
 //      one is skipped here whether it applied in step 2 or waits as a dead letter; a later
 //      retry does not touch the dedupe state either.
 //
-// A snapshot of an older version has no dead letters: it installs as before (steps 1 and 3).
+// The snapshot is read as a stream of pieces (snapshot_stream.h): the dedupe state first, then
+// table by table, rows in chunks, inside a savepoint per table; a table refused part-way is read
+// again from its first rows into its dead letter (bounded by what one SQLite value holds). An
+// install that cannot keep what it must keep (-max-dead-letters reached, a table too large for
+// one dead letter) or whose payload no longer reads fails whole and changes nothing.
 // A node that installs its own snapshot again (the host does at a start when the database is
 // behind the log's start) gets its own dead letters of the shard back the same way.
 //
@@ -113,6 +119,7 @@
 #include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
+#include "replicator/snapshot_stream.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
 
@@ -124,10 +131,17 @@ struct RetryResult {
 };
 
 struct InstallResult {
+  // Tables whose rows could not be installed here: kept as snapshot-rows dead letters.
+  int64_t rows_kept = 0;
   // The snapshot's dead letters (see "Snapshots" above):
   int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
   int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
+
+// A failure of the database itself (busy past the busy timeout, I/O, a full disk, corruption),
+// as opposed to a change that cannot apply: the operation changed nothing and is tried again
+// later, nothing goes to the dead letters.
+bool IsDatabaseFailure(const absl::Status& s);
 
 struct ApplyResult {
   int64_t applied = 0;
@@ -195,19 +209,29 @@ class ChangeApplier {
   // The shard's applied Raft index (0 when nothing was applied), deferred entries included.
   absl::StatusOr<uint64_t> AppliedIndex(int shard);
 
-  // The shard's rows of every table, its applied index, dedupe state and dead letters, read in
-  // one read transaction.
-  absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(int shard);
+  // Writes the shard's snapshot to `out` (Start to Finish): its applied index, dedupe state, the
+  // shard's rows of every table and its dead letters, streamed from one read transaction (the
+  // application writes on meanwhile). Errors are the database's or `out`'s; what was written is
+  // then of no use.
+  absl::Status CreateSnapshot(int shard, ShardSnapshotWriter& out);
 
-  // Replaces exactly the shard's rows by the snapshot's, and its applied index and dedupe state,
-  // in one transaction, then applies the snapshot's dead letters or records them here (see
-  // "Snapshots" above). Rows of other shards are untouched. The applied index becomes `index`
-  // when given (Raft's index of the snapshot), else the snapshot's own. A table whose rows cannot
-  // be installed here (missing or different table, a constraint that fails, malformed rows)
-  // becomes a snapshot-rows dead letter and the install goes on. Errors only when the database
-  // itself fails (nothing is changed then; the caller tries again).
-  absl::StatusOr<InstallResult> InstallSnapshot(const change::v1::ShardSnapshot& snapshot,
+  // Installs the snapshot `in` reads (from its start), in one transaction: replaces exactly the
+  // snapshot's shard's rows by the snapshot's, and its applied index and dedupe state, then
+  // applies the snapshot's dead letters or records them here (see "Snapshots" above). Rows of
+  // other shards are untouched. The applied index becomes `index` when given (Raft's index of
+  // the snapshot), else the snapshot's own. A table whose rows cannot be installed here (missing
+  // or different table, a constraint that fails) becomes a snapshot-rows dead letter and the
+  // install goes on. Errors change nothing: a database failure (IsDatabaseFailure; the caller
+  // tries again later), or one that trying again cannot fix: FailedPrecondition when the payload
+  // cannot be read, ResourceExhausted when its dead letters do not fit (set_max_dead_letters, or
+  // a table's rows too large for one dead letter).
+  absl::StatusOr<InstallResult> InstallSnapshot(ShardSnapshotReader& in,
                                                 std::optional<uint64_t> index = std::nullopt);
+
+  // The most dead letters this node keeps. A change, snapshot table or carried dead letter that
+  // would be one more fails its apply or install with ResourceExhausted instead (the shard then
+  // halts, ShardStateMachine). Counted over the whole node.
+  void set_max_dead_letters(int64_t max) { max_dead_letters_ = max; }
 
   // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
   // it, in one transaction.
@@ -284,10 +308,12 @@ class ChangeApplier {
   // without the table) is in `keep` (may be null).
   absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
                                const absl::flat_hash_set<std::string>* keep = nullptr);
-  // Per table, the keys (EncodeRowIdentity without the table) of the snapshot's shard's rows
-  // that have a change of this node pending in the local log that the snapshot does not hold.
+  // Per table, the keys (EncodeRowIdentity without the table) of `shard`'s rows that have a
+  // change of this node pending in the local log that a snapshot with dedupe state `applied`
+  // does not hold.
   std::map<std::string, absl::flat_hash_set<std::string>> RowsWithLaterOwnChanges(
-      const change::v1::ShardSnapshot& snap, const std::vector<sqlite::TableSchema>& tables);
+      int shard, const std::vector<change::v1::ShardSnapshot::Applied>& applied,
+      const std::vector<sqlite::TableSchema>& tables);
   // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
   // status whose code is a database failure aborts the retry; any other error is the new error
   // of a dead letter that stays.
@@ -300,13 +326,19 @@ class ChangeApplier {
                                const sqlite::Value& change);
   // The error of a change held back by dead letter `blocker`.
   absl::Status QueuedBehind(int64_t blocker) const;
-  // InstallSnapshot's second half: applies the snapshot's dead letters in order, or records them
-  // here (see "Snapshots" above). Inside the install's transaction, after the rows.
-  absl::Status InstallCarriedDeadLetters(const change::v1::ShardSnapshot& snap,
-                                         InstallResult& result);
+  // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
+  // key is in `keep`, may be null as they are), or keeps them as a snapshot-rows dead letter.
+  // Inside the install's transaction.
+  absl::Status InstallTable(int shard, uint64_t snapshot_index,
+                            const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
+                            const absl::flat_hash_set<std::string>* keep, InstallResult& result);
+  // InstallSnapshot's second half: applies the snapshot's dead letters `in` reads, in order, or
+  // records them here (see "Snapshots" above). Inside the install's transaction, after the rows.
+  absl::Status InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result);
 
   sqlite::Database db_;
   ShardRouter router_;
+  int64_t max_dead_letters_ = std::numeric_limits<int64_t>::max();
   DeadLetterIndex dead_letters_;
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
   DeferredApplyState deferred_;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "replicator/change_batch.h"
+#include "replicator/snapshot_stream.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
@@ -18,6 +19,27 @@ namespace {
 
 using sqlite::Value;
 using ::testing::HasSubstr;
+
+// What a node writes as its snapshot of `shard` (a stream of pieces), read back whole.
+absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(ChangeApplier& applier, int shard,
+                                                         size_t piece_bytes = kDefaultPieceBytes) {
+  raft::host::StringSnapshotSink sink;
+  ShardSnapshotWriter writer(sink, piece_bytes);
+  if (absl::Status s = applier.CreateSnapshot(shard, writer); !s.ok()) return s;
+  return ReadShardSnapshot(raft::host::StringSnapshotSource(sink.Take()));
+}
+
+// Installs `snap` as a node does: written as a stream of pieces, read from it.
+absl::StatusOr<InstallResult> InstallSnapshot(ChangeApplier& applier,
+                                              const change::v1::ShardSnapshot& snap,
+                                              std::optional<uint64_t> index = std::nullopt,
+                                              size_t piece_bytes = kDefaultPieceBytes) {
+  raft::host::StringSnapshotSink sink;
+  if (absl::Status s = WriteShardSnapshot(snap, sink, piece_bytes); !s.ok()) return s;
+  raft::host::StringSnapshotSource source(sink.Take());
+  ShardSnapshotReader reader(source);
+  return applier.InstallSnapshot(reader, index);
+}
 
 constexpr char kSchema[] =
     "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
@@ -605,33 +627,29 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   t->add_key_columns("shard");
   *t->add_values() = one;
   *t->add_values() = big;
-  auto install = b.applier->InstallSnapshot(snap);
+  auto install = InstallSnapshot(*b.applier, snap);
   ASSERT_TRUE(install.ok()) << install.status();
   EXPECT_EQ(*b.applier->AppliedIndex(0), 5u);
   EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__shard_state\" WHERE shard = 1"), Value::Integer(0));
 }
 
 TEST(ChangeApplierTest, ASnapshotTableThatCannotInstallIsADeadLetterAndTheRestInstalls) {
-  // Malformed rows (values that do not divide into rows) and rows a constraint of this node
-  // refuses used to fail the whole install, which was retried forever.
+  // Rows a constraint of this node refuses, and a table whose columns differ here, used to fail
+  // the whole install, which was retried forever.
   Node a("uninstallable-a"), b("uninstallable-b");
   a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'cheap', 1), (2, 'dear', 500);"
          "INSERT INTO pair VALUES ('k', 1, 'v');");
   ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 4).ok());
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  change::v1::ShardSnapshot snap = *snapshot;
-  for (auto& t : *snap.mutable_tables()) {
-    if (t.table() == "pair") {  // One value too many.
-      change::v1::Value extra;
-      extra.set_text("x");
-      *t.add_values() = extra;
-    }
-  }
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL CHECK (price < 100), img BLOB);");
-  auto install = b.applier->InstallSnapshot(snap, 4);
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 100), img BLOB);"
+      "DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT "
+      "ROWID;");
+  auto install = InstallSnapshot(*b.applier, *snapshot, 4);
   ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(install->rows_kept, 2);
   EXPECT_EQ(*b.applier->AppliedIndex(0), 4u);
   auto errors = b.db->QueryRows("SELECT tbl, error FROM \"__marmot__dead_letters\" ORDER BY tbl");
   ASSERT_TRUE(errors.ok());
@@ -639,10 +657,116 @@ TEST(ChangeApplierTest, ASnapshotTableThatCannotInstallIsADeadLetterAndTheRestIn
   EXPECT_EQ((*errors)[0][0], Value::Text("order"));
   EXPECT_THAT((*errors)[0][1].bytes(), HasSubstr("CHECK constraint failed"));
   EXPECT_EQ((*errors)[1][0], Value::Text("pair"));
-  EXPECT_THAT((*errors)[1][1].bytes(), HasSubstr("malformed"));
+  EXPECT_THAT((*errors)[1][1].bytes(), HasSubstr("differs on this node"));
   EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\""), Value::Integer(0));
   // The application can write meanwhile: nothing holds the database.
   b.Exec("INSERT INTO \"order\" (id, name, price) VALUES (9, 'local', 3)");
+}
+
+TEST(ChangeApplierTest, ATableRefusedInALaterPieceIsKeptWholeAndInstallsOnRetry) {
+  // Given 2,000 rows of a table in a snapshot of 4 KiB pieces, the last of which a CHECK
+  // constraint of this node refuses,
+  Node a("pieces-a"), b("pieces-b");
+  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+         "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;");
+  ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 7).ok());
+  auto snapshot = CreateSnapshot(*a.applier, 0, 4 << 10);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+         "price REAL CHECK (price < 2000), img BLOB);");
+  // when it is installed,
+  auto install = InstallSnapshot(*b.applier, *snapshot, 7, 4 << 10);
+  ASSERT_TRUE(install.ok()) << install.status();
+  // then none of the table's rows stay (the pieces before the refused row are undone), the
+  // others tables installed, and the dead letter holds all 2,000 rows:
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\""), Value::Integer(0));
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 1);
+  // once the constraint is aligned, a retry installs every one of them.
+  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+         "price REAL, img BLOB);");
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 1);
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+}
+
+TEST(ChangeApplierTest, AnInstallThatCannotKeepItsDeadLettersChangesNothing) {
+  Node a("keep-a"), b("keep-b");
+  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+         "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;"
+         "INSERT INTO pair VALUES ('k', 1, 'v');");
+  ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 7).ok());
+  auto snapshot = CreateSnapshot(*a.applier, 0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  b.Exec("INSERT INTO pair VALUES ('b', 2, 'mine'); DROP TABLE \"order\"; CREATE TABLE \"order\" "
+         "(id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL CHECK (price < 10), img BLOB);");
+  const std::string before = b.Dump("pair");
+  auto unchanged = [&] {
+    EXPECT_EQ(b.Dump("pair"), before);
+    EXPECT_EQ(*b.applier->AppliedIndex(0), 0u);
+    EXPECT_EQ(*b.applier->DeadLetterCount(), 0);
+  };
+  // No room for another dead letter on this node (-max-dead-letters): refused, nothing changed.
+  b.applier->set_max_dead_letters(0);
+  auto full = InstallSnapshot(*b.applier, *snapshot, 7);
+  EXPECT_TRUE(absl::IsResourceExhausted(full.status())) << full.status();
+  EXPECT_THAT(full.status().message(), HasSubstr("-max-dead-letters"));
+  unchanged();
+  // Rows too large for one dead letter (SQLite's length limit lowered to 4 KiB here): the same.
+  b.applier->set_max_dead_letters(100);
+  sqlite3_limit(b.applier->database().raw(), SQLITE_LIMIT_LENGTH, 4096);
+  auto large = InstallSnapshot(*b.applier, *snapshot, 7);
+  EXPECT_TRUE(absl::IsResourceExhausted(large.status())) << large.status();
+  EXPECT_THAT(large.status().message(), HasSubstr("more than a dead letter can hold"));
+  unchanged();
+  // A payload that no longer reads to its end (damaged on disk since it was checked): the same.
+  sqlite3_limit(b.applier->database().raw(), SQLITE_LIMIT_LENGTH, 1000000000);
+  raft::host::StringSnapshotSink sink;
+  ASSERT_TRUE(WriteShardSnapshot(*snapshot, sink).ok());
+  std::string payload = sink.Take();
+  payload.resize(payload.size() - 3);
+  raft::host::StringSnapshotSource cut(payload);
+  ShardSnapshotReader reader(cut);
+  auto unreadable = b.applier->InstallSnapshot(reader, 7);
+  EXPECT_TRUE(absl::IsFailedPrecondition(unreadable.status())) << unreadable.status();
+  EXPECT_FALSE(IsDatabaseFailure(unreadable.status()));
+  unchanged();
+}
+
+TEST(ChangeApplierTest, ChangesPastTheDeadLetterLimitFailTheEntryAndChangeNothing) {
+  Node a("limit-a"), b("limit-b");
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'one'), (2, 'two');");
+  b.Exec("DROP TABLE \"order\";");  // Every change of it is a dead letter here.
+  b.applier->set_max_dead_letters(1);
+  auto r = b.applier->Apply(0, 3, a.CapturedBatch(1));
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_FALSE(IsDatabaseFailure(r.status()));
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 0);
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 0u);
+  b.applier->set_max_dead_letters(2);
+  r = b.applier->Apply(0, 3, a.CapturedBatch(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->dead_lettered, 2);
+}
+
+TEST(ChangeApplierTest, ASnapshotOfManyPiecesInstallsWhole) {
+  Node a("many-pieces-a", 2), b("many-pieces-b", 2);
+  // About 3 MB of rows: with 64 KiB pieces, dozens of pieces per shard.
+  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+         "INSERT INTO \"order\" (id, name, img) SELECT i, 'item ' || i, randomblob(1000) FROM n;");
+  for (int shard = 0; shard < 2; ++shard) {
+    ASSERT_TRUE(a.applier->AdvanceAppliedIndex(shard, 9).ok());
+    raft::host::StringSnapshotSink sink;
+    ShardSnapshotWriter writer(sink, 64 << 10);
+    ASSERT_TRUE(a.applier->CreateSnapshot(shard, writer).ok());
+    EXPECT_GT(writer.pieces(), 20u);
+    raft::host::StringSnapshotSource source(sink.Take());
+    ASSERT_TRUE(CheckShardSnapshot(shard, source, 64 << 10).ok());
+    ShardSnapshotReader reader(source, 64 << 10);
+    auto installed = b.applier->InstallSnapshot(reader);
+    ASSERT_TRUE(installed.ok()) << installed.status();
+  }
+  EXPECT_EQ(b.Dump("order"), a.Dump("order"));
 }
 
 TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) {
@@ -689,12 +813,12 @@ TEST(ChangeApplierTest, SnapshotReplacesExactlyTheShardsRows) {
   change::v1::ChangeBatch batch;
   batch.set_origin_node(1);
   ASSERT_TRUE(a.applier->Apply(shard, 11, batch).ok());  // Applied index 11, nothing else.
-  auto snapshot = a.applier->CreateSnapshot(shard);
+  auto snapshot = CreateSnapshot(*a.applier, shard);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_EQ(snapshot->applied_index(), 11u);
 
   // When B installs A's snapshot of shard 2
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, *snapshot).ok());
 
   // Then B's rows in shard 2 are A's, and its rows in other shards are untouched
   auto rows_of = [&](Node& n, bool in_shard) {
@@ -737,10 +861,10 @@ TEST(ChangeApplierTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
   a.Exec(absl::StrCat("INSERT INTO pair VALUES ('", names[0], "', 1, 'a-pending')"));  // change 2
   b.Exec(absl::StrCat("UPDATE pair SET v = 'b-newer' WHERE a = '", names[1], "';"
                       "INSERT INTO pair VALUES ('", names[0], "', 1, 'b-old'), ('", names[2], "', 1, 'b3');"));
-  auto snapshot = b.applier->CreateSnapshot(shard);
+  auto snapshot = CreateSnapshot(*b.applier, shard);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
 
-  auto install = a.applier->InstallSnapshot(*snapshot, 9);
+  auto install = InstallSnapshot(*a.applier, *snapshot, 9);
   ASSERT_TRUE(install.ok()) << install.status();
   auto v = [&](Node& n, const std::string& name) {
     return *n.db->QueryValue(absl::StrCat("SELECT v FROM pair WHERE a = '", name, "'"));
@@ -994,9 +1118,9 @@ TEST(DeadLetterRetryTest, AShardSnapshotSupersedesThatShardsDeadLettersUpToItsIn
 
   // When B installs A's snapshot of shard 0 at index 10
   ASSERT_TRUE(a.applier->Apply(0, 10, OnlyKey(all, in_zero)).ok());
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot, 10).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, *snapshot, 10).ok());
 
   // Then shard 0's dead letter is gone (the snapshot holds the row), shard 1's stays
   auto left = b.db->QueryRows("SELECT shard FROM \"__marmot__dead_letters\"");
@@ -1024,10 +1148,10 @@ TEST(DeadLetterRetryTest, SnapshotRowsOfAMissingTableHoldBackItsShardAndInstallO
   Node a("rows-a"), b("rows-b");
   a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1')");
   ASSERT_TRUE(a.applier->Apply(0, 5, change::v1::ChangeBatch()).ok());
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   b.Exec("DROP TABLE pair");
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, *snapshot).ok());
   EXPECT_THAT(DeadLetters(b), HasSubstr("snapshot rows not installed"));
   // When the table is created and a later change of one of those rows arrives: it queues
   b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
@@ -1100,14 +1224,14 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   ApplyAll(a, entries);
   ApplyAll(c, entries);  // C applies every change directly.
   ASSERT_EQ(*a.applier->DeadLetterCount(), 5);
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_EQ(snapshot->dead_letters_size(), 5);
 
   // When node B, with the full schema and rows of its own in the shard, installs A's snapshot
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b'); INSERT INTO pair VALUES ('b', 1, 'b')");
   const int64_t captured_on_b = b.LogRows("pair");
-  auto installed = b.applier->InstallSnapshot(*snapshot);
+  auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
   EXPECT_EQ(installed->carried_applied, 5);
   EXPECT_EQ(installed->carried_kept, 0);
@@ -1137,7 +1261,7 @@ TEST(SnapshotDeadLetterTest, ANodeThatCannotApplyThemKeepsThemAndRetriesThemLate
   const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
   ApplyAll(a, entries);
   ApplyAll(c, entries);
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
 
   // When B, which lacks `pair` too and dead-lettered the first entry's changes of it itself,
@@ -1145,7 +1269,7 @@ TEST(SnapshotDeadLetterTest, ANodeThatCannotApplyThemKeepsThemAndRetriesThemLate
   b.Exec("DROP TABLE pair;");
   ApplyAll(b, {entries[0]});
   ASSERT_EQ(*b.applier->DeadLetterCount(), 2);
-  auto installed = b.applier->InstallSnapshot(*snapshot);
+  auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
   EXPECT_EQ(installed->carried_applied, 0);
   EXPECT_EQ(installed->carried_kept, 3);
@@ -1172,12 +1296,12 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
   const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
   ApplyAll(a, entries);
   ApplyAll(c, entries);
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
 
   // When B, which rejects the first (price 500) but could apply the second (price 5), installs it
   b.Exec(kCheckedOrder);
-  auto installed = b.applier->InstallSnapshot(*snapshot);
+  auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
   EXPECT_EQ(installed->carried_applied, 1);
   EXPECT_EQ(installed->carried_kept, 2);
@@ -1208,18 +1332,18 @@ TEST(SnapshotDeadLetterTest, SnapshotRowsThatAreDeadLettersTravelOnToTheNextInst
   const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
   auto first = c.applier->Apply(0, 1, entries[0]);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto from_c = c.applier->CreateSnapshot(0);
+  auto from_c = CreateSnapshot(*c.applier, 0);
   ASSERT_TRUE(from_c.ok()) << from_c.status();
-  ASSERT_TRUE(a.applier->InstallSnapshot(*from_c).ok());
+  ASSERT_TRUE(InstallSnapshot(*a.applier, *from_c).ok());
   ASSERT_TRUE(a.applier->Apply(0, 2, entries[1]).ok());
   ASSERT_TRUE(c.applier->Apply(0, 2, entries[1]).ok());
   EXPECT_THAT(DeadLetters(a), HasSubstr("snapshot rows not installed"));
   EXPECT_THAT(DeadLetters(a), HasSubstr("(snapshot rows of the table)"));
 
   // When B installs A's snapshot
-  auto from_a = a.applier->CreateSnapshot(0);
+  auto from_a = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(from_a.ok()) << from_a.status();
-  ASSERT_TRUE(b.applier->InstallSnapshot(*from_a).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, *from_a).ok());
 
   // Then B has the rows of `pair` from the carried snapshot rows, and the change after them
   EXPECT_EQ(DeadLetters(b), "");
@@ -1238,12 +1362,12 @@ TEST(SnapshotDeadLetterTest, ACarriedOwnChangeIsSkippedWhenANewerOneOfItsRowIsSt
   b.Exec("UPDATE pair SET v = 'v2' WHERE b = 1");
   change::v1::ChangeBatch newer = b.CapturedBatch(2);
   ASSERT_TRUE(a.applier->Apply(0, 1, older).ok());
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   ASSERT_EQ(snapshot->dead_letters_size(), 2);
 
   // When B installs A's snapshot
-  auto installed = b.applier->InstallSnapshot(*snapshot);
+  auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
   EXPECT_EQ(installed->carried_applied, 2);
 
@@ -1263,9 +1387,9 @@ TEST(SnapshotDeadLetterTest, ACarriedOwnChangeIsSkippedWhenANewerOneOfItsRowIsSt
 TEST(SnapshotDeadLetterTest, AnUndecodableEntryTravelsAsItCame) {
   Node a("undecodable-a"), b("undecodable-b");
   ASSERT_TRUE(a.applier->RecordUndecodable(0, 4, "garbage", "not a ChangeBatch").ok());
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  ASSERT_TRUE(b.applier->InstallSnapshot(*snapshot).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, *snapshot).ok());
   EXPECT_EQ(DeadLetterOrigins(b), "4 NULL NULL NULL \n");
   EXPECT_THAT(DeadLetters(b), HasSubstr("not a ChangeBatch"));
   EXPECT_EQ(ValueOf(b, "SELECT change FROM \"__marmot__dead_letters\""),
@@ -1277,7 +1401,7 @@ TEST(SnapshotDeadLetterTest, ASnapshotWithoutDeadLettersInstallsAsBefore) {
   Node src("old-src"), a("old-a"), b("old-b");
   a.Exec("DROP TABLE pair;");
   ApplyAll(a, WriteTwoEntries(src));
-  auto snapshot = a.applier->CreateSnapshot(0);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   change::v1::ShardSnapshot old_format;
   for (const auto& t : snapshot->tables()) *old_format.add_tables() = t;
@@ -1289,7 +1413,7 @@ TEST(SnapshotDeadLetterTest, ASnapshotWithoutDeadLettersInstallsAsBefore) {
 
   // When B installs it
   b.Exec("INSERT INTO pair VALUES ('b', 1, 'b')");
-  ASSERT_TRUE(b.applier->InstallSnapshot(parsed).ok());
+  ASSERT_TRUE(InstallSnapshot(*b.applier, parsed).ok());
 
   // Then B's shard holds exactly A's rows (without the changes A could not apply), as before
   EXPECT_EQ(b.Dump("order"), a.Dump("order"));

@@ -295,6 +295,16 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
                      absl::StrCat("must be between 0 (off) and 1000000, not ", flags.checkpoint_pages));
   }
   config.checkpoint_pages = flags.checkpoint_pages;
+  if (flags.max_dead_letters < 0) {
+    return FlagError("max-dead-letters",
+                     absl::StrCat("must be at least 0, not ", flags.max_dead_letters));
+  }
+  config.max_dead_letters = flags.max_dead_letters;
+  if (flags.snapshot_piece_bytes < 4096 || flags.snapshot_piece_bytes > (64 << 20)) {
+    return FlagError("snapshot-piece-bytes", absl::StrCat("must be between 4096 and 67108864, not ",
+                                                          flags.snapshot_piece_bytes));
+  }
+  config.snapshot_piece_bytes = flags.snapshot_piece_bytes;
 
   if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
   config.raft_path = flags.raft_path;

@@ -58,6 +58,8 @@ struct FlagValues {
   int64_t shards = 0;
   int64_t snapshot_entries = 10000;
   int64_t checkpoint_pages = 256;
+  int64_t max_dead_letters = 100000;
+  int64_t snapshot_piece_bytes = 1 << 20;
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;  // Empty: REST shares -bind-pane.
@@ -92,6 +94,11 @@ struct NodeConfig {
   // marmot checkpoints the WAL once this many of its pages are not in the database yet
   // (WalCheckpointer); 0: it leaves checkpoints to SQLite's automatic ones.
   int64_t checkpoint_pages = 256;
+  // The most dead letters this node keeps; a shard that needs one more halts
+  // (ChangeApplier::set_max_dead_letters).
+  int64_t max_dead_letters = 100000;
+  // Rows of a shard snapshot go in pieces of about this many bytes (snapshot_stream.h).
+  int64_t snapshot_piece_bytes = 1 << 20;
   std::vector<Peer> bootstrap;
   HostPort bind_pane;
   // REST on a port of its own; nullopt: REST shares -bind-pane with gRPC.

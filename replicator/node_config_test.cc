@@ -86,6 +86,8 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   EXPECT_EQ(c->shards, 16);
   EXPECT_EQ(c->snapshot_entries, 10000u);
   EXPECT_EQ(c->checkpoint_pages, 256);
+  EXPECT_EQ(c->max_dead_letters, 100000);
+  EXPECT_EQ(c->snapshot_piece_bytes, 1 << 20);
   EXPECT_EQ(c->bootstrap.size(), 1u);
   EXPECT_TRUE(c->warnings.empty());
   EXPECT_FALSE(c->bind_rest.has_value());  // REST shares the pane's port.
@@ -169,6 +171,18 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f.checkpoint_pages = 1000001;
   EXPECT_THAT(ErrorOf(f), HasSubstr("-checkpoint-pages"));
   f.checkpoint_pages = 0;  // off
+  EXPECT_TRUE(ValidateFlags(f).ok());
+  f = Good();
+  f.max_dead_letters = -1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-max-dead-letters"));
+  f.max_dead_letters = 0;  // every shard that needs one halts
+  EXPECT_TRUE(ValidateFlags(f).ok());
+  f = Good();
+  f.snapshot_piece_bytes = 4095;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-snapshot-piece-bytes"));
+  f.snapshot_piece_bytes = (64 << 20) + 1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-snapshot-piece-bytes"));
+  f.snapshot_piece_bytes = 65536;
   EXPECT_TRUE(ValidateFlags(f).ok());
 }
 

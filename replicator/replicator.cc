@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "replicator/raft_store_folder.h"
+#include "replicator/snapshot_stream.h"
 
 namespace marmot::replicator {
 
@@ -90,6 +91,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!applier.ok()) return applier.status();
   r->applier_->applier = *std::move(applier);
   r->applier_->applier->set_local_node(config.node_id);
+  r->applier_->applier->set_max_dead_letters(config.max_dead_letters);
+  r->applier_->snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes);
   r->detector_->set_own_writes(r->applier_.get());
 
   raft::host::NodeHostConfig host_config;
@@ -100,6 +103,10 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.raft_path = *raft_folder;
   host_config.shards = config.shards;
   host_config.snapshot_entries = config.snapshot_entries;
+  // A snapshot received is read whole before anything of it is recorded.
+  host_config.check_snapshot = [](uint64_t shard, const raft::host::SnapshotSource& payload) {
+    return CheckShardSnapshot(static_cast<uint32_t>(shard), payload);
+  };
   // Entries kept behind a snapshot for followers slightly behind: never more than there are
   // between snapshots, so that a small -snapshot-entries keeps the log that small.
   host_config.compaction_overhead = std::min(host_config.compaction_overhead, config.snapshot_entries);

@@ -17,15 +17,14 @@
 #include "raft/host/message_pieces.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/rocks_log_store.h"
+#include "raft/host/snapshot_file.h"
+#include "raft/host/snapshot_receipt.h"
 
 namespace marmot::raft::host {
 
 namespace tv1 = ::marmot::raft::transport::v1;
 
 namespace {
-
-// Snapshots larger than this are refused by a receiver (a header claiming more is bogus).
-constexpr uint64_t kMaxSnapshotBytes = uint64_t{16} << 30;
 
 grpc::ChannelArguments ChannelArgs(const GrpcTransportOptions& o) {
   grpc::ChannelArguments args;
@@ -62,11 +61,7 @@ bool CertificateNames(const std::shared_ptr<const grpc::AuthContext>& auth, uint
 }  // namespace
 
 uint64_t GrpcTransport::Checksum(uint64_t h, const char* data, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 1099511628211ull;
-  }
-  return h;
+  return PayloadChecksum(h, data, n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,8 +354,36 @@ class GrpcTransport::Peer {
         t_->handler_->HandleSnapshotStatus(shard, id_, false);
         continue;
       }
-      std::string data = std::move(*m.mutable_snapshot()->mutable_data());
+      // The payload is the file the snapshot's data names (snapshot_file.h), read a chunk at a
+      // time; a file gone meanwhile (a newer snapshot replaced it) fails this send, and Raft
+      // sends the newer one.
+      const std::string file = m.snapshot().data();
       m.mutable_snapshot()->clear_data();
+      std::unique_ptr<FileSnapshotSource> payload;
+      uint64_t size = 0, sum = kChecksumSeed;
+      absl::Status read = absl::OkStatus();
+      if (!file.empty()) {
+        absl::StatusOr<std::unique_ptr<FileSnapshotSource>> opened =
+            FileSnapshotSource::Open(o.snapshot_dir + "/" + file);
+        read = opened.status();
+        if (opened.ok()) payload = *std::move(opened);
+      }
+      if (payload != nullptr) {
+        size = payload->size();
+        std::string bytes;
+        for (uint64_t off = 0; off < size && read.ok(); off += bytes.size()) {
+          read =
+              payload->ReadAt(off, std::min<uint64_t>(o.snapshot_chunk_bytes, size - off), &bytes);
+          sum = Checksum(sum, bytes.data(), bytes.size());
+        }
+      }
+      if (!read.ok()) {
+        LOG(WARNING) << "[shard " << shard << " node " << o.node_id
+                     << "] cannot send the snapshot at " << m.snapshot().metadata().index()
+                     << " to node " << id_ << ": " << read;
+        t_->handler_->HandleSnapshotStatus(shard, id_, false);
+        continue;
+      }
       grpc::ClientContext ctx;
       std::shared_ptr<tv1::RaftTransport::Stub> stub;
       {
@@ -380,8 +403,8 @@ class GrpcTransport::Peer {
       chunk.set_from_node(o.node_id);
       chunk.set_to_node(id_);
       *chunk.mutable_header() = m;
-      chunk.set_total_size(data.size());
-      chunk.set_checksum(Checksum(kChecksumSeed, data.data(), data.size()));
+      chunk.set_total_size(size);
+      chunk.set_checksum(sum);
       // The receiver speaks first, with the nonce our proof must cover.
       std::string why;
       tv1::SnapshotAck challenge;
@@ -392,21 +415,30 @@ class GrpcTransport::Peer {
       }
       if (ok) why = ProveSnapshot(challenge.handshake(), &chunk);
       ok = ok && why.empty();
-      size_t off = 0;
+      uint64_t off = 0;
       while (ok) {
-        const size_t n = std::min(o.snapshot_chunk_bytes, data.size() - off);
+        const uint64_t n = std::min<uint64_t>(o.snapshot_chunk_bytes, size - off);
         chunk.set_offset(off);
-        chunk.set_data(data.substr(off, n));
+        if (n > 0) {
+          read = payload->ReadAt(off, n, chunk.mutable_data());
+          if (!read.ok()) {
+            why = absl::StrCat(read.message(), "; ");
+            ok = false;
+            break;
+          }
+        }
         off += n;
-        chunk.set_last(off == data.size());
+        chunk.set_last(off == size);
         // Write blocks while the receiver's flow-control window is full.
         ok = writer->Write(chunk);
         chunk.Clear();
-        if (off == data.size()) break;
+        if (off == size) break;
       }
       tv1::SnapshotAck ack;
       if (ok) ok = writer->WritesDone() && writer->Read(&ack);
-      if (!ok) ctx.TryCancel();
+      // Stopped on our side (no proof, the file unreadable): the receiver still waits for
+      // chunks. Otherwise Finish() brings the receiver's answer (why it refused, say).
+      if (!why.empty()) ctx.TryCancel();
       grpc::Status st = writer->Finish();
       {
         std::lock_guard<std::mutex> l(mu_);
@@ -414,7 +446,7 @@ class GrpcTransport::Peer {
       }
       const bool delivered = ok && st.ok() && ack.ok();
       LOG(INFO) << "[shard " << shard << " node " << o.node_id << "] snapshot at "
-                << m.snapshot().metadata().index() << " (" << data.size() << " bytes) to node "
+                << m.snapshot().metadata().index() << " (" << size << " bytes) to node "
                 << id_ << (delivered ? " delivered" : " failed: " + why + st.error_message() + ack.error());
       t_->handler_->HandleSnapshotStatus(shard, id_, delivered);
     }
@@ -528,7 +560,9 @@ class GrpcTransport::HandshakeDeadlines {
 
 class GrpcTransport::Service final : public tv1::RaftTransport::Service {
  public:
-  explicit Service(GrpcTransport* t) : t_(t) {}
+  explicit Service(GrpcTransport* t)
+      : t_(t),
+        receipts_({.dir = t->options_.snapshot_dir, .check = t->options_.check_snapshot}) {}
 
   grpc::Status Stream(grpc::ServerContext* ctx,
                       grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
@@ -627,7 +661,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     if (c.to_node() != me || header.to() != me) return refuse("addressed to another node");
     if (header.from() != from || from == 0 || from == me) return refuse("the header's sender is not the caller");
     if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
-    if (c.offset() != 0 || c.total_size() > kMaxSnapshotBytes) return refuse("bad first chunk");
+    if (c.offset() != 0) return refuse("bad first chunk");
+    if (o.shards != 0 && header.shard() >= o.shards) return refuse("no such shard");
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
       code = grpc::StatusCode::UNAUTHENTICATED;
       t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("the certificate does not name ", CertificateName(from)));
@@ -651,47 +686,36 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       return grpc::Status(code, "no valid cluster key proof");
     }
     deadline.reset();
-    const uint64_t total = c.total_size();
-    const uint64_t want_sum = c.checksum();
-    const std::string path =
-        absl::StrCat(t_->options_.snapshot_dir, "/recv-", c.from_node(), "-", header.shard(), "-",
-                     header.snapshot().metadata().index(), "-", counter_.fetch_add(1), ".tmp");
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return refuse(absl::StrCat("cannot create ", path));
-    auto fail = [&](absl::string_view why) {
-      ::close(fd);
-      ::unlink(path.c_str());
-      return refuse(why);
-    };
-    uint64_t off = 0, sum = kChecksumSeed;
+    // Bounded (snapshot_receipt.h): written to a file as it comes, checked whole, and only then
+    // handed over, so a bad payload is refused before anything of it is recorded.
+    const uint64_t index = header.snapshot().metadata().index();
+    absl::StatusOr<std::unique_ptr<SnapshotReceipts::Receipt>> receipt =
+        receipts_.Begin(header.shard(), from, index, c.total_size(), c.checksum());
+    if (!receipt.ok()) {
+      code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      return refuse(receipt.status().message());
+    }
     for (;;) {
-      if (c.offset() != off || off + c.data().size() > total) return fail("chunk out of order or too long");
-      const std::string& d = c.data();
-      if (!d.empty() && ::write(fd, d.data(), d.size()) != static_cast<ssize_t>(d.size())) {
-        return fail("write failed");
+      if (absl::Status s = (*receipt)->Add(c.offset(), c.data()); !s.ok()) {
+        return refuse(s.message());
       }
-      sum = Checksum(sum, d.data(), d.size());
-      off += d.size();
       if (c.last()) break;
-      if (!reader->Read(&c)) return fail("stream ended before the last chunk");
-      if (c.has_header() || c.has_handshake()) return fail("a second header in one snapshot");
+      if (!reader->Read(&c)) return refuse("stream ended before the last chunk");
+      if (c.has_header() || c.has_handshake()) return refuse("a second header in one snapshot");
     }
-    if (off != total) return fail(absl::StrCat("got ", off, " of ", total, " bytes"));
-    if (sum != want_sum) return fail("checksum mismatch");
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-      ::unlink(path.c_str());
-      return refuse("fsync failed");
+    absl::StatusOr<std::string> file = (*receipt)->Finish();
+    if (!file.ok()) {
+      code = file.status().code() == absl::StatusCode::kDataLoss
+                 ? grpc::StatusCode::DATA_LOSS
+                 : grpc::StatusCode::INVALID_ARGUMENT;
+      return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ",
+                                 from, ": ", file.status().message()));
     }
-    auto data = ReadWholeFile(path);
-    ::unlink(path.c_str());
-    if (!data.ok()) return refuse(data.status().message());
-    *header.mutable_snapshot()->mutable_data() = std::move(*data);
-    LOG(INFO) << "[shard " << header.shard() << " node " << me << "] received snapshot at "
-              << header.snapshot().metadata().index() << " (" << total << " bytes) from node "
-              << header.from();
-    std::vector<v1::Message> msgs;
-    msgs.push_back(std::move(header));
-    t_->handler_->HandleMessages(std::move(msgs));
+    const uint64_t total = c.offset() + c.data().size();
+    header.mutable_snapshot()->set_data(*file);
+    LOG(INFO) << "[shard " << header.shard() << " node " << me << "] received snapshot at " << index
+              << " (" << total << " bytes) from node " << header.from();
+    t_->handler_->HandleSnapshot(std::move(header));
     tv1::SnapshotAck ack;
     ack.set_ok(true);
     reader->Write(ack);
@@ -700,7 +724,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
 
  private:
   GrpcTransport* t_;
-  std::atomic<uint64_t> counter_{0};
+  SnapshotReceipts receipts_;
 };
 
 // ---------------------------------------------------------------------------------------------

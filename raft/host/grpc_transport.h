@@ -8,9 +8,11 @@
 // the stream it accepted. When the call breaks the peer is reported unreachable, queued
 // messages are dropped (Raft retransmits) and the dialer re-opens it with exponential backoff.
 // Per peer a sender thread writes batches; a thread
-// sends snapshots on `SendSnapshot` in chunks; gRPC's flow control paces the writes. The
-// receiver writes chunks to a temporary file, checks size and checksum, and only then hands
-// the MSG_SNAP (payload read back from the file) to the host.
+// sends snapshots on `SendSnapshot` in chunks read from the payload's file (snapshot_file.h);
+// gRPC's flow control paces the writes. The receiver takes them in within bounds
+// (snapshot_receipt.h: one per shard at a time, free disk checked, bounded chunks), checks size,
+// checksum and the whole payload (GrpcTransportOptions::check_snapshot), and only then hands
+// the MSG_SNAP, naming the payload's file, to the host (MessageHandler::HandleSnapshot).
 //
 // Received input is validated (addressed to this node, sane chunk offsets and sizes); anything
 // malformed is dropped and logged, never a crash.
@@ -41,6 +43,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "raft/host/state_machine.h"
 #include "raft/host/transport.h"
 
 namespace grpc {
@@ -60,8 +63,10 @@ struct GrpcTransportOptions {
   uint64_t node_id = 0;
   // host:port to listen on; port 0 picks a free one (see bound_port()).
   std::string bind_address;
-  // Folder for snapshots being received.
+  // The snapshots folder: payloads sent are read from it, payloads received written to it.
   std::string snapshot_dir;
+  // Checks a received payload whole before it is handed to the host; empty: not checked.
+  SnapshotCheck check_snapshot;
   // Upper bound of one gRPC message (a batch, a piece or a chunk), both directions. It does
   // not bound Raft messages: those larger than max_batch_bytes travel in pieces.
   int max_message_bytes = 64 << 20;

@@ -3,6 +3,7 @@
 // count are refused. A hostile caller is played by a raw gRPC client.
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 
@@ -35,6 +36,7 @@ class RecordingHandler : public MessageHandler {
     snapshot_ok_.push_back(ok);
     cv_.notify_all();
   }
+  void HandleSnapshot(v1::Message m) override { HandleMessages({std::move(m)}); }
   bool WaitFor(std::function<bool()> pred, absl::Duration d = absl::Seconds(10)) {
     std::unique_lock<std::mutex> l(mu_);
     return cv_.wait_for(l, absl::ToChronoMilliseconds(d), pred);
@@ -150,7 +152,11 @@ TEST(GrpcTransportAuthTest, NodesWithTheKeyTalk) {
   // A snapshot goes through with its proof.
   v1::Message snap = Msg(1, 2, 0, v1::MSG_SNAP);
   snap.mutable_snapshot()->mutable_metadata()->set_index(5);
-  snap.mutable_snapshot()->set_data("rows");
+  snap.mutable_snapshot()->set_data("rows");  // The payload's file in the snapshots folder.
+  std::ofstream(absl::StrCat(::testing::TempDir(), "/",
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                             "/rows"))
+      << "the rows";
   t1->Send({snap});
   ASSERT_TRUE(h1.WaitFor([&] { return !h1.snapshot_ok_.empty(); }));
   EXPECT_TRUE(h1.snapshot_ok_[0]);

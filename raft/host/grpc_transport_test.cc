@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,8 @@ class RecordingHandler : public MessageHandler {
     snapshot_status_.push_back({shard, node, ok});
     cv_.notify_all();
   }
+  // Recorded with the other messages; its data names the payload's file.
+  void HandleSnapshot(v1::Message m) override { HandleMessages({std::move(m)}); }
   // Waits until `pred` holds (checked under the lock).
   bool WaitFor(std::function<bool()> pred, absl::Duration d = absl::Seconds(10)) {
     std::unique_lock<std::mutex> l(mu_);
@@ -64,12 +67,15 @@ std::string Dir() {
 }
 
 std::unique_ptr<GrpcTransport> StartTransport(uint64_t id, const std::string& dir,
-                                              MessageHandler* h, size_t chunk = 64 << 10) {
+                                              MessageHandler* h, size_t chunk = 64 << 10,
+                                              SnapshotCheck check = nullptr) {
   GrpcTransportOptions o;
   o.node_id = id;
   o.bind_address = "127.0.0.1:0";
   o.snapshot_dir = dir;
   o.snapshot_chunk_bytes = chunk;
+  o.check_snapshot = std::move(check);
+  o.shards = 16;
   o.max_message_bytes = 1 << 20;
   auto t = std::make_unique<GrpcTransport>(o);
   EXPECT_TRUE(t->Start(h).ok());
@@ -221,30 +227,75 @@ TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
   t2.Stop();
 }
 
-TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunks) {
-  const std::string dir = Dir();
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
+  const std::string dir1 = Dir() + "/1", dir2 = Dir() + "/2";
+  std::filesystem::create_directories(dir1);
+  std::filesystem::create_directories(dir2);
   RecordingHandler h1, h2;
-  auto t1 = StartTransport(1, dir, &h1, 64 << 10);
-  auto t2 = StartTransport(2, dir, &h2);
+  // Node 2 takes payloads whose first byte is not 'x' (its state machine's check).
+  std::atomic<int> checked{0};
+  auto t1 = StartTransport(1, dir1, &h1, 64 << 10);
+  auto t2 = StartTransport(2, dir2, &h2, 64 << 10, [&](uint64_t shard, const SnapshotSource& in) {
+    ++checked;
+    std::string first;
+    if (in.size() > 0 && in.ReadAt(0, 1, &first).ok() && first == "x") {
+      return absl::InvalidArgumentError("starts with x");
+    }
+    return absl::OkStatus();
+  });
   t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", t2->bound_port()));
+  // Given the sender's payload in a file of its snapshots folder, named by the snapshot's data,
+  std::string data;
+  for (int i = 0; i < 300000; ++i) data.push_back(static_cast<char>(i * 7 + 1));
+  {
+    std::ofstream(dir1 + "/s42", std::ios::binary) << data;
+  }
   v1::Message m = Msg(1, 2, 5, 0);
   m.set_type(v1::MSG_SNAP);
   m.mutable_snapshot()->mutable_metadata()->set_index(42);
-  std::string data;
-  for (int i = 0; i < 300000; ++i) data.push_back(static_cast<char>(i * 7));
-  m.mutable_snapshot()->set_data(data);  // > the 1 MiB message limit? no: chunked at 64 KiB
+  m.mutable_snapshot()->set_data("s42");
+  // when it is sent (in chunks of 64 KiB: more than the 1 MiB message limit would not fit),
   t1->Send({m});
+  // then the receiver holds the same bytes in a file of its own folder, checked, named by the
+  // snapshot it got.
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 1; }));
-  EXPECT_EQ(h2.messages_[0].snapshot().data(), data);
+  const std::string got = h2.messages_[0].snapshot().data();
+  EXPECT_NE(got, "s42");
+  EXPECT_EQ(ReadFile(dir2 + "/" + got), data);
   EXPECT_EQ(h2.messages_[0].snapshot().metadata().index(), 42u);
+  EXPECT_EQ(checked.load(), 1);
   ASSERT_TRUE(h1.WaitFor([&] { return h1.snapshot_status_.size() == 1; }));
   EXPECT_TRUE(h1.snapshot_status_[0].ok);
   EXPECT_EQ(h1.snapshot_status_[0].shard, 5u);
-  // A snapshot larger than one gRPC message (1 MiB here) still goes through, in chunks.
-  m.mutable_snapshot()->set_data(std::string(3 << 20, 'z'));
+  // A payload larger than one gRPC message (1 MiB here) still goes through, in chunks.
+  {
+    std::ofstream(dir1 + "/s43", std::ios::binary) << std::string(3 << 20, 'z');
+  }
+  m.mutable_snapshot()->set_data("s43");
   t1->Send({m});
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 2; }));
-  EXPECT_EQ(h2.messages_[1].snapshot().data().size(), 3u << 20);
+  EXPECT_EQ(std::filesystem::file_size(dir2 + "/" + h2.messages_[1].snapshot().data()), 3u << 20);
+  // A payload the check refuses is not handed over, the sender learns it failed, and no file
+  // of it is left; neither is one of a payload file that is gone.
+  {
+    std::ofstream(dir1 + "/s44", std::ios::binary) << "x and the rest";
+  }
+  m.mutable_snapshot()->set_data("s44");
+  t1->Send({m});
+  m.mutable_snapshot()->set_data("gone");
+  t1->Send({m});
+  ASSERT_TRUE(h1.WaitFor([&] { return h1.snapshot_status_.size() == 4; }));
+  EXPECT_FALSE(h1.snapshot_status_[2].ok);
+  EXPECT_FALSE(h1.snapshot_status_[3].ok);
+  EXPECT_EQ(h2.messages_.size(), 2u);
+  int files = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir2)) files += f.is_regular_file();
+  EXPECT_EQ(files, 2);
   t1->Stop();
   t2->Stop();
 }
@@ -331,13 +382,17 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].mutable_header()->set_type(v1::MSG_APP); }));
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].set_to_node(5); }));
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].set_total_size(uint64_t{1} << 40); }));
-  // Only the good batch message and the good snapshot reached the handler; no temp files left.
+  EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].mutable_header()->set_shard(1u << 20); }));
+  // Only the good batch message and the good snapshot reached the handler; no file is left but
+  // the good snapshot's.
   ASSERT_TRUE(h.WaitFor([&] { return h.messages_.size() == 2; }));
   EXPECT_EQ(h.messages_[0].index(), 2u);
   EXPECT_EQ(h.messages_[1].type(), v1::MSG_SNAP);
-  int leftovers = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) leftovers += f.path().extension() == ".tmp";
-  EXPECT_EQ(leftovers, 0);
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    files.push_back(f.path().filename());
+  }
+  EXPECT_EQ(files, std::vector<std::string>{h.messages_[1].snapshot().data()});
   t->Stop();
 }
 

@@ -15,6 +15,7 @@
 #include "raft/host/grpc_transport.h"
 #include "raft/host/proposal_codec.h"
 #include "raft/host/sender_policy.h"
+#include "raft/host/snapshot_file.h"
 #include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
@@ -42,6 +43,9 @@ struct NodeHost::Shard {
   std::map<uint64_t, v1::ConfChange> recent_conf_changes;
   static constexpr size_t kRecentConfChanges = 32;
   ApplyWorker* worker = nullptr;
+  // The payload file of a received snapshot the core holds but the loop has not recorded yet
+  // (the unstable one): the loop owns it until it is recorded or replaced.
+  std::string unstable_snapshot_file;
   // Bytes handed to the apply worker and not applied yet.
   std::atomic<uint64_t> apply_backlog_bytes{0};
 };
@@ -49,6 +53,7 @@ struct NodeHost::Shard {
 struct NodeHost::ApplyTask {
   uint64_t shard = 0;
   std::optional<v1::Snapshot> snapshot;  // installed before the entries
+  std::shared_ptr<SnapshotSource> payload;  // of `snapshot`, opened when it was recorded
   std::vector<AppliedEntry> entries;
   // (index, proposal id) of this node's own proposals among the entries.
   std::vector<std::pair<uint64_t, uint64_t>> mine;
@@ -64,8 +69,9 @@ class NodeHost::ApplyWorker {
   ~ApplyWorker() { Stop(); }
 
   void AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
-                uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index) {
+                uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index, bool halted) {
     auto& st = shards_[shard];
+    st.halted = halted;
     st.sm = std::move(sm);
     st.applied = applied;
     st.applied_term = applied_term;
@@ -103,7 +109,7 @@ class NodeHost::ApplyWorker {
     // (index, payload bytes) of the last applied entries, at most compaction_overhead of them:
     // how many a compaction may keep within compaction_overhead_bytes.
     std::deque<std::pair<uint64_t, uint64_t>> recent;
-    // Set when the state machine gave up (the host is stopping): nothing more is applied to it.
+    // Set when the state machine failed or gave up (see Halt): nothing more is applied to it.
     bool halted = false;
   };
 
@@ -133,23 +139,36 @@ class NodeHost::ApplyWorker {
   }
 
   void Process(ApplyTask t) {
-    const uint64_t me = host_->config_.node_id;
     ShardState& st = shards_.at(t.shard);
+    if (!st.halted) InstallAndApply(t, st);
+    const uint64_t limit = host_->config_.max_apply_backlog_bytes;
+    const uint64_t before =
+        host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
+    if (before > limit && before - t.bytes <= limit) {
+      host_->Post([] {});  // wake the loop: the shard takes Readys again
+    }
     if (st.halted) return;
+    const uint64_t every = host_->config_.snapshot_entries;
+    const uint64_t max_bytes = host_->config_.snapshot_bytes;
+    const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
+                     (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
+    if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
+      if (!TakeSnapshot(t.shard, st)) st.no_snapshot_before = absl::Now() + absl::Seconds(10);
+    }
+  }
+
+  // Installs the task's snapshot, applies its entries and resolves this node's proposals among
+  // them; halts the shard when the state machine fails.
+  void InstallAndApply(ApplyTask& t, ShardState& st) {
+    const uint64_t me = host_->config_.node_id;
     if (t.snapshot) {
       const auto& meta = t.snapshot->metadata();
       if (meta.index() > st.applied) {
-        auto s = st.sm->RecoverFromSnapshot(meta.index(), t.snapshot->data());
-        if (absl::IsCancelled(s)) {
-          // The state machine gave up because the host is stopping; it will install the
-          // snapshot again at the next start (Open() reports what is durable).
-          LOG(INFO) << "[shard " << t.shard << " node " << me << "] snapshot at " << meta.index()
-                    << " not installed before stopping";
-          st.halted = true;
+        absl::Status s = st.sm->RecoverFromSnapshot(meta.index(), *t.payload);
+        if (!s.ok()) {
+          Halt(t.shard, st, absl::StrCat("installing the snapshot at ", meta.index()), s);
           return;
         }
-        CHECK(s.ok()) << "[shard " << t.shard << " node " << me << "] cannot install snapshot at "
-                      << meta.index() << ": " << s;
         st.applied = meta.index();
         st.applied_term = meta.term();
         st.conf = meta.conf_state();
@@ -182,7 +201,12 @@ class NodeHost::ApplyWorker {
       todo.push_back(std::move(e));
     }
     if (!todo.empty()) {
-      st.sm->Apply(todo);
+      absl::Status s = st.sm->Apply(todo);
+      if (!s.ok()) {
+        Halt(t.shard, st,
+             absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
+        return;
+      }
       st.conf = t.conf_after;
     }
     {
@@ -192,36 +216,49 @@ class NodeHost::ApplyWorker {
     for (auto [index, id] : t.mine) {
       if (index <= st.applied) host_->Resolve(t.shard, id, absl::OkStatus(), index);
     }
-    const uint64_t limit = host_->config_.max_apply_backlog_bytes;
-    const uint64_t before =
-        host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
-    if (before > limit && before - t.bytes <= limit) {
-      host_->Post([] {});  // wake the loop: the shard takes Readys again
+  }
+
+  // Nothing more is applied to the shard (until the process restarts). Cancelled: the state
+  // machine gave up because the host is stopping; the rest is applied at the next start (Open()
+  // reports what is durable). Otherwise the reason is logged and shown in ShardInfo::halted.
+  // The shard's Raft group goes on (this node stores and acknowledges its entries); its
+  // proposals made here are not resolved (they end with DeadlineExceeded).
+  void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s) {
+    st.halted = true;
+    const uint64_t me = host_->config_.node_id;
+    if (absl::IsCancelled(s)) {
+      LOG(INFO) << "[shard " << shard << " node " << me << "] " << what
+                << " not done before stopping: " << s.message();
+      return;
     }
-    const uint64_t every = host_->config_.snapshot_entries;
-    const uint64_t max_bytes = host_->config_.snapshot_bytes;
-    const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
-                     (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
-    if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
-      if (!TakeSnapshot(t.shard, st)) st.no_snapshot_before = absl::Now() + absl::Seconds(10);
-    }
+    const std::string reason = absl::StrCat(what, ": ", s.message());
+    LOG(ERROR) << "[shard " << shard << " node " << me << "] halted: " << reason
+               << "; this node applies nothing more to the shard until it restarts";
+    std::lock_guard<std::mutex> l(host_->info_mu_);
+    host_->info_[shard].halted = reason;
   }
 
   // False when the snapshot failed (logged).
   bool TakeSnapshot(uint64_t shard, ShardState& st) {
     if (st.applied <= st.last_snapshot) return true;
-    auto data = st.sm->SaveSnapshot();
-    if (!data.ok()) {
-      LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
-                 << "] state machine cannot snapshot: " << data.status();
-      return false;
-    }
+    const uint64_t me = host_->config_.node_id;
     const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
                                           st.applied_term, ".snap");
-    auto s = WriteFileDurably(host_->store_->SnapshotDir() + "/" + file, *data);
+    // Streamed to the file; only a whole one, fsynced, takes its name and is recorded.
+    absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> out =
+        SnapshotFileWriter::Create(host_->store_->SnapshotDir() + "/" + file);
+    absl::Status s = out.status();
+    if (s.ok()) {
+      s = st.sm->SaveSnapshot(**out);
+      if (!s.ok()) {
+        LOG(ERROR) << "[shard " << shard << " node " << me
+                   << "] state machine cannot snapshot: " << s;
+        return false;
+      }
+      s = (*out)->Finish();
+    }
     if (!s.ok()) {
-      LOG(ERROR) << "[shard " << shard << " node " << host_->config_.node_id
-                 << "] cannot write snapshot: " << s;
+      LOG(ERROR) << "[shard " << shard << " node " << me << "] cannot write snapshot: " << s;
       return false;
     }
     v1::SnapshotMetadata meta;
@@ -321,6 +358,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     to.node_id = me;
     to.bind_address = config_.bind_address;
     to.snapshot_dir = store_->SnapshotDir();
+    to.check_snapshot = config_.check_snapshot;
     to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
     to.tls_cert_file = config_.tls_cert_file;
     to.tls_key_file = config_.tls_key_file;
@@ -362,13 +400,22 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     std::unique_ptr<StateMachine> sm = factory(s);
     uint64_t applied = sm->Open();
     const v1::SnapshotMetadata meta = shard->log->snapshot_metadata();
+    std::string halted;
     if (applied < meta.index()) {
       // The state machine is behind the log's start: install the snapshot first.
-      auto snap = shard->log->Snapshot();
-      if (!snap.ok()) return snap.status();
-      auto r = sm->RecoverFromSnapshot(meta.index(), snap->data());
-      if (!r.ok()) return r;
-      applied = meta.index();
+      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
+          OpenPayload(shard->log->snapshot_file());
+      if (!payload.ok()) return payload.status();
+      absl::Status r = sm->RecoverFromSnapshot(meta.index(), **payload);
+      if (!r.ok()) {
+        // The shard starts halted (as ApplyWorker::Halt would halt it); the others run.
+        halted =
+            absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
+        LOG(ERROR) << "[shard " << s << " node " << me << "] halted: " << halted
+                   << "; this node applies nothing to the shard until it restarts";
+      } else {
+        applied = meta.index();
+      }
     }
     if (applied > shard->log->LastIndex()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -396,13 +443,16 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     c.heartbeat_tick = config_.heartbeat_ticks;
     c.align_heartbeats = true;  // one batch of heartbeats per peer per interval
     c.storage = shard->log;
-    c.applied = applied;
+    // A halted shard's core starts as if the snapshot were installed; nothing is applied.
+    c.applied = std::max(applied, meta.index());
     c.random_seed = (me << 32) ^ (static_cast<uint64_t>(s) * 0x9e3779b97f4a7c15ull);
     auto raw = RawNode::Create(c);
     if (!raw.ok()) return raw.status();
     shard->raw = std::move(*raw);
-    shard->worker->AddShard(s, std::move(sm), applied, term.ok() ? *term : 0, conf, meta.index());
+    shard->worker->AddShard(s, std::move(sm), applied, term.ok() ? *term : 0, conf, meta.index(),
+                            !halted.empty());
     info_[s].applied = applied;
+    info_[s].halted = halted;
     shards_.push_back(std::move(shard));
   }
   auto ts = transport_->Start(this);
@@ -456,10 +506,65 @@ void NodeHost::Post(std::function<void()> fn) {
 }
 
 void NodeHost::HandleMessages(std::vector<v1::Message> messages) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (stopping_) return;
-  for (auto& m : messages) incoming_.push_back(std::move(m));
-  cv_.notify_one();
+  size_t refused = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return;
+    for (auto& m : messages) {
+      // A snapshot's data names a local file (snapshot_file.h): only HandleSnapshot sets it.
+      if (m.type() == v1::MSG_SNAP) {
+        ++refused;
+        continue;
+      }
+      incoming_.push_back(std::move(m));
+    }
+    cv_.notify_one();
+  }
+  if (refused > 0) {
+    LOG_EVERY_N(WARNING, 64) << "[node " << config_.node_id << "] dropped " << refused
+                             << " snapshot message(s) that did not come as a snapshot";
+    for (size_t i = 0; i < refused; ++i) HandleRefused("message");
+  }
+}
+
+void NodeHost::HandleSnapshot(v1::Message m) {
+  Post([this, m = std::move(m)]() mutable { StepSnapshot(std::move(m)); });
+}
+
+void NodeHost::StepSnapshot(v1::Message m) {
+  const std::string file = m.snapshot().data();
+  const uint64_t shard = m.shard();
+  StepIncoming(std::move(m));
+  // The core keeps the snapshot (as its unstable one, until the next Ready records it) or
+  // drops it (stale, or from a sender it refused). The file goes with what is dropped, never
+  // while a record may name it.
+  std::vector<std::string> unused = {file};
+  if (shard < shards_.size()) {
+    Shard* sh = shards_[shard].get();
+    const std::optional<v1::Snapshot>& unstable = sh->raw->raft().log().unstable().snapshot();
+    if (unstable.has_value() && unstable->data() == file) {
+      unused = {sh->unstable_snapshot_file};
+      sh->unstable_snapshot_file = file;
+    }
+    if (unused[0] == sh->log->snapshot_file()) unused.clear();
+  }
+  for (const std::string& f : unused) {
+    if (f.empty()) continue;
+    std::error_code ec;
+    std::filesystem::remove(store_->SnapshotDir() + "/" + f, ec);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<SnapshotSource>> NodeHost::OpenPayload(
+    const std::string& file) const {
+  if (file.empty()) return std::make_shared<StringSnapshotSource>();
+  absl::StatusOr<std::unique_ptr<FileSnapshotSource>> source =
+      FileSnapshotSource::Open(store_->SnapshotDir() + "/" + file);
+  if (!source.ok()) {
+    return absl::DataLossError(absl::StrCat("the recorded snapshot file ", file,
+                                            " cannot be opened: ", source.status().message()));
+  }
+  return std::shared_ptr<SnapshotSource>(*std::move(source));
 }
 
 void NodeHost::HandleUnreachable(uint64_t node) {
@@ -577,6 +682,9 @@ void NodeHost::HandleReadies() {
         ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
       }
       CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
+      if (shard->unstable_snapshot_file == rd.snapshot->data()) {
+        shard->unstable_snapshot_file.clear();
+      }
       sync = true;
     }
     if (!rd.entries.empty()) {
@@ -632,6 +740,13 @@ void NodeHost::HandleReadies() {
     if (rd.snapshot) {
       snap_index = rd.snapshot->metadata().index();
       shard->applied_conf = rd.snapshot->metadata().conf_state();
+      // Opened now, while the file is the recorded one: a newer snapshot may replace it (and
+      // delete it) before the worker reads it.
+      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(rd.snapshot->data());
+      if (!payload.ok()) {
+        ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
+      }
+      task.payload = *std::move(payload);
       task.snapshot = std::move(*rd.snapshot);
     }
     std::vector<DecodedProposal> decoded;
@@ -701,7 +816,7 @@ void NodeHost::HandleReadies() {
     }
     task.conf_after = shard->applied_conf;
     if (task.snapshot || !task.entries.empty()) {
-      task.bytes = task.snapshot ? task.snapshot->data().size() : 0;
+      task.bytes = 0;  // A snapshot's payload is a file, not memory.
       for (const auto& e : task.entries) task.bytes += e.data.size() + 16;
       shard->apply_backlog_bytes.fetch_add(task.bytes, std::memory_order_relaxed);
       shard->worker->Enqueue(std::move(task));

@@ -113,8 +113,12 @@ struct NodeHostConfig {
   // Proposals not committed within this time (plus a second per 8 MiB of payload) are
   // resolved with DeadlineExceeded.
   absl::Duration proposal_timeout = absl::Seconds(5);
-  // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible).
+  // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible; receivers
+  // refuse chunks above 4 MiB, snapshot_receipt.h).
   size_t snapshot_chunk_bytes = 256 << 10;
+  // Checks a received snapshot payload whole before anything of it is recorded (see
+  // SnapshotCheck); empty: not checked.
+  SnapshotCheck check_snapshot;
   // Mutual TLS between nodes when all three PEM files are given (see GrpcTransportOptions).
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -148,6 +152,9 @@ struct ShardInfo {
   // The membership as of the last committed entry handed to the state machine: a change
   // shown here is committed for good.
   v1::ConfState applied_conf_state;
+  // Why this node applies nothing more to the shard (StateMachine::Apply), until the process
+  // restarts; empty while it applies.
+  std::string halted;
 };
 
 class NodeHost : private MessageHandler {
@@ -228,6 +235,13 @@ class NodeHost : private MessageHandler {
   void HandleUnreachable(uint64_t node) override;
   void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) override;
   void HandleRefused(const char* what) override;
+  void HandleSnapshot(v1::Message snapshot) override;
+
+  // Steps a snapshot received whole (on the Raft loop) and removes its payload file unless the
+  // core keeps the snapshot.
+  void StepSnapshot(v1::Message m);
+  // The payload the snapshot file `file` holds (empty: none), open for reading.
+  absl::StatusOr<std::shared_ptr<SnapshotSource>> OpenPayload(const std::string& file) const;
 
   // Runs `fn` on the Raft loop.
   void Post(std::function<void()> fn);

@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "raft/host/snapshot_file.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
 #include "rocksdb/listener.h"
@@ -261,14 +262,7 @@ absl::StatusOr<uint64_t> ShardLog::Term(uint64_t i) const {
 absl::StatusOr<v1::Snapshot> ShardLog::Snapshot() const {
   v1::Snapshot snap;
   *snap.mutable_metadata() = snap_meta_;
-  if (!snap_file_.empty()) {
-    auto data = ReadWholeFile(store_->SnapshotDir() + "/" + snap_file_);
-    if (!data.ok()) {
-      LOG(ERROR) << "[shard " << shard_ << "] snapshot file unreadable: " << data.status();
-      return SnapshotTemporarilyUnavailableError();
-    }
-    *snap.mutable_data() = std::move(*data);
-  }
+  snap.set_data(snap_file_);
   return snap;
 }
 
@@ -328,11 +322,11 @@ void ShardLog::SetHardState(const HardState& hs) {
 absl::Status ShardLog::ApplySnapshot(const v1::Snapshot& snapshot) {
   const auto& meta = snapshot.metadata();
   if (meta.index() <= snap_meta_.index()) return SnapshotOutOfDateError();
-  std::string file;
-  if (!snapshot.data().empty()) {
-    file = absl::StrCat("shard-", shard_, "-", meta.index(), "-", meta.term(), ".snap");
-    auto s = WriteFileDurably(store_->SnapshotDir() + "/" + file, snapshot.data());
-    if (!s.ok()) return s;
+  const std::string& file = snapshot.data();
+  if (!file.empty() &&
+      (!IsSnapshotFileName(file) || !fs::exists(store_->SnapshotDir() + "/" + file))) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": snapshot at ", meta.index(),
+                                                   " names no payload file (", file, ")"));
   }
   auto& batch = store_->batch_;
   batch.DeleteRange(cf_, EntryKey(0), EntryKey(UINT64_MAX));

@@ -6,8 +6,9 @@
 // with 0x00 (hard state, snapshot metadata) and entry keys are 0x01 followed by the big-endian
 // index, so the log sorts by index and truncation and compaction are one DeleteRange each.
 //
-// Snapshot payloads live in files beside the database (<dir>/snapshots/shard-<n>-<index>.snap,
-// written and fsynced before their metadata is recorded), the metadata in RocksDB.
+// Snapshot payloads live in files beside the database (<dir>/snapshots/, written and fsynced
+// before their metadata is recorded; snapshot_file.h), the metadata and the file's name in
+// RocksDB. A snapshot's `data` is that name, never the payload.
 //
 // Writes are staged into one WriteBatch shared by all shards (ShardLog::Append, SetHardState,
 // ...) and made durable together by Commit(): the host persists every shard's Ready of one loop
@@ -52,14 +53,17 @@ class ShardLog : public LogStorage {
   absl::StatusOr<uint64_t> Term(uint64_t i) const override;
   uint64_t FirstIndex() const override { return compacted_index_ + 1; }
   uint64_t LastIndex() const override { return last_index_; }
-  // The latest snapshot, its payload read from its file.
+  // The latest snapshot; its data is the name of its payload file ("" when it has none).
   absl::StatusOr<v1::Snapshot> Snapshot() const override;
 
   // Staging (see the file comment). Append replaces any conflicting suffix; entries at or
   // below the snapshot are skipped; a gap after LastIndex() is an error.
   absl::Status Append(std::vector<Entry> entries);
   void SetHardState(const HardState& hs);
-  // Records a snapshot received from a leader: writes its payload file, replaces the whole log.
+  // Records a snapshot received from a leader, whose data names its payload file, already
+  // durable in SnapshotDir() (or is empty: no payload); replaces the whole log.
+  // SnapshotOutOfDateError() if not newer than the held one; InvalidArgument when the file is
+  // not there.
   absl::Status ApplySnapshot(const v1::Snapshot& snapshot);
   // Records a snapshot the local state machine made (payload already in `file`, fsynced).
   // Does not compact. SnapshotOutOfDateError() if not newer than the held one.

@@ -95,7 +95,7 @@ TEST_F(RocksLogStoreTest, RestartRestoresHardStateLogAndSnapshotExactly) {
   auto snap = log->Snapshot();
   ASSERT_TRUE(snap.ok());
   EXPECT_EQ(snap->metadata().index(), 20u);
-  EXPECT_EQ(snap->data(), "state-at-20");
+  EXPECT_EQ(snap->data(), "s20");  // The payload's file, not the payload.
   auto ents = log->Entries(16, 35, UINT64_MAX);
   ASSERT_TRUE(ents.ok());
   ASSERT_EQ(ents->size(), 19u);
@@ -147,7 +147,14 @@ TEST_F(RocksLogStoreTest, ReceivedSnapshotReplacesTheLog) {
   snap.mutable_metadata()->set_index(500);
   snap.mutable_metadata()->set_term(7);
   *snap.mutable_metadata()->mutable_conf_state() = Voters({1, 2, 3});
-  snap.set_data(std::string(100000, 'x'));
+  // Its data names a payload file the receiver put in the folder; a name that is not there, or
+  // that leaves the folder, is refused.
+  snap.set_data("../db/CURRENT");
+  EXPECT_TRUE(absl::IsInvalidArgument(log->ApplySnapshot(snap)));
+  snap.set_data("received.snap");
+  EXPECT_TRUE(absl::IsInvalidArgument(log->ApplySnapshot(snap)));
+  ASSERT_TRUE(
+      WriteFileDurably(store->SnapshotDir() + "/received.snap", std::string(100000, 'x')).ok());
   ASSERT_TRUE(log->ApplySnapshot(snap).ok());
   ASSERT_TRUE(store->Commit().ok());
   EXPECT_TRUE(IsSnapshotOutOfDate(log->ApplySnapshot(snap)));
@@ -157,7 +164,8 @@ TEST_F(RocksLogStoreTest, ReceivedSnapshotReplacesTheLog) {
   EXPECT_EQ(log->FirstIndex(), 501u);
   EXPECT_EQ(log->LastIndex(), 500u);
   EXPECT_EQ(*log->Term(500), 7u);
-  EXPECT_EQ(log->Snapshot()->data().size(), 100000u);
+  EXPECT_EQ(log->Snapshot()->data(), "received.snap");
+  EXPECT_EQ(fs::file_size(store->SnapshotDir() + "/received.snap"), 100000u);
   EXPECT_EQ(log->InitialState()->conf_state.voters_size(), 3);
 }
 
@@ -358,7 +366,7 @@ TEST_F(RocksLogStoreTest, UnreferencedSnapshotFilesAreRemovedAtOpen) {
   auto store = MustOpen();
   EXPECT_TRUE(fs::exists(dir + "/kept"));
   EXPECT_FALSE(fs::exists(dir + "/orphan"));
-  EXPECT_EQ(store->shard(0)->Snapshot()->data(), "k");
+  EXPECT_EQ(store->shard(0)->Snapshot()->data(), "kept");
 }
 
 TEST_F(RocksLogStoreTest, AReplacedSnapshotFileStaysUntilItsReplacementIsSynced) {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "raft/host/snapshot_io.h"
 
 namespace marmot::raft::host {
 
@@ -33,13 +34,25 @@ class StateMachine {
   // in the state machine (0 if none). Entries after it are applied again after a restart, so
   // an in-memory state machine returns 0 and is rebuilt from the snapshot and the log.
   virtual uint64_t Open() = 0;
-  // Applies committed entries, in log order, each exactly once per Open().
-  virtual void Apply(const std::vector<AppliedEntry>& entries) = 0;
-  // Serializes the whole state as of the last applied entry.
-  virtual absl::StatusOr<std::string> SaveSnapshot() = 0;
-  // Replaces the whole state by a snapshot taken at log index `index`.
-  virtual absl::Status RecoverFromSnapshot(uint64_t index, const std::string& data) = 0;
+  // Applies committed entries, in log order, each exactly once per Open(). OK when every one
+  // applied. Cancelled when it gave up because the host is stopping (the rest is applied again
+  // after the next Open()). Any other error halts the shard on this node: the host applies
+  // nothing more to it, takes no more snapshots of it, and shows the error as the shard's
+  // ShardInfo::halted until the process restarts. A state machine returns such an error only for
+  // what waiting cannot fix (a failure of its store that may pass, it waits out itself).
+  virtual absl::Status Apply(const std::vector<AppliedEntry>& entries) = 0;
+  // Writes the whole state as of the last applied entry to `out`. On any error the host records
+  // nothing of what was written.
+  virtual absl::Status SaveSnapshot(SnapshotSink& out) = 0;
+  // Replaces the whole state by the snapshot taken at log index `index`, read from `in` (empty
+  // for the bootstrap snapshot every founding member starts from). Errors as Apply's.
+  virtual absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) = 0;
 };
+
+// Checks a snapshot payload received for `shard` before anything of it is recorded: the whole
+// payload, as the state machine would read it, with no side effect. An error refuses it (the
+// sender tries again later). Called from transport threads, concurrently for different shards.
+using SnapshotCheck = std::function<absl::Status(uint64_t shard, const SnapshotSource& payload)>;
 
 using StateMachineFactory = std::function<std::unique_ptr<StateMachine>(uint64_t shard)>;
 

@@ -20,8 +20,13 @@ namespace marmot::raft::host {
 class MessageHandler {
  public:
   virtual ~MessageHandler() = default;
-  // Messages addressed to this node (any shards). Validating them is the handler's job.
+  // Messages addressed to this node (any shards). Validating them is the handler's job. A
+  // snapshot never comes this way: a MSG_SNAP here is bogus.
   virtual void HandleMessages(std::vector<v1::Message> messages) = 0;
+  // A MSG_SNAP received whole and checked. Its snapshot's `data` is the name of the payload's
+  // file in the snapshots folder (snapshot_file.h); the handler owns that file from now on and
+  // removes it if it does not keep the snapshot.
+  virtual void HandleSnapshot(v1::Message snapshot) = 0;
   // Sending to `node` failed (connection lost or refused).
   virtual void HandleUnreachable(uint64_t node) = 0;
   // A MSG_SNAP this node sent to `node` for `shard` arrived and was accepted (ok) or not.

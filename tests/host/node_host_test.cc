@@ -2,6 +2,7 @@
 // restart, partition, snapshot catch-up, leadership transfer, membership changes.
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -306,6 +307,40 @@ TEST(NodeHostTest, NodeDownDuringCompactionCatchesUpThroughChunkedSnapshot) {
   EXPECT_TRUE(WaitConverged(c, 1, sent));
 }
 
+TEST(NodeHostTest, ARefusedSnapshotIsSentAgainAndNothingOfItStays) {
+  TestCluster c(TestDir(), 3, 1);
+  // Node 3 refuses the first two payloads it receives whole (as its state machine's check
+  // refuses a bad one), then takes them.
+  auto checks = std::make_shared<std::atomic<int>>(0);
+  c.tweak = [checks](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 20;
+    cfg->compaction_overhead = 5;
+    if (cfg->node_id != 3) return;
+    cfg->check_snapshot = [checks](uint64_t, const SnapshotSource&) {
+      return checks->fetch_add(1) < 2 ? absl::InvalidArgumentError("test: refused")
+                                      : absl::OkStatus();
+    };
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  c.Stop(3);
+  std::set<std::string> sent;
+  ASSERT_TRUE(ProposeLarge(c, 1, 0, 60, 1000, sent));
+  ASSERT_TRUE(WaitConverged(c, 0, sent));
+  c.Start(3);
+  // The leader sends again after each refusal; node 3 catches up from the third.
+  ASSERT_TRUE(WaitConverged(c, 0, sent, absl::Seconds(30)));
+  EXPECT_GE(checks->load(), 3);
+  EXPECT_EQ(c.sm(3, 0)->snapshots_installed(), 2);  // The bootstrap one at start, the leader's.
+  // Only the snapshot it keeps is on its disk.
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(TestDir() + "/node-3/snapshots")) {
+    files.push_back(f.path().filename());
+  }
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].rfind("recv-0-", 0), 0u) << files[0];
+}
+
 TEST(NodeHostTest, LargeEntriesTriggerASnapshotByBytesBeforeTheEntryCount) {
   TestCluster c(TestDir(), 3, 1);
   c.tweak = [](NodeHostConfig* cfg) {
@@ -359,6 +394,9 @@ TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
     sent.insert(p);
   }
   ASSERT_TRUE(WaitConverged(c, 0, sent));
+  // A snapshot that failed half-way is not recorded, and nothing of it stays on disk.
+  EXPECT_EQ(c.host(1)->GetShardInfo(0).snapshot_index, 1u);
+  EXPECT_TRUE(std::filesystem::is_empty(TestDir() + "/node-1/snapshots"));
   // The first failure holds automatic snapshots back (10 s); the other nodes snapshot as usual.
   EXPECT_LE(c.sm(1, 0)->snapshot_attempts(), 2);
   EXPECT_GE(c.sm(2, 0)->snapshot_attempts(), 5);
@@ -372,6 +410,48 @@ TEST(NodeHostTest, AFailedSnapshotIsNotRetriedAfterEveryBatch) {
   }
   EXPECT_GE(c.host(1)->GetShardInfo(0).snapshot_index, 60u);
   EXPECT_EQ(c.sm(1, 0)->snapshot_attempts(), before + 1);
+}
+
+TEST(NodeHostTest, AShardWhoseStateMachineFailsHaltsAloneAndRestartsWhole) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3's state machine of shard 0, which cannot apply one entry,
+  c.sm(3, 0)->set_apply_fails_at("poison", absl::FailedPreconditionError("test: cannot apply"));
+  ASSERT_TRUE(c.Propose(1, 0, "before").ok());
+  // when that entry commits,
+  ASSERT_TRUE(c.Propose(1, 0, "poison").ok());
+  ASSERT_TRUE(c.Propose(2, 0, "after-0").ok());
+  ASSERT_TRUE(c.Propose(3, 1, "after-1").ok());
+  // then node 3 halts shard 0 with the reason and applies nothing more of it, while its other
+  // shard and the other nodes go on.
+  ASSERT_TRUE(WaitConverged(c, 1, {"after-1"}));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(3)->GetShardInfo(0).halted.empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const ShardInfo halted = c.host(3)->GetShardInfo(0);
+  EXPECT_NE(halted.halted.find("test: cannot apply"), std::string::npos) << halted.halted;
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+  EXPECT_TRUE(c.host(3)->GetShardInfo(1).halted.empty());
+  for (uint64_t id : {1, 2}) {
+    EXPECT_EQ(c.sm(id, 0)->payloads(), (std::vector<std::string>{"before", "poison", "after-0"}))
+        << id;
+  }
+  // Its Raft group goes on: node 3 still takes the shard's entries and learns their commit.
+  ASSERT_TRUE(c.Propose(1, 0, "while-halted").ok());
+  const uint64_t committed = c.host(1)->GetShardInfo(0).commit;
+  const absl::Time commit_deadline = absl::Now() + absl::Seconds(10);
+  while (c.host(3)->GetShardInfo(0).commit < committed && absl::Now() < commit_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(c.host(3)->GetShardInfo(0).commit, committed);
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+  // A restart (the cause gone) applies everything from the log.
+  c.Stop(3);
+  c.Start(3);
+  EXPECT_TRUE(WaitConverged(c, 0, {"before", "poison", "after-0", "while-halted"}));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).halted.empty());
 }
 
 TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {

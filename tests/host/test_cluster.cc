@@ -23,7 +23,7 @@ void RecordingStateMachine::set_apply_delay(absl::Duration d) {
   apply_delay_ = d;
 }
 
-void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
+absl::Status RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
   absl::Duration delay;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -33,6 +33,7 @@ void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
   std::lock_guard<std::mutex> l(mu_);
   uint64_t previous = 0;
   for (const auto& e : entries) {
+    if (!apply_error_.ok() && e.data == fail_payload_) return apply_error_;
     // The next index, or more proposals of a pack whose first ones came just before.
     if (e.index != previous) CHECK_EQ(e.index, applied_ + 1);
     previous = e.index;
@@ -41,15 +42,25 @@ void RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
     payloads_.push_back(e.data);
     indexes_.push_back(e.index);
   }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> RecordingStateMachine::SaveSnapshot() {
+void RecordingStateMachine::set_apply_fails_at(const std::string& payload, absl::Status error) {
+  std::lock_guard<std::mutex> l(mu_);
+  fail_payload_ = payload;
+  apply_error_ = std::move(error);
+}
+
+absl::Status RecordingStateMachine::SaveSnapshot(SnapshotSink& out) {
   std::lock_guard<std::mutex> l(mu_);
   ++snapshot_attempts_;
-  if (snapshot_fails_) return absl::ResourceExhaustedError("test: snapshot refused");
   std::string s;
   for (const auto& p : payloads_) PutStr(&s, p);
-  return s;
+  if (snapshot_fails_) {
+    if (absl::Status w = out.Write(s.substr(0, s.size() / 2)); !w.ok()) return w;
+    return absl::ResourceExhaustedError("test: snapshot refused half-way");
+  }
+  return out.Write(s);
 }
 
 void RecordingStateMachine::set_snapshot_fails(bool fails) {
@@ -62,7 +73,9 @@ int RecordingStateMachine::snapshot_attempts() const {
   return snapshot_attempts_;
 }
 
-absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const std::string& data) {
+absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) {
+  std::string data;
+  if (absl::Status s = in.ReadAt(0, in.size(), &data); !s.ok()) return s;
   std::vector<std::string> ps;
   size_t pos = 0;
   while (pos < data.size()) {

@@ -21,9 +21,9 @@ namespace marmot::raft::host::testing {
 class RecordingStateMachine : public StateMachine {
  public:
   uint64_t Open() override { return 0; }
-  void Apply(const std::vector<AppliedEntry>& entries) override;
-  absl::StatusOr<std::string> SaveSnapshot() override;
-  absl::Status RecoverFromSnapshot(uint64_t index, const std::string& data) override;
+  absl::Status Apply(const std::vector<AppliedEntry>& entries) override;
+  absl::Status SaveSnapshot(SnapshotSink& out) override;
+  absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) override;
 
   std::vector<std::string> payloads() const;
   // The log index of each payload applied since the last snapshot installed.
@@ -32,8 +32,12 @@ class RecordingStateMachine : public StateMachine {
   int snapshots_installed() const;
   // Makes every later Apply take this long (a slow state machine).
   void set_apply_delay(absl::Duration d);
-  // Makes SaveSnapshot fail (a full disk, say); counts its calls either way.
+  // Makes SaveSnapshot fail half-way, after writing part of the payload (a full disk, say);
+  // counts its calls either way.
   void set_snapshot_fails(bool fails);
+  // Makes Apply fail with `error` (not OK: the shard halts) once it reaches a payload equal to
+  // `payload`, before applying it.
+  void set_apply_fails_at(const std::string& payload, absl::Status error);
   int snapshot_attempts() const;
 
  private:
@@ -43,6 +47,8 @@ class RecordingStateMachine : public StateMachine {
   std::vector<uint64_t> indexes_;
   int snapshots_installed_ = 0;
   bool snapshot_fails_ = false;
+  std::string fail_payload_;
+  absl::Status apply_error_;
   int snapshot_attempts_ = 0;
   absl::Duration apply_delay_ = absl::ZeroDuration();
 };

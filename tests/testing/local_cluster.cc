@@ -89,6 +89,9 @@ void LocalCluster::StartNode(int id) {
   };
   if (joining_[id - 1]) argv.push_back("-join");
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  if (auto it = node_flags_.find(id); it != node_flags_.end()) {
+    argv.insert(argv.end(), it->second.begin(), it->second.end());
+  }
   procs_[id - 1] = std::make_unique<Subprocess>(argv, dir_);
 }
 

@@ -4,6 +4,7 @@
 #define MARMOT_TESTS_TESTING_LOCAL_CLUSTER_H_
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,8 +32,10 @@ class LocalCluster {
   void Start();
   // Waits until node `id` logged that it replicates; false after `timeout`.
   bool WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const;
-  // Starts node `id` (1-based) with the flags it always has.
+  // Starts node `id` (1-based) with the flags it always has, then its node flags.
   void StartNode(int id);
+  // Flags for node `id` alone from its next start on, after the cluster's (so they win).
+  void SetNodeFlags(int id, std::vector<std::string> flags) { node_flags_[id] = std::move(flags); }
   // Creates one more node (database with the schema, no rows) and starts it with -join; it
   // serves nothing until the cluster adds it. Returns its id.
   int StartJoiningNode();
@@ -63,6 +66,7 @@ class LocalCluster {
   std::vector<int> ports_, pane_ports_;
   std::vector<std::unique_ptr<Subprocess>> procs_;
   std::vector<bool> joining_;
+  std::map<int, std::vector<std::string>> node_flags_;
 };
 
 }  // namespace marmot::testing

@@ -75,7 +75,7 @@ class CountingStateMachine : public StateMachine {
  public:
   explicit CountingStateMachine(AppliedCounts* applied) : applied_(applied) {}
   uint64_t Open() override { return 0; }
-  void Apply(const std::vector<AppliedEntry>& entries) override {
+  absl::Status Apply(const std::vector<AppliedEntry>& entries) override {
     uint64_t distinct = 0;
     for (const AppliedEntry& e : entries) {
       if (e.index != last_index_) ++distinct;
@@ -83,9 +83,10 @@ class CountingStateMachine : public StateMachine {
     }
     applied_->proposals.fetch_add(entries.size(), std::memory_order_relaxed);
     applied_->entries.fetch_add(distinct, std::memory_order_relaxed);
+    return absl::OkStatus();
   }
-  absl::StatusOr<std::string> SaveSnapshot() override { return std::string("count"); }
-  absl::Status RecoverFromSnapshot(uint64_t, const std::string&) override {
+  absl::Status SaveSnapshot(SnapshotSink& out) override { return out.Write("count"); }
+  absl::Status RecoverFromSnapshot(uint64_t, const SnapshotSource&) override {
     return absl::OkStatus();
   }
 
