@@ -47,7 +47,7 @@ class SnapshotSafetyTest : public ::testing::Test {
 // A pane call to node `id`; nullptr-like result when it could not be made.
 httplib::Result Pane(const testing::LocalCluster& c, int id, const std::string& method,
                      const std::string& path, const std::string& body = "") {
-  httplib::Client rest("127.0.0.1", c.rest_port(id));
+  httplib::Client rest("127.0.0.1", c.pane_port(id));
   rest.set_read_timeout(60, 0);
   if (method == "GET") return rest.Get(path.c_str(), kAuthHeader);
   return rest.Post(path.c_str(), kAuthHeader, body, "application/json");
@@ -61,7 +61,7 @@ admin::v1::GetStatusResponse Status(const testing::LocalCluster& c, int id) {
 }
 
 std::string Metrics(const testing::LocalCluster& c, int id) {
-  httplib::Client rest("127.0.0.1", c.rest_port(id));
+  httplib::Client rest("127.0.0.1", c.pane_port(id));
   httplib::Result r = rest.Get("/metrics");
   return r ? r->body : "";
 }
