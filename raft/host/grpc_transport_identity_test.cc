@@ -83,7 +83,8 @@ struct Node {
 
 // Starts node `id` of cluster `cluster_id` ("" : none yet; `candidate` as ClusterIdentity).
 std::unique_ptr<Node> StartNode(uint64_t id, const std::string& cluster_id, bool candidate = false,
-                                absl::Duration liveness_window = absl::Milliseconds(400)) {
+                                absl::Duration liveness_window = absl::Milliseconds(400),
+                                const std::string& cluster_key = "") {
   auto n = std::make_unique<Node>();
   n->cluster = std::make_shared<ClusterIdentity>(id, cluster_id, candidate, n->folder.persist());
   GrpcTransportOptions o;
@@ -95,6 +96,7 @@ std::unique_ptr<Node> StartNode(uint64_t id, const std::string& cluster_id, bool
   o.cluster = n->cluster;
   o.keepalive_interval = absl::Milliseconds(50);
   o.liveness_window = liveness_window;
+  o.cluster_key = cluster_key;
   n->transport = std::make_unique<GrpcTransport>(o);
   EXPECT_TRUE(n->transport->Start(&n->handler).ok());
   return n;
@@ -202,17 +204,21 @@ TEST(GrpcTransportIdentityTest, ASecondProcessWithALiveNodesIdIsRefusedAndTold) 
 
 TEST(GrpcTransportIdentityTest, ASecondProcessOfTheHighestIdIsToldByTheNodesThatDialTheLiveOne) {
   // Node 2 is the highest id: it dials nobody, so a second node 2 is never refused a stream;
-  // it asks.
-  auto n2 = StartNode(2, kA);
-  auto n1 = StartNode(1, kA);
-  n1->transport->SetPeerAddress(2, n2->address());
-  ASSERT_TRUE(Reaches(*n1, 1, *n2, 2, 1));
-  auto dup = StartNode(2, "");
-  dup->transport->SetPeerAddress(1, n1->address());
-  ASSERT_TRUE(Eventually([&] { return !dup->handler.duplicate().empty(); }, absl::Seconds(5)));
-  EXPECT_THAT(dup->handler.duplicate(),
-              HasSubstr("says node 2 already runs: the process listening at " + n2->address()));
-  EXPECT_TRUE(Reaches(*n1, 1, *n2, 2, 2));
+  // it asks (with and without a cluster key: with one, the answer is proven).
+  for (const std::string key : {"", "a cluster key for the tests, 40 bytes ok"}) {
+    const absl::Duration window = absl::Milliseconds(400);
+    auto n2 = StartNode(2, kA, false, window, key);
+    auto n1 = StartNode(1, kA, false, window, key);
+    n1->transport->SetPeerAddress(2, n2->address());
+    ASSERT_TRUE(Reaches(*n1, 1, *n2, 2, 1));
+    auto dup = StartNode(2, "", false, window, key);
+    dup->transport->SetPeerAddress(1, n1->address());
+    ASSERT_TRUE(Eventually([&] { return !dup->handler.duplicate().empty(); }, absl::Seconds(5)))
+        << "key: " << !key.empty();
+    EXPECT_THAT(dup->handler.duplicate(),
+                HasSubstr("says node 2 already runs: the process listening at " + n2->address()));
+    EXPECT_TRUE(Reaches(*n1, 1, *n2, 2, 2));
+  }
 }
 
 TEST(GrpcTransportIdentityTest, ANodeThatRestartedTakesItsPlaceBackBeforeItsOldStreamIsSeenGone) {
