@@ -73,8 +73,10 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
       raft_refused(prometheus::BuildCounter()
                        .Name("marmot_raft_refused_total")
                        .Help("Node-to-node calls and messages refused: call (no valid cluster key "
-                             "proof, another shard count, a certificate of another node), message "
-                             "(claimed another sender), sender (not allowed to send it to that shard)")
+                             "proof, a certificate of another node), shards (another shard count), "
+                             "cluster (another cluster id), duplicate (a second process with a live "
+                             "node's id), message (claimed another sender), sender (not allowed to "
+                             "send it to that shard)")
                        .Register(*registry_)) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")

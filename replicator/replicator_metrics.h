@@ -43,8 +43,8 @@ class ReplicatorMetrics {
   std::vector<prometheus::Counter*> leader_changes;
   // Times the transport lost a peer, per peer id.
   prometheus::Family<prometheus::Counter>& peer_unreachable;
-  // Calls and messages from the network refused, by `what`: call, message, sender (README,
-  // "Security").
+  // Calls and messages from the network refused, by `what`: call, shards, cluster, duplicate,
+  // message, sender (README, "Security").
   prometheus::Family<prometheus::Counter>& raft_refused;
 };
 

@@ -7,14 +7,18 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <thread>
 
 #include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/transport.grpc.pb.h"
+#include "raft/host/cluster_identity.h"
 #include "raft/host/message_pieces.h"
+#include "raft/host/node_incarnation.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/rocks_log_store.h"
 #include "raft/host/snapshot_file.h"
@@ -74,6 +78,20 @@ struct GrpcTransport::Link {
   std::mutex write_mu;
   bool dead = false;
   std::function<bool(const tv1::MessageBatch&)> write;
+  // The process at the other end, as its handshake described it (last_heard unused: see below).
+  StreamOrigin origin;
+  // When the stream last carried something from the other end (absl::ToUnixNanos).
+  std::atomic<int64_t> last_heard_ns{0};
+  // Ends the call (accepted streams only). Called under the Peer's mu_ while the link is attached;
+  // the call's handler detaches it (under the same lock) before the call ends.
+  std::function<void()> cancel;
+
+  void Heard() { last_heard_ns.store(absl::ToUnixNanos(absl::Now()), std::memory_order_relaxed); }
+  StreamOrigin Origin() const {
+    StreamOrigin o = origin;
+    o.last_heard = absl::FromUnixNanos(last_heard_ns.load(std::memory_order_relaxed));
+    return o;
+  }
 };
 
 class GrpcTransport::Peer {
@@ -119,6 +137,26 @@ class GrpcTransport::Peer {
     std::lock_guard<std::mutex> l(mu_);
     links_.push_back(std::move(link));
   }
+  // Attach for a stream the peer dialed, unless another process claiming the peer's id is alive
+  // on an open one (node_incarnation.h): then why not. Streams of other incarnations that the
+  // new one replaces are ended.
+  std::string Admit(std::shared_ptr<Link> link) {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<StreamOrigin> open;
+    for (const auto& o : links_) open.push_back(o->Origin());
+    const Admission a = AdmitStream(id_, link->Origin(), open, address_, absl::Now(),
+                                    t_->options_.liveness_window);
+    if (!a.refusal.empty()) return a.refusal;
+    for (size_t i : a.replaced) {
+      LOG(INFO) << "[node " << t_->options_.node_id << "] node " << id_ << " is back (listening at "
+                << link->origin.bind_address << "); ending its stream from "
+                << links_[i]->origin.peer << " (listening at " << links_[i]->origin.bind_address
+                << "), of another process";
+      if (links_[i]->cancel) links_[i]->cancel();
+    }
+    links_.push_back(std::move(link));
+    return "";
+  }
   void Detach(const std::shared_ptr<Link>& link) {
     std::lock_guard<std::mutex> l(mu_);
     links_.erase(std::remove(links_.begin(), links_.end(), link), links_.end());
@@ -127,6 +165,19 @@ class GrpcTransport::Peer {
   bool Connected() {
     std::lock_guard<std::mutex> l(mu_);
     return !links_.empty();
+  }
+  // A stream of the pair, live (heard within the liveness window), whose other end is not
+  // `incarnation`: its origin.
+  std::optional<StreamOrigin> LiveOtherThan(uint64_t incarnation) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& link : links_) {
+      StreamOrigin o = link->Origin();
+      if (o.incarnation != 0 && o.incarnation != incarnation &&
+          absl::Now() - o.last_heard < t_->options_.liveness_window) {
+        return o;
+      }
+    }
+    return std::nullopt;
   }
 
   void Stop() {
@@ -180,16 +231,22 @@ class GrpcTransport::Peer {
       const absl::Time opened = absl::Now();
       if (stub != nullptr) {
         auto stream = stub->Stream(ctx.get());
+        auto link = std::make_shared<Link>();
         std::string why;
-        if (Handshake(ctx.get(), stream.get(), &why)) {
+        const char* reason = "call";
+        if (Handshake(ctx.get(), stream.get(), &link->origin, &why, &reason)) {
           connected = true;
-          auto link = std::make_shared<Link>();
           link->write = [s = stream.get()](const tv1::MessageBatch& b) { return s->Write(b); };
+          link->Heard();
           Attach(link);
           VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " open";
           tv1::MessageBatch b;
           MessageAssembler assembler;
-          while (stream->Read(&b)) t_->Deliver(id_, std::move(b), &assembler);
+          for (bool first = true; stream->Read(&b); first = false) {
+            if (first) t_->AdmittedBy(id_);  // the peer answered on it: not refused
+            link->Heard();
+            t_->Deliver(id_, std::move(b), &assembler);
+          }
           {
             std::lock_guard<std::mutex> wl(link->write_mu);
             link->dead = true;
@@ -200,16 +257,26 @@ class GrpcTransport::Peer {
           std::lock_guard<std::mutex> l(mu_);
           conn_ctx_ = nullptr;
         }
-        ctx->TryCancel();
+        // A call this side gives up on is cancelled; one that ended (the peer closed it or
+        // refused us: a Read failed) is finished as it is, so that the peer's status is read.
+        if (!why.empty()) ctx->TryCancel();
         grpc::Status st = stream->Finish();
+        const std::string where = absl::StrCat("stream to node ", id_, " at ", AddressNow());
         if (!why.empty()) {
-          // Not a network problem: the two nodes disagree on who may talk (key, shard count).
-          LOG_EVERY_N(WARNING, 30) << "[node " << o.node_id << "] stream to node " << id_
-                                   << " refused: " << why << " (peer: " << st.error_message()
-                                   << ")";
+          // Not a network problem: the two nodes disagree on who may talk (key, shard count,
+          // cluster).
+          t_->CountRefusal(reason);
+          LOG_EVERY_N(WARNING, 30) << "[node " << o.node_id << "] " << where << " refused: " << why
+                                   << " (peer: " << st.error_message() << ")";
+        } else if (st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+          t_->RefusedAsDuplicate(id_, where, st.error_message());
+        } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                   st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                   st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+          LOG_EVERY_N(WARNING, 30) << "[node " << o.node_id << "] " << where
+                                   << " refused by that node: " << st.error_message();
         }
-        VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " closed: "
-                << st.error_message();
+        VLOG(1) << "[node " << o.node_id << "] " << where << " closed: " << st.error_message();
       }
       {
         std::lock_guard<std::mutex> l(mu_);
@@ -222,20 +289,31 @@ class GrpcTransport::Peer {
     }
   }
 
-  // The dialer's side of a stream's handshake (proto/transport.proto, peer_auth.h). False if the
-  // stream broke or the acceptor must not be talked to; then `why` says why, unless the stream
-  // merely broke (the acceptor refused us or is down: Finish() tells).
+  std::string AddressNow() {
+    std::lock_guard<std::mutex> l(mu_);
+    return address_;
+  }
+
+  // The dialer's side of a stream's handshake (proto/transport.proto, peer_auth.h,
+  // cluster_identity.h). Fills `origin` from the acceptor's answer. False if the stream broke or
+  // the acceptor must not be talked to; then `why` says why and `reason` is the refusal's kind
+  // ("call", "shards", "cluster": HandleRefused), unless the stream merely broke (the acceptor
+  // refused us or is down: Finish() tells).
   bool Handshake(grpc::ClientContext* ctx,
                  grpc::ClientReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream,
-                 std::string* why) {
+                 StreamOrigin* origin, std::string* why, const char** reason) {
     const auto& o = t_->options_;
     const ClusterKey* key = t_->key_.get();
+    ClusterIdentity* cluster = o.cluster.get();
     const std::string client_nonce = key != nullptr ? FreshNonce() : "";
     tv1::MessageBatch hello;
     hello.set_from_node(o.node_id);
     hello.set_to_node(id_);
     hello.mutable_handshake()->set_nonce(client_nonce);
     hello.mutable_handshake()->set_shards(o.shards);
+    if (cluster != nullptr) hello.mutable_handshake()->set_cluster_id(cluster->OfferWhenDialing());
+    hello.mutable_handshake()->set_incarnation(t_->incarnation_);
+    hello.mutable_handshake()->set_bind_address(t_->AdvertisedAddress());
     tv1::MessageBatch reply;
     if (!stream->Write(hello) || !stream->Read(&reply)) return false;
     if (!reply.has_handshake() || reply.from_node() != id_ || reply.to_node() != o.node_id) {
@@ -243,12 +321,23 @@ class GrpcTransport::Peer {
       return false;
     }
     const tv1::Handshake& h = reply.handshake();
+    const std::string peer = absl::StrCat("node ", id_, " (listening at ", h.bind_address(), ")");
     if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
-      *why = absl::StrCat("node ", id_, " runs ", h.shards(), " shards, this node ", o.shards);
+      *why = absl::StrCat(peer, " runs ", h.shards(), " shards, this node (", o.node_id, ") ",
+                          o.shards);
+      *reason = "shards";
       return false;
     }
+    if (cluster != nullptr) {
+      if (absl::Status s = cluster->Check(h.cluster_id()); !s.ok()) {
+        *why = absl::StrCat(peer, " ", s.message());
+        *reason = "cluster";
+        return false;
+      }
+    }
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), id_)) {
-      *why = absl::StrCat("the certificate of the node at ", address_, " does not name ", CertificateName(id_));
+      *why = absl::StrCat("the certificate of the node at ", AddressNow(), " does not name ",
+                          CertificateName(id_));
       return false;
     }
     if (key == nullptr) {
@@ -256,15 +345,24 @@ class GrpcTransport::Peer {
         *why = absl::StrCat("node ", id_, " requires a cluster key and this node has none");
         return false;
       }
-      return true;
-    }
-    // The acceptor proves the key first: a node that dialed an impostor (a wrong address) must
-    // not go on to send it the cluster's traffic.
-    if (h.nonce().size() != kNonceBytes ||
-        !SameProof(h.proof(), StreamServerProof(*key, client_nonce, h.nonce(), o.node_id, id_, o.shards))) {
+    } else if (h.nonce().size() != kNonceBytes ||
+               !SameProof(h.proof(), StreamServerProof(*key, client_nonce, h.nonce(), o.node_id,
+                                                       id_, o.shards))) {
+      // The acceptor proves the key first: a node that dialed an impostor (a wrong address) must
+      // not go on to send it the cluster's traffic, nor take its cluster id.
       *why = absl::StrCat("node ", id_, " did not prove the cluster key");
       return false;
     }
+    if (cluster != nullptr) {
+      if (absl::Status s = cluster->Settle(h.cluster_id(), id_, h.bind_address()); !s.ok()) {
+        *why = absl::StrCat(peer, " ", s.message());
+        *reason = "cluster";
+        return false;
+      }
+    }
+    *origin = {
+        .incarnation = h.incarnation(), .bind_address = h.bind_address(), .peer = ctx->peer()};
+    if (key == nullptr) return true;
     tv1::MessageBatch proof;
     proof.set_from_node(o.node_id);
     proof.set_to_node(id_);
@@ -286,12 +384,20 @@ class GrpcTransport::Peer {
     PeerOutbox outbox(oo);
     // The stream the large message in progress started on: its receiver holds the first pieces.
     std::shared_ptr<Link> piece_link;
+    // The stream last written to, and when: an idle one gets a keepalive.
+    std::shared_ptr<Link> written_link;
+    absl::Time written_at = absl::InfinitePast();
     for (;;) {
       std::deque<v1::Message> pending;
       std::shared_ptr<Link> link;
       {
         std::unique_lock<std::mutex> l(mu_);
-        msg_cv_.wait(l, [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
+        const absl::Duration idle =
+            written_link == nullptr ? o.keepalive_interval
+                                    : std::clamp(written_at + o.keepalive_interval - absl::Now(),
+                                                 absl::Milliseconds(10), o.keepalive_interval);
+        msg_cv_.wait_for(l, absl::ToChronoMilliseconds(idle),
+                         [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
         if (!links_.empty()) link = links_.back();
@@ -299,6 +405,26 @@ class GrpcTransport::Peer {
       TransportFaults f = t_->faults();
       if (f.blocked.count(id_)) {
         outbox.Clear();
+        continue;
+      }
+      if (pending.empty() && outbox.empty()) {
+        // Nothing to send: an empty batch when the stream was idle for a keepalive interval, so
+        // that the other end knows this process is alive (node_incarnation.h).
+        if (link == written_link && absl::Now() - written_at < o.keepalive_interval) continue;
+        written_link.reset();  // until written to: no spinning on a dead or missing stream
+        if (link == nullptr) continue;
+        std::lock_guard<std::mutex> wl(link->write_mu);
+        if (link->dead) continue;
+        tv1::MessageBatch keepalive;
+        keepalive.set_from_node(o.node_id);
+        keepalive.set_to_node(id_);
+        if (!link->write(keepalive)) {
+          link->dead = true;
+          t_->handler_->HandleUnreachable(id_);
+          continue;
+        }
+        written_link = link;
+        written_at = absl::Now();
         continue;
       }
       if (f.delay > absl::ZeroDuration() && !SleepFor(f.delay)) break;
@@ -329,7 +455,10 @@ class GrpcTransport::Peer {
         write();
         piece_link = link;
       }
-      if (!ok) {
+      if (ok) {
+        written_link = link;
+        written_at = absl::Now();
+      } else {
         // The stream's owner sees the break too and re-opens (or the peer re-dials).
         link->dead = true;
         outbox.Clear();
@@ -569,8 +698,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     const auto& o = t_->options_;
     const uint64_t me = o.node_id;
     const ClusterKey* key = t_->key_.get();
-    auto refuse = [&](grpc::StatusCode code, const std::string& why) {
-      t_->RefuseCall("stream", ctx->peer(), why);
+    ClusterIdentity* cluster = o.cluster.get();
+    auto refuse = [&](grpc::StatusCode code, const std::string& why, const char* reason = "call") {
+      t_->RefuseCall("stream", ctx->peer(), why, reason);
       return grpc::Status(code, why);
     };
     std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, absl::Now() + o.handshake_timeout);
@@ -589,9 +719,19 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     // The handshake (proto/transport.proto). Nothing the dialer sent before its proof is
     // delivered: the hello is a handshake only.
     const tv1::Handshake hello = b.handshake();
+    const std::string peer =
+        absl::StrCat("node ", from, " (listening at ", hello.bind_address(), ")");
     if (o.shards != 0 && hello.shards() != 0 && hello.shards() != o.shards) {
       return refuse(grpc::StatusCode::FAILED_PRECONDITION,
-                    absl::StrCat("node ", from, " runs ", hello.shards(), " shards, this node ", o.shards));
+                    absl::StrCat(peer, " runs ", hello.shards(), " shards, this node (", me, ") ",
+                                 o.shards),
+                    "shards");
+    }
+    if (cluster != nullptr) {
+      if (absl::Status s = cluster->Check(hello.cluster_id()); !s.ok()) {
+        return refuse(grpc::StatusCode::FAILED_PRECONDITION, absl::StrCat(peer, " ", s.message()),
+                      "cluster");
+      }
     }
     if (key != nullptr && hello.nonce().size() != kNonceBytes) {
       return refuse(grpc::StatusCode::UNAUTHENTICATED,
@@ -603,6 +743,11 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     reply.set_to_node(from);
     reply.mutable_handshake()->set_nonce(server_nonce);
     reply.mutable_handshake()->set_shards(o.shards);
+    if (cluster != nullptr) {
+      reply.mutable_handshake()->set_cluster_id(cluster->OfferWhenAnswering(hello.cluster_id()));
+    }
+    reply.mutable_handshake()->set_incarnation(t_->incarnation_);
+    reply.mutable_handshake()->set_bind_address(t_->AdvertisedAddress());
     if (key != nullptr) {
       reply.mutable_handshake()->set_proof(
           StreamServerProof(*key, hello.nonce(), server_nonce, from, me, o.shards));
@@ -617,19 +762,69 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
                       absl::StrCat("node ", from, " did not prove the cluster key"));
       }
     }
+    // Authenticated (as far as this node asks): its cluster id may be taken now.
+    if (cluster != nullptr) {
+      absl::Status s = cluster->Settle(hello.cluster_id(), from, hello.bind_address());
+      if (!s.ok()) {
+        return refuse(grpc::StatusCode::FAILED_PRECONDITION, absl::StrCat(peer, " ", s.message()),
+                      "cluster");
+      }
+    }
     deadline.reset();
-    VLOG(1) << "[node " << me << "] stream from node " << from << " accepted"
-            << (key != nullptr ? " (cluster key proven)" : "");
     MessageAssembler assembler;
     auto link = std::make_shared<Link>();
     link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
-    t_->Attach(from, link);
-    while (stream->Read(&b)) t_->Deliver(from, std::move(b), &assembler);
+    link->origin = {.incarnation = hello.incarnation(), .bind_address = hello.bind_address(),
+                    .peer = ctx->peer()};
+    link->cancel = [ctx] { ctx->TryCancel(); };
+    link->Heard();
+    if (std::string duplicate = t_->Admit(from, link); !duplicate.empty()) {
+      return refuse(grpc::StatusCode::ALREADY_EXISTS, duplicate, "duplicate");
+    }
+    VLOG(1) << "[node " << me << "] stream from node " << from << " accepted"
+            << (key != nullptr ? " (cluster key proven)" : "");
+    while (stream->Read(&b)) {
+      link->Heard();
+      t_->Deliver(from, std::move(b), &assembler);
+    }
     {
       std::lock_guard<std::mutex> wl(link->write_mu);
       link->dead = true;
     }
     t_->Detach(from, link);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Identify(grpc::ServerContext* ctx, const tv1::IdentifyRequest* req,
+                        tv1::IdentifyResponse* resp) override {
+    const auto& o = t_->options_;
+    if (req->to_node() != o.node_id || req->from_node() == 0 || req->from_node() == o.node_id) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a request for this node");
+    }
+    if (o.shards != 0 && req->shards() != 0 && req->shards() != o.shards) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "another shard count");
+    }
+    if (o.cluster != nullptr && !o.cluster->Check(req->cluster_id()).ok()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "another cluster");
+    }
+    const uint64_t from = req->from_node();
+    if (std::optional<StreamOrigin> live = t_->LiveOtherThan(from, req->incarnation())) {
+      resp->set_live_incarnation(live->incarnation);
+      resp->set_live_bind_address(live->bind_address);
+      resp->set_live_peer(live->peer);
+      LOG(WARNING) << "[node " << o.node_id << "] " << ctx->peer() << " asked as node " << from
+                   << " (incarnation " << absl::StrCat(absl::Hex(req->incarnation()))
+                   << ") while the live node " << from << " listens at " << live->bind_address
+                   << ": another process was started with that node's id";
+    }
+    if (t_->key_ != nullptr) {
+      resp->set_proof(IdentifyProof(*t_->key_, req->nonce(),
+                                    {.from = req->from_node(), .to = o.node_id,
+                                     .incarnation = req->incarnation(),
+                                     .live_incarnation = resp->live_incarnation(),
+                                     .live_bind_address = resp->live_bind_address(),
+                                     .live_peer = resp->live_peer()}));
+    }
     return grpc::Status::OK;
   }
 
@@ -732,6 +927,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
 // Every gRPC message of the stream is a batch or a piece of at most batch_bytes_ plus framing.
 GrpcTransport::GrpcTransport(GrpcTransportOptions options)
     : options_(std::move(options)),
+      incarnation_(options_.incarnation != 0 ? options_.incarnation : NewIncarnation()),
+      advertised_address_(options_.bind_address),
       batch_bytes_(std::max<size_t>(
           1, std::min<int64_t>(options_.max_batch_bytes,
                                int64_t{options_.max_message_bytes} - kFramingBytes))) {
@@ -779,7 +976,6 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     // Before the server: a stream accepted right away must find started_ set.
     std::lock_guard<std::mutex> l(mu_);
     started_ = true;
-    for (const auto& [id, addr] : addresses_) GetPeer(id, /*create=*/true);
   }
   deadlines_ = std::make_unique<HandshakeDeadlines>();
   service_ = std::make_unique<Service>(this);
@@ -799,6 +995,16 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     return absl::UnavailableError(
         absl::StrCat("raft transport: cannot listen on ", options_.bind_address));
   }
+  {
+    // Peers dial once the port is known: their handshakes name it.
+    std::lock_guard<std::mutex> l(mu_);
+    if (absl::EndsWith(options_.bind_address, ":0")) {
+      advertised_address_ = absl::StrCat(
+          options_.bind_address.substr(0, options_.bind_address.size() - 1), bound_port_);
+    }
+    for (const auto& [id, addr] : addresses_) GetPeer(id, /*create=*/true);
+  }
+  probe_thread_ = std::thread([this] { RunIdentityProbe(); });
   LOG(INFO) << "[node " << options_.node_id << "] raft transport listening on "
             << options_.bind_address << " (port " << bound_port_ << ")"
             << (tls_files == 3 ? " with mutual TLS" : "")
@@ -813,7 +1019,10 @@ void GrpcTransport::Stop() {
     if (stopped_) return;
     stopped_ = true;
     peers.swap(peers_);
+    probe_cv_.notify_all();
+    if (probe_ctx_ != nullptr) probe_ctx_->TryCancel();
   }
+  if (probe_thread_.joinable()) probe_thread_.join();
   // The server first: that cancels accepted streams, on which our senders may be blocked.
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
@@ -856,10 +1065,94 @@ GrpcTransport::Peer* GrpcTransport::GetPeer(uint64_t node, bool create) {
   return p;
 }
 
-void GrpcTransport::Attach(uint64_t node, std::shared_ptr<Link> link) {
+std::optional<StreamOrigin> GrpcTransport::LiveOtherThan(uint64_t node, uint64_t incarnation) {
   std::lock_guard<std::mutex> l(mu_);
-  if (stopped_ || !started_) return;
-  GetPeer(node, /*create=*/true)->Attach(std::move(link));
+  auto it = peers_.find(node);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second->LiveOtherThan(incarnation);
+}
+
+std::optional<tv1::IdentifyResponse> GrpcTransport::AskIdentity(uint64_t node,
+                                                                 const std::string& address) {
+  auto stub = tv1::RaftTransport::NewStub(
+      grpc::CreateCustomChannel(address, channel_credentials_, ChannelArgs(options_)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopped_) return std::nullopt;
+    probe_ctx_ = &ctx;
+  }
+  tv1::IdentifyRequest req;
+  req.set_from_node(options_.node_id);
+  req.set_to_node(node);
+  req.set_incarnation(incarnation_);
+  req.set_shards(options_.shards);
+  if (options_.cluster != nullptr) req.set_cluster_id(options_.cluster->OfferWhenDialing());
+  if (key_ != nullptr) req.set_nonce(FreshNonce());
+  tv1::IdentifyResponse resp;
+  const grpc::Status st = stub->Identify(&ctx, req, &resp);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    probe_ctx_ = nullptr;
+  }
+  // An older node (UNIMPLEMENTED), one that is down, or an answer that proves nothing: no news.
+  if (!st.ok() || resp.live_incarnation() == 0) return std::nullopt;
+  if (tls_ && !CertificateNames(ctx.auth_context(), node)) return std::nullopt;
+  if (key_ != nullptr &&
+      !SameProof(resp.proof(), IdentifyProof(*key_, req.nonce(),
+                                             {.from = options_.node_id, .to = node,
+                                              .incarnation = incarnation_,
+                                              .live_incarnation = resp.live_incarnation(),
+                                              .live_bind_address = resp.live_bind_address(),
+                                              .live_peer = resp.live_peer()}))) {
+    return std::nullopt;
+  }
+  return resp;
+}
+
+void GrpcTransport::RunIdentityProbe() {
+  // Each peer is asked once; one that says another process of this node's id is alive is asked
+  // again two liveness windows later, and only a second answer naming the same process counts: a
+  // stream of this node's previous process (a restart) can look alive there for up to one window
+  // after the last sign of that process reached it (node_incarnation.h).
+  auto sleep = [this](absl::Duration d) {
+    std::unique_lock<std::mutex> l(mu_);
+    probe_cv_.wait_for(l, absl::ToChronoMilliseconds(d), [this] { return stopped_; });
+    return !stopped_;
+  };
+  if (!sleep(options_.liveness_window)) return;  // let the peers hear of the other process first
+  std::map<uint64_t, std::string> addresses;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    addresses = addresses_;
+  }
+  for (const auto& [node, address] : addresses) {
+    if (node == options_.node_id || address.empty()) continue;
+    std::optional<tv1::IdentifyResponse> first = AskIdentity(node, address);
+    if (!first) continue;
+    if (!sleep(2 * options_.liveness_window)) return;
+    std::optional<tv1::IdentifyResponse> again = AskIdentity(node, address);
+    if (!again || again->live_incarnation() != first->live_incarnation()) continue;
+    if (duplicate_reported_.exchange(true)) return;
+    handler_->HandleDuplicateNode(absl::StrCat(
+        "node ", node, " at ", address, " says node ", options_.node_id,
+        " already runs: the process listening at ", again->live_bind_address(), " (connection ",
+        again->live_peer(), ", incarnation ", absl::Hex(again->live_incarnation()),
+        ") is alive there"));
+    return;
+  }
+}
+
+std::string GrpcTransport::AdvertisedAddress() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return advertised_address_;
+}
+
+std::string GrpcTransport::Admit(uint64_t node, std::shared_ptr<Link> link) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stopped_ || !started_) return "";
+  return GetPeer(node, /*create=*/true)->Admit(std::move(link));
 }
 
 void GrpcTransport::Detach(uint64_t node, const std::shared_ptr<Link>& link) {
@@ -931,9 +1224,41 @@ void GrpcTransport::Send(std::vector<v1::Message> messages) {
   for (auto [shard, node] : failed_snapshots) handler_->HandleSnapshotStatus(shard, node, false);
 }
 
-void GrpcTransport::RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why) {
+void GrpcTransport::CountRefusal(const char* reason) {
+  refused_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (handler_ != nullptr) handler_->HandleRefused(reason);
+}
+
+void GrpcTransport::RefusedAsDuplicate(uint64_t node, const std::string& where,
+                                       const std::string& why) {
+  // Only refusals that go on for two liveness windows count: this process's own restart is
+  // refused for up to one window after the last sign of its previous process reached the peer
+  // (node_incarnation.h).
+  const absl::Time now = absl::Now();
+  absl::Time since;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    since = refused_as_duplicate_since_.emplace(node, now).first->second;
+  }
+  if (now - since < 2 * options_.liveness_window) {
+    LOG(WARNING) << "[node " << options_.node_id << "] " << where << " refused: " << why
+                 << "; retrying (a node that restarted a moment ago looks like this until its "
+                    "previous process is seen gone)";
+    return;
+  }
+  if (duplicate_reported_.exchange(true)) return;
+  handler_->HandleDuplicateNode(absl::StrCat(where, " refused it: ", why));
+}
+
+void GrpcTransport::AdmittedBy(uint64_t node) {
+  std::lock_guard<std::mutex> l(mu_);
+  refused_as_duplicate_since_.erase(node);
+}
+
+void GrpcTransport::RefuseCall(absl::string_view what, const std::string& peer,
+                               absl::string_view why, const char* reason) {
   const uint64_t n = refused_calls_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (handler_ != nullptr) handler_->HandleRefused("call");
+  if (handler_ != nullptr) handler_->HandleRefused(reason);
   // The first few each time (a misconfigured key or shard count shows at once), then one in a
   // hundred: a flood of bad calls must not flood the log.
   if (n <= 10 || n % 100 == 0) {

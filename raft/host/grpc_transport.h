@@ -21,8 +21,12 @@
 // (proto/transport.proto): with a cluster key (GrpcTransportOptions::cluster_key) both sides of
 // a `Stream` prove they hold it over fresh nonces of both, and the sender of a snapshot proves it
 // over the receiver's nonce and the snapshot's header (peer_auth.h); a call without a valid proof
-// is refused before anything it carries reaches the handler. Both sides also compare their shard
-// counts. On an accepted stream every message must come from the stream's peer and be addressed
+// is refused before anything it carries reaches the handler. Both sides of a stream also compare
+// their shard counts and cluster ids (cluster_identity.h: a node without an id takes its peer's),
+// and the acceptor admits a stream only if no other live process claims the dialer's id
+// (node_incarnation.h: handshakes carry each process's incarnation, idle streams carry
+// keepalives; a process refused as a duplicate is told, and so is one that asks with Identify).
+// On an accepted stream every message must come from the stream's peer and be addressed
 // to this node, or it is dropped, logged and counted (refusals()); the host then checks
 // membership (node_host.h). Optional mutual TLS (GrpcTransportOptions::tls_*): both sides present
 // certificates signed by the cluster's CA, and each certificate must name its node's id as a
@@ -35,11 +39,14 @@
 #define MARMOT_RAFT_HOST_GRPC_TRANSPORT_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -48,16 +55,20 @@
 
 namespace grpc {
 class ChannelCredentials;
+class ClientContext;
 class Server;
 }
 namespace marmot::raft::transport::v1 {
+class IdentifyResponse;
 class MessageBatch;
 }
 
 namespace marmot::raft::host {
 
+class ClusterIdentity;
 class ClusterKey;
 class MessageAssembler;
+struct StreamOrigin;
 
 struct GrpcTransportOptions {
   uint64_t node_id = 0;
@@ -93,12 +104,23 @@ struct GrpcTransportOptions {
   // A caller that has not completed its handshake by then is cut off: an unauthenticated
   // caller that stalls must not hold a server thread for as long as it keeps its connection.
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // The cluster this node belongs to (cluster_identity.h), compared when a stream opens; null:
+  // not compared.
+  std::shared_ptr<ClusterIdentity> cluster;
+  // This process's incarnation (node_incarnation.h); 0: the transport draws one.
+  uint64_t incarnation = 0;
+  // A stream this side wrote nothing to for keepalive_interval gets an empty batch; a stream not
+  // heard from for liveness_window no longer counts as proof that its peer's process is alive
+  // (node_incarnation.h). The window must hold a few intervals.
+  absl::Duration keepalive_interval = absl::Milliseconds(500);
+  absl::Duration liveness_window = absl::Seconds(2);
 };
 
 // What the transport refused since it started.
 struct TransportRefusals {
-  // Calls whose handshake failed: no or a wrong cluster key proof, another shard count, a call
-  // not meant for this node.
+  // Calls whose handshake failed: no or a wrong cluster key proof, another shard count or
+  // cluster (on either side of the call), a second process with a live node's id, a call not
+  // meant for this node.
   uint64_t calls = 0;
   // Messages dropped on an accepted call because they claimed another sender or receiver.
   uint64_t messages = 0;
@@ -129,6 +151,7 @@ class GrpcTransport : public Transport {
   TransportRefusals refusals() const;
   // The peers this node has an open, authenticated stream with now.
   std::set<uint64_t> ConnectedPeers() const;
+  uint64_t incarnation() const { return incarnation_; }
 
   // FNV-1a 64, the snapshot payload checksum.
   static uint64_t Checksum(uint64_t h, const char* data, size_t n);
@@ -142,19 +165,47 @@ class GrpcTransport : public Transport {
 
   // Requires mu_. Creates the peer if its address is known or `create`.
   Peer* GetPeer(uint64_t node, bool create);
-  void Attach(uint64_t node, std::shared_ptr<Link> link);
+  // Asks every known peer, a liveness window after Start(), whether another live process claims
+  // this node's id (proto/transport.proto, Identify); reports one to the handler.
+  void RunIdentityProbe();
+  // One Identify call to `node`: its answer if it names a live process (proven, with a key).
+  std::optional<transport::v1::IdentifyResponse> AskIdentity(uint64_t node,
+                                                            const std::string& address);
+  // For Identify: the origin of a live stream with node `node` of another incarnation.
+  std::optional<StreamOrigin> LiveOtherThan(uint64_t node, uint64_t incarnation);
+  // Where this node listens, as its handshakes say.
+  std::string AdvertisedAddress() const;
+  // Attaches a stream `node` dialed, unless a live stream of another process claiming `node` is
+  // open (node_incarnation.h): then why not.
+  std::string Admit(uint64_t node, std::shared_ptr<Link> link);
   void Detach(uint64_t node, const std::shared_ptr<Link>& link);
   // Hands a received batch to the handler (after checking it is addressed to us); a piece goes
   // to the stream's `assembler`, and the message it completes to the handler.
   void Deliver(uint64_t from, transport::v1::MessageBatch batch, MessageAssembler* assembler);
   TransportFaults faults() const;
-  // Counts and logs (rate-limited: a flood of bad calls must not flood the log) a refused call.
-  void RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why);
+  // Counts and logs (rate-limited: a flood of bad calls must not flood the log) a refused call;
+  // `reason` is the kind reported to MessageHandler::HandleRefused.
+  void RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why,
+                  const char* reason = "call");
+  // Counts a call this node refused as the dialer (the acceptor's answer disqualified it).
+  void CountRefusal(const char* reason);
+  // The stream this node dialed to `node` (`where`) was refused because another process with
+  // this node's id is alive there (`why`, from `node`). Reported to the handler once `node` has
+  // refused for two liveness windows without admitting a stream meanwhile (AdmittedBy), which
+  // rules out this process's own restart (node_incarnation.h); logged before.
+  void RefusedAsDuplicate(uint64_t node, const std::string& where, const std::string& why);
+  void AdmittedBy(uint64_t node);
 
   // Room in a gRPC message for what wraps a batch's messages or a piece's bytes.
   static constexpr int kFramingBytes = 64 << 10;
 
   const GrpcTransportOptions options_;
+  const uint64_t incarnation_;
+  // Since when each peer refuses this process's streams as a duplicate (under mu_).
+  std::map<uint64_t, absl::Time> refused_as_duplicate_since_;
+  // bind_address, its port filled in by Start() when it was 0 (under mu_).
+  std::string advertised_address_;
+  std::atomic<bool> duplicate_reported_{false};
   // Parsed from options_.cluster_key by Start(); null without a key.
   std::unique_ptr<ClusterKey> key_;
   // Mutual TLS is on (set by Start()): peers' certificates must name their node ids.
@@ -176,6 +227,9 @@ class GrpcTransport : public Transport {
   std::map<uint64_t, std::string> addresses_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_;
   TransportFaults faults_;
+  std::thread probe_thread_;
+  std::condition_variable probe_cv_;  // stopped_
+  grpc::ClientContext* probe_ctx_ = nullptr;
 };
 
 }  // namespace marmot::raft::host

@@ -1,5 +1,6 @@
 #include "raft/host/node_host.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -12,7 +13,9 @@
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
+#include "raft/host/cluster_identity.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/node_incarnation.h"
 #include "raft/host/proposal_codec.h"
 #include "raft/host/sender_policy.h"
 #include "raft/host/snapshot_file.h"
@@ -351,33 +354,6 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   auto cs = store_->Commit(true);
   if (!cs.ok()) return cs;
 
-  if (config_.transport_factory) {
-    transport_ = config_.transport_factory();
-  } else {
-    GrpcTransportOptions to;
-    to.node_id = me;
-    to.bind_address = config_.bind_address;
-    to.snapshot_dir = store_->SnapshotDir();
-    to.check_snapshot = config_.check_snapshot;
-    to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
-    to.tls_cert_file = config_.tls_cert_file;
-    to.tls_key_file = config_.tls_key_file;
-    to.tls_ca_file = config_.tls_ca_file;
-    to.cluster_key = config_.cluster_key;
-    to.shards = static_cast<uint64_t>(config_.shards);
-    auto g = std::make_unique<GrpcTransport>(to);
-    grpc_ = g.get();
-    transport_ = std::move(g);
-  }
-  for (const auto& [id, addr] : addresses) {
-    if (id != me) transport_->SetPeerAddress(id, addr);
-  }
-  addresses_ = std::move(addresses);
-  {
-    std::lock_guard<std::mutex> l(info_mu_);
-    published_addresses_ = addresses_;
-  }
-
   removed_.resize(config_.shards);
   for (const auto& [k, v] : store_->ReadMetaWithPrefix("removed/")) {
     uint64_t shard = 0, node = 0;
@@ -455,6 +431,52 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     info_[s].halted = halted;
     shards_.push_back(std::move(shard));
   }
+  // Shard 0's highest voter draws the cluster id if there is none (cluster_identity.h).
+  std::string cluster_id = store_->cluster_id_at_open();
+  bool candidate = false;
+  const auto& voters = shards_[0]->applied_conf.voters();
+  if (cluster_id.empty() && !voters.empty() &&
+      *std::max_element(voters.begin(), voters.end()) == me) {
+    cluster_id = NewClusterId();
+    if (auto s = store_->SetClusterId(cluster_id); !s.ok()) return s;
+    candidate = true;
+    LOG(INFO) << "[node " << me << "] drew cluster id " << FormatClusterId(cluster_id)
+              << " (highest voter of shard 0); a peer that already has one replaces it";
+  } else {
+    LOG(INFO) << "[node " << me << "] cluster " << FormatClusterId(cluster_id)
+              << (cluster_id.empty() ? ": learnt from the first peer that has one" : "");
+  }
+  cluster_ = std::make_shared<ClusterIdentity>(
+      me, cluster_id, candidate,
+      [store = store_.get()](const std::string& id) { return store->SetClusterId(id); });
+  if (config_.transport_factory) {
+    transport_ = config_.transport_factory();
+  } else {
+    GrpcTransportOptions to;
+    to.node_id = me;
+    to.bind_address = config_.bind_address;
+    to.snapshot_dir = store_->SnapshotDir();
+    to.check_snapshot = config_.check_snapshot;
+    to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
+    to.tls_cert_file = config_.tls_cert_file;
+    to.tls_key_file = config_.tls_key_file;
+    to.tls_ca_file = config_.tls_ca_file;
+    to.cluster_key = config_.cluster_key;
+    to.shards = static_cast<uint64_t>(config_.shards);
+    to.cluster = cluster_;
+    auto g = std::make_unique<GrpcTransport>(to);
+    grpc_ = g.get();
+    transport_ = std::move(g);
+  }
+  for (const auto& [id, addr] : addresses) {
+    if (id != me) transport_->SetPeerAddress(id, addr);
+  }
+  addresses_ = std::move(addresses);
+  {
+    std::lock_guard<std::mutex> l(info_mu_);
+    published_addresses_ = addresses_;
+  }
+
   auto ts = transport_->Start(this);
   if (!ts.ok()) return ts;
   for (auto& w : workers_) w->Start();
@@ -586,6 +608,16 @@ void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
 void NodeHost::HandleRefused(const char* what) {
   if (config_.observer != nullptr) config_.observer->OnRefused(what);
 }
+
+void NodeHost::HandleDuplicateNode(const std::string& why) {
+  if (config_.on_duplicate_node) {
+    config_.on_duplicate_node(why);
+    return;
+  }
+  ExitOnDuplicateNode(config_.node_id, why);
+}
+
+std::string NodeHost::cluster_id() const { return cluster_ != nullptr ? cluster_->id() : ""; }
 
 void NodeHost::StepIncoming(v1::Message m) {
   if (m.shard() >= shards_.size() || m.to() != config_.node_id) {

@@ -19,6 +19,11 @@
 // Bootstrap: a node whose raft folder is new starts every shard with the same membership
 // (config.peers) unless config.join is set (it then waits to be added and receive a snapshot).
 // A node with existing state ignores config.peers for membership.
+//
+// Identity: the raft folder keeps the cluster id (cluster_identity.h; the highest voter of shard
+// 0 draws it, the others learn it from a peer), compared when a stream opens; a second process
+// started with this node's id while this one runs is refused by the peers, and a process that
+// finds itself refused so ends (node_incarnation.h).
 #ifndef MARMOT_RAFT_HOST_NODE_HOST_H_
 #define MARMOT_RAFT_HOST_NODE_HOST_H_
 
@@ -46,6 +51,7 @@
 
 namespace marmot::raft::host {
 
+class ClusterIdentity;
 class GrpcTransport;
 
 // Optional hooks for metrics; called from host threads, must be cheap and thread-safe.
@@ -58,9 +64,9 @@ class HostObserver {
   virtual void OnSnapshotSent(uint64_t shard, uint64_t node, bool ok) {}
   // The transport lost `node` (its stream broke or it could not be dialed).
   virtual void OnPeerUnreachable(uint64_t node) {}
-  // Something from the network was refused: `what` is "call" or "message" (the transport, see
-  // MessageHandler::HandleRefused) or "sender" (a sender that may not send that message to that
-  // shard, sender_policy.h).
+  // Something from the network was refused: `what` is "call", "shards", "cluster", "duplicate"
+  // or "message" (the transport, see MessageHandler::HandleRefused) or "sender" (a sender that
+  // may not send that message to that shard, sender_policy.h).
   virtual void OnRefused(const char* what) {}
 };
 
@@ -125,6 +131,9 @@ struct NodeHostConfig {
   std::string tls_ca_file;
   // The shared cluster key every node-to-node call must prove (peer_auth.h); empty: none.
   std::string cluster_key;
+  // Called when another process with this node's id is alive (node_incarnation.h); null: the
+  // process ends (ExitOnDuplicateNode). A test hook.
+  std::function<void(const std::string& why)> on_duplicate_node;
   // Test hook: the transport to use instead of a GrpcTransport on bind_address.
   std::function<std::unique_ptr<Transport>()> transport_factory;
   // Optional; must outlive the host.
@@ -204,6 +213,8 @@ class NodeHost : private MessageHandler {
   // every node a membership change added with an address (kept across restarts).
   std::map<uint64_t, std::string> PeerAddresses() const;
   uint64_t node_id() const { return config_.node_id; }
+  // The cluster this node belongs to (cluster_identity.h): 16 bytes, or empty while unknown.
+  std::string cluster_id() const;
   int shards() const { return config_.shards; }
   // The gRPC transport (for fault injection), or nullptr with a test transport.
   GrpcTransport* grpc_transport() const { return grpc_; }
@@ -235,6 +246,7 @@ class NodeHost : private MessageHandler {
   void HandleUnreachable(uint64_t node) override;
   void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) override;
   void HandleRefused(const char* what) override;
+  void HandleDuplicateNode(const std::string& why) override;
   void HandleSnapshot(v1::Message snapshot) override;
 
   // Steps a snapshot received whole (on the Raft loop) and removes its payload file unless the
@@ -263,6 +275,7 @@ class NodeHost : private MessageHandler {
 
   const NodeHostConfig config_;
   std::unique_ptr<RocksLogStore> store_;
+  std::shared_ptr<ClusterIdentity> cluster_;
   std::unique_ptr<Transport> transport_;
   GrpcTransport* grpc_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -16,6 +16,7 @@ namespace {
 constexpr absl::string_view kStreamServerLabel = "marmot stream server v1";
 constexpr absl::string_view kStreamClientLabel = "marmot stream client v1";
 constexpr absl::string_view kSnapshotLabel = "marmot snapshot v1";
+constexpr absl::string_view kIdentifyLabel = "marmot identify v1";
 
 }  // namespace
 
@@ -86,6 +87,13 @@ std::string StreamClientProof(const ClusterKey& key, absl::string_view client_no
                               uint64_t shards) {
   return key.Prove(kStreamClientLabel, {client_nonce, server_nonce, ProofField(from),
                                         ProofField(to), ProofField(shards)});
+}
+
+std::string IdentifyProof(const ClusterKey& key, absl::string_view nonce,
+                          const IdentifyProofFields& f) {
+  return key.Prove(kIdentifyLabel, {nonce, ProofField(f.from), ProofField(f.to),
+                                    ProofField(f.incarnation), ProofField(f.live_incarnation),
+                                    f.live_bind_address, f.live_peer});
 }
 
 std::string SnapshotProof(const ClusterKey& key, absl::string_view server_nonce,

@@ -74,6 +74,18 @@ std::string StreamServerProof(const ClusterKey& key, absl::string_view client_no
 std::string StreamClientProof(const ClusterKey& key, absl::string_view client_nonce,
                               absl::string_view server_nonce, uint64_t from, uint64_t to,
                               uint64_t shards);
+// Identify (proto/transport.proto): `to` answers `from`'s request (its `incarnation` and
+// `nonce`) with what it knows of another live process claiming `from`.
+struct IdentifyProofFields {
+  uint64_t from = 0;
+  uint64_t to = 0;
+  uint64_t incarnation = 0;
+  uint64_t live_incarnation = 0;
+  absl::string_view live_bind_address;
+  absl::string_view live_peer;
+};
+std::string IdentifyProof(const ClusterKey& key, absl::string_view nonce,
+                          const IdentifyProofFields& f);
 // SendSnapshot: `from` sends a snapshot of `shard` at (index, term) of `total_size` bytes with
 // `checksum` to `to`, which opened the call with `server_nonce`.
 struct SnapshotProofFields {

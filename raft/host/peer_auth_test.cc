@@ -88,6 +88,28 @@ TEST(PeerAuthTest, SnapshotProofCoversItsHeader) {
   }
 }
 
+TEST(PeerAuthTest, IdentifyProofCoversTheRequestAndTheAnswer) {
+  const ClusterKey key = Key();
+  const IdentifyProofFields f{.from = 3, .to = 1, .incarnation = 5, .live_incarnation = 7,
+                              .live_bind_address = "127.0.0.1:8163", .live_peer = "ipv4:x"};
+  const std::string proof = IdentifyProof(key, Bytes(0), f);
+  EXPECT_EQ(proof, IdentifyProof(key, Bytes(0), f));
+  EXPECT_NE(proof, IdentifyProof(key, Bytes(1), f));
+  for (uint64_t IdentifyProofFields::*field :
+       {&IdentifyProofFields::from, &IdentifyProofFields::to, &IdentifyProofFields::incarnation,
+        &IdentifyProofFields::live_incarnation}) {
+    IdentifyProofFields g = f;
+    g.*field += 1;
+    EXPECT_NE(proof, IdentifyProof(key, Bytes(0), g));
+  }
+  IdentifyProofFields g = f;
+  g.live_bind_address = "127.0.0.1:8164";
+  EXPECT_NE(proof, IdentifyProof(key, Bytes(0), g));
+  g = f;
+  g.live_peer = "ipv4:y";
+  EXPECT_NE(proof, IdentifyProof(key, Bytes(0), g));
+}
+
 TEST(PeerAuthTest, NoncesAreFreshEachTime) {
   const std::string a = FreshNonce(), b = FreshNonce();
   EXPECT_EQ(a.size(), kNonceBytes);

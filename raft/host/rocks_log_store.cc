@@ -33,6 +33,8 @@ constexpr char kFormatKey[] = "format";
 constexpr char kNodeIdKey[] = "node_id";
 constexpr char kShardsKey[] = "shards";
 constexpr char kInitializedKey[] = "initialized";
+// The cluster this node belongs to (cluster_identity.h), absent until known.
+constexpr char kClusterIdKey[] = "cluster_id";
 constexpr char kMetaPrefix[] = "meta/";
 // Reserved keys of a shard's family (0x00 ...), entry keys are 0x01 + big-endian index.
 const std::string kHardStateKey("\x00hs", 3);
@@ -612,6 +614,12 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
                                                         shards, " shards, not ", options.shards));
     }
   }
+  if (exists) {
+    auto cs = raw->Get(rocksdb::ReadOptions(), def, kClusterIdKey, &store->cluster_id_);
+    if (!cs.ok() && !cs.IsNotFound()) {
+      return FromRocks(cs, absl::StrCat("raft store ", dir, ": read the cluster id"));
+    }
+  }
   std::string init;
   auto gs = raw->Get(rocksdb::ReadOptions(), def, kInitializedKey, &init);
   store->fresh_ = gs.IsNotFound();
@@ -689,6 +697,13 @@ void RocksLogStore::Bootstrap(uint64_t shard, const ConfState& conf_state) {
 
 void RocksLogStore::PutMeta(const std::string& key, const std::string& value) {
   batch_.Put(handles_[0], kMetaPrefix + key, value);
+}
+
+absl::Status RocksLogStore::SetClusterId(const std::string& id) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Put(wo, handles_[0], kClusterIdKey, id),
+                   absl::StrCat("raft store ", dir_, ": write the cluster id"));
 }
 
 std::map<std::string, std::string> RocksLogStore::ReadMetaWithPrefix(const std::string& prefix) const {

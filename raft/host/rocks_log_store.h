@@ -1,7 +1,8 @@
 // RocksLogStore: the durable Raft logs of every shard of a process, in one RocksDB instance.
 //
 // Layout: column family "default" holds the store's identity (format, node id, shard count) so
-// that a directory written by another node or with another shard count is refused at open;
+// that a directory written by another node or with another shard count is refused at open, and
+// the id of the cluster the node belongs to (cluster_identity.h) once it is known;
 // column family "shard-<n>" holds shard n's log. Inside a shard's family, reserved keys start
 // with 0x00 (hard state, snapshot metadata) and entry keys are 0x01 followed by the big-endian
 // index, so the log sorts by index and truncation and compaction are one DeleteRange each.
@@ -20,8 +21,8 @@
 // the end of RocksDB's write-ahead log. Open drops exactly that incomplete last record and
 // refuses any other damage (see the recovery mode in Open).
 //
-// Threading: not thread-safe. One thread (the host's Raft loop) stages, commits and serves the
-// core's reads.
+// Threading: not thread-safe, except SetClusterId. One thread (the host's Raft loop) stages,
+// commits and serves the core's reads.
 #ifndef MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_
 #define MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_
 
@@ -141,6 +142,12 @@ class RocksLogStore {
   // (every founding member does the same, so their logs agree). Staged.
   void Bootstrap(uint64_t shard, const ConfState& conf_state);
 
+  // The cluster id found at Open ("" if none: a new store, or one written before cluster ids).
+  const std::string& cluster_id_at_open() const { return cluster_id_; }
+  // Writes the cluster id durably (its own synced write, not staged). Thread-safe: the transport
+  // calls it from a handshake while the Raft loop commits.
+  absl::Status SetClusterId(const std::string& id);
+
   // Small key/values of the host (peer addresses, ...), staged like everything else.
   void PutMeta(const std::string& key, const std::string& value);
   std::map<std::string, std::string> ReadMetaWithPrefix(const std::string& prefix) const;
@@ -163,6 +170,7 @@ class RocksLogStore {
   std::string dir_;
   Options options_;
   bool fresh_ = false;
+  std::string cluster_id_;
   std::shared_ptr<ErrorListener> listener_;  // registered with db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] = default

@@ -49,6 +49,21 @@ ConfState Voters(std::initializer_list<uint64_t> ids) {
   return cs;
 }
 
+TEST_F(RocksLogStoreTest, TheClusterIdIsKeptAcrossRestarts) {
+  {
+    auto store = MustOpen();
+    EXPECT_EQ(store->cluster_id_at_open(), "");
+    store->Bootstrap(0, Voters({1}));
+    ASSERT_TRUE(store->Commit().ok());
+    // Written while the loop stages other things: its own write, not part of the staged batch.
+    store->Bootstrap(1, Voters({1}));
+    ASSERT_TRUE(store->SetClusterId("sixteen bytes id").ok());
+  }
+  auto store = MustOpen();
+  EXPECT_EQ(store->cluster_id_at_open(), "sixteen bytes id");
+  EXPECT_EQ(store->shard(1)->snapshot_metadata().index(), 0u);  // the staged write was not
+}
+
 TEST_F(RocksLogStoreTest, RestartRestoresHardStateLogAndSnapshotExactly) {
   // Given a bootstrapped store with a log, an overwritten tail, a hard state and a snapshot,
   {

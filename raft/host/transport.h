@@ -31,10 +31,14 @@ class MessageHandler {
   virtual void HandleUnreachable(uint64_t node) = 0;
   // A MSG_SNAP this node sent to `node` for `shard` arrived and was accepted (ok) or not.
   virtual void HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) = 0;
-  // The transport refused a call (`what` "call": no valid cluster key proof, another shard
-  // count, a certificate naming another node) or dropped a message claiming another sender
-  // ("message"). For metrics; must be cheap.
+  // The transport refused a call (`what` "call": no valid cluster key proof, a certificate
+  // naming another node; "shards": another shard count; "cluster": another cluster id;
+  // "duplicate": another process with a live node's id) or dropped a message claiming another
+  // sender ("message"). For metrics; must be cheap.
   virtual void HandleRefused(const char* what) {}
+  // Another process runs with this node's id and is alive (`why` says where): a peer refused
+  // this one (node_incarnation.h). This process must not go on as that node. Called at most once.
+  virtual void HandleDuplicateNode(const std::string& why) {}
 };
 
 class Transport {
