@@ -214,7 +214,7 @@ TEST_F(SnapshotSafetyTest, AGarbageSnapshotFromTheLeaderIsRefusedAndTheNodeStays
   forged.mutable_snapshot()->mutable_metadata()->mutable_conf_state()->add_voters(1);
   forged.mutable_snapshot()->set_data("../db/CURRENT");
   (void)StreamMessage(c, 1, 3, 2, forged);
-  EXPECT_TRUE(std::filesystem::exists(c.raft_path(3) + "/db/CURRENT"));
+  EXPECT_TRUE(std::filesystem::exists(c.raft_store(3) + "/db/CURRENT"));
   // The node stays up and nothing of it stays on disk; the application writes on, and rows
   // keep flowing both ways.
   ASSERT_TRUE(QuickWrite(c, 3, "INSERT INTO kv VALUES (2, 'from node 3');").ok());
@@ -223,7 +223,7 @@ TEST_F(SnapshotSafetyTest, AGarbageSnapshotFromTheLeaderIsRefusedAndTheNodeStays
       << Tail(c.log(3));
   EXPECT_EQ(c.Sql(3, "SELECT group_concat(v) FROM (SELECT v FROM kv ORDER BY k);"),
             "before,from node 3,after\n");
-  for (const auto& f : std::filesystem::directory_iterator(c.raft_path(3) + "/snapshots")) {
+  for (const auto& f : std::filesystem::directory_iterator(c.raft_store(3) + "/snapshots")) {
     ADD_FAILURE() << "left on disk: " << f.path();
   }
   // A restart is an ordinary one.
@@ -367,7 +367,7 @@ TEST_F(SnapshotSafetyTest, ASnapshotOfManyPiecesStreamsAndInstalls) {
   // The snapshots the nodes keep are in pieces of about 64 KiB: none over 64 KiB and a row.
   int checked = 0;
   for (int id = 1; id <= 3; ++id) {
-    for (const auto& f : std::filesystem::directory_iterator(c.raft_path(id) + "/snapshots")) {
+    for (const auto& f : std::filesystem::directory_iterator(c.raft_store(id) + "/snapshots")) {
       auto source = raft::host::FileSnapshotSource::Open(f.path());
       ASSERT_TRUE(source.ok()) << source.status();
       if ((*source)->size() < 2000000) continue;

@@ -51,6 +51,10 @@ int LocalCluster::StartJoiningNode() {
 std::string LocalCluster::db_path(int id) const { return absl::StrCat(dir_, "/node-", id, ".db"); }
 std::string LocalCluster::raft_path(int id) const { return absl::StrCat(dir_, "/raft-", id); }
 
+std::string LocalCluster::raft_store(int id) const {
+  return absl::StrCat(raft_path(id), "/node-", id);
+}
+
 std::string LocalCluster::log(int id) const {
   return procs_[id - 1] != nullptr ? procs_[id - 1]->Stderr() : "";
 }

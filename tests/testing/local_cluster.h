@@ -46,7 +46,8 @@ class LocalCluster {
   bool IsRunning(int id) const { return procs_[id - 1] != nullptr; }
 
   std::string db_path(int id) const;
-  std::string raft_path(int id) const;
+  std::string raft_path(int id) const;   // The node's -raft-path.
+  std::string raft_store(int id) const;  // Its Raft store inside: <raft-path>/node-<id>.
   std::string log(int id) const;  // What the node wrote to stderr so far.
   int nodes() const { return static_cast<int>(procs_.size()); }
   // The control pane's one port: gRPC and REST.
