@@ -121,8 +121,9 @@ PaneListener::~PaneListener() { Stop(); }
 
 void PaneListener::AcceptLoop() {
   std::vector<pollfd> fds;
-  for (const OwnedFd& fd : listening_)
+  for (const OwnedFd& fd : listening_) {
     fds.push_back({.fd = fd.get(), .events = POLLIN, .revents = 0});
+  }
   fds.push_back({.fd = drain_.get(), .events = POLLIN, .revents = 0});
   while (true) {
     if (::poll(fds.data(), fds.size(), -1) < 0) {
