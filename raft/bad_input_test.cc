@@ -50,6 +50,36 @@ TEST_F(BadInputTest, LocalMessageTypesAndUnknownTypesAreRefused) {
   EXPECT_EQ(c_.raft(2).state(), StateType::kFollower);
 }
 
+// Found by //tests/fuzz:raft_step: a follower forwarded a proposal carrying the current term
+// to its leader, and sending it broke the core's invariant (a CHECK: the node crashed).
+TEST_F(BadInputTest, TermlessMessagesCarryingATermAreRefused) {
+  for (v1::MessageType t : {v1::MSG_PROP, v1::MSG_READ_INDEX, v1::MSG_TRANSFER_LEADER}) {
+    v1::Message m = Msg(t, 3, 2, term_);
+    m.add_entries()->set_data("x");
+    EXPECT_EQ(c_.raw(2).Step(m).code(), absl::StatusCode::kInvalidArgument) << t;
+    EXPECT_TRUE(Out(2).empty()) << t;
+  }
+  // Without a term, the proposal goes to the leader and commits.
+  v1::Message m = Msg(v1::MSG_PROP, 3, 2, 0);
+  m.add_entries()->set_data("forwarded");
+  ASSERT_TRUE(c_.raw(2).Step(m).ok());
+  c_.Settle();
+  EXPECT_EQ(c_.Applied(1), (Strings{"a", "forwarded"}));
+}
+
+// Every other message from a peer carries its sender's term: a vote without one would be
+// answered with a vote response without one (the core's invariant, a CHECK).
+TEST_F(BadInputTest, PeerMessagesWithoutATermAreRefused) {
+  for (v1::MessageType t : {v1::MSG_VOTE, v1::MSG_PRE_VOTE, v1::MSG_APP, v1::MSG_HEARTBEAT,
+                            v1::MSG_SNAP, v1::MSG_TIMEOUT_NOW, v1::MSG_APP_RESP, v1::MSG_VOTE_RESP,
+                            v1::MSG_READ_INDEX_RESP}) {
+    EXPECT_EQ(c_.raw(2).Step(Msg(t, 3, 2, 0)).code(), absl::StatusCode::kInvalidArgument) << t;
+    EXPECT_TRUE(Out(2).empty()) << t;
+  }
+  EXPECT_EQ(c_.raft(2).lead(), 1u);
+  EXPECT_EQ(c_.raft(2).term(), term_);
+}
+
 TEST_F(BadInputTest, AppendFromOlderTermIsAnsweredWithCurrentTerm) {
   v1::Message m = Msg(v1::MSG_APP, 3, 2, term_ - 1);
   ASSERT_TRUE(c_.raw(2).Step(m).ok());
