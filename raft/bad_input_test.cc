@@ -80,6 +80,32 @@ TEST_F(BadInputTest, PeerMessagesWithoutATermAreRefused) {
   EXPECT_EQ(c_.raft(2).term(), term_);
 }
 
+// Found by //tests/fuzz:raft_step: an append whose previous entry lies beyond our log, paired
+// with term 0 (the term Term() answers there), matched, and its commit index beyond our log
+// crashed the follower on a CHECK. The same for a snapshot of term 0.
+TEST_F(BadInputTest, TermZeroBeyondOurLogMatchesNothing) {
+  const uint64_t last = c_.raft(2).log().LastIndex();
+  const uint64_t commit = c_.raft(2).log().committed();
+  v1::Message app = Msg(v1::MSG_APP, 1, 2, term_);
+  app.set_index(last + 10);
+  app.set_log_term(0);
+  app.set_commit(last + 10);
+  ASSERT_TRUE(c_.raw(2).Step(app).ok());
+  ASSERT_EQ(Out(2).size(), 1u);
+  EXPECT_TRUE(Out(2)[0].reject());
+  Out(2).clear();
+  v1::Message snap = Msg(v1::MSG_SNAP, 1, 2, term_);
+  snap.mutable_snapshot()->mutable_metadata()->set_index(last + 10);
+  *snap.mutable_snapshot()->mutable_metadata()->mutable_conf_state() = Cluster::Voters({1, 2, 3});
+  ASSERT_TRUE(c_.raw(2).Step(snap).ok());
+  EXPECT_TRUE(Out(2).empty());
+  EXPECT_EQ(c_.raft(2).log().committed(), commit);
+  EXPECT_EQ(c_.raft(2).log().LastIndex(), last);
+  c_.Settle();
+  ASSERT_TRUE(c_.Propose(1, "b").ok());
+  EXPECT_EQ(c_.Applied(2), (Strings{"a", "b"}));
+}
+
 TEST_F(BadInputTest, AppendFromOlderTermIsAnsweredWithCurrentTerm) {
   v1::Message m = Msg(v1::MSG_APP, 3, 2, term_ - 1);
   ASSERT_TRUE(c_.raw(2).Step(m).ok());
