@@ -57,7 +57,7 @@ class MessageBatch;
 namespace marmot::raft::host {
 
 class ClusterKey;
-class MessageAssembler;
+class StreamIntake;
 
 struct GrpcTransportOptions {
   uint64_t node_id = 0;
@@ -130,7 +130,7 @@ class GrpcTransport : public Transport {
   // The peers this node has an open, authenticated stream with now.
   std::set<uint64_t> ConnectedPeers() const;
 
-  // FNV-1a 64, the snapshot payload checksum.
+  // FNV-1a 64, the snapshot payload checksum (PayloadChecksum in snapshot_receipt.h).
   static uint64_t Checksum(uint64_t h, const char* data, size_t n);
   static constexpr uint64_t kChecksumSeed = 1469598103934665603ull;
 
@@ -144,9 +144,9 @@ class GrpcTransport : public Transport {
   Peer* GetPeer(uint64_t node, bool create);
   void Attach(uint64_t node, std::shared_ptr<Link> link);
   void Detach(uint64_t node, const std::shared_ptr<Link>& link);
-  // Hands a received batch to the handler (after checking it is addressed to us); a piece goes
-  // to the stream's `assembler`, and the message it completes to the handler.
-  void Deliver(uint64_t from, transport::v1::MessageBatch batch, MessageAssembler* assembler);
+  // Hands what a batch read from a stream delivers (stream_intake.h) to the handler, and counts
+  // what it refused.
+  void Deliver(StreamIntake* intake, transport::v1::MessageBatch batch);
   TransportFaults faults() const;
   // Counts and logs (rate-limited: a flood of bad calls must not flood the log) a refused call.
   void RefuseCall(absl::string_view what, const std::string& peer, absl::string_view why);
