@@ -17,6 +17,7 @@
 #include "raft/host/message_pieces.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/rocks_log_store.h"
+#include "raft/host/snapshot_chunk_checks.h"
 #include "raft/host/snapshot_file.h"
 #include "raft/host/snapshot_receipt.h"
 #include "raft/host/stream_intake.h"
@@ -657,13 +658,11 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     }
     tv1::SnapshotChunk c;
     if (!reader->Read(&c)) return refuse("no header chunk");
+    if (absl::Status s = CheckFirstSnapshotChunk(me, o.shards, c); !s.ok()) {
+      return refuse(s.message());
+    }
     v1::Message header = c.header();
     const uint64_t from = c.from_node();
-    if (c.to_node() != me || header.to() != me) return refuse("addressed to another node");
-    if (header.from() != from || from == 0 || from == me) return refuse("the header's sender is not the caller");
-    if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
-    if (c.offset() != 0) return refuse("bad first chunk");
-    if (o.shards != 0 && header.shard() >= o.shards) return refuse("no such shard");
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
       code = grpc::StatusCode::UNAUTHENTICATED;
       t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("the certificate does not name ", CertificateName(from)));
@@ -696,15 +695,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       code = grpc::StatusCode::RESOURCE_EXHAUSTED;
       return refuse(receipt.status().message());
     }
-    for (;;) {
-      if (absl::Status s = (*receipt)->Add(c.offset(), c.data()); !s.ok()) {
-        return refuse(s.message());
-      }
-      if (c.last()) break;
-      if (!reader->Read(&c)) return refuse("stream ended before the last chunk");
-      if (c.has_header() || c.has_handshake()) return refuse("a second header in one snapshot");
-    }
-    absl::StatusOr<std::string> file = (*receipt)->Finish();
+    absl::StatusOr<std::string> file = ReceiveSnapshotChunks(
+        c, [&](tv1::SnapshotChunk* next) { return reader->Read(next); }, **receipt);
     if (!file.ok()) {
       code = file.status().code() == absl::StatusCode::kDataLoss
                  ? grpc::StatusCode::DATA_LOSS
@@ -712,7 +704,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ",
                                  from, ": ", file.status().message()));
     }
-    const uint64_t total = c.offset() + c.data().size();
+    const uint64_t total = c.total_size();
     header.mutable_snapshot()->set_data(*file);
     LOG(INFO) << "[shard " << header.shard() << " node " << me << "] received snapshot at " << index
               << " (" << total << " bytes) from node " << header.from();
