@@ -50,6 +50,62 @@ TEST_F(BadInputTest, LocalMessageTypesAndUnknownTypesAreRefused) {
   EXPECT_EQ(c_.raft(2).state(), StateType::kFollower);
 }
 
+// Found by //tests/fuzz:raft_step: a follower forwarded a proposal carrying the current term
+// to its leader, and sending it broke the core's invariant (a CHECK: the node crashed).
+TEST_F(BadInputTest, TermlessMessagesCarryingATermAreRefused) {
+  for (v1::MessageType t : {v1::MSG_PROP, v1::MSG_READ_INDEX, v1::MSG_TRANSFER_LEADER}) {
+    v1::Message m = Msg(t, 3, 2, term_);
+    m.add_entries()->set_data("x");
+    EXPECT_EQ(c_.raw(2).Step(m).code(), absl::StatusCode::kInvalidArgument) << t;
+    EXPECT_TRUE(Out(2).empty()) << t;
+  }
+  // Without a term, the proposal goes to the leader and commits.
+  v1::Message m = Msg(v1::MSG_PROP, 3, 2, 0);
+  m.add_entries()->set_data("forwarded");
+  ASSERT_TRUE(c_.raw(2).Step(m).ok());
+  c_.Settle();
+  EXPECT_EQ(c_.Applied(1), (Strings{"a", "forwarded"}));
+}
+
+// Every other message from a peer carries its sender's term: a vote without one would be
+// answered with a vote response without one (the core's invariant, a CHECK).
+TEST_F(BadInputTest, PeerMessagesWithoutATermAreRefused) {
+  for (v1::MessageType t : {v1::MSG_VOTE, v1::MSG_PRE_VOTE, v1::MSG_APP, v1::MSG_HEARTBEAT,
+                            v1::MSG_SNAP, v1::MSG_TIMEOUT_NOW, v1::MSG_APP_RESP, v1::MSG_VOTE_RESP,
+                            v1::MSG_READ_INDEX_RESP}) {
+    EXPECT_EQ(c_.raw(2).Step(Msg(t, 3, 2, 0)).code(), absl::StatusCode::kInvalidArgument) << t;
+    EXPECT_TRUE(Out(2).empty()) << t;
+  }
+  EXPECT_EQ(c_.raft(2).lead(), 1u);
+  EXPECT_EQ(c_.raft(2).term(), term_);
+}
+
+// Found by //tests/fuzz:raft_step: an append whose previous entry lies beyond our log, paired
+// with term 0 (the term Term() answers there), matched, and its commit index beyond our log
+// crashed the follower on a CHECK. The same for a snapshot of term 0.
+TEST_F(BadInputTest, TermZeroBeyondOurLogMatchesNothing) {
+  const uint64_t last = c_.raft(2).log().LastIndex();
+  const uint64_t commit = c_.raft(2).log().committed();
+  v1::Message app = Msg(v1::MSG_APP, 1, 2, term_);
+  app.set_index(last + 10);
+  app.set_log_term(0);
+  app.set_commit(last + 10);
+  ASSERT_TRUE(c_.raw(2).Step(app).ok());
+  ASSERT_EQ(Out(2).size(), 1u);
+  EXPECT_TRUE(Out(2)[0].reject());
+  Out(2).clear();
+  v1::Message snap = Msg(v1::MSG_SNAP, 1, 2, term_);
+  snap.mutable_snapshot()->mutable_metadata()->set_index(last + 10);
+  *snap.mutable_snapshot()->mutable_metadata()->mutable_conf_state() = Cluster::Voters({1, 2, 3});
+  ASSERT_TRUE(c_.raw(2).Step(snap).ok());
+  EXPECT_TRUE(Out(2).empty());
+  EXPECT_EQ(c_.raft(2).log().committed(), commit);
+  EXPECT_EQ(c_.raft(2).log().LastIndex(), last);
+  c_.Settle();
+  ASSERT_TRUE(c_.Propose(1, "b").ok());
+  EXPECT_EQ(c_.Applied(2), (Strings{"a", "b"}));
+}
+
 TEST_F(BadInputTest, AppendFromOlderTermIsAnsweredWithCurrentTerm) {
   v1::Message m = Msg(v1::MSG_APP, 3, 2, term_ - 1);
   ASSERT_TRUE(c_.raw(2).Step(m).ok());

@@ -54,6 +54,9 @@ uint64_t RaftLog::ZeroTermOnError(uint64_t i) const {
 }
 
 bool RaftLog::MatchTerm(uint64_t i, uint64_t term) const {
+  // Term() answers 0 beyond the log (unknown): an index we do not hold matches nothing, also
+  // when a (malformed) message pairs it with term 0.
+  if (i > LastIndex()) return false;
   auto t = Term(i);
   return t.ok() && *t == term;
 }

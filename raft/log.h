@@ -33,6 +33,7 @@ class RaftLog {
   absl::StatusOr<uint64_t> Term(uint64_t i) const;
   // Term of entry i, or 0 if unknown for any reason.
   uint64_t ZeroTermOnError(uint64_t i) const;
+  // Whether the log holds entry i with `term` (false beyond the last index).
   bool MatchTerm(uint64_t i, uint64_t term) const;
 
   // Follower side of MsgApp: if our log has (index, log_term), appends `entries` after it

@@ -927,11 +927,12 @@ void Raft::HandleAppendEntries(Message& m) {
   Message r;
   r.set_to(m.from());
   r.set_type(v1::MSG_APP_RESP);
-  // Bad input: entries must directly follow m.index(). A malformed batch is dropped rather
-  // than trusted (appending it would corrupt the log).
+  // Bad input: entries must directly follow m.index(), with terms between the previous entry's
+  // and the message's (never 0). A malformed batch is dropped rather than trusted (appending it
+  // would corrupt the log).
   for (int i = 0; i < m.entries_size(); ++i) {
     if (m.entries(i).index() != m.index() + 1 + i || m.entries(i).term() > m.term() ||
-        m.entries(i).term() < m.log_term()) {
+        m.entries(i).term() < m.log_term() || m.entries(i).term() == 0) {
       LOG(WARNING) << "[shard " << shard_ << " node " << id_ << "] dropping malformed MsgApp from "
                    << m.from() << " (entry " << i << " is " << m.entries(i).term() << "/"
                    << m.entries(i).index() << " after " << m.log_term() << "/" << m.index() << ")";
@@ -997,6 +998,13 @@ void Raft::HandleHeartbeat(const Message& m) {
 }
 
 void Raft::HandleSnapshot(const Message& m) {
+  const auto& md = m.snapshot().metadata();
+  if (md.index() == 0 || md.term() == 0) {
+    // Every snapshot a leader sends has both (the bootstrap one is at index 1, term 1).
+    LOG(WARNING) << "[shard " << shard_ << " node " << id_ << "] dropping a malformed MsgSnap from "
+                 << m.from() << " (snapshot at " << md.term() << "/" << md.index() << ")";
+    return;
+  }
   Message r;
   r.set_to(m.from());
   r.set_type(v1::MSG_APP_RESP);

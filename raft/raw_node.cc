@@ -83,6 +83,16 @@ absl::Status RawNode::Step(v1::Message m) {
   if (!v1::MessageType_IsValid(m.type())) {
     return absl::InvalidArgumentError("raft: unknown message type");
   }
+  // Proposals, reads and leadership transfers are termless (a follower forwards them as they
+  // came); every other message from a peer carries its sender's term. The core builds its
+  // answers on that (a vote answer echoes the vote's term), and a message breaking it would make
+  // the core send one that breaks it too: refuse it here, it cannot come from a correct peer.
+  const bool termless = m.type() == v1::MSG_PROP || m.type() == v1::MSG_READ_INDEX ||
+                        m.type() == v1::MSG_TRANSFER_LEADER;
+  if (termless != (m.term() == 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft: a message of type ", m.type(), termless ? " carries a term" : " carries no term"));
+  }
   if (IsResponseMsg(m.type()) && raft_.tracker().Get(m.from()) == nullptr) {
     return PeerNotFoundError();
   }

@@ -89,8 +89,10 @@ class RawNode {
   absl::Status ProposeConfChange(const v1::ConfChange& cc);
   // Applies a committed conf change entry (the host calls it while applying entries).
   v1::ConfState ApplyConfChange(const v1::ConfChange& cc) { return raft_.ApplyConfChange(cc); }
-  // Feeds a message from a peer. InvalidArgumentError() for local message types;
-  // PeerNotFoundError() for a response from a peer not in the group.
+  // Feeds a message from a peer. InvalidArgumentError() for local and unknown message types,
+  // and for a message whose term does not fit its type (a proposal, read or leadership transfer
+  // carrying a term, any other message none); PeerNotFoundError() for a response from a peer
+  // not in the group.
   absl::Status Step(v1::Message m);
   // Asks the leader (which may be this node) to hand leadership to `transferee`.
   absl::Status TransferLeader(uint64_t transferee);

@@ -395,17 +395,29 @@ std::vector<int> SnapshotKeyIndex(const ShardSnapshot::Table& t) {
   return t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
 }
 
+// Where a snapshot row goes: the table, the shard whose snapshot holds it, and the router that
+// says which shard orders each key.
+struct SnapshotRowTarget {
+  const std::string& table;
+  int shard;
+  const ShardRouter& router;
+};
+
 // Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
-// upsert statement), unless its key is in `keep` (may be null).
-absl::Status UpsertSnapshotRow(Statement& upsert,
+// upsert statement), unless its key is in `keep` (may be null). InvalidArgument, writing nothing,
+// when the row's key routes to another shard than `target.shard`: a snapshot of one shard must
+// not write rows that another shard orders (`row` numbers the row in that error).
+absl::Status UpsertSnapshotRow(Statement& upsert, const SnapshotRowTarget& target,
                                const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
                                int start, size_t width, const std::vector<int>& key_index,
-                               const KeptRows* keep) {
-  if (keep != nullptr && !keep->empty()) {
-    std::vector<Value> key;
-    for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
-    if (keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
+                               const KeptRows* keep, int64_t row) {
+  std::vector<Value> key;
+  for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
+  if (const int routed = target.router.ShardOf(target.table, key); routed != target.shard) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed: row ", row, " belongs to shard ",
+                                                   routed, ", not ", target.shard));
   }
+  if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
   for (size_t i = 0; i < width; ++i) {
     if (absl::Status s =
             upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
@@ -418,17 +430,21 @@ absl::Status UpsertSnapshotRow(Statement& upsert,
   return s;
 }
 
-// Upserts the rows of a snapshot table kept whole (a snapshot-rows dead letter; SnapshotRowWidth
-// must be positive) with `writer`.
+// Upserts the rows of a snapshot table of `shard` kept whole (a snapshot-rows dead letter;
+// SnapshotRowWidth must be positive) with `writer`. InvalidArgument, after some rows may have been
+// written (the caller rolls them back), when a row routes to another shard.
 absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
-                                const TableWriter& writer) {
+                                const TableWriter& writer, const ShardRouter& router, int shard) {
   const size_t width = SnapshotRowWidth(t);
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
   const std::vector<int> key_index = SnapshotKeyIndex(t);
+  const SnapshotRowTarget target{t.table(), shard, router};
+  int64_t row = 0;
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-    if (absl::Status s = UpsertSnapshotRow(*upsert, t.values(), start, width, key_index, nullptr);
+    if (absl::Status s =
+            UpsertSnapshotRow(*upsert, target, t.values(), start, width, key_index, nullptr, ++row);
         !s.ok()) {
       return s;
     }
@@ -1087,7 +1103,7 @@ absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry,
     if (!local.ok()) return local.status();
     if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
     absl::Status status = DeleteShardRows(entry.shard, *local);
-    if (status.ok()) status = InsertSnapshotRows(db_, t, *writer);
+    if (status.ok()) status = InsertSnapshotRows(db_, t, *writer, router_, entry.shard);
     if (IsDatabaseFailure(status)) return status;
     absl::Status end =
         db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
@@ -1365,13 +1381,16 @@ absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index,
     // Inserted piece by piece inside a savepoint: a row that fails undoes the table's rows.
     const std::vector<int> key_index = SnapshotKeyIndex(header);
     const size_t width = columns.size() + (header.keyed_by_rowid() ? 1 : 0);
+    const SnapshotRowTarget target{header.table(), shard, router_};
+    int64_t row_number = 0;
     if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
     while (refused.ok()) {
       absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
       if (!rows.ok()) return Unreadable(rows.status());
       if (!rows->has_value()) break;
       for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
-        refused = UpsertSnapshotRow(*upsert, row.values(), 0, width, key_index, keep);
+        refused = UpsertSnapshotRow(*upsert, target, row.values(), 0, width, key_index, keep,
+                                    ++row_number);
         if (!refused.ok()) break;
       }
     }

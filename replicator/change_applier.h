@@ -67,9 +67,9 @@
 //      snapshot only above the applied index, so none of the shard's stays; one of a later
 //      entry, which a caller installing below its applied index would keep, would come before
 //      the carried ones in id order.) A snapshot table that cannot be installed here (missing
-//      or different here, a row a constraint of this node refuses) becomes a snapshot-rows dead
-//      letter holding all its rows in the shard, which the carried changes of that table then
-//      queue behind.
+//      or different here, a row a constraint of this node refuses, a row whose key routes to
+//      another shard) becomes a snapshot-rows dead letter holding all its rows in the shard,
+//      which the carried changes of that table then queue behind.
 //   2. The carried dead letters then go through in their order, each the way RetryDeadLetters
 //      would retry it: applied when it can be (this node then has the change, as the nodes that
 //      applied it have), otherwise recorded here as a dead letter with its original raft index,
@@ -220,8 +220,8 @@ class ChangeApplier {
   // applies the snapshot's dead letters or records them here (see "Snapshots" above). Rows of
   // other shards are untouched. The applied index becomes `index` when given (Raft's index of
   // the snapshot), else the snapshot's own. A table whose rows cannot be installed here (missing
-  // or different table, a constraint that fails) becomes a snapshot-rows dead letter and the
-  // install goes on. Errors change nothing: a database failure (IsDatabaseFailure; the caller
+  // or different table, a constraint that fails, a row whose key routes to another shard: that
+  // shard orders it) becomes a snapshot-rows dead letter and the install goes on. Errors change nothing: a database failure (IsDatabaseFailure; the caller
   // tries again later), or one that trying again cannot fix: FailedPrecondition when the payload
   // cannot be read, ResourceExhausted when its dead letters do not fit (set_max_dead_letters, or
   // a table's rows too large for one dead letter).

@@ -839,6 +839,51 @@ TEST(ChangeApplierTest, SnapshotReplacesExactlyTheShardsRows) {
   EXPECT_FALSE(rows_of(b, true).empty());
 }
 
+// Found by //tests/fuzz:snapshot_install: a snapshot of one shard holding a row of another
+// wrote it, out of that shard's order (and over that shard's version of the row).
+TEST(ChangeApplierTest, ASnapshotTableWithARowOfAnotherShardIsADeadLetterAndWritesNothing) {
+  Node a("foreign-row-a", 2), b("foreign-row-b", 2);
+  // Keys of "order" in shard 0 and in shard 1.
+  std::vector<int64_t> keys[2];
+  for (int64_t id = 1; keys[0].size() < 2 || keys[1].size() < 2; ++id) {
+    keys[a.router.ShardOf("order", {Value::Integer(id)})].push_back(id);
+  }
+  a.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", keys[0][0], ", 'a0'), (",
+                      keys[1][0], ", 'a1')"));
+  b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", keys[1][0], ", 'b1')"));
+  ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 4).ok());
+  auto snapshot = CreateSnapshot(*a.applier, 0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  change::v1::ShardSnapshot snap = *snapshot;
+  // The order rows of shard 0, then one of shard 1 (b holds another version of it).
+  for (auto& t : *snap.mutable_tables()) {
+    if (t.table() != "order") continue;
+    ASSERT_EQ(t.values_size(), 4) << t.ShortDebugString();
+    *t.add_values() = ToWire(Value::Integer(keys[1][0]));
+    *t.add_values() = ToWire(Value::Text("forged"));
+    *t.add_values() = ToWire(Value::Null());
+    *t.add_values() = ToWire(Value::Null());
+  }
+  // Streamed one row per piece: the foreign row comes after a piece of shard 0 was written.
+  auto install = InstallSnapshot(*b.applier, snap, 4, 1);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(install->rows_kept, 1);
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 4u);
+  auto errors = b.db->QueryRows("SELECT tbl, error FROM \"__marmot__dead_letters\"");
+  ASSERT_TRUE(errors.ok());
+  ASSERT_EQ(errors->size(), 1u) << b.Dump("__marmot__dead_letters");
+  EXPECT_EQ((*errors)[0][0], Value::Text("order"));
+  EXPECT_THAT((*errors)[0][1].bytes(), HasSubstr("row 2 belongs to shard 1, not 0"));
+  // Shard 1's row is b's own; shard 0's row of order waits in the dead letter.
+  EXPECT_EQ(b.Dump("order"), absl::StrCat(keys[1][0], " ", keys[1][0], " 'b1' NULL NULL \n"));
+  // A retry of that dead letter meets the same row and still writes nothing.
+  auto retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 0);
+  EXPECT_EQ(retried->still_failing, 1);
+  EXPECT_EQ(b.Dump("order"), absl::StrCat(keys[1][0], " ", keys[1][0], " 'b1' NULL NULL \n"));
+}
+
 TEST(ChangeApplierTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
   // Node a installs node b's snapshot of a shard while a's own change of row k1 is still in its
   // log, not yet committed: k1 stays as a wrote it (that change comes later in the shard's order

@@ -21,8 +21,10 @@
 #include "raft/host/node_incarnation.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/rocks_log_store.h"
+#include "raft/host/snapshot_chunk_checks.h"
 #include "raft/host/snapshot_file.h"
 #include "raft/host/snapshot_receipt.h"
+#include "raft/host/stream_intake.h"
 
 namespace marmot::raft::host {
 
@@ -241,11 +243,11 @@ class GrpcTransport::Peer {
           Attach(link);
           VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " open";
           tv1::MessageBatch b;
-          MessageAssembler assembler;
+          StreamIntake intake(o.node_id, id_);
           for (bool first = true; stream->Read(&b); first = false) {
             if (first) t_->AdmittedBy(id_);  // the peer answered on it: not refused
             link->Heard();
-            t_->Deliver(id_, std::move(b), &assembler);
+            t_->Deliver(&intake, std::move(b));
           }
           {
             std::lock_guard<std::mutex> wl(link->write_mu);
@@ -771,7 +773,6 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       }
     }
     deadline.reset();
-    MessageAssembler assembler;
     auto link = std::make_shared<Link>();
     link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
     link->origin = {.incarnation = hello.incarnation(), .bind_address = hello.bind_address(),
@@ -783,9 +784,10 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     }
     VLOG(1) << "[node " << me << "] stream from node " << from << " accepted"
             << (key != nullptr ? " (cluster key proven)" : "");
+    StreamIntake intake(me, from);
     while (stream->Read(&b)) {
       link->Heard();
-      t_->Deliver(from, std::move(b), &assembler);
+      t_->Deliver(&intake, std::move(b));
     }
     {
       std::lock_guard<std::mutex> wl(link->write_mu);
@@ -851,13 +853,11 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     }
     tv1::SnapshotChunk c;
     if (!reader->Read(&c)) return refuse("no header chunk");
+    if (absl::Status s = CheckFirstSnapshotChunk(me, o.shards, c); !s.ok()) {
+      return refuse(s.message());
+    }
     v1::Message header = c.header();
     const uint64_t from = c.from_node();
-    if (c.to_node() != me || header.to() != me) return refuse("addressed to another node");
-    if (header.from() != from || from == 0 || from == me) return refuse("the header's sender is not the caller");
-    if (header.type() != v1::MSG_SNAP) return refuse("header is not a MSG_SNAP");
-    if (c.offset() != 0) return refuse("bad first chunk");
-    if (o.shards != 0 && header.shard() >= o.shards) return refuse("no such shard");
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
       code = grpc::StatusCode::UNAUTHENTICATED;
       t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("the certificate does not name ", CertificateName(from)));
@@ -890,15 +890,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       code = grpc::StatusCode::RESOURCE_EXHAUSTED;
       return refuse(receipt.status().message());
     }
-    for (;;) {
-      if (absl::Status s = (*receipt)->Add(c.offset(), c.data()); !s.ok()) {
-        return refuse(s.message());
-      }
-      if (c.last()) break;
-      if (!reader->Read(&c)) return refuse("stream ended before the last chunk");
-      if (c.has_header() || c.has_handshake()) return refuse("a second header in one snapshot");
-    }
-    absl::StatusOr<std::string> file = (*receipt)->Finish();
+    absl::StatusOr<std::string> file = ReceiveSnapshotChunks(
+        c, [&](tv1::SnapshotChunk* next) { return reader->Read(next); }, **receipt);
     if (!file.ok()) {
       code = file.status().code() == absl::StatusCode::kDataLoss
                  ? grpc::StatusCode::DATA_LOSS
@@ -906,7 +899,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ",
                                  from, ": ", file.status().message()));
     }
-    const uint64_t total = c.offset() + c.data().size();
+    const uint64_t total = c.total_size();
     header.mutable_snapshot()->set_data(*file);
     LOG(INFO) << "[shard " << header.shard() << " node " << me << "] received snapshot at " << index
               << " (" << total << " bytes) from node " << header.from();
@@ -1161,48 +1154,13 @@ void GrpcTransport::Detach(uint64_t node, const std::shared_ptr<Link>& link) {
   if (it != peers_.end()) it->second->Detach(link);
 }
 
-void GrpcTransport::Deliver(uint64_t from, tv1::MessageBatch batch, MessageAssembler* assembler) {
-  const uint64_t me = options_.node_id;
-  if (batch.messages_size() == 0 && !batch.has_piece()) return;
-  if (batch.to_node() != me || batch.from_node() != from) {
-    refused_messages_.fetch_add(batch.messages_size() + batch.has_piece(), std::memory_order_relaxed);
-    handler_->HandleRefused("message");
-    LOG_EVERY_N(WARNING, 64) << "[node " << me << "] dropping a batch on node " << from
-                             << "'s stream from node " << batch.from_node() << " to node "
-                             << batch.to_node() << " (" << google::COUNTER << " so far)";
-    return;
+void GrpcTransport::Deliver(StreamIntake* intake, tv1::MessageBatch batch) {
+  StreamIntake::Delivery d = intake->Take(std::move(batch));
+  if (d.refused > 0) {
+    refused_messages_.fetch_add(d.refused, std::memory_order_relaxed);
+    for (uint64_t i = 0; i < d.refused; ++i) handler_->HandleRefused("message");
   }
-  std::vector<v1::Message> msgs;
-  msgs.reserve(batch.messages_size() + 1);
-  // A message is bound to the stream it came on: its sender is the stream's (authenticated)
-  // peer. Without this a member, or anyone on a key-less loopback stream, could speak for
-  // another node (vote for it, answer appends in its name).
-  // The one exception is MSG_TRANSFER_LEADER: by the core's convention its `from` names the
-  // transferee, and a follower forwards it to the leader unchanged. The leader acts on it only
-  // if the transferee is a voter of the shard (raft.cc), so it cannot make a non-member lead.
-  auto take = [&](v1::Message m) {
-    const bool from_ok = m.from() == from || m.type() == v1::MSG_TRANSFER_LEADER;
-    if (!from_ok || m.to() != me) {
-      refused_messages_.fetch_add(1, std::memory_order_relaxed);
-      handler_->HandleRefused("message");
-      LOG_EVERY_N(WARNING, 64) << "[shard " << m.shard() << " node " << me << "] dropping a message from node "
-                               << m.from() << " to node " << m.to() << " on node " << from
-                               << "'s stream (type " << m.type() << ", " << google::COUNTER << " so far)";
-      return;
-    }
-    msgs.push_back(std::move(m));
-  };
-  for (auto& m : *batch.mutable_messages()) take(std::move(m));
-  if (batch.has_piece()) {
-    absl::StatusOr<std::optional<v1::Message>> whole = assembler->Add(batch.piece());
-    if (!whole.ok()) {
-      LOG(WARNING) << "[node " << me << "] dropping a large message from node " << from << ": "
-                   << whole.status().message();
-    } else if (whole->has_value()) {
-      take(std::move(**whole));
-    }
-  }
-  if (!msgs.empty()) handler_->HandleMessages(std::move(msgs));
+  if (!d.messages.empty()) handler_->HandleMessages(std::move(d.messages));
 }
 
 void GrpcTransport::Send(std::vector<v1::Message> messages) {

@@ -67,7 +67,7 @@ namespace marmot::raft::host {
 
 class ClusterIdentity;
 class ClusterKey;
-class MessageAssembler;
+class StreamIntake;
 struct StreamOrigin;
 
 struct GrpcTransportOptions {
@@ -153,7 +153,7 @@ class GrpcTransport : public Transport {
   std::set<uint64_t> ConnectedPeers() const;
   uint64_t incarnation() const { return incarnation_; }
 
-  // FNV-1a 64, the snapshot payload checksum.
+  // FNV-1a 64, the snapshot payload checksum (PayloadChecksum in snapshot_receipt.h).
   static uint64_t Checksum(uint64_t h, const char* data, size_t n);
   static constexpr uint64_t kChecksumSeed = 1469598103934665603ull;
 
@@ -179,9 +179,9 @@ class GrpcTransport : public Transport {
   // open (node_incarnation.h): then why not.
   std::string Admit(uint64_t node, std::shared_ptr<Link> link);
   void Detach(uint64_t node, const std::shared_ptr<Link>& link);
-  // Hands a received batch to the handler (after checking it is addressed to us); a piece goes
-  // to the stream's `assembler`, and the message it completes to the handler.
-  void Deliver(uint64_t from, transport::v1::MessageBatch batch, MessageAssembler* assembler);
+  // Hands what a batch read from a stream delivers (stream_intake.h) to the handler, and counts
+  // what it refused.
+  void Deliver(StreamIntake* intake, transport::v1::MessageBatch batch);
   TransportFaults faults() const;
   // Counts and logs (rate-limited: a flood of bad calls must not flood the log) a refused call;
   // `reason` is the kind reported to MessageHandler::HandleRefused.
