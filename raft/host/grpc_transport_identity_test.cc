@@ -29,6 +29,7 @@ class RecordingHandler : public MessageHandler {
   }
   void HandleUnreachable(uint64_t) override {}
   void HandleSnapshotStatus(uint64_t, uint64_t, bool) override {}
+  void HandleSnapshot(v1::Message m) override { HandleMessages({std::move(m)}); }
   void HandleRefused(const char* what) override {
     std::lock_guard<std::mutex> l(mu_);
     ++refused_[what];
