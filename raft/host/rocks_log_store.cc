@@ -13,6 +13,8 @@
 #include <set>
 
 #include "absl/strings/numbers.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "absl/strings/str_cat.h"
 #include "raft/host/snapshot_file.h"
 #include "glog/logging.h"
@@ -55,6 +57,25 @@ bool DecodeEntryKey(const rocksdb::Slice& k, uint64_t* index) {
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(k[1 + i]);
   *index = v;
   return true;
+}
+
+// An Entry's index and term from its serialized bytes without copying its data (Entry in
+// proto/raft.proto: term = 1, index = 2; absent fields are 0). False if the bytes do not parse.
+bool DecodeEntryHead(const rocksdb::Slice& v, uint64_t* index, uint64_t* term) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(v.data()),
+                                            static_cast<int>(v.size()));
+  *index = *term = 0;
+  while (uint32_t tag = in.ReadTag()) {
+    const int field = google::protobuf::internal::WireFormatLite::GetTagFieldNumber(tag);
+    const auto wire = google::protobuf::internal::WireFormatLite::GetTagWireType(tag);
+    if ((field == 1 || field == 2) &&
+        wire == google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT) {
+      if (!in.ReadVarint64(field == 1 ? term : index)) return false;
+    } else if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+  }
+  return in.ConsumedEntireMessage();
 }
 
 std::string EncodeU64Pair(uint64_t a, uint64_t b) {
@@ -200,20 +221,6 @@ absl::StatusOr<PersistedState> ShardLog::InitialState() const {
   return ps;
 }
 
-absl::StatusOr<Entry> ShardLog::ReadEntry(uint64_t i) const {
-  std::string v;
-  rocksdb::Status s = store_->db_->Get(rocksdb::ReadOptions(), cf_, EntryKey(i), &v);
-  if (s.IsNotFound()) {
-    return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " missing from the log"));
-  }
-  if (!s.ok()) return FromRocks(s, absl::StrCat("shard ", shard_, ": read entry ", i));
-  Entry e;
-  if (!e.ParseFromString(v) || e.index() != i) {
-    return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " is corrupt"));
-  }
-  return e;
-}
-
 absl::StatusOr<std::vector<Entry>> ShardLog::Entries(uint64_t lo, uint64_t hi,
                                                      uint64_t max_bytes) const {
   if (lo <= compacted_index_) return CompactedError();
@@ -255,10 +262,9 @@ absl::StatusOr<uint64_t> ShardLog::Term(uint64_t i) const {
   if (i == compacted_index_) return compacted_term_;
   if (i < compacted_index_) return CompactedError();
   if (i > last_index_) return UnavailableError();
-  if (!cache_.empty() && i >= cache_.front().index()) return cache_[i - cache_.front().index()].term();
-  auto e = ReadEntry(i);
-  if (!e.ok()) return e.status();
-  return e->term();
+  std::optional<uint64_t> term = terms_.Term(i);
+  if (!term) return absl::DataLossError(absl::StrCat("shard ", shard_, ": no term for entry ", i));
+  return *term;
 }
 
 absl::StatusOr<v1::Snapshot> ShardLog::Snapshot() const {
@@ -295,6 +301,7 @@ absl::Status ShardLog::Append(std::vector<Entry> entries) {
   if (first <= last_index_) {
     // A new leader overwrote our uncommitted tail.
     batch.DeleteRange(cf_, EntryKey(first), EntryKey(last_index_ + 1));
+    terms_.TruncateFrom(first);
     while (!cache_.empty() && cache_.back().index() >= first) {
       cache_bytes_ -= EntrySize(cache_.back());
       cache_.pop_back();
@@ -306,6 +313,7 @@ absl::Status ShardLog::Append(std::vector<Entry> entries) {
   }
   for (size_t k = skip; k < entries.size(); ++k) {
     batch.Put(cf_, EntryKey(entries[k].index()), entries[k].SerializeAsString());
+    terms_.Add(entries[k].index(), entries[k].term());
   }
   last_index_ = entries.back().index();
   for (size_t k = skip; k < entries.size(); ++k) {
@@ -340,6 +348,7 @@ absl::Status ShardLog::ApplySnapshot(const v1::Snapshot& snapshot) {
   compacted_index_ = meta.index();
   compacted_term_ = meta.term();
   last_index_ = meta.index();
+  terms_.Clear();
   cache_.clear();
   cache_bytes_ = 0;
   return absl::OkStatus();
@@ -371,6 +380,7 @@ absl::Status ShardLog::Compact(uint64_t index) {
   batch.Put(cf_, kCompactedKey, EncodeU64Pair(index, *term));
   compacted_index_ = index;
   compacted_term_ = *term;
+  terms_.DropThrough(index);
   while (!cache_.empty() && cache_.front().index() <= index) {
     cache_bytes_ -= EntrySize(cache_.front());
     cache_.pop_front();
@@ -433,6 +443,21 @@ absl::Status ShardLog::Load() {
     last_index_ = last;
   }
   if (!it->status().ok()) return FromRocks(it->status(), "scan log");
+  // Every entry's term, from each entry's first bytes (its rows are skipped, not copied).
+  uint64_t i = compacted_index_ + 1;
+  for (it->Seek(EntryKey(i)); it->Valid() && i <= last_index_; it->Next(), ++i) {
+    uint64_t idx, index, term;
+    if (!DecodeEntryKey(it->key(), &idx) || idx != i || !DecodeEntryHead(it->value(), &index, &term) ||
+        index != i) {
+      return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i,
+                                              " is missing or corrupt"));
+    }
+    terms_.Add(i, term);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scan log");
+  if (i <= last_index_) {
+    return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i, " missing"));
+  }
   if (hard_state_.commit() > last_index_) {
     return absl::DataLossError(absl::StrCat("shard ", shard_, ": commit index ",
                                             hard_state_.commit(), " is past the log's end ",

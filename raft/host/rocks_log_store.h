@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/raft.pb.h"
+#include "raft/host/term_runs.h"
 #include "raft/storage.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
@@ -82,7 +83,6 @@ class ShardLog : public LogStorage {
   ShardLog(RocksLogStore* store, uint64_t shard, rocksdb::ColumnFamilyHandle* cf)
       : store_(store), shard_(shard), cf_(cf) {}
   absl::Status Load();
-  absl::StatusOr<Entry> ReadEntry(uint64_t i) const;
   void TrimCache();
 
   RocksLogStore* store_;
@@ -100,6 +100,8 @@ class ShardLog : public LogStorage {
   // reads (Term of recent indexes, entries for followers that keep up) never touch RocksDB.
   std::deque<Entry> cache_;
   uint64_t cache_bytes_ = 0;
+  // The term of every entry of the log, so that Term() never reads an entry.
+  TermRuns terms_;
 };
 
 class RocksLogStore {

@@ -126,6 +126,44 @@ TEST_F(RocksLogStoreTest, RestartRestoresHardStateLogAndSnapshotExactly) {
   EXPECT_EQ(store->shard(0)->LastIndex(), 0u);
 }
 
+// Term() answers from memory (an entry may carry a 70 MB row): the terms it keeps must follow
+// every append, overwritten tail, compaction and restart.
+TEST_F(RocksLogStoreTest, TermsFollowAppendsOverwritesCompactionAndRestarts) {
+  auto expect_terms = [](ShardLog* log, uint64_t lo, uint64_t hi, auto term_of) {
+    for (uint64_t i = lo; i <= hi; ++i) {
+      auto t = log->Term(i);
+      ASSERT_TRUE(t.ok()) << "index " << i << ": " << t.status();
+      EXPECT_EQ(*t, term_of(i)) << "index " << i;
+    }
+  };
+  auto term_of = [](uint64_t i) -> uint64_t { return i < 30 ? 1 : i < 33 ? 2 : 4; };
+  {
+    auto store = MustOpen();
+    store->Bootstrap(3, Voters({1, 2}));
+    ShardLog* log = store->shard(3);
+    ASSERT_TRUE(log->Append(Ents(2, 40, 1)).ok());
+    ASSERT_TRUE(log->Append(Ents(30, 35, 2)).ok());  // replaces 30..39
+    ASSERT_TRUE(log->Append(Ents(33, 50, 4)).ok());  // replaces 33..34, appends up to 49
+    ASSERT_TRUE(store->Commit().ok());
+    expect_terms(log, 2, 49, term_of);
+    v1::SnapshotMetadata meta;
+    meta.set_index(31);
+    meta.set_term(2);
+    ASSERT_TRUE(log->SetLocalSnapshot(meta, "").ok());
+    ASSERT_TRUE(log->Compact(31).ok());
+    ASSERT_TRUE(store->Commit().ok());
+    EXPECT_EQ(*log->Term(31), 2u);  // the compacted entry's term is kept
+    expect_terms(log, 32, 49, term_of);
+  }
+  auto store = MustOpen();
+  ShardLog* log = store->shard(3);
+  EXPECT_EQ(*log->Term(31), 2u);
+  expect_terms(log, 32, 49, term_of);
+  EXPECT_TRUE(IsEntryUnavailable(log->Term(50).status()));
+  ASSERT_TRUE(log->Append(Ents(50, 52, 5)).ok());
+  EXPECT_EQ(*log->Term(51), 5u);
+}
+
 TEST_F(RocksLogStoreTest, CompactionDeletesTheRangeAndStopsAtTheSnapshot) {
   auto store = MustOpen();
   store->Bootstrap(0, Voters({1}));
