@@ -15,6 +15,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "pane/metrics_text.h"
 #include "pane/pane_server.h"
 #include "pane/replicator_control.h"
@@ -22,6 +23,7 @@
 #include "replicator/database_lock.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator.h"
+#include "replicator/stop_signals.h"
 #include "sqlite/change_log.h"
 #include "sqlite/database.h"
 
@@ -144,9 +146,15 @@ int RunCleanup(const std::string& db_path) {
   return 0;
 }
 
+// How long a drain may take before marmot exits without finishing it (stop_signals.h): inside
+// Kubernetes' default grace period of 30 s.
+constexpr absl::Duration kDrainLimit = absl::Seconds(20);
+
 // Replicates and serves the control pane until SIGINT or SIGTERM arrives, then drains: health
-// reports NOT_SERVING, leaderships move to other nodes, everything stops, exit 0.
+// reports NOT_SERVING, leaderships move to other nodes, everything stops, exit 0. A signal while
+// starting, a second signal or a drain past kDrainLimit ends the process at once, also exit 0.
 int RunNode(const marmot::replicator::NodeConfig& config) {
+  marmot::replicator::StopSignals stop_signals(kDrainLimit);
   // The pane's ports first: a busy port must stop marmot before it touches Raft state or talks to
   // its peers. Until the replicator runs, calls answer UNAVAILABLE and health NOT_SERVING.
   marmot::pane::SwitchableNodeControl node;
@@ -189,13 +197,9 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
   running.store(replicator->get());
   node.Set(control->get());
   (*pane)->SetServing(true);
+  stop_signals.Started();
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const int sig = stop_signals.WaitForStop();
   LOG(INFO) << "received " << strsignal(sig) << ", draining";
   (*pane)->SetServing(false);
   int still_leading = (*replicator)->HandOffLeadership(std::chrono::seconds(3));
@@ -204,13 +208,14 @@ int RunNode(const marmot::replicator::NodeConfig& config) {
   node.Set(nullptr);
   running.store(nullptr);
   (*replicator)->Stop();
+  stop_signals.Drained();
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Block the stop signals before any thread starts so that only sigtimedwait receives them.
+  // Block the stop signals before any thread starts so that only StopSignals' thread takes them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);

@@ -304,5 +304,42 @@ TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExact
   EXPECT_EQ(*sqlite::testing::RunSqliteCli(db, dump), before);
 }
 
+// SIGTERM must stop marmot whatever it is doing: here it is starting, and waits for the write
+// lock an application holds (before, the signal waited until the application committed).
+TEST(MarmotCliTest, ASignalWhileStartingStopsMarmotAtOnce) {
+  // Given an application that holds the database's write lock for a minute
+  std::string dir = testing::NewTestDir("cli-start-signal");
+  std::string db = dir + "/app.db";
+  ASSERT_TRUE(
+      sqlite::testing::RunSqliteCli(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v);")
+          .ok());
+  testing::Subprocess app(
+      {"/bin/sh", "-c",
+       "printf 'BEGIN IMMEDIATE;\\nINSERT INTO t VALUES (1, 1);\\nSELECT 42;\\n.shell sleep 60\\n"
+       "COMMIT;\\n' | sqlite3 '" + db + "'"},
+      dir);
+  ASSERT_TRUE(testing::WaitFor([&] { return app.Stdout().find("42") != std::string::npos; }, 10s))
+      << app.Stderr();
+  // and marmot starting on that database, past its pane
+  const int pane_port = testing::FreeLoopbackPort();
+  testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
+                              absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
+                              absl::StrCat("-bind-pane=127.0.0.1:", pane_port),
+                              "-raft-path=" + dir + "/raft", "-shards=2"},
+                             dir);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return marmot.Stderr().find("control pane listening") != std::string::npos; }, 20s))
+      << marmot.Stderr();
+  ASSERT_EQ(marmot.Wait(500ms), std::nullopt) << marmot.Stderr();
+
+  // When SIGTERM arrives while it waits for the lock
+  marmot.Signal(SIGTERM);
+
+  // Then it exits with 0 within seconds (the application still holds the lock), saying why
+  EXPECT_EQ(marmot.Wait(10s), std::optional<int>(0)) << marmot.Stderr();
+  EXPECT_THAT(marmot.Stderr(), HasSubstr("while starting: exiting now"));
+  EXPECT_EQ(app.Wait(0ms), std::nullopt);
+}
+
 }  // namespace
 }  // namespace marmot
