@@ -118,6 +118,20 @@ void ChaosCluster::KillNode(int id) {
   paused_[id - 1] = false;
 }
 
+std::optional<int> ChaosCluster::StopNode(int id, std::chrono::milliseconds grace) {
+  CHECK(IsRunning(id));
+  if (paused_[id - 1]) ResumeNode(id);
+  procs_[id - 1]->Signal(SIGTERM);
+  std::optional<int> code = procs_[id - 1]->Wait(grace);
+  if (!code.has_value()) {
+    procs_[id - 1]->Signal(SIGKILL);
+    procs_[id - 1]->Wait(std::chrono::seconds(10));
+  }
+  procs_[id - 1].reset();
+  paused_[id - 1] = false;
+  return code;
+}
+
 std::vector<std::pair<int, int>> ChaosCluster::ReapExited() {
   std::vector<std::pair<int, int>> exited;
   for (int id = 1; id <= nodes(); ++id) {

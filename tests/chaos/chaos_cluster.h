@@ -11,6 +11,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,9 @@ class ChaosCluster {
 
   void StartNode(int id);
   void KillNode(int id);  // SIGKILL and reap: a crash.
+  // SIGTERM, as an operator or Kubernetes stops a node; waits up to `grace` for it to end
+  // (then SIGKILL). Returns its exit code, or nullopt when it had to be killed.
+  std::optional<int> StopNode(int id, std::chrono::milliseconds grace);
   void PauseNode(int id);   // SIGSTOP
   void ResumeNode(int id);  // SIGCONT
   bool IsRunning(int id) const { return procs_[id - 1] != nullptr; }

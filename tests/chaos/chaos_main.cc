@@ -25,6 +25,7 @@ DEFINE_string(disk_shim, "", "libchaos_disk.so for disk faults (empty: no disk f
 DEFINE_bool(slow_disk, true, "inject slow disks (needs --disk_shim)");
 DEFINE_bool(disk_full, false, "inject full disks: syncs fail with ENOSPC (needs --disk_shim)");
 DEFINE_bool(kill, true, "inject kill -9 (one node or all)");
+DEFINE_bool(stop, true, "inject SIGTERM stops (a drain, then a restart)");
 DEFINE_bool(pause, true, "inject SIGSTOP/SIGCONT");
 DEFINE_bool(partition, true, "inject partitions (isolate a node, one-way links)");
 DEFINE_bool(outage, false, "inject outages: one node down for 20-40 s (with a small --snapshot_entries it "
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   options.faults.slow_disk = FLAGS_slow_disk;
   options.faults.disk_full = FLAGS_disk_full;
   options.faults.kill = FLAGS_kill;
+  options.faults.stop = FLAGS_stop;
   options.faults.pause = FLAGS_pause;
   options.faults.partition = FLAGS_partition;
   options.faults.outage = FLAGS_outage;

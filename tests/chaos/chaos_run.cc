@@ -58,6 +58,12 @@ ChaosRunResult RunChaos(const ChaosRunOptions& options) {
        result.crashes == 0 ? "no node ended unless killed"
                            : absl::StrCat(result.crashes, " node exits not caused by the injector (see events)")});
   result.report.verdicts.push_back(
+      {"clean stops", injector.bad_stops() == 0,
+       injector.bad_stops() == 0
+           ? absl::StrCat("every SIGTERM (", injector.counts().count("stop") ? injector.counts().at("stop") : 0,
+                          ") ended in a drain and exit code 0 within 30 s")
+           : absl::StrCat(injector.bad_stops(), " SIGTERM stops did not (see events)")});
+  result.report.verdicts.push_back(
       {"read your writes", workload.stale_reads() == 0,
        absl::StrCat(workload.stale_reads(), " of ", workload.own_reads(),
                     " reads of a writer's own row on its node found an older version than its last commit")});

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace marmot::chaos {
 namespace {
@@ -97,6 +98,14 @@ NodeState ReadNode(const std::string& db_path) {
     error = ForEachRow(db, "SELECT count(*) FROM \"__marmot__dead_letters\"",
                        [&](sqlite3_stmt* stmt) { state.dead_letters = sqlite3_column_int64(stmt, 0); });
   }
+  if (error.empty()) {
+    std::vector<std::string> problems;
+    error = ForEachRow(db, "PRAGMA quick_check", [&](sqlite3_stmt* stmt) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      problems.push_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+    });
+    state.quick_check = absl::StrJoin(problems, "; ");
+  }
   sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
   sqlite3_close(db);
   state.error = error;
@@ -150,6 +159,19 @@ CheckReport Check(const std::vector<NodeState>& nodes,
                   const std::vector<WriteRecord>& history) {
   CheckReport report;
   constexpr int kMaxListed = 10;
+
+  // Every file intact (an unreadable one fails convergence below, with its error).
+  {
+    Verdict v{"no corruption", true, "PRAGMA quick_check says ok on every node"};
+    for (size_t n = 0; n < nodes.size(); ++n) {
+      if (nodes[n].ok && nodes[n].quick_check != "ok") {
+        if (v.pass) v.detail.clear();
+        v.pass = false;
+        absl::StrAppend(&v.detail, "node ", n + 1, ": ", nodes[n].quick_check, "; ");
+      }
+    }
+    report.verdicts.push_back(v);
+  }
 
   // Convergence.
   {

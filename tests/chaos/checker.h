@@ -38,6 +38,7 @@ struct NodeState {
   // table -> key -> row, as SQL literals (for diffs)
   std::map<std::string, std::map<std::string, std::string>> rows;
   int64_t dead_letters = 0;
+  std::string quick_check;  // what PRAGMA quick_check said: "ok" for an intact file
 };
 
 NodeState ReadNode(const std::string& db_path);

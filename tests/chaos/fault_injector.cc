@@ -42,6 +42,7 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
   const int n = cluster_->nodes();
   std::vector<std::pair<std::string, int>> kinds;
   if (options_.kill) kinds.insert(kinds.end(), {{"kill", 6}, {"kill-all", 1}});
+  if (options_.stop) kinds.push_back({"stop", 3});
   if (options_.pause) kinds.push_back({"pause", 4});
   if (options_.partition) kinds.insert(kinds.end(), {{"isolate", 4}, {"one-way", 4}});
   if (options_.slow_disk && cluster_->has_disk_shim()) kinds.push_back({"slow-disk", 3});
@@ -93,11 +94,25 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
     outage_node_ = a;
     outage_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     Event(absl::StrCat("kill -9 node ", a, " and keep it down for ", ms / 1000, " s"));
-  } else if (f->kind == "kill" || f->kind == "pause" || f->kind == "isolate") {
+  } else if (f->kind == "kill" || f->kind == "stop" || f->kind == "pause" ||
+             f->kind == "isolate") {
     if (!free_node(a)) return false;
     (*busy)[a - 1] = true;
     f->nodes = {a};
-    if (f->kind == "kill") {
+    if (f->kind == "stop") {
+      const auto asked = std::chrono::steady_clock::now();
+      const std::optional<int> code = cluster_->StopNode(a, std::chrono::seconds(30));
+      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+      if (code != std::optional<int>(0)) {
+        ++bad_stops_;
+        Event(absl::StrFormat("BAD STOP node %d: SIGTERM %s after %.1f s (log %s)", a,
+                              code ? absl::StrCat("ended it with exit code ", *code)
+                                   : std::string("did not end it; killed"),
+                              took, cluster_->log_path(a)));
+      } else {
+        Event(absl::StrFormat("SIGTERM node %d: drained and exited 0 in %.1f s", a, took));
+      }
+    } else if (f->kind == "kill") {
       cluster_->KillNode(a);
       Event(absl::StrCat("kill -9 node ", a));
     } else if (f->kind == "pause") {
@@ -129,11 +144,11 @@ void FaultInjector::EndOutageIfDue() {
 
 void FaultInjector::Heal(const Fault& f) {
   if (f.kind == "outage") return;  // EndOutageIfDue, rounds later.
-  if (f.kind == "kill" || f.kind == "kill-all") {
+  if (f.kind == "kill" || f.kind == "stop" || f.kind == "kill-all") {
     for (int id : f.nodes) {
       if (!cluster_->IsRunning(id)) cluster_->StartNode(id);
     }
-    Event(absl::StrCat("restart ", f.kind == "kill" ? absl::StrCat("node ", f.nodes[0]) : "every node"));
+    Event(absl::StrCat("restart ", f.kind != "kill-all" ? absl::StrCat("node ", f.nodes[0]) : "every node"));
   } else if (f.kind == "slow-disk" || f.kind == "disk-full") {
     cluster_->ClearDisk(f.nodes[0]);
     Event(absl::StrCat("disk of node ", f.nodes[0], " healthy again"));

@@ -4,6 +4,8 @@
 // holds them 1–5 s and heals them:
 //   kill       SIGKILL one node, restart it after the hold (its Raft folder and database stay)
 //   kill-all   SIGKILL every node at once, restart them all
+//   stop       SIGTERM one node (as a rolling restart does), which must drain and exit 0 within
+//              30 s; restart it after the hold. Another end counts as a bad stop
 //   pause      SIGSTOP one node, SIGCONT after the hold
 //   isolate    cut every link of one node (both directions)
 //   one-way    hold the traffic of one link in one direction
@@ -32,6 +34,7 @@ namespace marmot::chaos {
 
 struct FaultOptions {
   bool kill = true;
+  bool stop = true;
   bool pause = true;
   bool partition = true;  // isolate and one-way
   bool slow_disk = true;   // needs the cluster's disk shim
@@ -55,6 +58,8 @@ class FaultInjector {
   const std::vector<std::string>& events() const { return events_; }
   int crashes() const { return crashes_; }
   int disk_full_exits() const { return disk_full_exits_; }
+  // SIGTERM stops that did not end in exit code 0 within 30 s, as events say.
+  int bad_stops() const { return bad_stops_; }
 
  private:
   struct Fault {
@@ -78,6 +83,7 @@ class FaultInjector {
   int outage_node_ = 0;  // 0: none
   std::chrono::steady_clock::time_point outage_until_;
   int disk_full_exits_ = 0;
+  int bad_stops_ = 0;
 };
 
 }  // namespace marmot::chaos
