@@ -17,6 +17,7 @@
 
 #include <glog/logging.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -82,6 +83,7 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
                              std::chrono::steady_clock::now() - started_)
                              .count());
   raft::host::NodeHost* host = replicator_->host();
+  out.set_cluster_id(absl::BytesToHexString(host->cluster_id()));
   uint64_t max_lag = 0;
   for (int shard = 0; shard < host->shards(); ++shard) {
     raft::host::ShardInfo info = host->GetShardInfo(shard);

@@ -74,11 +74,20 @@ std::unique_ptr<testing::Subprocess> StartStranger(
   return std::make_unique<testing::Subprocess>(argv, dir);
 }
 
+constexpr char kAuth[] = "Basic aWQ6aWQ=";
+
 TEST(ClusterIdentityProcessTest, ANodeOfAnotherClusterIsRefusedAndChangesNothing) {
-  // Given cluster A, whose nodes agree on a cluster id,
+  // Given cluster A, whose nodes agree on a cluster id (and each says so in GetStatus),
+  setenv("AUTH_KEY", kAuth, 1);
   testing::LocalCluster a({.nodes = 3, .shards = 4, .schema = kSchema});
   a.Start();
   const std::string a_id = ClusterIdOf(a);
+  for (int id = 1; id <= 3; ++id) {
+    httplib::Client rest("127.0.0.1", a.pane_port(id));
+    httplib::Result status = rest.Get("/v1/status", {{"Authorization", kAuth}});
+    ASSERT_TRUE(status) << "node " << id;
+    EXPECT_THAT(status->body, HasSubstr("\"clusterId\":\"" + a_id + "\"")) << status->body;
+  }
   a.Sql(1, "INSERT INTO t VALUES (1, 'a1');");
   ASSERT_TRUE(a.WaitForSame(kRows, 20s));
   // and cluster B, bootstrapped on its own (one node, node 1, with a row of its own),
