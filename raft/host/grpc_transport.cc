@@ -66,10 +66,6 @@ bool CertificateNames(const std::shared_ptr<const grpc::AuthContext>& auth, uint
 
 }  // namespace
 
-uint64_t GrpcTransport::Checksum(uint64_t h, const char* data, size_t n) {
-  return PayloadChecksum(h, data, n);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sending side: one Peer per destination node.
 
@@ -491,7 +487,7 @@ class GrpcTransport::Peer {
       const std::string file = m.snapshot().data();
       m.mutable_snapshot()->clear_data();
       std::unique_ptr<FileSnapshotSource> payload;
-      uint64_t size = 0, sum = kChecksumSeed;
+      uint64_t size = 0, sum = kPayloadChecksumSeed;
       absl::Status read = absl::OkStatus();
       if (!file.empty()) {
         absl::StatusOr<std::unique_ptr<FileSnapshotSource>> opened =
@@ -505,7 +501,7 @@ class GrpcTransport::Peer {
         for (uint64_t off = 0; off < size && read.ok(); off += bytes.size()) {
           read =
               payload->ReadAt(off, std::min<uint64_t>(o.snapshot_chunk_bytes, size - off), &bytes);
-          sum = Checksum(sum, bytes.data(), bytes.size());
+          sum = PayloadChecksum(sum, bytes.data(), bytes.size());
         }
       }
       if (!read.ok()) {

@@ -153,10 +153,6 @@ class GrpcTransport : public Transport {
   std::set<uint64_t> ConnectedPeers() const;
   uint64_t incarnation() const { return incarnation_; }
 
-  // FNV-1a 64, the snapshot payload checksum (PayloadChecksum in snapshot_receipt.h).
-  static uint64_t Checksum(uint64_t h, const char* data, size_t n);
-  static constexpr uint64_t kChecksumSeed = 1469598103934665603ull;
-
  private:
   class Service;
   class Peer;

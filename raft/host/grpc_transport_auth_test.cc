@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/snapshot_receipt.h"
 #include "raft/host/peer_auth.h"
 
 namespace marmot::raft::host {
@@ -266,7 +267,7 @@ bool SendRawSnapshot(tv1::RaftTransport::Stub* stub, const ClusterKey* key, std:
   header.mutable_snapshot()->mutable_metadata()->set_term(1000);
   *c.mutable_header() = header;
   c.set_total_size(0);
-  c.set_checksum(GrpcTransport::kChecksumSeed);
+  c.set_checksum(kPayloadChecksumSeed);
   c.set_last(true);
   grpc::ClientContext ctx;
   std::unique_ptr<RawSnapshot> w = stub->SendSnapshot(&ctx);
@@ -280,7 +281,7 @@ bool SendRawSnapshot(tv1::RaftTransport::Stub* stub, const ClusterKey* key, std:
     c.mutable_handshake()->set_proof(SnapshotProof(
         *key, *nonce,
         {.from = 1, .to = 2, .shards = 4, .shard = 0, .index = index, .term = 1000,
-         .total_size = 0, .checksum = GrpcTransport::kChecksumSeed}));
+         .total_size = 0, .checksum = kPayloadChecksumSeed}));
   }
   w->Write(c);
   w->WritesDone();
@@ -302,7 +303,7 @@ TEST(GrpcTransportAuthTest, ASnapshotNeedsAFreshProof) {
   ASSERT_TRUE(SendRawSnapshot(stub.get(), &key, &nonce1));
   const std::string recorded = SnapshotProof(
       key, nonce1, {.from = 1, .to = 2, .shards = 4, .shard = 0, .index = 1000000, .term = 1000,
-                    .total_size = 0, .checksum = GrpcTransport::kChecksumSeed});
+                    .total_size = 0, .checksum = kPayloadChecksumSeed});
   EXPECT_FALSE(SendRawSnapshot(stub.get(), nullptr, &nonce2, &recorded));
   EXPECT_NE(nonce1, nonce2);
   EXPECT_EQ(h2.count(), 1u);

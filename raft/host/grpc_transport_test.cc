@@ -1,6 +1,7 @@
 // GrpcTransport: delivery, batching across shards, malformed and hostile input, snapshots in
 // checked chunks, unreachable peers, fault injection.
 #include "raft/host/grpc_transport.h"
+#include "raft/host/snapshot_receipt.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -358,7 +359,7 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
     *chunks[0].mutable_header() = header;
     chunks[0].set_total_size(data.size());
     chunks[0].set_checksum(
-        GrpcTransport::Checksum(GrpcTransport::kChecksumSeed, data.data(), data.size()));
+        PayloadChecksum(kPayloadChecksumSeed, data.data(), data.size()));
     chunks[0].set_data(data.substr(0, 8));
     chunks[1].set_offset(8);
     chunks[1].set_data(data.substr(8));

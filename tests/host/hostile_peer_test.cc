@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/snapshot_receipt.h"
 #include "raft/host/node_host.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/proposal_codec.h"
@@ -118,7 +119,7 @@ class RawPeer {
     h->mutable_snapshot()->mutable_metadata()->set_term(1000);
     h->mutable_snapshot()->mutable_metadata()->mutable_conf_state()->add_voters(from);
     c.set_total_size(0);
-    c.set_checksum(GrpcTransport::kChecksumSeed);
+    c.set_checksum(kPayloadChecksumSeed);
     c.set_last(true);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
