@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replicator/apply_decider.h"
 #include "replicator/value_codec.h"
 #include "replicator/snapshot_stream.h"
 #include "sqlite/change_log.h"
@@ -381,6 +382,22 @@ absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w
   return status;
 }
 
+// An ApplyView that answers with three functions (each returning what its method returns).
+template <typename LaterFn, typename BlockerFn, typename HoldsFn>
+class ViewOf final : public ApplyView {
+ public:
+  ViewOf(LaterFn later, BlockerFn blocker, HoldsFn holds)
+      : later_(std::move(later)), blocker_(std::move(blocker)), holds_(std::move(holds)) {}
+  absl::StatusOr<bool> LaterLocalChange() override { return later_(); }
+  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override { return blocker_(); }
+  absl::StatusOr<bool> RowAlreadyHolds() override { return holds_(); }
+
+ private:
+  LaterFn later_;
+  BlockerFn blocker_;
+  HoldsFn holds_;
+};
+
 // Values per row of a snapshot table, or 0 when its values do not divide into rows.
 size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
   const size_t width = t.columns_size() + (t.keyed_by_rowid() ? 1 : 0);
@@ -664,7 +681,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     result.stale_entry = true;
     return result;
   }
-  // First decide, changing nothing; then record. The decisions are Apply's for an own change.
+  // First decide, changing nothing; then record. The rules are Apply's (DecideBatchChange).
   struct Table {
     LocalChangeIndex::TableRows* rows;
     int64_t last_id;
@@ -689,28 +706,43 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     const std::vector<int> key_positions = KeyPositions(t);
     for (const Change& c : t.changes()) {
       const std::vector<std::vector<Value>>& keys = table.keys.emplace_back(KeysOf(t, key_positions, c));
-      if (c.change_id() <= table.last_id) {
-        ++result.duplicates;
-        continue;
+      ViewOf view(
+          [&]() -> absl::StatusOr<bool> {
+            return table.rows->Newest(keys.front()) > c.change_id();
+          },
+          []() -> absl::StatusOr<std::optional<int64_t>> { return std::nullopt; },  // None exist.
+          [&]() -> absl::StatusOr<bool> {
+            bool holds = true;
+            for (const std::vector<Value>& key : keys) {
+              holds = holds && table.rows->Holds(key, c.change_id());
+            }
+            if (holds) return true;
+            // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or
+            // written here since) are read, as Apply would, but without the write lock that the
+            // application's writers need: only this applier writes rows besides the application,
+            // and whatever the application writes after this read is a newer local change.
+            return RowAlreadyIs(**plan, t, key_positions, c);
+          });
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange(
+          {.own = true, .change_id = c.change_id(), .last_applied = table.last_id,
+           .local_log = true},
+          view);
+      if (!decision.ok()) return decision.status();
+      switch (decision->action) {
+        case ApplyAction::kSkipDuplicate:
+          ++result.duplicates;
+          continue;
+        case ApplyAction::kSkipSuperseded:
+          ++result.superseded;
+          break;
+        case ApplyAction::kNothingToWrite:
+          ++result.applied;
+          ++result.unchanged;
+          break;
+        default:
+          return std::nullopt;  // It needs a write.
       }
       table.newest = std::max(table.newest, c.change_id());
-      if (table.rows->Newest(keys.front()) > c.change_id()) {
-        ++result.superseded;
-        continue;
-      }
-      bool holds = true;
-      for (const std::vector<Value>& key : keys) holds = holds && table.rows->Holds(key, c.change_id());
-      if (!holds) {
-        // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or
-        // written here since) are read, as Apply would, but without the write lock that the
-        // application's writers need: only this applier writes rows besides the application,
-        // and whatever the application writes after this read is a newer local change.
-        absl::StatusOr<bool> same = RowAlreadyIs(**plan, t, key_positions, c);
-        if (!same.ok()) return same.status();
-        if (!*same) return std::nullopt;
-      }
-      ++result.applied;
-      ++result.unchanged;
     }
     tables.push_back(std::move(table));
   }
@@ -789,80 +821,73 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (!applied_here.ok()) return applied_here.status();
       own_applied = *applied_here;
     }
-    // This node's own change of a table it no longer has, or whose columns changed since the
-    // change was read: its row is what this node's application left, nothing to write.
-    const bool own_without_plan =
-        local_node_ != 0 && batch.origin_node() == local_node_ && !(*plan)->status.ok();
+    const bool origin_local = local_node_ != 0 && batch.origin_node() == local_node_;
     for (const Change& c : t.changes()) {
-      // The identities of the rows the change touches; filled only when needed (dead letters
-      // exist, or it fails).
-      std::vector<std::string> rows;
-      // Whether every row of an own change still holds what the change wrote: nothing to do.
-      bool holds = false;
+      std::optional<std::vector<std::vector<Value>>> keys;  // The keys it touches, when needed.
+      auto keys_of = [&]() -> const std::vector<std::vector<Value>>& {
+        if (!keys) keys = KeysOf(t, key_positions, c);
+        return *keys;
+      };
+      ViewOf view(
+          [&]() -> absl::StatusOr<bool> {
+            if (own) return indexed->Newest(keys_of().front()) > c.change_id();
+            if (!note_writes || local_node_ == 0) return false;
+            return LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
+          },
+          [&]() -> absl::StatusOr<std::optional<int64_t>> {
+            if (dead_letters_.empty()) return std::nullopt;
+            return BlockingDeadLetter(shard, t.table(), RowsOf(t, key_positions, c),
+                                      /*whole_table=*/false);
+          },
+          [&]() -> absl::StatusOr<bool> {
+            // An upsert into a table with another UNIQUE constraint may delete rows of other
+            // keys, which the index does not see: such rows are always read.
+            bool holds = !(*plan)->writer.other_unique_constraints;
+            for (const std::vector<Value>& key : keys_of()) {
+              holds = holds && indexed->Holds(key, c.change_id());
+            }
+            if (holds) return true;
+            return RowAlreadyIs(**plan, t, key_positions, c);
+          });
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = origin_local,
+                                                                  .change_id = c.change_id(),
+                                                                  .last_applied = last_id,
+                                                                  .plan = (*plan)->status,
+                                                                  .local_log = indexed != nullptr},
+                                                                 view);
+      if (!decision.ok()) return decision.status();
+      // Whatever became of it, an own change was processed: the index forgets the row when this
+      // was its newest change.
       if (own) {
-        const std::vector<std::vector<Value>> keys = KeysOf(t, key_positions, c);
-        const int64_t newer = indexed->Newest(keys.front());
-        // An upsert into a table with another UNIQUE constraint may delete rows of other keys,
-        // which the index does not see: such rows are always read.
-        holds = !(*plan)->writer.other_unique_constraints;
-        for (const std::vector<Value>& key : keys) holds = holds && indexed->Holds(key, c.change_id());
-        for (const std::vector<Value>& key : keys) indexed->Processed(key, c.change_id());
-        if (c.change_id() > last_id && newer > c.change_id()) {
-          newest = std::max(newest, c.change_id());
+        for (const std::vector<Value>& key : keys_of()) indexed->Processed(key, c.change_id());
+      }
+      if (decision->action != ApplyAction::kSkipDuplicate) newest = std::max(newest, c.change_id());
+      absl::Status status;
+      switch (decision->action) {
+        case ApplyAction::kSkipDuplicate:
+          ++result.duplicates;
+          continue;
+        case ApplyAction::kSkipSuperseded:
           ++result.superseded;
           continue;
-        }
-      }
-      if (c.change_id() <= last_id) {
-        ++result.duplicates;
-        continue;
-      }
-      newest = std::max(newest, c.change_id());
-      if (own_without_plan) {
-        ++result.applied;
-        ++result.unchanged;
-        continue;
-      }
-      if (!own && note_writes && local_node_ != 0) {
-        absl::StatusOr<bool> waits = LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
-        if (!waits.ok()) return waits.status();
-        if (*waits) {
-          ++result.superseded;
-          continue;
-        }
-      }
-      absl::Status status = (*plan)->status;
-      if (!dead_letters_.empty()) {
-        if (rows.empty()) rows = RowsOf(t, key_positions, c);
-        absl::StatusOr<std::optional<int64_t>> blocker =
-            BlockingDeadLetter(shard, t.table(), rows, /*whole_table=*/false);
-        if (!blocker.ok()) return blocker.status();
-        if (blocker->has_value()) status = QueuedBehind(**blocker);
-      }
-      if (status.ok() && own) {
-        // Most own changes come back to a row that still holds exactly what they carry: nothing
-        // to write (an upsert of the same values is a no-op, UNIQUE clashes included, since the
-        // row already satisfies them), which spares the origin a rewrite of every row it ships.
-        // The index knows it for most rows; the others are read.
-        bool same = holds;
-        if (!same) {
-          absl::StatusOr<bool> read = RowAlreadyIs(**plan, t, key_positions, c);
-          if (!read.ok()) return read.status();
-          same = *read;
-        }
-        if (same) {
+        case ApplyAction::kNothingToWrite:
           ++result.applied;
           ++result.unchanged;
           continue;
-        }
-      }
-      if (status.ok()) {
-        if (note_writes) {
-          for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) indexed->Rewritten(key);
-        }
-        status = ApplyChange(db_, run, (*plan)->writer, t, c);
-        // The database itself failed: retry the whole entry later.
-        if (IsDatabaseFailure(status)) return status;
+        case ApplyAction::kQueueBehind:
+          status = QueuedBehind(decision->blocker);
+          break;
+        case ApplyAction::kDeadLetter:
+          status = decision->error;
+          break;
+        case ApplyAction::kWrite:
+          if (note_writes) {
+            for (const std::vector<Value>& key : keys_of()) indexed->Rewritten(key);
+          }
+          status = ApplyChange(db_, run, (*plan)->writer, t, c);
+          // The database itself failed: retry the whole entry later.
+          if (IsDatabaseFailure(status)) return status;
+          break;
       }
       if (status.ok()) {
         ++result.applied;
@@ -872,7 +897,6 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
                    << " of " << t.table() << " from node " << batch.origin_node()
                    << " goes to the dead letters: " << status.message();
-      if (rows.empty()) rows = RowsOf(t, key_positions, c);
       TableChanges one = t;
       one.clear_changes();
       *one.add_changes() = c;
@@ -881,7 +905,8 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
            Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
            Value::Integer(c.change_id()), Value::Text(std::string(status.message())),
            Value::Blob(one.SerializeAsString())},
-          {.shard = shard, .raft_index = index, .table = t.table(), .rows = std::move(rows)});
+          {.shard = shard, .raft_index = index, .table = t.table(),
+           .rows = RowsOf(t, key_positions, c)});
       if (!s.ok() && !IsDatabaseFailure(s)) {
         return absl::Status(
             s.code(), absl::StrCat("change ", c.change_id(), " of ", QuoteIdentifier(t.table()),
@@ -1028,44 +1053,37 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   for (int64_t id : selected) {
     // A copy: retrying changes the index.
     const DeadLetterIndex::Entry entry = *dead_letters_.Find(id);
-    absl::Status status;
-    absl::StatusOr<std::optional<int64_t>> blocker =
-        BlockingDeadLetter(entry.shard, entry.table, entry.rows, entry.whole_table, id);
-    if (!blocker.ok()) return blocker.status();
-    if (blocker->has_value()) {
+    absl::StatusOr<Statement*> read =
+        db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
+    if (!read.ok()) return read.status();
+    if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
+    absl::StatusOr<bool> found = (*read)->Step();
+    if (!found.ok()) return found.status();
+    CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
+    const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
+    (*read)->Reset();
+    absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, origin, blob, id);
+    if (!tried.ok()) return tried.status();
+    if (tried->action == ApplyAction::kQueueBehind) {
       // Keeps its own error: it was not tried.
       ++result.still_failing;
       continue;
     }
-    status = RetryOne(id, entry);
-    if (IsDatabaseFailure(status)) return status;
-    if (status.ok()) {
-      ++result.applied;
+    if (tried->action == ApplyAction::kDeadLetter) {
+      ++result.still_failing;
+      absl::Status s = db_.RunKept("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
+                                   {Value::Text(std::string(tried->error.message())),
+                                    Value::Integer(id)});
+      if (!s.ok()) return s;
       continue;
     }
-    ++result.still_failing;
-    absl::Status s = db_.RunKept("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
-                               {Value::Text(std::string(status.message())), Value::Integer(id)});
-    if (!s.ok()) return s;
+    if (absl::Status s = DeleteDeadLetter(id); !s.ok()) return s;
+    ++result.applied;
   }
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
             << " applied, " << result.still_failing << " still failing";
   return result;
-}
-
-absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry) {
-  absl::StatusOr<Statement*> read =
-      db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
-  if (!read.ok()) return read.status();
-  if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
-  absl::StatusOr<bool> found = (*read)->Step();
-  if (!found.ok()) return found.status();
-  CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
-  const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
-  (*read)->Reset();
-  if (absl::Status s = ApplyDeadLetter(entry, origin, blob); !s.ok()) return s;
-  return DeleteDeadLetter(id);
 }
 
 absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
@@ -1076,77 +1094,91 @@ absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
                                                           : " of the same row"));
 }
 
-absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const Value& origin,
-                                            const Value& blob) {
+absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex::Entry& entry,
+                                                           const Value& origin, const Value& blob,
+                                                           int64_t before) {
   // Writes rows without noting them in the local change index: it starts over.
   local_changes_.Clear();
   const std::string bytes =
       blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
+  DeadLetterChange facts{
+      .snapshot_rows = entry.whole_table,
+      .own = local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
+             static_cast<uint64_t>(origin.integer()) == local_node_};
+  ShardSnapshot::Table rows;  // Snapshot rows.
+  TableChanges t;             // A change.
+  const TablePlan* plan = nullptr;
+  std::vector<int> key_positions;
   if (entry.table.empty()) {
-    return absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+    facts.readable =
+        absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+  } else if (entry.whole_table) {
+    if (!rows.ParseFromString(bytes) || SnapshotRowWidth(rows) == 0) {
+      facts.readable = absl::FailedPreconditionError("the snapshot rows cannot be decoded");
+    }
+  } else if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
+    facts.readable = absl::FailedPreconditionError("the dead letter does not hold one change");
+  } else {
+    absl::StatusOr<const TablePlan*> planned =
+        Plan(t.table(), {t.columns().begin(), t.columns().end()},
+             {t.key_columns().begin(), t.key_columns().end()});
+    if (!planned.ok()) return planned.status();
+    plan = *planned;
+    facts.plan = plan->status;
+    key_positions = KeyPositions(t);
   }
+  ViewOf view(
+      [&]() -> absl::StatusOr<bool> {
+        if (local_node_ == 0) return false;
+        absl::StatusOr<LocalChangeIndex::TableRows*> indexed =
+            local_changes_.CatchUp(db_, t.table());
+        if (!indexed.ok()) return false;
+        const Change& c = t.changes(0);
+        if (facts.own) return (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id();
+        if ((*indexed)->size() == 0) return false;
+        absl::StatusOr<int64_t> own_applied =
+            LastAppliedChange(entry.shard, local_node_, t.table());
+        if (!own_applied.ok()) return own_applied.status();
+        return LocalChangeWaits(*plan, **indexed, *own_applied, t, key_positions, c);
+      },
+      [&]() {
+        return BlockingDeadLetter(entry.shard, entry.table, entry.rows, entry.whole_table, before);
+      },
+      []() -> absl::StatusOr<bool> { return false; });  // Not a question for a dead letter.
+  absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
+  if (!decision.ok() || decision->action != ApplyAction::kWrite) return decision;
+  absl::Status written;
   if (entry.whole_table) {
-    // Snapshot rows: the table's rows of the shard become the snapshot's, as an install would
-    // have made them; the shard's later changes of that table are queued behind this one.
-    ShardSnapshot::Table t;
-    if (!t.ParseFromString(bytes) || SnapshotRowWidth(t) == 0) {
-      return absl::FailedPreconditionError("the snapshot rows cannot be decoded");
-    }
-    std::vector<std::string> columns(t.columns().begin(), t.columns().end());
-    absl::StatusOr<TableWriter> writer =
-        PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
-    if (!writer.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("snapshot rows not installed: ", writer.status().message()));
-    }
-    absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db_, t.table());
-    if (!local.ok()) return local.status();
-    if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
-    absl::Status status = DeleteShardRows(entry.shard, *local);
-    if (status.ok()) status = InsertSnapshotRows(db_, t, *writer, router_, entry.shard);
-    if (IsDatabaseFailure(status)) return status;
-    absl::Status end =
-        db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
-    if (!end.ok()) return end;
-    return status;
+    written = ReplaceWithSnapshotRows(entry.shard, rows);
+  } else {
+    auto run = [this](const std::string& sql, const std::vector<Value>& values) {
+      return db_.RunKept(sql, values);
+    };
+    written = ApplyChange(db_, run, plan->writer, t, t.changes(0));
   }
+  if (IsDatabaseFailure(written)) return written;
+  if (!written.ok()) return ApplyDecision::DeadLetter(written);
+  return decision;
+}
 
-  TableChanges t;
-  if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
-    return absl::FailedPreconditionError("the dead letter does not hold one change");
+absl::Status ChangeApplier::ReplaceWithSnapshotRows(int shard, const ShardSnapshot::Table& t) {
+  std::vector<std::string> columns(t.columns().begin(), t.columns().end());
+  absl::StatusOr<TableWriter> writer =
+      PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
+  if (!writer.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot rows not installed: ", writer.status().message()));
   }
-  const Change& c = t.changes(0);
-  const std::vector<int> key_positions = KeyPositions(t);
-  if (local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
-      static_cast<uint64_t>(origin.integer()) == local_node_) {
-    // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
-    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
-    if (indexed.ok() && (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id()) {
-      return absl::OkStatus();
-    }
-  }
-  absl::StatusOr<const TablePlan*> plan =
-      Plan(t.table(), {t.columns().begin(), t.columns().end()},
-           {t.key_columns().begin(), t.key_columns().end()});
-  if (!plan.ok()) return plan.status();
-  if (!(*plan)->status.ok()) return (*plan)->status;
-  if (local_node_ != 0 && !(origin.storage_class() == sqlite::StorageClass::kInteger &&
-                            static_cast<uint64_t>(origin.integer()) == local_node_)) {
-    // Another node's change of a row with a local change not applied in its shard yet: skipped,
-    // as Apply() skips it.
-    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
-    if (indexed.ok() && (*indexed)->size() > 0) {
-      absl::StatusOr<int64_t> own_applied = LastAppliedChange(entry.shard, local_node_, t.table());
-      if (!own_applied.ok()) return own_applied.status();
-      absl::StatusOr<bool> waits = LocalChangeWaits(**plan, **indexed, *own_applied, t, key_positions, c);
-      if (!waits.ok()) return waits.status();
-      if (*waits) return absl::OkStatus();
-    }
-  }
-  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return db_.RunKept(sql, values);
-  };
-  return ApplyChange(db_, run, (*plan)->writer, t, c);
+  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db_, t.table());
+  if (!local.ok()) return local.status();
+  if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
+  absl::Status status = DeleteShardRows(shard, *local);
+  if (status.ok()) status = InsertSnapshotRows(db_, t, *writer, router_, shard);
+  if (IsDatabaseFailure(status)) return status;
+  absl::Status end =
+      db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
+  if (!end.ok()) return end;
+  return status;
 }
 
 absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) {
@@ -1453,7 +1485,7 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
     const ShardSnapshot::DeadLetter& d = **next;
     ++carried;
     const std::vector<Value> row = DeadLetterRow(shard, d);
-    bool holds_change = true;  // When not, ApplyDeadLetter says so.
+    bool holds_change = true;  // When not, TryDeadLetter says so.
     DeadLetterIndex::Entry entry =
         DeadLetterEntry(shard, d.raft_index(), row[2], row[3], row[6], &holds_change);
     absl::Status status;
@@ -1462,14 +1494,14 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
       // error it came with.
       status = absl::FailedPreconditionError(row[5].bytes());
     } else {
-      // Behind an earlier dead letter of its rows here: a carried one that failed just now, or
-      // snapshot rows of its table that this node could not install.
-      absl::StatusOr<std::optional<int64_t>> blocker =
-          BlockingDeadLetter(shard, entry.table, entry.rows, entry.whole_table);
-      if (!blocker.ok()) return blocker.status();
-      status = blocker->has_value() ? QueuedBehind(**blocker) : ApplyDeadLetter(entry, row[2], row[6]);
+      // Tried as a retry would try it: behind an earlier dead letter of its rows here (a carried
+      // one that failed just now, or snapshot rows of its table that this node could not
+      // install), it is recorded without being tried.
+      absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, row[2], row[6]);
+      if (!tried.ok()) return tried.status();
+      if (tried->action == ApplyAction::kQueueBehind) status = QueuedBehind(tried->blocker);
+      if (tried->action == ApplyAction::kDeadLetter) status = tried->error;
     }
-    if (IsDatabaseFailure(status)) return status;
     if (status.ok()) {
       ++result.carried_applied;
       continue;

@@ -77,7 +77,7 @@
 //      across them: once one of a row's letters is recorded here (or snapshot rows of its table
 //      were, in step 1), the row's later ones are recorded behind it without being tried.
 //      An own change whose row has a newer change in the local change log is skipped, as
-//      RetryOne skips it: that newer change comes later in the shard's order. Undecodable
+//      a retry skips it: that newer change comes later in the shard's order. Undecodable
 //      entries are recorded as they came.
 //   3. The dedupe state and applied index become the snapshot's. Carried changes are counted in
 //      it already (their maker counted them when it dead-lettered them), so a re-proposal of
@@ -115,6 +115,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
+#include "replicator/apply_decider.h"
 #include "replicator/dead_letter_index.h"
 #include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
@@ -314,16 +315,19 @@ class ChangeApplier {
   std::map<std::string, absl::flat_hash_set<std::string>> RowsWithLaterOwnChanges(
       int shard, const std::vector<change::v1::ShardSnapshot::Applied>& applied,
       const std::vector<sqlite::TableSchema>& tables);
-  // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
-  // status whose code is a database failure aborts the retry; any other error is the new error
-  // of a dead letter that stays.
-  absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry);
-  // Applies what a dead letter holds (`entry` as indexed, `origin` and `change` as stored), the
-  // way RetryOne does, without looking at other dead letters or touching the table. OK when it
-  // applied, or is an own change superseded by a newer one in the local change log. Errors as
-  // RetryOne's.
-  absl::Status ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
-                               const sqlite::Value& change);
+  // Tries a dead letter again (`entry` as indexed, `origin` and `change` as stored), the way a
+  // retry does: DecideDeadLetter, behind dead letters with an id below `before`, then writes it
+  // when it decides so, without touching the dead-letter table. The decision carried out:
+  // kWrite (written), kSkipSuperseded, kQueueBehind, or kDeadLetter with the error it met now
+  // (a failed write's included). Errors only the database's.
+  absl::StatusOr<ApplyDecision> TryDeadLetter(
+      const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
+      const sqlite::Value& change, int64_t before = std::numeric_limits<int64_t>::max());
+  // Replaces `shard`'s rows of the table of snapshot rows `t` (a snapshot-rows dead letter) by
+  // them, inside a savepoint: a refusal (the table differs here, a row of another shard, a row a
+  // constraint refuses) writes nothing; a database failure leaves the savepoint to the caller's
+  // rollback.
+  absl::Status ReplaceWithSnapshotRows(int shard, const change::v1::ShardSnapshot::Table& t);
   // The error of a change held back by dead letter `blocker`.
   absl::Status QueuedBehind(int64_t blocker) const;
   // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
