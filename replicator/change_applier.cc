@@ -12,17 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/apply_decider.h"
+#include "replicator/dead_letter_store.h"
 #include "replicator/value_codec.h"
 #include "replicator/snapshot_stream.h"
+#include "replicator/table_writer.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
 namespace marmot::replicator {
-
-bool IsDatabaseFailure(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
-         s.code() == absl::StatusCode::kDataLoss;
-}
 
 namespace {
 
@@ -53,268 +50,6 @@ absl::Status RunWith(sqlite::Database& db, const std::string& sql, const std::ve
   return stmt->Run();
 }
 
-std::string QuotedList(const std::vector<std::string>& names) {
-  std::vector<std::string> quoted;
-  for (const std::string& n : names) quoted.push_back(QuoteIdentifier(n));
-  return absl::StrJoin(quoted, ", ");
-}
-
-std::string Placeholders(size_t n) {
-  std::vector<std::string> marks(n, "?");
-  return absl::StrJoin(marks, ", ");
-}
-
-// Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
-// ShardSnapshot::Table).
-template <typename TableMessage>
-std::vector<int> KeyPositions(const TableMessage& t) {
-  std::vector<int> positions;
-  for (const std::string& k : t.key_columns()) {
-    for (int i = 0; i < t.columns_size(); ++i) {
-      if (t.columns(i) == k) positions.push_back(i);
-    }
-  }
-  return positions;
-}
-
-// The key of the row a change leaves behind (the new key), or the deleted key for a delete.
-std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_positions,
-                         const Change& c) {
-  if (c.op() == change::v1::OP_DELETE) return FromWire(c.old_key());
-  if (t.key_columns().empty()) return {FromWire(c.rowid())};
-  std::vector<Value> key;
-  for (int i : key_positions) {
-    if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
-  }
-  return key;
-}
-
-// The keys of the rows a change touches: one, or two for a rekey.
-std::vector<std::vector<Value>> KeysOf(const TableChanges& t, const std::vector<int>& key_positions,
-                                       const Change& c) {
-  std::vector<std::vector<Value>> keys = {KeyOf(t, key_positions, c)};
-  if (c.op() == change::v1::OP_REKEY) keys.push_back(FromWire(c.old_key()));
-  return keys;
-}
-
-// The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
-std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& key_positions,
-                                const Change& c) {
-  std::vector<std::string> rows;
-  for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
-    rows.push_back(EncodeRowIdentity(t.table(), key));
-  }
-  return rows;
-}
-
-// The index entry of a dead letter from its stored columns (the three kinds are in the header).
-// Sets `*holds_change` to false for a change dead letter whose blob is not a TableChanges: it
-// holds back no row.
-DeadLetterIndex::Entry DeadLetterEntry(int shard, uint64_t raft_index, const Value& origin,
-                                       const Value& table, const Value& change,
-                                       bool* holds_change) {
-  *holds_change = true;
-  DeadLetterIndex::Entry entry{.shard = shard, .raft_index = raft_index};
-  if (table.storage_class() != sqlite::StorageClass::kText) return entry;  // Undecodable.
-  entry.table = table.bytes();
-  if (origin.is_null()) {
-    entry.whole_table = true;  // Snapshot rows.
-    return entry;
-  }
-  TableChanges t;
-  if (change.storage_class() != sqlite::StorageClass::kBlob || !t.ParseFromString(change.bytes())) {
-    *holds_change = false;
-    return entry;
-  }
-  const std::vector<int> key_positions = KeyPositions(t);
-  for (const Change& c : t.changes()) {
-    for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
-  }
-  return entry;
-}
-
-// A dead letter a snapshot carries, as the row of `__marmot__dead_letters` it becomes here
-// (shard, raft_index, origin, tbl, change_id, error, change): the columns that are NULL tell the
-// kind, as the header says.
-std::vector<Value> DeadLetterRow(int shard, const ShardSnapshot::DeadLetter& d) {
-  const Value index = Value::Integer(static_cast<int64_t>(d.raft_index()));
-  switch (d.kind()) {
-    case ShardSnapshot::DeadLetter::KIND_CHANGE:
-      return {Value::Integer(shard), index, Value::Integer(static_cast<int64_t>(d.origin_node())),
-              Value::Text(d.table()), Value::Integer(d.change_id()), Value::Text(d.error()),
-              Value::Blob(d.change())};
-    case ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS:
-      return {Value::Integer(shard), index, Value::Null(), Value::Text(d.table()), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
-    case ShardSnapshot::DeadLetter::KIND_UNDECODABLE:
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
-    default:
-      // Of a later version: kept as it came, like an undecodable entry (it holds back nothing).
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
-              Value::Text(absl::StrCat("dead letter of unknown kind ", d.kind(),
-                                       " carried by a snapshot: ", d.error())),
-              Value::Blob(d.change())};
-  }
-}
-
-// The other way round: a row of `__marmot__dead_letters` (raft_index, origin, tbl, change_id,
-// error, change) as a snapshot carries it.
-ShardSnapshot::DeadLetter CarriedDeadLetter(const std::vector<Value>& row) {
-  auto as_int = [](const Value& v) -> int64_t {
-    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
-  };
-  auto as_bytes = [](const Value& v) -> std::string {
-    return v.storage_class() == sqlite::StorageClass::kText ||
-                   v.storage_class() == sqlite::StorageClass::kBlob
-               ? v.bytes()
-               : std::string();
-  };
-  ShardSnapshot::DeadLetter d;
-  d.set_raft_index(static_cast<uint64_t>(as_int(row[0])));
-  if (row[2].storage_class() != sqlite::StorageClass::kText) {
-    d.set_kind(ShardSnapshot::DeadLetter::KIND_UNDECODABLE);
-  } else {
-    d.set_table(row[2].bytes());
-    if (row[1].is_null()) {
-      d.set_kind(ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS);
-    } else {
-      d.set_kind(ShardSnapshot::DeadLetter::KIND_CHANGE);
-      d.set_origin_node(static_cast<uint64_t>(as_int(row[1])));
-      d.set_change_id(as_int(row[3]));
-    }
-  }
-  d.set_error(as_bytes(row[4]));
-  d.set_change(as_bytes(row[5]));
-  return d;
-}
-
-// The SQL that applies changes to one table, checked against the local schema once per batch.
-struct TableWriter {
-  std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
-  // Only when the change carries fewer columns than the table has: UPDATE OR REPLACE of the
-  // carried columns by key, binds [rowid,] columns..., key values; the upsert runs when it
-  // found no row.
-  std::string update;
-  std::string delete_key;  // DELETE by key, binds key values
-  std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
-  bool keyed_by_rowid = false;
-  // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
-  bool other_unique_constraints = false;
-  // Per UNIQUE index besides the key whose columns the change carries: a SELECT of the key (or
-  // rowid) of the row that an upsert would replace through that index, and the positions of the
-  // values it binds among [rowid,] columns...
-  struct UniqueProbe {
-    std::string sql;
-    std::vector<int> values;
-  };
-  std::vector<UniqueProbe> unique_probes;
-};
-
-absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
-                                       const std::vector<std::string>& columns,
-                                       const std::vector<std::string>& key_columns) {
-  // Replicated changes and snapshots write user tables only: a change naming marmot's own state
-  // (say, its dedupe table), SQLite's, a view or a virtual table never applies.
-  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
-  if (local.status().code() == absl::StatusCode::kInvalidArgument) {
-    return absl::FailedPreconditionError(absl::StrCat("not replicated: ", local.status().message()));
-  }
-  if (!local.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("table ", QuoteIdentifier(table), " does not exist on this node"));
-  }
-  std::vector<std::string> local_columns;
-  for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
-  bool carried = local->primary_key == key_columns;
-  for (const std::string& c : columns) {
-    carried = carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
-  }
-  if (!carried) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
-        ") key (", QuotedList(local->primary_key), "), the change has columns (",
-        QuotedList(columns), ") key (", QuotedList(key_columns), ")"));
-  }
-  TableWriter w;
-  w.keyed_by_rowid = key_columns.empty();
-  std::vector<std::string> insert_columns = columns;
-  std::vector<std::string> key_terms;
-  if (w.keyed_by_rowid) {
-    insert_columns.insert(insert_columns.begin(), "rowid");
-    key_terms.push_back("rowid = ?");
-  } else {
-    for (const std::string& k : key_columns) key_terms.push_back(QuoteIdentifier(k) + " IS ?");
-  }
-  std::vector<std::string> quoted_insert;
-  for (const std::string& c : insert_columns) {
-    quoted_insert.push_back(c == "rowid" && w.keyed_by_rowid ? "rowid" : QuoteIdentifier(c));
-  }
-  w.upsert = absl::StrCat("INSERT OR REPLACE INTO ", QuoteIdentifier(table), " (",
-                          absl::StrJoin(quoted_insert, ", "), ") VALUES (",
-                          Placeholders(insert_columns.size()), ")");
-  if (columns.size() < local_columns.size()) {
-    // The change was read on a node whose table lacks columns that this one has (a column added
-    // here first): it writes the columns it carries and leaves the others as they are, or at
-    // their defaults for a new row. Replacing the whole row would erase values it never knew.
-    std::vector<std::string> set;
-    for (size_t i = 0; i < columns.size(); ++i) {
-      if (std::find(key_columns.begin(), key_columns.end(), columns[i]) == key_columns.end()) {
-        set.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
-      }
-    }
-    if (set.empty()) set.push_back(w.keyed_by_rowid ? "rowid = rowid" : absl::StrCat(
-        QuoteIdentifier(key_columns[0]), " = ", QuoteIdentifier(key_columns[0])));
-    std::vector<std::string> where;
-    if (w.keyed_by_rowid) {
-      where.push_back("rowid = ?" + std::to_string(insert_columns.size() + 1));
-    } else {
-      for (size_t k = 0; k < key_columns.size(); ++k) {
-        where.push_back(absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
-      }
-    }
-    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ", absl::StrJoin(set, ", "),
-                            " WHERE ", absl::StrJoin(where, " AND "));
-  }
-  w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
-                              absl::StrJoin(key_terms, " AND "));
-  w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
-                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
-  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
-      "SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
-      ") WHERE \"unique\" AND origin <> 'pk'"));
-  if (!indexes.ok()) return indexes.status();
-  w.other_unique_constraints = !indexes->empty();
-  std::vector<std::string> key_select;
-  if (w.keyed_by_rowid) {
-    key_select.push_back("rowid");
-  } else {
-    for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
-  }
-  for (const std::vector<Value>& index : *indexes) {
-    if (index[1].integer() != 0) continue;  // Partial: which rows it holds is not probed.
-    absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
-        "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
-    if (!index_columns.ok()) return index_columns.status();
-    TableWriter::UniqueProbe probe;
-    std::vector<std::string> terms;
-    for (const std::vector<Value>& column : *index_columns) {
-      auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
-      if (at == columns.end()) {  // An expression, or a column the change does not carry.
-        terms.clear();
-        break;
-      }
-      terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
-      probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
-    }
-    if (terms.empty()) continue;
-    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
-                             " WHERE ", absl::StrJoin(terms, " AND "));
-    w.unique_probes.push_back(std::move(probe));
-  }
-  return w;
-}
-
 }  // namespace
 
 struct ChangeApplier::TablePlan {
@@ -324,63 +59,6 @@ struct ChangeApplier::TablePlan {
 };
 
 namespace {
-
-// Applies one change. `run` runs a (cached) statement with values bound. A single-statement
-// change that fails leaves nothing behind (SQLite undoes the failed statement); a rekey, two
-// statements, runs inside a savepoint that is rolled back when the upsert fails.
-template <typename RunFn>
-absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w,
-                         const TableChanges& t, const Change& c) {
-  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
-                       c.op() == change::v1::OP_REKEY;
-  if (c.op() == change::v1::OP_UNSPECIFIED || c.op() > change::v1::OP_DELETE) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown operation ", c.op()));
-  }
-  const size_t key_size = w.keyed_by_rowid ? 1 : t.key_columns_size();
-  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
-    if (static_cast<size_t>(c.old_key_size()) != key_size) {
-      return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
-                                                     " values, the table's key ", key_size));
-    }
-  }
-  if (has_row && c.row_size() != t.columns_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
-  }
-  const bool two_statements = c.op() == change::v1::OP_REKEY;
-  if (two_statements) {
-    if (absl::Status s = db.Exec("SAVEPOINT change"); !s.ok()) return s;
-  }
-  absl::Status status = absl::OkStatus();
-  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
-    status = run(w.delete_key, FromWire(c.old_key()));
-  }
-  if (status.ok() && has_row) {
-    std::vector<Value> values;
-    values.reserve(c.row_size() + 1);
-    if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
-    for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
-    bool updated = false;
-    if (!w.update.empty()) {
-      std::vector<Value> with_key = values;
-      if (w.keyed_by_rowid) {
-        with_key.push_back(values[0]);
-      } else {
-        for (int i : KeyPositions(t)) with_key.push_back(FromWire(c.row(i)));
-      }
-      status = run(w.update, with_key);
-      updated = status.ok() && db.Changes() > 0;
-    }
-    if (status.ok() && !updated) status = run(w.upsert, values);
-  }
-  if (two_statements) {
-    if (!IsDatabaseFailure(status)) {
-      absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
-      if (!end.ok()) return end;
-    }
-  }
-  return status;
-}
 
 // An ApplyView that answers with three functions (each returning what its method returns).
 template <typename LaterFn, typename BlockerFn, typename HoldsFn>
@@ -510,10 +188,9 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
-  if (absl::Status s = applier->LoadDeadLetters(); !s.ok()) return s;
-  applier->dead_letters_unsynced_ = false;
-  if (!applier->dead_letters_.empty()) {
-    LOG(WARNING) << applier->dead_letters_.size()
+  if (absl::Status s = applier->dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
+  if (!applier->dead_letters_.index().empty()) {
+    LOG(WARNING) << applier->dead_letters_.index().size()
                  << " dead letter(s) on this node: later changes of their rows queue behind them "
                     "until they are retried (RetryDeadLetters)";
   }
@@ -521,7 +198,7 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
 }
 
 ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
-    : db_(std::move(db)), router_(router) {}
+    : db_(std::move(db)), router_(router), dead_letters_(db_) {}
 
 ChangeApplier::~ChangeApplier() = default;
 
@@ -671,9 +348,9 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
   // deferring there would also add state after the transaction wrote what it had.
   if (sqlite3_get_autocommit(db_.raw()) == 0) return std::nullopt;
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
-  // Dead letters may hold rows back (QueuedBehind): Apply decides that.
-  if (!dead_letters_.empty()) return std::nullopt;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
+  // Dead letters may hold rows back: Apply decides that.
+  if (!dead_letters_.index().empty()) return std::nullopt;
   ApplyResult result;
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
@@ -781,10 +458,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     return result;
   }
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
-  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return db_.RunKept(sql, values);
-  };
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   for (const TableChanges& t : batch.tables()) {
     const std::vector<Value> applied_key = {Value::Integer(shard),
                                             Value::Integer(static_cast<int64_t>(batch.origin_node())),
@@ -835,9 +509,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
             return LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
           },
           [&]() -> absl::StatusOr<std::optional<int64_t>> {
-            if (dead_letters_.empty()) return std::nullopt;
-            return BlockingDeadLetter(shard, t.table(), RowsOf(t, key_positions, c),
-                                      /*whole_table=*/false);
+            if (dead_letters_.index().empty()) return std::nullopt;
+            return dead_letters_.Blocker(shard, t.table(), RowsOf(t, key_positions, c),
+                                         /*whole_table=*/false);
           },
           [&]() -> absl::StatusOr<bool> {
             // An upsert into a table with another UNIQUE constraint may delete rows of other
@@ -875,7 +549,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
           ++result.unchanged;
           continue;
         case ApplyAction::kQueueBehind:
-          status = QueuedBehind(decision->blocker);
+          status = dead_letters_.QueuedBehind(decision->blocker);
           break;
         case ApplyAction::kDeadLetter:
           status = decision->error;
@@ -884,7 +558,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
           if (note_writes) {
             for (const std::vector<Value>& key : keys_of()) indexed->Rewritten(key);
           }
-          status = ApplyChange(db_, run, (*plan)->writer, t, c);
+          status = ApplyChange(db_, (*plan)->writer, t, c);
           // The database itself failed: retry the whole entry later.
           if (IsDatabaseFailure(status)) return status;
           break;
@@ -900,7 +574,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       TableChanges one = t;
       one.clear_changes();
       *one.add_changes() = c;
-      absl::Status s = InsertDeadLetter(
+      absl::Status s = dead_letters_.Insert(
           {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
            Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
            Value::Integer(c.change_id()), Value::Text(std::string(status.message())),
@@ -929,120 +603,22 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   return result;
 }
 
-absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() {
-  absl::StatusOr<Value> n = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
-  if (!n.ok()) return n.status();
-  return n->integer();
-}
-
-absl::Status ChangeApplier::LoadDeadLetters() {
-  // Until a load succeeds, the index is not to be trusted: the next transaction loads again.
-  dead_letters_unsynced_ = true;
-  DeadLetterIndex loaded;
-  absl::StatusOr<Statement> scan = db_.Prepare(
-      "SELECT id, shard, raft_index, origin, tbl, change FROM \"__marmot__dead_letters\"");
-  if (!scan.ok()) return scan.status();
-  auto as_int = [](const Value& v) -> int64_t {
-    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
-  };
-  while (true) {
-    absl::StatusOr<bool> row = scan->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    const int64_t id = scan->Column(0).integer();
-    bool holds_change = true;
-    DeadLetterIndex::Entry entry = DeadLetterEntry(
-        static_cast<int>(as_int(scan->Column(1))), static_cast<uint64_t>(as_int(scan->Column(2))),
-        scan->Column(3), scan->Column(4), scan->Column(5), &holds_change);
-    if (!holds_change) {
-      LOG(WARNING) << "dead letter " << id << " does not hold a change; it holds back no row";
-    }
-    loaded.Add(id, std::move(entry));
-  }
-  dead_letters_ = std::move(loaded);
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::SyncDeadLetters() {
-  if (!dead_letters_unsynced_) return absl::OkStatus();
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
-  absl::Status s = txn.Commit();
-  if (s.ok()) dead_letters_unsynced_ = false;
-  return s;
-}
-
-absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
-  if (static_cast<int64_t>(dead_letters_.size()) >= max_dead_letters_) {
-    // The index may count some an operator deleted by hand: the table says.
-    absl::StatusOr<Value> n = db_.QueryKeptValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
-    if (!n.ok()) return n.status();
-    if (n->integer() >= max_dead_letters_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("no room for another dead letter: this node holds ", n->integer(),
-                       ", the most -max-dead-letters allows ",
-                       "(retry or delete dead letters, or raise the limit, then restart marmot)"));
-    }
-  }
-  absl::Status s = db_.RunKept("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
-                             "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             row);
-  if (!s.ok()) return s;
-  dead_letters_unsynced_ = true;
-  dead_letters_.Add(sqlite3_last_insert_rowid(db_.raw()), std::move(entry));
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::DeleteDeadLetter(int64_t id) {
-  absl::Status s =
-      db_.RunKept("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});
-  if (!s.ok()) return s;
-  dead_letters_unsynced_ = true;
-  dead_letters_.Remove(id);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::optional<int64_t>> ChangeApplier::BlockingDeadLetter(
-    int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
-    int64_t before) {
-  std::optional<int64_t> blocker = dead_letters_.Blocker(shard, table, rows, whole_table, before);
-  if (!blocker) return blocker;
-  absl::StatusOr<Statement*> exists = db_.Kept("SELECT 1 FROM \"__marmot__dead_letters\" WHERE id = ?");
-  if (!exists.ok()) return exists.status();
-  if (absl::Status s = (*exists)->Bind(1, Value::Integer(*blocker)); !s.ok()) return s;
-  absl::StatusOr<bool> found = (*exists)->Step();
-  (*exists)->Reset();
-  if (!found.ok()) return found.status();
-  if (*found) return blocker;
-  // Deleted by hand: the index is behind the table. Read it again (inside this transaction, so
-  // it may now hold uncommitted rows of it).
-  LOG(WARNING) << "dead letter " << *blocker
-               << " is gone from the table (deleted by hand?); reading the dead letters again";
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  return dead_letters_.Blocker(shard, table, rows, whole_table, before);
-}
-
 absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   // The table is the truth (an operator may have edited it): start from it.
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
+  if (absl::Status s = dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   std::vector<int64_t> selected = ids;
   if (selected.empty()) {
-    selected = dead_letters_.Ids();
+    selected = dead_letters_.index().Ids();
   } else {
     std::sort(selected.begin(), selected.end());
     selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
     std::vector<std::string> missing;
     for (int64_t id : selected) {
-      if (dead_letters_.Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+      if (dead_letters_.index().Find(id) == nullptr) missing.push_back(absl::StrCat(id));
     }
     if (!missing.empty()) {
       return absl::NotFoundError(
@@ -1052,17 +628,10 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   RetryResult result;
   for (int64_t id : selected) {
     // A copy: retrying changes the index.
-    const DeadLetterIndex::Entry entry = *dead_letters_.Find(id);
-    absl::StatusOr<Statement*> read =
-        db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
-    if (!read.ok()) return read.status();
-    if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
-    absl::StatusOr<bool> found = (*read)->Step();
-    if (!found.ok()) return found.status();
-    CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
-    const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
-    (*read)->Reset();
-    absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, origin, blob, id);
+    const DeadLetterIndex::Entry entry = *dead_letters_.index().Find(id);
+    absl::StatusOr<std::pair<Value, Value>> stored = dead_letters_.OriginAndChange(id);
+    if (!stored.ok()) return stored.status();
+    absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, stored->first, stored->second, id);
     if (!tried.ok()) return tried.status();
     if (tried->action == ApplyAction::kQueueBehind) {
       // Keeps its own error: it was not tried.
@@ -1071,27 +640,16 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
     }
     if (tried->action == ApplyAction::kDeadLetter) {
       ++result.still_failing;
-      absl::Status s = db_.RunKept("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
-                                   {Value::Text(std::string(tried->error.message())),
-                                    Value::Integer(id)});
-      if (!s.ok()) return s;
+      if (absl::Status s = dead_letters_.SetError(id, tried->error.message()); !s.ok()) return s;
       continue;
     }
-    if (absl::Status s = DeleteDeadLetter(id); !s.ok()) return s;
+    if (absl::Status s = dead_letters_.Delete(id); !s.ok()) return s;
     ++result.applied;
   }
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
             << " applied, " << result.still_failing << " still failing";
   return result;
-}
-
-absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
-  const DeadLetterIndex::Entry* first = dead_letters_.Find(blocker);
-  return absl::FailedPreconditionError(
-      absl::StrCat("queued behind dead letter ", blocker,
-                   first != nullptr && first->whole_table ? " (snapshot rows of the table)"
-                                                          : " of the same row"));
 }
 
 absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex::Entry& entry,
@@ -1142,7 +700,8 @@ absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex
         return LocalChangeWaits(*plan, **indexed, *own_applied, t, key_positions, c);
       },
       [&]() {
-        return BlockingDeadLetter(entry.shard, entry.table, entry.rows, entry.whole_table, before);
+        return dead_letters_.Blocker(entry.shard, entry.table, entry.rows, entry.whole_table,
+                                     before);
       },
       []() -> absl::StatusOr<bool> { return false; });  // Not a question for a dead letter.
   absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
@@ -1151,10 +710,7 @@ absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex
   if (entry.whole_table) {
     written = ReplaceWithSnapshotRows(entry.shard, rows);
   } else {
-    auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-      return db_.RunKept(sql, values);
-    };
-    written = ApplyChange(db_, run, plan->writer, t, t.changes(0));
+    written = ApplyChange(db_, plan->writer, t, t.changes(0));
   }
   if (IsDatabaseFailure(written)) return written;
   if (!written.ok()) return ApplyDecision::DeadLetter(written);
@@ -1253,6 +809,14 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   return out.Finish();
 }
 
+absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() { return dead_letters_.Count(); }
+
+absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
+  absl::Status s = txn.Commit();
+  if (s.ok()) dead_letters_.Committed();
+  return s;
+}
+
 absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const std::string& payload,
                                               absl::string_view error) {
   absl::StatusOr<sqlite::Transaction> txn =
@@ -1261,10 +825,10 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (index <= *applied) return absl::OkStatus();
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   LOG(ERROR) << "shard " << shard << " index " << index
              << ": entry cannot be decoded, kept as a dead letter: " << error;
-  absl::Status s = InsertDeadLetter({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+  absl::Status s = dead_letters_.Insert({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
                                      Value::Null(), Value::Null(), Value::Null(),
                                      Value::Text(std::string(error)), Value::Blob(payload)},
                                     {.shard = shard, .raft_index = index});
@@ -1330,7 +894,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
@@ -1352,20 +916,11 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   }
   // The shard's dead letters up to the snapshot are superseded by it (see the header). Deleted
   // before the snapshot's own dead letters below are recorded.
-  if (absl::Status s = RunWith(db_,
-                               "DELETE FROM \"__marmot__dead_letters\" WHERE shard = ? AND "
-                               "raft_index <= ?",
-                               {Value::Integer(shard), Value::Integer(static_cast<int64_t>(at))});
-      !s.ok()) {
-    return s;
-  }
-  if (const int64_t superseded = db_.Changes(); superseded > 0) {
+  absl::StatusOr<int64_t> superseded = dead_letters_.DeleteUpTo(shard, at);
+  if (!superseded.ok()) return superseded.status();
+  if (*superseded > 0) {
     LOG(WARNING) << "shard " << shard << ": the snapshot at index " << at << " supersedes "
-                 << superseded << " dead letter(s) of this shard; deleted";
-  }
-  for (int64_t id : dead_letters_.IdsUpTo(shard, at)) {
-    dead_letters_.Remove(id);
-    dead_letters_unsynced_ = true;
+                 << *superseded << " dead letter(s) of this shard; deleted";
   }
   // The snapshot's rows, table by table.
   for (;;) {
@@ -1456,7 +1011,7 @@ absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index,
     }
   }
   if (whole.values_size() == 0) return absl::OkStatus();  // Nothing of that table in this shard.
-  absl::Status s = InsertDeadLetter(
+  absl::Status s = dead_letters_.Insert(
       {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snapshot_index)), Value::Null(),
        Value::Text(header.table()), Value::Null(),
        Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
@@ -1484,7 +1039,7 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
     if (!next->has_value()) break;
     const ShardSnapshot::DeadLetter& d = **next;
     ++carried;
-    const std::vector<Value> row = DeadLetterRow(shard, d);
+    const std::vector<Value> row = StoredDeadLetter(shard, d);
     bool holds_change = true;  // When not, TryDeadLetter says so.
     DeadLetterIndex::Entry entry =
         DeadLetterEntry(shard, d.raft_index(), row[2], row[3], row[6], &holds_change);
@@ -1499,7 +1054,7 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
       // install), it is recorded without being tried.
       absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, row[2], row[6]);
       if (!tried.ok()) return tried.status();
-      if (tried->action == ApplyAction::kQueueBehind) status = QueuedBehind(tried->blocker);
+      if (tried->action == ApplyAction::kQueueBehind) status = dead_letters_.QueuedBehind(tried->blocker);
       if (tried->action == ApplyAction::kDeadLetter) status = tried->error;
     }
     if (status.ok()) {
@@ -1509,7 +1064,7 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
     ++result.carried_kept;
     std::vector<Value> local = row;
     local[5] = Value::Text(std::string(status.message()));
-    if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
+    if (absl::Status s = dead_letters_.Insert(local, std::move(entry)); !s.ok()) return s;
   }
   if (carried == 0) return absl::OkStatus();
   LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index()

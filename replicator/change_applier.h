@@ -117,10 +117,12 @@
 #include "proto/change.pb.h"
 #include "replicator/apply_decider.h"
 #include "replicator/dead_letter_index.h"
+#include "replicator/dead_letter_store.h"
 #include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
 #include "replicator/snapshot_stream.h"
+#include "replicator/table_writer.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
 
@@ -138,11 +140,6 @@ struct InstallResult {
   int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
   int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
-
-// A failure of the database itself (busy past the busy timeout, I/O, a full disk, corruption),
-// as opposed to a change that cannot apply: the operation changed nothing and is tried again
-// later, nothing goes to the dead letters.
-bool IsDatabaseFailure(const absl::Status& s);
 
 struct ApplyResult {
   int64_t applied = 0;
@@ -232,7 +229,7 @@ class ChangeApplier {
   // The most dead letters this node keeps. A change, snapshot table or carried dead letter that
   // would be one more fails its apply or install with ResourceExhausted instead (the shard then
   // halts, ShardStateMachine). Counted over the whole node.
-  void set_max_dead_letters(int64_t max) { max_dead_letters_ = max; }
+  void set_max_dead_letters(int64_t max) { dead_letters_.set_max(max); }
 
   // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
   // it, in one transaction.
@@ -286,25 +283,8 @@ class ChangeApplier {
   // Drops kept plans (and statements) when the schema changed since they were made.
   absl::Status CheckSchema();
 
-  // Reads the dead-letter index from the table (as this connection sees it), and leaves it marked
-  // unsynced: the caller clears the mark when nothing uncommitted was read (outside a
-  // transaction, or before its first write).
-  absl::Status LoadDeadLetters();
-  // At the start of a writing transaction: reloads the index if a transaction changed it and did
-  // not commit.
-  absl::Status SyncDeadLetters();
-  // Commits `txn`; the index then matches the table again.
+  // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
-  // Inserts a dead letter (`row`: shard, raft_index, origin, tbl, change_id, error, change) and
-  // indexes it as `entry`.
-  absl::Status InsertDeadLetter(const std::vector<sqlite::Value>& row, DeadLetterIndex::Entry entry);
-  // Deletes dead letter `id` from the table and the index.
-  absl::Status DeleteDeadLetter(int64_t id);
-  // The dead letter that a change of `rows` of `table` in `shard` (all of them: `whole_table`)
-  // must stay behind, checked to still exist, or nullopt.
-  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter(
-      int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
-      int64_t before = std::numeric_limits<int64_t>::max());
   // Deletes `shard`'s rows of the local table `table`, but none whose key (EncodeRowIdentity
   // without the table) is in `keep` (may be null).
   absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
@@ -328,8 +308,6 @@ class ChangeApplier {
   // constraint refuses) writes nothing; a database failure leaves the savepoint to the caller's
   // rollback.
   absl::Status ReplaceWithSnapshotRows(int shard, const change::v1::ShardSnapshot::Table& t);
-  // The error of a change held back by dead letter `blocker`.
-  absl::Status QueuedBehind(int64_t blocker) const;
   // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
   // key is in `keep`, may be null as they are), or keeps them as a snapshot-rows dead letter.
   // Inside the install's transaction.
@@ -342,11 +320,9 @@ class ChangeApplier {
 
   sqlite::Database db_;
   ShardRouter router_;
-  int64_t max_dead_letters_ = std::numeric_limits<int64_t>::max();
-  DeadLetterIndex dead_letters_;
+  DeadLetterStore dead_letters_;
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
   DeferredApplyState deferred_;
-  bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;
 };
