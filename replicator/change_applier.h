@@ -1,6 +1,11 @@
 // Applies committed change batches of a shard to the local database, and makes and installs a
 // shard's snapshot. This is the SQLite half of each shard's Raft state machine.
 //
+// Its parts: the rules that decide what becomes of each change (apply_decider.h, no SQLite),
+// the statements that write a table's changes (table_writer.h), the dead letters
+// (dead_letter_store.h) and the rows of a snapshot (shard_snapshotter.h). ChangeApplier owns the
+// connection and the transactions, asks the decider and carries its decisions out.
+//
 // Applying runs on marmot's own connection, with triggers disabled (replicated writes are not
 // captured again, and the user's own triggers do not fire a second time) and foreign keys off
 // (shards apply in different orders). One batch is one transaction that also records the
@@ -112,7 +117,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/apply_decider.h"
@@ -121,6 +125,7 @@
 #include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
+#include "replicator/shard_snapshotter.h"
 #include "replicator/snapshot_stream.h"
 #include "replicator/table_writer.h"
 #include "sqlite/database.h"
@@ -131,14 +136,6 @@ namespace marmot::replicator {
 struct RetryResult {
   int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
   int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
-};
-
-struct InstallResult {
-  // Tables whose rows could not be installed here: kept as snapshot-rows dead letters.
-  int64_t rows_kept = 0;
-  // The snapshot's dead letters (see "Snapshots" above):
-  int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
-  int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
 
 struct ApplyResult {
@@ -285,16 +282,6 @@ class ChangeApplier {
 
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
-  // Deletes `shard`'s rows of the local table `table`, but none whose key (EncodeRowIdentity
-  // without the table) is in `keep` (may be null).
-  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
-                               const absl::flat_hash_set<std::string>* keep = nullptr);
-  // Per table, the keys (EncodeRowIdentity without the table) of `shard`'s rows that have a
-  // change of this node pending in the local log that a snapshot with dedupe state `applied`
-  // does not hold.
-  std::map<std::string, absl::flat_hash_set<std::string>> RowsWithLaterOwnChanges(
-      int shard, const std::vector<change::v1::ShardSnapshot::Applied>& applied,
-      const std::vector<sqlite::TableSchema>& tables);
   // Tries a dead letter again (`entry` as indexed, `origin` and `change` as stored), the way a
   // retry does: DecideDeadLetter, behind dead letters with an id below `before`, then writes it
   // when it decides so, without touching the dead-letter table. The decision carried out:
@@ -303,17 +290,6 @@ class ChangeApplier {
   absl::StatusOr<ApplyDecision> TryDeadLetter(
       const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
       const sqlite::Value& change, int64_t before = std::numeric_limits<int64_t>::max());
-  // Replaces `shard`'s rows of the table of snapshot rows `t` (a snapshot-rows dead letter) by
-  // them, inside a savepoint: a refusal (the table differs here, a row of another shard, a row a
-  // constraint refuses) writes nothing; a database failure leaves the savepoint to the caller's
-  // rollback.
-  absl::Status ReplaceWithSnapshotRows(int shard, const change::v1::ShardSnapshot::Table& t);
-  // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
-  // key is in `keep`, may be null as they are), or keeps them as a snapshot-rows dead letter.
-  // Inside the install's transaction.
-  absl::Status InstallTable(int shard, uint64_t snapshot_index,
-                            const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
-                            const absl::flat_hash_set<std::string>* keep, InstallResult& result);
   // InstallSnapshot's second half: applies the snapshot's dead letters `in` reads, in order, or
   // records them here (see "Snapshots" above). Inside the install's transaction, after the rows.
   absl::Status InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result);
@@ -321,6 +297,7 @@ class ChangeApplier {
   sqlite::Database db_;
   ShardRouter router_;
   DeadLetterStore dead_letters_;
+  ShardSnapshotter snapshotter_;
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
   DeferredApplyState deferred_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
