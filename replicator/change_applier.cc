@@ -42,14 +42,6 @@ constexpr char kStateTables[] =
     "  change_id INTEGER, error TEXT, change BLOB,"
     "  at_ms INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)));";
 
-// Runs `sql` with `values` bound, to completion.
-absl::Status RunWith(sqlite::Database& db, const std::string& sql, const std::vector<Value>& values) {
-  absl::StatusOr<Statement> stmt = db.Prepare(sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = stmt->BindAll(values); !s.ok()) return s;
-  return stmt->Run();
-}
-
 }  // namespace
 
 struct ChangeApplier::TablePlan {
@@ -123,7 +115,8 @@ ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
     : db_(std::move(db)),
       router_(router),
       dead_letters_(db_),
-      snapshotter_(db_, router_, dead_letters_) {}
+      snapshotter_(db_, router_, dead_letters_),
+      applied_(db_) {}
 
 ChangeApplier::~ChangeApplier() = default;
 
@@ -220,21 +213,7 @@ absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const Ta
 }
 
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
-  absl::StatusOr<Statement*> stmt =
-      db_.Kept("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->Bind(1, Value::Integer(shard)); !s.ok()) return s;
-  absl::StatusOr<bool> row = (*stmt)->Step();
-  if (!row.ok()) return row.status();
-  const uint64_t applied = *row ? static_cast<uint64_t>((*stmt)->Column(0).integer()) : 0;
-  (*stmt)->Reset();
-  return deferred_.AppliedIndex(shard, applied);
-}
-
-absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
-  return db_.RunKept(
-      "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
-      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
+  return applied_.AppliedIndex(shard);
 }
 
 absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
@@ -243,27 +222,8 @@ absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (index <= *applied) return absl::OkStatus();
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   return txn->Commit();
-}
-
-absl::StatusOr<int64_t> ChangeApplier::LastAppliedChange(int shard, uint64_t origin, const std::string& table) {
-  absl::StatusOr<Statement*> stmt = db_.Kept(
-      "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({Value::Integer(shard), Value::Integer(static_cast<int64_t>(origin)),
-                                         Value::Text(table)});
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<bool> row = (*stmt)->Step();
-  if (!row.ok()) {
-    (*stmt)->Reset();
-    return row.status();
-  }
-  const int64_t stored = *row ? (*stmt)->Column(0).integer() : 0;
-  (*stmt)->Reset();
-  return deferred_.LastChange(shard, origin, table, stored);
 }
 
 absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(int shard, uint64_t index,
@@ -302,7 +262,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     // as LocalChangeIndex requires of a CatchUp.
     absl::StatusOr<LocalChangeIndex::TableRows*> rows = local_changes_.CatchUp(db_, t.table());
     if (!rows.ok()) return std::nullopt;
-    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    absl::StatusOr<int64_t> last = applied_.LastChange(shard, batch.origin_node(), t.table());
     if (!last.ok()) return last.status();
     Table table{*rows, *last, *last, {}};
     const std::vector<int> key_positions = KeyPositions(t);
@@ -355,10 +315,10 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
       for (const std::vector<Value>& key : table.keys[j]) table.rows->Processed(key, t.changes(j).change_id());
     }
     if (table.newest > table.last_id) {
-      deferred_.SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
+      applied_.deferred().SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
     }
   }
-  deferred_.SetAppliedIndex(shard, index);
+  applied_.deferred().SetAppliedIndex(shard, index);
   return result;
 }
 
@@ -385,10 +345,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   for (const TableChanges& t : batch.tables()) {
-    const std::vector<Value> applied_key = {Value::Integer(shard),
-                                            Value::Integer(static_cast<int64_t>(batch.origin_node())),
-                                            Value::Text(t.table())};
-    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    absl::StatusOr<int64_t> last = applied_.LastChange(shard, batch.origin_node(), t.table());
     if (!last.ok()) return last.status();
     const int64_t last_id = *last;
     int64_t newest = last_id;
@@ -416,7 +373,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     // skipped (see set_local_node): that local change comes later in the shard's order.
     int64_t own_applied = 0;
     if (!own && note_writes && local_node_ != 0) {
-      absl::StatusOr<int64_t> applied_here = LastAppliedChange(shard, local_node_, t.table());
+      absl::StatusOr<int64_t> applied_here = applied_.LastChange(shard, local_node_, t.table());
       if (!applied_here.ok()) return applied_here.status();
       own_applied = *applied_here;
     }
@@ -515,15 +472,11 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (!s.ok()) return s;
     }
     if (newest > last_id) {
-      std::vector<Value> values = applied_key;
-      values.push_back(Value::Integer(newest));
-      absl::Status s = db_.RunKept("INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
-                                 "change_id) VALUES (?, ?, ?, ?)",
-                                 values);
+      absl::Status s = applied_.SetLastChange(shard, batch.origin_node(), t.table(), newest);
       if (!s.ok()) return s;
     }
   }
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
 }
@@ -620,7 +573,7 @@ absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex
         if (facts.own) return (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id();
         if ((*indexed)->size() == 0) return false;
         absl::StatusOr<int64_t> own_applied =
-            LastAppliedChange(entry.shard, local_node_, t.table());
+            applied_.LastChange(entry.shard, local_node_, t.table());
         if (!own_applied.ok()) return own_applied.status();
         return LocalChangeWaits(*plan, **indexed, *own_applied, t, key_positions, c);
       },
@@ -677,7 +630,7 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
                                      Value::Text(std::string(error)), Value::Blob(payload)},
                                     {.shard = shard, .raft_index = index});
   if (!s.ok()) return s;
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   return Commit(*txn);
 }
 
@@ -695,26 +648,15 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
-  deferred_.Forget(shard);
+  applied_.deferred().Forget(shard);
   if (absl::Status s = snapshotter_.ReplaceRows(shard, at, local_node_, in, result); !s.ok()) {
     return s;
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = InstallCarriedDeadLetters(shard, in, result); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
-  if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
-      !s.ok()) {
-    return s;
-  }
-  for (const ShardSnapshot::Applied& a : in.applied()) {
-    absl::Status s = RunWith(db_,
-                             "INSERT INTO \"__marmot__applied\" (shard, origin, tbl, change_id) "
-                             "VALUES (?, ?, ?, ?)",
-                             {Value::Integer(shard), Value::Integer(static_cast<int64_t>(a.origin_node())),
-                              Value::Text(a.table()), Value::Integer(a.change_id())});
-    if (!s.ok()) return s;
-  }
-  if (absl::Status s = SetAppliedIndex(shard, at); !s.ok()) return s;
+  if (absl::Status s = applied_.ReplaceLastChanges(shard, in.applied()); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, at); !s.ok()) return s;
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
 }

@@ -2,9 +2,10 @@
 // shard's snapshot. This is the SQLite half of each shard's Raft state machine.
 //
 // Its parts: the rules that decide what becomes of each change (apply_decider.h, no SQLite),
-// the statements that write a table's changes (table_writer.h), the dead letters
-// (dead_letter_store.h) and the rows of a snapshot (shard_snapshotter.h). ChangeApplier owns the
-// connection and the transactions, asks the decider and carries its decisions out.
+// the statements that write a table's changes (table_writer.h), the applied index and dedupe
+// state (applied_state.h), the dead letters (dead_letter_store.h) and the rows of a snapshot
+// (shard_snapshotter.h). ChangeApplier owns the connection and the transactions, asks the
+// decider and carries its decisions out.
 //
 // Applying runs on marmot's own connection, with triggers disabled (replicated writes are not
 // captured again, and the user's own triggers do not fire a second time) and foreign keys off
@@ -119,10 +120,10 @@
 
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
+#include "replicator/applied_state.h"
 #include "replicator/apply_decider.h"
 #include "replicator/dead_letter_index.h"
 #include "replicator/dead_letter_store.h"
-#include "replicator/deferred_apply_state.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
 #include "replicator/shard_snapshotter.h"
@@ -194,9 +195,9 @@ class ChangeApplier {
                                                                  const change::v1::ChangeBatch& batch);
   // Writes the deferred state inside the caller's transaction on database(); DeferredCommitted()
   // after that transaction committed.
-  absl::Status WriteDeferred() { return deferred_.Write(db_); }
-  void DeferredCommitted() { deferred_.Committed(); }
-  bool has_deferred() const { return !deferred_.empty(); }
+  absl::Status WriteDeferred() { return applied_.deferred().Write(db_); }
+  void DeferredCommitted() { applied_.deferred().Committed(); }
+  bool has_deferred() const { return !applied_.deferred().empty(); }
 
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
@@ -251,10 +252,6 @@ class ChangeApplier {
   struct TablePlan;  // How to write one table's changes, checked against the local schema.
 
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
-  absl::Status SetAppliedIndex(int shard, uint64_t index);
-  // The newest change id of `origin` to `table` applied in `shard` (dedupe state), deferred
-  // entries included; 0 if none.
-  absl::StatusOr<int64_t> LastAppliedChange(int shard, uint64_t origin, const std::string& table);
   absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
                                                  const change::v1::ChangeBatch& batch);
   // Whether the insert or update `c` would leave its row exactly as it is (same storage classes
@@ -298,8 +295,8 @@ class ChangeApplier {
   ShardRouter router_;
   DeadLetterStore dead_letters_;
   ShardSnapshotter snapshotter_;
+  AppliedState applied_;  // Deferred entries included.
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
-  DeferredApplyState deferred_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;
 };
