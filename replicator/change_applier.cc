@@ -11,17 +11,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replicator/apply_decider.h"
+#include "replicator/dead_letter_store.h"
+#include "replicator/shard_snapshotter.h"
 #include "replicator/value_codec.h"
 #include "replicator/snapshot_stream.h"
-#include "sqlite/change_log.h"
+#include "replicator/table_writer.h"
 #include "sqlite/schema.h"
 
 namespace marmot::replicator {
-
-bool IsDatabaseFailure(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
-         s.code() == absl::StatusCode::kDataLoss;
-}
 
 namespace {
 
@@ -44,276 +42,6 @@ constexpr char kStateTables[] =
     "  change_id INTEGER, error TEXT, change BLOB,"
     "  at_ms INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)));";
 
-// Runs `sql` with `values` bound, to completion.
-absl::Status RunWith(sqlite::Database& db, const std::string& sql, const std::vector<Value>& values) {
-  absl::StatusOr<Statement> stmt = db.Prepare(sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = stmt->BindAll(values); !s.ok()) return s;
-  return stmt->Run();
-}
-
-std::string QuotedList(const std::vector<std::string>& names) {
-  std::vector<std::string> quoted;
-  for (const std::string& n : names) quoted.push_back(QuoteIdentifier(n));
-  return absl::StrJoin(quoted, ", ");
-}
-
-std::string Placeholders(size_t n) {
-  std::vector<std::string> marks(n, "?");
-  return absl::StrJoin(marks, ", ");
-}
-
-// Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
-// ShardSnapshot::Table).
-template <typename TableMessage>
-std::vector<int> KeyPositions(const TableMessage& t) {
-  std::vector<int> positions;
-  for (const std::string& k : t.key_columns()) {
-    for (int i = 0; i < t.columns_size(); ++i) {
-      if (t.columns(i) == k) positions.push_back(i);
-    }
-  }
-  return positions;
-}
-
-// The key of the row a change leaves behind (the new key), or the deleted key for a delete.
-std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_positions,
-                         const Change& c) {
-  if (c.op() == change::v1::OP_DELETE) return FromWire(c.old_key());
-  if (t.key_columns().empty()) return {FromWire(c.rowid())};
-  std::vector<Value> key;
-  for (int i : key_positions) {
-    if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
-  }
-  return key;
-}
-
-// The keys of the rows a change touches: one, or two for a rekey.
-std::vector<std::vector<Value>> KeysOf(const TableChanges& t, const std::vector<int>& key_positions,
-                                       const Change& c) {
-  std::vector<std::vector<Value>> keys = {KeyOf(t, key_positions, c)};
-  if (c.op() == change::v1::OP_REKEY) keys.push_back(FromWire(c.old_key()));
-  return keys;
-}
-
-// The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
-std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& key_positions,
-                                const Change& c) {
-  std::vector<std::string> rows;
-  for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
-    rows.push_back(EncodeRowIdentity(t.table(), key));
-  }
-  return rows;
-}
-
-// The index entry of a dead letter from its stored columns (the three kinds are in the header).
-// Sets `*holds_change` to false for a change dead letter whose blob is not a TableChanges: it
-// holds back no row.
-DeadLetterIndex::Entry DeadLetterEntry(int shard, uint64_t raft_index, const Value& origin,
-                                       const Value& table, const Value& change,
-                                       bool* holds_change) {
-  *holds_change = true;
-  DeadLetterIndex::Entry entry{.shard = shard, .raft_index = raft_index};
-  if (table.storage_class() != sqlite::StorageClass::kText) return entry;  // Undecodable.
-  entry.table = table.bytes();
-  if (origin.is_null()) {
-    entry.whole_table = true;  // Snapshot rows.
-    return entry;
-  }
-  TableChanges t;
-  if (change.storage_class() != sqlite::StorageClass::kBlob || !t.ParseFromString(change.bytes())) {
-    *holds_change = false;
-    return entry;
-  }
-  const std::vector<int> key_positions = KeyPositions(t);
-  for (const Change& c : t.changes()) {
-    for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
-  }
-  return entry;
-}
-
-// A dead letter a snapshot carries, as the row of `__marmot__dead_letters` it becomes here
-// (shard, raft_index, origin, tbl, change_id, error, change): the columns that are NULL tell the
-// kind, as the header says.
-std::vector<Value> DeadLetterRow(int shard, const ShardSnapshot::DeadLetter& d) {
-  const Value index = Value::Integer(static_cast<int64_t>(d.raft_index()));
-  switch (d.kind()) {
-    case ShardSnapshot::DeadLetter::KIND_CHANGE:
-      return {Value::Integer(shard), index, Value::Integer(static_cast<int64_t>(d.origin_node())),
-              Value::Text(d.table()), Value::Integer(d.change_id()), Value::Text(d.error()),
-              Value::Blob(d.change())};
-    case ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS:
-      return {Value::Integer(shard), index, Value::Null(), Value::Text(d.table()), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
-    case ShardSnapshot::DeadLetter::KIND_UNDECODABLE:
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
-    default:
-      // Of a later version: kept as it came, like an undecodable entry (it holds back nothing).
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
-              Value::Text(absl::StrCat("dead letter of unknown kind ", d.kind(),
-                                       " carried by a snapshot: ", d.error())),
-              Value::Blob(d.change())};
-  }
-}
-
-// The other way round: a row of `__marmot__dead_letters` (raft_index, origin, tbl, change_id,
-// error, change) as a snapshot carries it.
-ShardSnapshot::DeadLetter CarriedDeadLetter(const std::vector<Value>& row) {
-  auto as_int = [](const Value& v) -> int64_t {
-    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
-  };
-  auto as_bytes = [](const Value& v) -> std::string {
-    return v.storage_class() == sqlite::StorageClass::kText ||
-                   v.storage_class() == sqlite::StorageClass::kBlob
-               ? v.bytes()
-               : std::string();
-  };
-  ShardSnapshot::DeadLetter d;
-  d.set_raft_index(static_cast<uint64_t>(as_int(row[0])));
-  if (row[2].storage_class() != sqlite::StorageClass::kText) {
-    d.set_kind(ShardSnapshot::DeadLetter::KIND_UNDECODABLE);
-  } else {
-    d.set_table(row[2].bytes());
-    if (row[1].is_null()) {
-      d.set_kind(ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS);
-    } else {
-      d.set_kind(ShardSnapshot::DeadLetter::KIND_CHANGE);
-      d.set_origin_node(static_cast<uint64_t>(as_int(row[1])));
-      d.set_change_id(as_int(row[3]));
-    }
-  }
-  d.set_error(as_bytes(row[4]));
-  d.set_change(as_bytes(row[5]));
-  return d;
-}
-
-// The SQL that applies changes to one table, checked against the local schema once per batch.
-struct TableWriter {
-  std::string upsert;      // INSERT OR REPLACE, binds [rowid,] columns...
-  // Only when the change carries fewer columns than the table has: UPDATE OR REPLACE of the
-  // carried columns by key, binds [rowid,] columns..., key values; the upsert runs when it
-  // found no row.
-  std::string update;
-  std::string delete_key;  // DELETE by key, binds key values
-  std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
-  bool keyed_by_rowid = false;
-  // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
-  bool other_unique_constraints = false;
-  // Per UNIQUE index besides the key whose columns the change carries: a SELECT of the key (or
-  // rowid) of the row that an upsert would replace through that index, and the positions of the
-  // values it binds among [rowid,] columns...
-  struct UniqueProbe {
-    std::string sql;
-    std::vector<int> values;
-  };
-  std::vector<UniqueProbe> unique_probes;
-};
-
-absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
-                                       const std::vector<std::string>& columns,
-                                       const std::vector<std::string>& key_columns) {
-  // Replicated changes and snapshots write user tables only: a change naming marmot's own state
-  // (say, its dedupe table), SQLite's, a view or a virtual table never applies.
-  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
-  if (local.status().code() == absl::StatusCode::kInvalidArgument) {
-    return absl::FailedPreconditionError(absl::StrCat("not replicated: ", local.status().message()));
-  }
-  if (!local.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("table ", QuoteIdentifier(table), " does not exist on this node"));
-  }
-  std::vector<std::string> local_columns;
-  for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
-  bool carried = local->primary_key == key_columns;
-  for (const std::string& c : columns) {
-    carried = carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
-  }
-  if (!carried) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
-        ") key (", QuotedList(local->primary_key), "), the change has columns (",
-        QuotedList(columns), ") key (", QuotedList(key_columns), ")"));
-  }
-  TableWriter w;
-  w.keyed_by_rowid = key_columns.empty();
-  std::vector<std::string> insert_columns = columns;
-  std::vector<std::string> key_terms;
-  if (w.keyed_by_rowid) {
-    insert_columns.insert(insert_columns.begin(), "rowid");
-    key_terms.push_back("rowid = ?");
-  } else {
-    for (const std::string& k : key_columns) key_terms.push_back(QuoteIdentifier(k) + " IS ?");
-  }
-  std::vector<std::string> quoted_insert;
-  for (const std::string& c : insert_columns) {
-    quoted_insert.push_back(c == "rowid" && w.keyed_by_rowid ? "rowid" : QuoteIdentifier(c));
-  }
-  w.upsert = absl::StrCat("INSERT OR REPLACE INTO ", QuoteIdentifier(table), " (",
-                          absl::StrJoin(quoted_insert, ", "), ") VALUES (",
-                          Placeholders(insert_columns.size()), ")");
-  if (columns.size() < local_columns.size()) {
-    // The change was read on a node whose table lacks columns that this one has (a column added
-    // here first): it writes the columns it carries and leaves the others as they are, or at
-    // their defaults for a new row. Replacing the whole row would erase values it never knew.
-    std::vector<std::string> set;
-    for (size_t i = 0; i < columns.size(); ++i) {
-      if (std::find(key_columns.begin(), key_columns.end(), columns[i]) == key_columns.end()) {
-        set.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
-      }
-    }
-    if (set.empty()) set.push_back(w.keyed_by_rowid ? "rowid = rowid" : absl::StrCat(
-        QuoteIdentifier(key_columns[0]), " = ", QuoteIdentifier(key_columns[0])));
-    std::vector<std::string> where;
-    if (w.keyed_by_rowid) {
-      where.push_back("rowid = ?" + std::to_string(insert_columns.size() + 1));
-    } else {
-      for (size_t k = 0; k < key_columns.size(); ++k) {
-        where.push_back(absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
-      }
-    }
-    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ", absl::StrJoin(set, ", "),
-                            " WHERE ", absl::StrJoin(where, " AND "));
-  }
-  w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
-                              absl::StrJoin(key_terms, " AND "));
-  w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
-                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
-  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
-      "SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
-      ") WHERE \"unique\" AND origin <> 'pk'"));
-  if (!indexes.ok()) return indexes.status();
-  w.other_unique_constraints = !indexes->empty();
-  std::vector<std::string> key_select;
-  if (w.keyed_by_rowid) {
-    key_select.push_back("rowid");
-  } else {
-    for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
-  }
-  for (const std::vector<Value>& index : *indexes) {
-    if (index[1].integer() != 0) continue;  // Partial: which rows it holds is not probed.
-    absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
-        "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
-    if (!index_columns.ok()) return index_columns.status();
-    TableWriter::UniqueProbe probe;
-    std::vector<std::string> terms;
-    for (const std::vector<Value>& column : *index_columns) {
-      auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
-      if (at == columns.end()) {  // An expression, or a column the change does not carry.
-        terms.clear();
-        break;
-      }
-      terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
-      probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
-    }
-    if (terms.empty()) continue;
-    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
-                             " WHERE ", absl::StrJoin(terms, " AND "));
-    w.unique_probes.push_back(std::move(probe));
-  }
-  return w;
-}
-
 }  // namespace
 
 struct ChangeApplier::TablePlan {
@@ -324,140 +52,21 @@ struct ChangeApplier::TablePlan {
 
 namespace {
 
-// Applies one change. `run` runs a (cached) statement with values bound. A single-statement
-// change that fails leaves nothing behind (SQLite undoes the failed statement); a rekey, two
-// statements, runs inside a savepoint that is rolled back when the upsert fails.
-template <typename RunFn>
-absl::Status ApplyChange(sqlite::Database& db, RunFn&& run, const TableWriter& w,
-                         const TableChanges& t, const Change& c) {
-  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
-                       c.op() == change::v1::OP_REKEY;
-  if (c.op() == change::v1::OP_UNSPECIFIED || c.op() > change::v1::OP_DELETE) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown operation ", c.op()));
-  }
-  const size_t key_size = w.keyed_by_rowid ? 1 : t.key_columns_size();
-  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
-    if (static_cast<size_t>(c.old_key_size()) != key_size) {
-      return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
-                                                     " values, the table's key ", key_size));
-    }
-  }
-  if (has_row && c.row_size() != t.columns_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
-  }
-  const bool two_statements = c.op() == change::v1::OP_REKEY;
-  if (two_statements) {
-    if (absl::Status s = db.Exec("SAVEPOINT change"); !s.ok()) return s;
-  }
-  absl::Status status = absl::OkStatus();
-  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
-    status = run(w.delete_key, FromWire(c.old_key()));
-  }
-  if (status.ok() && has_row) {
-    std::vector<Value> values;
-    values.reserve(c.row_size() + 1);
-    if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
-    for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
-    bool updated = false;
-    if (!w.update.empty()) {
-      std::vector<Value> with_key = values;
-      if (w.keyed_by_rowid) {
-        with_key.push_back(values[0]);
-      } else {
-        for (int i : KeyPositions(t)) with_key.push_back(FromWire(c.row(i)));
-      }
-      status = run(w.update, with_key);
-      updated = status.ok() && db.Changes() > 0;
-    }
-    if (status.ok() && !updated) status = run(w.upsert, values);
-  }
-  if (two_statements) {
-    if (!IsDatabaseFailure(status)) {
-      absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
-      if (!end.ok()) return end;
-    }
-  }
-  return status;
-}
+// An ApplyView that answers with three functions (each returning what its method returns).
+template <typename LaterFn, typename BlockerFn, typename HoldsFn>
+class ViewOf final : public ApplyView {
+ public:
+  ViewOf(LaterFn later, BlockerFn blocker, HoldsFn holds)
+      : later_(std::move(later)), blocker_(std::move(blocker)), holds_(std::move(holds)) {}
+  absl::StatusOr<bool> LaterLocalChange() override { return later_(); }
+  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override { return blocker_(); }
+  absl::StatusOr<bool> RowAlreadyHolds() override { return holds_(); }
 
-// Values per row of a snapshot table, or 0 when its values do not divide into rows.
-size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
-  const size_t width = t.columns_size() + (t.keyed_by_rowid() ? 1 : 0);
-  return width == 0 || t.values_size() % width != 0 ? 0 : width;
-}
-
-// Keys of rows (EncodeRowIdentity without the table) that a snapshot install leaves as they are.
-using KeptRows = absl::flat_hash_set<std::string>;
-
-// Positions of the key values within a snapshot row of `t`: the rowid leads rows keyed by it.
-std::vector<int> SnapshotKeyIndex(const ShardSnapshot::Table& t) {
-  return t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
-}
-
-// Where a snapshot row goes: the table, the shard whose snapshot holds it, and the router that
-// says which shard orders each key.
-struct SnapshotRowTarget {
-  const std::string& table;
-  int shard;
-  const ShardRouter& router;
+ private:
+  LaterFn later_;
+  BlockerFn blocker_;
+  HoldsFn holds_;
 };
-
-// Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
-// upsert statement), unless its key is in `keep` (may be null). InvalidArgument, writing nothing,
-// when the row's key routes to another shard than `target.shard`: a snapshot of one shard must
-// not write rows that another shard orders (`row` numbers the row in that error).
-absl::Status UpsertSnapshotRow(Statement& upsert, const SnapshotRowTarget& target,
-                               const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
-                               int start, size_t width, const std::vector<int>& key_index,
-                               const KeptRows* keep, int64_t row) {
-  std::vector<Value> key;
-  for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
-  if (const int routed = target.router.ShardOf(target.table, key); routed != target.shard) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed: row ", row, " belongs to shard ",
-                                                   routed, ", not ", target.shard));
-  }
-  if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
-  for (size_t i = 0; i < width; ++i) {
-    if (absl::Status s =
-            upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
-        !s.ok()) {
-      return s;
-    }
-  }
-  absl::Status s = upsert.Run();
-  upsert.Reset();
-  return s;
-}
-
-// Upserts the rows of a snapshot table of `shard` kept whole (a snapshot-rows dead letter;
-// SnapshotRowWidth must be positive) with `writer`. InvalidArgument, after some rows may have been
-// written (the caller rolls them back), when a row routes to another shard.
-absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
-                                const TableWriter& writer, const ShardRouter& router, int shard) {
-  const size_t width = SnapshotRowWidth(t);
-  CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
-  absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
-  if (!upsert.ok()) return upsert.status();
-  const std::vector<int> key_index = SnapshotKeyIndex(t);
-  const SnapshotRowTarget target{t.table(), shard, router};
-  int64_t row = 0;
-  for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-    if (absl::Status s =
-            UpsertSnapshotRow(*upsert, target, t.values(), start, width, key_index, nullptr, ++row);
-        !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-// A snapshot payload that cannot be read now: it was checked whole when it arrived, so the file
-// changed since (or this is a bug). Trying again would change nothing.
-absl::Status Unreadable(const absl::Status& s) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("the snapshot payload cannot be read: ", s.message()));
-}
 
 // SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
 // that holds the lock for a few milliseconds (the application's transaction, the shipper's
@@ -493,10 +102,9 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
-  if (absl::Status s = applier->LoadDeadLetters(); !s.ok()) return s;
-  applier->dead_letters_unsynced_ = false;
-  if (!applier->dead_letters_.empty()) {
-    LOG(WARNING) << applier->dead_letters_.size()
+  if (absl::Status s = applier->dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
+  if (!applier->dead_letters_.index().empty()) {
+    LOG(WARNING) << applier->dead_letters_.index().size()
                  << " dead letter(s) on this node: later changes of their rows queue behind them "
                     "until they are retried (RetryDeadLetters)";
   }
@@ -504,7 +112,11 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
 }
 
 ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
-    : db_(std::move(db)), router_(router) {}
+    : db_(std::move(db)),
+      router_(router),
+      dead_letters_(db_),
+      snapshotter_(db_, router_, dead_letters_),
+      applied_(db_) {}
 
 ChangeApplier::~ChangeApplier() = default;
 
@@ -601,21 +213,7 @@ absl::StatusOr<bool> ChangeApplier::RowAlreadyIs(const TablePlan& plan, const Ta
 }
 
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
-  absl::StatusOr<Statement*> stmt =
-      db_.Kept("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?");
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->Bind(1, Value::Integer(shard)); !s.ok()) return s;
-  absl::StatusOr<bool> row = (*stmt)->Step();
-  if (!row.ok()) return row.status();
-  const uint64_t applied = *row ? static_cast<uint64_t>((*stmt)->Column(0).integer()) : 0;
-  (*stmt)->Reset();
-  return deferred_.AppliedIndex(shard, applied);
-}
-
-absl::Status ChangeApplier::SetAppliedIndex(int shard, uint64_t index) {
-  return db_.RunKept(
-      "INSERT OR REPLACE INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?)",
-      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
+  return applied_.AppliedIndex(shard);
 }
 
 absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
@@ -624,27 +222,8 @@ absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (index <= *applied) return absl::OkStatus();
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   return txn->Commit();
-}
-
-absl::StatusOr<int64_t> ChangeApplier::LastAppliedChange(int shard, uint64_t origin, const std::string& table) {
-  absl::StatusOr<Statement*> stmt = db_.Kept(
-      "SELECT change_id FROM \"__marmot__applied\" WHERE shard = ? AND origin = ? AND tbl = ?");
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({Value::Integer(shard), Value::Integer(static_cast<int64_t>(origin)),
-                                         Value::Text(table)});
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<bool> row = (*stmt)->Step();
-  if (!row.ok()) {
-    (*stmt)->Reset();
-    return row.status();
-  }
-  const int64_t stored = *row ? (*stmt)->Column(0).integer() : 0;
-  (*stmt)->Reset();
-  return deferred_.LastChange(shard, origin, table, stored);
 }
 
 absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(int shard, uint64_t index,
@@ -654,9 +233,9 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
   // deferring there would also add state after the transaction wrote what it had.
   if (sqlite3_get_autocommit(db_.raw()) == 0) return std::nullopt;
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
-  // Dead letters may hold rows back (QueuedBehind): Apply decides that.
-  if (!dead_letters_.empty()) return std::nullopt;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
+  // Dead letters may hold rows back: Apply decides that.
+  if (!dead_letters_.index().empty()) return std::nullopt;
   ApplyResult result;
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
@@ -664,7 +243,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     result.stale_entry = true;
     return result;
   }
-  // First decide, changing nothing; then record. The decisions are Apply's for an own change.
+  // First decide, changing nothing; then record. The rules are Apply's (DecideBatchChange).
   struct Table {
     LocalChangeIndex::TableRows* rows;
     int64_t last_id;
@@ -683,34 +262,49 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
     // as LocalChangeIndex requires of a CatchUp.
     absl::StatusOr<LocalChangeIndex::TableRows*> rows = local_changes_.CatchUp(db_, t.table());
     if (!rows.ok()) return std::nullopt;
-    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    absl::StatusOr<int64_t> last = applied_.LastChange(shard, batch.origin_node(), t.table());
     if (!last.ok()) return last.status();
     Table table{*rows, *last, *last, {}};
     const std::vector<int> key_positions = KeyPositions(t);
     for (const Change& c : t.changes()) {
       const std::vector<std::vector<Value>>& keys = table.keys.emplace_back(KeysOf(t, key_positions, c));
-      if (c.change_id() <= table.last_id) {
-        ++result.duplicates;
-        continue;
+      ViewOf view(
+          [&]() -> absl::StatusOr<bool> {
+            return table.rows->Newest(keys.front()) > c.change_id();
+          },
+          []() -> absl::StatusOr<std::optional<int64_t>> { return std::nullopt; },  // None exist.
+          [&]() -> absl::StatusOr<bool> {
+            bool holds = true;
+            for (const std::vector<Value>& key : keys) {
+              holds = holds && table.rows->Holds(key, c.change_id());
+            }
+            if (holds) return true;
+            // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or
+            // written here since) are read, as Apply would, but without the write lock that the
+            // application's writers need: only this applier writes rows besides the application,
+            // and whatever the application writes after this read is a newer local change.
+            return RowAlreadyIs(**plan, t, key_positions, c);
+          });
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange(
+          {.own = true, .change_id = c.change_id(), .last_applied = table.last_id,
+           .local_log = true},
+          view);
+      if (!decision.ok()) return decision.status();
+      switch (decision->action) {
+        case ApplyAction::kSkipDuplicate:
+          ++result.duplicates;
+          continue;
+        case ApplyAction::kSkipSuperseded:
+          ++result.superseded;
+          break;
+        case ApplyAction::kNothingToWrite:
+          ++result.applied;
+          ++result.unchanged;
+          break;
+        default:
+          return std::nullopt;  // It needs a write.
       }
       table.newest = std::max(table.newest, c.change_id());
-      if (table.rows->Newest(keys.front()) > c.change_id()) {
-        ++result.superseded;
-        continue;
-      }
-      bool holds = true;
-      for (const std::vector<Value>& key : keys) holds = holds && table.rows->Holds(key, c.change_id());
-      if (!holds) {
-        // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or
-        // written here since) are read, as Apply would, but without the write lock that the
-        // application's writers need: only this applier writes rows besides the application,
-        // and whatever the application writes after this read is a newer local change.
-        absl::StatusOr<bool> same = RowAlreadyIs(**plan, t, key_positions, c);
-        if (!same.ok()) return same.status();
-        if (!*same) return std::nullopt;
-      }
-      ++result.applied;
-      ++result.unchanged;
     }
     tables.push_back(std::move(table));
   }
@@ -721,10 +315,10 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
       for (const std::vector<Value>& key : table.keys[j]) table.rows->Processed(key, t.changes(j).change_id());
     }
     if (table.newest > table.last_id) {
-      deferred_.SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
+      applied_.deferred().SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
     }
   }
-  deferred_.SetAppliedIndex(shard, index);
+  applied_.deferred().SetAppliedIndex(shard, index);
   return result;
 }
 
@@ -749,15 +343,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     return result;
   }
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
-  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return db_.RunKept(sql, values);
-  };
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   for (const TableChanges& t : batch.tables()) {
-    const std::vector<Value> applied_key = {Value::Integer(shard),
-                                            Value::Integer(static_cast<int64_t>(batch.origin_node())),
-                                            Value::Text(t.table())};
-    absl::StatusOr<int64_t> last = LastAppliedChange(shard, batch.origin_node(), t.table());
+    absl::StatusOr<int64_t> last = applied_.LastChange(shard, batch.origin_node(), t.table());
     if (!last.ok()) return last.status();
     const int64_t last_id = *last;
     int64_t newest = last_id;
@@ -785,84 +373,77 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     // skipped (see set_local_node): that local change comes later in the shard's order.
     int64_t own_applied = 0;
     if (!own && note_writes && local_node_ != 0) {
-      absl::StatusOr<int64_t> applied_here = LastAppliedChange(shard, local_node_, t.table());
+      absl::StatusOr<int64_t> applied_here = applied_.LastChange(shard, local_node_, t.table());
       if (!applied_here.ok()) return applied_here.status();
       own_applied = *applied_here;
     }
-    // This node's own change of a table it no longer has, or whose columns changed since the
-    // change was read: its row is what this node's application left, nothing to write.
-    const bool own_without_plan =
-        local_node_ != 0 && batch.origin_node() == local_node_ && !(*plan)->status.ok();
+    const bool origin_local = local_node_ != 0 && batch.origin_node() == local_node_;
     for (const Change& c : t.changes()) {
-      // The identities of the rows the change touches; filled only when needed (dead letters
-      // exist, or it fails).
-      std::vector<std::string> rows;
-      // Whether every row of an own change still holds what the change wrote: nothing to do.
-      bool holds = false;
+      std::optional<std::vector<std::vector<Value>>> keys;  // The keys it touches, when needed.
+      auto keys_of = [&]() -> const std::vector<std::vector<Value>>& {
+        if (!keys) keys = KeysOf(t, key_positions, c);
+        return *keys;
+      };
+      ViewOf view(
+          [&]() -> absl::StatusOr<bool> {
+            if (own) return indexed->Newest(keys_of().front()) > c.change_id();
+            if (!note_writes || local_node_ == 0) return false;
+            return LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
+          },
+          [&]() -> absl::StatusOr<std::optional<int64_t>> {
+            if (dead_letters_.index().empty()) return std::nullopt;
+            return dead_letters_.Blocker(shard, t.table(), RowsOf(t, key_positions, c),
+                                         /*whole_table=*/false);
+          },
+          [&]() -> absl::StatusOr<bool> {
+            // An upsert into a table with another UNIQUE constraint may delete rows of other
+            // keys, which the index does not see: such rows are always read.
+            bool holds = !(*plan)->writer.other_unique_constraints;
+            for (const std::vector<Value>& key : keys_of()) {
+              holds = holds && indexed->Holds(key, c.change_id());
+            }
+            if (holds) return true;
+            return RowAlreadyIs(**plan, t, key_positions, c);
+          });
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = origin_local,
+                                                                  .change_id = c.change_id(),
+                                                                  .last_applied = last_id,
+                                                                  .plan = (*plan)->status,
+                                                                  .local_log = indexed != nullptr},
+                                                                 view);
+      if (!decision.ok()) return decision.status();
+      // Whatever became of it, an own change was processed: the index forgets the row when this
+      // was its newest change.
       if (own) {
-        const std::vector<std::vector<Value>> keys = KeysOf(t, key_positions, c);
-        const int64_t newer = indexed->Newest(keys.front());
-        // An upsert into a table with another UNIQUE constraint may delete rows of other keys,
-        // which the index does not see: such rows are always read.
-        holds = !(*plan)->writer.other_unique_constraints;
-        for (const std::vector<Value>& key : keys) holds = holds && indexed->Holds(key, c.change_id());
-        for (const std::vector<Value>& key : keys) indexed->Processed(key, c.change_id());
-        if (c.change_id() > last_id && newer > c.change_id()) {
-          newest = std::max(newest, c.change_id());
+        for (const std::vector<Value>& key : keys_of()) indexed->Processed(key, c.change_id());
+      }
+      if (decision->action != ApplyAction::kSkipDuplicate) newest = std::max(newest, c.change_id());
+      absl::Status status;
+      switch (decision->action) {
+        case ApplyAction::kSkipDuplicate:
+          ++result.duplicates;
+          continue;
+        case ApplyAction::kSkipSuperseded:
           ++result.superseded;
           continue;
-        }
-      }
-      if (c.change_id() <= last_id) {
-        ++result.duplicates;
-        continue;
-      }
-      newest = std::max(newest, c.change_id());
-      if (own_without_plan) {
-        ++result.applied;
-        ++result.unchanged;
-        continue;
-      }
-      if (!own && note_writes && local_node_ != 0) {
-        absl::StatusOr<bool> waits = LocalChangeWaits(**plan, *indexed, own_applied, t, key_positions, c);
-        if (!waits.ok()) return waits.status();
-        if (*waits) {
-          ++result.superseded;
-          continue;
-        }
-      }
-      absl::Status status = (*plan)->status;
-      if (!dead_letters_.empty()) {
-        if (rows.empty()) rows = RowsOf(t, key_positions, c);
-        absl::StatusOr<std::optional<int64_t>> blocker =
-            BlockingDeadLetter(shard, t.table(), rows, /*whole_table=*/false);
-        if (!blocker.ok()) return blocker.status();
-        if (blocker->has_value()) status = QueuedBehind(**blocker);
-      }
-      if (status.ok() && own) {
-        // Most own changes come back to a row that still holds exactly what they carry: nothing
-        // to write (an upsert of the same values is a no-op, UNIQUE clashes included, since the
-        // row already satisfies them), which spares the origin a rewrite of every row it ships.
-        // The index knows it for most rows; the others are read.
-        bool same = holds;
-        if (!same) {
-          absl::StatusOr<bool> read = RowAlreadyIs(**plan, t, key_positions, c);
-          if (!read.ok()) return read.status();
-          same = *read;
-        }
-        if (same) {
+        case ApplyAction::kNothingToWrite:
           ++result.applied;
           ++result.unchanged;
           continue;
-        }
-      }
-      if (status.ok()) {
-        if (note_writes) {
-          for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) indexed->Rewritten(key);
-        }
-        status = ApplyChange(db_, run, (*plan)->writer, t, c);
-        // The database itself failed: retry the whole entry later.
-        if (IsDatabaseFailure(status)) return status;
+        case ApplyAction::kQueueBehind:
+          status = dead_letters_.QueuedBehind(decision->blocker);
+          break;
+        case ApplyAction::kDeadLetter:
+          status = decision->error;
+          break;
+        case ApplyAction::kWrite:
+          if (note_writes) {
+            for (const std::vector<Value>& key : keys_of()) indexed->Rewritten(key);
+          }
+          status = ApplyChange(db_, (*plan)->writer, t, c);
+          // The database itself failed: retry the whole entry later.
+          if (IsDatabaseFailure(status)) return status;
+          break;
       }
       if (status.ok()) {
         ++result.applied;
@@ -872,16 +453,16 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id()
                    << " of " << t.table() << " from node " << batch.origin_node()
                    << " goes to the dead letters: " << status.message();
-      if (rows.empty()) rows = RowsOf(t, key_positions, c);
       TableChanges one = t;
       one.clear_changes();
       *one.add_changes() = c;
-      absl::Status s = InsertDeadLetter(
+      absl::Status s = dead_letters_.Insert(
           {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
            Value::Integer(static_cast<int64_t>(batch.origin_node())), Value::Text(t.table()),
            Value::Integer(c.change_id()), Value::Text(std::string(status.message())),
            Value::Blob(one.SerializeAsString())},
-          {.shard = shard, .raft_index = index, .table = t.table(), .rows = std::move(rows)});
+          {.shard = shard, .raft_index = index, .table = t.table(),
+           .rows = RowsOf(t, key_positions, c)});
       if (!s.ok() && !IsDatabaseFailure(s)) {
         return absl::Status(
             s.code(), absl::StrCat("change ", c.change_id(), " of ", QuoteIdentifier(t.table()),
@@ -891,114 +472,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (!s.ok()) return s;
     }
     if (newest > last_id) {
-      std::vector<Value> values = applied_key;
-      values.push_back(Value::Integer(newest));
-      absl::Status s = db_.RunKept("INSERT OR REPLACE INTO \"__marmot__applied\" (shard, origin, tbl, "
-                                 "change_id) VALUES (?, ?, ?, ?)",
-                                 values);
+      absl::Status s = applied_.SetLastChange(shard, batch.origin_node(), t.table(), newest);
       if (!s.ok()) return s;
     }
   }
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
-}
-
-absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() {
-  absl::StatusOr<Value> n = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
-  if (!n.ok()) return n.status();
-  return n->integer();
-}
-
-absl::Status ChangeApplier::LoadDeadLetters() {
-  // Until a load succeeds, the index is not to be trusted: the next transaction loads again.
-  dead_letters_unsynced_ = true;
-  DeadLetterIndex loaded;
-  absl::StatusOr<Statement> scan = db_.Prepare(
-      "SELECT id, shard, raft_index, origin, tbl, change FROM \"__marmot__dead_letters\"");
-  if (!scan.ok()) return scan.status();
-  auto as_int = [](const Value& v) -> int64_t {
-    return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
-  };
-  while (true) {
-    absl::StatusOr<bool> row = scan->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    const int64_t id = scan->Column(0).integer();
-    bool holds_change = true;
-    DeadLetterIndex::Entry entry = DeadLetterEntry(
-        static_cast<int>(as_int(scan->Column(1))), static_cast<uint64_t>(as_int(scan->Column(2))),
-        scan->Column(3), scan->Column(4), scan->Column(5), &holds_change);
-    if (!holds_change) {
-      LOG(WARNING) << "dead letter " << id << " does not hold a change; it holds back no row";
-    }
-    loaded.Add(id, std::move(entry));
-  }
-  dead_letters_ = std::move(loaded);
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::SyncDeadLetters() {
-  if (!dead_letters_unsynced_) return absl::OkStatus();
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
-  absl::Status s = txn.Commit();
-  if (s.ok()) dead_letters_unsynced_ = false;
-  return s;
-}
-
-absl::Status ChangeApplier::InsertDeadLetter(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
-  if (static_cast<int64_t>(dead_letters_.size()) >= max_dead_letters_) {
-    // The index may count some an operator deleted by hand: the table says.
-    absl::StatusOr<Value> n = db_.QueryKeptValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
-    if (!n.ok()) return n.status();
-    if (n->integer() >= max_dead_letters_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("no room for another dead letter: this node holds ", n->integer(),
-                       ", the most -max-dead-letters allows ",
-                       "(retry or delete dead letters, or raise the limit, then restart marmot)"));
-    }
-  }
-  absl::Status s = db_.RunKept("INSERT INTO \"__marmot__dead_letters\" (shard, raft_index, origin, tbl, "
-                             "change_id, error, change) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             row);
-  if (!s.ok()) return s;
-  dead_letters_unsynced_ = true;
-  dead_letters_.Add(sqlite3_last_insert_rowid(db_.raw()), std::move(entry));
-  return absl::OkStatus();
-}
-
-absl::Status ChangeApplier::DeleteDeadLetter(int64_t id) {
-  absl::Status s =
-      db_.RunKept("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});
-  if (!s.ok()) return s;
-  dead_letters_unsynced_ = true;
-  dead_letters_.Remove(id);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::optional<int64_t>> ChangeApplier::BlockingDeadLetter(
-    int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
-    int64_t before) {
-  std::optional<int64_t> blocker = dead_letters_.Blocker(shard, table, rows, whole_table, before);
-  if (!blocker) return blocker;
-  absl::StatusOr<Statement*> exists = db_.Kept("SELECT 1 FROM \"__marmot__dead_letters\" WHERE id = ?");
-  if (!exists.ok()) return exists.status();
-  if (absl::Status s = (*exists)->Bind(1, Value::Integer(*blocker)); !s.ok()) return s;
-  absl::StatusOr<bool> found = (*exists)->Step();
-  (*exists)->Reset();
-  if (!found.ok()) return found.status();
-  if (*found) return blocker;
-  // Deleted by hand: the index is behind the table. Read it again (inside this transaction, so
-  // it may now hold uncommitted rows of it).
-  LOG(WARNING) << "dead letter " << *blocker
-               << " is gone from the table (deleted by hand?); reading the dead letters again";
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  return dead_letters_.Blocker(shard, table, rows, whole_table, before);
 }
 
 absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
@@ -1006,18 +486,17 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   // The table is the truth (an operator may have edited it): start from it.
-  if (absl::Status s = LoadDeadLetters(); !s.ok()) return s;
-  dead_letters_unsynced_ = false;  // Read before this transaction changed anything.
+  if (absl::Status s = dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   std::vector<int64_t> selected = ids;
   if (selected.empty()) {
-    selected = dead_letters_.Ids();
+    selected = dead_letters_.index().Ids();
   } else {
     std::sort(selected.begin(), selected.end());
     selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
     std::vector<std::string> missing;
     for (int64_t id : selected) {
-      if (dead_letters_.Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+      if (dead_letters_.index().Find(id) == nullptr) missing.push_back(absl::StrCat(id));
     }
     if (!missing.empty()) {
       return absl::NotFoundError(
@@ -1027,26 +506,23 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   RetryResult result;
   for (int64_t id : selected) {
     // A copy: retrying changes the index.
-    const DeadLetterIndex::Entry entry = *dead_letters_.Find(id);
-    absl::Status status;
-    absl::StatusOr<std::optional<int64_t>> blocker =
-        BlockingDeadLetter(entry.shard, entry.table, entry.rows, entry.whole_table, id);
-    if (!blocker.ok()) return blocker.status();
-    if (blocker->has_value()) {
+    const DeadLetterIndex::Entry entry = *dead_letters_.index().Find(id);
+    absl::StatusOr<std::pair<Value, Value>> stored = dead_letters_.OriginAndChange(id);
+    if (!stored.ok()) return stored.status();
+    absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, stored->first, stored->second, id);
+    if (!tried.ok()) return tried.status();
+    if (tried->action == ApplyAction::kQueueBehind) {
       // Keeps its own error: it was not tried.
       ++result.still_failing;
       continue;
     }
-    status = RetryOne(id, entry);
-    if (IsDatabaseFailure(status)) return status;
-    if (status.ok()) {
-      ++result.applied;
+    if (tried->action == ApplyAction::kDeadLetter) {
+      ++result.still_failing;
+      if (absl::Status s = dead_letters_.SetError(id, tried->error.message()); !s.ok()) return s;
       continue;
     }
-    ++result.still_failing;
-    absl::Status s = db_.RunKept("UPDATE \"__marmot__dead_letters\" SET error = ? WHERE id = ?",
-                               {Value::Text(std::string(status.message())), Value::Integer(id)});
-    if (!s.ok()) return s;
+    if (absl::Status s = dead_letters_.Delete(id); !s.ok()) return s;
+    ++result.applied;
   }
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
@@ -1054,99 +530,69 @@ absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<in
   return result;
 }
 
-absl::Status ChangeApplier::RetryOne(int64_t id, const DeadLetterIndex::Entry& entry) {
-  absl::StatusOr<Statement*> read =
-      db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
-  if (!read.ok()) return read.status();
-  if (absl::Status s = (*read)->Bind(1, Value::Integer(id)); !s.ok()) return s;
-  absl::StatusOr<bool> found = (*read)->Step();
-  if (!found.ok()) return found.status();
-  CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
-  const Value origin = (*read)->Column(0), blob = (*read)->Column(1);
-  (*read)->Reset();
-  if (absl::Status s = ApplyDeadLetter(entry, origin, blob); !s.ok()) return s;
-  return DeleteDeadLetter(id);
-}
-
-absl::Status ChangeApplier::QueuedBehind(int64_t blocker) const {
-  const DeadLetterIndex::Entry* first = dead_letters_.Find(blocker);
-  return absl::FailedPreconditionError(
-      absl::StrCat("queued behind dead letter ", blocker,
-                   first != nullptr && first->whole_table ? " (snapshot rows of the table)"
-                                                          : " of the same row"));
-}
-
-absl::Status ChangeApplier::ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const Value& origin,
-                                            const Value& blob) {
+absl::StatusOr<ApplyDecision> ChangeApplier::TryDeadLetter(const DeadLetterIndex::Entry& entry,
+                                                           const Value& origin, const Value& blob,
+                                                           int64_t before) {
   // Writes rows without noting them in the local change index: it starts over.
   local_changes_.Clear();
   const std::string bytes =
       blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
+  DeadLetterChange facts{
+      .snapshot_rows = entry.whole_table,
+      .own = local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
+             static_cast<uint64_t>(origin.integer()) == local_node_};
+  ShardSnapshot::Table rows;  // Snapshot rows.
+  TableChanges t;             // A change.
+  const TablePlan* plan = nullptr;
+  std::vector<int> key_positions;
   if (entry.table.empty()) {
-    return absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+    facts.readable =
+        absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+  } else if (entry.whole_table) {
+    if (!rows.ParseFromString(bytes) || SnapshotRowWidth(rows) == 0) {
+      facts.readable = absl::FailedPreconditionError("the snapshot rows cannot be decoded");
+    }
+  } else if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
+    facts.readable = absl::FailedPreconditionError("the dead letter does not hold one change");
+  } else {
+    absl::StatusOr<const TablePlan*> planned =
+        Plan(t.table(), {t.columns().begin(), t.columns().end()},
+             {t.key_columns().begin(), t.key_columns().end()});
+    if (!planned.ok()) return planned.status();
+    plan = *planned;
+    facts.plan = plan->status;
+    key_positions = KeyPositions(t);
   }
+  ViewOf view(
+      [&]() -> absl::StatusOr<bool> {
+        if (local_node_ == 0) return false;
+        absl::StatusOr<LocalChangeIndex::TableRows*> indexed =
+            local_changes_.CatchUp(db_, t.table());
+        if (!indexed.ok()) return false;
+        const Change& c = t.changes(0);
+        if (facts.own) return (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id();
+        if ((*indexed)->size() == 0) return false;
+        absl::StatusOr<int64_t> own_applied =
+            applied_.LastChange(entry.shard, local_node_, t.table());
+        if (!own_applied.ok()) return own_applied.status();
+        return LocalChangeWaits(*plan, **indexed, *own_applied, t, key_positions, c);
+      },
+      [&]() {
+        return dead_letters_.Blocker(entry.shard, entry.table, entry.rows, entry.whole_table,
+                                     before);
+      },
+      []() -> absl::StatusOr<bool> { return false; });  // Not a question for a dead letter.
+  absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
+  if (!decision.ok() || decision->action != ApplyAction::kWrite) return decision;
+  absl::Status written;
   if (entry.whole_table) {
-    // Snapshot rows: the table's rows of the shard become the snapshot's, as an install would
-    // have made them; the shard's later changes of that table are queued behind this one.
-    ShardSnapshot::Table t;
-    if (!t.ParseFromString(bytes) || SnapshotRowWidth(t) == 0) {
-      return absl::FailedPreconditionError("the snapshot rows cannot be decoded");
-    }
-    std::vector<std::string> columns(t.columns().begin(), t.columns().end());
-    absl::StatusOr<TableWriter> writer =
-        PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
-    if (!writer.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("snapshot rows not installed: ", writer.status().message()));
-    }
-    absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db_, t.table());
-    if (!local.ok()) return local.status();
-    if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
-    absl::Status status = DeleteShardRows(entry.shard, *local);
-    if (status.ok()) status = InsertSnapshotRows(db_, t, *writer, router_, entry.shard);
-    if (IsDatabaseFailure(status)) return status;
-    absl::Status end =
-        db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
-    if (!end.ok()) return end;
-    return status;
+    written = snapshotter_.ReplaceWithSnapshotRows(entry.shard, rows);
+  } else {
+    written = ApplyChange(db_, plan->writer, t, t.changes(0));
   }
-
-  TableChanges t;
-  if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
-    return absl::FailedPreconditionError("the dead letter does not hold one change");
-  }
-  const Change& c = t.changes(0);
-  const std::vector<int> key_positions = KeyPositions(t);
-  if (local_node_ != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
-      static_cast<uint64_t>(origin.integer()) == local_node_) {
-    // An own change with a newer one of the row still to be shipped: skipped, as Apply() does.
-    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
-    if (indexed.ok() && (*indexed)->Newest(KeyOf(t, key_positions, c)) > c.change_id()) {
-      return absl::OkStatus();
-    }
-  }
-  absl::StatusOr<const TablePlan*> plan =
-      Plan(t.table(), {t.columns().begin(), t.columns().end()},
-           {t.key_columns().begin(), t.key_columns().end()});
-  if (!plan.ok()) return plan.status();
-  if (!(*plan)->status.ok()) return (*plan)->status;
-  if (local_node_ != 0 && !(origin.storage_class() == sqlite::StorageClass::kInteger &&
-                            static_cast<uint64_t>(origin.integer()) == local_node_)) {
-    // Another node's change of a row with a local change not applied in its shard yet: skipped,
-    // as Apply() skips it.
-    absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
-    if (indexed.ok() && (*indexed)->size() > 0) {
-      absl::StatusOr<int64_t> own_applied = LastAppliedChange(entry.shard, local_node_, t.table());
-      if (!own_applied.ok()) return own_applied.status();
-      absl::StatusOr<bool> waits = LocalChangeWaits(**plan, **indexed, *own_applied, t, key_positions, c);
-      if (!waits.ok()) return waits.status();
-      if (*waits) return absl::OkStatus();
-    }
-  }
-  auto run = [this](const std::string& sql, const std::vector<Value>& values) {
-    return db_.RunKept(sql, values);
-  };
-  return ApplyChange(db_, run, (*plan)->writer, t, c);
+  if (IsDatabaseFailure(written)) return written;
+  if (!written.ok()) return ApplyDecision::DeadLetter(written);
+  return decision;
 }
 
 absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) {
@@ -1155,70 +601,17 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (absl::Status s = out.Start(shard, *applied); !s.ok()) return s;
-  absl::StatusOr<Statement> dedupe = db_.Prepare(absl::StrCat(
-      "SELECT origin, tbl, change_id FROM \"__marmot__applied\" WHERE shard = ", shard));
-  if (!dedupe.ok()) return dedupe.status();
-  for (;;) {
-    absl::StatusOr<bool> row = dedupe->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    ShardSnapshot::Applied a;
-    a.set_origin_node(static_cast<uint64_t>(dedupe->Column(0).integer()));
-    a.set_table(dedupe->Column(1).bytes());
-    a.set_change_id(dedupe->Column(2).integer());
-    if (absl::Status s = out.AddApplied(a); !s.ok()) return s;
-  }
-  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
-  if (!listing.ok()) return listing.status();
-  for (const sqlite::TableSchema& t : listing->tables) {
-    ShardSnapshot::Table header;
-    header.set_table(t.name);
-    header.set_keyed_by_rowid(t.keyed_by_rowid());
-    std::vector<std::string> columns;
-    for (const sqlite::ColumnInfo& c : t.columns) {
-      header.add_columns(c.name);
-      columns.push_back(c.name);
-    }
-    for (const std::string& k : t.primary_key) header.add_key_columns(k);
-    if (absl::Status s = out.StartTable(header); !s.ok()) return s;
-    const std::vector<int> key_index = KeyPositions(header);
-    absl::StatusOr<Statement> scan = db_.Prepare(
-        absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "", QuotedList(columns), " FROM ",
-                     QuoteIdentifier(t.name)));
-    if (!scan.ok()) return scan.status();
-    const int offset = t.keyed_by_rowid() ? 1 : 0;
-    for (;;) {
-      absl::StatusOr<bool> row = scan->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      std::vector<Value> key;
-      if (t.keyed_by_rowid()) {
-        key.push_back(scan->Column(0));
-      } else {
-        for (int i : key_index) key.push_back(scan->Column(offset + i));
-      }
-      if (router_.ShardOf(t.name, key) != shard) continue;
-      change::v1::SnapshotRow out_row;
-      for (int i = 0; i < scan->column_count(); ++i) {
-        *out_row.add_values() = ToWire(scan->Column(i));
-      }
-      if (absl::Status s = out.AddRow(std::move(out_row)); !s.ok()) return s;
-    }
-  }
-  // The shard's dead letters, oldest first: the rows above lack their changes (see the header).
-  absl::StatusOr<Statement> dead = db_.Prepare(absl::StrCat(
-      "SELECT raft_index, origin, tbl, change_id, error, change FROM \"__marmot__dead_letters\" "
-      "WHERE shard = ",
-      shard, " ORDER BY id"));
-  if (!dead.ok()) return dead.status();
-  for (;;) {
-    absl::StatusOr<bool> row = dead->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    if (absl::Status s = out.AddDeadLetter(CarriedDeadLetter(dead->Row())); !s.ok()) return s;
-  }
+  if (absl::Status s = snapshotter_.Write(shard, out); !s.ok()) return s;
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
   return out.Finish();
+}
+
+absl::StatusOr<int64_t> ChangeApplier::DeadLetterCount() { return dead_letters_.Count(); }
+
+absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
+  absl::Status s = txn.Commit();
+  if (s.ok()) dead_letters_.Committed();
+  return s;
 }
 
 absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const std::string& payload,
@@ -1229,68 +622,21 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
   if (index <= *applied) return absl::OkStatus();
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   LOG(ERROR) << "shard " << shard << " index " << index
              << ": entry cannot be decoded, kept as a dead letter: " << error;
-  absl::Status s = InsertDeadLetter({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+  absl::Status s = dead_letters_.Insert({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
                                      Value::Null(), Value::Null(), Value::Null(),
                                      Value::Text(std::string(error)), Value::Blob(payload)},
                                     {.shard = shard, .raft_index = index});
   if (!s.ok()) return s;
-  if (absl::Status s = SetAppliedIndex(shard, index); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   return Commit(*txn);
-}
-
-absl::Status ChangeApplier::DeleteShardRows(int shard, const sqlite::TableSchema& table,
-                                            const absl::flat_hash_set<std::string>* keep) {
-  std::vector<std::string> columns;
-  for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
-  absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
-  if (!writer.ok()) return writer.status();
-  const std::string key_select = table.keyed_by_rowid() ? "rowid" : QuotedList(table.primary_key);
-  absl::StatusOr<std::vector<std::vector<Value>>> keys =
-      db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(table.name)));
-  if (!keys.ok()) return keys.status();
-  absl::StatusOr<Statement> del = db_.Prepare(writer->delete_key);
-  if (!del.ok()) return del.status();
-  for (const std::vector<Value>& key : *keys) {
-    if (router_.ShardOf(table.name, key) != shard) continue;
-    if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) continue;
-    if (absl::Status s = del->BindAll(key); !s.ok()) return s;
-    if (absl::Status s = del->Run(); !s.ok()) return s;
-    del->Reset();
-  }
-  return absl::OkStatus();
-}
-
-std::map<std::string, absl::flat_hash_set<std::string>> ChangeApplier::RowsWithLaterOwnChanges(
-    int shard, const std::vector<ShardSnapshot::Applied>& applied,
-    const std::vector<sqlite::TableSchema>& tables) {
-  std::map<std::string, absl::flat_hash_set<std::string>> kept;
-  if (local_node_ == 0) return kept;
-  for (const sqlite::TableSchema& t : tables) {
-    // The snapshot holds this node's changes of the table up to its dedupe state (a shard
-    // applies one origin's changes in change-id order); pending log rows above it are later.
-    int64_t held = 0;
-    for (const ShardSnapshot::Applied& a : applied) {
-      if (a.origin_node() == local_node_ && a.table() == t.name) held = std::max(held, a.change_id());
-    }
-    // An error means no log (the table is not captured here): no own changes of it. (Inside the
-    // install's write transaction nothing else can fail a read.)
-    (void)sqlite::ForEachChangeKey(db_, t, held, [&](const sqlite::ChangeRecord& r) {
-      for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
-        if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
-          kept[t.name].insert(EncodeRowIdentity("", *key));
-        }
-      }
-    });
-  }
-  return kept;
 }
 
 absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader& in,
                                                              std::optional<uint64_t> index) {
-  if (absl::Status s = in.ReadHeader(); !s.ok()) return Unreadable(s);
+  if (absl::Status s = in.ReadHeader(); !s.ok()) return SnapshotUnreadable(s);
   InstallResult result;
   const int shard = static_cast<int>(in.shard());
   const uint64_t at = index.value_or(in.applied_index());
@@ -1298,149 +644,21 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  if (absl::Status s = SyncDeadLetters(); !s.ok()) return s;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
-  deferred_.Forget(shard);
-  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
-  if (!listing.ok()) return listing.status();
-  // Rows of the shard that this node changed after everything of it the snapshot holds keep
-  // their local version: those changes come later in the shard's order than the snapshot and
-  // will apply here as own changes the rows hold, so the application never sees an older row.
-  const std::map<std::string, KeptRows> kept =
-      RowsWithLaterOwnChanges(shard, in.applied(), listing->tables);
-  auto kept_of = [&](const std::string& table) -> const KeptRows* {
-    auto it = kept.find(table);
-    return it == kept.end() ? nullptr : &it->second;
-  };
-  // Remove the shard's current rows from every local table.
-  for (const sqlite::TableSchema& t : listing->tables) {
-    if (absl::Status s = DeleteShardRows(shard, t, kept_of(t.name)); !s.ok()) return s;
-  }
-  // The shard's dead letters up to the snapshot are superseded by it (see the header). Deleted
-  // before the snapshot's own dead letters below are recorded.
-  if (absl::Status s = RunWith(db_,
-                               "DELETE FROM \"__marmot__dead_letters\" WHERE shard = ? AND "
-                               "raft_index <= ?",
-                               {Value::Integer(shard), Value::Integer(static_cast<int64_t>(at))});
-      !s.ok()) {
+  applied_.deferred().Forget(shard);
+  if (absl::Status s = snapshotter_.ReplaceRows(shard, at, local_node_, in, result); !s.ok()) {
     return s;
-  }
-  if (const int64_t superseded = db_.Changes(); superseded > 0) {
-    LOG(WARNING) << "shard " << shard << ": the snapshot at index " << at << " supersedes "
-                 << superseded << " dead letter(s) of this shard; deleted";
-  }
-  for (int64_t id : dead_letters_.IdsUpTo(shard, at)) {
-    dead_letters_.Remove(id);
-    dead_letters_unsynced_ = true;
-  }
-  // The snapshot's rows, table by table.
-  for (;;) {
-    absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
-    if (!t.ok()) return Unreadable(t.status());
-    if (!t->has_value()) break;
-    if (absl::Status s =
-            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
-        !s.ok()) {
-      return s;
-    }
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = InstallCarriedDeadLetters(shard, in, result); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
-  if (absl::Status s = db_.Exec(absl::StrCat("DELETE FROM \"__marmot__applied\" WHERE shard = ", shard));
-      !s.ok()) {
-    return s;
-  }
-  for (const ShardSnapshot::Applied& a : in.applied()) {
-    absl::Status s = RunWith(db_,
-                             "INSERT INTO \"__marmot__applied\" (shard, origin, tbl, change_id) "
-                             "VALUES (?, ?, ?, ?)",
-                             {Value::Integer(shard), Value::Integer(static_cast<int64_t>(a.origin_node())),
-                              Value::Text(a.table()), Value::Integer(a.change_id())});
-    if (!s.ok()) return s;
-  }
-  if (absl::Status s = SetAppliedIndex(shard, at); !s.ok()) return s;
+  if (absl::Status s = applied_.ReplaceLastChanges(shard, in.applied()); !s.ok()) return s;
+  if (absl::Status s = applied_.SetAppliedIndex(shard, at); !s.ok()) return s;
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
-}
-
-absl::Status ChangeApplier::InstallTable(int shard, uint64_t snapshot_index,
-                                         const ShardSnapshot::Table& header,
-                                         ShardSnapshotReader& in, const KeptRows* keep,
-                                         InstallResult& result) {
-  std::vector<std::string> columns(header.columns().begin(), header.columns().end());
-  absl::StatusOr<TableWriter> writer = PlanWriter(
-      db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
-  absl::Status refused = writer.status();
-  absl::StatusOr<Statement> upsert = refused.ok() ? db_.Prepare(writer->upsert) : refused;
-  if (IsDatabaseFailure(upsert.status())) return upsert.status();
-  refused = upsert.status();
-  if (refused.ok()) {
-    // Inserted piece by piece inside a savepoint: a row that fails undoes the table's rows.
-    const std::vector<int> key_index = SnapshotKeyIndex(header);
-    const size_t width = columns.size() + (header.keyed_by_rowid() ? 1 : 0);
-    const SnapshotRowTarget target{header.table(), shard, router_};
-    int64_t row_number = 0;
-    if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
-    while (refused.ok()) {
-      absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
-      if (!rows.ok()) return Unreadable(rows.status());
-      if (!rows->has_value()) break;
-      for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
-        refused = UpsertSnapshotRow(*upsert, target, row.values(), 0, width, key_index, keep,
-                                    ++row_number);
-        if (!refused.ok()) break;
-      }
-    }
-    if (IsDatabaseFailure(refused)) return refused;
-    absl::Status end = db_.Exec(refused.ok() ? "RELEASE snapshot_rows"
-                                             : "ROLLBACK TO snapshot_rows; RELEASE snapshot_rows");
-    if (!end.ok()) return end;
-    if (refused.ok()) return absl::OkStatus();
-    in.RewindTable();
-  }
-  // The table's rows cannot be installed here (the table is missing or differs, a constraint
-  // differs): they become a snapshot-rows dead letter that holds the table's later changes in
-  // this shard back, and the install goes on. The dead letter holds them whole, so it is bounded
-  // by what one value may hold here.
-  const uint64_t limit = std::min<uint64_t>(kMaxPieceBytes - (uint64_t{1} << 20),
-                                            sqlite3_limit(db_.raw(), SQLITE_LIMIT_LENGTH, -1));
-  ShardSnapshot::Table whole = header;
-  uint64_t bytes = whole.ByteSizeLong();
-  for (;;) {
-    absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
-    if (!rows.ok()) return Unreadable(rows.status());
-    if (!rows->has_value()) break;
-    bytes += (*rows)->ByteSizeLong();
-    if (bytes > limit) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the rows of table ", QuoteIdentifier(header.table()), " cannot be installed here (",
-          refused.message(), ") and are more than a dead letter can hold (", limit, " bytes)"));
-    }
-    for (change::v1::SnapshotRow& row : *(*rows)->mutable_rows()) {
-      for (change::v1::Value& v : *row.mutable_values()) *whole.add_values() = std::move(v);
-    }
-  }
-  if (whole.values_size() == 0) return absl::OkStatus();  // Nothing of that table in this shard.
-  absl::Status s = InsertDeadLetter(
-      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snapshot_index)), Value::Null(),
-       Value::Text(header.table()), Value::Null(),
-       Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
-       Value::Blob(whole.SerializeAsString())},
-      {.shard = shard, .raft_index = snapshot_index, .table = header.table(), .whole_table = true});
-  if (!s.ok() && !IsDatabaseFailure(s)) {
-    return absl::Status(
-        s.code(),
-        absl::StrCat("the rows of table ", QuoteIdentifier(header.table()),
-                     " cannot be installed here (", refused.message(), ") and ", s.message()));
-  }
-  if (!s.ok()) return s;
-  ++result.rows_kept;
-  LOG(WARNING) << "shard " << shard << ": snapshot rows of " << header.table()
-               << " go to the dead letters: " << refused.message();
-  return absl::OkStatus();
 }
 
 absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in,
@@ -1448,12 +666,12 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
   int64_t carried = 0;
   for (;;) {
     absl::StatusOr<std::optional<ShardSnapshot::DeadLetter>> next = in.NextDeadLetter();
-    if (!next.ok()) return Unreadable(next.status());
+    if (!next.ok()) return SnapshotUnreadable(next.status());
     if (!next->has_value()) break;
     const ShardSnapshot::DeadLetter& d = **next;
     ++carried;
-    const std::vector<Value> row = DeadLetterRow(shard, d);
-    bool holds_change = true;  // When not, ApplyDeadLetter says so.
+    const std::vector<Value> row = StoredDeadLetter(shard, d);
+    bool holds_change = true;  // When not, TryDeadLetter says so.
     DeadLetterIndex::Entry entry =
         DeadLetterEntry(shard, d.raft_index(), row[2], row[3], row[6], &holds_change);
     absl::Status status;
@@ -1462,14 +680,14 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
       // error it came with.
       status = absl::FailedPreconditionError(row[5].bytes());
     } else {
-      // Behind an earlier dead letter of its rows here: a carried one that failed just now, or
-      // snapshot rows of its table that this node could not install.
-      absl::StatusOr<std::optional<int64_t>> blocker =
-          BlockingDeadLetter(shard, entry.table, entry.rows, entry.whole_table);
-      if (!blocker.ok()) return blocker.status();
-      status = blocker->has_value() ? QueuedBehind(**blocker) : ApplyDeadLetter(entry, row[2], row[6]);
+      // Tried as a retry would try it: behind an earlier dead letter of its rows here (a carried
+      // one that failed just now, or snapshot rows of its table that this node could not
+      // install), it is recorded without being tried.
+      absl::StatusOr<ApplyDecision> tried = TryDeadLetter(entry, row[2], row[6]);
+      if (!tried.ok()) return tried.status();
+      if (tried->action == ApplyAction::kQueueBehind) status = dead_letters_.QueuedBehind(tried->blocker);
+      if (tried->action == ApplyAction::kDeadLetter) status = tried->error;
     }
-    if (IsDatabaseFailure(status)) return status;
     if (status.ok()) {
       ++result.carried_applied;
       continue;
@@ -1477,7 +695,7 @@ absl::Status ChangeApplier::InstallCarriedDeadLetters(int shard, ShardSnapshotRe
     ++result.carried_kept;
     std::vector<Value> local = row;
     local[5] = Value::Text(std::string(status.message()));
-    if (absl::Status s = InsertDeadLetter(local, std::move(entry)); !s.ok()) return s;
+    if (absl::Status s = dead_letters_.Insert(local, std::move(entry)); !s.ok()) return s;
   }
   if (carried == 0) return absl::OkStatus();
   LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index()

@@ -1,6 +1,12 @@
 // Applies committed change batches of a shard to the local database, and makes and installs a
 // shard's snapshot. This is the SQLite half of each shard's Raft state machine.
 //
+// Its parts: the rules that decide what becomes of each change (apply_decider.h, no SQLite),
+// the statements that write a table's changes (table_writer.h), the applied index and dedupe
+// state (applied_state.h), the dead letters (dead_letter_store.h) and the rows of a snapshot
+// (shard_snapshotter.h). ChangeApplier owns the connection and the transactions, asks the
+// decider and carries its decisions out.
+//
 // Applying runs on marmot's own connection, with triggers disabled (replicated writes are not
 // captured again, and the user's own triggers do not fire a second time) and foreign keys off
 // (shards apply in different orders). One batch is one transaction that also records the
@@ -77,7 +83,7 @@
 //      across them: once one of a row's letters is recorded here (or snapshot rows of its table
 //      were, in step 1), the row's later ones are recorded behind it without being tried.
 //      An own change whose row has a newer change in the local change log is skipped, as
-//      RetryOne skips it: that newer change comes later in the shard's order. Undecodable
+//      a retry skips it: that newer change comes later in the shard's order. Undecodable
 //      entries are recorded as they came.
 //   3. The dedupe state and applied index become the snapshot's. Carried changes are counted in
 //      it already (their maker counted them when it dead-lettered them), so a re-proposal of
@@ -112,14 +118,17 @@
 #include <unordered_map>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
+#include "replicator/applied_state.h"
+#include "replicator/apply_decider.h"
 #include "replicator/dead_letter_index.h"
-#include "replicator/deferred_apply_state.h"
+#include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
+#include "replicator/shard_snapshotter.h"
 #include "replicator/snapshot_stream.h"
+#include "replicator/table_writer.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
 
@@ -129,19 +138,6 @@ struct RetryResult {
   int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
   int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
 };
-
-struct InstallResult {
-  // Tables whose rows could not be installed here: kept as snapshot-rows dead letters.
-  int64_t rows_kept = 0;
-  // The snapshot's dead letters (see "Snapshots" above):
-  int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
-  int64_t carried_kept = 0;     // Recorded as dead letters here.
-};
-
-// A failure of the database itself (busy past the busy timeout, I/O, a full disk, corruption),
-// as opposed to a change that cannot apply: the operation changed nothing and is tried again
-// later, nothing goes to the dead letters.
-bool IsDatabaseFailure(const absl::Status& s);
 
 struct ApplyResult {
   int64_t applied = 0;
@@ -199,9 +195,9 @@ class ChangeApplier {
                                                                  const change::v1::ChangeBatch& batch);
   // Writes the deferred state inside the caller's transaction on database(); DeferredCommitted()
   // after that transaction committed.
-  absl::Status WriteDeferred() { return deferred_.Write(db_); }
-  void DeferredCommitted() { deferred_.Committed(); }
-  bool has_deferred() const { return !deferred_.empty(); }
+  absl::Status WriteDeferred() { return applied_.deferred().Write(db_); }
+  void DeferredCommitted() { applied_.deferred().Committed(); }
+  bool has_deferred() const { return !applied_.deferred().empty(); }
 
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
@@ -231,7 +227,7 @@ class ChangeApplier {
   // The most dead letters this node keeps. A change, snapshot table or carried dead letter that
   // would be one more fails its apply or install with ResourceExhausted instead (the shard then
   // halts, ShardStateMachine). Counted over the whole node.
-  void set_max_dead_letters(int64_t max) { max_dead_letters_ = max; }
+  void set_max_dead_letters(int64_t max) { dead_letters_.set_max(max); }
 
   // Records an entry whose payload cannot be decoded as a dead letter and moves the shard past
   // it, in one transaction.
@@ -256,10 +252,6 @@ class ChangeApplier {
   struct TablePlan;  // How to write one table's changes, checked against the local schema.
 
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
-  absl::Status SetAppliedIndex(int shard, uint64_t index);
-  // The newest change id of `origin` to `table` applied in `shard` (dedupe state), deferred
-  // entries included; 0 if none.
-  absl::StatusOr<int64_t> LastAppliedChange(int shard, uint64_t origin, const std::string& table);
   absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
                                                  const change::v1::ChangeBatch& batch);
   // Whether the insert or update `c` would leave its row exactly as it is (same storage classes
@@ -285,64 +277,26 @@ class ChangeApplier {
   // Drops kept plans (and statements) when the schema changed since they were made.
   absl::Status CheckSchema();
 
-  // Reads the dead-letter index from the table (as this connection sees it), and leaves it marked
-  // unsynced: the caller clears the mark when nothing uncommitted was read (outside a
-  // transaction, or before its first write).
-  absl::Status LoadDeadLetters();
-  // At the start of a writing transaction: reloads the index if a transaction changed it and did
-  // not commit.
-  absl::Status SyncDeadLetters();
-  // Commits `txn`; the index then matches the table again.
+  // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
-  // Inserts a dead letter (`row`: shard, raft_index, origin, tbl, change_id, error, change) and
-  // indexes it as `entry`.
-  absl::Status InsertDeadLetter(const std::vector<sqlite::Value>& row, DeadLetterIndex::Entry entry);
-  // Deletes dead letter `id` from the table and the index.
-  absl::Status DeleteDeadLetter(int64_t id);
-  // The dead letter that a change of `rows` of `table` in `shard` (all of them: `whole_table`)
-  // must stay behind, checked to still exist, or nullopt.
-  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter(
-      int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
-      int64_t before = std::numeric_limits<int64_t>::max());
-  // Deletes `shard`'s rows of the local table `table`, but none whose key (EncodeRowIdentity
-  // without the table) is in `keep` (may be null).
-  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
-                               const absl::flat_hash_set<std::string>* keep = nullptr);
-  // Per table, the keys (EncodeRowIdentity without the table) of `shard`'s rows that have a
-  // change of this node pending in the local log that a snapshot with dedupe state `applied`
-  // does not hold.
-  std::map<std::string, absl::flat_hash_set<std::string>> RowsWithLaterOwnChanges(
-      int shard, const std::vector<change::v1::ShardSnapshot::Applied>& applied,
-      const std::vector<sqlite::TableSchema>& tables);
-  // Retries one dead letter; OK when it applied (or was superseded) and is deleted. An error
-  // status whose code is a database failure aborts the retry; any other error is the new error
-  // of a dead letter that stays.
-  absl::Status RetryOne(int64_t id, const DeadLetterIndex::Entry& entry);
-  // Applies what a dead letter holds (`entry` as indexed, `origin` and `change` as stored), the
-  // way RetryOne does, without looking at other dead letters or touching the table. OK when it
-  // applied, or is an own change superseded by a newer one in the local change log. Errors as
-  // RetryOne's.
-  absl::Status ApplyDeadLetter(const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
-                               const sqlite::Value& change);
-  // The error of a change held back by dead letter `blocker`.
-  absl::Status QueuedBehind(int64_t blocker) const;
-  // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
-  // key is in `keep`, may be null as they are), or keeps them as a snapshot-rows dead letter.
-  // Inside the install's transaction.
-  absl::Status InstallTable(int shard, uint64_t snapshot_index,
-                            const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
-                            const absl::flat_hash_set<std::string>* keep, InstallResult& result);
+  // Tries a dead letter again (`entry` as indexed, `origin` and `change` as stored), the way a
+  // retry does: DecideDeadLetter, behind dead letters with an id below `before`, then writes it
+  // when it decides so, without touching the dead-letter table. The decision carried out:
+  // kWrite (written), kSkipSuperseded, kQueueBehind, or kDeadLetter with the error it met now
+  // (a failed write's included). Errors only the database's.
+  absl::StatusOr<ApplyDecision> TryDeadLetter(
+      const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
+      const sqlite::Value& change, int64_t before = std::numeric_limits<int64_t>::max());
   // InstallSnapshot's second half: applies the snapshot's dead letters `in` reads, in order, or
   // records them here (see "Snapshots" above). Inside the install's transaction, after the rows.
   absl::Status InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result);
 
   sqlite::Database db_;
   ShardRouter router_;
-  int64_t max_dead_letters_ = std::numeric_limits<int64_t>::max();
-  DeadLetterIndex dead_letters_;
+  DeadLetterStore dead_letters_;
+  ShardSnapshotter snapshotter_;
+  AppliedState applied_;  // Deferred entries included.
   LocalChangeIndex local_changes_;  // Used when local_node_ is set.
-  DeferredApplyState deferred_;
-  bool dead_letters_unsynced_ = false;  // The index holds changes of an uncommitted transaction.
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;
   int64_t schema_version_ = -1;
 };

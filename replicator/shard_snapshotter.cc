@@ -1,0 +1,344 @@
+#include "replicator/shard_snapshotter.h"
+
+#include <algorithm>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "replicator/table_writer.h"
+#include "replicator/value_codec.h"
+#include "sqlite/change_log.h"
+
+namespace marmot::replicator {
+
+using change::v1::ShardSnapshot;
+using sqlite::QuoteIdentifier;
+using sqlite::Statement;
+using sqlite::Value;
+
+size_t SnapshotRowWidth(const ShardSnapshot::Table& t) {
+  const size_t width = t.columns_size() + (t.keyed_by_rowid() ? 1 : 0);
+  return width == 0 || t.values_size() % width != 0 ? 0 : width;
+}
+
+absl::Status SnapshotUnreadable(const absl::Status& s) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the snapshot payload cannot be read: ", s.message()));
+}
+
+namespace {
+
+// Positions of the key values within a snapshot row of `t`: the rowid leads rows keyed by it.
+std::vector<int> SnapshotKeyIndex(const ShardSnapshot::Table& t) {
+  return t.keyed_by_rowid() ? std::vector<int>{0} : KeyPositions(t);
+}
+
+// Where a snapshot row goes: the table, the shard whose snapshot holds it, and the router that
+// says which shard orders each key.
+struct SnapshotRowTarget {
+  const std::string& table;
+  int shard;
+  const ShardRouter& router;
+};
+
+// Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
+// upsert statement), unless its key is in `keep` (may be null). InvalidArgument, writing nothing,
+// when the row's key routes to another shard than `target.shard`: a snapshot of one shard must
+// not write rows that another shard orders (`row` numbers the row in that error).
+absl::Status UpsertSnapshotRow(Statement& upsert, const SnapshotRowTarget& target,
+                               const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
+                               int start, size_t width, const std::vector<int>& key_index,
+                               const absl::flat_hash_set<std::string>* keep, int64_t row) {
+  std::vector<Value> key;
+  for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
+  if (const int routed = target.router.ShardOf(target.table, key); routed != target.shard) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed: row ", row, " belongs to shard ",
+                                                   routed, ", not ", target.shard));
+  }
+  if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
+  for (size_t i = 0; i < width; ++i) {
+    if (absl::Status s =
+            upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
+        !s.ok()) {
+      return s;
+    }
+  }
+  absl::Status s = upsert.Run();
+  upsert.Reset();
+  return s;
+}
+
+// Upserts the rows of a snapshot table of `shard` kept whole (a snapshot-rows dead letter;
+// SnapshotRowWidth must be positive) with `writer`. InvalidArgument, after some rows may have been
+// written (the caller rolls them back), when a row routes to another shard.
+absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table& t,
+                                const TableWriter& writer, const ShardRouter& router, int shard) {
+  const size_t width = SnapshotRowWidth(t);
+  CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
+  absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
+  if (!upsert.ok()) return upsert.status();
+  const std::vector<int> key_index = SnapshotKeyIndex(t);
+  const SnapshotRowTarget target{t.table(), shard, router};
+  int64_t row = 0;
+  for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
+    if (absl::Status s =
+            UpsertSnapshotRow(*upsert, target, t.values(), start, width, key_index, nullptr, ++row);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
+  absl::StatusOr<Statement> dedupe = db_.Prepare(absl::StrCat(
+      "SELECT origin, tbl, change_id FROM \"__marmot__applied\" WHERE shard = ", shard));
+  if (!dedupe.ok()) return dedupe.status();
+  for (;;) {
+    absl::StatusOr<bool> row = dedupe->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ShardSnapshot::Applied a;
+    a.set_origin_node(static_cast<uint64_t>(dedupe->Column(0).integer()));
+    a.set_table(dedupe->Column(1).bytes());
+    a.set_change_id(dedupe->Column(2).integer());
+    if (absl::Status s = out.AddApplied(a); !s.ok()) return s;
+  }
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
+  if (!listing.ok()) return listing.status();
+  for (const sqlite::TableSchema& t : listing->tables) {
+    ShardSnapshot::Table header;
+    header.set_table(t.name);
+    header.set_keyed_by_rowid(t.keyed_by_rowid());
+    std::vector<std::string> columns;
+    for (const sqlite::ColumnInfo& c : t.columns) {
+      header.add_columns(c.name);
+      columns.push_back(c.name);
+    }
+    for (const std::string& k : t.primary_key) header.add_key_columns(k);
+    if (absl::Status s = out.StartTable(header); !s.ok()) return s;
+    const std::vector<int> key_index = KeyPositions(header);
+    absl::StatusOr<Statement> scan = db_.Prepare(
+        absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "", QuotedList(columns), " FROM ",
+                     QuoteIdentifier(t.name)));
+    if (!scan.ok()) return scan.status();
+    const int offset = t.keyed_by_rowid() ? 1 : 0;
+    for (;;) {
+      absl::StatusOr<bool> row = scan->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      std::vector<Value> key;
+      if (t.keyed_by_rowid()) {
+        key.push_back(scan->Column(0));
+      } else {
+        for (int i : key_index) key.push_back(scan->Column(offset + i));
+      }
+      if (router_.ShardOf(t.name, key) != shard) continue;
+      change::v1::SnapshotRow out_row;
+      for (int i = 0; i < scan->column_count(); ++i) {
+        *out_row.add_values() = ToWire(scan->Column(i));
+      }
+      if (absl::Status s = out.AddRow(std::move(out_row)); !s.ok()) return s;
+    }
+  }
+  // The shard's dead letters, oldest first: the rows above lack their changes (see the header).
+  absl::StatusOr<Statement> dead = db_.Prepare(absl::StrCat(
+      "SELECT raft_index, origin, tbl, change_id, error, change FROM \"__marmot__dead_letters\" "
+      "WHERE shard = ",
+      shard, " ORDER BY id"));
+  if (!dead.ok()) return dead.status();
+  for (;;) {
+    absl::StatusOr<bool> row = dead->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (absl::Status s = out.AddDeadLetter(CarriedDeadLetter(dead->Row())); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t local_node,
+                                          ShardSnapshotReader& in, InstallResult& result) {
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
+  if (!listing.ok()) return listing.status();
+  // Rows of the shard that this node changed after everything of it the snapshot holds keep
+  // their local version: those changes come later in the shard's order than the snapshot and
+  // will apply here as own changes the rows hold, so the application never sees an older row.
+  const std::map<std::string, KeptRows> kept =
+      RowsWithLaterOwnChanges(shard, local_node, in.applied(), listing->tables);
+  auto kept_of = [&](const std::string& table) -> const KeptRows* {
+    auto it = kept.find(table);
+    return it == kept.end() ? nullptr : &it->second;
+  };
+  // Remove the shard's current rows from every local table.
+  for (const sqlite::TableSchema& t : listing->tables) {
+    if (absl::Status s = DeleteShardRows(shard, t, kept_of(t.name)); !s.ok()) return s;
+  }
+  // The shard's dead letters up to the snapshot are superseded by it (see the header). Deleted
+  // before the snapshot's own dead letters below are recorded.
+  absl::StatusOr<int64_t> superseded = dead_letters_.DeleteUpTo(shard, at);
+  if (!superseded.ok()) return superseded.status();
+  if (*superseded > 0) {
+    LOG(WARNING) << "shard " << shard << ": the snapshot at index " << at << " supersedes "
+                 << *superseded << " dead letter(s) of this shard; deleted";
+  }
+  // The snapshot's rows, table by table.
+  for (;;) {
+    absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
+    if (!t.ok()) return SnapshotUnreadable(t.status());
+    if (!t->has_value()) break;
+    if (absl::Status s =
+            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardSnapshotter::ReplaceWithSnapshotRows(int shard, const ShardSnapshot::Table& t) {
+  std::vector<std::string> columns(t.columns().begin(), t.columns().end());
+  absl::StatusOr<TableWriter> writer =
+      PlanWriter(db_, t.table(), columns, {t.key_columns().begin(), t.key_columns().end()});
+  if (!writer.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot rows not installed: ", writer.status().message()));
+  }
+  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db_, t.table());
+  if (!local.ok()) return local.status();
+  if (absl::Status s = db_.Exec("SAVEPOINT retry_rows"); !s.ok()) return s;
+  absl::Status status = DeleteShardRows(shard, *local);
+  if (status.ok()) status = InsertSnapshotRows(db_, t, *writer, router_, shard);
+  if (IsDatabaseFailure(status)) return status;
+  absl::Status end =
+      db_.Exec(status.ok() ? "RELEASE retry_rows" : "ROLLBACK TO retry_rows; RELEASE retry_rows");
+  if (!end.ok()) return end;
+  return status;
+}
+
+absl::Status ShardSnapshotter::DeleteShardRows(int shard, const sqlite::TableSchema& table,
+                                            const KeptRows* keep) {
+  std::vector<std::string> columns;
+  for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
+  absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
+  if (!writer.ok()) return writer.status();
+  const std::string key_select = table.keyed_by_rowid() ? "rowid" : QuotedList(table.primary_key);
+  absl::StatusOr<std::vector<std::vector<Value>>> keys =
+      db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(table.name)));
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<Statement> del = db_.Prepare(writer->delete_key);
+  if (!del.ok()) return del.status();
+  for (const std::vector<Value>& key : *keys) {
+    if (router_.ShardOf(table.name, key) != shard) continue;
+    if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) continue;
+    if (absl::Status s = del->BindAll(key); !s.ok()) return s;
+    if (absl::Status s = del->Run(); !s.ok()) return s;
+    del->Reset();
+  }
+  return absl::OkStatus();
+}
+
+std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLaterOwnChanges(
+    int shard, uint64_t local_node, const std::vector<ShardSnapshot::Applied>& applied,
+    const std::vector<sqlite::TableSchema>& tables) {
+  std::map<std::string, KeptRows> kept;
+  if (local_node == 0) return kept;
+  for (const sqlite::TableSchema& t : tables) {
+    // The snapshot holds this node's changes of the table up to its dedupe state (a shard
+    // applies one origin's changes in change-id order); pending log rows above it are later.
+    int64_t held = 0;
+    for (const ShardSnapshot::Applied& a : applied) {
+      if (a.origin_node() == local_node && a.table() == t.name) held = std::max(held, a.change_id());
+    }
+    // An error means no log (the table is not captured here): no own changes of it. (Inside the
+    // install's write transaction nothing else can fail a read.)
+    (void)sqlite::ForEachChangeKey(db_, t, held, [&](const sqlite::ChangeRecord& r) {
+      for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
+        if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
+          kept[t.name].insert(EncodeRowIdentity("", *key));
+        }
+      }
+    });
+  }
+  return kept;
+}
+
+absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
+                                         const ShardSnapshot::Table& header,
+                                         ShardSnapshotReader& in, const KeptRows* keep,
+                                         InstallResult& result) {
+  std::vector<std::string> columns(header.columns().begin(), header.columns().end());
+  absl::StatusOr<TableWriter> writer = PlanWriter(
+      db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
+  absl::Status refused = writer.status();
+  absl::StatusOr<Statement> upsert = refused.ok() ? db_.Prepare(writer->upsert) : refused;
+  if (IsDatabaseFailure(upsert.status())) return upsert.status();
+  refused = upsert.status();
+  if (refused.ok()) {
+    // Inserted piece by piece inside a savepoint: a row that fails undoes the table's rows.
+    const std::vector<int> key_index = SnapshotKeyIndex(header);
+    const size_t width = columns.size() + (header.keyed_by_rowid() ? 1 : 0);
+    const SnapshotRowTarget target{header.table(), shard, router_};
+    int64_t row_number = 0;
+    if (absl::Status s = db_.Exec("SAVEPOINT snapshot_rows"); !s.ok()) return s;
+    while (refused.ok()) {
+      absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
+      if (!rows.ok()) return SnapshotUnreadable(rows.status());
+      if (!rows->has_value()) break;
+      for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
+        refused = UpsertSnapshotRow(*upsert, target, row.values(), 0, width, key_index, keep,
+                                    ++row_number);
+        if (!refused.ok()) break;
+      }
+    }
+    if (IsDatabaseFailure(refused)) return refused;
+    absl::Status end = db_.Exec(refused.ok() ? "RELEASE snapshot_rows"
+                                             : "ROLLBACK TO snapshot_rows; RELEASE snapshot_rows");
+    if (!end.ok()) return end;
+    if (refused.ok()) return absl::OkStatus();
+    in.RewindTable();
+  }
+  // The table's rows cannot be installed here (the table is missing or differs, a constraint
+  // differs): they become a snapshot-rows dead letter that holds the table's later changes in
+  // this shard back, and the install goes on. The dead letter holds them whole, so it is bounded
+  // by what one value may hold here.
+  const uint64_t limit = std::min<uint64_t>(kMaxPieceBytes - (uint64_t{1} << 20),
+                                            sqlite3_limit(db_.raw(), SQLITE_LIMIT_LENGTH, -1));
+  ShardSnapshot::Table whole = header;
+  uint64_t bytes = whole.ByteSizeLong();
+  for (;;) {
+    absl::StatusOr<std::optional<change::v1::SnapshotRows>> rows = in.NextRows();
+    if (!rows.ok()) return SnapshotUnreadable(rows.status());
+    if (!rows->has_value()) break;
+    bytes += (*rows)->ByteSizeLong();
+    if (bytes > limit) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the rows of table ", QuoteIdentifier(header.table()), " cannot be installed here (",
+          refused.message(), ") and are more than a dead letter can hold (", limit, " bytes)"));
+    }
+    for (change::v1::SnapshotRow& row : *(*rows)->mutable_rows()) {
+      for (change::v1::Value& v : *row.mutable_values()) *whole.add_values() = std::move(v);
+    }
+  }
+  if (whole.values_size() == 0) return absl::OkStatus();  // Nothing of that table in this shard.
+  absl::Status s = dead_letters_.Insert(
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(snapshot_index)), Value::Null(),
+       Value::Text(header.table()), Value::Null(),
+       Value::Text(absl::StrCat("snapshot rows not installed: ", refused.message())),
+       Value::Blob(whole.SerializeAsString())},
+      {.shard = shard, .raft_index = snapshot_index, .table = header.table(), .whole_table = true});
+  if (!s.ok() && !IsDatabaseFailure(s)) {
+    return absl::Status(
+        s.code(),
+        absl::StrCat("the rows of table ", QuoteIdentifier(header.table()),
+                     " cannot be installed here (", refused.message(), ") and ", s.message()));
+  }
+  if (!s.ok()) return s;
+  ++result.rows_kept;
+  LOG(WARNING) << "shard " << shard << ": snapshot rows of " << header.table()
+               << " go to the dead letters: " << refused.message();
+  return absl::OkStatus();
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,94 @@
+// The rows of a shard's snapshot: writes the shard's dedupe state, rows and dead letters from
+// the applier's connection to a snapshot stream, and replaces the shard's rows here by those a
+// snapshot holds (a table that cannot be installed here becomes a snapshot-rows dead letter).
+// What a snapshot holds and why is in change_applier.h ("Snapshots"); ChangeApplier holds the
+// transaction, the applied index and dedupe state, and applies the carried dead letters.
+// Every call runs inside a transaction of the caller on `db`.
+#ifndef MARMOT_REPLICATOR_SHARD_SNAPSHOTTER_H_
+#define MARMOT_REPLICATOR_SHARD_SNAPSHOTTER_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "proto/change.pb.h"
+#include "replicator/dead_letter_store.h"
+#include "replicator/shard_router.h"
+#include "replicator/snapshot_stream.h"
+#include "sqlite/database.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+
+struct InstallResult {
+  // Tables whose rows could not be installed here: kept as snapshot-rows dead letters.
+  int64_t rows_kept = 0;
+  // The snapshot's dead letters (see "Snapshots" in change_applier.h):
+  int64_t carried_applied = 0;  // Applied here (or superseded by a pending local change).
+  int64_t carried_kept = 0;     // Recorded as dead letters here.
+};
+
+// Values per row of a snapshot table, or 0 when its values do not divide into rows.
+size_t SnapshotRowWidth(const change::v1::ShardSnapshot::Table& t);
+
+// A snapshot payload that cannot be read now: it was checked whole when it arrived, so the file
+// changed since (or this is a bug). FailedPrecondition: trying again would change nothing.
+absl::Status SnapshotUnreadable(const absl::Status& s);
+
+class ShardSnapshotter {
+ public:
+  // `db`, `router` and `dead_letters` (the applier's) outlive the snapshotter.
+  ShardSnapshotter(sqlite::Database& db, const ShardRouter& router, DeadLetterStore& dead_letters)
+      : db_(db), router_(router), dead_letters_(dead_letters) {}
+
+  // Writes `shard`'s dedupe state, its rows of every table and its dead letters (oldest first)
+  // to `out`, after out.Start() and before out.Finish(), inside a read transaction. Errors are
+  // the database's or `out`'s.
+  absl::Status Write(int shard, ShardSnapshotWriter& out);
+
+  // Inside the install's write transaction, `in` past its header: replaces `shard`'s rows of
+  // every local table by the tables `in` reads next (up to its dead letters), except rows that
+  // `local_node` (0: none) changed after what the snapshot holds of it, and deletes the shard's
+  // dead letters at or below `at`. A table that cannot be installed here becomes a
+  // snapshot-rows dead letter (counted in result.rows_kept). Errors: the database's,
+  // SnapshotUnreadable, ResourceExhausted when a dead letter does not fit.
+  absl::Status ReplaceRows(int shard, uint64_t at, uint64_t local_node, ShardSnapshotReader& in,
+                           InstallResult& result);
+
+  // Replaces `shard`'s rows of the table of snapshot rows `t` (a snapshot-rows dead letter
+  // retried) by them, inside a savepoint: a refusal (the table differs here, rows that do not
+  // divide into rows, a row of another shard, a row a constraint refuses) writes nothing; a
+  // database failure leaves the savepoint to the caller's rollback.
+  absl::Status ReplaceWithSnapshotRows(int shard, const change::v1::ShardSnapshot::Table& t);
+
+ private:
+  // Keys of rows (EncodeRowIdentity without the table) that an install leaves as they are.
+  using KeptRows = absl::flat_hash_set<std::string>;
+
+  // Deletes `shard`'s rows of the local table `table`, but none whose key is in `keep` (may be
+  // null).
+  absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
+                               const KeptRows* keep = nullptr);
+  // Per table, the keys of `shard`'s rows that have a change of `local_node` pending in the
+  // local log that a snapshot with dedupe state `applied` does not hold.
+  std::map<std::string, KeptRows> RowsWithLaterOwnChanges(
+      int shard, uint64_t local_node,
+      const std::vector<change::v1::ShardSnapshot::Applied>& applied,
+      const std::vector<sqlite::TableSchema>& tables);
+  // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
+  // key is in `keep`, may be null, as they are), or keeps them as a snapshot-rows dead letter.
+  absl::Status InstallTable(int shard, uint64_t snapshot_index,
+                            const change::v1::ShardSnapshot::Table& header,
+                            ShardSnapshotReader& in, const KeptRows* keep, InstallResult& result);
+
+  sqlite::Database& db_;
+  const ShardRouter& router_;
+  DeadLetterStore& dead_letters_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_SHARD_SNAPSHOTTER_H_

@@ -1,0 +1,225 @@
+#include "replicator/table_writer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/shard_router.h"
+#include "replicator/value_codec.h"
+#include "sqlite/schema.h"
+
+namespace marmot::replicator {
+
+using change::v1::Change;
+using change::v1::TableChanges;
+using sqlite::QuoteIdentifier;
+using sqlite::Value;
+
+bool IsDatabaseFailure(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
+         s.code() == absl::StatusCode::kDataLoss;
+}
+
+std::string QuotedList(const std::vector<std::string>& names) {
+  std::vector<std::string> quoted;
+  for (const std::string& n : names) quoted.push_back(QuoteIdentifier(n));
+  return absl::StrJoin(quoted, ", ");
+}
+
+std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_positions,
+                         const Change& c) {
+  if (c.op() == change::v1::OP_DELETE) return FromWire(c.old_key());
+  if (t.key_columns().empty()) return {FromWire(c.rowid())};
+  std::vector<Value> key;
+  for (int i : key_positions) {
+    if (i < c.row_size()) key.push_back(FromWire(c.row(i)));
+  }
+  return key;
+}
+
+std::vector<std::vector<Value>> KeysOf(const TableChanges& t,
+                                       const std::vector<int>& key_positions, const Change& c) {
+  std::vector<std::vector<Value>> keys = {KeyOf(t, key_positions, c)};
+  if (c.op() == change::v1::OP_REKEY) keys.push_back(FromWire(c.old_key()));
+  return keys;
+}
+
+std::vector<std::string> RowsOf(const TableChanges& t, const std::vector<int>& key_positions,
+                                const Change& c) {
+  std::vector<std::string> rows;
+  for (const std::vector<Value>& key : KeysOf(t, key_positions, c)) {
+    rows.push_back(EncodeRowIdentity(t.table(), key));
+  }
+  return rows;
+}
+
+namespace {
+
+std::string Placeholders(size_t n) {
+  std::vector<std::string> marks(n, "?");
+  return absl::StrJoin(marks, ", ");
+}
+
+}  // namespace
+
+absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
+                                       const std::vector<std::string>& columns,
+                                       const std::vector<std::string>& key_columns) {
+  // Replicated changes and snapshots write user tables only: a change naming marmot's own state
+  // (say, its dedupe table), SQLite's, a view or a virtual table never applies.
+  absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
+  if (local.status().code() == absl::StatusCode::kInvalidArgument) {
+    return absl::FailedPreconditionError(absl::StrCat("not replicated: ", local.status().message()));
+  }
+  if (!local.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", QuoteIdentifier(table), " does not exist on this node"));
+  }
+  std::vector<std::string> local_columns;
+  for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
+  bool carried = local->primary_key == key_columns;
+  for (const std::string& c : columns) {
+    carried = carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
+  }
+  if (!carried) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
+        ") key (", QuotedList(local->primary_key), "), the change has columns (",
+        QuotedList(columns), ") key (", QuotedList(key_columns), ")"));
+  }
+  TableWriter w;
+  w.keyed_by_rowid = key_columns.empty();
+  std::vector<std::string> insert_columns = columns;
+  std::vector<std::string> key_terms;
+  if (w.keyed_by_rowid) {
+    insert_columns.insert(insert_columns.begin(), "rowid");
+    key_terms.push_back("rowid = ?");
+  } else {
+    for (const std::string& k : key_columns) key_terms.push_back(QuoteIdentifier(k) + " IS ?");
+  }
+  std::vector<std::string> quoted_insert;
+  for (const std::string& c : insert_columns) {
+    quoted_insert.push_back(c == "rowid" && w.keyed_by_rowid ? "rowid" : QuoteIdentifier(c));
+  }
+  w.upsert = absl::StrCat("INSERT OR REPLACE INTO ", QuoteIdentifier(table), " (",
+                          absl::StrJoin(quoted_insert, ", "), ") VALUES (",
+                          Placeholders(insert_columns.size()), ")");
+  if (columns.size() < local_columns.size()) {
+    // The change was read on a node whose table lacks columns that this one has (a column added
+    // here first): it writes the columns it carries and leaves the others as they are, or at
+    // their defaults for a new row. Replacing the whole row would erase values it never knew.
+    std::vector<std::string> set;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (std::find(key_columns.begin(), key_columns.end(), columns[i]) == key_columns.end()) {
+        set.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
+      }
+    }
+    if (set.empty()) set.push_back(w.keyed_by_rowid ? "rowid = rowid" : absl::StrCat(
+        QuoteIdentifier(key_columns[0]), " = ", QuoteIdentifier(key_columns[0])));
+    std::vector<std::string> where;
+    if (w.keyed_by_rowid) {
+      where.push_back("rowid = ?" + std::to_string(insert_columns.size() + 1));
+    } else {
+      for (size_t k = 0; k < key_columns.size(); ++k) {
+        where.push_back(absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
+      }
+    }
+    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ", absl::StrJoin(set, ", "),
+                            " WHERE ", absl::StrJoin(where, " AND "));
+  }
+  w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
+                              absl::StrJoin(key_terms, " AND "));
+  w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
+                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
+  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
+      "SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
+      ") WHERE \"unique\" AND origin <> 'pk'"));
+  if (!indexes.ok()) return indexes.status();
+  w.other_unique_constraints = !indexes->empty();
+  std::vector<std::string> key_select;
+  if (w.keyed_by_rowid) {
+    key_select.push_back("rowid");
+  } else {
+    for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
+  }
+  for (const std::vector<Value>& index : *indexes) {
+    if (index[1].integer() != 0) continue;  // Partial: which rows it holds is not probed.
+    absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
+        "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
+    if (!index_columns.ok()) return index_columns.status();
+    TableWriter::UniqueProbe probe;
+    std::vector<std::string> terms;
+    for (const std::vector<Value>& column : *index_columns) {
+      auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
+      if (at == columns.end()) {  // An expression, or a column the change does not carry.
+        terms.clear();
+        break;
+      }
+      terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
+      probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
+    }
+    if (terms.empty()) continue;
+    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
+                             " WHERE ", absl::StrJoin(terms, " AND "));
+    w.unique_probes.push_back(std::move(probe));
+  }
+  return w;
+}
+
+absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const TableChanges& t,
+                         const Change& c) {
+  auto run = [&db](const std::string& sql, const std::vector<Value>& values) {
+    return db.RunKept(sql, values);
+  };
+  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
+                       c.op() == change::v1::OP_REKEY;
+  if (c.op() == change::v1::OP_UNSPECIFIED || c.op() > change::v1::OP_DELETE) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown operation ", c.op()));
+  }
+  const size_t key_size = w.keyed_by_rowid ? 1 : t.key_columns_size();
+  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
+    if (static_cast<size_t>(c.old_key_size()) != key_size) {
+      return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
+                                                     " values, the table's key ", key_size));
+    }
+  }
+  if (has_row && c.row_size() != t.columns_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
+  }
+  const bool two_statements = c.op() == change::v1::OP_REKEY;
+  if (two_statements) {
+    if (absl::Status s = db.Exec("SAVEPOINT change"); !s.ok()) return s;
+  }
+  absl::Status status = absl::OkStatus();
+  if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
+    status = run(w.delete_key, FromWire(c.old_key()));
+  }
+  if (status.ok() && has_row) {
+    std::vector<Value> values;
+    values.reserve(c.row_size() + 1);
+    if (w.keyed_by_rowid) values.push_back(FromWire(c.rowid()));
+    for (const change::v1::Value& v : c.row()) values.push_back(FromWire(v));
+    bool updated = false;
+    if (!w.update.empty()) {
+      std::vector<Value> with_key = values;
+      if (w.keyed_by_rowid) {
+        with_key.push_back(values[0]);
+      } else {
+        for (int i : KeyPositions(t)) with_key.push_back(FromWire(c.row(i)));
+      }
+      status = run(w.update, with_key);
+      updated = status.ok() && db.Changes() > 0;
+    }
+    if (status.ok() && !updated) status = run(w.upsert, values);
+  }
+  if (two_statements) {
+    if (!IsDatabaseFailure(status)) {
+      absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
+      if (!end.ok()) return end;
+    }
+  }
+  return status;
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,92 @@
+// How a replicated change is written to one local table: the statements that write it, checked
+// against the local schema (PlanWriter), and one change written with them (ApplyChange). Also
+// the keys and row identities a change touches, which the applier's rules and the dead letters
+// name rows by. Used by ChangeApplier, its dead letters and its snapshots.
+#ifndef MARMOT_REPLICATOR_TABLE_WRITER_H_
+#define MARMOT_REPLICATOR_TABLE_WRITER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "sqlite/database.h"
+#include "sqlite/value.h"
+
+namespace marmot::replicator {
+
+// A failure of the database itself (busy past the busy timeout, I/O, a full disk, corruption),
+// as opposed to a change that cannot apply: the operation changed nothing and is tried again
+// later, nothing goes to the dead letters.
+bool IsDatabaseFailure(const absl::Status& s);
+
+// The SQL that writes changes to one table, checked against the local schema.
+struct TableWriter {
+  std::string upsert;  // INSERT OR REPLACE, binds [rowid,] columns...
+  // Only when the change carries fewer columns than the table has: UPDATE OR REPLACE of the
+  // carried columns by key, binds [rowid,] columns..., key values; the upsert runs when it
+  // found no row.
+  std::string update;
+  std::string delete_key;  // DELETE by key, binds key values
+  std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
+  bool keyed_by_rowid = false;
+  // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
+  bool other_unique_constraints = false;
+  // Per UNIQUE index besides the key whose columns the change carries: a SELECT of the key (or
+  // rowid) of the row that an upsert would replace through that index, and the positions of the
+  // values it binds among [rowid,] columns...
+  struct UniqueProbe {
+    std::string sql;
+    std::vector<int> values;
+  };
+  std::vector<UniqueProbe> unique_probes;
+};
+
+// The writer of changes with `columns` and `key_columns` to the local `table`.
+// FailedPrecondition when the table is missing here, is not a user table (marmot's state,
+// SQLite's, a view or a virtual table never applies), or lacks a column or has another key;
+// other errors are the database's.
+absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& table,
+                                       const std::vector<std::string>& columns,
+                                       const std::vector<std::string>& key_columns);
+
+// Writes the change `c` of `t` with `w` (statements kept on `db`). A single-statement change
+// that fails leaves nothing behind (SQLite undoes the failed statement); a rekey, two
+// statements, runs inside a savepoint that is rolled back when the upsert fails.
+// InvalidArgument for a malformed change (unknown operation, values that do not fit).
+absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w,
+                         const change::v1::TableChanges& t, const change::v1::Change& c);
+
+// Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
+// ShardSnapshot::Table).
+template <typename TableMessage>
+std::vector<int> KeyPositions(const TableMessage& t) {
+  std::vector<int> positions;
+  for (const std::string& k : t.key_columns()) {
+    for (int i = 0; i < t.columns_size(); ++i) {
+      if (t.columns(i) == k) positions.push_back(i);
+    }
+  }
+  return positions;
+}
+
+// The key of the row a change leaves behind (the new key), or the deleted key for a delete.
+std::vector<sqlite::Value> KeyOf(const change::v1::TableChanges& t,
+                                 const std::vector<int>& key_positions,
+                                 const change::v1::Change& c);
+// The keys of the rows a change touches: one, or two for a rekey.
+std::vector<std::vector<sqlite::Value>> KeysOf(const change::v1::TableChanges& t,
+                                               const std::vector<int>& key_positions,
+                                               const change::v1::Change& c);
+// The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
+std::vector<std::string> RowsOf(const change::v1::TableChanges& t,
+                                const std::vector<int>& key_positions,
+                                const change::v1::Change& c);
+
+// `names` quoted as identifiers, comma-separated.
+std::string QuotedList(const std::vector<std::string>& names);
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_TABLE_WRITER_H_
