@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -15,7 +16,11 @@
 namespace marmot::replicator {
 
 absl::StatusOr<DatabaseLock> DatabaseLock::Acquire(const std::string& db_path) {
-  const std::string path = LockPath(db_path);
+  // The file's own path, symbolic links resolved (as SQLite resolves them for its -wal and -shm
+  // files): `-cleanup` through a link must meet the running node's lock.
+  std::error_code error;
+  const std::filesystem::path resolved = std::filesystem::weakly_canonical(db_path, error);
+  const std::string path = LockPath(error ? db_path : resolved.string());
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));

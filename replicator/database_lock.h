@@ -4,7 +4,8 @@
 // `marmot -cleanup` while a node runs) would each read and delete the change logs and keep
 // state about the file that the other invalidates: cleanup dropped a running node's tables,
 // after which every apply failed forever. A running marmot therefore holds an exclusive
-// flock() on `<db-path>-marmot.lock` for its whole life; the kernel releases it when the
+// flock() on `<db-path>-marmot.lock` (symbolic links of the path resolved; a hard link is
+// another path and is not caught) for its whole life; the kernel releases it when the
 // process ends, however it ends, so a crash leaves no stale lock. The file holds the pid of the
 // holder, for the error message of the one refused. It stays beside the database.
 #ifndef MARMOT_REPLICATOR_DATABASE_LOCK_H_

@@ -40,5 +40,18 @@ TEST(DatabaseLockTest, ASecondHolderIsRefusedWithTheFirstsPidUntilItReleases) {
   EXPECT_TRUE(DatabaseLock::Acquire(db).ok());
 }
 
+TEST(DatabaseLockTest, ASymbolicLinkToTheDatabaseMeetsTheSameLock) {
+  const std::string dir = sqlite::testing::NewTempDir("db-lock-link");
+  const std::string db = dir + "/app.db";
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY);").ok());
+  ASSERT_EQ(::symlink(db.c_str(), (dir + "/link.db").c_str()), 0);
+  absl::StatusOr<DatabaseLock> first = DatabaseLock::Acquire(db);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<DatabaseLock> through_link = DatabaseLock::Acquire(dir + "/link.db");
+  EXPECT_EQ(through_link.status().code(), absl::StatusCode::kFailedPrecondition)
+      << through_link.status();
+  EXPECT_THAT(std::string(through_link.status().message()), HasSubstr("stop it first"));
+}
+
 }  // namespace
 }  // namespace marmot::replicator
