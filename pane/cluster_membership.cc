@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "raft/membership.h"
+#include "replicator/node_config.h"
 
 namespace marmot::pane {
 
@@ -30,6 +31,30 @@ std::vector<int> ShardsWhereNotVoter(raft::host::NodeHost& host, uint64_t node) 
 
 absl::Status AddNodeToEveryShard(raft::host::NodeHost& host, uint64_t node,
                                  const std::string& address, absl::Duration timeout) {
+  // Every member dials the address: one that cannot be dialed would leave a learner in every
+  // shard that never catches up.
+  absl::StatusOr<replicator::HostPort> parsed = replicator::ParseHostPort(address);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address of node ", node, ": ", parsed.status().message()));
+  }
+  if (parsed->is_wildcard()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address of node ", node, ": ", address,
+        " listens on every interface; give the host and port the other nodes dial"));
+  }
+  // A member keeps its address (the other nodes know it by it): another one takes RemoveNode
+  // first.
+  const std::map<uint64_t, std::string> known = host.PeerAddresses();
+  if (auto it = known.find(node); it != known.end() && it->second != address) {
+    for (int shard = 0; shard < host.shards(); ++shard) {
+      if (IsMember(host.GetShardInfo(shard).conf_state, node)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "node ", node, " is already a member, at ", it->second,
+            "; to give it another address, remove it first (RemoveNode)"));
+      }
+    }
+  }
   const absl::Time deadline = absl::Now() + timeout;
   for (int shard = 0; shard < host.shards(); ++shard) {
     // A learner added by an earlier call is left alone: its promotion is under way.

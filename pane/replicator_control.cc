@@ -117,19 +117,11 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   absl::StatusOr<sqlite::Value> dead = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (dead.ok()) out.set_dead_letters(dead->integer());
   // The other current members of any shard (not the founders named at start: nodes come and go),
-  // with the addresses the host knows.
-  std::set<uint64_t> members;
-  for (int shard = 0; shard < host->shards(); ++shard) {
-    raft::host::ShardInfo info = host->GetShardInfo(shard);
-    members.insert(info.conf_state.voters().begin(), info.conf_state.voters().end());
-    members.insert(info.conf_state.learners().begin(), info.conf_state.learners().end());
-  }
-  members.erase(config.node_id);
-  const std::map<uint64_t, std::string> addresses = host->PeerAddresses();
-  for (uint64_t id : members) {
-    admin::v1::Node* n = out.add_peers();
-    n->set_node_id(id);
-    if (auto a = addresses.find(id); a != addresses.end()) n->set_address(a->second);
+  // exactly as ListNodes tells them: address, reachable, learner.
+  absl::StatusOr<admin::v1::ListNodesResponse> nodes = ListNodes();
+  if (!nodes.ok()) return nodes.status();
+  for (const admin::v1::Node& n : nodes->nodes()) {
+    if (n.node_id() != config.node_id) *out.add_peers() = n;
   }
   return out;
 }

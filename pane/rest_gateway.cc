@@ -405,7 +405,9 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
     std::unique_ptr<pb::Message> response(
         pb::MessageFactory::generated_factory()->GetPrototype(match->method->output_type())->New());
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    // Longer than the slowest call waits by itself (AddNode: a minute), so that its own answer
+    // (what is still under way) reaches REST clients rather than a bare deadline.
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
     if (req.has_header("Authorization")) {
       ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
     }

@@ -73,5 +73,25 @@ TEST(ClusterMembershipTest, RemoveNodeRemovesALearnerFromEveryShard) {
   EXPECT_EQ(RemoveNodeFromEveryShard(*c.host(2), 4).code(), absl::StatusCode::kNotFound);
 }
 
+TEST(ClusterMembershipTest, AnAddressNoNodeCanDialOrAMembersNewAddressIsRefusedAndNothingChanges) {
+  TestCluster c(TestDir(), 3, kShards);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  for (const std::string bad : {"not an address", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:8610", ":8610"}) {
+    absl::Status s = AddNodeToEveryShard(*c.host(1), 4, bad, absl::Seconds(5));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad << ": " << s;
+  }
+  // Node 2 is a member at its address: another one is refused, the same one is fine.
+  absl::Status moved = AddNodeToEveryShard(*c.host(1), 2, "127.0.0.1:1", absl::Seconds(5));
+  EXPECT_EQ(moved.code(), absl::StatusCode::kFailedPrecondition) << moved;
+  EXPECT_THAT(std::string(moved.message()), ::testing::HasSubstr("remove it first"));
+  EXPECT_TRUE(AddNodeToEveryShard(*c.host(1), 2, c.address(2), absl::Seconds(5)).ok());
+  for (int shard = 0; shard < kShards; ++shard) {
+    const raft::v1::ConfState cs = c.host(1)->GetShardInfo(shard).conf_state;
+    EXPECT_FALSE(raft::IsLearner(cs, 4) || raft::IsVoter(cs, 4)) << shard;
+  }
+  EXPECT_EQ(c.host(1)->PeerAddresses().at(2), c.address(2));
+}
+
 }  // namespace
 }  // namespace marmot::pane

@@ -195,6 +195,13 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
     for (const auto& n : nodes.nodes()) reachable[n.node_id()] = n.reachable();
     EXPECT_EQ(reachable, (std::map<uint64_t, bool>{{1, true}, {2, true}, {3, false}})) << listed->body;
   }
+  // GetStatus tells its peers the same way.
+  {
+    const admin::v1::GetStatusResponse status = Status(cluster, 1);
+    std::map<uint64_t, bool> reachable;
+    for (const auto& p : status.peers()) reachable[p.node_id()] = p.reachable();
+    EXPECT_EQ(reachable, (std::map<uint64_t, bool>{{2, true}, {3, false}}));
+  }
   auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
