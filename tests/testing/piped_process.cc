@@ -11,6 +11,8 @@
 
 #include <glog/logging.h>
 
+#include "tests/testing/subprocess.h"
+
 namespace marmot::testing {
 
 PipedProcess::PipedProcess(const std::vector<std::string>& argv, const std::string& stderr_file)
@@ -48,6 +50,8 @@ PipedProcess::~PipedProcess() {
   if (pid_ > 0) Kill();
   fclose(to_);
   fclose(from_);
+  const std::string report = SanitizerReport(Log());
+  CHECK(report.empty()) << "process (" << stderr_file_ << ") reported:\n" << report;
 }
 
 std::string PipedProcess::ReadLine() {

@@ -1,7 +1,8 @@
 // Test support: a child process driven line by line — commands written to its stdin, answers
 // read from its stdout — for programs that serve a test over pipes (tests/host/host_node_main).
 // Its stderr goes to a file, or to the test's own when no file is given. It never outlives the
-// test (PR_SET_PDEATHSIG) and is killed (SIGKILL) when the object goes.
+// test (PR_SET_PDEATHSIG) and is killed (SIGKILL) when the object goes; a sanitizer report in
+// its stderr file then stops the test (SanitizerReport, subprocess.h).
 #ifndef MARMOT_TESTS_TESTING_PIPED_PROCESS_H_
 #define MARMOT_TESTS_TESTING_PIPED_PROCESS_H_
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <iterator>
@@ -66,6 +67,19 @@ Subprocess::~Subprocess() {
     kill(pid_, SIGKILL);
     Wait(std::chrono::seconds(10));
   }
+  const std::string report = SanitizerReport(Stderr());
+  CHECK(report.empty()) << "process " << pid_ << " (" << err_path_ << ") reported:\n" << report;
+}
+
+std::string SanitizerReport(const std::string& log) {
+  size_t at = std::string::npos;
+  for (const char* marker :
+       {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: "}) {
+    at = std::min(at, log.find(marker));
+  }
+  if (at == std::string::npos) return "";
+  const size_t line = log.rfind('\n', at);
+  return log.substr(line == std::string::npos ? 0 : line + 1, 8000);
 }
 
 void Subprocess::Signal(int sig) { kill(pid_, sig); }

@@ -17,7 +17,8 @@ class Subprocess {
  public:
   // Starts `argv[0]` with `argv`; standard output and error go to files in `log_dir`.
   Subprocess(std::vector<std::string> argv, const std::string& log_dir);
-  // Kills the child (SIGKILL) if it still runs.
+  // Kills the child (SIGKILL) if it still runs, then stops the test if the child's stderr holds
+  // a sanitizer report (SanitizerReport).
   ~Subprocess();
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
@@ -40,6 +41,12 @@ class Subprocess {
   std::optional<int> exit_code_;
   std::string out_path_, err_path_;
 };
+
+// The first AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report in `log` (a
+// child's stderr), from its first line on; "" when there is none. Under --config=asan the marmot
+// a test starts is instrumented too, and a report there must fail the test even when the test
+// never looks at that process's exit code.
+std::string SanitizerReport(const std::string& log);
 
 // Runs a program to completion (at most `timeout`, then it is killed) and returns its exit code.
 struct RunResult {
