@@ -603,6 +603,12 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
         "raft store ", dir, " cannot be opened: the raft folder's disk is full (", rs.ToString(),
         "); nothing was changed, start again after freeing space"));
   }
+  if (rs.IsIOError() && rs.ToString().find("lock") != std::string::npos) {
+    // RocksDB's LOCK file: another process (or another store of this one) has the folder open.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "raft store ", dir, " is in use by another process (a marmot with the same -node-id and "
+        "-raft-path?); stop it first (", rs.ToString(), ")"));
+  }
   if (!rs.ok()) {
     return absl::DataLossError(absl::StrCat("raft store ", dir, " cannot be opened (",
                                             rs.ToString(), "); refusing to start, nothing was changed"));

@@ -247,6 +247,18 @@ TEST_F(RocksLogStoreTest, ForeignNodeOrShardCountIsRefusedAndNothingDeleted) {
   EXPECT_EQ(store->shard(0)->LastIndex(), 4u);
 }
 
+TEST_F(RocksLogStoreTest, AStoreInUseIsRefusedAsInUseNotAsDataLoss) {
+  auto first = MustOpen();
+  RocksLogStore::Options o;
+  o.node_id = 1;
+  o.shards = 4;
+  auto second = RocksLogStore::Open(dir_, o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_NE(second.status().message().find("is in use by another process"), std::string::npos)
+      << second.status();
+}
+
 TEST_F(RocksLogStoreTest, FolderThatIsNotAStoreIsRefused) {
   fs::create_directories(dir_);
   std::ofstream(dir_ + "/somebody-elses-file") << "hello";
