@@ -303,21 +303,20 @@ absl::StatusOr<admin::v1::BalanceLeadersResponse> ReplicatorControl::BalanceLead
       }
       led[info.leader].push_back(shard);
     }
-    const size_t target = (host->shards() + led.size() - 1) / led.size();
+    // Even: one shard at a time from the node leading the most to the one leading the fewest,
+    // until they differ by at most one (16 shards over 3 nodes: 6, 5, 5).
     std::map<int, uint64_t> moves;  // shard -> new leader
-    for (auto& [from, shards] : led) {
-      while (shards.size() > target) {
-        auto to = std::min_element(led.begin(), led.end(), [](const auto& a, const auto& b) {
-          return a.second.size() < b.second.size();
-        });
-        if (to->second.size() + 1 >= shards.size()) break;
-        const int shard = shards.back();
-        shards.pop_back();
-        to->second.push_back(shard);
-        moves[shard] = to->first;
-        host->TransferLeadership(shard, to->first);
-      }
+    auto by_count = [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); };
+    for (;;) {
+      auto from = std::max_element(led.begin(), led.end(), by_count);
+      auto to = std::min_element(led.begin(), led.end(), by_count);
+      if (from->second.size() <= to->second.size() + 1) break;
+      const int shard = from->second.back();
+      from->second.pop_back();
+      to->second.push_back(shard);
+      moves[shard] = to->first;
     }
+    for (const auto& [shard, to] : moves) host->TransferLeadership(shard, to);
     if (moves.empty()) break;
     const std::set<int> moved = WaitForMoves(*host, moves, kTransferWait);
     out.set_transfers(out.transfers() + static_cast<uint32_t>(moved.size()));
