@@ -1,5 +1,6 @@
 #include "pane/pane_listener.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace marmot::pane {
 namespace {
@@ -146,10 +148,11 @@ void PaneListener::AcceptLoop() {
         }
         const int fd = conn.get();
         auto shared = std::make_shared<OwnedFd>(std::move(conn));
-        if (!Spawn([this, shared] { Serve(std::move(*shared)); })) {
+        // Idle from now until it tells its protocol.
+        if (!Spawn([this, shared](Worker* self) { Serve(self, std::move(*shared)); }, fd)) {
           LOG_EVERY_N(WARNING, 100)
               << "control pane on " << options_.address << ": " << options_.max_connections
-              << " connections are served already; closed one from " << PeerAddress(fd);
+              << " connections are busy already; closed one from " << PeerAddress(fd);
         }
       }
     }
@@ -157,50 +160,61 @@ void PaneListener::AcceptLoop() {
   }
 }
 
-void PaneListener::Serve(OwnedFd connection) {
+void PaneListener::Serve(Worker* self, OwnedFd connection) {
   const int one = 1;
   ::setsockopt(connection.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (options_.tls != nullptr) {
-    options_.tls->Serve(std::move(connection), options_.first_bytes_timeout,
-                        {.drain_fd = drain_.get(), .stop_fd = stop_.get()},
-                        [this](PaneProtocol protocol, OwnedFd plaintext) {
-                          return Dispatch(protocol, std::move(plaintext), /*on_this_thread=*/false);
+    options_.tls->Serve(std::move(connection), options_.first_bytes_timeout, SignalsFor(self),
+                        [this, self](PaneProtocol protocol, OwnedFd plaintext) {
+                          SetIdle(self, -1);
+                          return Dispatch(protocol, std::move(plaintext), nullptr);
                         });
     return;
   }
   const PaneProtocol protocol =
       SniffProtocol(connection.get(), options_.first_bytes_timeout, drain_.get());
-  Dispatch(protocol, std::move(connection), /*on_this_thread=*/true);
+  SetIdle(self, -1);
+  Dispatch(protocol, std::move(connection), self);
 }
 
-bool PaneListener::Dispatch(PaneProtocol protocol, OwnedFd fd, bool on_this_thread) {
+StopSignals PaneListener::SignalsFor(Worker* worker) {
+  return {.drain_fd = drain_.get(),
+          .stop_fd = stop_.get(),
+          .idle = [this, worker](int fd) { SetIdle(worker, fd); }};
+}
+
+bool PaneListener::Dispatch(PaneProtocol protocol, OwnedFd fd, Worker* self) {
   if (protocol == PaneProtocol::kGrpc && handlers_.grpc) {
     if (!SetNonBlocking(fd.get())) return false;
     handlers_.grpc(fd.Release());
     return true;
   }
   if (protocol == PaneProtocol::kHttp1 && handlers_.rest) {
-    const StopSignals signals{.drain_fd = drain_.get(), .stop_fd = stop_.get()};
-    if (on_this_thread) {
-      handlers_.rest(fd.Release(), signals);
+    if (self != nullptr) {
+      handlers_.rest(fd.Release(), SignalsFor(self));
       return true;
     }
     auto shared = std::make_shared<OwnedFd>(std::move(fd));
-    return Spawn([this, shared, signals] { handlers_.rest(shared->Release(), signals); });
+    return Spawn([this, shared](Worker* w) { handlers_.rest(shared->Release(), SignalsFor(w)); });
   }
   VLOG(1) << "control pane on " << options_.address << ": closing a connection from "
           << PeerAddress(fd.get()) << " that is silent or speaks no protocol served here";
   return false;
 }
 
-bool PaneListener::Spawn(std::function<void()> work) {
+bool PaneListener::Spawn(std::function<void(Worker*)> work, int idle_fd) {
   absl::MutexLock lock(&mu_);
-  if (stopping_ || live_ >= options_.max_connections) return false;
+  // Evicted connections end at once, but their threads still count: at most as many again.
+  if (stopping_ || live_ >= 2 * options_.max_connections) return false;
+  if (live_ - evicted_ >= options_.max_connections && !EvictIdlest()) return false;
   auto it = workers_.emplace(workers_.end());
+  SetIdleLocked(&*it, idle_fd);
   try {
     it->thread = std::thread([this, it, work = std::move(work)] {
-      work();
+      work(&*it);
       absl::MutexLock lock(&mu_);
+      it->idle.Reset();
+      if (it->evicted) --evicted_;
       it->done = true;
       --live_;
     });
@@ -211,6 +225,35 @@ bool PaneListener::Spawn(std::function<void()> work) {
     return false;
   }
   ++live_;
+  return true;
+}
+
+void PaneListener::SetIdle(Worker* worker, int fd) {
+  absl::MutexLock lock(&mu_);
+  SetIdleLocked(worker, fd);
+}
+
+void PaneListener::SetIdleLocked(Worker* worker, int fd) {
+  // A duplicate, so that the socket outlives the connection's own descriptor while it is here.
+  worker->idle.Reset(fd >= 0 && !worker->evicted ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1);
+  worker->idle_since = absl::Now();
+}
+
+bool PaneListener::EvictIdlest() {
+  Worker* idlest = nullptr;
+  for (Worker& w : workers_) {
+    if (w.idle.valid() && (idlest == nullptr || w.idle_since < idlest->idle_since)) idlest = &w;
+  }
+  if (idlest == nullptr) return false;
+  LOG_EVERY_N(WARNING, 100) << "control pane on " << options_.address << ": "
+                            << options_.max_connections
+                            << " connections are served already; closed the one idle longest, "
+                               "from "
+                            << PeerAddress(idlest->idle.get());
+  ::shutdown(idlest->idle.get(), SHUT_RDWR);
+  idlest->idle.Reset();
+  idlest->evicted = true;
+  ++evicted_;
   return true;
 }
 

@@ -6,8 +6,11 @@
 // With TLS the listener terminates it and relays the plaintext to the same servers (pane_tls.h).
 //
 // No client holds up another: every connection has its own thread until it reaches gRPC (or
-// ends, for REST), a client that sends nothing is dropped after `first_bytes_timeout`, and at
-// most `max_connections` are served at once (more are closed at once, with a log line).
+// ends, for REST), and a client that sends nothing is dropped after `first_bytes_timeout`. At
+// most `max_connections` are served at once; when that many are, a new connection takes the
+// place of the one that has been idle longest (waiting for its client with nothing under way:
+// for its first bytes or TLS handshake, or between two REST requests), which is closed. Only
+// when none is idle is the new connection closed at once (with a log line).
 #ifndef MARMOT_PANE_PANE_LISTENER_H_
 #define MARMOT_PANE_PANE_LISTENER_H_
 
@@ -37,6 +40,7 @@ struct ListenerOptions {
   // A connection that has not told its protocol by then (TLS: completed its handshake and
   // sent its first bytes) is closed.
   absl::Duration first_bytes_timeout = absl::Seconds(10);
+  // Connections served at once; idle ones give way to new ones (above).
   int max_connections = 128;
 };
 
@@ -46,7 +50,7 @@ struct ConnectionHandlers {
   // once.
   std::function<void(int fd)> grpc;
   // Serves a connected socket that opens with an HTTP/1 request line until the connection ends
-  // (or the signals say so), then closes it.
+  // (or the signals say so), then closes it; tells `signals.idle` when it waits for a request.
   std::function<void(int fd, const StopSignals& signals)> rest;
 };
 
@@ -67,20 +71,32 @@ class PaneListener {
   void Stop();
 
  private:
+  // A thread serving one connection.
   struct Worker {
     std::thread thread;
     bool done = false;
+    // While the connection is idle (StopSignals::idle): a duplicate of its socket, and since when.
+    OwnedFd idle;
+    absl::Time idle_since;
+    bool evicted = false;  // Its socket was shut down to make room for a new connection.
   };
 
   PaneListener() = default;
   void AcceptLoop();
-  void Serve(OwnedFd connection);
+  void Serve(Worker* self, OwnedFd connection);
   // Hands `fd` to the server of `protocol` (closing it when this listener serves no such
-  // server). On this thread for REST when `on_this_thread`, else on a new one.
-  bool Dispatch(PaneProtocol protocol, OwnedFd fd, bool on_this_thread);
-  // Runs `work` on a thread of its own, counted against max_connections; false (nothing runs)
-  // when that many are served already or the listener stops.
-  bool Spawn(std::function<void()> work);
+  // server). REST runs on the thread of `self`, or on a new one when it is null.
+  bool Dispatch(PaneProtocol protocol, OwnedFd fd, Worker* self);
+  // Runs `work` on a thread of its own, counted against max_connections (evicting the idlest
+  // connection when that many are served), idle on socket `idle_fd` unless -1; false (nothing
+  // runs) when none is idle, or the listener stops.
+  bool Spawn(std::function<void(Worker*)> work, int idle_fd = -1);
+  StopSignals SignalsFor(Worker* worker);
+  // StopSignals::idle of `worker`.
+  void SetIdle(Worker* worker, int fd);
+  void SetIdleLocked(Worker* worker, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Shuts down the socket of the connection idle longest; false when none is idle.
+  bool EvictIdlest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Joins the threads that finished.
   void Reap();
 
@@ -94,7 +110,8 @@ class PaneListener {
   absl::Mutex mu_;
   bool drained_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int live_ ABSL_GUARDED_BY(mu_) = 0;
+  int live_ ABSL_GUARDED_BY(mu_) = 0;     // Threads running.
+  int evicted_ ABSL_GUARDED_BY(mu_) = 0;  // Of those, evicted ones (on their way out).
   std::list<Worker> workers_ ABSL_GUARDED_BY(mu_);
 };
 

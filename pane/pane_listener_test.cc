@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "pane/pane_server.h"
@@ -241,38 +242,133 @@ TEST_F(OnePortTest, RestCanHaveAPortOfItsOwn) {
   EXPECT_FALSE(GrpcStatus(pane_->rest_port(), &status).ok());
 }
 
-TEST(PaneListenerTest, ServesAtMostMaxConnectionsAtOnce) {
-  std::atomic<int> served{0};
-  auto listener = PaneListener::Start(
-      {.address = "127.0.0.1:0", .first_bytes_timeout = absl::Seconds(60), .max_connections = 2},
-      {.grpc = [](int fd) { ::close(fd); },
-       .rest =
-           [&](int fd, const StopSignals&) {
-             ++served;
-             ::close(fd);
-           }});
-  ASSERT_TRUE(listener.ok()) << listener.status();
-  OwnedFd a = Connect((*listener)->port());
-  OwnedFd b = Connect((*listener)->port());
-  // Both slots are taken by clients that say nothing: a third is closed at once.
+// Answers /healthz 200 within `within`, every time of `rounds`.
+void ExpectHealthyPromptly(int port, int rounds, absl::Duration within) {
+  for (int i = 0; i < rounds; ++i) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(10, 0);
+    client.set_read_timeout(10, 0);
+    const absl::Time start = absl::Now();
+    auto res = client.Get("/healthz");
+    ASSERT_TRUE(res) << "round " << i << ": " << res.error();
+    EXPECT_EQ(res->status, 200);
+    EXPECT_LT(absl::Now() - start, within) << "round " << i;
+  }
+}
+
+TEST_F(OnePortTest, AFloodOfSilentConnectionsShutsNoOneOut) {
+  // Given a minute to say something, more connections than may be served at once (128) say
+  // nothing
+  StartPane(absl::Seconds(60));
+  std::vector<OwnedFd> silent;
+  for (int i = 0; i < 160; ++i) silent.push_back(Connect(pane_->port()));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  OwnedFd c = Connect((*listener)->port());
+  // Then /healthz and gRPC answer at once, again and again
+  ExpectHealthyPromptly(pane_->port(), 10, absl::Seconds(2));
+  admin::v1::GetStatusResponse status;
+  grpc::Status s = GrpcStatus(pane_->port(), &status);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  // because the silent ones that waited longest made room.
+  EXPECT_NE(WaitClosed(silent.front(), absl::Seconds(1)), std::nullopt);
+  EXPECT_EQ(WaitClosed(silent.back(), absl::Milliseconds(100)), std::nullopt);
+}
+
+TEST_F(OnePortTest, IdleKeepAliveConnectionsShutNoOneOut) {
+  // Given 130 REST connections that each made a request and keep the connection idle
+  StartPane(absl::Seconds(60));
+  std::vector<OwnedFd> idle;
+  for (int i = 0; i < 130; ++i) {
+    idle.push_back(Connect(pane_->port()));
+    Send(idle.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  for (int i = 0; i < 130; i += 43) {
+    std::string answer;
+    WaitClosed(idle[i], absl::Milliseconds(100), &answer);
+    EXPECT_THAT(answer, HasSubstr("200 OK")) << i;
+  }
+  // Then /healthz still answers at once, again and again.
+  ExpectHealthyPromptly(pane_->port(), 10, absl::Seconds(2));
+}
+
+// A listener whose REST handler answers a request line and holds the connection until released.
+class LimitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto listener = PaneListener::Start(
+        {.address = "127.0.0.1:0", .first_bytes_timeout = absl::Seconds(60), .max_connections = 2},
+        {.grpc = [](int fd) { ::close(fd); },
+         .rest =
+             [this](int fd, const StopSignals&) {
+               ++served_;
+               OwnedFd conn(fd);
+               Send(conn, "served");
+               absl::MutexLock lock(&mu_);
+               mu_.Await(absl::Condition(&released_));
+             }});
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = *std::move(listener);
+  }
+  void TearDown() override {
+    Release();
+    listener_->Stop();
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // Connects and sends a request line; true when the handler answered.
+  bool Request(OwnedFd* fd) {
+    *fd = Connect(listener_->port());
+    Send(*fd, "GET / HTTP/1.1\r\n\r\n");
+    char buf[6];
+    return WaitForSocket(fd->get(), POLLIN, absl::Seconds(30), {}) == WaitResult::kReady &&
+           ::recv(fd->get(), buf, sizeof buf, MSG_WAITALL) == 6;
+  }
+
+  std::atomic<int> served_{0};
+  absl::Mutex mu_;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<PaneListener> listener_;
+};
+
+TEST_F(LimitTest, AtTheLimitTheConnectionIdleLongestMakesRoom) {
+  // Both slots are taken by clients that say nothing
+  OwnedFd a = Connect(listener_->port());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  OwnedFd b = Connect(listener_->port());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // A third one closes the first, and is served
+  OwnedFd c;
+  ASSERT_TRUE(Request(&c));
+  EXPECT_NE(WaitClosed(a, absl::Seconds(5)), std::nullopt);
+  EXPECT_EQ(WaitClosed(b, absl::Milliseconds(100)), std::nullopt);
+  // and so does a fourth, in place of the second (c is busy, not idle).
+  OwnedFd d;
+  ASSERT_TRUE(Request(&d));
+  EXPECT_NE(WaitClosed(b, absl::Seconds(5)), std::nullopt);
+  EXPECT_EQ(served_.load(), 2);
+}
+
+TEST_F(LimitTest, WhenEveryConnectionIsBusyANewOneIsClosedAtOnce) {
+  OwnedFd a, b;
+  ASSERT_TRUE(Request(&a));
+  ASSERT_TRUE(Request(&b));
+  OwnedFd c = Connect(listener_->port());
   std::optional<absl::Duration> closed = WaitClosed(c, absl::Seconds(30));
   ASSERT_TRUE(closed.has_value());
   EXPECT_LT(*closed, absl::Seconds(30));
-  // Once one of them speaks and is served, a slot is free again.
-  Send(a, "GET / HTTP/1.1\r\n\r\n");
-  ASSERT_NE(WaitClosed(a, absl::Seconds(30)), std::nullopt);
-  EXPECT_EQ(served.load(), 1);
+  // Once they are done, slots are free again.
+  Release();
+  a.Reset();
+  b.Reset();
   bool served_again = false;
   for (int attempt = 0; attempt < 100 && !served_again; ++attempt) {
-    OwnedFd d = Connect((*listener)->port());
-    Send(d, "GET / HTTP/1.1\r\n\r\n");
-    ASSERT_NE(WaitClosed(d, absl::Seconds(30)), std::nullopt);
-    served_again = served.load() == 2;
+    OwnedFd d;
+    served_again = Request(&d);
+    if (!served_again) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(served_again);
-  (*listener)->Stop();
+  EXPECT_EQ(served_.load(), 3);
 }
 
 }  // namespace

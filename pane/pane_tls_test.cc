@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -219,6 +220,31 @@ TEST_F(PaneTlsTest, ShutdownEndsTlsConnectionsPromptly) {
   char byte;
   EXPECT_LE(::read(silent, &byte, 1), 0);
   ::close(silent);
+}
+
+TEST_F(PaneTlsTest, ConnectionsThatNeverFinishTheirHandshakeShutNoOneOut) {
+  // Given more connections than may be served at once (128) that never finish a handshake:
+  // most send nothing, some the start of a ClientHello
+  std::vector<int> stalled;
+  for (int i = 0; i < 150; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(pane_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    if (i % 10 == 0) ASSERT_EQ(::send(fd, "\x16\x03\x01\x02\x00", 5, MSG_NOSIGNAL), 5);
+    stalled.push_back(fd);
+  }
+  // Then REST over TLS still answers at once, again and again.
+  for (int round = 0; round < 5; ++round) {
+    const absl::Time start = absl::Now();
+    auto res = RestClient()->Get("/healthz");
+    ASSERT_TRUE(res) << "round " << round << ": " << res.error();
+    EXPECT_EQ(res->status, 200);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "round " << round;
+  }
+  for (int fd : stalled) ::close(fd);
 }
 
 TEST(PaneTlsRestPortTest, ARestPortOfItsOwnSpeaksTlsToo) {

@@ -178,11 +178,14 @@ class SocketStream final : public httplib::Stream {
       : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout), signals_(signals) {}
 
   // Between requests: true once the next request starts, false when the client stays silent
-  // for `timeout`, or the pane drains or stops.
+  // for `timeout`, or the pane drains or stops. Idle meanwhile (StopSignals::idle).
   bool WaitForRequest(absl::Duration timeout) const {
-    return pos_ < len_ ||
-           WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd}) ==
-               WaitResult::kReady;
+    if (pos_ < len_) return true;
+    if (signals_.idle) signals_.idle(fd_);
+    const WaitResult r =
+        WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd});
+    if (signals_.idle) signals_.idle(-1);
+    return r == WaitResult::kReady;
   }
 
   bool is_readable() const override {

@@ -40,7 +40,8 @@ class RestGateway {
   // Serves HTTP/1.1 requests on the connected stream socket `fd` (keep-alive: up to 5 requests,
   // 5 s idle between them; 5 s to read or write each piece) until the client closes it, or it
   // stays idle, or `signals.drain_fd` fires between two requests, or `signals.stop_fd` fires.
-  // Takes ownership of `fd` and closes it. Blocks: one thread per connection; thread-safe.
+  // Between requests it tells `signals.idle` so. Takes ownership of `fd` and closes it. Blocks:
+  // one thread per connection; thread-safe.
   void ServeConnection(int fd, const StopSignals& signals);
 
   // The HTTP status grpc-gateway uses for a gRPC status code.

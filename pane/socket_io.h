@@ -5,6 +5,7 @@
 #ifndef MARMOT_PANE_SOCKET_IO_H_
 #define MARMOT_PANE_SOCKET_IO_H_
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -39,6 +40,11 @@ class OwnedFd {
 struct StopSignals {
   int drain_fd = -1;
   int stop_fd = -1;
+  // Told the connection's socket while it waits for its client with nothing under way (before
+  // a next request), and -1 once busy again. While idle, the listener may shut the socket
+  // down (shutdown(2): the wait ends, reading finds the end) to make room for a new client.
+  // Empty: never.
+  std::function<void(int fd)> idle;
 };
 
 enum class WaitResult { kReady, kTimedOut, kWoken, kFailed };
