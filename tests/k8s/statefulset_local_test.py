@@ -179,10 +179,6 @@ class StatefulSetLocalTest(unittest.TestCase):
         self.loader = os.path.join(image, "lib64/ld-linux-x86-64.so.2")
         self.library_path = ":".join(os.path.join(image, d) for d in (
             "lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"))
-        # Under ThreadSanitizer (.bazelrc's --config=tsan) the pods' marmot loads the Abseil that
-        # TSan sees (tools/tsan) before the image's copy, like every other test's marmot.
-        if os.environ.get("MARMOT_TSAN_ABSEIL"):
-            self.library_path = os.environ["MARMOT_TSAN_ABSEIL"] + ":" + self.library_path
         self.pods = []
 
     def free_loopback_net(self):
