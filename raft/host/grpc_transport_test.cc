@@ -43,6 +43,23 @@ class RecordingHandler : public MessageHandler {
   }
   // Recorded with the other messages; its data names the payload's file.
   void HandleSnapshot(v1::Message m) override { HandleMessages({std::move(m)}); }
+  // Copies of what arrived so far: the transport's threads may still add to them.
+  std::vector<v1::Message> Messages() {
+    std::lock_guard<std::mutex> l(mu_);
+    return messages_;
+  }
+  std::vector<uint64_t> Unreachable() {
+    std::lock_guard<std::mutex> l(mu_);
+    return unreachable_;
+  }
+  struct Status {
+    uint64_t shard, node;
+    bool ok;
+  };
+  std::vector<Status> SnapshotStatuses() {
+    std::lock_guard<std::mutex> l(mu_);
+    return snapshot_status_;
+  }
   // Waits until `pred` holds (checked under the lock).
   bool WaitFor(std::function<bool()> pred, absl::Duration d = absl::Seconds(10)) {
     std::unique_lock<std::mutex> l(mu_);
@@ -52,10 +69,6 @@ class RecordingHandler : public MessageHandler {
   std::condition_variable cv_;
   std::vector<v1::Message> messages_;
   std::vector<uint64_t> unreachable_;
-  struct Status {
-    uint64_t shard, node;
-    bool ok;
-  };
   std::vector<Status> snapshot_status_;
 };
 
@@ -120,9 +133,10 @@ TEST(GrpcTransportTest, MessagesOfAllShardsArriveInOrder) {
   for (uint64_t i = 0; i < 100; ++i) out.push_back(Msg(1, 2, i % 16, i));
   t1->Send(out);
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 100; }));
+  const std::vector<v1::Message> got = h2.Messages();
   for (uint64_t i = 0; i < 100; ++i) {
-    EXPECT_EQ(h2.messages_[i].index(), i);
-    EXPECT_EQ(h2.messages_[i].shard(), i % 16);
+    EXPECT_EQ(got[i].index(), i);
+    EXPECT_EQ(got[i].shard(), i % 16);
   }
   t1->Stop();
   t2->Stop();
@@ -155,9 +169,9 @@ TEST(GrpcTransportTest, AnAppendLargerThanAGrpcMessageArrivesWholeAndTheStreamSt
   t2->Send({big_back});
   // Then every message arrives, shard 3's in order and the large one intact
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 3; }, absl::Seconds(20)))
-      << h2.messages_.size() << " message(s) arrived";
+      << h2.Messages().size() << " message(s) arrived";
   std::vector<uint64_t> shard3;
-  for (const auto& m : h2.messages_) {
+  for (const auto& m : h2.Messages()) {
     if (m.shard() == 3) shard3.push_back(m.index());
     if (m.index() == 10) {
       ASSERT_EQ(m.entries_size(), 1);
@@ -166,7 +180,7 @@ TEST(GrpcTransportTest, AnAppendLargerThanAGrpcMessageArrivesWholeAndTheStreamSt
   }
   EXPECT_EQ(shard3, (std::vector<uint64_t>{10, 11}));
   ASSERT_TRUE(h1.WaitFor([&] { return h1.messages_.size() == 1; }, absl::Seconds(20)));
-  EXPECT_TRUE(h1.messages_[0].entries(0).data() == data);
+  EXPECT_TRUE(h1.Messages()[0].entries(0).data() == data);
   // And the stream never broke: nobody was reported unreachable, and small messages still flow
   {
     std::lock_guard<std::mutex> l(h1.mu_);
@@ -209,7 +223,7 @@ TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
   t1->SetPeerAddress(2, absl::StrCat("127.0.0.1:", port));
   t1->Send({Msg(1, 2, 0, 1)});
   ASSERT_TRUE(h1.WaitFor([&] { return !h1.unreachable_.empty(); }));
-  EXPECT_EQ(h1.unreachable_[0], 2u);
+  EXPECT_EQ(h1.Unreachable()[0], 2u);
   // The peer comes up on that port: later messages get through.
   GrpcTransportOptions o;
   o.node_id = 2;
@@ -265,14 +279,14 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
   // then the receiver holds the same bytes in a file of its own folder, checked, named by the
   // snapshot it got.
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 1; }));
-  const std::string got = h2.messages_[0].snapshot().data();
+  const std::string got = h2.Messages()[0].snapshot().data();
   EXPECT_NE(got, "s42");
   EXPECT_EQ(ReadFile(dir2 + "/" + got), data);
-  EXPECT_EQ(h2.messages_[0].snapshot().metadata().index(), 42u);
+  EXPECT_EQ(h2.Messages()[0].snapshot().metadata().index(), 42u);
   EXPECT_EQ(checked.load(), 1);
   ASSERT_TRUE(h1.WaitFor([&] { return h1.snapshot_status_.size() == 1; }));
-  EXPECT_TRUE(h1.snapshot_status_[0].ok);
-  EXPECT_EQ(h1.snapshot_status_[0].shard, 5u);
+  EXPECT_TRUE(h1.SnapshotStatuses()[0].ok);
+  EXPECT_EQ(h1.SnapshotStatuses()[0].shard, 5u);
   // A payload larger than one gRPC message (1 MiB here) still goes through, in chunks.
   {
     std::ofstream(dir1 + "/s43", std::ios::binary) << std::string(3 << 20, 'z');
@@ -280,7 +294,7 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
   m.mutable_snapshot()->set_data("s43");
   t1->Send({m});
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 2; }));
-  EXPECT_EQ(std::filesystem::file_size(dir2 + "/" + h2.messages_[1].snapshot().data()), 3u << 20);
+  EXPECT_EQ(std::filesystem::file_size(dir2 + "/" + h2.Messages()[1].snapshot().data()), 3u << 20);
   // A payload the check refuses is not handed over, the sender learns it failed, and no file
   // of it is left; neither is one of a payload file that is gone.
   {
@@ -291,9 +305,9 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
   m.mutable_snapshot()->set_data("gone");
   t1->Send({m});
   ASSERT_TRUE(h1.WaitFor([&] { return h1.snapshot_status_.size() == 4; }));
-  EXPECT_FALSE(h1.snapshot_status_[2].ok);
-  EXPECT_FALSE(h1.snapshot_status_[3].ok);
-  EXPECT_EQ(h2.messages_.size(), 2u);
+  EXPECT_FALSE(h1.SnapshotStatuses()[2].ok);
+  EXPECT_FALSE(h1.SnapshotStatuses()[3].ok);
+  EXPECT_EQ(h2.Messages().size(), 2u);
   int files = 0;
   for (const auto& f : std::filesystem::directory_iterator(dir2)) files += f.is_regular_file();
   EXPECT_EQ(files, 2);
@@ -387,13 +401,13 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
   // Only the good batch message and the good snapshot reached the handler; no file is left but
   // the good snapshot's.
   ASSERT_TRUE(h.WaitFor([&] { return h.messages_.size() == 2; }));
-  EXPECT_EQ(h.messages_[0].index(), 2u);
-  EXPECT_EQ(h.messages_[1].type(), v1::MSG_SNAP);
+  EXPECT_EQ(h.Messages()[0].index(), 2u);
+  EXPECT_EQ(h.Messages()[1].type(), v1::MSG_SNAP);
   std::vector<std::string> files;
   for (const auto& f : std::filesystem::directory_iterator(dir)) {
     files.push_back(f.path().filename());
   }
-  EXPECT_EQ(files, std::vector<std::string>{h.messages_[1].snapshot().data()});
+  EXPECT_EQ(files, std::vector<std::string>{h.Messages()[1].snapshot().data()});
   t->Stop();
 }
 
@@ -417,7 +431,7 @@ TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
   t1->SetFaults(TransportFaults());
   t1->Send({Msg(1, 2, 0, 2)});
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 1; }));
-  EXPECT_EQ(h2.messages_[0].index(), 2u);
+  EXPECT_EQ(h2.Messages()[0].index(), 2u);
   t1->Stop();
   t2->Stop();
 }
@@ -459,7 +473,7 @@ TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
   ASSERT_TRUE(WaitConnected(t1.get(), 1, 2, &h2));
   t1->Send({Msg(1, 2, 3, 42)});
   ASSERT_TRUE(h2.WaitFor([&] { return !h2.messages_.empty(); }));
-  EXPECT_EQ(h2.messages_[0].index(), 42u);
+  EXPECT_EQ(h2.Messages()[0].index(), 42u);
   // A plaintext client gets nowhere.
   auto stub = tv1::RaftTransport::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", t2->bound_port()), grpc::InsecureChannelCredentials()));
@@ -473,7 +487,7 @@ TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
   st->Write(b);
   st->WritesDone();
   EXPECT_FALSE(st->Finish().ok());
-  EXPECT_EQ(h2.messages_.size(), 1u);
+  EXPECT_EQ(h2.Messages().size(), 1u);
   // A member holding node 2's certificate cannot speak as node 1, nor be dialed as node 3.
   {
     RecordingHandler h0, h3;
@@ -483,14 +497,14 @@ TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
     auto t3 = tls(3, /*cert_of=*/2);
     ASSERT_TRUE(t3->Start(&h3).ok());
     t1->SetPeerAddress(3, absl::StrCat("127.0.0.1:", t3->bound_port()));
-    const size_t before = h2.messages_.size();
+    const size_t before = h2.Messages().size();
     for (int i = 0; i < 10; ++i) {
       impostor->Send({Msg(1, 2, 0, 8)});
       t1->Send({Msg(1, 3, 0, 9)});
       absl::SleepFor(absl::Milliseconds(50));
     }
-    EXPECT_EQ(h2.messages_.size(), before);
-    EXPECT_TRUE(h3.messages_.empty());
+    EXPECT_EQ(h2.Messages().size(), before);
+    EXPECT_TRUE(h3.Messages().empty());
     EXPECT_GE(t2->refusals().calls, 1u);
     impostor->Stop();
     t3->Stop();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/chaos/chaos_run.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/sanitizers.h"
 
 namespace marmot::chaos {
 namespace {
@@ -25,7 +26,7 @@ TEST(ChaosTest, ThreeNodesSurviveKillsPausesPartitionsAndAnOutageAndAgree) {
   const char* seed = std::getenv("MARMOT_CHAOS_SEED");
   options.seed = seed != nullptr ? std::strtoull(seed, nullptr, 10) : 20261126;
   options.fault_seconds = 50;
-  options.settle_seconds = 45;
+  options.settle_seconds = 45 * testing::kSanitizerSlowdown;
   options.snapshot_entries = 50;
   options.faults.outage = true;
   ChaosRunResult result = RunChaos(options);

@@ -34,22 +34,34 @@ static int DiskFault(void) {
   return 0;
 }
 
+typedef int (*SyncFunction)(int);
+
+/* The libc function `name`, looked up on first use and kept in `*cache`. Syncs come from
+ * several threads at once (RocksDB's and SQLite's), so the cache is read and written
+ * atomically; two threads that both look it up store the same pointer. */
+static SyncFunction Next(SyncFunction* cache, const char* name) {
+  SyncFunction f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+  if (f == NULL) {
+    f = (SyncFunction)dlsym(RTLD_NEXT, name);
+    __atomic_store_n(cache, f, __ATOMIC_RELEASE);
+  }
+  return f;
+}
+
 int fsync(int fd) {
-  static int (*real)(int);
-  if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+  static SyncFunction real;
   if (DiskFault() < 0) {
     errno = ENOSPC;
     return -1;
   }
-  return real(fd);
+  return Next(&real, "fsync")(fd);
 }
 
 int fdatasync(int fd) {
-  static int (*real)(int);
-  if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+  static SyncFunction real;
   if (DiskFault() < 0) {
     errno = ENOSPC;
     return -1;
   }
-  return real(fd);
+  return Next(&real, "fdatasync")(fd);
 }
