@@ -1,5 +1,6 @@
 #include "pane/rest_gateway.h"
 
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/grpcpp.h>
@@ -12,7 +13,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <future>
 #include <type_traits>
 #include <vector>
 
@@ -414,12 +414,30 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
     if (req.has_header("Authorization")) {
       ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
     }
-    std::promise<grpc::Status> done;
-    stub->UnaryCall(&ctx, absl::StrCat("/", match->method->service()->full_name(), "/",
-                                       match->method->name()),
-                    grpc::StubOptions(), request.get(), response.get(),
-                    [&done](grpc::Status s) { done.set_value(std::move(s)); });
-    grpc::Status status = done.get_future().get();
+    // The call completes on this thread's own completion queue: the response and status are
+    // filled here, so no memory of this request crosses to a gRPC thread.
+    grpc::CompletionQueue cq;
+    grpc::Status status;
+    {
+      std::unique_ptr<grpc::ClientAsyncResponseReader<pb::Message>> call = stub->PrepareUnaryCall(
+          &ctx,
+          absl::StrCat("/", match->method->service()->full_name(), "/", match->method->name()),
+          *request, &cq);
+      void* tag = nullptr;
+      bool ok = false;
+      if (call == nullptr) {
+        status = grpc::Status(grpc::StatusCode::INTERNAL, "the pane's call could not be made");
+      } else {
+        call->StartCall();
+        call->Finish(response.get(), &status, call.get());
+        if (!cq.Next(&tag, &ok) || tag != call.get()) {
+          status = grpc::Status(grpc::StatusCode::INTERNAL, "the pane's call did not complete");
+        }
+      }
+      cq.Shutdown();
+      while (cq.Next(&tag, &ok)) {
+      }
+    }
     if (!status.ok()) {
       SendError(res, static_cast<int>(status.error_code()), status.error_message());
       return;
