@@ -42,10 +42,14 @@ struct SnapshotRowTarget {
 };
 
 // Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
-// upsert statement), unless its key is in `keep` (may be null). InvalidArgument, writing nothing,
-// when the row's key routes to another shard than `target.shard`: a snapshot of one shard must
-// not write rows that another shard orders (`row` numbers the row in that error).
-absl::Status UpsertSnapshotRow(Statement& upsert, const SnapshotRowTarget& target,
+// upsert statement), unless its key is in `keep` (may be null). InvalidArgument when the row's
+// key routes to another shard than `target.shard`: a snapshot of one shard must not write rows
+// that another shard orders (`row` numbers the row in that error). The key is routed as sent,
+// before writing, and as stored, after (`select_row`, the writer's SELECT by key): a column's
+// affinity can change a value's storage class (TEXT '5' into an INTEGER PRIMARY KEY is 5), and
+// with it the shard; then the row was written and the caller rolls it back.
+absl::Status UpsertSnapshotRow(Statement& upsert, Statement& select_row,
+                               const SnapshotRowTarget& target,
                                const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
                                int start, size_t width, const std::vector<int>& key_index,
                                const absl::flat_hash_set<std::string>* keep, int64_t row) {
@@ -65,7 +69,24 @@ absl::Status UpsertSnapshotRow(Statement& upsert, const SnapshotRowTarget& targe
   }
   absl::Status s = upsert.Run();
   upsert.Reset();
-  return s;
+  if (!s.ok()) return s;
+  if (s = select_row.BindAll(key); !s.ok()) return s;
+  absl::StatusOr<bool> found = select_row.Step();
+  std::vector<Value> stored;
+  if (found.ok() && *found) {
+    for (int i : key_index) stored.push_back(select_row.Column(i));
+  }
+  select_row.Reset();
+  if (!found.ok()) return found.status();
+  if (!*found) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed: row ", row, " cannot be found by its key once written"));
+  }
+  if (const int routed = target.router.ShardOf(target.table, stored); routed != target.shard) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed: row ", row, " is stored with a key ",
+                                                   "of shard ", routed, ", not ", target.shard));
+  }
+  return absl::OkStatus();
 }
 
 // Upserts the rows of a snapshot table of `shard` kept whole (a snapshot-rows dead letter;
@@ -77,12 +98,15 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
   CHECK_GT(width, 0u) << "snapshot rows of " << t.table() << " do not divide into rows";
   absl::StatusOr<Statement> upsert = db.Prepare(writer.upsert);
   if (!upsert.ok()) return upsert.status();
+  absl::StatusOr<Statement> select_row = db.Prepare(writer.select_row);
+  if (!select_row.ok()) return select_row.status();
   const std::vector<int> key_index = SnapshotKeyIndex(t);
   const SnapshotRowTarget target{t.table(), shard, router};
   int64_t row = 0;
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
     if (absl::Status s =
-            UpsertSnapshotRow(*upsert, target, t.values(), start, width, key_index, nullptr, ++row);
+            UpsertSnapshotRow(*upsert, *select_row, target, t.values(), start, width, key_index,
+                              nullptr, ++row);
         !s.ok()) {
       return s;
     }
@@ -275,6 +299,9 @@ absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
   absl::StatusOr<Statement> upsert = refused.ok() ? db_.Prepare(writer->upsert) : refused;
   if (IsDatabaseFailure(upsert.status())) return upsert.status();
   refused = upsert.status();
+  absl::StatusOr<Statement> select_row = refused.ok() ? db_.Prepare(writer->select_row) : refused;
+  if (IsDatabaseFailure(select_row.status())) return select_row.status();
+  refused = select_row.status();
   if (refused.ok()) {
     // Inserted piece by piece inside a savepoint: a row that fails undoes the table's rows.
     const std::vector<int> key_index = SnapshotKeyIndex(header);
@@ -287,8 +314,8 @@ absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
       if (!rows.ok()) return SnapshotUnreadable(rows.status());
       if (!rows->has_value()) break;
       for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
-        refused = UpsertSnapshotRow(*upsert, target, row.values(), 0, width, key_index, keep,
-                                    ++row_number);
+        refused = UpsertSnapshotRow(*upsert, *select_row, target, row.values(), 0, width,
+                                    key_index, keep, ++row_number);
         if (!refused.ok()) break;
       }
     }
