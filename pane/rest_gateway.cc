@@ -324,7 +324,9 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
   svr.Get("/readyz", [ready = options.ready](const httplib::Request&, httplib::Response& res) {
     bool ok = !ready || ready();
     res.status = ok ? 200 : 503;
-    res.set_content(ok ? "ready\n" : "not ready: not yet joined and caught up on every shard\n",
+    res.set_content(ok ? "ready\n"
+                       : "not ready: a shard has no leader, or this node is not yet a caught-up "
+                         "member of every shard (GetStatus tells which)\n",
                     "text/plain");
   });
   svr.Get("/metrics", [metrics = options.metrics](const httplib::Request&, httplib::Response& res) {
