@@ -68,6 +68,28 @@ class ViewOf final : public ApplyView {
   HoldsFn holds_;
 };
 
+// Counts in `result` a decision that writes nothing (a duplicate, a superseded change, an own
+// change its row already holds) and returns true; false for one that writes or dead-letters.
+bool CountedWithoutWrite(ApplyAction action, ApplyResult& result) {
+  switch (action) {
+    case ApplyAction::kSkipDuplicate:
+      ++result.duplicates;
+      return true;
+    case ApplyAction::kSkipSuperseded:
+      ++result.superseded;
+      return true;
+    case ApplyAction::kNothingToWrite:
+      ++result.applied;
+      ++result.unchanged;
+      return true;
+    case ApplyAction::kQueueBehind:
+    case ApplyAction::kDeadLetter:
+    case ApplyAction::kWrite:
+      return false;
+  }
+  return false;
+}
+
 // SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
 // that holds the lock for a few milliseconds (the application's transaction, the shipper's
 // marking) costs the applier tens of milliseconds per entry. Retry every 250 us instead, for the
@@ -290,20 +312,8 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(in
            .local_log = true},
           view);
       if (!decision.ok()) return decision.status();
-      switch (decision->action) {
-        case ApplyAction::kSkipDuplicate:
-          ++result.duplicates;
-          continue;
-        case ApplyAction::kSkipSuperseded:
-          ++result.superseded;
-          break;
-        case ApplyAction::kNothingToWrite:
-          ++result.applied;
-          ++result.unchanged;
-          break;
-        default:
-          return std::nullopt;  // It needs a write.
-      }
+      if (!CountedWithoutWrite(decision->action, result)) return std::nullopt;  // It needs a write.
+      if (decision->action == ApplyAction::kSkipDuplicate) continue;
       table.newest = std::max(table.newest, c.change_id());
     }
     tables.push_back(std::move(table));
@@ -418,18 +428,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         for (const std::vector<Value>& key : keys_of()) indexed->Processed(key, c.change_id());
       }
       if (decision->action != ApplyAction::kSkipDuplicate) newest = std::max(newest, c.change_id());
+      if (CountedWithoutWrite(decision->action, result)) continue;
       absl::Status status;
       switch (decision->action) {
         case ApplyAction::kSkipDuplicate:
-          ++result.duplicates;
-          continue;
         case ApplyAction::kSkipSuperseded:
-          ++result.superseded;
-          continue;
         case ApplyAction::kNothingToWrite:
-          ++result.applied;
-          ++result.unchanged;
-          continue;
+          break;  // Counted above.
         case ApplyAction::kQueueBehind:
           status = dead_letters_.QueuedBehind(decision->blocker);
           break;
