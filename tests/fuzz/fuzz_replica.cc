@@ -156,6 +156,12 @@ void FuzzReplica::Fresh() {
   app_ = OpenOrDie(path_);
 }
 
+void FuzzReplica::CheckIntact() {
+  absl::StatusOr<sqlite::Value> check = app_->QueryValue("PRAGMA quick_check");
+  CHECK(check.ok()) << check.status();
+  CHECK_EQ(check->bytes(), "ok") << "the database file is damaged";
+}
+
 std::string FuzzReplica::RowsOfShard(int shard) {
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(*app_);
   CHECK(listing.ok()) << listing.status();

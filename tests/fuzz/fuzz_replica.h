@@ -49,6 +49,8 @@ class FuzzReplica {
 
   // Every row of every user table that routes to `shard`, one line each, sorted.
   std::string RowsOfShard(int shard);
+  // Crashes (a finding) unless PRAGMA quick_check finds the copy intact.
+  void CheckIntact();
 
  private:
   void Close();
