@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "raft/membership.h"
-#include "replicator/node_config.h"
+#include "raft/host/host_port.h"
 
 namespace marmot::pane {
 
@@ -33,7 +33,7 @@ absl::Status AddNodeToEveryShard(raft::host::NodeHost& host, uint64_t node,
                                  const std::string& address, absl::Duration timeout) {
   // Every member dials the address: one that cannot be dialed would leave a learner in every
   // shard that never catches up.
-  absl::StatusOr<replicator::HostPort> parsed = replicator::ParseHostPort(address);
+  absl::StatusOr<raft::host::HostPort> parsed = raft::host::ParseHostPort(address);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("address of node ", node, ": ", parsed.status().message()));

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "raft/host/host_port.h"
 
 namespace marmot::pane {
 namespace {
@@ -46,22 +47,17 @@ int BoundPort(int fd) {
 // Binds every address `host` resolves to on one port (`port`, or the one the first bind picks
 // when 0) and listens on each.
 absl::Status Listen(const std::string& address, std::vector<OwnedFd>* out, int* bound) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  absl::StatusOr<raft::host::HostPort> parsed =
+      raft::host::ParseHostPort(address, raft::host::PortZero::kAllowed);
+  if (!parsed.ok()) return parsed.status();
+  const std::string& host = parsed->host;
+  const int port = parsed->port;
   addrinfo hints{};
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), "0", &hints, &found);
+  const int rc = ::getaddrinfo(host.c_str(), "0", &hints, &found);
   if (rc != 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", address, ": ", gai_strerror(rc)));

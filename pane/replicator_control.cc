@@ -195,7 +195,7 @@ absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
   std::map<uint64_t, admin::v1::Node> nodes;
   // Configured peers, and every node added since (the host keeps their addresses).
   std::map<uint64_t, std::string> addresses = host->PeerAddresses();
-  for (const replicator::Peer& p : replicator_->config().bootstrap) addresses.emplace(p.id, p.address.ToString());
+  for (const raft::host::Member& p : replicator_->config().bootstrap) addresses.emplace(p.id, p.address.ToString());
   addresses[replicator_->config().node_id] = replicator_->config().bind.ToString();
   std::set<uint64_t> voters_everywhere;
   for (int shard = 0; shard < host->shards(); ++shard) {

@@ -230,7 +230,10 @@ class SocketStream final : public httplib::Stream {
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    SplitAddress(PeerAddress(fd_), ip, port);
+    if (!PeerEndpoint(fd_, &ip, &port)) {
+      ip.clear();
+      port = -1;
+    }
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
     ip.clear();
@@ -239,16 +242,6 @@ class SocketStream final : public httplib::Stream {
   int socket() const override { return fd_; }
 
  private:
-  static void SplitAddress(const std::string& address, std::string& ip, int& port) {
-    const size_t colon = address.rfind(':');
-    port = -1;
-    if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-      ip.clear();
-      return;
-    }
-    ip = address.substr(0, colon);
-  }
-
   const int fd_;
   const absl::Duration read_timeout_, write_timeout_;
   const StopSignals signals_;

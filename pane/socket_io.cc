@@ -67,22 +67,32 @@ bool SetNonBlocking(int fd) {
   return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
-std::string PeerAddress(int fd) {
+bool PeerEndpoint(int fd, std::string* ip, int* port) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
-  char ip[INET6_ADDRSTRLEN] = {};
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  char text[INET6_ADDRSTRLEN] = {};
   if (addr.ss_family == AF_INET) {
     const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    ::inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-    return absl::StrCat(ip, ":", ntohs(a->sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+    *port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-    return absl::StrCat("[", ip, "]:", ntohs(a->sin6_port));
+    ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+    *port = ntohs(a->sin6_port);
+  } else {
+    return false;
   }
-  return "";
+  *ip = text;
+  return true;
+}
+
+std::string PeerAddress(int fd) {
+  std::string ip;
+  int port = 0;
+  if (!PeerEndpoint(fd, &ip, &port)) return "";
+  if (ip.find(':') != std::string::npos) return absl::StrCat("[", ip, "]:", port);
+  return absl::StrCat(ip, ":", port);
 }
 
 }  // namespace marmot::pane

@@ -58,7 +58,10 @@ WaitResult WaitForSocket(int fd, short events, absl::Duration timeout,
 // Makes `fd` non-blocking; false on failure.
 bool SetNonBlocking(int fd);
 
-// "ip:port" of the other end of a TCP socket ("" when it has none, e.g. a socket pair).
+// The IP address and port of the other end of a TCP socket; false when it has none (e.g. a
+// socket pair).
+bool PeerEndpoint(int fd, std::string* ip, int* port);
+// "ip:port" (IPv6 in brackets) of the other end of a TCP socket; "" when it has none.
 std::string PeerAddress(int fd);
 
 }  // namespace marmot::pane

@@ -1,7 +1,5 @@
 #include "replicator/node_config.h"
 
-#include <arpa/inet.h>
-
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -18,18 +16,8 @@
 namespace marmot::replicator {
 namespace {
 
-bool IsHostName(absl::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (absl::string_view label : absl::StrSplit(host, '.')) {
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-      return false;
-    }
-    for (char c : label) {
-      if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
-    }
-  }
-  return true;
-}
+using raft::host::HostPort;
+using raft::host::ParseHostPort;
 
 absl::Status FlagError(absl::string_view flag, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("-", flag, ": ", what));
@@ -85,89 +73,19 @@ absl::Status ValidateSecurity(const FlagValues& flags, NodeConfig* config) {
 
 }  // namespace
 
-std::string HostPort::ToString() const {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
-}
-
-bool HostPort::is_wildcard() const { return host.empty() || host == "0.0.0.0" || host == "::"; }
-
-bool HostPort::is_loopback() const {
-  if (host == "localhost") return true;
-  in_addr v4;
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6;
-  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
-}
-
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
-  size_t colon = text.rfind(':');
-  if (colon == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not host:port"));
-  }
-  absl::string_view host = text.substr(0, colon);
-  absl::string_view port_text = text.substr(colon + 1);
-  uint32_t port = 0;
-  if (!absl::SimpleAtoi(port_text, &port) || port == 0 || port > 65535 ||
-      !absl::ascii_isdigit(port_text.empty() ? 'x' : port_text[0])) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' has no valid port (1-65535) after the last ':'"));
-  }
-  HostPort out;
-  out.port = static_cast<uint16_t>(port);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    std::string v6(host.substr(1, host.size() - 2));
-    in6_addr addr;
-    if (inet_pton(AF_INET6, v6.c_str(), &addr) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("'", text, "' has an invalid IPv6 address"));
-    }
-    out.host = v6;
-    return out;
-  }
-  if (!IsHostName(host)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' has no valid host (a name, an IPv4 address or [IPv6])"));
-  }
-  out.host = std::string(host);
-  return out;
-}
-
-absl::StatusOr<std::vector<Peer>> ParseBootstrap(absl::string_view text, uint64_t self_id,
-                                                 const HostPort& bind) {
-  std::vector<Peer> peers;
-  if (absl::StripAsciiWhitespace(text).empty()) return peers;
-  std::set<uint64_t> ids;
-  for (absl::string_view raw : absl::StrSplit(text, ',')) {
-    absl::string_view entry = absl::StripAsciiWhitespace(raw);
-    size_t at = entry.find('@');
-    if (at == absl::string_view::npos) {
+absl::StatusOr<std::vector<raft::host::Member>> ParseBootstrap(absl::string_view text,
+                                                               uint64_t self_id,
+                                                               const HostPort& bind) {
+  absl::StatusOr<std::vector<raft::host::Member>> peers = raft::host::ParseMemberList(text);
+  if (!peers.ok()) return peers.status();
+  for (const raft::host::Member& peer : *peers) {
+    if (peer.id != self_id) continue;
+    const bool same = bind.is_wildcard() ? peer.address.port == bind.port : peer.address == bind;
+    if (!same) {
       return absl::InvalidArgumentError(
-          absl::StrCat("entry '", entry, "' is not <id>@<host>:<port>"));
+          absl::StrCat("entry '", peer.id, "@", peer.address.ToString(), "' gives this node (",
+                       self_id, ") another address than -bind ", bind.ToString()));
     }
-    Peer peer;
-    if (!absl::SimpleAtoi(entry.substr(0, at), &peer.id) || peer.id == 0 ||
-        !absl::ascii_isdigit(entry[0])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("entry '", entry, "' needs a positive node id before '@'"));
-    }
-    absl::StatusOr<HostPort> address = ParseHostPort(entry.substr(at + 1));
-    if (!address.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("entry '", entry, "': ", address.status().message()));
-    }
-    peer.address = *address;
-    if (!ids.insert(peer.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat("node id ", peer.id, " appears twice"));
-    }
-    if (peer.id == self_id) {
-      bool same = bind.is_wildcard() ? peer.address.port == bind.port : peer.address == bind;
-      if (!same) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("entry '", entry, "' gives this node (", self_id,
-                         ") another address than -bind ", bind.ToString()));
-      }
-    }
-    peers.push_back(std::move(peer));
   }
   return peers;
 }
@@ -309,7 +227,7 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
   config.raft_path = flags.raft_path;
 
-  absl::StatusOr<std::vector<Peer>> peers =
+  absl::StatusOr<std::vector<raft::host::Member>> peers =
       ParseBootstrap(flags.bootstrap, config.node_id, config.bind);
   if (!peers.ok()) return FlagError("bootstrap", peers.status().message());
   config.bootstrap = *std::move(peers);

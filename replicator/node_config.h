@@ -13,39 +13,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "raft/host/host_port.h"
 
 namespace marmot::replicator {
 
-// A host and port: `host:port`, `[v6]:port`. Host names are not resolved here.
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-
-  // "host:port", with brackets around IPv6 literals.
-  std::string ToString() const;
-  // True for 0.0.0.0, :: and the empty host, which listen on every interface.
-  bool is_wildcard() const;
-  // True for `localhost`, 127.0.0.0/8 and ::1: only processes of this machine can connect.
-  bool is_loopback() const;
-  friend bool operator==(const HostPort& a, const HostPort& b) {
-    return a.host == b.host && a.port == b.port;
-  }
-};
-
-// Parses `host:port`. The port must be 1..65535; the host a name, an IPv4 or a bracketed IPv6
-// literal.
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
-
-struct Peer {
-  uint64_t id = 0;
-  HostPort address;
-};
-
-// Parses `-bootstrap`: comma-separated `<id>@<host>:<port>` entries; an empty string is an empty
-// list. Ids must be positive and unique. If `self_id` appears, its address must be the one the
-// node binds to (`bind`), or share its port when `bind` is a wildcard address.
-absl::StatusOr<std::vector<Peer>> ParseBootstrap(absl::string_view text, uint64_t self_id,
-                                                 const HostPort& bind);
+// Parses `-bootstrap`: a member list (raft::host::ParseMemberList). If `self_id` appears, its
+// address must be the one the node binds to (`bind`), or share its port when `bind` is a
+// wildcard address.
+absl::StatusOr<std::vector<raft::host::Member>> ParseBootstrap(absl::string_view text,
+                                                               uint64_t self_id,
+                                                               const raft::host::HostPort& bind);
 
 // Raw flag values, as marmot.cc read them.
 struct FlagValues {
@@ -86,7 +63,7 @@ struct NodeConfig {
   bool cleanup = false;
   std::string db_path;
   uint64_t node_id = 0;
-  HostPort bind;
+  raft::host::HostPort bind;
   std::string raft_path;
   int shards = 0;
   // Raft log entries of a shard between two of its snapshots.
@@ -99,10 +76,10 @@ struct NodeConfig {
   int64_t max_dead_letters = 100000;
   // Rows of a shard snapshot go in pieces of about this many bytes (snapshot_stream.h).
   int64_t snapshot_piece_bytes = 1 << 20;
-  std::vector<Peer> bootstrap;
-  HostPort bind_pane;
+  std::vector<raft::host::Member> bootstrap;
+  raft::host::HostPort bind_pane;
   // REST on a port of its own; nullopt: REST shares -bind-pane with gRPC.
-  std::optional<HostPort> bind_rest;
+  std::optional<raft::host::HostPort> bind_rest;
   // TLS on the pane's port(s): both or none.
   std::string pane_tls_cert_file;
   std::string pane_tls_key_file;

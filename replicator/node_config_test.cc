@@ -11,6 +11,8 @@ namespace marmot::replicator {
 namespace {
 
 using ::testing::HasSubstr;
+using raft::host::HostPort;
+using raft::host::ParseHostPort;
 
 FlagValues Good() {
   FlagValues f;
@@ -28,43 +30,6 @@ std::string ErrorOf(const FlagValues& f) {
   absl::StatusOr<NodeConfig> c = ValidateFlags(f);
   EXPECT_FALSE(c.ok());
   return c.ok() ? "" : std::string(c.status().message());
-}
-
-TEST(HostPortTest, ParsesNamesIpv4AndBracketedIpv6) {
-  EXPECT_EQ(ParseHostPort("localhost:6010")->ToString(), "localhost:6010");
-  EXPECT_EQ(ParseHostPort("0.0.0.0:8610")->port, 8610);
-  EXPECT_TRUE(ParseHostPort("0.0.0.0:8610")->is_wildcard());
-  EXPECT_EQ(ParseHostPort("[::1]:9")->host, "::1");
-  EXPECT_EQ(ParseHostPort("[::1]:9")->ToString(), "[::1]:9");
-  EXPECT_EQ(ParseHostPort("marmot-0.marmot.default.svc:8610")->host, "marmot-0.marmot.default.svc");
-}
-
-TEST(HostPortTest, RejectsUnparsableAddresses) {
-  for (const char* bad : {"", "host", "host:", ":80", "host:0", "host:65536", "host:-1",
-                          "host:+80", "ho st:80", "[::1:80", "[zz]:80", "a..b:80", "host:80x"}) {
-    EXPECT_FALSE(ParseHostPort(bad).ok()) << bad;
-  }
-}
-
-TEST(BootstrapTest, ParsesAList) {
-  HostPort bind = *ParseHostPort("127.0.0.1:8161");
-  auto peers = ParseBootstrap("1@127.0.0.1:8161, 2@127.0.0.1:8162,3@[::1]:8163", 1, bind);
-  ASSERT_TRUE(peers.ok()) << peers.status();
-  ASSERT_EQ(peers->size(), 3u);
-  EXPECT_EQ((*peers)[1].id, 2u);
-  EXPECT_EQ((*peers)[2].address.host, "::1");
-  EXPECT_TRUE(ParseBootstrap("", 1, bind)->empty());
-}
-
-TEST(BootstrapTest, RejectsMalformedEntries) {
-  HostPort bind = *ParseHostPort("127.0.0.1:8161");
-  EXPECT_THAT(ParseBootstrap("2@", 1, bind).status().message(), HasSubstr("'2@'"));
-  EXPECT_THAT(ParseBootstrap("x@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
-  EXPECT_THAT(ParseBootstrap("0@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
-  EXPECT_THAT(ParseBootstrap("-2@host:1", 1, bind).status().message(), HasSubstr("positive node id"));
-  EXPECT_THAT(ParseBootstrap("host:1", 1, bind).status().message(), HasSubstr("<id>@<host>:<port>"));
-  EXPECT_THAT(ParseBootstrap("2@a:1,2@b:2", 1, bind).status().message(), HasSubstr("appears twice"));
-  EXPECT_THAT(ParseBootstrap("2@a:1,,3@b:2", 1, bind).status().message(), HasSubstr("''"));
 }
 
 TEST(BootstrapTest, OwnEntryMustMatchBind) {

@@ -123,7 +123,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // The host's defaults: ticks of 100 ms, heartbeats every 200 ms, elections after 1-2 s of
   // silence. Faster elections buy little and cost spurious elections on a loaded machine (three
   // nodes and the application often share two cores); replication does not wait for ticks.
-  for (const Peer& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
+  for (const auto& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
   // The original marmot lists only the other nodes: a founding node is a member too.
   if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());
   std::shared_ptr<SharedApplier> shared = r->applier_;

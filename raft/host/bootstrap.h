@@ -1,8 +1,8 @@
-// Bootstrap: what the marmot binary calls to run its Raft host from its flags.
+// Bootstrap: a Raft host from a few flags, for test binaries (marmot itself starts its host
+// from replicator/replicator.cc).
 //
-//   auto peers = ParseMemberList(FLAGS_bootstrap);           // "2@127.0.0.1:8162,3@..."
 //   auto host = StartNodeHost(FLAGS_node_id, FLAGS_bind, FLAGS_raft_path, FLAGS_shards,
-//                             *peers, factory);
+//                             {{2, "127.0.0.1:8162"}, ...}, factory);
 //
 // This node is added to the member list with its bind address if the list omits it (the
 // original marmot lists only the other nodes). A raft folder with existing state ignores the
@@ -15,14 +15,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "raft/host/node_host.h"
 
 namespace marmot::raft::host {
-
-// Parses "<id>@<host>:<port>,..." (empty items ignored). InvalidArgumentError naming the bad
-// item for a zero or non-numeric id, a missing port, or an id listed twice.
-absl::StatusOr<std::map<uint64_t, std::string>> ParseMemberList(absl::string_view list);
 
 absl::StatusOr<std::unique_ptr<NodeHost>> StartNodeHost(uint64_t node_id,
                                                         const std::string& bind_address,

@@ -8,6 +8,7 @@
 //                                    [<start of the first one>]"
 //   leader <shard>              -> "leader <id>"
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -15,6 +16,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "raft/host/bootstrap.h"
+#include "raft/host/host_port.h"
 #include "tests/host/test_cluster.h"
 
 DEFINE_uint64(node_id, 0, "this node's id");
@@ -28,11 +30,13 @@ using marmot::raft::host::testing::RecordingStateMachine;
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
-  auto peers = marmot::raft::host::ParseMemberList(FLAGS_peers);
-  CHECK(peers.ok()) << peers.status();
+  auto members = marmot::raft::host::ParseMemberList(FLAGS_peers);
+  CHECK(members.ok()) << members.status();
+  std::map<uint64_t, std::string> peers;
+  for (const auto& m : *members) peers[m.id] = m.address.ToString();
   std::vector<RecordingStateMachine*> sms(FLAGS_shards);
   auto host = marmot::raft::host::StartNodeHost(
-      FLAGS_node_id, FLAGS_bind, FLAGS_raft_path, FLAGS_shards, *peers, [&](uint64_t shard) {
+      FLAGS_node_id, FLAGS_bind, FLAGS_raft_path, FLAGS_shards, peers, [&](uint64_t shard) {
         auto sm = std::make_unique<RecordingStateMachine>();
         sms[shard] = sm.get();
         return sm;
