@@ -16,7 +16,6 @@
 
 #include <glog/logging.h>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "raft/host/host_port.h"
