@@ -5,7 +5,7 @@
 // reading the row).
 //
 // Reading the change log anew for every applied entry costs the whole backlog per entry, which
-// is quadratic under a write flood (it was 40% of the origin node's CPU). The index reads every
+// is quadratic under a write flood, on the node that writes. The index reads every
 // change-log row once: per table it remembers the highest change id read and reads only rows
 // above it; per row it remembers the newest change id seen. That is exact because change ids
 // only grow (the shipper keeps each log's newest row, so SQLite never hands an id out again) and

@@ -16,8 +16,8 @@
 // column added or renamed in the same transaction as a write, or while marmot was stopped, is
 // read as T has it), the triggers name only key columns (so ALTER TABLE DROP COLUMN works), and
 // a change read after later changes of its row carries the newer row, which those later changes
-// carry again: the row converges to what the application last wrote. (Logs of older versions
-// also have "new.<column>" for every column; those are no longer written or read.)
+// carry again: the row converges to what the application last wrote. (A log that has
+// "new.<column>" columns keeps them; they are neither written nor read.)
 //
 // A key that SQLite lets be NULL (a declared key of a rowid table, not INTEGER PRIMARY KEY, not
 // NOT NULL) is refused by the insert and update triggers: a NULL key names no one row.

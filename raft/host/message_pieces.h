@@ -2,8 +2,8 @@
 //
 // gRPC refuses a message above the size both sides configured, and a refused write ends the
 // whole stream of a node pair: every shard's traffic between the two nodes stops, the peer is
-// reported unreachable and Raft sends the same append again, forever (issue 16: one row of
-// 70 MB stalled replication behind it and cost shards their leaders). An append carries at
+// reported unreachable and Raft sends the same append again, forever: one large row stalls
+// replication behind it and costs shards their leaders. An append carries at
 // least one entry whatever max_size_per_msg says, and an entry is as large as the row it
 // carries, so a message's size has no bound below what protobuf can hold (2 GiB).
 //

@@ -1,4 +1,4 @@
-// replication_bench: end-to-end figures of 3 real `marmot` processes on loopback (issue 5).
+// replication_bench: end-to-end figures of 3 real `marmot` processes on loopback.
 //
 //   (a) throughput: rows of ~100 bytes in 1,000-row transactions on node 1 (and spread over all
 //       nodes), rows/s until every node holds every row; baselines in the same run: raw SQLite
