@@ -40,6 +40,10 @@ struct Route {
   std::vector<std::string> segments;  // "{field}" marks a path parameter.
   bool body_all = false;
   const pb::MethodDescriptor* method = nullptr;
+  // A server-streaming call served as a file (admin.proto, HttpDownload): the `bytes` field its
+  // rule names as response_body, of every response in order.
+  const pb::FieldDescriptor* download_field = nullptr;
+  admin::v1::HttpDownload download;
 };
 
 std::vector<Route> RoutesOf(const pb::ServiceDescriptor* service) {
@@ -60,6 +64,13 @@ std::vector<Route> RoutesOf(const pb::ServiceDescriptor* service) {
     }
     r.segments = absl::StrSplit(path, '/', absl::SkipEmpty());
     r.body_all = rule.body() == "*";
+    if (m->server_streaming() && !m->client_streaming() && !rule.response_body().empty()) {
+      const pb::FieldDescriptor* f = m->output_type()->FindFieldByName(rule.response_body());
+      CHECK(f != nullptr && f->type() == pb::FieldDescriptor::TYPE_BYTES && !f->is_repeated())
+          << m->full_name() << ": response_body must name a bytes field";
+      r.download_field = f;
+      r.download = m->options().GetExtension(admin::v1::http_download);
+    }
     routes.push_back(std::move(r));
   }
   return routes;
@@ -128,43 +139,121 @@ void SendError(httplib::Response& res, int grpc_code, const std::string& message
                   "application/json");
 }
 
-// GET /v1/backup: the database file itself (application/vnd.sqlite3), streamed from the pane's
-// Backup call chunk by chunk. Errors before the first chunk (auth, failure) answer as any call.
-void StreamBackup(const httplib::Request& req, httplib::Response& res,
-                  const std::shared_ptr<grpc::Channel>& channel) {
-  struct Call {
-    grpc::ClientContext ctx;
-    std::unique_ptr<grpc::ClientReader<admin::v1::BackupChunk>> reader;
-    admin::v1::BackupChunk first;
-  };
-  auto call = std::make_shared<Call>();
-  if (req.has_header("Authorization")) {
-    call->ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
+using GenericStub = grpc::TemplatedGenericStub<pb::Message, pb::Message>;
+
+// One server-streaming call of the pane, made on a completion queue of its own and driven one
+// operation at a time by the thread that serves the download.
+class DownloadCall {
+ public:
+  DownloadCall(const pb::MethodDescriptor* method, const std::string& authorization)
+      : response_(pb::MessageFactory::generated_factory()
+                      ->GetPrototype(method->output_type())
+                      ->New()) {
+    if (!authorization.empty()) ctx_.AddMetadata("authorization", authorization);
   }
-  call->reader = admin::v1::Admin::NewStub(channel)->Backup(&call->ctx, admin::v1::BackupRequest());
-  if (!call->reader->Read(&call->first)) {
-    grpc::Status status = call->reader->Finish();
-    if (status.ok()) status = grpc::Status(grpc::StatusCode::INTERNAL, "the backup was empty");
+  ~DownloadCall() {
+    if (stream_ != nullptr && !finished_) {
+      ctx_.TryCancel();
+      (void)Finish();
+    }
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  // Starts the call with `request`; false when it could not be (Finish tells why).
+  bool Start(GenericStub& stub, const pb::MethodDescriptor* method, const pb::Message& request) {
+    stream_ = stub.PrepareCall(
+        &ctx_, absl::StrCat("/", method->service()->full_name(), "/", method->name()), &cq_);
+    if (stream_ == nullptr) return false;
+    stream_->StartCall(this);
+    if (!Await()) return false;
+    stream_->Write(request, this);
+    if (!Await()) return false;
+    stream_->WritesDone(this);
+    return Await();
+  }
+  // The next response; null at the end of the stream or on failure (Finish tells which).
+  const pb::Message* Next() {
+    stream_->Read(response_.get(), this);
+    return Await() ? response_.get() : nullptr;
+  }
+  grpc::Status Finish() {
+    grpc::Status status;
+    if (stream_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the pane's call could not be made");
+    }
+    stream_->Finish(&status, this);
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq_.Next(&tag, &ok)) {
+      status = grpc::Status(grpc::StatusCode::INTERNAL, "the pane's call did not complete");
+    }
+    finished_ = true;
+    return status;
+  }
+
+ private:
+  bool Await() {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq_.Next(&tag, &ok) && ok;
+  }
+
+  grpc::ClientContext ctx_;
+  grpc::CompletionQueue cq_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<pb::Message, pb::Message>> stream_;
+  std::unique_ptr<pb::Message> response_;
+  bool finished_ = false;
+};
+
+// Serves `route` as a file, streamed response by response. Errors before the first response
+// (auth, failure) answer as any call; a failure later breaks the chunked response, so the client
+// sees it incomplete.
+void StreamDownload(const httplib::Request& req, httplib::Response& res, const Route& route,
+                    const pb::Message& request, const std::shared_ptr<GenericStub>& stub) {
+  auto call = std::make_shared<DownloadCall>(
+      route.method,
+      req.has_header("Authorization") ? req.get_header_value("Authorization") : "");
+  std::string first;
+  const pb::Message* response = nullptr;
+  if (call->Start(*stub, route.method, request)) response = call->Next();
+  if (response == nullptr) {
+    grpc::Status status = call->Finish();
+    if (status.ok()) status = grpc::Status(grpc::StatusCode::INTERNAL, "the download was empty");
     SendError(res, static_cast<int>(status.error_code()), status.error_message());
     return;
   }
-  res.set_header("Content-Disposition", "attachment; filename=\"marmot-backup.db\"");
+  const pb::FieldDescriptor* field = route.download_field;
+  first = response->GetReflection()->GetString(*response, field);
+  if (!route.download.file_name().empty()) {
+    res.set_header("Content-Disposition",
+                   absl::StrCat("attachment; filename=\"", route.download.file_name(), "\""));
+  }
+  const std::string media_type = route.download.media_type().empty()
+                                     ? "application/octet-stream"
+                                     : route.download.media_type();
   res.set_chunked_content_provider(
-      "application/vnd.sqlite3", [call, sent_first = false](size_t, httplib::DataSink& sink) mutable {
-        admin::v1::BackupChunk chunk;
+      media_type, [call, field, first = std::move(first), sent_first = false,
+                   name = route.method->name()](size_t, httplib::DataSink& sink) mutable {
         if (!sent_first) {
           sent_first = true;
-          chunk = std::move(call->first);
-        } else if (!call->reader->Read(&chunk)) {
-          grpc::Status status = call->reader->Finish();
+          return sink.write(first.data(), first.size());
+        }
+        const pb::Message* next = call->Next();
+        if (next == nullptr) {
+          grpc::Status status = call->Finish();
           if (!status.ok()) {
-            LOG(WARNING) << "backup over REST ended early: " << status.error_message();
-            return false;  // Breaks the chunked response: the client sees it incomplete.
+            LOG(WARNING) << name << " over REST ended early: " << status.error_message();
+            return false;
           }
           sink.done();
           return true;
         }
-        return sink.write(chunk.data().data(), chunk.data().size());
+        const std::string bytes = next->GetReflection()->GetString(*next, field);
+        return sink.write(bytes.data(), bytes.size());
       });
 }
 
@@ -309,7 +398,7 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
 
   auto routes = std::make_shared<std::vector<Route>>(
       RoutesOf(pb::DescriptorPool::generated_pool()->FindServiceByName("marmot.admin.v1.Admin")));
-  auto stub = std::make_shared<grpc::TemplatedGenericStub<pb::Message, pb::Message>>(pane);
+  auto stub = std::make_shared<GenericStub>(pane);
 
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
@@ -326,7 +415,7 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
     res.set_content(metrics ? metrics() : "", "text/plain; version=0.0.4");
   });
 
-  auto handle = [routes, stub, channel = pane](const httplib::Request& req, httplib::Response& res) {
+  auto handle = [routes, stub](const httplib::Request& req, httplib::Response& res) {
     std::vector<std::string> segments = absl::StrSplit(req.path, '/', absl::SkipEmpty());
     const Route* match = nullptr;
     std::vector<std::pair<std::string, std::string>> params;
@@ -359,11 +448,8 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
       }
       return;
     }
-    if (match->method->full_name() == "marmot.admin.v1.Admin.Backup") {
-      StreamBackup(req, res, channel);
-      return;
-    }
-    if (match->method->server_streaming() || match->method->client_streaming()) {
+    if ((match->method->server_streaming() || match->method->client_streaming()) &&
+        match->download_field == nullptr) {
       SendError(res, static_cast<int>(grpc::StatusCode::UNIMPLEMENTED),
                 "streaming calls are available over gRPC only");
       return;
@@ -399,6 +485,10 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
                   absl::StrCat("query parameter ", name, " is unknown or has an invalid value"));
         return;
       }
+    }
+    if (match->download_field != nullptr) {
+      StreamDownload(req, res, *match, *request, stub);
+      return;
     }
     std::unique_ptr<pb::Message> response(
         pb::MessageFactory::generated_factory()->GetPrototype(match->method->output_type())->New());

@@ -430,6 +430,8 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
   ASSERT_TRUE(file);
   ASSERT_EQ(file->status, 200) << file->body.substr(0, 200);
   EXPECT_EQ(file->get_header_value("Content-Type"), "application/vnd.sqlite3");
+  EXPECT_EQ(file->get_header_value("Content-Disposition"),
+            "attachment; filename=\"marmot-backup.db\"");
   std::string rest_path = testing::NewTestDir("backup-rest") + "/copy.db";
   std::ofstream(rest_path, std::ios::binary) << file->body;
   auto rest_listing = sqlite::testing::RunSqliteCli(
