@@ -212,6 +212,8 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
   builder.RegisterService(pane->admin_.get());
   builder.RegisterService(pane->health_.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options.grpc_idle_timeout)));
   pane->server_ = builder.BuildAndStart();
   if (pane->server_ == nullptr) {
     return absl::InternalError("the control pane's gRPC server did not start");

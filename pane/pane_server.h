@@ -47,6 +47,9 @@ struct PaneOptions {
   size_t max_body_bytes = 1 << 20;       // REST request bodies.
   // A connection that has not said which protocol it speaks by then is closed.
   absl::Duration first_bytes_timeout = absl::Seconds(10);
+  // A gRPC connection without a call for this long is closed (GOAWAY; clients reconnect on
+  // their next call), so idle clients hold no connection slot, thread or TLS relay.
+  absl::Duration grpc_idle_timeout = absl::Minutes(2);
 };
 
 class PaneServer {

@@ -247,6 +247,41 @@ TEST_F(PaneTlsTest, ConnectionsThatNeverFinishTheirHandshakeShutNoOneOut) {
   for (int fd : stalled) ::close(fd);
 }
 
+TEST_F(PaneTlsTest, IdleGrpcConnectionsAreClosedAndTheirRelaysFreed) {
+  // Given a pane whose gRPC connections may idle for half a second
+  pane_.reset();
+  auto pane = PaneServer::Start({.address = "127.0.0.1:0",
+                                 .auth_key = "Basic abc",
+                                 .tls_cert_file = certs_.cert_pem,
+                                 .tls_key_file = certs_.key_pem,
+                                 .grpc_idle_timeout = absl::Milliseconds(500)},
+                                &node_);
+  ASSERT_TRUE(pane.ok()) << pane.status();
+  pane_ = *std::move(pane);
+  // When a client makes a call over TLS and then stays silent
+  std::shared_ptr<grpc::Channel> channel = TlsChannel(certs_.ca_pem);
+  admin::v1::GetStatusResponse status;
+  ASSERT_TRUE(GetStatus(channel, &status).ok());
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  // Then the pane closes the connection (the channel leaves READY without a call of its own)
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (channel->GetState(false) == GRPC_CHANNEL_READY && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(channel->GetState(false), GRPC_CHANNEL_READY);
+  // And the client's next call reconnects
+  EXPECT_TRUE(GetStatus(channel, &status).ok());
+  // And REST, which reaches gRPC in-process, keeps answering across idle periods
+  absl::SleepFor(absl::Seconds(1));
+  auto rest = RestClient()->Get("/v1/status", {{"Authorization", "Basic abc"}});
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 200) << rest->body;
+  absl::SleepFor(absl::Seconds(1));
+  rest = RestClient()->Get("/v1/status", {{"Authorization", "Basic abc"}});
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 200) << rest->body;
+}
+
 TEST(PaneTlsRestPortTest, ARestPortOfItsOwnSpeaksTlsToo) {
   absl::StatusOr<testing::TlsTestCerts> certs =
       testing::MakeTlsTestCerts(sqlite::testing::NewTempDir("pane-tls-rest"));
