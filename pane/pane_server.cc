@@ -221,6 +221,7 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
 
   absl::StatusOr<std::unique_ptr<RestGateway>> rest =
       RestGateway::Create({.max_body_bytes = options.max_body_bytes,
+                           .request_read_timeout = options.rest_request_timeout,
                            .ready = options.ready,
                            .metrics = options.metrics},
                           pane->server_->InProcessChannel(grpc::ChannelArguments()));

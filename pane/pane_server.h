@@ -45,6 +45,8 @@ struct PaneOptions {
   std::function<bool()> ready;           // /readyz: joined every shard and caught up.
   std::function<std::string()> metrics;  // /metrics: Prometheus text.
   size_t max_body_bytes = 1 << 20;       // REST request bodies.
+  // A REST request must arrive whole within this time (RestOptions::request_read_timeout).
+  absl::Duration rest_request_timeout = absl::Seconds(30);
   // A connection that has not said which protocol it speaks by then is closed.
   absl::Duration first_bytes_timeout = absl::Seconds(10);
   // A gRPC connection without a call for this long is closed (GOAWAY; clients reconnect on

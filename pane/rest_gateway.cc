@@ -262,24 +262,35 @@ void StreamDownload(const httplib::Request& req, httplib::Response& res, const R
 // server reads request lines byte by byte); one stream serves every request of a connection.
 class SocketStream final : public httplib::Stream {
  public:
-  SocketStream(int fd, absl::Duration read_timeout, absl::Duration write_timeout,
-               StopSignals signals)
-      : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout), signals_(signals) {}
+  SocketStream(int fd, absl::Duration read_timeout, absl::Duration request_read_timeout,
+               absl::Duration write_timeout, StopSignals signals)
+      : fd_(fd),
+        read_timeout_(read_timeout),
+        request_read_timeout_(request_read_timeout),
+        write_timeout_(write_timeout),
+        signals_(signals) {}
 
   // Between requests: true once the next request starts, false when the client stays silent
-  // for `timeout`, or the pane drains or stops. Idle meanwhile (StopSignals::idle).
-  bool WaitForRequest(absl::Duration timeout) const {
-    if (pos_ < len_) return true;
-    if (signals_.idle) signals_.idle(fd_);
-    const WaitResult r =
-        WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd});
-    if (signals_.idle) signals_.idle(-1);
-    return r == WaitResult::kReady;
+  // for `timeout`, or the pane drains or stops. Idle meanwhile (StopSignals::idle). The request
+  // that starts must then be read within request_read_timeout.
+  bool WaitForRequest(absl::Duration timeout) {
+    bool ready = pos_ < len_;
+    if (!ready) {
+      if (signals_.idle) signals_.idle(fd_);
+      ready = WaitForSocket(fd_, POLLIN, timeout, {signals_.drain_fd, signals_.stop_fd}) ==
+              WaitResult::kReady;
+      if (signals_.idle) signals_.idle(-1);
+    }
+    request_read_deadline_ = absl::Now() + request_read_timeout_;
+    return ready;
   }
 
   bool is_readable() const override {
-    return pos_ < len_ ||
-           WaitForSocket(fd_, POLLIN, read_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
+    if (pos_ < len_) return true;
+    const absl::Duration left = request_read_deadline_ - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    return WaitForSocket(fd_, POLLIN, std::min(read_timeout_, left), {signals_.stop_fd}) ==
+           WaitResult::kReady;
   }
   bool is_writable() const override {
     return WaitForSocket(fd_, POLLOUT, write_timeout_, {signals_.stop_fd}) == WaitResult::kReady;
@@ -332,7 +343,8 @@ class SocketStream final : public httplib::Stream {
 
  private:
   const int fd_;
-  const absl::Duration read_timeout_, write_timeout_;
+  const absl::Duration read_timeout_, request_read_timeout_, write_timeout_;
+  absl::Time request_read_deadline_ = absl::InfiniteFuture();
   const StopSignals signals_;
   char buffer_[4096];
   size_t pos_ = 0, len_ = 0;
@@ -345,7 +357,8 @@ class SocketStream final : public httplib::Stream {
 // process_request that the library's own listening loops and its TLS server call.
 class RestGateway::ConnectionServer final : public httplib::Server {
  public:
-  ConnectionServer() : placeholder_(::eventfd(0, EFD_CLOEXEC)) {
+  explicit ConnectionServer(absl::Duration request_read_timeout)
+      : placeholder_(::eventfd(0, EFD_CLOEXEC)), request_read_timeout_(request_read_timeout) {
     // The library stops streaming chunked responses once its listening socket is gone
     // (INVALID_SOCKET); this server has none, so a descriptor of its own stands in for it.
     svr_sock_ = placeholder_.get();
@@ -353,8 +366,8 @@ class RestGateway::ConnectionServer final : public httplib::Server {
   ~ConnectionServer() override { svr_sock_ = INVALID_SOCKET; }
 
   void Serve(int fd, const StopSignals& signals) {
-    SocketStream stream(fd, absl::Seconds(read_timeout_sec_), absl::Seconds(write_timeout_sec_),
-                        signals);
+    SocketStream stream(fd, absl::Seconds(read_timeout_sec_), request_read_timeout_,
+                        absl::Seconds(write_timeout_sec_), signals);
     for (size_t left = keep_alive_max_count_; left > 0; --left) {
       if (!stream.WaitForRequest(absl::Seconds(keep_alive_timeout_sec_))) return;
       bool connection_closed = false;
@@ -367,6 +380,7 @@ class RestGateway::ConnectionServer final : public httplib::Server {
 
  private:
   OwnedFd placeholder_;
+  const absl::Duration request_read_timeout_;
 };
 
 int RestGateway::HttpStatusFor(int grpc_code) {
@@ -392,7 +406,7 @@ int RestGateway::HttpStatusFor(int grpc_code) {
 absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
     RestOptions options, std::shared_ptr<grpc::Channel> pane) {
   std::unique_ptr<RestGateway> gw(new RestGateway());
-  gw->server_ = std::make_unique<ConnectionServer>();
+  gw->server_ = std::make_unique<ConnectionServer>(options.request_read_timeout);
   httplib::Server& svr = *gw->server_;
   svr.set_payload_max_length(options.max_body_bytes);
 

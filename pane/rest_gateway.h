@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "pane/socket_io.h"
 
 namespace grpc {
@@ -25,6 +26,9 @@ namespace marmot::pane {
 
 struct RestOptions {
   size_t max_body_bytes = 1 << 20;
+  // A request (its line, headers and body) must arrive whole within this time, however
+  // steadily its pieces come: a client trickling bytes cannot hold a connection for long.
+  absl::Duration request_read_timeout = absl::Seconds(30);
   std::function<bool()> ready;           // For /readyz.
   std::function<std::string()> metrics;  // Prometheus text for /metrics.
 };
@@ -38,7 +42,8 @@ class RestGateway {
   ~RestGateway();
 
   // Serves HTTP/1.1 requests on the connected stream socket `fd` (keep-alive: up to 5 requests,
-  // 5 s idle between them; 5 s to read or write each piece) until the client closes it, or it
+  // 5 s idle between them; 5 s to read or write each piece, request_read_timeout to read a
+  // whole request) until the client closes it, or it
   // stays idle, or `signals.drain_fd` fires between two requests, or `signals.stop_fd` fires.
   // Between requests it tells `signals.idle` so. Takes ownership of `fd` and closes it. Blocks:
   // one thread per connection; thread-safe.

@@ -7,6 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -197,6 +200,77 @@ TEST_F(RestGatewayTest, ProbesAndMetricsNeedNoAuth) {
   res = client_->Get("/metrics");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->body, "marmot_up 1\n");
+}
+
+// Connects to 127.0.0.1:`port`; -1 on failure.
+int Connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(RestGatewayTrickleTest, ARequestTrickledInPiecesIsCutOffAtTheRequestTimeout) {
+  // Given a pane whose REST requests must arrive within 2 seconds
+  FixedNode node;
+  auto pane = PaneServer::Start(
+      {.address = "127.0.0.1:0", .rest_request_timeout = absl::Seconds(2)}, &node);
+  ASSERT_TRUE(pane.ok()) << pane.status();
+  const int fd = Connect((*pane)->port());
+  ASSERT_GE(fd, 0);
+  // When a client sends a request line and then one header every 300 ms, never ending them
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(::send(fd, start.data(), start.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(start.size()));
+  const absl::Time began = absl::Now();
+  bool closed = false;
+  while (!closed && absl::Now() - began < absl::Seconds(15)) {
+    absl::SleepFor(absl::Milliseconds(300));
+    char byte;
+    const ssize_t got = ::recv(fd, &byte, 1, MSG_DONTWAIT);
+    closed = got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+             ::send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) < 0;
+  }
+  const absl::Duration held = absl::Now() - began;
+  ::close(fd);
+  // Then the pane closes the connection about then, although each piece came in time
+  EXPECT_TRUE(closed) << "the connection was held for " << held;
+  EXPECT_GE(held, absl::Milliseconds(1500));
+  EXPECT_LE(held, absl::Seconds(8));
+}
+
+TEST(RestGatewayTrickleTest, ARequestArrivingInTimeIsServedAndTheNextGetsItsOwnTime) {
+  // Given the same pane, a client whose requests each come in pieces over a second
+  FixedNode node;
+  auto pane = PaneServer::Start(
+      {.address = "127.0.0.1:0", .rest_request_timeout = absl::Seconds(2)}, &node);
+  ASSERT_TRUE(pane.ok()) << pane.status();
+  const int fd = Connect((*pane)->port());
+  ASSERT_GE(fd, 0);
+  timeval wait{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  // Then each is answered on the same connection, however long the connection lives
+  for (int i = 0; i < 3; ++i) {
+    for (const char* piece : {"GET /healthz HTTP/1.1\r\n", "Host: x\r\n", "\r\n"}) {
+      ASSERT_GT(::send(fd, piece, std::strlen(piece), MSG_NOSIGNAL), 0);
+      absl::SleepFor(absl::Milliseconds(400));
+    }
+    std::string answer;
+    char buf[512];
+    while (answer.find("ok\n") == std::string::npos) {
+      const ssize_t got = ::recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(got, 0) << "request " << i << " got no answer: " << answer;
+      answer.append(buf, static_cast<size_t>(got));
+    }
+    EXPECT_THAT(answer, HasSubstr("200 OK")) << i;
+  }
+  ::close(fd);
 }
 
 TEST(RestGatewayStatusTest, FollowsTheGrpcGatewayTable) {
