@@ -2,6 +2,49 @@
 
 namespace marmot::replicator {
 
+EntryAction DecideEntry(uint64_t index, uint64_t applied_index) {
+  return index <= applied_index ? EntryAction::kSkipStale : EntryAction::kApply;
+}
+
+absl::StatusOr<EntryAction> DecideUnwrittenEntry(const UnwrittenEntry& entry,
+                                                 UnwrittenEntryView& view) {
+  if (!entry.own_origin || entry.transaction_open) return EntryAction::kNeedsTransaction;
+  absl::StatusOr<bool> dead_letters = view.DeadLettersExist();
+  if (!dead_letters.ok()) return dead_letters.status();
+  if (*dead_letters) return EntryAction::kNeedsTransaction;
+  absl::StatusOr<uint64_t> applied = view.AppliedIndex();
+  if (!applied.ok()) return applied.status();
+  return DecideEntry(entry.index, *applied);
+}
+
+bool TableMayGoUnwritten(const UnwrittenTable& table) {
+  return table.plan.ok() && !table.other_unique_constraints;
+}
+
+bool WritesNothing(ApplyAction action) {
+  switch (action) {
+    case ApplyAction::kSkipDuplicate:
+    case ApplyAction::kSkipSuperseded:
+    case ApplyAction::kNothingToWrite:
+      return true;
+    case ApplyAction::kQueueBehind:
+    case ApplyAction::kDeadLetter:
+    case ApplyAction::kWrite:
+      return false;
+  }
+  return false;
+}
+
+namespace {
+
+// Whether a local change that comes later in the shard's order supersedes the change: for an
+// own change, a newer one of its row; for another node's, one not yet applied in the shard.
+absl::StatusOr<bool> LaterLocalChange(bool own, ApplyView& view) {
+  return own ? view.NewerLocalChangeOfRow() : view.LocalChangeNotYetApplied();
+}
+
+}  // namespace
+
 absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, ApplyView& view) {
   if (change.change_id <= change.last_applied) {
     return ApplyDecision::Act(ApplyAction::kSkipDuplicate);
@@ -10,7 +53,7 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
   // read: nothing here can be newer than what the application left in its row.
   if (change.own && !change.plan.ok()) return ApplyDecision::Act(ApplyAction::kNothingToWrite);
   if (change.plan.ok()) {
-    absl::StatusOr<bool> later = view.LaterLocalChange();
+    absl::StatusOr<bool> later = LaterLocalChange(change.own, view);
     if (!later.ok()) return later.status();
     if (*later) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
   }
@@ -29,6 +72,8 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
 }
 
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view) {
+  // An entry kept as it came names no row: it is kept again with its error, untried.
+  if (change.undecodable) return ApplyDecision::DeadLetter(change.readable);
   // Per-row order comes first: an earlier dead letter of the row is tried before this one,
   // whatever this one holds.
   absl::StatusOr<std::optional<int64_t>> blocker = view.BlockingDeadLetter();
@@ -39,17 +84,22 @@ absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, A
   // An own change is skipped for a newer one of its row even when its table changed here since:
   // that newer change is what the row ends with.
   if (change.own) {
-    absl::StatusOr<bool> later = view.LaterLocalChange();
+    absl::StatusOr<bool> later = view.NewerLocalChangeOfRow();
     if (!later.ok()) return later.status();
     if (*later) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
   }
   if (!change.plan.ok()) return ApplyDecision::DeadLetter(change.plan);
   if (!change.own) {
-    absl::StatusOr<bool> later = view.LaterLocalChange();
+    absl::StatusOr<bool> later = view.LocalChangeNotYetApplied();
     if (!later.ok()) return later.status();
     if (*later) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
   }
   return ApplyDecision::Act(ApplyAction::kWrite);
+}
+
+std::optional<int64_t> KeepRowsWithOwnChangesAbove(const SnapshotTable& table) {
+  if (!table.local_node) return std::nullopt;
+  return table.own_held;
 }
 
 }  // namespace marmot::replicator

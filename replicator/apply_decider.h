@@ -1,14 +1,15 @@
-// The rules that decide what the applier does with one replicated change, apart from SQLite.
+// The rules that decide what the applier does with a replicated entry and each of its changes,
+// apart from SQLite.
 //
 // Every path that applies a change (a committed batch, the no-write path for this node's own
 // changes, the retry of a dead letter, a dead letter a snapshot carries) asks the same
 // questions in the same order: applied before? superseded by a local change that comes later?
 // held back by a dead letter? does the row hold it already? The answers to the cheap questions
 // are facts the caller fills in; the others (which read the local change index or the
-// database) come from an ApplyView, asked only when a rule needs them, in rule order, so the
-// decider costs no more than the chain it replaces. The decider itself reads and writes
-// nothing: ChangeApplier carries its decision out. The reasons behind each rule are in
-// change_applier.h (dedupe, per-row order of dead letters, set_local_node).
+// database) come from a view, asked only when a rule needs them, in rule order, so the decider
+// costs no more than a chain of checks would. The decider itself reads and writes nothing:
+// ChangeApplier and its parts carry its decisions out. The reasons behind each rule are in
+// change_applier.h (dedupe, per-row order of dead letters, set_local_node, snapshots).
 #ifndef MARMOT_REPLICATOR_APPLY_DECIDER_H_
 #define MARMOT_REPLICATOR_APPLY_DECIDER_H_
 
@@ -19,6 +20,63 @@
 #include "absl/status/statusor.h"
 
 namespace marmot::replicator {
+
+// ---- Entries ----
+
+// What to do with a Raft entry as a whole.
+enum class EntryAction {
+  kSkipStale,          // At or below the shard's applied index: applied before, nothing to do.
+  kApply,              // Apply it (its changes are decided one by one).
+  kNeedsTransaction,   // The no-write path cannot take it: Apply it in a write transaction.
+};
+
+// An entry at Raft `index` of a shard whose applied index is `applied_index`.
+EntryAction DecideEntry(uint64_t index, uint64_t applied_index);
+
+// The questions of the no-write path whose answers cost a read; asked only when a rule needs
+// them. An error is the database's: the decision fails with it.
+class UnwrittenEntryView {
+ public:
+  virtual ~UnwrittenEntryView() = default;
+  // Whether this node holds any dead letter (they may hold the entry's rows back).
+  virtual absl::StatusOr<bool> DeadLettersExist() = 0;
+  // The shard's applied index, deferred entries included.
+  virtual absl::StatusOr<uint64_t> AppliedIndex() = 0;
+};
+
+// An entry offered to the no-write path (ChangeApplier::ApplyWithoutWriting).
+struct UnwrittenEntry {
+  uint64_t index = 0;
+  bool own_origin = false;        // Its changes were captured by this node (a known local node).
+  bool transaction_open = false;  // A transaction is open on the applier's connection.
+};
+
+// In rule order:
+//   1. not own_origin                                -> kNeedsTransaction (another node's
+//                                                       changes write)
+//   2. transaction_open                              -> kNeedsTransaction (written there like
+//                                                       any other; deferring would add state
+//                                                       after the transaction wrote its own)
+//   3. DeadLettersExist()                            -> kNeedsTransaction (Apply decides what
+//                                                       they hold back)
+//   4. index <= AppliedIndex()                       -> kSkipStale
+//   5.                                               -> kApply
+absl::StatusOr<EntryAction> DecideUnwrittenEntry(const UnwrittenEntry& entry,
+                                                 UnwrittenEntryView& view);
+
+// A table of an entry on the no-write path.
+struct UnwrittenTable {
+  absl::Status plan;                      // Not OK: the table is missing or differs here.
+  bool other_unique_constraints = false;  // Its upserts may delete rows of other keys.
+};
+
+// Whether the no-write path can go on with the table's changes (its local change log must then
+// be read; one that cannot be read needs the transaction too). A table that differs here holds
+// dead letters or own changes of a gone table, and one with another UNIQUE constraint may lose
+// rows the local change index does not see: both need the transaction.
+bool TableMayGoUnwritten(const UnwrittenTable& table);
+
+// ---- Changes ----
 
 // What to do with one change.
 enum class ApplyAction {
@@ -44,16 +102,23 @@ struct ApplyDecision {
   }
 };
 
-// The questions whose answers cost a read. Each is asked at most once per decision, and only
-// when a rule needs it. An error is the database's: the decision fails with it.
+// Whether `action` is done without a write and without a dead letter: a duplicate, a
+// superseded change, or an own change its row holds.
+bool WritesNothing(ApplyAction action);
+
+// The questions about one change whose answers cost a read. Each is asked at most once per
+// decision, and only when a rule needs it. An error is the database's: the decision fails.
 class ApplyView {
  public:
   virtual ~ApplyView() = default;
-  // Whether the local change log holds a change of a row the change touches that comes later
-  // in the shard's order (see ChangeApplier::set_local_node): for an own change, a newer one of
-  // its row; for another node's change, one not applied in its shard yet. False when the
-  // table's local change log is not known (not captured here, or no local node).
-  virtual absl::StatusOr<bool> LaterLocalChange() = 0;
+  // For an own change: whether the local change log holds a newer change (a larger change id)
+  // of the row it leaves. False when the table's local change log is not known.
+  virtual absl::StatusOr<bool> NewerLocalChangeOfRow() = 0;
+  // For another node's change: whether the local change log holds a change not applied in its
+  // shard yet (above this node's newest change of the table applied there) of a row it touches,
+  // directly or through a row its upsert would replace by another UNIQUE index. False when
+  // there is no local node or the table's local change log is not known or empty.
+  virtual absl::StatusOr<bool> LocalChangeNotYetApplied() = 0;
   // The dead letter the change must stay behind, or nullopt.
   virtual absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() = 0;
   // Whether every row the change writes already holds exactly what it writes.
@@ -73,7 +138,8 @@ struct BatchChange {
 //   1. change_id <= last_applied                     -> kSkipDuplicate
 //   2. own, plan not OK                              -> kNothingToWrite (the row is what this
 //                                                       node's application left)
-//   3. plan OK, LaterLocalChange()                   -> kSkipSuperseded
+//   3. plan OK, own, NewerLocalChangeOfRow()         -> kSkipSuperseded
+//      plan OK, not own, LocalChangeNotYetApplied()  -> kSkipSuperseded
 //   4. BlockingDeadLetter()                          -> kQueueBehind
 //   5. plan not OK                                   -> kDeadLetter (plan)
 //   6. own, local_log, RowAlreadyHolds()             -> kNothingToWrite
@@ -83,21 +149,43 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
 // A dead letter tried again: retried by an operator, or carried by a snapshot being installed.
 // Dedupe does not apply (a dead letter counted as applied when it was recorded).
 struct DeadLetterChange {
-  absl::Status readable;        // Not OK: what it holds cannot be read (or is undecodable).
+  bool undecodable = false;     // A Raft entry kept as it came (no table): nothing to try.
+  absl::Status readable;        // Not OK: what it holds cannot be read (undecodable included).
   bool snapshot_rows = false;   // Snapshot rows of a table, not a change.
   bool own = false;             // A change captured by this node.
   absl::Status plan;            // A change's: not OK when its table is missing or differs here.
 };
 
 // In rule order:
-//   1. BlockingDeadLetter()                          -> kQueueBehind
-//   2. not readable                                  -> kDeadLetter (readable)
-//   3. snapshot rows                                 -> kWrite (they replace the table's rows)
-//   4. own, LaterLocalChange()                       -> kSkipSuperseded
-//   5. plan not OK                                   -> kDeadLetter (plan)
-//   6. not own, LaterLocalChange()                   -> kSkipSuperseded
-//   7.                                               -> kWrite
+//   1. undecodable                                   -> kDeadLetter (readable): it holds back
+//                                                       no row and no row holds it back
+//   2. BlockingDeadLetter()                          -> kQueueBehind
+//   3. not readable                                  -> kDeadLetter (readable)
+//   4. snapshot rows                                 -> kWrite (they replace the table's rows)
+//   5. own, NewerLocalChangeOfRow()                  -> kSkipSuperseded (even when its table
+//                                                       changed here since: that newer change
+//                                                       is what the row ends with)
+//   6. plan not OK                                   -> kDeadLetter (plan)
+//   7. not own, LocalChangeNotYetApplied()           -> kSkipSuperseded
+//   8.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view);
+
+// ---- Snapshot rows ----
+
+// A table of a shard whose rows a snapshot being installed replaces.
+struct SnapshotTable {
+  bool local_node = false;  // This node knows its id (it has own changes).
+  // The newest change of this node to the table that the snapshot's dedupe state counts, 0 if
+  // none: the snapshot's rows hold every own change up to it (a shard applies one origin's
+  // changes of a table in change-id order).
+  int64_t own_held = 0;
+};
+
+// The change id above which a change of this node still in its local change log keeps its row
+// as it is here, or nullopt when no row is kept. Such a change comes later in the shard's
+// order than the snapshot and will apply here as an own change its row holds: replacing the
+// row would show the application an older version of a row it wrote.
+std::optional<int64_t> KeepRowsWithOwnChangesAbove(const SnapshotTable& table);
 
 }  // namespace marmot::replicator
 

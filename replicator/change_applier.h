@@ -1,11 +1,12 @@
 // Applies committed change batches of a shard to the local database, and makes and installs a
 // shard's snapshot. This is the SQLite half of each shard's Raft state machine.
 //
-// Its parts: the rules that decide what becomes of each change (apply_decider.h, no SQLite),
-// the statements that write a table's changes (table_writer.h), the applied index and dedupe
-// state (applied_state.h), the dead letters (dead_letter_store.h) and the rows of a snapshot
-// (shard_snapshotter.h). ChangeApplier owns the connection and the transactions, asks the
-// decider and carries its decisions out.
+// Its parts: the rules that decide what becomes of each entry and change (apply_decider.h, no
+// SQLite), the answers to the decider's questions (change_view.h), the statements that write a
+// table's changes (table_writer.h) and their cache (table_plans.h), the applied index and
+// dedupe state (applied_state.h), the dead letters (dead_letter_store.h) and their retry
+// (dead_letter_retrier.h), and the rows of a snapshot (shard_snapshotter.h). ChangeApplier owns
+// the connection and the transactions, applies batches, and hands the rest to its parts.
 //
 // Applying runs on marmot's own connection, with triggers disabled (replicated writes are not
 // captured again, and the user's own triggers do not fire a second time) and foreign keys off
@@ -47,15 +48,15 @@
 // rows concerned are kept in memory (DeadLetterIndex): loaded at Open(), changed with the table,
 // read again from the table at every retry and whenever the dead letter that blocks a change
 // turns out to be gone (an operator deleted it by hand). While there are no dead letters the
-// check costs nothing. Dead letters written by versions of marmot before this rule did not hold
-// their rows back: retrying such an old one can bring back an older version of its row.
+// check costs nothing.
 //
 // RetryDeadLetters() applies dead letters again, in id order, in one transaction; see there. Ids
 // are rowids handed out in apply order: a new dead letter's id is above every existing one (an
-// id freed at the top may be handed out again, so an operator's id names what is there now). Dedupe is unaffected: a dead-lettered change counted as
-// applied for dedupe when it was dead-lettered (its id was recorded in `__marmot__applied` in the
-// same transaction), so a re-proposal of it is skipped whether or not it was retried since, and
-// a retry does not touch the dedupe state or the applied index.
+// id freed at the top may be handed out again, so an operator's id names what is there now).
+// Dedupe is unaffected: a dead-lettered change counted as applied for dedupe when it was
+// dead-lettered (its id was recorded in `__marmot__applied` in the same transaction), so a
+// re-proposal of it is skipped whether or not it was retried since, and a retry does not touch
+// the dedupe state or the applied index.
 //
 // Snapshots. A snapshot holds the shard's rows as the node that made it has them, its dedupe
 // state, and its dead letters of the shard (all three kinds, oldest first). The rows lack the
@@ -110,34 +111,25 @@
 #define MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 
 #include <cstdint>
-#include <limits>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/applied_state.h"
-#include "replicator/apply_decider.h"
-#include "replicator/dead_letter_index.h"
+#include "replicator/change_view.h"
+#include "replicator/dead_letter_retrier.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
 #include "replicator/shard_router.h"
 #include "replicator/shard_snapshotter.h"
 #include "replicator/snapshot_stream.h"
-#include "replicator/table_writer.h"
+#include "replicator/table_plans.h"
 #include "sqlite/database.h"
-#include "sqlite/schema.h"
 
 namespace marmot::replicator {
-
-struct RetryResult {
-  int64_t applied = 0;        // Applied now (or superseded by a pending local change), deleted.
-  int64_t still_failing = 0;  // Kept: failed again, or queued behind an earlier one of the row.
-};
 
 struct ApplyResult {
   int64_t applied = 0;
@@ -158,7 +150,8 @@ class ChangeApplier {
   // Applies the batch committed at Raft `index` of `shard`, in one transaction. An index at or
   // below the shard's applied index is skipped (stale_entry). Errors only when the database
   // itself fails (busy beyond the timeout, disk full); the caller retries then.
-  absl::StatusOr<ApplyResult> Apply(int shard, uint64_t index, const change::v1::ChangeBatch& batch);
+  absl::StatusOr<ApplyResult> Apply(int shard, uint64_t index,
+                                    const change::v1::ChangeBatch& batch);
 
   // This node's id. A change that this node itself captured is skipped when the local change log
   // still holds a newer change of the same row: that newer change comes later in the same shard's
@@ -171,13 +164,13 @@ class ChangeApplier {
   // and would carry the other node's values instead of what this node's application wrote.
   // Own changes of a table this node no longer has, or whose columns changed since they were
   // read, write nothing (the row is what this node's application left). 0: never skip.
-  void set_local_node(uint64_t node_id) { local_node_ = node_id; }
+  void set_local_node(uint64_t node_id) { state_.local_node = node_id; }
 
   // Reads what the local change logs gained since the last apply, outside any transaction, so
   // that the next Apply holds the database's write lock for less time (LocalChangeIndex::
   // CatchUpKnown). Only worth it before a write transaction; a no-op without a local node.
   void CatchUpLocalChanges() {
-    if (local_node_ != 0) local_changes_.CatchUpKnown(db_);
+    if (state_.local_node != 0) local_changes_.CatchUpKnown(db_);
   }
 
   // The applying connection, for a caller that groups several calls into one transaction
@@ -187,12 +180,13 @@ class ChangeApplier {
   // Applies the entry at Raft `index` of `shard` without a write transaction when it needs no
   // write: an entry of this node's own changes, each a duplicate, superseded by a newer local
   // change, or already held by its row (known to LocalChangeIndex, or else read), in a table
-  // without other UNIQUE constraints, while no dead letter exists. Its applied index and dedupe state are deferred
+  // without other UNIQUE constraints, while no dead letter exists (DecideUnwrittenEntry,
+  // TableMayGoUnwritten, DecideBatchChange). Its applied index and dedupe state are deferred
   // (DeferredApplyState; written by the next WriteDeferred). Nothing, and nothing changed, when
   // the entry needs a write or a transaction is open on the connection (the caller then uses
   // Apply). Errors only when the database itself fails.
-  absl::StatusOr<std::optional<ApplyResult>> ApplyWithoutWriting(int shard, uint64_t index,
-                                                                 const change::v1::ChangeBatch& batch);
+  absl::StatusOr<std::optional<ApplyResult>> ApplyWithoutWriting(
+      int shard, uint64_t index, const change::v1::ChangeBatch& batch);
   // Writes the deferred state inside the caller's transaction on database(); DeferredCommitted()
   // after that transaction committed.
   absl::Status WriteDeferred() { return applied_.deferred().Write(db_); }
@@ -217,10 +211,11 @@ class ChangeApplier {
   // other shards are untouched. The applied index becomes `index` when given (Raft's index of
   // the snapshot), else the snapshot's own. A table whose rows cannot be installed here (missing
   // or different table, a constraint that fails, a row whose key routes to another shard: that
-  // shard orders it) becomes a snapshot-rows dead letter and the install goes on. Errors change nothing: a database failure (IsDatabaseFailure; the caller
-  // tries again later), or one that trying again cannot fix: FailedPrecondition when the payload
-  // cannot be read, ResourceExhausted when its dead letters do not fit (set_max_dead_letters, or
-  // a table's rows too large for one dead letter).
+  // shard orders it) becomes a snapshot-rows dead letter and the install goes on. Errors change
+  // nothing: a database failure (IsDatabaseFailure; the caller tries again later), or one that
+  // trying again cannot fix: FailedPrecondition when the payload cannot be read,
+  // ResourceExhausted when its dead letters do not fit (set_max_dead_letters, or a table's rows
+  // too large for one dead letter).
   absl::StatusOr<InstallResult> InstallSnapshot(ShardSnapshotReader& in,
                                                 std::optional<uint64_t> index = std::nullopt);
 
@@ -249,56 +244,23 @@ class ChangeApplier {
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
  private:
-  struct TablePlan;  // How to write one table's changes, checked against the local schema.
-
   ChangeApplier(sqlite::Database db, const ShardRouter& router);
   absl::StatusOr<ApplyResult> ApplyInTransaction(int shard, uint64_t index,
                                                  const change::v1::ChangeBatch& batch);
-  // Whether the insert or update `c` would leave its row exactly as it is (same storage classes
-  // and values in every column); false for other operations and missing rows.
-  absl::StatusOr<bool> RowAlreadyIs(const TablePlan& plan, const change::v1::TableChanges& t,
-                                    const std::vector<int>& key_positions,
-                                    const change::v1::Change& c);
-  // Whether another node's change `c` of `t` (planned by `plan`) touches a row with a local change
-  // not applied in its shard yet (`rows`: the table's part of the local change index;
-  // `own_applied`: this node's newest change of the table applied in the shard), directly or
-  // through a row its upsert would replace by another UNIQUE index. Such a change is skipped
-  // (see set_local_node).
-  absl::StatusOr<bool> LocalChangeWaits(const TablePlan& plan, const LocalChangeIndex::TableRows& rows,
-                                        int64_t own_applied, const change::v1::TableChanges& t,
-                                        const std::vector<int>& key_positions, const change::v1::Change& c);
-  uint64_t local_node_ = 0;
-
-  // The plan of `table`, kept until the schema changes; an error status when the table is
-  // missing or differs from the change's columns and key (the change goes to the dead letters).
-  absl::StatusOr<const TablePlan*> Plan(const std::string& table,
-                                        const std::vector<std::string>& columns,
-                                        const std::vector<std::string>& key_columns);
-  // Drops kept plans (and statements) when the schema changed since they were made.
+  // Drops kept plans (and statements) and the local change index when the schema changed.
   absl::Status CheckSchema();
-
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
-  // Tries a dead letter again (`entry` as indexed, `origin` and `change` as stored), the way a
-  // retry does: DecideDeadLetter, behind dead letters with an id below `before`, then writes it
-  // when it decides so, without touching the dead-letter table. The decision carried out:
-  // kWrite (written), kSkipSuperseded, kQueueBehind, or kDeadLetter with the error it met now
-  // (a failed write's included). Errors only the database's.
-  absl::StatusOr<ApplyDecision> TryDeadLetter(
-      const DeadLetterIndex::Entry& entry, const sqlite::Value& origin,
-      const sqlite::Value& change, int64_t before = std::numeric_limits<int64_t>::max());
-  // InstallSnapshot's second half: applies the snapshot's dead letters `in` reads, in order, or
-  // records them here (see "Snapshots" above). Inside the install's transaction, after the rows.
-  absl::Status InstallCarriedDeadLetters(int shard, ShardSnapshotReader& in, InstallResult& result);
 
   sqlite::Database db_;
   ShardRouter router_;
   DeadLetterStore dead_letters_;
   ShardSnapshotter snapshotter_;
   AppliedState applied_;  // Deferred entries included.
-  LocalChangeIndex local_changes_;  // Used when local_node_ is set.
-  std::map<std::string, std::unique_ptr<TablePlan>> plans_;
-  int64_t schema_version_ = -1;
+  ApplierState state_;    // What the decider's questions read; its local_node is this node's.
+  TablePlans plans_;
+  LocalChangeIndex local_changes_;  // Consulted when state_.local_node is set.
+  DeadLetterRetrier retrier_;
 };
 
 }  // namespace marmot::replicator

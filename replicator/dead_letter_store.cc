@@ -144,6 +144,39 @@ absl::Status DeadLetterStore::Insert(const std::vector<Value>& row,
   return absl::OkStatus();
 }
 
+absl::Status DeadLetterStore::InsertChange(int shard, uint64_t index, uint64_t origin,
+                                           const TableChanges& t, const Change& c,
+                                           const absl::Status& error) {
+  TableChanges one = t;
+  one.clear_changes();
+  *one.add_changes() = c;
+  absl::Status s = Insert(
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+       Value::Integer(static_cast<int64_t>(origin)), Value::Text(t.table()),
+       Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
+       Value::Blob(one.SerializeAsString())},
+      {.shard = shard,
+       .raft_index = index,
+       .table = t.table(),
+       .rows = RowsOf(t, KeyPositions(t), c)});
+  if (!s.ok() && !IsDatabaseFailure(s)) {
+    return absl::Status(s.code(), absl::StrCat("change ", c.change_id(), " of ",
+                                               sqlite::QuoteIdentifier(t.table()), " from node ",
+                                               origin, " cannot apply here (", error.message(),
+                                               ") and ", s.message()));
+  }
+  return s;
+}
+
+absl::Status DeadLetterStore::InsertUndecodable(int shard, uint64_t index,
+                                                const std::string& payload,
+                                                absl::string_view error) {
+  return Insert({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)), Value::Null(),
+                 Value::Null(), Value::Null(), Value::Text(std::string(error)),
+                 Value::Blob(payload)},
+                {.shard = shard, .raft_index = index});
+}
+
 absl::Status DeadLetterStore::Delete(int64_t id) {
   absl::Status s =
       db_.RunKept("DELETE FROM \"__marmot__dead_letters\" WHERE id = ?", {Value::Integer(id)});

@@ -49,6 +49,16 @@ class DeadLetterStore {
   // Inserts a dead letter (`row`: shard, raft_index, origin, tbl, change_id, error, change) and
   // indexes it as `entry`.
   absl::Status Insert(const std::vector<sqlite::Value>& row, DeadLetterIndex::Entry entry);
+  // Records change `c` of `t`, from `origin` in the entry at Raft `index` of `shard`, which
+  // cannot apply here with `error`: a change dead letter holding that one change, which holds
+  // its rows back. A refusal of the store itself (ResourceExhausted) says which change it was.
+  absl::Status InsertChange(int shard, uint64_t index, uint64_t origin,
+                            const change::v1::TableChanges& t, const change::v1::Change& c,
+                            const absl::Status& error);
+  // Records the payload of the entry at Raft `index` of `shard`, which cannot be decoded
+  // (`error` says why), as it came: it holds back nothing.
+  absl::Status InsertUndecodable(int shard, uint64_t index, const std::string& payload,
+                                 absl::string_view error);
   // Deletes dead letter `id`.
   absl::Status Delete(int64_t id);
   // Deletes `shard`'s dead letters recorded at or below `raft_index` (a snapshot at that index

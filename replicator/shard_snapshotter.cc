@@ -5,6 +5,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/apply_decider.h"
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
@@ -267,17 +268,18 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
     int shard, uint64_t local_node, const std::vector<ShardSnapshot::Applied>& applied,
     const std::vector<sqlite::TableSchema>& tables) {
   std::map<std::string, KeptRows> kept;
-  if (local_node == 0) return kept;
   for (const sqlite::TableSchema& t : tables) {
-    // The snapshot holds this node's changes of the table up to its dedupe state (a shard
-    // applies one origin's changes in change-id order); pending log rows above it are later.
-    int64_t held = 0;
+    SnapshotTable facts{.local_node = local_node != 0};
     for (const ShardSnapshot::Applied& a : applied) {
-      if (a.origin_node() == local_node && a.table() == t.name) held = std::max(held, a.change_id());
+      if (a.origin_node() == local_node && a.table() == t.name) {
+        facts.own_held = std::max(facts.own_held, a.change_id());
+      }
     }
+    const std::optional<int64_t> above = KeepRowsWithOwnChangesAbove(facts);
+    if (!above) continue;
     // An error means no log (the table is not captured here): no own changes of it. (Inside the
     // install's write transaction nothing else can fail a read.)
-    (void)sqlite::ForEachChangeKey(db_, t, held, [&](const sqlite::ChangeRecord& r) {
+    (void)sqlite::ForEachChangeKey(db_, t, *above, [&](const sqlite::ChangeRecord& r) {
       for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
         if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
           kept[t.name].insert(EncodeRowIdentity("", *key));

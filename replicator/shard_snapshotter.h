@@ -73,7 +73,8 @@ class ShardSnapshotter {
   absl::Status DeleteShardRows(int shard, const sqlite::TableSchema& table,
                                const KeptRows* keep = nullptr);
   // Per table, the keys of `shard`'s rows that have a change of `local_node` pending in the
-  // local log that a snapshot with dedupe state `applied` does not hold.
+  // local log that a snapshot with dedupe state `applied` does not hold (the rule:
+  // KeepRowsWithOwnChangesAbove).
   std::map<std::string, KeptRows> RowsWithLaterOwnChanges(
       int shard, uint64_t local_node,
       const std::vector<change::v1::ShardSnapshot::Applied>& applied,

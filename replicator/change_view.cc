@@ -1,0 +1,162 @@
+#include "replicator/change_view.h"
+
+#include "replicator/table_writer.h"
+#include "replicator/value_codec.h"
+
+namespace marmot::replicator {
+
+namespace {
+
+using change::v1::Change;
+using change::v1::TableChanges;
+using sqlite::Statement;
+using sqlite::Value;
+
+// Whether another node's change `c` of `t` (written by `w`) touches a row with a local change
+// above `own_applied` in `rows`: directly, or through a row its upsert would replace by another
+// UNIQUE index (read by the writer's probes).
+absl::StatusOr<bool> LocalChangeWaits(sqlite::Database& db, const TableWriter& w,
+                                      const LocalChangeIndex::TableRows& rows,
+                                      int64_t own_applied, const TableChanges& t,
+                                      const std::vector<std::vector<Value>>& keys,
+                                      const Change& c) {
+  for (const std::vector<Value>& key : keys) {
+    if (rows.Newest(key) > own_applied) return true;
+  }
+  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
+                       c.op() == change::v1::OP_REKEY;
+  if (!has_row || c.row_size() != t.columns_size()) return false;
+  const int offset = w.keyed_by_rowid ? 1 : 0;
+  for (const TableWriter::UniqueProbe& probe : w.unique_probes) {
+    std::vector<Value> values;
+    for (int i : probe.values) {
+      values.push_back(w.keyed_by_rowid && i == 0 ? FromWire(c.rowid())
+                                                  : FromWire(c.row(i - offset)));
+    }
+    absl::StatusOr<Statement*> stmt = db.Kept(probe.sql);
+    if (!stmt.ok()) return stmt.status();
+    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    std::vector<Value> key;
+    if (*found) {
+      const int width = w.keyed_by_rowid ? 1 : t.key_columns_size();
+      for (int i = 0; i < width; ++i) key.push_back((*stmt)->Column(i));
+    }
+    (*stmt)->Reset();
+    if (!key.empty() && rows.Newest(key) > own_applied) return true;
+  }
+  return false;
+}
+
+// Whether the insert or update `c` of `t` (written by `w`) would leave its row exactly as it is
+// (same storage classes and values in every column); false for other operations and missing
+// rows.
+absl::StatusOr<bool> RowAlreadyIs(sqlite::Database& db, const TableWriter& w,
+                                  const TableChanges& t, const std::vector<int>& key_positions,
+                                  const Change& c) {
+  if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) return false;
+  const size_t width = t.columns_size() + (w.keyed_by_rowid ? 1 : 0);
+  if (c.row_size() != t.columns_size()) return false;  // Malformed: ApplyChange says why.
+  absl::StatusOr<Statement*> stmt = db.Kept(w.select_row);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(KeyOf(t, key_positions, c)); !s.ok()) return s;
+  absl::StatusOr<bool> found = (*stmt)->Step();
+  if (!found.ok()) return found.status();
+  bool same = *found;
+  for (size_t i = 0; same && i < width; ++i) {
+    const int column = static_cast<int>(i);
+    const Value expected = w.keyed_by_rowid
+                               ? (i == 0 ? FromWire(c.rowid()) : FromWire(c.row(column - 1)))
+                               : FromWire(c.row(column));
+    same = (*stmt)->Column(column) == expected;
+  }
+  (*stmt)->Reset();
+  return same;
+}
+
+}  // namespace
+
+ChangeView::Table::Table(const ApplierState& state, int shard, const TableChanges& t,
+                         const TablePlan* plan)
+    : state_(state), shard_(shard), t_(t), plan_(plan), key_positions_(KeyPositions(t)) {}
+
+void ChangeView::Table::UseLocalRows(LocalChangeIndex::TableRows* rows) {
+  rows_known_ = true;
+  rows_ = rows;
+}
+
+LocalChangeIndex::TableRows* ChangeView::Table::LocalRows() {
+  if (!rows_known_) {
+    rows_known_ = true;
+    if (catch_up_ != nullptr) {
+      absl::StatusOr<LocalChangeIndex::TableRows*> rows = catch_up_->CatchUp(state_.db, t_.table());
+      if (rows.ok()) rows_ = *rows;
+    }
+  }
+  return rows_;
+}
+
+absl::StatusOr<int64_t> ChangeView::Table::OwnChangesApplied() {
+  if (!own_applied_) {
+    absl::StatusOr<int64_t> applied =
+        state_.applied.LastChange(shard_, state_.local_node, t_.table());
+    if (!applied.ok()) return applied.status();
+    own_applied_ = *applied;
+  }
+  return *own_applied_;
+}
+
+const std::vector<std::vector<Value>>& ChangeView::Keys() {
+  if (!keys_) keys_ = KeysOf(table_.t_, table_.key_positions_, c_);
+  return *keys_;
+}
+
+absl::StatusOr<bool> ChangeView::NewerLocalChangeOfRow() {
+  if (table_.state_.local_node == 0) return false;
+  const LocalChangeIndex::TableRows* rows = table_.LocalRows();
+  if (rows == nullptr) return false;
+  return rows->Newest(Keys().front()) > c_.change_id();
+}
+
+absl::StatusOr<bool> ChangeView::LocalChangeNotYetApplied() {
+  if (table_.state_.local_node == 0) return false;
+  const LocalChangeIndex::TableRows* rows = table_.LocalRows();
+  if (rows == nullptr || rows->size() == 0) return false;
+  absl::StatusOr<int64_t> own_applied = table_.OwnChangesApplied();
+  if (!own_applied.ok()) return own_applied.status();
+  return LocalChangeWaits(table_.state_.db, table_.plan_->writer, *rows, *own_applied, table_.t_,
+                          Keys(), c_);
+}
+
+absl::StatusOr<std::optional<int64_t>> ChangeView::BlockingDeadLetter() {
+  DeadLetterStore& dead_letters = table_.state_.dead_letters;
+  if (dead_letters.index().empty()) return std::nullopt;
+  if (entry_ != nullptr) {
+    return dead_letters.Blocker(entry_->shard, entry_->table, entry_->rows, entry_->whole_table,
+                                before_);
+  }
+  return dead_letters.Blocker(table_.shard_, table_.t_.table(),
+                              RowsOf(table_.t_, table_.key_positions_, c_),
+                              /*whole_table=*/false);
+}
+
+absl::StatusOr<bool> ChangeView::RowAlreadyHolds() {
+  const TableWriter& w = table_.plan_->writer;
+  const LocalChangeIndex::TableRows* rows = table_.LocalRows();
+  // An upsert into a table with another UNIQUE constraint may delete rows of other keys, which
+  // the index does not see: such rows are always read.
+  bool holds = rows != nullptr && !w.other_unique_constraints;
+  for (const std::vector<Value>& key : Keys()) {
+    holds = holds && rows->Holds(key, c_.change_id());
+  }
+  if (holds) return true;
+  // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or written
+  // here since) are read.
+  return RowAlreadyIs(table_.state_.db, w, table_.t_, table_.key_positions_, c_);
+}
+
+}  // namespace marmot::replicator

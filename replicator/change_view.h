@@ -1,0 +1,100 @@
+// The answers to the decider's questions about one change (ApplyView, apply_decider.h), read
+// from what the applier keeps: its local change index, its dead letters, its applied state and
+// the rows themselves. Batch apply, the no-write path, dead-letter retry and snapshot install
+// all ask through it, so each question has one answer whichever path asks it.
+// Reads run on the applier's connection, inside its transaction when one is open.
+#ifndef MARMOT_REPLICATOR_CHANGE_VIEW_H_
+#define MARMOT_REPLICATOR_CHANGE_VIEW_H_
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "replicator/applied_state.h"
+#include "replicator/apply_decider.h"
+#include "replicator/dead_letter_index.h"
+#include "replicator/dead_letter_store.h"
+#include "replicator/local_change_index.h"
+#include "replicator/table_plans.h"
+#include "sqlite/database.h"
+#include "sqlite/value.h"
+
+namespace marmot::replicator {
+
+// What the applier keeps, which the views read. Everything outlives the views.
+struct ApplierState {
+  sqlite::Database& db;
+  DeadLetterStore& dead_letters;
+  AppliedState& applied;
+  uint64_t local_node = 0;  // 0: none (no change is own, no local change log is consulted).
+};
+
+class ChangeView final : public ApplyView {
+ public:
+  // What the views of one table's changes share: the reads made once per table.
+  class Table {
+   public:
+    // The changes `t` in `shard`, planned by `plan` (its writer is used only when its status is
+    // OK; null for a dead letter whose change cannot be read). `t` and `plan` outlive this.
+    Table(const ApplierState& state, int shard, const change::v1::TableChanges& t,
+          const TablePlan* plan);
+
+    // The table's part of the local change index is `rows`, read by the caller (null when its
+    // log is not known)...
+    void UseLocalRows(LocalChangeIndex::TableRows* rows);
+    // ...or is read from `index` (LocalChangeIndex::CatchUp) when a question first needs it.
+    void CatchUpLocalRows(LocalChangeIndex& index) { catch_up_ = &index; }
+
+    const std::vector<int>& key_positions() const { return key_positions_; }
+
+   private:
+    friend class ChangeView;
+    // Null when the log is not known (no local node, not captured, or it cannot be read).
+    LocalChangeIndex::TableRows* LocalRows();
+    // This node's newest change of the table applied in the shard.
+    absl::StatusOr<int64_t> OwnChangesApplied();
+
+    const ApplierState& state_;
+    const int shard_;
+    const change::v1::TableChanges& t_;
+    const TablePlan* plan_;
+    const std::vector<int> key_positions_;
+    LocalChangeIndex* catch_up_ = nullptr;
+    bool rows_known_ = false;
+    LocalChangeIndex::TableRows* rows_ = nullptr;
+    std::optional<int64_t> own_applied_;
+  };
+
+  // The change `c` of `table`'s changes; `table` and `c` outlive the view.
+  ChangeView(Table& table, const change::v1::Change& c) : table_(table), c_(c) {}
+
+  // For a dead letter tried again: held back as its index entry `entry` says, by dead letters
+  // with an id below `before` only. Otherwise the change's own rows are.
+  void HeldBackAs(const DeadLetterIndex::Entry& entry,
+                  int64_t before = std::numeric_limits<int64_t>::max()) {
+    entry_ = &entry;
+    before_ = before;
+  }
+
+  // The keys of the rows the change touches (KeysOf), read once.
+  const std::vector<std::vector<sqlite::Value>>& Keys();
+
+  absl::StatusOr<bool> NewerLocalChangeOfRow() override;
+  absl::StatusOr<bool> LocalChangeNotYetApplied() override;
+  absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override;
+  absl::StatusOr<bool> RowAlreadyHolds() override;
+
+ private:
+  Table& table_;
+  const change::v1::Change& c_;
+  const DeadLetterIndex::Entry* entry_ = nullptr;
+  int64_t before_ = std::numeric_limits<int64_t>::max();
+  std::optional<std::vector<std::vector<sqlite::Value>>> keys_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_CHANGE_VIEW_H_

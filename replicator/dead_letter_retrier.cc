@@ -1,0 +1,158 @@
+#include "replicator/dead_letter_retrier.h"
+
+#include <algorithm>
+#include <string>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/table_writer.h"
+
+namespace marmot::replicator {
+
+using change::v1::ShardSnapshot;
+using change::v1::TableChanges;
+using sqlite::Value;
+
+absl::StatusOr<RetryResult> DeadLetterRetrier::Retry(const std::vector<int64_t>& ids) {
+  DeadLetterStore& dead_letters = state_.dead_letters;
+  std::vector<int64_t> selected = ids;
+  if (selected.empty()) {
+    selected = dead_letters.index().Ids();
+  } else {
+    std::sort(selected.begin(), selected.end());
+    selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
+    std::vector<std::string> missing;
+    for (int64_t id : selected) {
+      if (dead_letters.index().Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+    }
+    if (!missing.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("no dead letter ", absl::StrJoin(missing, ", "), " on this node"));
+    }
+  }
+  const absl::Status undecodable =
+      absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
+  RetryResult result;
+  for (int64_t id : selected) {
+    // A copy: retrying changes the index.
+    const DeadLetterIndex::Entry entry = *dead_letters.index().Find(id);
+    absl::StatusOr<std::pair<Value, Value>> stored = dead_letters.OriginAndChange(id);
+    if (!stored.ok()) return stored.status();
+    absl::StatusOr<ApplyDecision> tried =
+        Try(entry, stored->first, stored->second, undecodable, id);
+    if (!tried.ok()) return tried.status();
+    if (tried->action == ApplyAction::kQueueBehind) {
+      // Keeps its own error: it was not tried.
+      ++result.still_failing;
+      continue;
+    }
+    if (tried->action == ApplyAction::kDeadLetter) {
+      ++result.still_failing;
+      if (absl::Status s = dead_letters.SetError(id, tried->error.message()); !s.ok()) return s;
+      continue;
+    }
+    if (absl::Status s = dead_letters.Delete(id); !s.ok()) return s;
+    ++result.applied;
+  }
+  LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
+            << " applied, " << result.still_failing << " still failing";
+  return result;
+}
+
+absl::Status DeadLetterRetrier::ApplyCarried(int shard, ShardSnapshotReader& in,
+                                             InstallResult& result) {
+  int64_t carried = 0;
+  for (;;) {
+    absl::StatusOr<std::optional<ShardSnapshot::DeadLetter>> next = in.NextDeadLetter();
+    if (!next.ok()) return SnapshotUnreadable(next.status());
+    if (!next->has_value()) break;
+    const ShardSnapshot::DeadLetter& d = **next;
+    ++carried;
+    std::vector<Value> row = StoredDeadLetter(shard, d);
+    bool holds_change = true;  // When not, Try says so.
+    DeadLetterIndex::Entry entry =
+        DeadLetterEntry(shard, d.raft_index(), row[2], row[3], row[6], &holds_change);
+    // Tried as a retry would try it: behind an earlier dead letter of its rows here (a carried
+    // one that failed just now, or snapshot rows of its table that this node could not
+    // install), it is recorded without being tried. An undecodable one keeps the error it came
+    // with.
+    absl::StatusOr<ApplyDecision> tried =
+        Try(entry, row[2], row[6], absl::FailedPreconditionError(row[5].bytes()));
+    if (!tried.ok()) return tried.status();
+    absl::Status status;
+    if (tried->action == ApplyAction::kQueueBehind) {
+      status = state_.dead_letters.QueuedBehind(tried->blocker);
+    } else if (tried->action == ApplyAction::kDeadLetter) {
+      status = tried->error;
+    }
+    if (status.ok()) {
+      ++result.carried_applied;
+      continue;
+    }
+    ++result.carried_kept;
+    row[5] = Value::Text(std::string(status.message()));
+    if (absl::Status s = state_.dead_letters.Insert(row, std::move(entry)); !s.ok()) return s;
+  }
+  if (carried == 0) return absl::OkStatus();
+  LOG(WARNING) << "shard " << shard << ": the snapshot at index " << in.applied_index()
+               << " carries " << carried
+               << " dead letter(s) of the node that made it: " << result.carried_applied
+               << " applied here, " << result.carried_kept << " kept as dead letters";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entry& entry,
+                                                     const Value& origin, const Value& blob,
+                                                     const absl::Status& undecodable,
+                                                     int64_t before) {
+  const std::string bytes =
+      blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
+  const uint64_t local_node = state_.local_node;
+  DeadLetterChange facts{
+      .undecodable = entry.table.empty(),
+      .snapshot_rows = entry.whole_table,
+      .own = local_node != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
+             static_cast<uint64_t>(origin.integer()) == local_node};
+  ShardSnapshot::Table rows;  // Snapshot rows.
+  TableChanges t;             // A change.
+  const TablePlan* plan = nullptr;
+  if (facts.undecodable) {
+    facts.readable = undecodable;
+  } else {
+    // Writes rows without noting them in the local change index: it starts over.
+    local_changes_.Clear();
+    if (entry.whole_table) {
+      if (!rows.ParseFromString(bytes) || SnapshotRowWidth(rows) == 0) {
+        facts.readable = absl::FailedPreconditionError("the snapshot rows cannot be decoded");
+      }
+    } else if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
+      facts.readable = absl::FailedPreconditionError("the dead letter does not hold one change");
+    } else {
+      absl::StatusOr<const TablePlan*> planned = plans_.Plan(t);
+      if (!planned.ok()) return planned.status();
+      plan = *planned;
+      facts.plan = plan->status;
+    }
+  }
+  ChangeView::Table table(state_, entry.shard, t, plan);
+  table.CatchUpLocalRows(local_changes_);
+  // A change that cannot be read is never asked about its row: Change's default stands in.
+  ChangeView view(table,
+                  t.changes_size() == 1 ? t.changes(0) : change::v1::Change::default_instance());
+  view.HeldBackAs(entry, before);
+  absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
+  if (!decision.ok() || decision->action != ApplyAction::kWrite) return decision;
+  absl::Status written;
+  if (entry.whole_table) {
+    written = snapshotter_.ReplaceWithSnapshotRows(entry.shard, rows);
+  } else {
+    written = ApplyChange(state_.db, plan->writer, t, t.changes(0));
+  }
+  if (IsDatabaseFailure(written)) return written;
+  if (!written.ok()) return ApplyDecision::DeadLetter(written);
+  return decision;
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,53 @@
+// The applier's plans of the tables it writes: per table, the writer of changes with a given
+// set of columns and key (table_writer.h), or why changes of that shape cannot apply here. A
+// plan is kept until a change of another shape arrives or the database's schema_version moves
+// (a table created, dropped or altered); the applier's kept statements are dropped with it.
+// Every call runs on the applier's connection; not thread-safe.
+#ifndef MARMOT_REPLICATOR_TABLE_PLANS_H_
+#define MARMOT_REPLICATOR_TABLE_PLANS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "replicator/table_writer.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+
+// How to write one table's changes, checked against the local schema.
+struct TablePlan {
+  absl::Status status;  // Not OK: the table is missing or differs; `writer` is unset.
+  std::vector<std::string> columns, key_columns;  // What the plan was checked against.
+  TableWriter writer;
+};
+
+class TablePlans {
+ public:
+  // `db` (the applier's connection) outlives the plans.
+  explicit TablePlans(sqlite::Database& db) : db_(db) {}
+
+  // Drops every plan, and the connection's kept statements, when the schema changed since the
+  // last call; returns whether it did (what the caller keeps about tables is stale then).
+  absl::StatusOr<bool> CheckSchema();
+
+  // The plan of `t`'s table for its columns and key, kept until CheckSchema drops it. A plan
+  // whose status is not OK says why its changes cannot apply here (they become dead letters);
+  // an error is the database's. The pointer is valid until CheckSchema drops the plan or Plan
+  // replaces it by one of another shape.
+  absl::StatusOr<const TablePlan*> Plan(const change::v1::TableChanges& t);
+
+ private:
+  sqlite::Database& db_;
+  std::map<std::string, std::unique_ptr<TablePlan>> plans_;
+  int64_t schema_version_ = -1;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_TABLE_PLANS_H_
