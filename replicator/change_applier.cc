@@ -228,9 +228,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
       if (!WritesNothing(decision->action)) return std::nullopt;
       CountUnwritten(decision->action, result);
       table.keys.push_back(view.Keys());
-      if (decision->action != ApplyAction::kSkipDuplicate) {
-        table.newest = std::max(table.newest, c.change_id());
-      }
+      table.newest = std::max(table.newest, c.change_id());  // As Apply counts it.
     }
   }
   for (int i = 0; i < batch.tables_size(); ++i) {
@@ -309,7 +307,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (own && indexed != nullptr) {
         for (const std::vector<Value>& key : view.Keys()) indexed->Processed(key, c.change_id());
       }
-      if (decision->action != ApplyAction::kSkipDuplicate) newest = std::max(newest, c.change_id());
+      // Every change decided counts for dedupe, dead-lettered ones too (a duplicate is at or
+      // below it already).
+      newest = std::max(newest, c.change_id());
       if (WritesNothing(decision->action)) {
         CountUnwritten(decision->action, result);
         continue;
