@@ -376,20 +376,6 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("theirs later"));
 }
 
-TEST(ChangeApplierTest, AChangeWithoutAColumnOfTheLocalTableLeavesThatColumnAsItIs) {
-  // b added a column first; a's changes, read before a added it, do not carry it.
-  Node a("fewer-a"), b("fewer-b");
-  b.Exec("ALTER TABLE pair ADD COLUMN extra TEXT DEFAULT 'dflt';"
-         "INSERT INTO pair VALUES ('k', 1, 'old', 'kept')");
-  a.Exec("INSERT INTO pair VALUES ('k', 1, 'new'), ('n', 1, 'fresh')");
-  auto r = b.applier->Apply(0, 1, a.CapturedBatch(1));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->applied, 2);
-  EXPECT_EQ(r->dead_lettered, 0);
-  EXPECT_EQ(*b.db->QueryValue("SELECT group_concat(a || v || extra) FROM pair ORDER BY a"),
-            Value::Text("knewkept,nfreshdflt"));
-}
-
 // The batch with only change `id` of table pair.
 change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, int64_t id) {
   change::v1::ChangeBatch one = batch;
@@ -546,17 +532,6 @@ TEST(ChangeApplierTest, EntriesAppliedWithoutWritingApplyAgainAfterACrashWithout
     EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("v2")) << index;
   }
   EXPECT_EQ(*a.applier->AppliedIndex(0), 3u);
-}
-
-TEST(ChangeApplierTest, UniqueConflictResolvesToTheAppliedRow) {
-  Node a("unique-a"), b("unique-b");
-  // B already has name 'same' under another key; A inserts 'same' under key 1.
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'same')");
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same')");
-  auto result = b.applier->Apply(0, 1, a.CapturedBatch(1));
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->applied, 1);
-  EXPECT_EQ(b.Dump("order"), a.Dump("order"));  // Row 9 gave way, as on every node.
 }
 
 TEST(ChangeApplierTest, ForeignKeysDoNotBlockOutOfOrderApply) {
