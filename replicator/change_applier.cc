@@ -1,11 +1,10 @@
 #include "replicator/change_applier.h"
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
 
 #include <glog/logging.h>
 
+#include "replicator/applier_database.h"
 #include "replicator/apply_decider.h"
 #include "replicator/table_writer.h"
 
@@ -17,17 +16,6 @@ using change::v1::Change;
 using change::v1::ChangeBatch;
 using change::v1::TableChanges;
 using sqlite::Value;
-
-constexpr char kStateTables[] =
-    "CREATE TABLE IF NOT EXISTS \"__marmot__shard_state\" ("
-    "  shard INTEGER PRIMARY KEY, applied_index INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS \"__marmot__applied\" ("
-    "  shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl TEXT NOT NULL,"
-    "  change_id INTEGER NOT NULL, PRIMARY KEY (shard, origin, tbl)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS \"__marmot__dead_letters\" ("
-    "  id INTEGER PRIMARY KEY, shard INTEGER, raft_index INTEGER, origin INTEGER, tbl TEXT,"
-    "  change_id INTEGER, error TEXT, change BLOB,"
-    "  at_ms INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)));";
 
 // Counts in `result` a decision that writes nothing (WritesNothing).
 void CountUnwritten(ApplyAction action, ApplyResult& result) {
@@ -66,39 +54,12 @@ class UnwrittenEntryReads final : public UnwrittenEntryView {
   const int shard_;
 };
 
-// SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between attempts, so a writer
-// that holds the lock for a few milliseconds (the application's transaction, the shipper's
-// marking) costs the applier tens of milliseconds per entry. Retry every 250 us instead, for the
-// same 5 s in total.
-int RetrySoon(void*, int attempt) {
-  constexpr int kMaxAttempts = 5'000'000 / 250;
-  if (attempt >= kMaxAttempts) return 0;
-  std::this_thread::sleep_for(std::chrono::microseconds(250));
-  return 1;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::string& db_path,
                                                                    const ShardRouter& router) {
-  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
+  absl::StatusOr<sqlite::Database> db = OpenApplierDatabase(db_path);
   if (!db.ok()) return db.status();
-  if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
-  sqlite3_busy_handler(db->raw(), RetrySoon, nullptr);
-  if (absl::Status s = db->Exec("PRAGMA foreign_keys = OFF"); !s.ok()) return s;
-  if (absl::Status s = db->EnsureWal(); !s.ok()) return s;
-  // See "Cost" in the header: commits need not wait for the disk; the Raft log is the durable
-  // record of what is applied, and Open()'s applied index is what survived.
-  if (absl::Status s = db->Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
-  // Room for an apply round's dirty pages (SQLite's default is 2 MiB): a transaction that
-  // outgrows its cache writes pages to the WAL before its commit, some of them twice.
-  if (absl::Status s = db->Exec("PRAGMA cache_size = -32768"); !s.ok()) return s;
-  // Each entry of an apply round is a savepoint: the first change of a page inside one copies
-  // the page to the statement journal, which otherwise goes to a file in /var/tmp: a write() per
-  // page, a fifth of a follower's apply thread under load. marmot's own queries need no large
-  // temporary storage.
-  if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
-  if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
   if (absl::Status s = applier->dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
   if (!applier->dead_letters_.index().empty()) {
