@@ -102,7 +102,8 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   auto r3 = b.applier->Apply(0, 1, older);  // origin 1, not b's own
   ASSERT_TRUE(r3.ok());
   EXPECT_EQ(r3->superseded, 1);
-  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("newer on b"));
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"),
+            Value::Text("newer on b"));
   ASSERT_TRUE(b.applier->Apply(0, 2, b_own).ok());
   auto r4 = b.applier->Apply(0, 3, newer);
   ASSERT_TRUE(r4.ok());
@@ -115,7 +116,8 @@ TEST(ChangeApplierTest, OwnChangeIsSkippedForANewerLocalChangeCapturedAfterEarli
   // the log must still supersede an older own change of the same row.
   Node a("own-incremental");
   a.applier->set_local_node(1);
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a'); INSERT INTO \"order\" (id, name) VALUES (2, 'x');");
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a');"
+         "INSERT INTO \"order\" (id, name) VALUES (2, 'x');");
   change::v1::ChangeBatch first = a.CapturedBatch(1);
   ASSERT_EQ(first.tables(0).changes_size(), 2);
   change::v1::ChangeBatch row1 = first, row2 = first;
@@ -149,15 +151,18 @@ TEST(ChangeApplierTest, OwnChangeOverItsOwnRowWritesNothingButOverAnotherVersion
   // change must apply over it: the comparison is exact.
   b.Exec("INSERT INTO \"order\" (id, name, img) VALUES (1, 'mine', 2)");
   ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
-  EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"), Value::Text("integer"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"),
+            Value::Text("integer"));
   // (The same values under a newer change id, so that it is not taken for a re-proposal.)
   change::v1::ChangeBatch again = mine;
-  again.mutable_tables(0)->mutable_changes(0)->set_change_id(mine.tables(0).changes(0).change_id() + 100);
+  const int64_t newer_id = mine.tables(0).changes(0).change_id() + 100;
+  again.mutable_tables(0)->mutable_changes(0)->set_change_id(newer_id);
   auto r3 = a.applier->Apply(0, 4, again);
   ASSERT_TRUE(r3.ok()) << r3.status();
   EXPECT_EQ(r3->applied, 1);
   EXPECT_EQ(r3->unchanged, 0);
-  EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"), Value::Text("real"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"),
+            Value::Text("real"));
 }
 
 // Makes node a read its pair log once, through a change of node 3 to another row: rows
@@ -258,7 +263,8 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
   ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
   b.Exec("DELETE FROM \"order\"");
   ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same'); INSERT INTO pair VALUES ('k', 1, 'mine')");
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same');"
+         "INSERT INTO pair VALUES ('k', 1, 'mine')");
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'same'), (1, 'theirs');"
          "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
@@ -266,8 +272,10 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->superseded, 3);
   EXPECT_EQ(r->applied, 1);  // ('k', 2): no local change
-  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || name) FROM \"order\""), Value::Text("1same"));
-  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"), Value::Text("mine,other row"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || name) FROM \"order\""),
+            Value::Text("1same"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"),
+            Value::Text("mine,other row"));
   // Node 1's own changes apply; a later change of node 2 applies as usual.
   auto own = a.applier->Apply(0, 4, mine);
   ASSERT_TRUE(own.ok()) << own.status();
@@ -318,7 +326,8 @@ TEST(ChangeApplierTest, AnOwnEntryThatNeedsNoWriteIsAppliedWithoutATransaction) 
   a.applier->DeferredCommitted();
   EXPECT_FALSE(a.applier->has_deferred());
   EXPECT_EQ(StoredAppliedIndex(a), 3);
-  EXPECT_EQ(*a.db->QueryValue("SELECT change_id FROM \"__marmot__applied\" WHERE origin = 1 AND tbl = 'pair'"),
+  EXPECT_EQ(*a.db->QueryValue(
+                "SELECT change_id FROM \"__marmot__applied\" WHERE origin = 1 AND tbl = 'pair'"),
             Value::Integer(1));
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("mine"));
 }
@@ -425,7 +434,8 @@ TEST(ChangeApplierTest, ForeignKeysDoNotBlockOutOfOrderApply) {
   Node a("fk-a"), b("fk-b");
   // A child arrives before its parent (different shards apply in different orders), even on a
   // database whose applications enforce foreign keys.
-  a.Exec("PRAGMA foreign_keys = ON; INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1);");
+  a.Exec(
+      "PRAGMA foreign_keys = ON; INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1);");
   change::v1::ChangeBatch batch = a.CapturedBatch(1);
   change::v1::ChangeBatch child_first;
   child_first.set_origin_node(1);
@@ -446,8 +456,8 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
          "INSERT INTO counter (v) VALUES (1); CREATE VIEW v_order AS SELECT * FROM \"order\";");
   change::v1::ChangeBatch forged;
   forged.set_origin_node(7);
-  auto add = [&](const std::string& table, std::vector<std::string> columns, std::vector<std::string> key,
-                 std::vector<change::v1::Value> row) {
+  auto add = [&](const std::string& table, std::vector<std::string> columns,
+                 std::vector<std::string> key, std::vector<change::v1::Value> row) {
     change::v1::TableChanges* t = forged.add_tables();
     t->set_table(table);
     for (const auto& c : columns) t->add_columns(c);
@@ -461,8 +471,10 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   one.set_integer(1);
   big.set_integer(int64_t{1} << 60);
   text.set_text("t");
-  add("__marmot__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"}, {one, one, text, big});
-  add("__MARMOT__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"}, {one, one, text, big});
+  add("__marmot__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"},
+      {one, one, text, big});
+  add("__MARMOT__applied", {"shard", "origin", "tbl", "change_id"}, {"shard", "origin", "tbl"},
+      {one, one, text, big});
   add("sqlite_sequence", {"name", "seq"}, {}, {text, big});
   add("v_order", {"id"}, {"id"}, {one});
   auto result = b.applier->Apply(0, 1, forged);
@@ -472,7 +484,8 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   // (Their ids are recorded as applied, as for every dead letter; nothing else was written.)
   EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__applied\" WHERE change_id <> 1"),
             Value::Integer(0));
-  EXPECT_EQ(*b.db->QueryValue("SELECT seq FROM sqlite_sequence WHERE name = 'counter'"), Value::Integer(1));
+  EXPECT_EQ(*b.db->QueryValue("SELECT seq FROM sqlite_sequence WHERE name = 'counter'"),
+            Value::Integer(1));
   auto errors = b.db->QueryRows("SELECT error FROM \"__marmot__dead_letters\" ORDER BY id");
   ASSERT_TRUE(errors.ok());
   ASSERT_EQ(errors->size(), 4u);
@@ -492,7 +505,8 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   auto install = InstallSnapshot(*b.applier, snap);
   ASSERT_TRUE(install.ok()) << install.status();
   EXPECT_EQ(*b.applier->AppliedIndex(0), 5u);
-  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__shard_state\" WHERE shard = 1"), Value::Integer(0));
+  EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"__marmot__shard_state\" WHERE shard = 1"),
+            Value::Integer(0));
 }
 TEST(ChangeApplierTest, ChangesPastTheDeadLetterLimitFailTheEntryAndChangeNothing) {
   Node a("limit-a"), b("limit-b");
@@ -511,10 +525,13 @@ TEST(ChangeApplierTest, ChangesPastTheDeadLetterLimitFailTheEntryAndChangeNothin
 }
 TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) {
   Node a("dead-a"), b("dead-b");
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'ok'); INSERT INTO pair VALUES ('k', 1, 'v');");
+  a.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (1, 'ok'); INSERT INTO pair VALUES ('k', 1, 'v');");
   change::v1::ChangeBatch batch = a.CapturedBatch(1);
   // B's pair table has another shape; a change also names a table B does not have.
-  b.Exec("DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT ROWID;");
+  b.Exec(
+      "DROP TABLE pair; CREATE TABLE pair (a TEXT, b INTEGER, w, PRIMARY KEY (a, b)) WITHOUT "
+      "ROWID;");
   change::v1::TableChanges* ghost = batch.add_tables();
   ghost->set_table("ghost");
   ghost->add_columns("id");

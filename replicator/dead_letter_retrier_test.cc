@@ -27,8 +27,9 @@ TEST(DeadLetterRetryTest, AChangeForAMissingTableAppliesOnceTheTableExists) {
   // Given changes of `pair` that node B cannot apply: B has no such table
   Node a("retry-a"), b("retry-b");
   b.Exec("DROP TABLE pair");
-  a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 2.5); UPDATE pair SET v = 'v2' WHERE b = 1;"
-         "INSERT INTO \"order\" (id, name) VALUES (1, 'x')");
+  a.Exec(
+      "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 2.5); UPDATE pair SET v = 'v2' WHERE b = 1;"
+      "INSERT INTO \"order\" (id, name) VALUES (1, 'x')");
   change::v1::ChangeBatch batch = a.CapturedBatch(1);
   auto applied = b.applier->Apply(0, 3, batch);
   ASSERT_TRUE(applied.ok()) << applied.status();
@@ -71,7 +72,8 @@ TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInO
   const int64_t first = DeadLetterIds(b).at(0);
 
   // When entry 2 brings change B of row 1, which B could apply on its own, and a change of row 2
-  a.Exec("UPDATE \"order\" SET price = 5 WHERE id = 1; UPDATE \"order\" SET price = 7 WHERE id = 2");
+  a.Exec(
+      "UPDATE \"order\" SET price = 5 WHERE id = 1; UPDATE \"order\" SET price = 7 WHERE id = 2");
   auto r2 = b.applier->Apply(0, 2, a.CapturedBatch(1));  // Entry 1's changes again: duplicates.
   ASSERT_TRUE(r2.ok()) << r2.status();
 
@@ -83,7 +85,8 @@ TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInO
   std::vector<int64_t> ids = DeadLetterIds(b);
   ASSERT_EQ(ids.size(), 2u);
   const int64_t second = ids[1];
-  EXPECT_THAT(DeadLetters(b), HasSubstr(absl::StrCat("queued behind dead letter ", first, " of the same row")));
+  EXPECT_THAT(DeadLetters(b),
+              HasSubstr(absl::StrCat("queued behind dead letter ", first, " of the same row")));
 
   // Retrying B alone while A still fails applies nothing
   auto only_b = b.applier->RetryDeadLetters({second});
@@ -102,7 +105,8 @@ TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInO
   // Once the cause is fixed (the CHECK dropped, rows kept), a retry applies A then B: row 1 ends
   // as B made it, as on A
   b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
-         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
+         "ALTER TABLE o2 RENAME TO \"order\";");
   auto fixed = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(fixed.ok()) << fixed.status();
   EXPECT_EQ(fixed->applied, 2);
@@ -223,7 +227,8 @@ TEST(DeadLetterRetryTest, AShardSnapshotSupersedesThatShardsDeadLettersUpToItsIn
         a.router.ShardOf("pair", {Value::Text("k"), Value::Integer(k)}) == 0 ? in_zero : in_one;
     if (first_of_shard == 0) first_of_shard = k;
   }
-  a.Exec(absl::StrCat("INSERT INTO pair VALUES ('k', ", in_zero, ", 'zero'), ('k', ", in_one, ", 'one')"));
+  a.Exec(absl::StrCat("INSERT INTO pair VALUES ('k', ", in_zero, ", 'zero'), ('k', ", in_one,
+                      ", 'one')"));
   change::v1::ChangeBatch all = a.CapturedBatch(1);
   b.Exec("DROP TABLE pair");
   ASSERT_TRUE(b.applier->Apply(0, 10, OnlyKey(all, in_zero)).ok());
@@ -242,7 +247,8 @@ TEST(DeadLetterRetryTest, AShardSnapshotSupersedesThatShardsDeadLettersUpToItsIn
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ((*left)[0][0], Value::Integer(1));
-  EXPECT_EQ(*b.db->QueryValue(absl::StrCat("SELECT v FROM pair WHERE b = ", in_zero)), Value::Text("zero"));
+  EXPECT_EQ(*b.db->QueryValue(absl::StrCat("SELECT v FROM pair WHERE b = ", in_zero)),
+            Value::Text("zero"));
   // And the shard-0 row is free again while the shard-1 row still holds its changes back
   a.Exec("UPDATE pair SET v = v || '2'");
   change::v1::ChangeBatch updates = a.CapturedBatch(1);
@@ -344,7 +350,8 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   EXPECT_EQ(snapshot->dead_letters_size(), 5);
 
   // When node B, with the full schema and rows of its own in the shard, installs A's snapshot
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b'); INSERT INTO pair VALUES ('b', 1, 'b')");
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b');"
+         "INSERT INTO pair VALUES ('b', 1, 'b')");
   const int64_t captured_on_b = b.LogRows("pair");
   auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
@@ -358,7 +365,8 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   EXPECT_EQ(b.LogRows("pair"), captured_on_b);  // Applied with triggers off: not captured.
   EXPECT_EQ(*b.applier->AppliedIndex(0), 2u);
   // And A still lacks them (the snapshot did not change its maker)
-  EXPECT_EQ(ValueOf(a, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(a, "SELECT count(*) FROM \"order\" WHERE id = 1"),
+            Value::Integer(0).DebugString());
   // And a re-proposal of those changes is a duplicate on B (the snapshot's dedupe state counts
   // them): B's newer local write of the row stays
   b.Exec("UPDATE pair SET v = 'b-wins' WHERE b = 1");
@@ -428,11 +436,13 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
   EXPECT_THAT(DeadLetters(b), HasSubstr("CHECK constraint failed"));
   EXPECT_THAT(DeadLetters(b),
               HasSubstr(absl::StrCat("queued behind dead letter ", ids[0], " of the same row")));
-  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM \"order\" WHERE id = 1"), Value::Integer(0).DebugString());
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM \"order\" WHERE id = 1"),
+            Value::Integer(0).DebugString());
   EXPECT_EQ(ValueOf(b, "SELECT price FROM \"order\" WHERE id = 2"), Value::Real(1).DebugString());
   // And once the CHECK is gone, a retry applies both in order
   b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
-         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
+         "ALTER TABLE o2 RENAME TO \"order\";");
   auto retried = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(retried->applied, 2);

@@ -143,7 +143,8 @@ TEST(ShardSnapshotterTest, SnapshotReplacesExactlyTheShardsRows) {
   // Given two nodes with 4 shards and different data
   Node a("snap-a", 4), b("snap-b", 4);
   for (int i = 0; i < 200; ++i) {
-    a.Exec(absl::StrCat("INSERT INTO \"order\" (id, name, price) VALUES (", i, ", 'a", i, "', ", i, ".5)"));
+    a.Exec(absl::StrCat("INSERT INTO \"order\" (id, name, price) VALUES (", i, ", 'a", i, "', ", i,
+                        ".5)"));
     if (i % 3 == 0) {
       b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", i, ", 'b", i, "')"));
     }
@@ -274,8 +275,9 @@ TEST(ShardSnapshotterTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
   a.Exec(absl::StrCat("INSERT INTO pair VALUES ('", names[1], "', 1, 'a-old')"));  // change 1
   ASSERT_TRUE(b.applier->Apply(shard, 5, OnlyChange(a.CapturedBatch(1), 1)).ok());
   a.Exec(absl::StrCat("INSERT INTO pair VALUES ('", names[0], "', 1, 'a-pending')"));  // change 2
-  b.Exec(absl::StrCat("UPDATE pair SET v = 'b-newer' WHERE a = '", names[1], "';"
-                      "INSERT INTO pair VALUES ('", names[0], "', 1, 'b-old'), ('", names[2], "', 1, 'b3');"));
+  b.Exec(absl::StrCat("UPDATE pair SET v = 'b-newer' WHERE a = '", names[1], "';",
+                      "INSERT INTO pair VALUES ('", names[0], "', 1, 'b-old'), ('", names[2],
+                      "', 1, 'b3');"));
   auto snapshot = CreateSnapshot(*b.applier, shard);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
 

@@ -99,7 +99,8 @@ struct Node {
     auto rows = db->QueryRows(absl::StrCat("SELECT rowid, * FROM ", sqlite::QuoteIdentifier(table),
                                            " ORDER BY 2, 3"));
     if (!rows.ok()) {  // WITHOUT ROWID
-      rows = db->QueryRows(absl::StrCat("SELECT * FROM ", sqlite::QuoteIdentifier(table), " ORDER BY 1, 2"));
+      rows = db->QueryRows(
+          absl::StrCat("SELECT * FROM ", sqlite::QuoteIdentifier(table), " ORDER BY 1, 2"));
     }
     CHECK(rows.ok()) << rows.status();
     std::string out;
