@@ -188,7 +188,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
       if (!decision.ok()) return decision.status();
       if (!WritesNothing(decision->action)) return std::nullopt;
       CountUnwritten(decision->action, result);
-      table.keys.push_back(view.Keys());
+      table.keys.push_back(view.TakeKeys());
       table.newest = std::max(table.newest, c.change_id());  // As Apply counts it.
     }
   }

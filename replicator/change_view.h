@@ -81,6 +81,11 @@ class ChangeView final : public ApplyView {
 
   // The keys of the rows the change touches (KeysOf), read once.
   const std::vector<std::vector<sqlite::Value>>& Keys();
+  // The same, moved out: the view is done with.
+  std::vector<std::vector<sqlite::Value>> TakeKeys() {
+    Keys();
+    return *std::move(keys_);
+  }
 
   absl::StatusOr<bool> NewerLocalChangeOfRow() override;
   absl::StatusOr<bool> LocalChangeNotYetApplied() override;
