@@ -85,15 +85,13 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
     r->checkpointer_ = *std::move(checkpointer);
   }
 
-  r->applier_ = std::make_shared<SharedApplier>();
-  r->applier_->metrics = r->metrics_.get();
   absl::StatusOr<std::unique_ptr<ChangeApplier>> applier = ChangeApplier::Open(config.db_path, router);
   if (!applier.ok()) return applier.status();
-  r->applier_->applier = *std::move(applier);
-  r->applier_->applier->set_local_node(config.node_id);
-  r->applier_->applier->set_max_dead_letters(config.max_dead_letters);
-  r->applier_->snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes);
-  r->detector_->set_own_writes(r->applier_.get());
+  (*applier)->set_local_node(config.node_id);
+  (*applier)->set_max_dead_letters(config.max_dead_letters);
+  r->writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
+  r->rounds_ = std::make_unique<ShardApplyRounds>(r->writer_.get());
+  r->detector_->set_own_writes(r->writer_.get());
 
   raft::host::NodeHostConfig host_config;
   host_config.node_id = config.node_id;
@@ -116,20 +114,24 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.tls_key_file = config.tls_key_file;
   host_config.tls_ca_file = config.tls_ca_file;
   host_config.observer = r->observer_.get();
-  // Every shard applies through the one SQLite writer: one apply worker, whose rounds of work
-  // become one transaction each (SharedApplier).
+  // Every shard applies through the one database writer: one apply worker, whose rounds of
+  // work become one transaction each (DatabaseWriter::Round).
   host_config.apply_workers = 1;
-  host_config.apply_rounds = r->applier_.get();
+  host_config.apply_rounds = r->rounds_.get();
   // The host's defaults: ticks of 100 ms, heartbeats every 200 ms, elections after 1-2 s of
   // silence. Faster elections buy little and cost spurious elections on a loaded machine (three
   // nodes and the application often share two cores); replication does not wait for ticks.
   for (const auto& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
   // The original marmot lists only the other nodes: a founding node is a member too.
   if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());
-  std::shared_ptr<SharedApplier> shared = r->applier_;
+  std::shared_ptr<DatabaseWriter> writer = r->writer_;
+  const ShardStateMachine::Options machine_options{
+      .metrics = r->metrics_.get(),
+      .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes)};
   absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::NodeHost::Start(
-      std::move(host_config), [shared](uint64_t shard) {
-        return std::make_unique<ShardStateMachine>(static_cast<int>(shard), shared);
+      std::move(host_config), [writer, machine_options](uint64_t shard) {
+        return std::make_unique<ShardStateMachine>(static_cast<int>(shard), writer,
+                                                   machine_options);
       });
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
@@ -142,8 +144,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries
   // durable (DeferredApplyState).
   r->shipper_->set_mark_transaction(
-      [shared](const std::function<absl::Status(sqlite::Database&)>& write) {
-        return shared->WriteWithDeferred(write);
+      [writer](const std::function<absl::Status(sqlite::Database&)>& write) {
+        return writer->WriteWithDeferred(write);
       });
 
   r->pump_ = std::thread([raw = r.get()] { raw->PumpLoop(); });
@@ -228,7 +230,7 @@ void Replicator::Stop() {
   detector_->Wake();
   if (pump_.joinable()) pump_.join();
   checkpointer_.reset();
-  applier_->stopping.store(true);
+  writer_->BeginShutdown();
   host_->Stop();
   // Neither is needed for safety (committed rows not marked are proposed again and skipped as
   // duplicates; entries applied without writing are applied again after a restart), but they
@@ -236,7 +238,7 @@ void Replicator::Stop() {
   if (absl::Status s = shipper_->Finish(); !s.ok()) {
     LOG(WARNING) << "node " << config_.node_id << ": marking committed changes at stop failed: " << s;
   }
-  if (absl::Status s = applier_->WriteWithDeferred(nullptr); !s.ok()) {
+  if (absl::Status s = writer_->WriteWithDeferred(); !s.ok()) {
     LOG(WARNING) << "node " << config_.node_id << ": writing the applied state at stop failed: " << s;
   }
   LOG(INFO) << "node " << config_.node_id << " stopped";
@@ -259,13 +261,13 @@ absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Data
 }  // namespace
 
 void Replicator::RetryDeadLettersAfterSchemaChange() {
-  std::lock_guard<std::mutex> lock(applier_->mu);
-  sqlite::Database& db = applier_->applier->database();
-  absl::StatusOr<std::map<std::string, std::string>> now = TableDefinitions(db);
-  std::vector<int64_t> ids;
-  if (now.ok()) {
+  absl::StatusOr<std::map<std::string, std::string>> now;
+  absl::Status status = writer_->RunOnce([&](ChangeApplier& applier) {
+    sqlite::Database& db = applier.database();
+    now = TableDefinitions(db);
+    if (!now.ok()) return now.status();
     // Only the dead letters of tables whose definition changed: retrying every one at every
-    // schema change would hold the applier for as long as retrying them all takes.
+    // schema change would hold the writer for as long as retrying them all takes.
     std::set<std::string> changed;
     for (const auto& [table, sql] : *now) {
       auto was = table_definitions_.find(table);
@@ -274,28 +276,21 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
     for (const auto& [table, sql] : table_definitions_) {
       if (!now->count(table)) changed.insert(table);
     }
+    std::vector<int64_t> ids;
     for (const std::string& table : changed) {
       absl::StatusOr<sqlite::Statement> select =
           db.Prepare("SELECT id FROM \"__marmot__dead_letters\" WHERE tbl = ?1 ORDER BY id");
-      if (!select.ok()) {
-        now = select.status();
-        break;
-      }
-      if (absl::Status s = select->Bind(1, sqlite::Value::Text(table)); !s.ok()) {
-        now = s;
-        break;
-      }
+      if (!select.ok()) return select.status();
+      if (absl::Status s = select->Bind(1, sqlite::Value::Text(table)); !s.ok()) return s;
       for (absl::StatusOr<bool> row = select->Step(); row.ok() && *row; row = select->Step()) {
         ids.push_back(select->Column(0).integer());
       }
     }
-  }
-  absl::Status status = now.status();
-  if (status.ok() && !ids.empty()) {
+    if (ids.empty()) return absl::OkStatus();
     // Most dead letters are changes for a table or column this node lacked; the schema change
     // may have brought it. Those that still fail stay, with their new error.
-    status = applier_->applier->RetryDeadLetters(ids).status();
-  }
+    return applier.RetryDeadLetters(ids).status();
+  });
   if (!status.ok()) {
     LOG(WARNING) << "node " << config_.node_id << ": retrying dead letters after a schema change failed "
                  << "(trying again): " << status;
@@ -306,8 +301,13 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
 }
 
 absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64_t>& ids) {
-  std::lock_guard<std::mutex> lock(applier_->mu);
-  return applier_->applier->RetryDeadLetters(ids);
+  absl::StatusOr<RetryResult> result;
+  absl::Status s = writer_->RunOnce([&](ChangeApplier& applier) {
+    result = applier.RetryDeadLetters(ids);
+    return result.status();
+  });
+  if (!s.ok()) return s;
+  return result;
 }
 
 Replicator::~Replicator() {

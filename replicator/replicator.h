@@ -2,7 +2,8 @@
 //
 //   application writes ─► triggers ─► change logs ─► ChangeDetector wakes the pump
 //   pump: CaptureKeeper (capture on new tables) ─► ChangeShipper (route, batch, propose)
-//   NodeHost (multi-Raft) ─► ShardStateMachine per shard ─► ChangeApplier (SQLite) on every node
+//   NodeHost (multi-Raft) ─► ShardStateMachine per shard ─► DatabaseWriter ─► ChangeApplier
+//   (SQLite) on every node; the shipper's marking goes through the DatabaseWriter too
 //
 // Start() returns once every part runs; Stop() stops taking new changes, lets the host stop
 // (every acknowledged entry is durable) and joins everything.
@@ -22,6 +23,7 @@
 #include "replicator/change_detector.h"
 #include "replicator/change_shipper.h"
 #include "replicator/database_lock.h"
+#include "replicator/database_writer.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
@@ -41,8 +43,8 @@ class Replicator {
 
   void Stop();
 
-  // Applies this node's dead letters `ids` (all when empty) again, under the same lock as the
-  // shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only: each node
+  // Applies this node's dead letters `ids` (all when empty) again, in a turn of the database
+  // writer as the shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only: each node
   // keeps the dead letters of the changes it could not apply.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
@@ -71,7 +73,8 @@ class Replicator {
   std::unique_ptr<ChangeDetector> detector_;
   std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-pages=0
   int64_t checkpoint_runs_ = 0;  // Already counted in metrics_.
-  std::shared_ptr<SharedApplier> applier_;
+  std::shared_ptr<DatabaseWriter> writer_;
+  std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
   std::unique_ptr<raft::host::NodeHost> host_;
   std::unique_ptr<HostProposer> proposer_;
   std::unique_ptr<ChangeShipper> shipper_;

@@ -1,14 +1,16 @@
-// SharedApplier's rounds: a round of entries that need no write takes no write lock, and the
-// state those entries leave is made durable before anything depends on it (the shipper's
-// marking, a snapshot, the next transaction). A busy database is waited out without holding
-// marmot's transaction or mutex; what waiting cannot fix is returned at once (the shard halts)
-// and leaves the application free to write.
+// ShardStateMachine in the host's apply rounds (ShardApplyRounds): a round of entries that need
+// no write takes no write lock, and the state those entries leave is made durable before
+// anything depends on it (a snapshot, the next transaction). A busy database is waited out
+// without holding marmot's transaction or the writer's turn; what waiting cannot fix is returned
+// at once (the shard halts) and leaves the application free to write. A call outside rounds
+// works in a round of its own.
 #include "replicator/shard_state_machine.h"
 
 #include <glog/logging.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "replicator/change_batch.h"
@@ -23,20 +25,21 @@ using sqlite::Value;
 
 constexpr uint64_t kSelf = 1;
 
-class SharedApplierTest : public ::testing::Test {
+class ShardStateMachineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = sqlite::testing::NewDatabase("shared-applier", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+    path_ = sqlite::testing::NewDatabase("shard-state-machine",
+                                         "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
     auto db = sqlite::Database::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
     observer_ = std::make_unique<sqlite::Database>(*std::move(db));
     ASSERT_TRUE(sqlite::InstallCapture(*observer_).ok());
-    shared_ = std::make_shared<SharedApplier>();
     auto applier = ChangeApplier::Open(path_, router_);
     ASSERT_TRUE(applier.ok()) << applier.status();
-    shared_->applier = *std::move(applier);
-    shared_->applier->set_local_node(kSelf);
-    machine_ = std::make_unique<ShardStateMachine>(0, shared_);
+    (*applier)->set_local_node(kSelf);
+    writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
+    rounds_ = std::make_unique<ShardApplyRounds>(writer_.get());
+    machine_ = std::make_unique<ShardStateMachine>(0, writer_);
     // A first entry of another node: the applier reads t's log for the first time, so that
     // rows written after count as known (LocalChangeIndex).
     Round({Entry(2, Batch(3, 0, {{100, "theirs"}}))});
@@ -81,14 +84,34 @@ class SharedApplierTest : public ::testing::Test {
     return {.index = index, .term = 1, .data = batch.SerializeAsString()};
   }
 
-  // One apply round of `entries`; whether it opened a transaction.
+  // One apply round of `entries`, as the host runs it; whether it opened a transaction.
   bool Round(const std::vector<raft::host::AppliedEntry>& entries) {
-    shared_->BeginRound();
-    absl::Status applied = machine_->Apply(entries);
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    absl::Status applied = machine_->Apply(entries, round.get());
     CHECK(applied.ok()) << applied;
-    const bool opened = shared_->TransactionOpen();
-    shared_->EndRound();
-    return opened;
+    return TransactionOpen();
+  }
+  bool TransactionOpen() { return writer_->AwaitEnd(std::chrono::microseconds(0)); }
+
+  // The applied index as the writer's applier has it (deferred state included).
+  uint64_t AppliedIndex() {
+    uint64_t index = 0;
+    absl::Status s = writer_->RunOnce([&](ChangeApplier& applier) {
+      absl::StatusOr<uint64_t> a = applier.AppliedIndex(0);
+      if (a.ok()) index = *a;
+      return a.status();
+    });
+    CHECK(s.ok()) << s;
+    return index;
+  }
+  bool HasDeferred() {
+    bool deferred = false;
+    CHECK(writer_->RunOnce([&](ChangeApplier& applier) {
+                    deferred = applier.has_deferred();
+                    return absl::OkStatus();
+                  })
+              .ok());
+    return deferred;
   }
 
   int64_t Query(const std::string& sql) {
@@ -103,59 +126,52 @@ class SharedApplierTest : public ::testing::Test {
   ShardRouter router_{1};
   std::string path_;
   std::unique_ptr<sqlite::Database> observer_;  // The application's connection.
-  std::shared_ptr<SharedApplier> shared_;
+  std::shared_ptr<DatabaseWriter> writer_;
+  std::unique_ptr<ShardApplyRounds> rounds_;
   std::unique_ptr<ShardStateMachine> machine_;
 };
 
-TEST_F(SharedApplierTest, ARoundOfOwnChangesTheRowsHoldTakesNoWriteLock) {
+TEST_F(ShardStateMachineTest, ARoundOfOwnChangesTheRowsHoldTakesNoWriteLock) {
   ASSERT_TRUE(observer_->Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')").ok());
   const int64_t version = Query("PRAGMA data_version");
   EXPECT_FALSE(Round({Entry(3, OwnBatch())}));
   EXPECT_EQ(Query("PRAGMA data_version"), version) << "another connection wrote";
   EXPECT_EQ(StoredAppliedIndex(), 2);
-  EXPECT_EQ(*shared_->applier->AppliedIndex(0), 3u);
+  EXPECT_EQ(AppliedIndex(), 3u);
 
   // Another node's entry needs a write: its round's transaction also writes the deferred state.
   EXPECT_TRUE(Round({Entry(4, Batch(3, 1, {{7, "x"}}))}));
   EXPECT_EQ(StoredAppliedIndex(), 4);
   EXPECT_EQ(Query("SELECT change_id FROM \"__marmot__applied\" WHERE origin = 1"), 2);
-  EXPECT_FALSE(shared_->applier->has_deferred());
+  EXPECT_FALSE(HasDeferred());
 }
 
-TEST_F(SharedApplierTest, MarkingRunsInTheTransactionThatWritesTheDeferredState) {
-  ASSERT_TRUE(observer_->Exec("INSERT INTO t VALUES (1, 'a')").ok());
-  EXPECT_FALSE(Round({Entry(3, OwnBatch())}));
-  ASSERT_EQ(StoredAppliedIndex(), 2);
-  int64_t seen_inside = -1;
-  absl::Status s = shared_->WriteWithDeferred([&](sqlite::Database& db) {
-    seen_inside = db.QueryValue("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = 0")->integer();
-    return db.Exec("DELETE FROM \"__marmot__t_change_log\"");
-  });
-  ASSERT_TRUE(s.ok()) << s;
-  EXPECT_EQ(seen_inside, 3) << "log rows went before the applied state of their entry was written";
+TEST_F(ShardStateMachineTest, ACallOutsideRoundsWorksInARoundOfItsOwn) {
+  // As at the host's start: Open, then entries (or an install) outside any round.
+  EXPECT_EQ(machine_->Open(), 2u);
+  ASSERT_TRUE(machine_->Apply({Entry(3, Batch(3, 1, {{7, "x"}}))}, nullptr).ok());
+  EXPECT_FALSE(TransactionOpen());
   EXPECT_EQ(StoredAppliedIndex(), 3);
-  EXPECT_EQ(Query("SELECT count(*) FROM \"__marmot__t_change_log\""), 0);
-  EXPECT_FALSE(shared_->applier->has_deferred());
-
-  // A failing write commits nothing, and the state stays deferred for the next transaction.
-  ASSERT_TRUE(observer_->Exec("INSERT INTO t VALUES (2, 'b')").ok());
-  EXPECT_FALSE(Round({Entry(4, OwnBatch())}));
-  s = shared_->WriteWithDeferred([](sqlite::Database&) { return absl::InternalError("no"); });
-  EXPECT_FALSE(s.ok());
-  EXPECT_EQ(StoredAppliedIndex(), 3);
-  EXPECT_TRUE(shared_->applier->has_deferred());
-  ASSERT_TRUE(shared_->WriteWithDeferred(nullptr).ok());
-  EXPECT_EQ(StoredAppliedIndex(), 4);
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE id = 7"), 1);
 }
 
-TEST_F(SharedApplierTest, ASnapshotHoldsTheStateOfEntriesAppliedWithoutWriting) {
+TEST_F(ShardStateMachineTest, ARoundNotBegunByShardApplyRoundsIsRefusedLoudly) {
+  class ForeignRound : public raft::host::ApplyRound {};
+  ForeignRound foreign;
+  EXPECT_DEATH((void)machine_->Apply({Entry(3, Batch(3, 1, {{7, "x"}}))}, &foreign),
+               "not begun by ShardApplyRounds");
+}
+
+TEST_F(ShardStateMachineTest, ASnapshotHoldsTheStateOfEntriesAppliedWithoutWriting) {
   ASSERT_TRUE(observer_->Exec("INSERT INTO t VALUES (1, 'a')").ok());
   EXPECT_FALSE(Round({Entry(3, OwnBatch())}));
   // Taken in a round, as the host does.
-  shared_->BeginRound();
   raft::host::StringSnapshotSink out;
-  absl::Status saved = machine_->SaveSnapshot(out);
-  shared_->EndRound();
+  absl::Status saved;
+  {
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    saved = machine_->SaveSnapshot(out, round.get());
+  }
   ASSERT_TRUE(saved.ok()) << saved;
   absl::StatusOr<change::v1::ShardSnapshot> snap =
       ReadShardSnapshot(raft::host::StringSnapshotSource(out.Take()));
@@ -191,16 +207,16 @@ absl::Status QuickWrite(const std::string& path, const std::string& sql) {
   return db->Exec(sql);
 }
 
-TEST_F(SharedApplierTest, ASnapshotIsReadWhileTheApplicationWrites) {
+TEST_F(ShardStateMachineTest, ASnapshotIsReadWhileTheApplicationWrites) {
   // Given a round whose transaction is open (another node's entry),
-  shared_->BeginRound();
-  ASSERT_TRUE(machine_->Apply({Entry(3, Batch(3, 1, {{7, "x"}}))}).ok());
-  ASSERT_TRUE(shared_->TransactionOpen());
+  std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+  ASSERT_TRUE(machine_->Apply({Entry(3, Batch(3, 1, {{7, "x"}}))}, round.get()).ok());
+  ASSERT_TRUE(TransactionOpen());
   // when the shard's snapshot is taken, the application writes while it is read,
   absl::Status app_write;
   CallbackSink out([&] { app_write = QuickWrite(path_, "INSERT INTO t VALUES (50, 'app')"); });
-  absl::Status saved = machine_->SaveSnapshot(out);
-  shared_->EndRound();
+  absl::Status saved = machine_->SaveSnapshot(out, round.get());
+  round.reset();
   ASSERT_TRUE(saved.ok()) << saved;
   EXPECT_TRUE(app_write.ok()) << app_write;
   // and the snapshot holds the round's entry.
@@ -209,7 +225,7 @@ TEST_F(SharedApplierTest, ASnapshotIsReadWhileTheApplicationWrites) {
   EXPECT_EQ(snap->applied_index(), 3u);
 }
 
-TEST_F(SharedApplierTest, ABusyDatabaseIsWaitedOutWithoutHoldingMarmotsLock) {
+TEST_F(ShardStateMachineTest, ABusyDatabaseIsWaitedOutWithoutHoldingMarmotsLock) {
   // Given a snapshot of shard 0 holding row 1, and the application holding the write lock,
   auto maker_path =
       sqlite::testing::NewDatabase("busy-maker", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
@@ -226,44 +242,43 @@ TEST_F(SharedApplierTest, ABusyDatabaseIsWaitedOutWithoutHoldingMarmotsLock) {
   std::atomic<bool> started{false}, done{false};
   absl::Status installed;
   std::thread worker([&] {
-    shared_->BeginRound();
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
     started = true;
-    installed = machine_->RecoverFromSnapshot(10, payload);
-    shared_->EndRound();
+    installed = machine_->RecoverFromSnapshot(10, payload, round.get());
+    round.reset();
     done = true;
   });
-  // then between its tries marmot's mutex is free (the shipper could mark, say),
+  // then between its tries the writer's turn is free (the shipper could mark, say),
   while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  bool locked = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!locked && std::chrono::steady_clock::now() < deadline) {
-    if (shared_->mu.try_lock()) {
-      locked = true;
-      shared_->mu.unlock();
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  }
-  EXPECT_TRUE(locked);
+  std::future<uint64_t> read = std::async(std::launch::async, [&] { return AppliedIndex(); });
+  EXPECT_EQ(read.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   EXPECT_FALSE(done.load());
   // and once the application commits, the install goes through.
   ASSERT_TRUE(observer_->Exec("COMMIT").ok());
   worker.join();
+  EXPECT_EQ(read.get(), 2u);
   ASSERT_TRUE(installed.ok()) << installed;
-  EXPECT_EQ(*shared_->applier->AppliedIndex(0), 10u);
+  EXPECT_EQ(AppliedIndex(), 10u);
   EXPECT_EQ(Query("SELECT count(*) FROM t WHERE v = 'from the snapshot'"), 1);
 }
 
-TEST_F(SharedApplierTest, WhatWaitingCannotFixIsReturnedAtOnceAndTheApplicationWritesOn) {
+TEST_F(ShardStateMachineTest, WhatWaitingCannotFixIsReturnedAtOnceAndTheApplicationWritesOn) {
   // Given a node that keeps no dead letters and a table this node lacks,
-  shared_->applier->set_max_dead_letters(0);
+  ASSERT_TRUE(writer_
+                  ->RunOnce([](ChangeApplier& applier) {
+                    applier.set_max_dead_letters(0);
+                    return absl::OkStatus();
+                  })
+                  .ok());
   change::v1::ChangeBatch batch = Batch(3, 10, {{8, "y"}});
   batch.mutable_tables(0)->set_table("missing");
   // when an entry would need a dead letter, Apply says so without retrying,
-  shared_->BeginRound();
   const auto start = std::chrono::steady_clock::now();
-  absl::Status applied = machine_->Apply({Entry(3, batch)});
-  shared_->EndRound();
+  absl::Status applied;
+  {
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    applied = machine_->Apply({Entry(3, batch)}, round.get());
+  }
   EXPECT_TRUE(absl::IsResourceExhausted(applied)) << applied;
   EXPECT_NE(applied.message().find("entry 3"), std::string::npos) << applied;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
@@ -279,18 +294,20 @@ TEST_F(SharedApplierTest, WhatWaitingCannotFixIsReturnedAtOnceAndTheApplicationW
   table->add_values()->set_integer(1);
   ASSERT_TRUE(WriteShardSnapshot(snap, sink).ok());
   raft::host::StringSnapshotSource payload(sink.Take());
-  shared_->BeginRound();
-  absl::Status installed = machine_->RecoverFromSnapshot(20, payload);
-  EXPECT_TRUE(QuickWrite(path_, "INSERT INTO t VALUES (60, 'app')").ok());
-  shared_->EndRound();
+  absl::Status installed;
+  {
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    installed = machine_->RecoverFromSnapshot(20, payload, round.get());
+    EXPECT_TRUE(QuickWrite(path_, "INSERT INTO t VALUES (60, 'app')").ok());
+  }
   EXPECT_TRUE(absl::IsResourceExhausted(installed)) << installed;
-  EXPECT_EQ(*shared_->applier->AppliedIndex(0), 2u);
+  EXPECT_EQ(AppliedIndex(), 2u);
   // A payload of another shard is refused the same way.
   snap.set_shard(5);
   raft::host::StringSnapshotSink other;
   ASSERT_TRUE(WriteShardSnapshot(snap, other).ok());
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      machine_->RecoverFromSnapshot(20, raft::host::StringSnapshotSource(other.Take()))));
+  EXPECT_TRUE(absl::IsFailedPrecondition(machine_->RecoverFromSnapshot(
+      20, raft::host::StringSnapshotSource(other.Take()), nullptr)));
 }
 
 }  // namespace

@@ -135,15 +135,15 @@ class NodeHost::ApplyWorker {
           queue_.pop_front();
         }
       }
-      if (rounds != nullptr) rounds->BeginRound();
-      for (ApplyTask& t : round) Process(std::move(t));
-      if (rounds != nullptr) rounds->EndRound();
+      std::unique_ptr<ApplyRound> in_round = rounds != nullptr ? rounds->BeginRound() : nullptr;
+      for (ApplyTask& t : round) Process(std::move(t), in_round.get());
+      in_round.reset();  // ends the round
     }
   }
 
-  void Process(ApplyTask t) {
+  void Process(ApplyTask t, ApplyRound* round) {
     ShardState& st = shards_.at(t.shard);
-    if (!st.halted) InstallAndApply(t, st);
+    if (!st.halted) InstallAndApply(t, st, round);
     const uint64_t limit = host_->config_.max_apply_backlog_bytes;
     const uint64_t before =
         host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
@@ -156,18 +156,20 @@ class NodeHost::ApplyWorker {
     const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
                      (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
     if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
-      if (!TakeSnapshot(t.shard, st)) st.no_snapshot_before = absl::Now() + absl::Seconds(10);
+      if (!TakeSnapshot(t.shard, st, round)) {
+        st.no_snapshot_before = absl::Now() + absl::Seconds(10);
+      }
     }
   }
 
   // Installs the task's snapshot, applies its entries and resolves this node's proposals among
   // them; halts the shard when the state machine fails.
-  void InstallAndApply(ApplyTask& t, ShardState& st) {
+  void InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round) {
     const uint64_t me = host_->config_.node_id;
     if (t.snapshot) {
       const auto& meta = t.snapshot->metadata();
       if (meta.index() > st.applied) {
-        absl::Status s = st.sm->RecoverFromSnapshot(meta.index(), *t.payload);
+        absl::Status s = st.sm->RecoverFromSnapshot(meta.index(), *t.payload, round);
         if (!s.ok()) {
           Halt(t.shard, st, absl::StrCat("installing the snapshot at ", meta.index()), s);
           return;
@@ -204,7 +206,7 @@ class NodeHost::ApplyWorker {
       todo.push_back(std::move(e));
     }
     if (!todo.empty()) {
-      absl::Status s = st.sm->Apply(todo);
+      absl::Status s = st.sm->Apply(todo, round);
       if (!s.ok()) {
         Halt(t.shard, st,
              absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
@@ -242,7 +244,7 @@ class NodeHost::ApplyWorker {
   }
 
   // False when the snapshot failed (logged).
-  bool TakeSnapshot(uint64_t shard, ShardState& st) {
+  bool TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round) {
     if (st.applied <= st.last_snapshot) return true;
     const uint64_t me = host_->config_.node_id;
     const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
@@ -252,7 +254,7 @@ class NodeHost::ApplyWorker {
         SnapshotFileWriter::Create(host_->store_->SnapshotDir() + "/" + file);
     absl::Status s = out.status();
     if (s.ok()) {
-      s = st.sm->SaveSnapshot(**out);
+      s = st.sm->SaveSnapshot(**out, round);
       if (!s.ok()) {
         LOG(ERROR) << "[shard " << shard << " node " << me
                    << "] state machine cannot snapshot: " << s;
@@ -382,7 +384,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
       absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
           OpenPayload(shard->log->snapshot_file());
       if (!payload.ok()) return payload.status();
-      absl::Status r = sm->RecoverFromSnapshot(meta.index(), **payload);
+      absl::Status r = sm->RecoverFromSnapshot(meta.index(), **payload, nullptr);
       if (!r.ok()) {
         // The shard starts halted (as ApplyWorker::Halt would halt it); the others run.
         halted =

@@ -27,6 +27,13 @@ struct AppliedEntry {
   std::string data;
 };
 
+// A round of apply work (see ApplyRounds), begun by ApplyRounds::BeginRound; destroying it ends
+// the round.
+class ApplyRound {
+ public:
+  virtual ~ApplyRound() = default;
+};
+
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -34,19 +41,23 @@ class StateMachine {
   // in the state machine (0 if none). Entries after it are applied again after a restart, so
   // an in-memory state machine returns 0 and is rebuilt from the snapshot and the log.
   virtual uint64_t Open() = 0;
+  // In the calls below, `round` is the round the call is part of (see ApplyRounds), or null
+  // outside rounds (at the host's start, or a host without ApplyRounds).
+  //
   // Applies committed entries, in log order, each exactly once per Open(). OK when every one
   // applied. Cancelled when it gave up because the host is stopping (the rest is applied again
   // after the next Open()). Any other error halts the shard on this node: the host applies
   // nothing more to it, takes no more snapshots of it, and shows the error as the shard's
   // ShardInfo::halted until the process restarts. A state machine returns such an error only for
   // what waiting cannot fix (a failure of its store that may pass, it waits out itself).
-  virtual absl::Status Apply(const std::vector<AppliedEntry>& entries) = 0;
+  virtual absl::Status Apply(const std::vector<AppliedEntry>& entries, ApplyRound* round) = 0;
   // Writes the whole state as of the last applied entry to `out`. On any error the host records
   // nothing of what was written.
-  virtual absl::Status SaveSnapshot(SnapshotSink& out) = 0;
+  virtual absl::Status SaveSnapshot(SnapshotSink& out, ApplyRound* round) = 0;
   // Replaces the whole state by the snapshot taken at log index `index`, read from `in` (empty
   // for the bootstrap snapshot every founding member starts from). Errors as Apply's.
-  virtual absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) = 0;
+  virtual absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in,
+                                           ApplyRound* round) = 0;
 };
 
 // Checks a snapshot payload received for `shard` before anything of it is recorded: the whole
@@ -57,17 +68,17 @@ using SnapshotCheck = std::function<absl::Status(uint64_t shard, const SnapshotS
 using StateMachineFactory = std::function<std::unique_ptr<StateMachine>(uint64_t shard)>;
 
 // Optional, for state machines of several shards that share one store (the replicator's SQLite
-// file): an apply worker calls BeginRound() before it applies a run of queued tasks back to back
-// (several shards' entries, snapshots taken or installed) and EndRound() after, both on its own
-// thread, so that the store can make the whole round one commit instead of one per entry.
-// Proposals are resolved within the round, before EndRound(): a proposer learns that its entry
-// committed in Raft; a crash before the round's commit loses nothing, since Open() then reports
-// the older applied index and the entries are applied again from the log.
+// file): an apply worker begins a round before it applies a run of queued tasks back to back
+// (several shards' entries, snapshots taken or installed), passes it to every StateMachine call
+// of the run, and destroys it after, all on its own thread, so that the store can make the whole
+// round one commit instead of one per entry. Proposals are resolved within the round, before it
+// ends: a proposer learns that its entry committed in Raft; a crash before the round's commit
+// loses nothing, since Open() then reports the older applied index and the entries are applied
+// again from the log.
 class ApplyRounds {
  public:
   virtual ~ApplyRounds() = default;
-  virtual void BeginRound() = 0;
-  virtual void EndRound() = 0;
+  virtual std::unique_ptr<ApplyRound> BeginRound() = 0;
 };
 
 }  // namespace marmot::raft::host

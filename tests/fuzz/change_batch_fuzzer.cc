@@ -52,13 +52,13 @@ int Run(const uint8_t* data, size_t size) {
 
   replica->Fresh();
   const uint64_t index = FuzzReplica::kAppliedIndex + 1;
-  replica->shared().BeginRound();
-  replica->machine().Apply({raft::host::AppliedEntry{.index = index, .term = 2, .data = payload}});
-  replica->shared().EndRound();
+  {
+    std::unique_ptr<raft::host::ApplyRound> round = replica->rounds().BeginRound();
+    replica->machine().Apply({raft::host::AppliedEntry{.index = index, .term = 2, .data = payload}},
+                             round.get());
+  }
 
-  absl::StatusOr<uint64_t> applied = replica->shared().applier->AppliedIndex(0);
-  CHECK(applied.ok()) << applied.status();
-  CHECK_EQ(*applied, index) << "the shard did not move past the entry";
+  CHECK_EQ(replica->AppliedIndex(0), index) << "the shard did not move past the entry";
   replica->CheckIntact();
   return 0;
 }

@@ -136,7 +136,8 @@ FuzzReplica::~FuzzReplica() {
 
 void FuzzReplica::Close() {
   machine_.reset();
-  shared_.reset();
+  rounds_.reset();
+  writer_.reset();
   app_.reset();
   RemoveDatabaseFiles(path_);
 }
@@ -148,12 +149,23 @@ void FuzzReplica::Fresh() {
   absl::StatusOr<std::unique_ptr<replicator::ChangeApplier>> applier =
       replicator::ChangeApplier::Open(path_, router_);
   CHECK(applier.ok()) << applier.status();
-  shared_ = std::make_shared<replicator::SharedApplier>();
-  shared_->applier = *std::move(applier);
-  shared_->applier->set_local_node(kNode);
-  machine_ = std::make_unique<replicator::ShardStateMachine>(0, shared_);
+  (*applier)->set_local_node(kNode);
+  writer_ = std::make_shared<replicator::DatabaseWriter>(*std::move(applier));
+  rounds_ = std::make_unique<replicator::ShardApplyRounds>(writer_.get());
+  machine_ = std::make_unique<replicator::ShardStateMachine>(0, writer_);
   CHECK_EQ(machine_->Open(), kAppliedIndex);
   app_ = OpenOrDie(path_);
+}
+
+uint64_t FuzzReplica::AppliedIndex(int shard) {
+  uint64_t index = 0;
+  absl::Status s = writer_->RunOnce([&](replicator::ChangeApplier& applier) {
+    absl::StatusOr<uint64_t> applied = applier.AppliedIndex(shard);
+    if (applied.ok()) index = *applied;
+    return applied.status();
+  });
+  CHECK(s.ok()) << s;
+  return index;
 }
 
 void FuzzReplica::CheckIntact() {

@@ -8,7 +8,7 @@
 // trigger), rows in both of its two shards, capture installed, a few own changes pending in
 // the change logs, and shard 0 applied up to kAppliedIndex. It is made once per process in a
 // fresh temporary folder; Fresh() gives each input its own copy, opened the way marmot opens
-// it (a SharedApplier of node 2 and the ShardStateMachine of shard 0).
+// it (a DatabaseWriter of node 2, its apply rounds and the ShardStateMachine of shard 0).
 #ifndef MARMOT_TESTS_FUZZ_FUZZ_REPLICA_H_
 #define MARMOT_TESTS_FUZZ_FUZZ_REPLICA_H_
 
@@ -40,8 +40,12 @@ class FuzzReplica {
   // Replaces the current copy (if any) by a fresh copy of the template, opened.
   void Fresh();
 
-  replicator::SharedApplier& shared() { return *shared_; }
+  replicator::DatabaseWriter& writer() { return *writer_; }
+  // The host's rounds, as marmot's host begins them.
+  raft::host::ApplyRounds& rounds() { return *rounds_; }
   replicator::ShardStateMachine& machine() { return *machine_; }
+  // The shard's applied index as the writer's applier has it; CHECK-fails on an error.
+  uint64_t AppliedIndex(int shard);
   // Another connection to the copy, as an application has.
   sqlite::Database& app() { return *app_; }
   const std::string& path() const { return path_; }
@@ -59,7 +63,8 @@ class FuzzReplica {
   std::string dir_;
   std::string template_path_;
   std::string path_;
-  std::shared_ptr<replicator::SharedApplier> shared_;
+  std::shared_ptr<replicator::DatabaseWriter> writer_;
+  std::unique_ptr<replicator::ShardApplyRounds> rounds_;
   std::unique_ptr<replicator::ShardStateMachine> machine_;
   std::unique_ptr<sqlite::Database> app_;
 };

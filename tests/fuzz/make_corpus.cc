@@ -344,7 +344,14 @@ ReplicatorSeeds ChangeSeeds(const std::string& dir) {
     replica.Fresh();
     Node two(2, replica.path());
     batch("own_changes", two.Captured());
-    Write("snapshot_install", "own_shard_0", StreamedSnapshot(*replica.shared().applier, 0));
+    std::string own_snapshot;
+    CHECK(replica.writer()
+              .RunOnce([&](replicator::ChangeApplier& applier) {
+                own_snapshot = StreamedSnapshot(applier, 0);
+                return absl::OkStatus();
+              })
+              .ok());
+    Write("snapshot_install", "own_shard_0", own_snapshot);
   }
 
   // Node 1 applies the drifted changes (dead letters there), then makes its shard snapshots.

@@ -23,7 +23,7 @@ void RecordingStateMachine::set_apply_delay(absl::Duration d) {
   apply_delay_ = d;
 }
 
-absl::Status RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries) {
+absl::Status RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entries, ApplyRound*) {
   absl::Duration delay;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -51,7 +51,7 @@ void RecordingStateMachine::set_apply_fails_at(const std::string& payload, absl:
   apply_error_ = std::move(error);
 }
 
-absl::Status RecordingStateMachine::SaveSnapshot(SnapshotSink& out) {
+absl::Status RecordingStateMachine::SaveSnapshot(SnapshotSink& out, ApplyRound*) {
   std::lock_guard<std::mutex> l(mu_);
   ++snapshot_attempts_;
   std::string s;
@@ -73,7 +73,8 @@ int RecordingStateMachine::snapshot_attempts() const {
   return snapshot_attempts_;
 }
 
-absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) {
+absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const SnapshotSource& in,
+                                                         ApplyRound*) {
   std::string data;
   if (absl::Status s = in.ReadAt(0, in.size(), &data); !s.ok()) return s;
   std::vector<std::string> ps;

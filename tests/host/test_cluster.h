@@ -21,9 +21,10 @@ namespace marmot::raft::host::testing {
 class RecordingStateMachine : public StateMachine {
  public:
   uint64_t Open() override { return 0; }
-  absl::Status Apply(const std::vector<AppliedEntry>& entries) override;
-  absl::Status SaveSnapshot(SnapshotSink& out) override;
-  absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in) override;
+  absl::Status Apply(const std::vector<AppliedEntry>& entries, ApplyRound* round) override;
+  absl::Status SaveSnapshot(SnapshotSink& out, ApplyRound* round) override;
+  absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in,
+                                   ApplyRound* round) override;
 
   std::vector<std::string> payloads() const;
   // The log index of each payload applied since the last snapshot installed.

@@ -75,7 +75,7 @@ class CountingStateMachine : public StateMachine {
  public:
   explicit CountingStateMachine(AppliedCounts* applied) : applied_(applied) {}
   uint64_t Open() override { return 0; }
-  absl::Status Apply(const std::vector<AppliedEntry>& entries) override {
+  absl::Status Apply(const std::vector<AppliedEntry>& entries, ApplyRound*) override {
     uint64_t distinct = 0;
     for (const AppliedEntry& e : entries) {
       if (e.index != last_index_) ++distinct;
@@ -85,8 +85,8 @@ class CountingStateMachine : public StateMachine {
     applied_->entries.fetch_add(distinct, std::memory_order_relaxed);
     return absl::OkStatus();
   }
-  absl::Status SaveSnapshot(SnapshotSink& out) override { return out.Write("count"); }
-  absl::Status RecoverFromSnapshot(uint64_t, const SnapshotSource&) override {
+  absl::Status SaveSnapshot(SnapshotSink& out, ApplyRound*) override { return out.Write("count"); }
+  absl::Status RecoverFromSnapshot(uint64_t, const SnapshotSource&, ApplyRound*) override {
     return absl::OkStatus();
   }
 
