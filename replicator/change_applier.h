@@ -174,7 +174,7 @@ class ChangeApplier {
   }
 
   // The applying connection, for a caller that groups several calls into one transaction
-  // (SharedApplier's apply rounds); every call here then runs as a savepoint of it.
+  // (DatabaseWriter's rounds); every call here then runs as a savepoint of it.
   sqlite::Database& database() { return db_; }
 
   // Applies the entry at Raft `index` of `shard` without a write transaction when it needs no

@@ -31,7 +31,7 @@
 
 namespace marmot::replicator {
 
-// Marmot's own write transactions on the database (the applier's rounds).
+// Marmot's own write transactions on the database: the apply rounds' (DatabaseWriter).
 class OwnWrites {
  public:
   virtual ~OwnWrites() = default;

@@ -88,7 +88,7 @@ struct PumpStats {
 
 // Runs `write` in a write transaction on a connection to the database and commits it when
 // `write` succeeds. The replicator's runs it on the applier's connection, in the transaction
-// that also writes the applier's deferred state (SharedApplier::WriteWithDeferred): log rows
+// that also writes the applier's deferred state (DatabaseWriter::WriteWithDeferred): log rows
 // must not go before the applied state of their entries is durable (DeferredApplyState).
 using WriteTransaction =
     std::function<absl::Status(const std::function<absl::Status(sqlite::Database&)>& write)>;

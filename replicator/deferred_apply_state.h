@@ -12,7 +12,7 @@
 // Why losing them in a crash is safe: the durable applied index is then older, and the entries
 // after it are applied again from the Raft log. Those entries wrote no row, and their rows'
 // change-log rows are still in the logs, because the shipper marks rows done (deletes them) only
-// in a transaction that writes this state first (SharedApplier::WriteWithDeferred). Applied
+// in a transaction that writes this state first (DatabaseWriter::WriteWithDeferred). Applied
 // again, each change is found superseded by a newer local change or its row is read and found
 // to hold it: nothing is written twice, and the application never sees an older row. Snapshots
 // are taken after Write, so a snapshot never lacks them.
