@@ -20,7 +20,7 @@
 #include "raft/host/message_pieces.h"
 #include "raft/host/node_incarnation.h"
 #include "raft/host/peer_auth.h"
-#include "raft/host/rocks_log_store.h"
+#include "raft/host/env.h"
 #include "raft/host/snapshot_chunk_checks.h"
 #include "raft/host/snapshot_file.h"
 #include "raft/host/snapshot_receipt.h"
@@ -938,9 +938,9 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   }
   const int tls_files = !o.tls_cert_file.empty() + !o.tls_key_file.empty() + !o.tls_ca_file.empty();
   if (tls_files == 3) {
-    auto cert = ReadWholeFile(o.tls_cert_file);
-    auto key = ReadWholeFile(o.tls_key_file);
-    auto ca = ReadWholeFile(o.tls_ca_file);
+    auto cert = ReadWholeFile(Env::Default(), o.tls_cert_file);
+    auto key = ReadWholeFile(Env::Default(), o.tls_key_file);
+    auto ca = ReadWholeFile(Env::Default(), o.tls_ca_file);
     for (const auto* f : {&cert, &key, &ca}) {
       if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport TLS: ", f->status().message()));
     }

@@ -1,9 +1,5 @@
 #include "raft/host/rocks_log_store.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -156,59 +152,6 @@ class GlogRocksLogger : public rocksdb::Logger {
 };
 
 }  // namespace
-
-absl::Status WriteFileDurably(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return FromErrno(errno, "open", tmp);
-  // A half-written temp file would only take space on a disk that is likely full already.
-  auto fail = [&](absl::string_view what) {
-    absl::Status s = FromErrno(errno, what, tmp);
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    return s;
-  };
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write");
-    }
-    done += n;
-  }
-  if (::fsync(fd) != 0) return fail("fsync");
-  const int closed = ::close(fd);
-  fd = -1;
-  if (closed != 0) return fail("close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
-  int dfd = ::open(fs::path(path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat("open ", path, ": ", strerror(errno)));
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("read ", path, ": ", strerror(e)));
-    }
-    if (n == 0) break;
-    out.append(buf, n);
-  }
-  ::close(fd);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // ShardLog

@@ -181,11 +181,6 @@ class RocksLogStore {
   std::vector<std::string> obsolete_files_;
 };
 
-// Writes `data` to `path` durably (temp file, fsync, rename, fsync of the folder). On failure
-// the temp file is removed; ResourceExhaustedError when the disk is full.
-absl::Status WriteFileDurably(const std::string& path, const std::string& data);
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
-
 }  // namespace marmot::raft::host
 
 #endif  // MARMOT_RAFT_HOST_ROCKS_LOG_STORE_H_

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/errors.h"
+#include "raft/host/env.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -83,7 +84,8 @@ TEST_F(RocksLogStoreTest, RestartRestoresHardStateLogAndSnapshotExactly) {
     meta.set_index(20);
     meta.set_term(1);
     *meta.mutable_conf_state() = Voters({1, 2, 3});
-    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s20", "state-at-20").ok());
+    ASSERT_TRUE(
+        WriteFileDurably(Env::Default(), store->SnapshotDir() + "/s20", "state-at-20").ok());
     ASSERT_TRUE(log->SetLocalSnapshot(meta, "s20").ok());
     ASSERT_TRUE(log->Compact(15).ok());
     ASSERT_TRUE(store->Commit().ok());
@@ -207,7 +209,9 @@ TEST_F(RocksLogStoreTest, ReceivedSnapshotReplacesTheLog) {
   snap.set_data("received.snap");
   EXPECT_TRUE(absl::IsInvalidArgument(log->ApplySnapshot(snap)));
   ASSERT_TRUE(
-      WriteFileDurably(store->SnapshotDir() + "/received.snap", std::string(100000, 'x')).ok());
+      WriteFileDurably(Env::Default(), store->SnapshotDir() + "/received.snap",
+                       std::string(100000, 'x'))
+          .ok());
   ASSERT_TRUE(log->ApplySnapshot(snap).ok());
   ASSERT_TRUE(store->Commit().ok());
   EXPECT_TRUE(IsSnapshotOutOfDate(log->ApplySnapshot(snap)));
@@ -418,14 +422,14 @@ TEST_F(RocksLogStoreTest, UnreferencedSnapshotFilesAreRemovedAtOpen) {
     auto store = MustOpen();
     store->Bootstrap(0, Voters({1}));
     ASSERT_TRUE(store->shard(0)->Append(Ents(2, 10, 1)).ok());
-    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/kept", "k").ok());
+    ASSERT_TRUE(WriteFileDurably(Env::Default(), store->SnapshotDir() + "/kept", "k").ok());
     v1::SnapshotMetadata meta;
     meta.set_index(5);
     meta.set_term(1);
     ASSERT_TRUE(store->shard(0)->SetLocalSnapshot(meta, "kept").ok());
     ASSERT_TRUE(store->Commit().ok());
     // A file written but never recorded (a crash in between).
-    ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/orphan", "o").ok());
+    ASSERT_TRUE(WriteFileDurably(Env::Default(), store->SnapshotDir() + "/orphan", "o").ok());
     dir = store->SnapshotDir();
   }
   auto store = MustOpen();
@@ -446,11 +450,11 @@ TEST_F(RocksLogStoreTest, AReplacedSnapshotFileStaysUntilItsReplacementIsSynced)
   meta.set_term(1);
   *meta.mutable_conf_state() = Voters({1});
   meta.set_index(10);
-  ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s10", "state-at-10").ok());
+  ASSERT_TRUE(WriteFileDurably(Env::Default(), store->SnapshotDir() + "/s10", "state-at-10").ok());
   ASSERT_TRUE(log->SetLocalSnapshot(meta, "s10").ok());
   ASSERT_TRUE(store->Commit().ok());
   meta.set_index(20);
-  ASSERT_TRUE(WriteFileDurably(store->SnapshotDir() + "/s20", "state-at-20").ok());
+  ASSERT_TRUE(WriteFileDurably(Env::Default(), store->SnapshotDir() + "/s20", "state-at-20").ok());
   ASSERT_TRUE(log->SetLocalSnapshot(meta, "s20").ok());
   ASSERT_TRUE(store->Commit(/*sync=*/false).ok());
   EXPECT_TRUE(fs::exists(store->SnapshotDir() + "/s10"));

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raft/host/env_fault_injection.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -52,9 +53,9 @@ std::vector<tv1::SnapshotChunk> Chunks(const std::string& payload, size_t chunk)
 absl::StatusOr<std::string> Receive(const std::string& dir,
                                     const std::vector<tv1::SnapshotChunk>& chunks) {
   if (absl::Status s = CheckFirstSnapshotChunk(2, 4, chunks.at(0)); !s.ok()) return s;
-  SnapshotReceipts receipts({.dir = dir, .free_bytes = [](const std::string&) {
-                               return absl::StatusOr<uint64_t>(uint64_t{1} << 40);
-                             }});
+  FaultInjectionEnv roomy_disk;
+  roomy_disk.SetDiskRoom(uint64_t{1} << 40);
+  SnapshotReceipts receipts({.dir = dir, .env = &roomy_disk});
   auto receipt = receipts.Begin(1, 1, 9, chunks[0].total_size(), chunks[0].checksum());
   if (!receipt.ok()) return receipt.status();
   size_t next = 1;

@@ -1,5 +1,6 @@
 // Snapshot payloads as files of the raft folder's `snapshots/` (rocks_log_store.h): written
-// through a SnapshotFileWriter, read through a FileSnapshotSource, never whole in memory.
+// through a SnapshotFileWriter, read through a FileSnapshotSource, never whole in memory. Both
+// reach the files through an Env (env.h).
 //
 // In the host, a v1::Snapshot's `data` is not the payload: it is the name of the payload's file
 // in that folder ("" for a bootstrap snapshot, which has none). The name never travels: the
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "raft/host/env.h"
 #include "raft/host/snapshot_io.h"
 
 namespace marmot::raft::host {
@@ -26,17 +28,16 @@ bool IsSnapshotFileName(absl::string_view name);
 class FileSnapshotSource : public SnapshotSource {
  public:
   // NotFound when the file does not exist; Internal for other failures.
-  static absl::StatusOr<std::unique_ptr<FileSnapshotSource>> Open(const std::string& path);
-  ~FileSnapshotSource() override;
+  static absl::StatusOr<std::unique_ptr<FileSnapshotSource>> Open(
+      const std::string& path, Env* env = Env::Default());
 
-  uint64_t size() const override { return size_; }
+  uint64_t size() const override { return file_->size(); }
   absl::Status ReadAt(uint64_t offset, size_t n, std::string* out) const override;
 
  private:
-  FileSnapshotSource(int fd, uint64_t size, std::string path)
-      : fd_(fd), size_(size), path_(std::move(path)) {}
-  const int fd_;
-  const uint64_t size_;
+  FileSnapshotSource(std::unique_ptr<RandomAccessFile> file, std::string path)
+      : file_(std::move(file)), path_(std::move(path)) {}
+  const std::unique_ptr<RandomAccessFile> file_;
   const std::string path_;
 };
 
@@ -45,7 +46,8 @@ class FileSnapshotSource : public SnapshotSource {
 // removed when the writer goes, so a failed or abandoned payload never takes the final name.
 class SnapshotFileWriter : public SnapshotSink {
  public:
-  static absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Create(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Create(const std::string& path,
+                                                                    Env* env = Env::Default());
   ~SnapshotFileWriter() override;
 
   // ResourceExhausted when the disk is full; the writer is then unusable.
@@ -55,20 +57,19 @@ class SnapshotFileWriter : public SnapshotSink {
   uint64_t size() const { return size_; }
 
  private:
-  SnapshotFileWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  SnapshotFileWriter(Env* env, std::unique_ptr<WritableFile> file, std::string path)
+      : env_(env), file_(std::move(file)), path_(std::move(path)) {}
   absl::Status Flush();
   absl::Status WriteAll(absl::string_view bytes);
 
-  int fd_;
+  Env* const env_;
+  std::unique_ptr<WritableFile> file_;  // null once closed
   const std::string path_;
   std::string buffer_;
   uint64_t size_ = 0;
   bool finished_ = false;
   absl::Status failed_;
 };
-
-// fsyncs the folder `dir` (so that a rename or a new file in it survives a power loss).
-absl::Status SyncDirectory(const std::string& dir);
 
 }  // namespace marmot::raft::host
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raft/host/env_fault_injection.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -74,6 +75,32 @@ TEST(SnapshotFileTest, AnAbandonedPayloadLeavesNoFile) {
   }
   EXPECT_TRUE(fs::is_empty(dir));
   EXPECT_TRUE(absl::IsNotFound(FileSnapshotSource::Open(dir + "/p.snap").status()));
+}
+
+TEST(SnapshotFileTest, APayloadOnADiskThatFillsUpOrFailsToSyncNeverTakesItsName) {
+  const std::string dir = Dir();
+  {
+    FaultInjectionEnv env;
+    env.SetDiskRoom(1 << 20);
+    auto w = SnapshotFileWriter::Create(dir + "/p.snap", &env);
+    ASSERT_TRUE(w.ok());
+    // Buffered: the disk is not touched yet.
+    ASSERT_TRUE((*w)->Write(std::string(1000, 'x')).ok());
+    // Past the buffer: the write that does not fit fails as a full disk, and stays failed.
+    EXPECT_TRUE(absl::IsResourceExhausted((*w)->Write(std::string(2 << 20, 'y'))));
+    EXPECT_TRUE(absl::IsResourceExhausted((*w)->Write("z")));
+    EXPECT_TRUE(absl::IsResourceExhausted((*w)->Finish()));
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
+  {
+    FaultInjectionEnv env;
+    env.FailAfter(FaultInjectionEnv::Op::kSync, 0, absl::InternalError("injected EIO"));
+    auto w = SnapshotFileWriter::Create(dir + "/p.snap", &env);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Write("payload").ok());
+    EXPECT_TRUE(absl::IsInternal((*w)->Finish()));
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
 }
 
 TEST(SnapshotFileTest, NamesStayInTheFolder) {

@@ -1,17 +1,20 @@
 #include "raft/host/snapshot_receipt.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
-#include <cstring>
-
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "raft/host/snapshot_file.h"
 
 namespace marmot::raft::host {
+
+namespace {
+
+// A file operation's failure as a receipt reports it: ResourceExhausted when the disk is full
+// (the sender may try again later), Internal for anything else.
+absl::Status DiskError(const absl::Status& s) {
+  return absl::IsResourceExhausted(s) ? s : absl::InternalError(s.message());
+}
+
+}  // namespace
 
 uint64_t PayloadChecksum(uint64_t h, const char* data, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -19,14 +22,6 @@ uint64_t PayloadChecksum(uint64_t h, const char* data, size_t n) {
     h *= 1099511628211ull;
   }
   return h;
-}
-
-absl::StatusOr<uint64_t> FreeDiskBytes(const std::string& dir) {
-  struct statvfs st;
-  if (::statvfs(dir.c_str(), &st) != 0) {
-    return absl::InternalError(absl::StrCat("statvfs ", dir, ": ", strerror(errno)));
-  }
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 SnapshotReceipts::SnapshotReceipts(Options options) : options_(std::move(options)) {}
@@ -38,8 +33,7 @@ absl::StatusOr<std::unique_ptr<SnapshotReceipts::Receipt>> SnapshotReceipts::Beg
     return absl::ResourceExhaustedError(
         absl::StrCat("a snapshot of shard ", shard, " is being received already"));
   }
-  absl::StatusOr<uint64_t> free =
-      options_.free_bytes ? options_.free_bytes(options_.dir) : FreeDiskBytes(options_.dir);
+  absl::StatusOr<uint64_t> free = options_.env->FreeDiskBytes(options_.dir);
   if (!free.ok()) return free.status();
   uint64_t pending = 0;
   for (const auto& [s, bytes] : open_) pending += bytes;
@@ -55,10 +49,12 @@ absl::StatusOr<std::unique_ptr<SnapshotReceipts::Receipt>> SnapshotReceipts::Beg
       absl::StrCat("recv-", shard, "-", index, "-", from, "-",
                    absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())), ".snap");
   const std::string tmp = absl::StrCat(options_.dir, "/", name, ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("create ", tmp, ": ", strerror(errno)));
+  absl::StatusOr<std::unique_ptr<WritableFile>> file =
+      options_.env->NewWritableFile(tmp, {.exclusive = true, .permissions = 0600});
+  if (!file.ok()) return DiskError(file.status());
   open_[shard] = total;
-  return std::unique_ptr<Receipt>(new Receipt(this, shard, total, checksum, name, fd));
+  return std::unique_ptr<Receipt>(
+      new Receipt(this, shard, total, checksum, name, *std::move(file)));
 }
 
 void SnapshotReceipts::Release(uint64_t shard) {
@@ -67,17 +63,21 @@ void SnapshotReceipts::Release(uint64_t shard) {
 }
 
 SnapshotReceipts::Receipt::Receipt(SnapshotReceipts* owner, uint64_t shard, uint64_t total,
-                                   uint64_t checksum, std::string name, int fd)
+                                   uint64_t checksum, std::string name,
+                                   std::unique_ptr<WritableFile> file)
     : owner_(owner),
       shard_(shard),
       total_(total),
       checksum_(checksum),
       name_(std::move(name)),
-      fd_(fd) {}
+      file_(std::move(file)) {}
 
 SnapshotReceipts::Receipt::~Receipt() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!finished_) ::unlink(absl::StrCat(owner_->options_.dir, "/", name_, ".tmp").c_str());
+  file_.reset();
+  if (!finished_) {
+    owner_->options_.env->RemoveFile(absl::StrCat(owner_->options_.dir, "/", name_, ".tmp"))
+        .IgnoreError();
+  }
   owner_->Release(shard_);
 }
 
@@ -88,6 +88,7 @@ absl::Status SnapshotReceipts::Receipt::Fail(absl::Status s) {
 
 absl::Status SnapshotReceipts::Receipt::Add(uint64_t offset, absl::string_view data) {
   if (!failed_.ok()) return failed_;
+  if (file_ == nullptr) return absl::FailedPreconditionError("the receipt is finished");
   if (offset != received_) {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("chunk at ", offset, " where ", received_, " was expected")));
@@ -100,17 +101,7 @@ absl::Status SnapshotReceipts::Receipt::Add(uint64_t offset, absl::string_view d
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("chunks go past the announced ", total_, " bytes")));
   }
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string why = absl::StrCat("write ", name_, ": ", strerror(errno));
-      return Fail(errno == ENOSPC || errno == EDQUOT ? absl::ResourceExhaustedError(why)
-                                                     : absl::InternalError(why));
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (absl::Status s = file_->Append(data); !s.ok()) return Fail(DiskError(s));
   sum_ = PayloadChecksum(sum_, data.data(), data.size());
   received_ += data.size();
   return absl::OkStatus();
@@ -118,19 +109,21 @@ absl::Status SnapshotReceipts::Receipt::Add(uint64_t offset, absl::string_view d
 
 absl::StatusOr<std::string> SnapshotReceipts::Receipt::Finish() {
   if (!failed_.ok()) return failed_;
+  if (file_ == nullptr) return absl::FailedPreconditionError("the receipt is finished");
   if (received_ != total_) {
     return Fail(absl::DataLossError(absl::StrCat("got ", received_, " of ", total_, " bytes")));
   }
   if (sum_ != checksum_) return Fail(absl::DataLossError("checksum mismatch"));
   const std::string& dir = owner_->options_.dir;
+  Env* env = owner_->options_.env;
   const std::string tmp = absl::StrCat(dir, "/", name_, ".tmp");
-  if (::fsync(fd_) != 0) {
-    return Fail(absl::InternalError(absl::StrCat("fsync ", tmp, ": ", strerror(errno))));
-  }
-  ::close(fd_);
-  fd_ = -1;
+  if (absl::Status s = file_->Sync(); !s.ok()) return Fail(DiskError(s));
+  absl::Status closed = file_->Close();
+  file_.reset();
+  if (!closed.ok()) return Fail(DiskError(closed));
   if (owner_->options_.check) {
-    absl::StatusOr<std::unique_ptr<FileSnapshotSource>> payload = FileSnapshotSource::Open(tmp);
+    absl::StatusOr<std::unique_ptr<FileSnapshotSource>> payload =
+        FileSnapshotSource::Open(tmp, env);
     if (!payload.ok()) return Fail(payload.status());
     if (absl::Status s = owner_->options_.check(shard_, **payload); !s.ok()) {
       return Fail(absl::InvalidArgumentError(
@@ -138,13 +131,11 @@ absl::StatusOr<std::string> SnapshotReceipts::Receipt::Finish() {
     }
   }
   const std::string path = absl::StrCat(dir, "/", name_);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Fail(absl::InternalError(absl::StrCat("rename ", tmp, ": ", strerror(errno))));
-  }
+  if (absl::Status s = env->RenameFile(tmp, path); !s.ok()) return Fail(DiskError(s));
   finished_ = true;
-  if (absl::Status s = SyncDirectory(dir); !s.ok()) {
-    ::unlink(path.c_str());
-    return Fail(s);
+  if (absl::Status s = env->SyncFolder(dir); !s.ok()) {
+    env->RemoveFile(path).IgnoreError();
+    return Fail(DiskError(s));
   }
   return name_;
 }

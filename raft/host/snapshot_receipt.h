@@ -4,8 +4,8 @@
 //
 //   - one receipt per shard at a time: a second one for the same shard is refused while the
 //     first runs (Raft sends again later);
-//   - the announced size must fit the folder's free space, less what the receipts in progress
-//     will still write and a reserve kept for the Raft log (statvfs);
+//   - the announced size must fit the folder's free space (Env::FreeDiskBytes), less what the
+//     receipts in progress will still write and a reserve kept for the Raft log;
 //   - chunks come in order, each at most max_chunk_bytes and never past the announced size;
 //     they go straight to a file (0600), so memory holds one chunk;
 //   - Finish() checks the size, the checksum and then the whole payload with the state
@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "raft/host/env.h"
 #include "raft/host/state_machine.h"
 
 namespace marmot::raft::host {
@@ -32,9 +33,6 @@ namespace marmot::raft::host {
 // FNV-1a 64 of a payload, continued from `h` (start from kPayloadChecksumSeed).
 uint64_t PayloadChecksum(uint64_t h, const char* data, size_t n);
 inline constexpr uint64_t kPayloadChecksumSeed = 1469598103934665603ull;
-
-// Free bytes for an unprivileged writer in the file system of `dir` (statvfs).
-absl::StatusOr<uint64_t> FreeDiskBytes(const std::string& dir);
 
 class SnapshotReceipts {
  public:
@@ -47,8 +45,8 @@ class SnapshotReceipts {
     uint64_t reserve_bytes = 64 << 20;
     // Checks the whole payload before it is kept; empty: none (tests of the transport).
     SnapshotCheck check;
-    // Free bytes of `dir`'s file system; FreeDiskBytes when empty (tests replace it).
-    std::function<absl::StatusOr<uint64_t>(const std::string&)> free_bytes;
+    // The files and the disk's free space; must outlive the receipts.
+    Env* env = Env::Default();
   };
 
   class Receipt {
@@ -62,14 +60,15 @@ class SnapshotReceipts {
     // Internal when the file cannot be written. After an error the receipt is unusable.
     absl::Status Add(uint64_t offset, absl::string_view data);
     // After the last chunk: DataLoss when the size or checksum differ from the announced ones,
-    // the check's error when it refuses the payload (InvalidArgument), else the name of the
-    // payload's file in the folder, durable there. The caller owns that file from then on.
+    // the check's error when it refuses the payload (InvalidArgument), ResourceExhausted or
+    // Internal when the file cannot be made durable, else the name of the payload's file in
+    // the folder, durable there. The caller owns that file from then on.
     absl::StatusOr<std::string> Finish();
 
    private:
     friend class SnapshotReceipts;
     Receipt(SnapshotReceipts* owner, uint64_t shard, uint64_t total, uint64_t checksum,
-            std::string name, int fd);
+            std::string name, std::unique_ptr<WritableFile> file);
     absl::Status Fail(absl::Status s);
 
     SnapshotReceipts* const owner_;
@@ -77,7 +76,7 @@ class SnapshotReceipts {
     const uint64_t total_;
     const uint64_t checksum_;
     const std::string name_;  // The final name; the file is `<name>.tmp` until Finish.
-    int fd_;
+    std::unique_ptr<WritableFile> file_;  // null once closed
     uint64_t received_ = 0;
     uint64_t sum_ = kPayloadChecksumSeed;
     bool finished_ = false;
@@ -88,7 +87,8 @@ class SnapshotReceipts {
 
   // Starts receiving `total` bytes (checksum `checksum`) for `shard`, from node `from`, for the
   // snapshot at `index`. ResourceExhausted when a receipt of the shard is in progress or the disk
-  // lacks room; Internal when the file cannot be created.
+  // lacks room (or is full already); Internal when the file cannot be created for another
+  // reason.
   absl::StatusOr<std::unique_ptr<Receipt>> Begin(uint64_t shard, uint64_t from, uint64_t index,
                                                  uint64_t total, uint64_t checksum);
 

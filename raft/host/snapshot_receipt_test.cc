@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raft/host/env_fault_injection.h"
 
 namespace marmot::raft::host {
 namespace {
 
 namespace fs = std::filesystem;
+using Op = FaultInjectionEnv::Op;
 
 std::string Dir() {
   std::string d = absl::StrCat(::testing::TempDir(), "/",
@@ -102,11 +104,9 @@ TEST(SnapshotReceiptTest, OneReceiptPerShardAtATime) {
 
 TEST(SnapshotReceiptTest, APayloadThatWouldFillTheDiskIsRefusedBeforeAnythingIsWritten) {
   const std::string dir = Dir();
-  uint64_t free = 1000;
-  SnapshotReceipts receipts(
-      {.dir = dir,
-       .reserve_bytes = 100,
-       .free_bytes = [&](const std::string&) -> absl::StatusOr<uint64_t> { return free; }});
+  FaultInjectionEnv env;
+  env.SetDiskRoom(1000);
+  SnapshotReceipts receipts({.dir = dir, .reserve_bytes = 100, .env = &env});
   EXPECT_TRUE(absl::IsResourceExhausted(receipts.Begin(0, 1, 5, 901, 0).status()));
   auto a = receipts.Begin(0, 1, 5, 600, 0);
   ASSERT_TRUE(a.ok()) << a.status();
@@ -114,10 +114,61 @@ TEST(SnapshotReceiptTest, APayloadThatWouldFillTheDiskIsRefusedBeforeAnythingIsW
   EXPECT_TRUE(absl::IsResourceExhausted(receipts.Begin(1, 1, 5, 301, 0).status()));
   EXPECT_TRUE(receipts.Begin(1, 1, 5, 300, 0).ok());
   EXPECT_TRUE(absl::IsResourceExhausted(receipts.Begin(2, 1, 5, ~uint64_t{0}, 0).status()));
-  // The real statvfs answers for a real folder.
-  absl::StatusOr<uint64_t> real = FreeDiskBytes(dir);
-  ASSERT_TRUE(real.ok()) << real.status();
-  EXPECT_GT(*real, 0u);
+  EXPECT_EQ(env.calls(Op::kAppend), 0);
+}
+
+TEST(SnapshotReceiptTest, ADiskThatFillsUpDuringAReceiptLeavesNothingAndTheShardCanReceiveAgain) {
+  // Given a disk with room at Begin that something else (the Raft log) fills meanwhile,
+  const std::string dir = Dir();
+  FaultInjectionEnv env;
+  SnapshotReceipts receipts({.dir = dir, .reserve_bytes = 0, .env = &env});
+  const std::string payload = "0123456789abcdef";
+  auto r = receipts.Begin(4, 1, 30, payload.size(), Sum(payload));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE((*r)->Add(0, payload.substr(0, 8)).ok());
+  env.SetDiskRoom(3);
+  // when the next chunk does not fit, the receipt fails as a full disk and stays failed,
+  const absl::Status s = (*r)->Add(8, payload.substr(8));
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  EXPECT_TRUE(absl::IsResourceExhausted((*r)->Finish().status()));
+  // and once it is dropped no byte of it is left on the disk.
+  r->reset();
+  EXPECT_TRUE(Files(dir).empty());
+  // Once there is room again the same shard takes the snapshot whole.
+  env.ClearFaults();
+  auto again = receipts.Begin(4, 1, 30, payload.size(), Sum(payload));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)->Add(0, payload).ok());
+  absl::StatusOr<std::string> name = (*again)->Finish();
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(Files(dir), std::vector<std::string>{*name});
+}
+
+TEST(SnapshotReceiptTest, APayloadThatCannotBeMadeDurableIsNotKept) {
+  const std::string dir = Dir();
+  const std::string payload = "abcdefgh";
+  for (Op op : {Op::kCreate, Op::kSync, Op::kClose, Op::kRename, Op::kSyncFolder}) {
+    FaultInjectionEnv env;
+    env.FailAfter(op, 0, absl::ResourceExhaustedError("injected ENOSPC"));
+    SnapshotReceipts receipts({.dir = dir, .env = &env});
+    absl::Status s = absl::OkStatus();
+    {
+      auto r = receipts.Begin(0, 1, 7, payload.size(), Sum(payload));
+      s = r.status();
+      if (s.ok()) s = (*r)->Add(0, payload);
+      if (s.ok()) s = (*r)->Finish().status();
+    }
+    EXPECT_TRUE(absl::IsResourceExhausted(s)) << static_cast<int>(op) << ": " << s;
+    EXPECT_TRUE(Files(dir).empty()) << static_cast<int>(op);
+  }
+  // Another error of the disk is reported as internal, not as the sender's fault.
+  FaultInjectionEnv env;
+  env.FailAfter(Op::kSync, 0, absl::DataLossError("injected EIO"));
+  SnapshotReceipts receipts({.dir = dir, .env = &env});
+  auto r = receipts.Begin(0, 1, 7, payload.size(), Sum(payload));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Add(0, payload).ok());
+  EXPECT_TRUE(absl::IsInternal((*r)->Finish().status()));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "glog/logging.h"
+#include "raft/host/env_fault_injection.h"
 #include "raft/host/snapshot_chunk_checks.h"
 #include "raft/host/snapshot_receipt.h"
 #include "tests/fuzz/fuzz_input.pb.h"
@@ -33,11 +34,9 @@ int Run(const uint8_t* data, size_t size) {
   if (!raft::host::CheckFirstSnapshotChunk(kNode, kShards, first).ok()) return 0;
   // No check of the payload's contents (the snapshot_install target fuzzes those); the disk
   // always has room, less than the bytes a chunk of at most 1 MiB could ever announce.
-  SnapshotReceipts receipts({.dir = *dir,
-                             .max_chunk_bytes = 1 << 20,
-                             .free_bytes = [](const std::string&) {
-                               return absl::StatusOr<uint64_t>(uint64_t{1} << 40);
-                             }});
+  raft::host::FaultInjectionEnv roomy_disk;
+  roomy_disk.SetDiskRoom(uint64_t{1} << 40);
+  SnapshotReceipts receipts({.dir = *dir, .max_chunk_bytes = 1 << 20, .env = &roomy_disk});
   auto receipt = receipts.Begin(first.header().shard(), first.from_node(),
                                 first.header().snapshot().metadata().index(), first.total_size(),
                                 first.checksum());
