@@ -18,9 +18,10 @@ void ManualClockEnv::Advance(absl::Duration d) {
   for (std::condition_variable* cv : waiting_) cv->notify_all();
 }
 
-int ManualClockEnv::timed_waiters() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return static_cast<int>(waiting_.size());
+bool ManualClockEnv::AwaitWaiter(absl::Time deadline, absl::Duration timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  return waiters_changed_.wait_for(l, absl::ToChronoNanoseconds(timeout),
+                                   [&] { return deadlines_.count(deadline) > 0; });
 }
 
 absl::Time ManualClockEnv::MonotonicNow() {
@@ -46,6 +47,8 @@ bool ManualClockEnv::WaitUntil(std::unique_lock<std::mutex>& lock, std::conditio
   {
     std::lock_guard<std::mutex> l(mu_);
     waiting_.insert(&cv);
+    deadlines_.insert(deadline);
+    waiters_changed_.notify_all();
   }
   bool result;
   while (!(result = done()) && MonotonicNow() < deadline) {
@@ -55,6 +58,7 @@ bool ManualClockEnv::WaitUntil(std::unique_lock<std::mutex>& lock, std::conditio
   }
   std::lock_guard<std::mutex> l(mu_);
   waiting_.erase(waiting_.find(&cv));
+  deadlines_.erase(deadlines_.find(deadline));
   return result;
 }
 

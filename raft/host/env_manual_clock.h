@@ -29,9 +29,10 @@ class ManualClockEnv : public EnvWrapper {
 
   // Moves the clock forward by `d` (>= 0) and wakes the threads waiting on it.
   void Advance(absl::Duration d);
-  // Threads blocked in WaitUntil with a finite deadline now: lets a test wait until the code
-  // under test is parked on the clock before it advances it.
-  int timed_waiters() const;
+  // Blocks, for at most `timeout` of real time, until a thread waits on this clock with
+  // `deadline` exactly (WaitUntil): a test knows then that the code under test is parked on the
+  // clock before it advances it. False on timeout.
+  bool AwaitWaiter(absl::Time deadline, absl::Duration timeout = absl::Seconds(10));
 
   absl::Time MonotonicNow() override;
   absl::Time WallNow() override;
@@ -44,8 +45,11 @@ class ManualClockEnv : public EnvWrapper {
   absl::Duration elapsed_ = absl::ZeroDuration();  // under mu_
   const absl::Time monotonic_start_;
   const absl::Time wall_start_;
-  // The condition variables of the threads in a timed WaitUntil, notified at every Advance.
+  // The condition variables of the threads in a timed WaitUntil, notified at every Advance, and
+  // their deadlines.
   std::multiset<std::condition_variable*> waiting_;
+  std::multiset<absl::Time> deadlines_;
+  std::condition_variable waiters_changed_;
 };
 
 }  // namespace marmot::raft::host

@@ -128,22 +128,23 @@ TEST(EnvTest, AWaitOnAManualClockEndsAtItsDeadlineOnlyWhenTheClockGetsThere) {
   std::condition_variable cv;
   bool done = false;
   std::atomic<int> result{-1};
+  const absl::Time deadline = env.MonotonicNow() + absl::Seconds(10);
   std::thread waiter([&] {
     std::unique_lock<std::mutex> l(mu);
-    result = env.WaitFor(l, cv, absl::Seconds(10), [&] { return done; });
+    result = env.WaitUntil(l, cv, deadline, [&] { return done; });
   });
-  while (env.timed_waiters() == 0) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(env.AwaitWaiter(deadline));
   env.Advance(absl::Seconds(9));
   absl::SleepFor(absl::Milliseconds(50));  // real time: the waiter would have ended by now
   EXPECT_EQ(result, -1) << "ended before its deadline on the manual clock";
   env.Advance(absl::Seconds(1));
   waiter.join();
   EXPECT_EQ(result, 0);
-  EXPECT_EQ(env.timed_waiters(), 0);
+  EXPECT_FALSE(env.AwaitWaiter(deadline, absl::ZeroDuration()));
 
   // A waiter whose condition comes true ends without the clock moving.
   std::thread notifier([&] {
-    while (env.timed_waiters() == 0) absl::SleepFor(absl::Milliseconds(1));
+    EXPECT_TRUE(env.AwaitWaiter(env.MonotonicNow() + absl::Hours(1)));
     std::lock_guard<std::mutex> l(mu);
     done = true;
     cv.notify_all();

@@ -78,13 +78,16 @@ struct GrpcTransport::Link {
   std::function<bool(const tv1::MessageBatch&)> write;
   // The process at the other end, as its handshake described it (last_heard unused: see below).
   StreamOrigin origin;
-  // When the stream last carried something from the other end (absl::ToUnixNanos).
+  // When the stream last carried something from the other end (absl::ToUnixNanos of the
+  // Env's MonotonicNow).
   std::atomic<int64_t> last_heard_ns{0};
   // Ends the call (accepted streams only). Called under the Peer's mu_ while the link is attached;
   // the call's handler detaches it (under the same lock) before the call ends.
   std::function<void()> cancel;
 
-  void Heard() { last_heard_ns.store(absl::ToUnixNanos(absl::Now()), std::memory_order_relaxed); }
+  void Heard(absl::Time now) {
+    last_heard_ns.store(absl::ToUnixNanos(now), std::memory_order_relaxed);
+  }
   StreamOrigin Origin() const {
     StreamOrigin o = origin;
     o.last_heard = absl::FromUnixNanos(last_heard_ns.load(std::memory_order_relaxed));
@@ -95,7 +98,11 @@ struct GrpcTransport::Link {
 class GrpcTransport::Peer {
  public:
   Peer(GrpcTransport* t, uint64_t id, std::string address)
-      : t_(t), id_(id), dial_(t->options_.node_id < id), address_(std::move(address)) {
+      : t_(t),
+        env_(t->options_.env),
+        id_(id),
+        dial_(t->options_.node_id < id),
+        address_(std::move(address)) {
     if (dial_) conn_thread_ = std::thread([this] { RunConnection(); });
     msg_thread_ = std::thread([this] { RunMessages(); });
     snap_thread_ = std::thread([this] { RunSnapshots(); });
@@ -142,7 +149,7 @@ class GrpcTransport::Peer {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<StreamOrigin> open;
     for (const auto& o : links_) open.push_back(o->Origin());
-    const Admission a = AdmitStream(id_, link->Origin(), open, address_, absl::Now(),
+    const Admission a = AdmitStream(id_, link->Origin(), open, address_, env_->MonotonicNow(),
                                     t_->options_.liveness_window);
     if (!a.refusal.empty()) return a.refusal;
     for (size_t i : a.replaced) {
@@ -171,7 +178,7 @@ class GrpcTransport::Peer {
     for (const auto& link : links_) {
       StreamOrigin o = link->Origin();
       if (o.incarnation != 0 && o.incarnation != incarnation &&
-          absl::Now() - o.last_heard < t_->options_.liveness_window) {
+          env_->MonotonicNow() - o.last_heard < t_->options_.liveness_window) {
         return o;
       }
     }
@@ -198,8 +205,7 @@ class GrpcTransport::Peer {
   // Sleeps up to `d`; false if stopping.
   bool SleepFor(absl::Duration d) {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, absl::ToChronoMilliseconds(d), [this] { return stopping_; });
-    return !stopping_;
+    return !env_->WaitFor(l, cv_, d, [this] { return stopping_; });
   }
 
   // Requires mu_. Null without an address.
@@ -226,7 +232,7 @@ class GrpcTransport::Peer {
         if (stub != nullptr) conn_ctx_ = ctx.get();
       }
       bool connected = false;
-      const absl::Time opened = absl::Now();
+      const absl::Time opened = env_->MonotonicNow();
       if (stub != nullptr) {
         auto stream = stub->Stream(ctx.get());
         auto link = std::make_shared<Link>();
@@ -235,14 +241,14 @@ class GrpcTransport::Peer {
         if (Handshake(ctx.get(), stream.get(), &link->origin, &why, &reason)) {
           connected = true;
           link->write = [s = stream.get()](const tv1::MessageBatch& b) { return s->Write(b); };
-          link->Heard();
+          link->Heard(env_->MonotonicNow());
           Attach(link);
           VLOG(1) << "[node " << o.node_id << "] stream to node " << id_ << " open";
           tv1::MessageBatch b;
           StreamIntake intake(o.node_id, id_);
           for (bool first = true; stream->Read(&b); first = false) {
             if (first) t_->AdmittedBy(id_);  // the peer answered on it: not refused
-            link->Heard();
+            link->Heard(env_->MonotonicNow());
             t_->Deliver(&intake, std::move(b));
           }
           {
@@ -281,7 +287,7 @@ class GrpcTransport::Peer {
         if (stopping_) break;
       }
       t_->handler_->HandleUnreachable(id_);
-      if (connected && absl::Now() - opened > absl::Seconds(1)) backoff = o.min_backoff;
+      if (connected && env_->MonotonicNow() - opened > absl::Seconds(1)) backoff = o.min_backoff;
       if (!SleepFor(backoff)) break;
       backoff = std::min(backoff * 2, o.max_backoff);
     }
@@ -391,11 +397,12 @@ class GrpcTransport::Peer {
       {
         std::unique_lock<std::mutex> l(mu_);
         const absl::Duration idle =
-            written_link == nullptr ? o.keepalive_interval
-                                    : std::clamp(written_at + o.keepalive_interval - absl::Now(),
-                                                 absl::Milliseconds(10), o.keepalive_interval);
-        msg_cv_.wait_for(l, absl::ToChronoMilliseconds(idle),
-                         [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
+            written_link == nullptr
+                ? o.keepalive_interval
+                : std::clamp(written_at + o.keepalive_interval - env_->MonotonicNow(),
+                             absl::Milliseconds(10), o.keepalive_interval);
+        env_->WaitFor(l, msg_cv_, idle,
+                      [&] { return stopping_ || !msgs_.empty() || !outbox.empty(); });
         if (stopping_) break;
         pending.swap(msgs_);
         if (!links_.empty()) link = links_.back();
@@ -408,7 +415,9 @@ class GrpcTransport::Peer {
       if (pending.empty() && outbox.empty()) {
         // Nothing to send: an empty batch when the stream was idle for a keepalive interval, so
         // that the other end knows this process is alive (node_incarnation.h).
-        if (link == written_link && absl::Now() - written_at < o.keepalive_interval) continue;
+        if (link == written_link && env_->MonotonicNow() - written_at < o.keepalive_interval) {
+          continue;
+        }
         written_link.reset();  // until written to: no spinning on a dead or missing stream
         if (link == nullptr) continue;
         std::lock_guard<std::mutex> wl(link->write_mu);
@@ -422,7 +431,7 @@ class GrpcTransport::Peer {
           continue;
         }
         written_link = link;
-        written_at = absl::Now();
+        written_at = env_->MonotonicNow();
         continue;
       }
       if (f.delay > absl::ZeroDuration() && !SleepFor(f.delay)) break;
@@ -455,7 +464,7 @@ class GrpcTransport::Peer {
       }
       if (ok) {
         written_link = link;
-        written_at = absl::Now();
+        written_at = env_->MonotonicNow();
       } else {
         // The stream's owner sees the break too and re-opens (or the peer re-dials).
         link->dead = true;
@@ -491,7 +500,7 @@ class GrpcTransport::Peer {
       absl::Status read = absl::OkStatus();
       if (!file.empty()) {
         absl::StatusOr<std::unique_ptr<FileSnapshotSource>> opened =
-            FileSnapshotSource::Open(o.snapshot_dir + "/" + file);
+            FileSnapshotSource::Open(o.snapshot_dir + "/" + file, env_);
         read = opened.status();
         if (opened.ok()) payload = *std::move(opened);
       }
@@ -605,6 +614,7 @@ class GrpcTransport::Peer {
   }
 
   GrpcTransport* t_;
+  Env* const env_;
   const uint64_t id_;
   // The lower id of a pair dials; the higher one answers on the stream it accepted.
   const bool dial_;
@@ -635,7 +645,7 @@ class GrpcTransport::Peer {
 // after) as soon as its handshake is done or it ends.
 class GrpcTransport::HandshakeDeadlines {
  public:
-  HandshakeDeadlines() : thread_([this] { Run(); }) {}
+  explicit HandshakeDeadlines(Env* env) : env_(env), thread_([this] { Run(); }) {}
   ~HandshakeDeadlines() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -644,10 +654,11 @@ class GrpcTransport::HandshakeDeadlines {
     }
     thread_.join();
   }
-  // Until the returned guard is reset or destroyed, `ctx` is cancelled at `deadline`.
-  std::shared_ptr<void> Watch(grpc::ServerContext* ctx, absl::Time deadline) {
+  // Until the returned guard is reset or destroyed, `ctx` is cancelled `timeout` from now.
+  std::shared_ptr<void> Watch(grpc::ServerContext* ctx, absl::Duration timeout) {
     std::lock_guard<std::mutex> l(mu_);
-    calls_[ctx] = deadline;
+    calls_[ctx] = env_->MonotonicNow() + timeout;
+    ++added_;
     cv_.notify_all();
     return std::shared_ptr<void>(nullptr, [this, ctx](void*) {
       std::lock_guard<std::mutex> l(mu_);
@@ -660,7 +671,7 @@ class GrpcTransport::HandshakeDeadlines {
     std::unique_lock<std::mutex> l(mu_);
     while (!stopping_) {
       // Few calls are in their handshake at once: a scan is cheap.
-      const absl::Time now = absl::Now();
+      const absl::Time now = env_->MonotonicNow();
       absl::Time next = absl::InfiniteFuture();
       for (auto& [ctx, deadline] : calls_) {
         if (deadline <= now) {
@@ -670,18 +681,17 @@ class GrpcTransport::HandshakeDeadlines {
         }
         next = std::min(next, deadline);
       }
-      if (next == absl::InfiniteFuture()) {
-        cv_.wait(l);
-      } else {
-        cv_.wait_for(l, absl::ToChronoMilliseconds(next - now));
-      }
+      const uint64_t added = added_;
+      env_->WaitUntil(l, cv_, next, [&] { return stopping_ || added_ != added; });
     }
   }
 
+  Env* const env_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<grpc::ServerContext*, absl::Time> calls_;
+  uint64_t added_ = 0;  // calls watched so far: a new one may have an earlier deadline
   std::thread thread_;
 };
 
@@ -689,7 +699,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
  public:
   explicit Service(GrpcTransport* t)
       : t_(t),
-        receipts_({.dir = t->options_.snapshot_dir, .check = t->options_.check_snapshot}) {}
+        receipts_({.dir = t->options_.snapshot_dir,
+                   .check = t->options_.check_snapshot,
+                   .env = t->options_.env}) {}
 
   grpc::Status Stream(grpc::ServerContext* ctx,
                       grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
@@ -701,7 +713,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       t_->RefuseCall("stream", ctx->peer(), why, reason);
       return grpc::Status(code, why);
     };
-    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, absl::Now() + o.handshake_timeout);
+    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, o.handshake_timeout);
     tv1::MessageBatch b;
     if (!stream->Read(&b)) return grpc::Status::OK;
     const uint64_t from = b.from_node();
@@ -774,7 +786,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     link->origin = {.incarnation = hello.incarnation(), .bind_address = hello.bind_address(),
                     .peer = ctx->peer()};
     link->cancel = [ctx] { ctx->TryCancel(); };
-    link->Heard();
+    link->Heard(o.env->MonotonicNow());
     if (std::string duplicate = t_->Admit(from, link); !duplicate.empty()) {
       return refuse(grpc::StatusCode::ALREADY_EXISTS, duplicate, "duplicate");
     }
@@ -782,7 +794,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
             << (key != nullptr ? " (cluster key proven)" : "");
     StreamIntake intake(me, from);
     while (stream->Read(&b)) {
-      link->Heard();
+      link->Heard(o.env->MonotonicNow());
       t_->Deliver(&intake, std::move(b));
     }
     {
@@ -839,7 +851,7 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     };
     // A fresh nonce per call, sent before anything is read: the sender's proof must cover it,
     // so a recorded call cannot be replayed.
-    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, absl::Now() + o.handshake_timeout);
+    std::shared_ptr<void> deadline = t_->deadlines_->Watch(ctx, o.handshake_timeout);
     const std::string server_nonce = key != nullptr ? FreshNonce() : "";
     {
       tv1::SnapshotAck challenge;
@@ -889,9 +901,20 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     absl::StatusOr<std::string> file = ReceiveSnapshotChunks(
         c, [&](tv1::SnapshotChunk* next) { return reader->Read(next); }, **receipt);
     if (!file.ok()) {
-      code = file.status().code() == absl::StatusCode::kDataLoss
-                 ? grpc::StatusCode::DATA_LOSS
-                 : grpc::StatusCode::INVALID_ARGUMENT;
+      // The sender learns whether its bytes were wrong or this node's disk failed them.
+      switch (file.status().code()) {
+        case absl::StatusCode::kDataLoss:
+          code = grpc::StatusCode::DATA_LOSS;
+          break;
+        case absl::StatusCode::kResourceExhausted:
+          code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+          break;
+        case absl::StatusCode::kInternal:
+          code = grpc::StatusCode::INTERNAL;
+          break;
+        default:
+          code = grpc::StatusCode::INVALID_ARGUMENT;
+      }
       return refuse(absl::StrCat("shard ", header.shard(), " snapshot at ", index, " from node ",
                                  from, ": ", file.status().message()));
     }
@@ -938,9 +961,9 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   }
   const int tls_files = !o.tls_cert_file.empty() + !o.tls_key_file.empty() + !o.tls_ca_file.empty();
   if (tls_files == 3) {
-    auto cert = ReadWholeFile(Env::Default(), o.tls_cert_file);
-    auto key = ReadWholeFile(Env::Default(), o.tls_key_file);
-    auto ca = ReadWholeFile(Env::Default(), o.tls_ca_file);
+    auto cert = ReadWholeFile(o.env, o.tls_cert_file);
+    auto key = ReadWholeFile(o.env, o.tls_key_file);
+    auto ca = ReadWholeFile(o.env, o.tls_ca_file);
     for (const auto* f : {&cert, &key, &ca}) {
       if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport TLS: ", f->status().message()));
     }
@@ -966,7 +989,7 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     std::lock_guard<std::mutex> l(mu_);
     started_ = true;
   }
-  deadlines_ = std::make_unique<HandshakeDeadlines>();
+  deadlines_ = std::make_unique<HandshakeDeadlines>(o.env);
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder b;
   b.AddListeningPort(options_.bind_address, server_credentials, &bound_port_);
@@ -1107,8 +1130,7 @@ void GrpcTransport::RunIdentityProbe() {
   // after the last sign of that process reached it (node_incarnation.h).
   auto sleep = [this](absl::Duration d) {
     std::unique_lock<std::mutex> l(mu_);
-    probe_cv_.wait_for(l, absl::ToChronoMilliseconds(d), [this] { return stopped_; });
-    return !stopped_;
+    return !options_.env->WaitFor(l, probe_cv_, d, [this] { return stopped_; });
   };
   if (!sleep(options_.liveness_window)) return;  // let the peers hear of the other process first
   std::map<uint64_t, std::string> addresses;
@@ -1188,7 +1210,7 @@ void GrpcTransport::RefusedAsDuplicate(uint64_t node, const std::string& where,
   // Only refusals that go on for two liveness windows count: this process's own restart is
   // refused for up to one window after the last sign of its previous process reached the peer
   // (node_incarnation.h).
-  const absl::Time now = absl::Now();
+  const absl::Time now = options_.env->MonotonicNow();
   absl::Time since;
   {
     std::lock_guard<std::mutex> l(mu_);

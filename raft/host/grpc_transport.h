@@ -50,6 +50,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "raft/host/env.h"
 #include "raft/host/state_machine.h"
 #include "raft/host/transport.h"
 
@@ -114,6 +115,10 @@ struct GrpcTransportOptions {
   // (node_incarnation.h). The window must hold a few intervals.
   absl::Duration keepalive_interval = absl::Milliseconds(500);
   absl::Duration liveness_window = absl::Seconds(2);
+  // The clock of every timeout, backoff, keepalive and liveness window above, and the files
+  // (snapshot payloads, TLS files). gRPC's own deadlines stay on the system clock. Must
+  // outlive the transport.
+  Env* env = Env::Default();
 };
 
 // What the transport refused since it started.

@@ -1,16 +1,19 @@
 // GrpcTransport with a cluster key: only callers that prove the key are heard, a recorded proof
 // does not replay, every message is bound to its stream's peer, and nodes with another shard
 // count are refused. A hostile caller is played by a raw gRPC client.
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
+#include "raft/host/env_manual_clock.h"
 #include "raft/host/grpc_transport.h"
 #include "raft/host/snapshot_receipt.h"
 #include "raft/host/peer_auth.h"
@@ -410,6 +413,56 @@ TEST(GrpcTransportAuthTest, ACallerThatStallsBeforeItsProofIsCutOff) {
     EXPECT_FALSE(w->Read(&ack));
     EXPECT_LT(absl::Now() - start, absl::Seconds(5));
     EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  t.Stop();
+}
+
+TEST(GrpcTransportAuthTest, AStalledHandshakeIsCutOffExactlyWhenItsTimeoutPassesOnTheClock) {
+  ManualClockEnv clock;
+  RecordingHandler h;
+  GrpcTransportOptions o;
+  o.node_id = 2;
+  o.bind_address = "127.0.0.1:0";
+  o.snapshot_dir = Dir();
+  o.cluster_key = kKey;
+  o.handshake_timeout = absl::Seconds(10);
+  o.env = &clock;
+  GrpcTransport t(o);
+  ASSERT_TRUE(t.Start(&h).ok());
+  auto stub = Stub(t.bound_port());
+  // A call that never completes its handshake is cut off once the transport's clock passes its
+  // timeout, and not before: a stream that never says hello, a snapshot that never sends its
+  // first chunk.
+  auto expect_cut_off = [&](grpc::ClientContext* ctx, std::function<bool()> read,
+                            std::function<grpc::Status()> finish) {
+    const absl::Time deadline = clock.MonotonicNow() + o.handshake_timeout;
+    ASSERT_TRUE(clock.AwaitWaiter(deadline)) << "the call's handshake deadline is watched";
+    std::atomic<bool> ended{false};
+    std::thread reader([&] {
+      EXPECT_FALSE(read());
+      ended = true;
+    });
+    clock.Advance(o.handshake_timeout - absl::Milliseconds(1));
+    absl::SleepFor(absl::Milliseconds(100));  // real time: a cut-off would have arrived by now
+    EXPECT_FALSE(ended) << "cut off before its timeout";
+    clock.Advance(absl::Milliseconds(1));
+    reader.join();  // the call's own (real) deadline bounds this
+    EXPECT_EQ(finish().error_code(), grpc::StatusCode::CANCELLED);
+  };
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    std::unique_ptr<RawStream> st = stub->Stream(&ctx);
+    tv1::MessageBatch b;
+    expect_cut_off(&ctx, [&] { return st->Read(&b); }, [&] { return st->Finish(); });
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto w = stub->SendSnapshot(&ctx);
+    tv1::SnapshotAck ack;
+    ASSERT_TRUE(w->Read(&ack));  // the challenge
+    expect_cut_off(&ctx, [&] { return w->Read(&ack); }, [&] { return w->Finish(); });
   }
   t.Stop();
 }

@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
+#include "raft/host/env_manual_clock.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -240,6 +241,44 @@ TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
   EXPECT_TRUE(got);
   t1->Stop();
   t2.Stop();
+}
+
+TEST(GrpcTransportTest, ADialerBacksOffOnItsClockDoublingUpToTheMaximum) {
+  // Given node 1, on a clock the test moves, dialing node 2 where nobody listens,
+  const std::string dir = Dir();
+  int port;
+  {
+    RecordingHandler unused;
+    port = StartTransport(9, dir, &unused)->bound_port();
+  }
+  ManualClockEnv clock;
+  RecordingHandler h;
+  GrpcTransportOptions o;
+  o.node_id = 1;
+  o.bind_address = "127.0.0.1:0";
+  o.snapshot_dir = dir;
+  o.min_backoff = absl::Seconds(1);
+  o.max_backoff = absl::Seconds(4);
+  o.env = &clock;
+  GrpcTransport t(o);
+  ASSERT_TRUE(t.Start(&h).ok());
+  t.SetPeerAddress(2, absl::StrCat("127.0.0.1:", port));
+  auto failures = [&] { return h.Unreachable().size(); };
+  ASSERT_TRUE(h.WaitFor([&] { return !h.unreachable_.empty(); }));
+  // each failed dial is reported, and the next one waits the backoff on that clock: not a
+  // moment less, whatever the real time, doubling from min_backoff up to max_backoff.
+  for (absl::Duration backoff : {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
+                                 absl::Seconds(4)}) {
+    const size_t before = failures();
+    ASSERT_TRUE(clock.AwaitWaiter(clock.MonotonicNow() + backoff)) << backoff;
+    clock.Advance(backoff - absl::Milliseconds(1));
+    absl::SleepFor(absl::Milliseconds(100));  // real time: a dial would have failed by now
+    EXPECT_EQ(failures(), before) << "dialed again before " << backoff;
+    clock.Advance(absl::Milliseconds(1));
+    ASSERT_TRUE(h.WaitFor([&] { return h.unreachable_.size() > before; })) << backoff;
+    EXPECT_EQ(failures(), before + 1);
+  }
+  t.Stop();
 }
 
 std::string ReadFile(const std::string& path) {
