@@ -1,14 +1,11 @@
 #include "replicator/change_shipper.h"
 
 #include <algorithm>
-#include <chrono>
 #include <limits>
-#include <thread>
 
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "replicator/change_batch.h"
 #include "replicator/change_encoder.h"
@@ -26,11 +23,11 @@ absl::StatusOr<int64_t> QueryInt(sqlite::Database& db, const std::string& sql) {
 
 // Marking waits for the application's write transactions; SQLite's own busy handler sleeps up
 // to 100 ms at a time, which would hold the pump (and every shard's next proposal) that long.
-// Retry every 250 us instead, for the same 5 s in total.
-int RetrySoon(void*, int attempt) {
+// Retry every 250 us instead, for the same 5 s in total. `env` is the shipper's Env.
+int RetrySoon(void* env, int attempt) {
   constexpr int kMaxAttempts = 5'000'000 / 250;
   if (attempt >= kMaxAttempts) return 0;
-  std::this_thread::sleep_for(std::chrono::microseconds(250));
+  static_cast<raft::host::Env*>(env)->SleepFor(absl::Microseconds(250));
   return 1;
 }
 
@@ -72,7 +69,7 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
   // Its marking deletes log rows, which each log's guard trigger refuses to connections that run
   // triggers (sqlite/change_log.h).
   if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
-  sqlite3_busy_handler(db->raw(), RetrySoon, nullptr);
+  sqlite3_busy_handler(db->raw(), RetrySoon, options.env);
   return std::unique_ptr<ChangeShipper>(
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));
 }
@@ -131,7 +128,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         "SELECT max(\"__marmot__id\") FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
     if (newest.ok()) {
       int64_t& seen = newest_[name];
-      if (*newest != seen) logs_grew_ = absl::Now();
+      if (*newest != seen) logs_grew_ = options_.env->MonotonicNow();
       seen = *newest;
     }
     if (buffered_ >= options_.max_buffered_changes) continue;
@@ -154,7 +151,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
       // Pump would flood the log under load).
       CaptureLog& cl = capture_log_[name];
       cl.changes += static_cast<int64_t>(records->size());
-      const absl::Time now = absl::Now();
+      const absl::Time now = options_.env->MonotonicNow();
       if (now - cl.last >= absl::Seconds(1)) {
         LOG(INFO) << "captured " << cl.changes << " change(s) of " << name << " (newest id "
                   << records->back().id << ")";
@@ -210,9 +207,10 @@ int64_t ChangeShipper::ProposeReady() {
   int64_t proposed = 0;
   for (int shard = 0; shard < router_.shards(); ++shard) {
     if (Inflight* again = inflight_[shard].get(); again != nullptr) {
-      if (again->failed && absl::Now() - again->proposed_at >= options_.retry_delay) {
+      const absl::Time now = options_.env->MonotonicNow();
+      if (again->failed && now - again->proposed_at >= options_.retry_delay) {
         again->failed = false;
-        again->proposed_at = absl::Now();
+        again->proposed_at = now;
         proposed += static_cast<int64_t>(again->changes.size());
         Propose(shard, again->payload);
       }
@@ -236,7 +234,7 @@ int64_t ChangeShipper::ProposeReady() {
     queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
     proposed += static_cast<int64_t>(taken);
     batch->payload = wire.Finish();
-    batch->proposed_at = absl::Now();
+    batch->proposed_at = options_.env->MonotonicNow();
     Propose(shard, batch->payload);
     inflight_[shard] = std::move(batch);
   }
@@ -348,7 +346,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
       --buffered_;
       if (!marks_due_) {
         marks_due_ = true;
-        due_since_ = absl::Now();
+        due_since_ = options_.env->MonotonicNow();
       }
     }
   }
@@ -376,7 +374,7 @@ void ChangeShipper::MarkWhenDue() {
   // committed too; a failure (the application holds the write lock past the busy timeout) is
   // retried next round. Should marmot stop first, the rows are proposed again at restart and
   // skipped as duplicates.
-  const absl::Time now = absl::Now();
+  const absl::Time now = options_.env->MonotonicNow();
   if (!marks_due_ || now - last_mark_ < options_.mark_interval) return;
   if (now - logs_grew_ < options_.mark_quiet && now - due_since_ < options_.mark_delay) return;
   last_mark_ = now;

@@ -36,6 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/change.pb.h"
+#include "raft/host/env.h"
 #include "replicator/shard_router.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
@@ -77,6 +78,9 @@ struct ShipperOptions {
   // proposal. Without a pause, a shard without a leader (refused at once) turned the pump into
   // a busy loop of failed proposals that took the CPU the election needed.
   absl::Duration retry_delay = absl::Milliseconds(50);
+  // The clock of the delays above and of the waits for SQLite's write lock; must outlive the
+  // shipper.
+  raft::host::Env* env = raft::host::Env::Default();
 };
 
 struct PumpStats {

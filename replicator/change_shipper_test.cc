@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "raft/host/env_manual_clock.h"
 #include "replicator/change_applier.h"
 #include "sqlite/change_log.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -277,24 +278,62 @@ TEST(ChangeShipperTest, FailedProposalsAreRetriedInOrder) {
 TEST(ChangeShipperTest, AFailedProposalWaitsRetryDelayBeforeItIsProposedAgain) {
   // Regression (issue 16): a shard without a leader refuses proposals at once, and the pump
   // proposed the same batch again at every round, over a million times in 20 s.
+  raft::host::ManualClockEnv clock;
   ShardRouter router(1);
   Node a("retry-delay-a", router);
   LogPerShard log({&a});
   log.fail_every_ = 1;  // every proposal fails at once
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.retry_delay = absl::Milliseconds(300)});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.retry_delay = absl::Milliseconds(300), .env = &clock});
   ASSERT_TRUE(shipper.ok());
   ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO kv VALUES ('x', 1);").ok());
   // When the pump runs many rounds within the delay
   for (int i = 0; i < 50; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  clock.Advance(absl::Milliseconds(299));
+  ASSERT_TRUE((*shipper)->Pump().ok());
   // Then the batch was proposed once
   EXPECT_EQ(log.proposals_, 1);
   // And once the delay passed, it is proposed again, and commits when a leader takes it
-  absl::SleepFor(absl::Milliseconds(350));
+  clock.Advance(absl::Milliseconds(1));
   log.fail_every_ = 0;
   ASSERT_TRUE((*shipper)->Pump().ok());
   EXPECT_EQ(log.proposals_, 2);
   Drain(**shipper);
   EXPECT_EQ((*shipper)->buffered(), 0);
+}
+
+TEST(ChangeShipperTest, MarkingWaitsForAPauseOfMarkQuietOrAtMostMarkDelayAfterACommit) {
+  raft::host::ManualClockEnv clock;
+  HundredItems n("mark-quiet", {.mark_quiet = absl::Milliseconds(25),
+                                .mark_delay = absl::Seconds(1),
+                                .mark_interval = absl::ZeroDuration(),
+                                .env = &clock});
+  ASSERT_TRUE(n.shipper->Pump().ok());  // read, proposed, committed
+  ASSERT_TRUE(n.shipper->Pump().ok());  // the commits taken; the logs grew a moment ago
+  EXPECT_EQ(n.LogRows(), "100\n");
+  // Given an application that pauses, marking waits for mark_quiet of it.
+  clock.Advance(absl::Milliseconds(24));
+  ASSERT_TRUE(n.shipper->Pump().ok());
+  EXPECT_EQ(n.LogRows(), "100\n");
+  clock.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(n.shipper->Pump().ok());
+  EXPECT_EQ(n.LogRows(), "1\n");  // the newest row stays (change_shipper.h)
+  // Given an application that writes at every round, marking waits mark_delay after the first
+  // commit not marked, then marks regardless.
+  for (int round = 1; round <= 12; ++round) {
+    ASSERT_TRUE(RunSqliteCli(n.a.path, absl::StrCat("INSERT INTO items VALUES (", 1000 + round,
+                                                    ", 'w', 1);"))
+                    .ok());
+    ASSERT_TRUE(n.shipper->Pump().ok());
+    // The first round's commit is taken at round 2: due from then on.
+    if (round < 12) {
+      EXPECT_EQ(n.LogRows(), absl::StrCat(1 + round, "\n")) << "marked at round " << round;
+    } else {
+      // Every row but this round's (not committed yet) is marked.
+      EXPECT_EQ(n.LogRows(), "1\n") << "the committed rows wait no longer than mark_delay";
+    }
+    clock.Advance(absl::Milliseconds(100));
+  }
 }
 
 TEST(ChangeShipperTest, ChangesCommittedBeforeACrashAreNotAppliedTwice) {
