@@ -466,6 +466,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     to.cluster_key = config_.cluster_key;
     to.shards = static_cast<uint64_t>(config_.shards);
     to.cluster = cluster_;
+    to.env = config_.env;
     auto g = std::make_unique<GrpcTransport>(to);
     grpc_ = g.get();
     transport_ = std::move(g);

@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/raft.pb.h"
+#include "raft/host/env.h"
 #include "raft/host/rocks_log_store.h"
 #include "raft/host/state_machine.h"
 #include "raft/host/transport.h"
@@ -138,6 +139,8 @@ struct NodeHostConfig {
   std::function<std::unique_ptr<Transport>()> transport_factory;
   // Optional; must outlive the host.
   HostObserver* observer = nullptr;
+  // The clock and files of the GrpcTransport the host builds; must outlive the host.
+  Env* env = Env::Default();
 };
 
 // How a proposal ended: OK (committed and applied here, with its log index), Aborted
