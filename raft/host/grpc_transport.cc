@@ -1,8 +1,5 @@
 #include "raft/host/grpc_transport.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -17,10 +14,10 @@
 #include "grpcpp/grpcpp.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/cluster_identity.h"
+#include "raft/host/env.h"
 #include "raft/host/message_pieces.h"
 #include "raft/host/node_incarnation.h"
 #include "raft/host/peer_auth.h"
-#include "raft/host/env.h"
 #include "raft/host/snapshot_chunk_checks.h"
 #include "raft/host/snapshot_file.h"
 #include "raft/host/snapshot_receipt.h"
