@@ -16,18 +16,20 @@ namespace marmot::replicator {
 // changes are marked done without waiting for the next file event.
 class Replicator::HostProposer : public Proposer {
  public:
-  HostProposer(raft::host::NodeHost* host, ChangeDetector* detector, ReplicatorMetrics* metrics)
-      : host_(host), detector_(detector), metrics_(metrics) {}
+  HostProposer(raft::host::NodeHost* host, ChangeDetector* detector, ReplicatorMetrics* metrics,
+               raft::host::Env* env)
+      : host_(host), detector_(detector), metrics_(metrics), env_(env) {}
   void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) override {
     ChangeDetector* detector = detector_;
     ReplicatorMetrics* metrics = metrics_;
-    const auto start = std::chrono::steady_clock::now();
+    raft::host::Env* env = env_;
+    const absl::Time start = env->MonotonicNow();
     host_->Propose(static_cast<uint64_t>(shard), std::move(payload),
-                   [done = std::move(done), detector, metrics, start](absl::Status s, uint64_t) {
+                   [done = std::move(done), detector, metrics, env, start](absl::Status s,
+                                                                           uint64_t) {
                      if (s.ok()) {
-                       metrics->commit_seconds.Observe(std::chrono::duration<double>(
-                                                           std::chrono::steady_clock::now() - start)
-                                                           .count());
+                       metrics->commit_seconds.Observe(
+                           absl::ToDoubleSeconds(env->MonotonicNow() - start));
                      }
                      done(std::move(s));
                      detector->Wake();
@@ -38,6 +40,7 @@ class Replicator::HostProposer : public Proposer {
   raft::host::NodeHost* host_;
   ChangeDetector* detector_;
   ReplicatorMetrics* metrics_;
+  raft::host::Env* env_;
 };
 
 // Host events into metrics.
@@ -59,10 +62,12 @@ class Replicator::MetricsObserver : public raft::host::HostObserver {
   ReplicatorMetrics* metrics_;
 };
 
-Replicator::Replicator(NodeConfig config) : config_(std::move(config)) {}
+Replicator::Replicator(NodeConfig config, raft::host::Env* env)
+    : config_(std::move(config)), env_(env) {}
 
-absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config) {
-  std::unique_ptr<Replicator> r(new Replicator(config));
+absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config,
+                                                             raft::host::Env* env) {
+  std::unique_ptr<Replicator> r(new Replicator(config, env));
   absl::StatusOr<DatabaseLock> lock = DatabaseLock::Acquire(config.db_path);
   if (!lock.ok()) return lock.status();
   r->lock_.emplace(*std::move(lock));
@@ -114,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   host_config.tls_key_file = config.tls_key_file;
   host_config.tls_ca_file = config.tls_ca_file;
   host_config.observer = r->observer_.get();
+  host_config.env = env;
   // Every shard applies through the one database writer: one apply worker, whose rounds of
   // work become one transaction each (DatabaseWriter::Round).
   host_config.apply_workers = 1;
@@ -136,9 +142,11 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
 
-  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get());
+  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(),
+                                                r->metrics_.get(), env);
   absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper =
-      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get());
+      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get(),
+                          {.env = env});
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries
@@ -218,9 +226,9 @@ int Replicator::HandOffLeadership(std::chrono::milliseconds timeout) {
     ++asked;
   }
   if (asked == 0) return static_cast<int>(led().size());
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline && !led().empty()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const absl::Time deadline = env_->MonotonicNow() + absl::FromChrono(timeout);
+  while (env_->MonotonicNow() < deadline && !led().empty()) {
+    env_->SleepFor(absl::Milliseconds(20));
   }
   return static_cast<int>(led().size());
 }

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "raft/host/env.h"
 #include "raft/host/node_host.h"
 #include "replicator/capture_keeper.h"
 #include "replicator/change_detector.h"
@@ -33,7 +34,10 @@ namespace marmot::replicator {
 
 class Replicator {
  public:
-  static absl::StatusOr<std::unique_ptr<Replicator>> Start(const NodeConfig& config);
+  // `env`: the clock and files of the host, its transport and the shipper; must outlive the
+  // replicator.
+  static absl::StatusOr<std::unique_ptr<Replicator>> Start(
+      const NodeConfig& config, raft::host::Env* env = raft::host::Env::Default());
   ~Replicator();
 
   // Asks the leader of every shard this node leads to hand it to another voter, and waits up to
@@ -59,13 +63,14 @@ class Replicator {
  private:
   class HostProposer;
   class MetricsObserver;
-  explicit Replicator(NodeConfig config);
+  Replicator(NodeConfig config, raft::host::Env* env);
   void PumpLoop();
   // Retries every dead letter once the schema changed (a table or column that changes needed
   // may have come); on the pump thread.
   void RetryDeadLettersAfterSchemaChange();
 
   NodeConfig config_;
+  raft::host::Env* const env_;
   std::optional<DatabaseLock> lock_;  // Held from Start to destruction.
   std::unique_ptr<ReplicatorMetrics> metrics_;
   std::unique_ptr<MetricsObserver> observer_;
