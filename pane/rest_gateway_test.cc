@@ -216,15 +216,29 @@ int Connect(int port) {
   return fd;
 }
 
-TEST(RestGatewayTrickleTest, ARequestTrickledInPiecesIsCutOffAtTheRequestTimeout) {
-  // Given a pane whose REST requests must arrive within 2 seconds
-  FixedNode node;
-  auto pane = PaneServer::Start(
-      {.address = "127.0.0.1:0", .rest_request_timeout = absl::Seconds(2)}, &node);
-  ASSERT_TRUE(pane.ok()) << pane.status();
-  const int fd = Connect((*pane)->port());
-  ASSERT_GE(fd, 0);
-  // When a client sends a request line and then one header every 300 ms, never ending them
+// A pane whose REST requests must arrive whole within 2 seconds, and a client connected to it.
+class RestGatewayTrickleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pane = PaneServer::Start(
+        {.address = "127.0.0.1:0", .rest_request_timeout = absl::Seconds(2)}, &node_);
+    ASSERT_TRUE(pane.ok()) << pane.status();
+    pane_ = *std::move(pane);
+    fd_ = Connect(pane_->port());
+    ASSERT_GE(fd_, 0);
+  }
+  void TearDown() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  FixedNode node_;
+  std::unique_ptr<PaneServer> pane_;
+  int fd_ = -1;
+};
+
+TEST_F(RestGatewayTrickleTest, ARequestTrickledInPiecesIsCutOffAtTheRequestTimeout) {
+  const int fd = fd_;
+  // Given a client that sends a request line and then one header every 300 ms, never ending
   const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
   ASSERT_EQ(::send(fd, start.data(), start.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(start.size()));
@@ -238,21 +252,15 @@ TEST(RestGatewayTrickleTest, ARequestTrickledInPiecesIsCutOffAtTheRequestTimeout
              ::send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) < 0;
   }
   const absl::Duration held = absl::Now() - began;
-  ::close(fd);
   // Then the pane closes the connection about then, although each piece came in time
   EXPECT_TRUE(closed) << "the connection was held for " << held;
   EXPECT_GE(held, absl::Milliseconds(1500));
   EXPECT_LE(held, absl::Seconds(8));
 }
 
-TEST(RestGatewayTrickleTest, ARequestArrivingInTimeIsServedAndTheNextGetsItsOwnTime) {
-  // Given the same pane, a client whose requests each come in pieces over a second
-  FixedNode node;
-  auto pane = PaneServer::Start(
-      {.address = "127.0.0.1:0", .rest_request_timeout = absl::Seconds(2)}, &node);
-  ASSERT_TRUE(pane.ok()) << pane.status();
-  const int fd = Connect((*pane)->port());
-  ASSERT_GE(fd, 0);
+TEST_F(RestGatewayTrickleTest, ARequestArrivingInTimeIsServedAndTheNextGetsItsOwnTime) {
+  // Given a client whose requests each come in pieces over a second
+  const int fd = fd_;
   timeval wait{.tv_sec = 10, .tv_usec = 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   // Then each is answered on the same connection, however long the connection lives
@@ -270,7 +278,6 @@ TEST(RestGatewayTrickleTest, ARequestArrivingInTimeIsServedAndTheNextGetsItsOwnT
     }
     EXPECT_THAT(answer, HasSubstr("200 OK")) << i;
   }
-  ::close(fd);
 }
 
 TEST(RestGatewayStatusTest, FollowsTheGrpcGatewayTable) {

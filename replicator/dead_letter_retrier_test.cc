@@ -306,15 +306,8 @@ constexpr char kCheckedOrder[] =
 
 // "raft_index origin tbl change_id" of each dead letter of `n`, oldest first.
 std::string DeadLetterOrigins(Node& n) {
-  auto rows = n.db->QueryRows(
-      "SELECT raft_index, origin, tbl, change_id FROM \"__marmot__dead_letters\" ORDER BY id");
-  CHECK(rows.ok()) << rows.status();
-  std::string out;
-  for (const auto& r : *rows) {
-    for (const Value& v : r) absl::StrAppend(&out, v.DebugString(), " ");
-    out += "\n";
-  }
-  return out;
+  return testing::QueryText(
+      n, "SELECT raft_index, origin, tbl, change_id FROM \"__marmot__dead_letters\" ORDER BY id");
 }
 
 // Two entries of writes on `src` (origin 1), applied at indexes 1 and 2 by each of `nodes`:

@@ -138,17 +138,22 @@ inline change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, 
   return one;
 }
 
-// The dead letters of a node, oldest first: "id tbl change_id error" per line.
-inline std::string DeadLetters(Node& n) {
-  auto rows = n.db->QueryRows(
-      "SELECT id, tbl, change_id, error FROM \"__marmot__dead_letters\" ORDER BY id");
+// The rows `sql` reads on `n`: each value's DebugString and a space, a line per row.
+inline std::string QueryText(Node& n, const std::string& sql) {
+  auto rows = n.db->QueryRows(sql);
   CHECK(rows.ok()) << rows.status();
   std::string out;
   for (const auto& r : *rows) {
-    for (const Value& v : r) absl::StrAppend(&out, v.DebugString(), " ");
+    for (const sqlite::Value& v : r) absl::StrAppend(&out, v.DebugString(), " ");
     out += "\n";
   }
   return out;
+}
+
+// The dead letters of a node, oldest first: "id tbl change_id error" per line.
+inline std::string DeadLetters(Node& n) {
+  return QueryText(
+      n, "SELECT id, tbl, change_id, error FROM \"__marmot__dead_letters\" ORDER BY id");
 }
 
 inline std::vector<int64_t> DeadLetterIds(Node& n) {
