@@ -49,251 +49,6 @@ struct NodeHost::Shard {
   // The payload file of a received snapshot the core holds but the loop has not recorded yet
   // (the unstable one): the loop owns it until it is recorded or replaced.
   std::string unstable_snapshot_file;
-  // Bytes handed to the apply worker and not applied yet.
-  std::atomic<uint64_t> apply_backlog_bytes{0};
-};
-
-struct NodeHost::ApplyTask {
-  uint64_t shard = 0;
-  std::optional<v1::Snapshot> snapshot;  // installed before the entries
-  std::shared_ptr<SnapshotSource> payload;  // of `snapshot`, opened when it was recorded
-  std::vector<AppliedEntry> entries;
-  // (index, proposal id) of this node's own proposals among the entries.
-  std::vector<std::pair<uint64_t, uint64_t>> mine;
-  v1::ConfState conf_after;
-  bool take_snapshot = false;
-  uint64_t bytes = 0;  // counted in Shard::apply_backlog_bytes
-};
-
-// Applies the committed entries of the shards hashed to it, one task at a time.
-class NodeHost::ApplyWorker {
- public:
-  explicit ApplyWorker(NodeHost* host) : host_(host) {}
-  ~ApplyWorker() { Stop(); }
-
-  void AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
-                uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index, bool halted) {
-    auto& st = shards_[shard];
-    st.halted = halted;
-    st.sm = std::move(sm);
-    st.applied = applied;
-    st.applied_term = applied_term;
-    st.conf = std::move(conf);
-    st.last_snapshot = snapshot_index;
-  }
-  void Start() { thread_ = std::thread([this] { Run(); }); }
-  void Enqueue(ApplyTask t) {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.push_back(std::move(t));
-    cv_.notify_one();
-  }
-  // Finishes the queued tasks, then stops.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stopping_ = true;
-      cv_.notify_one();
-    }
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  struct ShardState {
-    std::unique_ptr<StateMachine> sm;
-    uint64_t applied = 0;
-    uint64_t applied_term = 0;
-    v1::ConfState conf;
-    uint64_t last_snapshot = 0;
-    uint64_t bytes_since_snapshot = 0;  // payload applied after last_snapshot
-    // After a snapshot failed (the disk is full, the state machine refused), automatic ones
-    // wait until then: a snapshot reads the whole shard, so retrying it after every batch
-    // would keep the worker busy doing nothing else.
-    absl::Time no_snapshot_before = absl::InfinitePast();
-    // (index, payload bytes) of the last applied entries, at most compaction_overhead of them:
-    // how many a compaction may keep within compaction_overhead_bytes.
-    std::deque<std::pair<uint64_t, uint64_t>> recent;
-    // Set when the state machine failed or gave up (see Halt): nothing more is applied to it.
-    bool halted = false;
-  };
-
-  void Run() {
-    // A round is what is queued, bounded so that a store grouping it into one commit holds its
-    // write lock briefly.
-    constexpr size_t kMaxRoundTasks = 256;
-    constexpr uint64_t kMaxRoundBytes = 16 << 20;
-    ApplyRounds* rounds = host_->config_.apply_rounds;
-    for (;;) {
-      std::vector<ApplyTask> round;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        uint64_t bytes = 0;
-        while (!queue_.empty() && round.size() < kMaxRoundTasks && bytes < kMaxRoundBytes) {
-          bytes += queue_.front().bytes;
-          round.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-      }
-      std::unique_ptr<ApplyRound> in_round = rounds != nullptr ? rounds->BeginRound() : nullptr;
-      for (ApplyTask& t : round) Process(std::move(t), in_round.get());
-      in_round.reset();  // ends the round
-    }
-  }
-
-  void Process(ApplyTask t, ApplyRound* round) {
-    ShardState& st = shards_.at(t.shard);
-    if (!st.halted) InstallAndApply(t, st, round);
-    const uint64_t limit = host_->config_.max_apply_backlog_bytes;
-    const uint64_t before =
-        host_->shards_[t.shard]->apply_backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
-    if (before > limit && before - t.bytes <= limit) {
-      host_->Post([] {});  // wake the loop: the shard takes Readys again
-    }
-    if (st.halted) return;
-    const uint64_t every = host_->config_.snapshot_entries;
-    const uint64_t max_bytes = host_->config_.snapshot_bytes;
-    const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
-                     (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
-    if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
-      if (!TakeSnapshot(t.shard, st, round)) {
-        st.no_snapshot_before = absl::Now() + absl::Seconds(10);
-      }
-    }
-  }
-
-  // Installs the task's snapshot, applies its entries and resolves this node's proposals among
-  // them; halts the shard when the state machine fails.
-  void InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round) {
-    const uint64_t me = host_->config_.node_id;
-    if (t.snapshot) {
-      const auto& meta = t.snapshot->metadata();
-      if (meta.index() > st.applied) {
-        absl::Status s = st.sm->RecoverFromSnapshot(meta.index(), *t.payload, round);
-        if (!s.ok()) {
-          Halt(t.shard, st, absl::StrCat("installing the snapshot at ", meta.index()), s);
-          return;
-        }
-        st.applied = meta.index();
-        st.applied_term = meta.term();
-        st.conf = meta.conf_state();
-        st.last_snapshot = meta.index();
-        st.bytes_since_snapshot = 0;
-        LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
-                  << meta.index();
-      }
-    }
-    // Entries at or below what is applied were covered by a snapshot.
-    std::vector<AppliedEntry> todo;
-    todo.reserve(t.entries.size());
-    uint64_t taken = 0;  // index of the last entry taken: the rest of a pack follows it
-    for (auto& e : t.entries) {
-      if (taken != 0 && e.index == taken) {
-        st.bytes_since_snapshot += e.data.size();
-        st.recent.back().second += e.data.size();
-        todo.push_back(std::move(e));
-        continue;
-      }
-      if (e.index <= st.applied) continue;
-      CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
-                                        << "] applies out of order";
-      st.applied = e.index;
-      st.applied_term = e.term;
-      taken = e.index;
-      st.bytes_since_snapshot += e.data.size();
-      st.recent.emplace_back(e.index, e.data.size());
-      if (st.recent.size() > host_->config_.compaction_overhead) st.recent.pop_front();
-      todo.push_back(std::move(e));
-    }
-    if (!todo.empty()) {
-      absl::Status s = st.sm->Apply(todo, round);
-      if (!s.ok()) {
-        Halt(t.shard, st,
-             absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
-        return;
-      }
-      st.conf = t.conf_after;
-    }
-    {
-      std::lock_guard<std::mutex> l(host_->info_mu_);
-      host_->info_[t.shard].applied = st.applied;
-    }
-    for (auto [index, id] : t.mine) {
-      if (index <= st.applied) host_->Resolve(t.shard, id, absl::OkStatus(), index);
-    }
-  }
-
-  // Nothing more is applied to the shard (until the process restarts). Cancelled: the state
-  // machine gave up because the host is stopping; the rest is applied at the next start (Open()
-  // reports what is durable). Otherwise the reason is logged and shown in ShardInfo::halted.
-  // The shard's Raft group goes on (this node stores and acknowledges its entries); its
-  // proposals made here are not resolved (they end with DeadlineExceeded).
-  void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s) {
-    st.halted = true;
-    const uint64_t me = host_->config_.node_id;
-    if (absl::IsCancelled(s)) {
-      LOG(INFO) << "[shard " << shard << " node " << me << "] " << what
-                << " not done before stopping: " << s.message();
-      return;
-    }
-    const std::string reason = absl::StrCat(what, ": ", s.message());
-    LOG(ERROR) << "[shard " << shard << " node " << me << "] halted: " << reason
-               << "; this node applies nothing more to the shard until it restarts";
-    std::lock_guard<std::mutex> l(host_->info_mu_);
-    host_->info_[shard].halted = reason;
-  }
-
-  // False when the snapshot failed (logged).
-  bool TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round) {
-    if (st.applied <= st.last_snapshot) return true;
-    const uint64_t me = host_->config_.node_id;
-    const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
-                                          st.applied_term, ".snap");
-    // Streamed to the file; only a whole one, fsynced, takes its name and is recorded.
-    absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> out =
-        SnapshotFileWriter::Create(host_->store_->SnapshotDir() + "/" + file);
-    absl::Status s = out.status();
-    if (s.ok()) {
-      s = st.sm->SaveSnapshot(**out, round);
-      if (!s.ok()) {
-        LOG(ERROR) << "[shard " << shard << " node " << me
-                   << "] state machine cannot snapshot: " << s;
-        return false;
-      }
-      s = (*out)->Finish();
-    }
-    if (!s.ok()) {
-      LOG(ERROR) << "[shard " << shard << " node " << me << "] cannot write snapshot: " << s;
-      return false;
-    }
-    v1::SnapshotMetadata meta;
-    meta.set_index(st.applied);
-    meta.set_term(st.applied_term);
-    *meta.mutable_conf_state() = st.conf;
-    st.last_snapshot = st.applied;
-    st.bytes_since_snapshot = 0;
-    // Entries kept behind the snapshot: compaction_overhead of them, fewer when they are large.
-    uint64_t keep = 0, bytes = 0;
-    for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it) {
-      bytes += it->second;
-      if (bytes > host_->config_.compaction_overhead_bytes) break;
-      ++keep;
-    }
-    if (st.recent.size() < host_->config_.compaction_overhead &&
-        bytes <= host_->config_.compaction_overhead_bytes) {
-      keep = host_->config_.compaction_overhead;  // entries from before this run: sizes unknown
-    }
-    host_->OnLocalSnapshot(shard, std::move(meta), file, keep);
-    return true;
-  }
-
-  NodeHost* host_;
-  std::map<uint64_t, ShardState> shards_;  // fixed before Start()
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::deque<ApplyTask> queue_;
-  std::thread thread_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +121,19 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   }
 
   const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
-  for (int w = 0; w < nworkers; ++w) workers_.push_back(std::make_unique<ApplyWorker>(this));
+  ApplyWorkerOptions wo;
+  wo.node_id = me;
+  wo.snapshot_dir = store_->SnapshotDir();
+  wo.max_backlog_bytes = config_.max_apply_backlog_bytes;
+  wo.snapshot_entries = config_.snapshot_entries;
+  wo.snapshot_bytes = config_.snapshot_bytes;
+  wo.compaction_overhead = config_.compaction_overhead;
+  wo.compaction_overhead_bytes = config_.compaction_overhead_bytes;
+  wo.rounds = config_.apply_rounds;
+  ApplyListener* listener = this;
+  for (int w = 0; w < nworkers; ++w) {
+    workers_.push_back(std::make_unique<ApplyWorker>(wo, listener));
+  }
   pending_.resize(config_.shards);
   proposals_.resize(config_.shards);
   info_.resize(config_.shards);
@@ -703,10 +470,7 @@ void NodeHost::HandleReadies() {
   for (auto& shard : shards_) {
     // A shard whose state machine is far behind takes no new Ready until it catches up: its
     // apply queue stays bounded (its replication pauses; other shards are unaffected).
-    if (shard->apply_backlog_bytes.load(std::memory_order_relaxed) >
-        config_.max_apply_backlog_bytes) {
-      continue;
-    }
+    if (shard->worker->Backlogged(shard->id)) continue;
     if (!shard->raw->HasReady()) continue;
     auto rd_or = shard->raw->GetReady();
     CHECK(rd_or.ok()) << "[shard " << shard->id << " node " << me << "] " << rd_or.status();
@@ -850,12 +614,7 @@ void NodeHost::HandleReadies() {
       task.entries.push_back(std::move(ae));
     }
     task.conf_after = shard->applied_conf;
-    if (task.snapshot || !task.entries.empty()) {
-      task.bytes = 0;  // A snapshot's payload is a file, not memory.
-      for (const auto& e : task.entries) task.bytes += e.data.size() + 16;
-      shard->apply_backlog_bytes.fetch_add(task.bytes, std::memory_order_relaxed);
-      shard->worker->Enqueue(std::move(task));
-    }
+    if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
     auto as = shard->raw->Advance();
     CHECK(as.ok()) << "[shard " << shard->id << " node " << me << "] " << as;
     // 4. Publish what tests and the pane read.
@@ -984,6 +743,24 @@ absl::StatusOr<uint64_t> NodeHost::ProposeAndWait(uint64_t shard, std::string da
   return index;
 }
 
+void NodeHost::OnApplied(uint64_t shard, uint64_t applied) {
+  std::lock_guard<std::mutex> l(info_mu_);
+  info_[shard].applied = applied;
+}
+
+void NodeHost::OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) {
+  Resolve(shard, proposal_id, absl::OkStatus(), index);
+}
+
+void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
+  Post([] {});  // wake the loop: the shard takes Readys again
+}
+
+void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
+  std::lock_guard<std::mutex> l(info_mu_);
+  info_[shard].halted = reason;
+}
+
 void NodeHost::Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index) {
   ProposalCallback cb;
   {
@@ -1014,7 +791,7 @@ void NodeHost::ExpireProposals(absl::Time now) {
   for (auto& cb : expired) cb(absl::DeadlineExceededError("proposal timed out"), 0);
 }
 
-void NodeHost::OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
+void NodeHost::OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
                                uint64_t keep) {
   Post([this, shard, keep, meta = std::move(meta), file = std::move(file)] {
     ShardLog* log = shards_[shard]->log;

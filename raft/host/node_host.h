@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/raft.pb.h"
+#include "raft/host/apply_worker.h"
 #include "raft/host/env.h"
 #include "raft/host/rocks_log_store.h"
 #include "raft/host/state_machine.h"
@@ -169,7 +170,7 @@ struct ShardInfo {
   std::string halted;
 };
 
-class NodeHost : private MessageHandler {
+class NodeHost : private MessageHandler, private ApplyListener {
  public:
   // Opens the raft store (refusing a foreign or damaged one), bootstraps if new, starts the
   // transport, the apply workers and the Raft loop.
@@ -228,8 +229,6 @@ class NodeHost : private MessageHandler {
 
  private:
   struct Shard;
-  struct ApplyTask;
-  class ApplyWorker;
   struct Pending {
     ProposalCallback done;
     absl::Time deadline;
@@ -269,10 +268,16 @@ class NodeHost : private MessageHandler {
   // On every tick: where this node leads a shard with a learner to promote that has caught
   // up, proposes the promotion (one conf change at a time, as the core requires).
   void PromoteCaughtUpLearners();
-  // Apply worker callbacks.
+  // Ends a proposal of this node (if it has not ended yet) with `s`.
   void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
-  // `keep`: entries to keep behind the snapshot when compacting.
-  void OnLocalSnapshot(uint64_t shard, v1::SnapshotMetadata meta, std::string file, uint64_t keep);
+
+  // ApplyListener (apply worker threads).
+  void OnApplied(uint64_t shard, uint64_t applied) override;
+  void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) override;
+  void OnBacklogBelowLimit(uint64_t shard) override;
+  void OnHalted(uint64_t shard, const std::string& reason) override;
+  void OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
+                       uint64_t keep) override;
   absl::Status ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
                                         absl::Duration timeout);
 

@@ -1,0 +1,208 @@
+#include "raft/host/apply_worker.h"
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "raft/host/snapshot_file.h"
+
+namespace marmot::raft::host {
+
+ApplyWorker::ApplyWorker(ApplyWorkerOptions options, ApplyListener* listener)
+    : options_(std::move(options)), listener_(listener) {}
+
+ApplyWorker::~ApplyWorker() { Stop(); }
+
+void ApplyWorker::AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
+                           uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index,
+                           bool halted) {
+  auto& st = shards_[shard];
+  st.halted = halted;
+  st.sm = std::move(sm);
+  st.applied = applied;
+  st.applied_term = applied_term;
+  st.conf = std::move(conf);
+  st.last_snapshot = snapshot_index;
+}
+
+void ApplyWorker::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void ApplyWorker::Enqueue(ApplyTask t) {
+  t.bytes = 0;
+  for (const auto& e : t.entries) t.bytes += e.data.size() + 16;
+  shards_.at(t.shard).backlog_bytes.fetch_add(t.bytes, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> l(mu_);
+  queue_.push_back(std::move(t));
+  cv_.notify_one();
+}
+
+bool ApplyWorker::Backlogged(uint64_t shard) const {
+  return shards_.at(shard).backlog_bytes.load(std::memory_order_relaxed) >
+         options_.max_backlog_bytes;
+}
+
+void ApplyWorker::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ApplyWorker::Run() {
+  // A round is what is queued, bounded so that a store grouping it into one commit holds its
+  // write lock briefly.
+  constexpr size_t kMaxRoundTasks = 256;
+  constexpr uint64_t kMaxRoundBytes = 16 << 20;
+  ApplyRounds* rounds = options_.rounds;
+  for (;;) {
+    std::vector<ApplyTask> round;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      uint64_t bytes = 0;
+      while (!queue_.empty() && round.size() < kMaxRoundTasks && bytes < kMaxRoundBytes) {
+        bytes += queue_.front().bytes;
+        round.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::unique_ptr<ApplyRound> in_round = rounds != nullptr ? rounds->BeginRound() : nullptr;
+    for (ApplyTask& t : round) Process(std::move(t), in_round.get());
+    in_round.reset();  // ends the round
+  }
+}
+
+void ApplyWorker::Process(ApplyTask t, ApplyRound* round) {
+  ShardState& st = shards_.at(t.shard);
+  if (!st.halted) InstallAndApply(t, st, round);
+  const uint64_t limit = options_.max_backlog_bytes;
+  const uint64_t before = st.backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
+  if (before > limit && before - t.bytes <= limit) listener_->OnBacklogBelowLimit(t.shard);
+  if (st.halted) return;
+  const uint64_t every = options_.snapshot_entries;
+  const uint64_t max_bytes = options_.snapshot_bytes;
+  const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
+                   (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
+  if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
+    if (!TakeSnapshot(t.shard, st, round)) {
+      st.no_snapshot_before = absl::Now() + absl::Seconds(10);
+    }
+  }
+}
+
+void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round) {
+  const uint64_t me = options_.node_id;
+  if (t.snapshot) {
+    const auto& meta = t.snapshot->metadata();
+    if (meta.index() > st.applied) {
+      absl::Status s = st.sm->RecoverFromSnapshot(meta.index(), *t.payload, round);
+      if (!s.ok()) {
+        Halt(t.shard, st, absl::StrCat("installing the snapshot at ", meta.index()), s);
+        return;
+      }
+      st.applied = meta.index();
+      st.applied_term = meta.term();
+      st.conf = meta.conf_state();
+      st.last_snapshot = meta.index();
+      st.bytes_since_snapshot = 0;
+      LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
+                << meta.index();
+    }
+  }
+  // Entries at or below what is applied were covered by a snapshot.
+  std::vector<AppliedEntry> todo;
+  todo.reserve(t.entries.size());
+  uint64_t taken = 0;  // index of the last entry taken: the rest of a pack follows it
+  for (auto& e : t.entries) {
+    if (taken != 0 && e.index == taken) {
+      st.bytes_since_snapshot += e.data.size();
+      st.recent.back().second += e.data.size();
+      todo.push_back(std::move(e));
+      continue;
+    }
+    if (e.index <= st.applied) continue;
+    CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
+                                      << "] applies out of order";
+    st.applied = e.index;
+    st.applied_term = e.term;
+    taken = e.index;
+    st.bytes_since_snapshot += e.data.size();
+    st.recent.emplace_back(e.index, e.data.size());
+    if (st.recent.size() > options_.compaction_overhead) st.recent.pop_front();
+    todo.push_back(std::move(e));
+  }
+  if (!todo.empty()) {
+    absl::Status s = st.sm->Apply(todo, round);
+    if (!s.ok()) {
+      Halt(t.shard, st,
+           absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
+      return;
+    }
+    st.conf = t.conf_after;
+  }
+  listener_->OnApplied(t.shard, st.applied);
+  for (auto [index, id] : t.mine) {
+    if (index <= st.applied) listener_->OnProposalApplied(t.shard, id, index);
+  }
+}
+
+void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
+                       const absl::Status& s) {
+  st.halted = true;
+  const uint64_t me = options_.node_id;
+  if (absl::IsCancelled(s)) {
+    LOG(INFO) << "[shard " << shard << " node " << me << "] " << what
+              << " not done before stopping: " << s.message();
+    return;
+  }
+  const std::string reason = absl::StrCat(what, ": ", s.message());
+  LOG(ERROR) << "[shard " << shard << " node " << me << "] halted: " << reason
+             << "; this node applies nothing more to the shard until it restarts";
+  listener_->OnHalted(shard, reason);
+}
+
+bool ApplyWorker::TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round) {
+  if (st.applied <= st.last_snapshot) return true;
+  const uint64_t me = options_.node_id;
+  const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
+                                        st.applied_term, ".snap");
+  // Streamed to the file; only a whole one, fsynced, takes its name and is recorded.
+  absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> out =
+      SnapshotFileWriter::Create(options_.snapshot_dir + "/" + file);
+  absl::Status s = out.status();
+  if (s.ok()) {
+    s = st.sm->SaveSnapshot(**out, round);
+    if (!s.ok()) {
+      LOG(ERROR) << "[shard " << shard << " node " << me
+                 << "] state machine cannot snapshot: " << s;
+      return false;
+    }
+    s = (*out)->Finish();
+  }
+  if (!s.ok()) {
+    LOG(ERROR) << "[shard " << shard << " node " << me << "] cannot write snapshot: " << s;
+    return false;
+  }
+  v1::SnapshotMetadata meta;
+  meta.set_index(st.applied);
+  meta.set_term(st.applied_term);
+  *meta.mutable_conf_state() = st.conf;
+  st.last_snapshot = st.applied;
+  st.bytes_since_snapshot = 0;
+  // Entries kept behind the snapshot: compaction_overhead of them, fewer when they are large.
+  uint64_t keep = 0, bytes = 0;
+  for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it) {
+    bytes += it->second;
+    if (bytes > options_.compaction_overhead_bytes) break;
+    ++keep;
+  }
+  if (st.recent.size() < options_.compaction_overhead &&
+      bytes <= options_.compaction_overhead_bytes) {
+    keep = options_.compaction_overhead;  // entries from before this run: sizes unknown
+  }
+  listener_->OnSnapshotTaken(shard, std::move(meta), file, keep);
+  return true;
+}
+
+}  // namespace marmot::raft::host

@@ -1,0 +1,155 @@
+// ApplyWorker: one apply thread of a NodeHost. The Raft loop hands it the committed entries of
+// the shards hashed to it (ApplyTask); it installs snapshots, applies entries to the shard's
+// StateMachine, takes the shard's snapshots, and reports back through an ApplyListener. It owns
+// those state machines from AddShard() on; the loop never calls them once the worker started.
+//
+// A slow state machine delays only the shards of its worker. What it holds back is bounded by
+// the loop: it stops taking a shard's Readys while Backlogged(shard), and the worker tells it
+// when that ends (ApplyListener::OnBacklogBelowLimit).
+#ifndef MARMOT_RAFT_HOST_APPLY_WORKER_H_
+#define MARMOT_RAFT_HOST_APPLY_WORKER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proto/raft.pb.h"
+#include "raft/host/snapshot_io.h"
+#include "raft/host/state_machine.h"
+
+namespace marmot::raft::host {
+
+// One shard's work for its apply worker, from one Ready (or a snapshot request).
+struct ApplyTask {
+  uint64_t shard = 0;
+  std::optional<v1::Snapshot> snapshot;  // installed before the entries
+  std::shared_ptr<SnapshotSource> payload;  // of `snapshot`, opened when it was recorded
+  std::vector<AppliedEntry> entries;
+  // (index, proposal id) of this node's own proposals among the entries.
+  std::vector<std::pair<uint64_t, uint64_t>> mine;
+  // The membership once the entries are applied (what a snapshot taken after them records).
+  v1::ConfState conf_after;
+  // Take a snapshot after this task even if none is due.
+  bool take_snapshot = false;
+  // Counted in the shard's backlog from Enqueue() until the task is applied (set by Enqueue).
+  uint64_t bytes = 0;
+};
+
+// What a worker tells its host, from the worker's thread. Must not block on the worker.
+class ApplyListener {
+ public:
+  virtual ~ApplyListener() = default;
+  // The shard's state machine has applied everything up to `applied`.
+  virtual void OnApplied(uint64_t shard, uint64_t applied) = 0;
+  // This node's proposal `proposal_id` applied at `index` (after OnApplied covered it).
+  virtual void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) = 0;
+  // The shard's backlog fell from above the limit to within it: Backlogged(shard) is false now.
+  virtual void OnBacklogBelowLimit(uint64_t shard) = 0;
+  // The shard applies nothing more until the process restarts (see ApplyWorker::Halt);
+  // `reason` says what failed. Not called when the state machine gave up because of Stop().
+  virtual void OnHalted(uint64_t shard, const std::string& reason) = 0;
+  // A snapshot of the shard at `meta` is whole and fsynced in `file` (in the snapshots folder);
+  // the host records it and compacts the log, keeping `keep` entries behind it. The host owns
+  // the file from now on.
+  virtual void OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
+                               uint64_t keep) = 0;
+};
+
+struct ApplyWorkerOptions {
+  uint64_t node_id = 0;
+  // Where snapshot payload files go (RocksLogStore::SnapshotDir()).
+  std::string snapshot_dir;
+  // Bytes queued for a shard beyond which it is Backlogged.
+  uint64_t max_backlog_bytes = 64 << 20;
+  // Snapshot policy (see NodeHostConfig).
+  uint64_t snapshot_entries = 10000;
+  uint64_t snapshot_bytes = 256 << 20;
+  uint64_t compaction_overhead = 1000;
+  uint64_t compaction_overhead_bytes = 64 << 20;
+  // Optional; must outlive the worker.
+  ApplyRounds* rounds = nullptr;
+};
+
+class ApplyWorker {
+ public:
+  // `listener` must outlive the worker.
+  ApplyWorker(ApplyWorkerOptions options, ApplyListener* listener);
+  // Stop().
+  ~ApplyWorker();
+
+  // Hands the worker a shard, before Start(): its opened state machine, what it has applied
+  // (`applied` at `applied_term`, with membership `conf`), the index of the log's snapshot, and
+  // whether it starts halted.
+  void AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
+                uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index, bool halted);
+  void Start();
+  // Queues a task of one of its shards and counts its bytes (payload plus a small overhead per
+  // entry; a snapshot's payload is a file, not memory) in the shard's backlog. Any thread.
+  void Enqueue(ApplyTask t);
+  // More than max_backlog_bytes of the shard's tasks are queued or being applied. Any thread.
+  bool Backlogged(uint64_t shard) const;
+  // Finishes the queued tasks, then stops. Idempotent.
+  void Stop();
+
+ private:
+  struct ShardState {
+    std::unique_ptr<StateMachine> sm;
+    uint64_t applied = 0;
+    uint64_t applied_term = 0;
+    v1::ConfState conf;
+    uint64_t last_snapshot = 0;
+    uint64_t bytes_since_snapshot = 0;  // payload applied after last_snapshot
+    // After a snapshot failed (the disk is full, the state machine refused), automatic ones
+    // wait until then: a snapshot reads the whole shard, so retrying it after every batch
+    // would keep the worker busy doing nothing else.
+    absl::Time no_snapshot_before = absl::InfinitePast();
+    // (index, payload bytes) of the last applied entries, at most compaction_overhead of them:
+    // how many a compaction may keep within compaction_overhead_bytes.
+    std::deque<std::pair<uint64_t, uint64_t>> recent;
+    // Set when the state machine failed or gave up (see Halt): nothing more is applied to it.
+    bool halted = false;
+    // Bytes of the shard's tasks enqueued and not yet applied (read by the Raft loop).
+    std::atomic<uint64_t> backlog_bytes{0};
+  };
+
+  void Run();
+  // `round`: the round the task is applied in (null without ApplyRounds), passed to every
+  // StateMachine call.
+  void Process(ApplyTask t, ApplyRound* round);
+  // Installs the task's snapshot, applies its entries and reports this node's proposals among
+  // them; halts the shard when the state machine fails.
+  void InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round);
+  // Nothing more is applied to the shard (until the process restarts). Cancelled: the state
+  // machine gave up because the host is stopping; the rest is applied at the next start (Open()
+  // reports what is durable). Otherwise the reason is logged and reported (OnHalted). The
+  // shard's Raft group goes on (this node stores and acknowledges its entries); its proposals
+  // made here are not resolved (they end with DeadlineExceeded).
+  void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s);
+  // False when the snapshot failed (logged).
+  bool TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round);
+
+  const ApplyWorkerOptions options_;
+  ApplyListener* const listener_;
+  std::map<uint64_t, ShardState> shards_;  // fixed before Start()
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::deque<ApplyTask> queue_;
+  std::thread thread_;
+};
+
+}  // namespace marmot::raft::host
+
+#endif  // MARMOT_RAFT_HOST_APPLY_WORKER_H_
