@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "raft/host/snapshot_file.h"
+#include "raft/host/local_snapshot.h"
 
 namespace marmot::raft::host {
 
@@ -14,13 +14,14 @@ ApplyWorker::~ApplyWorker() { Stop(); }
 void ApplyWorker::AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uint64_t applied,
                            uint64_t applied_term, v1::ConfState conf, uint64_t snapshot_index,
                            bool halted) {
-  auto& st = shards_[shard];
+  auto [it, added] = shards_.try_emplace(shard, options_.snapshots, snapshot_index);
+  CHECK(added) << "shard " << shard << " added twice";
+  ShardState& st = it->second;
   st.halted = halted;
   st.sm = std::move(sm);
   st.applied = applied;
   st.applied_term = applied_term;
   st.conf = std::move(conf);
-  st.last_snapshot = snapshot_index;
 }
 
 void ApplyWorker::Start() { thread_ = std::thread([this] { Run(); }); }
@@ -80,14 +81,8 @@ void ApplyWorker::Process(ApplyTask t, ApplyRound* round) {
   const uint64_t before = st.backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
   if (before > limit && before - t.bytes <= limit) listener_->OnBacklogBelowLimit(t.shard);
   if (st.halted) return;
-  const uint64_t every = options_.snapshot_entries;
-  const uint64_t max_bytes = options_.snapshot_bytes;
-  const bool due = (every > 0 && st.applied >= st.last_snapshot + every) ||
-                   (max_bytes > 0 && st.bytes_since_snapshot >= max_bytes);
-  if (t.take_snapshot || (due && absl::Now() >= st.no_snapshot_before)) {
-    if (!TakeSnapshot(t.shard, st, round)) {
-      st.no_snapshot_before = absl::Now() + absl::Seconds(10);
-    }
+  if (t.take_snapshot || st.snapshots.Due(st.applied, absl::Now())) {
+    if (!TakeSnapshot(t.shard, st, round)) st.snapshots.SnapshotFailed(absl::Now());
   }
 }
 
@@ -104,8 +99,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
       st.applied = meta.index();
       st.applied_term = meta.term();
       st.conf = meta.conf_state();
-      st.last_snapshot = meta.index();
-      st.bytes_since_snapshot = 0;
+      st.snapshots.SnapshotInstalled(meta.index());
       LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
                 << meta.index();
     }
@@ -116,8 +110,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
   uint64_t taken = 0;  // index of the last entry taken: the rest of a pack follows it
   for (auto& e : t.entries) {
     if (taken != 0 && e.index == taken) {
-      st.bytes_since_snapshot += e.data.size();
-      st.recent.back().second += e.data.size();
+      st.snapshots.PackItemApplied(e.data.size());
       todo.push_back(std::move(e));
       continue;
     }
@@ -127,9 +120,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
     st.applied = e.index;
     st.applied_term = e.term;
     taken = e.index;
-    st.bytes_since_snapshot += e.data.size();
-    st.recent.emplace_back(e.index, e.data.size());
-    if (st.recent.size() > options_.compaction_overhead) st.recent.pop_front();
+    st.snapshots.EntryApplied(e.index, e.data.size());
     todo.push_back(std::move(e));
   }
   if (!todo.empty()) {
@@ -163,45 +154,17 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
 }
 
 bool ApplyWorker::TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round) {
-  if (st.applied <= st.last_snapshot) return true;
-  const uint64_t me = options_.node_id;
-  const std::string file = absl::StrCat("local-shard-", shard, "-", st.applied, "-",
-                                        st.applied_term, ".snap");
-  // Streamed to the file; only a whole one, fsynced, takes its name and is recorded.
-  absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> out =
-      SnapshotFileWriter::Create(options_.snapshot_dir + "/" + file);
-  absl::Status s = out.status();
-  if (s.ok()) {
-    s = st.sm->SaveSnapshot(**out, round);
-    if (!s.ok()) {
-      LOG(ERROR) << "[shard " << shard << " node " << me
-                 << "] state machine cannot snapshot: " << s;
-      return false;
-    }
-    s = (*out)->Finish();
-  }
-  if (!s.ok()) {
-    LOG(ERROR) << "[shard " << shard << " node " << me << "] cannot write snapshot: " << s;
-    return false;
-  }
+  if (!st.snapshots.HasNew(st.applied)) return true;
+  absl::StatusOr<std::string> file = WriteLocalSnapshot(*st.sm, round, options_.snapshot_dir,
+                                                        options_.node_id, shard, st.applied,
+                                                        st.applied_term);
+  if (!file.ok()) return false;
   v1::SnapshotMetadata meta;
   meta.set_index(st.applied);
   meta.set_term(st.applied_term);
   *meta.mutable_conf_state() = st.conf;
-  st.last_snapshot = st.applied;
-  st.bytes_since_snapshot = 0;
-  // Entries kept behind the snapshot: compaction_overhead of them, fewer when they are large.
-  uint64_t keep = 0, bytes = 0;
-  for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it) {
-    bytes += it->second;
-    if (bytes > options_.compaction_overhead_bytes) break;
-    ++keep;
-  }
-  if (st.recent.size() < options_.compaction_overhead &&
-      bytes <= options_.compaction_overhead_bytes) {
-    keep = options_.compaction_overhead;  // entries from before this run: sizes unknown
-  }
-  listener_->OnSnapshotTaken(shard, std::move(meta), file, keep);
+  const uint64_t keep = st.snapshots.SnapshotTaken(st.applied);
+  listener_->OnSnapshotTaken(shard, std::move(meta), *std::move(file), keep);
   return true;
 }
 

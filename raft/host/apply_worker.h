@@ -24,9 +24,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "proto/raft.pb.h"
 #include "raft/host/snapshot_io.h"
+#include "raft/host/snapshot_policy.h"
 #include "raft/host/state_machine.h"
 
 namespace marmot::raft::host {
@@ -73,11 +73,7 @@ struct ApplyWorkerOptions {
   std::string snapshot_dir;
   // Bytes queued for a shard beyond which it is Backlogged.
   uint64_t max_backlog_bytes = 64 << 20;
-  // Snapshot policy (see NodeHostConfig).
-  uint64_t snapshot_entries = 10000;
-  uint64_t snapshot_bytes = 256 << 20;
-  uint64_t compaction_overhead = 1000;
-  uint64_t compaction_overhead_bytes = 64 << 20;
+  SnapshotPolicyOptions snapshots;
   // Optional; must outlive the worker.
   ApplyRounds* rounds = nullptr;
 };
@@ -105,19 +101,13 @@ class ApplyWorker {
 
  private:
   struct ShardState {
+    explicit ShardState(const SnapshotPolicyOptions& options, uint64_t last_snapshot)
+        : snapshots(options, last_snapshot) {}
     std::unique_ptr<StateMachine> sm;
     uint64_t applied = 0;
     uint64_t applied_term = 0;
     v1::ConfState conf;
-    uint64_t last_snapshot = 0;
-    uint64_t bytes_since_snapshot = 0;  // payload applied after last_snapshot
-    // After a snapshot failed (the disk is full, the state machine refused), automatic ones
-    // wait until then: a snapshot reads the whole shard, so retrying it after every batch
-    // would keep the worker busy doing nothing else.
-    absl::Time no_snapshot_before = absl::InfinitePast();
-    // (index, payload bytes) of the last applied entries, at most compaction_overhead of them:
-    // how many a compaction may keep within compaction_overhead_bytes.
-    std::deque<std::pair<uint64_t, uint64_t>> recent;
+    SnapshotPolicy snapshots;
     // Set when the state machine failed or gave up (see Halt): nothing more is applied to it.
     bool halted = false;
     // Bytes of the shard's tasks enqueued and not yet applied (read by the Raft loop).
@@ -137,7 +127,8 @@ class ApplyWorker {
   // shard's Raft group goes on (this node stores and acknowledges its entries); its proposals
   // made here are not resolved (they end with DeadlineExceeded).
   void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s);
-  // False when the snapshot failed (logged).
+  // Snapshots the shard (if anything was applied since the last one) and reports it; false when
+  // that failed (logged).
   bool TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round);
 
   const ApplyWorkerOptions options_;

@@ -125,10 +125,10 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   wo.node_id = me;
   wo.snapshot_dir = store_->SnapshotDir();
   wo.max_backlog_bytes = config_.max_apply_backlog_bytes;
-  wo.snapshot_entries = config_.snapshot_entries;
-  wo.snapshot_bytes = config_.snapshot_bytes;
-  wo.compaction_overhead = config_.compaction_overhead;
-  wo.compaction_overhead_bytes = config_.compaction_overhead_bytes;
+  wo.snapshots = {.snapshot_entries = config_.snapshot_entries,
+                  .snapshot_bytes = config_.snapshot_bytes,
+                  .compaction_overhead = config_.compaction_overhead,
+                  .compaction_overhead_bytes = config_.compaction_overhead_bytes};
   wo.rounds = config_.apply_rounds;
   ApplyListener* listener = this;
   for (int w = 0; w < nworkers; ++w) {

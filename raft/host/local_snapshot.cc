@@ -1,0 +1,34 @@
+#include "raft/host/local_snapshot.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "raft/host/snapshot_file.h"
+
+namespace marmot::raft::host {
+
+absl::StatusOr<std::string> WriteLocalSnapshot(StateMachine& sm, ApplyRound* round,
+                                               const std::string& dir, uint64_t node,
+                                               uint64_t shard, uint64_t index, uint64_t term) {
+  const std::string file = absl::StrCat("local-shard-", shard, "-", index, "-", term, ".snap");
+  absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> out =
+      SnapshotFileWriter::Create(dir + "/" + file);
+  absl::Status s = out.status();
+  if (s.ok()) {
+    s = sm.SaveSnapshot(**out, round);
+    if (!s.ok()) {
+      LOG(ERROR) << "[shard " << shard << " node " << node
+                 << "] state machine cannot snapshot: " << s;
+      return s;
+    }
+    s = (*out)->Finish();
+  }
+  if (!s.ok()) {
+    LOG(ERROR) << "[shard " << shard << " node " << node << "] cannot write snapshot: " << s;
+    return s;
+  }
+  return file;
+}
+
+}  // namespace marmot::raft::host
