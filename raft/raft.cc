@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/errors.h"
+#include "raft/log_prefix.h"
 
 namespace marmot::raft {
 
@@ -14,7 +15,7 @@ namespace {
 // bypasses the leader lease of check-quorum, since the leader itself wants the election.
 constexpr char kCampaignTransfer[] = "CampaignTransfer";
 
-#define RLOG(level) VLOG(level) << "[shard " << shard_ << " node " << id_ << " term " << term_ << "] "
+#define RLOG(level) VLOG(level) << LogPrefix(shard_, id_, term_)
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "raft/log_prefix.h"
 #include "raft/host/local_snapshot.h"
 
 namespace marmot::raft::host {
@@ -100,7 +101,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
       st.applied_term = meta.term();
       st.conf = meta.conf_state();
       st.snapshots.SnapshotInstalled(meta.index());
-      LOG(INFO) << "[shard " << t.shard << " node " << me << "] installed snapshot at "
+      LOG(INFO) << LogPrefix(t.shard, me) << "installed snapshot at "
                 << meta.index();
     }
   }
@@ -115,8 +116,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
       continue;
     }
     if (e.index <= st.applied) continue;
-    CHECK_EQ(e.index, st.applied + 1) << "[shard " << t.shard << " node " << me
-                                      << "] applies out of order";
+    CHECK_EQ(e.index, st.applied + 1) << LogPrefix(t.shard, me) << "applies out of order";
     st.applied = e.index;
     st.applied_term = e.term;
     taken = e.index;
@@ -143,12 +143,12 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
   st.halted = true;
   const uint64_t me = options_.node_id;
   if (absl::IsCancelled(s)) {
-    LOG(INFO) << "[shard " << shard << " node " << me << "] " << what
+    LOG(INFO) << LogPrefix(shard, me) << what
               << " not done before stopping: " << s.message();
     return;
   }
   const std::string reason = absl::StrCat(what, ": ", s.message());
-  LOG(ERROR) << "[shard " << shard << " node " << me << "] halted: " << reason
+  LOG(ERROR) << LogPrefix(shard, me) << "halted: " << reason
              << "; this node applies nothing more to the shard until it restarts";
   listener_->OnHalted(shard, reason);
 }

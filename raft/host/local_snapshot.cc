@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "raft/log_prefix.h"
 #include "raft/host/snapshot_file.h"
 
 namespace marmot::raft::host {
@@ -18,14 +19,13 @@ absl::StatusOr<std::string> WriteLocalSnapshot(StateMachine& sm, ApplyRound* rou
   if (s.ok()) {
     s = sm.SaveSnapshot(**out, round);
     if (!s.ok()) {
-      LOG(ERROR) << "[shard " << shard << " node " << node
-                 << "] state machine cannot snapshot: " << s;
+      LOG(ERROR) << LogPrefix(shard, node) << "state machine cannot snapshot: " << s;
       return s;
     }
     s = (*out)->Finish();
   }
   if (!s.ok()) {
-    LOG(ERROR) << "[shard " << shard << " node " << node << "] cannot write snapshot: " << s;
+    LOG(ERROR) << LogPrefix(shard, node) << "cannot write snapshot: " << s;
     return s;
   }
   return file;

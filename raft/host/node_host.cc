@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
+#include "raft/log_prefix.h"
 #include "raft/errors.h"
 #include "raft/host/cluster_identity.h"
 #include "raft/host/grpc_transport.h"
@@ -156,7 +157,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
         // The shard starts halted (as ApplyWorker::Halt would halt it); the others run.
         halted =
             absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
-        LOG(ERROR) << "[shard " << s << " node " << me << "] halted: " << halted
+        LOG(ERROR) << LogPrefix(s, me) << "halted: " << halted
                    << "; this node applies nothing to the shard until it restarts";
       } else {
         applied = meta.index();
@@ -411,7 +412,7 @@ void NodeHost::StepIncoming(v1::Message m) {
     HandleRefused("sender");
     // A removed member keeps knocking until it is stopped: one line now and then, not each.
     if (n <= 16 || n % 256 == 0) {
-      LOG(WARNING) << "[shard " << m.shard() << " node " << config_.node_id << "] " << allowed.message()
+      LOG(WARNING) << LogPrefix(m.shard(), config_.node_id) << allowed.message()
                    << " (" << n << " refused so far)";
     }
     return;
@@ -473,14 +474,14 @@ void NodeHost::HandleReadies() {
     if (shard->worker->Backlogged(shard->id)) continue;
     if (!shard->raw->HasReady()) continue;
     auto rd_or = shard->raw->GetReady();
-    CHECK(rd_or.ok()) << "[shard " << shard->id << " node " << me << "] " << rd_or.status();
+    CHECK(rd_or.ok()) << LogPrefix(shard->id, me) << rd_or.status();
     Ready rd = std::move(*rd_or);
     if (rd.snapshot) {
       auto s = shard->log->ApplySnapshot(*rd.snapshot);
       if (!s.ok() && !IsSnapshotOutOfDate(s)) {
         ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
       }
-      CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] persist snapshot: " << s;
+      CHECK(s.ok()) << LogPrefix(shard->id, me) << "persist snapshot: " << s;
       if (shard->unstable_snapshot_file == rd.snapshot->data()) {
         shard->unstable_snapshot_file.clear();
       }
@@ -488,13 +489,13 @@ void NodeHost::HandleReadies() {
     }
     if (!rd.entries.empty()) {
       auto s = shard->log->Append(std::move(rd.entries));
-      CHECK(s.ok()) << "[shard " << shard->id << " node " << me << "] append: " << s;
+      CHECK(s.ok()) << LogPrefix(shard->id, me) << "append: " << s;
       rd.entries.clear();
     }
     if (rd.hard_state) shard->log->SetHardState(*rd.hard_state);
     sync = sync || rd.must_sync;
     if (rd.soft_state) {
-      VLOG(1) << "[shard " << shard->id << " node " << me << "] leader " << rd.soft_state->lead
+      VLOG(1) << LogPrefix(shard->id, me) << "leader " << rd.soft_state->lead
               << " state " << StateName(rd.soft_state->state);
     }
     readies.emplace_back(shard.get(), std::move(rd));
@@ -557,7 +558,7 @@ void NodeHost::HandleReadies() {
       if (e.type() == v1::ENTRY_CONF_CHANGE) {
         v1::ConfChange cc;
         if (!cc.ParseFromString(e.data())) {
-          LOG(ERROR) << "[shard " << shard->id << " node " << me << "] undecodable conf change at "
+          LOG(ERROR) << LogPrefix(shard->id, me) << "undecodable conf change at "
                      << e.index() << ", skipped";
         } else {
           const uint64_t version_before = shard->applied_conf.version();
@@ -589,7 +590,7 @@ void NodeHost::HandleReadies() {
             std::lock_guard<std::mutex> l(info_mu_);
             published_addresses_[cc.node_id()] = cc.context();
           }
-          LOG(INFO) << "[shard " << shard->id << " node " << me << "] membership now voters "
+          LOG(INFO) << LogPrefix(shard->id, me) << "membership now voters "
                     << absl::StrJoin(shard->applied_conf.voters(), ",") << " learners "
                     << absl::StrJoin(shard->applied_conf.learners(), ",") << " (to promote "
                     << absl::StrJoin(shard->applied_conf.learners_to_promote(), ",") << ")";
@@ -599,7 +600,7 @@ void NodeHost::HandleReadies() {
         uint64_t proposer = 0;
         auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
         if (!ds.ok()) {
-          LOG(ERROR) << "[shard " << shard->id << " node " << me << "] entry " << e.index()
+          LOG(ERROR) << LogPrefix(shard->id, me) << "entry " << e.index()
                      << " applied as empty: " << ds.message();
         }
         for (size_t i = 0; i < decoded.size(); ++i) {
@@ -616,7 +617,7 @@ void NodeHost::HandleReadies() {
     task.conf_after = shard->applied_conf;
     if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
     auto as = shard->raw->Advance();
-    CHECK(as.ok()) << "[shard " << shard->id << " node " << me << "] " << as;
+    CHECK(as.ok()) << LogPrefix(shard->id, me) << as;
     // 4. Publish what tests and the pane read.
     const Raft& r = shard->raw->raft();
     std::lock_guard<std::mutex> l(info_mu_);
@@ -645,7 +646,7 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
   if (data.size() > config_.max_entry_bytes) {
     const std::string why = absl::StrCat("a proposal of ", data.size(), " bytes is larger than a Raft entry may be (",
                                          config_.max_entry_bytes, " bytes)");
-    LOG(ERROR) << "[shard " << shard << " node " << config_.node_id << "] refused: " << why;
+    LOG(ERROR) << LogPrefix(shard, config_.node_id) << "refused: " << why;
     done(absl::InvalidArgumentError(why), 0);
     return;
   }
@@ -806,9 +807,9 @@ void NodeHost::OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::s
     const uint64_t target = meta.index() > keep ? meta.index() - keep : 0;
     if (target >= log->FirstIndex()) {
       auto cs = log->Compact(target);
-      if (!cs.ok()) LOG(WARNING) << "[shard " << shard << "] compact: " << cs;
+      if (!cs.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "compact: " << cs;
     }
-    VLOG(1) << "[shard " << shard << " node " << config_.node_id << "] snapshot at "
+    VLOG(1) << LogPrefix(shard, config_.node_id) << "snapshot at "
             << meta.index() << ", log now starts at " << log->FirstIndex();
     std::lock_guard<std::mutex> l(info_mu_);
     info_[shard].first_index = log->FirstIndex();
@@ -829,7 +830,7 @@ void NodeHost::RequestSnapshot(uint64_t shard) {
 void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
   Post([this, shard, transferee] {
     auto s = shards_[shard]->raw->TransferLeader(transferee);
-    if (!s.ok()) LOG(WARNING) << "[shard " << shard << "] transfer to " << transferee << ": " << s;
+    if (!s.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": " << s;
   });
 }
 
@@ -887,7 +888,7 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
       change.set_expected_version(version);
       tries->insert(version);
       auto s = shards_[shard]->raw->ProposeConfChange(change);
-      if (!s.ok()) VLOG(1) << "[shard " << shard << "] conf change: " << s;
+      if (!s.ok()) VLOG(1) << LogPrefix(shard, config_.node_id) << "conf change: " << s;
     });
     for (int i = 0; i < 10 && absl::Now() < deadline; ++i) {
       absl::SleepFor(absl::Milliseconds(50));
@@ -945,11 +946,11 @@ void NodeHost::PromoteCaughtUpLearners() {
     // (or a new leader finds the learner still to promote and tries itself).
     auto s = shard->raw->ProposeConfChange(cc);
     if (s.ok()) {
-      LOG(INFO) << "[shard " << shard->id << " node " << config_.node_id << "] learner " << learner
+      LOG(INFO) << LogPrefix(shard->id, config_.node_id) << "learner " << learner
                 << " caught up (match " << r.tracker().Get(learner)->match << ", commit "
                 << r.log().committed() << "), proposing its promotion to voter";
     } else {
-      VLOG(1) << "[shard " << shard->id << " node " << config_.node_id << "] promotion of "
+      VLOG(1) << LogPrefix(shard->id, config_.node_id) << "promotion of "
               << learner << ": " << s;
     }
   }
