@@ -108,7 +108,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   for (const auto& [k, v] : store_->ReadMetaWithPrefix("run")) run = std::strtoull(v.c_str(), nullptr, 10);
   ++run;
   store_->PutMeta("run", std::to_string(run));
-  next_proposal_id_ = (run << 40) + 1;
+  pending_ = std::make_unique<PendingProposals>(config_.shards, (run << 40) + 1);
   auto cs = store_->Commit(true);
   if (!cs.ok()) return cs;
 
@@ -135,7 +135,6 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   for (int w = 0; w < nworkers; ++w) {
     workers_.push_back(std::make_unique<ApplyWorker>(wo, listener));
   }
-  pending_.resize(config_.shards);
   proposals_.resize(config_.shards);
   info_.resize(config_.shards);
   for (int s = 0; s < config_.shards; ++s) {
@@ -270,15 +269,7 @@ void NodeHost::Stop() {
   }
   if (loop_.joinable()) loop_.join();
   for (auto& w : workers_) w->Stop();
-  std::vector<ProposalCallback> cancelled;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    for (auto& m : pending_) {
-      for (auto& [id, p] : m) cancelled.push_back(std::move(p.done));
-      m.clear();
-    }
-  }
-  for (auto& cb : cancelled) cb(absl::CancelledError("node host stopped"), 0);
+  if (pending_) pending_->CancelAll();
   if (store_) {
     auto s = store_->Commit(true);
     if (!s.ok()) LOG(ERROR) << "[node " << config_.node_id << "] final commit: " << s;
@@ -457,7 +448,7 @@ void NodeHost::RunLoop() {
     }
     HandleReadies();
     if (now >= next_expiry) {
-      ExpireProposals(now);
+      pending_->Expire(now);
       next_expiry = now + absl::Milliseconds(100);
     }
   }
@@ -650,16 +641,12 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
     done(absl::InvalidArgumentError(why), 0);
     return;
   }
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    id = next_proposal_id_++;
-    // A large entry takes longer to reach, be written by and be acknowledged by a quorum; one
-    // that timed out is proposed again by its caller, a copy as large in the log each time.
-    const absl::Duration timeout =
-        config_.proposal_timeout + absl::Seconds(static_cast<double>(data.size()) / kTimeoutBytesPerSecond);
-    pending_[shard][id] = Pending{std::move(done), absl::Now() + timeout};
-  }
+  // A large entry takes longer to reach, be written by and be acknowledged by a quorum; one
+  // that timed out is proposed again by its caller, a copy as large in the log each time.
+  const absl::Duration timeout =
+      config_.proposal_timeout +
+      absl::Seconds(static_cast<double>(data.size()) / kTimeoutBytesPerSecond);
+  const uint64_t id = pending_->Add(shard, std::move(done), absl::Now() + timeout);
   // Packs are framed on the loop, when it knows which proposals go together.
   std::string payload = config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);
   bool posted = false;
@@ -674,7 +661,7 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
       cv_.notify_one();
     }
   }
-  if (!posted) Resolve(shard, id, absl::CancelledError("node host stopped"), 0);
+  if (!posted) pending_->Resolve(shard, id, absl::CancelledError("node host stopped"), 0);
 }
 
 void NodeHost::ProposeQueued(uint64_t shard, ProposalQueue q) {
@@ -718,7 +705,7 @@ void NodeHost::ProposeQueued(uint64_t shard, ProposalQueue q) {
     auto s = shards_[shard]->raw->ProposeBatch(std::move(chunk));
     if (!s.ok()) {
       for (size_t i = id_ranges[begin].first; i < id_ranges[end - 1].second; ++i) {
-        Resolve(shard, q.ids[i], s, 0);
+        pending_->Resolve(shard, q.ids[i], s, 0);
       }
     }
     begin = end;
@@ -750,7 +737,7 @@ void NodeHost::OnApplied(uint64_t shard, uint64_t applied) {
 }
 
 void NodeHost::OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) {
-  Resolve(shard, proposal_id, absl::OkStatus(), index);
+  pending_->Resolve(shard, proposal_id, absl::OkStatus(), index);
 }
 
 void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
@@ -760,36 +747,6 @@ void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
 void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
   std::lock_guard<std::mutex> l(info_mu_);
   info_[shard].halted = reason;
-}
-
-void NodeHost::Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index) {
-  ProposalCallback cb;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    auto it = pending_[shard].find(proposal_id);
-    if (it == pending_[shard].end()) return;  // already timed out
-    cb = std::move(it->second.done);
-    pending_[shard].erase(it);
-  }
-  cb(std::move(s), index);
-}
-
-void NodeHost::ExpireProposals(absl::Time now) {
-  std::vector<ProposalCallback> expired;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    for (auto& m : pending_) {
-      for (auto it = m.begin(); it != m.end();) {
-        if (it->second.deadline <= now) {
-          expired.push_back(std::move(it->second.done));
-          it = m.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-  }
-  for (auto& cb : expired) cb(absl::DeadlineExceededError("proposal timed out"), 0);
 }
 
 void NodeHost::OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,

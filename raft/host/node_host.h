@@ -46,6 +46,7 @@
 #include "proto/raft.pb.h"
 #include "raft/host/apply_worker.h"
 #include "raft/host/env.h"
+#include "raft/host/pending_proposals.h"
 #include "raft/host/rocks_log_store.h"
 #include "raft/host/state_machine.h"
 #include "raft/host/transport.h"
@@ -144,12 +145,6 @@ struct NodeHostConfig {
   Env* env = Env::Default();
 };
 
-// How a proposal ended: OK (committed and applied here, with its log index), Aborted
-// (dropped: no leader, transfer in progress, ...; it will not commit), DeadlineExceeded or
-// Cancelled (host stopped). After DeadlineExceeded or Cancelled the outcome is unknown: the
-// entry may still commit (a caller that retries must make its entries idempotent).
-using ProposalCallback = std::function<void(absl::Status, uint64_t index)>;
-
 struct ShardInfo {
   uint64_t leader = 0;
   uint64_t term = 0;
@@ -229,10 +224,6 @@ class NodeHost : private MessageHandler, private ApplyListener {
 
  private:
   struct Shard;
-  struct Pending {
-    ProposalCallback done;
-    absl::Time deadline;
-  };
   // Proposals of one shard waiting for the Raft loop (framed as single proposals, or bare
   // payloads when they are packed on the loop).
   struct ProposalQueue {
@@ -264,13 +255,9 @@ class NodeHost : private MessageHandler, private ApplyListener {
   void HandleReadies();
   // Proposes a shard's queued proposals as a few batches; resolves the refused ones.
   void ProposeQueued(uint64_t shard, ProposalQueue q);
-  void ExpireProposals(absl::Time now);
   // On every tick: where this node leads a shard with a learner to promote that has caught
   // up, proposes the promotion (one conf change at a time, as the core requires).
   void PromoteCaughtUpLearners();
-  // Ends a proposal of this node (if it has not ended yet) with `s`.
-  void Resolve(uint64_t shard, uint64_t proposal_id, absl::Status s, uint64_t index);
-
   // ApplyListener (apply worker threads).
   void OnApplied(uint64_t shard, uint64_t applied) override;
   void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) override;
@@ -308,10 +295,8 @@ class NodeHost : private MessageHandler, private ApplyListener {
   std::thread loop_;
   bool stopped_ = false;
 
-  // Proposals this node made, per shard, by proposal id.
-  mutable std::mutex pending_mu_;
-  uint64_t next_proposal_id_ = 1;
-  std::vector<std::map<uint64_t, Pending>> pending_;
+  // Proposals this node made that have not ended (set by Init).
+  std::unique_ptr<PendingProposals> pending_;
 
   // For GetShardInfo (written by the loop and the workers).
   mutable std::mutex info_mu_;
