@@ -455,10 +455,29 @@ void NodeHost::RunLoop() {
 }
 
 void NodeHost::HandleReadies() {
-  const uint64_t me = config_.node_id;
-  std::vector<std::pair<Shard*, Ready>> readies;
   bool sync = false;
-  // 1. Persist every shard's Ready into one batch, one fsync.
+  std::vector<ShardReady> readies = StageReadies(&sync);
+  if (!readies.empty()) {
+    SendAndCommit(readies, sync);
+    std::vector<DecodedProposal> scratch;
+    for (auto& [shard, rd] : readies) {
+      ApplyTask task = TaskFromReady(*shard, rd, scratch);
+      if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
+      auto as = shard->raw->Advance();
+      CHECK(as.ok()) << LogPrefix(shard->id, config_.node_id) << as;
+      PublishShardInfo(*shard);
+    }
+  }
+  // What the steps above staged without a sync (membership bookkeeping, say).
+  if (store_->HasStaged()) {
+    auto cs = store_->Commit(false);
+    if (!cs.ok()) ExitOnStorageFailure(config_.node_id, config_.raft_path, "log write", cs);
+  }
+}
+
+std::vector<NodeHost::ShardReady> NodeHost::StageReadies(bool* sync) {
+  const uint64_t me = config_.node_id;
+  std::vector<ShardReady> readies;
   for (auto& shard : shards_) {
     // A shard whose state machine is far behind takes no new Ready until it catches up: its
     // apply queue stays bounded (its replication pauses; other shards are unaffected).
@@ -476,7 +495,7 @@ void NodeHost::HandleReadies() {
       if (shard->unstable_snapshot_file == rd.snapshot->data()) {
         shard->unstable_snapshot_file.clear();
       }
-      sync = true;
+      *sync = true;
     }
     if (!rd.entries.empty()) {
       auto s = shard->log->Append(std::move(rd.entries));
@@ -484,25 +503,23 @@ void NodeHost::HandleReadies() {
       rd.entries.clear();
     }
     if (rd.hard_state) shard->log->SetHardState(*rd.hard_state);
-    sync = sync || rd.must_sync;
+    *sync = *sync || rd.must_sync;
     if (rd.soft_state) {
-      VLOG(1) << LogPrefix(shard->id, me) << "leader " << rd.soft_state->lead
-              << " state " << StateName(rd.soft_state->state);
+      VLOG(1) << LogPrefix(shard->id, me) << "leader " << rd.soft_state->lead << " state "
+              << StateName(rd.soft_state->state);
     }
     readies.emplace_back(shard.get(), std::move(rd));
   }
-  if (readies.empty()) {
-    if (store_->HasStaged()) {
-      auto cs = store_->Commit(false);
-      if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
-    }
-    return;
-  }
-  // 2. Send. A leader's appends, heartbeats and snapshots go out before its own write is
-  // durable (Raft thesis 10.2.1): this is safe because their answers are stepped only in a
-  // later iteration, after the Commit below, so the leader never counts itself in a quorum
-  // for entries it has not fsynced. A forwarded proposal promises nothing either. Everything
-  // else (votes, append acknowledgements) promises persisted state and waits for the Commit.
+  return readies;
+}
+
+void NodeHost::SendAndCommit(std::vector<ShardReady>& readies, bool sync) {
+  const uint64_t me = config_.node_id;
+  // A leader's appends, heartbeats and snapshots go out before its own write is durable (Raft
+  // thesis 10.2.1): this is safe because their answers are stepped only in a later iteration,
+  // after the Commit below, so the leader never counts itself in a quorum for entries it has
+  // not fsynced. A forwarded proposal promises nothing either. Everything else (votes, append
+  // acknowledgements) promises persisted state and waits for the Commit.
   std::vector<v1::Message> early, late;
   for (auto& [shard, rd] : readies) {
     for (auto& m : rd.messages) {
@@ -522,111 +539,112 @@ void NodeHost::HandleReadies() {
   if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
   if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
-  // 3. Hand committed entries to the apply workers; membership changes take effect here.
-  for (auto& [shard, rd] : readies) {
-    ApplyTask task;
-    task.shard = shard->id;
-    task.entries.reserve(rd.committed_entries.size());
-    uint64_t snap_index = 0;
-    if (rd.snapshot) {
-      snap_index = rd.snapshot->metadata().index();
-      shard->applied_conf = rd.snapshot->metadata().conf_state();
-      // Opened now, while the file is the recorded one: a newer snapshot may replace it (and
-      // delete it) before the worker reads it.
-      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(rd.snapshot->data());
-      if (!payload.ok()) {
-        ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
-      }
-      task.payload = *std::move(payload);
-      task.snapshot = std::move(*rd.snapshot);
+}
+
+ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd,
+                                  std::vector<DecodedProposal>& decoded) {
+  const uint64_t me = config_.node_id;
+  ApplyTask task;
+  task.shard = shard.id;
+  task.entries.reserve(rd.committed_entries.size());
+  uint64_t snap_index = 0;
+  if (rd.snapshot) {
+    snap_index = rd.snapshot->metadata().index();
+    shard.applied_conf = rd.snapshot->metadata().conf_state();
+    // Opened now, while the file is the recorded one: a newer snapshot may replace it (and
+    // delete it) before the worker reads it.
+    absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(rd.snapshot->data());
+    if (!payload.ok()) {
+      ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
     }
-    std::vector<DecodedProposal> decoded;
-    for (auto& e : rd.committed_entries) {
-      if (e.index() <= snap_index) continue;
-      AppliedEntry ae;
-      ae.index = e.index();
-      ae.term = e.term();
-      if (e.type() == v1::ENTRY_CONF_CHANGE) {
-        v1::ConfChange cc;
-        if (!cc.ParseFromString(e.data())) {
-          LOG(ERROR) << LogPrefix(shard->id, me) << "undecodable conf change at "
-                     << e.index() << ", skipped";
+    task.payload = *std::move(payload);
+    task.snapshot = std::move(*rd.snapshot);
+  }
+  for (auto& e : rd.committed_entries) {
+    if (e.index() <= snap_index) continue;
+    AppliedEntry ae;
+    ae.index = e.index();
+    ae.term = e.term();
+    if (e.type() == v1::ENTRY_CONF_CHANGE) {
+      v1::ConfChange cc;
+      if (!cc.ParseFromString(e.data())) {
+        LOG(ERROR) << LogPrefix(shard.id, me) << "undecodable conf change at " << e.index()
+                   << ", skipped";
+      } else {
+        ApplyConfChange(shard, cc);
+      }
+    } else if (!e.data().empty()) {
+      // The Ready is ours: payloads move to the task where they can.
+      uint64_t proposer = 0;
+      auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
+      if (!ds.ok()) {
+        LOG(ERROR) << LogPrefix(shard.id, me) << "entry " << e.index()
+                   << " applied as empty: " << ds.message();
+      }
+      for (size_t i = 0; i < decoded.size(); ++i) {
+        if (proposer == me) task.mine.emplace_back(e.index(), decoded[i].id);
+        if (i + 1 < decoded.size()) {
+          task.entries.push_back(AppliedEntry{ae.index, ae.term, std::move(decoded[i].payload)});
         } else {
-          const uint64_t version_before = shard->applied_conf.version();
-          shard->applied_conf = shard->raw->ApplyConfChange(cc);
-          const bool took_effect = shard->applied_conf.version() != version_before;
-          if (took_effect) {
-            shard->recent_conf_changes[shard->applied_conf.version()] = cc;
-            if (shard->recent_conf_changes.size() > Shard::kRecentConfChanges) {
-              shard->recent_conf_changes.erase(shard->recent_conf_changes.begin());
-            }
-          }
-          // Remembered so that a removed member stays refused (sender_policy.h), also after a
-          // restart; a node added again is a member like any other. Only a change that took
-          // effect counts: a refused removal must not shut a member out.
-          const bool removed = cc.type() == v1::CONF_CHANGE_REMOVE_NODE;
-          if (took_effect && removed != (removed_[shard->id].count(cc.node_id()) > 0)) {
-            if (removed) {
-              removed_[shard->id].insert(cc.node_id());
-            } else {
-              removed_[shard->id].erase(cc.node_id());
-            }
-            store_->PutMeta(absl::StrCat("removed/", shard->id, "/", cc.node_id()), removed ? "1" : "0");
-          }
-          if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() &&
-              cc.node_id() != me) {
-            transport_->SetPeerAddress(cc.node_id(), cc.context());
-            store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
-            addresses_[cc.node_id()] = cc.context();
-            std::lock_guard<std::mutex> l(info_mu_);
-            published_addresses_[cc.node_id()] = cc.context();
-          }
-          LOG(INFO) << LogPrefix(shard->id, me) << "membership now voters "
-                    << absl::StrJoin(shard->applied_conf.voters(), ",") << " learners "
-                    << absl::StrJoin(shard->applied_conf.learners(), ",") << " (to promote "
-                    << absl::StrJoin(shard->applied_conf.learners_to_promote(), ",") << ")";
-        }
-      } else if (!e.data().empty()) {
-        // The Ready is ours: payloads move to the task where they can.
-        uint64_t proposer = 0;
-        auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
-        if (!ds.ok()) {
-          LOG(ERROR) << LogPrefix(shard->id, me) << "entry " << e.index()
-                     << " applied as empty: " << ds.message();
-        }
-        for (size_t i = 0; i < decoded.size(); ++i) {
-          if (proposer == me) task.mine.emplace_back(e.index(), decoded[i].id);
-          if (i + 1 < decoded.size()) {
-            task.entries.push_back(AppliedEntry{ae.index, ae.term, std::move(decoded[i].payload)});
-          } else {
-            ae.data = std::move(decoded[i].payload);
-          }
+          ae.data = std::move(decoded[i].payload);
         }
       }
-      task.entries.push_back(std::move(ae));
     }
-    task.conf_after = shard->applied_conf;
-    if (task.snapshot || !task.entries.empty()) shard->worker->Enqueue(std::move(task));
-    auto as = shard->raw->Advance();
-    CHECK(as.ok()) << LogPrefix(shard->id, me) << as;
-    // 4. Publish what tests and the pane read.
-    const Raft& r = shard->raw->raft();
+    task.entries.push_back(std::move(ae));
+  }
+  task.conf_after = shard.applied_conf;
+  return task;
+}
+
+void NodeHost::ApplyConfChange(Shard& shard, const v1::ConfChange& cc) {
+  const uint64_t me = config_.node_id;
+  const uint64_t version_before = shard.applied_conf.version();
+  shard.applied_conf = shard.raw->ApplyConfChange(cc);
+  const bool took_effect = shard.applied_conf.version() != version_before;
+  if (took_effect) {
+    shard.recent_conf_changes[shard.applied_conf.version()] = cc;
+    if (shard.recent_conf_changes.size() > Shard::kRecentConfChanges) {
+      shard.recent_conf_changes.erase(shard.recent_conf_changes.begin());
+    }
+  }
+  // Remembered so that a removed member stays refused (sender_policy.h), also after a restart;
+  // a node added again is a member like any other. Only a change that took effect counts: a
+  // refused removal must not shut a member out.
+  const bool removed = cc.type() == v1::CONF_CHANGE_REMOVE_NODE;
+  if (took_effect && removed != (removed_[shard.id].count(cc.node_id()) > 0)) {
+    if (removed) {
+      removed_[shard.id].insert(cc.node_id());
+    } else {
+      removed_[shard.id].erase(cc.node_id());
+    }
+    store_->PutMeta(absl::StrCat("removed/", shard.id, "/", cc.node_id()), removed ? "1" : "0");
+  }
+  if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() && cc.node_id() != me) {
+    transport_->SetPeerAddress(cc.node_id(), cc.context());
+    store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
+    addresses_[cc.node_id()] = cc.context();
     std::lock_guard<std::mutex> l(info_mu_);
-    ShardInfo& info = info_[shard->id];
-    info.leader = r.lead();
-    info.is_leader = r.state() == StateType::kLeader;
-    info.term = r.term();
-    info.commit = r.log().committed();
-    info.first_index = shard->log->FirstIndex();
-    info.last_index = shard->log->LastIndex();
-    info.snapshot_index = shard->log->snapshot_metadata().index();
-    info.conf_state = r.tracker().ConfState();
-    info.applied_conf_state = shard->applied_conf;
+    published_addresses_[cc.node_id()] = cc.context();
   }
-  if (store_->HasStaged()) {
-    auto cs = store_->Commit(false);
-    if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
-  }
+  LOG(INFO) << LogPrefix(shard.id, me) << "membership now voters "
+            << absl::StrJoin(shard.applied_conf.voters(), ",") << " learners "
+            << absl::StrJoin(shard.applied_conf.learners(), ",") << " (to promote "
+            << absl::StrJoin(shard.applied_conf.learners_to_promote(), ",") << ")";
+}
+
+void NodeHost::PublishShardInfo(const Shard& shard) {
+  const Raft& r = shard.raw->raft();
+  std::lock_guard<std::mutex> l(info_mu_);
+  ShardInfo& info = info_[shard.id];
+  info.leader = r.lead();
+  info.is_leader = r.state() == StateType::kLeader;
+  info.term = r.term();
+  info.commit = r.log().committed();
+  info.first_index = shard.log->FirstIndex();
+  info.last_index = shard.log->LastIndex();
+  info.snapshot_index = shard.log->snapshot_metadata().index();
+  info.conf_state = r.tracker().ConfState();
+  info.applied_conf_state = shard.applied_conf;
 }
 
 void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) {

@@ -47,6 +47,7 @@
 #include "raft/host/apply_worker.h"
 #include "raft/host/env.h"
 #include "raft/host/pending_proposals.h"
+#include "raft/host/proposal_codec.h"
 #include "raft/host/rocks_log_store.h"
 #include "raft/host/state_machine.h"
 #include "raft/host/transport.h"
@@ -252,7 +253,23 @@ class NodeHost : private MessageHandler, private ApplyListener {
   void Post(std::function<void()> fn);
   void RunLoop();
   void StepIncoming(v1::Message m);
+  // One iteration's Readys: staged, sent and committed, handed to the apply workers.
   void HandleReadies();
+  using ShardReady = std::pair<Shard*, Ready>;
+  // Steps of HandleReadies. Stages the Ready of every shard that has one and is not backlogged
+  // (snapshot, entries, hard state) into the store's one batch; `sync`: one of them needs the
+  // batch fsynced.
+  std::vector<ShardReady> StageReadies(bool* sync);
+  // Sends the messages that may leave before the batch is durable, commits it, sends the rest.
+  void SendAndCommit(std::vector<ShardReady>& readies, bool sync);
+  // The apply worker's task for a committed Ready (the Ready's payloads move into it); applies
+  // its membership changes to the core on the way. `decoded`: scratch space.
+  ApplyTask TaskFromReady(Shard& shard, Ready& rd, std::vector<DecodedProposal>& decoded);
+  // A committed membership change: applied to the core, remembered for the conf change waiters,
+  // the sender policy (removed members) and the transport (the added node's address).
+  void ApplyConfChange(Shard& shard, const v1::ConfChange& cc);
+  // What GetShardInfo and PeerAddresses show, from the loop's state.
+  void PublishShardInfo(const Shard& shard);
   // Proposes a shard's queued proposals as a few batches; resolves the refused ones.
   void ProposeQueued(uint64_t shard, ProposalQueue q);
   // On every tick: where this node leads a shard with a learner to promote that has caught
