@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "raft/log_prefix.h"
-#include "raft/host/local_snapshot.h"
+#include "raft/host/snapshot_payloads.h"
 
 namespace marmot::raft::host {
 

@@ -17,9 +17,11 @@
 #include "raft/host/cluster_identity.h"
 #include "raft/host/grpc_transport.h"
 #include "raft/host/node_incarnation.h"
+#include "raft/host/proposal_batches.h"
 #include "raft/host/proposal_codec.h"
 #include "raft/host/sender_policy.h"
-#include "raft/host/snapshot_file.h"
+#include "raft/host/shard_recovery.h"
+#include "raft/host/snapshot_payloads.h"
 #include "raft/host/storage_failure.h"
 #include "raft/membership.h"
 
@@ -31,28 +33,6 @@ namespace {
 constexpr double kTimeoutBytesPerSecond = 8 << 20;
 
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Per-shard state owned by the Raft loop.
-
-struct NodeHost::Shard {
-  uint64_t id = 0;
-  ShardLog* log = nullptr;
-  std::unique_ptr<RawNode> raw;
-  // Membership as of the last committed entry handed to the apply worker.
-  v1::ConfState applied_conf;
-  // The latest conf changes handed to the apply worker that took effect, by the membership
-  // version they made (ConfState.version): how ProposeConfChangeAndWait knows that one of its
-  // tries is in. A few suffice; a try missed here (say behind a snapshot) is retried.
-  std::map<uint64_t, v1::ConfChange> recent_conf_changes;
-  static constexpr size_t kRecentConfChanges = 32;
-  ApplyWorker* worker = nullptr;
-  // The payload file of a received snapshot the core holds but the loop has not recorded yet
-  // (the unstable one): the loop owns it until it is recorded or replaced.
-  std::string unstable_snapshot_file;
-};
-
-// ---------------------------------------------------------------------------------------------
 
 NodeHost::NodeHost(NodeHostConfig config) : config_(std::move(config)) {}
 
@@ -143,44 +123,11 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     shard->log = store_->shard(s);
     shard->worker = workers_[s % nworkers].get();
     std::unique_ptr<StateMachine> sm = factory(s);
-    uint64_t applied = sm->Open();
-    const v1::SnapshotMetadata meta = shard->log->snapshot_metadata();
-    std::string halted;
-    if (applied < meta.index()) {
-      // The state machine is behind the log's start: install the snapshot first.
-      absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
-          OpenPayload(shard->log->snapshot_file());
-      if (!payload.ok()) return payload.status();
-      absl::Status r = sm->RecoverFromSnapshot(meta.index(), **payload, nullptr);
-      if (!r.ok()) {
-        // The shard starts halted (as ApplyWorker::Halt would halt it); the others run.
-        halted =
-            absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
-        LOG(ERROR) << LogPrefix(s, me) << "halted: " << halted
-                   << "; this node applies nothing to the shard until it restarts";
-      } else {
-        applied = meta.index();
-      }
-    }
-    if (applied > shard->log->LastIndex()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", s, ": state machine applied ", applied, " but the raft log ends at ",
-          shard->log->LastIndex(), " (raft folder from another run?)"));
-    }
-    // Membership as of `applied`: the snapshot's plus the conf changes after it.
-    v1::ConfState conf = meta.conf_state();
-    if (applied > meta.index()) {
-      auto ents = shard->log->Entries(meta.index() + 1, applied + 1, UINT64_MAX);
-      if (!ents.ok()) return ents.status();
-      for (const auto& e : *ents) {
-        v1::ConfChange cc;
-        if (e.type() == v1::ENTRY_CONF_CHANGE && cc.ParseFromString(e.data())) {
-          conf = ApplyConfChangeTo(conf, cc);
-        }
-      }
-    }
-    shard->applied_conf = conf;
-    auto term = shard->log->Term(applied);
+    absl::StatusOr<RecoveredShard> recovered =
+        RecoverShard(me, s, *shard->log, *sm, store_->SnapshotDir());
+    if (!recovered.ok()) return recovered.status();
+    shard->applied_conf = recovered->conf;
+    const uint64_t snapshot_index = shard->log->snapshot_metadata().index();
     Config c;
     c.id = me;
     c.shard = s;
@@ -189,15 +136,15 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
     c.align_heartbeats = true;  // one batch of heartbeats per peer per interval
     c.storage = shard->log;
     // A halted shard's core starts as if the snapshot were installed; nothing is applied.
-    c.applied = std::max(applied, meta.index());
+    c.applied = std::max(recovered->applied, snapshot_index);
     c.random_seed = (me << 32) ^ (static_cast<uint64_t>(s) * 0x9e3779b97f4a7c15ull);
     auto raw = RawNode::Create(c);
     if (!raw.ok()) return raw.status();
     shard->raw = std::move(*raw);
-    shard->worker->AddShard(s, std::move(sm), applied, term.ok() ? *term : 0, conf, meta.index(),
-                            !halted.empty());
-    info_[s].applied = applied;
-    info_[s].halted = halted;
+    shard->worker->AddShard(s, std::move(sm), recovered->applied, recovered->applied_term,
+                            recovered->conf, snapshot_index, !recovered->halted.empty());
+    info_[s].applied = recovered->applied;
+    info_[s].halted = recovered->halted;
     shards_.push_back(std::move(shard));
   }
   // Shard 0's highest voter draws the cluster id if there is none (cluster_identity.h).
@@ -337,18 +284,6 @@ void NodeHost::StepSnapshot(v1::Message m) {
     std::error_code ec;
     std::filesystem::remove(store_->SnapshotDir() + "/" + f, ec);
   }
-}
-
-absl::StatusOr<std::shared_ptr<SnapshotSource>> NodeHost::OpenPayload(
-    const std::string& file) const {
-  if (file.empty()) return std::make_shared<StringSnapshotSource>();
-  absl::StatusOr<std::unique_ptr<FileSnapshotSource>> source =
-      FileSnapshotSource::Open(store_->SnapshotDir() + "/" + file);
-  if (!source.ok()) {
-    return absl::DataLossError(absl::StrCat("the recorded snapshot file ", file,
-                                            " cannot be opened: ", source.status().message()));
-  }
-  return std::shared_ptr<SnapshotSource>(*std::move(source));
 }
 
 void NodeHost::HandleUnreachable(uint64_t node) {
@@ -553,7 +488,8 @@ ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd,
     shard.applied_conf = rd.snapshot->metadata().conf_state();
     // Opened now, while the file is the recorded one: a newer snapshot may replace it (and
     // delete it) before the worker reads it.
-    absl::StatusOr<std::shared_ptr<SnapshotSource>> payload = OpenPayload(rd.snapshot->data());
+    absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
+        OpenRecordedPayload(store_->SnapshotDir(), rd.snapshot->data());
     if (!payload.ok()) {
       ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
     }
@@ -594,42 +530,6 @@ ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd,
   }
   task.conf_after = shard.applied_conf;
   return task;
-}
-
-void NodeHost::ApplyConfChange(Shard& shard, const v1::ConfChange& cc) {
-  const uint64_t me = config_.node_id;
-  const uint64_t version_before = shard.applied_conf.version();
-  shard.applied_conf = shard.raw->ApplyConfChange(cc);
-  const bool took_effect = shard.applied_conf.version() != version_before;
-  if (took_effect) {
-    shard.recent_conf_changes[shard.applied_conf.version()] = cc;
-    if (shard.recent_conf_changes.size() > Shard::kRecentConfChanges) {
-      shard.recent_conf_changes.erase(shard.recent_conf_changes.begin());
-    }
-  }
-  // Remembered so that a removed member stays refused (sender_policy.h), also after a restart;
-  // a node added again is a member like any other. Only a change that took effect counts: a
-  // refused removal must not shut a member out.
-  const bool removed = cc.type() == v1::CONF_CHANGE_REMOVE_NODE;
-  if (took_effect && removed != (removed_[shard.id].count(cc.node_id()) > 0)) {
-    if (removed) {
-      removed_[shard.id].insert(cc.node_id());
-    } else {
-      removed_[shard.id].erase(cc.node_id());
-    }
-    store_->PutMeta(absl::StrCat("removed/", shard.id, "/", cc.node_id()), removed ? "1" : "0");
-  }
-  if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() && cc.node_id() != me) {
-    transport_->SetPeerAddress(cc.node_id(), cc.context());
-    store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
-    addresses_[cc.node_id()] = cc.context();
-    std::lock_guard<std::mutex> l(info_mu_);
-    published_addresses_[cc.node_id()] = cc.context();
-  }
-  LOG(INFO) << LogPrefix(shard.id, me) << "membership now voters "
-            << absl::StrJoin(shard.applied_conf.voters(), ",") << " learners "
-            << absl::StrJoin(shard.applied_conf.learners(), ",") << " (to promote "
-            << absl::StrJoin(shard.applied_conf.learners_to_promote(), ",") << ")";
 }
 
 void NodeHost::PublishShardInfo(const Shard& shard) {
@@ -683,50 +583,16 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
 }
 
 void NodeHost::ProposeQueued(uint64_t shard, ProposalQueue q) {
-  // Entries to propose, each with the ids of the proposals it carries.
-  std::vector<std::string> entries;
-  std::vector<std::pair<size_t, size_t>> id_ranges;  // [begin, end) in q.ids
-  if (config_.pack_proposals) {
-    // Packs of up to kMaxPackBytes (a larger proposal goes alone).
-    constexpr size_t kMaxPackBytes = 256 << 10;
-    size_t begin = 0;
-    while (begin < q.ids.size()) {
-      size_t end = begin, bytes = kPackHeaderBytes;
-      while (end < q.ids.size() &&
-             (end == begin || bytes + kPackItemHeaderBytes + q.payloads[end].size() <= kMaxPackBytes)) {
-        bytes += kPackItemHeaderBytes + q.payloads[end].size();
-        ++end;
-      }
-      PackWriter pack(config_.node_id, bytes);
-      for (size_t i = begin; i < end; ++i) pack.Add(q.ids[i], q.payloads[i]);
-      entries.push_back(pack.Take());
-      id_ranges.emplace_back(begin, end);
-      begin = end;
-    }
-  } else {
-    entries = std::move(q.payloads);
-    for (size_t i = 0; i < entries.size(); ++i) id_ranges.emplace_back(i, i + 1);
-  }
-  // One message, one append and one broadcast per chunk; a chunk is bounded so that a burst
-  // stays within the core's uncommitted-bytes limit instead of being refused whole.
-  constexpr size_t kMaxChunkEntries = 4096;
-  constexpr size_t kMaxChunkBytes = 4 << 20;
-  size_t begin = 0;
-  while (begin < entries.size()) {
-    size_t end = begin, bytes = 0;
-    std::vector<std::string> chunk;
-    while (end < entries.size() && end - begin < kMaxChunkEntries && bytes < kMaxChunkBytes) {
-      bytes += entries[end].size();
-      chunk.push_back(std::move(entries[end]));
-      ++end;
-    }
+  QueuedEntries queued =
+      EntriesOfQueue(config_.node_id, config_.pack_proposals, q.ids, std::move(q.payloads));
+  for (auto [begin, end] : ProposeChunks(queued.entries)) {
+    std::vector<std::string> chunk(std::make_move_iterator(queued.entries.begin() + begin),
+                                   std::make_move_iterator(queued.entries.begin() + end));
     auto s = shards_[shard]->raw->ProposeBatch(std::move(chunk));
-    if (!s.ok()) {
-      for (size_t i = id_ranges[begin].first; i < id_ranges[end - 1].second; ++i) {
-        pending_->Resolve(shard, q.ids[i], s, 0);
-      }
+    if (s.ok()) continue;
+    for (size_t i = queued.proposals[begin].first; i < queued.proposals[end - 1].second; ++i) {
+      pending_->Resolve(shard, q.ids[i], s, 0);
     }
-    begin = end;
   }
 }
 
@@ -807,135 +673,6 @@ void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
     auto s = shards_[shard]->raw->TransferLeader(transferee);
     if (!s.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": " << s;
   });
-}
-
-absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,
-                                                absl::Duration timeout) {
-  if (shard >= static_cast<uint64_t>(config_.shards)) return absl::InvalidArgumentError("no shard");
-  // Every try names the membership version this node sees when it is made, and the leader
-  // appends it only on top of exactly that version (Raft::Step). So a try that arrives late,
-  // after another change (say the removal of the learner this adds), is dropped instead of
-  // undoing that change, and a try that is in took effect on the membership it was decided on.
-  //
-  // Done once one of this call's tries has applied here. Not when the membership here merely
-  // looks as asked: this node may be behind. A node that has not yet applied "add learner 4"
-  // would take "remove 4" as done at once, and 4 would stay (and be promoted).
-  //
-  // `tries` (the versions tried) is only touched on the loop; the caller shares it with the
-  // posted tasks, which may run after it gave up waiting (or never, if the host stops).
-  auto tries = std::make_shared<std::set<uint64_t>>();
-  auto done = [&] {
-    struct Answer {
-      std::mutex mu;
-      std::condition_variable cv;
-      bool ready = false;
-      bool applied = false;
-    };
-    auto answer = std::make_shared<Answer>();
-    Post([this, answer, tries, shard, cc] {
-      const Shard& sh = *shards_[shard];
-      bool applied = false;
-      for (uint64_t v : *tries) {
-        auto it = sh.recent_conf_changes.find(v + 1);
-        if (it == sh.recent_conf_changes.end()) continue;
-        const v1::ConfChange& in = it->second;
-        applied = applied || (in.type() == cc.type() && in.node_id() == cc.node_id() &&
-                              in.has_expected_version() && in.expected_version() == v);
-      }
-      // The leader refuses to make a voter a learner: a learner promoted meanwhile counts.
-      if (cc.type() == v1::CONF_CHANGE_ADD_LEARNER && IsVoter(sh.applied_conf, cc.node_id())) {
-        applied = true;
-      }
-      std::lock_guard<std::mutex> l(answer->mu);
-      answer->applied = applied;
-      answer->ready = true;
-      answer->cv.notify_one();
-    });
-    std::unique_lock<std::mutex> l(answer->mu);
-    answer->cv.wait_for(l, std::chrono::seconds(1), [&] { return answer->ready; });
-    return answer->applied;
-  };
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    // (Re)propose: a lost or dropped try must be retried, against the membership seen now.
-    Post([this, shard, tries, change = cc]() mutable {
-      const uint64_t version = shards_[shard]->raw->raft().tracker().conf_version();
-      change.set_expected_version(version);
-      tries->insert(version);
-      auto s = shards_[shard]->raw->ProposeConfChange(change);
-      if (!s.ok()) VLOG(1) << LogPrefix(shard, config_.node_id) << "conf change: " << s;
-    });
-    for (int i = 0; i < 10 && absl::Now() < deadline; ++i) {
-      absl::SleepFor(absl::Milliseconds(50));
-      if (done()) return absl::OkStatus();
-    }
-  }
-  return absl::DeadlineExceededError(absl::StrCat("shard ", shard, ": membership change of node ",
-                                                  cc.node_id(), " not applied in time"));
-}
-
-absl::Status NodeHost::AddNode(uint64_t shard, uint64_t node, const std::string& address,
-                               absl::Duration timeout) {
-  v1::ConfChange cc;
-  cc.set_type(v1::CONF_CHANGE_ADD_NODE);
-  cc.set_node_id(node);
-  cc.set_context(address);
-  return ProposeConfChangeAndWait(shard, cc, timeout);
-}
-
-absl::Status NodeHost::AddLearner(uint64_t shard, uint64_t node, const std::string& address,
-                                  absl::Duration timeout) {
-  v1::ConfChange cc;
-  cc.set_type(v1::CONF_CHANGE_ADD_LEARNER);
-  cc.set_node_id(node);
-  cc.set_context(address);
-  cc.set_promote_when_caught_up(true);
-  return ProposeConfChangeAndWait(shard, cc, timeout);
-}
-
-void NodeHost::PromoteCaughtUpLearners() {
-  for (auto& shard : shards_) {
-    const Raft& r = shard->raw->raft();
-    // Cheap for the usual shard: nobody to promote.
-    if (r.tracker().learners_to_promote().empty() || r.state() != StateType::kLeader ||
-        r.ConfChangePending()) {
-      continue;
-    }
-    uint64_t learner = 0;
-    for (uint64_t id : r.tracker().learners_to_promote()) {
-      if (r.IsCaughtUp(id, config_.promotion_max_lag)) {
-        learner = id;
-        break;
-      }
-    }
-    if (learner == 0) continue;
-    v1::ConfChange cc;
-    cc.set_type(v1::CONF_CHANGE_ADD_NODE);
-    cc.set_node_id(learner);
-    cc.set_expected_version(r.tracker().conf_version());
-    // Members that learnt of the learner from a snapshot learn its address here.
-    auto addr = addresses_.find(learner);
-    if (addr != addresses_.end()) cc.set_context(addr->second);
-    // Dropped during a leadership transfer or with a full uncommitted tail: tried again on a
-    // later tick. Once appended, ConfChangePending() holds further tries back until it applies
-    // (or a new leader finds the learner still to promote and tries itself).
-    auto s = shard->raw->ProposeConfChange(cc);
-    if (s.ok()) {
-      LOG(INFO) << LogPrefix(shard->id, config_.node_id) << "learner " << learner
-                << " caught up (match " << r.tracker().Get(learner)->match << ", commit "
-                << r.log().committed() << "), proposing its promotion to voter";
-    } else {
-      VLOG(1) << LogPrefix(shard->id, config_.node_id) << "promotion of "
-              << learner << ": " << s;
-    }
-  }
-}
-
-absl::Status NodeHost::RemoveNode(uint64_t shard, uint64_t node, absl::Duration timeout) {
-  v1::ConfChange cc;
-  cc.set_type(v1::CONF_CHANGE_REMOVE_NODE);
-  cc.set_node_id(node);
-  return ProposeConfChangeAndWait(shard, cc, timeout);
 }
 
 std::map<uint64_t, std::string> NodeHost::PeerAddresses() const {

@@ -224,7 +224,23 @@ class NodeHost : private MessageHandler, private ApplyListener {
   uint64_t refused_messages() const { return refused_messages_.load(std::memory_order_relaxed); }
 
  private:
-  struct Shard;
+  // Per-shard state owned by the Raft loop.
+  struct Shard {
+    uint64_t id = 0;
+    ShardLog* log = nullptr;
+    std::unique_ptr<RawNode> raw;
+    // Membership as of the last committed entry handed to the apply worker.
+    v1::ConfState applied_conf;
+    // The latest conf changes handed to the apply worker that took effect, by the membership
+    // version they made (ConfState.version): how ProposeConfChangeAndWait knows that one of its
+    // tries is in. A few suffice; a try missed here (say behind a snapshot) is retried.
+    std::map<uint64_t, v1::ConfChange> recent_conf_changes;
+    static constexpr size_t kRecentConfChanges = 32;
+    ApplyWorker* worker = nullptr;
+    // The payload file of a received snapshot the core holds but the loop has not recorded yet
+    // (the unstable one): the loop owns it until it is recorded or replaced.
+    std::string unstable_snapshot_file;
+  };
   // Proposals of one shard waiting for the Raft loop (framed as single proposals, or bare
   // payloads when they are packed on the loop).
   struct ProposalQueue {
@@ -246,8 +262,6 @@ class NodeHost : private MessageHandler, private ApplyListener {
   // Steps a snapshot received whole (on the Raft loop) and removes its payload file unless the
   // core keeps the snapshot.
   void StepSnapshot(v1::Message m);
-  // The payload the snapshot file `file` holds (empty: none), open for reading.
-  absl::StatusOr<std::shared_ptr<SnapshotSource>> OpenPayload(const std::string& file) const;
 
   // Runs `fn` on the Raft loop.
   void Post(std::function<void()> fn);

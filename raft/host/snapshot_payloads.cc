@@ -1,4 +1,4 @@
-#include "raft/host/local_snapshot.h"
+#include "raft/host/snapshot_payloads.h"
 
 #include <memory>
 
@@ -29,6 +29,18 @@ absl::StatusOr<std::string> WriteLocalSnapshot(StateMachine& sm, ApplyRound* rou
     return s;
   }
   return file;
+}
+
+absl::StatusOr<std::shared_ptr<SnapshotSource>> OpenRecordedPayload(const std::string& dir,
+                                                                    const std::string& file) {
+  if (file.empty()) return std::make_shared<StringSnapshotSource>();
+  absl::StatusOr<std::unique_ptr<FileSnapshotSource>> source =
+      FileSnapshotSource::Open(dir + "/" + file);
+  if (!source.ok()) {
+    return absl::DataLossError(absl::StrCat("the recorded snapshot file ", file,
+                                            " cannot be opened: ", source.status().message()));
+  }
+  return std::shared_ptr<SnapshotSource>(*std::move(source));
 }
 
 }  // namespace marmot::raft::host
