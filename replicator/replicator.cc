@@ -7,6 +7,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "raft/host/grpc_node_host.h"
 #include "replicator/raft_store_folder.h"
 #include "replicator/snapshot_stream.h"
 
@@ -134,7 +135,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
       .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes)};
-  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::NodeHost::Start(
+  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::StartNodeHost(
       std::move(host_config), [writer, machine_options](uint64_t shard) {
         return std::make_unique<ShardStateMachine>(static_cast<int>(shard), writer,
                                                    machine_options);

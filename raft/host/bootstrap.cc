@@ -1,5 +1,7 @@
 #include "raft/host/bootstrap.h"
 
+#include "raft/host/grpc_node_host.h"
+
 namespace marmot::raft::host {
 
 absl::StatusOr<std::unique_ptr<NodeHost>> StartNodeHost(uint64_t node_id,
@@ -14,7 +16,7 @@ absl::StatusOr<std::unique_ptr<NodeHost>> StartNodeHost(uint64_t node_id,
   c.raft_path = raft_path;
   c.shards = shards;
   c.peers = std::move(peers);
-  return NodeHost::Start(std::move(c), std::move(factory));
+  return StartNodeHost(std::move(c), std::move(factory));
 }
 
 }  // namespace marmot::raft::host

@@ -34,29 +34,28 @@ constexpr double kTimeoutBytesPerSecond = 8 << 20;
 
 }  // namespace
 
-NodeHost::NodeHost(NodeHostConfig config) : config_(std::move(config)) {}
+NodeHost::NodeHost(NodeHostConfig config, std::unique_ptr<RocksLogStore> store)
+    : config_(std::move(config)), store_(std::move(store)) {}
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Start(NodeHostConfig config,
+                                                          std::unique_ptr<RocksLogStore> store,
+                                                          TransportFactory transport,
                                                           StateMachineFactory factory) {
   if (config.node_id == 0) return absl::InvalidArgumentError("node id must be positive");
   if (config.shards <= 0) return absl::InvalidArgumentError("shard count must be positive");
-  std::unique_ptr<NodeHost> host(new NodeHost(std::move(config)));
-  auto s = host->Init(std::move(factory));
+  if (store == nullptr || store->shard_count() != config.shards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node ", config.node_id, ": the log store is not open for ", config.shards,
+                     " shards"));
+  }
+  std::unique_ptr<NodeHost> host(new NodeHost(std::move(config), std::move(store)));
+  auto s = host->Init(std::move(transport), std::move(factory));
   if (!s.ok()) return s;
   return host;
 }
 
-absl::Status NodeHost::Init(StateMachineFactory factory) {
+absl::Status NodeHost::Init(TransportFactory transport, StateMachineFactory factory) {
   const uint64_t me = config_.node_id;
-  RocksLogStore::Options so;
-  so.node_id = me;
-  so.shards = config_.shards;
-  so.on_background_error = [me, path = config_.raft_path](const absl::Status& s) {
-    ExitOnStorageFailure(me, path, "log write", s);
-  };
-  auto store = RocksLogStore::Open(config_.raft_path, so);
-  if (!store.ok()) return store.status();
-  store_ = std::move(*store);
 
   std::map<uint64_t, std::string> addresses = config_.peers;
   if (store_->fresh()) {
@@ -165,26 +164,9 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   cluster_ = std::make_shared<ClusterIdentity>(
       me, cluster_id, candidate,
       [store = store_.get()](const std::string& id) { return store->SetClusterId(id); });
-  if (config_.transport_factory) {
-    transport_ = config_.transport_factory();
-  } else {
-    GrpcTransportOptions to;
-    to.node_id = me;
-    to.bind_address = config_.bind_address;
-    to.snapshot_dir = store_->SnapshotDir();
-    to.check_snapshot = config_.check_snapshot;
-    to.snapshot_chunk_bytes = config_.snapshot_chunk_bytes;
-    to.tls_cert_file = config_.tls_cert_file;
-    to.tls_key_file = config_.tls_key_file;
-    to.tls_ca_file = config_.tls_ca_file;
-    to.cluster_key = config_.cluster_key;
-    to.shards = static_cast<uint64_t>(config_.shards);
-    to.cluster = cluster_;
-    to.env = config_.env;
-    auto g = std::make_unique<GrpcTransport>(to);
-    grpc_ = g.get();
-    transport_ = std::move(g);
-  }
+  transport_ = transport(cluster_);
+  if (transport_ == nullptr) return absl::InvalidArgumentError("the transport factory gave none");
+  grpc_ = dynamic_cast<GrpcTransport*>(transport_.get());
   for (const auto& [id, addr] : addresses) {
     if (id != me) transport_->SetPeerAddress(id, addr);
   }
@@ -199,7 +181,7 @@ absl::Status NodeHost::Init(StateMachineFactory factory) {
   for (auto& w : workers_) w->Start();
   loop_ = std::thread([this] { RunLoop(); });
   LOG(INFO) << "[node " << me << "] node host started: " << config_.shards << " shards, "
-            << nworkers << " apply workers, raft path " << config_.raft_path;
+            << nworkers << " apply workers, raft path " << store_->dir();
   return absl::OkStatus();
 }
 
@@ -406,7 +388,7 @@ void NodeHost::HandleReadies() {
   // What the steps above staged without a sync (membership bookkeeping, say).
   if (store_->HasStaged()) {
     auto cs = store_->Commit(false);
-    if (!cs.ok()) ExitOnStorageFailure(config_.node_id, config_.raft_path, "log write", cs);
+    if (!cs.ok()) ExitOnStorageFailure(config_.node_id, store_->dir(), "log write", cs);
   }
 }
 
@@ -424,7 +406,7 @@ std::vector<NodeHost::ShardReady> NodeHost::StageReadies(bool* sync) {
     if (rd.snapshot) {
       auto s = shard->log->ApplySnapshot(*rd.snapshot);
       if (!s.ok() && !IsSnapshotOutOfDate(s)) {
-        ExitOnStorageFailure(me, config_.raft_path, "snapshot write", s);
+        ExitOnStorageFailure(me, store_->dir(), "snapshot write", s);
       }
       CHECK(s.ok()) << LogPrefix(shard->id, me) << "persist snapshot: " << s;
       if (shard->unstable_snapshot_file == rd.snapshot->data()) {
@@ -471,7 +453,7 @@ void NodeHost::SendAndCommit(std::vector<ShardReady>& readies, bool sync) {
   if (!early.empty()) transport_->Send(std::move(early));
   const absl::Time write_start = absl::Now();
   auto cs = store_->Commit(sync);
-  if (!cs.ok()) ExitOnStorageFailure(me, config_.raft_path, "log write", cs);
+  if (!cs.ok()) ExitOnStorageFailure(me, store_->dir(), "log write", cs);
   if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
 }
@@ -491,7 +473,7 @@ ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd,
     absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
         OpenRecordedPayload(store_->SnapshotDir(), rd.snapshot->data());
     if (!payload.ok()) {
-      ExitOnStorageFailure(me, config_.raft_path, "snapshot read", payload.status());
+      ExitOnStorageFailure(me, store_->dir(), "snapshot read", payload.status());
     }
     task.payload = *std::move(payload);
     task.snapshot = std::move(*rd.snapshot);

@@ -76,8 +76,9 @@ class HostObserver {
 
 struct NodeHostConfig {
   uint64_t node_id = 0;
-  // host:port of the node-to-node gRPC server.
+  // host:port of the node-to-node gRPC server (GrpcTransportFactory, grpc_node_host.h).
   std::string bind_address;
+  // Where the log store is (OpenHostLogStore, grpc_node_host.h).
   std::string raft_path;
   int shards = 16;
   // Addresses of the other nodes (and this one); for a new folder and !join also the founding
@@ -123,6 +124,9 @@ struct NodeHostConfig {
   // Proposals not committed within this time (plus a second per 8 MiB of payload) are
   // resolved with DeadlineExceeded.
   absl::Duration proposal_timeout = absl::Seconds(5);
+  // The gRPC transport's settings (GrpcTransportFactory, grpc_node_host.h); a host started with
+  // another transport ignores them.
+  //
   // Snapshot payloads travel in chunks of this size (64 KiB to 1 MiB is sensible; receivers
   // refuse chunks above 4 MiB, snapshot_receipt.h).
   size_t snapshot_chunk_bytes = 256 << 10;
@@ -138,11 +142,10 @@ struct NodeHostConfig {
   // Called when another process with this node's id is alive (node_incarnation.h); null: the
   // process ends (ExitOnDuplicateNode). A test hook.
   std::function<void(const std::string& why)> on_duplicate_node;
-  // Test hook: the transport to use instead of a GrpcTransport on bind_address.
-  std::function<std::unique_ptr<Transport>()> transport_factory;
   // Optional; must outlive the host.
   HostObserver* observer = nullptr;
-  // The clock and files of the GrpcTransport the host builds; must outlive the host.
+  // The clock and files of the GrpcTransport (GrpcTransportFactory, grpc_node_host.h); must
+  // outlive the host.
   Env* env = Env::Default();
 };
 
@@ -166,11 +169,20 @@ struct ShardInfo {
   std::string halted;
 };
 
+// Builds the host's transport once the host knows which cluster it belongs to (the transport
+// compares cluster ids at every handshake, cluster_identity.h). Called once, from Start().
+using TransportFactory =
+    std::function<std::unique_ptr<Transport>(std::shared_ptr<ClusterIdentity> cluster)>;
+
 class NodeHost : private MessageHandler, private ApplyListener {
  public:
-  // Opens the raft store (refusing a foreign or damaged one), bootstraps if new, starts the
-  // transport, the apply workers and the Raft loop.
+  // Runs on `store`, opened for config.node_id and config.shards (OpenHostLogStore): bootstraps
+  // it if new, opens every shard's state machine (`factory`), builds the transport (`transport`)
+  // and starts it, the apply workers and the Raft loop. StartNodeHost (grpc_node_host.h) does
+  // this on the production store and transport.
   static absl::StatusOr<std::unique_ptr<NodeHost>> Start(NodeHostConfig config,
+                                                         std::unique_ptr<RocksLogStore> store,
+                                                         TransportFactory transport,
                                                          StateMachineFactory factory);
   // Stops cleanly (see Stop()).
   ~NodeHost() override;
@@ -216,7 +228,7 @@ class NodeHost : private MessageHandler, private ApplyListener {
   // The cluster this node belongs to (cluster_identity.h): 16 bytes, or empty while unknown.
   std::string cluster_id() const;
   int shards() const { return config_.shards; }
-  // The gRPC transport (for fault injection), or nullptr with a test transport.
+  // The transport when it is a GrpcTransport (fault injection, refusal counts), else nullptr.
   GrpcTransport* grpc_transport() const { return grpc_; }
   int bound_port() const;
   // Messages from the network refused because their sender may not send them to that shard
@@ -248,8 +260,8 @@ class NodeHost : private MessageHandler, private ApplyListener {
     std::vector<std::string> payloads;
   };
 
-  explicit NodeHost(NodeHostConfig config);
-  absl::Status Init(StateMachineFactory factory);
+  NodeHost(NodeHostConfig config, std::unique_ptr<RocksLogStore> store);
+  absl::Status Init(TransportFactory transport, StateMachineFactory factory);
 
   // MessageHandler (transport threads).
   void HandleMessages(std::vector<v1::Message> messages) override;

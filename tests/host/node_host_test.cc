@@ -14,6 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raft/host/cluster_identity.h"
+#include "raft/host/grpc_node_host.h"
 #include "raft/host/node_host.h"
 #include "raft/membership.h"
 #include "tests/host/test_cluster.h"
@@ -934,6 +936,89 @@ TEST(NodeHostTest, StopLeavesNoThreadsBehind) {
   EXPECT_LE(ThreadCount(), before);
 }
 
+// A transport that reaches no one: enough for a one-node cluster, which needs no peer.
+struct SilentTransportLog {
+  std::atomic<bool> started{false};
+  std::atomic<bool> stopped{false};
+};
+
+class SilentTransport : public Transport {
+ public:
+  explicit SilentTransport(SilentTransportLog* log) : log_(log) {}
+  absl::Status Start(MessageHandler* handler) override {
+    log_->started = handler != nullptr;
+    return absl::OkStatus();
+  }
+  void Stop() override { log_->stopped = true; }
+  void SetPeerAddress(uint64_t node, const std::string& address) override {}
+  void Send(std::vector<v1::Message> messages) override {}
+
+ private:
+  SilentTransportLog* log_;
+};
+
+NodeHostConfig OneNodeConfig(const std::string& dir) {
+  NodeHostConfig cfg;
+  cfg.node_id = 1;
+  cfg.raft_path = dir;
+  cfg.shards = 2;
+  cfg.peers[1] = "127.0.0.1:1";  // never dialed
+  cfg.tick_interval = absl::Milliseconds(10);
+  cfg.heartbeat_ticks = 1;
+  return cfg;
+}
+
+TEST(NodeHostTest, RunsOnTheTransportAndStoreItIsGiven) {
+  const NodeHostConfig cfg = OneNodeConfig(TestDir());
+  absl::StatusOr<std::unique_ptr<RocksLogStore>> store = OpenHostLogStore(cfg);
+  ASSERT_TRUE(store.ok()) << store.status();
+  SilentTransportLog log;
+  std::shared_ptr<ClusterIdentity> cluster;
+  auto h = NodeHost::Start(
+      cfg, *std::move(store),
+      [&](std::shared_ptr<ClusterIdentity> c) {
+        cluster = c;
+        return std::make_unique<SilentTransport>(&log);
+      },
+      [](uint64_t) { return std::make_unique<RecordingStateMachine>(); });
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(log.started);
+  EXPECT_EQ((*h)->grpc_transport(), nullptr);
+  // The only voter of shard 0 is the highest: it drew the cluster id the transport compares.
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_EQ(cluster->id().size(), kClusterIdBytes);
+  EXPECT_EQ((*h)->cluster_id(), cluster->id());
+  // Alone, the node elects itself and commits without a peer.
+  absl::StatusOr<uint64_t> index = absl::UnavailableError("not tried");
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!index.ok() && absl::Now() < deadline) {
+    index = (*h)->ProposeAndWait(1, "alone");
+    if (!index.ok()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ((*h)->GetShardInfo(1).applied, *index);
+  (*h)->Stop();
+  EXPECT_TRUE(log.stopped);
+}
+
+TEST(NodeHostTest, StoreOpenForAnotherShardCountIsRefused) {
+  NodeHostConfig cfg = OneNodeConfig(TestDir());
+  absl::StatusOr<std::unique_ptr<RocksLogStore>> store = OpenHostLogStore(cfg);
+  ASSERT_TRUE(store.ok()) << store.status();
+  cfg.shards = 3;
+  bool built = false;
+  auto h = NodeHost::Start(
+      cfg, *std::move(store),
+      [&](std::shared_ptr<ClusterIdentity>) {
+        built = true;
+        return std::unique_ptr<Transport>();
+      },
+      [](uint64_t) { return std::make_unique<RecordingStateMachine>(); });
+  ASSERT_FALSE(h.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(h.status())) << h.status();
+  EXPECT_FALSE(built);
+}
+
 TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
   TestCluster c(TestDir(), 1, 2);
   c.StartAll();
@@ -944,7 +1029,7 @@ TEST(NodeHostTest, ForeignRaftFolderIsRefusedAtStart) {
   cfg.raft_path = TestDir() + "/node-1";
   cfg.shards = 2;
   cfg.peers[7] = cfg.bind_address;
-  auto h = NodeHost::Start(cfg, [](uint64_t) { return std::make_unique<RecordingStateMachine>(); });
+  auto h = StartNodeHost(cfg, [](uint64_t) { return std::make_unique<RecordingStateMachine>(); });
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.status().message().find("belongs to node 1"), std::string::npos) << h.status();
 }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "raft/host/grpc_node_host.h"
 #include "raft/membership.h"
 #include "tests/testing/loopback_port.h"
 #include "gtest/gtest.h"
@@ -154,7 +155,7 @@ void TestCluster::Start(uint64_t id, bool join) {
     sms_[{id, shard}] = sm.get();
     return sm;
   };
-  auto h = NodeHost::Start(c, factory);
+  auto h = StartNodeHost(c, factory);
   CHECK(h.ok()) << "node " << id << ": " << h.status();
   hosts_[id] = std::move(*h);
   if (blocked_.count(id)) {

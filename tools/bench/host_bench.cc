@@ -42,6 +42,7 @@
 #include "absl/time/clock.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "raft/host/grpc_node_host.h"
 #include "raft/host/node_host.h"
 #include "tests/testing/loopback_port.h"
 #include "tests/testing/piped_process.h"
@@ -191,7 +192,7 @@ int RunNode() {
   c.peers = peers;
   c.observer = &fsyncs;
   c.pack_proposals = FLAGS_pack;
-  auto host = NodeHost::Start(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
+  auto host = StartNodeHost(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
   CHECK(host.ok()) << host.status();
   // Ready when every shard has a leader this node knows (else proposals are dropped).
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
