@@ -1,21 +1,12 @@
 #include "raft/host/node_host.h"
 
 #include <algorithm>
-#include <cinttypes>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <map>
-#include <optional>
-#include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "glog/logging.h"
-#include "raft/log_prefix.h"
 #include "raft/errors.h"
-#include "raft/host/cluster_identity.h"
 #include "raft/host/grpc_transport.h"
+#include "raft/host/host_meta.h"
 #include "raft/host/node_incarnation.h"
 #include "raft/host/proposal_batches.h"
 #include "raft/host/proposal_codec.h"
@@ -23,7 +14,7 @@
 #include "raft/host/shard_recovery.h"
 #include "raft/host/snapshot_payloads.h"
 #include "raft/host/storage_failure.h"
-#include "raft/membership.h"
+#include "raft/log_prefix.h"
 
 namespace marmot::raft::host {
 
@@ -57,48 +48,10 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Start(NodeHostConfig config,
 absl::Status NodeHost::Init(TransportFactory transport, StateMachineFactory factory) {
   const uint64_t me = config_.node_id;
 
-  std::map<uint64_t, std::string> addresses = config_.peers;
-  if (store_->fresh()) {
-    if (!config_.join) {
-      if (!config_.peers.count(me)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "node ", me, ": the bootstrap member list must include this node"));
-      }
-      v1::ConfState cs;
-      for (const auto& [id, addr] : config_.peers) {
-        cs.add_voters(id);
-        // Remembered so that a restart finds every member even with a shorter list.
-        store_->PutMeta(absl::StrCat("addr/", id), addr);
-      }
-      for (int s = 0; s < config_.shards; ++s) store_->Bootstrap(s, cs);
-      LOG(INFO) << "[node " << me << "] bootstrapped " << config_.shards << " shards with members "
-                << absl::StrJoin(cs.voters(), ",");
-    }
-  } else {
-    // Addresses learnt from membership changes; the configured ones win.
-    for (const auto& [k, v] : store_->ReadMetaWithPrefix("addr/")) {
-      uint64_t id = std::strtoull(k.c_str() + 5, nullptr, 10);
-      if (id != 0 && !addresses.count(id)) addresses[id] = v;
-    }
-  }
-  // Proposal ids carry a run number persisted here, so an entry this node proposed in an
-  // earlier run (replayed after a restart) never resolves a proposal of this run.
-  uint64_t run = 0;
-  for (const auto& [k, v] : store_->ReadMetaWithPrefix("run")) run = std::strtoull(v.c_str(), nullptr, 10);
-  ++run;
-  store_->PutMeta("run", std::to_string(run));
-  pending_ = std::make_unique<PendingProposals>(config_.shards, (run << 40) + 1);
-  auto cs = store_->Commit(true);
-  if (!cs.ok()) return cs;
-
-  removed_.resize(config_.shards);
-  for (const auto& [k, v] : store_->ReadMetaWithPrefix("removed/")) {
-    uint64_t shard = 0, node = 0;
-    if (std::sscanf(k.c_str(), "removed/%" SCNu64 "/%" SCNu64, &shard, &node) == 2 && shard < removed_.size() &&
-        v == "1") {
-      removed_[shard].insert(node);
-    }
-  }
+  absl::StatusOr<HostMeta> meta = StartHostMeta(*store_, config_);
+  if (!meta.ok()) return meta.status();
+  pending_ = std::make_unique<PendingProposals>(config_.shards, (meta->run << 40) + 1);
+  removed_ = std::move(meta->removed);
 
   const int nworkers = std::max(1, std::min(config_.apply_workers, config_.shards));
   ApplyWorkerOptions wo;
@@ -146,31 +99,17 @@ absl::Status NodeHost::Init(TransportFactory transport, StateMachineFactory fact
     info_[s].halted = recovered->halted;
     shards_.push_back(std::move(shard));
   }
-  // Shard 0's highest voter draws the cluster id if there is none (cluster_identity.h).
-  std::string cluster_id = store_->cluster_id_at_open();
-  bool candidate = false;
-  const auto& voters = shards_[0]->applied_conf.voters();
-  if (cluster_id.empty() && !voters.empty() &&
-      *std::max_element(voters.begin(), voters.end()) == me) {
-    cluster_id = NewClusterId();
-    if (auto s = store_->SetClusterId(cluster_id); !s.ok()) return s;
-    candidate = true;
-    LOG(INFO) << "[node " << me << "] drew cluster id " << FormatClusterId(cluster_id)
-              << " (highest voter of shard 0); a peer that already has one replaces it";
-  } else {
-    LOG(INFO) << "[node " << me << "] cluster " << FormatClusterId(cluster_id)
-              << (cluster_id.empty() ? ": learnt from the first peer that has one" : "");
-  }
-  cluster_ = std::make_shared<ClusterIdentity>(
-      me, cluster_id, candidate,
-      [store = store_.get()](const std::string& id) { return store->SetClusterId(id); });
+  absl::StatusOr<std::shared_ptr<ClusterIdentity>> cluster =
+      LoadClusterIdentity(*store_, me, shards_[0]->applied_conf);
+  if (!cluster.ok()) return cluster.status();
+  cluster_ = *std::move(cluster);
   transport_ = transport(cluster_);
   if (transport_ == nullptr) return absl::InvalidArgumentError("the transport factory gave none");
   grpc_ = dynamic_cast<GrpcTransport*>(transport_.get());
-  for (const auto& [id, addr] : addresses) {
+  for (const auto& [id, addr] : meta->addresses) {
     if (id != me) transport_->SetPeerAddress(id, addr);
   }
-  addresses_ = std::move(addresses);
+  addresses_ = std::move(meta->addresses);
   {
     std::lock_guard<std::mutex> l(info_mu_);
     published_addresses_ = addresses_;
@@ -240,47 +179,10 @@ void NodeHost::HandleMessages(std::vector<v1::Message> messages) {
   }
 }
 
-void NodeHost::HandleSnapshot(v1::Message m) {
-  Post([this, m = std::move(m)]() mutable { StepSnapshot(std::move(m)); });
-}
-
-void NodeHost::StepSnapshot(v1::Message m) {
-  const std::string file = m.snapshot().data();
-  const uint64_t shard = m.shard();
-  StepIncoming(std::move(m));
-  // The core keeps the snapshot (as its unstable one, until the next Ready records it) or
-  // drops it (stale, or from a sender it refused). The file goes with what is dropped, never
-  // while a record may name it.
-  std::vector<std::string> unused = {file};
-  if (shard < shards_.size()) {
-    Shard* sh = shards_[shard].get();
-    const std::optional<v1::Snapshot>& unstable = sh->raw->raft().log().unstable().snapshot();
-    if (unstable.has_value() && unstable->data() == file) {
-      unused = {sh->unstable_snapshot_file};
-      sh->unstable_snapshot_file = file;
-    }
-    if (unused[0] == sh->log->snapshot_file()) unused.clear();
-  }
-  for (const std::string& f : unused) {
-    if (f.empty()) continue;
-    std::error_code ec;
-    std::filesystem::remove(store_->SnapshotDir() + "/" + f, ec);
-  }
-}
-
 void NodeHost::HandleUnreachable(uint64_t node) {
   if (config_.observer != nullptr) config_.observer->OnPeerUnreachable(node);
   Post([this, node] {
     for (auto& s : shards_) s->raw->ReportUnreachable(node);
-  });
-}
-
-void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
-  if (config_.observer != nullptr) config_.observer->OnSnapshotSent(shard, node, ok);
-  Post([this, shard, node, ok] {
-    if (shard < shards_.size()) {
-      shards_[shard]->raw->ReportSnapshot(node, ok ? SnapshotStatus::kFinish : SnapshotStatus::kFailure);
-    }
   });
 }
 
@@ -535,8 +437,9 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
     return;
   }
   if (data.size() > config_.max_entry_bytes) {
-    const std::string why = absl::StrCat("a proposal of ", data.size(), " bytes is larger than a Raft entry may be (",
-                                         config_.max_entry_bytes, " bytes)");
+    const std::string why =
+        absl::StrCat("a proposal of ", data.size(), " bytes is larger than a Raft entry may be (",
+                     config_.max_entry_bytes, " bytes)");
     LOG(ERROR) << LogPrefix(shard, config_.node_id) << "refused: " << why;
     done(absl::InvalidArgumentError(why), 0);
     return;
@@ -548,7 +451,8 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
       absl::Seconds(static_cast<double>(data.size()) / kTimeoutBytesPerSecond);
   const uint64_t id = pending_->Add(shard, std::move(done), absl::Now() + timeout);
   // Packs are framed on the loop, when it knows which proposals go together.
-  std::string payload = config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);
+  std::string payload =
+      config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);
   bool posted = false;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -615,45 +519,12 @@ void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
   info_[shard].halted = reason;
 }
 
-void NodeHost::OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
-                               uint64_t keep) {
-  Post([this, shard, keep, meta = std::move(meta), file = std::move(file)] {
-    ShardLog* log = shards_[shard]->log;
-    auto s = log->SetLocalSnapshot(meta, file);
-    if (!s.ok()) {
-      // A newer snapshot arrived from the leader meanwhile.
-      std::error_code ec;
-      std::filesystem::remove(store_->SnapshotDir() + "/" + file, ec);
-      return;
-    }
-    // Compact only what the state machine made durable (the snapshot), keeping some slack.
-    const uint64_t target = meta.index() > keep ? meta.index() - keep : 0;
-    if (target >= log->FirstIndex()) {
-      auto cs = log->Compact(target);
-      if (!cs.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "compact: " << cs;
-    }
-    VLOG(1) << LogPrefix(shard, config_.node_id) << "snapshot at "
-            << meta.index() << ", log now starts at " << log->FirstIndex();
-    std::lock_guard<std::mutex> l(info_mu_);
-    info_[shard].first_index = log->FirstIndex();
-    info_[shard].snapshot_index = meta.index();
-  });
-}
-
-void NodeHost::RequestSnapshot(uint64_t shard) {
-  Post([this, shard] {
-    ApplyTask t;
-    t.shard = shard;
-    t.take_snapshot = true;
-    t.conf_after = shards_[shard]->applied_conf;
-    shards_[shard]->worker->Enqueue(std::move(t));
-  });
-}
-
 void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
   Post([this, shard, transferee] {
     auto s = shards_[shard]->raw->TransferLeader(transferee);
-    if (!s.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": " << s;
+    if (!s.ok()) {
+      LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": " << s;
+    }
   });
 }
 

@@ -207,10 +207,10 @@ class NodeHost : private MessageHandler, private ApplyListener {
   absl::Status AddNode(uint64_t shard, uint64_t node, const std::string& address,
                        absl::Duration timeout = absl::Seconds(5));
   // AddLearner adds a learner marked for promotion: OK once that change applied here (or the
-  // node is a voter here: promoted meanwhile). Whichever node leads the shard then proposes its promotion to voter
-  // as soon as it has caught up (config.promotion_max_lag); the mark is part of the
-  // membership, so this goes on across leader changes and restarts until the node is a voter
-  // or removed. Watch ShardInfo::applied_conf_state to see it promoted.
+  // node is a voter here: promoted meanwhile). Whichever node leads the shard then proposes its
+  // promotion to voter as soon as it has caught up (config.promotion_max_lag); the mark is part
+  // of the membership, so this goes on across leader changes and restarts until the node is a
+  // voter or removed. Watch ShardInfo::applied_conf_state to see it promoted.
   absl::Status AddLearner(uint64_t shard, uint64_t node, const std::string& address,
                           absl::Duration timeout = absl::Seconds(5));
   // Removes a voter or a learner.

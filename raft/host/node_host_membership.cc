@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
+#include "raft/host/host_meta.h"
 #include "raft/host/node_host.h"
 #include "raft/log_prefix.h"
 #include "raft/membership.h"
@@ -37,11 +38,11 @@ void NodeHost::ApplyConfChange(Shard& shard, const v1::ConfChange& cc) {
     } else {
       removed_[shard.id].erase(cc.node_id());
     }
-    store_->PutMeta(absl::StrCat("removed/", shard.id, "/", cc.node_id()), removed ? "1" : "0");
+    store_->PutMeta(RemovedKey(shard.id, cc.node_id()), removed ? "1" : "0");
   }
   if (cc.type() != v1::CONF_CHANGE_REMOVE_NODE && !cc.context().empty() && cc.node_id() != me) {
     transport_->SetPeerAddress(cc.node_id(), cc.context());
-    store_->PutMeta(absl::StrCat("addr/", cc.node_id()), cc.context());
+    store_->PutMeta(AddressKey(cc.node_id()), cc.context());
     addresses_[cc.node_id()] = cc.context();
     std::lock_guard<std::mutex> l(info_mu_);
     published_addresses_[cc.node_id()] = cc.context();
