@@ -523,7 +523,8 @@ void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {
   Post([this, shard, transferee] {
     auto s = shards_[shard]->raw->TransferLeader(transferee);
     if (!s.ok()) {
-      LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": " << s;
+      LOG(WARNING) << LogPrefix(shard, config_.node_id) << "transfer to " << transferee << ": "
+                   << s;
     }
   });
 }
