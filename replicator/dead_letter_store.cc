@@ -147,8 +147,12 @@ absl::Status DeadLetterStore::Insert(const std::vector<Value>& row,
 absl::Status DeadLetterStore::InsertChange(int shard, uint64_t index, uint64_t origin,
                                            const TableChanges& t, const Change& c,
                                            const absl::Status& error) {
-  TableChanges one = t;
-  one.clear_changes();
+  // The table's header and this change alone: copying `t` whole would copy all its changes
+  // for each one dead-lettered, quadratic in the batch's size.
+  TableChanges one;
+  one.set_table(t.table());
+  *one.mutable_columns() = t.columns();
+  *one.mutable_key_columns() = t.key_columns();
   *one.add_changes() = c;
   absl::Status s = Insert(
       {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
