@@ -49,8 +49,11 @@ absl::Status CheckSender(const SenderView& v, const v1::Message& m) {
       }
       if (member) return absl::OkStatus();
       // A leader unknown here (added after the membership this node knows, or this node is not
-      // a member yet): only with a newer term or as this term's known leader (see the header).
-      if (m.term() > v.term || (m.term() == v.term && v.lead == m.from())) return absl::OkStatus();
+      // a member yet): only with a newer term, or with this term while this node knows no other
+      // leader for it (see the header).
+      if (m.term() > v.term || (m.term() == v.term && (v.lead == 0 || v.lead == m.from()))) {
+        return absl::OkStatus();
+      }
       return NotAMember(v, m);
     }
 

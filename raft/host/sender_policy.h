@@ -10,12 +10,13 @@
 // - Appends, heartbeats, snapshots and leadership hand-overs only from the leader of their
 //   term: a message claiming the current term from another node than the known leader is
 //   forged (Raft elects one leader per term).
-// - A leader this node does not know as a member yet is heard only when it claims a newer term
-//   or already leads this one, and never when it was removed. This keeps Raft's rule that a
-//   lagging server takes appends from a leader added after the membership it knows (Raft
-//   thesis, 4.1): refusing it would leave that server behind for good. A node that is not a
-//   member itself (a new node waiting to be added, -join) takes leader messages the same way,
-//   from whoever the cluster added it under.
+// - A leader this node does not know as a member yet is heard only when it claims a newer term,
+//   or this term while this node knows no other leader of it, and never when it was removed.
+//   This keeps Raft's rule that a lagging server takes appends from a leader added after the
+//   membership it knows (Raft thesis, 4.1): refusing it would leave that server behind for
+//   good. A node that is not a member itself (a new node waiting to be added, -join) takes
+//   leader messages the same way, from whoever the cluster added it under; restarted before it
+//   learnt the membership, it has kept the term but not the leader, which goes on in it.
 // - MSG_TRANSFER_LEADER names the transferee as its `from` (the core's convention; a follower
 //   forwards it): the transferee must be a voter.
 //

@@ -84,6 +84,25 @@ TEST(SenderPolicyTest, ANodeWaitingToBeAddedTakesItsFirstSnapshot) {
   EXPECT_FALSE(Ok(joining, v1::MSG_VOTE, 1, 3));
 }
 
+// A node added with -join and restarted before a shard's snapshot reached it keeps the term it
+// had heard (persisted) but not the leader: refusing that leader's heartbeats for the same term
+// left the shard without rows on that node until the term changed, which may be never.
+TEST(SenderPolicyTest, ANodeRestartedBeforeItsFirstSnapshotHearsTheLeaderOfItsTerm) {
+  const SenderView restarted{
+      .self = ShardRole::kNone, .sender = ShardRole::kNone, .term = 1, .lead = 0};
+  EXPECT_TRUE(Ok(restarted, v1::MSG_HEARTBEAT, 3, 1));
+  EXPECT_TRUE(Ok(restarted, v1::MSG_APP, 3, 1));
+  EXPECT_TRUE(Ok(restarted, v1::MSG_SNAP, 3, 1));
+  // Not an older term, not a removed member, and not once it follows another leader of the term.
+  EXPECT_FALSE(Ok(restarted, v1::MSG_HEARTBEAT, 3, 0));
+  SenderView removed = restarted;
+  removed.sender_removed = true;
+  EXPECT_FALSE(Ok(removed, v1::MSG_HEARTBEAT, 3, 1));
+  SenderView following_2 = restarted;
+  following_2.lead = 2;
+  EXPECT_FALSE(Ok(following_2, v1::MSG_HEARTBEAT, 3, 1));
+}
+
 TEST(SenderPolicyTest, TransfersNeedAVoterTransfereeAndLocalTypesNeverPass) {
   EXPECT_TRUE(Ok(Follower(ShardRole::kVoter), v1::MSG_TRANSFER_LEADER, 3, 5));
   EXPECT_FALSE(Ok(Follower(ShardRole::kLearner), v1::MSG_TRANSFER_LEADER, 3, 5));
