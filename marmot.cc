@@ -1,5 +1,7 @@
 // marmot: replicates a SQLite database across nodes. This file holds the flags, the wiring and
 // signal handling; everything else lives in the libraries.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,9 +12,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -85,7 +84,8 @@ MARMOT_FLAG(std::string, cluster_key_file, "cluster-key-file", "",
 MARMOT_FLAG(std::string, tls_cert_file, "tls-cert-file", "",
             "Mutual TLS on the node port: this node's certificate (PEM); needs -tls-key-file and "
             "-tls-ca-file");
-MARMOT_FLAG(std::string, tls_key_file, "tls-key-file", "", "Mutual TLS: this node's private key (PEM)");
+MARMOT_FLAG(std::string, tls_key_file, "tls-key-file", "",
+            "Mutual TLS: this node's private key (PEM)");
 MARMOT_FLAG(std::string, tls_ca_file, "tls-ca-file", "",
             "Mutual TLS: the CA that signed every node's certificate (PEM)");
 MARMOT_FLAG(bool, insecure, "insecure", false,
@@ -115,8 +115,10 @@ constexpr char kVersion[] = "0.1.0";
 // `marmot-1.2` printed "No modules matched" instead. Exits 0.
 [[noreturn]] void PrintHelp(std::string_view argv0) {
   const size_t slash = argv0.rfind('/');
-  const std::string_view program = slash == std::string_view::npos ? argv0 : argv0.substr(slash + 1);
-  std::string out = absl::StrCat(std::string(program), ": ", gflags::ProgramUsage(), "\n\n  Flags:\n");
+  const std::string_view program =
+      slash == std::string_view::npos ? argv0 : argv0.substr(slash + 1);
+  std::string out =
+      absl::StrCat(std::string(program), ": ", gflags::ProgramUsage(), "\n\n  Flags:\n");
   std::vector<gflags::CommandLineFlagInfo> flags;
   gflags::GetAllFlags(&flags);
   for (const gflags::CommandLineFlagInfo& f : flags) {
@@ -129,7 +131,8 @@ constexpr char kVersion[] = "0.1.0";
 
 int RunCleanup(const std::string& db_path) {
   // Never under a running node: it would keep working on tables that are gone.
-  absl::StatusOr<marmot::replicator::DatabaseLock> lock = marmot::replicator::DatabaseLock::Acquire(db_path);
+  absl::StatusOr<marmot::replicator::DatabaseLock> lock =
+      marmot::replicator::DatabaseLock::Acquire(db_path);
   if (!lock.ok()) {
     LOG(ERROR) << "cleanup of " << db_path << " refused: " << lock.status().message();
     return 1;
@@ -239,7 +242,8 @@ int main(int argc, char** argv) {
     }
   }
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  if (argc > 1) FailFlags(absl::InvalidArgumentError(std::string("unexpected argument ") + argv[1]));
+  if (argc > 1)
+    FailFlags(absl::InvalidArgumentError(std::string("unexpected argument ") + argv[1]));
   if (FLAGS_verbose) FLAGS_v = std::max(FLAGS_v, 1);
   google::InitGoogleLogging(argv[0]);
 
@@ -279,10 +283,11 @@ int main(int argc, char** argv) {
   if (!config.ok()) FailFlags(config.status());
   for (const std::string& w : config->warnings) LOG(WARNING) << w;
   if (config->insecure && !config->cleanup) {
-    LOG(WARNING) << "-insecure: " << config->bind.ToString()
-                 << (config->cluster_key.empty() && config->tls_ca_file.empty()
-                         ? " accepts Raft traffic from anyone who can reach it"
-                         : " is protected by the cluster key or TLS given; -insecure changes nothing");
+    LOG(WARNING)
+        << "-insecure: " << config->bind.ToString()
+        << (config->cluster_key.empty() && config->tls_ca_file.empty()
+                ? " accepts Raft traffic from anyone who can reach it"
+                : " is protected by the cluster key or TLS given; -insecure changes nothing");
   }
 
   if (config->cleanup) return RunCleanup(config->db_path);

@@ -1,14 +1,14 @@
 #include "pane/cluster_membership.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <vector>
 
-#include <glog/logging.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "raft/membership.h"
 #include "raft/host/host_port.h"
+#include "raft/membership.h"
 
 namespace marmot::pane {
 
@@ -39,9 +39,9 @@ absl::Status AddNodeToEveryShard(raft::host::NodeHost& host, uint64_t node,
         absl::StrCat("address of node ", node, ": ", parsed.status().message()));
   }
   if (parsed->is_wildcard()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "address of node ", node, ": ", address,
-        " listens on every interface; give the host and port the other nodes dial"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("address of node ", node, ": ", address,
+                     " listens on every interface; give the host and port the other nodes dial"));
   }
   // A member keeps its address (the other nodes know it by it): another one takes RemoveNode
   // first.
@@ -49,9 +49,9 @@ absl::Status AddNodeToEveryShard(raft::host::NodeHost& host, uint64_t node,
   if (auto it = known.find(node); it != known.end() && it->second != address) {
     for (int shard = 0; shard < host.shards(); ++shard) {
       if (IsMember(host.GetShardInfo(shard).conf_state, node)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "node ", node, " is already a member, at ", it->second,
-            "; to give it another address, remove it first (RemoveNode)"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("node ", node, " is already a member, at ", it->second,
+                         "; to give it another address, remove it first (RemoveNode)"));
       }
     }
   }

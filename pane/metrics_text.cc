@@ -46,11 +46,16 @@ std::string RenderMetrics(const admin::v1::GetStatusResponse& status,
     Add(term, static_cast<double>(s.term()), l);
     Add(commit, static_cast<double>(s.commit_index()), l);
     Add(applied, static_cast<double>(s.applied_index()), l);
-    Add(lag, s.commit_index() > s.applied_index() ? static_cast<double>(s.commit_index() - s.applied_index()) : 0, l);
+    Add(lag,
+        s.commit_index() > s.applied_index()
+            ? static_cast<double>(s.commit_index() - s.applied_index())
+            : 0,
+        l);
     Add(snapshot, static_cast<double>(s.snapshot_index()), l);
     Add(halted, s.halted().empty() ? 0 : 1, l);
   }
-  auto backlog = Gauge("marmot_changelog_backlog", "Captured changes of this node not yet committed");
+  auto backlog =
+      Gauge("marmot_changelog_backlog", "Captured changes of this node not yet committed");
   for (const admin::v1::TableBacklog& b : status.backlog()) {
     Add(backlog, static_cast<double>(b.pending_changes()), {{"table", b.table()}});
   }

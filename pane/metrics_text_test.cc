@@ -1,10 +1,9 @@
 #include "pane/metrics_text.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/registry.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
 
 namespace marmot::pane {
 namespace {
@@ -27,7 +26,12 @@ TEST(MetricsTextTest, GaugesFromStatusAndCountersFromTheRegistry) {
   b->set_pending_changes(5);
   status.set_dead_letters(1);
   prometheus::Registry registry;
-  prometheus::BuildCounter().Name("marmot_test_total").Help("t").Register(registry).Add({}).Increment(4);
+  prometheus::BuildCounter()
+      .Name("marmot_test_total")
+      .Help("t")
+      .Register(registry)
+      .Add({})
+      .Increment(4);
 
   std::string text = RenderMetrics(status, &registry);
   EXPECT_THAT(text, HasSubstr("# TYPE marmot_shard_leader gauge"));

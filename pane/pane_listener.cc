@@ -1,6 +1,7 @@
 #include "pane/pane_listener.h"
 
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,8 +14,6 @@
 #include <cstdint>
 #include <cstring>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -173,9 +172,9 @@ void PaneListener::Serve(Worker* self, OwnedFd connection) {
 }
 
 StopSignals PaneListener::SignalsFor(Worker* worker) {
-  return {.drain_fd = drain_.get(),
-          .stop_fd = stop_.get(),
-          .idle = [this, worker](int fd) { SetIdle(worker, fd); }};
+  return {.drain_fd = drain_.get(), .stop_fd = stop_.get(), .idle = [this, worker](int fd) {
+            SetIdle(worker, fd);
+          }};
 }
 
 bool PaneListener::Dispatch(PaneProtocol protocol, OwnedFd fd, Worker* self) {

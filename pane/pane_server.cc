@@ -1,5 +1,6 @@
 #include "pane/pane_server.h"
 
+#include <glog/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
@@ -8,8 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -29,7 +28,8 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 class AdminService final : public admin::v1::Admin::Service {
  public:
-  AdminService(NodeControl* control, Authenticator auth) : control_(control), auth_(std::move(auth)) {}
+  AdminService(NodeControl* control, Authenticator auth)
+      : control_(control), auth_(std::move(auth)) {}
 
   grpc::Status GetStatus(grpc::ServerContext* ctx, const admin::v1::GetStatusRequest*,
                          admin::v1::GetStatusResponse* out) override {
@@ -40,7 +40,8 @@ class AdminService final : public admin::v1::Admin::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListDeadLetters(grpc::ServerContext* ctx, const admin::v1::ListDeadLettersRequest* req,
+  grpc::Status ListDeadLetters(grpc::ServerContext* ctx,
+                               const admin::v1::ListDeadLettersRequest* req,
                                admin::v1::ListDeadLettersResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
     if (req->limit() < 0) {
@@ -72,13 +73,15 @@ class AdminService final : public admin::v1::Admin::Service {
   grpc::Status RemoveNode(grpc::ServerContext* ctx, const admin::v1::RemoveNodeRequest* req,
                           admin::v1::RemoveNodeResponse*) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
+    if (req->node_id() == 0)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
     return ToGrpc(control_->RemoveNode(req->node_id()));
   }
   grpc::Status TransferLeader(grpc::ServerContext* ctx, const admin::v1::TransferLeaderRequest* req,
                               admin::v1::TransferLeaderResponse*) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
+    if (req->node_id() == 0)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id is required");
     return ToGrpc(control_->TransferLeader(req->shard(), req->node_id()));
   }
   grpc::Status BalanceLeaders(grpc::ServerContext* ctx, const admin::v1::BalanceLeadersRequest*,
@@ -89,10 +92,12 @@ class AdminService final : public admin::v1::Admin::Service {
     *out = *std::move(balanced);
     return grpc::Status::OK;
   }
-  grpc::Status TriggerSnapshot(grpc::ServerContext* ctx, const admin::v1::TriggerSnapshotRequest* req,
+  grpc::Status TriggerSnapshot(grpc::ServerContext* ctx,
+                               const admin::v1::TriggerSnapshotRequest* req,
                                admin::v1::TriggerSnapshotResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    if (absl::Status s = control_->TriggerSnapshot(req->all() ? -1 : static_cast<int>(req->shard()));
+    if (absl::Status s =
+            control_->TriggerSnapshot(req->all() ? -1 : static_cast<int>(req->shard()));
         !s.ok()) {
       return ToGrpc(s);
     }
@@ -110,7 +115,8 @@ class AdminService final : public admin::v1::Admin::Service {
       return !ctx->IsCancelled() && writer->Write(chunk);
     }));
   }
-  grpc::Status RetryDeadLetters(grpc::ServerContext* ctx, const admin::v1::RetryDeadLettersRequest* req,
+  grpc::Status RetryDeadLetters(grpc::ServerContext* ctx,
+                                const admin::v1::RetryDeadLettersRequest* req,
                                 admin::v1::RetryDeadLettersResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
     for (int64_t id : req->ids()) {
@@ -134,8 +140,7 @@ class AdminService final : public admin::v1::Admin::Service {
     }
     const auto& md = ctx->client_metadata();
     auto it = md.find("authorization");
-    if (it == md.end() ||
-        !auth_.Allows(absl::string_view(it->second.data(), it->second.size()))) {
+    if (it == md.end() || !auth_.Allows(absl::string_view(it->second.data(), it->second.size()))) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "missing or wrong authorization metadata (must equal AUTH_KEY)");
     }
@@ -212,8 +217,9 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
   builder.RegisterService(pane->admin_.get());
   builder.RegisterService(pane->health_.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.grpc_idle_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.grpc_idle_timeout)));
   pane->server_ = builder.BuildAndStart();
   if (pane->server_ == nullptr) {
     return absl::InternalError("the control pane's gRPC server did not start");

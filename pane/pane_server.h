@@ -21,7 +21,7 @@
 namespace grpc {
 class Channel;
 class Server;
-}
+}  // namespace grpc
 
 namespace marmot::pane {
 

@@ -1,15 +1,14 @@
 // The control pane over real gRPC on loopback: auth on admin calls, open health, reflection.
 #include "pane/pane_server.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <future>
 #include <mutex>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -256,21 +255,37 @@ TEST_F(PaneServerTest, WithoutTheKeyOnlyHealthReadinessMetricsAndReflectionAnswe
     auto call = [&](const std::string& filled) -> httplib::Result {
       const std::string body = "{}";
       switch (rule.pattern_case()) {
-        case google::api::HttpRule::kGet: return rest.Get(filled);
-        case google::api::HttpRule::kPost: return rest.Post(filled, body, "application/json");
-        case google::api::HttpRule::kPut: return rest.Put(filled, body, "application/json");
-        case google::api::HttpRule::kDelete: return rest.Delete(filled);
-        default: return rest.Patch(filled, body, "application/json");
+        case google::api::HttpRule::kGet:
+          return rest.Get(filled);
+        case google::api::HttpRule::kPost:
+          return rest.Post(filled, body, "application/json");
+        case google::api::HttpRule::kPut:
+          return rest.Put(filled, body, "application/json");
+        case google::api::HttpRule::kDelete:
+          return rest.Delete(filled);
+        default:
+          return rest.Patch(filled, body, "application/json");
       }
     };
     std::string path;
     switch (rule.pattern_case()) {
-      case google::api::HttpRule::kGet: path = rule.get(); break;
-      case google::api::HttpRule::kPost: path = rule.post(); break;
-      case google::api::HttpRule::kPut: path = rule.put(); break;
-      case google::api::HttpRule::kDelete: path = rule.delete_(); break;
-      case google::api::HttpRule::kPatch: path = rule.patch(); break;
-      default: ADD_FAILURE() << m->name() << " has no REST route";
+      case google::api::HttpRule::kGet:
+        path = rule.get();
+        break;
+      case google::api::HttpRule::kPost:
+        path = rule.post();
+        break;
+      case google::api::HttpRule::kPut:
+        path = rule.put();
+        break;
+      case google::api::HttpRule::kDelete:
+        path = rule.delete_();
+        break;
+      case google::api::HttpRule::kPatch:
+        path = rule.patch();
+        break;
+      default:
+        ADD_FAILURE() << m->name() << " has no REST route";
     }
     path = absl::StrReplaceAll(path, {{"{shard}", "1"}, {"{node_id}", "2"}});
     EXPECT_EQ(path.find('{'), std::string::npos) << path;

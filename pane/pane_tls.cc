@@ -1,5 +1,6 @@
 #include "pane/pane_tls.h"
 
+#include <glog/logging.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -8,8 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"

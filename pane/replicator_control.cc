@@ -1,21 +1,19 @@
 #include "pane/replicator_control.h"
 
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <functional>
-#include <optional>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +36,11 @@ std::string ValidUtf8(absl::string_view bytes) {
   size_t i = 0;
   while (i < bytes.size()) {
     const unsigned char c = static_cast<unsigned char>(bytes[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
     bool ok = len > 0 && i + len <= bytes.size();
     uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
     for (size_t k = 1; ok && k < len; ++k) {
@@ -62,7 +64,6 @@ std::string ValidUtf8(absl::string_view bytes) {
 
 }  // namespace
 
-
 absl::StatusOr<std::unique_ptr<ReplicatorControl>> ReplicatorControl::Create(
     replicator::Replicator* replicator, std::string version, absl::Duration add_node_timeout) {
   absl::StatusOr<sqlite::Database> db =
@@ -79,9 +80,9 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   out.set_bind(config.bind.ToString());
   out.set_bind_pane(config.bind_pane.ToString());
   out.set_version(version_);
-  out.set_uptime_seconds(std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::steady_clock::now() - started_)
-                             .count());
+  out.set_uptime_seconds(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count());
   raft::host::NodeHost* host = replicator_->host();
   out.set_cluster_id(absl::BytesToHexString(host->cluster_id()));
   uint64_t max_lag = 0;
@@ -93,7 +94,8 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
     s->set_term(info.term);
     s->set_commit_index(info.commit);
     s->set_applied_index(info.applied);
-    s->set_log_entries(info.last_index >= info.first_index ? info.last_index - info.first_index + 1 : 0);
+    s->set_log_entries(info.last_index >= info.first_index ? info.last_index - info.first_index + 1
+                                                           : 0);
     s->set_snapshot_index(info.snapshot_index);
     s->set_is_leader(info.is_leader);
     s->set_halted(ValidUtf8(info.halted));
@@ -108,13 +110,15 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
     // Rows up to CommittedThrough are replicated and wait only to be deleted (ShipperOptions).
     absl::StatusOr<sqlite::Value> pending = db_.QueryValue(absl::StrCat(
         "SELECT count(*) FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(t.name)),
-        " WHERE \"__marmot__state\" = 0 AND \"__marmot__id\" > ", replicator_->CommittedThrough(t.name)));
+        " WHERE \"__marmot__state\" = 0 AND \"__marmot__id\" > ",
+        replicator_->CommittedThrough(t.name)));
     if (!pending.ok()) continue;  // No capture on it yet.
     admin::v1::TableBacklog* b = out.add_backlog();
     b->set_table(ValidUtf8(t.name));
     b->set_pending_changes(pending->integer());
   }
-  absl::StatusOr<sqlite::Value> dead = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
+  absl::StatusOr<sqlite::Value> dead =
+      db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (dead.ok()) out.set_dead_letters(dead->integer());
   // The other current members of any shard (not the founders named at start: nodes come and go),
   // exactly as ListNodes tells them: address, reachable, learner.
@@ -129,13 +133,14 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
 absl::StatusOr<admin::v1::ListDeadLettersResponse> ReplicatorControl::ListDeadLetters(int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   admin::v1::ListDeadLettersResponse out;
-  absl::StatusOr<sqlite::Value> total = db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
+  absl::StatusOr<sqlite::Value> total =
+      db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (!total.ok()) return total.status();
   out.set_total(total->integer());
-  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db_.QueryRows(absl::StrCat(
-      "SELECT id, shard, raft_index, origin, tbl, change_id, error, at_ms FROM "
-      "\"__marmot__dead_letters\" ORDER BY id DESC LIMIT ",
-      limit));
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = db_.QueryRows(
+      absl::StrCat("SELECT id, shard, raft_index, origin, tbl, change_id, error, at_ms FROM "
+                   "\"__marmot__dead_letters\" ORDER BY id DESC LIMIT ",
+                   limit));
   if (!rows.ok()) return rows.status();
   auto as_int = [](const sqlite::Value& v) -> int64_t {
     return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
@@ -195,7 +200,8 @@ absl::StatusOr<admin::v1::ListNodesResponse> ReplicatorControl::ListNodes() {
   std::map<uint64_t, admin::v1::Node> nodes;
   // Configured peers, and every node added since (the host keeps their addresses).
   std::map<uint64_t, std::string> addresses = host->PeerAddresses();
-  for (const raft::host::Member& p : replicator_->config().bootstrap) addresses.emplace(p.id, p.address.ToString());
+  for (const raft::host::Member& p : replicator_->config().bootstrap)
+    addresses.emplace(p.id, p.address.ToString());
   addresses[replicator_->config().node_id] = replicator_->config().bind.ToString();
   std::set<uint64_t> voters_everywhere;
   for (int shard = 0; shard < host->shards(); ++shard) {
@@ -248,7 +254,8 @@ bool PollUntil(const std::function<bool()>& done, absl::Duration wait) {
 
 // Waits until every shard of `moves` (shard -> target) is led by its target, or `wait` passed;
 // returns the shards that moved.
-std::set<int> WaitForMoves(raft::host::NodeHost& host, const std::map<int, uint64_t>& moves, absl::Duration wait) {
+std::set<int> WaitForMoves(raft::host::NodeHost& host, const std::map<int, uint64_t>& moves,
+                           absl::Duration wait) {
   std::set<int> moved;
   PollUntil(
       [&] {
@@ -266,23 +273,24 @@ std::set<int> WaitForMoves(raft::host::NodeHost& host, const std::map<int, uint6
 absl::Status ReplicatorControl::TransferLeader(uint32_t shard, uint64_t node_id) {
   raft::host::NodeHost* host = replicator_->host();
   if (static_cast<int>(shard) >= host->shards()) {
-    return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " does not exist (", host->shards(),
-                                                   " shards)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard, " does not exist (", host->shards(), " shards)"));
   }
   raft::host::ShardInfo info = host->GetShardInfo(shard);
   if (!Voters(info).count(node_id)) {
     return absl::FailedPreconditionError(
         absl::StrCat("node ", node_id, " is not a voter of shard ", shard));
   }
-  if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+  if (info.leader == 0)
+    return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
   if (info.leader == node_id) return absl::OkStatus();
   host->TransferLeadership(shard, node_id);
   // Answer what happened: a node that is down or far behind never takes the leadership.
   if (WaitForMoves(*host, {{static_cast<int>(shard), node_id}}, kTransferWait).empty()) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "node ", node_id, " did not take the leadership of shard ", shard, " within ",
-        absl::FormatDuration(kTransferWait), " (down, unreachable or behind?); node ",
-        host->GetShardInfo(shard).leader, " leads it"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("node ", node_id, " did not take the leadership of shard ", shard, " within ",
+                     absl::FormatDuration(kTransferWait), " (down, unreachable or behind?); node ",
+                     host->GetShardInfo(shard).leader, " leads it"));
   }
   return absl::OkStatus();
 }
@@ -297,7 +305,8 @@ absl::StatusOr<admin::v1::BalanceLeadersResponse> ReplicatorControl::BalanceLead
     std::map<uint64_t, std::vector<int>> led;  // live voter -> shards it leads
     for (int shard = 0; shard < host->shards(); ++shard) {
       raft::host::ShardInfo info = host->GetShardInfo(shard);
-      if (info.leader == 0) return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
+      if (info.leader == 0)
+        return absl::UnavailableError(absl::StrCat("shard ", shard, " has no leader"));
       for (uint64_t v : info.conf_state.voters()) {
         if (!unreachable.count(v)) led[v];  // Voters that lead nothing count too.
       }
@@ -335,8 +344,8 @@ absl::StatusOr<admin::v1::BalanceLeadersResponse> ReplicatorControl::BalanceLead
 absl::Status ReplicatorControl::TriggerSnapshot(int shard) {
   raft::host::NodeHost* host = replicator_->host();
   if (shard >= host->shards()) {
-    return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " does not exist (", host->shards(),
-                                                   " shards)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard, " does not exist (", host->shards(), " shards)"));
   }
   // Answers once the snapshots are taken, so that the indexes the caller reads next are theirs.
   std::map<int, uint64_t> applied;  // shard -> applied index when asked
@@ -353,18 +362,20 @@ absl::Status ReplicatorControl::TriggerSnapshot(int shard) {
   };
   if (!PollUntil([&] { return !first_missing().has_value(); }, absl::Seconds(30))) {
     const int s = first_missing().value_or(shard);
-    return absl::DeadlineExceededError(absl::StrCat("the snapshot of shard ", s, " at index ", applied[s],
-                                                    " was not taken within 30 s"));
+    return absl::DeadlineExceededError(absl::StrCat("the snapshot of shard ", s, " at index ",
+                                                    applied[s], " was not taken within 30 s"));
   }
   return absl::OkStatus();
 }
 
-absl::Status ReplicatorControl::Backup(const std::function<bool(const admin::v1::BackupChunk&)>& write) {
+absl::Status ReplicatorControl::Backup(
+    const std::function<bool(const admin::v1::BackupChunk&)>& write) {
   namespace fs = std::filesystem;
-  std::string path = (fs::temp_directory_path() /
-                      absl::StrCat("marmot-backup-", replicator_->config().node_id, "-",
-                                   std::chrono::steady_clock::now().time_since_epoch().count(), ".db"))
-                         .string();
+  std::string path =
+      (fs::temp_directory_path() /
+       absl::StrCat("marmot-backup-", replicator_->config().node_id, "-",
+                    std::chrono::steady_clock::now().time_since_epoch().count(), ".db"))
+          .string();
   struct Cleanup {
     std::string path;
     ~Cleanup() {
@@ -377,7 +388,8 @@ absl::Status ReplicatorControl::Backup(const std::function<bool(const admin::v1:
   if (int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600); fd >= 0) {
     ::close(fd);
   } else {
-    return absl::InternalError(absl::StrCat("cannot create the backup file ", path, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot create the backup file ", path, ": ", std::strerror(errno)));
   }
   {
     absl::StatusOr<sqlite::Database> source =

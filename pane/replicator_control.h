@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-
 #include "absl/time/time.h"
 #include "pane/node_control.h"
 #include "replicator/replicator.h"
@@ -56,7 +55,7 @@ class ReplicatorControl : public NodeControl {
         add_node_timeout_(add_node_timeout) {}
 
   replicator::Replicator* replicator_;
-  std::mutex mu_;  // Guards db_ (pane calls run on several threads).
+  std::mutex mu_;        // Guards db_ (pane calls run on several threads).
   sqlite::Database db_;  // Read-only, for backlog and dead letters.
   std::string version_;
   absl::Duration add_node_timeout_;

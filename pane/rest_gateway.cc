@@ -1,11 +1,14 @@
 #include "pane/rest_gateway.h"
 
+#include <glog/logging.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <httplib.h>
-
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -15,11 +18,6 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
-
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/dynamic_message.h>
-#include <google/protobuf/util/json_util.h>
-#include <glog/logging.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -55,12 +53,28 @@ std::vector<Route> RoutesOf(const pb::ServiceDescriptor* service) {
     r.method = m;
     std::string path;
     switch (rule.pattern_case()) {
-      case google::api::HttpRule::kGet: r.verb = "GET"; path = rule.get(); break;
-      case google::api::HttpRule::kPost: r.verb = "POST"; path = rule.post(); break;
-      case google::api::HttpRule::kPut: r.verb = "PUT"; path = rule.put(); break;
-      case google::api::HttpRule::kDelete: r.verb = "DELETE"; path = rule.delete_(); break;
-      case google::api::HttpRule::kPatch: r.verb = "PATCH"; path = rule.patch(); break;
-      default: continue;
+      case google::api::HttpRule::kGet:
+        r.verb = "GET";
+        path = rule.get();
+        break;
+      case google::api::HttpRule::kPost:
+        r.verb = "POST";
+        path = rule.post();
+        break;
+      case google::api::HttpRule::kPut:
+        r.verb = "PUT";
+        path = rule.put();
+        break;
+      case google::api::HttpRule::kDelete:
+        r.verb = "DELETE";
+        path = rule.delete_();
+        break;
+      case google::api::HttpRule::kPatch:
+        r.verb = "PATCH";
+        path = rule.patch();
+        break;
+      default:
+        continue;
     }
     r.segments = absl::StrSplit(path, '/', absl::SkipEmpty());
     r.body_all = rule.body() == "*";
@@ -96,7 +110,9 @@ bool SetField(pb::Message* msg, const std::string& name, const std::string& text
   if (f == nullptr || f->is_repeated()) return false;
   const pb::Reflection* r = msg->GetReflection();
   switch (f->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_STRING: r->SetString(msg, f, text); return true;
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      r->SetString(msg, f, text);
+      return true;
     case pb::FieldDescriptor::CPPTYPE_UINT32:
       return ParseAndSet<uint32_t>(text, [&](uint32_t v) { r->SetUInt32(msg, f, v); });
     case pb::FieldDescriptor::CPPTYPE_UINT64:
@@ -107,7 +123,8 @@ bool SetField(pb::Message* msg, const std::string& name, const std::string& text
       return ParseAndSet<int64_t>(text, [&](int64_t v) { r->SetInt64(msg, f, v); });
     case pb::FieldDescriptor::CPPTYPE_BOOL:
       return ParseAndSet<bool>(text, [&](bool v) { r->SetBool(msg, f, v); });
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -115,9 +132,15 @@ std::string JsonEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
@@ -146,9 +169,8 @@ using GenericStub = grpc::TemplatedGenericStub<pb::Message, pb::Message>;
 class DownloadCall {
  public:
   DownloadCall(const pb::MethodDescriptor* method, const std::string& authorization)
-      : response_(pb::MessageFactory::generated_factory()
-                      ->GetPrototype(method->output_type())
-                      ->New()) {
+      : response_(
+            pb::MessageFactory::generated_factory()->GetPrototype(method->output_type())->New()) {
     if (!authorization.empty()) ctx_.AddMetadata("authorization", authorization);
   }
   ~DownloadCall() {
@@ -215,8 +237,7 @@ class DownloadCall {
 void StreamDownload(const httplib::Request& req, httplib::Response& res, const Route& route,
                     const pb::Message& request, const std::shared_ptr<GenericStub>& stub) {
   auto call = std::make_shared<DownloadCall>(
-      route.method,
-      req.has_header("Authorization") ? req.get_header_value("Authorization") : "");
+      route.method, req.has_header("Authorization") ? req.get_header_value("Authorization") : "");
   std::string first;
   const pb::Message* response = nullptr;
   if (call->Start(*stub, route.method, request)) response = call->Next();
@@ -232,9 +253,8 @@ void StreamDownload(const httplib::Request& req, httplib::Response& res, const R
     res.set_header("Content-Disposition",
                    absl::StrCat("attachment; filename=\"", route.download.file_name(), "\""));
   }
-  const std::string media_type = route.download.media_type().empty()
-                                     ? "application/octet-stream"
-                                     : route.download.media_type();
+  const std::string media_type = route.download.media_type().empty() ? "application/octet-stream"
+                                                                     : route.download.media_type();
   res.set_chunked_content_provider(
       media_type, [call, field, first = std::move(first), sent_first = false,
                    name = route.method->name()](size_t, httplib::DataSink& sink) mutable {
@@ -385,21 +405,36 @@ class RestGateway::ConnectionServer final : public httplib::Server {
 
 int RestGateway::HttpStatusFor(int grpc_code) {
   switch (static_cast<grpc::StatusCode>(grpc_code)) {
-    case grpc::StatusCode::OK: return 200;
-    case grpc::StatusCode::CANCELLED: return 499;
-    case grpc::StatusCode::INVALID_ARGUMENT: return 400;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
-    case grpc::StatusCode::NOT_FOUND: return 404;
-    case grpc::StatusCode::ALREADY_EXISTS: return 409;
-    case grpc::StatusCode::PERMISSION_DENIED: return 403;
-    case grpc::StatusCode::UNAUTHENTICATED: return 401;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
-    case grpc::StatusCode::FAILED_PRECONDITION: return 400;
-    case grpc::StatusCode::ABORTED: return 409;
-    case grpc::StatusCode::OUT_OF_RANGE: return 400;
-    case grpc::StatusCode::UNIMPLEMENTED: return 501;
-    case grpc::StatusCode::UNAVAILABLE: return 503;
-    default: return 500;
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::CANCELLED:
+      return 499;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return 409;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 400;
+    case grpc::StatusCode::ABORTED:
+      return 409;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -456,7 +491,8 @@ absl::StatusOr<std::unique_ptr<RestGateway>> RestGateway::Create(
     if (match == nullptr) {
       if (path_known) {
         res.status = 405;
-        res.set_content("{\"code\":12,\"message\":\"method not allowed\",\"details\":[]}\n", "application/json");
+        res.set_content("{\"code\":12,\"message\":\"method not allowed\",\"details\":[]}\n",
+                        "application/json");
       } else {
         SendError(res, static_cast<int>(grpc::StatusCode::NOT_FOUND), "no such route: " + req.path);
       }

@@ -3,18 +3,16 @@
 #include "pane/rest_gateway.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <grpcpp/grpcpp.h>
-#include <httplib.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "pane/pane_server.h"
 
@@ -81,7 +79,8 @@ TEST_F(RestGatewayTest, AnnotatedRouteReturnsProto3Json) {
 }
 
 TEST_F(RestGatewayTest, MissingOrWrongAuthIs401WithAChallenge) {
-  for (const httplib::Headers& h : {httplib::Headers{}, httplib::Headers{{"Authorization", "Basic abd"}}}) {
+  for (const httplib::Headers& h :
+       {httplib::Headers{}, httplib::Headers{{"Authorization", "Basic abd"}}}) {
     auto res = client_->Get("/v1/status", h);
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 401);
@@ -141,7 +140,8 @@ TEST_F(RestGatewayTest, ErrorsHttplibAnswersItselfCarryAJsonBodyToo) {
   ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
   std::string answer;
   char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) answer.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
   ::close(fd);
   EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 4"));
   EXPECT_THAT(answer, HasSubstr("application/json"));
@@ -164,7 +164,8 @@ TEST_F(RestGatewayTest, JsonBodiesSentAsFormDataAreStillJson) {
 
 TEST_F(RestGatewayTest, RetryDeadLettersIsAPostWithIdsInTheBody) {
   // proto3 JSON: int64 ids as strings or numbers.
-  auto res = client_->Post("/v1/dead-letters:retry", Auth(), "{\"ids\": [\"3\", 5]}", "application/json");
+  auto res =
+      client_->Post("/v1/dead-letters:retry", Auth(), "{\"ids\": [\"3\", 5]}", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(node_.retried_ids, (std::vector<int64_t>{3, 5}));

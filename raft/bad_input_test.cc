@@ -70,9 +70,9 @@ TEST_F(BadInputTest, TermlessMessagesCarryingATermAreRefused) {
 // Every other message from a peer carries its sender's term: a vote without one would be
 // answered with a vote response without one (the core's invariant, a CHECK).
 TEST_F(BadInputTest, PeerMessagesWithoutATermAreRefused) {
-  for (v1::MessageType t : {v1::MSG_VOTE, v1::MSG_PRE_VOTE, v1::MSG_APP, v1::MSG_HEARTBEAT,
-                            v1::MSG_SNAP, v1::MSG_TIMEOUT_NOW, v1::MSG_APP_RESP, v1::MSG_VOTE_RESP,
-                            v1::MSG_READ_INDEX_RESP}) {
+  for (v1::MessageType t :
+       {v1::MSG_VOTE, v1::MSG_PRE_VOTE, v1::MSG_APP, v1::MSG_HEARTBEAT, v1::MSG_SNAP,
+        v1::MSG_TIMEOUT_NOW, v1::MSG_APP_RESP, v1::MSG_VOTE_RESP, v1::MSG_READ_INDEX_RESP}) {
     EXPECT_EQ(c_.raw(2).Step(Msg(t, 3, 2, 0)).code(), absl::StatusCode::kInvalidArgument) << t;
     EXPECT_TRUE(Out(2).empty()) << t;
   }

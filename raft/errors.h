@@ -22,7 +22,9 @@ inline bool IsCompacted(const absl::Status& s) { return s.code() == absl::Status
 inline absl::Status UnavailableError() {
   return absl::NotFoundError("raft: requested entry at index is unavailable");
 }
-inline bool IsEntryUnavailable(const absl::Status& s) { return s.code() == absl::StatusCode::kNotFound; }
+inline bool IsEntryUnavailable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kNotFound;
+}
 
 // LogStorage::Snapshot: a snapshot is being prepared; the core retries later.
 inline absl::Status SnapshotTemporarilyUnavailableError() {
@@ -46,7 +48,9 @@ inline bool IsSnapshotOutOfDate(const absl::Status& s) {
 inline absl::Status ProposalDroppedError(std::string_view why) {
   return absl::AbortedError(std::string("raft: proposal dropped: ") + std::string(why));
 }
-inline bool IsProposalDropped(const absl::Status& s) { return s.code() == absl::StatusCode::kAborted; }
+inline bool IsProposalDropped(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted;
+}
 
 // Core: a message from a peer this group does not know, for a type that needs a known peer.
 inline absl::Status PeerNotFoundError() {

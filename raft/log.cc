@@ -61,8 +61,7 @@ bool RaftLog::MatchTerm(uint64_t i, uint64_t term) const {
   return t.ok() && *t == term;
 }
 
-std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
-                                             uint64_t committed,
+std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term, uint64_t committed,
                                              std::vector<v1::Entry> entries,
                                              uint64_t* conflict_index) {
   *conflict_index = 0;
@@ -88,8 +87,8 @@ std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
 uint64_t RaftLog::Append(std::vector<v1::Entry> entries) {
   if (entries.empty()) return LastIndex();
   const uint64_t after = entries.front().index() - 1;
-  CHECK(after >= committed_) << "after(" << after << ") is out of range [committed("
-                             << committed_ << ")]";
+  CHECK(after >= committed_) << "after(" << after << ") is out of range [committed(" << committed_
+                             << ")]";
   unstable_.TruncateAndAppend(std::move(entries));
   return LastIndex();
 }
@@ -98,8 +97,9 @@ uint64_t RaftLog::FindConflict(const std::vector<v1::Entry>& entries) const {
   for (const auto& e : entries) {
     if (!MatchTerm(e.index(), e.term())) {
       if (e.index() <= LastIndex()) {
-        VLOG(2) << "found conflict at index " << e.index() << " [existing term: "
-                << ZeroTermOnError(e.index()) << ", conflicting term: " << e.term() << "]";
+        VLOG(2) << "found conflict at index " << e.index()
+                << " [existing term: " << ZeroTermOnError(e.index())
+                << ", conflicting term: " << e.term() << "]";
       }
       return e.index();
     }
@@ -119,9 +119,8 @@ std::pair<uint64_t, uint64_t> RaftLog::FindConflictByTerm(uint64_t index, uint64
 void RaftLog::MustCheckOutOfBounds(uint64_t lo, uint64_t hi) const {
   CHECK(lo <= hi) << "invalid slice " << lo << " > " << hi;
   const uint64_t length = LastIndex() + 1 - FirstIndex();
-  CHECK(hi <= FirstIndex() + length)
-      << "slice[" << lo << "," << hi << ") out of bound [" << FirstIndex() << "," << LastIndex()
-      << "]";
+  CHECK(hi <= FirstIndex() + length) << "slice[" << lo << "," << hi << ") out of bound ["
+                                     << FirstIndex() << "," << LastIndex() << "]";
 }
 
 absl::StatusOr<std::vector<v1::Entry>> RaftLog::Slice(uint64_t lo, uint64_t hi,
@@ -211,13 +210,14 @@ void RaftLog::CommitTo(uint64_t to_commit) {
 void RaftLog::AppliedTo(uint64_t i) {
   if (i == 0) return;
   CHECK(committed_ >= i && i >= applied_) << "applied(" << i << ") is out of range [prev_applied("
-                                           << applied_ << "), committed(" << committed_ << ")]";
+                                          << applied_ << "), committed(" << committed_ << ")]";
   applied_ = i;
 }
 
 void RaftLog::Restore(const v1::Snapshot& s) {
-  VLOG(1) << "log [" << DebugString() << "] starts to restore snapshot [index: "
-          << s.metadata().index() << ", term: " << s.metadata().term() << "]";
+  VLOG(1) << "log [" << DebugString()
+          << "] starts to restore snapshot [index: " << s.metadata().index()
+          << ", term: " << s.metadata().term() << "]";
   committed_ = s.metadata().index();
   unstable_.Restore(s);
 }

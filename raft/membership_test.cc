@@ -1,10 +1,11 @@
 // Membership changes (single server: add voter, add learner, promote, remove) and leadership
 // transfer.
+#include "raft/membership.h"
+
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "raft/membership.h"
 #include "raft/errors.h"
 #include "raft/raw_node.h"
 #include "raft/testing/cluster.h"

@@ -43,8 +43,6 @@ VoteResult MajorityConfig::Vote(const std::map<uint64_t, bool>& votes) const {
   return VoteResult::kLost;
 }
 
-std::string MajorityConfig::DebugString() const {
-  return "(" + absl::StrJoin(voters_, " ") + ")";
-}
+std::string MajorityConfig::DebugString() const { return "(" + absl::StrJoin(voters_, " ") + ")"; }
 
 }  // namespace marmot::raft

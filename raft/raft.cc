@@ -106,7 +106,7 @@ Raft::Raft(const Config& c)
       election_timeout_(c.election_tick),
       max_msg_size_(c.max_size_per_msg),
       max_uncommitted_size_(c.max_uncommitted_entries_size == 0 ? UINT64_MAX
-                                                                 : c.max_uncommitted_entries_size),
+                                                                : c.max_uncommitted_entries_size),
       rand_(c.random_seed ^ (c.id * 0x9E3779B97F4A7C15ull)) {
   if (auto s = c.Validate(); !s.ok()) LOG(FATAL) << s;
   auto st = c.storage->InitialState();
@@ -124,8 +124,8 @@ Raft::Raft(const Config& c)
   // Membership: the snapshot's, then every conf change entry in the log after it.
   // Conf changes between the compaction point and conf_index would be lost for good.
   CHECK(st->conf_index + 1 >= log_.FirstIndex())
-      << "storage compacted past its snapshot: conf_index " << st->conf_index
-      << ", first index " << log_.FirstIndex();
+      << "storage compacted past its snapshot: conf_index " << st->conf_index << ", first index "
+      << log_.FirstIndex();
   base_conf_ = st->conf_state;
   base_conf_index_ = st->conf_index;
   applied_conf_ = base_conf_;
@@ -359,8 +359,8 @@ void Raft::BecomeFollower(uint64_t term, uint64_t lead) {
 }
 
 void Raft::BecomeCandidate() {
-  CHECK(state_ != StateType::kLeader) << "invalid transition [leader -> candidate] "
-                                      << DebugString();
+  CHECK(state_ != StateType::kLeader)
+      << "invalid transition [leader -> candidate] " << DebugString();
   Reset(term_ + 1);
   vote_ = id_;
   state_ = StateType::kCandidate;
@@ -368,8 +368,8 @@ void Raft::BecomeCandidate() {
 }
 
 void Raft::BecomePreCandidate() {
-  CHECK(state_ != StateType::kLeader) << "invalid transition [leader -> pre-candidate] "
-                                      << DebugString();
+  CHECK(state_ != StateType::kLeader)
+      << "invalid transition [leader -> pre-candidate] " << DebugString();
   // A pre-candidate changes neither term nor vote: a pre-vote that fails must leave no trace,
   // else a partitioned node would still inflate its term.
   trk_.ResetVotes();
@@ -379,8 +379,8 @@ void Raft::BecomePreCandidate() {
 }
 
 void Raft::BecomeLeader() {
-  CHECK(state_ != StateType::kFollower) << "invalid transition [follower -> leader] "
-                                        << DebugString();
+  CHECK(state_ != StateType::kFollower)
+      << "invalid transition [follower -> leader] " << DebugString();
   Reset(term_);
   lead_ = id_;
   state_ = StateType::kLeader;
@@ -499,8 +499,7 @@ absl::Status Raft::Step(Message m) {
     } else {
       RLOG(1) << "received " << m.type() << " with higher term " << m.term() << " from "
               << m.from();
-      if (m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT ||
-          m.type() == v1::MSG_SNAP) {
+      if (m.type() == v1::MSG_APP || m.type() == v1::MSG_HEARTBEAT || m.type() == v1::MSG_SNAP) {
         BecomeFollower(m.term(), m.from());
       } else {
         BecomeFollower(m.term(), kNone);
@@ -526,8 +525,7 @@ absl::Status Raft::Step(Message m) {
       r.set_reject(true);
       Send(std::move(r));
     } else {
-      RLOG(2) << "ignored " << m.type() << " with lower term " << m.term() << " from "
-              << m.from();
+      RLOG(2) << "ignored " << m.type() << " with lower term " << m.term() << " from " << m.from();
     }
     return absl::OkStatus();
   }
@@ -540,9 +538,8 @@ absl::Status Raft::Step(Message m) {
     case v1::MSG_PRE_VOTE: {
       // We can vote if we already voted for this candidate (a duplicate request), or have not
       // voted and know no leader this term, or it is a pre-vote for a future term.
-      const bool can_vote =
-          vote_ == m.from() || (vote_ == kNone && lead_ == kNone) ||
-          (m.type() == v1::MSG_PRE_VOTE && m.term() > term_);
+      const bool can_vote = vote_ == m.from() || (vote_ == kNone && lead_ == kNone) ||
+                            (m.type() == v1::MSG_PRE_VOTE && m.term() > term_);
       Message r;
       r.set_to(m.from());
       r.set_type(VoteRespMsgType(m.type()));
@@ -670,9 +667,9 @@ absl::Status Raft::StepLeader(Message& m) {
         // is exact. A change decided against an older one is stale: a retried "add learner 4"
         // that arrives after "remove 4" would otherwise bring 4 back (and get it promoted).
         if (cc.has_expected_version() && cc.expected_version() != trk_.conf_version()) {
-          return ProposalDroppedError(absl::StrCat(
-              "membership changed: the change expects version ", cc.expected_version(),
-              ", the latest is ", trk_.conf_version()));
+          return ProposalDroppedError(
+              absl::StrCat("membership changed: the change expects version ", cc.expected_version(),
+                           ", the latest is ", trk_.conf_version()));
         }
         if (cc.type() == v1::CONF_CHANGE_REMOVE_NODE && trk_.voters().Contains(cc.node_id()) &&
             trk_.voters().size() == 1) {
@@ -973,8 +970,8 @@ void Raft::HandleAppendEntries(Message& m) {
   // terms larger than log_term, so they cannot match the leader's entry at m.index().
   const uint64_t hint_index = std::min(m.index(), log_.LastIndex());
   auto [hi, ht] = log_.FindConflictByTerm(hint_index, m.log_term());
-  RLOG(2) << "rejected MsgApp [log " << m.log_term() << "/" << m.index() << "] from "
-          << m.from() << ", hint " << ht << "/" << hi;
+  RLOG(2) << "rejected MsgApp [log " << m.log_term() << "/" << m.index() << "] from " << m.from()
+          << ", hint " << ht << "/" << hi;
   r.set_index(m.index());
   r.set_reject(true);
   r.set_reject_hint(hi);
@@ -1024,8 +1021,8 @@ bool Raft::Restore(const v1::Snapshot& s) {
   if (md.index() <= log_.committed()) return false;
   if (state_ != StateType::kFollower) {
     // Only a follower installs snapshots; Step made us one before we got here.
-    LOG(WARNING) << "[shard " << shard_ << " node " << id_
-                 << "] attempted to restore snapshot as " << StateName(state_);
+    LOG(WARNING) << "[shard " << shard_ << " node " << id_ << "] attempted to restore snapshot as "
+                 << StateName(state_);
     return false;
   }
   // A snapshot whose membership does not include us is still accepted: a node added to the
@@ -1149,9 +1146,8 @@ void Raft::TickHeartbeat() {
     if (state_ == StateType::kLeader && lead_transferee_ != kNone) AbortLeaderTransfer();
   }
   if (state_ != StateType::kLeader) return;
-  const bool due = align_heartbeats_
-                       ? ticks_ % static_cast<uint64_t>(heartbeat_timeout_) == 0
-                       : heartbeat_elapsed_ >= heartbeat_timeout_;
+  const bool due = align_heartbeats_ ? ticks_ % static_cast<uint64_t>(heartbeat_timeout_) == 0
+                                     : heartbeat_elapsed_ >= heartbeat_timeout_;
   if (due) {
     heartbeat_elapsed_ = 0;
     Message m;

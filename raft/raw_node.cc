@@ -26,11 +26,11 @@ absl::StatusOr<std::unique_ptr<RawNode>> RawNode::Create(const Config& config) {
     return absl::DataLossError(absl::StrCat("raft: hard state commit ", st->hard_state.commit(),
                                             " is past the last stored index ", last));
   }
-  if (config.applied != 0 &&
-      (config.applied < snap_index || config.applied > std::max(st->hard_state.commit(), snap_index))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("raft: applied index ", config.applied, " is outside [snapshot ", snap_index,
-                     ", commit ", st->hard_state.commit(), "]"));
+  if (config.applied != 0 && (config.applied < snap_index ||
+                              config.applied > std::max(st->hard_state.commit(), snap_index))) {
+    return absl::InvalidArgumentError(absl::StrCat("raft: applied index ", config.applied,
+                                                   " is outside [snapshot ", snap_index,
+                                                   ", commit ", st->hard_state.commit(), "]"));
   }
   return std::unique_ptr<RawNode>(new RawNode(config));
 }

@@ -97,8 +97,8 @@ TEST(RegressionTest, WindowFullOfLostAppendsRecoversOnHeartbeat) {
 // The seeds that failed once, replayed (their runs differ now that the code changed, but
 // they are cheap and were interesting).
 TEST(RegressionTest, PinnedSimulatorSeeds) {
-  for (auto [seed, events] : std::vector<std::pair<uint64_t, int>>{
-           {22, 2000}, {114, 2000}, {268, 2000}, {14326, 4000}}) {
+  for (auto [seed, events] :
+       std::vector<std::pair<uint64_t, int>>{{22, 2000}, {114, 2000}, {268, 2000}, {14326, 4000}}) {
     testing::SimOptions o;
     o.seed = seed;
     o.events = events;

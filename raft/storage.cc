@@ -122,8 +122,8 @@ absl::Status MemoryLogStorage::Append(std::vector<Entry>&& entries) {
   if (entries.front().index() < first) skip = first - entries.front().index();
   const uint64_t start = entries[skip].index();
   if (start > LastIndex() + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("raft: missing log entries [last: ",
-                                                   LastIndex(), ", append at: ", start, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("raft: missing log entries [last: ", LastIndex(),
+                                                   ", append at: ", start, "]"));
   }
   // Truncate the suffix from `start` on, then append. The core only hands us entries that
   // either extend the log or replace a suffix that a newer leader overwrote.

@@ -52,8 +52,8 @@ absl::Status AppliedState::SetLastChange(int shard, uint64_t origin, const std::
 
 absl::Status AppliedState::ReplaceLastChanges(
     int shard, const std::vector<change::v1::ShardSnapshot::Applied>& applied) {
-  if (absl::Status s = db_.RunKept("DELETE FROM \"__marmot__applied\" WHERE shard = ?",
-                                   {Value::Integer(shard)});
+  if (absl::Status s =
+          db_.RunKept("DELETE FROM \"__marmot__applied\" WHERE shard = ?", {Value::Integer(shard)});
       !s.ok()) {
     return s;
   }

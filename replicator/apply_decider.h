@@ -25,9 +25,9 @@ namespace marmot::replicator {
 
 // What to do with a Raft entry as a whole.
 enum class EntryAction {
-  kSkipStale,          // At or below the shard's applied index: applied before, nothing to do.
-  kApply,              // Apply it (its changes are decided one by one).
-  kNeedsTransaction,   // The no-write path cannot take it: Apply it in a write transaction.
+  kSkipStale,         // At or below the shard's applied index: applied before, nothing to do.
+  kApply,             // Apply it (its changes are decided one by one).
+  kNeedsTransaction,  // The no-write path cannot take it: Apply it in a write transaction.
 };
 
 // An entry at Raft `index` of a shard whose applied index is `applied_index`.
@@ -127,11 +127,11 @@ class ApplyView {
 
 // A change of a committed batch (also the no-write path, which needs no write for kWrite).
 struct BatchChange {
-  bool own = false;             // Captured by this node.
+  bool own = false;  // Captured by this node.
   int64_t change_id = 0;
-  int64_t last_applied = 0;     // The dedupe state of its origin and table in its shard.
-  absl::Status plan;            // Not OK: its table is missing or differs here.
-  bool local_log = false;       // Its table's local change log is indexed (LocalChangeIndex).
+  int64_t last_applied = 0;  // The dedupe state of its origin and table in its shard.
+  absl::Status plan;         // Not OK: its table is missing or differs here.
+  bool local_log = false;    // Its table's local change log is indexed (LocalChangeIndex).
 };
 
 // In rule order:
@@ -149,11 +149,11 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
 // A dead letter tried again: retried by an operator, or carried by a snapshot being installed.
 // Dedupe does not apply (a dead letter counted as applied when it was recorded).
 struct DeadLetterChange {
-  bool undecodable = false;     // A Raft entry kept as it came (no table): nothing to try.
-  absl::Status readable;        // Not OK: what it holds cannot be read (undecodable included).
-  bool snapshot_rows = false;   // Snapshot rows of a table, not a change.
-  bool own = false;             // A change captured by this node.
-  absl::Status plan;            // A change's: not OK when its table is missing or differs here.
+  bool undecodable = false;    // A Raft entry kept as it came (no table): nothing to try.
+  absl::Status readable;       // Not OK: what it holds cannot be read (undecodable included).
+  bool snapshot_rows = false;  // Snapshot rows of a table, not a change.
+  bool own = false;            // A change captured by this node.
+  absl::Status plan;           // A change's: not OK when its table is missing or differs here.
 };
 
 // In rule order:

@@ -3,10 +3,10 @@
 // per change or per entry).
 #include "replicator/apply_decider.h"
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace marmot::replicator {
 namespace {
@@ -47,12 +47,18 @@ const absl::Status kTableDiffers = absl::FailedPreconditionError("table t differ
 
 std::string ActionName(ApplyAction a) {
   switch (a) {
-    case ApplyAction::kSkipDuplicate: return "duplicate";
-    case ApplyAction::kSkipSuperseded: return "superseded";
-    case ApplyAction::kNothingToWrite: return "nothing";
-    case ApplyAction::kQueueBehind: return "queue";
-    case ApplyAction::kDeadLetter: return "dead letter";
-    case ApplyAction::kWrite: return "write";
+    case ApplyAction::kSkipDuplicate:
+      return "duplicate";
+    case ApplyAction::kSkipSuperseded:
+      return "superseded";
+    case ApplyAction::kNothingToWrite:
+      return "nothing";
+    case ApplyAction::kQueueBehind:
+      return "queue";
+    case ApplyAction::kDeadLetter:
+      return "dead letter";
+    case ApplyAction::kWrite:
+      return "write";
   }
   return "?";
 }
@@ -82,36 +88,25 @@ constexpr std::optional<int64_t> kNone = std::nullopt;
 
 const BatchRow kBatchRules[] = {
     // scenario                                   own  id last  plan  log   later  blk   holds
-    {"re-proposal, own",                          true,  5, 5, true,  true,  true,  7,    true,
-     kDup, ""},
-    {"re-proposal, other node",                   false, 4, 5, false, false, true,  7,    true,
-     kDup, ""},
-    {"own, table gone here",                      true,  6, 5, false, false, true,  7,    false,
-     kNothing, ""},
-    {"own, a newer local change of the row",      true,  6, 5, true,  true,  true,  7,    true,
-     kSuperseded, "N"},
-    {"other, a local change not yet applied",     false, 6, 5, true,  true,  true,  7,    false,
-     kSuperseded, "P"},
-    {"other, row behind a dead letter",           false, 6, 5, true,  true,  false, 7,    false,
-     kQueue, "PB"},
-    {"other, table differs, behind a dead letter", false, 6, 5, false, false, true, 7,    false,
+    {"re-proposal, own", true, 5, 5, true, true, true, 7, true, kDup, ""},
+    {"re-proposal, other node", false, 4, 5, false, false, true, 7, true, kDup, ""},
+    {"own, table gone here", true, 6, 5, false, false, true, 7, false, kNothing, ""},
+    {"own, a newer local change of the row", true, 6, 5, true, true, true, 7, true, kSuperseded,
+     "N"},
+    {"other, a local change not yet applied", false, 6, 5, true, true, true, 7, false, kSuperseded,
+     "P"},
+    {"other, row behind a dead letter", false, 6, 5, true, true, false, 7, false, kQueue, "PB"},
+    {"other, table differs, behind a dead letter", false, 6, 5, false, false, true, 7, false,
      kQueue, "B"},
-    {"other, table differs here",                 false, 6, 5, false, false, true,  kNone, false,
-     kDead, "B"},
-    {"other, nothing in the way",                 false, 6, 5, true,  true,  false, kNone, true,
-     kWrite, "PB"},
-    {"other, the row holds it already",           false, 6, 5, true,  true,  false, kNone, true,
-     kWrite, "PB"},
-    {"own, row behind a dead letter",             true,  6, 5, true,  true,  false, 7,    true,
-     kQueue, "NB"},
-    {"own, the row holds it already",             true,  6, 5, true,  true,  false, kNone, true,
-     kNothing, "NBH"},
-    {"own, the row changed since",                true,  6, 5, true,  true,  false, kNone, false,
-     kWrite, "NBH"},
-    {"own, table without a local log",            true,  6, 5, true,  false, false, kNone, true,
-     kWrite, "NB"},
-    {"own, change id below the dedupe state",     true,  2, 5, true,  true,  false, kNone, false,
-     kDup, ""},
+    {"other, table differs here", false, 6, 5, false, false, true, kNone, false, kDead, "B"},
+    {"other, nothing in the way", false, 6, 5, true, true, false, kNone, true, kWrite, "PB"},
+    {"other, the row holds it already", false, 6, 5, true, true, false, kNone, true, kWrite, "PB"},
+    {"own, row behind a dead letter", true, 6, 5, true, true, false, 7, true, kQueue, "NB"},
+    {"own, the row holds it already", true, 6, 5, true, true, false, kNone, true, kNothing, "NBH"},
+    {"own, the row changed since", true, 6, 5, true, true, false, kNone, false, kWrite, "NBH"},
+    {"own, table without a local log", true, 6, 5, true, false, false, kNone, true, kWrite, "NB"},
+    {"own, change id below the dedupe state", true, 2, 5, true, true, false, kNone, false, kDup,
+     ""},
 };
 
 TEST(ApplyDeciderTest, BatchChangeRules) {
@@ -153,32 +148,21 @@ const absl::Status kUnreadable = absl::FailedPreconditionError("does not hold on
 
 const DeadLetterRow kDeadLetterRules[] = {
     // scenario                                undec  read   rows   own    plan   later  blocker
-    {"behind an earlier one of the row",        false, true,  false, true,  true,  true,  3,
-     kQueue, "B"},
-    {"unreadable, behind snapshot rows",        false, false, false, false, true,  false, 3,
-     kQueue, "B"},
-    {"unreadable",                              false, false, false, false, true,  false, kNone,
-     kDead, "B"},
-    {"undecodable entry: kept untried",         true,  false, false, false, true,  false, kNone,
-     kDead, ""},
-    {"undecodable entry: nothing holds it",     true,  false, false, false, true,  true,  3,
-     kDead, ""},
-    {"snapshot rows",                           false, true,  true,  false, true,  true,  kNone,
-     kWrite, "B"},
-    {"snapshot rows behind earlier ones",       false, true,  true,  false, true,  false, 2,
-     kQueue, "B"},
-    {"own, newer local change, table differs",  false, true,  false, true,  false, true,  kNone,
+    {"behind an earlier one of the row", false, true, false, true, true, true, 3, kQueue, "B"},
+    {"unreadable, behind snapshot rows", false, false, false, false, true, false, 3, kQueue, "B"},
+    {"unreadable", false, false, false, false, true, false, kNone, kDead, "B"},
+    {"undecodable entry: kept untried", true, false, false, false, true, false, kNone, kDead, ""},
+    {"undecodable entry: nothing holds it", true, false, false, false, true, true, 3, kDead, ""},
+    {"snapshot rows", false, true, true, false, true, true, kNone, kWrite, "B"},
+    {"snapshot rows behind earlier ones", false, true, true, false, true, false, 2, kQueue, "B"},
+    {"own, newer local change, table differs", false, true, false, true, false, true, kNone,
      kSuperseded, "BN"},
-    {"own, table differs",                      false, true,  false, true,  false, false, kNone,
-     kDead, "BN"},
-    {"own, nothing newer",                      false, true,  false, true,  true,  false, kNone,
-     kWrite, "BN"},
-    {"other, table differs",                    false, true,  false, false, false, true,  kNone,
-     kDead, "B"},
-    {"other, a local change not yet applied",   false, true,  false, false, true,  true,  kNone,
+    {"own, table differs", false, true, false, true, false, false, kNone, kDead, "BN"},
+    {"own, nothing newer", false, true, false, true, true, false, kNone, kWrite, "BN"},
+    {"other, table differs", false, true, false, false, false, true, kNone, kDead, "B"},
+    {"other, a local change not yet applied", false, true, false, false, true, true, kNone,
      kSuperseded, "BP"},
-    {"other, nothing in the way",               false, true,  false, false, true,  false, kNone,
-     kWrite, "BP"},
+    {"other, nothing in the way", false, true, false, false, true, false, kNone, kWrite, "BP"},
 };
 
 TEST(ApplyDeciderTest, DeadLetterRules) {
@@ -224,9 +208,12 @@ TEST(ApplyDeciderTest, AFailedQuestionFailsTheDecision) {
 
 std::string EntryName(EntryAction a) {
   switch (a) {
-    case EntryAction::kSkipStale: return "stale";
-    case EntryAction::kApply: return "apply";
-    case EntryAction::kNeedsTransaction: return "needs transaction";
+    case EntryAction::kSkipStale:
+      return "stale";
+    case EntryAction::kApply:
+      return "apply";
+    case EntryAction::kNeedsTransaction:
+      return "needs transaction";
   }
   return "?";
 }
@@ -296,23 +283,23 @@ constexpr auto kNeedsTxn = EntryAction::kNeedsTransaction;
 
 const UnwrittenEntryRow kUnwrittenEntryRules[] = {
     // scenario                               own    txn    index dead   applied
-    {"another node's entry",                  false, false, 6,    false, 5, kNeedsTxn, ""},
-    {"another node's stale entry",            false, false, 5,    false, 5, kNeedsTxn, ""},
-    {"own, inside an open transaction",       true,  true,  6,    false, 5, kNeedsTxn, ""},
-    {"own, while dead letters exist",         true,  false, 6,    true,  5, kNeedsTxn, "D"},
-    {"own, stale, while dead letters exist",  true,  false, 5,    true,  5, kNeedsTxn, "D"},
-    {"own, stale",                            true,  false, 5,    false, 5, kStale, "DA"},
-    {"own, the next entry",                   true,  false, 6,    false, 5, kApply, "DA"},
+    {"another node's entry", false, false, 6, false, 5, kNeedsTxn, ""},
+    {"another node's stale entry", false, false, 5, false, 5, kNeedsTxn, ""},
+    {"own, inside an open transaction", true, true, 6, false, 5, kNeedsTxn, ""},
+    {"own, while dead letters exist", true, false, 6, true, 5, kNeedsTxn, "D"},
+    {"own, stale, while dead letters exist", true, false, 5, true, 5, kNeedsTxn, "D"},
+    {"own, stale", true, false, 5, false, 5, kStale, "DA"},
+    {"own, the next entry", true, false, 6, false, 5, kApply, "DA"},
 };
 
 TEST(ApplyDeciderTest, UnwrittenEntryRules) {
   for (const UnwrittenEntryRow& row : kUnwrittenEntryRules) {
     SCOPED_TRACE(row.scenario);
     FakeEntryView view(row.dead_letters, row.applied);
-    absl::StatusOr<EntryAction> a = DecideUnwrittenEntry(
-        {.index = row.index, .own_origin = row.own_origin,
-         .transaction_open = row.transaction_open},
-        view);
+    absl::StatusOr<EntryAction> a = DecideUnwrittenEntry({.index = row.index,
+                                                          .own_origin = row.own_origin,
+                                                          .transaction_open = row.transaction_open},
+                                                         view);
     ASSERT_TRUE(a.ok()) << a.status();
     EXPECT_EQ(EntryName(*a), EntryName(row.action));
     EXPECT_EQ(view.asked(), row.asked);
@@ -370,8 +357,7 @@ TEST(ApplyDeciderTest, SnapshotRowsKeptForOwnChangesTheSnapshotDoesNotHold) {
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.scenario);
-    EXPECT_EQ(KeepRowsWithOwnChangesAbove({.local_node = row.local_node,
-                                           .own_held = row.own_held}),
+    EXPECT_EQ(KeepRowsWithOwnChangesAbove({.local_node = row.local_node, .own_held = row.own_held}),
               row.above);
   }
 }

@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
   if (!replicated_before.ok()) return replicated_before.status();
   std::unique_ptr<CaptureKeeper> keeper(new CaptureKeeper(*std::move(db)));
-  if (absl::Status s = keeper->Install(/*backfill=*/replicated_before->integer() > 0); !s.ok()) return s;
+  if (absl::Status s = keeper->Install(/*backfill=*/replicated_before->integer() > 0); !s.ok())
+    return s;
   // Changes already in the logs (from an earlier run) count as seen.
   if (absl::StatusOr<int64_t> n = keeper->CountNewChanges(); !n.ok()) return n.status();
   return keeper;
@@ -44,14 +45,15 @@ absl::Status CaptureKeeper::Install(bool backfill) {
   // below SQLite's largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a
   // clock set back by more than that margin could hand out an old id again.
   absl::StatusOr<sqlite::CaptureReport> report = sqlite::InstallCapture(
-      db_, {.backfill_new_tables = backfill, .log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
+      db_,
+      {.backfill_new_tables = backfill, .log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
   if (!report.ok()) return report.status();
   absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
   if (!version.ok()) return version.status();
   schema_version_ = *version;
   if (!report->installed.empty()) {
-    LOG(INFO) << "capture installed on " << report->installed.size() << " table(s): "
-              << absl::StrJoin(report->installed, ", ")
+    LOG(INFO) << "capture installed on " << report->installed.size()
+              << " table(s): " << absl::StrJoin(report->installed, ", ")
               << (backfill ? absl::StrCat("; ", report->backfilled_rows, " existing row(s) copied")
                            : "");
   }
@@ -92,7 +94,7 @@ absl::StatusOr<int64_t> CaptureKeeper::CountNewChanges() {
     if (count == 0) continue;
     total += count;
     VLOG(1) << "captured " << count << " change(s) of " << table << " (newest id " << last_id
-              << ")";
+            << ")";
   }
   return total;
 }

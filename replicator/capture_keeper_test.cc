@@ -21,9 +21,10 @@ TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   ASSERT_TRUE(keeper.ok()) << keeper.status();
 
   // When another process writes, and creates a table and fills it in one go
-  ASSERT_TRUE(RunSqliteCli(path, "INSERT INTO a VALUES (2, 'after');"
-                                 "CREATE TABLE b (id INTEGER PRIMARY KEY, v);"
-                                 "INSERT INTO b VALUES (1, 'x'), (2, 'y');")
+  ASSERT_TRUE(RunSqliteCli(path,
+                           "INSERT INTO a VALUES (2, 'after');"
+                           "CREATE TABLE b (id INTEGER PRIMARY KEY, v);"
+                           "INSERT INTO b VALUES (1, 'x'), (2, 'y');")
                   .ok());
   auto first = (*keeper)->Poll();
   ASSERT_TRUE(first.ok()) << first.status();
@@ -35,9 +36,12 @@ TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   // Each log's ids start from the clock: its first row (done, not a change) has 16 x the
   // microseconds since 1970; the keeper knows each log's newest id.
   auto id = [&](const std::string& what, const std::string& table) {
-    return db->QueryValue(absl::StrCat("SELECT ", what, " FROM \"__marmot__", table, "_change_log\""))->integer();
+    return db
+        ->QueryValue(absl::StrCat("SELECT ", what, " FROM \"__marmot__", table, "_change_log\""))
+        ->integer();
   };
-  EXPECT_GT(id("min(\"__marmot__id\")", "a"), int64_t{16} * 1577836800000000) << "16 x the microseconds since 2020";
+  EXPECT_GT(id("min(\"__marmot__id\")", "a"), int64_t{16} * 1577836800000000)
+      << "16 x the microseconds since 2020";
   EXPECT_GT(id("min(\"__marmot__id\") FILTER (WHERE \"__marmot__state\" = 0)", "b"),
             id("min(\"__marmot__id\")", "b"));
   EXPECT_EQ((*keeper)->last_change_ids().at("a"), id("max(\"__marmot__id\")", "a"));
@@ -48,9 +52,11 @@ TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   EXPECT_EQ(*(*keeper)->Poll(), 1);
   EXPECT_EQ(*(*keeper)->Poll(), 0);
   const std::string pending = " WHERE \"__marmot__state\" = 0";
-  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__b_change_log\"" + pending), sqlite::Value::Integer(3));
+  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__b_change_log\"" + pending),
+            sqlite::Value::Integer(3));
   // The row that predates marmot was not copied into a's log.
-  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__a_change_log\"" + pending), sqlite::Value::Integer(1));
+  EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__a_change_log\"" + pending),
+            sqlite::Value::Integer(1));
 }
 
 TEST(CaptureKeeperTest, RefusesAFileThatIsNotADatabase) {

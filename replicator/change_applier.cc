@@ -1,8 +1,8 @@
 #include "replicator/change_applier.h"
 
-#include <algorithm>
-
 #include <glog/logging.h>
+
+#include <algorithm>
 
 #include "replicator/applier_database.h"
 #include "replicator/apply_decider.h"
@@ -112,8 +112,7 @@ absl::Status ChangeApplier::AdvanceAppliedIndex(int shard, uint64_t index) {
   return txn->Commit();
 }
 
-absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index,
-                                              const std::string& payload,
+absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const std::string& payload,
                                               absl::string_view error) {
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
@@ -135,11 +134,11 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     int shard, uint64_t index, const ChangeBatch& batch) {
   const uint64_t local_node = state_.local_node;
   UnwrittenEntryReads reads(dead_letters_, applied_, shard);
-  absl::StatusOr<EntryAction> entry = DecideUnwrittenEntry(
-      {.index = index,
-       .own_origin = local_node != 0 && batch.origin_node() == local_node,
-       .transaction_open = sqlite3_get_autocommit(db_.raw()) == 0},
-      reads);
+  absl::StatusOr<EntryAction> entry =
+      DecideUnwrittenEntry({.index = index,
+                            .own_origin = local_node != 0 && batch.origin_node() == local_node,
+                            .transaction_open = sqlite3_get_autocommit(db_.raw()) == 0},
+                           reads);
   if (!entry.ok()) return entry.status();
   if (*entry == EntryAction::kNeedsTransaction) return std::nullopt;
   ApplyResult result;
@@ -159,9 +158,9 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
   for (const TableChanges& t : batch.tables()) {
     absl::StatusOr<const TablePlan*> plan = plans_.Plan(t);
     if (!plan.ok()) return plan.status();
-    if (!TableMayGoUnwritten({.plan = (*plan)->status,
-                              .other_unique_constraints =
-                                  (*plan)->writer.other_unique_constraints})) {
+    if (!TableMayGoUnwritten(
+            {.plan = (*plan)->status,
+             .other_unique_constraints = (*plan)->writer.other_unique_constraints})) {
       return std::nullopt;
     }
     // Outside a transaction: rows read now were committed after every write of this applier,
@@ -178,13 +177,12 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
       // the application's writers need: only this applier writes rows besides the application,
       // and whatever the application writes after this read is a newer local change.
       ChangeView view(views, c);
-      absl::StatusOr<ApplyDecision> decision =
-          DecideBatchChange({.own = true,
-                             .change_id = c.change_id(),
-                             .last_applied = table.last_id,
-                             .plan = (*plan)->status,
-                             .local_log = true},
-                            view);
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = true,
+                                                                  .change_id = c.change_id(),
+                                                                  .last_applied = table.last_id,
+                                                                  .plan = (*plan)->status,
+                                                                  .local_log = true},
+                                                                 view);
       if (!decision.ok()) return decision.status();
       if (!WritesNothing(decision->action)) return std::nullopt;
       CountUnwritten(decision->action, result);
@@ -255,13 +253,12 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     views.UseLocalRows(indexed);
     for (const Change& c : t.changes()) {
       ChangeView view(views, c);
-      absl::StatusOr<ApplyDecision> decision =
-          DecideBatchChange({.own = own,
-                             .change_id = c.change_id(),
-                             .last_applied = *last,
-                             .plan = (*plan)->status,
-                             .local_log = indexed != nullptr},
-                            view);
+      absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = own,
+                                                                  .change_id = c.change_id(),
+                                                                  .last_applied = *last,
+                                                                  .plan = (*plan)->status,
+                                                                  .local_log = indexed != nullptr},
+                                                                 view);
       if (!decision.ok()) return decision.status();
       // Whatever became of it, an own change was processed: the index forgets the row when this
       // was its newest change.

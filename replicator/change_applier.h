@@ -133,11 +133,11 @@ namespace marmot::replicator {
 
 struct ApplyResult {
   int64_t applied = 0;
-  int64_t duplicates = 0;     // Skipped: applied before (re-proposal).
+  int64_t duplicates = 0;  // Skipped: applied before (re-proposal).
   int64_t dead_lettered = 0;
-  int64_t superseded = 0;     // Own changes skipped: a newer local change of the row is pending.
-  int64_t unchanged = 0;      // Own changes (counted in applied) whose row already held them.
-  bool stale_entry = false;   // The entry's index was already applied; nothing was done.
+  int64_t superseded = 0;    // Own changes skipped: a newer local change of the row is pending.
+  int64_t unchanged = 0;     // Own changes (counted in applied) whose row already held them.
+  bool stale_entry = false;  // The entry's index was already applied; nothing was done.
 };
 
 class ChangeApplier {

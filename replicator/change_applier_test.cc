@@ -16,22 +16,23 @@ using sqlite::Value;
 using testing::CreateSnapshot;
 using testing::DeadLetterIds;
 using testing::DeadLetters;
+using ::testing::HasSubstr;
 using testing::InstallSnapshot;
 using testing::Node;
 using testing::OnlyChange;
-using ::testing::HasSubstr;
 
 TEST(ChangeApplierTest, ReplaysAnotherNodesChangesExactly) {
   // Given writes of every kind on node A
   Node a("apply-a"), b("apply-b");
-  a.Exec("INSERT INTO \"order\" VALUES (1, 'one', 2.0, x'0001'), (2, 'two', 3.5, NULL);"
-         "UPDATE \"order\" SET price = 4.0 WHERE id = 2;"
-         "UPDATE \"order\" SET id = 20 WHERE id = 2;"
-         "DELETE FROM \"order\" WHERE id = 1;"
-         "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, '2024-01-01');"
-         "UPDATE pair SET b = 3 WHERE b = 2;"
-         "INSERT INTO loose VALUES ('no', 'key'); INSERT INTO loose VALUES (1.5, NULL);"
-         "DELETE FROM loose WHERE x = 'no';");
+  a.Exec(
+      "INSERT INTO \"order\" VALUES (1, 'one', 2.0, x'0001'), (2, 'two', 3.5, NULL);"
+      "UPDATE \"order\" SET price = 4.0 WHERE id = 2;"
+      "UPDATE \"order\" SET id = 20 WHERE id = 2;"
+      "DELETE FROM \"order\" WHERE id = 1;"
+      "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, '2024-01-01');"
+      "UPDATE pair SET b = 3 WHERE b = 2;"
+      "INSERT INTO loose VALUES ('no', 'key'); INSERT INTO loose VALUES (1.5, NULL);"
+      "DELETE FROM loose WHERE x = 'no';");
   // When B applies them as one committed entry
   auto result = b.applier->Apply(0, 5, a.CapturedBatch(1));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -96,8 +97,9 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   // once that own change applied.
   Node b("own-b");
   b.applier->set_local_node(2);
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'local on b');"
-         "UPDATE \"order\" SET name = 'newer on b' WHERE id = 1;");
+  b.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (1, 'local on b');"
+      "UPDATE \"order\" SET name = 'newer on b' WHERE id = 1;");
   change::v1::ChangeBatch b_own = b.CapturedBatch(2);
   auto r3 = b.applier->Apply(0, 1, older);  // origin 1, not b's own
   ASSERT_TRUE(r3.ok());
@@ -116,8 +118,9 @@ TEST(ChangeApplierTest, OwnChangeIsSkippedForANewerLocalChangeCapturedAfterEarli
   // the log must still supersede an older own change of the same row.
   Node a("own-incremental");
   a.applier->set_local_node(1);
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a');"
-         "INSERT INTO \"order\" (id, name) VALUES (2, 'x');");
+  a.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (1, 'a');"
+      "INSERT INTO \"order\" (id, name) VALUES (2, 'x');");
   change::v1::ChangeBatch first = a.CapturedBatch(1);
   ASSERT_EQ(first.tables(0).changes_size(), 2);
   change::v1::ChangeBatch row1 = first, row2 = first;
@@ -263,11 +266,13 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
   ASSERT_TRUE(a.applier->Apply(0, 1, b.CapturedBatch(2)).ok());
   b.Exec("DELETE FROM \"order\"");
   ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'same');"
-         "INSERT INTO pair VALUES ('k', 1, 'mine')");
+  a.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (1, 'same');"
+      "INSERT INTO pair VALUES ('k', 1, 'mine')");
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'same'), (1, 'theirs');"
-         "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
+  b.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (9, 'same'), (1, 'theirs');"
+      "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
   auto r = a.applier->Apply(0, 3, b.CapturedBatch(2));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->superseded, 3);
@@ -291,7 +296,6 @@ int64_t StoredAppliedIndex(Node& n) {
   CHECK(v.ok()) << v.status();
   return v->is_null() ? 0 : v->integer();
 }
-
 
 TEST(ChangeApplierTest, AnOwnEntryThatNeedsNoWriteIsAppliedWithoutATransaction) {
   Node a("unwritten");
@@ -452,8 +456,9 @@ TEST(ChangeApplierTest, ChangesToMarmotsOrSqlitesOwnTablesOrToViewsAreDeadLetter
   // A forged change into the dedupe state would make a later real change of that origin look
   // applied; one into sqlite_sequence or a view, or a snapshot table named so, is no better.
   Node b("forged-b");
-  b.Exec("CREATE TABLE counter (id INTEGER PRIMARY KEY AUTOINCREMENT, v);"
-         "INSERT INTO counter (v) VALUES (1); CREATE VIEW v_order AS SELECT * FROM \"order\";");
+  b.Exec(
+      "CREATE TABLE counter (id INTEGER PRIMARY KEY AUTOINCREMENT, v);"
+      "INSERT INTO counter (v) VALUES (1); CREATE VIEW v_order AS SELECT * FROM \"order\";");
   change::v1::ChangeBatch forged;
   forged.set_origin_node(7);
   auto add = [&](const std::string& table, std::vector<std::string> columns,

@@ -17,10 +17,18 @@ change::v1::Change ToWire(const sqlite::TableSchema& table, const sqlite::Change
   out.set_change_id(record.id);
   out.set_at_ms(record.at_ms);
   switch (record.op) {
-    case sqlite::ChangeOp::kInsert: out.set_op(change::v1::OP_INSERT); break;
-    case sqlite::ChangeOp::kUpdate: out.set_op(change::v1::OP_UPDATE); break;
-    case sqlite::ChangeOp::kRekey: out.set_op(change::v1::OP_REKEY); break;
-    case sqlite::ChangeOp::kDelete: out.set_op(change::v1::OP_DELETE); break;
+    case sqlite::ChangeOp::kInsert:
+      out.set_op(change::v1::OP_INSERT);
+      break;
+    case sqlite::ChangeOp::kUpdate:
+      out.set_op(change::v1::OP_UPDATE);
+      break;
+    case sqlite::ChangeOp::kRekey:
+      out.set_op(change::v1::OP_REKEY);
+      break;
+    case sqlite::ChangeOp::kDelete:
+      out.set_op(change::v1::OP_DELETE);
+      break;
   }
   for (const sqlite::Value& v : record.row) *out.add_row() = ToWire(v);
   if (table.keyed_by_rowid() && !record.key.empty() && record.op != sqlite::ChangeOp::kDelete) {

@@ -1,5 +1,6 @@
 #include "replicator/change_detector.h"
 
+#include <glog/logging.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -9,8 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-
-#include <glog/logging.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -134,7 +133,8 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
   bool saw_file_event = false;
   for (;;) {
     const Clock::time_point now = Clock::now();
-    auto timeout = std::chrono::ceil<microseconds>(std::max(deadline - now, Clock::duration::zero()));
+    auto timeout =
+        std::chrono::ceil<microseconds>(std::max(deadline - now, Clock::duration::zero()));
     const bool settling = settle_until_ > now;
     if (settling) timeout = std::min(timeout, settle_step_);
     // While settling, file events are not waited for: a commit writes its pages one event each,
@@ -150,7 +150,8 @@ ChangeDetector::Wakeup ChangeDetector::Wait(std::chrono::milliseconds max_wait) 
       wake_pending_.store(false);
       return Wakeup::kWoken;
     }
-    const bool file_event = (settling || (ready > 0 && (fds[1].revents & POLLIN))) && DrainFileEvents();
+    const bool file_event =
+        (settling || (ready > 0 && (fds[1].revents & POLLIN))) && DrainFileEvents();
     saw_file_event = saw_file_event || file_event;
     // Woken only by another file of the folder: nothing to check.
     if (ready > 0 && !settling && !file_event && Clock::now() < deadline) continue;

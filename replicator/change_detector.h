@@ -46,7 +46,7 @@ class ChangeDetector {
     bool file_events = true;
   };
   static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path,
-                                                               Options options);
+                                                              Options options);
   static absl::StatusOr<std::unique_ptr<ChangeDetector>> Open(const std::string& db_path) {
     return Open(db_path, Options());
   }

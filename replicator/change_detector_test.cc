@@ -1,15 +1,14 @@
 #include "replicator/change_detector.h"
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "sqlite/testing/sqlite_cli.h"
 
@@ -37,7 +36,9 @@ const sqlite3_io_methods kSlowMethods = {
       f->pMethods = nullptr;
       return rc;
     },
-    [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return Real(f)->pMethods->xRead(Real(f), b, n, o); },
+    [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+      return Real(f)->pMethods->xRead(Real(f), b, n, o);
+    },
     [](sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
       return Real(f)->pMethods->xWrite(Real(f), b, n, o);
     },
@@ -46,11 +47,15 @@ const sqlite3_io_methods kSlowMethods = {
       std::this_thread::sleep_for(50ms);
       return Real(f)->pMethods->xSync(Real(f), flags);
     },
-    [](sqlite3_file* f, sqlite3_int64* size) { return Real(f)->pMethods->xFileSize(Real(f), size); },
+    [](sqlite3_file* f, sqlite3_int64* size) {
+      return Real(f)->pMethods->xFileSize(Real(f), size);
+    },
     [](sqlite3_file* f, int lock) { return Real(f)->pMethods->xLock(Real(f), lock); },
     [](sqlite3_file* f, int lock) { return Real(f)->pMethods->xUnlock(Real(f), lock); },
     [](sqlite3_file* f, int* out) { return Real(f)->pMethods->xCheckReservedLock(Real(f), out); },
-    [](sqlite3_file* f, int op, void* arg) { return Real(f)->pMethods->xFileControl(Real(f), op, arg); },
+    [](sqlite3_file* f, int op, void* arg) {
+      return Real(f)->pMethods->xFileControl(Real(f), op, arg);
+    },
     [](sqlite3_file* f) { return Real(f)->pMethods->xSectorSize(Real(f)); },
     [](sqlite3_file* f) { return Real(f)->pMethods->xDeviceCharacteristics(Real(f)); },
     [](sqlite3_file* f, int page, int size, int extend, void volatile** out) {
@@ -61,8 +66,12 @@ const sqlite3_io_methods kSlowMethods = {
     },
     [](sqlite3_file* f) { Real(f)->pMethods->xShmBarrier(Real(f)); },
     [](sqlite3_file* f, int del) { return Real(f)->pMethods->xShmUnmap(Real(f), del); },
-    [](sqlite3_file* f, sqlite3_int64 o, int n, void** out) { return Real(f)->pMethods->xFetch(Real(f), o, n, out); },
-    [](sqlite3_file* f, sqlite3_int64 o, void* p) { return Real(f)->pMethods->xUnfetch(Real(f), o, p); },
+    [](sqlite3_file* f, sqlite3_int64 o, int n, void** out) {
+      return Real(f)->pMethods->xFetch(Real(f), o, n, out);
+    },
+    [](sqlite3_file* f, sqlite3_int64 o, void* p) {
+      return Real(f)->pMethods->xUnfetch(Real(f), o, p);
+    },
 };
 
 void RegisterSlowSyncVfs() {
@@ -100,7 +109,8 @@ void RegisterSlowSyncVfs() {
 }
 
 TEST(ChangeDetectorTest, WakesOnAWriteByAnotherProcessLongBeforeTheTimeout) {
-  std::string path = sqlite::testing::NewDatabase("detect", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
+  std::string path =
+      sqlite::testing::NewDatabase("detect", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok()) << detector.status();
   // Quiet database: the wait runs out.
@@ -108,7 +118,8 @@ TEST(ChangeDetectorTest, WakesOnAWriteByAnotherProcessLongBeforeTheTimeout) {
   }
   EXPECT_EQ((*detector)->Wait(50ms), Wakeup::kTimeout);
 
-  std::thread writer([&] { ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1);").ok()); });
+  std::thread writer(
+      [&] { ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1);").ok()); });
   auto start = std::chrono::steady_clock::now();
   Wakeup w = (*detector)->Wait(30s);
   auto waited = std::chrono::steady_clock::now() - start;
@@ -118,7 +129,8 @@ TEST(ChangeDetectorTest, WakesOnAWriteByAnotherProcessLongBeforeTheTimeout) {
 }
 
 TEST(ChangeDetectorTest, DataVersionCatchesCommitsWhenFileEventsAreLost) {
-  std::string path = sqlite::testing::NewDatabase("detect-dv", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
+  std::string path =
+      sqlite::testing::NewDatabase("detect-dv", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   // No file events, as on some container file systems: the poll still notices.
   auto detector = ChangeDetector::Open(path, {.file_events = false});
   ASSERT_TRUE(detector.ok());
@@ -133,7 +145,8 @@ TEST(ChangeDetectorTest, DataVersionCatchesCommitsWhenFileEventsAreLost) {
 // it again when the commit was published.
 TEST(ChangeDetectorTest, ACommitPublishedAfterItsFileEventsIsNoticedWithoutWaitingForThePoll) {
   RegisterSlowSyncVfs();
-  std::string path = sqlite::testing::NewDatabase("detect-slow", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
+  std::string path =
+      sqlite::testing::NewDatabase("detect-slow", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   while ((*detector)->Wait(10ms) != Wakeup::kTimeout) {
@@ -156,7 +169,8 @@ TEST(ChangeDetectorTest, ACommitPublishedAfterItsFileEventsIsNoticedWithoutWaiti
 
   std::chrono::steady_clock::time_point committed;
   std::thread write([&] {
-    EXPECT_EQ(sqlite3_exec(writer, "INSERT INTO t VALUES (1)", nullptr, nullptr, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(writer, "INSERT INTO t VALUES (1)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
     committed = std::chrono::steady_clock::now();
   });
   // As the pump does: wait, look, wait again while nothing is there. The commit must be
@@ -199,7 +213,8 @@ class FakeOwnWrites : public OwnWrites {
 // Data_version checks while marmot's own transaction writes WAL pages for 300 ms, with or without
 // the detector knowing about it; the Wait must return once that transaction committed.
 int64_t ChecksDuringAnOwnTransaction(bool tell_detector) {
-  std::string path = sqlite::testing::NewDatabase("detect-own", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
+  std::string path =
+      sqlite::testing::NewDatabase("detect-own", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   EXPECT_TRUE(detector.ok());
   FakeOwnWrites own;
@@ -215,10 +230,11 @@ int64_t ChecksDuringAnOwnTransaction(bool tell_detector) {
     EXPECT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
     own.Set(true);
     for (int i = 0; i < 10; ++i) {
-      EXPECT_EQ(sqlite3_exec(db,
-                             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20) "
-                             "INSERT INTO t SELECT randomblob(1000) FROM s",
-                             nullptr, nullptr, nullptr),
+      EXPECT_EQ(sqlite3_exec(
+                    db,
+                    "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20) "
+                    "INSERT INTO t SELECT randomblob(1000) FROM s",
+                    nullptr, nullptr, nullptr),
                 SQLITE_OK)
           << sqlite3_errmsg(db);
       std::this_thread::sleep_for(30ms);
@@ -248,7 +264,8 @@ TEST(ChangeDetectorTest, AnOwnTransactionIsWaitedOutInsteadOfCheckedAfterEveryPa
 }
 
 TEST(ChangeDetectorTest, WakeEndsAWaitForAnOwnTransaction) {
-  std::string path = sqlite::testing::NewDatabase("detect-own-wake", "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
+  std::string path = sqlite::testing::NewDatabase("detect-own-wake",
+                                                  "PRAGMA journal_mode=WAL; CREATE TABLE t (x);");
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());
   FakeOwnWrites own;
@@ -261,11 +278,12 @@ TEST(ChangeDetectorTest, WakeEndsAWaitForAnOwnTransaction) {
   // A long own transaction whose pages reach the WAL (file events) while it runs.
   ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
   own.Set(true);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) "
-                         "INSERT INTO t SELECT randomblob(1000) FROM s",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,
+                   "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) "
+                   "INSERT INTO t SELECT randomblob(1000) FROM s",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   std::thread waker([&] {
     std::this_thread::sleep_for(100ms);
     (*detector)->Wake();
@@ -286,7 +304,8 @@ TEST(ChangeDetectorTest, OtherFilesOfTheFolderWakeNothing) {
   // database in a test setup) cost a wakeup and a data_version check; thousands per second.
   const std::string dir = sqlite::testing::NewTempDir("detect-others");
   const std::string path = dir + "/d.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
+  ASSERT_TRUE(
+      sqlite::testing::RunSqliteCli(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (x);").ok());
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(dir + "/other.db", "CREATE TABLE u (x);").ok());
   auto detector = ChangeDetector::Open(path);
   ASSERT_TRUE(detector.ok());

@@ -13,7 +13,9 @@ using change::v1::TableChanges;
 
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2 };
 
-constexpr uint32_t Tag(int field, WireType type) { return (static_cast<uint32_t>(field) << 3) | type; }
+constexpr uint32_t Tag(int field, WireType type) {
+  return (static_cast<uint32_t>(field) << 3) | type;
+}
 
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -32,16 +34,22 @@ size_t VarintSize(uint64_t v) {
   return n;
 }
 
-uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
 
 // The body of a change::v1::Value message (see ToWire in value_codec.h).
 size_t ValueSize(const sqlite::Value& v) {
   switch (v.storage_class()) {
-    case sqlite::StorageClass::kNull: return 2;
-    case sqlite::StorageClass::kInteger: return 1 + VarintSize(ZigZag(v.integer()));
-    case sqlite::StorageClass::kReal: return 9;
+    case sqlite::StorageClass::kNull:
+      return 2;
+    case sqlite::StorageClass::kInteger:
+      return 1 + VarintSize(ZigZag(v.integer()));
+    case sqlite::StorageClass::kReal:
+      return 9;
     case sqlite::StorageClass::kText:
-    case sqlite::StorageClass::kBlob: return 1 + VarintSize(v.bytes().size()) + v.bytes().size();
+    case sqlite::StorageClass::kBlob:
+      return 1 + VarintSize(v.bytes().size()) + v.bytes().size();
   }
   return 0;
 }
@@ -69,8 +77,9 @@ void PutValue(int field, const sqlite::Value& v, std::string* out) {
     }
     case sqlite::StorageClass::kText:
     case sqlite::StorageClass::kBlob:
-      PutVarint(Tag(v.storage_class() == sqlite::StorageClass::kText ? change::v1::Value::kTextFieldNumber
-                                                                      : change::v1::Value::kBlobFieldNumber,
+      PutVarint(Tag(v.storage_class() == sqlite::StorageClass::kText
+                        ? change::v1::Value::kTextFieldNumber
+                        : change::v1::Value::kBlobFieldNumber,
                     kLengthDelimited),
                 out);
       PutVarint(v.bytes().size(), out);
@@ -87,10 +96,14 @@ void PutInt64Field(int field, int64_t v, std::string* out) {
 
 change::v1::Op OpOf(sqlite::ChangeOp op) {
   switch (op) {
-    case sqlite::ChangeOp::kInsert: return change::v1::OP_INSERT;
-    case sqlite::ChangeOp::kUpdate: return change::v1::OP_UPDATE;
-    case sqlite::ChangeOp::kRekey: return change::v1::OP_REKEY;
-    case sqlite::ChangeOp::kDelete: return change::v1::OP_DELETE;
+    case sqlite::ChangeOp::kInsert:
+      return change::v1::OP_INSERT;
+    case sqlite::ChangeOp::kUpdate:
+      return change::v1::OP_UPDATE;
+    case sqlite::ChangeOp::kRekey:
+      return change::v1::OP_REKEY;
+    case sqlite::ChangeOp::kDelete:
+      return change::v1::OP_DELETE;
   }
   return change::v1::OP_UNSPECIFIED;
 }
@@ -108,7 +121,8 @@ void AppendChange(const sqlite::TableSchema& table, const sqlite::ChangeRecord& 
   PutInt64Field(Change::kAtMsFieldNumber, record.at_ms, out);
   if (op != change::v1::OP_DELETE) {
     for (const sqlite::Value& v : record.row) PutValue(Change::kRowFieldNumber, v, out);
-    if (table.keyed_by_rowid() && !record.key.empty()) PutValue(Change::kRowidFieldNumber, record.key[0], out);
+    if (table.keyed_by_rowid() && !record.key.empty())
+      PutValue(Change::kRowidFieldNumber, record.key[0], out);
   }
   if (part == ChangePart::kNewKeyDelete) {
     for (const sqlite::Value& v : record.key) PutValue(Change::kOldKeyFieldNumber, v, out);

@@ -1,9 +1,9 @@
 #include "replicator/change_shipper.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <limits>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -52,8 +52,8 @@ struct ChangeShipper::Inflight {
   std::string payload;
   std::vector<std::shared_ptr<const Header>> headers;  // Keep the tables' names below alive.
   std::vector<std::pair<const std::string*, int64_t>> changes;  // (table, change id)
-  bool failed = false;  // to be proposed again
-  absl::Time proposed_at;  // last proposal
+  bool failed = false;                                          // to be proposed again
+  absl::Time proposed_at;                                       // last proposal
 };
 
 absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::string& db_path,
@@ -92,7 +92,6 @@ int ChangeShipper::in_flight() const {
   return n;
 }
 
-
 absl::Status ChangeShipper::RefreshSchema() {
   // Runs at every Pump, i.e. after every commit of any connection: cached statements only.
   absl::StatusOr<int64_t> version = QueryInt(db_, "PRAGMA schema_version");
@@ -103,9 +102,9 @@ absl::Status ChangeShipper::RefreshSchema() {
   std::map<std::string, sqlite::TableSchema> tables;
   for (sqlite::TableSchema& t : listing->tables) {
     // Only tables whose capture is installed have a log to read.
-    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> log = db_.QueryRows(absl::StrCat(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
-        sqlite::Value::Text(sqlite::ChangeLogTableName(t.name)).DebugString()));
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> log = db_.QueryRows(
+        absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
+                     sqlite::Value::Text(sqlite::ChangeLogTableName(t.name)).DebugString()));
     if (!log.ok()) return log.status();
     if (log->empty()) continue;
     std::string name = t.name;
@@ -124,8 +123,9 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     // Most Pumps follow a commit of marmot's own applier, which never adds change-log rows:
     // one seek to the log's newest id answers whether there is anything to read. It also tells
     // whether the application is writing (MarkWhenDue), so it is asked even when reading waits.
-    absl::StatusOr<int64_t> newest = QueryInt(db_, absl::StrCat(
-        "SELECT max(\"__marmot__id\") FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
+    absl::StatusOr<int64_t> newest =
+        QueryInt(db_, absl::StrCat("SELECT max(\"__marmot__id\") FROM ",
+                                   sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
     if (newest.ok()) {
       int64_t& seen = newest_[name];
       if (*newest != seen) logs_grew_ = options_.env->MonotonicNow();
@@ -159,7 +159,8 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         cl.last = now;
       }
     }
-    auto header = std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
+    auto header =
+        std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
     auto queue = [&](int shard, const sqlite::ChangeRecord& r, ChangePart part) {
       Pending& p = queued_[shard].emplace_back();
       p.header = header;
@@ -187,7 +188,8 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         queue(router_.ShardOf(name, r.old_key), r, ChangePart::kOldKeyDelete);
         queue(router_.ShardOf(name, r.key), r, ChangePart::kNewKeyDelete);
       } else {
-        const std::vector<sqlite::Value>& key = r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
+        const std::vector<sqlite::Value>& key =
+            r.op == sqlite::ChangeOp::kDelete ? r.old_key : r.key;
         queue(router_.ShardOf(name, key), r, ChangePart::kWhole);
       }
     }
@@ -223,10 +225,12 @@ int64_t ChangeShipper::ProposeReady() {
     int64_t bytes = 0;
     size_t taken = 0;
     while (taken < queue.size() && static_cast<int>(taken) < options_.max_batch_changes &&
-           (taken == 0 || bytes + static_cast<int64_t>(queue[taken].change.size()) <= options_.max_batch_bytes)) {
+           (taken == 0 ||
+            bytes + static_cast<int64_t>(queue[taken].change.size()) <= options_.max_batch_bytes)) {
       const Pending& p = queue[taken];
       wire.Add(&p.header->bytes, p.change);
-      if (batch->headers.empty() || batch->headers.back() != p.header) batch->headers.push_back(p.header);
+      if (batch->headers.empty() || batch->headers.back() != p.header)
+        batch->headers.push_back(p.header);
       batch->changes.emplace_back(&p.header->table, p.change_id);
       bytes += static_cast<int64_t>(p.change.size());
       ++taken;
@@ -244,7 +248,7 @@ int64_t ChangeShipper::ProposeReady() {
 absl::Status ChangeShipper::MarkDone(int64_t max_rows) {
   // Per table, the committed prefix of what was read: every row up to its last id can go.
   std::map<std::string, std::pair<size_t, int64_t>> prefix;  // table -> (count, last id)
-  bool more = false;  // committed rows beyond max_rows
+  bool more = false;                                         // committed rows beyond max_rows
   for (const auto& [table, unmarked] : unmarked_) {
     size_t n = unmarked.committed;
     if (static_cast<int64_t>(n) > max_rows) {
@@ -267,18 +271,20 @@ absl::Status ChangeShipper::MarkDone(int64_t max_rows) {
   }
   for (const auto& [table, count_and_last] : prefix) {
     Unmarked& unmarked = unmarked_[table];
-    unmarked.ids.erase(unmarked.ids.begin(), unmarked.ids.begin() + static_cast<long>(count_and_last.first));
+    unmarked.ids.erase(unmarked.ids.begin(),
+                       unmarked.ids.begin() + static_cast<long>(count_and_last.first));
     unmarked.committed -= count_and_last.first;
   }
   return absl::OkStatus();
 }
 
-absl::Status ChangeShipper::DeleteMarked(sqlite::Database& db,
-                                         const std::map<std::string, std::pair<size_t, int64_t>>& prefix) {
+absl::Status ChangeShipper::DeleteMarked(
+    sqlite::Database& db, const std::map<std::string, std::pair<size_t, int64_t>>& prefix) {
   for (const auto& [table, count_and_last] : prefix) {
     const int64_t up_to = count_and_last.second;
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
-    absl::StatusOr<int64_t> newest_id = QueryInt(db, absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
+    absl::StatusOr<int64_t> newest_id =
+        QueryInt(db, absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
     if (!newest_id.ok()) return newest_id.status();
     const int64_t newest = *newest_id;
     if (newest < up_to) {
@@ -296,8 +302,9 @@ absl::Status ChangeShipper::DeleteMarked(sqlite::Database& db,
         {sqlite::Value::Integer(up_to), sqlite::Value::Integer(newest)});
     if (!s.ok()) return s;
     if (newest <= up_to) {
-      s = db.RunKept(absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ?"),
-                     {sqlite::Value::Integer(newest)});
+      s = db.RunKept(
+          absl::StrCat("UPDATE ", log, " SET \"__marmot__state\" = 1 WHERE \"__marmot__id\" = ?"),
+          {sqlite::Value::Integer(newest)});
       if (!s.ok()) return s;
     }
   }
@@ -312,7 +319,8 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
   }
   int64_t committed = 0, failed = 0;
   for (auto& [shard, status] : done) {
-    CHECK(inflight_[shard] != nullptr) << "outcome for shard " << shard << " without a batch in flight";
+    CHECK(inflight_[shard] != nullptr)
+        << "outcome for shard " << shard << " without a batch in flight";
     if (!status.ok()) {
       // Proposed again, the same payload, before anything newer of the shard.
       Inflight& batch = *inflight_[shard];
@@ -357,7 +365,8 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
       while (unmarked.committed < unmarked.ids.size() && unmarked.ids[unmarked.committed].second) {
         ++unmarked.committed;
       }
-      if (unmarked.committed > before) committed_through_[table] = unmarked.ids[unmarked.committed - 1].first;
+      if (unmarked.committed > before)
+        committed_through_[table] = unmarked.ids[unmarked.committed - 1].first;
     }
   }
   return std::make_pair(committed, failed);

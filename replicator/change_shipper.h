@@ -126,7 +126,6 @@ class ChangeShipper {
   // committed row done, so that a restart does not propose them again.
   absl::Status Finish();
 
-
  private:
   struct Header;
   struct Pending;  // One captured change waiting to be proposed.
@@ -163,8 +162,8 @@ class ChangeShipper {
   };
   std::map<std::string, CaptureLog> capture_log_;  // per table
   std::map<std::string, sqlite::TableSchema> tables_;
-  std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
-  std::map<std::string, int64_t> newest_;  // Per table: the log's newest id at the last look.
+  std::map<std::string, int64_t> read_up_to_;    // Per table: highest change id read.
+  std::map<std::string, int64_t> newest_;        // Per table: the log's newest id at the last look.
   absl::Time logs_grew_ = absl::InfinitePast();  // When a log last gained rows.
   // Per shard: changes read, in capture order, not yet in flight.
   std::vector<std::deque<Pending>> queued_;

@@ -33,8 +33,9 @@ struct Node {
     applier = *std::move(a);
   }
   std::string Dump() {
-    return *RunSqliteCli(path, "SELECT 'kv', k, v, typeof(v) FROM kv ORDER BY k;"
-                               "SELECT 'items', * FROM items ORDER BY id;");
+    return *RunSqliteCli(path,
+                         "SELECT 'kv', k, v, typeof(v) FROM kv ORDER BY k;"
+                         "SELECT 'items', * FROM items ORDER BY id;");
   }
   std::string path;
   std::unique_ptr<ChangeApplier> applier;
@@ -127,7 +128,9 @@ TEST(ChangeShipperTest, EveryNodeConvergesToTheOriginsTables) {
   LogPerShard log({&a, &b, &c});
   // Marking at every round, so that the logs are pruned once the shipper is drained.
   auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
-                                     {.max_batch_changes = 50, .mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration()});
+                                     {.max_batch_changes = 50,
+                                      .mark_quiet = absl::ZeroDuration(),
+                                      .mark_interval = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok()) << shipper.status();
 
   ASSERT_TRUE(RunSqliteCli(a.path, kWorkload).ok());
@@ -137,8 +140,10 @@ TEST(ChangeShipperTest, EveryNodeConvergesToTheOriginsTables) {
   EXPECT_EQ(c.Dump(), a.Dump());
   EXPECT_EQ(log.dead_letters_, 0);
   // Logs are pruned down to their newest row, marked done.
-  EXPECT_EQ(*RunSqliteCli(a.path, "SELECT count(*), min(\"__marmot__state\") FROM \"__marmot__items_change_log\";"),
-            "1|1\n");
+  EXPECT_EQ(
+      *RunSqliteCli(
+          a.path, "SELECT count(*), min(\"__marmot__state\") FROM \"__marmot__items_change_log\";"),
+      "1|1\n");
   // Many changes per entry: far fewer proposals than changes.
   EXPECT_LT(log.proposals_, 100);
 }
@@ -154,16 +159,25 @@ TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDelete
   b.applier->set_local_node(2);
   LogPerShard log({&a, &b});
   int k1 = 1, k2 = 2;
-  while (router.ShardOf("uniq", {sqlite::Value::Integer(k2)}) == router.ShardOf("uniq", {sqlite::Value::Integer(k1)})) ++k2;
+  while (router.ShardOf("uniq", {sqlite::Value::Integer(k2)}) ==
+         router.ShardOf("uniq", {sqlite::Value::Integer(k1)}))
+    ++k2;
   auto from_a = ChangeShipper::Open(a.path, 1, router, &log);
   auto from_b = ChangeShipper::Open(b.path, 2, router, &log);
   ASSERT_TRUE(from_a.ok() && from_b.ok());
-  ASSERT_TRUE(RunSqliteCli(a.path, absl::StrCat("BEGIN; INSERT INTO uniq VALUES (", k1, ", 'a', 'one');"
-                                                "UPDATE uniq SET k = ", k2, " WHERE k = ", k1, ";"
-                                                "INSERT OR REPLACE INTO uniq VALUES (50, 'a', 'fifty'); COMMIT;"))
-                  .ok());
+  ASSERT_TRUE(
+      RunSqliteCli(a.path,
+                   absl::StrCat("BEGIN; INSERT INTO uniq VALUES (", k1,
+                                ", 'a', 'one');"
+                                "UPDATE uniq SET k = ",
+                                k2, " WHERE k = ", k1,
+                                ";"
+                                "INSERT OR REPLACE INTO uniq VALUES (50, 'a', 'fifty'); COMMIT;"))
+          .ok());
   Drain(**from_a);
-  ASSERT_TRUE(RunSqliteCli(b.path, absl::StrCat("INSERT INTO uniq VALUES (", k2, ", 'b', 'from b');")).ok());
+  ASSERT_TRUE(
+      RunSqliteCli(b.path, absl::StrCat("INSERT INTO uniq VALUES (", k2, ", 'b', 'from b');"))
+          .ok());
   Drain(**from_b);
   const std::string dump = ".mode quote\nSELECT * FROM uniq ORDER BY k;";
   EXPECT_EQ(*RunSqliteCli(a.path, dump), absl::StrCat(k2, ",'b','from b'\n50,'a','fifty'\n"));
@@ -183,14 +197,20 @@ TEST(ChangeShipperTest, RowsAreMarkedDoneUpToTheFirstChangeNotCommitted) {
   while (shard_of(first_held) == shard_of(1)) ++first_held;
   const int held = shard_of(first_held);
   log.hold_shard_ = held;
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration()});
+  auto shipper = ChangeShipper::Open(
+      a.path, 1, router, &log,
+      {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok());
-  ASSERT_TRUE(RunSqliteCli(a.path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
-                                   "  INSERT INTO items SELECT i, 'item ' || i, i FROM n;")
-                  .ok());
+  ASSERT_TRUE(
+      RunSqliteCli(a.path,
+                   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+                   "  INSERT INTO items SELECT i, 'item ' || i, i FROM n;")
+          .ok());
   for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
-  const std::string count = "SELECT count(*), min(\"__marmot__id\") FROM \"__marmot__items_change_log\";";
-  EXPECT_EQ(*RunSqliteCli(a.path, count), absl::StrCat(100 - first_held + 1, "|", first_held, "\n"));
+  const std::string count =
+      "SELECT count(*), min(\"__marmot__id\") FROM \"__marmot__items_change_log\";";
+  EXPECT_EQ(*RunSqliteCli(a.path, count),
+            absl::StrCat(100 - first_held + 1, "|", first_held, "\n"));
 
   log.hold_shard_ = -1;
   log.ReleaseHeld();
@@ -211,7 +231,8 @@ TEST(ChangeShipperTest, MarkingWaitsWhileTheApplicationWrites) {
   Node a("mark-wait-a", router), b("mark-wait-b", router);
   LogPerShard log({&a, &b});
   auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
-                                     {.mark_quiet = absl::Hours(1), .mark_delay = absl::Hours(1),
+                                     {.mark_quiet = absl::Hours(1),
+                                      .mark_delay = absl::Hours(1),
                                       .mark_interval = absl::ZeroDuration()});
   ASSERT_TRUE(shipper.ok());
   ASSERT_TRUE(RunSqliteCli(a.path, kHundredItems).ok());
@@ -219,8 +240,9 @@ TEST(ChangeShipperTest, MarkingWaitsWhileTheApplicationWrites) {
   EXPECT_EQ(b.Dump(), a.Dump());
   EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "100\n");
   // What the control pane does not count as pending.
-  EXPECT_EQ(absl::StrCat((*shipper)->CommittedThrough("items"), "\n"),
-            *RunSqliteCli(a.path, "SELECT max(\"__marmot__id\") FROM \"__marmot__items_change_log\";"));
+  EXPECT_EQ(
+      absl::StrCat((*shipper)->CommittedThrough("items"), "\n"),
+      *RunSqliteCli(a.path, "SELECT max(\"__marmot__id\") FROM \"__marmot__items_change_log\";"));
   EXPECT_EQ((*shipper)->CommittedThrough("kv"), 0);
   ASSERT_TRUE((*shipper)->Finish().ok());
   EXPECT_EQ(*RunSqliteCli(a.path, kItemsLog), "1\n");
@@ -242,15 +264,17 @@ struct HundredItems {
 };
 
 TEST(ChangeShipperTest, ACommittedRowWaitsAtMostMarkDelay) {
-  HundredItems n("mark-delay", {.mark_quiet = absl::Hours(1), .mark_delay = absl::ZeroDuration(),
+  HundredItems n("mark-delay", {.mark_quiet = absl::Hours(1),
+                                .mark_delay = absl::ZeroDuration(),
                                 .mark_interval = absl::ZeroDuration()});
   Drain(*n.shipper);
   EXPECT_EQ(n.LogRows(), "1\n");
 }
 
 TEST(ChangeShipperTest, OneMarkingDeletesAtMostMarkRowsOfATable) {
-  HundredItems n("mark-rows", {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration(),
-                               .mark_rows = 30});
+  HundredItems n(
+      "mark-rows",
+      {.mark_quiet = absl::ZeroDuration(), .mark_interval = absl::ZeroDuration(), .mark_rows = 30});
   ASSERT_TRUE(n.shipper->Pump().ok());  // read, proposed, committed
   EXPECT_EQ(n.LogRows(), "100\n");
   ASSERT_TRUE(n.shipper->Pump().ok());  // the commits taken: one marking
@@ -321,8 +345,8 @@ TEST(ChangeShipperTest, MarkingWaitsForAPauseOfMarkQuietOrAtMostMarkDelayAfterAC
   // Given an application that writes at every round, marking waits mark_delay after the first
   // commit not marked, then marks regardless.
   for (int round = 1; round <= 12; ++round) {
-    ASSERT_TRUE(RunSqliteCli(n.a.path, absl::StrCat("INSERT INTO items VALUES (", 1000 + round,
-                                                    ", 'w', 1);"))
+    ASSERT_TRUE(RunSqliteCli(n.a.path,
+                             absl::StrCat("INSERT INTO items VALUES (", 1000 + round, ", 'w', 1);"))
                     .ok());
     ASSERT_TRUE(n.shipper->Pump().ok());
     // The first round's commit is taken at round 2: due from then on.

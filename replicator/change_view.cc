@@ -16,8 +16,8 @@ using sqlite::Value;
 // above `own_applied` in `rows`: directly, or through a row its upsert would replace by another
 // UNIQUE index (read by the writer's probes).
 absl::StatusOr<bool> LocalChangeWaits(sqlite::Database& db, const TableWriter& w,
-                                      const LocalChangeIndex::TableRows& rows,
-                                      int64_t own_applied, const TableChanges& t,
+                                      const LocalChangeIndex::TableRows& rows, int64_t own_applied,
+                                      const TableChanges& t,
                                       const std::vector<std::vector<Value>>& keys,
                                       const Change& c) {
   for (const std::vector<Value>& key : keys) {
@@ -55,9 +55,8 @@ absl::StatusOr<bool> LocalChangeWaits(sqlite::Database& db, const TableWriter& w
 // Whether the insert or update `c` of `t` (written by `w`) would leave its row exactly as it is
 // (same storage classes and values in every column); false for other operations and missing
 // rows.
-absl::StatusOr<bool> RowAlreadyIs(sqlite::Database& db, const TableWriter& w,
-                                  const TableChanges& t, const std::vector<int>& key_positions,
-                                  const Change& c) {
+absl::StatusOr<bool> RowAlreadyIs(sqlite::Database& db, const TableWriter& w, const TableChanges& t,
+                                  const std::vector<int>& key_positions, const Change& c) {
   if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) return false;
   const size_t width = t.columns_size() + (w.keyed_by_rowid ? 1 : 0);
   if (c.row_size() != t.columns_size()) return false;  // Malformed: ApplyChange says why.

@@ -3,10 +3,10 @@
 // itself, compared exactly.
 #include "replicator/change_view.h"
 
-#include <memory>
-
 #include <glog/logging.h>
 #include <gtest/gtest.h>
+
+#include <memory>
 
 #include "replicator/shard_router.h"
 #include "replicator/table_writer.h"
@@ -102,8 +102,9 @@ class ChangeViewTest : public ::testing::Test {
 
 TEST_F(ChangeViewTest, AnOwnChangeSeesANewerLocalChangeOfItsRowOnly) {
   // Given two local changes of row 1 (ids 1 and 2) and one of row 2 (id 3)
-  Write("INSERT INTO note VALUES (1, 'a'); UPDATE note SET body = 'b' WHERE id = 1;"
-        "INSERT INTO note VALUES (2, 'c');");
+  Write(
+      "INSERT INTO note VALUES (1, 'a'); UPDATE note SET body = 'b' WHERE id = 1;"
+      "INSERT INTO note VALUES (2, 'c');");
   const TableChanges first = Insert(note_, 1, {Value::Integer(1), Value::Text("a")});
   EXPECT_TRUE(Ask(first, Newer));
   EXPECT_FALSE(Ask(Insert(note_, 2, {Value::Integer(1), Value::Text("b")}), Newer));
@@ -163,9 +164,10 @@ TEST_F(ChangeViewTest, ADeadLetterHoldsBackLaterChangesOfItsRow) {
   const TableChanges row1 = Insert(note_, 5, {Value::Integer(1), Value::Text("a")});
   EXPECT_EQ(Ask(row1, Blocker), std::nullopt);
   ASSERT_TRUE(db_->Exec("BEGIN IMMEDIATE").ok());
-  ASSERT_TRUE(dead_letters_->InsertChange(0, 3, 2, row1, row1.changes(0),
-                                          absl::FailedPreconditionError("boom"))
-                  .ok());
+  ASSERT_TRUE(
+      dead_letters_
+          ->InsertChange(0, 3, 2, row1, row1.changes(0), absl::FailedPreconditionError("boom"))
+          .ok());
   ASSERT_TRUE(db_->Exec("COMMIT").ok());
   dead_letters_->Committed();
   const int64_t id = sqlite3_last_insert_rowid(db_->raw());

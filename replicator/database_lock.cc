@@ -34,13 +34,15 @@ absl::StatusOr<DatabaseLock> DatabaseLock::Acquire(const std::string& db_path) {
       return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
     }
     int64_t pid = 0;
-    const bool known = n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(buf, n)), &pid);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "another marmot process", known ? absl::StrCat(" (pid ", pid, ")") : "", " works on ", db_path,
-        " (it holds ", path, "); stop it first"));
+    const bool known =
+        n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(buf, n)), &pid);
+    return absl::FailedPreconditionError(
+        absl::StrCat("another marmot process", known ? absl::StrCat(" (pid ", pid, ")") : "",
+                     " works on ", db_path, " (it holds ", path, "); stop it first"));
   }
   const std::string pid = absl::StrCat(::getpid(), "\n");
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     // Only the message of a refused process would lack the pid; the lock itself holds.
   }
   return DatabaseLock(fd);

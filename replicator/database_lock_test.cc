@@ -1,11 +1,10 @@
 // DatabaseLock: one marmot process per database file.
 #include "replicator/database_lock.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sqlite/testing/sqlite_cli.h"
 
@@ -23,9 +22,10 @@ TEST(DatabaseLockTest, ASecondHolderIsRefusedWithTheFirstsPidUntilItReleases) {
     const pid_t child = ::fork();
     if (child == 0) {
       absl::StatusOr<DatabaseLock> second = DatabaseLock::Acquire(db);
-      const bool refused = second.status().code() == absl::StatusCode::kFailedPrecondition &&
-                           std::string(second.status().message()).find(absl::StrCat("pid ", ::getppid())) !=
-                               std::string::npos;
+      const bool refused =
+          second.status().code() == absl::StatusCode::kFailedPrecondition &&
+          std::string(second.status().message()).find(absl::StrCat("pid ", ::getppid())) !=
+              std::string::npos;
       ::_exit(refused ? 0 : 1);
     }
     int status = 0;

@@ -1,9 +1,9 @@
 #include "replicator/database_writer.h"
 
-#include <algorithm>
-
 #include <glog/logging.h>
 #include <sqlite3.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"

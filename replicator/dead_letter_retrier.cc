@@ -1,9 +1,9 @@
 #include "replicator/dead_letter_retrier.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <string>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -110,11 +110,11 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
   const std::string bytes =
       blob.storage_class() == sqlite::StorageClass::kBlob ? blob.bytes() : std::string();
   const uint64_t local_node = state_.local_node;
-  DeadLetterChange facts{
-      .undecodable = entry.table.empty(),
-      .snapshot_rows = entry.whole_table,
-      .own = local_node != 0 && origin.storage_class() == sqlite::StorageClass::kInteger &&
-             static_cast<uint64_t>(origin.integer()) == local_node};
+  DeadLetterChange facts{.undecodable = entry.table.empty(),
+                         .snapshot_rows = entry.whole_table,
+                         .own = local_node != 0 &&
+                                origin.storage_class() == sqlite::StorageClass::kInteger &&
+                                static_cast<uint64_t>(origin.integer()) == local_node};
   ShardSnapshot::Table rows;  // Snapshot rows.
   TableChanges t;             // A change.
   const TablePlan* plan = nullptr;

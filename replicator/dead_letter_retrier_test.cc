@@ -15,10 +15,10 @@ using sqlite::Value;
 using testing::CreateSnapshot;
 using testing::DeadLetterIds;
 using testing::DeadLetters;
+using ::testing::HasSubstr;
 using testing::InstallSnapshot;
 using testing::Node;
 using testing::OnlyChange;
-using ::testing::HasSubstr;
 
 // Dead letters, retried. A dead letter holds its row back: every later change of the same row
 // queues behind it, so that a retry can never write an older version over a newer one.
@@ -61,8 +61,9 @@ TEST(DeadLetterRetryTest, AChangeForAMissingTableAppliesOnceTheTableExists) {
 TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInOrder) {
   // Given node B whose `order` rejects prices of 100 or more (same columns, extra CHECK)
   Node a("order-a"), b("order-b");
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL CHECK (price < 100), img BLOB);");
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 100), img BLOB);");
   // Entry 1: row 1 gets a price B rejects (change A); row 2 is fine
   a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500), (2, 'r2', 1)");
   auto r1 = b.applier->Apply(0, 1, a.CapturedBatch(1));
@@ -104,9 +105,10 @@ TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInO
 
   // Once the cause is fixed (the CHECK dropped, rows kept), a retry applies A then B: row 1 ends
   // as B made it, as on A
-  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
-         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
-         "ALTER TABLE o2 RENAME TO \"order\";");
+  b.Exec(
+      "CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+      "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
+      "ALTER TABLE o2 RENAME TO \"order\";");
   auto fixed = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(fixed.ok()) << fixed.status();
   EXPECT_EQ(fixed->applied, 2);
@@ -123,13 +125,15 @@ TEST(DeadLetterRetryTest, LaterChangesOfADeadLetteredRowQueueBehindItAndApplyInO
 
 TEST(DeadLetterRetryTest, ARekeyQueuesBehindItsOldKeyAndHoldsBackItsNewKey) {
   Node a("rekey-a"), b("rekey-b");
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL CHECK (price < 100), img BLOB);");
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 100), img BLOB);");
   a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500)");
   ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());  // Row 1: dead letter.
   // Row 1 moves to key 10 (queued behind row 1), then row 10 changes (queued behind the rekey).
-  a.Exec("UPDATE \"order\" SET id = 10, price = 1 WHERE id = 1;"
-         "UPDATE \"order\" SET name = 'r10' WHERE id = 10");
+  a.Exec(
+      "UPDATE \"order\" SET id = 10, price = 1 WHERE id = 1;"
+      "UPDATE \"order\" SET name = 'r10' WHERE id = 10");
   auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->dead_lettered, 2);
@@ -138,8 +142,9 @@ TEST(DeadLetterRetryTest, ARekeyQueuesBehindItsOldKeyAndHoldsBackItsNewKey) {
   ASSERT_EQ(ids.size(), 3u);
   EXPECT_THAT(DeadLetters(b), HasSubstr(absl::StrCat("queued behind dead letter ", ids[1])));
 
-  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
-         "DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
+  b.Exec(
+      "CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+      "DROP TABLE \"order\"; ALTER TABLE o2 RENAME TO \"order\";");
   auto fixed = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(fixed.ok()) << fixed.status();
   EXPECT_EQ(fixed->applied, 3);
@@ -179,8 +184,9 @@ TEST(DeadLetterRetryTest, AHandDeletedDeadLetterStopsHoldingItsRowWithoutARestar
   b.Exec("DROP TABLE pair");
   a.Exec("INSERT INTO pair VALUES ('k', 1, 'v1')");
   ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());
-  b.Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
-         "DELETE FROM \"__marmot__dead_letters\";");
+  b.Exec(
+      "CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+      "DELETE FROM \"__marmot__dead_letters\";");
   a.Exec("UPDATE pair SET v = 'v2'");
   auto r = b.applier->Apply(0, 2, a.CapturedBatch(1));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -210,8 +216,7 @@ change::v1::ChangeBatch OnlyKey(change::v1::ChangeBatch batch, int64_t key) {
     auto* changes = t.mutable_changes();
     for (int i = changes->size() - 1; i >= 0; --i) {
       const change::v1::Change& c = changes->Get(i);
-      const change::v1::Value& b =
-          c.op() == change::v1::OP_DELETE ? c.old_key(1) : c.row(1);
+      const change::v1::Value& b = c.op() == change::v1::OP_DELETE ? c.old_key(1) : c.row(1);
       if (b.integer() != key) changes->DeleteSubrange(i, 1);
     }
   }
@@ -314,8 +319,9 @@ std::string DeadLetterOrigins(Node& n) {
 // row 1 of `order` gets a price of 500, then 5; `pair` gets two rows, then an update of one.
 // Each entry holds every change captured so far (the earlier ones are duplicates).
 std::vector<change::v1::ChangeBatch> WriteTwoEntries(Node& src) {
-  src.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500), (2, 'r2', 1);"
-           "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1');");
+  src.Exec(
+      "INSERT INTO \"order\" (id, name, price) VALUES (1, 'r1', 500), (2, 'r2', 1);"
+      "INSERT INTO pair VALUES ('k', 1, 'v1'), ('k', 2, 'w1');");
   change::v1::ChangeBatch first = src.CapturedBatch(1);
   src.Exec("UPDATE \"order\" SET price = 5 WHERE id = 1; UPDATE pair SET v = 'v2' WHERE b = 1");
   return {first, src.CapturedBatch(1)};
@@ -343,8 +349,9 @@ TEST(SnapshotDeadLetterTest, ANodeThatCanApplyThemEndsAsTheNodesThatAppliedEvery
   EXPECT_EQ(snapshot->dead_letters_size(), 5);
 
   // When node B, with the full schema and rows of its own in the shard, installs A's snapshot
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'only on b');"
-         "INSERT INTO pair VALUES ('b', 1, 'b')");
+  b.Exec(
+      "INSERT INTO \"order\" (id, name) VALUES (7, 'only on b');"
+      "INSERT INTO pair VALUES ('b', 1, 'b')");
   const int64_t captured_on_b = b.LogRows("pair");
   auto installed = InstallSnapshot(*b.applier, *snapshot);
   ASSERT_TRUE(installed.ok()) << installed.status();
@@ -433,9 +440,10 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
             Value::Integer(0).DebugString());
   EXPECT_EQ(ValueOf(b, "SELECT price FROM \"order\" WHERE id = 2"), Value::Real(1).DebugString());
   // And once the CHECK is gone, a retry applies both in order
-  b.Exec("CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
-         "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
-         "ALTER TABLE o2 RENAME TO \"order\";");
+  b.Exec(
+      "CREATE TABLE o2 (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL, img BLOB);"
+      "INSERT INTO o2 SELECT * FROM \"order\"; DROP TABLE \"order\";"
+      "ALTER TABLE o2 RENAME TO \"order\";");
   auto retried = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(retried->applied, 2);

@@ -40,18 +40,28 @@ std::vector<Value> StoredDeadLetter(int shard, const ShardSnapshot::DeadLetter& 
   const Value index = Value::Integer(static_cast<int64_t>(d.raft_index()));
   switch (d.kind()) {
     case ShardSnapshot::DeadLetter::KIND_CHANGE:
-      return {Value::Integer(shard), index, Value::Integer(static_cast<int64_t>(d.origin_node())),
-              Value::Text(d.table()), Value::Integer(d.change_id()), Value::Text(d.error()),
+      return {Value::Integer(shard),
+              index,
+              Value::Integer(static_cast<int64_t>(d.origin_node())),
+              Value::Text(d.table()),
+              Value::Integer(d.change_id()),
+              Value::Text(d.error()),
               Value::Blob(d.change())};
     case ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS:
-      return {Value::Integer(shard), index, Value::Null(), Value::Text(d.table()), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
+      return {Value::Integer(shard),  index,         Value::Null(),
+              Value::Text(d.table()), Value::Null(), Value::Text(d.error()),
+              Value::Blob(d.change())};
     case ShardSnapshot::DeadLetter::KIND_UNDECODABLE:
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
-              Value::Text(d.error()), Value::Blob(d.change())};
+      return {Value::Integer(shard),  index,         Value::Null(),
+              Value::Null(),          Value::Null(), Value::Text(d.error()),
+              Value::Blob(d.change())};
     default:
       // Of a later version: kept as it came, like an undecodable entry (it holds back nothing).
-      return {Value::Integer(shard), index, Value::Null(), Value::Null(), Value::Null(),
+      return {Value::Integer(shard),
+              index,
+              Value::Null(),
+              Value::Null(),
+              Value::Null(),
               Value::Text(absl::StrCat("dead letter of unknown kind ", d.kind(),
                                        " carried by a snapshot: ", d.error())),
               Value::Blob(d.change())};
@@ -121,8 +131,7 @@ absl::Status DeadLetterStore::Sync() {
   return Load(/*fresh=*/true);  // Read before this transaction changed anything.
 }
 
-absl::Status DeadLetterStore::Insert(const std::vector<Value>& row,
-                                     DeadLetterIndex::Entry entry) {
+absl::Status DeadLetterStore::Insert(const std::vector<Value>& row, DeadLetterIndex::Entry entry) {
   if (static_cast<int64_t>(index_.size()) >= max_) {
     // The index may count some an operator deleted by hand: the table says.
     absl::StatusOr<int64_t> n = Count();
@@ -154,20 +163,19 @@ absl::Status DeadLetterStore::InsertChange(int shard, uint64_t index, uint64_t o
   *one.mutable_columns() = t.columns();
   *one.mutable_key_columns() = t.key_columns();
   *one.add_changes() = c;
-  absl::Status s = Insert(
-      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
-       Value::Integer(static_cast<int64_t>(origin)), Value::Text(t.table()),
-       Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
-       Value::Blob(one.SerializeAsString())},
-      {.shard = shard,
-       .raft_index = index,
-       .table = t.table(),
-       .rows = RowsOf(t, KeyPositions(t), c)});
+  absl::Status s = Insert({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)),
+                           Value::Integer(static_cast<int64_t>(origin)), Value::Text(t.table()),
+                           Value::Integer(c.change_id()), Value::Text(std::string(error.message())),
+                           Value::Blob(one.SerializeAsString())},
+                          {.shard = shard,
+                           .raft_index = index,
+                           .table = t.table(),
+                           .rows = RowsOf(t, KeyPositions(t), c)});
   if (!s.ok() && !IsDatabaseFailure(s)) {
-    return absl::Status(s.code(), absl::StrCat("change ", c.change_id(), " of ",
-                                               sqlite::QuoteIdentifier(t.table()), " from node ",
-                                               origin, " cannot apply here (", error.message(),
-                                               ") and ", s.message()));
+    return absl::Status(
+        s.code(), absl::StrCat("change ", c.change_id(), " of ", sqlite::QuoteIdentifier(t.table()),
+                               " from node ", origin, " cannot apply here (", error.message(),
+                               ") and ", s.message()));
   }
   return s;
 }
@@ -175,10 +183,10 @@ absl::Status DeadLetterStore::InsertChange(int shard, uint64_t index, uint64_t o
 absl::Status DeadLetterStore::InsertUndecodable(int shard, uint64_t index,
                                                 const std::string& payload,
                                                 absl::string_view error) {
-  return Insert({Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)), Value::Null(),
-                 Value::Null(), Value::Null(), Value::Text(std::string(error)),
-                 Value::Blob(payload)},
-                {.shard = shard, .raft_index = index});
+  return Insert(
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index)), Value::Null(),
+       Value::Null(), Value::Null(), Value::Text(std::string(error)), Value::Blob(payload)},
+      {.shard = shard, .raft_index = index});
 }
 
 absl::Status DeadLetterStore::Delete(int64_t id) {
@@ -191,9 +199,9 @@ absl::Status DeadLetterStore::Delete(int64_t id) {
 }
 
 absl::StatusOr<int64_t> DeadLetterStore::DeleteUpTo(int shard, uint64_t raft_index) {
-  absl::Status s = db_.RunKept(
-      "DELETE FROM \"__marmot__dead_letters\" WHERE shard = ? AND raft_index <= ?",
-      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(raft_index))});
+  absl::Status s =
+      db_.RunKept("DELETE FROM \"__marmot__dead_letters\" WHERE shard = ? AND raft_index <= ?",
+                  {Value::Integer(shard), Value::Integer(static_cast<int64_t>(raft_index))});
   if (!s.ok()) return s;
   const int64_t deleted = db_.Changes();
   for (int64_t id : index_.IdsUpTo(shard, raft_index)) {
@@ -247,10 +255,10 @@ absl::StatusOr<std::optional<int64_t>> DeadLetterStore::Blocker(
 
 absl::Status DeadLetterStore::QueuedBehind(int64_t blocker) const {
   const DeadLetterIndex::Entry* first = index_.Find(blocker);
-  return absl::FailedPreconditionError(
-      absl::StrCat("queued behind dead letter ", blocker,
-                   first != nullptr && first->whole_table ? " (snapshot rows of the table)"
-                                                          : " of the same row"));
+  return absl::FailedPreconditionError(absl::StrCat("queued behind dead letter ", blocker,
+                                                    first != nullptr && first->whole_table
+                                                        ? " (snapshot rows of the table)"
+                                                        : " of the same row"));
 }
 
 absl::StatusOr<int64_t> DeadLetterStore::Count() {

@@ -74,8 +74,8 @@ class DeadLetterStore {
   // must stay behind, among those with an id below `before`, checked to still exist in the
   // table (one an operator deleted by hand makes the index read again), or nullopt.
   absl::StatusOr<std::optional<int64_t>> Blocker(
-      int shard, const std::string& table, const std::vector<std::string>& rows,
-      bool whole_table, int64_t before = std::numeric_limits<int64_t>::max());
+      int shard, const std::string& table, const std::vector<std::string>& rows, bool whole_table,
+      int64_t before = std::numeric_limits<int64_t>::max());
   // The error of a change held back by dead letter `blocker`.
   absl::Status QueuedBehind(int64_t blocker) const;
 

@@ -3,15 +3,14 @@
 // anything back, the limit refuses one more, and the kinds survive the trip through a snapshot.
 #include "replicator/dead_letter_store.h"
 
-#include <chrono>
-#include <limits>
-#include <string>
-#include <memory>
-
 #include <gtest/gtest.h>
 
-#include "absl/strings/str_cat.h"
+#include <chrono>
+#include <limits>
+#include <memory>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "replicator/shard_router.h"
 #include "sqlite/testing/sqlite_cli.h"
 
@@ -195,8 +194,8 @@ TEST_F(DeadLetterStoreTest, LoadTellsTheKindsApartByTheirColumns) {
        Value::Text("undecodable"), Value::Blob("junk")});
   add({Value::Integer(0), Value::Integer(2), Value::Null(), Value::Text("u"), Value::Null(),
        Value::Text("snapshot rows"), Value::Blob("")});
-  add({Value::Integer(0), Value::Integer(3), Value::Integer(7), Value::Text("t"),
-       Value::Integer(3), Value::Text("change"), Value::Blob(t.SerializeAsString())});
+  add({Value::Integer(0), Value::Integer(3), Value::Integer(7), Value::Text("t"), Value::Integer(3),
+       Value::Text("change"), Value::Blob(t.SerializeAsString())});
   ASSERT_TRUE(store_->Load(/*fresh=*/true).ok());
 
   EXPECT_EQ(store_->index().size(), 3u);

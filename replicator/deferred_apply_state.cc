@@ -42,7 +42,8 @@ absl::Status DeferredApplyState::Write(sqlite::Database& db) const {
   for (const auto& [shard, index] : applied_) {
     absl::Status s = db.RunKept(
         "INSERT INTO \"__marmot__shard_state\" (shard, applied_index) VALUES (?, ?) "
-        "ON CONFLICT (shard) DO UPDATE SET applied_index = max(applied_index, excluded.applied_index)",
+        "ON CONFLICT (shard) DO UPDATE SET applied_index = max(applied_index, "
+        "excluded.applied_index)",
         {Value::Integer(shard), Value::Integer(static_cast<int64_t>(index))});
     if (!s.ok()) return s;
   }
@@ -50,7 +51,8 @@ absl::Status DeferredApplyState::Write(sqlite::Database& db) const {
     const auto& [shard, origin, table] = key;
     absl::Status s = db.RunKept(
         "INSERT INTO \"__marmot__applied\" (shard, origin, tbl, change_id) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (shard, origin, tbl) DO UPDATE SET change_id = max(change_id, excluded.change_id)",
+        "ON CONFLICT (shard, origin, tbl) DO UPDATE SET change_id = max(change_id, "
+        "excluded.change_id)",
         {Value::Integer(shard), Value::Integer(static_cast<int64_t>(origin)), Value::Text(table),
          Value::Integer(change_id)});
     if (!s.ok()) return s;

@@ -12,8 +12,10 @@ namespace {
 TEST(DeferredApplyStateTest, WritesNeverLowerAStoredValue) {
   const std::string path = sqlite::testing::NewDatabase(
       "deferred-state",
-      "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER PRIMARY KEY, applied_index INTEGER NOT NULL);"
-      "CREATE TABLE \"__marmot__applied\" (shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl TEXT NOT NULL,"
+      "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER PRIMARY KEY, applied_index INTEGER "
+      "NOT NULL);"
+      "CREATE TABLE \"__marmot__applied\" (shard INTEGER NOT NULL, origin INTEGER NOT NULL, tbl "
+      "TEXT NOT NULL,"
       "  change_id INTEGER NOT NULL, PRIMARY KEY (shard, origin, tbl)) WITHOUT ROWID;"
       // A later transaction already stored newer values for shard 1.
       "INSERT INTO \"__marmot__shard_state\" VALUES (1, 50);"
@@ -40,10 +42,12 @@ TEST(DeferredApplyStateTest, WritesNeverLowerAStoredValue) {
   state.Committed();
   EXPECT_TRUE(state.empty());
   EXPECT_EQ(db->QueryValue("SELECT group_concat(shard || ':' || applied_index) FROM "
-                           "(SELECT * FROM \"__marmot__shard_state\" ORDER BY shard)")->bytes(),
+                           "(SELECT * FROM \"__marmot__shard_state\" ORDER BY shard)")
+                ->bytes(),
             "0:10,1:50");
   EXPECT_EQ(db->QueryValue("SELECT group_concat(shard || ':' || change_id) FROM "
-                           "(SELECT * FROM \"__marmot__applied\" ORDER BY shard)")->bytes(),
+                           "(SELECT * FROM \"__marmot__applied\" ORDER BY shard)")
+                ->bytes(),
             "0:5,1:900");
 
   // Forget drops one shard's state only.

@@ -27,8 +27,10 @@ LocalChangeIndex::TableRows::RowState* LocalChangeIndex::TableRows::Find(
   return const_cast<RowState*>(static_cast<const TableRows*>(this)->Find(key));
 }
 
-void LocalChangeIndex::TableRows::Saw(const std::vector<sqlite::Value>& key, int64_t id, bool rewritten) {
-  RowState& row = IsInteger(key) ? by_integer_[key[0].integer()] : by_encoding_[EncodeRowIdentity("", key)];
+void LocalChangeIndex::TableRows::Saw(const std::vector<sqlite::Value>& key, int64_t id,
+                                      bool rewritten) {
+  RowState& row =
+      IsInteger(key) ? by_integer_[key[0].integer()] : by_encoding_[EncodeRowIdentity("", key)];
   if (id > row.newest) row = RowState{id, rewritten};
 }
 

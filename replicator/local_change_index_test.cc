@@ -44,11 +44,13 @@ CapturedDatabase NewCapturedDatabase(const std::string& label, const std::string
 }
 
 TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
-  auto [path, db] = NewCapturedDatabase("local-change-index", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  auto [path, db] =
+      NewCapturedDatabase("local-change-index", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   // Given two changes of row 1 and one of row 2 (another process writes them).
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(
-                  path, "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
-                        "INSERT INTO t VALUES (2, 'c');")
+                  path,
+                  "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
+                  "INSERT INTO t VALUES (2, 'c');")
                   .ok());
   LocalChangeIndex index;
   LocalChangeIndex::TableRows& t = CaughtUp(index, db);
@@ -82,7 +84,8 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
 }
 
 TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesIt) {
-  auto [path, db] = NewCapturedDatabase("local-change-index-holds", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  auto [path, db] =
+      NewCapturedDatabase("local-change-index-holds", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');").ok());
   LocalChangeIndex index;
   // Rows of the first read of a table may have been written by the applier before: unknown.
@@ -90,8 +93,9 @@ TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesI
   EXPECT_FALSE(t->Holds(Key(1), 1));
 
   // Changes read later were committed after everything the applier wrote before that read.
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'b' WHERE id = 1;"
-                                                  "INSERT INTO t VALUES (2, 'c');")
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path,
+                                            "UPDATE t SET v = 'b' WHERE id = 1;"
+                                            "INSERT INTO t VALUES (2, 'c');")
                   .ok());
   CaughtUp(index, db);
   EXPECT_TRUE(t->Holds(Key(1), 2));
@@ -122,9 +126,11 @@ TEST(LocalChangeIndexTest, KeysOfOtherTypesAndCompositeKeysAreRowsOfTheirOwn) {
                                         "CREATE TABLE k (a PRIMARY KEY, v) WITHOUT ROWID;"
                                         "CREATE TABLE c (a, b, v, PRIMARY KEY (a, b));");
   // A key column without affinity keeps 5 and '5' as two rows; 5.0 is a third.
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO k VALUES (5, 'a'); INSERT INTO k VALUES ('5', 'b');"
-                                                  "INSERT INTO k VALUES (5.5, 'c'); UPDATE k SET v = 'd' WHERE a = '5';"
-                                                  "INSERT INTO c VALUES (1, 2, 'e'); INSERT INTO c VALUES (2, 1, 'f');")
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  path,
+                  "INSERT INTO k VALUES (5, 'a'); INSERT INTO k VALUES ('5', 'b');"
+                  "INSERT INTO k VALUES (5.5, 'c'); UPDATE k SET v = 'd' WHERE a = '5';"
+                  "INSERT INTO c VALUES (1, 2, 'e'); INSERT INTO c VALUES (2, 1, 'f');")
                   .ok());
   LocalChangeIndex index;
   absl::StatusOr<LocalChangeIndex::TableRows*> k = index.CatchUp(db, "k");
@@ -147,8 +153,9 @@ TEST(LocalChangeIndexTest, CatchUpKnownReadsOnlyTablesReadBefore) {
                                         "CREATE TABLE u (id INTEGER PRIMARY KEY, v);");
   LocalChangeIndex index;
   CaughtUp(index, db).Rewritten(Key(1));
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "INSERT INTO t VALUES (1, 'a');"
-                                                  "INSERT INTO u VALUES (1, 'b');")
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path,
+                                            "INSERT INTO t VALUES (1, 'a');"
+                                            "INSERT INTO u VALUES (1, 'b');")
                   .ok());
 
   // Rows of a table read before count as written after the applier's writes, as with CatchUp.

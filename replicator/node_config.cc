@@ -27,7 +27,8 @@ absl::Status FlagError(absl::string_view flag, absl::string_view what) {
 // a loopback -bind (only this machine's processes can connect), or the operator's -insecure.
 absl::Status ValidateSecurity(const FlagValues& flags, NodeConfig* config) {
   if (flags.cluster_key.has_value() && !flags.cluster_key_file.empty()) {
-    return FlagError("cluster-key-file", "give the cluster key either in CLUSTER_KEY or in a file, not both");
+    return FlagError("cluster-key-file",
+                     "give the cluster key either in CLUSTER_KEY or in a file, not both");
   }
   std::string key;
   if (!flags.cluster_key_file.empty()) {
@@ -44,14 +45,17 @@ absl::Status ValidateSecurity(const FlagValues& flags, NodeConfig* config) {
   if (flags.cluster_key.has_value() || !flags.cluster_key_file.empty()) {
     absl::StatusOr<raft::host::ClusterKey> parsed = raft::host::ClusterKey::FromSecret(key);
     if (!parsed.ok()) {
-      return FlagError(flags.cluster_key_file.empty() ? "cluster-key (CLUSTER_KEY)" : "cluster-key-file",
-                       parsed.status().message());
+      return FlagError(
+          flags.cluster_key_file.empty() ? "cluster-key (CLUSTER_KEY)" : "cluster-key-file",
+          parsed.status().message());
     }
     config->cluster_key = key;
   }
-  const int tls_files = !flags.tls_cert_file.empty() + !flags.tls_key_file.empty() + !flags.tls_ca_file.empty();
+  const int tls_files =
+      !flags.tls_cert_file.empty() + !flags.tls_key_file.empty() + !flags.tls_ca_file.empty();
   if (tls_files != 0 && tls_files != 3) {
-    return FlagError("tls-cert-file", "TLS needs -tls-cert-file, -tls-key-file and -tls-ca-file together");
+    return FlagError("tls-cert-file",
+                     "TLS needs -tls-cert-file, -tls-key-file and -tls-ca-file together");
   }
   for (const std::string* f : {&flags.tls_cert_file, &flags.tls_key_file, &flags.tls_ca_file}) {
     if (!f->empty() && !std::filesystem::is_regular_file(*f)) {
@@ -62,11 +66,14 @@ absl::Status ValidateSecurity(const FlagValues& flags, NodeConfig* config) {
   config->tls_key_file = flags.tls_key_file;
   config->tls_ca_file = flags.tls_ca_file;
   config->insecure = flags.insecure;
-  if (config->cluster_key.empty() && tls_files == 0 && !config->bind.is_loopback() && !flags.insecure) {
-    return FlagError("bind", absl::StrCat(
-        config->bind.ToString(), " is not a loopback address and node-to-node traffic would be "
-        "unauthenticated: set CLUSTER_KEY (or -cluster-key-file), or -tls-cert-file, -tls-key-file "
-        "and -tls-ca-file; -insecure starts anyway"));
+  if (config->cluster_key.empty() && tls_files == 0 && !config->bind.is_loopback() &&
+      !flags.insecure) {
+    return FlagError("bind",
+                     absl::StrCat(config->bind.ToString(),
+                                  " is not a loopback address and node-to-node traffic would be "
+                                  "unauthenticated: set CLUSTER_KEY (or -cluster-key-file), or "
+                                  "-tls-cert-file, -tls-key-file "
+                                  "and -tls-ca-file; -insecure starts anyway"));
   }
   return absl::OkStatus();
 }
@@ -200,17 +207,18 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   config.pane_tls_key_file = flags.pane_tls_key_file;
 
   if (flags.shards < 1 || flags.shards > kMaxShards) {
-    return FlagError("shards", absl::StrCat("must be between 1 and ", kMaxShards, ", not ",
-                                            flags.shards));
+    return FlagError("shards",
+                     absl::StrCat("must be between 1 and ", kMaxShards, ", not ", flags.shards));
   }
   config.shards = static_cast<int>(flags.shards);
   if (flags.snapshot_entries < 1) {
-    return FlagError("snapshot-entries", absl::StrCat("must be at least 1, not ", flags.snapshot_entries));
+    return FlagError("snapshot-entries",
+                     absl::StrCat("must be at least 1, not ", flags.snapshot_entries));
   }
   config.snapshot_entries = static_cast<uint64_t>(flags.snapshot_entries);
   if (flags.checkpoint_pages < 0 || flags.checkpoint_pages > 1000000) {
-    return FlagError("checkpoint-pages",
-                     absl::StrCat("must be between 0 (off) and 1000000, not ", flags.checkpoint_pages));
+    return FlagError("checkpoint-pages", absl::StrCat("must be between 0 (off) and 1000000, not ",
+                                                      flags.checkpoint_pages));
   }
   config.checkpoint_pages = flags.checkpoint_pages;
   if (flags.max_dead_letters < 0) {

@@ -103,8 +103,9 @@ inline constexpr int kMaxShards = 1024;
 
 // Validates every flag. The error message is one line naming the flag and what is wrong. With
 // `-cleanup` only `-db-path` matters. A node whose -bind is not a loopback address must have a
-// cluster key or TLS for its node port, or -insecure (DESIGN.md, "Security model"). With `-peers-template`, the node id, bootstrap list and
-// join mode come from DerivePodIdentity, and giving `-node-id` or `-bootstrap` too is an error.
+// cluster key or TLS for its node port, or -insecure (DESIGN.md, "Security model"). With
+// `-peers-template`, the node id, bootstrap list and join mode come from DerivePodIdentity, and
+// giving `-node-id` or `-bootstrap` too is an error.
 absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& flags);
 
 // Checks that `path` can be a marmot database: an existing SQLite file, or an absent or empty

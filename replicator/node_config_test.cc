@@ -1,18 +1,18 @@
 #include "replicator/node_config.h"
 
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "sqlite/testing/sqlite_cli.h"
 
 namespace marmot::replicator {
 namespace {
 
-using ::testing::HasSubstr;
 using raft::host::HostPort;
 using raft::host::ParseHostPort;
+using ::testing::HasSubstr;
 
 FlagValues Good() {
   FlagValues f;

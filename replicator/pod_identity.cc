@@ -24,16 +24,16 @@ absl::StatusOr<PodIdentity> DerivePodIdentity(absl::string_view hostname,
                      (digits == "0" || digits[0] != '0');
   if (dash == absl::string_view::npos || dash == 0 || name[dash - 1] == '-' || !digits_only ||
       !absl::SimpleAtoi(digits, &pod.ordinal)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "-hostname: '", hostname,
-        "' is not a StatefulSet pod name <name>-<ordinal> (e.g. marmot-0)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("-hostname: '", hostname,
+                     "' is not a StatefulSet pod name <name>-<ordinal> (e.g. marmot-0)"));
   }
   pod.node_id = static_cast<uint64_t>(pod.ordinal) + 1;
 
   if (replicas < 1 || replicas > kMaxReplicas) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "-replicas: the number of founding pods must be between 1 and ", kMaxReplicas, ", not ",
-        replicas));
+    return absl::InvalidArgumentError(
+        absl::StrCat("-replicas: the number of founding pods must be between 1 and ", kMaxReplicas,
+                     ", not ", replicas));
   }
   size_t at = peers_template.find(kOrdinalPlaceholder);
   if (at == absl::string_view::npos ||

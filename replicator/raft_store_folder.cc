@@ -1,8 +1,8 @@
 #include "replicator/raft_store_folder.h"
 
-#include <filesystem>
-
 #include <glog/logging.h>
+
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "raft/host/rocks_log_store.h"

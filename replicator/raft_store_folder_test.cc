@@ -1,11 +1,11 @@
 // Where each node's Raft store lives under -raft-path, stores of older versions included.
 #include "replicator/raft_store_folder.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "raft/host/rocks_log_store.h"
 #include "sqlite/testing/sqlite_cli.h"

@@ -1,10 +1,10 @@
 #include "replicator/replicator.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "raft/host/grpc_node_host.h"
@@ -25,16 +25,15 @@ class Replicator::HostProposer : public Proposer {
     ReplicatorMetrics* metrics = metrics_;
     raft::host::Env* env = env_;
     const absl::Time start = env->MonotonicNow();
-    host_->Propose(static_cast<uint64_t>(shard), std::move(payload),
-                   [done = std::move(done), detector, metrics, env, start](absl::Status s,
-                                                                           uint64_t) {
-                     if (s.ok()) {
-                       metrics->commit_seconds.Observe(
-                           absl::ToDoubleSeconds(env->MonotonicNow() - start));
-                     }
-                     done(std::move(s));
-                     detector->Wake();
-                   });
+    host_->Propose(
+        static_cast<uint64_t>(shard), std::move(payload),
+        [done = std::move(done), detector, metrics, env, start](absl::Status s, uint64_t) {
+          if (s.ok()) {
+            metrics->commit_seconds.Observe(absl::ToDoubleSeconds(env->MonotonicNow() - start));
+          }
+          done(std::move(s));
+          detector->Wake();
+        });
   }
 
  private:
@@ -57,7 +56,9 @@ class Replicator::MetricsObserver : public raft::host::HostObserver {
   void OnPeerUnreachable(uint64_t node) override {
     metrics_->peer_unreachable.Add({{"peer", std::to_string(node)}}).Increment();
   }
-  void OnRefused(const char* what) override { metrics_->raft_refused.Add({{"what", what}}).Increment(); }
+  void OnRefused(const char* what) override {
+    metrics_->raft_refused.Add({{"what", what}}).Increment();
+  }
 
  private:
   ReplicatorMetrics* metrics_;
@@ -67,7 +68,7 @@ Replicator::Replicator(NodeConfig config, raft::host::Env* env)
     : config_(std::move(config)), env_(env) {}
 
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& config,
-                                                             raft::host::Env* env) {
+                                                              raft::host::Env* env) {
   std::unique_ptr<Replicator> r(new Replicator(config, env));
   absl::StatusOr<DatabaseLock> lock = DatabaseLock::Acquire(config.db_path);
   if (!lock.ok()) return lock.status();
@@ -91,7 +92,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
     r->checkpointer_ = *std::move(checkpointer);
   }
 
-  absl::StatusOr<std::unique_ptr<ChangeApplier>> applier = ChangeApplier::Open(config.db_path, router);
+  absl::StatusOr<std::unique_ptr<ChangeApplier>> applier =
+      ChangeApplier::Open(config.db_path, router);
   if (!applier.ok()) return applier.status();
   (*applier)->set_local_node(config.node_id);
   (*applier)->set_max_dead_letters(config.max_dead_letters);
@@ -113,7 +115,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   };
   // Entries kept behind a snapshot for followers slightly behind: never more than there are
   // between snapshots, so that a small -snapshot-entries keeps the log that small.
-  host_config.compaction_overhead = std::min(host_config.compaction_overhead, config.snapshot_entries);
+  host_config.compaction_overhead =
+      std::min(host_config.compaction_overhead, config.snapshot_entries);
   host_config.join = config.join;
   host_config.cluster_key = config.cluster_key;
   host_config.tls_cert_file = config.tls_cert_file;
@@ -135,19 +138,18 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
       .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes)};
-  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host = raft::host::StartNodeHost(
-      std::move(host_config), [writer, machine_options](uint64_t shard) {
+  absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host =
+      raft::host::StartNodeHost(std::move(host_config), [writer, machine_options](uint64_t shard) {
         return std::make_unique<ShardStateMachine>(static_cast<int>(shard), writer,
                                                    machine_options);
       });
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
 
-  r->proposer_ = std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(),
-                                                r->metrics_.get(), env);
+  r->proposer_ =
+      std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get(), env);
   absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper =
-      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get(),
-                          {.env = env});
+      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get(), {.env = env});
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries
@@ -200,8 +202,8 @@ void Replicator::PumpLoop() {
     metrics_->changes_committed.Increment(static_cast<double>(stats->committed));
     metrics_->proposals_failed.Increment(static_cast<double>(stats->failed));
     if (stats->committed > 0 || stats->proposed > 0) {
-      VLOG(1) << "pump: read " << stats->read << ", proposed " << stats->proposed
-              << ", committed " << stats->committed << ", retried " << stats->failed;
+      VLOG(1) << "pump: read " << stats->read << ", proposed " << stats->proposed << ", committed "
+              << stats->committed << ", retried " << stats->failed;
     }
   }
 }
@@ -245,10 +247,12 @@ void Replicator::Stop() {
   // duplicates; entries applied without writing are applied again after a restart), but they
   // spare the next start that work.
   if (absl::Status s = shipper_->Finish(); !s.ok()) {
-    LOG(WARNING) << "node " << config_.node_id << ": marking committed changes at stop failed: " << s;
+    LOG(WARNING) << "node " << config_.node_id
+                 << ": marking committed changes at stop failed: " << s;
   }
   if (absl::Status s = writer_->WriteWithDeferred(); !s.ok()) {
-    LOG(WARNING) << "node " << config_.node_id << ": writing the applied state at stop failed: " << s;
+    LOG(WARNING) << "node " << config_.node_id
+                 << ": writing the applied state at stop failed: " << s;
   }
   LOG(INFO) << "node " << config_.node_id << " stopped";
 }
@@ -301,7 +305,8 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
     return applier.RetryDeadLetters(ids).status();
   });
   if (!status.ok()) {
-    LOG(WARNING) << "node " << config_.node_id << ": retrying dead letters after a schema change failed "
+    LOG(WARNING) << "node " << config_.node_id
+                 << ": retrying dead letters after a schema change failed "
                  << "(trying again): " << status;
     return;
   }

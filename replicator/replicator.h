@@ -48,13 +48,15 @@ class Replicator {
   void Stop();
 
   // Applies this node's dead letters `ids` (all when empty) again, in a turn of the database
-  // writer as the shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only: each node
-  // keeps the dead letters of the changes it could not apply.
+  // writer as the shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only:
+  // each node keeps the dead letters of the changes it could not apply.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
   // Change-log rows of `table` with ids up to this are replicated, only not deleted yet
   // (ChangeShipper::CommittedThrough).
-  int64_t CommittedThrough(const std::string& table) const { return shipper_->CommittedThrough(table); }
+  int64_t CommittedThrough(const std::string& table) const {
+    return shipper_->CommittedThrough(table);
+  }
 
   raft::host::NodeHost* host() { return host_.get(); }
   ReplicatorMetrics& metrics() { return *metrics_; }
@@ -77,7 +79,7 @@ class Replicator {
   std::unique_ptr<CaptureKeeper> keeper_;
   std::unique_ptr<ChangeDetector> detector_;
   std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-pages=0
-  int64_t checkpoint_runs_ = 0;  // Already counted in metrics_.
+  int64_t checkpoint_runs_ = 0;                    // Already counted in metrics_.
   std::shared_ptr<DatabaseWriter> writer_;
   std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
   std::unique_ptr<raft::host::NodeHost> host_;
@@ -86,7 +88,7 @@ class Replicator {
   std::thread pump_;
   std::atomic<bool> stopping_{false};
   std::vector<uint64_t> last_leaders_;  // Per shard, for counting leader changes.
-  int64_t retried_at_schema_ = -1;  // The schema_version dead letters were last retried at.
+  int64_t retried_at_schema_ = -1;      // The schema_version dead letters were last retried at.
   // Then, per table, the SQL of the table and its indexes (dead letters of a table are retried
   // when it changes).
   std::map<std::string, std::string> table_definitions_;

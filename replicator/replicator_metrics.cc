@@ -58,8 +58,9 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                                  "Synced writes of the Raft log (every shard of one loop round)")),
       snapshots_sent_ok(SnapshotsSent(*registry_).Add({{"result", "ok"}})),
       snapshots_sent_failed(SnapshotsSent(*registry_).Add({{"result", "failed"}})),
-      wal_checkpoints(NewCounter(*registry_, "marmot_wal_checkpoints_total",
-                                 "WAL checkpoints marmot ran for the application (-checkpoint-pages)")),
+      wal_checkpoints(
+          NewCounter(*registry_, "marmot_wal_checkpoints_total",
+                     "WAL checkpoints marmot ran for the application (-checkpoint-pages)")),
       wal_frames_behind(prometheus::BuildGauge()
                             .Name("marmot_wal_frames_behind")
                             .Help("WAL frames not yet copied into the database file after marmot's "
@@ -70,19 +71,21 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                            .Name("marmot_peer_unreachable_total")
                            .Help("Times the Raft transport lost its stream to a peer")
                            .Register(*registry_)),
-      raft_refused(prometheus::BuildCounter()
-                       .Name("marmot_raft_refused_total")
-                       .Help("Node-to-node calls and messages refused: call (no valid cluster key "
-                             "proof, a certificate of another node), shards (another shard count), "
-                             "cluster (another cluster id), duplicate (a second process with a live "
-                             "node's id), message (claimed another sender), sender (not allowed to "
-                             "send it to that shard)")
-                       .Register(*registry_)) {
+      raft_refused(
+          prometheus::BuildCounter()
+              .Name("marmot_raft_refused_total")
+              .Help("Node-to-node calls and messages refused: call (no valid cluster key "
+                    "proof, a certificate of another node), shards (another shard count), "
+                    "cluster (another cluster id), duplicate (a second process with a live "
+                    "node's id), message (claimed another sender), sender (not allowed to "
+                    "send it to that shard)")
+              .Register(*registry_)) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")
                      .Register(*registry_);
-  for (int s = 0; s < shards; ++s) leader_changes.push_back(&family.Add({{"shard", std::to_string(s)}}));
+  for (int s = 0; s < shards; ++s)
+    leader_changes.push_back(&family.Add({{"shard", std::to_string(s)}}));
 }
 
 }  // namespace marmot::replicator

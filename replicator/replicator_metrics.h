@@ -25,20 +25,20 @@ class ReplicatorMetrics {
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
 
-  prometheus::Counter& changes_captured;       // Change-log rows read for shipping.
-  prometheus::Counter& changes_committed;      // Of this node, whose entry committed.
-  prometheus::Counter& proposals_failed;       // Dropped or timed out; retried.
-  prometheus::Histogram& commit_seconds;       // Propose to commit, per batch.
-  prometheus::Histogram& apply_seconds;        // One entry applied to SQLite.
+  prometheus::Counter& changes_captured;   // Change-log rows read for shipping.
+  prometheus::Counter& changes_committed;  // Of this node, whose entry committed.
+  prometheus::Counter& proposals_failed;   // Dropped or timed out; retried.
+  prometheus::Histogram& commit_seconds;   // Propose to commit, per batch.
+  prometheus::Histogram& apply_seconds;    // One entry applied to SQLite.
   prometheus::Counter& entries_applied;
-  prometheus::Counter& dead_letters;           // Changes that could not apply, since start.
+  prometheus::Counter& dead_letters;  // Changes that could not apply, since start.
   prometheus::Counter& snapshots_created;
   prometheus::Counter& snapshots_installed;
-  prometheus::Histogram& fsync_seconds;       // Synced Raft log writes (all shards of one loop).
+  prometheus::Histogram& fsync_seconds;  // Synced Raft log writes (all shards of one loop).
   prometheus::Counter& snapshots_sent_ok;
   prometheus::Counter& snapshots_sent_failed;
-  prometheus::Counter& wal_checkpoints;        // Run by marmot (WalCheckpointer).
-  prometheus::Gauge& wal_frames_behind;        // WAL frames not yet in the database file.
+  prometheus::Counter& wal_checkpoints;  // Run by marmot (WalCheckpointer).
+  prometheus::Gauge& wal_frames_behind;  // WAL frames not yet in the database file.
   // Per shard, seen by sampling the host.
   std::vector<prometheus::Counter*> leader_changes;
   // Times the transport lost a peer, per peer id.

@@ -1,10 +1,9 @@
 #include "replicator/shard_router.h"
 
+#include <glog/logging.h>
 #include <xxhash.h>
 
 #include <cstring>
-
-#include <glog/logging.h>
 
 namespace marmot::replicator {
 namespace {
@@ -30,8 +29,11 @@ std::string EncodeRowIdentity(absl::string_view table, const std::vector<sqlite:
   for (const sqlite::Value& v : key) {
     out.push_back(static_cast<char>(v.storage_class()));
     switch (v.storage_class()) {
-      case sqlite::StorageClass::kNull: break;
-      case sqlite::StorageClass::kInteger: AppendU64Be(&out, static_cast<uint64_t>(v.integer())); break;
+      case sqlite::StorageClass::kNull:
+        break;
+      case sqlite::StorageClass::kInteger:
+        AppendU64Be(&out, static_cast<uint64_t>(v.integer()));
+        break;
       case sqlite::StorageClass::kReal: {
         double d = v.real();
         uint64_t bits;
@@ -40,7 +42,9 @@ std::string EncodeRowIdentity(absl::string_view table, const std::vector<sqlite:
         break;
       }
       case sqlite::StorageClass::kText:
-      case sqlite::StorageClass::kBlob: AppendBytes(&out, v.bytes()); break;
+      case sqlite::StorageClass::kBlob:
+        AppendBytes(&out, v.bytes());
+        break;
     }
   }
   return out;

@@ -1,8 +1,8 @@
 #include "replicator/shard_snapshotter.h"
 
-#include <algorithm>
-
 #include <glog/logging.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "replicator/apply_decider.h"
@@ -57,8 +57,8 @@ absl::Status UpsertSnapshotRow(Statement& upsert, Statement& select_row,
   std::vector<Value> key;
   for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
   if (const int routed = target.router.ShardOf(target.table, key); routed != target.shard) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed: row ", row, " belongs to shard ",
-                                                   routed, ", not ", target.shard));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed: row ", row, " belongs to shard ", routed, ", not ", target.shard));
   }
   if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
   for (size_t i = 0; i < width; ++i) {
@@ -105,9 +105,8 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
   const SnapshotRowTarget target{t.table(), shard, router};
   int64_t row = 0;
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
-    if (absl::Status s =
-            UpsertSnapshotRow(*upsert, *select_row, target, t.values(), start, width, key_index,
-                              nullptr, ++row);
+    if (absl::Status s = UpsertSnapshotRow(*upsert, *select_row, target, t.values(), start, width,
+                                           key_index, nullptr, ++row);
         !s.ok()) {
       return s;
     }
@@ -145,9 +144,9 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
     for (const std::string& k : t.primary_key) header.add_key_columns(k);
     if (absl::Status s = out.StartTable(header); !s.ok()) return s;
     const std::vector<int> key_index = KeyPositions(header);
-    absl::StatusOr<Statement> scan = db_.Prepare(
-        absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "", QuotedList(columns), " FROM ",
-                     QuoteIdentifier(t.name)));
+    absl::StatusOr<Statement> scan =
+        db_.Prepare(absl::StrCat("SELECT ", t.keyed_by_rowid() ? "rowid, " : "",
+                                 QuotedList(columns), " FROM ", QuoteIdentifier(t.name)));
     if (!scan.ok()) return scan.status();
     const int offset = t.keyed_by_rowid() ? 1 : 0;
     for (;;) {
@@ -184,7 +183,7 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
 }
 
 absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t local_node,
-                                          ShardSnapshotReader& in, InstallResult& result) {
+                                           ShardSnapshotReader& in, InstallResult& result) {
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
@@ -243,7 +242,7 @@ absl::Status ShardSnapshotter::ReplaceWithSnapshotRows(int shard, const ShardSna
 }
 
 absl::Status ShardSnapshotter::DeleteShardRows(int shard, const sqlite::TableSchema& table,
-                                            const KeptRows* keep) {
+                                               const KeptRows* keep) {
   std::vector<std::string> columns;
   for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
   absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
@@ -291,9 +290,9 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
 }
 
 absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
-                                         const ShardSnapshot::Table& header,
-                                         ShardSnapshotReader& in, const KeptRows* keep,
-                                         InstallResult& result) {
+                                            const ShardSnapshot::Table& header,
+                                            ShardSnapshotReader& in, const KeptRows* keep,
+                                            InstallResult& result) {
   std::vector<std::string> columns(header.columns().begin(), header.columns().end());
   absl::StatusOr<TableWriter> writer = PlanWriter(
       db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
@@ -316,8 +315,8 @@ absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
       if (!rows.ok()) return SnapshotUnreadable(rows.status());
       if (!rows->has_value()) break;
       for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
-        refused = UpsertSnapshotRow(*upsert, *select_row, target, row.values(), 0, width,
-                                    key_index, keep, ++row_number);
+        refused = UpsertSnapshotRow(*upsert, *select_row, target, row.values(), 0, width, key_index,
+                                    keep, ++row_number);
         if (!refused.ok()) break;
       }
     }

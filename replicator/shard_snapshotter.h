@@ -82,8 +82,8 @@ class ShardSnapshotter {
   // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
   // key is in `keep`, may be null, as they are), or keeps them as a snapshot-rows dead letter.
   absl::Status InstallTable(int shard, uint64_t snapshot_index,
-                            const change::v1::ShardSnapshot::Table& header,
-                            ShardSnapshotReader& in, const KeptRows* keep, InstallResult& result);
+                            const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
+                            const KeptRows* keep, InstallResult& result);
 
   sqlite::Database& db_;
   const ShardRouter& router_;

@@ -16,17 +16,18 @@ using sqlite::Value;
 using testing::CreateSnapshot;
 using testing::DeadLetterIds;
 using testing::DeadLetters;
+using ::testing::HasSubstr;
 using testing::InstallSnapshot;
 using testing::Node;
 using testing::OnlyChange;
-using ::testing::HasSubstr;
 
 TEST(ShardSnapshotterTest, ASnapshotTableThatCannotInstallIsADeadLetterAndTheRestInstalls) {
   // Rows a constraint of this node refuses, and a table whose columns differ here, used to fail
   // the whole install, which was retried forever.
   Node a("uninstallable-a"), b("uninstallable-b");
-  a.Exec("INSERT INTO \"order\" (id, name, price) VALUES (1, 'cheap', 1), (2, 'dear', 500);"
-         "INSERT INTO pair VALUES ('k', 1, 'v');");
+  a.Exec(
+      "INSERT INTO \"order\" (id, name, price) VALUES (1, 'cheap', 1), (2, 'dear', 500);"
+      "INSERT INTO pair VALUES ('k', 1, 'v');");
   ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 4).ok());
   auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
@@ -55,13 +56,15 @@ TEST(ShardSnapshotterTest, ATableRefusedInALaterPieceIsKeptWholeAndInstallsOnRet
   // Given 2,000 rows of a table in a snapshot of 4 KiB pieces, the last of which a CHECK
   // constraint of this node refuses,
   Node a("pieces-a"), b("pieces-b");
-  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
-         "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;");
+  a.Exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+      "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;");
   ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 7).ok());
   auto snapshot = CreateSnapshot(*a.applier, 0, 4 << 10);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL CHECK (price < 2000), img BLOB);");
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 2000), img BLOB);");
   // when it is installed,
   auto install = InstallSnapshot(*b.applier, *snapshot, 7, 4 << 10);
   ASSERT_TRUE(install.ok()) << install.status();
@@ -70,8 +73,9 @@ TEST(ShardSnapshotterTest, ATableRefusedInALaterPieceIsKeptWholeAndInstallsOnRet
   EXPECT_EQ(*b.db->QueryValue("SELECT count(*) FROM \"order\""), Value::Integer(0));
   EXPECT_EQ(*b.applier->DeadLetterCount(), 1);
   // once the constraint is aligned, a retry installs every one of them.
-  b.Exec("DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
-         "price REAL, img BLOB);");
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL, img BLOB);");
   auto retried = b.applier->RetryDeadLetters({});
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(retried->applied, 1);
@@ -80,14 +84,16 @@ TEST(ShardSnapshotterTest, ATableRefusedInALaterPieceIsKeptWholeAndInstallsOnRet
 
 TEST(ShardSnapshotterTest, AnInstallThatCannotKeepItsDeadLettersChangesNothing) {
   Node a("keep-a"), b("keep-b");
-  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
-         "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;"
-         "INSERT INTO pair VALUES ('k', 1, 'v');");
+  a.Exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+      "INSERT INTO \"order\" (id, name, price) SELECT i, 'item ' || i, i FROM n;"
+      "INSERT INTO pair VALUES ('k', 1, 'v');");
   ASSERT_TRUE(a.applier->AdvanceAppliedIndex(0, 7).ok());
   auto snapshot = CreateSnapshot(*a.applier, 0);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  b.Exec("INSERT INTO pair VALUES ('b', 2, 'mine'); DROP TABLE \"order\"; CREATE TABLE \"order\" "
-         "(id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL CHECK (price < 10), img BLOB);");
+  b.Exec(
+      "INSERT INTO pair VALUES ('b', 2, 'mine'); DROP TABLE \"order\"; CREATE TABLE \"order\" "
+      "(id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL CHECK (price < 10), img BLOB);");
   const std::string before = b.Dump("pair");
   auto unchanged = [&] {
     EXPECT_EQ(b.Dump("pair"), before);
@@ -123,8 +129,9 @@ TEST(ShardSnapshotterTest, AnInstallThatCannotKeepItsDeadLettersChangesNothing) 
 TEST(ShardSnapshotterTest, ASnapshotOfManyPiecesInstallsWhole) {
   Node a("many-pieces-a", 2), b("many-pieces-b", 2);
   // About 3 MB of rows: with 64 KiB pieces, dozens of pieces per shard.
-  a.Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
-         "INSERT INTO \"order\" (id, name, img) SELECT i, 'item ' || i, randomblob(1000) FROM n;");
+  a.Exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+      "INSERT INTO \"order\" (id, name, img) SELECT i, 'item ' || i, randomblob(1000) FROM n;");
   for (int shard = 0; shard < 2; ++shard) {
     ASSERT_TRUE(a.applier->AdvanceAppliedIndex(shard, 9).ok());
     raft::host::StringSnapshotSink sink;

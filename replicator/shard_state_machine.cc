@@ -1,9 +1,9 @@
 #include "replicator/shard_state_machine.h"
 
+#include <glog/logging.h>
+
 #include <chrono>
 #include <optional>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -42,13 +42,12 @@ absl::Status ShardStateMachine::InRound(
 uint64_t ShardStateMachine::Open() {
   uint64_t applied = 0;
   // Only shutting down ends this early (a read fails only when the database does).
-  (void)writer_->Run(
-      [&] { return absl::StrCat("shard ", shard_, ": reading the applied index"); },
-      [&](ChangeApplier& applier) {
-        absl::StatusOr<uint64_t> a = applier.AppliedIndex(shard_);
-        if (a.ok()) applied = *a;
-        return a.status();
-      });
+  (void)writer_->Run([&] { return absl::StrCat("shard ", shard_, ": reading the applied index"); },
+                     [&](ChangeApplier& applier) {
+                       absl::StatusOr<uint64_t> a = applier.AppliedIndex(shard_);
+                       if (a.ok()) applied = *a;
+                       return a.status();
+                     });
   return applied;
 }
 

@@ -106,10 +106,11 @@ class ShardStateMachineTest : public ::testing::Test {
   }
   bool HasDeferred() {
     bool deferred = false;
-    CHECK(writer_->RunOnce([&](ChangeApplier& applier) {
-                    deferred = applier.has_deferred();
-                    return absl::OkStatus();
-                  })
+    CHECK(writer_
+              ->RunOnce([&](ChangeApplier& applier) {
+                deferred = applier.has_deferred();
+                return absl::OkStatus();
+              })
               .ok());
     return deferred;
   }
@@ -306,8 +307,8 @@ TEST_F(ShardStateMachineTest, WhatWaitingCannotFixIsReturnedAtOnceAndTheApplicat
   snap.set_shard(5);
   raft::host::StringSnapshotSink other;
   ASSERT_TRUE(WriteShardSnapshot(snap, other).ok());
-  EXPECT_TRUE(absl::IsFailedPrecondition(machine_->RecoverFromSnapshot(
-      20, raft::host::StringSnapshotSource(other.Take()), nullptr)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      machine_->RecoverFromSnapshot(20, raft::host::StringSnapshotSource(other.Take()), nullptr)));
 }
 
 }  // namespace

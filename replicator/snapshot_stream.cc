@@ -1,9 +1,9 @@
 #include "replicator/snapshot_stream.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 

@@ -12,7 +12,8 @@ namespace marmot::replicator {
 
 StopSignals::StopSignals(absl::Duration drain_limit, ExitNow exit_now)
     : drain_limit_(drain_limit),
-      exit_now_(exit_now != nullptr ? std::move(exit_now) : ExitNow([](int code) { _exit(code); })) {
+      exit_now_(exit_now != nullptr ? std::move(exit_now)
+                                    : ExitNow([](int code) { _exit(code); })) {
   watcher_ = std::thread([this] { Watch(); });
 }
 

@@ -1,13 +1,12 @@
 #include "replicator/stop_signals.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace marmot::replicator {
 namespace {

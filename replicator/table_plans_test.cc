@@ -1,10 +1,10 @@
 // TablePlans keeps each table's plan for the shape of its changes until the schema moves.
 #include "replicator/table_plans.h"
 
-#include <memory>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <memory>
 
 #include "sqlite/testing/sqlite_cli.h"
 

@@ -37,8 +37,8 @@ std::vector<Value> KeyOf(const TableChanges& t, const std::vector<int>& key_posi
   return key;
 }
 
-std::vector<std::vector<Value>> KeysOf(const TableChanges& t,
-                                       const std::vector<int>& key_positions, const Change& c) {
+std::vector<std::vector<Value>> KeysOf(const TableChanges& t, const std::vector<int>& key_positions,
+                                       const Change& c) {
   std::vector<std::vector<Value>> keys = {KeyOf(t, key_positions, c)};
   if (c.op() == change::v1::OP_REKEY) keys.push_back(FromWire(c.old_key()));
   return keys;
@@ -69,7 +69,8 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   // (say, its dedupe table), SQLite's, a view or a virtual table never applies.
   absl::StatusOr<sqlite::TableSchema> local = sqlite::ReadTableSchema(db, table);
   if (local.status().code() == absl::StatusCode::kInvalidArgument) {
-    return absl::FailedPreconditionError(absl::StrCat("not replicated: ", local.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("not replicated: ", local.status().message()));
   }
   if (!local.ok()) {
     return absl::FailedPreconditionError(
@@ -79,13 +80,15 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   for (const sqlite::ColumnInfo& c : local->columns) local_columns.push_back(c.name);
   bool carried = local->primary_key == key_columns;
   for (const std::string& c : columns) {
-    carried = carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
+    carried =
+        carried && std::find(local_columns.begin(), local_columns.end(), c) != local_columns.end();
   }
   if (!carried) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "table ", QuoteIdentifier(table), " differs on this node: columns (", QuotedList(local_columns),
-        ") key (", QuotedList(local->primary_key), "), the change has columns (",
-        QuotedList(columns), ") key (", QuotedList(key_columns), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", QuoteIdentifier(table), " differs on this node: columns (",
+                     QuotedList(local_columns), ") key (", QuotedList(local->primary_key),
+                     "), the change has columns (", QuotedList(columns), ") key (",
+                     QuotedList(key_columns), ")"));
   }
   TableWriter w;
   w.keyed_by_rowid = key_columns.empty();
@@ -111,29 +114,33 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
     std::vector<std::string> set;
     for (size_t i = 0; i < columns.size(); ++i) {
       if (std::find(key_columns.begin(), key_columns.end(), columns[i]) == key_columns.end()) {
-        set.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
+        set.push_back(
+            absl::StrCat(QuoteIdentifier(columns[i]), " = ?", i + 1 + (w.keyed_by_rowid ? 1 : 0)));
       }
     }
-    if (set.empty()) set.push_back(w.keyed_by_rowid ? "rowid = rowid" : absl::StrCat(
-        QuoteIdentifier(key_columns[0]), " = ", QuoteIdentifier(key_columns[0])));
+    if (set.empty())
+      set.push_back(w.keyed_by_rowid ? "rowid = rowid"
+                                     : absl::StrCat(QuoteIdentifier(key_columns[0]), " = ",
+                                                    QuoteIdentifier(key_columns[0])));
     std::vector<std::string> where;
     if (w.keyed_by_rowid) {
       where.push_back("rowid = ?" + std::to_string(insert_columns.size() + 1));
     } else {
       for (size_t k = 0; k < key_columns.size(); ++k) {
-        where.push_back(absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
+        where.push_back(
+            absl::StrCat(QuoteIdentifier(key_columns[k]), " IS ?", insert_columns.size() + 1 + k));
       }
     }
-    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ", absl::StrJoin(set, ", "),
-                            " WHERE ", absl::StrJoin(where, " AND "));
+    w.update = absl::StrCat("UPDATE OR REPLACE ", QuoteIdentifier(table), " SET ",
+                            absl::StrJoin(set, ", "), " WHERE ", absl::StrJoin(where, " AND "));
   }
   w.delete_key = absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ",
                               absl::StrJoin(key_terms, " AND "));
   w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
                               QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
-  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(absl::StrCat(
-      "SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
-      ") WHERE \"unique\" AND origin <> 'pk'"));
+  absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(
+      absl::StrCat("SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
+                   ") WHERE \"unique\" AND origin <> 'pk'"));
   if (!indexes.ok()) return indexes.status();
   w.other_unique_constraints = !indexes->empty();
   std::vector<std::string> key_select;
@@ -150,7 +157,8 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
     TableWriter::UniqueProbe probe;
     std::vector<std::string> terms;
     for (const std::vector<Value>& column : *index_columns) {
-      auto at = column[0].is_null() ? columns.end() : std::find(columns.begin(), columns.end(), column[0].bytes());
+      auto at = column[0].is_null() ? columns.end()
+                                    : std::find(columns.begin(), columns.end(), column[0].bytes());
       if (at == columns.end()) {  // An expression, or a column the change does not carry.
         terms.clear();
         break;
@@ -159,8 +167,8 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
       probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
     }
     if (terms.empty()) continue;
-    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ", QuoteIdentifier(table),
-                             " WHERE ", absl::StrJoin(terms, " AND "));
+    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ",
+                             QuoteIdentifier(table), " WHERE ", absl::StrJoin(terms, " AND "));
     w.unique_probes.push_back(std::move(probe));
   }
   return w;
@@ -179,8 +187,8 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
   const size_t key_size = w.keyed_by_rowid ? 1 : t.key_columns_size();
   if (c.op() == change::v1::OP_REKEY || c.op() == change::v1::OP_DELETE) {
     if (static_cast<size_t>(c.old_key_size()) != key_size) {
-      return absl::InvalidArgumentError(absl::StrCat("old key has ", c.old_key_size(),
-                                                     " values, the table's key ", key_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("old key has ", c.old_key_size(), " values, the table's key ", key_size));
     }
   }
   if (has_row && c.row_size() != t.columns_size()) {
@@ -215,7 +223,8 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
   }
   if (two_statements) {
     if (!IsDatabaseFailure(status)) {
-      absl::Status end = db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
+      absl::Status end =
+          db.Exec(status.ok() ? "RELEASE change" : "ROLLBACK TO change; RELEASE change");
       if (!end.ok()) return end;
     }
   }

@@ -81,8 +81,7 @@ std::vector<std::vector<sqlite::Value>> KeysOf(const change::v1::TableChanges& t
                                                const change::v1::Change& c);
 // The identities (EncodeRowIdentity) of the rows a change touches: one, or two for a rekey.
 std::vector<std::string> RowsOf(const change::v1::TableChanges& t,
-                                const std::vector<int>& key_positions,
-                                const change::v1::Change& c);
+                                const std::vector<int>& key_positions, const change::v1::Change& c);
 
 // `names` quoted as identifiers, comma-separated.
 std::string QuotedList(const std::vector<std::string>& names);

@@ -82,8 +82,8 @@ TEST_F(TableWriterTest, WritesEachValueWithItsStorageClass) {
   // img has no type affinity: REAL 2.0, INTEGER 2 and TEXT '2' stay apart.
   for (const auto& [id, img] : {std::pair{1, Value::Real(2.0)}, std::pair{2, Value::Integer(2)},
                                 std::pair{3, Value::Text("2")}, std::pair{4, Value::Blob("2")}}) {
-    ASSERT_TRUE(Write(item_, Upsert(id, {Value::Integer(id), Value::Null(), Value::Null(), img}))
-                    .ok());
+    ASSERT_TRUE(
+        Write(item_, Upsert(id, {Value::Integer(id), Value::Null(), Value::Null(), img})).ok());
   }
   EXPECT_EQ(Rows("SELECT id, typeof(img) FROM item ORDER BY id"),
             "1 'real' \n2 'integer' \n3 'text' \n4 'blob' \n");

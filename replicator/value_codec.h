@@ -14,7 +14,8 @@ namespace marmot::replicator {
 change::v1::Value ToWire(const sqlite::Value& v);
 // A wire value with no kind set (from a newer or broken sender) reads as NULL.
 sqlite::Value FromWire(const change::v1::Value& v);
-std::vector<sqlite::Value> FromWire(const google::protobuf::RepeatedPtrField<change::v1::Value>& vs);
+std::vector<sqlite::Value> FromWire(
+    const google::protobuf::RepeatedPtrField<change::v1::Value>& vs);
 
 }  // namespace marmot::replicator
 

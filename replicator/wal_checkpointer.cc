@@ -1,10 +1,9 @@
 #include "replicator/wal_checkpointer.h"
 
+#include <glog/logging.h>
 #include <sqlite3.h>
 
 #include <cstring>
-
-#include <glog/logging.h>
 
 namespace marmot::replicator {
 namespace {
@@ -14,11 +13,11 @@ namespace {
 // SQLite maps the file in regions of 32 KiB; the header is at the start of the first.
 constexpr int kShmRegionSize = 32768;
 constexpr size_t kShmPrefix = 136;
-constexpr size_t kVersionAt = 0;     // u32 iVersion, 3007000
-constexpr size_t kChangeAt = 8;      // u32 iChange: counts write transactions
-constexpr size_t kIsInitAt = 12;     // u8 isInit
-constexpr size_t kMaxFrameAt = 16;   // u32 mxFrame: the last valid frame
-constexpr size_t kBackfillAt = 96;   // u32 nBackfill: frames copied into the database
+constexpr size_t kVersionAt = 0;    // u32 iVersion, 3007000
+constexpr size_t kChangeAt = 8;     // u32 iChange: counts write transactions
+constexpr size_t kIsInitAt = 12;    // u8 isInit
+constexpr size_t kMaxFrameAt = 16;  // u32 mxFrame: the last valid frame
+constexpr size_t kBackfillAt = 96;  // u32 nBackfill: frames copied into the database
 constexpr uint32_t kWalIndexVersion = 3007000;
 
 uint32_t U32At(const unsigned char* p, size_t at) {
@@ -30,7 +29,7 @@ uint32_t U32At(const unsigned char* p, size_t at) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::string& db_path,
-                                                                         Options options) {
+                                                                        Options options) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path, {.create = false});
   if (!db.ok()) return db.status();
   std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(*std::move(db), options));
@@ -117,8 +116,8 @@ void WalCheckpointer::Loop() {
 
 void WalCheckpointer::Checkpoint() {
   int wal_frames = 0, copied = 0;
-  const int rc = sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                           &copied);
+  const int rc = sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           &wal_frames, &copied);
   std::lock_guard<std::mutex> lock(mu_);
   if (rc == SQLITE_BUSY) {
     ++counts_.busy;
@@ -126,7 +125,8 @@ void WalCheckpointer::Checkpoint() {
   }
   if (rc != SQLITE_OK) {
     // Nothing is lost: the application's own automatic checkpoints still run.
-    LOG_EVERY_N(WARNING, 1000) << "checkpointing " << db_.path() << " failed: " << sqlite3_errmsg(db_.raw());
+    LOG_EVERY_N(WARNING, 1000) << "checkpointing " << db_.path()
+                               << " failed: " << sqlite3_errmsg(db_.raw());
     return;
   }
   ++counts_.runs;

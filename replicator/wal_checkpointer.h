@@ -65,7 +65,8 @@ class WalCheckpointer {
   };
 
   // Opens its own connection to the WAL-mode database at `db_path` and starts its thread.
-  static absl::StatusOr<std::unique_ptr<WalCheckpointer>> Start(const std::string& db_path, Options options);
+  static absl::StatusOr<std::unique_ptr<WalCheckpointer>> Start(const std::string& db_path,
+                                                                Options options);
   // Stops the thread (waiting for a checkpoint in progress) and closes the connection.
   ~WalCheckpointer();
 
@@ -78,8 +79,8 @@ class WalCheckpointer {
  private:
   WalCheckpointer(sqlite::Database db, Options options) : db_(std::move(db)), options_(options) {}
   struct WalIndex {
-    uint32_t change = 0;   // Counts write transactions.
-    int64_t pending = 0;   // Frames not copied into the database yet.
+    uint32_t change = 0;  // Counts write transactions.
+    int64_t pending = 0;  // Frames not copied into the database yet.
   };
   void Loop();
   // From the WAL-index header; nullopt when it cannot be read.

@@ -1,13 +1,12 @@
 #include "replicator/wal_checkpointer.h"
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <chrono>
 #include <filesystem>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "sqlite/testing/sqlite_cli.h"
 
@@ -44,7 +43,9 @@ WalCheckpointer::Counts AwaitCounts(WalCheckpointer& c, Done done) {
 
 // Waits until a run after the `runs_before`th has left nothing behind.
 WalCheckpointer::Counts AwaitCaughtUp(WalCheckpointer& c, int64_t runs_before) {
-  return AwaitCounts(c, [&](const WalCheckpointer::Counts& n) { return n.runs > runs_before && n.frames_behind == 0; });
+  return AwaitCounts(c, [&](const WalCheckpointer::Counts& n) {
+    return n.runs > runs_before && n.frames_behind == 0;
+  });
 }
 
 // An application connection: a plain SQLite handle with SQLite's defaults.
@@ -56,7 +57,8 @@ struct App {
   ~App() { sqlite3_close(db); }
   void Exec(const std::string& sql) {
     char* err = nullptr;
-    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << sql << ": " << err;
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << sql << ": " << err;
   }
   // One transaction of `rows` rows of ~100 bytes: about rows / 35 pages.
   void InsertRows(int64_t first, int rows) {
@@ -75,10 +77,12 @@ TEST(WalCheckpointerTest, CopiesAnotherProcesssCommitsIntoTheDatabaseFile) {
   ASSERT_TRUE(checkpointer.ok()) << checkpointer.status();
   // Another process commits ~100 pages and, with its automatic checkpoint off, leaves them all
   // in the WAL.
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA wal_autocheckpoint=0; BEGIN; WITH RECURSIVE n(i) AS "
-                                                  "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3500) "
-                                                  "INSERT INTO t SELECT i, printf('%.100c', 'x') FROM n; COMMIT;")
-                  .ok());
+  ASSERT_TRUE(
+      sqlite::testing::RunSqliteCli(path,
+                                    "PRAGMA wal_autocheckpoint=0; BEGIN; WITH RECURSIVE n(i) AS "
+                                    "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3500) "
+                                    "INSERT INTO t SELECT i, printf('%.100c', 'x') FROM n; COMMIT;")
+          .ok());
   const int64_t db_before = FileSize(path);
   EXPECT_LT(db_before, 10 * kPage);
   EXPECT_EQ((*checkpointer)->counts().runs, 0);  // Not without a Notify.
@@ -91,7 +95,8 @@ TEST(WalCheckpointerTest, CopiesAnotherProcesssCommitsIntoTheDatabaseFile) {
   // The copy is the data: a new reader of the database file alone (WAL emptied) sees every row.
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "PRAGMA wal_checkpoint(TRUNCATE);").ok());
   EXPECT_EQ(FileSize(path + "-wal"), 0);
-  EXPECT_EQ(*sqlite::testing::RunSqliteCli(path, "SELECT count(*), sum(length(payload)) FROM t;"), "3500|350000\n");
+  EXPECT_EQ(*sqlite::testing::RunSqliteCli(path, "SELECT count(*), sum(length(payload)) FROM t;"),
+            "3500|350000\n");
 }
 
 // The point of the unit: with marmot copying each commit soon after it, the application's commits
@@ -129,8 +134,8 @@ TEST(WalCheckpointerTest, AnOpenReadTransactionHoldsFramesBackUntilItEnds) {
   reader.Exec("BEGIN; SELECT count(*) FROM t;");  // The reader's snapshot: 100 rows.
   app.InsertRows(100, 1000);                      // ~30 pages
   // Runs go on, and report the frames the reader holds back.
-  const WalCheckpointer::Counts held =
-      AwaitCounts(**checkpointer, [](const WalCheckpointer::Counts& n) { return n.wal_frames >= 20; });
+  const WalCheckpointer::Counts held = AwaitCounts(
+      **checkpointer, [](const WalCheckpointer::Counts& n) { return n.wal_frames >= 20; });
   EXPECT_GE(held.wal_frames, 20);
   EXPECT_EQ(held.frames_behind, held.wal_frames);  // The reader still needs the file without them.
   reader.Exec("COMMIT");

@@ -1,8 +1,8 @@
 #include "sqlite/change_log.h"
 
-#include <set>
-
 #include <glog/logging.h>
+
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -104,20 +104,22 @@ CapturePlan PlanCapture(const TableSchema& t) {
       plan.log_columns.push_back(OldKeyColumn(i));
     }
     for (const ColumnInfo& c : t.columns) {
-      if (c.pk_position > 0 && KeyMayBeNull(t, c)) null_key.push_back(absl::StrCat("NEW.", Q(c.name), " IS NULL"));
+      if (c.pk_position > 0 && KeyMayBeNull(t, c))
+        null_key.push_back(absl::StrCat("NEW.", Q(c.name), " IS NULL"));
     }
   }
 
   std::vector<std::string> column_defs;
   for (const std::string& c : plan.log_columns) column_defs.push_back(Q(c));
-  plan.create_log = absl::StrCat("CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ",
-                                 Q(kOp), " TEXT NOT NULL, ", Q(kState), " INTEGER NOT NULL DEFAULT 0, ",
-                                 absl::StrJoin(column_defs, ", "), ")");
+  plan.create_log = absl::StrCat(
+      "CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ", Q(kOp), " TEXT NOT NULL, ",
+      Q(kState), " INTEGER NOT NULL DEFAULT 0, ", absl::StrJoin(column_defs, ", "), ")");
 
   // Refuses a row whose key holds NULL, before it is logged (the statement is undone).
   const std::string refuse_null_key =
-      null_key.empty() ? "" : absl::StrCat("SELECT RAISE(ABORT, '", kNullKeyMessage, "') WHERE ",
-                                           absl::StrJoin(null_key, " OR "), "; ");
+      null_key.empty() ? ""
+                       : absl::StrCat("SELECT RAISE(ABORT, '", kNullKeyMessage, "') WHERE ",
+                                      absl::StrJoin(null_key, " OR "), "; ");
   auto trigger = [&](const std::string& suffix, const std::string& event, const std::string& when,
                      char op, const std::vector<std::string>& cols,
                      const std::vector<std::string>& vals, const std::string& guard) {
@@ -156,9 +158,10 @@ CapturePlan PlanCapture(const TableSchema& t) {
   // Rows whose key holds NULL cannot be told apart on other nodes: not copied (see above).
   std::vector<std::string> not_null;
   for (const std::string& v : select_vals) not_null.push_back(v + " IS NOT NULL");
-  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(new_cols, ", "),
-                               ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table,
-                               " WHERE ", absl::StrJoin(not_null, " AND "));
+  plan.backfill =
+      absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(new_cols, ", "),
+                   ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table, " WHERE ",
+                   absl::StrJoin(not_null, " AND "));
   return plan;
 }
 
@@ -238,9 +241,11 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
     // measurable share of every application insert, for a time nothing read. SQLite drops a
     // column only when no trigger names it: the triggers go first and are made again below.
     for (const auto& [name, sql] : plan.triggers) {
-      if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok()) return s;
+      if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok())
+        return s;
     }
-    absl::Status s = db.Exec(absl::StrCat("ALTER TABLE ", Q(plan.log_table), " DROP COLUMN ", Q(kOldAt)));
+    absl::Status s =
+        db.Exec(absl::StrCat("ALTER TABLE ", Q(plan.log_table), " DROP COLUMN ", Q(kOldAt)));
     if (!s.ok()) return s;
     changed = true;
   }
@@ -250,8 +255,8 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   } else {
     for (const std::string& column : plan.log_columns) {
       if (existing->count(column) > 0) continue;
-      absl::Status s = db.Exec(
-          absl::StrCat("ALTER TABLE ", Q(plan.log_table), " ADD COLUMN ", Q(column)));
+      absl::Status s =
+          db.Exec(absl::StrCat("ALTER TABLE ", Q(plan.log_table), " ADD COLUMN ", Q(column)));
       if (!s.ok()) return s;
       changed = true;
     }
@@ -261,29 +266,33 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
     if (!t.keyed_by_rowid() && existing->count(NewKeyColumn(0)) == 0) {
       for (size_t i = 0; i < t.primary_key.size(); ++i) {
         const std::string& k = t.primary_key[i];
-        if (existing->count(LegacyNewColumn(k))) moves.push_back(absl::StrCat(Q(NewKeyColumn(i)), " = ", Q(LegacyNewColumn(k))));
-        if (existing->count(LegacyOldColumn(k))) moves.push_back(absl::StrCat(Q(OldKeyColumn(i)), " = ", Q(LegacyOldColumn(k))));
+        if (existing->count(LegacyNewColumn(k)))
+          moves.push_back(absl::StrCat(Q(NewKeyColumn(i)), " = ", Q(LegacyNewColumn(k))));
+        if (existing->count(LegacyOldColumn(k)))
+          moves.push_back(absl::StrCat(Q(OldKeyColumn(i)), " = ", Q(LegacyOldColumn(k))));
       }
     }
     if (!moves.empty()) {
-      absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(plan.triggers.back().first), "; UPDATE ",
-                                            Q(plan.log_table), " SET ", absl::StrJoin(moves, ", ")));
+      absl::Status s = db.Exec(
+          absl::StrCat("DROP TRIGGER IF EXISTS ", Q(plan.triggers.back().first), "; UPDATE ",
+                       Q(plan.log_table), " SET ", absl::StrJoin(moves, ", ")));
       if (!s.ok()) return s;
     }
   }
   if (options.log_ids_above > 0) {
     // Done (state 1), so never read as a change. Not a change of the capture either.
-    absl::Status s = db.Exec(absl::StrCat(
-        "INSERT INTO ", Q(plan.log_table), " (", Q(kId), ", ", Q(kOp), ", ", Q(kState), ") SELECT ",
-        options.log_ids_above, ", 'I', 1 WHERE (SELECT coalesce(max(", Q(kId), "), 0) FROM ", Q(plan.log_table),
-        ") < ", options.log_ids_above));
+    absl::Status s = db.Exec(
+        absl::StrCat("INSERT INTO ", Q(plan.log_table), " (", Q(kId), ", ", Q(kOp), ", ", Q(kState),
+                     ") SELECT ", options.log_ids_above, ", 'I', 1 WHERE (SELECT coalesce(max(",
+                     Q(kId), "), 0) FROM ", Q(plan.log_table), ") < ", options.log_ids_above));
     if (!s.ok()) return s;
   }
   for (const auto& [name, sql] : plan.triggers) {
     absl::StatusOr<Value> stored = StoredTriggerSql(db, name);
     if (!stored.ok()) return stored.status();
     if (!stored->is_null() && stored->bytes() == sql) continue;
-    if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok()) return s;
+    if (absl::Status s = db.Exec(absl::StrCat("DROP TRIGGER IF EXISTS ", Q(name))); !s.ok())
+      return s;
     if (absl::Status s = db.Exec(sql); !s.ok()) return s;
     changed = true;
   }
@@ -313,14 +322,19 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
   for (const TableSchema& t : listing->tables) {
     absl::StatusOr<Outcome> outcome = InstallTable(db, t, options, &report.backfilled_rows);
     if (!outcome.ok()) {
-      return absl::Status(outcome.status().code(),
-                          absl::StrCat("installing capture on ", Q(t.name), ": ",
-                                       outcome.status().message()));
+      return absl::Status(outcome.status().code(), absl::StrCat("installing capture on ", Q(t.name),
+                                                                ": ", outcome.status().message()));
     }
     switch (*outcome) {
-      case Outcome::kInstalled: report.installed.push_back(t.name); break;
-      case Outcome::kUpdated: report.updated.push_back(t.name); break;
-      case Outcome::kUnchanged: report.unchanged.push_back(t.name); break;
+      case Outcome::kInstalled:
+        report.installed.push_back(t.name);
+        break;
+      case Outcome::kUpdated:
+        report.updated.push_back(t.name);
+        break;
+      case Outcome::kUnchanged:
+        report.unchanged.push_back(t.name);
+        break;
     }
     if (t.keyed_by_rowid()) report.keyed_by_rowid.push_back(t.name);
   }
@@ -338,7 +352,9 @@ absl::Status RemoveCapture(Database& db) {
       "AND type IN ('trigger', 'table', 'view') ORDER BY type = 'table', name");
   if (!objects.ok()) return objects.status();
   for (const std::vector<Value>& object : *objects) {
-    std::string type = object[0].bytes() == "trigger" ? "TRIGGER" : object[0].bytes() == "view" ? "VIEW" : "TABLE";
+    std::string type = object[0].bytes() == "trigger" ? "TRIGGER"
+                       : object[0].bytes() == "view"  ? "VIEW"
+                                                      : "TABLE";
     absl::Status s = db.Exec(absl::StrCat("DROP ", type, " IF EXISTS ", Q(object[1].bytes())));
     if (!s.ok()) return s;
   }
@@ -383,10 +399,11 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     }
   }
   for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
-  absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
-      "SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)), " AS l LEFT JOIN ",
-      Q(t.name), " AS t ON l.", Q(kOp), " <> 'D' AND ", absl::StrJoin(join, " AND "), " WHERE l.",
-      Q(kId), " > ?1 AND l.", Q(kState), " = 0 ORDER BY l.", Q(kId), " LIMIT ?2"));
+  absl::StatusOr<Statement> stmt = db.Prepare(
+      absl::StrCat("SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)),
+                   " AS l LEFT JOIN ", Q(t.name), " AS t ON l.", Q(kOp), " <> 'D' AND ",
+                   absl::StrJoin(join, " AND "), " WHERE l.", Q(kId), " > ?1 AND l.", Q(kState),
+                   " = 0 ORDER BY l.", Q(kId), " LIMIT ?2"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
     return s;
@@ -427,7 +444,8 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       r.key = std::move(new_key);
       if (r.op == ChangeOp::kRekey) r.old_key = std::move(old_key);
       r.row.reserve(ncols);
-      for (size_t i = 0; i < ncols; ++i) r.row.push_back(stmt->Column(found_col + 1 + static_cast<int>(i)));
+      for (size_t i = 0; i < ncols; ++i)
+        r.row.push_back(stmt->Column(found_col + 1 + static_cast<int>(i)));
     }
     out.push_back(std::move(r));
   }

@@ -99,9 +99,9 @@ absl::Status RemoveCapture(Database& db);
 struct ChangeRecord {
   int64_t id = 0;
   ChangeOp op = ChangeOp::kInsert;
-  int64_t at_ms = 0;  // When it was read from the log (wall-clock ms since the Unix epoch).
-  std::vector<Value> row;      // The row as read, one value per column of the table (I, U, K).
-  std::vector<Value> key;      // The NEW key in key order, or {rowid} (I, U, K; D read from a K).
+  int64_t at_ms = 0;       // When it was read from the log (wall-clock ms since the Unix epoch).
+  std::vector<Value> row;  // The row as read, one value per column of the table (I, U, K).
+  std::vector<Value> key;  // The NEW key in key order, or {rowid} (I, U, K; D read from a K).
   std::vector<Value> old_key;  // The OLD key (K, D).
 };
 

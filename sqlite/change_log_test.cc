@@ -1,10 +1,10 @@
 // Capture: triggers record every row change in the table's change log, for tables with any name.
 #include "sqlite/change_log.h"
 
-#include <map>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -70,9 +70,9 @@ TEST_F(ChangeLogTest, RecordsInsertUpdateRekeyAndDeleteWithExactValues) {
   std::vector<ChangeRecord> c = Changes("t");
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].op, ChangeOp::kInsert);
-  EXPECT_THAT(c[0].row, ElementsAre(Value::Integer(1), Value::Text("ann"), Value::Real(2.0),
-                                    Value::Blob(std::string("\0\xff\0", 3)),
-                                    Value::Text("2024-01-01")));
+  EXPECT_THAT(c[0].row,
+              ElementsAre(Value::Integer(1), Value::Text("ann"), Value::Real(2.0),
+                          Value::Blob(std::string("\0\xff\0", 3)), Value::Text("2024-01-01")));
   EXPECT_THAT(c[0].key, ElementsAre(Value::Integer(1)));
   EXPECT_THAT(c[0].old_key, IsEmpty());
 
@@ -105,9 +105,11 @@ TEST_F(ChangeLogTest, RecordsInsertUpdateRekeyAndDeleteWithExactValues) {
 TEST_F(ChangeLogTest, ChangesCarryTheRowAsItIsWhenRead) {
   Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   Install();
-  Exec("INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
-       "INSERT INTO t VALUES (2, 'x'); UPDATE t SET id = 3 WHERE id = 2;"
-       "INSERT INTO t VALUES (4, 'y'); UPDATE t SET id = 5 WHERE id = 4; DELETE FROM t WHERE id = 5");
+  Exec(
+      "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;"
+      "INSERT INTO t VALUES (2, 'x'); UPDATE t SET id = 3 WHERE id = 2;"
+      "INSERT INTO t VALUES (4, 'y'); UPDATE t SET id = 5 WHERE id = 4; DELETE FROM t WHERE id = "
+      "5");
   std::vector<ChangeRecord> c = Changes("t");
   ASSERT_EQ(c.size(), 7u);
   // Both changes of row 1 carry its newest version.
@@ -133,10 +135,12 @@ TEST_F(ChangeLogTest, AColumnAddedInTheSameTransactionAsAWriteIsCaptured) {
   Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)");
   Install();
   Exec("BEGIN; ALTER TABLE kv ADD COLUMN extra TEXT; INSERT INTO kv VALUES (1, 'a', 'x'); COMMIT");
-  EXPECT_THAT(Changes("kv")[0].row, ElementsAre(Value::Integer(1), Value::Text("a"), Value::Text("x")));
+  EXPECT_THAT(Changes("kv")[0].row,
+              ElementsAre(Value::Integer(1), Value::Text("a"), Value::Text("x")));
   // Swapped column names are read as the table has them.
-  Exec("ALTER TABLE kv RENAME COLUMN v TO tmp; ALTER TABLE kv RENAME COLUMN extra TO v;"
-       "ALTER TABLE kv RENAME COLUMN tmp TO extra; INSERT INTO kv VALUES (2, 'v2', 'e2')");
+  Exec(
+      "ALTER TABLE kv RENAME COLUMN v TO tmp; ALTER TABLE kv RENAME COLUMN extra TO v;"
+      "ALTER TABLE kv RENAME COLUMN tmp TO extra; INSERT INTO kv VALUES (2, 'v2', 'e2')");
   std::vector<ChangeRecord> c = Changes("kv");
   ASSERT_EQ(c.size(), 2u);
   auto schema = ReadTableSchema(*db_, "kv");
@@ -150,10 +154,14 @@ TEST_F(ChangeLogTest, AColumnAddedInTheSameTransactionAsAWriteIsCaptured) {
 }
 
 TEST_F(ChangeLogTest, RenamingAKeyColumnKeepsThePendingChangesOfIt) {
-  Exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE u (k TEXT PRIMARY KEY, v TEXT)");
+  Exec(
+      "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE u (k TEXT PRIMARY KEY, v "
+      "TEXT)");
   Install();
-  Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'a2' WHERE k = 1;"
-       "INSERT INTO u VALUES ('x', 'y'); ALTER TABLE t RENAME COLUMN k TO id; ALTER TABLE u RENAME COLUMN k TO key");
+  Exec(
+      "INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'a2' WHERE k = 1;"
+      "INSERT INTO u VALUES ('x', 'y'); ALTER TABLE t RENAME COLUMN k TO id; ALTER TABLE u RENAME "
+      "COLUMN k TO key");
   Install();
   Exec("INSERT INTO t VALUES (3, 'c'); UPDATE u SET key = 'z'");
   std::vector<ChangeRecord> t = Changes("t");
@@ -170,11 +178,12 @@ TEST_F(ChangeLogTest, RenamingAKeyColumnKeepsThePendingChangesOfIt) {
 }
 
 TEST_F(ChangeLogTest, ANullInAKeyThatMayHoldNullIsRefused) {
-  Exec("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT);"
-       "CREATE TABLE n (k TEXT NOT NULL PRIMARY KEY, v TEXT);"
-       "CREATE TABLE i (k INTEGER PRIMARY KEY, v TEXT);"
-       "CREATE TABLE d (k INTEGER PRIMARY KEY DESC, v TEXT);"
-       "INSERT INTO t VALUES (NULL, 'before marmot')");
+  Exec(
+      "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT);"
+      "CREATE TABLE n (k TEXT NOT NULL PRIMARY KEY, v TEXT);"
+      "CREATE TABLE i (k INTEGER PRIMARY KEY, v TEXT);"
+      "CREATE TABLE d (k INTEGER PRIMARY KEY DESC, v TEXT);"
+      "INSERT INTO t VALUES (NULL, 'before marmot')");
   Install({.backfill_new_tables = true});
   absl::Status insert = db_->Exec("INSERT INTO t VALUES (NULL, 'a')");
   EXPECT_THAT(insert.message(), HasSubstr("NULL in it"));
@@ -200,21 +209,24 @@ TEST_F(ChangeLogTest, ANullInAKeyThatMayHoldNullIsRefused) {
 
 TEST_F(ChangeLogTest, AwkwardIdentifiersWork) {
   // Table and column names that break unquoted or badly quoted SQL.
-  Exec("CREATE TABLE \"order\" (\"select\" INTEGER PRIMARY KEY, \"from\" TEXT);"
-       "CREATE TABLE \"my table\" (\"my col\" TEXT PRIMARY KEY, \"we\"\"ird\" TEXT);"
-       "CREATE TABLE \"we\"\"ird\" (\"a\"\"b\" INTEGER, \"[x]\" TEXT, PRIMARY KEY (\"[x]\", \"a\"\"b\"));"
-       "CREATE TABLE [x] ([y] INTEGER PRIMARY KEY, [z]);"
-       "CREATE TABLE \"表\" (\"键\" TEXT PRIMARY KEY, \"值\" TEXT);");
+  Exec(
+      "CREATE TABLE \"order\" (\"select\" INTEGER PRIMARY KEY, \"from\" TEXT);"
+      "CREATE TABLE \"my table\" (\"my col\" TEXT PRIMARY KEY, \"we\"\"ird\" TEXT);"
+      "CREATE TABLE \"we\"\"ird\" (\"a\"\"b\" INTEGER, \"[x]\" TEXT, PRIMARY KEY (\"[x]\", "
+      "\"a\"\"b\"));"
+      "CREATE TABLE [x] ([y] INTEGER PRIMARY KEY, [z]);"
+      "CREATE TABLE \"表\" (\"键\" TEXT PRIMARY KEY, \"值\" TEXT);");
   CaptureReport report = Install();
   EXPECT_THAT(report.installed, UnorderedElementsAre("order", "my table", "we\"ird", "x", "表"));
 
-  Exec("INSERT INTO \"order\" VALUES (1, 'a');"
-       "INSERT INTO \"my table\" VALUES ('k', 'v');"
-       "INSERT INTO \"we\"\"ird\" VALUES (5, 'five');"
-       "INSERT INTO [x] VALUES (3, 'z');"
-       "INSERT INTO \"表\" VALUES ('鍵', '値');"
-       "UPDATE \"we\"\"ird\" SET \"[x]\" = 'six' WHERE \"a\"\"b\" = 5;"
-       "DELETE FROM \"表\";");
+  Exec(
+      "INSERT INTO \"order\" VALUES (1, 'a');"
+      "INSERT INTO \"my table\" VALUES ('k', 'v');"
+      "INSERT INTO \"we\"\"ird\" VALUES (5, 'five');"
+      "INSERT INTO [x] VALUES (3, 'z');"
+      "INSERT INTO \"表\" VALUES ('鍵', '値');"
+      "UPDATE \"we\"\"ird\" SET \"[x]\" = 'six' WHERE \"a\"\"b\" = 5;"
+      "DELETE FROM \"表\";");
 
   EXPECT_THAT(Changes("order")[0].row, ElementsAre(Value::Integer(1), Value::Text("a")));
   EXPECT_THAT(Changes("my table")[0].key, ElementsAre(Value::Text("k")));
@@ -263,7 +275,8 @@ TEST_F(ChangeLogTest, InstallIsIdempotentAndPicksUpNewTablesAndColumns) {
   EXPECT_THAT(later.installed, ElementsAre("b"));
   EXPECT_THAT(later.unchanged, ElementsAre("a"));
   Exec("INSERT INTO a VALUES (1, 'v', 'e')");
-  EXPECT_THAT(Changes("a")[0].row, ElementsAre(Value::Integer(1), Value::Text("v"), Value::Text("e")));
+  EXPECT_THAT(Changes("a")[0].row,
+              ElementsAre(Value::Integer(1), Value::Text("v"), Value::Text("e")));
 }
 
 TEST_F(ChangeLogTest, ALogOfAnOlderVersionLosesItsCaptureTimeAndKeepsItsPendingRows) {
@@ -271,22 +284,28 @@ TEST_F(ChangeLogTest, ALogOfAnOlderVersionLosesItsCaptureTimeAndKeepsItsPendingR
   // "__marmot__at" and triggers that fill it, with two changes pending.
   Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
   const std::string now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
-  Exec("CREATE TABLE \"__marmot__t_change_log\" (\"__marmot__id\" INTEGER PRIMARY KEY, "
-       "\"__marmot__op\" TEXT NOT NULL, \"__marmot__at\" INTEGER NOT NULL, "
-       "\"__marmot__state\" INTEGER NOT NULL DEFAULT 0, \"new.id\", \"new.v\", \"old.id\")");
-  Exec("CREATE TRIGGER \"__marmot__t_insert\" AFTER INSERT ON \"t\" BEGIN INSERT INTO "
-       "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"new.id\", \"new.v\") "
-       "VALUES ('I', " + now + ", NEW.\"id\", NEW.\"v\"); END");
-  Exec("CREATE TRIGGER \"__marmot__t_delete\" AFTER DELETE ON \"t\" BEGIN INSERT INTO "
-       "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"old.id\") "
-       "VALUES ('D', " + now + ", OLD.\"id\"); END");
+  Exec(
+      "CREATE TABLE \"__marmot__t_change_log\" (\"__marmot__id\" INTEGER PRIMARY KEY, "
+      "\"__marmot__op\" TEXT NOT NULL, \"__marmot__at\" INTEGER NOT NULL, "
+      "\"__marmot__state\" INTEGER NOT NULL DEFAULT 0, \"new.id\", \"new.v\", \"old.id\")");
+  Exec(
+      "CREATE TRIGGER \"__marmot__t_insert\" AFTER INSERT ON \"t\" BEGIN INSERT INTO "
+      "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"new.id\", \"new.v\") "
+      "VALUES ('I', " +
+      now + ", NEW.\"id\", NEW.\"v\"); END");
+  Exec(
+      "CREATE TRIGGER \"__marmot__t_delete\" AFTER DELETE ON \"t\" BEGIN INSERT INTO "
+      "\"__marmot__t_change_log\" (\"__marmot__op\", \"__marmot__at\", \"old.id\") "
+      "VALUES ('D', " +
+      now + ", OLD.\"id\"); END");
   Exec("INSERT INTO t VALUES (1, 'a'), (2, 'b'); DELETE FROM t WHERE id = 1");
 
   CaptureReport report = Install({.backfill_new_tables = true});
   EXPECT_THAT(report.updated, ElementsAre("t"));
   EXPECT_EQ(report.backfilled_rows, 0) << "the table had capture: nothing to copy again";
   std::vector<std::string> master = Master();
-  for (const std::string& sql : master) EXPECT_EQ(sql.find("__marmot__at"), std::string::npos) << sql;
+  for (const std::string& sql : master)
+    EXPECT_EQ(sql.find("__marmot__at"), std::string::npos) << sql;
 
   // The pending changes are still there, and new ones follow them.
   Exec("UPDATE t SET v = 'c' WHERE id = 2");
@@ -357,40 +376,48 @@ TEST_F(ChangeLogTest, ATableMadeAgainUnderItsNameIsCopiedAndKeepsNoStaleTrigger)
   Install({.backfill_new_tables = true});
   Exec("CREATE TABLE kv_new (k INTEGER PRIMARY KEY, v TEXT, w TEXT)");
   Install({.backfill_new_tables = true});  // marmot noticed the new table in between
-  Exec("INSERT INTO kv_new SELECT k, v, 'w' FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv;"
-       "INSERT INTO kv VALUES (100, 'hundred', 'w')");
+  Exec(
+      "INSERT INTO kv_new SELECT k, v, 'w' FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv;"
+      "INSERT INTO kv VALUES (100, 'hundred', 'w')");
   CaptureReport report = Install({.backfill_new_tables = true});
   EXPECT_THAT(report.installed, ElementsAre("kv"));
   EXPECT_EQ(report.backfilled_rows, 2) << "rows written while kv had no capture are copied";
   // kv_new's triggers moved with the table and would log into kv_new's log: gone.
-  EXPECT_THAT(*db_->QueryRows("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'kv' "
-                              "ORDER BY name"),
-              ElementsAre(ElementsAre(Value::Text("__marmot__kv_delete")),
-                          ElementsAre(Value::Text("__marmot__kv_insert")),
-                          ElementsAre(Value::Text("__marmot__kv_rekey")),
-                          ElementsAre(Value::Text("__marmot__kv_update"))));
+  EXPECT_THAT(
+      *db_->QueryRows("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'kv' "
+                      "ORDER BY name"),
+      ElementsAre(ElementsAre(Value::Text("__marmot__kv_delete")),
+                  ElementsAre(Value::Text("__marmot__kv_insert")),
+                  ElementsAre(Value::Text("__marmot__kv_rekey")),
+                  ElementsAre(Value::Text("__marmot__kv_update"))));
   Exec("INSERT INTO kv VALUES (101, 'hundred and one', 'w')");
   std::vector<std::vector<Value>> keys;
   for (const ChangeRecord& r : Changes("kv")) {
     if (r.op != ChangeOp::kDelete) keys.push_back(r.key);
   }
   // Row 1's first insert (into the old kv) and the backfill's copies of 1 and 100, then 101.
-  EXPECT_THAT(keys, ElementsAre(ElementsAre(Value::Integer(1)), ElementsAre(Value::Integer(1)),
-                                ElementsAre(Value::Integer(100)), ElementsAre(Value::Integer(101))));
-  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM \"__marmot__kv_new_change_log\" WHERE \"__marmot__key1\" = 101"),
-            Value::Integer(0));
+  EXPECT_THAT(keys,
+              ElementsAre(ElementsAre(Value::Integer(1)), ElementsAre(Value::Integer(1)),
+                          ElementsAre(Value::Integer(100)), ElementsAre(Value::Integer(101))));
+  EXPECT_EQ(
+      *db_->QueryValue(
+          "SELECT count(*) FROM \"__marmot__kv_new_change_log\" WHERE \"__marmot__key1\" = 101"),
+      Value::Integer(0));
   // A plain DROP and CREATE is copied the same way.
-  Exec("DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (7, 'seven')");
+  Exec(
+      "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (7, "
+      "'seven')");
   EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 1);
 }
 
 TEST_F(ChangeLogTest, CleanupLeavesSqliteMasterExactlyAsBefore) {
-  Exec("CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
-       "CREATE INDEX order_v ON \"order\" (v);"
-       "CREATE TABLE k (a, b);"
-       "CREATE VIEW vv AS SELECT * FROM k;"
-       "CREATE TABLE audit (x);"
-       "CREATE TRIGGER user_trigger AFTER INSERT ON k BEGIN INSERT INTO audit VALUES (NEW.a); END;");
+  Exec(
+      "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
+      "CREATE INDEX order_v ON \"order\" (v);"
+      "CREATE TABLE k (a, b);"
+      "CREATE VIEW vv AS SELECT * FROM k;"
+      "CREATE TABLE audit (x);"
+      "CREATE TRIGGER user_trigger AFTER INSERT ON k BEGIN INSERT INTO audit VALUES (NEW.a); END;");
   std::vector<std::string> before = Master();
   Install();
   Exec("INSERT INTO \"order\" VALUES (1, 'x'); INSERT INTO k VALUES (1, 2);");
@@ -422,13 +449,15 @@ TEST_F(ChangeLogTest, WritesByAnotherProcessAreCaptured) {
 TEST_F(ChangeLogTest, ALogCannotBeEmptiedByHandButMarmotsTriggerlessConnectionsCanPruneIt) {
   Exec("CREATE TABLE \"we'ird\" (id INTEGER PRIMARY KEY, v)");
   Install();
-  ASSERT_TRUE(testing::RunSqliteCli(path_, "INSERT INTO \"we'ird\" VALUES (1, 'a'), (2, 'b');").ok());
+  ASSERT_TRUE(
+      testing::RunSqliteCli(path_, "INSERT INTO \"we'ird\" VALUES (1, 'a'), (2, 'b');").ok());
   const std::string log = "\"__marmot__we'ird_change_log\"";
 
   // The sqlite3 shell (triggers on, as in every application) is refused, with a reason.
   absl::StatusOr<std::string> refused = testing::RunSqliteCli(path_, "DELETE FROM " + log + ";");
   ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot deletes change-log rows itself"));
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("marmot deletes change-log rows itself"));
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("marmot -cleanup"));
   EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(2));
   // Nor can a change be edited, or marked done so that it never replicates.
@@ -436,13 +465,17 @@ TEST_F(ChangeLogTest, ALogCannotBeEmptiedByHandButMarmotsTriggerlessConnectionsC
     const std::string edit = absl::StrCat("UPDATE ", log, " SET ", set, ";");
     absl::StatusOr<std::string> edited = testing::RunSqliteCli(path_, edit);
     ASSERT_FALSE(edited.ok()) << edit;
-    EXPECT_THAT(std::string(edited.status().message()), HasSubstr("change-log rows are the changes marmot replicates"));
+    EXPECT_THAT(std::string(edited.status().message()),
+                HasSubstr("change-log rows are the changes marmot replicates"));
   }
-  EXPECT_EQ(*db_->QueryValue("SELECT group_concat(\"__marmot__key1\" || \"__marmot__state\") FROM " + log), Value::Text("10,20"));
+  EXPECT_EQ(*db_->QueryValue(
+                "SELECT group_concat(\"__marmot__key1\" || \"__marmot__state\") FROM " + log),
+            Value::Text("10,20"));
 
   // A connection with triggers disabled, as marmot's own, prunes it and marks rows done.
   ASSERT_TRUE(db_->SetTriggersEnabled(false).ok());
-  Exec("DELETE FROM " + log + " WHERE \"__marmot__id\" = (SELECT min(\"__marmot__id\") FROM " + log + ")");
+  Exec("DELETE FROM " + log + " WHERE \"__marmot__id\" = (SELECT min(\"__marmot__id\") FROM " +
+       log + ")");
   EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM " + log), Value::Integer(1));
   Exec("UPDATE " + log + " SET \"__marmot__state\" = 1");
   EXPECT_EQ(*db_->QueryValue("SELECT \"__marmot__state\" FROM " + log), Value::Integer(1));
@@ -450,13 +483,15 @@ TEST_F(ChangeLogTest, ALogCannotBeEmptiedByHandButMarmotsTriggerlessConnectionsC
 
   // The guard goes with everything else at cleanup.
   ASSERT_TRUE(RemoveCapture(*db_).ok());
-  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_\\_marmot%' ESCAPE '\\'"),
+  EXPECT_EQ(*db_->QueryValue(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_\\_marmot%' ESCAPE '\\'"),
             Value::Integer(0));
 }
 
 TEST_F(ChangeLogTest, ReadChangeKeysGivesTheSameIdentitiesAsReadChanges) {
-  Exec("CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
-       "CREATE TABLE loose (x, y);");
+  Exec(
+      "CREATE TABLE pair (a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+      "CREATE TABLE loose (x, y);");
   Install();
   // Each change is read right after it was made, while its row still exists.
   std::map<std::string, std::vector<ChangeRecord>> full;

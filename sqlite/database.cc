@@ -1,9 +1,9 @@
 #include "sqlite/database.h"
 
+#include <glog/logging.h>
+
 #include <fstream>
 #include <utility>
-
-#include <glog/logging.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -14,17 +14,23 @@ namespace {
 absl::StatusCode CodeFor(int rc) {
   switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return absl::StatusCode::kUnavailable;
+    case SQLITE_LOCKED:
+      return absl::StatusCode::kUnavailable;
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
-    case SQLITE_READONLY: return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_READONLY:
+      return absl::StatusCode::kFailedPrecondition;
     case SQLITE_ERROR:
-    case SQLITE_RANGE: return absl::StatusCode::kInvalidArgument;
+    case SQLITE_RANGE:
+      return absl::StatusCode::kInvalidArgument;
     case SQLITE_NOTFOUND:
-    case SQLITE_CANTOPEN: return absl::StatusCode::kNotFound;
+    case SQLITE_CANTOPEN:
+      return absl::StatusCode::kNotFound;
     case SQLITE_NOTADB:
-    case SQLITE_CORRUPT: return absl::StatusCode::kDataLoss;
-    default: return absl::StatusCode::kInternal;
+    case SQLITE_CORRUPT:
+      return absl::StatusCode::kDataLoss;
+    default:
+      return absl::StatusCode::kInternal;
   }
 }
 
@@ -74,7 +80,8 @@ absl::StatusOr<Database> Database::Open(const std::string& path, const OpenOptio
   }
   // SQLite opens lazily: a file that is not a database fails only when first read.
   if (absl::Status s = db.Exec("SELECT count(*) FROM sqlite_master"); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(path, " is not a usable SQLite database: ", s.message()));
+    return absl::Status(s.code(),
+                        absl::StrCat(path, " is not a usable SQLite database: ", s.message()));
   }
   return db;
 }
@@ -156,8 +163,9 @@ absl::StatusOr<Value> Database::QueryKeptValue(const std::string& sql) {
   if (!stmt.ok()) return stmt.status();
   absl::StatusOr<bool> row = (*stmt)->Step();
   absl::StatusOr<Value> value = !row.ok() ? absl::StatusOr<Value>(row.status())
-                                : *row    ? absl::StatusOr<Value>((*stmt)->Column(0))
-                                          : absl::NotFoundError(absl::StrCat("no row from `", sql, "`"));
+                                : *row
+                                    ? absl::StatusOr<Value>((*stmt)->Column(0))
+                                    : absl::NotFoundError(absl::StrCat("no row from `", sql, "`"));
   (*stmt)->Reset();
   return value;
 }
@@ -192,7 +200,8 @@ absl::Status Database::SetTriggersEnabled(bool enabled) {
   int now = -1;
   int rc = sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_TRIGGER, enabled ? 1 : 0, &now);
   if (rc != SQLITE_OK) return SqliteError(db_, rc, "enable/disable triggers");
-  if (now != (enabled ? 1 : 0)) return absl::InternalError("SQLite did not change the trigger setting");
+  if (now != (enabled ? 1 : 0))
+    return absl::InternalError("SQLite did not change the trigger setting");
   return absl::OkStatus();
 }
 
@@ -217,19 +226,24 @@ absl::Status Statement::Error(int rc, absl::string_view what) const {
 absl::Status Statement::Bind(int index, const Value& value) {
   int rc = SQLITE_OK;
   switch (value.storage_class()) {
-    case StorageClass::kNull: rc = sqlite3_bind_null(stmt_, index); break;
-    case StorageClass::kInteger: rc = sqlite3_bind_int64(stmt_, index, value.integer()); break;
-    case StorageClass::kReal: rc = sqlite3_bind_double(stmt_, index, value.real()); break;
+    case StorageClass::kNull:
+      rc = sqlite3_bind_null(stmt_, index);
+      break;
+    case StorageClass::kInteger:
+      rc = sqlite3_bind_int64(stmt_, index, value.integer());
+      break;
+    case StorageClass::kReal:
+      rc = sqlite3_bind_double(stmt_, index, value.real());
+      break;
     case StorageClass::kText:
       rc = sqlite3_bind_text64(stmt_, index, value.bytes().data(), value.bytes().size(),
                                SQLITE_TRANSIENT, SQLITE_UTF8);
       break;
     case StorageClass::kBlob:
       // A zero-length BLOB must stay a BLOB: sqlite3_bind_blob64 with a null pointer binds NULL.
-      rc = value.bytes().empty()
-               ? sqlite3_bind_zeroblob(stmt_, index, 0)
-               : sqlite3_bind_blob64(stmt_, index, value.bytes().data(), value.bytes().size(),
-                                     SQLITE_TRANSIENT);
+      rc = value.bytes().empty() ? sqlite3_bind_zeroblob(stmt_, index, 0)
+                                 : sqlite3_bind_blob64(stmt_, index, value.bytes().data(),
+                                                       value.bytes().size(), SQLITE_TRANSIENT);
       break;
   }
   if (rc != SQLITE_OK) return Error(rc, absl::StrCat("bind parameter ", index, " of"));
@@ -264,8 +278,10 @@ void Statement::Reset() { sqlite3_reset(stmt_); }
 
 Value Statement::Column(int i) const {
   switch (sqlite3_column_type(stmt_, i)) {
-    case SQLITE_INTEGER: return Value::Integer(sqlite3_column_int64(stmt_, i));
-    case SQLITE_FLOAT: return Value::Real(sqlite3_column_double(stmt_, i));
+    case SQLITE_INTEGER:
+      return Value::Integer(sqlite3_column_int64(stmt_, i));
+    case SQLITE_FLOAT:
+      return Value::Real(sqlite3_column_double(stmt_, i));
     case SQLITE_TEXT: {
       const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
       return Value::Text(std::string(p, sqlite3_column_bytes(stmt_, i)));
@@ -275,7 +291,8 @@ Value Statement::Column(int i) const {
       int n = sqlite3_column_bytes(stmt_, i);
       return Value::Blob(n == 0 ? std::string() : std::string(p, n));
     }
-    default: return Value::Null();
+    default:
+      return Value::Null();
   }
 }
 
@@ -288,7 +305,7 @@ std::vector<Value> Statement::Row() const {
 
 absl::StatusOr<Transaction> Transaction::Begin(Database& db, Mode mode) {
   const bool nested = sqlite3_get_autocommit(db.raw()) == 0;
-  absl::Status s = db.Exec(nested                      ? "SAVEPOINT marmot_nested"
+  absl::Status s = db.Exec(nested                     ? "SAVEPOINT marmot_nested"
                            : mode == Mode::kImmediate ? "BEGIN IMMEDIATE"
                                                       : "BEGIN");
   if (!s.ok()) return s;
@@ -300,8 +317,8 @@ Transaction::Transaction(Transaction&& other) noexcept
 
 Transaction::~Transaction() {
   if (!open_) return;
-  if (absl::Status s = db_->Exec(nested_ ? "ROLLBACK TO marmot_nested; RELEASE marmot_nested"
-                                         : "ROLLBACK");
+  if (absl::Status s =
+          db_->Exec(nested_ ? "ROLLBACK TO marmot_nested; RELEASE marmot_nested" : "ROLLBACK");
       !s.ok()) {
     LOG(WARNING) << "rollback of " << db_->path() << " failed: " << s;
   }

@@ -14,11 +14,11 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "sqlite/value.h"
 
 namespace marmot::sqlite {
@@ -68,8 +68,9 @@ class Database {
 
   // Statements run often are prepared at their first use and kept for the connection's life.
   // Kept() returns one reset and ready to bind; the pointer stays valid until DropKept(), which
-  // finalizes them all (after a schema change, say, so that statements of dropped tables go). RunKept binds `values` and runs to completion; QueryKeptValue is
-  // QueryValue through a kept statement.
+  // finalizes them all (after a schema change, say, so that statements of dropped tables go).
+  // RunKept binds `values` and runs to completion; QueryKeptValue is QueryValue through a kept
+  // statement.
   absl::StatusOr<Statement*> Kept(const std::string& sql);
   absl::Status RunKept(const std::string& sql, const std::vector<Value>& values);
   absl::StatusOr<Value> QueryKeptValue(const std::string& sql);

@@ -1,8 +1,8 @@
 #include "sqlite/database.h"
 
-#include <fstream>
-
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "sqlite/testing/sqlite_cli.h"
 
@@ -102,7 +102,8 @@ TEST(DatabaseTest, KeptStatementsArePreparedOnceAndDroppedOnRequest) {
   // After DropKept the statements are prepared again, against the schema of now.
   db->DropKept();
   ASSERT_TRUE(db->Exec("DROP TABLE t; CREATE TABLE t (x, y)").ok());
-  ASSERT_TRUE(db->RunKept("INSERT INTO t VALUES (?, ?)", {Value::Integer(7), Value::Integer(8)}).ok());
+  ASSERT_TRUE(
+      db->RunKept("INSERT INTO t VALUES (?, ?)", {Value::Integer(7), Value::Integer(8)}).ok());
   EXPECT_EQ(*db->QueryKeptValue("SELECT sum(x) + sum(y) FROM t"), Value::Integer(15));
 }
 
@@ -123,9 +124,10 @@ TEST(DatabaseTest, TriggersCanBeDisabledPerConnection) {
   std::string path = testing::NewTempDir("trig") + "/t.db";
   auto db = Database::Open(path);
   ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(db->Exec("CREATE TABLE t (x); CREATE TABLE audit (x);"
-                       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (NEW.x); END;")
-                  .ok());
+  ASSERT_TRUE(
+      db->Exec("CREATE TABLE t (x); CREATE TABLE audit (x);"
+               "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO audit VALUES (NEW.x); END;")
+          .ok());
   ASSERT_TRUE(db->SetTriggersEnabled(false).ok());
   ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (1)").ok());
   ASSERT_TRUE(db->SetTriggersEnabled(true).ok());

@@ -121,8 +121,8 @@ bool TickFile::Take(int64_t unix_millis, int64_t* tick, std::string* error) {
     return false;
   }
   if (got != 0 && got != sizeof bytes) {
-    *error = "marmot_id(): " + path_ + " holds " + std::to_string(got) + " bytes, not 8: " +
-             "damaged; remove it (ids then go on from the clock)";
+    *error = "marmot_id(): " + path_ + " holds " + std::to_string(got) +
+             " bytes, not 8: " + "damaged; remove it (ids then go on from the clock)";
     return false;
   }
   uint64_t stored = 0;

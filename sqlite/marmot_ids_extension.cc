@@ -40,8 +40,9 @@ struct ConnectionIds {
 int64_t NodeFromEnvironment(std::string* error) {
   const char* text = std::getenv("MARMOT_NODE_ID");
   if (text == nullptr || *text == '\0') {
-    *error = "marmot_id(): no node id: set MARMOT_NODE_ID to this node's -node-id (1 to 1023) "
-             "before loading the extension, or call marmot_id(N)";
+    *error =
+        "marmot_id(): no node id: set MARMOT_NODE_ID to this node's -node-id (1 to 1023) "
+        "before loading the extension, or call marmot_id(N)";
     return 0;
   }
   char* end = nullptr;
@@ -118,13 +119,13 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_marmotids_init(
   int rc = sqlite3_create_function_v2(db, "marmot_id", -1, SQLITE_UTF8 | SQLITE_INNOCUOUS, ids,
                                       MarmotId, nullptr, nullptr, DeleteConnectionIds);
   if (rc == SQLITE_OK) {
-    rc = sqlite3_create_function_v2(
-        db, "marmot_id_node", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
-        MarmotIdNode, nullptr, nullptr, nullptr);
+    rc = sqlite3_create_function_v2(db, "marmot_id_node", 1,
+                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                                    MarmotIdNode, nullptr, nullptr, nullptr);
   }
   if (rc != SQLITE_OK && error_message != nullptr) {
-    *error_message = sqlite3_mprintf("libmarmot_ids: cannot register its functions: %s",
-                                     sqlite3_errstr(rc));
+    *error_message =
+        sqlite3_mprintf("libmarmot_ids: cannot register its functions: %s", sqlite3_errstr(rc));
   }
   return rc;
 }

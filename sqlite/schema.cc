@@ -16,13 +16,14 @@ std::string TableSchema::ShapeString() const {
 }
 
 bool IsReservedTableName(absl::string_view name) {
-  return absl::StartsWithIgnoreCase(name, "sqlite_") || absl::StartsWithIgnoreCase(name, kMarmotPrefix);
+  return absl::StartsWithIgnoreCase(name, "sqlite_") ||
+         absl::StartsWithIgnoreCase(name, kMarmotPrefix);
 }
 
 absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& table) {
   if (IsReservedTableName(table)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(QuoteIdentifier(table), " is SQLite's or marmot's own table, not a user table"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        QuoteIdentifier(table), " is SQLite's or marmot's own table, not a user table"));
   }
   absl::StatusOr<Statement> list =
       db.Prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1");
@@ -43,7 +44,8 @@ absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& tab
   // table_xinfo, unlike table_info, also lists generated columns (hidden = 2 or 3), so they can
   // be counted and left out on purpose.
   absl::StatusOr<Statement> info = db.Prepare(
-      "SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid");
+      "SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY "
+      "cid");
   if (!info.ok()) return info.status();
   if (absl::Status s = info->Bind(1, Value::Text(table)); !s.ok()) return s;
   std::vector<std::pair<int, std::string>> key;
@@ -79,8 +81,8 @@ absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& tab
 }
 
 absl::StatusOr<SchemaListing> ListUserTables(Database& db) {
-  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
-      "SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name");
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows("SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name");
   if (!rows.ok()) return rows.status();
   SchemaListing listing;
   for (const std::vector<Value>& row : *rows) {

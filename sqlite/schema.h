@@ -23,7 +23,7 @@ struct ColumnInfo {
   std::string name;
   std::string declared_type;  // As written in CREATE TABLE; may be empty.
   bool not_null = false;
-  int pk_position = 0;        // 1-based position in the primary key, 0 when not part of it.
+  int pk_position = 0;  // 1-based position in the primary key, 0 when not part of it.
 };
 
 struct TableSchema {
@@ -47,7 +47,7 @@ struct TableSchema {
 };
 
 struct SchemaListing {
-  std::vector<TableSchema> tables;         // User tables, sorted by name.
+  std::vector<TableSchema> tables;           // User tables, sorted by name.
   std::vector<std::string> skipped_virtual;  // Virtual and shadow tables, not replicated.
 };
 

@@ -1,8 +1,8 @@
 #include "sqlite/value.h"
 
-#include <cstring>
-
 #include <glog/logging.h>
+
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -12,11 +12,16 @@ namespace marmot::sqlite {
 
 absl::string_view StorageClassName(StorageClass c) {
   switch (c) {
-    case StorageClass::kNull: return "NULL";
-    case StorageClass::kInteger: return "INTEGER";
-    case StorageClass::kReal: return "REAL";
-    case StorageClass::kText: return "TEXT";
-    case StorageClass::kBlob: return "BLOB";
+    case StorageClass::kNull:
+      return "NULL";
+    case StorageClass::kInteger:
+      return "INTEGER";
+    case StorageClass::kReal:
+      return "REAL";
+    case StorageClass::kText:
+      return "TEXT";
+    case StorageClass::kBlob:
+      return "BLOB";
   }
   return "?";
 }
@@ -40,22 +45,27 @@ const std::string& Value::bytes() const {
 bool operator==(const Value& a, const Value& b) {
   if (a.rep_.index() != b.rep_.index()) return false;
   switch (a.storage_class()) {
-    case StorageClass::kNull: return true;
-    case StorageClass::kInteger: return a.integer() == b.integer();
+    case StorageClass::kNull:
+      return true;
+    case StorageClass::kInteger:
+      return a.integer() == b.integer();
     case StorageClass::kReal: {
       double x = a.real(), y = b.real();
       return std::memcmp(&x, &y, sizeof x) == 0;
     }
     case StorageClass::kText:
-    case StorageClass::kBlob: return a.bytes() == b.bytes();
+    case StorageClass::kBlob:
+      return a.bytes() == b.bytes();
   }
   return false;
 }
 
 std::string Value::DebugString() const {
   switch (storage_class()) {
-    case StorageClass::kNull: return "NULL";
-    case StorageClass::kInteger: return absl::StrCat(std::get<1>(rep_));
+    case StorageClass::kNull:
+      return "NULL";
+    case StorageClass::kInteger:
+      return absl::StrCat(std::get<1>(rep_));
     case StorageClass::kReal: {
       // Always shows it is a REAL: 2.0, not 2.
       std::string out = absl::StrFormat("%.17g", std::get<2>(rep_));

@@ -9,8 +9,9 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <variant>
+
+#include "absl/strings/string_view.h"
 
 namespace marmot::sqlite {
 
@@ -29,7 +30,9 @@ class Value {
   static Value Real(double v) { return Value(Rep(std::in_place_index<2>, v)); }
   static Value Text(std::string v) { return Value(Rep(std::in_place_index<3>, std::move(v))); }
   // Bytes are taken as they are, zero bytes included.
-  static Value Blob(std::string bytes) { return Value(Rep(std::in_place_index<4>, std::move(bytes))); }
+  static Value Blob(std::string bytes) {
+    return Value(Rep(std::in_place_index<4>, std::move(bytes)));
+  }
 
   StorageClass storage_class() const { return static_cast<StorageClass>(rep_.index()); }
   bool is_null() const { return rep_.index() == 0; }

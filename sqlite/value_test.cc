@@ -1,10 +1,10 @@
 // Values round-trip through SQLite with their storage class kept exactly.
 #include "sqlite/value.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 #include "sqlite/database.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -27,7 +27,7 @@ std::vector<Value> Samples() {
       Value::Text(""),
       Value::Text("Ünïcødé ✓ 日本"),
       Value::Blob(std::string("\0a\0", 3)),  // Zero bytes inside a BLOB.
-      Value::Blob(""),                        // An empty BLOB is not NULL.
+      Value::Blob(""),                       // An empty BLOB is not NULL.
   };
 }
 
@@ -80,10 +80,11 @@ TEST(ValueTest, DebugStringLooksLikeSql) {
 TEST(ValueTest, ValuesWrittenByTheSqliteShellKeepTheirClass) {
   // Given values written by another process
   std::string path = testing::NewTempDir("value-cli") + "/v.db";
-  auto out = testing::RunSqliteCli(path,
-                                   "CREATE TABLE t (i INTEGER PRIMARY KEY, v);"
-                                   "INSERT INTO t VALUES (1, 2.0), (2, '2024-01-01'), (3, x'000100'),"
-                                   " (4, NULL), (5, 9007199254740993);");
+  auto out =
+      testing::RunSqliteCli(path,
+                            "CREATE TABLE t (i INTEGER PRIMARY KEY, v);"
+                            "INSERT INTO t VALUES (1, 2.0), (2, '2024-01-01'), (3, x'000100'),"
+                            " (4, NULL), (5, 9007199254740993);");
   ASSERT_TRUE(out.ok()) << out.status();
   // When read through Statement
   auto db = Database::Open(path);

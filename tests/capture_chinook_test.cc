@@ -1,13 +1,12 @@
 // End to end: the real Chinook dataset, loaded by the sqlite3 shell into a database beside a
 // running marmot, ends up in the change logs row for row with exact values.
+#include <glog/logging.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <map>
 #include <sstream>
-
-#include <glog/logging.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -60,7 +59,8 @@ int64_t ExpectEveryRowCaptured(const std::string& db_path) {
           << t.name << ": key " << KeyString(c.key) << " captured twice";
     }
     std::vector<std::string> columns;
-    for (const sqlite::ColumnInfo& c : t.columns) columns.push_back(sqlite::QuoteIdentifier(c.name));
+    for (const sqlite::ColumnInfo& c : t.columns)
+      columns.push_back(sqlite::QuoteIdentifier(c.name));
     auto rows = db->QueryRows(absl::StrCat("SELECT ", absl::StrJoin(columns, ", "), " FROM ",
                                            sqlite::QuoteIdentifier(t.name)));
     EXPECT_TRUE(rows.ok()) << rows.status();
@@ -105,7 +105,9 @@ class CaptureChinookTest : public ::testing::Test {
     return testing::WaitFor(
         [&] {
           auto n = sqlite::testing::RunSqliteCli(
-              db_, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_\\_marmot\\_\\_%' ESCAPE '\\';");
+              db_,
+              "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+              "'\\_\\_marmot\\_\\_%' ESCAPE '\\';");
           return n.ok() && *n == absl::StrCat(6 * kChinookTables, "\n");  // 4 capture + 2 guards
         },
         20s);

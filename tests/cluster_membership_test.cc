@@ -1,11 +1,12 @@
 // The admin calls AddNode and RemoveNode over real Raft hosts (pane/cluster_membership.h): a node
 // joins every shard as a learner, the call waits for its promotion, gives up with a clear
 // message when the node cannot catch up, and finishes when called again.
+#include "pane/cluster_membership.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "pane/cluster_membership.h"
 #include "raft/membership.h"
 #include "tests/host/test_cluster.h"
 
@@ -77,7 +78,8 @@ TEST(ClusterMembershipTest, AnAddressNoNodeCanDialOrAMembersNewAddressIsRefusedA
   TestCluster c(TestDir(), 3, kShards);
   c.StartAll();
   ASSERT_TRUE(c.WaitForLeaders());
-  for (const std::string bad : {"not an address", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:8610", ":8610"}) {
+  for (const std::string bad :
+       {"not an address", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:8610", ":8610"}) {
     absl::Status s = AddNodeToEveryShard(*c.host(1), 4, bad, absl::Seconds(5));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad << ": " << s;
   }

@@ -2,14 +2,13 @@
 // up users at once: create the user, add it to a group, edit it. With the ids SQLite assigns,
 // users and memberships are lost; with marmot_ids_django (ids from marmot_id()) every node ends
 // with every user, membership and edit.
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -59,9 +58,10 @@ struct Figures {
 // Users, memberships and users holding their own node's edit on node `id`.
 Figures On(const testing::LocalCluster& cluster, int id) {
   const std::string counts = cluster.Sql(
-      id, "SELECT (SELECT count(*) FROM auth_user), (SELECT count(*) FROM auth_user_groups), "
-          "(SELECT count(*) FROM auth_user WHERE first_name = 'edited on ' || "
-          "substr(username, 6, 1));");
+      id,
+      "SELECT (SELECT count(*) FROM auth_user), (SELECT count(*) FROM auth_user_groups), "
+      "(SELECT count(*) FROM auth_user WHERE first_name = 'edited on ' || "
+      "substr(username, 6, 1));");
   Figures f;
   EXPECT_EQ(std::sscanf(counts.c_str(), "%d|%d|%d", &f.users, &f.memberships, &f.edits), 3);
   return f;
@@ -95,10 +95,11 @@ Outcome SignUpOnEveryNode(bool marmot_ids) {
       marmot_ids ? 60s : 15s);
   for (int id = 1; id <= kNodes; ++id) {
     const Figures f = On(cluster, id);
-    std::printf("%s marmot_id(), node %d: written %d users, present %d, memberships %d, edits "
-                "%d; nodes %s\n",
-                marmot_ids ? "with" : "without", id, kNodes * kUsersPerNode, f.users,
-                f.memberships, f.edits, outcome.agreed ? "agree" : "DIFFER");
+    std::printf(
+        "%s marmot_id(), node %d: written %d users, present %d, memberships %d, edits "
+        "%d; nodes %s\n",
+        marmot_ids ? "with" : "without", id, kNodes * kUsersPerNode, f.users, f.memberships,
+        f.edits, outcome.agreed ? "agree" : "DIFFER");
     outcome.per_node.push_back(f);
   }
   return outcome;

@@ -3,12 +3,12 @@
 // shard, and opens a stream in node 1's name; all are refused and counted in /metrics, no row
 // changes, and a row written afterwards reaches every node. (Effects on the Raft state are
 // checked in tests/host/hostile_peer_test.cc; this checks the wiring from flag to metric.)
-#include <fstream>
-#include <regex>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+
+#include <fstream>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"

@@ -1,10 +1,10 @@
 // Issue 16, bug 1: one row larger than a gRPC message (64 MiB) must replicate like any other,
 // and must not hold back the rows written after it. Two real marmot processes on loopback,
 // the sqlite3 shell as the application on both.
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/local_cluster.h"
@@ -16,8 +16,9 @@ using namespace std::chrono_literals;
 
 // Inserts rows `first`..`last` with small random values in one transaction.
 std::string SmallRows(int first, int last) {
-  return absl::StrCat("WITH RECURSIVE n(i) AS (SELECT ", first, " UNION ALL SELECT i + 1 FROM n WHERE i < ",
-                      last, ") INSERT INTO kv SELECT i, randomblob(16) FROM n;");
+  return absl::StrCat("WITH RECURSIVE n(i) AS (SELECT ", first,
+                      " UNION ALL SELECT i + 1 FROM n WHERE i < ", last,
+                      ") INSERT INTO kv SELECT i, randomblob(16) FROM n;");
 }
 
 TEST(LargeRowTest, ARowAboveTheMessageLimitAndTheRowsBehindItReachEveryNode) {
@@ -43,9 +44,11 @@ TEST(LargeRowTest, ARowAboveTheMessageLimitAndTheRowsBehindItReachEveryNode) {
   const bool same = cluster.WaitForSame(probe, 120s);
   const std::string on1 = cluster.Sql(1, "SELECT count(*) FROM kv;");
   const std::string on2 = cluster.Sql(2, "SELECT count(*) FROM kv;");
-  ASSERT_TRUE(same) << "node 1 holds " << on1 << "node 2 holds " << on2
-                    << "\nnode 1 log (tail):\n" << cluster.log(1).substr(cluster.log(1).size() > 4000 ? cluster.log(1).size() - 4000 : 0)
-                    << "\nnode 2 log (tail):\n" << cluster.log(2).substr(cluster.log(2).size() > 4000 ? cluster.log(2).size() - 4000 : 0);
+  ASSERT_TRUE(same)
+      << "node 1 holds " << on1 << "node 2 holds " << on2 << "\nnode 1 log (tail):\n"
+      << cluster.log(1).substr(cluster.log(1).size() > 4000 ? cluster.log(1).size() - 4000 : 0)
+      << "\nnode 2 log (tail):\n"
+      << cluster.log(2).substr(cluster.log(2).size() > 4000 ? cluster.log(2).size() - 4000 : 0);
   EXPECT_EQ(on1, "201\n");
   EXPECT_EQ(on2, "201\n");
   EXPECT_THAT(cluster.Sql(2, "SELECT length(v) FROM kv WHERE k = 0;"), ::testing::Eq("70000000\n"));

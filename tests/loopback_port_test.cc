@@ -26,7 +26,8 @@ std::pair<int, int> EphemeralRange() {
 bool Listen(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr = LoopbackAddress(port);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(fd, 1) == 0;
+  const bool ok =
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(fd, 1) == 0;
   close(fd);
   return ok;
 }

@@ -1,15 +1,14 @@
 // Writes that marmot used to lose, change or duplicate without a trace (issue 16), each as the
 // application made it: real marmot processes, the sqlite3 shell as the application, schema
 // changes made by hand on every node (schema changes do not replicate yet).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <stdlib.h>
 
 #include <chrono>
 #include <string>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "absl/strings/str_cat.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -42,7 +41,8 @@ std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string&
   std::string out;
   for (int id = 1; id <= cluster.nodes(); ++id) {
     auto printed = sqlite::testing::RunSqliteCli(cluster.db_path(id), query);
-    absl::StrAppend(&out, "node ", id, ":\n", printed.ok() ? *printed : printed.status().ToString(), "\n");
+    absl::StrAppend(&out, "node ", id, ":\n", printed.ok() ? *printed : printed.status().ToString(),
+                    "\n");
   }
   return out;
 }
@@ -62,13 +62,16 @@ TEST(LostWritesTest, AValueWrittenRightAfterAddColumnKeepsItsColumnOnEveryNode) 
   cluster.Sql(2, "ALTER TABLE kv ADD COLUMN extra TEXT;");
   const std::string expected = "1,'a','x2'\n2,'b','y'\n3,'c','z'\n";
   EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, expected, 30s)) << OnEveryNode(cluster, kAllKv);
-  EXPECT_TRUE(WaitForEverywhere(cluster, "SELECT count(*) FROM \"__marmot__dead_letters\";", "0\n", 30s))
+  EXPECT_TRUE(
+      WaitForEverywhere(cluster, "SELECT count(*) FROM \"__marmot__dead_letters\";", "0\n", 30s))
       << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\";");
 }
 
 TEST(LostWritesTest, SwappedColumnNamesDoNotSwapValues) {
   testing::LocalCluster cluster(
-      {.nodes = 2, .shards = 2, .schema = "CREATE TABLE t (k INTEGER PRIMARY KEY, a TEXT, b TEXT);"});
+      {.nodes = 2,
+       .shards = 2,
+       .schema = "CREATE TABLE t (k INTEGER PRIMARY KEY, a TEXT, b TEXT);"});
   cluster.Start();
   const std::string swap =
       "ALTER TABLE t RENAME COLUMN a TO tmp; ALTER TABLE t RENAME COLUMN b TO a;"
@@ -76,7 +79,8 @@ TEST(LostWritesTest, SwappedColumnNamesDoNotSwapValues) {
   cluster.Sql(1, swap + "INSERT INTO t (k, a, b) VALUES (1, 'for a', 'for b');");
   cluster.Sql(2, swap);
   const std::string query = "SELECT k, a, b FROM t;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "1|for a|for b\n", 30s)) << OnEveryNode(cluster, query);
+  EXPECT_TRUE(WaitForEverywhere(cluster, query, "1|for a|for b\n", 30s))
+      << OnEveryNode(cluster, query);
 }
 
 TEST(LostWritesTest, AColumnAddedAndWrittenWhileMarmotIsStoppedReplicatesAfterItsRestart) {
@@ -85,25 +89,31 @@ TEST(LostWritesTest, AColumnAddedAndWrittenWhileMarmotIsStoppedReplicatesAfterIt
   cluster.Sql(1, "INSERT INTO kv VALUES (1, 'a');");
   ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a'\n", 30s)) << OnEveryNode(cluster, kAllKv);
   ASSERT_EQ(cluster.StopNode(1), 0);
-  cluster.Sql(1, "ALTER TABLE kv ADD COLUMN extra TEXT; INSERT INTO kv VALUES (2, 'b', 'y');"
-                 "UPDATE kv SET extra = 'x' WHERE k = 1;");
+  cluster.Sql(1,
+              "ALTER TABLE kv ADD COLUMN extra TEXT; INSERT INTO kv VALUES (2, 'b', 'y');"
+              "UPDATE kv SET extra = 'x' WHERE k = 1;");
   cluster.Sql(2, "ALTER TABLE kv ADD COLUMN extra TEXT;");
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','x'\n2,'b','y'\n", 30s)) << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','x'\n2,'b','y'\n", 30s))
+      << OnEveryNode(cluster, kAllKv);
 }
 
 TEST(LostWritesTest, AColumnCanBeDroppedWhileMarmotRuns) {
   testing::LocalCluster cluster(
-      {.nodes = 2, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT);"});
+      {.nodes = 2,
+       .shards = 2,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT);"});
   cluster.Start();
   cluster.Sql(1, "INSERT INTO kv VALUES (1, 'a', 'gone soon');");
-  ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','gone soon'\n", 30s)) << OnEveryNode(cluster, kAllKv);
+  ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','gone soon'\n", 30s))
+      << OnEveryNode(cluster, kAllKv);
   auto dropped = sqlite::testing::RunSqliteCli(cluster.db_path(1), "ALTER TABLE kv DROP COLUMN w;");
   ASSERT_TRUE(dropped.ok()) << dropped.status();
   cluster.Sql(2, "ALTER TABLE kv DROP COLUMN w;");
   cluster.Sql(1, "INSERT INTO kv VALUES (2, 'b'); UPDATE kv SET v = 'a2' WHERE k = 1;");
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a2'\n2,'b'\n", 30s)) << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a2'\n2,'b'\n", 30s))
+      << OnEveryNode(cluster, kAllKv);
 }
 
 TEST(LostWritesTest, WritesRightAfterATableIsMadeAgainUnderItsNameReplicate) {
@@ -117,17 +127,21 @@ TEST(LostWritesTest, WritesRightAfterATableIsMadeAgainUnderItsNameReplicate) {
   // replicate.)
   const std::string migrate =
       "BEGIN; CREATE TABLE kv_new (k INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '');"
-      "INSERT INTO kv_new SELECT k, v FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv; COMMIT;";
+      "INSERT INTO kv_new SELECT k, v FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv; "
+      "COMMIT;";
   cluster.Sql(1, migrate + "INSERT INTO kv VALUES (100, 'hundred');");
   cluster.Sql(2, migrate);
   cluster.Sql(1, "INSERT INTO kv VALUES (101, 'hundred and one');");
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'one'\n100,'hundred'\n101,'hundred and one'\n", 30s))
+  EXPECT_TRUE(
+      WaitForEverywhere(cluster, kAllKv, "1,'one'\n100,'hundred'\n101,'hundred and one'\n", 30s))
       << OnEveryNode(cluster, kAllKv);
   // A plain DROP and CREATE on node 1, then on node 2 with a write in the same call. (Node 1
   // goes first: a DROP TABLE there after the row arrived would delete it, as dropping a table
   // does; schema changes do not replicate yet.)
   cluster.Sql(1, "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);");
-  cluster.Sql(2, "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (7, 'seven');");
+  cluster.Sql(2,
+              "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv "
+              "VALUES (7, 'seven');");
   EXPECT_TRUE(WaitForEverywhere(cluster, "SELECT v FROM kv WHERE k = 7;", "seven\n", 30s))
       << OnEveryNode(cluster, kAllKv);
 }
@@ -136,7 +150,9 @@ TEST(LostWritesTest, ATableCreatedWhileMarmotIsStoppedReplicatesItsRows) {
   testing::LocalCluster cluster({.nodes = 2, .shards = 2, .schema = kKv});
   cluster.Start();
   ASSERT_EQ(cluster.StopNode(1), 0);
-  cluster.Sql(1, "CREATE TABLE later (k TEXT PRIMARY KEY, v); INSERT INTO later VALUES ('a', 1), ('b', 2);");
+  cluster.Sql(
+      1,
+      "CREATE TABLE later (k TEXT PRIMARY KEY, v); INSERT INTO later VALUES ('a', 1), ('b', 2);");
   cluster.Sql(2, "CREATE TABLE later (k TEXT PRIMARY KEY, v);");
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
@@ -148,14 +164,17 @@ TEST(LostWritesTest, ANullKeyIsRefusedAndRowsWithKeysReplicateOnce) {
   testing::LocalCluster cluster(
       {.nodes = 2, .shards = 2, .schema = "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT);"});
   cluster.Start();
-  auto refused = sqlite::testing::RunSqliteCli(cluster.db_path(1), "INSERT INTO t VALUES (NULL, 'a');");
+  auto refused =
+      sqlite::testing::RunSqliteCli(cluster.db_path(1), "INSERT INTO t VALUES (NULL, 'a');");
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("NULL in it"));
   cluster.Sql(1, "INSERT INTO t VALUES ('x', 'a'); UPDATE t SET v = 'a2';");
-  cluster.Sql(2, "BEGIN; INSERT INTO t VALUES ('y', 'b'); DELETE FROM t WHERE k = 'y';"
-                 "INSERT INTO t VALUES ('z', 'c'); UPDATE t SET v = 'c2' WHERE k = 'z'; COMMIT;");
+  cluster.Sql(2,
+              "BEGIN; INSERT INTO t VALUES ('y', 'b'); DELETE FROM t WHERE k = 'y';"
+              "INSERT INTO t VALUES ('z', 'c'); UPDATE t SET v = 'c2' WHERE k = 'z'; COMMIT;");
   const std::string query = "SELECT k, v FROM t ORDER BY k;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "x|a2\nz|c2\n", 30s)) << OnEveryNode(cluster, query);
+  EXPECT_TRUE(WaitForEverywhere(cluster, query, "x|a2\nz|c2\n", 30s))
+      << OnEveryNode(cluster, query);
 }
 
 TEST(LostWritesTest, ATableWhoseNameIsNotUtf8ReplicatesAndStatusStaysWhole) {
@@ -163,12 +182,16 @@ TEST(LostWritesTest, ATableWhoseNameIsNotUtf8ReplicatesAndStatusStaysWhole) {
   // the ordinary table's row in the same transaction never arrived.
   const std::string bad = "\"bad\xff\"";
   setenv("AUTH_KEY", "Basic dGVzdDp0ZXN0", 1);  // The nodes' pane key (marmot reads it at start).
-  testing::LocalCluster cluster({.nodes = 2, .shards = 2,
-                                 .schema = std::string(kKv) + "CREATE TABLE " + bad + " (k INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 2,
+       .shards = 2,
+       .schema = std::string(kKv) + "CREATE TABLE " + bad + " (k INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  cluster.Sql(1, "BEGIN; INSERT INTO " + bad + " VALUES (1, 'odd'); INSERT INTO kv VALUES (1, 'plain'); COMMIT;");
+  cluster.Sql(1, "BEGIN; INSERT INTO " + bad +
+                     " VALUES (1, 'odd'); INSERT INTO kv VALUES (1, 'plain'); COMMIT;");
   const std::string query = "SELECT v FROM " + bad + "; SELECT v FROM kv;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "odd\nplain\n", 30s)) << OnEveryNode(cluster, query);
+  EXPECT_TRUE(WaitForEverywhere(cluster, query, "odd\nplain\n", 30s))
+      << OnEveryNode(cluster, query);
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
   for (int id = 1; id <= 2; ++id) {
     httplib::Client rest("127.0.0.1", cluster.pane_port(id));

@@ -1,10 +1,9 @@
 // The `marmot` binary as users run it: flag errors, help, capture until a signal, cleanup.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -76,10 +75,10 @@ TEST(MarmotCliTest, BadFlagValuesFailFastWithOneLineAndExitCode2) {
 TEST(MarmotCliTest, AShortClusterKeyInTheEnvironmentFailsFast) {
   std::string dir = testing::NewTestDir("cli-key");
   ::setenv("CLUSTER_KEY", "too short", 1);
-  testing::RunResult r = testing::Run(
-      {testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/ok.db",
-       absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort())},
-      10s);
+  testing::RunResult r =
+      testing::Run({testing::MarmotBinary(), "-node-id=1", "-db-path=" + dir + "/ok.db",
+                    absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort())},
+                   10s);
   ::unsetenv("CLUSTER_KEY");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("CLUSTER_KEY"));
@@ -139,7 +138,8 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
     // Given marmot running alone beside a database with one table
     std::string dir = testing::NewTestDir("cli-run");
     std::string db = dir + "/app.db";
-    ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
+    ASSERT_TRUE(
+        sqlite::testing::RunSqliteCli(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);").ok());
     testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
                                 absl::StrCat("-bind=127.0.0.1:", testing::FreeLoopbackPort()),
                                 absl::StrCat("-bind-pane=127.0.0.1:", testing::FreeLoopbackPort()),
@@ -152,14 +152,18 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
     // Rows in the log, pending ones, and the newest id. A new log holds one row, done: its ids
     // continue from there (the clock).
     const std::string log_state =
-        "SELECT count(*), sum(\"__marmot__state\" = 0), max(\"__marmot__id\") FROM \"__marmot__t_change_log\";";
+        "SELECT count(*), sum(\"__marmot__state\" = 0), max(\"__marmot__id\") FROM "
+        "\"__marmot__t_change_log\";";
     std::string first_id;
-    ASSERT_TRUE(testing::WaitFor([&] {
-      std::string state = query(log_state);
-      if (state.rfind("1|0|", 0) != 0) return false;
-      first_id = state.substr(4, state.size() - 5);
-      return true;
-    }, 10s)) << marmot.Stderr();
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          std::string state = query(log_state);
+          if (state.rfind("1|0|", 0) != 0) return false;
+          first_id = state.substr(4, state.size() - 5);
+          return true;
+        },
+        10s))
+        << marmot.Stderr();
 
     // When an application writes with the sqlite3 shell
     ASSERT_TRUE(sqlite::testing::RunSqliteCli(db, "INSERT INTO t VALUES (1, 'a'), (2, 'b');").ok());
@@ -172,8 +176,7 @@ TEST(MarmotCliTest, ASingleNodeCommitsItsWritesAndStopsCleanlyOnSignals) {
       std::string state = query(log_state);
       return state.rfind("1|0|", 0) == 0 && std::stoll(state.substr(4)) >= std::stoll(first_id) + 2;
     };
-    EXPECT_TRUE(testing::WaitFor(pruned, 20s))
-        << query(log_state) << marmot.Stderr();
+    EXPECT_TRUE(testing::WaitFor(pruned, 20s)) << query(log_state) << marmot.Stderr();
     EXPECT_THAT(marmot.Stderr(), HasSubstr("captured 2 change(s) of t"));
     EXPECT_EQ(query("SELECT group_concat(v) FROM t;"), "a,b\n");
     // And a signal stops it with exit code 0
@@ -252,7 +255,8 @@ TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
                                     absl::StrCat("-bind-pane=127.0.0.1:", pane_port)};
   };
   testing::Subprocess first(argv("raft-1"), dir);
-  ASSERT_TRUE(testing::WaitFor([&] { return first.Stderr().find(" replicating ") != std::string::npos; }, 20s))
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return first.Stderr().find(" replicating ") != std::string::npos; }, 20s))
       << first.Stderr();
   // A second marmot on the same pane port fails fast, before creating its Raft folder.
   testing::RunResult second = testing::Run(argv("raft-2"), 20s);
@@ -266,12 +270,14 @@ TEST(MarmotCliTest, ABusyPanePortStopsMarmotBeforeItTouchesRaftState) {
 TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExactly) {
   std::string dir = testing::NewTestDir("cli-cleanup");
   std::string db = dir + "/app.db";
-  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
-                  db, "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
-                      "CREATE INDEX ov ON \"order\" (v); CREATE TABLE k (a, b);"
-                      "CREATE VIEW kv AS SELECT a FROM k;")
-                  .ok());
-  const std::string dump = "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY 1, 2;";
+  ASSERT_TRUE(
+      sqlite::testing::RunSqliteCli(db,
+                                    "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
+                                    "CREATE INDEX ov ON \"order\" (v); CREATE TABLE k (a, b);"
+                                    "CREATE VIEW kv AS SELECT a FROM k;")
+          .ok());
+  const std::string dump =
+      "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY 1, 2;";
   std::string before = *sqlite::testing::RunSqliteCli(db, dump);
 
   testing::Subprocess marmot({testing::MarmotBinary(), "-node-id=1", "-db-path=" + db,
@@ -280,13 +286,17 @@ TEST(MarmotCliTest, CleanupRefusesWhileANodeRunsAndThenRestoresSqliteMasterExact
                               "-raft-path=" + dir + "/raft"},
                              dir);
   ASSERT_TRUE(testing::WaitFor(
-      [&] { return sqlite::testing::RunSqliteCli(db, dump)->find("__marmot__") != std::string::npos; },
+      [&] {
+        return sqlite::testing::RunSqliteCli(db, dump)->find("__marmot__") != std::string::npos;
+      },
       10s));
   // Not while the node runs on the file (it would go on with tables that are gone), nor a
   // second node on the same file.
-  testing::RunResult refused = testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + db}, 10s);
+  testing::RunResult refused =
+      testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + db}, 10s);
   EXPECT_EQ(refused.exit_code, 1) << refused.err;
-  EXPECT_THAT(refused.err, HasSubstr(absl::StrCat("another marmot process (pid ", marmot.pid(), ") works on")));
+  EXPECT_THAT(refused.err,
+              HasSubstr(absl::StrCat("another marmot process (pid ", marmot.pid(), ") works on")));
   EXPECT_NE(*sqlite::testing::RunSqliteCli(db, dump), before);
   testing::RunResult second =
       testing::Run({testing::MarmotBinary(), "-node-id=2", "-db-path=" + db,
@@ -310,13 +320,14 @@ TEST(MarmotCliTest, ASignalWhileStartingStopsMarmotAtOnce) {
   // Given an application that holds the database's write lock for a minute
   std::string dir = testing::NewTestDir("cli-start-signal");
   std::string db = dir + "/app.db";
-  ASSERT_TRUE(
-      sqlite::testing::RunSqliteCli(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v);")
-          .ok());
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  db, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v);")
+                  .ok());
   testing::Subprocess app(
       {"/bin/sh", "-c",
        "printf 'BEGIN IMMEDIATE;\\nINSERT INTO t VALUES (1, 1);\\nSELECT 42;\\n.shell sleep 60\\n"
-       "COMMIT;\\n' | sqlite3 '" + db + "'"},
+       "COMMIT;\\n' | sqlite3 '" +
+           db + "'"},
       dir);
   ASSERT_TRUE(testing::WaitFor([&] { return app.Stdout().find("42") != std::string::npos; }, 10s))
       << app.Stderr();

@@ -1,17 +1,16 @@
 // Operating a live cluster through the control pane, as operators do with curl and grpcurl:
 // leadership, snapshots, membership, backup.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <atomic>
 #include <fstream>
-#include <thread>
 #include <map>
 #include <set>
-
-#include <google/protobuf/util/json_util.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proto/admin.grpc.pb.h"
@@ -74,7 +73,8 @@ class PaneClusterTest : public ::testing::Test {
 };
 
 TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
-  testing::LocalCluster cluster({.nodes = 3, .shards = 6, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 6, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 6));
 
@@ -83,16 +83,21 @@ TEST_F(PaneClusterTest, LeadershipTransferBalanceAndSnapshots) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200) << res->body;
   EXPECT_TRUE(testing::WaitFor(
-      [&] { return LeaderCounts(cluster, 1) == std::map<uint64_t, int>{{1, 2}, {2, 2}, {3, 2}}; }, 30s))
+      [&] {
+        return LeaderCounts(cluster, 1) == std::map<uint64_t, int>{{1, 2}, {2, 2}, {3, 2}};
+      },
+      30s))
       << Status(cluster, 1).DebugString();
 
   // Transfer shard 0 to a node that does not lead it, asking any node.
   uint64_t leader = Status(cluster, 1).shards(0).leader();
   uint64_t target = leader % 3 + 1;
-  res = Call(cluster, 3, "POST", "/v1/shards/0/leader", absl::StrCat("{\"nodeId\": \"", target, "\"}"));
+  res = Call(cluster, 3, "POST", "/v1/shards/0/leader",
+             absl::StrCat("{\"nodeId\": \"", target, "\"}"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200) << res->body;
-  EXPECT_TRUE(testing::WaitFor([&] { return Status(cluster, 1).shards(0).leader() == target; }, 30s));
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return Status(cluster, 1).shards(0).leader() == target; }, 30s));
 
   // Bad requests are told apart from refusals.
   res = Call(cluster, 1, "POST", "/v1/shards/99/leader", "{\"nodeId\": \"1\"}");
@@ -143,11 +148,13 @@ TEST_F(PaneClusterTest, BalanceLeadersOverSixteenShards) {
   ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 16));
   // Pile every leadership onto node 1 first, then balance.
   for (int shard = 0; shard < 16; ++shard) {
-    ASSERT_TRUE(Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"1\"}"));
+    ASSERT_TRUE(Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"),
+                     "{\"nodeId\": \"1\"}"));
   }
   // Node 2 balances: it must know every new leader too (it learns of one at the first message of
   // the new term, which a loaded machine may delay past node 1's view).
-  ASSERT_TRUE(testing::WaitFor([&] { return LeaderCounts(cluster, 1)[1] == 16 && LeaderCounts(cluster, 2)[1] == 16; }, 30s))
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return LeaderCounts(cluster, 1)[1] == 16 && LeaderCounts(cluster, 2)[1] == 16; }, 30s))
       << Status(cluster, 1).DebugString() << Status(cluster, 2).DebugString();
   auto res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
   ASSERT_TRUE(res);
@@ -191,7 +198,8 @@ TEST_F(PaneClusterTest, BalanceLeadersOverSixteenShards) {
     for (const auto& [node, n] : counts) lo = std::min(lo, n), hi = std::max(hi, n);
     return hi - lo <= 1;
   };
-  ASSERT_TRUE(testing::WaitFor([&] { return !even(2) && LeaderCounts(cluster, 2).count(0) == 0; }, 30s))
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return !even(2) && LeaderCounts(cluster, 2).count(0) == 0; }, 30s))
       << Status(cluster, 2).DebugString();
   res = Call(cluster, 2, "POST", "/v1/leaders:balance", "{}");
   ASSERT_TRUE(res);
@@ -213,7 +221,8 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
   EXPECT_THAT(to_dead->body, HasSubstr("did not take the leadership of shard 0"));
   // Pile every leadership onto node 1, then balance: over the two live nodes, 4 and 4.
   for (int shard = 0; shard < 8; ++shard) {
-    auto moved = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"1\"}");
+    auto moved = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"),
+                      "{\"nodeId\": \"1\"}");
     ASSERT_TRUE(moved);
     ASSERT_EQ(moved->status, 200) << moved->body;
   }
@@ -223,10 +232,12 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
     auto listed = Call(cluster, 1, "GET", "/v1/nodes");
     ASSERT_TRUE(listed);
     admin::v1::ListNodesResponse nodes;
-    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed->body, &nodes).ok()) << listed->body;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed->body, &nodes).ok())
+        << listed->body;
     std::map<uint64_t, bool> reachable;
     for (const auto& n : nodes.nodes()) reachable[n.node_id()] = n.reachable();
-    EXPECT_EQ(reachable, (std::map<uint64_t, bool>{{1, true}, {2, true}, {3, false}})) << listed->body;
+    EXPECT_EQ(reachable, (std::map<uint64_t, bool>{{1, true}, {2, true}, {3, false}}))
+        << listed->body;
   }
   // GetStatus tells its peers the same way.
   {
@@ -240,24 +251,32 @@ TEST_F(PaneClusterTest, LeadershipMovesOnlyToLiveNodesAndTheAnswersSaySo) {
   ASSERT_EQ(res->status, 200) << res->body;
   EXPECT_THAT(res->body, HasSubstr("\"transfers\":4"));
   EXPECT_THAT(res->body, HasSubstr("\"unreachable\":[\"3\"]"));
-  EXPECT_EQ(LeaderCounts(cluster, 2), (std::map<uint64_t, int>{{1, 4}, {2, 4}})) << Status(cluster, 2).DebugString();
+  EXPECT_EQ(LeaderCounts(cluster, 2), (std::map<uint64_t, int>{{1, 4}, {2, 4}}))
+      << Status(cluster, 2).DebugString();
 }
 
 TEST_F(PaneClusterTest, EveryNodeStaysReadyUnderSteadyWrites) {
   // /readyz compared the applied and commit index at one instant: under steady writes a healthy
   // node flipped to unready now and then (and Kubernetes took it out of its Service).
-  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 4));
   for (int id = 1; id <= 3; ++id) {
-    ASSERT_TRUE(testing::WaitFor([&] { auto r = Call(cluster, id, "GET", "/readyz"); return r && r->status == 200; }, 30s));
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          auto r = Call(cluster, id, "GET", "/readyz");
+          return r && r->status == 200;
+        },
+        30s));
   }
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; !stop.load(); ++i) {
       // A write that fails (busy) is only one write fewer; readiness is what is measured.
-      (void)sqlite::testing::RunSqliteCli(cluster.db_path(1 + i % 3),
-                                          absl::StrCat(".timeout 5000\nINSERT INTO t VALUES (", i, ", randomblob(100));"));
+      (void)sqlite::testing::RunSqliteCli(
+          cluster.db_path(1 + i % 3),
+          absl::StrCat(".timeout 5000\nINSERT INTO t VALUES (", i, ", randomblob(100));"));
     }
   });
   int probes = 0, unready = 0;
@@ -280,14 +299,16 @@ TEST_F(PaneClusterTest, EveryNodeStaysReadyUnderSteadyWrites) {
 }
 
 TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
-  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   std::atomic<bool> stop{false};
   std::atomic<int> written{0};
   std::thread writer([&] {
     for (int batch = 0; !stop.load() && batch < 200; ++batch) {
       std::string sql;
-      for (int i = 0; i < 20; ++i) absl::StrAppend(&sql, "INSERT INTO t VALUES (", batch * 20 + i, ", 'x');");
+      for (int i = 0; i < 20; ++i)
+        absl::StrAppend(&sql, "INSERT INTO t VALUES (", batch * 20 + i, ", 'x');");
       cluster.Sql(2, sql);
       written += 20;
     }
@@ -308,10 +329,12 @@ TEST_F(PaneClusterTest, SigtermDuringWritesLosesNothingAndExitsCleanly) {
 }
 
 TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved) {
-  testing::LocalCluster cluster({.nodes = 3, .shards = 3, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 3, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
-                 "INSERT INTO t SELECT i, 'row ' || i FROM n;");
+  cluster.Sql(1,
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+              "INSERT INTO t SELECT i, 'row ' || i FROM n;");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
   // Snapshots on every node, so the new node starts from a snapshot of the rows, not the log.
   for (int id = 1; id <= 3; ++id) {
@@ -334,8 +357,9 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   // Given a fourth node with the schema and no rows, started with -join
   int four = cluster.StartJoiningNode();
   // When an operator adds it through any node's pane
-  auto res = Call(cluster, 2, "POST", "/v1/nodes",
-                  absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  auto res = Call(
+      cluster, 2, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body << cluster.log(2);
   // (it joined as a learner and AddNode returned once it was promoted: a voter of every shard)
@@ -361,7 +385,8 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   ASSERT_TRUE(res);
   // A founder that did not add it knows its address too (it came with the membership change),
   // and lists it among its peers.
-  EXPECT_THAT(res->body, HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\",\"address\":\"", cluster.address(four), "\"")));
+  EXPECT_THAT(res->body, HasSubstr(absl::StrCat("\"nodeId\":\"", four, "\",\"address\":\"",
+                                                cluster.address(four), "\"")));
   {
     admin::v1::GetStatusResponse status = Status(cluster, 1);
     std::set<uint64_t> peers;
@@ -369,7 +394,8 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
       peers.insert(p.node_id());
       EXPECT_FALSE(p.address().empty()) << status.DebugString();
     }
-    EXPECT_EQ(peers, (std::set<uint64_t>{2, 3, static_cast<uint64_t>(four)})) << status.DebugString();
+    EXPECT_EQ(peers, (std::set<uint64_t>{2, 3, static_cast<uint64_t>(four)}))
+        << status.DebugString();
   }
 
   // And it can be removed again; removing a node that is not a member is NOT_FOUND
@@ -387,10 +413,12 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
 }
 
 TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
-  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
-  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
-                 "INSERT INTO t SELECT i, randomblob(100) FROM n;");
+  cluster.Sql(1,
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+              "INSERT INTO t SELECT i, randomblob(100) FROM n;");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
 
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", cluster.pane_port(3)),
@@ -415,8 +443,9 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(received, total);
   EXPECT_GT(chunks, 1);  // Over 500 KB, in chunks.
-  auto listing = sqlite::testing::RunSqliteCli(path, "SELECT name FROM sqlite_master ORDER BY name;"
-                                                     "SELECT count(*) FROM t; PRAGMA journal_mode;");
+  auto listing = sqlite::testing::RunSqliteCli(path,
+                                               "SELECT name FROM sqlite_master ORDER BY name;"
+                                               "SELECT count(*) FROM t; PRAGMA journal_mode;");
   ASSERT_TRUE(listing.ok()) << listing.status();
   EXPECT_EQ(*listing, "t\n5000\ndelete\n");
 
@@ -442,15 +471,19 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
 
 TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExists) {
   // Given three nodes where node 3 lacks table t
-  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   cluster.Sql(3, "DROP TABLE t;");
-  auto dead_letters = [&](int id) { return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"); };
+  auto dead_letters = [&](int id) {
+    return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";");
+  };
 
   // When node 1 writes 28 changes (inserts, updates, deletes of the same rows)
-  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
-                 "INSERT INTO t SELECT i, 'row ' || i FROM n;"
-                 "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
+  cluster.Sql(1,
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
+              "INSERT INTO t SELECT i, 'row ' || i FROM n;"
+              "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
   // Then node 2 applies them and node 3 dead-letters every one
   ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "28\n"; }, 60s))
       << dead_letters(3) << cluster.log(3);
@@ -480,7 +513,8 @@ TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExist
   // When the table is created on node 3, marmot retries its dead letters by itself: they apply
   // in order, and a later change of one of their rows applies after them
   cluster.Sql(3, "CREATE TABLE t (id INTEGER PRIMARY KEY, v);");
-  ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "0\n"; }, 30s)) << dead_letters(3) << cluster.log(3);
+  ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "0\n"; }, 30s))
+      << dead_letters(3) << cluster.log(3);
   cluster.Sql(1, "UPDATE t SET v = 'late' WHERE id = 1; INSERT INTO t VALUES (1000, 'new row');");
   const std::string dump = ".mode quote\nSELECT * FROM t ORDER BY id;";
   ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, dump) == cluster.Sql(1, dump); }, 30s))
@@ -492,20 +526,25 @@ TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExist
 
 TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChanges) {
   // Given three nodes where node 3 lacks table t and dead-lettered node 1's 28 changes of it
-  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   cluster.Sql(3, "DROP TABLE t;");
-  auto dead_letters = [&](int id) { return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"); };
-  cluster.Sql(1, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
-                 "INSERT INTO t SELECT i, 'row ' || i FROM n;"
-                 "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
+  auto dead_letters = [&](int id) {
+    return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";");
+  };
+  cluster.Sql(1,
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) "
+              "INSERT INTO t SELECT i, 'row ' || i FROM n;"
+              "UPDATE t SET v = 'updated' WHERE id <= 5; DELETE FROM t WHERE id > 17;");
   ASSERT_TRUE(testing::WaitFor([&] { return dead_letters(3) == "28\n"; }, 60s))
       << dead_letters(3) << cluster.log(3);
   // And node 3 leads both shards and snapshotted them: its snapshots hold no rows of t, and its
   // dedupe state counts the 28 changes as applied
   ASSERT_TRUE(WaitForLeadersEverywhere(cluster, 2));
   for (int shard = 0; shard < 2; ++shard) {
-    auto res = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"), "{\"nodeId\": \"3\"}");
+    auto res = Call(cluster, 1, "POST", absl::StrCat("/v1/shards/", shard, "/leader"),
+                    "{\"nodeId\": \"3\"}");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 200) << res->body;
   }
@@ -533,15 +572,17 @@ TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChan
 
   // When a fourth node with the schema joins: it starts from node 3's snapshots
   int four = cluster.StartJoiningNode();
-  res = Call(cluster, 1, "POST", "/v1/nodes",
-             absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  res = Call(
+      cluster, 1, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body << cluster.log(1);
 
   // Then it applied the changes those snapshots carried: its rows are node 1's, with no dead
   // letters of its own
   const std::string dump = ".mode quote\nSELECT * FROM t ORDER BY id;";
-  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(four, dump) == cluster.Sql(1, dump); }, 30s))
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return cluster.Sql(four, dump) == cluster.Sql(1, dump); }, 30s))
       << cluster.Sql(four, dump) << cluster.log(four);
   EXPECT_EQ(cluster.Sql(four, "SELECT count(*) FROM t;"), "17\n");
   EXPECT_THAT(cluster.log(four), HasSubstr("dead letter(s) of the node that made it"));
@@ -549,7 +590,8 @@ TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChan
   EXPECT_EQ(dead_letters(3), "28\n");  // The snapshot changed nothing on its maker.
   // And later writes reach it as usual
   cluster.Sql(1, "UPDATE t SET v = 'later' WHERE id = 1;");
-  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(four, "SELECT v FROM t WHERE id = 1;") == "later\n"; }, 30s));
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(four, "SELECT v FROM t WHERE id = 1;") == "later\n"; }, 30s));
 }
 
 }  // namespace

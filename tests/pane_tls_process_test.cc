@@ -1,16 +1,14 @@
 // marmot with -pane-tls-cert-file and -pane-tls-key-file: the pane's one port answers gRPC and
 // REST over TLS only; files that cannot serve stop marmot before it touches Raft state.
-#include <signal.h>
-
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"

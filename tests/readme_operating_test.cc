@@ -1,14 +1,14 @@
 // The README's "Operating" curl lines, run as written (ports substituted) against a live
 // 3-node cluster: the documentation cannot drift from what marmot does.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -23,7 +23,8 @@ namespace {
 using namespace std::chrono_literals;
 
 std::vector<std::string> ReadmeCurlLines() {
-  std::string readme = testing::ReadTextFile(std::string(std::getenv("TEST_SRCDIR")) + "/marmot/README.md");
+  std::string readme =
+      testing::ReadTextFile(std::string(std::getenv("TEST_SRCDIR")) + "/marmot/README.md");
   size_t section = readme.find("## Operating");
   EXPECT_NE(section, std::string::npos) << "README has no Operating section";
   size_t end = readme.find("\n## ", section + 1);
@@ -75,7 +76,8 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
           if (Shell(readyz).first != 0) return false;
           const std::map<int, uint64_t> leaders = ShardLeaders(cluster, 1);
           return leaders.size() == kShards &&
-                 std::all_of(leaders.begin(), leaders.end(), [](const auto& l) { return l.second != 0; });
+                 std::all_of(leaders.begin(), leaders.end(),
+                             [](const auto& l) { return l.second != 0; });
         },
         30s);
   };
@@ -104,7 +106,8 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
       EXPECT_FALSE(out.empty()) << line;
     } else {
       std::string saved = dir + "/" + line.substr(line.find(" -o ") + 4);
-      EXPECT_TRUE(Shell("sqlite3 " + saved + " 'PRAGMA integrity_check;'").second == "ok\n") << line;
+      EXPECT_TRUE(Shell("sqlite3 " + saved + " 'PRAGMA integrity_check;'").second == "ok\n")
+          << line;
     }
   }
 }

@@ -1,19 +1,18 @@
 // Marmot end to end: three real marmot processes on loopback, each beside its own SQLite file,
 // applications writing with the sqlite3 shell on any node.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <httplib.h>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "tests/testing/local_cluster.h"
 #include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
 #include "tests/testing/loopback_port.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/subprocess.h"
@@ -27,8 +26,8 @@ using ::testing::Not;
 
 constexpr char kAuthKey[] = "Basic dGVzdDp0ZXN0";
 
-const char* const kChinookTables[] = {"Album",    "Artist",   "Customer",      "Employee",
-                                      "Genre",    "Invoice",  "InvoiceLine",   "MediaType",
+const char* const kChinookTables[] = {"Album",    "Artist",        "Customer",    "Employee",
+                                      "Genre",    "Invoice",       "InvoiceLine", "MediaType",
                                       "Playlist", "PlaylistTrack", "Track"};
 
 // Every row of every Chinook table in key order, each value as an SQL literal (so that 2, 2.0,
@@ -62,15 +61,16 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
   cluster.Sql(1, sql.substr(first_insert));
 
   // Then every node holds every row, with the same values and storage classes
-  ASSERT_TRUE(cluster.WaitForSame(CountsQuery(), 120s))
-      << cluster.Sql(2, CountsQuery()) << "\n" << cluster.log(1) << cluster.log(2);
+  ASSERT_TRUE(cluster.WaitForSame(CountsQuery(), 120s)) << cluster.Sql(2, CountsQuery()) << "\n"
+                                                        << cluster.log(1) << cluster.log(2);
   EXPECT_THAT(cluster.Sql(3, CountsQuery()), HasSubstr("PlaylistTrack|8715"));
   ASSERT_TRUE(cluster.WaitForSame(ChinookDump(), 30s));
 
   // And a write on node 2 shows on nodes 1 and 3
-  cluster.Sql(2, "UPDATE Artist SET Name = 'Marmot Quartet' WHERE ArtistId = 1;"
-                 "INSERT INTO Genre (GenreId, Name) VALUES (100, 'Raft Rock');"
-                 "DELETE FROM PlaylistTrack WHERE PlaylistId = 18;");
+  cluster.Sql(2,
+              "UPDATE Artist SET Name = 'Marmot Quartet' WHERE ArtistId = 1;"
+              "INSERT INTO Genre (GenreId, Name) VALUES (100, 'Raft Rock');"
+              "DELETE FROM PlaylistTrack WHERE PlaylistId = 18;");
   const std::string probe =
       "SELECT Name FROM Artist WHERE ArtistId = 1; SELECT Name FROM Genre WHERE GenreId = 100;"
       "SELECT count(*) FROM PlaylistTrack WHERE PlaylistId = 18;";
@@ -137,7 +137,9 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
 
 TEST(ReplicationTest, ConcurrentWritesToTheSameRowsConvergeAndANewTableIsBackfilled) {
   testing::LocalCluster cluster(
-      {.nodes = 3, .shards = 3, .schema = "CREATE TABLE counter (id INTEGER PRIMARY KEY, v, who);"});
+      {.nodes = 3,
+       .shards = 3,
+       .schema = "CREATE TABLE counter (id INTEGER PRIMARY KEY, v, who);"});
   cluster.Start();
   // Every node writes the same hot rows at once.
   std::vector<std::thread> writers;
@@ -151,20 +153,24 @@ TEST(ReplicationTest, ConcurrentWritesToTheSameRowsConvergeAndANewTableIsBackfil
   }
   for (std::thread& t : writers) t.join();
   ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM counter ORDER BY id;", 60s))
-      << cluster.Sql(1, "SELECT * FROM counter") << "\n" << cluster.Sql(2, "SELECT * FROM counter");
+      << cluster.Sql(1, "SELECT * FROM counter") << "\n"
+      << cluster.Sql(2, "SELECT * FROM counter");
   EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM counter;"), "5\n");
 
   // A table created on every node while marmot runs, filled on node 3 in the same breath as
   // its creation: the rows written before marmot put triggers on it still replicate.
   for (int id = 1; id <= 2; ++id) cluster.Sql(id, "CREATE TABLE late (k TEXT PRIMARY KEY, v);");
-  cluster.Sql(3, "CREATE TABLE late (k TEXT PRIMARY KEY, v); INSERT INTO late VALUES ('x', 1), ('y', 2);");
+  cluster.Sql(
+      3, "CREATE TABLE late (k TEXT PRIMARY KEY, v); INSERT INTO late VALUES ('x', 1), ('y', 2);");
   ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM late ORDER BY k;", 60s));
   EXPECT_EQ(cluster.Sql(1, "SELECT group_concat(k) FROM late;"), "x,y\n");
 }
 
 TEST(ReplicationTest, NothingCommittedLocallyIsLostWhenNodesAreKilledAndRestarted) {
   testing::LocalCluster cluster(
-      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE w (node INTEGER, seq INTEGER, v, PRIMARY KEY (node, seq));"});
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE w (node INTEGER, seq INTEGER, v, PRIMARY KEY (node, seq));"});
   cluster.Start();
   // Writers on nodes 1 and 2 each commit numbered rows locally, in small transactions, while
   // node 2 is killed (-9) and restarted, then node 3, then node 1.
@@ -196,7 +202,9 @@ TEST(ReplicationTest, NothingCommittedLocallyIsLostWhenNodesAreKilledAndRestarte
   // Then every node ends with all 800 rows, identical everywhere
   const std::string summary = "SELECT node, count(*), min(seq), max(seq) FROM w GROUP BY node;";
   ASSERT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM w ORDER BY node, seq;", 120s))
-      << cluster.Sql(1, summary) << "\n" << cluster.Sql(2, summary) << "\n" << cluster.Sql(3, summary);
+      << cluster.Sql(1, summary) << "\n"
+      << cluster.Sql(2, summary) << "\n"
+      << cluster.Sql(3, summary);
   EXPECT_EQ(cluster.Sql(3, summary), "1|400|0|399\n2|400|0|399\n");
   for (int id = 1; id <= 3; ++id) {
     EXPECT_EQ(cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n") << id;
@@ -205,7 +213,8 @@ TEST(ReplicationTest, NothingCommittedLocallyIsLostWhenNodesAreKilledAndRestarte
 
 constexpr char kAwkwardSchema[] =
     "CREATE TABLE \"order\" (\"select\" INTEGER PRIMARY KEY, \"from\" TEXT, price REAL);"
-    "CREATE TABLE \"my table\" (\"my key\" TEXT, \"we\"\"ird\" INTEGER, v, PRIMARY KEY (\"we\"\"ird\", \"my key\"));"
+    "CREATE TABLE \"my table\" (\"my key\" TEXT, \"we\"\"ird\" INTEGER, v, PRIMARY KEY "
+    "(\"we\"\"ird\", \"my key\"));"
     "CREATE TABLE wr (k BLOB PRIMARY KEY, v) WITHOUT ROWID;"
     "CREATE TABLE \"表\" (\"键\" TEXT PRIMARY KEY, \"值\");";
 
@@ -221,23 +230,27 @@ TEST(ReplicationTest, EveryKindOfChangeFromEveryNodeArrivesWithExactTypes) {
   cluster.Start();
   // Each node inserts, updates, changes keys and deletes in tables whose names need quoting,
   // with composite keys, BLOB keys, NULLs and values whose storage class must survive.
-  cluster.Sql(1, "INSERT INTO \"order\" VALUES (1, 'one', 2.0), (2, NULL, 3), (3, 'x', NULL);"
-                 "UPDATE \"order\" SET price = 2.5 WHERE \"select\" = 1;"
-                 "UPDATE \"order\" SET \"select\" = 30 WHERE \"select\" = 3;"
-                 "DELETE FROM \"order\" WHERE \"select\" = 2;");
-  cluster.Sql(2, "INSERT INTO \"my table\" VALUES ('a', 1, '2024-01-01'), ('b', 1, x'00ff'), ('a', 2, 7);"
-                 "UPDATE \"my table\" SET \"we\"\"ird\" = 5 WHERE \"my key\" = 'b';"
-                 "DELETE FROM \"my table\" WHERE \"we\"\"ird\" = 2;"
-                 "INSERT INTO wr VALUES (x'0001', 'blob key'), (x'', 'empty blob key'), ('text key', NULL);");
+  cluster.Sql(1,
+              "INSERT INTO \"order\" VALUES (1, 'one', 2.0), (2, NULL, 3), (3, 'x', NULL);"
+              "UPDATE \"order\" SET price = 2.5 WHERE \"select\" = 1;"
+              "UPDATE \"order\" SET \"select\" = 30 WHERE \"select\" = 3;"
+              "DELETE FROM \"order\" WHERE \"select\" = 2;");
+  cluster.Sql(
+      2,
+      "INSERT INTO \"my table\" VALUES ('a', 1, '2024-01-01'), ('b', 1, x'00ff'), ('a', 2, 7);"
+      "UPDATE \"my table\" SET \"we\"\"ird\" = 5 WHERE \"my key\" = 'b';"
+      "DELETE FROM \"my table\" WHERE \"we\"\"ird\" = 2;"
+      "INSERT INTO wr VALUES (x'0001', 'blob key'), (x'', 'empty blob key'), ('text key', NULL);");
   // Node 3 changes rows that node 2 wrote: wait until it has them (an UPDATE of a row a node
   // does not have yet changes nothing there, as in plain SQLite).
   ASSERT_TRUE(cluster.WaitForSame(kAwkwardDump, 60s));
-  cluster.Sql(3, "INSERT INTO \"表\" VALUES ('鍵', '値'), ('k2', 1e300);"
-                 "UPDATE wr SET v = 42 WHERE k = x'0001';"
-                 "UPDATE \"表\" SET \"键\" = 'k3' WHERE \"键\" = 'k2';"
-                 "DELETE FROM wr WHERE k = 'text key';");
-  ASSERT_TRUE(cluster.WaitForSame(kAwkwardDump, 60s))
-      << cluster.Sql(1, kAwkwardDump) << "\n----\n" << cluster.Sql(2, kAwkwardDump);
+  cluster.Sql(3,
+              "INSERT INTO \"表\" VALUES ('鍵', '値'), ('k2', 1e300);"
+              "UPDATE wr SET v = 42 WHERE k = x'0001';"
+              "UPDATE \"表\" SET \"键\" = 'k3' WHERE \"键\" = 'k2';"
+              "DELETE FROM wr WHERE k = 'text key';");
+  ASSERT_TRUE(cluster.WaitForSame(kAwkwardDump, 60s)) << cluster.Sql(1, kAwkwardDump) << "\n----\n"
+                                                      << cluster.Sql(2, kAwkwardDump);
   EXPECT_EQ(cluster.Sql(2, kAwkwardDump),
             "1,'one',2.5\n30,'x',NULL\n"
             "'a',1,'2024-01-01'\n'b',5,X'00ff'\n"
@@ -247,17 +260,22 @@ TEST(ReplicationTest, EveryKindOfChangeFromEveryNodeArrivesWithExactTypes) {
 
 TEST(ReplicationTest, ANodeThatWasDownWhileTenThousandChangesHappenedCatchesUp) {
   testing::LocalCluster cluster(
-      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v, n INTEGER);"});
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v, n INTEGER);"});
   cluster.Start();
   ASSERT_EQ(cluster.StopNode(3), 0);
   // 10,000 changes: 4,000 inserts, 4,000 updates, 2,000 deletes, on nodes 1 and 2.
-  cluster.Sql(1, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 4000) "
-                 "INSERT INTO t SELECT i, hex(randomblob(16)), 0 FROM s;");
-  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, "SELECT count(*) FROM t;") == "4000\n"; }, 60s));
+  cluster.Sql(1,
+              "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 4000) "
+              "INSERT INTO t SELECT i, hex(randomblob(16)), 0 FROM s;");
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return cluster.Sql(2, "SELECT count(*) FROM t;") == "4000\n"; }, 60s));
   cluster.Sql(2, "UPDATE t SET n = n + 1;");
   // Sequential, not concurrent: node 1 deletes once it has node 2's updates (a delete racing an
   // update of the same row resolves by Raft order, which is not what this test is about).
-  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(1, "SELECT sum(n) FROM t;") == "4000\n"; }, 60s));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return cluster.Sql(1, "SELECT sum(n) FROM t;") == "4000\n"; }, 60s));
   cluster.Sql(1, "DELETE FROM t WHERE id % 2 = 0;");
   cluster.StartNode(3);
   ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
@@ -267,16 +285,19 @@ TEST(ReplicationTest, ANodeThatWasDownWhileTenThousandChangesHappenedCatchesUp) 
 }
 
 // Inserts rows `from`..`to` of t (id INTEGER PRIMARY KEY, v) with v = `value` on node `node`.
-void InsertRange(testing::LocalCluster& cluster, int node, int from, int to, const std::string& value) {
-  cluster.Sql(node, absl::StrCat("WITH RECURSIVE s(i) AS (SELECT ", from, " UNION ALL SELECT i + 1 FROM s WHERE i < ",
-                                 to, ") INSERT INTO t SELECT i, '", value, "' FROM s;"));
+void InsertRange(testing::LocalCluster& cluster, int node, int from, int to,
+                 const std::string& value) {
+  cluster.Sql(node, absl::StrCat("WITH RECURSIVE s(i) AS (SELECT ", from,
+                                 " UNION ALL SELECT i + 1 FROM s WHERE i < ", to,
+                                 ") INSERT INTO t SELECT i, '", value, "' FROM s;"));
 }
 
 TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) {
   // `marmot -cleanup` drops node 1's change logs; started again, node 1 makes new ones. Their
   // change ids must not start over below the ids the other nodes have already applied from node
   // 1, or the other nodes take every new change for a duplicate and skip it.
-  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   InsertRange(cluster, 1, 1, 300, "before");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
@@ -290,23 +311,27 @@ TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) 
   cluster.Sql(1, "INSERT INTO t VALUES (1001, 'after'); UPDATE t SET v = 'after' WHERE id <= 5;");
   EXPECT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 60s))
       << "node 2: " << cluster.Sql(2, "SELECT count(*), sum(v = 'after') FROM t;")
-      << "node 1 log:\n" << cluster.log(1);
+      << "node 1 log:\n"
+      << cluster.log(1);
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*), sum(v = 'after') FROM t;"), "301|6\n");
 }
 
 TEST(ReplicationTest, ANodeWhoseDatabaseIsRestoredFromABackupStillReplicatesItsNewWrites) {
   // A database file restored from a backup has change logs whose ids are older than the ids its
   // node has shipped since the backup; its new changes must not reuse those ids.
-  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
   InsertRange(cluster, 1, 1, 100, "before");
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM t;", 60s));
   const std::string backup = testing::NewTestDir("restore") + "/backup.db";
   ASSERT_TRUE(sqlite::testing::RunSqliteCli(cluster.db_path(1), ".backup '" + backup + "'").ok());
   InsertRange(cluster, 1, 101, 300, "shipped");
-  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, "SELECT count(*) FROM t;") == "300\n"; }, 60s));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return cluster.Sql(3, "SELECT count(*) FROM t;") == "300\n"; }, 60s));
   ASSERT_EQ(cluster.StopNode(1), 0);
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(cluster.db_path(1) + suffix);
+  for (const char* suffix : {"", "-wal", "-shm"})
+    std::filesystem::remove(cluster.db_path(1) + suffix);
   std::filesystem::copy_file(backup, cluster.db_path(1));
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
@@ -341,7 +366,8 @@ TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
   auto one = start(1, bind1, 2, bind2);
   auto two = start(2, bind2, 1, bind1);
   for (auto* p : {one.get(), two.get()}) {
-    ASSERT_TRUE(testing::WaitFor([&] { return p->Stderr().find(" replicating ") != std::string::npos; }, 30s))
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return p->Stderr().find(" replicating ") != std::string::npos; }, 30s))
         << p->Stderr();
   }
   auto sql = [&](int id, const std::string& q) {
@@ -351,8 +377,10 @@ TEST(ReplicationTest, TwoNodesStartedAsTheReadmeShows) {
   sql(1, "INSERT INTO kv VALUES ('from', 'node 1');");
   sql(2, "INSERT INTO kv VALUES ('to', 'node 2');");
   const std::string all = "SELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(testing::WaitFor([&] { return sql(1, all) == sql(2, all) && sql(1, all).size() > 20; }, 30s))
-      << sql(1, all) << "\n" << sql(2, all);
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return sql(1, all) == sql(2, all) && sql(1, all).size() > 20; }, 30s))
+      << sql(1, all) << "\n"
+      << sql(2, all);
   for (auto* p : {one.get(), two.get()}) {
     p->Signal(SIGTERM);
     EXPECT_EQ(p->Wait(30s), std::optional<int>(0)) << p->Stderr();

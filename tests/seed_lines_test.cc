@@ -12,6 +12,8 @@
 // - Ports 8161, 8162, 6001 and 6002 must be free (the test ports of this repository come from
 //   10000 and up, tests/testing/loopback_port.h); a busy one fails the test naming it.
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -20,9 +22,6 @@
 
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

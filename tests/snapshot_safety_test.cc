@@ -7,15 +7,15 @@
 //     keeps its table's rows as a dead letter; past -max-dead-letters it halts that shard alone,
 //     says why in GetStatus and /metrics, and the application and the other shard go on;
 //   - a snapshot many times larger than a lowered piece size streams and installs.
-#include <filesystem>
-#include <regex>
-#include <string>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"

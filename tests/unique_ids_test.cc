@@ -2,6 +2,8 @@
 // give different rows the same id and only one row per id survives; with marmot_id() from the
 // extension libmarmot_ids.so every row reaches every node. Real marmot processes, the sqlite3
 // shell as the application.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -12,9 +14,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "sqlite/testing/sqlite_cli.h"

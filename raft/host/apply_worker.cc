@@ -2,8 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "raft/log_prefix.h"
 #include "raft/host/snapshot_payloads.h"
+#include "raft/log_prefix.h"
 
 namespace marmot::raft::host {
 
@@ -25,7 +25,9 @@ void ApplyWorker::AddShard(uint64_t shard, std::unique_ptr<StateMachine> sm, uin
   st.conf = std::move(conf);
 }
 
-void ApplyWorker::Start() { thread_ = std::thread([this] { Run(); }); }
+void ApplyWorker::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void ApplyWorker::Enqueue(ApplyTask t) {
   t.bytes = 0;
@@ -101,8 +103,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
       st.applied_term = meta.term();
       st.conf = meta.conf_state();
       st.snapshots.SnapshotInstalled(meta.index());
-      LOG(INFO) << LogPrefix(t.shard, me) << "installed snapshot at "
-                << meta.index();
+      LOG(INFO) << LogPrefix(t.shard, me) << "installed snapshot at " << meta.index();
     }
   }
   // Entries at or below what is applied were covered by a snapshot.
@@ -143,8 +144,7 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
   st.halted = true;
   const uint64_t me = options_.node_id;
   if (absl::IsCancelled(s)) {
-    LOG(INFO) << LogPrefix(shard, me) << what
-              << " not done before stopping: " << s.message();
+    LOG(INFO) << LogPrefix(shard, me) << what << " not done before stopping: " << s.message();
     return;
   }
   const std::string reason = absl::StrCat(what, ": ", s.message());
@@ -155,9 +155,8 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
 
 bool ApplyWorker::TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round) {
   if (!st.snapshots.HasNew(st.applied)) return true;
-  absl::StatusOr<std::string> file = WriteLocalSnapshot(*st.sm, round, options_.snapshot_dir,
-                                                        options_.node_id, shard, st.applied,
-                                                        st.applied_term);
+  absl::StatusOr<std::string> file = WriteLocalSnapshot(
+      *st.sm, round, options_.snapshot_dir, options_.node_id, shard, st.applied, st.applied_term);
   if (!file.ok()) return false;
   v1::SnapshotMetadata meta;
   meta.set_index(st.applied);

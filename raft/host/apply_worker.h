@@ -34,7 +34,7 @@ namespace marmot::raft::host {
 // One shard's work for its apply worker, from one Ready (or a snapshot request).
 struct ApplyTask {
   uint64_t shard = 0;
-  std::optional<v1::Snapshot> snapshot;  // installed before the entries
+  std::optional<v1::Snapshot> snapshot;     // installed before the entries
   std::shared_ptr<SnapshotSource> payload;  // of `snapshot`, opened when it was recorded
   std::vector<AppliedEntry> entries;
   // (index, proposal id) of this node's own proposals among the entries.

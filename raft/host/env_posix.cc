@@ -81,8 +81,8 @@ class PosixRandomAccessFile : public RandomAccessFile {
         return FromErrno(errno, "read", path_);
       }
       if (got == 0) {
-        return absl::OutOfRangeError(absl::StrCat(path_, " ended at ", offset + done,
-                                                  " bytes; ", n, " were asked at ", offset));
+        return absl::OutOfRangeError(absl::StrCat(path_, " ended at ", offset + done, " bytes; ", n,
+                                                  " were asked at ", offset));
       }
       done += static_cast<size_t>(got);
     }

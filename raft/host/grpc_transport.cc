@@ -208,8 +208,8 @@ class GrpcTransport::Peer {
   // Requires mu_. Null without an address.
   std::shared_ptr<tv1::RaftTransport::Stub> StubLocked() {
     if (stub_ == nullptr && !address_.empty()) {
-      stub_ = tv1::RaftTransport::NewStub(grpc::CreateCustomChannel(
-          address_, t_->channel_credentials_, ChannelArgs(t_->options_)));
+      stub_ = tv1::RaftTransport::NewStub(
+          grpc::CreateCustomChannel(address_, t_->channel_credentials_, ChannelArgs(t_->options_)));
     }
     return stub_;
   }
@@ -579,8 +579,9 @@ class GrpcTransport::Peer {
       }
       const bool delivered = ok && st.ok() && ack.ok();
       LOG(INFO) << "[shard " << shard << " node " << o.node_id << "] snapshot at "
-                << m.snapshot().metadata().index() << " (" << size << " bytes) to node "
-                << id_ << (delivered ? " delivered" : " failed: " + why + st.error_message() + ack.error());
+                << m.snapshot().metadata().index() << " (" << size << " bytes) to node " << id_
+                << (delivered ? " delivered"
+                              : " failed: " + why + st.error_message() + ack.error());
       t_->handler_->HandleSnapshotStatus(shard, id_, delivered);
     }
   }
@@ -589,7 +590,8 @@ class GrpcTransport::Peer {
   std::string ProveSnapshot(const tv1::Handshake& challenge, tv1::SnapshotChunk* first) {
     const auto& o = t_->options_;
     if (o.shards != 0 && challenge.shards() != 0 && challenge.shards() != o.shards) {
-      return absl::StrCat("node ", id_, " runs ", challenge.shards(), " shards, this node ", o.shards, "; ");
+      return absl::StrCat("node ", id_, " runs ", challenge.shards(), " shards, this node ",
+                          o.shards, "; ");
     }
     first->mutable_handshake()->set_shards(o.shards);
     if (t_->key_ == nullptr) {
@@ -602,11 +604,15 @@ class GrpcTransport::Peer {
       return absl::StrCat("node ", id_, " does not use a cluster key; ");
     }
     const v1::Message& h = first->header();
-    first->mutable_handshake()->set_proof(SnapshotProof(
-        *t_->key_, challenge.nonce(),
-        {.from = o.node_id, .to = id_, .shards = o.shards, .shard = h.shard(),
-         .index = h.snapshot().metadata().index(), .term = h.snapshot().metadata().term(),
-         .total_size = first->total_size(), .checksum = first->checksum()}));
+    first->mutable_handshake()->set_proof(SnapshotProof(*t_->key_, challenge.nonce(),
+                                                        {.from = o.node_id,
+                                                         .to = id_,
+                                                         .shards = o.shards,
+                                                         .shard = h.shard(),
+                                                         .index = h.snapshot().metadata().index(),
+                                                         .term = h.snapshot().metadata().term(),
+                                                         .total_size = first->total_size(),
+                                                         .checksum = first->checksum()}));
     return "";
   }
 
@@ -700,8 +706,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
                    .check = t->options_.check_snapshot,
                    .env = t->options_.env}) {}
 
-  grpc::Status Stream(grpc::ServerContext* ctx,
-                      grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
+  grpc::Status Stream(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<tv1::MessageBatch, tv1::MessageBatch>* stream) override {
     const auto& o = t_->options_;
     const uint64_t me = o.node_id;
     const ClusterKey* key = t_->key_.get();
@@ -716,8 +723,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     const uint64_t from = b.from_node();
     if (b.to_node() != me || from == 0 || from >= me) {
       // Only the lower id of a pair dials; anything else is a misconfigured or foreign peer.
-      return refuse(grpc::StatusCode::INVALID_ARGUMENT,
-                    absl::StrCat("not a stream for this node (node ", from, " to node ", b.to_node(), ")"));
+      return refuse(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("not a stream for this node (node ", from, " to node ", b.to_node(), ")"));
     }
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
       return refuse(grpc::StatusCode::UNAUTHENTICATED,
@@ -729,10 +737,10 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     const std::string peer =
         absl::StrCat("node ", from, " (listening at ", hello.bind_address(), ")");
     if (o.shards != 0 && hello.shards() != 0 && hello.shards() != o.shards) {
-      return refuse(grpc::StatusCode::FAILED_PRECONDITION,
-                    absl::StrCat(peer, " runs ", hello.shards(), " shards, this node (", me, ") ",
-                                 o.shards),
-                    "shards");
+      return refuse(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat(peer, " runs ", hello.shards(), " shards, this node (", me, ") ", o.shards),
+          "shards");
     }
     if (cluster != nullptr) {
       if (absl::Status s = cluster->Check(hello.cluster_id()); !s.ok()) {
@@ -741,8 +749,9 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
       }
     }
     if (key != nullptr && hello.nonce().size() != kNonceBytes) {
-      return refuse(grpc::StatusCode::UNAUTHENTICATED,
-                    absl::StrCat("node ", from, " offered no cluster key handshake; this node requires one"));
+      return refuse(
+          grpc::StatusCode::UNAUTHENTICATED,
+          absl::StrCat("node ", from, " offered no cluster key handshake; this node requires one"));
     }
     const std::string server_nonce = key != nullptr ? FreshNonce() : "";
     tv1::MessageBatch reply;
@@ -780,7 +789,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     deadline.reset();
     auto link = std::make_shared<Link>();
     link->write = [stream](const tv1::MessageBatch& out) { return stream->Write(out); };
-    link->origin = {.incarnation = hello.incarnation(), .bind_address = hello.bind_address(),
+    link->origin = {.incarnation = hello.incarnation(),
+                    .bind_address = hello.bind_address(),
                     .peer = ctx->peer()};
     link->cancel = [ctx] { ctx->TryCancel(); };
     link->Heard(o.env->MonotonicNow());
@@ -826,7 +836,8 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     }
     if (t_->key_ != nullptr) {
       resp->set_proof(IdentifyProof(*t_->key_, req->nonce(),
-                                    {.from = req->from_node(), .to = o.node_id,
+                                    {.from = req->from_node(),
+                                     .to = o.node_id,
                                      .incarnation = req->incarnation(),
                                      .live_incarnation = resp->live_incarnation(),
                                      .live_bind_address = resp->live_bind_address(),
@@ -865,24 +876,30 @@ class GrpcTransport::Service final : public tv1::RaftTransport::Service {
     const uint64_t from = c.from_node();
     if (t_->tls_ && !CertificateNames(ctx->auth_context(), from)) {
       code = grpc::StatusCode::UNAUTHENTICATED;
-      t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("the certificate does not name ", CertificateName(from)));
+      t_->RefuseCall("snapshot", ctx->peer(),
+                     absl::StrCat("the certificate does not name ", CertificateName(from)));
       return grpc::Status(code, "the client certificate does not name the sender");
     }
     const tv1::Handshake& h = c.handshake();
     if (o.shards != 0 && h.shards() != 0 && h.shards() != o.shards) {
       code = grpc::StatusCode::FAILED_PRECONDITION;
       t_->RefuseCall("snapshot", ctx->peer(), "another shard count");
-      return refuse(absl::StrCat("node ", from, " runs ", h.shards(), " shards, this node ", o.shards));
+      return refuse(
+          absl::StrCat("node ", from, " runs ", h.shards(), " shards, this node ", o.shards));
     }
     if (key != nullptr &&
         !SameProof(h.proof(), SnapshotProof(*key, server_nonce,
-                                            {.from = from, .to = me, .shards = o.shards,
+                                            {.from = from,
+                                             .to = me,
+                                             .shards = o.shards,
                                              .shard = header.shard(),
                                              .index = header.snapshot().metadata().index(),
                                              .term = header.snapshot().metadata().term(),
-                                             .total_size = c.total_size(), .checksum = c.checksum()}))) {
+                                             .total_size = c.total_size(),
+                                             .checksum = c.checksum()}))) {
       code = grpc::StatusCode::UNAUTHENTICATED;
-      t_->RefuseCall("snapshot", ctx->peer(), absl::StrCat("node ", from, " did not prove the cluster key"));
+      t_->RefuseCall("snapshot", ctx->peer(),
+                     absl::StrCat("node ", from, " did not prove the cluster key"));
       return grpc::Status(code, "no valid cluster key proof");
     }
     deadline.reset();
@@ -942,7 +959,8 @@ GrpcTransport::GrpcTransport(GrpcTransportOptions options)
           1, std::min<int64_t>(options_.max_batch_bytes,
                                int64_t{options_.max_message_bytes} - kFramingBytes))) {
   CHECK_GT(options_.max_message_bytes, kFramingBytes)
-      << "raft transport: gRPC messages of " << options_.max_message_bytes << " bytes are too small";
+      << "raft transport: gRPC messages of " << options_.max_message_bytes
+      << " bytes are too small";
 }
 
 GrpcTransport::~GrpcTransport() { Stop(); }
@@ -953,7 +971,8 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
   const auto& o = options_;
   if (!o.cluster_key.empty()) {
     absl::StatusOr<ClusterKey> key = ClusterKey::FromSecret(o.cluster_key);
-    if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport: ", key.status().message()));
+    if (!key.ok())
+      return absl::InvalidArgumentError(absl::StrCat("raft transport: ", key.status().message()));
     key_ = std::make_unique<ClusterKey>(*std::move(key));
   }
   const int tls_files = !o.tls_cert_file.empty() + !o.tls_key_file.empty() + !o.tls_ca_file.empty();
@@ -962,9 +981,12 @@ absl::Status GrpcTransport::Start(MessageHandler* handler) {
     auto key = ReadWholeFile(o.env, o.tls_key_file);
     auto ca = ReadWholeFile(o.env, o.tls_ca_file);
     for (const auto* f : {&cert, &key, &ca}) {
-      if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("raft transport TLS: ", f->status().message()));
+      if (!f->ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("raft transport TLS: ", f->status().message()));
     }
-    grpc::SslServerCredentialsOptions so(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions so(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     so.pem_root_certs = *ca;
     so.pem_key_cert_pairs.push_back({*key, *cert});
     server_credentials = grpc::SslServerCredentials(so);
@@ -1082,7 +1104,7 @@ std::optional<StreamOrigin> GrpcTransport::LiveOtherThan(uint64_t node, uint64_t
 }
 
 std::optional<tv1::IdentifyResponse> GrpcTransport::AskIdentity(uint64_t node,
-                                                                 const std::string& address) {
+                                                                const std::string& address) {
   auto stub = tv1::RaftTransport::NewStub(
       grpc::CreateCustomChannel(address, channel_credentials_, ChannelArgs(options_)));
   grpc::ClientContext ctx;
@@ -1110,7 +1132,8 @@ std::optional<tv1::IdentifyResponse> GrpcTransport::AskIdentity(uint64_t node,
   if (tls_ && !CertificateNames(ctx.auth_context(), node)) return std::nullopt;
   if (key_ != nullptr &&
       !SameProof(resp.proof(), IdentifyProof(*key_, req.nonce(),
-                                             {.from = options_.node_id, .to = node,
+                                             {.from = options_.node_id,
+                                              .to = node,
                                               .incarnation = incarnation_,
                                               .live_incarnation = resp.live_incarnation(),
                                               .live_bind_address = resp.live_bind_address(),
@@ -1143,11 +1166,11 @@ void GrpcTransport::RunIdentityProbe() {
     std::optional<tv1::IdentifyResponse> again = AskIdentity(node, address);
     if (!again || again->live_incarnation() != first->live_incarnation()) continue;
     if (duplicate_reported_.exchange(true)) return;
-    handler_->HandleDuplicateNode(absl::StrCat(
-        "node ", node, " at ", address, " says node ", options_.node_id,
-        " already runs: the process listening at ", again->live_bind_address(), " (connection ",
-        again->live_peer(), ", incarnation ", absl::Hex(again->live_incarnation()),
-        ") is alive there"));
+    handler_->HandleDuplicateNode(
+        absl::StrCat("node ", node, " at ", address, " says node ", options_.node_id,
+                     " already runs: the process listening at ", again->live_bind_address(),
+                     " (connection ", again->live_peer(), ", incarnation ",
+                     absl::Hex(again->live_incarnation()), ") is alive there"));
     return;
   }
 }

@@ -58,11 +58,11 @@ namespace grpc {
 class ChannelCredentials;
 class ClientContext;
 class Server;
-}
+}  // namespace grpc
 namespace marmot::raft::transport::v1 {
 class IdentifyResponse;
 class MessageBatch;
-}
+}  // namespace marmot::raft::transport::v1
 
 namespace marmot::raft::host {
 
@@ -171,7 +171,7 @@ class GrpcTransport : public Transport {
   void RunIdentityProbe();
   // One Identify call to `node`: its answer if it names a live process (proven, with a key).
   std::optional<transport::v1::IdentifyResponse> AskIdentity(uint64_t node,
-                                                            const std::string& address);
+                                                             const std::string& address);
   // For Identify: the origin of a live stream with node `node` of another incarnation.
   std::optional<StreamOrigin> LiveOtherThan(uint64_t node, uint64_t incarnation);
   // Where this node listens, as its handshakes say.

@@ -15,8 +15,8 @@
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/env_manual_clock.h"
 #include "raft/host/grpc_transport.h"
-#include "raft/host/snapshot_receipt.h"
 #include "raft/host/peer_auth.h"
+#include "raft/host/snapshot_receipt.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -129,8 +129,10 @@ Played Handshake(RawStream* st, uint64_t from, uint64_t to, uint64_t shards, con
   tv1::MessageBatch reply;
   if (!st->Write(hello) || !st->Read(&reply)) return p;
   const tv1::Handshake& h = reply.handshake();
-  p.server_proved = SameProof(h.proof(), StreamServerProof(key, nonce, h.nonce(), from, to, shards));
-  p.client_proof = replay != nullptr ? *replay : StreamClientProof(key, nonce, h.nonce(), from, to, shards);
+  p.server_proved =
+      SameProof(h.proof(), StreamServerProof(key, nonce, h.nonce(), from, to, shards));
+  p.client_proof =
+      replay != nullptr ? *replay : StreamClientProof(key, nonce, h.nonce(), from, to, shards);
   tv1::MessageBatch proof = Batch(from, to, {});
   proof.mutable_handshake()->set_proof(p.client_proof);
   st->Write(proof);
@@ -281,10 +283,15 @@ bool SendRawSnapshot(tv1::RaftTransport::Stub* stub, const ClusterKey* key, std:
   if (proof != nullptr) {
     c.mutable_handshake()->set_proof(*proof);
   } else if (key != nullptr) {
-    c.mutable_handshake()->set_proof(SnapshotProof(
-        *key, *nonce,
-        {.from = 1, .to = 2, .shards = 4, .shard = 0, .index = index, .term = 1000,
-         .total_size = 0, .checksum = kPayloadChecksumSeed}));
+    c.mutable_handshake()->set_proof(SnapshotProof(*key, *nonce,
+                                                   {.from = 1,
+                                                    .to = 2,
+                                                    .shards = 4,
+                                                    .shard = 0,
+                                                    .index = index,
+                                                    .term = 1000,
+                                                    .total_size = 0,
+                                                    .checksum = kPayloadChecksumSeed}));
   }
   w->Write(c);
   w->WritesDone();
@@ -304,9 +311,15 @@ TEST(GrpcTransportAuthTest, ASnapshotNeedsAFreshProof) {
   EXPECT_EQ(h2.count(), 0u);
   // With the key: accepted. The proof of that call, sent again, is not.
   ASSERT_TRUE(SendRawSnapshot(stub.get(), &key, &nonce1));
-  const std::string recorded = SnapshotProof(
-      key, nonce1, {.from = 1, .to = 2, .shards = 4, .shard = 0, .index = 1000000, .term = 1000,
-                    .total_size = 0, .checksum = kPayloadChecksumSeed});
+  const std::string recorded = SnapshotProof(key, nonce1,
+                                             {.from = 1,
+                                              .to = 2,
+                                              .shards = 4,
+                                              .shard = 0,
+                                              .index = 1000000,
+                                              .term = 1000,
+                                              .total_size = 0,
+                                              .checksum = kPayloadChecksumSeed});
   EXPECT_FALSE(SendRawSnapshot(stub.get(), nullptr, &nonce2, &recorded));
   EXPECT_NE(nonce1, nonce2);
   EXPECT_EQ(h2.count(), 1u);
@@ -454,7 +467,8 @@ TEST(GrpcTransportAuthTest, AStalledHandshakeIsCutOffExactlyWhenItsTimeoutPasses
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     std::unique_ptr<RawStream> st = stub->Stream(&ctx);
     tv1::MessageBatch b;
-    expect_cut_off(&ctx, [&] { return st->Read(&b); }, [&] { return st->Finish(); });
+    expect_cut_off(
+        &ctx, [&] { return st->Read(&b); }, [&] { return st->Finish(); });
   }
   {
     grpc::ClientContext ctx;
@@ -462,7 +476,8 @@ TEST(GrpcTransportAuthTest, AStalledHandshakeIsCutOffExactlyWhenItsTimeoutPasses
     auto w = stub->SendSnapshot(&ctx);
     tv1::SnapshotAck ack;
     ASSERT_TRUE(w->Read(&ack));  // the challenge
-    expect_cut_off(&ctx, [&] { return w->Read(&ack); }, [&] { return w->Finish(); });
+    expect_cut_off(
+        &ctx, [&] { return w->Read(&ack); }, [&] { return w->Finish(); });
   }
   t.Stop();
 }

@@ -1,7 +1,6 @@
 // GrpcTransport: delivery, batching across shards, malformed and hostile input, snapshots in
 // checked chunks, unreachable peers, fault injection.
 #include "raft/host/grpc_transport.h"
-#include "raft/host/snapshot_receipt.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/env_manual_clock.h"
+#include "raft/host/snapshot_receipt.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -267,8 +267,8 @@ TEST(GrpcTransportTest, ADialerBacksOffOnItsClockDoublingUpToTheMaximum) {
   ASSERT_TRUE(h.WaitFor([&] { return !h.unreachable_.empty(); }));
   // each failed dial is reported, and the next one waits the backoff on that clock: not a
   // moment less, whatever the real time, doubling from min_backoff up to max_backoff.
-  for (absl::Duration backoff : {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
-                                 absl::Seconds(4)}) {
+  for (absl::Duration backoff :
+       {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4), absl::Seconds(4)}) {
     const size_t before = failures();
     ASSERT_TRUE(clock.AwaitWaiter(clock.MonotonicNow() + backoff)) << backoff;
     clock.Advance(backoff - absl::Milliseconds(1));
@@ -306,9 +306,7 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
   // Given the sender's payload in a file of its snapshots folder, named by the snapshot's data,
   std::string data;
   for (int i = 0; i < 300000; ++i) data.push_back(static_cast<char>(i * 7 + 1));
-  {
-    std::ofstream(dir1 + "/s42", std::ios::binary) << data;
-  }
+  { std::ofstream(dir1 + "/s42", std::ios::binary) << data; }
   v1::Message m = Msg(1, 2, 5, 0);
   m.set_type(v1::MSG_SNAP);
   m.mutable_snapshot()->mutable_metadata()->set_index(42);
@@ -327,18 +325,14 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
   EXPECT_TRUE(h1.SnapshotStatuses()[0].ok);
   EXPECT_EQ(h1.SnapshotStatuses()[0].shard, 5u);
   // A payload larger than one gRPC message (1 MiB here) still goes through, in chunks.
-  {
-    std::ofstream(dir1 + "/s43", std::ios::binary) << std::string(3 << 20, 'z');
-  }
+  { std::ofstream(dir1 + "/s43", std::ios::binary) << std::string(3 << 20, 'z'); }
   m.mutable_snapshot()->set_data("s43");
   t1->Send({m});
   ASSERT_TRUE(h2.WaitFor([&] { return h2.messages_.size() == 2; }));
   EXPECT_EQ(std::filesystem::file_size(dir2 + "/" + h2.Messages()[1].snapshot().data()), 3u << 20);
   // A payload the check refuses is not handed over, the sender learns it failed, and no file
   // of it is left; neither is one of a payload file that is gone.
-  {
-    std::ofstream(dir1 + "/s44", std::ios::binary) << "x and the rest";
-  }
+  { std::ofstream(dir1 + "/s44", std::ios::binary) << "x and the rest"; }
   m.mutable_snapshot()->set_data("s44");
   t1->Send({m});
   m.mutable_snapshot()->set_data("gone");
@@ -411,8 +405,7 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
     header.set_type(v1::MSG_SNAP);
     *chunks[0].mutable_header() = header;
     chunks[0].set_total_size(data.size());
-    chunks[0].set_checksum(
-        PayloadChecksum(kPayloadChecksumSeed, data.data(), data.size()));
+    chunks[0].set_checksum(PayloadChecksum(kPayloadChecksumSeed, data.data(), data.size()));
     chunks[0].set_data(data.substr(0, 8));
     chunks[1].set_offset(8);
     chunks[1].set_data(data.substr(8));
@@ -430,9 +423,9 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
     return st.ok() && got && ack.ok();
   };
   EXPECT_TRUE(bad_snapshot([](auto*) {}));  // the unspoilt one is accepted
-  EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[1].set_data("XXXXXXXX"); }));     // checksum
-  EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[1].set_offset(9); }));             // gap
-  EXPECT_FALSE(bad_snapshot([](auto* c) { c->pop_back(); }));                     // truncated
+  EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[1].set_data("XXXXXXXX"); }));  // checksum
+  EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[1].set_offset(9); }));         // gap
+  EXPECT_FALSE(bad_snapshot([](auto* c) { c->pop_back(); }));                 // truncated
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].mutable_header()->set_type(v1::MSG_APP); }));
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].set_to_node(5); }));
   EXPECT_FALSE(bad_snapshot([](auto* c) { (*c)[0].set_total_size(uint64_t{1} << 40); }));
@@ -484,10 +477,13 @@ TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
       "-out ca.pem -days 1 -subj /CN=marmot-test-ca");
   for (int id : {1, 2}) {
     absl::StrAppend(
-        &cmd, " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node-", id,
-        ".key -out node-", id, ".csr -subj /CN=node-", id, " && printf 'subjectAltName=IP:127.0.0.1,DNS:node-", id,
-        ".marmot' > ext-", id, ".cnf && openssl x509 -req -in node-", id,
-        ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node-", id, ".pem -days 1 -extfile ext-", id, ".cnf");
+        &cmd,
+        " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node-", id,
+        ".key -out node-", id, ".csr -subj /CN=node-", id,
+        " && printf 'subjectAltName=IP:127.0.0.1,DNS:node-", id, ".marmot' > ext-", id,
+        ".cnf && openssl x509 -req -in node-", id,
+        ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node-", id,
+        ".pem -days 1 -extfile ext-", id, ".cnf");
   }
   absl::StrAppend(&cmd, " > openssl.log 2>&1");
   if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "openssl could not make test certificates";

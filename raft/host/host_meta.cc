@@ -24,8 +24,8 @@ absl::StatusOr<HostMeta> StartHostMeta(RocksLogStore& store, const NodeHostConfi
   if (store.fresh()) {
     if (!config.join) {
       if (!config.peers.count(me)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "node ", me, ": the bootstrap member list must include this node"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("node ", me, ": the bootstrap member list must include this node"));
       }
       v1::ConfState cs;
       for (const auto& [id, addr] : config.peers) {
@@ -33,8 +33,8 @@ absl::StatusOr<HostMeta> StartHostMeta(RocksLogStore& store, const NodeHostConfi
         store.PutMeta(AddressKey(id), addr);
       }
       for (int s = 0; s < config.shards; ++s) store.Bootstrap(s, cs);
-      LOG(INFO) << "[node " << me << "] bootstrapped " << config.shards
-                << " shards with members " << absl::StrJoin(cs.voters(), ",");
+      LOG(INFO) << "[node " << me << "] bootstrapped " << config.shards << " shards with members "
+                << absl::StrJoin(cs.voters(), ",");
     }
   } else {
     for (const auto& [k, v] : store.ReadMetaWithPrefix("addr/")) {
@@ -60,8 +60,9 @@ absl::StatusOr<HostMeta> StartHostMeta(RocksLogStore& store, const NodeHostConfi
   return meta;
 }
 
-absl::StatusOr<std::shared_ptr<ClusterIdentity>> LoadClusterIdentity(
-    RocksLogStore& store, uint64_t node, const v1::ConfState& shard0) {
+absl::StatusOr<std::shared_ptr<ClusterIdentity>> LoadClusterIdentity(RocksLogStore& store,
+                                                                     uint64_t node,
+                                                                     const v1::ConfState& shard0) {
   std::string cluster_id = store.cluster_id_at_open();
   bool candidate = false;
   const auto& voters = shard0.voters();

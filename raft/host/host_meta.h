@@ -49,8 +49,9 @@ std::string RemovedKey(uint64_t shard, uint64_t node);
 // The cluster identity of the node `node` whose store is `store`: the id the store holds, or,
 // when it holds none and `node` is the highest voter of `shard0` (shard 0's membership), a new
 // id drawn as a candidate and written first (the write's error if it fails).
-absl::StatusOr<std::shared_ptr<ClusterIdentity>> LoadClusterIdentity(
-    RocksLogStore& store, uint64_t node, const v1::ConfState& shard0);
+absl::StatusOr<std::shared_ptr<ClusterIdentity>> LoadClusterIdentity(RocksLogStore& store,
+                                                                     uint64_t node,
+                                                                     const v1::ConfState& shard0);
 
 }  // namespace marmot::raft::host
 

@@ -53,8 +53,8 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, PortZero zero) {
   uint32_t port = 0;
   if (!absl::SimpleAtoi(port_text, &port) || port < lowest || port > 65535 ||
       !absl::ascii_isdigit(port_text.empty() ? 'x' : port_text[0])) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", text, "' has no valid port (", lowest, "-65535) after the last ':'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' has no valid port (", lowest, "-65535) after the last ':'"));
   }
   HostPort out;
   out.port = static_cast<uint16_t>(port);

@@ -37,8 +37,7 @@ enum class PortZero {
 
 // Parses `host:port`. The port must be 1..65535 (or 0 when `zero` allows it); the host a name,
 // an IPv4 or a bracketed IPv6 literal. InvalidArgumentError quoting `text` otherwise.
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view text,
-                                       PortZero zero = PortZero::kRefused);
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, PortZero zero = PortZero::kRefused);
 
 struct Member {
   uint64_t id = 0;

@@ -18,8 +18,8 @@ TEST(HostPortTest, ParsesNamesIpv4AndBracketedIpv6) {
 }
 
 TEST(HostPortTest, RejectsUnparsableAddresses) {
-  for (const char* bad : {"", "host", "host:", ":80", "host:0", "host:65536", "host:-1",
-                          "host:+80", "ho st:80", "[::1:80", "[zz]:80", "a..b:80", "host:80x"}) {
+  for (const char* bad : {"", "host", "host:", ":80", "host:0", "host:65536", "host:-1", "host:+80",
+                          "ho st:80", "[::1:80", "[zz]:80", "a..b:80", "host:80x"}) {
     EXPECT_FALSE(ParseHostPort(bad).ok()) << bad;
   }
 }

@@ -17,9 +17,9 @@ PeerOutbox::PeerOutbox(PeerOutboxOptions options) : options_(options) {
 bool PeerOutbox::Add(v1::Message m) {
   const size_t bytes = m.ByteSizeLong();
   if (bytes > kMaxRaftMessageBytes) {
-    LOG(ERROR) << "[shard " << m.shard() << "] dropping a message of type " << m.type() << " to node "
-               << m.to() << ": " << bytes << " bytes is more than protobuf can carry ("
-               << kMaxRaftMessageBytes << ")";
+    LOG(ERROR) << "[shard " << m.shard() << "] dropping a message of type " << m.type()
+               << " to node " << m.to() << ": " << bytes
+               << " bytes is more than protobuf can carry (" << kMaxRaftMessageBytes << ")";
     return false;
   }
   return Place(Sized{std::move(m), bytes});

@@ -108,8 +108,8 @@ TEST(PeerOutboxTest, OtherShardsGoBetweenPiecesWhileTheLargeMessagesShardKeepsIt
 TEST(PeerOutboxTest, ShardOrderHoldsAcrossSeveralLargeMessages) {
   PeerOutbox outbox(Small());
   // Given large and small messages of two shards, interleaved
-  std::vector<v1::Message> sent = {App(1, 1, 3000), App(2, 1, 4000), App(1, 2), App(2, 2),
-                                   App(1, 3, 2500), App(2, 3)};
+  std::vector<v1::Message> sent = {App(1, 1, 3000), App(2, 1, 4000), App(1, 2),
+                                   App(2, 2),       App(1, 3, 2500), App(2, 3)};
   for (const auto& m : sent) ASSERT_TRUE(outbox.Add(m));
   // When everything is drained
   MessageAssembler assembler;

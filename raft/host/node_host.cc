@@ -35,9 +35,8 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Start(NodeHostConfig config,
   if (config.node_id == 0) return absl::InvalidArgumentError("node id must be positive");
   if (config.shards <= 0) return absl::InvalidArgumentError("shard count must be positive");
   if (store == nullptr || store->shard_count() != config.shards) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node ", config.node_id, ": the log store is not open for ", config.shards,
-                     " shards"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node ", config.node_id, ": the log store is not open for ", config.shards, " shards"));
   }
   std::unique_ptr<NodeHost> host(new NodeHost(std::move(config), std::move(store)));
   auto s = host->Init(std::move(transport), std::move(factory));
@@ -222,8 +221,8 @@ void NodeHost::StepIncoming(v1::Message m) {
     HandleRefused("sender");
     // A removed member keeps knocking until it is stopped: one line now and then, not each.
     if (n <= 16 || n % 256 == 0) {
-      LOG(WARNING) << LogPrefix(m.shard(), config_.node_id) << allowed.message()
-                   << " (" << n << " refused so far)";
+      LOG(WARNING) << LogPrefix(m.shard(), config_.node_id) << allowed.message() << " (" << n
+                   << " refused so far)";
     }
     return;
   }
@@ -360,8 +359,7 @@ void NodeHost::SendAndCommit(std::vector<ShardReady>& readies, bool sync) {
   if (!late.empty()) transport_->Send(std::move(late));
 }
 
-ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd,
-                                  std::vector<DecodedProposal>& decoded) {
+ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd, std::vector<DecodedProposal>& decoded) {
   const uint64_t me = config_.node_id;
   ApplyTask task;
   task.shard = shard.id;

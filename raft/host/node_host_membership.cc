@@ -169,8 +169,7 @@ void NodeHost::PromoteCaughtUpLearners() {
                 << " caught up (match " << r.tracker().Get(learner)->match << ", commit "
                 << r.log().committed() << "), proposing its promotion to voter";
     } else {
-      VLOG(1) << LogPrefix(shard->id, config_.node_id) << "promotion of "
-              << learner << ": " << s;
+      VLOG(1) << LogPrefix(shard->id, config_.node_id) << "promotion of " << learner << ": " << s;
     }
   }
 }

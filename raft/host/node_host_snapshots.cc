@@ -43,8 +43,8 @@ void NodeHost::HandleSnapshotStatus(uint64_t shard, uint64_t node, bool ok) {
   if (config_.observer != nullptr) config_.observer->OnSnapshotSent(shard, node, ok);
   Post([this, shard, node, ok] {
     if (shard < shards_.size()) {
-      shards_[shard]->raw->ReportSnapshot(
-          node, ok ? SnapshotStatus::kFinish : SnapshotStatus::kFailure);
+      shards_[shard]->raw->ReportSnapshot(node,
+                                          ok ? SnapshotStatus::kFinish : SnapshotStatus::kFailure);
     }
   });
 }
@@ -66,8 +66,8 @@ void NodeHost::OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::s
       auto cs = log->Compact(target);
       if (!cs.ok()) LOG(WARNING) << LogPrefix(shard, config_.node_id) << "compact: " << cs;
     }
-    VLOG(1) << LogPrefix(shard, config_.node_id) << "snapshot at "
-            << meta.index() << ", log now starts at " << log->FirstIndex();
+    VLOG(1) << LogPrefix(shard, config_.node_id) << "snapshot at " << meta.index()
+            << ", log now starts at " << log->FirstIndex();
     std::lock_guard<std::mutex> l(info_mu_);
     info_[shard].first_index = log->FirstIndex();
     info_[shard].snapshot_index = meta.index();

@@ -91,9 +91,9 @@ std::string StreamClientProof(const ClusterKey& key, absl::string_view client_no
 
 std::string IdentifyProof(const ClusterKey& key, absl::string_view nonce,
                           const IdentifyProofFields& f) {
-  return key.Prove(kIdentifyLabel, {nonce, ProofField(f.from), ProofField(f.to),
-                                    ProofField(f.incarnation), ProofField(f.live_incarnation),
-                                    f.live_bind_address, f.live_peer});
+  return key.Prove(kIdentifyLabel,
+                   {nonce, ProofField(f.from), ProofField(f.to), ProofField(f.incarnation),
+                    ProofField(f.live_incarnation), f.live_bind_address, f.live_peer});
 }
 
 std::string SnapshotProof(const ClusterKey& key, absl::string_view server_nonce,

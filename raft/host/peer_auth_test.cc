@@ -52,7 +52,8 @@ TEST(PeerAuthTest, AProofVerifiesOnlyForItsOwnTranscript) {
   EXPECT_NE(proof, StreamClientProof(key, Bytes(0), Bytes(32), 1, 3, 16));
   EXPECT_NE(proof, StreamClientProof(key, Bytes(0), Bytes(32), 1, 2, 8));
   // Another key.
-  EXPECT_NE(proof, StreamClientProof(Key("another key of the same length"), Bytes(0), Bytes(32), 1, 2, 16));
+  EXPECT_NE(proof, StreamClientProof(Key("another key of the same length"), Bytes(0), Bytes(32), 1,
+                                     2, 16));
   // The acceptor's proof over the same transcript is not the dialer's: none can be reflected.
   EXPECT_NE(proof, StreamServerProof(key, Bytes(0), Bytes(32), 1, 2, 16));
 }
@@ -73,8 +74,14 @@ TEST(PeerAuthTest, VerifyRefusesAnythingButTheExactProof) {
 
 TEST(PeerAuthTest, SnapshotProofCoversItsHeader) {
   const ClusterKey key = Key();
-  SnapshotProofFields f{.from = 1, .to = 2, .shards = 4, .shard = 3, .index = 100, .term = 7,
-                        .total_size = 4096, .checksum = 99};
+  SnapshotProofFields f{.from = 1,
+                        .to = 2,
+                        .shards = 4,
+                        .shard = 3,
+                        .index = 100,
+                        .term = 7,
+                        .total_size = 4096,
+                        .checksum = 99};
   const std::string proof = SnapshotProof(key, Bytes(0), f);
   EXPECT_EQ(proof, SnapshotProof(key, Bytes(0), f));
   EXPECT_NE(proof, SnapshotProof(key, Bytes(1), f));
@@ -90,8 +97,12 @@ TEST(PeerAuthTest, SnapshotProofCoversItsHeader) {
 
 TEST(PeerAuthTest, IdentifyProofCoversTheRequestAndTheAnswer) {
   const ClusterKey key = Key();
-  const IdentifyProofFields f{.from = 3, .to = 1, .incarnation = 5, .live_incarnation = 7,
-                              .live_bind_address = "127.0.0.1:8163", .live_peer = "ipv4:x"};
+  const IdentifyProofFields f{.from = 3,
+                              .to = 1,
+                              .incarnation = 5,
+                              .live_incarnation = 7,
+                              .live_bind_address = "127.0.0.1:8163",
+                              .live_peer = "ipv4:x"};
   const std::string proof = IdentifyProof(key, Bytes(0), f);
   EXPECT_EQ(proof, IdentifyProof(key, Bytes(0), f));
   EXPECT_NE(proof, IdentifyProof(key, Bytes(1), f));

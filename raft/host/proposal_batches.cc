@@ -16,8 +16,7 @@ QueuedEntries EntriesOfQueue(uint64_t node, bool pack, const std::vector<uint64_
   while (begin < ids.size()) {
     size_t end = begin, bytes = kPackHeaderBytes;
     while (end < ids.size() &&
-           (end == begin ||
-            bytes + kPackItemHeaderBytes + payloads[end].size() <= kMaxPackBytes)) {
+           (end == begin || bytes + kPackItemHeaderBytes + payloads[end].size() <= kMaxPackBytes)) {
       bytes += kPackItemHeaderBytes + payloads[end].size();
       ++end;
     }

@@ -59,7 +59,8 @@ absl::Status DecodeProposals(std::string&& data, uint64_t* proposer,
                              std::vector<DecodedProposal>* out) {
   out->clear();
   if (data.size() < kPackHeaderBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("entry of ", data.size(), " bytes has no proposal header"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("entry of ", data.size(), " bytes has no proposal header"));
   }
   const uint64_t first = GetU64(data.data());
   if ((first & kPackedBit) == 0) {

@@ -9,12 +9,12 @@
 #include <set>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
-#include "absl/strings/str_cat.h"
-#include "raft/host/snapshot_file.h"
-#include "glog/logging.h"
 #include "raft/errors.h"
+#include "raft/host/snapshot_file.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_buffer_manager.h"
@@ -37,7 +37,10 @@ constexpr char kMetaPrefix[] = "meta/";
 // Reserved keys of a shard's family (0x00 ...), entry keys are 0x01 + big-endian index.
 const std::string kHardStateKey("\x00hs", 3);
 const std::string kSnapshotKey("\x00snap", 5);
-const std::string kCompactedKey("\x00" "compacted", 10);
+const std::string kCompactedKey(
+    "\x00"
+    "compacted",
+    10);
 constexpr char kEntryPrefix = '\x01';
 
 std::string EntryKey(uint64_t index) {
@@ -232,12 +235,13 @@ absl::Status ShardLog::Append(std::vector<Entry> entries) {
   if (skip == entries.size()) return absl::OkStatus();
   const uint64_t first = entries[skip].index();
   if (first > last_index_ + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": append at ", first,
-                                                   " leaves a gap after ", last_index_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard_, ": append at ", first, " leaves a gap after ", last_index_));
   }
   for (size_t k = skip + 1; k < entries.size(); ++k) {
     if (entries[k].index() != entries[k - 1].index() + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("shard ", shard_, ": entries not consecutive"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shard ", shard_, ": entries not consecutive"));
     }
   }
   auto& batch = store_->batch_;
@@ -348,8 +352,8 @@ absl::Status ShardLog::Load() {
       return absl::DataLossError(absl::StrCat("shard ", shard_, ": snapshot metadata is corrupt"));
     }
     if (!snap_file_.empty() && !fs::exists(store_->SnapshotDir() + "/" + snap_file_)) {
-      return absl::DataLossError(absl::StrCat("shard ", shard_, ": snapshot file ", snap_file_,
-                                              " is missing"));
+      return absl::DataLossError(
+          absl::StrCat("shard ", shard_, ": snapshot file ", snap_file_, " is missing"));
     }
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "read snapshot metadata");
@@ -375,8 +379,8 @@ absl::Status ShardLog::Load() {
     uint64_t first = 0;
     if (!DecodeEntryKey(it->key(), &first) || first != compacted_index_ + 1) {
       return absl::DataLossError(absl::StrCat("shard ", shard_, ": log starts at ", first, " (key ",
-                                              it->key().ToString(true), ")",
-                                              ", expected ", compacted_index_ + 1));
+                                              it->key().ToString(true), ")", ", expected ",
+                                              compacted_index_ + 1));
     }
     it->SeekForPrev(EntryKey(UINT64_MAX));
     uint64_t last;
@@ -390,10 +394,10 @@ absl::Status ShardLog::Load() {
   uint64_t i = compacted_index_ + 1;
   for (it->Seek(EntryKey(i)); it->Valid() && i <= last_index_; it->Next(), ++i) {
     uint64_t idx, index, term;
-    if (!DecodeEntryKey(it->key(), &idx) || idx != i || !DecodeEntryHead(it->value(), &index, &term) ||
-        index != i) {
-      return absl::DataLossError(absl::StrCat("shard ", shard_, ": entry ", i,
-                                              " is missing or corrupt"));
+    if (!DecodeEntryKey(it->key(), &idx) || idx != i ||
+        !DecodeEntryHead(it->value(), &index, &term) || index != i) {
+      return absl::DataLossError(
+          absl::StrCat("shard ", shard_, ": entry ", i, " is missing or corrupt"));
     }
     terms_.Add(i, term);
   }
@@ -407,7 +411,8 @@ absl::Status ShardLog::Load() {
                                             last_index_, " (entries lost)"));
   }
   // Warm the cache with the tail (and check the log is contiguous there).
-  const uint64_t n = std::min<uint64_t>(last_index_ - compacted_index_, store_->options_.cache_entries);
+  const uint64_t n =
+      std::min<uint64_t>(last_index_ - compacted_index_, store_->options_.cache_entries);
   if (n > 0) {
     const uint64_t lo = last_index_ - n + 1;
     auto tail = Entries(lo, last_index_ + 1, UINT64_MAX);
@@ -494,14 +499,15 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     std::vector<std::string> found;
     auto rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &found);
     if (!rs.ok()) {
-      return absl::DataLossError(absl::StrCat("raft store ", dir, " is unreadable (",
-                                              rs.ToString(), "); refusing to start, nothing was changed"));
+      return absl::DataLossError(absl::StrCat("raft store ", dir, " is unreadable (", rs.ToString(),
+                                              "); refusing to start, nothing was changed"));
     }
     if (std::set<std::string>(found.begin(), found.end()) !=
         std::set<std::string>(wanted.begin(), wanted.end())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "raft store ", dir, " holds ", found.size() - 1, " shards but this node runs with ",
-          options.shards, " shards; refusing to start (use the original -shards or a new -raft-path)"));
+          options.shards,
+          " shards; refusing to start (use the original -shards or a new -raft-path)"));
     }
   }
   // The database folder too: RocksDB logs an error when it is missing, even when creating it.
@@ -542,19 +548,22 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
   rocksdb::DB* raw = nullptr;
   auto rs = rocksdb::DB::Open(dbo, db_dir, descs, &store->handles_, &raw);
   if (rs.IsNoSpace()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "raft store ", dir, " cannot be opened: the raft folder's disk is full (", rs.ToString(),
-        "); nothing was changed, start again after freeing space"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("raft store ", dir, " cannot be opened: the raft folder's disk is full (",
+                     rs.ToString(), "); nothing was changed, start again after freeing space"));
   }
   if (rs.IsIOError() && rs.ToString().find("lock") != std::string::npos) {
     // RocksDB's LOCK file: another process (or another store of this one) has the folder open.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "raft store ", dir, " is in use by another process (a marmot with the same -node-id and "
-        "-raft-path?); stop it first (", rs.ToString(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft store ", dir,
+                     " is in use by another process (a marmot with the same -node-id and "
+                     "-raft-path?); stop it first (",
+                     rs.ToString(), ")"));
   }
   if (!rs.ok()) {
     return absl::DataLossError(absl::StrCat("raft store ", dir, " cannot be opened (",
-                                            rs.ToString(), "); refusing to start, nothing was changed"));
+                                            rs.ToString(),
+                                            "); refusing to start, nothing was changed"));
   }
   store->db_.reset(raw);
   auto* def = store->handles_[0];
@@ -572,16 +581,16 @@ absl::StatusOr<std::unique_ptr<RocksLogStore>> RocksLogStore::Open(const std::st
     std::string format, node, shards;
     auto r = raw->Get(rocksdb::ReadOptions(), def, kFormatKey, &format);
     if (!r.ok() || format != kFormat) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "raft store ", dir, " has no or an unknown format marker ('", format,
-          "'); refusing to start, nothing was changed"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("raft store ", dir, " has no or an unknown format marker ('", format,
+                       "'); refusing to start, nothing was changed"));
     }
     raw->Get(rocksdb::ReadOptions(), def, kNodeIdKey, &node);
     raw->Get(rocksdb::ReadOptions(), def, kShardsKey, &shards);
     if (node != std::to_string(options.node_id)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "raft store ", dir, " belongs to node ", node, ", not node ", options.node_id,
-          "; refusing to start (wrong -raft-path or -node-id)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("raft store ", dir, " belongs to node ", node, ", not node ",
+                       options.node_id, "; refusing to start (wrong -raft-path or -node-id)"));
     }
     if (shards != std::to_string(options.shards)) {
       return absl::FailedPreconditionError(absl::StrCat("raft store ", dir, " was created with ",
@@ -680,7 +689,8 @@ absl::Status RocksLogStore::SetClusterId(const std::string& id) {
                    absl::StrCat("raft store ", dir_, ": write the cluster id"));
 }
 
-std::map<std::string, std::string> RocksLogStore::ReadMetaWithPrefix(const std::string& prefix) const {
+std::map<std::string, std::string> RocksLogStore::ReadMetaWithPrefix(
+    const std::string& prefix) const {
   std::map<std::string, std::string> out;
   const std::string p = kMetaPrefix + prefix;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[0]));

@@ -155,9 +155,9 @@ class RocksLogStore {
   std::map<std::string, std::string> ReadMetaWithPrefix(const std::string& prefix) const;
 
   // Makes everything staged durable: one write, one fsync (if `sync`). Files made obsolete by
-  // the staged changes (replaced snapshots) are removed after the next commit that syncs. On failure
-  // (ResourceExhaustedError: the disk is full; another error: I/O) nothing staged is known to be
-  // durable and the store takes no more writes: the caller must stop using it.
+  // the staged changes (replaced snapshots) are removed after the next commit that syncs. On
+  // failure (ResourceExhaustedError: the disk is full; another error: I/O) nothing staged is known
+  // to be durable and the store takes no more writes: the caller must stop using it.
   absl::Status Commit(bool sync = true);
   bool HasStaged() const { return batch_.Count() > 0; }
 

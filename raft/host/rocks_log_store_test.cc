@@ -208,10 +208,9 @@ TEST_F(RocksLogStoreTest, ReceivedSnapshotReplacesTheLog) {
   EXPECT_TRUE(absl::IsInvalidArgument(log->ApplySnapshot(snap)));
   snap.set_data("received.snap");
   EXPECT_TRUE(absl::IsInvalidArgument(log->ApplySnapshot(snap)));
-  ASSERT_TRUE(
-      WriteFileDurably(Env::Default(), store->SnapshotDir() + "/received.snap",
-                       std::string(100000, 'x'))
-          .ok());
+  ASSERT_TRUE(WriteFileDurably(Env::Default(), store->SnapshotDir() + "/received.snap",
+                               std::string(100000, 'x'))
+                  .ok());
   ASSERT_TRUE(log->ApplySnapshot(snap).ok());
   ASSERT_TRUE(store->Commit().ok());
   EXPECT_TRUE(IsSnapshotOutOfDate(log->ApplySnapshot(snap)));

@@ -7,12 +7,13 @@ namespace marmot::raft::host {
 namespace {
 
 absl::Status Refuse(const v1::Message& m, absl::string_view why) {
-  return absl::PermissionDeniedError(absl::StrCat(v1::MessageType_Name(m.type()), " from node ",
-                                                  m.from(), " refused: ", why));
+  return absl::PermissionDeniedError(
+      absl::StrCat(v1::MessageType_Name(m.type()), " from node ", m.from(), " refused: ", why));
 }
 
 absl::Status NotAMember(const SenderView& v, const v1::Message& m) {
-  return Refuse(m, v.sender_removed ? "it was removed from the shard" : "it is not a member of the shard");
+  return Refuse(
+      m, v.sender_removed ? "it was removed from the shard" : "it is not a member of the shard");
 }
 
 }  // namespace
@@ -31,8 +32,9 @@ absl::Status CheckSender(const SenderView& v, const v1::Message& m) {
       return member ? absl::OkStatus() : NotAMember(v, m);
 
     case v1::MSG_TRANSFER_LEADER:
-      return v.sender == ShardRole::kVoter ? absl::OkStatus()
-                                           : Refuse(m, "the transferee is not a voter of the shard");
+      return v.sender == ShardRole::kVoter
+                 ? absl::OkStatus()
+                 : Refuse(m, "the transferee is not a voter of the shard");
 
     case v1::MSG_APP:
     case v1::MSG_HEARTBEAT:

@@ -18,7 +18,8 @@ v1::Message Msg(v1::MessageType type, uint64_t from, uint64_t term) {
 
 // Node 2, a voter following leader 1 in term 5.
 SenderView Follower(ShardRole sender, bool removed = false) {
-  return {.self = ShardRole::kVoter, .sender = sender, .sender_removed = removed, .term = 5, .lead = 1};
+  return {
+      .self = ShardRole::kVoter, .sender = sender, .sender_removed = removed, .term = 5, .lead = 1};
 }
 
 bool Ok(const SenderView& v, v1::MessageType type, uint64_t from, uint64_t term) {
@@ -27,9 +28,9 @@ bool Ok(const SenderView& v, v1::MessageType type, uint64_t from, uint64_t term)
 
 TEST(SenderPolicyTest, MembersProposeVoteAndAnswer) {
   for (ShardRole role : {ShardRole::kVoter, ShardRole::kLearner}) {
-    for (v1::MessageType t : {v1::MSG_PROP, v1::MSG_READ_INDEX, v1::MSG_VOTE, v1::MSG_PRE_VOTE,
-                              v1::MSG_APP_RESP, v1::MSG_VOTE_RESP, v1::MSG_PRE_VOTE_RESP,
-                              v1::MSG_HEARTBEAT_RESP}) {
+    for (v1::MessageType t :
+         {v1::MSG_PROP, v1::MSG_READ_INDEX, v1::MSG_VOTE, v1::MSG_PRE_VOTE, v1::MSG_APP_RESP,
+          v1::MSG_VOTE_RESP, v1::MSG_PRE_VOTE_RESP, v1::MSG_HEARTBEAT_RESP}) {
       EXPECT_TRUE(Ok(Follower(role), t, 3, 5)) << t;
     }
   }
@@ -41,7 +42,8 @@ TEST(SenderPolicyTest, StrangersAndRemovedMembersCannotProposeOrVote) {
                               v1::MSG_APP_RESP, v1::MSG_VOTE_RESP, v1::MSG_HEARTBEAT_RESP}) {
       absl::Status s = CheckSender(Follower(ShardRole::kNone, removed), Msg(t, 9, 6));
       EXPECT_TRUE(absl::IsPermissionDenied(s)) << t;
-      EXPECT_NE(s.message().find(removed ? "removed" : "not a member"), absl::string_view::npos) << s;
+      EXPECT_NE(s.message().find(removed ? "removed" : "not a member"), absl::string_view::npos)
+          << s;
     }
   }
 }
@@ -77,7 +79,8 @@ TEST(SenderPolicyTest, ALaggingMemberFollowsALeaderItDoesNotKnowYetButNeverARemo
 }
 
 TEST(SenderPolicyTest, ANodeWaitingToBeAddedTakesItsFirstSnapshot) {
-  const SenderView joining{.self = ShardRole::kNone, .sender = ShardRole::kNone, .term = 0, .lead = 0};
+  const SenderView joining{
+      .self = ShardRole::kNone, .sender = ShardRole::kNone, .term = 0, .lead = 0};
   EXPECT_TRUE(Ok(joining, v1::MSG_APP, 1, 3));
   EXPECT_TRUE(Ok(joining, v1::MSG_SNAP, 1, 3));
   EXPECT_FALSE(Ok(joining, v1::MSG_PROP, 1, 3));

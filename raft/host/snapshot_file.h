@@ -28,8 +28,8 @@ bool IsSnapshotFileName(absl::string_view name);
 class FileSnapshotSource : public SnapshotSource {
  public:
   // NotFound when the file does not exist; Internal for other failures.
-  static absl::StatusOr<std::unique_ptr<FileSnapshotSource>> Open(
-      const std::string& path, Env* env = Env::Default());
+  static absl::StatusOr<std::unique_ptr<FileSnapshotSource>> Open(const std::string& path,
+                                                                  Env* env = Env::Default());
 
   uint64_t size() const override { return file_->size(); }
   absl::Status ReadAt(uint64_t offset, size_t n, std::string* out) const override;

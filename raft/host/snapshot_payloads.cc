@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "raft/log_prefix.h"
 #include "raft/host/snapshot_file.h"
+#include "raft/log_prefix.h"
 
 namespace marmot::raft::host {
 

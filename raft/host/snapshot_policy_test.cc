@@ -23,12 +23,9 @@ TEST(SnapshotPolicyTest, DueAfterEntriesOrBytes) {
     bool due;
   };
   const Case cases[] = {
-      {"entries not reached", 5, 0, 4, 1, false},
-      {"entries reached", 5, 0, 5, 1, true},
-      {"bytes not reached", 0, 100, 3, 33, false},
-      {"bytes reached", 0, 100, 3, 34, true},
-      {"either trigger", 100, 100, 2, 50, true},
-      {"no trigger", 0, 0, 1000, 1000, false},
+      {"entries not reached", 5, 0, 4, 1, false},  {"entries reached", 5, 0, 5, 1, true},
+      {"bytes not reached", 0, 100, 3, 33, false}, {"bytes reached", 0, 100, 3, 34, true},
+      {"either trigger", 100, 100, 2, 50, true},   {"no trigger", 0, 0, 1000, 1000, false},
   };
   for (const Case& c : cases) {
     SnapshotPolicy p(Options(c.every, c.max_bytes, 10, 1 << 20), /*last_snapshot=*/10);

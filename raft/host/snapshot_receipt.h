@@ -75,7 +75,7 @@ class SnapshotReceipts {
     const uint64_t shard_;
     const uint64_t total_;
     const uint64_t checksum_;
-    const std::string name_;  // The final name; the file is `<name>.tmp` until Finish.
+    const std::string name_;              // The final name; the file is `<name>.tmp` until Finish.
     std::unique_ptr<WritableFile> file_;  // null once closed
     uint64_t received_ = 0;
     uint64_t sum_ = kPayloadChecksumSeed;

@@ -38,11 +38,11 @@ TEST(StreamIntakeTest, DeliversThePeersMessagesInOrder) {
 
 TEST(StreamIntakeTest, DropsMessagesClaimingAnotherSenderOrReceiver) {
   StreamIntake intake(2, 1);
-  StreamIntake::Delivery d = intake.Take(Batch(
-      1, 2,
-      {Msg(v1::MSG_VOTE, 3, 2), Msg(v1::MSG_APP, 1, 3), Msg(v1::MSG_PROP, 1, 2),
-       // The transferee names itself as `from`; a follower forwards it unchanged.
-       Msg(v1::MSG_TRANSFER_LEADER, 3, 2)}));
+  StreamIntake::Delivery d =
+      intake.Take(Batch(1, 2,
+                        {Msg(v1::MSG_VOTE, 3, 2), Msg(v1::MSG_APP, 1, 3), Msg(v1::MSG_PROP, 1, 2),
+                         // The transferee names itself as `from`; a follower forwards it unchanged.
+                         Msg(v1::MSG_TRANSFER_LEADER, 3, 2)}));
   ASSERT_EQ(d.messages.size(), 2u);
   EXPECT_EQ(d.messages[0].type(), v1::MSG_PROP);
   EXPECT_EQ(d.messages[1].type(), v1::MSG_TRANSFER_LEADER);

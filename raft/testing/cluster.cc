@@ -6,8 +6,8 @@
 namespace marmot::raft::testing {
 
 std::string Describe(const v1::Message& m) {
-  return absl::StrCat(v1::MessageType_Name(m.type()), " ", m.from(), "->", m.to(), " term=",
-                      m.term(), " log_term=", m.log_term(), " index=", m.index(),
+  return absl::StrCat(v1::MessageType_Name(m.type()), " ", m.from(), "->", m.to(),
+                      " term=", m.term(), " log_term=", m.log_term(), " index=", m.index(),
                       " entries=", m.entries_size(), " commit=", m.commit(),
                       m.reject() ? " reject" : "", m.has_snapshot() ? " snap@" : "",
                       m.has_snapshot() ? absl::StrCat(m.snapshot().metadata().index()) : "");
@@ -190,6 +190,8 @@ void Cluster::Heal() {
   filter_ = nullptr;
 }
 
-void Cluster::Restart(uint64_t id) { nodes_.at(id)->Restart(base_.random_seed * 1000 + id + 7919 * ++restarts_); }
+void Cluster::Restart(uint64_t id) {
+  nodes_.at(id)->Restart(base_.random_seed * 1000 + id + 7919 * ++restarts_);
+}
 
 }  // namespace marmot::raft::testing

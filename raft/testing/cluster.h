@@ -60,18 +60,18 @@ class Cluster {
   uint64_t Leader();
 
   // Network faults.
-  void Cut(uint64_t a, uint64_t b);          // both directions
+  void Cut(uint64_t a, uint64_t b);  // both directions
   void CutOneWay(uint64_t from, uint64_t to);
   void Isolate(uint64_t id);
-  void Heal();                               // restores every link and stops type drops
+  void Heal();  // restores every link and stops type drops
   void DropType(v1::MessageType t) { dropped_types_.insert(t); }
   // Sees every message before delivery; return false to drop it.
   void SetFilter(std::function<bool(const v1::Message&)> f) { filter_ = std::move(f); }
 
   // Lower-level control.
-  void Deliver(v1::Message m);          // steps one message now (no settling)
-  void DeliverQueued();                 // delivers what is queued (no Ready handling)
-  bool HandleReadys();                  // handles one Ready per live node
+  void Deliver(v1::Message m);  // steps one message now (no settling)
+  void DeliverQueued();         // delivers what is queued (no Ready handling)
+  bool HandleReadys();          // handles one Ready per live node
   std::deque<v1::Message>& queue() { return queue_; }
   void Crash(uint64_t id) { nodes_.at(id)->Crash(); }
   void Restart(uint64_t id);

@@ -59,11 +59,13 @@ int main(int argc, char** argv) {
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  printf("raft_sim: seeds %llu..%llu (%llu seeds x %d events): %llu failed, %llu events, "
-         "%llu crashes, %llu snapshots installed, %llu conf changes, %llu reads, avg commit %.0f, %.1fs\n",
-         (unsigned long long)first, (unsigned long long)(first + count - 1),
-         (unsigned long long)count, FLAGS_events, (unsigned long long)failed,
-         (unsigned long long)events, (unsigned long long)crashes, (unsigned long long)snaps,
-         (unsigned long long)ccs, (unsigned long long)reads, double(commits) / count, secs);
+  printf(
+      "raft_sim: seeds %llu..%llu (%llu seeds x %d events): %llu failed, %llu events, "
+      "%llu crashes, %llu snapshots installed, %llu conf changes, %llu reads, avg commit %.0f, "
+      "%.1fs\n",
+      (unsigned long long)first, (unsigned long long)(first + count - 1), (unsigned long long)count,
+      FLAGS_events, (unsigned long long)failed, (unsigned long long)events,
+      (unsigned long long)crashes, (unsigned long long)snaps, (unsigned long long)ccs,
+      (unsigned long long)reads, double(commits) / count, secs);
   return failed == 0 ? 0 : 1;
 }

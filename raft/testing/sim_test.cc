@@ -34,11 +34,12 @@ TEST(SimulatorTest, ManySeedsKeepSafetyAndLiveness) {
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  printf("simulator: %d seeds x %d events: %d failed, %llu events, %llu crashes, %llu snapshots "
-         "installed, %llu conf changes, max commit %llu, %.1fs\n",
-         kSeeds, kEvents, failures, (unsigned long long)events, (unsigned long long)crashes,
-         (unsigned long long)snapshots, (unsigned long long)conf_changes,
-         (unsigned long long)max_commit, secs);
+  printf(
+      "simulator: %d seeds x %d events: %d failed, %llu events, %llu crashes, %llu snapshots "
+      "installed, %llu conf changes, max commit %llu, %.1fs\n",
+      kSeeds, kEvents, failures, (unsigned long long)events, (unsigned long long)crashes,
+      (unsigned long long)snapshots, (unsigned long long)conf_changes,
+      (unsigned long long)max_commit, secs);
 }
 
 // Sanity: the same seed gives the same run.

@@ -89,8 +89,8 @@ class Sim {
   void Fail(const std::string& what) {
     if (!result_.ok) return;
     result_.ok = false;
-    result_.failure = absl::StrCat("seed ", opt_.seed, ": invariant violated: ", what, "\n",
-                                   TraceTail());
+    result_.failure =
+        absl::StrCat("seed ", opt_.seed, ": invariant violated: ", what, "\n", TraceTail());
   }
 
   // ------------------------------------------------------------------------------------------
@@ -214,7 +214,8 @@ class Sim {
     const size_t reads_before = n.read_states().size();
     if (!n.HandleReady(&out)) return false;
     Trace(absl::StrCat("ready node ", id, " -> ", out.size(), " msgs, applied ", n.sm().applied));
-    for (size_t i = reads_before; i < n.read_states().size(); ++i) OnReadState(id, n.read_states()[i]);
+    for (size_t i = reads_before; i < n.read_states().size(); ++i)
+      OnReadState(id, n.read_states()[i]);
     SendAll(out);
     return true;
   }
@@ -258,8 +259,8 @@ class Sim {
         auto alive = Alive();
         uint64_t id = alive[Rand(alive.size())];
         const uint64_t keep = Rand(8);
-        Trace(absl::StrCat("compact node ", id, " at applied ", nodes_[id]->sm().applied,
-                           " keep ", keep));
+        Trace(absl::StrCat("compact node ", id, " at applied ", nodes_[id]->sm().applied, " keep ",
+                           keep));
         nodes_[id]->SnapshotAndCompact(keep);
       }
     } else if (r < 882) {
@@ -373,7 +374,8 @@ class Sim {
     const uint64_t to = cs.voters(Rand(cs.voters_size()));
     auto s = nodes_[lead]->raw().TransferLeader(to);
     ++result_.transfers;
-    Trace(absl::StrCat("transfer ", lead, " -> ", to, ": ", s.ok() ? "ok" : std::string(s.message())));
+    Trace(absl::StrCat("transfer ", lead, " -> ", to, ": ",
+                       s.ok() ? "ok" : std::string(s.message())));
   }
 
   void Read() {
@@ -435,9 +437,9 @@ class Sim {
     if (it == applied_.end()) {
       applied_[e.index()] = {e.term(), sm.hash};
     } else if (it->second.first != e.term() || it->second.second != sm.hash) {
-      Fail(absl::StrCat("state machine safety: node ", node, " applied ", e.index(), "/",
-                        e.term(), " hash ", sm.hash, " but another node applied ",
-                        it->second.first, " hash ", it->second.second));
+      Fail(absl::StrCat("state machine safety: node ", node, " applied ", e.index(), "/", e.term(),
+                        " hash ", sm.hash, " but another node applied ", it->second.first, " hash ",
+                        it->second.second));
     }
   }
 
@@ -462,8 +464,8 @@ class Sim {
     auto it = read_floor_.find(rs.request_ctx);
     if (it == read_floor_.end()) return;
     if (rs.index < it->second) {
-      Fail(absl::StrCat("read index: node ", node, " got index ", rs.index, " for ",
-                        rs.request_ctx, " but ", it->second, " was committed before"));
+      Fail(absl::StrCat("read index: node ", node, " got index ", rs.index, " for ", rs.request_ctx,
+                        " but ", it->second, " was committed before"));
     }
     read_floor_.erase(it);
   }
@@ -572,9 +574,9 @@ class Sim {
     for (auto it = applied_.lower_bound(log.FirstIndex()); it != applied_.end(); ++it) {
       auto t = log.Term(it->first);
       if (!t.ok() || *t != it->second.first) {
-        Fail(absl::StrCat("leader completeness: leader ", id, " of term ", r.term(),
-                          " has term ", t.ok() ? *t : 0, " at index ", it->first,
-                          " where term ", it->second.first, " was applied"));
+        Fail(absl::StrCat("leader completeness: leader ", id, " of term ", r.term(), " has term ",
+                          t.ok() ? *t : 0, " at index ", it->first, " where term ",
+                          it->second.first, " was applied"));
         return;
       }
     }
@@ -637,9 +639,10 @@ class Sim {
     }
     const int proposed = attempts;
     if (result_.ok) {
-      Fail(absl::StrCat("liveness: no leader committed ", kProposals, " proposals on every member within ",
-                        opt_.liveness_ticks, " ticks after faults stopped (leader ", Leader(),
-                        ", proposed ", proposed, ")"));
+      Fail(absl::StrCat("liveness: no leader committed ", kProposals,
+                        " proposals on every member within ", opt_.liveness_ticks,
+                        " ticks after faults stopped (leader ", Leader(), ", proposed ", proposed,
+                        ")"));
     }
   }
 

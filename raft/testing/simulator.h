@@ -48,7 +48,7 @@ struct SimResult {
   uint64_t events = 0;
   uint64_t ticks = 0;
   uint64_t max_term = 0;
-  uint64_t committed = 0;      // highest index applied by any node
+  uint64_t committed = 0;  // highest index applied by any node
   uint64_t crashes = 0;
   uint64_t snapshots_installed = 0;
   uint64_t conf_changes = 0;

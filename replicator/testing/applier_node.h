@@ -4,12 +4,12 @@
 #ifndef MARMOT_REPLICATOR_TESTING_APPLIER_NODE_H_
 #define MARMOT_REPLICATOR_TESTING_APPLIER_NODE_H_
 
+#include <glog/logging.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "replicator/change_applier.h"
@@ -25,8 +25,8 @@ namespace marmot::replicator::testing {
 using sqlite::Value;
 
 // What a node writes as its snapshot of `shard` (a stream of pieces), read back whole.
-inline absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(ChangeApplier& applier, int shard,
-                                                         size_t piece_bytes = kDefaultPieceBytes) {
+inline absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(
+    ChangeApplier& applier, int shard, size_t piece_bytes = kDefaultPieceBytes) {
   raft::host::StringSnapshotSink sink;
   ShardSnapshotWriter writer(sink, piece_bytes);
   if (absl::Status s = applier.CreateSnapshot(shard, writer); !s.ok()) return s;
@@ -35,9 +35,9 @@ inline absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(ChangeApplier& a
 
 // Installs `snap` as a node does: written as a stream of pieces, read from it.
 inline absl::StatusOr<InstallResult> InstallSnapshot(ChangeApplier& applier,
-                                              const change::v1::ShardSnapshot& snap,
-                                              std::optional<uint64_t> index = std::nullopt,
-                                              size_t piece_bytes = kDefaultPieceBytes) {
+                                                     const change::v1::ShardSnapshot& snap,
+                                                     std::optional<uint64_t> index = std::nullopt,
+                                                     size_t piece_bytes = kDefaultPieceBytes) {
   raft::host::StringSnapshotSink sink;
   if (absl::Status s = WriteShardSnapshot(snap, sink, piece_bytes); !s.ok()) return s;
   raft::host::StringSnapshotSource source(sink.Take());
@@ -96,8 +96,8 @@ struct Node {
 
   // All rows of a table with their storage classes, for comparisons.
   std::string Dump(const std::string& table) {
-    auto rows = db->QueryRows(absl::StrCat("SELECT rowid, * FROM ", sqlite::QuoteIdentifier(table),
-                                           " ORDER BY 2, 3"));
+    auto rows = db->QueryRows(
+        absl::StrCat("SELECT rowid, * FROM ", sqlite::QuoteIdentifier(table), " ORDER BY 2, 3"));
     if (!rows.ok()) {  // WITHOUT ROWID
       rows = db->QueryRows(
           absl::StrCat("SELECT * FROM ", sqlite::QuoteIdentifier(table), " ORDER BY 1, 2"));
@@ -112,8 +112,9 @@ struct Node {
   }
 
   int64_t LogRows(const std::string& table) {
-    return db->QueryValue(absl::StrCat("SELECT count(*) FROM ",
-                                       sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table))))
+    return db
+        ->QueryValue(absl::StrCat("SELECT count(*) FROM ",
+                                  sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table))))
         ->integer();
   }
 
@@ -152,8 +153,8 @@ inline std::string QueryText(Node& n, const std::string& sql) {
 
 // The dead letters of a node, oldest first: "id tbl change_id error" per line.
 inline std::string DeadLetters(Node& n) {
-  return QueryText(
-      n, "SELECT id, tbl, change_id, error FROM \"__marmot__dead_letters\" ORDER BY id");
+  return QueryText(n,
+                   "SELECT id, tbl, change_id, error FROM \"__marmot__dead_letters\" ORDER BY id");
 }
 
 inline std::vector<int64_t> DeadLetterIds(Node& n) {

@@ -1,5 +1,6 @@
 #include "sqlite/testing/sqlite_cli.h"
 
+#include <glog/logging.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,8 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -31,8 +30,8 @@ absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::
   std::string in = dir + "/in.sql", out = dir + "/out.txt", err = dir + "/err.txt";
   // Like any application sharing a file with marmot, wait for locks instead of failing at once.
   std::ofstream(in) << ".timeout 10000\n" << sql;
-  std::string cmd = absl::StrCat("sqlite3 -bail '", db_path, "' < '", in, "' > '", out, "' 2> '",
-                                 err, "'");
+  std::string cmd =
+      absl::StrCat("sqlite3 -bail '", db_path, "' < '", in, "' > '", out, "' 2> '", err, "'");
   int rc = std::system(cmd.c_str());
   auto slurp = [](const std::string& path) {
     std::ifstream f(path);
@@ -44,7 +43,8 @@ absl::StatusOr<std::string> RunSqliteCli(const std::string& db_path, const std::
   std::string error = slurp(err);
   std::filesystem::remove_all(dir);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("sqlite3 exited with status ", WEXITSTATUS(rc), ": ", error));
+    return absl::InternalError(
+        absl::StrCat("sqlite3 exited with status ", WEXITSTATUS(rc), ": ", error));
   }
   return output;
 }

@@ -1,12 +1,11 @@
 #include "tests/chaos/chaos_cluster.h"
 
+#include <glog/logging.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -40,7 +39,9 @@ ChaosCluster::~ChaosCluster() {
   }
 }
 
-std::string ChaosCluster::db_path(int id) const { return absl::StrCat(options_.dir, "/node-", id, ".db"); }
+std::string ChaosCluster::db_path(int id) const {
+  return absl::StrCat(options_.dir, "/node-", id, ".db");
+}
 
 std::string ChaosCluster::log_path(int id) const {
   return absl::StrCat(options_.dir, "/node-", id, ".run-", starts_[id - 1], ".log");
@@ -105,7 +106,8 @@ void ChaosCluster::StartNode(int id) {
       "-db-path=" + db_path(id),
       "-raft-path=" + absl::StrCat(options_.dir, "/raft-", id),
   };
-  if (options_.snapshot_entries > 0) argv.push_back(absl::StrCat("-snapshot-entries=", options_.snapshot_entries));
+  if (options_.snapshot_entries > 0)
+    argv.push_back(absl::StrCat("-snapshot-entries=", options_.snapshot_entries));
   procs_[id - 1] = std::make_unique<testing::Subprocess>(argv, options_.dir);
   paused_[id - 1] = false;
 }

@@ -70,7 +70,8 @@ class ChaosCluster {
   bool has_disk_shim() const { return !options_.disk_shim.empty(); }
   bool IsDiskFull(int id) const { return disk_full_[id - 1]; }
 
-  // Every link back to kPass, every disk healthy, every paused node resumed, every stopped node started.
+  // Every link back to kPass, every disk healthy, every paused node resumed, every stopped node
+  // started.
   void HealAll();
 
   int nodes() const { return options_.nodes; }

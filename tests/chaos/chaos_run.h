@@ -15,7 +15,7 @@ namespace marmot::chaos {
 
 struct ChaosRunOptions {
   std::string marmot_binary;
-  std::string dir;  // databases, raft folders, node logs, history.tsv, events.txt
+  std::string dir;        // databases, raft folders, node logs, history.tsv, events.txt
   std::string disk_shim;  // libchaos_disk.so; empty: no disk faults
   uint64_t seed = 1;
   int nodes = 3;

@@ -4,10 +4,10 @@
 // behind the others' compacted logs and must catch up by installing snapshots while the
 // application keeps writing on it.
 // The long run is `tools/dev chaos --minutes N --seed S`; TESTING.md explains both.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <iostream>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/chaos/chaos_run.h"
@@ -21,7 +21,8 @@ TEST(ChaosTest, ThreeNodesSurviveKillsPausesPartitionsAndAnOutageAndAgree) {
   ChaosRunOptions options;
   options.marmot_binary = testing::MarmotBinary();
   options.dir = testing::NewTestDir("chaos");
-  options.disk_shim = std::string(std::getenv("TEST_SRCDIR")) + "/marmot/tests/chaos/libchaos_disk.so";
+  options.disk_shim =
+      std::string(std::getenv("TEST_SRCDIR")) + "/marmot/tests/chaos/libchaos_disk.so";
   // MARMOT_CHAOS_SEED replays another schedule through the same test.
   const char* seed = std::getenv("MARMOT_CHAOS_SEED");
   options.seed = seed != nullptr ? std::strtoull(seed, nullptr, 10) : 20261126;
@@ -35,7 +36,8 @@ TEST(ChaosTest, ThreeNodesSurviveKillsPausesPartitionsAndAnOutageAndAgree) {
   EXPECT_GE(result.faults_injected, 5);
   EXPECT_GT(result.committed_writes, 1000);
   EXPECT_GE(result.snapshot_installs, 1);  // The outage made a node catch up by snapshots.
-  for (const Verdict& v : result.report.verdicts) EXPECT_TRUE(v.pass) << v.property << ": " << v.detail;
+  for (const Verdict& v : result.report.verdicts)
+    EXPECT_TRUE(v.pass) << v.property << ": " << v.detail;
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ std::string Literal(sqlite3_stmt* stmt, int col) {
 }
 
 // Runs `sql`; calls `row` for each row. Returns the error message or "".
-std::string ForEachRow(sqlite3* db, const char* sql, const std::function<void(sqlite3_stmt*)>& row) {
+std::string ForEachRow(sqlite3* db, const char* sql,
+                       const std::function<void(sqlite3_stmt*)>& row) {
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) return sqlite3_errmsg(db);
   int rc;
@@ -85,7 +86,8 @@ NodeState ReadNode(const std::string& db_path) {
     error = ReadTable(db, "owned", 2, &state, [&](sqlite3_stmt* stmt) {
       const void* body = sqlite3_column_blob(stmt, 3);
       int n = sqlite3_column_bytes(stmt, 3);
-      state.owned[{static_cast<int>(sqlite3_column_int64(stmt, 0)), sqlite3_column_int64(stmt, 1)}] =
+      state
+          .owned[{static_cast<int>(sqlite3_column_int64(stmt, 0)), sqlite3_column_int64(stmt, 1)}] =
           OwnedRow{sqlite3_column_int64(stmt, 2), Fnv1a(body, n), n};
     });
   }
@@ -95,8 +97,9 @@ NodeState ReadNode(const std::string& db_path) {
     });
   }
   if (error.empty()) {
-    error = ForEachRow(db, "SELECT count(*) FROM \"__marmot__dead_letters\"",
-                       [&](sqlite3_stmt* stmt) { state.dead_letters = sqlite3_column_int64(stmt, 0); });
+    error =
+        ForEachRow(db, "SELECT count(*) FROM \"__marmot__dead_letters\"",
+                   [&](sqlite3_stmt* stmt) { state.dead_letters = sqlite3_column_int64(stmt, 0); });
   }
   if (error.empty()) {
     std::vector<std::string> problems;
@@ -149,7 +152,8 @@ bool CheckReport::all_pass() const {
 std::string CheckReport::ToString() const {
   std::string out;
   for (const Verdict& v : verdicts) {
-    absl::StrAppend(&out, absl::StrFormat("  %-16s %-5s %s\n", v.property, v.pass ? "PASS" : "FAIL", v.detail));
+    absl::StrAppend(
+        &out, absl::StrFormat("  %-16s %-5s %s\n", v.property, v.pass ? "PASS" : "FAIL", v.detail));
   }
   return out;
 }
@@ -201,14 +205,17 @@ CheckReport Check(const std::vector<NodeState>& nodes,
             std::string rb = ib == b.end() ? "(absent)" : ib->second;
             if (ra == rb) continue;
             if (listed++ < kMaxListed) {
-              absl::StrAppend(&v.detail, "\n    ", table, " key ", k, ": node 1 ", ra, " / node ", n + 1, " ", rb);
+              absl::StrAppend(&v.detail, "\n    ", table, " key ", k, ": node 1 ", ra, " / node ",
+                              n + 1, " ", rb);
             }
           }
-          absl::StrAppend(&v.detail, "\n    ", table, ": ", listed, " rows differ between node 1 and node ", n + 1);
+          absl::StrAppend(&v.detail, "\n    ", table, ": ", listed,
+                          " rows differ between node 1 and node ", n + 1);
         }
       }
     }
-    if (v.pass) v.detail = absl::StrCat(nodes.size(), " nodes, ", rows, " rows in 2 tables, identical");
+    if (v.pass)
+      v.detail = absl::StrCat(nodes.size(), " nodes, ", rows, " rows in 2 tables, identical");
     report.verdicts.push_back(v);
   }
 
@@ -230,30 +237,33 @@ CheckReport Check(const std::vector<NodeState>& nodes,
         auto it = have.find(key);
         if (it != have.end() && it->second == row) continue;
         if (lost_count++ < kMaxListed) {
-          absl::StrAppend(&lost.detail, "\n    node ", n + 1, " writer ", key.first, " key ", key.second,
-                          ": expected v=", row.v, " (", row.body_len, " bytes), found ",
+          absl::StrAppend(&lost.detail, "\n    node ", n + 1, " writer ", key.first, " key ",
+                          key.second, ": expected v=", row.v, " (", row.body_len, " bytes), found ",
                           it == have.end() ? "no row"
-                                           : absl::StrCat("v=", it->second.v, " (", it->second.body_len, " bytes)"));
+                                           : absl::StrCat("v=", it->second.v, " (",
+                                                          it->second.body_len, " bytes)"));
         }
       }
       for (const auto& [key, row] : have) {
         if (model.count(key)) continue;
         if (back_count++ < kMaxListed) {
-          absl::StrAppend(&back.detail, "\n    node ", n + 1, " writer ", key.first, " key ", key.second,
-                          " v=", row.v, ever_written.count(key) ? ": deleted or moved, yet present"
-                                                                : ": never written");
+          absl::StrAppend(
+              &back.detail, "\n    node ", n + 1, " writer ", key.first, " key ", key.second,
+              " v=", row.v,
+              ever_written.count(key) ? ": deleted or moved, yet present" : ": never written");
         }
       }
     }
     lost.pass = lost_count == 0;
     back.pass = back_count == 0;
     int64_t gone = static_cast<int64_t>(ever_written.size() - model.size());
-    lost.detail = lost.pass ? absl::StrCat(owned_writes, " committed writes to ", ever_written.size(),
-                                           " owned rows; the ", model.size(),
+    lost.detail = lost.pass ? absl::StrCat(owned_writes, " committed writes to ",
+                                           ever_written.size(), " owned rows; the ", model.size(),
                                            " surviving rows hold their last write on every node")
                             : absl::StrCat(lost_count, " row copies wrong:", lost.detail);
-    back.detail = back.pass ? absl::StrCat(gone, " deleted or moved rows absent on every node")
-                            : absl::StrCat(back_count, " row copies that should not exist:", back.detail);
+    back.detail = back.pass
+                      ? absl::StrCat(gone, " deleted or moved rows absent on every node")
+                      : absl::StrCat(back_count, " row copies that should not exist:", back.detail);
     report.verdicts.push_back(lost);
     report.verdicts.push_back(back);
   }
@@ -280,12 +290,15 @@ CheckReport Check(const std::vector<NodeState>& nodes,
                                              : written[id].count(it->second) > 0;
         if (!fine) {
           v.pass = false;
-          absl::StrAppend(&v.detail, "\n    node ", n + 1, " hot id ", id, ": ",
-                          it == nodes[n].hot.end() ? "absent, never deleted" : it->second + " never written");
+          absl::StrAppend(
+              &v.detail, "\n    node ", n + 1, " hot id ", id, ": ",
+              it == nodes[n].hot.end() ? "absent, never deleted" : it->second + " never written");
         }
       }
     }
-    if (v.pass) v.detail = absl::StrCat(hot_writes, " committed writes to ", kHotRows, " hot rows from every node");
+    if (v.pass)
+      v.detail =
+          absl::StrCat(hot_writes, " committed writes to ", kHotRows, " hot rows from every node");
     report.verdicts.push_back(v);
   }
 

@@ -1,8 +1,8 @@
 #include "tests/chaos/fault_injector.h"
 
-#include <thread>
-
 #include <glog/logging.h>
+
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -62,7 +62,9 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
   const int a = Uniform(1, n);
   int b = Uniform(1, n - 1);
   if (b >= a) ++b;
-  auto free_node = [&](int id) { return !(*busy)[id - 1] && cluster_->IsRunning(id) && !cluster_->IsPaused(id); };
+  auto free_node = [&](int id) {
+    return !(*busy)[id - 1] && cluster_->IsRunning(id) && !cluster_->IsPaused(id);
+  };
   if (f->kind == "kill-all") {
     for (int id = 1; id <= n; ++id) {
       if ((*busy)[id - 1]) return false;
@@ -94,15 +96,15 @@ bool FaultInjector::Inject(Fault* f, std::vector<bool>* busy) {
     outage_node_ = a;
     outage_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     Event(absl::StrCat("kill -9 node ", a, " and keep it down for ", ms / 1000, " s"));
-  } else if (f->kind == "kill" || f->kind == "stop" || f->kind == "pause" ||
-             f->kind == "isolate") {
+  } else if (f->kind == "kill" || f->kind == "stop" || f->kind == "pause" || f->kind == "isolate") {
     if (!free_node(a)) return false;
     (*busy)[a - 1] = true;
     f->nodes = {a};
     if (f->kind == "stop") {
       const auto asked = std::chrono::steady_clock::now();
       const std::optional<int> code = cluster_->StopNode(a, std::chrono::seconds(30));
-      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
       if (code != std::optional<int>(0)) {
         ++bad_stops_;
         Event(absl::StrFormat("BAD STOP node %d: SIGTERM %s after %.1f s (log %s)", a,
@@ -148,7 +150,8 @@ void FaultInjector::Heal(const Fault& f) {
     for (int id : f.nodes) {
       if (!cluster_->IsRunning(id)) cluster_->StartNode(id);
     }
-    Event(absl::StrCat("restart ", f.kind != "kill-all" ? absl::StrCat("node ", f.nodes[0]) : "every node"));
+    Event(absl::StrCat("restart ",
+                       f.kind != "kill-all" ? absl::StrCat("node ", f.nodes[0]) : "every node"));
   } else if (f.kind == "slow-disk" || f.kind == "disk-full") {
     cluster_->ClearDisk(f.nodes[0]);
     Event(absl::StrCat("disk of node ", f.nodes[0], " healthy again"));
@@ -175,7 +178,8 @@ void FaultInjector::Run(std::chrono::milliseconds duration) {
     }
   };
   while (std::chrono::steady_clock::now() < deadline) {
-    sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(Uniform(options_.min_gap_ms, options_.max_gap_ms)));
+    sleep_until(std::chrono::steady_clock::now() +
+                std::chrono::milliseconds(Uniform(options_.min_gap_ms, options_.max_gap_ms)));
     if (std::chrono::steady_clock::now() >= deadline) break;
     EndOutageIfDue();
     std::vector<bool> busy(cluster_->nodes(), false);

@@ -36,7 +36,7 @@ struct FaultOptions {
   bool kill = true;
   bool stop = true;
   bool pause = true;
-  bool partition = true;  // isolate and one-way
+  bool partition = true;   // isolate and one-way
   bool slow_disk = true;   // needs the cluster's disk shim
   bool disk_full = false;  // needs the cluster's disk shim
   bool outage = false;

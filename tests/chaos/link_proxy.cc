@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -10,8 +11,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <glog/logging.h>
 
 #include "tests/testing/loopback_port.h"
 

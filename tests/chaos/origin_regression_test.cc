@@ -10,11 +10,11 @@
 //
 // Fixed in replicator/change_applier: an own change is skipped while a newer change of the same
 // row is still in the local change log. This test failed before that fix.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-
-#include <gtest/gtest.h>
 
 #include "tests/chaos/chaos_run.h"
 #include "tests/testing/paths.h"
@@ -24,7 +24,8 @@ namespace {
 
 TEST(OriginRegressionTest, AWritersPartialUpdateNeverResurrectsItsOwnOlderValues) {
   if (std::getenv("TEST_SRCDIR") == nullptr) {  // bazel run: the runfiles sit beside the program
-    setenv("TEST_SRCDIR", (std::filesystem::read_symlink("/proc/self/exe").string() + ".runfiles").c_str(), 1);
+    setenv("TEST_SRCDIR",
+           (std::filesystem::read_symlink("/proc/self/exe").string() + ".runfiles").c_str(), 1);
   }
   ChaosRunOptions options;
   options.marmot_binary = testing::MarmotBinary();

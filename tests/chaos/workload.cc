@@ -1,11 +1,10 @@
 #include "tests/chaos/workload.h"
 
+#include <glog/logging.h>
 #include <sqlite3.h>
 
 #include <chrono>
 #include <random>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -51,7 +50,9 @@ void Workload::Body(int writer, int64_t v, int64_t len, std::string* out) {
   for (char& c : *out) c = static_cast<char>(rng());
 }
 
-std::string Workload::HotValue(int writer, int64_t seq) { return absl::StrCat("w", writer, "-", seq); }
+std::string Workload::HotValue(int writer, int64_t seq) {
+  return absl::StrCat("w", writer, "-", seq);
+}
 
 struct Workload::Writer {
   int id;    // 1-based, unique over the run
@@ -179,7 +180,8 @@ void Workload::Run(Writer* w) {
               stmt = &hot_upsert;
               std::string v = HotValue(w->id, rec.v);
               sqlite3_bind_int64(stmt->get(), 1, rec.key);
-              sqlite3_bind_text(stmt->get(), 2, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+              sqlite3_bind_text(stmt->get(), 2, v.data(), static_cast<int>(v.size()),
+                                SQLITE_TRANSIENT);
               sqlite3_bind_int64(stmt->get(), 3, w->id);
             }
           } else {
@@ -209,7 +211,8 @@ void Workload::Run(Writer* w) {
               rec.body_hash = Fnv1a(blob.data(), blob.size());
               stmt = rec.op == 'I' ? &insert : &update;
               sqlite3_bind_int64(stmt->get(), 3, rec.v);
-              sqlite3_bind_blob(stmt->get(), 4, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
+              sqlite3_bind_blob(stmt->get(), 4, blob.data(), static_cast<int>(blob.size()),
+                                SQLITE_STATIC);
             } else if (rec.op == 'K') {
               stmt = &rekey;
               sqlite3_bind_int64(stmt->get(), 3, rec.new_key);
@@ -217,7 +220,8 @@ void Workload::Run(Writer* w) {
                 const OwnedRow& row = rows.at(rec.key);
                 Body(w->id, row.v, row.body_len, &blob);
                 sqlite3_bind_int64(stmt->get(), 4, row.v);
-                sqlite3_bind_blob(stmt->get(), 5, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
+                sqlite3_bind_blob(stmt->get(), 5, blob.data(), static_cast<int>(blob.size()),
+                                  SQLITE_STATIC);
               }
             } else {
               stmt = &erase;

@@ -185,9 +185,8 @@ std::string FuzzReplica::RowsOfShard(int shard) {
     } else {
       for (const std::string& k : t.primary_key) key.push_back(sqlite::QuoteIdentifier(k));
     }
-    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
-        app_->QueryRows(absl::StrCat("SELECT ", absl::StrJoin(key, ", "), ", * FROM ",
-                                     sqlite::QuoteIdentifier(t.name)));
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = app_->QueryRows(absl::StrCat(
+        "SELECT ", absl::StrJoin(key, ", "), ", * FROM ", sqlite::QuoteIdentifier(t.name)));
     CHECK(rows.ok()) << rows.status();
     for (const std::vector<sqlite::Value>& row : *rows) {
       const std::vector<sqlite::Value> k(row.begin(), row.begin() + key.size());

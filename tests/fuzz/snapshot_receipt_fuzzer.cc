@@ -56,9 +56,9 @@ int Run(const uint8_t* data, size_t size) {
     std::ifstream file(path, std::ios::binary);
     const std::string kept{std::istreambuf_iterator<char>(file), {}};
     CHECK_EQ(kept.size(), first.total_size());
-    CHECK_EQ(raft::host::PayloadChecksum(raft::host::kPayloadChecksumSeed, kept.data(),
-                                         kept.size()),
-             first.checksum());
+    CHECK_EQ(
+        raft::host::PayloadChecksum(raft::host::kPayloadChecksumSeed, kept.data(), kept.size()),
+        first.checksum());
     fs::remove(path);
   }
   CHECK(fs::is_empty(*dir)) << "a receipt left a file behind";

@@ -51,7 +51,8 @@ void ForgetClusterId(const std::string& raft_path) {
   for (const auto& f : families) descs.emplace_back(f, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  const rocksdb::Status opened = rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, descs, &handles, &db);
+  const rocksdb::Status opened =
+      rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, descs, &handles, &db);
   ASSERT_TRUE(opened.ok()) << opened.ToString();
   std::string value;
   EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[0], "cluster_id", &value).ok());

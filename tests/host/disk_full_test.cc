@@ -52,10 +52,11 @@ class DiskFullTest : public ::testing::Test {
     if (mount("tmpfs", disk_.c_str(), "tmpfs", 0, size.c_str()) != 0) {
       const int err = errno;
       if (err == EPERM) {
-        const std::string why = absl::StrCat(
-            "!!!!! DiskFullTest SKIPPED: mounting a tmpfs at ", disk_, " is not permitted (",
-            strerror(err), "); the full-disk behaviour was NOT tested here. Run as root outside "
-            "a restricting sandbox. !!!!!");
+        const std::string why =
+            absl::StrCat("!!!!! DiskFullTest SKIPPED: mounting a tmpfs at ", disk_,
+                         " is not permitted (", strerror(err),
+                         "); the full-disk behaviour was NOT tested here. Run as root outside "
+                         "a restricting sandbox. !!!!!");
         fprintf(stderr, "%s\n", why.c_str());
         GTEST_SKIP() << why;
       }
@@ -73,11 +74,10 @@ class DiskFullTest : public ::testing::Test {
   // Starts node 1, the only member of every shard; false if it did not get ready (it ended).
   bool StartNode(const std::string& label) {
     node_ = std::make_unique<HostProcess>(
-        std::vector<std::string>{"tests/host/host_node_main", "--node_id=1",
-                                 absl::StrCat("--bind=", address_),
-                                 absl::StrCat("--raft_path=", raft_path_),
-                                 absl::StrCat("--shards=", kShards),
-                                 absl::StrCat("--peers=1@", address_), "--logtostderr"},
+        std::vector<std::string>{
+            "tests/host/host_node_main", "--node_id=1", absl::StrCat("--bind=", address_),
+            absl::StrCat("--raft_path=", raft_path_), absl::StrCat("--shards=", kShards),
+            absl::StrCat("--peers=1@", address_), "--logtostderr"},
         absl::StrCat(dir_, "/", label, ".log"));
     return node_->ReadLine() == "ready";
   }
@@ -132,7 +132,8 @@ TEST_F(DiskFullTest, HostExitsCleanlyAndAfterFreeingSpaceKeepsEveryAcknowledgedE
   const std::string log = node_->Log();
   EXPECT_EQ(code, kStorageFailureExitCode) << log;
   EXPECT_NE(log.find("raft log write failed: No space left on device (the disk of raft folder " +
-                     raft_path_ + " is full); exiting; nothing acknowledged is lost, restart "
+                     raft_path_ +
+                     " is full); exiting; nothing acknowledged is lost, restart "
                      "after freeing space"),
             std::string::npos)
       << log;

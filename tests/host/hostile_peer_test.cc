@@ -14,10 +14,10 @@
 #include "gtest/gtest.h"
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/grpc_transport.h"
-#include "raft/host/snapshot_receipt.h"
 #include "raft/host/node_host.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/proposal_codec.h"
+#include "raft/host/snapshot_receipt.h"
 #include "raft/membership.h"
 #include "tests/host/test_cluster.h"
 
@@ -174,7 +174,8 @@ TEST_F(HostilePeerTest, WithoutTheKeyNothingGetsInAndThePairsStayConnected) {
   // proposals to the leader) a row, a membership change adding node 9, and a snapshot that
   // would empty the shard, and opens and closes a stream in node 1's name,
   RawPeer attacker(c_.address(3));
-  const grpc::Status row = attacker.Stream(1, 3, nullptr, {Batch(1, 3, {Proposal(1, 3, 0, "forged row")})});
+  const grpc::Status row =
+      attacker.Stream(1, 3, nullptr, {Batch(1, 3, {Proposal(1, 3, 0, "forged row")})});
   const grpc::Status conf = attacker.Stream(1, 3, nullptr, {Batch(1, 3, {AddNodeNine(1, 3, 0)})});
   const bool snapshot = attacker.Snapshot(1, 3, 0);
   const grpc::Status hijack = attacker.Stream(1, 3, nullptr, {});
@@ -210,7 +211,8 @@ TEST_F(HostilePeerTest, AnInsiderCannotSpeakForAnotherNodeNorAStrangerForAShardI
 
   // A stream authenticated as node 1 carrying a proposal in node 2's name: dropped.
   const uint64_t dropped_before = c_.host(3)->grpc_transport()->refusals().messages;
-  EXPECT_TRUE(insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(2, 3, 0, "in node 2's name")})}).ok());
+  EXPECT_TRUE(
+      insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(2, 3, 0, "in node 2's name")})}).ok());
   EXPECT_EQ(c_.host(3)->grpc_transport()->refusals().messages, dropped_before + 1);
 
   // Node 1 removed from shard 0 (it stays in shard 1): its proposals to shard 0 are refused.
@@ -226,7 +228,8 @@ TEST_F(HostilePeerTest, AnInsiderCannotSpeakForAnotherNodeNorAStrangerForAShardI
   };
   while (!settled() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   ASSERT_TRUE(settled());
-  EXPECT_TRUE(insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(1, 3, 0, "from a removed member")})}).ok());
+  EXPECT_TRUE(
+      insider.Stream(1, 3, &key, {Batch(1, 3, {Proposal(1, 3, 0, "from a removed member")})}).ok());
   ASSERT_TRUE(c_.Propose(2, 0, "after").ok());
   for (uint64_t id : {2u, 3u}) {
     ASSERT_TRUE(c_.WaitForPayloads(id, 0, c_.sm(2, 0)->payloads()));

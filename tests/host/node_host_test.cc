@@ -1,5 +1,7 @@
 // Three (and four) NodeHosts in one process over real gRPC on loopback: election, replication,
 // restart, partition, snapshot catch-up, leadership transfer, membership changes.
+#include "raft/host/node_host.h"
+
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -16,7 +18,6 @@
 #include "gtest/gtest.h"
 #include "raft/host/cluster_identity.h"
 #include "raft/host/grpc_node_host.h"
-#include "raft/host/node_host.h"
 #include "raft/membership.h"
 #include "tests/host/test_cluster.h"
 
@@ -88,14 +89,15 @@ std::optional<std::map<std::string, Outcome>> ProposeBurst(TestCluster& c,
   };
   auto state = std::make_shared<State>();
   for (const BurstProposal& p : burst) {
-    c.host(p.via)->Propose(p.shard, p.payload, [state, payload = p.payload](absl::Status s, uint64_t index) {
-      std::lock_guard<std::mutex> l(state->mu);
-      Outcome& o = state->outcomes[payload];
-      o.status = std::move(s);
-      o.index = index;
-      ++o.calls;
-      state->cv.notify_all();
-    });
+    c.host(p.via)->Propose(p.shard, p.payload,
+                           [state, payload = p.payload](absl::Status s, uint64_t index) {
+                             std::lock_guard<std::mutex> l(state->mu);
+                             Outcome& o = state->outcomes[payload];
+                             o.status = std::move(s);
+                             o.index = index;
+                             ++o.calls;
+                             state->cv.notify_all();
+                           });
   }
   std::unique_lock<std::mutex> l(state->mu);
   if (!state->cv.wait_for(l, absl::ToChronoNanoseconds(timeout),
@@ -367,7 +369,7 @@ TEST(NodeHostTest, CompactionKeepsNoMoreThanTheByteBudgetOfLargeEntries) {
   TestCluster c(TestDir(), 3, 1);
   c.tweak = [](NodeHostConfig* cfg) {
     cfg->snapshot_entries = 20;
-    cfg->compaction_overhead = 1000;         // would keep every entry of this test
+    cfg->compaction_overhead = 1000;            // would keep every entry of this test
     cfg->compaction_overhead_bytes = 16 << 10;  // 4 entries of 4 KiB
   };
   c.StartAll();
@@ -798,9 +800,8 @@ TEST(NodeHostTest, ProposalCallbacksReportDroppedAndTimedOut) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
   // A proposal still pending when the host stops is cancelled.
   std::atomic<int> code{-1};
-  c.host(leader)->Propose(1, "stopping", [&](absl::Status s, uint64_t) {
-    code = static_cast<int>(s.code());
-  });
+  c.host(leader)->Propose(1, "stopping",
+                          [&](absl::Status s, uint64_t) { code = static_cast<int>(s.code()); });
   c.Stop(leader);
   EXPECT_NE(code.load(), -1);
   EXPECT_NE(code.load(), static_cast<int>(absl::StatusCode::kOk));
@@ -812,7 +813,8 @@ TEST(NodeHostTest, EveryProposalOfADroppedPackIsResolvedOnce) {
   // A lone founding member has no leader: its packs are dropped at once.
   c.Start(1);
   std::vector<BurstProposal> burst;
-  for (int k = 0; k < 300; ++k) burst.push_back({1, static_cast<uint64_t>(k % 2), absl::StrCat("p", k)});
+  for (int k = 0; k < 300; ++k)
+    burst.push_back({1, static_cast<uint64_t>(k % 2), absl::StrCat("p", k)});
   const auto outcomes = ProposeBurst(c, burst, absl::Seconds(10));
   ASSERT_TRUE(outcomes.has_value());
   for (const auto& [payload, o] : *outcomes) {
@@ -932,7 +934,7 @@ TEST(NodeHostTest, StopLeavesNoThreadsBehind) {
     c.StartAll();
     ASSERT_TRUE(c.WaitForLeaders());
     ASSERT_TRUE(c.Propose(2, 1, "x").ok());
-  };  // every host stops here
+  };         // every host stops here
   cycle(0);  // gRPC starts its process-wide threads once
   absl::SleepFor(absl::Milliseconds(200));
   const int before = ThreadCount();

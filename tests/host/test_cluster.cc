@@ -4,10 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "gtest/gtest.h"
 #include "raft/host/grpc_node_host.h"
 #include "raft/membership.h"
 #include "tests/testing/loopback_port.h"
-#include "gtest/gtest.h"
 
 namespace marmot::raft::host::testing {
 
@@ -75,7 +75,7 @@ int RecordingStateMachine::snapshot_attempts() const {
 }
 
 absl::Status RecordingStateMachine::RecoverFromSnapshot(uint64_t index, const SnapshotSource& in,
-                                                         ApplyRound*) {
+                                                        ApplyRound*) {
   std::string data;
   if (absl::Status s = in.ReadAt(0, in.size(), &data); !s.ok()) return s;
   std::vector<std::string> ps;
@@ -116,7 +116,8 @@ int RecordingStateMachine::snapshots_installed() const {
 
 int PickFreePort() { return ::marmot::testing::FreeLoopbackPort(); }
 
-TestCluster::TestCluster(std::string dir, int n, int shards) : dir_(std::move(dir)), shards_(shards) {
+TestCluster::TestCluster(std::string dir, int n, int shards)
+    : dir_(std::move(dir)), shards_(shards) {
   std::filesystem::remove_all(dir_);
   for (uint64_t id = 1; id <= static_cast<uint64_t>(n); ++id) {
     founders_.push_back(id);

@@ -1,10 +1,9 @@
 #include "tests/testing/local_cluster.h"
 
+#include <glog/logging.h>
 #include <signal.h>
 
 #include <filesystem>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -31,7 +30,9 @@ LocalCluster::~LocalCluster() {
   }
 }
 
-std::string LocalCluster::address(int id) const { return absl::StrCat("127.0.0.1:", ports_[id - 1]); }
+std::string LocalCluster::address(int id) const {
+  return absl::StrCat("127.0.0.1:", ports_[id - 1]);
+}
 
 int LocalCluster::StartJoiningNode() {
   ports_.push_back(FreeLoopbackPort());
@@ -68,8 +69,9 @@ void LocalCluster::Start() {
   }
   for (int id = 1; id <= options_.nodes; ++id) StartNode(id);
   for (int id = 1; id <= options_.nodes; ++id) {
-    CHECK(WaitUntilReplicating(id, std::chrono::seconds(30))) << "node " << id << " did not start:\n"
-                                                              << log(id);
+    CHECK(WaitUntilReplicating(id, std::chrono::seconds(30)))
+        << "node " << id << " did not start:\n"
+        << log(id);
   }
 }
 

@@ -48,7 +48,7 @@ class LocalCluster {
   std::string db_path(int id) const;
   std::string raft_path(int id) const;   // The node's -raft-path.
   std::string raft_store(int id) const;  // Its Raft store inside: <raft-path>/node-<id>.
-  std::string log(int id) const;  // What the node wrote to stderr so far.
+  std::string log(int id) const;         // What the node wrote to stderr so far.
   int nodes() const { return static_cast<int>(procs_.size()); }
   // The control pane's one port: gRPC and REST.
   int pane_port(int id) const { return pane_ports_[id - 1]; }

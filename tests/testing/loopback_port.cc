@@ -1,5 +1,6 @@
 #include "tests/testing/loopback_port.h"
 
+#include <glog/logging.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,8 +11,6 @@
 #include <mutex>
 #include <random>
 #include <string>
-
-#include <glog/logging.h>
 
 namespace marmot::testing {
 namespace {

@@ -1,11 +1,11 @@
 #include "tests/testing/paths.h"
 
+#include <glog/logging.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "sqlite/testing/sqlite_cli.h"
 

@@ -1,6 +1,7 @@
 #include "tests/testing/piped_process.h"
 
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -8,8 +9,6 @@
 
 #include <fstream>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "tests/testing/subprocess.h"
 

@@ -1,6 +1,7 @@
 #include "tests/testing/subprocess.h"
 
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -12,8 +13,6 @@
 #include <iterator>
 #include <sstream>
 #include <thread>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -103,8 +102,8 @@ int Subprocess::Stop(int sig, std::chrono::milliseconds grace) {
   Signal(sig);
   std::optional<int> code = Wait(grace);
   if (!code.has_value()) {
-    LOG(ERROR) << "process " << pid_ << " did not end within " << grace.count()
-               << " ms of signal " << sig << "; killing it";
+    LOG(ERROR) << "process " << pid_ << " did not end within " << grace.count() << " ms of signal "
+               << sig << "; killing it";
     Signal(SIGKILL);
     code = Wait(std::chrono::seconds(10));
   }

@@ -53,7 +53,8 @@ DEFINE_int32(concurrency, 4096, "proposals in flight per node");
 DEFINE_int32(seconds, 10, "measured duration of each load phase");
 DEFINE_int32(idle_seconds, 10, "measured duration of the idle phase (0: skip)");
 DEFINE_string(payloads, "64,1024", "payload sizes in bytes, one load phase each");
-DEFINE_bool(pack, true, "pack the proposals of a shard queued together into one log entry "
+DEFINE_bool(pack, true,
+            "pack the proposals of a shard queued together into one log entry "
             "(NodeHostConfig::pack_proposals)");
 DEFINE_string(dir, "/tmp/marmot-host-bench", "raft folders (wiped before and after)");
 // Set by the driver for the processes it starts.
@@ -192,7 +193,8 @@ int RunNode() {
   c.peers = peers;
   c.observer = &fsyncs;
   c.pack_proposals = FLAGS_pack;
-  auto host = StartNodeHost(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
+  auto host =
+      StartNodeHost(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
   CHECK(host.ok()) << host.status();
   // Ready when every shard has a leader this node knows (else proposals are dropped).
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -279,15 +281,17 @@ int RunDriver() {
   std::filesystem::create_directories(FLAGS_dir);
   std::string peers;
   for (uint64_t id = 1; id <= 3; ++id) {
-    absl::StrAppend(&peers, id == 1 ? "" : ",", id, "=127.0.0.1:", ::marmot::testing::FreeLoopbackPort());
+    absl::StrAppend(&peers, id == 1 ? "" : ",", id,
+                    "=127.0.0.1:", ::marmot::testing::FreeLoopbackPort());
   }
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (uint64_t id = 1; id <= 3; ++id) nodes.push_back(std::make_unique<NodeProcess>(id, peers));
   for (auto& n : nodes) CHECK_EQ(n->Receive(), "ready");
-  printf("host_bench: 3 node processes on loopback, %d shards each, RocksDB log with fsync, %d "
-         "proposals in flight per node, %s\n",
-         FLAGS_shards, FLAGS_concurrency,
-         FLAGS_pack ? "proposals queued together packed into one entry" : "one entry per proposal");
+  printf(
+      "host_bench: 3 node processes on loopback, %d shards each, RocksDB log with fsync, %d "
+      "proposals in flight per node, %s\n",
+      FLAGS_shards, FLAGS_concurrency,
+      FLAGS_pack ? "proposals queued together packed into one entry" : "one entry per proposal");
 
   if (FLAGS_idle_seconds > 0) {
     absl::SleepFor(absl::Seconds(2));  // let elections and the first snapshots settle
@@ -320,8 +324,12 @@ int RunDriver() {
     for (size_t i = 0; i < nodes.size(); ++i) {
       std::vector<std::string> w = absl::StrSplit(nodes[i]->Receive(), ' ');
       CHECK(w.size() == 7 && w[0] == "done") << "unexpected answer from node " << nodes[i]->id();
-      PerNode pn{std::stoull(w[1]), std::stoull(w[3]), std::stoull(w[4]), std::stoull(w[5]),
-                 nodes[i]->CpuSeconds() - cpu0[i], nodes[i]->RssMiB().first};
+      PerNode pn{std::stoull(w[1]),
+                 std::stoull(w[3]),
+                 std::stoull(w[4]),
+                 std::stoull(w[5]),
+                 nodes[i]->CpuSeconds() - cpu0[i],
+                 nodes[i]->RssMiB().first};
       ok += pn.ok;
       failed += std::stoull(w[2]);
       fsyncs += pn.fsyncs;
@@ -332,14 +340,15 @@ int RunDriver() {
     const double secs = absl::ToDoubleSeconds(absl::Now() - start);
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double q) {
-      return latencies.empty() ? 0.0 : latencies[static_cast<size_t>(q * (latencies.size() - 1))] / 1000;
+      return latencies.empty() ? 0.0
+                               : latencies[static_cast<size_t>(q * (latencies.size() - 1))] / 1000;
     };
     printf("\n%d-byte payloads, %.1f s (target for 64 B: 200,000 proposals/s)\n", payload, secs);
     printf("  committed %llu proposals/s (%llu failed), commit latency p50 %.2f ms p99 %.2f ms\n",
            static_cast<unsigned long long>(ok / secs), static_cast<unsigned long long>(failed),
            pct(0.5), pct(0.99));
-    printf("  %-6s %12s %12s %12s %14s %10s %12s\n", "node", "proposed/s", "applied/s",
-           "entries/s", "fsyncs/entry", "CPU s", "peak RSS MiB");
+    printf("  %-6s %12s %12s %12s %14s %10s %12s\n", "node", "proposed/s", "applied/s", "entries/s",
+           "fsyncs/entry", "CPU s", "peak RSS MiB");
     for (size_t i = 0; i < nodes.size(); ++i) {
       const PerNode& pn = per_node[i];
       printf("  %-6llu %12.0f %12.0f %12.0f %14.4f %10.2f %12.1f\n",

@@ -104,10 +104,12 @@ constexpr char kSchema[] = "CREATE TABLE model (key TEXT PRIMARY KEY, value TEXT
 
 // Writes rows for `seconds` into `path`, `rows_per_txn` per transaction; returns the commit
 // latency of each transaction.
-std::vector<double> WriteFor(const std::string& path, int seconds, uint64_t seed, int rows_per_txn = 1) {
+std::vector<double> WriteFor(const std::string& path, int seconds, uint64_t seed,
+                             int rows_per_txn = 1) {
   sqlite3* db = Open(path);
   sqlite3_stmt* stmt = nullptr;
-  CHECK_EQ(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO model (key, value) VALUES (?1, ?2)", -1, &stmt, nullptr),
+  CHECK_EQ(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO model (key, value) VALUES (?1, ?2)", -1,
+                              &stmt, nullptr),
            SQLITE_OK);
   std::mt19937_64 rng(seed);
   std::vector<double> latencies;
@@ -174,7 +176,8 @@ std::vector<Figures> Marmot(const std::string& dir) {
   for (int i = 0; i < n; ++i) {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (nodes[i]->Stderr().find(" replicating ") == std::string::npos) {
-      CHECK(Clock::now() < deadline) << "marmot node " << i + 1 << " did not start: " << nodes[i]->stderr_path();
+      CHECK(Clock::now() < deadline)
+          << "marmot node " << i + 1 << " did not start: " << nodes[i]->stderr_path();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -191,7 +194,8 @@ std::vector<Figures> Marmot(const std::string& dir) {
       everywhere = Clock::now();
       break;
     }
-    CHECK(Clock::now() - start < std::chrono::seconds(FLAGS_seconds + 600)) << "rows never reached every node";
+    CHECK(Clock::now() - start < std::chrono::seconds(FLAGS_seconds + 600))
+        << "rows never reached every node";
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const double total_s = Ms(everywhere - start) / 1000;
@@ -238,7 +242,8 @@ std::vector<Figures> Marmot(const std::string& dir) {
       bool all = true;
       for (int i = 0; i < n && all; ++i) all = Count(db_path(i)) >= target;
       if (all) break;
-      CHECK(Clock::now() - t0 < std::chrono::seconds(FLAGS_seconds + 600)) << "rows never reached every node";
+      CHECK(Clock::now() - t0 < std::chrono::seconds(FLAGS_seconds + 600))
+          << "rows never reached every node";
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     const double s = Ms(Clock::now() - t0) / 1000;
@@ -246,8 +251,10 @@ std::vector<Figures> Marmot(const std::string& dir) {
     batched.rows_per_s = batched.rows / s;
     batched.p50_ms = Percentile(txn, 0.5);
     batched.p99_ms = Percentile(txn, 0.99);
-    batched.note = absl::StrFormat("not kvwrite: shows the replication path's capacity; latency = local commit of a %d-row txn",
-                                   FLAGS_batch_rows);
+    batched.note = absl::StrFormat(
+        "not kvwrite: shows the replication path's capacity; latency = local commit of a %d-row "
+        "txn",
+        FLAGS_batch_rows);
   }
   for (auto& node : nodes) node->Stop(SIGTERM, std::chrono::seconds(6));
 
@@ -262,8 +269,9 @@ std::vector<Figures> Marmot(const std::string& dir) {
   replicated.rows_per_s = rows / total_s;
   replicated.p50_ms = Percentile(lags, 0.5);
   replicated.p99_ms = Percentile(lags, 0.99);
-  replicated.note = absl::StrFormat("last row on every node %.1f s after the first write; latency = lag of %d probe rows",
-                                    total_s, FLAGS_probes);
+  replicated.note = absl::StrFormat(
+      "last row on every node %.1f s after the first write; latency = lag of %d probe rows",
+      total_s, FLAGS_probes);
   if (FLAGS_batch_rows > 1) return {local, replicated, batched};
   return {local, replicated};
 }
@@ -275,15 +283,18 @@ Figures Dqlite(const std::string& dir) {
     return f;
   }
   std::vector<std::string> addrs;
-  for (int i = 0; i < 3; ++i) addrs.push_back(absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort()));
+  for (int i = 0; i < 3; ++i)
+    addrs.push_back(absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort()));
   std::vector<std::unique_ptr<testing::Subprocess>> procs;
   const std::string results = dir + "/dqlite-1";
   for (int i = 0; i < 3; ++i) {
-    std::vector<std::string> argv = {FLAGS_dqlite, "--db", addrs[i], "--dir", absl::StrCat(dir, "/dqlite-", i + 1)};
+    std::vector<std::string> argv = {FLAGS_dqlite, "--db", addrs[i], "--dir",
+                                     absl::StrCat(dir, "/dqlite-", i + 1)};
     if (i == 0) {
-      argv.insert(argv.end(), {"--driver", "--cluster", absl::StrJoin(addrs, ","), "--workload", "kvwrite",
-                               "--workers", "1", "--duration", absl::StrCat(FLAGS_seconds), "--key-size",
-                               absl::StrCat(FLAGS_key_size), "--value-size", absl::StrCat(FLAGS_value_size)});
+      argv.insert(argv.end(),
+                  {"--driver", "--cluster", absl::StrJoin(addrs, ","), "--workload", "kvwrite",
+                   "--workers", "1", "--duration", absl::StrCat(FLAGS_seconds), "--key-size",
+                   absl::StrCat(FLAGS_key_size), "--value-size", absl::StrCat(FLAGS_value_size)});
     } else {
       argv.insert(argv.end(), {"--join", addrs[0]});
     }
@@ -340,22 +351,26 @@ int Main() {
 
   const Figures& raw = rows[0];
   const Figures& ours = rows[2];
-  printf("\nkvwrite: 1 worker, %d-byte keys, %d-byte values, 1 row per transaction, %d s per system, 3 nodes on loopback\n\n",
-         FLAGS_key_size, FLAGS_value_size, FLAGS_seconds);
-  printf("| %-32s | %8s | %9s | %9s | %9s | %s |\n", "system", "rows", "rows/s", "p50 ms", "p99 ms", "what is measured");
+  printf(
+      "\nkvwrite: 1 worker, %d-byte keys, %d-byte values, 1 row per transaction, %d s per system, "
+      "3 nodes on loopback\n\n",
+      FLAGS_key_size, FLAGS_value_size, FLAGS_seconds);
+  printf("| %-32s | %8s | %9s | %9s | %9s | %s |\n", "system", "rows", "rows/s", "p50 ms", "p99 ms",
+         "what is measured");
   printf("|%s|%s|%s|%s|%s|%s|\n", std::string(34, '-').c_str(), std::string(10, '-').c_str(),
          std::string(11, '-').c_str(), std::string(11, '-').c_str(), std::string(11, '-').c_str(),
          std::string(18, '-').c_str());
   for (const Figures& f : rows) {
-    printf("| %-32s | %8lld | %9.0f | %9.3f | %9.3f | %s |\n", f.system.c_str(), static_cast<long long>(f.rows),
-           f.rows_per_s, f.p50_ms, f.p99_ms, f.note.c_str());
+    printf("| %-32s | %8lld | %9.0f | %9.3f | %9.3f | %s |\n", f.system.c_str(),
+           static_cast<long long>(f.rows), f.rows_per_s, f.p50_ms, f.p99_ms, f.note.c_str());
   }
   printf("\n");
-  if (dq.rows_per_s > 0) printf("marmot replicated / dqlite:      %.2fx rows/s\n", ours.rows_per_s / dq.rows_per_s);
+  if (dq.rows_per_s > 0)
+    printf("marmot replicated / dqlite:      %.2fx rows/s\n", ours.rows_per_s / dq.rows_per_s);
   printf("marmot replicated / raw SQLite:  %.2fx rows/s\n", ours.rows_per_s / raw.rows_per_s);
   if (ours_rows.size() > 2 && dq.rows_per_s > 0) {
-    printf("(marmot replicated with %d rows/txn / dqlite: %.2fx rows/s; not the same workload)\n", FLAGS_batch_rows,
-           ours_rows[2].rows_per_s / dq.rows_per_s);
+    printf("(marmot replicated with %d rows/txn / dqlite: %.2fx rows/s; not the same workload)\n",
+           FLAGS_batch_rows, ours_rows[2].rows_per_s / dq.rows_per_s);
   }
   return 0;
 }
