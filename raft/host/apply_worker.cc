@@ -84,8 +84,9 @@ void ApplyWorker::Process(ApplyTask t, ApplyRound* round) {
   const uint64_t before = st.backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
   if (before > limit && before - t.bytes <= limit) listener_->OnBacklogBelowLimit(t.shard);
   if (st.halted) return;
-  if (t.take_snapshot || st.snapshots.Due(st.applied, absl::Now())) {
-    if (!TakeSnapshot(t.shard, st, round)) st.snapshots.SnapshotFailed(absl::Now());
+  const absl::Time now = options_.env->MonotonicNow();
+  if (t.take_snapshot || st.snapshots.Due(st.applied, now)) {
+    if (!TakeSnapshot(t.shard, st, round)) st.snapshots.SnapshotFailed(now);
   }
 }
 

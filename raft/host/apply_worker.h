@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "proto/raft.pb.h"
+#include "raft/host/env.h"
 #include "raft/host/snapshot_io.h"
 #include "raft/host/snapshot_policy.h"
 #include "raft/host/state_machine.h"
@@ -76,6 +77,8 @@ struct ApplyWorkerOptions {
   SnapshotPolicyOptions snapshots;
   // Optional; must outlive the worker.
   ApplyRounds* rounds = nullptr;
+  // The clock of the snapshot policy; must outlive the worker.
+  Env* env = Env::Default();
 };
 
 class ApplyWorker {

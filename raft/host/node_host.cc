@@ -62,6 +62,7 @@ absl::Status NodeHost::Init(TransportFactory transport, StateMachineFactory fact
                   .compaction_overhead = config_.compaction_overhead,
                   .compaction_overhead_bytes = config_.compaction_overhead_bytes};
   wo.rounds = config_.apply_rounds;
+  wo.env = config_.env;
   ApplyListener* listener = this;
   for (int w = 0; w < nworkers; ++w) {
     workers_.push_back(std::make_unique<ApplyWorker>(wo, listener));
@@ -234,15 +235,16 @@ void NodeHost::StepIncoming(v1::Message m) {
 
 void NodeHost::RunLoop() {
   const absl::Duration tick = config_.tick_interval;
-  absl::Time next_tick = absl::Now() + tick;
-  absl::Time next_expiry = absl::Now() + absl::Milliseconds(100);
+  Env* env = config_.env;
+  absl::Time next_tick = env->MonotonicNow() + tick;
+  absl::Time next_expiry = env->MonotonicNow() + absl::Milliseconds(100);
   for (;;) {
     std::vector<v1::Message> in;
     std::vector<std::function<void()>> tasks;
     std::vector<std::pair<uint64_t, ProposalQueue>> proposals;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_until(l, absl::ToChronoTime(next_tick), [this] {
+      env->WaitUntil(l, cv_, next_tick, [this] {
         return stopping_ || !incoming_.empty() || !tasks_.empty() || !proposal_shards_.empty();
       });
       if (stopping_) break;
@@ -257,7 +259,7 @@ void NodeHost::RunLoop() {
     for (auto& m : in) StepIncoming(std::move(m));
     for (auto& t : tasks) t();
     for (auto& [shard, q] : proposals) ProposeQueued(shard, std::move(q));
-    const absl::Time now = absl::Now();
+    const absl::Time now = env->MonotonicNow();
     if (now >= next_tick) {
       for (auto& s : shards_) s->raw->Tick();
       PromoteCaughtUpLearners();
@@ -352,10 +354,11 @@ void NodeHost::SendAndCommit(std::vector<ShardReady>& readies, bool sync) {
     }
   }
   if (!early.empty()) transport_->Send(std::move(early));
-  const absl::Time write_start = absl::Now();
+  const absl::Time write_start = config_.env->MonotonicNow();
   auto cs = store_->Commit(sync);
   if (!cs.ok()) ExitOnStorageFailure(me, store_->dir(), "log write", cs);
-  if (config_.observer != nullptr) config_.observer->OnLogWrite(absl::Now() - write_start, sync);
+  if (config_.observer != nullptr)
+    config_.observer->OnLogWrite(config_.env->MonotonicNow() - write_start, sync);
   if (!late.empty()) transport_->Send(std::move(late));
 }
 
@@ -447,7 +450,7 @@ void NodeHost::Propose(uint64_t shard, std::string data, ProposalCallback done) 
   const absl::Duration timeout =
       config_.proposal_timeout +
       absl::Seconds(static_cast<double>(data.size()) / kTimeoutBytesPerSecond);
-  const uint64_t id = pending_->Add(shard, std::move(done), absl::Now() + timeout);
+  const uint64_t id = pending_->Add(shard, std::move(done), config_.env->MonotonicNow() + timeout);
   // Packs are framed on the loop, when it knows which proposals go together.
   std::string payload =
       config_.pack_proposals ? std::move(data) : EncodeSingle(config_.node_id, id, data);

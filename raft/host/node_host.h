@@ -144,7 +144,8 @@ struct NodeHostConfig {
   std::function<void(const std::string& why)> on_duplicate_node;
   // Optional; must outlive the host.
   HostObserver* observer = nullptr;
-  // The clock and files of the GrpcTransport (GrpcTransportFactory, grpc_node_host.h); must
+  // The host's clock (ticks, proposal and membership deadlines, the snapshot policy) and the
+  // clock and files of the GrpcTransport (GrpcTransportFactory, grpc_node_host.h); must
   // outlive the host.
   Env* env = Env::Default();
 };

@@ -96,11 +96,12 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
       answer->cv.notify_one();
     });
     std::unique_lock<std::mutex> l(answer->mu);
-    answer->cv.wait_for(l, std::chrono::seconds(1), [&] { return answer->ready; });
+    config_.env->WaitFor(l, answer->cv, absl::Seconds(1), [&] { return answer->ready; });
     return answer->applied;
   };
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
+  Env* env = config_.env;
+  const absl::Time deadline = env->MonotonicNow() + timeout;
+  while (env->MonotonicNow() < deadline) {
     // (Re)propose: a lost or dropped try must be retried, against the membership seen now.
     Post([this, shard, tries, change = cc]() mutable {
       const uint64_t version = shards_[shard]->raw->raft().tracker().conf_version();
@@ -109,8 +110,8 @@ absl::Status NodeHost::ProposeConfChangeAndWait(uint64_t shard, const v1::ConfCh
       auto s = shards_[shard]->raw->ProposeConfChange(change);
       if (!s.ok()) VLOG(1) << LogPrefix(shard, config_.node_id) << "conf change: " << s;
     });
-    for (int i = 0; i < 10 && absl::Now() < deadline; ++i) {
-      absl::SleepFor(absl::Milliseconds(50));
+    for (int i = 0; i < 10 && env->MonotonicNow() < deadline; ++i) {
+      env->SleepFor(absl::Milliseconds(50));
       if (done()) return absl::OkStatus();
     }
   }
