@@ -15,20 +15,13 @@
 #include "gtest/gtest.h"
 #include "raft/host/env_fault_injection.h"
 #include "raft/host/env_manual_clock.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
 
 namespace fs = std::filesystem;
 using Op = FaultInjectionEnv::Op;
-
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 std::vector<std::string> Sorted(std::vector<std::string> v) {
   std::sort(v.begin(), v.end());
@@ -37,7 +30,7 @@ std::vector<std::string> Sorted(std::vector<std::string> v) {
 
 TEST(EnvTest, ADurableWriteReplacesTheWholeFileAndLeavesNoTemporaryFile) {
   Env* env = Env::Default();
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string path = dir + "/f";
   ASSERT_TRUE(WriteFileDurably(env, path, "first content").ok());
   ASSERT_TRUE(WriteFileDurably(env, path, "second").ok());
@@ -53,7 +46,7 @@ TEST(EnvTest, ADurableWriteReplacesTheWholeFileAndLeavesNoTemporaryFile) {
 
 TEST(EnvTest, FilesAreCreatedExclusivelyOrTruncatedAndStayReadableOnceRemoved) {
   Env* env = Env::Default();
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   auto w = env->NewWritableFile(dir + "/a", {.exclusive = true});
   ASSERT_TRUE(w.ok()) << w.status();
   ASSERT_TRUE((*w)->Append("0123456789").ok());
@@ -157,7 +150,7 @@ TEST(EnvTest, AWaitOnAManualClockEndsAtItsDeadlineOnlyWhenTheClockGetsThere) {
 
 TEST(EnvTest, ADiskThatFillsUpKeepsTheOldFileAndNoTemporaryOne) {
   FaultInjectionEnv env;
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string path = dir + "/f";
   ASSERT_TRUE(WriteFileDurably(&env, path, "old").ok());
   env.SetDiskRoom(5);
@@ -174,7 +167,7 @@ TEST(EnvTest, ADiskThatFillsUpKeepsTheOldFileAndNoTemporaryOne) {
 
 TEST(EnvTest, InjectedFaultsFireAfterTheirSuccessesAndStay) {
   FaultInjectionEnv env;
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string path = dir + "/f";
   ASSERT_TRUE(WriteFileDurably(&env, path, "old").ok());
   for (Op op : {Op::kCreate, Op::kSync, Op::kClose, Op::kRename}) {

@@ -17,6 +17,7 @@
 #include "raft/host/grpc_transport.h"
 #include "raft/host/peer_auth.h"
 #include "raft/host/snapshot_receipt.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -55,20 +56,12 @@ class RecordingHandler : public MessageHandler {
   std::vector<bool> snapshot_ok_;
 };
 
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
 std::unique_ptr<GrpcTransport> Start(uint64_t id, const std::string& key, uint64_t shards,
                                      MessageHandler* h) {
   GrpcTransportOptions o;
   o.node_id = id;
   o.bind_address = "127.0.0.1:0";
-  o.snapshot_dir = Dir();
+  o.snapshot_dir = FreshTestDir();
   o.max_message_bytes = 1 << 20;
   o.cluster_key = key;
   o.shards = shards;
@@ -398,7 +391,7 @@ TEST(GrpcTransportAuthTest, ACallerThatStallsBeforeItsProofIsCutOff) {
   GrpcTransportOptions o;
   o.node_id = 2;
   o.bind_address = "127.0.0.1:0";
-  o.snapshot_dir = Dir();
+  o.snapshot_dir = FreshTestDir();
   o.cluster_key = kKey;
   o.handshake_timeout = absl::Milliseconds(300);
   GrpcTransport t(o);
@@ -436,7 +429,7 @@ TEST(GrpcTransportAuthTest, AStalledHandshakeIsCutOffExactlyWhenItsTimeoutPasses
   GrpcTransportOptions o;
   o.node_id = 2;
   o.bind_address = "127.0.0.1:0";
-  o.snapshot_dir = Dir();
+  o.snapshot_dir = FreshTestDir();
   o.cluster_key = kKey;
   o.handshake_timeout = absl::Seconds(10);
   o.env = &clock;

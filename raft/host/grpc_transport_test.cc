@@ -19,6 +19,7 @@
 #include "proto/transport.grpc.pb.h"
 #include "raft/host/env_manual_clock.h"
 #include "raft/host/snapshot_receipt.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
@@ -73,14 +74,6 @@ class RecordingHandler : public MessageHandler {
   std::vector<Status> snapshot_status_;
 };
 
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
 std::unique_ptr<GrpcTransport> StartTransport(uint64_t id, const std::string& dir,
                                               MessageHandler* h, size_t chunk = 64 << 10,
                                               SnapshotCheck check = nullptr) {
@@ -124,7 +117,7 @@ bool WaitConnected(GrpcTransport* t, uint64_t from, uint64_t to, RecordingHandle
 }
 
 TEST(GrpcTransportTest, MessagesOfAllShardsArriveInOrder) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);
   auto t2 = StartTransport(2, dir, &h2);
@@ -147,7 +140,7 @@ TEST(GrpcTransportTest, AnAppendLargerThanAGrpcMessageArrivesWholeAndTheStreamSt
   // Regression (issue 16): an append carrying one entry larger than the gRPC message limit
   // failed the write, which ended the pair's stream for every shard; Raft sent it again, and
   // the stream broke again, forever.
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);  // gRPC messages of at most 1 MiB
   auto t2 = StartTransport(2, dir, &h2);
@@ -196,7 +189,7 @@ TEST(GrpcTransportTest, AnAppendLargerThanAGrpcMessageArrivesWholeAndTheStreamSt
 TEST(GrpcTransportTest, ABusyAddressIsRefused) {
   // Regression: with gRPC's default SO_REUSEPORT a second node could listen on the first one's
   // address and take part of its traffic.
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);
   GrpcTransportOptions o;
@@ -212,7 +205,7 @@ TEST(GrpcTransportTest, ABusyAddressIsRefused) {
 }
 
 TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);
   // Nobody listens on this port yet.
@@ -245,7 +238,7 @@ TEST(GrpcTransportTest, UnreachablePeerIsReportedAndReconnectedLater) {
 
 TEST(GrpcTransportTest, ADialerBacksOffOnItsClockDoublingUpToTheMaximum) {
   // Given node 1, on a clock the test moves, dialing node 2 where nobody listens,
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   int port;
   {
     RecordingHandler unused;
@@ -287,7 +280,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
-  const std::string dir1 = Dir() + "/1", dir2 = Dir() + "/2";
+  const std::string dir1 = FreshTestDir() + "/1", dir2 = FreshTestDir() + "/2";
   std::filesystem::create_directories(dir1);
   std::filesystem::create_directories(dir2);
   RecordingHandler h1, h2;
@@ -349,7 +342,7 @@ TEST(GrpcTransportTest, SnapshotTravelsInCheckedChunksFromFileToFile) {
 }
 
 TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h;
   auto t = StartTransport(2, dir, &h);
   auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", t->bound_port()),
@@ -444,7 +437,7 @@ TEST(GrpcTransportTest, MalformedInputIsDroppedNotFatal) {
 }
 
 TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   RecordingHandler h1, h2;
   auto t1 = StartTransport(1, dir, &h1);
   auto t2 = StartTransport(2, dir, &h2);
@@ -469,7 +462,7 @@ TEST(GrpcTransportTest, OneWayPartitionBlocksOnlyThatDirection) {
 }
 
 TEST(GrpcTransportTest, MutualTlsConnectsAndRefusesPlaintext) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   // A throwaway CA and a certificate per node: 127.0.0.1 (where peers dial) and the node's id.
   std::string cmd = absl::StrCat(
       "cd ", dir, " && ",

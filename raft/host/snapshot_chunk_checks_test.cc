@@ -8,20 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/host/env_fault_injection.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
 
 namespace fs = std::filesystem;
 namespace tv1 = ::marmot::raft::transport::v1;
-
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 // The chunks a sender makes of `payload`, `chunk` bytes each, from node 1 to node 2, shard 1.
 std::vector<tv1::SnapshotChunk> Chunks(const std::string& payload, size_t chunk) {
@@ -77,7 +70,7 @@ size_t FileCount(const std::string& dir) {
 }
 
 TEST(SnapshotChunkChecksTest, TakesThePayloadItsFirstChunkAnnounced) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string payload = "a snapshot payload of some bytes";
   absl::StatusOr<std::string> got = Receive(dir, Chunks(payload, 5));
   ASSERT_TRUE(got.ok()) << got.status();
@@ -113,7 +106,7 @@ TEST(SnapshotChunkChecksTest, RefusesAFirstChunkNotMeantForThisNode) {
 }
 
 TEST(SnapshotChunkChecksTest, ChunksThatDoNotMakeThePayloadAreRefusedAndLeaveNothing) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string payload = "0123456789";
   std::vector<tv1::SnapshotChunk> chunks = Chunks(payload, 4);
   ASSERT_EQ(chunks.size(), 3u);

@@ -10,22 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/host/env_fault_injection.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 TEST(SnapshotFileTest, AFinishedPayloadReadsBackAtAnyOffset) {
-  const std::string path = Dir() + "/p.snap";
+  const std::string path = FreshTestDir() + "/p.snap";
   std::string want;
   {
     auto w = SnapshotFileWriter::Create(path);
@@ -67,7 +60,7 @@ TEST(SnapshotFileTest, AFinishedPayloadReadsBackAtAnyOffset) {
 }
 
 TEST(SnapshotFileTest, AnAbandonedPayloadLeavesNoFile) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   {
     auto w = SnapshotFileWriter::Create(dir + "/p.snap");
     ASSERT_TRUE(w.ok());
@@ -78,7 +71,7 @@ TEST(SnapshotFileTest, AnAbandonedPayloadLeavesNoFile) {
 }
 
 TEST(SnapshotFileTest, APayloadOnADiskThatFillsUpOrFailsToSyncNeverTakesItsName) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   {
     FaultInjectionEnv env;
     env.SetDiskRoom(1 << 20);

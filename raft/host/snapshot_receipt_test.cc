@@ -7,20 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/host/env_fault_injection.h"
+#include "raft/host/test_dir.h"
 
 namespace marmot::raft::host {
 namespace {
 
 namespace fs = std::filesystem;
 using Op = FaultInjectionEnv::Op;
-
-std::string Dir() {
-  std::string d = absl::StrCat(::testing::TempDir(), "/",
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 uint64_t Sum(const std::string& s) {
   return PayloadChecksum(kPayloadChecksumSeed, s.data(), s.size());
@@ -33,7 +26,7 @@ std::vector<std::string> Files(const std::string& dir) {
 }
 
 TEST(SnapshotReceiptTest, AWholeCheckedPayloadIsKeptUnderItsName) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   int checks = 0;
   SnapshotReceipts receipts({.dir = dir, .check = [&](uint64_t shard, const SnapshotSource& in) {
                                ++checks;
@@ -55,7 +48,7 @@ TEST(SnapshotReceiptTest, AWholeCheckedPayloadIsKeptUnderItsName) {
 }
 
 TEST(SnapshotReceiptTest, ABadPayloadLeavesNothing) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   SnapshotReceipts receipts(
       {.dir = dir, .max_chunk_bytes = 8, .check = [](uint64_t, const SnapshotSource& in) {
          std::string first;
@@ -92,7 +85,7 @@ TEST(SnapshotReceiptTest, ABadPayloadLeavesNothing) {
 }
 
 TEST(SnapshotReceiptTest, OneReceiptPerShardAtATime) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   SnapshotReceipts receipts({.dir = dir});
   auto first = receipts.Begin(2, 1, 10, 4, Sum("abcd"));
   ASSERT_TRUE(first.ok());
@@ -103,7 +96,7 @@ TEST(SnapshotReceiptTest, OneReceiptPerShardAtATime) {
 }
 
 TEST(SnapshotReceiptTest, APayloadThatWouldFillTheDiskIsRefusedBeforeAnythingIsWritten) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   FaultInjectionEnv env;
   env.SetDiskRoom(1000);
   SnapshotReceipts receipts({.dir = dir, .reserve_bytes = 100, .env = &env});
@@ -119,7 +112,7 @@ TEST(SnapshotReceiptTest, APayloadThatWouldFillTheDiskIsRefusedBeforeAnythingIsW
 
 TEST(SnapshotReceiptTest, ADiskThatFillsUpDuringAReceiptLeavesNothingAndTheShardCanReceiveAgain) {
   // Given a disk with room at Begin that something else (the Raft log) fills meanwhile,
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   FaultInjectionEnv env;
   SnapshotReceipts receipts({.dir = dir, .reserve_bytes = 0, .env = &env});
   const std::string payload = "0123456789abcdef";
@@ -145,7 +138,7 @@ TEST(SnapshotReceiptTest, ADiskThatFillsUpDuringAReceiptLeavesNothingAndTheShard
 }
 
 TEST(SnapshotReceiptTest, APayloadThatCannotBeMadeDurableIsNotKept) {
-  const std::string dir = Dir();
+  const std::string dir = FreshTestDir();
   const std::string payload = "abcdefgh";
   for (Op op : {Op::kCreate, Op::kSync, Op::kClose, Op::kRename, Op::kSyncFolder}) {
     FaultInjectionEnv env;
