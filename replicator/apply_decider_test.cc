@@ -11,10 +11,30 @@
 namespace marmot::replicator {
 namespace {
 
+// The questions a fake view was asked, in order, a letter each; once told, every question fails
+// as the database would.
+class Questions {
+ public:
+  const std::string& asked() const { return asked_; }
+  void FailQuestions() { fail_ = true; }
+
+ protected:
+  template <typename T>
+  absl::StatusOr<T> Ask(char question, T answer) {
+    asked_.push_back(question);
+    if (fail_) return absl::UnavailableError("database is locked");
+    return answer;
+  }
+
+ private:
+  std::string asked_;
+  bool fail_ = false;
+};
+
 // Answers from fixed values and records which questions were asked, in order: 'N'
 // (NewerLocalChangeOfRow), 'P' (LocalChangeNotYetApplied: a pending one), 'B'
 // (BlockingDeadLetter), 'H' (RowAlreadyHolds). Both local-change questions answer `later`.
-class FakeView final : public ApplyView {
+class FakeView final : public ApplyView, public Questions {
  public:
   FakeView(bool later, std::optional<int64_t> blocker, bool holds)
       : later_(later), blocker_(blocker), holds_(holds) {}
@@ -24,23 +44,11 @@ class FakeView final : public ApplyView {
     return Ask('B', blocker_);
   }
   absl::StatusOr<bool> RowAlreadyHolds() override { return Ask('H', holds_); }
-  const std::string& asked() const { return asked_; }
-  // From now on every question fails as the database would.
-  void FailQuestions() { fail_ = true; }
 
  private:
-  template <typename T>
-  absl::StatusOr<T> Ask(char question, T answer) {
-    asked_.push_back(question);
-    if (fail_) return absl::UnavailableError("database is locked");
-    return answer;
-  }
-
   bool later_;
   std::optional<int64_t> blocker_;
   bool holds_;
-  std::string asked_;
-  bool fail_ = false;
 };
 
 const absl::Status kTableDiffers = absl::FailedPreconditionError("table t differs on this node");
@@ -241,27 +249,16 @@ TEST(ApplyDeciderTest, EntryRules) {
 }
 
 // Records the questions asked: 'D' (DeadLettersExist), 'A' (AppliedIndex).
-class FakeEntryView final : public UnwrittenEntryView {
+class FakeEntryView final : public UnwrittenEntryView, public Questions {
  public:
   FakeEntryView(bool dead_letters, uint64_t applied)
       : dead_letters_(dead_letters), applied_(applied) {}
   absl::StatusOr<bool> DeadLettersExist() override { return Ask('D', dead_letters_); }
   absl::StatusOr<uint64_t> AppliedIndex() override { return Ask('A', applied_); }
-  const std::string& asked() const { return asked_; }
-  void FailQuestions() { fail_ = true; }
 
  private:
-  template <typename T>
-  absl::StatusOr<T> Ask(char question, T answer) {
-    asked_.push_back(question);
-    if (fail_) return absl::UnavailableError("database is locked");
-    return answer;
-  }
-
   bool dead_letters_;
   uint64_t applied_;
-  std::string asked_;
-  bool fail_ = false;
 };
 
 struct UnwrittenEntryRow {
