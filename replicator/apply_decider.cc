@@ -30,6 +30,7 @@ bool WritesNothing(ApplyAction action) {
     case ApplyAction::kQueueBehind:
     case ApplyAction::kDeadLetter:
     case ApplyAction::kWrite:
+    case ApplyAction::kWriteUncarried:
       return false;
   }
   return false;
@@ -37,10 +38,19 @@ bool WritesNothing(ApplyAction action) {
 
 namespace {
 
-// Whether a local change that comes later in the shard's order supersedes the change: for an
-// own change, a newer one of its row; for another node's, one not yet applied in the shard.
-absl::StatusOr<bool> LaterLocalChange(bool own, ApplyView& view) {
-  return own ? view.NewerLocalChangeOfRow() : view.LocalChangeNotYetApplied();
+// What local changes that come later in the shard's order write over the change: for an own
+// change, a newer one of its row writes everything; for another node's, those not yet applied
+// in the shard.
+absl::StatusOr<LocalOverwrite> LaterLocalChange(bool own, ApplyView& view) {
+  if (!own) return view.LocalChangeNotYetApplied();
+  absl::StatusOr<bool> newer = view.NewerLocalChangeOfRow();
+  if (!newer.ok()) return newer.status();
+  return *newer ? LocalOverwrite::kAll : LocalOverwrite::kNothing;
+}
+
+ApplyDecision Write(LocalOverwrite later) {
+  return ApplyDecision::Act(later == LocalOverwrite::kSome ? ApplyAction::kWriteUncarried
+                                                           : ApplyAction::kWrite);
 }
 
 }  // namespace
@@ -52,10 +62,12 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
   // An own change of a table this node no longer has, or whose columns changed since it was
   // read: nothing here can be newer than what the application left in its row.
   if (change.own && !change.plan.ok()) return ApplyDecision::Act(ApplyAction::kNothingToWrite);
+  LocalOverwrite later = LocalOverwrite::kNothing;
   if (change.plan.ok()) {
-    absl::StatusOr<bool> later = LaterLocalChange(change.own, view);
-    if (!later.ok()) return later.status();
-    if (*later) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    absl::StatusOr<LocalOverwrite> overwrite = LaterLocalChange(change.own, view);
+    if (!overwrite.ok()) return overwrite.status();
+    if (*overwrite == LocalOverwrite::kAll) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    later = *overwrite;
   }
   absl::StatusOr<std::optional<int64_t>> blocker = view.BlockingDeadLetter();
   if (!blocker.ok()) return blocker.status();
@@ -68,7 +80,7 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
     if (!holds.ok()) return holds.status();
     if (*holds) return ApplyDecision::Act(ApplyAction::kNothingToWrite);
   }
-  return ApplyDecision::Act(ApplyAction::kWrite);
+  return Write(later);
 }
 
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view) {
@@ -90,9 +102,10 @@ absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, A
   }
   if (!change.plan.ok()) return ApplyDecision::DeadLetter(change.plan);
   if (!change.own) {
-    absl::StatusOr<bool> later = view.LocalChangeNotYetApplied();
+    absl::StatusOr<LocalOverwrite> later = view.LocalChangeNotYetApplied();
     if (!later.ok()) return later.status();
-    if (*later) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    if (*later == LocalOverwrite::kAll) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    return Write(*later);
   }
   return ApplyDecision::Act(ApplyAction::kWrite);
 }

@@ -86,6 +86,8 @@ enum class ApplyAction {
   kQueueBehind,     // Dead letter `blocker` of its row (or snapshot rows of its table) waits.
   kDeadLetter,      // It cannot apply here: `error` says why.
   kWrite,           // Write it.
+  // Write only the columns that later local changes of its row do not carry (ApplyView).
+  kWriteUncarried,
 };
 
 struct ApplyDecision {
@@ -106,6 +108,15 @@ struct ApplyDecision {
 // superseded change, or an own change its row holds.
 bool WritesNothing(ApplyAction action);
 
+// What this node's changes of a row, not applied in its shard yet, will write over another
+// node's change of the row: they come after it in the shard, on every node.
+enum class LocalOverwrite {
+  kNothing,  // There is none (or none that hides it: it is written whole).
+  kAll,      // They write every column it writes: it is superseded here.
+  kSome,     // They carry only some of its columns (read before the others existed here): the
+             // others end with its values on every node, so it writes those here.
+};
+
 // The questions about one change whose answers cost a read. Each is asked at most once per
 // decision, and only when a rule needs it. An error is the database's: the decision fails.
 class ApplyView {
@@ -114,11 +125,11 @@ class ApplyView {
   // For an own change: whether the local change log holds a newer change (a larger change id)
   // of the row it leaves. False when the table's local change log is not known.
   virtual absl::StatusOr<bool> NewerLocalChangeOfRow() = 0;
-  // For another node's change: whether the local change log holds a change not applied in its
-  // shard yet (above this node's newest change of the table applied there) of a row it touches,
-  // directly or through a row its upsert would replace by another UNIQUE index. False when
-  // there is no local node or the table's local change log is not known or empty.
-  virtual absl::StatusOr<bool> LocalChangeNotYetApplied() = 0;
+  // For another node's change: what the local changes not applied in its shard yet (above this
+  // node's newest change of the table applied there) of a row it touches will write over it,
+  // directly or through a row its upsert would replace by another UNIQUE index (kAll).
+  // kNothing when there is no local node or the table's local change log is not known or empty.
+  virtual absl::StatusOr<LocalOverwrite> LocalChangeNotYetApplied() = 0;
   // The dead letter the change must stay behind, or nullopt.
   virtual absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() = 0;
   // Whether every row the change writes already holds exactly what it writes.
@@ -139,11 +150,13 @@ struct BatchChange {
 //   2. own, plan not OK                              -> kNothingToWrite (the row is what this
 //                                                       node's application left)
 //   3. plan OK, own, NewerLocalChangeOfRow()         -> kSkipSuperseded
-//      plan OK, not own, LocalChangeNotYetApplied()  -> kSkipSuperseded
+//      plan OK, not own, LocalChangeNotYetApplied()
+//                        kAll                        -> kSkipSuperseded
 //   4. BlockingDeadLetter()                          -> kQueueBehind
 //   5. plan not OK                                   -> kDeadLetter (plan)
 //   6. own, local_log, RowAlreadyHolds()             -> kNothingToWrite
-//   7.                                               -> kWrite
+//   7. LocalChangeNotYetApplied() was kSome          -> kWriteUncarried
+//   8.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, ApplyView& view);
 
 // A dead letter tried again: retried by an operator, or carried by a snapshot being installed.
@@ -166,7 +179,8 @@ struct DeadLetterChange {
 //                                                       changed here since: that newer change
 //                                                       is what the row ends with)
 //   6. plan not OK                                   -> kDeadLetter (plan)
-//   7. not own, LocalChangeNotYetApplied()           -> kSkipSuperseded
+//   7. not own, LocalChangeNotYetApplied() kAll      -> kSkipSuperseded
+//                                          kSome     -> kWriteUncarried
 //   8.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view);
 

@@ -33,13 +33,19 @@ class Questions {
 
 // Answers from fixed values and records which questions were asked, in order: 'N'
 // (NewerLocalChangeOfRow), 'P' (LocalChangeNotYetApplied: a pending one), 'B'
-// (BlockingDeadLetter), 'H' (RowAlreadyHolds). Both local-change questions answer `later`.
+// (BlockingDeadLetter), 'H' (RowAlreadyHolds). Both local-change questions answer `later`
+// (a pending local change writes every column); `some` makes 'P' answer that it carries only
+// some.
 class FakeView final : public ApplyView, public Questions {
  public:
-  FakeView(bool later, std::optional<int64_t> blocker, bool holds)
-      : later_(later), blocker_(blocker), holds_(holds) {}
+  FakeView(bool later, std::optional<int64_t> blocker, bool holds, bool some = false)
+      : later_(later), blocker_(blocker), holds_(holds), some_(some) {}
   absl::StatusOr<bool> NewerLocalChangeOfRow() override { return Ask('N', later_); }
-  absl::StatusOr<bool> LocalChangeNotYetApplied() override { return Ask('P', later_); }
+  absl::StatusOr<LocalOverwrite> LocalChangeNotYetApplied() override {
+    return Ask('P', later_  ? LocalOverwrite::kAll
+                    : some_ ? LocalOverwrite::kSome
+                            : LocalOverwrite::kNothing);
+  }
   absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override {
     return Ask('B', blocker_);
   }
@@ -49,6 +55,7 @@ class FakeView final : public ApplyView, public Questions {
   bool later_;
   std::optional<int64_t> blocker_;
   bool holds_;
+  bool some_;
 };
 
 const absl::Status kTableDiffers = absl::FailedPreconditionError("table t differs on this node");
@@ -67,6 +74,8 @@ std::string ActionName(ApplyAction a) {
       return "dead letter";
     case ApplyAction::kWrite:
       return "write";
+    case ApplyAction::kWriteUncarried:
+      return "write uncarried";
   }
   return "?";
 }
@@ -194,6 +203,42 @@ TEST(ApplyDeciderTest, DeadLetterRules) {
     if (row.action == kDead) {
       EXPECT_EQ(d->error, row.readable ? kTableDiffers : kUnreadable);
     }
+  }
+}
+
+TEST(ApplyDeciderTest, APendingLocalChangeCarryingSomeColumnsLeavesTheOthersToWrite) {
+  const BatchChange other{.change_id = 6, .last_applied = 5, .local_log = true};
+  {
+    FakeView view(/*later=*/false, std::nullopt, /*holds=*/true, /*some=*/true);
+    absl::StatusOr<ApplyDecision> d = DecideBatchChange(other, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "write uncarried");
+    EXPECT_EQ(view.asked(), "PB");
+  }
+  {
+    // Per-row order still comes first: behind a dead letter of the row, it waits whole.
+    FakeView view(false, 3, true, true);
+    absl::StatusOr<ApplyDecision> d = DecideBatchChange(other, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "queue");
+    EXPECT_EQ(d->blocker, 3);
+  }
+  {
+    // The table differs here: a dead letter, whatever the local change carries.
+    FakeView view(false, std::nullopt, true, true);
+    BatchChange differs = other;
+    differs.plan = kTableDiffers;
+    absl::StatusOr<ApplyDecision> d = DecideBatchChange(differs, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "dead letter");
+    EXPECT_EQ(view.asked(), "B");
+  }
+  {
+    FakeView view(false, std::nullopt, true, true);
+    absl::StatusOr<ApplyDecision> d = DecideDeadLetter({}, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "write uncarried");
+    EXPECT_EQ(view.asked(), "BP");
   }
 }
 

@@ -33,6 +33,7 @@ void CountUnwritten(ApplyAction action, ApplyResult& result) {
     case ApplyAction::kQueueBehind:
     case ApplyAction::kDeadLetter:
     case ApplyAction::kWrite:
+    case ApplyAction::kWriteUncarried:
       break;
   }
 }
@@ -281,7 +282,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         if (note_writes) {
           for (const std::vector<Value>& key : view.Keys()) indexed->Rewritten(key);
         }
-        status = ApplyChange(db_, (*plan)->writer, t, c);
+        status = decision->action == ApplyAction::kWriteUncarried
+                     ? ApplyColumns(db_, t, c, view.uncarried())
+                     : ApplyChange(db_, (*plan)->writer, t, c);
         // The database itself failed: retry the whole entry later.
         if (IsDatabaseFailure(status)) return status;
       }

@@ -162,9 +162,16 @@ class ChangeApplier {
   // comes later in the shard's order and overwrites it everywhere. It must be skipped, not
   // applied: the local change carries its row as read when it is shipped (sqlite/change_log.h),
   // and would carry the other node's values instead of what this node's application wrote.
+  // Skipped for the columns the local change carries only: one read before a column existed
+  // here leaves that column to the other node's change on every node, so it is written here too
+  // (set_shipped_columns).
   // Own changes of a table this node no longer has, or whose columns changed since they were
   // read, write nothing (the row is what this node's application left). 0: never skip.
   void set_local_node(uint64_t node_id) { state_.local_node = node_id; }
+  // The columns this node's changes were shipped with (must outlive the applier): another node's
+  // change is then skipped only for the columns that the local changes coming after it carry,
+  // and writes the others (ChangeView::LocalChangeNotYetApplied). Null: skipped whole.
+  void set_shipped_columns(const ShippedColumns* shipped) { state_.shipped = shipped; }
 
   // Reads what the local change logs gained since the last apply, outside any transaction, so
   // that the next Apply holds the database's write lock for less time (LocalChangeIndex::

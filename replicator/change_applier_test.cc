@@ -291,6 +291,47 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("theirs later"));
 }
+TEST(ChangeApplierTest, APendingLocalChangeReadBeforeAColumnExistedLeavesThatColumnToOthers) {
+  // Regression (hunt): ALTER TABLE ADD COLUMN on node 1 while both nodes write. Node 2's change
+  // of a row was read before node 2 had the column; node 1's change of the row, with the
+  // column, came first in the shard. Node 2 skipped node 1's change whole for its own, which
+  // carries no value for the column, and kept the column empty where node 1 had node 1's value.
+  Node a("uncarried-a"), b("uncarried-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  ShippedColumns b_shipped;
+  b.applier->set_shipped_columns(&b_shipped);
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'start')");
+  const change::v1::ChangeBatch start = a.CapturedBatch(1);
+  ASSERT_TRUE(a.applier->Apply(0, 1, start).ok());
+  ASSERT_TRUE(b.applier->Apply(0, 1, start).ok());
+  // Node 2 writes the row; its shipper reads the change before node 2 has `upd`.
+  b.Exec("UPDATE \"order\" SET price = 2.0 WHERE id = 1");
+  const change::v1::ChangeBatch b_change = b.CapturedBatch(2);
+  ASSERT_EQ(b_change.tables(0).changes_size(), 1);
+  b_shipped.FirstLook("order", 0);
+  b_shipped.Read("order", b_change.tables(0).changes(0).change_id(),
+                 {b_change.tables(0).columns().begin(), b_change.tables(0).columns().end()});
+  // Both nodes gain the column; node 1 writes it in the same row.
+  a.Exec("ALTER TABLE \"order\" ADD COLUMN upd TEXT");
+  b.Exec("ALTER TABLE \"order\" ADD COLUMN upd TEXT");
+  a.Exec("UPDATE \"order\" SET upd = 'from a', name = 'a name' WHERE id = 1");
+  const change::v1::ChangeBatch a_change = a.CapturedBatch(1);
+  // Shard order: node 1's change (index 2), then node 2's (index 3), on both nodes.
+  for (Node* n : {&a, &b}) {
+    auto r2 = n->applier->Apply(0, 2, a_change);
+    ASSERT_TRUE(r2.ok()) << r2.status();
+    EXPECT_EQ(r2->dead_lettered, 0);
+    auto r3 = n->applier->Apply(0, 3, b_change);
+    ASSERT_TRUE(r3.ok()) << r3.status();
+    EXPECT_EQ(r3->dead_lettered, 0);
+  }
+  // Node 2's change set name and price after node 1's; node 1's `upd` stays on both.
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(*b.db->QueryValue("SELECT name || ' ' || price || ' ' || upd FROM \"order\""),
+            Value::Text("start 2.0 from a"));
+}
+
 int64_t StoredAppliedIndex(Node& n) {
   auto v = n.db->QueryValue("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = 0");
   CHECK(v.ok()) << v.status();

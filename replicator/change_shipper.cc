@@ -127,6 +127,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         QueryInt(db_, absl::StrCat("SELECT max(\"__marmot__id\") FROM ",
                                    sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name))));
     if (newest.ok()) {
+      if (options_.shipped != nullptr) options_.shipped->FirstLook(name, *newest);
       int64_t& seen = newest_[name];
       if (*newest != seen) logs_grew_ = options_.env->MonotonicNow();
       seen = *newest;
@@ -159,8 +160,12 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         cl.last = now;
       }
     }
-    auto header =
-        std::make_shared<const Header>(Header{name, TableHeader(table).SerializeAsString()});
+    const change::v1::TableChanges table_header = TableHeader(table);
+    if (options_.shipped != nullptr) {
+      options_.shipped->Read(name, records->back().id,
+                             {table_header.columns().begin(), table_header.columns().end()});
+    }
+    auto header = std::make_shared<const Header>(Header{name, table_header.SerializeAsString()});
     auto queue = [&](int shard, const sqlite::ChangeRecord& r, ChangePart part) {
       Pending& p = queued_[shard].emplace_back();
       p.header = header;

@@ -38,6 +38,7 @@
 #include "proto/change.pb.h"
 #include "raft/host/env.h"
 #include "replicator/shard_router.h"
+#include "replicator/shipped_columns.h"
 #include "sqlite/database.h"
 #include "sqlite/schema.h"
 
@@ -81,6 +82,9 @@ struct ShipperOptions {
   // The clock of the delays above and of the waits for SQLite's write lock; must outlive the
   // shipper.
   raft::host::Env* env = raft::host::Env::Default();
+  // Told which columns each change was read with, for the applier; may be null. Must outlive
+  // the shipper.
+  ShippedColumns* shipped = nullptr;
 };
 
 struct PumpStats {

@@ -1,5 +1,7 @@
 #include "replicator/change_view.h"
 
+#include <algorithm>
+
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
 
@@ -12,17 +14,13 @@ using change::v1::TableChanges;
 using sqlite::Statement;
 using sqlite::Value;
 
-// Whether another node's change `c` of `t` (written by `w`) touches a row with a local change
-// above `own_applied` in `rows`: directly, or through a row its upsert would replace by another
-// UNIQUE index (read by the writer's probes).
-absl::StatusOr<bool> LocalChangeWaits(sqlite::Database& db, const TableWriter& w,
-                                      const LocalChangeIndex::TableRows& rows, int64_t own_applied,
-                                      const TableChanges& t,
-                                      const std::vector<std::vector<Value>>& keys,
-                                      const Change& c) {
-  for (const std::vector<Value>& key : keys) {
-    if (rows.Newest(key) > own_applied) return true;
-  }
+// Whether another node's change `c` of `t` (written by `w`) would replace, through another
+// UNIQUE index than its key, a row with a local change above `own_applied` in `rows` (read by
+// the writer's probes).
+absl::StatusOr<bool> LocalChangeOfReplacedRow(sqlite::Database& db, const TableWriter& w,
+                                              const LocalChangeIndex::TableRows& rows,
+                                              int64_t own_applied, const TableChanges& t,
+                                              const Change& c) {
   const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
                        c.op() == change::v1::OP_REKEY;
   if (!has_row || c.row_size() != t.columns_size()) return false;
@@ -121,14 +119,49 @@ absl::StatusOr<bool> ChangeView::NewerLocalChangeOfRow() {
   return rows->Newest(Keys().front()) > c_.change_id();
 }
 
-absl::StatusOr<bool> ChangeView::LocalChangeNotYetApplied() {
-  if (table_.state_.local_node == 0) return false;
+absl::StatusOr<LocalOverwrite> ChangeView::LocalChangeNotYetApplied() {
+  if (table_.state_.local_node == 0) return LocalOverwrite::kNothing;
   const LocalChangeIndex::TableRows* rows = table_.LocalRows();
-  if (rows == nullptr || rows->size() == 0) return false;
+  if (rows == nullptr || rows->size() == 0) return LocalOverwrite::kNothing;
   absl::StatusOr<int64_t> own_applied = table_.OwnChangesApplied();
   if (!own_applied.ok()) return own_applied.status();
-  return LocalChangeWaits(table_.state_.db, table_.plan_->writer, *rows, *own_applied, table_.t_,
-                          Keys(), c_);
+  int64_t newest = 0;
+  for (const std::vector<Value>& key : Keys()) newest = std::max(newest, rows->Newest(key));
+  if (newest > *own_applied) return Overwrite(newest);
+  absl::StatusOr<bool> replaced = LocalChangeOfReplacedRow(table_.state_.db, table_.plan_->writer,
+                                                           *rows, *own_applied, table_.t_, c_);
+  if (!replaced.ok()) return replaced.status();
+  return *replaced ? LocalOverwrite::kAll : LocalOverwrite::kNothing;
+}
+
+LocalOverwrite ChangeView::Overwrite(int64_t newest) {
+  const TableChanges& t = table_.t_;
+  if (table_.state_.shipped == nullptr) return LocalOverwrite::kAll;
+  // Not read yet: it will carry every column the row has when it is read.
+  const std::optional<ShippedColumns::Columns> carried =
+      table_.state_.shipped->Carried(t.table(), newest);
+  if (!carried) return LocalOverwrite::kAll;
+  auto carries = [&](const std::string& column) {
+    return std::find(carried->begin(), carried->end(), column) != carried->end();
+  };
+  auto is_key = [&](const std::string& column) {
+    return std::find(t.key_columns().begin(), t.key_columns().end(), column) !=
+           t.key_columns().end();
+  };
+  std::vector<std::string> uncarried;
+  for (const std::string& column : t.columns()) {
+    if (!is_key(column) && !carries(column)) uncarried.push_back(column);
+  }
+  if (uncarried.empty()) return LocalOverwrite::kAll;
+  // A delete or a rekey of a row whose local change leaves some of its columns alone: written
+  // whole (the local change writes its own columns back when it applies; the others end as the
+  // local change leaves them on every node).
+  if ((c_.op() != change::v1::OP_INSERT && c_.op() != change::v1::OP_UPDATE) ||
+      Keys().size() != 1) {
+    return LocalOverwrite::kNothing;
+  }
+  uncarried_ = std::move(uncarried);
+  return LocalOverwrite::kSome;
 }
 
 absl::StatusOr<std::optional<int64_t>> ChangeView::BlockingDeadLetter() {

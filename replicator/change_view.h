@@ -18,6 +18,7 @@
 #include "replicator/dead_letter_index.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
+#include "replicator/shipped_columns.h"
 #include "replicator/table_plans.h"
 #include "sqlite/database.h"
 #include "sqlite/value.h"
@@ -30,6 +31,9 @@ struct ApplierState {
   DeadLetterStore& dead_letters;
   AppliedState& applied;
   uint64_t local_node = 0;  // 0: none (no change is own, no local change log is consulted).
+  // The columns this node's changes were shipped with; null: not known (a local change not yet
+  // applied then hides every column of another node's change of its row).
+  const ShippedColumns* shipped = nullptr;
 };
 
 class ChangeView final : public ApplyView {
@@ -88,16 +92,25 @@ class ChangeView final : public ApplyView {
   }
 
   absl::StatusOr<bool> NewerLocalChangeOfRow() override;
-  absl::StatusOr<bool> LocalChangeNotYetApplied() override;
+  absl::StatusOr<LocalOverwrite> LocalChangeNotYetApplied() override;
   absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override;
   absl::StatusOr<bool> RowAlreadyHolds() override;
 
+  // After LocalChangeNotYetApplied() answered kSome: the columns of the change that the local
+  // changes do not carry, which it writes (WriteColumns).
+  const std::vector<std::string>& uncarried() const { return uncarried_; }
+
  private:
+  // kAll or kSome for an insert or update of one row whose newest local change not yet applied
+  // is `newest` (see ShippedColumns).
+  LocalOverwrite Overwrite(int64_t newest);
+
   Table& table_;
   const change::v1::Change& c_;
   const DeadLetterIndex::Entry* entry_ = nullptr;
   int64_t before_ = std::numeric_limits<int64_t>::max();
   std::optional<std::vector<std::vector<sqlite::Value>>> keys_;
+  std::vector<std::string> uncarried_;
 };
 
 }  // namespace marmot::replicator

@@ -73,7 +73,7 @@ class ChangeViewTest : public ::testing::Test {
   // Asks `question` of a view of the only change of `t`, this node being `local_node`.
   template <typename Question>
   auto Ask(const TableChanges& t, Question question, uint64_t local_node = kSelf) {
-    const ApplierState state{*db_, *dead_letters_, *applied_, local_node};
+    const ApplierState state{*db_, *dead_letters_, *applied_, local_node, shipped_};
     absl::StatusOr<const TablePlan*> plan = plans_->Plan(t);
     CHECK(plan.ok()) << plan.status();
     ChangeView::Table table(state, /*shard=*/0, t, *plan);
@@ -84,7 +84,19 @@ class ChangeViewTest : public ::testing::Test {
     return *answer;
   }
   static absl::StatusOr<bool> Newer(ChangeView& v) { return v.NewerLocalChangeOfRow(); }
-  static absl::StatusOr<bool> Pending(ChangeView& v) { return v.LocalChangeNotYetApplied(); }
+  // Whether a local change not yet applied writes over the change at all.
+  static absl::StatusOr<bool> Pending(ChangeView& v) {
+    absl::StatusOr<LocalOverwrite> o = v.LocalChangeNotYetApplied();
+    if (!o.ok()) return o.status();
+    return *o != LocalOverwrite::kNothing;
+  }
+  // What it writes over, and the columns left to the change (kSome).
+  static absl::StatusOr<std::pair<LocalOverwrite, std::vector<std::string>>> Overwrites(
+      ChangeView& v) {
+    absl::StatusOr<LocalOverwrite> o = v.LocalChangeNotYetApplied();
+    if (!o.ok()) return o.status();
+    return std::make_pair(*o, v.uncarried());
+  }
   static absl::StatusOr<bool> Holds(ChangeView& v) { return v.RowAlreadyHolds(); }
   static absl::StatusOr<std::optional<int64_t>> Blocker(ChangeView& v) {
     return v.BlockingDeadLetter();
@@ -98,6 +110,7 @@ class ChangeViewTest : public ::testing::Test {
   std::unique_ptr<AppliedState> applied_;
   std::unique_ptr<TablePlans> plans_;
   LocalChangeIndex index_;
+  const ShippedColumns* shipped_ = nullptr;
 };
 
 TEST_F(ChangeViewTest, AnOwnChangeSeesANewerLocalChangeOfItsRowOnly) {
@@ -131,6 +144,49 @@ TEST_F(ChangeViewTest, AnotherNodesChangeSeesLocalChangesNotYetAppliedOfEveryRow
   ASSERT_TRUE(applied_->SetLastChange(0, kSelf, "item", 1).ok());
   EXPECT_FALSE(Ask(same_row, Pending));
   EXPECT_FALSE(Ask(same_name, Pending));
+}
+
+TEST_F(ChangeViewTest, ALocalChangeReadWithFewerColumnsLeavesTheOthersToAnotherNodesChange) {
+  // Given local change 1 of item row 1, read by the shipper before the table had `img` (as
+  // if altered since)
+  Write("INSERT INTO item (id, name) VALUES (1, 'local')");
+  ShippedColumns shipped;
+  shipped_ = &shipped;
+  const TableChanges update =
+      Insert(item_, 7, {Value::Integer(1), Value::Text("other"), Value::Blob("i")});
+  using Answer = std::pair<LocalOverwrite, std::vector<std::string>>;
+  // Not read yet: it will carry every column, so it hides the whole change.
+  EXPECT_EQ(Ask(update, Overwrites), Answer(LocalOverwrite::kAll, {}));
+  shipped.FirstLook("item", 0);
+  shipped.Read("item", 1, {"id", "name"});
+  // Another node's change of the row then writes `img` only.
+  EXPECT_EQ(Ask(update, Overwrites), Answer(LocalOverwrite::kSome, {"img"}));
+  // A delete of the row is written whole: the local change puts its columns back later.
+  TableChanges remove = item_;
+  Change* d = remove.add_changes();
+  d->set_change_id(8);
+  d->set_op(change::v1::OP_DELETE);
+  *d->add_old_key() = ToWire(Value::Integer(1));
+  EXPECT_EQ(Ask(remove, Overwrites), Answer(LocalOverwrite::kNothing, {}));
+}
+
+TEST_F(ChangeViewTest, ALocalChangeReadWithEveryColumnHidesAnotherNodesChangeWhole) {
+  Write("INSERT INTO item (id, name) VALUES (1, 'local')");
+  ShippedColumns shipped;
+  shipped_ = &shipped;
+  shipped.FirstLook("item", 0);
+  shipped.Read("item", 1, {"id", "name", "img"});
+  using Answer = std::pair<LocalOverwrite, std::vector<std::string>>;
+  EXPECT_EQ(Ask(Insert(item_, 7, {Value::Integer(1), Value::Text("o"), Value::Null()}), Overwrites),
+            Answer(LocalOverwrite::kAll, {}));
+  // Read by an earlier process (columns not known): another node's change writes every column,
+  // and the local change writes its own back when it applies.
+  ShippedColumns restarted;
+  shipped_ = &restarted;
+  restarted.FirstLook("item", 1);
+  restarted.Read("item", 1, {"id", "name", "img"});
+  EXPECT_EQ(Ask(Insert(item_, 7, {Value::Integer(1), Value::Text("o"), Value::Null()}), Overwrites),
+            Answer(LocalOverwrite::kSome, {"name", "img"}));
 }
 
 TEST_F(ChangeViewTest, ARowHoldsAChangeOnlyWithTheSameStorageClasses) {

@@ -143,9 +143,13 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
                   t.changes_size() == 1 ? t.changes(0) : change::v1::Change::default_instance());
   view.HeldBackAs(entry, before);
   absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
-  if (!decision.ok() || decision->action != ApplyAction::kWrite) return decision;
+  if (!decision.ok()) return decision;
   absl::Status written;
-  if (entry.whole_table) {
+  if (decision->action == ApplyAction::kWriteUncarried) {
+    written = ApplyColumns(state_.db, t, t.changes(0), view.uncarried());
+  } else if (decision->action != ApplyAction::kWrite) {
+    return decision;
+  } else if (entry.whole_table) {
     written = snapshotter_.ReplaceWithSnapshotRows(entry.shard, rows);
   } else {
     written = ApplyChange(state_.db, plan->writer, t, t.changes(0));

@@ -97,6 +97,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!applier.ok()) return applier.status();
   (*applier)->set_local_node(config.node_id);
   (*applier)->set_max_dead_letters(config.max_dead_letters);
+  (*applier)->set_shipped_columns(r->shipped_columns_.get());
   r->writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
   r->rounds_ = std::make_unique<ShardApplyRounds>(r->writer_.get());
   r->detector_->set_own_writes(r->writer_.get());
@@ -149,7 +150,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   r->proposer_ =
       std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get(), env);
   absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper =
-      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get(), {.env = env});
+      ChangeShipper::Open(config.db_path, config.node_id, router, r->proposer_.get(),
+                          {.env = env, .shipped = r->shipped_columns_.get()});
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries

@@ -80,6 +80,8 @@ class Replicator {
   std::unique_ptr<ChangeDetector> detector_;
   std::unique_ptr<WalCheckpointer> checkpointer_;  // null with -checkpoint-pages=0
   int64_t checkpoint_runs_ = 0;                    // Already counted in metrics_.
+  // What the shipper read each change with, for the applier; outlives both.
+  std::unique_ptr<ShippedColumns> shipped_columns_ = std::make_unique<ShippedColumns>();
   std::shared_ptr<DatabaseWriter> writer_;
   std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
   std::unique_ptr<raft::host::NodeHost> host_;

@@ -232,3 +232,39 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
 }
 
 }  // namespace marmot::replicator
+
+namespace marmot::replicator {
+
+absl::Status ApplyColumns(sqlite::Database& db, const TableChanges& t, const Change& c,
+                          const std::vector<std::string>& columns) {
+  if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) {
+    return absl::InvalidArgumentError("only an insert or an update writes some columns");
+  }
+  if (c.row_size() != t.columns_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row has ", c.row_size(), " values for ", t.columns_size(), " columns"));
+  }
+  auto among = [](const auto& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  TableChanges some;
+  some.set_table(t.table());
+  *some.mutable_key_columns() = t.key_columns();
+  Change written;
+  written.set_change_id(c.change_id());
+  written.set_op(c.op());
+  written.set_at_ms(c.at_ms());
+  if (c.has_rowid()) *written.mutable_rowid() = c.rowid();
+  for (int i = 0; i < t.columns_size(); ++i) {
+    if (!among(t.key_columns(), t.columns(i)) && !among(columns, t.columns(i))) continue;
+    some.add_columns(t.columns(i));
+    *written.add_row() = c.row(i);
+  }
+  absl::StatusOr<TableWriter> w =
+      PlanWriter(db, t.table(), {some.columns().begin(), some.columns().end()},
+                 {some.key_columns().begin(), some.key_columns().end()});
+  if (!w.ok()) return w.status();
+  return ApplyChange(db, *w, some, written);
+}
+
+}  // namespace marmot::replicator

@@ -58,6 +58,13 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
 absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w,
                          const change::v1::TableChanges& t, const change::v1::Change& c);
 
+// Writes the insert or update `c` of `t` to `columns` (none of them a key column) and the key
+// only: the row's other columns keep what they hold (a missing row is inserted with their
+// defaults). The writer is planned for those columns on each call (a rare path: ChangeView,
+// kWriteUncarried). Errors as ApplyChange's and PlanWriter's.
+absl::Status ApplyColumns(sqlite::Database& db, const change::v1::TableChanges& t,
+                          const change::v1::Change& c, const std::vector<std::string>& columns);
+
 // Positions of `t`'s key columns among its columns, in key order (`t`: a TableChanges or a
 // ShardSnapshot::Table).
 template <typename TableMessage>

@@ -110,6 +110,34 @@ TEST_F(TableWriterTest, AChangeWithoutAColumnOfTheLocalTableLeavesThatColumnAsIt
             "'k' 'new' 'kept' \n'n' 'fresh' 'dflt' \n");
 }
 
+TEST_F(TableWriterTest, ApplyColumnsWritesTheNamedColumnsAndTheKeyOnly) {
+  ASSERT_TRUE(db_->Exec("INSERT INTO pair VALUES ('k', 1, 'local', 'local extra')").ok());
+  const TableChanges pair = Header("pair", {"a", "b", "v", "extra"}, {"a", "b"});
+  const Change c = Upsert(
+      1, {Value::Text("k"), Value::Integer(1), Value::Text("theirs"), Value::Text("their extra")});
+  ASSERT_TRUE(ApplyColumns(*db_, pair, c, {"extra"}).ok());
+  // A missing row is inserted with the others' defaults.
+  const Change missing =
+      Upsert(2, {Value::Text("m"), Value::Integer(1), Value::Text("theirs"), Value::Integer(7)});
+  ASSERT_TRUE(ApplyColumns(*db_, pair, missing, {"v"}).ok());
+  EXPECT_EQ(Rows("SELECT a, v, extra FROM pair ORDER BY a"),
+            "'k' 'local' 'their extra' \n'm' 'theirs' 'dflt' \n");
+  // A table with another UNIQUE column, which the change leaves alone.
+  ASSERT_TRUE(db_->Exec("INSERT INTO item (id, name, price) VALUES (3, 'mine', 1.5)").ok());
+  ASSERT_TRUE(ApplyColumns(*db_, item_,
+                           Upsert(3, {Value::Integer(3), Value::Text("theirs"), Value::Real(9),
+                                      Value::Blob("i")}),
+                           {"img"})
+                  .ok());
+  EXPECT_EQ(Rows("SELECT id, name, price, img FROM item"), "3 'mine' 1.5 X'69' \n");
+  // Deletes, and rows that do not fit the columns, are refused.
+  Change remove;
+  remove.set_op(change::v1::OP_DELETE);
+  EXPECT_EQ(ApplyColumns(*db_, pair, remove, {"v"}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplyColumns(*db_, pair, Upsert(3, {Value::Text("x")}), {"v"}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(TableWriterTest, ARekeyThatFailsLeavesTheOldRow) {
   ASSERT_TRUE(db_->Exec("INSERT INTO item (id, name, price) VALUES (1, 'r1', 5)").ok());
   Change rekey =
