@@ -5,8 +5,8 @@ namespace marmot::replicator {
 namespace {
 
 const std::shared_ptr<const ShippedColumns::Columns>& Unknown() {
-  static const auto* const kUnknown =
-      new std::shared_ptr<const ShippedColumns::Columns>(std::make_shared<const ShippedColumns::Columns>());
+  static const auto* const kUnknown = new std::shared_ptr<const ShippedColumns::Columns>(
+      std::make_shared<const ShippedColumns::Columns>());
   return *kUnknown;
 }
 

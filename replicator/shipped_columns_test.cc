@@ -37,7 +37,7 @@ TEST(ShippedColumnsTest, ChangesAnEarlierProcessMayHaveReadCarryNoKnownColumn) {
   // The log held ids up to 10 when this process first looked at it: they may have been read
   // (and proposed) before a restart with other columns.
   shipped.FirstLook("t", 10);
-  shipped.FirstLook("t", 20);  // Only the first look counts.
+  shipped.FirstLook("t", 20);                        // Only the first look counts.
   EXPECT_EQ(shipped.Carried("t", 4), std::nullopt);  // Not read again yet.
   shipped.Read("t", 6, {"id", "a"});
   EXPECT_EQ(shipped.Carried("t", 2), Columns());

@@ -21,34 +21,17 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-// Whether `query` prints `expected` on every node of `cluster`.
-bool PrintsEverywhere(const testing::LocalCluster& cluster, const std::string& query,
-                      const std::string& expected) {
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    auto out = sqlite::testing::RunSqliteCli(cluster.db_path(id), query);
-    if (!out.ok() || *out != expected) return false;
-  }
-  return true;
-}
-
 // Waits until `query` prints `expected` on every node of `cluster`; false after `timeout`.
 bool WaitForEverywhere(const testing::LocalCluster& cluster, const std::string& query,
                        const std::string& expected, std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (PrintsEverywhere(cluster, query, expected)) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
-
-// Waits until `query` prints the same on every node of `cluster`; false after `timeout`.
-bool WaitForSameEverywhere(const testing::LocalCluster& cluster, const std::string& query,
-                           std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto first = sqlite::testing::RunSqliteCli(cluster.db_path(1), query);
-    if (first.ok() && PrintsEverywhere(cluster, query, *first)) return true;
+    bool everywhere = true;
+    for (int id = 1; id <= cluster.nodes() && everywhere; ++id) {
+      auto out = sqlite::testing::RunSqliteCli(cluster.db_path(id), query);
+      everywhere = out.ok() && *out == expected;
+    }
+    if (everywhere) return true;
     std::this_thread::sleep_for(100ms);
   }
   return false;
@@ -134,7 +117,7 @@ TEST(LostWritesTest, AColumnAddedWhileEveryNodeWritesTheSameRowsEndsTheSameEvery
   // change that node 2 wrote before it had the column and read after carries the column as node
   // 2 had it, and may come last.)
   const std::string all = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(WaitForSameEverywhere(cluster, all, 30s)) << OnEveryNode(cluster, all);
+  EXPECT_TRUE(cluster.WaitForSame(all, 30s)) << OnEveryNode(cluster, all);
 }
 
 TEST(LostWritesTest, SwappedColumnNamesDoNotSwapValues) {
