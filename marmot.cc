@@ -77,6 +77,11 @@ MARMOT_FLAG(std::string, pane_tls_key_file, "pane-tls-key-file", "",
 MARMOT_FLAG(bool, join, "join", false,
             "Start without membership and wait to be added to the cluster (AddNode) instead of "
             "founding it with the -bootstrap members");
+MARMOT_FLAG(bool, seed, "seed", false,
+            "Found the cluster from the rows this database already holds: at this node's first "
+            "start they are copied to every node (as inserts, shard by shard). Start the other "
+            "founders with the same schema and empty tables; ignored once this database was "
+            "replicated; not with -join");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
 MARMOT_FLAG(std::string, cluster_key_file, "cluster-key-file", "",
             "File holding the shared cluster key that every node-to-node call must prove (or set "
@@ -265,6 +270,7 @@ int main(int argc, char** argv) {
   flags.pane_tls_cert_file = FLAGS_pane_tls_cert_file;
   flags.pane_tls_key_file = FLAGS_pane_tls_key_file;
   flags.join = FLAGS_join;
+  flags.seed = FLAGS_seed;
   flags.verbose = FLAGS_verbose;
   flags.peers_template = FLAGS_peers_template;
   flags.replicas = FLAGS_replicas;

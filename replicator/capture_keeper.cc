@@ -17,21 +17,49 @@ absl::StatusOr<int64_t> PragmaInt(sqlite::Database& db, const char* pragma) {
   return v->integer();
 }
 
+// The user tables that hold at least one row (one probe each, whatever their size).
+absl::StatusOr<std::vector<std::string>> TablesWithRows(sqlite::Database& db) {
+  absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db);
+  if (!listing.ok()) return listing.status();
+  std::vector<std::string> holding;
+  for (const sqlite::TableSchema& t : listing->tables) {
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> any =
+        db.QueryRows(absl::StrCat("SELECT 1 FROM ", sqlite::QuoteIdentifier(t.name), " LIMIT 1"));
+    if (!any.ok()) return any.status();
+    if (!any->empty()) holding.push_back(t.name);
+  }
+  return holding;
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::string& db_path) {
+absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::string& db_path,
+                                                                   bool seed) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
   if (!db.ok()) return db.status();
   // A database marmot replicated before (its applied state is there) has its rows in the
   // cluster already: a table without capture now was created while marmot was stopped, and its
   // rows are copied like those of a table created while it runs. At the first start, the rows
-  // already there stay where they are (they existed before replication began).
+  // already there are copied only when this node seeds the cluster with them.
   absl::StatusOr<sqlite::Value> replicated_before = db->QueryValue(
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
   if (!replicated_before.ok()) return replicated_before.status();
+  const bool first_start = replicated_before->integer() == 0;
+  if (seed && !first_start) {
+    LOG(WARNING) << "-seed changes nothing: " << db_path
+                 << " was replicated before, its rows are in the cluster already";
+  }
+  if (!seed && first_start) {
+    absl::StatusOr<std::vector<std::string>> holding = TablesWithRows(*db);
+    if (!holding.ok()) return holding.status();
+    if (!holding->empty()) {
+      LOG(WARNING) << "rows that " << absl::StrJoin(*holding, ", ")
+                   << " held before marmot started here are not replicated (a node started "
+                      "with -seed brings its rows to every node; the others start empty)";
+    }
+  }
   std::unique_ptr<CaptureKeeper> keeper(new CaptureKeeper(*std::move(db)));
-  if (absl::Status s = keeper->Install(/*backfill=*/replicated_before->integer() > 0); !s.ok())
-    return s;
+  if (absl::Status s = keeper->Install(/*backfill=*/!first_start || seed); !s.ok()) return s;
   // Changes already in the logs (from an earlier run) count as seen.
   if (absl::StatusOr<int64_t> n = keeper->CountNewChanges(); !n.ok()) return n.status();
   return keeper;

@@ -22,11 +22,13 @@ namespace marmot::replicator {
 class CaptureKeeper {
  public:
   // Opens `db_path`, switches it to WAL and installs capture on every user table. At the first
-  // start on a database, rows that exist are not copied into the logs; at a later start (marmot
-  // applied changes here before), the rows of tables that got capture only now (created while
-  // marmot was stopped) are. Fails when the file is not a usable database or cannot be put in
-  // WAL mode.
-  static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(const std::string& db_path);
+  // start on a database, rows that exist are copied into the logs (and so reach every node) only
+  // with `seed`; otherwise they stay where they are, and a warning names the tables that hold
+  // some. At a later start (marmot applied changes here before), the rows of tables that got
+  // capture only now (created while marmot was stopped) are copied, and `seed` changes nothing.
+  // Fails when the file is not a usable database or cannot be put in WAL mode.
+  static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(const std::string& db_path,
+                                                             bool seed = false);
 
   // Reinstalls capture if the schema changed (new tables are backfilled). Cheap when it did not
   // (one kept statement): the replicator calls it after every commit it notices.

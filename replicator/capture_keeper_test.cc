@@ -12,6 +12,28 @@ namespace {
 
 using sqlite::testing::RunSqliteCli;
 
+TEST(CaptureKeeperTest, ASeedCopiesTheRowsThatExistedBeforeItsFirstStartOnce) {
+  const std::string path = sqlite::testing::NewDatabase(
+      "keeper-seed",
+      "CREATE TABLE a (id INTEGER PRIMARY KEY, v); CREATE TABLE empty (id INTEGER PRIMARY KEY);"
+      "INSERT INTO a VALUES (1, 'x'), (2, 'y'), (3, 'z');");
+  const std::string pending =
+      "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE \"__marmot__state\" = 0;";
+  {
+    auto keeper = CaptureKeeper::Open(path, /*seed=*/true);
+    ASSERT_TRUE(keeper.ok()) << keeper.status();
+  }
+  EXPECT_EQ(*RunSqliteCli(path, pending), "3\n");
+  // Once replicated (the applier's state exists), a start with -seed copies nothing again: the
+  // rows would overwrite newer versions written on other nodes since.
+  ASSERT_TRUE(RunSqliteCli(path, "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER);").ok());
+  {
+    auto keeper = CaptureKeeper::Open(path, /*seed=*/true);
+    ASSERT_TRUE(keeper.ok()) << keeper.status();
+  }
+  EXPECT_EQ(*RunSqliteCli(path, pending), "3\n");
+}
+
 TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   // Given a database with one table and a row written before marmot started
   std::string path = sqlite::testing::NewDatabase("keeper",

@@ -242,6 +242,12 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
   if (config.join && config.bootstrap.empty()) {
     return FlagError("join", "needs -bootstrap to name the members to join");
   }
+  config.seed = flags.seed;
+  if (config.seed && config.join) {
+    return FlagError("seed",
+                     "founds a cluster from this database's rows; a node that joins (-join, or a "
+                     "pod past -replicas) takes the cluster's rows instead");
+  }
   if (absl::Status s = ValidateSecurity(flags, &config); !s.ok()) return s;
   return config;
 }

@@ -43,6 +43,7 @@ struct FlagValues {
   std::string pane_tls_cert_file;
   std::string pane_tls_key_file;
   bool join = false;
+  bool seed = false;
   bool verbose = false;
   // Kubernetes StatefulSets (see pod_identity.h): with a -peers-template, -node-id and
   // -bootstrap are derived from the pod name `hostname` and the founding pod count `replicas`.
@@ -86,6 +87,9 @@ struct NodeConfig {
   // Start with no shard membership and wait to be added (AddNode) instead of founding the
   // cluster with the -bootstrap members. Ignored once Raft state exists.
   bool join = false;
+  // At the first start on this database, copy the rows its tables hold into the change logs, so
+  // that they reach every node (CaptureKeeper::Open). Never with join.
+  bool seed = false;
   bool verbose = false;
   // The cluster key every node-to-node call proves (raft/host/peer_auth.h); empty: none.
   std::string cluster_key;

@@ -125,6 +125,10 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f.bootstrap = "";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-join"));
   f = Good();
+  f.join = true;
+  f.seed = true;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-seed"));
+  f = Good();
   f.raft_path = "";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-raft-path"));
   f = Good();

@@ -78,7 +78,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   r->observer_ = std::make_unique<MetricsObserver>(r->metrics_.get());
   r->last_leaders_.assign(config.shards, 0);
 
-  absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper = CaptureKeeper::Open(config.db_path);
+  absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper =
+      CaptureKeeper::Open(config.db_path, config.seed);
   if (!keeper.ok()) return keeper.status();
   r->keeper_ = *std::move(keeper);
 

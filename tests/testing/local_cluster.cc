@@ -66,6 +66,10 @@ void LocalCluster::Start() {
       auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);
       CHECK(out.ok()) << out.status();
     }
+    if (auto rows = options_.rows_before.find(id); rows != options_.rows_before.end()) {
+      auto out = sqlite::testing::RunSqliteCli(db_path(id), rows->second);
+      CHECK(out.ok()) << out.status();
+    }
   }
   for (int id = 1; id <= options_.nodes; ++id) StartNode(id);
   for (int id = 1; id <= options_.nodes; ++id) {

@@ -19,6 +19,9 @@ struct ClusterOptions {
   // SQL run with the sqlite3 shell on every node's database before marmot starts.
   std::string schema;
   std::vector<std::string> extra_flags;
+  // Per node id: SQL run with the sqlite3 shell on that node's database after the schema,
+  // before marmot starts (rows that existed before replication).
+  std::map<int, std::string> rows_before;
 };
 
 class LocalCluster {

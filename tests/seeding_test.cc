@@ -1,0 +1,76 @@
+// A cluster founded from a database that already holds rows (-seed): real marmot processes,
+// the real Chinook dataset loaded by the sqlite3 shell before marmot starts.
+#include <glog/logging.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/local_cluster.h"
+#include "tests/testing/paths.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// The dataset in two parts: the DDL and the INSERTs.
+std::pair<std::string, std::string> SplitChinook() {
+  std::string sql = testing::ReadTextFile(testing::DatasetPath("Chinook_Sqlite.sql"));
+  const size_t first_insert = sql.find("INSERT INTO");
+  CHECK_NE(first_insert, std::string::npos);
+  return {sql.substr(0, first_insert), sql.substr(first_insert)};
+}
+
+// Every row of every Chinook table, in key order, with storage classes.
+constexpr char kEveryRow[] =
+    ".mode quote\n"
+    "SELECT * FROM Album ORDER BY 1; SELECT * FROM Artist ORDER BY 1;"
+    "SELECT * FROM Customer ORDER BY 1; SELECT * FROM Employee ORDER BY 1;"
+    "SELECT * FROM Genre ORDER BY 1; SELECT * FROM Invoice ORDER BY 1;"
+    "SELECT * FROM InvoiceLine ORDER BY 1; SELECT * FROM MediaType ORDER BY 1;"
+    "SELECT * FROM Playlist ORDER BY 1; SELECT * FROM PlaylistTrack ORDER BY 1, 2;"
+    "SELECT * FROM Track ORDER BY 1;";
+
+TEST(SeedingTest, EmptyFoundersReceiveEveryRowOfTheSeedingNode) {
+  const auto [schema, rows] = SplitChinook();
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = schema, .rows_before = {{1, rows}}});
+  cluster.SetNodeFlags(1, {"-seed"});
+  cluster.Start();
+  const std::string tracks = "SELECT count(*) FROM Track;";
+  ASSERT_EQ(cluster.Sql(1, tracks), "3503\n");
+  EXPECT_TRUE(cluster.WaitForSame(kEveryRow, 120s))
+      << "node 2 has " << cluster.Sql(2, tracks) << " tracks, node 3 " << cluster.Sql(3, tracks);
+  // The application then writes on any node, as usual.
+  cluster.Sql(3, "UPDATE Artist SET Name = 'from node 3' WHERE ArtistId = 1;");
+  EXPECT_TRUE(cluster.WaitForSame("SELECT Name FROM Artist WHERE ArtistId = 1;", 30s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT Name FROM Artist WHERE ArtistId = 1;"), "from node 3\n");
+
+  // A restart with -seed copies nothing again: a later change made elsewhere stays.
+  ASSERT_EQ(cluster.StopNode(1), 0);
+  cluster.StartNode(1);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
+  EXPECT_THAT(cluster.log(1), HasSubstr("-seed changes nothing"));
+  cluster.Sql(2, "UPDATE Genre SET Name = 'after restart' WHERE GenreId = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(kEveryRow, 30s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT Name FROM Genre WHERE GenreId = 1;"), "after restart\n");
+}
+
+TEST(SeedingTest, AFounderWithRowsButNoSeedSaysTheyAreNotReplicated) {
+  testing::LocalCluster cluster(
+      {.nodes = 2,
+       .shards = 2,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE other (k);",
+       .rows_before = {{2, "INSERT INTO kv VALUES (1, 'only here');"}}});
+  cluster.Start();
+  EXPECT_THAT(cluster.log(2), HasSubstr("rows that kv held before marmot started here are not "
+                                        "replicated"));
+  EXPECT_THAT(cluster.log(1), Not(HasSubstr("are not replicated")));
+}
+
+}  // namespace
+}  // namespace marmot
