@@ -38,7 +38,8 @@ constexpr char kEveryRow[] =
 
 TEST(SeedingTest, EmptyFoundersReceiveEveryRowOfTheSeedingNode) {
   const auto [schema, rows] = SplitChinook();
-  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = schema, .rows_before = {{1, rows}}});
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = schema, .rows_before = {{1, rows}}});
   cluster.SetNodeFlags(1, {"-seed"});
   cluster.Start();
   const std::string tracks = "SELECT count(*) FROM Track;";
