@@ -65,6 +65,8 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
   return keeper;
 }
 
+int64_t CaptureLogIdsAbove() { return 16 * absl::ToUnixMicros(absl::Now()); }
+
 absl::Status CaptureKeeper::Install(bool backfill) {
   // At every start (and schema change) the logs' ids move up to 16 x the microseconds since the
   // Unix epoch: above every id this node handed out before for the same table, even from a log
@@ -73,8 +75,7 @@ absl::Status CaptureKeeper::Install(bool backfill) {
   // below SQLite's largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a
   // clock set back by more than that margin could hand out an old id again.
   absl::StatusOr<sqlite::CaptureReport> report = sqlite::InstallCapture(
-      db_,
-      {.backfill_new_tables = backfill, .log_ids_above = 16 * absl::ToUnixMicros(absl::Now())});
+      db_, {.backfill_new_tables = backfill, .log_ids_above = CaptureLogIdsAbove()});
   if (!report.ok()) return report.status();
   absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
   if (!version.ok()) return version.status();

@@ -19,6 +19,10 @@
 
 namespace marmot::replicator {
 
+// The id every change log hands out ids above after capture is installed (CaptureOptions::
+// log_ids_above): 16 x the microseconds since the Unix epoch now (see CaptureKeeper::Install).
+int64_t CaptureLogIdsAbove();
+
 class CaptureKeeper {
  public:
   // Opens `db_path`, switches it to WAL and installs capture on every user table. At the first

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "replicator/applier_database.h"
 #include "replicator/apply_decider.h"
+#include "replicator/capture_keeper.h"
+#include "replicator/schema_changes.h"
 #include "replicator/table_writer.h"
+#include "sqlite/change_log.h"
 
 namespace marmot::replicator {
 
@@ -61,6 +65,8 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
                                                                    const ShardRouter& router) {
   absl::StatusOr<sqlite::Database> db = OpenApplierDatabase(db_path);
   if (!db.ok()) return db.status();
+  // The schema as it is at the first start is every node's own: changes from then on replicate.
+  if (absl::Status s = EnsureSchemaBaseline(*db); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
   if (absl::Status s = applier->dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
   if (!applier->dead_letters_.index().empty()) {
@@ -133,6 +139,8 @@ absl::Status ChangeApplier::RecordUndecodable(int shard, uint64_t index, const s
 
 absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     int shard, uint64_t index, const ChangeBatch& batch) {
+  // A schema change writes (the object, the baseline).
+  if (batch.schema_changes_size() > 0) return std::nullopt;
   const uint64_t local_node = state_.local_node;
   UnwrittenEntryReads reads(dead_letters_, applied_, shard);
   absl::StatusOr<EntryAction> entry =
@@ -231,6 +239,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   const uint64_t origin = batch.origin_node();
+  if (batch.schema_changes_size() > 0) {
+    const std::string from =
+        absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
+    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, result); !s.ok()) {
+      return s;
+    }
+  }
   const bool own = state_.local_node != 0 && origin == state_.local_node;
   for (const TableChanges& t : batch.tables()) {
     absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, t.table());
@@ -310,6 +325,45 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   return result;
 }
 
+absl::Status ChangeApplier::ApplySchemaChanges(
+    const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
+    const std::string& from, ApplyResult& result) {
+  bool table_created = false;
+  for (const change::v1::SchemaChange& c : changes) {
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c);
+    if (!applied.ok()) return applied.status();
+    const std::string what =
+        absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop of " : "", c.type(), " ",
+                     c.name(), " from ", from);
+    switch (applied->outcome) {
+      case SchemaApplied::kApplied:
+        ++result.schema_applied;
+        table_created = table_created || applied->table_created;
+        LOG(INFO) << "schema change applied: " << what;
+        break;
+      case SchemaApplied::kAlreadySo:
+        ++result.schema_applied;
+        break;
+      case SchemaApplied::kConflict:
+        ++result.schema_conflicts;
+        LOG(WARNING) << "schema change conflicts: " << what << ": " << applied->detail;
+        break;
+      case SchemaApplied::kRefused:
+        ++result.schema_refused;
+        LOG(ERROR) << "schema change refused: " << what << ": " << applied->detail;
+        break;
+    }
+  }
+  // A table made here gets its capture in the same transaction, before any replicated row can
+  // be written to it (rows written without capture would be copied as this node's changes).
+  if (table_created) {
+    absl::StatusOr<sqlite::CaptureReport> captured =
+        sqlite::InstallCapture(db_, {.log_ids_above = CaptureLogIdsAbove()});
+    if (!captured.ok()) return captured.status();
+  }
+  return CheckSchema();
+}
+
 absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
@@ -328,7 +382,9 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   if (!txn.ok()) return txn.status();
   absl::StatusOr<uint64_t> applied = AppliedIndex(shard);
   if (!applied.ok()) return applied.status();
-  if (absl::Status s = out.Start(shard, *applied); !s.ok()) return s;
+  absl::StatusOr<std::vector<change::v1::SchemaChange>> schema = BaselineSchema(db_);
+  if (!schema.ok()) return schema.status();
+  if (absl::Status s = out.Start(shard, *applied, *schema); !s.ok()) return s;
   if (absl::Status s = snapshotter_.Write(shard, out); !s.ok()) return s;
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
   return out.Finish();
@@ -345,6 +401,12 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (!txn.ok()) return txn.status();
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
+  // The objects its rows need first (a node started from an empty file has none).
+  if (in.schema().size() > 0) {
+    ApplyResult schema;
+    const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
+    if (absl::Status s = ApplySchemaChanges(in.schema(), from, schema); !s.ok()) return s;
+  }
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.

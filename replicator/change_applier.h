@@ -135,8 +135,13 @@ struct ApplyResult {
   int64_t applied = 0;
   int64_t duplicates = 0;  // Skipped: applied before (re-proposal).
   int64_t dead_lettered = 0;
-  int64_t superseded = 0;    // Own changes skipped: a newer local change of the row is pending.
-  int64_t unchanged = 0;     // Own changes (counted in applied) whose row already held them.
+  int64_t superseded = 0;  // Own changes skipped: a newer local change of the row is pending.
+  int64_t unchanged = 0;   // Own changes (counted in applied) whose row already held them.
+  // Schema changes (schema_changes.h): applied or already so; conflicting (kept as they are
+  // here); refused.
+  int64_t schema_applied = 0;
+  int64_t schema_conflicts = 0;
+  int64_t schema_refused = 0;
   bool stale_entry = false;  // The entry's index was already applied; nothing was done.
 };
 
@@ -256,6 +261,11 @@ class ChangeApplier {
                                                  const change::v1::ChangeBatch& batch);
   // Drops kept plans (and statements) and the local change index when the schema changed.
   absl::Status CheckSchema();
+  // Applies `changes` (of an entry or a snapshot: `from`, for the log) inside the caller's
+  // transaction, counting them in `result`.
+  absl::Status ApplySchemaChanges(
+      const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
+      const std::string& from, ApplyResult& result);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
 

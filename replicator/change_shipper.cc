@@ -53,7 +53,8 @@ struct ChangeShipper::Inflight {
   std::vector<std::shared_ptr<const Header>> headers;  // Keep the tables' names below alive.
   std::vector<std::pair<const std::string*, int64_t>> changes;  // (table, change id)
   bool failed = false;                                          // to be proposed again
-  absl::Time proposed_at;                                       // last proposal
+  std::vector<std::string> schema_keys;  // A batch of schema changes: their keys.
+  absl::Time proposed_at;                // last proposal
 };
 
 absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::string& db_path,
@@ -112,6 +113,7 @@ absl::Status ChangeShipper::RefreshSchema() {
   }
   tables_ = std::move(tables);
   schema_version_ = *version;
+  schema_dirty_ = true;
   db_.DropKept();  // statements of logs that are gone
   return absl::OkStatus();
 }
@@ -134,6 +136,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     }
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
+    if (held_tables_.count(name) > 0) continue;  // Its CREATE has not committed yet.
     int limit = static_cast<int>(
         std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
@@ -210,8 +213,55 @@ void ChangeShipper::Propose(int shard, const std::string& payload) {
   });
 }
 
+absl::Status ChangeShipper::CaptureSchemaChanges() {
+  if (!options_.replicate_schema || !schema_dirty_ || !schema_payload_.empty()) {
+    return absl::OkStatus();
+  }
+  if (inflight_[0] != nullptr && !inflight_[0]->schema_keys.empty()) return absl::OkStatus();
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
+  if (!diff.ok()) return diff.status();
+  schema_dirty_ = false;
+  if (!diff->not_replicated.empty()) {
+    LOG(WARNING) << "schema changes that do not replicate yet (make them on every node): "
+                 << absl::StrJoin(diff->not_replicated, ", ");
+  }
+  if (!diff->keep.empty() || !diff->forget.empty()) {
+    keep_in_baseline_ = std::make_unique<SchemaDiff>(*diff);
+  }
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(node_id_);
+  std::vector<std::string> names;
+  for (change::v1::SchemaChange& c : diff->replicate) {
+    std::string key = absl::StrCat(c.kind(), "\n", c.type(), "\n", c.name(), "\n", c.sql());
+    if (schema_sent_.count(key) > 0) continue;
+    schema_keys_.push_back(std::move(key));
+    if (c.kind() == change::v1::SchemaChange::CREATE && c.type() == "table") {
+      held_tables_.insert(c.name());
+    }
+    names.push_back(absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop " : "",
+                                 c.type(), " ", c.name()));
+    *batch.add_schema_changes() = std::move(c);
+  }
+  if (batch.schema_changes().empty()) return absl::OkStatus();
+  LOG(INFO) << "replicating " << names.size()
+            << " schema change(s): " << absl::StrJoin(names, ", ");
+  schema_payload_ = batch.SerializeAsString();
+  return absl::OkStatus();
+}
+
 int64_t ChangeShipper::ProposeReady() {
   int64_t proposed = 0;
+  // Schema changes go to shard 0 before its next rows.
+  if (!schema_payload_.empty() && inflight_[0] == nullptr) {
+    auto batch = std::make_unique<Inflight>();
+    batch->payload = std::move(schema_payload_);
+    schema_payload_.clear();
+    batch->schema_keys = std::move(schema_keys_);
+    schema_keys_.clear();
+    batch->proposed_at = options_.env->MonotonicNow();
+    Propose(0, batch->payload);
+    inflight_[0] = std::move(batch);
+  }
   for (int shard = 0; shard < router_.shards(); ++shard) {
     if (Inflight* again = inflight_[shard].get(); again != nullptr) {
       const absl::Time now = options_.env->MonotonicNow();
@@ -337,6 +387,13 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     }
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
+    if (!batch->schema_keys.empty()) {
+      // Rows of the tables it created may go now; the schema is looked at again (it may have
+      // moved meanwhile).
+      schema_sent_.insert(batch->schema_keys.begin(), batch->schema_keys.end());
+      held_tables_.clear();
+      schema_dirty_ = true;
+    }
     std::deque<std::pair<int64_t, bool>>* ids = nullptr;  // of the table of the previous change
     const std::string* ids_table = nullptr;
     for (auto& [table, change_id] : batch->changes) {
@@ -420,10 +477,22 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
     absl::StatusOr<sqlite::Transaction> snapshot = sqlite::Transaction::Begin(db_);
     if (!snapshot.ok()) return snapshot.status();
     if (absl::Status s = RefreshSchema(); !s.ok()) return s;
+    if (absl::Status s = CaptureSchemaChanges(); !s.ok()) return s;
     absl::StatusOr<int64_t> read = ReadNewChanges();
     if (!read.ok()) return read.status();
     if (absl::Status s = snapshot->Commit(); !s.ok()) return s;
     stats.read = *read;
+  }
+  if (keep_in_baseline_ != nullptr) {
+    // This node's schema changes that do not replicate: the baseline takes them (a write, so
+    // outside the read transaction above).
+    auto write = [this](sqlite::Database& db) { return KeepInBaseline(db, *keep_in_baseline_); };
+    absl::Status kept = mark_transaction_ ? mark_transaction_(write) : write(db_);
+    if (!kept.ok()) {
+      LOG(WARNING) << "cannot record schema changes that do not replicate yet (retrying): " << kept;
+      schema_dirty_ = true;
+    }
+    keep_in_baseline_.reset();
   }
   stats.proposed = ProposeReady();
   MarkWhenDue();

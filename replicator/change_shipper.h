@@ -14,6 +14,12 @@
 // shard receives them in order. Marked rows are deleted, except the newest row of each log,
 // which keeps SQLite from handing out its id again.
 //
+// Schema changes. When the schema moved, the difference between the database and its baseline
+// (schema_changes.h) is proposed to shard 0 as one batch, before any row batch of that shard
+// that follows; the rows of tables it creates are read only once it committed, so they reach
+// the other nodes after their table. A committed schema change is not proposed again (the
+// applier records it in the baseline when it applies it here).
+//
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
 // application never waits for marmot.
@@ -28,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +44,7 @@
 #include "absl/time/time.h"
 #include "proto/change.pb.h"
 #include "raft/host/env.h"
+#include "replicator/schema_changes.h"
 #include "replicator/shard_router.h"
 #include "replicator/shipped_columns.h"
 #include "sqlite/database.h"
@@ -85,6 +93,9 @@ struct ShipperOptions {
   // Told which columns each change was read with, for the applier; may be null. Must outlive
   // the shipper.
   ShippedColumns* shipped = nullptr;
+  // Capture schema changes (replicator/schema_changes.h) and propose them to shard 0; needs the
+  // baseline the applier keeps (ChangeApplier::Open makes it).
+  bool replicate_schema = false;
 };
 
 struct PumpStats {
@@ -138,6 +149,8 @@ class ChangeShipper {
   ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
                 Proposer* proposer, ShipperOptions options);
   absl::Status RefreshSchema();
+  // Proposes the schema changes not replicated yet, when the schema moved and none are in flight.
+  absl::Status CaptureSchemaChanges();
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
@@ -171,6 +184,15 @@ class ChangeShipper {
   absl::Time logs_grew_ = absl::InfinitePast();  // When a log last gained rows.
   // Per shard: changes read, in capture order, not yet in flight.
   std::vector<std::deque<Pending>> queued_;
+  // Schema changes: the batch waiting for shard 0 (empty: none) and the keys of its changes, the
+  // tables it creates, the keys that committed, whether the schema moved since the last look.
+  std::string schema_payload_;
+  std::vector<std::string> schema_keys_;
+  std::set<std::string> held_tables_;
+  std::set<std::string> schema_sent_;
+  bool schema_dirty_ = true;
+  // This node's schema changes that do not replicate, for the baseline after the read.
+  std::unique_ptr<SchemaDiff> keep_in_baseline_;
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;

@@ -50,6 +50,13 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                                  "Raft entries applied to SQLite on this node")),
       dead_letters(NewCounter(*registry_, "marmot_dead_letters_total",
                               "Changes that could not be applied on this node since start")),
+      schema_changes_applied(NewCounter(*registry_, "marmot_schema_changes_applied_total",
+                                        "Replicated schema changes applied (or already so) here")),
+      schema_conflicts(NewCounter(*registry_, "marmot_schema_conflicts_total",
+                                  "Replicated schema changes whose object exists here with "
+                                  "another definition (kept as it is here)")),
+      schema_changes_refused(NewCounter(*registry_, "marmot_schema_changes_refused_total",
+                                        "Replicated schema changes refused here (see the log)")),
       snapshots_created(NewCounter(*registry_, "marmot_snapshots_created_total",
                                    "Shard snapshots this node made")),
       snapshots_installed(NewCounter(*registry_, "marmot_snapshots_installed_total",

@@ -32,6 +32,11 @@ class ReplicatorMetrics {
   prometheus::Histogram& apply_seconds;    // One entry applied to SQLite.
   prometheus::Counter& entries_applied;
   prometheus::Counter& dead_letters;  // Changes that could not apply, since start.
+  // Schema changes of other nodes (or this one) applied, in conflict with an object here, or
+  // refused (replicator/schema_changes.h).
+  prometheus::Counter& schema_changes_applied;
+  prometheus::Counter& schema_conflicts;
+  prometheus::Counter& schema_changes_refused;
   prometheus::Counter& snapshots_created;
   prometheus::Counter& snapshots_installed;
   prometheus::Histogram& fsync_seconds;  // Synced Raft log writes (all shards of one loop).

@@ -99,6 +99,11 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
                    << " change(s) went to the dead letters";
       if (options_.metrics != nullptr) options_.metrics->dead_letters.Increment(r->dead_lettered);
     }
+    if (r.ok() && options_.metrics != nullptr) {
+      options_.metrics->schema_changes_applied.Increment(r->schema_applied);
+      options_.metrics->schema_conflicts.Increment(r->schema_conflicts);
+      options_.metrics->schema_changes_refused.Increment(r->schema_refused);
+    }
     return r.status();
   });
 }

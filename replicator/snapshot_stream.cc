@@ -50,12 +50,14 @@ absl::Status ShardSnapshotWriter::Put(const SnapshotPiece& piece) {
   return absl::OkStatus();
 }
 
-absl::Status ShardSnapshotWriter::Start(uint32_t shard, uint64_t applied_index) {
+absl::Status ShardSnapshotWriter::Start(uint32_t shard, uint64_t applied_index,
+                                        const std::vector<change::v1::SchemaChange>& schema) {
   CHECK(stage_ == Stage::kNew) << "Start called twice";
   if (absl::Status s = sink_.Write(absl::string_view(kMagic, kMagicBytes)); !s.ok()) return s;
   SnapshotPiece piece;
   piece.mutable_start()->set_shard(shard);
   piece.mutable_start()->set_applied_index(applied_index);
+  for (const change::v1::SchemaChange& c : schema) *piece.mutable_start()->add_schema() = c;
   stage_ = Stage::kApplied;
   return Put(piece);
 }

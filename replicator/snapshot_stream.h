@@ -46,7 +46,8 @@ class ShardSnapshotWriter {
   // In this order: Start, AddApplied*, (StartTable, AddRow*)*, AddDeadLetter*, Finish; calls
   // out of order are a bug (CHECK). Errors are the sink's, or ResourceExhausted for one row or
   // dead letter larger than kMaxPieceBytes (no reader would take it; nothing is written of it).
-  absl::Status Start(uint32_t shard, uint64_t applied_index);
+  absl::Status Start(uint32_t shard, uint64_t applied_index,
+                     const std::vector<change::v1::SchemaChange>& schema = {});
   absl::Status AddApplied(const change::v1::ShardSnapshot::Applied& applied);
   // `table` without values.
   absl::Status StartTable(const change::v1::ShardSnapshot::Table& table);
@@ -84,6 +85,9 @@ class ShardSnapshotReader {
   absl::Status ReadHeader();
   uint32_t shard() const { return start_.shard(); }
   uint64_t applied_index() const { return start_.applied_index(); }
+  const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema() const {
+    return start_.schema();
+  }
   const std::vector<change::v1::ShardSnapshot::Applied>& applied() const { return applied_; }
 
   // The next table (its columns, without values), skipping what is left of the current one;

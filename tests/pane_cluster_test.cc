@@ -412,6 +412,42 @@ TEST_F(PaneClusterTest, ANewEmptyNodeJoinsEveryShardReceivesAllDataAndIsRemoved)
   EXPECT_EQ(res->status, 404);
 }
 
+TEST_F(PaneClusterTest, ANodeJoiningWithAnEmptyFileGetsTheSchemaWithTheRows) {
+  // A table made before marmot started (on every node) and one made on node 2 while it runs.
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  cluster.Start();
+  cluster.Sql(2,
+              "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT UNIQUE);"
+              "CREATE INDEX item_name_id ON item (name, id);"
+              "INSERT INTO item VALUES (1, 'one'), (2, 'two');"
+              "INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+  const std::string rows = "SELECT * FROM t; SELECT * FROM item;";
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s));
+  for (int id = 1; id <= 3; ++id) {
+    auto snap = Call(cluster, id, "POST", "/v1/snapshots", "{\"all\": true}");
+    ASSERT_TRUE(snap);
+    ASSERT_EQ(snap->status, 200) << snap->body;
+  }
+  // A fourth node from an empty file, no schema at all.
+  const int four = cluster.StartJoiningNode(/*with_schema=*/false);
+  auto res = Call(
+      cluster, 1, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body << cluster.log(1);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.log(four);
+  const std::string schema =
+      "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+      "ORDER BY type, name;";
+  EXPECT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.Sql(four, schema);
+  EXPECT_EQ(cluster.Sql(four, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
+  // Its application writes the new tables, and the others see it.
+  cluster.Sql(four, "INSERT INTO item VALUES (3, 'from the new node');");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT name FROM item WHERE id = 3;"), "from the new node\n");
+}
+
 TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});

@@ -34,13 +34,13 @@ std::string LocalCluster::address(int id) const {
   return absl::StrCat("127.0.0.1:", ports_[id - 1]);
 }
 
-int LocalCluster::StartJoiningNode() {
+int LocalCluster::StartJoiningNode(bool with_schema) {
   ports_.push_back(FreeLoopbackPort());
   pane_ports_.push_back(FreeLoopbackPort());
   procs_.emplace_back();
   joining_.push_back(true);
   int id = nodes();
-  if (!options_.schema.empty()) {
+  if (with_schema && !options_.schema.empty()) {
     auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);
     CHECK(out.ok()) << out.status();
   }

@@ -39,9 +39,10 @@ class LocalCluster {
   void StartNode(int id);
   // Flags for node `id` alone from its next start on, after the cluster's (so they win).
   void SetNodeFlags(int id, std::vector<std::string> flags) { node_flags_[id] = std::move(flags); }
-  // Creates one more node (database with the schema, no rows) and starts it with -join; it
-  // serves nothing until the cluster adds it. Returns its id.
-  int StartJoiningNode();
+  // Creates one more node (database with the schema, no rows; or an empty file without
+  // `with_schema`) and starts it with -join; it serves nothing until the cluster adds it.
+  // Returns its id.
+  int StartJoiningNode(bool with_schema = true);
   // SIGTERM and wait; returns the exit code.
   int StopNode(int id);
   // SIGKILL, as a crash.

@@ -1,0 +1,387 @@
+#include "replicator/schema_changes.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "sqlite/value.h"
+
+namespace marmot::replicator {
+
+namespace {
+
+using change::v1::SchemaChange;
+using sqlite::Value;
+
+constexpr char kBaseline[] = "\"__marmot__schema\"";
+
+// Every object of sqlite_master, (type, name), for telling what a statement made.
+using Names = std::set<std::pair<std::string, std::string>>;
+
+absl::StatusOr<Names> AllObjects(sqlite::Database& db) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows("SELECT type, name FROM sqlite_master");
+  if (!rows.ok()) return rows.status();
+  Names out;
+  for (const std::vector<Value>& r : *rows) out.emplace(r[0].bytes(), r[1].bytes());
+  return out;
+}
+
+bool Reserved(const std::string& name) {
+  return absl::StartsWith(name, "__marmot__") ||
+         absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
+}
+
+bool KnownType(const std::string& type) {
+  return type == "table" || type == "index" || type == "view" || type == "trigger";
+}
+
+std::string Upper(const std::string& type) { return absl::AsciiStrToUpper(type); }
+
+absl::Status RecordInBaseline(sqlite::Database& db, const std::string& type,
+                              const std::string& name) {
+  return db.RunKept(
+      absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                   " (type, name, tbl_name, sql) SELECT type, name, tbl_name, sql FROM sqlite_master"
+                   " WHERE type = ?1 AND name = ?2"),
+      {Value::Text(type), Value::Text(name)});
+}
+
+absl::Status ForgetInBaseline(sqlite::Database& db, const std::string& type,
+                              const std::string& name) {
+  return db.RunKept(absl::StrCat("DELETE FROM ", kBaseline, " WHERE type = ?1 AND name = ?2"),
+                    {Value::Text(type), Value::Text(name)});
+}
+
+SchemaApplied Refused(std::string why) {
+  return {.outcome = SchemaApplied::kRefused, .detail = std::move(why)};
+}
+
+// Runs `sql` if it is exactly one statement; what it made is checked by the caller. A database
+// failure is an error; a statement that cannot run here is a refusal (`why`).
+absl::StatusOr<bool> RunOneStatement(sqlite::Database& db, const std::string& sql,
+                                     std::string* why) {
+  sqlite3_stmt* stmt = nullptr;
+  const char* tail = nullptr;
+  int rc = sqlite3_prepare_v2(db.raw(), sql.data(), static_cast<int>(sql.size()), &stmt, &tail);
+  if (rc != SQLITE_OK || stmt == nullptr) {
+    *why = rc == SQLITE_OK ? "no statement" : sqlite3_errmsg(db.raw());
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_ERROR) {
+      return absl::UnavailableError(absl::StrCat("preparing a schema change: ", *why));
+    }
+    return false;
+  }
+  // Anything after the statement but blanks, semicolons and comments is a second statement.
+  sqlite3_stmt* second = nullptr;
+  const size_t rest = sql.size() - static_cast<size_t>(tail - sql.data());
+  rc = sqlite3_prepare_v2(db.raw(), tail, static_cast<int>(rest), &second, nullptr);
+  const bool more = rc != SQLITE_OK || second != nullptr;
+  sqlite3_finalize(second);
+  if (more) {
+    sqlite3_finalize(stmt);
+    *why = "it holds more than one statement";
+    return false;
+  }
+  rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
+  *why = sqlite3_errmsg(db.raw());
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR ||
+      primary == SQLITE_FULL || primary == SQLITE_NOMEM || primary == SQLITE_CORRUPT) {
+    return absl::UnavailableError(absl::StrCat("applying a schema change: ", *why));
+  }
+  return false;
+}
+
+absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChange& c,
+                                          const std::string& type, const std::string& name) {
+  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
+      "SELECT type, name, sql FROM sqlite_master WHERE name = ",
+      Value::Text(name).DebugString(), " COLLATE NOCASE"));
+  if (!existing.ok()) return existing.status();
+  if (!existing->empty()) {
+    const std::vector<Value>& here = existing->front();
+    if (here[0].bytes() == type && here[1].bytes() == name && here[2].bytes() == c.sql()) {
+      if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    }
+    if (absl::Status s = RecordInBaseline(db, here[0].bytes(), here[1].bytes()); !s.ok()) {
+      return s;
+    }
+    return SchemaApplied{
+        .outcome = SchemaApplied::kConflict,
+        .detail = absl::StrCat(here[0].bytes(), " ", here[1].bytes(),
+                               " exists here with another definition; kept as it is here (",
+                               here[2].is_null() ? "" : here[2].bytes(), ")")};
+  }
+  // marmot's state is written by marmot alone: no index or trigger on it, no trigger that writes
+  // it when the application writes.
+  if (absl::StrContains(absl::AsciiStrToLower(c.sql()), "__marmot__")) {
+    return Refused("its statement names marmot's own objects");
+  }
+  absl::StatusOr<Names> before = AllObjects(db);
+  if (!before.ok()) return before.status();
+  std::string why;
+  absl::StatusOr<bool> ran = RunOneStatement(db, c.sql(), &why);
+  if (!ran.ok()) return ran.status();
+  if (!*ran) return Refused(absl::StrCat("its statement cannot run here: ", why));
+  absl::StatusOr<Names> after = AllObjects(db);
+  if (!after.ok()) return after.status();
+  // It made the object it names, and nothing else but what SQLite makes with such an object
+  // (automatic indexes of a table, shadow tables of a virtual table); it removed nothing.
+  bool made = false, only_that = std::includes(after->begin(), after->end(), before->begin(),
+                                               before->end());
+  for (const auto& object : *after) {
+    if (before->count(object)) continue;
+    if (object == std::make_pair(type, name)) {
+      made = true;
+    } else if (!absl::StartsWith(object.second, "sqlite_autoindex_") &&
+               !(type == "table" && absl::StartsWith(object.second, name + "_"))) {
+      only_that = false;
+    }
+  }
+  if (!made || !only_that) {
+    return Refused(absl::StrCat("its statement does not create exactly ", type, " ", name));
+  }
+  if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
+  return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_created = type == "table"};
+}
+
+absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string& type,
+                                        const std::string& name) {
+  if (type == "table") return Refused("DROP TABLE does not replicate yet");
+  absl::StatusOr<std::vector<std::vector<Value>>> existing =
+      db.QueryRows(absl::StrCat("SELECT type FROM sqlite_master WHERE name = ",
+                                Value::Text(name).DebugString()));
+  if (!existing.ok()) return existing.status();
+  if (existing->empty()) {
+    if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
+    return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
+  if (existing->front()[0].bytes() != type) {
+    return SchemaApplied{
+        .outcome = SchemaApplied::kConflict,
+        .detail = absl::StrCat(name, " is a ", existing->front()[0].bytes(), " here, not a ", type,
+                               "; kept")};
+  }
+  if (absl::Status s =
+          db.Exec(absl::StrCat("DROP ", Upper(type), " ", sqlite::QuoteIdentifier(name)));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
+  return SchemaApplied{.outcome = SchemaApplied::kApplied};
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
+      "SELECT type, name, tbl_name, sql FROM sqlite_master"
+      " WHERE type IN ('table', 'index', 'view', 'trigger') AND sql IS NOT NULL"
+      " AND substr(name, 1, 10) != '__marmot__' AND substr(tbl_name, 1, 10) != '__marmot__'"
+      " AND lower(substr(name, 1, 7)) != 'sqlite_'"
+      " AND name NOT IN (SELECT name FROM pragma_table_list WHERE schema = 'main'"
+      "                  AND type = 'shadow')"
+      " ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3"
+      " END, rowid");
+  if (!rows.ok()) return rows.status();
+  std::vector<SchemaObject> out;
+  for (const std::vector<Value>& r : *rows) {
+    out.push_back(
+        {.type = r[0].bytes(), .name = r[1].bytes(), .tbl_name = r[2].bytes(), .sql = r[3].bytes()});
+  }
+  return out;
+}
+
+absl::Status EnsureSchemaBaseline(sqlite::Database& db) {
+  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db);
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<Value> exists = db.QueryValue(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
+  if (!exists.ok()) return exists.status();
+  if (exists->integer() > 0) return txn->Commit();
+  if (absl::Status s = db.Exec(absl::StrCat(
+          "CREATE TABLE ", kBaseline,
+          " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
+          " PRIMARY KEY (type, name)) WITHOUT ROWID"));
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
+  if (!objects.ok()) return objects.status();
+  for (const SchemaObject& o : *objects) {
+    if (absl::Status s = db.RunKept(
+            absl::StrCat("INSERT INTO ", kBaseline,
+                         " (type, name, tbl_name, sql) VALUES (?1, ?2, ?3, ?4)"),
+            {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
+             Value::Text(o.sql)});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return txn->Commit();
+}
+
+absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
+  absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
+  if (!objects.ok()) return objects.status();
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT type, name, tbl_name, sql FROM ", kBaseline));
+  if (!rows.ok()) return rows.status();
+  using Key = std::pair<std::string, std::string>;
+  std::map<Key, SchemaObject> baseline;
+  for (const std::vector<Value>& r : *rows) {
+    baseline[{r[0].bytes(), r[1].bytes()}] = {
+        .type = r[0].bytes(),
+        .name = r[1].bytes(),
+        .tbl_name = r[2].is_null() ? "" : r[2].bytes(),
+        .sql = r[3].is_null() ? "" : r[3].bytes()};
+  }
+  std::map<Key, const SchemaObject*> here;
+  for (const SchemaObject& o : *objects) here[{o.type, o.name}] = &o;
+
+  SchemaDiff diff;
+  // Tables first: which are new, gone, altered, and which stay as they were.
+  std::vector<const SchemaObject*> new_tables;
+  std::vector<const SchemaObject*> gone_tables;
+  std::set<std::string> settled;  // Unchanged, or created by this diff.
+  for (const SchemaObject& o : *objects) {
+    if (o.type != "table") continue;
+    auto known = baseline.find({o.type, o.name});
+    if (known == baseline.end()) {
+      new_tables.push_back(&o);
+    } else if (known->second.sql == o.sql) {
+      settled.insert(o.name);
+    } else {
+      diff.keep.push_back(o);
+      diff.not_replicated.push_back(absl::StrCat("ALTER TABLE ", o.name));
+    }
+  }
+  for (const auto& [key, o] : baseline) {
+    if (o.type == "table" && !here.count(key)) gone_tables.push_back(&o);
+  }
+  const bool maybe_renamed = !new_tables.empty() && !gone_tables.empty();
+  std::vector<SchemaChange> creates;
+  auto create = [&](const SchemaObject& o) {
+    SchemaChange& c = creates.emplace_back();
+    c.set_kind(SchemaChange::CREATE);
+    c.set_type(o.type);
+    c.set_name(o.name);
+    c.set_sql(o.sql);
+  };
+  for (const SchemaObject* o : new_tables) {
+    if (maybe_renamed) {
+      diff.keep.push_back(*o);
+      diff.not_replicated.push_back(absl::StrCat("CREATE TABLE ", o->name,
+                                                 " (made while another table went: a rename?)"));
+    } else {
+      create(*o);
+      settled.insert(o->name);
+    }
+  }
+  for (const SchemaObject* o : gone_tables) {
+    diff.forget.emplace_back(o->type, o->name);
+    diff.not_replicated.push_back(absl::StrCat("DROP TABLE ", o->name));
+  }
+  // Then indexes, views and triggers: those of tables that changed go with their table.
+  auto replicates = [&](const SchemaObject& o) {
+    return o.type == "view" || settled.count(o.tbl_name) > 0;
+  };
+  for (const SchemaObject& o : *objects) {
+    if (o.type == "table") continue;
+    auto known = baseline.find({o.type, o.name});
+    if (known != baseline.end() && known->second.sql == o.sql) continue;
+    if (!replicates(o)) {
+      diff.keep.push_back(o);
+      continue;
+    }
+    if (known != baseline.end()) {
+      SchemaChange& drop = diff.replicate.emplace_back();
+      drop.set_kind(SchemaChange::DROP);
+      drop.set_type(o.type);
+      drop.set_name(o.name);
+    }
+    create(o);
+  }
+  for (const auto& [key, o] : baseline) {
+    if (o.type == "table" || here.count(key)) continue;
+    if (!replicates(o)) {
+      diff.forget.push_back(key);
+      continue;
+    }
+    SchemaChange& drop = diff.replicate.emplace_back();
+    drop.set_kind(SchemaChange::DROP);
+    drop.set_type(o.type);
+    drop.set_name(o.name);
+  }
+  diff.replicate.insert(diff.replicate.end(), creates.begin(), creates.end());
+  return diff;
+}
+
+absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
+  if (diff.keep.empty() && diff.forget.empty()) return absl::OkStatus();
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  for (const SchemaObject& o : diff.keep) {
+    if (absl::Status s = RecordInBaseline(db, o.type, o.name); !s.ok()) return s;
+  }
+  for (const auto& [type, name] : diff.forget) {
+    if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
+  }
+  return txn->Commit();
+}
+
+absl::StatusOr<std::vector<SchemaChange>> BaselineSchema(sqlite::Database& db) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+      "SELECT b.type, b.name, b.sql FROM ", kBaseline,
+      " AS b LEFT JOIN sqlite_master AS m ON m.type = b.type AND m.name = b.name"
+      " WHERE b.sql IS NOT NULL"
+      " ORDER BY CASE b.type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3"
+      " END, m.rowid, b.name"));
+  if (!rows.ok()) return rows.status();
+  std::vector<SchemaChange> out;
+  for (const std::vector<Value>& r : *rows) {
+    SchemaChange& c = out.emplace_back();
+    c.set_kind(SchemaChange::CREATE);
+    c.set_type(r[0].bytes());
+    c.set_name(r[1].bytes());
+    c.set_sql(r[2].bytes());
+  }
+  return out;
+}
+
+absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c) {
+  const std::string& type = c.type();
+  const std::string& name = c.name();
+  if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
+  if (name.empty() || Reserved(name)) {
+    return Refused(absl::StrCat("'", name, "' is not the name of a user object"));
+  }
+  absl::StatusOr<sqlite::Transaction> savepoint = sqlite::Transaction::Begin(db);
+  if (!savepoint.ok()) return savepoint.status();
+  absl::StatusOr<SchemaApplied> applied;
+  switch (c.kind()) {
+    case SchemaChange::CREATE:
+      applied = ApplyCreate(db, c, type, name);
+      break;
+    case SchemaChange::DROP:
+      applied = ApplyDrop(db, type, name);
+      break;
+    default:
+      return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));
+  }
+  // A refusal leaves nothing behind: the savepoint rolls back.
+  if (!applied.ok() || applied->outcome == SchemaApplied::kRefused) return applied;
+  if (absl::Status s = savepoint->Commit(); !s.ok()) return s;
+  return applied;
+}
+
+}  // namespace marmot::replicator

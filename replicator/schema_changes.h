@@ -1,0 +1,91 @@
+// Schema changes that replicate: what marmot captures of the schema made by any local process
+// (the application, its migration tool, the sqlite3 shell), and how a node applies a schema
+// change of another.
+//
+// Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql): the user objects
+// its schema held when schema changes began to replicate on it, plus every schema change applied
+// since in shard 0's order, plus its own changes that do not replicate. What the database holds
+// beyond it is this node's own schema change (DiffSchema):
+//   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
+//   - an index or trigger of a table that is unchanged (or created in the same diff), and any
+//     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
+//   in that order: drops, then tables, indexes, views and triggers, each in the order they were
+//   made.
+// Not replicated yet, and taken into the baseline as they are here (every node makes them
+// itself; README, "Limitations"): a table whose SQL changed (ALTER TABLE), a table that is gone
+// (DROP TABLE), and the indexes and triggers of those tables. When tables are gone and new ones
+// appear in one diff, a table may have been renamed (ALTER TABLE RENAME): none of them
+// replicates, so that the other nodes' own rename still finds its name free.
+//
+// Applying is "make the object so", compared as the object, not as the statement made: a CREATE
+// of an object that exists with the same SQL changes nothing (the origin itself, or every pod
+// that ran the same migration), one whose name exists with another definition is a conflict:
+// reported, and the local object kept. A schema change must name a user object and hold exactly
+// one CREATE statement of that object (a hostile one that does anything else is refused and
+// changes nothing). Either outcome records the object in the baseline.
+//
+// Marmot's objects (`__marmot__...`), SQLite's (`sqlite_...`), automatic indexes and the shadow
+// tables of virtual tables are never schema changes.
+#ifndef MARMOT_REPLICATOR_SCHEMA_CHANGES_H_
+#define MARMOT_REPLICATOR_SCHEMA_CHANGES_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+
+struct SchemaObject {
+  std::string type;  // table, index, view, trigger
+  std::string name;
+  std::string tbl_name;  // The table of an index or trigger; a table's or view's own name.
+  std::string sql;
+  bool operator==(const SchemaObject&) const = default;
+};
+
+// The user objects of the main schema, tables first, then indexes, views and triggers, each in
+// the order sqlite_master lists them.
+absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db);
+
+// Creates the baseline when the database has none, holding the user objects it has now (they
+// predate replicated schema changes: nothing proposes them). Inside or outside a transaction.
+absl::Status EnsureSchemaBaseline(sqlite::Database& db);
+
+// How the database differs from its baseline (see above).
+struct SchemaDiff {
+  std::vector<change::v1::SchemaChange> replicate;  // In the order to apply them.
+  // This node's changes that do not replicate: objects the baseline takes as they are here,
+  // objects (type, name) it forgets, and what they were, for the log ("ALTER TABLE t").
+  std::vector<SchemaObject> keep;
+  std::vector<std::pair<std::string, std::string>> forget;
+  std::vector<std::string> not_replicated;
+};
+absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db);
+
+// Takes `diff`'s changes that do not replicate into the baseline, inside the caller's
+// transaction (or its own).
+absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff);
+
+// The baseline as CREATEs in the order to make them (tables, indexes, views, triggers, each in
+// the order this database made them): what a shard snapshot carries.
+absl::StatusOr<std::vector<change::v1::SchemaChange>> BaselineSchema(sqlite::Database& db);
+
+struct SchemaApplied {
+  enum Outcome { kApplied, kAlreadySo, kConflict, kRefused };
+  Outcome outcome = kApplied;
+  std::string detail;  // kConflict, kRefused: why, for the log.
+  bool table_created = false;
+};
+
+// Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
+// leaves nothing behind) and records its object in the baseline. Errors are the database's
+// (busy, I/O): nothing is recorded then and the caller retries.
+absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
+                                                const change::v1::SchemaChange& c);
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_SCHEMA_CHANGES_H_

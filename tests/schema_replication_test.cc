@@ -1,0 +1,128 @@
+// Schema changes made on any node by the sqlite3 shell reach every node (replicator/
+// schema_changes.h): real marmot processes, the shell as the application and its migrations.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/local_cluster.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kKv[] = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);";
+// The user's objects, as every node's sqlite_master lists them.
+constexpr char kSchema[] =
+    "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+    "ORDER BY type, name;";
+constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
+
+// What `query` prints on each node, for failure messages.
+std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string& query) {
+  std::string out;
+  for (int id = 1; id <= cluster.nodes(); ++id) {
+    absl::StrAppend(&out, "node ", id, ":\n", cluster.Sql(id, query), "\n");
+  }
+  return out;
+}
+
+TEST(SchemaReplicationTest, ATableAndIndexMadeOnOneNodeReachEveryNodeWithTheirRows) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
+  cluster.Start();
+  // A migration and the rows written right after it, on node 2.
+  cluster.Sql(2,
+              "BEGIN; CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+              "price REAL); CREATE INDEX item_price ON item (price); COMMIT;"
+              "INSERT INTO item VALUES (1, 'one', 1.5), (2, 'two', 2.5);"
+              "CREATE VIEW cheap AS SELECT name FROM item WHERE price < 2;");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  const std::string items = ".mode quote\nSELECT * FROM item ORDER BY id;";
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_EQ(cluster.Sql(3, "SELECT name FROM cheap;"), "one\n");
+  // The new table replicates from every node, like any other.
+  cluster.Sql(3, "INSERT INTO item VALUES (3, 'three', 0.5);");
+  cluster.Sql(1, "UPDATE item SET price = 9 WHERE id = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_EQ(cluster.Sql(2, items), "1,'one',9.0\n2,'two',2.5\n3,'three',0.5\n");
+  EXPECT_TRUE(cluster.WaitForSame(kDeadLetters, 30s));
+  EXPECT_EQ(cluster.Sql(1, kDeadLetters), "0\n");
+  // An index dropped and a trigger made on node 1.
+  cluster.Sql(1,
+              "DROP INDEX item_price; CREATE TABLE audit (n INTEGER PRIMARY KEY, what TEXT);"
+              "CREATE TRIGGER item_audit AFTER UPDATE ON item BEGIN "
+              "INSERT INTO audit (what) VALUES ('item ' || new.id); END;");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_THAT(cluster.Sql(3, kSchema), Not(HasSubstr("item_price")));
+  EXPECT_THAT(cluster.Sql(3, kSchema), HasSubstr("item_audit"));
+  // The trigger fires for the application on node 3; what it writes replicates once, as node
+  // 3's write (marmot's own writes never fire it).
+  cluster.Sql(3, "UPDATE item SET name = 'THREE' WHERE id = 3;");
+  const std::string audit = "SELECT n, what FROM audit;";
+  EXPECT_TRUE(cluster.WaitForSame(audit, 30s)) << OnEveryNode(cluster, audit);
+  EXPECT_EQ(cluster.Sql(1, audit), "1|item 3\n");
+}
+
+TEST(SchemaReplicationTest, TheSameMigrationOnEveryNodeEndsWithOneSchemaAndNoError) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
+  cluster.Start();
+  const std::string migration =
+      "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);"
+      "CREATE INDEX item_name ON item (name);";
+  std::thread runs[3];
+  for (int id = 1; id <= 3; ++id) {
+    runs[id - 1] = std::thread([&, id] {
+      cluster.Sql(id, migration + absl::StrCat("INSERT INTO item VALUES (", id, ", 'node ", id,
+                                                "');"));
+    });
+  }
+  for (std::thread& t : runs) t.join();
+  const std::string items = "SELECT * FROM item ORDER BY id;";
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_EQ(cluster.Sql(1, items), "1|node 1\n2|node 2\n3|node 3\n");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kDeadLetters, 30s));
+  EXPECT_EQ(cluster.Sql(1, kDeadLetters), "0\n");
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
+TEST(SchemaReplicationTest, TwoDefinitionsOfOneTableAreReportedAndNothingStops) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = kKv});
+  cluster.Start();
+  // Node 3 makes its own `item` while it is stopped; node 1 makes another meanwhile.
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(3, "CREATE TABLE item (id INTEGER PRIMARY KEY, label TEXT);");
+  cluster.Sql(1, "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);");
+  const std::string item = "SELECT sql FROM sqlite_master WHERE name = 'item';";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, item) != ""; }, 30s));
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
+  // Node 3 keeps its table and says why; the others keep node 1's and say so of node 3's.
+  auto reported = [&](int id) {
+    return cluster.log(id).find("schema change conflicts") != std::string::npos;
+  };
+  for (int i = 0; i < 300 && !(reported(1) && reported(2) && reported(3)); ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  for (int id = 1; id <= 3; ++id) EXPECT_TRUE(reported(id)) << "node " << id << cluster.log(id);
+  EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'item';"),
+              HasSubstr("label"));
+  EXPECT_THAT(cluster.Sql(2, "SELECT sql FROM sqlite_master WHERE name = 'item';"),
+              HasSubstr("name"));
+  // Rows of other tables keep replicating everywhere.
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'still');");
+  EXPECT_TRUE(cluster.WaitForSame("SELECT * FROM kv;", 30s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT * FROM kv;"), "1|still\n");
+}
+
+}  // namespace
+}  // namespace marmot
