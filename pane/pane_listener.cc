@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -234,10 +235,20 @@ void PaneListener::SetIdleLocked(Worker* worker, int fd) {
 }
 
 bool PaneListener::EvictIdlest() {
+  // A connection whose client sent bytes that nobody read yet has a request waiting for its
+  // thread (on a busy machine a thread can start late): it goes only when every idle one has.
   Worker* idlest = nullptr;
+  Worker* idlest_quiet = nullptr;
   for (Worker& w : workers_) {
-    if (w.idle.valid() && (idlest == nullptr || w.idle_since < idlest->idle_since)) idlest = &w;
+    if (!w.idle.valid()) continue;
+    if (idlest == nullptr || w.idle_since < idlest->idle_since) idlest = &w;
+    int unread = 0;
+    const bool quiet = ::ioctl(w.idle.get(), FIONREAD, &unread) == 0 && unread == 0;
+    if (quiet && (idlest_quiet == nullptr || w.idle_since < idlest_quiet->idle_since)) {
+      idlest_quiet = &w;
+    }
   }
+  if (idlest_quiet != nullptr) idlest = idlest_quiet;
   if (idlest == nullptr) return false;
   LOG_EVERY_N(WARNING, 100) << "control pane on " << options_.address << ": "
                             << options_.max_connections

@@ -9,8 +9,9 @@
 // ends, for REST), and a client that sends nothing is dropped after `first_bytes_timeout`. At
 // most `max_connections` are served at once; when that many are, a new connection takes the
 // place of the one that has been idle longest (waiting for its client with nothing under way:
-// for its first bytes or TLS handshake, or between two REST requests), which is closed. Only
-// when none is idle is the new connection closed at once (with a log line).
+// for its first bytes or TLS handshake, or between two REST requests), which is closed; one
+// whose client's bytes wait unread (its thread has not read them yet) only when every idle one
+// has some. Only when none is idle is the new connection closed at once (with a log line).
 #ifndef MARMOT_PANE_PANE_LISTENER_H_
 #define MARMOT_PANE_PANE_LISTENER_H_
 
@@ -95,7 +96,8 @@ class PaneListener {
   // StopSignals::idle of `worker`.
   void SetIdle(Worker* worker, int fd);
   void SetIdleLocked(Worker* worker, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Shuts down the socket of the connection idle longest; false when none is idle.
+  // Shuts down the socket of the connection idle longest (preferring those without unread
+  // bytes); false when none is idle.
   bool EvictIdlest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Joins the threads that finished.
   void Reap();

@@ -45,9 +45,10 @@ std::string Upper(const std::string& type) { return absl::AsciiStrToUpper(type);
 absl::Status RecordInBaseline(sqlite::Database& db, const std::string& type,
                               const std::string& name) {
   return db.RunKept(
-      absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
-                   " (type, name, tbl_name, sql) SELECT type, name, tbl_name, sql FROM sqlite_master"
-                   " WHERE type = ?1 AND name = ?2"),
+      absl::StrCat(
+          "INSERT OR REPLACE INTO ", kBaseline,
+          " (type, name, tbl_name, sql) SELECT type, name, tbl_name, sql FROM sqlite_master"
+          " WHERE type = ?1 AND name = ?2"),
       {Value::Text(type), Value::Text(name)});
 }
 
@@ -102,8 +103,8 @@ absl::StatusOr<bool> RunOneStatement(sqlite::Database& db, const std::string& sq
 absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChange& c,
                                           const std::string& type, const std::string& name) {
   absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
-      "SELECT type, name, sql FROM sqlite_master WHERE name = ",
-      Value::Text(name).DebugString(), " COLLATE NOCASE"));
+      "SELECT type, name, sql FROM sqlite_master WHERE name = ", Value::Text(name).DebugString(),
+      " COLLATE NOCASE"));
   if (!existing.ok()) return existing.status();
   if (!existing->empty()) {
     const std::vector<Value>& here = existing->front();
@@ -135,8 +136,8 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   if (!after.ok()) return after.status();
   // It made the object it names, and nothing else but what SQLite makes with such an object
   // (automatic indexes of a table, shadow tables of a virtual table); it removed nothing.
-  bool made = false, only_that = std::includes(after->begin(), after->end(), before->begin(),
-                                               before->end());
+  bool made = false,
+       only_that = std::includes(after->begin(), after->end(), before->begin(), before->end());
   for (const auto& object : *after) {
     if (before->count(object)) continue;
     if (object == std::make_pair(type, name)) {
@@ -156,19 +157,17 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
 absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string& type,
                                         const std::string& name) {
   if (type == "table") return Refused("DROP TABLE does not replicate yet");
-  absl::StatusOr<std::vector<std::vector<Value>>> existing =
-      db.QueryRows(absl::StrCat("SELECT type FROM sqlite_master WHERE name = ",
-                                Value::Text(name).DebugString()));
+  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
+      "SELECT type FROM sqlite_master WHERE name = ", Value::Text(name).DebugString()));
   if (!existing.ok()) return existing.status();
   if (existing->empty()) {
     if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
   if (existing->front()[0].bytes() != type) {
-    return SchemaApplied{
-        .outcome = SchemaApplied::kConflict,
-        .detail = absl::StrCat(name, " is a ", existing->front()[0].bytes(), " here, not a ", type,
-                               "; kept")};
+    return SchemaApplied{.outcome = SchemaApplied::kConflict,
+                         .detail = absl::StrCat(name, " is a ", existing->front()[0].bytes(),
+                                                " here, not a ", type, "; kept")};
   }
   if (absl::Status s =
           db.Exec(absl::StrCat("DROP ", Upper(type), " ", sqlite::QuoteIdentifier(name)));
@@ -194,8 +193,10 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
   if (!rows.ok()) return rows.status();
   std::vector<SchemaObject> out;
   for (const std::vector<Value>& r : *rows) {
-    out.push_back(
-        {.type = r[0].bytes(), .name = r[1].bytes(), .tbl_name = r[2].bytes(), .sql = r[3].bytes()});
+    out.push_back({.type = r[0].bytes(),
+                   .name = r[1].bytes(),
+                   .tbl_name = r[2].bytes(),
+                   .sql = r[3].bytes()});
   }
   return out;
 }
@@ -207,21 +208,21 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db) {
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
   if (!exists.ok()) return exists.status();
   if (exists->integer() > 0) return txn->Commit();
-  if (absl::Status s = db.Exec(absl::StrCat(
-          "CREATE TABLE ", kBaseline,
-          " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
-          " PRIMARY KEY (type, name)) WITHOUT ROWID"));
+  if (absl::Status s =
+          db.Exec(absl::StrCat("CREATE TABLE ", kBaseline,
+                               " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
+                               " PRIMARY KEY (type, name)) WITHOUT ROWID"));
       !s.ok()) {
     return s;
   }
   absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
   if (!objects.ok()) return objects.status();
   for (const SchemaObject& o : *objects) {
-    if (absl::Status s = db.RunKept(
-            absl::StrCat("INSERT INTO ", kBaseline,
-                         " (type, name, tbl_name, sql) VALUES (?1, ?2, ?3, ?4)"),
-            {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
-             Value::Text(o.sql)});
+    if (absl::Status s =
+            db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
+                                    " (type, name, tbl_name, sql) VALUES (?1, ?2, ?3, ?4)"),
+                       {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
+                        Value::Text(o.sql)});
         !s.ok()) {
       return s;
     }
@@ -238,11 +239,10 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   using Key = std::pair<std::string, std::string>;
   std::map<Key, SchemaObject> baseline;
   for (const std::vector<Value>& r : *rows) {
-    baseline[{r[0].bytes(), r[1].bytes()}] = {
-        .type = r[0].bytes(),
-        .name = r[1].bytes(),
-        .tbl_name = r[2].is_null() ? "" : r[2].bytes(),
-        .sql = r[3].is_null() ? "" : r[3].bytes()};
+    baseline[{r[0].bytes(), r[1].bytes()}] = {.type = r[0].bytes(),
+                                              .name = r[1].bytes(),
+                                              .tbl_name = r[2].is_null() ? "" : r[2].bytes(),
+                                              .sql = r[3].is_null() ? "" : r[3].bytes()};
   }
   std::map<Key, const SchemaObject*> here;
   for (const SchemaObject& o : *objects) here[{o.type, o.name}] = &o;
@@ -279,8 +279,8 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   for (const SchemaObject* o : new_tables) {
     if (maybe_renamed) {
       diff.keep.push_back(*o);
-      diff.not_replicated.push_back(absl::StrCat("CREATE TABLE ", o->name,
-                                                 " (made while another table went: a rename?)"));
+      diff.not_replicated.push_back(
+          absl::StrCat("CREATE TABLE ", o->name, " (made while another table went: a rename?)"));
     } else {
       create(*o);
       settled.insert(o->name);

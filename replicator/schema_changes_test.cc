@@ -21,9 +21,10 @@ class SchemaChangesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = sqlite::testing::NewDatabase(
-        "schema-changes", "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
-                          "CREATE INDEX kv_v ON kv (v);"
-                          "CREATE TABLE \"__marmot__kv_change_log\" (id INTEGER PRIMARY KEY);");
+        "schema-changes",
+        "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+        "CREATE INDEX kv_v ON kv (v);"
+        "CREATE TABLE \"__marmot__kv_change_log\" (id INTEGER PRIMARY KEY);");
     absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(path_);
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::make_unique<sqlite::Database>(*std::move(db));
@@ -101,8 +102,9 @@ TEST_F(SchemaChangesTest, NewObjectsAreCreatesTablesFirstAndGoneOnesAreDrops) {
 
 TEST_F(SchemaChangesTest, ARenamedTableAndItsIndexesDoNotReplicate) {
   ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv RENAME TO kv2;").ok());
-  EXPECT_EQ(Unreplicated(),
-            "not: CREATE TABLE kv2 (made while another table went: a rename?)\nnot: DROP TABLE kv\n");
+  EXPECT_EQ(
+      Unreplicated(),
+      "not: CREATE TABLE kv2 (made while another table went: a rename?)\nnot: DROP TABLE kv\n");
   EXPECT_EQ(Unreplicated(), "");
   // A table made later replicates as usual.
   ASSERT_TRUE(RunSqliteCli(path_, "CREATE TABLE later (id INTEGER PRIMARY KEY);").ok());
@@ -115,8 +117,8 @@ TEST_F(SchemaChangesTest, AnIndexMadeAgainWithAnotherDefinitionIsADropAndACreate
 }
 
 TEST_F(SchemaChangesTest, ACreateMakesTheObjectOnceAndRecordsIt) {
-  const SchemaChange table = Create(
-      "table", "item", "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");
+  const SchemaChange table =
+      Create("table", "item", "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");
   const SchemaApplied made = Apply(table);
   EXPECT_EQ(made.outcome, SchemaApplied::kApplied) << made.detail;
   EXPECT_TRUE(made.table_created);

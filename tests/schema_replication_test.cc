@@ -78,8 +78,8 @@ TEST(SchemaReplicationTest, TheSameMigrationOnEveryNodeEndsWithOneSchemaAndNoErr
   std::thread runs[3];
   for (int id = 1; id <= 3; ++id) {
     runs[id - 1] = std::thread([&, id] {
-      cluster.Sql(id, migration + absl::StrCat("INSERT INTO item VALUES (", id, ", 'node ", id,
-                                                "');"));
+      cluster.Sql(id,
+                  migration + absl::StrCat("INSERT INTO item VALUES (", id, ", 'node ", id, "');"));
     });
   }
   for (std::thread& t : runs) t.join();
