@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace marmot::sqlite {
@@ -34,12 +36,33 @@ absl::StatusCode CodeFor(int rc) {
   }
 }
 
+constexpr absl::string_view kCodePayload = "marmot.sqlite/result_code";
+
+// A status of code CodeFor(rc) carrying `rc` (ResultCode).
+absl::Status WithCode(int rc, std::string message) {
+  absl::Status s(CodeFor(rc), std::move(message));
+  s.SetPayload(kCodePayload, absl::Cord(absl::StrCat(rc)));
+  return s;
+}
+
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  return absl::Status(CodeFor(rc), absl::StrCat(what, ": ", msg, " (sqlite code ", rc, ")"));
+  return WithCode(rc, absl::StrCat(what, ": ", msg, " (sqlite code ", rc, ")"));
 }
 
 }  // namespace
+
+int ResultCode(const absl::Status& s) {
+  const auto payload = s.GetPayload(kCodePayload);
+  int rc = SQLITE_OK;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &rc)) return SQLITE_OK;
+  return rc;
+}
+
+bool IsStorageFailure(const absl::Status& s) {
+  const int primary = ResultCode(s) & 0xff;
+  return primary == SQLITE_FULL || primary == SQLITE_IOERR;
+}
 
 std::string QuoteIdentifier(absl::string_view name) {
   std::string out = "\"";
@@ -116,7 +139,7 @@ absl::Status Database::Exec(absl::string_view sql) {
   if (rc == SQLITE_OK) return absl::OkStatus();
   std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
   sqlite3_free(err);
-  return absl::Status(CodeFor(rc), absl::StrCat(msg, " (sqlite code ", rc, ") in: ", sql));
+  return WithCode(rc, absl::StrCat(msg, " (sqlite code ", rc, ") in: ", sql));
 }
 
 absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {

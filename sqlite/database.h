@@ -23,6 +23,15 @@
 
 namespace marmot::sqlite {
 
+// The SQLite result code (extended) a status returned here carries, SQLITE_OK for any other
+// status (one made elsewhere, or OK). It survives copies of the status, not a new status made
+// from its message.
+int ResultCode(const absl::Status& s);
+// Whether the status carries SQLITE_FULL or an SQLITE_IOERR code: the disk refused a write, a
+// sync or a read. SQLite may have rolled the whole transaction back then (not only the
+// statement): a caller checks sqlite3_get_autocommit() before going on in it.
+bool IsStorageFailure(const absl::Status& s);
+
 // Quotes an identifier for SQL: `my "t"` -> `"my ""t"""`. Every identifier marmot writes into SQL
 // goes through this, so tables named `order`, `my table` or `we"ird` work.
 std::string QuoteIdentifier(absl::string_view name);
