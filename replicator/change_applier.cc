@@ -102,6 +102,12 @@ absl::Status ChangeApplier::Commit(sqlite::Transaction& txn) {
   return s;
 }
 
+void ChangeApplier::TransactionRolledBack() {
+  local_changes_.Clear();
+  // Should the read fail, the index stays unsynced: the next writing transaction reads it.
+  (void)dead_letters_.Load(/*fresh=*/true);
+}
+
 absl::StatusOr<uint64_t> ChangeApplier::AppliedIndex(int shard) {
   return applied_.AppliedIndex(shard);
 }

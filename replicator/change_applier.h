@@ -203,6 +203,11 @@ class ChangeApplier {
   // after that transaction committed.
   absl::Status WriteDeferred() { return applied_.deferred().Write(db_); }
   void DeferredCommitted() { applied_.deferred().Committed(); }
+  // The caller's transaction on database() was rolled back (by SQLite, after a full disk or an
+  // I/O error): what this applier keeps in memory of the writes made in it (the dead-letter
+  // index, the local change index) is read again from the database. The deferred state stays
+  // deferred. Call it outside any transaction.
+  void TransactionRolledBack();
   bool has_deferred() const { return !applied_.deferred().empty(); }
 
   // Records that `shard` reached `index` without changes (e.g. a membership entry).

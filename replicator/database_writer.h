@@ -26,6 +26,22 @@
 // committed (what it applied stays applied), the turn is given up for a backoff of 10 ms
 // doubling up to 1 s (logged every 20th time), and the step runs again from its start. After
 // BeginShutdown() a retry gives up with Cancelled instead.
+//
+// A round's transaction that does not commit. On a full disk or an I/O error SQLite rolls the
+// whole transaction back, at COMMIT or at the statement that met it, and the host already
+// counts the round's entries as applied (it moved on, and resolved their proposals). So the
+// round keeps every write it made in its open transaction (Write's steps own what they need)
+// and, once the transaction is gone, waits and makes them again: the database has none of them
+// then, and a redo is the same writes in the same order on the same state. The wait gives up
+// the turn and holds no SQLite lock (one-off writes run meanwhile and fail or succeed on their
+// own; the deferred state they may commit is of entries older than the round's writes); every
+// backoff of up to 1 s ends with a try of the whole transaction again. The wait is logged at
+// once and every 10 s ("database disk full: apply paused ...", apply_paused()); the apply
+// worker, and so the shards' apply, stand still meanwhile while Raft keeps their log. Should
+// the writes not come again (a failure that is not the database's), the process exits with
+// kLostRoundExitCode: a restart applies them from the Raft log. After BeginShutdown() the wait
+// gives up instead: the writer then refuses every later write with Cancelled (a later entry of
+// a shard committed alone would skip the lost ones), and the next start applies them again.
 #ifndef MARMOT_REPLICATOR_DATABASE_WRITER_H_
 #define MARMOT_REPLICATOR_DATABASE_WRITER_H_
 
@@ -33,22 +49,32 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "replicator/change_applier.h"
 #include "replicator/change_detector.h"
 #include "sqlite/database.h"
 
 namespace marmot::replicator {
 
+// The exit code of a process whose apply round SQLite rolled back and could not be made again
+// (see above): EX_IOERR of sysexits.h, as the Raft store's on a full disk
+// (raft/host/storage_failure.h).
+inline constexpr int kLostRoundExitCode = 74;
+
 class DatabaseWriter : public OwnWrites {
  public:
   // A step of work on the applier, run while its caller holds the turn.
   using Step = absl::FunctionRef<absl::Status(ChangeApplier&)>;
+  // A write of a round, kept to be made again (see the top): it owns everything it reads.
+  using Redo = std::function<absl::Status(ChangeApplier&)>;
   // Names a step in logs; called only when the step failed.
   using What = absl::FunctionRef<std::string()>;
 
@@ -59,12 +85,8 @@ class DatabaseWriter : public OwnWrites {
   // A run of apply work holding the writer's turn from construction to destruction (except
   // while it waits out a database failure). It lives on one thread at a time: the caller passes
   // it to whatever works inside the round. Destroying it commits the round's transaction, if one
-  // was begun, and gives the turn up. A COMMIT that fails keeps the transaction and is retried
-  // with backoff (holding the turn: the transaction is still open on the connection); one that
-  // SQLite rolled back instead ends the process, since the host already counts the round's
-  // entries as applied and only a restart applies them again from the Raft log. After
-  // BeginShutdown() a failing COMMIT is rolled back (those entries are applied again at the next
-  // start).
+  // was begun, and gives the turn up. A COMMIT that fails is rolled back, and the round's writes
+  // are made again until they commit (see the top).
   class Round {
    public:
     // Waits for the turn, then reads what the local change logs gained (outside any
@@ -76,10 +98,12 @@ class DatabaseWriter : public OwnWrites {
     Round& operator=(const Round&) = delete;
 
     // Runs `step` in the round's transaction (begun if needed, after writing the deferred state)
-    // until it is done, waiting out database failures (see the top). After BeginShutdown() the
-    // round begins no transaction and its writes run as transactions of their own. Returns OK,
-    // Cancelled when shutting down, or `step`'s first other error.
-    absl::Status Write(What what, Step step);
+    // until it is done, waiting out database failures (see the top), and keeps it while the
+    // transaction is open, to make it again should SQLite roll the transaction back. After
+    // BeginShutdown() the round begins no transaction and its writes run as transactions of
+    // their own. Returns OK, Cancelled when shutting down or once a round's writes were lost,
+    // or `step`'s first other error.
+    absl::Status Write(What what, Redo step);
     // As Write, but in a transaction of `step`'s own (a snapshot install), after the round's
     // transaction committed.
     absl::Status WriteAlone(What what, Step step);
@@ -102,18 +126,35 @@ class DatabaseWriter : public OwnWrites {
     friend class DatabaseWriter;
     // Begins the round's transaction unless it is open or the writer is shutting down.
     absl::Status OpenTransaction();
-    // Commits the round's transaction if it is open (see the class comment).
-    void CommitTransaction();
-    // Waits `backoff` without the turn or the transaction, then takes the turn again.
-    void Pause(std::chrono::milliseconds backoff);
+    // Commits the round's transaction if it is open; when it does not commit, makes its writes
+    // again until they do (see the top; `cause`: the failure that led here, for the log). False
+    // when they were lost (shutting down).
+    bool CommitTransaction(const absl::Status& cause = absl::OkStatus());
+    // With the turn, the round's transaction rolled back: BEGIN, the deferred state and every
+    // kept write again, COMMIT. On failure nothing of it is left open.
+    absl::Status WriteAgain();
+    // Commits the round's transaction (`cause`: the failure that led here, for the log), then
+    // waits `backoff` without the turn or the transaction, then takes the turn again.
+    void Pause(std::chrono::milliseconds backoff, const absl::Status& cause);
 
     DatabaseWriter& writer_;
     bool transaction_open_ = false;
+    // The writes made in the open transaction, in order.
+    std::vector<Redo> written_;
+  };
+
+  // Why and since when a round waits for the database to take its writes again.
+  struct ApplyPause {
+    absl::Time since;
+    std::string cause;  // "disk full", "I/O error", "busy" or "error"
   };
 
   // Outside rounds: waits for the turn and runs `step` (which makes its own transaction, if
   // any) until it is done, waiting out database failures as a Round's writes do. Returns OK,
   // Cancelled when shutting down, or `step`'s first other error.
+  //
+  // These three refuse with Cancelled, running nothing, once a round's writes were lost (see
+  // the top).
   absl::Status Run(What what, Step step);
   // Outside rounds: waits for the turn and runs `step` once; returns its result.
   absl::Status RunOnce(Step step);
@@ -131,6 +172,10 @@ class DatabaseWriter : public OwnWrites {
   void BeginShutdown();
   bool shutting_down() const;
 
+  // While a round waits for the database to take its rolled-back writes again: since when and
+  // why (for metrics and status). Any thread.
+  std::optional<ApplyPause> apply_paused() const;
+
  private:
   class Turn;  // The turn held for a scope (one-off calls).
 
@@ -141,12 +186,16 @@ class DatabaseWriter : public OwnWrites {
   void Backoff(std::chrono::milliseconds backoff);
   // Run's and the Round's retry loop: `attempt` runs one try (holding the turn); between tries
   // `pause` waits out the backoff.
-  absl::Status RunUntilDone(What what, absl::FunctionRef<absl::Status()> attempt,
-                            absl::FunctionRef<void(std::chrono::milliseconds)> pause);
+  absl::Status RunUntilDone(
+      What what, absl::FunctionRef<absl::Status()> attempt,
+      absl::FunctionRef<void(std::chrono::milliseconds, const absl::Status&)> pause);
   // With the turn, no transaction open: WriteWithDeferred's transaction.
   absl::Status WriteDeferredTransaction(
       const std::function<absl::Status(sqlite::Database&)>& write);
   void SetTransactionOpen(bool open);
+  // Cancelled once a round's writes were lost (see the top), else OK.
+  absl::Status Refusal() const;
+  void SetPaused(std::optional<ApplyPause> pause);
 
   // Used only by the holder of the turn, never by two threads at once: not guarded by mu_,
   // which is not held while SQLite runs.
@@ -160,6 +209,8 @@ class DatabaseWriter : public OwnWrites {
   // A round's transaction is open (for AwaitEnd).
   bool transaction_open_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool lost_round_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<ApplyPause> paused_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace marmot::replicator

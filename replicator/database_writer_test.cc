@@ -62,7 +62,7 @@ class DatabaseWriterTest : public ::testing::Test {
 
   // Applies node 3's insert of `key` at `index` of shard 0 in `round`.
   static absl::Status ApplyInsert(DatabaseWriter::Round& round, uint64_t index, int64_t key) {
-    return round.Write(What, [&](ChangeApplier& applier) {
+    return round.Write(What, [index, key](ChangeApplier& applier) {
       return applier.Apply(0, index, Insert(static_cast<int64_t>(index), key)).status();
     });
   }

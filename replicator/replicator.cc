@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "raft/host/grpc_node_host.h"
 #include "replicator/raft_store_folder.h"
 #include "replicator/snapshot_stream.h"
@@ -184,6 +185,9 @@ void Replicator::PumpLoop() {
       checkpoint_runs_ = counts.runs;
       metrics_->wal_frames_behind.Set(static_cast<double>(counts.frames_behind));
     }
+    const std::optional<DatabaseWriter::ApplyPause> paused = writer_->apply_paused();
+    metrics_->apply_paused_seconds.Set(
+        paused ? absl::ToDoubleSeconds(absl::Now() - paused->since) : 0.0);
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
     } else if (keeper_->schema_version() != retried_at_schema_) {

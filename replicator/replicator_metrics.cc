@@ -74,6 +74,13 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                                   "last checkpoint; grows while a read transaction stays open")
                             .Register(*registry_)
                             .Add({})),
+      apply_paused_seconds(prometheus::BuildGauge()
+                               .Name("marmot_apply_paused_seconds")
+                               .Help("Seconds the apply has waited for the SQLite database to "
+                                     "take writes again (a full disk, an I/O error); 0 while it "
+                                     "applies")
+                               .Register(*registry_)
+                               .Add({})),
       peer_unreachable(prometheus::BuildCounter()
                            .Name("marmot_peer_unreachable_total")
                            .Help("Times the Raft transport lost its stream to a peer")

@@ -44,6 +44,9 @@ class ReplicatorMetrics {
   prometheus::Counter& snapshots_sent_failed;
   prometheus::Counter& wal_checkpoints;  // Run by marmot (WalCheckpointer).
   prometheus::Gauge& wal_frames_behind;  // WAL frames not yet in the database file.
+  // Seconds the apply has waited for the database to take writes again (a full disk, an I/O
+  // error; DatabaseWriter::apply_paused), 0 while it applies.
+  prometheus::Gauge& apply_paused_seconds;
   // Per shard, seen by sampling the host.
   std::vector<prometheus::Counter*> leader_changes;
   // Times the transport lost a peer, per peer id.

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -80,32 +81,43 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
       return absl::StrCat("shard ", shard_, ": ", step, " at index ", index);
     };
   };
+  // The round keeps each write to make it again should SQLite roll its transaction back
+  // (DatabaseWriter): the writes own what they read.
+  const int shard = shard_;
+  const uint64_t index = e.index;
   if (e.data.empty()) {
-    return round.Write(what("advancing"), [&](ChangeApplier& applier) {
-      return applier.AdvanceAppliedIndex(shard_, e.index);
+    return round.Write(what("advancing"), [shard, index](ChangeApplier& applier) {
+      return applier.AdvanceAppliedIndex(shard, index);
     });
   }
-  change::v1::ChangeBatch batch;
-  if (!batch.ParseFromString(e.data)) {
-    return round.Write(what("recording an undecodable entry"), [&](ChangeApplier& applier) {
-      return applier.RecordUndecodable(shard_, e.index, e.data, "not a ChangeBatch");
-    });
+  auto batch = std::make_shared<change::v1::ChangeBatch>();
+  if (!batch->ParseFromString(e.data)) {
+    return round.Write(what("recording an undecodable entry"),
+                       [shard, index, data = e.data](ChangeApplier& applier) {
+                         return applier.RecordUndecodable(shard, index, data, "not a ChangeBatch");
+                       });
   }
-  if (ApplyWithoutWriting(round, e.index, batch)) return absl::OkStatus();
-  return round.Write(what("applying"), [&](ChangeApplier& applier) {
-    absl::StatusOr<ApplyResult> r = applier.Apply(shard_, e.index, batch);
-    if (r.ok() && r->dead_lettered > 0) {
-      LOG(WARNING) << "shard " << shard_ << " index " << e.index << ": " << r->dead_lettered
-                   << " change(s) went to the dead letters";
-      if (options_.metrics != nullptr) options_.metrics->dead_letters.Increment(r->dead_lettered);
-    }
-    if (r.ok() && options_.metrics != nullptr) {
-      options_.metrics->schema_changes_applied.Increment(r->schema_applied);
-      options_.metrics->schema_conflicts.Increment(r->schema_conflicts);
-      options_.metrics->schema_changes_refused.Increment(r->schema_refused);
-    }
-    return r.status();
-  });
+  if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
+  // What the round's last (successful) making of the write counted.
+  auto counted = std::make_shared<ApplyResult>();
+  absl::Status s =
+      round.Write(what("applying"), [shard, index, batch, counted](ChangeApplier& applier) {
+        absl::StatusOr<ApplyResult> r = applier.Apply(shard, index, *batch);
+        if (r.ok()) *counted = *r;
+        return r.status();
+      });
+  if (!s.ok()) return s;
+  if (counted->dead_lettered > 0) {
+    LOG(WARNING) << "shard " << shard_ << " index " << e.index << ": " << counted->dead_lettered
+                 << " change(s) went to the dead letters";
+  }
+  if (options_.metrics != nullptr) {
+    options_.metrics->dead_letters.Increment(counted->dead_lettered);
+    options_.metrics->schema_changes_applied.Increment(counted->schema_applied);
+    options_.metrics->schema_conflicts.Increment(counted->schema_conflicts);
+    options_.metrics->schema_changes_refused.Increment(counted->schema_refused);
+  }
+  return s;
 }
 
 bool ShardStateMachine::ApplyWithoutWriting(DatabaseWriter::Round& round, uint64_t index,
@@ -152,7 +164,9 @@ absl::Status ShardStateMachine::Install(DatabaseWriter::Round& round, uint64_t i
     // here, the node keeps the rows it has.
     return round.Write(
         [&] { return absl::StrCat("shard ", shard_, ": starting at index ", index); },
-        [&](ChangeApplier& applier) { return applier.AdvanceAppliedIndex(shard_, index); });
+        [shard = shard_, index](ChangeApplier& applier) {
+          return applier.AdvanceAppliedIndex(shard, index);
+        });
   }
   ShardSnapshotReader reader(in);
   if (absl::Status s = reader.ReadHeader(); !s.ok()) {
