@@ -10,6 +10,7 @@
 #include "replicator/change_batch.h"
 #include "replicator/change_encoder.h"
 #include "sqlite/change_log.h"
+#include "sqlite/database.h"
 
 namespace marmot::replicator {
 namespace {
@@ -450,7 +451,14 @@ void ChangeShipper::MarkWhenDue() {
   if (now - logs_grew_ < options_.mark_quiet && now - due_since_ < options_.mark_delay) return;
   last_mark_ = now;
   if (absl::Status s = MarkDone(options_.mark_rows); !s.ok()) {
-    LOG(WARNING) << "cannot mark committed changes done yet: " << s;
+    // A full or failing disk fails every try until it mends: said every 10 s, not every 50 ms.
+    if (sqlite::IsStorageFailure(s)) {
+      LOG_EVERY_T(WARNING, 10) << "cannot mark committed changes done while the database's disk "
+                                  "fails (retrying, logged every 10 s): "
+                               << s.message();
+    } else {
+      LOG(WARNING) << "cannot mark committed changes done yet: " << s;
+    }
     marks_due_ = true;
     return;
   }
