@@ -7,6 +7,7 @@
 // database only (its Raft folder stays on the test's disk). Where mounting is not permitted
 // (EPERM) the test is skipped and says so loudly.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
@@ -93,6 +94,17 @@ class DbDiskFullProcessTest : public ::testing::Test {
     return false;
   }
 
+  // The gauge marmot_apply_paused_seconds of node `id`'s /metrics, -1 when unreadable.
+  static double ApplyPausedSeconds(const testing::LocalCluster& cluster, int id) {
+    httplib::Client pane("127.0.0.1", cluster.pane_port(id));
+    auto metrics = pane.Get("/metrics");
+    if (!metrics || metrics->status != 200) return -1;
+    const std::string line_start = "\nmarmot_apply_paused_seconds ";
+    const size_t at = metrics->body.find(line_start);
+    if (at == std::string::npos) return -1;
+    return std::stod(metrics->body.substr(at + line_start.size()));
+  }
+
   std::string disk_;
   bool mounted_ = false;
 };
@@ -121,6 +133,7 @@ TEST_F(DbDiskFullProcessTest, ANodeWhoseDatabaseDiskFillsPausesAndCatchesUpOnceS
       60s))
       << cluster.log(2);
   EXPECT_NE(Query(db2, "SELECT count(*) FROM t;"), expected_count);
+  EXPECT_TRUE(Eventually([&] { return ApplyPausedSeconds(cluster, 2) > 0; }, 10s));
   // and once space is freed it applies what it missed: its rows equal node 1's, each once,
   fs::remove(disk_ + "/filler");
   const std::string expected = Query(cluster.db_path(1), kRowsQuery);
@@ -132,6 +145,7 @@ TEST_F(DbDiskFullProcessTest, ANodeWhoseDatabaseDiskFillsPausesAndCatchesUpOnceS
   EXPECT_EQ(Query(db2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
   const std::string log = cluster.log(2);
   EXPECT_NE(log.find("takes writes again: apply resumed"), std::string::npos) << log;
+  EXPECT_TRUE(Eventually([&] { return ApplyPausedSeconds(cluster, 2) == 0; }, 10s));
   // without ever crashing: it ran all along and stops cleanly.
   EXPECT_EQ(log.find("Check failed"), std::string::npos) << log;
   EXPECT_EQ(cluster.StopNode(2), 0) << cluster.log(2);

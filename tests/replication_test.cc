@@ -113,6 +113,7 @@ TEST(ReplicationTest, ChinookLoadedOnOneNodeReachesEveryNodeAndWritesFlowFromAny
     // Node 1 copied the application's WAL into the database itself.
     EXPECT_GE(value("marmot_wal_checkpoints_total"), 1) << text;
     EXPECT_THAT(text, HasSubstr("\nmarmot_wal_frames_behind "));
+    EXPECT_EQ(value("marmot_apply_paused_seconds"), 0) << text;
     EXPECT_THAT(text, HasSubstr("marmot_shard_leader{shard=\"3\"}"));
     EXPECT_THAT(text, HasSubstr("marmot_apply_duration_seconds_bucket"));
     EXPECT_THAT(text, HasSubstr("marmot_raft_fsync_duration_seconds_count"));
