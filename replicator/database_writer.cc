@@ -2,7 +2,6 @@
 
 #include <glog/logging.h>
 #include <sqlite3.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -333,9 +332,7 @@ absl::Status DatabaseWriter::Round::Write(What what, Redo step) {
         absl::Status s = OpenTransaction();
         return s.ok() ? step(*writer_.applier_) : s;
       },
-      [&](std::chrono::milliseconds backoff, const absl::Status& cause) {
-        Pause(backoff, cause);
-      });
+      [&](std::chrono::milliseconds backoff, const absl::Status& cause) { Pause(backoff, cause); });
   if (s.ok() && transaction_open_) written_.push_back(std::move(step));
   return s;
 }
@@ -348,9 +345,7 @@ absl::Status DatabaseWriter::Round::WriteAlone(What what, Step step) {
         if (absl::Status refused = writer_.Refusal(); !refused.ok()) return refused;
         return step(*writer_.applier_);
       },
-      [&](std::chrono::milliseconds backoff, const absl::Status& cause) {
-        Pause(backoff, cause);
-      });
+      [&](std::chrono::milliseconds backoff, const absl::Status& cause) { Pause(backoff, cause); });
 }
 
 bool DatabaseWriter::Round::RunWithoutTransaction(absl::FunctionRef<bool(ChangeApplier&)> step) {

@@ -186,8 +186,8 @@ void Replicator::PumpLoop() {
       metrics_->wal_frames_behind.Set(static_cast<double>(counts.frames_behind));
     }
     const std::optional<DatabaseWriter::ApplyPause> paused = writer_->apply_paused();
-    metrics_->apply_paused_seconds.Set(
-        paused ? absl::ToDoubleSeconds(absl::Now() - paused->since) : 0.0);
+    metrics_->apply_paused_seconds.Set(paused ? absl::ToDoubleSeconds(absl::Now() - paused->since)
+                                              : 0.0);
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
     } else if (keeper_->schema_version() != retried_at_schema_) {

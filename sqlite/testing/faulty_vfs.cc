@@ -80,10 +80,25 @@ int Unfetch(sqlite3_file* f, sqlite3_int64 offset, void* p) {
 
 // Version 3, as the unix VFS's files (checked at open).
 const sqlite3_io_methods kMethods = {
-    3,          Close,       Read,          Write,   Truncate, Sync,       FileSize,
-    Lock,       Unlock,      CheckReservedLock,      FileControl,          SectorSize,
-    DeviceCharacteristics,   ShmMap,        ShmLock, ShmBarrier,          ShmUnmap,
-    Fetch,      Unfetch,
+    3,
+    Close,
+    Read,
+    Write,
+    Truncate,
+    Sync,
+    FileSize,
+    Lock,
+    Unlock,
+    CheckReservedLock,
+    FileControl,
+    SectorSize,
+    DeviceCharacteristics,
+    ShmMap,
+    ShmLock,
+    ShmBarrier,
+    ShmUnmap,
+    Fetch,
+    Unfetch,
 };
 
 FaultyVfs* Of(sqlite3_vfs* vfs) { return static_cast<FaultyVfs*>(vfs->pAppData); }
@@ -122,9 +137,7 @@ int Randomness(sqlite3_vfs* vfs, int n, char* out) {
   return Base(vfs)->xRandomness(Base(vfs), n, out);
 }
 int Sleep(sqlite3_vfs* vfs, int micros) { return Base(vfs)->xSleep(Base(vfs), micros); }
-int CurrentTime(sqlite3_vfs* vfs, double* out) {
-  return Base(vfs)->xCurrentTime(Base(vfs), out);
-}
+int CurrentTime(sqlite3_vfs* vfs, double* out) { return Base(vfs)->xCurrentTime(Base(vfs), out); }
 int GetLastError(sqlite3_vfs* vfs, int n, char* out) {
   return Base(vfs)->xGetLastError(Base(vfs), n, out);
 }
