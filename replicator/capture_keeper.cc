@@ -47,7 +47,8 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
   const bool first_start = replicated_before->integer() == 0;
   if (seed && !first_start) {
     LOG(WARNING) << "-seed changes nothing: " << db_path
-                 << " was replicated before, its rows are in the cluster already";
+                 << " was replicated before; its rows went into its change logs at its first start "
+                    "and ship from there";
   }
   if (!seed && first_start) {
     absl::StatusOr<std::vector<std::string>> holding = TablesWithRows(*db);

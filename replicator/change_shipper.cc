@@ -229,11 +229,21 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
   if (!diff->keep.empty() || !diff->forget.empty()) {
     keep_in_baseline_ = std::make_unique<SchemaDiff>(*diff);
   }
+  auto key_of = [](const change::v1::SchemaChange& c) {
+    return absl::StrCat(c.kind(), "\n", c.type(), "\n", c.name(), "\n", c.sql());
+  };
+  // A committed change the diff no longer finds was recorded in the baseline: should the same
+  // change be made again (an index dropped and made again), it is a new one.
+  std::set<std::string> still_found;
+  for (const change::v1::SchemaChange& c : diff->replicate) still_found.insert(key_of(c));
+  for (auto it = schema_sent_.begin(); it != schema_sent_.end();) {
+    it = still_found.count(*it) > 0 ? std::next(it) : schema_sent_.erase(it);
+  }
   change::v1::ChangeBatch batch;
   batch.set_origin_node(node_id_);
   std::vector<std::string> names;
   for (change::v1::SchemaChange& c : diff->replicate) {
-    std::string key = absl::StrCat(c.kind(), "\n", c.type(), "\n", c.name(), "\n", c.sql());
+    std::string key = key_of(c);
     if (schema_sent_.count(key) > 0) continue;
     schema_keys_.push_back(std::move(key));
     if (c.kind() == change::v1::SchemaChange::CREATE && c.type() == "table") {

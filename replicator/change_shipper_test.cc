@@ -182,6 +182,14 @@ TEST(ChangeShipperTest, ANewTablesRowsFollowItsCreateWhichGoesToShardZeroFirst) 
   const int proposals = log.proposals_;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
   EXPECT_EQ(log.proposals_, proposals);
+  // Regression (hunt): an index dropped and then made again as it was is replicated again.
+  const std::string index = "SELECT count(*) FROM sqlite_master WHERE name = 'fresh_v';";
+  ASSERT_TRUE(RunSqliteCli(a.path, "DROP INDEX fresh_v;").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(*RunSqliteCli(b.path, index), "0\n");
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE INDEX fresh_v ON fresh (v);").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(*RunSqliteCli(b.path, index), "1\n");
 }
 
 TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDeletedInBothShards) {

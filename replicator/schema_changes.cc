@@ -31,9 +31,76 @@ absl::StatusOr<Names> AllObjects(sqlite::Database& db) {
   return out;
 }
 
+// SQLite compares names without case: `__MARMOT__x` names marmot's `__marmot__x`.
 bool Reserved(const std::string& name) {
-  return absl::StartsWith(name, "__marmot__") ||
+  return absl::StartsWithIgnoreCase(absl::string_view(name), "__marmot__") ||
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
+}
+
+// The next token of `sql` from `*at` (skipping blanks and comments): a word, a quoted name as
+// written, or one character; empty at the end.
+std::string NextToken(const std::string& sql, size_t* at) {
+  size_t& i = *at;
+  const size_t n = sql.size();
+  while (i < n) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(sql[i]))) {
+      ++i;
+    } else if (sql.compare(i, 2, "--") == 0) {
+      while (i < n && sql[i] != '\n') ++i;
+    } else if (sql.compare(i, 2, "/*") == 0) {
+      const size_t end = sql.find("*/", i + 2);
+      i = end == std::string::npos ? n : end + 2;
+    } else {
+      break;
+    }
+  }
+  if (i >= n) return "";
+  const size_t start = i;
+  const char c = sql[i];
+  if (c == '"' || c == '`' || c == '\'' || c == '[') {
+    const char close = c == '[' ? ']' : c;
+    for (++i; i < n; ++i) {
+      if (sql[i] != close) continue;
+      if (close != ']' && i + 1 < n && sql[i + 1] == close) {
+        ++i;  // A doubled quote stands for itself.
+        continue;
+      }
+      ++i;
+      break;
+    }
+  } else if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+             static_cast<unsigned char>(c) >= 0x80) {
+    while (i < n && (absl::ascii_isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' ||
+                     sql[i] == '$' || static_cast<unsigned char>(sql[i]) >= 0x80)) {
+      ++i;
+    }
+  } else {
+    ++i;
+  }
+  return sql.substr(start, i - start);
+}
+
+// Whether `sql` is CREATE TABLE ... AS SELECT: it runs a query of this node's data, which no
+// schema change of a node holds (sqlite_master keeps such a table as column definitions).
+bool CreatesTableFromQuery(const std::string& sql) {
+  size_t at = 0;
+  auto word = [&] { return absl::AsciiStrToUpper(NextToken(sql, &at)); };
+  if (word() != "CREATE") return false;
+  std::string w = word();
+  if (w == "TEMP" || w == "TEMPORARY") w = word();
+  if (w != "TABLE") return false;
+  w = word();
+  if (w == "IF") {
+    word();  // NOT
+    word();  // EXISTS
+    w = word();
+  }
+  w = word();  // After the name: "(", "AS", or "." before the name proper.
+  if (w == ".") {
+    word();
+    w = word();
+  }
+  return w == "AS";
 }
 
 bool KnownType(const std::string& type) {
@@ -126,6 +193,9 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   if (absl::StrContains(absl::AsciiStrToLower(c.sql()), "__marmot__")) {
     return Refused("its statement names marmot's own objects");
   }
+  if (type == "table" && CreatesTableFromQuery(c.sql())) {
+    return Refused("CREATE TABLE ... AS runs a query; a table travels as its columns");
+  }
   absl::StatusOr<Names> before = AllObjects(db);
   if (!before.ok()) return before.status();
   std::string why;
@@ -135,7 +205,8 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   absl::StatusOr<Names> after = AllObjects(db);
   if (!after.ok()) return after.status();
   // It made the object it names, and nothing else but what SQLite makes with such an object
-  // (automatic indexes of a table, shadow tables of a virtual table); it removed nothing.
+  // (automatic indexes of a table, `sqlite_sequence` for its AUTOINCREMENT, shadow tables of a
+  // virtual table); it removed nothing.
   bool made = false,
        only_that = std::includes(after->begin(), after->end(), before->begin(), before->end());
   for (const auto& object : *after) {
@@ -143,6 +214,7 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
     if (object == std::make_pair(type, name)) {
       made = true;
     } else if (!absl::StartsWith(object.second, "sqlite_autoindex_") &&
+               !(type == "table" && object.second == "sqlite_sequence") &&
                !(type == "table" && absl::StartsWith(object.second, name + "_"))) {
       only_that = false;
     }
@@ -267,7 +339,20 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   for (const auto& [key, o] : baseline) {
     if (o.type == "table" && !here.count(key)) gone_tables.push_back(&o);
   }
-  const bool maybe_renamed = !new_tables.empty() && !gone_tables.empty();
+  // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
+  // table went in the same diff, or when its columns are those an altered table had (renamed,
+  // then made again under the old name).
+  auto columns = [](const std::string& sql) {
+    const size_t open = sql.find('(');
+    return open == std::string::npos ? std::string() : sql.substr(open);
+  };
+  std::set<std::string> old_columns;
+  for (const SchemaObject& o : diff.keep) {
+    old_columns.insert(columns(baseline.at({o.type, o.name}).sql));
+  }
+  auto maybe_renamed = [&](const SchemaObject& o) {
+    return !gone_tables.empty() || old_columns.count(columns(o.sql)) > 0;
+  };
   std::vector<SchemaChange> creates;
   auto create = [&](const SchemaObject& o) {
     SchemaChange& c = creates.emplace_back();
@@ -277,10 +362,10 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     c.set_sql(o.sql);
   };
   for (const SchemaObject* o : new_tables) {
-    if (maybe_renamed) {
+    if (maybe_renamed(*o)) {
       diff.keep.push_back(*o);
       diff.not_replicated.push_back(
-          absl::StrCat("CREATE TABLE ", o->name, " (made while another table went: a rename?)"));
+          absl::StrCat("CREATE TABLE ", o->name, " (another table renamed to it?)"));
     } else {
       create(*o);
       settled.insert(o->name);

@@ -102,9 +102,8 @@ TEST_F(SchemaChangesTest, NewObjectsAreCreatesTablesFirstAndGoneOnesAreDrops) {
 
 TEST_F(SchemaChangesTest, ARenamedTableAndItsIndexesDoNotReplicate) {
   ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv RENAME TO kv2;").ok());
-  EXPECT_EQ(
-      Unreplicated(),
-      "not: CREATE TABLE kv2 (made while another table went: a rename?)\nnot: DROP TABLE kv\n");
+  EXPECT_EQ(Unreplicated(),
+            "not: CREATE TABLE kv2 (another table renamed to it?)\nnot: DROP TABLE kv\n");
   EXPECT_EQ(Unreplicated(), "");
   // A table made later replicates as usual.
   ASSERT_TRUE(RunSqliteCli(path_, "CREATE TABLE later (id INTEGER PRIMARY KEY);").ok());
@@ -114,6 +113,30 @@ TEST_F(SchemaChangesTest, ARenamedTableAndItsIndexesDoNotReplicate) {
 TEST_F(SchemaChangesTest, AnIndexMadeAgainWithAnotherDefinitionIsADropAndACreate) {
   ASSERT_TRUE(RunSqliteCli(path_, "DROP INDEX kv_v; CREATE INDEX kv_v ON kv (v, k);").ok());
   EXPECT_EQ(Unreplicated(), "DROP index kv_v\nCREATE index kv_v\n");
+}
+
+TEST_F(SchemaChangesTest, ATableRenamedAndMadeAgainUnderItsOldNameDoesNotReplicate) {
+  // Regression (hunt): the renamed table replicated as a new one, and the other nodes' own
+  // rename then failed on its name.
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "ALTER TABLE kv RENAME TO kv_old;"
+                           "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT);")
+                  .ok());
+  EXPECT_EQ(Unreplicated(),
+            "not: ALTER TABLE kv\nnot: CREATE TABLE kv_old (another table renamed to it?)\n");
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+TEST_F(SchemaChangesTest, AnAutoincrementTableIsMadeWithSqliteSequence) {
+  // Regression (hunt): sqlite_sequence, made with the first AUTOINCREMENT table, made the
+  // change look like more than its table: refused on every node without one.
+  const SchemaApplied made = Apply(
+      Create("table", "ai", "CREATE TABLE ai (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"));
+  EXPECT_EQ(made.outcome, SchemaApplied::kApplied) << made.detail;
+  EXPECT_EQ(Apply(Create("table", "ai2",
+                         "CREATE TABLE ai2 (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"))
+                .outcome,
+            SchemaApplied::kApplied);
 }
 
 TEST_F(SchemaChangesTest, ACreateMakesTheObjectOnceAndRecordsIt) {
@@ -163,6 +186,18 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
       {Create("table", "sqlite_x", "CREATE TABLE sqlite_x (a)"), "not the name"},
       {Create("table", "", ""), "not the name"},
       {Create("module", "x", "CREATE TABLE x (a)"), "unknown object type"},
+      // Regression (hunt): a forged CREATE TABLE ... AS ran any query, for as long as it liked,
+      // holding the write lock of every node.
+      {Create("table", "x",
+              "CREATE TABLE x AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) "
+              "SELECT i FROM c"),
+       "AS runs a query"},
+      {Create("table", "x", "create table if not exists \"x\" as select * from kv"),
+       "AS runs a query"},
+      {Create("table", "x", "CREATE TABLE main.x AS SELECT 1"), "AS runs a query"},
+      // Regression (hunt): names are compared without case.
+      {Create("table", "__MARMOT__kv_change_log", "CREATE TABLE \"__MARMOT__kv_change_log\" (a)"),
+       "not the name"},
       {Create("trigger", "x",
               "CREATE TRIGGER x AFTER INSERT ON kv BEGIN DELETE FROM \"__marmot__kv_change_log\"; "
               "END"),
