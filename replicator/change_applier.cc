@@ -370,17 +370,33 @@ absl::Status ChangeApplier::ApplySchemaChanges(
   return CheckSchema();
 }
 
-absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
+absl::Status ChangeApplier::RetryDeadLetters(DeadLetterRetry& retry,
+                                             absl::FunctionRef<bool()> more) {
+  if (retry.done()) return absl::OkStatus();
+  // The table is the truth (an operator may have edited it): the first step starts from it, read
+  // before the write lock is taken (only this connection writes dead letters besides an
+  // operator's hand, whose edits a later step notices).
+  if (!retry.progress_.started) {
+    if (absl::Status s = dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
+  }
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
-  // The table is the truth (an operator may have edited it): start from it.
-  if (absl::Status s = dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
+  if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
-  absl::StatusOr<RetryResult> result = retrier_.Retry(ids);
-  if (!result.ok()) return result.status();
+  absl::StatusOr<DeadLetterRetry::Progress> progress = retrier_.Step(retry, more);
+  if (!progress.ok()) return progress.status();
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
-  return result;
+  retry.progress_ = *std::move(progress);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RetryResult> ChangeApplier::RetryDeadLetters(const std::vector<int64_t>& ids) {
+  DeadLetterRetry retry(ids);
+  while (!retry.done()) {
+    if (absl::Status s = RetryDeadLetters(retry, [] { return true; }); !s.ok()) return s;
+  }
+  return retry.result();
 }
 
 absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) {

@@ -50,7 +50,7 @@
 // turns out to be gone (an operator deleted it by hand). While there are no dead letters the
 // check costs nothing.
 //
-// RetryDeadLetters() applies dead letters again, in id order, in one transaction; see there. Ids
+// RetryDeadLetters() applies dead letters again, in id order, in steps; see there. Ids
 // are rowids handed out in apply order: a new dead letter's id is above every existing one (an
 // id freed at the top may be handed out again, so an operator's id names what is there now).
 // Dedupe is unaffected: a dead-lettered change counted as applied for dedupe when it was
@@ -116,6 +116,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
 #include "replicator/applied_state.h"
@@ -249,15 +250,21 @@ class ChangeApplier {
   // Number of dead letters recorded so far.
   absl::StatusOr<int64_t> DeadLetterCount();
 
-  // Applies the dead letters `ids` (every one when empty) again, in id order, in one
-  // transaction, the way Apply() applies changes (upsert, delete, rekey; triggers off; an own
-  // change superseded by a newer one still in the local change log is skipped). Snapshot rows
-  // replace the shard's rows of their table. Each one that applies is deleted; one that fails
-  // again keeps its place with its new error. A dead letter is not applied while an earlier dead
-  // letter of the same row (or snapshot rows of its table and shard) remains, whether that one
-  // was not selected or failed again: it counts as still failing. Undecodable entries always
-  // count as still failing. NOT_FOUND, and nothing done, when an id does not exist. Other errors
-  // only when the database itself fails (nothing is changed then).
+  // Carries out the next step of `retry` in one transaction: applies the next dead letters it
+  // selects again, in id order, while `more` says so (asked after each; at least one) and at
+  // most retry.max_per_step() of them, the way Apply() applies changes (upsert, delete, rekey;
+  // triggers off; an own change superseded by a newer one still in the local change log is
+  // skipped). Snapshot rows replace the shard's rows of their table. Each one that applies is
+  // deleted; one that fails again keeps its place with its new error. A dead letter is not
+  // applied while an earlier dead letter of the same row (or snapshot rows of its table and
+  // shard) remains, whether that one was not selected or failed again: it counts as still
+  // failing. Undecodable entries always count as still failing. `retry` moves on when the step
+  // commits. The first step reads the dead letters from the table (an operator may have edited
+  // it) and fails with NOT_FOUND, nothing done, when a selected id does not exist. Other errors
+  // only when the database itself fails (the step changed nothing; it can be run again).
+  absl::Status RetryDeadLetters(DeadLetterRetry& retry, absl::FunctionRef<bool()> more);
+  // Every step of DeadLetterRetry(ids) back to back (each its own transaction); the totals.
+  // On an error, the steps before it stay done.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
  private:

@@ -37,6 +37,12 @@ void DeadLetterIndex::Add(int64_t id, Entry entry) {
   entries_.emplace(id, std::move(entry));
 }
 
+std::optional<int64_t> DeadLetterIndex::NextId(int64_t after) const {
+  auto it = entries_.upper_bound(after);
+  if (it == entries_.end()) return std::nullopt;
+  return it->first;
+}
+
 void DeadLetterIndex::Remove(int64_t id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;

@@ -56,6 +56,10 @@ class DeadLetterIndex {
   size_t size() const { return entries_.size(); }
   // Every id, ascending.
   std::vector<int64_t> Ids() const;
+  // The smallest id above `after`, or nullopt.
+  std::optional<int64_t> NextId(int64_t after) const;
+  // The largest id, or 0 when empty.
+  int64_t MaxId() const { return entries_.empty() ? 0 : entries_.rbegin()->first; }
   // Ids of `shard`'s dead letters recorded at a Raft index at or below `raft_index`, ascending.
   std::vector<int64_t> IdsUpTo(int shard, uint64_t raft_index) const;
 

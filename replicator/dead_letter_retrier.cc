@@ -15,50 +15,100 @@ using change::v1::ShardSnapshot;
 using change::v1::TableChanges;
 using sqlite::Value;
 
-absl::StatusOr<RetryResult> DeadLetterRetrier::Retry(const std::vector<int64_t>& ids) {
+DeadLetterRetry::DeadLetterRetry(std::vector<int64_t> ids) : ids_(std::move(ids)) {
+  std::sort(ids_.begin(), ids_.end());
+  ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+}
+
+DeadLetterRetry DeadLetterRetry::OfTables(std::optional<std::set<std::string>> tables) {
+  DeadLetterRetry retry;
+  retry.tables_ = std::move(tables);
+  return retry;
+}
+
+std::optional<int64_t> DeadLetterRetry::Next(const DeadLetterIndex& index, int64_t after,
+                                             int64_t through) const {
+  if (!ids_.empty()) {
+    auto it = std::upper_bound(ids_.begin(), ids_.end(), after);
+    if (it == ids_.end() || *it > through) return std::nullopt;
+    return *it;
+  }
+  for (std::optional<int64_t> id = index.NextId(after); id && *id <= through;
+       id = index.NextId(*id)) {
+    if (!tables_ || tables_->count(index.Find(*id)->table)) return id;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<DeadLetterRetry::Progress> DeadLetterRetrier::Step(const DeadLetterRetry& retry,
+                                                                  absl::FunctionRef<bool()> more) {
   DeadLetterStore& dead_letters = state_.dead_letters;
-  std::vector<int64_t> selected = ids;
-  if (selected.empty()) {
-    selected = dead_letters.index().Ids();
-  } else {
-    std::sort(selected.begin(), selected.end());
-    selected.erase(std::unique(selected.begin(), selected.end()), selected.end());
-    std::vector<std::string> missing;
-    for (int64_t id : selected) {
-      if (dead_letters.index().Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+  DeadLetterRetry::Progress p = retry.progress_;
+  if (p.done) return p;
+  if (!p.started) {
+    if (!retry.ids_.empty()) {
+      std::vector<std::string> missing;
+      for (int64_t id : retry.ids_) {
+        if (dead_letters.index().Find(id) == nullptr) missing.push_back(absl::StrCat(id));
+      }
+      if (!missing.empty()) {
+        return absl::NotFoundError(
+            absl::StrCat("no dead letter ", absl::StrJoin(missing, ", "), " on this node"));
+      }
+      p.through = retry.ids_.back();
+    } else {
+      p.through = dead_letters.index().MaxId();
     }
-    if (!missing.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("no dead letter ", absl::StrJoin(missing, ", "), " on this node"));
-    }
+    p.started = true;
   }
   const absl::Status undecodable =
       absl::FailedPreconditionError("the entry cannot be decoded; it is kept as it came");
-  RetryResult result;
-  for (int64_t id : selected) {
+  int64_t tried = 0;
+  while (tried < retry.max_per_step_ && (tried == 0 || more())) {
+    std::optional<int64_t> id = retry.Next(dead_letters.index(), p.after, p.through);
+    if (!id) {
+      // Changes queued behind dead letters this pass applied may have been recorded meanwhile:
+      // another pass tries them.
+      const int64_t newest = dead_letters.index().MaxId();
+      if (retry.ids_.empty() && p.pass_applied > 0 && newest > p.through) {
+        p.through = newest;
+        p.pass_applied = 0;
+        continue;
+      }
+      p.done = true;
+      break;
+    }
+    p.after = *id;
+    const DeadLetterIndex::Entry* indexed = dead_letters.index().Find(*id);
+    if (indexed == nullptr) continue;  // Deleted since the retry began.
     // A copy: retrying changes the index.
-    const DeadLetterIndex::Entry entry = *dead_letters.index().Find(id);
-    absl::StatusOr<std::pair<Value, Value>> stored = dead_letters.OriginAndChange(id);
+    const DeadLetterIndex::Entry entry = *indexed;
+    absl::StatusOr<std::optional<std::pair<Value, Value>>> stored =
+        dead_letters.OriginAndChange(*id);
     if (!stored.ok()) return stored.status();
-    absl::StatusOr<ApplyDecision> tried =
-        Try(entry, stored->first, stored->second, undecodable, id);
-    if (!tried.ok()) return tried.status();
-    if (tried->action == ApplyAction::kQueueBehind) {
+    if (!stored->has_value()) continue;
+    ++tried;
+    absl::StatusOr<ApplyDecision> decided =
+        Try(entry, (*stored)->first, (*stored)->second, undecodable, *id);
+    if (!decided.ok()) return decided.status();
+    if (decided->action == ApplyAction::kQueueBehind) {
       // Keeps its own error: it was not tried.
-      ++result.still_failing;
+      ++p.result.still_failing;
       continue;
     }
-    if (tried->action == ApplyAction::kDeadLetter) {
-      ++result.still_failing;
-      if (absl::Status s = dead_letters.SetError(id, tried->error.message()); !s.ok()) return s;
+    if (decided->action == ApplyAction::kDeadLetter) {
+      ++p.result.still_failing;
+      if (absl::Status s = dead_letters.SetError(*id, decided->error.message()); !s.ok()) return s;
       continue;
     }
-    if (absl::Status s = dead_letters.Delete(id); !s.ok()) return s;
-    ++result.applied;
+    if (absl::Status s = dead_letters.Delete(*id); !s.ok()) return s;
+    ++p.result.applied;
+    ++p.pass_applied;
   }
-  LOG(INFO) << "retried " << selected.size() << " dead letter(s): " << result.applied
-            << " applied, " << result.still_failing << " still failing";
-  return result;
+  VLOG(1) << "a step of a dead-letter retry tried " << tried << " (through id " << p.after
+          << "): " << p.result.applied << " applied, " << p.result.still_failing
+          << " still failing so far" << (p.done ? "; done" : "");
+  return p;
 }
 
 absl::Status DeadLetterRetrier::ApplyCarried(int shard, ShardSnapshotReader& in,

@@ -216,7 +216,8 @@ absl::Status DeadLetterStore::SetError(int64_t id, absl::string_view error) {
                      {Value::Text(std::string(error)), Value::Integer(id)});
 }
 
-absl::StatusOr<std::pair<Value, Value>> DeadLetterStore::OriginAndChange(int64_t id) {
+absl::StatusOr<std::optional<std::pair<Value, Value>>> DeadLetterStore::OriginAndChange(
+    int64_t id) {
   absl::StatusOr<Statement*> read =
       db_.Kept("SELECT origin, change FROM \"__marmot__dead_letters\" WHERE id = ?");
   if (!read.ok()) return read.status();
@@ -226,7 +227,13 @@ absl::StatusOr<std::pair<Value, Value>> DeadLetterStore::OriginAndChange(int64_t
     (*read)->Reset();
     return found.status();
   }
-  CHECK(*found) << "dead letter " << id << " was read into the index in this transaction";
+  if (!*found) {
+    (*read)->Reset();
+    LOG(WARNING) << "dead letter " << id << " is gone from the table (deleted by hand?)";
+    // The deletion is committed: the index follows the table.
+    index_.Remove(id);
+    return std::nullopt;
+  }
   std::pair<Value, Value> stored((*read)->Column(0), (*read)->Column(1));
   (*read)->Reset();
   return stored;

@@ -66,9 +66,11 @@ class DeadLetterStore {
   absl::StatusOr<int64_t> DeleteUpTo(int shard, uint64_t raft_index);
   // Replaces the error of dead letter `id`.
   absl::Status SetError(int64_t id, absl::string_view error);
-  // The stored origin and change of dead letter `id`, which must exist (it is indexed and was
-  // read in this transaction). Errors are the database's.
-  absl::StatusOr<std::pair<sqlite::Value, sqlite::Value>> OriginAndChange(int64_t id);
+  // The stored origin and change of dead letter `id`; nullopt when the table no longer holds
+  // it (deleted by hand since the index was read: the index forgets it too). Errors are the
+  // database's.
+  absl::StatusOr<std::optional<std::pair<sqlite::Value, sqlite::Value>>> OriginAndChange(
+      int64_t id);
 
   // The dead letter that a change of `rows` of `table` in `shard` (all of them: `whole_table`)
   // must stay behind, among those with an id below `before`, checked to still exist in the

@@ -174,7 +174,14 @@ void Replicator::PumpLoop() {
     // inotify wakes the loop within milliseconds of a commit; the data_version poll behind the
     // timeout is the safety net (a file system without inotify, a missed event), so it can be
     // slow: every wakeup costs an idle node CPU. Proposal outcomes Wake() it too.
-    const ChangeDetector::Wakeup wakeup = detector_->Wait(std::chrono::milliseconds(200));
+    std::chrono::milliseconds wait(200);
+    if (schema_retry_) {
+      // Its next step is due after a pause (PacedRetry).
+      const absl::Duration due = schema_retry_->next_step_at() - env_->MonotonicNow();
+      wait = std::clamp(std::chrono::milliseconds(absl::ToInt64Milliseconds(due)),
+                        std::chrono::milliseconds(0), wait);
+    }
+    const ChangeDetector::Wakeup wakeup = detector_->Wait(wait);
     if (stopping_.load()) break;
     if (checkpointer_ != nullptr) {
       // Not only on commits the detector saw: during a flood the pump is mostly woken by
@@ -193,6 +200,7 @@ void Replicator::PumpLoop() {
     } else if (keeper_->schema_version() != retried_at_schema_) {
       RetryDeadLettersAfterSchemaChange();
     }
+    if (schema_retry_ && env_->MonotonicNow() >= schema_retry_->next_step_at()) StepSchemaRetry();
     absl::StatusOr<PumpStats> stats = shipper_->Pump();
     for (int shard = 0; shard < host_->shards(); ++shard) {
       uint64_t leader = host_->GetShardInfo(shard).leader;
@@ -282,12 +290,11 @@ absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Data
 
 void Replicator::RetryDeadLettersAfterSchemaChange() {
   absl::StatusOr<std::map<std::string, std::string>> now;
+  std::set<std::string> to_retry;
   absl::Status status = writer_->RunOnce([&](ChangeApplier& applier) {
     sqlite::Database& db = applier.database();
     now = TableDefinitions(db);
     if (!now.ok()) return now.status();
-    // Only the dead letters of tables whose definition changed: retrying every one at every
-    // schema change would hold the writer for as long as retrying them all takes.
     std::set<std::string> changed;
     for (const auto& [table, sql] : *now) {
       auto was = table_definitions_.find(table);
@@ -296,20 +303,19 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
     for (const auto& [table, sql] : table_definitions_) {
       if (!now->count(table)) changed.insert(table);
     }
-    std::vector<int64_t> ids;
+    // Only the dead letters of tables whose definition changed: retrying every one at every
+    // schema change would redo work that cannot have changed.
+    absl::StatusOr<sqlite::Statement> any = db.Prepare(
+        "SELECT 1 FROM \"__marmot__dead_letters\" WHERE tbl = ?1 LIMIT 1");
+    if (!any.ok()) return any.status();
     for (const std::string& table : changed) {
-      absl::StatusOr<sqlite::Statement> select =
-          db.Prepare("SELECT id FROM \"__marmot__dead_letters\" WHERE tbl = ?1 ORDER BY id");
-      if (!select.ok()) return select.status();
-      if (absl::Status s = select->Bind(1, sqlite::Value::Text(table)); !s.ok()) return s;
-      for (absl::StatusOr<bool> row = select->Step(); row.ok() && *row; row = select->Step()) {
-        ids.push_back(select->Column(0).integer());
-      }
+      if (absl::Status s = any->Bind(1, sqlite::Value::Text(table)); !s.ok()) return s;
+      absl::StatusOr<bool> found = any->Step();
+      if (!found.ok()) return found.status();
+      if (*found) to_retry.insert(table);
+      any->Reset();
     }
-    if (ids.empty()) return absl::OkStatus();
-    // Most dead letters are changes for a table or column this node lacked; the schema change
-    // may have brought it. Those that still fail stay, with their new error.
-    return applier.RetryDeadLetters(ids).status();
+    return absl::OkStatus();
   });
   if (!status.ok()) {
     LOG(WARNING) << "node " << config_.node_id
@@ -319,15 +325,35 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
   }
   table_definitions_ = *std::move(now);
   retried_at_schema_ = keeper_->schema_version();
+  if (to_retry.empty()) return;
+  // Most dead letters are changes for a table or column this node lacked; the schema change
+  // may have brought it. Those that still fail stay, with their new error. A retry under way
+  // starts over with its tables and these.
+  schema_retry_tables_.insert(to_retry.begin(), to_retry.end());
+  schema_retry_.emplace(*writer_, *env_, DeadLetterRetry::OfTables(schema_retry_tables_));
+}
+
+void Replicator::StepSchemaRetry() {
+  if (absl::Status s = schema_retry_->Step(); !s.ok()) {
+    LOG(WARNING) << "node " << config_.node_id
+                 << ": retrying dead letters after a schema change: " << s;
+    if (absl::IsCancelled(s)) schema_retry_.reset();
+    return;
+  }
+  if (!schema_retry_->done()) return;
+  const RetryResult result = schema_retry_->result();
+  schema_retry_.reset();
+  schema_retry_tables_.clear();
+  LOG(INFO) << "node " << config_.node_id << ": retried dead letters after a schema change: "
+            << result.applied << " applied, " << result.still_failing << " still failing";
 }
 
 absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64_t>& ids) {
-  absl::StatusOr<RetryResult> result;
-  absl::Status s = writer_->RunOnce([&](ChangeApplier& applier) {
-    result = applier.RetryDeadLetters(ids);
-    return result.status();
-  });
-  if (!s.ok()) return s;
+  PacedRetry retry(*writer_, *env_, DeadLetterRetry(ids));
+  absl::StatusOr<RetryResult> result = retry.Run([this] { return stopping_.load(); });
+  if (!result.ok()) return result;
+  LOG(INFO) << "node " << config_.node_id << ": retried dead letters: " << result->applied
+            << " applied, " << result->still_failing << " still failing";
   return result;
 }
 

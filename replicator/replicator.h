@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,7 @@
 #include "replicator/database_lock.h"
 #include "replicator/database_writer.h"
 #include "replicator/node_config.h"
+#include "replicator/paced_retry.h"
 #include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
 #include "replicator/wal_checkpointer.h"
@@ -47,9 +49,10 @@ class Replicator {
 
   void Stop();
 
-  // Applies this node's dead letters `ids` (all when empty) again, in a turn of the database
-  // writer as the shards' applying; see ChangeApplier::RetryDeadLetters. Acts on this node only:
-  // each node keeps the dead letters of the changes it could not apply.
+  // Applies this node's dead letters `ids` (all when empty) again, in bounded steps through the
+  // database writer (PacedRetry; see ChangeApplier::RetryDeadLetters); returns the totals once
+  // every step is done, Cancelled when the node stops first. Acts on this node only: each node
+  // keeps the dead letters of the changes it could not apply.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
   // Change-log rows of `table` with ids up to this are replicated, only not deleted yet
@@ -67,9 +70,12 @@ class Replicator {
   class MetricsObserver;
   Replicator(NodeConfig config, raft::host::Env* env);
   void PumpLoop();
-  // Retries every dead letter once the schema changed (a table or column that changes needed
-  // may have come); on the pump thread.
+  // Once the schema changed (a table or column that changes needed may have come), starts a
+  // retry of the dead letters of the tables whose definition changed; on the pump thread.
   void RetryDeadLettersAfterSchemaChange();
+  // Runs the next step of that retry (the pump runs one per turn once its pause passed, so
+  // that shipping goes on meanwhile).
+  void StepSchemaRetry();
 
   NodeConfig config_;
   raft::host::Env* const env_;
@@ -94,6 +100,9 @@ class Replicator {
   // Then, per table, the SQL of the table and its indexes (dead letters of a table are retried
   // when it changes).
   std::map<std::string, std::string> table_definitions_;
+  // The retry after schema changes under way (pump thread), and the tables it covers.
+  std::optional<PacedRetry> schema_retry_;
+  std::set<std::string> schema_retry_tables_;
 };
 
 }  // namespace marmot::replicator
