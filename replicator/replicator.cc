@@ -289,6 +289,8 @@ absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Data
 }  // namespace
 
 void Replicator::RetryDeadLettersAfterSchemaChange() {
+  // The first check is at start: nothing changed while marmot ran.
+  const bool while_running = retried_at_schema_ >= 0;
   absl::StatusOr<std::map<std::string, std::string>> now;
   std::set<std::string> to_retry;
   absl::Status status = writer_->RunOnce([&](ChangeApplier& applier) {
@@ -325,7 +327,16 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
   }
   table_definitions_ = *std::move(now);
   retried_at_schema_ = keeper_->schema_version();
-  if (to_retry.empty()) return;
+  // A table or constraint that a halted shard needed may have come: halted shards resume now,
+  // or after the retry under way (which they may need first).
+  schema_changed_while_running_ = schema_changed_while_running_ || while_running;
+  if (to_retry.empty()) {
+    if (!schema_retry_ && schema_changed_while_running_) {
+      schema_changed_while_running_ = false;
+      ResumeHaltedShards("after a schema change");
+    }
+    return;
+  }
   // Most dead letters are changes for a table or column this node lacked; the schema change
   // may have brought it. Those that still fail stay, with their new error. A retry under way
   // starts over with its tables and these.
@@ -342,10 +353,23 @@ void Replicator::StepSchemaRetry() {
   }
   if (!schema_retry_->done()) return;
   const RetryResult result = schema_retry_->result();
+  const bool resume = schema_changed_while_running_ || result.applied > 0;
   schema_retry_.reset();
   schema_retry_tables_.clear();
+  schema_changed_while_running_ = false;
   LOG(INFO) << "node " << config_.node_id << ": retried dead letters after a schema change: "
             << result.applied << " applied, " << result.still_failing << " still failing";
+  if (resume) ResumeHaltedShards("after retrying dead letters");
+}
+
+void Replicator::ResumeHaltedShards(const char* why) {
+  for (int shard = 0; shard < host_->shards(); ++shard) {
+    const std::string halted = host_->GetShardInfo(shard).halted;
+    if (halted.empty()) continue;
+    LOG(INFO) << "[shard " << shard << " node " << config_.node_id << "] resuming " << why
+              << "; it halted: " << halted;
+    host_->ResumeShard(shard);
+  }
 }
 
 absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64_t>& ids) {
@@ -354,6 +378,7 @@ absl::StatusOr<RetryResult> Replicator::RetryDeadLetters(const std::vector<int64
   if (!result.ok()) return result;
   LOG(INFO) << "node " << config_.node_id << ": retried dead letters: " << result->applied
             << " applied, " << result->still_failing << " still failing";
+  ResumeHaltedShards("after retrying dead letters");
   return result;
 }
 

@@ -52,7 +52,9 @@ class Replicator {
   // Applies this node's dead letters `ids` (all when empty) again, in bounded steps through the
   // database writer (PacedRetry; see ChangeApplier::RetryDeadLetters); returns the totals once
   // every step is done, Cancelled when the node stops first. Acts on this node only: each node
-  // keeps the dead letters of the changes it could not apply.
+  // keeps the dead letters of the changes it could not apply. Then resumes the shards halted on
+  // this node (ResumeHaltedShards): their cause (no room for another dead letter, a schema that
+  // refused a snapshot) may be gone.
   absl::StatusOr<RetryResult> RetryDeadLetters(const std::vector<int64_t>& ids);
 
   // Change-log rows of `table` with ids up to this are replicated, only not deleted yet
@@ -74,8 +76,13 @@ class Replicator {
   // retry of the dead letters of the tables whose definition changed; on the pump thread.
   void RetryDeadLettersAfterSchemaChange();
   // Runs the next step of that retry (the pump runs one per turn once its pause passed, so
-  // that shipping goes on meanwhile).
+  // that shipping goes on meanwhile); once it is done, resumes the halted shards if it applied
+  // some or the schema changed while marmot ran.
   void StepSchemaRetry();
+  // Asks the host to resume every shard halted on this node (NodeHost::ResumeShard): once each
+  // time the cause may have gone, never in a loop; a shard whose cause stays halts again, with
+  // the reason it meets then.
+  void ResumeHaltedShards(const char* why);
 
   NodeConfig config_;
   raft::host::Env* const env_;
@@ -103,6 +110,8 @@ class Replicator {
   // The retry after schema changes under way (pump thread), and the tables it covers.
   std::optional<PacedRetry> schema_retry_;
   std::set<std::string> schema_retry_tables_;
+  bool schema_changed_while_running_ = false;  // Since the retry began; halted shards resume.
+
 };
 
 }  // namespace marmot::replicator

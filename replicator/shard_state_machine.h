@@ -11,7 +11,8 @@
 //   - what neither can fix (no room for another dead letter, -max-dead-letters; a snapshot
 //     table too large to keep as one dead letter; a snapshot payload that cannot be read) is
 //     returned: the host halts this shard alone (StateMachine::Apply), says why in ShardInfo,
-//     and applies nothing more to it until marmot restarts.
+//     and applies nothing more to it until it resumes (the replicator resumes halted shards
+//     after retrying dead letters) or marmot restarts.
 // On shutdown a retry gives up (Cancelled): the durable applied index is older than the host
 // believes, so the entry is applied again at the next start (Open() reports the durable index).
 //

@@ -54,40 +54,117 @@ void ApplyWorker::Stop() {
 
 void ApplyWorker::Run() {
   // A round is what is queued, bounded so that a store grouping it into one commit holds its
-  // write lock briefly.
+  // write lock briefly. Tasks are taken one at a time: a shard that resumes puts the tasks it
+  // held back at the front of the queue.
   constexpr size_t kMaxRoundTasks = 256;
   constexpr uint64_t kMaxRoundBytes = 16 << 20;
   ApplyRounds* rounds = options_.rounds;
   for (;;) {
-    std::vector<ApplyTask> round;
     {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      uint64_t bytes = 0;
-      while (!queue_.empty() && round.size() < kMaxRoundTasks && bytes < kMaxRoundBytes) {
-        bytes += queue_.front().bytes;
-        round.push_back(std::move(queue_.front()));
+    }
+    std::unique_ptr<ApplyRound> in_round;
+    size_t tasks = 0;
+    uint64_t bytes = 0;
+    while (tasks < kMaxRoundTasks && bytes < kMaxRoundBytes) {
+      ApplyTask t;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (queue_.empty()) break;
+        t = std::move(queue_.front());
         queue_.pop_front();
       }
+      ++tasks;
+      bytes += t.bytes;
+      if (t.kind == ApplyTask::Kind::kResume) {
+        in_round.reset();  // ends the round: the state machine is opened outside rounds
+        Resume(t);
+        continue;
+      }
+      if (in_round == nullptr && rounds != nullptr) in_round = rounds->BeginRound();
+      Process(std::move(t), in_round.get());
     }
-    std::unique_ptr<ApplyRound> in_round = rounds != nullptr ? rounds->BeginRound() : nullptr;
-    for (ApplyTask& t : round) Process(std::move(t), in_round.get());
     in_round.reset();  // ends the round
   }
 }
 
 void ApplyWorker::Process(ApplyTask t, ApplyRound* round) {
   ShardState& st = shards_.at(t.shard);
-  if (!st.halted) InstallAndApply(t, st, round);
-  const uint64_t limit = options_.max_backlog_bytes;
-  const uint64_t before = st.backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
-  if (before > limit && before - t.bytes <= limit) listener_->OnBacklogBelowLimit(t.shard);
-  if (st.halted) return;
+  if (t.kind == ApplyTask::Kind::kReplay) {
+    Replay(t, st, round);
+  } else if (st.replaying) {
+    // Applied once the replay reaches the entries before it.
+    st.held.push_back(std::move(t));
+    return;
+  } else if (!st.halted) {
+    InstallAndApply(t, st, round);
+  }
+  Release(t, st);
+  if (st.halted || st.replaying) return;
   const absl::Time now = options_.env->MonotonicNow();
   if (t.take_snapshot || st.snapshots.Due(st.applied, now)) {
     if (!TakeSnapshot(t.shard, st, round)) st.snapshots.SnapshotFailed(now);
   }
+}
+
+void ApplyWorker::Release(const ApplyTask& t, ShardState& st) {
+  const uint64_t limit = options_.max_backlog_bytes;
+  const uint64_t before = st.backlog_bytes.fetch_sub(t.bytes, std::memory_order_relaxed);
+  if (before > limit && before - t.bytes <= limit) listener_->OnBacklogBelowLimit(t.shard);
+}
+
+void ApplyWorker::Resume(const ApplyTask& t) {
+  ShardState& st = shards_.at(t.shard);
+  if (!st.halted || st.replaying) return;
+  // What the state machine holds; entries after it are applied again, as after a restart.
+  const uint64_t applied = st.sm->Open();
+  LOG(INFO) << LogPrefix(t.shard, options_.node_id) << "resuming: the state machine holds "
+            << applied << ", applying again up to " << t.handed;
+  st.halted = false;
+  st.replaying = true;
+  st.applied = applied;
+  st.applied_term = 0;  // known again from the first entry or snapshot applied
+  st.replay_through = t.handed;
+  st.replay_through_term = t.handed_term;
+  st.replay_conf = t.conf_after;
+  if (applied >= t.handed) {
+    FinishReplay(t.shard, st);
+    return;
+  }
+  listener_->OnReplayNeeded(t.shard, applied + 1, t.handed);
+}
+
+void ApplyWorker::Replay(ApplyTask& t, ShardState& st, ApplyRound* round) {
+  if (!st.replaying) return;
+  if (!t.replay_error.ok()) {
+    Halt(t.shard, st, "reading the log to resume", t.replay_error);
+    return;
+  }
+  InstallAndApply(t, st, round);
+  if (st.halted) return;
+  if (st.applied < st.replay_through) {
+    listener_->OnReplayNeeded(t.shard, st.applied + 1, st.replay_through);
+    return;
+  }
+  FinishReplay(t.shard, st);
+}
+
+void ApplyWorker::FinishReplay(uint64_t shard, ShardState& st) {
+  st.replaying = false;
+  // Past it only when the log's snapshot was newer (its membership and term stand then).
+  if (st.applied == st.replay_through) {
+    st.conf = st.replay_conf;
+    if (st.applied_term == 0) st.applied_term = st.replay_through_term;
+  }
+  LOG(INFO) << LogPrefix(shard, options_.node_id) << "resumed at " << st.applied << "; "
+            << st.held.size() << " task(s) that came meanwhile follow";
+  listener_->OnApplied(shard, st.applied);
+  listener_->OnResumed(shard);
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto it = st.held.rbegin(); it != st.held.rend(); ++it) queue_.push_front(std::move(*it));
+  st.held.clear();
 }
 
 void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round) {
@@ -132,7 +209,8 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
            absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
       return;
     }
-    st.conf = t.conf_after;
+    // A replay's entries come without it: the membership is known again when it finishes.
+    if (t.kind == ApplyTask::Kind::kApply) st.conf = t.conf_after;
   }
   listener_->OnApplied(t.shard, st.applied);
   for (auto [index, id] : t.mine) {
@@ -143,6 +221,9 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
 void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
                        const absl::Status& s) {
   st.halted = true;
+  st.replaying = false;
+  for (const ApplyTask& held : st.held) Release(held, st);
+  st.held.clear();
   const uint64_t me = options_.node_id;
   if (absl::IsCancelled(s)) {
     LOG(INFO) << LogPrefix(shard, me) << what << " not done before stopping: " << s.message();
@@ -150,7 +231,7 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
   }
   const std::string reason = absl::StrCat(what, ": ", s.message());
   LOG(ERROR) << LogPrefix(shard, me) << "halted: " << reason
-             << "; this node applies nothing more to the shard until it restarts";
+             << "; this node applies nothing more to the shard until it resumes or restarts";
   listener_->OnHalted(shard, reason);
 }
 

@@ -32,8 +32,13 @@
 
 namespace marmot::raft::host {
 
-// One shard's work for its apply worker, from one Ready (or a snapshot request).
+// One shard's work for its apply worker, from one Ready (or a snapshot request), or a step of
+// resuming a halted shard (ApplyWorker::Resume).
 struct ApplyTask {
+  // kApply: handed out by the Raft loop. kResume: resume the shard (NodeHost::ResumeShard).
+  // kReplay: entries read again from the log (or its snapshot) for a resuming shard.
+  enum class Kind { kApply, kResume, kReplay };
+  Kind kind = Kind::kApply;
   uint64_t shard = 0;
   std::optional<v1::Snapshot> snapshot;     // installed before the entries
   std::shared_ptr<SnapshotSource> payload;  // of `snapshot`, opened when it was recorded
@@ -46,6 +51,12 @@ struct ApplyTask {
   bool take_snapshot = false;
   // Counted in the shard's backlog from Enqueue() until the task is applied (set by Enqueue).
   uint64_t bytes = 0;
+  // kResume: the last index the loop handed out before it, and its term (conf_after is the
+  // membership then).
+  uint64_t handed = 0;
+  uint64_t handed_term = 0;
+  // kReplay: why the log could not be read (the shard stays halted).
+  absl::Status replay_error;
 };
 
 // What a worker tells its host, from the worker's thread. Must not block on the worker.
@@ -58,9 +69,16 @@ class ApplyListener {
   virtual void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) = 0;
   // The shard's backlog fell from above the limit to within it: Backlogged(shard) is false now.
   virtual void OnBacklogBelowLimit(uint64_t shard) = 0;
-  // The shard applies nothing more until the process restarts (see ApplyWorker::Halt);
-  // `reason` says what failed. Not called when the state machine gave up because of Stop().
+  // The shard applies nothing more until it resumes or the process restarts (see
+  // ApplyWorker::Halt); `reason` says what failed. Not called when the state machine gave up
+  // because of Stop().
   virtual void OnHalted(uint64_t shard, const std::string& reason) = 0;
+  // The shard, resuming, needs the committed entries `from` to `through` read again from the
+  // log: the host queues them (or the log's snapshot, when they are compacted) as a kReplay
+  // task, a bounded part at a time (the worker asks for the rest).
+  virtual void OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) = 0;
+  // The shard resumed: it applied again everything handed out while it was halted.
+  virtual void OnResumed(uint64_t shard) = 0;
   // A snapshot of the shard at `meta` is whole and fsynced in `file` (in the snapshots folder);
   // the host records it and compacts the log, keeping `keep` entries behind it. The host owns
   // the file from now on.
@@ -111,8 +129,17 @@ class ApplyWorker {
     uint64_t applied_term = 0;
     v1::ConfState conf;
     SnapshotPolicy snapshots;
-    // Set when the state machine failed or gave up (see Halt): nothing more is applied to it.
+    // Set when the state machine failed or gave up (see Halt): nothing more is applied to it
+    // until it resumes.
     bool halted = false;
+    // Resuming (see Resume): the entries up to `replay_through` (with its term, and the
+    // membership then) are applied again from the log; the shard's tasks that came meanwhile
+    // wait in `held`, counted in the backlog.
+    bool replaying = false;
+    uint64_t replay_through = 0;
+    uint64_t replay_through_term = 0;
+    v1::ConfState replay_conf;
+    std::deque<ApplyTask> held;
     // Bytes of the shard's tasks enqueued and not yet applied (read by the Raft loop).
     std::atomic<uint64_t> backlog_bytes{0};
   };
@@ -121,10 +148,23 @@ class ApplyWorker {
   // `round`: the round the task is applied in (null without ApplyRounds), passed to every
   // StateMachine call.
   void Process(ApplyTask t, ApplyRound* round);
+  // The task leaves the shard's backlog (OnBacklogBelowLimit when that ends it).
+  void Release(const ApplyTask& t, ShardState& st);
+  // A kResume task, outside rounds. A halted shard (not resuming already) opens its state
+  // machine again (StateMachine::Open: what it holds) and asks for the entries after that, up
+  // to what the loop handed out before the task, as a restart would apply them; the tasks
+  // that follow wait until it has them. Nothing for a shard that is not halted.
+  void Resume(const ApplyTask& t);
+  // A kReplay task: applies it (halting the shard again if that fails), then asks for more or
+  // finishes the replay.
+  void Replay(ApplyTask& t, ShardState& st, ApplyRound* round);
+  // The replay reached what was handed out: the shard runs again, its held tasks go first.
+  void FinishReplay(uint64_t shard, ShardState& st);
   // Installs the task's snapshot, applies its entries and reports this node's proposals among
   // them; halts the shard when the state machine fails.
   void InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* round);
-  // Nothing more is applied to the shard (until the process restarts). Cancelled: the state
+  // Nothing more is applied to the shard (until it resumes or the process restarts); a
+  // replay under way ends, the tasks it held are dropped. Cancelled: the state
   // machine gave up because the host is stopping; the rest is applied at the next start (Open()
   // reports what is durable). Otherwise the reason is logged and reported (OnHalted). The
   // shard's Raft group goes on (this node stores and acknowledges its entries); its proposals

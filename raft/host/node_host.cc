@@ -23,6 +23,36 @@ namespace {
 // A proposal's timeout grows by a second per this many bytes of payload (see Propose).
 constexpr double kTimeoutBytesPerSecond = 8 << 20;
 
+// A resuming shard's entries are read from the log again in parts of about this size.
+constexpr uint64_t kReplayBytes = 8 << 20;
+
+// Adds committed entry `e` to `task` as the state machine sees it: an empty AppliedEntry for a
+// conf change or an empty entry, its payloads for a proposal (several for a pack), whose bytes
+// move. This node's proposals among them go to task.mine. `decoded`: scratch space.
+void AddCommittedEntry(uint64_t me, uint64_t shard, v1::Entry& e, ApplyTask& task,
+                       std::vector<DecodedProposal>& decoded) {
+  AppliedEntry ae;
+  ae.index = e.index();
+  ae.term = e.term();
+  if (e.type() != v1::ENTRY_CONF_CHANGE && !e.data().empty()) {
+    uint64_t proposer = 0;
+    auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
+    if (!ds.ok()) {
+      LOG(ERROR) << LogPrefix(shard, me) << "entry " << e.index()
+                 << " applied as empty: " << ds.message();
+    }
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      if (proposer == me) task.mine.emplace_back(e.index(), decoded[i].id);
+      if (i + 1 < decoded.size()) {
+        task.entries.push_back(AppliedEntry{ae.index, ae.term, std::move(decoded[i].payload)});
+      } else {
+        ae.data = std::move(decoded[i].payload);
+      }
+    }
+  }
+  task.entries.push_back(std::move(ae));
+}
+
 }  // namespace
 
 NodeHost::NodeHost(NodeHostConfig config, std::unique_ptr<RocksLogStore> store)
@@ -383,9 +413,6 @@ ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd, std::vector<DecodedPr
   }
   for (auto& e : rd.committed_entries) {
     if (e.index() <= snap_index) continue;
-    AppliedEntry ae;
-    ae.index = e.index();
-    ae.term = e.term();
     if (e.type() == v1::ENTRY_CONF_CHANGE) {
       v1::ConfChange cc;
       if (!cc.ParseFromString(e.data())) {
@@ -394,24 +421,9 @@ ApplyTask NodeHost::TaskFromReady(Shard& shard, Ready& rd, std::vector<DecodedPr
       } else {
         ApplyConfChange(shard, cc);
       }
-    } else if (!e.data().empty()) {
-      // The Ready is ours: payloads move to the task where they can.
-      uint64_t proposer = 0;
-      auto ds = DecodeProposals(std::move(*e.mutable_data()), &proposer, &decoded);
-      if (!ds.ok()) {
-        LOG(ERROR) << LogPrefix(shard.id, me) << "entry " << e.index()
-                   << " applied as empty: " << ds.message();
-      }
-      for (size_t i = 0; i < decoded.size(); ++i) {
-        if (proposer == me) task.mine.emplace_back(e.index(), decoded[i].id);
-        if (i + 1 < decoded.size()) {
-          task.entries.push_back(AppliedEntry{ae.index, ae.term, std::move(decoded[i].payload)});
-        } else {
-          ae.data = std::move(decoded[i].payload);
-        }
-      }
     }
-    task.entries.push_back(std::move(ae));
+    // The Ready is ours: payloads move to the task where they can.
+    AddCommittedEntry(me, shard.id, e, task, decoded);
   }
   task.conf_after = shard.applied_conf;
   return task;
@@ -518,6 +530,65 @@ void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
 void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
   std::lock_guard<std::mutex> l(info_mu_);
   info_[shard].halted = reason;
+}
+
+void NodeHost::OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) {
+  Post([this, shard, from, through] { EnqueueReplay(*shards_[shard], from, through); });
+}
+
+void NodeHost::OnResumed(uint64_t shard) {
+  LOG(INFO) << LogPrefix(shard, config_.node_id) << "resumed";
+  std::lock_guard<std::mutex> l(info_mu_);
+  info_[shard].halted.clear();
+}
+
+void NodeHost::ResumeShard(uint64_t shard) {
+  if (shard >= static_cast<uint64_t>(config_.shards)) return;
+  Post([this, shard] {
+    Shard& s = *shards_[shard];
+    // Every Ready handed out so far is queued before this task, and nothing of a later one.
+    ApplyTask task;
+    task.kind = ApplyTask::Kind::kResume;
+    task.shard = shard;
+    task.handed = s.raw->raft().log().applied();
+    task.handed_term = s.raw->raft().log().ZeroTermOnError(task.handed);
+    task.conf_after = s.applied_conf;
+    s.worker->Enqueue(std::move(task));
+  });
+}
+
+void NodeHost::EnqueueReplay(Shard& shard, uint64_t from, uint64_t through) {
+  ApplyTask task;
+  task.kind = ApplyTask::Kind::kReplay;
+  task.shard = shard.id;
+  const ShardLog& log = *shard.log;
+  if (from < log.FirstIndex()) {
+    // Behind the log's start (the state machine holds less than the log's snapshot, or a
+    // snapshot from the leader replaced the log meanwhile): the snapshot covers them.
+    absl::StatusOr<v1::Snapshot> snapshot = log.Snapshot();
+    absl::StatusOr<std::shared_ptr<SnapshotSource>> payload =
+        snapshot.ok() ? OpenRecordedPayload(store_->SnapshotDir(), snapshot->data())
+                      : absl::StatusOr<std::shared_ptr<SnapshotSource>>(snapshot.status());
+    if (payload.ok()) {
+      task.snapshot = *std::move(snapshot);
+      task.payload = *std::move(payload);
+    } else {
+      task.replay_error = payload.status();
+    }
+  } else if (from > log.LastIndex()) {
+    task.replay_error = absl::InternalError(
+        absl::StrCat("entry ", from, " is past the log's end (", log.LastIndex(), ")"));
+  } else {
+    absl::StatusOr<std::vector<v1::Entry>> entries =
+        log.Entries(from, std::min(through, log.LastIndex()) + 1, kReplayBytes);
+    if (entries.ok()) {
+      std::vector<DecodedProposal> decoded;
+      for (v1::Entry& e : *entries) AddCommittedEntry(config_.node_id, shard.id, e, task, decoded);
+    } else {
+      task.replay_error = entries.status();
+    }
+  }
+  shard.worker->Enqueue(std::move(task));
 }
 
 void NodeHost::TransferLeadership(uint64_t shard, uint64_t transferee) {

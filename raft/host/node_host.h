@@ -165,8 +165,8 @@ struct ShardInfo {
   // The membership as of the last committed entry handed to the state machine: a change
   // shown here is committed for good.
   v1::ConfState applied_conf_state;
-  // Why this node applies nothing more to the shard (StateMachine::Apply), until the process
-  // restarts; empty while it applies.
+  // Why this node applies nothing more to the shard (StateMachine::Apply), until it resumes
+  // (NodeHost::ResumeShard) or the process restarts; empty while it applies.
   std::string halted;
 };
 
@@ -220,6 +220,14 @@ class NodeHost : private MessageHandler, private ApplyListener {
   void TransferLeadership(uint64_t shard, uint64_t transferee);
   // Takes a snapshot of the shard now (on its apply worker) and compacts its log.
   void RequestSnapshot(uint64_t shard);
+  // Resumes a shard halted on this node (ShardInfo::halted), once its cause may be gone, as a
+  // restart of the process would: on its apply worker the state machine is opened again
+  // (StateMachine::Open says what it holds), the log's snapshot is installed when it is behind
+  // the log's start, and the committed entries after what it holds are applied again from the
+  // log, a bounded part at a time, before what came meanwhile. ShardInfo::halted clears once
+  // they are; if applying fails again, the shard stays halted with the new reason. Nothing for
+  // a shard that is not halted or is resuming already. Returns at once (posted to the loop).
+  void ResumeShard(uint64_t shard);
 
   ShardInfo GetShardInfo(uint64_t shard) const;
   // The node-to-node address of every node this host knows one of: its configured peers and
@@ -292,6 +300,10 @@ class NodeHost : private MessageHandler, private ApplyListener {
   // The apply worker's task for a committed Ready (the Ready's payloads move into it); applies
   // its membership changes to the core on the way. `decoded`: scratch space.
   ApplyTask TaskFromReady(Shard& shard, Ready& rd, std::vector<DecodedProposal>& decoded);
+  // Queues for a resuming shard the committed entries `from` to `through` again, read from the
+  // log up to a bounded size, or the log's snapshot when `from` is compacted (see
+  // ApplyListener::OnReplayNeeded).
+  void EnqueueReplay(Shard& shard, uint64_t from, uint64_t through);
   // A committed membership change: applied to the core, remembered for the conf change waiters,
   // the sender policy (removed members) and the transport (the added node's address).
   void ApplyConfChange(Shard& shard, const v1::ConfChange& cc);
@@ -307,6 +319,8 @@ class NodeHost : private MessageHandler, private ApplyListener {
   void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) override;
   void OnBacklogBelowLimit(uint64_t shard) override;
   void OnHalted(uint64_t shard, const std::string& reason) override;
+  void OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) override;
+  void OnResumed(uint64_t shard) override;
   void OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,
                        uint64_t keep) override;
   absl::Status ProposeConfChangeAndWait(uint64_t shard, const v1::ConfChange& cc,

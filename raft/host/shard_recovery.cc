@@ -26,7 +26,7 @@ absl::StatusOr<RecoveredShard> RecoverShard(uint64_t node, uint64_t shard, const
       out.halted =
           absl::StrCat("installing the snapshot at ", meta.index(), " at start: ", r.message());
       LOG(ERROR) << LogPrefix(shard, node) << "halted: " << out.halted
-                 << "; this node applies nothing to the shard until it restarts";
+                 << "; this node applies nothing to the shard until it resumes or restarts";
     } else {
       out.applied = meta.index();
     }

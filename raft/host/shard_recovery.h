@@ -21,8 +21,8 @@ struct RecoveredShard {
   // The membership as of `applied`.
   v1::ConfState conf;
   // Why the shard starts halted (the log's snapshot could not be installed: the shard then
-  // applies nothing until the process restarts, as StateMachine::Apply describes); empty: it
-  // runs.
+  // applies nothing until it resumes or the process restarts, as StateMachine::Apply
+  // describes); empty: it runs.
   std::string halted;
 };
 

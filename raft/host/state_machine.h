@@ -39,7 +39,10 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // Called once before anything else: the index of the last entry whose effects are durable
   // in the state machine (0 if none). Entries after it are applied again after a restart, so
-  // an in-memory state machine returns 0 and is rebuilt from the snapshot and the log.
+  // an in-memory state machine returns 0 and is rebuilt from the snapshot and the log. Called
+  // again, outside rounds, when a halted shard resumes (NodeHost::ResumeShard): what it holds
+  // then, after which entries are applied again the same way (the log's snapshot first when it
+  // is below the log's start).
   virtual uint64_t Open() = 0;
   // In the calls below, `round` is the round the call is part of (see ApplyRounds), or null
   // outside rounds (at the host's start, or a host without ApplyRounds).
@@ -48,8 +51,9 @@ class StateMachine {
   // applied. Cancelled when it gave up because the host is stopping (the rest is applied again
   // after the next Open()). Any other error halts the shard on this node: the host applies
   // nothing more to it, takes no more snapshots of it, and shows the error as the shard's
-  // ShardInfo::halted until the process restarts. A state machine returns such an error only for
-  // what waiting cannot fix (a failure of its store that may pass, it waits out itself).
+  // ShardInfo::halted until it resumes (NodeHost::ResumeShard) or the process restarts. A state
+  // machine returns such an error only for what waiting cannot fix (a failure of its store that
+  // may pass, it waits out itself).
   virtual absl::Status Apply(const std::vector<AppliedEntry>& entries, ApplyRound* round) = 0;
   // Writes the whole state as of the last applied entry to `out`. On any error the host records
   // nothing of what was written.

@@ -458,6 +458,94 @@ TEST(NodeHostTest, AShardWhoseStateMachineFailsHaltsAloneAndRestartsWhole) {
   EXPECT_TRUE(c.host(3)->GetShardInfo(0).halted.empty());
 }
 
+// Whether `done` holds within `timeout`.
+bool Eventually(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+TEST(NodeHostTest, AHaltedShardResumesWithoutARestartOnceTheCauseIsGone) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3's shard 0 halted on an entry its state machine cannot apply,
+  c.sm(3, 0)->set_apply_fails_at("poison", absl::FailedPreconditionError("test: cannot apply"));
+  ASSERT_TRUE(c.Propose(1, 0, "before").ok());
+  ASSERT_TRUE(c.Propose(1, 0, "poison").ok());
+  ASSERT_TRUE(c.Propose(2, 0, "after").ok());
+  ASSERT_TRUE(Eventually([&] { return !c.host(3)->GetShardInfo(0).halted.empty(); }));
+  // and about 10 MB committed while it is halted (more than one part of a replay),
+  std::set<std::string> sent = {"before", "poison", "after"};
+  ASSERT_TRUE(ProposeLarge(c, 2, 0, 10, 1 << 20, sent));
+  ASSERT_TRUE(c.Propose(1, 1, "other shard").ok());
+
+  // when it is resumed while the cause is still there, it halts again with the new reason and
+  // applies nothing more,
+  c.sm(3, 0)->set_apply_fails_at("poison",
+                                 absl::FailedPreconditionError("test: still cannot apply"));
+  c.host(3)->ResumeShard(0);
+  ASSERT_TRUE(Eventually([&] {
+    return c.host(3)->GetShardInfo(0).halted.find("test: still cannot apply") != std::string::npos;
+  })) << c.host(3)->GetShardInfo(0).halted;
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+
+  // and once the cause is gone, a resume applies every entry it missed, in order, and the
+  // shard goes on without a restart.
+  c.sm(3, 0)->set_apply_fails_at("", absl::OkStatus());
+  const std::vector<std::string> other = c.sm(3, 1)->payloads();
+  c.host(3)->ResumeShard(0);
+  c.host(3)->ResumeShard(1);  // not halted: nothing happens
+  ASSERT_TRUE(WaitConverged(c, 0, sent, absl::Seconds(30)));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).halted.empty());
+  ASSERT_TRUE(c.Propose(3, 0, "after resuming").ok());
+  sent.insert("after resuming");
+  EXPECT_TRUE(WaitConverged(c, 0, sent));
+  EXPECT_EQ(c.sm(3, 1)->payloads(), other);
+  EXPECT_TRUE(WaitConverged(c, 1, {"other shard"}));
+}
+
+TEST(NodeHostTest, AHaltedShardWhoseLogWasReplacedBySnapshotResumesFromIt) {
+  TestCluster c(TestDir(), 3, 1);
+  c.tweak = [](NodeHostConfig* cfg) {
+    cfg->snapshot_entries = 20;
+    cfg->compaction_overhead = 5;
+  };
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3 halted on an entry,
+  c.sm(3, 0)->set_apply_fails_at("poison", absl::FailedPreconditionError("test: cannot apply"));
+  std::set<std::string> sent;
+  ASSERT_TRUE(ProposeLarge(c, 1, 0, 5, 100, sent));
+  ASSERT_TRUE(c.Propose(1, 0, "poison").ok());
+  sent.insert("poison");
+  ASSERT_TRUE(Eventually([&] { return !c.host(3)->GetShardInfo(0).halted.empty(); }));
+  // then cut off while the others commit and compact their logs past its log's end, and
+  // reconnected: the leader sends it a snapshot, which replaces its log (it installs nothing),
+  c.Isolate(3, true);
+  for (int k = 0; k < 60; ++k) {
+    const std::string p = absl::StrCat("while-away-", k);
+    ASSERT_TRUE(c.Propose(1 + k % 2, 0, p).ok());
+    sent.insert(p);
+  }
+  c.Isolate(3, false);
+  ASSERT_TRUE(Eventually([&] { return c.host(3)->GetShardInfo(0).snapshot_index > 20; }));
+  EXPECT_EQ(c.sm(3, 0)->snapshots_installed(), 1);  // The bootstrap one.
+
+  // when it is resumed once the cause is gone, it installs that snapshot and applies the rest.
+  c.sm(3, 0)->set_apply_fails_at("", absl::OkStatus());
+  c.host(3)->ResumeShard(0);
+  ASSERT_TRUE(WaitConverged(c, 0, sent, absl::Seconds(30)));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).halted.empty());
+  EXPECT_EQ(c.sm(3, 0)->snapshots_installed(), 2);
+  ASSERT_TRUE(c.Propose(3, 0, "after resuming").ok());
+  sent.insert("after resuming");
+  EXPECT_TRUE(WaitConverged(c, 0, sent));
+}
+
 TEST(NodeHostTest, LeadershipTransferMovesTheLeader) {
   TestCluster c(TestDir(), 3, 4);
   c.StartAll();
