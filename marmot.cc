@@ -56,8 +56,8 @@ MARMOT_FLAG(int64_t, checkpoint_pages, "checkpoint-pages", 256,
 MARMOT_FLAG(
     int64_t, max_dead_letters, "max-dead-letters", 100000,
     "Most dead letters (changes this node could not apply) it keeps; a shard that needs one "
-    "more halts on this node, saying why in GetStatus, until dead letters are retried or "
-    "deleted (or the limit raised) and marmot restarts");
+    "more halts on this node, saying why in GetStatus, until dead letters are retried "
+    "(RetryDeadLetters, or the retry after a schema change, resumes it) or marmot restarts");
 MARMOT_FLAG(int64_t, snapshot_piece_bytes, "snapshot-piece-bytes", 1 << 20,
             "Rows of a shard snapshot are written and read in pieces of about this many bytes "
             "(4096 to 67108864); a lower value only helps tests");

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "replicator/apply_decider.h"
 #include "replicator/change_view.h"

@@ -140,7 +140,8 @@ absl::Status DeadLetterStore::Insert(const std::vector<Value>& row, DeadLetterIn
       return absl::ResourceExhaustedError(
           absl::StrCat("no room for another dead letter: this node holds ", *n,
                        ", the most -max-dead-letters allows ",
-                       "(retry or delete dead letters, or raise the limit, then restart marmot)"));
+                       "(fix their cause and retry them, or delete some and call "
+                       "RetryDeadLetters: the shard resumes; or raise the limit and restart)"));
     }
   }
   absl::Status s = db_.RunKept(

@@ -78,7 +78,9 @@ TEST(PacedRetryTest, AnotherConnectionWritesWhileManyDeadLettersAreRetried) {
     return r;
   });
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (DeadLetters(*app) == kRows && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  while (DeadLetters(*app) == kRows && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   ASSERT_LT(DeadLetters(*app), kRows) << "the retry did not start";
 
   // then the application's writer, waiting at most a second for the write lock, gets it again
@@ -172,12 +174,12 @@ TEST(PacedRetryTest, ADeadLetterDeletedByHandBetweenStepsIsPassedOver) {
   auto ids = p.b.db->QueryRows("SELECT id FROM \"__marmot__dead_letters\" ORDER BY id");
   ASSERT_TRUE(ids.ok());
   ASSERT_EQ(ids->size(), 3u);
-  DeadLetterRetry retry(std::vector<int64_t>{(*ids)[0][0].integer(), (*ids)[1][0].integer(),
-                                             (*ids)[2][0].integer()});
+  DeadLetterRetry retry(
+      std::vector<int64_t>{(*ids)[0][0].integer(), (*ids)[1][0].integer(), (*ids)[2][0].integer()});
   retry.set_max_per_step(1);
   p.StepOnB(retry);
-  p.b.Exec(absl::StrCat("DELETE FROM \"__marmot__dead_letters\" WHERE id = ",
-                        (*ids)[1][0].integer()));
+  p.b.Exec(
+      absl::StrCat("DELETE FROM \"__marmot__dead_letters\" WHERE id = ", (*ids)[1][0].integer()));
 
   // when the retry goes on, then it applies the third and counts the second nowhere.
   int steps = 0;

@@ -307,8 +307,8 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
     }
     // Only the dead letters of tables whose definition changed: retrying every one at every
     // schema change would redo work that cannot have changed.
-    absl::StatusOr<sqlite::Statement> any = db.Prepare(
-        "SELECT 1 FROM \"__marmot__dead_letters\" WHERE tbl = ?1 LIMIT 1");
+    absl::StatusOr<sqlite::Statement> any =
+        db.Prepare("SELECT 1 FROM \"__marmot__dead_letters\" WHERE tbl = ?1 LIMIT 1");
     if (!any.ok()) return any.status();
     for (const std::string& table : changed) {
       if (absl::Status s = any->Bind(1, sqlite::Value::Text(table)); !s.ok()) return s;
@@ -357,8 +357,9 @@ void Replicator::StepSchemaRetry() {
   schema_retry_.reset();
   schema_retry_tables_.clear();
   schema_changed_while_running_ = false;
-  LOG(INFO) << "node " << config_.node_id << ": retried dead letters after a schema change: "
-            << result.applied << " applied, " << result.still_failing << " still failing";
+  LOG(INFO) << "node " << config_.node_id
+            << ": retried dead letters after a schema change: " << result.applied << " applied, "
+            << result.still_failing << " still failing";
   if (resume) ResumeHaltedShards("after retrying dead letters");
 }
 

@@ -111,7 +111,6 @@ class Replicator {
   std::optional<PacedRetry> schema_retry_;
   std::set<std::string> schema_retry_tables_;
   bool schema_changed_while_running_ = false;  // Since the retry began; halted shards resume.
-
 };
 
 }  // namespace marmot::replicator

@@ -9,6 +9,7 @@
 #include <httplib.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -102,8 +103,8 @@ TEST(HaltedShardTest, AShardHaltedOnMaxDeadLettersResumesOnceTheyAreRetried) {
   ASSERT_TRUE(retried);
   EXPECT_EQ(retried->status, 200) << retried->body;
   EXPECT_THAT(retried->body, HasSubstr("\"stillFailing\":\"3\""));
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return Occurrences(c.log(3), "[shard 0 node 3] halted: ") == 2; }, 30s))
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return Occurrences(c.log(3), "[shard 0 node 3] halted: ") == 2; }, 30s))
       << Tail(c.log(3));
   EXPECT_THAT(c.log(3), HasSubstr("[shard 0 node 3] resuming after retrying dead letters"));
   std::this_thread::sleep_for(2s);
