@@ -118,6 +118,12 @@ void ApplyWorker::Release(const ApplyTask& t, ShardState& st) {
 void ApplyWorker::Resume(const ApplyTask& t) {
   ShardState& st = shards_.at(t.shard);
   if (!st.halted || st.replaying) return;
+  {
+    // A state machine opened while the host stops may not say what it holds; the next start
+    // resumes every shard anyway.
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return;
+  }
   // What the state machine holds; entries after it are applied again, as after a restart.
   const uint64_t applied = st.sm->Open();
   LOG(INFO) << LogPrefix(t.shard, options_.node_id) << "resuming: the state machine holds "
