@@ -61,6 +61,9 @@ MARMOT_FLAG(
 MARMOT_FLAG(int64_t, snapshot_piece_bytes, "snapshot-piece-bytes", 1 << 20,
             "Rows of a shard snapshot are written and read in pieces of about this many bytes "
             "(4096 to 67108864); a lower value only helps tests");
+MARMOT_FLAG(int64_t, verify_every, "verify-every", 0,
+            "Every this many seconds, verify the shards this node leads (compare every node's "
+            "rows, as the Verify call does, and log what differs); 0 (default): only when asked");
 MARMOT_FLAG(std::string, bootstrap, "bootstrap", "",
             "Initial members: <id>@<host>:<port>,... (ignored once Raft state exists)");
 MARMOT_FLAG(std::string, bind_pane, "bind-pane", "localhost:6010",
@@ -264,6 +267,7 @@ int main(int argc, char** argv) {
   flags.checkpoint_pages = FLAGS_checkpoint_pages;
   flags.max_dead_letters = FLAGS_max_dead_letters;
   flags.snapshot_piece_bytes = FLAGS_snapshot_piece_bytes;
+  flags.verify_every = FLAGS_verify_every;
   flags.bootstrap = FLAGS_bootstrap;
   flags.bind_pane = FLAGS_bind_pane;
   flags.bind_rest = FLAGS_bind_rest;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "proto/admin.pb.h"
 
 namespace marmot::pane {
@@ -43,6 +44,12 @@ class NodeControl {
   // not exist (nothing is done then).
   virtual absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
       const std::vector<int64_t>& ids) {
+    return NotYet();
+  }
+  // Compares every node's rows of `shards` (every shard when empty) within `timeout`;
+  // INVALID_ARGUMENT for a shard that does not exist.
+  virtual absl::StatusOr<admin::v1::VerifyResponse> Verify(const std::vector<int>& shards,
+                                                           absl::Duration timeout) {
     return NotYet();
   }
 

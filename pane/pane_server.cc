@@ -131,6 +131,27 @@ class AdminService final : public admin::v1::Admin::Service {
     *out = *std::move(retried);
     return grpc::Status::OK;
   }
+  grpc::Status Verify(grpc::ServerContext* ctx, const admin::v1::VerifyRequest* req,
+                      admin::v1::VerifyResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->timeout_seconds() > 600) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("timeout_seconds must be at most 600, not ", req->timeout_seconds()));
+    }
+    std::vector<int> shards;
+    for (uint32_t shard : req->shards()) {
+      if (shard > (1u << 20)) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("no shard ", shard));
+      }
+      shards.push_back(static_cast<int>(shard));
+    }
+    absl::StatusOr<admin::v1::VerifyResponse> verified = control_->Verify(
+        shards, absl::Seconds(req->timeout_seconds() == 0 ? 30 : req->timeout_seconds()));
+    if (!verified.ok()) return ToGrpc(verified.status());
+    *out = *std::move(verified);
+    return grpc::Status::OK;
+  }
 
  private:
   grpc::Status Authorize(grpc::ServerContext* ctx) const {

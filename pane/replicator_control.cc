@@ -17,6 +17,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "pane/cluster_membership.h"
@@ -169,6 +171,55 @@ absl::StatusOr<admin::v1::RetryDeadLettersResponse> ReplicatorControl::RetryDead
   admin::v1::RetryDeadLettersResponse out;
   out.set_applied(r->applied);
   out.set_still_failing(r->still_failing);
+  return out;
+}
+
+absl::StatusOr<admin::v1::VerifyResponse> ReplicatorControl::Verify(const std::vector<int>& shards,
+                                                                    absl::Duration timeout) {
+  absl::StatusOr<replicator::VerifyResult> r = replicator_->Verify(shards, timeout);
+  if (!r.ok()) return r.status();
+  admin::v1::VerifyResponse out;
+  out.set_divergent_shards(static_cast<uint32_t>(r->divergent_shards));
+  for (const replicator::ShardVerdict& v : r->shards) {
+    admin::v1::ShardVerification* s = out.add_shards();
+    s->set_shard(static_cast<uint32_t>(v.shard));
+    s->set_index(v.index);
+    s->set_divergent(v.divergent());
+    for (uint64_t node : v.reported) s->add_reported(node);
+    for (uint64_t node : v.unreachable) s->add_unreachable(node);
+    std::string error = v.error;
+    for (const auto& [node, why] : v.errors) {
+      absl::StrAppend(&error, error.empty() ? "" : "; ", "node ", node,
+                      " could not measure: ", why);
+    }
+    s->set_error(ValidUtf8(error));
+    for (const replicator::TableVerdict& t : v.tables) {
+      admin::v1::TableDivergence* d = s->add_tables();
+      d->set_table(ValidUtf8(t.table));
+      for (uint64_t node : t.differing) d->add_differing_nodes(node);
+      d->set_reference_node(t.reference_node);
+      for (const auto& [node, digest] : t.digests) {
+        admin::v1::TableDigest* g = d->add_digests();
+        g->set_node_id(node);
+        g->set_missing(!digest.has_value());
+        if (digest.has_value()) {
+          g->set_rows(digest->rows);
+          g->set_digest(absl::StrFormat("%016x", digest->digest));
+        }
+      }
+      for (const replicator::DifferingKey& k : t.keys) {
+        admin::v1::DifferingKey* key = d->add_keys();
+        key->set_node_id(k.node);
+        std::vector<std::string> values;
+        for (const sqlite::Value& value : k.key) values.push_back(value.DebugString());
+        key->set_key(ValidUtf8(absl::StrCat("[", absl::StrJoin(values, ", "), "]")));
+        key->set_difference(k.kind == replicator::DifferingKey::Kind::kChanged   ? "changed"
+                            : k.kind == replicator::DifferingKey::Kind::kMissing ? "missing"
+                                                                                 : "extra");
+      }
+      d->set_keys_note(ValidUtf8(t.keys_note));
+    }
+  }
   return out;
 }
 

@@ -45,6 +45,9 @@ class ReplicatorControl : public NodeControl {
   // On this node's dead letters, through the replicator's applier (serialized with applying).
   absl::StatusOr<admin::v1::RetryDeadLettersResponse> RetryDeadLetters(
       const std::vector<int64_t>& ids) override;
+  // Through the replicator's ShardVerifier; see there.
+  absl::StatusOr<admin::v1::VerifyResponse> Verify(const std::vector<int>& shards,
+                                                   absl::Duration timeout) override;
 
  private:
   ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version,

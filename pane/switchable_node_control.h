@@ -61,6 +61,11 @@ class SwitchableNodeControl : public NodeControl {
     NodeControl* t = target();
     return t != nullptr ? t->RetryDeadLetters(ids) : Starting();
   }
+  absl::StatusOr<admin::v1::VerifyResponse> Verify(const std::vector<int>& shards,
+                                                   absl::Duration timeout) override {
+    NodeControl* t = target();
+    return t != nullptr ? t->Verify(shards, timeout) : Starting();
+  }
 
  private:
   static absl::Status Starting() { return absl::UnavailableError("marmot is starting"); }

@@ -231,6 +231,12 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
                                                           flags.snapshot_piece_bytes));
   }
   config.snapshot_piece_bytes = flags.snapshot_piece_bytes;
+  if (flags.verify_every < 0 || flags.verify_every > 7 * 24 * 3600) {
+    return FlagError("verify-every", absl::StrCat("must be between 0 (off) and 604800 seconds, "
+                                                  "not ",
+                                                  flags.verify_every));
+  }
+  config.verify_every = absl::Seconds(flags.verify_every);
 
   if (flags.raft_path.empty()) return FlagError("raft-path", "must not be empty");
   config.raft_path = flags.raft_path;

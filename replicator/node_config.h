@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "raft/host/host_port.h"
 
 namespace marmot::replicator {
@@ -37,6 +38,7 @@ struct FlagValues {
   int64_t checkpoint_pages = 256;
   int64_t max_dead_letters = 100000;
   int64_t snapshot_piece_bytes = 1 << 20;
+  int64_t verify_every = 0;  // Seconds; 0: off.
   std::string bootstrap;
   std::string bind_pane;
   std::string bind_rest;  // Empty: REST shares -bind-pane.
@@ -77,6 +79,9 @@ struct NodeConfig {
   int64_t max_dead_letters = 100000;
   // Rows of a shard snapshot go in pieces of about this many bytes (snapshot_stream.h).
   int64_t snapshot_piece_bytes = 1 << 20;
+  // Every this often the node verifies the shards it leads (ShardVerifier::StartPeriodic);
+  // zero: never by itself.
+  absl::Duration verify_every = absl::ZeroDuration();
   std::vector<raft::host::Member> bootstrap;
   raft::host::HostPort bind_pane;
   // REST on a port of its own; nullopt: REST shares -bind-pane with gRPC.

@@ -138,9 +138,15 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // The original marmot lists only the other nodes: a founding node is a member too.
   if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());
   std::shared_ptr<DatabaseWriter> writer = r->writer_;
+  r->verifier_ =
+      std::make_unique<ShardVerifier>(ShardVerifier::Options{.node_id = config.node_id,
+                                                             .shards = config.shards,
+                                                             .env = env,
+                                                             .metrics = r->metrics_.get()});
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
-      .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes)};
+      .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes),
+      .verifier = r->verifier_.get()};
   absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host =
       raft::host::StartNodeHost(std::move(host_config), [writer, machine_options](uint64_t shard) {
         return std::make_unique<ShardStateMachine>(static_cast<int>(shard), writer,
@@ -148,6 +154,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       });
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
+  r->verifier_->set_host(r->host_.get());
+  if (config.verify_every > absl::ZeroDuration()) r->verifier_->StartPeriodic(config.verify_every);
 
   r->proposer_ =
       std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get(), env);
@@ -256,6 +264,7 @@ void Replicator::Stop() {
   detector_->Wake();
   if (pump_.joinable()) pump_.join();
   checkpointer_.reset();
+  verifier_->Stop();
   writer_->BeginShutdown();
   host_->Stop();
   // Neither is needed for safety (committed rows not marked are proposed again and skipped as

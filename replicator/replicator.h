@@ -30,6 +30,7 @@
 #include "replicator/paced_retry.h"
 #include "replicator/replicator_metrics.h"
 #include "replicator/shard_state_machine.h"
+#include "replicator/shard_verifier.h"
 #include "replicator/wal_checkpointer.h"
 
 namespace marmot::replicator {
@@ -61,6 +62,12 @@ class Replicator {
   // (ChangeShipper::CommittedThrough).
   int64_t CommittedThrough(const std::string& table) const {
     return shipper_->CommittedThrough(table);
+  }
+
+  // Compares every node's rows of `shards` (all when empty) at the same point of each shard's
+  // log; see ShardVerifier::Verify.
+  absl::StatusOr<VerifyResult> Verify(const std::vector<int>& shards, absl::Duration timeout) {
+    return verifier_->Verify(shards, timeout);
   }
 
   raft::host::NodeHost* host() { return host_.get(); }
@@ -97,6 +104,7 @@ class Replicator {
   std::unique_ptr<ShippedColumns> shipped_columns_ = std::make_unique<ShippedColumns>();
   std::shared_ptr<DatabaseWriter> writer_;
   std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
+  std::unique_ptr<ShardVerifier> verifier_;   // Outlives host_: its state machines use it.
   std::unique_ptr<raft::host::NodeHost> host_;
   std::unique_ptr<HostProposer> proposer_;
   std::unique_ptr<ChangeShipper> shipper_;

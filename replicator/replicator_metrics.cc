@@ -93,7 +93,13 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                     "cluster (another cluster id), duplicate (a second process with a live "
                     "node's id), message (claimed another sender), sender (not allowed to "
                     "send it to that shard)")
-              .Register(*registry_)) {
+              .Register(*registry_)),
+      divergent_shards(prometheus::BuildGauge()
+                           .Name("marmot_divergent_shards")
+                           .Help("Shards whose rows differed between nodes when this node last "
+                                 "verified them (Verify, -verify-every)")
+                           .Register(*registry_)
+                           .Add({})) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")

@@ -54,6 +54,8 @@ class ReplicatorMetrics {
   // Calls and messages from the network refused, by `what`: call, shards, cluster, duplicate,
   // message, sender (README, "Security").
   prometheus::Family<prometheus::Counter>& raft_refused;
+  // Shards found divergent by the last verification of each that this node ran.
+  prometheus::Gauge& divergent_shards;
 };
 
 }  // namespace marmot::replicator

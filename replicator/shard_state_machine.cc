@@ -97,6 +97,9 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
                          return applier.RecordUndecodable(shard, index, data, "not a ChangeBatch");
                        });
   }
+  if (batch->has_verify_marker() || batch->has_verify_report()) {
+    return ApplyVerification(round, e.index, *batch);
+  }
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
   // What the round's last (successful) making of the write counted.
   auto counted = std::make_shared<ApplyResult>();
@@ -133,6 +136,35 @@ bool ShardStateMachine::ApplyWithoutWriting(DatabaseWriter::Round& round, uint64
     }
     return r->has_value();
   });
+}
+
+absl::Status ShardStateMachine::ApplyVerification(DatabaseWriter::Round& round, uint64_t index,
+                                                  const change::v1::ChangeBatch& batch) {
+  // The round keeps the write to make it again (DatabaseWriter): it owns what it reads.
+  absl::Status s =
+      round.Write([&] { return absl::StrCat("shard ", shard_, ": advancing at index ", index); },
+                  [shard = shard_, index](ChangeApplier& applier) {
+                    return applier.AdvanceAppliedIndex(shard, index);
+                  });
+  if (!s.ok()) return s;
+  ShardVerifier* verifier = options_.verifier;
+  if (verifier == nullptr) return absl::OkStatus();
+  if (batch.has_verify_report()) {
+    verifier->Received(shard_, batch.verify_report());
+    return absl::OkStatus();
+  }
+  if (!verifier->ShouldMeasure(batch.verify_marker())) return absl::OkStatus();
+  // Measured on what is committed up to this entry, still in the writer's turn: no apply
+  // changes the rows meanwhile. A failure to commit only leaves the marker unmeasured.
+  s = round.ReadCommitted([&](ChangeApplier& applier) {
+    verifier->Measure(shard_, index, batch.verify_marker(), applier.database());
+    return absl::OkStatus();
+  });
+  if (!s.ok()) {
+    LOG(WARNING) << "shard " << shard_ << ": verify marker at index " << index
+                 << " not measured: " << s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ShardStateMachine::SaveSnapshot(raft::host::SnapshotSink& out,

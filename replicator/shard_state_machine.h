@@ -29,6 +29,7 @@
 #include "raft/host/state_machine.h"
 #include "replicator/database_writer.h"
 #include "replicator/replicator_metrics.h"
+#include "replicator/shard_verifier.h"
 #include "replicator/snapshot_stream.h"
 
 namespace marmot::replicator {
@@ -50,6 +51,9 @@ class ShardStateMachine : public raft::host::StateMachine {
     ReplicatorMetrics* metrics = nullptr;  // Optional; must outlive the state machine.
     // Rows of a snapshot go in pieces of about this many bytes (snapshot_stream.h).
     size_t snapshot_piece_bytes = kDefaultPieceBytes;
+    // Measures verification markers and keeps reports (shard_verifier.h); optional, must
+    // outlive the state machine. Without it they only advance the applied index.
+    ShardVerifier* verifier = nullptr;
   };
   // The rounds passed to the calls below must be ShardApplyRounds' of `writer`.
   ShardStateMachine(int shard, std::shared_ptr<DatabaseWriter> writer, Options options)
@@ -78,6 +82,10 @@ class ShardStateMachine : public raft::host::StateMachine {
   // entry is applied (false also when it failed; it is then applied with a write).
   bool ApplyWithoutWriting(DatabaseWriter::Round& round, uint64_t index,
                            const change::v1::ChangeBatch& batch);
+  // A verification marker or report (a batch without tables): advances the applied index, then
+  // measures the marker once the entries before it are committed, in the round's turn.
+  absl::Status ApplyVerification(DatabaseWriter::Round& round, uint64_t index,
+                                 const change::v1::ChangeBatch& batch);
   absl::Status Install(DatabaseWriter::Round& round, uint64_t index,
                        const raft::host::SnapshotSource& in);
 

@@ -1,0 +1,485 @@
+#include "replicator/shard_verifier.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/value_codec.h"
+
+namespace marmot::replicator {
+namespace {
+
+using change::v1::VerifyMarker;
+using change::v1::VerifyReport;
+using sqlite::Value;
+
+// How late a node still measures a marker, past its deadline by its own clock: clocks of
+// nodes differ a little.
+constexpr absl::Duration kMeasureGrace = absl::Minutes(1);
+
+// A table's value at one node: its digest, or nullopt when it is missing there.
+using Held = std::optional<TableDigest>;
+
+bool SameHeld(const Held& a, const Held& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a.has_value() || (a->rows == b->rows && a->digest == b->digest);
+}
+
+std::vector<Value> KeyOf(const VerifyReport::KeyHash& k) {
+  std::vector<Value> key;
+  for (const change::v1::Value& v : k.key()) key.push_back(FromWire(v));
+  return key;
+}
+
+}  // namespace
+
+ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& reports,
+                            uint64_t leader) {
+  ShardVerdict verdict;
+  verdict.shard = shard;
+  std::map<uint64_t, std::map<std::string, TableDigest>> held;  // node -> table -> digest
+  std::set<std::string> tables;
+  for (const auto& [node, report] : reports) {
+    verdict.reported.push_back(node);
+    if (verdict.index == 0) verdict.index = report.index();
+    if (!report.error().empty()) {
+      verdict.errors[node] = report.error();
+      continue;
+    }
+    for (const VerifyReport::TableDigest& t : report.tables()) {
+      held[node][t.table()] = {.table = t.table(), .rows = t.rows(), .digest = t.digest()};
+      tables.insert(t.table());
+    }
+  }
+  for (const std::string& table : tables) {
+    TableVerdict t;
+    t.table = table;
+    for (const auto& [node, digests] : held) {
+      auto it = digests.find(table);
+      t.digests[node] = it == digests.end() ? Held() : Held(it->second);
+    }
+    // The reference: what most nodes hold; a tie goes to the leader, then the lowest id.
+    uint64_t best = 0;
+    int best_count = -1;
+    for (const auto& [node, value] : t.digests) {
+      int count = 0;
+      for (const auto& [other, other_value] : t.digests) count += SameHeld(value, other_value);
+      const bool leader_wins =
+          count == best_count && node == leader && !SameHeld(value, t.digests[best]);
+      if (count > best_count || leader_wins) {
+        best = node;
+        best_count = count;
+      }
+    }
+    t.reference_node = best;
+    for (const auto& [node, value] : t.digests) {
+      if (!SameHeld(value, t.digests[best])) t.differing.push_back(node);
+    }
+    if (!t.differing.empty()) verdict.tables.push_back(std::move(t));
+  }
+  return verdict;
+}
+
+std::optional<std::vector<Value>> CompareKeyPages(uint64_t node, const VerifyReport& reference,
+                                                  const VerifyReport& other,
+                                                  std::vector<DifferingKey>& out) {
+  // The keys both pages cover: up to the smaller of their last keys when a page has more.
+  std::optional<std::vector<Value>> bound;
+  for (const VerifyReport* page : {&reference, &other}) {
+    if (!page->more_keys() || page->keys_size() == 0) continue;
+    std::vector<Value> last = KeyOf(page->keys(page->keys_size() - 1));
+    if (!bound.has_value() || CompareKeys(last, *bound) < 0) bound = std::move(last);
+  }
+  auto covered = [&](const std::vector<Value>& key) {
+    return !bound.has_value() || CompareKeys(key, *bound) <= 0;
+  };
+  // Both pages are in key order: merge them.
+  std::vector<DifferingKey> found;
+  int r = 0, o = 0;
+  while (r < reference.keys_size() || o < other.keys_size()) {
+    std::optional<std::vector<Value>> rk, ok;
+    if (r < reference.keys_size()) rk = KeyOf(reference.keys(r));
+    if (o < other.keys_size()) ok = KeyOf(other.keys(o));
+    if (rk.has_value() && !covered(*rk)) rk.reset();
+    if (ok.has_value() && !covered(*ok)) ok.reset();
+    if (!rk.has_value() && !ok.has_value()) break;
+    const int c = !rk.has_value() ? 1 : !ok.has_value() ? -1 : CompareKeys(*rk, *ok);
+    if (c < 0) {
+      found.push_back({node, *std::move(rk), DifferingKey::Kind::kMissing});
+      ++r;
+    } else if (c > 0) {
+      found.push_back({node, *std::move(ok), DifferingKey::Kind::kExtra});
+      ++o;
+    } else {
+      if (reference.keys(r).row_hash() != other.keys(o).row_hash()) {
+        found.push_back({node, *std::move(rk), DifferingKey::Kind::kChanged});
+      }
+      ++r;
+      ++o;
+    }
+  }
+  for (DifferingKey& k : found) out.push_back(std::move(k));
+  return bound;
+}
+
+ShardVerifier::ShardVerifier(Options options) : options_(options), router_(options.shards) {
+  absl::MutexLock l(&mu_);
+  // Markers of this process never repeat those of an earlier one that may still be in a log.
+  next_marker_ = static_cast<uint64_t>(absl::ToUnixMicros(options_.env->WallNow()));
+  divergent_.assign(options_.shards, false);
+}
+
+void ShardVerifier::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (periodic_.joinable()) periodic_.join();
+}
+
+uint64_t ShardVerifier::NewMarkerId() {
+  absl::MutexLock l(&mu_);
+  const uint64_t counter = ++next_marker_ & ((uint64_t{1} << 48) - 1);
+  return ((options_.node_id & 0xffff) << 48) | counter;
+}
+
+int64_t ShardVerifier::DeadlineMs(absl::Time deadline) {
+  return absl::ToUnixMillis(options_.env->WallNow() + (deadline - options_.env->MonotonicNow()));
+}
+
+bool ShardVerifier::ShouldMeasure(const VerifyMarker& marker) {
+  if (host_.load() == nullptr) return false;
+  return options_.env->WallNow() <= absl::FromUnixMillis(marker.deadline_ms()) + kMeasureGrace;
+}
+
+void ShardVerifier::Measure(int shard, uint64_t index, const VerifyMarker& marker,
+                            sqlite::Database& db) {
+  raft::host::NodeHost* host = host_.load();
+  if (host == nullptr) return;
+  VerifyReport report;
+  report.set_marker(marker.id());
+  report.set_node(options_.node_id);
+  report.set_shard(static_cast<uint32_t>(shard));
+  report.set_index(index);
+  absl::Status status = [&]() -> absl::Status {
+    absl::StatusOr<sqlite::Transaction> read = sqlite::Transaction::Begin(db);
+    if (!read.ok()) return read.status();
+    if (marker.table().empty()) {
+      absl::StatusOr<std::vector<TableDigest>> digests = DigestShard(db, router_, shard);
+      if (!digests.ok()) return digests.status();
+      for (const TableDigest& d : *digests) {
+        VerifyReport::TableDigest* t = report.add_tables();
+        t->set_table(d.table);
+        t->set_rows(d.rows);
+        t->set_digest(d.digest);
+      }
+    } else {
+      std::vector<Value> after;
+      for (const change::v1::Value& v : marker.after()) after.push_back(FromWire(v));
+      const int limit = static_cast<int>(std::clamp<uint32_t>(marker.limit(), 1, kKeysPerPage));
+      absl::StatusOr<KeyPage> page =
+          ListShardKeys(db, router_, shard, marker.table(), after, limit);
+      if (!page.ok()) return page.status();
+      size_t bytes = 0;
+      for (const KeyHash& k : page->keys) {
+        VerifyReport::KeyHash* out = report.add_keys();
+        for (const Value& v : k.key) *out->add_key() = ToWire(v);
+        out->set_row_hash(k.row_hash);
+        bytes += out->ByteSizeLong();
+        if (bytes > kMaxKeyPageBytes) {
+          report.set_more_keys(true);
+          break;
+        }
+      }
+      if (page->more) report.set_more_keys(true);
+    }
+    return read->Commit();
+  }();
+  if (!status.ok()) {
+    LOG(WARNING) << "shard " << shard << " node " << options_.node_id << ": verify marker "
+                 << marker.id() << " at index " << index << " not measured: " << status;
+    report.clear_tables();
+    report.clear_keys();
+    report.set_error(std::string(status.message()));
+  }
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(options_.node_id);
+  *batch.mutable_verify_report() = std::move(report);
+  host->Propose(static_cast<uint64_t>(shard), batch.SerializeAsString(),
+                [shard, id = marker.id(), node = options_.node_id](absl::Status s, uint64_t) {
+                  if (!s.ok()) {
+                    LOG(WARNING) << "shard " << shard << " node " << node
+                                 << ": the report of verify marker " << id
+                                 << " did not commit: " << s;
+                  }
+                });
+}
+
+void ShardVerifier::Received(int shard, const VerifyReport& report) {
+  if (report.shard() != static_cast<uint32_t>(shard) || report.node() == 0) {
+    LOG(WARNING) << "shard " << shard << ": dropping a verify report of shard " << report.shard()
+                 << " from node " << report.node();
+    return;
+  }
+  absl::MutexLock l(&mu_);
+  auto it = pending_.find({report.marker(), shard});
+  if (it == pending_.end()) return;
+  // A member reports once; a report more (a re-proposal) replaces it. Bounded by the ids a
+  // hostile member could claim: no more than a cluster has nodes.
+  if (it->second.reports.size() >= 1024 && !it->second.reports.count(report.node())) return;
+  it->second.reports[report.node()] = report;
+}
+
+void ShardVerifier::ProposeMarker(int shard, const VerifyMarker& marker) {
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(options_.node_id);
+  *batch.mutable_verify_marker() = marker;
+  const PendingKey key{marker.id(), shard};
+  {
+    absl::MutexLock l(&mu_);
+    pending_[key].payload = batch.SerializeAsString();
+  }
+  Propose(key);
+}
+
+void ShardVerifier::Propose(const PendingKey& key) {
+  std::string payload;
+  {
+    absl::MutexLock l(&mu_);
+    Pending& p = pending_[key];
+    p.proposing = true;
+    p.proposal_error.clear();
+    p.proposed_at = options_.env->MonotonicNow();
+    payload = p.payload;
+  }
+  host_.load()->Propose(static_cast<uint64_t>(key.second), std::move(payload),
+                        [this, key](absl::Status s, uint64_t) {
+                          absl::MutexLock l(&mu_);
+                          auto it = pending_.find(key);
+                          if (it == pending_.end()) return;
+                          it->second.proposing = false;
+                          if (!s.ok()) it->second.proposal_error = std::string(s.message());
+                        });
+}
+
+std::map<ShardVerifier::PendingKey, ShardVerifier::Pending> ShardVerifier::Collect(
+    const std::map<PendingKey, std::set<uint64_t>>& wanted, absl::Time deadline) {
+  auto complete = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [key, nodes] : wanted) {
+      const Pending& p = pending_[key];
+      for (uint64_t node : nodes) {
+        if (!p.reports.count(node)) return false;
+      }
+    }
+    return true;
+  };
+  mu_.Lock();
+  while (!complete() && !stopping_ && options_.env->MonotonicNow() < deadline) {
+    mu_.AwaitWithTimeout(absl::Condition(&complete),
+                         std::min(absl::Milliseconds(20), deadline - options_.env->MonotonicNow()));
+    // A marker whose proposal failed goes again, not more often than every kRetryInterval.
+    std::vector<PendingKey> again;
+    for (const auto& [key, nodes] : wanted) {
+      const Pending& p = pending_[key];
+      if (!p.proposing && !p.proposal_error.empty() &&
+          options_.env->MonotonicNow() - p.proposed_at >= kRetryInterval) {
+        again.push_back(key);
+      }
+    }
+    if (again.empty()) continue;
+    mu_.Unlock();
+    for (const PendingKey& key : again) Propose(key);
+    mu_.Lock();
+  }
+  std::map<PendingKey, Pending> out;
+  for (const auto& [key, nodes] : wanted) {
+    out[key] = std::move(pending_[key]);
+    pending_.erase(key);
+  }
+  mu_.Unlock();
+  return out;
+}
+
+absl::StatusOr<VerifyResult> ShardVerifier::Verify(const std::vector<int>& requested,
+                                                   absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration() || timeout > kMaxTimeout) {
+    return absl::InvalidArgumentError(absl::StrCat("the timeout must be above 0 and at most ",
+                                                   absl::FormatDuration(kMaxTimeout), ", not ",
+                                                   absl::FormatDuration(timeout)));
+  }
+  std::set<int> shards;
+  for (int shard : requested) {
+    if (shard < 0 || shard >= options_.shards) {
+      return absl::InvalidArgumentError(absl::StrCat("no shard ", shard, ": this cluster has ",
+                                                     options_.shards, " (0 to ",
+                                                     options_.shards - 1, ")"));
+    }
+    shards.insert(shard);
+  }
+  if (shards.empty()) {
+    for (int shard = 0; shard < options_.shards; ++shard) shards.insert(shard);
+  }
+  raft::host::NodeHost* host = host_.load();
+  if (host == nullptr) return absl::UnavailableError("this node is still starting");
+
+  const absl::Time deadline = options_.env->MonotonicNow() + timeout;
+  VerifyMarker marker;
+  marker.set_id(NewMarkerId());
+  marker.set_deadline_ms(DeadlineMs(deadline));
+  std::map<PendingKey, std::set<uint64_t>> wanted;
+  std::map<int, uint64_t> leaders;
+  for (int shard : shards) {
+    const raft::host::ShardInfo info = host->GetShardInfo(static_cast<uint64_t>(shard));
+    std::set<uint64_t>& members = wanted[{marker.id(), shard}];
+    members.insert(info.conf_state.voters().begin(), info.conf_state.voters().end());
+    members.insert(info.conf_state.learners().begin(), info.conf_state.learners().end());
+    leaders[shard] = info.leader;
+    ProposeMarker(shard, marker);
+  }
+  std::map<PendingKey, Pending> got = Collect(wanted, deadline);
+
+  VerifyResult result;
+  result.marker = marker.id();
+  for (int shard : shards) {
+    const PendingKey key{marker.id(), shard};
+    const Pending& p = got[key];
+    ShardVerdict verdict = CompareDigests(shard, p.reports, leaders[shard]);
+    if (!p.proposal_error.empty()) {
+      verdict.error = absl::StrCat("proposing the marker failed: ", p.proposal_error);
+    }
+    if (p.reports.empty() && verdict.error.empty()) {
+      verdict.error = "the marker did not commit in time (the shard may have no leader)";
+    }
+    for (uint64_t node : wanted[key]) {
+      if (!p.reports.count(node)) verdict.unreachable.push_back(node);
+    }
+    for (TableVerdict& t : verdict.tables) ListDifferingKeys(shard, t, deadline);
+    if (verdict.divergent()) ++result.divergent_shards;
+    result.shards.push_back(std::move(verdict));
+  }
+  UpdateGauge(result.shards);
+  return result;
+}
+
+void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time deadline) {
+  // Keys are compared between nodes that hold the table; a missing table says it all.
+  if (!table.digests[table.reference_node].has_value()) {
+    table.keys_note = "most nodes lack the table";
+    return;
+  }
+  std::set<uint64_t> open;  // Differing nodes that still may show differing keys.
+  for (uint64_t node : table.differing) {
+    if (table.digests[node].has_value()) open.insert(node);
+  }
+  std::map<uint64_t, std::vector<DifferingKey>> found;
+  std::vector<Value> after;
+  bool more = !open.empty();
+  while (more) {
+    if (options_.env->MonotonicNow() >= deadline) {
+      table.keys_note = "out of time while listing keys";
+      break;
+    }
+    VerifyMarker marker;
+    marker.set_id(NewMarkerId());
+    marker.set_deadline_ms(DeadlineMs(deadline));
+    marker.set_table(table.table);
+    for (const Value& v : after) *marker.add_after() = ToWire(v);
+    marker.set_limit(kKeysPerPage);
+    const PendingKey key{marker.id(), shard};
+    std::map<PendingKey, std::set<uint64_t>> wanted{{key, open}};
+    wanted[key].insert(table.reference_node);
+    ProposeMarker(shard, marker);
+    Pending page = std::move(Collect(wanted, deadline)[key]);
+    auto reference = page.reports.find(table.reference_node);
+    if (reference == page.reports.end() || !reference->second.error().empty()) {
+      table.keys_note =
+          reference == page.reports.end()
+              ? absl::StrCat("node ", table.reference_node, " did not list its keys in time")
+              : absl::StrCat("node ", table.reference_node,
+                             " could not list its keys: ", reference->second.error());
+      break;
+    }
+    std::optional<std::vector<Value>> next;
+    for (auto it = open.begin(); it != open.end();) {
+      auto report = page.reports.find(*it);
+      if (report == page.reports.end() || !report->second.error().empty()) {
+        table.keys_note = absl::StrCat("node ", *it, " did not list its keys");
+        it = open.erase(it);
+        continue;
+      }
+      std::optional<std::vector<Value>> bound =
+          CompareKeyPages(*it, reference->second, report->second, found[*it]);
+      if (found[*it].size() >= static_cast<size_t>(kMaxKeysPerNode) || !bound.has_value()) {
+        it = open.erase(it);
+        continue;
+      }
+      if (!next.has_value() || CompareKeys(*bound, *next) < 0) next = bound;
+      ++it;
+    }
+    more = !open.empty() && next.has_value();
+    if (more) after = *std::move(next);
+  }
+  for (auto& [node, keys] : found) {
+    if (keys.size() > static_cast<size_t>(kMaxKeysPerNode)) keys.resize(kMaxKeysPerNode);
+    for (DifferingKey& k : keys) table.keys.push_back(std::move(k));
+  }
+}
+
+void ShardVerifier::UpdateGauge(const std::vector<ShardVerdict>& verdicts) {
+  absl::MutexLock l(&mu_);
+  for (const ShardVerdict& v : verdicts) {
+    // A shard nobody reported on keeps what was known of it.
+    if (!v.reported.empty()) divergent_[v.shard] = v.divergent();
+  }
+  if (options_.metrics != nullptr) {
+    options_.metrics->divergent_shards.Set(
+        static_cast<double>(std::count(divergent_.begin(), divergent_.end(), true)));
+  }
+}
+
+void ShardVerifier::StartPeriodic(absl::Duration every) {
+  CHECK(!periodic_.joinable()) << "periodic verification started twice";
+  periodic_ = std::thread([this, every] { PeriodicLoop(every); });
+}
+
+void ShardVerifier::PeriodicLoop(absl::Duration every) {
+  for (;;) {
+    {
+      absl::MutexLock l(&mu_);
+      const absl::Time until = options_.env->MonotonicNow() + every;
+      while (!stopping_ && options_.env->MonotonicNow() < until) {
+        mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                             std::min(absl::Seconds(1), until - options_.env->MonotonicNow()));
+      }
+      if (stopping_) return;
+    }
+    raft::host::NodeHost* host = host_.load();
+    if (host == nullptr) continue;
+    std::vector<int> led;
+    for (int shard = 0; shard < options_.shards; ++shard) {
+      if (host->GetShardInfo(static_cast<uint64_t>(shard)).is_leader) led.push_back(shard);
+    }
+    if (led.empty()) continue;
+    absl::StatusOr<VerifyResult> result = Verify(led, std::min(every, absl::Minutes(1)));
+    if (!result.ok()) {
+      LOG(WARNING) << "node " << options_.node_id
+                   << ": periodic verify failed: " << result.status();
+      continue;
+    }
+    for (const ShardVerdict& v : result->shards) {
+      for (const TableVerdict& t : v.tables) {
+        LOG(WARNING) << "shard " << v.shard << " node " << options_.node_id << ": verify at index "
+                     << v.index << ": table \"" << t.table << "\" differs on node(s) "
+                     << absl::StrJoin(t.differing, ", ");
+      }
+      if (!v.unreachable.empty()) {
+        LOG(WARNING) << "shard " << v.shard << " node " << options_.node_id
+                     << ": verify: no report from node(s) " << absl::StrJoin(v.unreachable, ", ");
+      }
+    }
+  }
+}
+
+}  // namespace marmot::replicator
