@@ -6,6 +6,7 @@
 #include <grpcpp/server_posix.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -146,8 +147,20 @@ class AdminService final : public admin::v1::Admin::Service {
       }
       shards.push_back(static_cast<int>(shard));
     }
-    absl::StatusOr<admin::v1::VerifyResponse> verified = control_->Verify(
-        shards, absl::Seconds(req->timeout_seconds() == 0 ? 30 : req->timeout_seconds()));
+    absl::Duration timeout =
+        absl::Seconds(req->timeout_seconds() == 0 ? 30 : req->timeout_seconds());
+    // The answer must reach the caller before its own deadline (REST's is 90 seconds): what
+    // came by then is the answer.
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+      const absl::Duration left =
+          absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
+      timeout = std::min(timeout, left - std::min(absl::Seconds(1), left / 10));
+      if (timeout <= absl::ZeroDuration()) {
+        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                            "the call's deadline leaves no time to verify");
+      }
+    }
+    absl::StatusOr<admin::v1::VerifyResponse> verified = control_->Verify(shards, timeout);
     if (!verified.ok()) return ToGrpc(verified.status());
     *out = *std::move(verified);
     return grpc::Status::OK;

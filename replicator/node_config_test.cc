@@ -53,6 +53,7 @@ TEST(ValidateFlagsTest, AcceptsTheReadmeFlags) {
   EXPECT_EQ(c->checkpoint_pages, 256);
   EXPECT_EQ(c->max_dead_letters, 100000);
   EXPECT_EQ(c->snapshot_piece_bytes, 1 << 20);
+  EXPECT_EQ(c->verify_every, absl::ZeroDuration());  // Off.
   EXPECT_EQ(c->bootstrap.size(), 1u);
   EXPECT_TRUE(c->warnings.empty());
   EXPECT_FALSE(c->bind_rest.has_value());  // REST shares the pane's port.
@@ -153,6 +154,15 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   EXPECT_THAT(ErrorOf(f), HasSubstr("-snapshot-piece-bytes"));
   f.snapshot_piece_bytes = 65536;
   EXPECT_TRUE(ValidateFlags(f).ok());
+  f = Good();
+  f.verify_every = -1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-verify-every"));
+  f.verify_every = 604801;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-verify-every"));
+  f.verify_every = 3600;
+  absl::StatusOr<NodeConfig> hourly = ValidateFlags(f);
+  ASSERT_TRUE(hourly.ok());
+  EXPECT_EQ(hourly->verify_every, absl::Hours(1));
 }
 
 TEST(ValidateFlagsTest, DbPathMustBeASqliteFileOrCreatable) {

@@ -226,10 +226,16 @@ void ShardVerifier::Received(int shard, const VerifyReport& report) {
   absl::MutexLock l(&mu_);
   auto it = pending_.find({report.marker(), shard});
   if (it == pending_.end()) return;
-  // A member reports once; a report more (a re-proposal) replaces it. Bounded by the ids a
-  // hostile member could claim: no more than a cluster has nodes.
-  if (it->second.reports.size() >= 1024 && !it->second.reports.count(report.node())) return;
-  it->second.reports[report.node()] = report;
+  // A marker proposed again may commit twice: each node's report of the first is kept, so that
+  // the nodes compare what they held at the same index. Bounded by the ids a hostile member
+  // could claim: no more than a cluster has nodes.
+  auto& reports = it->second.reports;
+  auto had = reports.find(report.node());
+  if (had != reports.end()) {
+    if (had->second.index() > report.index()) had->second = report;
+    return;
+  }
+  if (reports.size() < 1024) reports[report.node()] = report;
 }
 
 void ShardVerifier::ProposeMarker(int shard, const VerifyMarker& marker) {
