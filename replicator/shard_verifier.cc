@@ -380,6 +380,9 @@ void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time
     if (table.digests[node].has_value()) open.insert(node);
   }
   std::map<uint64_t, std::vector<DifferingKey>> found;
+  // Per node, the last key compared so far: a page compares from where the node that had
+  // compared the least stopped, and the keys others compared already are not counted twice.
+  std::map<uint64_t, std::vector<Value>> compared_through;
   std::vector<Value> after;
   bool more = !open.empty();
   while (more) {
@@ -415,8 +418,16 @@ void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time
         it = open.erase(it);
         continue;
       }
+      std::vector<DifferingKey> keys;
       std::optional<std::vector<Value>> bound =
-          CompareKeyPages(*it, reference->second, report->second, found[*it]);
+          CompareKeyPages(*it, reference->second, report->second, keys);
+      auto through = compared_through.find(*it);
+      for (DifferingKey& k : keys) {
+        if (through == compared_through.end() || CompareKeys(k.key, through->second) > 0) {
+          found[*it].push_back(std::move(k));
+        }
+      }
+      if (bound.has_value()) compared_through[*it] = *bound;
       if (found[*it].size() >= static_cast<size_t>(kMaxKeysPerNode) || !bound.has_value()) {
         it = open.erase(it);
         continue;

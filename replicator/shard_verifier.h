@@ -139,7 +139,7 @@ class ShardVerifier {
   // applied at `index`, and proposes the report. Never fails: an error is reported.
   void Measure(int shard, uint64_t index, const change::v1::VerifyMarker& marker,
                sqlite::Database& db);
-  // A report applied at `index` of `shard`; kept if this node waits for it, else dropped.
+  // A report applied in `shard`'s log; kept if this node waits for it, else dropped.
   void Received(int shard, const change::v1::VerifyReport& report);
 
   // Verifies `shards` (every shard when empty) within `timeout`. INVALID_ARGUMENT for a shard
