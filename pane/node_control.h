@@ -52,6 +52,10 @@ class NodeControl {
                                                            absl::Duration timeout) {
     return NotYet();
   }
+  // Repairs `shard` within `timeout` (see the Repair call in admin.proto).
+  virtual absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) {
+    return NotYet();
+  }
 
  protected:
   static absl::Status NotYet() {

@@ -135,11 +135,8 @@ class AdminService final : public admin::v1::Admin::Service {
   grpc::Status Verify(grpc::ServerContext* ctx, const admin::v1::VerifyRequest* req,
                       admin::v1::VerifyResponse* out) override {
     if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
-    if (req->timeout_seconds() > 600) {
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("timeout_seconds must be at most 600, not ", req->timeout_seconds()));
-    }
+    absl::Duration timeout;
+    if (grpc::Status s = VerifyTimeout(ctx, req->timeout_seconds(), &timeout); !s.ok()) return s;
     std::vector<int> shards;
     for (uint32_t shard : req->shards()) {
       if (shard > (1u << 20)) {
@@ -147,26 +144,48 @@ class AdminService final : public admin::v1::Admin::Service {
       }
       shards.push_back(static_cast<int>(shard));
     }
-    absl::Duration timeout =
-        absl::Seconds(req->timeout_seconds() == 0 ? 30 : req->timeout_seconds());
-    // The answer must reach the caller before its own deadline (REST's is 90 seconds): what
-    // came by then is the answer.
-    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-      const absl::Duration left =
-          absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
-      timeout = std::min(timeout, left - std::min(absl::Seconds(1), left / 10));
-      if (timeout <= absl::ZeroDuration()) {
-        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                            "the call's deadline leaves no time to verify");
-      }
-    }
     absl::StatusOr<admin::v1::VerifyResponse> verified = control_->Verify(shards, timeout);
     if (!verified.ok()) return ToGrpc(verified.status());
     *out = *std::move(verified);
     return grpc::Status::OK;
   }
+  grpc::Status Repair(grpc::ServerContext* ctx, const admin::v1::RepairRequest* req,
+                      admin::v1::RepairResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    absl::Duration timeout;
+    if (grpc::Status s = VerifyTimeout(ctx, req->timeout_seconds(), &timeout); !s.ok()) return s;
+    if (req->shard() > (1u << 20)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("no shard ", req->shard()));
+    }
+    absl::StatusOr<admin::v1::RepairResponse> repaired =
+        control_->Repair(static_cast<int>(req->shard()), timeout);
+    if (!repaired.ok()) return ToGrpc(repaired.status());
+    *out = *std::move(repaired);
+    return grpc::Status::OK;
+  }
 
  private:
+  // Verify's and Repair's timeout: `seconds` (0: 30, at most 600), shortened so that the answer
+  // reaches the caller before its own deadline (REST's is 90 seconds).
+  static grpc::Status VerifyTimeout(grpc::ServerContext* ctx, uint32_t seconds,
+                                    absl::Duration* timeout) {
+    if (seconds > 600) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("timeout_seconds must be at most 600, not ", seconds));
+    }
+    *timeout = absl::Seconds(seconds == 0 ? 30 : seconds);
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+      const absl::Duration left =
+          absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
+      *timeout = std::min(*timeout, left - std::min(absl::Seconds(1), left / 10));
+      if (*timeout <= absl::ZeroDuration()) {
+        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                            "the call's deadline leaves no time to verify");
+      }
+    }
+    return grpc::Status::OK;
+  }
   grpc::Status Authorize(grpc::ServerContext* ctx) const {
     if (!auth_.configured()) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

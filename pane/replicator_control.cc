@@ -64,6 +64,46 @@ std::string ValidUtf8(absl::string_view bytes) {
   return out;
 }
 
+// A shard's verdict as the pane answers it.
+void ToShardVerification(const replicator::ShardVerdict& v, admin::v1::ShardVerification* s) {
+  s->set_shard(static_cast<uint32_t>(v.shard));
+  s->set_index(v.index);
+  s->set_divergent(v.divergent());
+  for (uint64_t node : v.reported) s->add_reported(node);
+  for (uint64_t node : v.unreachable) s->add_unreachable(node);
+  std::string error = v.error;
+  for (const auto& [node, why] : v.errors) {
+    absl::StrAppend(&error, error.empty() ? "" : "; ", "node ", node, " could not measure: ", why);
+  }
+  s->set_error(ValidUtf8(error));
+  for (const replicator::TableVerdict& t : v.tables) {
+    admin::v1::TableDivergence* d = s->add_tables();
+    d->set_table(ValidUtf8(t.table));
+    for (uint64_t node : t.differing) d->add_differing_nodes(node);
+    d->set_reference_node(t.reference_node);
+    for (const auto& [node, digest] : t.digests) {
+      admin::v1::TableDigest* g = d->add_digests();
+      g->set_node_id(node);
+      g->set_missing(!digest.has_value());
+      if (digest.has_value()) {
+        g->set_rows(digest->rows);
+        g->set_digest(absl::StrFormat("%016x", digest->digest));
+      }
+    }
+    for (const replicator::DifferingKey& k : t.keys) {
+      admin::v1::DifferingKey* key = d->add_keys();
+      key->set_node_id(k.node);
+      std::vector<std::string> values;
+      for (const sqlite::Value& value : k.key) values.push_back(value.DebugString());
+      key->set_key(ValidUtf8(absl::StrCat("[", absl::StrJoin(values, ", "), "]")));
+      key->set_difference(k.kind == replicator::DifferingKey::Kind::kChanged   ? "changed"
+                          : k.kind == replicator::DifferingKey::Kind::kMissing ? "missing"
+                                                                               : "extra");
+    }
+    d->set_keys_note(ValidUtf8(t.keys_note));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReplicatorControl>> ReplicatorControl::Create(
@@ -180,46 +220,19 @@ absl::StatusOr<admin::v1::VerifyResponse> ReplicatorControl::Verify(const std::v
   if (!r.ok()) return r.status();
   admin::v1::VerifyResponse out;
   out.set_divergent_shards(static_cast<uint32_t>(r->divergent_shards));
-  for (const replicator::ShardVerdict& v : r->shards) {
-    admin::v1::ShardVerification* s = out.add_shards();
-    s->set_shard(static_cast<uint32_t>(v.shard));
-    s->set_index(v.index);
-    s->set_divergent(v.divergent());
-    for (uint64_t node : v.reported) s->add_reported(node);
-    for (uint64_t node : v.unreachable) s->add_unreachable(node);
-    std::string error = v.error;
-    for (const auto& [node, why] : v.errors) {
-      absl::StrAppend(&error, error.empty() ? "" : "; ", "node ", node,
-                      " could not measure: ", why);
-    }
-    s->set_error(ValidUtf8(error));
-    for (const replicator::TableVerdict& t : v.tables) {
-      admin::v1::TableDivergence* d = s->add_tables();
-      d->set_table(ValidUtf8(t.table));
-      for (uint64_t node : t.differing) d->add_differing_nodes(node);
-      d->set_reference_node(t.reference_node);
-      for (const auto& [node, digest] : t.digests) {
-        admin::v1::TableDigest* g = d->add_digests();
-        g->set_node_id(node);
-        g->set_missing(!digest.has_value());
-        if (digest.has_value()) {
-          g->set_rows(digest->rows);
-          g->set_digest(absl::StrFormat("%016x", digest->digest));
-        }
-      }
-      for (const replicator::DifferingKey& k : t.keys) {
-        admin::v1::DifferingKey* key = d->add_keys();
-        key->set_node_id(k.node);
-        std::vector<std::string> values;
-        for (const sqlite::Value& value : k.key) values.push_back(value.DebugString());
-        key->set_key(ValidUtf8(absl::StrCat("[", absl::StrJoin(values, ", "), "]")));
-        key->set_difference(k.kind == replicator::DifferingKey::Kind::kChanged   ? "changed"
-                            : k.kind == replicator::DifferingKey::Kind::kMissing ? "missing"
-                                                                                 : "extra");
-      }
-      d->set_keys_note(ValidUtf8(t.keys_note));
-    }
-  }
+  for (const replicator::ShardVerdict& v : r->shards) ToShardVerification(v, out.add_shards());
+  return out;
+}
+
+absl::StatusOr<admin::v1::RepairResponse> ReplicatorControl::Repair(int shard,
+                                                                    absl::Duration timeout) {
+  absl::StatusOr<replicator::RepairResult> r = replicator_->Repair(shard, timeout);
+  if (!r.ok()) return r.status();
+  admin::v1::RepairResponse out;
+  out.set_rewritten(r->rewritten);
+  out.set_deleted(r->deleted);
+  out.set_rounds(static_cast<uint32_t>(r->rounds));
+  ToShardVerification(r->after, out.mutable_after());
   return out;
 }
 

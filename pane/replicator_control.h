@@ -48,6 +48,7 @@ class ReplicatorControl : public NodeControl {
   // Through the replicator's ShardVerifier; see there.
   absl::StatusOr<admin::v1::VerifyResponse> Verify(const std::vector<int>& shards,
                                                    absl::Duration timeout) override;
+  absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) override;
 
  private:
   ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version,

@@ -66,6 +66,10 @@ class SwitchableNodeControl : public NodeControl {
     NodeControl* t = target();
     return t != nullptr ? t->Verify(shards, timeout) : Starting();
   }
+  absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) override {
+    NodeControl* t = target();
+    return t != nullptr ? t->Repair(shard, timeout) : Starting();
+  }
 
  private:
   static absl::Status Starting() { return absl::UnavailableError("marmot is starting"); }

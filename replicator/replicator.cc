@@ -142,7 +142,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       std::make_unique<ShardVerifier>(ShardVerifier::Options{.node_id = config.node_id,
                                                              .shards = config.shards,
                                                              .env = env,
-                                                             .metrics = r->metrics_.get()});
+                                                             .metrics = r->metrics_.get(),
+                                                             .db_path = config.db_path});
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
       .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes),

@@ -69,6 +69,10 @@ class Replicator {
   absl::StatusOr<VerifyResult> Verify(const std::vector<int>& shards, absl::Duration timeout) {
     return verifier_->Verify(shards, timeout);
   }
+  // Repairs `shard`; see ShardVerifier::Repair.
+  absl::StatusOr<RepairResult> Repair(int shard, absl::Duration timeout) {
+    return verifier_->Repair(shard, timeout);
+  }
 
   raft::host::NodeHost* host() { return host_.get(); }
   ReplicatorMetrics& metrics() { return *metrics_; }

@@ -97,7 +97,7 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
                          return applier.RecordUndecodable(shard, index, data, "not a ChangeBatch");
                        });
   }
-  if (batch->has_verify_marker() || batch->has_verify_report()) {
+  if (batch->has_verify_marker() || batch->has_verify_report() || batch->has_repair_order()) {
     return ApplyVerification(round, e.index, *batch);
   }
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
@@ -151,6 +151,10 @@ absl::Status ShardStateMachine::ApplyVerification(DatabaseWriter::Round& round, 
   if (verifier == nullptr) return absl::OkStatus();
   if (batch.has_verify_report()) {
     verifier->Received(shard_, batch.verify_report());
+    return absl::OkStatus();
+  }
+  if (batch.has_repair_order()) {
+    verifier->Ordered(shard_, batch.repair_order());
     return absl::OkStatus();
   }
   if (!verifier->ShouldMeasure(batch.verify_marker())) return absl::OkStatus();

@@ -82,8 +82,9 @@ class ShardStateMachine : public raft::host::StateMachine {
   // entry is applied (false also when it failed; it is then applied with a write).
   bool ApplyWithoutWriting(DatabaseWriter::Round& round, uint64_t index,
                            const change::v1::ChangeBatch& batch);
-  // A verification marker or report (a batch without tables): advances the applied index, then
-  // measures the marker once the entries before it are committed, in the round's turn.
+  // A verification marker, report or repair order (a batch without tables): advances the
+  // applied index, then measures a marker once the entries before it are committed, in the
+  // round's turn, or hands the order on.
   absl::Status ApplyVerification(DatabaseWriter::Round& round, uint64_t index,
                                  const change::v1::ChangeBatch& batch);
   absl::Status Install(DatabaseWriter::Round& round, uint64_t index,

@@ -6,7 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "replicator/value_codec.h"
+#include "sqlite/schema.h"
 
 namespace marmot::replicator {
 namespace {
@@ -137,6 +139,7 @@ void ShardVerifier::Stop() {
     stopping_ = true;
   }
   if (periodic_.joinable()) periodic_.join();
+  if (repair_writer_.joinable()) repair_writer_.join();
 }
 
 uint64_t ShardVerifier::NewMarkerId() {
@@ -327,10 +330,13 @@ absl::StatusOr<VerifyResult> ShardVerifier::Verify(const std::vector<int>& reque
   if (shards.empty()) {
     for (int shard = 0; shard < options_.shards; ++shard) shards.insert(shard);
   }
-  raft::host::NodeHost* host = host_.load();
-  if (host == nullptr) return absl::UnavailableError("this node is still starting");
+  if (host_.load() == nullptr) return absl::UnavailableError("this node is still starting");
+  return VerifyUntil(shards, options_.env->MonotonicNow() + timeout, kMaxKeysPerNode);
+}
 
-  const absl::Time deadline = options_.env->MonotonicNow() + timeout;
+VerifyResult ShardVerifier::VerifyUntil(const std::set<int>& shards, absl::Time deadline,
+                                        int max_keys) {
+  raft::host::NodeHost* host = host_.load();
   VerifyMarker marker;
   marker.set_id(NewMarkerId());
   marker.set_deadline_ms(DeadlineMs(deadline));
@@ -361,7 +367,7 @@ absl::StatusOr<VerifyResult> ShardVerifier::Verify(const std::vector<int>& reque
     for (uint64_t node : wanted[key]) {
       if (!p.reports.count(node)) verdict.unreachable.push_back(node);
     }
-    for (TableVerdict& t : verdict.tables) ListDifferingKeys(shard, t, deadline);
+    for (TableVerdict& t : verdict.tables) ListDifferingKeys(shard, t, deadline, max_keys);
     if (verdict.divergent()) ++result.divergent_shards;
     result.shards.push_back(std::move(verdict));
   }
@@ -369,7 +375,8 @@ absl::StatusOr<VerifyResult> ShardVerifier::Verify(const std::vector<int>& reque
   return result;
 }
 
-void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time deadline) {
+void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time deadline,
+                                      int max_keys) {
   // Keys are compared between nodes that hold the table; a missing table says it all.
   if (!table.digests[table.reference_node].has_value()) {
     table.keys_note = "most nodes lack the table";
@@ -428,7 +435,7 @@ void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time
         }
       }
       if (bound.has_value()) compared_through[*it] = *bound;
-      if (found[*it].size() >= static_cast<size_t>(kMaxKeysPerNode) || !bound.has_value()) {
+      if (found[*it].size() >= static_cast<size_t>(max_keys) || !bound.has_value()) {
         it = open.erase(it);
         continue;
       }
@@ -439,9 +446,143 @@ void ShardVerifier::ListDifferingKeys(int shard, TableVerdict& table, absl::Time
     if (more) after = *std::move(next);
   }
   for (auto& [node, keys] : found) {
-    if (keys.size() > static_cast<size_t>(kMaxKeysPerNode)) keys.resize(kMaxKeysPerNode);
+    if (keys.size() > static_cast<size_t>(max_keys)) keys.resize(max_keys);
     for (DifferingKey& k : keys) table.keys.push_back(std::move(k));
   }
+}
+
+absl::StatusOr<RepairResult> ShardVerifier::Repair(int shard, absl::Duration timeout) {
+  if (shard < 0 || shard >= options_.shards) {
+    return absl::InvalidArgumentError(absl::StrCat("no shard ", shard, ": this cluster has ",
+                                                   options_.shards, " (0 to ", options_.shards - 1,
+                                                   ")"));
+  }
+  if (timeout <= absl::ZeroDuration() || timeout > kMaxTimeout) {
+    return absl::InvalidArgumentError(absl::StrCat("the timeout must be above 0 and at most ",
+                                                   absl::FormatDuration(kMaxTimeout), ", not ",
+                                                   absl::FormatDuration(timeout)));
+  }
+  raft::host::NodeHost* host = host_.load();
+  if (host == nullptr) return absl::UnavailableError("this node is still starting");
+  const absl::Time deadline = options_.env->MonotonicNow() + timeout;
+  RepairResult result;
+  for (;;) {
+    VerifyResult verified = VerifyUntil({shard}, deadline, kMaxRepairKeysPerNode);
+    result.after = std::move(verified.shards.front());
+    if (!result.after.divergent() || options_.env->MonotonicNow() >= deadline) break;
+    ++result.rounds;
+    int64_t ordered = 0;
+    for (const TableVerdict& t : result.after.tables) {
+      change::v1::RepairOrder order;
+      order.set_id(NewMarkerId());
+      order.set_table(t.table);
+      for (const DifferingKey& k : t.keys) {
+        change::v1::RepairOrder::Write* w = order.add_writes();
+        const bool extra = k.kind == DifferingKey::Kind::kExtra;
+        w->set_node(extra ? k.node : t.reference_node);
+        w->set_remove(extra);
+        for (const Value& v : k.key) *w->add_key() = ToWire(v);
+        ++(extra ? result.deleted : result.rewritten);
+      }
+      if (order.writes_size() == 0) continue;
+      change::v1::ChangeBatch batch;
+      batch.set_origin_node(options_.node_id);
+      *batch.mutable_repair_order() = std::move(order);
+      absl::Notification committed;
+      absl::Status status;
+      host->Propose(static_cast<uint64_t>(shard), batch.SerializeAsString(),
+                    [&](absl::Status s, uint64_t) {
+                      status = s;
+                      committed.Notify();
+                    });
+      committed.WaitForNotification();
+      if (!status.ok()) {
+        LOG(WARNING) << "shard " << shard << " node " << options_.node_id
+                     << ": a repair order did not commit (trying again): " << status;
+      }
+      ++ordered;
+    }
+    if (ordered == 0) break;  // Nothing this can write (a table most nodes lack).
+    // The writes replicate as the nodes' own changes do: give them a moment before verifying.
+    options_.env->SleepFor(std::min(absl::Seconds(1), deadline - options_.env->MonotonicNow()));
+  }
+  UpdateGauge({result.after});
+  return result;
+}
+
+void ShardVerifier::Ordered(int shard, const change::v1::RepairOrder& order) {
+  change::v1::RepairOrder mine;
+  mine.set_id(order.id());
+  mine.set_table(order.table());
+  for (const change::v1::RepairOrder::Write& w : order.writes()) {
+    if (w.node() == options_.node_id) *mine.add_writes() = w;
+  }
+  if (mine.writes_size() == 0 || options_.db_path.empty()) return;
+  LOG(INFO) << "shard " << shard << " node " << options_.node_id << ": repair order " << order.id()
+            << ": writing " << mine.writes_size() << " row(s) of \"" << order.table() << "\" again";
+  absl::MutexLock l(&mu_);
+  if (stopping_) return;
+  orders_.push_back(std::move(mine));
+  if (!repair_writer_.joinable()) repair_writer_ = std::thread([this] { RepairLoop(); });
+}
+
+void ShardVerifier::RepairLoop() {
+  for (;;) {
+    std::vector<change::v1::RepairOrder> orders;
+    {
+      absl::MutexLock l(&mu_);
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !orders_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      orders.swap(orders_);
+    }
+    for (const change::v1::RepairOrder& order : orders) {
+      if (absl::Status s = WriteOrder(order); !s.ok()) {
+        LOG(WARNING) << "node " << options_.node_id << ": repair order " << order.id() << " of \""
+                     << order.table() << "\" not written: " << s;
+      }
+    }
+  }
+}
+
+absl::Status ShardVerifier::WriteOrder(const change::v1::RepairOrder& order) {
+  // An application's connection: triggers on, so that the writes are captured and replicate.
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(
+      options_.db_path, {.create = false, .busy_timeout = std::chrono::seconds(10)});
+  if (!db.ok()) return db.status();
+  absl::StatusOr<sqlite::TableSchema> t = sqlite::ReadTableSchema(*db, order.table());
+  if (!t.ok()) return t.status();
+  std::vector<std::string> where;
+  if (t->keyed_by_rowid()) {
+    where.push_back("rowid = ?1");
+  } else {
+    for (size_t i = 0; i < t->primary_key.size(); ++i) {
+      where.push_back(absl::StrCat(sqlite::QuoteIdentifier(t->primary_key[i]), " IS ?", i + 1));
+    }
+  }
+  const std::string first = sqlite::QuoteIdentifier(t->columns.front().name);
+  const std::string table = sqlite::QuoteIdentifier(t->name);
+  const std::string match = absl::StrJoin(where, " AND ");
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(*db, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  for (const change::v1::RepairOrder::Write& w : order.writes()) {
+    if (static_cast<size_t>(w.key_size()) != where.size()) {
+      return absl::InvalidArgumentError("a key of another width than the table's");
+    }
+    // Setting a column to itself still fires the update trigger: the row is captured as it is.
+    absl::StatusOr<sqlite::Statement> stmt =
+        db->Prepare(w.remove() ? absl::StrCat("DELETE FROM ", table, " WHERE ", match)
+                               : absl::StrCat("UPDATE ", table, " SET ", first, " = ", first,
+                                              " WHERE ", match));
+    if (!stmt.ok()) return stmt.status();
+    for (int i = 0; i < w.key_size(); ++i) {
+      if (absl::Status s = stmt->Bind(i + 1, FromWire(w.key(i))); !s.ok()) return s;
+    }
+    if (absl::StatusOr<bool> done = stmt->Step(); !done.ok()) return done.status();
+  }
+  return txn->Commit();
 }
 
 void ShardVerifier::UpdateGauge(const std::vector<ShardVerdict>& verdicts) {

@@ -94,6 +94,13 @@ struct VerifyResult {
   int divergent_shards = 0;
 };
 
+struct RepairResult {
+  int64_t rewritten = 0;  // Rows a node holding the reference version was told to write again.
+  int64_t deleted = 0;    // Rows only a differing node held, it was told to delete.
+  int rounds = 0;         // Verify-and-write rounds run.
+  ShardVerdict after;     // The last verification of the shard.
+};
+
 // Compares the digest reports of one shard (one per node, all of one marker); `leader` breaks
 // ties. Fills tables, reported, errors and index.
 ShardVerdict CompareDigests(int shard, const std::map<uint64_t, change::v1::VerifyReport>& reports,
@@ -113,6 +120,7 @@ class ShardVerifier {
   static constexpr int kKeysPerPage = 1000;
   static constexpr size_t kMaxKeyPageBytes = 1 << 20;  // A page is cut short at this size.
   static constexpr int kMaxKeysPerNode = 10;
+  static constexpr int kMaxRepairKeysPerNode = 1000;
   static constexpr absl::Duration kMaxTimeout = absl::Minutes(10);
   static constexpr absl::Duration kRetryInterval = absl::Milliseconds(200);
 
@@ -121,6 +129,7 @@ class ShardVerifier {
     int shards = 1;
     raft::host::Env* env = raft::host::Env::Default();
     ReplicatorMetrics* metrics = nullptr;  // Optional: the divergent-shards gauge.
+    std::string db_path;                   // Where repair orders are written (with capture on).
   };
   explicit ShardVerifier(Options options);
   ~ShardVerifier() { Stop(); }
@@ -147,6 +156,18 @@ class ShardVerifier {
   // before the host is set. Otherwise the verdicts, unreachable members included.
   absl::StatusOr<VerifyResult> Verify(const std::vector<int>& shards, absl::Duration timeout);
 
+  // Repairs `shard`: verifies it, and for every differing row found (up to kMaxRepairKeysPerNode
+  // per node and table) proposes a RepairOrder: a node holding the reference version writes the
+  // row again, or the only node holding a row deletes it, with capture on, as an application
+  // would; the write replicates as any write does (a concurrent write of the same row on another
+  // node orders before or after it, as with any write). Then verifies again, until the shard
+  // agrees or `timeout` is over. A table most nodes lack cannot be repaired this way. Errors as
+  // Verify's.
+  absl::StatusOr<RepairResult> Repair(int shard, absl::Duration timeout);
+  // A repair order applied in `shard`'s log: the writes meant for this node are done on a
+  // thread of their own (never on the apply worker, which holds the database writer's turn).
+  void Ordered(int shard, const change::v1::RepairOrder& order);
+
   // Verifies the shards this node leads every `every` (each shard is verified by its leader),
   // logging what differs, until destruction. At most once.
   void StartPeriodic(absl::Duration every);
@@ -171,8 +192,13 @@ class ShardVerifier {
   // came and forgets the keys.
   std::map<PendingKey, Pending> Collect(const std::map<PendingKey, std::set<uint64_t>>& wanted,
                                         absl::Time deadline);
-  // Finds the first differing keys of `table` (its verdict) in `shard`.
-  void ListDifferingKeys(int shard, TableVerdict& table, absl::Time deadline);
+  // Verify's work on validated arguments, listing up to `max_keys` differing keys per node.
+  VerifyResult VerifyUntil(const std::set<int>& shards, absl::Time deadline, int max_keys);
+  // Finds the first `max_keys` differing keys of `table` (its verdict) per node in `shard`.
+  void ListDifferingKeys(int shard, TableVerdict& table, absl::Time deadline, int max_keys);
+  // The repair writer's thread: does the writes of orders as they come.
+  void RepairLoop();
+  absl::Status WriteOrder(const change::v1::RepairOrder& order);
   int64_t DeadlineMs(absl::Time deadline);
   void UpdateGauge(const std::vector<ShardVerdict>& verdicts);
   void PeriodicLoop(absl::Duration every);
@@ -186,7 +212,9 @@ class ShardVerifier {
   uint64_t next_marker_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> divergent_ ABSL_GUARDED_BY(mu_);  // Per shard, as last verified here.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<change::v1::RepairOrder> orders_ ABSL_GUARDED_BY(mu_);  // For this node to write.
   std::thread periodic_;
+  std::thread repair_writer_;  // Started with the first order for this node.
 };
 
 }  // namespace marmot::replicator

@@ -116,6 +116,14 @@ TEST(ShardVerifierTest, RefusesBadArgumentsAndAnswersUnavailableBeforeItHasAHost
   EXPECT_TRUE(absl::IsInvalidArgument(verifier.Verify({}, absl::ZeroDuration()).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(verifier.Verify({}, absl::Minutes(11)).status()));
   EXPECT_TRUE(absl::IsUnavailable(verifier.Verify({0}, absl::Seconds(1)).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(verifier.Repair(4, absl::Seconds(1)).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(verifier.Repair(0, absl::ZeroDuration()).status()));
+  EXPECT_TRUE(absl::IsUnavailable(verifier.Repair(0, absl::Seconds(1)).status()));
+  // An order for another node writes nothing here (and needs no database).
+  change::v1::RepairOrder order;
+  order.set_table("t");
+  order.add_writes()->set_node(2);
+  verifier.Ordered(0, order);
   // A marker is not measured without a host to report through.
   change::v1::VerifyMarker marker;
   marker.set_deadline_ms(absl::ToUnixMillis(absl::Now() + absl::Minutes(1)));

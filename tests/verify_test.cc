@@ -9,6 +9,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -138,6 +139,33 @@ TEST_F(VerifyTest, FindsRowsChangedBehindMarmotsBackWithTheirShardTableNodeAndKe
   ASSERT_TRUE(scrape);
   EXPECT_THAT(scrape->body, HasSubstr(absl::StrCat("marmot_divergent_shards ",
                                                    items_shard == tags_shard ? 1 : 2)));
+
+  // Repair, asked of node 2, has node 1 or 2 write row 7 again and node 1 delete its extra row:
+  // every node then holds what the others hold, and the shards agree.
+  httplib::Client pane("127.0.0.1", cluster.pane_port(2));
+  pane.set_read_timeout(120, 0);
+  int64_t rewritten = 0, deleted = 0;
+  for (int shard : std::set<int>{items_shard, tags_shard}) {
+    auto res = pane.Post("/v1/repair", {{"Authorization", kAuth}},
+                         absl::StrCat(R"({"shard": )", shard, "}"), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    admin::v1::RepairResponse repaired;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(res->body, &repaired).ok());
+    EXPECT_FALSE(repaired.after().divergent()) << res->body;
+    EXPECT_GE(repaired.rounds(), 1u);
+    rewritten += repaired.rewritten();
+    deleted += repaired.deleted();
+  }
+  EXPECT_EQ(rewritten, 1);
+  EXPECT_EQ(deleted, 1);
+  EXPECT_TRUE(cluster.WaitForSame(
+      "SELECT count(*), sum(qty) FROM items; SELECT k, quote(v) FROM tags ORDER BY k;", 30s));
+  EXPECT_EQ(cluster.Sql(3, "SELECT qty FROM items WHERE id = 7;"), "70\n");
+  EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM tags WHERE k = 'zz-only-here';"), "0\n");
+  auto [after_status, after] = VerifyRest(cluster, 3, "{}");
+  ASSERT_EQ(after_status, 200);
+  EXPECT_EQ(after.divergent_shards(), 0u) << last_body_;
 }
 
 TEST_F(VerifyTest, RefusesBadArgumentsAndReportsADownNodeUnreachableWithinTheTimeout) {
@@ -157,6 +185,12 @@ TEST_F(VerifyTest, RefusesBadArgumentsAndReportsADownNodeUnreachableWithinTheTim
   EXPECT_THAT(refused.error_message(), HasSubstr("at most 600"));
   std::tie(status, unused) = VerifyRest(cluster, 1, R"({"shards": "x"})");
   EXPECT_EQ(status, 400) << last_body_;
+  httplib::Client pane("127.0.0.1", cluster.pane_port(1));
+  auto repair =
+      pane.Post("/v1/repair", {{"Authorization", kAuth}}, R"({"shard": 4})", "application/json");
+  ASSERT_TRUE(repair);
+  EXPECT_EQ(repair->status, 400);
+  EXPECT_THAT(repair->body, HasSubstr("no shard 4"));
   // Without the key: refused as every call is.
   httplib::Client anonymous("127.0.0.1", cluster.pane_port(1));
   auto res = anonymous.Post("/v1/verify", "{}", "application/json");
@@ -222,6 +256,21 @@ TEST_F(VerifyTest, FindsADifferenceBeyondTheFirstPageOfKeys) {
   EXPECT_EQ(t.digests(2).rows(),
             before + (ShardOf("items", sqlite::Value::Integer(5000)) == shard ? 1 : 0));
   EXPECT_EQ(t.digests(0).rows(), t.digests(2).rows() + 1);
+
+  // Repair over gRPC: a node that has the row writes it again, and node 3 has it back.
+  admin::v1::RepairRequest req;
+  req.set_shard(shard);
+  admin::v1::RepairResponse repaired;
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", cluster.pane_port(1)),
+                                     grpc::InsecureChannelCredentials());
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kAuth);
+  ASSERT_TRUE(admin::v1::Admin::NewStub(channel)->Repair(&ctx, req, &repaired).ok());
+  EXPECT_EQ(repaired.rewritten(), 1);
+  EXPECT_EQ(repaired.deleted(), 0);
+  EXPECT_FALSE(repaired.after().divergent()) << repaired.DebugString();
+  EXPECT_TRUE(cluster.WaitForSame("SELECT count(*), sum(qty) FROM items;", 30s));
+  EXPECT_EQ(cluster.Sql(3, "SELECT name, qty FROM items WHERE id = 4999;"), "item 4999|4999\n");
 }
 
 TEST_F(VerifyTest, VerifyEveryMakesEachLeaderVerifyItsShardsAndCountTheDivergentOnes) {
