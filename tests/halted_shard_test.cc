@@ -4,7 +4,6 @@
 // yet resumes it once and it halts again (no loop); creating the missing table makes marmot
 // retry the dead letters and resume the shard, which applies what it missed and converges.
 #include <gmock/gmock.h>
-#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -16,6 +15,7 @@
 #include "proto/admin.pb.h"
 #include "replicator/shard_router.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/pane_client.h"
 #include "tests/testing/subprocess.h"
 
 namespace marmot {
@@ -25,22 +25,15 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 constexpr char kAuth[] = "Basic aGFsdDpoYWx0";
-const httplib::Headers kAuthHeader = {{"Authorization", kAuth}};
 constexpr int kShards = 2;
 
 httplib::Result Pane(const testing::LocalCluster& c, int id, const std::string& method,
                      const std::string& path, const std::string& body = "") {
-  httplib::Client rest("127.0.0.1", c.pane_port(id));
-  rest.set_read_timeout(60, 0);
-  if (method == "GET") return rest.Get(path.c_str(), kAuthHeader);
-  return rest.Post(path.c_str(), kAuthHeader, body, "application/json");
+  return testing::PaneCall(c, id, kAuth, method, path, body);
 }
 
 admin::v1::GetStatusResponse Status(const testing::LocalCluster& c, int id) {
-  admin::v1::GetStatusResponse out;
-  httplib::Result r = Pane(c, id, "GET", "/v1/status");
-  if (r && r->status == 200) (void)google::protobuf::util::JsonStringToMessage(r->body, &out);
-  return out;
+  return testing::PaneStatus(c, id, kAuth);
 }
 
 std::string Halted(const testing::LocalCluster& c, int id, int shard) {

@@ -8,7 +8,6 @@
 //     says why in GetStatus and /metrics, and the application and the other shard go on;
 //   - a snapshot many times larger than a lowered piece size streams and installs.
 #include <gmock/gmock.h>
-#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -26,6 +25,7 @@
 #include "replicator/snapshot_stream.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/pane_client.h"
 #include "tests/testing/paths.h"
 
 namespace marmot {
@@ -37,7 +37,6 @@ using ::testing::HasSubstr;
 
 // The pane key the nodes read from AUTH_KEY at start (SnapshotSafetyTest sets it).
 constexpr char kAuth[] = "Basic c25hcDpzbmFw";
-const httplib::Headers kAuthHeader = {{"Authorization", kAuth}};
 
 class SnapshotSafetyTest : public ::testing::Test {
  protected:
@@ -47,17 +46,11 @@ class SnapshotSafetyTest : public ::testing::Test {
 // A pane call to node `id`; nullptr-like result when it could not be made.
 httplib::Result Pane(const testing::LocalCluster& c, int id, const std::string& method,
                      const std::string& path, const std::string& body = "") {
-  httplib::Client rest("127.0.0.1", c.pane_port(id));
-  rest.set_read_timeout(60, 0);
-  if (method == "GET") return rest.Get(path.c_str(), kAuthHeader);
-  return rest.Post(path.c_str(), kAuthHeader, body, "application/json");
+  return testing::PaneCall(c, id, kAuth, method, path, body);
 }
 
 admin::v1::GetStatusResponse Status(const testing::LocalCluster& c, int id) {
-  admin::v1::GetStatusResponse out;
-  httplib::Result r = Pane(c, id, "GET", "/v1/status");
-  if (r && r->status == 200) (void)google::protobuf::util::JsonStringToMessage(r->body, &out);
-  return out;
+  return testing::PaneStatus(c, id, kAuth);
 }
 
 std::string Metrics(const testing::LocalCluster& c, int id) {
