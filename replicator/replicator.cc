@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "raft/host/grpc_node_host.h"
 #include "replicator/raft_store_folder.h"
+#include "replicator/schema_changes.h"
 #include "replicator/snapshot_stream.h"
 
 namespace marmot::replicator {
@@ -83,6 +84,13 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       CaptureKeeper::Open(config.db_path, config.seed);
   if (!keeper.ok()) return keeper.status();
   r->keeper_ = *std::move(keeper);
+  if (config.seed) {
+    // The seeding node's schema is its own change, proposed with its rows: founders that start
+    // from empty files make the tables first. Only at its first start (a baseline exists after).
+    absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(config.db_path);
+    if (!db.ok()) return db.status();
+    if (absl::Status s = EnsureSchemaBaseline(*db, /*with_existing=*/false); !s.ok()) return s;
+  }
 
   absl::StatusOr<std::unique_ptr<ChangeDetector>> detector = ChangeDetector::Open(config.db_path);
   if (!detector.ok()) return detector.status();

@@ -273,7 +273,7 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
   return out;
 }
 
-absl::Status EnsureSchemaBaseline(sqlite::Database& db) {
+absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db);
   if (!txn.ok()) return txn.status();
   absl::StatusOr<Value> exists = db.QueryValue(
@@ -287,6 +287,7 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db) {
       !s.ok()) {
     return s;
   }
+  if (!with_existing) return txn->Commit();
   absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
   if (!objects.ok()) return objects.status();
   for (const SchemaObject& o : *objects) {

@@ -51,8 +51,10 @@ struct SchemaObject {
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db);
 
 // Creates the baseline when the database has none, holding the user objects it has now (they
-// predate replicated schema changes: nothing proposes them). Inside or outside a transaction.
-absl::Status EnsureSchemaBaseline(sqlite::Database& db);
+// predate replicated schema changes: nothing proposes them), or nothing without
+// `with_existing` (a node that seeds the cluster: its whole schema is then its own change, and
+// founders that start from empty files receive it). Inside or outside a transaction.
+absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing = true);
 
 // How the database differs from its baseline (see above).
 struct SchemaDiff {

@@ -61,6 +61,21 @@ TEST(SeedingTest, EmptyFoundersReceiveEveryRowOfTheSeedingNode) {
   EXPECT_EQ(cluster.Sql(1, "SELECT Name FROM Genre WHERE GenreId = 1;"), "after restart\n");
 }
 
+TEST(SeedingTest, FoundersFromEmptyFilesReceiveTheSchemaAndEveryRow) {
+  // Only node 1 has a database: the others start from files marmot creates.
+  const auto [schema, rows] = SplitChinook();
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .rows_before = {{1, schema + rows}}});
+  cluster.SetNodeFlags(1, {"-seed"});
+  cluster.Start();
+  const std::string objects =
+      "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+      "ORDER BY type, name;";
+  EXPECT_TRUE(cluster.WaitForSame(kEveryRow, 120s)) << cluster.log(2);
+  EXPECT_TRUE(cluster.WaitForSame(objects, 30s));
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM Track;"), "3503\n");
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
+}
+
 TEST(SeedingTest, AFounderWithRowsButNoSeedSaysTheyAreNotReplicated) {
   testing::LocalCluster cluster(
       {.nodes = 2,
