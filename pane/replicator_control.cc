@@ -162,6 +162,10 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   absl::StatusOr<sqlite::Value> dead =
       db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (dead.ok()) out.set_dead_letters(dead->integer());
+  replicator::ReplicatorMetrics& metrics = replicator_->metrics();
+  out.set_schema_conflicts(static_cast<int64_t>(metrics.schema_conflicts.Value()));
+  out.set_schema_changes_refused(static_cast<int64_t>(metrics.schema_changes_refused.Value()));
+  out.set_apply_paused_seconds(metrics.apply_paused_seconds.Value());
   // The other current members of any shard (not the founders named at start: nodes come and go),
   // exactly as ListNodes tells them: address, reachable, learner.
   absl::StatusOr<admin::v1::ListNodesResponse> nodes = ListNodes();

@@ -2,6 +2,7 @@
 // schema_changes.h): real marmot processes, the shell as the application and its migrations.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <chrono>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/pane_client.h"
 
 namespace marmot {
 namespace {
@@ -16,6 +18,9 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// The pane key the nodes read from AUTH_KEY at start.
+constexpr char kAuth[] = "Basic c2NoZW1hOnNjaGVtYQ==";
 
 constexpr char kKv[] = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);";
 // The user's objects, as every node's sqlite_master lists them.
@@ -96,6 +101,7 @@ TEST(SchemaReplicationTest, TheSameMigrationOnEveryNodeEndsWithOneSchemaAndNoErr
 }
 
 TEST(SchemaReplicationTest, TwoDefinitionsOfOneTableAreReportedAndNothingStops) {
+  setenv("AUTH_KEY", kAuth, 1);
   testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = kKv});
   cluster.Start();
   // Node 3 makes its own `item` while it is stopped; node 1 makes another meanwhile.
@@ -114,6 +120,12 @@ TEST(SchemaReplicationTest, TwoDefinitionsOfOneTableAreReportedAndNothingStops) 
     std::this_thread::sleep_for(100ms);
   }
   for (int id = 1; id <= 3; ++id) EXPECT_TRUE(reported(id)) << "node " << id << cluster.log(id);
+  // GetStatus counts them (REST here).
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(testing::PaneCall(cluster, id, kAuth, "GET", "/v1/status")->body,
+                HasSubstr("\"schemaConflicts\":\"1\""))
+        << "node " << id;
+  }
   EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'item';"),
               HasSubstr("label"));
   EXPECT_THAT(cluster.Sql(2, "SELECT sql FROM sqlite_master WHERE name = 'item';"),
