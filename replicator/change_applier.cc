@@ -334,17 +334,19 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
 absl::Status ChangeApplier::ApplySchemaChanges(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
     const std::string& from, ApplyResult& result) {
-  bool table_created = false;
+  bool table_changed = false;
   for (const change::v1::SchemaChange& c : changes) {
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c);
     if (!applied.ok()) return applied.status();
     const std::string what =
-        absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop of " : "", c.type(), " ",
-                     c.name(), " from ", from);
+        absl::StrCat(c.kind() == change::v1::SchemaChange::DROP          ? "drop of "
+                     : c.kind() == change::v1::SchemaChange::ADD_COLUMNS ? "columns added to "
+                                                                         : "",
+                     c.type(), " ", c.name(), " from ", from);
     switch (applied->outcome) {
       case SchemaApplied::kApplied:
         ++result.schema_applied;
-        table_created = table_created || applied->table_created;
+        table_changed = table_changed || applied->table_changed;
         LOG(INFO) << "schema change applied: " << what;
         break;
       case SchemaApplied::kAlreadySo:
@@ -352,6 +354,7 @@ absl::Status ChangeApplier::ApplySchemaChanges(
         break;
       case SchemaApplied::kConflict:
         ++result.schema_conflicts;
+        table_changed = table_changed || applied->table_changed;
         LOG(WARNING) << "schema change conflicts: " << what << ": " << applied->detail;
         break;
       case SchemaApplied::kRefused:
@@ -360,9 +363,10 @@ absl::Status ChangeApplier::ApplySchemaChanges(
         break;
     }
   }
-  // A table made here gets its capture in the same transaction, before any replicated row can
-  // be written to it (rows written without capture would be copied as this node's changes).
-  if (table_created) {
+  // A table made or given columns here gets its capture in the same transaction, before any
+  // replicated row can be written to it (rows written without capture would be copied as this
+  // node's changes; a column the triggers do not know would not be shipped).
+  if (table_changed) {
     absl::StatusOr<sqlite::CaptureReport> captured =
         sqlite::InstallCapture(db_, {.log_ids_above = CaptureLogIdsAbove()});
     if (!captured.ok()) return captured.status();

@@ -137,7 +137,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     }
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
-    if (held_tables_.count(name) > 0) continue;  // Its CREATE has not committed yet.
+    if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
     int limit = static_cast<int>(
         std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
@@ -246,11 +246,14 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
     std::string key = key_of(c);
     if (schema_sent_.count(key) > 0) continue;
     schema_keys_.push_back(std::move(key));
-    if (c.kind() == change::v1::SchemaChange::CREATE && c.type() == "table") {
+    if (c.type() == "table" && c.kind() != change::v1::SchemaChange::DROP) {
       held_tables_.insert(c.name());
     }
-    names.push_back(absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop " : "",
-                                 c.type(), " ", c.name()));
+    names.push_back(
+        c.kind() == change::v1::SchemaChange::ADD_COLUMNS
+            ? absl::StrCat("columns of ", c.name(), " (", absl::StrJoin(c.columns(), ", "), ")")
+            : absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop " : "", c.type(), " ",
+                           c.name()));
     *batch.add_schema_changes() = std::move(c);
   }
   if (batch.schema_changes().empty()) return absl::OkStatus();

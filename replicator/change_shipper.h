@@ -16,9 +16,9 @@
 //
 // Schema changes. When the schema moved, the difference between the database and its baseline
 // (schema_changes.h) is proposed to shard 0 as one batch, before any row batch of that shard
-// that follows; the rows of tables it creates are read only once it committed, so they reach
-// the other nodes after their table. A committed schema change is not proposed again (the
-// applier records it in the baseline when it applies it here).
+// that follows; the rows of tables it creates or gives columns are read only once it committed,
+// so they reach the other nodes after their table (or columns). A committed schema change is not
+// proposed again (the applier records it in the baseline when it applies it here).
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The

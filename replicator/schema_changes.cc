@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -103,6 +104,21 @@ bool CreatesTableFromQuery(const std::string& sql) {
   return w == "AS";
 }
 
+bool IsTableConstraint(const std::string& first_token) {
+  const std::string word = absl::AsciiStrToUpper(first_token);
+  return word == "CONSTRAINT" || word == "PRIMARY" || word == "UNIQUE" || word == "CHECK" ||
+         word == "FOREIGN";
+}
+
+SchemaChange CreateOf(const SchemaObject& o) {
+  SchemaChange c;
+  c.set_kind(SchemaChange::CREATE);
+  c.set_type(o.type);
+  c.set_name(o.name);
+  c.set_sql(o.sql);
+  return c;
+}
+
 bool KnownType(const std::string& type) {
   return type == "table" || type == "index" || type == "view" || type == "trigger";
 }
@@ -167,6 +183,117 @@ absl::StatusOr<bool> RunOneStatement(sqlite::Database& db, const std::string& sq
   return false;
 }
 
+// The names of `table`'s columns here, lower-case (SQLite compares them without case).
+absl::StatusOr<std::vector<std::string>> ColumnNamesHere(sqlite::Database& db,
+                                                         const std::string& table) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT lower(name) FROM pragma_table_xinfo(",
+                                Value::Text(table).DebugString(), ", 'main') ORDER BY cid"));
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> out;
+  for (const std::vector<Value>& r : *rows) out.push_back(r[0].bytes());
+  return out;
+}
+
+absl::StatusOr<std::string> TableSqlHere(sqlite::Database& db, const std::string& table) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ",
+                                Value::Text(table).DebugString()));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty() || (*rows)[0][0].is_null()) return std::string();
+  return (*rows)[0][0].bytes();
+}
+
+// Whether table SQL `here` has every column of `there`, defined as there, and the same rest.
+bool HasEveryColumnOf(const std::string& here, const std::string& there) {
+  std::optional<TableParts> mine = SplitTable(here), theirs = SplitTable(there);
+  if (!mine.has_value() || !theirs.has_value() || mine->rest != theirs->rest) return false;
+  std::map<std::string, std::string> columns;
+  for (const std::string& c : mine->columns) columns[ColumnName(c)] = c;
+  for (const std::string& c : theirs->columns) {
+    auto it = columns.find(ColumnName(c));
+    if (it == columns.end() || it->second != c) return false;
+  }
+  return true;
+}
+
+// Records table `name` in the baseline as `sql`, the origin's table, which this node's has every
+// column of, unless the baseline has them all already. Columns this node added itself and did
+// not replicate yet stay its own change.
+absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name,
+                                   const std::string& sql) {
+  // The baseline never loses columns: a change older than what it holds leaves it.
+  absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+      absl::StrCat("SELECT sql FROM ", kBaseline,
+                   " WHERE type = 'table' AND name = ", Value::Text(name).DebugString()));
+  if (!known.ok()) return known.status();
+  if (!known->empty() && !(*known)[0][0].is_null() &&
+      HasEveryColumnOf((*known)[0][0].bytes(), sql)) {
+    return absl::OkStatus();
+  }
+  return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                                 " (type, name, tbl_name, sql) VALUES ('table', ?1, ?1, ?2)"),
+                    {Value::Text(name), Value::Text(sql)});
+}
+
+// Makes `table` (its name here; `here_sql` its SQL) hold `columns` (definitions), adding with
+// ALTER TABLE ADD COLUMN those whose name it lacks, in order; `target` is the table's SQL on
+// the origin.
+template <typename Definitions>
+absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string& table,
+                                         const std::string& here_sql, const Definitions& columns,
+                                         const std::string& target) {
+  if (HasEveryColumnOf(here_sql, target)) {
+    if (absl::Status s = RecordTableInBaseline(db, table, target); !s.ok()) return s;
+    return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
+  absl::StatusOr<std::vector<std::string>> names = ColumnNamesHere(db, table);
+  if (!names.ok()) return names.status();
+  int added = 0;
+  for (const std::string& definition : columns) {
+    const std::string name = ColumnName(definition);
+    if (name.empty() || Reserved(name)) {
+      return Refused(absl::StrCat("'", definition, "' does not define a user column"));
+    }
+    if (absl::StrContains(absl::AsciiStrToLower(definition), "__marmot__")) {
+      return Refused("a column definition names marmot's own objects");
+    }
+    if (std::find(names->begin(), names->end(), name) != names->end()) continue;
+    absl::StatusOr<Names> before = AllObjects(db);
+    if (!before.ok()) return before.status();
+    std::string why;
+    absl::StatusOr<bool> ran = RunOneStatement(
+        db,
+        absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(table), " ADD COLUMN ", definition),
+        &why);
+    if (!ran.ok()) return ran.status();
+    if (!*ran) return Refused(absl::StrCat("ADD COLUMN ", definition, " cannot run here: ", why));
+    absl::StatusOr<Names> after = AllObjects(db);
+    if (!after.ok()) return after.status();
+    absl::StatusOr<std::vector<std::string>> now = ColumnNamesHere(db, table);
+    if (!now.ok()) return now.status();
+    names->push_back(name);
+    if (*after != *before || *now != *names) {
+      return Refused(absl::StrCat("'", definition, "' does not add exactly column ", name));
+    }
+    ++added;
+  }
+  absl::StatusOr<std::string> result = TableSqlHere(db, table);
+  if (!result.ok()) return result.status();
+  if (HasEveryColumnOf(*result, target)) {
+    if (absl::Status s = RecordTableInBaseline(db, table, target); !s.ok()) return s;
+    return SchemaApplied{.outcome = added > 0 ? SchemaApplied::kApplied : SchemaApplied::kAlreadySo,
+                         .table_changed = added > 0};
+  }
+  if (absl::Status s = RecordInBaseline(db, "table", table); !s.ok()) return s;
+  return SchemaApplied{
+      .outcome = SchemaApplied::kConflict,
+      .detail = absl::StrCat(added > 0 ? absl::StrCat(added, " column(s) added, but t") : "T",
+                             "able ", table, " is defined otherwise here than on its origin (",
+                             *result, " here, ", target, " there); kept"),
+      .table_changed = added > 0};
+}
+
 absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChange& c,
                                           const std::string& type, const std::string& name) {
   absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
@@ -175,6 +302,17 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   if (!existing.ok()) return existing.status();
   if (!existing->empty()) {
     const std::vector<Value>& here = existing->front();
+    // A table this node has with fewer columns, or more (added since), is this table.
+    if (type == "table" && here[0].bytes() == "table" && !here[2].is_null()) {
+      if (std::optional<std::vector<std::string>> columns =
+              AddedColumns(here[2].bytes(), c.sql())) {
+        return AddColumns(db, here[1].bytes(), here[2].bytes(), *columns, c.sql());
+      }
+      if (AddedColumns(c.sql(), here[2].bytes()).has_value()) {
+        return AddColumns(db, here[1].bytes(), here[2].bytes(), std::vector<std::string>(),
+                          c.sql());
+      }
+    }
     if (here[0].bytes() == type && here[1].bytes() == name && here[2].bytes() == c.sql()) {
       if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
       return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
@@ -223,7 +361,7 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
     return Refused(absl::StrCat("its statement does not create exactly ", type, " ", name));
   }
   if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
-  return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_created = type == "table"};
+  return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_changed = type == "table"};
 }
 
 absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string& type,
@@ -250,7 +388,104 @@ absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string&
   return SchemaApplied{.outcome = SchemaApplied::kApplied};
 }
 
+absl::StatusOr<SchemaApplied> ApplyAddColumns(sqlite::Database& db, const SchemaChange& c) {
+  if (c.type() != "table") return Refused("only a table gets columns");
+  if (c.columns().empty()) return Refused("it adds no column");
+  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(
+      absl::StrCat("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ",
+                   Value::Text(c.name()).DebugString(), " COLLATE NOCASE"));
+  if (!existing.ok()) return existing.status();
+  if (existing->empty() || existing->front()[1].is_null()) {
+    return SchemaApplied{.outcome = SchemaApplied::kConflict,
+                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
+  }
+  return AddColumns(db, existing->front()[0].bytes(), existing->front()[1].bytes(), c.columns(),
+                    c.sql());
+}
+
 }  // namespace
+
+std::optional<TableParts> SplitTable(const std::string& sql) {
+  size_t at = 0;
+  for (;;) {  // To the parenthesis that opens the column list.
+    const std::string token = NextToken(sql, &at);
+    if (token.empty()) return std::nullopt;
+    if (token == "(") break;
+  }
+  TableParts out;
+  out.rest = sql.substr(0, at);
+  size_t start = at;
+  int depth = 0;
+  for (;;) {
+    const size_t token_at = at;
+    const std::string token = NextToken(sql, &at);
+    if (token.empty()) return std::nullopt;
+    if (token == "(") {
+      ++depth;
+      continue;
+    }
+    if (depth > 0) {
+      depth -= token == ")";
+      continue;
+    }
+    if (token != "," && token != ")") continue;
+    std::string part(absl::StripAsciiWhitespace(sql.substr(start, token_at - start)));
+    size_t first_at = 0;
+    const std::string first = NextToken(part, &first_at);
+    if (first.empty() || first == "," || first == "(" || first == ")") return std::nullopt;
+    if (IsTableConstraint(first) || (!out.rest.empty() && out.rest.back() == ',')) {
+      // Constraints follow the columns; what follows a constraint is a constraint too.
+      absl::StrAppend(&out.rest, part, ",");
+    } else {
+      out.columns.push_back(std::move(part));
+    }
+    start = at;
+    if (token == ")") break;
+  }
+  absl::StrAppend(&out.rest, ")", sql.substr(at));
+  return out;
+}
+
+std::string ColumnName(const std::string& definition) {
+  size_t at = 0;
+  const std::string name = NextToken(definition, &at);
+  if (name.size() < 2 || (name[0] != '"' && name[0] != '`' && name[0] != '[' && name[0] != '\'')) {
+    return absl::AsciiStrToLower(name);
+  }
+  const char close = name[0] == '[' ? ']' : name[0];
+  std::string inner = name.substr(1, name.size() - 2);
+  if (close != ']') {
+    const std::string doubled(2, close);
+    for (size_t i = inner.find(doubled); i != std::string::npos; i = inner.find(doubled, i + 1)) {
+      inner.erase(i, 1);
+    }
+  }
+  return absl::AsciiStrToLower(inner);
+}
+
+std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
+                                                     const std::string& after) {
+  std::optional<TableParts> was = SplitTable(before), is = SplitTable(after);
+  if (!was.has_value() || !is.has_value() || was->rest != is->rest) return std::nullopt;
+  std::map<std::string, const std::string*> had;
+  for (const std::string& c : was->columns) had[ColumnName(c)] = &c;
+  std::vector<std::string> added;
+  size_t kept = 0;
+  for (const std::string& c : is->columns) {
+    auto it = had.find(ColumnName(c));
+    if (it == had.end()) {
+      added.push_back(c);
+    } else if (*it->second != c) {
+      return std::nullopt;
+    } else {
+      ++kept;
+    }
+  }
+  if (added.empty() || kept != had.size() || had.size() != was->columns.size()) {
+    return std::nullopt;
+  }
+  return added;
+}
 
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
   absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
@@ -324,7 +559,8 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   // Tables first: which are new, gone, altered, and which stay as they were.
   std::vector<const SchemaObject*> new_tables;
   std::vector<const SchemaObject*> gone_tables;
-  std::set<std::string> settled;  // Unchanged, or created by this diff.
+  std::vector<const SchemaObject*> changed_tables;
+  std::set<std::string> settled;  // Unchanged, given columns or created by this diff.
   for (const SchemaObject& o : *objects) {
     if (o.type != "table") continue;
     auto known = baseline.find({o.type, o.name});
@@ -333,44 +569,56 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     } else if (known->second.sql == o.sql) {
       settled.insert(o.name);
     } else {
-      diff.keep.push_back(o);
-      diff.not_replicated.push_back(absl::StrCat("ALTER TABLE ", o.name));
+      changed_tables.push_back(&o);
     }
   }
   for (const auto& [key, o] : baseline) {
     if (o.type == "table" && !here.count(key)) gone_tables.push_back(&o);
   }
   // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
-  // table went in the same diff, or when its columns are those an altered table had (renamed,
-  // then made again under the old name).
+  // table went in the same diff, or when its columns are those a changed table had (renamed,
+  // then made again under the old name, perhaps with more columns). Neither replicates then.
   auto columns = [](const std::string& sql) {
     const size_t open = sql.find('(');
     return open == std::string::npos ? std::string() : sql.substr(open);
   };
-  std::set<std::string> old_columns;
-  for (const SchemaObject& o : diff.keep) {
-    old_columns.insert(columns(baseline.at({o.type, o.name}).sql));
+  std::map<std::string, std::string> old_columns;  // Of changed tables: columns -> name.
+  for (const SchemaObject* o : changed_tables) {
+    old_columns[columns(baseline.at({o->type, o->name}).sql)] = o->name;
   }
-  auto maybe_renamed = [&](const SchemaObject& o) {
-    return !gone_tables.empty() || old_columns.count(columns(o.sql)) > 0;
-  };
-  std::vector<SchemaChange> creates;
-  auto create = [&](const SchemaObject& o) {
-    SchemaChange& c = creates.emplace_back();
-    c.set_kind(SchemaChange::CREATE);
-    c.set_type(o.type);
-    c.set_name(o.name);
-    c.set_sql(o.sql);
-  };
+  std::set<std::string> remade;  // Changed tables a new table may have been renamed from.
+  std::vector<const SchemaObject*> renamed;
   for (const SchemaObject* o : new_tables) {
-    if (maybe_renamed(*o)) {
+    auto was = old_columns.find(columns(o->sql));
+    if (was != old_columns.end()) remade.insert(was->second);
+    if (was != old_columns.end() || !gone_tables.empty()) renamed.push_back(o);
+  }
+  std::vector<SchemaChange> creates;
+  for (const SchemaObject* o : changed_tables) {
+    std::optional<std::vector<std::string>> added;
+    if (!remade.count(o->name)) added = AddedColumns(baseline.at({o->type, o->name}).sql, o->sql);
+    if (!added.has_value()) {
+      diff.keep.push_back(*o);
+      diff.not_replicated.push_back(absl::StrCat("ALTER TABLE ", o->name));
+      continue;
+    }
+    SchemaChange& c = creates.emplace_back();
+    c.set_kind(SchemaChange::ADD_COLUMNS);
+    c.set_type(o->type);
+    c.set_name(o->name);
+    c.set_sql(o->sql);
+    for (std::string& column : *added) c.add_columns(std::move(column));
+    settled.insert(o->name);
+  }
+  for (const SchemaObject* o : new_tables) {
+    if (std::find(renamed.begin(), renamed.end(), o) != renamed.end()) {
       diff.keep.push_back(*o);
       diff.not_replicated.push_back(
           absl::StrCat("CREATE TABLE ", o->name, " (another table renamed to it?)"));
-    } else {
-      create(*o);
-      settled.insert(o->name);
+      continue;
     }
+    creates.push_back(CreateOf(*o));
+    settled.insert(o->name);
   }
   for (const SchemaObject* o : gone_tables) {
     diff.forget.emplace_back(o->type, o->name);
@@ -394,7 +642,7 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
       drop.set_type(o.type);
       drop.set_name(o.name);
     }
-    create(o);
+    creates.push_back(CreateOf(o));
   }
   for (const auto& [key, o] : baseline) {
     if (o.type == "table" || here.count(key)) continue;
@@ -460,6 +708,9 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
       break;
     case SchemaChange::DROP:
       applied = ApplyDrop(db, type, name);
+      break;
+    case SchemaChange::ADD_COLUMNS:
+      applied = ApplyAddColumns(db, c);
       break;
     default:
       return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));

@@ -9,26 +9,35 @@
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
-//   in that order: drops, then tables, indexes, views and triggers, each in the order they were
-//   made.
+//   - a table whose SQL is the baseline's with columns added (ALTER TABLE ADD COLUMN: SQLite
+//     writes each definition at the end of the column list) -> ADD_COLUMNS, the definitions in
+//     order;
+//   in that order: drops, then tables (columns added, then created), indexes, views and
+//   triggers, each in the order they were made.
 // Not replicated yet, and taken into the baseline as they are here (every node makes them
-// itself; README, "Limitations"): a table whose SQL changed (ALTER TABLE), a table that is gone
-// (DROP TABLE), and the indexes and triggers of those tables. When tables are gone and new ones
-// appear in one diff, a table may have been renamed (ALTER TABLE RENAME): none of them
-// replicates, so that the other nodes' own rename still finds its name free.
+// itself; README, "Limitations"): a table whose SQL changed otherwise (ALTER TABLE RENAME or
+// DROP COLUMN, a table made again), a table that is gone (DROP TABLE), and the indexes and
+// triggers of those tables. When tables are gone and new ones appear in one diff, a table may
+// have been renamed (ALTER TABLE RENAME): none of them replicates, so that the other nodes' own
+// rename still finds its name free.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
 // that ran the same migration), one whose name exists with another definition is a conflict:
-// reported, and the local object kept. A schema change must name a user object and hold exactly
-// one CREATE statement of that object (a hostile one that does anything else is refused and
-// changes nothing). Either outcome records the object in the baseline.
+// reported, and the local object kept. A table is the same table with columns added or not yet
+// added: ADD_COLUMNS (or the CREATE of a shard snapshot's schema) adds the columns this node's
+// table lacks, by name, and changes nothing when it has them already; should the table's SQL
+// still differ from the origin's (two nodes added different columns at once, and their order
+// differs), that is reported as a conflict, with every column on every node. A schema change must
+// name a user object and hold exactly one CREATE statement of that object (a hostile one that does
+// anything else is refused and changes nothing). Either outcome records the object in the baseline.
 //
 // Marmot's objects (`__marmot__...`), SQLite's (`sqlite_...`), automatic indexes and the shadow
 // tables of virtual tables are never schema changes.
 #ifndef MARMOT_REPLICATOR_SCHEMA_CHANGES_H_
 #define MARMOT_REPLICATOR_SCHEMA_CHANGES_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,9 +87,29 @@ absl::StatusOr<std::vector<change::v1::SchemaChange>> BaselineSchema(sqlite::Dat
 struct SchemaApplied {
   enum Outcome { kApplied, kAlreadySo, kConflict, kRefused };
   Outcome outcome = kApplied;
-  std::string detail;  // kConflict, kRefused: why, for the log.
-  bool table_created = false;
+  std::string detail;          // kConflict, kRefused: why, for the log.
+  bool table_changed = false;  // A table was created or got columns: its capture is remade.
 };
+
+// A table's SQL as its column definitions (each as written, without blanks around it) and the
+// rest: the statement without them (its table constraints and what follows the column list).
+// Nothing when the SQL has no column list SQLite would take.
+struct TableParts {
+  std::vector<std::string> columns;
+  std::string rest;
+};
+std::optional<TableParts> SplitTable(const std::string& sql);
+
+// The name a column definition gives its column, unquoted, in lower case (SQLite compares
+// column names without case).
+std::string ColumnName(const std::string& definition);
+
+// When `after` is a table's SQL `before` with columns added (by ALTER TABLE ADD COLUMN, or the
+// table made again with more columns): the added columns' definitions, in `after`'s order.
+// Nothing when anything else differs: a column removed, renamed or defined otherwise, a
+// constraint, the name, the options after the column list.
+std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
+                                                     const std::string& after);
 
 // Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
 // leaves nothing behind) and records its object in the baseline. Errors are the database's

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sqlite/testing/sqlite_cli.h"
 
 namespace marmot::replicator {
@@ -38,6 +39,10 @@ class SchemaChangesTest : public ::testing::Test {
     if (!diff.ok()) return std::string(diff.status().message());
     std::string out;
     for (const SchemaChange& c : diff->replicate) {
+      if (c.kind() == SchemaChange::ADD_COLUMNS) {
+        absl::StrAppend(&out, "ADD to ", c.name(), ": ", absl::StrJoin(c.columns(), " | "), "\n");
+        continue;
+      }
       absl::StrAppend(&out, c.kind() == SchemaChange::CREATE ? "CREATE " : "DROP ", c.type(), " ",
                       c.name(), "\n");
     }
@@ -88,16 +93,186 @@ TEST_F(SchemaChangesTest, NewObjectsAreCreatesTablesFirstAndGoneOnesAreDrops) {
                            "DROP INDEX kv_v;"
                            "ALTER TABLE kv ADD COLUMN extra;")
                   .ok());
-  // The ALTER of kv does not replicate yet, nor the drop of its index (it goes with its table);
-  // marmot's tables and SQLite's automatic index are never changes.
+  // Columns added come before the tables made; marmot's tables and SQLite's automatic index are
+  // never changes.
   EXPECT_EQ(Unreplicated(),
-            "CREATE table item\nCREATE index item_name\nCREATE view big\nCREATE trigger t\n"
-            "not: ALTER TABLE kv\n");
-  // What does not replicate is kept in the baseline: the next look finds only new changes.
+            "DROP index kv_v\nADD to kv: extra\nCREATE table item\nCREATE index item_name\n"
+            "CREATE view big\nCREATE trigger t\n");
+  // Nothing is kept in the baseline by a look: what replicates is recorded once applied.
   ASSERT_TRUE(RunSqliteCli(path_, "CREATE INDEX kv_extra ON kv (extra);").ok());
   EXPECT_EQ(Unreplicated(),
-            "CREATE table item\nCREATE index item_name\nCREATE index kv_extra\nCREATE view big\n"
-            "CREATE trigger t\n");
+            "DROP index kv_v\nADD to kv: extra\nCREATE table item\nCREATE index item_name\n"
+            "CREATE index kv_extra\nCREATE view big\nCREATE trigger t\n");
+}
+
+TEST_F(SchemaChangesTest, ATableChangedOtherwiseThanByAddedColumnsDoesNotReplicate) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "ALTER TABLE kv RENAME COLUMN v TO value;"
+                           "CREATE INDEX kv_k ON kv (k);")
+                  .ok());
+  // Nor the indexes of such a table: they go with it.
+  EXPECT_EQ(Unreplicated(), "not: ALTER TABLE kv\n");
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+// What ALTER TABLE ADD COLUMN wrote into sqlite_master, for tables written in many ways: the
+// SQL before, the definitions added, and the SQL after (read back from SQLite itself).
+struct Alteration {
+  std::string before, after;
+};
+Alteration Alter(const std::string& create, const std::vector<std::string>& columns) {
+  const std::string path = sqlite::testing::NewDatabase("added-columns", create);
+  auto sql = [&] { return *RunSqliteCli(path, "SELECT sql FROM sqlite_master WHERE name = 't';"); };
+  Alteration out;
+  out.before = sql();
+  for (const std::string& c : columns) {
+    EXPECT_TRUE(RunSqliteCli(path, absl::StrCat("ALTER TABLE t ADD COLUMN ", c, ";")).ok()) << c;
+  }
+  out.after = sql();
+  // The CLI ends its output with a newline.
+  out.before.pop_back();
+  out.after.pop_back();
+  return out;
+}
+
+TEST(AddedColumnsTest, FindsTheDefinitionsAlterTableAddColumnWrote) {
+  struct Case {
+    const char* create;
+    std::vector<std::string> columns;
+  };
+  const Case cases[] = {
+      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b)", {"c TEXT"}},
+      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b)", {"c", "d INTEGER DEFAULT 7", "e BLOB"}},
+      {"CREATE TABLE t (a, b, PRIMARY KEY (a, b)) WITHOUT ROWID", {"c TEXT NOT NULL DEFAULT ''"}},
+      {"create table \"t\" ( \"a, b\" TEXT , [x)y] INT, CHECK (length(\"a, b\") > 0) )",
+       {"\"c, d\" TEXT DEFAULT (printf('%s,%s)', 'a', 'b'))",
+        "`e``f` INT CHECK (length(`e``f`) > (1))"}},
+      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT) STRICT", {"c TEXT COLLATE NOCASE"}},
+      {"CREATE TABLE t (a /* the key ) , */ INTEGER PRIMARY KEY, b -- why\n)",
+       {"c REFERENCES t (a) ON DELETE CASCADE"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.create);
+    const Alteration a = Alter(c.create, c.columns);
+    EXPECT_THAT(AddedColumns(a.before, a.after), ::testing::Optional(c.columns));
+    // The other way round, or unchanged, nothing was added.
+    EXPECT_EQ(AddedColumns(a.after, a.before), std::nullopt);
+    EXPECT_EQ(AddedColumns(a.before, a.before), std::nullopt);
+  }
+}
+
+TEST(AddedColumnsTest, OtherChangesAreNotAddedColumns) {
+  // A table made again with a column in the middle has it added (the other nodes add it at
+  // the end: rows travel by column name).
+  EXPECT_THAT(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, x, b)"),
+              ::testing::Optional(std::vector<std::string>{"x"}));
+  // A table constraint added, a column renamed or removed, text changed.
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c, UNIQUE (a))"),
+            std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, bb, c)"), std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, c)"), std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b INT, c)"), std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE u (a, b, c)"), std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c) WITHOUT ROWID"),
+            std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, (c))"), std::nullopt);
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c))"), std::nullopt);
+}
+
+SchemaChange AddColumns(const std::string& table, const std::string& sql,
+                        const std::vector<std::string>& columns) {
+  SchemaChange c;
+  c.set_kind(SchemaChange::ADD_COLUMNS);
+  c.set_type("table");
+  c.set_name(table);
+  c.set_sql(sql);
+  for (const std::string& column : columns) c.add_columns(column);
+  return c;
+}
+
+constexpr char kKvWithExtra[] = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, extra TEXT)";
+
+TEST_F(SchemaChangesTest, AddedColumnsAreAddedOnceAndRecorded) {
+  ASSERT_TRUE(RunSqliteCli(path_, "INSERT INTO kv VALUES (1, 'a');").ok());
+  const SchemaApplied applied = Apply(AddColumns("kv", kKvWithExtra, {"extra TEXT"}));
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied);
+  EXPECT_TRUE(applied.table_changed);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
+            absl::StrCat(kKvWithExtra, "\n"));
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT k, v, extra IS NULL FROM kv;"), "1|a|1\n");
+  // The baseline has it: it is not this node's change.
+  EXPECT_EQ(Unreplicated(), "");
+  // Again (the origin itself, a node that ran the same migration), or a table that has more
+  // columns since: already so.
+  EXPECT_EQ(Apply(AddColumns("kv", kKvWithExtra, {"extra TEXT"})).outcome,
+            SchemaApplied::kAlreadySo);
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv ADD COLUMN more;").ok());
+  EXPECT_EQ(Apply(AddColumns("kv", kKvWithExtra, {"extra TEXT"})).outcome,
+            SchemaApplied::kAlreadySo);
+  EXPECT_EQ(Unreplicated(), "ADD to kv: more\n");
+}
+
+TEST_F(SchemaChangesTest, ColumnsAddedOnTwoNodesAtOnceEndOnBoth) {
+  // This node added `mine`; another node added `extra` to the same table at the same time.
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv ADD COLUMN mine INTEGER;").ok());
+  const SchemaApplied applied = Apply(AddColumns("kv", kKvWithExtra, {"extra TEXT"}));
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied);
+  EXPECT_TRUE(applied.table_changed);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT group_concat(name, ',') FROM pragma_table_info('kv');"),
+            "k,v,mine,extra\n");
+  // `mine` is still this node's change, to replicate.
+  EXPECT_EQ(Unreplicated(), "ADD to kv: mine INTEGER\n");
+}
+
+TEST_F(SchemaChangesTest, AColumnOfTheSameNameDefinedOtherwiseIsAConflictAndStays) {
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv ADD COLUMN extra INTEGER;").ok());
+  const SchemaApplied applied = Apply(AddColumns("kv", kKvWithExtra, {"extra TEXT"}));
+  EXPECT_EQ(applied.outcome, SchemaApplied::kConflict);
+  EXPECT_FALSE(applied.table_changed);
+  EXPECT_THAT(applied.detail, HasSubstr("defined otherwise here"));
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT type FROM pragma_table_info('kv') WHERE name = 'extra';"),
+            "INTEGER\n");
+}
+
+TEST_F(SchemaChangesTest, ASnapshotsCreateOfATableWithMoreColumnsAddsThem) {
+  // A node that missed the change receives the table as the snapshot's schema has it.
+  EXPECT_EQ(Apply(Create("table", "kv", kKvWithExtra)).outcome, SchemaApplied::kApplied);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
+            absl::StrCat(kKvWithExtra, "\n"));
+  // One with fewer columns than here changes nothing.
+  EXPECT_EQ(Apply(Create("table", "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")).outcome,
+            SchemaApplied::kAlreadySo);
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+TEST_F(SchemaChangesTest, HostileAddedColumnsAreRefusedAndChangeNothing) {
+  const std::string before = *RunSqliteCli(path_, "SELECT sql FROM sqlite_master;");
+  struct Case {
+    SchemaChange change;
+    const char* why;
+  };
+  const Case cases[] = {
+      {AddColumns("kv", kKvWithExtra, {"extra TEXT; DROP TABLE kv"}), "more than one statement"},
+      {AddColumns("kv", kKvWithExtra, {"extra TEXT DEFAULT 1, x"}), "cannot run here"},
+      {AddColumns("kv", kKvWithExtra, {"__marmot__x TEXT"}), "does not define a user column"},
+      {AddColumns("kv", kKvWithExtra, {"x REFERENCES \"__marmot__kv_change_log\""}),
+       "marmot's own objects"},
+      {AddColumns("kv", kKvWithExtra, {"x PRIMARY KEY"}), "cannot run here"},
+      {AddColumns("kv", kKvWithExtra, {""}), "does not define a user column"},
+      {AddColumns("kv", kKvWithExtra, {}), "adds no column"},
+      {AddColumns("kv", kKvWithExtra, {"ok TEXT", "x UNIQUE"}), "cannot run here"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrJoin(c.change.columns(), " | "));
+    const SchemaApplied refused = Apply(c.change);
+    EXPECT_EQ(refused.outcome, SchemaApplied::kRefused);
+    EXPECT_THAT(refused.detail, HasSubstr(c.why));
+  }
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master;"), before);
+  SchemaChange index = AddColumns("kv_v", kKvWithExtra, {"x"});
+  index.set_type("index");
+  EXPECT_EQ(Apply(index).outcome, SchemaApplied::kRefused);
+  EXPECT_EQ(Apply(AddColumns("missing", kKvWithExtra, {"x"})).outcome, SchemaApplied::kConflict);
 }
 
 TEST_F(SchemaChangesTest, ARenamedTableAndItsIndexesDoNotReplicate) {
@@ -144,7 +319,7 @@ TEST_F(SchemaChangesTest, ACreateMakesTheObjectOnceAndRecordsIt) {
       Create("table", "item", "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");
   const SchemaApplied made = Apply(table);
   EXPECT_EQ(made.outcome, SchemaApplied::kApplied) << made.detail;
-  EXPECT_TRUE(made.table_created);
+  EXPECT_TRUE(made.table_changed);
   EXPECT_EQ(Apply(Create("index", "item_name", "CREATE INDEX item_name ON item (name)")).outcome,
             SchemaApplied::kApplied);
   // The same again (another pod ran the same migration, or it is the origin's own): nothing.
@@ -157,7 +332,7 @@ TEST_F(SchemaChangesTest, ACreateMakesTheObjectOnceAndRecordsIt) {
 
 TEST_F(SchemaChangesTest, ANameThatExistsWithAnotherDefinitionIsAConflictAndStays) {
   const SchemaApplied other =
-      Apply(Create("table", "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT)"));
+      Apply(Create("table", "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY, w TEXT)"));
   EXPECT_EQ(other.outcome, SchemaApplied::kConflict);
   EXPECT_THAT(other.detail, HasSubstr("another definition"));
   // Names are compared as SQLite does, without case.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -98,6 +99,102 @@ TEST(SchemaReplicationTest, TheSameMigrationOnEveryNodeEndsWithOneSchemaAndNoErr
     EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
     EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
   }
+}
+
+TEST(SchemaReplicationTest, AColumnAddedOnOneNodeWhileTheOthersInsertReachesEveryRow) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
+  cluster.Start();
+  // Nodes 1 and 3 insert, transaction after transaction; once their own database has the new
+  // column, they fill it too.
+  std::atomic<bool> stop{false};
+  std::atomic<int> written[4] = {0, 0, 0, 0};
+  std::atomic<int> written_with_column[4] = {0, 0, 0, 0};
+  auto writer = [&](int id) {
+    for (int i = 0; !stop.load(); ++i) {
+      const int k = id * 100000 + i;
+      const bool has_column =
+          cluster.Sql(id, "SELECT count(*) FROM pragma_table_info('kv') WHERE name = 'note';") ==
+          "1\n";
+      cluster.Sql(id, has_column
+                          ? absl::StrCat("INSERT INTO kv (k, v, note) VALUES (", k, ", 'n", id,
+                                         "', 'note ", k, "');")
+                          : absl::StrCat("INSERT INTO kv (k, v) VALUES (", k, ", 'n", id, "');"));
+      ++written[id];
+      if (has_column) ++written_with_column[id];
+    }
+  };
+  std::thread one(writer, 1), three(writer, 3);
+  ASSERT_TRUE(testing::WaitFor([&] { return written[1] >= 20 && written[3] >= 20; }, 30s));
+  // The migration on node 2, with a row of its own right after it.
+  cluster.Sql(2,
+              "ALTER TABLE kv ADD COLUMN note TEXT NOT NULL DEFAULT 'none';"
+              "INSERT INTO kv VALUES (2, 'n2', 'written on 2');");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return written_with_column[1] >= 20 && written_with_column[3] >= 20; }, 60s))
+      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+  stop = true;
+  one.join();
+  three.join();
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
+              HasSubstr("note TEXT NOT NULL DEFAULT 'none'"));
+  // Every row on every node, with what its writer gave the column.
+  const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << OnEveryNode(cluster, "SELECT count(*) FROM kv;");
+  const int total = written[1] + written[3] + 1;
+  EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM kv;"), absl::StrCat(total, "\n"));
+  EXPECT_EQ(cluster.Sql(3, "SELECT note FROM kv WHERE k = 2;"), "written on 2\n");
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv WHERE note LIKE 'note %';"),
+            absl::StrCat(written_with_column[1] + written_with_column[3], "\n"));
+  // Changes that came before the column waited as dead letters at most, retried since.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
+        }
+        return true;
+      },
+      60s))
+      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
+TEST(SchemaReplicationTest, ANodeKilledDuringAMigrationCatchesUp) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'before');");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM kv;", 30s));
+  // Node 3 dies while node 1 migrates and writes the new columns and a new table.
+  std::thread migration([&] {
+    cluster.Sql(1,
+                "ALTER TABLE kv ADD COLUMN a INTEGER; ALTER TABLE kv ADD COLUMN b TEXT;"
+                "INSERT INTO kv VALUES (2, 'after', 7, 'seven');"
+                "CREATE TABLE tag (id INTEGER PRIMARY KEY, kv INTEGER REFERENCES kv (k));"
+                "CREATE INDEX kv_a ON kv (a);"
+                "INSERT INTO tag VALUES (1, 2);"
+                "UPDATE kv SET b = 'one' WHERE k = 1;");
+  });
+  cluster.KillNode(3);
+  migration.join();
+  // Node 2 has it all while node 3 is down.
+  const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
+  const std::string expected = "1,'before',NULL,'one'\n2,'after',7,'seven'\n";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, rows) == expected; }, 30s))
+      << cluster.Sql(2, rows);
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_EQ(cluster.Sql(3, rows), expected);
+  EXPECT_EQ(cluster.Sql(3, "SELECT * FROM tag;"), "1|2\n");
+  // Node 3 writes the new columns, as any node.
+  cluster.Sql(3, "UPDATE kv SET a = 3 WHERE k = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_EQ(cluster.Sql(1, "SELECT a FROM kv WHERE k = 1;"), "3\n");
+  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, kDeadLetters) == "0\n"; }, 30s));
 }
 
 TEST(SchemaReplicationTest, TwoDefinitionsOfOneTableAreReportedAndNothingStops) {
