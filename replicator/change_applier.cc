@@ -170,8 +170,11 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     std::vector<std::vector<std::vector<Value>>> keys;  // Per change, the keys it touches.
   };
   std::vector<Table> tables;
-  for (const TableChanges& t : batch.tables()) {
-    absl::StatusOr<const TablePlan*> plan = plans_.Plan(t);
+  for (const TableChanges& given : batch.tables()) {
+    const TableChanges* as_here = &given;
+    TableChanges renamed;
+    absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
+    const TableChanges& t = *as_here;
     if (!plan.ok()) return plan.status();
     if (!TableMayGoUnwritten(
             {.plan = (*plan)->status,
@@ -253,11 +256,15 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     }
   }
   const bool own = state_.local_node != 0 && origin == state_.local_node;
-  for (const TableChanges& t : batch.tables()) {
-    absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, t.table());
+  for (const TableChanges& given : batch.tables()) {
+    absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, given.table());
     if (!last.ok()) return last.status();
     int64_t newest = *last;
-    absl::StatusOr<const TablePlan*> plan = plans_.Plan(t);
+    // Columns renamed or dropped here since the changes were read take their place here.
+    const TableChanges* as_here = &given;
+    TableChanges renamed;
+    absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
+    const TableChanges& t = *as_here;
     if (!plan.ok()) return plan.status();
     // The local change index reads the table's new log rows before any of its rows is written
     // here (see LocalChangeIndex, "Rewritten rows"). No log (the table is gone or not captured
@@ -338,11 +345,7 @@ absl::Status ChangeApplier::ApplySchemaChanges(
   for (const change::v1::SchemaChange& c : changes) {
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c);
     if (!applied.ok()) return applied.status();
-    const std::string what =
-        absl::StrCat(c.kind() == change::v1::SchemaChange::DROP          ? "drop of "
-                     : c.kind() == change::v1::SchemaChange::ADD_COLUMNS ? "columns added to "
-                                                                         : "",
-                     c.type(), " ", c.name(), " from ", from);
+    const std::string what = absl::StrCat(DescribeSchemaChange(c), " from ", from);
     switch (applied->outcome) {
       case SchemaApplied::kApplied:
         ++result.schema_applied;

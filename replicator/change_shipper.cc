@@ -249,11 +249,7 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
     if (c.type() == "table" && c.kind() != change::v1::SchemaChange::DROP) {
       held_tables_.insert(c.name());
     }
-    names.push_back(
-        c.kind() == change::v1::SchemaChange::ADD_COLUMNS
-            ? absl::StrCat("columns of ", c.name(), " (", absl::StrJoin(c.columns(), ", "), ")")
-            : absl::StrCat(c.kind() == change::v1::SchemaChange::DROP ? "drop " : "", c.type(), " ",
-                           c.name()));
+    names.push_back(DescribeSchemaChange(c));
     *batch.add_schema_changes() = std::move(c);
   }
   if (batch.schema_changes().empty()) return absl::OkStatus();

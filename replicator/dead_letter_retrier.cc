@@ -180,7 +180,11 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
     } else if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
       facts.readable = absl::FailedPreconditionError("the dead letter does not hold one change");
     } else {
-      absl::StatusOr<const TablePlan*> planned = plans_.Plan(t);
+      // Columns renamed or dropped here since the change was read take their place here.
+      const TableChanges* as_here = &t;
+      TableChanges renamed;
+      absl::StatusOr<const TablePlan*> planned = plans_.PlanAsHere(as_here, renamed);
+      if (as_here != &t) t = std::move(renamed);
       if (!planned.ok()) return planned.status();
       plan = *planned;
       facts.plan = plan->status;

@@ -214,7 +214,11 @@ void Replicator::PumpLoop() {
                                               : 0.0);
     if (absl::Status s = keeper_->CheckSchema(); !s.ok()) {
       LOG(ERROR) << "capture check failed (retrying): " << s;
-    } else if (keeper_->schema_version() != retried_at_schema_) {
+    } else if (keeper_->schema_version() != retried_at_schema_ ||
+               metrics_->schema_changes_applied.Value() != retried_at_applied_) {
+      // A schema change applied here may also have left the schema as it was (made here
+      // already) and only recorded a column renamed or dropped: changes that wait for either
+      // may apply now.
       RetryDeadLettersAfterSchemaChange();
     }
     if (schema_retry_ && env_->MonotonicNow() >= schema_retry_->next_step_at()) StepSchemaRetry();
@@ -301,6 +305,17 @@ absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Data
   if (!rows.ok()) return rows.status();
   std::map<std::string, std::string> out;
   for (const std::vector<sqlite::Value>& row : *rows) out[row[0].bytes()] = row[1].bytes();
+  // A column renamed or dropped (the column history) changes how the table's changes apply.
+  if (!out.count(kColumnHistoryTable)) return out;
+  rows = db.QueryRows(
+      absl::StrCat("SELECT m.name, group_concat(h.old || '>' || coalesce(h.new, ''), ';') FROM ",
+                   sqlite::QuoteIdentifier(kColumnHistoryTable),
+                   " AS h JOIN sqlite_master AS m ON m.type = 'table' AND lower(m.name) = h.tbl"
+                   " GROUP BY m.name"));
+  if (!rows.ok()) return rows.status();
+  for (const std::vector<sqlite::Value>& row : *rows) {
+    absl::StrAppend(&out[row[0].bytes()], "\n", row[1].bytes());
+  }
   return out;
 }
 
@@ -345,6 +360,7 @@ void Replicator::RetryDeadLettersAfterSchemaChange() {
   }
   table_definitions_ = *std::move(now);
   retried_at_schema_ = keeper_->schema_version();
+  retried_at_applied_ = metrics_->schema_changes_applied.Value();
   // A table or constraint that a halted shard needed may have come: halted shards resume now,
   // or after the retry under way (which they may need first).
   schema_changed_while_running_ = schema_changed_while_running_ || while_running;

@@ -116,6 +116,7 @@ class Replicator {
   std::atomic<bool> stopping_{false};
   std::vector<uint64_t> last_leaders_;  // Per shard, for counting leader changes.
   int64_t retried_at_schema_ = -1;      // The schema_version dead letters were last retried at.
+  double retried_at_applied_ = -1;      // And the count of schema changes applied here.
   // Then, per table, the SQL of the table and its indexes (dead letters of a table are retried
   // when it changes).
   std::map<std::string, std::string> table_definitions_;

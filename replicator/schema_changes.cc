@@ -9,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "replicator/table_sql.h"
 #include "sqlite/value.h"
 
 namespace marmot::replicator {
@@ -38,54 +40,11 @@ bool Reserved(const std::string& name) {
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
 }
 
-// The next token of `sql` from `*at` (skipping blanks and comments): a word, a quoted name as
-// written, or one character; empty at the end.
-std::string NextToken(const std::string& sql, size_t* at) {
-  size_t& i = *at;
-  const size_t n = sql.size();
-  while (i < n) {
-    if (absl::ascii_isspace(static_cast<unsigned char>(sql[i]))) {
-      ++i;
-    } else if (sql.compare(i, 2, "--") == 0) {
-      while (i < n && sql[i] != '\n') ++i;
-    } else if (sql.compare(i, 2, "/*") == 0) {
-      const size_t end = sql.find("*/", i + 2);
-      i = end == std::string::npos ? n : end + 2;
-    } else {
-      break;
-    }
-  }
-  if (i >= n) return "";
-  const size_t start = i;
-  const char c = sql[i];
-  if (c == '"' || c == '`' || c == '\'' || c == '[') {
-    const char close = c == '[' ? ']' : c;
-    for (++i; i < n; ++i) {
-      if (sql[i] != close) continue;
-      if (close != ']' && i + 1 < n && sql[i + 1] == close) {
-        ++i;  // A doubled quote stands for itself.
-        continue;
-      }
-      ++i;
-      break;
-    }
-  } else if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-             static_cast<unsigned char>(c) >= 0x80) {
-    while (i < n && (absl::ascii_isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' ||
-                     sql[i] == '$' || static_cast<unsigned char>(sql[i]) >= 0x80)) {
-      ++i;
-    }
-  } else {
-    ++i;
-  }
-  return sql.substr(start, i - start);
-}
-
 // Whether `sql` is CREATE TABLE ... AS SELECT: it runs a query of this node's data, which no
 // schema change of a node holds (sqlite_master keeps such a table as column definitions).
 bool CreatesTableFromQuery(const std::string& sql) {
   size_t at = 0;
-  auto word = [&] { return absl::AsciiStrToUpper(NextToken(sql, &at)); };
+  auto word = [&] { return absl::AsciiStrToUpper(NextSqlToken(sql, &at)); };
   if (word() != "CREATE") return false;
   std::string w = word();
   if (w == "TEMP" || w == "TEMPORARY") w = word();
@@ -102,12 +61,6 @@ bool CreatesTableFromQuery(const std::string& sql) {
     w = word();
   }
   return w == "AS";
-}
-
-bool IsTableConstraint(const std::string& first_token) {
-  const std::string word = absl::AsciiStrToUpper(first_token);
-  return word == "CONSTRAINT" || word == "PRIMARY" || word == "UNIQUE" || word == "CHECK" ||
-         word == "FOREIGN";
 }
 
 SchemaChange CreateOf(const SchemaObject& o) {
@@ -218,11 +171,16 @@ bool HasEveryColumnOf(const std::string& here, const std::string& there) {
 }
 
 // Records table `name` in the baseline as `sql`, the origin's table, which this node's has every
-// column of, unless the baseline has them all already. Columns this node added itself and did
-// not replicate yet stay its own change.
+// column of; for columns added, unless the baseline has them all already. Columns this node
+// added itself and did not replicate yet stay its own change.
 absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name,
-                                   const std::string& sql) {
-  // The baseline never loses columns: a change older than what it holds leaves it.
+                                   const std::string& sql, bool only_with_more_columns = true) {
+  if (!only_with_more_columns) {
+    return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                                   " (type, name, tbl_name, sql) VALUES ('table', ?1, ?1, ?2)"),
+                      {Value::Text(name), Value::Text(sql)});
+  }
+  // Columns added never take columns away: a change older than what it holds leaves it.
   absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
       absl::StrCat("SELECT sql FROM ", kBaseline,
                    " WHERE type = 'table' AND name = ", Value::Text(name).DebugString()));
@@ -403,89 +361,190 @@ absl::StatusOr<SchemaApplied> ApplyAddColumns(sqlite::Database& db, const Schema
                     c.sql());
 }
 
-}  // namespace
+absl::Status RecordColumnGone(sqlite::Database& db, const std::string& table,
+                              const std::string& old_name, const std::optional<std::string>& to) {
+  return db.RunKept(
+      absl::StrCat("INSERT OR REPLACE INTO ", sqlite::QuoteIdentifier(kColumnHistoryTable),
+                   " (tbl, old, new) VALUES (lower(?1), lower(?2), ?3)"),
+      {Value::Text(table), Value::Text(old_name),
+       to.has_value() ? Value::Text(*to) : Value::Null()});
+}
 
-std::optional<TableParts> SplitTable(const std::string& sql) {
-  size_t at = 0;
-  for (;;) {  // To the parenthesis that opens the column list.
-    const std::string token = NextToken(sql, &at);
-    if (token.empty()) return std::nullopt;
-    if (token == "(") break;
+// The user objects other than tables: (type, name) -> SQL.
+absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> OtherObjectsSql(
+    sqlite::Database& db) {
+  absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
+  if (!objects.ok()) return objects.status();
+  std::map<std::pair<std::string, std::string>, std::string> out;
+  for (const SchemaObject& o : *objects) {
+    if (o.type != "table") out[{o.type, o.name}] = o.sql;
   }
-  TableParts out;
-  out.rest = sql.substr(0, at);
-  size_t start = at;
-  int depth = 0;
-  for (;;) {
-    const size_t token_at = at;
-    const std::string token = NextToken(sql, &at);
-    if (token.empty()) return std::nullopt;
-    if (token == "(") {
-      ++depth;
-      continue;
-    }
-    if (depth > 0) {
-      depth -= token == ")";
-      continue;
-    }
-    if (token != "," && token != ")") continue;
-    std::string part(absl::StripAsciiWhitespace(sql.substr(start, token_at - start)));
-    size_t first_at = 0;
-    const std::string first = NextToken(part, &first_at);
-    if (first.empty() || first == "," || first == "(" || first == ")") return std::nullopt;
-    if (IsTableConstraint(first) || (!out.rest.empty() && out.rest.back() == ',')) {
-      // Constraints follow the columns; what follows a constraint is a constraint too.
-      absl::StrAppend(&out.rest, part, ",");
-    } else {
-      out.columns.push_back(std::move(part));
-    }
-    start = at;
-    if (token == ")") break;
-  }
-  absl::StrAppend(&out.rest, ")", sql.substr(at));
   return out;
 }
 
-std::string ColumnName(const std::string& definition) {
-  size_t at = 0;
-  const std::string name = NextToken(definition, &at);
-  if (name.size() < 2 || (name[0] != '"' && name[0] != '`' && name[0] != '[' && name[0] != '\'')) {
-    return absl::AsciiStrToLower(name);
+// Looks up table `name` here (without case): its name and SQL, or nothing.
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> TableHere(
+    sqlite::Database& db, const std::string& name) {
+  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(
+      absl::StrCat("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ",
+                   Value::Text(name).DebugString(), " COLLATE NOCASE"));
+  if (!existing.ok()) return existing.status();
+  if (existing->empty() || existing->front()[1].is_null()) {
+    return std::optional<std::pair<std::string, std::string>>();
   }
-  const char close = name[0] == '[' ? ']' : name[0];
-  std::string inner = name.substr(1, name.size() - 2);
-  if (close != ']') {
-    const std::string doubled(2, close);
-    for (size_t i = inner.find(doubled); i != std::string::npos; i = inner.find(doubled, i + 1)) {
-      inner.erase(i, 1);
-    }
-  }
-  return absl::AsciiStrToLower(inner);
+  return std::make_optional(
+      std::make_pair(existing->front()[0].bytes(), existing->front()[1].bytes()));
 }
 
-std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
-                                                     const std::string& after) {
-  std::optional<TableParts> was = SplitTable(before), is = SplitTable(after);
-  if (!was.has_value() || !is.has_value() || was->rest != is->rest) return std::nullopt;
-  std::map<std::string, const std::string*> had;
-  for (const std::string& c : was->columns) had[ColumnName(c)] = &c;
-  std::vector<std::string> added;
-  size_t kept = 0;
-  for (const std::string& c : is->columns) {
-    auto it = had.find(ColumnName(c));
-    if (it == had.end()) {
-      added.push_back(c);
-    } else if (*it->second != c) {
-      return std::nullopt;
-    } else {
-      ++kept;
-    }
+// Runs one ALTER TABLE statement that must leave the same objects and the table with
+// `columns_after` (lower case, in order); a refusal otherwise.
+absl::StatusOr<std::optional<SchemaApplied>> AlterExactly(
+    sqlite::Database& db, const std::string& table, const std::string& statement,
+    const std::vector<std::string>& columns_after) {
+  absl::StatusOr<Names> before = AllObjects(db);
+  if (!before.ok()) return before.status();
+  std::string why;
+  absl::StatusOr<bool> ran = RunOneStatement(db, statement, &why);
+  if (!ran.ok()) return ran.status();
+  if (!*ran) return std::make_optional(Refused(absl::StrCat(statement, " cannot run here: ", why)));
+  absl::StatusOr<Names> after = AllObjects(db);
+  if (!after.ok()) return after.status();
+  absl::StatusOr<std::vector<std::string>> now = ColumnNamesHere(db, table);
+  if (!now.ok()) return now.status();
+  if (*after != *before || *now != columns_after) {
+    return std::make_optional(Refused(absl::StrCat(statement, " did not do only that here")));
   }
-  if (added.empty() || kept != had.size() || had.size() != was->columns.size()) {
-    return std::nullopt;
-  }
-  return added;
+  return std::optional<SchemaApplied>();
 }
+
+// After a change of columns: the baseline takes the origin's table when this node's has every
+// column of it (columns this node added itself stay its own change); otherwise it stays, and
+// what differs is looked at again as this node's change.
+absl::Status RecordColumnsChanged(sqlite::Database& db, const std::string& table,
+                                  const std::string& target) {
+  absl::StatusOr<std::string> here = TableSqlHere(db, table);
+  if (!here.ok()) return here.status();
+  if (!HasEveryColumnOf(*here, target)) return absl::OkStatus();
+  return RecordTableInBaseline(db, table, target, /*only_with_more_columns=*/false);
+}
+
+absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const SchemaChange& c) {
+  if (c.type() != "table") return Refused("only a table's column is renamed");
+  if (c.columns_size() != 2 || c.columns(0).empty() || c.columns(1).empty()) {
+    return Refused("a rename names one column and its new name");
+  }
+  const std::string& from = c.columns(0);
+  // The new name as the origin's statement wrote it (quoted or not), so that the table's SQL
+  // reads the same here: one name token and nothing else.
+  const std::string& to_token = c.columns(1);
+  size_t at = 0;
+  const std::string token = NextSqlToken(to_token, &at);
+  const std::string to = UnquotedName(to_token);
+  if (token != to_token || to.empty() || Reserved(to) ||
+      absl::StrContains(absl::AsciiStrToLower(to), "__marmot__") ||
+      !(absl::ascii_isalnum(static_cast<unsigned char>(token[0])) || token[0] == '_' ||
+        token[0] == '"' || token[0] == '`' || token[0] == '[' ||
+        static_cast<unsigned char>(token[0]) >= 0x80)) {
+    return Refused(absl::StrCat("'", to_token, "' is not the name of a user column"));
+  }
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
+      TableHere(db, c.name());
+  if (!table.ok()) return table.status();
+  if (!table->has_value()) {
+    return SchemaApplied{.outcome = SchemaApplied::kConflict,
+                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
+  }
+  const std::string& name = (*table)->first;
+  absl::StatusOr<std::vector<std::string>> columns = ColumnNamesHere(db, name);
+  if (!columns.ok()) return columns.status();
+  auto has = [&](const std::string& column) {
+    return std::find(columns->begin(), columns->end(), absl::AsciiStrToLower(column)) !=
+           columns->end();
+  };
+  SchemaApplied applied{.outcome = SchemaApplied::kAlreadySo};
+  if (has(from) && !has(to)) {
+    absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+        OtherObjectsSql(db);
+    if (!others.ok()) return others.status();
+    std::vector<std::string> after = *columns;
+    for (std::string& column : after) {
+      if (column == absl::AsciiStrToLower(from)) column = absl::AsciiStrToLower(to);
+    }
+    absl::StatusOr<std::optional<SchemaApplied>> refused =
+        AlterExactly(db, name,
+                     absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(name), " RENAME COLUMN ",
+                                  sqlite::QuoteIdentifier(from), " TO ", to_token),
+                     after);
+    if (!refused.ok()) return refused.status();
+    if (refused->has_value()) return **refused;
+    // SQLite rewrote the indexes, triggers and views that name the column: those that were as
+    // the baseline holds them still are.
+    absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> rewritten =
+        OtherObjectsSql(db);
+    if (!rewritten.ok()) return rewritten.status();
+    for (const auto& [key, sql] : *rewritten) {
+      auto was = others->find(key);
+      if (was == others->end() || was->second == sql) continue;
+      absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
+          "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
+          " AND name = ", Value::Text(key.second).DebugString()));
+      if (!known.ok()) return known.status();
+      if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() == was->second) {
+        if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+      }
+    }
+    applied = {.outcome = SchemaApplied::kApplied, .table_changed = true};
+  } else if (!(has(to) && !has(from))) {
+    applied = {.outcome = SchemaApplied::kConflict,
+               .detail = absl::StrCat("table ", name, " has ", has(from) ? "both " : "neither ",
+                                      from, has(from) ? " and " : " nor ", to, " here; kept")};
+  }
+  if (absl::Status s = RecordColumnGone(db, name, from, to); !s.ok()) return s;
+  if (applied.outcome != SchemaApplied::kConflict) {
+    if (absl::Status s = RecordColumnsChanged(db, name, c.sql()); !s.ok()) return s;
+  }
+  return applied;
+}
+
+absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const SchemaChange& c) {
+  if (c.type() != "table") return Refused("only a table's columns are dropped");
+  if (c.columns().empty()) return Refused("it drops no column");
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
+      TableHere(db, c.name());
+  if (!table.ok()) return table.status();
+  if (!table->has_value()) {
+    return SchemaApplied{.outcome = SchemaApplied::kConflict,
+                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
+  }
+  const std::string& name = (*table)->first;
+  int dropped = 0;
+  for (const std::string& column : c.columns()) {
+    if (column.empty() || Reserved(column)) {
+      return Refused(absl::StrCat("'", column, "' is not the name of a user column"));
+    }
+    absl::StatusOr<std::vector<std::string>> columns = ColumnNamesHere(db, name);
+    if (!columns.ok()) return columns.status();
+    std::vector<std::string> after = *columns;
+    after.erase(std::remove(after.begin(), after.end(), absl::AsciiStrToLower(column)),
+                after.end());
+    if (after.size() != columns->size()) {
+      absl::StatusOr<std::optional<SchemaApplied>> refused =
+          AlterExactly(db, name,
+                       absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(name), " DROP COLUMN ",
+                                    sqlite::QuoteIdentifier(column)),
+                       after);
+      if (!refused.ok()) return refused.status();
+      if (refused->has_value()) return **refused;
+      ++dropped;
+    }
+    if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
+  }
+  if (absl::Status s = RecordColumnsChanged(db, name, c.sql()); !s.ok()) return s;
+  return SchemaApplied{.outcome = dropped > 0 ? SchemaApplied::kApplied : SchemaApplied::kAlreadySo,
+                       .table_changed = dropped > 0};
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
   absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
@@ -511,6 +570,13 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
 absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db);
   if (!txn.ok()) return txn.status();
+  if (absl::Status s = db.Exec(
+          absl::StrCat("CREATE TABLE IF NOT EXISTS ", sqlite::QuoteIdentifier(kColumnHistoryTable),
+                       " (tbl TEXT NOT NULL, old TEXT NOT NULL, new TEXT, PRIMARY KEY (tbl, old))"
+                       " WITHOUT ROWID"));
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<Value> exists = db.QueryValue(
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
   if (!exists.ok()) return exists.status();
@@ -594,20 +660,39 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     if (was != old_columns.end() || !gone_tables.empty()) renamed.push_back(o);
   }
   std::vector<SchemaChange> creates;
+  // Columns renamed in this diff, of any table (lower case): SQLite rewrote the other objects
+  // that name them.
+  std::map<std::string, std::string> renamed_columns;
   for (const SchemaObject* o : changed_tables) {
-    std::optional<std::vector<std::string>> added;
-    if (!remade.count(o->name)) added = AddedColumns(baseline.at({o->type, o->name}).sql, o->sql);
-    if (!added.has_value()) {
+    std::optional<ColumnDiff> columns;
+    if (!remade.count(o->name)) columns = DiffColumns(baseline.at({o->type, o->name}).sql, o->sql);
+    if (!columns.has_value()) {
       diff.keep.push_back(*o);
       diff.not_replicated.push_back(absl::StrCat("ALTER TABLE ", o->name));
       continue;
     }
-    SchemaChange& c = creates.emplace_back();
-    c.set_kind(SchemaChange::ADD_COLUMNS);
-    c.set_type(o->type);
-    c.set_name(o->name);
-    c.set_sql(o->sql);
-    for (std::string& column : *added) c.add_columns(std::move(column));
+    auto change = [&](SchemaChange::Kind kind) -> SchemaChange& {
+      SchemaChange& c = creates.emplace_back();
+      c.set_kind(kind);
+      c.set_type(o->type);
+      c.set_name(o->name);
+      c.set_sql(o->sql);
+      return c;
+    };
+    for (const auto& [from, to] : columns->renamed) {
+      SchemaChange& c = change(SchemaChange::RENAME_COLUMN);
+      c.add_columns(from);
+      c.add_columns(to);
+      renamed_columns[absl::AsciiStrToLower(from)] = absl::AsciiStrToLower(to);
+    }
+    if (!columns->dropped.empty()) {
+      SchemaChange& c = change(SchemaChange::DROP_COLUMNS);
+      for (const std::string& column : columns->dropped) c.add_columns(column);
+    }
+    if (!columns->added.empty()) {
+      SchemaChange& c = change(SchemaChange::ADD_COLUMNS);
+      for (const std::string& column : columns->added) c.add_columns(column);
+    }
     settled.insert(o->name);
   }
   for (const SchemaObject* o : new_tables) {
@@ -632,7 +717,10 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     if (o.type == "table") continue;
     auto known = baseline.find({o.type, o.name});
     if (known != baseline.end() && known->second.sql == o.sql) continue;
-    if (!replicates(o)) {
+    // Rewritten by a rename of this diff: every node's rename rewrites it alike.
+    const bool rewritten = known != baseline.end() && !renamed_columns.empty() &&
+                           SameButRenamed(known->second.sql, o.sql, renamed_columns);
+    if (rewritten || !replicates(o)) {
       diff.keep.push_back(o);
       continue;
     }
@@ -692,6 +780,23 @@ absl::StatusOr<std::vector<SchemaChange>> BaselineSchema(sqlite::Database& db) {
   return out;
 }
 
+std::string DescribeSchemaChange(const SchemaChange& c) {
+  switch (c.kind()) {
+    case SchemaChange::CREATE:
+      return absl::StrCat(c.type(), " ", c.name());
+    case SchemaChange::DROP:
+      return absl::StrCat("drop of ", c.type(), " ", c.name());
+    case SchemaChange::ADD_COLUMNS:
+      return absl::StrCat(c.name(), ": column(s) added: ", absl::StrJoin(c.columns(), ", "));
+    case SchemaChange::RENAME_COLUMN:
+      return absl::StrCat(c.name(), ": column renamed: ", absl::StrJoin(c.columns(), " to "));
+    case SchemaChange::DROP_COLUMNS:
+      return absl::StrCat(c.name(), ": column(s) dropped: ", absl::StrJoin(c.columns(), ", "));
+    default:
+      return absl::StrCat("change of kind ", c.kind(), " of ", c.type(), " ", c.name());
+  }
+}
+
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c) {
   const std::string& type = c.type();
   const std::string& name = c.name();
@@ -711,6 +816,12 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
       break;
     case SchemaChange::ADD_COLUMNS:
       applied = ApplyAddColumns(db, c);
+      break;
+    case SchemaChange::RENAME_COLUMN:
+      applied = ApplyRenameColumn(db, c);
+      break;
+    case SchemaChange::DROP_COLUMNS:
+      applied = ApplyDropColumns(db, c);
       break;
     default:
       return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));

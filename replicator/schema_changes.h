@@ -9,26 +9,30 @@
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
-//   - a table whose SQL is the baseline's with columns added (ALTER TABLE ADD COLUMN: SQLite
-//     writes each definition at the end of the column list) -> ADD_COLUMNS, the definitions in
-//     order;
-//   in that order: drops, then tables (columns added, then created), indexes, views and
-//   triggers, each in the order they were made.
+//   - a table whose columns changed and nothing else (table_sql.h, DiffColumns): a column
+//     renamed -> RENAME_COLUMN; columns dropped -> DROP_COLUMNS; columns added -> ADD_COLUMNS
+//     (their definitions as ALTER TABLE ADD COLUMN wrote them); the indexes, triggers and views
+//     SQLite rewrote for a rename are not changes of their own (every node's rename rewrites
+//     them);
+//   in that order: drops, then tables (renamed, dropped and added columns, then tables created),
+//   indexes, views and triggers, each in the order they were made.
 // Not replicated yet, and taken into the baseline as they are here (every node makes them
-// itself; README, "Limitations"): a table whose SQL changed otherwise (ALTER TABLE RENAME or
-// DROP COLUMN, a table made again), a table that is gone (DROP TABLE), and the indexes and
-// triggers of those tables. When tables are gone and new ones appear in one diff, a table may
-// have been renamed (ALTER TABLE RENAME): none of them replicates, so that the other nodes' own
-// rename still finds its name free.
+// itself; README, "Limitations"): a table whose SQL changed otherwise (a type or constraint
+// changed, the table made again with other definitions), a table that is gone (DROP TABLE),
+// and the indexes and triggers of those tables. When tables are gone and new ones appear in one
+// diff, a table may have been renamed (ALTER TABLE RENAME): none of them replicates, so that the
+// other nodes' own rename still finds its name free.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
 // that ran the same migration), one whose name exists with another definition is a conflict:
 // reported, and the local object kept. A table is the same table with columns added or not yet
 // added: ADD_COLUMNS (or the CREATE of a shard snapshot's schema) adds the columns this node's
-// table lacks, by name, and changes nothing when it has them already; should the table's SQL
-// still differ from the origin's (two nodes added different columns at once, and their order
-// differs), that is reported as a conflict, with every column on every node. A schema change must
+// table lacks, by name, and changes nothing when it has them already (two nodes that added
+// different columns at once both end with both); a column of that name defined otherwise here
+// is a conflict. RENAME_COLUMN renames a column the table has (and not the new name yet),
+// DROP_COLUMNS drops those it has; either records the column in the column history, and both
+// are already so where the table is as they make it. A schema change must
 // name a user object and hold exactly one CREATE statement of that object (a hostile one that does
 // anything else is refused and changes nothing). Either outcome records the object in the baseline.
 //
@@ -43,9 +47,15 @@
 
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
+#include "replicator/table_sql.h"
 #include "sqlite/database.h"
 
 namespace marmot::replicator {
+
+// The column history: every column renamed or dropped by a schema change applied here, so that
+// changes read before it still apply after it (TablePlans::AsHere). Columns (tbl, old, new):
+// table and old name in lower case, the new name as written, NULL for a dropped column.
+inline constexpr char kColumnHistoryTable[] = "__marmot__column_history";
 
 struct SchemaObject {
   std::string type;  // table, index, view, trigger
@@ -91,25 +101,8 @@ struct SchemaApplied {
   bool table_changed = false;  // A table was created or got columns: its capture is remade.
 };
 
-// A table's SQL as its column definitions (each as written, without blanks around it) and the
-// rest: the statement without them (its table constraints and what follows the column list).
-// Nothing when the SQL has no column list SQLite would take.
-struct TableParts {
-  std::vector<std::string> columns;
-  std::string rest;
-};
-std::optional<TableParts> SplitTable(const std::string& sql);
-
-// The name a column definition gives its column, unquoted, in lower case (SQLite compares
-// column names without case).
-std::string ColumnName(const std::string& definition);
-
-// When `after` is a table's SQL `before` with columns added (by ALTER TABLE ADD COLUMN, or the
-// table made again with more columns): the added columns' definitions, in `after`'s order.
-// Nothing when anything else differs: a column removed, renamed or defined otherwise, a
-// constraint, the name, the options after the column list.
-std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
-                                                     const std::string& after);
+// `c` for the log: "table t", "drop of index i", "t: column renamed: a to b", ...
+std::string DescribeSchemaChange(const change::v1::SchemaChange& c);
 
 // Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
 // leaves nothing behind) and records its object in the baseline. Errors are the database's

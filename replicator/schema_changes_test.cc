@@ -43,6 +43,16 @@ class SchemaChangesTest : public ::testing::Test {
         absl::StrAppend(&out, "ADD to ", c.name(), ": ", absl::StrJoin(c.columns(), " | "), "\n");
         continue;
       }
+      if (c.kind() == SchemaChange::RENAME_COLUMN) {
+        absl::StrAppend(&out, "RENAME in ", c.name(), ": ", absl::StrJoin(c.columns(), " to "),
+                        "\n");
+        continue;
+      }
+      if (c.kind() == SchemaChange::DROP_COLUMNS) {
+        absl::StrAppend(&out, "DROP from ", c.name(), ": ", absl::StrJoin(c.columns(), " | "),
+                        "\n");
+        continue;
+      }
       absl::StrAppend(&out, c.kind() == SchemaChange::CREATE ? "CREATE " : "DROP ", c.type(), " ",
                       c.name(), "\n");
     }
@@ -105,9 +115,10 @@ TEST_F(SchemaChangesTest, NewObjectsAreCreatesTablesFirstAndGoneOnesAreDrops) {
             "CREATE index kv_extra\nCREATE view big\nCREATE trigger t\n");
 }
 
-TEST_F(SchemaChangesTest, ATableChangedOtherwiseThanByAddedColumnsDoesNotReplicate) {
+TEST_F(SchemaChangesTest, ATableChangedOtherwiseThanByItsColumnsDoesNotReplicate) {
   ASSERT_TRUE(RunSqliteCli(path_,
-                           "ALTER TABLE kv RENAME COLUMN v TO value;"
+                           "BEGIN; CREATE TABLE kv2 (k INTEGER PRIMARY KEY, v BLOB);"
+                           "DROP TABLE kv; ALTER TABLE kv2 RENAME TO kv; COMMIT;"
                            "CREATE INDEX kv_k ON kv (k);")
                   .ok());
   // Nor the indexes of such a table: they go with it.
@@ -115,68 +126,106 @@ TEST_F(SchemaChangesTest, ATableChangedOtherwiseThanByAddedColumnsDoesNotReplica
   EXPECT_EQ(Unreplicated(), "");
 }
 
-// What ALTER TABLE ADD COLUMN wrote into sqlite_master, for tables written in many ways: the
-// SQL before, the definitions added, and the SQL after (read back from SQLite itself).
-struct Alteration {
-  std::string before, after;
-};
-Alteration Alter(const std::string& create, const std::vector<std::string>& columns) {
-  const std::string path = sqlite::testing::NewDatabase("added-columns", create);
-  auto sql = [&] { return *RunSqliteCli(path, "SELECT sql FROM sqlite_master WHERE name = 't';"); };
-  Alteration out;
-  out.before = sql();
-  for (const std::string& c : columns) {
-    EXPECT_TRUE(RunSqliteCli(path, absl::StrCat("ALTER TABLE t ADD COLUMN ", c, ";")).ok()) << c;
-  }
-  out.after = sql();
-  // The CLI ends its output with a newline.
-  out.before.pop_back();
-  out.after.pop_back();
-  return out;
+TEST_F(SchemaChangesTest, RenamedAndDroppedColumnsReplicateAndTheIndexesSqliteRewroteDoNot) {
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv RENAME COLUMN v TO value;").ok());
+  // kv_v now reads ON kv (value): every node's rename does that.
+  EXPECT_EQ(Unreplicated(), "RENAME in kv: v to value\n");
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "ALTER TABLE kv ADD COLUMN a INT; ALTER TABLE kv ADD COLUMN b BLOB;"
+                           "DROP INDEX kv_v; ALTER TABLE kv DROP COLUMN value;")
+                  .ok());
+  // Compared with the baseline (the rename is recorded once applied): v dropped, a and b added.
+  EXPECT_EQ(Unreplicated(), "DROP index kv_v\nDROP from kv: v\nADD to kv: a INT | b BLOB\n");
+  // Had b been defined as v was, the change would be unclear: v renamed to b and a added, or
+  // v dropped and a and b added? (The index's drop goes with its table then.)
+  ASSERT_TRUE(
+      RunSqliteCli(path_, "ALTER TABLE kv DROP COLUMN b; ALTER TABLE kv ADD COLUMN b TEXT;").ok());
+  EXPECT_EQ(Unreplicated(), "not: ALTER TABLE kv\n");
 }
 
-TEST(AddedColumnsTest, FindsTheDefinitionsAlterTableAddColumnWrote) {
+SchemaChange ColumnsChange(SchemaChange::Kind kind, const std::string& table,
+                           const std::string& sql, const std::vector<std::string>& columns) {
+  SchemaChange c;
+  c.set_kind(kind);
+  c.set_type("table");
+  c.set_name(table);
+  c.set_sql(sql);
+  for (const std::string& column : columns) c.add_columns(column);
+  return c;
+}
+
+TEST_F(SchemaChangesTest, ARenameRenamesOnceRewritesTheIndexAndIsRemembered) {
+  ASSERT_TRUE(RunSqliteCli(path_, "INSERT INTO kv VALUES (1, 'a');").ok());
+  const SchemaChange rename = ColumnsChange(
+      SchemaChange::RENAME_COLUMN, "kv",
+      "CREATE TABLE kv (k INTEGER PRIMARY KEY, \"the value\" TEXT)", {"v", "\"the value\""});
+  const SchemaApplied applied = Apply(rename);
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied) << applied.detail;
+  EXPECT_TRUE(applied.table_changed);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT k, \"the value\" FROM kv;"), "1|a\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master WHERE name = 'kv_v';"),
+            "CREATE INDEX kv_v ON kv (\"the value\")\n");
+  // The baseline follows: nothing is this node's change.
+  EXPECT_EQ(Unreplicated(), "");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"),
+            "kv|v|the value\n");
+  EXPECT_EQ(Apply(rename).outcome, SchemaApplied::kAlreadySo);
+  // Another node's rename of a column this one does not have, or to a name it has.
+  EXPECT_EQ(Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"nope", "x"})).outcome,
+            SchemaApplied::kConflict);
+  EXPECT_EQ(
+      Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"k", "\"the value\""})).outcome,
+      SchemaApplied::kConflict);
+}
+
+TEST_F(SchemaChangesTest, ADropDropsOnceAndIsRemembered) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "DROP INDEX kv_v; ALTER TABLE kv ADD COLUMN w TEXT;"
+                           "INSERT INTO kv VALUES (1, 'a', 'b');")
+                  .ok());
+  EXPECT_EQ(Unreplicated(), "DROP index kv_v\nADD to kv: w TEXT\n");
+  ASSERT_TRUE(KeepInBaseline(*db_, {.keep = {{.type = "table", .name = "kv", .tbl_name = "kv"}},
+                                    .forget = {{"index", "kv_v"}}})
+                  .ok());
+  const SchemaChange drop = ColumnsChange(SchemaChange::DROP_COLUMNS, "kv",
+                                          "CREATE TABLE kv (k INTEGER PRIMARY KEY, w TEXT)", {"V"});
+  EXPECT_EQ(Apply(drop).outcome, SchemaApplied::kApplied);
+  EXPECT_EQ(*RunSqliteCli(path_, ".mode quote\nSELECT * FROM kv;"), "1,'b'\n");
+  EXPECT_EQ(Unreplicated(), "");
+  EXPECT_EQ(Apply(drop).outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"), "kv|v|\n");
+}
+
+TEST_F(SchemaChangesTest, HostileRenamesAndDropsAreRefusedAndChangeNothing) {
+  const std::string before = *RunSqliteCli(path_, "SELECT sql FROM sqlite_master;");
   struct Case {
-    const char* create;
-    std::vector<std::string> columns;
+    SchemaChange change;
+    const char* why;
   };
   const Case cases[] = {
-      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b)", {"c TEXT"}},
-      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b)", {"c", "d INTEGER DEFAULT 7", "e BLOB"}},
-      {"CREATE TABLE t (a, b, PRIMARY KEY (a, b)) WITHOUT ROWID", {"c TEXT NOT NULL DEFAULT ''"}},
-      {"create table \"t\" ( \"a, b\" TEXT , [x)y] INT, CHECK (length(\"a, b\") > 0) )",
-       {"\"c, d\" TEXT DEFAULT (printf('%s,%s)', 'a', 'b'))",
-        "`e``f` INT CHECK (length(`e``f`) > (1))"}},
-      {"CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT) STRICT", {"c TEXT COLLATE NOCASE"}},
-      {"CREATE TABLE t (a /* the key ) , */ INTEGER PRIMARY KEY, b -- why\n)",
-       {"c REFERENCES t (a) ON DELETE CASCADE"}},
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v"}), "one column and its new name"},
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", ""}),
+       "one column and its new name"},
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", "__marmot__x"}),
+       "not the name of a user column"},
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", "x; DROP TABLE kv"}),
+       "not the name of a user column"},
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", "'x'"}),
+       "not the name of a user column"},
+      // The key of a table keyed by rowid, and a column an index uses: SQLite refuses.
+      {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {"k"}), "cannot run here"},
+      {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {"v"}), "cannot run here"},
+      {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {}), "drops no column"},
+      {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {""}), "not the name of a user column"},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(c.create);
-    const Alteration a = Alter(c.create, c.columns);
-    EXPECT_THAT(AddedColumns(a.before, a.after), ::testing::Optional(c.columns));
-    // The other way round, or unchanged, nothing was added.
-    EXPECT_EQ(AddedColumns(a.after, a.before), std::nullopt);
-    EXPECT_EQ(AddedColumns(a.before, a.before), std::nullopt);
+    SCOPED_TRACE(absl::StrJoin(c.change.columns(), " | "));
+    const SchemaApplied refused = Apply(c.change);
+    EXPECT_EQ(refused.outcome, SchemaApplied::kRefused);
+    EXPECT_THAT(refused.detail, HasSubstr(c.why));
   }
-}
-
-TEST(AddedColumnsTest, OtherChangesAreNotAddedColumns) {
-  // A table made again with a column in the middle has it added (the other nodes add it at
-  // the end: rows travel by column name).
-  EXPECT_THAT(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, x, b)"),
-              ::testing::Optional(std::vector<std::string>{"x"}));
-  // A table constraint added, a column renamed or removed, text changed.
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c, UNIQUE (a))"),
-            std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, bb, c)"), std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, c)"), std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b INT, c)"), std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE u (a, b, c)"), std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c) WITHOUT ROWID"),
-            std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, (c))"), std::nullopt);
-  EXPECT_EQ(AddedColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b, c))"), std::nullopt);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master;"), before);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__column_history\";"), "0\n");
 }
 
 SchemaChange AddColumns(const std::string& table, const std::string& sql,

@@ -1,5 +1,11 @@
 #include "replicator/table_plans.h"
 
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "replicator/schema_changes.h"
+
 namespace marmot::replicator {
 
 absl::StatusOr<bool> TablePlans::CheckSchema() {
@@ -11,6 +17,85 @@ absl::StatusOr<bool> TablePlans::CheckSchema() {
   db_.DropKept();
   schema_version_ = version->integer();
   return true;
+}
+
+absl::StatusOr<const TablePlan*> TablePlans::PlanAsHere(const change::v1::TableChanges*& t,
+                                                        change::v1::TableChanges& storage) {
+  absl::StatusOr<const TablePlan*> plan = Plan(*t);
+  if (!plan.ok() || (*plan)->status.ok()) return plan;
+  absl::StatusOr<const change::v1::TableChanges*> here = AsHere(*t, storage);
+  if (!here.ok()) return here.status();
+  if (*here == t) return plan;
+  t = *here;
+  return Plan(*t);
+}
+
+absl::StatusOr<const change::v1::TableChanges*> TablePlans::AsHere(
+    const change::v1::TableChanges& t, change::v1::TableChanges& storage) {
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+      db_.QueryRows(absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
+                                 sqlite::Value::Text(kColumnHistoryTable).DebugString()));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return &t;
+  rows = db_.QueryRows(
+      absl::StrCat("SELECT old, new FROM ", sqlite::QuoteIdentifier(kColumnHistoryTable),
+                   " WHERE tbl = lower(", sqlite::Value::Text(t.table()).DebugString(), ")"));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return &t;
+  std::map<std::string, std::optional<std::string>> gone;  // Lower case -> new name, if any.
+  for (const std::vector<sqlite::Value>& r : *rows) {
+    std::optional<std::string>& to = gone[r[0].bytes()];
+    if (!r[1].is_null()) to = r[1].bytes();
+  }
+  // The table's columns here: lower case -> as named.
+  rows = db_.QueryRows(absl::StrCat("SELECT lower(name), name FROM pragma_table_xinfo(",
+                                    sqlite::Value::Text(t.table()).DebugString(), ", 'main')"));
+  if (!rows.ok()) return rows.status();
+  std::map<std::string, std::string> here;
+  for (const std::vector<sqlite::Value>& r : *rows) here[r[0].bytes()] = r[1].bytes();
+  // Where each column goes here: its own name, a newer one, or nowhere (dropped).
+  auto as_here = [&](const std::string& column) -> std::optional<std::string> {
+    std::string name = column;
+    // A chain of renames is followed, but never round a cycle.
+    for (size_t step = 0; step <= gone.size(); ++step) {
+      auto local = here.find(absl::AsciiStrToLower(name));
+      if (local != here.end()) return step == 0 ? name : local->second;
+      auto went = gone.find(absl::AsciiStrToLower(name));
+      if (went == gone.end()) return name;  // Unknown here: the plan says so.
+      if (!went->second.has_value()) return std::nullopt;
+      name = *went->second;
+    }
+    return column;
+  };
+  bool changes = false;
+  std::vector<std::optional<std::string>> columns;
+  for (const std::string& c : t.columns()) {
+    columns.push_back(as_here(c));
+    changes = changes || columns.back() != c;
+  }
+  std::vector<std::string> key_columns;
+  for (const std::string& k : t.key_columns()) {
+    std::optional<std::string> key = as_here(k);
+    key_columns.push_back(key.value_or(k));  // A key column is never dropped.
+    changes = changes || key_columns.back() != k;
+  }
+  if (!changes) return &t;
+  storage.Clear();
+  storage.set_table(t.table());
+  for (const std::optional<std::string>& c : columns) {
+    if (c.has_value()) storage.add_columns(*c);
+  }
+  for (std::string& k : key_columns) storage.add_key_columns(std::move(k));
+  for (const change::v1::Change& c : t.changes()) {
+    change::v1::Change& copy = *storage.add_changes();
+    copy = c;
+    if (c.row().empty()) continue;
+    copy.clear_row();
+    for (int i = 0; i < c.row_size() && i < static_cast<int>(columns.size()); ++i) {
+      if (columns[i].has_value()) *copy.add_row() = c.row(i);
+    }
+  }
+  return &storage;
 }
 
 absl::StatusOr<const TablePlan*> TablePlans::Plan(const change::v1::TableChanges& t) {

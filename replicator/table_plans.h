@@ -42,6 +42,20 @@ class TablePlans {
   // replaces it by one of another shape.
   absl::StatusOr<const TablePlan*> Plan(const change::v1::TableChanges& t);
 
+  // Plan(*t), unless its changes cannot apply here because they were read on a node before a
+  // column was renamed or dropped there and this node applied the rename or drop since: then
+  // the plan of `t` as it applies here (AsHere), which `storage` holds and `t` points to after.
+  absl::StatusOr<const TablePlan*> PlanAsHere(const change::v1::TableChanges*& t,
+                                              change::v1::TableChanges& storage);
+
+  // `t` with its columns as this node's table names them: its columns that the table lacks
+  // here and that the column history (schema_changes.h) says were renamed take their new name,
+  // and those dropped are left out, values and all. Returns `t` itself when nothing changes, or
+  // `storage` filled with the changes as they apply here. Reads the history (PlanAsHere asks
+  // only for changes whose plan failed). Errors are the database's.
+  absl::StatusOr<const change::v1::TableChanges*> AsHere(const change::v1::TableChanges& t,
+                                                         change::v1::TableChanges& storage);
+
  private:
   sqlite::Database& db_;
   std::map<std::string, std::unique_ptr<TablePlan>> plans_;

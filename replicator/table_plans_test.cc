@@ -55,5 +55,48 @@ TEST(TablePlansTest, APlanIsKeptForItsShapeUntilTheSchemaMoves) {
   EXPECT_TRUE((*ghost)->status.ok()) << (*ghost)->status;
 }
 
+TEST(TablePlansTest, ChangesReadBeforeARenameOrDropApplyAsTheTableIsHere) {
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(sqlite::testing::NewDatabase(
+      "table-plans-history", "CREATE TABLE t (id INTEGER PRIMARY KEY, a, b, c)"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  TablePlans plans(*db);
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  change::v1::TableChanges t = Shape("t", {"id", "a", "b", "c"});
+  change::v1::Change& insert = *t.add_changes();
+  insert.set_op(change::v1::OP_INSERT);
+  for (int v : {1, 2, 3, 4}) insert.add_row()->set_integer(v);
+  t.add_changes()->set_op(change::v1::OP_DELETE);
+  // Nothing renamed or dropped: the changes themselves.
+  change::v1::TableChanges storage;
+  EXPECT_EQ(*plans.AsHere(t, storage), &t);
+  // What schema changes applied here: a renamed to x, then x to y; b dropped; and c renamed to
+  // a name another column had.
+  ASSERT_TRUE(db->Exec("ALTER TABLE t RENAME COLUMN a TO y; ALTER TABLE t DROP COLUMN b;"
+                       "ALTER TABLE t RENAME COLUMN c TO \"Z\";"
+                       "CREATE TABLE \"__marmot__column_history\" (tbl, old, new);"
+                       "INSERT INTO \"__marmot__column_history\" VALUES"
+                       " ('t', 'a', 'x'), ('t', 'x', 'Y'), ('t', 'b', NULL), ('t', 'c', 'Z'),"
+                       " ('other', 'id', 'nope');")
+                  .ok())
+      << db->Exec("SELECT 1");
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  absl::StatusOr<const change::v1::TableChanges*> here = plans.AsHere(t, storage);
+  ASSERT_TRUE(here.ok()) << here.status();
+  ASSERT_EQ(*here, &storage);
+  EXPECT_THAT(storage.columns(), ::testing::ElementsAre("id", "y", "Z"));  // As named here.
+  EXPECT_THAT(storage.key_columns(), ::testing::ElementsAre("id"));
+  ASSERT_EQ(storage.changes_size(), 2);
+  ASSERT_EQ(storage.changes(0).row_size(), 3);
+  EXPECT_EQ(storage.changes(0).row(1).integer(), 2);
+  EXPECT_EQ(storage.changes(0).row(2).integer(), 4);
+  EXPECT_EQ(storage.changes(1).row_size(), 0);
+  absl::StatusOr<const TablePlan*> plan = plans.Plan(**here);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE((*plan)->status.ok()) << (*plan)->status;
+  // Changes read after the schema changes are as the table is: unchanged.
+  const change::v1::TableChanges now = Shape("t", {"id", "y", "z"});
+  EXPECT_EQ(*plans.AsHere(now, storage), &now);
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/pane_client.h"
 
@@ -147,6 +148,87 @@ TEST(SchemaReplicationTest, AColumnAddedOnOneNodeWhileTheOthersInsertReachesEver
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv WHERE note LIKE 'note %';"),
             absl::StrCat(written_with_column[1] + written_with_column[3], "\n"));
   // Changes that came before the column waited as dead letters at most, retried since.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
+        }
+        return true;
+      },
+      60s))
+      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
+TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeAndAfter) {
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT);"});
+  cluster.Start();
+  cluster.Sql(1,
+              "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 20) "
+              "INSERT INTO kv SELECT k, 'start', 'w' FROM n;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM kv;", 30s));
+  // Nodes 2 and 3 update the first rows and insert their own, writing the value column under
+  // the name their database has at that moment (an application deployed with the migration).
+  std::atomic<bool> stop{false};
+  std::atomic<int> inserted{0};
+  std::atomic<int> after_rename[4] = {0, 0, 0, 0};
+  auto writer = [&](int id) {
+    for (int i = 0; !stop.load(); ++i) {
+      const bool renamed =
+          cluster.Sql(id, "SELECT count(*) FROM pragma_table_info('kv') WHERE name = 'value';") ==
+          "1\n";
+      const std::string column = renamed ? "value" : "v";
+      // The rename may reach this node between the look and the write: then the write fails,
+      // as it would for the application, and is made again.
+      auto written = sqlite::testing::RunSqliteCli(
+          cluster.db_path(id),
+          absl::StrCat("UPDATE kv SET ", column, " = 'n", id, "-", i, "' WHERE k = ", i % 20 + 1,
+                       "; INSERT INTO kv (k, ", column, ") VALUES (", id * 100000 + i, ", 'n", id,
+                       "');"));
+      if (!written.ok()) continue;
+      ++inserted;
+      if (renamed) ++after_rename[id];
+    }
+  };
+  std::thread two(writer, 2), three(writer, 3);
+  ASSERT_TRUE(testing::WaitFor([&] { return inserted >= 20; }, 30s));
+  cluster.Sql(1,
+              "INSERT INTO kv VALUES (21, 'right before', 'w21');"
+              "ALTER TABLE kv RENAME COLUMN v TO value;"
+              "INSERT INTO kv (k, value, w) VALUES (22, 'right after', 'w22');");
+  ASSERT_TRUE(testing::WaitFor([&] { return after_rename[2] >= 10 && after_rename[3] >= 10; }, 60s))
+      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+  cluster.Sql(1,
+              "UPDATE kv SET w = 'gone soon' WHERE k = 22;"
+              "ALTER TABLE kv DROP COLUMN w;"
+              "INSERT INTO kv (k, value) VALUES (23, 'after the drop');");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return cluster.Sql(2, "SELECT count(*) FROM pragma_table_info('kv');") == "2\n" &&
+               cluster.Sql(3, "SELECT count(*) FROM pragma_table_info('kv');") == "2\n";
+      },
+      60s))
+      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+  std::this_thread::sleep_for(500ms);  // The writers go on with the table as it is now.
+  stop = true;
+  two.join();
+  three.join();
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_EQ(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
+            "CREATE TABLE kv (k INTEGER PRIMARY KEY, value TEXT)\n");
+  const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << OnEveryNode(cluster, "SELECT count(*) FROM kv;");
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv;"), absl::StrCat(23 + inserted, "\n"));
+  EXPECT_EQ(cluster.Sql(3, "SELECT k, value FROM kv WHERE k > 20 AND k < 100 ORDER BY k;"),
+            "21|right before\n22|right after\n23|after the drop\n");
+  // No row lost its value to the rename: every row has one.
+  EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv WHERE value IS NULL;"), "0\n");
   EXPECT_TRUE(testing::WaitFor(
       [&] {
         for (int id = 1; id <= 3; ++id) {

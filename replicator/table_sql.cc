@@ -1,0 +1,226 @@
+#include "replicator/table_sql.h"
+
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace marmot::replicator {
+
+std::string NextSqlToken(const std::string& sql, size_t* at) {
+  size_t& i = *at;
+  const size_t n = sql.size();
+  while (i < n) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(sql[i]))) {
+      ++i;
+    } else if (sql.compare(i, 2, "--") == 0) {
+      while (i < n && sql[i] != '\n') ++i;
+    } else if (sql.compare(i, 2, "/*") == 0) {
+      const size_t end = sql.find("*/", i + 2);
+      i = end == std::string::npos ? n : end + 2;
+    } else {
+      break;
+    }
+  }
+  if (i >= n) return "";
+  const size_t start = i;
+  const char c = sql[i];
+  if (c == '"' || c == '`' || c == '\'' || c == '[') {
+    const char close = c == '[' ? ']' : c;
+    for (++i; i < n; ++i) {
+      if (sql[i] != close) continue;
+      if (close != ']' && i + 1 < n && sql[i + 1] == close) {
+        ++i;  // A doubled quote stands for itself.
+        continue;
+      }
+      ++i;
+      break;
+    }
+  } else if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+             static_cast<unsigned char>(c) >= 0x80) {
+    while (i < n && (absl::ascii_isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' ||
+                     sql[i] == '$' || static_cast<unsigned char>(sql[i]) >= 0x80)) {
+      ++i;
+    }
+  } else {
+    ++i;
+  }
+  return sql.substr(start, i - start);
+}
+
+namespace {
+
+bool IsTableConstraint(const std::string& first_token) {
+  const std::string word = absl::AsciiStrToUpper(first_token);
+  return word == "CONSTRAINT" || word == "PRIMARY" || word == "UNIQUE" || word == "CHECK" ||
+         word == "FOREIGN";
+}
+
+}  // namespace
+
+std::optional<TableParts> SplitTable(const std::string& sql) {
+  size_t at = 0;
+  for (;;) {  // To the parenthesis that opens the column list.
+    const std::string token = NextSqlToken(sql, &at);
+    if (token.empty()) return std::nullopt;
+    if (token == "(") break;
+  }
+  TableParts out;
+  out.rest = sql.substr(0, at);
+  size_t start = at;
+  int depth = 0;
+  for (;;) {
+    const size_t token_at = at;
+    const std::string token = NextSqlToken(sql, &at);
+    if (token.empty()) return std::nullopt;
+    if (token == "(") {
+      ++depth;
+      continue;
+    }
+    if (depth > 0) {
+      depth -= token == ")";
+      continue;
+    }
+    if (token != "," && token != ")") continue;
+    std::string part(absl::StripAsciiWhitespace(sql.substr(start, token_at - start)));
+    size_t first_at = 0;
+    const std::string first = NextSqlToken(part, &first_at);
+    if (first.empty() || first == "," || first == "(" || first == ")") return std::nullopt;
+    if (IsTableConstraint(first) || (!out.rest.empty() && out.rest.back() == ',')) {
+      // Constraints follow the columns; what follows a constraint is a constraint too.
+      absl::StrAppend(&out.rest, part, ",");
+    } else {
+      out.columns.push_back(std::move(part));
+    }
+    start = at;
+    if (token == ")") break;
+  }
+  absl::StrAppend(&out.rest, ")", sql.substr(at));
+  return out;
+}
+
+std::string UnquotedName(const std::string& token) {
+  if (token.size() < 2 ||
+      (token[0] != '"' && token[0] != '`' && token[0] != '[' && token[0] != '\'')) {
+    return token;
+  }
+  const char close = token[0] == '[' ? ']' : token[0];
+  std::string inner = token.substr(1, token.size() - 2);
+  if (close != ']') {
+    const std::string doubled(2, close);
+    for (size_t i = inner.find(doubled); i != std::string::npos; i = inner.find(doubled, i + 1)) {
+      inner.erase(i, 1);
+    }
+  }
+  return inner;
+}
+
+std::string ColumnName(const std::string& definition) {
+  size_t at = 0;
+  return absl::AsciiStrToLower(UnquotedName(NextSqlToken(definition, &at)));
+}
+
+namespace {
+
+std::vector<std::string> Tokens(const std::string& sql) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  for (std::string t = NextSqlToken(sql, &at); !t.empty(); t = NextSqlToken(sql, &at)) {
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Whether `a` and `b` are the same tokens, but for names `renames` maps (lower case, unquoted)
+// from a's to b's. A quoted string literal counts as a name here, as SQLite itself takes one
+// for a name where a name goes.
+bool SameUnderRenames(const std::vector<std::string>& a, const std::vector<std::string>& b,
+                      const std::map<std::string, std::string>& renames) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == b[i]) continue;
+    auto it = renames.find(absl::AsciiStrToLower(UnquotedName(a[i])));
+    if (it == renames.end() || it->second != absl::AsciiStrToLower(UnquotedName(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A column definition without its name.
+std::vector<std::string> Remainder(const std::string& definition) {
+  std::vector<std::string> out = Tokens(definition);
+  if (!out.empty()) out.erase(out.begin());
+  return out;
+}
+
+}  // namespace
+
+bool SameButRenamed(const std::string& before, const std::string& after,
+                    const std::map<std::string, std::string>& renames) {
+  return SameUnderRenames(Tokens(before), Tokens(after), renames);
+}
+
+std::optional<ColumnDiff> DiffColumns(const std::string& before, const std::string& after) {
+  std::optional<TableParts> was = SplitTable(before), is = SplitTable(after);
+  if (!was.has_value() || !is.has_value()) return std::nullopt;
+  std::map<std::string, const std::string*> had, has;
+  for (const std::string& c : was->columns) had[ColumnName(c)] = &c;
+  for (const std::string& c : is->columns) has[ColumnName(c)] = &c;
+  if (had.size() != was->columns.size() || has.size() != is->columns.size()) return std::nullopt;
+  std::vector<const std::string*> removed, added;
+  for (const std::string& c : was->columns) {
+    if (!has.count(ColumnName(c))) removed.push_back(&c);
+  }
+  for (const std::string& c : is->columns) {
+    if (!had.count(ColumnName(c))) added.push_back(&c);
+  }
+  // A column removed and one added, defined alike but for the name, at the same place, and no
+  // other column removed or added: a rename. Text alone cannot tell a rename from the column
+  // dropped and one defined alike added in its place (SQLite writes the same): where more
+  // columns changed, a removed and an added column defined alike make the whole change unclear.
+  ColumnDiff diff;
+  std::map<std::string, std::string> renames;
+  auto index_of = [](const std::vector<std::string>& columns, const std::string* c) {
+    return c - columns.data();
+  };
+  // Defined alike: a CHECK of the column names it, renamed too.
+  auto alike = [](const std::string* r, const std::string* a) {
+    return SameUnderRenames(Remainder(*r), Remainder(*a), {{ColumnName(*r), ColumnName(*a)}});
+  };
+  if (removed.size() == 1 && added.size() == 1 && alike(removed[0], added[0]) &&
+      index_of(was->columns, removed[0]) == index_of(is->columns, added[0])) {
+    size_t from_at = 0, to_at = 0;
+    diff.renamed.emplace_back(UnquotedName(NextSqlToken(*removed[0], &from_at)),
+                              NextSqlToken(*added[0], &to_at));
+    renames[ColumnName(*removed[0])] = ColumnName(*added[0]);
+  } else {
+    for (const std::string* r : removed) {
+      for (const std::string* c : added) {
+        if (alike(r, c)) return std::nullopt;
+      }
+      diff.dropped.push_back(ColumnName(*r));
+    }
+    for (const std::string* c : added) diff.added.push_back(*c);
+  }
+  // Everything else is as it was, but for the renamed names (SQLite rewrites them wherever the
+  // table's statement uses them).
+  if (!SameUnderRenames(Tokens(was->rest), Tokens(is->rest), renames)) return std::nullopt;
+  for (const std::string& c : was->columns) {
+    auto now = has.find(ColumnName(c));
+    if (now != has.end() && !SameUnderRenames(Tokens(c), Tokens(*now->second), renames)) {
+      return std::nullopt;
+    }
+  }
+  if (diff.renamed.empty() && diff.dropped.empty() && diff.added.empty()) return std::nullopt;
+  return diff;
+}
+
+std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
+                                                     const std::string& after) {
+  std::optional<ColumnDiff> diff = DiffColumns(before, after);
+  if (!diff.has_value() || !diff->renamed.empty() || !diff->dropped.empty()) return std::nullopt;
+  return diff->added;
+}
+
+}  // namespace marmot::replicator
