@@ -290,16 +290,19 @@ TEST_F(OnePortTest, AFloodOfSilentConnectionsShutsNoOneOut) {
 TEST_F(OnePortTest, IdleKeepAliveConnectionsShutNoOneOut) {
   // Given 130 REST connections that each made a request and keep the connection idle
   StartPane(absl::Seconds(60));
+  // (each answered before the next connects: 130 that arrive at once before any is served are
+  // more than may be served, and two of them are closed unanswered; regression: on a busy
+  // machine the test sent them all at once and the first went unanswered)
   std::vector<OwnedFd> idle;
   for (int i = 0; i < 130; ++i) {
     idle.push_back(Connect(pane_->port()));
     Send(idle.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Then each was answered (an answer can be slow on a busy machine: it is waited for, not
+    // timed)
+    ASSERT_THAT(ReadUntil(idle.back(), "200 OK", absl::Seconds(10)), HasSubstr("200 OK")) << i;
   }
-  // Then each was answered (an answer can be slow on a busy machine: it is waited for, not
-  // timed; one evicted after its answer still received it)
-  for (int i = 0; i < 130; i += 43) {
-    EXPECT_THAT(ReadUntil(idle[i], "200 OK", absl::Seconds(10)), HasSubstr("200 OK")) << i;
-  }
+  // and the ones idle longest made room: closed once answered.
+  EXPECT_NE(WaitClosed(idle.front(), absl::Seconds(1)), std::nullopt);
   // Then /healthz still answers at once, again and again.
   ExpectHealthyPromptly(pane_->port(), 10, absl::Seconds(2));
 }
