@@ -248,14 +248,14 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   const uint64_t origin = batch.origin_node();
+  const bool own = state_.local_node != 0 && origin == state_.local_node;
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
-    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, result); !s.ok()) {
+    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result); !s.ok()) {
       return s;
     }
   }
-  const bool own = state_.local_node != 0 && origin == state_.local_node;
   for (const TableChanges& given : batch.tables()) {
     absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, given.table());
     if (!last.ok()) return last.status();
@@ -340,10 +340,10 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
 
 absl::Status ChangeApplier::ApplySchemaChanges(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-    const std::string& from, ApplyResult& result) {
+    const std::string& from, bool own, ApplyResult& result) {
   bool table_changed = false;
   for (const change::v1::SchemaChange& c : changes) {
-    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c);
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own);
     if (!applied.ok()) return applied.status();
     const std::string what = absl::StrCat(DescribeSchemaChange(c), " from ", from);
     switch (applied->outcome) {
@@ -434,7 +434,9 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (in.schema().size() > 0) {
     ApplyResult schema;
     const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
-    if (absl::Status s = ApplySchemaChanges(in.schema(), from, schema); !s.ok()) return s;
+    if (absl::Status s = ApplySchemaChanges(in.schema(), from, /*own=*/false, schema); !s.ok()) {
+      return s;
+    }
   }
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.
   local_changes_.Clear();

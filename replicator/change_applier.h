@@ -273,11 +273,11 @@ class ChangeApplier {
                                                  const change::v1::ChangeBatch& batch);
   // Drops kept plans (and statements) and the local change index when the schema changed.
   absl::Status CheckSchema();
-  // Applies `changes` (of an entry or a snapshot: `from`, for the log) inside the caller's
-  // transaction, counting them in `result`.
+  // Applies `changes` (of an entry or a snapshot: `from`, for the log; `own`: made by this
+  // node) inside the caller's transaction, counting them in `result`.
   absl::Status ApplySchemaChanges(
       const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-      const std::string& from, ApplyResult& result);
+      const std::string& from, bool own, ApplyResult& result);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
 

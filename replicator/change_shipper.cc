@@ -215,7 +215,8 @@ void ChangeShipper::Propose(int shard, const std::string& payload) {
 }
 
 absl::Status ChangeShipper::CaptureSchemaChanges() {
-  if (!options_.replicate_schema || !schema_dirty_ || !schema_payload_.empty()) {
+  if (!options_.replicate_schema || !schema_dirty_ || !schema_payload_.empty() ||
+      !sent_to_baseline_.empty()) {
     return absl::OkStatus();
   }
   if (inflight_[0] != nullptr && !inflight_[0]->schema_keys.empty()) return absl::OkStatus();
@@ -398,10 +399,16 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
     if (!batch->schema_keys.empty()) {
-      // Rows of the tables it created may go now; the schema is looked at again (it may have
-      // moved meanwhile).
+      // Rows of the tables it created may go now; the baseline takes what was sent (written by
+      // the next Pump), and the schema is looked at again from there (it may have moved
+      // meanwhile).
       schema_sent_.insert(batch->schema_keys.begin(), batch->schema_keys.end());
       held_tables_.clear();
+      change::v1::ChangeBatch sent;
+      if (sent.ParseFromString(batch->payload)) {
+        sent_to_baseline_.insert(sent_to_baseline_.end(), sent.schema_changes().begin(),
+                                 sent.schema_changes().end());
+      }
       schema_dirty_ = true;
     }
     std::deque<std::pair<int64_t, bool>>* ids = nullptr;  // of the table of the previous change
@@ -499,6 +506,19 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
     if (!read.ok()) return read.status();
     if (absl::Status s = snapshot->Commit(); !s.ok()) return s;
     stats.read = *read;
+  }
+  if (!sent_to_baseline_.empty()) {
+    auto write = [this](sqlite::Database& db) {
+      return RecordSentInBaseline(db, sent_to_baseline_);
+    };
+    absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
+    if (recorded.ok()) {
+      sent_to_baseline_.clear();
+    } else {
+      LOG(WARNING) << "cannot record the schema changes sent in the baseline (retrying): "
+                   << recorded;
+    }
+    schema_dirty_ = true;
   }
   if (keep_in_baseline_ != nullptr) {
     // This node's schema changes that do not replicate: the baseline takes them (a write, so

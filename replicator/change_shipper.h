@@ -193,6 +193,9 @@ class ChangeShipper {
   bool schema_dirty_ = true;
   // This node's schema changes that do not replicate, for the baseline after the read.
   std::unique_ptr<SchemaDiff> keep_in_baseline_;
+  // This node's schema changes that committed, for the baseline (RecordSentInBaseline); no
+  // schema change is captured until they are recorded.
+  std::vector<change::v1::SchemaChange> sent_to_baseline_;
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;

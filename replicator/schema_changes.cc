@@ -797,15 +797,20 @@ std::string DescribeSchemaChange(const SchemaChange& c) {
   }
 }
 
-absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c) {
+absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c,
+                                                bool own) {
   const std::string& type = c.type();
   const std::string& name = c.name();
   if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
   if (name.empty() || Reserved(name)) {
     return Refused(absl::StrCat("'", name, "' is not the name of a user object"));
   }
-  absl::StatusOr<sqlite::Transaction> savepoint = sqlite::Transaction::Begin(db);
-  if (!savepoint.ok()) return savepoint.status();
+  std::optional<sqlite::Transaction> savepoint;
+  {
+    absl::StatusOr<sqlite::Transaction> begun = sqlite::Transaction::Begin(db);
+    if (!begun.ok()) return begun.status();
+    savepoint.emplace(*std::move(begun));
+  }
   absl::StatusOr<SchemaApplied> applied;
   switch (c.kind()) {
     case SchemaChange::CREATE:
@@ -828,8 +833,57 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   }
   // A refusal leaves nothing behind: the savepoint rolls back.
   if (!applied.ok() || applied->outcome == SchemaApplied::kRefused) return applied;
+  if (own && applied->outcome == SchemaApplied::kConflict) {
+    // This node changed the object again since it sent the change: what it holds is newer, and
+    // goes as its next change. Nothing changes here but the column history (changes of other
+    // nodes read before the rename or drop still arrive).
+    savepoint.reset();  // Rolls back.
+    if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
+      if (absl::Status s = RecordColumnGone(db, name, c.columns(0), UnquotedName(c.columns(1)));
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (c.kind() == SchemaChange::DROP_COLUMNS) {
+      for (const std::string& column : c.columns()) {
+        if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
+      }
+    }
+    return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
   if (absl::Status s = savepoint->Commit(); !s.ok()) return s;
   return applied;
+}
+
+absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<SchemaChange>& sent) {
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  for (const SchemaChange& c : sent) {
+    absl::Status s;
+    switch (c.kind()) {
+      case SchemaChange::CREATE:
+        // The table of an index or trigger is the one it has here (it names it in its SQL).
+        s = db.RunKept(
+            absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                         " (type, name, tbl_name, sql) VALUES (?1, ?2, coalesce((SELECT tbl_name"
+                         " FROM sqlite_master WHERE type = ?1 AND name = ?2), ?2), ?3)"),
+            {Value::Text(c.type()), Value::Text(c.name()), Value::Text(c.sql())});
+        break;
+      case SchemaChange::DROP:
+        s = ForgetInBaseline(db, c.type(), c.name());
+        break;
+      case SchemaChange::ADD_COLUMNS:
+      case SchemaChange::RENAME_COLUMN:
+      case SchemaChange::DROP_COLUMNS:
+        s = RecordTableInBaseline(db, c.name(), c.sql(), /*only_with_more_columns=*/false);
+        break;
+      default:
+        break;
+    }
+    if (!s.ok()) return s;
+  }
+  return txn->Commit();
 }
 
 }  // namespace marmot::replicator

@@ -105,10 +105,20 @@ struct SchemaApplied {
 std::string DescribeSchemaChange(const change::v1::SchemaChange& c);
 
 // Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
-// leaves nothing behind) and records its object in the baseline. Errors are the database's
-// (busy, I/O): nothing is recorded then and the caller retries.
+// leaves nothing behind) and records its object in the baseline. A change this node made
+// itself (`own`) that conflicts with what it holds now is already so: it changed the object
+// again since, and that goes as its next change. Errors are the database's (busy, I/O):
+// nothing is recorded then and the caller retries.
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
-                                                const change::v1::SchemaChange& c);
+                                                const change::v1::SchemaChange& c,
+                                                bool own = false);
+
+// The baseline takes this node's own schema changes, as they were sent, once their entry
+// committed: what this node changes next is a change from them, even before they come back
+// to it through the log (a table altered while its CREATE was in flight goes as its columns
+// added, not as a second CREATE). In a transaction of its own.
+absl::Status RecordSentInBaseline(sqlite::Database& db,
+                                  const std::vector<change::v1::SchemaChange>& sent);
 
 }  // namespace marmot::replicator
 

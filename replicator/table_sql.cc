@@ -139,6 +139,11 @@ bool SameUnderRenames(const std::vector<std::string>& a, const std::vector<std::
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] == b[i]) continue;
+    // A name reads the same quoted or not, in any case (a string literal only as it is).
+    if (a[i][0] != '\'' && b[i][0] != '\'' &&
+        absl::AsciiStrToLower(UnquotedName(a[i])) == absl::AsciiStrToLower(UnquotedName(b[i]))) {
+      continue;
+    }
     auto it = renames.find(absl::AsciiStrToLower(UnquotedName(a[i])));
     if (it == renames.end() || it->second != absl::AsciiStrToLower(UnquotedName(b[i]))) {
       return false;

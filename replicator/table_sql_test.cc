@@ -128,6 +128,15 @@ TEST(DiffColumnsTest, WhatTextCannotTellApartIsNoDiff) {
   EXPECT_EQ(DiffColumns("CREATE TABLE t (a, b TEXT)", "CREATE TABLE t (a, b INT)"), std::nullopt);
 }
 
+TEST(DiffColumnsTest, NamesReadTheSameQuotedOrNotInAnyCase) {
+  // SQLite quotes a table's name when it renames the table (a rebuild's last step).
+  EXPECT_THAT(AddedColumns("CREATE TABLE t (a, B TEXT)", "CREATE TABLE \"T\" (a, [b] TEXT, c)"),
+              Optional(ElementsAre("c")));
+  // Not so a string literal.
+  EXPECT_EQ(AddedColumns("CREATE TABLE t (a DEFAULT 'x')", "CREATE TABLE t (a DEFAULT 'X', c)"),
+            std::nullopt);
+}
+
 TEST(SameButRenamedTest, AnIndexRewrittenByARenameReadsTheSame) {
   EXPECT_TRUE(SameButRenamed("CREATE INDEX i ON t (b, c)", "CREATE INDEX i ON t (\"New\", c)",
                              {{"b", "new"}}));
