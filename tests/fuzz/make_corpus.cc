@@ -325,6 +325,31 @@ ReplicatorSeeds ChangeSeeds(const std::string& dir) {
        "UPDATE \"order\" SET name = 'two' WHERE id = 1;");
   batch("unique_clash", one.Captured());
 
+  // Schema changes (shard 0's entries): a table made, columns added, renamed and dropped, and a
+  // change read before the rename, which applies through the column history.
+  Exec(*one.db, "UPDATE \"order\" SET name = 'read before the rename' WHERE id = 2;");
+  {
+    cv1::ChangeBatch schema = one.Captured();
+    auto change = [&](cv1::SchemaChange::Kind kind, const std::string& name, const std::string& sql,
+                      std::vector<std::string> columns) {
+      cv1::SchemaChange& c = *schema.add_schema_changes();
+      c.set_kind(kind);
+      c.set_type("table");
+      c.set_name(name);
+      c.set_sql(sql);
+      for (std::string& column : columns) c.add_columns(std::move(column));
+    };
+    change(cv1::SchemaChange::CREATE, "fresh", "CREATE TABLE fresh (id INTEGER PRIMARY KEY, v)",
+           {});
+    change(cv1::SchemaChange::ADD_COLUMNS, "order",
+           "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, price REAL CHECK "
+           "(price >= 0),\n                      img BLOB, note TEXT DEFAULT 'n')",
+           {"note TEXT DEFAULT 'n'"});
+    change(cv1::SchemaChange::RENAME_COLUMN, "order", "", {"name", "title"});
+    change(cv1::SchemaChange::DROP_COLUMNS, "loose", "CREATE TABLE loose (x)", {"y"});
+    batch("schema_changes", schema);
+  }
+
   // Node 3's schema drifted: a column and a table the others lack. Its changes there cannot apply.
   MakeReplicaDatabase(dir + "/node-3.db");
   Node three(3, dir + "/node-3.db");
