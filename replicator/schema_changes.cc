@@ -499,10 +499,12 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
                .detail = absl::StrCat("table ", name, " has ", has(from) ? "both " : "neither ",
                                       from, has(from) ? " and " : " nor ", to, " here; kept")};
   }
+  // A rename that conflicts is not this node's story of the column: the history keeps what it
+  // holds (another rename of the same column that came first, a drop), and no change naming the
+  // column is moved onto a column this rename did not make.
+  if (applied.outcome == SchemaApplied::kConflict) return applied;
   if (absl::Status s = RecordColumnGone(db, name, from, to); !s.ok()) return s;
-  if (applied.outcome != SchemaApplied::kConflict) {
-    if (absl::Status s = RecordColumnsChanged(db, name, c.sql()); !s.ok()) return s;
-  }
+  if (absl::Status s = RecordColumnsChanged(db, name, c.sql()); !s.ok()) return s;
   return applied;
 }
 

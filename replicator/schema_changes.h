@@ -31,8 +31,9 @@
 // table lacks, by name, and changes nothing when it has them already (two nodes that added
 // different columns at once both end with both); a column of that name defined otherwise here
 // is a conflict. RENAME_COLUMN renames a column the table has (and not the new name yet),
-// DROP_COLUMNS drops those it has; either records the column in the column history, and both
-// are already so where the table is as they make it. A schema change must
+// DROP_COLUMNS drops those it has; either records the column in the column history (a rename
+// that conflicts does not), and both are already so where the table is as they make it. A
+// schema change must
 // name a user object and hold exactly one CREATE statement of that object (a hostile one that does
 // anything else is refused and changes nothing). Either outcome records the object in the baseline.
 //

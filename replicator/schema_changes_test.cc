@@ -178,6 +178,25 @@ TEST_F(SchemaChangesTest, ARenameRenamesOnceRewritesTheIndexAndIsRemembered) {
       SchemaApplied::kConflict);
 }
 
+TEST_F(SchemaChangesTest, ARenameThatConflictsLeavesTheHistoryAsItWas) {
+  // Regression (hunt): two nodes renamed v at once, to value and to other; the second rename,
+  // a conflict where the first applied, replaced v's entry: changes read before either with v
+  // went to a column this node does not have instead of value.
+  const SchemaChange first =
+      ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                    "CREATE TABLE kv (k INTEGER PRIMARY KEY, value TEXT)", {"v", "value"});
+  EXPECT_EQ(Apply(first).outcome, SchemaApplied::kApplied);
+  const SchemaApplied second =
+      Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                          "CREATE TABLE kv (k INTEGER PRIMARY KEY, other TEXT)", {"v", "other"}));
+  EXPECT_EQ(second.outcome, SchemaApplied::kConflict) << second.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"), "kv|v|value\n");
+  // Nor does a rename of a column the table never had write one.
+  EXPECT_EQ(Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"nope", "k2"})).outcome,
+            SchemaApplied::kConflict);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__column_history\";"), "1\n");
+}
+
 TEST_F(SchemaChangesTest, ADropDropsOnceAndIsRemembered) {
   ASSERT_TRUE(RunSqliteCli(path_,
                            "DROP INDEX kv_v; ALTER TABLE kv ADD COLUMN w TEXT;"
