@@ -50,7 +50,11 @@ class TablePlans {
 
   // `t` with its columns as this node's table names them: its columns that the table lacks
   // here and that the column history (schema_changes.h) says were renamed take their new name,
-  // and those dropped are left out, values and all. Returns `t` itself when nothing changes, or
+  // and those dropped are left out, values and all; a column the table names in another case
+  // takes its name as here (a rename of only the case does not replicate). When two of `t`'s
+  // columns would land on one column here, the history does not tell `t`'s story (a name used
+  // again on the origin since, which has not reached this node): `t` stays as it is and waits.
+  // Returns `t` itself when nothing changes, or
   // `storage` filled with the changes as they apply here. Reads the history (PlanAsHere asks
   // only for changes whose plan failed). Errors are the database's.
   absl::StatusOr<const change::v1::TableChanges*> AsHere(const change::v1::TableChanges& t,

@@ -94,8 +94,52 @@ TEST(TablePlansTest, ChangesReadBeforeARenameOrDropApplyAsTheTableIsHere) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE((*plan)->status.ok()) << (*plan)->status;
   // Changes read after the schema changes are as the table is: unchanged.
-  const change::v1::TableChanges now = Shape("t", {"id", "y", "z"});
+  const change::v1::TableChanges now = Shape("t", {"id", "y", "Z"});
   EXPECT_EQ(*plans.AsHere(now, storage), &now);
+}
+
+TEST(TablePlansTest, AColumnNamedInAnotherCaseIsTheColumnAsNamedHere) {
+  // Regression (hunt): RENAME COLUMN v TO V does not replicate (the name reads the same), and
+  // every change of the table from the node that made it went to dead letters elsewhere.
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(sqlite::testing::NewDatabase(
+      "table-plans-case", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  TablePlans plans(*db);
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  change::v1::TableChanges t = Shape("t", {"ID", "V"});
+  t.clear_key_columns();
+  t.add_key_columns("ID");
+  change::v1::TableChanges storage;
+  const change::v1::TableChanges* as_here = &t;
+  absl::StatusOr<const TablePlan*> plan = plans.PlanAsHere(as_here, storage);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE((*plan)->status.ok()) << (*plan)->status;
+  EXPECT_THAT(as_here->columns(), ::testing::ElementsAre("id", "v"));
+  EXPECT_THAT(as_here->key_columns(), ::testing::ElementsAre("id"));
+}
+
+TEST(TablePlansTest, ChangesTheHistoryWouldPutTwoColumnsInOnePlaceWait) {
+  // Regression (hunt): a was renamed to b here; on the origin a column named a was added since,
+  // and a change carrying both arrived before that ADD. It applied as (id, b, b): the new a's
+  // value lost here (or written into b, by an UPDATE).
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(sqlite::testing::NewDatabase(
+      "table-plans-reused",
+      "CREATE TABLE t (id INTEGER PRIMARY KEY, b, c);"
+      "CREATE TABLE \"__marmot__column_history\" (tbl, old, new);"
+      "INSERT INTO \"__marmot__column_history\" VALUES ('t', 'a', 'b');"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  TablePlans plans(*db);
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  const change::v1::TableChanges t = Shape("t", {"id", "b", "c", "a"});
+  change::v1::TableChanges storage;
+  const change::v1::TableChanges* as_here = &t;
+  absl::StatusOr<const TablePlan*> plan = plans.PlanAsHere(as_here, storage);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(as_here, &t);
+  EXPECT_THAT((*plan)->status.message(), HasSubstr("differs on this node"));
+  // Read before the rename (no b then), the change still takes its place here.
+  const change::v1::TableChanges before = Shape("t", {"id", "a", "c"});
+  EXPECT_THAT((*plans.AsHere(before, storage))->columns(), ::testing::ElementsAre("id", "b", "c"));
 }
 
 }  // namespace
