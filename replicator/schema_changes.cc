@@ -546,6 +546,136 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
                        .table_changed = dropped > 0};
 }
 
+// The columns of `table` that rows hold (not generated ones), as named.
+absl::StatusOr<std::vector<std::string>> StoredColumns(sqlite::Database& db,
+                                                       const std::string& table) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT name FROM pragma_table_xinfo(",
+                                Value::Text(table).DebugString(), ", 'main') WHERE hidden = 0"));
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> out;
+  for (const std::vector<Value>& r : *rows) out.push_back(r[0].bytes());
+  return out;
+}
+
+absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaChange& c) {
+  constexpr char kNew[] = "__marmot__redefined";
+  if (c.type() != "table") return Refused("only a table is made again");
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
+      TableHere(db, c.name());
+  if (!table.ok()) return table.status();
+  if (!table->has_value()) {
+    return SchemaApplied{.outcome = SchemaApplied::kConflict,
+                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
+  }
+  const std::string name = (*table)->first;
+  const std::string here = (*table)->second;
+  if (SameButRenamed(here, c.sql(), {})) {
+    if (absl::Status s = RecordTableInBaseline(db, name, c.sql(), false); !s.ok()) return s;
+    return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
+  if (!SameButRenamed(here, c.before_sql(), {})) {
+    return SchemaApplied{
+        .outcome = SchemaApplied::kConflict,
+        .detail = absl::StrCat("table ", name, " here (", here,
+                               ") is neither as the origin had it before nor as it has it now; "
+                               "kept")};
+  }
+  // The new definition: one CREATE TABLE of this very table, of columns.
+  if (absl::StrContains(absl::AsciiStrToLower(c.sql()), "__marmot__")) {
+    return Refused("its statement names marmot's own objects");
+  }
+  if (CreatesTableFromQuery(c.sql())) {
+    return Refused("CREATE TABLE ... AS runs a query; a table travels as its columns");
+  }
+  std::optional<std::string> name_token = TableNameToken(c.sql());
+  std::optional<std::string> made = WithTableName(c.sql(), sqlite::QuoteIdentifier(kNew));
+  if (!name_token.has_value() || !made.has_value() ||
+      absl::AsciiStrToLower(UnquotedName(*name_token)) != absl::AsciiStrToLower(name)) {
+    return Refused(absl::StrCat("its statement does not define table ", name));
+  }
+  // Its indexes and triggers go with it, and are made again after.
+  absl::StatusOr<std::vector<std::vector<Value>>> others = db.QueryRows(
+      absl::StrCat("SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                   " AND sql IS NOT NULL AND substr(name, 1, 10) != '__marmot__' AND tbl_name = ",
+                   Value::Text(name).DebugString(), " ORDER BY rowid"));
+  if (!others.ok()) return others.status();
+  absl::StatusOr<Names> before = AllObjects(db);
+  if (!before.ok()) return before.status();
+  std::string why;
+  absl::StatusOr<bool> ran = RunOneStatement(db, *made, &why);
+  if (!ran.ok()) return ran.status();
+  if (!*ran) return Refused(absl::StrCat("its statement cannot run here: ", why));
+  absl::StatusOr<Names> after = AllObjects(db);
+  if (!after.ok()) return after.status();
+  for (const auto& object : *after) {
+    if (before->count(object) ||
+        object == std::make_pair(std::string("table"), std::string(kNew)) ||
+        absl::StartsWith(object.second, "sqlite_autoindex_")) {
+      continue;
+    }
+    return Refused(absl::StrCat("its statement does not create exactly table ", name));
+  }
+  // The rows, column by column of the same name.
+  absl::StatusOr<std::vector<std::string>> old_columns = StoredColumns(db, name);
+  if (!old_columns.ok()) return old_columns.status();
+  absl::StatusOr<std::vector<std::string>> new_columns = StoredColumns(db, kNew);
+  if (!new_columns.ok()) return new_columns.status();
+  std::vector<std::string> into, from;
+  for (const std::string& n : *new_columns) {
+    for (const std::string& o : *old_columns) {
+      if (absl::AsciiStrToLower(n) != absl::AsciiStrToLower(o)) continue;
+      into.push_back(sqlite::QuoteIdentifier(n));
+      from.push_back(sqlite::QuoteIdentifier(o));
+    }
+  }
+  if (!into.empty()) {
+    ran = RunOneStatement(
+        db,
+        absl::StrCat("INSERT INTO ", sqlite::QuoteIdentifier(kNew), " (", absl::StrJoin(into, ", "),
+                     ") SELECT ", absl::StrJoin(from, ", "), " FROM ",
+                     sqlite::QuoteIdentifier(name)),
+        &why);
+    if (!ran.ok()) return ran.status();
+    if (!*ran) return Refused(absl::StrCat("the rows here do not fit the new definition: ", why));
+  }
+  if (absl::Status s = db.Exec(absl::StrCat("DROP TABLE ", sqlite::QuoteIdentifier(name)));
+      !s.ok()) {
+    return s;
+  }
+  // As SQLite's documentation does it: views and triggers that name the table are left as they
+  // are (they name it again once renamed).
+  absl::StatusOr<Value> legacy = db.QueryValue("PRAGMA legacy_alter_table");
+  if (!legacy.ok()) return legacy.status();
+  if (absl::Status s = db.Exec("PRAGMA legacy_alter_table = ON"); !s.ok()) return s;
+  absl::Status renamed = db.Exec(
+      absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(kNew), " RENAME TO ", *name_token));
+  if (absl::Status s = db.Exec(absl::StrCat("PRAGMA legacy_alter_table = ", legacy->integer()));
+      !s.ok()) {
+    return s;
+  }
+  if (!renamed.ok()) return renamed;
+  std::vector<std::string> lost;
+  for (const std::vector<Value>& o : *others) {
+    ran = RunOneStatement(db, o[2].bytes(), &why);
+    if (!ran.ok()) return ran.status();
+    if (*ran) continue;
+    // One the new definition cannot hold (a column it names is gone): the origin dropped it.
+    lost.push_back(absl::StrCat(o[0].bytes(), " ", o[1].bytes()));
+    if (absl::Status s = ForgetInBaseline(db, o[0].bytes(), o[1].bytes()); !s.ok()) return s;
+  }
+  absl::StatusOr<std::string> result = TableSqlHere(db, name);
+  if (!result.ok()) return result.status();
+  if (!SameButRenamed(*result, c.sql(), {})) {
+    return Refused(absl::StrCat("the table made again reads ", *result, ", not ", c.sql()));
+  }
+  if (absl::Status s = RecordTableInBaseline(db, name, c.sql(), false); !s.ok()) return s;
+  return SchemaApplied{
+      .outcome = SchemaApplied::kApplied,
+      .detail = lost.empty() ? "" : absl::StrCat("not made again: ", absl::StrJoin(lost, ", ")),
+      .table_changed = true};
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
@@ -666,8 +796,20 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   // that name them.
   std::map<std::string, std::string> renamed_columns;
   for (const SchemaObject* o : changed_tables) {
+    const std::string& before = baseline.at({o->type, o->name}).sql;
     std::optional<ColumnDiff> columns;
-    if (!remade.count(o->name)) columns = DiffColumns(baseline.at({o->type, o->name}).sql, o->sql);
+    if (!remade.count(o->name)) columns = DiffColumns(before, o->sql);
+    if (!columns.has_value() && !remade.count(o->name) && DefinitionsChanged(before, o->sql)) {
+      // Made again with other definitions (its rows follow: capture copies them all).
+      SchemaChange& c = creates.emplace_back();
+      c.set_kind(SchemaChange::REDEFINE);
+      c.set_type(o->type);
+      c.set_name(o->name);
+      c.set_sql(o->sql);
+      c.set_before_sql(before);
+      settled.insert(o->name);
+      continue;
+    }
     if (!columns.has_value()) {
       diff.keep.push_back(*o);
       diff.not_replicated.push_back(absl::StrCat("ALTER TABLE ", o->name));
@@ -794,6 +936,8 @@ std::string DescribeSchemaChange(const SchemaChange& c) {
       return absl::StrCat(c.name(), ": column renamed: ", absl::StrJoin(c.columns(), " to "));
     case SchemaChange::DROP_COLUMNS:
       return absl::StrCat(c.name(), ": column(s) dropped: ", absl::StrJoin(c.columns(), ", "));
+    case SchemaChange::REDEFINE:
+      return absl::StrCat("table ", c.name(), " made again");
     default:
       return absl::StrCat("change of kind ", c.kind(), " of ", c.type(), " ", c.name());
   }
@@ -829,6 +973,9 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
       break;
     case SchemaChange::DROP_COLUMNS:
       applied = ApplyDropColumns(db, c);
+      break;
+    case SchemaChange::REDEFINE:
+      applied = ApplyRedefine(db, c);
       break;
     default:
       return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));
@@ -878,6 +1025,7 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
       case SchemaChange::ADD_COLUMNS:
       case SchemaChange::RENAME_COLUMN:
       case SchemaChange::DROP_COLUMNS:
+      case SchemaChange::REDEFINE:
         s = RecordTableInBaseline(db, c.name(), c.sql(), /*only_with_more_columns=*/false);
         break;
       default:

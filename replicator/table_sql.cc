@@ -221,6 +221,52 @@ std::optional<ColumnDiff> DiffColumns(const std::string& before, const std::stri
   return diff;
 }
 
+bool DefinitionsChanged(const std::string& before, const std::string& after) {
+  std::optional<TableParts> was = SplitTable(before), is = SplitTable(after);
+  if (!was.has_value() || !is.has_value()) return false;
+  if (!SameUnderRenames(Tokens(was->rest), Tokens(is->rest), {})) return true;
+  std::map<std::string, const std::string*> has;
+  for (const std::string& c : is->columns) has[ColumnName(c)] = &c;
+  for (const std::string& c : was->columns) {
+    auto now = has.find(ColumnName(c));
+    if (now != has.end() && !SameUnderRenames(Tokens(c), Tokens(*now->second), {})) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// The tokens of CREATE TABLE `sql` before its column list, each with where it ends.
+std::vector<std::pair<std::string, size_t>> HeadTokens(const std::string& sql) {
+  std::vector<std::pair<std::string, size_t>> out;
+  size_t at = 0;
+  for (;;) {
+    std::string token = NextSqlToken(sql, &at);
+    if (token.empty()) return {};
+    if (token == "(") return out;
+    out.emplace_back(std::move(token), at);
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> TableNameToken(const std::string& sql) {
+  const std::vector<std::pair<std::string, size_t>> head = HeadTokens(sql);
+  if (head.size() < 3) return std::nullopt;  // CREATE TABLE name
+  return head.back().first;
+}
+
+std::optional<std::string> WithTableName(const std::string& sql, const std::string& name) {
+  const std::vector<std::pair<std::string, size_t>> head = HeadTokens(sql);
+  if (head.size() < 3) return std::nullopt;
+  const size_t end = head.back().second;
+  size_t start = end - head.back().first.size();
+  if (head.size() >= 5 && head[head.size() - 2].first == ".") {  // schema . name
+    start = head[head.size() - 3].second - head[head.size() - 3].first.size();
+  }
+  return absl::StrCat(sql.substr(0, start), name, sql.substr(end));
+}
+
 std::optional<std::vector<std::string>> AddedColumns(const std::string& before,
                                                      const std::string& after) {
   std::optional<ColumnDiff> diff = DiffColumns(before, after);

@@ -49,6 +49,17 @@ struct ColumnDiff {
 };
 std::optional<ColumnDiff> DiffColumns(const std::string& before, const std::string& after);
 
+// Whether a column both table SQLs have (by name) is defined otherwise, or the table's
+// constraints or options differ: a change that only a table made again makes (a column's type,
+// its NOT NULL, a CHECK), unlike columns renamed, added, dropped or moved about.
+bool DefinitionsChanged(const std::string& before, const std::string& after);
+
+// The table name of CREATE TABLE statement `sql` as written (quotes and all), and the statement
+// with that name (and any schema before it) replaced by `name`; nothing when `sql` has no name
+// before its column list.
+std::optional<std::string> TableNameToken(const std::string& sql);
+std::optional<std::string> WithTableName(const std::string& sql, const std::string& name);
+
 // Whether `before` and `after` read the same, token by token, but for names `renames` maps
 // (lower case, unquoted) from before's to after's: an index or trigger SQLite rewrote when a
 // column it names was renamed.
