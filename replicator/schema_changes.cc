@@ -616,18 +616,39 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
     }
     return Refused(absl::StrCat("its statement does not create exactly table ", name));
   }
-  // The rows, column by column of the same name.
+  // The rows, column by column of the same name. A NOT NULL column gets its default, or a zero
+  // value of its type, where the old rows have nothing for it (the origin filled those in its
+  // own way, and its copy of every row follows: capture copies a table made again whole).
   absl::StatusOr<std::vector<std::string>> old_columns = StoredColumns(db, name);
   if (!old_columns.ok()) return old_columns.status();
-  absl::StatusOr<std::vector<std::string>> new_columns = StoredColumns(db, kNew);
+  absl::StatusOr<std::vector<std::vector<Value>>> new_columns = db.QueryRows(
+      absl::StrCat("SELECT name, \"notnull\", dflt_value, upper(type) FROM pragma_table_xinfo(",
+                   Value::Text(kNew).DebugString(), ", 'main') WHERE hidden = 0"));
   if (!new_columns.ok()) return new_columns.status();
   std::vector<std::string> into, from;
-  for (const std::string& n : *new_columns) {
+  for (const std::vector<Value>& n : *new_columns) {
+    const std::string& column = n[0].bytes();
+    std::string old;
     for (const std::string& o : *old_columns) {
-      if (absl::AsciiStrToLower(n) != absl::AsciiStrToLower(o)) continue;
-      into.push_back(sqlite::QuoteIdentifier(n));
-      from.push_back(sqlite::QuoteIdentifier(o));
+      if (absl::AsciiStrToLower(o) == absl::AsciiStrToLower(column)) old = o;
     }
+    std::string fill;
+    if (n[1].integer() != 0) {
+      const std::string type = n[3].is_null() ? "" : n[3].bytes();
+      fill = !n[2].is_null()                  ? n[2].bytes()
+             : absl::StrContains(type, "INT") ? "0"
+             : absl::StrContains(type, "CHAR") || absl::StrContains(type, "CLOB") ||
+                     absl::StrContains(type, "TEXT")
+                 ? "''"
+             : type.empty() || absl::StrContains(type, "BLOB") ? "x''"
+                                                               : "0";
+    }
+    if (old.empty() && fill.empty()) continue;
+    into.push_back(sqlite::QuoteIdentifier(column));
+    from.push_back(old.empty()    ? fill
+                   : fill.empty() ? sqlite::QuoteIdentifier(old)
+                                  : absl::StrCat("coalesce(", sqlite::QuoteIdentifier(old), ", (",
+                                                 fill, "))"));
   }
   if (!into.empty()) {
     ran = RunOneStatement(

@@ -184,6 +184,18 @@ TEST_F(SchemaChangesTest, ARedefineMakesTheTableAgainWithItsRowsIndexesAndTrigge
   EXPECT_EQ(Apply(redefine).outcome, SchemaApplied::kAlreadySo);
 }
 
+TEST_F(SchemaChangesTest, ARedefineFillsWhatNotNullColumnsLackWithTheirDefaultOrAZero) {
+  // (The origin filled them its own way; its copy of every row follows.)
+  ASSERT_TRUE(RunSqliteCli(path_, "INSERT INTO kv VALUES (1, NULL), (2, 'b');").ok());
+  const SchemaApplied applied =
+      Apply(Redefine("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)",
+                     "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL, n INT NOT NULL,"
+                     " w TEXT NOT NULL DEFAULT 'w', b NOT NULL, x)"));
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied) << applied.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, ".mode quote\nSELECT * FROM kv ORDER BY k;"),
+            "1,'',0,'w',X'',NULL\n2,'b',0,'w',X'',NULL\n");
+}
+
 TEST_F(SchemaChangesTest, ARedefineOfATableThatIsNeitherAsItWasNorAsItIsConflicts) {
   const SchemaApplied other =
       Apply(Redefine("CREATE TABLE kv (k INTEGER PRIMARY KEY, v INT)", kKvBlob));
@@ -208,7 +220,7 @@ TEST_F(SchemaChangesTest, HostileOrUnfitRedefinesAreRefusedAndChangeNothing) {
        "marmot's own objects"},
       {Redefine(was, "CREATE INDEX kv ON x (a)"), "does not define table kv"},
       // The row here holds a NULL the new definition refuses.
-      {Redefine(was, "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"),
+      {Redefine(was, "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT CHECK (v IS NOT NULL))"),
        "do not fit the new definition"},
   };
   for (const Case& c : cases) {

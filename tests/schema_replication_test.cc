@@ -244,6 +244,49 @@ TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeA
   }
 }
 
+TEST(SchemaReplicationTest, ATableMadeAgainOnOneNodeIsMadeAgainEverywhereWithItsRows) {
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); CREATE INDEX kv_v ON kv (v);"});
+  cluster.Start();
+  cluster.Sql(2,
+              "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 50) "
+              "INSERT INTO kv SELECT k, CASE WHEN k % 5 THEN 'v' || k END FROM n;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM kv;", 30s));
+  // SQLite's way (and Django's, Alembic's) to change what ALTER TABLE cannot: v becomes NOT
+  // NULL with a default, and a column comes; a write right after, on node 1.
+  cluster.Sql(1,
+              "BEGIN; CREATE TABLE new__kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '',"
+              " extra INTEGER); INSERT INTO new__kv (k, v) SELECT k, coalesce(v, '') FROM kv;"
+              "DROP TABLE kv; ALTER TABLE new__kv RENAME TO kv; CREATE INDEX kv_v ON kv (v);"
+              "COMMIT; INSERT INTO kv VALUES (1000, 'after', 7);");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
+              HasSubstr("v TEXT NOT NULL DEFAULT ''"));
+  const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*), count(*) FILTER (WHERE v = '') FROM kv;"), "51|10\n");
+  // The new column replicates from any node.
+  cluster.Sql(3, "UPDATE kv SET extra = 3 WHERE k = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_EQ(cluster.Sql(2, "SELECT extra FROM kv WHERE k = 1;"), "3\n");
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
+        }
+        return true;
+      },
+      30s))
+      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("do not replicate yet"))) << "node " << id;
+  }
+}
+
 TEST(SchemaReplicationTest, ANodeKilledDuringAMigrationCatchesUp) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
   cluster.Start();
