@@ -165,6 +165,8 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   replicator::ReplicatorMetrics& metrics = replicator_->metrics();
   out.set_schema_conflicts(static_cast<int64_t>(metrics.schema_conflicts.Value()));
   out.set_schema_changes_refused(static_cast<int64_t>(metrics.schema_changes_refused.Value()));
+  out.set_schema_changes_not_replicated(
+      static_cast<int64_t>(metrics.schema_changes_not_replicated.Value()));
   out.set_apply_paused_seconds(metrics.apply_paused_seconds.Value());
   // The other current members of any shard (not the founders named at start: nodes come and go),
   // exactly as ListNodes tells them: address, reachable, learner.

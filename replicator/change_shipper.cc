@@ -226,6 +226,9 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
   if (!diff->not_replicated.empty()) {
     LOG(WARNING) << "schema changes that do not replicate yet (make them on every node): "
                  << absl::StrJoin(diff->not_replicated, ", ");
+    if (options_.not_replicated) {
+      options_.not_replicated(static_cast<int64_t>(diff->not_replicated.size()));
+    }
   }
   if (!diff->keep.empty() || !diff->forget.empty()) {
     keep_in_baseline_ = std::make_unique<SchemaDiff>(*diff);

@@ -96,6 +96,9 @@ struct ShipperOptions {
   // Capture schema changes (replicator/schema_changes.h) and propose them to shard 0; needs the
   // baseline the applier keeps (ChangeApplier::Open makes it).
   bool replicate_schema = false;
+  // Told how many of this node's schema changes a look found that do not replicate (logged
+  // too; each is then taken into the baseline as it is here); may be null.
+  std::function<void(int64_t)> not_replicated;
 };
 
 struct PumpStats {

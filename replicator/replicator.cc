@@ -170,7 +170,12 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       std::make_unique<HostProposer>(r->host_.get(), r->detector_.get(), r->metrics_.get(), env);
   absl::StatusOr<std::unique_ptr<ChangeShipper>> shipper = ChangeShipper::Open(
       config.db_path, config.node_id, router, r->proposer_.get(),
-      {.env = env, .shipped = r->shipped_columns_.get(), .replicate_schema = true});
+      {.env = env,
+       .shipped = r->shipped_columns_.get(),
+       .replicate_schema = true,
+       .not_replicated = [metrics = r->metrics_.get()](int64_t n) {
+         metrics->schema_changes_not_replicated.Increment(static_cast<double>(n));
+       }});
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries

@@ -57,6 +57,10 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                                   "another definition (kept as it is here)")),
       schema_changes_refused(NewCounter(*registry_, "marmot_schema_changes_refused_total",
                                         "Replicated schema changes refused here (see the log)")),
+      schema_changes_not_replicated(
+          NewCounter(*registry_, "marmot_schema_changes_not_replicated_total",
+                     "Schema changes made here that do not replicate (see the log; make them "
+                     "on every node)")),
       snapshots_created(NewCounter(*registry_, "marmot_snapshots_created_total",
                                    "Shard snapshots this node made")),
       snapshots_installed(NewCounter(*registry_, "marmot_snapshots_installed_total",

@@ -37,6 +37,7 @@ class ReplicatorMetrics {
   prometheus::Counter& schema_changes_applied;
   prometheus::Counter& schema_conflicts;
   prometheus::Counter& schema_changes_refused;
+  prometheus::Counter& schema_changes_not_replicated;
   prometheus::Counter& snapshots_created;
   prometheus::Counter& snapshots_installed;
   prometheus::Histogram& fsync_seconds;  // Synced Raft log writes (all shards of one loop).

@@ -1001,12 +1001,13 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     default:
       return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));
   }
-  // A refusal leaves nothing behind: the savepoint rolls back.
-  if (!applied.ok() || applied->outcome == SchemaApplied::kRefused) return applied;
-  if (own && applied->outcome == SchemaApplied::kConflict) {
-    // This node changed the object again since it sent the change: what it holds is newer, and
-    // goes as its next change. Nothing changes here but the column history (changes of other
-    // nodes read before the rename or drop still arrive).
+  if (!applied.ok()) return applied;
+  if (own && (applied->outcome == SchemaApplied::kConflict ||
+              applied->outcome == SchemaApplied::kRefused)) {
+    // This node changed the object again since it sent the change (a table made again, an
+    // index of a column since gone): what it holds is newer, and goes as its next change.
+    // Nothing changes here but the column history (changes of other nodes read before the
+    // rename or drop still arrive).
     savepoint.reset();  // Rolls back.
     if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
       if (absl::Status s = RecordColumnGone(db, name, c.columns(0), UnquotedName(c.columns(1)));
@@ -1021,6 +1022,8 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     }
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
+  // A refusal leaves nothing behind: the savepoint rolls back.
+  if (applied->outcome == SchemaApplied::kRefused) return applied;
   if (absl::Status s = savepoint->Commit(); !s.ok()) return s;
   return applied;
 }

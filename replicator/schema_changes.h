@@ -107,9 +107,9 @@ std::string DescribeSchemaChange(const change::v1::SchemaChange& c);
 
 // Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
 // leaves nothing behind) and records its object in the baseline. A change this node made
-// itself (`own`) that conflicts with what it holds now is already so: it changed the object
-// again since, and that goes as its next change. Errors are the database's (busy, I/O):
-// nothing is recorded then and the caller retries.
+// itself (`own`) that conflicts with what it holds now, or cannot apply to it, is already so:
+// it changed the object again since, and that goes as its next change. Errors are the database's
+// (busy, I/O): nothing is recorded then and the caller retries.
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
                                                 const change::v1::SchemaChange& c,
                                                 bool own = false);

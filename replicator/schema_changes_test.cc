@@ -566,6 +566,23 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
   EXPECT_EQ(Objects(), before);
 }
 
+TEST_F(SchemaChangesTest, AnOwnChangeThatMeetsANewerObjectHereIsAlreadySo) {
+  // This node made kv_v, then kv again without v, before its CREATE INDEX came back.
+  const std::string before = Objects();
+  absl::StatusOr<SchemaApplied> own =
+      ApplySchemaChange(*db_, Create("index", "kv_w", "CREATE INDEX kv_w ON kv (w)"), true);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->outcome, SchemaApplied::kAlreadySo);
+  own = ApplySchemaChange(*db_, Create("view", "kv", "CREATE VIEW kv AS SELECT 1"), true);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(Objects(), before);
+  EXPECT_EQ(Unreplicated(), "");
+  // Another node's is what it is.
+  EXPECT_EQ(Apply(Create("index", "kv_w", "CREATE INDEX kv_w ON kv (w)")).outcome,
+            SchemaApplied::kRefused);
+}
+
 TEST_F(SchemaChangesTest, ADropRemovesTheObjectOnceAndRecordsIt) {
   SchemaChange drop;
   drop.set_kind(SchemaChange::DROP);
