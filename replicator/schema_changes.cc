@@ -40,6 +40,12 @@ bool Reserved(const std::string& name) {
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
 }
 
+// A column of that name would hide the rowid that marmot's capture and writer name.
+bool RowidAlias(const std::string& name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  return lower == "rowid" || lower == "_rowid_" || lower == "oid";
+}
+
 // Whether `sql` is CREATE TABLE ... AS SELECT: it runs a query of this node's data, which no
 // schema change of a node holds (sqlite_master keeps such a table as column definitions).
 bool CreatesTableFromQuery(const std::string& sql) {
@@ -210,7 +216,7 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
   int added = 0;
   for (const std::string& definition : columns) {
     const std::string name = ColumnName(definition);
-    if (name.empty() || Reserved(name)) {
+    if (name.empty() || Reserved(name) || RowidAlias(name)) {
       return Refused(absl::StrCat("'", definition, "' does not define a user column"));
     }
     if (absl::StrContains(absl::AsciiStrToLower(definition), "__marmot__")) {
@@ -440,7 +446,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
   size_t at = 0;
   const std::string token = NextSqlToken(to_token, &at);
   const std::string to = UnquotedName(to_token);
-  if (token != to_token || to.empty() || Reserved(to) ||
+  if (token != to_token || to.empty() || Reserved(to) || RowidAlias(to) ||
       absl::StrContains(absl::AsciiStrToLower(to), "__marmot__") ||
       !(absl::ascii_isalnum(static_cast<unsigned char>(token[0])) || token[0] == '_' ||
         token[0] == '"' || token[0] == '`' || token[0] == '[' ||

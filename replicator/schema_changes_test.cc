@@ -337,6 +337,9 @@ TEST_F(SchemaChangesTest, HostileRenamesAndDropsAreRefusedAndChangeNothing) {
        "not the name of a user column"},
       {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", "'x'"}),
        "not the name of a user column"},
+      // Regression (hunt): a column named as the rowid hides it from capture and the writer.
+      {ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"v", "_ROWID_"}),
+       "not the name of a user column"},
       // The key of a table keyed by rowid, and a column an index uses: SQLite refuses.
       {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {"k"}), "cannot run here"},
       {ColumnsChange(SchemaChange::DROP_COLUMNS, "kv", "", {"v"}), "cannot run here"},
@@ -429,6 +432,7 @@ TEST_F(SchemaChangesTest, HostileAddedColumnsAreRefusedAndChangeNothing) {
       {AddColumns("kv", kKvWithExtra, {"extra TEXT; DROP TABLE kv"}), "more than one statement"},
       {AddColumns("kv", kKvWithExtra, {"extra TEXT DEFAULT 1, x"}), "cannot run here"},
       {AddColumns("kv", kKvWithExtra, {"__marmot__x TEXT"}), "does not define a user column"},
+      {AddColumns("kv", kKvWithExtra, {"\"rowid\" INT"}), "does not define a user column"},
       {AddColumns("kv", kKvWithExtra, {"x REFERENCES \"__marmot__kv_change_log\""}),
        "marmot's own objects"},
       {AddColumns("kv", kKvWithExtra, {"x PRIMARY KEY"}), "cannot run here"},
