@@ -142,12 +142,14 @@ absl::StatusOr<bool> RunOneStatement(sqlite::Database& db, const std::string& sq
   return false;
 }
 
-// The names of `table`'s columns here, lower-case (SQLite compares them without case).
-absl::StatusOr<std::vector<std::string>> ColumnNamesHere(sqlite::Database& db,
-                                                         const std::string& table) {
-  absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db.QueryRows(absl::StrCat("SELECT lower(name) FROM pragma_table_xinfo(",
-                                Value::Text(table).DebugString(), ", 'main') ORDER BY cid"));
+// `what` of each of `table`'s columns here (`where` them), in order: by default their names in
+// lower case (SQLite compares them without case).
+absl::StatusOr<std::vector<std::string>> ColumnsHere(sqlite::Database& db, const std::string& table,
+                                                     absl::string_view what = "lower(name)",
+                                                     absl::string_view where = "1") {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
+      absl::StrCat("SELECT ", what, " FROM pragma_table_xinfo(", Value::Text(table).DebugString(),
+                   ", 'main') WHERE ", where, " ORDER BY cid"));
   if (!rows.ok()) return rows.status();
   std::vector<std::string> out;
   for (const std::vector<Value>& r : *rows) out.push_back(r[0].bytes());
@@ -211,7 +213,7 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
     if (absl::Status s = RecordTableInBaseline(db, table, target); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
-  absl::StatusOr<std::vector<std::string>> names = ColumnNamesHere(db, table);
+  absl::StatusOr<std::vector<std::string>> names = ColumnsHere(db, table);
   if (!names.ok()) return names.status();
   int added = 0;
   for (const std::string& definition : columns) {
@@ -234,7 +236,7 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
     if (!*ran) return Refused(absl::StrCat("ADD COLUMN ", definition, " cannot run here: ", why));
     absl::StatusOr<Names> after = AllObjects(db);
     if (!after.ok()) return after.status();
-    absl::StatusOr<std::vector<std::string>> now = ColumnNamesHere(db, table);
+    absl::StatusOr<std::vector<std::string>> now = ColumnsHere(db, table);
     if (!now.ok()) return now.status();
     names->push_back(name);
     if (*after != *before || *now != *names) {
@@ -415,7 +417,7 @@ absl::StatusOr<std::optional<SchemaApplied>> AlterExactly(
   if (!*ran) return std::make_optional(Refused(absl::StrCat(statement, " cannot run here: ", why)));
   absl::StatusOr<Names> after = AllObjects(db);
   if (!after.ok()) return after.status();
-  absl::StatusOr<std::vector<std::string>> now = ColumnNamesHere(db, table);
+  absl::StatusOr<std::vector<std::string>> now = ColumnsHere(db, table);
   if (!now.ok()) return now.status();
   if (*after != *before || *now != columns_after) {
     return std::make_optional(Refused(absl::StrCat(statement, " did not do only that here")));
@@ -461,7 +463,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
                          .detail = absl::StrCat("there is no table ", c.name(), " here")};
   }
   const std::string& name = (*table)->first;
-  absl::StatusOr<std::vector<std::string>> columns = ColumnNamesHere(db, name);
+  absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
   if (!columns.ok()) return columns.status();
   auto has = [&](const std::string& column) {
     return std::find(columns->begin(), columns->end(), absl::AsciiStrToLower(column)) !=
@@ -530,7 +532,7 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
     if (column.empty() || Reserved(column)) {
       return Refused(absl::StrCat("'", column, "' is not the name of a user column"));
     }
-    absl::StatusOr<std::vector<std::string>> columns = ColumnNamesHere(db, name);
+    absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
     if (!columns.ok()) return columns.status();
     std::vector<std::string> after = *columns;
     after.erase(std::remove(after.begin(), after.end(), absl::AsciiStrToLower(column)),
@@ -550,18 +552,6 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
   if (absl::Status s = RecordColumnsChanged(db, name, c.sql()); !s.ok()) return s;
   return SchemaApplied{.outcome = dropped > 0 ? SchemaApplied::kApplied : SchemaApplied::kAlreadySo,
                        .table_changed = dropped > 0};
-}
-
-// The columns of `table` that rows hold (not generated ones), as named.
-absl::StatusOr<std::vector<std::string>> StoredColumns(sqlite::Database& db,
-                                                       const std::string& table) {
-  absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db.QueryRows(absl::StrCat("SELECT name FROM pragma_table_xinfo(",
-                                Value::Text(table).DebugString(), ", 'main') WHERE hidden = 0"));
-  if (!rows.ok()) return rows.status();
-  std::vector<std::string> out;
-  for (const std::vector<Value>& r : *rows) out.push_back(r[0].bytes());
-  return out;
 }
 
 absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaChange& c) {
@@ -625,7 +615,9 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
   // The rows, column by column of the same name. A NOT NULL column gets its default, or a zero
   // value of its type, where the old rows have nothing for it (the origin filled those in its
   // own way, and its copy of every row follows: capture copies a table made again whole).
-  absl::StatusOr<std::vector<std::string>> old_columns = StoredColumns(db, name);
+  // The columns rows hold (not generated ones), as named.
+  absl::StatusOr<std::vector<std::string>> old_columns =
+      ColumnsHere(db, name, "name", "hidden = 0");
   if (!old_columns.ok()) return old_columns.status();
   absl::StatusOr<std::vector<std::vector<Value>>> new_columns = db.QueryRows(
       absl::StrCat("SELECT name, \"notnull\", dflt_value, upper(type) FROM pragma_table_xinfo(",

@@ -40,6 +40,24 @@ std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string&
   return out;
 }
 
+// Every node ends with no dead letter (changes that came before a schema change they needed
+// waited there, retried since), and said nothing of conflicts or refusals.
+void ExpectCleanEverywhere(const testing::LocalCluster& cluster) {
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= cluster.nodes(); ++id) {
+          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
+        }
+        return true;
+      },
+      60s))
+      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  for (int id = 1; id <= cluster.nodes(); ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
 TEST(SchemaReplicationTest, ATableAndIndexMadeOnOneNodeReachEveryNodeWithTheirRows) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
   cluster.Start();
@@ -147,20 +165,7 @@ TEST(SchemaReplicationTest, AColumnAddedOnOneNodeWhileTheOthersInsertReachesEver
   EXPECT_EQ(cluster.Sql(3, "SELECT note FROM kv WHERE k = 2;"), "written on 2\n");
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv WHERE note LIKE 'note %';"),
             absl::StrCat(written_with_column[1] + written_with_column[3], "\n"));
-  // Changes that came before the column waited as dead letters at most, retried since.
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
-        }
-        return true;
-      },
-      60s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
-  for (int id = 1; id <= 3; ++id) {
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
-  }
+  ExpectCleanEverywhere(cluster);
 }
 
 TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeAndAfter) {
@@ -229,19 +234,7 @@ TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeA
             "21|right before\n22|right after\n23|after the drop\n");
   // No row lost its value to the rename: every row has one.
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv WHERE value IS NULL;"), "0\n");
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
-        }
-        return true;
-      },
-      60s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
-  for (int id = 1; id <= 3; ++id) {
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
-  }
+  ExpectCleanEverywhere(cluster);
 }
 
 TEST(SchemaReplicationTest, ATableMadeAgainOnOneNodeIsMadeAgainEverywhereWithItsRows) {
@@ -271,18 +264,8 @@ TEST(SchemaReplicationTest, ATableMadeAgainOnOneNodeIsMadeAgainEverywhereWithIts
   cluster.Sql(3, "UPDATE kv SET extra = 3 WHERE k = 1;");
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
   EXPECT_EQ(cluster.Sql(2, "SELECT extra FROM kv WHERE k = 1;"), "3\n");
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
-        }
-        return true;
-      },
-      30s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  ExpectCleanEverywhere(cluster);
   for (int id = 1; id <= 3; ++id) {
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
     EXPECT_THAT(cluster.log(id), Not(HasSubstr("do not replicate yet"))) << "node " << id;
   }
 }
