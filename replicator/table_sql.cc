@@ -173,40 +173,68 @@ std::optional<ColumnDiff> DiffColumns(const std::string& before, const std::stri
   for (const std::string& c : was->columns) had[ColumnName(c)] = &c;
   for (const std::string& c : is->columns) has[ColumnName(c)] = &c;
   if (had.size() != was->columns.size() || has.size() != is->columns.size()) return std::nullopt;
-  std::vector<const std::string*> removed, added;
-  for (const std::string& c : was->columns) {
-    if (!has.count(ColumnName(c))) removed.push_back(&c);
+  // The columns both have, (index in `was`, index in `is`): they stand in the same order in
+  // both, since nothing moves a column (RENAME COLUMN keeps its place, ADD COLUMN appends, DROP
+  // COLUMN removes); columns moved about make the change unclear.
+  std::vector<std::pair<size_t, size_t>> common;
+  for (size_t i = 0; i < was->columns.size(); ++i) {
+    auto now = has.find(ColumnName(was->columns[i]));
+    if (now != has.end()) {
+      common.emplace_back(i, static_cast<size_t>(now->second - is->columns.data()));
+    }
   }
-  for (const std::string& c : is->columns) {
-    if (!had.count(ColumnName(c))) added.push_back(&c);
+  for (size_t i = 1; i < common.size(); ++i) {
+    if (common[i].second < common[i - 1].second) return std::nullopt;
   }
-  // A column removed and one added, defined alike but for the name, at the same place, and no
-  // other column removed or added: a rename. Text alone cannot tell a rename from the column
-  // dropped and one defined alike added in its place (SQLite writes the same): where more
-  // columns changed, a removed and an added column defined alike make the whole change unclear.
   ColumnDiff diff;
   std::map<std::string, std::string> renames;
-  auto index_of = [](const std::vector<std::string>& columns, const std::string* c) {
-    return c - columns.data();
-  };
   // Defined alike: a CHECK of the column names it, renamed too.
   auto alike = [](const std::string* r, const std::string* a) {
     return SameUnderRenames(Remainder(*r), Remainder(*a), {{ColumnName(*r), ColumnName(*a)}});
   };
-  if (removed.size() == 1 && added.size() == 1 && alike(removed[0], added[0]) &&
-      index_of(was->columns, removed[0]) == index_of(is->columns, added[0])) {
+  auto rename = [&](const std::string* r, const std::string* a) {
     size_t from_at = 0, to_at = 0;
-    diff.renamed.emplace_back(UnquotedName(NextSqlToken(*removed[0], &from_at)),
-                              NextSqlToken(*added[0], &to_at));
-    renames[ColumnName(*removed[0])] = ColumnName(*added[0]);
-  } else {
-    for (const std::string* r : removed) {
-      for (const std::string* c : added) {
+    diff.renamed.emplace_back(UnquotedName(NextSqlToken(*r, &from_at)), NextSqlToken(*a, &to_at));
+    renames[ColumnName(*r)] = ColumnName(*a);
+  };
+  // Between two columns both have, the columns that came where some are gone can only be
+  // renamed ones, pair by pair with those gone, in order; those gone where none came were
+  // dropped, those that came where none went were added (a table made again with a column in
+  // the middle: the other nodes add it at the end, rows travel by name). After the last one
+  // (the tail), those that came were added, those gone dropped, except that one gone and one
+  // come alike are taken for a rename; text cannot tell a rename from a drop and an add there
+  // (SQLite writes the same), so more alike ones make the change unclear.
+  size_t was_from = 0, is_from = 0;
+  for (size_t g = 0; g <= common.size(); ++g) {
+    const bool tail = g == common.size();
+    const size_t was_to = tail ? was->columns.size() : common[g].first;
+    const size_t is_to = tail ? is->columns.size() : common[g].second;
+    std::vector<const std::string*> gone, came;
+    for (size_t i = was_from; i < was_to; ++i) gone.push_back(&was->columns[i]);
+    for (size_t i = is_from; i < is_to; ++i) came.push_back(&is->columns[i]);
+    if (!tail) {
+      was_from = common[g].first + 1;
+      is_from = common[g].second + 1;
+    }
+    if (!tail && !came.empty() && !gone.empty()) {
+      if (came.size() != gone.size()) return std::nullopt;
+      for (size_t k = 0; k < came.size(); ++k) {
+        if (!alike(gone[k], came[k])) return std::nullopt;
+        rename(gone[k], came[k]);
+      }
+      continue;
+    }
+    if (gone.size() == 1 && came.size() == 1 && alike(gone[0], came[0])) {
+      rename(gone[0], came[0]);
+      continue;
+    }
+    for (const std::string* r : gone) {
+      for (const std::string* c : came) {
         if (alike(r, c)) return std::nullopt;
       }
       diff.dropped.push_back(ColumnName(*r));
     }
-    for (const std::string* c : added) diff.added.push_back(*c);
+    for (const std::string* c : came) diff.added.push_back(*c);
   }
   // Everything else is as it was, but for the renamed names (SQLite rewrites them wherever the
   // table's statement uses them).

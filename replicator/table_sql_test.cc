@@ -110,16 +110,53 @@ TEST(DiffColumnsTest, DroppedAndAddedColumnsAreFound) {
   EXPECT_THAT(diff->added, ElementsAre("e REAL"));
 }
 
+TEST(DiffColumnsTest, WhereAColumnStandsTellsARenameFromADropAndAnAdd) {
+  // Renamed where a column follows it, with a column added: a rename keeps its place.
+  const Alteration a =
+      Alter("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, w TEXT)",
+            {"ALTER TABLE t RENAME COLUMN v TO x", "ALTER TABLE t ADD COLUMN a TEXT"});
+  std::optional<ColumnDiff> diff = DiffColumns(a.before, a.after);
+  ASSERT_TRUE(diff.has_value()) << a.after;
+  EXPECT_THAT(diff->renamed, ElementsAre(Pair("v", "x")));
+  EXPECT_TRUE(diff->dropped.empty());
+  EXPECT_THAT(diff->added, ElementsAre("a TEXT"));
+  // Dropped, and one defined alike added: it stands at the end, so it was added.
+  const Alteration b = Alter("CREATE TABLE t (k INTEGER PRIMARY KEY, b TEXT, c INT)",
+                             {"ALTER TABLE t DROP COLUMN b", "ALTER TABLE t ADD COLUMN x TEXT"});
+  diff = DiffColumns(b.before, b.after);
+  ASSERT_TRUE(diff.has_value()) << b.after;
+  EXPECT_TRUE(diff->renamed.empty());
+  EXPECT_THAT(diff->dropped, ElementsAre("b"));
+  EXPECT_THAT(diff->added, ElementsAre("x TEXT"));
+  // Two renamed between columns that stay, one dropped elsewhere, one added.
+  const Alteration c =
+      Alter("CREATE TABLE t (k INTEGER PRIMARY KEY, p INT, q TEXT, r BLOB, s REAL)",
+            {"ALTER TABLE t RENAME COLUMN p TO p2", "ALTER TABLE t RENAME COLUMN q TO q2",
+             "ALTER TABLE t DROP COLUMN s", "ALTER TABLE t ADD COLUMN z"});
+  diff = DiffColumns(c.before, c.after);
+  ASSERT_TRUE(diff.has_value()) << c.after;
+  EXPECT_THAT(diff->renamed, ElementsAre(Pair("p", "p2"), Pair("q", "q2")));
+  EXPECT_THAT(diff->dropped, ElementsAre("s"));
+  EXPECT_THAT(diff->added, ElementsAre("z"));
+}
+
 TEST(DiffColumnsTest, WhatTextCannotTellApartIsNoDiff) {
   // A column renamed while another defined alike is dropped: was b renamed, or c?
   const Alteration a = Alter("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c TEXT)",
                              {"ALTER TABLE t RENAME COLUMN b TO x", "ALTER TABLE t DROP COLUMN c"});
   EXPECT_EQ(DiffColumns(a.before, a.after), std::nullopt) << a.after;
-  // A column dropped and another defined alike added at the end: not the rename of a column
-  // elsewhere.
-  const Alteration b = Alter("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c INT)",
-                             {"ALTER TABLE t DROP COLUMN b", "ALTER TABLE t ADD COLUMN x TEXT"});
+  // Names swapped: nothing moves a column.
+  const Alteration b =
+      Alter("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT, c TEXT)",
+            {"ALTER TABLE t RENAME COLUMN b TO x", "ALTER TABLE t RENAME COLUMN c TO b",
+             "ALTER TABLE t RENAME COLUMN x TO c"});
   EXPECT_EQ(DiffColumns(b.before, b.after), std::nullopt) << b.after;
+  // A column renamed and one defined alike added, when the renamed one was the last: the same
+  // text as the column dropped and two added.
+  const Alteration c =
+      Alter("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)",
+            {"ALTER TABLE t RENAME COLUMN b TO x", "ALTER TABLE t ADD COLUMN y TEXT"});
+  EXPECT_EQ(DiffColumns(c.before, c.after), std::nullopt) << c.after;
   // Unchanged, renamed table, a constraint changed, a column's type changed.
   EXPECT_EQ(DiffColumns("CREATE TABLE t (a, b)", "CREATE TABLE t (a, b)"), std::nullopt);
   EXPECT_EQ(DiffColumns("CREATE TABLE t (a, b)", "CREATE TABLE u (a, x)"), std::nullopt);
