@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/table_sql.h"
@@ -38,6 +39,31 @@ absl::StatusOr<Names> AllObjects(sqlite::Database& db) {
 bool Reserved(const std::string& name) {
   return absl::StartsWithIgnoreCase(absl::string_view(name), "__marmot__") ||
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
+}
+
+// Why `sql`, another node's definition of an object or column, must not run here, or nothing:
+// it names marmot's own objects (marmot's state is written by marmot alone: no index or
+// trigger on it, no trigger that writes it when the application writes), or makes blobs of a
+// size it does not state or larger than 1 MiB (zeroblob, randomblob: a default or generated
+// column every read of a row would build; `randomblob(16)` for ids is fine).
+std::optional<std::string> Hostile(const std::string& sql) {
+  if (absl::StrContains(absl::AsciiStrToLower(sql), "__marmot__")) {
+    return "it names marmot's own objects";
+  }
+  size_t at = 0;
+  for (std::string token = NextSqlToken(sql, &at); !token.empty(); token = NextSqlToken(sql, &at)) {
+    const std::string word = absl::AsciiStrToLower(token);
+    if (word != "zeroblob" && word != "randomblob") continue;
+    size_t next = at;
+    if (NextSqlToken(sql, &next) != "(") continue;
+    const std::string size = NextSqlToken(sql, &next);
+    int64_t bytes = 0;
+    if (!absl::SimpleAtoi(size, &bytes) || bytes > (1 << 20) || NextSqlToken(sql, &next) != ")") {
+      return absl::StrCat("it makes blobs of ", word, "(", size,
+                          " ...): no more than 1 MiB, stated as a number");
+    }
+  }
+  return std::nullopt;
 }
 
 // A column of that name would hide the rowid that marmot's capture and writer name.
@@ -221,8 +247,8 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
     if (name.empty() || Reserved(name) || RowidAlias(name)) {
       return Refused(absl::StrCat("'", definition, "' does not define a user column"));
     }
-    if (absl::StrContains(absl::AsciiStrToLower(definition), "__marmot__")) {
-      return Refused("a column definition names marmot's own objects");
+    if (std::optional<std::string> why = Hostile(definition)) {
+      return Refused(absl::StrCat("a column definition: ", *why));
     }
     if (std::find(names->begin(), names->end(), name) != names->end()) continue;
     absl::StatusOr<Names> before = AllObjects(db);
@@ -292,10 +318,8 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
                                " exists here with another definition; kept as it is here (",
                                here[2].is_null() ? "" : here[2].bytes(), ")")};
   }
-  // marmot's state is written by marmot alone: no index or trigger on it, no trigger that writes
-  // it when the application writes.
-  if (absl::StrContains(absl::AsciiStrToLower(c.sql()), "__marmot__")) {
-    return Refused("its statement names marmot's own objects");
+  if (std::optional<std::string> why = Hostile(c.sql())) {
+    return Refused(absl::StrCat("its statement: ", *why));
   }
   if (type == "table" && CreatesTableFromQuery(c.sql())) {
     return Refused("CREATE TABLE ... AS runs a query; a table travels as its columns");
@@ -578,8 +602,8 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
                                "kept")};
   }
   // The new definition: one CREATE TABLE of this very table, of columns.
-  if (absl::StrContains(absl::AsciiStrToLower(c.sql()), "__marmot__")) {
-    return Refused("its statement names marmot's own objects");
+  if (std::optional<std::string> why = Hostile(c.sql())) {
+    return Refused(absl::StrCat("its statement: ", *why));
   }
   if (CreatesTableFromQuery(c.sql())) {
     return Refused("CREATE TABLE ... AS runs a query; a table travels as its columns");

@@ -433,6 +433,10 @@ TEST_F(SchemaChangesTest, HostileAddedColumnsAreRefusedAndChangeNothing) {
       {AddColumns("kv", kKvWithExtra, {"extra TEXT DEFAULT 1, x"}), "cannot run here"},
       {AddColumns("kv", kKvWithExtra, {"__marmot__x TEXT"}), "does not define a user column"},
       {AddColumns("kv", kKvWithExtra, {"\"rowid\" INT"}), "does not define a user column"},
+      // Regression (hunt): a default every read of a row would build a gigabyte for.
+      {AddColumns("kv", kKvWithExtra, {"x DEFAULT (zeroblob(999999999))"}), "no more than 1 MiB"},
+      {AddColumns("kv", kKvWithExtra, {"x AS (length(RandomBlob (k * 1000000000)))"}),
+       "no more than 1 MiB"},
       {AddColumns("kv", kKvWithExtra, {"x REFERENCES \"__marmot__kv_change_log\""}),
        "marmot's own objects"},
       {AddColumns("kv", kKvWithExtra, {"x PRIMARY KEY"}), "cannot run here"},
@@ -558,6 +562,8 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
       {Create("index", "x", "CREATE INDEX x ON \"__marmot__kv_change_log\" (id)"),
        "marmot's own objects"},
       {Create("index", "x", "CREATE INDEX x ON missing (a)"), "cannot run here"},
+      {Create("table", "x", "CREATE TABLE x (a DEFAULT (zeroblob(1 << 30)))"),
+       "no more than 1 MiB"},
       {Create("table", "x", "CREATE TABLE x ("), "cannot run here"},
       {drop_table, "DROP TABLE does not replicate"},
   };
@@ -568,6 +574,15 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
     EXPECT_THAT(refused.detail, HasSubstr(c.why));
   }
   EXPECT_EQ(Objects(), before);
+}
+
+TEST_F(SchemaChangesTest, SmallRandomBlobsAreFine) {
+  // The usual id default.
+  EXPECT_EQ(
+      Apply(Create("table", "item",
+                   "CREATE TABLE item (id TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))))"))
+          .outcome,
+      SchemaApplied::kApplied);
 }
 
 TEST_F(SchemaChangesTest, AnOwnChangeThatMeetsANewerObjectHereIsAlreadySo) {
