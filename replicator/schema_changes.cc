@@ -305,7 +305,8 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
                           c.sql());
       }
     }
-    if (here[0].bytes() == type && here[1].bytes() == name && here[2].bytes() == c.sql()) {
+    if (here[0].bytes() == type && here[1].bytes() == name && !here[2].is_null() &&
+        SameButRenamed(here[2].bytes(), c.sql(), {})) {
       if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
       return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
     }
@@ -719,6 +720,77 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
       .table_changed = true};
 }
 
+// A shard snapshot's table that this node has otherwise: when this node has no change of its
+// own to the table (it reads as its baseline), it missed the cluster's changes since (it was
+// down, and the log went on without it): they are made here as the changes would have been,
+// columns renamed, dropped and added, or the table made again. Nothing when it does not
+// apply (the caller then compares the table as any CREATE).
+absl::StatusOr<std::optional<SchemaApplied>> CatchUpTable(sqlite::Database& db,
+                                                          const SchemaChange& c) {
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
+      TableHere(db, c.name());
+  if (!table.ok()) return table.status();
+  if (!table->has_value()) return std::optional<SchemaApplied>();
+  const auto& [name, here] = **table;
+  if (SameButRenamed(here, c.sql(), {})) return std::optional<SchemaApplied>();
+  absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+      absl::StrCat("SELECT sql FROM ", kBaseline,
+                   " WHERE type = 'table' AND name = ", Value::Text(name).DebugString()));
+  if (!known.ok()) return known.status();
+  if (known->empty() || (*known)[0][0].is_null() ||
+      !SameButRenamed((*known)[0][0].bytes(), here, {})) {
+    return std::optional<SchemaApplied>();
+  }
+  auto change = [&](SchemaChange::Kind kind) {
+    SchemaChange out;
+    out.set_kind(kind);
+    out.set_type("table");
+    out.set_name(name);
+    out.set_sql(c.sql());
+    return out;
+  };
+  std::optional<ColumnDiff> columns = DiffColumns(here, c.sql());
+  if (!columns.has_value()) {
+    if (!DefinitionsChanged(here, c.sql())) return std::optional<SchemaApplied>();
+    SchemaChange redefine = change(SchemaChange::REDEFINE);
+    redefine.set_before_sql(here);
+    absl::StatusOr<SchemaApplied> made = ApplyRedefine(db, redefine);
+    if (!made.ok()) return made.status();
+    return std::make_optional(*made);
+  }
+  std::vector<SchemaChange> steps;
+  for (const auto& [from, to] : columns->renamed) {
+    SchemaChange& rename = steps.emplace_back(change(SchemaChange::RENAME_COLUMN));
+    rename.add_columns(from);
+    rename.add_columns(to);
+  }
+  if (!columns->dropped.empty()) {
+    SchemaChange& drop = steps.emplace_back(change(SchemaChange::DROP_COLUMNS));
+    for (const std::string& column : columns->dropped) drop.add_columns(column);
+  }
+  if (!columns->added.empty()) {
+    SchemaChange& add = steps.emplace_back(change(SchemaChange::ADD_COLUMNS));
+    for (const std::string& column : columns->added) add.add_columns(column);
+  }
+  SchemaApplied result{.outcome = SchemaApplied::kAlreadySo};
+  for (const SchemaChange& step : steps) {
+    absl::StatusOr<SchemaApplied> applied =
+        step.kind() == SchemaChange::RENAME_COLUMN  ? ApplyRenameColumn(db, step)
+        : step.kind() == SchemaChange::DROP_COLUMNS ? ApplyDropColumns(db, step)
+                                                    : ApplyAddColumns(db, step);
+    if (!applied.ok()) return applied.status();
+    if (applied->outcome == SchemaApplied::kRefused ||
+        applied->outcome == SchemaApplied::kConflict) {
+      return std::make_optional(*applied);
+    }
+    if (applied->outcome == SchemaApplied::kApplied) {
+      result.outcome = SchemaApplied::kApplied;
+      result.table_changed = true;
+    }
+  }
+  return std::make_optional(result);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
@@ -987,7 +1059,7 @@ std::string DescribeSchemaChange(const SchemaChange& c) {
 }
 
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c,
-                                                bool own) {
+                                                bool own, bool from_snapshot) {
   const std::string& type = c.type();
   const std::string& name = c.name();
   if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
@@ -1002,9 +1074,17 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   }
   absl::StatusOr<SchemaApplied> applied;
   switch (c.kind()) {
-    case SchemaChange::CREATE:
-      applied = ApplyCreate(db, c, type, name);
+    case SchemaChange::CREATE: {
+      std::optional<SchemaApplied> caught_up;
+      if (from_snapshot && type == "table") {
+        absl::StatusOr<std::optional<SchemaApplied>> made = CatchUpTable(db, c);
+        if (!made.ok()) return made.status();
+        caught_up = *made;
+      }
+      applied = caught_up.has_value() ? absl::StatusOr<SchemaApplied>(*caught_up)
+                                      : ApplyCreate(db, c, type, name);
       break;
+    }
     case SchemaChange::DROP:
       applied = ApplyDrop(db, type, name);
       break;
