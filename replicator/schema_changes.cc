@@ -751,7 +751,9 @@ absl::StatusOr<std::optional<SchemaApplied>> CatchUpTable(sqlite::Database& db,
   };
   std::optional<ColumnDiff> columns = DiffColumns(here, c.sql());
   if (!columns.has_value()) {
-    if (!DefinitionsChanged(here, c.sql())) return std::optional<SchemaApplied>();
+    // Changes that columns alone do not tell (a rename and a table made again, say): the table
+    // is made again as the snapshot has it, its rows copied by column name (the snapshot's
+    // rows of its shard replace them next).
     SchemaChange redefine = change(SchemaChange::REDEFINE);
     redefine.set_before_sql(here);
     absl::StatusOr<SchemaApplied> made = ApplyRedefine(db, redefine);
