@@ -340,10 +340,10 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
 
 absl::Status ChangeApplier::ApplySchemaChanges(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-    const std::string& from, bool own, ApplyResult& result, bool from_snapshot) {
+    const std::string& from, bool own, ApplyResult& result) {
   bool table_changed = false;
   for (const change::v1::SchemaChange& c : changes) {
-    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own, from_snapshot);
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own);
     if (!applied.ok()) return applied.status();
     const std::string what = absl::StrCat(DescribeSchemaChange(c), " from ", from);
     switch (applied->outcome) {
@@ -434,9 +434,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (in.schema().size() > 0) {
     ApplyResult schema;
     const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
-    if (absl::Status s =
-            ApplySchemaChanges(in.schema(), from, /*own=*/false, schema, /*from_snapshot=*/true);
-        !s.ok()) {
+    if (absl::Status s = ApplySchemaChanges(in.schema(), from, /*own=*/false, schema); !s.ok()) {
       return s;
     }
   }

@@ -277,7 +277,7 @@ class ChangeApplier {
   // node) inside the caller's transaction, counting them in `result`.
   absl::Status ApplySchemaChanges(
       const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-      const std::string& from, bool own, ApplyResult& result, bool from_snapshot = false);
+      const std::string& from, bool own, ApplyResult& result);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
 

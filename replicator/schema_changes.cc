@@ -637,41 +637,20 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
     }
     return Refused(absl::StrCat("its statement does not create exactly table ", name));
   }
-  // The rows, column by column of the same name. A NOT NULL column gets its default, or a zero
-  // value of its type, where the old rows have nothing for it (the origin filled those in its
-  // own way, and its copy of every row follows: capture copies a table made again whole).
-  // The columns rows hold (not generated ones), as named.
+  // The rows, column by column of the same name (generated columns are not stored).
   absl::StatusOr<std::vector<std::string>> old_columns =
       ColumnsHere(db, name, "name", "hidden = 0");
   if (!old_columns.ok()) return old_columns.status();
-  absl::StatusOr<std::vector<std::vector<Value>>> new_columns = db.QueryRows(
-      absl::StrCat("SELECT name, \"notnull\", dflt_value, upper(type) FROM pragma_table_xinfo(",
-                   Value::Text(kNew).DebugString(), ", 'main') WHERE hidden = 0"));
+  absl::StatusOr<std::vector<std::string>> new_columns =
+      ColumnsHere(db, kNew, "name", "hidden = 0");
   if (!new_columns.ok()) return new_columns.status();
   std::vector<std::string> into, from;
-  for (const std::vector<Value>& n : *new_columns) {
-    const std::string& column = n[0].bytes();
-    std::string old;
+  for (const std::string& n : *new_columns) {
     for (const std::string& o : *old_columns) {
-      if (absl::AsciiStrToLower(o) == absl::AsciiStrToLower(column)) old = o;
+      if (absl::AsciiStrToLower(n) != absl::AsciiStrToLower(o)) continue;
+      into.push_back(sqlite::QuoteIdentifier(n));
+      from.push_back(sqlite::QuoteIdentifier(o));
     }
-    std::string fill;
-    if (n[1].integer() != 0) {
-      const std::string type = n[3].is_null() ? "" : n[3].bytes();
-      fill = !n[2].is_null()                  ? n[2].bytes()
-             : absl::StrContains(type, "INT") ? "0"
-             : absl::StrContains(type, "CHAR") || absl::StrContains(type, "CLOB") ||
-                     absl::StrContains(type, "TEXT")
-                 ? "''"
-             : type.empty() || absl::StrContains(type, "BLOB") ? "x''"
-                                                               : "0";
-    }
-    if (old.empty() && fill.empty()) continue;
-    into.push_back(sqlite::QuoteIdentifier(column));
-    from.push_back(old.empty()    ? fill
-                   : fill.empty() ? sqlite::QuoteIdentifier(old)
-                                  : absl::StrCat("coalesce(", sqlite::QuoteIdentifier(old), ", (",
-                                                 fill, "))"));
   }
   if (!into.empty()) {
     ran = RunOneStatement(
@@ -718,79 +697,6 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
       .outcome = SchemaApplied::kApplied,
       .detail = lost.empty() ? "" : absl::StrCat("not made again: ", absl::StrJoin(lost, ", ")),
       .table_changed = true};
-}
-
-// A shard snapshot's table that this node has otherwise: when this node has no change of its
-// own to the table (it reads as its baseline), it missed the cluster's changes since (it was
-// down, and the log went on without it): they are made here as the changes would have been,
-// columns renamed, dropped and added, or the table made again. Nothing when it does not
-// apply (the caller then compares the table as any CREATE).
-absl::StatusOr<std::optional<SchemaApplied>> CatchUpTable(sqlite::Database& db,
-                                                          const SchemaChange& c) {
-  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
-      TableHere(db, c.name());
-  if (!table.ok()) return table.status();
-  if (!table->has_value()) return std::optional<SchemaApplied>();
-  const auto& [name, here] = **table;
-  if (SameButRenamed(here, c.sql(), {})) return std::optional<SchemaApplied>();
-  absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
-      absl::StrCat("SELECT sql FROM ", kBaseline,
-                   " WHERE type = 'table' AND name = ", Value::Text(name).DebugString()));
-  if (!known.ok()) return known.status();
-  if (known->empty() || (*known)[0][0].is_null() ||
-      !SameButRenamed((*known)[0][0].bytes(), here, {})) {
-    return std::optional<SchemaApplied>();
-  }
-  auto change = [&](SchemaChange::Kind kind) {
-    SchemaChange out;
-    out.set_kind(kind);
-    out.set_type("table");
-    out.set_name(name);
-    out.set_sql(c.sql());
-    return out;
-  };
-  std::optional<ColumnDiff> columns = DiffColumns(here, c.sql());
-  if (!columns.has_value()) {
-    // Changes that columns alone do not tell (a rename and a table made again, say): the table
-    // is made again as the snapshot has it, its rows copied by column name (the snapshot's
-    // rows of its shard replace them next).
-    SchemaChange redefine = change(SchemaChange::REDEFINE);
-    redefine.set_before_sql(here);
-    absl::StatusOr<SchemaApplied> made = ApplyRedefine(db, redefine);
-    if (!made.ok()) return made.status();
-    return std::make_optional(*made);
-  }
-  std::vector<SchemaChange> steps;
-  for (const auto& [from, to] : columns->renamed) {
-    SchemaChange& rename = steps.emplace_back(change(SchemaChange::RENAME_COLUMN));
-    rename.add_columns(from);
-    rename.add_columns(to);
-  }
-  if (!columns->dropped.empty()) {
-    SchemaChange& drop = steps.emplace_back(change(SchemaChange::DROP_COLUMNS));
-    for (const std::string& column : columns->dropped) drop.add_columns(column);
-  }
-  if (!columns->added.empty()) {
-    SchemaChange& add = steps.emplace_back(change(SchemaChange::ADD_COLUMNS));
-    for (const std::string& column : columns->added) add.add_columns(column);
-  }
-  SchemaApplied result{.outcome = SchemaApplied::kAlreadySo};
-  for (const SchemaChange& step : steps) {
-    absl::StatusOr<SchemaApplied> applied =
-        step.kind() == SchemaChange::RENAME_COLUMN  ? ApplyRenameColumn(db, step)
-        : step.kind() == SchemaChange::DROP_COLUMNS ? ApplyDropColumns(db, step)
-                                                    : ApplyAddColumns(db, step);
-    if (!applied.ok()) return applied.status();
-    if (applied->outcome == SchemaApplied::kRefused ||
-        applied->outcome == SchemaApplied::kConflict) {
-      return std::make_optional(*applied);
-    }
-    if (applied->outcome == SchemaApplied::kApplied) {
-      result.outcome = SchemaApplied::kApplied;
-      result.table_changed = true;
-    }
-  }
-  return std::make_optional(result);
 }
 
 }  // namespace
@@ -1061,12 +967,35 @@ std::string DescribeSchemaChange(const SchemaChange& c) {
 }
 
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c,
-                                                bool own, bool from_snapshot) {
+                                                bool own) {
   const std::string& type = c.type();
   const std::string& name = c.name();
   if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
   if (name.empty() || Reserved(name)) {
     return Refused(absl::StrCat("'", name, "' is not the name of a user object"));
+  }
+  if (own) {
+    // This node made it: what it holds is as new or newer (it may have changed or dropped the
+    // object since, even before the change came back). Only an object it lacks altogether (its
+    // file made anew, the log applied again) is made; renames and drops are remembered.
+    if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
+      if (absl::Status s = RecordColumnGone(db, name, c.columns(0), UnquotedName(c.columns(1)));
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (c.kind() == SchemaChange::DROP_COLUMNS) {
+      for (const std::string& column : c.columns()) {
+        if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
+      }
+    }
+    if (c.kind() != SchemaChange::CREATE)
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    absl::StatusOr<std::vector<std::vector<Value>>> exists = db.QueryRows(
+        absl::StrCat("SELECT 1 FROM sqlite_master WHERE name = ", Value::Text(name).DebugString(),
+                     " COLLATE NOCASE"));
+    if (!exists.ok()) return exists.status();
+    if (!exists->empty()) return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
   std::optional<sqlite::Transaction> savepoint;
   {
@@ -1076,17 +1005,9 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   }
   absl::StatusOr<SchemaApplied> applied;
   switch (c.kind()) {
-    case SchemaChange::CREATE: {
-      std::optional<SchemaApplied> caught_up;
-      if (from_snapshot && type == "table") {
-        absl::StatusOr<std::optional<SchemaApplied>> made = CatchUpTable(db, c);
-        if (!made.ok()) return made.status();
-        caught_up = *made;
-      }
-      applied = caught_up.has_value() ? absl::StatusOr<SchemaApplied>(*caught_up)
-                                      : ApplyCreate(db, c, type, name);
+    case SchemaChange::CREATE:
+      applied = ApplyCreate(db, c, type, name);
       break;
-    }
     case SchemaChange::DROP:
       applied = ApplyDrop(db, type, name);
       break;
@@ -1108,22 +1029,7 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   if (!applied.ok()) return applied;
   if (own && (applied->outcome == SchemaApplied::kConflict ||
               applied->outcome == SchemaApplied::kRefused)) {
-    // This node changed the object again since it sent the change (a table made again, an
-    // index of a column since gone): what it holds is newer, and goes as its next change.
-    // Nothing changes here but the column history (changes of other nodes read before the
-    // rename or drop still arrive).
     savepoint.reset();  // Rolls back.
-    if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
-      if (absl::Status s = RecordColumnGone(db, name, c.columns(0), UnquotedName(c.columns(1)));
-          !s.ok()) {
-        return s;
-      }
-    }
-    if (c.kind() == SchemaChange::DROP_COLUMNS) {
-      for (const std::string& column : c.columns()) {
-        if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
-      }
-    }
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
   // A refusal leaves nothing behind: the savepoint rolls back.

@@ -107,15 +107,14 @@ std::string DescribeSchemaChange(const change::v1::SchemaChange& c);
 
 // Applies `c` on `db` inside the caller's transaction (a savepoint of its own: a refused change
 // leaves nothing behind) and records its object in the baseline. A change this node made
-// itself (`own`) that conflicts with what it holds now, or cannot apply to it, is already so:
-// it changed the object again since, and that goes as its next change. A shard snapshot's table
-// (`from_snapshot`) that this node has otherwise, and has not changed itself (it reads as its
-// baseline), is brought to it as the changes it missed would have: columns renamed, dropped and
-// added, or the table made again. Errors are the database's
-// (busy, I/O): nothing is recorded then and the caller retries.
+// itself (`own`) changes nothing it has (it may have changed or dropped the object since, even
+// before the change came back: that goes as its next change): only a CREATE of an object it
+// lacks altogether is made (its file made anew, the log applied again), and a rename or drop of
+// columns is remembered in the column history. Errors are the database's (busy, I/O): nothing
+// is recorded then and the caller retries.
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
-                                                const change::v1::SchemaChange& c, bool own = false,
-                                                bool from_snapshot = false);
+                                                const change::v1::SchemaChange& c,
+                                                bool own = false);
 
 // The baseline takes this node's own schema changes, as they were sent, once their entry
 // committed: what this node changes next is a change from them, even before they come back
