@@ -379,19 +379,33 @@ absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string&
   return SchemaApplied{.outcome = SchemaApplied::kApplied};
 }
 
+// Looks up table `name` here (without case): its name and SQL, or nothing.
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> TableHere(
+    sqlite::Database& db, const std::string& name) {
+  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(
+      absl::StrCat("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ",
+                   Value::Text(name).DebugString(), " COLLATE NOCASE"));
+  if (!existing.ok()) return existing.status();
+  if (existing->empty() || existing->front()[1].is_null()) {
+    return std::optional<std::pair<std::string, std::string>>();
+  }
+  return std::make_optional(
+      std::make_pair(existing->front()[0].bytes(), existing->front()[1].bytes()));
+}
+
+SchemaApplied NoTableHere(const std::string& name) {
+  return {.outcome = SchemaApplied::kConflict,
+          .detail = absl::StrCat("there is no table ", name, " here")};
+}
+
 absl::StatusOr<SchemaApplied> ApplyAddColumns(sqlite::Database& db, const SchemaChange& c) {
   if (c.type() != "table") return Refused("only a table gets columns");
   if (c.columns().empty()) return Refused("it adds no column");
-  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(
-      absl::StrCat("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ",
-                   Value::Text(c.name()).DebugString(), " COLLATE NOCASE"));
-  if (!existing.ok()) return existing.status();
-  if (existing->empty() || existing->front()[1].is_null()) {
-    return SchemaApplied{.outcome = SchemaApplied::kConflict,
-                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
-  }
-  return AddColumns(db, existing->front()[0].bytes(), existing->front()[1].bytes(), c.columns(),
-                    c.sql());
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
+      TableHere(db, c.name());
+  if (!table.ok()) return table.status();
+  if (!table->has_value()) return NoTableHere(c.name());
+  return AddColumns(db, (*table)->first, (*table)->second, c.columns(), c.sql());
 }
 
 absl::Status RecordColumnGone(sqlite::Database& db, const std::string& table,
@@ -413,20 +427,6 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> Other
     if (o.type != "table") out[{o.type, o.name}] = o.sql;
   }
   return out;
-}
-
-// Looks up table `name` here (without case): its name and SQL, or nothing.
-absl::StatusOr<std::optional<std::pair<std::string, std::string>>> TableHere(
-    sqlite::Database& db, const std::string& name) {
-  absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(
-      absl::StrCat("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ",
-                   Value::Text(name).DebugString(), " COLLATE NOCASE"));
-  if (!existing.ok()) return existing.status();
-  if (existing->empty() || existing->front()[1].is_null()) {
-    return std::optional<std::pair<std::string, std::string>>();
-  }
-  return std::make_optional(
-      std::make_pair(existing->front()[0].bytes(), existing->front()[1].bytes()));
 }
 
 // Runs one ALTER TABLE statement that must leave the same objects and the table with
@@ -483,10 +483,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
       TableHere(db, c.name());
   if (!table.ok()) return table.status();
-  if (!table->has_value()) {
-    return SchemaApplied{.outcome = SchemaApplied::kConflict,
-                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
-  }
+  if (!table->has_value()) return NoTableHere(c.name());
   const std::string& name = (*table)->first;
   absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
   if (!columns.ok()) return columns.status();
@@ -547,10 +544,7 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
       TableHere(db, c.name());
   if (!table.ok()) return table.status();
-  if (!table->has_value()) {
-    return SchemaApplied{.outcome = SchemaApplied::kConflict,
-                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
-  }
+  if (!table->has_value()) return NoTableHere(c.name());
   const std::string& name = (*table)->first;
   int dropped = 0;
   for (const std::string& column : c.columns()) {
@@ -585,10 +579,7 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> table =
       TableHere(db, c.name());
   if (!table.ok()) return table.status();
-  if (!table->has_value()) {
-    return SchemaApplied{.outcome = SchemaApplied::kConflict,
-                         .detail = absl::StrCat("there is no table ", c.name(), " here")};
-  }
+  if (!table->has_value()) return NoTableHere(c.name());
   const std::string name = (*table)->first;
   const std::string here = (*table)->second;
   if (SameButRenamed(here, c.sql(), {})) {
