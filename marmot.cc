@@ -85,6 +85,10 @@ MARMOT_FLAG(bool, seed, "seed", false,
             "start they are copied to every node (as inserts, shard by shard). Start the other "
             "founders with the same schema and empty tables; ignored once this database was "
             "replicated; not with -join");
+MARMOT_FLAG(bool, take_cluster_rows, "take-cluster-rows", false,
+            "At this node's first start, delete the rows its tables hold and take the cluster's "
+            "(without it or -seed, a first start on tables that hold rows is refused); ignored "
+            "once this database was replicated; not with -seed");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
 MARMOT_FLAG(std::string, cluster_key_file, "cluster-key-file", "",
             "File holding the shared cluster key that every node-to-node call must prove (or set "
@@ -275,6 +279,7 @@ int main(int argc, char** argv) {
   flags.pane_tls_key_file = FLAGS_pane_tls_key_file;
   flags.join = FLAGS_join;
   flags.seed = FLAGS_seed;
+  flags.take_cluster_rows = FLAGS_take_cluster_rows;
   flags.verbose = FLAGS_verbose;
   flags.peers_template = FLAGS_peers_template;
   flags.replicas = FLAGS_replicas;

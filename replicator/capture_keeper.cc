@@ -31,10 +31,32 @@ absl::StatusOr<std::vector<std::string>> TablesWithRows(sqlite::Database& db) {
   return holding;
 }
 
+// Deletes every row of `tables` in one transaction, with the user's triggers off (the rows go
+// because the node takes the cluster's, not because the application deleted them).
+absl::Status DeleteRows(sqlite::Database& db, const std::vector<std::string>& tables) {
+  if (absl::Status s = db.SetTriggersEnabled(false); !s.ok()) return s;
+  absl::StatusOr<sqlite::Transaction> txn =
+      sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  std::vector<std::string> deleted;
+  for (const std::string& table : tables) {
+    if (absl::Status s = db.Exec(absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(table)));
+        !s.ok()) {
+      return s;
+    }
+    deleted.push_back(absl::StrCat(table, " (", db.Changes(), ")"));
+  }
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  LOG(INFO) << "deleted the rows of " << absl::StrJoin(deleted, ", ")
+            << " to take the cluster's (-take-cluster-rows)";
+  return db.SetTriggersEnabled(true);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::string& db_path,
-                                                                   bool seed) {
+                                                                   ExistingRows existing_rows,
+                                                                   bool was_member) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(db_path);
   if (!db.ok()) return db.status();
   // A database marmot replicated before (its applied state is there) has its rows in the
@@ -45,18 +67,28 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
   if (!replicated_before.ok()) return replicated_before.status();
   const bool first_start = replicated_before->integer() == 0;
-  if (seed && !first_start) {
-    LOG(WARNING) << "-seed changes nothing: " << db_path
+  const bool seed = existing_rows == ExistingRows::kSeed;
+  if (!first_start && existing_rows != ExistingRows::kRefuse) {
+    LOG(WARNING) << (seed ? "-seed" : "-take-cluster-rows") << " changes nothing: " << db_path
                  << " was replicated before; its rows went into its change logs at its first start "
                     "and ship from there";
   }
-  if (!seed && first_start) {
+  if (first_start && !seed) {
     absl::StatusOr<std::vector<std::string>> holding = TablesWithRows(*db);
     if (!holding.ok()) return holding.status();
-    if (!holding->empty()) {
+    if (!holding->empty() && existing_rows == ExistingRows::kTakeCluster) {
+      if (absl::Status s = DeleteRows(*db, *holding); !s.ok()) return s;
+    } else if (!holding->empty() && was_member) {
       LOG(WARNING) << "rows that " << absl::StrJoin(*holding, ", ")
-                   << " held before marmot started here are not replicated (a node started "
-                      "with -seed brings its rows to every node; the others start empty)";
+                   << " held before marmot started here are not replicated (its state was "
+                      "removed, by -cleanup say, while this node's Raft state stayed)";
+    } else if (!holding->empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tables ", absl::StrJoin(*holding, ", "), " of ", db_path,
+          " hold rows at marmot's first start on it: they would never reach the other nodes, and "
+          "the cluster's rows of the same keys would be written over them. Start this node with "
+          "-seed to found the cluster from these rows, or with -take-cluster-rows to delete them "
+          "and take the cluster's"));
     }
   }
   std::unique_ptr<CaptureKeeper> keeper(new CaptureKeeper(*std::move(db)));

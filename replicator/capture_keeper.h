@@ -23,16 +23,30 @@ namespace marmot::replicator {
 // log_ids_above): 16 x the microseconds since the Unix epoch now (see CaptureKeeper::Install).
 int64_t CaptureLogIdsAbove();
 
+// What the first start on a database (marmot never applied anything to it) does with the rows
+// its tables already hold.
+enum class ExistingRows {
+  // Refuse to start, naming the tables: the rows would never reach the other nodes, and the
+  // cluster's rows of the same keys would be written over them. Unless the node was a member
+  // before (its Raft store exists: a database cleaned up with -cleanup, say): then they stay
+  // where they are, unreplicated, and a warning names the tables.
+  kRefuse,
+  kSeed,         // Copy them into the logs: they reach every node (-seed).
+  kTakeCluster,  // Delete them, so that the node holds the cluster's rows (-take-cluster-rows).
+};
+
 class CaptureKeeper {
  public:
   // Opens `db_path`, switches it to WAL and installs capture on every user table. At the first
-  // start on a database, rows that exist are copied into the logs (and so reach every node) only
-  // with `seed`; otherwise they stay where they are, and a warning names the tables that hold
-  // some. At a later start (marmot applied changes here before), the rows of tables that got
-  // capture only now (created while marmot was stopped) are copied, and `seed` changes nothing.
-  // Fails when the file is not a usable database or cannot be put in WAL mode.
-  static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(const std::string& db_path,
-                                                             bool seed = false);
+  // start on a database, rows that exist are handled as `existing_rows` says. At a later
+  // start (marmot applied changes here before), the rows of tables that got capture only now
+  // (created while marmot was stopped) are copied, and `existing_rows` changes nothing.
+  // `was_member`: this node has Raft state (it was in the cluster before). Fails when the
+  // file is not a usable database or cannot be put in WAL mode, and with FAILED_PRECONDITION
+  // when it refuses the rows.
+  static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(
+      const std::string& db_path, ExistingRows existing_rows = ExistingRows::kRefuse,
+      bool was_member = false);
 
   // Reinstalls capture if the schema changed (new tables are backfilled). Cheap when it did not
   // (one kept statement): the replicator calls it after every commit it notices.

@@ -20,7 +20,7 @@ TEST(CaptureKeeperTest, ASeedCopiesTheRowsThatExistedBeforeItsFirstStartOnce) {
   const std::string pending =
       "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE \"__marmot__state\" = 0;";
   {
-    auto keeper = CaptureKeeper::Open(path, /*seed=*/true);
+    auto keeper = CaptureKeeper::Open(path, ExistingRows::kSeed);
     ASSERT_TRUE(keeper.ok()) << keeper.status();
   }
   EXPECT_EQ(*RunSqliteCli(path, pending), "3\n");
@@ -28,17 +28,16 @@ TEST(CaptureKeeperTest, ASeedCopiesTheRowsThatExistedBeforeItsFirstStartOnce) {
   // rows would overwrite newer versions written on other nodes since.
   ASSERT_TRUE(RunSqliteCli(path, "CREATE TABLE \"__marmot__shard_state\" (shard INTEGER);").ok());
   {
-    auto keeper = CaptureKeeper::Open(path, /*seed=*/true);
+    auto keeper = CaptureKeeper::Open(path, ExistingRows::kSeed);
     ASSERT_TRUE(keeper.ok()) << keeper.status();
   }
   EXPECT_EQ(*RunSqliteCli(path, pending), "3\n");
 }
 
 TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
-  // Given a database with one table and a row written before marmot started
-  std::string path = sqlite::testing::NewDatabase("keeper",
-                                                  "CREATE TABLE a (id INTEGER PRIMARY KEY, v);"
-                                                  "INSERT INTO a VALUES (1, 'before');");
+  // Given a database with one table
+  std::string path =
+      sqlite::testing::NewDatabase("keeper", "CREATE TABLE a (id INTEGER PRIMARY KEY, v);");
   auto keeper = CaptureKeeper::Open(path);
   ASSERT_TRUE(keeper.ok()) << keeper.status();
 
@@ -76,9 +75,63 @@ TEST(CaptureKeeperTest, FollowsTablesAndWritesOfAnotherProcess) {
   const std::string pending = " WHERE \"__marmot__state\" = 0";
   EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__b_change_log\"" + pending),
             sqlite::Value::Integer(3));
-  // The row that predates marmot was not copied into a's log.
   EXPECT_EQ(*db->QueryValue("SELECT count(*) FROM \"__marmot__a_change_log\"" + pending),
             sqlite::Value::Integer(1));
+}
+
+TEST(CaptureKeeperTest, RowsThatExistAtTheFirstStartRefuseItUnlessTheNodeTakesTheClusters) {
+  const std::string path = sqlite::testing::NewDatabase(
+      "keeper-rows",
+      "CREATE TABLE a (id INTEGER PRIMARY KEY, v); CREATE TABLE empty (id INTEGER PRIMARY KEY);"
+      "CREATE TABLE \"we'ird\" (k PRIMARY KEY); CREATE TABLE audit (what);"
+      "CREATE TRIGGER gone AFTER DELETE ON a BEGIN INSERT INTO audit VALUES ('deleted'); END;"
+      "INSERT INTO a VALUES (1, 'x'), (2, 'y'); INSERT INTO \"we'ird\" VALUES ('k');");
+  const std::string marmot_objects =
+      "SELECT count(*) FROM sqlite_master WHERE substr(name, 1, 10) = '__marmot__';";
+
+  // Refused with the tables named, the file left as it was.
+  auto refused = CaptureKeeper::Open(path);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("tables a, we'ird of "), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("-seed"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("-take-cluster-rows"), std::string::npos);
+  EXPECT_EQ(*RunSqliteCli(path, marmot_objects), "0\n");
+  EXPECT_EQ(*RunSqliteCli(path, "SELECT count(*) FROM a;"), "2\n");
+
+  // A node that was a member keeps them, unreplicated (its marmot state was cleaned up).
+  {
+    auto kept = CaptureKeeper::Open(path, ExistingRows::kRefuse, /*was_member=*/true);
+    ASSERT_TRUE(kept.ok()) << kept.status();
+  }
+  EXPECT_EQ(*RunSqliteCli(path, "SELECT count(*) FROM a;"), "2\n");
+  EXPECT_EQ(*RunSqliteCli(path,
+                          "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE "
+                          "\"__marmot__state\" = 0;"),
+            "0\n");
+
+  // Taking the cluster's deletes them (no user trigger fires), and nothing goes to the logs.
+  const std::string fresh = sqlite::testing::NewDatabase(
+      "keeper-take",
+      "CREATE TABLE a (id INTEGER PRIMARY KEY, v); CREATE TABLE audit (what);"
+      "CREATE TRIGGER gone AFTER DELETE ON a BEGIN INSERT INTO audit VALUES ('deleted'); END;"
+      "INSERT INTO a VALUES (1, 'x'), (2, 'y');");
+  {
+    auto taken = CaptureKeeper::Open(fresh, ExistingRows::kTakeCluster);
+    ASSERT_TRUE(taken.ok()) << taken.status();
+  }
+  EXPECT_EQ(*RunSqliteCli(fresh, "SELECT count(*) FROM a; SELECT count(*) FROM audit;"), "0\n0\n");
+  EXPECT_EQ(*RunSqliteCli(fresh,
+                          "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE "
+                          "\"__marmot__state\" = 0;"),
+            "0\n");
+  // Later writes are captured as usual.
+  ASSERT_TRUE(RunSqliteCli(fresh, "INSERT INTO a VALUES (3, 'new');").ok());
+  EXPECT_EQ(*RunSqliteCli(fresh,
+                          "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE "
+                          "\"__marmot__state\" = 0;"),
+            "1\n");
 }
 
 TEST(CaptureKeeperTest, RefusesAFileThatIsNotADatabase) {

@@ -249,6 +249,12 @@ absl::StatusOr<NodeConfig> ValidateFlags(const FlagValues& raw_flags) {
     return FlagError("join", "needs -bootstrap to name the members to join");
   }
   config.seed = flags.seed;
+  config.take_cluster_rows = flags.take_cluster_rows;
+  if (config.seed && config.take_cluster_rows) {
+    return FlagError("take-cluster-rows",
+                     "deletes this database's rows to take the cluster's; -seed founds the "
+                     "cluster from them: give one of the two");
+  }
   if (config.seed && config.join) {
     return FlagError("seed",
                      "founds a cluster from this database's rows; a node that joins (-join, or a "

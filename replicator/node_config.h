@@ -46,6 +46,7 @@ struct FlagValues {
   std::string pane_tls_key_file;
   bool join = false;
   bool seed = false;
+  bool take_cluster_rows = false;
   bool verbose = false;
   // Kubernetes StatefulSets (see pod_identity.h): with a -peers-template, -node-id and
   // -bootstrap are derived from the pod name `hostname` and the founding pod count `replicas`.
@@ -95,6 +96,10 @@ struct NodeConfig {
   // At the first start on this database, copy the rows its tables hold into the change logs, so
   // that they reach every node (CaptureKeeper::Open). Never with join.
   bool seed = false;
+  // At the first start on this database, delete the rows its tables hold, so that it holds the
+  // cluster's (CaptureKeeper::Open); without it or `seed`, such rows refuse the start. Never
+  // with seed.
+  bool take_cluster_rows = false;
   bool verbose = false;
   // The cluster key every node-to-node call proves (raft/host/peer_auth.h); empty: none.
   std::string cluster_key;

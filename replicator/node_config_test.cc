@@ -130,6 +130,10 @@ TEST(ValidateFlagsTest, EachBadValueNamesItsFlag) {
   f.seed = true;
   EXPECT_THAT(ErrorOf(f), HasSubstr("-seed"));
   f = Good();
+  f.seed = true;
+  f.take_cluster_rows = true;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("-take-cluster-rows"));
+  f = Good();
   f.raft_path = "";
   EXPECT_THAT(ErrorOf(f), HasSubstr("-raft-path"));
   f = Good();

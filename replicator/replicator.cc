@@ -3,8 +3,10 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -80,8 +82,18 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   r->observer_ = std::make_unique<MetricsObserver>(r->metrics_.get());
   r->last_leaders_.assign(config.shards, 0);
 
+  absl::StatusOr<std::string> raft_folder = RaftStoreFolder(config.raft_path, config.node_id);
+  if (!raft_folder.ok()) return raft_folder.status();
+  // A node that has a Raft store was a member before (its database's marmot state removed by
+  // -cleanup, say): the cluster knows it.
+  std::error_code ec;
+  const bool was_member = !std::filesystem::is_empty(*raft_folder, ec) && !ec;
   absl::StatusOr<std::unique_ptr<CaptureKeeper>> keeper =
-      CaptureKeeper::Open(config.db_path, config.seed);
+      CaptureKeeper::Open(config.db_path,
+                          config.seed                ? ExistingRows::kSeed
+                          : config.take_cluster_rows ? ExistingRows::kTakeCluster
+                                                     : ExistingRows::kRefuse,
+                          was_member);
   if (!keeper.ok()) return keeper.status();
   r->keeper_ = *std::move(keeper);
   if (config.seed) {
@@ -115,8 +127,6 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   raft::host::NodeHostConfig host_config;
   host_config.node_id = config.node_id;
   host_config.bind_address = config.bind.ToString();
-  absl::StatusOr<std::string> raft_folder = RaftStoreFolder(config.raft_path, config.node_id);
-  if (!raft_folder.ok()) return raft_folder.status();
   host_config.raft_path = *raft_folder;
   host_config.shards = config.shards;
   host_config.snapshot_entries = config.snapshot_entries;

@@ -16,7 +16,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 // The dataset in two parts: the DDL and the INSERTs.
 std::pair<std::string, std::string> SplitChinook() {
@@ -76,16 +75,37 @@ TEST(SeedingTest, FoundersFromEmptyFilesReceiveTheSchemaAndEveryRow) {
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
 }
 
-TEST(SeedingTest, AFounderWithRowsButNoSeedSaysTheyAreNotReplicated) {
+TEST(SeedingTest, AFounderWhoseTablesHoldRowsIsRefusedUntilItTakesTheClusters) {
+  // Node 1 founds the cluster from its rows; node 3's file holds other rows of the same table.
   testing::LocalCluster cluster(
-      {.nodes = 2,
+      {.nodes = 3,
        .shards = 2,
        .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE other (k);",
-       .rows_before = {{2, "INSERT INTO kv VALUES (1, 'only here');"}}});
-  cluster.Start();
-  EXPECT_THAT(cluster.log(2), HasSubstr("rows that kv held before marmot started here are not "
-                                        "replicated"));
-  EXPECT_THAT(cluster.log(1), Not(HasSubstr("are not replicated")));
+       .rows_before = {{1, "INSERT INTO kv VALUES (1, 'seeded'), (2, 'seeded');"},
+                       {3, "INSERT INTO kv VALUES (1, 'differs'), (9, 'only here');"}}});
+  cluster.SetNodeFlags(1, {"-seed"});
+  cluster.Start(/*refused=*/{3});
+  EXPECT_EQ(cluster.WaitForExit(3, 30s), 1);
+  EXPECT_THAT(cluster.log(3), HasSubstr("tables kv of "));
+  EXPECT_THAT(cluster.log(3), HasSubstr("-take-cluster-rows"));
+  // Its file is as it was; the two others replicate the seeded rows meanwhile.
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  EXPECT_EQ(cluster.Sql(3, rows), "1|differs\n9|only here\n");
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM sqlite_master WHERE name LIKE '__marmot__%';"),
+            "0\n");
+  const std::string seeded = "1|seeded\n2|seeded\n";
+  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, rows) == seeded; }, 60s));
+
+  // Told to take the cluster's, it drops its own and ends with the seeded rows, and replicates.
+  cluster.SetNodeFlags(3, {"-take-cluster-rows"});
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
+  EXPECT_THAT(cluster.log(3), HasSubstr("deleted the rows of kv (2)"));
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.Sql(3, rows);
+  EXPECT_EQ(cluster.Sql(3, rows), seeded);
+  cluster.Sql(3, "INSERT INTO kv VALUES (3, 'from node 3');");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s));
+  EXPECT_EQ(cluster.Sql(1, "SELECT v FROM kv WHERE k = 3;"), "from node 3\n");
 }
 
 }  // namespace

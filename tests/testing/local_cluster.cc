@@ -57,10 +57,12 @@ std::string LocalCluster::raft_store(int id) const {
 }
 
 std::string LocalCluster::log(int id) const {
-  return procs_[id - 1] != nullptr ? procs_[id - 1]->Stderr() : "";
+  if (procs_[id - 1] != nullptr) return procs_[id - 1]->Stderr();
+  auto exited = exited_logs_.find(id);
+  return exited != exited_logs_.end() ? exited->second : "";
 }
 
-void LocalCluster::Start() {
+void LocalCluster::Start(const std::set<int>& refused) {
   for (int id = 1; id <= options_.nodes; ++id) {
     if (!options_.schema.empty()) {
       auto out = sqlite::testing::RunSqliteCli(db_path(id), options_.schema);
@@ -73,6 +75,7 @@ void LocalCluster::Start() {
   }
   for (int id = 1; id <= options_.nodes; ++id) StartNode(id);
   for (int id = 1; id <= options_.nodes; ++id) {
+    if (refused.count(id) > 0) continue;
     CHECK(WaitUntilReplicating(id, std::chrono::seconds(30)))
         << "node " << id << " did not start:\n"
         << log(id);
@@ -103,6 +106,16 @@ void LocalCluster::StartNode(int id) {
     argv.insert(argv.end(), it->second.begin(), it->second.end());
   }
   procs_[id - 1] = std::make_unique<Subprocess>(argv, dir_);
+}
+
+std::optional<int> LocalCluster::WaitForExit(int id, std::chrono::milliseconds timeout) {
+  CHECK(IsRunning(id));
+  std::optional<int> code = procs_[id - 1]->Wait(timeout);
+  if (code.has_value()) {
+    exited_logs_[id] = procs_[id - 1]->Stderr();
+    procs_[id - 1].reset();
+  }
+  return code;
 }
 
 int LocalCluster::StopNode(int id) {

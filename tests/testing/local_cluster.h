@@ -6,6 +6,8 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,8 +33,12 @@ class LocalCluster {
   ~LocalCluster();
 
   // Creates the databases (with the schema), starts every node and waits until each has put
-  // capture on its tables (writes made before that are not replicated).
-  void Start();
+  // capture on its tables (writes made before that are not replicated), except the nodes in
+  // `refused`, which are expected to refuse to start (see WaitForExit).
+  void Start(const std::set<int>& refused = {});
+  // Waits up to `timeout` for node `id`'s process to end by itself; returns its exit code, or
+  // nullopt if it still runs. Once it ended, its log stays readable and it can be started again.
+  std::optional<int> WaitForExit(int id, std::chrono::milliseconds timeout);
   // Waits until node `id` logged that it replicates; false after `timeout`.
   bool WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const;
   // Starts node `id` (1-based) with the flags it always has, then its node flags.
@@ -72,6 +78,7 @@ class LocalCluster {
   std::vector<std::unique_ptr<Subprocess>> procs_;
   std::vector<bool> joining_;
   std::map<int, std::vector<std::string>> node_flags_;
+  std::map<int, std::string> exited_logs_;  // The logs of nodes that ended by themselves.
 };
 
 }  // namespace marmot::testing
