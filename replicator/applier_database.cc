@@ -3,6 +3,9 @@
 #include <chrono>
 #include <thread>
 
+#include "replicator/conflict_store.h"
+#include "sqlite/change_log.h"
+
 namespace marmot::replicator {
 
 namespace {
@@ -50,6 +53,8 @@ absl::StatusOr<sqlite::Database> OpenApplierDatabase(const std::string& db_path)
   // temporary storage.
   if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
+  if (absl::Status s = db->Exec(kCreateConflicts); !s.ok()) return s;
+  if (absl::Status s = db->Exec(sqlite::kCreateRowVersions); !s.ok()) return s;
   return db;
 }
 

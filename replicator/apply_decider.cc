@@ -31,6 +31,8 @@ bool WritesNothing(ApplyAction action) {
     case ApplyAction::kDeadLetter:
     case ApplyAction::kWrite:
     case ApplyAction::kWriteUncarried:
+    case ApplyAction::kKeepAsConflict:
+    case ApplyAction::kHold:
       return false;
   }
   return false;
@@ -59,6 +61,11 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
   if (change.change_id <= change.last_applied) {
     return ApplyDecision::Act(ApplyAction::kSkipDuplicate);
   }
+  if (change.names_prev) {
+    absl::StatusOr<bool> unseen = view.MadeWithoutSeeingItsRow();
+    if (!unseen.ok()) return unseen.status();
+    if (*unseen) return ApplyDecision::Act(ApplyAction::kKeepAsConflict);
+  }
   // An own change of a table this node no longer has, or whose columns changed since it was
   // read: nothing here can be newer than what the application left in its row.
   if (change.own && !change.plan.ok()) return ApplyDecision::Act(ApplyAction::kNothingToWrite);
@@ -66,7 +73,12 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
   if (change.plan.ok()) {
     absl::StatusOr<LocalOverwrite> overwrite = LaterLocalChange(change.own, view);
     if (!overwrite.ok()) return overwrite.status();
-    if (*overwrite == LocalOverwrite::kAll) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    if (*overwrite == LocalOverwrite::kAll) {
+      return ApplyDecision::Act(change.own ? ApplyAction::kSkipSuperseded : ApplyAction::kHold);
+    }
+    if (*overwrite == LocalOverwrite::kOtherRow) {
+      return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    }
     later = *overwrite;
   }
   absl::StatusOr<std::optional<int64_t>> blocker = view.BlockingDeadLetter();
@@ -104,7 +116,9 @@ absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, A
   if (!change.own) {
     absl::StatusOr<LocalOverwrite> later = view.LocalChangeNotYetApplied();
     if (!later.ok()) return later.status();
-    if (*later == LocalOverwrite::kAll) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    if (*later == LocalOverwrite::kAll || *later == LocalOverwrite::kOtherRow) {
+      return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    }
     return Write(*later);
   }
   return ApplyDecision::Act(ApplyAction::kWrite);

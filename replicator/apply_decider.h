@@ -86,8 +86,18 @@ enum class ApplyAction {
   kQueueBehind,     // Dead letter `blocker` of its row (or snapshot rows of its table) waits.
   kDeadLetter,      // It cannot apply here: `error` says why.
   kWrite,           // Write it.
-  // Write only the columns that later local changes of its row do not carry (ApplyView).
+  // Write only the columns that later local changes of its row do not carry (ApplyView); they
+  // lose to it when they apply (they were made without seeing it), so it is also held
+  // (row_versions.h) and written whole then.
   kWriteUncarried,
+  // It was made without seeing the version its row has in the shard, another node's change
+  // (row_versions.h): it loses, and is kept as a conflict (conflict_store.h).
+  kKeepAsConflict,
+  // Another node's change that wins in the shard while this node's changes of its row, not
+  // applied there yet, were made without seeing it: they will lose to it, and until then the row
+  // keeps what this node's application wrote. It is held (row_versions.h) and written when the
+  // last of them lost.
+  kHold,
 };
 
 struct ApplyDecision {
@@ -112,9 +122,12 @@ bool WritesNothing(ApplyAction action);
 // node's change of the row: they come after it in the shard, on every node.
 enum class LocalOverwrite {
   kNothing,  // There is none (or none that hides it: it is written whole).
-  kAll,      // They write every column it writes: it is superseded here.
-  kSome,     // They carry only some of its columns (read before the others existed here): the
-             // others end with its values on every node, so it writes those here.
+  kAll,      // They write every column of its row.
+  // They write a row its upsert would replace by another UNIQUE index: it is superseded here
+  // (they write over it on every node).
+  kOtherRow,
+  kSome,  // They carry only some of its columns (read before the others existed here): the
+          // others end with its values on every node, so it writes those here.
 };
 
 // The questions about one change whose answers cost a read. Each is asked at most once per
@@ -134,6 +147,10 @@ class ApplyView {
   virtual absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() = 0;
   // Whether every row the change writes already holds exactly what it writes.
   virtual absl::StatusOr<bool> RowAlreadyHolds() = 0;
+  // For a change that names the version of its row it was made after (Change.prev): whether
+  // its row's version in the shard here is another node's change than that one (it was made
+  // concurrently, without seeing it). A version of the change's own origin never is.
+  virtual absl::StatusOr<bool> MadeWithoutSeeingItsRow() = 0;
 };
 
 // A change of a committed batch (also the no-write path, which needs no write for kWrite).
@@ -143,20 +160,24 @@ struct BatchChange {
   int64_t last_applied = 0;  // The dedupe state of its origin and table in its shard.
   absl::Status plan;         // Not OK: its table is missing or differs here.
   bool local_log = false;    // Its table's local change log is indexed (LocalChangeIndex).
+  bool names_prev = false;   // It names the version of its row it was made after.
 };
 
 // In rule order:
 //   1. change_id <= last_applied                     -> kSkipDuplicate
-//   2. own, plan not OK                              -> kNothingToWrite (the row is what this
+//   2. names_prev, MadeWithoutSeeingItsRow()         -> kKeepAsConflict (whatever its table is
+//                                                       here: every node decides the same)
+//   3. own, plan not OK                              -> kNothingToWrite (the row is what this
 //                                                       node's application left)
-//   3. plan OK, own, NewerLocalChangeOfRow()         -> kSkipSuperseded
+//   4. plan OK, own, NewerLocalChangeOfRow()         -> kSkipSuperseded
 //      plan OK, not own, LocalChangeNotYetApplied()
-//                        kAll                        -> kSkipSuperseded
-//   4. BlockingDeadLetter()                          -> kQueueBehind
-//   5. plan not OK                                   -> kDeadLetter (plan)
-//   6. own, local_log, RowAlreadyHolds()             -> kNothingToWrite
-//   7. LocalChangeNotYetApplied() was kSome          -> kWriteUncarried
-//   8.                                               -> kWrite
+//                        kAll                        -> kHold
+//                        kOtherRow                   -> kSkipSuperseded
+//   5. BlockingDeadLetter()                          -> kQueueBehind
+//   6. plan not OK                                   -> kDeadLetter (plan)
+//   7. own, local_log, RowAlreadyHolds()             -> kNothingToWrite
+//   8. LocalChangeNotYetApplied() was kSome          -> kWriteUncarried
+//   9.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, ApplyView& view);
 
 // A dead letter tried again: retried by an operator, or carried by a snapshot being installed.
@@ -179,7 +200,8 @@ struct DeadLetterChange {
 //                                                       changed here since: that newer change
 //                                                       is what the row ends with)
 //   6. plan not OK                                   -> kDeadLetter (plan)
-//   7. not own, LocalChangeNotYetApplied() kAll      -> kSkipSuperseded
+//   7. not own, LocalChangeNotYetApplied() kAll,
+//                                          kOtherRow -> kSkipSuperseded
 //                                          kSome     -> kWriteUncarried
 //   8.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view);

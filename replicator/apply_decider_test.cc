@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace marmot::replicator {
 namespace {
 
@@ -33,18 +35,23 @@ class Questions {
 
 // Answers from fixed values and records which questions were asked, in order: 'N'
 // (NewerLocalChangeOfRow), 'P' (LocalChangeNotYetApplied: a pending one), 'B'
-// (BlockingDeadLetter), 'H' (RowAlreadyHolds). Both local-change questions answer `later`
-// (a pending local change writes every column); `some` makes 'P' answer that it carries only
-// some.
+// (BlockingDeadLetter), 'H' (RowAlreadyHolds), 'U' (MadeWithoutSeeingItsRow: `unseen`). Both
+// local-change questions answer `later` (a pending local change writes every column); `some`
+// makes 'P' answer that it carries only some, `other_row` that it changes a row the upsert
+// would replace.
 class FakeView final : public ApplyView, public Questions {
  public:
   FakeView(bool later, std::optional<int64_t> blocker, bool holds, bool some = false)
       : later_(later), blocker_(blocker), holds_(holds), some_(some) {}
+  bool unseen = false;
+  bool other_row = false;
+  absl::StatusOr<bool> MadeWithoutSeeingItsRow() override { return Ask('U', unseen); }
   absl::StatusOr<bool> NewerLocalChangeOfRow() override { return Ask('N', later_); }
   absl::StatusOr<LocalOverwrite> LocalChangeNotYetApplied() override {
-    return Ask('P', later_  ? LocalOverwrite::kAll
-                    : some_ ? LocalOverwrite::kSome
-                            : LocalOverwrite::kNothing);
+    return Ask('P', other_row ? LocalOverwrite::kOtherRow
+                    : later_  ? LocalOverwrite::kAll
+                    : some_   ? LocalOverwrite::kSome
+                              : LocalOverwrite::kNothing);
   }
   absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override {
     return Ask('B', blocker_);
@@ -76,6 +83,10 @@ std::string ActionName(ApplyAction a) {
       return "write";
     case ApplyAction::kWriteUncarried:
       return "write uncarried";
+    case ApplyAction::kKeepAsConflict:
+      return "conflict";
+    case ApplyAction::kHold:
+      return "hold";
   }
   return "?";
 }
@@ -110,8 +121,8 @@ const BatchRow kBatchRules[] = {
     {"own, table gone here", true, 6, 5, false, false, true, 7, false, kNothing, ""},
     {"own, a newer local change of the row", true, 6, 5, true, true, true, 7, true, kSuperseded,
      "N"},
-    {"other, a local change not yet applied", false, 6, 5, true, true, true, 7, false, kSuperseded,
-     "P"},
+    {"other, a local change not yet applied", false, 6, 5, true, true, true, 7, false,
+     ApplyAction::kHold, "P"},
     {"other, row behind a dead letter", false, 6, 5, true, true, false, 7, false, kQueue, "PB"},
     {"other, table differs, behind a dead letter", false, 6, 5, false, false, true, 7, false,
      kQueue, "B"},
@@ -240,6 +251,72 @@ TEST(ApplyDeciderTest, APendingLocalChangeCarryingSomeColumnsLeavesTheOthersToWr
     EXPECT_EQ(ActionName(d->action), "write uncarried");
     EXPECT_EQ(view.asked(), "BP");
   }
+}
+
+TEST(ApplyDeciderTest, AChangeMadeWithoutSeeingItsRowsVersionIsKeptAsAConflictFirst) {
+  // Asked first, whatever else holds: every node decides the same, whatever its table, its
+  // local changes or its dead letters.
+  for (bool own : {false, true}) {
+    for (bool plan_ok : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("own ", own, ", plan ", plan_ok));
+      FakeView view(/*later=*/true, /*blocker=*/3, /*holds=*/true);
+      view.unseen = true;
+      absl::StatusOr<ApplyDecision> d =
+          DecideBatchChange({.own = own,
+                             .change_id = 6,
+                             .last_applied = 5,
+                             .plan = plan_ok ? absl::OkStatus() : kTableDiffers,
+                             .local_log = true,
+                             .names_prev = true},
+                            view);
+      ASSERT_TRUE(d.ok());
+      EXPECT_EQ(ActionName(d->action), "conflict");
+      EXPECT_EQ(view.asked(), "U");
+    }
+  }
+  {
+    // A re-proposal is skipped before: it was decided once.
+    FakeView view(false, std::nullopt, true);
+    view.unseen = true;
+    absl::StatusOr<ApplyDecision> d = DecideBatchChange(
+        {.change_id = 5, .last_applied = 5, .local_log = true, .names_prev = true}, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "duplicate");
+    EXPECT_EQ(view.asked(), "");
+  }
+  {
+    // Seen: the rules go on as before.
+    FakeView view(false, std::nullopt, true);
+    absl::StatusOr<ApplyDecision> d = DecideBatchChange(
+        {.change_id = 6, .last_applied = 5, .local_log = true, .names_prev = true}, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "write");
+    EXPECT_EQ(view.asked(), "UPB");
+  }
+  {
+    // Naming no version (an older origin, a rekey, a copied row): never asked.
+    FakeView view(false, std::nullopt, true);
+    view.unseen = true;
+    absl::StatusOr<ApplyDecision> d =
+        DecideBatchChange({.change_id = 6, .last_applied = 5, .local_log = true}, view);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(ActionName(d->action), "write");
+    EXPECT_EQ(view.asked(), "PB");
+  }
+}
+
+TEST(ApplyDeciderTest, ALocalChangeOfARowAnUpsertWouldReplaceSupersedesIt) {
+  FakeView view(false, std::nullopt, true);
+  view.other_row = true;
+  absl::StatusOr<ApplyDecision> d =
+      DecideBatchChange({.change_id = 6, .last_applied = 5, .local_log = true}, view);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(ActionName(d->action), "superseded");
+  FakeView retried(false, std::nullopt, true);
+  retried.other_row = true;
+  d = DecideDeadLetter({}, retried);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(ActionName(d->action), "superseded");
 }
 
 TEST(ApplyDeciderTest, AFailedQuestionFailsTheDecision) {

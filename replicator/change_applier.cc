@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "replicator/applier_database.h"
@@ -10,6 +11,7 @@
 #include "replicator/capture_keeper.h"
 #include "replicator/schema_changes.h"
 #include "replicator/table_writer.h"
+#include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
 
 namespace marmot::replicator {
@@ -38,8 +40,20 @@ void CountUnwritten(ApplyAction action, ApplyResult& result) {
     case ApplyAction::kDeadLetter:
     case ApplyAction::kWrite:
     case ApplyAction::kWriteUncarried:
+    case ApplyAction::kKeepAsConflict:
+    case ApplyAction::kHold:
       break;
   }
+}
+
+// Change `c` of `t` alone, serialized (a held version).
+std::string OneChange(const TableChanges& t, const Change& c) {
+  TableChanges one;
+  one.set_table(t.table());
+  *one.mutable_columns() = t.columns();
+  *one.mutable_key_columns() = t.key_columns();
+  *one.add_changes() = c;
+  return one.SerializeAsString();
 }
 
 // The no-write path's questions about an entry of `shard`, read outside any transaction.
@@ -80,12 +94,16 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
 ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
     : db_(std::move(db)),
       router_(router),
+      versions_(db_),
+      conflicts_(db_),
       dead_letters_(db_),
-      snapshotter_(db_, router_, dead_letters_),
+      snapshotter_(db_, router_, dead_letters_, versions_),
       applied_(db_),
       state_{db_, dead_letters_, applied_},
       plans_(db_),
-      retrier_(state_, plans_, local_changes_, snapshotter_) {}
+      retrier_(state_, plans_, local_changes_, snapshotter_) {
+  state_.versions = &versions_;
+}
 
 ChangeApplier::~ChangeApplier() = default;
 
@@ -170,6 +188,11 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     std::vector<std::vector<std::vector<Value>>> keys;  // Per change, the keys it touches.
   };
   std::vector<Table> tables;
+  struct Version {
+    std::string table, key;
+    RowVersion version;
+  };
+  std::vector<Version> versions;  // Set (deferred) once every change is decided.
   for (const TableChanges& given : batch.tables()) {
     const TableChanges* as_here = &given;
     TableChanges renamed;
@@ -190,6 +213,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     Table& table = tables.emplace_back(Table{*rows, *last, *last, {}});
     ChangeView::Table views(state_, shard, t, *plan);
     views.UseLocalRows(*rows);
+    views.set_origin(batch.origin_node());
     for (const Change& c : t.changes()) {
       // Rows the index cannot vouch for are read (RowAlreadyHolds) without the write lock that
       // the application's writers need: only this applier writes rows besides the application,
@@ -199,11 +223,23 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
                                                                   .change_id = c.change_id(),
                                                                   .last_applied = table.last_id,
                                                                   .plan = (*plan)->status,
-                                                                  .local_log = true},
+                                                                  .local_log = true,
+                                                                  .names_prev = c.has_prev()},
                                                                  view);
       if (!decision.ok()) return decision.status();
       if (!WritesNothing(decision->action)) return std::nullopt;
       CountUnwritten(decision->action, result);
+      if (decision->action != ApplyAction::kSkipDuplicate) {
+        absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+        if (!keys.ok()) return keys.status();
+        for (const std::string& key : *keys) {
+          versions.push_back({t.table(), key,
+                              RowVersion{.shard = shard,
+                                         .raft_index = index,
+                                         .origin = batch.origin_node(),
+                                         .change_id = c.change_id()}});
+        }
+      }
       table.keys.push_back(view.TakeKeys());
       table.newest = std::max(table.newest, c.change_id());  // As Apply counts it.
     }
@@ -220,6 +256,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
       applied_.deferred().SetLastChange(shard, batch.origin_node(), t.table(), table.newest);
     }
   }
+  for (const Version& v : versions) versions_.Defer(v.table, v.key, v.version);
   applied_.deferred().SetAppliedIndex(shard, index);
   return result;
 }
@@ -280,13 +317,15 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     const bool note_writes = indexed != nullptr && indexed->size() > 0;
     ChangeView::Table views(state_, shard, t, *plan);
     views.UseLocalRows(indexed);
+    views.set_origin(origin);
     for (const Change& c : t.changes()) {
       ChangeView view(views, c);
       absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = own,
                                                                   .change_id = c.change_id(),
                                                                   .last_applied = *last,
                                                                   .plan = (*plan)->status,
-                                                                  .local_log = indexed != nullptr},
+                                                                  .local_log = indexed != nullptr,
+                                                                  .names_prev = c.has_prev()},
                                                                  view);
       if (!decision.ok()) return decision.status();
       // Whatever became of it, an own change was processed: the index forgets the row when this
@@ -297,6 +336,32 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       // Every change decided counts for dedupe, dead-lettered ones too (a duplicate is at or
       // below it already).
       newest = std::max(newest, c.change_id());
+      if (decision->action == ApplyAction::kKeepAsConflict) {
+        if (absl::Status s = KeepConflict(shard, index, origin, own, t, c, view, result); !s.ok()) {
+          return s;
+        }
+        continue;
+      }
+      // Every other change is its row's version now, on every node (row_versions.h).
+      if (decision->action != ApplyAction::kSkipDuplicate) {
+        absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+        if (!keys.ok()) return keys.status();
+        const bool held = decision->action == ApplyAction::kHold ||
+                          decision->action == ApplyAction::kWriteUncarried;
+        const RowVersion version{.shard = shard,
+                                 .raft_index = index,
+                                 .origin = origin,
+                                 .change_id = c.change_id(),
+                                 .held = held ? OneChange(t, c) : std::string()};
+        for (const std::string& key : *keys) {
+          if (absl::Status s = versions_.Set(t.table(), key, version); !s.ok()) return s;
+        }
+      }
+      if (decision->action == ApplyAction::kHold) {
+        ++result.applied;
+        ++result.held;
+        continue;
+      }
       if (WritesNothing(decision->action)) {
         CountUnwritten(decision->action, result);
         continue;
@@ -336,6 +401,109 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = applied_.SetAppliedIndex(shard, index); !s.ok()) return s;
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
+}
+
+absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t origin, bool own,
+                                         const TableChanges& t, const Change& c, ChangeView& view,
+                                         ApplyResult& result) {
+  absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<std::optional<RowVersion>> current = view.CurrentVersion();
+  if (!current.ok()) return current.status();
+  if (keys->empty() || !current->has_value()) {
+    return absl::InternalError("a conflict without a row version");  // The decider's contract.
+  }
+  const RowVersion& winner = **current;
+  ++result.conflicts;
+  LOG(WARNING) << "shard " << shard << " index " << index << ": change " << c.change_id() << " of "
+               << t.table() << " from node " << origin << " was made without seeing node "
+               << winner.origin << "'s change " << winner.change_id
+               << " of its row, which came first: it is kept as a conflict, not applied";
+  absl::Status s = conflicts_.Insert({.shard = shard,
+                                      .raft_index = index,
+                                      .origin = origin,
+                                      .key = keys->front(),
+                                      .winner_origin = winner.origin,
+                                      .winner_change_id = winner.change_id},
+                                     t, c);
+  if (!s.ok() || !own || winner.held.empty()) return s;
+  // This node's row still holds what its application wrote; the winner waits in `held`. Once no
+  // newer local change of the row is pending (it would lose too), the winner is written.
+  absl::StatusOr<bool> newer = view.NewerLocalChangeOfRow();
+  if (!newer.ok()) return newer.status();
+  if (*newer) return absl::OkStatus();
+  return WriteHeld(shard, t.table(), keys->front(), winner);
+}
+
+absl::Status ChangeApplier::WriteHeld(int shard, const std::string& table, const std::string& key,
+                                      RowVersion version) {
+  TableChanges held;
+  if (!held.ParseFromString(version.held) || held.changes_size() != 1) {
+    return absl::DataLossError(
+        absl::StrCat("the held version of a row of ", table, " cannot be read"));
+  }
+  version.held.clear();
+  if (absl::Status s = versions_.Set(table, key, version); !s.ok()) return s;
+  const TableChanges* as_here = &held;
+  TableChanges renamed;
+  absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
+  if (!plan.ok()) return plan.status();
+  absl::Status applied = (*plan)->status;
+  if (applied.ok()) applied = ApplyChange(db_, (*plan)->writer, *as_here, as_here->changes(0));
+  if (IsDatabaseFailure(applied) || applied.ok()) return applied;
+  LOG(WARNING) << "shard " << shard << ": the held change " << held.changes(0).change_id() << " of "
+               << table << " from node " << version.origin
+               << " goes to the dead letters: " << applied.message();
+  return dead_letters_.InsertChange(shard, version.raft_index, version.origin, *as_here,
+                                    as_here->changes(0), applied);
+}
+
+absl::Status ChangeApplier::SettleHeldVersions(
+    int shard, const std::vector<std::pair<std::string, std::string>>& held,
+    const std::vector<KeptRow>& kept) {
+  std::set<std::pair<std::string, std::string>> kept_keys;
+  for (const KeptRow& row : kept) {
+    absl::StatusOr<std::string> key = versions_.KeyOf(row.key);
+    if (!key.ok()) return key.status();
+    kept_keys.emplace(row.table, *key);
+    // A row kept here whose version is another node's: this node's changes of it will lose to
+    // that version, which the snapshot's row holds. It waits here until then.
+    absl::StatusOr<std::optional<RowVersion>> version = versions_.Get(row.table, *key);
+    if (!version.ok()) return version.status();
+    if (!version->has_value() || (*version)->origin == state_.local_node ||
+        !(*version)->held.empty()) {
+      continue;
+    }
+    TableChanges t;
+    t.set_table(row.table);
+    *t.mutable_columns() = row.header.columns();
+    *t.mutable_key_columns() = row.header.key_columns();
+    Change* c = t.add_changes();
+    c->set_change_id((*version)->change_id);
+    if (row.snapshot_row.has_value()) {
+      c->set_op(change::v1::OP_INSERT);
+      const int offset = row.header.keyed_by_rowid() ? 1 : 0;
+      if (offset == 1) *c->mutable_rowid() = row.snapshot_row->values(0);
+      for (int i = offset; i < row.snapshot_row->values_size(); ++i) {
+        *c->add_row() = row.snapshot_row->values(i);
+      }
+    } else {
+      c->set_op(change::v1::OP_DELETE);
+      for (const Value& v : row.key) *c->add_old_key() = ToWire(v);
+    }
+    RowVersion waiting = **version;
+    waiting.held = t.SerializeAsString();
+    if (absl::Status s = versions_.Set(row.table, *key, waiting); !s.ok()) return s;
+  }
+  // Versions the maker's rows did not hold yet: written here, unless this node's own row waits.
+  for (const auto& [table, key] : held) {
+    if (kept_keys.count({table, key}) > 0) continue;
+    absl::StatusOr<std::optional<RowVersion>> version = versions_.Get(table, key);
+    if (!version.ok()) return version.status();
+    if (!version->has_value() || (*version)->held.empty()) continue;
+    if (absl::Status s = WriteHeld(shard, table, key, **version); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ChangeApplier::ApplySchemaChanges(
@@ -442,12 +610,33 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   local_changes_.Clear();
   // The snapshot's applied index and dedupe state replace the shard's, deferred ones included.
   applied_.deferred().Forget(shard);
-  if (absl::Status s = snapshotter_.ReplaceRows(shard, at, state_.local_node, in, result);
+  // So do its rows' versions; those its maker's rows did not hold yet are written below.
+  versions_.ForgetDeferred(shard);
+  if (absl::Status s = versions_.DeleteShard(shard); !s.ok()) return s;
+  std::vector<std::pair<std::string, std::string>> held;  // (table, key)
+  for (;;) {
+    absl::StatusOr<std::optional<change::v1::SnapshotVersions>> versions = in.NextVersions();
+    if (!versions.ok()) return SnapshotUnreadable(versions.status());
+    if (!versions->has_value()) break;
+    for (const change::v1::SnapshotVersions::Entry& e : (*versions)->entries()) {
+      absl::Status s = versions_.Set(e.table(), e.key(),
+                                     {.shard = shard,
+                                      .raft_index = e.raft_index(),
+                                      .origin = e.origin(),
+                                      .change_id = e.change_id(),
+                                      .held = e.held()});
+      if (!s.ok()) return s;
+      if (!e.held().empty()) held.emplace_back(e.table(), e.key());
+    }
+  }
+  std::vector<KeptRow> kept;
+  if (absl::Status s = snapshotter_.ReplaceRows(shard, at, state_.local_node, in, result, &kept);
       !s.ok()) {
     return s;
   }
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = retrier_.ApplyCarried(shard, in, result); !s.ok()) return s;
+  if (absl::Status s = SettleHeldVersions(shard, held, kept); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = applied_.ReplaceLastChanges(shard, in.applied()); !s.ok()) return s;
   if (absl::Status s = applied_.SetAppliedIndex(shard, at); !s.ok()) return s;

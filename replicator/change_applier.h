@@ -121,9 +121,11 @@
 #include "proto/change.pb.h"
 #include "replicator/applied_state.h"
 #include "replicator/change_view.h"
+#include "replicator/conflict_store.h"
 #include "replicator/dead_letter_retrier.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
+#include "replicator/row_versions.h"
 #include "replicator/shard_router.h"
 #include "replicator/shard_snapshotter.h"
 #include "replicator/snapshot_stream.h"
@@ -143,6 +145,11 @@ struct ApplyResult {
   int64_t schema_applied = 0;
   int64_t schema_conflicts = 0;
   int64_t schema_refused = 0;
+  // Changes made without seeing their row's version, kept in the conflicts table (not applied).
+  int64_t conflicts = 0;
+  // Other nodes' changes that won over this node's changes of their rows not applied yet: held
+  // until those lose (counted in applied).
+  int64_t held = 0;
   bool stale_entry = false;  // The entry's index was already applied; nothing was done.
 };
 
@@ -202,14 +209,20 @@ class ChangeApplier {
       int shard, uint64_t index, const change::v1::ChangeBatch& batch);
   // Writes the deferred state inside the caller's transaction on database(); DeferredCommitted()
   // after that transaction committed.
-  absl::Status WriteDeferred() { return applied_.deferred().Write(db_); }
-  void DeferredCommitted() { applied_.deferred().Committed(); }
+  absl::Status WriteDeferred() {
+    if (absl::Status s = applied_.deferred().Write(db_); !s.ok()) return s;
+    return versions_.WriteDeferred();
+  }
+  void DeferredCommitted() {
+    applied_.deferred().Committed();
+    versions_.DeferredCommitted();
+  }
   // The caller's transaction on database() was rolled back (by SQLite, after a full disk or an
   // I/O error): what this applier keeps in memory of the writes made in it (the dead-letter
   // index, the local change index) is read again from the database. The deferred state stays
   // deferred. Call it outside any transaction.
   void TransactionRolledBack();
-  bool has_deferred() const { return !applied_.deferred().empty(); }
+  bool has_deferred() const { return !applied_.deferred().empty() || versions_.has_deferred(); }
 
   // Records that `shard` reached `index` without changes (e.g. a membership entry).
   absl::Status AdvanceAppliedIndex(int shard, uint64_t index);
@@ -280,9 +293,27 @@ class ChangeApplier {
       const std::string& from, bool own, ApplyResult& result);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
+  // Keeps change `c` of `t` from `origin` (at Raft `index` of `shard`), which lost to the
+  // version of its row `view` read. An own change whose row waits for a held version (and has no
+  // newer local change that will lose too) gets that version written now.
+  absl::Status KeepConflict(int shard, uint64_t index, uint64_t origin, bool own,
+                            const change::v1::TableChanges& t, const change::v1::Change& c,
+                            ChangeView& view, ApplyResult& result);
+  // Writes the version `version` of row `key` of `table` holds (RowVersion::held) into the row,
+  // and records that the row holds it.
+  absl::Status WriteHeld(int shard, const std::string& table, const std::string& key,
+                         RowVersion version);
+  // After a snapshot's install: rows this node kept (its own changes of them come later) wait
+  // for their version when it is another node's; the versions the snapshot's maker held are
+  // written into the other rows.
+  absl::Status SettleHeldVersions(int shard,
+                                  const std::vector<std::pair<std::string, std::string>>& held,
+                                  const std::vector<KeptRow>& kept);
 
   sqlite::Database db_;
   ShardRouter router_;
+  RowVersions versions_;
+  ConflictStore conflicts_;
   DeadLetterStore dead_letters_;
   ShardSnapshotter snapshotter_;
   AppliedState applied_;  // Deferred entries included.

@@ -92,9 +92,10 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   EXPECT_EQ(r2->applied, 1);
   EXPECT_EQ(*a.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("second"));
 
-  // On another node the same older change from node 1 is skipped while that node's own change
-  // of the row waits in its log (it comes later in the shard and wins everywhere), and applies
-  // once that own change applied.
+  // On another node that wrote the row too, without seeing node 1's: node 1's change comes first
+  // in the shard and wins, but is held while that node's own changes of the row wait in its log
+  // (the application's row stays as it wrote it); they lose when they apply (kept as
+  // conflicts), and the row then takes node 1's version.
   Node b("own-b");
   b.applier->set_local_node(2);
   b.Exec(
@@ -103,10 +104,15 @@ TEST(ChangeApplierTest, OwnOlderChangesDoNotOverwriteNewerLocalWrites) {
   change::v1::ChangeBatch b_own = b.CapturedBatch(2);
   auto r3 = b.applier->Apply(0, 1, older);  // origin 1, not b's own
   ASSERT_TRUE(r3.ok());
-  EXPECT_EQ(r3->superseded, 1);
+  EXPECT_EQ(r3->held, 1);
   EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"),
             Value::Text("newer on b"));
-  ASSERT_TRUE(b.applier->Apply(0, 2, b_own).ok());
+  auto lost = b.applier->Apply(0, 2, b_own);
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_EQ(lost->conflicts, 2);
+  EXPECT_EQ(b.Conflicts(), 2);
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("first"));
+  // Node 1's update was made after its insert: it applies.
   auto r4 = b.applier->Apply(0, 3, newer);
   ASSERT_TRUE(r4.ok());
   EXPECT_EQ(r4->superseded, 0);
@@ -152,12 +158,13 @@ TEST(ChangeApplierTest, OwnChangeOverItsOwnRowWritesNothingButOverAnotherVersion
   // Node 2's version of the row was ordered before node 1's own change of it, and arrived
   // after the capture; it differs only in a storage class (INTEGER 2, not REAL 2.0). The own
   // change must apply over it: the comparison is exact.
+  // (Neither names a version, as from older nodes: the later wins, no conflict.)
   b.Exec("INSERT INTO \"order\" (id, name, img) VALUES (1, 'mine', 2)");
-  ASSERT_TRUE(a.applier->Apply(0, 2, b.CapturedBatch(2)).ok());
+  ASSERT_TRUE(a.applier->Apply(0, 2, testing::WithoutVersions(b.CapturedBatch(2))).ok());
   EXPECT_EQ(*a.db->QueryValue("SELECT typeof(img) FROM \"order\" WHERE id = 1"),
             Value::Text("integer"));
   // (The same values under a newer change id, so that it is not taken for a re-proposal.)
-  change::v1::ChangeBatch again = mine;
+  change::v1::ChangeBatch again = testing::WithoutVersions(mine);
   const int64_t newer_id = mine.tables(0).changes(0).change_id() + 100;
   again.mutable_tables(0)->mutable_changes(0)->set_change_id(newer_id);
   auto r3 = a.applier->Apply(0, 4, again);
@@ -177,16 +184,17 @@ void FirstReadOfPair(Node& a, uint64_t index) {
 }
 
 // Node a writes row ('k', 1) as 'mine', node b the same row as 'theirs'; each change is captured
-// (origins 1 and 2), none applied.
+// (origins 1 and 2), none applied. They name no version (WithoutVersions): the later in the
+// shard wins, and the own change may have to write over the other.
 struct SameRowWrites {
   change::v1::ChangeBatch mine, theirs;
 };
 SameRowWrites WriteTheSameRowOnBoth(Node& a, Node& b) {
   SameRowWrites w;
   a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
-  w.mine = a.CapturedBatch(1);
+  w.mine = testing::WithoutVersions(a.CapturedBatch(1));
   b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
-  w.theirs = b.CapturedBatch(2);
+  w.theirs = testing::WithoutVersions(b.CapturedBatch(2));
   return w;
 }
 
@@ -256,10 +264,12 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
             Value::Text("1"));
 }
 
-TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped) {
-  // Node 1 wrote rows 1 ('same') and ('k', 1); node 2's changes of the same rows, and one that
-  // would replace row 1 through the UNIQUE name, were ordered before node 1's changes and
-  // arrive first. Node 1's changes come later and win everywhere; here nothing flickers.
+TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsHeldOrSkipped) {
+  // Node 1 wrote rows 1 ('same') and ('k', 1); node 2's changes of ('k', 1), and one that would
+  // replace row 1 through the UNIQUE name, were ordered before node 1's changes and arrive
+  // first. Here nothing flickers: node 2's ('k', 1) is held until node 1's, made without seeing
+  // it, loses; node 2's row 9 is skipped, since node 1's row 1 comes later and replaces it on
+  // every node.
   Node a("pending-a"), b("pending-b");
   a.applier->set_local_node(1);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (50, 'other')");
@@ -271,26 +281,32 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsSkipped
       "INSERT INTO pair VALUES ('k', 1, 'mine')");
   change::v1::ChangeBatch mine = a.CapturedBatch(1);
   b.Exec(
-      "INSERT INTO \"order\" (id, name) VALUES (9, 'same'), (1, 'theirs');"
+      "INSERT INTO \"order\" (id, name) VALUES (9, 'same');"
       "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
   auto r = a.applier->Apply(0, 3, b.CapturedBatch(2));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->superseded, 3);
-  EXPECT_EQ(r->applied, 1);  // ('k', 2): no local change
+  EXPECT_EQ(r->superseded, 1);
+  EXPECT_EQ(r->held, 1);
+  EXPECT_EQ(r->applied, 2);  // Held ('k', 1), and ('k', 2): no local change.
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || name) FROM \"order\""),
             Value::Text("1same"));
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"),
             Value::Text("mine,other row"));
-  // Node 1's own changes apply; a later change of node 2 applies as usual.
+  // Node 1's own changes apply: row 1 is in place; ('k', 1) loses and takes node 2's version.
   auto own = a.applier->Apply(0, 4, mine);
   ASSERT_TRUE(own.ok()) << own.status();
-  EXPECT_EQ(own->unchanged, 2);
+  EXPECT_EQ(own->unchanged, 1);
+  EXPECT_EQ(own->conflicts, 1);
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"),
+            Value::Text("theirs,other row"));
+  // A later change of node 2 (made over its own version) applies as usual.
   b.Exec("UPDATE pair SET v = 'theirs later' WHERE b = 1");
   change::v1::ChangeBatch later = b.CapturedBatch(2);
   auto r2 = a.applier->Apply(0, 5, later);
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("theirs later"));
 }
+
 TEST(ChangeApplierTest, APendingLocalChangeReadBeforeAColumnExistedLeavesThatColumnToOthers) {
   // Regression (hunt): ALTER TABLE ADD COLUMN on node 1 while both nodes write. Node 2's change
   // of a row was read before node 2 had the column; node 1's change of the row, with the
@@ -326,10 +342,60 @@ TEST(ChangeApplierTest, APendingLocalChangeReadBeforeAColumnExistedLeavesThatCol
     ASSERT_TRUE(r3.ok()) << r3.status();
     EXPECT_EQ(r3->dead_lettered, 0);
   }
-  // Node 2's change set name and price after node 1's; node 1's `upd` stays on both.
+  // Node 2's change was made without seeing node 1's, which came first: it is kept as a
+  // conflict on both, and node 1's version (its `upd` too) stays on both.
   EXPECT_EQ(a.Dump("order"), b.Dump("order"));
-  EXPECT_EQ(*b.db->QueryValue("SELECT name || ' ' || price || ' ' || upd FROM \"order\""),
-            Value::Text("start 2.0 from a"));
+  EXPECT_EQ(*b.db->QueryValue("SELECT name || ' ' || quote(price) || ' ' || upd FROM \"order\""),
+            Value::Text("a name NULL from a"));
+  EXPECT_EQ(a.Conflicts(), 1);
+  EXPECT_EQ(b.Conflicts(), 1);
+}
+
+TEST(ChangeApplierTest, AWriteOfARowWithAPendingLocalChangeIsHeldUntilThatLoses) {
+  // Nodes 1 and 2 insert the same key without seeing each other's; node 2's comes first in the
+  // shard. Node 1 holds it while its own insert waits in its log: its application keeps reading
+  // what it wrote until that insert comes back and loses.
+  Node a("held-a"), b("held-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
+  const change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
+  const change::v1::ChangeBatch theirs = b.CapturedBatch(2);
+  for (Node* n : {&a, &b}) {
+    auto first = n->applier->Apply(0, 1, theirs);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(first->held, n == &a ? 1 : 0);
+  }
+  EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("mine"));
+  for (Node* n : {&a, &b}) {
+    auto second = n->applier->Apply(0, 2, mine);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->conflicts, 1);
+    EXPECT_EQ(*n->db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("theirs"));
+    // The loser is kept whole, with the version it lost to.
+    EXPECT_EQ(*n->db->QueryValue("SELECT origin || ' ' || op || ' ' || winner_origin || ' ' || "
+                                 "key FROM \"__marmot__conflicts\""),
+              Value::Text("1 I 2 'k',1"));
+  }
+  EXPECT_EQ(a.Dump("pair"), b.Dump("pair"));
+
+  // Node 1 then edits the row it now reads (node 2's): made after seeing it, it applies, and
+  // node 2's next edit, made after seeing that, applies too: a chain is never a conflict.
+  a.Exec("UPDATE pair SET v = 'edited on 1' WHERE a = 'k'");
+  change::v1::ChangeBatch edit = a.CapturedBatch(1);
+  edit.mutable_tables(0)->mutable_changes()->DeleteSubrange(0, 1);  // the insert applied
+  for (Node* n : {&a, &b}) ASSERT_TRUE(n->applier->Apply(0, 3, edit).ok());
+  b.Exec("UPDATE pair SET v = 'edited on 2' WHERE a = 'k'");
+  change::v1::ChangeBatch edit2 = b.CapturedBatch(2);
+  edit2.mutable_tables(0)->mutable_changes()->DeleteSubrange(0, 1);
+  for (Node* n : {&a, &b}) {
+    auto r = n->applier->Apply(0, 4, edit2);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->conflicts, 0);
+    EXPECT_EQ(*n->db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("edited on 2"));
+    EXPECT_EQ(n->Conflicts(), 1);
+  }
 }
 
 int64_t StoredAppliedIndex(Node& n) {

@@ -35,6 +35,10 @@ change::v1::Change ToWire(const sqlite::TableSchema& table, const sqlite::Change
     *out.mutable_rowid() = ToWire(record.key[0]);
   }
   for (const sqlite::Value& v : record.old_key) *out.add_old_key() = ToWire(v);
+  if (record.prev.has_value()) {
+    out.mutable_prev()->set_origin(static_cast<uint64_t>(record.prev->origin));
+    out.mutable_prev()->set_change_id(record.prev->change_id);
+  }
   return out;
 }
 

@@ -129,6 +129,14 @@ void AppendChange(const sqlite::TableSchema& table, const sqlite::ChangeRecord& 
   } else if (part != ChangePart::kNewRowInsert) {
     for (const sqlite::Value& v : record.old_key) PutValue(Change::kOldKeyFieldNumber, v, out);
   }
+  if (record.prev.has_value() && part == ChangePart::kWhole) {
+    std::string version;
+    PutInt64Field(change::v1::Version::kOriginFieldNumber, record.prev->origin, &version);
+    PutInt64Field(change::v1::Version::kChangeIdFieldNumber, record.prev->change_id, &version);
+    PutVarint(Tag(Change::kPrevFieldNumber, kLengthDelimited), out);
+    PutVarint(version.size(), out);
+    out->append(version);
+  }
 }
 
 void ChangeBatchWriter::Add(const std::string* header, absl::string_view change) {

@@ -177,7 +177,12 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
       AppendChange(table, r, part, &p.change);
     };
     Unmarked& unmarked = unmarked_[name];
-    for (const sqlite::ChangeRecord& r : *records) {
+    for (sqlite::ChangeRecord& r : *records) {
+      // A write made over this node's own write (the row held that, not the version the shard
+      // applied last): the version it saw is this node's.
+      if (r.prev.has_value() && r.prev->origin < 0) {
+        r.prev = sqlite::RowVersionSeen{.origin = static_cast<int64_t>(node_id_), .change_id = 0};
+      }
       cursor = r.id;
       ++read;
       ++buffered_;

@@ -131,7 +131,7 @@ absl::StatusOr<LocalOverwrite> ChangeView::LocalChangeNotYetApplied() {
   absl::StatusOr<bool> replaced = LocalChangeOfReplacedRow(table_.state_.db, table_.plan_->writer,
                                                            *rows, *own_applied, table_.t_, c_);
   if (!replaced.ok()) return replaced.status();
-  return *replaced ? LocalOverwrite::kAll : LocalOverwrite::kNothing;
+  return *replaced ? LocalOverwrite::kOtherRow : LocalOverwrite::kNothing;
 }
 
 LocalOverwrite ChangeView::Overwrite(int64_t newest) {
@@ -189,6 +189,46 @@ absl::StatusOr<bool> ChangeView::RowAlreadyHolds() {
   // Rows the index cannot vouch for (read by a log's first CatchUp, after a start, or written
   // here since) are read.
   return RowAlreadyIs(table_.state_.db, w, table_.t_, table_.key_positions_, c_);
+}
+
+absl::StatusOr<std::vector<std::string>> ChangeView::VersionKeys() {
+  if (!version_keys_) {
+    std::vector<std::string> keys;
+    if (table_.state_.versions != nullptr) {
+      for (const std::vector<Value>& key : Keys()) {
+        absl::StatusOr<std::string> text = table_.state_.versions->KeyOf(key);
+        if (!text.ok()) return text.status();
+        keys.push_back(*std::move(text));
+      }
+    }
+    version_keys_ = std::move(keys);
+  }
+  return *version_keys_;
+}
+
+absl::StatusOr<std::optional<RowVersion>> ChangeView::CurrentVersion() {
+  if (!current_read_) {
+    absl::StatusOr<std::vector<std::string>> keys = VersionKeys();
+    if (!keys.ok()) return keys.status();
+    if (!keys->empty()) {
+      absl::StatusOr<std::optional<RowVersion>> current =
+          table_.state_.versions->Get(table_.t_.table(), keys->front());
+      if (!current.ok()) return current.status();
+      current_ = *std::move(current);
+    }
+    current_read_ = true;
+  }
+  return current_;
+}
+
+absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
+  if (!c_.has_prev()) return false;
+  absl::StatusOr<std::optional<RowVersion>> current = CurrentVersion();
+  if (!current.ok()) return current.status();
+  if (!current->has_value()) return false;
+  const RowVersion& v = **current;
+  if (v.origin == table_.origin_) return false;
+  return !(v.origin == c_.prev().origin() && v.change_id == c_.prev().change_id());
 }
 
 }  // namespace marmot::replicator

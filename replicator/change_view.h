@@ -18,6 +18,7 @@
 #include "replicator/dead_letter_index.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
+#include "replicator/row_versions.h"
 #include "replicator/shipped_columns.h"
 #include "replicator/table_plans.h"
 #include "sqlite/database.h"
@@ -34,6 +35,7 @@ struct ApplierState {
   // The columns this node's changes were shipped with; null: not known (a local change not yet
   // applied then hides every column of another node's change of its row).
   const ShippedColumns* shipped = nullptr;
+  RowVersions* versions = nullptr;  // The rows' versions (row_versions.h); null: none kept.
 };
 
 class ChangeView final : public ApplyView {
@@ -54,6 +56,9 @@ class ChangeView final : public ApplyView {
 
     const std::vector<int>& key_positions() const { return key_positions_; }
 
+    // The node whose changes these are (for MadeWithoutSeeingItsRow).
+    void set_origin(uint64_t origin) { origin_ = origin; }
+
    private:
     friend class ChangeView;
     // Null when the log is not known (no local node, not captured, or it cannot be read).
@@ -70,6 +75,7 @@ class ChangeView final : public ApplyView {
     bool rows_known_ = false;
     LocalChangeIndex::TableRows* rows_ = nullptr;
     std::optional<int64_t> own_applied_;
+    uint64_t origin_ = 0;
   };
 
   // The change `c` of `table`'s changes; `table` and `c` outlive the view.
@@ -95,6 +101,12 @@ class ChangeView final : public ApplyView {
   absl::StatusOr<LocalOverwrite> LocalChangeNotYetApplied() override;
   absl::StatusOr<std::optional<int64_t>> BlockingDeadLetter() override;
   absl::StatusOr<bool> RowAlreadyHolds() override;
+  absl::StatusOr<bool> MadeWithoutSeeingItsRow() override;
+
+  // The rows' keys as their versions are kept (RowVersions::KeyOf), one per key of Keys().
+  absl::StatusOr<std::vector<std::string>> VersionKeys();
+  // The version of its (first) row here, as MadeWithoutSeeingItsRow read it (or reads it now).
+  absl::StatusOr<std::optional<RowVersion>> CurrentVersion();
 
   // After LocalChangeNotYetApplied() answered kSome: the columns of the change that the local
   // changes do not carry, which it writes (WriteColumns).
@@ -111,6 +123,9 @@ class ChangeView final : public ApplyView {
   int64_t before_ = std::numeric_limits<int64_t>::max();
   std::optional<std::vector<std::vector<sqlite::Value>>> keys_;
   std::vector<std::string> uncarried_;
+  std::optional<std::vector<std::string>> version_keys_;
+  bool current_read_ = false;
+  std::optional<RowVersion> current_;
 };
 
 }  // namespace marmot::replicator

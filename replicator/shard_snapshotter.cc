@@ -13,6 +13,7 @@
 namespace marmot::replicator {
 
 using change::v1::ShardSnapshot;
+using change::v1::SnapshotRow;
 using sqlite::QuoteIdentifier;
 using sqlite::Statement;
 using sqlite::Value;
@@ -130,6 +131,18 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
     a.set_change_id(dedupe->Column(2).integer());
     if (absl::Status s = out.AddApplied(a); !s.ok()) return s;
   }
+  absl::Status versions = versions_.ForEachOfShard(
+      shard, [&](const std::string& table, const std::string& key, const RowVersion& v) {
+        change::v1::SnapshotVersions::Entry e;
+        e.set_table(table);
+        e.set_key(key);
+        e.set_raft_index(v.raft_index);
+        e.set_origin(v.origin);
+        e.set_change_id(v.change_id);
+        e.set_held(v.held);
+        return out.AddVersion(std::move(e));
+      });
+  if (!versions.ok()) return versions;
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   for (const sqlite::TableSchema& t : listing->tables) {
@@ -183,7 +196,8 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
 }
 
 absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t local_node,
-                                           ShardSnapshotReader& in, InstallResult& result) {
+                                           ShardSnapshotReader& in, InstallResult& result,
+                                           std::vector<KeptRow>* kept_rows) {
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
@@ -208,14 +222,28 @@ absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t loca
                  << *superseded << " dead letter(s) of this shard; deleted";
   }
   // The snapshot's rows, table by table.
+  std::map<std::string, std::pair<ShardSnapshot::Table, std::map<std::string, SnapshotRow>>> seen;
   for (;;) {
     absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
     if (!t.ok()) return SnapshotUnreadable(t.status());
     if (!t->has_value()) break;
+    auto& [header, rows] = seen[(*t)->table()];
+    header = **t;
     if (absl::Status s =
-            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result);
+            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result, &rows);
         !s.ok()) {
       return s;
+    }
+  }
+  if (kept_rows == nullptr) return absl::OkStatus();
+  for (const auto& [table, keys] : kept_keys_) {
+    for (const auto& [identity, key] : keys) {
+      KeptRow& row = kept_rows->emplace_back(KeptRow{.table = table, .key = key});
+      auto t = seen.find(table);
+      if (t == seen.end()) continue;
+      row.header = t->second.first;
+      auto found = t->second.second.find(identity);
+      if (found != t->second.second.end()) row.snapshot_row = found->second;
     }
   }
   return absl::OkStatus();
@@ -267,6 +295,7 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
     int shard, uint64_t local_node, const std::vector<ShardSnapshot::Applied>& applied,
     const std::vector<sqlite::TableSchema>& tables) {
   std::map<std::string, KeptRows> kept;
+  kept_keys_.clear();
   for (const sqlite::TableSchema& t : tables) {
     SnapshotTable facts{.local_node = local_node != 0};
     for (const ShardSnapshot::Applied& a : applied) {
@@ -281,7 +310,9 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
     (void)sqlite::ForEachChangeKey(db_, t, *above, [&](const sqlite::ChangeRecord& r) {
       for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
         if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
-          kept[t.name].insert(EncodeRowIdentity("", *key));
+          const std::string identity = EncodeRowIdentity("", *key);
+          kept[t.name].insert(identity);
+          kept_keys_[t.name][identity] = *key;
         }
       }
     });
@@ -292,7 +323,8 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
 absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
                                             const ShardSnapshot::Table& header,
                                             ShardSnapshotReader& in, const KeptRows* keep,
-                                            InstallResult& result) {
+                                            InstallResult& result,
+                                            std::map<std::string, SnapshotRow>* seen) {
   std::vector<std::string> columns(header.columns().begin(), header.columns().end());
   absl::StatusOr<TableWriter> writer = PlanWriter(
       db_, header.table(), columns, {header.key_columns().begin(), header.key_columns().end()});
@@ -315,6 +347,12 @@ absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
       if (!rows.ok()) return SnapshotUnreadable(rows.status());
       if (!rows->has_value()) break;
       for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
+        if (keep != nullptr && seen != nullptr) {
+          std::vector<Value> key;
+          for (int i : key_index) key.push_back(FromWire(row.values(i)));
+          const std::string identity = EncodeRowIdentity("", key);
+          if (keep->contains(identity)) (*seen)[identity] = row;
+        }
         refused = UpsertSnapshotRow(*upsert, *select_row, target, row.values(), 0, width, key_index,
                                     keep, ++row_number);
         if (!refused.ok()) break;

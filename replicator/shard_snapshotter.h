@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "proto/change.pb.h"
 #include "replicator/dead_letter_store.h"
+#include "replicator/row_versions.h"
 #include "replicator/shard_router.h"
 #include "replicator/snapshot_stream.h"
 #include "sqlite/database.h"
@@ -31,6 +33,16 @@ struct InstallResult {
   int64_t carried_kept = 0;     // Recorded as dead letters here.
 };
 
+// A row an install left as this node's application wrote it (a change of it, not applied in the
+// shard yet, comes later than the snapshot), with what the snapshot holds of it.
+struct KeptRow {
+  std::string table;
+  std::vector<sqlite::Value> key;
+  // The snapshot's row (columns in `header`), or nullopt when the snapshot does not have it.
+  std::optional<change::v1::SnapshotRow> snapshot_row;
+  change::v1::ShardSnapshot::Table header;
+};
+
 // Values per row of a snapshot table, or 0 when its values do not divide into rows.
 size_t SnapshotRowWidth(const change::v1::ShardSnapshot::Table& t);
 
@@ -41,10 +53,12 @@ absl::Status SnapshotUnreadable(const absl::Status& s);
 class ShardSnapshotter {
  public:
   // `db`, `router` and `dead_letters` (the applier's) outlive the snapshotter.
-  ShardSnapshotter(sqlite::Database& db, const ShardRouter& router, DeadLetterStore& dead_letters)
-      : db_(db), router_(router), dead_letters_(dead_letters) {}
+  ShardSnapshotter(sqlite::Database& db, const ShardRouter& router, DeadLetterStore& dead_letters,
+                   RowVersions& versions)
+      : db_(db), router_(router), dead_letters_(dead_letters), versions_(versions) {}
 
-  // Writes `shard`'s dedupe state, its rows of every table and its dead letters (oldest first)
+  // Writes `shard`'s dedupe state, its rows' versions, its rows of every table and its dead
+  // letters (oldest first)
   // to `out`, after out.Start() and before out.Finish(), inside a read transaction. Errors are
   // the database's or `out`'s.
   absl::Status Write(int shard, ShardSnapshotWriter& out);
@@ -55,8 +69,9 @@ class ShardSnapshotter {
   // dead letters at or below `at`. A table that cannot be installed here becomes a
   // snapshot-rows dead letter (counted in result.rows_kept). Errors: the database's,
   // SnapshotUnreadable, ResourceExhausted when a dead letter does not fit.
+  // The rows left as they are go to `kept` (may be null).
   absl::Status ReplaceRows(int shard, uint64_t at, uint64_t local_node, ShardSnapshotReader& in,
-                           InstallResult& result);
+                           InstallResult& result, std::vector<KeptRow>* kept = nullptr);
 
   // Replaces `shard`'s rows of the table of snapshot rows `t` (a snapshot-rows dead letter
   // retried) by them, inside a savepoint: a refusal (the table differs here, rows that do not
@@ -81,13 +96,18 @@ class ShardSnapshotter {
       const std::vector<sqlite::TableSchema>& tables);
   // Installs the rows of the snapshot table `header` that `in` reads next (leaving rows whose
   // key is in `keep`, may be null, as they are), or keeps them as a snapshot-rows dead letter.
+  // The snapshot's rows of kept keys go to `seen` (identity -> row), may be null.
   absl::Status InstallTable(int shard, uint64_t snapshot_index,
                             const change::v1::ShardSnapshot::Table& header, ShardSnapshotReader& in,
-                            const KeptRows* keep, InstallResult& result);
+                            const KeptRows* keep, InstallResult& result,
+                            std::map<std::string, change::v1::SnapshotRow>* seen);
 
   sqlite::Database& db_;
   const ShardRouter& router_;
   DeadLetterStore& dead_letters_;
+  RowVersions& versions_;
+  // Per table, identity -> key values of the rows RowsWithLaterOwnChanges found.
+  std::map<std::string, std::map<std::string, std::vector<sqlite::Value>>> kept_keys_;
 };
 
 }  // namespace marmot::replicator

@@ -78,6 +78,48 @@ absl::Status ShardSnapshotWriter::FlushRows() {
   return s;
 }
 
+absl::Status ShardSnapshotWriter::FlushVersions() {
+  if (versions_.versions().entries_size() == 0) return absl::OkStatus();
+  absl::Status s = Put(versions_);
+  versions_.Clear();
+  versions_bytes_ = 0;
+  return s;
+}
+
+absl::Status ShardSnapshotWriter::FlushStage() {
+  switch (stage_) {
+    case Stage::kApplied:
+      return FlushApplied();
+    case Stage::kVersions:
+      return FlushVersions();
+    case Stage::kTables:
+      return FlushRows();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status ShardSnapshotWriter::AddVersion(change::v1::SnapshotVersions::Entry entry) {
+  CHECK(stage_ == Stage::kApplied || stage_ == Stage::kVersions)
+      << "the versions go after the dedupe state, before the tables";
+  if (stage_ == Stage::kApplied) {
+    if (absl::Status s = FlushApplied(); !s.ok()) return s;
+    stage_ = Stage::kVersions;
+  }
+  const size_t size = entry.ByteSizeLong() + kRowFraming;
+  if (size + 64 > kMaxPieceBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a row version of ", size, " bytes, more than a snapshot piece holds"));
+  }
+  if (versions_bytes_ > 0 && versions_bytes_ + size > piece_bytes_) {
+    if (absl::Status s = FlushVersions(); !s.ok()) return s;
+  }
+  *versions_.mutable_versions()->add_entries() = std::move(entry);
+  versions_bytes_ += size;
+  end_.set_versions(end_.versions() + 1);
+  return versions_bytes_ >= piece_bytes_ ? FlushVersions() : absl::OkStatus();
+}
+
 absl::Status ShardSnapshotWriter::AddApplied(const ShardSnapshot::Applied& applied) {
   CHECK(stage_ == Stage::kApplied) << "the dedupe state goes right after Start";
   *applied_.mutable_applied()->add_applied() = applied;
@@ -86,9 +128,10 @@ absl::Status ShardSnapshotWriter::AddApplied(const ShardSnapshot::Applied& appli
 }
 
 absl::Status ShardSnapshotWriter::StartTable(const ShardSnapshot::Table& table) {
-  CHECK(stage_ == Stage::kApplied || stage_ == Stage::kTables) << "tables go before dead letters";
+  CHECK(stage_ == Stage::kApplied || stage_ == Stage::kVersions || stage_ == Stage::kTables)
+      << "tables go before dead letters";
   CHECK_EQ(table.values_size(), 0) << "rows go in AddRow";
-  if (absl::Status s = stage_ == Stage::kApplied ? FlushApplied() : FlushRows(); !s.ok()) return s;
+  if (absl::Status s = FlushStage(); !s.ok()) return s;
   stage_ = Stage::kTables;
   row_width_ = RowWidth(table);
   SnapshotPiece piece;
@@ -118,9 +161,7 @@ absl::Status ShardSnapshotWriter::AddRow(SnapshotRow row) {
 absl::Status ShardSnapshotWriter::AddDeadLetter(const ShardSnapshot::DeadLetter& dead_letter) {
   CHECK(stage_ != Stage::kNew && stage_ != Stage::kDone) << "a dead letter outside a snapshot";
   if (stage_ != Stage::kDeadLetters) {
-    if (absl::Status s = stage_ == Stage::kApplied ? FlushApplied() : FlushRows(); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = FlushStage(); !s.ok()) return s;
     stage_ = Stage::kDeadLetters;
   }
   SnapshotPiece piece;
@@ -131,7 +172,7 @@ absl::Status ShardSnapshotWriter::AddDeadLetter(const ShardSnapshot::DeadLetter&
 
 absl::Status ShardSnapshotWriter::Finish() {
   CHECK(stage_ != Stage::kNew && stage_ != Stage::kDone) << "Finish outside a snapshot";
-  if (absl::Status s = stage_ == Stage::kApplied ? FlushApplied() : FlushRows(); !s.ok()) return s;
+  if (absl::Status s = FlushStage(); !s.ok()) return s;
   stage_ = Stage::kDone;
   end_.set_pieces(pieces_);
   SnapshotPiece piece;
@@ -159,7 +200,7 @@ void ShardSnapshotReader::Rewind() {
   table_rows_offset_ = rows_before_table_ = pieces_before_table_ = 0;
   row_width_ = 0;
   in_table_ = tables_done_ = done_ = false;
-  pieces_ = tables_ = rows_ = dead_letters_ = 0;
+  pieces_ = tables_ = rows_ = dead_letters_ = versions_ = 0;
 }
 
 absl::StatusOr<const SnapshotPiece*> ShardSnapshotReader::Peek() {
@@ -244,6 +285,18 @@ absl::Status ShardSnapshotReader::CheckTable(const ShardSnapshot::Table& t) cons
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<change::v1::SnapshotVersions>> ShardSnapshotReader::NextVersions() {
+  CHECK_GT(offset_, 0u) << "NextVersions before ReadHeader";
+  if (tables_ > 0 || tables_done_) return std::nullopt;
+  absl::StatusOr<const SnapshotPiece*> p = Peek();
+  if (!p.ok()) return p.status();
+  if (*p == nullptr || !(*p)->has_versions()) return std::nullopt;
+  change::v1::SnapshotVersions versions = std::move(*peeked_->mutable_versions());
+  versions_ += versions.entries_size();
+  Consume();
+  return versions;
+}
+
 absl::StatusOr<std::optional<ShardSnapshot::Table>> ShardSnapshotReader::NextTable() {
   CHECK_GT(offset_, 0u) << "NextTable before ReadHeader";
   if (tables_done_) return std::nullopt;
@@ -251,6 +304,12 @@ absl::StatusOr<std::optional<ShardSnapshot::Table>> ShardSnapshotReader::NextTab
     absl::StatusOr<const SnapshotPiece*> p = Peek();
     if (!p.ok()) return p.status();
     if (*p == nullptr) return Corrupt("the payload ends without its end piece");
+    if ((*p)->has_versions()) {
+      if (tables_ > 0) return Corrupt("row versions after a table");
+      versions_ += (*p)->versions().entries_size();
+      Consume();
+      continue;
+    }
     if ((*p)->has_rows()) {
       if (!in_table_) return Corrupt("rows before any table");
       rows_ += (*p)->rows().rows_size();
@@ -306,11 +365,11 @@ void ShardSnapshotReader::RewindTable() {
 absl::Status ShardSnapshotReader::CheckEnd() {
   const change::v1::SnapshotEnd& end = peeked_->end();
   if (end.tables() != tables_ || end.rows() != rows_ || end.dead_letters() != dead_letters_ ||
-      end.pieces() != pieces_) {
+      end.pieces() != pieces_ || end.versions() != versions_) {
     return Corrupt(absl::StrCat("the end piece counts ", end.tables(), " tables, ", end.rows(),
-                                " rows, ", end.dead_letters(), " dead letters, ", end.pieces(),
-                                " pieces; read were ", tables_, ", ", rows_, ", ", dead_letters_,
-                                ", ", pieces_));
+                                " rows, ", end.dead_letters(), " dead letters, ", end.versions(),
+                                " row versions, ", end.pieces(), " pieces; read were ", tables_,
+                                ", ", rows_, ", ", dead_letters_, ", ", versions_, ", ", pieces_));
   }
   Consume();
   if (offset_ != source_.size()) return Corrupt("bytes after the end piece");

@@ -43,12 +43,14 @@ class ShardSnapshotWriter {
   explicit ShardSnapshotWriter(raft::host::SnapshotSink& sink,
                                size_t piece_bytes = kDefaultPieceBytes);
 
-  // In this order: Start, AddApplied*, (StartTable, AddRow*)*, AddDeadLetter*, Finish; calls
+  // In this order: Start, AddApplied*, AddVersion*, (StartTable, AddRow*)*, AddDeadLetter*,
+  // Finish; calls
   // out of order are a bug (CHECK). Errors are the sink's, or ResourceExhausted for one row or
   // dead letter larger than kMaxPieceBytes (no reader would take it; nothing is written of it).
   absl::Status Start(uint32_t shard, uint64_t applied_index,
                      const std::vector<change::v1::SchemaChange>& schema = {});
   absl::Status AddApplied(const change::v1::ShardSnapshot::Applied& applied);
+  absl::Status AddVersion(change::v1::SnapshotVersions::Entry entry);
   // `table` without values.
   absl::Status StartTable(const change::v1::ShardSnapshot::Table& table);
   // One value per column of the current table, the rowid first when it is keyed by rowid.
@@ -59,16 +61,19 @@ class ShardSnapshotWriter {
   uint64_t pieces() const { return pieces_; }
 
  private:
-  enum class Stage { kNew, kApplied, kTables, kDeadLetters, kDone };
+  enum class Stage { kNew, kApplied, kVersions, kTables, kDeadLetters, kDone };
   absl::Status Put(const change::v1::SnapshotPiece& piece);
   absl::Status FlushApplied();
+  absl::Status FlushVersions();
+  // Flushes what the current stage buffers (before the next stage).
+  absl::Status FlushStage();
   absl::Status FlushRows();
 
   raft::host::SnapshotSink& sink_;
   const size_t piece_bytes_;
   Stage stage_ = Stage::kNew;
-  change::v1::SnapshotPiece applied_, rows_;  // Being filled.
-  size_t applied_bytes_ = 0, rows_bytes_ = 0;
+  change::v1::SnapshotPiece applied_, rows_, versions_;  // Being filled.
+  size_t applied_bytes_ = 0, rows_bytes_ = 0, versions_bytes_ = 0;
   size_t row_width_ = 0;  // Of the current table.
   change::v1::SnapshotEnd end_;
   uint64_t pieces_ = 0;
@@ -90,6 +95,9 @@ class ShardSnapshotReader {
   }
   const std::vector<change::v1::ShardSnapshot::Applied>& applied() const { return applied_; }
 
+  // The next versions of the shard's rows, right after ReadHeader (or Rewind and ReadHeader);
+  // nullopt after the last (NextTable skips those not read).
+  absl::StatusOr<std::optional<change::v1::SnapshotVersions>> NextVersions();
   // The next table (its columns, without values), skipping what is left of the current one;
   // nullopt after the last.
   absl::StatusOr<std::optional<change::v1::ShardSnapshot::Table>> NextTable();
@@ -127,7 +135,7 @@ class ShardSnapshotReader {
   bool tables_done_ = false;
   bool done_ = false;
   // Counted as read, for the end piece.
-  uint64_t pieces_ = 0, tables_ = 0, rows_ = 0, dead_letters_ = 0;
+  uint64_t pieces_ = 0, tables_ = 0, rows_ = 0, dead_letters_ = 0, versions_ = 0;
 };
 
 // Checks a whole payload received for `shard`: empty (a bootstrap snapshot) or a snapshot of that

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -19,10 +20,17 @@ constexpr char kOp[] = "__marmot__op";
 // drops it (see InstallTable).
 constexpr char kOldAt[] = "__marmot__at";
 constexpr char kState[] = "__marmot__state";
+constexpr char kPrevOrigin[] = "__marmot__prev_origin";
+constexpr char kPrevId[] = "__marmot__prev_id";
 constexpr char kRowid[] = "__marmot__rowid";
 constexpr char kOldRowid[] = "__marmot__old_rowid";
 
 std::string Q(absl::string_view name) { return QuoteIdentifier(name); }
+
+// `s` as a SQL string literal.
+std::string Literal(absl::string_view s) {
+  return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "''"}}), "'");
+}
 
 // No quote in it: it goes into a SQL string literal as it is.
 constexpr char kLogGuardMessage[] =
@@ -111,23 +119,42 @@ CapturePlan PlanCapture(const TableSchema& t) {
 
   std::vector<std::string> column_defs;
   for (const std::string& c : plan.log_columns) column_defs.push_back(Q(c));
-  plan.create_log = absl::StrCat(
-      "CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ", Q(kOp), " TEXT NOT NULL, ",
-      Q(kState), " INTEGER NOT NULL DEFAULT 0, ", absl::StrJoin(column_defs, ", "), ")");
+  plan.create_log =
+      absl::StrCat("CREATE TABLE ", log, " (", Q(kId), " INTEGER PRIMARY KEY, ", Q(kOp),
+                   " TEXT NOT NULL, ", Q(kState), " INTEGER NOT NULL DEFAULT 0, ", Q(kPrevOrigin),
+                   ", ", Q(kPrevId), ", ", absl::StrJoin(column_defs, ", "), ")");
 
   // Refuses a row whose key holds NULL, before it is logged (the statement is undone).
   const std::string refuse_null_key =
       null_key.empty() ? ""
                        : absl::StrCat("SELECT RAISE(ABORT, '", kNullKeyMessage, "') WHERE ",
                                       absl::StrJoin(null_key, " OR "), "; ");
+  // The version of the row the write saw (RowVersionKeySql): recorded with the change, so that
+  // the shards can tell a change made after seeing another from one made without seeing it.
+  // `key_vals` is the key the version is looked up by (empty: none recorded).
   auto trigger = [&](const std::string& suffix, const std::string& event, const std::string& when,
                      char op, const std::vector<std::string>& cols,
-                     const std::vector<std::string>& vals, const std::string& guard) {
+                     const std::vector<std::string>& vals, const std::vector<std::string>& key_vals,
+                     const std::string& guard) {
     std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
-    std::string sql = absl::StrCat(
-        "CREATE TRIGGER ", Q(name), " AFTER ", event, " ON ", table, when.empty() ? "" : " WHEN ",
-        when, " BEGIN ", guard, "INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(cols, ", "),
-        ") VALUES ('", std::string(1, op), "', ", absl::StrJoin(vals, ", "), "); END");
+    std::string insert;
+    if (key_vals.empty()) {
+      insert =
+          absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(cols, ", "),
+                       ") VALUES ('", std::string(1, op), "', ", absl::StrJoin(vals, ", "), ");");
+    } else {
+      insert = absl::StrCat(
+          "INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ", Q(kPrevId), ", ",
+          absl::StrJoin(cols, ", "), ") SELECT '", std::string(1, op), "', coalesce(v.o, 0), v.c, ",
+          absl::StrJoin(vals, ", "),
+          " FROM (SELECT 1) LEFT JOIN (SELECT CASE WHEN held IS NULL THEN origin ELSE -1 END AS o, "
+          "change_id AS c FROM ",
+          Q(kRowVersionsTable), " WHERE tbl = ", Literal(t.name),
+          " AND key = ", RowVersionKeySql(key_vals), ") AS v;");
+    }
+    std::string sql =
+        absl::StrCat("CREATE TRIGGER ", Q(name), " AFTER ", event, " ON ", table,
+                     when.empty() ? "" : " WHEN ", when, " BEGIN ", guard, insert, " END");
     plan.triggers.emplace_back(std::move(name), std::move(sql));
   };
   std::vector<std::string> rekey_cols = new_cols, rekey_vals = new_vals;
@@ -135,11 +162,12 @@ CapturePlan PlanCapture(const TableSchema& t) {
   rekey_vals.insert(rekey_vals.end(), old_vals.begin(), old_vals.end());
   const std::string same_key = absl::StrJoin(key_same, " AND ");
 
-  trigger("insert", "INSERT", "", 'I', new_cols, new_vals, refuse_null_key);
-  trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals, refuse_null_key);
-  trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals,
+  trigger("insert", "INSERT", "", 'I', new_cols, new_vals, new_vals, refuse_null_key);
+  trigger("update", "UPDATE", same_key, 'U', new_cols, new_vals, old_vals, refuse_null_key);
+  // A rekey records no version: its two keys may live in two shards.
+  trigger("rekey", "UPDATE", absl::StrCat("NOT (", same_key, ")"), 'K', rekey_cols, rekey_vals, {},
           refuse_null_key);
-  trigger("delete", "DELETE", "", 'D', old_cols, old_vals, "");
+  trigger("delete", "DELETE", "", 'D', old_cols, old_vals, old_vals, "");
   auto guard = [&](const std::string& suffix, const std::string& event, const char* message) {
     std::string name = absl::StrCat(kMarmotPrefix, t.name, "_", suffix);
     std::string sql = absl::StrCat("CREATE TRIGGER ", Q(name), " BEFORE ", event, " ON ", log,
@@ -253,7 +281,9 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
     if (absl::Status s = db.Exec(plan.create_log); !s.ok()) return s;
     changed = true;
   } else {
-    for (const std::string& column : plan.log_columns) {
+    std::vector<std::string> wanted = {kPrevOrigin, kPrevId};
+    wanted.insert(wanted.end(), plan.log_columns.begin(), plan.log_columns.end());
+    for (const std::string& column : wanted) {
       if (existing->count(column) > 0) continue;
       absl::Status s =
           db.Exec(absl::StrCat("ALTER TABLE ", Q(plan.log_table), " ADD COLUMN ", Q(column)));
@@ -306,6 +336,12 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
 
 }  // namespace
 
+std::string RowVersionKeySql(const std::vector<std::string>& values) {
+  std::vector<std::string> quoted;
+  for (const std::string& v : values) quoted.push_back(absl::StrCat("quote(", v, ")"));
+  return absl::StrJoin(quoted, " || ',' || ");
+}
+
 std::string ChangeLogTableName(const std::string& table) {
   return absl::StrCat(kMarmotPrefix, table, "_change_log");
 }
@@ -314,6 +350,7 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
   if (absl::Status s = db.EnsureWal(); !s.ok()) return s;
   absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
+  if (absl::Status s = db.Exec(kCreateRowVersions); !s.ok()) return s;
   // Read the schema inside the write transaction so that it cannot change under us.
   absl::StatusOr<SchemaListing> listing = ListUserTables(db);
   if (!listing.ok()) return listing.status();
@@ -399,6 +436,8 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     }
   }
   for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
+  select.push_back("l." + Q(kPrevOrigin));
+  select.push_back("l." + Q(kPrevId));
   absl::StatusOr<Statement> stmt = db.Prepare(
       absl::StrCat("SELECT ", absl::StrJoin(select, ", "), " FROM ", Q(ChangeLogTableName(t.name)),
                    " AS l LEFT JOIN ", Q(t.name), " AS t ON l.", Q(kOp), " <> 'D' AND ",
@@ -426,6 +465,14 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       old_key.push_back(stmt->Column(2 + static_cast<int>(key_width + i)));
     }
     const bool found = stmt->Column(found_col).integer() != 0;
+    // NULL: written by a trigger of an older version, or copied in by a backfill: not known.
+    const Value prev_origin = stmt->Column(found_col + 1 + static_cast<int>(ncols));
+    if (prev_origin.storage_class() == StorageClass::kInteger && r.op != ChangeOp::kRekey) {
+      const Value prev_id = stmt->Column(found_col + 2 + static_cast<int>(ncols));
+      r.prev = RowVersionSeen{
+          .origin = prev_origin.integer(),
+          .change_id = prev_id.storage_class() == StorageClass::kInteger ? prev_id.integer() : 0};
+    }
     if (r.op == ChangeOp::kDelete) {
       r.old_key = std::move(old_key);
     } else if (!found) {

@@ -46,6 +46,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,32 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
 // was installed.
 absl::Status RemoveCapture(Database& db);
 
+// `__marmot__versions`: per row (table, key as RowVersionKeySql makes it), the change its shard
+// applied last on this node (origin node, change id, the Raft index of its entry), `shard`, and
+// `held`: not NULL when this
+// node's row does not hold that change yet, because changes of this node not yet applied in the
+// shard come later and will lose to it (replicator/row_versions.h). Capture reads it; the
+// applier writes it. Created by InstallCapture.
+inline constexpr char kRowVersionsTable[] = "__marmot__versions";
+inline constexpr char kCreateRowVersions[] =
+    "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, "
+    "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
+    "change_id INTEGER NOT NULL, held BLOB, "
+    "PRIMARY KEY (tbl, key)) WITHOUT ROWID";
+// The SQL expression of a row's key in kRowVersionsTable from the SQL expressions of its key
+// values in key order (the rowid for a table keyed by it): each value as quote() writes it,
+// joined by commas. Exact for every storage class (a TEXT stops at its first NUL).
+std::string RowVersionKeySql(const std::vector<std::string>& values);
+
+// The version of its row a change was made after (read by the capture trigger).
+struct RowVersionSeen {
+  // The node whose change the row held; 0: the row had no version (never written through
+  // marmot, or gone before it kept versions); -1: this node's own write, not yet applied in the
+  // shard, which a change of another node applied there since comes before.
+  int64_t origin = 0;
+  int64_t change_id = 0;
+};
+
 // One captured change of one row.
 struct ChangeRecord {
   int64_t id = 0;
@@ -103,6 +130,8 @@ struct ChangeRecord {
   std::vector<Value> row;  // The row as read, one value per column of the table (I, U, K).
   std::vector<Value> key;  // The NEW key in key order, or {rowid} (I, U, K; D read from a K).
   std::vector<Value> old_key;  // The OLD key (K, D).
+  // Set by ReadChanges when the trigger recorded it (never for a rekey).
+  std::optional<RowVersionSeen> prev;
 };
 
 // Reads up to `limit` pending changes of `table` with id > `after_id`, in id order, each with its

@@ -1,7 +1,7 @@
 // Rows whose key SQLite assigns, inserted on three nodes at once: with SQLite's own ids the nodes
-// give different rows the same id and only one row per id survives; with marmot_id() from the
-// extension libmarmot_ids.so every row reaches every node. Real marmot processes, the sqlite3
-// shell as the application.
+// give different rows the same id, one row per id stays, and every other is kept as a conflict
+// on every node; with marmot_id() from the extension libmarmot_ids.so every row reaches every
+// node and none conflicts. Real marmot processes, the sqlite3 shell as the application.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -83,15 +83,33 @@ std::string Converged(const testing::LocalCluster& cluster) {
 
 int Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
 
-TEST(UniqueIdsTest, SqliteAssignedIdsWrittenOnEveryNodeAtOnceLoseRows) {
+// The conflicts every node keeps (the same on all nodes; "DIFFER" if they never agree).
+constexpr char kConflicts[] =
+    "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id, at_ms, hex(change) "
+    "FROM \"__marmot__conflicts\" ORDER BY origin, tbl, change_id;";
+std::string ConflictsKept(const testing::LocalCluster& cluster) {
+  if (!cluster.WaitForSame(kConflicts, 30s)) return "DIFFER";
+  return cluster.Sql(1, kConflicts);
+}
+
+TEST(UniqueIdsTest, SqliteAssignedIdsWrittenOnEveryNodeAtOnceKeepTheLosersAsConflicts) {
   testing::LocalCluster cluster({.nodes = kNodes, .shards = 4, .schema = kSchema});
   cluster.Start();
   const std::string barrier = WriteBarrier(testing::NewTestDir("barrier"));
   OnEveryNodeAtOnce(cluster, [&](int node) { return SignUps(node, false, barrier); });
   const std::string rows = Converged(cluster);
-  // Every node took ids 1 to 40; the last change of each id in Raft order is all that is left.
+  // Every node took ids 1 to 40; the first change of each id in its shard's order stays.
   EXPECT_EQ(Lines(rows), kRowsPerNode) << rows;
   EXPECT_EQ(cluster.Sql(2, "SELECT min(id), max(id) FROM signups;"), "1|40\n");
+  // Every other sign-up is kept, the same on every node: written = present + kept.
+  const std::string kept = ConflictsKept(cluster);
+  EXPECT_EQ(Lines(kept), kNodes * kRowsPerNode - kRowsPerNode) << kept;
+  EXPECT_EQ(cluster.Sql(3,
+                        "SELECT count(*) FROM \"__marmot__conflicts\" WHERE tbl = 'signups' AND "
+                        "op = 'I' AND winner_origin != origin;"),
+            absl::StrCat(kNodes * kRowsPerNode - kRowsPerNode, "\n"));
+  std::printf("SQLite-assigned ids: written %d, present %d, kept as conflicts %d\n",
+              kNodes * kRowsPerNode, Lines(rows), Lines(kept));
 }
 
 TEST(UniqueIdsTest, MarmotIdsWrittenOnEveryNodeAtOnceAllReachEveryNode) {
@@ -101,6 +119,7 @@ TEST(UniqueIdsTest, MarmotIdsWrittenOnEveryNodeAtOnceAllReachEveryNode) {
   OnEveryNodeAtOnce(cluster, [&](int node) { return SignUps(node, true, barrier); });
   const std::string rows = Converged(cluster);
   EXPECT_EQ(Lines(rows), kNodes * kRowsPerNode) << rows;
+  EXPECT_EQ(ConflictsKept(cluster), "");
   // Each row's id names the node that wrote it.
   const std::string check = absl::StrCat(".load ", Extension(),
                                          "\nSELECT count(*) FROM signups WHERE marmot_id_node(id) "

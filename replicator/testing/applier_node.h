@@ -52,6 +52,15 @@ inline constexpr char kSchema[] =
     "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
     "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id));";
 
+// `batch` as a node of an older version sends it: its changes name no version of their rows, so
+// each applies over whatever its row holds (the later in the shard wins, no conflict).
+inline change::v1::ChangeBatch WithoutVersions(change::v1::ChangeBatch batch) {
+  for (change::v1::TableChanges& t : *batch.mutable_tables()) {
+    for (change::v1::Change& c : *t.mutable_changes()) c.clear_prev();
+  }
+  return batch;
+}
+
 // One node: a database with the schema, capture installed, and an applier.
 struct Node {
   explicit Node(const std::string& label, int shards = 1) : router(shards) {
@@ -89,9 +98,22 @@ struct Node {
       if (changes->empty()) continue;
       change::v1::TableChanges* out = batch.add_tables();
       *out = TableHeader(t);
-      for (const sqlite::ChangeRecord& c : *changes) *out->add_changes() = ToWire(t, c);
+      for (sqlite::ChangeRecord& c : *changes) {
+        // As the shipper sends it: a write over this node's own write names this node.
+        if (c.prev.has_value() && c.prev->origin < 0) {
+          c.prev = sqlite::RowVersionSeen{.origin = static_cast<int64_t>(origin)};
+        }
+        *out->add_changes() = ToWire(t, c);
+      }
     }
     return batch;
+  }
+
+  // How many changes are kept as conflicts here.
+  int64_t Conflicts() {
+    auto n = db->QueryValue("SELECT count(*) FROM \"__marmot__conflicts\"");
+    CHECK(n.ok()) << n.status();
+    return n->integer();
   }
 
   // All rows of a table with their storage classes, for comparisons.

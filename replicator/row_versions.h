@@ -1,0 +1,90 @@
+// The version of every row in its shard's order: which change wrote it last there, so that a
+// change made without seeing that one can be told apart from one made after it (a conflict).
+//
+// Table `__marmot__versions` (sqlite/change_log.h): per (table, key) the origin node and change
+// id of the change its shard applied last on this node, the Raft index of that change's entry,
+// the shard, and `held`. Every node applies a shard's entries in one order and sets a row's
+// version for every change that is not a duplicate and does not lose (ChangeApplier), so the
+// versions are the same on every node at the same index, whatever this node's own application
+// wrote meanwhile. The capture triggers read a row's version when the application writes it:
+// that is the version the write was made after (Change.prev).
+//
+// `held` is set when this node's row does not hold its version yet: another node's change won
+// in the shard while this node had changes of the row not applied there yet, made without
+// seeing it. They will lose to it when they apply (they are kept as conflicts), and until then
+// the row keeps what this node's application wrote (a change is shipped with its row as read
+// then: written over, it would carry the other node's values). The winner's change is held
+// here, serialized as a TableChanges with that one change, and written when the last of them
+// lost. While a row's version is held, the triggers record the row's version as "this node's
+// own write" (-1), which loses to every other node's version.
+//
+// Entries of this node's own changes that write nothing (the no-write path) set their rows'
+// versions in memory (Defer), written by the next write transaction (WriteDeferred), as the
+// applied index is (deferred_apply_state.h); reads here see them. Each version carries its Raft
+// index, and a write never replaces a version of a later index, so the deferred ones land right
+// whenever they are written.
+#ifndef MARMOT_REPLICATOR_ROW_VERSIONS_H_
+#define MARMOT_REPLICATOR_ROW_VERSIONS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sqlite/database.h"
+#include "sqlite/value.h"
+
+namespace marmot::replicator {
+
+struct RowVersion {
+  int shard = 0;
+  uint64_t raft_index = 0;
+  uint64_t origin = 0;
+  int64_t change_id = 0;
+  std::string held;  // Empty: this node's row holds it.
+};
+
+class RowVersions {
+ public:
+  explicit RowVersions(sqlite::Database& db) : db_(db) {}
+
+  // The key of a row as the table stores it (RowVersionKeySql), from its key values in key order
+  // (the rowid for a table keyed by it).
+  absl::StatusOr<std::string> KeyOf(const std::vector<sqlite::Value>& key);
+
+  // The version of row `key` of `table`, deferred ones included; nullopt when it has none.
+  absl::StatusOr<std::optional<RowVersion>> Get(const std::string& table, const std::string& key);
+
+  // Sets the version of row `key` of `table`, unless it has one of a later Raft index.
+  absl::Status Set(const std::string& table, const std::string& key, const RowVersion& version);
+
+  // Sets it in memory, for the next write transaction (see above).
+  void Defer(const std::string& table, const std::string& key, const RowVersion& version);
+  // Writes the deferred versions through the caller's transaction; kept until Committed().
+  absl::Status WriteDeferred();
+  void DeferredCommitted() { deferred_.clear(); }
+  // Drops the deferred versions of `shard` (a snapshot replaced its versions).
+  void ForgetDeferred(int shard);
+  bool has_deferred() const { return !deferred_.empty(); }
+
+  // For snapshots: calls `visit` with every version of `shard` (table, key, version).
+  absl::Status ForEachOfShard(
+      int shard,
+      const std::function<absl::Status(const std::string&, const std::string&, const RowVersion&)>&
+          visit);
+  // Deletes every version of `shard` (the install of a snapshot replaces them).
+  absl::Status DeleteShard(int shard);
+
+ private:
+  sqlite::Database& db_;
+  std::map<std::pair<std::string, std::string>, RowVersion> deferred_;
+};
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_ROW_VERSIONS_H_
