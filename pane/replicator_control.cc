@@ -162,6 +162,9 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
   absl::StatusOr<sqlite::Value> dead =
       db_.QueryValue("SELECT count(*) FROM \"__marmot__dead_letters\"");
   if (dead.ok()) out.set_dead_letters(dead->integer());
+  absl::StatusOr<sqlite::Value> conflicts =
+      db_.QueryValue("SELECT count(*) FROM \"__marmot__conflicts\"");
+  if (conflicts.ok()) out.set_conflicts(conflicts->integer());
   replicator::ReplicatorMetrics& metrics = replicator_->metrics();
   out.set_schema_conflicts(static_cast<int64_t>(metrics.schema_conflicts.Value()));
   out.set_schema_changes_refused(static_cast<int64_t>(metrics.schema_changes_refused.Value()));

@@ -97,7 +97,7 @@ ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
       versions_(db_),
       conflicts_(db_),
       dead_letters_(db_),
-      snapshotter_(db_, router_, dead_letters_, versions_),
+      snapshotter_(db_, router_, dead_letters_, versions_, conflicts_),
       applied_(db_),
       state_{db_, dead_letters_, applied_},
       plans_(db_),
@@ -613,6 +613,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   // So do its rows' versions; those its maker's rows did not hold yet are written below.
   versions_.ForgetDeferred(shard);
   if (absl::Status s = versions_.DeleteShard(shard); !s.ok()) return s;
+  if (absl::Status s = conflicts_.DeleteShard(shard); !s.ok()) return s;
   std::vector<std::pair<std::string, std::string>> held;  // (table, key)
   for (;;) {
     absl::StatusOr<std::optional<change::v1::SnapshotVersions>> versions = in.NextVersions();
@@ -627,6 +628,9 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
                                       .held = e.held()});
       if (!s.ok()) return s;
       if (!e.held().empty()) held.emplace_back(e.table(), e.key());
+    }
+    for (const change::v1::SnapshotVersions::Conflict& c : (*versions)->conflicts()) {
+      if (absl::Status s = conflicts_.InsertCarried(shard, c); !s.ok()) return s;
     }
   }
   std::vector<KeptRow> kept;

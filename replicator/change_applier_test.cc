@@ -398,6 +398,48 @@ TEST(ChangeApplierTest, AWriteOfARowWithAPendingLocalChangeIsHeldUntilThatLoses)
   }
 }
 
+TEST(ChangeApplierTest, RowVersionsHeldVersionsAndConflictsTravelInSnapshots) {
+  Node a("travel-a"), b("travel-b"), c("travel-c"), d("travel-d");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  c.applier->set_local_node(3);
+  d.applier->set_local_node(4);
+  a.Exec("INSERT INTO pair VALUES ('k', 1, 'mine')");
+  const change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'theirs')");
+  const change::v1::ChangeBatch theirs = b.CapturedBatch(2);
+  ASSERT_TRUE(a.applier->Apply(0, 1, theirs).ok());  // Held on a: its own insert waits.
+  ASSERT_TRUE(b.applier->Apply(0, 1, theirs).ok());
+  // A snapshot of a, whose row still holds what a's application wrote: c takes node 2's
+  // version, which a holds.
+  auto from_a = testing::CopySnapshot(*a.applier, *c.applier, 0, 1);
+  ASSERT_TRUE(from_a.ok()) << from_a.status();
+  EXPECT_EQ(*c.db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("theirs"));
+  const std::string versions =
+      "SELECT tbl, key, shard, raft_index, origin, change_id FROM \"__marmot__versions\"";
+  EXPECT_EQ(c.Dump("__marmot__versions"), b.Dump("__marmot__versions"));
+  // a's insert then loses on all three, kept the same everywhere.
+  for (Node* n : {&a, &b, &c}) {
+    auto r = n->applier->Apply(0, 2, mine);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->conflicts, 1);
+    EXPECT_EQ(*n->db->QueryValue("SELECT v FROM pair WHERE a = 'k'"), Value::Text("theirs"));
+  }
+  const std::string conflicts =
+      "SELECT group_concat(tbl || key || origin || change_id || op || hex(change) || "
+      "winner_origin || winner_change_id || at_ms) FROM \"__marmot__conflicts\"";
+  EXPECT_EQ(*a.db->QueryValue(conflicts), *b.db->QueryValue(conflicts));
+  EXPECT_EQ(*c.db->QueryValue(conflicts), *b.db->QueryValue(conflicts));
+  EXPECT_EQ(*a.db->QueryValue(versions + " ORDER BY 1, 2"),
+            *b.db->QueryValue(versions + " ORDER BY 1, 2"));
+  // A node that installs a later snapshot gets the conflict too.
+  auto from_b = testing::CopySnapshot(*b.applier, *d.applier, 0, 2);
+  ASSERT_TRUE(from_b.ok()) << from_b.status();
+  EXPECT_EQ(*d.db->QueryValue(conflicts), *b.db->QueryValue(conflicts));
+  EXPECT_EQ(d.Conflicts(), 1);
+  EXPECT_EQ(d.Dump("pair"), b.Dump("pair"));
+}
+
 int64_t StoredAppliedIndex(Node& n) {
   auto v = n.db->QueryValue("SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = 0");
   CHECK(v.ok()) << v.status();

@@ -45,6 +45,54 @@ absl::Status ConflictStore::Insert(const LostChange& lost, const change::v1::Tab
        Value::Integer(lost.winner_change_id), Value::Integer(c.at_ms())});
 }
 
+absl::Status ConflictStore::ForEachOfShard(
+    int shard, const std::function<absl::Status(change::v1::SnapshotVersions::Conflict)>& visit) {
+  absl::StatusOr<sqlite::Statement> stmt = db_.Prepare(
+      absl::StrCat("SELECT raft_index, tbl, key, origin, change_id, op, change, winner_origin, "
+                   "winner_change_id, at_ms FROM ",
+                   sqlite::QuoteIdentifier(kConflictsTable), " WHERE shard = ?1 ORDER BY id"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll({Value::Integer(shard)}); !s.ok()) return s;
+  for (;;) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    change::v1::SnapshotVersions::Conflict c;
+    c.set_raft_index(static_cast<uint64_t>(stmt->Column(0).integer()));
+    c.set_table(stmt->Column(1).bytes());
+    c.set_key(stmt->Column(2).bytes());
+    c.set_origin(static_cast<uint64_t>(stmt->Column(3).integer()));
+    c.set_change_id(stmt->Column(4).integer());
+    c.set_op(stmt->Column(5).bytes());
+    c.set_change(stmt->Column(6).bytes());
+    c.set_winner_origin(static_cast<uint64_t>(stmt->Column(7).integer()));
+    c.set_winner_change_id(stmt->Column(8).integer());
+    c.set_at_ms(stmt->Column(9).integer());
+    if (absl::Status s = visit(std::move(c)); !s.ok()) return s;
+  }
+}
+
+absl::Status ConflictStore::DeleteShard(int shard) {
+  return db_.RunKept(
+      absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(kConflictsTable), " WHERE shard = ?1"),
+      {Value::Integer(shard)});
+}
+
+absl::Status ConflictStore::InsertCarried(int shard,
+                                          const change::v1::SnapshotVersions::Conflict& c) {
+  return db_.RunKept(
+      absl::StrCat(
+          "INSERT OR IGNORE INTO ", sqlite::QuoteIdentifier(kConflictsTable),
+          " (shard, raft_index, tbl, key, origin, change_id, op, change, winner_origin, "
+          "winner_change_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+      {Value::Integer(shard), Value::Integer(static_cast<int64_t>(c.raft_index())),
+       Value::Text(c.table()), Value::Text(c.key()),
+       Value::Integer(static_cast<int64_t>(c.origin())), Value::Integer(c.change_id()),
+       Value::Text(c.op()), Value::Blob(c.change()),
+       Value::Integer(static_cast<int64_t>(c.winner_origin())),
+       Value::Integer(c.winner_change_id()), Value::Integer(c.at_ms())});
+}
+
 absl::StatusOr<int64_t> ConflictStore::Count() {
   absl::StatusOr<Value> n = db_.QueryKeptValue(
       absl::StrCat("SELECT count(*) FROM ", sqlite::QuoteIdentifier(kConflictsTable)));

@@ -12,6 +12,7 @@
 #define MARMOT_REPLICATOR_CONFLICT_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -51,6 +52,13 @@ class ConflictStore {
 
   // How many are kept.
   absl::StatusOr<int64_t> Count();
+
+  // For snapshots: every conflict of `shard`, in id order; deleting them; keeping one a
+  // snapshot carries.
+  absl::Status ForEachOfShard(
+      int shard, const std::function<absl::Status(change::v1::SnapshotVersions::Conflict)>& visit);
+  absl::Status DeleteShard(int shard);
+  absl::Status InsertCarried(int shard, const change::v1::SnapshotVersions::Conflict& c);
 
  private:
   sqlite::Database& db_;

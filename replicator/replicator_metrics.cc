@@ -61,6 +61,9 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
           NewCounter(*registry_, "marmot_schema_changes_not_replicated_total",
                      "Schema changes made here that do not replicate (see the log; make them "
                      "on every node)")),
+      conflicts(NewCounter(*registry_, "marmot_conflicts_total",
+                           "Changes kept in __marmot__conflicts since start: made without seeing "
+                           "the version their row had, they lost to it")),
       snapshots_created(NewCounter(*registry_, "marmot_snapshots_created_total",
                                    "Shard snapshots this node made")),
       snapshots_installed(NewCounter(*registry_, "marmot_snapshots_installed_total",

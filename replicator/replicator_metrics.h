@@ -38,6 +38,8 @@ class ReplicatorMetrics {
   prometheus::Counter& schema_conflicts;
   prometheus::Counter& schema_changes_refused;
   prometheus::Counter& schema_changes_not_replicated;
+  // Changes kept as conflicts (replicator/conflict_store.h), since start.
+  prometheus::Counter& conflicts;
   prometheus::Counter& snapshots_created;
   prometheus::Counter& snapshots_installed;
   prometheus::Histogram& fsync_seconds;  // Synced Raft log writes (all shards of one loop).

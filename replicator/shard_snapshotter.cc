@@ -143,6 +143,10 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
         return out.AddVersion(std::move(e));
       });
   if (!versions.ok()) return versions;
+  absl::Status conflicts = conflicts_.ForEachOfShard(
+      shard,
+      [&](change::v1::SnapshotVersions::Conflict c) { return out.AddConflict(std::move(c)); });
+  if (!conflicts.ok()) return conflicts;
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   for (const sqlite::TableSchema& t : listing->tables) {

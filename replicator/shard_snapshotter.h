@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "proto/change.pb.h"
+#include "replicator/conflict_store.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/row_versions.h"
 #include "replicator/shard_router.h"
@@ -54,10 +55,15 @@ class ShardSnapshotter {
  public:
   // `db`, `router` and `dead_letters` (the applier's) outlive the snapshotter.
   ShardSnapshotter(sqlite::Database& db, const ShardRouter& router, DeadLetterStore& dead_letters,
-                   RowVersions& versions)
-      : db_(db), router_(router), dead_letters_(dead_letters), versions_(versions) {}
+                   RowVersions& versions, ConflictStore& conflicts)
+      : db_(db),
+        router_(router),
+        dead_letters_(dead_letters),
+        versions_(versions),
+        conflicts_(conflicts) {}
 
-  // Writes `shard`'s dedupe state, its rows' versions, its rows of every table and its dead
+  // Writes `shard`'s dedupe state, its rows' versions and conflicts, its rows of every table and
+  // its dead
   // letters (oldest first)
   // to `out`, after out.Start() and before out.Finish(), inside a read transaction. Errors are
   // the database's or `out`'s.
@@ -106,6 +112,7 @@ class ShardSnapshotter {
   const ShardRouter& router_;
   DeadLetterStore& dead_letters_;
   RowVersions& versions_;
+  ConflictStore& conflicts_;
   // Per table, identity -> key values of the rows RowsWithLaterOwnChanges found.
   std::map<std::string, std::map<std::string, std::vector<sqlite::Value>>> kept_keys_;
 };

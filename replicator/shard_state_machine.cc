@@ -119,6 +119,7 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
     options_.metrics->schema_changes_applied.Increment(counted->schema_applied);
     options_.metrics->schema_conflicts.Increment(counted->schema_conflicts);
     options_.metrics->schema_changes_refused.Increment(counted->schema_refused);
+    options_.metrics->conflicts.Increment(counted->conflicts);
   }
   return s;
 }

@@ -79,7 +79,9 @@ absl::Status ShardSnapshotWriter::FlushRows() {
 }
 
 absl::Status ShardSnapshotWriter::FlushVersions() {
-  if (versions_.versions().entries_size() == 0) return absl::OkStatus();
+  if (versions_.versions().entries_size() == 0 && versions_.versions().conflicts_size() == 0) {
+    return absl::OkStatus();
+  }
   absl::Status s = Put(versions_);
   versions_.Clear();
   versions_bytes_ = 0;
@@ -97,6 +99,27 @@ absl::Status ShardSnapshotWriter::FlushStage() {
     default:
       return absl::OkStatus();
   }
+}
+
+absl::Status ShardSnapshotWriter::AddConflict(change::v1::SnapshotVersions::Conflict conflict) {
+  CHECK(stage_ == Stage::kApplied || stage_ == Stage::kVersions)
+      << "the conflicts go after the dedupe state, before the tables";
+  if (stage_ == Stage::kApplied) {
+    if (absl::Status s = FlushApplied(); !s.ok()) return s;
+    stage_ = Stage::kVersions;
+  }
+  const size_t size = conflict.ByteSizeLong() + kRowFraming;
+  if (size + 64 > kMaxPieceBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a conflict of ", size, " bytes, more than a snapshot piece holds"));
+  }
+  if (versions_bytes_ > 0 && versions_bytes_ + size > piece_bytes_) {
+    if (absl::Status s = FlushVersions(); !s.ok()) return s;
+  }
+  *versions_.mutable_versions()->add_conflicts() = std::move(conflict);
+  versions_bytes_ += size;
+  end_.set_conflicts(end_.conflicts() + 1);
+  return versions_bytes_ >= piece_bytes_ ? FlushVersions() : absl::OkStatus();
 }
 
 absl::Status ShardSnapshotWriter::AddVersion(change::v1::SnapshotVersions::Entry entry) {
@@ -200,7 +223,7 @@ void ShardSnapshotReader::Rewind() {
   table_rows_offset_ = rows_before_table_ = pieces_before_table_ = 0;
   row_width_ = 0;
   in_table_ = tables_done_ = done_ = false;
-  pieces_ = tables_ = rows_ = dead_letters_ = versions_ = 0;
+  pieces_ = tables_ = rows_ = dead_letters_ = versions_ = conflicts_ = 0;
 }
 
 absl::StatusOr<const SnapshotPiece*> ShardSnapshotReader::Peek() {
@@ -293,6 +316,7 @@ absl::StatusOr<std::optional<change::v1::SnapshotVersions>> ShardSnapshotReader:
   if (*p == nullptr || !(*p)->has_versions()) return std::nullopt;
   change::v1::SnapshotVersions versions = std::move(*peeked_->mutable_versions());
   versions_ += versions.entries_size();
+  conflicts_ += versions.conflicts_size();
   Consume();
   return versions;
 }
@@ -307,6 +331,7 @@ absl::StatusOr<std::optional<ShardSnapshot::Table>> ShardSnapshotReader::NextTab
     if ((*p)->has_versions()) {
       if (tables_ > 0) return Corrupt("row versions after a table");
       versions_ += (*p)->versions().entries_size();
+      conflicts_ += (*p)->versions().conflicts_size();
       Consume();
       continue;
     }
@@ -365,7 +390,7 @@ void ShardSnapshotReader::RewindTable() {
 absl::Status ShardSnapshotReader::CheckEnd() {
   const change::v1::SnapshotEnd& end = peeked_->end();
   if (end.tables() != tables_ || end.rows() != rows_ || end.dead_letters() != dead_letters_ ||
-      end.pieces() != pieces_ || end.versions() != versions_) {
+      end.pieces() != pieces_ || end.versions() != versions_ || end.conflicts() != conflicts_) {
     return Corrupt(absl::StrCat("the end piece counts ", end.tables(), " tables, ", end.rows(),
                                 " rows, ", end.dead_letters(), " dead letters, ", end.versions(),
                                 " row versions, ", end.pieces(), " pieces; read were ", tables_,

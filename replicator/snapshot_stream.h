@@ -51,6 +51,8 @@ class ShardSnapshotWriter {
                      const std::vector<change::v1::SchemaChange>& schema = {});
   absl::Status AddApplied(const change::v1::ShardSnapshot::Applied& applied);
   absl::Status AddVersion(change::v1::SnapshotVersions::Entry entry);
+  // In the same stage as AddVersion.
+  absl::Status AddConflict(change::v1::SnapshotVersions::Conflict conflict);
   // `table` without values.
   absl::Status StartTable(const change::v1::ShardSnapshot::Table& table);
   // One value per column of the current table, the rowid first when it is keyed by rowid.
@@ -135,7 +137,7 @@ class ShardSnapshotReader {
   bool tables_done_ = false;
   bool done_ = false;
   // Counted as read, for the end piece.
-  uint64_t pieces_ = 0, tables_ = 0, rows_ = 0, dead_letters_ = 0, versions_ = 0;
+  uint64_t pieces_ = 0, tables_ = 0, rows_ = 0, dead_letters_ = 0, versions_ = 0, conflicts_ = 0;
 };
 
 // Checks a whole payload received for `shard`: empty (a bootstrap snapshot) or a snapshot of that

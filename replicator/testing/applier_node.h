@@ -33,6 +33,18 @@ inline absl::StatusOr<change::v1::ShardSnapshot> CreateSnapshot(
   return ReadShardSnapshot(raft::host::StringSnapshotSource(sink.Take()));
 }
 
+// `from`'s snapshot of `shard` installed by `to` at `index`, as the stream it writes (what a
+// ShardSnapshot message does not hold travels too: row versions, conflicts).
+inline absl::StatusOr<InstallResult> CopySnapshot(ChangeApplier& from, ChangeApplier& to, int shard,
+                                                  uint64_t index) {
+  raft::host::StringSnapshotSink sink;
+  ShardSnapshotWriter writer(sink);
+  if (absl::Status s = from.CreateSnapshot(shard, writer); !s.ok()) return s;
+  raft::host::StringSnapshotSource source(sink.Take());
+  ShardSnapshotReader reader(source);
+  return to.InstallSnapshot(reader, index);
+}
+
 // Installs `snap` as a node does: written as a stream of pieces, read from it.
 inline absl::StatusOr<InstallResult> InstallSnapshot(ChangeApplier& applier,
                                                      const change::v1::ShardSnapshot& snap,
