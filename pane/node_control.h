@@ -56,6 +56,19 @@ class NodeControl {
   virtual absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) {
     return NotYet();
   }
+  // This node's kept conflicts, newest first: at most `limit` (> 0) of `table` (every table's
+  // when empty) with ids below `before_id` (0: from the newest).
+  virtual absl::StatusOr<admin::v1::ListConflictsResponse> ListConflicts(int limit,
+                                                                         const std::string& table,
+                                                                         int64_t before_id) {
+    return NotYet();
+  }
+  // Clears the conflicts `request` names on every node (see ResolveConflict in admin.proto); the
+  // pane checked its shape. NOT_FOUND, and nothing cleared, when this node keeps one of them not.
+  virtual absl::StatusOr<admin::v1::ResolveConflictResponse> ResolveConflict(
+      const admin::v1::ResolveConflictRequest& request) {
+    return NotYet();
+  }
 
  protected:
   static absl::Status NotYet() {

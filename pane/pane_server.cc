@@ -164,8 +164,64 @@ class AdminService final : public admin::v1::Admin::Service {
     *out = *std::move(repaired);
     return grpc::Status::OK;
   }
+  grpc::Status ListConflicts(grpc::ServerContext* ctx, const admin::v1::ListConflictsRequest* req,
+                             admin::v1::ListConflictsResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (req->limit() < 0 || req->limit() > kMaxConflicts) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("limit must be 0 to ", kMaxConflicts, ", not ", req->limit()));
+    }
+    if (req->before_id() < 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("before_id must not be negative, got ", req->before_id()));
+    }
+    absl::StatusOr<admin::v1::ListConflictsResponse> list = control_->ListConflicts(
+        req->limit() == 0 ? 100 : req->limit(), req->table(), req->before_id());
+    if (!list.ok()) return ToGrpc(list.status());
+    *out = *std::move(list);
+    return grpc::Status::OK;
+  }
+  grpc::Status ResolveConflict(grpc::ServerContext* ctx,
+                               const admin::v1::ResolveConflictRequest* req,
+                               admin::v1::ResolveConflictResponse* out) override {
+    if (grpc::Status s = Authorize(ctx); !s.ok()) return s;
+    if (grpc::Status s = CheckResolve(*req); !s.ok()) return s;
+    absl::StatusOr<admin::v1::ResolveConflictResponse> resolved = control_->ResolveConflict(*req);
+    if (!resolved.ok()) return ToGrpc(resolved.status());
+    *out = *std::move(resolved);
+    return grpc::Status::OK;
+  }
 
  private:
+  // The most conflicts one call lists, or names to resolve.
+  static constexpr int kMaxConflicts = 10000;
+
+  static grpc::Status CheckResolve(const admin::v1::ResolveConflictRequest& req) {
+    auto invalid = [](std::string why) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(why));
+    };
+    const int named = req.conflicts_size() + req.ids_size();
+    if (req.all() && named > 0) return invalid("all excludes conflicts and ids");
+    if (!req.all() && !req.table().empty()) return invalid("table goes only with all");
+    if (!req.all() && named == 0) {
+      return invalid("name the conflicts to resolve (conflicts or ids), or set all");
+    }
+    if (named > kMaxConflicts) {
+      return invalid(absl::StrCat("at most ", kMaxConflicts, " conflicts per call, not ", named));
+    }
+    for (const admin::v1::ConflictId& c : req.conflicts()) {
+      if (c.origin_node() == 0 || c.table().empty() || c.change_id() <= 0) {
+        return invalid(
+            "each conflict needs its origin_node, table and change_id (positive), as "
+            "ListConflicts shows them");
+      }
+    }
+    for (int64_t id : req.ids()) {
+      if (id <= 0) return invalid(absl::StrCat("conflict ids are positive, got ", id));
+    }
+    return grpc::Status::OK;
+  }
   // Verify's and Repair's timeout: `seconds` (0: 30, at most 600), shortened so that the answer
   // reaches the caller before its own deadline (REST's is 90 seconds).
   static grpc::Status VerifyTimeout(grpc::ServerContext* ctx, uint32_t seconds,

@@ -49,9 +49,66 @@ class FixedNode : public NodeControl {
     r.set_still_failing(1);
     return r;
   }
+  absl::StatusOr<admin::v1::ListConflictsResponse> ListConflicts(int limit,
+                                                                 const std::string& table,
+                                                                 int64_t before_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    listed_ = absl::StrCat(limit, " ", table, " ", before_id);
+    ++lists_;
+    if (!status_.ok()) return status_;
+    admin::v1::ListConflictsResponse r;
+    r.set_total(1);
+    admin::v1::Conflict* c = r.add_conflicts();
+    c->set_id(3);
+    c->set_table(table);
+    c->set_key("42");
+    c->set_origin_node(2);
+    c->set_change_id(7);
+    c->set_op("update");
+    auto add = [&](const char* column) {
+      admin::v1::ColumnValue* v = c->add_row();
+      v->set_column(column);
+      return v->mutable_value();
+    };
+    add("id")->set_integer(42);
+    add("body")->set_text("hello");
+    add("photo")->set_blob(std::string("\x00\xff", 2));
+    add("score")->set_real(1.5);
+    add("note")->set_null(true);
+    add("raw")->set_text_bytes("\xff");
+    c->set_winner_origin_node(1);
+    c->set_winner_change_id(5);
+    return r;
+  }
+  absl::StatusOr<admin::v1::ResolveConflictResponse> ResolveConflict(
+      const admin::v1::ResolveConflictRequest& request) override {
+    std::lock_guard<std::mutex> l(mu_);
+    resolve_request_ = request;
+    ++resolves_;
+    if (!status_.ok()) return status_;
+    admin::v1::ResolveConflictResponse r;
+    r.set_resolved(request.conflicts_size() + request.ids_size());
+    return r;
+  }
   void set_status(absl::Status status) {
     std::lock_guard<std::mutex> l(mu_);
     status_ = std::move(status);
+  }
+  std::string listed() {
+    std::lock_guard<std::mutex> l(mu_);
+    return listed_;
+  }
+  int lists() {
+    std::lock_guard<std::mutex> l(mu_);
+    return lists_;
+  }
+  admin::v1::ResolveConflictRequest resolve_request() {
+    std::lock_guard<std::mutex> l(mu_);
+    return resolve_request_;
+  }
+  int resolves() {
+    std::lock_guard<std::mutex> l(mu_);
+    return resolves_;
   }
   std::vector<int64_t> retried_ids() {
     std::lock_guard<std::mutex> l(mu_);
@@ -67,6 +124,10 @@ class FixedNode : public NodeControl {
   absl::Status status_ = absl::OkStatus();
   std::vector<int64_t> retried_ids_;
   int retries_ = 0;
+  std::string listed_;
+  int lists_ = 0;
+  admin::v1::ResolveConflictRequest resolve_request_;
+  int resolves_ = 0;
 };
 
 class PaneServerTest : public ::testing::Test {
@@ -152,6 +213,122 @@ TEST_F(PaneServerTest, RetryDeadLettersNeedsTheKeyChecksIdsAndReachesTheNode) {
   grpc::Status missing = retry("k", {12}, &out);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(missing.error_message(), "no dead letter 12 on this node");
+}
+
+TEST_F(PaneServerTest, ListConflictsChecksPagingAndShowsValuesWithTheirStorageClasses) {
+  StartPane("k");
+  httplib::Client rest("127.0.0.1", pane_->port());
+  const httplib::Headers auth = {{"Authorization", "k"}};
+  // Without the key nothing reaches the node.
+  auto denied = rest.Get("/v1/conflicts");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401);
+  // Bad paging is a bad request, never sent on.
+  for (const char* bad :
+       {"/v1/conflicts?limit=-1", "/v1/conflicts?limit=10001", "/v1/conflicts?limit=abc",
+        "/v1/conflicts?before_id=-3", "/v1/conflicts?before_id=99999999999999999999",
+        "/v1/conflicts?tabel=t"}) {
+    auto res = rest.Get(bad, auth);
+    ASSERT_TRUE(res) << bad;
+    EXPECT_EQ(res->status, 400) << bad << ": " << res->body;
+    EXPECT_THAT(res->body, HasSubstr("\"code\":3")) << bad;
+  }
+  EXPECT_EQ(node_.lists(), 0);
+
+  // The filter and page reach the node; the default limit is 100.
+  auto res = rest.Get("/v1/conflicts?table=doc&limit=5&before_id=40", auth);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(node_.listed(), "5 doc 40");
+  // Each value says its storage class: 64-bit integers as strings, blobs and TEXT that is not
+  // UTF-8 in base64.
+  for (const char* shown :
+       {"\"table\":\"doc\"", "\"key\":\"42\"", "\"originNode\":\"2\"", "\"changeId\":\"7\"",
+        "\"op\":\"update\"", "{\"column\":\"id\",\"value\":{\"integer\":\"42\"}}",
+        "{\"column\":\"body\",\"value\":{\"text\":\"hello\"}}",
+        "{\"column\":\"photo\",\"value\":{\"blob\":\"AP8=\"}}",
+        "{\"column\":\"score\",\"value\":{\"real\":1.5}}",
+        "{\"column\":\"note\",\"value\":{\"null\":true}}",
+        "{\"column\":\"raw\",\"value\":{\"textBytes\":\"/w==\"}}", "\"winnerOriginNode\":\"1\"",
+        "\"winnerChangeId\":\"5\"", "\"total\":\"1\""}) {
+    EXPECT_THAT(res->body, HasSubstr(shown));
+  }
+  ASSERT_TRUE(rest.Get("/v1/conflicts", auth));
+  EXPECT_EQ(node_.listed(), "100  0");
+
+  // Over gRPC likewise.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "k");
+  admin::v1::ListConflictsRequest req;
+  req.set_limit(2);
+  admin::v1::ListConflictsResponse out;
+  grpc::Status s = admin::v1::Admin::NewStub(channel_)->ListConflicts(&ctx, req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(out.conflicts_size(), 1);
+  EXPECT_EQ(out.conflicts(0).row(2).value().blob(), std::string("\x00\xff", 2));
+  EXPECT_EQ(node_.listed(), "2  0");
+}
+
+TEST_F(PaneServerTest, ResolveConflictRefusesMalformedRequestsAndReachesTheNode) {
+  StartPane("k");
+  httplib::Client rest("127.0.0.1", pane_->port());
+  const httplib::Headers auth = {{"Authorization", "k"}};
+  auto resolve = [&](const std::string& body) {
+    return rest.Post("/v1/conflicts:resolve", auth, body, "application/json");
+  };
+  auto denied = rest.Post("/v1/conflicts:resolve", R"({"all": true})", "application/json");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401);
+  std::string too_many = R"({"ids": [)";
+  for (int i = 1; i <= 10001; ++i) absl::StrAppend(&too_many, i == 1 ? "" : ",", i);
+  too_many += "]}";
+  for (const std::string& bad : std::vector<std::string>{
+           "{}",  // names none
+           R"({"conflicts": [{"originNode": "0", "table": "doc", "changeId": "3"}]})",
+           R"({"conflicts": [{"originNode": "2", "table": "", "changeId": "3"}]})",
+           R"({"conflicts": [{"originNode": "2", "table": "doc", "changeId": "-3"}]})",
+           R"({"conflicts": [{"originNode": "18446744073709551616", "table": "doc"}]})",
+           R"({"ids": ["-1"]})", R"({"ids": [0]})", R"({"ids": ["99999999999999999999"]})",
+           R"({"ids": "x"})", R"({"ids": [{"id": 3}]})", R"({"all": "maybe"})",
+           R"({"all": true, "ids": ["3"]})", R"({"table": "doc"})", R"({"conflicts": 5})",
+           R"({"nope": 1})", "not json", too_many}) {
+    auto res = resolve(bad);
+    ASSERT_TRUE(res) << bad.substr(0, 80);
+    EXPECT_EQ(res->status, 400) << bad.substr(0, 80) << ": " << res->body;
+    EXPECT_THAT(res->body, HasSubstr("\"code\":3")) << bad.substr(0, 80);
+  }
+  EXPECT_EQ(node_.resolves(), 0);
+
+  // What a request names reaches the node as it was given.
+  auto res = resolve(
+      R"({"conflicts": [{"originNode": "2", "table": "doc", "changeId": "7"}], "ids": ["4"]})");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_THAT(res->body, HasSubstr("\"resolved\":\"2\""));
+  admin::v1::ResolveConflictRequest got = node_.resolve_request();
+  ASSERT_EQ(got.conflicts_size(), 1);
+  EXPECT_EQ(got.conflicts(0).origin_node(), 2u);
+  EXPECT_EQ(got.conflicts(0).table(), "doc");
+  EXPECT_EQ(got.conflicts(0).change_id(), 7);
+  ASSERT_EQ(got.ids_size(), 1);
+  EXPECT_EQ(got.ids(0), 4);
+  ASSERT_TRUE(resolve(R"({"all": true, "table": "doc"})"));
+  EXPECT_TRUE(node_.resolve_request().all());
+  EXPECT_EQ(node_.resolve_request().table(), "doc");
+
+  // A conflict the node does not keep: its NOT_FOUND, as 404.
+  node_.set_status(absl::NotFoundError("this node keeps no conflict 9 (nothing was resolved)"));
+  auto missing = resolve(R"({"ids": ["9"]})");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_THAT(missing->body, HasSubstr("keeps no conflict 9"));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "k");
+  admin::v1::ResolveConflictRequest req;
+  req.add_ids(9);
+  admin::v1::ResolveConflictResponse out;
+  EXPECT_EQ(admin::v1::Admin::NewStub(channel_)->ResolveConflict(&ctx, req, &out).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(PaneServerTest, HealthIsOpenAndFollowsDraining) {

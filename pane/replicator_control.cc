@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "pane/cluster_membership.h"
 #include "raft/host/grpc_transport.h"
+#include "replicator/conflict_store.h"
 #include "sqlite/change_log.h"
 #include "sqlite/schema.h"
 
@@ -242,6 +243,249 @@ absl::StatusOr<admin::v1::RepairResponse> ReplicatorControl::Repair(int shard,
   out.set_deleted(r->deleted);
   out.set_rounds(static_cast<uint32_t>(r->rounds));
   ToShardVerification(r->after, out.mutable_after());
+  return out;
+}
+
+namespace {
+
+// A value of a kept change as the pane shows it: its storage class kept; TEXT that is not
+// valid UTF-8 goes as its bytes.
+admin::v1::SqlValue ToSqlValue(const change::v1::Value& v) {
+  admin::v1::SqlValue out;
+  switch (v.kind_case()) {
+    case change::v1::Value::kInteger:
+      out.set_integer(v.integer());
+      break;
+    case change::v1::Value::kReal:
+      out.set_real(v.real());
+      break;
+    case change::v1::Value::kText:
+      if (ValidUtf8(v.text()) == v.text()) {
+        out.set_text(v.text());
+      } else {
+        out.set_text_bytes(v.text());
+      }
+      break;
+    case change::v1::Value::kBlob:
+      out.set_blob(v.blob());
+      break;
+    default:
+      out.set_null(true);
+  }
+  return out;
+}
+
+void AddColumn(google::protobuf::RepeatedPtrField<admin::v1::ColumnValue>* to,
+               const std::string& column, const change::v1::Value& value) {
+  admin::v1::ColumnValue* c = to->Add();
+  c->set_column(ValidUtf8(column));
+  *c->mutable_value() = ToSqlValue(value);
+}
+
+std::string OpName(const std::string& letter) {
+  if (letter == "I") return "insert";
+  if (letter == "U") return "update";
+  if (letter == "D") return "delete";
+  if (letter == "K") return "rekey";
+  return ValidUtf8(letter);
+}
+
+// The losing change's row and old key, from the TableChanges holding it alone (ConflictStore).
+// One that does not read leaves them empty.
+void DecodeLosingChange(const std::string& kept, admin::v1::Conflict* c) {
+  change::v1::TableChanges t;
+  if (!t.ParseFromString(kept) || t.changes_size() != 1) return;
+  const change::v1::Change& change = t.changes(0);
+  const bool by_rowid = t.key_columns_size() == 0;
+  if (change.op() != change::v1::OP_DELETE) {
+    if (by_rowid && change.has_rowid()) AddColumn(c->mutable_row(), "rowid", change.rowid());
+    for (int i = 0; i < change.row_size() && i < t.columns_size(); ++i) {
+      AddColumn(c->mutable_row(), t.columns(i), change.row(i));
+    }
+  }
+  for (int i = 0; i < change.old_key_size(); ++i) {
+    const std::string column = by_rowid                   ? "rowid"
+                               : i < t.key_columns_size() ? t.key_columns(i)
+                                                          : absl::StrCat("#", i);
+    AddColumn(c->mutable_old_key(), column, change.old_key(i));
+  }
+}
+
+int64_t AsInt(const sqlite::Value& v) {
+  return v.storage_class() == sqlite::StorageClass::kInteger ? v.integer() : 0;
+}
+std::string AsBytes(const sqlite::Value& v) {
+  return v.storage_class() == sqlite::StorageClass::kText ||
+                 v.storage_class() == sqlite::StorageClass::kBlob
+             ? v.bytes()
+             : "";
+}
+
+// Runs `sql` with `values` bound; the rows.
+absl::StatusOr<std::vector<std::vector<sqlite::Value>>> QueryBound(
+    sqlite::Database& db, const std::string& sql, const std::vector<sqlite::Value>& values) {
+  absl::StatusOr<sqlite::Statement> stmt = db.Prepare(sql);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll(values); !s.ok()) return s;
+  std::vector<std::vector<sqlite::Value>> rows;
+  for (;;) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return rows;
+    rows.push_back(stmt->Row());
+  }
+}
+
+const std::string& ConflictsTable() {
+  static const std::string* table =
+      new std::string(sqlite::QuoteIdentifier(replicator::kConflictsTable));
+  return *table;
+}
+
+}  // namespace
+
+absl::StatusOr<admin::v1::ListConflictsResponse> ReplicatorControl::ListConflicts(
+    int limit, const std::string& table, int64_t before_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  admin::v1::ListConflictsResponse out;
+  const std::string of_table = table.empty() ? "" : " WHERE tbl = ?1";
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> total =
+      QueryBound(db_, absl::StrCat("SELECT count(*) FROM ", ConflictsTable(), of_table),
+                 table.empty() ? std::vector<sqlite::Value>{}
+                               : std::vector<sqlite::Value>{sqlite::Value::Text(table)});
+  if (!total.ok()) return total.status();
+  out.set_total(AsInt(total->front().front()));
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = QueryBound(
+      db_,
+      absl::StrCat("SELECT id, shard, raft_index, tbl, key, origin, change_id, op, change, "
+                   "winner_origin, winner_change_id, at_ms FROM ",
+                   ConflictsTable(), " WHERE (?1 IS NULL OR tbl = ?1) AND id < ?2 ",
+                   "ORDER BY id DESC LIMIT ?3"),
+      {table.empty() ? sqlite::Value::Null() : sqlite::Value::Text(table),
+       sqlite::Value::Integer(before_id > 0 ? before_id : INT64_MAX),
+       sqlite::Value::Integer(limit)});
+  if (!rows.ok()) return rows.status();
+  for (const std::vector<sqlite::Value>& r : *rows) {
+    admin::v1::Conflict* c = out.add_conflicts();
+    c->set_id(AsInt(r[0]));
+    c->set_shard(static_cast<uint32_t>(AsInt(r[1])));
+    c->set_raft_index(static_cast<uint64_t>(AsInt(r[2])));
+    c->set_table(ValidUtf8(AsBytes(r[3])));
+    c->set_key(ValidUtf8(AsBytes(r[4])));
+    c->set_origin_node(static_cast<uint64_t>(AsInt(r[5])));
+    c->set_change_id(AsInt(r[6]));
+    c->set_op(OpName(AsBytes(r[7])));
+    DecodeLosingChange(AsBytes(r[8]), c);
+    c->set_winner_origin_node(static_cast<uint64_t>(AsInt(r[9])));
+    c->set_winner_change_id(AsInt(r[10]));
+    c->set_at_ms(AsInt(r[11]));
+  }
+  return out;
+}
+
+absl::StatusOr<admin::v1::ResolveConflictResponse> ReplicatorControl::ResolveConflict(
+    const admin::v1::ResolveConflictRequest& request) {
+  // What names each conflict on every node, by shard, and this node's ids to wait for.
+  std::map<int, std::vector<change::v1::ConflictId>> by_shard;
+  std::set<int64_t> local_ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string columns =
+        absl::StrCat("SELECT id, shard, origin, tbl, change_id FROM ", ConflictsTable());
+    std::vector<std::vector<sqlite::Value>> found;
+    auto take = [&](const std::vector<std::vector<sqlite::Value>>& rows) {
+      found.insert(found.end(), rows.begin(), rows.end());
+    };
+    if (request.all()) {
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+          request.table().empty() ? QueryBound(db_, columns, {})
+                                  : QueryBound(db_, absl::StrCat(columns, " WHERE tbl = ?1"),
+                                               {sqlite::Value::Text(request.table())});
+      if (!rows.ok()) return rows.status();
+      take(*rows);
+    }
+    for (int64_t id : request.ids()) {
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+          QueryBound(db_, absl::StrCat(columns, " WHERE id = ?1"), {sqlite::Value::Integer(id)});
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) {
+        return absl::NotFoundError(
+            absl::StrCat("this node keeps no conflict ", id, " (nothing was resolved)"));
+      }
+      take(*rows);
+    }
+    for (const admin::v1::ConflictId& c : request.conflicts()) {
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+          c.origin_node() > static_cast<uint64_t>(INT64_MAX)
+              ? std::vector<std::vector<sqlite::Value>>{}
+              : QueryBound(
+                    db_,
+                    absl::StrCat(columns, " WHERE origin = ?1 AND tbl = ?2 AND change_id = ?3"),
+                    {sqlite::Value::Integer(static_cast<int64_t>(c.origin_node())),
+                     sqlite::Value::Text(c.table()), sqlite::Value::Integer(c.change_id())});
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) {
+        return absl::NotFoundError(absl::StrCat("this node keeps no conflict of change ",
+                                                c.change_id(), " of ", c.table(), " from node ",
+                                                c.origin_node(), " (nothing was resolved)"));
+      }
+      take(*rows);
+    }
+    for (const std::vector<sqlite::Value>& r : found) {
+      if (!local_ids.insert(AsInt(r[0])).second) continue;  // Named twice.
+      change::v1::ConflictId id;
+      id.set_origin_node(static_cast<uint64_t>(AsInt(r[2])));
+      id.set_table(AsBytes(r[3]));
+      id.set_change_id(AsInt(r[4]));
+      by_shard[static_cast<int>(AsInt(r[1]))].push_back(std::move(id));
+    }
+  }
+  raft::host::NodeHost* host = replicator_->host();
+  std::map<int, uint64_t> applied_at;  // Per shard, the last entry proposed.
+  for (const auto& [shard, ids] : by_shard) {
+    for (size_t from = 0; from < ids.size(); from += kResolvedPerEntry) {
+      change::v1::ChangeBatch batch;
+      batch.set_origin_node(replicator_->config().node_id);
+      for (size_t i = from; i < std::min(ids.size(), from + kResolvedPerEntry); ++i) {
+        *batch.add_resolved_conflicts() = ids[i];
+      }
+      absl::StatusOr<uint64_t> index =
+          host->ProposeAndWait(static_cast<uint64_t>(shard), batch.SerializeAsString());
+      if (!index.ok()) {
+        return absl::Status(
+            index.status().code(),
+            absl::StrCat("resolving conflicts of shard ", shard, ": ", index.status().message(),
+                         " (call again: what was resolved stays resolved)"));
+      }
+      applied_at[shard] = *index;
+    }
+  }
+  // Applied here once the proposal is done; the apply round that holds the entry commits (with
+  // the shard's applied index) right after.
+  const absl::Time deadline = absl::Now() + kResolveWait;
+  for (const auto& [shard, index] : applied_at) {
+    for (;;) {
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> applied;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        applied =
+            QueryBound(db_, "SELECT applied_index FROM \"__marmot__shard_state\" WHERE shard = ?1",
+                       {sqlite::Value::Integer(shard)});
+      }
+      if (!applied.ok()) return applied.status();
+      if (!applied->empty() && AsInt(applied->front().front()) >= static_cast<int64_t>(index)) {
+        break;
+      }
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "the resolution committed in shard ", shard, " at index ", index,
+            ", but this node has not applied it yet (every node clears the conflicts as it does)"));
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  admin::v1::ResolveConflictResponse out;
+  out.set_resolved(static_cast<int64_t>(local_ids.size()));
   return out;
 }
 

@@ -49,6 +49,20 @@ class ReplicatorControl : public NodeControl {
   absl::StatusOr<admin::v1::VerifyResponse> Verify(const std::vector<int>& shards,
                                                    absl::Duration timeout) override;
   absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) override;
+  // Reads this node's `__marmot__conflicts` (replicator/conflict_store.h), the losing rows
+  // decoded from the changes kept there.
+  absl::StatusOr<admin::v1::ListConflictsResponse> ListConflicts(int limit,
+                                                                 const std::string& table,
+                                                                 int64_t before_id) override;
+  // Finds the named conflicts here, then proposes their identities to their shards (a
+  // ChangeBatch with resolved_conflicts, up to kResolvedPerEntry per entry), and waits until
+  // this node's database no longer holds them (at most kResolveWait after the last entry
+  // applied here: DEADLINE_EXCEEDED then). A proposal that fails answers its error; the entries
+  // proposed before it stay resolved, and calling again resolves the rest.
+  absl::StatusOr<admin::v1::ResolveConflictResponse> ResolveConflict(
+      const admin::v1::ResolveConflictRequest& request) override;
+  static constexpr int kResolvedPerEntry = 1000;
+  static constexpr absl::Duration kResolveWait = absl::Seconds(10);
 
  private:
   ReplicatorControl(replicator::Replicator* replicator, sqlite::Database db, std::string version,
@@ -60,7 +74,7 @@ class ReplicatorControl : public NodeControl {
 
   replicator::Replicator* replicator_;
   std::mutex mu_;        // Guards db_ (pane calls run on several threads).
-  sqlite::Database db_;  // Read-only, for backlog and dead letters.
+  sqlite::Database db_;  // Read-only, for backlog, dead letters and conflicts.
   std::string version_;
   absl::Duration add_node_timeout_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -70,6 +70,17 @@ class SwitchableNodeControl : public NodeControl {
     NodeControl* t = target();
     return t != nullptr ? t->Repair(shard, timeout) : Starting();
   }
+  absl::StatusOr<admin::v1::ListConflictsResponse> ListConflicts(int limit,
+                                                                 const std::string& table,
+                                                                 int64_t before_id) override {
+    NodeControl* t = target();
+    return t != nullptr ? t->ListConflicts(limit, table, before_id) : Starting();
+  }
+  absl::StatusOr<admin::v1::ResolveConflictResponse> ResolveConflict(
+      const admin::v1::ResolveConflictRequest& request) override {
+    NodeControl* t = target();
+    return t != nullptr ? t->ResolveConflict(request) : Starting();
+  }
 
  private:
   static absl::Status Starting() { return absl::UnavailableError("marmot is starting"); }

@@ -165,6 +165,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     int shard, uint64_t index, const ChangeBatch& batch) {
   // A schema change writes (the object, the baseline).
   if (batch.schema_changes_size() > 0) return std::nullopt;
+  if (batch.resolved_conflicts_size() > 0) return std::nullopt;  // Deletes conflicts: a write.
   const uint64_t local_node = state_.local_node;
   UnwrittenEntryReads reads(dead_letters_, applied_, shard);
   absl::StatusOr<EntryAction> entry =
@@ -292,6 +293,13 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result); !s.ok()) {
       return s;
     }
+  }
+  // Conflicts an operator resolved (the pane's ResolveConflict): cleared here as on every node.
+  if (batch.resolved_conflicts_size() > 0) {
+    absl::StatusOr<int64_t> resolved = conflicts_.Resolve(shard, batch.resolved_conflicts());
+    if (!resolved.ok()) return resolved.status();
+    LOG(INFO) << "shard " << shard << " index " << index << ": " << *resolved
+              << " conflict(s) resolved by node " << origin;
   }
   for (const TableChanges& given : batch.tables()) {
     absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, given.table());

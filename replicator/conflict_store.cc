@@ -1,5 +1,7 @@
 #include "replicator/conflict_store.h"
 
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 
 namespace marmot::replicator {
@@ -98,6 +100,24 @@ absl::StatusOr<int64_t> ConflictStore::Count() {
       absl::StrCat("SELECT count(*) FROM ", sqlite::QuoteIdentifier(kConflictsTable)));
   if (!n.ok()) return n.status();
   return n->integer();
+}
+
+absl::StatusOr<int64_t> ConflictStore::Resolve(
+    int shard, const google::protobuf::RepeatedPtrField<change::v1::ConflictId>& resolved) {
+  const std::string sql =
+      absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+                   " WHERE shard = ?1 AND origin = ?2 AND tbl = ?3 AND change_id = ?4");
+  int64_t deleted = 0;
+  for (const change::v1::ConflictId& id : resolved) {
+    // Origins are stored as SQLite integers: one above their range names none.
+    if (id.origin_node() > static_cast<uint64_t>(INT64_MAX)) continue;
+    absl::Status s = db_.RunKept(
+        sql, {Value::Integer(shard), Value::Integer(static_cast<int64_t>(id.origin_node())),
+              Value::Text(id.table()), Value::Integer(id.change_id())});
+    if (!s.ok()) return s;
+    deleted += db_.Changes();
+  }
+  return deleted;
 }
 
 }  // namespace marmot::replicator

@@ -60,6 +60,13 @@ class ConflictStore {
   absl::Status DeleteShard(int shard);
   absl::Status InsertCarried(int shard, const change::v1::SnapshotVersions::Conflict& c);
 
+  // Deletes the conflicts of `shard` that `resolved` names (an operator resolved them: the
+  // pane's ResolveConflict), inside the caller's transaction; names of another shard or of none
+  // kept here are passed over. Their entry comes after the entries that kept them in the same
+  // shard, so every node deletes the same ones. Returns how many were deleted.
+  absl::StatusOr<int64_t> Resolve(
+      int shard, const google::protobuf::RepeatedPtrField<change::v1::ConflictId>& resolved);
+
  private:
   sqlite::Database& db_;
 };

@@ -1,11 +1,12 @@
 // Operating a live cluster through the control pane, as operators do with curl and grpcurl:
-// leadership, snapshots, membership, backup.
+// leadership, snapshots, membership, backup, dead letters, conflicts.
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -628,6 +629,172 @@ TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChan
   cluster.Sql(1, "UPDATE t SET v = 'later' WHERE id = 1;");
   EXPECT_TRUE(testing::WaitFor(
       [&] { return cluster.Sql(four, "SELECT v FROM t WHERE id = 1;") == "later\n"; }, 30s));
+}
+
+TEST_F(PaneClusterTest, ConflictsAreListedAlikeOnEveryNodeAndResolvedOnOneClearThemEverywhere) {
+  // Given three nodes holding rows 1 to 5 of doc (in both shards)
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 2,
+       .schema = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT, photo BLOB, score REAL);"});
+  cluster.Start();
+  const std::string rows = ".mode quote\nSELECT * FROM doc ORDER BY id;";
+  const std::string kept =
+      "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id, hex(change) FROM "
+      "\"__marmot__conflicts\" ORDER BY origin, tbl, change_id;";
+  auto kept_count = [&](int id) {
+    return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__conflicts\";");
+  };
+  cluster.Sql(1,
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) "
+              "INSERT INTO doc SELECT i, 'first ' || i, NULL, 0.5 FROM n;");
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.Sql(3, rows);
+
+  // When node 3's application edits rows 1 to 4 and deletes row 5 while its marmot is stopped,
+  // and node 1's edits all five meanwhile: node 3's changes were made without seeing node 1's,
+  // which come first in the shards, so they lose and are kept on every node
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(3,
+              "UPDATE doc SET body = 'node 3 ' || id, photo = X'00FF', score = 2.5 WHERE id <= 4;"
+              "DELETE FROM doc WHERE id = 5;");
+  cluster.Sql(1, "UPDATE doc SET body = 'node 1 ' || id;");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(2, "SELECT body FROM doc WHERE id = 5;") == "node 1 5\n"; }, 30s));
+  cluster.StartNode(3);
+  ASSERT_TRUE(testing::WaitFor([&] { return kept_count(1) == "5\n"; }, 60s))
+      << kept_count(1) << cluster.log(3);
+  ASSERT_TRUE(cluster.WaitForSame(kept, 60s)) << cluster.Sql(3, kept);
+  ASSERT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.Sql(3, rows);
+  EXPECT_EQ(cluster.Sql(3, "SELECT group_concat(body, '|') FROM doc;"),
+            "node 1 1|node 1 2|node 1 3|node 1 4|node 1 5\n");
+
+  // Then ListConflicts answers the same on nodes 1 and 2 (but for each node's own ids), with the
+  // losing rows' values and their storage classes
+  auto list = [&](int id, const std::string& query = "") {
+    admin::v1::ListConflictsResponse out;
+    auto res = Call(cluster, id, "GET", "/v1/conflicts" + query);
+    EXPECT_TRUE(res && res->status == 200) << (res ? res->body : "no answer");
+    if (res && res->status == 200) {
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(res->body, &out).ok()) << res->body;
+    }
+    return out;
+  };
+  auto without_ids = [](admin::v1::ListConflictsResponse r) {
+    for (admin::v1::Conflict& c : *r.mutable_conflicts()) c.clear_id();
+    std::sort(r.mutable_conflicts()->begin(), r.mutable_conflicts()->end(),
+              [](const admin::v1::Conflict& a, const admin::v1::Conflict& b) {
+                return a.change_id() < b.change_id();
+              });
+    return r.SerializeAsString();
+  };
+  admin::v1::ListConflictsResponse on_1 = list(1);
+  admin::v1::ListConflictsResponse on_2 = list(2);
+  ASSERT_EQ(on_1.total(), 5);
+  ASSERT_EQ(on_1.conflicts_size(), 5);
+  EXPECT_EQ(without_ids(on_1), without_ids(on_2)) << on_1.DebugString() << on_2.DebugString();
+  std::set<uint32_t> shards;
+  int updates = 0, deletes = 0;
+  for (const admin::v1::Conflict& c : on_2.conflicts()) {
+    shards.insert(c.shard());
+    EXPECT_EQ(c.table(), "doc");
+    EXPECT_EQ(c.origin_node(), 3u);
+    EXPECT_EQ(c.winner_origin_node(), 1u);
+    EXPECT_GT(c.winner_change_id(), 0);
+    EXPECT_GT(c.at_ms(), 0);
+    if (c.op() == "delete") {
+      ++deletes;
+      EXPECT_EQ(c.key(), "5");
+      ASSERT_EQ(c.old_key_size(), 1) << c.DebugString();
+      EXPECT_EQ(c.old_key(0).column(), "id");
+      EXPECT_EQ(c.old_key(0).value().integer(), 5);
+      continue;
+    }
+    ++updates;
+    EXPECT_EQ(c.op(), "update");
+    ASSERT_EQ(c.row_size(), 4) << c.DebugString();
+    EXPECT_EQ(c.row(0).column(), "id");
+    EXPECT_EQ(c.key(), std::to_string(c.row(0).value().integer()));
+    EXPECT_EQ(c.row(1).value().text(), absl::StrCat("node 3 ", c.key()));
+    EXPECT_EQ(c.row(2).value().blob(), std::string("\x00\xff", 2));
+    EXPECT_EQ(c.row(3).value().real(), 2.5);
+  }
+  EXPECT_EQ(updates, 4);
+  EXPECT_EQ(deletes, 1);
+  EXPECT_EQ(shards.size(), 2u) << "rows 1 to 5 are expected in both shards";
+  // Paging: two at a time, newest first, every one once.
+  std::set<int64_t> paged;
+  int64_t before = 0;
+  for (int page = 0; page < 3; ++page) {
+    admin::v1::ListConflictsResponse p =
+        list(2, absl::StrCat("?limit=2&table=doc&before_id=", before));
+    for (const admin::v1::Conflict& c : p.conflicts()) {
+      EXPECT_TRUE(before == 0 || c.id() < before);
+      paged.insert(c.id());
+    }
+    if (p.conflicts_size() > 0) before = p.conflicts(p.conflicts_size() - 1).id();
+  }
+  EXPECT_EQ(paged.size(), 5u);
+  EXPECT_EQ(list(2, "?table=other").total(), 0);
+
+  // An unknown conflict is NOT_FOUND, and nothing is resolved
+  auto unknown = Call(cluster, 2, "POST", "/v1/conflicts:resolve",
+                      R"({"conflicts": [{"originNode": "3", "table": "doc", "changeId": "999"}]})");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404) << unknown->body;
+  EXPECT_EQ(kept_count(2), "5\n");
+
+  // When an operator resolves the delete and one update on node 2 (REST, by what names them on
+  // every node), node 2 no longer lists them when the call answers, and nodes 1 and 3 drop them
+  std::vector<const admin::v1::Conflict*> first;
+  for (const admin::v1::Conflict& c : on_2.conflicts()) {
+    if (c.op() == "delete" || (first.size() < 2 && c.key() == "1")) first.push_back(&c);
+  }
+  ASSERT_EQ(first.size(), 2u);
+  std::string body = R"({"conflicts": [)";
+  for (const admin::v1::Conflict* c : first) {
+    absl::StrAppend(&body, c == first.front() ? "" : ",", R"({"originNode": ")", c->origin_node(),
+                    R"(", "table": "doc", "changeId": ")", c->change_id(), R"("})");
+  }
+  body += "]}";
+  auto resolved = Call(cluster, 2, "POST", "/v1/conflicts:resolve", body);
+  ASSERT_TRUE(resolved);
+  ASSERT_EQ(resolved->status, 200) << resolved->body;
+  EXPECT_THAT(resolved->body, HasSubstr("\"resolved\":\"2\""));
+  EXPECT_EQ(list(2).total(), 3);
+  for (int id : {1, 3}) {
+    EXPECT_TRUE(testing::WaitFor([&] { return kept_count(id) == "3\n"; }, 30s))
+        << "node " << id << ": " << kept_count(id);
+  }
+  EXPECT_TRUE(cluster.WaitForSame(kept, 30s));
+  EXPECT_THAT(cluster.Sql(1, kept), Not(HasSubstr("|D|")));
+
+  // And resolving all that remain over gRPC (with the key) clears them on all three nodes
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", cluster.pane_port(2)),
+                                     grpc::InsecureChannelCredentials());
+  admin::v1::ResolveConflictRequest all;
+  all.set_all(true);
+  admin::v1::ResolveConflictResponse out;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    EXPECT_EQ(admin::v1::Admin::NewStub(channel)->ResolveConflict(&ctx, all, &out).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  ctx.AddMetadata("authorization", kAuth);
+  grpc::Status s = admin::v1::Admin::NewStub(channel)->ResolveConflict(&ctx, all, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.resolved(), 3);
+  EXPECT_EQ(kept_count(2), "0\n");
+  for (int id : {1, 3}) {
+    EXPECT_TRUE(testing::WaitFor([&] { return kept_count(id) == "0\n"; }, 30s))
+        << "node " << id << ": " << kept_count(id);
+  }
+  // The rows stay as they were.
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s));
+  EXPECT_EQ(cluster.Sql(2, "SELECT group_concat(body, '|') FROM doc;"),
+            "node 1 1|node 1 2|node 1 3|node 1 4|node 1 5\n");
 }
 
 }  // namespace
