@@ -336,11 +336,7 @@ absl::StatusOr<std::vector<std::vector<sqlite::Value>>> QueryBound(
   }
 }
 
-const std::string& ConflictsTable() {
-  static const std::string* table =
-      new std::string(sqlite::QuoteIdentifier(replicator::kConflictsTable));
-  return *table;
-}
+std::string ConflictsTable() { return sqlite::QuoteIdentifier(replicator::kConflictsTable); }
 
 }  // namespace
 
@@ -385,7 +381,7 @@ absl::StatusOr<admin::v1::ListConflictsResponse> ReplicatorControl::ListConflict
 
 absl::StatusOr<admin::v1::ResolveConflictResponse> ReplicatorControl::ResolveConflict(
     const admin::v1::ResolveConflictRequest& request) {
-  // What names each conflict on every node, by shard, and this node's ids to wait for.
+  // What names each conflict on every node, by shard; this node's ids, each counted once.
   std::map<int, std::vector<change::v1::ConflictId>> by_shard;
   std::set<int64_t> local_ids;
   {
