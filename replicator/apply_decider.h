@@ -149,7 +149,8 @@ class ApplyView {
   virtual absl::StatusOr<bool> RowAlreadyHolds() = 0;
   // For a change that names the version of its row it was made after (Change.prev): whether
   // its row's version in the shard here is another node's change than that one (it was made
-  // concurrently, without seeing it). A version of the change's own origin never is.
+  // concurrently, without seeing it). A version of the change's own origin never is, nor one
+  // that carried fewer columns than the change (read before its origin had the others).
   virtual absl::StatusOr<bool> MadeWithoutSeeingItsRow() = 0;
 };
 

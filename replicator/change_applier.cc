@@ -238,7 +238,8 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
                               RowVersion{.shard = shard,
                                          .raft_index = index,
                                          .origin = batch.origin_node(),
-                                         .change_id = c.change_id()}});
+                                         .change_id = c.change_id(),
+                                         .columns = t.columns_size()}});
         }
       }
       table.keys.push_back(view.TakeKeys());
@@ -360,7 +361,8 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
                                  .raft_index = index,
                                  .origin = origin,
                                  .change_id = c.change_id(),
-                                 .held = held ? OneChange(t, c) : std::string()};
+                                 .held = held ? OneChange(t, c) : std::string(),
+                                 .columns = t.columns_size()};
         for (const std::string& key : *keys) {
           if (absl::Status s = versions_.Set(t.table(), key, version); !s.ok()) return s;
         }
@@ -633,7 +635,8 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
                                       .raft_index = e.raft_index(),
                                       .origin = e.origin(),
                                       .change_id = e.change_id(),
-                                      .held = e.held()});
+                                      .held = e.held(),
+                                      .columns = e.columns()});
       if (!s.ok()) return s;
       if (!e.held().empty()) held.emplace_back(e.table(), e.key());
     }

@@ -228,6 +228,10 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   if (!current->has_value()) return false;
   const RowVersion& v = **current;
   if (v.origin == table_.origin_) return false;
+  // A version read before its table had columns this change carries (its origin had not the
+  // schema yet) left those columns to the rows' earlier versions, which the row of a node that
+  // wrote it concurrently no longer holds: such a change applies over it, as a later change.
+  if (v.columns > 0 && v.columns < table_.t_.columns_size()) return false;
   return !(v.origin == c_.prev().origin() && v.change_id == c_.prev().change_id());
 }
 

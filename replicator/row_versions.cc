@@ -28,10 +28,11 @@ RowVersion ReadVersion(const Statement& stmt, int first) {
   v.change_id = stmt.Column(first + 3).integer();
   const Value held = stmt.Column(first + 4);
   if (!held.is_null()) v.held = held.bytes();
+  v.columns = stmt.Column(first + 5).integer();
   return v;
 }
 
-constexpr char kColumns[] = "shard, raft_index, origin, change_id, held";
+constexpr char kColumns[] = "shard, raft_index, origin, change_id, held, columns";
 
 }  // namespace
 
@@ -74,15 +75,15 @@ absl::Status RowVersions::Set(const std::string& table, const std::string& key,
                               const RowVersion& v) {
   const std::string sql = absl::StrCat(
       "INSERT INTO ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable), " (tbl, key, ", kColumns,
-      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tbl, key) DO UPDATE SET "
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tbl, key) DO UPDATE SET "
       "shard = excluded.shard, raft_index = excluded.raft_index, origin = excluded.origin, "
-      "change_id = excluded.change_id, held = excluded.held "
+      "change_id = excluded.change_id, held = excluded.held, columns = excluded.columns "
       "WHERE excluded.raft_index >= raft_index");
-  return db_.RunKept(sql,
-                     {Value::Text(table), Value::Text(key), Value::Integer(v.shard),
-                      Value::Integer(static_cast<int64_t>(v.raft_index)),
-                      Value::Integer(static_cast<int64_t>(v.origin)), Value::Integer(v.change_id),
-                      v.held.empty() ? Value::Null() : Value::Blob(v.held)});
+  return db_.RunKept(
+      sql, {Value::Text(table), Value::Text(key), Value::Integer(v.shard),
+            Value::Integer(static_cast<int64_t>(v.raft_index)),
+            Value::Integer(static_cast<int64_t>(v.origin)), Value::Integer(v.change_id),
+            v.held.empty() ? Value::Null() : Value::Blob(v.held), Value::Integer(v.columns)});
 }
 
 void RowVersions::Defer(const std::string& table, const std::string& key, const RowVersion& v) {

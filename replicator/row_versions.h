@@ -47,6 +47,8 @@ struct RowVersion {
   uint64_t origin = 0;
   int64_t change_id = 0;
   std::string held;  // Empty: this node's row holds it.
+  // How many columns the change carried (its table's, as its origin read it); 0: not known.
+  int64_t columns = 0;
 };
 
 class RowVersions {

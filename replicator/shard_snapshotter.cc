@@ -140,6 +140,7 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
         e.set_origin(v.origin);
         e.set_change_id(v.change_id);
         e.set_held(v.held);
+        e.set_columns(v.columns);
         return out.AddVersion(std::move(e));
       });
   if (!versions.ok()) return versions;

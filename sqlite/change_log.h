@@ -97,8 +97,8 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
 absl::Status RemoveCapture(Database& db);
 
 // `__marmot__versions`: per row (table, key as RowVersionKeySql makes it), the change its shard
-// applied last on this node (origin node, change id, the Raft index of its entry), `shard`, and
-// `held`: not NULL when this
+// applied last on this node (origin node, change id, the Raft index of its entry, how many
+// columns it carried), `shard`, and `held`: not NULL when this
 // node's row does not hold that change yet, because changes of this node not yet applied in the
 // shard come later and will lose to it (replicator/row_versions.h). Capture reads it; the
 // applier writes it. Created by InstallCapture.
@@ -106,7 +106,7 @@ inline constexpr char kRowVersionsTable[] = "__marmot__versions";
 inline constexpr char kCreateRowVersions[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
-    "change_id INTEGER NOT NULL, held BLOB, "
+    "change_id INTEGER NOT NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, "
     "PRIMARY KEY (tbl, key)) WITHOUT ROWID";
 // The SQL expression of a row's key in kRowVersionsTable from the SQL expressions of its key
 // values in key order (the rowid for a table keyed by it): each value as quote() writes it,
