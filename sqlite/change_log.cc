@@ -338,7 +338,13 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
 
 std::string RowVersionKeySql(const std::vector<std::string>& values) {
   std::vector<std::string> quoted;
-  for (const std::string& v : values) quoted.push_back(absl::StrCat("quote(", v, ")"));
+  // quote() ends a TEXT at its first NUL: a TEXT holding one is written as its bytes, as a
+  // BLOB literal after a T, which no quote() begins with.
+  for (const std::string& v : values) {
+    quoted.push_back(absl::StrCat("CASE WHEN typeof(", v, ") = 'text' AND instr(CAST(", v,
+                                  " AS BLOB), x'00') > 0 THEN 'T' || quote(CAST(", v,
+                                  " AS BLOB)) ELSE quote(", v, ") END"));
+  }
   return absl::StrJoin(quoted, " || ',' || ");
 }
 

@@ -110,7 +110,8 @@ inline constexpr char kCreateRowVersions[] =
     "PRIMARY KEY (tbl, key)) WITHOUT ROWID";
 // The SQL expression of a row's key in kRowVersionsTable from the SQL expressions of its key
 // values in key order (the rowid for a table keyed by it): each value as quote() writes it,
-// joined by commas. Exact for every storage class (a TEXT stops at its first NUL).
+// joined by commas; a TEXT holding a NUL, which quote() would end there, as T and its bytes as
+// quote() writes a BLOB (TX'610062'). Exact for every storage class.
 std::string RowVersionKeySql(const std::vector<std::string>& values);
 
 // The version of its row a change was made after (read by the capture trigger).
