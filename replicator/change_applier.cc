@@ -454,6 +454,20 @@ absl::Status ChangeApplier::WriteHeld(int shard, const std::string& table, const
   }
   version.held.clear();
   if (absl::Status s = versions_.Set(table, key, version); !s.ok()) return s;
+  // A rekey is held at both its keys and written once: neither waits for it any more (the other
+  // would keep it held, and this node's writes of that row would lose to it, for ever).
+  for (const std::vector<Value>& other : KeysOf(held, KeyPositions(held), held.changes(0))) {
+    absl::StatusOr<std::string> other_key = versions_.KeyOf(other);
+    if (!other_key.ok()) return other_key.status();
+    if (*other_key == key) continue;
+    absl::StatusOr<std::optional<RowVersion>> there = versions_.Get(table, *other_key);
+    if (!there.ok()) return there.status();
+    if (!there->has_value() || (*there)->held.empty() || (*there)->origin != version.origin ||
+        (*there)->change_id != version.change_id || (*there)->raft_index != version.raft_index) {
+      continue;
+    }
+    if (absl::Status s = versions_.Set(table, *other_key, version); !s.ok()) return s;
+  }
   const TableChanges* as_here = &held;
   TableChanges renamed;
   absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);

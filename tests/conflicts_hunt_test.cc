@@ -289,6 +289,31 @@ TEST(ConflictsHuntTest, AColumnAddedWhileConflictsHappenConverges) {
   ExpectConverged(c, absl::StrCat(kRows, "SELECT id, extra FROM doc ORDER BY id;"));
 }
 
+// Node 1 moves a row from key to key while nodes 2 and 3 update every row and insert its next
+// key: a rekey held at both its keys on a node with pending changes of one of them is written
+// once, and holds neither key after.
+TEST(ConflictsHuntTest, KeyChangingUpdatesConcurrentWithEditsConverge) {
+  testing::LocalCluster c({.nodes = 3, .shards = 2, .schema = kSchema});
+  c.Start();
+  c.Sql(1, kStartRows);
+  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
+  std::vector<std::thread> writers;
+  for (int node = 1; node <= 3; ++node) {
+    writers.emplace_back([&, node] {
+      for (int i = 0; i < 8; ++i) {
+        std::string sql = node == 1 ? absl::StrCat("UPDATE doc SET id = ", 100 + i,
+                                                   " WHERE id = ", i == 0 ? 1 : 99 + i, ";")
+                                    : absl::StrCat("UPDATE doc SET body = 'node ", node, " ", i,
+                                                   "';", "INSERT OR REPLACE INTO doc VALUES (",
+                                                   100 + i, ", 'n", node, "', 0);");
+        (void)sqlite::testing::RunSqliteCli(c.db_path(node), sql);
+      }
+    });
+  }
+  for (std::thread& w : writers) w.join();
+  ExpectConverged(c, kRows);
+}
+
 constexpr char kAuth[] = "Basic b3BzOm9wcw==";
 
 TEST(ConflictsHuntTest, ANodeJoiningAfterConflictsGetsThemAndConverges) {
