@@ -282,8 +282,9 @@ TEST_F(OnePortTest, AFloodOfSilentConnectionsShutsNoOneOut) {
   admin::v1::GetStatusResponse status;
   grpc::Status s = GrpcStatus(pane_->port(), &status);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  // because the silent ones that waited longest made room.
-  EXPECT_NE(WaitClosed(silent.front(), absl::Seconds(1)), std::nullopt);
+  // because the silent ones that waited longest made room (closed by the listener's thread,
+  // which a busy machine may run late: waited for, not timed).
+  EXPECT_NE(WaitClosed(silent.front(), absl::Seconds(10)), std::nullopt);
   EXPECT_EQ(WaitClosed(silent.back(), absl::Milliseconds(100)), std::nullopt);
 }
 
@@ -301,8 +302,9 @@ TEST_F(OnePortTest, IdleKeepAliveConnectionsShutNoOneOut) {
     // timed)
     ASSERT_THAT(ReadUntil(idle.back(), "200 OK", absl::Seconds(10)), HasSubstr("200 OK")) << i;
   }
-  // and the ones idle longest made room: closed once answered.
-  EXPECT_NE(WaitClosed(idle.front(), absl::Seconds(1)), std::nullopt);
+  // and the ones idle longest made room: closed once answered (waited for, not timed: it
+  // failed once in 1 s on a machine at load 12).
+  EXPECT_NE(WaitClosed(idle.front(), absl::Seconds(10)), std::nullopt);
   // Then /healthz still answers at once, again and again.
   ExpectHealthyPromptly(pane_->port(), 10, absl::Seconds(2));
 }
