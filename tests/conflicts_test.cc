@@ -65,6 +65,19 @@ TEST(ConflictsTest, ConcurrentEditsOfOneRowKeepEveryLoserOnEveryNode) {
     });
   }
   for (std::thread& w : writers) w.join();
+  // Every edit arrives everywhere, applied or kept (nodes that agree may still await a batch).
+  const std::string accounted =
+      "SELECT (SELECT edits FROM doc WHERE id = 7) + (SELECT count(*) FROM "
+      "\"__marmot__conflicts\" WHERE tbl = 'doc' AND op = 'U');";
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (cluster.Sql(id, accounted) != absl::StrCat(3 * kEdits, "\n")) return false;
+        }
+        return true;
+      },
+      60s))
+      << cluster.Sql(1, accounted) << cluster.Sql(2, accounted) << cluster.Sql(3, accounted);
   ASSERT_TRUE(cluster.WaitForSame(kRows, 60s));
   ASSERT_TRUE(cluster.WaitForSame(kConflicts, 60s)) << cluster.Sql(1, kConflicts);
   // Every edit either is in the row's history of applied versions or is kept: the row counts

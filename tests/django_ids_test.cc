@@ -103,6 +103,21 @@ Outcome SignUpOnEveryNode(bool marmot_ids) {
   }
   for (std::thread& site : sites) site.join();
   Outcome outcome;
+  // Every sign-up arrives everywhere, present or kept, before the nodes are compared (nodes that
+  // agree may still await a shard's batch).
+  const std::string accounted =
+      "SELECT (SELECT count(*) FROM auth_user) + (SELECT count(*) FROM \"__marmot__conflicts\" "
+      "WHERE tbl = 'auth_user' AND op = 'I');";
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= kNodes; ++id) {
+          if (cluster.Sql(id, accounted) != absl::StrCat(kNodes * kUsersPerNode, "\n")) {
+            return false;
+          }
+        }
+        return true;
+      },
+      60s));
   outcome.agreed = cluster.WaitForSame(
       "SELECT id, username, first_name FROM auth_user ORDER BY id;"
       "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id, hex(change) "
