@@ -101,46 +101,40 @@ absl::Status ShardSnapshotWriter::FlushStage() {
   }
 }
 
-absl::Status ShardSnapshotWriter::AddConflict(change::v1::SnapshotVersions::Conflict conflict) {
+absl::Status ShardSnapshotWriter::MakeRoomForVersions(size_t size, const char* what) {
   CHECK(stage_ == Stage::kApplied || stage_ == Stage::kVersions)
-      << "the conflicts go after the dedupe state, before the tables";
+      << what << " goes after the dedupe state, before the tables";
   if (stage_ == Stage::kApplied) {
     if (absl::Status s = FlushApplied(); !s.ok()) return s;
     stage_ = Stage::kVersions;
   }
-  const size_t size = conflict.ByteSizeLong() + kRowFraming;
   if (size + 64 > kMaxPieceBytes) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("a conflict of ", size, " bytes, more than a snapshot piece holds"));
+        absl::StrCat(what, " of ", size, " bytes, more than a snapshot piece holds"));
   }
-  if (versions_bytes_ > 0 && versions_bytes_ + size > piece_bytes_) {
-    if (absl::Status s = FlushVersions(); !s.ok()) return s;
-  }
-  *versions_.mutable_versions()->add_conflicts() = std::move(conflict);
+  if (versions_bytes_ > 0 && versions_bytes_ + size > piece_bytes_) return FlushVersions();
+  return absl::OkStatus();
+}
+
+absl::Status ShardSnapshotWriter::AddedToVersions(size_t size) {
   versions_bytes_ += size;
-  end_.set_conflicts(end_.conflicts() + 1);
   return versions_bytes_ >= piece_bytes_ ? FlushVersions() : absl::OkStatus();
 }
 
+absl::Status ShardSnapshotWriter::AddConflict(change::v1::SnapshotVersions::Conflict conflict) {
+  const size_t size = conflict.ByteSizeLong() + kRowFraming;
+  if (absl::Status s = MakeRoomForVersions(size, "a conflict"); !s.ok()) return s;
+  *versions_.mutable_versions()->add_conflicts() = std::move(conflict);
+  end_.set_conflicts(end_.conflicts() + 1);
+  return AddedToVersions(size);
+}
+
 absl::Status ShardSnapshotWriter::AddVersion(change::v1::SnapshotVersions::Entry entry) {
-  CHECK(stage_ == Stage::kApplied || stage_ == Stage::kVersions)
-      << "the versions go after the dedupe state, before the tables";
-  if (stage_ == Stage::kApplied) {
-    if (absl::Status s = FlushApplied(); !s.ok()) return s;
-    stage_ = Stage::kVersions;
-  }
   const size_t size = entry.ByteSizeLong() + kRowFraming;
-  if (size + 64 > kMaxPieceBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("a row version of ", size, " bytes, more than a snapshot piece holds"));
-  }
-  if (versions_bytes_ > 0 && versions_bytes_ + size > piece_bytes_) {
-    if (absl::Status s = FlushVersions(); !s.ok()) return s;
-  }
+  if (absl::Status s = MakeRoomForVersions(size, "a row version"); !s.ok()) return s;
   *versions_.mutable_versions()->add_entries() = std::move(entry);
-  versions_bytes_ += size;
   end_.set_versions(end_.versions() + 1);
-  return versions_bytes_ >= piece_bytes_ ? FlushVersions() : absl::OkStatus();
+  return AddedToVersions(size);
 }
 
 absl::Status ShardSnapshotWriter::AddApplied(const ShardSnapshot::Applied& applied) {

@@ -69,6 +69,11 @@ class ShardSnapshotWriter {
   absl::Status FlushVersions();
   // Flushes what the current stage buffers (before the next stage).
   absl::Status FlushStage();
+  // Before a versions piece takes `size` more bytes of `what` ("a row version", "a conflict"):
+  // enters the versions stage, refuses what no piece holds, flushes a piece it would overfill.
+  absl::Status MakeRoomForVersions(size_t size, const char* what);
+  // After it took them: flushes the piece once full.
+  absl::Status AddedToVersions(size_t size);
   absl::Status FlushRows();
 
   raft::host::SnapshotSink& sink_;
