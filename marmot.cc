@@ -86,9 +86,10 @@ MARMOT_FLAG(bool, seed, "seed", false,
             "founders with the same schema and empty tables; ignored once this database was "
             "replicated; not with -join");
 MARMOT_FLAG(bool, take_cluster_rows, "take-cluster-rows", false,
-            "At this node's first start, delete the rows its tables hold and take the cluster's "
-            "(without it or -seed, a first start on tables that hold rows is refused); ignored "
-            "once this database was replicated; not with -seed");
+            "At this node's first start on its database (or the first after -cleanup), delete "
+            "the rows its tables hold and take the cluster's (without it or -seed, such a start "
+            "on tables that hold rows is refused); ignored once this database was replicated; "
+            "not with -seed");
 MARMOT_FLAG(bool, verbose, "verbose", false, "Log more detail");
 MARMOT_FLAG(std::string, cluster_key_file, "cluster-key-file", "",
             "File holding the shared cluster key that every node-to-node call must prove (or set "

@@ -79,9 +79,13 @@ absl::StatusOr<std::unique_ptr<CaptureKeeper>> CaptureKeeper::Open(const std::st
     if (!holding->empty() && existing_rows == ExistingRows::kTakeCluster) {
       if (absl::Status s = DeleteRows(*db, *holding); !s.ok()) return s;
     } else if (!holding->empty() && was_member) {
-      LOG(WARNING) << "rows that " << absl::StrJoin(*holding, ", ")
-                   << " held before marmot started here are not replicated (its state was "
-                      "removed, by -cleanup say, while this node's Raft state stayed)";
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tables ", absl::StrJoin(*holding, ", "), " of ", db_path,
+          " hold rows but marmot's state in it is gone (removed by -cleanup, say) while this "
+          "node's Raft store remains: its rows can no longer be told from the cluster's, and the "
+          "shards' logs would be applied again over them. Start this node with "
+          "-take-cluster-rows to delete them and take the cluster's again (rows written while "
+          "marmot was away are deleted too: copy them out first)"));
     } else if (!holding->empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "tables ", absl::StrJoin(*holding, ", "), " of ", db_path,

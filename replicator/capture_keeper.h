@@ -27,9 +27,10 @@ int64_t CaptureLogIdsAbove();
 // its tables already hold.
 enum class ExistingRows {
   // Refuse to start, naming the tables: the rows would never reach the other nodes, and the
-  // cluster's rows of the same keys would be written over them. Unless the node was a member
-  // before (its Raft store exists: a database cleaned up with -cleanup, say): then they stay
-  // where they are, unreplicated, and a warning names the tables.
+  // cluster's rows of the same keys would be written over them. A node that was a member
+  // before (its Raft store exists: a database cleaned up with -cleanup, say) is refused too:
+  // without its applied state and row versions, it would apply the shards' logs again over rows
+  // that are newer, and writes made meanwhile would be taken for concurrent ones.
   kRefuse,
   kSeed,         // Copy them into the logs: they reach every node (-seed).
   kTakeCluster,  // Delete them, so that the node holds the cluster's rows (-take-cluster-rows).
@@ -41,7 +42,8 @@ class CaptureKeeper {
   // start on a database, rows that exist are handled as `existing_rows` says. At a later
   // start (marmot applied changes here before), the rows of tables that got capture only now
   // (created while marmot was stopped) are copied, and `existing_rows` changes nothing.
-  // `was_member`: this node has Raft state (it was in the cluster before). Fails when the
+  // `was_member`: this node has Raft state (it was in the cluster before; only the words of a
+  // refusal differ). Fails when the
   // file is not a usable database or cannot be put in WAL mode, and with FAILED_PRECONDITION
   // when it refuses the rows.
   static absl::StatusOr<std::unique_ptr<CaptureKeeper>> Open(

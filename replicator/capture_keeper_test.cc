@@ -100,16 +100,17 @@ TEST(CaptureKeeperTest, RowsThatExistAtTheFirstStartRefuseItUnlessTheNodeTakesTh
   EXPECT_EQ(*RunSqliteCli(path, marmot_objects), "0\n");
   EXPECT_EQ(*RunSqliteCli(path, "SELECT count(*) FROM a;"), "2\n");
 
-  // A node that was a member keeps them, unreplicated (its marmot state was cleaned up).
-  {
-    auto kept = CaptureKeeper::Open(path, ExistingRows::kRefuse, /*was_member=*/true);
-    ASSERT_TRUE(kept.ok()) << kept.status();
-  }
+  // So is a node that was a member (its marmot state cleaned up, its Raft store kept): it can
+  // no longer tell its rows from the cluster's.
+  auto was_member = CaptureKeeper::Open(path, ExistingRows::kRefuse, /*was_member=*/true);
+  ASSERT_FALSE(was_member.ok());
+  EXPECT_EQ(was_member.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(was_member.status().message().find("tables a, we'ird of "), std::string::npos)
+      << was_member.status();
+  EXPECT_NE(was_member.status().message().find("-cleanup"), std::string::npos);
+  EXPECT_NE(was_member.status().message().find("-take-cluster-rows"), std::string::npos);
+  EXPECT_EQ(*RunSqliteCli(path, marmot_objects), "0\n");
   EXPECT_EQ(*RunSqliteCli(path, "SELECT count(*) FROM a;"), "2\n");
-  EXPECT_EQ(*RunSqliteCli(path,
-                          "SELECT count(*) FROM \"__marmot__a_change_log\" WHERE "
-                          "\"__marmot__state\" = 0;"),
-            "0\n");
 
   // Taking the cluster's deletes them (no user trigger fires), and nothing goes to the logs.
   const std::string fresh = sqlite::testing::NewDatabase(

@@ -298,9 +298,10 @@ void InsertRange(testing::LocalCluster& cluster, int node, int from, int to,
 }
 
 TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) {
-  // `marmot -cleanup` drops node 1's change logs; started again, node 1 makes new ones. Their
-  // change ids must not start over below the ids the other nodes have already applied from node
-  // 1, or the other nodes take every new change for a duplicate and skip it.
+  // `marmot -cleanup` drops node 1's change logs and state; started again, it refuses until told
+  // to take the cluster's rows, then makes new logs. Their change ids must not start over below
+  // the ids the other nodes have already applied from node 1, or the other nodes take every new
+  // change for a duplicate and skip it.
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
   cluster.Start();
@@ -311,8 +312,16 @@ TEST(ReplicationTest, ANodeCleanedUpAndStartedAgainStillReplicatesItsNewWrites) 
   testing::RunResult cleanup =
       testing::Run({testing::MarmotBinary(), "-cleanup", "-db-path=" + cluster.db_path(1)}, 30s);
   ASSERT_EQ(cleanup.exit_code, 0) << cleanup.err;
+  // Its rows can no longer be told from the cluster's: refused, one line, the file untouched.
   cluster.StartNode(1);
-  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
+  ASSERT_EQ(cluster.WaitForExit(1, 30s), 1) << cluster.log(1);
+  EXPECT_THAT(cluster.log(1), HasSubstr("Raft store remains"));
+  EXPECT_THAT(cluster.log(1), HasSubstr("-take-cluster-rows"));
+  EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM t;"), "300\n");
+  cluster.SetNodeFlags(1, {"-take-cluster-rows"});
+  cluster.StartNode(1);
+  ASSERT_TRUE(cluster.WaitUntilReady(1, 60s)) << cluster.log(1);
+  EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM t;"), "300\n");
   cluster.Sql(1, "INSERT INTO t VALUES (1001, 'after'); UPDATE t SET v = 'after' WHERE id <= 5;");
   EXPECT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 60s))
       << "node 2: " << cluster.Sql(2, "SELECT count(*), sum(v = 'after') FROM t;")

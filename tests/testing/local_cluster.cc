@@ -1,6 +1,7 @@
 #include "tests/testing/local_cluster.h"
 
 #include <glog/logging.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -84,6 +85,18 @@ void LocalCluster::Start(const std::set<int>& refused) {
 
 bool LocalCluster::WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const {
   return WaitFor([&] { return log(id).find(" replicating ") != std::string::npos; }, timeout);
+}
+
+bool LocalCluster::WaitUntilReady(int id, std::chrono::milliseconds timeout) const {
+  httplib::Client pane("127.0.0.1", pane_port(id));
+  pane.set_connection_timeout(std::chrono::seconds(2));
+  pane.set_read_timeout(std::chrono::seconds(2));
+  return WaitFor(
+      [&] {
+        httplib::Result ready = pane.Get("/readyz");
+        return ready && ready->status == 200;
+      },
+      timeout);
 }
 
 void LocalCluster::StartNode(int id) {

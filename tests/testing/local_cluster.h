@@ -41,6 +41,9 @@ class LocalCluster {
   std::optional<int> WaitForExit(int id, std::chrono::milliseconds timeout);
   // Waits until node `id` logged that it replicates; false after `timeout`.
   bool WaitUntilReplicating(int id, std::chrono::milliseconds timeout) const;
+  // Waits until node `id`'s `/readyz` answers 200 (every shard has a leader and this node has
+  // applied what was committed when it looked); false after `timeout`.
+  bool WaitUntilReady(int id, std::chrono::milliseconds timeout) const;
   // Starts node `id` (1-based) with the flags it always has, then its node flags.
   void StartNode(int id);
   // Flags for node `id` alone from its next start on, after the cluster's (so they win).
