@@ -82,6 +82,9 @@ absl::StatusOr<std::unique_ptr<ChangeApplier>> ChangeApplier::Open(const std::st
   // The schema as it is at the first start is every node's own: changes from then on replicate.
   if (absl::Status s = EnsureSchemaBaseline(*db); !s.ok()) return s;
   std::unique_ptr<ChangeApplier> applier(new ChangeApplier(*std::move(db), router));
+  absl::StatusOr<sqlite::Value> version = applier->db_.QueryKeptValue("PRAGMA schema_version");
+  if (!version.ok()) return version.status();
+  applier->schema_version_seen_ = version->integer();
   if (absl::Status s = applier->dead_letters_.Load(/*fresh=*/true); !s.ok()) return s;
   if (!applier->dead_letters_.index().empty()) {
     LOG(WARNING) << applier->dead_letters_.index().size()
@@ -111,6 +114,26 @@ absl::Status ChangeApplier::CheckSchema() {
   absl::StatusOr<bool> changed = plans_.CheckSchema();
   if (!changed.ok()) return changed.status();
   if (*changed) local_changes_.Clear();
+  return absl::OkStatus();
+}
+
+absl::Status ChangeApplier::HoldWhileOwnSchemaMoves() {
+  absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
+  if (!version.ok()) return version.status();
+  if (version->integer() != schema_version_seen_) {
+    // Moved by another connection (this applier's own schema changes record the version they
+    // leave): a local process, or marmot's capture of a table. Only the first is held for.
+    absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
+    if (!diff.ok()) return diff.status();
+    if (!diff->replicate.empty() || !diff->keep.empty() || !diff->forget.empty()) {
+      own_schema_moved_ = absl::Now();
+    }
+    schema_version_seen_ = version->integer();
+  }
+  if ((own_schema_pending_ != nullptr && own_schema_pending_->load()) ||
+      absl::Now() - own_schema_moved_ < own_schema_quiet_) {
+    return HeldForOwnSchema();
+  }
   return absl::OkStatus();
 }
 
@@ -288,6 +311,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   const uint64_t origin = batch.origin_node();
   const bool own = state_.local_node != 0 && origin == state_.local_node;
+  if (!own && (own_schema_quiet_ > absl::ZeroDuration() || own_schema_pending_ != nullptr)) {
+    if (absl::Status s = HoldWhileOwnSchemaMoves(); !s.ok()) return s;
+  }
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
@@ -566,6 +592,10 @@ absl::Status ChangeApplier::ApplySchemaChanges(
         sqlite::InstallCapture(db_, {.log_ids_above = CaptureLogIdsAbove()});
     if (!captured.ok()) return captured.status();
   }
+  // What this applier changed is not a local process's schema change.
+  absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
+  if (!version.ok()) return version.status();
+  schema_version_seen_ = version->integer();
   return CheckSchema();
 }
 

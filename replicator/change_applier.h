@@ -110,6 +110,7 @@
 #ifndef MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 #define MARMOT_REPLICATOR_CHANGE_APPLIER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -118,6 +119,8 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "proto/change.pb.h"
 #include "replicator/applied_state.h"
 #include "replicator/change_view.h"
@@ -185,6 +188,18 @@ class ChangeApplier {
   // change is then skipped only for the columns that the local changes coming after it carry,
   // and writes the others (ChangeView::LocalChangeNotYetApplied). Null: skipped whole.
   void set_shipped_columns(const ShippedColumns* shipped) { state_.shipped = shipped; }
+
+  // Another node's entries wait while this node's own schema moves (a migration running here:
+  // a local process changed the schema, and DiffSchema finds it), until it stood still for
+  // `quiet`: Apply fails with Unavailable meanwhile, which the caller waits out as a busy
+  // database. The migration then runs on the schema and rows it made itself, as if alone, and
+  // the other nodes' changes of the same migration meet what it made (an object that exists
+  // with the same SQL is already so, ApplySchemaChange). Zero (the default): never held.
+  void set_own_schema_quiet(absl::Duration quiet) { own_schema_quiet_ = quiet; }
+  // Also held while `*pending` (the shipper's: a schema change found here that waits to be
+  // proposed, ShipperOptions::schema_pending): this node's change goes first. Must outlive the
+  // applier; null: not asked.
+  void set_own_schema_pending(const std::atomic<bool>* pending) { own_schema_pending_ = pending; }
 
   // Reads what the local change logs gained since the last apply, outside any transaction, so
   // that the next Apply holds the database's write lock for less time (LocalChangeIndex::
@@ -309,6 +324,9 @@ class ChangeApplier {
   absl::Status SettleHeldVersions(int shard,
                                   const std::vector<std::pair<std::string, std::string>>& held,
                                   const std::vector<KeptRow>& kept);
+  // HeldForOwnSchema while this node's own schema moved less than own_schema_quiet_ ago, or its
+  // change waits to be proposed.
+  absl::Status HoldWhileOwnSchemaMoves();
 
   sqlite::Database db_;
   ShardRouter router_;
@@ -321,6 +339,11 @@ class ChangeApplier {
   TablePlans plans_;
   LocalChangeIndex local_changes_;  // Consulted when state_.local_node is set.
   DeadLetterRetrier retrier_;
+  // The schema_version this applier last saw or left, and when a local process last moved it.
+  absl::Duration own_schema_quiet_ = absl::ZeroDuration();
+  const std::atomic<bool>* own_schema_pending_ = nullptr;
+  int64_t schema_version_seen_ = -1;
+  absl::Time own_schema_moved_ = absl::InfinitePast();
 };
 
 }  // namespace marmot::replicator

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
 
 namespace marmot::replicator {
@@ -708,6 +709,52 @@ TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) 
   // The shard moved on.
   EXPECT_EQ(*b.applier->AppliedIndex(0), 3u);
   EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+}
+
+TEST(ChangeApplierTest, AnotherNodesEntriesWaitWhileThisNodesOwnSchemaMoves) {
+  // Every pod running the same migration at once (Django's migrate on every node): another
+  // node's schema and rows applied under a migration running here changed its tables between
+  // its statements (a table it was about to make was there, a column it had dropped came back).
+  Node a("own-schema-a"), b("own-schema-b");
+  b.applier->set_local_node(2);
+  b.applier->set_own_schema_quiet(absl::Milliseconds(300));
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x');");
+  ASSERT_TRUE(b.applier->Apply(0, 1, a.CapturedBatch(1)).ok());
+  // Given another node's table made here, its capture with it: not this node's own schema
+  // change, nothing waits
+  change::v1::ChangeBatch made;
+  made.set_origin_node(1);
+  change::v1::SchemaChange* create = made.add_schema_changes();
+  create->set_kind(change::v1::SchemaChange::CREATE);
+  create->set_type("table");
+  create->set_name("theirs");
+  create->set_sql("CREATE TABLE theirs (id INTEGER PRIMARY KEY)");
+  ASSERT_TRUE(b.applier->Apply(0, 2, made).ok());
+  a.Exec("UPDATE \"order\" SET name = 'y' WHERE id = 1;");
+  ASSERT_TRUE(b.applier->Apply(0, 3, a.CapturedBatch(1)).ok());
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("y"));
+  b.Exec("INSERT INTO pair VALUES ('own', 1, 'v');");
+  const change::v1::ChangeBatch own = b.CapturedBatch(2);
+  a.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1;");
+  const change::v1::ChangeBatch later = a.CapturedBatch(1);
+  // When a local process changes the schema (a migration runs here)
+  b.Exec("CREATE TABLE mine (id INTEGER PRIMARY KEY); ALTER TABLE mine ADD COLUMN v TEXT;");
+  // Then this node's own entries apply
+  ASSERT_TRUE(b.applier->Apply(0, 4, own).ok());
+  // And another node's entry waits, changing nothing
+  absl::StatusOr<ApplyResult> held = b.applier->Apply(0, 5, later);
+  EXPECT_TRUE(IsHeldForOwnSchema(held.status())) << held.status();
+  EXPECT_TRUE(IsDatabaseFailure(held.status()));  // Waited out as the writer waits out busy.
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("y"));
+  EXPECT_EQ(*b.applier->AppliedIndex(0), 4u);
+  // And once the schema stood still, it applies
+  absl::StatusOr<ApplyResult> applied = held;
+  for (int i = 0; i < 1000 && !applied.ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    applied = b.applier->Apply(0, 5, later);
+  }
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("z"));
 }
 
 }  // namespace

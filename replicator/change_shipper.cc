@@ -138,6 +138,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
     if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
+    if (schema_settling_) continue;              // Rows follow the schema change they may need.
     int limit = static_cast<int>(
         std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
@@ -219,15 +220,38 @@ void ChangeShipper::Propose(int shard, const std::string& payload) {
   });
 }
 
+void ChangeShipper::SetSchemaSettling(bool settling) {
+  schema_settling_ = settling;
+  if (options_.schema_pending != nullptr) options_.schema_pending->store(settling);
+}
+
 absl::Status ChangeShipper::CaptureSchemaChanges() {
-  if (!options_.replicate_schema || !schema_dirty_ || !schema_payload_.empty() ||
-      !sent_to_baseline_.empty()) {
+  if (!options_.replicate_schema || !(schema_dirty_ || schema_settling_) ||
+      !schema_payload_.empty() || !sent_to_baseline_.empty()) {
     return absl::OkStatus();
   }
   if (inflight_[0] != nullptr && !inflight_[0]->schema_keys.empty()) return absl::OkStatus();
+  const absl::Time now = options_.env->MonotonicNow();
+  if (schema_settling_ && settling_version_ == schema_version_ &&
+      now - schema_moved_at_ < options_.schema_quiet) {
+    return absl::OkStatus();
+  }
   absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
   if (!diff.ok()) return diff.status();
   schema_dirty_ = false;
+  // Not proposed until the schema stands still (ShipperOptions::schema_quiet).
+  SetSchemaSettling(false);
+  if (options_.schema_quiet > absl::ZeroDuration() &&
+      !(diff->replicate.empty() && diff->keep.empty() && diff->forget.empty())) {
+    if (settling_version_ != schema_version_) {
+      settling_version_ = schema_version_;
+      schema_moved_at_ = now;
+    }
+    if (now - schema_moved_at_ < options_.schema_quiet) {
+      SetSchemaSettling(true);
+      return absl::OkStatus();
+    }
+  }
   if (!diff->not_replicated.empty()) {
     LOG(WARNING) << "schema changes that do not replicate yet (make them on every node): "
                  << absl::StrJoin(diff->not_replicated, ", ");

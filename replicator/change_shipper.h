@@ -18,7 +18,9 @@
 // (schema_changes.h) is proposed to shard 0 as one batch, before any row batch of that shard
 // that follows; the rows of tables it creates or gives columns are read only once it committed,
 // so they reach the other nodes after their table (or columns). A committed schema change is not
-// proposed again (the applier records it in the baseline when it applies it here).
+// proposed again (the applier records it in the baseline when it applies it here). With
+// `schema_quiet`, the difference is proposed only once the schema stood still that long, and no
+// row is read meanwhile: a migration goes as what it made, and its rows after it.
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -29,6 +31,7 @@
 #ifndef MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
 #define MARMOT_REPLICATOR_CHANGE_SHIPPER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -96,6 +99,14 @@ struct ShipperOptions {
   // Capture schema changes (replicator/schema_changes.h) and propose them to shard 0; needs the
   // baseline the applier keeps (ChangeApplier::Open makes it).
   bool replicate_schema = false;
+  // A schema change is proposed once the schema stood still this long, and no row is read
+  // meanwhile: a migration (many statements, transactions and runs of its tool) goes as the one
+  // batch of what it made, every table as it ends (every pod that ran the same migration made
+  // the same), and the rows it wrote follow it.
+  absl::Duration schema_quiet = absl::ZeroDuration();
+  // Set while a schema change found here waits for the schema to stand still, for the applier
+  // (ChangeApplier::set_own_schema_pending); may be null. Must outlive the shipper.
+  std::atomic<bool>* schema_pending = nullptr;
   // Told how many of this node's schema changes a look found that do not replicate (logged
   // too; each is then taken into the baseline as it is here); may be null.
   std::function<void(int64_t)> not_replicated;
@@ -154,6 +165,7 @@ class ChangeShipper {
   absl::Status RefreshSchema();
   // Proposes the schema changes not replicated yet, when the schema moved and none are in flight.
   absl::Status CaptureSchemaChanges();
+  void SetSchemaSettling(bool settling);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
   void Propose(int shard, const std::string& payload);
@@ -199,6 +211,11 @@ class ChangeShipper {
   // This node's schema changes that committed, for the baseline (RecordSentInBaseline); no
   // schema change is captured until they are recorded.
   std::vector<change::v1::SchemaChange> sent_to_baseline_;
+  // A schema change found and not proposed yet: the schema_version it was last seen moving at,
+  // and when (ShipperOptions::schema_quiet).
+  bool schema_settling_ = false;
+  int64_t settling_version_ = -1;
+  absl::Time schema_moved_at_ = absl::InfinitePast();
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;

@@ -226,6 +226,53 @@ TEST(ChangeShipperTest, ATableChangedWhileItsCreateIsInFlightGoesAsAChangeOfWhat
   EXPECT_EQ(log.dead_letters_, 0);
 }
 
+TEST(ChangeShipperTest, AMigrationGoesOnceTheSchemaStoodStillAsWhatItMadeAndItsRowsAfter) {
+  // Every pod running the same migration at once (Django's migrate on every node): each step
+  // sent as it was made met the other nodes' later steps of the same migration there.
+  raft::host::ManualClockEnv clock;
+  ShardRouter router(4);
+  Node a("ship-quiet-a", router), b("ship-quiet-b", router);
+  LogPerShard log({&a, &b});
+  auto shipper = ChangeShipper::Open(
+      a.path, 1, router, &log,
+      {.env = &clock, .replicate_schema = true, .schema_quiet = absl::Seconds(1)});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  auto capture = [&] {
+    // As the capture keeper does for a table made while marmot runs.
+    auto db = sqlite::Database::Open(a.path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(sqlite::InstallCapture(*db, {.backfill_new_tables = true}).ok());
+  };
+  // Given a migration that makes a table, and a row of another table written meanwhile
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "CREATE TABLE fresh (id INTEGER PRIMARY KEY, v TEXT);"
+                           "INSERT INTO kv VALUES ('during', 1);")
+                  .ok());
+  capture();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // When it makes the table again 600 ms later, and writes its rows
+  clock.Advance(absl::Milliseconds(600));
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "BEGIN; CREATE TABLE new_fresh (id INTEGER PRIMARY KEY, v BLOB);"
+                           "DROP TABLE fresh; ALTER TABLE new_fresh RENAME TO fresh; COMMIT;")
+                  .ok());
+  capture();
+  ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO fresh VALUES (1, x'01');").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  clock.Advance(absl::Milliseconds(900));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // Then nothing went until the schema stood still for a second, rows neither
+  EXPECT_EQ(log.proposals_, 0);
+  // And then the table went as the migration left it, with the rows after it
+  clock.Advance(absl::Milliseconds(100));
+  Drain(**shipper);
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT sql FROM sqlite_master WHERE name = 'fresh';"),
+            "CREATE TABLE \"fresh\" (id INTEGER PRIMARY KEY, v BLOB)\n");
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT id, hex(v) FROM fresh; SELECT v FROM kv;"), "1|01\n1\n");
+  EXPECT_EQ(log.schema_conflicts_, 0);
+  EXPECT_EQ(log.dead_letters_, 0);
+}
+
 TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDeletedInBothShards) {
   // Regression (hunt): node 1 moved a row from key k1 to k2, then an INSERT OR REPLACE of row 5
   // removed it through the UNIQUE column (no trigger fires for that). Its change reads as a

@@ -149,7 +149,11 @@ absl::Status DatabaseWriter::RunUntilDone(
       LOG(WARNING) << what() << " not done before stopping (done again at restart): " << s;
       return absl::CancelledError(absl::StrCat(what(), ": stopping"));
     }
-    LOG_EVERY_N(ERROR, 20) << what() << " failed (attempt " << tries << "), retrying: " << s;
+    if (IsHeldForOwnSchema(s)) {
+      if (tries == 1) LOG(INFO) << what() << ": " << s.message();
+    } else {
+      LOG_EVERY_N(ERROR, 20) << what() << " failed (attempt " << tries << "), retrying: " << s;
+    }
     pause(backoff, s);
     backoff = std::min(backoff * 2, kMaxBackoff);
   }

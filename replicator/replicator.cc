@@ -17,6 +17,12 @@
 
 namespace marmot::replicator {
 
+// How long this node's own schema stands still before it is proposed (ShipperOptions::
+// schema_quiet) and other nodes' changes apply again (ChangeApplier::set_own_schema_quiet):
+// longer than a migration tool's pause between two migrations, or between a run that met
+// "database is locked" and the run again.
+constexpr absl::Duration kOwnSchemaQuiet = absl::Seconds(3);
+
 // Proposes batches through the host and wakes the pump when a proposal ends, so that committed
 // changes are marked done without waiting for the next file event.
 class Replicator::HostProposer : public Proposer {
@@ -120,6 +126,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   (*applier)->set_local_node(config.node_id);
   (*applier)->set_max_dead_letters(config.max_dead_letters);
   (*applier)->set_shipped_columns(r->shipped_columns_.get());
+  (*applier)->set_own_schema_quiet(kOwnSchemaQuiet);
+  (*applier)->set_own_schema_pending(r->own_schema_pending_.get());
   r->writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
   r->rounds_ = std::make_unique<ShardApplyRounds>(r->writer_.get());
   r->detector_->set_own_writes(r->writer_.get());
@@ -183,6 +191,8 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
       {.env = env,
        .shipped = r->shipped_columns_.get(),
        .replicate_schema = true,
+       .schema_quiet = kOwnSchemaQuiet,
+       .schema_pending = r->own_schema_pending_.get(),
        .not_replicated = [metrics = r->metrics_.get()](int64_t n) {
          metrics->schema_changes_not_replicated.Increment(static_cast<double>(n));
        }});

@@ -106,6 +106,8 @@ class Replicator {
   int64_t checkpoint_runs_ = 0;                    // Already counted in metrics_.
   // What the shipper read each change with, for the applier; outlives both.
   std::unique_ptr<ShippedColumns> shipped_columns_ = std::make_unique<ShippedColumns>();
+  // A schema change found here waits to be proposed: the shipper's, for the applier.
+  std::unique_ptr<std::atomic<bool>> own_schema_pending_ = std::make_unique<std::atomic<bool>>();
   std::shared_ptr<DatabaseWriter> writer_;
   std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
   std::unique_ptr<ShardVerifier> verifier_;   // Outlives host_: its state machines use it.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/shard_router.h"
@@ -19,6 +20,19 @@ bool IsDatabaseFailure(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kInternal ||
          s.code() == absl::StatusCode::kDataLoss;
 }
+
+namespace {
+constexpr char kHeldPayload[] = "marmot/held-for-own-schema";
+}  // namespace
+
+absl::Status HeldForOwnSchema() {
+  absl::Status s = absl::UnavailableError(
+      "other nodes' changes wait until this node's own schema change stands still");
+  s.SetPayload(kHeldPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsHeldForOwnSchema(const absl::Status& s) { return s.GetPayload(kHeldPayload).has_value(); }
 
 std::string QuotedList(const std::vector<std::string>& names) {
   std::vector<std::string> quoted;

@@ -21,6 +21,11 @@ namespace marmot::replicator {
 // later, nothing goes to the dead letters.
 bool IsDatabaseFailure(const absl::Status& s);
 
+// Another node's entry that waits while this node's own schema moves
+// (ChangeApplier::set_own_schema_quiet): waited out as a database failure, but no failure.
+absl::Status HeldForOwnSchema();
+bool IsHeldForOwnSchema(const absl::Status& s);
+
 // The SQL that writes changes to one table, checked against the local schema.
 struct TableWriter {
   std::string upsert;  // INSERT OR REPLACE, binds [rowid,] columns...
