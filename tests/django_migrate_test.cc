@@ -1,9 +1,9 @@
 // Django's `migrate` (Debian's python3-django 3.2: contenttypes and auth) on a running three-node
-// cluster whose files start empty, run on one node as a deployment does. (Run on every node at
-// once it does not end well yet: README, "Kubernetes".) Django makes most of its auth schema by
-// rebuilding tables (create new__t, copy the rows, drop t, rename new__t to t, in one transaction):
-// every node must end with the schema and the migration history the site's own node has, and the
-// site's writes must then reach every node.
+// cluster whose files start empty, run on one node as a deployment does, or on every node at once
+// as every pod of a deployment that migrates at its start does. Django makes most of its auth
+// schema by rebuilding tables (create new__t, copy the rows, drop t, rename new__t to t, in one
+// transaction): every node must end with one schema and one migration history, without an error
+// in any migrate, and the site's writes must then reach every node.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -113,13 +113,9 @@ class DjangoMigrateTest : public ::testing::Test {
   void SetUp() override { setenv("AUTH_KEY", kAuth, 1); }
 };
 
-TEST_F(DjangoMigrateTest, MigrateOnOneNodeGivesEveryNodeItsSchemaAndHistory) {
-  testing::LocalCluster cluster({.nodes = kNodes, .shards = 4});
-  cluster.Start();
-  // The deployment migrates on node 1 only (and makes the group its sign-ups join).
-  const testing::RunResult migrate = Django({"migrate", cluster.db_path(1)}, 1);
-  ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
-
+// Every node ends with node 1's schema, migration history, content types, permissions and
+// groups; then every node's site signs up its users, and every node ends with all of them.
+void ExpectOneSiteEverywhere(const testing::LocalCluster& cluster) {
   EXPECT_TRUE(cluster.WaitForSame(kSchema, 60s)) << OnEveryNode(cluster, kTables);
   EXPECT_TRUE(cluster.WaitForSame(kHistory, 60s)) << OnEveryNode(cluster, kHistory);
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM django_migrations;"),
@@ -142,6 +138,35 @@ TEST_F(DjangoMigrateTest, MigrateOnOneNodeGivesEveryNodeItsSchemaAndHistory) {
         << "node " << id;
   }
   ExpectNoTrouble(cluster);
+}
+
+TEST_F(DjangoMigrateTest, MigrateOnOneNodeGivesEveryNodeItsSchemaAndHistory) {
+  testing::LocalCluster cluster({.nodes = kNodes, .shards = 4});
+  cluster.Start();
+  // The deployment migrates on node 1 only (and makes the group its sign-ups join).
+  const testing::RunResult migrate = Django({"migrate", cluster.db_path(1)}, 1);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
+  ExpectOneSiteEverywhere(cluster);
+}
+
+TEST_F(DjangoMigrateTest, MigrateOnEveryNodeAtOnceEndsWithOneSchemaAndHistory) {
+  testing::LocalCluster cluster({.nodes = kNodes, .shards = 4});
+  cluster.Start();
+  // Every pod runs the deployment's migrate as it starts, all at once.
+  const std::string barrier = testing::NewTestDir("migrate-barrier");
+  std::vector<std::thread> pods;
+  for (int node = 1; node <= kNodes; ++node) {
+    pods.emplace_back([&, node] {
+      const testing::RunResult run =
+          Django({"schema-together", cluster.db_path(node), absl::StrCat(node), barrier}, node);
+      EXPECT_EQ(run.exit_code, 0) << "node " << node << ": " << run.out << run.err;
+    });
+  }
+  for (std::thread& pod : pods) pod.join();
+  // Node 1's migrate, run again, finds nothing left to do and makes the group.
+  const testing::RunResult migrate = Django({"migrate", cluster.db_path(1)}, 1);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
+  ExpectOneSiteEverywhere(cluster);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@ tests/django_migrate_test.cc.
     django_signups.py migrate DB                       Django's auth schema and a group "members"
     django_signups.py schema DB [EXTENSION]            Django's auth schema alone (`migrate`, as a
         site's deployment runs it); with EXTENSION, the rows it writes take marmot_id() ids
+    django_signups.py schema-together DB NODE BARRIER [EXTENSION]
+        `schema` once every node is ready (BARRIER, as `signups`): every pod migrating at start
     django_signups.py signups DB NODE COUNT BARRIER [EXTENSION]
         waits until every node is ready (BARRIER: a folder, 3 nodes), then signs up COUNT users
         as a site does, each in its own requests: create the user, add it to "members", edit
@@ -71,6 +73,13 @@ def main(argv):
         return
     if argv[1] == "schema":
         setup(argv[2], argv[3] if len(argv) > 3 else None)
+        migrate()
+        return
+    if argv[1] == "schema-together":
+        setup(argv[2], argv[5] if len(argv) > 5 else None)
+        from django.db import connection
+        connection.ensure_connection()  # Loads the extension before the race.
+        wait_for_every_node(argv[4], argv[3])  # At once again when run again after a lock.
         migrate()
         return
     db, node, count, barrier = argv[2], argv[3], int(argv[4]), argv[5]
