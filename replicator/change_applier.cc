@@ -117,6 +117,14 @@ absl::Status ChangeApplier::CheckSchema() {
   return absl::OkStatus();
 }
 
+absl::Status ChangeApplier::HoldFor(const ChangeBatch& batch) {
+  const bool own = state_.local_node != 0 && batch.origin_node() == state_.local_node;
+  if (own || (own_schema_quiet_ <= absl::ZeroDuration() && own_schema_pending_ == nullptr)) {
+    return absl::OkStatus();
+  }
+  return HoldWhileOwnSchemaMoves();
+}
+
 absl::Status ChangeApplier::HoldWhileOwnSchemaMoves() {
   absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
   if (!version.ok()) return version.status();
@@ -126,12 +134,17 @@ absl::Status ChangeApplier::HoldWhileOwnSchemaMoves() {
     absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
     if (!diff.ok()) return diff.status();
     if (!diff->replicate.empty() || !diff->keep.empty() || !diff->forget.empty()) {
-      own_schema_moved_ = absl::Now();
+      const absl::Time now = absl::Now();
+      if (now - own_schema_moved_ >= own_schema_quiet_) own_schema_moving_since_ = now;
+      own_schema_moved_ = now;
     }
     schema_version_seen_ = version->integer();
   }
+  const absl::Time now = absl::Now();
+  // The shipper bounds its own wait (ShipperOptions::schema_quiet_at_most).
   if ((own_schema_pending_ != nullptr && own_schema_pending_->load()) ||
-      absl::Now() - own_schema_moved_ < own_schema_quiet_) {
+      (now - own_schema_moved_ < own_schema_quiet_ &&
+       now - own_schema_moving_since_ < own_schema_quiet_at_most_)) {
     return HeldForOwnSchema();
   }
   return absl::OkStatus();
@@ -311,9 +324,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   const uint64_t origin = batch.origin_node();
   const bool own = state_.local_node != 0 && origin == state_.local_node;
-  if (!own && (own_schema_quiet_ > absl::ZeroDuration() || own_schema_pending_ != nullptr)) {
-    if (absl::Status s = HoldWhileOwnSchemaMoves(); !s.ok()) return s;
-  }
+  if (absl::Status s = HoldFor(batch); !s.ok()) return s;
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");

@@ -195,11 +195,20 @@ class ChangeApplier {
   // database. The migration then runs on the schema and rows it made itself, as if alone, and
   // the other nodes' changes of the same migration meet what it made (an object that exists
   // with the same SQL is already so, ApplySchemaChange). Zero (the default): never held.
-  void set_own_schema_quiet(absl::Duration quiet) { own_schema_quiet_ = quiet; }
+  // Held no longer than `at_most` from when the schema began to move (a schema that never
+  // stands still does not stop the apply).
+  void set_own_schema_quiet(absl::Duration quiet,
+                            absl::Duration at_most = absl::InfiniteDuration()) {
+    own_schema_quiet_ = quiet;
+    own_schema_quiet_at_most_ = at_most;
+  }
   // Also held while `*pending` (the shipper's: a schema change found here that waits to be
   // proposed, ShipperOptions::schema_pending): this node's change goes first. Must outlive the
   // applier; null: not asked.
   void set_own_schema_pending(const std::atomic<bool>* pending) { own_schema_pending_ = pending; }
+  // HeldForOwnSchema when Apply would hold `batch` now; it writes nothing (DatabaseWriter::
+  // Round::Await waits on it before the apply's transaction).
+  absl::Status HoldFor(const change::v1::ChangeBatch& batch);
 
   // Reads what the local change logs gained since the last apply, outside any transaction, so
   // that the next Apply holds the database's write lock for less time (LocalChangeIndex::
@@ -344,6 +353,8 @@ class ChangeApplier {
   const std::atomic<bool>* own_schema_pending_ = nullptr;
   int64_t schema_version_seen_ = -1;
   absl::Time own_schema_moved_ = absl::InfinitePast();
+  absl::Duration own_schema_quiet_at_most_ = absl::InfiniteDuration();
+  absl::Time own_schema_moving_since_ = absl::InfinitePast();  // Since when it holds.
 };
 
 }  // namespace marmot::replicator

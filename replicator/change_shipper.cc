@@ -233,13 +233,15 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
   if (inflight_[0] != nullptr && !inflight_[0]->schema_keys.empty()) return absl::OkStatus();
   const absl::Time now = options_.env->MonotonicNow();
   if (schema_settling_ && settling_version_ == schema_version_ &&
-      now - schema_moved_at_ < options_.schema_quiet) {
+      now - schema_moved_at_ < options_.schema_quiet &&
+      now - settling_since_ < options_.schema_quiet_at_most) {
     return absl::OkStatus();
   }
   absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
   if (!diff.ok()) return diff.status();
   schema_dirty_ = false;
   // Not proposed until the schema stands still (ShipperOptions::schema_quiet).
+  const bool was_settling = schema_settling_;
   SetSchemaSettling(false);
   if (options_.schema_quiet > absl::ZeroDuration() &&
       !(diff->replicate.empty() && diff->keep.empty() && diff->forget.empty())) {
@@ -247,7 +249,9 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
       settling_version_ = schema_version_;
       schema_moved_at_ = now;
     }
-    if (now - schema_moved_at_ < options_.schema_quiet) {
+    if (!was_settling) settling_since_ = now;
+    if (now - schema_moved_at_ < options_.schema_quiet &&
+        now - settling_since_ < options_.schema_quiet_at_most) {
       SetSchemaSettling(true);
       return absl::OkStatus();
     }

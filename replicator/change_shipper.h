@@ -104,6 +104,9 @@ struct ShipperOptions {
   // batch of what it made, every table as it ends (every pod that ran the same migration made
   // the same), and the rows it wrote follow it.
   absl::Duration schema_quiet = absl::ZeroDuration();
+  // ... but no longer than this after it began to move: a schema that never stands still (an
+  // application that changes it all the time) still goes, and its rows with it.
+  absl::Duration schema_quiet_at_most = absl::InfiniteDuration();
   // Set while a schema change found here waits for the schema to stand still, for the applier
   // (ChangeApplier::set_own_schema_pending); may be null. Must outlive the shipper.
   std::atomic<bool>* schema_pending = nullptr;
@@ -216,6 +219,7 @@ class ChangeShipper {
   bool schema_settling_ = false;
   int64_t settling_version_ = -1;
   absl::Time schema_moved_at_ = absl::InfinitePast();
+  absl::Time settling_since_ = absl::InfinitePast();
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;

@@ -273,6 +273,35 @@ TEST(ChangeShipperTest, AMigrationGoesOnceTheSchemaStoodStillAsWhatItMadeAndItsR
   EXPECT_EQ(log.dead_letters_, 0);
 }
 
+TEST(ChangeShipperTest, ASchemaThatNeverStandsStillGoesAfterSchemaQuietAtMost) {
+  raft::host::ManualClockEnv clock;
+  ShardRouter router(4);
+  Node a("ship-quiet-most-a", router), b("ship-quiet-most-b", router);
+  LogPerShard log({&a, &b});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.env = &clock,
+                                      .replicate_schema = true,
+                                      .schema_quiet = absl::Seconds(1),
+                                      .schema_quiet_at_most = absl::Seconds(3)});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO kv VALUES ('row', 1);").ok());
+  // Given an application that makes a table every 600 ms
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(RunSqliteCli(a.path, absl::StrCat("CREATE TABLE t", i, " (id INTEGER);")).ok());
+    for (int j = 0; j < 3; ++j) ASSERT_TRUE((*shipper)->Pump().ok());
+    EXPECT_EQ(log.proposals_, 0) << i;
+    clock.Advance(absl::Milliseconds(600));
+  }
+  // When 3 s passed since it began
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE t5 (id INTEGER);").ok());
+  Drain(**shipper);
+  // Then its tables went all the same, and its rows
+  EXPECT_EQ(*RunSqliteCli(b.path,
+                          "SELECT count(*) FROM sqlite_master WHERE name LIKE 't_';"
+                          "SELECT v FROM kv;"),
+            "6\n1\n");
+}
+
 TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDeletedInBothShards) {
   // Regression (hunt): node 1 moved a row from key k1 to k2, then an INSERT OR REPLACE of row 5
   // removed it through the UNIQUE column (no trigger fires for that). Its change reads as a

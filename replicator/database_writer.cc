@@ -357,6 +357,16 @@ bool DatabaseWriter::Round::RunWithoutTransaction(absl::FunctionRef<bool(ChangeA
   return step(*writer_.applier_);
 }
 
+absl::Status DatabaseWriter::Round::Await(What what, Step check) {
+  return writer_.RunUntilDone(
+      what,
+      [&] {
+        if (absl::Status refused = writer_.Refusal(); !refused.ok()) return refused;
+        return check(*writer_.applier_);
+      },
+      [&](std::chrono::milliseconds backoff, const absl::Status& cause) { Pause(backoff, cause); });
+}
+
 absl::Status DatabaseWriter::Round::ReadCommitted(Step read) {
   CommitTransaction();
   // A snapshot of a state that lost writes would be recorded at an index it does not hold.

@@ -117,6 +117,11 @@ class DatabaseWriter : public OwnWrites {
     // Not retried: what `read` passed on cannot be taken back. Errors are the commit's of the
     // deferred state or `read`'s.
     absl::Status ReadCommitted(Step read);
+    // Runs `check` (it writes nothing; in the round's transaction when that is open) until it
+    // no longer fails as the database does, waiting as Write does (the round's transaction
+    // committed): a wait that begins no transaction, so that the application's transactions do
+    // not meet marmot's write lock at every try (ChangeApplier::HoldFor). Returns as Write.
+    absl::Status Await(What what, Step check);
 
     // Whether the round's transaction is open.
     bool transaction_open() const { return transaction_open_; }

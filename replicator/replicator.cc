@@ -22,6 +22,8 @@ namespace marmot::replicator {
 // longer than a migration tool's pause between two migrations, or between a run that met
 // "database is locked" and the run again.
 constexpr absl::Duration kOwnSchemaQuiet = absl::Seconds(3);
+// At most this long from when it began to move: a schema that never stands still still goes.
+constexpr absl::Duration kOwnSchemaQuietAtMost = absl::Minutes(2);
 
 // Proposes batches through the host and wakes the pump when a proposal ends, so that committed
 // changes are marked done without waiting for the next file event.
@@ -126,7 +128,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   (*applier)->set_local_node(config.node_id);
   (*applier)->set_max_dead_letters(config.max_dead_letters);
   (*applier)->set_shipped_columns(r->shipped_columns_.get());
-  (*applier)->set_own_schema_quiet(kOwnSchemaQuiet);
+  (*applier)->set_own_schema_quiet(kOwnSchemaQuiet, kOwnSchemaQuietAtMost);
   (*applier)->set_own_schema_pending(r->own_schema_pending_.get());
   r->writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
   r->rounds_ = std::make_unique<ShardApplyRounds>(r->writer_.get());
@@ -192,6 +194,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
        .shipped = r->shipped_columns_.get(),
        .replicate_schema = true,
        .schema_quiet = kOwnSchemaQuiet,
+       .schema_quiet_at_most = kOwnSchemaQuietAtMost,
        .schema_pending = r->own_schema_pending_.get(),
        .not_replicated = [metrics = r->metrics_.get()](int64_t n) {
          metrics->schema_changes_not_replicated.Increment(static_cast<double>(n));

@@ -101,6 +101,13 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
     return ApplyVerification(round, e.index, *batch);
   }
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
+  // Another node's entry may wait while this node's own schema moves (ChangeApplier::HoldFor):
+  // without the write lock meanwhile.
+  if (absl::Status s = round.Await(what("waiting"),
+                                   [&](ChangeApplier& applier) { return applier.HoldFor(*batch); });
+      !s.ok()) {
+    return s;
+  }
   // What the round's last (successful) making of the write counted.
   auto counted = std::make_shared<ApplyResult>();
   absl::Status s =

@@ -155,11 +155,13 @@ TEST_F(DjangoMigrateTest, MigrateOnEveryNodeAtOnceEndsWithOneSchemaAndHistory) {
   // Every pod runs the deployment's migrate as it starts, all at once.
   const std::string barrier = testing::NewTestDir("migrate-barrier");
   std::vector<std::thread> pods;
+  std::vector<std::string> said(kNodes + 1);
   for (int node = 1; node <= kNodes; ++node) {
     pods.emplace_back([&, node] {
       const testing::RunResult run =
           Django({"schema-together", cluster.db_path(node), absl::StrCat(node), barrier}, node);
       EXPECT_EQ(run.exit_code, 0) << "node " << node << ": " << run.out << run.err;
+      said[node] = run.out + run.err;
     });
   }
   for (std::thread& pod : pods) pod.join();
@@ -167,6 +169,11 @@ TEST_F(DjangoMigrateTest, MigrateOnEveryNodeAtOnceEndsWithOneSchemaAndHistory) {
   const testing::RunResult migrate = Django({"migrate", cluster.db_path(1)}, 1);
   ASSERT_EQ(migrate.exit_code, 0) << migrate.out << migrate.err;
   ExpectOneSiteEverywhere(cluster);
+  if (HasFailure()) {
+    for (int node = 1; node <= kNodes; ++node) {
+      ADD_FAILURE() << "node " << node << "'s migrate said:\n" << said[node];
+    }
+  }
 }
 
 }  // namespace
