@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "replicator/table_sql.h"
+#include "sqlite/change_log.h"
 #include "sqlite/value.h"
 
 namespace marmot::replicator {
@@ -355,14 +356,64 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_changed = type == "table"};
 }
 
+absl::StatusOr<bool> Exists(sqlite::Database& db, const std::string& type,
+                            const std::string& name) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
+      absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = ", Value::Text(type).DebugString(),
+                   " AND name = ", Value::Text(name).DebugString()));
+  if (!rows.ok()) return rows.status();
+  return !rows->empty();
+}
+
+// What marmot keeps of a table that is gone: the baseline forgets it with its indexes and
+// triggers; its log's pending changes are done (made before the drop or concurrently with it,
+// they would otherwise ship, read against a table made again under its name, as deletes of its
+// rows); its rows' versions go (a table made again under its name starts without versions). Its
+// kept conflicts and dead letters stay: they are a trace of writes the drop undid.
+absl::Status ForgetDroppedTable(sqlite::Database& db, const std::string& name) {
+  if (absl::Status s = db.RunKept(absl::StrCat("DELETE FROM ", kBaseline,
+                                               " WHERE (type = 'table' AND name = ?1) OR "
+                                               "(type IN ('index', 'trigger') AND tbl_name = ?1)"),
+                                  {Value::Text(name)});
+      !s.ok()) {
+    return s;
+  }
+  const std::string log = sqlite::ChangeLogTableName(name);
+  absl::StatusOr<bool> has_log = Exists(db, "table", log);
+  if (!has_log.ok()) return has_log.status();
+  if (*has_log) {
+    absl::StatusOr<std::vector<std::vector<Value>>> state_column = db.QueryRows(
+        absl::StrCat("SELECT 1 FROM pragma_table_info(", Value::Text(log).DebugString(),
+                     ", 'main') WHERE name = '__marmot__state'"));
+    if (!state_column.ok()) return state_column.status();
+    *has_log = !state_column->empty();
+  }
+  if (*has_log) {
+    // Done (state 1) like the rows that move a log's ids up (sqlite/change_log.h).
+    if (absl::Status s =
+            db.Exec(absl::StrCat("UPDATE ", sqlite::QuoteIdentifier(log),
+                                 " SET \"__marmot__state\" = 1 WHERE \"__marmot__state\" = 0"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  absl::StatusOr<bool> has_versions = Exists(db, "table", sqlite::kRowVersionsTable);
+  if (!has_versions.ok()) return has_versions.status();
+  if (!*has_versions) return absl::OkStatus();
+  return db.RunKept(absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
+                                 " WHERE tbl = ?1"),
+                    {Value::Text(name)});
+}
+
 absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string& type,
                                         const std::string& name) {
-  if (type == "table") return Refused("DROP TABLE does not replicate yet");
   absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
       "SELECT type FROM sqlite_master WHERE name = ", Value::Text(name).DebugString()));
   if (!existing.ok()) return existing.status();
   if (existing->empty()) {
-    if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
+    absl::Status s =
+        type == "table" ? ForgetDroppedTable(db, name) : ForgetInBaseline(db, type, name);
+    if (!s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
   if (existing->front()[0].bytes() != type) {
@@ -374,6 +425,10 @@ absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string&
           db.Exec(absl::StrCat("DROP ", Upper(type), " ", sqlite::QuoteIdentifier(name)));
       !s.ok()) {
     return s;
+  }
+  if (type == "table") {
+    if (absl::Status s = ForgetDroppedTable(db, name); !s.ok()) return s;
+    return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_changed = true};
   }
   if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
   return SchemaApplied{.outcome = SchemaApplied::kApplied};
@@ -863,9 +918,20 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     creates.push_back(CreateOf(*o));
     settled.insert(o->name);
   }
+  // A gone table is dropped, unless a table appeared in the same diff (it may have been renamed
+  // to it: neither replicates then, see above).
+  std::vector<SchemaChange> table_drops;
   for (const SchemaObject* o : gone_tables) {
-    diff.forget.emplace_back(o->type, o->name);
-    diff.not_replicated.push_back(absl::StrCat("DROP TABLE ", o->name));
+    if (!new_tables.empty()) {
+      diff.forget.emplace_back(o->type, o->name);
+      diff.not_replicated.push_back(absl::StrCat("DROP TABLE ", o->name));
+      continue;
+    }
+    SchemaChange& drop = table_drops.emplace_back();
+    drop.set_kind(SchemaChange::DROP);
+    drop.set_type(o->type);
+    drop.set_name(o->name);
+    drop.set_before_sql(o->sql);
   }
   // Then indexes, views and triggers: those of tables that changed go with their table.
   auto replicates = [&](const SchemaObject& o) {
@@ -901,6 +967,7 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     drop.set_type(o.type);
     drop.set_name(o.name);
   }
+  diff.replicate.insert(diff.replicate.end(), table_drops.begin(), table_drops.end());
   diff.replicate.insert(diff.replicate.end(), creates.begin(), creates.end());
   return diff;
 }
@@ -978,6 +1045,14 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     if (c.kind() == SchemaChange::DROP_COLUMNS) {
       for (const std::string& column : c.columns()) {
         if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
+      }
+    }
+    if (c.kind() == SchemaChange::DROP && type == "table") {
+      // Gone here still (not made again since): what marmot kept of it goes too.
+      absl::StatusOr<bool> here = Exists(db, type, name);
+      if (!here.ok()) return here.status();
+      if (!*here) {
+        if (absl::Status s = ForgetDroppedTable(db, name); !s.ok()) return s;
       }
     }
     if (c.kind() != SchemaChange::CREATE)

@@ -17,15 +17,16 @@
 //   - a table made again with other definitions (a type, a NOT NULL, a CHECK changed: SQLite's
 //     create-copy-drop-rename way) -> REDEFINE, its SQL before (as the baseline holds it) and
 //     after; its rows follow, since capture copies a table made again whole;
+//   - a table that is gone -> DROP (its SQL before in before_sql); its indexes and triggers go
+//     with it;
 //   in that order: drops, then tables (renamed, dropped and added columns and tables made again,
 //   then tables created), indexes, views and triggers, each in the order they were made.
 // Not replicated yet, and taken into the baseline as they are here (every node makes them
-// itself; README, "Limitations"): a table that is gone (DROP TABLE), a table whose columns
-// changed in a way its text cannot tell (a rename from a drop and an add), and the indexes and
-// triggers of those tables. When tables are gone and new ones appear in one diff, or a new
-// table has the columns a changed table had, a table may have been renamed (ALTER TABLE
-// RENAME): none of them replicates, so that the other nodes' own rename still finds its name
-// free.
+// itself; README, "Limitations"): a table whose columns changed in a way its text cannot tell
+// (a rename from a drop and an add), and its indexes and triggers. When tables are gone and new
+// ones appear in one diff, or a new table has the columns a changed table had, a table may have
+// been renamed (ALTER TABLE RENAME): none of them replicates, so that the other nodes' own
+// rename still finds its name free.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
@@ -39,10 +40,12 @@
 // that conflicts does not), and both are already so where the table is as they make it.
 // REDEFINE makes the table again where it is as the origin's was (rows copied by column name,
 // then its indexes and triggers made again), is already so where it is as the origin's is, and
-// is a conflict otherwise; rows here that do not fit the new definition refuse it. A schema
-// change must name a user object and hold exactly one CREATE statement of that object (a hostile
-// one that does anything else is refused and changes nothing). Either outcome records the object
-// in the baseline.
+// is a conflict otherwise; rows here that do not fit the new definition refuse it. A DROP of a
+// table drops it with its indexes and triggers, whatever its definition here, and forgets what
+// marmot kept of its rows (pending changes, versions; its conflicts and dead letters stay). A
+// schema change must name a user object and hold exactly one CREATE statement of that object (a
+// hostile one that does anything else is refused and changes nothing). Either outcome records
+// the object in the baseline.
 //
 // Marmot's objects (`__marmot__...`), SQLite's (`sqlite_...`), automatic indexes and the shadow
 // tables of virtual tables are never schema changes.

@@ -534,7 +534,7 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
   SchemaChange drop_table;
   drop_table.set_kind(SchemaChange::DROP);
   drop_table.set_type("table");
-  drop_table.set_name("kv");
+  drop_table.set_name("__marmot__kv_change_log");
   const Case cases[] = {
       {Create("table", "x", "CREATE TABLE x (a); DROP TABLE kv"), "more than one statement"},
       {Create("table", "x", "DROP TABLE kv"), "does not create exactly"},
@@ -566,7 +566,7 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
       {Create("table", "x", "CREATE TABLE x (a DEFAULT (zeroblob(1 << 30)))"),
        "no more than 1 MiB"},
       {Create("table", "x", "CREATE TABLE x ("), "cannot run here"},
-      {drop_table, "DROP TABLE does not replicate"},
+      {drop_table, "not the name"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.change.sql());
@@ -615,6 +615,78 @@ TEST_F(SchemaChangesTest, ADropRemovesTheObjectOnceAndRecordsIt) {
   drop.set_type("view");
   drop.set_name("kv");
   EXPECT_EQ(Apply(drop).outcome, SchemaApplied::kConflict);
+}
+
+TEST_F(SchemaChangesTest, AGoneTableIsADropItsIndexesGoWithIt) {
+  ASSERT_TRUE(RunSqliteCli(path_, "DROP TABLE kv;").ok());
+  EXPECT_EQ(Unreplicated(), "DROP table kv\n");
+  // Sent and committed, the baseline forgets it (its index went with the look above).
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(*db_);
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  ASSERT_EQ(diff->replicate.size(), 1u);
+  EXPECT_EQ(diff->replicate[0].before_sql(), "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)");
+  ASSERT_TRUE(RecordSentInBaseline(*db_, diff->replicate).ok());
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+TEST_F(SchemaChangesTest, ADroppedTableGoesWithWhatMarmotKeptOfIt) {
+  // A log as capture makes it, with a pending change and a done one; versions and a conflict.
+  ASSERT_TRUE(
+      RunSqliteCli(path_,
+                   "DROP TABLE \"__marmot__kv_change_log\";"
+                   "CREATE TABLE \"__marmot__kv_change_log\" (\"__marmot__id\" INTEGER "
+                   "PRIMARY KEY, \"__marmot__op\" TEXT, \"__marmot__state\" INTEGER);"
+                   "INSERT INTO \"__marmot__kv_change_log\" VALUES (1, 'I', 2), (2, 'U', 0);"
+                   "CREATE TABLE \"__marmot__versions\" (tbl, key);"
+                   "INSERT INTO \"__marmot__versions\" VALUES ('kv', '1'), ('other', '1');"
+                   "CREATE TABLE other (k INTEGER PRIMARY KEY);")
+          .ok());
+  ASSERT_TRUE(RecordSentInBaseline(
+                  *db_, {Create("table", "other", "CREATE TABLE other (k INTEGER PRIMARY KEY)")})
+                  .ok());
+  SchemaChange drop;
+  drop.set_kind(SchemaChange::DROP);
+  drop.set_type("table");
+  drop.set_name("kv");
+  const SchemaApplied applied = Apply(drop);
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied);
+  EXPECT_TRUE(applied.table_changed);
+  EXPECT_EQ(Objects(), "table other\n");
+  EXPECT_EQ(Unreplicated(), "");
+  // The pending change will not ship; the done one stays (a log keeps its newest id).
+  EXPECT_EQ(*RunSqliteCli(path_,
+                          "SELECT group_concat(\"__marmot__state\") FROM "
+                          "\"__marmot__kv_change_log\";"
+                          "SELECT group_concat(tbl) FROM \"__marmot__versions\";"),
+            "2,1\nother\n");
+  EXPECT_EQ(Apply(drop).outcome, SchemaApplied::kAlreadySo);
+  // Made again under its name, it is a table of its own.
+  EXPECT_EQ(Apply(Create("table", "kv", "CREATE TABLE kv (id TEXT PRIMARY KEY)")).outcome,
+            SchemaApplied::kApplied);
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+TEST_F(SchemaChangesTest, AnOwnDropOfATableMadeAgainSinceChangesNothing) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "DROP TABLE kv; CREATE TABLE kv (id TEXT PRIMARY KEY);"
+                           "CREATE TABLE \"__marmot__versions\" (tbl, key);"
+                           "INSERT INTO \"__marmot__versions\" VALUES ('kv', 'x');")
+                  .ok());
+  SchemaChange drop;
+  drop.set_kind(SchemaChange::DROP);
+  drop.set_type("table");
+  drop.set_name("kv");
+  absl::StatusOr<SchemaApplied> own = ApplySchemaChange(*db_, drop, /*own=*/true);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(Objects(), "index sqlite_autoindex_kv_1\ntable kv\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__versions\";"), "1\n");
+  // Gone still when it comes back: the versions of its rows go.
+  ASSERT_TRUE(RunSqliteCli(path_, "DROP TABLE kv;").ok());
+  own = ApplySchemaChange(*db_, drop, /*own=*/true);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__versions\";"), "0\n");
 }
 
 }  // namespace

@@ -66,11 +66,12 @@ TEST(HaltedShardTest, AShardHaltedOnMaxDeadLettersResumesOnceTheyAreRetried) {
   testing::LocalCluster c({.nodes = 3,
                            .shards = kShards,
                            .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"
-                                     "CREATE TABLE u (id INTEGER PRIMARY KEY, v);"});
+                                     "CREATE TABLE u (id INTEGER PRIMARY KEY, v);",
+                           // (A table dropped while marmot runs is dropped everywhere.)
+                           .rows_before = {{3, "DROP TABLE t;"}}});
   c.SetNodeFlags(3, {"-max-dead-letters=3"});
   c.Start();
   // Given node 3 without table t, holding 3 dead letters of t's rows in shard 0 (its most),
-  c.Sql(3, "DROP TABLE t;");
   auto dead_letters = [&] { return c.Sql(3, "SELECT count(*) FROM \"__marmot__dead_letters\";"); };
   const std::vector<int64_t> ids = IdsOfShard("t", 0, 8, 1);
   for (int i = 0; i < 3; ++i) {

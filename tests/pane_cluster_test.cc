@@ -508,10 +508,12 @@ TEST_F(PaneClusterTest, BackupStreamsAPlainConsistentDatabase) {
 
 TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExists) {
   // Given three nodes where node 3 lacks table t
-  testing::LocalCluster cluster(
-      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster({.nodes = 3,
+                                 .shards = 2,
+                                 .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);",
+                                 // (A table dropped while marmot runs is dropped everywhere.)
+                                 .rows_before = {{3, "DROP TABLE t;"}}});
   cluster.Start();
-  cluster.Sql(3, "DROP TABLE t;");
   auto dead_letters = [&](int id) {
     return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";");
   };
@@ -563,10 +565,12 @@ TEST_F(PaneClusterTest, ANodeMissingATableRetriesItsDeadLettersOnceTheTableExist
 
 TEST_F(PaneClusterTest, ANewNodeJoiningFromASnapshotWithDeadLettersGetsTheirChanges) {
   // Given three nodes where node 3 lacks table t and dead-lettered node 1's 28 changes of it
-  testing::LocalCluster cluster(
-      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);"});
+  testing::LocalCluster cluster({.nodes = 3,
+                                 .shards = 2,
+                                 .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);",
+                                 // (A table dropped while marmot runs is dropped everywhere.)
+                                 .rows_before = {{3, "DROP TABLE t;"}}});
   cluster.Start();
-  cluster.Sql(3, "DROP TABLE t;");
   auto dead_letters = [&](int id) {
     return cluster.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";");
   };

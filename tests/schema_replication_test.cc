@@ -270,6 +270,39 @@ TEST(SchemaReplicationTest, ATableMadeAgainOnOneNodeIsMadeAgainEverywhereWithIts
   }
 }
 
+TEST(SchemaReplicationTest, ATableDroppedOnOneNodeGoesEverywhereAndMadeAgainStartsEmpty) {
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+                 "CREATE TABLE old (id INTEGER PRIMARY KEY, v); CREATE INDEX old_v ON old (v);"});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO old VALUES (1, 'one'), (2, 'two');");
+  cluster.Sql(3, "INSERT INTO old VALUES (3, 'three'); UPDATE old SET v = 'uno' WHERE id = 1;");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM old;", 30s));
+  // Dropped on node 2, with a write right before.
+  cluster.Sql(2, "UPDATE old SET v = 'dos' WHERE id = 2; DROP TABLE old;");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_THAT(cluster.Sql(3, kSchema), Not(HasSubstr("old")));
+  // Made again under its name with other columns on node 3: a table of its own, with only its
+  // rows, written from any node.
+  cluster.Sql(3, "CREATE TABLE old (id TEXT PRIMARY KEY, w); INSERT INTO old VALUES ('a', 1);");
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  cluster.Sql(1, "INSERT INTO old VALUES ('b', 2); INSERT INTO kv VALUES (1, 'after');");
+  const std::string rows = ".mode quote\nSELECT * FROM old ORDER BY id; SELECT * FROM kv;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_EQ(cluster.Sql(2, rows), "'a',1\n'b',2\n1,'after'\n");
+  ExpectCleanEverywhere(cluster);
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("do not replicate yet"))) << "node " << id;
+    EXPECT_EQ(cluster.Sql(id,
+                          "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'old' AND "
+                          "key GLOB '[0-9]*';"),
+              "0\n")
+        << "node " << id << ": versions of the dropped table's rows stayed";
+  }
+}
+
 TEST(SchemaReplicationTest, ANodeKilledDuringAMigrationCatchesUp) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kKv});
   cluster.Start();
