@@ -36,7 +36,67 @@ constexpr char kColumns[] = "shard, raft_index, origin, change_id, held, columns
 
 }  // namespace
 
+namespace {
+
+// X'...' as quote() writes a BLOB: its bytes in upper-case hex.
+void AppendBlobLiteral(const std::string& bytes, std::string& out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  out += "X'";
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  out += '\'';
+}
+
+// What RowVersionKeySql computes for `v`, without SQLite, for every storage class but REAL
+// (quote() writes a REAL with SQLite's own formatting: asked of SQLite); false for a REAL.
+bool AppendQuoted(const Value& v, std::string& out) {
+  switch (v.storage_class()) {
+    case sqlite::StorageClass::kNull:
+      out += "NULL";
+      return true;
+    case sqlite::StorageClass::kInteger:
+      absl::StrAppend(&out, v.integer());
+      return true;
+    case sqlite::StorageClass::kReal:
+      return false;
+    case sqlite::StorageClass::kText: {
+      const std::string& text = v.bytes();
+      if (text.find('\0') != std::string::npos) {
+        out += 'T';
+        AppendBlobLiteral(text, out);
+        return true;
+      }
+      out += '\'';
+      for (char c : text) {
+        out += c;
+        if (c == '\'') out += '\'';
+      }
+      out += '\'';
+      return true;
+    }
+    case sqlite::StorageClass::kBlob:
+      AppendBlobLiteral(v.bytes(), out);
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> RowVersions::KeyOf(const std::vector<Value>& key) {
+  std::string fast;
+  bool known = true;
+  for (size_t i = 0; i < key.size() && known; ++i) {
+    if (i > 0) fast += ',';
+    known = AppendQuoted(key[i], fast);
+  }
+  if (known) return fast;
+  return KeyOfBySqlite(key);
+}
+
+absl::StatusOr<std::string> RowVersions::KeyOfBySqlite(const std::vector<Value>& key) {
   std::vector<std::string> params;
   for (size_t i = 0; i < key.size(); ++i) params.push_back(absl::StrCat("?", i + 1));
   absl::StatusOr<Statement*> stmt =
@@ -53,9 +113,10 @@ absl::StatusOr<std::string> RowVersions::KeyOf(const std::vector<Value>& key) {
 
 absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& table,
                                                            const std::string& key) {
-  absl::StatusOr<Statement*> stmt = db_.Kept(absl::StrCat(
+  static const std::string* const sql = new std::string(absl::StrCat(
       "SELECT ", kColumns, " FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
       " WHERE tbl = ?1 AND key = ?2"));
+  absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = (*stmt)->BindAll({Value::Text(table), Value::Text(key)}); !s.ok()) return s;
   std::optional<RowVersion> stored;
@@ -73,17 +134,17 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& ta
 
 absl::Status RowVersions::Set(const std::string& table, const std::string& key,
                               const RowVersion& v) {
-  const std::string sql = absl::StrCat(
+  static const std::string* const sql = new std::string(absl::StrCat(
       "INSERT INTO ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable), " (tbl, key, ", kColumns,
       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tbl, key) DO UPDATE SET "
       "shard = excluded.shard, raft_index = excluded.raft_index, origin = excluded.origin, "
       "change_id = excluded.change_id, held = excluded.held, columns = excluded.columns "
-      "WHERE excluded.raft_index >= raft_index");
+      "WHERE excluded.raft_index >= raft_index"));
   return db_.RunKept(
-      sql, {Value::Text(table), Value::Text(key), Value::Integer(v.shard),
-            Value::Integer(static_cast<int64_t>(v.raft_index)),
-            Value::Integer(static_cast<int64_t>(v.origin)), Value::Integer(v.change_id),
-            v.held.empty() ? Value::Null() : Value::Blob(v.held), Value::Integer(v.columns)});
+      *sql, {Value::Text(table), Value::Text(key), Value::Integer(v.shard),
+             Value::Integer(static_cast<int64_t>(v.raft_index)),
+             Value::Integer(static_cast<int64_t>(v.origin)), Value::Integer(v.change_id),
+             v.held.empty() ? Value::Null() : Value::Blob(v.held), Value::Integer(v.columns)});
 }
 
 void RowVersions::Defer(const std::string& table, const std::string& key, const RowVersion& v) {

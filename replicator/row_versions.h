@@ -56,8 +56,11 @@ class RowVersions {
   explicit RowVersions(sqlite::Database& db) : db_(db) {}
 
   // The key of a row as the table stores it (RowVersionKeySql), from its key values in key order
-  // (the rowid for a table keyed by it).
+  // (the rowid for a table keyed by it). Computed here for every storage class but REAL, which
+  // SQLite's quote() formats its own way: asked of SQLite (KeyOfBySqlite).
   absl::StatusOr<std::string> KeyOf(const std::vector<sqlite::Value>& key);
+  // The same, always asked of SQLite (what the capture triggers compute).
+  absl::StatusOr<std::string> KeyOfBySqlite(const std::vector<sqlite::Value>& key);
 
   // The version of row `key` of `table`, deferred ones included; nullopt when it has none.
   absl::StatusOr<std::optional<RowVersion>> Get(const std::string& table, const std::string& key);
