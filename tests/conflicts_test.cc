@@ -69,15 +69,8 @@ TEST(ConflictsTest, ConcurrentEditsOfOneRowKeepEveryLoserOnEveryNode) {
   const std::string accounted =
       "SELECT (SELECT edits FROM doc WHERE id = 7) + (SELECT count(*) FROM "
       "\"__marmot__conflicts\" WHERE tbl = 'doc' AND op = 'U');";
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= 3; ++id) {
-          if (cluster.Sql(id, accounted) != absl::StrCat(3 * kEdits, "\n")) return false;
-        }
-        return true;
-      },
-      60s))
-      << cluster.Sql(1, accounted) << cluster.Sql(2, accounted) << cluster.Sql(3, accounted);
+  EXPECT_TRUE(cluster.WaitForEverywhere(accounted, absl::StrCat(3 * kEdits, "\n"), 60s))
+      << cluster.OnEveryNode(accounted);
   ASSERT_TRUE(cluster.WaitForSame(kRows, 60s));
   ASSERT_TRUE(cluster.WaitForSame(kConflicts, 60s)) << cluster.Sql(1, kConflicts);
   // Every edit either is in the row's history of applied versions or is kept: the row counts

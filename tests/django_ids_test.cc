@@ -108,16 +108,8 @@ Outcome SignUpOnEveryNode(bool marmot_ids) {
   const std::string accounted =
       "SELECT (SELECT count(*) FROM auth_user) + (SELECT count(*) FROM \"__marmot__conflicts\" "
       "WHERE tbl = 'auth_user' AND op = 'I');";
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= kNodes; ++id) {
-          if (cluster.Sql(id, accounted) != absl::StrCat(kNodes * kUsersPerNode, "\n")) {
-            return false;
-          }
-        }
-        return true;
-      },
-      60s));
+  EXPECT_TRUE(cluster.WaitForEverywhere(accounted, absl::StrCat(kNodes * kUsersPerNode, "\n"), 60s))
+      << cluster.OnEveryNode(accounted);
   outcome.agreed = cluster.WaitForSame(
       "SELECT id, username, first_name FROM auth_user ORDER BY id;"
       "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id, hex(change) "

@@ -22,33 +22,6 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-// Waits until `query` prints `expected` on every node of `cluster`; false after `timeout`.
-bool WaitForEverywhere(const testing::LocalCluster& cluster, const std::string& query,
-                       const std::string& expected, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    bool everywhere = true;
-    for (int id = 1; id <= cluster.nodes() && everywhere; ++id) {
-      auto out = sqlite::testing::RunSqliteCli(cluster.db_path(id), query);
-      everywhere = out.ok() && *out == expected;
-    }
-    if (everywhere) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
-
-// What `query` prints on each node, for failure messages.
-std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string& query) {
-  std::string out;
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    auto printed = sqlite::testing::RunSqliteCli(cluster.db_path(id), query);
-    absl::StrAppend(&out, "node ", id, ":\n", printed.ok() ? *printed : printed.status().ToString(),
-                    "\n");
-  }
-  return out;
-}
-
 constexpr char kKv[] = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);";
 constexpr char kAllKv[] = ".mode quote\nSELECT * FROM kv ORDER BY k;";
 
@@ -61,10 +34,10 @@ TEST(LostWritesTest, AValueWrittenRightAfterAddColumnKeepsItsColumnOnEveryNode) 
   cluster.Sql(1, "INSERT INTO kv VALUES (2, 'b', 'y');");
   cluster.Sql(1, "INSERT INTO kv VALUES (3, 'c', 'z'); UPDATE kv SET extra = 'x2' WHERE k = 1;");
   const std::string expected = "1,'a','x2'\n2,'b','y'\n3,'c','z'\n";
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, expected, 30s)) << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kAllKv, expected, 30s)) << cluster.OnEveryNode(kAllKv);
   EXPECT_TRUE(
-      WaitForEverywhere(cluster, "SELECT count(*) FROM \"__marmot__dead_letters\";", "0\n", 30s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\";");
+      cluster.WaitForEverywhere("SELECT count(*) FROM \"__marmot__dead_letters\";", "0\n", 30s))
+      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\";");
 }
 
 TEST(LostWritesTest, AColumnAddedWhileEveryNodeWritesTheSameRowsEndsTheSameEverywhere) {
@@ -78,7 +51,7 @@ TEST(LostWritesTest, AColumnAddedWhileEveryNodeWritesTheSameRowsEndsTheSameEvery
               "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 60) "
               "INSERT INTO kv SELECT k, 'start' FROM n;");
   const std::string count = "SELECT count(*) FROM kv;";
-  ASSERT_TRUE(WaitForEverywhere(cluster, count, "60\n", 30s)) << OnEveryNode(cluster, count);
+  ASSERT_TRUE(cluster.WaitForEverywhere(count, "60\n", 30s)) << cluster.OnEveryNode(count);
   // Every node rewrites every row, transaction after transaction; node 1 writes the new column
   // too once it has it.
   std::atomic<bool> writes_upd{false};
@@ -108,13 +81,13 @@ TEST(LostWritesTest, AColumnAddedWhileEveryNodeWritesTheSameRowsEndsTheSameEvery
   writers[1].join();
   writers[3].join();
   const std::string dead = "SELECT count(*) FROM \"__marmot__dead_letters\";";
-  ASSERT_TRUE(WaitForEverywhere(cluster, dead, "0\n", 60s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\";");
+  ASSERT_TRUE(cluster.WaitForEverywhere(dead, "0\n", 60s))
+      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\";");
   // Every node ends with the same rows. (Not necessarily node 1's last value of the column: a
   // change that node 2 wrote before it had the column and read after carries the column as node
   // 2 had it, and may come last.)
   const std::string all = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(cluster.WaitForSame(all, 30s)) << OnEveryNode(cluster, all);
+  EXPECT_TRUE(cluster.WaitForSame(all, 30s)) << cluster.OnEveryNode(all);
 }
 
 TEST(LostWritesTest, SwappedColumnNamesDoNotSwapValues) {
@@ -131,23 +104,23 @@ TEST(LostWritesTest, SwappedColumnNamesDoNotSwapValues) {
   cluster.Sql(1, swap + "INSERT INTO t (k, a, b) VALUES (1, 'for a', 'for b');");
   cluster.Sql(2, swap);
   const std::string query = "SELECT k, a, b FROM t;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "1|for a|for b\n", 30s))
-      << OnEveryNode(cluster, query);
+  EXPECT_TRUE(cluster.WaitForEverywhere(query, "1|for a|for b\n", 30s))
+      << cluster.OnEveryNode(query);
 }
 
 TEST(LostWritesTest, AColumnAddedAndWrittenWhileMarmotIsStoppedReplicatesAfterItsRestart) {
   testing::LocalCluster cluster({.nodes = 2, .shards = 2, .schema = kKv});
   cluster.Start();
   cluster.Sql(1, "INSERT INTO kv VALUES (1, 'a');");
-  ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a'\n", 30s)) << OnEveryNode(cluster, kAllKv);
+  ASSERT_TRUE(cluster.WaitForEverywhere(kAllKv, "1,'a'\n", 30s)) << cluster.OnEveryNode(kAllKv);
   ASSERT_EQ(cluster.StopNode(1), 0);
   cluster.Sql(1,
               "ALTER TABLE kv ADD COLUMN extra TEXT; INSERT INTO kv VALUES (2, 'b', 'y');"
               "UPDATE kv SET extra = 'x' WHERE k = 1;");
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','x'\n2,'b','y'\n", 30s))
-      << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kAllKv, "1,'a','x'\n2,'b','y'\n", 30s))
+      << cluster.OnEveryNode(kAllKv);
 }
 
 TEST(LostWritesTest, AColumnCanBeDroppedWhileMarmotRuns) {
@@ -157,23 +130,23 @@ TEST(LostWritesTest, AColumnCanBeDroppedWhileMarmotRuns) {
        .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, w TEXT);"});
   cluster.Start();
   cluster.Sql(1, "INSERT INTO kv VALUES (1, 'a', 'gone soon');");
-  ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a','gone soon'\n", 30s))
-      << OnEveryNode(cluster, kAllKv);
+  ASSERT_TRUE(cluster.WaitForEverywhere(kAllKv, "1,'a','gone soon'\n", 30s))
+      << cluster.OnEveryNode(kAllKv);
   // Dropped on node 1, the column goes from node 2 too; writes right after it replicate.
   auto dropped =
       sqlite::testing::RunSqliteCli(cluster.db_path(1),
                                     "ALTER TABLE kv DROP COLUMN w; INSERT INTO kv VALUES (2, 'b');"
                                     "UPDATE kv SET v = 'a2' WHERE k = 1;");
   ASSERT_TRUE(dropped.ok()) << dropped.status();
-  EXPECT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'a2'\n2,'b'\n", 30s))
-      << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kAllKv, "1,'a2'\n2,'b'\n", 30s))
+      << cluster.OnEveryNode(kAllKv);
 }
 
 TEST(LostWritesTest, WritesRightAfterATableIsMadeAgainUnderItsNameReplicate) {
   testing::LocalCluster cluster({.nodes = 2, .shards = 2, .schema = kKv});
   cluster.Start();
   cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one');");
-  ASSERT_TRUE(WaitForEverywhere(cluster, kAllKv, "1,'one'\n", 30s)) << OnEveryNode(cluster, kAllKv);
+  ASSERT_TRUE(cluster.WaitForEverywhere(kAllKv, "1,'one'\n", 30s)) << cluster.OnEveryNode(kAllKv);
   // SQLite's recommended way to change a table, in one transaction as SQLite's documentation
   // does it, on both nodes; a write in the same call. (Outside a transaction, a replicated row
   // applied between the copy and the DROP would go with the old table: DROP TABLE does not
@@ -186,8 +159,8 @@ TEST(LostWritesTest, WritesRightAfterATableIsMadeAgainUnderItsNameReplicate) {
   cluster.Sql(2, migrate);
   cluster.Sql(1, "INSERT INTO kv VALUES (101, 'hundred and one');");
   EXPECT_TRUE(
-      WaitForEverywhere(cluster, kAllKv, "1,'one'\n100,'hundred'\n101,'hundred and one'\n", 30s))
-      << OnEveryNode(cluster, kAllKv);
+      cluster.WaitForEverywhere(kAllKv, "1,'one'\n100,'hundred'\n101,'hundred and one'\n", 30s))
+      << cluster.OnEveryNode(kAllKv);
   // A plain DROP and CREATE on node 1, then on node 2 with a write in the same call. (Node 1
   // goes first: a DROP TABLE there after the row arrived would delete it, as dropping a table
   // does; schema changes do not replicate yet.)
@@ -197,8 +170,8 @@ TEST(LostWritesTest, WritesRightAfterATableIsMadeAgainUnderItsNameReplicate) {
   cluster.Sql(2,
               "BEGIN; DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); COMMIT;"
               "INSERT INTO kv VALUES (7, 'seven');");
-  EXPECT_TRUE(WaitForEverywhere(cluster, "SELECT v FROM kv WHERE k = 7;", "seven\n", 30s))
-      << OnEveryNode(cluster, kAllKv);
+  EXPECT_TRUE(cluster.WaitForEverywhere("SELECT v FROM kv WHERE k = 7;", "seven\n", 30s))
+      << cluster.OnEveryNode(kAllKv);
 }
 
 TEST(LostWritesTest, ATableCreatedWhileMarmotIsStoppedReplicatesItsRows) {
@@ -212,7 +185,7 @@ TEST(LostWritesTest, ATableCreatedWhileMarmotIsStoppedReplicatesItsRows) {
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
   const std::string query = "SELECT * FROM later ORDER BY k;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "a|1\nb|2\n", 30s)) << OnEveryNode(cluster, query);
+  EXPECT_TRUE(cluster.WaitForEverywhere(query, "a|1\nb|2\n", 30s)) << cluster.OnEveryNode(query);
 }
 
 TEST(LostWritesTest, ANullKeyIsRefusedAndRowsWithKeysReplicateOnce) {
@@ -228,8 +201,7 @@ TEST(LostWritesTest, ANullKeyIsRefusedAndRowsWithKeysReplicateOnce) {
               "BEGIN; INSERT INTO t VALUES ('y', 'b'); DELETE FROM t WHERE k = 'y';"
               "INSERT INTO t VALUES ('z', 'c'); UPDATE t SET v = 'c2' WHERE k = 'z'; COMMIT;");
   const std::string query = "SELECT k, v FROM t ORDER BY k;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "x|a2\nz|c2\n", 30s))
-      << OnEveryNode(cluster, query);
+  EXPECT_TRUE(cluster.WaitForEverywhere(query, "x|a2\nz|c2\n", 30s)) << cluster.OnEveryNode(query);
 }
 
 TEST(LostWritesTest, ATableWhoseNameIsNotUtf8ReplicatesAndStatusStaysWhole) {
@@ -245,8 +217,7 @@ TEST(LostWritesTest, ATableWhoseNameIsNotUtf8ReplicatesAndStatusStaysWhole) {
   cluster.Sql(1, "BEGIN; INSERT INTO " + bad +
                      " VALUES (1, 'odd'); INSERT INTO kv VALUES (1, 'plain'); COMMIT;");
   const std::string query = "SELECT v FROM " + bad + "; SELECT v FROM kv;";
-  EXPECT_TRUE(WaitForEverywhere(cluster, query, "odd\nplain\n", 30s))
-      << OnEveryNode(cluster, query);
+  EXPECT_TRUE(cluster.WaitForEverywhere(query, "odd\nplain\n", 30s)) << cluster.OnEveryNode(query);
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
   for (int id = 1; id <= 2; ++id) {
     httplib::Client rest("127.0.0.1", cluster.pane_port(id));

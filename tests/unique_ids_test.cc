@@ -102,15 +102,8 @@ TEST(UniqueIdsTest, SqliteAssignedIdsWrittenOnEveryNodeAtOnceKeepTheLosersAsConf
   const std::string accounted =
       "SELECT (SELECT count(*) FROM signups) + (SELECT count(*) FROM \"__marmot__conflicts\" "
       "WHERE tbl = 'signups');";
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= kNodes; ++id) {
-          if (cluster.Sql(id, accounted) != absl::StrCat(kNodes * kRowsPerNode, "\n")) return false;
-        }
-        return true;
-      },
-      60s))
-      << cluster.Sql(1, accounted) << cluster.Sql(2, accounted) << cluster.Sql(3, accounted);
+  EXPECT_TRUE(cluster.WaitForEverywhere(accounted, absl::StrCat(kNodes * kRowsPerNode, "\n"), 60s))
+      << cluster.OnEveryNode(accounted);
   const std::string rows = Converged(cluster);
   // Every node took ids 1 to 40; the first change of each id in its shard's order stays.
   EXPECT_EQ(Lines(rows), kRowsPerNode) << rows;

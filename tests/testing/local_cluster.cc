@@ -169,4 +169,27 @@ bool LocalCluster::WaitForSame(const std::string& query, std::chrono::millisecon
       timeout);
 }
 
+bool LocalCluster::WaitForEverywhere(const std::string& query, const std::string& expected,
+                                     std::chrono::milliseconds timeout) const {
+  return WaitFor(
+      [&] {
+        for (int id = 1; id <= nodes(); ++id) {
+          auto out = sqlite::testing::RunSqliteCli(db_path(id), query);
+          if (!out.ok() || *out != expected) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+std::string LocalCluster::OnEveryNode(const std::string& query) const {
+  std::string out;
+  for (int id = 1; id <= nodes(); ++id) {
+    auto printed = sqlite::testing::RunSqliteCli(db_path(id), query);
+    absl::StrAppend(&out, "node ", id, ":\n", printed.ok() ? *printed : printed.status().ToString(),
+                    "\n");
+  }
+  return out;
+}
+
 }  // namespace marmot::testing

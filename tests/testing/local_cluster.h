@@ -73,6 +73,11 @@ class LocalCluster {
 
   // Waits until `query` prints the same on every node's database; returns whether it did.
   bool WaitForSame(const std::string& query, std::chrono::milliseconds timeout) const;
+  // Waits until `query` prints `expected` on every node's database; returns whether it did.
+  bool WaitForEverywhere(const std::string& query, const std::string& expected,
+                         std::chrono::milliseconds timeout) const;
+  // What `query` prints on each node ("node N:" before each), for failure messages.
+  std::string OnEveryNode(const std::string& query) const;
 
  private:
   ClusterOptions options_;
