@@ -65,6 +65,7 @@ struct DifferingKey {
   uint64_t node = 0;
   std::vector<sqlite::Value> key;
   Kind kind = Kind::kChanged;
+  uint64_t measured_at = 0;  // The Raft index of the marker whose reports showed it.
 };
 
 struct TableVerdict {
