@@ -339,7 +339,13 @@ absl::StatusOr<std::unique_ptr<PaneServer>> PaneServer::Start(const PaneOptions&
                            .request_read_timeout = options.rest_request_timeout,
                            .ready = options.ready,
                            .metrics = options.metrics},
-                          pane->server_->InProcessChannel(grpc::ChannelArguments()));
+                          pane->server_->InProcessChannel([] {
+                            // Answers are this server's own: one conflict's row may be larger
+                            // than a client's default 4 MiB.
+                            grpc::ChannelArguments args;
+                            args.SetMaxReceiveMessageSize(-1);
+                            return args;
+                          }()));
   if (!rest.ok()) return rest.status();
   pane->rest_ = *std::move(rest);
 

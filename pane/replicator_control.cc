@@ -351,17 +351,30 @@ absl::StatusOr<admin::v1::ListConflictsResponse> ReplicatorControl::ListConflict
                                : std::vector<sqlite::Value>{sqlite::Value::Text(table)});
   if (!total.ok()) return total.status();
   out.set_total(AsInt(total->front().front()));
-  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows = QueryBound(
-      db_,
+  absl::StatusOr<sqlite::Statement> stmt = db_.Prepare(
       absl::StrCat("SELECT id, shard, raft_index, tbl, key, origin, change_id, op, change, "
                    "winner_origin, winner_change_id, at_ms FROM ",
                    ConflictsTable(), " WHERE (?1 IS NULL OR tbl = ?1) AND id < ?2 ",
-                   "ORDER BY id DESC LIMIT ?3"),
-      {table.empty() ? sqlite::Value::Null() : sqlite::Value::Text(table),
-       sqlite::Value::Integer(before_id > 0 ? before_id : INT64_MAX),
-       sqlite::Value::Integer(limit)});
-  if (!rows.ok()) return rows.status();
-  for (const std::vector<sqlite::Value>& r : *rows) {
+                   "ORDER BY id DESC LIMIT ?3"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s =
+          stmt->BindAll({table.empty() ? sqlite::Value::Null() : sqlite::Value::Text(table),
+                         sqlite::Value::Integer(before_id > 0 ? before_id : INT64_MAX),
+                         sqlite::Value::Integer(limit)});
+      !s.ok()) {
+    return s;
+  }
+  // Rows of many MiB each make a page of them too large to hold or send: it ends before the
+  // conflict that would take it past kListBytes (the first one always goes).
+  size_t bytes = 0;
+  for (;;) {
+    absl::StatusOr<bool> more = stmt->Step();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    const std::vector<sqlite::Value> r = stmt->Row();
+    const size_t kept = AsBytes(r[8]).size();
+    if (out.conflicts_size() > 0 && bytes + kept > kListBytes) break;
+    bytes += kept;
     admin::v1::Conflict* c = out.add_conflicts();
     c->set_id(AsInt(r[0]));
     c->set_shard(static_cast<uint32_t>(AsInt(r[1])));

@@ -50,7 +50,8 @@ class ReplicatorControl : public NodeControl {
                                                    absl::Duration timeout) override;
   absl::StatusOr<admin::v1::RepairResponse> Repair(int shard, absl::Duration timeout) override;
   // Reads this node's `__marmot__conflicts` (replicator/conflict_store.h), the losing rows
-  // decoded from the changes kept there.
+  // decoded from the changes kept there. A page ends early, before the conflict whose kept
+  // change would take it past kListBytes (the first one is always in it).
   absl::StatusOr<admin::v1::ListConflictsResponse> ListConflicts(int limit,
                                                                  const std::string& table,
                                                                  int64_t before_id) override;
@@ -62,6 +63,7 @@ class ReplicatorControl : public NodeControl {
   absl::StatusOr<admin::v1::ResolveConflictResponse> ResolveConflict(
       const admin::v1::ResolveConflictRequest& request) override;
   static constexpr int kResolvedPerEntry = 1000;
+  static constexpr size_t kListBytes = 2 << 20;
   static constexpr absl::Duration kResolveWait = absl::Seconds(10);
 
  private:
