@@ -10,9 +10,11 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "proto/admin.pb.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/pane_client.h"
@@ -133,6 +135,258 @@ TEST_F(ConflictsHunt2Test, ConflictsOfHugeRowsAreKeptAndListedPageByPage) {
     EXPECT_EQ(kept.row(1).value().blob().substr(0, 1), "\x03");
     before = absl::StrCat("?before_id=", kept.id());
   }
+}
+
+// Every node killed at once while all three edit the same rows, the edits going on while they
+// are down, then all started at once: every edit is in its row's history or kept as a
+// conflict, the same on every node.
+TEST_F(ConflictsHunt2Test, EveryNodeKilledAtOnceDuringConflictingEditsLosesNoEdit) {
+  testing::LocalCluster c({.nodes = 3,
+                           .shards = 2,
+                           .schema = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT, "
+                                     "edits INTEGER);",
+                           .extra_flags = {"-snapshot-entries=20"}});
+  c.Start();
+  constexpr int kDocs = 4;
+  c.Sql(1, "INSERT INTO doc VALUES (1, 's', 0), (2, 's', 0), (3, 's', 0), (4, 's', 0);");
+  constexpr char kRows[] = "SELECT id, body, edits FROM doc ORDER BY id;";
+  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
+  constexpr int kRounds = 24;
+  std::atomic<int> rounds_done = 0, written = 0;
+  std::vector<std::thread> writers;
+  for (int node = 1; node <= 3; ++node) {
+    writers.emplace_back([&, node] {
+      for (int i = 0; i < kRounds; ++i) {
+        std::string sql;
+        for (int id = 1; id <= kDocs; ++id) {
+          absl::StrAppend(&sql, "UPDATE doc SET body = 'n", node, ".", i,
+                          "', edits = edits + 1 WHERE id = ", id, ";");
+        }
+        // One transaction per round; a busy database is waited out, never skipped.
+        absl::StatusOr<std::string> done = sqlite::testing::RunSqliteCli(
+            c.db_path(node), absl::StrCat(".timeout 20000\nBEGIN;", sql, "COMMIT;"));
+        EXPECT_TRUE(done.ok()) << done.status();
+        if (done.ok()) ++written;
+        ++rounds_done;
+      }
+    });
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return rounds_done >= 3 * 8; }, 60s));
+  for (int id = 1; id <= 3; ++id) c.KillNode(id);
+  ASSERT_TRUE(testing::WaitFor([&] { return rounds_done >= 3 * 16; }, 60s));
+  for (int id = 1; id <= 3; ++id) c.StartNode(id);
+  for (std::thread& w : writers) w.join();
+  for (int id = 1; id <= 3; ++id) ASSERT_TRUE(c.WaitUntilReady(id, 60s)) << c.log(id);
+  // Each of the 3 x kRounds edits of a row: applied (counted in edits) or kept.
+  const std::string accounted = absl::StrCat(
+      "SELECT group_concat(n) FROM (SELECT d.edits + (SELECT count(*) FROM "
+      "\"__marmot__conflicts\" AS f WHERE f.tbl = 'doc' AND f.key = quote(d.id)) AS n "
+      "FROM doc AS d ORDER BY d.id);");
+  const int w = written;
+  const std::string expected = absl::StrCat(w, ",", w, ",", w, ",", w, "\n");
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (c.Sql(id, accounted) != expected) return false;
+        }
+        return true;
+      },
+      90s))
+      << c.Sql(1, accounted) << c.Sql(2, accounted) << c.Sql(3, accounted);
+  EXPECT_TRUE(c.WaitForSame(kRows, 30s));
+  constexpr char kConflicts[] =
+      "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id FROM "
+      "\"__marmot__conflicts\" ORDER BY origin, change_id;";
+  EXPECT_TRUE(c.WaitForSame(kConflicts, 30s));
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_EQ(c.Sql(id, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
+    EXPECT_EQ(c.Sql(id, "SELECT count(*) FROM \"__marmot__versions\" WHERE held IS NOT NULL;"),
+              "0\n");
+  }
+  std::printf("kept %s", c.Sql(1, "SELECT count(*) FROM \"__marmot__conflicts\";").c_str());
+}
+
+// The seeding node crashes right after it put capture on its big table (its rows copied into
+// its change log, few shipped), while the others write rows of their own; restarted, with
+// -seed as before, it ships the rest: every row everywhere.
+TEST_F(ConflictsHunt2Test, ASeedingNodeKilledRightAfterCaptureStillSeedsEveryRow) {
+  constexpr int kSeeded = 100000;
+  testing::LocalCluster c(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
+       .rows_before = {
+           {1, absl::StrCat("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                            "FROM n WHERE i < ",
+                            kSeeded, ") INSERT INTO t SELECT i, 'seed ' || i FROM n;")}}});
+  c.SetNodeFlags(1, {"-seed"});
+  c.Start();
+  c.KillNode(1);
+  const std::string shipped = c.Sql(2, "SELECT count(*) FROM t;");
+  c.Sql(2, "INSERT INTO t VALUES (-2, 'node 2');");
+  c.Sql(3, "INSERT INTO t VALUES (-3, 'node 3');");
+  c.StartNode(1);
+  ASSERT_TRUE(c.WaitUntilReplicating(1, 30s)) << c.log(1);
+  constexpr char kCount[] = "SELECT count(*), sum(id) FROM t;";
+  EXPECT_TRUE(c.WaitForSame(kCount, 90s)) << c.Sql(1, kCount) << c.Sql(2, kCount);
+  EXPECT_EQ(c.Sql(3, kCount),
+            absl::StrCat(kSeeded + 2, "|", int64_t{kSeeded} * (kSeeded + 1) / 2 - 5, "\n"));
+  std::printf("node 2 had %s rows when node 1 was killed\n", shipped.c_str());
+  EXPECT_EQ(c.Sql(2, "SELECT count(*) FROM \"__marmot__conflicts\";"), "0\n");
+}
+
+// Nodes 2 and 3 edit one row at once, round after round, while the operator resolves every
+// conflict on node 1 as they come: no edit is lost (applied, kept, or resolved on the node
+// asked), and every node clears the same ones.
+TEST_F(ConflictsHunt2Test, ResolvingConflictsWhileNewOnesOfTheSameRowArriveLosesNone) {
+  testing::LocalCluster c({.nodes = 3,
+                           .shards = 2,
+                           .schema = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT, "
+                                     "edits INTEGER);"});
+  c.Start();
+  c.Sql(1, "INSERT INTO doc VALUES (7, 's', 0);");
+  constexpr char kRows[] = "SELECT id, body, edits FROM doc;";
+  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
+  constexpr int kEdits = 30;
+  std::atomic<int> writing = 2;
+  std::vector<std::thread> writers;
+  for (int node : {2, 3}) {
+    writers.emplace_back([&, node] {
+      for (int i = 0; i < kEdits; ++i) {
+        c.Sql(node, absl::StrCat(".timeout 20000\nUPDATE doc SET body = 'n", node, ".", i,
+                                 "', edits = edits + 1 WHERE id = 7;"));
+      }
+      --writing;
+    });
+  }
+  int64_t resolved = 0;
+  auto resolve_all = [&] {
+    auto res = testing::PaneCall(c, 1, kAuth, "POST", "/v1/conflicts:resolve",
+                                 "{\"all\": true, \"table\": \"doc\"}");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    admin::v1::ResolveConflictResponse out;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(res->body, &out).ok()) << res->body;
+    resolved += out.resolved();
+  };
+  while (writing > 0) resolve_all();
+  for (std::thread& w : writers) w.join();
+  // Every edit applied, kept or resolved, on node 1; then the rest resolved too.
+  const auto accounted = [&] {
+    return std::stoll(c.Sql(1, "SELECT edits FROM doc;")) +
+           std::stoll(c.Sql(1, "SELECT count(*) FROM \"__marmot__conflicts\";")) + resolved;
+  };
+  EXPECT_TRUE(testing::WaitFor([&] { return accounted() == 2 * kEdits; }, 60s))
+      << accounted() << " resolved " << resolved;
+  resolve_all();
+  EXPECT_TRUE(c.WaitForSame(kRows, 30s));
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_TRUE(testing::WaitFor(
+        [&] { return c.Sql(id, "SELECT count(*) FROM \"__marmot__conflicts\";") == "0\n"; }, 30s))
+        << "node " << id;
+  }
+  EXPECT_EQ(std::stoll(c.Sql(2, "SELECT edits FROM doc;")) + resolved, 2 * kEdits);
+  std::printf("resolved %lld\n", static_cast<long long>(resolved));
+}
+
+// The pane's conflict calls as README shows them, and wrong input to each: refused with the
+// status README gives, nothing cleared.
+TEST_F(ConflictsHunt2Test, ConflictCallsAsTheReadmeShowsThemAndWrongInput) {
+  testing::LocalCluster c({.nodes = 3,
+                           .shards = 2,
+                           .schema = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT);"
+                                     "CREATE TABLE \"we'i\"\"rd\" (k TEXT PRIMARY KEY, v);"});
+  c.Start();
+  c.Sql(1,
+        "INSERT INTO doc VALUES (1, 'a'), (2, 'b'); INSERT INTO \"we'i\"\"rd\" VALUES ('k', 1);");
+  constexpr char kRows[] = "SELECT * FROM doc; SELECT * FROM \"we'i\"\"rd\";";
+  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(3, "UPDATE doc SET body = 'n3'; UPDATE \"we'i\"\"rd\" SET v = 3;");
+  c.Sql(1, "UPDATE doc SET body = 'n1'; UPDATE \"we'i\"\"rd\" SET v = 1;");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == c.Sql(1, kRows); }, 30s));
+  c.StartNode(3);
+  constexpr char kCount[] = "SELECT count(*) FROM \"__marmot__conflicts\";";
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int id = 1; id <= 3; ++id) {
+          if (c.Sql(id, kCount) != "3\n") return false;
+        }
+        return true;
+      },
+      30s));
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body) {
+    auto res = testing::PaneCall(c, 2, kAuth, method, path, body);
+    EXPECT_TRUE(res) << path;
+    return res ? std::make_pair(res->status, res->body) : std::make_pair(0, std::string());
+  };
+  // Listing: a page, a table of its own (quotes in its name), the next page.
+  auto [status, body] = call("GET", "/v1/conflicts?limit=2", "");
+  ASSERT_EQ(status, 200) << body;
+  admin::v1::ListConflictsResponse page;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(body, &page).ok());
+  EXPECT_EQ(page.total(), 3);
+  ASSERT_EQ(page.conflicts_size(), 2);
+  std::tie(status, body) =
+      call("GET", absl::StrCat("/v1/conflicts?limit=2&before_id=", page.conflicts(1).id()), "");
+  admin::v1::ListConflictsResponse rest;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(body, &rest).ok()) << body;
+  ASSERT_EQ(rest.conflicts_size(), 1);
+  std::tie(status, body) = call("GET", "/v1/conflicts?table=we'i%22rd", "");
+  admin::v1::ListConflictsResponse weird;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(body, &weird).ok()) << body;
+  EXPECT_EQ(weird.total(), 1);
+  ASSERT_EQ(weird.conflicts_size(), 1);
+  EXPECT_EQ(weird.conflicts(0).table(), "we'i\"rd");
+  EXPECT_EQ(weird.conflicts(0).key(), "'k'");
+  EXPECT_EQ(weird.conflicts(0).origin_node(), 3);
+  // Wrong input: refused, nothing cleared.
+  for (const char* path : {"/v1/conflicts?limit=-1", "/v1/conflicts?limit=10001",
+                           "/v1/conflicts?before_id=-3", "/v1/conflicts?limit=abc"}) {
+    EXPECT_EQ(call("GET", path, "").first, 400) << path;
+  }
+  std::tie(status, body) = call("GET", "/v1/conflicts?table=x%27%3B%20DROP%20TABLE%20doc", "");
+  EXPECT_EQ(status, 200);
+  EXPECT_THAT(body, HasSubstr("\"total\":\"0\""));
+  const std::vector<std::pair<std::string, int>> bad = {
+      {"{}", 400},
+      {"{\"ids\": [\"-1\"]}", 400},
+      {"{\"ids\": [\"0\"]}", 400},
+      {"{\"all\": true, \"ids\": [\"1\"]}", 400},
+      {"{\"ids\": [\"987654\"]}", 404},
+      {"{\"conflicts\": [{\"originNode\": \"18446744073709551615\", \"table\": \"doc\", "
+       "\"changeId\": \"1\"}]}",
+       404},
+      {absl::StrCat("{\"conflicts\": [{\"originNode\": \"3\", \"table\": \"nope\", \"changeId\": "
+                    "\"",
+                    weird.conflicts(0).change_id(), "\"}]}"),
+       404},
+      {"{\"conflicts\": [{\"table\": \"doc\", \"changeId\": \"1\"}]}", 400},
+      {"not json", 400},
+  };
+  for (const auto& [request, expected] : bad) {
+    EXPECT_EQ(call("POST", "/v1/conflicts:resolve", request).first, expected) << request;
+  }
+  EXPECT_EQ(c.Sql(1, kCount), "3\n");
+  // README's three ways: by name, by this node's id, all of a table.
+  std::tie(status, body) =
+      call("POST", "/v1/conflicts:resolve",
+           absl::StrCat("{\"conflicts\": [{\"originNode\": \"3\", \"table\": \"we'i\\\"rd\", "
+                        "\"changeId\": \"",
+                        weird.conflicts(0).change_id(), "\"}]}"));
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_THAT(body, HasSubstr("\"resolved\":\"1\""));
+  std::tie(status, body) = call("POST", "/v1/conflicts:resolve",
+                                absl::StrCat("{\"ids\": [\"", rest.conflicts(0).id(), "\"]}"));
+  EXPECT_EQ(status, 200) << body;
+  std::tie(status, body) =
+      call("POST", "/v1/conflicts:resolve", "{\"all\": true, \"table\": \"doc\"}");
+  EXPECT_EQ(status, 200) << body;
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_TRUE(testing::WaitFor([&] { return c.Sql(id, kCount) == "0\n"; }, 30s)) << id;
+  }
+  EXPECT_EQ(call("POST", "/v1/conflicts:resolve", "{\"all\": true}").second,
+            "{\"resolved\":\"0\"}\n");
 }
 
 }  // namespace
