@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -465,6 +466,58 @@ TEST_F(ConflictsHunt2Test, RepairDuringConflictingEditsLosesNoEdit) {
   std::printf("written %d edits per row, repairs rewrote %lld, kept %s", w,
               static_cast<long long>(rewritten),
               c.Sql(1, "SELECT count(*) FROM \"__marmot__conflicts\";").c_str());
+}
+
+// A node that was never a member joins a cluster whose rows (and conflicts) exist already, from
+// a file holding rows of its own (other values of the same keys, and keys the cluster lacks):
+// refused, then with -take-cluster-rows it ends with exactly the cluster's rows and conflicts,
+// and its application's edits after /readyz are kept by every node, none a conflict.
+TEST_F(ConflictsHunt2Test, ANewNodeWithRowsOfItsOwnTakesTheClusters) {
+  constexpr char kSchema[] = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT);";
+  testing::LocalCluster c({.nodes = 3, .shards = 2, .schema = kSchema});
+  c.Start();
+  c.Sql(1, "INSERT INTO doc VALUES (1, 'c1'), (2, 'c2'), (3, 'c3');");
+  constexpr char kRows[] = "SELECT id, body FROM doc ORDER BY id;";
+  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(3, "UPDATE doc SET body = 'n3' WHERE id = 1;");
+  c.Sql(1, "UPDATE doc SET body = 'n1' WHERE id = 1;");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == c.Sql(1, kRows); }, 30s));
+  c.StartNode(3);
+  constexpr char kConflicts[] =
+      "SELECT tbl, key, origin, change_id, op, winner_origin, winner_change_id, hex(change) FROM "
+      "\"__marmot__conflicts\" ORDER BY origin, change_id;";
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return c.Sql(2, "SELECT count(*) FROM \"__marmot__conflicts\";") == "1\n"; }, 30s));
+  ASSERT_TRUE(c.WaitForSame(kConflicts, 30s));
+
+  const int four = c.StartJoiningNode();
+  c.KillNode(four);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(c.db_path(four) + suffix);
+  }
+  std::filesystem::remove_all(c.raft_path(four));
+  c.Sql(four, absl::StrCat(kSchema, "INSERT INTO doc VALUES (1, 'mine'), (9, 'only mine');"));
+  c.StartNode(four);
+  ASSERT_EQ(c.WaitForExit(four, 30s), 1) << c.log(four);
+  EXPECT_THAT(c.log(four), HasSubstr("-take-cluster-rows"));
+  EXPECT_EQ(c.Sql(four, kRows), "1|mine\n9|only mine\n");
+  c.SetNodeFlags(four, {"-take-cluster-rows"});
+  c.StartNode(four);
+  ASSERT_TRUE(c.WaitUntilReplicating(four, 30s)) << c.log(four);
+  auto res = testing::PaneCall(
+      c, 1, kAuth, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", c.address(four), "\"}"));
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  ASSERT_TRUE(c.WaitUntilReady(four, 60s)) << c.log(four);
+  EXPECT_TRUE(c.WaitForSame(kRows, 30s)) << c.Sql(four, kRows);
+  EXPECT_EQ(c.Sql(four, kRows), "1|n1\n2|c2\n3|c3\n");
+  EXPECT_TRUE(c.WaitForSame(kConflicts, 30s)) << c.Sql(four, kConflicts);
+  c.Sql(four, "UPDATE doc SET body = 'n4' WHERE id = 2;");
+  EXPECT_TRUE(c.WaitForSame(kRows, 30s));
+  EXPECT_EQ(c.Sql(1, "SELECT body FROM doc WHERE id = 2;"), "n4\n");
+  EXPECT_EQ(c.Sql(four, "SELECT count(*) FROM \"__marmot__conflicts\";"), "1\n");
 }
 
 }  // namespace
