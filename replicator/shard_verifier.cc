@@ -345,7 +345,14 @@ VerifyResult ShardVerifier::VerifyUntil(const std::set<int>& shards, absl::Time 
   std::map<PendingKey, std::set<uint64_t>> wanted;
   std::map<int, uint64_t> leaders;
   for (int shard : shards) {
-    const raft::host::ShardInfo info = host->GetShardInfo(static_cast<uint64_t>(shard));
+    raft::host::ShardInfo info = host->GetShardInfo(static_cast<uint64_t>(shard));
+    // Right after a start a shard may not know its members yet (nor its leader): with nobody to
+    // wait for, the answer came at once, every shard "not divergent" with nothing measured.
+    while (info.conf_state.voters().empty() && options_.env->MonotonicNow() < deadline) {
+      options_.env->SleepFor(
+          std::min(absl::Milliseconds(20), deadline - options_.env->MonotonicNow()));
+      info = host->GetShardInfo(static_cast<uint64_t>(shard));
+    }
     std::set<uint64_t>& members = wanted[{marker.id(), shard}];
     members.insert(info.conf_state.voters().begin(), info.conf_state.voters().end());
     members.insert(info.conf_state.learners().begin(), info.conf_state.learners().end());
