@@ -142,6 +142,7 @@ absl::StatusOr<admin::v1::GetStatusResponse> ReplicatorControl::GetStatus() {
     s->set_snapshot_index(info.snapshot_index);
     s->set_is_leader(info.is_leader);
     s->set_halted(ValidUtf8(info.halted));
+    s->set_waiting(ValidUtf8(info.waiting));
     if (info.commit > info.applied) max_lag = std::max(max_lag, info.commit - info.applied);
   }
   out.set_max_apply_lag(max_lag);

@@ -152,7 +152,7 @@ void ChangeBatchWriter::Add(const std::string* header, absl::string_view change)
 
 std::string ChangeBatchWriter::Finish() const {
   std::string out;
-  size_t size = 11;
+  size_t size = 22;  // origin node and schema epoch
   for (const Table& t : tables_) size += 11 + t.header->size() + t.changes.size();
   out.reserve(size);
   if (origin_node_ != 0) {
@@ -164,6 +164,10 @@ std::string ChangeBatchWriter::Finish() const {
     PutVarint(t.header->size() + t.changes.size(), &out);
     out.append(*t.header);
     out.append(t.changes);
+  }
+  if (schema_epoch_ != 0) {
+    PutVarint(Tag(ChangeBatch::kSchemaEpochFieldNumber, kVarint), &out);
+    PutVarint(schema_epoch_, &out);
   }
   return out;
 }

@@ -37,6 +37,8 @@ class ChangeBatchWriter {
   explicit ChangeBatchWriter(uint64_t origin_node) : origin_node_(origin_node) {}
   // `header` identifies the table (compared by address) and must outlive Finish().
   void Add(const std::string* header, absl::string_view change);
+  // ChangeBatch.schema_epoch (0: not written).
+  void set_schema_epoch(uint64_t epoch) { schema_epoch_ = epoch; }
   std::string Finish() const;
 
  private:
@@ -45,6 +47,7 @@ class ChangeBatchWriter {
     std::string changes;  // Each as TableChanges.changes field: tag, length, bytes.
   };
   uint64_t origin_node_;
+  uint64_t schema_epoch_ = 0;
   std::vector<Table> tables_;
 };
 

@@ -44,7 +44,8 @@ struct ChangeShipper::Header {
 struct ChangeShipper::Pending {
   std::shared_ptr<const Header> header;
   int64_t change_id = 0;
-  std::string change;  // The serialized Change (change_encoder).
+  std::string change;         // The serialized Change (change_encoder).
+  uint64_t schema_epoch = 0;  // When it was read (SchemaEpochs).
 };
 
 // A batch proposed and not committed yet: its payload, proposed again as it is when the proposal
@@ -174,6 +175,7 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     auto queue = [&](int shard, const sqlite::ChangeRecord& r, ChangePart part) {
       Pending& p = queued_[shard].emplace_back();
       p.header = header;
+      p.schema_epoch = read_epoch_;
       p.change_id = r.id;
       AppendChange(table, r, part, &p.change);
     };
@@ -214,9 +216,9 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
 
 void ChangeShipper::Propose(int shard, const std::string& payload) {
   std::shared_ptr<Outcomes> outcomes = outcomes_;
-  proposer_->Propose(shard, payload, [outcomes, shard](absl::Status status) {
+  proposer_->Propose(shard, payload, [outcomes, shard](absl::Status status, uint64_t index) {
     absl::MutexLock lock(&outcomes->mu);
-    outcomes->done.emplace_back(shard, std::move(status));
+    outcomes->done.push_back({.shard = shard, .status = std::move(status), .index = index});
   });
 }
 
@@ -326,6 +328,7 @@ int64_t ChangeShipper::ProposeReady() {
     ChangeBatchWriter wire(node_id_);
     int64_t bytes = 0;
     size_t taken = 0;
+    uint64_t schema_epoch = 0;
     while (taken < queue.size() && static_cast<int>(taken) < options_.max_batch_changes &&
            (taken == 0 ||
             bytes + static_cast<int64_t>(queue[taken].change.size()) <= options_.max_batch_bytes)) {
@@ -334,11 +337,13 @@ int64_t ChangeShipper::ProposeReady() {
       if (batch->headers.empty() || batch->headers.back() != p.header)
         batch->headers.push_back(p.header);
       batch->changes.emplace_back(&p.header->table, p.change_id);
+      schema_epoch = std::max(schema_epoch, p.schema_epoch);
       bytes += static_cast<int64_t>(p.change.size());
       ++taken;
     }
     queue.erase(queue.begin(), queue.begin() + static_cast<long>(taken));
     proposed += static_cast<int64_t>(taken);
+    wire.set_schema_epoch(schema_epoch);
     batch->payload = wire.Finish();
     batch->proposed_at = options_.env->MonotonicNow();
     Propose(shard, batch->payload);
@@ -414,13 +419,13 @@ absl::Status ChangeShipper::DeleteMarked(
 }
 
 absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
-  std::vector<std::pair<int, absl::Status>> done;
+  std::vector<Outcomes::Done> done;
   {
     absl::MutexLock lock(&outcomes_->mu);
     done.swap(outcomes_->done);
   }
   int64_t committed = 0, failed = 0;
-  for (auto& [shard, status] : done) {
+  for (auto& [shard, status, index] : done) {
     CHECK(inflight_[shard] != nullptr)
         << "outcome for shard " << shard << " without a batch in flight";
     if (!status.ok()) {
@@ -440,6 +445,8 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
       // meanwhile).
       schema_sent_.insert(batch->schema_keys.begin(), batch->schema_keys.end());
       held_tables_.clear();
+      // The rows read from now on are read with it.
+      if (options_.epochs != nullptr) options_.epochs->SchemaAt(index);
       change::v1::ChangeBatch sent;
       if (sent.ParseFromString(batch->payload)) {
         sent_to_baseline_.insert(sent_to_baseline_.end(), sent.schema_changes().begin(),
@@ -537,6 +544,9 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
     absl::StatusOr<sqlite::Transaction> snapshot = sqlite::Transaction::Begin(db_);
     if (!snapshot.ok()) return snapshot.status();
     if (absl::Status s = RefreshSchema(); !s.ok()) return s;
+    // After the transaction's first read: the schema it reads with is applied here no later
+    // than the epoch (shard 0 moves the epoch before its transaction commits).
+    if (options_.epochs != nullptr) read_epoch_ = options_.epochs->current();
     if (absl::Status s = CaptureSchemaChanges(); !s.ok()) return s;
     absl::StatusOr<int64_t> read = ReadNewChanges();
     if (!read.ok()) return read.status();

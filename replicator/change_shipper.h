@@ -20,7 +20,10 @@
 // so they reach the other nodes after their table (or columns). A committed schema change is not
 // proposed again (the applier records it in the baseline when it applies it here). With
 // `schema_quiet`, the difference is proposed only once the schema stood still that long, and no
-// row is read meanwhile: a migration goes as what it made, and its rows after it.
+// row is read meanwhile: a migration goes as what it made, and its rows after it. Every row
+// batch carries the schema epoch it was read in (schema_epochs.h): read inside the rows' read
+// transaction, after its first read, so that it is never older than the schema the rows were
+// read with; a schema change of this node counts from when it committed.
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -48,6 +51,7 @@
 #include "proto/change.pb.h"
 #include "raft/host/env.h"
 #include "replicator/schema_changes.h"
+#include "replicator/schema_epochs.h"
 #include "replicator/shard_router.h"
 #include "replicator/shipped_columns.h"
 #include "sqlite/database.h"
@@ -60,8 +64,10 @@ class Proposer {
  public:
   virtual ~Proposer() = default;
   // Proposes `payload` (a serialized ChangeBatch) to `shard`. `done` is called exactly once:
-  // OK once the entry committed, an error if it was dropped or timed out (it is retried).
-  virtual void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) = 0;
+  // OK and the entry's log index once it committed (and applied here), an error if it was
+  // dropped or timed out (it is retried).
+  using Done = std::function<void(absl::Status status, uint64_t index)>;
+  virtual void Propose(int shard, std::string payload, Done done) = 0;
 };
 
 // With one batch in flight per shard, at most shards x max_batch_changes rows travel at once, so
@@ -113,6 +119,9 @@ struct ShipperOptions {
   // Told how many of this node's schema changes a look found that do not replicate (logged
   // too; each is then taken into the baseline as it is here); may be null.
   std::function<void(int64_t)> not_replicated;
+  // This node's schema epoch, stamped on every row batch (schema_epochs.h), and told where
+  // this node's schema changes committed; may be null (batches then carry none).
+  SchemaEpochs* epochs = nullptr;
 };
 
 struct PumpStats {
@@ -223,6 +232,8 @@ class ChangeShipper {
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   int64_t buffered_ = 0;
+  // The schema epoch of the rows this Pump reads (ShipperOptions::epochs).
+  uint64_t read_epoch_ = 0;
 
   // Per table: the ids read and not marked done yet, in read (= id) order, each with whether its
   // change committed. Marking deletes the committed prefix: one range per table, whatever the
@@ -245,7 +256,12 @@ class ChangeShipper {
   // that a late callback after the shipper is gone touches nothing freed.
   struct Outcomes {
     absl::Mutex mu;
-    std::vector<std::pair<int, absl::Status>> done ABSL_GUARDED_BY(mu);
+    struct Done {
+      int shard = 0;
+      absl::Status status;
+      uint64_t index = 0;  // Where it committed (status OK).
+    };
+    std::vector<Done> done ABSL_GUARDED_BY(mu);
   };
   std::shared_ptr<Outcomes> outcomes_ = std::make_shared<Outcomes>();
 

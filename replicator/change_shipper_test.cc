@@ -46,21 +46,22 @@ class LogPerShard : public Proposer {
  public:
   explicit LogPerShard(std::vector<Node*> nodes) : nodes_(std::move(nodes)) {}
 
-  void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) override {
+  void Propose(int shard, std::string payload, Proposer::Done done) override {
     ++proposals_;
     if (fail_every_ > 0 && proposals_ % fail_every_ == 0) {
-      done(absl::UnavailableError("no leader"));
+      done(absl::UnavailableError("no leader"), 0);
       return;
     }
     if (hold_ || shard == hold_shard_) {
       held_.emplace_back(shard, std::move(payload), std::move(done));
       return;
     }
-    Commit(shard, payload);
-    done(absl::OkStatus());
+    const uint64_t index = Commit(shard, payload);
+    done(absl::OkStatus(), index);
   }
 
-  void Commit(int shard, const std::string& payload) {
+  // The index it committed at.
+  uint64_t Commit(int shard, const std::string& payload) {
     change::v1::ChangeBatch batch;
     CHECK(batch.ParseFromString(payload));
     uint64_t index = ++next_index_[shard];
@@ -71,6 +72,7 @@ class LogPerShard : public Proposer {
       dead_letters_ += r->dead_lettered;
       schema_conflicts_ += r->schema_conflicts;
     }
+    return index;
   }
 
   // Commits held proposals without telling the proposer (it "crashed" before hearing back).
@@ -84,8 +86,8 @@ class LogPerShard : public Proposer {
     auto held = std::move(held_);
     held_.clear();
     for (auto& [shard, payload, done] : held) {
-      Commit(shard, payload);
-      done(absl::OkStatus());
+      const uint64_t index = Commit(shard, payload);
+      done(absl::OkStatus(), index);
     }
   }
 
@@ -100,7 +102,7 @@ class LogPerShard : public Proposer {
  private:
   std::vector<Node*> nodes_;
   std::map<int, uint64_t> next_index_;
-  std::vector<std::tuple<int, std::string, std::function<void(absl::Status)>>> held_;
+  std::vector<std::tuple<int, std::string, Proposer::Done>> held_;
 };
 
 // Pumps until nothing is buffered (or 1000 rounds).

@@ -32,18 +32,18 @@ class Replicator::HostProposer : public Proposer {
   HostProposer(raft::host::NodeHost* host, ChangeDetector* detector, ReplicatorMetrics* metrics,
                raft::host::Env* env)
       : host_(host), detector_(detector), metrics_(metrics), env_(env) {}
-  void Propose(int shard, std::string payload, std::function<void(absl::Status)> done) override {
+  void Propose(int shard, std::string payload, Done done) override {
     ChangeDetector* detector = detector_;
     ReplicatorMetrics* metrics = metrics_;
     raft::host::Env* env = env_;
     const absl::Time start = env->MonotonicNow();
     host_->Propose(
         static_cast<uint64_t>(shard), std::move(payload),
-        [done = std::move(done), detector, metrics, env, start](absl::Status s, uint64_t) {
+        [done = std::move(done), detector, metrics, env, start](absl::Status s, uint64_t index) {
           if (s.ok()) {
             metrics->commit_seconds.Observe(absl::ToDoubleSeconds(env->MonotonicNow() - start));
           }
-          done(std::move(s));
+          done(std::move(s), index);
           detector->Wake();
         });
   }
@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   (*applier)->set_own_schema_pending(r->own_schema_pending_.get());
   r->writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
   r->rounds_ = std::make_unique<ShardApplyRounds>(r->writer_.get());
+  r->epochs_ = std::make_unique<SchemaEpochs>(config.shards);
   r->detector_->set_own_writes(r->writer_.get());
 
   raft::host::NodeHostConfig host_config;
@@ -175,7 +176,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
       .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes),
-      .verifier = r->verifier_.get()};
+      .verifier = r->verifier_.get(),
+      .epochs = r->epochs_.get(),
+      .env = env};
   absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host =
       raft::host::StartNodeHost(std::move(host_config), [writer, machine_options](uint64_t shard) {
         return std::make_unique<ShardStateMachine>(static_cast<int>(shard), writer,
@@ -184,6 +187,9 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!host.ok()) return host.status();
   r->host_ = *std::move(host);
   r->verifier_->set_host(r->host_.get());
+  // A shard waiting for another (schema_epochs.h) resumes once it got there.
+  r->epochs_->set_wake(
+      [host = r->host_.get()](int shard) { host->ResumeShard(static_cast<uint64_t>(shard)); });
   if (config.verify_every > absl::ZeroDuration()) r->verifier_->StartPeriodic(config.verify_every);
 
   r->proposer_ =
@@ -196,9 +202,11 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
        .schema_quiet = kOwnSchemaQuiet,
        .schema_quiet_at_most = kOwnSchemaQuietAtMost,
        .schema_pending = r->own_schema_pending_.get(),
-       .not_replicated = [metrics = r->metrics_.get()](int64_t n) {
-         metrics->schema_changes_not_replicated.Increment(static_cast<double>(n));
-       }});
+       .not_replicated =
+           [metrics = r->metrics_.get()](int64_t n) {
+             metrics->schema_changes_not_replicated.Increment(static_cast<double>(n));
+           },
+       .epochs = r->epochs_.get()});
   if (!shipper.ok()) return shipper.status();
   r->shipper_ = *std::move(shipper);
   // Marking deletes log rows: in the transaction that makes the deferred state of their entries

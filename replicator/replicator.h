@@ -29,6 +29,7 @@
 #include "replicator/node_config.h"
 #include "replicator/paced_retry.h"
 #include "replicator/replicator_metrics.h"
+#include "replicator/schema_epochs.h"
 #include "replicator/shard_state_machine.h"
 #include "replicator/shard_verifier.h"
 #include "replicator/wal_checkpointer.h"
@@ -108,6 +109,9 @@ class Replicator {
   std::unique_ptr<ShippedColumns> shipped_columns_ = std::make_unique<ShippedColumns>();
   // A schema change found here waits to be proposed: the shipper's, for the applier.
   std::unique_ptr<std::atomic<bool>> own_schema_pending_ = std::make_unique<std::atomic<bool>>();
+  // Where this node stands in schema changes and every shard (schema_epochs.h); outlives host_
+  // and shipper_.
+  std::unique_ptr<SchemaEpochs> epochs_;
   std::shared_ptr<DatabaseWriter> writer_;
   std::unique_ptr<ShardApplyRounds> rounds_;  // of writer_, for host_
   std::unique_ptr<ShardVerifier> verifier_;   // Outlives host_: its state machines use it.

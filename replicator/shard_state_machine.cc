@@ -49,7 +49,17 @@ uint64_t ShardStateMachine::Open() {
                        if (a.ok()) applied = *a;
                        return a.status();
                      });
+  Applied(applied);
   return applied;
+}
+
+void ShardStateMachine::Applied(uint64_t index) {
+  SchemaEpochs* epochs = options_.epochs;
+  if (epochs == nullptr) return;
+  epochs->Applied(shard_, index);
+  // Shard 0 opened or installed up to `index`: its schema changes up to there are not known one
+  // by one; rows read from now on carry at least it.
+  if (shard_ == 0) epochs->SchemaAt(index);
 }
 
 absl::Status ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries,
@@ -63,8 +73,10 @@ absl::Status ShardStateMachine::ApplyEntries(DatabaseWriter::Round& round,
   for (const raft::host::AppliedEntry& e : entries) {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ApplyOne(round, e); !s.ok()) {
+      if (raft::host::ShardWaitBound(s).has_value()) return s;  // says which entry
       return absl::Status(s.code(), absl::StrCat("entry ", e.index, ": ", s.message()));
     }
+    if (options_.epochs != nullptr) options_.epochs->Applied(shard_, e.index);
     if (metrics != nullptr) {
       metrics->entries_applied.Increment();
       metrics->apply_seconds.Observe(
@@ -100,6 +112,7 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
   if (batch->has_verify_marker() || batch->has_verify_report() || batch->has_repair_order()) {
     return ApplyVerification(round, e.index, *batch);
   }
+  if (absl::Status s = AwaitSchemaEpoch(e.index, *batch); !s.ok()) return s;
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
   // Another node's entry may wait while this node's own schema moves (ChangeApplier::HoldFor):
   // without the write lock meanwhile.
@@ -117,6 +130,11 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
         return r.status();
       });
   if (!s.ok()) return s;
+  if (shard_ == 0 && options_.epochs != nullptr && !batch->schema_changes().empty()) {
+    // Before the round commits: rows that another process reads with this schema are read after
+    // this, and carry it.
+    options_.epochs->SchemaAt(e.index);
+  }
   if (counted->dead_lettered > 0) {
     LOG(WARNING) << "shard " << shard_ << " index " << e.index << ": " << counted->dead_lettered
                  << " change(s) went to the dead letters";
@@ -129,6 +147,39 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
     options_.metrics->conflicts.Increment(counted->conflicts);
   }
   return s;
+}
+
+absl::Status ShardStateMachine::AwaitSchemaEpoch(uint64_t index,
+                                                 const change::v1::ChangeBatch& batch) {
+  // The hot path: one compare.
+  const uint64_t epoch = batch.schema_epoch();
+  if (options_.epochs == nullptr || epoch <= options_.epochs->applied(0)) return absl::OkStatus();
+  return AwaitShard(index, 0, epoch, "the schema change its rows were read after");
+}
+
+absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t target,
+                                           const char* what) {
+  SchemaEpochs& epochs = *options_.epochs;
+  const absl::Time now = options_.env->MonotonicNow();
+  if (wait_entry_ != index) {
+    wait_entry_ = index;
+    wait_since_ = now;
+  }
+  if (epochs.WaitFor(shard_, shard, target)) return absl::OkStatus();
+  const absl::Duration left = wait_since_ + kEpochWaitBound - now;
+  if (left <= absl::ZeroDuration()) {
+    epochs.StopWaiting(shard_);
+    LOG(WARNING) << "shard " << shard_ << " index " << index << ": shard " << shard
+                 << " did not apply index " << target << " (" << what << ") here within "
+                 << kEpochWaitBound << " (it stands at " << epochs.applied(shard)
+                 << "); applying without it: what the schema here cannot take goes to the dead "
+                    "letters";
+    return absl::OkStatus();
+  }
+  return raft::host::ShardWaitStatus(
+      absl::StrCat("entry ", index, " waits for shard ", shard, " to apply index ", target, " (",
+                   what, "; it stands at ", epochs.applied(shard), ")"),
+      left);
 }
 
 bool ShardStateMachine::ApplyWithoutWriting(DatabaseWriter::Round& round, uint64_t index,
@@ -231,6 +282,7 @@ absl::Status ShardStateMachine::Install(DatabaseWriter::Round& round, uint64_t i
   if (!s.ok()) return s;
   LOG(INFO) << "shard " << shard_ << ": installed a snapshot at index " << index << " ("
             << in.size() << " bytes)";
+  Applied(index);
   if (options_.metrics != nullptr) {
     options_.metrics->snapshots_installed.Increment();
     // The snapshot's tables and dead letters that could not apply here are dead letters of this

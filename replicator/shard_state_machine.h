@@ -16,6 +16,12 @@
 // On shutdown a retry gives up (Cancelled): the durable applied index is older than the host
 // believes, so the entry is applied again at the next start (Open() reports the durable index).
 //
+// Schema epochs (schema_epochs.h): a batch of row changes read on its origin after a schema
+// change of shard 0 waits, before anything of it is applied, until shard 0 applied that change
+// here: the shard waits (raft::host::ShardWaitStatus), holding neither a SQLite lock nor the
+// writer's turn, and resumes when shard 0 gets there, or after kEpochWaitBound, applying it then
+// as before (logged).
+//
 // The host's apply rounds (raft::host::ApplyRounds) are the writer's rounds (ShardApplyRounds):
 // a call made in a round works in that round (its transaction); a call outside rounds makes a
 // round of its own for its duration.
@@ -26,9 +32,11 @@
 #include <memory>
 #include <vector>
 
+#include "raft/host/env.h"
 #include "raft/host/state_machine.h"
 #include "replicator/database_writer.h"
 #include "replicator/replicator_metrics.h"
+#include "replicator/schema_epochs.h"
 #include "replicator/shard_verifier.h"
 #include "replicator/snapshot_stream.h"
 
@@ -54,6 +62,11 @@ class ShardStateMachine : public raft::host::StateMachine {
     // Measures verification markers and keeps reports (shard_verifier.h); optional, must
     // outlive the state machine. Without it they only advance the applied index.
     ShardVerifier* verifier = nullptr;
+    // Orders row batches after the schema changes they were read with (schema_epochs.h);
+    // optional, must outlive the state machine. Without it batches apply as they come.
+    SchemaEpochs* epochs = nullptr;
+    // The clock of the epochs' bound; must outlive the state machine.
+    raft::host::Env* env = raft::host::Env::Default();
   };
   // The rounds passed to the calls below must be ShardApplyRounds' of `writer`.
   ShardStateMachine(int shard, std::shared_ptr<DatabaseWriter> writer, Options options)
@@ -89,10 +102,22 @@ class ShardStateMachine : public raft::host::StateMachine {
                                  const change::v1::ChangeBatch& batch);
   absl::Status Install(DatabaseWriter::Round& round, uint64_t index,
                        const raft::host::SnapshotSource& in);
+  // OK when the batch at `index` may apply now (its schema epoch is applied here, or it waited
+  // kEpochWaitBound already), else the wait (raft::host::ShardWaitStatus).
+  absl::Status AwaitSchemaEpoch(uint64_t index, const change::v1::ChangeBatch& batch);
+  // OK once `shard` applied `target` here, or when the entry at `index` waited for it
+  // kEpochWaitBound (logged: `what` says why it waited); else the wait.
+  absl::Status AwaitShard(uint64_t index, int shard, uint64_t target, const char* what);
+  // This node applied (or installed, or holds at Open) the shard up to `index`.
+  void Applied(uint64_t index);
 
   const int shard_;
   const std::shared_ptr<DatabaseWriter> writer_;
   const Options options_;
+  // The entry that waits (AwaitShard) and since when: a shard resumed before its wait is over
+  // waits only the rest.
+  uint64_t wait_entry_ = 0;
+  absl::Time wait_since_;
 };
 
 }  // namespace marmot::replicator

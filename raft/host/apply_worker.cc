@@ -236,6 +236,12 @@ void ApplyWorker::Halt(uint64_t shard, ShardState& st, absl::string_view what,
     return;
   }
   const std::string reason = absl::StrCat(what, ": ", s.message());
+  if (std::optional<absl::Duration> at_most = ShardWaitBound(s); at_most.has_value()) {
+    LOG(INFO) << LogPrefix(shard, me) << "waits: " << reason << "; it resumes once that is done, "
+              << "after " << *at_most << " at the latest";
+    listener_->OnWaiting(shard, reason, *at_most);
+    return;
+  }
   LOG(ERROR) << LogPrefix(shard, me) << "halted: " << reason
              << "; this node applies nothing more to the shard until it resumes or restarts";
   listener_->OnHalted(shard, reason);

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "proto/raft.pb.h"
 #include "raft/host/env.h"
 #include "raft/host/snapshot_io.h"
@@ -73,6 +74,9 @@ class ApplyListener {
   // ApplyWorker::Halt); `reason` says what failed. Not called when the state machine gave up
   // because of Stop().
   virtual void OnHalted(uint64_t shard, const std::string& reason) = 0;
+  // The shard is parked as a halted one is, not for a failure but for an entry it may not apply
+  // yet (ShardWaitStatus): the host resumes it after `at_most` unless someone does before.
+  virtual void OnWaiting(uint64_t shard, const std::string& reason, absl::Duration at_most) = 0;
   // The shard, resuming, needs the committed entries `from` to `through` read again from the
   // log: the host queues them (or the log's snapshot, when they are compacted) as a kReplay
   // task, a bounded part at a time (the worker asks for the rest).
@@ -168,7 +172,8 @@ class ApplyWorker {
   // machine gave up because the host is stopping; the rest is applied at the next start (Open()
   // reports what is durable). Otherwise the reason is logged and reported (OnHalted). The
   // shard's Raft group goes on (this node stores and acknowledges its entries); its proposals
-  // made here are not resolved (they end with DeadlineExceeded).
+  // made here are not resolved (they end with DeadlineExceeded). A wait (ShardWaitStatus) parks
+  // the shard the same way and is reported as one (OnWaiting).
   void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s);
   // Snapshots the shard (if anything was applied since the last one) and reports it; false when
   // that failed (logged).

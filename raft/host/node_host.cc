@@ -291,7 +291,10 @@ void NodeHost::RunLoop() {
     for (auto& [shard, q] : proposals) ProposeQueued(shard, std::move(q));
     const absl::Time now = env->MonotonicNow();
     if (now >= next_tick) {
-      for (auto& s : shards_) s->raw->Tick();
+      for (auto& s : shards_) {
+        s->raw->Tick();
+        if (s->resume_at <= now) EnqueueResume(*s);  // a wait's bound passed
+      }
       PromoteCaughtUpLearners();
       next_tick += tick;
       if (next_tick < now) next_tick = now + tick;  // fell behind: don't burst
@@ -530,6 +533,18 @@ void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
 void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
   std::lock_guard<std::mutex> l(info_mu_);
   info_[shard].halted = reason;
+  info_[shard].waiting.clear();
+}
+
+void NodeHost::OnWaiting(uint64_t shard, const std::string& reason, absl::Duration at_most) {
+  {
+    std::lock_guard<std::mutex> l(info_mu_);
+    info_[shard].waiting = reason;
+    info_[shard].halted.clear();
+  }
+  Post([this, shard, at_most] {
+    shards_[shard]->resume_at = config_.env->MonotonicNow() + at_most;
+  });
 }
 
 void NodeHost::OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) {
@@ -540,21 +555,24 @@ void NodeHost::OnResumed(uint64_t shard) {
   LOG(INFO) << LogPrefix(shard, config_.node_id) << "resumed";
   std::lock_guard<std::mutex> l(info_mu_);
   info_[shard].halted.clear();
+  info_[shard].waiting.clear();
 }
 
 void NodeHost::ResumeShard(uint64_t shard) {
   if (shard >= static_cast<uint64_t>(config_.shards)) return;
-  Post([this, shard] {
-    Shard& s = *shards_[shard];
-    // Every Ready handed out so far is queued before this task, and nothing of a later one.
-    ApplyTask task;
-    task.kind = ApplyTask::Kind::kResume;
-    task.shard = shard;
-    task.handed = s.raw->raft().log().applied();
-    task.handed_term = s.raw->raft().log().ZeroTermOnError(task.handed);
-    task.conf_after = s.applied_conf;
-    s.worker->Enqueue(std::move(task));
-  });
+  Post([this, shard] { EnqueueResume(*shards_[shard]); });
+}
+
+void NodeHost::EnqueueResume(Shard& s) {
+  s.resume_at = absl::InfiniteFuture();
+  // Every Ready handed out so far is queued before this task, and nothing of a later one.
+  ApplyTask task;
+  task.kind = ApplyTask::Kind::kResume;
+  task.shard = s.id;
+  task.handed = s.raw->raft().log().applied();
+  task.handed_term = s.raw->raft().log().ZeroTermOnError(task.handed);
+  task.conf_after = s.applied_conf;
+  s.worker->Enqueue(std::move(task));
 }
 
 void NodeHost::EnqueueReplay(Shard& shard, uint64_t from, uint64_t through) {

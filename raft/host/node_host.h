@@ -168,6 +168,10 @@ struct ShardInfo {
   // Why this node applies nothing more to the shard (StateMachine::Apply), until it resumes
   // (NodeHost::ResumeShard) or the process restarts; empty while it applies.
   std::string halted;
+  // What the shard waits for on this node (an entry its state machine may not apply yet,
+  // ShardWaitStatus): nothing more of it is applied until it resumes, as for a halt, but
+  // nothing failed; empty while it applies.
+  std::string waiting;
 };
 
 // Builds the host's transport once the host knows which cluster it belongs to (the transport
@@ -227,6 +231,8 @@ class NodeHost : private MessageHandler, private ApplyListener {
   // log, a bounded part at a time, before what came meanwhile. ShardInfo::halted clears once
   // they are; if applying fails again, the shard stays halted with the new reason. Nothing for
   // a shard that is not halted or is resuming already. Returns at once (posted to the loop).
+  // A shard that waits (ShardInfo::waiting) resumes the same way, and by itself once its wait's
+  // bound passed.
   void ResumeShard(uint64_t shard);
 
   ShardInfo GetShardInfo(uint64_t shard) const;
@@ -261,6 +267,9 @@ class NodeHost : private MessageHandler, private ApplyListener {
     // The payload file of a received snapshot the core holds but the loop has not recorded yet
     // (the unstable one): the loop owns it until it is recorded or replaced.
     std::string unstable_snapshot_file;
+    // When the shard, waiting (ShardWaitStatus), resumes by itself; InfiniteFuture: it does not
+    // wait.
+    absl::Time resume_at = absl::InfiniteFuture();
   };
   // Proposals of one shard waiting for the Raft loop (framed as single proposals, or bare
   // payloads when they are packed on the loop).
@@ -319,6 +328,9 @@ class NodeHost : private MessageHandler, private ApplyListener {
   void OnProposalApplied(uint64_t shard, uint64_t proposal_id, uint64_t index) override;
   void OnBacklogBelowLimit(uint64_t shard) override;
   void OnHalted(uint64_t shard, const std::string& reason) override;
+  void OnWaiting(uint64_t shard, const std::string& reason, absl::Duration at_most) override;
+  // On the loop: queues the resume of `shard` (ResumeShard).
+  void EnqueueResume(Shard& s);
   void OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) override;
   void OnResumed(uint64_t shard) override;
   void OnSnapshotTaken(uint64_t shard, v1::SnapshotMetadata meta, std::string file,

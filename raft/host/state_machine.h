@@ -7,11 +7,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "raft/host/snapshot_io.h"
 
 namespace marmot::raft::host {
@@ -53,7 +56,8 @@ class StateMachine {
   // nothing more to it, takes no more snapshots of it, and shows the error as the shard's
   // ShardInfo::halted until it resumes (NodeHost::ResumeShard) or the process restarts. A state
   // machine returns such an error only for what waiting cannot fix (a failure of its store that
-  // may pass, it waits out itself).
+  // may pass, it waits out itself), or, with ShardWaitStatus below, for an entry it may not
+  // apply yet.
   virtual absl::Status Apply(const std::vector<AppliedEntry>& entries, ApplyRound* round) = 0;
   // Writes the whole state as of the last applied entry to `out`. On any error the host records
   // nothing of what was written.
@@ -63,6 +67,19 @@ class StateMachine {
   virtual absl::Status RecoverFromSnapshot(uint64_t index, const SnapshotSource& in,
                                            ApplyRound* round) = 0;
 };
+
+// What a state machine's Apply returns for an entry it may not apply yet because it needs
+// something that goes on without it (in the replicator: another shard of this node applying
+// further, replicator/schema_epochs.h). The host parks the shard as it halts one: the entries
+// before it that Apply applied stay applied, nothing of that entry or after it is applied or
+// skipped, the shard's Raft group goes on, and the other shards apply on. ShardInfo::waiting shows
+// `reason` (not ShardInfo::halted: nothing failed). The shard resumes as a halted one does
+// (NodeHost::ResumeShard, from where the state machine stands, StateMachine::Open): when someone
+// asks, and by itself after `at_most` at the latest; the state machine then decides again (it
+// may wait again: it keeps its own bound). An entry that waits must not be half applied.
+absl::Status ShardWaitStatus(absl::string_view reason, absl::Duration at_most);
+// The `at_most` of a status made by ShardWaitStatus; nullopt for any other status.
+std::optional<absl::Duration> ShardWaitBound(const absl::Status& s);
 
 // Checks a snapshot payload received for `shard` before anything of it is recorded: the whole
 // payload, as the state machine would read it, with no side effect. An error refuses it (the

@@ -508,6 +508,41 @@ TEST(NodeHostTest, AHaltedShardResumesWithoutARestartOnceTheCauseIsGone) {
   EXPECT_TRUE(WaitConverged(c, 1, {"other shard"}));
 }
 
+TEST(NodeHostTest, AWaitingShardStopsAtItsEntryAndResumesWhenAskedOrAfterItsBound) {
+  TestCluster c(TestDir(), 3, 2);
+  c.StartAll();
+  ASSERT_TRUE(c.WaitForLeaders());
+  // Given node 3's shard 0, whose state machine may not apply one entry yet (it waits),
+  c.sm(3, 0)->set_apply_fails_once_at("needs more",
+                                      ShardWaitStatus("test: waits for more", absl::Hours(1)));
+  ASSERT_TRUE(c.Propose(1, 0, "before").ok());
+  ASSERT_TRUE(c.Propose(1, 0, "needs more").ok());
+  ASSERT_TRUE(c.Propose(2, 0, "after").ok());
+  ASSERT_TRUE(c.Propose(3, 1, "other shard").ok());
+  // then the shard stops at that entry, saying so as a wait and not a halt, while its other
+  // shard goes on,
+  ASSERT_TRUE(Eventually([&] { return !c.host(3)->GetShardInfo(0).waiting.empty(); }));
+  const ShardInfo waiting = c.host(3)->GetShardInfo(0);
+  EXPECT_NE(waiting.waiting.find("test: waits for more"), std::string::npos) << waiting.waiting;
+  EXPECT_TRUE(waiting.halted.empty()) << waiting.halted;
+  ASSERT_TRUE(WaitConverged(c, 1, {"other shard"}));
+  EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
+  // and when it is resumed, it applies that entry and what came after, in order.
+  c.host(3)->ResumeShard(0);
+  ASSERT_TRUE(WaitConverged(c, 0, {"before", "needs more", "after"}));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).waiting.empty());
+
+  // Given a wait bounded to 2 seconds that nobody ends,
+  c.sm(3, 0)->set_apply_fails_once_at("needs more again",
+                                      ShardWaitStatus("test: waits again", absl::Seconds(2)));
+  ASSERT_TRUE(c.Propose(1, 0, "needs more again").ok());
+  ASSERT_TRUE(c.Propose(2, 0, "after again").ok());
+  ASSERT_TRUE(Eventually([&] { return !c.host(3)->GetShardInfo(0).waiting.empty(); }));
+  // the host resumes the shard by itself once the bound passed.
+  EXPECT_TRUE(WaitConverged(c, 0, {"needs more again", "after again"}));
+  EXPECT_TRUE(c.host(3)->GetShardInfo(0).waiting.empty());
+}
+
 TEST(NodeHostTest, AHaltedShardWhoseLogWasReplacedBySnapshotResumesFromIt) {
   TestCluster c(TestDir(), 3, 1);
   c.tweak = [](NodeHostConfig* cfg) {

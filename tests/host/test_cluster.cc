@@ -34,7 +34,11 @@ absl::Status RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entri
   std::lock_guard<std::mutex> l(mu_);
   uint64_t previous = 0;
   for (const auto& e : entries) {
-    if (!apply_error_.ok() && e.data == fail_payload_) return apply_error_;
+    if (!apply_error_.ok() && e.data == fail_payload_) {
+      absl::Status error = apply_error_;
+      if (fail_once_) apply_error_ = absl::OkStatus();
+      return error;
+    }
     // The next index, or more proposals of a pack whose first ones came just before.
     if (e.index != previous) CHECK_EQ(e.index, applied_ + 1);
     previous = e.index;
@@ -50,6 +54,15 @@ void RecordingStateMachine::set_apply_fails_at(const std::string& payload, absl:
   std::lock_guard<std::mutex> l(mu_);
   fail_payload_ = payload;
   apply_error_ = std::move(error);
+  fail_once_ = false;
+}
+
+void RecordingStateMachine::set_apply_fails_once_at(const std::string& payload,
+                                                    absl::Status error) {
+  std::lock_guard<std::mutex> l(mu_);
+  fail_payload_ = payload;
+  apply_error_ = std::move(error);
+  fail_once_ = true;
 }
 
 absl::Status RecordingStateMachine::SaveSnapshot(SnapshotSink& out, ApplyRound*) {

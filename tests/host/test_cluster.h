@@ -39,6 +39,9 @@ class RecordingStateMachine : public StateMachine {
   // Makes Apply fail with `error` (not OK: the shard halts) once it reaches a payload equal to
   // `payload`, before applying it.
   void set_apply_fails_at(const std::string& payload, absl::Status error);
+  // As set_apply_fails_at, the first time only: applied when it comes again (a wait,
+  // ShardWaitStatus, that is over once the shard resumes).
+  void set_apply_fails_once_at(const std::string& payload, absl::Status error);
   int snapshot_attempts() const;
 
  private:
@@ -50,6 +53,7 @@ class RecordingStateMachine : public StateMachine {
   bool snapshot_fails_ = false;
   std::string fail_payload_;
   absl::Status apply_error_;
+  bool fail_once_ = false;
   int snapshot_attempts_ = 0;
   absl::Duration apply_delay_ = absl::ZeroDuration();
 };
