@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -160,6 +161,12 @@ absl::Status ShardStateMachine::AwaitSchemaEpoch(uint64_t index,
 absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t target,
                                            const char* what) {
   SchemaEpochs& epochs = *options_.epochs;
+  // Given up on already (shard `shard` stuck here): one wait of the bound per target, not one
+  // per entry, or a halted shard 0 would let this shard apply one entry per bound.
+  if (auto given_up = gave_up_through_.find(shard);
+      given_up != gave_up_through_.end() && target <= given_up->second) {
+    return absl::OkStatus();
+  }
   const absl::Time now = options_.env->MonotonicNow();
   if (wait_entry_ != index) {
     wait_entry_ = index;
@@ -169,6 +176,8 @@ absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t t
   const absl::Duration left = wait_since_ + kEpochWaitBound - now;
   if (left <= absl::ZeroDuration()) {
     epochs.StopWaiting(shard_);
+    uint64_t& through = gave_up_through_[shard];
+    through = std::max(through, target);
     LOG(WARNING) << "shard " << shard_ << " index " << index << ": shard " << shard
                  << " did not apply index " << target << " (" << what << ") here within "
                  << kEpochWaitBound << " (it stands at " << epochs.applied(shard)
@@ -179,7 +188,7 @@ absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t t
   return raft::host::ShardWaitStatus(
       absl::StrCat("entry ", index, " waits for shard ", shard, " to apply index ", target, " (",
                    what, "; it stands at ", epochs.applied(shard), ")"),
-      left);
+      left, index);
 }
 
 bool ShardStateMachine::ApplyWithoutWriting(DatabaseWriter::Round& round, uint64_t index,

@@ -29,6 +29,7 @@
 #define MARMOT_REPLICATOR_SHARD_STATE_MACHINE_H_
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -118,6 +119,9 @@ class ShardStateMachine : public raft::host::StateMachine {
   // waits only the rest.
   uint64_t wait_entry_ = 0;
   absl::Time wait_since_;
+  // Per shard waited for, the highest index this shard gave up waiting for (the bound passed):
+  // later entries that need no more than it apply at once, without a wait of their own.
+  std::map<int, uint64_t> gave_up_through_;
 };
 
 }  // namespace marmot::replicator

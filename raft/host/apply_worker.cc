@@ -191,6 +191,8 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
     }
   }
   // Entries at or below what is applied were covered by a snapshot.
+  const uint64_t applied_before = st.applied;
+  const uint64_t term_before = st.applied_term;
   std::vector<AppliedEntry> todo;
   todo.reserve(t.entries.size());
   uint64_t taken = 0;  // index of the last entry taken: the rest of a pack follows it
@@ -211,6 +213,24 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
   if (!todo.empty()) {
     absl::Status s = st.sm->Apply(todo, round);
     if (!s.ok()) {
+      if (std::optional<uint64_t> waits = ShardWaitEntry(s); waits.has_value()) {
+        // The entries before the one that waits are applied: their proposals made here are
+        // resolved now (a parked shard resolves none, and they would end with a deadline while
+        // applied).
+        st.applied = applied_before;
+        st.applied_term = term_before;
+        for (const AppliedEntry& e : todo) {
+          if (e.index >= *waits) break;
+          st.applied = e.index;
+          st.applied_term = e.term;
+        }
+        if (st.applied > applied_before) {
+          listener_->OnApplied(t.shard, st.applied);
+          for (auto [index, id] : t.mine) {
+            if (index <= st.applied) listener_->OnProposalApplied(t.shard, id, index);
+          }
+        }
+      }
       Halt(t.shard, st,
            absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
       return;

@@ -77,9 +77,13 @@ class StateMachine {
 // (NodeHost::ResumeShard, from where the state machine stands, StateMachine::Open): when someone
 // asks, and by itself after `at_most` at the latest; the state machine then decides again (it
 // may wait again: it keeps its own bound). An entry that waits must not be half applied.
-absl::Status ShardWaitStatus(absl::string_view reason, absl::Duration at_most);
+// `entry`: the index of the entry that waits (the host resolves the proposals of those before
+// it, which Apply applied).
+absl::Status ShardWaitStatus(absl::string_view reason, absl::Duration at_most, uint64_t entry);
 // The `at_most` of a status made by ShardWaitStatus; nullopt for any other status.
 std::optional<absl::Duration> ShardWaitBound(const absl::Status& s);
+// The `entry` of a status made by ShardWaitStatus; nullopt for any other status.
+std::optional<uint64_t> ShardWaitEntry(const absl::Status& s);
 
 // Checks a snapshot payload received for `shard` before anything of it is recorded: the whole
 // payload, as the state machine would read it, with no side effect. An error refuses it (the

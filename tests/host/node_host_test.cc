@@ -512,9 +512,10 @@ TEST(NodeHostTest, AWaitingShardStopsAtItsEntryAndResumesWhenAskedOrAfterItsBoun
   TestCluster c(TestDir(), 3, 2);
   c.StartAll();
   ASSERT_TRUE(c.WaitForLeaders());
-  // Given node 3's shard 0, whose state machine may not apply one entry yet (it waits),
+  // Given node 3's shard 0, whose state machine may not apply one entry yet (it waits; the
+  // test's state machine names the entry),
   c.sm(3, 0)->set_apply_fails_once_at("needs more",
-                                      ShardWaitStatus("test: waits for more", absl::Hours(1)));
+                                      ShardWaitStatus("test: waits for more", absl::Hours(1), 0));
   ASSERT_TRUE(c.Propose(1, 0, "before").ok());
   ASSERT_TRUE(c.Propose(1, 0, "needs more").ok());
   ASSERT_TRUE(c.Propose(2, 0, "after").ok());
@@ -534,7 +535,7 @@ TEST(NodeHostTest, AWaitingShardStopsAtItsEntryAndResumesWhenAskedOrAfterItsBoun
 
   // Given a wait bounded to 2 seconds that nobody ends,
   c.sm(3, 0)->set_apply_fails_once_at("needs more again",
-                                      ShardWaitStatus("test: waits again", absl::Seconds(2)));
+                                      ShardWaitStatus("test: waits again", absl::Seconds(2), 0));
   ASSERT_TRUE(c.Propose(1, 0, "needs more again").ok());
   ASSERT_TRUE(c.Propose(2, 0, "after again").ok());
   ASSERT_TRUE(Eventually([&] { return !c.host(3)->GetShardInfo(0).waiting.empty(); }));

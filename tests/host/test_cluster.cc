@@ -37,6 +37,10 @@ absl::Status RecordingStateMachine::Apply(const std::vector<AppliedEntry>& entri
     if (!apply_error_.ok() && e.data == fail_payload_) {
       absl::Status error = apply_error_;
       if (fail_once_) apply_error_ = absl::OkStatus();
+      // A wait names its entry.
+      if (std::optional<absl::Duration> bound = ShardWaitBound(error); bound.has_value()) {
+        error = ShardWaitStatus(error.message(), *bound, e.index);
+      }
       return error;
     }
     // The next index, or more proposals of a pack whose first ones came just before.
