@@ -140,6 +140,9 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     if (newest.ok() && *newest <= cursor) continue;
     if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
     if (schema_settling_) continue;              // Rows follow the schema change they may need.
+    // The schema moved and its difference is not taken yet (a schema change of this node is in
+    // flight, or not yet in the baseline): rows read now could carry it under an older epoch.
+    if (options_.replicate_schema && schema_dirty_) continue;
     int limit = static_cast<int>(
         std::min<int64_t>(options_.scan_limit, options_.max_buffered_changes - buffered_));
     absl::StatusOr<std::vector<sqlite::ChangeRecord>> records =
@@ -538,6 +541,21 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   if (!outcomes.ok()) return outcomes.status();
   stats.committed = outcomes->first;
   stats.failed = outcomes->second;
+  // The baseline takes this node's committed schema changes before the schema is looked at again
+  // (a write, so before the read transaction): what moved since is then a change of its own.
+  if (!sent_to_baseline_.empty()) {
+    auto write = [this](sqlite::Database& db) {
+      return RecordSentInBaseline(db, sent_to_baseline_);
+    };
+    absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
+    if (recorded.ok()) {
+      sent_to_baseline_.clear();
+    } else {
+      LOG(WARNING) << "cannot record the schema changes sent in the baseline (retrying): "
+                   << recorded;
+    }
+    schema_dirty_ = true;
+  }
   {
     // One read transaction: the schema the changes' rows are read with is the schema they are in
     // (an application may alter a table at any moment; see sqlite::ReadChanges).
@@ -552,19 +570,6 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
     if (!read.ok()) return read.status();
     if (absl::Status s = snapshot->Commit(); !s.ok()) return s;
     stats.read = *read;
-  }
-  if (!sent_to_baseline_.empty()) {
-    auto write = [this](sqlite::Database& db) {
-      return RecordSentInBaseline(db, sent_to_baseline_);
-    };
-    absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
-    if (recorded.ok()) {
-      sent_to_baseline_.clear();
-    } else {
-      LOG(WARNING) << "cannot record the schema changes sent in the baseline (retrying): "
-                   << recorded;
-    }
-    schema_dirty_ = true;
   }
   if (keep_in_baseline_ != nullptr) {
     // This node's schema changes that do not replicate: the baseline takes them (a write, so

@@ -438,9 +438,14 @@ TEST(NodeHostTest, AShardWhoseStateMachineFailsHaltsAloneAndRestartsWhole) {
   EXPECT_NE(halted.halted.find("test: cannot apply"), std::string::npos) << halted.halted;
   EXPECT_EQ(c.sm(3, 0)->payloads(), std::vector<std::string>{"before"});
   EXPECT_TRUE(c.host(3)->GetShardInfo(1).halted.empty());
+  // (Each node applies in its own time: a proposal returns once its proposer applied it.)
   for (uint64_t id : {1, 2}) {
-    EXPECT_EQ(c.sm(id, 0)->payloads(), (std::vector<std::string>{"before", "poison", "after-0"}))
-        << id;
+    const std::vector<std::string> all = {"before", "poison", "after-0"};
+    const absl::Time applied_deadline = absl::Now() + absl::Seconds(20);
+    while (c.sm(id, 0)->payloads() != all && absl::Now() < applied_deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    EXPECT_EQ(c.sm(id, 0)->payloads(), all) << id;
   }
   // Its Raft group goes on: node 3 still takes the shard's entries and learns their commit.
   ASSERT_TRUE(c.Propose(1, 0, "while-halted").ok());
