@@ -57,6 +57,10 @@ uint64_t ShardStateMachine::Open() {
 void ShardStateMachine::Applied(uint64_t index) {
   SchemaEpochs* epochs = options_.epochs;
   if (epochs == nullptr) return;
+  // Opened or installed: an entry that waited is decided again when it applies (a snapshot may
+  // have covered it); a registration left would wake this shard later for nothing, or resume it
+  // from a halt of another cause.
+  epochs->StopWaiting(shard_);
   epochs->Applied(shard_, index);
   // Shard 0 opened or installed up to `index`: its schema changes up to there are not known one
   // by one; rows read from now on carry at least it.

@@ -531,9 +531,14 @@ void NodeHost::OnBacklogBelowLimit(uint64_t shard) {
 }
 
 void NodeHost::OnHalted(uint64_t shard, const std::string& reason) {
-  std::lock_guard<std::mutex> l(info_mu_);
-  info_[shard].halted = reason;
-  info_[shard].waiting.clear();
+  {
+    std::lock_guard<std::mutex> l(info_mu_);
+    info_[shard].halted = reason;
+    info_[shard].waiting.clear();
+  }
+  // A halt is not a wait: no bound resumes it (a wake of an earlier wait may have posted one
+  // after the resume that ended that wait).
+  Post([this, shard] { shards_[shard]->resume_at = absl::InfiniteFuture(); });
 }
 
 void NodeHost::OnWaiting(uint64_t shard, const std::string& reason, absl::Duration at_most) {
@@ -553,9 +558,13 @@ void NodeHost::OnReplayNeeded(uint64_t shard, uint64_t from, uint64_t through) {
 
 void NodeHost::OnResumed(uint64_t shard) {
   LOG(INFO) << LogPrefix(shard, config_.node_id) << "resumed";
-  std::lock_guard<std::mutex> l(info_mu_);
-  info_[shard].halted.clear();
-  info_[shard].waiting.clear();
+  {
+    std::lock_guard<std::mutex> l(info_mu_);
+    info_[shard].halted.clear();
+    info_[shard].waiting.clear();
+  }
+  // Posted in the worker's order: a wait it reports later sets its own bound after this.
+  Post([this, shard] { shards_[shard]->resume_at = absl::InfiniteFuture(); });
 }
 
 void NodeHost::ResumeShard(uint64_t shard) {
