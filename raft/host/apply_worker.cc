@@ -224,12 +224,7 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
           st.applied = e.index;
           st.applied_term = e.term;
         }
-        if (st.applied > applied_before) {
-          listener_->OnApplied(t.shard, st.applied);
-          for (auto [index, id] : t.mine) {
-            if (index <= st.applied) listener_->OnProposalApplied(t.shard, id, index);
-          }
-        }
+        if (st.applied > applied_before) ReportApplied(t, st);
       }
       Halt(t.shard, st,
            absl::StrCat("applying entries ", todo.front().index, " to ", todo.back().index), s);
@@ -238,6 +233,10 @@ void ApplyWorker::InstallAndApply(ApplyTask& t, ShardState& st, ApplyRound* roun
     // A replay's entries come without it: the membership is known again when it finishes.
     if (t.kind == ApplyTask::Kind::kApply) st.conf = t.conf_after;
   }
+  ReportApplied(t, st);
+}
+
+void ApplyWorker::ReportApplied(const ApplyTask& t, const ShardState& st) {
   listener_->OnApplied(t.shard, st.applied);
   for (auto [index, id] : t.mine) {
     if (index <= st.applied) listener_->OnProposalApplied(t.shard, id, index);

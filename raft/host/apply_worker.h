@@ -175,6 +175,9 @@ class ApplyWorker {
   // made here are not resolved (they end with DeadlineExceeded). A wait (ShardWaitStatus) parks
   // the shard the same way and is reported as one (OnWaiting).
   void Halt(uint64_t shard, ShardState& st, absl::string_view what, const absl::Status& s);
+  // Reports the shard applied through st.applied, and resolves this node's proposals of task
+  // `t` at or below it.
+  void ReportApplied(const ApplyTask& t, const ShardState& st);
   // Snapshots the shard (if anything was applied since the last one) and reports it; false when
   // that failed (logged).
   bool TakeSnapshot(uint64_t shard, ShardState& st, ApplyRound* round);
