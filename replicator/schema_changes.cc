@@ -379,16 +379,11 @@ absl::Status ForgetDroppedTable(sqlite::Database& db, const std::string& name) {
     return s;
   }
   const std::string log = sqlite::ChangeLogTableName(name);
-  absl::StatusOr<bool> has_log = Exists(db, "table", log);
-  if (!has_log.ok()) return has_log.status();
-  if (*has_log) {
-    absl::StatusOr<std::vector<std::vector<Value>>> state_column = db.QueryRows(
-        absl::StrCat("SELECT 1 FROM pragma_table_info(", Value::Text(log).DebugString(),
-                     ", 'main') WHERE name = '__marmot__state'"));
-    if (!state_column.ok()) return state_column.status();
-    *has_log = !state_column->empty();
-  }
-  if (*has_log) {
+  // A log as capture makes it (none when the table never had capture).
+  absl::StatusOr<std::vector<std::string>> state_column =
+      ColumnsHere(db, log, "name", "name = '__marmot__state'");
+  if (!state_column.ok()) return state_column.status();
+  if (!state_column->empty()) {
     // Done (state 1) like the rows that move a log's ids up (sqlite/change_log.h).
     if (absl::Status s =
             db.Exec(absl::StrCat("UPDATE ", sqlite::QuoteIdentifier(log),
