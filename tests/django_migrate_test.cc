@@ -59,15 +59,6 @@ testing::RunResult Django(const std::vector<std::string>& args, int node) {
   return testing::Run(argv, 120s);
 }
 
-// What `query` prints on each node, for failure messages.
-std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string& query) {
-  std::string out;
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    absl::StrAppend(&out, "node ", id, ":\n", cluster.Sql(id, query), "\n");
-  }
-  return out;
-}
-
 // Every node's site signs up kUsersPerNode users at once (ids from marmot_id()).
 void SignUpOnEveryNode(const testing::LocalCluster& cluster) {
   const std::string barrier = testing::NewTestDir("barrier");
@@ -116,19 +107,19 @@ class DjangoMigrateTest : public ::testing::Test {
 // Every node ends with node 1's schema, migration history, content types, permissions and
 // groups; then every node's site signs up its users, and every node ends with all of them.
 void ExpectOneSiteEverywhere(const testing::LocalCluster& cluster) {
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 60s)) << OnEveryNode(cluster, kTables);
-  EXPECT_TRUE(cluster.WaitForSame(kHistory, 60s)) << OnEveryNode(cluster, kHistory);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 60s)) << cluster.OnEveryNode(kTables);
+  EXPECT_TRUE(cluster.WaitForSame(kHistory, 60s)) << cluster.OnEveryNode(kHistory);
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM django_migrations;"),
             cluster.Sql(1, "SELECT count(*) FROM django_migrations;"));
   const std::string rows =
       ".mode quote\nSELECT * FROM django_content_type ORDER BY id;"
       "SELECT * FROM auth_permission ORDER BY id; SELECT * FROM auth_group ORDER BY id;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.OnEveryNode(rows);
 
   // The site then runs on every node.
   SignUpOnEveryNode(cluster);
   EXPECT_TRUE(cluster.WaitForSame(kSignUps, 60s))
-      << OnEveryNode(cluster, "SELECT count(*) FROM auth_user;");
+      << cluster.OnEveryNode("SELECT count(*) FROM auth_user;");
   for (int id = 1; id <= kNodes; ++id) {
     EXPECT_EQ(cluster.Sql(id,
                           "SELECT count(*) FROM auth_user WHERE first_name = 'edited on ' || "

@@ -27,26 +27,6 @@ constexpr char kSchema[] =
 constexpr char kColumnsOfT[] = "SELECT group_concat(name, ',') FROM pragma_table_info('t');";
 constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
 
-std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string& query) {
-  std::string out;
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    absl::StrAppend(&out, "node ", id, ":\n", cluster.Sql(id, query), "\n");
-  }
-  return out;
-}
-
-// Waits until every node's table t has exactly `columns`.
-bool WaitForColumns(const testing::LocalCluster& cluster, const std::string& columns) {
-  return testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= cluster.nodes(); ++id) {
-          if (cluster.Sql(id, kColumnsOfT) != columns + "\n") return false;
-        }
-        return true;
-      },
-      60s);
-}
-
 TEST(SchemaEpochsTest, AColumnDroppedAndAddedAgainUnderItsNameKeepsTheRowsAroundItEverywhere) {
   testing::LocalCluster cluster({.nodes = 3, .shards = 4, .schema = kSchema});
   cluster.Start();
@@ -70,13 +50,14 @@ TEST(SchemaEpochsTest, AColumnDroppedAndAddedAgainUnderItsNameKeepsTheRowsAround
   // ordered before it yet, part (B): under load they came back to node 1 itself after p was
   // added again, and wrote their old p there),
   ASSERT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 60s))
-      << OnEveryNode(cluster, "SELECT count(*) FROM t;");
+      << cluster.OnEveryNode("SELECT count(*) FROM t;");
   // when node 1 drops p and writes right after it,
   cluster.Sql(1,
               "ALTER TABLE t DROP COLUMN p;"
               "INSERT INTO t (id, a) VALUES (21, 'a21'), (22, 'a22'), (23, 'a23');"
               "UPDATE t SET a = 'after drop' WHERE id <= 5;");
-  ASSERT_TRUE(WaitForColumns(cluster, "id,a")) << OnEveryNode(cluster, kColumnsOfT);
+  ASSERT_TRUE(cluster.WaitForEverywhere(kColumnsOfT, "id,a\n", 60s))
+      << cluster.OnEveryNode(kColumnsOfT);
   // then adds p again (another column under the old name) and writes it at once,
   rows.clear();
   for (int i = 41; i <= 60; ++i) absl::StrAppend(&rows, "(", i, ", 'a", i, "', 'new", i, "'),");
@@ -86,14 +67,15 @@ TEST(SchemaEpochsTest, AColumnDroppedAndAddedAgainUnderItsNameKeepsTheRowsAround
                               rows,
                               ";"
                               "UPDATE t SET p = 'new' WHERE id <= 10;"));
-  ASSERT_TRUE(WaitForColumns(cluster, "id,a,p")) << OnEveryNode(cluster, kColumnsOfT);
+  ASSERT_TRUE(cluster.WaitForEverywhere(kColumnsOfT, "id,a,p\n", 60s))
+      << cluster.OnEveryNode(kColumnsOfT);
   stop.store(true);
   for (std::thread& w : writers) w.join();
 
   // every node holds the rows as node 1 does: the new p where it was written after the add,
   // nothing of the old p, and every other node's rows.
   const std::string t = ".mode quote\nSELECT * FROM t ORDER BY id;";
-  ASSERT_TRUE(cluster.WaitForSame(t, 60s)) << OnEveryNode(cluster, t);
+  ASSERT_TRUE(cluster.WaitForSame(t, 60s)) << cluster.OnEveryNode(t);
   std::string expected;
   for (int i = 1; i <= 23; ++i) {
     absl::StrAppend(&expected, i, ",'", i <= 5 ? "after drop" : absl::StrCat("a", i), "',",
@@ -103,7 +85,7 @@ TEST(SchemaEpochsTest, AColumnDroppedAndAddedAgainUnderItsNameKeepsTheRowsAround
   EXPECT_EQ(cluster.Sql(3, t), expected);
   EXPECT_EQ(cluster.Sql(2, t), expected);
   const std::string kv = "SELECT count(*), sum(k) FROM kv;";
-  EXPECT_TRUE(cluster.WaitForSame(kv, 60s)) << OnEveryNode(cluster, kv);
+  EXPECT_TRUE(cluster.WaitForSame(kv, 60s)) << cluster.OnEveryNode(kv);
   // No change of t ever went to the dead letters: none applied before the schema it was read
   // with, and none waited past the bound.
   for (int id = 1; id <= 3; ++id) {

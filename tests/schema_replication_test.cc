@@ -31,27 +31,11 @@ constexpr char kSchema[] =
     "ORDER BY type, name;";
 constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
 
-// What `query` prints on each node, for failure messages.
-std::string OnEveryNode(const testing::LocalCluster& cluster, const std::string& query) {
-  std::string out;
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    absl::StrAppend(&out, "node ", id, ":\n", cluster.Sql(id, query), "\n");
-  }
-  return out;
-}
-
 // Every node ends with no dead letter (changes that came before a schema change they needed
 // waited there, retried since), and said nothing of conflicts or refusals.
 void ExpectCleanEverywhere(const testing::LocalCluster& cluster) {
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        for (int id = 1; id <= cluster.nodes(); ++id) {
-          if (cluster.Sql(id, kDeadLetters) != "0\n") return false;
-        }
-        return true;
-      },
-      60s))
-      << OnEveryNode(cluster, "SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 60s))
+      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
   for (int id = 1; id <= cluster.nodes(); ++id) {
     EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
     EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
@@ -67,14 +51,14 @@ TEST(SchemaReplicationTest, ATableAndIndexMadeOnOneNodeReachEveryNodeWithTheirRo
               "price REAL); CREATE INDEX item_price ON item (price); COMMIT;"
               "INSERT INTO item VALUES (1, 'one', 1.5), (2, 'two', 2.5);"
               "CREATE VIEW cheap AS SELECT name FROM item WHERE price < 2;");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   const std::string items = ".mode quote\nSELECT * FROM item ORDER BY id;";
-  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << cluster.OnEveryNode(items);
   EXPECT_EQ(cluster.Sql(3, "SELECT name FROM cheap;"), "one\n");
   // The new table replicates from every node, like any other.
   cluster.Sql(3, "INSERT INTO item VALUES (3, 'three', 0.5);");
   cluster.Sql(1, "UPDATE item SET price = 9 WHERE id = 1;");
-  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << cluster.OnEveryNode(items);
   EXPECT_EQ(cluster.Sql(2, items), "1,'one',9.0\n2,'two',2.5\n3,'three',0.5\n");
   EXPECT_TRUE(cluster.WaitForSame(kDeadLetters, 30s));
   EXPECT_EQ(cluster.Sql(1, kDeadLetters), "0\n");
@@ -83,14 +67,14 @@ TEST(SchemaReplicationTest, ATableAndIndexMadeOnOneNodeReachEveryNodeWithTheirRo
               "DROP INDEX item_price; CREATE TABLE audit (n INTEGER PRIMARY KEY, what TEXT);"
               "CREATE TRIGGER item_audit AFTER UPDATE ON item BEGIN "
               "INSERT INTO audit (what) VALUES ('item ' || new.id); END;");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_THAT(cluster.Sql(3, kSchema), Not(HasSubstr("item_price")));
   EXPECT_THAT(cluster.Sql(3, kSchema), HasSubstr("item_audit"));
   // The trigger fires for the application on node 3; what it writes replicates once, as node
   // 3's write (marmot's own writes never fire it).
   cluster.Sql(3, "UPDATE item SET name = 'THREE' WHERE id = 3;");
   const std::string audit = "SELECT n, what FROM audit;";
-  EXPECT_TRUE(cluster.WaitForSame(audit, 30s)) << OnEveryNode(cluster, audit);
+  EXPECT_TRUE(cluster.WaitForSame(audit, 30s)) << cluster.OnEveryNode(audit);
   EXPECT_EQ(cluster.Sql(1, audit), "1|item 3\n");
 }
 
@@ -109,9 +93,9 @@ TEST(SchemaReplicationTest, TheSameMigrationOnEveryNodeEndsWithOneSchemaAndNoErr
   }
   for (std::thread& t : runs) t.join();
   const std::string items = "SELECT * FROM item ORDER BY id;";
-  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << OnEveryNode(cluster, items);
+  EXPECT_TRUE(cluster.WaitForSame(items, 30s)) << cluster.OnEveryNode(items);
   EXPECT_EQ(cluster.Sql(1, items), "1|node 1\n2|node 2\n3|node 3\n");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_TRUE(cluster.WaitForSame(kDeadLetters, 30s));
   EXPECT_EQ(cluster.Sql(1, kDeadLetters), "0\n");
   for (int id = 1; id <= 3; ++id) {
@@ -150,16 +134,16 @@ TEST(SchemaReplicationTest, AColumnAddedOnOneNodeWhileTheOthersInsertReachesEver
               "INSERT INTO kv VALUES (2, 'n2', 'written on 2');");
   ASSERT_TRUE(testing::WaitFor(
       [&] { return written_with_column[1] >= 20 && written_with_column[3] >= 20; }, 60s))
-      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+      << cluster.OnEveryNode("SELECT sql FROM sqlite_master WHERE name = 'kv';");
   stop = true;
   one.join();
   three.join();
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
               HasSubstr("note TEXT NOT NULL DEFAULT 'none'"));
   // Every row on every node, with what its writer gave the column.
   const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << OnEveryNode(cluster, "SELECT count(*) FROM kv;");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.OnEveryNode("SELECT count(*) FROM kv;");
   const int total = written[1] + written[3] + 1;
   EXPECT_EQ(cluster.Sql(1, "SELECT count(*) FROM kv;"), absl::StrCat(total, "\n"));
   EXPECT_EQ(cluster.Sql(3, "SELECT note FROM kv WHERE k = 2;"), "written on 2\n");
@@ -208,7 +192,7 @@ TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeA
               "ALTER TABLE kv RENAME COLUMN v TO value;"
               "INSERT INTO kv (k, value, w) VALUES (22, 'right after', 'w22');");
   ASSERT_TRUE(testing::WaitFor([&] { return after_rename[2] >= 10 && after_rename[3] >= 10; }, 60s))
-      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+      << cluster.OnEveryNode("SELECT sql FROM sqlite_master WHERE name = 'kv';");
   cluster.Sql(1,
               "UPDATE kv SET w = 'gone soon' WHERE k = 22;"
               "ALTER TABLE kv DROP COLUMN w;"
@@ -219,16 +203,16 @@ TEST(SchemaReplicationTest, AColumnRenamedThenDroppedWithRowsWrittenRightBeforeA
                cluster.Sql(3, "SELECT count(*) FROM pragma_table_info('kv');") == "2\n";
       },
       60s))
-      << OnEveryNode(cluster, "SELECT sql FROM sqlite_master WHERE name = 'kv';");
+      << cluster.OnEveryNode("SELECT sql FROM sqlite_master WHERE name = 'kv';");
   std::this_thread::sleep_for(500ms);  // The writers go on with the table as it is now.
   stop = true;
   two.join();
   three.join();
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_EQ(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
             "CREATE TABLE kv (k INTEGER PRIMARY KEY, value TEXT)\n");
   const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << OnEveryNode(cluster, "SELECT count(*) FROM kv;");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.OnEveryNode("SELECT count(*) FROM kv;");
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM kv;"), absl::StrCat(23 + inserted, "\n"));
   EXPECT_EQ(cluster.Sql(3, "SELECT k, value FROM kv WHERE k > 20 AND k < 100 ORDER BY k;"),
             "21|right before\n22|right after\n23|after the drop\n");
@@ -254,15 +238,15 @@ TEST(SchemaReplicationTest, ATableMadeAgainOnOneNodeIsMadeAgainEverywhereWithIts
               " extra INTEGER); INSERT INTO new__kv (k, v) SELECT k, v FROM kv;"
               "DROP TABLE kv; ALTER TABLE new__kv RENAME TO kv; CREATE INDEX kv_v ON kv (v);"
               "COMMIT; INSERT INTO kv VALUES (1000, 'after', 7);");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'kv';"),
               HasSubstr("v TEXT NOT NULL DEFAULT ''"));
   const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*), count(*) FILTER (WHERE v = '') FROM kv;"), "51|10\n");
   // The new column replicates from any node.
   cluster.Sql(3, "UPDATE kv SET extra = 3 WHERE k = 1;");
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(2, "SELECT extra FROM kv WHERE k = 1;"), "3\n");
   ExpectCleanEverywhere(cluster);
   for (int id = 1; id <= 3; ++id) {
@@ -282,15 +266,15 @@ TEST(SchemaReplicationTest, ATableDroppedOnOneNodeGoesEverywhereAndMadeAgainStar
   ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM old;", 30s));
   // Dropped on node 2, with a write right before.
   cluster.Sql(2, "UPDATE old SET v = 'dos' WHERE id = 2; DROP TABLE old;");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   EXPECT_THAT(cluster.Sql(3, kSchema), Not(HasSubstr("old")));
   // Made again under its name with other columns on node 3: a table of its own, with only its
   // rows, written from any node.
   cluster.Sql(3, "CREATE TABLE old (id TEXT PRIMARY KEY, w); INSERT INTO old VALUES ('a', 1);");
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   cluster.Sql(1, "INSERT INTO old VALUES ('b', 2); INSERT INTO kv VALUES (1, 'after');");
   const std::string rows = ".mode quote\nSELECT * FROM old ORDER BY id; SELECT * FROM kv;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(2, rows), "'a',1\n'b',2\n1,'after'\n");
   ExpectCleanEverywhere(cluster);
   for (int id = 1; id <= 3; ++id) {
@@ -327,13 +311,13 @@ TEST(SchemaReplicationTest, ANodeKilledDuringAMigrationCatchesUp) {
       << cluster.Sql(2, rows);
   cluster.StartNode(3);
   ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, rows), expected);
   EXPECT_EQ(cluster.Sql(3, "SELECT * FROM tag;"), "1|2\n");
   // Node 3 writes the new columns, as any node.
   cluster.Sql(3, "UPDATE kv SET a = 3 WHERE k = 1;");
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(1, "SELECT a FROM kv WHERE k = 1;"), "3\n");
   EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, kDeadLetters) == "0\n"; }, 30s));
 }
@@ -354,9 +338,9 @@ TEST(SchemaReplicationTest, AMigrationMadeWhileMarmotIsStoppedReplicatesAtItsSta
               "UPDATE kv SET note = 'old row' WHERE k = 1;");
   cluster.StartNode(1);
   ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << cluster.log(1);
-  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << OnEveryNode(cluster, kSchema);
+  EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.OnEveryNode(kSchema);
   const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k;";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << OnEveryNode(cluster, rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, "SELECT k, value, w, note FROM kv ORDER BY k;"),
             "1|one|w1|old row\n2|two|w2|noted\n");
   ExpectCleanEverywhere(cluster);
