@@ -33,6 +33,7 @@ bool WritesNothing(ApplyAction action) {
     case ApplyAction::kWriteUncarried:
     case ApplyAction::kKeepAsConflict:
     case ApplyAction::kHold:
+    case ApplyAction::kKeepDisplaced:
       return false;
   }
   return false;
@@ -77,7 +78,7 @@ absl::StatusOr<ApplyDecision> DecideBatchChange(const BatchChange& change, Apply
       return ApplyDecision::Act(change.own ? ApplyAction::kSkipSuperseded : ApplyAction::kHold);
     }
     if (*overwrite == LocalOverwrite::kOtherRow) {
-      return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+      return ApplyDecision::Act(ApplyAction::kKeepDisplaced);
     }
     later = *overwrite;
   }
@@ -116,8 +117,9 @@ absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, A
   if (!change.own) {
     absl::StatusOr<LocalOverwrite> later = view.LocalChangeNotYetApplied();
     if (!later.ok()) return later.status();
-    if (*later == LocalOverwrite::kAll || *later == LocalOverwrite::kOtherRow) {
-      return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    if (*later == LocalOverwrite::kAll) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    if (*later == LocalOverwrite::kOtherRow) {
+      return ApplyDecision::Act(ApplyAction::kKeepDisplaced);
     }
     return Write(*later);
   }

@@ -98,6 +98,12 @@ enum class ApplyAction {
   // keeps what this node's application wrote. It is held (row_versions.h) and written when the
   // last of them lost.
   kHold,
+  // Another node's change whose upsert would replace, through another UNIQUE index, a row of
+  // another key that this node's change not applied in the shard yet holds (LocalOverwrite::
+  // kOtherRow): that change comes later in the shard and replaces it on every node
+  // (displaced_rows.h), so it is kept as a conflict here now; the row keeps what this node's
+  // application wrote.
+  kKeepDisplaced,
 };
 
 struct ApplyDecision {
@@ -123,8 +129,8 @@ bool WritesNothing(ApplyAction action);
 enum class LocalOverwrite {
   kNothing,  // There is none (or none that hides it: it is written whole).
   kAll,      // They write every column of its row.
-  // They write a row its upsert would replace by another UNIQUE index: it is superseded here
-  // (they write over it on every node).
+  // They write a row its upsert would replace by another UNIQUE index: they replace it on every
+  // node when they apply (kKeepDisplaced).
   kOtherRow,
   kSome,  // They carry only some of its columns (read before the others existed here): the
           // others end with its values on every node, so it writes those here.
@@ -173,7 +179,7 @@ struct BatchChange {
 //   4. plan OK, own, NewerLocalChangeOfRow()         -> kSkipSuperseded
 //      plan OK, not own, LocalChangeNotYetApplied()
 //                        kAll                        -> kHold
-//                        kOtherRow                   -> kSkipSuperseded
+//                        kOtherRow                   -> kKeepDisplaced
 //   5. BlockingDeadLetter()                          -> kQueueBehind
 //   6. plan not OK                                   -> kDeadLetter (plan)
 //   7. own, local_log, RowAlreadyHolds()             -> kNothingToWrite
@@ -201,8 +207,8 @@ struct DeadLetterChange {
 //                                                       changed here since: that newer change
 //                                                       is what the row ends with)
 //   6. plan not OK                                   -> kDeadLetter (plan)
-//   7. not own, LocalChangeNotYetApplied() kAll,
-//                                          kOtherRow -> kSkipSuperseded
+//   7. not own, LocalChangeNotYetApplied() kAll      -> kSkipSuperseded
+//                                          kOtherRow -> kKeepDisplaced
 //                                          kSome     -> kWriteUncarried
 //   8.                                               -> kWrite
 absl::StatusOr<ApplyDecision> DecideDeadLetter(const DeadLetterChange& change, ApplyView& view);

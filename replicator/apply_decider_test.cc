@@ -87,6 +87,8 @@ std::string ActionName(ApplyAction a) {
       return "conflict";
     case ApplyAction::kHold:
       return "hold";
+    case ApplyAction::kKeepDisplaced:
+      return "displaced";
   }
   return "?";
 }
@@ -305,18 +307,19 @@ TEST(ApplyDeciderTest, AChangeMadeWithoutSeeingItsRowsVersionIsKeptAsAConflictFi
   }
 }
 
-TEST(ApplyDeciderTest, ALocalChangeOfARowAnUpsertWouldReplaceSupersedesIt) {
+TEST(ApplyDeciderTest, AChangeALocalChangeOfAnotherRowWillReplaceIsKeptAsDisplaced) {
   FakeView view(false, std::nullopt, true);
   view.other_row = true;
   absl::StatusOr<ApplyDecision> d =
       DecideBatchChange({.change_id = 6, .last_applied = 5, .local_log = true}, view);
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(ActionName(d->action), "superseded");
+  EXPECT_EQ(ActionName(d->action), "displaced");
+  EXPECT_FALSE(WritesNothing(d->action));
   FakeView retried(false, std::nullopt, true);
   retried.other_row = true;
   d = DecideDeadLetter({}, retried);
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(ActionName(d->action), "superseded");
+  EXPECT_EQ(ActionName(d->action), "displaced");
 }
 
 TEST(ApplyDeciderTest, AFailedQuestionFailsTheDecision) {

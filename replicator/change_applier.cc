@@ -9,6 +9,7 @@
 #include "replicator/applier_database.h"
 #include "replicator/apply_decider.h"
 #include "replicator/capture_keeper.h"
+#include "replicator/displaced_rows.h"
 #include "replicator/schema_changes.h"
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
@@ -42,6 +43,7 @@ void CountUnwritten(ApplyAction action, ApplyResult& result) {
     case ApplyAction::kWriteUncarried:
     case ApplyAction::kKeepAsConflict:
     case ApplyAction::kHold:
+    case ApplyAction::kKeepDisplaced:
       break;
   }
 }
@@ -106,6 +108,8 @@ ChangeApplier::ChangeApplier(sqlite::Database db, const ShardRouter& router)
       plans_(db_),
       retrier_(state_, plans_, local_changes_, snapshotter_) {
   state_.versions = &versions_;
+  state_.conflicts = &conflicts_;
+  state_.router = &router_;
 }
 
 ChangeApplier::~ChangeApplier() = default;
@@ -382,6 +386,16 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       // Every change decided counts for dedupe, dead-lettered ones too (a duplicate is at or
       // below it already).
       newest = std::max(newest, c.change_id());
+      if (decision->action == ApplyAction::kKeepDisplaced) {
+        absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+        if (!keys.ok()) return keys.status();
+        absl::Status s = KeepDisplacedNow(
+            Displacing(shard, index, origin), t, c, *keys, state_.local_node, view.displaced_by(),
+            router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
+        if (!s.ok()) return s;
+        ++result.conflicts;
+        continue;
+      }
       if (decision->action == ApplyAction::kKeepAsConflict) {
         if (absl::Status s = KeepConflict(shard, index, origin, own, t, c, view, result); !s.ok()) {
           return s;
@@ -422,9 +436,19 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         if (note_writes) {
           for (const std::vector<Value>& key : view.Keys()) indexed->Rewritten(key);
         }
-        status = decision->action == ApplyAction::kWriteUncarried
+        auto write = [&] {
+          return decision->action == ApplyAction::kWriteUncarried
                      ? ApplyColumns(db_, t, c, view.uncarried())
                      : ApplyChange(db_, (*plan)->writer, t, c);
+        };
+        if ((*plan)->writer.unique_probes.empty()) {
+          status = write();
+        } else {
+          absl::StatusOr<int64_t> kept =
+              WriteKeepingDisplaced(Displacing(shard, index, origin), (*plan)->writer, t, c, write);
+          status = kept.status();
+          if (kept.ok()) result.conflicts += *kept;
+        }
         // The database itself failed: retry the whole entry later.
         if (IsDatabaseFailure(status)) return status;
       }
@@ -482,6 +506,16 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
   return WriteHeld(shard, t.table(), keys->front(), winner);
 }
 
+DisplacingWrite ChangeApplier::Displacing(int shard, uint64_t index, uint64_t origin) {
+  return {.db = db_,
+          .versions = versions_,
+          .conflicts = conflicts_,
+          .router = router_,
+          .shard = shard,
+          .raft_index = index,
+          .origin = origin};
+}
+
 absl::Status ChangeApplier::WriteHeld(int shard, const std::string& table, const std::string& key,
                                       RowVersion version) {
   TableChanges held;
@@ -510,7 +544,13 @@ absl::Status ChangeApplier::WriteHeld(int shard, const std::string& table, const
   absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
   if (!plan.ok()) return plan.status();
   absl::Status applied = (*plan)->status;
-  if (applied.ok()) applied = ApplyChange(db_, (*plan)->writer, *as_here, as_here->changes(0));
+  if (applied.ok()) {
+    const TableWriter& w = (*plan)->writer;
+    const Change& c = as_here->changes(0);
+    applied = WriteKeepingDisplaced(Displacing(shard, version.raft_index, version.origin), w,
+                                    *as_here, c, [&] { return ApplyChange(db_, w, *as_here, c); })
+                  .status();
+  }
   if (IsDatabaseFailure(applied) || applied.ok()) return applied;
   LOG(WARNING) << "shard " << shard << ": the held change " << held.changes(0).change_id() << " of "
                << table << " from node " << version.origin

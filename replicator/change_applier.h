@@ -127,6 +127,7 @@
 #include "replicator/conflict_store.h"
 #include "replicator/dead_letter_retrier.h"
 #include "replicator/dead_letter_store.h"
+#include "replicator/displaced_rows.h"
 #include "replicator/local_change_index.h"
 #include "replicator/row_versions.h"
 #include "replicator/shard_router.h"
@@ -320,6 +321,8 @@ class ChangeApplier {
   // Keeps change `c` of `t` from `origin` (at Raft `index` of `shard`), which lost to the
   // version of its row `view` read. An own change whose row waits for a held version (and has no
   // newer local change that will lose too) gets that version written now.
+  // Where a write of `origin`'s change at `index` of `shard` keeps the rows it displaces.
+  DisplacingWrite Displacing(int shard, uint64_t index, uint64_t origin);
   absl::Status KeepConflict(int shard, uint64_t index, uint64_t origin, bool own,
                             const change::v1::TableChanges& t, const change::v1::Change& c,
                             ChangeView& view, ApplyResult& result);

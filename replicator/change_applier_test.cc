@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
 
@@ -244,7 +245,8 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowRewrittenBeforeARestart) {
 
 TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted) {
   // "order".name is UNIQUE: node 2's row 9 with the same name replaces node 1's row 1 here,
-  // which no change of row 1 says. Node 1's own change of row 1, ordered after, brings it back.
+  // which no change of row 1 says. Node 1's own change of row 1, ordered after, brings it back,
+  // and replaces row 9 in turn: both are kept as conflicts when they go.
   Node a("own-unique"), b("own-unique-b");
   a.applier->set_local_node(1);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (50, 'other')");
@@ -261,16 +263,20 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
   auto r = a.applier->Apply(0, 3, mine);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->unchanged, 0);
+  EXPECT_EQ(r->conflicts, 1);
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id) FROM \"order\" WHERE name = 'same'"),
             Value::Text("1"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(key || ' ' || origin || ' ' || winner_origin) "
+                              "FROM (SELECT * FROM \"__marmot__conflicts\" ORDER BY id)"),
+            Value::Text("1 0 2,9 2 1"));
 }
 
 TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsHeldOrSkipped) {
   // Node 1 wrote rows 1 ('same') and ('k', 1); node 2's changes of ('k', 1), and one that would
   // replace row 1 through the UNIQUE name, were ordered before node 1's changes and arrive
   // first. Here nothing flickers: node 2's ('k', 1) is held until node 1's, made without seeing
-  // it, loses; node 2's row 9 is skipped, since node 1's row 1 comes later and replaces it on
-  // every node.
+  // it, loses; node 2's row 9 is kept as a conflict at once, since node 1's row 1 comes later
+  // and replaces it on every node (where it is kept as a conflict then).
   Node a("pending-a"), b("pending-b");
   a.applier->set_local_node(1);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (50, 'other')");
@@ -286,11 +292,15 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsHeldOrS
       "INSERT INTO pair VALUES ('k', 1, 'theirs'), ('k', 2, 'other row')");
   auto r = a.applier->Apply(0, 3, b.CapturedBatch(2));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->superseded, 1);
+  EXPECT_EQ(r->superseded, 0);
+  EXPECT_EQ(r->conflicts, 1);
   EXPECT_EQ(r->held, 1);
   EXPECT_EQ(r->applied, 2);  // Held ('k', 1), and ('k', 2): no local change.
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || name) FROM \"order\""),
             Value::Text("1same"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(tbl || ' ' || key || ' ' || origin || ' ' || "
+                              "winner_origin) FROM \"__marmot__conflicts\""),
+            Value::Text("order 9 2 1"));
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(v) FROM pair ORDER BY b"),
             Value::Text("mine,other row"));
   // Node 1's own changes apply: row 1 is in place; ('k', 1) loses and takes node 2's version.
@@ -306,6 +316,55 @@ TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsHeldOrS
   auto r2 = a.applier->Apply(0, 5, later);
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_EQ(*a.db->QueryValue("SELECT v FROM pair WHERE b = 1"), Value::Text("theirs later"));
+}
+
+TEST(ChangeApplierTest, ARowAnotherRowsUniqueValueReplacedIsKeptAsAConflictOnEveryNode) {
+  // Regression (hunt): node 2 gave 'b@x' to a new row 2 while node 1, not knowing it, gave it to
+  // row 1. In the shard's order node 1's change comes second and its upsert deleted row 2 on
+  // every node, kept nowhere. Now row 2 is kept as a conflict node 1's change won, with the same
+  // values, origin and winner on every node: node 3 (nothing pending) and node 2 see the delete
+  // happen; node 1, whose own change holds 'b@x' here already, keeps node 2's change at once.
+  Node a("unique-a"), b("unique-b"), c("unique-c");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  c.applier->set_local_node(3);
+  c.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a@x')");
+  const change::v1::ChangeBatch start = c.CapturedBatch(3);
+  for (Node* n : {&a, &b, &c}) ASSERT_TRUE(n->applier->Apply(0, 1, start).ok());
+  b.Exec("INSERT INTO \"order\" (id, name, price) VALUES (2, 'b@x', 2.5)");
+  const change::v1::ChangeBatch inserted = b.CapturedBatch(2);
+  a.Exec("UPDATE \"order\" SET name = 'b@x' WHERE id = 1");
+  const change::v1::ChangeBatch updated = a.CapturedBatch(1);
+  for (Node* n : {&a, &b, &c}) {
+    auto first = n->applier->Apply(0, 2, inserted);
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto second = n->applier->Apply(0, 3, updated);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(first->conflicts + second->conflicts, 1) << n->path;
+  }
+  for (Node* n : {&a, &b, &c}) {
+    SCOPED_TRACE(n->path);
+    EXPECT_EQ(*n->db->QueryValue("SELECT group_concat(id || ' ' || name) FROM \"order\""),
+              Value::Text("1 b@x"));
+    EXPECT_EQ(*n->db->QueryValue("SELECT group_concat(key || ' ' || origin || ' ' || change_id || "
+                                 "' ' || op || ' ' || winner_origin || ' ' || winner_change_id) "
+                                 "FROM \"__marmot__conflicts\""),
+              Value::Text(absl::StrCat("2 2 ", inserted.tables(0).changes(0).change_id(), " I 1 ",
+                                       updated.tables(0).changes(0).change_id())));
+    // The row's values as node 2 wrote them, storage classes included.
+    auto kept = n->db->QueryValue("SELECT change FROM \"__marmot__conflicts\"");
+    ASSERT_TRUE(kept.ok());
+    change::v1::TableChanges lost;
+    ASSERT_TRUE(lost.ParseFromString(kept->bytes()));
+    ASSERT_EQ(lost.changes_size(), 1);
+    EXPECT_EQ(lost.columns_size(), lost.changes(0).row_size());
+    EXPECT_THAT(lost.DebugString(), HasSubstr("b@x"));
+    EXPECT_THAT(lost.DebugString(), HasSubstr("2.5"));
+    // Row 2's version is node 1's change: a change of row 2 made without seeing its removal is a
+    // conflict too.
+    EXPECT_EQ(*n->db->QueryValue("SELECT origin FROM \"__marmot__versions\" WHERE key = '2'"),
+              Value::Integer(1));
+  }
 }
 
 TEST(ChangeApplierTest, APendingLocalChangeReadBeforeAColumnExistedLeavesThatColumnToOthers) {

@@ -14,42 +14,6 @@ using change::v1::TableChanges;
 using sqlite::Statement;
 using sqlite::Value;
 
-// Whether another node's change `c` of `t` (written by `w`) would replace, through another
-// UNIQUE index than its key, a row with a local change above `own_applied` in `rows` (read by
-// the writer's probes).
-absl::StatusOr<bool> LocalChangeOfReplacedRow(sqlite::Database& db, const TableWriter& w,
-                                              const LocalChangeIndex::TableRows& rows,
-                                              int64_t own_applied, const TableChanges& t,
-                                              const Change& c) {
-  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
-                       c.op() == change::v1::OP_REKEY;
-  if (!has_row || c.row_size() != t.columns_size()) return false;
-  const int offset = w.keyed_by_rowid ? 1 : 0;
-  for (const TableWriter::UniqueProbe& probe : w.unique_probes) {
-    std::vector<Value> values;
-    for (int i : probe.values) {
-      values.push_back(w.keyed_by_rowid && i == 0 ? FromWire(c.rowid())
-                                                  : FromWire(c.row(i - offset)));
-    }
-    absl::StatusOr<Statement*> stmt = db.Kept(probe.sql);
-    if (!stmt.ok()) return stmt.status();
-    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
-    absl::StatusOr<bool> found = (*stmt)->Step();
-    if (!found.ok()) {
-      (*stmt)->Reset();
-      return found.status();
-    }
-    std::vector<Value> key;
-    if (*found) {
-      const int width = w.keyed_by_rowid ? 1 : t.key_columns_size();
-      for (int i = 0; i < width; ++i) key.push_back((*stmt)->Column(i));
-    }
-    (*stmt)->Reset();
-    if (!key.empty() && rows.Newest(key) > own_applied) return true;
-  }
-  return false;
-}
-
 // Whether the insert or update `c` of `t` (written by `w`) would leave its row exactly as it is
 // (same storage classes and values in every column); false for other operations and missing
 // rows.
@@ -128,10 +92,32 @@ absl::StatusOr<LocalOverwrite> ChangeView::LocalChangeNotYetApplied() {
   int64_t newest = 0;
   for (const std::vector<Value>& key : Keys()) newest = std::max(newest, rows->Newest(key));
   if (newest > *own_applied) return Overwrite(newest);
-  absl::StatusOr<bool> replaced = LocalChangeOfReplacedRow(table_.state_.db, table_.plan_->writer,
-                                                           *rows, *own_applied, table_.t_, c_);
-  if (!replaced.ok()) return replaced.status();
-  return *replaced ? LocalOverwrite::kOtherRow : LocalOverwrite::kNothing;
+  // A row of another key that its upsert would replace here, whose local change not applied
+  // yet keeps it (it took the value first here; it comes later in the shard).
+  absl::StatusOr<std::vector<RowInTheWay>> in_the_way =
+      RowsInTheWay(table_.state_.db, table_.plan_->writer, table_.t_, c_);
+  if (!in_the_way.ok()) return in_the_way.status();
+  for (const RowInTheWay& row : *in_the_way) {
+    const int64_t local = rows->Newest(row.key);
+    if (local == 0) continue;
+    // That row may be in another shard, which applies this node's changes of it.
+    int64_t applied_there = *own_applied;
+    if (table_.state_.router != nullptr) {
+      const int there = table_.state_.router->ShardOf(table_.t_.table(), row.key);
+      if (there != table_.shard_) {
+        absl::StatusOr<int64_t> last =
+            table_.state_.applied.LastChange(there, table_.state_.local_node, table_.t_.table());
+        if (!last.ok()) return last.status();
+        applied_there = *last;
+      }
+    }
+    if (local > applied_there) {
+      displaced_by_ = local;
+      displaced_by_key_ = row.key;
+      return LocalOverwrite::kOtherRow;
+    }
+  }
+  return LocalOverwrite::kNothing;
 }
 
 LocalOverwrite ChangeView::Overwrite(int64_t newest) {

@@ -15,10 +15,12 @@
 #include "proto/change.pb.h"
 #include "replicator/applied_state.h"
 #include "replicator/apply_decider.h"
+#include "replicator/conflict_store.h"
 #include "replicator/dead_letter_index.h"
 #include "replicator/dead_letter_store.h"
 #include "replicator/local_change_index.h"
 #include "replicator/row_versions.h"
+#include "replicator/shard_router.h"
 #include "replicator/shipped_columns.h"
 #include "replicator/table_plans.h"
 #include "sqlite/database.h"
@@ -36,6 +38,10 @@ struct ApplierState {
   // applied then hides every column of another node's change of its row).
   const ShippedColumns* shipped = nullptr;
   RowVersions* versions = nullptr;  // The rows' versions (row_versions.h); null: none kept.
+  // Where rows a write deletes through another UNIQUE index are kept (displaced_rows.h), and
+  // the router that tells their shards; null: not kept.
+  ConflictStore* conflicts = nullptr;
+  const ShardRouter* router = nullptr;
 };
 
 class ChangeView final : public ApplyView {
@@ -108,6 +114,12 @@ class ChangeView final : public ApplyView {
   // The version of its (first) row here, as MadeWithoutSeeingItsRow read it (or reads it now).
   absl::StatusOr<std::optional<RowVersion>> CurrentVersion();
 
+  // After LocalChangeNotYetApplied() answered kOtherRow: this node's change (its id) of the
+  // row that the change's upsert would replace, which will replace it.
+  int64_t displaced_by() const { return displaced_by_; }
+  // ...and the key of that row.
+  const std::vector<sqlite::Value>& displaced_by_key() const { return displaced_by_key_; }
+
   // After LocalChangeNotYetApplied() answered kSome: the columns of the change that the local
   // changes do not carry, which it writes (WriteColumns).
   const std::vector<std::string>& uncarried() const { return uncarried_; }
@@ -123,6 +135,8 @@ class ChangeView final : public ApplyView {
   int64_t before_ = std::numeric_limits<int64_t>::max();
   std::optional<std::vector<std::vector<sqlite::Value>>> keys_;
   std::vector<std::string> uncarried_;
+  int64_t displaced_by_ = 0;
+  std::vector<sqlite::Value> displaced_by_key_;
   std::optional<std::vector<std::string>> version_keys_;
   bool current_read_ = false;
   std::optional<RowVersion> current_;

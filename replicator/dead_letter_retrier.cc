@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replicator/displaced_rows.h"
 #include "replicator/table_writer.h"
 
 namespace marmot::replicator {
@@ -198,15 +199,46 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
   view.HeldBackAs(entry, before);
   absl::StatusOr<ApplyDecision> decision = DecideDeadLetter(facts, view);
   if (!decision.ok()) return decision;
+  const bool keeps_displaced =
+      state_.conflicts != nullptr && state_.router != nullptr && state_.versions != nullptr;
+  const uint64_t from = origin.storage_class() == sqlite::StorageClass::kInteger
+                            ? static_cast<uint64_t>(origin.integer())
+                            : 0;
+  auto displacing = [&] {
+    return DisplacingWrite{.db = state_.db,
+                           .versions = *state_.versions,
+                           .conflicts = *state_.conflicts,
+                           .router = *state_.router,
+                           .shard = entry.shard,
+                           .raft_index = entry.raft_index,
+                           .origin = from};
+  };
+  if (decision->action == ApplyAction::kKeepDisplaced) {
+    if (!keeps_displaced) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
+    absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+    if (!keys.ok()) return keys.status();
+    absl::Status s =
+        KeepDisplacedNow(displacing(), t, t.changes(0), *keys, local_node, view.displaced_by(),
+                         state_.router->ShardOf(t.table(), view.displaced_by_key()) == entry.shard);
+    if (!s.ok()) return s;
+    return decision;
+  }
   absl::Status written;
-  if (decision->action == ApplyAction::kWriteUncarried) {
-    written = ApplyColumns(state_.db, t, t.changes(0), view.uncarried());
-  } else if (decision->action != ApplyAction::kWrite) {
+  if (decision->action != ApplyAction::kWrite && decision->action != ApplyAction::kWriteUncarried) {
     return decision;
   } else if (entry.whole_table) {
     written = snapshotter_.ReplaceWithSnapshotRows(entry.shard, rows);
   } else {
-    written = ApplyChange(state_.db, plan->writer, t, t.changes(0));
+    auto write = [&] {
+      return decision->action == ApplyAction::kWriteUncarried
+                 ? ApplyColumns(state_.db, t, t.changes(0), view.uncarried())
+                 : ApplyChange(state_.db, plan->writer, t, t.changes(0));
+    };
+    if (!keeps_displaced || plan->writer.unique_probes.empty()) {
+      written = write();
+    } else {
+      written = WriteKeepingDisplaced(displacing(), plan->writer, t, t.changes(0), write).status();
+    }
   }
   if (IsDatabaseFailure(written)) return written;
   if (!written.ok()) return ApplyDecision::DeadLetter(written);

@@ -152,19 +152,26 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                               absl::StrJoin(key_terms, " AND "));
   w.select_row = absl::StrCat("SELECT ", absl::StrJoin(quoted_insert, ", "), " FROM ",
                               QuoteIdentifier(table), " WHERE ", absl::StrJoin(key_terms, " AND "));
+  w.row_exists = absl::StrCat("SELECT 1 FROM ", QuoteIdentifier(table), " WHERE ",
+                              absl::StrJoin(key_terms, " AND "));
   absl::StatusOr<std::vector<std::vector<Value>>> indexes = db.QueryRows(
-      absl::StrCat("SELECT name, partial FROM pragma_index_list(", Value::Text(table).DebugString(),
+      absl::StrCat("SELECT name FROM pragma_index_list(", Value::Text(table).DebugString(),
                    ") WHERE \"unique\" AND origin <> 'pk'"));
   if (!indexes.ok()) return indexes.status();
   w.other_unique_constraints = !indexes->empty();
-  std::vector<std::string> key_select;
+  if (!w.other_unique_constraints) return w;
+  w.whole_columns = local_columns;
+  std::vector<std::string> whole_select;
   if (w.keyed_by_rowid) {
-    key_select.push_back("rowid");
-  } else {
-    for (const std::string& k : key_columns) key_select.push_back(QuoteIdentifier(k));
+    whole_select.push_back("rowid");
+    w.whole_key.push_back(0);
+  }
+  for (const std::string& c : local_columns) whole_select.push_back(QuoteIdentifier(c));
+  for (const std::string& k : key_columns) {
+    const auto at = std::find(local_columns.begin(), local_columns.end(), k);
+    w.whole_key.push_back(static_cast<int>(at - local_columns.begin()));
   }
   for (const std::vector<Value>& index : *indexes) {
-    if (index[1].integer() != 0) continue;  // Partial: which rows it holds is not probed.
     absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
         "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
     if (!index_columns.ok()) return index_columns.status();
@@ -181,7 +188,7 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
       probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
     }
     if (terms.empty()) continue;
-    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(key_select, ", "), " FROM ",
+    probe.sql = absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ",
                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(terms, " AND "));
     w.unique_probes.push_back(std::move(probe));
   }
@@ -243,6 +250,54 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
     }
   }
   return status;
+}
+
+absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, const TableWriter& w,
+                                                      const TableChanges& t, const Change& c) {
+  std::vector<RowInTheWay> rows;
+  const bool has_row = c.op() == change::v1::OP_INSERT || c.op() == change::v1::OP_UPDATE ||
+                       c.op() == change::v1::OP_REKEY;
+  if (w.unique_probes.empty() || !has_row || c.row_size() != t.columns_size()) return rows;
+  const std::vector<std::vector<Value>> own_keys = KeysOf(t, KeyPositions(t), c);
+  const int offset = w.keyed_by_rowid ? 1 : 0;
+  for (const TableWriter::UniqueProbe& probe : w.unique_probes) {
+    std::vector<Value> values;
+    for (int i : probe.values) {
+      values.push_back(w.keyed_by_rowid && i == 0 ? FromWire(c.rowid())
+                                                  : FromWire(c.row(i - offset)));
+    }
+    absl::StatusOr<sqlite::Statement*> stmt = db.Kept(probe.sql);
+    if (!stmt.ok()) return stmt.status();
+    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
+    for (;;) {
+      absl::StatusOr<bool> found = (*stmt)->Step();
+      if (!found.ok()) {
+        (*stmt)->Reset();
+        return found.status();
+      }
+      if (!*found) break;
+      RowInTheWay row;
+      const int width = static_cast<int>(w.whole_columns.size()) + offset;
+      for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
+      for (int i : w.whole_key) row.key.push_back(row.row[i]);
+      const bool own = std::find(own_keys.begin(), own_keys.end(), row.key) != own_keys.end();
+      const bool seen = std::any_of(rows.begin(), rows.end(),
+                                    [&](const RowInTheWay& r) { return r.key == row.key; });
+      if (!own && !seen) rows.push_back(std::move(row));
+    }
+    (*stmt)->Reset();
+  }
+  return rows;
+}
+
+absl::StatusOr<bool> RowExists(sqlite::Database& db, const TableWriter& w,
+                               const std::vector<Value>& key) {
+  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(w.row_exists);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(key); !s.ok()) return s;
+  absl::StatusOr<bool> found = (*stmt)->Step();
+  (*stmt)->Reset();
+  return found;
 }
 
 }  // namespace marmot::replicator

@@ -35,18 +35,46 @@ struct TableWriter {
   std::string update;
   std::string delete_key;  // DELETE by key, binds key values
   std::string select_row;  // SELECT [rowid,] columns... by key, binds key values
+  std::string row_exists;  // SELECT 1 by key, binds key values
   bool keyed_by_rowid = false;
   // A UNIQUE constraint (or unique index) besides the key: the upsert may delete other rows.
   bool other_unique_constraints = false;
-  // Per UNIQUE index besides the key whose columns the change carries: a SELECT of the key (or
-  // rowid) of the row that an upsert would replace through that index, and the positions of the
-  // values it binds among [rowid,] columns...
+  // The table's columns here, in order: the rows a probe reads are [rowid,] these.
+  std::vector<std::string> whole_columns;
+  // Positions of the key columns among [rowid,] whole_columns, in key order.
+  std::vector<int> whole_key;
+  // Per UNIQUE index besides the key whose columns the change carries (partial ones included):
+  // a SELECT of the whole rows ([rowid,] whole_columns) holding the values an upsert writes to
+  // that index's columns, and the positions of those values among [rowid,] columns... The rows
+  // an upsert replaces through that index are among them (all of them for an index that is not
+  // partial; a partial one holds only some).
   struct UniqueProbe {
     std::string sql;
     std::vector<int> values;
   };
   std::vector<UniqueProbe> unique_probes;
 };
+
+// A row of another key than a change's that the change's upsert may replace through another
+// UNIQUE index (RowsInTheWay): its key, and its values as they were before the write
+// ([rowid,] TableWriter::whole_columns).
+struct RowInTheWay {
+  std::vector<sqlite::Value> key;
+  std::vector<sqlite::Value> row;
+};
+
+// The rows of other keys than those `c` (a change of `t`, written with `w`) touches that its
+// upsert may replace through another UNIQUE index, read by the writer's probes. None for a
+// delete or a malformed change. Whether the write replaced one is known only after it: a row
+// it replaced is gone (RowExists).
+absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, const TableWriter& w,
+                                                      const change::v1::TableChanges& t,
+                                                      const change::v1::Change& c);
+
+// Whether the table written by `w` holds a row of `key` (in key order; the rowid for a table
+// keyed by it).
+absl::StatusOr<bool> RowExists(sqlite::Database& db, const TableWriter& w,
+                               const std::vector<sqlite::Value>& key);
 
 // The writer of changes with `columns` and `key_columns` to the local `table`.
 // FailedPrecondition when the table is missing here, is not a user table (marmot's state,

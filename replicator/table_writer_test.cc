@@ -154,6 +154,51 @@ TEST_F(TableWriterTest, ARekeyThatFailsLeavesTheOldRow) {
   EXPECT_EQ(Rows("SELECT id, price FROM item"), "10 7.0 \n");
 }
 
+TEST_F(TableWriterTest, RowsInTheWayAreTheOtherRowsHoldingTheUniqueValuesWritten) {
+  ASSERT_TRUE(db_->Exec("CREATE TABLE member (id INTEGER PRIMARY KEY, email TEXT, active INTEGER,"
+                        "  nick TEXT UNIQUE);"
+                        "CREATE UNIQUE INDEX active_email ON member (email) WHERE active;"
+                        "INSERT INTO member VALUES (1, 'a@x', 1, 'one'), (2, 'a@x', 0, 'two'),"
+                        "  (3, 'b@x', 1, 'three');")
+                  .ok());
+  const TableChanges member = Header("member", {"id", "email", "active", "nick"}, {"id"});
+  absl::StatusOr<TableWriter> w =
+      PlanWriter(*db_, "member", {"id", "email", "active", "nick"}, {"id"});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->unique_probes.size(), 2u);  // The partial index is probed too.
+  auto keys = [&](const Change& c) {
+    absl::StatusOr<std::vector<RowInTheWay>> rows = RowsInTheWay(*db_, *w, member, c);
+    if (!rows.ok()) return std::string(rows.status().message());
+    std::string out;
+    for (const RowInTheWay& r : *rows) {
+      absl::StrAppend(&out, r.key[0].DebugString(), ":", r.row.size(), " ");
+    }
+    return out;
+  };
+  // Row 3 taking 'a@x' while active: rows 1 and 2 hold it (2 outside the partial index: only a
+  // write tells which goes), and row 1 holds the nick 'one'; never row 3 itself.
+  EXPECT_EQ(keys(Upsert(
+                1, {Value::Integer(3), Value::Text("a@x"), Value::Integer(1), Value::Text("one")})),
+            "1:4 2:4 ");
+  EXPECT_EQ(keys(Upsert(1, {Value::Integer(3), Value::Text("b@x"), Value::Integer(1),
+                            Value::Text("three")})),
+            "");
+  EXPECT_EQ(keys(Upsert(1, {Value::Integer(4), Value::Null(), Value::Integer(1), Value::Null()})),
+            "");  // NULLs clash with nothing.
+  Change gone;
+  gone.set_op(change::v1::OP_DELETE);
+  *gone.add_old_key() = ToWire(Value::Integer(1));
+  EXPECT_EQ(keys(gone), "");
+  // The write replaces row 1 only: row 2 is not in the partial index.
+  ASSERT_TRUE(ApplyChange(*db_, *w, member,
+                          Upsert(1, {Value::Integer(3), Value::Text("a@x"), Value::Integer(1),
+                                     Value::Text("new")}))
+                  .ok());
+  EXPECT_FALSE(*RowExists(*db_, *w, {Value::Integer(1)}));
+  EXPECT_TRUE(*RowExists(*db_, *w, {Value::Integer(2)}));
+  EXPECT_TRUE(*RowExists(*db_, *w, {Value::Integer(3)}));
+}
+
 TEST_F(TableWriterTest, MalformedChangesAreRefusedAndWriteNothing) {
   Change short_row = Upsert(1, {Value::Integer(1)});
   EXPECT_EQ(Write(item_, short_row).code(), absl::StatusCode::kInvalidArgument);

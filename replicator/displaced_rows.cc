@@ -1,0 +1,110 @@
+#include "replicator/displaced_rows.h"
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "replicator/value_codec.h"
+
+namespace marmot::replicator {
+
+using change::v1::Change;
+using change::v1::TableChanges;
+
+absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
+                                              const TableChanges& t, const Change& c,
+                                              absl::FunctionRef<absl::Status()> write) {
+  absl::StatusOr<std::vector<RowInTheWay>> in_the_way = RowsInTheWay(at.db, w, t, c);
+  if (!in_the_way.ok()) return in_the_way.status();
+  if (absl::Status s = write(); !s.ok()) return s;
+  int64_t kept = 0;
+  for (const RowInTheWay& row : *in_the_way) {
+    absl::StatusOr<bool> there = RowExists(at.db, w, row.key);
+    if (!there.ok()) return there.status();
+    if (*there) continue;
+    absl::StatusOr<std::string> key = at.versions.KeyOf(row.key);
+    if (!key.ok()) return key.status();
+    absl::StatusOr<std::optional<RowVersion>> version = at.versions.Get(t.table(), *key);
+    if (!version.ok()) return version.status();
+    if (version->has_value() && (*version)->origin == at.origin) continue;
+    TableChanges lost;
+    lost.set_table(t.table());
+    for (const std::string& column : w.whole_columns) lost.add_columns(column);
+    *lost.mutable_key_columns() = t.key_columns();
+    Change* as_written = lost.add_changes();
+    as_written->set_op(change::v1::OP_INSERT);
+    as_written->set_at_ms(c.at_ms());
+    // A row with no version (written behind marmot's back) is named by no change: an id of its
+    // own, below every change's, unique among this node's conflicts.
+    int64_t change_id = 0;
+    if (version->has_value()) {
+      change_id = (*version)->change_id;
+    } else {
+      absl::StatusOr<sqlite::Value> next = at.db.QueryKeptValue(absl::StrCat(
+          "SELECT coalesce(max(id), 0) + 1 FROM ", sqlite::QuoteIdentifier(kConflictsTable)));
+      if (!next.ok()) return next.status();
+      change_id = -next->integer();
+    }
+    as_written->set_change_id(change_id);
+    const size_t offset = w.keyed_by_rowid ? 1 : 0;
+    if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(row.row[0]);
+    for (size_t i = offset; i < row.row.size(); ++i) *as_written->add_row() = ToWire(row.row[i]);
+    const uint64_t lost_origin = version->has_value() ? (*version)->origin : 0;
+    if (absl::Status s = at.conflicts.Insert({.shard = at.shard,
+                                              .raft_index = at.raft_index,
+                                              .origin = lost_origin,
+                                              .key = *key,
+                                              .winner_origin = at.origin,
+                                              .winner_change_id = c.change_id()},
+                                             lost, *as_written);
+        !s.ok()) {
+      return s;
+    }
+    if (version->has_value() && at.router.ShardOf(t.table(), row.key) == at.shard) {
+      absl::Status s = at.versions.Set(t.table(), *key,
+                                       {.shard = at.shard,
+                                        .raft_index = at.raft_index,
+                                        .origin = at.origin,
+                                        .change_id = c.change_id(),
+                                        .columns = t.columns_size()});
+      if (!s.ok()) return s;
+    }
+    ++kept;
+    LOG(WARNING) << "shard " << at.shard << " index " << at.raft_index << ": change "
+                 << c.change_id() << " of " << t.table() << " from node " << at.origin
+                 << " took a UNIQUE value of the row " << *key << " (node " << lost_origin
+                 << "'s), which it replaced: that row is kept as a conflict";
+  }
+  return kept;
+}
+
+absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableChanges& t, const Change& c,
+                              const std::vector<std::string>& version_keys, uint64_t local_node,
+                              int64_t local_change, bool same_shard) {
+  LOG(WARNING) << "shard " << at.shard << " index " << at.raft_index << ": change " << c.change_id()
+               << " of " << t.table() << " from node " << at.origin
+               << " takes a UNIQUE value that this node's change " << local_change
+               << " of another row took first here: it is kept as a conflict";
+  if (version_keys.empty()) return absl::InternalError("a displaced change without a key");
+  if (absl::Status s = at.conflicts.Insert({.shard = at.shard,
+                                            .raft_index = at.raft_index,
+                                            .origin = at.origin,
+                                            .key = version_keys.front(),
+                                            .winner_origin = local_node,
+                                            .winner_change_id = local_change},
+                                           t, c);
+      !s.ok()) {
+    return s;
+  }
+  for (const std::string& key : version_keys) {
+    absl::Status s = at.versions.Set(t.table(), key,
+                                     {.shard = at.shard,
+                                      .raft_index = at.raft_index,
+                                      .origin = same_shard ? local_node : at.origin,
+                                      .change_id = same_shard ? local_change : c.change_id(),
+                                      .columns = t.columns_size()});
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace marmot::replicator

@@ -1,0 +1,71 @@
+// Rows a replicated write deletes through another UNIQUE index than its key: kept, never lost.
+//
+// The applier writes a change with INSERT OR REPLACE (table_writer.h). In a table with a UNIQUE
+// constraint besides its key, the upsert deletes any row of another key holding a value it
+// writes to that constraint's columns: two nodes that gave one email to two rows concurrently
+// end, in the shard's order, with the later write's row only. Such a deleted row is kept in
+// `__marmot__conflicts` (conflict_store.h), as a conflict the later write won: its values as
+// they were, as an insert made by the change that was its row's version (or by no change, 0, when
+// it had none), with the winner's origin and change id. Its version becomes the winner's when
+// the row is in the same shard, so a change of it made without seeing its removal is a conflict
+// too; a row of another shard keeps its version, and a row without one stays without. A row whose
+// version is the winner's own origin is not kept: that node gave the value away itself (its change
+// of that row may still be on its way in another shard).
+//
+// Every node applies a shard in one order and decides the same; a node whose own change not yet
+// applied holds the value keeps the other node's change at once instead (ChangeApplier,
+// kKeepDisplaced). Rows of two shards meet in no single order: with more than one shard, which
+// of two such rows survives may differ between nodes (Verify finds it), and neither is lost.
+// Unique indexes on expressions are not probed: what their upserts delete is not seen.
+#ifndef MARMOT_REPLICATOR_DISPLACED_ROWS_H_
+#define MARMOT_REPLICATOR_DISPLACED_ROWS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "proto/change.pb.h"
+#include "replicator/conflict_store.h"
+#include "replicator/row_versions.h"
+#include "replicator/shard_router.h"
+#include "replicator/table_writer.h"
+#include "sqlite/database.h"
+
+namespace marmot::replicator {
+
+// Where a write happens: the stores it keeps displaced rows in, and the entry it belongs to.
+struct DisplacingWrite {
+  sqlite::Database& db;
+  RowVersions& versions;
+  ConflictStore& conflicts;
+  const ShardRouter& router;
+  int shard = 0;
+  uint64_t raft_index = 0;
+  uint64_t origin = 0;  // The node whose change is written.
+};
+
+// Writes change `c` of `t` with `write` (which writes it with `w`, or some of its columns) and
+// keeps, inside the caller's transaction, the rows of other keys the write deleted (see above).
+// Returns how many were kept; the write's own error when it failed (nothing is kept then).
+absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
+                                              const change::v1::TableChanges& t,
+                                              const change::v1::Change& c,
+                                              absl::FunctionRef<absl::Status()> write);
+
+// Keeps another node's change `c` of `t` (at `at`) as a conflict at once: its row is held here
+// by this node's change `local_change` (of node `local_node`) of another row, not applied in the
+// shard yet, which will replace it on every node (kKeepDisplaced). The versions of its rows, at
+// `version_keys` (RowVersions::KeyOf of its keys, the row it leaves first), become that
+// change's, as they will be on every node once it applied, when that row is in the same shard
+// (`same_shard`); otherwise `c`'s, as on a node that writes it. Inside the caller's
+// transaction.
+absl::Status KeepDisplacedNow(const DisplacingWrite& at, const change::v1::TableChanges& t,
+                              const change::v1::Change& c,
+                              const std::vector<std::string>& version_keys, uint64_t local_node,
+                              int64_t local_change, bool same_shard);
+
+}  // namespace marmot::replicator
+
+#endif  // MARMOT_REPLICATOR_DISPLACED_ROWS_H_
