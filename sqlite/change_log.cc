@@ -186,10 +186,13 @@ CapturePlan PlanCapture(const TableSchema& t) {
   // Rows whose key holds NULL cannot be told apart on other nodes: not copied (see above).
   std::vector<std::string> not_null;
   for (const std::string& v : select_vals) not_null.push_back(v + " IS NOT NULL");
-  plan.backfill =
-      absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", absl::StrJoin(new_cols, ", "),
-                   ") SELECT 'I', ", absl::StrJoin(select_vals, ", "), " FROM ", table, " WHERE ",
-                   absl::StrJoin(not_null, " AND "));
+  // Each copied row records that it saw no version of its row: written while capture was off,
+  // it may have been written over anything, and over a version of another node it is kept as a
+  // conflict rather than applied (a spurious conflict at worst, never a write lost unseen).
+  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ",
+                               Q(kPrevId), ", ", absl::StrJoin(new_cols, ", "),
+                               ") SELECT 'I', 0, 0, ", absl::StrJoin(select_vals, ", "), " FROM ",
+                               table, " WHERE ", absl::StrJoin(not_null, " AND "));
   return plan;
 }
 

@@ -75,6 +75,36 @@ TEST(SeedingTest, FoundersFromEmptyFilesReceiveTheSchemaAndEveryRow) {
   EXPECT_EQ(cluster.Sql(2, "SELECT count(*) FROM \"__marmot__dead_letters\";"), "0\n");
 }
 
+TEST(SeedingTest, TwoSeedingFoundersKeepTheLaterOfTwoRowsOfOneKeyAsAConflict) {
+  // Started with -seed by mistake on two nodes whose files differ: rows of keys only one holds
+  // reach every node; of two rows of one key, the first in its shard stays and the other is kept
+  // as a conflict on every node. Before, the later was written over the first, nothing kept.
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT);",
+       .rows_before = {
+           {1, "INSERT INTO item VALUES (1, 'node 1'), (2, 'node 1'), (3, 'only 1');"},
+           {2, "INSERT INTO item VALUES (1, 'node 2'), (2, 'node 2'), (4, 'only 2');"}}});
+  cluster.SetNodeFlags(1, {"-seed"});
+  cluster.SetNodeFlags(2, {"-seed"});
+  cluster.Start();
+  constexpr char kRows[] = "SELECT id, v FROM item ORDER BY id;";
+  constexpr char kKept[] =
+      "SELECT tbl, key, origin, change_id, winner_origin FROM \"__marmot__conflicts\" ORDER BY "
+      "key;";
+  // Each of the 6 rows present or kept, on every node, and the nodes agree.
+  constexpr char kAccounted[] =
+      "SELECT (SELECT count(*) FROM item) + (SELECT count(*) FROM \"__marmot__conflicts\");";
+  EXPECT_TRUE(cluster.WaitForEverywhere(kAccounted, "6\n", 60s)) << cluster.OnEveryNode(kAccounted);
+  EXPECT_TRUE(cluster.WaitForSame(kRows, 30s)) << cluster.OnEveryNode(kRows);
+  EXPECT_TRUE(cluster.WaitForSame(kKept, 30s)) << cluster.OnEveryNode(kKept);
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM item;"), "4\n");
+  EXPECT_EQ(cluster.Sql(3, "SELECT key FROM \"__marmot__conflicts\" ORDER BY key;"), "1\n2\n");
+  EXPECT_EQ(cluster.Sql(3, "SELECT v FROM item WHERE id IN (3, 4) ORDER BY id;"),
+            "only 1\nonly 2\n");
+}
+
 TEST(SeedingTest, AFounderWhoseTablesHoldRowsIsRefusedUntilItTakesTheClusters) {
   // Node 1 founds the cluster from its rows; node 3's file holds other rows of the same table.
   testing::LocalCluster cluster(
