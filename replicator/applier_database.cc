@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "replicator/conflict_store.h"
+#include "replicator/schema_epochs.h"
 #include "sqlite/change_log.h"
 
 namespace marmot::replicator {
@@ -53,6 +54,7 @@ absl::StatusOr<sqlite::Database> OpenApplierDatabase(const std::string& db_path)
   // temporary storage.
   if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
+  if (absl::Status s = db->Exec(kCreateSchemaEpoch); !s.ok()) return s;
   if (absl::Status s = db->Exec(kCreateConflicts); !s.ok()) return s;
   if (absl::Status s = db->Exec(sqlite::kCreateRowVersions); !s.ok()) return s;
   return db;

@@ -2,8 +2,8 @@
 // (replicated writes are not captured again, the user's triggers do not fire twice), foreign
 // keys off (shards apply in different orders), WAL with synchronous=NORMAL (see "Cost" in
 // change_applier.h), a busy handler that retries every 250 us for 5 s, and marmot's state
-// tables (`__marmot__shard_state`, `__marmot__applied`, `__marmot__dead_letters`) created if
-// needed.
+// tables (`__marmot__shard_state`, `__marmot__applied`, `__marmot__dead_letters`,
+// `__marmot__schema_epoch`, ...) created if needed.
 #ifndef MARMOT_REPLICATOR_APPLIER_DATABASE_H_
 #define MARMOT_REPLICATOR_APPLIER_DATABASE_H_
 

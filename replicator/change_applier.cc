@@ -11,6 +11,7 @@
 #include "replicator/capture_keeper.h"
 #include "replicator/displaced_rows.h"
 #include "replicator/schema_changes.h"
+#include "replicator/schema_epochs.h"
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
@@ -750,6 +751,10 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   // The shard's dedupe state and applied index become the snapshot's.
   if (absl::Status s = applied_.ReplaceLastChanges(shard, in.applied()); !s.ok()) return s;
   if (absl::Status s = applied_.SetAppliedIndex(shard, at); !s.ok()) return s;
+  // The schema epoch its schema brings is kept with it (schema_epochs.h).
+  if (const uint64_t epoch = in.schema_epoch(); epoch > 0) {
+    if (absl::Status s = StoreSchemaEpoch(db_, epoch); !s.ok()) return s;
+  }
   if (absl::Status s = Commit(*txn); !s.ok()) return s;
   return result;
 }

@@ -450,6 +450,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
       held_tables_.clear();
       // The rows read from now on are read with it.
       if (options_.epochs != nullptr) options_.epochs->SchemaAt(index);
+      sent_epoch_ = std::max(sent_epoch_, index);
       change::v1::ChangeBatch sent;
       if (sent.ParseFromString(batch->payload)) {
         sent_to_baseline_.insert(sent_to_baseline_.end(), sent.schema_changes().begin(),
@@ -544,8 +545,15 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   // The baseline takes this node's committed schema changes before the schema is looked at again
   // (a write, so before the read transaction): what moved since is then a change of its own.
   if (!sent_to_baseline_.empty()) {
-    auto write = [this](sqlite::Database& db) {
-      return RecordSentInBaseline(db, sent_to_baseline_);
+    auto write = [this](sqlite::Database& db) -> absl::Status {
+      if (options_.epochs == nullptr) return RecordSentInBaseline(db, sent_to_baseline_);
+      // With the schema epoch they moved (schema_epochs.h): a restart starts from it.
+      absl::StatusOr<sqlite::Transaction> txn =
+          sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
+      if (!txn.ok()) return txn.status();
+      if (absl::Status s = RecordSentInBaseline(db, sent_to_baseline_); !s.ok()) return s;
+      if (absl::Status s = StoreSchemaEpoch(db, sent_epoch_); !s.ok()) return s;
+      return txn->Commit();
     };
     absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
     if (recorded.ok()) {

@@ -223,6 +223,8 @@ class ChangeShipper {
   // This node's schema changes that committed, for the baseline (RecordSentInBaseline); no
   // schema change is captured until they are recorded.
   std::vector<change::v1::SchemaChange> sent_to_baseline_;
+  // The newest shard-0 index among them: kept as the schema epoch in the same transaction.
+  uint64_t sent_epoch_ = 0;
   // A schema change found and not proposed yet: the schema_version it was last seen moving at,
   // and when (ShipperOptions::schema_quiet).
   bool schema_settling_ = false;

@@ -196,6 +196,25 @@ TEST(ChangeShipperTest, ANewTablesRowsFollowItsCreateWhichGoesToShardZeroFirst) 
   EXPECT_EQ(*RunSqliteCli(b.path, index), "1\n");
 }
 
+TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
+  // A restart reads rows under the epoch kept (schema_epochs.h): this node's own schema change
+  // that committed is kept in the transaction that takes it into the baseline, before its shard
+  // 0 applied it here (the stand-in log below applies without a state machine).
+  ShardRouter router(4);
+  Node a("ship-epoch-a", router), b("ship-epoch-b", router);
+  LogPerShard log({&a, &b});
+  SchemaEpochs epochs(4);
+  auto shipper =
+      ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  log.Commit(0, "");  // shard 0 holds an entry before it
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE fresh (id INTEGER PRIMARY KEY, v TEXT);").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_EQ(log.proposals_, 1);
+  EXPECT_EQ(epochs.current(), 2u);
+  EXPECT_EQ(*RunSqliteCli(a.path, "SELECT shard0_index FROM \"__marmot__schema_epoch\";"), "2\n");
+}
+
 TEST(ChangeShipperTest, ATableChangedWhileItsCreateIsInFlightGoesAsAChangeOfWhatWasSent) {
   // Regression (Django's migrate, hunt): a table made and then changed again before its CREATE
   // committed went as a second CREATE; every node, its origin too, reported a conflict.

@@ -5,6 +5,25 @@
 
 namespace marmot::replicator {
 
+absl::StatusOr<std::optional<uint64_t>> LoadSchemaEpoch(sqlite::Database& db) {
+  absl::StatusOr<sqlite::Statement*> stmt =
+      db.Kept("SELECT shard0_index FROM \"__marmot__schema_epoch\" WHERE id = 1");
+  if (!stmt.ok()) return stmt.status();
+  absl::StatusOr<bool> row = (*stmt)->Step();
+  std::optional<uint64_t> epoch;
+  if (row.ok() && *row) epoch = static_cast<uint64_t>((*stmt)->Column(0).integer());
+  (*stmt)->Reset();
+  if (!row.ok()) return row.status();
+  return epoch;
+}
+
+absl::Status StoreSchemaEpoch(sqlite::Database& db, uint64_t epoch) {
+  return db.RunKept(
+      "INSERT INTO \"__marmot__schema_epoch\" (id, shard0_index) VALUES (1, ?) "
+      "ON CONFLICT (id) DO UPDATE SET shard0_index = max(shard0_index, excluded.shard0_index)",
+      {sqlite::Value::Integer(static_cast<int64_t>(epoch))});
+}
+
 SchemaEpochs::SchemaEpochs(int shards)
     : shards_(std::make_unique<Shard[]>(shards)), count_(shards), waits_(shards) {}
 

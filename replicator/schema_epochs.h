@@ -26,17 +26,34 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "sqlite/database.h"
 
 namespace marmot::replicator {
 
 // How long a shard waits for another shard of this node before it applies anyway (shard 0
 // halted here, or partitioned away from its leader).
 inline constexpr absl::Duration kEpochWaitBound = absl::Seconds(30);
+
+// The epoch kept in marmot's state (`__marmot__schema_epoch`, one row; OpenApplierDatabase
+// creates it): the newest shard-0 index of a schema change this node applied (in the transaction
+// that applied it), committed itself (in the one that took it into the baseline) or installed
+// with a snapshot (in the install's). A restart starts current() from it, not from shard 0's
+// whole applied index: receivers then wait for the schema change, not for the log.
+inline constexpr char kCreateSchemaEpoch[] =
+    "CREATE TABLE IF NOT EXISTS \"__marmot__schema_epoch\" ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1), shard0_index INTEGER NOT NULL);";
+// The kept epoch; nullopt when none is kept yet (a database of a version before it).
+absl::StatusOr<std::optional<uint64_t>> LoadSchemaEpoch(sqlite::Database& db);
+// Keeps `epoch` unless a higher one is kept, in the caller's transaction if one is open.
+absl::Status StoreSchemaEpoch(sqlite::Database& db, uint64_t epoch);
 
 class SchemaEpochs {
  public:
@@ -46,8 +63,8 @@ class SchemaEpochs {
   // committed (0: none known): what its row batches read now carry.
   uint64_t current() const { return current_.load(); }
   // An entry of shard 0 at `index` that carries schema changes was applied here, or this node's
-  // own committed there; also the applied index of shard 0 at Open (the changes before it are
-  // not known one by one then). Only moves up.
+  // own committed there, or one a snapshot installed here brought; at Open the kept epoch
+  // (LoadSchemaEpoch). Only moves up.
   void SchemaAt(uint64_t index);
 
   // The apply side. What `shard` has applied here (in the open round's transaction, or before).

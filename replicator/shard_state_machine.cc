@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "sqlite/database.h"
 
 namespace marmot::replicator {
 
@@ -43,14 +44,26 @@ absl::Status ShardStateMachine::InRound(
 
 uint64_t ShardStateMachine::Open() {
   uint64_t applied = 0;
+  uint64_t epoch = 0;
   // Only shutting down ends this early (a read fails only when the database does).
   (void)writer_->Run([&] { return absl::StrCat("shard ", shard_, ": reading the applied index"); },
                      [&](ChangeApplier& applier) {
                        absl::StatusOr<uint64_t> a = applier.AppliedIndex(shard_);
-                       if (a.ok()) applied = *a;
-                       return a.status();
+                       if (!a.ok()) return a.status();
+                       applied = *a;
+                       if (shard_ != 0 || options_.epochs == nullptr) return absl::OkStatus();
+                       // Shard 0: the schema epoch kept (schema_epochs.h). A database of a
+                       // version that kept none: every schema change up to the applied index is
+                       // here, not known one by one; kept from now on.
+                       absl::StatusOr<std::optional<uint64_t>> kept =
+                           LoadSchemaEpoch(applier.database());
+                       if (!kept.ok()) return kept.status();
+                       epoch = kept->value_or(applied);
+                       if (kept->has_value()) return absl::OkStatus();
+                       return StoreSchemaEpoch(applier.database(), epoch);
                      });
   Applied(applied);
+  if (shard_ == 0 && options_.epochs != nullptr) options_.epochs->SchemaAt(epoch);
   return applied;
 }
 
@@ -62,9 +75,6 @@ void ShardStateMachine::Applied(uint64_t index) {
   // from a halt of another cause.
   epochs->StopWaiting(shard_);
   epochs->Applied(shard_, index);
-  // Shard 0 opened or installed up to `index`: its schema changes up to there are not known one
-  // by one; rows read from now on carry at least it.
-  if (shard_ == 0) epochs->SchemaAt(index);
 }
 
 absl::Status ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries,
@@ -128,14 +138,29 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
   }
   // What the round's last (successful) making of the write counted.
   auto counted = std::make_shared<ApplyResult>();
+  // Shard 0's schema changes keep their index as the schema epoch in the transaction that
+  // applies them (schema_epochs.h; a savepoint of the round's).
+  const bool schema = shard_ == 0 && options_.epochs != nullptr && !batch->schema_changes().empty();
   absl::Status s =
-      round.Write(what("applying"), [shard, index, batch, counted](ChangeApplier& applier) {
+      round.Write(what("applying"), [shard, index, batch, counted, schema](ChangeApplier& applier) {
+        if (!schema) {
+          absl::StatusOr<ApplyResult> r = applier.Apply(shard, index, *batch);
+          if (r.ok()) *counted = *r;
+          return r.status();
+        }
+        absl::StatusOr<sqlite::Transaction> both =
+            sqlite::Transaction::Begin(applier.database(), sqlite::Transaction::Mode::kImmediate);
+        if (!both.ok()) return both.status();
+        if (absl::Status kept = StoreSchemaEpoch(applier.database(), index); !kept.ok()) {
+          return kept;
+        }
         absl::StatusOr<ApplyResult> r = applier.Apply(shard, index, *batch);
-        if (r.ok()) *counted = *r;
-        return r.status();
+        if (!r.ok()) return r.status();
+        *counted = *r;
+        return both->Commit();
       });
   if (!s.ok()) return s;
-  if (shard_ == 0 && options_.epochs != nullptr && !batch->schema_changes().empty()) {
+  if (schema) {
     // Before the round commits: rows that another process reads with this schema are read after
     // this, and carry it.
     options_.epochs->SchemaAt(e.index);
@@ -252,6 +277,10 @@ absl::Status ShardStateMachine::SaveSnapshot(raft::host::SnapshotSink& out,
     // (the host tries again later).
     absl::Status s = r.ReadCommitted([&](ChangeApplier& applier) {
       ShardSnapshotWriter writer(out, options_.snapshot_piece_bytes);
+      // Read in the writer's turn, so no schema change of marmot's moves the baseline before
+      // the snapshot reads it; the epoch moves before a change commits: at least the newest in
+      // it (schema_epochs.h).
+      if (options_.epochs != nullptr) writer.set_schema_epoch(options_.epochs->current());
       return applier.CreateSnapshot(shard_, writer);
     });
     if (s.ok() && options_.metrics != nullptr) options_.metrics->snapshots_created.Increment();
@@ -284,6 +313,10 @@ absl::Status ShardStateMachine::Install(DatabaseWriter::Round& round, uint64_t i
   if (reader.shard() != static_cast<uint32_t>(shard_)) {
     return absl::FailedPreconditionError(absl::StrCat("the snapshot is of shard ", reader.shard()));
   }
+  // The snapshot's schema is this node's once its transaction commits: rows read from then on
+  // carry at least the epoch it brings (before the commit, as a schema change of shard 0 does;
+  // InstallSnapshot keeps it in the same transaction).
+  if (options_.epochs != nullptr) options_.epochs->SchemaAt(reader.schema_epoch());
   InstallResult result;
   absl::Status s = round.WriteAlone(
       [&] { return absl::StrCat("shard ", shard_, ": installing the snapshot at index ", index); },

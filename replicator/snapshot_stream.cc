@@ -58,6 +58,7 @@ absl::Status ShardSnapshotWriter::Start(uint32_t shard, uint64_t applied_index,
   piece.mutable_start()->set_shard(shard);
   piece.mutable_start()->set_applied_index(applied_index);
   for (const change::v1::SchemaChange& c : schema) *piece.mutable_start()->add_schema() = c;
+  if (schema_epoch_.has_value()) piece.mutable_start()->set_schema_epoch(*schema_epoch_);
   stage_ = Stage::kApplied;
   return Put(piece);
 }
@@ -254,6 +255,11 @@ void ShardSnapshotReader::Consume() {
   offset_ += peeked_bytes_;
   peeked_.reset();
   ++pieces_;
+}
+
+uint64_t ShardSnapshotReader::schema_epoch() const {
+  if (start_.has_schema_epoch()) return start_.schema_epoch();
+  return start_.shard() == 0 ? start_.applied_index() : 0;
 }
 
 absl::Status ShardSnapshotReader::ReadHeader() {

@@ -49,6 +49,8 @@ class ShardSnapshotWriter {
   // dead letter larger than kMaxPieceBytes (no reader would take it; nothing is written of it).
   absl::Status Start(uint32_t shard, uint64_t applied_index,
                      const std::vector<change::v1::SchemaChange>& schema = {});
+  // The maker's schema epoch (SnapshotStart.schema_epoch) that Start writes; before Start.
+  void set_schema_epoch(uint64_t epoch) { schema_epoch_ = epoch; }
   absl::Status AddApplied(const change::v1::ShardSnapshot::Applied& applied);
   absl::Status AddVersion(change::v1::SnapshotVersions::Entry entry);
   // In the same stage as AddVersion.
@@ -84,6 +86,7 @@ class ShardSnapshotWriter {
   size_t row_width_ = 0;  // Of the current table.
   change::v1::SnapshotEnd end_;
   uint64_t pieces_ = 0;
+  std::optional<uint64_t> schema_epoch_;
 };
 
 class ShardSnapshotReader {
@@ -101,6 +104,10 @@ class ShardSnapshotReader {
     return start_.schema();
   }
   const std::vector<change::v1::ShardSnapshot::Applied>& applied() const { return applied_; }
+  // The schema epoch a node that installed the snapshot has at least (schema_epochs.h): its
+  // maker's; for a snapshot of a version before it, of shard 0 its applied index (every schema
+  // change up to it is in its schema), else 0.
+  uint64_t schema_epoch() const;
 
   // The next versions of the shard's rows, right after ReadHeader (or Rewind and ReadHeader);
   // nullopt after the last (NextTable skips those not read).

@@ -240,5 +240,28 @@ TEST(SnapshotStreamTest, MalformedPiecesAreRefused) {
   refused("a second start", [](auto& p) { p.insert(p.begin() + 2, p[0]); });
 }
 
+TEST(SnapshotStreamTest, TheStartCarriesTheMakersSchemaEpochAndOneWithoutReadsAsBefore) {
+  // The schema epoch a node that installs it has (schema_epochs.h), by shard and applied index.
+  auto epoch = [](uint32_t shard, uint64_t applied_index, std::optional<uint64_t> written) {
+    raft::host::StringSnapshotSink sink;
+    ShardSnapshotWriter w(sink);
+    if (written.has_value()) w.set_schema_epoch(*written);
+    CHECK(w.Start(shard, applied_index).ok());
+    CHECK(w.Finish().ok());
+    const std::string payload = sink.Take();
+    StringSnapshotSource src(payload);
+    CHECK(CheckShardSnapshot(shard, src).ok());
+    ShardSnapshotReader r(src);
+    CHECK(r.ReadHeader().ok());
+    return r.schema_epoch();
+  };
+  EXPECT_EQ(epoch(3, 10, 7), 7u);
+  EXPECT_EQ(epoch(0, 10, 7), 7u);
+  EXPECT_EQ(epoch(0, 10, 0), 0u);  // written: none ever
+  // A snapshot of a version before epochs: of shard 0 its applied index, else none.
+  EXPECT_EQ(epoch(3, 10, std::nullopt), 0u);
+  EXPECT_EQ(epoch(0, 10, std::nullopt), 10u);
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -1,0 +1,208 @@
+// Schema epochs (schema_epochs.h) through ShardStateMachine, on real SQLite files: the epoch a
+// node starts from after a restart is the newest schema change it kept, not shard 0's whole
+// applied index; a snapshot carries its maker's epoch to the node that installs it (kept there
+// too), and an older snapshot without one is read as before.
+#include <glog/logging.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "raft/host/env_manual_clock.h"
+#include "replicator/change_applier.h"
+#include "replicator/database_writer.h"
+#include "replicator/replicator_metrics.h"
+#include "replicator/schema_epochs.h"
+#include "replicator/shard_router.h"
+#include "replicator/shard_state_machine.h"
+#include "replicator/snapshot_stream.h"
+#include "sqlite/testing/sqlite_cli.h"
+
+namespace marmot::replicator {
+namespace {
+
+constexpr int kShards = 2;
+
+// One node's database, writer and state machines of shards 0 and 1, with its schema epochs and
+// metrics; Restart() makes them again on the same file, as a new process would.
+class Node {
+ public:
+  explicit Node(const std::string& name)
+      : path_(sqlite::testing::NewDatabase(name, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)")) {
+    Start();
+  }
+
+  void Start() {
+    machines_.clear();
+    rounds_.reset();
+    writer_.reset();
+    auto applier = ChangeApplier::Open(path_, router_);
+    CHECK(applier.ok()) << applier.status();
+    writer_ = std::make_shared<DatabaseWriter>(*std::move(applier));
+    rounds_ = std::make_unique<ShardApplyRounds>(writer_.get());
+    epochs_ = std::make_unique<SchemaEpochs>(kShards);
+    metrics_ = std::make_unique<ReplicatorMetrics>(kShards);
+    for (int shard = 0; shard < kShards; ++shard) {
+      machines_.push_back(std::make_unique<ShardStateMachine>(
+          shard, writer_,
+          ShardStateMachine::Options{
+              .metrics = metrics_.get(), .epochs = epochs_.get(), .env = &clock_}));
+      machines_.back()->Open();
+    }
+  }
+  void Restart() { Start(); }
+
+  // One apply round of `entries` in `shard`, as the host runs it.
+  absl::Status Apply(int shard, const std::vector<raft::host::AppliedEntry>& entries) {
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    return machines_[shard]->Apply(entries, round.get());
+  }
+  std::string Snapshot(int shard) {
+    raft::host::StringSnapshotSink out;
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    absl::Status s = machines_[shard]->SaveSnapshot(out, round.get());
+    CHECK(s.ok()) << s;
+    return out.Take();
+  }
+  absl::Status Install(int shard, uint64_t index, const std::string& snapshot) {
+    std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
+    return machines_[shard]->RecoverFromSnapshot(index, raft::host::StringSnapshotSource(snapshot),
+                                                 round.get());
+  }
+
+  SchemaEpochs& epochs() { return *epochs_; }
+  ReplicatorMetrics& metrics() { return *metrics_; }
+  raft::host::ManualClockEnv& clock() { return clock_; }
+  std::string Sql(const std::string& sql) {
+    absl::StatusOr<std::string> out = sqlite::testing::RunSqliteCli(path_, sql);
+    CHECK(out.ok()) << out.status();
+    return *out;
+  }
+
+ private:
+  const std::string path_;
+  ShardRouter router_{kShards};
+  raft::host::ManualClockEnv clock_;
+  std::shared_ptr<DatabaseWriter> writer_;
+  std::unique_ptr<ShardApplyRounds> rounds_;
+  std::unique_ptr<SchemaEpochs> epochs_;
+  std::unique_ptr<ReplicatorMetrics> metrics_;
+  std::vector<std::unique_ptr<ShardStateMachine>> machines_;
+};
+
+raft::host::AppliedEntry Entry(uint64_t index, const change::v1::ChangeBatch& batch) {
+  return {.index = index, .term = 1, .data = batch.SerializeAsString()};
+}
+
+// Node 2 creates table `name` (a schema change, as shard 0 carries it).
+change::v1::ChangeBatch CreateTable(const std::string& name) {
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(2);
+  change::v1::SchemaChange* c = batch.add_schema_changes();
+  c->set_kind(change::v1::SchemaChange::CREATE);
+  c->set_type("table");
+  c->set_name(name);
+  c->set_sql("CREATE TABLE " + name + " (id INTEGER PRIMARY KEY, w)");
+  return batch;
+}
+
+// Node 3 inserts row `id` into t, read under `epoch`.
+change::v1::ChangeBatch Row(int64_t id, uint64_t epoch) {
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(3);
+  batch.set_schema_epoch(epoch);
+  change::v1::TableChanges* t = batch.add_tables();
+  t->set_table("t");
+  t->add_columns("id");
+  t->add_columns("v");
+  t->add_key_columns("id");
+  change::v1::Change* c = t->add_changes();
+  c->set_change_id(id);
+  c->set_op(change::v1::OP_INSERT);
+  c->add_row()->set_integer(id);
+  c->add_row()->set_text("row");
+  return batch;
+}
+
+// Entries from..to of shard 0 that carry no schema change (rows of t).
+std::vector<raft::host::AppliedEntry> Rows(uint64_t from, uint64_t to) {
+  std::vector<raft::host::AppliedEntry> entries;
+  for (uint64_t i = from; i <= to; ++i) entries.push_back(Entry(i, Row(100 + i, 0)));
+  return entries;
+}
+
+TEST(ShardSchemaEpochsTest, ARestartStartsFromTheNewestSchemaChangeNotFromTheWholeLog) {
+  Node node("restart");
+  // Given shard 0 applied a schema change at index 3, then rows up to index 9,
+  ASSERT_TRUE(node.Apply(0, {Entry(2, Row(1, 0)), Entry(3, CreateTable("u"))}).ok());
+  ASSERT_TRUE(node.Apply(0, Rows(4, 9)).ok());
+  EXPECT_EQ(node.epochs().current(), 3u);
+  // after a restart the node's rows carry the schema change's index, not shard 0's 9 entries.
+  node.Restart();
+  EXPECT_EQ(node.epochs().current(), 3u);
+  EXPECT_EQ(node.Sql("SELECT shard0_index FROM \"__marmot__schema_epoch\";"), "3\n");
+}
+
+TEST(ShardSchemaEpochsTest, ADatabaseThatKeptNoEpochStartsFromTheAppliedIndexOnceAndKeepsIt) {
+  Node node("upgrade");
+  ASSERT_TRUE(node.Apply(0, {Entry(3, CreateTable("u"))}).ok());
+  ASSERT_TRUE(node.Apply(0, Rows(4, 9)).ok());
+  // Given a database of a version that kept no epoch,
+  node.Sql("DELETE FROM \"__marmot__schema_epoch\";");
+  // a start takes shard 0's applied index (every schema change up to it is here) and keeps it;
+  node.Restart();
+  EXPECT_EQ(node.epochs().current(), 9u);
+  EXPECT_EQ(node.Sql("SELECT shard0_index FROM \"__marmot__schema_epoch\";"), "9\n");
+  // a newer schema change moves it on.
+  ASSERT_TRUE(node.Apply(0, {Entry(12, CreateTable("w"))}).ok());
+  node.Restart();
+  EXPECT_EQ(node.epochs().current(), 12u);
+}
+
+TEST(ShardSchemaEpochsTest, ASnapshotOfAnyShardCarriesItsMakersSchemaEpoch) {
+  Node maker("maker");
+  Node installer("installer");
+  // Given a maker whose shard 0 applied a schema change at index 5 and whose shard 1 holds a
+  // row at index 2,
+  ASSERT_TRUE(maker.Apply(0, {Entry(5, CreateTable("u"))}).ok());
+  ASSERT_TRUE(maker.Apply(1, {Entry(2, Row(1, 5))}).ok());
+  const std::string snapshot = maker.Snapshot(1);
+  {
+    auto read = ReadShardSnapshot(raft::host::StringSnapshotSource(snapshot));
+    ASSERT_TRUE(read.ok()) << read.status();
+  }
+  // when a node that has none of it installs the snapshot of shard 1,
+  ASSERT_EQ(installer.epochs().current(), 0u);
+  ASSERT_TRUE(installer.Install(1, 2, snapshot).ok());
+  // it has the table the schema change made, reads its rows under the maker's epoch, and keeps
+  // that epoch across a restart (its shard 0 applied nothing).
+  EXPECT_EQ(installer.Sql("SELECT count(*) FROM sqlite_master WHERE name = 'u';"), "1\n");
+  EXPECT_EQ(installer.epochs().current(), 5u);
+  installer.Restart();
+  EXPECT_EQ(installer.epochs().current(), 5u);
+}
+
+TEST(ShardSchemaEpochsTest, ASnapshotWithoutAnEpochIsReadAsBefore) {
+  // A snapshot of a version that wrote no epoch:
+  auto old_snapshot = [](uint32_t shard, uint64_t applied_index) {
+    change::v1::ShardSnapshot s;
+    s.set_shard(shard);
+    s.set_applied_index(applied_index);
+    raft::host::StringSnapshotSink out;
+    CHECK(WriteShardSnapshot(s, out).ok());
+    return out.Take();
+  };
+  Node node("old-snapshots");
+  // of shard 1: no epoch;
+  ASSERT_TRUE(node.Install(1, 4, old_snapshot(1, 4)).ok());
+  EXPECT_EQ(node.epochs().current(), 0u);
+  // of shard 0: its applied index (its schema changes are not known one by one).
+  ASSERT_TRUE(node.Install(0, 7, old_snapshot(0, 7)).ok());
+  EXPECT_EQ(node.epochs().current(), 7u);
+  node.Restart();
+  EXPECT_EQ(node.epochs().current(), 7u);
+}
+
+}  // namespace
+}  // namespace marmot::replicator
