@@ -106,7 +106,18 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
                            .Help("Shards whose rows differed between nodes when this node last "
                                  "verified them (Verify, -verify-every)")
                            .Register(*registry_)
-                           .Add({})) {
+                           .Add({})),
+      schema_waiting_shards(
+          prometheus::BuildGauge()
+              .Name("marmot_shards_waiting_for_schema")
+              .Help("Shards whose next entry waits here for shard 0 to apply the schema change "
+                    "its rows were read after (GetStatus: waiting)")
+              .Register(*registry_)
+              .Add({})),
+      schema_waits_given_up(
+          NewCounter(*registry_, "marmot_schema_waits_given_up_total",
+                     "Waits for a schema change that gave up after 30 s and applied the rows "
+                     "anyway (what the schema here could not take went to the dead letters)")) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")

@@ -59,6 +59,10 @@ class ReplicatorMetrics {
   prometheus::Family<prometheus::Counter>& raft_refused;
   // Shards found divergent by the last verification of each that this node ran.
   prometheus::Gauge& divergent_shards;
+  // Shards whose next entry waits for this node's shard 0 to apply the schema change its rows
+  // were read after (replicator/schema_epochs.h), and waits that gave up after kEpochWaitBound.
+  prometheus::Gauge& schema_waiting_shards;
+  prometheus::Counter& schema_waits_given_up;
 };
 
 }  // namespace marmot::replicator

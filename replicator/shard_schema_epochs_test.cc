@@ -1,7 +1,9 @@
 // Schema epochs (schema_epochs.h) through ShardStateMachine, on real SQLite files: the epoch a
 // node starts from after a restart is the newest schema change it kept, not shard 0's whole
 // applied index; a snapshot carries its maker's epoch to the node that installs it (kept there
-// too), and an older snapshot without one is read as before.
+// too), and an older snapshot without one is read as before; a shard that waits for a schema
+// epoch is counted in the metrics while it waits, and a wait that gave up after the bound is
+// counted too.
 #include <glog/logging.h>
 #include <gtest/gtest.h>
 
@@ -202,6 +204,32 @@ TEST(ShardSchemaEpochsTest, ASnapshotWithoutAnEpochIsReadAsBefore) {
   EXPECT_EQ(node.epochs().current(), 7u);
   node.Restart();
   EXPECT_EQ(node.epochs().current(), 7u);
+}
+
+TEST(ShardSchemaEpochsTest, AShardWaitingForASchemaEpochIsCountedWhileItWaits) {
+  Node node("waits");
+  ReplicatorMetrics& m = node.metrics();
+  // Given rows read under epoch 4 while shard 0 here stands at 0: shard 1 waits, counted;
+  absl::Status s = node.Apply(1, {Entry(1, Row(1, 4))});
+  ASSERT_TRUE(raft::host::ShardWaitBound(s).has_value()) << s;
+  EXPECT_EQ(m.schema_waiting_shards.Value(), 1);
+  s = node.Apply(1, {Entry(1, Row(1, 4))});  // a look again changes nothing
+  ASSERT_TRUE(raft::host::ShardWaitBound(s).has_value()) << s;
+  EXPECT_EQ(m.schema_waiting_shards.Value(), 1);
+  // once shard 0 got there, it applies and is not counted any more;
+  ASSERT_TRUE(node.Apply(0, {Entry(4, CreateTable("u"))}).ok());
+  ASSERT_TRUE(node.Apply(1, {Entry(1, Row(1, 4))}).ok());
+  EXPECT_EQ(m.schema_waiting_shards.Value(), 0);
+  EXPECT_EQ(m.schema_waits_given_up.Value(), 0);
+  // rows of an epoch shard 0 never gets to here wait the bound, then apply: counted as given up.
+  s = node.Apply(1, {Entry(2, Row(2, 9))});
+  ASSERT_TRUE(raft::host::ShardWaitBound(s).has_value()) << s;
+  EXPECT_EQ(m.schema_waiting_shards.Value(), 1);
+  node.clock().Advance(kEpochWaitBound);
+  ASSERT_TRUE(node.Apply(1, {Entry(2, Row(2, 9))}).ok());
+  EXPECT_EQ(m.schema_waiting_shards.Value(), 0);
+  EXPECT_EQ(m.schema_waits_given_up.Value(), 1);
+  EXPECT_EQ(node.Sql("SELECT count(*) FROM t;"), "2\n");
 }
 
 }  // namespace

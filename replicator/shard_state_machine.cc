@@ -74,8 +74,22 @@ void ShardStateMachine::Applied(uint64_t index) {
   // have covered it); a registration left would wake this shard later for nothing, or resume it
   // from a halt of another cause.
   epochs->StopWaiting(shard_);
+  NoteWaiting(false);
   epochs->Applied(shard_, index);
 }
+
+void ShardStateMachine::NoteWaiting(bool waiting) {
+  if (waiting == waiting_) return;
+  waiting_ = waiting;
+  if (options_.metrics == nullptr) return;
+  if (waiting) {
+    options_.metrics->schema_waiting_shards.Increment();
+  } else {
+    options_.metrics->schema_waiting_shards.Decrement();
+  }
+}
+
+ShardStateMachine::~ShardStateMachine() { NoteWaiting(false); }
 
 absl::Status ShardStateMachine::Apply(const std::vector<raft::host::AppliedEntry>& entries,
                                       raft::host::ApplyRound* round) {
@@ -127,7 +141,9 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
   if (batch->has_verify_marker() || batch->has_verify_report() || batch->has_repair_order()) {
     return ApplyVerification(round, e.index, *batch);
   }
-  if (absl::Status s = AwaitSchemaEpoch(e.index, *batch); !s.ok()) return s;
+  absl::Status ready = AwaitSchemaEpoch(e.index, *batch);
+  NoteWaiting(!ready.ok());
+  if (!ready.ok()) return ready;
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
   // Another node's entry may wait while this node's own schema moves (ChangeApplier::HoldFor):
   // without the write lock meanwhile.
@@ -205,6 +221,7 @@ absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t t
   const absl::Duration left = wait_since_ + kEpochWaitBound - now;
   if (left <= absl::ZeroDuration()) {
     epochs.StopWaiting(shard_);
+    if (options_.metrics != nullptr) options_.metrics->schema_waits_given_up.Increment();
     uint64_t& through = gave_up_through_[shard];
     through = std::max(through, target);
     LOG(WARNING) << "shard " << shard_ << " index " << index << ": shard " << shard

@@ -74,6 +74,7 @@ class ShardStateMachine : public raft::host::StateMachine {
       : shard_(shard), writer_(std::move(writer)), options_(options) {}
   ShardStateMachine(int shard, std::shared_ptr<DatabaseWriter> writer)
       : ShardStateMachine(shard, std::move(writer), Options()) {}
+  ~ShardStateMachine() override;
 
   uint64_t Open() override;
   absl::Status Apply(const std::vector<raft::host::AppliedEntry>& entries,
@@ -111,6 +112,8 @@ class ShardStateMachine : public raft::host::StateMachine {
   absl::Status AwaitShard(uint64_t index, int shard, uint64_t target, const char* what);
   // This node applied (or installed, or holds at Open) the shard up to `index`.
   void Applied(uint64_t index);
+  // Whether the shard waits for a schema epoch now (ReplicatorMetrics::schema_waiting_shards).
+  void NoteWaiting(bool waiting);
 
   const int shard_;
   const std::shared_ptr<DatabaseWriter> writer_;
@@ -122,6 +125,7 @@ class ShardStateMachine : public raft::host::StateMachine {
   // Per shard waited for, the highest index this shard gave up waiting for (the bound passed):
   // later entries that need no more than it apply at once, without a wait of their own.
   std::map<int, uint64_t> gave_up_through_;
+  bool waiting_ = false;  // NoteWaiting
 };
 
 }  // namespace marmot::replicator
