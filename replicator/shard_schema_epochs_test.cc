@@ -67,10 +67,12 @@ class Node {
     CHECK(s.ok()) << s;
     return out.Take();
   }
-  absl::Status Install(int shard, uint64_t index, const std::string& snapshot) {
+  absl::Status Install(int shard, uint64_t index, const raft::host::SnapshotSource& snapshot) {
     std::unique_ptr<raft::host::ApplyRound> round = rounds_->BeginRound();
-    return machines_[shard]->RecoverFromSnapshot(index, raft::host::StringSnapshotSource(snapshot),
-                                                 round.get());
+    return machines_[shard]->RecoverFromSnapshot(index, snapshot, round.get());
+  }
+  absl::Status Install(int shard, uint64_t index, const std::string& snapshot) {
+    return Install(shard, index, raft::host::StringSnapshotSource(snapshot));
   }
 
   SchemaEpochs& epochs() { return *epochs_; }
@@ -91,6 +93,25 @@ class Node {
   std::unique_ptr<SchemaEpochs> epochs_;
   std::unique_ptr<ReplicatorMetrics> metrics_;
   std::vector<std::unique_ptr<ShardStateMachine>> machines_;
+};
+
+// A snapshot that notes the installing node's epoch at every read: its last read is in the
+// install's transaction, before it commits.
+class WatchedSource : public raft::host::SnapshotSource {
+ public:
+  WatchedSource(std::string payload, const SchemaEpochs& epochs)
+      : inner_(std::move(payload)), epochs_(epochs) {}
+  uint64_t size() const override { return inner_.size(); }
+  absl::Status ReadAt(uint64_t offset, size_t n, std::string* out) const override {
+    last_seen_ = epochs_.current();
+    return inner_.ReadAt(offset, n, out);
+  }
+  uint64_t last_seen() const { return last_seen_; }
+
+ private:
+  raft::host::StringSnapshotSource inner_;
+  const SchemaEpochs& epochs_;
+  mutable uint64_t last_seen_ = 0;
 };
 
 raft::host::AppliedEntry Entry(uint64_t index, const change::v1::ChangeBatch& batch) {
@@ -176,12 +197,29 @@ TEST(ShardSchemaEpochsTest, ASnapshotOfAnyShardCarriesItsMakersSchemaEpoch) {
   }
   // when a node that has none of it installs the snapshot of shard 1,
   ASSERT_EQ(installer.epochs().current(), 0u);
-  ASSERT_TRUE(installer.Install(1, 2, snapshot).ok());
-  // it has the table the schema change made, reads its rows under the maker's epoch, and keeps
-  // that epoch across a restart (its shard 0 applied nothing).
+  WatchedSource source(snapshot, installer.epochs());
+  ASSERT_TRUE(installer.Install(1, 2, source).ok());
+  // it has the table the schema change made, reads its rows under the maker's epoch (from
+  // before the install committed), and keeps that epoch across a restart (its shard 0 applied
+  // nothing).
   EXPECT_EQ(installer.Sql("SELECT count(*) FROM sqlite_master WHERE name = 'u';"), "1\n");
+  EXPECT_EQ(source.last_seen(), 5u);
   EXPECT_EQ(installer.epochs().current(), 5u);
   installer.Restart();
+  EXPECT_EQ(installer.epochs().current(), 5u);
+}
+
+TEST(ShardSchemaEpochsTest, AShard0SnapshotMovesTheEpochBeforeItsInstallCommits) {
+  Node maker("maker0");
+  Node installer("installer0");
+  // Given a maker whose shard 0 applied a schema change at 5, then rows up to 9,
+  ASSERT_TRUE(maker.Apply(0, {Entry(5, CreateTable("u"))}).ok());
+  ASSERT_TRUE(maker.Apply(0, Rows(6, 9)).ok());
+  // a node installing its shard 0 reads rows under the epoch of the schema change, from before
+  // the install's transaction committed (a read of the new schema must carry it).
+  WatchedSource source(maker.Snapshot(0), installer.epochs());
+  ASSERT_TRUE(installer.Install(0, 9, source).ok());
+  EXPECT_EQ(source.last_seen(), 5u);
   EXPECT_EQ(installer.epochs().current(), 5u);
 }
 
