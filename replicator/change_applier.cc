@@ -369,8 +369,30 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     ChangeView::Table views(state_, shard, t, *plan);
     views.UseLocalRows(indexed);
     views.set_origin(origin);
-    for (const Change& c : t.changes()) {
+    // The versions of the changes' rows are read in a few statements, and written so at the end.
+    std::vector<std::vector<std::vector<Value>>> keys(t.changes_size());
+    std::vector<std::vector<std::string>> version_keys(t.changes_size());
+    std::unique_ptr<RowVersions::Batch> versions_batch;
+    if (t.changes_size() > 1) {
+      std::vector<std::string> all;
+      for (int i = 0; i < t.changes_size(); ++i) {
+        keys[i] = KeysOf(t, views.key_positions(), t.changes(i));
+        for (const std::vector<Value>& key : keys[i]) {
+          absl::StatusOr<std::string> text = versions_.KeyOf(key);
+          if (!text.ok()) return text.status();
+          version_keys[i].push_back(*text);
+          all.push_back(*std::move(text));
+        }
+      }
+      absl::StatusOr<std::unique_ptr<RowVersions::Batch>> batch =
+          versions_.BeginBatch(t.table(), all);
+      if (!batch.ok()) return batch.status();
+      versions_batch = *std::move(batch);
+    }
+    for (int i = 0; i < t.changes_size(); ++i) {
+      const Change& c = t.changes(i);
       ChangeView view(views, c);
+      if (versions_batch != nullptr) view.UseKeys(std::move(keys[i]), std::move(version_keys[i]));
       absl::StatusOr<ApplyDecision> decision = DecideBatchChange({.own = own,
                                                                   .change_id = c.change_id(),
                                                                   .last_applied = *last,
@@ -463,6 +485,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
                    << " goes to the dead letters: " << status.message();
       absl::Status s = dead_letters_.InsertChange(shard, index, origin, t, c, status);
       if (!s.ok()) return s;
+    }
+    if (versions_batch != nullptr) {
+      if (absl::Status s = versions_batch->End(); !s.ok()) return s;
     }
     if (newest > *last) {
       if (absl::Status s = applied_.SetLastChange(shard, origin, t.table(), newest); !s.ok()) {

@@ -95,6 +95,14 @@ class ChangeView final : public ApplyView {
     before_ = before;
   }
 
+  // The keys of the rows the change touches and their keys as versions are kept, computed by
+  // the caller (the same as Keys() and VersionKeys() would compute).
+  void UseKeys(std::vector<std::vector<sqlite::Value>> keys,
+               std::vector<std::string> version_keys) {
+    keys_ = std::move(keys);
+    version_keys_ = std::move(version_keys);
+  }
+
   // The keys of the rows the change touches (KeysOf), read once.
   const std::vector<std::vector<sqlite::Value>>& Keys();
   // The same, moved out: the view is done with.

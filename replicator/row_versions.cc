@@ -1,6 +1,7 @@
 #include "replicator/row_versions.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sqlite/change_log.h"
 
 namespace marmot::replicator {
@@ -111,8 +112,8 @@ absl::StatusOr<std::string> RowVersions::KeyOfBySqlite(const std::vector<Value>&
   return text;
 }
 
-absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& table,
-                                                           const std::string& key) {
+absl::StatusOr<std::optional<RowVersion>> RowVersions::Stored(const std::string& table,
+                                                              const std::string& key) {
   static const std::string* const sql = new std::string(absl::StrCat(
       "SELECT ", kColumns, " FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
       " WHERE tbl = ?1 AND key = ?2"));
@@ -124,6 +125,21 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& ta
   absl::Status s =
       StepOnce(**stmt, found, [&](const Statement& st) { stored = ReadVersion(st, 0); });
   if (!s.ok()) return s;
+  return stored;
+}
+
+absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& table,
+                                                           const std::string& key) {
+  std::optional<RowVersion> stored;
+  if (batch_.has_value() && batch_->table == table) {
+    absl::StatusOr<Slot*> slot = BatchSlot(key);
+    if (!slot.ok()) return slot.status();
+    stored = (*slot)->version;
+  } else {
+    absl::StatusOr<std::optional<RowVersion>> read = Stored(table, key);
+    if (!read.ok()) return read.status();
+    stored = *std::move(read);
+  }
   auto deferred = deferred_.find({table, key});
   if (deferred != deferred_.end() &&
       (!stored.has_value() || deferred->second.raft_index > stored->raft_index)) {
@@ -134,17 +150,136 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& ta
 
 absl::Status RowVersions::Set(const std::string& table, const std::string& key,
                               const RowVersion& v) {
-  static const std::string* const sql = new std::string(absl::StrCat(
-      "INSERT INTO ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable), " (tbl, key, ", kColumns,
-      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tbl, key) DO UPDATE SET "
-      "shard = excluded.shard, raft_index = excluded.raft_index, origin = excluded.origin, "
-      "change_id = excluded.change_id, held = excluded.held, columns = excluded.columns "
-      "WHERE excluded.raft_index >= raft_index"));
-  return db_.RunKept(
-      *sql, {Value::Text(table), Value::Text(key), Value::Integer(v.shard),
-             Value::Integer(static_cast<int64_t>(v.raft_index)),
-             Value::Integer(static_cast<int64_t>(v.origin)), Value::Integer(v.change_id),
-             v.held.empty() ? Value::Null() : Value::Blob(v.held), Value::Integer(v.columns)});
+  if (!batch_.has_value() || batch_->table != table) return Write(table, key, v);
+  absl::StatusOr<Slot*> slot = BatchSlot(key);
+  if (!slot.ok()) return slot.status();
+  // Write's rule: never over a version of a later Raft index.
+  if ((*slot)->version.has_value() && (*slot)->version->raft_index > v.raft_index) {
+    return absl::OkStatus();
+  }
+  (*slot)->version = v;
+  if (!(*slot)->dirty) {
+    (*slot)->dirty = true;
+    batch_->dirty.push_back(key);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+constexpr size_t kBatchRows = 64;  // Rows per statement of a batch's reads and writes.
+
+std::string VersionsTable() { return sqlite::QuoteIdentifier(sqlite::kRowVersionsTable); }
+
+void AppendVersion(const RowVersion& v, std::vector<Value>& values) {
+  values.push_back(Value::Integer(v.shard));
+  values.push_back(Value::Integer(static_cast<int64_t>(v.raft_index)));
+  values.push_back(Value::Integer(static_cast<int64_t>(v.origin)));
+  values.push_back(Value::Integer(v.change_id));
+  values.push_back(v.held.empty() ? Value::Null() : Value::Blob(v.held));
+  values.push_back(Value::Integer(v.columns));
+}
+
+// An upsert of `rows` versions (binds tbl, key, then kColumns per row), under Set's rule.
+std::string UpsertSql(size_t rows) {
+  std::vector<std::string> tuples;
+  for (size_t r = 0; r < rows; ++r) {
+    std::vector<std::string> marks;
+    for (size_t i = 1; i <= 8; ++i) marks.push_back(absl::StrCat("?", r * 8 + i));
+    tuples.push_back(absl::StrCat("(", absl::StrJoin(marks, ", "), ")"));
+  }
+  return absl::StrCat(
+      "INSERT INTO ", VersionsTable(), " (tbl, key, ", kColumns, ") VALUES ",
+      absl::StrJoin(tuples, ", "),
+      " ON CONFLICT (tbl, key) DO UPDATE SET shard = excluded.shard, raft_index = "
+      "excluded.raft_index, origin = excluded.origin, change_id = excluded.change_id, held = "
+      "excluded.held, columns = excluded.columns WHERE excluded.raft_index >= raft_index");
+}
+
+}  // namespace
+
+absl::Status RowVersions::Write(const std::string& table, const std::string& key,
+                                const RowVersion& v) {
+  static const std::string* const sql = new std::string(UpsertSql(1));
+  std::vector<Value> values = {Value::Text(table), Value::Text(key)};
+  AppendVersion(v, values);
+  return db_.RunKept(*sql, values);
+}
+
+absl::StatusOr<std::unique_ptr<RowVersions::Batch>> RowVersions::BeginBatch(
+    const std::string& table, const std::vector<std::string>& keys) {
+  if (batch_.has_value()) return absl::InternalError("a batch of row versions is open already");
+  static const std::string* const sql = new std::string([] {
+    std::vector<std::string> marks;
+    for (size_t i = 0; i < kBatchRows; ++i) marks.push_back(absl::StrCat("?", i + 2));
+    return absl::StrCat("SELECT key, ", kColumns, " FROM ", VersionsTable(),
+                        " WHERE tbl = ?1 AND key IN (", absl::StrJoin(marks, ", "), ")");
+  }());
+  Batched batched{.table = table};
+  std::vector<const std::string*> unread;
+  for (const std::string& key : keys) {
+    if (batched.slots.try_emplace(key).second) unread.push_back(&key);
+  }
+  for (size_t first = 0; first < unread.size(); first += kBatchRows) {
+    std::vector<Value> values = {Value::Text(table)};
+    for (size_t i = first; i < first + kBatchRows; ++i) {
+      values.push_back(i < unread.size() ? Value::Text(*unread[i]) : Value::Null());
+    }
+    absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
+    if (!stmt.ok()) return stmt.status();
+    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
+    for (;;) {
+      absl::StatusOr<bool> row = (*stmt)->Step();
+      if (!row.ok()) {
+        (*stmt)->Reset();
+        return row.status();
+      }
+      if (!*row) break;
+      batched.slots[(*stmt)->Column(0).bytes()].version = ReadVersion(**stmt, 1);
+    }
+    (*stmt)->Reset();
+  }
+  batch_ = std::move(batched);
+  return std::unique_ptr<Batch>(new Batch(*this));
+}
+
+absl::StatusOr<RowVersions::Slot*> RowVersions::BatchSlot(const std::string& key) {
+  auto [at, added] = batch_->slots.try_emplace(key);
+  if (added) {
+    absl::StatusOr<std::optional<RowVersion>> stored = Stored(batch_->table, key);
+    if (!stored.ok()) {
+      batch_->slots.erase(at);
+      return stored.status();
+    }
+    at->second.version = *std::move(stored);
+  }
+  return &at->second;
+}
+
+absl::Status RowVersions::EndBatch() {
+  if (!batch_.has_value()) return absl::InternalError("no batch of row versions is open");
+  Batched batched = *std::move(batch_);
+  batch_.reset();
+  static const std::string* const sql = new std::string(UpsertSql(kBatchRows));
+  const std::vector<std::string>& dirty = batched.dirty;
+  size_t first = 0;
+  for (; first + kBatchRows <= dirty.size(); first += kBatchRows) {
+    std::vector<Value> values;
+    values.reserve(kBatchRows * 8);
+    for (size_t i = first; i < first + kBatchRows; ++i) {
+      values.push_back(Value::Text(batched.table));
+      values.push_back(Value::Text(dirty[i]));
+      AppendVersion(*batched.slots[dirty[i]].version, values);
+    }
+    if (absl::Status s = db_.RunKept(*sql, values); !s.ok()) return s;
+  }
+  for (; first < dirty.size(); ++first) {
+    const std::string& key = dirty[first];
+    if (absl::Status s = Write(batched.table, key, *batched.slots[key].version); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 void RowVersions::Defer(const std::string& table, const std::string& key, const RowVersion& v) {
@@ -154,7 +289,7 @@ void RowVersions::Defer(const std::string& table, const std::string& key, const 
 
 absl::Status RowVersions::WriteDeferred() {
   for (const auto& [row, v] : deferred_) {
-    if (absl::Status s = Set(row.first, row.second, v); !s.ok()) return s;
+    if (absl::Status s = Write(row.first, row.second, v); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

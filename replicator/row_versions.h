@@ -29,11 +29,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "sqlite/database.h"
@@ -68,6 +70,33 @@ class RowVersions {
   // Sets the version of row `key` of `table`, unless it has one of a later Raft index.
   absl::Status Set(const std::string& table, const std::string& key, const RowVersion& version);
 
+  // Many rows of one table read at once and written at once: between BeginBatch and EndBatch,
+  // Get and Set of `table` go through the batch (other tables as usual). BeginBatch reads the
+  // versions of `keys` in a few statements; a Set is kept in the batch (under Set's rule) and
+  // EndBatch writes them all, in a few statements, through the caller's transaction, which must
+  // not end in between. A batch not ended (an error on the way) is dropped with its writes: the
+  // caller's transaction does not commit then. One batch at a time.
+  class Batch {
+   public:
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    ~Batch() {
+      if (!ended_) versions_.batch_.reset();
+    }
+    absl::Status End() {
+      ended_ = true;
+      return versions_.EndBatch();
+    }
+
+   private:
+    friend class RowVersions;
+    explicit Batch(RowVersions& versions) : versions_(versions) {}
+    RowVersions& versions_;
+    bool ended_ = false;
+  };
+  absl::StatusOr<std::unique_ptr<Batch>> BeginBatch(const std::string& table,
+                                                    const std::vector<std::string>& keys);
+
   // Sets it in memory, for the next write transaction (see above).
   void Defer(const std::string& table, const std::string& key, const RowVersion& version);
   // Writes the deferred versions through the caller's transaction; kept until Committed().
@@ -86,8 +115,28 @@ class RowVersions {
   absl::Status DeleteShard(int shard);
 
  private:
+  // A row's version in the batch: as stored (nullopt: none), or as Set since (`dirty`).
+  struct Slot {
+    std::optional<RowVersion> version;
+    bool dirty = false;
+  };
+  struct Batched {
+    std::string table;
+    absl::flat_hash_map<std::string, Slot> slots;
+    std::vector<std::string> dirty;  // Keys of the dirty slots, in the order first Set.
+  };
+
+  // The version stored for row `key` of `table` (deferred ones aside).
+  absl::StatusOr<std::optional<RowVersion>> Stored(const std::string& table,
+                                                   const std::string& key);
+  // The batch's slot of `key` (read when not yet there).
+  absl::StatusOr<Slot*> BatchSlot(const std::string& key);
+  absl::Status Write(const std::string& table, const std::string& key, const RowVersion& v);
+  absl::Status EndBatch();
+
   sqlite::Database& db_;
   std::map<std::pair<std::string, std::string>, RowVersion> deferred_;
+  std::optional<Batched> batch_;
 };
 
 }  // namespace marmot::replicator
