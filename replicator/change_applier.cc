@@ -413,8 +413,8 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
         if (!keys.ok()) return keys.status();
         absl::Status s = KeepDisplacedNow(
-            Displacing(shard, index, origin), t, c, *keys, state_.local_node, view.displaced_by(),
-            router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
+            Displacing(shard, index, origin), (*plan)->writer, t, c, *keys, state_.local_node,
+            view.displaced_by(), router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
         if (!s.ok()) return s;
         ++result.conflicts;
         continue;

@@ -97,9 +97,16 @@ absl::StatusOr<LocalOverwrite> ChangeView::LocalChangeNotYetApplied() {
   absl::StatusOr<std::vector<RowInTheWay>> in_the_way =
       RowsInTheWay(table_.state_.db, table_.plan_->writer, table_.t_, c_);
   if (!in_the_way.ok()) return in_the_way.status();
-  for (const RowInTheWay& row : *in_the_way) {
+  // Only rows with such a change, and of those only the ones the upsert really replaces.
+  std::vector<RowInTheWay> held;
+  for (RowInTheWay& row : *in_the_way) {
+    if (rows->Newest(row.key) != 0) held.push_back(std::move(row));
+  }
+  absl::StatusOr<std::vector<RowInTheWay>> replaced =
+      RowsReplacedBy(table_.state_.db, table_.plan_->writer, table_.t_, c_, std::move(held));
+  if (!replaced.ok()) return replaced.status();
+  for (const RowInTheWay& row : *replaced) {
     const int64_t local = rows->Newest(row.key);
-    if (local == 0) continue;
     // That row may be in another shard, which applies this node's changes of it.
     int64_t applied_there = *own_applied;
     if (table_.state_.router != nullptr) {

@@ -217,9 +217,9 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
     if (!keeps_displaced) return ApplyDecision::Act(ApplyAction::kSkipSuperseded);
     absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
     if (!keys.ok()) return keys.status();
-    absl::Status s =
-        KeepDisplacedNow(displacing(), t, t.changes(0), *keys, local_node, view.displaced_by(),
-                         state_.router->ShardOf(t.table(), view.displaced_by_key()) == entry.shard);
+    absl::Status s = KeepDisplacedNow(
+        displacing(), plan->writer, t, t.changes(0), *keys, local_node, view.displaced_by(),
+        state_.router->ShardOf(t.table(), view.displaced_by_key()) == entry.shard);
     if (!s.ok()) return s;
     return decision;
   }

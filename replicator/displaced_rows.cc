@@ -77,7 +77,8 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
   return kept;
 }
 
-absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableChanges& t, const Change& c,
+absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableWriter& w,
+                              const TableChanges& t, const Change& c,
                               const std::vector<std::string>& version_keys, uint64_t local_node,
                               int64_t local_change, bool same_shard) {
   LOG(WARNING) << "shard " << at.shard << " index " << at.raft_index << ": change " << c.change_id()
@@ -94,6 +95,12 @@ absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableChanges& t, 
                                            t, c);
       !s.ok()) {
     return s;
+  }
+  // Its row, as this node held it before the change: on a node that writes the change, that
+  // row takes it and is then replaced by this node's; it ends gone there, so here too (its
+  // values here were those the change was made over).
+  for (const std::vector<sqlite::Value>& key : KeysOf(t, KeyPositions(t), c)) {
+    if (absl::Status s = at.db.RunKept(w.delete_key, key); !s.ok()) return s;
   }
   for (const std::string& key : version_keys) {
     absl::Status s = at.versions.Set(t.table(), key,

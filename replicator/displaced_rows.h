@@ -56,13 +56,15 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
 
 // Keeps another node's change `c` of `t` (at `at`) as a conflict at once: its row is held here
 // by this node's change `local_change` (of node `local_node`) of another row, not applied in the
-// shard yet, which will replace it on every node (kKeepDisplaced). The versions of its rows, at
+// shard yet, which will replace it on every node (kKeepDisplaced). Its rows (the new key's, and
+// the old key's for a rekey) are deleted here with `w`, as they end on every node. The versions
+// of its rows, at
 // `version_keys` (RowVersions::KeyOf of its keys, the row it leaves first), become that
 // change's, as they will be on every node once it applied, when that row is in the same shard
 // (`same_shard`); otherwise `c`'s, as on a node that writes it. Inside the caller's
 // transaction.
-absl::Status KeepDisplacedNow(const DisplacingWrite& at, const change::v1::TableChanges& t,
-                              const change::v1::Change& c,
+absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableWriter& w,
+                              const change::v1::TableChanges& t, const change::v1::Change& c,
                               const std::vector<std::string>& version_keys, uint64_t local_node,
                               int64_t local_change, bool same_shard);
 

@@ -172,8 +172,11 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
     w.whole_key.push_back(static_cast<int>(at - local_columns.begin()));
   }
   for (const std::vector<Value>& index : *indexes) {
-    absl::StatusOr<std::vector<std::vector<Value>>> index_columns = db.QueryRows(absl::StrCat(
-        "SELECT name FROM pragma_index_info(", index[0].DebugString(), ") ORDER BY seqno"));
+    // Each column as the index compares it: an index may collate otherwise than its column
+    // ('B@x' and 'b@x' one value to an index ON t(email COLLATE NOCASE)).
+    absl::StatusOr<std::vector<std::vector<Value>>> index_columns =
+        db.QueryRows(absl::StrCat("SELECT name, coll FROM pragma_index_xinfo(",
+                                  index[0].DebugString(), ") WHERE key ORDER BY seqno"));
     if (!index_columns.ok()) return index_columns.status();
     TableWriter::UniqueProbe probe;
     std::vector<std::string> terms;
@@ -184,7 +187,8 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
         terms.clear();
         break;
       }
-      terms.push_back(QuoteIdentifier(column[0].bytes()) + " = ?");
+      terms.push_back(absl::StrCat(QuoteIdentifier(column[0].bytes()), " COLLATE ",
+                                   QuoteIdentifier(column[1].bytes()), " = ?"));
       probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
     }
     if (terms.empty()) continue;
@@ -288,6 +292,31 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
     (*stmt)->Reset();
   }
   return rows;
+}
+
+absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, const TableWriter& w,
+                                                        const TableChanges& t, const Change& c,
+                                                        std::vector<RowInTheWay> in_the_way) {
+  std::vector<RowInTheWay> replaced;
+  if (in_the_way.empty()) return replaced;
+  if (absl::Status s = db.Exec("SAVEPOINT trial_write"); !s.ok()) return s;
+  absl::Status written = ApplyChange(db, w, t, c);
+  if (written.ok()) {
+    for (RowInTheWay& row : in_the_way) {
+      absl::StatusOr<bool> there = RowExists(db, w, row.key);
+      if (!there.ok()) {
+        written = there.status();
+        break;
+      }
+      if (!*there) replaced.push_back(std::move(row));
+    }
+  }
+  if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
+  // A write that fails replaces nothing (it will fail again when it is made, and be dead-lettered
+  // then); only the database's own failure is an error here.
+  if (IsDatabaseFailure(written)) return written;
+  if (!written.ok()) replaced.clear();
+  return replaced;
 }
 
 absl::StatusOr<bool> RowExists(sqlite::Database& db, const TableWriter& w,

@@ -71,6 +71,15 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
                                                       const change::v1::TableChanges& t,
                                                       const change::v1::Change& c);
 
+// Those of `in_the_way` (RowsInTheWay of `c`) that the upsert of `c` replaces here: found by
+// writing `c` inside a savepoint and rolling it back, so that what only the index knows counts
+// (a partial index holds only some rows; both rows must be in it to clash). Nothing when the
+// write would fail. Inside the caller's transaction, or a transaction of its own.
+absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, const TableWriter& w,
+                                                        const change::v1::TableChanges& t,
+                                                        const change::v1::Change& c,
+                                                        std::vector<RowInTheWay> in_the_way);
+
 // Whether the table written by `w` holds a row of `key` (in key order; the rowid for a table
 // keyed by it).
 absl::StatusOr<bool> RowExists(sqlite::Database& db, const TableWriter& w,
