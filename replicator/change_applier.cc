@@ -409,6 +409,11 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       // Every change decided counts for dedupe, dead-lettered ones too (a duplicate is at or
       // below it already).
       newest = std::max(newest, c.change_id());
+      if (view.kept_at_once() != 0 && (decision->action == ApplyAction::kWrite ||
+                                       decision->action == ApplyAction::kWriteUncarried ||
+                                       decision->action == ApplyAction::kKeepDisplaced)) {
+        if (absl::Status s = ForgetKeptAtOnce(db_, view.kept_at_once()); !s.ok()) return s;
+      }
       if (decision->action == ApplyAction::kKeepDisplaced) {
         absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
         if (!keys.ok()) return keys.status();
@@ -523,13 +528,58 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
                                       .winner_origin = winner.origin,
                                       .winner_change_id = winner.change_id},
                                      t, c);
-  if (!s.ok() || !own || winner.held.empty()) return s;
-  // This node's row still holds what its application wrote; the winner waits in `held`. Once no
-  // newer local change of the row is pending (it would lose too), the winner is written.
-  absl::StatusOr<bool> newer = view.NewerLocalChangeOfRow();
-  if (!newer.ok()) return newer.status();
-  if (*newer) return absl::OkStatus();
-  return WriteHeld(shard, t.table(), keys->front(), winner);
+  if (!s.ok() || !own) return s;
+  if (!winner.held.empty()) {
+    // This node's row still holds what its application wrote; the winner waits in `held`. Once
+    // no newer local change of the row is pending (it would lose too), the winner is written.
+    absl::StatusOr<bool> newer = view.NewerLocalChangeOfRow();
+    if (!newer.ok()) return newer.status();
+    if (*newer) return absl::OkStatus();
+    if (absl::Status held = WriteHeld(shard, t.table(), keys->front(), winner); !held.ok()) {
+      return held;
+    }
+  }
+  // Other nodes' changes of other rows this change was to replace, kept at once here
+  // (KeepDisplacedNow): it replaces nothing anywhere, and they stand on every other node.
+  absl::StatusOr<std::vector<KeptAtOnce>> kept =
+      TakeKeptAtOnce(db_, shard, state_.local_node, c.change_id());
+  if (!kept.ok()) return kept.status();
+  for (const KeptAtOnce& k : *kept) {
+    const TableChanges* as_here = &k.change;
+    TableChanges renamed;
+    absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
+    if (!plan.ok()) return plan.status();
+    const Change& lost = as_here->changes(0);
+    for (const std::vector<Value>& key : KeysOf(*as_here, KeyPositions(*as_here), lost)) {
+      absl::StatusOr<std::string> version_key = versions_.KeyOf(key);
+      if (!version_key.ok()) return version_key.status();
+      absl::Status set = versions_.Set(as_here->table(), *version_key,
+                                       {.shard = shard,
+                                        .raft_index = k.raft_index,
+                                        .origin = k.origin,
+                                        .change_id = lost.change_id(),
+                                        .columns = as_here->columns_size()});
+      if (!set.ok()) return set;
+    }
+    absl::Status applied = (*plan)->status;
+    if (applied.ok()) {
+      const TableWriter& w = (*plan)->writer;
+      applied =
+          WriteKeepingDisplaced(Displacing(shard, k.raft_index, k.origin), w, *as_here, lost, [&] {
+            return ApplyChange(db_, w, *as_here, lost);
+          }).status();
+    }
+    if (IsDatabaseFailure(applied)) return applied;
+    if (!applied.ok()) {
+      absl::Status dead =
+          dead_letters_.InsertChange(shard, k.raft_index, k.origin, *as_here, lost, applied);
+      if (!dead.ok()) return dead;
+    }
+    LOG(INFO) << "shard " << shard << ": change " << lost.change_id() << " of " << as_here->table()
+              << " from node " << k.origin << ", kept for this node's change " << c.change_id()
+              << " which lost, is written";
+  }
+  return absl::OkStatus();
 }
 
 DisplacingWrite ChangeApplier::Displacing(int shard, uint64_t index, uint64_t origin) {

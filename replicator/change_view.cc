@@ -225,7 +225,33 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   // schema yet) left those columns to the rows' earlier versions, which the row of a node that
   // wrote it concurrently no longer holds: such a change applies over it, as a later change.
   if (v.columns > 0 && v.columns < table_.t_.columns_size()) return false;
-  return !(v.origin == c_.prev().origin() && v.change_id == c_.prev().change_id());
+  if (v.origin == c_.prev().origin() && v.change_id == c_.prev().change_id()) return false;
+  // A version of this node's change not applied yet is one it gave a row of another node at
+  // once, keeping that node's change (its `prev` here) as a conflict (KeepDisplacedNow): every
+  // other node wrote that change, and this one was made after seeing it there.
+  const uint64_t local = table_.state_.local_node;
+  if (local == 0 || v.origin != local) return true;
+  absl::StatusOr<int64_t> own_applied = table_.OwnChangesApplied();
+  if (!own_applied.ok()) return own_applied.status();
+  if (v.change_id <= *own_applied) return true;
+  absl::StatusOr<std::vector<std::string>> keys = VersionKeys();
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<Statement*> stmt = table_.state_.db.Kept(
+      absl::StrCat("SELECT id FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+                   " WHERE origin = ?1 AND tbl = ?2 AND change_id = ?3 AND key = ?4 AND shard = ?5 "
+                   "AND winner_origin = ?6 AND winner_change_id = ?7"));
+  if (!stmt.ok()) return stmt.status();
+  absl::Status bound =
+      (*stmt)->BindAll({Value::Integer(static_cast<int64_t>(c_.prev().origin())),
+                        Value::Text(table_.t_.table()), Value::Integer(c_.prev().change_id()),
+                        Value::Text(keys->front()), Value::Integer(table_.shard_),
+                        Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id)});
+  if (!bound.ok()) return bound;
+  absl::StatusOr<bool> found = (*stmt)->Step();
+  if (found.ok() && *found) kept_at_once_ = (*stmt)->Column(0).integer();
+  (*stmt)->Reset();
+  if (!found.ok()) return found.status();
+  return !*found;
 }
 
 }  // namespace marmot::replicator

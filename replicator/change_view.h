@@ -128,6 +128,13 @@ class ChangeView final : public ApplyView {
   // ...and the key of that row.
   const std::vector<sqlite::Value>& displaced_by_key() const { return displaced_by_key_; }
 
+  // After MadeWithoutSeeingItsRow() answered false for a change made over a version of its row
+  // that this node kept at once (KeepDisplacedNow) and still waits to be replaced by its own
+  // change of another row: that conflict's id (0: none). Every other node wrote that version
+  // and the change over it, so the conflict is no longer one once the change is written or
+  // kept in its place.
+  int64_t kept_at_once() const { return kept_at_once_; }
+
   // After LocalChangeNotYetApplied() answered kSome: the columns of the change that the local
   // changes do not carry, which it writes (WriteColumns).
   const std::vector<std::string>& uncarried() const { return uncarried_; }
@@ -144,6 +151,7 @@ class ChangeView final : public ApplyView {
   std::optional<std::vector<std::vector<sqlite::Value>>> keys_;
   std::vector<std::string> uncarried_;
   int64_t displaced_by_ = 0;
+  int64_t kept_at_once_ = 0;
   std::vector<sqlite::Value> displaced_by_key_;
   std::optional<std::vector<std::string>> version_keys_;
   bool current_read_ = false;

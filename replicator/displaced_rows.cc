@@ -114,4 +114,50 @@ absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableWriter& w,
   return absl::OkStatus();
 }
 
+absl::Status ForgetKeptAtOnce(sqlite::Database& db, int64_t id) {
+  return db.RunKept(
+      absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(kConflictsTable), " WHERE id = ?1"),
+      {sqlite::Value::Integer(id)});
+}
+
+absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, int shard,
+                                                       uint64_t local_node, int64_t local_change) {
+  std::vector<KeptAtOnce> kept;
+  std::vector<int64_t> ids;
+  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(absl::StrCat(
+      "SELECT id, raft_index, origin, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+      " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 ORDER BY id"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll({sqlite::Value::Integer(shard),
+                                         sqlite::Value::Integer(static_cast<int64_t>(local_node)),
+                                         sqlite::Value::Integer(local_change)});
+      !s.ok()) {
+    return s;
+  }
+  for (;;) {
+    absl::StatusOr<bool> row = (*stmt)->Step();
+    if (!row.ok()) {
+      (*stmt)->Reset();
+      return row.status();
+    }
+    if (!*row) break;
+    KeptAtOnce k;
+    k.raft_index = static_cast<uint64_t>((*stmt)->Column(1).integer());
+    k.origin = static_cast<uint64_t>((*stmt)->Column(2).integer());
+    if (!k.change.ParseFromString((*stmt)->Column(3).bytes()) || k.change.changes_size() != 1) {
+      (*stmt)->Reset();
+      return absl::DataLossError("a conflict kept at once cannot be read");
+    }
+    // A row this node's change replaced through a UNIQUE value after it was written names it
+    // too, but a change that lost was never written: all of them were kept at once.
+    ids.push_back((*stmt)->Column(0).integer());
+    kept.push_back(std::move(k));
+  }
+  (*stmt)->Reset();
+  for (int64_t id : ids) {
+    if (absl::Status s = ForgetKeptAtOnce(db, id); !s.ok()) return s;
+  }
+  return kept;
+}
+
 }  // namespace marmot::replicator

@@ -68,6 +68,25 @@ absl::Status KeepDisplacedNow(const DisplacingWrite& at, const TableWriter& w,
                               const std::vector<std::string>& version_keys, uint64_t local_node,
                               int64_t local_change, bool same_shard);
 
+// The conflict of id `id`, kept at once (KeepDisplacedNow), is no longer one: the change of
+// its row made over it is written, or kept at once in its place. Deletes it, inside the
+// caller's transaction.
+absl::Status ForgetKeptAtOnce(sqlite::Database& db, int64_t id);
+
+// A change kept at once for this node's change that lost since (TakeKeptAtOnce).
+struct KeptAtOnce {
+  uint64_t raft_index = 0;
+  uint64_t origin = 0;
+  change::v1::TableChanges change;  // Holding the one change.
+};
+
+// Takes out of the conflicts of `shard` those kept at once for change `local_change` of node
+// `local_node` (KeepDisplacedNow), in the order they were kept: that change lost a conflict
+// of its own row and replaces nothing on any node, so they are to be written as every other
+// node wrote them. Inside the caller's transaction.
+absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, int shard,
+                                                       uint64_t local_node, int64_t local_change);
+
 }  // namespace marmot::replicator
 
 #endif  // MARMOT_REPLICATOR_DISPLACED_ROWS_H_

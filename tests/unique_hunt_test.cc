@@ -189,5 +189,161 @@ TEST(UniqueHuntTest, AnIntegerAndARealOfOneValueClashAndTheReplacedRowIsKept) {
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
+constexpr char kAccount[] =
+    "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);";
+// What every node keeps, whichever write it names the winner.
+constexpr char kKeptRows[] =
+    "SELECT tbl, key, origin, change_id FROM \"__marmot__conflicts\" "
+    "ORDER BY tbl, key, origin, change_id;";
+
+// Three nodes give one email to three new rows while none can commit: one row stays, the two
+// others are kept, the same everywhere.
+TEST(UniqueHuntTest, ThreeNodesGivingOneValueKeepTwoRowsTheSameEverywhere) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  ASSERT_EQ(c.StopNode(2), 0);
+  ASSERT_EQ(c.StopNode(3), 0);
+  for (int node = 1; node <= 3; ++node) {
+    c.Sql(node,
+          absl::StrCat("INSERT INTO account VALUES (", 10 + node, ", 'z@x', 'node ", node, "');"));
+  }
+  c.StartNode(2);
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(2, 60s)) << c.log(2);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  constexpr char kCount[] = "SELECT count(*) FROM account;";
+  EXPECT_TRUE(c.WaitForEverywhere(kCount, "1\n", 30s)) << c.OnEveryNode(kRows);
+  EXPECT_TRUE(c.WaitForSame(kRows, 30s)) << c.OnEveryNode(kRows);
+  EXPECT_TRUE(c.WaitForEverywhere("SELECT count(*) FROM \"__marmot__conflicts\";", "2\n", 30s))
+      << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {11, 12, 13}));
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
+// Node 1's application swaps the emails of rows 1 and 2 (through a third value, in one
+// transaction) while node 3, down, renames row 1. Node 3's rename was made without seeing the
+// swap: it loses and is kept; the swap stands on every node.
+TEST(UniqueHuntTest, ASwapOfTwoRowsValuesWhileAStaleNodeEditsOneEndsTheSameEverywhere) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
+  StaleWriteOnNode3(c,
+                    "BEGIN; UPDATE account SET email = 'swap' WHERE id = 1;"
+                    "UPDATE account SET email = 'a@x' WHERE id = 2;"
+                    "UPDATE account SET email = 'b@x' WHERE id = 1; COMMIT;",
+                    "UPDATE account SET name = 'three' WHERE id = 1;");
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|one\n2|a@x|two\n", 30s))
+      << c.OnEveryNode(kRows) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
+// Node 1 gives row 2 the email node 3 (down) gives row 1; node 2, having seen it, moves row 2
+// to another email before node 3 is back. Row 2 never meets node 3's row 1 in the shard: it
+// stays on every node, node 3 included.
+TEST(UniqueHuntTest, ARowThatMovesOnBeforeTheStaleNodesWriteComesStaysEverywhere) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(1, "UPDATE account SET email = 'z@x' WHERE id = 2;");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|one\n2|z@x|two\n"; }, 30s));
+  c.Sql(2, "UPDATE account SET email = 'y@x' WHERE id = 2;");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(1, kRows) == "1|a@x|one\n2|y@x|two\n"; }, 30s));
+  c.Sql(3, "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;");
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|z@x|three\n2|y@x|two\n", 30s))
+      << c.OnEveryNode(kRows) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
+// As above, but node 2 renames row 2 keeping the email: node 3's row 1 then replaces row 2 as
+// node 2 left it, and every node keeps that version of it, once.
+TEST(UniqueHuntTest, ARowEditedAfterTakingTheValueIsKeptOnceAsItsLastVersion) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(1, "UPDATE account SET email = 'z@x' WHERE id = 2;");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|one\n2|z@x|two\n"; }, 30s));
+  c.Sql(2, "UPDATE account SET name = 'renamed' WHERE id = 2;");
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return c.Sql(1, kRows) == "1|a@x|one\n2|z@x|renamed\n"; }, 30s));
+  c.Sql(3, "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;");
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|z@x|three\n", 30s))
+      << c.OnEveryNode(kRows) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForEverywhere("SELECT key, origin FROM \"__marmot__conflicts\";", "2|2\n", 30s))
+      << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
+// The application replaces a row through the UNIQUE email itself (INSERT OR REPLACE): SQLite
+// deletes row 1 there without a trigger firing, so only the insert of row 3 replicates. Row 1
+// was node 2's: the other nodes' upsert of row 3 replaces it and keeps it. The origin keeps
+// nothing (its application deleted the row itself, and no change says so): the nodes agree on
+// the rows, not on what they keep.
+TEST(UniqueHuntTest, AnApplicationsOwnInsertOrReplaceEndsTheSameEverywhere) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  c.Sql(2, "INSERT INTO account VALUES (1, 'a@x', 'one');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
+  c.Sql(1, "INSERT OR REPLACE INTO account VALUES (3, 'a@x', 'three');");
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "3|a@x|three\n", 30s)) << c.OnEveryNode(kRows);
+  for (int node : {2, 3}) {
+    EXPECT_TRUE(testing::WaitFor([&] { return PresentOrKept(c, node).count(1) == 1; }, 30s))
+        << c.OnEveryNode(kKept);
+  }
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
+// Rows kept through UNIQUE values travel with snapshots: a node that was down while the log
+// was compacted installs one and keeps what the others keep.
+TEST(UniqueHuntTest, KeptRowsTravelWithASnapshot) {
+  testing::LocalCluster c(
+      {.nodes = 3, .shards = 1, .schema = kAccount, .extra_flags = {"-snapshot-entries=20"}});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
+  // Node 3, down, takes the email node 1 gives a new row; the log is compacted past both.
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
+  c.Sql(3, "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
+  for (int i = 0; i < 60; ++i) {
+    c.Sql(1 + i % 2,
+          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
+  }
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return c.Sql(2, "SELECT count(*) FROM account;") == "62\n"; }, 30s));
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  constexpr char kFirst[] = "SELECT id, email, name FROM account WHERE id < 100 ORDER BY id;";
+  EXPECT_TRUE(c.WaitForEverywhere(kFirst, "1|b@x|three\n", 30s)) << c.OnEveryNode(kFirst);
+  EXPECT_TRUE(c.WaitForSame("SELECT * FROM account ORDER BY id;", 30s));
+  EXPECT_TRUE(c.WaitForEverywhere(kKeptRows, c.Sql(1, kKeptRows), 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
+  // Node 2 now misses a compacted stretch too, and installs a snapshot over its kept rows.
+  ASSERT_EQ(c.StopNode(2), 0);
+  for (int i = 60; i < 100; ++i) {
+    c.Sql(1 + (i % 2) * 2,
+          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
+  }
+  c.StartNode(2);
+  ASSERT_TRUE(c.WaitUntilReady(2, 60s)) << c.log(2);
+  EXPECT_TRUE(c.WaitForSame("SELECT * FROM account ORDER BY id;", 30s));
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
 }  // namespace
 }  // namespace marmot
