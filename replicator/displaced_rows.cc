@@ -120,12 +120,14 @@ absl::Status ForgetKeptAtOnce(sqlite::Database& db, int64_t id) {
       {sqlite::Value::Integer(id)});
 }
 
-absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, int shard,
-                                                       uint64_t local_node, int64_t local_change) {
+absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, RowVersions& versions,
+                                                       int shard, uint64_t local_node,
+                                                       int64_t local_change) {
   std::vector<KeptAtOnce> kept;
   std::vector<int64_t> ids;
+  std::vector<std::string> keys;
   absl::StatusOr<sqlite::Statement*> stmt = db.Kept(absl::StrCat(
-      "SELECT id, raft_index, origin, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+      "SELECT id, raft_index, origin, change, key FROM ", sqlite::QuoteIdentifier(kConflictsTable),
       " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 ORDER BY id"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = (*stmt)->BindAll({sqlite::Value::Integer(shard),
@@ -151,13 +153,23 @@ absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, int
     // A row this node's change replaced through a UNIQUE value after it was written names it
     // too, but a change that lost was never written: all of them were kept at once.
     ids.push_back((*stmt)->Column(0).integer());
+    keys.push_back((*stmt)->Column(4).bytes());
     kept.push_back(std::move(k));
   }
   (*stmt)->Reset();
-  for (int64_t id : ids) {
-    if (absl::Status s = ForgetKeptAtOnce(db, id); !s.ok()) return s;
+  std::vector<KeptAtOnce> taken;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    absl::StatusOr<std::optional<RowVersion>> version =
+        versions.Get(kept[i].change.table(), keys[i]);
+    if (!version.ok()) return version.status();
+    if (!version->has_value() || (*version)->origin != local_node ||
+        (*version)->change_id != local_change || (*version)->raft_index != kept[i].raft_index) {
+      continue;
+    }
+    if (absl::Status s = ForgetKeptAtOnce(db, ids[i]); !s.ok()) return s;
+    taken.push_back(std::move(kept[i]));
   }
-  return kept;
+  return taken;
 }
 
 }  // namespace marmot::replicator
