@@ -14,7 +14,14 @@
 //
 // Every node applies a shard in one order and decides the same; a node whose own change not yet
 // applied holds the value keeps the other node's change at once instead (ChangeApplier,
-// kKeepDisplaced). Rows of two shards meet in no single order: with more than one shard, which
+// kKeepDisplaced), only when its write would really replace that row here (a trial write: a
+// partial index holds only some rows), and deletes the change's row here, as it ends on every
+// node. Until that own change applies, the kept change stands for its row's version as on the
+// nodes that wrote it: a change made over it is seen (written, or kept at once in its place,
+// and the older conflict goes, ChangeView::kept_at_once). If that own change loses a conflict of
+// its own row, it replaces nothing anywhere, and the changes kept at once for it are written
+// (TakeKeptAtOnce). Probes compare as each index does (its collation, not the column's).
+// Rows of two shards meet in no single order: with more than one shard, which
 // of two such rows survives may differ between nodes (Verify finds it), and neither is lost.
 // Unique indexes on expressions are not probed: what their upserts delete is not seen.
 #ifndef MARMOT_REPLICATOR_DISPLACED_ROWS_H_
