@@ -56,6 +56,9 @@ DEFINE_string(payloads, "64,1024", "payload sizes in bytes, one load phase each"
 DEFINE_bool(pack, true,
             "pack the proposals of a shard queued together into one log entry "
             "(NodeHostConfig::pack_proposals)");
+DEFINE_int32(tick_ms, 100, "NodeHostConfig::tick_interval, milliseconds");
+DEFINE_int32(heartbeat_ticks, 2, "NodeHostConfig::heartbeat_ticks");
+DEFINE_int32(election_ticks, 10, "NodeHostConfig::election_ticks");
 DEFINE_string(dir, "/tmp/marmot-host-bench", "raft folders (wiped before and after)");
 // Set by the driver for the processes it starts.
 DEFINE_int32(node, 0, "internal: run as node N of the cluster");
@@ -193,6 +196,9 @@ int RunNode() {
   c.peers = peers;
   c.observer = &fsyncs;
   c.pack_proposals = FLAGS_pack;
+  c.tick_interval = absl::Milliseconds(FLAGS_tick_ms);
+  c.heartbeat_ticks = FLAGS_heartbeat_ticks;
+  c.election_ticks = FLAGS_election_ticks;
   auto host =
       StartNodeHost(c, [&](uint64_t) { return std::make_unique<CountingStateMachine>(&applied); });
   CHECK(host.ok()) << host.status();
@@ -234,7 +240,9 @@ class NodeProcess {
                absl::StrCat("--node=", id), absl::StrCat("--peers=", peers),
                absl::StrCat("--shards=", FLAGS_shards),
                absl::StrCat("--concurrency=", FLAGS_concurrency), absl::StrCat("--dir=", FLAGS_dir),
-               absl::StrCat("--pack=", FLAGS_pack)}) {}
+               absl::StrCat("--pack=", FLAGS_pack), absl::StrCat("--tick_ms=", FLAGS_tick_ms),
+               absl::StrCat("--heartbeat_ticks=", FLAGS_heartbeat_ticks),
+               absl::StrCat("--election_ticks=", FLAGS_election_ticks)}) {}
 
   void Send(const std::string& line) { proc_.Send(line); }
   std::string Receive() {

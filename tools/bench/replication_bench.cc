@@ -18,9 +18,14 @@
 //       Then once more right after node 1 restarted with --restart_rows rows written while it
 //       was down: the writer runs while node 1 ships that backlog.
 //   (d) catch-up: a new node (-join, then AddNode over REST) receiving every row of the cluster.
+//   idle: first of all, CPU % (utime + stime from /proc) and RSS of every node over
+//       --idle_seconds with nothing written, right after the cluster is ready; beside it the
+//       bare multi-Raft host's idle figure (host_bench, same shards, run before the cluster
+//       starts). --idle_only runs that and the lone writes of (b), nothing else.
 //
-//   bazel build -c opt //:marmot //tools/bench:replication_bench
+//   bazel build -c opt //:marmot //tools/bench:replication_bench //tools/bench:host_bench
 //   bazel-bin/tools/bench/replication_bench --marmot=bazel-bin/marmot --rows=200000
+//   bazel-bin/tools/bench/replication_bench --marmot=bazel-bin/marmot --idle_only
 //
 // Everything runs in --dir (wiped before; kept afterwards with the nodes' logs, proc-*.err, for
 // inspection).
@@ -46,6 +51,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "sqlite/change_log.h"
@@ -70,6 +76,16 @@ DEFINE_bool(spread, true, "also run (a) with a writer on every node");
 DEFINE_bool(own_core, true, "also run (c) with the writer alone on CPU 0 (needs 2 or more CPUs)");
 DEFINE_bool(followers_idle, true,
             "in that run, nodes 2 and 3 get only CPU time node 1 leaves (SCHED_IDLE)");
+DEFINE_int32(idle_seconds, 20,
+             "idle phase: CPU and RSS of every node over this long, nothing written (0 skips)");
+DEFINE_int32(idle_settle_seconds, 5,
+             "idle phase: wait this long after the cluster is ready before measuring");
+DEFINE_bool(idle_only, false, "run only the idle phase and the lone writes of (b)");
+DEFINE_string(host_bench, "bazel-bin/tools/bench/host_bench",
+              "the bare multi-Raft host's idle figure beside the idle phase (host_bench with no "
+              "load phase, run before the cluster starts); empty or missing skips it");
+DEFINE_string(host_bench_flags, "--heartbeat_ticks=4 --election_ticks=12",
+              "host_bench's Raft timing, space-separated: marmot's (replicator.cc)");
 
 namespace marmot::bench {
 namespace {
@@ -380,6 +396,74 @@ std::string Fmt(const char* fmt, double v) {
   return buf;
 }
 
+// Context switches of every thread of `pid` so far (voluntary and not): its wakeups, a figure
+// that the machine's load moves much less than CPU time.
+int64_t ContextSwitches(pid_t pid) {
+  int64_t switches = 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream f(task.path() / "status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+          line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+        switches += std::stoll(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return switches;
+}
+
+// The resident set of `pid` now, MiB.
+double RssMiB(pid_t pid) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+  }
+  return 0;
+}
+
+// The first three fields of /proc/loadavg: the load the figures were taken under.
+std::string LoadAverage() {
+  std::ifstream f("/proc/loadavg");
+  std::string one, five, fifteen;
+  f >> one >> five >> fifteen;
+  return absl::StrCat(one, " ", five, " ", fifteen);
+}
+
+// The bare host's idle CPU % and RSS MiB per node: host_bench's idle table ("  <node> <cpu>
+// <rss>" after its "idle for" line), or nothing when it is missing or failed.
+std::optional<std::vector<std::pair<double, double>>> HostIdle() {
+  if (FLAGS_host_bench.empty() || !std::filesystem::exists(FLAGS_host_bench)) return std::nullopt;
+  std::vector<std::string> argv = {
+      FLAGS_host_bench, absl::StrCat("--idle_seconds=", FLAGS_idle_seconds),
+      "--payloads=", absl::StrCat("--shards=", FLAGS_shards), "--dir=" + FLAGS_dir + "/host-bench"};
+  for (absl::string_view flag : absl::StrSplit(FLAGS_host_bench_flags, ' ', absl::SkipEmpty())) {
+    argv.emplace_back(flag);
+  }
+  const ::marmot::testing::RunResult r =
+      ::marmot::testing::Run(std::move(argv), std::chrono::seconds(FLAGS_idle_seconds + 120));
+  if (r.exit_code != 0) {
+    LOG(ERROR) << "host_bench failed (" << r.exit_code << "): " << r.err;
+    return std::nullopt;
+  }
+  std::vector<std::pair<double, double>> nodes;
+  std::istringstream out(r.out);
+  std::string line;
+  bool in_table = false;
+  while (std::getline(out, line)) {
+    if (line.rfind("idle for", 0) == 0) in_table = true;
+    std::istringstream fields(line);
+    int node = 0;
+    double cpu = 0, rss = 0;
+    if (in_table && fields >> node >> cpu >> rss) nodes.emplace_back(cpu, rss);
+  }
+  if (nodes.empty()) return std::nullopt;
+  return nodes;
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -394,6 +478,11 @@ int Run() {
   std::vector<Row> table;
 
   const bool own_core = FLAGS_own_core && std::thread::hardware_concurrency() >= 2;
+  std::optional<std::vector<std::pair<double, double>>> host_idle;
+  if (FLAGS_idle_seconds > 0) {
+    fprintf(stderr, "bare host idle (host_bench), load average %s\n", LoadAverage().c_str());
+    host_idle = HostIdle();
+  }
   Cluster cluster(FLAGS_dir);
   for (int i = 0; i < 3; ++i) cluster.Add();
   const std::string members = cluster.Members();
@@ -404,167 +493,209 @@ int Run() {
   for (Node& n : cluster.nodes()) dbs.push_back(n.db);
   int64_t next_id = 1;
 
-  // Baselines: the same writer on plain files, without and with capture triggers. One burst of
-  // --rows moves by 20 % between runs on a shared machine: --rounds rounds, each a raw and a
-  // triggers-only run on fresh files and (c) on its own core right after them, so that the
-  // machine's drift reaches all three alike; the median of each is kept. The idle cluster stays
-  // off CPU 0 meanwhile.
-  auto baseline = [&](bool capture, int round) {
-    const std::string path =
-        absl::StrCat(FLAGS_dir, "/baseline-", capture ? "capture" : "raw", "-", round, ".db");
-    sqlite3* db = OpenDb(path);
-    Exec(db, "PRAGMA journal_mode=WAL");
-    Exec(db, kSchema);
-    sqlite3_close(db);
-    if (capture) {
-      absl::StatusOr<sqlite::Database> d = sqlite::Database::Open(path);
-      CHECK(d.ok()) << d.status();
-      absl::StatusOr<sqlite::CaptureReport> r = sqlite::InstallCapture(*d);
-      CHECK(r.ok()) << r.status();
-    }
-    const double rate = InsertRows(path, 1, FLAGS_rows, own_core);
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
-    return rate;
-  };
-  // (c) on its own core: the writer on CPU 0, every marmot process on the other CPUs, followers
-  // idle-scheduled there. Returns the writer's rate.
-  // Every marmot off CPU 0, the followers idle-scheduled there.
-  auto place_own_core = [&] {
-    for (Node& n : cluster.nodes()) {
-      PlaceProcess(n.proc->pid(), CpuSet(false, true),
-                   n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
-    }
-  };
-  auto own_core_run = [&] {
-    const int64_t first = next_id;
-    place_own_core();
-    const auto start = Clock::now();
-    const double rate = InsertRows(dbs[0], first, FLAGS_rows, true);
-    next_id += FLAGS_rows;
-    auto end = WaitForCount(
-        dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
-        FLAGS_rows);
-    fprintf(stderr, "(c) writer alone on CPU 0: app %.0f rows/s, replicated %.0f rows/s\n", rate,
-            end ? FLAGS_rows / Seconds(*end - start) : 0.0);
-    return rate;
-  };
-  std::vector<double> raw_rates, cap_rates, own_core_rates;
-  CHECK_GE(FLAGS_rounds, 1) << "--rounds";
-  for (int round = 0; round < FLAGS_rounds; ++round) {
-    for (Node& n : cluster.nodes())
-      PlaceProcess(n.proc->pid(), CpuSet(!own_core, true), SCHED_OTHER);
-    raw_rates.push_back(baseline(false, round));
-    cap_rates.push_back(baseline(true, round));
-    if (own_core) own_core_rates.push_back(own_core_run());
-    fprintf(stderr, "round %d: raw %.0f, triggers only %.0f (%.3fx raw)", round + 1,
-            raw_rates.back(), cap_rates.back(), cap_rates.back() / raw_rates.back());
-    if (own_core) {
-      fprintf(stderr, ", (c) alone on CPU 0 %.0f (%.3fx raw, %.3fx triggers only)",
-              own_core_rates.back(), own_core_rates.back() / raw_rates.back(),
-              own_core_rates.back() / cap_rates.back());
-    }
-    fprintf(stderr, "\n");
-  }
-  const double raw_rate = Percentile(raw_rates, 0.5), cap_rate = Percentile(cap_rates, 0.5);
-  fprintf(stderr, "baseline (median of %d): raw %.0f rows/s, with capture triggers %.0f rows/s\n",
-          FLAGS_rounds, raw_rate, cap_rate);
-  // (c) after a restart: node 1's marmot stops, its application writes --restart_rows rows, the
-  // marmot starts again, and the writer runs alone on CPU 0 while node 1 ships that backlog.
-  double restart_rate = 0;
-  if (own_core && FLAGS_restart_rows > 0) {
-    Node& n1 = cluster.nodes()[0];
-    CHECK_EQ(n1.proc->Stop(SIGTERM, std::chrono::seconds(30)), 0) << n1.log();
-    const int64_t backlog_first = next_id;
-    InsertRows(dbs[0], backlog_first, FLAGS_restart_rows, true);
-    next_id += FLAGS_restart_rows;
-    cluster.Start(n1, members, false);
-    cluster.WaitReady(n1);
-    place_own_core();
-    restart_rate = InsertRows(dbs[0], next_id, FLAGS_rows, true);
-    next_id += FLAGS_rows;
-    WaitForCount(
-        dbs,
-        absl::StrCat("SELECT count(*) FROM t WHERE id >= ", backlog_first, " AND id < ", next_id),
-        next_id - backlog_first);
-    fprintf(stderr,
-            "(c) after node 1 restarted with %lld rows to ship: app %.0f rows/s (%.3fx triggers "
-            "only)\n",
-            static_cast<long long>(FLAGS_restart_rows), restart_rate, restart_rate / cap_rate);
-  }
-  for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
-
-  // (a), and (c) with every process on every CPU: one writer on node 1.
-  double app_rate = 0;
-  {
-    // Node 1 deletes the rows of its log once they are replicated and its writer paused: the
-    // previous run's deletions are not this run's CPU, and this run's are. (Rows marked done
-    // stay: the newest, and the ones each start adds to move the ids up to the clock.)
-    const std::string pruned =
-        "SELECT count(*) = 0 FROM \"__marmot__t_change_log\" WHERE \"__marmot__state\" = 0";
-    WaitForCount({dbs[0]}, pruned, 1);
-    const int64_t first = next_id;
+  // Idle: nothing written yet; what every node costs a machine while its application only reads.
+  if (FLAGS_idle_seconds > 0) {
+    std::this_thread::sleep_for(std::chrono::seconds(FLAGS_idle_settle_seconds));
+    const std::string load = LoadAverage();
     std::vector<double> cpu;
-    for (Node& n : cluster.nodes())
+    std::vector<int64_t> switches;
+    for (Node& n : cluster.nodes()) {
       cpu.push_back(::marmot::testing::ProcessCpuSeconds(n.proc->pid()));
-    const auto start = Clock::now();
-    app_rate = InsertRows(dbs[0], first, FLAGS_rows);
-    next_id += FLAGS_rows;
-    auto end = WaitForCount(
-        dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
-        FLAGS_rows);
-    const double rate = end ? FLAGS_rows / Seconds(*end - start) : 0;
-    WaitForCount({dbs[0]}, pruned, 1);
-    // CPU per replicated row moves much less with the machine's load than rows/s does.
-    std::string per_node;
-    double total_us = 0;
-    for (size_t i = 0; i < cpu.size(); ++i) {
-      const double us =
-          (::marmot::testing::ProcessCpuSeconds(cluster.nodes()[i].proc->pid()) - cpu[i]) * 1e6 /
-          static_cast<double>(FLAGS_rows);
-      total_us += us;
-      absl::StrAppend(&per_node, i == 0 ? "" : ", ", "node ", i + 1, " ", Fmt("%.1f", us));
+      switches.push_back(ContextSwitches(n.proc->pid()));
     }
-    fprintf(stderr,
-            "(a) node 1 writer: app %.0f rows/s, replicated %.0f rows/s; marmot CPU us/row %s\n",
-            app_rate, rate, per_node.c_str());
-    table.push_back({"(a) replicated rows/s, writer on node 1", Fmt("%.0f", rate),
-                     Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 100000"});
-    table.push_back({"    marmot CPU us per row, 3 nodes", Fmt("%.1f", total_us), "", "", ""});
-  }
-  if (FLAGS_spread) {
-    const int64_t first = next_id;
-    const int64_t per = FLAGS_rows / 3;
     const auto start = Clock::now();
-    std::vector<std::thread> writers;
-    for (int i = 0; i < 3; ++i) {
-      writers.emplace_back([&, i] { InsertRows(dbs[i], first + i * per, per); });
+    std::this_thread::sleep_for(std::chrono::seconds(FLAGS_idle_seconds));
+    const double secs = Seconds(Clock::now() - start);
+    fprintf(stderr, "idle for %.1f s, load average %s at the start, %s at the end\n", secs,
+            load.c_str(), LoadAverage().c_str());
+    for (size_t i = 0; i < cluster.nodes().size(); ++i) {
+      const Node& n = cluster.nodes()[i];
+      const double pct =
+          (::marmot::testing::ProcessCpuSeconds(n.proc->pid()) - cpu[i]) / secs * 100;
+      const double rss = RssMiB(n.proc->pid());
+      // Threads that ended meanwhile take their switches with them: a lower bound.
+      const double wakeups =
+          static_cast<double>(ContextSwitches(n.proc->pid()) - switches[i]) / secs;
+      std::string host;
+      if (host_idle && i < host_idle->size()) {
+        host = Fmt("%.2f %% bare host", (*host_idle)[i].first);
+      }
+      fprintf(stderr, "idle node %d: CPU %.2f %%, RSS %.1f MiB, %.0f context switches/s%s%s\n",
+              n.id, pct, rss, wakeups, host.empty() ? "" : "; ", host.c_str());
+      table.push_back({absl::StrCat("idle CPU %, node ", n.id, ", ", FLAGS_idle_seconds, " s"),
+                       Fmt("%.2f", pct), host, "", "< 0.5"});
+      table.push_back(
+          {absl::StrCat("idle RSS MiB, node ", n.id), Fmt("%.1f", rss),
+           host_idle && i < host_idle->size() ? Fmt("%.1f bare host", (*host_idle)[i].second) : "",
+           "", ""});
+      table.push_back(
+          {absl::StrCat("idle context switches/s, node ", n.id), Fmt("%.0f", wakeups), "", "", ""});
     }
-    for (std::thread& w : writers) w.join();
-    next_id += 3 * per;
-    auto end = WaitForCount(
-        dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
-        3 * per);
-    const double rate = end ? 3 * per / Seconds(*end - start) : 0;
-    fprintf(stderr, "(a) writers on every node: replicated %.0f rows/s\n", rate);
-    table.push_back({"(a) replicated rows/s, writers on all 3", Fmt("%.0f", rate),
-                     Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 100000"});
   }
-  if (own_core) {
-    const double rate = Percentile(own_core_rates, 0.5);
-    table.push_back({"(c) app inserts/s, writer alone on CPU 0", Fmt("%.0f", rate),
-                     Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 0.45x"});
-    // What marmot costs beyond its triggers, which the application pays with or without it.
-    table.push_back({"    same, against triggers only", "", Fmt("%.0f", cap_rate),
-                     Fmt("%.3fx", rate / cap_rate), ""});
-  }
-  table.push_back({"(c) app inserts/s, all processes on all CPUs", Fmt("%.0f", app_rate),
-                   Fmt("%.0f raw", raw_rate), Fmt("%.3fx", app_rate / raw_rate),
-                   own_core ? "" : ">= 0.45x"});
-  table.push_back({"    raw SQLite + capture triggers only", Fmt("%.0f", cap_rate),
-                   Fmt("%.0f raw", raw_rate), Fmt("%.3fx", cap_rate / raw_rate), ""});
-  if (restart_rate > 0) {
-    table.push_back({"(c) CPU 0 writer, node 1 restarted, backlog", Fmt("%.0f", restart_rate),
-                     Fmt("%.0f triggers", cap_rate), Fmt("%.3fx", restart_rate / cap_rate), ""});
+
+  if (!FLAGS_idle_only) {
+    // Baselines: the same writer on plain files, without and with capture triggers. One burst of
+    // --rows moves by 20 % between runs on a shared machine: --rounds rounds, each a raw and a
+    // triggers-only run on fresh files and (c) on its own core right after them, so that the
+    // machine's drift reaches all three alike; the median of each is kept. The idle cluster stays
+    // off CPU 0 meanwhile.
+    auto baseline = [&](bool capture, int round) {
+      const std::string path =
+          absl::StrCat(FLAGS_dir, "/baseline-", capture ? "capture" : "raw", "-", round, ".db");
+      sqlite3* db = OpenDb(path);
+      Exec(db, "PRAGMA journal_mode=WAL");
+      Exec(db, kSchema);
+      sqlite3_close(db);
+      if (capture) {
+        absl::StatusOr<sqlite::Database> d = sqlite::Database::Open(path);
+        CHECK(d.ok()) << d.status();
+        absl::StatusOr<sqlite::CaptureReport> r = sqlite::InstallCapture(*d);
+        CHECK(r.ok()) << r.status();
+      }
+      const double rate = InsertRows(path, 1, FLAGS_rows, own_core);
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+      return rate;
+    };
+    // (c) on its own core: the writer on CPU 0, every marmot process on the other CPUs, followers
+    // idle-scheduled there. Returns the writer's rate.
+    // Every marmot off CPU 0, the followers idle-scheduled there.
+    auto place_own_core = [&] {
+      for (Node& n : cluster.nodes()) {
+        PlaceProcess(n.proc->pid(), CpuSet(false, true),
+                     n.id != 1 && FLAGS_followers_idle ? SCHED_IDLE : SCHED_OTHER);
+      }
+    };
+    auto own_core_run = [&] {
+      const int64_t first = next_id;
+      place_own_core();
+      const auto start = Clock::now();
+      const double rate = InsertRows(dbs[0], first, FLAGS_rows, true);
+      next_id += FLAGS_rows;
+      auto end = WaitForCount(
+          dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+          FLAGS_rows);
+      fprintf(stderr, "(c) writer alone on CPU 0: app %.0f rows/s, replicated %.0f rows/s\n", rate,
+              end ? FLAGS_rows / Seconds(*end - start) : 0.0);
+      return rate;
+    };
+    std::vector<double> raw_rates, cap_rates, own_core_rates;
+    CHECK_GE(FLAGS_rounds, 1) << "--rounds";
+    for (int round = 0; round < FLAGS_rounds; ++round) {
+      for (Node& n : cluster.nodes())
+        PlaceProcess(n.proc->pid(), CpuSet(!own_core, true), SCHED_OTHER);
+      raw_rates.push_back(baseline(false, round));
+      cap_rates.push_back(baseline(true, round));
+      if (own_core) own_core_rates.push_back(own_core_run());
+      fprintf(stderr, "round %d: raw %.0f, triggers only %.0f (%.3fx raw)", round + 1,
+              raw_rates.back(), cap_rates.back(), cap_rates.back() / raw_rates.back());
+      if (own_core) {
+        fprintf(stderr, ", (c) alone on CPU 0 %.0f (%.3fx raw, %.3fx triggers only)",
+                own_core_rates.back(), own_core_rates.back() / raw_rates.back(),
+                own_core_rates.back() / cap_rates.back());
+      }
+      fprintf(stderr, "\n");
+    }
+    const double raw_rate = Percentile(raw_rates, 0.5), cap_rate = Percentile(cap_rates, 0.5);
+    fprintf(stderr, "baseline (median of %d): raw %.0f rows/s, with capture triggers %.0f rows/s\n",
+            FLAGS_rounds, raw_rate, cap_rate);
+    // (c) after a restart: node 1's marmot stops, its application writes --restart_rows rows, the
+    // marmot starts again, and the writer runs alone on CPU 0 while node 1 ships that backlog.
+    double restart_rate = 0;
+    if (own_core && FLAGS_restart_rows > 0) {
+      Node& n1 = cluster.nodes()[0];
+      CHECK_EQ(n1.proc->Stop(SIGTERM, std::chrono::seconds(30)), 0) << n1.log();
+      const int64_t backlog_first = next_id;
+      InsertRows(dbs[0], backlog_first, FLAGS_restart_rows, true);
+      next_id += FLAGS_restart_rows;
+      cluster.Start(n1, members, false);
+      cluster.WaitReady(n1);
+      place_own_core();
+      restart_rate = InsertRows(dbs[0], next_id, FLAGS_rows, true);
+      next_id += FLAGS_rows;
+      WaitForCount(
+          dbs,
+          absl::StrCat("SELECT count(*) FROM t WHERE id >= ", backlog_first, " AND id < ", next_id),
+          next_id - backlog_first);
+      fprintf(stderr,
+              "(c) after node 1 restarted with %lld rows to ship: app %.0f rows/s (%.3fx triggers "
+              "only)\n",
+              static_cast<long long>(FLAGS_restart_rows), restart_rate, restart_rate / cap_rate);
+    }
+    for (Node& n : cluster.nodes()) PlaceProcess(n.proc->pid(), CpuSet(true, true), SCHED_OTHER);
+
+    // (a), and (c) with every process on every CPU: one writer on node 1.
+    double app_rate = 0;
+    {
+      // Node 1 deletes the rows of its log once they are replicated and its writer paused: the
+      // previous run's deletions are not this run's CPU, and this run's are. (Rows marked done
+      // stay: the newest, and the ones each start adds to move the ids up to the clock.)
+      const std::string pruned =
+          "SELECT count(*) = 0 FROM \"__marmot__t_change_log\" WHERE \"__marmot__state\" = 0";
+      WaitForCount({dbs[0]}, pruned, 1);
+      const int64_t first = next_id;
+      std::vector<double> cpu;
+      for (Node& n : cluster.nodes())
+        cpu.push_back(::marmot::testing::ProcessCpuSeconds(n.proc->pid()));
+      const auto start = Clock::now();
+      app_rate = InsertRows(dbs[0], first, FLAGS_rows);
+      next_id += FLAGS_rows;
+      auto end = WaitForCount(
+          dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+          FLAGS_rows);
+      const double rate = end ? FLAGS_rows / Seconds(*end - start) : 0;
+      WaitForCount({dbs[0]}, pruned, 1);
+      // CPU per replicated row moves much less with the machine's load than rows/s does.
+      std::string per_node;
+      double total_us = 0;
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        const double us =
+            (::marmot::testing::ProcessCpuSeconds(cluster.nodes()[i].proc->pid()) - cpu[i]) * 1e6 /
+            static_cast<double>(FLAGS_rows);
+        total_us += us;
+        absl::StrAppend(&per_node, i == 0 ? "" : ", ", "node ", i + 1, " ", Fmt("%.1f", us));
+      }
+      fprintf(stderr,
+              "(a) node 1 writer: app %.0f rows/s, replicated %.0f rows/s; marmot CPU us/row %s\n",
+              app_rate, rate, per_node.c_str());
+      table.push_back({"(a) replicated rows/s, writer on node 1", Fmt("%.0f", rate),
+                       Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 100000"});
+      table.push_back({"    marmot CPU us per row, 3 nodes", Fmt("%.1f", total_us), "", "", ""});
+    }
+    if (FLAGS_spread) {
+      const int64_t first = next_id;
+      const int64_t per = FLAGS_rows / 3;
+      const auto start = Clock::now();
+      std::vector<std::thread> writers;
+      for (int i = 0; i < 3; ++i) {
+        writers.emplace_back([&, i] { InsertRows(dbs[i], first + i * per, per); });
+      }
+      for (std::thread& w : writers) w.join();
+      next_id += 3 * per;
+      auto end = WaitForCount(
+          dbs, absl::StrCat("SELECT count(*) FROM t WHERE id >= ", first, " AND id < ", next_id),
+          3 * per);
+      const double rate = end ? 3 * per / Seconds(*end - start) : 0;
+      fprintf(stderr, "(a) writers on every node: replicated %.0f rows/s\n", rate);
+      table.push_back({"(a) replicated rows/s, writers on all 3", Fmt("%.0f", rate),
+                       Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 100000"});
+    }
+    if (own_core) {
+      const double rate = Percentile(own_core_rates, 0.5);
+      table.push_back({"(c) app inserts/s, writer alone on CPU 0", Fmt("%.0f", rate),
+                       Fmt("%.0f raw", raw_rate), Fmt("%.3fx", rate / raw_rate), ">= 0.45x"});
+      // What marmot costs beyond its triggers, which the application pays with or without it.
+      table.push_back({"    same, against triggers only", "", Fmt("%.0f", cap_rate),
+                       Fmt("%.3fx", rate / cap_rate), ""});
+    }
+    table.push_back({"(c) app inserts/s, all processes on all CPUs", Fmt("%.0f", app_rate),
+                     Fmt("%.0f raw", raw_rate), Fmt("%.3fx", app_rate / raw_rate),
+                     own_core ? "" : ">= 0.45x"});
+    table.push_back({"    raw SQLite + capture triggers only", Fmt("%.0f", cap_rate),
+                     Fmt("%.0f raw", raw_rate), Fmt("%.3fx", cap_rate / raw_rate), ""});
+    if (restart_rate > 0) {
+      table.push_back({"(c) CPU 0 writer, node 1 restarted, backlog", Fmt("%.0f", restart_rate),
+                       Fmt("%.0f triggers", cap_rate), Fmt("%.3fx", restart_rate / cap_rate), ""});
+    }
   }
 
   // (b) latency: under a steady stream, and for lone writes on an otherwise idle cluster (each
@@ -582,6 +713,7 @@ int Run() {
     };
     int64_t first = 1;
     for (const LatencyRun& run : runs) {
+      if (FLAGS_idle_only && run.targeted) continue;
       std::vector<double> latencies_ms = MeasureLatency(dbs, first, run.total, run.rate);
       first += run.total;
       const double p50 = Percentile(latencies_ms, 0.50), p99 = Percentile(latencies_ms, 0.99),
@@ -599,7 +731,7 @@ int Run() {
   }
 
   // (d) catch-up: fill the cluster to --catchup_rows rows of t, then add a fourth node.
-  if (FLAGS_catchup_rows > 0) {
+  if (FLAGS_catchup_rows > 0 && !FLAGS_idle_only) {
     const int64_t have = next_id - 1;
     if (have < FLAGS_catchup_rows) {
       const int64_t more = FLAGS_catchup_rows - have;
