@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 
@@ -22,6 +24,9 @@ StopSignals::~StopSignals() {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
+  // The watcher sleeps until a signal comes: this one, directed at its thread (where SIGTERM is
+  // blocked, so it stays pending for the watcher's wait), only wakes it to see stopping_.
+  pthread_kill(watcher_.native_handle(), SIGTERM);
   watcher_.join();
 }
 
@@ -46,10 +51,23 @@ void StopSignals::Watch() {
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
-  // Waits in short steps: the destructor and the drain deadline are checked between them.
-  const timespec step = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
   for (;;) {
-    const int sig = sigtimedwait(&stop, nullptr, &step);
+    // Without a timer while nothing can be late: an idle marmot does not wake here. The drain
+    // deadline is set by this thread, so it is known when the wait starts; the destructor wakes
+    // the wait with a signal.
+    absl::Time deadline;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      deadline = phase_ == Phase::kDraining ? drain_deadline_ : absl::InfiniteFuture();
+    }
+    int sig;
+    if (deadline == absl::InfiniteFuture()) {
+      sig = sigwaitinfo(&stop, nullptr);
+    } else {
+      const timespec left =
+          absl::ToTimespec(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+      sig = sigtimedwait(&stop, nullptr, &left);
+    }
     std::unique_lock<std::mutex> l(mu_);
     if (stopping_) return;
     const bool late = phase_ == Phase::kDraining && absl::Now() >= drain_deadline_;
