@@ -160,16 +160,18 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   // work become one transaction each (DatabaseWriter::Round).
   host_config.apply_workers = 1;
   host_config.apply_rounds = r->rounds_.get();
-  // Ticks of 100 ms (the host's default), heartbeats every 400 ms, elections after 1.2-2.4 s of
-  // silence: 3-6 heartbeats per election timeout, as CockroachDB runs (etcd's 5-10 is the host's
-  // default). What an idle node costs is the heartbeat exchanges: every batch a peer sends or
-  // answers wakes a few threads on both sides (gRPC's, the transport's, the Raft loop), and
-  // 200 ms heartbeats made an idle 16-shard node spend ~0.8 % of a core (BENCHMARKS.md, "Idle").
-  // Replication does not wait for heartbeats: an entry and its commit go out at once. Faster
-  // elections buy little and cost spurious ones on a loaded machine (three nodes and the
-  // application often share two cores).
-  host_config.heartbeat_ticks = 4;
-  host_config.election_ticks = 12;
+  // Heartbeats every 400 ms, elections after 1.2-2.4 s of silence: 3-6 heartbeats per election
+  // timeout, as CockroachDB runs (etcd's 5-10 is the host's default), on ticks of 200 ms (the
+  // election timeout is drawn among 6 of them; CockroachDB's among 4). What an idle node costs
+  // is the heartbeat exchanges, every batch a peer sends or answers waking a few threads on both
+  // sides (gRPC's, the transport's, the Raft loop), and the loop's ticks: heartbeats every
+  // 200 ms and ticks every 100 ms made an idle 16-shard node spend ~1 % of a core, twice this
+  // (BENCHMARKS.md, "Idle"). Replication does not wait for heartbeats or ticks: an entry and its
+  // commit go out at once. Faster elections buy little and cost spurious ones on a loaded machine
+  // (three nodes and the application often share two cores).
+  host_config.tick_interval = absl::Milliseconds(200);
+  host_config.heartbeat_ticks = 2;
+  host_config.election_ticks = 6;
   for (const auto& p : config.bootstrap) host_config.peers[p.id] = p.address.ToString();
   // The original marmot lists only the other nodes: a founding node is a member too.
   if (!config.join) host_config.peers.emplace(config.node_id, config.bind.ToString());

@@ -84,7 +84,7 @@ TEST(ReadmeOperatingTest, EveryCurlExampleWorks) {
   // A transfer is only asked for when its call returns: the old leader still leads for a
   // moment, then the shard has none until the new one takes over. Waiting for the new leader
   // keeps that gap out of the next call. (A transfer that does not complete is abandoned within
-  // an election timeout, 1-2 s, and the old leader stays: 5 s cover both.)
+  // an election timeout, 1.2-2.4 s, and the old leader stays: 5 s cover both.)
   static const std::regex kTransfer(R"re(/v1/shards/(\d+)/leader.*"nodeId": *"(\d+)")re");
   std::vector<std::string> lines = ReadmeCurlLines();
   ASSERT_GE(lines.size(), 5u);

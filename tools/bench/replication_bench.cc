@@ -84,7 +84,7 @@ DEFINE_bool(idle_only, false, "run only the idle phase and the lone writes of (b
 DEFINE_string(host_bench, "bazel-bin/tools/bench/host_bench",
               "the bare multi-Raft host's idle figure beside the idle phase (host_bench with no "
               "load phase, run before the cluster starts); empty or missing skips it");
-DEFINE_string(host_bench_flags, "--heartbeat_ticks=4 --election_ticks=12",
+DEFINE_string(host_bench_flags, "--tick_ms=200 --heartbeat_ticks=2 --election_ticks=6",
               "host_bench's Raft timing, space-separated: marmot's (replicator.cc)");
 
 namespace marmot::bench {
