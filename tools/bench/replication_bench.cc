@@ -66,6 +66,7 @@ DEFINE_int64(rows, 200000, "rows per throughput run (a) and per baseline");
 DEFINE_int32(txn_rows, 1000, "rows per writer transaction");
 DEFINE_int32(latency_seconds, 5, "duration of the latency run (b) at --latency_rate");
 DEFINE_int32(latency_rate, 1000, "single-row writes per second in (b)");
+DEFINE_int32(lone_writes, 25, "lone writes in (b), 5 per second");
 DEFINE_int64(catchup_rows, 1000000, "rows the cluster holds when the new node joins (d); 0 skips");
 DEFINE_int32(timeout_seconds, 300, "give up waiting for replication after this long");
 DEFINE_int32(rounds, 5,
@@ -709,7 +710,7 @@ int Run() {
     const std::vector<LatencyRun> runs = {
         {absl::StrCat(FLAGS_latency_rate, " writes/s"), FLAGS_latency_seconds * FLAGS_latency_rate,
          FLAGS_latency_rate, true},
-        {"lone writes 5/s", 25, 5, false},
+        {"lone writes 5/s", FLAGS_lone_writes, 5, false},
     };
     int64_t first = 1;
     for (const LatencyRun& run : runs) {
