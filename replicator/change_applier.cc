@@ -469,7 +469,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
                      ? ApplyColumns(db_, t, c, view.uncarried())
                      : ApplyChange(db_, (*plan)->writer, t, c);
         };
-        if ((*plan)->writer.unique_probes.empty()) {
+        if (!(*plan)->writer.other_unique_constraints) {
           status = write();
         } else {
           absl::StatusOr<int64_t> kept =

@@ -103,7 +103,9 @@ absl::StatusOr<LocalOverwrite> ChangeView::LocalChangeNotYetApplied() {
     if (rows->Newest(row.key) != 0) held.push_back(std::move(row));
   }
   absl::StatusOr<std::vector<RowInTheWay>> replaced =
-      RowsReplacedBy(table_.state_.db, table_.plan_->writer, table_.t_, c_, std::move(held));
+      table_.plan_->writer.unprobed_unique
+          ? RowsATrialWriteReplaces(table_.state_.db, table_.plan_->writer, table_.t_, c_)
+          : RowsReplacedBy(table_.state_.db, table_.plan_->writer, table_.t_, c_, std::move(held));
   if (!replaced.ok()) return replaced.status();
   for (const RowInTheWay& row : *replaced) {
     const int64_t local = rows->Newest(row.key);

@@ -234,7 +234,7 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
                  ? ApplyColumns(state_.db, t, t.changes(0), view.uncarried())
                  : ApplyChange(state_.db, plan->writer, t, t.changes(0));
     };
-    if (!keeps_displaced || plan->writer.unique_probes.empty()) {
+    if (!keeps_displaced || !plan->writer.other_unique_constraints) {
       written = write();
     } else {
       written = WriteKeepingDisplaced(displacing(), plan->writer, t, t.changes(0), write).status();

@@ -2,7 +2,10 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "replicator/replaced_rows.h"
 #include "replicator/value_codec.h"
 
 namespace marmot::replicator {
@@ -10,17 +13,58 @@ namespace marmot::replicator {
 using change::v1::Change;
 using change::v1::TableChanges;
 
-absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
-                                              const TableChanges& t, const Change& c,
-                                              absl::FunctionRef<absl::Status()> write) {
+namespace {
+
+// Runs `write` and lists the rows of other keys than `c`'s that it deleted. Through the writer's
+// probes (the rows in the way before, those gone after) when they cover every UNIQUE index of the
+// table; otherwise as SQLite's preupdate hook reports the deletes.
+absl::StatusOr<std::vector<RowInTheWay>> WriteAndListReplaced(
+    const DisplacingWrite& at, const TableWriter& w, const TableChanges& t, const Change& c,
+    absl::FunctionRef<absl::Status()> write) {
+  std::vector<RowInTheWay> gone;
+  if (w.unprobed_unique) {
+    std::vector<std::vector<sqlite::Value>> deleted;
+    {
+      ReplacedRowsRecorder recorder(at.db, t.table(), w.keyed_by_rowid);
+      if (absl::Status s = write(); !s.ok()) return s;
+      deleted = recorder.Take();
+    }
+    const std::vector<std::vector<sqlite::Value>> own = KeysOf(t, KeyPositions(t), c);
+    const size_t width = w.whole_columns.size() + (w.keyed_by_rowid ? 1 : 0);
+    for (std::vector<sqlite::Value>& row : deleted) {
+      if (row.size() != width) {
+        LOG(ERROR) << "a row deleted from " << t.table() << " has " << row.size()
+                   << " values where its table has " << width << ": not kept";
+        continue;
+      }
+      RowInTheWay replaced;
+      for (int i : w.whole_key) replaced.key.push_back(row[i]);
+      if (std::find(own.begin(), own.end(), replaced.key) != own.end()) continue;
+      replaced.row = std::move(row);
+      gone.push_back(std::move(replaced));
+    }
+    return gone;
+  }
   absl::StatusOr<std::vector<RowInTheWay>> in_the_way = RowsInTheWay(at.db, w, t, c);
   if (!in_the_way.ok()) return in_the_way.status();
   if (absl::Status s = write(); !s.ok()) return s;
-  int64_t kept = 0;
-  for (const RowInTheWay& row : *in_the_way) {
+  for (RowInTheWay& row : *in_the_way) {
     absl::StatusOr<bool> there = RowExists(at.db, w, row.key);
     if (!there.ok()) return there.status();
-    if (*there) continue;
+    if (!*there) gone.push_back(std::move(row));
+  }
+  return gone;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
+                                              const TableChanges& t, const Change& c,
+                                              absl::FunctionRef<absl::Status()> write) {
+  absl::StatusOr<std::vector<RowInTheWay>> gone = WriteAndListReplaced(at, w, t, c, write);
+  if (!gone.ok()) return gone.status();
+  int64_t kept = 0;
+  for (const RowInTheWay& row : *gone) {
     absl::StatusOr<std::string> key = at.versions.KeyOf(row.key);
     if (!key.ok()) return key.status();
     absl::StatusOr<std::optional<RowVersion>> version = at.versions.Get(t.table(), *key);

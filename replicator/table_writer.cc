@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replicator/replaced_rows.h"
 #include "replicator/shard_router.h"
 #include "replicator/value_codec.h"
 #include "sqlite/schema.h"
@@ -191,7 +192,10 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                                    QuoteIdentifier(column[1].bytes()), " = ?"));
       probe.values.push_back(static_cast<int>(at - columns.begin()) + (w.keyed_by_rowid ? 1 : 0));
     }
-    if (terms.empty()) continue;
+    if (terms.empty()) {
+      w.unprobed_unique = true;
+      continue;
+    }
     probe.sql = absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ",
                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(terms, " AND "));
     w.unique_probes.push_back(std::move(probe));
@@ -292,6 +296,35 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
     (*stmt)->Reset();
   }
   return rows;
+}
+
+absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Database& db,
+                                                                 const TableWriter& w,
+                                                                 const TableChanges& t,
+                                                                 const Change& c) {
+  std::vector<RowInTheWay> replaced;
+  if (absl::Status s = db.Exec("SAVEPOINT trial_write"); !s.ok()) return s;
+  absl::Status written;
+  std::vector<std::vector<Value>> deleted;
+  {
+    ReplacedRowsRecorder recorder(db, t.table(), w.keyed_by_rowid);
+    written = ApplyChange(db, w, t, c);
+    deleted = recorder.Take();
+  }
+  if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
+  if (IsDatabaseFailure(written)) return written;
+  if (!written.ok()) return replaced;
+  const std::vector<std::vector<Value>> own = KeysOf(t, KeyPositions(t), c);
+  const size_t width = w.whole_columns.size() + (w.keyed_by_rowid ? 1 : 0);
+  for (std::vector<Value>& row : deleted) {
+    if (row.size() != width) continue;
+    RowInTheWay r;
+    for (int i : w.whole_key) r.key.push_back(row[i]);
+    if (std::find(own.begin(), own.end(), r.key) != own.end()) continue;
+    r.row = std::move(row);
+    replaced.push_back(std::move(r));
+  }
+  return replaced;
 }
 
 absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, const TableWriter& w,

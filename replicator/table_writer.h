@@ -53,6 +53,9 @@ struct TableWriter {
     std::vector<int> values;
   };
   std::vector<UniqueProbe> unique_probes;
+  // A UNIQUE index that no probe asks about (on an expression, or on a column the change does
+  // not carry): what an upsert replaces through it is learnt only as the write runs.
+  bool unprobed_unique = false;
 };
 
 // A row of another key than a change's that the change's upsert may replace through another
@@ -79,6 +82,14 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
                                                         const change::v1::TableChanges& t,
                                                         const change::v1::Change& c,
                                                         std::vector<RowInTheWay> in_the_way);
+
+// The rows of other keys than `c`'s that its upsert deletes here, found by writing it in a
+// savepoint rolled back at once, as SQLite's preupdate hook reports the deletes: for a writer
+// with an index no probe asks about (unprobed_unique). Errors as RowsReplacedBy's.
+absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Database& db,
+                                                                 const TableWriter& w,
+                                                                 const change::v1::TableChanges& t,
+                                                                 const change::v1::Change& c);
 
 // Whether the table written by `w` holds a row of `key` (in key order; the rowid for a table
 // keyed by it).

@@ -77,6 +77,32 @@ TEST(UniqueValuesTest, AStaleNodeTakingAnotherRowsUniqueValueKeepsThatRowAsAConf
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
+// The same through a UNIQUE index on an expression, which no probe can ask about: SQLite's
+// preupdate hook tells which row the write replaced (kept), and a trial write which row this
+// node's own pending change holds (node 3 keeps node 1's row at once, its own change stays).
+TEST(UniqueValuesTest, ARowReplacedThroughAnIndexOnAnExpressionIsKeptToo) {
+  testing::LocalCluster c(
+      {.nodes = 3,
+       .shards = 1,
+       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT);"
+                 "CREATE UNIQUE INDEX account_email ON account (lower(email));"});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
+  constexpr char kRows[] = "SELECT id, email, name FROM account ORDER BY id;";
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
+  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|one\n2|b@x|two\n"; }, 30s));
+  c.Sql(3, "UPDATE account SET email = 'B@X', name = 'three' WHERE id = 1;");
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|B@X|three\n", 30s)) << c.OnEveryNode(kRows);
+  constexpr char kKept[] =
+      "SELECT tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\";";
+  EXPECT_TRUE(c.WaitForEverywhere(kKept, "account|2|1|I|3\n", 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
 // Sign-ups on every node at once, each node's ids its own, the emails the same: every sign-up is
 // on every node or kept as a conflict there. With one shard the nodes end the same; with four,
 // rows of two shards meet in no single order and a node may keep the other of two rows, but
