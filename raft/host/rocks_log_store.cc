@@ -220,9 +220,15 @@ absl::StatusOr<v1::Snapshot> ShardLog::Snapshot() const {
   return snap;
 }
 
+uint64_t RocksLogStore::ShardCacheBytes() const {
+  return std::max<uint64_t>(
+      256 << 10, options_.cache_bytes / static_cast<uint64_t>(std::max(1, options_.shards)));
+}
+
 void ShardLog::TrimCache() {
   const auto& o = store_->options_;
-  while (!cache_.empty() && (cache_.size() > o.cache_entries || cache_bytes_ > o.cache_bytes)) {
+  const uint64_t budget = store_->ShardCacheBytes();
+  while (!cache_.empty() && (cache_.size() > o.cache_entries || cache_bytes_ > budget)) {
     cache_bytes_ -= EntrySize(cache_.front());
     cache_.pop_front();
   }
@@ -410,19 +416,25 @@ absl::Status ShardLog::Load() {
                                             hard_state_.commit(), " is past the log's end ",
                                             last_index_, " (entries lost)"));
   }
-  // Warm the cache with the tail (and check the log is contiguous there).
+  // Warm the cache with the tail (and check the log is contiguous there), a few entries at a
+  // time from the end, within the cache's budget: a log of large entries is never read whole
+  // into memory at a start.
   const uint64_t n =
       std::min<uint64_t>(last_index_ - compacted_index_, store_->options_.cache_entries);
-  if (n > 0) {
-    const uint64_t lo = last_index_ - n + 1;
-    auto tail = Entries(lo, last_index_ + 1, UINT64_MAX);
-    if (!tail.ok()) return tail.status();
-    for (auto& e : *tail) {
-      cache_bytes_ += EntrySize(e);
-      cache_.push_back(std::move(e));
+  const uint64_t budget = store_->ShardCacheBytes();
+  uint64_t hi = last_index_ + 1;
+  const uint64_t lowest = last_index_ + 1 - n;
+  while (hi > lowest && cache_bytes_ < budget) {
+    const uint64_t lo = std::max<uint64_t>(lowest, hi >= 64 ? hi - 64 : 0);
+    auto part = Entries(std::max<uint64_t>(lo, 1), hi, UINT64_MAX);
+    if (!part.ok()) return part.status();
+    for (auto it = part->rbegin(); it != part->rend(); ++it) {
+      cache_bytes_ += EntrySize(*it);
+      cache_.push_front(std::move(*it));
     }
-    TrimCache();
+    hi = lo;
   }
+  TrimCache();
   return absl::OkStatus();
 }
 

@@ -109,9 +109,11 @@ class RocksLogStore {
   struct Options {
     uint64_t node_id = 0;
     int shards = 16;
-    // Entries kept in memory per shard, and their byte budget.
+    // Entries kept in memory per shard, and the byte budget of all shards' caches together
+    // (each shard gets an equal part, at least 256 KiB): a node's memory does not grow with its
+    // shard count (16 shards x 8 MiB each held 128 MiB of a newcomer's catch-up).
     size_t cache_entries = 4096;
-    uint64_t cache_bytes = 8 << 20;
+    uint64_t cache_bytes = 32 << 20;
     // Shared by every column family's memtables.
     size_t write_buffer_manager_bytes = 64 << 20;
     uint64_t max_total_wal_size = 128 << 20;
@@ -128,6 +130,9 @@ class RocksLogStore {
   // ResourceExhaustedError and changes nothing: opening again after freeing space is fine.
   static absl::StatusOr<std::unique_ptr<RocksLogStore>> Open(const std::string& dir,
                                                              const Options& options);
+
+  // Each shard's part of Options::cache_bytes.
+  uint64_t ShardCacheBytes() const;
   // The node a store in `dir` belongs to, read without changing anything (the store may be
   // open in another process). NotFoundError when `dir` holds no store (no db/CURRENT);
   // FailedPreconditionError or DataLossError when it holds one that cannot be read as marmot's.
