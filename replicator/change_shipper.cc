@@ -85,9 +85,27 @@ ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardR
       proposer_(proposer),
       options_(options),
       queued_(router.shards()),
-      inflight_(router.shards()) {}
+      inflight_(router.shards()),
+      own_committed_(router.shards()) {
+  // What the shards had applied here when the shipper began stands for the rows this node
+  // committed before (their commit indexes are not kept): a row the last run committed was
+  // applied here before its change-log row was marked done, and one not marked is read and
+  // proposed again.
+  if (options_.epochs != nullptr) {
+    for (int shard = 0; shard < router.shards(); ++shard) {
+      own_committed_[shard] = options_.epochs->applied(shard);
+    }
+  }
+}
 
 ChangeShipper::~ChangeShipper() = default;
+
+bool ChangeShipper::RowsCommitted() const {
+  for (int shard = 0; shard < router_.shards(); ++shard) {
+    if (inflight_[shard] != nullptr || !queued_[shard].empty()) return false;
+  }
+  return true;
+}
 
 int ChangeShipper::in_flight() const {
   int n = 0;
@@ -139,7 +157,9 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
     if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
-    if (schema_settling_) continue;              // Rows follow the schema change they may need.
+    // A schema change waits for the rows read before it to commit: rows read now follow it.
+    if (schema_batch_.has_value()) continue;
+    if (schema_settling_) continue;  // Rows follow the schema change they may need.
     // The schema moved and its difference is not taken yet (a schema change of this node is in
     // flight, or not yet in the baseline): rows read now could carry it under an older epoch.
     if (options_.replicate_schema && schema_dirty_) continue;
@@ -232,7 +252,7 @@ void ChangeShipper::SetSchemaSettling(bool settling) {
 
 absl::Status ChangeShipper::CaptureSchemaChanges() {
   if (!options_.replicate_schema || !(schema_dirty_ || schema_settling_) ||
-      !schema_payload_.empty() || !sent_to_baseline_.empty()) {
+      schema_batch_.has_value() || !sent_to_baseline_.empty()) {
     return absl::OkStatus();
   }
   if (inflight_[0] != nullptr && !inflight_[0]->schema_keys.empty()) return absl::OkStatus();
@@ -297,17 +317,34 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
   if (batch.schema_changes().empty()) return absl::OkStatus();
   LOG(INFO) << "replicating " << names.size()
             << " schema change(s): " << absl::StrJoin(names, ", ");
-  schema_payload_ = batch.SerializeAsString();
+  schema_batch_ = std::move(batch);
+  schema_built_at_ = now;
   return absl::OkStatus();
 }
 
 int64_t ChangeShipper::ProposeReady() {
   int64_t proposed = 0;
-  // Schema changes go to shard 0 before its next rows.
-  if (!schema_payload_.empty() && inflight_[0] == nullptr) {
+  // Schema changes go to shard 0 once every row read before them committed (no row is read
+  // while they wait), before the shard's next rows; they say where this node's rows committed in
+  // the other shards, for the nodes that apply them (ChangeBatch.rows_committed_through). Rows
+  // that do not commit within kEpochWaitBound (a shard without a leader) are not waited for
+  // longer: they are not ordered before the change then, as other nodes do not wait longer.
+  const bool rows_committed = schema_batch_.has_value() && RowsCommitted();
+  if (schema_batch_.has_value() && inflight_[0] == nullptr &&
+      (rows_committed || options_.env->MonotonicNow() - schema_built_at_ >= kEpochWaitBound)) {
+    if (!rows_committed) {
+      LOG(WARNING) << "proposing this node's schema change without waiting longer for the rows "
+                      "read before it to commit ("
+                   << kEpochWaitBound << " passed): they may apply after it elsewhere";
+    }
     auto batch = std::make_unique<Inflight>();
-    batch->payload = std::move(schema_payload_);
-    schema_payload_.clear();
+    for (int shard = 1; shard < router_.shards(); ++shard) {
+      if (own_committed_[shard] > 0) {
+        (*schema_batch_->mutable_rows_committed_through())[shard] = own_committed_[shard];
+      }
+    }
+    batch->payload = schema_batch_->SerializeAsString();
+    schema_batch_.reset();
     batch->schema_keys = std::move(schema_keys_);
     schema_keys_.clear();
     batch->proposed_at = options_.env->MonotonicNow();
@@ -442,7 +479,9 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     }
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
-    if (!batch->schema_keys.empty()) {
+    if (batch->schema_keys.empty()) {
+      own_committed_[shard] = std::max(own_committed_[shard], index);
+    } else {
       // Rows of the tables it created may go now; the baseline takes what was sent (written by
       // the next Pump), and the schema is looked at again from there (it may have moved
       // meanwhile).

@@ -23,7 +23,11 @@
 // row is read meanwhile: a migration goes as what it made, and its rows after it. Every row
 // batch carries the schema epoch it was read in (schema_epochs.h): read inside the rows' read
 // transaction, after its first read, so that it is never older than the schema the rows were
-// read with; a schema change of this node counts from when it committed.
+// read with; a schema change of this node counts from when it committed. The other way round, a
+// schema change is proposed only once every row read before it committed (no row is read while
+// it waits), and it carries, per shard, the index of this node's last row batch committed there
+// (ChangeBatch.rows_committed_through): other nodes apply it only after those rows. Rows that
+// do not commit within kEpochWaitBound are waited for no longer (logged).
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -40,6 +44,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -180,6 +185,8 @@ class ChangeShipper {
   void SetSchemaSettling(bool settling);
   absl::StatusOr<int64_t> ReadNewChanges();
   int64_t ProposeReady();
+  // Whether every row read so far committed (none queued or in flight).
+  bool RowsCommitted() const;
   void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
   // Marks when the application paused or a committed row waited too long (ShipperOptions).
@@ -211,9 +218,10 @@ class ChangeShipper {
   absl::Time logs_grew_ = absl::InfinitePast();  // When a log last gained rows.
   // Per shard: changes read, in capture order, not yet in flight.
   std::vector<std::deque<Pending>> queued_;
-  // Schema changes: the batch waiting for shard 0 (empty: none) and the keys of its changes, the
+  // Schema changes: the batch waiting to go to shard 0, if any, and the keys of its changes, the
   // tables it creates, the keys that committed, whether the schema moved since the last look.
-  std::string schema_payload_;
+  std::optional<change::v1::ChangeBatch> schema_batch_;
+  absl::Time schema_built_at_;  // when schema_batch_ was made
   std::vector<std::string> schema_keys_;
   std::set<std::string> held_tables_;
   std::set<std::string> schema_sent_;
@@ -233,6 +241,9 @@ class ChangeShipper {
   absl::Time settling_since_ = absl::InfinitePast();
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
+  // Per shard: the Raft index of this node's last batch of rows that committed there (from the
+  // start: what the shard had applied here; see the constructor).
+  std::vector<uint64_t> own_committed_;
   int64_t buffered_ = 0;
   // The schema epoch of the rows this Pump reads (ShipperOptions::epochs).
   uint64_t read_epoch_ = 0;

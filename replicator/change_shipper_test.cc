@@ -65,6 +65,7 @@ class LogPerShard : public Proposer {
     change::v1::ChangeBatch batch;
     CHECK(batch.ParseFromString(payload));
     uint64_t index = ++next_index_[shard];
+    committed_.push_back({.shard = shard, .index = index, .batch = batch});
     for (Node* n : nodes_) {
       auto r = n->applier->Apply(shard, index, batch);
       CHECK(r.ok()) << r.status();
@@ -94,6 +95,13 @@ class LogPerShard : public Proposer {
   int fail_every_ = 0;
   bool hold_ = false;
   int hold_shard_ = -1;  // Proposals to this shard are held.
+  // What committed, in commit order.
+  struct Committed {
+    int shard = 0;
+    uint64_t index = 0;
+    change::v1::ChangeBatch batch;
+  };
+  std::vector<Committed> committed_;
   int64_t duplicates_ = 0;
   int64_t dead_letters_ = 0;
   int64_t schema_conflicts_ = 0;
@@ -105,12 +113,12 @@ class LogPerShard : public Proposer {
   std::vector<std::tuple<int, std::string, Proposer::Done>> held_;
 };
 
-// Pumps until nothing is buffered (or 1000 rounds).
+// Pumps until nothing is buffered or in flight (or 1000 rounds).
 void Drain(ChangeShipper& shipper) {
   for (int i = 0; i < 1000; ++i) {
     auto stats = shipper.Pump();
     ASSERT_TRUE(stats.ok()) << stats.status();
-    if (shipper.buffered() == 0 && stats->read == 0) return;
+    if (shipper.buffered() == 0 && stats->read == 0 && shipper.in_flight() == 0) return;
   }
   FAIL() << "shipper did not drain: " << shipper.buffered() << " buffered";
 }
@@ -213,6 +221,112 @@ TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
   ASSERT_EQ(log.proposals_, 1);
   EXPECT_EQ(epochs.current(), 2u);
   EXPECT_EQ(*RunSqliteCli(a.path, "SELECT shard0_index FROM \"__marmot__schema_epoch\";"), "2\n");
+}
+
+// What a schema change lists as its origin's rows committed before it (shard -> index).
+std::map<uint32_t, uint64_t> Listed(const change::v1::ChangeBatch& schema) {
+  return {schema.rows_committed_through().begin(), schema.rows_committed_through().end()};
+}
+
+TEST(ChangeShipperTest, ASchemaChangeWaitsForTheRowsReadBeforeItAndListsWhereTheyCommitted) {
+  // Issue 21 (B): rows this node committed before its schema change apply before it everywhere.
+  ShardRouter router(4);
+  Node a("ship-before-a", router), b("ship-before-b", router);
+  LogPerShard log({&a, &b});
+  SchemaEpochs epochs(4);
+  auto shipper =
+      ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Given rows of items in flight (held, not committed),
+  log.hold_ = true;
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                           "WHERE i < 40) INSERT INTO items SELECT i, 'item ' || i, i FROM n;")
+                  .ok());
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  const int rows_proposed = log.proposals_;
+  ASSERT_GT(rows_proposed, 1);
+  // when a column of items is dropped, and rows written after it,
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "ALTER TABLE items DROP COLUMN qty;"
+                           "INSERT INTO kv VALUES ('after', 1);")
+                  .ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // the schema change is not proposed while they are in flight, nor are rows read after it;
+  EXPECT_EQ(log.proposals_, rows_proposed);
+  // once they committed it goes (alone),
+  log.ReleaseHeld();
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(log.proposals_, rows_proposed + 1);
+  std::map<uint32_t, uint64_t> expected;  // shard -> the index of the rows there
+  for (const LogPerShard::Committed& c : log.committed_) {
+    ASSERT_TRUE(c.batch.schema_changes().empty());
+    if (c.shard != 0) expected[static_cast<uint32_t>(c.shard)] = c.index;
+  }
+  ASSERT_FALSE(expected.empty());
+  log.hold_ = false;
+  log.ReleaseHeld();
+  Drain(**shipper);
+  // listing, per shard but 0, the index of the last rows of this node committed there; the rows
+  // read after it follow it.
+  ASSERT_GT(log.committed_.size(), static_cast<size_t>(rows_proposed));
+  const change::v1::ChangeBatch& schema = log.committed_[rows_proposed].batch;
+  ASSERT_EQ(schema.schema_changes_size(), 1);
+  EXPECT_EQ(Listed(schema), expected);
+  ASSERT_EQ(log.committed_.size(), static_cast<size_t>(rows_proposed + 2));
+  EXPECT_EQ(log.committed_.back().batch.tables(0).table(), "kv");
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT count(*) FROM items; SELECT * FROM kv;"),
+            "40\nafter|1\n");
+}
+
+TEST(ChangeShipperTest, ASchemaChangeWaitsForRowsThatDoNotCommitAtMostTheEpochWaitBound) {
+  raft::host::ManualClockEnv clock;
+  ShardRouter router(4);
+  Node a("ship-before-bound-a", router), b("ship-before-bound-b", router);
+  LogPerShard log({&a, &b});
+  SchemaEpochs epochs(4);
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.env = &clock, .replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Given a row of a shard other than 0 that does not commit (its shard has no leader),
+  int64_t id = 1;
+  while (router.ShardOf("items", {sqlite::Value::Integer(id)}) == 0) ++id;
+  log.hold_shard_ = router.ShardOf("items", {sqlite::Value::Integer(id)});
+  ASSERT_TRUE(
+      RunSqliteCli(a.path, absl::StrCat("INSERT INTO items VALUES (", id, ", 'x', 1);")).ok());
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_EQ(log.proposals_, 1);
+  // a schema change made then waits for it,
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE fresh (id INTEGER PRIMARY KEY);").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  clock.Advance(kEpochWaitBound - absl::Milliseconds(1));
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(log.proposals_, 1);
+  // but no longer than the bound other nodes wait for rows too.
+  clock.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(log.proposals_, 2);
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT count(*) FROM sqlite_master WHERE name = 'fresh';"),
+            "1\n");
+}
+
+TEST(ChangeShipperTest, AfterARestartASchemaChangeListsWhatTheShardsHadAppliedThen) {
+  // The commit indexes of the rows a run before committed are not kept: what the shards had
+  // applied here when the shipper began stands for them.
+  ShardRouter router(4);
+  Node a("ship-restart-a", router), b("ship-restart-b", router);
+  LogPerShard log({&a, &b});
+  SchemaEpochs epochs(4);
+  epochs.Applied(1, 7);
+  epochs.Applied(3, 12);
+  auto shipper =
+      ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE fresh (id INTEGER PRIMARY KEY);").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_EQ(log.committed_.size(), 1u);
+  const change::v1::ChangeBatch& schema = log.committed_[0].batch;
+  EXPECT_EQ(Listed(schema), (std::map<uint32_t, uint64_t>{{1, 7}, {3, 12}}));
 }
 
 TEST(ChangeShipperTest, ATableChangedWhileItsCreateIsInFlightGoesAsAChangeOfWhatWasSent) {

@@ -13,9 +13,17 @@
 // (a change the schema here cannot take goes to the dead letters and is retried after the next
 // schema change).
 //
-// The invariant: on every node, a row batch applies after every schema change its origin had
-// when it read its rows. One integer compare per batch on the apply side (Applied, WaitFor only
-// when it does not hold).
+// The other way round (part B): the origin proposes a schema change only once every row batch
+// it read before the change committed, and lists in it, per shard, the index of its last row
+// batch committed there (ChangeBatch.rows_committed_through; after a restart, what the shard had
+// applied there at the start); shard 0 applies it only once each listed shard applied that far
+// here, waiting the same way and bounded the same. The two waits never wait on each other: an
+// entry at or below a listed index committed before the schema change was proposed, so the
+// epoch it carries is below the schema change's index.
+//
+// The invariants: on every node, a row batch applies after every schema change its origin had
+// when it read its rows, and before every schema change its origin made after it committed.
+// One integer compare per batch on the apply side (Applied, WaitFor only when it does not hold).
 //
 // Thread-safe: the state machines of every shard (apply worker threads) and the shipper (pump
 // thread) use it.
@@ -67,6 +75,8 @@ class SchemaEpochs {
   // (LoadSchemaEpoch). Only moves up.
   void SchemaAt(uint64_t index);
 
+  // The number of shards.
+  int shards() const { return count_; }
   // The apply side. What `shard` has applied here (in the open round's transaction, or before).
   uint64_t applied(int shard) const { return shards_[shard].applied.load(); }
   // `shard` applied up to `index`: wakes the shards that wait for it to get there. `index` may

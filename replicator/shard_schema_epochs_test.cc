@@ -7,6 +7,7 @@
 #include <glog/logging.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -268,6 +269,64 @@ TEST(ShardSchemaEpochsTest, AShardWaitingForASchemaEpochIsCountedWhileItWaits) {
   EXPECT_EQ(m.schema_waiting_shards.Value(), 0);
   EXPECT_EQ(m.schema_waits_given_up.Value(), 1);
   EXPECT_EQ(node.Sql("SELECT count(*) FROM t;"), "2\n");
+}
+
+// CreateTable(name) as its origin proposed it once its rows committed in `through` (shard ->
+// index).
+change::v1::ChangeBatch CreateTableAfter(const std::string& name,
+                                         const std::map<uint32_t, uint64_t>& through) {
+  change::v1::ChangeBatch batch = CreateTable(name);
+  for (const auto& [shard, index] : through)
+    (*batch.mutable_rows_committed_through())[shard] = index;
+  return batch;
+}
+
+TEST(ShardSchemaEpochsTest, ASchemaChangeWaitsForTheRowsItsOriginCommittedBeforeIt) {
+  Node node("rows-before");
+  std::vector<int> woken;
+  node.epochs().set_wake([&](int shard) { woken.push_back(shard); });
+  // Given a schema change whose origin's rows committed in shard 1 up to index 3, and shard 1
+  // here at 1,
+  ASSERT_TRUE(node.Apply(1, {Entry(1, Row(1, 0))}).ok());
+  const raft::host::AppliedEntry schema = Entry(2, CreateTableAfter("u", {{1, 3}}));
+  // shard 0 waits, applying nothing of it (counted, and saying why);
+  absl::Status s = node.Apply(0, {schema});
+  ASSERT_TRUE(raft::host::ShardWaitBound(s).has_value()) << s;
+  EXPECT_EQ(raft::host::ShardWaitEntry(s), 2u);
+  EXPECT_NE(s.message().find("waits for shard 1 to apply index 3"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("rows its origin committed before it"), std::string::npos) << s;
+  EXPECT_EQ(node.metrics().schema_waiting_shards.Value(), 1);
+  EXPECT_EQ(node.Sql("SELECT count(*) FROM sqlite_master WHERE name = 'u';"), "0\n");
+  EXPECT_EQ(node.epochs().applied(0), 0u);
+  // once shard 1 applied those rows, shard 0 is woken and applies it.
+  ASSERT_TRUE(node.Apply(1, {Entry(2, Row(2, 0))}).ok());
+  EXPECT_TRUE(woken.empty());
+  ASSERT_TRUE(node.Apply(1, {Entry(3, Row(3, 0))}).ok());
+  EXPECT_EQ(woken, std::vector<int>{0});
+  ASSERT_TRUE(node.Apply(0, {schema}).ok());
+  EXPECT_EQ(node.Sql("SELECT count(*) FROM sqlite_master WHERE name = 'u';"), "1\n");
+  EXPECT_EQ(node.Sql("SELECT count(*) FROM t;"), "3\n");
+  EXPECT_EQ(node.metrics().schema_waiting_shards.Value(), 0);
+  EXPECT_EQ(node.metrics().schema_waits_given_up.Value(), 0);
+}
+
+TEST(ShardSchemaEpochsTest, ASchemaChangeWaitsForItsRowsAtMostTheBoundAndOlderOnesNotAtAll) {
+  Node node("rows-before-bound");
+  // A schema change of an older version lists nothing: it applies at once;
+  ASSERT_TRUE(node.Apply(0, {Entry(1, CreateTable("u"))}).ok());
+  // one that lists this shard itself, or a shard this node does not have, waits for neither;
+  ASSERT_TRUE(node.Apply(0, {Entry(2, CreateTableAfter("v", {{0, 9}, {kShards, 9}}))}).ok());
+  // one whose rows never get here waits the bound, then applies: counted as given up.
+  const raft::host::AppliedEntry schema = Entry(3, CreateTableAfter("w", {{1, 5}}));
+  absl::Status s = node.Apply(0, {schema});
+  ASSERT_TRUE(raft::host::ShardWaitBound(s).has_value()) << s;
+  node.clock().Advance(kEpochWaitBound);
+  ASSERT_TRUE(node.Apply(0, {schema}).ok());
+  EXPECT_EQ(node.metrics().schema_waits_given_up.Value(), 1);
+  EXPECT_EQ(node.metrics().schema_waiting_shards.Value(), 0);
+  EXPECT_EQ(node.Sql("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
+                     "WHERE name IN ('u', 'v', 'w') ORDER BY name);"),
+            "u,v,w\n");
 }
 
 }  // namespace

@@ -142,6 +142,7 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
     return ApplyVerification(round, e.index, *batch);
   }
   absl::Status ready = AwaitSchemaEpoch(e.index, *batch);
+  if (ready.ok()) ready = AwaitRowsBefore(e.index, *batch);
   NoteWaiting(!ready.ok());
   if (!ready.ok()) return ready;
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
@@ -201,6 +202,29 @@ absl::Status ShardStateMachine::AwaitSchemaEpoch(uint64_t index,
   const uint64_t epoch = batch.schema_epoch();
   if (options_.epochs == nullptr || epoch <= options_.epochs->applied(0)) return absl::OkStatus();
   return AwaitShard(index, 0, epoch, "the schema change its rows were read after");
+}
+
+absl::Status ShardStateMachine::AwaitRowsBefore(uint64_t index,
+                                                const change::v1::ChangeBatch& batch) {
+  if (options_.epochs == nullptr || batch.rows_committed_through().empty()) {
+    return absl::OkStatus();
+  }
+  // In shard order: the wait is the same whatever order the map is read in.
+  std::map<uint32_t, uint64_t> through(batch.rows_committed_through().begin(),
+                                       batch.rows_committed_through().end());
+  for (const auto& [shard, target] : through) {
+    // This shard's own entries before it applied already; a shard this node does not have is
+    // of a cluster of another shape.
+    if (static_cast<int>(shard) == shard_ ||
+        shard >= static_cast<uint32_t>(options_.epochs->shards())) {
+      continue;
+    }
+    if (options_.epochs->applied(static_cast<int>(shard)) >= target) continue;
+    absl::Status s =
+        AwaitShard(index, static_cast<int>(shard), target, "rows its origin committed before it");
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t target,

@@ -20,7 +20,9 @@
 // change of shard 0 waits, before anything of it is applied, until shard 0 applied that change
 // here: the shard waits (raft::host::ShardWaitStatus), holding neither a SQLite lock nor the
 // writer's turn, and resumes when shard 0 gets there, or after kEpochWaitBound, applying it then
-// as before (logged).
+// as before (logged). The other way round, shard 0 applies a batch of schema changes only once
+// every shard it lists applied the rows its origin committed there before it
+// (ChangeBatch.rows_committed_through), waiting the same way, bounded the same.
 //
 // The host's apply rounds (raft::host::ApplyRounds) are the writer's rounds (ShardApplyRounds):
 // a call made in a round works in that round (its transaction); a call outside rounds makes a
@@ -107,6 +109,10 @@ class ShardStateMachine : public raft::host::StateMachine {
   // OK when the batch at `index` may apply now (its schema epoch is applied here, or it waited
   // kEpochWaitBound already), else the wait (raft::host::ShardWaitStatus).
   absl::Status AwaitSchemaEpoch(uint64_t index, const change::v1::ChangeBatch& batch);
+  // OK when the schema changes at `index` may apply now: every shard it lists
+  // (ChangeBatch.rows_committed_through) applied that far here, or the entry waited
+  // kEpochWaitBound already; else the wait.
+  absl::Status AwaitRowsBefore(uint64_t index, const change::v1::ChangeBatch& batch);
   // OK once `shard` applied `target` here, or when the entry at `index` waited for it
   // kEpochWaitBound (logged: `what` says why it waited); else the wait.
   absl::Status AwaitShard(uint64_t index, int shard, uint64_t target, const char* what);

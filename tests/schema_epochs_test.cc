@@ -2,7 +2,9 @@
 // on one node, with rows written right before and after each change there and writers on the
 // other nodes, ends with the same rows on every node, none in the dead letters; rows of a new
 // column wait on a node whose shard 0 cannot apply the column yet (halted there), and apply with
-// it once shard 0 got there. Real marmot processes, the sqlite3 shell as the application.
+// it once shard 0 got there; a column dropped and added again after rows were written with it
+// waits, on a node whose rows' shard is halted, for those rows, so that the column added again
+// holds none of the old values. Real marmot processes, the sqlite3 shell as the application.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -52,12 +54,10 @@ TEST(SchemaEpochsTest, AColumnDroppedAndAddedAgainUnderItsNameKeepsTheRowsAround
   for (int i = 1; i <= 20; ++i) absl::StrAppend(&rows, "(", i, ", 'a", i, "', 'old", i, "'),");
   rows.pop_back();
   cluster.Sql(1, absl::StrCat("INSERT INTO t VALUES ", rows, ";"));
-  // on every node before the schema changes (rows committed before a schema change are not
-  // ordered before it yet, part (B): under load they came back to node 1 itself after p was
-  // added again, and wrote their old p there),
-  ASSERT_TRUE(cluster.WaitForSame(".mode quote\nSELECT * FROM t ORDER BY id;", 60s))
-      << cluster.OnEveryNode("SELECT count(*) FROM t;");
-  // when node 1 drops p and writes right after it,
+  // when node 1 drops p and writes right after it (before its rows went anywhere: they apply
+  // before the drop everywhere, node 1 too: before the rows committed before a schema change were
+  // ordered before it, they came back to node 1 itself after p was added again under load, and
+  // wrote their old p there),
   cluster.Sql(1,
               "ALTER TABLE t DROP COLUMN p;"
               "INSERT INTO t (id, a) VALUES (21, 'a21'), (22, 'a22'), (23, 'a23');"
@@ -182,6 +182,82 @@ TEST(SchemaEpochsTest, RowsOfANewColumnWaitForShard0WhereItIsHaltedAndApplyWithI
             absl::StrCat("c", ids[0], "\n"));
   EXPECT_TRUE(testing::WaitFor(
       [&] { return Waiting(cluster, 3, 1).empty() && Halted(cluster, 3, 0).empty(); }, 60s));
+  EXPECT_EQ(Metric(cluster, 3, "marmot_shards_waiting_for_schema"),
+            "marmot_shards_waiting_for_schema 0");
+  EXPECT_EQ(Metric(cluster, 3, "marmot_schema_waits_given_up_total"),
+            "marmot_schema_waits_given_up_total 0");
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_EQ(cluster.Sql(id, kDeadLetters), "0\n") << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("applying without it"))) << "node " << id;
+  }
+}
+
+TEST(SchemaEpochsTest, RowsCommittedBeforeASchemaChangeApplyBeforeItWhereTheirShardLags) {
+  setenv("AUTH_KEY", kAuth, 1);
+  constexpr int kShards = 2;
+  // Node 3 lacks table x and keeps no dead letter: a change of x halts its shard 1 (the rows'
+  // shard) while its shard 0 goes on.
+  testing::LocalCluster cluster({.nodes = 3,
+                                 .shards = kShards,
+                                 .schema =
+                                     "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, p TEXT);"
+                                     "CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT);",
+                                 .rows_before = {{3, "DROP TABLE x;"}}});
+  cluster.SetNodeFlags(3, {"-max-dead-letters=0"});
+  cluster.Start();
+  const std::string t = ".mode quote\nSELECT * FROM t ORDER BY id;";
+  // Given node 3's shard 1 halted on a row of x,
+  const int64_t x1 = IdsOfShard("x", 1, kShards, 1)[0];
+  cluster.Sql(1, absl::StrCat("INSERT INTO x VALUES (", x1, ", 'x');"));
+  ASSERT_TRUE(testing::WaitFor([&] { return !Halted(cluster, 3, 1).empty(); }, 60s))
+      << Tail(cluster.log(3));
+  // and rows of t in shard 1 written on node 1 with the first p, committed (node 2 has them),
+  const std::vector<int64_t> ids = IdsOfShard("t", 1, kShards, 5);
+  std::string rows;
+  for (int64_t id : ids) absl::StrAppend(&rows, "(", id, ", 'a", id, "', 'old", id, "'),");
+  rows.pop_back();
+  cluster.Sql(1, absl::StrCat("INSERT INTO t VALUES ", rows, ";"));
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, t) == cluster.Sql(1, t); }, 60s))
+      << cluster.OnEveryNode(t);
+  // when node 1 drops p (nodes 1 and 2 apply it),
+  cluster.Sql(1, "ALTER TABLE t DROP COLUMN p;");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return cluster.Sql(1, kColumnsOfT) == "id,a\n" && cluster.Sql(2, kColumnsOfT) == "id,a\n";
+      },
+      60s))
+      << cluster.OnEveryNode(kColumnsOfT);
+  // then adds p again (another column under the old name) and writes it in one row,
+  cluster.Sql(1, absl::StrCat("ALTER TABLE t ADD COLUMN p TEXT; UPDATE t SET p = 'new' WHERE id = ",
+                              ids[0], ";"));
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, t) == cluster.Sql(1, t); }, 60s))
+      << cluster.OnEveryNode(t);
+  ASSERT_EQ(cluster.Sql(2, kColumnsOfT), "id,a,p\n");
+  // node 3's shard 0 does not apply the drop before the rows committed before it: it waits for
+  // shard 1 (else it would apply the drop and the add, as node 2 did, and the rows after them).
+  const std::string epoch = "SELECT shard0_index FROM \"__marmot__schema_epoch\";";
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return !Waiting(cluster, 3, 0).empty() || cluster.Sql(3, epoch) == cluster.Sql(2, epoch);
+      },
+      60s))
+      << cluster.OnEveryNode(epoch) << Tail(cluster.log(3));
+  EXPECT_THAT(Waiting(cluster, 3, 0), HasSubstr("waits for shard 1 to apply index"));
+  EXPECT_THAT(Waiting(cluster, 3, 0), HasSubstr("rows its origin committed before it"));
+  EXPECT_EQ(Metric(cluster, 3, "marmot_shards_waiting_for_schema"),
+            "marmot_shards_waiting_for_schema 1");
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t;"), "0\n");
+  // Once x is made there, shard 1 resumes and applies the rows, then shard 0 the drop and the
+  // add: node 3 holds what node 1 does, the re-added p none of the old values,
+  cluster.Sql(3, "CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT);");
+  EXPECT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, t) == cluster.Sql(1, t); }, 60s))
+      << cluster.OnEveryNode(t) << Tail(cluster.log(3));
+  EXPECT_EQ(cluster.Sql(3, kColumnsOfT), "id,a,p\n");
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t WHERE p LIKE 'old%';"), "0\n");
+  EXPECT_EQ(cluster.Sql(3, absl::StrCat("SELECT p FROM t WHERE id = ", ids[0], ";")), "new\n");
+  // and nothing went to the dead letters or gave up waiting.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return Waiting(cluster, 3, 0).empty() && Halted(cluster, 3, 1).empty(); }, 60s));
   EXPECT_EQ(Metric(cluster, 3, "marmot_shards_waiting_for_schema"),
             "marmot_shards_waiting_for_schema 0");
   EXPECT_EQ(Metric(cluster, 3, "marmot_schema_waits_given_up_total"),
