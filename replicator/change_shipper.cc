@@ -86,17 +86,7 @@ ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardR
       options_(options),
       queued_(router.shards()),
       inflight_(router.shards()),
-      own_committed_(router.shards()) {
-  // What the shards had applied here when the shipper began stands for the rows this node
-  // committed before (their commit indexes are not kept): a row the last run committed was
-  // applied here before its change-log row was marked done, and one not marked is read and
-  // proposed again.
-  if (options_.epochs != nullptr) {
-    for (int shard = 0; shard < router.shards(); ++shard) {
-      own_committed_[shard] = options_.epochs->applied(shard);
-    }
-  }
-}
+      own_committed_(router.shards()) {}
 
 ChangeShipper::~ChangeShipper() = default;
 
@@ -336,6 +326,18 @@ int64_t ChangeShipper::ProposeReady() {
       LOG(WARNING) << "proposing this node's schema change without waiting longer for the rows "
                       "read before it to commit ("
                    << kEpochWaitBound << " passed): they may apply after it elsewhere";
+    }
+    if (!own_committed_before_start_ && options_.epochs != nullptr) {
+      // The rows this node committed before its start: their commit indexes are not kept, what
+      // the shards applied here by now stands for them. A row of the last run was applied here
+      // before its change-log row was marked done; one not marked is read and proposed again
+      // (under the schema of that read); an entry that committed as it stopped, unknown to it, is
+      // covered once the host replayed its log (usually done by now: a schema change waits
+      // schema_quiet first).
+      for (int shard = 0; shard < router_.shards(); ++shard) {
+        own_committed_[shard] = std::max(own_committed_[shard], options_.epochs->applied(shard));
+      }
+      own_committed_before_start_ = true;
     }
     auto batch = std::make_unique<Inflight>();
     for (int shard = 1; shard < router_.shards(); ++shard) {

@@ -241,9 +241,10 @@ class ChangeShipper {
   absl::Time settling_since_ = absl::InfinitePast();
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
-  // Per shard: the Raft index of this node's last batch of rows that committed there (from the
-  // start: what the shard had applied here; see the constructor).
+  // Per shard: the Raft index of this node's last batch of rows that committed there, and
+  // whether it takes the rows committed before this start into account (ProposeReady).
   std::vector<uint64_t> own_committed_;
+  bool own_committed_before_start_ = false;
   int64_t buffered_ = 0;
   // The schema epoch of the rows this Pump reads (ShipperOptions::epochs).
   uint64_t read_epoch_ = 0;

@@ -15,11 +15,11 @@
 //
 // The other way round (part B): the origin proposes a schema change only once every row batch
 // it read before the change committed, and lists in it, per shard, the index of its last row
-// batch committed there (ChangeBatch.rows_committed_through; after a restart, what the shard had
-// applied there at the start); shard 0 applies it only once each listed shard applied that far
-// here, waiting the same way and bounded the same. The two waits never wait on each other: an
-// entry at or below a listed index committed before the schema change was proposed, so the
-// epoch it carries is below the schema change's index.
+// batch committed there (ChangeBatch.rows_committed_through; the first after a start, at least
+// what the shard had applied there then); shard 0 applies it only once each listed shard applied
+// that far here, waiting the same way and bounded the same. The two waits never wait on each other:
+// an entry at or below a listed index committed before the schema change was proposed, so the epoch
+// it carries is below the schema change's index.
 //
 // The invariants: on every node, a row batch applies after every schema change its origin had
 // when it read its rows, and before every schema change its origin made after it committed.
