@@ -269,6 +269,10 @@ TEST(ChangeApplierTest, OwnChangeAppliesAgainOverARowAnUpsertOfAnotherKeyDeleted
   EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(key || ' ' || origin || ' ' || winner_origin) "
                               "FROM (SELECT * FROM \"__marmot__conflicts\" ORDER BY id)"),
             Value::Text("1 0 2,9 2 1"));
+  // Row 1 had no version: named by origin 0 and a negative id made of its key and the entry
+  // (the same on every node), not by this node's own count of conflicts.
+  EXPECT_EQ(*a.db->QueryValue("SELECT change_id < 0 FROM \"__marmot__conflicts\" WHERE key = '1'"),
+            Value::Integer(1));
 }
 
 TEST(ChangeApplierTest, AnotherNodesChangeOfARowWithAPendingLocalChangeIsHeldOrSkipped) {

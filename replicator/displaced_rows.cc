@@ -79,15 +79,14 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
     as_written->set_at_ms(c.at_ms());
     // A row with no version (written behind marmot's back) is named by no change: an id of its
     // own, below every change's, unique among this node's conflicts.
-    int64_t change_id = 0;
-    if (version->has_value()) {
-      change_id = (*version)->change_id;
-    } else {
-      absl::StatusOr<sqlite::Value> next = at.db.QueryKeptValue(absl::StrCat(
-          "SELECT coalesce(max(id), 0) + 1 FROM ", sqlite::QuoteIdentifier(kConflictsTable)));
-      if (!next.ok()) return next.status();
-      change_id = -next->integer();
-    }
+    // A row with no version (written behind marmot's back) is named by no change: an id of its
+    // own below every change's, from its key and the entry, the same on every node.
+    const int64_t change_id =
+        version->has_value() ? (*version)->change_id
+                             : -static_cast<int64_t>((at.router.Hash(t.table(), row.key) ^
+                                                      (at.raft_index * 0x9E3779B97F4A7C15ULL)) >>
+                                                     2) -
+                                   1;
     as_written->set_change_id(change_id);
     const size_t offset = w.keyed_by_rowid ? 1 : 0;
     if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(row.row[0]);

@@ -5,12 +5,12 @@
 // writes to that constraint's columns: two nodes that gave one email to two rows concurrently
 // end, in the shard's order, with the later write's row only. Such a deleted row is kept in
 // `__marmot__conflicts` (conflict_store.h), as a conflict the later write won: its values as
-// they were, as an insert made by the change that was its row's version (or by no change, 0, when
-// it had none), with the winner's origin and change id. Its version becomes the winner's when
-// the row is in the same shard, so a change of it made without seeing its removal is a conflict
-// too; a row of another shard keeps its version, and a row without one stays without. A row whose
-// version is the winner's own origin is not kept: that node gave the value away itself (its change
-// of that row may still be on its way in another shard).
+// they were, as an insert made by the change that was its row's version (or, when it had none, by
+// origin 0 and a negative id made of its key and the entry), with the winner's origin and change
+// id. Its version becomes the winner's when the row is in the same shard, so a change of it made
+// without seeing its removal is a conflict too; a row of another shard keeps its version, and a row
+// without one stays without. A row whose version is the winner's own origin is not kept: that node
+// gave the value away itself (its change of that row may still be on its way in another shard).
 //
 // Every node applies a shard in one order and decides the same; a node whose own change not yet
 // applied holds the value keeps the other node's change at once instead (ChangeApplier,
