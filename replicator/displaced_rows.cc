@@ -2,8 +2,6 @@
 
 #include <glog/logging.h>
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "replicator/replaced_rows.h"
 #include "replicator/value_codec.h"
@@ -29,19 +27,11 @@ absl::StatusOr<std::vector<RowInTheWay>> WriteAndListReplaced(
       if (absl::Status s = write(); !s.ok()) return s;
       deleted = recorder.Take();
     }
-    const std::vector<std::vector<sqlite::Value>> own = KeysOf(t, KeyPositions(t), c);
-    const size_t width = w.whole_columns.size() + (w.keyed_by_rowid ? 1 : 0);
-    for (std::vector<sqlite::Value>& row : deleted) {
-      if (row.size() != width) {
-        LOG(ERROR) << "a row deleted from " << t.table() << " has " << row.size()
-                   << " values where its table has " << width << ": not kept";
-        continue;
-      }
-      RowInTheWay replaced;
-      for (int i : w.whole_key) replaced.key.push_back(row[i]);
-      if (std::find(own.begin(), own.end(), replaced.key) != own.end()) continue;
-      replaced.row = std::move(row);
-      gone.push_back(std::move(replaced));
+    int unfit = 0;
+    gone = OtherKeysDeleted(w, t, c, std::move(deleted), unfit);
+    if (unfit > 0) {
+      LOG(ERROR) << unfit << " row(s) deleted from " << t.table() << " do not have its "
+                 << w.whole_columns.size() << " column(s): not kept";
     }
     return gone;
   }

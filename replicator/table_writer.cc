@@ -314,17 +314,28 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Databas
   if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
   if (IsDatabaseFailure(written)) return written;
   if (!written.ok()) return replaced;
+  int unfit = 0;
+  return OtherKeysDeleted(w, t, c, std::move(deleted), unfit);
+}
+
+std::vector<RowInTheWay> OtherKeysDeleted(const TableWriter& w, const TableChanges& t,
+                                          const Change& c, std::vector<std::vector<Value>> deleted,
+                                          int& unfit) {
+  std::vector<RowInTheWay> rows;
   const std::vector<std::vector<Value>> own = KeysOf(t, KeyPositions(t), c);
   const size_t width = w.whole_columns.size() + (w.keyed_by_rowid ? 1 : 0);
   for (std::vector<Value>& row : deleted) {
-    if (row.size() != width) continue;
+    if (row.size() != width) {
+      ++unfit;
+      continue;
+    }
     RowInTheWay r;
     for (int i : w.whole_key) r.key.push_back(row[i]);
     if (std::find(own.begin(), own.end(), r.key) != own.end()) continue;
     r.row = std::move(row);
-    replaced.push_back(std::move(r));
+    rows.push_back(std::move(r));
   }
-  return replaced;
+  return rows;
 }
 
 absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, const TableWriter& w,

@@ -83,6 +83,14 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
                                                         const change::v1::Change& c,
                                                         std::vector<RowInTheWay> in_the_way);
 
+// Of the rows `deleted` while `c` (a change of `t`, written with `w`) was written, as
+// ReplacedRowsRecorder reports them, those of other keys than `c` touches. Rows whose width is
+// not the writer's ([rowid,] whole_columns) are counted in `unfit`, not returned.
+std::vector<RowInTheWay> OtherKeysDeleted(const TableWriter& w, const change::v1::TableChanges& t,
+                                          const change::v1::Change& c,
+                                          std::vector<std::vector<sqlite::Value>> deleted,
+                                          int& unfit);
+
 // The rows of other keys than `c`'s that its upsert deletes here, found by writing it in a
 // savepoint rolled back at once, as SQLite's preupdate hook reports the deletes: for a writer
 // with an index no probe asks about (unprobed_unique). Errors as RowsReplacedBy's.
