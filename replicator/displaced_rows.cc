@@ -3,7 +3,6 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "replicator/replaced_rows.h"
 #include "replicator/value_codec.h"
 
 namespace marmot::replicator {
@@ -13,31 +12,18 @@ using change::v1::TableChanges;
 
 namespace {
 
-// Runs `write` and lists the rows of other keys than `c`'s that it deleted. Through the writer's
-// probes (the rows in the way before, those gone after) when they cover every UNIQUE index of the
-// table; otherwise as SQLite's preupdate hook reports the deletes.
+// Runs `write` and lists the rows of other keys than `c`'s that it deleted, each as it was
+// before: those in the way before (the writer's probes, or, when they do not cover every UNIQUE
+// index of the table, a trial write of `write` rolled back) that are gone after it.
 absl::StatusOr<std::vector<RowInTheWay>> WriteAndListReplaced(
     const DisplacingWrite& at, const TableWriter& w, const TableChanges& t, const Change& c,
     absl::FunctionRef<absl::Status()> write) {
-  std::vector<RowInTheWay> gone;
-  if (w.unprobed_unique) {
-    std::vector<std::vector<sqlite::Value>> deleted;
-    {
-      ReplacedRowsRecorder recorder(at.db, t.table(), w.keyed_by_rowid);
-      if (absl::Status s = write(); !s.ok()) return s;
-      deleted = recorder.Take();
-    }
-    int unfit = 0;
-    gone = OtherKeysDeleted(w, t, c, std::move(deleted), unfit);
-    if (unfit > 0) {
-      LOG(ERROR) << unfit << " row(s) deleted from " << t.table() << " do not have its "
-                 << w.whole_columns.size() << " column(s): not kept";
-    }
-    return gone;
-  }
-  absl::StatusOr<std::vector<RowInTheWay>> in_the_way = RowsInTheWay(at.db, w, t, c);
+  absl::StatusOr<std::vector<RowInTheWay>> in_the_way =
+      w.unprobed_unique ? RowsATrialWriteReplaces(at.db, w, t, c, write)
+                        : RowsInTheWay(at.db, w, t, c);
   if (!in_the_way.ok()) return in_the_way.status();
   if (absl::Status s = write(); !s.ok()) return s;
+  std::vector<RowInTheWay> gone;
   for (RowInTheWay& row : *in_the_way) {
     absl::StatusOr<bool> there = RowExists(at.db, w, row.key);
     if (!there.ok()) return there.status();
@@ -67,8 +53,6 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
     Change* as_written = lost.add_changes();
     as_written->set_op(change::v1::OP_INSERT);
     as_written->set_at_ms(c.at_ms());
-    // A row with no version (written behind marmot's back) is named by no change: an id of its
-    // own, below every change's, unique among this node's conflicts.
     // A row with no version (written behind marmot's back) is named by no change: an id of its
     // own below every change's, from its key and the entry, the same on every node.
     const int64_t change_id =

@@ -23,7 +23,10 @@
 // (TakeKeptAtOnce). Probes compare as each index does (its collation, not the column's).
 // Rows of two shards meet in no single order: with more than one shard, which
 // of two such rows survives may differ between nodes (Verify finds it), and neither is lost.
-// Unique indexes on expressions are not probed: what their upserts delete is not seen.
+// Unique indexes that no probe can ask about (on an expression, on a generated column) are
+// learnt by a trial write rolled back: SQLite's preupdate hook names the rows it deletes, read
+// as they were before the real write (RowsATrialWriteReplaces); only such tables pay for it. A
+// kept row holds the table's writable columns only: generated ones are computed on every node.
 #ifndef MARMOT_REPLICATOR_DISPLACED_ROWS_H_
 #define MARMOT_REPLICATOR_DISPLACED_ROWS_H_
 

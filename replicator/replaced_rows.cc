@@ -31,8 +31,8 @@ sqlite::Value ToValue(sqlite3_value* v) {
 }  // namespace
 
 ReplacedRowsRecorder::ReplacedRowsRecorder(sqlite::Database& db, std::string table,
-                                           bool keyed_by_rowid)
-    : db_(db), table_(std::move(table)), keyed_by_rowid_(keyed_by_rowid) {
+                                           std::vector<int> key_columns)
+    : db_(db), table_(std::move(table)), key_columns_(std::move(key_columns)) {
   sqlite3_preupdate_hook(db_.raw(), &ReplacedRowsRecorder::OnChange, this);
 }
 
@@ -46,16 +46,15 @@ void ReplacedRowsRecorder::OnChange(void* self, sqlite3* db, int op, const char*
   if (op != SQLITE_DELETE || std::strcmp(schema, "main") != 0 || recorder->table_ != table) {
     return;
   }
-  std::vector<sqlite::Value> row;
-  if (recorder->keyed_by_rowid_) row.push_back(sqlite::Value::Integer(old_rowid));
-  const int columns = sqlite3_preupdate_count(db);
-  for (int i = 0; i < columns; ++i) {
+  std::vector<sqlite::Value> identity;
+  if (recorder->key_columns_.empty()) identity.push_back(sqlite::Value::Integer(old_rowid));
+  for (int i : recorder->key_columns_) {
     sqlite3_value* v = nullptr;
-    row.push_back(sqlite3_preupdate_old(db, i, &v) == SQLITE_OK && v != nullptr
-                      ? ToValue(v)
-                      : sqlite::Value::Null());
+    identity.push_back(sqlite3_preupdate_old(db, i, &v) == SQLITE_OK && v != nullptr
+                           ? ToValue(v)
+                           : sqlite::Value::Null());
   }
-  recorder->rows_.push_back(std::move(row));
+  recorder->rows_.push_back(std::move(identity));
 }
 
 }  // namespace marmot::replicator

@@ -200,6 +200,26 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
                              QuoteIdentifier(table), " WHERE ", absl::StrJoin(terms, " AND "));
     w.unique_probes.push_back(std::move(probe));
   }
+  if (!w.unprobed_unique) return w;
+  if (!local->without_rowid) {
+    w.select_replaced = absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ",
+                                     QuoteIdentifier(table), " WHERE rowid = ?");
+    return w;
+  }
+  // SQLite's preupdate hook numbers a row's columns among all of them, generated ones too.
+  absl::StatusOr<std::vector<std::vector<Value>>> all_columns = db.QueryRows(absl::StrCat(
+      "SELECT name FROM pragma_table_xinfo(", Value::Text(table).DebugString(), ") ORDER BY cid"));
+  if (!all_columns.ok()) return all_columns.status();
+  std::vector<std::string> key_by_key;
+  for (const std::string& k : key_columns) {
+    for (size_t i = 0; i < all_columns->size(); ++i) {
+      if ((*all_columns)[i][0].bytes() == k) w.replaced_key_columns.push_back(static_cast<int>(i));
+    }
+    key_by_key.push_back(QuoteIdentifier(k) + " IS ?");
+  }
+  w.select_replaced =
+      absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ", QuoteIdentifier(table),
+                   " WHERE ", absl::StrJoin(key_by_key, " AND "));
   return w;
 }
 
@@ -298,44 +318,56 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
   return rows;
 }
 
-absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Database& db,
-                                                                 const TableWriter& w,
-                                                                 const TableChanges& t,
-                                                                 const Change& c) {
+absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
+    sqlite::Database& db, const TableWriter& w, const TableChanges& t, const Change& c,
+    absl::FunctionRef<absl::Status()> write) {
   std::vector<RowInTheWay> replaced;
   if (absl::Status s = db.Exec("SAVEPOINT trial_write"); !s.ok()) return s;
   absl::Status written;
   std::vector<std::vector<Value>> deleted;
   {
-    ReplacedRowsRecorder recorder(db, t.table(), w.keyed_by_rowid);
-    written = ApplyChange(db, w, t, c);
+    ReplacedRowsRecorder recorder(db, t.table(), w.replaced_key_columns);
+    written = write();
     deleted = recorder.Take();
   }
   if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
   if (IsDatabaseFailure(written)) return written;
   if (!written.ok()) return replaced;
-  int unfit = 0;
-  return OtherKeysDeleted(w, t, c, std::move(deleted), unfit);
-}
-
-std::vector<RowInTheWay> OtherKeysDeleted(const TableWriter& w, const TableChanges& t,
-                                          const Change& c, std::vector<std::vector<Value>> deleted,
-                                          int& unfit) {
-  std::vector<RowInTheWay> rows;
+  // The rows are back as they were: read each whole, as a probe would have.
   const std::vector<std::vector<Value>> own = KeysOf(t, KeyPositions(t), c);
-  const size_t width = w.whole_columns.size() + (w.keyed_by_rowid ? 1 : 0);
-  for (std::vector<Value>& row : deleted) {
-    if (row.size() != width) {
-      ++unfit;
+  const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
+  for (const std::vector<Value>& identity : deleted) {
+    absl::StatusOr<sqlite::Statement*> stmt = db.Kept(w.select_replaced);
+    if (!stmt.ok()) return stmt.status();
+    if (absl::Status s = (*stmt)->BindAll(identity); !s.ok()) return s;
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    RowInTheWay row;
+    if (*found) {
+      for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
+    }
+    (*stmt)->Reset();
+    if (!*found) {
+      // Only a row the write itself made and deleted again, which the rollback took away too.
       continue;
     }
-    RowInTheWay r;
-    for (int i : w.whole_key) r.key.push_back(row[i]);
-    if (std::find(own.begin(), own.end(), r.key) != own.end()) continue;
-    r.row = std::move(row);
-    rows.push_back(std::move(r));
+    for (int i : w.whole_key) row.key.push_back(row.row[i]);
+    const bool seen = std::any_of(replaced.begin(), replaced.end(),
+                                  [&](const RowInTheWay& r) { return r.key == row.key; });
+    if (seen || std::find(own.begin(), own.end(), row.key) != own.end()) continue;
+    replaced.push_back(std::move(row));
   }
-  return rows;
+  return replaced;
+}
+
+absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Database& db,
+                                                                 const TableWriter& w,
+                                                                 const TableChanges& t,
+                                                                 const Change& c) {
+  return RowsATrialWriteReplaces(db, w, t, c, [&] { return ApplyChange(db, w, t, c); });
 }
 
 absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, const TableWriter& w,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/change.pb.h"
@@ -53,9 +54,16 @@ struct TableWriter {
     std::vector<int> values;
   };
   std::vector<UniqueProbe> unique_probes;
-  // A UNIQUE index that no probe asks about (on an expression, or on a column the change does
-  // not carry): what an upsert replaces through it is learnt only as the write runs.
+  // A UNIQUE index that no probe asks about (on an expression, on a generated column, or on a
+  // column the change does not carry): what an upsert replaces through it is learnt only by
+  // writing (RowsATrialWriteReplaces).
   bool unprobed_unique = false;
+  // With unprobed_unique: SELECT [rowid,] whole_columns of one row as ReplacedRowsRecorder names
+  // it (binds its rowid, or its key for a WITHOUT ROWID table)...
+  std::string select_replaced;
+  // ...and, for a WITHOUT ROWID table, the positions of its key columns among all its columns
+  // (generated ones counted), where the recorder reads a deleted row's key; empty otherwise.
+  std::vector<int> replaced_key_columns;
 };
 
 // A row of another key than a change's that the change's upsert may replace through another
@@ -83,17 +91,17 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
                                                         const change::v1::Change& c,
                                                         std::vector<RowInTheWay> in_the_way);
 
-// Of the rows `deleted` while `c` (a change of `t`, written with `w`) was written, as
-// ReplacedRowsRecorder reports them, those of other keys than `c` touches. Rows whose width is
-// not the writer's ([rowid,] whole_columns) are counted in `unfit`, not returned.
-std::vector<RowInTheWay> OtherKeysDeleted(const TableWriter& w, const change::v1::TableChanges& t,
-                                          const change::v1::Change& c,
-                                          std::vector<std::vector<sqlite::Value>> deleted,
-                                          int& unfit);
-
-// The rows of other keys than `c`'s that its upsert deletes here, found by writing it in a
-// savepoint rolled back at once, as SQLite's preupdate hook reports the deletes: for a writer
-// with an index no probe asks about (unprobed_unique). Errors as RowsReplacedBy's.
+// The rows of other keys than those `c` (a change of `t`) touches that `write` (which writes
+// `c`, or some of its columns, with `w`) deletes here, each as it was ([rowid,]
+// whole_columns): for a writer with an index no probe asks about (unprobed_unique). Found by
+// running `write` in a savepoint rolled back at once: SQLite's preupdate hook names the rows it
+// deletes (ReplacedRowsRecorder), which are then read back as they were. Nothing when the write
+// fails (it will fail again when it is made); only the database's own failure is an error.
+// Inside the caller's transaction, or a transaction of its own.
+absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
+    sqlite::Database& db, const TableWriter& w, const change::v1::TableChanges& t,
+    const change::v1::Change& c, absl::FunctionRef<absl::Status()> write);
+// The same for the write of the whole change (ApplyChange).
 absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Database& db,
                                                                  const TableWriter& w,
                                                                  const change::v1::TableChanges& t,

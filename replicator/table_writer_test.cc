@@ -199,6 +199,86 @@ TEST_F(TableWriterTest, RowsInTheWayAreTheOtherRowsHoldingTheUniqueValuesWritten
   EXPECT_TRUE(*RowExists(*db_, *w, {Value::Integer(3)}));
 }
 
+// A UNIQUE generated column (VIRTUAL or STORED), which no probe can ask about, in rowid tables
+// and in a WITHOUT ROWID one whose key columns come after it: a trial write names the row of
+// another key the upsert replaces, whole as it was (its writable columns only, as the writer
+// has them, whatever SQLite's preupdate hook would report of its generated ones), and leaves
+// the table as it was. The write itself then replaces that row.
+TEST_F(TableWriterTest, ATrialWriteNamesTheRowsReplacedThroughAGeneratedUniqueColumn) {
+  ASSERT_TRUE(
+      db_->Exec("CREATE TABLE gv (id INTEGER PRIMARY KEY, email TEXT, lc TEXT GENERATED "
+                "  ALWAYS AS (lower(email)) VIRTUAL UNIQUE, name TEXT);"
+                "CREATE TABLE gs (id INTEGER PRIMARY KEY, email TEXT, lc TEXT GENERATED "
+                "  ALWAYS AS (lower(email)) STORED UNIQUE, name TEXT);"
+                "CREATE TABLE gt (id TEXT PRIMARY KEY, lc TEXT GENERATED ALWAYS AS "
+                "  (lower(email)) VIRTUAL UNIQUE, email TEXT, name TEXT);"
+                "CREATE TABLE gw (name TEXT, lc TEXT GENERATED ALWAYS AS (lower(email)) "
+                "  STORED UNIQUE, twice GENERATED ALWAYS AS (k * 2) VIRTUAL, email TEXT,"
+                "  k INTEGER, PRIMARY KEY (k, name)) WITHOUT ROWID;"
+                "INSERT INTO gv (id, email, name) VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');"
+                "INSERT INTO gs (id, email, name) VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');"
+                "INSERT INTO gt (id, email, name) VALUES ('1', 'a@x', 'one'), "
+                "  ('2', 'b@x', 'two');"
+                "INSERT INTO gw (k, name, email) VALUES (1, 'one', 'a@x'), (2, 'two', 'b@x');")
+          .ok());
+  struct Case {
+    TableChanges t;
+    Change c;
+    std::string replaced;  // key : row
+  };
+  const std::vector<Case> cases = {
+      {Header("gv", {"id", "email", "name"}, {"id"}),
+       Upsert(7, {Value::Integer(1), Value::Text("B@X"), Value::Text("three")}),
+       "2 : 2 'b@x' 'two' "},
+      {Header("gs", {"id", "email", "name"}, {"id"}),
+       Upsert(7, {Value::Integer(1), Value::Text("B@X"), Value::Text("three")}),
+       "2 : 2 'b@x' 'two' "},
+      {Header("gt", {"id", "email", "name"}, {"id"}),
+       Upsert(7, {Value::Text("1"), Value::Text("B@X"), Value::Text("three")}),
+       "'2' : '2' 'b@x' 'two' "},
+      {Header("gw", {"name", "email", "k"}, {"k", "name"}),
+       Upsert(7, {Value::Text("one"), Value::Text("B@X"), Value::Integer(1)}),
+       "2 'two' : 'two' 'b@x' 2 "},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.t.table());
+    absl::StatusOr<TableWriter> w =
+        PlanWriter(*db_, k.t.table(), {k.t.columns().begin(), k.t.columns().end()},
+                   {k.t.key_columns().begin(), k.t.key_columns().end()});
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_TRUE(w->unprobed_unique);
+    const std::string before = Rows("SELECT * FROM " + k.t.table());
+    absl::StatusOr<std::vector<RowInTheWay>> replaced = RowsATrialWriteReplaces(*db_, *w, k.t, k.c);
+    ASSERT_TRUE(replaced.ok()) << replaced.status();
+    std::string out;
+    for (const RowInTheWay& r : *replaced) {
+      for (const Value& v : r.key) absl::StrAppend(&out, v.DebugString(), " ");
+      out += ": ";
+      for (const Value& v : r.row) absl::StrAppend(&out, v.DebugString(), " ");
+    }
+    EXPECT_EQ(out, k.replaced);
+    EXPECT_EQ(Rows("SELECT * FROM " + k.t.table()), before);
+    ASSERT_TRUE(ApplyChange(*db_, *w, k.t, k.c).ok());
+    EXPECT_EQ(Rows("SELECT count(*) FROM " + k.t.table()), "1 \n");
+  }
+}
+
+// A trial write that fails (a CHECK) names nothing and leaves the table as it was.
+TEST_F(TableWriterTest, AFailingTrialWriteNamesNothing) {
+  ASSERT_TRUE(db_->Exec("CREATE TABLE gc (id INTEGER PRIMARY KEY, email TEXT, lc TEXT GENERATED "
+                        "  ALWAYS AS (lower(email)) VIRTUAL UNIQUE, n INTEGER CHECK (n < 10));"
+                        "INSERT INTO gc (id, email, n) VALUES (1, 'a@x', 1), (2, 'b@x', 2);")
+                  .ok());
+  const TableChanges gc = Header("gc", {"id", "email", "n"}, {"id"});
+  absl::StatusOr<TableWriter> w = PlanWriter(*db_, "gc", {"id", "email", "n"}, {"id"});
+  ASSERT_TRUE(w.ok()) << w.status();
+  absl::StatusOr<std::vector<RowInTheWay>> replaced = RowsATrialWriteReplaces(
+      *db_, *w, gc, Upsert(7, {Value::Integer(1), Value::Text("b@x"), Value::Integer(99)}));
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_TRUE(replaced->empty());
+  EXPECT_EQ(Rows("SELECT id, email, n FROM gc ORDER BY id"), "1 'a@x' 1 \n2 'b@x' 2 \n");
+}
+
 TEST_F(TableWriterTest, MalformedChangesAreRefusedAndWriteNothing) {
   Change short_row = Upsert(1, {Value::Integer(1)});
   EXPECT_EQ(Write(item_, short_row).code(), absl::StatusCode::kInvalidArgument);
