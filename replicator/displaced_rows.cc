@@ -32,6 +32,32 @@ absl::StatusOr<std::vector<RowInTheWay>> WriteAndListReplaced(
   return gone;
 }
 
+// Row `row` of `w`'s table ([rowid,] whole_columns) as every other node holds it, when its
+// version here is held (`held`, row_versions.h): this node's row still holds what its
+// application wrote, the others the held change (the columns it does not carry as here).
+// Nullopt when that change leaves no row of this key there (a delete, a rekey away from it):
+// the write replaced nothing there.
+absl::StatusOr<std::optional<std::vector<sqlite::Value>>> AsOtherNodesHoldIt(
+    const TableWriter& w, const RowInTheWay& row, const std::string& held) {
+  TableChanges h;
+  if (!h.ParseFromString(held) || h.changes_size() != 1) {
+    return absl::DataLossError("a held version cannot be read");
+  }
+  const Change& hc = h.changes(0);
+  if (hc.op() == change::v1::OP_DELETE || hc.row_size() != h.columns_size() ||
+      KeyOf(h, KeyPositions(h), hc) != row.key) {
+    return std::nullopt;
+  }
+  std::vector<sqlite::Value> values = row.row;
+  const size_t offset = w.keyed_by_rowid ? 1 : 0;
+  for (size_t i = 0; i < w.whole_columns.size(); ++i) {
+    for (int j = 0; j < h.columns_size(); ++j) {
+      if (h.columns(j) == w.whole_columns[i]) values[i + offset] = FromWire(hc.row(j));
+    }
+  }
+  return values;
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
@@ -46,6 +72,14 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
     absl::StatusOr<std::optional<RowVersion>> version = at.versions.Get(t.table(), *key);
     if (!version.ok()) return version.status();
     if (version->has_value() && (*version)->origin == at.origin) continue;
+    std::vector<sqlite::Value> values = row.row;
+    if (version->has_value() && !(*version)->held.empty()) {
+      absl::StatusOr<std::optional<std::vector<sqlite::Value>>> there =
+          AsOtherNodesHoldIt(w, row, (*version)->held);
+      if (!there.ok()) return there.status();
+      if (!there->has_value()) continue;
+      values = **there;
+    }
     TableChanges lost;
     lost.set_table(t.table());
     for (const std::string& column : w.whole_columns) lost.add_columns(column);
@@ -63,8 +97,8 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
                                    1;
     as_written->set_change_id(change_id);
     const size_t offset = w.keyed_by_rowid ? 1 : 0;
-    if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(row.row[0]);
-    for (size_t i = offset; i < row.row.size(); ++i) *as_written->add_row() = ToWire(row.row[i]);
+    if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(values[0]);
+    for (size_t i = offset; i < values.size(); ++i) *as_written->add_row() = ToWire(values[i]);
     const uint64_t lost_origin = version->has_value() ? (*version)->origin : 0;
     if (absl::Status s = at.conflicts.Insert({.shard = at.shard,
                                               .raft_index = at.raft_index,

@@ -11,6 +11,9 @@
 // without seeing its removal is a conflict too; a row of another shard keeps its version, and a row
 // without one stays without. A row whose version is the winner's own origin is not kept: that node
 // gave the value away itself (its change of that row may still be on its way in another shard).
+// A row whose version is held here (row_versions.h: this node's row still holds what its
+// application wrote) is kept as every other node holds it, with the held change's values; not
+// at all when that change left no row of its key there (a delete, a rekey away).
 //
 // Every node applies a shard in one order and decides the same; a node whose own change not yet
 // applied holds the value keeps the other node's change at once instead (ChangeApplier,

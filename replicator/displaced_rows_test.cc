@@ -43,6 +43,96 @@ class DisplacedRowsTest : public ::testing::TestWithParam<std::string> {
     conflicts_ = std::make_unique<ConflictStore>(*db_);
   }
 
+  static std::string Row2() { return "2"; }
+
+  ::testing::AssertionResult SetVersionOfRow2(RowVersion version) {
+    version.columns = 3;
+    absl::Status s = versions_->Set("account", Row2(), version);
+    if (s.ok()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << s;
+  }
+
+  // Node 1's change 11 of row 2 (an update to `name`, or a delete), as a held version keeps it.
+  static std::string Held(change::v1::Op op, const std::string& name) {
+    TableChanges t;
+    t.set_table("account");
+    for (const char* column : {"id", "email", "name"}) t.add_columns(column);
+    t.add_key_columns("id");
+    Change* c = t.add_changes();
+    c->set_change_id(11);
+    c->set_op(op);
+    if (op == change::v1::OP_DELETE) {
+      *c->add_old_key() = ToWire(Value::Integer(2));
+    } else {
+      for (const Value& v : {Value::Integer(2), Value::Text("b@x"), Value::Text(name)}) {
+        *c->add_row() = ToWire(v);
+      }
+    }
+    return t.SerializeAsString();
+  }
+
+  // Node 3's change 21 (entry 9) gives row 1 row 2's email, 'B@X' for the generated
+  // lower(email), 'b@x' for the column.
+  absl::StatusOr<int64_t> WriteRow1TakingRow2sEmail() {
+    TableChanges t;
+    t.set_table("account");
+    for (const char* column : {"id", "email", "name"}) t.add_columns(column);
+    t.add_key_columns("id");
+    Change* c = t.add_changes();
+    c->set_change_id(21);
+    c->set_op(change::v1::OP_UPDATE);
+    const std::string email = GetParam() == "column" ? "b@x" : "B@X";
+    for (const Value& v : {Value::Integer(1), Value::Text(email), Value::Text("three")}) {
+      *c->add_row() = ToWire(v);
+    }
+    absl::StatusOr<TableWriter> w = PlanWriter(*db_, "account", {"id", "email", "name"}, {"id"});
+    if (!w.ok()) return w.status();
+    EXPECT_EQ(w->unprobed_unique, GetParam() != "column");
+    const DisplacingWrite at{.db = *db_,
+                             .versions = *versions_,
+                             .conflicts = *conflicts_,
+                             .router = router_,
+                             .shard = 0,
+                             .raft_index = 9,
+                             .origin = 3};
+    return WriteKeepingDisplaced(at, *w, t, *c, [&] { return ApplyChange(*db_, *w, t, *c); });
+  }
+
+  std::string Rows(const std::string& sql) {
+    absl::StatusOr<std::vector<std::vector<Value>>> rows = db_->QueryRows(sql);
+    if (!rows.ok()) return std::string(rows.status().message());
+    std::string out;
+    for (const auto& row : *rows) {
+      for (const Value& v : row) absl::StrAppend(&out, v.DebugString(), " ");
+      out += "\n";
+    }
+    return out;
+  }
+
+  // Each kept conflict: key origin change_id op winner_origin winner_change_id | its columns |
+  // its values.
+  std::string Kept() {
+    absl::StatusOr<std::vector<std::vector<Value>>> rows = db_->QueryRows(
+        "SELECT key, origin, change_id, op, winner_origin, winner_change_id, change "
+        "FROM \"__marmot__conflicts\" ORDER BY id");
+    if (!rows.ok()) return std::string(rows.status().message());
+    std::string out;
+    for (const auto& row : *rows) {
+      absl::StrAppend(&out, row[0].bytes(), " ");
+      for (int i = 1; i < 6; ++i) absl::StrAppend(&out, row[i].DebugString(), " ");
+      TableChanges kept;
+      if (!kept.ParseFromString(row[6].bytes()) || kept.changes_size() != 1) return "unreadable";
+      out += "|";
+      for (const std::string& column : kept.columns()) absl::StrAppend(&out, " ", column);
+      out += " |";
+      for (const change::v1::Value& v : kept.changes(0).row()) {
+        absl::StrAppend(&out, " ", FromWire(v).DebugString());
+      }
+      out += " \n";
+    }
+    return out;
+  }
+
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<RowVersions> versions_;
   std::unique_ptr<ConflictStore> conflicts_;
@@ -50,72 +140,52 @@ class DisplacedRowsTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(DisplacedRowsTest, ARowReplacedThroughAUniqueValueIsKeptWithItsWritableColumns) {
-  TableChanges t;
-  t.set_table("account");
-  for (const char* column : {"id", "email", "name"}) t.add_columns(column);
-  t.add_key_columns("id");
-  Change* c = t.add_changes();
-  c->set_change_id(21);
-  c->set_op(change::v1::OP_UPDATE);
-  // 'B@X' for the generated lower(email), 'b@x' for the column: row 2's value either way.
-  const std::string email = GetParam() == "column" ? "b@x" : "B@X";
-  for (const Value& v : {Value::Integer(1), Value::Text(email), Value::Text("three")}) {
-    *c->add_row() = ToWire(v);
-  }
-  absl::StatusOr<TableWriter> w = PlanWriter(*db_, "account", {"id", "email", "name"}, {"id"});
-  ASSERT_TRUE(w.ok()) << w.status();
-  EXPECT_EQ(w->unprobed_unique, GetParam() != "column");
-  absl::StatusOr<std::string> row_2 = versions_->KeyOf({Value::Integer(2)});
-  ASSERT_TRUE(row_2.ok());
-  ASSERT_TRUE(versions_
-                  ->Set("account", *row_2,
-                        {.shard = 0, .raft_index = 5, .origin = 1, .change_id = 11, .columns = 3})
-                  .ok());
-
-  const DisplacingWrite at{.db = *db_,
-                           .versions = *versions_,
-                           .conflicts = *conflicts_,
-                           .router = router_,
-                           .shard = 0,
-                           .raft_index = 9,
-                           .origin = 3};
-  absl::StatusOr<int64_t> kept =
-      WriteKeepingDisplaced(at, *w, t, *c, [&] { return ApplyChange(*db_, *w, t, *c); });
+  ASSERT_TRUE(SetVersionOfRow2({.shard = 0, .raft_index = 5, .origin = 1, .change_id = 11}));
+  absl::StatusOr<int64_t> kept = WriteRow1TakingRow2sEmail();
   ASSERT_TRUE(kept.ok()) << kept.status();
   EXPECT_EQ(*kept, 1);
-
-  absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db_->QueryRows("SELECT id, email, name FROM account");
-  ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 1u);
-  EXPECT_EQ((*rows)[0][2].bytes(), "three");
-  absl::StatusOr<std::vector<std::vector<Value>>> lost = db_->QueryRows(
-      "SELECT key, origin, change_id, op, winner_origin, winner_change_id, change "
-      "FROM \"__marmot__conflicts\"");
-  ASSERT_TRUE(lost.ok()) << lost.status();
-  ASSERT_EQ(lost->size(), 1u);
-  const std::vector<Value>& k = (*lost)[0];
-  EXPECT_EQ(k[0].bytes(), *row_2);
-  EXPECT_EQ(k[1].integer(), 1);
-  EXPECT_EQ(k[2].integer(), 11);
-  EXPECT_EQ(k[3].bytes(), "I");
-  EXPECT_EQ(k[4].integer(), 3);
-  EXPECT_EQ(k[5].integer(), 21);
-  TableChanges kept_change;
-  ASSERT_TRUE(kept_change.ParseFromString(k[6].bytes()));
-  ASSERT_EQ(kept_change.changes_size(), 1);
-  std::string columns, values;
-  for (const std::string& column : kept_change.columns()) absl::StrAppend(&columns, column, " ");
-  for (const change::v1::Value& v : kept_change.changes(0).row()) {
-    absl::StrAppend(&values, FromWire(v).DebugString(), " ");
-  }
-  EXPECT_EQ(columns, "id email name ");
-  EXPECT_EQ(values, "2 'b@x' 'two' ");
+  EXPECT_EQ(Rows("SELECT id, name FROM account"), "1 'three' \n");
+  EXPECT_EQ(Kept(), "2 1 11 'I' 3 21 | id email name | 2 'b@x' 'two' \n");
   // Row 2's version is now the write that replaced it (one shard).
-  absl::StatusOr<std::optional<RowVersion>> version = versions_->Get("account", *row_2);
+  absl::StatusOr<std::optional<RowVersion>> version = versions_->Get("account", Row2());
   ASSERT_TRUE(version.ok() && version->has_value());
   EXPECT_EQ((*version)->origin, 3u);
   EXPECT_EQ((*version)->change_id, 21);
+  EXPECT_TRUE((*version)->held.empty());
+}
+
+// Row 2's version here is held: node 1's change won in the shard over this node's changes of
+// it not applied yet, and this node's row keeps what its application wrote ('local') until
+// they lose (row_versions.h). Every other node holds node 1's change, and keeps that.
+TEST_P(DisplacedRowsTest, ARowWhoseVersionIsHeldIsKeptAsEveryOtherNodeHoldsIt) {
+  ASSERT_TRUE(db_->Exec("UPDATE account SET name = 'local' WHERE id = 2").ok());
+  ASSERT_TRUE(SetVersionOfRow2({.shard = 0,
+                                .raft_index = 5,
+                                .origin = 1,
+                                .change_id = 11,
+                                .held = Held(change::v1::OP_UPDATE, "held")}));
+  absl::StatusOr<int64_t> kept = WriteRow1TakingRow2sEmail();
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, 1);
+  EXPECT_EQ(Kept(), "2 1 11 'I' 3 21 | id email name | 2 'b@x' 'held' \n");
+}
+
+// ...and when node 1's change deleted row 2, no other node held it for the write to replace:
+// nothing is kept, and the version stays held (it is written when this node's changes lose).
+TEST_P(DisplacedRowsTest, ARowWhoseHeldVersionDeletedItIsNotKept) {
+  ASSERT_TRUE(SetVersionOfRow2({.shard = 0,
+                                .raft_index = 5,
+                                .origin = 1,
+                                .change_id = 11,
+                                .held = Held(change::v1::OP_DELETE, "")}));
+  absl::StatusOr<int64_t> kept = WriteRow1TakingRow2sEmail();
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, 0);
+  EXPECT_EQ(Kept(), "");
+  absl::StatusOr<std::optional<RowVersion>> version = versions_->Get("account", Row2());
+  ASSERT_TRUE(version.ok() && version->has_value());
+  EXPECT_EQ((*version)->change_id, 11);
+  EXPECT_FALSE((*version)->held.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(UniqueValue, DisplacedRowsTest,
