@@ -371,6 +371,36 @@ TEST(ChangeApplierTest, ARowAnotherRowsUniqueValueReplacedIsKeptAsAConflictOnEve
   }
 }
 
+TEST(ChangeApplierTest, AnEditOverARekeyKeptAtOnceTakesItsConflictsPlace) {
+  // Regression (review): node 2 moves row 2 to key 7 with the name node 1's pending change gave
+  // row 1, then edits row 7. Node 1 keeps the rekey at once (kKeepDisplaced); the edit, made by
+  // the same node after the rekey, takes its place. It was kept besides it: two conflicts on
+  // node 1 where every other node keeps one (the edit, once node 1's change replaces row 7).
+  Node a("rekey-at-once-a"), b("rekey-at-once-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b@x')");
+  const change::v1::ChangeBatch start = b.CapturedBatch(2);
+  for (Node* n : {&a, &b}) ASSERT_TRUE(n->applier->Apply(0, 1, start).ok());
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'z@x')");
+  const change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  b.Exec("UPDATE \"order\" SET id = 7, name = 'z@x' WHERE id = 2");
+  const change::v1::ChangeBatch rekey = b.CapturedBatch(2);
+  // Edited before the rekey came back applied on node 2: the edit names no version of row 7.
+  b.Exec("UPDATE \"order\" SET price = 9.5 WHERE id = 7");
+  const change::v1::ChangeBatch edit = b.CapturedBatch(2);  // Node 2's changes 1 to 3.
+  ASSERT_EQ(edit.tables(0).changes_size(), 3);
+  ASSERT_TRUE(a.applier->Apply(0, 2, rekey).ok());
+  ASSERT_TRUE(a.applier->Apply(0, 3, edit).ok());
+  auto own = a.applier->Apply(0, 4, mine);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(id || ' ' || name) FROM \"order\""),
+            Value::Text("1 z@x"));
+  EXPECT_EQ(*a.db->QueryValue("SELECT group_concat(key || ' ' || origin || ' ' || change_id) "
+                              "FROM \"__marmot__conflicts\""),
+            Value::Text(absl::StrCat("7 2 ", edit.tables(0).changes(2).change_id())));
+}
+
 TEST(ChangeApplierTest, APendingLocalChangeReadBeforeAColumnExistedLeavesThatColumnToOthers) {
   // Regression (hunt): ALTER TABLE ADD COLUMN on node 1 while both nodes write. Node 2's change
   // of a row was read before node 2 had the column; node 1's change of the row, with the

@@ -228,9 +228,10 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   // wrote it concurrently no longer holds: such a change applies over it, as a later change.
   if (v.columns > 0 && v.columns < table_.t_.columns_size()) return false;
   if (v.origin == c_.prev().origin() && v.change_id == c_.prev().change_id()) return false;
-  // A version of this node's change not applied yet is one it gave a row of another node at
-  // once, keeping that node's change (its `prev` here) as a conflict (KeepDisplacedNow): every
-  // other node wrote that change, and this one was made after seeing it there.
+  // A version of this node's change not applied yet is one it gave the rows of another node's
+  // change at once, keeping that change as a conflict (KeepDisplacedNow): every other node wrote
+  // that change, so this one is judged against it as they judge it (made after it, or by its
+  // origin). Found by every row it touches (a rekey's two), not by the one its conflict names.
   const uint64_t local = table_.state_.local_node;
   if (local == 0 || v.origin != local) return true;
   absl::StatusOr<int64_t> own_applied = table_.OwnChangesApplied();
@@ -238,22 +239,55 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   if (v.change_id <= *own_applied) return true;
   absl::StatusOr<std::vector<std::string>> keys = VersionKeys();
   if (!keys.ok()) return keys.status();
-  absl::StatusOr<Statement*> stmt = table_.state_.db.Kept(
-      absl::StrCat("SELECT id FROM ", sqlite::QuoteIdentifier(kConflictsTable),
-                   " WHERE origin = ?1 AND tbl = ?2 AND change_id = ?3 AND key = ?4 AND shard = ?5 "
-                   "AND winner_origin = ?6 AND winner_change_id = ?7"));
+  absl::StatusOr<Statement*> stmt = table_.state_.db.Kept(absl::StrCat(
+      "SELECT id, origin, change_id, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+      " WHERE tbl = ?1 AND shard = ?2 AND winner_origin = ?3 AND winner_change_id = ?4 "
+      "ORDER BY id DESC"));
   if (!stmt.ok()) return stmt.status();
   absl::Status bound =
-      (*stmt)->BindAll({Value::Integer(static_cast<int64_t>(c_.prev().origin())),
-                        Value::Text(table_.t_.table()), Value::Integer(c_.prev().change_id()),
-                        Value::Text(keys->front()), Value::Integer(table_.shard_),
+      (*stmt)->BindAll({Value::Text(table_.t_.table()), Value::Integer(table_.shard_),
                         Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id)});
   if (!bound.ok()) return bound;
-  absl::StatusOr<bool> found = (*stmt)->Step();
-  if (found.ok() && *found) kept_at_once_ = (*stmt)->Column(0).integer();
+  struct Kept {
+    int64_t id;
+    uint64_t origin;
+    int64_t change_id;
+    std::string change;
+  };
+  std::vector<Kept> kept;
+  for (;;) {
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    if (!*found) break;
+    kept.push_back({(*stmt)->Column(0).integer(),
+                    static_cast<uint64_t>((*stmt)->Column(1).integer()),
+                    (*stmt)->Column(2).integer(), (*stmt)->Column(3).bytes()});
+  }
   (*stmt)->Reset();
-  if (!found.ok()) return found.status();
-  return !*found;
+  for (const Kept& k : kept) {
+    change::v1::TableChanges t;
+    if (!t.ParseFromString(k.change) || t.changes_size() != 1) continue;
+    std::vector<std::string> its_keys;
+    for (const std::vector<Value>& key : KeysOf(t, KeyPositions(t), t.changes(0))) {
+      absl::StatusOr<std::string> text = table_.state_.versions->KeyOf(key);
+      if (!text.ok()) return text.status();
+      its_keys.push_back(*std::move(text));
+    }
+    if (std::find(its_keys.begin(), its_keys.end(), keys->front()) == its_keys.end()) continue;
+    // The newest such change is the row's version on every other node.
+    if (k.origin != table_.origin_ &&
+        (k.origin != c_.prev().origin() || k.change_id != c_.prev().change_id())) {
+      return true;
+    }
+    // Over the row it left behind, that change's conflict is no longer one (a change over the
+    // key a rekey left is not over its row).
+    if (its_keys.front() == keys->front()) kept_at_once_ = k.id;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace marmot::replicator

@@ -365,6 +365,29 @@ TEST(UniqueHuntTest, ARekeyTakingAnotherRowsValueKeepsThatRow) {
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
+// Node 1 moves row 2 to key 7, taking the email node 3 (down) gives row 1, then edits row 7.
+// Node 3 keeps the rekey at once (its own change holds the value there); the edit, made over
+// the rekey, takes its place there: one conflict, row 7 as node 1 edited it, on every node (a
+// rekey kept at once and looked up by another key would leave it a second conflict on node 3).
+TEST(UniqueHuntTest, AnEditOverARekeyKeptAtOnceTakesItsPlace) {
+  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
+  StaleWriteOnNode3(c,
+                    "UPDATE account SET id = 7, email = 'z@x' WHERE id = 2;"
+                    "UPDATE account SET name = 'later' WHERE id = 7;",
+                    "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;");
+  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|z@x|three\n", 30s)) << c.OnEveryNode(kRows);
+  constexpr char kWhich[] =
+      "SELECT key, origin, winner_origin, instr(change, CAST('later' AS BLOB)) > 0 FROM "
+      "\"__marmot__conflicts\";";
+  EXPECT_TRUE(c.WaitForEverywhere(kWhich, "7|1|3|1\n", 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 7}));
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+}
+
 // NULLs never clash in a UNIQUE column; a huge row that is replaced is kept whole.
 TEST(UniqueHuntTest, NullsStayAndAHugeReplacedRowIsKeptWhole) {
   testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
