@@ -22,6 +22,7 @@
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/pane_client.h"
+#include "tests/testing/stale_node.h"
 
 namespace marmot {
 namespace {
@@ -64,135 +65,86 @@ std::set<int64_t> PresentOrKept(const testing::LocalCluster& c, int node) {
   return ::testing::AssertionSuccess();
 }
 
-// Node 3 is down while node 1 writes `while_down`; meanwhile node 3's application writes
-// `stale` to its own file; then node 3 comes back and everything settles.
-void StaleWriteOnNode3(testing::LocalCluster& c, const std::string& while_down,
-                       const std::string& stale) {
-  ASSERT_EQ(c.StopNode(3), 0);
-  c.Sql(1, while_down);
-  const std::string after = c.Sql(1, kRows);
-  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == after; }, 30s))
-      << c.OnEveryNode(kRows);
-  c.Sql(3, stale);
-  c.StartNode(3);
-  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
-}
-
 // Node 1 changes an existing row 2 to an email that node 3, down, gives row 1. Node 3's change
 // comes later in the shard and replaces row 2 on nodes 1 and 2 (kept there). Node 3 keeps node
 // 1's change at once when it arrives (kKeepDisplaced): row 2 must be gone there too, not left
 // with the values it had before node 1's change.
 TEST(UniqueHuntTest, AnExistingRowGivenAValueAStaleNodeTookEndsTheSameEverywhere) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
-  StaleWriteOnNode3(c, "UPDATE account SET email = 'z@x' WHERE id = 2;",
-                    "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|z@x|three\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s(
+      {.schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);",
+       .start = "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');",
+       .while_down = "UPDATE account SET email = 'z@x' WHERE id = 2;",
+       .stale = "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|z@x|three\n", {1, 2});
 }
 
 // A unique index that compares without case on a column that compares with it: 'B@x' and
 // 'b@x' are one value to the index, so the upsert of one replaces the row of the other.
 TEST(UniqueHuntTest, AUniqueIndexWithItsOwnCollationKeepsTheRowItReplaced) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT);"
-                 "CREATE UNIQUE INDEX account_email ON account (email COLLATE NOCASE);"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  StaleWriteOnNode3(c, "INSERT INTO account VALUES (2, 'B@x', 'two');",
-                    "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|three\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s({.schema =
+                            "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT);"
+                            "CREATE UNIQUE INDEX account_email ON account (email COLLATE NOCASE);",
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one');",
+                        .while_down = "INSERT INTO account VALUES (2, 'B@x', 'two');",
+                        .stale = "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|b@x|three\n", {1, 2});
 }
 
 // A partial unique index: only active accounts hold their email. Node 3, down, gives its
 // inactive row 1 the email of node 1's new active row 2: the two do not clash anywhere, and
 // both stay on every node.
 TEST(UniqueHuntTest, RowsOutsideAPartialUniqueIndexDoNotDisplaceEachOther) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
-                 "active INTEGER);"
-                 "CREATE UNIQUE INDEX account_email ON account (email) WHERE active;"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one', 0);");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  StaleWriteOnNode3(c, "INSERT INTO account VALUES (2, 'b@x', 'two', 1);",
-                    "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|three\n2|b@x|two\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForEverywhere(kKept, "", 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s({.schema =
+                            "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
+                            "active INTEGER);"
+                            "CREATE UNIQUE INDEX account_email ON account (email) WHERE active;",
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one', 0);",
+                        .while_down = "INSERT INTO account VALUES (2, 'b@x', 'two', 1);",
+                        .stale = "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|b@x|three\n2|b@x|two\n", {1, 2});
+  EXPECT_TRUE(s.cluster().WaitForEverywhere(kKept, "", 30s)) << s.cluster().OnEveryNode(kKept);
 }
 
 // The same with both rows active: they clash, node 3's later write wins, row 2 is kept.
 TEST(UniqueHuntTest, RowsInsideAPartialUniqueIndexDisplaceAndAreKept) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
-                 "active INTEGER);"
-                 "CREATE UNIQUE INDEX account_email ON account (email) WHERE active;"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one', 1);");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  StaleWriteOnNode3(c, "INSERT INTO account VALUES (2, 'b@x', 'two', 1);",
-                    "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|three\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s({.schema =
+                            "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
+                            "active INTEGER);"
+                            "CREATE UNIQUE INDEX account_email ON account (email) WHERE active;",
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one', 1);",
+                        .while_down = "INSERT INTO account VALUES (2, 'b@x', 'two', 1);",
+                        .stale = "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|b@x|three\n", {1, 2});
 }
 
 // A UNIQUE pair: (team, email). Node 3, down, moves row 1 into the team where node 1 just
 // gave row 2 the same email.
 TEST(UniqueHuntTest, ACompositeUniqueConstraintKeepsTheRowItReplaced) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
-                 "team TEXT, UNIQUE (team, email));"});
-  c.Start();
-  c.Sql(1,
-        "INSERT INTO account VALUES (1, 'a@x', 'one', 'red'), (2, 'a@x', 'two', 'blue'), "
-        "(3, 'b@x', 'x', 'blue');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|a@x|two\n3|b@x|x\n", 30s));
-  StaleWriteOnNode3(c, "UPDATE account SET team = 'green' WHERE id = 2;",
-                    "UPDATE account SET team = 'green', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|three\n3|b@x|x\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2, 3}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s(
+      {.schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
+                 "team TEXT, UNIQUE (team, email));",
+       .start = "INSERT INTO account VALUES (1, 'a@x', 'one', 'red'), (2, 'a@x', 'two', 'blue'), "
+                "(3, 'b@x', 'x', 'blue');",
+       .while_down = "UPDATE account SET team = 'green' WHERE id = 2;",
+       .stale = "UPDATE account SET team = 'green', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|a@x|three\n3|b@x|x\n", {1, 2, 3});
 }
 
 // Values that SQLite's index holds equal though their storage classes differ: 1 and 1.0 in a
 // column without a type.
 TEST(UniqueHuntTest, AnIntegerAndARealOfOneValueClashAndTheReplacedRowIsKept) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email UNIQUE, name TEXT);"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  StaleWriteOnNode3(c, "INSERT INTO account VALUES (2, 1, 'two');",
-                    "UPDATE account SET email = 1.0, name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|1.0|three\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s(
+      {.schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email UNIQUE, name TEXT);",
+       .start = "INSERT INTO account VALUES (1, 'a@x', 'one');",
+       .while_down = "INSERT INTO account VALUES (2, 1, 'two');",
+       .stale = "UPDATE account SET email = 1.0, name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|1.0|three\n", {1, 2});
 }
 
 constexpr char kAccount[] =
@@ -231,20 +183,15 @@ TEST(UniqueHuntTest, ThreeNodesGivingOneValueKeepTwoRowsTheSameEverywhere) {
 // transaction) while node 3, down, renames row 1. Node 3's rename was made without seeing the
 // swap: it loses and is kept; the swap stands on every node.
 TEST(UniqueHuntTest, ASwapOfTwoRowsValuesWhileAStaleNodeEditsOneEndsTheSameEverywhere) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
-  StaleWriteOnNode3(c,
-                    "BEGIN; UPDATE account SET email = 'swap' WHERE id = 1;"
-                    "UPDATE account SET email = 'a@x' WHERE id = 2;"
-                    "UPDATE account SET email = 'b@x' WHERE id = 1; COMMIT;",
-                    "UPDATE account SET name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|one\n2|a@x|two\n", 30s))
-      << c.OnEveryNode(kRows) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s({.schema = kAccount,
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');",
+                        .while_down = "BEGIN; UPDATE account SET email = 'swap' WHERE id = 1;"
+                                      "UPDATE account SET email = 'a@x' WHERE id = 2;"
+                                      "UPDATE account SET email = 'b@x' WHERE id = 1; COMMIT;",
+                        .stale = "UPDATE account SET name = 'three' WHERE id = 1;",
+                        .kept_query = kKeptRows});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|b@x|one\n2|a@x|two\n", {1, 2});
 }
 
 // Node 1 gives row 2 the email node 3 (down) gives row 1; node 2, having seen it, moves row 2
@@ -353,16 +300,13 @@ TEST(UniqueHuntTest, KeptRowsTravelWithASnapshot) {
 
 // The stale node's write that takes row 2's new email also moves row 1 to another key.
 TEST(UniqueHuntTest, ARekeyTakingAnotherRowsValueKeepsThatRow) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
-  StaleWriteOnNode3(c, "UPDATE account SET email = 'z@x' WHERE id = 2;",
-                    "UPDATE account SET id = 5, email = 'z@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "5|z@x|three\n", 30s)) << c.OnEveryNode(kRows);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {2, 5}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  testing::StaleNode s(
+      {.schema = kAccount,
+       .start = "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');",
+       .while_down = "UPDATE account SET email = 'z@x' WHERE id = 2;",
+       .stale = "UPDATE account SET id = 5, email = 'z@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("5|z@x|three\n", {2, 5});
 }
 
 // Node 1 moves row 2 to key 7, taking the email node 3 (down) gives row 1, then edits row 7.
@@ -370,56 +314,44 @@ TEST(UniqueHuntTest, ARekeyTakingAnotherRowsValueKeepsThatRow) {
 // the rekey, takes its place there: one conflict, row 7 as node 1 edited it, on every node (a
 // rekey kept at once and looked up by another key would leave it a second conflict on node 3).
 TEST(UniqueHuntTest, AnEditOverARekeyKeptAtOnceTakesItsPlace) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n2|b@x|two\n", 30s));
-  StaleWriteOnNode3(c,
-                    "UPDATE account SET id = 7, email = 'z@x' WHERE id = 2;"
-                    "UPDATE account SET name = 'later' WHERE id = 7;",
-                    "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;");
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|z@x|three\n", 30s)) << c.OnEveryNode(kRows);
+  testing::StaleNode s({.schema = kAccount,
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two');",
+                        .while_down = "UPDATE account SET id = 7, email = 'z@x' WHERE id = 2;"
+                                      "UPDATE account SET name = 'later' WHERE id = 7;",
+                        .stale = "UPDATE account SET email = 'z@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|z@x|three\n", {1, 7});
+  const testing::LocalCluster& c = s.cluster();
   constexpr char kWhich[] =
       "SELECT key, origin, winner_origin, instr(change, CAST('later' AS BLOB)) > 0 FROM "
       "\"__marmot__conflicts\";";
   EXPECT_TRUE(c.WaitForEverywhere(kWhich, "7|1|3|1\n", 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 7}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
 // NULLs never clash in a UNIQUE column; a huge row that is replaced is kept whole.
 TEST(UniqueHuntTest, NullsStayAndAHugeReplacedRowIsKeptWhole) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one'), (3, 'c@x', 'three');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n3|c@x|three\n", 30s));
-  StaleWriteOnNode3(c,
-                    "INSERT INTO account VALUES (2, NULL, 'two'), "
-                    "(4, 'd@x', hex(randomblob(400000)));",
-                    "UPDATE account SET email = NULL WHERE id = 1;"
-                    "UPDATE account SET email = 'd@x' WHERE id = 3;");
-  constexpr char kShort[] = "SELECT id, email, length(name) FROM account ORDER BY id;";
-  EXPECT_TRUE(c.WaitForEverywhere(kShort, "1||3\n2||3\n3|d@x|5\n", 30s)) << c.OnEveryNode(kShort);
-  EXPECT_TRUE(c.WaitForSame(kKept, 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2, 3, 4}));
+  testing::StaleNode s(
+      {.schema = kAccount,
+       .start = "INSERT INTO account VALUES (1, 'a@x', 'one'), (3, 'c@x', 'three');",
+       .while_down = "INSERT INTO account VALUES (2, NULL, 'two'), "
+                     "(4, 'd@x', hex(randomblob(400000)));",
+       .stale = "UPDATE account SET email = NULL WHERE id = 1;"
+                "UPDATE account SET email = 'd@x' WHERE id = 3;",
+       .rows_query = "SELECT id, email, length(name) FROM account ORDER BY id;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1||3\n2||3\n3|d@x|5\n", {1, 2, 3, 4});
   // The kept row is node 1's whole row 4.
-  EXPECT_TRUE(c.WaitForEverywhere(
+  EXPECT_TRUE(s.cluster().WaitForEverywhere(
       "SELECT key, origin, length(change) > 800000 FROM \"__marmot__conflicts\";", "4|1|1\n", 30s));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
 // With several shards the rows of two keys meet in no single order, but none is lost: the
 // stale-node scenarios above, over four shards.
 TEST(UniqueHuntTest, StaleWritesTakingValuesOverFourShardsLoseNoRow) {
-  testing::LocalCluster c({.nodes = 3, .shards = 4, .schema = kAccount});
-  c.Start();
   std::string rows = "INSERT INTO account VALUES ";
   for (int id = 1; id <= 20; ++id) {
     absl::StrAppend(&rows, id == 1 ? "" : ", ", "(", id, ", 'e", id, "@x', 'n", id, "')");
   }
-  c.Sql(1, rows + ";");
-  ASSERT_TRUE(c.WaitForSame(kRows, 30s));
   std::string down, stale;
   for (int id = 1; id <= 10; ++id) {
     // Node 1 gives row id+10 a new email that node 3 gives row id; for even ids node 1 then
@@ -431,11 +363,14 @@ TEST(UniqueHuntTest, StaleWritesTakingValuesOverFourShardsLoseNoRow) {
     absl::StrAppend(&stale, "UPDATE account SET email = 'z", id,
                     "@x', name = 'three' WHERE id = ", id, ";");
   }
-  StaleWriteOnNode3(c, down, stale);
+  testing::StaleNode s(
+      {.schema = kAccount, .shards = 4, .start = rows + ";", .while_down = down, .stale = stale});
+  ASSERT_TRUE(s.Play());
+  const testing::LocalCluster& c = s.cluster();
   std::set<int64_t> ids;
   for (int id = 1; id <= 20; ++id) ids.insert(id);
-  EXPECT_TRUE(testing::WaitFor([&] { return EveryIdAccountedFor(c, ids); }, 60s));
-  EXPECT_TRUE(EveryIdAccountedFor(c, ids));
+  EXPECT_TRUE(testing::WaitFor([&] { return s.EveryIdAccountedFor(ids); }, 60s));
+  EXPECT_TRUE(s.EveryIdAccountedFor(ids));
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
@@ -448,12 +383,12 @@ class UniqueHuntPaneTest : public ::testing::Test {
 
 // An operator lists a row kept through a UNIQUE value and resolves it: gone on every node.
 TEST_F(UniqueHuntPaneTest, AKeptRowIsListedAndResolvedOnEveryNode) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kAccount});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  StaleWriteOnNode3(c, "INSERT INTO account VALUES (2, 'b@x', 'two');",
-                    "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
+  testing::StaleNode s({.schema = kAccount,
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one');",
+                        .while_down = "INSERT INTO account VALUES (2, 'b@x', 'two');",
+                        .stale = "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  testing::LocalCluster& c = s.cluster();
   constexpr char kCount[] = "SELECT count(*) FROM \"__marmot__conflicts\";";
   ASSERT_TRUE(c.WaitForEverywhere(kCount, "1\n", 30s)) << c.OnEveryNode(kKept);
   for (int node = 1; node <= 3; ++node) {

@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "sqlite/testing/sqlite_cli.h"
 #include "tests/testing/local_cluster.h"
+#include "tests/testing/stale_node.h"
 #include "tests/testing/subprocess.h"
 
 namespace marmot {
@@ -57,50 +58,35 @@ constexpr char kConflicts[] =
 // 2 was deleted on every node by node 3's change (SQLite's REPLACE in the applier), with no
 // conflict kept. Now it is kept, the same on every node, and row 1 is node 3's everywhere.
 TEST(UniqueValuesTest, AStaleNodeTakingAnotherRowsUniqueValueKeepsThatRowAsAConflict) {
-  testing::LocalCluster c({.nodes = 3, .shards = 1, .schema = kSchema});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
-  constexpr char kRows[] = "SELECT id, email, name FROM account ORDER BY id;";
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  ASSERT_EQ(c.StopNode(3), 0);
-  c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
-  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|one\n2|b@x|two\n"; }, 30s));
-  c.Sql(3, "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
-  c.StartNode(3);
-  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|b@x|three\n", 30s)) << c.OnEveryNode(kRows);
+  testing::StaleNode s({.schema = kSchema,
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one');",
+                        .while_down = "INSERT INTO account VALUES (2, 'b@x', 'two');",
+                        .stale = "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;",
+                        .kept_query = kConflicts});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|b@x|three\n", {1, 2});
+  const testing::LocalCluster& c = s.cluster();
   constexpr char kKept[] =
       "SELECT tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\";";
   EXPECT_TRUE(c.WaitForEverywhere(kKept, "account|2|1|I|3\n", 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForSame(kConflicts, 30s)) << c.OnEveryNode(kConflicts);
-  EXPECT_TRUE(EveryIdAccountedFor(c, 1, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
 // The same through a UNIQUE index on an expression, which no probe can ask about: SQLite's
 // preupdate hook tells which row the write replaced (kept), and a trial write which row this
 // node's own pending change holds (node 3 keeps node 1's row at once, its own change stays).
 TEST(UniqueValuesTest, ARowReplacedThroughAnIndexOnAnExpressionIsKeptToo) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT);"
-                 "CREATE UNIQUE INDEX account_email ON account (lower(email));"});
-  c.Start();
-  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
-  constexpr char kRows[] = "SELECT id, email, name FROM account ORDER BY id;";
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
-  ASSERT_EQ(c.StopNode(3), 0);
-  c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
-  ASSERT_TRUE(testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|one\n2|b@x|two\n"; }, 30s));
-  c.Sql(3, "UPDATE account SET email = 'B@X', name = 'three' WHERE id = 1;");
-  c.StartNode(3);
-  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|B@X|three\n", 30s)) << c.OnEveryNode(kRows);
+  testing::StaleNode s({.schema =
+                            "CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, name TEXT);"
+                            "CREATE UNIQUE INDEX account_email ON account (lower(email));",
+                        .start = "INSERT INTO account VALUES (1, 'a@x', 'one');",
+                        .while_down = "INSERT INTO account VALUES (2, 'b@x', 'two');",
+                        .stale = "UPDATE account SET email = 'B@X', name = 'three' WHERE id = 1;"});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|B@X|three\n", {1, 2});
+  const testing::LocalCluster& c = s.cluster();
   constexpr char kKept[] =
       "SELECT tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\";";
   EXPECT_TRUE(c.WaitForEverywhere(kKept, "account|2|1|I|3\n", 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
 // The same through a UNIQUE generated column, VIRTUAL or STORED (`kind`): the change carries no
@@ -109,32 +95,23 @@ TEST(UniqueValuesTest, ARowReplacedThroughAnIndexOnAnExpressionIsKeptToo) {
 // node 1's row 2 on every node; row 2 is kept everywhere, as the same conflict, without the
 // generated column's value (it cannot be written).
 void AStaleNodeTakingAGeneratedUniqueValue(const std::string& kind) {
-  testing::LocalCluster c(
-      {.nodes = 3,
-       .shards = 1,
-       .schema = absl::StrCat("CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, "
+  testing::StaleNode s(
+      {.schema = absl::StrCat("CREATE TABLE account (id INTEGER PRIMARY KEY, email TEXT, "
                               "email_lc TEXT GENERATED ALWAYS AS (lower(email)) ",
-                              kind, " UNIQUE, name TEXT);")});
-  c.Start();
-  c.Sql(1, "INSERT INTO account (id, email, name) VALUES (1, 'a@x', 'one');");
-  constexpr char kRows[] = "SELECT id, email, email_lc, name FROM account ORDER BY id;";
-  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|a@x|one\n", 30s));
-  ASSERT_EQ(c.StopNode(3), 0);
-  c.Sql(1, "INSERT INTO account (id, email, name) VALUES (2, 'b@x', 'two');");
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return c.Sql(2, kRows) == "1|a@x|a@x|one\n2|b@x|b@x|two\n"; }, 30s));
-  c.Sql(3, "UPDATE account SET email = 'B@X', name = 'three' WHERE id = 1;");
-  c.StartNode(3);
-  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
-  EXPECT_TRUE(c.WaitForEverywhere(kRows, "1|B@X|b@x|three\n", 30s)) << c.OnEveryNode(kRows);
+                              kind, " UNIQUE, name TEXT);"),
+       .start = "INSERT INTO account (id, email, name) VALUES (1, 'a@x', 'one');",
+       .while_down = "INSERT INTO account (id, email, name) VALUES (2, 'b@x', 'two');",
+       .stale = "UPDATE account SET email = 'B@X', name = 'three' WHERE id = 1;",
+       .rows_query = "SELECT id, email, email_lc, name FROM account ORDER BY id;",
+       .kept_query = kConflicts});
+  ASSERT_TRUE(s.Play());
+  s.ExpectSettled("1|B@X|b@x|three\n", {1, 2});
   // Row 2 kept, node 1's insert that node 3's change replaced, its values without email_lc.
+  const testing::LocalCluster& c = s.cluster();
   constexpr char kKept[] =
       "SELECT tbl, key, origin, op, winner_origin, instr(change, CAST('two' AS BLOB)) > 0, "
       "instr(change, CAST('email_lc' AS BLOB)) FROM \"__marmot__conflicts\";";
   EXPECT_TRUE(c.WaitForEverywhere(kKept, "account|2|1|I|3|1|0\n", 30s)) << c.OnEveryNode(kKept);
-  EXPECT_TRUE(c.WaitForSame(kConflicts, 30s)) << c.OnEveryNode(kConflicts);
-  for (int node = 1; node <= 3; ++node) EXPECT_TRUE(EveryIdAccountedFor(c, node, {1, 2}));
-  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
 TEST(UniqueValuesTest, ARowReplacedThroughAVirtualGeneratedUniqueColumnIsKept) {
