@@ -1,5 +1,9 @@
 #include "replicator/row_versions.h"
 
+#include <glog/logging.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sqlite/change_log.h"
@@ -208,7 +212,7 @@ absl::Status RowVersions::Write(const std::string& table, const std::string& key
 
 absl::StatusOr<std::unique_ptr<RowVersions::Batch>> RowVersions::BeginBatch(
     const std::string& table, const std::vector<std::string>& keys) {
-  if (batch_.has_value()) return absl::InternalError("a batch of row versions is open already");
+  CHECK(!batch_.has_value()) << "a batch of row versions is open already";
   static const std::string* const sql = new std::string([] {
     std::vector<std::string> marks;
     for (size_t i = 0; i < kBatchRows; ++i) marks.push_back(absl::StrCat("?", i + 2));
@@ -257,27 +261,26 @@ absl::StatusOr<RowVersions::Slot*> RowVersions::BatchSlot(const std::string& key
 }
 
 absl::Status RowVersions::EndBatch() {
-  if (!batch_.has_value()) return absl::InternalError("no batch of row versions is open");
+  CHECK(batch_.has_value()) << "no batch of row versions is open";
   Batched batched = *std::move(batch_);
   batch_.reset();
-  static const std::string* const sql = new std::string(UpsertSql(kBatchRows));
+  // One statement per kBatchRows versions, the last of the remainder's size.
+  static const std::vector<std::string>* const sqls = new std::vector<std::string>([] {
+    std::vector<std::string> by_rows(kBatchRows + 1);
+    for (size_t rows = 1; rows <= kBatchRows; ++rows) by_rows[rows] = UpsertSql(rows);
+    return by_rows;
+  }());
   const std::vector<std::string>& dirty = batched.dirty;
-  size_t first = 0;
-  for (; first + kBatchRows <= dirty.size(); first += kBatchRows) {
+  for (size_t first = 0; first < dirty.size(); first += kBatchRows) {
+    const size_t rows = std::min(kBatchRows, dirty.size() - first);
     std::vector<Value> values;
-    values.reserve(kBatchRows * 8);
-    for (size_t i = first; i < first + kBatchRows; ++i) {
+    values.reserve(rows * 8);
+    for (size_t i = first; i < first + rows; ++i) {
       values.push_back(Value::Text(batched.table));
       values.push_back(Value::Text(dirty[i]));
       AppendVersion(*batched.slots[dirty[i]].version, values);
     }
-    if (absl::Status s = db_.RunKept(*sql, values); !s.ok()) return s;
-  }
-  for (; first < dirty.size(); ++first) {
-    const std::string& key = dirty[first];
-    if (absl::Status s = Write(batched.table, key, *batched.slots[key].version); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = db_.RunKept((*sqls)[rows], values); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
