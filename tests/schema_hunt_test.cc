@@ -1,0 +1,396 @@
+// A hunt of replicated schema changes (issue 21) as an application, an operator and an attacker
+// would: first, what a peer holding the cluster key can make ApplySchemaChange run on every node
+// (replicator/schema_changes.h: "a schema change must ... hold exactly one CREATE statement of
+// that object; a hostile one that does anything else is refused and changes nothing"), on
+// marmot's own kind of connection, inside an apply transaction; then real marmot processes and
+// the sqlite3 shell. Tests named DISABLED_ show a problem found and not fixed yet: each says
+// what it shows; they pass once it is fixed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proto/change.pb.h"
+#include "replicator/applier_database.h"
+#include "replicator/schema_changes.h"
+#include "replicator/shard_router.h"
+#include "sqlite/database.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
+#include "tests/testing/pane_client.h"
+#include "tests/testing/subprocess.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using change::v1::SchemaChange;
+using replicator::ApplySchemaChange;
+using replicator::SchemaApplied;
+using sqlite::testing::RunSqliteCli;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// ---------------------------------------------------------------------------------------------
+// A forged schema change, applied as shard 0's apply does: on marmot's applier connection
+// (OpenApplierDatabase), inside the apply round's transaction.
+
+class ForgedSchemaChangeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = sqlite::testing::NewDatabase(
+        "schema-hunt",
+        "PRAGMA journal_mode = WAL;"
+        "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT CHECK (v != 'bad'));"
+        "INSERT INTO kv VALUES (1, 'one');");
+    absl::StatusOr<sqlite::Database> db = replicator::OpenApplierDatabase(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::make_unique<sqlite::Database>(*std::move(db));
+    ASSERT_TRUE(replicator::EnsureSchemaBaseline(*db_).ok());
+    // A function the test can see called: a statement that calls it ran.
+    ASSERT_EQ(sqlite3_create_function(
+                  db_->raw(), "probe", 0, SQLITE_UTF8, &probes_,
+                  [](sqlite3_context* ctx, int, sqlite3_value**) {
+                    ++*static_cast<int*>(sqlite3_user_data(ctx));
+                    sqlite3_result_int(ctx, 1);
+                  },
+                  nullptr, nullptr),
+              SQLITE_OK);
+  }
+
+  static SchemaChange Create(const std::string& type, const std::string& name,
+                             const std::string& sql) {
+    SchemaChange c;
+    c.set_kind(SchemaChange::CREATE);
+    c.set_type(type);
+    c.set_name(name);
+    c.set_sql(sql);
+    return c;
+  }
+
+  // Applies `c` in a transaction of its own, as an apply round does, and commits.
+  SchemaApplied Apply(const SchemaChange& c) {
+    absl::StatusOr<sqlite::Transaction> txn =
+        sqlite::Transaction::Begin(*db_, sqlite::Transaction::Mode::kImmediate);
+    EXPECT_TRUE(txn.ok()) << txn.status();
+    if (!txn.ok()) return {};
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c);
+    EXPECT_TRUE(applied.ok()) << applied.status();
+    EXPECT_TRUE(txn->Commit().ok());
+    return applied.ok() ? *applied : SchemaApplied{};
+  }
+
+  std::string Pragma(const std::string& name) {
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+        db_->QueryRows(absl::StrCat("PRAGMA ", name));
+    if (!rows.ok()) return std::string(rows.status().message());
+    if (rows->empty()) return "";
+    return (*rows)[0][0].DebugString();
+  }
+
+  std::string path_;
+  std::unique_ptr<sqlite::Database> db_;
+  int probes_ = 0;
+};
+
+// DISABLED: shows that ApplyCreate runs whatever single statement a change carries before it
+// looks at what it made (schema_changes.cc, ApplyCreate -> RunOneStatement): `SELECT probe()`
+// runs (probe is called once). Refused afterwards, and a write is rolled back, but a query runs
+// to its end first: `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT
+// count(*) FROM c` as the SQL of a forged CREATE never ends, in shard 0's apply, holding the
+// write lock of every node's database (the case CREATE TABLE ... AS was refused for, by another
+// door). Expected: a change whose statement is not a CREATE of its type is refused unrun.
+TEST_F(ForgedSchemaChangeTest, DISABLED_AStatementThatIsNotACreateDoesNotRun) {
+  for (const char* sql :
+       {"SELECT probe()", "SELECT probe() FROM kv", "VALUES (probe())",
+        "WITH c AS (SELECT probe()) SELECT * FROM c", "UPDATE kv SET v = probe()"}) {
+    SCOPED_TRACE(sql);
+    probes_ = 0;
+    const SchemaApplied refused = Apply(Create("table", "x", sql));
+    EXPECT_EQ(refused.outcome, SchemaApplied::kRefused);
+    EXPECT_EQ(probes_, 0) << "the forged statement ran";
+  }
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv;"), "1|one\n");
+}
+
+// DISABLED: shows that a forged "CREATE" holding a PRAGMA changes marmot's applier connection
+// for good, on every node, though the change is refused (a savepoint rolls back data, not a
+// connection's settings): `PRAGMA query_only = ON` makes every later apply fail ("attempt to
+// write a readonly database (sqlite code 8) in: BEGIN IMMEDIATE"), `PRAGMA locking_mode =
+// EXCLUSIVE` keeps the write lock after the next commit (the application cannot write any
+// more), `PRAGMA ignore_check_constraints = ON` lets rows that break a CHECK in, `PRAGMA
+// writable_schema = ON` stays (`synchronous` cannot change inside a transaction: it stays).
+// Expected: refused, and the connection as it was.
+TEST_F(ForgedSchemaChangeTest, DISABLED_AForgedPragmaLeavesTheApplierConnectionAsItWas) {
+  const std::string synchronous = Pragma("synchronous");
+  for (const char* sql : {"PRAGMA locking_mode = EXCLUSIVE", "PRAGMA synchronous = OFF",
+                          "PRAGMA ignore_check_constraints = ON", "PRAGMA writable_schema = ON",
+                          // Last: after it, no transaction begins on the connection.
+                          "PRAGMA query_only = ON"}) {
+    SCOPED_TRACE(sql);
+    EXPECT_EQ(Apply(Create("table", "x", sql)).outcome, SchemaApplied::kRefused);
+  }
+  EXPECT_EQ(Pragma("query_only"), "0");
+  EXPECT_EQ(Pragma("main.locking_mode"), "'normal'");
+  EXPECT_EQ(Pragma("synchronous"), synchronous);
+  EXPECT_EQ(Pragma("ignore_check_constraints"), "0");
+  EXPECT_EQ(Pragma("writable_schema"), "0");
+  // A real change still applies, and a row breaking the CHECK is still refused.
+  EXPECT_EQ(Apply(Create("table", "item", "CREATE TABLE item (id INTEGER PRIMARY KEY)")).outcome,
+            SchemaApplied::kApplied);
+  EXPECT_FALSE(db_->Exec("INSERT INTO kv VALUES (2, 'bad')").ok());
+}
+
+// Works: temporary objects a forged change makes are rolled back with its refusal (the temp
+// schema is part of the transaction), so no temp trigger or view stays on marmot's connection.
+TEST_F(ForgedSchemaChangeTest, TemporaryObjectsOfAForgedChangeDoNotStay) {
+  const struct {
+    const char* type;
+    const char* sql;
+  } cases[] = {
+      {"table", "CREATE TEMP TABLE x (a)"},
+      {"view", "CREATE TEMP VIEW x AS SELECT 1"},
+      {"view", "CREATE TEMP VIEW kv AS SELECT 1 AS k, 'shadow' AS v"},
+      {"trigger", "CREATE TEMP TRIGGER x AFTER INSERT ON main.kv BEGIN DELETE FROM main.kv; END"},
+      {"index", "CREATE INDEX temp.x ON kv (v)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.sql);
+    EXPECT_EQ(Apply(Create(c.type, "x", c.sql)).outcome, SchemaApplied::kRefused);
+    absl::StatusOr<sqlite::Value> temp = db_->QueryValue("SELECT count(*) FROM sqlite_temp_master");
+    ASSERT_TRUE(temp.ok()) << temp.status();
+    EXPECT_EQ(temp->integer(), 0);
+  }
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv;"), "1|one\n");
+}
+
+// DISABLED: shows that the guard against defaults and generated columns that build huge values
+// on every insert or read (Hostile(): zeroblob and randomblob of more than 1 MiB are refused)
+// looks for the bare words only: a quoted function name (`"zeroblob"(...)`, `[randomblob]`,
+// `` `zeroblob` ``) is the same function to SQLite, and printf('%.*c', N, 'x') or replace()
+// build values of any size without either. Each of these tables is made on every node; every
+// insert that leaves the column out then builds ~1 GB there. Expected: refused.
+TEST_F(ForgedSchemaChangeTest, DISABLED_HugeDefaultsAreRefusedHoweverTheyAreSpelled) {
+  for (const char* sql : {"CREATE TABLE x (a, b DEFAULT (\"zeroblob\"(999999999)))",
+                          "CREATE TABLE x (a, b DEFAULT ([zeroblob](999999999)))",
+                          "CREATE TABLE x (a, b DEFAULT (`randomblob`(999999999)))",
+                          "CREATE TABLE x (a, b DEFAULT (printf('%.*c', 999999999, 'x')))",
+                          "CREATE TABLE x (a, b AS (printf('%.*c', 999999999, a)))"}) {
+    SCOPED_TRACE(sql);
+    const SchemaApplied applied = Apply(Create("table", "x", sql));
+    EXPECT_EQ(applied.outcome, SchemaApplied::kRefused);
+    if (applied.outcome == SchemaApplied::kApplied) ASSERT_TRUE(db_->Exec("DROP TABLE x").ok());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real marmot processes, the sqlite3 shell as the application and its migrations.
+
+constexpr char kAuth[] = "Basic aHVudDpodW50";
+constexpr char kUserSchema[] =
+    "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+    "ORDER BY type, name;";
+constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
+
+// Ids of `table` that route to `shard` of `shards`, from 1 on.
+std::vector<int64_t> IdsInShard(const std::string& table, int shard, int shards, int count) {
+  replicator::ShardRouter router(shards);
+  std::vector<int64_t> ids;
+  for (int64_t id = 1; static_cast<int>(ids.size()) < count; ++id) {
+    if (router.ShardOf(table, {sqlite::Value::Integer(id)}) == shard) ids.push_back(id);
+  }
+  return ids;
+}
+
+// GetStatus of node `id`: why its `shard` is halted ("" when it is not).
+std::string HaltedWhy(const testing::LocalCluster& c, int id, int shard) {
+  const admin::v1::GetStatusResponse s = testing::PaneStatus(c, id, kAuth);
+  return s.shards_size() > shard ? s.shards(shard).halted() : "(no status)";
+}
+
+std::string Tail(const std::string& log) {
+  return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+}
+
+// Works: names with quotes, spaces, unicode and SQL keywords, STRICT and WITHOUT ROWID tables,
+// and columns added with a CHECK, a NOT NULL DEFAULT and a generated column, renamed and
+// dropped, all on different nodes, reach every node with their rows and no dead letter.
+TEST(SchemaHuntProcessTest, OddNamesStrictAndWithoutRowidTablesAndAddedConstraintsReplicate) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  const std::string odd = "\"we\"\"ird tbl\"";
+  cluster.Sql(1,
+              absl::StrCat("CREATE TABLE ", odd,
+                           " (\"my col\" INTEGER PRIMARY KEY, \"select\" TEXT, [élan ✓] TEXT,"
+                           " `order` BLOB);"
+                           "INSERT INTO ",
+                           odd,
+                           " VALUES (1, 'a', 'é', x'00ff');"
+                           "CREATE TABLE st (id TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB)"
+                           " STRICT, WITHOUT ROWID;"
+                           "INSERT INTO st VALUES ('a', 1, x'01');"
+                           "CREATE TABLE wr (a INTEGER, b TEXT, PRIMARY KEY (b, a)) WITHOUT ROWID;"
+                           "INSERT INTO wr VALUES (1, 'x');"));
+  ASSERT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  // A rename and an add seen in one look (the renamed column keeps its place), an index and a
+  // view of odd names, and columns with constraints, on node 2, with rows right after.
+  cluster.Sql(2, absl::StrCat("ALTER TABLE ", odd,
+                              " ADD COLUMN \"new \"\"col\"\" ✓\" TEXT DEFAULT 'd';"
+                              "ALTER TABLE ",
+                              odd,
+                              " RENAME COLUMN [élan ✓] TO \"from\";"
+                              "INSERT INTO ",
+                              odd,
+                              " VALUES (2, 'b', 'ü', NULL, 'n2');"
+                              "CREATE INDEX \"idx \"\"q\"\"\" ON ",
+                              odd,
+                              " (\"from\", \"select\");"
+                              "CREATE VIEW \"v w\" AS SELECT \"from\" FROM ",
+                              odd,
+                              ";"
+                              "ALTER TABLE st ADD COLUMN r REAL CHECK (r >= 0) DEFAULT 0;"
+                              "ALTER TABLE st ADD COLUMN g INTEGER AS (n * 2) VIRTUAL;"
+                              "ALTER TABLE wr ADD COLUMN c TEXT NOT NULL DEFAULT 'dflt';"
+                              "INSERT INTO st (id, n, b, r) VALUES ('b', 2, NULL, 1.5);"
+                              "INSERT INTO wr (a, b, c) VALUES (2, 'y', 'set');"));
+  ASSERT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  // A column dropped on node 3, and a write of the odd column.
+  cluster.Sql(3, absl::StrCat("ALTER TABLE ", odd,
+                              " DROP COLUMN `order`;"
+                              "UPDATE ",
+                              odd, " SET \"new \"\"col\"\" ✓\" = 'n3' WHERE \"my col\" = 1;"));
+  ASSERT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  const std::string rows =
+      absl::StrCat(".mode quote\nSELECT * FROM ", odd,
+                   " ORDER BY 1; SELECT * FROM \"v w\" ORDER BY 1; SELECT * FROM st ORDER BY id;"
+                   " SELECT * FROM wr ORDER BY a;");
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(1, rows),
+            "1,'a','é','n3'\n2,'b','ü','n2'\n'é'\n'ü'\n'a',1,X'01',0.0,2\n'b',2,NULL,1.5,4\n"
+            "1,'x','dflt'\n2,'y','set'\n");
+  EXPECT_THAT(cluster.Sql(3, "SELECT sql FROM sqlite_master WHERE name = 'st';"),
+              HasSubstr("STRICT, WITHOUT ROWID"));
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 30s));
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("do not replicate yet"))) << "node " << id;
+  }
+}
+
+// DISABLED: shows a row lost without a trace. Node 2 writes two rows of one value while its
+// marmot is down; node 1 meanwhile makes a UNIQUE index on that column. Node 2 refuses the index
+// ("schema change refused: index kv_v_unique ...: UNIQUE constraint failed: kv.v", counted) and
+// keeps both rows; nodes 1 and 3 apply both rows under the index: the second replaces the first
+// (INSERT OR REPLACE) and the replaced row is not kept as a conflict (displaced_rows.h: "a row
+// whose version is the winner's own origin is not kept: that node gave the value away itself",
+// which a node without the index never did). Seen: nodes 1 and 3 hold one row and no conflict,
+// node 2 both rows. Expected: on every node each row is there or kept (written = present +
+// kept, README "Limitations").
+TEST(SchemaHuntProcessTest,
+     DISABLED_AUniqueIndexMadeWhileAnotherNodeHoldsRowsThatBreakItLosesNoRowSilently) {
+  setenv("AUTH_KEY", kAuth, 1);
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  ASSERT_EQ(cluster.StopNode(2), 0);
+  cluster.Sql(2, "INSERT INTO kv VALUES (10, 'dup'), (11, 'dup');");
+  cluster.Sql(1, "CREATE UNIQUE INDEX kv_v_unique ON kv (v);");
+  const std::string index = "SELECT name FROM sqlite_master WHERE name = 'kv_v_unique';";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, index) == "kv_v_unique\n"; }, 30s));
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
+  // Node 2 refuses the index, and says so.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return testing::PaneStatus(cluster, 2, kAuth).schema_changes_refused() == 1; }, 30s))
+      << Tail(cluster.log(2));
+  // Both rows reached nodes 1 and 3 (their versions are there).
+  const std::string versions =
+      "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'kv' AND key IN ('10', '11');";
+  ASSERT_TRUE(cluster.WaitForEverywhere(versions, "2\n", 30s)) << cluster.OnEveryNode(versions);
+  const std::string present_or_kept =
+      "SELECT (SELECT count(*) FROM kv WHERE k IN (10, 11)) + "
+      "(SELECT count(*) FROM \"__marmot__conflicts\" WHERE tbl = 'kv');";
+  EXPECT_TRUE(cluster.WaitForEverywhere(present_or_kept, "2\n", 30s)) << cluster.OnEveryNode(
+      ".mode quote\nSELECT * FROM kv; SELECT tbl, key FROM "
+      "\"__marmot__conflicts\";");
+}
+
+// DISABLED: shows rows of a dropped table coming back on a node whose shard lagged. Node 2
+// writes rows of t; node 1 applies them, then drops t and makes it again (as README says: the
+// drop reached every node first). A node whose shard of those rows is behind (here node 3's
+// shard 1, halted by a row of a table it lacks, as a node catching up after a restart, or a new
+// node replaying the log, is behind) applies the drop and the new table from shard 0 first: a
+// schema change waits only for the rows its own origin committed before it (schema_epochs.h,
+// part B), not for other nodes' rows that its origin had applied. When shard 1 resumes, node
+// 2's old rows land in the new t there, and nowhere else. Expected: node 3 ends as nodes 1 and
+// 2 (new t without the old rows). The same holds for a column dropped and added again (u.p):
+// node 2's old values of p come back in the new p on node 3 only.
+TEST(SchemaHuntProcessTest,
+     DISABLED_AnotherNodesRowsOfADroppedTableDoNotComeBackWhereTheirShardLags) {
+  setenv("AUTH_KEY", kAuth, 1);
+  constexpr int kShards = 2;
+  testing::LocalCluster cluster({.nodes = 3,
+                                 .shards = kShards,
+                                 .schema =
+                                     "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+                                     "CREATE TABLE u (id INTEGER PRIMARY KEY, a TEXT, p TEXT);"
+                                     "CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT);"
+                                     "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);",
+                                 .rows_before = {{3, "DROP TABLE x;"}}});
+  // Node 3 lacks x and keeps no dead letter: a row of x halts its shard there.
+  cluster.SetNodeFlags(3, {"-max-dead-letters=0"});
+  cluster.Start();
+  // The schema but x, which node 3 lacks until the end.
+  const std::string schema =
+      "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+      "AND name != 'x' ORDER BY type, name;";
+  // Node 1's first schema change since its start (that one waits for everything its shards had
+  // applied): an index, everywhere.
+  cluster.Sql(1, "CREATE INDEX kv_v ON kv (v);");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  // Node 3's shard 1 halts on a row of x from node 2.
+  cluster.Sql(2,
+              absl::StrCat("INSERT INTO x VALUES (", IdsInShard("x", 1, kShards, 1)[0], ", 'x');"));
+  ASSERT_TRUE(testing::WaitFor([&] { return !HaltedWhy(cluster, 3, 1).empty(); }, 60s))
+      << Tail(cluster.log(3));
+  // Node 2 writes rows of t and u in shard 1; node 1 has them.
+  std::string t_rows, u_rows;
+  for (int64_t id : IdsInShard("t", 1, kShards, 5)) absl::StrAppend(&t_rows, "(", id, ", 'old'),");
+  for (int64_t id : IdsInShard("u", 1, kShards, 5)) {
+    absl::StrAppend(&u_rows, "(", id, ", 'a', 'old'),");
+  }
+  t_rows.pop_back();
+  u_rows.pop_back();
+  cluster.Sql(
+      2, absl::StrCat("INSERT INTO t VALUES ", t_rows, "; INSERT INTO u VALUES ", u_rows, ";"));
+  const std::string rows = ".mode quote\nSELECT * FROM t ORDER BY id; SELECT * FROM u ORDER BY id;";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(1, rows) == cluster.Sql(2, rows); }, 30s));
+  // Node 1 drops t and p of u; once every node has that, makes them again.
+  cluster.Sql(1, "DROP TABLE t; ALTER TABLE u DROP COLUMN p;");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  cluster.Sql(1,
+              "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1000, 'new');"
+              "ALTER TABLE u ADD COLUMN p TEXT;");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(1, rows) == cluster.Sql(2, rows); }, 30s));
+  // Node 3 makes x: its shard 1 resumes and applies what it held.
+  cluster.Sql(3, "CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT);");
+  ASSERT_TRUE(testing::WaitFor([&] { return HaltedWhy(cluster, 3, 1).empty(); }, 60s))
+      << Tail(cluster.log(3));
+  ASSERT_TRUE(cluster.WaitForSame("SELECT count(*) FROM x;", 30s));
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM t WHERE v = 'old';"), "0\n");
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM u WHERE p = 'old';"), "0\n");
+}
+
+}  // namespace
+}  // namespace marmot
