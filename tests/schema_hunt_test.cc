@@ -392,5 +392,86 @@ TEST(SchemaHuntProcessTest,
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM u WHERE p = 'old';"), "0\n");
 }
 
+// A node that joins from an empty file after several migrations (a table dropped and made again
+// with other columns, a column renamed, a table made again by SQLite's create-copy-drop-rename)
+// replays them from the log with the rows between them and ends as the others.
+TEST(SchemaHuntProcessTest, ANodeJoiningFromAnEmptyFileAfterSeveralMigrationsEndsAsTheOthers) {
+  setenv("AUTH_KEY", kAuth, 1);
+  // Every table here is made by a replicated schema change (founders' tables are another story,
+  // below).
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE founders (id INTEGER PRIMARY KEY);"});
+  cluster.Start();
+  const std::string schema =
+      "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+      "AND name != 'founders' ORDER BY type, name;";
+  cluster.Sql(1, "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  const std::string rows = ".mode quote\nSELECT * FROM kv ORDER BY k; SELECT * FROM a ORDER BY id;";
+  cluster.Sql(2,
+              "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT); INSERT INTO a VALUES (1, 'x1'), "
+              "(2, 'x2'); INSERT INTO kv VALUES (1, 'one'), (2, 'two');");
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  cluster.Sql(1, "ALTER TABLE kv RENAME COLUMN v TO value; INSERT INTO kv VALUES (3, 'three');");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  cluster.Sql(3, "DROP TABLE a;");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  cluster.Sql(1,
+              "CREATE TABLE a (id INTEGER PRIMARY KEY, y INTEGER NOT NULL, z TEXT);"
+              "INSERT INTO a VALUES (10, 1, 'z');");
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  cluster.Sql(2,
+              "BEGIN; CREATE TABLE new_kv (k INTEGER PRIMARY KEY, value TEXT NOT NULL DEFAULT '',"
+              " n INTEGER); INSERT INTO new_kv (k, value) SELECT k, value FROM kv; DROP TABLE kv;"
+              " ALTER TABLE new_kv RENAME TO kv; COMMIT; INSERT INTO kv VALUES (4, 'four', 4);");
+  ASSERT_TRUE(cluster.WaitForSame(schema, 30s)) << cluster.OnEveryNode(schema);
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  ASSERT_EQ(cluster.Sql(1, rows),
+            "1,'one',NULL\n2,'two',NULL\n3,'three',NULL\n4,'four',4\n10,1,'z'\n");
+  // A fourth node from an empty file.
+  const int four = cluster.StartJoiningNode(/*with_schema=*/false);
+  httplib::Result added = testing::PaneCall(
+      cluster, 1, kAuth, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  ASSERT_TRUE(added);
+  ASSERT_EQ(added->status, 200) << added->body;
+  EXPECT_TRUE(cluster.WaitForSame(schema, 60s)) << cluster.OnEveryNode(schema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s))
+      << cluster.OnEveryNode(rows) << Tail(cluster.log(four));
+  EXPECT_EQ(cluster.Sql(four, kDeadLetters), "0\n");
+  // It writes as any node.
+  cluster.Sql(four, "INSERT INTO a VALUES (11, 2, 'from four');");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(2, "SELECT z FROM a WHERE id = 11;"), "from four\n");
+}
+
+// DISABLED: shows that a node added from an empty file, as README's "Adding a node" and
+// "Scaling up" say to ("the schema comes with the shards' snapshots ... receives the existing
+// rows from the Raft log or from shard snapshots"), never gets the tables the founders started
+// with while the shards' logs are not compacted yet (-snapshot-entries, 10,000 by default: every
+// young cluster): those tables predate the schema baseline, so no schema change in shard 0's log
+// makes them, and the log replayed from its start brings their rows only. Seen: node 4 has no
+// table kv; its rows are dead letters there ("no such table"). With a snapshot of every shard
+// taken first (pane_cluster_test does so) it works. Expected: kv with its rows on node 4.
+TEST(SchemaHuntProcessTest, DISABLED_ANodeAddedFromAnEmptyFileGetsTheFoundersTablesFromTheLog) {
+  setenv("AUTH_KEY", kAuth, 1);
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one'), (2, 'two'), (3, 'three');");
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  const int four = cluster.StartJoiningNode(/*with_schema=*/false);
+  httplib::Result added = testing::PaneCall(
+      cluster, 1, kAuth, "POST", "/v1/nodes",
+      absl::StrCat("{\"nodeId\": \"", four, "\", \"address\": \"", cluster.address(four), "\"}"));
+  ASSERT_TRUE(added);
+  ASSERT_EQ(added->status, 200) << added->body;
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s))
+      << cluster.OnEveryNode(rows) << Tail(cluster.log(four));
+  EXPECT_EQ(cluster.Sql(four, kDeadLetters), "0\n");
+}
+
 }  // namespace
 }  // namespace marmot
