@@ -497,5 +497,39 @@ TEST(SchemaHuntProcessTest, DISABLED_TheRowsOfATableOfNearly2000ColumnsReplicate
   EXPECT_EQ(cluster.log(1).find("too many columns"), std::string::npos);
 }
 
+// Works: every node adds a column with a value written right after it in the same sqlite3 run,
+// all at once, the same column on all three and one of its own on each: every node ends with
+// every column (in its own order) and every row with its values, no conflict, no dead letter.
+TEST(SchemaHuntProcessTest, ColumnsAddedOnEveryNodeAtOnceWithRowsRightAfterEndEverywhere) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  std::thread runs[3];
+  for (int id = 1; id <= 3; ++id) {
+    runs[id - 1] = std::thread([&, id] {
+      cluster.Sql(id, absl::StrCat("ALTER TABLE kv ADD COLUMN note TEXT; ALTER TABLE kv ADD COLUMN "
+                                   "own",
+                                   id, " INTEGER; INSERT INTO kv (k, v, note, own", id,
+                                   ") VALUES (", id, ", 'v", id, "', 'note ", id, "', ", id, ");"));
+    });
+  }
+  for (std::thread& t : runs) t.join();
+  const std::string rows = ".mode quote\nSELECT k, v, note, own1, own2, own3 FROM kv ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(1, rows),
+            "1,'v1','note 1',1,NULL,NULL\n2,'v2','note 2',NULL,2,NULL\n"
+            "3,'v3','note 3',NULL,NULL,3\n");
+  const std::string columns =
+      "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('kv') ORDER BY "
+      "name);";
+  EXPECT_TRUE(cluster.WaitForEverywhere(columns, "k,note,own1,own2,own3,v\n", 30s))
+      << cluster.OnEveryNode(columns);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 30s));
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_EQ(cluster.log(id).find("schema change conflicts"), std::string::npos) << "node " << id;
+    EXPECT_EQ(cluster.log(id).find("schema change refused"), std::string::npos) << "node " << id;
+  }
+}
+
 }  // namespace
 }  // namespace marmot
