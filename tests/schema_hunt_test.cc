@@ -539,5 +539,37 @@ TEST(SchemaHuntProcessTest, ColumnsAddedOnEveryNodeAtOnceWithRowsRightAfterEndEv
   }
 }
 
+// DISABLED: shows that one table made on two nodes at once under names that differ only in
+// case (`Item` and `item`: one name to SQLite, same columns) never meets: each side reports the
+// other's CREATE as a conflict ("table Item exists here with another definition; kept as it is
+// here"), then every row written on one side is a dead letter on the other ("table \"Item\"
+// does not exist on this node"), for good, though the table is there (and rows of one key route
+// by the name as written, so the two spellings' rows of one key meet in no single shard).
+// Expected (issue 21: "compare the resulting schema, not the statement text"): one table, every
+// row everywhere, no dead letter.
+TEST(SchemaHuntProcessTest, DISABLED_OneTableMadeAtOnceUnderNamesThatDifferInCaseMeets) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  ASSERT_EQ(cluster.StopNode(2), 0);
+  cluster.Sql(2, "CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT);");
+  cluster.Sql(1, "CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);");
+  const std::string item = "SELECT count(*) FROM sqlite_master WHERE name = 'item' COLLATE NOCASE;";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(3, item) == "1\n"; }, 30s));
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
+  // Once node 2 applied node 1's CREATE (a conflict there), both write.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.log(2).find("table Item from node 1") != std::string::npos; }, 30s))
+      << Tail(cluster.log(2));
+  cluster.Sql(1, "INSERT INTO item VALUES (1, 'from 1');");
+  cluster.Sql(2, "INSERT INTO item VALUES (2, 'from 2');");
+  const std::string rows = "SELECT * FROM item ORDER BY id;";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|from 1\n2|from 2\n", 30s))
+      << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s))
+      << cluster.OnEveryNode("SELECT tbl, error FROM \"__marmot__dead_letters\";");
+}
+
 }  // namespace
 }  // namespace marmot
