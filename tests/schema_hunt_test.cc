@@ -602,5 +602,39 @@ TEST(SchemaHuntProcessTest,
   EXPECT_TRUE(arrived) << Tail(cluster.log(1));
 }
 
+// DISABLED: shows two conflicting column changes that never meet, reported on one node only.
+// While node 3 is down, its migration drops v; meanwhile node 1 renames v to w. Node 3 reports
+// the rename as a conflict ("kv: column renamed: v to w from node 1 ...: table kv has neither v
+// nor w here; kept"); nodes 1 and 2 take node 3's drop of v as already so (they have no v) and
+// report nothing. kv stays (k, w, x) on nodes 1 and 2 and (k, x) on node 3 for good, and every
+// later change of a row there that carries w is a dead letter on node 3, its other columns with
+// it (x stays old there). Expected: one outcome everywhere (issue 21: "conflicting ones resolve
+// deterministically"), or at least a conflict reported on every node that differs.
+TEST(SchemaHuntProcessTest, DISABLED_AColumnDroppedOnADownNodeWhileRenamedElsewhereEndsAlike) {
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 2,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, x TEXT);"});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one', 'x1');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT * FROM kv;", "1|one|x1\n", 30s));
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(3, "ALTER TABLE kv DROP COLUMN v;");
+  cluster.Sql(1, "ALTER TABLE kv RENAME COLUMN v TO w;");
+  const std::string kv = "SELECT sql FROM sqlite_master WHERE name = 'kv';";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, kv) == cluster.Sql(1, kv); }, 30s));
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.log(3).find("column renamed: v to w") != std::string::npos; }, 30s))
+      << Tail(cluster.log(3));
+  cluster.Sql(2, "UPDATE kv SET x = 'x2' WHERE k = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(kv, 30s)) << cluster.OnEveryNode(kv);
+  EXPECT_TRUE(cluster.WaitForEverywhere("SELECT x FROM kv;", "x2\n", 30s))
+      << cluster.OnEveryNode("SELECT * FROM kv;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s))
+      << cluster.OnEveryNode("SELECT tbl, error FROM \"__marmot__dead_letters\";");
+}
+
 }  // namespace
 }  // namespace marmot
