@@ -42,18 +42,46 @@ bool Reserved(const std::string& name) {
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
 }
 
+// A name token as SQLite reads it, in lower case: without the quotes of "x", [x] or `x`.
+std::string NameOfToken(const std::string& token) {
+  std::string name = token;
+  if (name.size() >= 2 &&
+      (name.front() == '"' || name.front() == '[' || name.front() == '`' || name.front() == '\'')) {
+    name = name.substr(1, name.size() - 2);
+  }
+  return absl::AsciiStrToLower(name);
+}
+
 // Why `sql`, another node's definition of an object or column, must not run here, or nothing:
 // it names marmot's own objects (marmot's state is written by marmot alone: no index or
-// trigger on it, no trigger that writes it when the application writes), or makes blobs of a
-// size it does not state or larger than 1 MiB (zeroblob, randomblob: a default or generated
-// column every read of a row would build; `randomblob(16)` for ids is fine).
+// trigger on it, no trigger that writes it when the application writes), or makes values of a
+// size it does not state or larger than 1 MiB: zeroblob, randomblob (a default or generated
+// column every read of a row would build; `randomblob(16)` for ids is fine), or printf/format
+// with a width from an argument (`*`) or of 7 digits or more; however the function's name is
+// quoted.
 std::optional<std::string> Hostile(const std::string& sql) {
   if (absl::StrContains(absl::AsciiStrToLower(sql), "__marmot__")) {
     return "it names marmot's own objects";
   }
   size_t at = 0;
   for (std::string token = NextSqlToken(sql, &at); !token.empty(); token = NextSqlToken(sql, &at)) {
-    const std::string word = absl::AsciiStrToLower(token);
+    const std::string word = NameOfToken(token);
+    if (word == "printf" || word == "format") {
+      size_t next = at;
+      if (NextSqlToken(sql, &next) != "(") continue;
+      const std::string pattern = NextSqlToken(sql, &next);
+      int digits = 0;
+      bool wide = absl::StrContains(pattern, '*');
+      for (const char ch : pattern) {
+        digits = absl::ascii_isdigit(static_cast<unsigned char>(ch)) ? digits + 1 : 0;
+        wide = wide || digits >= 7;
+      }
+      if (wide || pattern.empty() || pattern.front() != '\'') {
+        return absl::StrCat("it formats values of a width it does not bound: ", word, "(", pattern,
+                            " ...)");
+      }
+      continue;
+    }
     if (word != "zeroblob" && word != "randomblob") continue;
     size_t next = at;
     if (NextSqlToken(sql, &next) != "(") continue;
@@ -131,10 +159,18 @@ SchemaApplied Refused(std::string why) {
   return {.outcome = SchemaApplied::kRefused, .detail = std::move(why)};
 }
 
-// Runs `sql` if it is exactly one statement; what it made is checked by the caller. A database
-// failure is an error; a statement that cannot run here is a refusal (`why`).
+// Runs `sql` if it is exactly one statement and begins with `verb` (CREATE, ALTER, INSERT);
+// what it made is checked by the caller. Nothing of another kind runs, even for a moment: a
+// query could run for ever holding the write lock, a PRAGMA would stay set on marmot's
+// connection after the savepoint is rolled back. A database failure is an error; a statement
+// that cannot run here is a refusal (`why`).
 absl::StatusOr<bool> RunOneStatement(sqlite::Database& db, const std::string& sql,
-                                     std::string* why) {
+                                     absl::string_view verb, std::string* why) {
+  size_t first = 0;
+  if (!absl::EqualsIgnoreCase(NextSqlToken(sql, &first), verb)) {
+    *why = absl::StrCat("it is not a ", verb, " statement");
+    return false;
+  }
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
   int rc = sqlite3_prepare_v2(db.raw(), sql.data(), static_cast<int>(sql.size()), &stmt, &tail);
@@ -258,7 +294,7 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
     absl::StatusOr<bool> ran = RunOneStatement(
         db,
         absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(table), " ADD COLUMN ", definition),
-        &why);
+        "ALTER", &why);
     if (!ran.ok()) return ran.status();
     if (!*ran) return Refused(absl::StrCat("ADD COLUMN ", definition, " cannot run here: ", why));
     absl::StatusOr<Names> after = AllObjects(db);
@@ -329,7 +365,7 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
   absl::StatusOr<Names> before = AllObjects(db);
   if (!before.ok()) return before.status();
   std::string why;
-  absl::StatusOr<bool> ran = RunOneStatement(db, c.sql(), &why);
+  absl::StatusOr<bool> ran = RunOneStatement(db, c.sql(), "CREATE", &why);
   if (!ran.ok()) return ran.status();
   if (!*ran) return Refused(absl::StrCat("its statement cannot run here: ", why));
   absl::StatusOr<Names> after = AllObjects(db);
@@ -487,7 +523,7 @@ absl::StatusOr<std::optional<SchemaApplied>> AlterExactly(
   absl::StatusOr<Names> before = AllObjects(db);
   if (!before.ok()) return before.status();
   std::string why;
-  absl::StatusOr<bool> ran = RunOneStatement(db, statement, &why);
+  absl::StatusOr<bool> ran = RunOneStatement(db, statement, "ALTER", &why);
   if (!ran.ok()) return ran.status();
   if (!*ran) return std::make_optional(Refused(absl::StrCat(statement, " cannot run here: ", why)));
   absl::StatusOr<Names> after = AllObjects(db);
@@ -665,7 +701,7 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
   absl::StatusOr<Names> before = AllObjects(db);
   if (!before.ok()) return before.status();
   std::string why;
-  absl::StatusOr<bool> ran = RunOneStatement(db, *made, &why);
+  absl::StatusOr<bool> ran = RunOneStatement(db, *made, "CREATE", &why);
   if (!ran.ok()) return ran.status();
   if (!*ran) return Refused(absl::StrCat("its statement cannot run here: ", why));
   absl::StatusOr<Names> after = AllObjects(db);
@@ -699,7 +735,7 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
         absl::StrCat("INSERT INTO ", sqlite::QuoteIdentifier(kNew), " (", absl::StrJoin(into, ", "),
                      ") SELECT ", absl::StrJoin(from, ", "), " FROM ",
                      sqlite::QuoteIdentifier(name)),
-        &why);
+        "INSERT", &why);
     if (!ran.ok()) return ran.status();
     if (!*ran) return Refused(absl::StrCat("the rows here do not fit the new definition: ", why));
   }
@@ -721,7 +757,7 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
   if (!renamed.ok()) return renamed;
   std::vector<std::string> lost;
   for (const std::vector<Value>& o : *others) {
-    ran = RunOneStatement(db, o[2].bytes(), &why);
+    ran = RunOneStatement(db, o[2].bytes(), "CREATE", &why);
     if (!ran.ok()) return ran.status();
     if (*ran) continue;
     // One the new definition cannot hold (a column it names is gone): the origin dropped it.

@@ -537,7 +537,7 @@ TEST_F(SchemaChangesTest, HostileOrBrokenChangesAreRefusedAndChangeNothing) {
   drop_table.set_name("__marmot__kv_change_log");
   const Case cases[] = {
       {Create("table", "x", "CREATE TABLE x (a); DROP TABLE kv"), "more than one statement"},
-      {Create("table", "x", "DROP TABLE kv"), "does not create exactly"},
+      {Create("table", "x", "DROP TABLE kv"), "not a CREATE statement"},
       {Create("table", "x", "CREATE TABLE y (a)"), "does not create exactly"},
       {Create("index", "x", "CREATE TABLE x (a)"), "does not create exactly"},
       {Create("table", "__marmot__x", "CREATE TABLE \"__marmot__x\" (a)"), "not the name"},

@@ -100,14 +100,14 @@ class ForgedSchemaChangeTest : public ::testing::Test {
   int probes_ = 0;
 };
 
-// DISABLED: shows that ApplyCreate runs whatever single statement a change carries before it
-// looks at what it made (schema_changes.cc, ApplyCreate -> RunOneStatement): `SELECT probe()`
-// runs (probe is called once). Refused afterwards, and a write is rolled back, but a query runs
-// to its end first: `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT
+// Regression (fixed): showed that ApplyCreate runs whatever single statement a change carries
+// before it looks at what it made (schema_changes.cc, ApplyCreate -> RunOneStatement): `SELECT
+// probe()` runs (probe is called once). Refused afterwards, and a write is rolled back, but a query
+// runs to its end first: `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT
 // count(*) FROM c` as the SQL of a forged CREATE never ends, in shard 0's apply, holding the
 // write lock of every node's database (the case CREATE TABLE ... AS was refused for, by another
 // door). Expected: a change whose statement is not a CREATE of its type is refused unrun.
-TEST_F(ForgedSchemaChangeTest, DISABLED_AStatementThatIsNotACreateDoesNotRun) {
+TEST_F(ForgedSchemaChangeTest, AStatementThatIsNotACreateDoesNotRun) {
   for (const char* sql :
        {"SELECT probe()", "SELECT probe() FROM kv", "VALUES (probe())",
         "WITH c AS (SELECT probe()) SELECT * FROM c", "UPDATE kv SET v = probe()"}) {
@@ -120,15 +120,15 @@ TEST_F(ForgedSchemaChangeTest, DISABLED_AStatementThatIsNotACreateDoesNotRun) {
   EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv;"), "1|one\n");
 }
 
-// DISABLED: shows that a forged "CREATE" holding a PRAGMA changes marmot's applier connection
-// for good, on every node, though the change is refused (a savepoint rolls back data, not a
-// connection's settings): `PRAGMA query_only = ON` makes every later apply fail ("attempt to
+// Regression (fixed): showed that a forged "CREATE" holding a PRAGMA changes marmot's applier
+// connection for good, on every node, though the change is refused (a savepoint rolls back data,
+// not a connection's settings): `PRAGMA query_only = ON` makes every later apply fail ("attempt to
 // write a readonly database (sqlite code 8) in: BEGIN IMMEDIATE"), `PRAGMA locking_mode =
 // EXCLUSIVE` keeps the write lock after the next commit (the application cannot write any
 // more), `PRAGMA ignore_check_constraints = ON` lets rows that break a CHECK in, `PRAGMA
 // writable_schema = ON` stays (`synchronous` cannot change inside a transaction: it stays).
 // Expected: refused, and the connection as it was.
-TEST_F(ForgedSchemaChangeTest, DISABLED_AForgedPragmaLeavesTheApplierConnectionAsItWas) {
+TEST_F(ForgedSchemaChangeTest, AForgedPragmaLeavesTheApplierConnectionAsItWas) {
   const std::string synchronous = Pragma("synchronous");
   for (const char* sql : {"PRAGMA locking_mode = EXCLUSIVE", "PRAGMA synchronous = OFF",
                           "PRAGMA ignore_check_constraints = ON", "PRAGMA writable_schema = ON",
@@ -171,13 +171,14 @@ TEST_F(ForgedSchemaChangeTest, TemporaryObjectsOfAForgedChangeDoNotStay) {
   EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv;"), "1|one\n");
 }
 
-// DISABLED: shows that the guard against defaults and generated columns that build huge values
-// on every insert or read (Hostile(): zeroblob and randomblob of more than 1 MiB are refused)
-// looks for the bare words only: a quoted function name (`"zeroblob"(...)`, `[randomblob]`,
+// Regression (fixed): showed that the guard against defaults and generated columns that build huge
+// values on every insert or read (Hostile(): zeroblob and randomblob of more than 1 MiB are
+// refused) looks for the bare words only: a quoted function name (`"zeroblob"(...)`,
+// `[randomblob]`,
 // `` `zeroblob` ``) is the same function to SQLite, and printf('%.*c', N, 'x') or replace()
 // build values of any size without either. Each of these tables is made on every node; every
 // insert that leaves the column out then builds ~1 GB there. Expected: refused.
-TEST_F(ForgedSchemaChangeTest, DISABLED_HugeDefaultsAreRefusedHoweverTheyAreSpelled) {
+TEST_F(ForgedSchemaChangeTest, HugeDefaultsAreRefusedHoweverTheyAreSpelled) {
   for (const char* sql : {"CREATE TABLE x (a, b DEFAULT (\"zeroblob\"(999999999)))",
                           "CREATE TABLE x (a, b DEFAULT ([zeroblob](999999999)))",
                           "CREATE TABLE x (a, b DEFAULT (`randomblob`(999999999)))",
