@@ -850,5 +850,50 @@ TEST(ChangeApplierTest, AnotherNodesEntriesWaitWhileThisNodesOwnSchemaMoves) {
   EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("z"));
 }
 
+// Found by review: node 1 kept node 2's change k at once (its pending P holds the value k
+// gives row 2), then kept node 4's k2 as an ordinary conflict naming P as winner too. Node 3's
+// c3, made after k, must be judged against k (the change kept at the version's entry), as
+// every other node judges it, not against k2: node 1 kept k as an extra conflict before.
+TEST(ChangeApplierTest, AChangeAfterAKeptAtOnceChangeIsJudgedAgainstItNotAgainstALaterConflict) {
+  Node n1("ka-1"), n2("ka-2"), n3("ka-3"), n4("ka-4");
+  n1.applier->set_local_node(1);
+  n2.applier->set_local_node(2);
+  n3.applier->set_local_node(3);
+  n4.applier->set_local_node(4);
+  n3.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a@x'), (2, 'b@x')");
+  const change::v1::ChangeBatch start = n3.CapturedBatch(3);
+  for (Node* n : {&n1, &n2, &n3, &n4}) ASSERT_TRUE(n->applier->Apply(0, 1, start).ok());
+  n1.Exec("INSERT INTO \"order\" (id, name) VALUES (9, 'k@x')");
+  const change::v1::ChangeBatch p = n1.CapturedBatch(1);
+  n2.Exec("UPDATE \"order\" SET name = 'k@x' WHERE id = 2");
+  const change::v1::ChangeBatch k = n2.CapturedBatch(2);
+  n4.Exec("UPDATE \"order\" SET price = 5 WHERE id = 2");
+  const change::v1::ChangeBatch k2 = n4.CapturedBatch(4);
+  ASSERT_TRUE(n3.applier->Apply(0, 2, k).ok());
+  ASSERT_TRUE(n3.applier->Apply(0, 3, k2).ok());
+  n3.Exec("UPDATE \"order\" SET price = 7 WHERE id = 2");
+  const change::v1::ChangeBatch c3 = n3.CapturedBatch(3);
+  for (Node* n : {&n1, &n2, &n4}) {
+    ASSERT_TRUE(n->applier->Apply(0, 2, k).ok());
+    ASSERT_TRUE(n->applier->Apply(0, 3, k2).ok());
+  }
+  for (Node* n : {&n1, &n2, &n3, &n4}) {
+    absl::StatusOr<ApplyResult> applied = n->applier->Apply(0, 4, c3);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    applied = n->applier->Apply(0, 5, p);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+  }
+  // The conflicts by name (the winner a node names may still differ: see the closing note).
+  const std::string conflicts =
+      "SELECT group_concat(key || ' o' || origin || ' c' || change_id, ', ') FROM (SELECT * FROM "
+      "\"__marmot__conflicts\" ORDER BY origin, change_id)";
+  for (Node* n : {&n2, &n3, &n4}) {
+    SCOPED_TRACE(n->path);
+    EXPECT_EQ(n1.Dump("order"), n->Dump("order"));
+    EXPECT_EQ(n1.db->QueryValue(conflicts)->DebugString(),
+              n->db->QueryValue(conflicts)->DebugString());
+  }
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -231,7 +231,9 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   // A version of this node's change not applied yet is one it gave the rows of another node's
   // change at once, keeping that change as a conflict (KeepDisplacedNow): every other node wrote
   // that change, so this one is judged against it as they judge it (made after it, or by its
-  // origin). Found by every row it touches (a rekey's two), not by the one its conflict names.
+  // origin). Found by every row it touches (a rekey's two), not by the one its conflict names,
+  // and only as the change kept at the version's entry: conflicts this node kept otherwise
+  // (KeepConflict) name its pending change as winner too.
   const uint64_t local = table_.state_.local_node;
   if (local == 0 || v.origin != local) return true;
   absl::StatusOr<int64_t> own_applied = table_.OwnChangesApplied();
@@ -242,11 +244,12 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   absl::StatusOr<Statement*> stmt = table_.state_.db.Kept(absl::StrCat(
       "SELECT id, origin, change_id, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
       " WHERE tbl = ?1 AND shard = ?2 AND winner_origin = ?3 AND winner_change_id = ?4 "
-      "ORDER BY id DESC"));
+      "AND raft_index = ?5 ORDER BY id DESC"));
   if (!stmt.ok()) return stmt.status();
   absl::Status bound =
       (*stmt)->BindAll({Value::Text(table_.t_.table()), Value::Integer(table_.shard_),
-                        Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id)});
+                        Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id),
+                        Value::Integer(static_cast<int64_t>(v.raft_index))});
   if (!bound.ok()) return bound;
   struct Kept {
     int64_t id;

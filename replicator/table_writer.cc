@@ -318,6 +318,23 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
   return rows;
 }
 
+namespace {
+
+// Rolls back the trial write's savepoint. The write's own database failure comes first: SQLite
+// may have rolled back the whole transaction then (an I/O error, a full disk), so that there is
+// no savepoint left. A savepoint that cannot be rolled back is a database failure too: the
+// caller's transaction is not what it was, and nothing more of it may be written.
+absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written) {
+  absl::Status rolled = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write");
+  if (IsDatabaseFailure(written)) return written;
+  if (!rolled.ok()) {
+    return absl::UnavailableError(absl::StrCat("ending a trial write: ", rolled.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     sqlite::Database& db, const TableWriter& w, const TableChanges& t, const Change& c,
     absl::FunctionRef<absl::Status()> write) {
@@ -330,8 +347,7 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     written = write();
     deleted = recorder.Take();
   }
-  if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
-  if (IsDatabaseFailure(written)) return written;
+  if (absl::Status s = EndTrialWrite(db, written); !s.ok()) return s;
   if (!written.ok()) return replaced;
   // The rows are back as they were: read each whole, as a probe would have.
   const std::vector<std::vector<Value>> own = KeysOf(t, KeyPositions(t), c);
@@ -387,10 +403,9 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
       if (!*there) replaced.push_back(std::move(row));
     }
   }
-  if (absl::Status s = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write"); !s.ok()) return s;
   // A write that fails replaces nothing (it will fail again when it is made, and be dead-lettered
   // then); only the database's own failure is an error here.
-  if (IsDatabaseFailure(written)) return written;
+  if (absl::Status s = EndTrialWrite(db, written); !s.ok()) return s;
   if (!written.ok()) replaced.clear();
   return replaced;
 }

@@ -324,5 +324,27 @@ TEST_F(TableWriterTest, OnlyUserTablesAsTheChangeKnowsThemArePlanned) {
   EXPECT_FALSE(pair->other_unique_constraints);
 }
 
+// Found by review: a write whose failure made SQLite roll the whole transaction back (an I/O
+// error, a full disk) left no savepoint for the trial write to roll back to; that error ("no
+// such savepoint") was returned instead of the database failure, and the applier took it for
+// the change's own failure: dead-lettered, the rest of the entry written outside a transaction.
+TEST_F(TableWriterTest, ATrialWriteWhoseFailureEndedTheTransactionIsADatabaseFailure) {
+  ASSERT_TRUE(db_->Exec("CREATE TABLE gv (id INTEGER PRIMARY KEY, email TEXT, lc TEXT GENERATED "
+                        "ALWAYS AS (lower(email)) VIRTUAL UNIQUE, name TEXT);"
+                        "INSERT INTO gv (id, email, name) VALUES (1, 'a@x', 'one'), (2, 'b@x', "
+                        "'two');")
+                  .ok());
+  const TableChanges t = Header("gv", {"id", "email", "name"}, {"id"});
+  absl::StatusOr<TableWriter> w = PlanWriter(*db_, "gv", {"id", "email", "name"}, {"id"});
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(db_->Exec("BEGIN IMMEDIATE").ok());
+  absl::StatusOr<std::vector<RowInTheWay>> replaced = RowsATrialWriteReplaces(
+      *db_, *w, t, Upsert(7, {Value::Integer(1), Value::Text("B@X"), Value::Text("x")}), [&] {
+        EXPECT_TRUE(db_->Exec("ROLLBACK").ok());  // What SQLite does on such a failure.
+        return absl::InternalError("disk I/O error (sqlite code 10)");
+      });
+  EXPECT_TRUE(IsDatabaseFailure(replaced.status())) << replaced.status();
+}
+
 }  // namespace
 }  // namespace marmot::replicator
