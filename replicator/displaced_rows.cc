@@ -18,6 +18,10 @@ namespace {
 absl::StatusOr<std::vector<RowInTheWay>> WriteAndListReplaced(
     const DisplacingWrite& at, const TableWriter& w, const TableChanges& t, const Change& c,
     absl::FunctionRef<absl::Status()> write) {
+  if (c.op() == change::v1::OP_DELETE) {  // A delete takes no value from another row.
+    if (absl::Status s = write(); !s.ok()) return s;
+    return std::vector<RowInTheWay>{};
+  }
   absl::StatusOr<std::vector<RowInTheWay>> in_the_way =
       w.unprobed_unique ? RowsATrialWriteReplaces(at.db, w, t, c, write)
                         : RowsInTheWay(at.db, w, t, c);
