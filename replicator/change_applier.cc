@@ -330,6 +330,10 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   const uint64_t origin = batch.origin_node();
   const bool own = state_.local_node != 0 && origin == state_.local_node;
   if (absl::Status s = HoldFor(batch); !s.ok()) return s;
+  absl::StatusOr<std::optional<uint64_t>> epoch_here = LoadSchemaEpoch(db_);
+  if (!epoch_here.ok()) return epoch_here.status();
+  DisplacingWrite displacing = Displacing(shard, index, origin);
+  displacing.origin_had_schema = batch.schema_epoch() >= epoch_here->value_or(0);
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
@@ -418,8 +422,8 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
         if (!keys.ok()) return keys.status();
         absl::Status s = KeepDisplacedNow(
-            Displacing(shard, index, origin), (*plan)->writer, t, c, *keys, state_.local_node,
-            view.displaced_by(), router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
+            displacing, (*plan)->writer, t, c, *keys, state_.local_node, view.displaced_by(),
+            router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
         if (!s.ok()) return s;
         ++result.conflicts;
         continue;
@@ -473,7 +477,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
           status = write();
         } else {
           absl::StatusOr<int64_t> kept =
-              WriteKeepingDisplaced(Displacing(shard, index, origin), (*plan)->writer, t, c, write);
+              WriteKeepingDisplaced(displacing, (*plan)->writer, t, c, write);
           status = kept.status();
           if (kept.ok()) result.conflicts += *kept;
         }

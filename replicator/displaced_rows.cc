@@ -75,7 +75,7 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
     if (!key.ok()) return key.status();
     absl::StatusOr<std::optional<RowVersion>> version = at.versions.Get(t.table(), *key);
     if (!version.ok()) return version.status();
-    if (version->has_value() && (*version)->origin == at.origin) continue;
+    if (at.origin_had_schema && version->has_value() && (*version)->origin == at.origin) continue;
     std::vector<sqlite::Value> values = row.row;
     if (version->has_value() && !(*version)->held.empty()) {
       absl::StatusOr<std::optional<std::vector<sqlite::Value>>> there =

@@ -10,7 +10,10 @@
 // id. Its version becomes the winner's when the row is in the same shard, so a change of it made
 // without seeing its removal is a conflict too; a row of another shard keeps its version, and a row
 // without one stays without. A row whose version is the winner's own origin is not kept: that node
-// gave the value away itself (its change of that row may still be on its way in another shard).
+// gave the value away itself (its change of that row may still be on its way in another shard);
+// unless the winner's change was read before a schema change this node has applied (its batch's
+// schema epoch is older than this node's): its origin may not have had the UNIQUE index then,
+// and held both rows (a UNIQUE index made on another node while it held rows that break it).
 // A row whose version is held here (row_versions.h: this node's row still holds what its
 // application wrote) is kept as every other node holds it, with the held change's values; not
 // at all when that change left no row of its key there (a delete, a rekey away).
@@ -57,6 +60,9 @@ struct DisplacingWrite {
   int shard = 0;
   uint64_t raft_index = 0;
   uint64_t origin = 0;  // The node whose change is written.
+  // Whether that node had every schema change this node has applied when it read the change
+  // (its batch's schema epoch is this node's or later): then it had this node's UNIQUE indexes.
+  bool origin_had_schema = true;
 };
 
 // Writes change `c` of `t` with `write` (which writes it with `w`, or some of its columns) and
