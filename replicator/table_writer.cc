@@ -1,6 +1,7 @@
 #include "replicator/table_writer.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -210,12 +211,16 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
   absl::StatusOr<std::vector<std::vector<Value>>> all_columns = db.QueryRows(absl::StrCat(
       "SELECT name FROM pragma_table_xinfo(", Value::Text(table).DebugString(), ") ORDER BY cid"));
   if (!all_columns.ok()) return all_columns.status();
+  // Each key column between two bounds (ReadReplacedRows): SQLite 3.40's hook can give an
+  // INTEGER key back as a REAL, rounded.
   std::vector<std::string> key_by_key;
   for (const std::string& k : key_columns) {
     for (size_t i = 0; i < all_columns->size(); ++i) {
       if ((*all_columns)[i][0].bytes() == k) w.replaced_key_columns.push_back(static_cast<int>(i));
     }
-    key_by_key.push_back(QuoteIdentifier(k) + " IS ?");
+    key_by_key.push_back(absl::StrCat(QuoteIdentifier(k), " >= ?", 2 * key_by_key.size() + 1,
+                                      " AND ", QuoteIdentifier(k), " <= ?",
+                                      2 * key_by_key.size() + 2));
   }
   w.select_replaced =
       absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ", QuoteIdentifier(table),
@@ -335,6 +340,49 @@ absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written) {
 
 }  // namespace
 
+// The rows (whole, as a probe reads them) that the preupdate hook's identity of a deleted row
+// names: the row of that rowid, or of a WITHOUT ROWID table the rows whose key lies between the
+// doubles next to a REAL the hook gave (SQLite 3.40 gives a key column back with the REAL
+// affinity of the table's column at the key's place in the key: an INTEGER above 2^53 rounded),
+// or is each value given otherwise.
+absl::StatusOr<std::vector<RowInTheWay>> ReadReplacedRows(sqlite::Database& db,
+                                                          const TableWriter& w,
+                                                          const std::vector<Value>& identity) {
+  std::vector<Value> binds;
+  if (w.replaced_key_columns.empty()) {  // A rowid table: the identity is the rowid.
+    binds = identity;
+  } else {
+    for (const Value& v : identity) {
+      if (v.storage_class() == sqlite::StorageClass::kReal) {
+        binds.push_back(Value::Real(std::nextafter(v.real(), -HUGE_VAL)));
+        binds.push_back(Value::Real(std::nextafter(v.real(), HUGE_VAL)));
+      } else {
+        binds.push_back(v);
+        binds.push_back(v);
+      }
+    }
+  }
+  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(w.select_replaced);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(binds); !s.ok()) return s;
+  const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
+  std::vector<RowInTheWay> rows;
+  for (;;) {
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    if (!*found) break;
+    RowInTheWay row;
+    for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
+    for (int i : w.whole_key) row.key.push_back(row.row[i]);
+    rows.push_back(std::move(row));
+  }
+  (*stmt)->Reset();
+  return rows;
+}
+
 absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     sqlite::Database& db, const TableWriter& w, const TableChanges& t, const Change& c,
     absl::FunctionRef<absl::Status()> write) {
@@ -347,34 +395,35 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     written = write();
     deleted = recorder.Take();
   }
+  // The rows each identity names that are still there after the write: not deleted (a REAL's
+  // neighbours among WITHOUT ROWID keys).
+  std::vector<std::vector<std::vector<Value>>> still_there(deleted.size());
+  for (size_t i = 0; written.ok() && !w.replaced_key_columns.empty() && i < deleted.size(); ++i) {
+    absl::StatusOr<std::vector<RowInTheWay>> rows = ReadReplacedRows(db, w, deleted[i]);
+    if (!rows.ok()) {
+      written = rows.status();
+      break;
+    }
+    for (RowInTheWay& row : *rows) still_there[i].push_back(std::move(row.key));
+  }
   if (absl::Status s = EndTrialWrite(db, written); !s.ok()) return s;
   if (!written.ok()) return replaced;
-  // The rows are back as they were: read each whole, as a probe would have.
+  // The rows are back as they were: read each whole, as a probe would have. A row not found is
+  // one the write itself made and deleted again, which the rollback took away too.
   const std::vector<std::vector<Value>> own = KeysOf(t, KeyPositions(t), c);
-  const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
-  for (const std::vector<Value>& identity : deleted) {
-    absl::StatusOr<sqlite::Statement*> stmt = db.Kept(w.select_replaced);
-    if (!stmt.ok()) return stmt.status();
-    if (absl::Status s = (*stmt)->BindAll(identity); !s.ok()) return s;
-    absl::StatusOr<bool> found = (*stmt)->Step();
-    if (!found.ok()) {
-      (*stmt)->Reset();
-      return found.status();
+  for (size_t i = 0; i < deleted.size(); ++i) {
+    absl::StatusOr<std::vector<RowInTheWay>> rows = ReadReplacedRows(db, w, deleted[i]);
+    if (!rows.ok()) return rows.status();
+    for (RowInTheWay& row : *rows) {
+      const bool seen = std::any_of(replaced.begin(), replaced.end(),
+                                    [&](const RowInTheWay& r) { return r.key == row.key; });
+      if (seen || std::find(own.begin(), own.end(), row.key) != own.end() ||
+          std::find(still_there[i].begin(), still_there[i].end(), row.key) !=
+              still_there[i].end()) {
+        continue;
+      }
+      replaced.push_back(std::move(row));
     }
-    RowInTheWay row;
-    if (*found) {
-      for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
-    }
-    (*stmt)->Reset();
-    if (!*found) {
-      // Only a row the write itself made and deleted again, which the rollback took away too.
-      continue;
-    }
-    for (int i : w.whole_key) row.key.push_back(row.row[i]);
-    const bool seen = std::any_of(replaced.begin(), replaced.end(),
-                                  [&](const RowInTheWay& r) { return r.key == row.key; });
-    if (seen || std::find(own.begin(), own.end(), row.key) != own.end()) continue;
-    replaced.push_back(std::move(row));
   }
   return replaced;
 }
