@@ -337,7 +337,8 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
-    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result); !s.ok()) {
+    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result, index);
+        !s.ok()) {
       return s;
     }
   }
@@ -689,10 +690,12 @@ absl::Status ChangeApplier::SettleHeldVersions(
 
 absl::Status ChangeApplier::ApplySchemaChanges(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-    const std::string& from, bool own, ApplyResult& result) {
+    const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index) {
   bool table_changed = false;
+  bool tables_named = false;  // A table created, dropped or renamed: its route may change.
   for (const change::v1::SchemaChange& c : changes) {
-    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own);
+    tables_named = tables_named || c.type() == "table";
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own, shard0_index);
     if (!applied.ok()) return applied.status();
     const std::string what = absl::StrCat(DescribeSchemaChange(c), " from ", from);
     switch (applied->outcome) {
@@ -722,6 +725,11 @@ absl::Status ChangeApplier::ApplySchemaChanges(
     absl::StatusOr<sqlite::CaptureReport> captured =
         sqlite::InstallCapture(db_, {.log_ids_above = CaptureLogIdsAbove()});
     if (!captured.ok()) return captured.status();
+  }
+  // Routes as this transaction wrote them (table_renames.h); a transaction that rolls back
+  // leaves at most the route of a table that does not exist, and is made again.
+  if (TableRenames* renames = router_.renames(); tables_named && renames != nullptr) {
+    if (absl::Status s = renames->Load(db_); !s.ok()) return s;
   }
   // What this applier changed is not a local process's schema change.
   absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
@@ -766,6 +774,10 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   if (!applied.ok()) return applied.status();
   absl::StatusOr<std::vector<change::v1::SchemaChange>> schema = BaselineSchema(db_);
   if (!schema.ok()) return schema.status();
+  std::vector<change::v1::TableRoute> routes;
+  std::vector<change::v1::TableRename> renames;
+  if (absl::Status s = ReadTableRenames(db_, &routes, &renames); !s.ok()) return s;
+  out.set_table_renames(std::move(routes), std::move(renames));
   if (absl::Status s = out.Start(shard, *applied, *schema); !s.ok()) return s;
   if (absl::Status s = snapshotter_.Write(shard, out); !s.ok()) return s;
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
@@ -783,6 +795,15 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (!txn.ok()) return txn.status();
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
+  // Where renamed tables route, before any row of it is placed (table_renames.h).
+  if (in.table_routes().size() > 0 || in.table_renames().size() > 0) {
+    if (absl::Status s = TakeTableRenames(db_, in.table_routes(), in.table_renames()); !s.ok()) {
+      return s;
+    }
+    if (TableRenames* renames = router_.renames(); renames != nullptr) {
+      if (absl::Status s = renames->Load(db_); !s.ok()) return s;
+    }
+  }
   // The objects its rows need first (a node started from an empty file has none).
   if (in.schema().size() > 0) {
     ApplyResult schema;

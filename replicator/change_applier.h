@@ -312,10 +312,11 @@ class ChangeApplier {
   // Drops kept plans (and statements) and the local change index when the schema changed.
   absl::Status CheckSchema();
   // Applies `changes` (of an entry or a snapshot: `from`, for the log; `own`: made by this
-  // node) inside the caller's transaction, counting them in `result`.
+  // node; `shard0_index`: the entry's, 0 for a snapshot) inside the caller's transaction,
+  // counting them in `result`.
   absl::Status ApplySchemaChanges(
       const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-      const std::string& from, bool own, ApplyResult& result);
+      const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index = 0);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
   // Keeps change `c` of `t` from `origin` (at Raft `index` of `shard`), which lost to the

@@ -90,6 +90,17 @@ ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardR
 
 ChangeShipper::~ChangeShipper() = default;
 
+const std::string& ChangeShipper::MovedTo(const std::string& table) const {
+  const std::string* name = &table;
+  // Each log moves once per rename; a chain ends (a name renamed back starts a new entry).
+  for (size_t steps = 0; steps < moved_.size(); ++steps) {
+    auto it = moved_.find(*name);
+    if (it == moved_.end()) break;
+    name = &it->second;
+  }
+  return *name;
+}
+
 bool ChangeShipper::RowsCommitted() const {
   for (int shard = 0; shard < router_.shards(); ++shard) {
     if (inflight_[shard] != nullptr || !queued_[shard].empty()) return false;
@@ -121,6 +132,50 @@ absl::Status ChangeShipper::RefreshSchema() {
     std::string name = t.name;
     tables.emplace(std::move(name), std::move(t));
   }
+  // A table renamed here takes its log along (sqlite/change_log.h): what was read of it under
+  // its old name and not marked yet is this table's now, or its rows would be read and
+  // proposed again under the new name. Its log holds the first of those ids still.
+  for (auto it = unmarked_.begin(); it != unmarked_.end();) {
+    const std::string old_name = it->first;
+    if (it->second.ids.empty() || tables.count(old_name) > 0) {
+      ++it;
+      continue;
+    }
+    std::string moved_to;
+    for (const auto& [name, t] : tables) {
+      if (name == old_name || tables_.count(name) > 0) continue;
+      if (auto u = unmarked_.find(name); u != unmarked_.end() && !u->second.ids.empty()) continue;
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> holds = db_.QueryRows(
+          absl::StrCat("SELECT 1 FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name)),
+                       " WHERE \"__marmot__id\" = ", it->second.ids.front().first));
+      if (!holds.ok()) return holds.status();
+      if (!holds->empty()) {
+        moved_to = name;
+        break;
+      }
+    }
+    if (moved_to.empty()) {
+      ++it;
+      continue;
+    }
+    LOG(INFO) << "change log of " << old_name << " moved to " << moved_to << " (renamed) with "
+              << it->second.ids.size() << " change(s) read and not marked done";
+    unmarked_[moved_to] = std::move(it->second);
+    read_up_to_[moved_to] = std::max(read_up_to_[moved_to], read_up_to_[old_name]);
+    read_up_to_.erase(old_name);
+    moved_[old_name] = moved_to;
+    {
+      absl::MutexLock lock(&committed_through_mu_);
+      auto committed = committed_through_.find(old_name);
+      if (committed != committed_through_.end()) {
+        committed_through_[moved_to] = committed->second;
+        committed_through_.erase(committed);
+      }
+    }
+    it = unmarked_.erase(it);
+  }
+  // A table of a name whose log moved made again under it: its own log.
+  for (const auto& [name, t] : tables) moved_.erase(name);
   tables_ = std::move(tables);
   schema_version_ = *version;
   schema_dirty_ = true;
@@ -301,6 +356,14 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
     if (c.type() == "table" && c.kind() != change::v1::SchemaChange::DROP) {
       held_tables_.insert(c.name());
     }
+    if (c.kind() == change::v1::SchemaChange::RENAME_TABLE) {
+      // Its rows are read under the new name once it committed, routed as they were; batches of
+      // other nodes that name the old one meanwhile mean the new one here (table_renames.h).
+      held_tables_.insert(c.new_name());
+      if (TableRenames* renames = router_.renames(); renames != nullptr) {
+        renames->NotePending(c.name(), c.new_name());
+      }
+    }
     names.push_back(DescribeSchemaChange(c));
     *batch.add_schema_changes() = std::move(c);
   }
@@ -432,6 +495,15 @@ absl::Status ChangeShipper::DeleteMarked(
   for (const auto& [table, count_and_last] : prefix) {
     const int64_t up_to = count_and_last.second;
     std::string log = sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table));
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> exists = db.QueryRows(
+        absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
+                     sqlite::Value::Text(sqlite::ChangeLogTableName(table)).DebugString()));
+    if (!exists.ok()) return exists.status();
+    if (exists->empty()) {
+      // Moved with its table renamed, and this run did not see it move.
+      LOG(WARNING) << "change log of " << table << " is gone; not marking it";
+      continue;
+    }
     absl::StatusOr<int64_t> newest_id =
         QueryInt(db, absl::StrCat("SELECT max(\"__marmot__id\") FROM ", log));
     if (!newest_id.ok()) return newest_id.status();
@@ -510,13 +582,14 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
         }
       }
       if (ids_table != table) {
-        ids = &unmarked_[*table].ids;
+        ids = &unmarked_[MovedTo(*table)].ids;
         ids_table = table;
       }
       // Ids were read in increasing order.
       auto it = std::lower_bound(ids->begin(), ids->end(), std::make_pair(change_id, false));
       CHECK(it != ids->end() && it->first == change_id)
-          << "committed change " << change_id << " of " << *table << " was not read";
+          << "committed change " << change_id << " of " << *table << " (" << MovedTo(*table)
+          << ") was not read";
       it->second = true;
       --buffered_;
       if (!marks_due_) {
@@ -587,18 +660,28 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   // (a write, so before the read transaction): what moved since is then a change of its own.
   if (!sent_to_baseline_.empty()) {
     auto write = [this](sqlite::Database& db) -> absl::Status {
-      if (options_.epochs == nullptr) return RecordSentInBaseline(db, sent_to_baseline_);
+      if (options_.epochs == nullptr) {
+        return RecordSentInBaseline(db, sent_to_baseline_, sent_epoch_);
+      }
       // With the schema epoch they moved (schema_epochs.h): a restart starts from it.
       absl::StatusOr<sqlite::Transaction> txn =
           sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
       if (!txn.ok()) return txn.status();
-      if (absl::Status s = RecordSentInBaseline(db, sent_to_baseline_); !s.ok()) return s;
+      if (absl::Status s = RecordSentInBaseline(db, sent_to_baseline_, sent_epoch_); !s.ok()) {
+        return s;
+      }
       if (absl::Status s = StoreSchemaEpoch(db, sent_epoch_); !s.ok()) return s;
       return txn->Commit();
     };
     absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
     if (recorded.ok()) {
       sent_to_baseline_.clear();
+      // Tables renamed: their routes as recorded (they were noted pending until now).
+      if (TableRenames* renames = router_.renames(); renames != nullptr) {
+        if (absl::Status s = renames->Load(db_); !s.ok()) {
+          LOG(WARNING) << "cannot read the routes of renamed tables: " << s;
+        }
+      }
     } else {
       LOG(WARNING) << "cannot record the schema changes sent in the baseline (retrying): "
                    << recorded;

@@ -86,6 +86,14 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
   if (!lock.ok()) return lock.status();
   r->lock_.emplace(*std::move(lock));
   ShardRouter router(config.shards);
+  // Every router of this node (shipper, applier, verifier) routes renamed tables alike.
+  auto renames = std::make_shared<TableRenames>();
+  {
+    absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(config.db_path);
+    if (!db.ok()) return db.status();
+    if (absl::Status s = renames->Load(*db); !s.ok()) return s;
+  }
+  router.set_renames(renames);
   r->metrics_ = std::make_unique<ReplicatorMetrics>(config.shards);
   r->observer_ = std::make_unique<MetricsObserver>(r->metrics_.get());
   r->last_leaders_.assign(config.shards, 0);
@@ -181,12 +189,14 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
                                                              .shards = config.shards,
                                                              .env = env,
                                                              .metrics = r->metrics_.get(),
-                                                             .db_path = config.db_path});
+                                                             .db_path = config.db_path,
+                                                             .renames = renames});
   const ShardStateMachine::Options machine_options{
       .metrics = r->metrics_.get(),
       .snapshot_piece_bytes = static_cast<size_t>(config.snapshot_piece_bytes),
       .verifier = r->verifier_.get(),
       .epochs = r->epochs_.get(),
+      .renames = renames.get(),
       .env = env};
   absl::StatusOr<std::unique_ptr<raft::host::NodeHost>> host =
       raft::host::StartNodeHost(std::move(host_config), [writer, machine_options](uint64_t shard) {

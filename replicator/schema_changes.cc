@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replicator/table_renames.h"
 #include "replicator/table_sql.h"
 #include "sqlite/change_log.h"
 #include "sqlite/value.h"
@@ -389,6 +390,10 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
     return Refused(absl::StrCat("its statement does not create exactly ", type, " ", name));
   }
   if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
+  // A table new here routes by its own name (table_renames.h).
+  if (type == "table") {
+    if (absl::Status s = ForgetTableRoute(db, name); !s.ok()) return s;
+  }
   return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_changed = type == "table"};
 }
 
@@ -459,6 +464,7 @@ absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string&
   }
   if (type == "table") {
     if (absl::Status s = ForgetDroppedTable(db, name); !s.ok()) return s;
+    if (absl::Status s = ForgetTableRoute(db, name); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kApplied, .table_changed = true};
   }
   if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
@@ -776,6 +782,105 @@ absl::StatusOr<SchemaApplied> ApplyRedefine(sqlite::Database& db, const SchemaCh
       .table_changed = true};
 }
 
+// What marmot keeps by table name follows a table renamed here: its conflicts, dead letters and
+// column history (the rows' versions and the change log follow with its capture,
+// sqlite/change_log.h).
+absl::Status RenameTableState(sqlite::Database& db, const std::string& from,
+                              const std::string& to) {
+  absl::StatusOr<Names> objects = AllObjects(db);
+  if (!objects.ok()) return objects.status();
+  auto has = [&](const char* table) { return objects->count({"table", table}) > 0; };
+  if (has("__marmot__conflicts")) {
+    if (absl::Status s =
+            db.RunKept("UPDATE OR IGNORE \"__marmot__conflicts\" SET tbl = ?2 WHERE tbl = ?1",
+                       {Value::Text(from), Value::Text(to)});
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (has("__marmot__dead_letters")) {
+    if (absl::Status s = db.RunKept("UPDATE \"__marmot__dead_letters\" SET tbl = ?2 WHERE tbl = ?1",
+                                    {Value::Text(from), Value::Text(to)});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return db.RunKept(absl::StrCat("UPDATE OR REPLACE ", sqlite::QuoteIdentifier(kColumnHistoryTable),
+                                 " SET tbl = lower(?2) WHERE tbl = lower(?1)"),
+                    {Value::Text(from), Value::Text(to)});
+}
+
+absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const SchemaChange& c,
+                                               uint64_t shard0_index) {
+  if (c.type() != "table") return Refused("only a table is renamed");
+  const std::string& to = c.new_name();
+  if (to.empty() || Reserved(to) || absl::StrContains(absl::AsciiStrToLower(to), "__marmot__")) {
+    return Refused(absl::StrCat("'", to, "' is not the name of a user table"));
+  }
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> from_here =
+      TableHere(db, c.name());
+  if (!from_here.ok()) return from_here.status();
+  absl::StatusOr<std::vector<std::vector<Value>>> to_here = db.QueryRows(absl::StrCat(
+      "SELECT type, sql FROM sqlite_master WHERE name = ", Value::Text(to).DebugString(),
+      " COLLATE NOCASE"));
+  if (!to_here.ok()) return to_here.status();
+  if (!from_here->has_value() && !to_here->empty() && (*to_here)[0][0].bytes() == "table") {
+    // Renamed here already (the same migration ran here, or this node's file was made from
+    // its snapshot).
+    if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
+    return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
+  if (!from_here->has_value() || !to_here->empty()) {
+    return SchemaApplied{
+        .outcome = SchemaApplied::kConflict,
+        .detail =
+            absl::StrCat("table ", c.name(), from_here->has_value() ? " exists" : " is missing",
+                         " here and ", to, to_here->empty() ? " does not" : " exists", "; kept")};
+  }
+  const std::string from = (*from_here)->first;
+  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+      OtherObjectsSql(db);
+  if (!others.ok()) return others.status();
+  std::string why;
+  absl::StatusOr<bool> ran =
+      RunOneStatement(db,
+                      absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(from), " RENAME TO ",
+                                   sqlite::QuoteIdentifier(to)),
+                      "ALTER", &why);
+  if (!ran.ok()) return ran.status();
+  if (!*ran) return Refused(absl::StrCat("the rename cannot run here: ", why));
+  // The baseline: the table under its new name, and the indexes, triggers and views SQLite
+  // rewrote that were as the baseline holds them.
+  if (absl::Status s = ForgetInBaseline(db, "table", from); !s.ok()) return s;
+  if (absl::Status s = RecordInBaseline(db, "table", to); !s.ok()) return s;
+  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> rewritten =
+      OtherObjectsSql(db);
+  if (!rewritten.ok()) return rewritten.status();
+  for (const auto& [key, sql] : *rewritten) {
+    auto was = others->find(key);
+    if (was == others->end()) continue;
+    absl::StatusOr<std::vector<std::vector<Value>>> known =
+        db.QueryRows(absl::StrCat("SELECT sql, tbl_name FROM ", kBaseline,
+                                  " WHERE type = ", Value::Text(key.first).DebugString(),
+                                  " AND name = ", Value::Text(key.second).DebugString()));
+    if (!known.ok()) return known.status();
+    if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() == was->second) {
+      if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = RenameTableState(db, from, to); !s.ok()) return s;
+  if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
+  absl::StatusOr<std::string> result = TableSqlHere(db, to);
+  if (!result.ok()) return result.status();
+  SchemaApplied applied{.outcome = SchemaApplied::kApplied, .table_changed = true};
+  if (!SameButRenamed(*result, c.sql(), {})) {
+    // Renamed, but its columns differ from the origin's: as a table given other columns here.
+    applied.detail = absl::StrCat("renamed; table ", to, " here (", *result,
+                                  ") is defined otherwise than on its origin (", c.sql(), ")");
+  }
+  return applied;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) {
@@ -873,6 +978,48 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   for (const auto& [key, o] : baseline) {
     if (o.type == "table" && !here.count(key)) gone_tables.push_back(&o);
   }
+  // A table gone and a new one whose SQL reads the same but for its name (ALTER TABLE RENAME
+  // rewrites only the name), each the only match of the other: renamed. Tables renamed with
+  // columns changed in the same look are not told apart from a drop and a create (below).
+  std::vector<SchemaChange> table_renames;
+  std::map<std::string, std::string> renamed_names;  // lower case: old -> new, tables, columns
+  {
+    auto body = [](const std::string& sql) { return WithTableName(sql, "t"); };
+    std::map<const SchemaObject*, std::vector<const SchemaObject*>> matches_of_gone;
+    std::map<const SchemaObject*, int> matches_of_new;
+    for (const SchemaObject* gone : gone_tables) {
+      const std::optional<std::string> was = body(gone->sql);
+      if (!was.has_value()) continue;
+      for (const SchemaObject* o : new_tables) {
+        if (body(o->sql) != was) continue;
+        matches_of_gone[gone].push_back(o);
+        ++matches_of_new[o];
+      }
+    }
+    std::set<const SchemaObject*> paired;
+    for (const auto& [gone, news] : matches_of_gone) {
+      if (news.size() != 1 || matches_of_new[news[0]] != 1) continue;
+      const SchemaObject* o = news[0];
+      SchemaChange& c = table_renames.emplace_back();
+      c.set_kind(SchemaChange::RENAME_TABLE);
+      c.set_type("table");
+      c.set_name(gone->name);
+      c.set_new_name(o->name);
+      c.set_sql(o->sql);
+      c.set_before_sql(gone->sql);
+      renamed_names[absl::AsciiStrToLower(gone->name)] = absl::AsciiStrToLower(o->name);
+      paired.insert(gone);
+      paired.insert(o);
+      settled.insert(o->name);
+    }
+    auto unpaired = [&](std::vector<const SchemaObject*>& tables) {
+      tables.erase(std::remove_if(tables.begin(), tables.end(),
+                                  [&](const SchemaObject* t) { return paired.count(t) > 0; }),
+                   tables.end());
+    };
+    unpaired(gone_tables);
+    unpaired(new_tables);
+  }
   // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
   // table went in the same diff, or when its columns are those a changed table had (renamed,
   // then made again under the old name, perhaps with more columns). Neither replicates then.
@@ -892,9 +1039,8 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     if (was != old_columns.end() || !gone_tables.empty()) renamed.push_back(o);
   }
   std::vector<SchemaChange> creates;
-  // Columns renamed in this diff, of any table (lower case): SQLite rewrote the other objects
-  // that name them.
-  std::map<std::string, std::string> renamed_columns;
+  // Columns renamed in this diff, of any table, go to renamed_names too: SQLite rewrote the
+  // other objects that name them.
   for (const SchemaObject* o : changed_tables) {
     const std::string& before = baseline.at({o->type, o->name}).sql;
     std::optional<ColumnDiff> columns;
@@ -927,7 +1073,7 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
       SchemaChange& c = change(SchemaChange::RENAME_COLUMN);
       c.add_columns(from);
       c.add_columns(to);
-      renamed_columns[absl::AsciiStrToLower(from)] = absl::AsciiStrToLower(to);
+      renamed_names[absl::AsciiStrToLower(from)] = absl::AsciiStrToLower(to);
     }
     if (!columns->dropped.empty()) {
       SchemaChange& c = change(SchemaChange::DROP_COLUMNS);
@@ -972,9 +1118,10 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     if (o.type == "table") continue;
     auto known = baseline.find({o.type, o.name});
     if (known != baseline.end() && known->second.sql == o.sql) continue;
-    // Rewritten by a rename of this diff: every node's rename rewrites it alike.
-    const bool rewritten = known != baseline.end() && !renamed_columns.empty() &&
-                           SameButRenamed(known->second.sql, o.sql, renamed_columns);
+    // Rewritten by a rename of this diff (of a column or a table): every node's rename rewrites
+    // it alike.
+    const bool rewritten = known != baseline.end() && !renamed_names.empty() &&
+                           SameButRenamed(known->second.sql, o.sql, renamed_names);
     if (rewritten || !replicates(o)) {
       diff.keep.push_back(o);
       continue;
@@ -999,6 +1146,7 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     drop.set_name(o.name);
   }
   diff.replicate.insert(diff.replicate.end(), table_drops.begin(), table_drops.end());
+  diff.replicate.insert(diff.replicate.end(), table_renames.begin(), table_renames.end());
   diff.replicate.insert(diff.replicate.end(), creates.begin(), creates.end());
   return diff;
 }
@@ -1050,13 +1198,15 @@ std::string DescribeSchemaChange(const SchemaChange& c) {
       return absl::StrCat(c.name(), ": column(s) dropped: ", absl::StrJoin(c.columns(), ", "));
     case SchemaChange::REDEFINE:
       return absl::StrCat("table ", c.name(), " made again");
+    case SchemaChange::RENAME_TABLE:
+      return absl::StrCat("table ", c.name(), " renamed to ", c.new_name());
     default:
       return absl::StrCat("change of kind ", c.kind(), " of ", c.type(), " ", c.name());
   }
 }
 
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const SchemaChange& c,
-                                                bool own) {
+                                                bool own, uint64_t shard0_index) {
   const std::string& type = c.type();
   const std::string& name = c.name();
   if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
@@ -1076,6 +1226,13 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     if (c.kind() == SchemaChange::DROP_COLUMNS) {
       for (const std::string& column : c.columns()) {
         if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
+      }
+    }
+    if (c.kind() == SchemaChange::RENAME_TABLE && !c.new_name().empty()) {
+      // Renamed here by this node itself: where the table's rows route, and what its old name
+      // means in batches read before (table_renames.h).
+      if (absl::Status s = RecordTableRenamed(db, name, c.new_name(), shard0_index); !s.ok()) {
+        return s;
       }
     }
     if (c.kind() == SchemaChange::DROP && type == "table") {
@@ -1120,6 +1277,9 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     case SchemaChange::REDEFINE:
       applied = ApplyRedefine(db, c);
       break;
+    case SchemaChange::RENAME_TABLE:
+      applied = ApplyRenameTable(db, c, shard0_index);
+      break;
     default:
       return Refused(absl::StrCat("unknown kind of schema change ", c.kind()));
   }
@@ -1135,7 +1295,8 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   return applied;
 }
 
-absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<SchemaChange>& sent) {
+absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<SchemaChange>& sent,
+                                  uint64_t shard0_index) {
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
@@ -1149,9 +1310,16 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
                          " (type, name, tbl_name, sql) VALUES (?1, ?2, coalesce((SELECT tbl_name"
                          " FROM sqlite_master WHERE type = ?1 AND name = ?2), ?2), ?3)"),
             {Value::Text(c.type()), Value::Text(c.name()), Value::Text(c.sql())});
+        if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
         break;
       case SchemaChange::DROP:
         s = ForgetInBaseline(db, c.type(), c.name());
+        if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
+        break;
+      case SchemaChange::RENAME_TABLE:
+        s = ForgetInBaseline(db, "table", c.name());
+        if (s.ok()) s = RecordTableInBaseline(db, c.new_name(), c.sql(), false);
+        if (s.ok()) s = RecordTableRenamed(db, c.name(), c.new_name(), shard0_index);
         break;
       case SchemaChange::ADD_COLUMNS:
       case SchemaChange::RENAME_COLUMN:

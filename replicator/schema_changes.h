@@ -19,14 +19,20 @@
 //     after; its rows follow, since capture copies a table made again whole;
 //   - a table that is gone -> DROP (its SQL before in before_sql); its indexes and triggers go
 //     with it;
-//   in that order: drops, then tables (renamed, dropped and added columns and tables made again,
-//   then tables created), indexes, views and triggers, each in the order they were made.
+//   - a table gone and a new one whose SQL reads the same but for the table's name (ALTER TABLE
+//     RENAME rewrites only the name), each the only such match of the other -> RENAME_TABLE
+//     (name, new_name, sql after, before_sql); the indexes, triggers and views SQLite rewrote
+//     for it are not changes of their own;
+//   in that order: drops, then tables renamed, then tables (renamed, dropped and added columns
+//   and tables made again, then tables created), indexes, views and triggers, each in the order
+//   they were made.
 // Not replicated yet, and taken into the baseline as they are here (every node makes them
 // itself; README, "Limitations"): a table whose columns changed in a way its text cannot tell
-// (a rename from a drop and an add), and its indexes and triggers. When tables are gone and new
-// ones appear in one diff, or a new table has the columns a changed table had, a table may have
-// been renamed (ALTER TABLE RENAME): none of them replicates, so that the other nodes' own
-// rename still finds its name free.
+// (a rename from a drop and an add), and its indexes and triggers. When other tables are gone
+// and new ones appear in one diff (a table renamed and its columns changed in the same look,
+// two tables alike renamed at once), or a new table has the columns a changed table had, a
+// table may have been renamed: none of them replicates, so that the other nodes' own rename
+// still finds its name free.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
@@ -38,6 +44,12 @@
 // is a conflict. RENAME_COLUMN renames a column the table has (and not the new name yet),
 // DROP_COLUMNS drops those it has; either records the column in the column history (a rename
 // that conflicts does not), and both are already so where the table is as they make it.
+// RENAME_TABLE renames the table where it exists under its old name and not under its new one
+// (its capture follows, sqlite/change_log.h; the conflicts, dead letters and column history
+// marmot keeps by its name too), is already so where only the new name exists, and a conflict
+// otherwise; applied or already so, it records the table's route and the rename's shard-0
+// index (table_renames.h), so that its rows stay in their shards and rows of batches read
+// before it find it.
 // REDEFINE makes the table again where it is as the origin's was (rows copied by column name,
 // then its indexes and triggers made again), is already so where it is as the origin's is, and
 // is a conflict otherwise; rows here that do not fit the new definition refuse it. A DROP of a
@@ -122,16 +134,20 @@ std::string DescribeSchemaChange(const change::v1::SchemaChange& c);
 // lacks altogether is made (its file made anew, the log applied again), and a rename or drop of
 // columns is remembered in the column history. Errors are the database's (busy, I/O): nothing
 // is recorded then and the caller retries.
+// `shard0_index`: the shard-0 index of the change's entry, which a table renamed records
+// (table_renames.h; 0 for the schema of a snapshot, which renames nothing).
 absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
-                                                const change::v1::SchemaChange& c,
-                                                bool own = false);
+                                                const change::v1::SchemaChange& c, bool own = false,
+                                                uint64_t shard0_index = 0);
 
 // The baseline takes this node's own schema changes, as they were sent, once their entry
 // committed: what this node changes next is a change from them, even before they come back
 // to it through the log (a table altered while its CREATE was in flight goes as its columns
 // added, not as a second CREATE). In a transaction of its own.
+// `shard0_index`: the index of their entry (a table renamed records it, table_renames.h).
 absl::Status RecordSentInBaseline(sqlite::Database& db,
-                                  const std::vector<change::v1::SchemaChange>& sent);
+                                  const std::vector<change::v1::SchemaChange>& sent,
+                                  uint64_t shard0_index = 0);
 
 }  // namespace marmot::replicator
 

@@ -60,6 +60,9 @@ uint64_t ShardRouter::Hash(absl::string_view table, const std::vector<sqlite::Va
 }
 
 int ShardRouter::ShardOf(absl::string_view table, const std::vector<sqlite::Value>& key) const {
+  if (renames_ != nullptr) {
+    return static_cast<int>(Hash(renames_->RouteOf(table), key) % static_cast<uint64_t>(shards_));
+  }
   return static_cast<int>(Hash(table, key) % static_cast<uint64_t>(shards_));
 }
 

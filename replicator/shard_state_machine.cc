@@ -145,6 +145,10 @@ absl::Status ShardStateMachine::ApplyOne(DatabaseWriter::Round& round,
   if (ready.ok()) ready = AwaitRowsBefore(e.index, *batch);
   NoteWaiting(!ready.ok());
   if (!ready.ok()) return ready;
+  // After the schema changes its rows were read with applied here: the renames since.
+  if (options_.renames != nullptr && batch->tables_size() > 0) {
+    NameTablesHere(*options_.renames, *batch);
+  }
   if (ApplyWithoutWriting(round, e.index, *batch)) return absl::OkStatus();
   // Another node's entry may wait while this node's own schema moves (ChangeApplier::HoldFor):
   // without the write lock meanwhile.

@@ -42,6 +42,7 @@
 #include "replicator/schema_epochs.h"
 #include "replicator/shard_verifier.h"
 #include "replicator/snapshot_stream.h"
+#include "replicator/table_renames.h"
 
 namespace marmot::replicator {
 
@@ -68,6 +69,9 @@ class ShardStateMachine : public raft::host::StateMachine {
     // Orders row batches after the schema changes they were read with (schema_epochs.h);
     // optional, must outlive the state machine. Without it batches apply as they come.
     SchemaEpochs* epochs = nullptr;
+    // Renamed tables (table_renames.h): a row batch read before a rename that applied here
+    // names the table by its new name. Optional, must outlive the state machine.
+    TableRenames* renames = nullptr;
     // The clock of the epochs' bound; must outlive the state machine.
     raft::host::Env* env = raft::host::Env::Default();
   };

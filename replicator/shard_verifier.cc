@@ -128,7 +128,12 @@ std::optional<std::vector<Value>> CompareKeyPages(uint64_t node, const VerifyRep
   return bound;
 }
 
-ShardVerifier::ShardVerifier(Options options) : options_(options), router_(options.shards) {
+ShardVerifier::ShardVerifier(Options options)
+    : options_(options), router_([&options] {
+        ShardRouter router(options.shards);
+        router.set_renames(options.renames);
+        return router;
+      }()) {
   absl::MutexLock l(&mu_);
   // Markers of this process never repeat those of an earlier one that may still be in a log.
   next_marker_ = static_cast<uint64_t>(absl::ToUnixMicros(options_.env->WallNow()));

@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -131,6 +132,8 @@ class ShardVerifier {
     raft::host::Env* env = raft::host::Env::Default();
     ReplicatorMetrics* metrics = nullptr;  // Optional: the divergent-shards gauge.
     std::string db_path;                   // Where repair orders are written (with capture on).
+    // Routes of renamed tables (table_renames.h), shared with the node's other routers.
+    std::shared_ptr<TableRenames> renames;
   };
   explicit ShardVerifier(Options options);
   ~ShardVerifier() { Stop(); }

@@ -59,6 +59,8 @@ absl::Status ShardSnapshotWriter::Start(uint32_t shard, uint64_t applied_index,
   piece.mutable_start()->set_applied_index(applied_index);
   for (const change::v1::SchemaChange& c : schema) *piece.mutable_start()->add_schema() = c;
   if (schema_epoch_.has_value()) piece.mutable_start()->set_schema_epoch(*schema_epoch_);
+  for (const change::v1::TableRoute& r : routes_) *piece.mutable_start()->add_table_routes() = r;
+  for (const change::v1::TableRename& r : renames_) *piece.mutable_start()->add_table_renames() = r;
   stage_ = Stage::kApplied;
   return Put(piece);
 }

@@ -51,6 +51,13 @@ class ShardSnapshotWriter {
                      const std::vector<change::v1::SchemaChange>& schema = {});
   // The maker's schema epoch (SnapshotStart.schema_epoch) that Start writes; before Start.
   void set_schema_epoch(uint64_t epoch) { schema_epoch_ = epoch; }
+  // The maker's renamed tables (SnapshotStart.table_routes, table_renames) that Start writes;
+  // before Start.
+  void set_table_renames(std::vector<change::v1::TableRoute> routes,
+                         std::vector<change::v1::TableRename> renames) {
+    routes_ = std::move(routes);
+    renames_ = std::move(renames);
+  }
   absl::Status AddApplied(const change::v1::ShardSnapshot::Applied& applied);
   absl::Status AddVersion(change::v1::SnapshotVersions::Entry entry);
   // In the same stage as AddVersion.
@@ -87,6 +94,8 @@ class ShardSnapshotWriter {
   change::v1::SnapshotEnd end_;
   uint64_t pieces_ = 0;
   std::optional<uint64_t> schema_epoch_;
+  std::vector<change::v1::TableRoute> routes_;
+  std::vector<change::v1::TableRename> renames_;
 };
 
 class ShardSnapshotReader {
@@ -102,6 +111,12 @@ class ShardSnapshotReader {
   uint64_t applied_index() const { return start_.applied_index(); }
   const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema() const {
     return start_.schema();
+  }
+  const google::protobuf::RepeatedPtrField<change::v1::TableRoute>& table_routes() const {
+    return start_.table_routes();
+  }
+  const google::protobuf::RepeatedPtrField<change::v1::TableRename>& table_renames() const {
+    return start_.table_renames();
   }
   const std::vector<change::v1::ShardSnapshot::Applied>& applied() const { return applied_; }
   // The schema epoch a node that installed the snapshot has at least (schema_epochs.h): its

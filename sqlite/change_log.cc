@@ -241,6 +241,54 @@ absl::StatusOr<std::vector<std::string>> StaleTriggers(Database& db, const Captu
   }
 }
 
+// A table renamed (ALTER TABLE T RENAME TO U) keeps marmot's capture triggers, which SQLite
+// moves with it and which still log into T's log. When U has no log of its own, T's log becomes
+// U's, with its pending rows (keys only: their values are read from U when shipped) and the
+// rows' versions, instead of capture made anew with every row of U copied: whether or not the
+// rename replicates, every change made before it and not shipped yet ships, named U. Whether
+// it moved the log.
+absl::StatusOr<bool> MoveRenamedLog(Database& db, const TableSchema& t, const CapturePlan& plan) {
+  absl::StatusOr<Statement> stmt = db.Prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND "
+      "substr(name, 1, 10) = '__marmot__' AND substr(name, -7) = '_insert' AND name != ?2");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll({Value::Text(t.name), Value::Text(plan.triggers[0].first)});
+      !s.ok()) {
+    return s;
+  }
+  std::vector<std::string> candidates;
+  while (true) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    const std::string name = stmt->Column(0).bytes();
+    candidates.push_back(name.substr(10, name.size() - 10 - 7));
+  }
+  for (const std::string& old_name : candidates) {
+    absl::StatusOr<Value> found = db.QueryValue(absl::StrCat(
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
+        Literal(ChangeLogTableName(old_name)),
+        ") * 10 + (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
+        Literal(old_name), " COLLATE NOCASE)"));
+    if (!found.ok()) return found.status();
+    // Its log is there, and no table of its name (that one would own the log).
+    if (found->integer() != 10) continue;
+    if (absl::Status s = db.Exec(absl::StrCat("ALTER TABLE ", Q(ChangeLogTableName(old_name)),
+                                              " RENAME TO ", Q(plan.log_table)));
+        !s.ok()) {
+      return s;
+    }
+    absl::Status s = db.Exec(absl::StrCat(
+        "DELETE FROM ", Q(kRowVersionsTable), " WHERE tbl = ", Literal(t.name), "; UPDATE ",
+        Q(kRowVersionsTable), " SET tbl = ", Literal(t.name), " WHERE tbl = ", Literal(old_name)));
+    if (!s.ok()) return s;
+    LOG(INFO) << "capture of " << Q(old_name) << " moved to " << Q(t.name)
+              << " (renamed): its change log and the versions of its rows";
+    return true;
+  }
+  return false;
+}
+
 enum class Outcome { kInstalled, kUpdated, kUnchanged };
 
 absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
@@ -248,6 +296,16 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   CapturePlan plan = PlanCapture(t);
   absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
   if (!existing.ok()) return existing.status();
+  bool moved = false;
+  if (existing->empty()) {
+    absl::StatusOr<bool> m = MoveRenamedLog(db, t, plan);
+    if (!m.ok()) return m.status();
+    moved = *m;
+    if (moved) {
+      existing = ColumnsOf(db, plan.log_table);
+      if (!existing.ok()) return existing.status();
+    }
+  }
   // Rows written while the capture triggers were missing (the table is new, or was dropped and
   // made again, which drops its triggers but not its log or the log's guards) were not logged.
   size_t capture_triggers_found = 0;
@@ -329,6 +387,7 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
     if (absl::Status s = db.Exec(sql); !s.ok()) return s;
     changed = true;
   }
+  if (moved) return Outcome::kUpdated;
   if (capture_triggers_found == 0 && options.backfill_new_tables) {
     if (absl::Status s = db.Exec(plan.backfill); !s.ok()) return s;
     *backfilled += db.Changes();

@@ -410,6 +410,38 @@ TEST_F(ChangeLogTest, ATableMadeAgainUnderItsNameIsCopiedAndKeepsNoStaleTrigger)
   EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 1);
 }
 
+TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersions) {
+  Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')");
+  Install({.backfill_new_tables = true});
+  Exec(
+      "INSERT INTO kv VALUES (2, 'two');"
+      "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id)"
+      " VALUES ('kv', '2', 0, 5, 3, 9);"
+      "ALTER TABLE kv RENAME TO kv2;"
+      "INSERT INTO kv2 VALUES (3, 'three')");  // through the triggers that moved with it
+  CaptureReport report = Install({.backfill_new_tables = true});
+  EXPECT_THAT(report.updated, ElementsAre("kv2"));
+  EXPECT_EQ(report.backfilled_rows, 0) << "nothing copied: the log came along";
+  // The old name's log and triggers are gone.
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM sqlite_master WHERE name IN"
+                             " ('__marmot__kv_change_log', '__marmot__kv_insert',"
+                             " '__marmot__kv_log_guard')"),
+            Value::Integer(0));
+  Exec("UPDATE kv2 SET v = 'TWO' WHERE k = 2");
+  std::vector<std::vector<Value>> keys;
+  for (const ChangeRecord& r : Changes("kv2")) {
+    keys.push_back(r.key);
+    if (r.key == std::vector<Value>{Value::Integer(2)} && r.op == ChangeOp::kUpdate) {
+      // The update saw the version the row had under its old name.
+      ASSERT_TRUE(r.prev.has_value());
+      EXPECT_EQ(r.prev->origin, 3);
+      EXPECT_EQ(r.prev->change_id, 9);
+    }
+  }
+  EXPECT_THAT(keys, ElementsAre(ElementsAre(Value::Integer(1)), ElementsAre(Value::Integer(2)),
+                                ElementsAre(Value::Integer(3)), ElementsAre(Value::Integer(2))));
+}
+
 TEST_F(ChangeLogTest, CleanupLeavesSqliteMasterExactlyAsBefore) {
   Exec(
       "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
