@@ -138,6 +138,17 @@ absl::Status ChangeApplier::HoldWhileOwnSchemaMoves() {
     // leave): a local process, or marmot's capture of a table. Only the first is held for.
     absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
     if (!diff.ok()) return diff.status();
+    // A table renamed here: the entries held meanwhile that name its old name mean the new one
+    // (as the shipper says too once it looks, ChangeShipper::CaptureSchemaChanges).
+    if (TableRenames* renames = router_.renames(); renames != nullptr) {
+      std::vector<std::pair<std::string, std::string>> pending;
+      for (const change::v1::SchemaChange& c : diff->replicate) {
+        if (c.kind() == change::v1::SchemaChange::RENAME_TABLE) {
+          pending.emplace_back(c.name(), c.new_name());
+        }
+      }
+      renames->SetPending(pending);
+    }
     if (!diff->replicate.empty() || !diff->keep.empty() || !diff->forget.empty()) {
       const absl::Time now = absl::Now();
       if (now - own_schema_moved_ >= own_schema_quiet_) own_schema_moving_since_ = now;
@@ -349,7 +360,22 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     LOG(INFO) << "shard " << shard << " index " << index << ": " << *resolved
               << " conflict(s) resolved by node " << origin;
   }
-  for (const TableChanges& given : batch.tables()) {
+  TableRenames* renames = router_.renames();
+  for (const TableChanges& sent : batch.tables()) {
+    // A table renamed here since its rows were read on their origin is named as it is here
+    // (table_renames.h): asked after the hold above, so that a rename of this node's own that
+    // a local process just made counts.
+    const TableChanges* named = &sent;
+    TableChanges named_here;
+    if (renames != nullptr) {
+      if (std::string here = renames->NameHere(sent.table(), batch.schema_epoch());
+          here != sent.table()) {
+        named_here = sent;
+        named_here.set_table(std::move(here));
+        named = &named_here;
+      }
+    }
+    const TableChanges& given = *named;
     absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, given.table());
     if (!last.ok()) return last.status();
     int64_t newest = *last;
@@ -795,21 +821,22 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (!txn.ok()) return txn.status();
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
-  // Where renamed tables route, before any row of it is placed (table_renames.h).
-  if (in.table_routes().size() > 0 || in.table_renames().size() > 0) {
-    if (absl::Status s = TakeTableRenames(db_, in.table_routes(), in.table_renames()); !s.ok()) {
-      return s;
-    }
-    if (TableRenames* renames = router_.renames(); renames != nullptr) {
-      if (absl::Status s = renames->Load(db_); !s.ok()) return s;
-    }
-  }
   // The objects its rows need first (a node started from an empty file has none).
   if (in.schema().size() > 0) {
     ApplyResult schema;
     const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
     if (absl::Status s = ApplySchemaChanges(in.schema(), from, /*own=*/false, schema); !s.ok()) {
       return s;
+    }
+  }
+  // Where renamed tables route, before any row of it is placed (table_renames.h); after its
+  // schema: a table made here from it routes by its name, as a table created does, until this.
+  if (in.table_routes().size() > 0 || in.table_renames().size() > 0) {
+    if (absl::Status s = TakeTableRenames(db_, in.table_routes(), in.table_renames()); !s.ok()) {
+      return s;
+    }
+    if (TableRenames* renames = router_.renames(); renames != nullptr) {
+      if (absl::Status s = renames->Load(db_); !s.ok()) return s;
     }
   }
   // Own changes of the shard's rows that the snapshot covers are never applied one by one.

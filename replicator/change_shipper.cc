@@ -310,6 +310,18 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
   absl::StatusOr<SchemaDiff> diff = DiffSchema(db_);
   if (!diff.ok()) return diff.status();
   schema_dirty_ = false;
+  // A table renamed here routes as it did, and batches of other nodes that name its old name
+  // mean the new one here, from now on (table_renames.h): before the other nodes' entries,
+  // held while the schema settles (ChangeApplier::HoldFor), apply again.
+  if (TableRenames* renames = router_.renames(); renames != nullptr) {
+    std::vector<std::pair<std::string, std::string>> pending;
+    for (const change::v1::SchemaChange& c : diff->replicate) {
+      if (c.kind() == change::v1::SchemaChange::RENAME_TABLE) {
+        pending.emplace_back(c.name(), c.new_name());
+      }
+    }
+    renames->SetPending(pending);
+  }
   // Not proposed until the schema stands still (ShipperOptions::schema_quiet).
   const bool was_settling = schema_settling_;
   SetSchemaSettling(false);
@@ -357,12 +369,8 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
       held_tables_.insert(c.name());
     }
     if (c.kind() == change::v1::SchemaChange::RENAME_TABLE) {
-      // Its rows are read under the new name once it committed, routed as they were; batches of
-      // other nodes that name the old one meanwhile mean the new one here (table_renames.h).
+      // Its rows are read under the new name once it committed.
       held_tables_.insert(c.new_name());
-      if (TableRenames* renames = router_.renames(); renames != nullptr) {
-        renames->NotePending(c.name(), c.new_name());
-      }
     }
     names.push_back(DescribeSchemaChange(c));
     *batch.add_schema_changes() = std::move(c);

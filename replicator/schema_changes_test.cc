@@ -624,10 +624,14 @@ TEST_F(SchemaChangesTest, RenamedTablesRouteByTheirFirstNameAndOldNamesFollowThe
 TEST(TableRenamesTest, AnOwnRenameNotCommittedYetRoutesAndNamesAsItWill) {
   TableRenames renames;
   EXPECT_EQ(renames.RouteOf("kv2"), "kv2");
-  renames.NotePending("kv", "kv2");
+  renames.SetPending({{"kv", "kv2"}});
   EXPECT_EQ(renames.RouteOf("kv2"), "kv");
   EXPECT_EQ(renames.NameHere("kv", 1000), "kv2");
   EXPECT_EQ(renames.NameHere("other", 0), "other");
+  // Renamed back before it was proposed: nothing pending any more.
+  renames.SetPending({});
+  EXPECT_EQ(renames.RouteOf("kv2"), "kv2");
+  EXPECT_EQ(renames.NameHere("kv", 1000), "kv");
 }
 
 TEST_F(SchemaChangesTest, AnIndexMadeAgainWithAnotherDefinitionIsADropAndACreate) {

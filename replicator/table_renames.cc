@@ -141,9 +141,9 @@ absl::Status TableRenames::Load(sqlite::Database& db) {
   std::vector<change::v1::TableRename> renames;
   if (absl::Status s = ReadTableRenames(db, &routes, &renames); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  routes_.clear();
+  loaded_routes_.clear();
   history_.clear();
-  for (const change::v1::TableRoute& r : routes) routes_[Lower(r.name())] = r.route();
+  for (const change::v1::TableRoute& r : routes) loaded_routes_[Lower(r.name())] = r.route();
   for (const change::v1::TableRename& r : renames) {
     history_.emplace(Lower(r.from()), std::make_pair(r.shard0_index(), r.to()));
     // Committed: no longer pending.
@@ -152,13 +152,18 @@ absl::Status TableRenames::Load(sqlite::Database& db) {
       pending_.erase(pending);
     }
   }
+  MakeRoutes();
+  return absl::OkStatus();
+}
+
+void TableRenames::MakeRoutes() {
+  routes_ = loaded_routes_;
   // Pending renames route as they will once committed.
   for (const auto& [from, to] : pending_) {
-    auto route = routes_.find(from);
-    routes_[Lower(to)] = route == routes_.end() ? from : route->second;
+    auto route = loaded_routes_.find(from);
+    routes_[Lower(to)] = route == loaded_routes_.end() ? from : route->second;
   }
   any_.store(!routes_.empty() || !history_.empty() || !pending_.empty());
-  return absl::OkStatus();
 }
 
 std::string TableRenames::RouteOf(absl::string_view table) const {
@@ -204,12 +209,11 @@ void NameTablesHere(const TableRenames& renames, change::v1::ChangeBatch& batch)
   }
 }
 
-void TableRenames::NotePending(const std::string& from, const std::string& to) {
+void TableRenames::SetPending(const std::vector<std::pair<std::string, std::string>>& renames) {
   absl::MutexLock lock(&mu_);
-  pending_[Lower(from)] = to;
-  auto route = routes_.find(Lower(from));
-  routes_[Lower(to)] = route == routes_.end() ? from : route->second;
-  any_.store(true);
+  pending_.clear();
+  for (const auto& [from, to] : renames) pending_[Lower(from)] = to;
+  MakeRoutes();
 }
 
 }  // namespace marmot::replicator

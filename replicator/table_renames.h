@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -69,17 +70,22 @@ class TableRenames {
 
   // The table a batch read at schema epoch `epoch` means by `table`, here: `table` itself, or
   // what a rename at a later index turned it into (chains followed), or what this node's own
-  // rename not committed yet (NotePending) turned it into.
+  // rename not committed yet (SetPending) turned it into.
   std::string NameHere(const std::string& table, uint64_t epoch) const;
 
-  // This node renamed `from` to `to` and proposed it: until it commits (and Load finds it),
-  // `to` routes as `from` does, and batches of every epoch that name `from` mean `to`.
-  void NotePending(const std::string& from, const std::string& to);
+  // The renames (from, to) this node made that did not commit yet, all of them (replacing those
+  // set before): until one commits (and Load finds it), `to` routes as `from` does, and batches
+  // of every epoch that name `from` mean `to`.
+  void SetPending(const std::vector<std::pair<std::string, std::string>>& renames);
 
  private:
   mutable absl::Mutex mu_;
-  std::atomic<bool> any_{false};                                    // Anything held: else names.
-  std::map<std::string, std::string> routes_ ABSL_GUARDED_BY(mu_);  // lower name -> route
+  // routes_ from loaded_routes_ and pending_.
+  void MakeRoutes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::atomic<bool> any_{false};  // Anything held: else names.
+  std::map<std::string, std::string> loaded_routes_ ABSL_GUARDED_BY(mu_);  // lower name -> route
+  std::map<std::string, std::string> routes_ ABSL_GUARDED_BY(mu_);         // with pending ones
   // lower from -> (index, to), every rename of that name.
   std::multimap<std::string, std::pair<uint64_t, std::string>> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> pending_ ABSL_GUARDED_BY(mu_);  // lower from -> to
