@@ -204,6 +204,74 @@ TEST(ChangeShipperTest, ANewTablesRowsFollowItsCreateWhichGoesToShardZeroFirst) 
   EXPECT_EQ(*RunSqliteCli(b.path, index), "1\n");
 }
 
+TEST(ChangeShipperTest, ATableRenamedWithItsRowsInFlightShipsThemOnceAndKeepsTheirShards) {
+  // Each node routes renamed tables by what it recorded (table_renames.h).
+  ShardRouter router_a(4), router_b(4);
+  router_a.set_renames(std::make_shared<TableRenames>());
+  router_b.set_renames(std::make_shared<TableRenames>());
+  Node a("ship-rename-a", router_a), b("ship-rename-b", router_b);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  LogPerShard log({&a, &b});
+  auto shipper = ChangeShipper::Open(a.path, 1, router_a, &log, {.replicate_schema = true});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Given rows of items in flight (held, not committed),
+  log.hold_ = true;
+  ASSERT_TRUE(RunSqliteCli(
+                  a.path, "INSERT INTO items VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3);")
+                  .ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_GT(log.proposals_, 0);
+  // when the table is renamed, written under its new name, and its capture follows (as the
+  // capture keeper does),
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "ALTER TABLE items RENAME TO goods;"
+                           "INSERT INTO goods VALUES (4, 'four', 4);"
+                           "UPDATE goods SET qty = 20 WHERE id = 2;")
+                  .ok());
+  {
+    auto db = sqlite::Database::Open(a.path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(sqlite::InstallCapture(*db, {.backfill_new_tables = true}).ok());
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  log.hold_ = false;
+  log.ReleaseHeld();
+  Drain(**shipper);
+  // then the other node has the table renamed with every row, once each, and no dead letter;
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT * FROM goods ORDER BY id;"),
+            "1|one|1\n2|two|20\n3|three|3\n4|four|4\n");
+  EXPECT_EQ(*RunSqliteCli(a.path, "SELECT * FROM goods ORDER BY id;"),
+            "1|one|1\n2|two|20\n3|three|3\n4|four|4\n");
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT count(*) FROM sqlite_master WHERE name = 'items';"),
+            "0\n");
+  EXPECT_EQ(log.dead_letters_, 0);
+  EXPECT_EQ(log.duplicates_, 0);
+  int changes = 0;
+  // the rows read before the rename went once, under the old name, and the rows' changes after
+  // it under the new one, in the shards of the old name;
+  const ShardRouter plain(4);
+  for (const LogPerShard::Committed& c : log.committed_) {
+    for (const change::v1::TableChanges& t : c.batch.tables()) {
+      for (const change::v1::Change& change : t.changes()) {
+        ++changes;
+        ASSERT_GT(change.row_size(), 0);
+        const int64_t id = change.row(0).integer();
+        EXPECT_EQ(t.table(), id <= 3 && change.op() == change::v1::OP_INSERT ? "items" : "goods")
+            << id;
+        EXPECT_EQ(c.shard, plain.ShardOf("items", {sqlite::Value::Integer(id)})) << id;
+      }
+    }
+  }
+  EXPECT_EQ(changes, 5);
+  // and the log, under the new name, is marked done.
+  ASSERT_TRUE((*shipper)->Finish().ok());
+  EXPECT_EQ(*RunSqliteCli(a.path,
+                          "SELECT count(*) FROM \"__marmot__goods_change_log\" WHERE "
+                          "\"__marmot__state\" = 0;"),
+            "0\n");
+}
+
 TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
   // A restart reads rows under the epoch kept (schema_epochs.h): this node's own schema change
   // that committed is kept in the transaction that takes it into the baseline, before its shard
