@@ -178,9 +178,13 @@ absl::StatusOr<ApplyDecision> DeadLetterRetrier::Try(const DeadLetterIndex::Entr
       if (!rows.ParseFromString(bytes) || SnapshotRowWidth(rows) == 0) {
         facts.readable = absl::FailedPreconditionError("the snapshot rows cannot be decoded");
       }
+      // Its table renamed here since (schema_changes.h): the table of the row's name is the one.
+      if (rows.table() != entry.table) rows.set_table(entry.table);
     } else if (!t.ParseFromString(bytes) || t.changes_size() != 1) {
       facts.readable = absl::FailedPreconditionError("the dead letter does not hold one change");
     } else {
+      // Its table renamed here since (schema_changes.h): the table of the row's name is the one.
+      if (t.table() != entry.table) t.set_table(entry.table);
       // Columns renamed or dropped here since the change was read take their place here.
       const TableChanges* as_here = &t;
       TableChanges renamed;

@@ -538,7 +538,9 @@ TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConfli
   ASSERT_TRUE(RunSqliteCli(path_,
                            "INSERT INTO kv VALUES (1, 'a');"
                            "INSERT INTO \"__marmot__kv_change_log\" VALUES (41);"
-                           "INSERT INTO \"__marmot__column_history\" VALUES ('kv', 'w', 'v');")
+                           "INSERT INTO \"__marmot__column_history\" VALUES ('kv', 'w', 'v');"
+                           "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
+                           "INSERT INTO \"__marmot__dead_letters\" VALUES (1, 'kv'), (2, 'other');")
                   .ok());
   const SchemaChange rename =
       RenameTable("kv", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
@@ -547,8 +549,10 @@ TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConfli
   EXPECT_EQ(applied->outcome, SchemaApplied::kApplied) << applied->detail;
   EXPECT_TRUE(applied->table_changed);
   EXPECT_EQ(Objects(), "index kv_v\ntable kv2\n");
-  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv2; SELECT tbl FROM __marmot__column_history;"),
-            "1|a\nkv2\n");
+  EXPECT_EQ(*RunSqliteCli(path_,
+                          "SELECT * FROM kv2; SELECT tbl FROM __marmot__column_history;"
+                          "SELECT tbl FROM __marmot__dead_letters ORDER BY id;"),
+            "1|a\nkv2\nkv2\nother\n");
   // Nothing of it is this node's own change; the index SQLite rewrote neither.
   EXPECT_EQ(Unreplicated(), "");
   TableRenames renames;

@@ -17,7 +17,10 @@
 // apply on every node; on the origin also when its change commits): `__marmot__table_routes`
 // (name in lower case, route) and `__marmot__table_history` (from in lower case, to, the
 // rename's shard-0 index). `TableRenames` holds them in memory for the routers, which every
-// component that routes shares; it is reloaded whenever marmot writes them.
+// component that routes shares; it is reloaded whenever marmot writes them. On the node that
+// renamed a table, from when it finds the rename until its entry commits, the rename is
+// pending in memory (SetPending): the table's rows route as they will, and entries of other
+// nodes that name the old table (read before the rename, whatever their epoch) mean the new.
 #ifndef MARMOT_REPLICATOR_TABLE_RENAMES_H_
 #define MARMOT_REPLICATOR_TABLE_RENAMES_H_
 

@@ -36,8 +36,11 @@
 // `sqlite_master` as it found it.)
 //
 // Installing is idempotent: a missing log or trigger is created, a trigger whose SQL no longer
-// matches the plan is replaced, a trigger named like marmot's that is not this table's capture
-// (left by a table renamed to this name) is dropped, a log gains the columns it lacks (and loses
+// matches the plan is replaced, a table renamed (ALTER TABLE T RENAME TO U: SQLite moves
+// marmot's triggers along, which still log into T's log) takes T's log, with its pending rows,
+// and its rows' versions along when U has no log yet (no row is copied), a trigger named like
+// marmot's that is not this table's capture (left by a table renamed to this name) is dropped, a
+// log gains the columns it lacks (and loses
 // "__marmot__at", a capture time that logs of older versions had). Triggers
 // and log rows written by the installer are committed in one IMMEDIATE transaction, so no write
 // by another connection slips between "trigger exists" and "existing rows copied".
