@@ -331,13 +331,16 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
       settling_version_ = schema_version_;
       schema_moved_at_ = now;
     }
-    if (!was_settling) settling_since_ = now;
+    // A schema that moved again within `schema_quiet` of its last settling (a table made and
+    // dropped over and over) settles on since then: the bound counts from its first move.
+    if (!was_settling && now - settled_at_ >= options_.schema_quiet) settling_since_ = now;
     if (now - schema_moved_at_ < options_.schema_quiet &&
         now - settling_since_ < options_.schema_quiet_at_most) {
       SetSchemaSettling(true);
       return absl::OkStatus();
     }
   }
+  if (was_settling) settled_at_ = now;
   if (!diff->not_replicated.empty()) {
     LOG(WARNING) << "schema changes that do not replicate yet (make them on every node): "
                  << absl::StrJoin(diff->not_replicated, ", ");

@@ -243,6 +243,7 @@ class ChangeShipper {
   int64_t settling_version_ = -1;
   absl::Time schema_moved_at_ = absl::InfinitePast();
   absl::Time settling_since_ = absl::InfinitePast();
+  absl::Time settled_at_ = absl::InfinitePast();  // When it last stopped settling.
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   // Per shard: the Raft index of this node's last batch of rows that committed there, and

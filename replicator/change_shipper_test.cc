@@ -510,6 +510,39 @@ TEST(ChangeShipperTest, ASchemaThatNeverStandsStillGoesAfterSchemaQuietAtMost) {
             "6\n1\n");
 }
 
+TEST(ChangeShipperTest, ATableMadeAndDroppedOverAndOverGoesAfterSchemaQuietAtMost) {
+  // Regression (schema hunt): a scratch table made and dropped every second: each look that
+  // found it gone ended the settling, and the next one began the bound anew, so the node held
+  // the other nodes' changes for as long as the application went on.
+  raft::host::ManualClockEnv clock;
+  ShardRouter router(4);
+  Node a("ship-churn-a", router), b("ship-churn-b", router);
+  LogPerShard log({&a, &b});
+  auto shipper = ChangeShipper::Open(a.path, 1, router, &log,
+                                     {.env = &clock,
+                                      .replicate_schema = true,
+                                      .schema_quiet = absl::Seconds(1),
+                                      .schema_quiet_at_most = absl::Seconds(3)});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Given an application that makes a table and drops it 500 ms later, every second
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE scratch (id INTEGER);").ok());
+    for (int j = 0; j < 3; ++j) ASSERT_TRUE((*shipper)->Pump().ok());
+    clock.Advance(absl::Milliseconds(500));
+    ASSERT_TRUE(RunSqliteCli(a.path, "DROP TABLE scratch;").ok());
+    for (int j = 0; j < 3; ++j) ASSERT_TRUE((*shipper)->Pump().ok());
+    clock.Advance(absl::Milliseconds(500));
+  }
+  EXPECT_EQ(log.proposals_, 0);
+  // When it makes it again, 3 s after it first did
+  ASSERT_TRUE(RunSqliteCli(a.path, "CREATE TABLE scratch (id INTEGER);").ok());
+  Drain(**shipper);
+  // Then it goes as it is then, without waiting for a second of stillness
+  EXPECT_GT(log.proposals_, 0);
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT count(*) FROM sqlite_master WHERE name = 'scratch';"),
+            "1\n");
+}
+
 TEST(ChangeShipperTest, ARowMovedToAKeyOfAnotherShardAndThenReplacedAwayIsDeletedInBothShards) {
   // Regression (hunt): node 1 moved a row from key k1 to k2, then an INSERT OR REPLACE of row 5
   // removed it through the UNIQUE column (no trigger fires for that). Its change reads as a
