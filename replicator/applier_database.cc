@@ -51,7 +51,8 @@ absl::StatusOr<sqlite::Database> OpenApplierDatabase(const std::string& db_path)
   // Each entry of an apply round is a savepoint: the first change of a page inside one copies
   // the page to the statement journal, which otherwise goes to a file in /var/tmp: a write() per
   // page, a fifth of a follower's apply thread under load. marmot's own queries need no large
-  // temporary storage.
+  // temporary storage. A snapshot install, which changes whole tables under one savepoint, uses
+  // a file (StatementJournalOnDisk in change_applier.cc).
   if (absl::Status s = db->Exec("PRAGMA temp_store = MEMORY"); !s.ok()) return s;
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   if (absl::Status s = db->Exec(kCreateSchemaEpoch); !s.ok()) return s;

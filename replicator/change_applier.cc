@@ -49,6 +49,30 @@ void CountUnwritten(ApplyAction action, ApplyResult& result) {
   }
 }
 
+// For the life of one snapshot install (made before its transaction begins, so ended after it):
+// the savepoint each table's rows are installed under keeps an undo copy of every page they
+// change, most pages of the table (other shards' rows share them). With the connection's
+// `temp_store = MEMORY` (applier_database.cc) that copy stayed in memory, as large as the table:
+// ~120 MiB of a newcomer's 0.1 GiB database, the whole table for a large one. With FILE, SQLite
+// keeps the first 64 KiB in memory and the rest in a deleted temporary file.
+class StatementJournalOnDisk {
+ public:
+  explicit StatementJournalOnDisk(sqlite::Database& db) : db_(db) {
+    // It cannot change inside a transaction, and there is none here: the install begins its own.
+    if (absl::Status s = db_.Exec("PRAGMA temp_store = FILE"); !s.ok()) {
+      LOG(WARNING) << "a snapshot install keeps its undo pages in memory: " << s;
+    }
+  }
+  ~StatementJournalOnDisk() {
+    if (absl::Status s = db_.Exec("PRAGMA temp_store = MEMORY"); !s.ok()) {
+      LOG(WARNING) << "apply rounds keep their undo pages in a file from now on: " << s;
+    }
+  }
+
+ private:
+  sqlite::Database& db_;
+};
+
 // Change `c` of `t` alone, serialized (a held version).
 std::string OneChange(const TableChanges& t, const Change& c) {
   TableChanges one;
@@ -822,6 +846,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   InstallResult result;
   const int shard = static_cast<int>(in.shard());
   const uint64_t at = index.value_or(in.applied_index());
+  StatementJournalOnDisk journal_on_disk(db_);
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db_, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
