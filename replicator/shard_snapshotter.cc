@@ -281,19 +281,26 @@ absl::Status ShardSnapshotter::DeleteShardRows(int shard, const sqlite::TableSch
   absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
   if (!writer.ok()) return writer.status();
   const std::string key_select = table.keyed_by_rowid() ? "rowid" : QuotedList(table.primary_key);
-  absl::StatusOr<std::vector<std::vector<Value>>> keys =
-      db_.QueryRows(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(table.name)));
+  // Each row is deleted as the scan reaches it, not after reading every key of the table (of all
+  // shards: as many as the database has rows, a newcomer's memory growing with it). Deleting the
+  // row a SELECT is on is safe in SQLite (https://sqlite.org/isolation.html): the scan goes on
+  // with the next row.
+  absl::StatusOr<Statement> keys =
+      db_.Prepare(absl::StrCat("SELECT ", key_select, " FROM ", QuoteIdentifier(table.name)));
   if (!keys.ok()) return keys.status();
   absl::StatusOr<Statement> del = db_.Prepare(writer->delete_key);
   if (!del.ok()) return del.status();
-  for (const std::vector<Value>& key : *keys) {
+  for (;;) {
+    absl::StatusOr<bool> more = keys->Step();
+    if (!more.ok()) return more.status();
+    if (!*more) return absl::OkStatus();
+    const std::vector<Value> key = keys->Row();
     if (router_.ShardOf(table.name, key) != shard) continue;
     if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) continue;
     if (absl::Status s = del->BindAll(key); !s.ok()) return s;
     if (absl::Status s = del->Run(); !s.ok()) return s;
     del->Reset();
   }
-  return absl::OkStatus();
 }
 
 std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLaterOwnChanges(
