@@ -50,13 +50,21 @@ void LocalChangeIndex::TableRows::Rewritten(const std::vector<sqlite::Value>& ke
 }
 
 void LocalChangeIndex::TableRows::Processed(const std::vector<sqlite::Value>& key, int64_t id) {
+  // Once every row read is processed, clear() gives the table's memory back (absl keeps it after
+  // the last erase): a -seed's backlog held ~26 MiB for 0.5 M rows long after it was shipped.
   if (IsInteger(key)) {
     auto it = by_integer_.find(key[0].integer());
-    if (it != by_integer_.end() && it->second.newest <= id) by_integer_.erase(it);
+    if (it != by_integer_.end() && it->second.newest <= id) {
+      by_integer_.erase(it);
+      if (by_integer_.empty()) by_integer_.clear();
+    }
     return;
   }
   auto it = by_encoding_.find(EncodeRowIdentity("", key));
-  if (it != by_encoding_.end() && it->second.newest <= id) by_encoding_.erase(it);
+  if (it != by_encoding_.end() && it->second.newest <= id) {
+    by_encoding_.erase(it);
+    if (by_encoding_.empty()) by_encoding_.clear();
+  }
 }
 
 absl::StatusOr<LocalChangeIndex::TableRows*> LocalChangeIndex::CatchUp(sqlite::Database& db,

@@ -83,6 +83,30 @@ TEST(LocalChangeIndexTest, SeesNewRowsIncrementallyAndForgetsProcessedOnes) {
   EXPECT_EQ(index.Find("t"), nullptr);
 }
 
+// Processing every row read gives the table's memory back (Processed clears it); the table's
+// part goes on from there: rows already read stay forgotten, later ones are seen.
+TEST(LocalChangeIndexTest, ATableEmptiedByProcessingGoesOnWithLaterChanges) {
+  auto [path, db] = NewCapturedDatabase("local-change-index-emptied",
+                                        "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(
+                  path,
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+                  "INSERT INTO t SELECT i, i FROM n;")
+                  .ok());
+  LocalChangeIndex index;
+  LocalChangeIndex::TableRows& t = CaughtUp(index, db);
+  EXPECT_EQ(t.size(), 500u);
+  for (int i = 1; i <= 500; ++i) t.Processed(Key(i), i);
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.Newest(Key(7)), 0);
+
+  ASSERT_TRUE(sqlite::testing::RunSqliteCli(path, "UPDATE t SET v = 'x' WHERE id = 7").ok());
+  EXPECT_EQ(&CaughtUp(index, db), &t);
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.Newest(Key(7)), 501);
+  EXPECT_EQ(t.Newest(Key(8)), 0);
+}
+
 TEST(LocalChangeIndexTest, ARowHoldsItsNewestLocalChangeUntilTheApplierRewritesIt) {
   auto [path, db] =
       NewCapturedDatabase("local-change-index-holds", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
