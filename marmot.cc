@@ -20,6 +20,7 @@
 #include "pane/replicator_control.h"
 #include "pane/switchable_node_control.h"
 #include "replicator/database_lock.h"
+#include "replicator/memory_trimmer.h"
 #include "replicator/node_config.h"
 #include "replicator/replicator.h"
 #include "replicator/stop_signals.h"
@@ -171,6 +172,8 @@ constexpr absl::Duration kDrainLimit = absl::Seconds(20);
 // starting, a second signal or a drain past kDrainLimit ends the process at once, also exit 0.
 int RunNode(const marmot::replicator::NodeConfig& config) {
   marmot::replicator::StopSignals stop_signals(kDrainLimit);
+  // Memory freed after a catch-up or a burst of writes goes back to the system (memory_trimmer.h).
+  marmot::replicator::MemoryTrimmer trimmer({});
   // The pane's ports first: a busy port must stop marmot before it touches Raft state or talks to
   // its peers. Until the replicator runs, calls answer UNAVAILABLE and health NOT_SERVING.
   marmot::pane::SwitchableNodeControl node;
