@@ -214,7 +214,19 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
         sqlite::ReadChanges(db_, table, cursor, limit);
     if (!records.ok()) {
       // The table may have been dropped or altered since the schema was read; try next round.
-      LOG(WARNING) << "cannot read changes of " << name << ": " << records.status();
+      // Said once a minute per table at most, without the whole query (a wide table's is tens
+      // of kilobytes): a failure that lasts (SQLite's 2,000 columns of a result exceeded by a
+      // table of nearly as many) would fill the log otherwise.
+      const absl::Time now = options_.env->MonotonicNow();
+      if (auto [warned, first] = read_warned_.try_emplace(name, now);
+          first || now - warned->second >= absl::Minutes(1)) {
+        warned->second = now;
+        std::string why(records.status().message());
+        if (why.size() > 300) {
+          why = absl::StrCat(why.substr(0, 150), " ... ", why.substr(why.size() - 150));
+        }
+        LOG(WARNING) << "cannot read changes of " << name << ": " << why;
+      }
       schema_version_ = -1;
       continue;
     }

@@ -244,6 +244,8 @@ class ChangeShipper {
   absl::Time schema_moved_at_ = absl::InfinitePast();
   absl::Time settling_since_ = absl::InfinitePast();
   absl::Time settled_at_ = absl::InfinitePast();  // When it last stopped settling.
+  // Per table: when a failure to read its changes was last logged.
+  std::map<std::string, absl::Time> read_warned_;
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
   // Per shard: the Raft index of this node's last batch of rows that committed there, and
