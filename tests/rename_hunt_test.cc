@@ -1,0 +1,442 @@
+// A hunt of replicated table renames (ALTER TABLE ... RENAME TO, issue 21; README "How it works"
+// -> "Schema changes"; replicator/table_renames.h) as an application, an operator and an attacker
+// would: first what a peer holding the cluster key can make a RENAME_TABLE do on marmot's applier
+// connection, then real marmot processes and the sqlite3 shell. Tests named DISABLED_ show a
+// problem found and not fixed yet, or were not yet run 10/10 under load: each says which.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "proto/admin.pb.h"
+#include "proto/change.pb.h"
+#include "replicator/applier_database.h"
+#include "replicator/schema_changes.h"
+#include "sqlite/database.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
+#include "tests/testing/pane_client.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using change::v1::SchemaChange;
+using replicator::ApplySchemaChange;
+using replicator::SchemaApplied;
+using sqlite::testing::RunSqliteCli;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// ---------------------------------------------------------------------------------------------
+// A forged RENAME_TABLE, applied as shard 0's apply does: on marmot's applier connection, in a
+// transaction of its own.
+
+constexpr char kKvSql[] = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)";
+constexpr char kAllObjects[] = "SELECT type, name FROM sqlite_master ORDER BY type, name;";
+
+class ForgedRenameTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = sqlite::testing::NewDatabase(
+        "rename-hunt",
+        absl::StrCat("PRAGMA journal_mode = WAL;", kKvSql,
+                     "; CREATE TABLE t2 (id INTEGER PRIMARY KEY AUTOINCREMENT, x);"
+                     "INSERT INTO kv VALUES (1, 'one'); INSERT INTO t2 (x) VALUES (1);"));
+    absl::StatusOr<sqlite::Database> db = replicator::OpenApplierDatabase(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::make_unique<sqlite::Database>(*std::move(db));
+    ASSERT_TRUE(replicator::EnsureSchemaBaseline(*db_).ok());
+  }
+
+  static SchemaChange Rename(const std::string& from, const std::string& to,
+                             const std::string& before_sql) {
+    SchemaChange c;
+    c.set_kind(SchemaChange::RENAME_TABLE);
+    c.set_type("table");
+    c.set_name(from);
+    c.set_new_name(to);
+    c.set_before_sql(before_sql);
+    c.set_sql(before_sql);
+    return c;
+  }
+
+  // Applies `c` in a transaction of its own and commits; the outcome, or kApplied with the
+  // error as detail when it failed (an error is not an application).
+  SchemaApplied Apply(const SchemaChange& c) {
+    absl::StatusOr<sqlite::Transaction> txn =
+        sqlite::Transaction::Begin(*db_, sqlite::Transaction::Mode::kImmediate);
+    EXPECT_TRUE(txn.ok()) << txn.status();
+    if (!txn.ok()) return {};
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, false, 1000);
+    if (!applied.ok()) {
+      return {SchemaApplied::kRefused, std::string(applied.status().message())};
+    }
+    EXPECT_TRUE(txn->Commit().ok());
+    return *applied;
+  }
+
+  std::string path_;
+  std::unique_ptr<sqlite::Database> db_;
+};
+
+// Names a forged rename may not take or give: marmot's own tables (any case) and SQLite's.
+TEST_F(ForgedRenameTest, MarmotsAndSqlitesTablesAreNeitherRenamedNorTaken) {
+  const std::string before = *RunSqliteCli(path_, kAllObjects);
+  const struct {
+    std::string from, to, sql;
+  } cases[] = {
+      {"kv", "__marmot__x", kKvSql},
+      {"kv", "__MARMOT__x", kKvSql},
+      {"kv", "sqlite_x", kKvSql},
+      {"kv", "SQLITE_stat1", kKvSql},
+      {"kv", "__marmot__dead_letters", kKvSql},
+      {"__marmot__dead_letters", "x", ""},
+      {"__marmot__schema_baseline", "x", ""},
+      {"sqlite_sequence", "x", "CREATE TABLE sqlite_sequence(name,seq)"},
+      {"sqlite_master", "x", ""},
+      {"kv", "", kKvSql},
+      {"kv", "kv", kKvSql},
+      {"kv", "t2", kKvSql},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.from + " -> " + c.to);
+    const SchemaApplied applied = Apply(Rename(c.from, c.to, c.sql));
+    EXPECT_NE(applied.outcome, SchemaApplied::kApplied) << applied.detail;
+    EXPECT_EQ(*RunSqliteCli(path_, kAllObjects), before);
+  }
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv; SELECT * FROM t2;"), "1|one\n1|1\n");
+}
+
+// A new name that would end the statement if pasted unquoted is a name like any other.
+TEST_F(ForgedRenameTest, ANewNameIsOnlyEverAName) {
+  const std::string odd = "x\"; DROP TABLE t2; --";
+  const SchemaApplied applied = Apply(Rename("kv", odd, kKvSql));
+  EXPECT_EQ(applied.outcome, SchemaApplied::kApplied) << applied.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"x\"\"; DROP TABLE t2; --\"; SELECT * FROM t2;"),
+            "1|one\n1|1\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real marmot processes.
+
+constexpr char kAuth[] = "Basic cmVuYW1lOnJlbmFtZQ==";
+constexpr char kUserSchema[] =
+    "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+    "ORDER BY type, name;";
+constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
+constexpr char kConflicts[] = "SELECT count(*) FROM \"__marmot__conflicts\";";
+
+std::string Tail(const std::string& log) {
+  return log.size() > 3000 ? log.substr(log.size() - 3000) : log;
+}
+
+// Verify on node 1 once every node reported every shard: how many shards differ (-1: no answer).
+int DivergentShards(const testing::LocalCluster& c, int shards, std::string* why) {
+  admin::v1::VerifyResponse verified;
+  const bool measured = testing::WaitFor(
+      [&] {
+        httplib::Result res = testing::PaneCall(c, 1, kAuth, "POST", "/v1/verify", "{}");
+        if (!res || res->status != 200) return false;
+        verified.Clear();
+        if (!google::protobuf::util::JsonStringToMessage(res->body, &verified).ok()) return false;
+        if (verified.shards_size() != shards) return false;
+        for (const admin::v1::ShardVerification& s : verified.shards()) {
+          if (s.reported_size() < c.nodes()) return false;
+        }
+        return verified.divergent_shards() == 0;
+      },
+      60s);
+  *why = verified.DebugString();
+  if (verified.shards_size() != shards) return -1;
+  return measured ? 0 : static_cast<int>(verified.divergent_shards());
+}
+
+void ExpectClean(const testing::LocalCluster& c) {
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 60s))
+      << c.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  for (int id = 1; id <= c.nodes(); ++id) {
+    EXPECT_THAT(c.log(id), Not(HasSubstr("schema change conflicts"))) << "node " << id;
+    EXPECT_THAT(c.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
+testing::ClusterOptions Kv() {
+  setenv("AUTH_KEY", kAuth, 1);
+  return {
+      .nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT UNIQUE);"};
+}
+
+// T -> U on node 1, U -> T on node 2, rows written by each name on every node in between.
+TEST(RenameHuntProcessTest, RenamedBackAndForthEndsAlike) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  for (int id = 1; id <= 3; ++id)
+    cluster.Sql(id, absl::StrCat("INSERT INTO kv VALUES (", id, ", 'a", id, "');"));
+  ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM kv ORDER BY k;", 30s));
+  cluster.Sql(1, "ALTER TABLE kv RENAME TO u; INSERT INTO u VALUES (10, 'b1');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM u;", "4\n", 30s))
+      << cluster.OnEveryNode(kUserSchema);
+  for (int id = 2; id <= 3; ++id)
+    cluster.Sql(id, absl::StrCat("INSERT INTO u VALUES (1", id, ", 'b", id, "');"));
+  cluster.Sql(2,
+              "ALTER TABLE u RENAME TO kv; INSERT INTO kv VALUES (20, 'c2');"
+              "UPDATE kv SET v = 'changed' WHERE k = 1;");
+  for (int id : {1, 3}) {
+    // Written by whichever name the node has now.
+    const std::string now =
+        cluster.Sql(id, "SELECT name FROM sqlite_master WHERE name IN ('kv', 'u');");
+    cluster.Sql(id, absl::StrCat("INSERT INTO ", now.substr(0, now.size() - 1), " VALUES (2", id,
+                                 ", 'c", id, "');"));
+  }
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "9\n", 60s))
+      << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(3, "SELECT v FROM kv WHERE k = 1;"), "changed\n");
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  // The table routes by its own name again.
+  EXPECT_TRUE(cluster.WaitForEverywhere(
+      "SELECT count(*) FROM \"__marmot__table_routes\" WHERE name = 'kv' AND route != 'kv';", "0\n",
+      30s));
+}
+
+// Shows divergence and lost writes (not fixed): an application's migration renames kv away and
+// makes a new kv of the same shape in one transaction, then writes both. One look on node 1 sees
+// kv as it was (same SQL) and kv_old new: no RENAME_TABLE, a CREATE of kv_old (its rows copied
+// and shipped as new rows of kv_old). Seen: nodes 2 and 3 keep the old rows 1 and 2 in kv as
+// well (node 1's kv lacks them), and row 100 written to the new kv on node 1 never leaves it:
+// SQLite moved marmot's capture triggers to kv_old with the rename and nothing captures the new
+// kv (node 1's later writes to kv never replicate). Verify: 3 divergent shards, table kv.
+// Expected: every node ends with the same kv and kv_old, or the change is refused loudly.
+TEST(RenameHuntProcessTest, DISABLED_RenamedAwayAndANewTableOfTheOldNameAtOnce) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'old1'), (2, 'old2');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "2\n", 30s));
+  cluster.Sql(1,
+              "BEGIN; ALTER TABLE kv RENAME TO kv_old;"
+              "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT UNIQUE); COMMIT;"
+              "INSERT INTO kv VALUES (100, 'new100'); INSERT INTO kv_old VALUES (3, 'old3');");
+  const std::string rows =
+      ".mode quote\nSELECT 'kv', * FROM kv ORDER BY k; SELECT 'old', * FROM kv_old ORDER BY k;";
+  // marmot's capture triggers on each table of node 1 (SQLite moved kv's with the rename).
+  const std::string triggers =
+      "SELECT tbl_name, count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+      "'\\_\\_marmot\\_\\_%' ESCAPE '\\' GROUP BY tbl_name ORDER BY tbl_name;";
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        const std::string t = cluster.Sql(1, triggers);
+        return absl::StrContains(t, "kv|") && absl::StrContains(t, "kv_old|");
+      },
+      10s))
+      << cluster.Sql(1, triggers) << Tail(cluster.log(1));
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(2, rows),
+            "'kv',100,'new100'\n'old',1,'old1'\n'old',2,'old2'\n'old',3,'old3'\n");
+  cluster.Sql(2, "INSERT INTO kv VALUES (200, 'new200'); UPDATE kv_old SET v = 'x' WHERE k = 1;");
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM kv; SELECT v FROM kv_old WHERE k = 1;"), "2\nx\n");
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Shows a schema that never meets (not fixed; README calls the second rename a conflict): nodes
+// 1 and 2 rename kv at once, to a and to b. Seen: nodes 1 and 3 end with table a, node 2 with b,
+// for good; each side's rows written under its name go to the other's dead letters ('table "b"
+// does not exist on this node'), Verify: 4 divergent shards (tables a and b). Expected: one name
+// everywhere (the first rename in shard 0's order), the rows of both under it.
+TEST(RenameHuntProcessTest, DISABLED_RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  std::thread a(
+      [&] { cluster.Sql(1, "ALTER TABLE kv RENAME TO a; INSERT INTO a VALUES (10, 'a');"); });
+  std::thread b(
+      [&] { cluster.Sql(2, "ALTER TABLE kv RENAME TO b; INSERT INTO b VALUES (20, 'b');"); });
+  a.join();
+  b.join();
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s)) << cluster.OnEveryNode(kUserSchema);
+  const std::string rows = "SELECT name FROM sqlite_master WHERE name IN ('a', 'b', 'kv');";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 5s)) << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 60s))
+      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  for (int id = 1; id <= 3; ++id) SCOPED_TRACE(Tail(cluster.log(id)));
+}
+
+// The table is renamed while node 3 is down; node 3's application wrote by the old name
+// meanwhile (marmot stopped), and it comes back.
+TEST(RenameHuntProcessTest, ANodeDownDuringTheRenameComesBackWithWritesByTheOldName) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(1, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (2, 'two');");
+  cluster.Sql(3, "INSERT INTO kv VALUES (3, 'three'); UPDATE kv SET v = 'by 3' WHERE k = 1;");
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << cluster.log(3);
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|by 3\n2|two\n3|three\n", 60s))
+      << cluster.OnEveryNode(rows) << Tail(cluster.log(3));
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Works: a conflict kept under the old name is listed (ListConflicts) under the new one once the
+// table is renamed on another node.
+TEST(RenameHuntProcessTest, AConflictKeptUnderTheOldNameIsListedUnderTheNewOne) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  // One value written on two nodes at once in two rows: the UNIQUE loser is kept as a conflict.
+  ASSERT_EQ(cluster.StopNode(2), 0);
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'same');");
+  cluster.Sql(2, "INSERT INTO kv VALUES (2, 'same');");
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s));
+  ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM kv ORDER BY k;", 30s));
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(1, kConflicts) != "0\n" || cluster.Sql(2, kConflicts) != "0\n"; },
+      30s))
+      << cluster.OnEveryNode(kConflicts);
+  const int holder = cluster.Sql(1, kConflicts) != "0\n" ? 1 : 2;
+  cluster.Sql(3, "ALTER TABLE kv RENAME TO kv2;");
+  ASSERT_TRUE(cluster.WaitForSame(kUserSchema, 30s));
+  httplib::Result listed = testing::PaneCall(cluster, holder, kAuth, "GET", "/v1/conflicts", "");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->status, 200) << listed->body;
+  EXPECT_THAT(listed->body, HasSubstr("kv2")) << listed->body;
+}
+
+// A WITHOUT ROWID table with a UNIQUE column, an index, a user trigger writing another table and
+// a view naming it, renamed on node 2; rows written through the new name everywhere.
+TEST(RenameHuntProcessTest, AWithoutRowidTableWithTriggersAndViewsRenames) {
+  setenv("AUTH_KEY", kAuth, 1);
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE w (a TEXT, b INTEGER, u TEXT UNIQUE, PRIMARY KEY (a, b)) WITHOUT "
+                 "ROWID; CREATE INDEX w_b ON w (b); CREATE TABLE audit (n INTEGER PRIMARY KEY, "
+                 "what TEXT); CREATE VIEW wv AS SELECT a, u FROM w;"
+                 "CREATE TRIGGER w_audit AFTER UPDATE ON w BEGIN INSERT INTO audit (what) "
+                 "VALUES ('w ' || new.a); END;"});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO w VALUES ('x', 1, 'u1'), ('y', 2, 'u2');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM w;", "2\n", 30s));
+  cluster.Sql(2, "ALTER TABLE w RENAME TO w2; INSERT INTO w2 VALUES ('z', 3, 'u3');");
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_THAT(cluster.Sql(3, kUserSchema),
+              HasSubstr("CREATE TRIGGER w_audit AFTER UPDATE ON \"w2\""));
+  cluster.Sql(3, "UPDATE w2 SET u = 'changed' WHERE a = 'x';");
+  cluster.Sql(1, "INSERT INTO w2 VALUES ('q', 4, 'u4');");
+  const std::string rows =
+      "SELECT * FROM w2 ORDER BY a; SELECT * FROM wv ORDER BY a; SELECT * FROM audit;";
+  EXPECT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM w2;", "4\n", 30s))
+      << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_EQ(cluster.Sql(1, "SELECT what FROM audit;"), "w x\n");
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// kv renamed onto the name of a table dropped earlier, the dropped table's rows having been
+// written on every node.
+TEST(RenameHuntProcessTest, RenamedOntoTheNameOfADroppedTable) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(1,
+              "CREATE TABLE gone (k INTEGER PRIMARY KEY, v TEXT UNIQUE);"
+              "INSERT INTO gone VALUES (1, 'g1'), (2, 'g2'); INSERT INTO kv VALUES (1, 'k1');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM gone;", "2\n", 30s));
+  cluster.Sql(2, "INSERT INTO gone VALUES (3, 'g3'); DROP TABLE gone;");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM sqlite_master WHERE name = 'gone';",
+                                        "0\n", 30s));
+  cluster.Sql(3, "ALTER TABLE kv RENAME TO gone; INSERT INTO gone VALUES (2, 'k2');");
+  cluster.Sql(1, "INSERT INTO kv VALUES (3, 'k3');");  // Before node 1 saw it, or fails.
+  const std::string rows = "SELECT * FROM gone ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_THAT(cluster.Sql(2, rows), HasSubstr("1|k1\n2|k2\n"));
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Shows a row left in the dead letters (not fixed): node 2 renames kv to kv2 and is killed
+// (SIGKILL) before its marmot looked; node 3 writes kv meanwhile. At its start node 2 moves the
+// capture ('capture of "kv" moved to "kv2" (renamed)') but applies node 3's row before the rename
+// is pending (SetPending comes with the shipper's look, ~3 s later): 'change ... of kv from node
+// 3 goes to the dead letters: table "kv" does not exist on this node'. The dead letter is not
+// retried when the rename commits: node 2 lacks row 3 (nodes 1 and 3 have it) until an operator
+// retries. The same happens to a rename made while marmot is stopped (README's way to migrate).
+// Expected: the row applied to kv2 on node 2.
+TEST(RenameHuntProcessTest, DISABLED_ANodeKilledRightAfterTheRename) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  cluster.Sql(2, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (2, 'two');");
+  cluster.KillNode(2);
+  cluster.Sql(3, "INSERT INTO kv VALUES (3, 'three');");  // Not renamed yet here.
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n2|two\n3|three\n", 60s))
+      << cluster.OnEveryNode(rows) << Tail(cluster.log(2));
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Shows a row that stays on its node (not fixed): a rename and a column added in one look do not
+// replicate (README: "make such changes in steps"); node 2 makes them with a row right after,
+// node 3 writes row 3 to kv, then the operator makes the same change on nodes 1 and 3. Seen:
+// schemas meet, row 2 reaches everyone, row 3 stays on node 3 only (Verify: 1 divergent shard,
+// kv2 key [3] "extra" on node 3), no dead letter reported by the test. Expected: row 3 everywhere,
+// or a dead letter an operator can retry.
+TEST(RenameHuntProcessTest, DISABLED_ARenameAndAColumnAddedInOneLook) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  cluster.Sql(2,
+              "ALTER TABLE kv RENAME TO kv2; ALTER TABLE kv2 ADD COLUMN extra TEXT;"
+              "INSERT INTO kv2 VALUES (2, 'two', 'e');");
+  cluster.Sql(3, "INSERT INTO kv VALUES (3, 'three');");
+  EXPECT_TRUE(testing::WaitFor([&] { return absl::StrContains(cluster.log(2), "renamed"); }, 20s))
+      << Tail(cluster.log(2));
+  // The operator makes the same change on nodes 1 and 3, as README says.
+  for (int id : {1, 3}) {
+    cluster.Sql(id, "ALTER TABLE kv RENAME TO kv2; ALTER TABLE kv2 ADD COLUMN extra TEXT;");
+  }
+  const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one|\n2|two|e\n3|three|\n", 60s))
+      << cluster.OnEveryNode(rows);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+}  // namespace
+}  // namespace marmot
