@@ -389,7 +389,8 @@ TEST(RenameHuntProcessTest, RenamedOntoTheNameOfADroppedTable) {
 // 3 goes to the dead letters: table "kv" does not exist on this node'. The dead letter is not
 // retried when the rename commits: node 2 lacks row 3 (nodes 1 and 3 have it) until an operator
 // retries. The same happens to a rename made while marmot is stopped (README's way to migrate).
-// Expected: the row applied to kv2 on node 2.
+// Expected: the row applied to kv2 on node 2. Timing: seen in 1 of 2 runs (the other time node
+// 3's row came after the rename was pending). RetryDeadLetters on node 2 is the way out.
 TEST(RenameHuntProcessTest, DISABLED_ANodeKilledRightAfterTheRename) {
   testing::LocalCluster cluster(Kv());
   cluster.Start();
@@ -407,6 +408,13 @@ TEST(RenameHuntProcessTest, DISABLED_ANodeKilledRightAfterTheRename) {
   ExpectClean(cluster);
   std::string why;
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  // The operator's way out: RetryDeadLetters on node 2 applies the row to kv2.
+  httplib::Result retried =
+      testing::PaneCall(cluster, 2, kAuth, "POST", "/v1/dead-letters:retry", "{}");
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->status, 200) << retried->body;
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n2|two\n3|three\n", 30s))
+      << cluster.OnEveryNode(rows) << retried->body;
 }
 
 // Shows a row that stays on its node (not fixed): a rename and a column added in one look do not
@@ -434,6 +442,28 @@ TEST(RenameHuntProcessTest, DISABLED_ARenameAndAColumnAddedInOneLook) {
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
   EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one|\n2|two|e\n3|three|\n", 60s))
       << cluster.OnEveryNode(rows);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Works: two nodes rename one table at once to the same name; each one's rows written right after
+// under the new name reach everyone, and no conflict is reported.
+TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToTheSameNameEndsAlike) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  std::thread a(
+      [&] { cluster.Sql(1, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (10, 'a');"); });
+  std::thread b(
+      [&] { cluster.Sql(2, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (20, 'b');"); });
+  a.join();
+  b.join();
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n10|a\n20|b\n", 60s))
+      << cluster.OnEveryNode(rows);
+  ExpectClean(cluster);
   std::string why;
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
 }
