@@ -285,6 +285,36 @@ absl::Status ApplyChange(sqlite::Database& db, const TableWriter& w, const Table
   return status;
 }
 
+namespace {
+
+// The rows `sql` (one of `w`'s selects of whole rows: [rowid,] whole_columns) finds with
+// `binds`, each with its key.
+absl::StatusOr<std::vector<RowInTheWay>> ReadWholeRows(sqlite::Database& db, const TableWriter& w,
+                                                       const std::string& sql,
+                                                       const std::vector<Value>& binds) {
+  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(sql);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll(binds); !s.ok()) return s;
+  const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
+  std::vector<RowInTheWay> rows;
+  for (;;) {
+    absl::StatusOr<bool> found = (*stmt)->Step();
+    if (!found.ok()) {
+      (*stmt)->Reset();
+      return found.status();
+    }
+    if (!*found) break;
+    RowInTheWay row;
+    for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
+    for (int i : w.whole_key) row.key.push_back(row.row[i]);
+    rows.push_back(std::move(row));
+  }
+  (*stmt)->Reset();
+  return rows;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, const TableWriter& w,
                                                       const TableChanges& t, const Change& c) {
   std::vector<RowInTheWay> rows;
@@ -299,26 +329,14 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
       values.push_back(w.keyed_by_rowid && i == 0 ? FromWire(c.rowid())
                                                   : FromWire(c.row(i - offset)));
     }
-    absl::StatusOr<sqlite::Statement*> stmt = db.Kept(probe.sql);
-    if (!stmt.ok()) return stmt.status();
-    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
-    for (;;) {
-      absl::StatusOr<bool> found = (*stmt)->Step();
-      if (!found.ok()) {
-        (*stmt)->Reset();
-        return found.status();
-      }
-      if (!*found) break;
-      RowInTheWay row;
-      const int width = static_cast<int>(w.whole_columns.size()) + offset;
-      for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
-      for (int i : w.whole_key) row.key.push_back(row.row[i]);
+    absl::StatusOr<std::vector<RowInTheWay>> found = ReadWholeRows(db, w, probe.sql, values);
+    if (!found.ok()) return found.status();
+    for (RowInTheWay& row : *found) {
       const bool own = std::find(own_keys.begin(), own_keys.end(), row.key) != own_keys.end();
       const bool seen = std::any_of(rows.begin(), rows.end(),
                                     [&](const RowInTheWay& r) { return r.key == row.key; });
       if (!own && !seen) rows.push_back(std::move(row));
     }
-    (*stmt)->Reset();
   }
   return rows;
 }
@@ -337,8 +355,6 @@ absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 // The rows (whole, as a probe reads them) that the preupdate hook's identity of a deleted row
 // names: the row of that rowid, or of a WITHOUT ROWID table the rows whose key lies between the
@@ -362,26 +378,10 @@ absl::StatusOr<std::vector<RowInTheWay>> ReadReplacedRows(sqlite::Database& db,
       }
     }
   }
-  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(w.select_replaced);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll(binds); !s.ok()) return s;
-  const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
-  std::vector<RowInTheWay> rows;
-  for (;;) {
-    absl::StatusOr<bool> found = (*stmt)->Step();
-    if (!found.ok()) {
-      (*stmt)->Reset();
-      return found.status();
-    }
-    if (!*found) break;
-    RowInTheWay row;
-    for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
-    for (int i : w.whole_key) row.key.push_back(row.row[i]);
-    rows.push_back(std::move(row));
-  }
-  (*stmt)->Reset();
-  return rows;
+  return ReadWholeRows(db, w, w.select_replaced, binds);
 }
+
+}  // namespace
 
 absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     sqlite::Database& db, const TableWriter& w, const TableChanges& t, const Change& c,
