@@ -365,10 +365,18 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   const uint64_t origin = batch.origin_node();
   const bool own = state_.local_node != 0 && origin == state_.local_node;
   if (absl::Status s = HoldFor(batch); !s.ok()) return s;
-  absl::StatusOr<std::optional<uint64_t>> epoch_here = LoadSchemaEpoch(db_);
-  if (!epoch_here.ok()) return epoch_here.status();
-  DisplacingWrite displacing = Displacing(shard, index, origin);
-  displacing.origin_had_schema = batch.schema_epoch() >= epoch_here->value_or(0);
+  // Where rows a write displaces are kept (displaced_rows.h): made at the first write that may
+  // displace one, so that entries of tables without other UNIQUE constraints read no epoch.
+  std::optional<DisplacingWrite> displacing;
+  auto displacing_write = [&]() -> absl::StatusOr<const DisplacingWrite*> {
+    if (!displacing.has_value()) {
+      absl::StatusOr<std::optional<uint64_t>> epoch_here = LoadSchemaEpoch(db_);
+      if (!epoch_here.ok()) return epoch_here.status();
+      displacing.emplace(Displacing(shard, index, origin));
+      displacing->origin_had_schema = batch.schema_epoch() >= epoch_here->value_or(0);
+    }
+    return &*displacing;
+  };
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
@@ -472,8 +480,10 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (decision->action == ApplyAction::kKeepDisplaced) {
         absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
         if (!keys.ok()) return keys.status();
+        absl::StatusOr<const DisplacingWrite*> at = displacing_write();
+        if (!at.ok()) return at.status();
         absl::Status s = KeepDisplacedNow(
-            displacing, (*plan)->writer, t, c, *keys, state_.local_node, view.displaced_by(),
+            **at, (*plan)->writer, t, c, *keys, state_.local_node, view.displaced_by(),
             router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
         if (!s.ok()) return s;
         ++result.conflicts;
@@ -527,8 +537,9 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         if (!(*plan)->writer.other_unique_constraints) {
           status = write();
         } else {
-          absl::StatusOr<int64_t> kept =
-              WriteKeepingDisplaced(displacing, (*plan)->writer, t, c, write);
+          absl::StatusOr<const DisplacingWrite*> at = displacing_write();
+          if (!at.ok()) return at.status();
+          absl::StatusOr<int64_t> kept = WriteKeepingDisplaced(**at, (*plan)->writer, t, c, write);
           status = kept.status();
           if (kept.ok()) result.conflicts += *kept;
         }
