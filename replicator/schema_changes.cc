@@ -43,16 +43,6 @@ bool Reserved(const std::string& name) {
          absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
 }
 
-// A name token as SQLite reads it, in lower case: without the quotes of "x", [x] or `x`.
-std::string NameOfToken(const std::string& token) {
-  std::string name = token;
-  if (name.size() >= 2 &&
-      (name.front() == '"' || name.front() == '[' || name.front() == '`' || name.front() == '\'')) {
-    name = name.substr(1, name.size() - 2);
-  }
-  return absl::AsciiStrToLower(name);
-}
-
 // Why `sql`, another node's definition of an object or column, must not run here, or nothing:
 // it names marmot's own objects (marmot's state is written by marmot alone: no index or
 // trigger on it, no trigger that writes it when the application writes), or makes values of a
@@ -66,7 +56,7 @@ std::optional<std::string> Hostile(const std::string& sql) {
   }
   size_t at = 0;
   for (std::string token = NextSqlToken(sql, &at); !token.empty(); token = NextSqlToken(sql, &at)) {
-    const std::string word = NameOfToken(token);
+    const std::string word = absl::AsciiStrToLower(UnquotedName(token));
     if (word == "printf" || word == "format") {
       size_t next = at;
       if (NextSqlToken(sql, &next) != "(") continue;
