@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/table_renames.h"
 #include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
 
@@ -848,6 +849,39 @@ TEST(ChangeApplierTest, AnotherNodesEntriesWaitWhileThisNodesOwnSchemaMoves) {
   }
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(*b.db->QueryValue("SELECT name FROM \"order\" WHERE id = 1"), Value::Text("z"));
+}
+
+// Found by rename_hunt_test (a node killed right after it renamed a table): at its start, an
+// entry of another node that named the old table came before the shipper's first look found
+// the rename, and its change went to the dead letters ('table "kv" does not exist'). The
+// applier compares the schema with the baseline before the first entry of another node after a
+// start, as it does whenever a local process moved the schema: the rename is found then.
+TEST(ChangeApplierTest, ATableRenamedHereJustBeforeAStartIsWhatOtherNodesEntriesOfItsOldNameMean) {
+  Node a("renamed-before-start-a"), b("renamed-before-start-b");
+  auto renames = std::make_shared<TableRenames>();
+  b.router.set_renames(renames);
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x');");
+  const change::v1::ChangeBatch theirs = a.CapturedBatch(1);  // Read before any rename.
+  // Given node 2 renamed a table and stopped before its marmot looked; at its start its
+  // capture moves with the table (CaptureKeeper)
+  b.Exec("ALTER TABLE \"order\" RENAME TO orders;");
+  ASSERT_TRUE(sqlite::InstallCapture(*b.db).ok());
+  b.RestartApplier(2);
+  b.applier->set_own_schema_quiet(absl::Milliseconds(300));
+  // When another node's entry naming the old name comes first
+  absl::StatusOr<ApplyResult> applied = b.applier->Apply(0, 1, theirs);
+  // Then it waits for this node's own schema change, as while a migration runs here, and the
+  // old name means the renamed table
+  EXPECT_TRUE(IsHeldForOwnSchema(applied.status())) << applied.status();
+  EXPECT_EQ(renames->NameHere("order", 0), "orders");
+  EXPECT_EQ(renames->RouteOf("orders"), "order");
+  for (int i = 0; i < 1000 && !applied.ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    applied = b.applier->Apply(0, 1, theirs);
+  }
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->dead_lettered, 0) << DeadLetters(b);
+  EXPECT_EQ(*b.db->QueryValue("SELECT name FROM orders WHERE id = 1"), Value::Text("x"));
 }
 
 // Found by review: node 1 kept node 2's change k at once (its pending P holds the value k
