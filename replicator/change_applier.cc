@@ -762,9 +762,10 @@ absl::Status ChangeApplier::ApplySchemaChanges(
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own, shard0_index);
     if (!applied.ok()) return applied.status();
     if (c.kind() == change::v1::SchemaChange::RENAME_TABLE &&
-        applied->outcome == SchemaApplied::kApplied) {
-      // Its dead letters are the renamed table's now (schema_changes.h): so is what holds its
-      // rows back here. Read within this transaction: again at the next Sync should it fail.
+        (applied->outcome == SchemaApplied::kApplied || own)) {
+      // Its dead letters are the renamed table's now (schema_changes.h; on its origin too): so
+      // is what holds its rows back here. Read within this transaction: again at the next Sync
+      // should it fail.
       if (absl::Status s = dead_letters_.Load(/*fresh=*/false); !s.ok()) return s;
     }
     const std::string what = absl::StrCat(DescribeSchemaChange(c), " from ", from);

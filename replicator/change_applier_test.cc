@@ -884,6 +884,45 @@ TEST(ChangeApplierTest, ATableRenamedHereJustBeforeAStartIsWhatOtherNodesEntries
   EXPECT_EQ(*b.db->QueryValue("SELECT name FROM orders WHERE id = 1"), Value::Text("x"));
 }
 
+// On the node that renamed a table, its dead letters kept by the old name follow it when the
+// rename comes back committed, as they follow it on every other node: a retry then finds them
+// under the name the table has (RetryDeadLetters retries each under the name it is kept by).
+TEST(ChangeApplierTest, OnTheNodeThatRenamedATableItsDeadLettersFollowItWhenTheRenameCommits) {
+  Node a("renamed-dead-letters-a"), b("renamed-dead-letters-b");
+  auto renames = std::make_shared<TableRenames>();
+  b.router.set_renames(renames);
+  b.RestartApplier(2);
+  // Given a dead letter on node 2 of a change of "order" read with a column it lacks
+  a.Exec("ALTER TABLE \"order\" ADD COLUMN note TEXT;");
+  ASSERT_TRUE(sqlite::InstallCapture(*a.db).ok());
+  a.Exec("INSERT INTO \"order\" (id, name, note) VALUES (1, 'x', 'n');");
+  absl::StatusOr<ApplyResult> applied = b.applier->Apply(0, 1, a.CapturedBatch(1));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  ASSERT_EQ(applied->dead_lettered, 1);
+  // When node 2 renames the table and its rename comes back committed
+  b.Exec("ALTER TABLE \"order\" RENAME TO orders;");
+  ASSERT_TRUE(sqlite::InstallCapture(*b.db).ok());
+  change::v1::ChangeBatch own;
+  own.set_origin_node(2);
+  change::v1::SchemaChange* rename = own.add_schema_changes();
+  rename->set_kind(change::v1::SchemaChange::RENAME_TABLE);
+  rename->set_type("table");
+  rename->set_name("order");
+  rename->set_new_name("orders");
+  rename->set_sql(b.db->QueryValue("SELECT sql FROM sqlite_master WHERE name = 'orders'")->bytes());
+  applied = b.applier->Apply(0, 2, own);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  // Then the dead letter is the renamed table's
+  EXPECT_EQ(b.db->QueryValue("SELECT group_concat(tbl) FROM \"__marmot__dead_letters\"")->bytes(),
+            "orders");
+  // And once the cause is gone, a retry applies it there
+  b.Exec("ALTER TABLE orders ADD COLUMN note TEXT;");
+  absl::StatusOr<RetryResult> retried = b.applier->RetryDeadLetters({});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->applied, 1) << DeadLetters(b);
+  EXPECT_EQ(*b.db->QueryValue("SELECT note FROM orders WHERE id = 1"), Value::Text("n"));
+}
+
 // Found by review: node 1 kept node 2's change k at once (its pending P holds the value k
 // gives row 2), then kept node 4's k2 as an ordinary conflict naming P as winner too. Node 3's
 // c3, made after k, must be judged against k (the change kept at the version's entry), as

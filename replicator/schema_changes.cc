@@ -1220,7 +1220,12 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     }
     if (c.kind() == SchemaChange::RENAME_TABLE && !c.new_name().empty()) {
       // Renamed here by this node itself: where the table's rows route, and what its old name
-      // means in batches read before (table_renames.h).
+      // means in batches read before (table_renames.h). What marmot keeps by the old name
+      // follows the table here too, at this point of shard 0's order as on every other node:
+      // until now every entry that named the old name meant the renamed table (the rename was
+      // pending, or not made yet), and from now on only entries read before it do (a table
+      // made again under the old name is another table).
+      if (absl::Status s = RenameTableState(db, name, c.new_name()); !s.ok()) return s;
       if (absl::Status s = RecordTableRenamed(db, name, c.new_name(), shard0_index); !s.ok()) {
         return s;
       }

@@ -46,10 +46,10 @@
 // that conflicts does not), and both are already so where the table is as they make it.
 // RENAME_TABLE renames the table where it exists under its old name and not under its new one
 // (its capture follows, sqlite/change_log.h; the conflicts, dead letters and column history
-// marmot keeps by its name too), is already so where only the new name exists, and a conflict
-// otherwise; applied or already so, it records the table's route and the rename's shard-0
-// index (table_renames.h), so that its rows stay in their shards and rows of batches read
-// before it find it.
+// marmot keeps by its name too, and on the node that made the rename when it comes back, own),
+// is already so where only the new name exists, and a conflict otherwise; applied or already
+// so, it records the table's route and the rename's shard-0 index (table_renames.h), so that
+// its rows stay in their shards and rows of batches read before it find it.
 // REDEFINE makes the table again where it is as the origin's was (rows copied by column name,
 // then its indexes and triggers made again), is already so where it is as the origin's is, and
 // is a conflict otherwise; rows here that do not fit the new definition refuse it. A DROP of a

@@ -578,6 +578,43 @@ TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConfli
             SchemaApplied::kRefused);
 }
 
+// On the node that renamed the table, what marmot keeps by the old name follows the table when
+// the rename comes back committed, at that point of shard 0's order as on the other nodes:
+// a dead letter of a batch that named the old name (applied before the rename was found here),
+// kept by it, would be retried by a name no table has.
+TEST_F(SchemaChangesTest, AnOwnTableRenameComingBackTakesWhatMarmotKeptByTheOldName) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "INSERT INTO \"__marmot__column_history\" VALUES ('kv', 'w', 'v');"
+                           "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
+                           "INSERT INTO \"__marmot__dead_letters\" VALUES (1, 'kv'), (2, 'other');"
+                           "CREATE TABLE \"__marmot__conflicts\" (id INTEGER PRIMARY KEY, tbl);"
+                           "INSERT INTO \"__marmot__conflicts\" VALUES (1, 'kv');"
+                           "ALTER TABLE kv RENAME TO kv2;")
+                  .ok());
+  const SchemaChange rename =
+      RenameTable("kv", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
+  absl::StatusOr<SchemaApplied> own = ApplySchemaChange(*db_, rename, /*own=*/true, 12);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(*RunSqliteCli(path_,
+                          "SELECT tbl FROM __marmot__dead_letters ORDER BY id;"
+                          "SELECT tbl FROM __marmot__conflicts; SELECT tbl FROM "
+                          "__marmot__column_history;"),
+            "kv2\nother\nkv2\nkv2\n");
+  TableRenames renames;
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.NameHere("kv", 11), "kv2");
+  // Committed, the baseline takes it (and the index SQLite rewrote, as the shipper keeps it);
+  // nothing moves again.
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(*db_);
+  ASSERT_TRUE(diff.ok());
+  ASSERT_TRUE(KeepInBaseline(*db_, *diff).ok());
+  ASSERT_TRUE(RecordSentInBaseline(*db_, diff->replicate, 12).ok());
+  EXPECT_EQ(Unreplicated(), "");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT group_concat(tbl) FROM __marmot__dead_letters;"),
+            "kv2,other\n");
+}
+
 TEST_F(SchemaChangesTest, RenamedTablesRouteByTheirFirstNameAndOldNamesFollowTheirEpochs) {
   auto apply = [&](const SchemaChange& c, uint64_t index) {
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, false, index);
