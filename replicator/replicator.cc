@@ -14,6 +14,7 @@
 #include "replicator/raft_store_folder.h"
 #include "replicator/schema_changes.h"
 #include "replicator/snapshot_stream.h"
+#include "replicator/table_renames.h"
 
 namespace marmot::replicator {
 
@@ -388,6 +389,20 @@ absl::StatusOr<std::map<std::string, std::string>> TableDefinitions(sqlite::Data
   if (!rows.ok()) return rows.status();
   std::map<std::string, std::string> out;
   for (const std::vector<sqlite::Value>& row : *rows) out[row[0].bytes()] = row[1].bytes();
+  // A rename recorded (the table history): on the node that renamed the table, the dead
+  // letters kept by its old name become its own when the rename commits (schema_changes.h),
+  // though its SQL changed long before (a dead letter of a batch that named the old name, say).
+  if (out.count(kTableHistoryTable)) {
+    rows = db.QueryRows(absl::StrCat(
+        "SELECT m.name, group_concat(h.\"from\" || '>' || h.shard0_index, ';') FROM ",
+        sqlite::QuoteIdentifier(kTableHistoryTable),
+        " AS h JOIN sqlite_master AS m ON m.type = 'table' AND lower(m.name) = lower(h.\"to\")"
+        " GROUP BY m.name"));
+    if (!rows.ok()) return rows.status();
+    for (const std::vector<sqlite::Value>& row : *rows) {
+      absl::StrAppend(&out[row[0].bytes()], "\nrenamed from ", row[1].bytes());
+    }
+  }
   // A column renamed or dropped (the column history) changes how the table's changes apply.
   if (!out.count(kColumnHistoryTable)) return out;
   rows = db.QueryRows(

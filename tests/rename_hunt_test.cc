@@ -419,6 +419,49 @@ TEST(RenameHuntProcessTest, DISABLED_ANodeKilledRightAfterTheRename) {
       << cluster.OnEveryNode(rows) << retried->body;
 }
 
+// Node 2 keeps a dead letter of kv (its kv lacks the column v that node 3's row carries), then
+// renames kv while it has no quorum (nodes 1 and 3 stopped), and the operator adds the missing
+// column meanwhile, to kv2. When the rename commits, the dead letter follows the table on node
+// 2 as on the others, and marmot retries it there by itself, under the new name: a rename
+// committed changes which dead letters are the table's (README: dead letters are retried after
+// schema changes).
+TEST(RenameHuntProcessTest, TheRenamingNodesDeadLetterIsRetriedUnderTheNewNameOnceItCommits) {
+  setenv("AUTH_KEY", kAuth, 1);
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 4,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);",
+       .rows_before = {{2, "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY);"}}});
+  cluster.Start();
+  // Given a dead letter on node 2 of a row of kv written on node 3
+  cluster.Sql(3, "INSERT INTO kv VALUES (3, 'three');");
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, kDeadLetters) == "1\n"; }, 30s))
+      << Tail(cluster.log(2));
+  // When node 2 renames kv without a quorum, its rename proposed and waiting,
+  ASSERT_EQ(cluster.StopNode(1), 0);
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(2, "ALTER TABLE kv RENAME TO kv2;");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return absl::StrContains(cluster.log(2),
+                                 "replicating 1 schema change(s): table kv renamed to kv2");
+      },
+      30s))
+      << Tail(cluster.log(2));
+  // and the operator adds the missing column meanwhile
+  cluster.Sql(2, "ALTER TABLE kv2 ADD COLUMN v TEXT;");
+  cluster.StartNode(1);
+  cluster.StartNode(3);
+  // Then node 2 applies the row to kv2 once the rename committed, and every node ends alike
+  const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "3|three\n", 60s))
+      << cluster.OnEveryNode(rows) << cluster.OnEveryNode(kUserSchema) << Tail(cluster.log(2));
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
 // Shows a row that stays on its node (not fixed): a rename and a column added in one look do not
 // replicate (README: "make such changes in steps"); node 2 makes them with a row right after,
 // node 3 writes row 3 to kv, then the operator makes the same change on nodes 1 and 3. Seen:
