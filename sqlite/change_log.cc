@@ -481,6 +481,18 @@ absl::Status ReadIdAndOp(const Statement& stmt, const std::string& log_table, Ch
   return absl::OkStatus();
 }
 
+// The row of `key` through `by_key` (the table's columns of the row whose key is ?1...).
+absl::Status ReadRowByKey(Statement& by_key, const std::vector<Value>& key,
+                          std::vector<Value>& row) {
+  by_key.Reset();
+  if (absl::Status s = by_key.BindAll(key); !s.ok()) return s;
+  absl::StatusOr<bool> has_row = by_key.Step();
+  if (!has_row.ok()) return has_row.status();
+  if (!*has_row) return absl::InternalError("a row the change log's join found is gone");
+  row = by_key.Row();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableSchema& t,
@@ -503,7 +515,29 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       join.push_back(absl::StrCat("t.", Q(t.primary_key[i]), " = l.", Q(NewKeyColumn(i))));
     }
   }
-  for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
+  // A table of nearly SQLite's most columns (2,000) leaves no room in one result for the log's
+  // columns beside its own: its rows are then read by key, one query a row.
+  const bool row_apart = select.size() + 2 + t.columns.size() >
+                         static_cast<size_t>(sqlite3_limit(db.raw(), SQLITE_LIMIT_COLUMN, -1));
+  std::optional<Statement> row_by_key;
+  if (row_apart) {
+    std::vector<std::string> columns, match;
+    for (const ColumnInfo& c : t.columns) columns.push_back(Q(c.name));
+    if (t.keyed_by_rowid()) {
+      match.push_back("rowid = ?1");
+    } else {
+      for (size_t i = 0; i < t.primary_key.size(); ++i) {
+        match.push_back(absl::StrCat(Q(t.primary_key[i]), " = ?", i + 1));
+      }
+    }
+    absl::StatusOr<Statement> by_key =
+        db.Prepare(absl::StrCat("SELECT ", absl::StrJoin(columns, ", "), " FROM ", Q(t.name),
+                                " WHERE ", absl::StrJoin(match, " AND ")));
+    if (!by_key.ok()) return by_key.status();
+    row_by_key = std::move(*by_key);
+  } else {
+    for (const ColumnInfo& c : t.columns) select.push_back("t." + Q(c.name));
+  }
   select.push_back("l." + Q(kPrevOrigin));
   select.push_back("l." + Q(kPrevId));
   absl::StatusOr<Statement> stmt = db.Prepare(
@@ -515,7 +549,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
   if (absl::Status s = stmt->BindAll({Value::Integer(after_id), Value::Integer(limit)}); !s.ok()) {
     return s;
   }
-  const size_t ncols = t.columns.size();
+  const size_t ncols = row_apart ? 0 : t.columns.size();
   const size_t key_width = t.keyed_by_rowid() ? 1 : t.primary_key.size();
   const int found_col = static_cast<int>(2 + 2 * key_width);
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
@@ -532,7 +566,7 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
       new_key.push_back(stmt->Column(2 + static_cast<int>(i)));
       old_key.push_back(stmt->Column(2 + static_cast<int>(key_width + i)));
     }
-    const bool found = stmt->Column(found_col).integer() != 0;
+    bool found = stmt->Column(found_col).integer() != 0;
     // NULL: written by a trigger of an older version, or copied in by a backfill: not known.
     const Value prev_origin = stmt->Column(found_col + 1 + static_cast<int>(ncols));
     if (prev_origin.storage_class() == StorageClass::kInteger && r.op != ChangeOp::kRekey) {
@@ -558,9 +592,14 @@ absl::StatusOr<std::vector<ChangeRecord>> ReadChanges(Database& db, const TableS
     } else {
       r.key = std::move(new_key);
       if (r.op == ChangeOp::kRekey) r.old_key = std::move(old_key);
-      r.row.reserve(ncols);
-      for (size_t i = 0; i < ncols; ++i)
-        r.row.push_back(stmt->Column(found_col + 1 + static_cast<int>(i)));
+      if (row_apart) {
+        // The read transaction the caller holds keeps the row as the join found it.
+        if (absl::Status s = ReadRowByKey(*row_by_key, r.key, r.row); !s.ok()) return s;
+      } else {
+        r.row.reserve(ncols);
+        for (size_t i = 0; i < ncols; ++i)
+          r.row.push_back(stmt->Column(found_col + 1 + static_cast<int>(i)));
+      }
     }
     out.push_back(std::move(r));
   }

@@ -130,6 +130,48 @@ TEST_F(ChangeLogTest, ChangesCarryTheRowAsItIsWhenRead) {
   EXPECT_THAT(c[6].old_key, ElementsAre(Value::Integer(5)));
 }
 
+// SQLite's most columns (2,000) leave no room for the log's columns beside a table's own in one
+// result: such a table's rows are read by key, with the same outcome as any other table's.
+TEST_F(ChangeLogTest, TablesOfTheMostColumnsSqliteAllowsAreReadAsAnyOther) {
+  std::string columns;
+  for (int i = 1; i <= 1998; ++i) absl::StrAppend(&columns, ", c", i);
+  Exec(absl::StrCat("CREATE TABLE w (id INTEGER PRIMARY KEY", columns, ", c1999)"));
+  Exec(absl::StrCat("CREATE TABLE wk (a INTEGER, b TEXT", columns,
+                    ", PRIMARY KEY (a, b)) WITHOUT ROWID"));
+  Install();
+  Exec(
+      "INSERT INTO w (id, c1, c1999) VALUES (1, 'one', 'last'), (2, 'two', 2.5);"
+      "UPDATE w SET id = 3 WHERE id = 2; INSERT INTO w (id) VALUES (4); DELETE FROM w WHERE id = 4;"
+      "INSERT INTO wk (a, b, c1998) VALUES (1, 'x', x'00'), (2, 'y', 'gone');"
+      "DELETE FROM wk WHERE a = 2");
+  std::vector<ChangeRecord> c = Changes("w");
+  ASSERT_EQ(c.size(), 5u);
+  EXPECT_EQ(c[0].op, ChangeOp::kInsert);
+  ASSERT_EQ(c[0].row.size(), 2000u);
+  EXPECT_EQ(c[0].row[0], Value::Integer(1));
+  EXPECT_EQ(c[0].row[1], Value::Text("one"));
+  EXPECT_EQ(c[0].row[1999], Value::Text("last"));
+  EXPECT_EQ(c[1].op, ChangeOp::kDelete);  // Row 2 moved to 3 before it was read.
+  EXPECT_THAT(c[1].old_key, ElementsAre(Value::Integer(2)));
+  EXPECT_EQ(c[2].op, ChangeOp::kRekey);
+  EXPECT_THAT(c[2].key, ElementsAre(Value::Integer(3)));
+  EXPECT_THAT(c[2].old_key, ElementsAre(Value::Integer(2)));
+  ASSERT_EQ(c[2].row.size(), 2000u);
+  EXPECT_EQ(c[2].row[1999], Value::Real(2.5));
+  EXPECT_EQ(c[3].op, ChangeOp::kDelete);
+  EXPECT_EQ(c[4].op, ChangeOp::kDelete);
+  EXPECT_THAT(c[4].old_key, ElementsAre(Value::Integer(4)));
+  c = Changes("wk");
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].op, ChangeOp::kInsert);
+  EXPECT_THAT(c[0].key, ElementsAre(Value::Integer(1), Value::Text("x")));
+  ASSERT_EQ(c[0].row.size(), 2000u);
+  EXPECT_EQ(c[0].row[1999], Value::Blob(std::string(1, '\0')));
+  EXPECT_EQ(c[1].op, ChangeOp::kDelete);
+  EXPECT_EQ(c[2].op, ChangeOp::kDelete);
+  EXPECT_THAT(c[2].old_key, ElementsAre(Value::Integer(2), Value::Text("y")));
+}
+
 TEST_F(ChangeLogTest, AColumnAddedInTheSameTransactionAsAWriteIsCaptured) {
   // The triggers were made for (k, v); the write comes before capture is installed again.
   Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)");

@@ -142,23 +142,10 @@ std::string Tail(const std::string& log) {
 
 // Verify on node 1 once every node reported every shard: how many shards differ (-1: no answer).
 int DivergentShards(const testing::LocalCluster& c, int shards, std::string* why) {
-  admin::v1::VerifyResponse verified;
-  const bool measured = testing::WaitFor(
-      [&] {
-        httplib::Result res = testing::PaneCall(c, 1, kAuth, "POST", "/v1/verify", "{}");
-        if (!res || res->status != 200) return false;
-        verified.Clear();
-        if (!google::protobuf::util::JsonStringToMessage(res->body, &verified).ok()) return false;
-        if (verified.shards_size() != shards) return false;
-        for (const admin::v1::ShardVerification& s : verified.shards()) {
-          if (s.reported_size() < c.nodes()) return false;
-        }
-        return verified.divergent_shards() == 0;
-      },
-      60s);
+  const admin::v1::VerifyResponse verified = testing::PaneVerify(c, 1, kAuth, shards);
   *why = verified.DebugString();
   if (verified.shards_size() != shards) return -1;
-  return measured ? 0 : static_cast<int>(verified.divergent_shards());
+  return static_cast<int>(verified.divergent_shards());
 }
 
 void ExpectClean(const testing::LocalCluster& c) {

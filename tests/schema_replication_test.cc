@@ -444,22 +444,9 @@ TEST(SchemaReplicationTest, ATableRenamedOnOneNodeWhileTheOthersInsertKeepsEvery
   EXPECT_TRUE(cluster.WaitForSame(rows, 60s)) << cluster.log(four);
   EXPECT_TRUE(cluster.WaitForSame(kSchema, 30s)) << cluster.Sql(four, kSchema);
   EXPECT_EQ(cluster.Sql(four, kDeadLetters), "0\n");
-  admin::v1::VerifyResponse verified;
-  ASSERT_TRUE(testing::WaitFor(
-      [&] {
-        httplib::Result res = testing::PaneCall(cluster, 2, kAuth, "POST", "/v1/verify", "{}");
-        if (!res || res->status != 200) return false;
-        verified.Clear();
-        if (!google::protobuf::util::JsonStringToMessage(res->body, &verified).ok()) return false;
-        for (const admin::v1::ShardVerification& s : verified.shards()) {
-          if (std::find(s.reported().begin(), s.reported().end(), four) == s.reported().end()) {
-            return false;  // Not measured by the new node yet (still catching up).
-          }
-        }
-        return verified.shards_size() == 4;
-      },
-      90s))
-      << verified.DebugString();
+  // Once every node, the new one too (still catching up until then), measured every shard.
+  const admin::v1::VerifyResponse verified = testing::PaneVerify(cluster, 2, kAuth, 4, 90s);
+  ASSERT_EQ(verified.shards_size(), 4) << verified.DebugString();
   EXPECT_EQ(verified.divergent_shards(), 0u) << verified.DebugString();
   // The new node writes the table as the others do.
   cluster.Sql(four, "INSERT INTO kv2 VALUES (4, 'from the new node');");

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "tests/testing/subprocess.h"
+
 namespace marmot::testing {
 
 httplib::Result PaneCall(const LocalCluster& c, int id, const std::string& auth,
@@ -19,6 +21,28 @@ admin::v1::GetStatusResponse PaneStatus(const LocalCluster& c, int id, const std
   httplib::Result r = PaneCall(c, id, auth, "GET", "/v1/status");
   if (r && r->status == 200) (void)google::protobuf::util::JsonStringToMessage(r->body, &out);
   return out;
+}
+
+admin::v1::VerifyResponse PaneVerify(const LocalCluster& c, int id, const std::string& auth,
+                                     int shards, std::chrono::milliseconds timeout) {
+  admin::v1::VerifyResponse last;
+  WaitFor(
+      [&] {
+        httplib::Result r = PaneCall(c, id, auth, "POST", "/v1/verify", "{}");
+        admin::v1::VerifyResponse read;
+        if (!r || r->status != 200 ||
+            !google::protobuf::util::JsonStringToMessage(r->body, &read).ok()) {
+          return false;
+        }
+        last = read;
+        if (last.shards_size() != shards) return false;
+        for (const admin::v1::ShardVerification& s : last.shards()) {
+          if (s.reported_size() < c.nodes()) return false;
+        }
+        return last.divergent_shards() == 0;
+      },
+      timeout);
+  return last;
 }
 
 }  // namespace marmot::testing

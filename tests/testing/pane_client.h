@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <string>
 
 #include "proto/admin.pb.h"
@@ -20,6 +21,12 @@ httplib::Result PaneCall(const LocalCluster& c, int id, const std::string& auth,
 
 // Node `id`'s GET /v1/status; empty when it could not be read.
 admin::v1::GetStatusResponse PaneStatus(const LocalCluster& c, int id, const std::string& auth);
+
+// Node `id`'s POST /v1/verify, asked again until every node of `c` reported each of `shards`
+// shards and none differ, or `timeout` passed: the last answer read (empty when none was).
+admin::v1::VerifyResponse PaneVerify(const LocalCluster& c, int id, const std::string& auth,
+                                     int shards,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace marmot::testing
 
