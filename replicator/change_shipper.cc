@@ -413,24 +413,19 @@ int64_t ChangeShipper::ProposeReady() {
                       "read before it to commit ("
                    << kEpochWaitBound << " passed): they may apply after it elsewhere";
     }
-    if (!own_committed_before_start_ && options_.epochs != nullptr) {
-      // The rows this node committed before its start: their commit indexes are not kept, what
-      // the shards applied here by now stands for them. A row of the last run was applied here
-      // before its change-log row was marked done; one not marked is read and proposed again
-      // (under the schema of that read); an entry that committed as it stopped, unknown to it, is
-      // covered once the host replayed its log (usually done by now: a schema change waits
-      // schema_quiet first).
-      for (int shard = 0; shard < router_.shards(); ++shard) {
-        own_committed_[shard] = std::max(own_committed_[shard], options_.epochs->applied(shard));
-      }
-      own_committed_before_start_ = true;
+    for (int shard = 1; shard < router_.shards(); ++shard) {
+      // Besides this node's own rows, every row of other nodes it applied before the change: a
+      // node where that shard lags must not get them after the change (a row of a table dropped
+      // and made again, a value of a column dropped and added again). What the shard applied
+      // also stands for this node's rows committed before its start (their commit indexes are
+      // not kept; one not marked done is read and proposed again, under the schema of that
+      // read). Every entry applied here by now carries an epoch below this change's index: the
+      // two waits never wait on each other.
+      uint64_t through = own_committed_[shard];
+      if (options_.epochs != nullptr) through = std::max(through, options_.epochs->applied(shard));
+      if (through > 0) (*schema_batch_->mutable_rows_committed_through())[shard] = through;
     }
     auto batch = std::make_unique<Inflight>();
-    for (int shard = 1; shard < router_.shards(); ++shard) {
-      if (own_committed_[shard] > 0) {
-        (*schema_batch_->mutable_rows_committed_through())[shard] = own_committed_[shard];
-      }
-    }
     batch->payload = schema_batch_->SerializeAsString();
     schema_batch_.reset();
     batch->schema_keys = std::move(schema_keys_);

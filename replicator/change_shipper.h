@@ -25,9 +25,11 @@
 // transaction, after its first read, so that it is never older than the schema the rows were
 // read with; a schema change of this node counts from when it committed. The other way round, a
 // schema change is proposed only once every row read before it committed (no row is read while
-// it waits), and it carries, per shard, the index of this node's last row batch committed there
-// (ChangeBatch.rows_committed_through): other nodes apply it only after those rows. Rows that
-// do not commit within kEpochWaitBound are waited for no longer (logged).
+// it waits), and it carries, per shard, the index of this node's last row batch committed there or
+// of the last entry the shard applied here, whichever is higher
+// (ChangeBatch.rows_committed_through): other nodes apply it only after those rows, theirs and
+// the ones of other nodes this node had applied. Rows that do not commit within kEpochWaitBound
+// are waited for no longer (logged).
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -248,10 +250,8 @@ class ChangeShipper {
   std::map<std::string, absl::Time> read_warned_;
   // Per shard: the batch in flight, if any.
   std::vector<std::unique_ptr<Inflight>> inflight_;
-  // Per shard: the Raft index of this node's last batch of rows that committed there, and
-  // whether it takes the rows committed before this start into account (ProposeReady).
+  // Per shard: the Raft index of this node's last batch of rows that committed there.
   std::vector<uint64_t> own_committed_;
-  bool own_committed_before_start_ = false;
   int64_t buffered_ = 0;
   // The schema epoch of the rows this Pump reads (ShipperOptions::epochs).
   uint64_t read_epoch_ = 0;

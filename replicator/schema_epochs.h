@@ -15,14 +15,16 @@
 //
 // The other way round (part B): the origin proposes a schema change only once every row batch
 // it read before the change committed, and lists in it, per shard, the index of its last row
-// batch committed there (ChangeBatch.rows_committed_through; the first after a start, at least
-// what the shard had applied there then); shard 0 applies it only once each listed shard applied
-// that far here, waiting the same way and bounded the same. The two waits never wait on each other:
+// batch committed there or what the shard had applied there, whichever is higher
+// (ChangeBatch.rows_committed_through: other nodes' rows it had applied count as its own); shard
+// 0 applies it only once each listed shard applied that far here, waiting the same way and
+// bounded the same. The two waits never wait on each other:
 // an entry at or below a listed index committed before the schema change was proposed, so the epoch
 // it carries is below the schema change's index.
 //
 // The invariants: on every node, a row batch applies after every schema change its origin had
-// when it read its rows, and before every schema change its origin made after it committed.
+// when it read its rows, and before every schema change made by a node that had it (its own
+// origin after it committed, any node after applying it).
 // One integer compare per batch on the apply side (Applied, WaitFor only when it does not hold).
 //
 // Thread-safe: the state machines of every shard (apply worker threads) and the shipper (pump
