@@ -658,7 +658,15 @@ DisplacingWrite ChangeApplier::Displacing(int shard, uint64_t index, uint64_t or
           .router = router_,
           .shard = shard,
           .raft_index = index,
-          .origin = origin};
+          .origin = origin,
+          .write_held = [this](const TableChanges& held) -> absl::Status {
+            const TableChanges* as_here = &held;
+            TableChanges renamed;
+            absl::StatusOr<const TablePlan*> plan = plans_.PlanAsHere(as_here, renamed);
+            if (!plan.ok()) return plan.status();
+            if (!(*plan)->status.ok()) return (*plan)->status;
+            return ApplyChange(db_, (*plan)->writer, *as_here, as_here->changes(0));
+          }};
 }
 
 absl::Status ChangeApplier::WriteHeld(int shard, const std::string& table, const std::string& key,

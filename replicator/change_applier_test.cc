@@ -372,6 +372,56 @@ TEST(ChangeApplierTest, ARowAnotherRowsUniqueValueReplacedIsKeptAsAConflictOnEve
   }
 }
 
+// Node 1 edits row 2 (V) while node 2 changes row 2 with `node2_sql` (D, pending on node 2, so
+// V is held there); stale node 4 gives row 2's UNIQUE value to a new row 5 (W). Shard order: V,
+// W, D. Every node must end with rows 1 and 5, and row 2 kept by W twice (V, then D).
+void ExpectARowHeldOnAUniqueValueReplacedAsOnEveryNode(const std::string& label,
+                                                       const std::string& node2_sql) {
+  Node a(label + "-a"), b(label + "-b"), c(label + "-c"), d(label + "-d");
+  std::vector<Node*> nodes = {&a, &b, &c, &d};
+  for (size_t i = 0; i < nodes.size(); ++i) nodes[i]->applier->set_local_node(i + 1);
+  c.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'a@x'), (2, 'b@x')");
+  const change::v1::ChangeBatch start = c.CapturedBatch(3);
+  for (Node* n : {&a, &b, &c}) ASSERT_TRUE(n->applier->Apply(0, 1, start).ok());
+  a.Exec("UPDATE \"order\" SET price = 9.5 WHERE id = 2");
+  const change::v1::ChangeBatch edit = a.CapturedBatch(1);
+  b.Exec(node2_sql);
+  const change::v1::ChangeBatch moved = b.CapturedBatch(2);
+  d.Exec("INSERT INTO \"order\" (id, name) VALUES (5, 'b@x')");
+  const change::v1::ChangeBatch taken = d.CapturedBatch(4);
+  ASSERT_TRUE(d.applier->Apply(0, 1, start).ok());
+  for (Node* n : nodes) {
+    uint64_t index = 2;
+    for (const change::v1::ChangeBatch* batch : {&edit, &taken, &moved}) {
+      auto r = n->applier->Apply(0, index++, *batch);
+      ASSERT_TRUE(r.ok()) << n->path << ": " << r.status();
+    }
+  }
+  const char kConflicts[] =
+      "SELECT group_concat(key || ' ' || origin || ' ' || winner_origin, ', ') FROM (SELECT * "
+      "FROM \"__marmot__conflicts\" ORDER BY key, origin)";
+  for (Node* n : nodes) {
+    SCOPED_TRACE(n->path);
+    EXPECT_EQ(*n->db->QueryValue("SELECT group_concat(id || ' ' || name, ', ') FROM \"order\""),
+              Value::Text("1 a@x, 5 b@x"));
+    EXPECT_EQ(n->Dump("order"), a.Dump("order"));
+    EXPECT_EQ(*n->db->QueryValue(kConflicts), Value::Text("2 1 4, 2 2 4"));
+  }
+}
+
+TEST(ChangeApplierTest, ARowMovedOffAUniqueValueWhileAnotherNodesEditIsHeldEndsAsEverywhere) {
+  // Regression (review of issue 20): every node but 2 has row 2 on the value when W comes, and W
+  // replaces it (kept). On node 2 row 2 held D's value, W replaced nothing, and when D lost the
+  // held V was written late and replaced row 5: nodes ended with different rows.
+  ExpectARowHeldOnAUniqueValueReplacedAsOnEveryNode(
+      "held-moved", "UPDATE \"order\" SET name = 'c@x' WHERE id = 2");
+}
+
+TEST(ChangeApplierTest, ARowDeletedWhileAnotherNodesEditIsHeldEndsAsEverywhere) {
+  ExpectARowHeldOnAUniqueValueReplacedAsOnEveryNode("held-deleted",
+                                                    "DELETE FROM \"order\" WHERE id = 2");
+}
+
 TEST(ChangeApplierTest, AnEditOverARekeyKeptAtOnceTakesItsConflictsPlace) {
   // Regression (review): node 2 moves row 2 to key 7 with the name node 1's pending change gave
   // row 1, then edits row 7. Node 1 keeps the rekey at once (kKeepDisplaced); the edit, made by

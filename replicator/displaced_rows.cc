@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "replicator/value_codec.h"
 
@@ -62,11 +64,128 @@ absl::StatusOr<std::optional<std::vector<sqlite::Value>>> AsOtherNodesHoldIt(
   return values;
 }
 
+// A row of the table written whose version here is held, with a row at its key on the nodes
+// that hold that version.
+struct HeldRow {
+  std::string version_key;
+  RowVersion version;
+  TableChanges held;
+  std::vector<sqlite::Value> key;
+  std::vector<sqlite::Value> there;  // [rowid,] whole_columns as those nodes hold it.
+};
+
+// The held rows of `t`'s table that `write` (of `c`) replaces on the nodes that hold them as
+// their held changes wrote them: a trial in a savepoint rolled back, where the held changes are
+// written first (at.write_held), then `write`. Nothing when the table has no held version, or
+// when a write of the trial fails (the write itself will fail again, or the held change is
+// dead-lettered when it is written).
+absl::StatusOr<std::vector<HeldRow>> HeldRowsReplacedThere(
+    const DisplacingWrite& at, const TableWriter& w, const TableChanges& t, const Change& c,
+    absl::FunctionRef<absl::Status()> write) {
+  std::vector<HeldRow> rows;
+  if (!at.write_held || !w.other_unique_constraints || c.op() == change::v1::OP_DELETE) {
+    return rows;
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> held =
+      at.versions.Held(t.table());
+  if (!held.ok()) return held.status();
+  const std::vector<std::vector<sqlite::Value>> own = KeysOf(t, KeyPositions(t), c);
+  for (auto& [version_key, version] : *held) {
+    HeldRow row{.version_key = version_key, .version = version};
+    if (!row.held.ParseFromString(version.held) || row.held.changes_size() != 1) {
+      return absl::DataLossError("a held version cannot be read");
+    }
+    const Change& hc = row.held.changes(0);
+    if (hc.op() == change::v1::OP_DELETE) continue;
+    row.key = KeyOf(row.held, KeyPositions(row.held), hc);
+    absl::StatusOr<std::string> at_key = at.versions.KeyOf(row.key);
+    if (!at_key.ok()) return at_key.status();
+    // A rekey is held at its old key too, where it leaves no row.
+    if (*at_key != version_key || std::find(own.begin(), own.end(), row.key) != own.end()) {
+      continue;
+    }
+    rows.push_back(std::move(row));
+  }
+  if (rows.empty()) return rows;
+  if (absl::Status s = BeginTrialWrite(at.db); !s.ok()) return s;
+  absl::Status written;
+  std::vector<HeldRow> replaced;
+  for (const HeldRow& row : rows) {
+    written = at.write_held(row.held);
+    if (!written.ok()) break;
+  }
+  for (size_t i = 0; written.ok() && i < rows.size(); ++i) {
+    absl::StatusOr<std::optional<RowInTheWay>> there = ReadWholeRow(at.db, w, rows[i].key);
+    if (!there.ok()) {
+      written = there.status();
+    } else if (there->has_value()) {
+      rows[i].there = std::move((*there)->row);
+    }
+  }
+  if (written.ok()) written = write();
+  for (HeldRow& row : rows) {
+    if (!written.ok()) break;
+    if (row.there.empty()) continue;
+    absl::StatusOr<bool> still = RowExists(at.db, w, row.key);
+    if (!still.ok()) {
+      written = still.status();
+    } else if (!*still) {
+      replaced.push_back(std::move(row));
+    }
+  }
+  if (absl::Status s = EndTrialWrite(at.db, written); !s.ok()) return s;
+  if (!written.ok()) replaced.clear();
+  return replaced;
+}
+
+// Keeps row `key` (`values`: [rowid,] whole_columns), which the write of `c` replaced on some
+// node, as a conflict `c` won: as an insert by the change that was its version (`version`), or
+// by origin 0 and an id of its own when it had none.
+absl::Status KeepReplaced(const DisplacingWrite& at, const TableWriter& w, const TableChanges& t,
+                          const Change& c, const std::string& key,
+                          const std::vector<sqlite::Value>& row_key,
+                          const std::optional<RowVersion>& version,
+                          const std::vector<sqlite::Value>& values) {
+  TableChanges lost;
+  lost.set_table(t.table());
+  for (const std::string& column : w.whole_columns) lost.add_columns(column);
+  *lost.mutable_key_columns() = t.key_columns();
+  Change* as_written = lost.add_changes();
+  as_written->set_op(change::v1::OP_INSERT);
+  as_written->set_at_ms(c.at_ms());
+  // A row with no version (written behind marmot's back) is named by no change: an id of its
+  // own below every change's, from its key and the entry, the same on every node.
+  const int64_t change_id = version.has_value()
+                                ? version->change_id
+                                : -static_cast<int64_t>((at.router.Hash(t.table(), row_key) ^
+                                                         (at.raft_index * 0x9E3779B97F4A7C15ULL)) >>
+                                                        2) -
+                                      1;
+  as_written->set_change_id(change_id);
+  const size_t offset = w.keyed_by_rowid ? 1 : 0;
+  if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(values[0]);
+  for (size_t i = offset; i < values.size(); ++i) *as_written->add_row() = ToWire(values[i]);
+  const uint64_t lost_origin = version.has_value() ? version->origin : 0;
+  LOG(WARNING) << "shard " << at.shard << " index " << at.raft_index << ": change " << c.change_id()
+               << " of " << t.table() << " from node " << at.origin
+               << " took a UNIQUE value of the row " << key << " (node " << lost_origin
+               << "'s), which it replaced: that row is kept as a conflict";
+  return at.conflicts.Insert({.shard = at.shard,
+                              .raft_index = at.raft_index,
+                              .origin = lost_origin,
+                              .key = key,
+                              .winner_origin = at.origin,
+                              .winner_change_id = c.change_id()},
+                             lost, *as_written);
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
                                               const TableChanges& t, const Change& c,
                                               absl::FunctionRef<absl::Status()> write) {
+  absl::StatusOr<std::vector<HeldRow>> held_there = HeldRowsReplacedThere(at, w, t, c, write);
+  if (!held_there.ok()) return held_there.status();
   absl::StatusOr<std::vector<RowInTheWay>> gone = WriteAndListReplaced(at, w, t, c, write);
   if (!gone.ok()) return gone.status();
   int64_t kept = 0;
@@ -84,34 +203,7 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
       if (!there->has_value()) continue;
       values = **there;
     }
-    TableChanges lost;
-    lost.set_table(t.table());
-    for (const std::string& column : w.whole_columns) lost.add_columns(column);
-    *lost.mutable_key_columns() = t.key_columns();
-    Change* as_written = lost.add_changes();
-    as_written->set_op(change::v1::OP_INSERT);
-    as_written->set_at_ms(c.at_ms());
-    // A row with no version (written behind marmot's back) is named by no change: an id of its
-    // own below every change's, from its key and the entry, the same on every node.
-    const int64_t change_id =
-        version->has_value() ? (*version)->change_id
-                             : -static_cast<int64_t>((at.router.Hash(t.table(), row.key) ^
-                                                      (at.raft_index * 0x9E3779B97F4A7C15ULL)) >>
-                                                     2) -
-                                   1;
-    as_written->set_change_id(change_id);
-    const size_t offset = w.keyed_by_rowid ? 1 : 0;
-    if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(values[0]);
-    for (size_t i = offset; i < values.size(); ++i) *as_written->add_row() = ToWire(values[i]);
-    const uint64_t lost_origin = version->has_value() ? (*version)->origin : 0;
-    if (absl::Status s = at.conflicts.Insert({.shard = at.shard,
-                                              .raft_index = at.raft_index,
-                                              .origin = lost_origin,
-                                              .key = *key,
-                                              .winner_origin = at.origin,
-                                              .winner_change_id = c.change_id()},
-                                             lost, *as_written);
-        !s.ok()) {
+    if (absl::Status s = KeepReplaced(at, w, t, c, *key, row.key, *version, values); !s.ok()) {
       return s;
     }
     if (version->has_value() && at.router.ShardOf(t.table(), row.key) == at.shard) {
@@ -124,10 +216,39 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
       if (!s.ok()) return s;
     }
     ++kept;
-    LOG(WARNING) << "shard " << at.shard << " index " << at.raft_index << ": change "
-                 << c.change_id() << " of " << t.table() << " from node " << at.origin
-                 << " took a UNIQUE value of the row " << *key << " (node " << lost_origin
-                 << "'s), which it replaced: that row is kept as a conflict";
+  }
+  for (const HeldRow& row : *held_there) {
+    if (std::any_of(gone->begin(), gone->end(),
+                    [&](const RowInTheWay& r) { return r.key == row.key; })) {
+      continue;  // Replaced here too: kept above.
+    }
+    if (at.origin_had_schema && row.version.origin == at.origin) continue;
+    if (absl::Status s =
+            KeepReplaced(at, w, t, c, row.version_key, row.key, row.version, row.there);
+        !s.ok()) {
+      return s;
+    }
+    // The row is gone on the nodes that hold its version: here it goes once this node's own
+    // change of it lost (written as the held change then).
+    RowVersion version = row.version;
+    if (at.router.ShardOf(t.table(), row.key) == at.shard) {
+      version = {.shard = at.shard,
+                 .raft_index = at.raft_index,
+                 .origin = at.origin,
+                 .change_id = c.change_id(),
+                 .columns = t.columns_size()};
+    }
+    TableChanges gone_there;
+    gone_there.set_table(t.table());
+    *gone_there.mutable_columns() = row.held.columns();
+    *gone_there.mutable_key_columns() = row.held.key_columns();
+    Change* deleted = gone_there.add_changes();
+    deleted->set_op(change::v1::OP_DELETE);
+    deleted->set_change_id(version.change_id);
+    for (const sqlite::Value& v : row.key) *deleted->add_old_key() = ToWire(v);
+    version.held = gone_there.SerializeAsString();
+    if (absl::Status s = at.versions.Set(t.table(), row.version_key, version); !s.ok()) return s;
+    ++kept;
   }
   return kept;
 }

@@ -16,7 +16,12 @@
 // and held both rows (a UNIQUE index made on another node while it held rows that break it).
 // A row whose version is held here (row_versions.h: this node's row still holds what its
 // application wrote) is kept as every other node holds it, with the held change's values; not
-// at all when that change left no row of its key there (a delete, a rekey away).
+// at all when that change left no row of its key there (a delete, a rekey away). And a held row
+// the write replaces on the other nodes, through a value the held change gave it, but not here
+// (this node's application moved it off that value since; learnt by a trial write over the
+// held rows written as the others hold them, only when the table has held versions) is kept
+// the same, and its held change becomes its delete: when this node's own change of it loses,
+// the row goes here too, as it went everywhere else.
 //
 // Every node applies a shard in one order and decides the same; a node whose own change not yet
 // applied holds the value keeps the other node's change at once instead (ChangeApplier,
@@ -37,6 +42,7 @@
 #define MARMOT_REPLICATOR_DISPLACED_ROWS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,6 +69,10 @@ struct DisplacingWrite {
   // Whether that node had every schema change this node has applied when it read the change
   // (its batch's schema epoch is this node's or later): then it had this node's UNIQUE indexes.
   bool origin_had_schema = true;
+  // Writes a change held here (a held version's, row_versions.h) as the nodes that applied it
+  // wrote it, nothing kept: for a trial of what a write replaces there. Unset: rows whose
+  // version is held are taken as this node holds them.
+  std::function<absl::Status(const change::v1::TableChanges& held)> write_held;
 };
 
 // Writes change `c` of `t` with `write` (which writes it with `w`, or some of its columns) and

@@ -132,6 +132,42 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Stored(const std::string&
   return stored;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> RowVersions::Held(
+    const std::string& table) {
+  static const std::string* const sql = new std::string(absl::StrCat(
+      "SELECT key, ", kColumns, " FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
+      " WHERE tbl = ?1 AND held IS NOT NULL ORDER BY key"));
+  absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = (*stmt)->BindAll({Value::Text(table)}); !s.ok()) return s;
+  std::map<std::string, RowVersion> held;
+  for (;;) {
+    absl::StatusOr<bool> row = (*stmt)->Step();
+    if (!row.ok()) {
+      (*stmt)->Reset();
+      return row.status();
+    }
+    if (!*row) break;
+    held.emplace((*stmt)->Column(0).bytes(), ReadVersion(**stmt, 1));
+  }
+  (*stmt)->Reset();
+  // As Get() reads them: the open batch's versions of the table, then newer deferred ones.
+  if (batch_.has_value() && batch_->table == table) {
+    for (const auto& [key, slot] : batch_->slots) {
+      if (slot.version.has_value() && !slot.version->held.empty()) {
+        held[key] = *slot.version;
+      } else {
+        held.erase(key);
+      }
+    }
+  }
+  for (const auto& [at, version] : deferred_) {
+    auto found = at.first == table ? held.find(at.second) : held.end();
+    if (found != held.end() && version.raft_index > found->second.raft_index) held.erase(found);
+  }
+  return std::vector<std::pair<std::string, RowVersion>>(held.begin(), held.end());
+}
+
 absl::StatusOr<std::optional<RowVersion>> RowVersions::Get(const std::string& table,
                                                            const std::string& key) {
   std::optional<RowVersion> stored;

@@ -67,6 +67,9 @@ class RowVersions {
   // The version of row `key` of `table`, deferred ones included; nullopt when it has none.
   absl::StatusOr<std::optional<RowVersion>> Get(const std::string& table, const std::string& key);
 
+  // The versions of `table` that are held (key, version), in key order, as Get() reads them.
+  absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> Held(const std::string& table);
+
   // Sets the version of row `key` of `table`, unless it has one of a later Raft index.
   absl::Status Set(const std::string& table, const std::string& key, const RowVersion& version);
 

@@ -159,6 +159,39 @@ TEST_F(RowVersionsBatchTest, ABatchReadsAndWritesWhatSingleCallsWould) {
   EXPECT_EQ(Stored("t", "5"), "9/90");
 }
 
+TEST_F(RowVersionsBatchTest, HeldListsTheHeldVersionsOfATableAsGetReadsThem) {
+  auto held_at = [](uint64_t index, int64_t change_id) {
+    RowVersion v = At(index, change_id);
+    v.held = absl::StrCat("held ", change_id);
+    return v;
+  };
+  auto listed = [&](const std::string& table) {
+    absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> held = versions_->Held(table);
+    if (!held.ok()) return std::string(held.status().message());
+    std::string out;
+    for (const auto& [key, v] : *held) absl::StrAppend(&out, key, ":", v.held, " ");
+    return out;
+  };
+  ASSERT_TRUE(versions_->Set("t", "1", held_at(5, 10)).ok());
+  ASSERT_TRUE(versions_->Set("t", "2", At(5, 20)).ok());
+  ASSERT_TRUE(versions_->Set("t", "3", held_at(5, 30)).ok());
+  ASSERT_TRUE(versions_->Set("u", "1", held_at(5, 40)).ok());
+  EXPECT_EQ(listed("t"), "1:held 10 3:held 30 ");
+  EXPECT_EQ(listed("u"), "1:held 40 ");
+  EXPECT_EQ(listed("v"), "");
+  // An open batch's versions count: one held since, one written since.
+  {
+    auto batch = versions_->BeginBatch("t", {"1"});
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    ASSERT_TRUE(versions_->Set("t", "1", At(6, 11)).ok());
+    ASSERT_TRUE(versions_->Set("t", "2", held_at(6, 21)).ok());
+    EXPECT_EQ(listed("t"), "2:held 21 3:held 30 ");
+  }
+  // A newer deferred version (this node's own) is not held.
+  versions_->Defer("t", "3", At(7, 31));
+  EXPECT_EQ(listed("t"), "1:held 10 ");
+}
+
 TEST_F(RowVersionsBatchTest, ManyRowsAreWrittenAndADroppedBatchWritesNothing) {
   std::vector<std::string> keys;
   for (int i = 0; i < 150; ++i) keys.push_back(absl::StrCat(i));

@@ -173,6 +173,9 @@ absl::StatusOr<TableWriter> PlanWriter(sqlite::Database& db, const std::string& 
     const auto at = std::find(local_columns.begin(), local_columns.end(), k);
     w.whole_key.push_back(static_cast<int>(at - local_columns.begin()));
   }
+  w.select_whole =
+      absl::StrCat("SELECT ", absl::StrJoin(whole_select, ", "), " FROM ", QuoteIdentifier(table),
+                   " WHERE ", absl::StrJoin(key_terms, " AND "));
   for (const std::vector<Value>& index : *indexes) {
     // Each column as the index compares it: an index may collate otherwise than its column
     // ('B@x' and 'b@x' one value to an index ON t(email COLLATE NOCASE)).
@@ -341,12 +344,8 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsInTheWay(sqlite::Database& db, cons
   return rows;
 }
 
-namespace {
+absl::Status BeginTrialWrite(sqlite::Database& db) { return db.Exec("SAVEPOINT trial_write"); }
 
-// Rolls back the trial write's savepoint. The write's own database failure comes first: SQLite
-// may have rolled back the whole transaction then (an I/O error, a full disk), so that there is
-// no savepoint left. A savepoint that cannot be rolled back is a database failure too: the
-// caller's transaction is not what it was, and nothing more of it may be written.
 absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written) {
   absl::Status rolled = db.Exec("ROLLBACK TO trial_write; RELEASE trial_write");
   if (IsDatabaseFailure(written)) return written;
@@ -355,6 +354,8 @@ absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 // The rows (whole, as a probe reads them) that the preupdate hook's identity of a deleted row
 // names: the row of that rowid, or of a WITHOUT ROWID table the rows whose key lies between the
@@ -387,7 +388,7 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(
     sqlite::Database& db, const TableWriter& w, const TableChanges& t, const Change& c,
     absl::FunctionRef<absl::Status()> write) {
   std::vector<RowInTheWay> replaced;
-  if (absl::Status s = db.Exec("SAVEPOINT trial_write"); !s.ok()) return s;
+  if (absl::Status s = BeginTrialWrite(db); !s.ok()) return s;
   absl::Status written;
   std::vector<std::vector<Value>> deleted;
   {
@@ -440,7 +441,7 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
                                                         std::vector<RowInTheWay> in_the_way) {
   std::vector<RowInTheWay> replaced;
   if (in_the_way.empty()) return replaced;
-  if (absl::Status s = db.Exec("SAVEPOINT trial_write"); !s.ok()) return s;
+  if (absl::Status s = BeginTrialWrite(db); !s.ok()) return s;
   absl::Status written = ApplyChange(db, w, t, c);
   if (written.ok()) {
     for (RowInTheWay& row : in_the_way) {
@@ -457,6 +458,14 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsReplacedBy(sqlite::Database& db, co
   if (absl::Status s = EndTrialWrite(db, written); !s.ok()) return s;
   if (!written.ok()) replaced.clear();
   return replaced;
+}
+
+absl::StatusOr<std::optional<RowInTheWay>> ReadWholeRow(sqlite::Database& db, const TableWriter& w,
+                                                        const std::vector<Value>& key) {
+  absl::StatusOr<std::vector<RowInTheWay>> rows = ReadWholeRows(db, w, w.select_whole, key);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::nullopt;
+  return std::move(rows->front());
 }
 
 absl::StatusOr<bool> RowExists(sqlite::Database& db, const TableWriter& w,

@@ -5,6 +5,7 @@
 #ifndef MARMOT_REPLICATOR_TABLE_WRITER_H_
 #define MARMOT_REPLICATOR_TABLE_WRITER_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,8 @@ struct TableWriter {
   // that index's columns, and the positions of those values among [rowid,] columns... The rows
   // an upsert replaces through that index are among them (all of them for an index that is not
   // partial; a partial one holds only some).
+  // SELECT [rowid,] whole_columns of the row of a key (binds key values).
+  std::string select_whole;
   struct UniqueProbe {
     std::string sql;
     std::vector<int> values;
@@ -106,6 +109,19 @@ absl::StatusOr<std::vector<RowInTheWay>> RowsATrialWriteReplaces(sqlite::Databas
                                                                  const TableWriter& w,
                                                                  const change::v1::TableChanges& t,
                                                                  const change::v1::Change& c);
+
+// A trial write: what runs after BeginTrialWrite is rolled back by EndTrialWrite, given the
+// outcome of the trial (`written`). The trial's own database failure comes first: SQLite may
+// have rolled back the whole transaction then (an I/O error, a full disk), so that there is no
+// savepoint left. A savepoint that cannot be rolled back is a database failure too: the
+// caller's transaction is not what it was, and nothing more of it may be written. Trials nest.
+absl::Status BeginTrialWrite(sqlite::Database& db);
+absl::Status EndTrialWrite(sqlite::Database& db, const absl::Status& written);
+
+// The row of `key` (in key order) of the table written by `w` (one with another UNIQUE
+// constraint), whole ([rowid,] whole_columns); nullopt when there is none.
+absl::StatusOr<std::optional<RowInTheWay>> ReadWholeRow(sqlite::Database& db, const TableWriter& w,
+                                                        const std::vector<sqlite::Value>& key);
 
 // Whether the table written by `w` holds a row of `key` (in key order; the rowid for a table
 // keyed by it).

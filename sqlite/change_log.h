@@ -110,7 +110,10 @@ inline constexpr char kCreateRowVersions[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
     "change_id INTEGER NOT NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, "
-    "PRIMARY KEY (tbl, key)) WITHOUT ROWID";
+    "PRIMARY KEY (tbl, key)) WITHOUT ROWID;"
+    // The held versions of a table (RowVersions::Held), few at any time.
+    "CREATE INDEX IF NOT EXISTS \"__marmot__versions_held\" ON \"__marmot__versions\" (tbl) "
+    "WHERE held IS NOT NULL";
 // The SQL expression of a row's key in kRowVersionsTable from the SQL expressions of its key
 // values in key order (the rowid for a table keyed by it): each value as quote() writes it,
 // joined by commas; a TEXT holding a NUL, which quote() would end there, as T and its bytes as
