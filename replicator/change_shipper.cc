@@ -90,13 +90,14 @@ ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardR
 
 ChangeShipper::~ChangeShipper() = default;
 
-const std::string& ChangeShipper::MovedTo(const std::string& table) const {
+const std::string& ChangeShipper::MovedTo(const std::string& table, int64_t change_id) const {
   const std::string* name = &table;
-  // Each log moves once per rename; a chain ends (a name renamed back starts a new entry).
+  // Each log moves once per rename; a chain ends (a name renamed back starts a new entry). A
+  // change of a table made again under the name since has a higher id than any that moved.
   for (size_t steps = 0; steps < moved_.size(); ++steps) {
     auto it = moved_.find(*name);
-    if (it == moved_.end()) break;
-    name = &it->second;
+    if (it == moved_.end() || change_id > it->second.second) break;
+    name = &it->second.first;
   }
   return *name;
 }
@@ -135,21 +136,36 @@ absl::Status ChangeShipper::RefreshSchema() {
   // A table renamed here takes its log along (sqlite/change_log.h): what was read of it under
   // its old name and not marked yet is this table's now, or its rows would be read and
   // proposed again under the new name. Its log holds the first of those ids still.
+  // A table of the old name may be there again (renamed away and made again): its log is a new
+  // one then, which does not hold those ids.
+  auto log_holds = [&](const std::string& table, int64_t id) -> absl::StatusOr<bool> {
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> holds = db_.QueryRows(
+        absl::StrCat("SELECT 1 FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(table)),
+                     " WHERE \"__marmot__id\" = ", id));
+    if (!holds.ok()) return holds.status();
+    return !holds->empty();
+  };
   for (auto it = unmarked_.begin(); it != unmarked_.end();) {
     const std::string old_name = it->first;
-    if (it->second.ids.empty() || tables.count(old_name) > 0) {
+    if (it->second.ids.empty()) {
       ++it;
       continue;
+    }
+    if (tables.count(old_name) > 0) {
+      absl::StatusOr<bool> still = log_holds(old_name, it->second.ids.front().first);
+      if (!still.ok()) return still.status();
+      if (*still) {
+        ++it;
+        continue;
+      }
     }
     std::string moved_to;
     for (const auto& [name, t] : tables) {
       if (name == old_name || tables_.count(name) > 0) continue;
       if (auto u = unmarked_.find(name); u != unmarked_.end() && !u->second.ids.empty()) continue;
-      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> holds = db_.QueryRows(
-          absl::StrCat("SELECT 1 FROM ", sqlite::QuoteIdentifier(sqlite::ChangeLogTableName(name)),
-                       " WHERE \"__marmot__id\" = ", it->second.ids.front().first));
+      absl::StatusOr<bool> holds = log_holds(name, it->second.ids.front().first);
       if (!holds.ok()) return holds.status();
-      if (!holds->empty()) {
+      if (*holds) {
         moved_to = name;
         break;
       }
@@ -161,9 +177,10 @@ absl::Status ChangeShipper::RefreshSchema() {
     LOG(INFO) << "change log of " << old_name << " moved to " << moved_to << " (renamed) with "
               << it->second.ids.size() << " change(s) read and not marked done";
     unmarked_[moved_to] = std::move(it->second);
-    read_up_to_[moved_to] = std::max(read_up_to_[moved_to], read_up_to_[old_name]);
+    const int64_t read_up_to = read_up_to_[old_name];
+    read_up_to_[moved_to] = std::max(read_up_to_[moved_to], read_up_to);
     read_up_to_.erase(old_name);
-    moved_[old_name] = moved_to;
+    moved_[old_name] = {moved_to, read_up_to};
     {
       absl::MutexLock lock(&committed_through_mu_);
       auto committed = committed_through_.find(old_name);
@@ -174,8 +191,6 @@ absl::Status ChangeShipper::RefreshSchema() {
     }
     it = unmarked_.erase(it);
   }
-  // A table of a name whose log moved made again under it: its own log.
-  for (const auto& [name, t] : tables) moved_.erase(name);
   tables_ = std::move(tables);
   schema_version_ = *version;
   schema_dirty_ = true;
@@ -360,7 +375,7 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
       options_.not_replicated(static_cast<int64_t>(diff->not_replicated.size()));
     }
   }
-  if (!diff->keep.empty() || !diff->forget.empty()) {
+  if (!diff->keep.empty() || !diff->forget.empty() || !diff->roots.empty()) {
     keep_in_baseline_ = std::make_unique<SchemaDiff>(*diff);
   }
   auto key_of = [](const change::v1::SchemaChange& c) {
@@ -600,14 +615,14 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
         }
       }
       if (ids_table != table) {
-        ids = &unmarked_[MovedTo(*table)].ids;
+        ids = &unmarked_[MovedTo(*table, change_id)].ids;
         ids_table = table;
       }
       // Ids were read in increasing order.
       auto it = std::lower_bound(ids->begin(), ids->end(), std::make_pair(change_id, false));
       CHECK(it != ids->end() && it->first == change_id)
-          << "committed change " << change_id << " of " << *table << " (" << MovedTo(*table)
-          << ") was not read";
+          << "committed change " << change_id << " of " << *table << " ("
+          << MovedTo(*table, change_id) << ") was not read";
       it->second = true;
       --buffered_;
       if (!marks_due_) {

@@ -189,8 +189,8 @@ class ChangeShipper {
   int64_t ProposeReady();
   // Whether every row read so far committed (none queued or in flight).
   bool RowsCommitted() const;
-  // The table whose log `table`'s log became (moved_), or `table`.
-  const std::string& MovedTo(const std::string& table) const;
+  // The table whose log holds change `change_id` of `table` now (moved_), or `table`.
+  const std::string& MovedTo(const std::string& table, int64_t change_id) const;
   void Propose(int shard, const std::string& payload);
   absl::StatusOr<std::pair<int64_t, int64_t>> ProcessOutcomes();
   // Marks when the application paused or a committed row waited too long (ShipperOptions).
@@ -218,8 +218,9 @@ class ChangeShipper {
   std::map<std::string, CaptureLog> capture_log_;  // per table
   std::map<std::string, sqlite::TableSchema> tables_;
   std::map<std::string, int64_t> read_up_to_;  // Per table: highest change id read.
-  // Per table whose log moved with its table renamed (RefreshSchema): the table it moved to.
-  std::map<std::string, std::string> moved_;
+  // Per table whose log moved with its table renamed (RefreshSchema): the table it moved to, and
+  // the highest id read from it before (a table made again under the name has higher ids).
+  std::map<std::string, std::pair<std::string, int64_t>> moved_;
   std::map<std::string, int64_t> newest_;        // Per table: the log's newest id at the last look.
   absl::Time logs_grew_ = absl::InfinitePast();  // When a log last gained rows.
   // Per shard: changes read, in capture order, not yet in flight.

@@ -132,12 +132,11 @@ std::string Upper(const std::string& type) { return absl::AsciiStrToUpper(type);
 
 absl::Status RecordInBaseline(sqlite::Database& db, const std::string& type,
                               const std::string& name) {
-  return db.RunKept(
-      absl::StrCat(
-          "INSERT OR REPLACE INTO ", kBaseline,
-          " (type, name, tbl_name, sql) SELECT type, name, tbl_name, sql FROM sqlite_master"
-          " WHERE type = ?1 AND name = ?2"),
-      {Value::Text(type), Value::Text(name)});
+  return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                                 " (type, name, tbl_name, sql, rootpage) SELECT type, name, "
+                                 "tbl_name, sql, rootpage FROM sqlite_master"
+                                 " WHERE type = ?1 AND name = ?2"),
+                    {Value::Text(type), Value::Text(name)});
 }
 
 absl::Status ForgetInBaseline(sqlite::Database& db, const std::string& type,
@@ -237,11 +236,12 @@ bool HasEveryColumnOf(const std::string& here, const std::string& there) {
 // added itself and did not replicate yet stay its own change.
 absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name,
                                    const std::string& sql, bool only_with_more_columns = true) {
-  if (!only_with_more_columns) {
-    return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
-                                   " (type, name, tbl_name, sql) VALUES ('table', ?1, ?1, ?2)"),
-                      {Value::Text(name), Value::Text(sql)});
-  }
+  // The table's root page here, with it (DiffSchema tells a table made anew under its name by it).
+  const std::string record =
+      absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
+                   " (type, name, tbl_name, sql, rootpage) VALUES ('table', ?1, ?1, ?2, (SELECT "
+                   "rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1))");
+  if (!only_with_more_columns) return db.RunKept(record, {Value::Text(name), Value::Text(sql)});
   // Columns added never take columns away: a change older than what it holds leaves it.
   absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
       absl::StrCat("SELECT sql FROM ", kBaseline,
@@ -251,9 +251,7 @@ absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name
       HasEveryColumnOf((*known)[0][0].bytes(), sql)) {
     return absl::OkStatus();
   }
-  return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
-                                 " (type, name, tbl_name, sql) VALUES ('table', ?1, ?1, ?2)"),
-                    {Value::Text(name), Value::Text(sql)});
+  return db.RunKept(record, {Value::Text(name), Value::Text(sql)});
 }
 
 // Makes `table` (its name here; `here_sql` its SQL) hold `columns` (definitions), adding with
@@ -907,11 +905,24 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   absl::StatusOr<Value> exists = db.QueryValue(
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
   if (!exists.ok()) return exists.status();
-  if (exists->integer() > 0) return txn->Commit();
+  if (exists->integer() > 0) {
+    // A baseline of an older version lacks the root pages: NULL, unknown, until DiffSchema
+    // records them.
+    absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, "__marmot__schema");
+    if (!columns.ok()) return columns.status();
+    if (std::find(columns->begin(), columns->end(), "rootpage") == columns->end()) {
+      if (absl::Status s =
+              db.Exec(absl::StrCat("ALTER TABLE ", kBaseline, " ADD COLUMN rootpage INTEGER"));
+          !s.ok()) {
+        return s;
+      }
+    }
+    return txn->Commit();
+  }
   if (absl::Status s =
           db.Exec(absl::StrCat("CREATE TABLE ", kBaseline,
                                " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
-                               " PRIMARY KEY (type, name)) WITHOUT ROWID"));
+                               " rootpage INTEGER, PRIMARY KEY (type, name)) WITHOUT ROWID"));
       !s.ok()) {
     return s;
   }
@@ -921,7 +932,9 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   for (const SchemaObject& o : *objects) {
     if (absl::Status s =
             db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
-                                    " (type, name, tbl_name, sql) VALUES (?1, ?2, ?3, ?4)"),
+                                    " (type, name, tbl_name, sql, rootpage) VALUES (?1, ?2, ?3, "
+                                    "?4, (SELECT rootpage FROM sqlite_master WHERE type = ?1 AND "
+                                    "name = ?2))"),
                        {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
                         Value::Text(o.sql)});
         !s.ok()) {
@@ -935,18 +948,33 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
   if (!objects.ok()) return objects.status();
   absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db.QueryRows(absl::StrCat("SELECT type, name, tbl_name, sql FROM ", kBaseline));
+      db.QueryRows(absl::StrCat("SELECT type, name, tbl_name, sql, rootpage FROM ", kBaseline));
   if (!rows.ok()) return rows.status();
   using Key = std::pair<std::string, std::string>;
   std::map<Key, SchemaObject> baseline;
+  std::map<Key, int64_t> roots_known;  // 0: not known (a baseline of an older version).
   for (const std::vector<Value>& r : *rows) {
     baseline[{r[0].bytes(), r[1].bytes()}] = {.type = r[0].bytes(),
                                               .name = r[1].bytes(),
                                               .tbl_name = r[2].is_null() ? "" : r[2].bytes(),
                                               .sql = r[3].is_null() ? "" : r[3].bytes()};
+    roots_known[{r[0].bytes(), r[1].bytes()}] = r[4].is_null() ? 0 : r[4].integer();
   }
   std::map<Key, const SchemaObject*> here;
   for (const SchemaObject& o : *objects) here[{o.type, o.name}] = &o;
+  std::map<Key, int64_t> roots_here;
+  {
+    absl::StatusOr<std::vector<std::vector<Value>>> pages = db.QueryRows(
+        "SELECT type, name, rootpage FROM sqlite_master WHERE type IN ('table', 'index')");
+    if (!pages.ok()) return pages.status();
+    for (const std::vector<Value>& r : *pages) {
+      roots_here[{r[0].bytes(), r[1].bytes()}] = r[2].is_null() ? 0 : r[2].integer();
+    }
+  }
+  auto root_here = [&](const Key& key) -> int64_t {
+    auto it = roots_here.find(key);
+    return it == roots_here.end() ? 0 : it->second;
+  };
 
   SchemaDiff diff;
   // Tables first: which are new, gone, altered, and which stay as they were.
@@ -968,13 +996,77 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   for (const auto& [key, o] : baseline) {
     if (o.type == "table" && !here.count(key)) gone_tables.push_back(&o);
   }
+  auto body = [](const std::string& sql) { return WithTableName(sql, "t"); };
+  std::vector<SchemaChange> table_renames;
+  std::map<std::string, std::string> renamed_names;  // lower case: old -> new, tables, columns
+  // Tables renamed away and made again under their name (ALTER TABLE T RENAME TO U; CREATE
+  // TABLE T ...): T reads as before, or not, but it is another table. A table is its root page
+  // (ALTER TABLE RENAME keeps it), so T is renamed away when it stands on another root page than
+  // the baseline's, and a new table U stands on T's and reads as T did but for its name: T -> U
+  // is a rename, and the T here a new table. Root pages also move without a rename, and a new
+  // table may then take a page that was T's: a VACUUM lays every table and index out again, and
+  // in an auto_vacuum database a DROP moves the last root page into the dropped one's. So none
+  // counts as renamed away when an index or table that stays as it was (same name, same SQL)
+  // moved too, nor, in an auto_vacuum database, when T's page was another object's.
+  std::set<std::string> renamed_away;  // The tables made again under their name.
+  {
+    std::vector<std::pair<const SchemaObject*, const SchemaObject*>> away;  // (T before, U)
+    bool moved = false;  // Root pages moved otherwise.
+    std::set<int64_t> pages_known;
+    for (const auto& [key, page] : roots_known) pages_known.insert(page);
+    for (const auto& [key, b] : baseline) {
+      const int64_t was = roots_known[key];
+      const int64_t now = root_here(key);
+      auto it = here.find(key);
+      if (was <= 0 || now <= 0 || now == was || it == here.end()) continue;
+      const SchemaObject* to = nullptr;
+      if (b.type == "table") {
+        for (const SchemaObject* o : new_tables) {
+          if (root_here({o->type, o->name}) == was && body(o->sql).has_value() &&
+              body(o->sql) == body(b.sql)) {
+            to = o;
+          }
+        }
+      }
+      if (to != nullptr) {
+        away.emplace_back(&b, to);
+      } else if (it->second->sql == b.sql) {
+        moved = true;
+      }
+    }
+    absl::StatusOr<Value> auto_vacuum = db.QueryValue("PRAGMA auto_vacuum");
+    if (!auto_vacuum.ok()) return auto_vacuum.status();
+    for (const auto& [b, to] : away) {
+      if (auto_vacuum->integer() != 0 && pages_known.count(root_here({b->type, b->name}))) {
+        moved = true;
+      }
+    }
+    for (const auto& [b, to] : away) {
+      auto unpaired = std::find(new_tables.begin(), new_tables.end(), to);
+      if (moved || unpaired == new_tables.end()) break;
+      SchemaChange& c = table_renames.emplace_back();
+      c.set_kind(SchemaChange::RENAME_TABLE);
+      c.set_type("table");
+      c.set_name(b->name);
+      c.set_new_name(to->name);
+      c.set_sql(to->sql);
+      c.set_before_sql(b->sql);
+      renamed_names[absl::AsciiStrToLower(b->name)] = absl::AsciiStrToLower(to->name);
+      renamed_away.insert(b->name);
+      settled.insert(to->name);
+      new_tables.erase(unpaired);
+      // The table under the old name is a new one: created, or renamed from a table gone.
+      const SchemaObject* made = here.at({b->type, b->name});
+      settled.erase(made->name);
+      changed_tables.erase(std::remove(changed_tables.begin(), changed_tables.end(), made),
+                           changed_tables.end());
+      new_tables.push_back(made);
+    }
+  }
   // A table gone and a new one whose SQL reads the same but for its name (ALTER TABLE RENAME
   // rewrites only the name), each the only match of the other: renamed. Tables renamed with
   // columns changed in the same look are not told apart from a drop and a create (below).
-  std::vector<SchemaChange> table_renames;
-  std::map<std::string, std::string> renamed_names;  // lower case: old -> new, tables, columns
   {
-    auto body = [](const std::string& sql) { return WithTableName(sql, "t"); };
     std::map<const SchemaObject*, std::vector<const SchemaObject*>> matches_of_gone;
     std::map<const SchemaObject*, int> matches_of_new;
     for (const SchemaObject* gone : gone_tables) {
@@ -1138,11 +1230,23 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   diff.replicate.insert(diff.replicate.end(), table_drops.begin(), table_drops.end());
   diff.replicate.insert(diff.replicate.end(), table_renames.begin(), table_renames.end());
   diff.replicate.insert(diff.replicate.end(), creates.begin(), creates.end());
+  // The root pages of tables and indexes that stay as they were, where they moved (a VACUUM) or
+  // are not known yet. Not those of a table renamed away: the baseline keeps its old page until
+  // the rename commits, so that every look until then finds it again.
+  for (const auto& [key, b] : baseline) {
+    auto it = here.find(key);
+    if (it == here.end() || it->second->sql != b.sql ||
+        (key.first == "table" && renamed_away.count(key.second) > 0)) {
+      continue;
+    }
+    const int64_t now = root_here(key);
+    if (now != roots_known[key]) diff.roots.emplace_back(b, now);
+  }
   return diff;
 }
 
 absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
-  if (diff.keep.empty() && diff.forget.empty()) return absl::OkStatus();
+  if (diff.keep.empty() && diff.forget.empty() && diff.roots.empty()) return absl::OkStatus();
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
@@ -1151,6 +1255,17 @@ absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
   }
   for (const auto& [type, name] : diff.forget) {
     if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
+  }
+  // As the diff saw them, of the object as the baseline holds it (not one changed since).
+  for (const auto& [o, page] : diff.roots) {
+    if (absl::Status s = db.RunKept(
+            absl::StrCat("UPDATE ", kBaseline,
+                         " SET rootpage = ?3 WHERE type = ?1 AND name = "
+                         "?2 AND sql = ?4"),
+            {Value::Text(o.type), Value::Text(o.name), Value::Integer(page), Value::Text(o.sql)});
+        !s.ok()) {
+      return s;
+    }
   }
   return txn->Commit();
 }

@@ -2,10 +2,10 @@
 // (the application, its migration tool, the sqlite3 shell), and how a node applies a schema
 // change of another.
 //
-// Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql): the user objects
-// its schema held when schema changes began to replicate on it, plus every schema change applied
-// since in shard 0's order, plus its own changes that do not replicate. What the database holds
-// beyond it is this node's own schema change (DiffSchema):
+// Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql, rootpage): the user
+// objects its schema held when schema changes began to replicate on it, plus every schema change
+// applied since in shard 0's order, plus its own changes that do not replicate. What the database
+// holds beyond it is this node's own schema change (DiffSchema):
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
@@ -23,6 +23,15 @@
 //     RENAME rewrites only the name), each the only such match of the other -> RENAME_TABLE
 //     (name, new_name, sql after, before_sql); the indexes, triggers and views SQLite rewrote
 //     for it are not changes of their own;
+//   - a table renamed away and made again under its name in one look (ALTER TABLE T RENAME TO
+//     U; CREATE TABLE T ...): T is another table when it stands on another root page than the
+//     baseline's (the baseline keeps each table's and index's page; a table keeps it through a
+//     rename) and the new table U stands on T's old page and reads as T did but for the name ->
+//     RENAME_TABLE T to U, and the T here is new (a CREATE, or the new name of a table gone).
+//     Root pages moved otherwise are not taken for that: not when an index or table that stays
+//     as it was moved too (a VACUUM lays them all out again), nor, in an auto_vacuum database,
+//     when T's page was another object's (a DROP moves the last root page into the dropped
+//     one's); the baseline takes the pages then (SchemaDiff::roots);
 //   in that order: drops, then tables renamed, then tables (renamed, dropped and added columns
 //   and tables made again, then tables created), indexes, views and triggers, each in the order
 //   they were made.
@@ -106,6 +115,9 @@ struct SchemaDiff {
   std::vector<SchemaObject> keep;
   std::vector<std::pair<std::string, std::string>> forget;
   std::vector<std::string> not_replicated;
+  // Tables and indexes that stay as they were on another root page (a VACUUM moves them), or
+  // whose page the baseline does not know yet: the baseline takes the page. No schema change.
+  std::vector<std::pair<SchemaObject, int64_t>> roots;
 };
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db);
 

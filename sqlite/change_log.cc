@@ -271,8 +271,10 @@ absl::StatusOr<bool> MoveRenamedLog(Database& db, const TableSchema& t, const Ca
         ") * 10 + (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
         Literal(old_name), " COLLATE NOCASE)"));
     if (!found.ok()) return found.status();
-    // Its log is there, and no table of its name (that one would own the log).
-    if (found->integer() != 10) continue;
+    // Its log is there. A table of its name may be there too, made again after the rename (in
+    // the same transaction, or before marmot looked): that one is another table, and the log
+    // is the renamed one's, which its triggers wrote.
+    if (found->integer() / 10 != 1) continue;
     if (absl::Status s = db.Exec(absl::StrCat("ALTER TABLE ", Q(ChangeLogTableName(old_name)),
                                               " RENAME TO ", Q(plan.log_table)));
         !s.ok()) {
@@ -291,28 +293,33 @@ absl::StatusOr<bool> MoveRenamedLog(Database& db, const TableSchema& t, const Ca
 
 enum class Outcome { kInstalled, kUpdated, kUnchanged };
 
-absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
-                                     const CaptureOptions& options, int64_t* backfilled) {
+// Moves the log of a table renamed to `t` (MoveRenamedLog) when `t` has none; whether it did.
+absl::StatusOr<bool> TakeRenamedLog(Database& db, const TableSchema& t) {
   CapturePlan plan = PlanCapture(t);
   absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
   if (!existing.ok()) return existing.status();
-  bool moved = false;
-  if (existing->empty()) {
-    absl::StatusOr<bool> m = MoveRenamedLog(db, t, plan);
-    if (!m.ok()) return m.status();
-    moved = *m;
-    if (moved) {
-      existing = ColumnsOf(db, plan.log_table);
-      if (!existing.ok()) return existing.status();
-    }
-  }
+  if (!existing->empty()) return false;
+  return MoveRenamedLog(db, t, plan);
+}
+
+// `moved`: `t` took the log of the table renamed to it (TakeRenamedLog).
+absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
+                                     const CaptureOptions& options, bool moved,
+                                     int64_t* backfilled) {
+  CapturePlan plan = PlanCapture(t);
+  absl::StatusOr<std::set<std::string>> existing = ColumnsOf(db, plan.log_table);
+  if (!existing.ok()) return existing.status();
   // Rows written while the capture triggers were missing (the table is new, or was dropped and
   // made again, which drops its triggers but not its log or the log's guards) were not logged.
+  // Triggers of its names on another table are not its (that table was renamed from this name
+  // and this one made again: it had none).
   size_t capture_triggers_found = 0;
   for (size_t i = 0; i < kCaptureTriggers; ++i) {
-    absl::StatusOr<Value> stored = StoredTriggerSql(db, plan.triggers[i].first);
-    if (!stored.ok()) return stored.status();
-    capture_triggers_found += stored->is_null() ? 0 : 1;
+    absl::StatusOr<Value> on = db.QueryValue(
+        absl::StrCat("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ",
+                     Literal(plan.triggers[i].first), " AND tbl_name = ", Literal(t.name)));
+    if (!on.ok()) return on.status();
+    capture_triggers_found += on->integer() > 0 ? 1 : 0;
   }
   bool changed = false;
   for (const std::string& table : {t.name, plan.log_table}) {
@@ -424,8 +431,20 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
   if (!listing.ok()) return listing.status();
   CaptureReport report;
   report.skipped_virtual = listing->skipped_virtual;
+  // Logs of renamed tables move first: a table made again under the old name must not take the
+  // log the renamed one's triggers wrote, whichever of the two comes first below.
+  std::set<std::string> moved;
   for (const TableSchema& t : listing->tables) {
-    absl::StatusOr<Outcome> outcome = InstallTable(db, t, options, &report.backfilled_rows);
+    absl::StatusOr<bool> took = TakeRenamedLog(db, t);
+    if (!took.ok()) {
+      return absl::Status(took.status().code(), absl::StrCat("moving the change log to ", Q(t.name),
+                                                             ": ", took.status().message()));
+    }
+    if (*took) moved.insert(t.name);
+  }
+  for (const TableSchema& t : listing->tables) {
+    absl::StatusOr<Outcome> outcome =
+        InstallTable(db, t, options, moved.count(t.name) > 0, &report.backfilled_rows);
     if (!outcome.ok()) {
       return absl::Status(outcome.status().code(), absl::StrCat("installing capture on ", Q(t.name),
                                                                 ": ", outcome.status().message()));

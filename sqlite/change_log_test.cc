@@ -484,6 +484,50 @@ TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersi
                                 ElementsAre(Value::Integer(3)), ElementsAre(Value::Integer(2))));
 }
 
+// ALTER TABLE kv RENAME TO kv_old and a new kv in one transaction, both written before marmot
+// looks: the triggers SQLite moved to kv_old wrote kv's log, and the new kv has none.
+TEST_F(ChangeLogTest, ATableRenamedAwayAndMadeAgainUnderItsNameEachGetTheirOwnLog) {
+  Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')");
+  Install({.backfill_new_tables = true});
+  Exec(
+      "INSERT INTO kv VALUES (2, 'two');"
+      "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id)"
+      " VALUES ('kv', '2', 0, 5, 3, 9);"
+      "BEGIN; ALTER TABLE kv RENAME TO kv_old; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+      "COMMIT; INSERT INTO kv VALUES (100, 'new'); INSERT INTO kv_old VALUES (3, 'three')");
+  CaptureReport report = Install({.backfill_new_tables = true});
+  EXPECT_THAT(report.installed, ElementsAre("kv"));
+  EXPECT_THAT(report.updated, ElementsAre("kv_old"));
+  EXPECT_EQ(report.backfilled_rows, 1) << "the new kv's row, written before it had capture";
+  // Each table's capture triggers are on it.
+  EXPECT_THAT(*db_->QueryRows("SELECT tbl_name, count(*) FROM sqlite_master WHERE type = "
+                              "'trigger' AND name IN ('__marmot__kv_insert', '__marmot__kv_update',"
+                              " '__marmot__kv_old_insert', '__marmot__kv_old_update') GROUP BY "
+                              "tbl_name ORDER BY tbl_name"),
+              ElementsAre(ElementsAre(Value::Text("kv"), Value::Integer(2)),
+                          ElementsAre(Value::Text("kv_old"), Value::Integer(2))));
+  Exec("INSERT INTO kv VALUES (101, 'new'); UPDATE kv_old SET v = 'TWO' WHERE k = 2");
+  auto keys = [&](const std::string& table) {
+    std::vector<std::vector<Value>> out;
+    for (const ChangeRecord& r : Changes(table)) out.push_back(r.key);
+    return out;
+  };
+  // kv's log, with its pending rows and its rows' versions, went with the renamed table.
+  EXPECT_THAT(keys("kv_old"),
+              ElementsAre(ElementsAre(Value::Integer(1)), ElementsAre(Value::Integer(2)),
+                          ElementsAre(Value::Integer(3)), ElementsAre(Value::Integer(2))));
+  for (const ChangeRecord& r : Changes("kv_old")) {
+    if (r.op != ChangeOp::kUpdate) continue;
+    ASSERT_TRUE(r.prev.has_value());
+    EXPECT_EQ(r.prev->origin, 3);
+    EXPECT_EQ(r.prev->change_id, 9);
+  }
+  EXPECT_THAT(keys("kv"),
+              ElementsAre(ElementsAre(Value::Integer(100)), ElementsAre(Value::Integer(101))));
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'kv'"),
+            Value::Integer(0));
+}
+
 TEST_F(ChangeLogTest, CleanupLeavesSqliteMasterExactlyAsBefore) {
   Exec(
       "CREATE TABLE \"order\" (id INTEGER PRIMARY KEY, v);"
