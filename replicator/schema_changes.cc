@@ -798,6 +798,55 @@ absl::Status RenameTableState(sqlite::Database& db, const std::string& from,
                     {Value::Text(from), Value::Text(to)});
 }
 
+// Whether the baseline holds table `to` on the page it stands on here: this node's own rename to
+// it was taken already, from another node's same rename away that came first in shard 0's order
+// (ApplyRenameTable). The history keeps that first one only: a second, at a later index, would
+// name the rows of the table made again under the old name in between as the renamed table's.
+absl::StatusOr<bool> RenameTakenAlready(sqlite::Database& db, const std::string& to) {
+  absl::StatusOr<std::vector<std::vector<Value>>> taken = db.QueryRows(
+      absl::StrCat("SELECT 1 FROM ", kBaseline,
+                   " AS b JOIN sqlite_master AS m ON m.type = b.type AND m.name = b.name"
+                   " WHERE b.type = 'table' AND b.name = ",
+                   Value::Text(to).DebugString(), " AND b.rootpage = m.rootpage"));
+  if (!taken.ok()) return taken.status();
+  return !taken->empty();
+}
+
+// Whether rename `c` of a table renamed away (its old name made again) was made here too: the
+// table of the new name reads as the origin's and stands on the page the baseline knows the old
+// table on (this node's own rename not committed yet), or on the page the baseline knows it on
+// under the new name with this rename in the history (committed first).
+absl::StatusOr<bool> RenamedAwayHere(sqlite::Database& db, const SchemaChange& c) {
+  absl::StatusOr<std::vector<std::vector<Value>>> here = db.QueryRows(
+      absl::StrCat("SELECT name, sql, rootpage FROM sqlite_master WHERE type = 'table' AND name = ",
+                   Value::Text(c.new_name()).DebugString(), " COLLATE NOCASE"));
+  if (!here.ok()) return here.status();
+  if (here->empty() || (*here)[0][1].is_null() ||
+      !SameButRenamed((*here)[0][1].bytes(), c.sql(), {})) {
+    return false;
+  }
+  const Value page = (*here)[0][2];
+  auto known_on = [&](const std::string& name) -> absl::StatusOr<bool> {
+    absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+        absl::StrCat("SELECT 1 FROM ", kBaseline, " WHERE type = 'table' AND name = ",
+                     Value::Text(name).DebugString(), " AND rootpage = ", page.DebugString()));
+    if (!known.ok()) return known.status();
+    return !known->empty();
+  };
+  absl::StatusOr<bool> old_page = known_on(c.name());
+  if (!old_page.ok() || *old_page) return old_page;
+  absl::StatusOr<bool> new_page = known_on((*here)[0][0].bytes());
+  if (!new_page.ok() || !*new_page) return new_page;
+  absl::StatusOr<bool> history = Exists(db, "table", kTableHistoryTable);
+  if (!history.ok() || !*history) return history;
+  absl::StatusOr<std::vector<std::vector<Value>>> renamed = db.QueryRows(
+      absl::StrCat("SELECT 1 FROM ", sqlite::QuoteIdentifier(kTableHistoryTable),
+                   " WHERE \"from\" = ", Value::Text(absl::AsciiStrToLower(c.name())).DebugString(),
+                   " AND \"to\" = ", Value::Text(c.new_name()).DebugString(), " COLLATE NOCASE"));
+  if (!renamed.ok()) return renamed.status();
+  return !renamed->empty();
+}
+
 absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const SchemaChange& c,
                                                uint64_t shard0_index) {
   if (c.type() != "table") return Refused("only a table is renamed");
@@ -817,6 +866,48 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
     // its snapshot).
     if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+  }
+  if (from_here->has_value() && !to_here->empty() &&
+      absl::AsciiStrToLower((*from_here)->first) != absl::AsciiStrToLower(to)) {
+    absl::StatusOr<bool> away = RenamedAwayHere(db, c);
+    if (!away.ok()) return away.status();
+    if (*away) {
+      // The same migration ran here: the table of the old name is a new one (its CREATE
+      // follows in the same batch). The first of such renames in shard 0's order is the one
+      // batches read before it are named by: a later one would take the new table's rows
+      // written between the two for the renamed table's.
+      if (absl::Status s = EnsureTableRenameState(db); !s.ok()) return s;
+      absl::StatusOr<std::vector<std::vector<Value>>> earlier = db.QueryRows(absl::StrCat(
+          "SELECT 1 FROM ", sqlite::QuoteIdentifier(kTableHistoryTable),
+          " WHERE \"from\" = ", Value::Text(absl::AsciiStrToLower(c.name())).DebugString(),
+          " AND \"to\" = ", Value::Text(to).DebugString(), " COLLATE NOCASE AND shard0_index < ",
+          shard0_index));
+      if (!earlier.ok()) return earlier.status();
+      if (earlier->empty()) {
+        if (absl::Status s = RenameTableState(db, (*from_here)->first, to); !s.ok()) return s;
+        if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) {
+          return s;
+        }
+      }
+      if (absl::Status s = RecordInBaseline(db, "table", to); !s.ok()) return s;
+      // And the indexes, triggers and views its rename rewrote here, as the origin's did.
+      absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+          OtherObjectsSql(db);
+      if (!others.ok()) return others.status();
+      const std::map<std::string, std::string> renamed = {
+          {absl::AsciiStrToLower(c.name()), absl::AsciiStrToLower(to)}};
+      for (const auto& [key, sql] : *others) {
+        absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
+            "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
+            " AND name = ", Value::Text(key.second).DebugString()));
+        if (!known.ok()) return known.status();
+        if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() != sql &&
+            SameButRenamed((*known)[0][0].bytes(), sql, renamed)) {
+          if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+        }
+      }
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    }
   }
   if (!from_here->has_value() || !to_here->empty()) {
     return SchemaApplied{
@@ -1339,10 +1430,16 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
       // follows the table here too, at this point of shard 0's order as on every other node:
       // until now every entry that named the old name meant the renamed table (the rename was
       // pending, or not made yet), and from now on only entries read before it do (a table
-      // made again under the old name is another table).
-      if (absl::Status s = RenameTableState(db, name, c.new_name()); !s.ok()) return s;
-      if (absl::Status s = RecordTableRenamed(db, name, c.new_name(), shard0_index); !s.ok()) {
-        return s;
+      // made again under the old name is another table). Not when another node's same rename
+      // away came first and was taken here already (RenameTakenAlready): the old name is the
+      // new table's since then.
+      absl::StatusOr<bool> taken = RenameTakenAlready(db, c.new_name());
+      if (!taken.ok()) return taken.status();
+      if (!*taken) {
+        if (absl::Status s = RenameTableState(db, name, c.new_name()); !s.ok()) return s;
+        if (absl::Status s = RecordTableRenamed(db, name, c.new_name(), shard0_index); !s.ok()) {
+          return s;
+        }
       }
     }
     if (c.kind() == SchemaChange::DROP && type == "table") {
@@ -1426,11 +1523,14 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
         s = ForgetInBaseline(db, c.type(), c.name());
         if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
         break;
-      case SchemaChange::RENAME_TABLE:
-        s = ForgetInBaseline(db, "table", c.name());
+      case SchemaChange::RENAME_TABLE: {
+        absl::StatusOr<bool> taken = RenameTakenAlready(db, c.new_name());
+        s = taken.status();
+        if (s.ok()) s = ForgetInBaseline(db, "table", c.name());
         if (s.ok()) s = RecordTableInBaseline(db, c.new_name(), c.sql(), false);
-        if (s.ok()) s = RecordTableRenamed(db, c.name(), c.new_name(), shard0_index);
+        if (s.ok() && !*taken) s = RecordTableRenamed(db, c.name(), c.new_name(), shard0_index);
         break;
+      }
       case SchemaChange::ADD_COLUMNS:
       case SchemaChange::RENAME_COLUMN:
       case SchemaChange::DROP_COLUMNS:

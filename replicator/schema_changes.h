@@ -56,9 +56,13 @@
 // RENAME_TABLE renames the table where it exists under its old name and not under its new one
 // (its capture follows, sqlite/change_log.h; the conflicts, dead letters and column history
 // marmot keeps by its name too, and on the node that made the rename when it comes back, own),
-// is already so where only the new name exists, and a conflict otherwise; applied or already
-// so, it records the table's route and the rename's shard-0 index (table_renames.h), so that
-// its rows stay in their shards and rows of batches read before it find it.
+// is already so where only the new name exists, or where both do and this node renamed the
+// table away itself (the table of the new name reads as the origin's and stands on the page the
+// baseline knows the old one on, or on its own page in the baseline with this rename in the
+// history: the same migration ran here; only the first such rename in shard 0's order is
+// recorded), and a conflict otherwise; applied or already so, it records the table's route and
+// the rename's shard-0 index (table_renames.h), so that its rows stay in their shards and rows
+// of batches read before it find it.
 // REDEFINE makes the table again where it is as the origin's was (rows copied by column name,
 // then its indexes and triggers made again), is already so where it is as the origin's is, and
 // is a conflict otherwise; rows here that do not fit the new definition refuse it. A DROP of a

@@ -720,6 +720,64 @@ TEST_F(SchemaChangesTest, ATableRenamedAwayAndMadeAgainUnderItsNameIsARenameAndA
   EXPECT_EQ(Unreplicated(), "RENAME table kv to kv_older\nCREATE table kv\nCREATE index kv_w\n");
 }
 
+// Every pod ran the same migration: another node's rename away and create apply as already so,
+// before this node's own committed or after; a kv_old of kv's shape made otherwise conflicts.
+TEST_F(SchemaChangesTest, ARenameAwayMadeHereTooIsAlreadySo) {
+  const char kMigration[] =
+      "BEGIN; ALTER TABLE kv RENAME TO kv_old;"
+      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); COMMIT;";
+  ASSERT_TRUE(RunSqliteCli(path_, kMigration).ok());
+  absl::StatusOr<SchemaDiff> theirs = DiffSchema(*db_);  // As the other node's reads.
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_EQ(theirs->replicate.size(), 2u);
+  for (const SchemaChange& c : theirs->replicate) {
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, false, 3);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo) << DescribeSchemaChange(c);
+  }
+  EXPECT_EQ(Unreplicated(), "");
+  // This node's own, the same, commits after it (at 4), applied and recorded as its own: the
+  // rows of the new kv another node read at epoch 3 are kv's.
+  for (const SchemaChange& c : theirs->replicate) {
+    ASSERT_TRUE(ApplySchemaChange(*db_, c, true, 4).ok());
+  }
+  ASSERT_TRUE(RecordSentInBaseline(*db_, theirs->replicate, 4).ok());
+  EXPECT_EQ(Unreplicated(), "");
+  TableRenames renames;
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.RouteOf("kv_old"), "kv");
+  EXPECT_EQ(renames.RouteOf("kv"), "kv");
+  EXPECT_EQ(renames.NameHere("kv", 2), "kv_old");
+  EXPECT_EQ(renames.NameHere("kv", 3), "kv");
+  // This node's own committed first: the other node's comes after it.
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "BEGIN; ALTER TABLE kv RENAME TO kv_older;"
+                           "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); COMMIT;")
+                  .ok());
+  absl::StatusOr<SchemaDiff> own = DiffSchema(*db_);
+  ASSERT_TRUE(own.ok());
+  ASSERT_TRUE(RecordSentInBaseline(*db_, own->replicate, 12).ok());
+  for (const SchemaChange& c : own->replicate) {
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, false, 14);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo) << DescribeSchemaChange(c);
+  }
+  EXPECT_EQ(Unreplicated(), "");
+  // Rows of the new kv read between the two (at epoch 13) are kv's: only the first rename names
+  // kv's older rows.
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.NameHere("kv", 11), "kv_older");
+  EXPECT_EQ(renames.NameHere("kv", 13), "kv");
+  // A table of the new name made here otherwise than by renaming: the rename conflicts.
+  ASSERT_TRUE(RunSqliteCli(path_, "CREATE TABLE kv_x (k INTEGER PRIMARY KEY, v TEXT);").ok());
+  absl::StatusOr<SchemaDiff> made = DiffSchema(*db_);
+  ASSERT_TRUE(made.ok());
+  ASSERT_TRUE(RecordSentInBaseline(*db_, made->replicate, 13).ok());
+  SchemaChange rename =
+      RenameTable("kv", "kv_x", "CREATE TABLE \"kv_x\" (k INTEGER PRIMARY KEY, v TEXT)");
+  EXPECT_EQ(Apply(rename).outcome, SchemaApplied::kConflict);
+}
+
 // Tables b and c (c with an index), behind a table that is dropped: a VACUUM moves them.
 void MakeTablesBehindAGap(const std::string& path, sqlite::Database& db) {
   ASSERT_TRUE(RunSqliteCli(path,

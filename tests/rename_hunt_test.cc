@@ -142,6 +142,29 @@ size_t CountOf(const std::string& text, const std::string& what) {
   return n;
 }
 
+// The lines of every node's log about schema changes, capture and renames.
+std::string SchemaLines(const testing::LocalCluster& c) {
+  std::string out;
+  for (int id = 1; id <= c.nodes(); ++id) {
+    absl::StrAppend(&out, "--- node ", id, "\n");
+    const std::string log = c.log(id);
+    size_t at = 0;
+    while (at < log.size()) {
+      size_t end = log.find('\n', at);
+      if (end == std::string::npos) end = log.size();
+      const std::string line = log.substr(at, end - at);
+      for (const char* w : {"schema", "renam", "capture", "moved"}) {
+        if (absl::StrContains(line, w)) {
+          absl::StrAppend(&out, line, "\n");
+          break;
+        }
+      }
+      at = end + 1;
+    }
+  }
+  return out;
+}
+
 std::string Tail(const std::string& log) {
   return log.size() > 3000 ? log.substr(log.size() - 3000) : log;
 }
@@ -242,6 +265,42 @@ TEST(RenameHuntProcessTest, RenamedAwayAndANewTableOfTheOldNameAtOnce) {
   cluster.Sql(2, "INSERT INTO kv VALUES (200, 'new200'); UPDATE kv_old SET v = 'x' WHERE k = 1;");
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM kv; SELECT v FROM kv_old WHERE k = 1;"), "2\nx\n");
+  ExpectClean(cluster);
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
+// Every pod runs the same migration: nodes 1 and 2 rename kv away and make a new kv at once,
+// each writing both tables right after; node 3 takes theirs.
+TEST(RenameHuntProcessTest, TheSameRenameAwayOnTwoNodesAtOnceEndsAlike) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'old1'), (2, 'old2');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "2\n", 30s));
+  auto migrate = [&](int id) {
+    cluster.Sql(id, absl::StrCat("BEGIN; ALTER TABLE kv RENAME TO kv_old;"
+                                 "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT UNIQUE); COMMIT;"
+                                 "INSERT INTO kv VALUES (",
+                                 id, "00, 'new", id, "'); INSERT INTO kv_old VALUES (", id + 2,
+                                 ", 'old", id + 2, "');"));
+  };
+  std::thread a([&] { migrate(1); });
+  std::thread b([&] { migrate(2); });
+  a.join();
+  b.join();
+  const std::string rows =
+      ".mode quote\nSELECT 'kv', * FROM kv ORDER BY k; SELECT 'old', * FROM kv_old ORDER BY k;";
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows,
+                                        "'kv',100,'new1'\n'kv',200,'new2'\n'old',1,'old1'\n"
+                                        "'old',2,'old2'\n'old',3,'old3'\n'old',4,'old4'\n",
+                                        60s))
+      << cluster.OnEveryNode(rows) << SchemaLines(cluster)
+      << cluster.OnEveryNode("SELECT * FROM \"__marmot__table_history\";");
+  cluster.Sql(3, "INSERT INTO kv VALUES (300, 'new3'); UPDATE kv_old SET v = 'x' WHERE k = 1;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(
+      "SELECT count(*) FROM kv; SELECT v FROM kv_old WHERE k = 1;", "3\nx\n", 30s))
+      << cluster.OnEveryNode(rows);
   ExpectClean(cluster);
   std::string why;
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
