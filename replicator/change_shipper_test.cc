@@ -272,6 +272,68 @@ TEST(ChangeShipperTest, ATableRenamedWithItsRowsInFlightShipsThemOnceAndKeepsThe
             "0\n");
 }
 
+TEST(ChangeShipperTest, ATableRenamedAwayWithItsRowsInFlightAndMadeAgainShipsBothTables) {
+  ShardRouter router_a(4), router_b(4);
+  router_a.set_renames(std::make_shared<TableRenames>());
+  router_b.set_renames(std::make_shared<TableRenames>());
+  Node a("ship-away-a", router_a), b("ship-away-b", router_b);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  LogPerShard log({&a, &b});
+  // Batches carry their schema epoch: rows of the new items, read after the rename committed,
+  // name the new table everywhere.
+  SchemaEpochs epochs(4);
+  auto shipper =
+      ChangeShipper::Open(a.path, 1, router_a, &log, {.replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Given rows of items in flight (held, not committed),
+  log.hold_ = true;
+  ASSERT_TRUE(RunSqliteCli(
+                  a.path, "INSERT INTO items VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3);")
+                  .ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_GT(log.proposals_, 0);
+  // when items is renamed away and made again in one transaction, both written after, and
+  // capture follows (as the capture keeper does: the old log goes with items_old, and the new
+  // log's ids start above every id handed out before),
+  ASSERT_TRUE(RunSqliteCli(a.path,
+                           "BEGIN; ALTER TABLE items RENAME TO items_old;"
+                           "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);"
+                           "COMMIT; INSERT INTO items VALUES (100, 'new', 1);"
+                           "INSERT INTO items_old VALUES (4, 'four', 4);"
+                           "UPDATE items_old SET qty = 20 WHERE id = 2;")
+                  .ok());
+  {
+    auto db = sqlite::Database::Open(a.path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(
+        sqlite::InstallCapture(*db, {.backfill_new_tables = true, .log_ids_above = 1000}).ok());
+  }
+  ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO items VALUES (101, 'newer', 1);").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  log.hold_ = false;
+  log.ReleaseHeld();
+  Drain(**shipper);
+  // then the other node has both tables as the origin, each row once, and no dead letter;
+  for (const std::string& path : {a.path, b.path}) {
+    EXPECT_EQ(*RunSqliteCli(path, "SELECT * FROM items_old ORDER BY id;"),
+              "1|one|1\n2|two|20\n3|three|3\n4|four|4\n")
+        << path;
+    EXPECT_EQ(*RunSqliteCli(path, "SELECT * FROM items ORDER BY id;"), "100|new|1\n101|newer|1\n")
+        << path;
+  }
+  EXPECT_EQ(log.dead_letters_, 0);
+  EXPECT_EQ(log.duplicates_, 0);
+  EXPECT_EQ(log.schema_conflicts_, 0);
+  // and both logs are marked done.
+  ASSERT_TRUE((*shipper)->Finish().ok());
+  EXPECT_EQ(*RunSqliteCli(a.path,
+                          "SELECT count(*) FROM \"__marmot__items_old_change_log\" WHERE "
+                          "\"__marmot__state\" = 0; SELECT count(*) FROM "
+                          "\"__marmot__items_change_log\" WHERE \"__marmot__state\" = 0;"),
+            "0\n0\n");
+}
+
 TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
   // A restart reads rows under the epoch kept (schema_epochs.h): this node's own schema change
   // that committed is kept in the transaction that takes it into the baseline, before its shard
