@@ -497,6 +497,77 @@ absl::Status RecordColumnGone(sqlite::Database& db, const std::string& table,
        to.has_value() ? Value::Text(*to) : Value::Null()});
 }
 
+// Where column `column` of `table` went by the column history: nullopt when it says nothing of
+// it, "" when it was dropped, else its new name (as written).
+absl::StatusOr<std::optional<std::string>> ColumnWentTo(sqlite::Database& db,
+                                                        const std::string& table,
+                                                        const std::string& column) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT new FROM ", sqlite::QuoteIdentifier(kColumnHistoryTable),
+                                " WHERE tbl = lower(", Value::Text(table).DebugString(),
+                                ") AND old = lower(", Value::Text(column).DebugString(), ")"));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::nullopt;
+  return (*rows)[0][0].is_null() ? std::string() : (*rows)[0][0].bytes();
+}
+
+// This node's own changes of `table`'s columns not applied in shard 0 yet: its table as the
+// baseline has it against its table now (nothing when they differ otherwise).
+absl::StatusOr<std::optional<ColumnDiff>> OwnColumnChanges(sqlite::Database& db,
+                                                           const std::string& table) {
+  absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+      absl::StrCat("SELECT sql FROM ", kBaseline,
+                   " WHERE type = 'table' AND name = ", Value::Text(table).DebugString()));
+  if (!known.ok()) return known.status();
+  if (known->empty() || (*known)[0][0].is_null()) return std::nullopt;
+  absl::StatusOr<std::string> here = TableSqlHere(db, table);
+  if (!here.ok()) return here.status();
+  return DiffColumns((*known)[0][0].bytes(), *here);
+}
+
+// The column of `table` here (one of `columns`, lower case) that its column `column`, not here
+// any more, became: by the renames of the column history (applied here), or by this node's own
+// rename not applied in shard 0 yet. Nullopt when none is.
+absl::StatusOr<std::optional<std::string>> ColumnNowNamed(sqlite::Database& db,
+                                                          const std::string& table,
+                                                          const std::string& column,
+                                                          const std::vector<std::string>& columns) {
+  auto here = [&](const std::string& name) {
+    return std::find(columns.begin(), columns.end(), name) != columns.end();
+  };
+  std::string at = absl::AsciiStrToLower(column);
+  for (size_t step = 0; step <= columns.size(); ++step) {
+    absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, table, at);
+    if (!went.ok()) return went.status();
+    if (!went->has_value() || (*went)->empty()) break;
+    at = absl::AsciiStrToLower(UnquotedName(**went));
+    if (here(at)) return at;
+  }
+  absl::StatusOr<std::optional<ColumnDiff>> own = OwnColumnChanges(db, table);
+  if (!own.ok()) return own.status();
+  if (!own->has_value()) return std::nullopt;
+  for (const auto& [from, to] : (*own)->renamed) {
+    const std::string now = absl::AsciiStrToLower(UnquotedName(to));
+    if (absl::AsciiStrToLower(from) == absl::AsciiStrToLower(column) && here(now)) return now;
+  }
+  return std::nullopt;
+}
+
+// Whether column `column` of `table` was dropped here: by a change applied here (the column
+// history), or, unless `applied_only`, by this node itself, not applied in shard 0 yet.
+absl::StatusOr<bool> ColumnDroppedHere(sqlite::Database& db, const std::string& table,
+                                       const std::string& column, bool applied_only = false) {
+  absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, table, column);
+  if (!went.ok()) return went.status();
+  if (went->has_value() && (*went)->empty()) return true;
+  if (applied_only) return false;
+  absl::StatusOr<std::optional<ColumnDiff>> own = OwnColumnChanges(db, table);
+  if (!own.ok()) return own.status();
+  if (!own->has_value()) return false;
+  const std::vector<std::string>& dropped = (*own)->dropped;
+  return std::find(dropped.begin(), dropped.end(), absl::AsciiStrToLower(column)) != dropped.end();
+}
+
 // The user objects other than tables: (type, name) -> SQL.
 absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> OtherObjectsSql(
     sqlite::Database& db) {
@@ -604,6 +675,21 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
       }
     }
     applied = {.outcome = SchemaApplied::kApplied, .table_changed = true};
+  } else if (!has(from) && !has(to)) {
+    // The column was dropped here (by a drop that came first in shard 0, or by this node's own
+    // drop that will come after it and drop what the rename made on every other node): the
+    // rename makes nothing, and a change that carries the renamed column leaves it out.
+    absl::StatusOr<bool> dropped = ColumnDroppedHere(db, name, from);
+    if (!dropped.ok()) return dropped.status();
+    if (*dropped) {
+      if (absl::Status s = RecordColumnGone(db, name, to, std::nullopt); !s.ok()) return s;
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo,
+                           .detail = absl::StrCat("column ", from, " of ", name,
+                                                  " was dropped here: the rename makes nothing")};
+    }
+    applied = {
+        .outcome = SchemaApplied::kConflict,
+        .detail = absl::StrCat("table ", name, " has neither ", from, " nor ", to, " here; kept")};
   } else if (!(has(to) && !has(from))) {
     applied = {.outcome = SchemaApplied::kConflict,
                .detail = absl::StrCat("table ", name, " has ", has(from) ? "both " : "neither ",
@@ -633,18 +719,29 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
     }
     absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
     if (!columns.ok()) return columns.status();
+    // Not here, but renamed here (by a rename that came first in shard 0, which the drop's
+    // origin had not seen, or by this node's own rename that comes after it): the column the
+    // drop names goes under its name here.
+    std::string here = absl::AsciiStrToLower(column);
+    if (std::find(columns->begin(), columns->end(), here) == columns->end()) {
+      absl::StatusOr<std::optional<std::string>> now = ColumnNowNamed(db, name, column, *columns);
+      if (!now.ok()) return now.status();
+      if (now->has_value()) here = **now;
+    }
     std::vector<std::string> after = *columns;
-    after.erase(std::remove(after.begin(), after.end(), absl::AsciiStrToLower(column)),
-                after.end());
+    after.erase(std::remove(after.begin(), after.end(), here), after.end());
     if (after.size() != columns->size()) {
       absl::StatusOr<std::optional<SchemaApplied>> refused =
           AlterExactly(db, name,
                        absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(name), " DROP COLUMN ",
-                                    sqlite::QuoteIdentifier(column)),
+                                    sqlite::QuoteIdentifier(here)),
                        after);
       if (!refused.ok()) return refused.status();
       if (refused->has_value()) return **refused;
       ++dropped;
+    }
+    if (here != absl::AsciiStrToLower(column)) {
+      if (absl::Status s = RecordColumnGone(db, name, here, std::nullopt); !s.ok()) return s;
     }
     if (absl::Status s = RecordColumnGone(db, name, column, std::nullopt); !s.ok()) return s;
   }
@@ -1414,10 +1511,19 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     // object since, even before the change came back). Only an object it lacks altogether (its
     // file made anew, the log applied again) is made; renames and drops are remembered.
     if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
-      if (absl::Status s = RecordColumnGone(db, name, c.columns(0), UnquotedName(c.columns(1)));
-          !s.ok()) {
-        return s;
-      }
+      // A column another node dropped first in shard 0 (which dropped it here under its new
+      // name): the rename made nothing anywhere else, and the column it made is gone.
+      const std::string to = UnquotedName(c.columns(1));
+      absl::StatusOr<bool> dropped =
+          ColumnDroppedHere(db, name, c.columns(0), /*applied_only=*/true);
+      if (!dropped.ok()) return dropped.status();
+      absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
+      if (!columns.ok()) return columns.status();
+      const bool gone = *dropped && std::find(columns->begin(), columns->end(),
+                                              absl::AsciiStrToLower(to)) == columns->end();
+      absl::Status s = gone ? RecordColumnGone(db, name, to, std::nullopt)
+                            : RecordColumnGone(db, name, c.columns(0), to);
+      if (!s.ok()) return s;
     }
     if (c.kind() == SchemaChange::DROP_COLUMNS) {
       for (const std::string& column : c.columns()) {

@@ -335,6 +335,63 @@ TEST_F(SchemaChangesTest, ADropDropsOnceAndIsRemembered) {
   EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"), "kv|v|\n");
 }
 
+// A column dropped on one node and renamed on another at once ends dropped on every node,
+// whichever comes first in shard 0 (schema hunt: the tables differed for good).
+TEST_F(SchemaChangesTest, ADropOfAColumnRenamedHereDropsItUnderItsNewName) {
+  ASSERT_EQ(Apply(Drop("index", "kv_v")).outcome, SchemaApplied::kApplied);
+  ASSERT_EQ(Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                                "CREATE TABLE kv (k INTEGER PRIMARY KEY, w TEXT)", {"v", "w"}))
+                .outcome,
+            SchemaApplied::kApplied);
+  ASSERT_TRUE(RunSqliteCli(path_, "INSERT INTO kv VALUES (1, 'a');").ok());
+  // A node that had not seen the rename drops v: here that is w.
+  const SchemaApplied dropped = Apply(ColumnsChange(
+      SchemaChange::DROP_COLUMNS, "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY)", {"v"}));
+  EXPECT_EQ(dropped.outcome, SchemaApplied::kApplied) << dropped.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, ".mode quote\nSELECT * FROM kv;"), "1\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\" ORDER BY old;"),
+            "kv|v|\nkv|w|\n");
+  EXPECT_EQ(Unreplicated(), "");
+  // Another rename of v that had not seen the drop makes nothing; its column is gone too.
+  const SchemaApplied renamed =
+      Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                          "CREATE TABLE kv (k INTEGER PRIMARY KEY, x TEXT)", {"v", "x"}));
+  EXPECT_EQ(renamed.outcome, SchemaApplied::kAlreadySo) << renamed.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\" ORDER BY old;"),
+            "kv|v|\nkv|w|\nkv|x|\n");
+}
+
+TEST_F(SchemaChangesTest, ADropOfAColumnThisNodeRenamedDropsItUnderItsNewName) {
+  ASSERT_EQ(Apply(Drop("index", "kv_v")).outcome, SchemaApplied::kApplied);
+  // This node renames v (not applied in shard 0 yet); another node's drop of v comes first.
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE kv RENAME COLUMN v TO w;").ok());
+  const SchemaApplied dropped = Apply(ColumnsChange(
+      SchemaChange::DROP_COLUMNS, "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY)", {"v"}));
+  EXPECT_EQ(dropped.outcome, SchemaApplied::kApplied) << dropped.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT group_concat(name) FROM pragma_table_info('kv');"), "k\n");
+  // Its own rename comes back after it: the column it made is gone.
+  SchemaChange own = ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                                   "CREATE TABLE kv (k INTEGER PRIMARY KEY, w TEXT)", {"v", "w"});
+  absl::StatusOr<SchemaApplied> back = ApplySchemaChange(*db_, own, /*own=*/true);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->outcome, SchemaApplied::kAlreadySo);
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\" ORDER BY old;"),
+            "kv|v|\nkv|w|\n");
+}
+
+TEST_F(SchemaChangesTest, ARenameOfAColumnThisNodeDroppedMakesNothing) {
+  ASSERT_TRUE(RunSqliteCli(path_, "DROP INDEX kv_v; ALTER TABLE kv DROP COLUMN v;").ok());
+  const SchemaApplied renamed =
+      Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                          "CREATE TABLE kv (k INTEGER PRIMARY KEY, w TEXT)", {"v", "w"}));
+  EXPECT_EQ(renamed.outcome, SchemaApplied::kAlreadySo) << renamed.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT group_concat(name) FROM pragma_table_info('kv');"), "k\n");
+  // A change read with w on the renaming node leaves it out here.
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"), "kv|w|\n");
+  // This node's drop still goes (the others drop w with it).
+  EXPECT_EQ(Unreplicated(), "DROP index kv_v\nDROP from kv: v\n");
+}
+
 TEST_F(SchemaChangesTest, HostileRenamesAndDropsAreRefusedAndChangeNothing) {
   const std::string before = *RunSqliteCli(path_, "SELECT sql FROM sqlite_master;");
   struct Case {
