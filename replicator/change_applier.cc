@@ -810,10 +810,14 @@ absl::Status ChangeApplier::ApplySchemaChanges(
   if (TableRenames* renames = router_.renames(); tables_named && renames != nullptr) {
     if (absl::Status s = renames->Load(db_); !s.ok()) return s;
   }
-  // What this applier changed is not a local process's schema change.
-  absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
-  if (!version.ok()) return version.status();
-  schema_version_seen_ = version->integer();
+  // What this applier changed is not a local process's schema change. Unless no other node's
+  // entry compared the schema with the baseline since the start: what the start found may be
+  // this node's own change, not proposed yet (see Open), which that entry is still to find.
+  if (schema_version_seen_ >= 0) {
+    absl::StatusOr<sqlite::Value> version = db_.QueryKeptValue("PRAGMA schema_version");
+    if (!version.ok()) return version.status();
+    schema_version_seen_ = version->integer();
+  }
   return CheckSchema();
 }
 

@@ -151,19 +151,31 @@ absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> RowVersions::Hel
     held.emplace((*stmt)->Column(0).bytes(), ReadVersion(**stmt, 1));
   }
   (*stmt)->Reset();
-  // As Get() reads them: the open batch's versions of the table, then newer deferred ones.
-  if (batch_.has_value() && batch_->table == table) {
-    for (const auto& [key, slot] : batch_->slots) {
-      if (slot.version.has_value() && !slot.version->held.empty()) {
-        held[key] = *slot.version;
-      } else {
-        held.erase(key);
-      }
+  // As Get() reads them: the open batch's versions of the table (only those Set in it differ
+  // from the stored ones), then newer deferred ones.
+  const bool batched = batch_.has_value() && batch_->table == table;
+  for (auto it = held.begin(); it != held.end();) {
+    const Slot* slot = nullptr;
+    if (batched) {
+      auto found = batch_->slots.find(it->first);
+      if (found != batch_->slots.end() && found->second.dirty) slot = &found->second;
+    }
+    if (slot != nullptr && (!slot->version.has_value() || slot->version->held.empty())) {
+      it = held.erase(it);
+    } else {
+      ++it;
     }
   }
-  for (const auto& [at, version] : deferred_) {
-    auto found = at.first == table ? held.find(at.second) : held.end();
-    if (found != held.end() && version.raft_index > found->second.raft_index) held.erase(found);
+  if (batched) {
+    for (const std::string& key : batch_->held) held[key] = *batch_->slots.at(key).version;
+  }
+  for (auto it = held.begin(); it != held.end();) {
+    auto deferred = deferred_.find({table, it->first});
+    if (deferred != deferred_.end() && deferred->second.raft_index > it->second.raft_index) {
+      it = held.erase(it);
+    } else {
+      ++it;
+    }
   }
   return std::vector<std::pair<std::string, RowVersion>>(held.begin(), held.end());
 }
@@ -201,6 +213,11 @@ absl::Status RowVersions::Set(const std::string& table, const std::string& key,
   if (!(*slot)->dirty) {
     (*slot)->dirty = true;
     batch_->dirty.push_back(key);
+  }
+  if (v.held.empty()) {
+    batch_->held.erase(key);
+  } else {
+    batch_->held.insert(key);
   }
   return absl::OkStatus();
 }

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -127,6 +128,7 @@ class RowVersions {
     std::string table;
     absl::flat_hash_map<std::string, Slot> slots;
     std::vector<std::string> dirty;  // Keys of the dirty slots, in the order first Set.
+    std::set<std::string> held;      // Keys of the dirty slots whose version is held.
   };
 
   // The version stored for row `key` of `table` (deferred ones aside).

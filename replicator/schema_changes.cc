@@ -535,14 +535,19 @@ absl::StatusOr<std::optional<std::string>> ColumnNowNamed(sqlite::Database& db,
   auto here = [&](const std::string& name) {
     return std::find(columns.begin(), columns.end(), name) != columns.end();
   };
+  // To the end of the chain: a name on the way may have been taken again since by a column
+  // added under it.
   std::string at = absl::AsciiStrToLower(column);
-  for (size_t step = 0; step <= columns.size(); ++step) {
+  bool renamed = false;
+  for (size_t step = 0; step <= columns.size() + 1; ++step) {
     absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, table, at);
     if (!went.ok()) return went.status();
-    if (!went->has_value() || (*went)->empty()) break;
+    if (!went->has_value()) break;
+    if ((*went)->empty()) return std::nullopt;
     at = absl::AsciiStrToLower(UnquotedName(**went));
-    if (here(at)) return at;
+    renamed = true;
   }
+  if (renamed && here(at)) return at;
   absl::StatusOr<std::optional<ColumnDiff>> own = OwnColumnChanges(db, table);
   if (!own.ok()) return own.status();
   if (!own->has_value()) return std::nullopt;

@@ -361,6 +361,30 @@ TEST_F(SchemaChangesTest, ADropOfAColumnRenamedHereDropsItUnderItsNewName) {
             "kv|v|\nkv|w|\nkv|x|\n");
 }
 
+TEST_F(SchemaChangesTest, ADropFollowsRenamesToTheEndPastANameTakenAgain) {
+  // Review: v renamed to w, w renamed to x, and a new w added since. A drop of v from a node that
+  // saw none of it drops x (v's column), not the new w.
+  ASSERT_EQ(Apply(Drop("index", "kv_v")).outcome, SchemaApplied::kApplied);
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"v", "w"}, {"w", "x"}}) {
+    ASSERT_EQ(
+        Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                            absl::StrCat("CREATE TABLE kv (k INTEGER PRIMARY KEY, ", to, " TEXT)"),
+                            {from, to}))
+            .outcome,
+        SchemaApplied::kApplied);
+  }
+  ASSERT_EQ(
+      Apply(ColumnsChange(SchemaChange::ADD_COLUMNS, "kv",
+                          "CREATE TABLE kv (k INTEGER PRIMARY KEY, x TEXT, w TEXT)", {"w TEXT"}))
+          .outcome,
+      SchemaApplied::kApplied);
+  const SchemaApplied dropped = Apply(ColumnsChange(
+      SchemaChange::DROP_COLUMNS, "kv", "CREATE TABLE kv (k INTEGER PRIMARY KEY)", {"v"}));
+  EXPECT_EQ(dropped.outcome, SchemaApplied::kApplied) << dropped.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT group_concat(name) FROM pragma_table_info('kv');"),
+            "k,w\n");
+}
+
 TEST_F(SchemaChangesTest, ADropOfAColumnThisNodeRenamedDropsItUnderItsNewName) {
   ASSERT_EQ(Apply(Drop("index", "kv_v")).outcome, SchemaApplied::kApplied);
   // This node renames v (not applied in shard 0 yet); another node's drop of v comes first.

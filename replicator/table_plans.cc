@@ -1,5 +1,6 @@
 #include "replicator/table_plans.h"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -111,22 +112,26 @@ absl::StatusOr<const change::v1::TableChanges*> TablePlans::AsHere(
 absl::StatusOr<const TablePlan*> TablePlans::Plan(const change::v1::TableChanges& t) {
   const std::vector<std::string> columns(t.columns().begin(), t.columns().end());
   const std::vector<std::string> key_columns(t.key_columns().begin(), t.key_columns().end());
-  auto it = plans_.find(t.table());
-  if (it == plans_.end() || it->second->columns != columns ||
-      it->second->key_columns != key_columns) {
-    auto plan = std::make_unique<TablePlan>();
-    plan->columns = columns;
-    plan->key_columns = key_columns;
-    absl::StatusOr<TableWriter> writer = PlanWriter(db_, t.table(), columns, key_columns);
-    if (writer.ok()) {
-      plan->writer = *std::move(writer);
-    } else {
-      plan->status = writer.status();
-      if (plan->status.code() != absl::StatusCode::kFailedPrecondition) return plan->status;
-    }
-    it = plans_.insert_or_assign(t.table(), std::move(plan)).first;
+  std::vector<std::unique_ptr<TablePlan>>& shapes = plans_[t.table()];
+  // The newest used last: a plan in use is one of the last few asked for.
+  for (auto it = shapes.begin(); it != shapes.end(); ++it) {
+    if ((*it)->columns != columns || (*it)->key_columns != key_columns) continue;
+    std::rotate(it, it + 1, shapes.end());
+    return shapes.back().get();
   }
-  return it->second.get();
+  auto plan = std::make_unique<TablePlan>();
+  plan->columns = columns;
+  plan->key_columns = key_columns;
+  absl::StatusOr<TableWriter> writer = PlanWriter(db_, t.table(), columns, key_columns);
+  if (writer.ok()) {
+    plan->writer = *std::move(writer);
+  } else {
+    plan->status = writer.status();
+    if (plan->status.code() != absl::StatusCode::kFailedPrecondition) return plan->status;
+  }
+  if (shapes.size() >= kShapesPerTable) shapes.erase(shapes.begin());
+  shapes.push_back(std::move(plan));
+  return shapes.back().get();
 }
 
 }  // namespace marmot::replicator

@@ -1,7 +1,9 @@
 // The applier's plans of the tables it writes: per table, the writer of changes with a given
 // set of columns and key (table_writer.h), or why changes of that shape cannot apply here. A
-// plan is kept until a change of another shape arrives or the database's schema_version moves
-// (a table created, dropped or altered); the applier's kept statements are dropped with it.
+// plan is kept until the database's schema_version moves (a table created, dropped or altered;
+// the applier's kept statements are dropped with it), or kShapesPerTable plans of the table's
+// other shapes were asked for since it was last: a plan asked for while another is in use (a
+// held change written in the middle of an entry's writes) does not pull that one away.
 // Every call runs on the applier's connection; not thread-safe.
 #ifndef MARMOT_REPLICATOR_TABLE_PLANS_H_
 #define MARMOT_REPLICATOR_TABLE_PLANS_H_
@@ -38,8 +40,8 @@ class TablePlans {
 
   // The plan of `t`'s table for its columns and key, kept until CheckSchema drops it. A plan
   // whose status is not OK says why its changes cannot apply here (they become dead letters);
-  // an error is the database's. The pointer is valid until CheckSchema drops the plan or Plan
-  // replaces it by one of another shape.
+  // an error is the database's. The pointer is valid until CheckSchema drops the plan, or
+  // until kShapesPerTable plans of other shapes of the table were asked for since.
   absl::StatusOr<const TablePlan*> Plan(const change::v1::TableChanges& t);
 
   // Plan(*t), unless its changes cannot apply here because they were read on a node before a
@@ -61,8 +63,10 @@ class TablePlans {
                                                          change::v1::TableChanges& storage);
 
  private:
+  static constexpr size_t kShapesPerTable = 8;
   sqlite::Database& db_;
-  std::map<std::string, std::unique_ptr<TablePlan>> plans_;
+  // Per table, its plans, the one asked for last at the back.
+  std::map<std::string, std::vector<std::unique_ptr<TablePlan>>> plans_;
   int64_t schema_version_ = -1;
 };
 

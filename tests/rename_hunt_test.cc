@@ -173,7 +173,7 @@ std::string Tail(const std::string& log) {
 int DivergentShards(const testing::LocalCluster& c, int shards, std::string* why) {
   const admin::v1::VerifyResponse verified = testing::PaneVerify(c, 1, kAuth, shards);
   *why = verified.DebugString();
-  if (verified.shards_size() != shards) return -1;
+  if (!testing::EveryNodeReported(verified, c, shards)) return -1;
   return static_cast<int>(verified.divergent_shards());
 }
 

@@ -35,14 +35,19 @@ admin::v1::VerifyResponse PaneVerify(const LocalCluster& c, int id, const std::s
           return false;
         }
         last = read;
-        if (last.shards_size() != shards) return false;
-        for (const admin::v1::ShardVerification& s : last.shards()) {
-          if (s.reported_size() < c.nodes()) return false;
-        }
-        return last.divergent_shards() == 0;
+        return EveryNodeReported(last, c, shards) && last.divergent_shards() == 0;
       },
       timeout);
   return last;
+}
+
+bool EveryNodeReported(const admin::v1::VerifyResponse& verified, const LocalCluster& c,
+                       int shards) {
+  if (verified.shards_size() != shards) return false;
+  for (const admin::v1::ShardVerification& s : verified.shards()) {
+    if (s.reported_size() < c.nodes()) return false;
+  }
+  return true;
 }
 
 }  // namespace marmot::testing

@@ -23,10 +23,15 @@ httplib::Result PaneCall(const LocalCluster& c, int id, const std::string& auth,
 admin::v1::GetStatusResponse PaneStatus(const LocalCluster& c, int id, const std::string& auth);
 
 // Node `id`'s POST /v1/verify, asked again until every node of `c` reported each of `shards`
-// shards and none differ, or `timeout` passed: the last answer read (empty when none was).
+// shards and none differ, or `timeout` passed: the last answer read (empty when none was; see
+// EveryNodeReported).
 admin::v1::VerifyResponse PaneVerify(const LocalCluster& c, int id, const std::string& auth,
                                      int shards,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// Whether `verified` has `shards` shards, each reported by every node of `c`.
+bool EveryNodeReported(const admin::v1::VerifyResponse& verified, const LocalCluster& c,
+                       int shards);
 
 }  // namespace marmot::testing
 
