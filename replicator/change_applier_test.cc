@@ -367,7 +367,7 @@ TEST(ChangeApplierTest, ARowAnotherRowsUniqueValueReplacedIsKeptAsAConflictOnEve
     EXPECT_THAT(lost.DebugString(), HasSubstr("2.5"));
     // Row 2's version is node 1's change: a change of row 2 made without seeing its removal is a
     // conflict too.
-    EXPECT_EQ(*n->db->QueryValue("SELECT origin FROM \"__marmot__versions\" WHERE key = '2'"),
+    EXPECT_EQ(*n->db->QueryValue("SELECT origin FROM \"__marmot__versions\" WHERE key = 2"),
               Value::Integer(1));
   }
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sqlite/change_log.h"
@@ -38,6 +39,29 @@ RowVersion ReadVersion(const Statement& stmt, int first) {
 }
 
 constexpr char kColumns[] = "shard, raft_index, origin, change_id, held, columns";
+
+// A key (KeyOf's text) as the table stores it (RowVersionKeySql): the text of a key of one
+// INTEGER, its digits, as that integer; any other as it is. KeyOf writes an integer as
+// absl::StrAppend does, so only that form is taken for one (never "007" or "-0").
+Value StoredKey(const std::string& key) {
+  const size_t digits = !key.empty() && key[0] == '-' ? 1 : 0;
+  bool integer =
+      key.size() > digits && (key[digits] != '0' || key.size() == digits + 1) && key != "-0";
+  for (size_t i = digits; i < key.size() && integer; ++i) {
+    integer = key[i] >= '0' && key[i] <= '9';
+  }
+  int64_t n = 0;
+  if (integer && absl::SimpleAtoi(key, &n)) return Value::Integer(n);
+  return Value::Text(key);
+}
+
+// The key (KeyOf's text) of a key as the table stores it.
+std::string KeyText(const Value& stored) {
+  if (stored.storage_class() == sqlite::StorageClass::kInteger) {
+    return absl::StrCat(stored.integer());
+  }
+  return stored.bytes();
+}
 
 }  // namespace
 
@@ -111,7 +135,7 @@ absl::StatusOr<std::string> RowVersions::KeyOfBySqlite(const std::vector<Value>&
   std::string text;
   bool found = false;
   absl::Status s =
-      StepOnce(**stmt, found, [&](const Statement& st) { text = st.Column(0).bytes(); });
+      StepOnce(**stmt, found, [&](const Statement& st) { text = KeyText(st.Column(0)); });
   if (!s.ok()) return s;
   return text;
 }
@@ -123,7 +147,7 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Stored(const std::string&
       " WHERE tbl = ?1 AND key = ?2"));
   absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
   if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({Value::Text(table), Value::Text(key)}); !s.ok()) return s;
+  if (absl::Status s = (*stmt)->BindAll({Value::Text(table), StoredKey(key)}); !s.ok()) return s;
   std::optional<RowVersion> stored;
   bool found = false;
   absl::Status s =
@@ -258,7 +282,7 @@ std::string UpsertSql(size_t rows) {
 absl::Status RowVersions::Write(const std::string& table, const std::string& key,
                                 const RowVersion& v) {
   static const std::string* const sql = new std::string(UpsertSql(1));
-  std::vector<Value> values = {Value::Text(table), Value::Text(key)};
+  std::vector<Value> values = {Value::Text(table), StoredKey(key)};
   AppendVersion(v, values);
   return db_.RunKept(*sql, values);
 }
@@ -280,7 +304,7 @@ absl::StatusOr<std::unique_ptr<RowVersions::Batch>> RowVersions::BeginBatch(
   for (size_t first = 0; first < unread.size(); first += kBatchRows) {
     std::vector<Value> values = {Value::Text(table)};
     for (size_t i = first; i < first + kBatchRows; ++i) {
-      values.push_back(i < unread.size() ? Value::Text(*unread[i]) : Value::Null());
+      values.push_back(i < unread.size() ? StoredKey(*unread[i]) : Value::Null());
     }
     absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
     if (!stmt.ok()) return stmt.status();
@@ -292,7 +316,7 @@ absl::StatusOr<std::unique_ptr<RowVersions::Batch>> RowVersions::BeginBatch(
         return row.status();
       }
       if (!*row) break;
-      batched.slots[(*stmt)->Column(0).bytes()].version = ReadVersion(**stmt, 1);
+      batched.slots[KeyText((*stmt)->Column(0))].version = ReadVersion(**stmt, 1);
     }
     (*stmt)->Reset();
   }
@@ -330,7 +354,7 @@ absl::Status RowVersions::EndBatch() {
     values.reserve(rows * 8);
     for (size_t i = first; i < first + rows; ++i) {
       values.push_back(Value::Text(batched.table));
-      values.push_back(Value::Text(dirty[i]));
+      values.push_back(StoredKey(dirty[i]));
       AppendVersion(*batched.slots[dirty[i]].version, values);
     }
     if (absl::Status s = db_.RunKept((*sqls)[rows], values); !s.ok()) return s;
@@ -370,7 +394,7 @@ absl::Status RowVersions::ForEachOfShard(
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
     if (absl::Status s =
-            visit(stmt->Column(0).bytes(), stmt->Column(1).bytes(), ReadVersion(*stmt, 2));
+            visit(stmt->Column(0).bytes(), KeyText(stmt->Column(1)), ReadVersion(*stmt, 2));
         !s.ok()) {
       return s;
     }

@@ -58,9 +58,12 @@ class RowVersions {
  public:
   explicit RowVersions(sqlite::Database& db) : db_(db) {}
 
-  // The key of a row as the table stores it (RowVersionKeySql), from its key values in key order
-  // (the rowid for a table keyed by it). Computed here for every storage class but REAL, which
-  // SQLite's quote() formats its own way: asked of SQLite (KeyOfBySqlite).
+  // The key of a row as RowVersionKeySql makes it, from its key values in key order (the rowid
+  // for a table keyed by it), always as text: a key of one INTEGER as its digits ("42"), which
+  // no other key's text is; the table stores that one as the integer, which this class converts
+  // both ways. Every key here and in what it returns (conflicts, snapshots) is this text.
+  // Computed here for every storage class but REAL, which SQLite's quote() formats its own way:
+  // asked of SQLite (KeyOfBySqlite).
   absl::StatusOr<std::string> KeyOf(const std::vector<sqlite::Value>& key);
   // The same, always asked of SQLite (what the capture triggers compute).
   absl::StatusOr<std::string> KeyOfBySqlite(const std::vector<sqlite::Value>& key);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -105,11 +106,11 @@ class RowVersionsBatchTest : public RowVersionsTest {
   static RowVersion At(uint64_t index, int64_t change_id) {
     return {.shard = 0, .raft_index = index, .origin = 1, .change_id = change_id, .columns = 2};
   }
-  // What the table holds for `key` of `table`: "index/change_id", or "none".
-  std::string Stored(const std::string& table, const std::string& key) {
-    absl::StatusOr<std::vector<std::vector<Value>>> rows = db_->QueryRows(absl::StrCat(
-        "SELECT raft_index, change_id FROM \"__marmot__versions\" WHERE tbl = ",
-        Value::Text(table).DebugString(), " AND key = ", Value::Text(key).DebugString()));
+  // What the table holds for `key` (as stored) of `table`: "index/change_id", or "none".
+  std::string Stored(const std::string& table, const Value& key) {
+    absl::StatusOr<std::vector<std::vector<Value>>> rows = db_->QueryRows(
+        absl::StrCat("SELECT raft_index, change_id FROM \"__marmot__versions\" WHERE tbl = ",
+                     Value::Text(table).DebugString(), " AND key = ", key.DebugString()));
     if (!rows.ok()) return std::string(rows.status().message());
     if (rows->empty()) return "none";
     return absl::StrCat((*rows)[0][0].integer(), "/", (*rows)[0][1].integer());
@@ -140,15 +141,15 @@ TEST_F(RowVersionsBatchTest, ABatchReadsAndWritesWhatSingleCallsWould) {
   ASSERT_TRUE(versions_->Set("t", "4", At(7, 40)).ok());
   EXPECT_EQ(Read("t", "1"), "7/11");
   // Held until the end; another table is written at once.
-  EXPECT_EQ(Stored("t", "1"), "5/10");
-  EXPECT_EQ(Stored("t", "3"), "none");
+  EXPECT_EQ(Stored("t", Value::Integer(1)), "5/10");
+  EXPECT_EQ(Stored("t", Value::Integer(3)), "none");
   ASSERT_TRUE(versions_->Set("u", "1", At(7, 50)).ok());
-  EXPECT_EQ(Stored("u", "1"), "7/50");
+  EXPECT_EQ(Stored("u", Value::Integer(1)), "7/50");
   ASSERT_TRUE((*batch)->End().ok());
-  EXPECT_EQ(Stored("t", "1"), "7/11");
-  EXPECT_EQ(Stored("t", "2"), "5/20");
-  EXPECT_EQ(Stored("t", "3"), "7/30");
-  EXPECT_EQ(Stored("t", "4"), "7/40");
+  EXPECT_EQ(Stored("t", Value::Integer(1)), "7/11");
+  EXPECT_EQ(Stored("t", Value::Integer(2)), "5/20");
+  EXPECT_EQ(Stored("t", Value::Integer(3)), "7/30");
+  EXPECT_EQ(Stored("t", Value::Integer(4)), "7/40");
   batch->reset();
   // The table's rule holds for what a batch writes too: a later index stored stays.
   ASSERT_TRUE(versions_->Set("t", "5", At(9, 90)).ok());
@@ -156,7 +157,7 @@ TEST_F(RowVersionsBatchTest, ABatchReadsAndWritesWhatSingleCallsWould) {
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_TRUE(versions_->Set("t", "5", At(8, 80)).ok());
   ASSERT_TRUE((*again)->End().ok());
-  EXPECT_EQ(Stored("t", "5"), "9/90");
+  EXPECT_EQ(Stored("t", Value::Integer(5)), "9/90");
 }
 
 TEST_F(RowVersionsBatchTest, HeldListsTheHeldVersionsOfATableAsGetReadsThem) {
@@ -205,15 +206,97 @@ TEST_F(RowVersionsBatchTest, ManyRowsAreWrittenAndADroppedBatchWritesNothing) {
     }
     ASSERT_TRUE((*batch)->End().ok());
   }
-  for (int i = 0; i < 150; ++i) EXPECT_EQ(Stored("t", keys[i]), absl::StrCat("2/", 1000 + i));
+  for (int i = 0; i < 150; ++i)
+    EXPECT_EQ(Stored("t", Value::Integer(i)), absl::StrCat("2/", 1000 + i));
   {
     auto dropped = versions_->BeginBatch("t", {"x"});
     ASSERT_TRUE(dropped.ok());
     ASSERT_TRUE(versions_->Set("t", "x", At(3, 1)).ok());
   }
-  EXPECT_EQ(Stored("t", "x"), "none");
+  EXPECT_EQ(Stored("t", Value::Text("x")), "none");
   EXPECT_EQ(Read("t", "x"), "none");
   EXPECT_TRUE(versions_->BeginBatch("t", {}).ok());
+}
+
+// The triggers look a row's version up with RowVersionKeySql, the applier writes and reads it
+// by KeyOf's text: they must meet on one row for every key, and keys that differ only by
+// storage class (1, '1', 1.0) must stay apart.
+TEST_F(RowVersionsBatchTest, EveryKeyMeetsTheTriggersAndAKeyOfOneIntegerIsStoredAsThatInteger) {
+  const std::vector<std::vector<Value>> keys = {
+      {Value::Integer(1)},
+      {Value::Text("1")},
+      {Value::Real(1.0)},
+      {Value::Blob("1")},
+      {Value::Integer(0)},
+      {Value::Integer(-1)},
+      {Value::Text("-1")},
+      {Value::Text("01")},
+      {Value::Integer(12)},
+      {Value::Integer(std::numeric_limits<int64_t>::min())},
+      {Value::Integer(std::numeric_limits<int64_t>::max())},
+      {Value::Real(1.5)},
+      {Value::Real(-0.0)},
+      {Value::Null()},
+      {Value::Text("")},
+      {Value::Text(std::string("a\0b", 3))},
+      {Value::Integer(1), Value::Integer(2)},
+      {Value::Integer(1), Value::Text("2")},
+      {Value::Text("1,2")},
+  };
+  std::vector<std::string> texts;
+  for (const std::vector<Value>& key : keys) {
+    absl::StatusOr<std::string> text = versions_->KeyOf(key);
+    ASSERT_TRUE(text.ok()) << text.status();
+    texts.push_back(*text);
+  }
+  // Half written one by one, half through a batch.
+  const size_t half = keys.size() / 2;
+  for (size_t i = 0; i < half; ++i) ASSERT_TRUE(versions_->Set("t", texts[i], At(1, i)).ok());
+  {
+    auto batch = versions_->BeginBatch("t", texts);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    for (size_t i = half; i < keys.size(); ++i) {
+      ASSERT_TRUE(versions_->Set("t", texts[i], At(1, i)).ok());
+    }
+    ASSERT_TRUE((*batch)->End().ok());
+  }
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM \"__marmot__versions\""),
+            Value::Integer(static_cast<int64_t>(keys.size())));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    SCOPED_TRACE(texts[i]);
+    std::vector<std::string> params;
+    for (size_t p = 0; p < keys[i].size(); ++p) params.push_back(absl::StrCat("?", p + 1));
+    absl::StatusOr<sqlite::Statement> stmt = db_->Prepare(
+        absl::StrCat("SELECT change_id, typeof(key) FROM \"__marmot__versions\" WHERE tbl = 't' "
+                     "AND key = ",
+                     sqlite::RowVersionKeySql(params)));
+    ASSERT_TRUE(stmt.ok()) << stmt.status();
+    ASSERT_TRUE(stmt->BindAll(keys[i]).ok());
+    absl::StatusOr<bool> found = stmt->Step();
+    ASSERT_TRUE(found.ok() && *found);
+    EXPECT_EQ(stmt->Column(0).integer(), static_cast<int64_t>(i));
+    const bool one_integer =
+        keys[i].size() == 1 && keys[i][0].storage_class() == sqlite::StorageClass::kInteger;
+    EXPECT_EQ(stmt->Column(1).bytes(), one_integer ? "integer" : "text");
+    EXPECT_EQ(Read("t", texts[i]), absl::StrCat("1/", i));
+  }
+  // Read back in a batch and for a snapshot, by the same texts.
+  auto batch = versions_->BeginBatch("t", texts);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(Read("t", texts[i]), absl::StrCat("1/", i));
+  ASSERT_TRUE((*batch)->End().ok());
+  std::map<std::string, int64_t> of_shard;
+  ASSERT_TRUE(versions_
+                  ->ForEachOfShard(
+                      0,
+                      [&](const std::string& table, const std::string& key, const RowVersion& v) {
+                        of_shard[key] = v.change_id;
+                        return absl::OkStatus();
+                      })
+                  .ok());
+  std::map<std::string, int64_t> expected;
+  for (size_t i = 0; i < keys.size(); ++i) expected[texts[i]] = static_cast<int64_t>(i);
+  EXPECT_EQ(of_shard, expected);
 }
 
 }  // namespace

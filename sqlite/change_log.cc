@@ -414,7 +414,61 @@ std::string RowVersionKeySql(const std::vector<std::string>& values) {
                                   " AS BLOB), x'00') > 0 THEN 'T' || quote(CAST(", v,
                                   " AS BLOB)) ELSE quote(", v, ") END"));
   }
+  if (values.size() == 1) {
+    // The CASE gives the integer without an affinity (`v` may be a column of one).
+    return absl::StrCat("CASE WHEN typeof(", values[0], ") = 'integer' THEN ", values[0], " ELSE ",
+                        quoted[0], " END");
+  }
   return absl::StrJoin(quoted, " || ',' || ");
+}
+
+absl::Status EnsureRowVersions(Database& db) {
+  // Whether the table there has the earlier layout (its key declared TEXT).
+  auto earlier = [&db]() -> absl::StatusOr<bool> {
+    absl::StatusOr<Value> type = db.QueryValue(
+        "SELECT (SELECT upper(type) FROM pragma_table_info('__marmot__versions', 'main') "
+        "WHERE name = 'key')");
+    if (!type.ok()) return type.status();
+    return !type->is_null() && type->bytes() == "TEXT";
+  };
+  absl::StatusOr<bool> rewrite = earlier();
+  if (!rewrite.ok()) return rewrite.status();
+  if (!*rewrite) return db.Exec(kCreateRowVersions);
+  absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
+  if (!txn.ok()) return txn.status();
+  rewrite = earlier();  // Another connection may have rewritten it meanwhile.
+  if (!rewrite.ok()) return rewrite.status();
+  if (!*rewrite) return txn->Commit();
+  absl::StatusOr<std::set<std::string>> columns = ColumnsOf(db, kRowVersionsTable);
+  if (!columns.ok()) return columns.status();
+  std::vector<std::string> names, copied;  // Every column it has; the key converted.
+  for (const std::string& c : *columns) {
+    names.push_back(Q(c));
+    // The text of an INTEGER key is its digits, which no other key's text is (quote() writes a
+    // REAL with a '.' or as Inf): exactly the texts that CAST to an integer and back unchanged.
+    copied.push_back(c == "key" ? "CASE WHEN CAST(CAST(key AS INTEGER) AS TEXT) = key THEN "
+                                  "CAST(key AS INTEGER) ELSE key END AS key"
+                                : Q(c));
+  }
+  // Through a copy, not by renaming a new table into place: ALTER TABLE RENAME would check, and
+  // rewrite, the capture triggers that name the table. The copy's key has no affinity (an
+  // expression's column in CREATE TABLE AS).
+  const std::string copy = Q(absl::StrCat(kRowVersionsTable, "_rewritten"));
+  if (absl::Status s = db.Exec(absl::StrCat(
+          "CREATE TABLE ", copy, " AS SELECT ", absl::StrJoin(copied, ", "), " FROM ",
+          Q(kRowVersionsTable), "; DROP TABLE ", Q(kRowVersionsTable), "; ", kCreateRowVersions,
+          "; INSERT INTO ", Q(kRowVersionsTable), " (", absl::StrJoin(names, ", "), ") SELECT ",
+          absl::StrJoin(names, ", "), " FROM ", copy, " ORDER BY tbl, key; DROP TABLE ", copy));
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Value> rows =
+      db.QueryValue(absl::StrCat("SELECT count(*) FROM ", Q(kRowVersionsTable)));
+  if (!rows.ok()) return rows.status();
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  LOG(INFO) << Q(kRowVersionsTable) << " rewritten in its current layout (a key of one integer "
+            << "stored as that integer): " << rows->integer() << " row(s)";
+  return absl::OkStatus();
 }
 
 std::string ChangeLogTableName(const std::string& table) {
@@ -425,7 +479,7 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
   if (absl::Status s = db.EnsureWal(); !s.ok()) return s;
   absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
-  if (absl::Status s = db.Exec(kCreateRowVersions); !s.ok()) return s;
+  if (absl::Status s = EnsureRowVersions(db); !s.ok()) return s;
   // Read the schema inside the write transaction so that it cannot change under us.
   absl::StatusOr<SchemaListing> listing = ListUserTables(db);
   if (!listing.ok()) return listing.status();

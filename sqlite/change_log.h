@@ -104,10 +104,18 @@ absl::Status RemoveCapture(Database& db);
 // columns it carried), `shard`, and `held`: not NULL when this
 // node's row does not hold that change yet, because changes of this node not yet applied in the
 // shard come later and will lose to it (replicator/row_versions.h). Capture reads it; the
-// applier writes it. Created by InstallCapture.
+// applier writes it. Created by InstallCapture (EnsureRowVersions).
+//
+// `key` has no declared type, so no affinity: it holds an INTEGER or a TEXT exactly as written,
+// and the two never compare equal (SQLite orders every INTEGER before every TEXT). A key of one
+// INTEGER value is stored as that integer, so rows of ascending keys append to the table's
+// b-tree rather than landing all over it as their texts would (1, 10, 100, 2, ...); every other
+// key is text. Compare `key` only with expressions that have no affinity either (a bound
+// parameter, RowVersionKeySql's CASE): against a column of INTEGER affinity, the text '1.0'
+// would be taken for 1.
 inline constexpr char kRowVersionsTable[] = "__marmot__versions";
 inline constexpr char kCreateRowVersions[] =
-    "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key NOT NULL, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
     "change_id INTEGER NOT NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, "
     "PRIMARY KEY (tbl, key)) WITHOUT ROWID;"
@@ -115,10 +123,18 @@ inline constexpr char kCreateRowVersions[] =
     "CREATE INDEX IF NOT EXISTS \"__marmot__versions_held\" ON \"__marmot__versions\" (tbl) "
     "WHERE held IS NOT NULL";
 // The SQL expression of a row's key in kRowVersionsTable from the SQL expressions of its key
-// values in key order (the rowid for a table keyed by it): each value as quote() writes it,
-// joined by commas; a TEXT holding a NUL, which quote() would end there, as T and its bytes as
-// quote() writes a BLOB (TX'610062'). Exact for every storage class.
+// values in key order (the rowid for a table keyed by it). A key of one value that is an
+// INTEGER: that integer. Any other: text, each value as quote() writes it, joined by commas; a
+// TEXT holding a NUL, which quote() would end there, as T and its bytes as quote() writes a BLOB
+// (TX'610062'). Exact for every storage class: the text of an INTEGER key ("1") is never the
+// text of another key, which is what a stored INTEGER stands for in C++ (RowVersions::KeyOf).
 std::string RowVersionKeySql(const std::vector<std::string>& values);
+
+// Creates kRowVersionsTable, or rewrites one of the earlier layout (`key TEXT`: every key as
+// text, an INTEGER key as its digits) in this one, in one transaction (a SAVEPOINT inside the
+// caller's). InstallCapture calls it, in the transaction that brings the triggers up to date
+// with RowVersionKeySql.
+absl::Status EnsureRowVersions(Database& db);
 
 // The version of its row a change was made after (read by the capture trigger).
 struct RowVersionSeen {

@@ -458,7 +458,7 @@ TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersi
   Exec(
       "INSERT INTO kv VALUES (2, 'two');"
       "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id)"
-      " VALUES ('kv', '2', 0, 5, 3, 9);"
+      " VALUES ('kv', 2, 0, 5, 3, 9);"
       "ALTER TABLE kv RENAME TO kv2;"
       "INSERT INTO kv2 VALUES (3, 'three')");  // through the triggers that moved with it
   CaptureReport report = Install({.backfill_new_tables = true});
@@ -492,7 +492,7 @@ TEST_F(ChangeLogTest, ATableRenamedAwayAndMadeAgainUnderItsNameEachGetTheirOwnLo
   Exec(
       "INSERT INTO kv VALUES (2, 'two');"
       "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id)"
-      " VALUES ('kv', '2', 0, 5, 3, 9);"
+      " VALUES ('kv', 2, 0, 5, 3, 9);"
       "BEGIN; ALTER TABLE kv RENAME TO kv_old; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
       "COMMIT; INSERT INTO kv VALUES (100, 'new'); INSERT INTO kv_old VALUES (3, 'three')");
   CaptureReport report = Install({.backfill_new_tables = true});
@@ -526,6 +526,87 @@ TEST_F(ChangeLogTest, ATableRenamedAwayAndMadeAgainUnderItsNameEachGetTheirOwnLo
               ElementsAre(ElementsAre(Value::Integer(100)), ElementsAre(Value::Integer(101))));
   EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'kv'"),
             Value::Integer(0));
+}
+
+TEST_F(ChangeLogTest, VersionsOfTheEarlierLayoutAreRewrittenWithIntegerKeysAsIntegers) {
+  // Given a file whose row versions have the earlier layout (every key as text, an INTEGER key
+  // as its digits), written by the sqlite3 CLI as a node of that release left it.
+  Exec(
+      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v); CREATE TABLE tk (k PRIMARY KEY, v);"
+      "CREATE TABLE ck (a, b, v, PRIMARY KEY (a, b));"
+      "INSERT INTO kv VALUES (2, 'two'), (-7, 'minus seven');"
+      "INSERT INTO tk VALUES ('2', 'text'), (2, 'integer'), (2.5, 'real'),"
+      " (CAST(x'610062' AS TEXT), 'nul');"
+      "INSERT INTO ck VALUES (1, 'a', 'composite')");
+  Install();
+  auto cli = testing::RunSqliteCli(
+      path_,
+      "BEGIN; DROP TABLE \"__marmot__versions\";"
+      "CREATE TABLE \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, shard INTEGER "
+      "NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, change_id INTEGER NOT "
+      "NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, key)) WITHOUT "
+      "ROWID;"
+      "INSERT INTO \"__marmot__versions\" VALUES ('kv', '2', 0, 5, 3, 9, NULL, 2),"
+      " ('kv', '-7', 0, 6, 3, 10, NULL, 2), ('tk', '''2''', 1, 7, 4, 11, NULL, 2),"
+      " ('tk', '2', 1, 8, 4, 12, NULL, 2), ('tk', '2.5', 1, 9, 4, 13, x'01', 2),"
+      " ('tk', 'TX''610062''', 1, 10, 4, 14, NULL, 0), ('ck', '1,''a''', 0, 11, 5, 15, NULL, 3);"
+      "COMMIT;");
+  ASSERT_TRUE(cli.ok()) << cli.status();
+  // When capture is installed at the next start.
+  Install();
+  // Then the key column has no type, a key of one integer is that integer, every other key is
+  // the text it was, and the rest of every row is as it was.
+  EXPECT_EQ(*db_->QueryValue("SELECT type FROM pragma_table_info('__marmot__versions') "
+                             "WHERE name = 'key'"),
+            Value::Text(""));
+  auto rows = db_->QueryRows(
+      "SELECT tbl, typeof(key), key, shard, raft_index, origin, change_id, hex(held), columns "
+      "FROM \"__marmot__versions\" ORDER BY tbl, key");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  std::vector<std::string> lines;
+  for (const auto& row : *rows) {
+    std::string line;
+    for (const Value& v : row) absl::StrAppend(&line, v.DebugString(), " ");
+    lines.push_back(line);
+  }
+  EXPECT_THAT(
+      lines,
+      ElementsAre("'ck' 'text' '1,''a''' 0 11 5 15 '' 3 ", "'kv' 'integer' -7 0 6 3 10 '' 2 ",
+                  "'kv' 'integer' 2 0 5 3 9 '' 2 ", "'tk' 'integer' 2 1 8 4 12 '' 2 ",
+                  "'tk' 'text' '''2''' 1 7 4 11 '' 2 ", "'tk' 'text' '2.5' 1 9 4 13 '01' 2 ",
+                  "'tk' 'text' 'TX''610062''' 1 10 4 14 '' 0 "));
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM sqlite_master WHERE name LIKE '%rewritten%'"),
+            Value::Integer(0));
+  // And the triggers find every row's version by its key, of each storage class.
+  Exec(
+      "UPDATE kv SET v = 'x'; UPDATE tk SET v = 'x'; UPDATE ck SET v = 'x';"
+      "INSERT INTO kv VALUES (3, 'no version')");
+  std::map<std::string, std::pair<int64_t, int64_t>> seen;  // key -> (origin, change id)
+  for (const char* table : {"kv", "tk", "ck"}) {
+    for (const ChangeRecord& r : Changes(table)) {
+      ASSERT_TRUE(r.prev.has_value()) << table;
+      std::string key = table;
+      for (const Value& v : r.key) absl::StrAppend(&key, " ", v.DebugString());
+      seen[key] = {r.prev->origin, r.prev->change_id};
+    }
+  }
+  using Seen = std::pair<int64_t, int64_t>;
+  EXPECT_EQ(seen,
+            (std::map<std::string, Seen>{
+                {"ck 1 'a'", {5, 15}},
+                {"kv -7", {3, 10}},
+                {"kv 2", {3, 9}},
+                {"kv 3", {0, 0}},
+                {"tk 2", {4, 12}},
+                {"tk '2'", {4, 11}},
+                {"tk 2.5", {-1, 13}},  // Held: recorded as this node's own write.
+                {absl::StrCat("tk ", Value::Text(std::string("a\0b", 3)).DebugString()), {4, 14}},
+            }));
+  // An install over the current layout leaves it as it is.
+  Install();
+  EXPECT_EQ(
+      *db_->QueryValue("SELECT count(*) FROM \"__marmot__versions\" WHERE typeof(key) = 'integer'"),
+      Value::Integer(3));
 }
 
 TEST_F(ChangeLogTest, CleanupLeavesSqliteMasterExactlyAsBefore) {

@@ -316,7 +316,7 @@ TEST(SchemaHuntProcessTest,
       << Tail(cluster.log(2));
   // Both rows reached nodes 1 and 3 (their versions are there).
   const std::string versions =
-      "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'kv' AND key IN ('10', '11');";
+      "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'kv' AND key IN (10, 11);";
   ASSERT_TRUE(cluster.WaitForEverywhere(versions, "2\n", 30s)) << cluster.OnEveryNode(versions);
   const std::string present_or_kept =
       "SELECT (SELECT count(*) FROM kv WHERE k IN (10, 11)) + "
