@@ -23,8 +23,8 @@
 namespace marmot::replicator {
 
 inline constexpr char kConflictsTable[] = "__marmot__conflicts";
-// `key` is the row's key as __marmot__versions has it; `op` the losing change's (I, U, D);
-// `at_ms` when its origin read it; `winner_*` the version it lost to.
+// `key` is the row's key as __marmot__versions has it, as text (RowVersions::KeyOf); `op` the
+// losing change's (I, U, D); `at_ms` when its origin read it; `winner_*` the version it lost to.
 inline constexpr char kCreateConflicts[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__conflicts\" (id INTEGER PRIMARY KEY, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL, "

@@ -112,7 +112,8 @@ absl::Status RemoveCapture(Database& db);
 // b-tree rather than landing all over it as their texts would (1, 10, 100, 2, ...); every other
 // key is text. Compare `key` only with expressions that have no affinity either (a bound
 // parameter, RowVersionKeySql's CASE): against a column of INTEGER affinity, the text '1.0'
-// would be taken for 1.
+// would be taken for 1. The text of a key (RowVersions::KeyOf, the `key` of conflicts) is
+// CAST(key AS TEXT), which is exact: no other key's text is an integer's digits.
 inline constexpr char kRowVersionsTable[] = "__marmot__versions";
 inline constexpr char kCreateRowVersions[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key NOT NULL, "

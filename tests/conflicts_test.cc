@@ -17,6 +17,7 @@ namespace marmot {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::HasSubstr;
 
 constexpr char kSchema[] = "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT, edits INTEGER);";
 constexpr char kRows[] = "SELECT id, body, edits FROM doc ORDER BY id;";
@@ -42,6 +43,44 @@ TEST(ConflictsTest, AChainOfEditsAcrossNodesKeepsNoConflict) {
   cluster.Sql(3, "INSERT INTO doc VALUES (2, 'again', 0);");
   ASSERT_TRUE(cluster.WaitForSame(kRows, 30s));
   EXPECT_EQ(cluster.Sql(1, kRows), "1|draft +2 +3 +1 +2 +3 +1|6\n2|again|0\n");
+  for (int node = 1; node <= 3; ++node) {
+    EXPECT_EQ(cluster.Sql(node, kConflicts), "") << "node " << node;
+  }
+}
+
+// A node upgraded from the release that kept every row version's key as text (quote()'s digits
+// for an INTEGER key): its versions are rewritten when it starts, and its application's edits
+// of rows written elsewhere are still made after seeing them.
+TEST(ConflictsTest, VersionsKeptAsTextByAnEarlierReleaseAreRewrittenAtStartAndStillSeen) {
+  testing::LocalCluster cluster({.nodes = 3, .shards = 2, .schema = kSchema});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO doc VALUES (1, 'one', 0), (2, 'two', 0);");
+  ASSERT_TRUE(cluster.WaitForSame(kRows, 30s));
+  const std::string versions = "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'doc';";
+  ASSERT_TRUE(cluster.WaitForEverywhere(versions, "2\n", 30s)) << cluster.OnEveryNode(versions);
+  // Given node 2's file as the earlier release left it.
+  ASSERT_EQ(cluster.StopNode(2), 0);
+  cluster.Sql(
+      2,
+      "BEGIN; CREATE TABLE earlier AS SELECT * FROM \"__marmot__versions\";"
+      "DROP TABLE \"__marmot__versions\";"
+      "CREATE TABLE \"__marmot__versions\" (tbl TEXT NOT NULL, key TEXT NOT NULL, shard INTEGER "
+      "NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, change_id INTEGER NOT "
+      "NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, key)) WITHOUT "
+      "ROWID;"
+      "INSERT INTO \"__marmot__versions\" SELECT * FROM earlier; DROP TABLE earlier; COMMIT;");
+  const std::string types = "SELECT DISTINCT typeof(key) FROM \"__marmot__versions\";";
+  ASSERT_EQ(cluster.Sql(2, types), "text\n");
+  // When it starts again.
+  cluster.StartNode(2);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(2, 30s)) << cluster.log(2);
+  // Then the keys are integers again, and an edit made on node 2 is made after seeing node 1's
+  // version of the row: it applies everywhere and no conflict is kept.
+  EXPECT_EQ(cluster.Sql(2, types), "integer\n");
+  EXPECT_THAT(cluster.log(2), HasSubstr("rewritten in its current layout"));
+  cluster.Sql(2, "UPDATE doc SET body = 'edited on 2', edits = edits + 1;");
+  ASSERT_TRUE(cluster.WaitForSame(kRows, 30s));
+  EXPECT_EQ(cluster.Sql(1, kRows), "1|edited on 2|1\n2|edited on 2|1\n");
   for (int node = 1; node <= 3; ++node) {
     EXPECT_EQ(cluster.Sql(node, kConflicts), "") << "node " << node;
   }
