@@ -438,7 +438,10 @@ absl::Status EnsureRowVersions(Database& db) {
   if (!txn.ok()) return txn.status();
   rewrite = earlier();  // Another connection may have rewritten it meanwhile.
   if (!rewrite.ok()) return rewrite.status();
-  if (!*rewrite) return txn->Commit();
+  if (!*rewrite) {
+    if (absl::Status s = db.Exec(kCreateRowVersions); !s.ok()) return s;
+    return txn->Commit();
+  }
   absl::StatusOr<std::set<std::string>> columns = ColumnsOf(db, kRowVersionsTable);
   if (!columns.ok()) return columns.status();
   std::vector<std::string> names, copied;  // Every column it has; the key converted.
