@@ -172,7 +172,7 @@ absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> RowVersions::Hel
       return row.status();
     }
     if (!*row) break;
-    held.emplace((*stmt)->Column(0).bytes(), ReadVersion(**stmt, 1));
+    held.emplace(KeyText((*stmt)->Column(0)), ReadVersion(**stmt, 1));
   }
   (*stmt)->Reset();
   // As Get() reads them: the open batch's versions of the table (only those Set in it differ
