@@ -1192,6 +1192,18 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   auto body = [](const std::string& sql) { return WithTableName(sql, "t"); };
   std::vector<SchemaChange> table_renames;
   std::map<std::string, std::string> renamed_names;  // lower case: old -> new, tables, columns
+  // Table `from` (as the baseline has it) renamed to `to` (as it is now).
+  auto renamed_table = [&](const SchemaObject& from, const SchemaObject& to) {
+    SchemaChange& c = table_renames.emplace_back();
+    c.set_kind(SchemaChange::RENAME_TABLE);
+    c.set_type("table");
+    c.set_name(from.name);
+    c.set_new_name(to.name);
+    c.set_sql(to.sql);
+    c.set_before_sql(from.sql);
+    renamed_names[absl::AsciiStrToLower(from.name)] = absl::AsciiStrToLower(to.name);
+    settled.insert(to.name);
+  };
   // Tables renamed away and made again under their name (ALTER TABLE T RENAME TO U; CREATE
   // TABLE T ...): T reads as before, or not, but it is another table. A table is its root page
   // (ALTER TABLE RENAME keeps it), so T is renamed away when it stands on another root page than
@@ -1237,16 +1249,8 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     for (const auto& [b, to] : away) {
       auto unpaired = std::find(new_tables.begin(), new_tables.end(), to);
       if (moved || unpaired == new_tables.end()) break;
-      SchemaChange& c = table_renames.emplace_back();
-      c.set_kind(SchemaChange::RENAME_TABLE);
-      c.set_type("table");
-      c.set_name(b->name);
-      c.set_new_name(to->name);
-      c.set_sql(to->sql);
-      c.set_before_sql(b->sql);
-      renamed_names[absl::AsciiStrToLower(b->name)] = absl::AsciiStrToLower(to->name);
+      renamed_table(*b, *to);
       renamed_away.insert(b->name);
-      settled.insert(to->name);
       new_tables.erase(unpaired);
       // The table under the old name is a new one: created, or renamed from a table gone.
       const SchemaObject* made = here.at({b->type, b->name});
@@ -1275,17 +1279,9 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     for (const auto& [gone, news] : matches_of_gone) {
       if (news.size() != 1 || matches_of_new[news[0]] != 1) continue;
       const SchemaObject* o = news[0];
-      SchemaChange& c = table_renames.emplace_back();
-      c.set_kind(SchemaChange::RENAME_TABLE);
-      c.set_type("table");
-      c.set_name(gone->name);
-      c.set_new_name(o->name);
-      c.set_sql(o->sql);
-      c.set_before_sql(gone->sql);
-      renamed_names[absl::AsciiStrToLower(gone->name)] = absl::AsciiStrToLower(o->name);
+      renamed_table(*gone, *o);
       paired.insert(gone);
       paired.insert(o);
-      settled.insert(o->name);
     }
     auto unpaired = [&](std::vector<const SchemaObject*>& tables) {
       tables.erase(std::remove_if(tables.begin(), tables.end(),
