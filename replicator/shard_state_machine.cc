@@ -235,9 +235,11 @@ absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t t
                                            const char* what) {
   SchemaEpochs& epochs = *options_.epochs;
   // Given up on already (shard `shard` stuck here): one wait of the bound per target, not one
-  // per entry, or a halted shard 0 would let this shard apply one entry per bound.
-  if (auto given_up = gave_up_through_.find(shard);
-      given_up != gave_up_through_.end() && target <= given_up->second) {
+  // per entry, or a halted shard 0 would let this shard apply one entry per bound; and none
+  // while that shard has not moved since.
+  if (auto given_up = gave_up_.find(shard);
+      given_up != gave_up_.end() &&
+      (target <= given_up->second.through || epochs.applied(shard) <= given_up->second.stood_at)) {
     return absl::OkStatus();
   }
   const absl::Time now = options_.env->MonotonicNow();
@@ -250,8 +252,9 @@ absl::Status ShardStateMachine::AwaitShard(uint64_t index, int shard, uint64_t t
   if (left <= absl::ZeroDuration()) {
     epochs.StopWaiting(shard_);
     if (options_.metrics != nullptr) options_.metrics->schema_waits_given_up.Increment();
-    uint64_t& through = gave_up_through_[shard];
-    through = std::max(through, target);
+    GaveUp& gave_up = gave_up_[shard];
+    gave_up.through = std::max(gave_up.through, target);
+    gave_up.stood_at = epochs.applied(shard);
     LOG(WARNING) << "shard " << shard_ << " index " << index << ": shard " << shard
                  << " did not apply index " << target << " (" << what << ") here within "
                  << kEpochWaitBound << " (it stands at " << epochs.applied(shard)

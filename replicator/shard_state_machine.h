@@ -132,9 +132,16 @@ class ShardStateMachine : public raft::host::StateMachine {
   // waits only the rest.
   uint64_t wait_entry_ = 0;
   absl::Time wait_since_;
-  // Per shard waited for, the highest index this shard gave up waiting for (the bound passed):
-  // later entries that need no more than it apply at once, without a wait of their own.
-  std::map<int, uint64_t> gave_up_through_;
+  // Per shard waited for, the highest index this shard gave up waiting for (the bound passed),
+  // and where that shard stood then: later entries that need no more than it apply at once,
+  // without a wait of their own, and so do those that need more while that shard has not moved
+  // since (halted, or without a leader: a migration of many schema changes would wait the
+  // bound for each).
+  struct GaveUp {
+    uint64_t through = 0;
+    uint64_t stood_at = 0;
+  };
+  std::map<int, GaveUp> gave_up_;
   bool waiting_ = false;  // NoteWaiting
 };
 
