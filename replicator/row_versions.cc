@@ -160,7 +160,10 @@ absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> RowVersions::Hel
     const std::string& table) {
   static const std::string* const sql = new std::string(absl::StrCat(
       "SELECT key, ", kColumns, " FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
-      " WHERE tbl = ?1 AND held IS NOT NULL ORDER BY key"));
+      // Without it SQLite scans the table's versions by its key: every version of the table,
+      // per write (apply_bench unique:1 took 30x as long).
+      " INDEXED BY ", sqlite::QuoteIdentifier(sqlite::kRowVersionsHeldIndex),
+      " WHERE tbl = ?1 AND held IS NOT NULL"));
   absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = (*stmt)->BindAll({Value::Text(table)}); !s.ok()) return s;

@@ -115,6 +115,7 @@ absl::Status RemoveCapture(Database& db);
 // would be taken for 1. The text of a key (RowVersions::KeyOf, the `key` of conflicts) is
 // CAST(key AS TEXT), which is exact: no other key's text is an integer's digits.
 inline constexpr char kRowVersionsTable[] = "__marmot__versions";
+inline constexpr char kRowVersionsHeldIndex[] = "__marmot__versions_held";
 inline constexpr char kCreateRowVersions[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key NOT NULL, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
