@@ -22,20 +22,20 @@ absl::StatusOr<bool> RowAlreadyIs(sqlite::Database& db, const TableWriter& w, co
   if (c.op() != change::v1::OP_INSERT && c.op() != change::v1::OP_UPDATE) return false;
   const size_t width = t.columns_size() + (w.keyed_by_rowid ? 1 : 0);
   if (c.row_size() != t.columns_size()) return false;  // Malformed: ApplyChange says why.
-  absl::StatusOr<Statement*> stmt = db.Kept(w.select_row);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll(KeyOf(t, key_positions, c)); !s.ok()) return s;
-  absl::StatusOr<bool> found = (*stmt)->Step();
-  if (!found.ok()) return found.status();
-  bool same = *found;
-  for (size_t i = 0; same && i < width; ++i) {
-    const int column = static_cast<int>(i);
-    const Value expected = w.keyed_by_rowid
-                               ? (i == 0 ? FromWire(c.rowid()) : FromWire(c.row(column - 1)))
-                               : FromWire(c.row(column));
-    same = (*stmt)->Column(column) == expected;
-  }
-  (*stmt)->Reset();
+  bool same = false;
+  absl::Status s =
+      db.QueryKept(w.select_row, KeyOf(t, key_positions, c), [&](const Statement& row) {
+        same = true;
+        for (size_t i = 0; same && i < width; ++i) {
+          const int column = static_cast<int>(i);
+          const Value expected = w.keyed_by_rowid
+                                     ? (i == 0 ? FromWire(c.rowid()) : FromWire(c.row(column - 1)))
+                                     : FromWire(c.row(column));
+          same = row.Column(column) == expected;
+        }
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
   return same;
 }
 
@@ -241,16 +241,6 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
   if (v.change_id <= *own_applied) return true;
   absl::StatusOr<std::vector<std::string>> keys = VersionKeys();
   if (!keys.ok()) return keys.status();
-  absl::StatusOr<Statement*> stmt = table_.state_.db.Kept(absl::StrCat(
-      "SELECT id, origin, change_id, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
-      " WHERE tbl = ?1 AND shard = ?2 AND winner_origin = ?3 AND winner_change_id = ?4 "
-      "AND raft_index = ?5 ORDER BY id DESC"));
-  if (!stmt.ok()) return stmt.status();
-  absl::Status bound =
-      (*stmt)->BindAll({Value::Text(table_.t_.table()), Value::Integer(table_.shard_),
-                        Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id),
-                        Value::Integer(static_cast<int64_t>(v.raft_index))});
-  if (!bound.ok()) return bound;
   struct Kept {
     int64_t id;
     uint64_t origin;
@@ -258,18 +248,20 @@ absl::StatusOr<bool> ChangeView::MadeWithoutSeeingItsRow() {
     std::string change;
   };
   std::vector<Kept> kept;
-  for (;;) {
-    absl::StatusOr<bool> found = (*stmt)->Step();
-    if (!found.ok()) {
-      (*stmt)->Reset();
-      return found.status();
-    }
-    if (!*found) break;
-    kept.push_back({(*stmt)->Column(0).integer(),
-                    static_cast<uint64_t>((*stmt)->Column(1).integer()),
-                    (*stmt)->Column(2).integer(), (*stmt)->Column(3).bytes()});
-  }
-  (*stmt)->Reset();
+  absl::Status read = table_.state_.db.QueryKept(
+      absl::StrCat(
+          "SELECT id, origin, change_id, change FROM ", sqlite::QuoteIdentifier(kConflictsTable),
+          " WHERE tbl = ?1 AND shard = ?2 AND winner_origin = ?3 AND winner_change_id = ?4 "
+          "AND raft_index = ?5 ORDER BY id DESC"),
+      {Value::Text(table_.t_.table()), Value::Integer(table_.shard_),
+       Value::Integer(static_cast<int64_t>(local)), Value::Integer(v.change_id),
+       Value::Integer(static_cast<int64_t>(v.raft_index))},
+      [&](const Statement& row) {
+        kept.push_back({row.Column(0).integer(), static_cast<uint64_t>(row.Column(1).integer()),
+                        row.Column(2).integer(), row.Column(3).bytes()});
+        return absl::OkStatus();
+      });
+  if (!read.ok()) return read;
   for (const Kept& k : kept) {
     change::v1::TableChanges t;
     if (!t.ParseFromString(k.change) || t.changes_size() != 1) continue;

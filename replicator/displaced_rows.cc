@@ -305,37 +305,28 @@ absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, Row
   std::vector<KeptAtOnce> kept;
   std::vector<int64_t> ids;
   std::vector<std::string> keys;
-  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(absl::StrCat(
-      "SELECT id, raft_index, origin, change, key FROM ", sqlite::QuoteIdentifier(kConflictsTable),
-      " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 ORDER BY id"));
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({sqlite::Value::Integer(shard),
-                                         sqlite::Value::Integer(static_cast<int64_t>(local_node)),
-                                         sqlite::Value::Integer(local_change)});
-      !s.ok()) {
-    return s;
-  }
-  for (;;) {
-    absl::StatusOr<bool> row = (*stmt)->Step();
-    if (!row.ok()) {
-      (*stmt)->Reset();
-      return row.status();
-    }
-    if (!*row) break;
-    KeptAtOnce k;
-    k.raft_index = static_cast<uint64_t>((*stmt)->Column(1).integer());
-    k.origin = static_cast<uint64_t>((*stmt)->Column(2).integer());
-    if (!k.change.ParseFromString((*stmt)->Column(3).bytes()) || k.change.changes_size() != 1) {
-      (*stmt)->Reset();
-      return absl::DataLossError("a conflict kept at once cannot be read");
-    }
-    // A row this node's change replaced through a UNIQUE value after it was written names it
-    // too, but a change that lost was never written: all of them were kept at once.
-    ids.push_back((*stmt)->Column(0).integer());
-    keys.push_back((*stmt)->Column(4).bytes());
-    kept.push_back(std::move(k));
-  }
-  (*stmt)->Reset();
+  absl::Status read = db.QueryKept(
+      absl::StrCat(
+          "SELECT id, raft_index, origin, change, key FROM ",
+          sqlite::QuoteIdentifier(kConflictsTable),
+          " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 ORDER BY id"),
+      {sqlite::Value::Integer(shard), sqlite::Value::Integer(static_cast<int64_t>(local_node)),
+       sqlite::Value::Integer(local_change)},
+      [&](const sqlite::Statement& row) {
+        KeptAtOnce k;
+        k.raft_index = static_cast<uint64_t>(row.Column(1).integer());
+        k.origin = static_cast<uint64_t>(row.Column(2).integer());
+        if (!k.change.ParseFromString(row.Column(3).bytes()) || k.change.changes_size() != 1) {
+          return absl::DataLossError("a conflict kept at once cannot be read");
+        }
+        // A row this node's change replaced through a UNIQUE value after it was written names
+        // it too, but a change that lost was never written: all of them were kept at once.
+        ids.push_back(row.Column(0).integer());
+        keys.push_back(row.Column(4).bytes());
+        kept.push_back(std::move(k));
+        return absl::OkStatus();
+      });
+  if (!read.ok()) return read;
   std::vector<KeptAtOnce> taken;
   for (size_t i = 0; i < kept.size(); ++i) {
     absl::StatusOr<std::optional<RowVersion>> version =

@@ -16,16 +16,6 @@ namespace {
 using sqlite::Statement;
 using sqlite::Value;
 
-// Runs `stmt` (kept, bound) to its first row and hands it to `read`; resets it either way.
-template <typename Read>
-absl::Status StepOnce(Statement& stmt, bool& found, Read read) {
-  absl::StatusOr<bool> row = stmt.Step();
-  found = row.ok() && *row;
-  if (found) read(stmt);
-  stmt.Reset();
-  return row.status();
-}
-
 RowVersion ReadVersion(const Statement& stmt, int first) {
   RowVersion v;
   v.shard = static_cast<int>(stmt.Column(first).integer());
@@ -128,14 +118,12 @@ absl::StatusOr<std::string> RowVersions::KeyOf(const std::vector<Value>& key) {
 absl::StatusOr<std::string> RowVersions::KeyOfBySqlite(const std::vector<Value>& key) {
   std::vector<std::string> params;
   for (size_t i = 0; i < key.size(); ++i) params.push_back(absl::StrCat("?", i + 1));
-  absl::StatusOr<Statement*> stmt =
-      db_.Kept(absl::StrCat("SELECT ", sqlite::RowVersionKeySql(params)));
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll(key); !s.ok()) return s;
   std::string text;
-  bool found = false;
-  absl::Status s =
-      StepOnce(**stmt, found, [&](const Statement& st) { text = KeyText(st.Column(0)); });
+  absl::Status s = db_.QueryKept(absl::StrCat("SELECT ", sqlite::RowVersionKeySql(params)), key,
+                                 [&](const Statement& row) {
+                                   text = KeyText(row.Column(0));
+                                   return absl::OkStatus();
+                                 });
   if (!s.ok()) return s;
   return text;
 }
@@ -145,13 +133,12 @@ absl::StatusOr<std::optional<RowVersion>> RowVersions::Stored(const std::string&
   static const std::string* const sql = new std::string(absl::StrCat(
       "SELECT ", kColumns, " FROM ", sqlite::QuoteIdentifier(sqlite::kRowVersionsTable),
       " WHERE tbl = ?1 AND key = ?2"));
-  absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({Value::Text(table), StoredKey(key)}); !s.ok()) return s;
   std::optional<RowVersion> stored;
-  bool found = false;
   absl::Status s =
-      StepOnce(**stmt, found, [&](const Statement& st) { stored = ReadVersion(st, 0); });
+      db_.QueryKept(*sql, {Value::Text(table), StoredKey(key)}, [&](const Statement& row) {
+        stored = ReadVersion(row, 0);
+        return absl::OkStatus();
+      });
   if (!s.ok()) return s;
   return stored;
 }
@@ -164,20 +151,12 @@ absl::StatusOr<std::vector<std::pair<std::string, RowVersion>>> RowVersions::Hel
       // per write (apply_bench unique:1 took 30x as long).
       " INDEXED BY ", sqlite::QuoteIdentifier(sqlite::kRowVersionsHeldIndex),
       " WHERE tbl = ?1 AND held IS NOT NULL"));
-  absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll({Value::Text(table)}); !s.ok()) return s;
   std::map<std::string, RowVersion> held;
-  for (;;) {
-    absl::StatusOr<bool> row = (*stmt)->Step();
-    if (!row.ok()) {
-      (*stmt)->Reset();
-      return row.status();
-    }
-    if (!*row) break;
-    held.emplace(KeyText((*stmt)->Column(0)), ReadVersion(**stmt, 1));
-  }
-  (*stmt)->Reset();
+  absl::Status s = db_.QueryKept(*sql, {Value::Text(table)}, [&](const Statement& row) {
+    held.emplace(KeyText(row.Column(0)), ReadVersion(row, 1));
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
   // As Get() reads them: the open batch's versions of the table (only those Set in it differ
   // from the stored ones), then newer deferred ones.
   const bool batched = batch_.has_value() && batch_->table == table;
@@ -309,19 +288,11 @@ absl::StatusOr<std::unique_ptr<RowVersions::Batch>> RowVersions::BeginBatch(
     for (size_t i = first; i < first + kBatchRows; ++i) {
       values.push_back(i < unread.size() ? StoredKey(*unread[i]) : Value::Null());
     }
-    absl::StatusOr<Statement*> stmt = db_.Kept(*sql);
-    if (!stmt.ok()) return stmt.status();
-    if (absl::Status s = (*stmt)->BindAll(values); !s.ok()) return s;
-    for (;;) {
-      absl::StatusOr<bool> row = (*stmt)->Step();
-      if (!row.ok()) {
-        (*stmt)->Reset();
-        return row.status();
-      }
-      if (!*row) break;
-      batched.slots[KeyText((*stmt)->Column(0))].version = ReadVersion(**stmt, 1);
-    }
-    (*stmt)->Reset();
+    absl::Status s = db_.QueryKept(*sql, values, [&](const Statement& row) {
+      batched.slots[KeyText(row.Column(0))].version = ReadVersion(row, 1);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
   }
   batch_ = std::move(batched);
   return std::unique_ptr<Batch>(new Batch(*this));

@@ -295,24 +295,16 @@ namespace {
 absl::StatusOr<std::vector<RowInTheWay>> ReadWholeRows(sqlite::Database& db, const TableWriter& w,
                                                        const std::string& sql,
                                                        const std::vector<Value>& binds) {
-  absl::StatusOr<sqlite::Statement*> stmt = db.Kept(sql);
-  if (!stmt.ok()) return stmt.status();
-  if (absl::Status s = (*stmt)->BindAll(binds); !s.ok()) return s;
   const int width = static_cast<int>(w.whole_columns.size()) + (w.keyed_by_rowid ? 1 : 0);
   std::vector<RowInTheWay> rows;
-  for (;;) {
-    absl::StatusOr<bool> found = (*stmt)->Step();
-    if (!found.ok()) {
-      (*stmt)->Reset();
-      return found.status();
-    }
-    if (!*found) break;
+  absl::Status s = db.QueryKept(sql, binds, [&](const sqlite::Statement& found) {
     RowInTheWay row;
-    for (int i = 0; i < width; ++i) row.row.push_back((*stmt)->Column(i));
+    for (int i = 0; i < width; ++i) row.row.push_back(found.Column(i));
     for (int i : w.whole_key) row.key.push_back(row.row[i]);
     rows.push_back(std::move(row));
-  }
-  (*stmt)->Reset();
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
   return rows;
 }
 

@@ -181,6 +181,23 @@ absl::Status Database::RunKept(const std::string& sql, const std::vector<Value>&
   return s;
 }
 
+absl::Status Database::QueryKept(const std::string& sql, const std::vector<Value>& values,
+                                 absl::FunctionRef<absl::Status(const Statement&)> visit) {
+  absl::StatusOr<Statement*> stmt = Kept(sql);
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = (*stmt)->BindAll(values);
+  while (s.ok()) {
+    absl::StatusOr<bool> row = (*stmt)->Step();
+    if (!row.ok() || !*row) {
+      s = row.status();
+      break;
+    }
+    s = visit(**stmt);
+  }
+  (*stmt)->Reset();
+  return s;
+}
+
 absl::StatusOr<Value> Database::QueryKeptValue(const std::string& sql) {
   absl::StatusOr<Statement*> stmt = Kept(sql);
   if (!stmt.ok()) return stmt.status();

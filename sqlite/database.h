@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -78,10 +79,14 @@ class Database {
   // Statements run often are prepared at their first use and kept for the connection's life.
   // Kept() returns one reset and ready to bind; the pointer stays valid until DropKept(), which
   // finalizes them all (after a schema change, say, so that statements of dropped tables go).
-  // RunKept binds `values` and runs to completion; QueryKeptValue is QueryValue through a kept
-  // statement.
+  // RunKept binds `values` and runs to completion; QueryKept binds them and hands each row to
+  // `visit`, stopping at the first error it returns; QueryKeptValue is QueryValue through a kept
+  // statement. Each resets the statement when done, even on error (an unreset statement keeps
+  // its read transaction open).
   absl::StatusOr<Statement*> Kept(const std::string& sql);
   absl::Status RunKept(const std::string& sql, const std::vector<Value>& values);
+  absl::Status QueryKept(const std::string& sql, const std::vector<Value>& values,
+                         absl::FunctionRef<absl::Status(const Statement&)> visit);
   absl::StatusOr<Value> QueryKeptValue(const std::string& sql);
   void DropKept();
 

@@ -107,6 +107,34 @@ TEST(DatabaseTest, KeptStatementsArePreparedOnceAndDroppedOnRequest) {
   EXPECT_EQ(*db->QueryKeptValue("SELECT sum(x) + sum(y) FROM t"), Value::Integer(15));
 }
 
+TEST(DatabaseTest, QueryKeptVisitsEachRowAndResetsWhenAVisitFails) {
+  auto db = Database::Open(testing::NewTempDir("query-kept") + "/q.db");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3), (4)").ok());
+  const std::string sql = "SELECT x FROM t WHERE x > ? ORDER BY x";
+  std::vector<int64_t> seen;
+  absl::Status s = db->QueryKept(sql, {Value::Integer(1)}, [&](const Statement& row) {
+    seen.push_back(row.Column(0).integer());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(seen, (std::vector<int64_t>{2, 3, 4}));
+  seen.clear();
+  s = db->QueryKept(sql, {Value::Integer(0)}, [&](const Statement& row) {
+    seen.push_back(row.Column(0).integer());
+    return seen.size() == 2 ? absl::DataLossError("stop here") : absl::OkStatus();
+  });
+  EXPECT_EQ(s, absl::DataLossError("stop here"));
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2}));
+  // Stopped halfway, the statement was reset: it holds no read of t (DROP TABLE refuses a
+  // table a running statement reads).
+  s = db->Exec("DROP TABLE t");
+  EXPECT_TRUE(s.ok()) << s;
+  // A statement that fails to prepare or bind is the error.
+  EXPECT_FALSE(
+      db->QueryKept("SELEKT 1", {}, [](const Statement&) { return absl::OkStatus(); }).ok());
+}
+
 TEST(DatabaseTest, SwitchesToWalOrRefuses) {
   auto db = Database::Open(testing::NewTempDir("wal") + "/w.db");
   ASSERT_TRUE(db.ok());
