@@ -57,7 +57,9 @@ absl::StatusOr<sqlite::Database> OpenApplierDatabase(const std::string& db_path)
   if (absl::Status s = db->Exec(kStateTables); !s.ok()) return s;
   if (absl::Status s = db->Exec(kCreateSchemaEpoch); !s.ok()) return s;
   if (absl::Status s = db->Exec(kCreateConflicts); !s.ok()) return s;
-  if (absl::Status s = db->Exec(sqlite::kCreateRowVersions); !s.ok()) return s;
+  // (rewritten in its current layout if an older marmot left another: the applier may open
+  // the file before capture is installed, a tool or test without a keeper always does)
+  if (absl::Status s = sqlite::EnsureRowVersions(*db); !s.ok()) return s;
   return db;
 }
 
