@@ -770,7 +770,10 @@ absl::Status ChangeApplier::ApplySchemaChanges(
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own, shard0_index);
     if (!applied.ok()) return applied.status();
     if (c.kind() == change::v1::SchemaChange::RENAME_TABLE &&
-        (applied->outcome == SchemaApplied::kApplied || own)) {
+        (applied->outcome == SchemaApplied::kApplied ||
+         applied->outcome == SchemaApplied::kConflict || own)) {
+      // (A rename that lost to another of the same table moves the dead letters of its new
+      // name to the winner's, schema_changes.cc RenameLost.)
       // Its dead letters are the renamed table's now (schema_changes.h; on its origin too): so
       // is what holds its rows back here. Read within this transaction: again at the next Sync
       // should it fail.

@@ -949,6 +949,75 @@ absl::StatusOr<bool> RenamedAwayHere(sqlite::Database& db, const SchemaChange& c
   return !renamed->empty();
 }
 
+// This node's own rename of table `c.name()` that shard 0 has not ordered yet, where `c`, another
+// node's rename of it to another name, comes first: the table here on the page the baseline
+// knows the old one on, under a name the baseline does not know, reading as the table `c` made
+// but for its name, and no rename of the old name to it in the history (that one was ordered
+// and applied here, its baseline not taken yet, and `c` comes after it). Its name here, or
+// nothing.
+absl::StatusOr<std::optional<std::string>> OwnRenameNotOrderedYet(sqlite::Database& db,
+                                                                  const SchemaChange& c) {
+  absl::StatusOr<std::vector<std::vector<Value>>> here = db.QueryRows(absl::StrCat(
+      "SELECT m.name, m.sql FROM ", kBaseline,
+      " AS b JOIN sqlite_master AS m ON m.type = 'table' AND m.rootpage = b.rootpage"
+      " WHERE b.type = 'table' AND b.name = ",
+      Value::Text(c.name()).DebugString(), " COLLATE NOCASE AND m.name NOT IN (SELECT name FROM ",
+      kBaseline, " WHERE type = 'table')"));
+  if (!here.ok()) return here.status();
+  if (here->size() != 1 || (*here)[0][1].is_null()) return std::nullopt;
+  const std::string name = (*here)[0][0].bytes();
+  if (!SameButRenamed((*here)[0][1].bytes(), c.sql(),
+                      {{absl::AsciiStrToLower(name), absl::AsciiStrToLower(c.new_name())}})) {
+    return std::nullopt;
+  }
+  // Ordered already, before `c` (applied here, its baseline not taken yet): then `c` lost.
+  absl::StatusOr<bool> history = Exists(db, "table", kTableHistoryTable);
+  if (!history.ok()) return history.status();
+  if (*history) {
+    absl::StatusOr<std::vector<std::vector<Value>>> ordered = db.QueryRows(absl::StrCat(
+        "SELECT 1 FROM ", sqlite::QuoteIdentifier(kTableHistoryTable),
+        " WHERE \"from\" = ", Value::Text(absl::AsciiStrToLower(c.name())).DebugString(),
+        " AND \"to\" = ", Value::Text(name).DebugString(), " COLLATE NOCASE"));
+    if (!ordered.ok()) return ordered.status();
+    if (!ordered->empty()) return std::nullopt;
+  }
+  return name;
+}
+
+// Whether rename `c` at `shard0_index` lost to another node's rename of the same table to
+// another name that came first in shard 0's order (the table is neither under its old name nor
+// under `c`'s new one here, and the history renamed the old name before): the table's name here
+// then, which batches read before `shard0_index` under `c`'s new name mean. Nothing otherwise.
+absl::StatusOr<std::optional<std::string>> RenameLostTo(sqlite::Database& db, const SchemaChange& c,
+                                                        uint64_t shard0_index) {
+  if (shard0_index == 0) return std::nullopt;
+  for (const std::string& name : {c.name(), c.new_name()}) {
+    absl::StatusOr<std::optional<std::pair<std::string, std::string>>> here = TableHere(db, name);
+    if (!here.ok()) return here.status();
+    if (here->has_value()) return std::nullopt;
+  }
+  absl::StatusOr<std::optional<std::string>> winner = RenamedBefore(db, c.name(), shard0_index);
+  if (!winner.ok() || !winner->has_value()) return winner;
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> here = TableHere(db, **winner);
+  if (!here.ok()) return here.status();
+  if (!here->has_value()) return std::nullopt;
+  return (*here)->first;
+}
+
+// Rename `c` at `shard0_index` lost to `winner` (RenameLostTo): batches read before it that name
+// its new name mean `winner`, and what marmot keeps by that name (dead letters of such batches)
+// is `winner`'s. Reported as a conflict, on its origin too.
+absl::StatusOr<SchemaApplied> RenameLost(sqlite::Database& db, const SchemaChange& c,
+                                         uint64_t shard0_index, const std::string& winner) {
+  if (absl::Status s = RecordRenameLost(db, c.new_name(), winner, shard0_index); !s.ok()) return s;
+  if (absl::Status s = RenameTableState(db, c.new_name(), winner); !s.ok()) return s;
+  return SchemaApplied{
+      .outcome = SchemaApplied::kConflict,
+      .detail = absl::StrCat("table ", c.name(), " was renamed to ", winner,
+                             " first in shard 0's order; it stays ", winner,
+                             " everywhere, and rows written under ", c.new_name(), " go to it")};
+}
+
 absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const SchemaChange& c,
                                                uint64_t shard0_index) {
   if (c.type() != "table") return Refused("only a table is renamed");
@@ -1011,14 +1080,27 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
       return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
     }
   }
-  if (!from_here->has_value() || !to_here->empty()) {
+  // This node renamed the table to another name itself, and `c` came first in shard 0's order:
+  // the table takes `c`'s name here too (this node's rename will lose everywhere, RenameLost).
+  std::optional<std::string> own_rename;
+  if (!from_here->has_value() && to_here->empty()) {
+    absl::StatusOr<std::optional<std::string>> own = OwnRenameNotOrderedYet(db, c);
+    if (!own.ok()) return own.status();
+    own_rename = *own;
+    if (!own_rename.has_value()) {
+      absl::StatusOr<std::optional<std::string>> winner = RenameLostTo(db, c, shard0_index);
+      if (!winner.ok()) return winner.status();
+      if (winner->has_value()) return RenameLost(db, c, shard0_index, **winner);
+    }
+  }
+  if ((!from_here->has_value() && !own_rename.has_value()) || !to_here->empty()) {
     return SchemaApplied{
         .outcome = SchemaApplied::kConflict,
         .detail =
             absl::StrCat("table ", c.name(), from_here->has_value() ? " exists" : " is missing",
                          " here and ", to, to_here->empty() ? " does not" : " exists", "; kept")};
   }
-  const std::string from = (*from_here)->first;
+  const std::string from = own_rename.has_value() ? *own_rename : (*from_here)->first;
   absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
       OtherObjectsSql(db);
   if (!others.ok()) return others.status();
@@ -1032,11 +1114,15 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
   if (!*ran) return Refused(absl::StrCat("the rename cannot run here: ", why));
   // The baseline: the table under its new name, and the indexes, triggers and views SQLite
   // rewrote that were as the baseline holds them.
-  if (absl::Status s = ForgetInBaseline(db, "table", from); !s.ok()) return s;
+  const std::string baseline_name = own_rename.has_value() ? c.name() : from;
+  if (absl::Status s = ForgetInBaseline(db, "table", baseline_name); !s.ok()) return s;
   if (absl::Status s = RecordInBaseline(db, "table", to); !s.ok()) return s;
   absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> rewritten =
       OtherObjectsSql(db);
   if (!rewritten.ok()) return rewritten.status();
+  // Objects this node's own rename rewrote read as the baseline's but for the table's name.
+  const std::map<std::string, std::string> renamed = {
+      {absl::AsciiStrToLower(c.name()), absl::AsciiStrToLower(to)}};
   for (const auto& [key, sql] : *rewritten) {
     auto was = others->find(key);
     if (was == others->end()) continue;
@@ -1045,15 +1131,26 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
                                   " WHERE type = ", Value::Text(key.first).DebugString(),
                                   " AND name = ", Value::Text(key.second).DebugString()));
     if (!known.ok()) return known.status();
-    if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() == was->second) {
+    if (!known->empty() && !(*known)[0][0].is_null() &&
+        ((*known)[0][0].bytes() == was->second ||
+         (own_rename.has_value() && SameButRenamed((*known)[0][0].bytes(), sql, renamed)))) {
       if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
     }
+  }
+  if (own_rename.has_value()) {
+    // What marmot keeps by the old name (the own rename was pending: nothing moved yet).
+    if (absl::Status s = RenameTableState(db, c.name(), to); !s.ok()) return s;
   }
   if (absl::Status s = RenameTableState(db, from, to); !s.ok()) return s;
   if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
   absl::StatusOr<std::string> result = TableSqlHere(db, to);
   if (!result.ok()) return result.status();
   SchemaApplied applied{.outcome = SchemaApplied::kApplied, .table_changed = true};
+  if (own_rename.has_value()) {
+    applied.detail = absl::StrCat("this node's own rename of ", c.name(), " to ", from,
+                                  " comes later in shard 0's order and loses: ", from,
+                                  " renamed to ", to, " here");
+  }
   if (!SameButRenamed(*result, c.sql(), {})) {
     // Renamed, but its columns differ from the origin's: as a table given other columns here.
     applied.detail = absl::StrCat("renamed; table ", to, " here (", *result,
@@ -1532,6 +1629,18 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
       }
     }
     if (c.kind() == SchemaChange::RENAME_TABLE && !c.new_name().empty()) {
+      // Another node's rename of the table to another name came first, and this node took it
+      // (ApplyRenameTable): this one lost, here as everywhere.
+      absl::StatusOr<std::optional<std::string>> winner = RenameLostTo(db, c, shard0_index);
+      if (!winner.ok()) return winner.status();
+      if (winner->has_value()) {
+        absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+            absl::StrCat("SELECT 1 FROM ", kBaseline, " WHERE type = 'table' AND name IN (",
+                         Value::Text(c.name()).DebugString(), ", ",
+                         Value::Text(c.new_name()).DebugString(), ") COLLATE NOCASE"));
+        if (!known.ok()) return known.status();
+        if (known->empty()) return RenameLost(db, c, shard0_index, **winner);
+      }
       // Renamed here by this node itself: where the table's rows route, and what its old name
       // means in batches read before (table_renames.h). What marmot keeps by the old name
       // follows the table here too, at this point of shard 0's order as on every other node:
@@ -1631,6 +1740,11 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
         if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
         break;
       case SchemaChange::RENAME_TABLE: {
+        // Lost to another node's rename that came first (ApplyRenameTable took that one here):
+        // the baseline holds the table under the winner's name already.
+        absl::StatusOr<bool> lost = RenameLostAt(db, c.new_name(), shard0_index);
+        if (!lost.ok()) return lost.status();
+        if (*lost) break;
         absl::StatusOr<bool> taken = RenameTakenAlready(db, c.new_name());
         s = taken.status();
         if (s.ok()) s = ForgetInBaseline(db, "table", c.name());

@@ -60,7 +60,14 @@
 // table away itself (the table of the new name reads as the origin's and stands on the page the
 // baseline knows the old one on, or on its own page in the baseline with this rename in the
 // history: the same migration ran here; only the first such rename in shard 0's order is
-// recorded), and a conflict otherwise; applied or already so, it records the table's route and
+// recorded), and a conflict otherwise; two renames of one table to different names (T to U, then
+// T to V in shard 0's order, made at once on two nodes) end as the first everywhere: where
+// this node renamed T to V itself and that is not ordered yet (T's page in the baseline holds
+// V, as T read but for its name), T to U renames V to U, which takes what marmot kept by T and
+// V; T to V then finds neither T nor V here and a rename of T before it in the history: a
+// conflict on every node, its origin's too, that records V as a name of U for batches read
+// before it (RecordRenameLost) and moves what marmot kept by V to U, and that the baseline of
+// its origin does not take when it commits; applied or already so, it records the table's route and
 // the rename's shard-0 index (table_renames.h), so that its rows stay in their shards and rows
 // of batches read before it find it.
 // REDEFINE makes the table again where it is as the origin's was (rows copied by column name,

@@ -73,6 +73,55 @@ absl::Status RecordTableRenamed(sqlite::Database& db, const std::string& from,
       {Value::Text(Lower(from)), Value::Text(to), Value::Integer(static_cast<int64_t>(index))});
 }
 
+absl::Status RecordRenameLost(sqlite::Database& db, const std::string& lost,
+                              const std::string& winner, uint64_t index) {
+  if (absl::Status s = EnsureTableRenameState(db); !s.ok()) return s;
+  return Run(
+      db,
+      absl::StrCat("INSERT OR REPLACE INTO ", sqlite::QuoteIdentifier(kTableHistoryTable),
+                   " (\"from\", \"to\", shard0_index) VALUES (?1, ?2, ?3)"),
+      {Value::Text(Lower(lost)), Value::Text(winner), Value::Integer(static_cast<int64_t>(index))});
+}
+
+absl::StatusOr<bool> RenameLostAt(sqlite::Database& db, const std::string& lost, uint64_t index) {
+  absl::StatusOr<bool> has = HasTables(db);
+  if (!has.ok() || !*has) return has;
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+      "SELECT 1 FROM ", sqlite::QuoteIdentifier(kTableHistoryTable),
+      " WHERE \"from\" = ", Value::Text(Lower(lost)).DebugString(), " AND shard0_index = ", index));
+  if (!rows.ok()) return rows.status();
+  return !rows->empty();
+}
+
+absl::StatusOr<std::optional<std::string>> RenamedBefore(sqlite::Database& db,
+                                                         const std::string& name, uint64_t before) {
+  absl::StatusOr<bool> has = HasTables(db);
+  if (!has.ok()) return has.status();
+  if (!*has) return std::nullopt;
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+      "SELECT \"from\", \"to\", shard0_index FROM ", sqlite::QuoteIdentifier(kTableHistoryTable),
+      " WHERE shard0_index < ", before, " ORDER BY shard0_index"));
+  if (!rows.ok()) return rows.status();
+  // The newest rename of `name` below `before`.
+  std::optional<std::string> at;
+  int64_t after = 0;
+  for (const std::vector<Value>& r : *rows) {
+    if (r[0].bytes() == Lower(name)) {
+      at = r[1].bytes();
+      after = r[2].integer();
+    }
+  }
+  if (!at.has_value()) return std::nullopt;
+  // Then each later rename of the name it got, in order (each step moves to a later index).
+  for (const std::vector<Value>& r : *rows) {
+    if (r[2].integer() > after && r[0].bytes() == Lower(*at)) {
+      at = r[1].bytes();
+      after = r[2].integer();
+    }
+  }
+  return at;
+}
+
 absl::Status ForgetTableRoute(sqlite::Database& db, const std::string& name) {
   if (absl::Status s = EnsureTableRenameState(db); !s.ok()) return s;
   return Run(

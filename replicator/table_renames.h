@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +51,24 @@ absl::Status EnsureTableRenameState(sqlite::Database& db);
 // Idempotent; inside the caller's transaction.
 absl::Status RecordTableRenamed(sqlite::Database& db, const std::string& from,
                                 const std::string& to, uint64_t index);
+
+// Two nodes renamed one table at once to different names (T to U after T to V in shard 0's
+// order): the later rename lost, and the table stays V on every node, its origin's too. Records
+// that batches read before `index` (the lost rename's shard-0 index) that name `lost` (U: its
+// origin read its rows under U before it adopted V) mean `winner` (where V went by then). Routes
+// do not move: U routed as T did, as V does. Idempotent; inside the caller's transaction.
+absl::Status RecordRenameLost(sqlite::Database& db, const std::string& lost,
+                              const std::string& winner, uint64_t index);
+
+// Whether the history holds a rename lost at `index` whose losing name is `lost`.
+absl::StatusOr<bool> RenameLostAt(sqlite::Database& db, const std::string& lost, uint64_t index);
+
+// Where table `name` went by the renames the history holds below shard-0 index `before`: the
+// newest rename of `name` below it, then the renames of each new name after the one before
+// (chains followed, as NameHere does). Nothing when the history holds no rename of `name` below
+// `before`.
+absl::StatusOr<std::optional<std::string>> RenamedBefore(sqlite::Database& db,
+                                                         const std::string& name, uint64_t before);
 
 // A table created or dropped under `name`: it routes by its own name.
 absl::Status ForgetTableRoute(sqlite::Database& db, const std::string& name);

@@ -347,12 +347,13 @@ TEST(RenameHuntProcessTest, AVacuumOnARunningNodeIsNoSchemaChange) {
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
 }
 
-// Shows a schema that never meets (not fixed; README calls the second rename a conflict): nodes
-// 1 and 2 rename kv at once, to a and to b. Seen: nodes 1 and 3 end with table a, node 2 with b,
-// for good; each side's rows written under its name go to the other's dead letters ('table "b"
-// does not exist on this node'), Verify: 4 divergent shards (tables a and b). Expected: one name
-// everywhere (the first rename in shard 0's order), the rows of both under it.
-TEST(RenameHuntProcessTest, DISABLED_RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
+// Nodes 1 and 2 rename kv at once, to a and to b, each writing a row under its new name right
+// after. Was: nodes 1 and 3 ended with table a, node 2 with b, for good; each side's rows went to
+// the other's dead letters ('table "b" does not exist on this node'), Verify: 4 divergent shards.
+// Now the rename first in shard 0's order wins everywhere: the other node takes its name for the
+// table (schema_changes.h, "two renames of one table"), its own rename is reported as a conflict
+// on every node, and the rows of both end under the winning name.
+TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
   testing::LocalCluster cluster(Kv());
   cluster.Start();
   cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
@@ -363,14 +364,36 @@ TEST(RenameHuntProcessTest, DISABLED_RenamedAtOnceOnTwoNodesToDifferentNamesEnds
       [&] { cluster.Sql(2, "ALTER TABLE kv RENAME TO b; INSERT INTO b VALUES (20, 'b');"); });
   a.join();
   b.join();
-  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s)) << cluster.OnEveryNode(kUserSchema);
-  const std::string rows = "SELECT name FROM sqlite_master WHERE name IN ('a', 'b', 'kv');";
-  EXPECT_TRUE(cluster.WaitForSame(rows, 5s)) << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s))
+      << cluster.OnEveryNode(kUserSchema) << SchemaLines(cluster);
+  const std::string names = "SELECT name FROM sqlite_master WHERE name IN ('a', 'b', 'kv');";
+  EXPECT_TRUE(cluster.WaitForSame(names, 5s)) << cluster.OnEveryNode(names);
+  const std::string winner = cluster.Sql(3, names);
+  ASSERT_TRUE(winner == "a\n" || winner == "b\n") << cluster.OnEveryNode(names);
+  const std::string won = winner.substr(0, 1), lost = won == "a" ? "b" : "a";
+  // The winner's table holds the rows of both, written under either name.
+  const std::string rows = absl::StrCat("SELECT * FROM ", won, " ORDER BY k;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n10|a\n20|b\n", 60s))
+      << cluster.OnEveryNode(rows) << SchemaLines(cluster);
   EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 60s))
       << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  // Written again under it, on the losing node too.
+  const int loser = won == "a" ? 2 : 1;
+  cluster.Sql(loser, absl::StrCat("INSERT INTO ", won, " VALUES (30, 'c');"));
+  EXPECT_TRUE(
+      cluster.WaitForEverywhere(absl::StrCat("SELECT count(*) FROM ", won, ";"), "4\n", 30s))
+      << cluster.OnEveryNode(rows);
+  // The losing rename is reported as a conflict on every node: log and GetStatus.
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id),
+                HasSubstr(absl::StrCat("schema change conflicts: table kv renamed to ", lost)))
+        << "node " << id << "\n"
+        << SchemaLines(cluster);
+    EXPECT_GE(testing::PaneStatus(cluster, id, kAuth).schema_conflicts(), 1) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
   std::string why;
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
-  for (int id = 1; id <= 3; ++id) SCOPED_TRACE(Tail(cluster.log(id)));
 }
 
 // The table is renamed while node 3 is down; node 3's application wrote by the old name
