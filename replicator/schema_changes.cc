@@ -617,6 +617,42 @@ absl::Status RecordColumnsChanged(sqlite::Database& db, const std::string& table
   return RecordTableInBaseline(db, table, target, /*only_with_more_columns=*/false);
 }
 
+// Whether rename `c` of column `from` of `table` (its name here; `columns` its columns here, lower
+// case) to `to` lost to another node's rename of the column to another name that came first in
+// shard 0's order (neither `from` nor `to` here, and the column history renamed `from` to a
+// column here): that column, which changes that name `to` mean (RenameColumnLost). Nothing
+// otherwise.
+absl::StatusOr<std::optional<std::string>> ColumnRenameLostTo(
+    sqlite::Database& db, const std::string& table, const std::vector<std::string>& columns,
+    const std::string& from, const std::string& to) {
+  auto here = [&](const std::string& column) {
+    return std::find(columns.begin(), columns.end(), absl::AsciiStrToLower(column)) !=
+           columns.end();
+  };
+  if (here(from) || here(to)) return std::nullopt;
+  absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, table, from);
+  if (!went.ok() || !went->has_value()) return went;
+  const std::string winner = UnquotedName(**went);
+  if (winner.empty() || !here(winner) ||
+      absl::AsciiStrToLower(winner) == absl::AsciiStrToLower(to)) {
+    return std::nullopt;
+  }
+  return **went;
+}
+
+// Rename `c` lost to `winner` (ColumnRenameLostTo): a change that names its new name means
+// `winner`. Reported as a conflict, on its origin too.
+absl::StatusOr<SchemaApplied> RenameColumnLost(sqlite::Database& db, const std::string& table,
+                                               const SchemaChange& c, const std::string& winner) {
+  const std::string to = UnquotedName(c.columns(1));
+  if (absl::Status s = RecordColumnGone(db, table, to, winner); !s.ok()) return s;
+  return SchemaApplied{
+      .outcome = SchemaApplied::kConflict,
+      .detail = absl::StrCat("column ", c.columns(0), " of ", table, " was renamed to ", winner,
+                             " first in shard 0's order; it stays ", winner,
+                             " everywhere, and values written to ", to, " go to it")};
+}
+
 absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const SchemaChange& c) {
   if (c.type() != "table") return Refused("only a table's column is renamed");
   if (c.columns_size() != 2 || c.columns(0).empty() || c.columns(1).empty()) {
@@ -648,7 +684,71 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
            columns->end();
   };
   SchemaApplied applied{.outcome = SchemaApplied::kAlreadySo};
-  if (has(from) && !has(to)) {
+  // This node renamed the column to another name itself, not ordered in shard 0 yet (nor applied
+  // here, which the column history would tell), and `c` came first: the column takes `c`'s name
+  // here too (this node's rename will lose everywhere, RenameColumnLost).
+  std::optional<std::string> own_rename;
+  if (!has(from) && !has(to)) {
+    absl::StatusOr<std::optional<ColumnDiff>> own = OwnColumnChanges(db, name);
+    if (!own.ok()) return own.status();
+    absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, name, from);
+    if (!went.ok()) return went.status();
+    const std::vector<std::pair<std::string, std::string>> own_renamed =
+        own->has_value() ? (*own)->renamed : std::vector<std::pair<std::string, std::string>>();
+    for (const auto& [was, now] : own_renamed) {
+      const std::string now_name = UnquotedName(now);
+      if (absl::AsciiStrToLower(was) == absl::AsciiStrToLower(from) && has(now_name) &&
+          !(went->has_value() &&
+            absl::AsciiStrToLower(UnquotedName(**went)) == absl::AsciiStrToLower(now_name))) {
+        own_rename = now_name;
+      }
+    }
+    if (!own_rename.has_value()) {
+      absl::StatusOr<std::optional<std::string>> winner =
+          ColumnRenameLostTo(db, name, *columns, from, to);
+      if (!winner.ok()) return winner.status();
+      if (winner->has_value()) return RenameColumnLost(db, name, c, **winner);
+    }
+  }
+  if (own_rename.has_value()) {
+    absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+        OtherObjectsSql(db);
+    if (!others.ok()) return others.status();
+    std::vector<std::string> after = *columns;
+    for (std::string& column : after) {
+      if (column == absl::AsciiStrToLower(*own_rename)) column = absl::AsciiStrToLower(to);
+    }
+    absl::StatusOr<std::optional<SchemaApplied>> refused =
+        AlterExactly(db, name,
+                     absl::StrCat("ALTER TABLE ", sqlite::QuoteIdentifier(name), " RENAME COLUMN ",
+                                  sqlite::QuoteIdentifier(*own_rename), " TO ", to_token),
+                     after);
+    if (!refused.ok()) return refused.status();
+    if (refused->has_value()) return **refused;
+    // The indexes, triggers and views that name the column read as the baseline's but for it.
+    absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> rewritten =
+        OtherObjectsSql(db);
+    if (!rewritten.ok()) return rewritten.status();
+    const std::map<std::string, std::string> renamed = {
+        {absl::AsciiStrToLower(from), absl::AsciiStrToLower(to)}};
+    for (const auto& [key, sql] : *rewritten) {
+      absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
+          "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
+          " AND name = ", Value::Text(key.second).DebugString()));
+      if (!known.ok()) return known.status();
+      if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() != sql &&
+          SameButRenamed((*known)[0][0].bytes(), sql, renamed)) {
+        if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+      }
+    }
+    if (absl::Status s = RecordColumnGone(db, name, *own_rename, to); !s.ok()) return s;
+    applied = {.outcome = SchemaApplied::kApplied,
+               .detail = absl::StrCat("this node's own rename of column ", from, " of ", name,
+                                      " to ", *own_rename,
+                                      " comes later in shard 0's order and loses: ", *own_rename,
+                                      " renamed to ", to, " here"),
+               .table_changed = true};
+  } else if (has(from) && !has(to)) {
     absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
         OtherObjectsSql(db);
     if (!others.ok()) return others.status();
@@ -1609,9 +1709,17 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
     // object since, even before the change came back). Only an object it lacks altogether (its
     // file made anew, the log applied again) is made; renames and drops are remembered.
     if (c.kind() == SchemaChange::RENAME_COLUMN && c.columns_size() == 2) {
+      const std::string to = UnquotedName(c.columns(1));
+      // Another node's rename of the column to another name came first, and this node took it
+      // (ApplyRenameColumn): this one lost, here as everywhere.
+      absl::StatusOr<std::vector<std::string>> now = ColumnsHere(db, name);
+      if (!now.ok()) return now.status();
+      absl::StatusOr<std::optional<std::string>> winner =
+          ColumnRenameLostTo(db, name, *now, c.columns(0), to);
+      if (!winner.ok()) return winner.status();
+      if (winner->has_value()) return RenameColumnLost(db, name, c, **winner);
       // A column another node dropped first in shard 0 (which dropped it here under its new
       // name): the rename made nothing anywhere else, and the column it made is gone.
-      const std::string to = UnquotedName(c.columns(1));
       absl::StatusOr<bool> dropped =
           ColumnDroppedHere(db, name, c.columns(0), /*applied_only=*/true);
       if (!dropped.ok()) return dropped.status();
@@ -1752,8 +1860,23 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
         if (s.ok() && !*taken) s = RecordTableRenamed(db, c.name(), c.new_name(), shard0_index);
         break;
       }
-      case SchemaChange::ADD_COLUMNS:
       case SchemaChange::RENAME_COLUMN:
+        if (c.columns_size() == 2) {
+          // Lost to another node's rename of the column that came first (RenameColumnLost): the
+          // baseline holds the table with the winner's column already.
+          const std::string to = UnquotedName(c.columns(1));
+          absl::StatusOr<std::optional<std::string>> went = ColumnWentTo(db, c.name(), to);
+          if (!went.ok()) return went.status();
+          absl::StatusOr<std::vector<std::string>> now = ColumnsHere(db, c.name());
+          if (!now.ok()) return now.status();
+          if (went->has_value() && !(*went)->empty() &&
+              std::find(now->begin(), now->end(), absl::AsciiStrToLower(to)) == now->end()) {
+            break;
+          }
+        }
+        s = RecordTableInBaseline(db, c.name(), c.sql(), /*only_with_more_columns=*/false);
+        break;
+      case SchemaChange::ADD_COLUMNS:
       case SchemaChange::DROP_COLUMNS:
       case SchemaChange::REDEFINE:
         s = RecordTableInBaseline(db, c.name(), c.sql(), /*only_with_more_columns=*/false);

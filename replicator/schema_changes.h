@@ -52,7 +52,14 @@
 // different columns at once both end with both); a column of that name defined otherwise here
 // is a conflict. RENAME_COLUMN renames a column the table has (and not the new name yet),
 // DROP_COLUMNS drops those it has; either records the column in the column history (a rename
-// that conflicts does not), and both are already so where the table is as they make it.
+// that conflicts does not), and both are already so where the table is as they make it. Two
+// renames of one column to different names (a to b, then a to c in shard 0's order, made at
+// once on two nodes) end as the first everywhere: where this node renamed a to c itself and
+// that is neither ordered nor applied yet (its baseline against its table says so, and the
+// column history does not send a to c), a to b renames c to b; a to c then finds neither a nor
+// c and the history sending a to b, a column here: a conflict on every node, its origin's too,
+// that records c as a name of b in the column history (changes read before it that carry c
+// write b), and that the baseline of its origin does not take when it commits.
 // RENAME_TABLE renames the table where it exists under its old name and not under its new one
 // (its capture follows, sqlite/change_log.h; the conflicts, dead letters and column history
 // marmot keeps by its name too, and on the node that made the rename when it comes back, own),

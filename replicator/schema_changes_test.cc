@@ -310,11 +310,14 @@ TEST_F(SchemaChangesTest, ARenameThatConflictsLeavesTheHistoryAsItWas) {
       Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
                           "CREATE TABLE kv (k INTEGER PRIMARY KEY, other TEXT)", {"v", "other"}));
   EXPECT_EQ(second.outcome, SchemaApplied::kConflict) << second.detail;
-  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\";"), "kv|v|value\n");
+  // v still went to value; and a change that names other (its origin's, read before it took
+  // value's name) means value.
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM \"__marmot__column_history\" ORDER BY old;"),
+            "kv|other|value\nkv|v|value\n");
   // Nor does a rename of a column the table never had write one.
   EXPECT_EQ(Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv", "", {"nope", "k2"})).outcome,
             SchemaApplied::kConflict);
-  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__column_history\";"), "1\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__column_history\";"), "2\n");
 }
 
 TEST_F(SchemaChangesTest, ADropDropsOnceAndIsRemembered) {
@@ -337,6 +340,61 @@ TEST_F(SchemaChangesTest, ADropDropsOnceAndIsRemembered) {
 
 // A column dropped on one node and renamed on another at once ends dropped on every node,
 // whichever comes first in shard 0 (schema hunt: the tables differed for good).
+// Nodes 1 and 2 rename column v of kv at once, to x and to y; node 1's comes first in shard 0's
+// order. On node 2, node 1's rename renames its y to x, and its own comes back as a conflict
+// whose new name means x; on node 3 the second is a conflict whose new name means x; on node 1,
+// whose own applied before its baseline took it, the second is a conflict too.
+TEST_F(SchemaChangesTest, TwoRenamesOfOneColumnToOtherNamesEndAsTheFirstEverywhere) {
+  const SchemaChange to_x =
+      ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                    "CREATE TABLE kv (k INTEGER PRIMARY KEY, x TEXT)", {"v", "x"});
+  const SchemaChange to_y =
+      ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",
+                    "CREATE TABLE kv (k INTEGER PRIMARY KEY, y TEXT)", {"v", "y"});
+  const std::string history = "SELECT * FROM \"__marmot__column_history\" ORDER BY old;";
+  {
+    SCOPED_TRACE("node 2");
+    ASSERT_TRUE(RunSqliteCli(
+                    path_, "INSERT INTO kv VALUES (1, 'one'); ALTER TABLE kv RENAME COLUMN v TO y;")
+                    .ok());
+    const SchemaApplied first = Apply(to_x);
+    EXPECT_EQ(first.outcome, SchemaApplied::kApplied) << first.detail;
+    EXPECT_THAT(first.detail, HasSubstr("own rename of column v of kv to y"));
+    EXPECT_EQ(*RunSqliteCli(path_, "SELECT k, x FROM kv;"), "1|one\n");
+    EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master WHERE name = 'kv_v';"),
+              "CREATE INDEX kv_v ON kv (x)\n");
+    absl::StatusOr<SchemaDiff> diff = DiffSchema(*db_);
+    ASSERT_TRUE(diff.ok()) << diff.status();
+    EXPECT_TRUE(diff->replicate.empty()) << diff->replicate[0].ShortDebugString();
+    absl::StatusOr<SchemaApplied> own = ApplySchemaChange(*db_, to_y, /*own=*/true, 11);
+    ASSERT_TRUE(own.ok()) << own.status();
+    EXPECT_EQ(own->outcome, SchemaApplied::kConflict);
+    EXPECT_THAT(own->detail, HasSubstr("renamed to x first"));
+    ASSERT_TRUE(RecordSentInBaseline(*db_, {to_y}, 11).ok());
+    EXPECT_EQ(Unreplicated(), "");
+    EXPECT_EQ(*RunSqliteCli(path_, history), "kv|v|x\nkv|y|x\n");
+  }
+  for (const bool made_first_here : {false, true}) {
+    SCOPED_TRACE(made_first_here ? "node 1" : "node 3");
+    const std::string path = sqlite::testing::NewDatabase(
+        "schema-changes-column", "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);");
+    absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(EnsureSchemaBaseline(*db).ok());
+    if (made_first_here) {
+      ASSERT_TRUE(RunSqliteCli(path, "ALTER TABLE kv RENAME COLUMN v TO x;").ok());
+    }
+    absl::StatusOr<SchemaApplied> first = ApplySchemaChange(*db, to_x, made_first_here, 10);
+    ASSERT_TRUE(first.ok()) << first.status();
+    absl::StatusOr<SchemaApplied> second = ApplySchemaChange(*db, to_y, false, 11);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->outcome, SchemaApplied::kConflict);
+    EXPECT_THAT(second->detail, HasSubstr("renamed to x first"));
+    EXPECT_EQ(*RunSqliteCli(path, "SELECT name FROM pragma_table_info('kv');"), "k\nx\n");
+    EXPECT_EQ(*RunSqliteCli(path, history), "kv|v|x\nkv|y|x\n");
+  }
+}
+
 TEST_F(SchemaChangesTest, ADropOfAColumnRenamedHereDropsItUnderItsNewName) {
   ASSERT_EQ(Apply(Drop("index", "kv_v")).outcome, SchemaApplied::kApplied);
   ASSERT_EQ(Apply(ColumnsChange(SchemaChange::RENAME_COLUMN, "kv",

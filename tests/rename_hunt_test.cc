@@ -396,6 +396,51 @@ TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
 }
 
+// The same for a column: nodes 1 and 2 rename column v of kv at once, to x and to y, each writing
+// a row with it right after. The rename first in shard 0's order wins everywhere (the other node
+// renames its column to the winner's name; schema_changes.h), the other is reported as a
+// conflict on every node, and every row holds its value in the winning column.
+TEST(RenameHuntProcessTest, AColumnRenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
+  testing::LocalCluster cluster(Kv());
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
+  std::thread a([&] {
+    cluster.Sql(1, "ALTER TABLE kv RENAME COLUMN v TO x; INSERT INTO kv (k, x) VALUES (10, 'a');");
+  });
+  std::thread b([&] {
+    cluster.Sql(2, "ALTER TABLE kv RENAME COLUMN v TO y; INSERT INTO kv (k, y) VALUES (20, 'b');");
+  });
+  a.join();
+  b.join();
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s))
+      << cluster.OnEveryNode(kUserSchema) << SchemaLines(cluster);
+  const std::string columns = "SELECT name FROM pragma_table_info('kv');";
+  const std::string winner = cluster.Sql(3, columns);
+  ASSERT_TRUE(winner == "k\nx\n" || winner == "k\ny\n") << cluster.OnEveryNode(columns);
+  const std::string won = winner.substr(2, 1), lost = won == "x" ? "y" : "x";
+  const std::string rows = absl::StrCat("SELECT k, ", won, " FROM kv ORDER BY k;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n10|a\n20|b\n", 60s))
+      << cluster.OnEveryNode(rows) << SchemaLines(cluster);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 60s))
+      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
+  const int loser = won == "x" ? 2 : 1;
+  cluster.Sql(loser, absl::StrCat("INSERT INTO kv (k, ", won, ") VALUES (30, 'c');"));
+  EXPECT_TRUE(
+      cluster.WaitForEverywhere(absl::StrCat("SELECT ", won, " FROM kv WHERE k = 30;"), "c\n", 30s))
+      << cluster.OnEveryNode(rows);
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id),
+                HasSubstr(absl::StrCat("schema change conflicts: kv: column renamed: v to ", lost)))
+        << "node " << id << "\n"
+        << SchemaLines(cluster);
+    EXPECT_GE(testing::PaneStatus(cluster, id, kAuth).schema_conflicts(), 1) << "node " << id;
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+  std::string why;
+  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+}
+
 // The table is renamed while node 3 is down; node 3's application wrote by the old name
 // meanwhile (marmot stopped), and it comes back.
 TEST(RenameHuntProcessTest, ANodeDownDuringTheRenameComesBackWithWritesByTheOldName) {
