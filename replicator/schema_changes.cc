@@ -219,16 +219,32 @@ absl::StatusOr<std::string> TableSqlHere(sqlite::Database& db, const std::string
 }
 
 // Whether table SQL `here` has every column of `there`, defined as there, and the same rest.
+// Names read alike in any case (SQLite's): the table `Item` here is the origin's `item`, and
+// its column `Extra` the origin's `extra`.
 bool HasEveryColumnOf(const std::string& here, const std::string& there) {
   std::optional<TableParts> mine = SplitTable(here), theirs = SplitTable(there);
-  if (!mine.has_value() || !theirs.has_value() || mine->rest != theirs->rest) return false;
+  if (!mine.has_value() || !theirs.has_value() || !SameButRenamed(mine->rest, theirs->rest, {})) {
+    return false;
+  }
   std::map<std::string, std::string> columns;
   for (const std::string& c : mine->columns) columns[ColumnName(c)] = c;
   for (const std::string& c : theirs->columns) {
     auto it = columns.find(ColumnName(c));
-    if (it == columns.end() || it->second != c) return false;
+    if (it == columns.end() || !SameButRenamed(it->second, c, {})) return false;
   }
   return true;
+}
+
+// Table SQL `sql` of another node naming the table as this node's SQL `here` does: the baseline
+// holds what this node's schema reads when it is as the origin's, a table named otherwise in
+// case included (DiffSchema compares the text).
+std::string NamedAsHere(const std::string& sql, const std::string& here) {
+  std::optional<std::string> theirs = TableNameToken(sql), mine = TableNameToken(here);
+  if (!theirs.has_value() || !mine.has_value() || *theirs == *mine ||
+      !absl::EqualsIgnoreCase(UnquotedName(*theirs), UnquotedName(*mine))) {
+    return sql;
+  }
+  return WithTableName(sql, *mine).value_or(sql);
 }
 
 // Records table `name` in the baseline as `sql`, the origin's table, which this node's has every
@@ -241,7 +257,10 @@ absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name
       absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
                    " (type, name, tbl_name, sql, rootpage) VALUES ('table', ?1, ?1, ?2, (SELECT "
                    "rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1))");
-  if (!only_with_more_columns) return db.RunKept(record, {Value::Text(name), Value::Text(sql)});
+  absl::StatusOr<std::string> here = TableSqlHere(db, name);
+  if (!here.ok()) return here.status();
+  const std::string named = NamedAsHere(sql, *here);
+  if (!only_with_more_columns) return db.RunKept(record, {Value::Text(name), Value::Text(named)});
   // Columns added never take columns away: a change older than what it holds leaves it.
   absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
       absl::StrCat("SELECT sql FROM ", kBaseline,
@@ -251,7 +270,7 @@ absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name
       HasEveryColumnOf((*known)[0][0].bytes(), sql)) {
     return absl::OkStatus();
   }
-  return db.RunKept(record, {Value::Text(name), Value::Text(sql)});
+  return db.RunKept(record, {Value::Text(name), Value::Text(named)});
 }
 
 // Makes `table` (its name here; `here_sql` its SQL) hold `columns` (definitions), adding with
@@ -331,10 +350,15 @@ absl::StatusOr<SchemaApplied> ApplyCreate(sqlite::Database& db, const SchemaChan
                           c.sql());
       }
     }
-    if (here[0].bytes() == type && here[1].bytes() == name && !here[2].is_null() &&
-        SameButRenamed(here[2].bytes(), c.sql(), {})) {
-      if (absl::Status s = RecordInBaseline(db, type, name); !s.ok()) return s;
-      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    // The same object, its name written in another case or not (one name to SQLite).
+    if (here[0].bytes() == type && absl::EqualsIgnoreCase(here[1].bytes(), name) &&
+        !here[2].is_null() && SameButRenamed(here[2].bytes(), c.sql(), {})) {
+      if (absl::Status s = RecordInBaseline(db, type, here[1].bytes()); !s.ok()) return s;
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo,
+                           .detail = here[1].bytes() == name
+                                         ? ""
+                                         : absl::StrCat(type, " ", name, " is ", type, " ",
+                                                        here[1].bytes(), " here")};
     }
     if (absl::Status s = RecordInBaseline(db, here[0].bytes(), here[1].bytes()); !s.ok()) {
       return s;
@@ -430,10 +454,13 @@ absl::Status ForgetDroppedTable(sqlite::Database& db, const std::string& name) {
 }
 
 absl::StatusOr<SchemaApplied> ApplyDrop(sqlite::Database& db, const std::string& type,
-                                        const std::string& name) {
+                                        const std::string& dropped) {
+  // The object of that name in any case (one name to SQLite), under its name here.
   absl::StatusOr<std::vector<std::vector<Value>>> existing = db.QueryRows(absl::StrCat(
-      "SELECT type FROM sqlite_master WHERE name = ", Value::Text(name).DebugString()));
+      "SELECT type, name FROM sqlite_master WHERE name = ", Value::Text(dropped).DebugString(),
+      " COLLATE NOCASE"));
   if (!existing.ok()) return existing.status();
+  const std::string name = existing->empty() ? dropped : existing->front()[1].bytes();
   if (existing->empty()) {
     absl::Status s =
         type == "table" ? ForgetDroppedTable(db, name) : ForgetInBaseline(db, type, name);
@@ -1379,6 +1406,12 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
       new_tables.push_back(&o);
     } else if (known->second.sql == o.sql) {
       settled.insert(o.name);
+    } else if (SameButRenamed(known->second.sql, o.sql, {})) {
+      // Names written in another case (another node's table `Item` applied to this node's
+      // `item`, its column `Extra` to `extra`): one name to SQLite, no change; the baseline
+      // takes the text as here.
+      settled.insert(o.name);
+      diff.keep.push_back(o);
     } else {
       changed_tables.push_back(&o);
     }
@@ -1780,7 +1813,12 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
         absl::StrCat("SELECT 1 FROM sqlite_master WHERE name = ", Value::Text(name).DebugString(),
                      " COLLATE NOCASE"));
     if (!exists.ok()) return exists.status();
-    if (!exists->empty()) return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    if (!exists->empty()) {
+      if (type == "table" && shard0_index > 0) {
+        if (absl::Status s = RecordTableCreated(db, name, /*made=*/false); !s.ok()) return s;
+      }
+      return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
+    }
   }
   std::optional<sqlite::Transaction> savepoint;
   {
@@ -1823,6 +1861,14 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   // A refusal leaves nothing behind: the savepoint rolls back.
   if (applied->outcome == SchemaApplied::kRefused) return applied;
   if (absl::Status s = savepoint->Commit(); !s.ok()) return s;
+  // Where the table's rows route, alike on every node whatever the outcome here (table_renames.h;
+  // a snapshot's schema brings its routes with it).
+  if (c.kind() == SchemaChange::CREATE && type == "table" && shard0_index > 0) {
+    if (absl::Status s = RecordTableCreated(db, name, applied->outcome == SchemaApplied::kApplied);
+        !s.ok()) {
+      return s;
+    }
+  }
   return applied;
 }
 
@@ -1841,7 +1887,8 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
                          " (type, name, tbl_name, sql) VALUES (?1, ?2, coalesce((SELECT tbl_name"
                          " FROM sqlite_master WHERE type = ?1 AND name = ?2), ?2), ?3)"),
             {Value::Text(c.type()), Value::Text(c.name()), Value::Text(c.sql())});
-        if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
+        // Its route is decided where shard 0 applies it (RecordTableCreated): another node's
+        // CREATE of the table spelled in another case may come first there.
         break;
       case SchemaChange::DROP:
         s = ForgetInBaseline(db, c.type(), c.name());

@@ -46,8 +46,13 @@
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
 // that ran the same migration), one whose name exists with another definition is a conflict:
-// reported, and the local object kept. A table is the same table with columns added or not yet
-// added: ADD_COLUMNS (or the CREATE of a shard snapshot's schema) adds the columns this node's
+// reported, and the local object kept. Names are compared as SQLite compares them, without
+// ASCII case: a CREATE of `Item` where this node has `item` (both made at once) is that table,
+// which keeps its name here (the baseline holds the origin's SQL as this node names it, and a
+// table that reads the same as the baseline but for the case of names is no change); a DROP of
+// `ITEM` drops it. A CREATE of a table applied in shard 0 decides where its rows route on every
+// node (table_renames.h, RecordTableCreated). A table is the same table with columns added or not
+// yet added: ADD_COLUMNS (or the CREATE of a shard snapshot's schema) adds the columns this node's
 // table lacks, by name, and changes nothing when it has them already (two nodes that added
 // different columns at once both end with both); a column of that name defined otherwise here
 // is a conflict. RENAME_COLUMN renames a column the table has (and not the new name yet),

@@ -1316,5 +1316,77 @@ TEST_F(SchemaChangesTest, AnOwnDropOfATableMadeAgainSinceChangesNothing) {
   EXPECT_EQ(*RunSqliteCli(path_, "SELECT count(*) FROM \"__marmot__versions\";"), "0\n");
 }
 
+// SQLite's names are one name in any case: a table made on two nodes at once as `Item` and
+// `item` is one table, and so are columns `Extra` and `extra`.
+TEST_F(SchemaChangesTest, ATableOrColumnNamedInAnotherCaseElsewhereIsTheOneHere) {
+  // This node made `item` itself (its CREATE not applied in shard 0 yet); another node's CREATE
+  // of `Item` comes first.
+  ASSERT_TRUE(RunSqliteCli(path_, "CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT);").ok());
+  const SchemaApplied created =
+      Apply(Create("table", "Item", "CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT)"));
+  EXPECT_EQ(created.outcome, SchemaApplied::kAlreadySo) << created.detail;
+  EXPECT_EQ(created.detail, "table Item is table item here");
+  // The baseline has the table as here: nothing of it is this node's change any more.
+  EXPECT_EQ(Unreplicated(), "");
+  // Columns added there under the table's other name.
+  const std::string with_extra = "CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT, Extra TEXT)";
+  EXPECT_EQ(Apply(AddColumns("Item", with_extra, {"Extra TEXT"})).outcome, SchemaApplied::kApplied);
+  EXPECT_EQ(Unreplicated(), "");
+  // The same column added here as `more` and there as `More` at once: one column.
+  ASSERT_TRUE(RunSqliteCli(path_, "ALTER TABLE item ADD COLUMN more INTEGER;").ok());
+  const SchemaApplied more = Apply(AddColumns(
+      "ITEM", "CREATE TABLE ITEM (id INTEGER PRIMARY KEY, v TEXT, Extra TEXT, More INTEGER)",
+      {"More INTEGER"}));
+  EXPECT_EQ(more.outcome, SchemaApplied::kAlreadySo) << more.detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT sql FROM sqlite_master WHERE name = 'item';"),
+            "CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT, Extra TEXT, more INTEGER)\n");
+  EXPECT_EQ(Unreplicated(), "");
+  // Dropped there as `ITEM`: gone here.
+  EXPECT_EQ(Apply(Drop("table", "ITEM")).outcome, SchemaApplied::kApplied);
+  EXPECT_EQ(Objects(), "index kv_v\ntable kv\n");
+  EXPECT_EQ(Unreplicated(), "");
+}
+
+// One table's rows route alike on every node, however each node spells it: by the name the
+// first CREATE of it in shard 0's order wrote, on every node whatever the CREATE did there.
+TEST_F(SchemaChangesTest, ATableCreatedThroughShardZeroRoutesByItsFirstCreatesSpelling) {
+  auto apply = [&](const SchemaChange& c, uint64_t index, bool own = false) {
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, own, index);
+    EXPECT_TRUE(applied.ok()) << applied.status();
+    return applied.ok() ? applied->outcome : SchemaApplied::kRefused;
+  };
+  TableRenames renames;
+  // Made here by the first CREATE (`Item`), then another node's CREATE of `item`.
+  EXPECT_EQ(
+      apply(Create("table", "Item", "CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT)"), 10),
+      SchemaApplied::kApplied);
+  EXPECT_EQ(
+      apply(Create("table", "item", "CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT)"), 11),
+      SchemaApplied::kAlreadySo);
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.RouteOf("Item"), "Item");
+  EXPECT_EQ(renames.RouteOf("item"), "Item");
+  // This node made `Thing` itself; another node's CREATE of `THING` comes first in shard 0,
+  // then this node's own.
+  ASSERT_TRUE(RunSqliteCli(path_, "CREATE TABLE Thing (id INTEGER PRIMARY KEY);").ok());
+  EXPECT_EQ(apply(Create("table", "THING", "CREATE TABLE THING (id INTEGER PRIMARY KEY)"), 12),
+            SchemaApplied::kAlreadySo);
+  EXPECT_EQ(apply(Create("table", "Thing", "CREATE TABLE Thing (id INTEGER PRIMARY KEY)"), 13,
+                  /*own=*/true),
+            SchemaApplied::kAlreadySo);
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.RouteOf("Thing"), "THING");
+  // Dropped and made again: by the new CREATE's name.
+  EXPECT_EQ(apply(Drop("table", "thing"), 14), SchemaApplied::kApplied);
+  EXPECT_EQ(apply(Create("table", "thing", "CREATE TABLE thing (id INTEGER PRIMARY KEY)"), 15),
+            SchemaApplied::kApplied);
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.RouteOf("Thing"), "thing");
+  // A table no CREATE of shard 0 made (every node had it before) routes by its name as it is
+  // written, as it always did: its rows stay in their shards.
+  EXPECT_EQ(renames.RouteOf("kv"), "kv");
+  EXPECT_EQ(renames.RouteOf("KV"), "KV");
+}
+
 }  // namespace
 }  // namespace marmot::replicator

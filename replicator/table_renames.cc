@@ -130,6 +130,15 @@ absl::Status ForgetTableRoute(sqlite::Database& db, const std::string& name) {
       {Value::Text(Lower(name))});
 }
 
+absl::Status RecordTableCreated(sqlite::Database& db, const std::string& name, bool made) {
+  if (absl::Status s = EnsureTableRenameState(db); !s.ok()) return s;
+  return Run(
+      db,
+      absl::StrCat("INSERT OR ", made ? "REPLACE" : "IGNORE", " INTO ",
+                   sqlite::QuoteIdentifier(kTableRoutesTable), " (name, route) VALUES (?1, ?2)"),
+      {Value::Text(Lower(name)), Value::Text(name)});
+}
+
 absl::Status ReadTableRenames(sqlite::Database& db, std::vector<change::v1::TableRoute>* routes,
                               std::vector<change::v1::TableRename>* renames) {
   absl::StatusOr<bool> has = HasTables(db);

@@ -13,6 +13,10 @@
 // created again under the old name later is not confused with it: batches that name it are read
 // after its CREATE, whose index is above the rename's.
 //
+// A table created through shard 0 routes by the name its first CREATE there wrote
+// (RecordTableCreated), so that one table spelled in another case on another node (`Item`,
+// `item`: one name to SQLite) routes alike everywhere.
+//
 // Both are kept in marmot's state, written in the transaction of the schema change (shard 0's
 // apply on every node; on the origin also when its change commits): `__marmot__table_routes`
 // (name in lower case, route) and `__marmot__table_history` (from in lower case, to, the
@@ -72,6 +76,16 @@ absl::StatusOr<std::optional<std::string>> RenamedBefore(sqlite::Database& db,
 
 // A table created or dropped under `name`: it routes by its own name.
 absl::Status ForgetTableRoute(sqlite::Database& db, const std::string& name);
+
+// A CREATE of table `name` applied in shard 0 (`made`: it made the table here): the table routes
+// by the name as the first such CREATE in shard 0's order wrote it, on every node. SQLite's
+// names are one name in any case: a table made on two nodes at once as `Item` and `item` is one
+// table, whose rows must meet in one shard however each node spells it. So the first CREATE's
+// spelling is kept (a later one of the table, `made` or not, leaves it), and `made` replaces a
+// route the name had (a table new here routes by its own name, as with ForgetTableRoute).
+// Tables never created through shard 0 (those every node had before schema changes replicated)
+// keep routing by their own name. Inside the caller's transaction.
+absl::Status RecordTableCreated(sqlite::Database& db, const std::string& name, bool made);
 
 // The routes and renames as a snapshot carries them (SnapshotStart), and taking those of a
 // snapshot: routes for names that have none here, renames this node lacks.
