@@ -402,13 +402,16 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
     // a local process just made counts.
     const TableChanges* named = &sent;
     TableChanges named_here;
-    if (renames != nullptr) {
-      if (std::string here = renames->NameHere(sent.table(), batch.schema_epoch());
-          here != sent.table()) {
-        named_here = sent;
-        named_here.set_table(std::move(here));
-        named = &named_here;
-      }
+    std::string here =
+        renames != nullptr ? renames->NameHere(sent.table(), batch.schema_epoch()) : sent.table();
+    // Spelled as here (another node's `Item` is this node's `item`): what marmot keeps by table
+    // name is kept under one name.
+    absl::StatusOr<std::string> spelled = plans_.TableNameHere(here);
+    if (!spelled.ok()) return spelled.status();
+    if (*spelled != sent.table()) {
+      named_here = sent;
+      named_here.set_table(*std::move(spelled));
+      named = &named_here;
     }
     const TableChanges& given = *named;
     absl::StatusOr<int64_t> last = applied_.LastChange(shard, origin, given.table());
@@ -788,6 +791,9 @@ absl::Status ChangeApplier::ApplySchemaChanges(
         break;
       case SchemaApplied::kAlreadySo:
         ++result.schema_applied;
+        if (!applied->detail.empty()) {
+          LOG(INFO) << "schema change already so here: " << what << ": " << applied->detail;
+        }
         break;
       case SchemaApplied::kConflict:
         ++result.schema_conflicts;
@@ -909,11 +915,16 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = versions_.DeleteShard(shard); !s.ok()) return s;
   if (absl::Status s = conflicts_.DeleteShard(shard); !s.ok()) return s;
   std::vector<std::pair<std::string, std::string>> held;  // (table, key)
+  // What the snapshot's maker keeps by table name is kept here under this node's name of the
+  // table (it may spell it in another case: TablePlans::TableNameHere).
   for (;;) {
     absl::StatusOr<std::optional<change::v1::SnapshotVersions>> versions = in.NextVersions();
     if (!versions.ok()) return SnapshotUnreadable(versions.status());
     if (!versions->has_value()) break;
-    for (const change::v1::SnapshotVersions::Entry& e : (*versions)->entries()) {
+    for (change::v1::SnapshotVersions::Entry& e : *(*versions)->mutable_entries()) {
+      absl::StatusOr<std::string> table = plans_.TableNameHere(e.table());
+      if (!table.ok()) return table.status();
+      e.set_table(*std::move(table));
       absl::Status s = versions_.Set(e.table(), e.key(),
                                      {.shard = shard,
                                       .raft_index = e.raft_index(),
@@ -924,7 +935,10 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
       if (!s.ok()) return s;
       if (!e.held().empty()) held.emplace_back(e.table(), e.key());
     }
-    for (const change::v1::SnapshotVersions::Conflict& c : (*versions)->conflicts()) {
+    for (change::v1::SnapshotVersions::Conflict& c : *(*versions)->mutable_conflicts()) {
+      absl::StatusOr<std::string> table = plans_.TableNameHere(c.table());
+      if (!table.ok()) return table.status();
+      c.set_table(*std::move(table));
       if (absl::Status s = conflicts_.InsertCarried(shard, c); !s.ok()) return s;
     }
   }
@@ -937,7 +951,13 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = retrier_.ApplyCarried(shard, in, result); !s.ok()) return s;
   if (absl::Status s = SettleHeldVersions(shard, held, kept); !s.ok()) return s;
   // The shard's dedupe state and applied index become the snapshot's.
-  if (absl::Status s = applied_.ReplaceLastChanges(shard, in.applied()); !s.ok()) return s;
+  std::vector<change::v1::ShardSnapshot::Applied> last_changes = in.applied();
+  for (change::v1::ShardSnapshot::Applied& a : last_changes) {
+    absl::StatusOr<std::string> table = plans_.TableNameHere(a.table());
+    if (!table.ok()) return table.status();
+    a.set_table(*std::move(table));
+  }
+  if (absl::Status s = applied_.ReplaceLastChanges(shard, last_changes); !s.ok()) return s;
   if (absl::Status s = applied_.SetAppliedIndex(shard, at); !s.ok()) return s;
   // The schema epoch its schema brings is kept with it (schema_epochs.h).
   if (const uint64_t epoch = in.schema_epoch(); epoch > 0) {

@@ -23,6 +23,7 @@ using ::testing::HasSubstr;
 using testing::InstallSnapshot;
 using testing::Node;
 using testing::OnlyChange;
+using testing::QueryText;
 
 TEST(ChangeApplierTest, ReplaysAnotherNodesChangesExactly) {
   // Given writes of every kind on node A
@@ -853,6 +854,53 @@ TEST(ChangeApplierTest, ChangesThatCannotApplyGoToDeadLettersAndTheRestApplies) 
   // The shard moved on.
   EXPECT_EQ(*b.applier->AppliedIndex(0), 3u);
   EXPECT_EQ(b.Dump("order"), a.Dump("order"));
+}
+
+TEST(ChangeApplierTest, ChangesOfATableNamedInAnotherCaseElsewhereApplyToItAsNamedHere) {
+  // Regression (hunt): one table made at once as `Item` on node A and `item` on node B (one
+  // name to SQLite). Every change of A's was a dead letter on B ("table \"Item\" does not
+  // exist on this node").
+  Node a("case-a"), b("case-b");
+  a.Exec("CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);");
+  ASSERT_TRUE(sqlite::InstallCapture(*a.db).ok());
+  b.Exec("CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT);");
+  a.Exec("INSERT INTO Item VALUES (1, 'from a'); UPDATE Item SET v = 'from a, again';");
+  change::v1::ChangeBatch batch = a.CapturedBatch(1);
+  ASSERT_EQ(batch.tables_size(), 1);
+  ASSERT_EQ(batch.tables(0).table(), "Item");
+  auto result = b.applier->Apply(0, 3, batch);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->applied, 2);
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(b.Dump("item"), a.Dump("Item"));
+  // What B keeps of the rows is kept under its name for the table: its rows' versions, and
+  // what A's changes it applied (the same changes again are duplicates).
+  EXPECT_EQ(QueryText(b, "SELECT DISTINCT tbl FROM \"__marmot__versions\""), "'item' \n");
+  auto again = b.applier->Apply(0, 4, batch);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates, 2);
+  EXPECT_EQ(again->applied, 0);
+}
+
+TEST(ChangeApplierTest, ASnapshotOfATableNamedInAnotherCaseInstallsIntoItAsNamedHere) {
+  // Node C has A's rows of `Item`; node B, whose table is `item`, takes C's snapshot: the rows,
+  // their versions and what of A's changes the shard applied, under B's name.
+  Node a("case-snap-a"), b("case-snap-b"), c("case-snap-c");
+  for (Node* n : {&a, &c}) n->Exec("CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);");
+  ASSERT_TRUE(sqlite::InstallCapture(*a.db).ok());
+  b.Exec("CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT);");
+  a.Exec("INSERT INTO Item VALUES (1, 'one'), (2, 'two');");
+  const change::v1::ChangeBatch batch = a.CapturedBatch(1);
+  ASSERT_TRUE(c.applier->Apply(0, 3, batch).ok());
+  auto installed = testing::CopySnapshot(*c.applier, *b.applier, 0, 3);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(b.Dump("item"), a.Dump("Item"));
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(QueryText(b, "SELECT DISTINCT tbl FROM \"__marmot__versions\""), "'item' \n");
+  // A's changes again (re-proposed after a crash): duplicates here.
+  auto again = b.applier->Apply(0, 4, batch);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates, 2);
 }
 
 TEST(ChangeApplierTest, AnotherNodesEntriesWaitWhileThisNodesOwnSchemaMoves) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "replicator/apply_decider.h"
 #include "replicator/table_writer.h"
@@ -226,12 +227,21 @@ absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t loca
     LOG(WARNING) << "shard " << shard << ": the snapshot at index " << at << " supersedes "
                  << *superseded << " dead letter(s) of this shard; deleted";
   }
-  // The snapshot's rows, table by table.
+  // The snapshot's rows, table by table, each under this node's name of the table (its maker
+  // may spell it in another case: one name to SQLite).
+  std::map<std::string, std::string> named_here;  // lower case -> as here
+  for (const sqlite::TableSchema& t : listing->tables) {
+    named_here[absl::AsciiStrToLower(t.name)] = t.name;
+  }
   std::map<std::string, std::pair<ShardSnapshot::Table, std::map<std::string, SnapshotRow>>> seen;
   for (;;) {
     absl::StatusOr<std::optional<ShardSnapshot::Table>> t = in.NextTable();
     if (!t.ok()) return SnapshotUnreadable(t.status());
     if (!t->has_value()) break;
+    if (auto here = named_here.find(absl::AsciiStrToLower((*t)->table()));
+        here != named_here.end()) {
+      (*t)->set_table(here->second);
+    }
     auto& [header, rows] = seen[(*t)->table()];
     header = **t;
     if (absl::Status s =

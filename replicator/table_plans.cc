@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "replicator/schema_changes.h"
+#include "sqlite/schema.h"
 
 namespace marmot::replicator {
 
@@ -15,6 +16,7 @@ absl::StatusOr<bool> TablePlans::CheckSchema() {
   if (!version.ok()) return version.status();
   if (version->integer() == schema_version_) return false;
   plans_.clear();
+  tables_here_.reset();
   // Statements of dropped or altered tables would only fail or be prepared again.
   db_.DropKept();
   schema_version_ = version->integer();
@@ -32,8 +34,27 @@ absl::StatusOr<const TablePlan*> TablePlans::PlanAsHere(const change::v1::TableC
   return Plan(*t);
 }
 
+absl::StatusOr<std::string> TablePlans::TableNameHere(const std::string& table) {
+  if (!tables_here_.has_value()) {
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
+        db_.QueryRows("SELECT name FROM sqlite_master WHERE type = 'table'");
+    if (!rows.ok()) return rows.status();
+    tables_here_.emplace();
+    for (const std::vector<sqlite::Value>& r : *rows) {
+      // User tables only: a change naming SQLite's or marmot's own is refused by its name.
+      if (sqlite::IsReservedTableName(r[0].bytes())) continue;
+      (*tables_here_)[absl::AsciiStrToLower(r[0].bytes())] = r[0].bytes();
+    }
+  }
+  auto it = tables_here_->find(absl::AsciiStrToLower(table));
+  return it == tables_here_->end() ? table : it->second;
+}
+
 absl::StatusOr<const change::v1::TableChanges*> TablePlans::AsHere(
     const change::v1::TableChanges& t, change::v1::TableChanges& storage) {
+  // The table as named here (another node's `Item` is this node's `item`).
+  absl::StatusOr<std::string> table = TableNameHere(t.table());
+  if (!table.ok()) return table.status();
   absl::StatusOr<std::vector<std::vector<sqlite::Value>>> rows =
       db_.QueryRows(absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
                                  sqlite::Value::Text(kColumnHistoryTable).DebugString()));
@@ -90,9 +111,9 @@ absl::StatusOr<const change::v1::TableChanges*> TablePlans::AsHere(
     key_columns.push_back(key.value_or(k));  // A key column is never dropped.
     changes = changes || key_columns.back() != k;
   }
-  if (!changes) return &t;
+  if (!changes && *table == t.table()) return &t;
   storage.Clear();
-  storage.set_table(t.table());
+  storage.set_table(*table);
   for (const std::optional<std::string>& c : columns) {
     if (c.has_value()) storage.add_columns(*c);
   }

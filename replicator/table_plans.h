@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,8 @@ class TablePlans {
   // `t` with its columns as this node's table names them: its columns that the table lacks
   // here and that the column history (schema_changes.h) says were renamed take their new name,
   // and those dropped are left out, values and all; a column the table names in another case
-  // takes its name as here (a rename of only the case does not replicate). When two of `t`'s
+  // takes its name as here (a rename of only the case does not replicate), and so does the
+  // table (TableNameHere). When two of `t`'s
   // columns would land on one column here, the history does not tell `t`'s story (a name used
   // again on the origin since, which has not reached this node): `t` stays as it is and waits.
   // Returns `t` itself when nothing changes, or
@@ -62,11 +64,21 @@ class TablePlans {
   absl::StatusOr<const change::v1::TableChanges*> AsHere(const change::v1::TableChanges& t,
                                                          change::v1::TableChanges& storage);
 
+  // The name of table `table` here: SQLite's names are one name in any case, and another node
+  // may spell this node's table `item` as `Item` (both made at once, its CREATE met this one's).
+  // What marmot keeps by table name (dedupe, row versions, conflicts, dead letters) is kept
+  // under this name. `table` itself when no user table here has it in another case (SQLite's
+  // and marmot's own are never named so: a change naming them is refused as named). Read once per
+  // schema (CheckSchema). Errors are the database's.
+  absl::StatusOr<std::string> TableNameHere(const std::string& table);
+
  private:
   static constexpr size_t kShapesPerTable = 8;
   sqlite::Database& db_;
   // Per table, its plans, the one asked for last at the back.
   std::map<std::string, std::vector<std::unique_ptr<TablePlan>>> plans_;
+  // The tables here: lower case -> as named; read at the first TableNameHere of a schema.
+  std::optional<std::map<std::string, std::string>> tables_here_;
   int64_t schema_version_ = -1;
 };
 

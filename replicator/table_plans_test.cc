@@ -123,6 +123,32 @@ TEST(TablePlansTest, AColumnNamedInAnotherCaseIsTheColumnAsNamedHere) {
   EXPECT_THAT(as_here->key_columns(), ::testing::ElementsAre("id"));
 }
 
+TEST(TablePlansTest, ATableNamedInAnotherCaseIsTheTableAsNamedHere) {
+  // Regression (hunt): a table made at once as `Item` on one node and `item` here is one
+  // table, and every change of it from the other node went to dead letters here ("table
+  // \"Item\" does not exist on this node").
+  absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(sqlite::testing::NewDatabase(
+      "table-plans-table-case", "CREATE TABLE item (id INTEGER PRIMARY KEY, v)"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  TablePlans plans(*db);
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  EXPECT_EQ(*plans.TableNameHere("Item"), "item");
+  EXPECT_EQ(*plans.TableNameHere("item"), "item");
+  EXPECT_EQ(*plans.TableNameHere("ghost"), "ghost");
+  change::v1::TableChanges t = Shape("Item", {"id", "v"});
+  change::v1::TableChanges storage;
+  const change::v1::TableChanges* as_here = &t;
+  absl::StatusOr<const TablePlan*> plan = plans.PlanAsHere(as_here, storage);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE((*plan)->status.ok()) << (*plan)->status;
+  EXPECT_EQ(as_here->table(), "item");
+  // Read again once the schema moved: the table made again as `ITEM`.
+  ASSERT_TRUE(db->Exec("DROP TABLE item; CREATE TABLE ITEM (id INTEGER PRIMARY KEY, v)").ok());
+  EXPECT_EQ(*plans.TableNameHere("Item"), "item") << "kept until the schema is checked";
+  ASSERT_TRUE(plans.CheckSchema().ok());
+  EXPECT_EQ(*plans.TableNameHere("Item"), "ITEM");
+}
+
 TEST(TablePlansTest, ChangesTheHistoryWouldPutTwoColumnsInOnePlaceWait) {
   // Regression (hunt): a was renamed to b here; on the origin a column named a was added since,
   // and a change carrying both arrived before that ADD. It applied as (id, b, b): the new a's
