@@ -217,6 +217,14 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
     if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
+    if (auto created = created_at_.find(name); created != created_at_.end()) {
+      // Its route is decided where shard 0 applies its CREATE.
+      if (options_.epochs->applied(0) < created->second.first &&
+          options_.env->MonotonicNow() - created->second.second < kEpochWaitBound) {
+        continue;
+      }
+      created_at_.erase(created);
+    }
     // A schema change waits for the rows read before it to commit: rows read now follow it.
     if (schema_batch_.has_value()) continue;
     if (schema_settling_) continue;  // Rows follow the schema change they may need.
@@ -601,6 +609,12 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
       if (sent.ParseFromString(batch->payload)) {
         sent_to_baseline_.insert(sent_to_baseline_.end(), sent.schema_changes().begin(),
                                  sent.schema_changes().end());
+        for (const change::v1::SchemaChange& c : sent.schema_changes()) {
+          if (options_.epochs != nullptr && c.kind() == change::v1::SchemaChange::CREATE &&
+              c.type() == "table") {
+            created_at_[c.name()] = {index, options_.env->MonotonicNow()};
+          }
+        }
       }
       schema_dirty_ = true;
     }

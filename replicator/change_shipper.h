@@ -29,7 +29,10 @@
 // of the last entry the shard applied here, whichever is higher
 // (ChangeBatch.rows_committed_through): other nodes apply it only after those rows, theirs and
 // the ones of other nodes this node had applied. Rows that do not commit within kEpochWaitBound
-// are waited for no longer (logged).
+// are waited for no longer (logged). With `epochs`, the rows of a table this node created wait
+// further, until shard 0 applied its CREATE here (at most kEpochWaitBound): a table routes by
+// the name of its first CREATE in shard 0 (table_renames.h, RecordTableCreated), and another
+// node's CREATE of it spelled in another case may have come first there.
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -231,6 +234,9 @@ class ChangeShipper {
   absl::Time schema_built_at_;  // when schema_batch_ was made
   std::vector<std::string> schema_keys_;
   std::set<std::string> held_tables_;
+  // Tables this node created whose CREATE committed (its shard-0 index, and when) and was not
+  // applied here yet: their rows are not read until it was (or kEpochWaitBound passed).
+  std::map<std::string, std::pair<uint64_t, absl::Time>> created_at_;
   std::set<std::string> schema_sent_;
   bool schema_dirty_ = true;
   // This node's schema changes that do not replicate, for the baseline after the read.

@@ -73,6 +73,7 @@ class LogPerShard : public Proposer {
       dead_letters_ += r->dead_lettered;
       schema_conflicts_ += r->schema_conflicts;
     }
+    if (epochs_ != nullptr) epochs_->Applied(shard, index);
     return index;
   }
 
@@ -93,6 +94,8 @@ class LogPerShard : public Proposer {
   }
 
   int fail_every_ = 0;
+  // Where the proposer's node stands: its shards applied every entry as it committed.
+  SchemaEpochs* epochs_ = nullptr;
   bool hold_ = false;
   int hold_shard_ = -1;  // Proposals to this shard are held.
   // What committed, in commit order.
@@ -283,6 +286,7 @@ TEST(ChangeShipperTest, ATableRenamedAwayWithItsRowsInFlightAndMadeAgainShipsBot
   // Batches carry their schema epoch: rows of the new items, read after the rename committed,
   // name the new table everywhere.
   SchemaEpochs epochs(4);
+  log.epochs_ = &epochs;
   auto shipper =
       ChangeShipper::Open(a.path, 1, router_a, &log, {.replicate_schema = true, .epochs = &epochs});
   ASSERT_TRUE(shipper.ok()) << shipper.status();
@@ -332,6 +336,71 @@ TEST(ChangeShipperTest, ATableRenamedAwayWithItsRowsInFlightAndMadeAgainShipsBot
                           "\"__marmot__state\" = 0; SELECT count(*) FROM "
                           "\"__marmot__items_change_log\" WHERE \"__marmot__state\" = 0;"),
             "0\n0\n");
+}
+
+TEST(ChangeShipperTest, RowsOfATableMadeHereWaitForItsCreateToApplyHereAndRouteAsEverywhere) {
+  // Node 2 made the table as `item` and its CREATE came first in shard 0; this node made it as
+  // `Item` at the same time (one table to SQLite), and its CREATE committed after, before this
+  // node applied node 2's. The table routes by `item` on every node (table_renames.h): rows read
+  // before node 2's CREATE applied here would have gone by `Item`, to other shards.
+  ShardRouter router_a(4), router_b(4);
+  router_a.set_renames(std::make_shared<TableRenames>());
+  router_b.set_renames(std::make_shared<TableRenames>());
+  Node a("ship-case-a", router_a), b("ship-case-b", router_b);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  LogPerShard log({&b});  // Entries apply on `a` below, late.
+  change::v1::ChangeBatch theirs;
+  theirs.set_origin_node(2);
+  change::v1::SchemaChange& create = *theirs.add_schema_changes();
+  create.set_kind(change::v1::SchemaChange::CREATE);
+  create.set_type("table");
+  create.set_name("item");
+  create.set_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT)");
+  ASSERT_EQ(log.Commit(0, theirs.SerializeAsString()), 1u);
+  SchemaEpochs epochs(4);
+  auto shipper =
+      ChangeShipper::Open(a.path, 1, router_a, &log, {.replicate_schema = true, .epochs = &epochs});
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  // Keys whose shard differs by the spelling hashed.
+  ShardRouter by_name(4);
+  std::vector<int64_t> ids;
+  for (int64_t id = 1; ids.size() < 3; ++id) {
+    if (by_name.ShardOf("item", {sqlite::Value::Integer(id)}) !=
+        by_name.ShardOf("Item", {sqlite::Value::Integer(id)})) {
+      ids.push_back(id);
+    }
+  }
+  ASSERT_TRUE(RunSqliteCli(
+                  a.path, absl::StrCat("CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);"
+                                       "INSERT INTO Item VALUES (",
+                                       ids[0], ", 'x'), (", ids[1], ", 'y'), (", ids[2], ", 'z');"))
+                  .ok());
+  {
+    auto db = sqlite::Database::Open(a.path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(sqlite::InstallCapture(*db, {.backfill_new_tables = true}).ok());
+  }
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // Its CREATE committed (already so on node 2); its rows wait for this node's shard 0.
+  ASSERT_EQ(log.committed_.size(), 2u);
+  EXPECT_EQ(log.proposals_, 1);
+  EXPECT_EQ(log.schema_conflicts_, 0);
+  for (const LogPerShard::Committed& c : log.committed_) {
+    auto applied = a.applier->Apply(c.shard, c.index, c.batch);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    epochs.Applied(c.shard, c.index);
+  }
+  Drain(**shipper);
+  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT v FROM item ORDER BY id;"), "x\ny\nz\n");
+  EXPECT_EQ(log.dead_letters_, 0);
+  for (const LogPerShard::Committed& c : log.committed_) {
+    if (c.batch.tables_size() == 0) continue;
+    for (const change::v1::Change& change : c.batch.tables(0).changes()) {
+      const sqlite::Value id = sqlite::Value::Integer(change.row(0).integer());
+      EXPECT_EQ(c.shard, by_name.ShardOf("item", {id})) << id.DebugString();
+    }
+  }
 }
 
 TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
