@@ -106,8 +106,11 @@ absl::StatusOr<int64_t> ConflictStore::Resolve(
     int shard, const google::protobuf::RepeatedPtrField<change::v1::ConflictId>& resolved) {
   const std::string sql =
       absl::StrCat("DELETE FROM ", sqlite::QuoteIdentifier(kConflictsTable),
-                   " WHERE shard = ?1 AND origin = ?2 AND tbl = ?3 AND change_id = ?4");
+                   " WHERE shard = ?1 AND origin = ?2 AND tbl = ?3 COLLATE NOCASE"
+                   " AND change_id = ?4");
   int64_t deleted = 0;
+  // The table as the resolving node names it: another node may spell it in another case (one
+  // name to SQLite; each node keeps its conflicts under its own name of the table).
   for (const change::v1::ConflictId& id : resolved) {
     // Origins are stored as SQLite integers: one above their range names none.
     if (id.origin_node() > static_cast<uint64_t>(INT64_MAX)) continue;

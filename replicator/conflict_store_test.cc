@@ -98,5 +98,15 @@ TEST_F(ConflictStoreTest, ResolvingDeletesOnlyWhatAnEntryOfItsShardNames) {
   EXPECT_EQ(Kept(), "0|3|doc|8\n0|2|other|7\n");
 }
 
+TEST_F(ConflictStoreTest, ResolvingNamesTheTableInAnyCase) {
+  // One table made at once as `Item` here and `item` on the node that resolves (one name to
+  // SQLite).
+  Keep(0, 3, "Item", 7);
+  google::protobuf::RepeatedPtrField<ConflictId> names;
+  *names.Add() = Name(3, "item", 7);
+  EXPECT_EQ(*store_->Resolve(0, names), 1);
+  EXPECT_EQ(Kept(), "");
+}
+
 }  // namespace
 }  // namespace marmot::replicator

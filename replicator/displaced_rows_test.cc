@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/table_renames.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
 #include "sqlite/testing/sqlite_cli.h"
@@ -136,7 +137,7 @@ class DisplacedRowsTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<RowVersions> versions_;
   std::unique_ptr<ConflictStore> conflicts_;
-  const ShardRouter router_{1};
+  ShardRouter router_{1};
 };
 
 TEST_P(DisplacedRowsTest, ARowReplacedThroughAUniqueValueIsKeptWithItsWritableColumns) {
@@ -152,6 +153,24 @@ TEST_P(DisplacedRowsTest, ARowReplacedThroughAUniqueValueIsKeptWithItsWritableCo
   EXPECT_EQ((*version)->origin, 3u);
   EXPECT_EQ((*version)->change_id, 21);
   EXPECT_TRUE((*version)->held.empty());
+}
+
+// Row 2 has no version (written behind marmot's back): it is kept under an id of its own, the
+// same on every node, where the table is `account` as where it is `Account` (made at once on
+// two nodes, one table to SQLite): by the table's route.
+TEST_P(DisplacedRowsTest, ARowWithoutAVersionIsNamedAlikeHoweverANodeSpellsItsTable) {
+  ASSERT_TRUE(RecordTableCreated(*db_, "Account", /*made=*/false).ok());
+  auto renames = std::make_shared<TableRenames>();
+  ASSERT_TRUE(renames->Load(*db_).ok());
+  router_.set_renames(renames);
+  absl::StatusOr<int64_t> kept = WriteRow1TakingRow2sEmail();
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, 1);
+  const int64_t id = -static_cast<int64_t>((ShardRouter(1).Hash("Account", {Value::Integer(2)}) ^
+                                            (uint64_t{9} * 0x9E3779B97F4A7C15ULL)) >>
+                                           2) -
+                     1;
+  EXPECT_EQ(Rows("SELECT change_id FROM \"__marmot__conflicts\""), absl::StrCat(id, " \n"));
 }
 
 // Row 2's version here is held: node 1's change won in the shard over this node's changes of
