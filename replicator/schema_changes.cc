@@ -418,6 +418,39 @@ absl::StatusOr<bool> Exists(sqlite::Database& db, const std::string& type,
   return !rows->empty();
 }
 
+// The tables here that carry the capture of a table of another name, and are that table
+// renamed: table -> those names. SQLite moves marmot's capture triggers with a table renamed,
+// and in no other way (a table dropped takes its triggers along, one made anew has none): a
+// table U that has `__marmot__T_insert` is T renamed, until capture is installed again, which
+// gives T's log to U and leaves a trace of that (sqlite/change_log.h, kMovedCaptureTable), taken
+// while U stands on the page it had then and the baseline knows T on that page (a trace left
+// by an earlier table of either name is not this one's). A table renamed before it had capture
+// carries none.
+absl::StatusOr<std::map<std::string, std::set<std::string>>> CarriedCaptures(sqlite::Database& db) {
+  std::map<std::string, std::set<std::string>> out;
+  absl::StatusOr<std::vector<std::vector<Value>>> triggers = db.QueryRows(
+      "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND "
+      "substr(name, 1, 10) = '__marmot__' AND substr(name, -7) = '_insert'");
+  if (!triggers.ok()) return triggers.status();
+  for (const std::vector<Value>& r : *triggers) {
+    const std::string& name = r[0].bytes();
+    if (name.size() <= 17) continue;
+    const std::string of = name.substr(10, name.size() - 17);
+    if (of != r[1].bytes()) out[r[1].bytes()].insert(of);
+  }
+  absl::StatusOr<bool> traced = Exists(db, "table", sqlite::kMovedCaptureTable);
+  if (!traced.ok()) return traced.status();
+  if (!*traced) return out;
+  absl::StatusOr<std::vector<std::vector<Value>>> moved = db.QueryRows(absl::StrCat(
+      "SELECT c.tbl, c.was FROM ", sqlite::QuoteIdentifier(sqlite::kMovedCaptureTable),
+      " AS c JOIN sqlite_master AS m ON m.type = 'table' AND m.name = c.tbl AND m.rootpage = "
+      "c.rootpage JOIN ",
+      kBaseline, " AS b ON b.type = 'table' AND b.name = c.was AND b.rootpage = c.rootpage"));
+  if (!moved.ok()) return moved.status();
+  for (const std::vector<Value>& r : *moved) out[r[0].bytes()].insert(r[1].bytes());
+  return out;
+}
+
 // What marmot keeps of a table that is gone: the baseline forgets it with its indexes and
 // triggers; its log's pending changes are done (made before the drop or concurrently with it,
 // they would otherwise ship, read against a table made again under its name, as deletes of its
@@ -1145,6 +1178,53 @@ absl::StatusOr<SchemaApplied> RenameLost(sqlite::Database& db, const SchemaChang
                              " everywhere, and rows written under ", c.new_name(), " go to it")};
 }
 
+// Rename `c` of table T to U, where this node renamed T to U itself and its baseline did not
+// take that yet (it holds T and not U, and the table U here carries T's capture,
+// CarriedCaptures): `c` comes first in shard 0's order, and this node's own rename is taken
+// as it, as every other node applies it here: what marmot keeps by T follows U, and the
+// baseline holds U as `c` made it (and the indexes, triggers and views the rename rewrote
+// here). What this node changed of U besides (columns added in the same look, say) stays its
+// own change, and its own rename is none any more: otherwise, a column change of `c`'s origin
+// that came next would take U into the baseline beside T, and T would go as a drop.
+absl::Status TakeOwnRenameNow(sqlite::Database& db, const SchemaChange& c) {
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> here =
+      TableHere(db, c.new_name());
+  if (!here.ok()) return here.status();
+  if (!here->has_value()) return absl::OkStatus();
+  const std::string to = (*here)->first;
+  absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+      absl::StrCat("SELECT name FROM ", kBaseline, " WHERE type = 'table' AND name IN (",
+                   Value::Text(c.name()).DebugString(), ", ", Value::Text(to).DebugString(), ")"));
+  if (!known.ok()) return known.status();
+  if (known->size() != 1 || (*known)[0][0].bytes() != c.name()) return absl::OkStatus();
+  absl::StatusOr<std::map<std::string, std::set<std::string>>> carries = CarriedCaptures(db);
+  if (!carries.ok()) return carries.status();
+  auto it = carries->find(to);
+  if (it == carries->end() || it->second.count(c.name()) == 0) return absl::OkStatus();
+  if (absl::Status s = RenameTableState(db, c.name(), to); !s.ok()) return s;
+  if (absl::Status s = ForgetInBaseline(db, "table", c.name()); !s.ok()) return s;
+  if (absl::Status s = RecordTableInBaseline(db, to, c.sql(), /*only_with_more_columns=*/false);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+      OtherObjectsSql(db);
+  if (!others.ok()) return others.status();
+  const std::map<std::string, std::string> renamed = {
+      {absl::AsciiStrToLower(c.name()), absl::AsciiStrToLower(to)}};
+  for (const auto& [key, sql] : *others) {
+    absl::StatusOr<std::vector<std::vector<Value>>> was = db.QueryRows(absl::StrCat(
+        "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
+        " AND name = ", Value::Text(key.second).DebugString()));
+    if (!was.ok()) return was.status();
+    if (!was->empty() && !(*was)[0][0].is_null() && (*was)[0][0].bytes() != sql &&
+        SameButRenamed((*was)[0][0].bytes(), sql, renamed)) {
+      if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const SchemaChange& c,
                                                uint64_t shard0_index) {
   if (c.type() != "table") return Refused("only a table is renamed");
@@ -1162,6 +1242,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
   if (!from_here->has_value() && !to_here->empty() && (*to_here)[0][0].bytes() == "table") {
     // Renamed here already (the same migration ran here, or this node's file was made from
     // its snapshot).
+    if (absl::Status s = TakeOwnRenameNow(db, c); !s.ok()) return s;
     if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
@@ -1517,14 +1598,16 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   auto body = [](const std::string& sql) { return WithTableName(sql, "t"); };
   std::vector<SchemaChange> table_renames;
   std::map<std::string, std::string> renamed_names;  // lower case: old -> new, tables, columns
-  // Table `from` (as the baseline has it) renamed to `to` (as it is now).
-  auto renamed_table = [&](const SchemaObject& from, const SchemaObject& to) {
+  // Table `from` (as the baseline has it) renamed to `to` (as it is now; `renamed_sql` its SQL
+  // right after the rename when its columns changed since).
+  auto renamed_table = [&](const SchemaObject& from, const SchemaObject& to,
+                           const std::string* renamed_sql = nullptr) {
     SchemaChange& c = table_renames.emplace_back();
     c.set_kind(SchemaChange::RENAME_TABLE);
     c.set_type("table");
     c.set_name(from.name);
     c.set_new_name(to.name);
-    c.set_sql(to.sql);
+    c.set_sql(renamed_sql != nullptr ? *renamed_sql : to.sql);
     c.set_before_sql(from.sql);
     renamed_names[absl::AsciiStrToLower(from.name)] = absl::AsciiStrToLower(to.name);
     settled.insert(to.name);
@@ -1616,6 +1699,49 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     unpaired(gone_tables);
     unpaired(new_tables);
   }
+  // A table gone and a new one that carries its capture: renamed, its columns changed in the
+  // same look (ALTER TABLE T RENAME TO U; ALTER TABLE U ADD COLUMN ...). SQLite moves marmot's
+  // capture triggers with a table renamed and in no other way (a table dropped takes its
+  // triggers along), and the install after it records that U took T's capture
+  // (CarriedCaptures). Each the only such match of the other, and U's columns as T's but for
+  // renames, drops and adds (DiffColumns): a rename (its SQL as T's but for the name, as every
+  // node's rename writes it), then U's column changes. A table renamed before it had capture
+  // carries none: a drop and a create then, which do not replicate (below).
+  std::vector<std::pair<const SchemaObject*, std::string>> renamed_then_changed;  // (U, SQL)
+  if (!gone_tables.empty() && !new_tables.empty()) {
+    absl::StatusOr<std::map<std::string, std::set<std::string>>> carries = CarriedCaptures(db);
+    if (!carries.ok()) return carries.status();
+    std::map<const SchemaObject*, std::vector<const SchemaObject*>> news_of;
+    std::map<const SchemaObject*, int> gones_of;
+    for (const SchemaObject* gone : gone_tables) {
+      for (const SchemaObject* o : new_tables) {
+        auto it = carries->find(o->name);
+        if (it == carries->end() || it->second.count(gone->name) == 0) continue;
+        news_of[gone].push_back(o);
+        ++gones_of[o];
+      }
+    }
+    std::set<const SchemaObject*> paired;
+    for (const auto& [gone, news] : news_of) {
+      if (news.size() != 1 || gones_of[news[0]] != 1) continue;
+      const SchemaObject* o = news[0];
+      const std::optional<std::string> name = TableNameToken(o->sql);
+      std::optional<std::string> renamed_sql;
+      if (name.has_value()) renamed_sql = WithTableName(gone->sql, *name);
+      if (!renamed_sql.has_value() || !DiffColumns(*renamed_sql, o->sql).has_value()) continue;
+      renamed_table(*gone, *o, &*renamed_sql);
+      renamed_then_changed.emplace_back(o, *renamed_sql);
+      paired.insert(gone);
+      paired.insert(o);
+    }
+    auto unpaired = [&](std::vector<const SchemaObject*>& tables) {
+      tables.erase(std::remove_if(tables.begin(), tables.end(),
+                                  [&](const SchemaObject* t) { return paired.count(t) > 0; }),
+                   tables.end());
+    };
+    unpaired(gone_tables);
+    unpaired(new_tables);
+  }
   // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
   // table went in the same diff, or when its columns are those a changed table had (renamed,
   // then made again under the old name, perhaps with more columns). Neither replicates then.
@@ -1636,9 +1762,15 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   }
   std::vector<SchemaChange> creates;
   // Columns renamed in this diff, of any table, go to renamed_names too: SQLite rewrote the
-  // other objects that name them.
+  // other objects that name them. Tables renamed with their columns changed come first, as
+  // their renames did.
+  std::vector<std::pair<const SchemaObject*, std::string>> column_changes = renamed_then_changed;
   for (const SchemaObject* o : changed_tables) {
-    const std::string& before = baseline.at({o->type, o->name}).sql;
+    column_changes.emplace_back(o, baseline.at({o->type, o->name}).sql);
+  }
+  for (const std::pair<const SchemaObject*, std::string>& table : column_changes) {
+    const SchemaObject* o = table.first;
+    const std::string& before = table.second;
     std::optional<ColumnDiff> columns;
     if (!remade.count(o->name)) columns = DiffColumns(before, o->sql);
     if (!columns.has_value() && !remade.count(o->name) && DefinitionsChanged(before, o->sql)) {

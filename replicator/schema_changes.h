@@ -32,16 +32,23 @@
 //     as it was moved too (a VACUUM lays them all out again), nor, in an auto_vacuum database,
 //     when T's page was another object's (a DROP moves the last root page into the dropped
 //     one's); the baseline takes the pages then (SchemaDiff::roots);
+//   - a table gone and a new one that carries its capture, each the only such match of the
+//     other, whose columns are the gone one's but for columns renamed, dropped and added (a
+//     table renamed and its columns changed in the same look): SQLite moves marmot's capture
+//     triggers with a table renamed and in no other way, and capture installed again leaves a
+//     trace of the move (sqlite/change_log.h, kMovedCaptureTable) -> RENAME_TABLE (its sql as
+//     the table read right after the rename, as every node's rename writes it), then the new
+//     table's column changes as above;
 //   in that order: drops, then tables renamed, then tables (renamed, dropped and added columns
-//   and tables made again, then tables created), indexes, views and triggers, each in the order
-//   they were made.
+//   of tables renamed in the same look, then of the others, and tables made again, then tables
+//   created), indexes, views and triggers, each in the order they were made.
 // Not replicated yet, and taken into the baseline as they are here (every node makes them
 // itself; README, "Limitations"): a table whose columns changed in a way its text cannot tell
 // (a rename from a drop and an add), and its indexes and triggers. When other tables are gone
-// and new ones appear in one diff (a table renamed and its columns changed in the same look,
-// two tables alike renamed at once), or a new table has the columns a changed table had, a
-// table may have been renamed: none of them replicates, so that the other nodes' own rename
-// still finds its name free.
+// and new ones appear in one diff (a table renamed before it had capture and its columns
+// changed in the same look, two tables alike renamed at once),
+// or a new table has the columns a changed table had, a table may have been renamed: none of
+// them replicates, so that the other nodes' own rename still finds its name free.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
@@ -68,7 +75,11 @@
 // RENAME_TABLE renames the table where it exists under its old name and not under its new one
 // (its capture follows, sqlite/change_log.h; the conflicts, dead letters and column history
 // marmot keeps by its name too, and on the node that made the rename when it comes back, own),
-// is already so where only the new name exists, or where both do and this node renamed the
+// is already so where only the new name exists (where this node made the same rename itself
+// and its baseline did not take it yet, the table carrying the old one's capture, the baseline
+// takes it now as this rename, and what marmot keeps by the old name follows, as on every other
+// node: its own rename is no change any more, what else it changed of the table still is), or
+// where both do and this node renamed the
 // table away itself (the table of the new name reads as the origin's and stands on the page the
 // baseline knows the old one on, or on its own page in the baseline with this rename in the
 // history: the same migration ran here; only the first such rename in shard 0's order is

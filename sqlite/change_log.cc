@@ -284,6 +284,22 @@ absl::StatusOr<bool> MoveRenamedLog(Database& db, const TableSchema& t, const Ca
         "DELETE FROM ", Q(kRowVersionsTable), " WHERE tbl = ", Literal(t.name), "; UPDATE ",
         Q(kRowVersionsTable), " SET tbl = ", Literal(t.name), " WHERE tbl = ", Literal(old_name)));
     if (!s.ok()) return s;
+    // The trace of the move (kMovedCaptureTable): `t` on its page was `old_name`, and every name
+    // `old_name` had on that page before. A row left by an earlier table of `t`'s name (one
+    // that had a log) is not this one's.
+    s = db.Exec(absl::StrCat(
+        "CREATE TABLE IF NOT EXISTS ", Q(kMovedCaptureTable),
+        " (tbl TEXT NOT NULL, was TEXT NOT NULL, rootpage INTEGER NOT NULL, PRIMARY KEY (tbl, "
+        "was)) WITHOUT ROWID; DELETE FROM ",
+        Q(kMovedCaptureTable), " WHERE tbl = ", Literal(t.name), "; INSERT OR REPLACE INTO ",
+        Q(kMovedCaptureTable), " (tbl, was, rootpage) SELECT ", Literal(t.name),
+        ", was, rootpage FROM ", Q(kMovedCaptureTable), " WHERE tbl = ", Literal(old_name),
+        " AND rootpage = (SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ",
+        Literal(t.name), "); DELETE FROM ", Q(kMovedCaptureTable),
+        " WHERE tbl = ", Literal(old_name), "; INSERT OR REPLACE INTO ", Q(kMovedCaptureTable),
+        " (tbl, was, rootpage) SELECT ", Literal(t.name), ", ", Literal(old_name),
+        ", rootpage FROM sqlite_master WHERE type = 'table' AND name = ", Literal(t.name)));
+    if (!s.ok()) return s;
     LOG(INFO) << "capture of " << Q(old_name) << " moved to " << Q(t.name)
               << " (renamed): its change log and the versions of its rows";
     return true;
@@ -518,6 +534,24 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
         break;
     }
     if (t.keyed_by_rowid()) report.keyed_by_rowid.push_back(t.name);
+  }
+  std::vector<std::string> names;
+  for (const TableSchema& t : listing->tables) names.push_back(Literal(t.name));
+  // Traces of moved capture of tables gone, or whose name another table with capture of its
+  // own has now.
+  absl::StatusOr<Value> moved_kept = db.QueryValue(
+      absl::StrCat("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
+                   Literal(kMovedCaptureTable)));
+  if (!moved_kept.ok()) return moved_kept.status();
+  if (moved_kept->integer() > 0) {
+    std::vector<std::string> fresh;
+    for (const std::string& name : report.installed) fresh.push_back(Literal(name));
+    if (absl::Status s = db.Exec(absl::StrCat("DELETE FROM ", Q(kMovedCaptureTable),
+                                              " WHERE tbl NOT IN (", absl::StrJoin(names, ", "),
+                                              ") OR tbl IN (", absl::StrJoin(fresh, ", "), ")"));
+        !s.ok()) {
+      return s;
+    }
   }
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
   return report;

@@ -94,6 +94,17 @@ struct CaptureReport {
 // Switches the database to WAL and installs or refreshes capture on every user table.
 absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions& options = {});
 
+// Where capture moved with a table renamed (ALTER TABLE T RENAME TO U: SQLite moves marmot's
+// triggers with the table, and in no other way; the next install gives T's log to U): a row
+// per name U had before on its page, `tbl` U's name, `was` that earlier name (T, and the names
+// T had taken capture from on the same page), `rootpage` U's page then. So a table that took
+// another's capture is known for that table renamed after the install too, even when its
+// columns changed in the same look (replicator/schema_changes.h tells such a rename from a
+// drop and a create by it); a table renamed before it ever had capture leaves none. Made by the
+// first such move; a row goes when its table is gone at an install, or a table of its name gets
+// capture of its own (another table).
+inline constexpr char kMovedCaptureTable[] = "__marmot__moved_capture";
+
 // Removes every object whose name starts with `__marmot__` (triggers, logs, and any other marmot
 // table), in one transaction. Afterwards sqlite_master holds exactly what it held before capture
 // was installed.

@@ -484,6 +484,48 @@ TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersi
                                 ElementsAre(Value::Integer(3)), ElementsAre(Value::Integer(2))));
 }
 
+// The install that gives a renamed table the log of the name it had leaves a trace of it, which
+// tells the schema diff that the table is that one renamed (replicator/schema_changes.h) after its
+// triggers were made anew: through a chain of renames, until the table is gone or its name is
+// another table's.
+TEST_F(ChangeLogTest, ATableThatTookTheCaptureOfItsOldNameKeepsATraceOfIt) {
+  auto traces = [&] {
+    return *testing::RunSqliteCli(
+        path_,
+        "SELECT group_concat(tbl || ' was ' || was || (CASE WHEN rootpage = (SELECT rootpage FROM "
+        "sqlite_master WHERE name = tbl) THEN '' ELSE ' elsewhere' END), ', ') FROM (SELECT * FROM "
+        "\"__marmot__moved_capture\" ORDER BY tbl, was);");
+  };
+  Exec(
+      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE never (id INTEGER PRIMARY "
+      "KEY)");
+  Install();
+  EXPECT_EQ(*db_->QueryValue("SELECT count(*) FROM sqlite_master WHERE name = "
+                             "'__marmot__moved_capture'"),
+            Value::Integer(0));
+  Exec("ALTER TABLE kv RENAME TO kv2; ALTER TABLE kv2 ADD COLUMN extra TEXT");
+  Install();
+  EXPECT_EQ(traces(), "kv2 was kv\n");
+  Exec("ALTER TABLE kv2 RENAME TO kv3");
+  Install();
+  EXPECT_EQ(traces(), "kv3 was kv, kv3 was kv2\n");
+  // A table renamed before it had capture leaves none.
+  Exec("CREATE TABLE a (id INTEGER PRIMARY KEY); ALTER TABLE a RENAME TO b");
+  Install();
+  EXPECT_EQ(traces(), "kv3 was kv, kv3 was kv2\n");
+  // Another table of its name has capture of its own.
+  Exec("DROP TABLE kv3; CREATE TABLE kv3 (id INTEGER PRIMARY KEY)");
+  Install();
+  EXPECT_EQ(traces(), "\n");
+  // A table gone takes its trace along.
+  Exec("ALTER TABLE never RENAME TO gone");
+  Install();
+  EXPECT_EQ(traces(), "gone was never\n");
+  Exec("DROP TABLE gone");
+  Install();
+  EXPECT_EQ(traces(), "\n");
+}
+
 // ALTER TABLE kv RENAME TO kv_old and a new kv in one transaction, both written before marmot
 // looks: the triggers SQLite moved to kv_old wrote kv's log, and the new kv has none.
 TEST_F(ChangeLogTest, ATableRenamedAwayAndMadeAgainUnderItsNameEachGetTheirOwnLog) {
