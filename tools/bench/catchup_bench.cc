@@ -5,9 +5,11 @@
 //   bazel-bin/tools/bench/catchup_bench --marmot=bazel-bin/marmot --gib=1
 //
 // 1. Node 1's file is filled with --gib of rows (~200 bytes each) by SQLite directly.
-// 2. Node 1 founds a one-node cluster from it (-seed): every row goes through its Raft logs,
-//    which compact into snapshots (-snapshot-entries).
-// 3. Node 2 starts from no file at all (-join), is added (AddNode), and receives the schema and
+// 2. Node 1 founds a one-node cluster from it (-seed): every row goes through its Raft logs.
+//    Timed until its logs hold no pending row, its peak RSS sampled.
+// 3. A snapshot of every shard is taken (TriggerSnapshot, timed), so that its Raft logs compact
+//    and node 2 catches up from snapshots, as a new node of an older cluster does.
+// 4. Node 2 starts from no file at all (-join), is added (AddNode), and receives the schema and
 //    every row, mostly as streamed shard snapshots. Timed until its row count matches; node 1's
 //    and node 2's resident memory is sampled every 100 ms meanwhile (and VmHWM read at the end).
 #include <glog/logging.h>
@@ -34,7 +36,10 @@ DEFINE_string(marmot, "bazel-bin/marmot", "the marmot binary (build it with -c o
 DEFINE_string(dir, "/tmp/marmot-catchup-bench", "working folder (wiped first)");
 DEFINE_double(gib, 1.0, "size of node 1's rows, GiB");
 DEFINE_int32(shards, 16, "-shards of both nodes");
-DEFINE_int32(snapshot_entries, 1000, "-snapshot-entries of both nodes");
+DEFINE_int32(snapshot_entries, 10000, "-snapshot-entries of node 1 while it seeds");
+DEFINE_int32(catchup_snapshot_entries, 20,
+             "-snapshot-entries of both nodes from the snapshots on: node 1 restarts with it, so "
+             "that its logs compact to their last entries and node 2 installs snapshots");
 DEFINE_int32(timeout_seconds, 3600, "give up waiting after this long per phase");
 
 namespace {
@@ -111,7 +116,8 @@ struct Node {
   std::unique_ptr<marmot::testing::Subprocess> proc;
 };
 
-void Start(Node& n, const std::string& bootstrap, const std::vector<std::string>& extra) {
+void Start(Node& n, const std::string& bootstrap, int snapshot_entries,
+           const std::vector<std::string>& extra) {
   std::vector<std::string> args = {
       FLAGS_marmot,
       absl::StrCat("-node-id=", n.id),
@@ -119,7 +125,7 @@ void Start(Node& n, const std::string& bootstrap, const std::vector<std::string>
       absl::StrCat("-bind-pane=127.0.0.1:", n.pane_port),
       absl::StrCat("-bootstrap=", bootstrap),
       absl::StrCat("-shards=", FLAGS_shards),
-      absl::StrCat("-snapshot-entries=", FLAGS_snapshot_entries),
+      absl::StrCat("-snapshot-entries=", snapshot_entries),
       "-db-path=" + n.db,
       "-raft-path=" + n.raft,
   };
@@ -176,7 +182,8 @@ int main(int argc, char** argv) {
               file_gib, Seconds(Clock::now() - t0));
   std::fflush(stdout);
 
-  Start(n1, absl::StrCat("1@127.0.0.1:", n1.port), {"-seed"});
+  const std::string bootstrap1 = absl::StrCat("1@127.0.0.1:", n1.port);
+  Start(n1, bootstrap1, FLAGS_snapshot_entries, {"-seed"});
   std::vector<int64_t> peak;
   // Every copied row shipped (the log keeps its newest row, marked shipped).
   const std::string log_rows =
@@ -187,7 +194,30 @@ int main(int argc, char** argv) {
               rows / seeded, peak[0] / 1024.0);
   std::fflush(stdout);
 
-  Start(n2, absl::StrCat("1@127.0.0.1:", n1.port, ",2@127.0.0.1:", n2.port), {"-join"});
+  // A seed makes few entries per shard (thousands of rows each), fewer than a compaction keeps
+  // (1,000, or -snapshot-entries if fewer): node 1 restarts with a small -snapshot-entries, so
+  // that the snapshots below compact its logs and node 2 catches up from them.
+  n1.proc->Stop(SIGTERM, std::chrono::seconds(30));
+  Start(n1, bootstrap1, FLAGS_catchup_snapshot_entries, {});
+  // One shard at a time: a snapshot of each shard reads the whole table (an error while node 1
+  // starts, or a snapshot is still being taken; asked again, it answers once that one is done).
+  const auto snapshot_start = Clock::now();
+  for (int shard = 0; shard < FLAGS_shards; ++shard) {
+    const std::string snapshot = absl::StrCat(
+        "curl -sf -o /dev/null -m 60 -X POST -H 'Content-Type: application/json' -H "
+        "'Authorization: ",
+        kAuth, "' http://127.0.0.1:", n1.pane_port, "/v1/snapshots -d '{\"shard\": ", shard, "}'");
+    int tries = 0;
+    while (std::system(snapshot.c_str()) != 0) {
+      CHECK_LT(++tries, 120) << "TriggerSnapshot failed; see " << n1.proc->stderr_path();
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+  std::printf("snapshot of every shard: %.1f s\n", Seconds(Clock::now() - snapshot_start));
+  std::fflush(stdout);
+
+  Start(n2, absl::StrCat("1@127.0.0.1:", n1.port, ",2@127.0.0.1:", n2.port),
+        FLAGS_catchup_snapshot_entries, {"-join"});
   const std::string add = absl::StrCat(
       "curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: ",
       kAuth, "' http://127.0.0.1:", n1.pane_port, "/v1/nodes -d '{\"nodeId\": \"2\", ",
@@ -207,6 +237,13 @@ int main(int argc, char** argv) {
   const double recv_cpu = marmot::testing::ProcessCpuSeconds(n2.proc->pid());
   const int64_t hwm1 = StatusKib(n1.proc->pid(), "VmHWM"),
                 hwm2 = StatusKib(n2.proc->pid(), "VmHWM");
+  int installed = 0;  // Shard snapshots node 2 installed (each logs one line).
+  {
+    std::ifstream err(n2.proc->stderr_path());
+    for (std::string line; std::getline(err, line);) {
+      installed += line.find("installed a snapshot") != std::string::npos ? 1 : 0;
+    }
+  }
   double load = 0;
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
     CHECK_EQ(std::fscanf(f, "%lf", &load), 1);
@@ -219,10 +256,11 @@ int main(int argc, char** argv) {
       "| node 2 (newcomer) peak RSS, MiB (sampled / VmHWM) | %.0f / %.0f |\n"
       "| node 1 (sender) peak RSS during catch-up, MiB (sampled / VmHWM since start) | %.0f / %.0f "
       "|\n"
-      "| CPU s: node 1 sending / node 2 receiving | %.1f / %.1f |\n",
+      "| CPU s: node 1 sending / node 2 receiving | %.1f / %.1f |\n"
+      "| shard snapshots node 2 installed | %d of %d |\n",
       file_gib, static_cast<long long>(rows), kRowBytes, FLAGS_shards, load, caught_up,
       caught_up / file_gib, rows / caught_up, peak[1] / 1024.0, hwm2 / 1024.0, peak[0] / 1024.0,
-      hwm1 / 1024.0, send_cpu, recv_cpu);
+      hwm1 / 1024.0, send_cpu, recv_cpu, installed, FLAGS_shards);
   n2.proc->Stop(SIGTERM, std::chrono::seconds(30));
   n1.proc->Stop(SIGTERM, std::chrono::seconds(30));
   return 0;
