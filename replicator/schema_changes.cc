@@ -645,6 +645,28 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> Other
   return out;
 }
 
+// Records in the baseline the indexes, triggers and views whose SQL here reads as the
+// baseline's but for `from` renamed to `to` (a table or a column; what its rename rewrote).
+absl::Status RecordRewrittenByRename(sqlite::Database& db, const std::string& from,
+                                     const std::string& to) {
+  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
+      OtherObjectsSql(db);
+  if (!others.ok()) return others.status();
+  const std::map<std::string, std::string> renamed = {
+      {absl::AsciiStrToLower(from), absl::AsciiStrToLower(to)}};
+  for (const auto& [key, sql] : *others) {
+    absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
+        "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
+        " AND name = ", Value::Text(key.second).DebugString()));
+    if (!known.ok()) return known.status();
+    if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() != sql &&
+        SameButRenamed((*known)[0][0].bytes(), sql, renamed)) {
+      if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Runs one ALTER TABLE statement that must leave the same objects and the table with
 // `columns_after` (lower case, in order); a refusal otherwise.
 absl::StatusOr<std::optional<SchemaApplied>> AlterExactly(
@@ -786,21 +808,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
     if (!refused.ok()) return refused.status();
     if (refused->has_value()) return **refused;
     // The indexes, triggers and views that name the column read as the baseline's but for it.
-    absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> rewritten =
-        OtherObjectsSql(db);
-    if (!rewritten.ok()) return rewritten.status();
-    const std::map<std::string, std::string> renamed = {
-        {absl::AsciiStrToLower(from), absl::AsciiStrToLower(to)}};
-    for (const auto& [key, sql] : *rewritten) {
-      absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
-          "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
-          " AND name = ", Value::Text(key.second).DebugString()));
-      if (!known.ok()) return known.status();
-      if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() != sql &&
-          SameButRenamed((*known)[0][0].bytes(), sql, renamed)) {
-        if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
-      }
-    }
+    if (absl::Status s = RecordRewrittenByRename(db, from, to); !s.ok()) return s;
     if (absl::Status s = RecordColumnGone(db, name, *own_rename, to); !s.ok()) return s;
     applied = {.outcome = SchemaApplied::kApplied,
                .detail = absl::StrCat("this node's own rename of column ", from, " of ", name,
@@ -1207,22 +1215,7 @@ absl::Status TakeOwnRenameNow(sqlite::Database& db, const SchemaChange& c) {
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
-      OtherObjectsSql(db);
-  if (!others.ok()) return others.status();
-  const std::map<std::string, std::string> renamed = {
-      {absl::AsciiStrToLower(c.name()), absl::AsciiStrToLower(to)}};
-  for (const auto& [key, sql] : *others) {
-    absl::StatusOr<std::vector<std::vector<Value>>> was = db.QueryRows(absl::StrCat(
-        "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
-        " AND name = ", Value::Text(key.second).DebugString()));
-    if (!was.ok()) return was.status();
-    if (!was->empty() && !(*was)[0][0].is_null() && (*was)[0][0].bytes() != sql &&
-        SameButRenamed((*was)[0][0].bytes(), sql, renamed)) {
-      if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
-    }
-  }
-  return absl::OkStatus();
+  return RecordRewrittenByRename(db, c.name(), to);
 }
 
 absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const SchemaChange& c,
@@ -1270,21 +1263,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
       }
       if (absl::Status s = RecordInBaseline(db, "table", to); !s.ok()) return s;
       // And the indexes, triggers and views its rename rewrote here, as the origin's did.
-      absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> others =
-          OtherObjectsSql(db);
-      if (!others.ok()) return others.status();
-      const std::map<std::string, std::string> renamed = {
-          {absl::AsciiStrToLower(c.name()), absl::AsciiStrToLower(to)}};
-      for (const auto& [key, sql] : *others) {
-        absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(absl::StrCat(
-            "SELECT sql FROM ", kBaseline, " WHERE type = ", Value::Text(key.first).DebugString(),
-            " AND name = ", Value::Text(key.second).DebugString()));
-        if (!known.ok()) return known.status();
-        if (!known->empty() && !(*known)[0][0].is_null() && (*known)[0][0].bytes() != sql &&
-            SameButRenamed((*known)[0][0].bytes(), sql, renamed)) {
-          if (absl::Status s = RecordInBaseline(db, key.first, key.second); !s.ok()) return s;
-        }
-      }
+      if (absl::Status s = RecordRewrittenByRename(db, c.name(), to); !s.ok()) return s;
       return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
     }
   }
