@@ -784,7 +784,7 @@ absl::Status ChangeApplier::ApplySchemaChanges(
     // This founder's own starting schema: what it has now is as new or newer.
     if (starting && own) met = SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
     if (here.has_value()) {
-      absl::StatusOr<std::optional<SchemaApplied>> meeting = MeetStartingObject(*here, c);
+      absl::StatusOr<std::optional<SchemaApplied>> meeting = MeetStartingObject(db_, *here, c);
       if (!meeting.ok()) return meeting.status();
       met = *std::move(meeting);
     }

@@ -1488,7 +1488,8 @@ absl::Status MarkSchemaSettled(sqlite::Database& db) {
                     {});
 }
 
-absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(const StartingSchema& here,
+absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(sqlite::Database& db,
+                                                                const StartingSchema& here,
                                                                 const SchemaChange& c) {
   if (c.kind() != SchemaChange::CREATE) {
     return std::optional<SchemaApplied>(Refused("a starting schema holds CREATEs only"));
@@ -1513,7 +1514,16 @@ absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(const StartingSc
   }
   // After another schema change (a founder that first started late): as it is here.
   if (here.settled) return already_so;
-  return std::optional<SchemaApplied>();
+  absl::StatusOr<std::vector<std::vector<Value>>> existing =
+      db.QueryRows(absl::StrCat("SELECT type, name, sql FROM sqlite_master WHERE name = ",
+                                Value::Text(c.name()).DebugString(), " COLLATE NOCASE"));
+  if (!existing.ok()) return existing.status();
+  if (existing->empty()) return std::optional<SchemaApplied>();
+  const std::vector<Value>& o = existing->front();
+  if (o[0].bytes() == c.type() && !o[2].is_null() && o[2].bytes() == c.sql()) return already_so;
+  return conflict(absl::StrCat(o[0].bytes(), " ", o[1].bytes(),
+                               " exists here with another definition; kept as it is here (",
+                               o[2].is_null() ? "" : o[2].bytes(), ")"));
 }
 
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {

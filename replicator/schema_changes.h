@@ -212,10 +212,9 @@ absl::Status RecordSentInBaseline(sqlite::Database& db,
 //     (reported; founders start with the same schema, or from empty files beside a -seed).
 //     Its schema may have moved on since it started (a column dropped right after), which
 //     another founder's starting schema, still on its way, must not undo;
-//   - a node that did not found the cluster (it joined, or its marmot state was removed)
-//     applies it as any CREATE (ApplySchemaChange): it makes what it lacks, and an object it
-//     has is already so when defined alike, a conflict otherwise. Only until it applied another
-//     schema change (a snapshot's schema included):
+//   - a node that did not found the cluster (it joined, or its marmot state was removed) makes
+//     what it lacks, as a CREATE; an object it has is already so when defined alike, a conflict
+//     otherwise. Only until it applied another schema change (a snapshot's schema included):
 //     a founder's starting schema that comes after one in shard 0 (a founder that first started
 //     late) is taken as already so, so that it does not bring back what that change dropped.
 // Its own starting schema coming back is already so on a founder.
@@ -244,7 +243,8 @@ absl::Status MarkSchemaSettled(sqlite::Database& db);
 // How `c`, of another founder's starting schema, meets this node (`here`, see above): an outcome
 // that changes nothing (already so, a conflict, refused: not a CREATE), or nullopt: apply it
 // as any CREATE (ApplySchemaChange).
-absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(const StartingSchema& here,
+absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(sqlite::Database& db,
+                                                                const StartingSchema& here,
                                                                 const change::v1::SchemaChange& c);
 
 }  // namespace marmot::replicator
