@@ -383,8 +383,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
   if (batch.schema_changes_size() > 0) {
     const std::string from =
         absl::StrCat("node ", origin, " (shard ", shard, " index ", index, ")");
-    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result, index,
-                                            batch.starting_schema());
+    if (absl::Status s = ApplySchemaChanges(batch.schema_changes(), from, own, result, index);
         !s.ok()) {
       return s;
     }
@@ -766,32 +765,12 @@ absl::Status ChangeApplier::SettleHeldVersions(
 
 absl::Status ChangeApplier::ApplySchemaChanges(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-    const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index, bool starting) {
+    const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index) {
   bool table_changed = false;
   bool tables_named = false;  // A table created, dropped or renamed: its route may change.
-  // Another founder's starting schema meets this node as schema_changes.h says; any other
-  // schema change applied on a node that did not found the cluster settles it.
-  std::optional<StartingSchema> here;
-  if (starting && !own) {
-    absl::StatusOr<StartingSchema> loaded = LoadStartingSchema(db_);
-    if (!loaded.ok()) return loaded.status();
-    here = *std::move(loaded);
-  } else if (!starting && !changes.empty()) {
-    if (absl::Status s = MarkSchemaSettled(db_); !s.ok()) return s;
-  }
   for (const change::v1::SchemaChange& c : changes) {
-    std::optional<SchemaApplied> met;
-    // This founder's own starting schema: what it has now is as new or newer.
-    if (starting && own) met = SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
-    if (here.has_value()) {
-      absl::StatusOr<std::optional<SchemaApplied>> meeting = MeetStartingObject(db_, *here, c);
-      if (!meeting.ok()) return meeting.status();
-      met = *std::move(meeting);
-    }
-    if (!met.has_value()) tables_named = tables_named || c.type() == "table";
-    absl::StatusOr<SchemaApplied> applied = met.has_value()
-                                                ? absl::StatusOr<SchemaApplied>(*std::move(met))
-                                                : ApplySchemaChange(db_, c, own, shard0_index);
+    tables_named = tables_named || c.type() == "table";
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(db_, c, own, shard0_index);
     if (!applied.ok()) return applied.status();
     if (c.kind() == change::v1::SchemaChange::RENAME_TABLE &&
         (applied->outcome == SchemaApplied::kApplied ||

@@ -313,12 +313,10 @@ class ChangeApplier {
   absl::Status CheckSchema();
   // Applies `changes` (of an entry or a snapshot: `from`, for the log; `own`: made by this
   // node; `shard0_index`: the entry's, 0 for a snapshot) inside the caller's transaction,
-  // counting them in `result`. `starting`: a founder's starting schema (schema_changes.h, "The
-  // starting schema", MeetStartingObject); any other settles this node.
+  // counting them in `result`.
   absl::Status ApplySchemaChanges(
       const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& changes,
-      const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index = 0,
-      bool starting = false);
+      const std::string& from, bool own, ApplyResult& result, uint64_t shard0_index = 0);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
   // Keeps change `c` of `t` from `origin` (at Raft `index` of `shard`), which lost to the

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "replicator/schema_changes.h"
 #include "replicator/table_renames.h"
 #include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
@@ -902,120 +901,6 @@ TEST(ChangeApplierTest, ASnapshotOfATableNamedInAnotherCaseInstallsIntoItAsNamed
   auto again = b.applier->Apply(0, 4, batch);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->duplicates, 2);
-}
-
-// A database with `schema` whose marmot starts on it for the first time, as a founder or not
-// (schema_changes.h, "The starting schema"), and its applier.
-struct FirstStart {
-  FirstStart(const std::string& label, const std::string& schema, bool founding)
-      : path(sqlite::testing::NewDatabase(label, schema)) {
-    auto db = sqlite::Database::Open(path);
-    CHECK(db.ok());
-    CHECK(EnsureSchemaBaseline(*db, /*with_existing=*/true, founding).ok());
-    auto opened = ChangeApplier::Open(path, ShardRouter(1));
-    CHECK(opened.ok()) << opened.status();
-    applier = *std::move(opened);
-  }
-  std::string Objects() const {
-    return *sqlite::testing::RunSqliteCli(
-        path,
-        "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
-        "ORDER BY type, name;");
-  }
-  std::string path;
-  std::unique_ptr<ChangeApplier> applier;
-};
-
-TEST(ChangeApplierTest, AFoundersStartingSchemaIsMadeWhereANodeJoinedAndComparedOnFounders) {
-  constexpr char kStarting[] =
-      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
-      "CREATE TABLE extra (id INTEGER PRIMARY KEY);"
-      "CREATE INDEX kv_v ON kv (v);";
-  // Given node 1's starting schema,
-  FirstStart one("starting-1", kStarting, /*founding=*/true);
-  absl::StatusOr<StartingSchema> starting = [&] {
-    auto db = sqlite::Database::Open(one.path);
-    CHECK(db.ok());
-    return LoadStartingSchema(*db);
-  }();
-  ASSERT_TRUE(starting.ok()) << starting.status();
-  EXPECT_TRUE(starting->founder);
-  ASSERT_TRUE(starting->unsent.has_value());
-  change::v1::ChangeBatch batch = *starting->unsent;
-  EXPECT_TRUE(batch.starting_schema());
-  ASSERT_EQ(batch.schema_changes_size(), 3);
-  batch.set_origin_node(1);
-  // a node that joined from an empty file makes it,
-  FirstStart joined("starting-joined", "", /*founding=*/false);
-  absl::StatusOr<ApplyResult> made = joined.applier->Apply(0, 3, batch);
-  ASSERT_TRUE(made.ok()) << made.status();
-  EXPECT_EQ(made->schema_conflicts, 0);
-  EXPECT_EQ(joined.Objects(), one.Objects());
-  // a founder that started with the same schema has it already,
-  FirstStart alike("starting-alike", kStarting, /*founding=*/true);
-  absl::StatusOr<ApplyResult> same = alike.applier->Apply(0, 3, batch);
-  ASSERT_TRUE(same.ok()) << same.status();
-  EXPECT_EQ(same->schema_conflicts, 0);
-  EXPECT_EQ(alike.Objects(), one.Objects());
-  // and a founder that started with another reports each difference and keeps its own: kv
-  // defined otherwise, extra and the index missing (not made).
-  const std::string other = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
-  FirstStart differs("starting-differs", other, /*founding=*/true);
-  const std::string before = differs.Objects();
-  absl::StatusOr<ApplyResult> compared = differs.applier->Apply(0, 3, batch);
-  ASSERT_TRUE(compared.ok()) << compared.status();
-  EXPECT_EQ(compared->schema_conflicts, 3);
-  EXPECT_EQ(differs.Objects(), before);
-  // Its own starting schema, which node 1 compares in turn.
-  auto db = sqlite::Database::Open(differs.path);
-  ASSERT_TRUE(db.ok());
-  absl::StatusOr<StartingSchema> its = LoadStartingSchema(*db);
-  ASSERT_TRUE(its.ok() && its->unsent.has_value());
-  its->unsent->set_origin_node(2);
-  absl::StatusOr<ApplyResult> back = one.applier->Apply(0, 4, *its->unsent);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->schema_conflicts, 1);
-}
-
-TEST(ChangeApplierTest, AStartingSchemaUndoesNothingMadeSince) {
-  constexpr char kStarting[] =
-      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, p TEXT);"
-      "CREATE TABLE extra (id INTEGER PRIMARY KEY);";
-  FirstStart one("since-1", kStarting, /*founding=*/true);
-  auto db = sqlite::Database::Open(one.path);
-  ASSERT_TRUE(db.ok());
-  absl::StatusOr<StartingSchema> starting = LoadStartingSchema(*db);
-  ASSERT_TRUE(starting.ok() && starting->unsent.has_value());
-  change::v1::ChangeBatch late = *starting->unsent;
-  late.set_origin_node(1);
-  // Given a founder that dropped a column and a table right after it started, before another
-  // founder's starting schema (the same as its own) came,
-  FirstStart two("since-2", kStarting, /*founding=*/true);
-  ASSERT_TRUE(
-      sqlite::testing::RunSqliteCli(two.path, "ALTER TABLE kv DROP COLUMN p; DROP TABLE extra;")
-          .ok());
-  const std::string moved = two.Objects();
-  absl::StatusOr<ApplyResult> met = two.applier->Apply(0, 5, late);
-  ASSERT_TRUE(met.ok()) << met.status();
-  // it takes nothing back, and reports nothing;
-  EXPECT_EQ(two.Objects(), moved);
-  EXPECT_EQ(met->schema_conflicts, 0);
-  // and a node that joined, where a schema change came before that starting schema (its
-  // founder first started late), neither.
-  FirstStart joined("since-joined", "", /*founding=*/false);
-  change::v1::ChangeBatch made;
-  made.set_origin_node(2);
-  change::v1::SchemaChange* create = made.add_schema_changes();
-  create->set_kind(change::v1::SchemaChange::CREATE);
-  create->set_type("table");
-  create->set_name("kv");
-  create->set_sql("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)");
-  ASSERT_TRUE(joined.applier->Apply(0, 4, made).ok());
-  const std::string before = joined.Objects();
-  absl::StatusOr<ApplyResult> after = joined.applier->Apply(0, 5, late);
-  ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ(joined.Objects(), before);
-  EXPECT_EQ(after->schema_conflicts, 0);
 }
 
 TEST(ChangeApplierTest, AnotherNodesEntriesWaitWhileThisNodesOwnSchemaMoves) {

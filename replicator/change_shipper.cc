@@ -56,7 +56,6 @@ struct ChangeShipper::Inflight {
   std::vector<std::pair<const std::string*, int64_t>> changes;  // (table, change id)
   bool failed = false;                                          // to be proposed again
   std::vector<std::string> schema_keys;  // A batch of schema changes: their keys.
-  bool starting = false;                 // This founder's starting schema (schema_changes.h).
   absl::Time proposed_at;                // last proposal
 };
 
@@ -74,22 +73,8 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
   // triggers (sqlite/change_log.h).
   if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
   sqlite3_busy_handler(db->raw(), RetrySoon, options.env);
-  std::unique_ptr<ChangeShipper> shipper(
+  return std::unique_ptr<ChangeShipper>(
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));
-  if (options.replicate_schema) {
-    // A founder's starting schema not proposed yet goes first, before any row is read
-    // (schema_changes.h, "The starting schema"): the rows then carry its entry as their epoch.
-    absl::StatusOr<StartingSchema> starting = LoadStartingSchema(shipper->db_);
-    if (!starting.ok()) return starting.status();
-    if (starting->unsent.has_value()) {
-      LOG(INFO) << "replicating this founder's starting schema: "
-                << starting->unsent->schema_changes_size() << " object(s)";
-      shipper->schema_batch_ = *std::move(starting->unsent);
-      shipper->schema_batch_->set_origin_node(node_id);
-      shipper->schema_built_at_ = options.env->MonotonicNow();
-    }
-  }
-  return shipper;
 }
 
 ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
@@ -465,7 +450,6 @@ int64_t ChangeShipper::ProposeReady() {
     }
     auto batch = std::make_unique<Inflight>();
     batch->payload = schema_batch_->SerializeAsString();
-    batch->starting = schema_batch_->starting_schema();
     schema_batch_.reset();
     batch->schema_keys = std::move(schema_keys_);
     schema_keys_.clear();
@@ -610,15 +594,8 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
     }
     std::unique_ptr<Inflight> batch = std::move(inflight_[shard]);
     committed += static_cast<int64_t>(batch->changes.size());
-    if (batch->schema_keys.empty() && !batch->starting) {
+    if (batch->schema_keys.empty()) {
       own_committed_[shard] = std::max(own_committed_[shard], index);
-    } else if (batch->starting) {
-      // The baseline holds the starting schema already: it is only not proposed again, and the
-      // rows read from now on are read after it.
-      if (options_.epochs != nullptr) options_.epochs->SchemaAt(index);
-      sent_epoch_ = std::max(sent_epoch_, index);
-      starting_sent_at_ = index;
-      schema_dirty_ = true;
     } else {
       // Rows of the tables it created may go now; the baseline takes what was sent (written by
       // the next Pump), and the schema is looked at again from there (it may have moved
@@ -728,27 +705,24 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   stats.failed = outcomes->second;
   // The baseline takes this node's committed schema changes before the schema is looked at again
   // (a write, so before the read transaction): what moved since is then a change of its own.
-  if (!sent_to_baseline_.empty() || starting_sent_at_ > 0) {
+  if (!sent_to_baseline_.empty()) {
     auto write = [this](sqlite::Database& db) -> absl::Status {
+      if (options_.epochs == nullptr) {
+        return RecordSentInBaseline(db, sent_to_baseline_, sent_epoch_);
+      }
+      // With the schema epoch they moved (schema_epochs.h): a restart starts from it.
       absl::StatusOr<sqlite::Transaction> txn =
           sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
       if (!txn.ok()) return txn.status();
       if (absl::Status s = RecordSentInBaseline(db, sent_to_baseline_, sent_epoch_); !s.ok()) {
         return s;
       }
-      if (starting_sent_at_ > 0) {
-        if (absl::Status s = MarkStartingSchemaSent(db, starting_sent_at_); !s.ok()) return s;
-      }
-      // With the schema epoch they moved (schema_epochs.h): a restart starts from it.
-      if (options_.epochs != nullptr) {
-        if (absl::Status s = StoreSchemaEpoch(db, sent_epoch_); !s.ok()) return s;
-      }
+      if (absl::Status s = StoreSchemaEpoch(db, sent_epoch_); !s.ok()) return s;
       return txn->Commit();
     };
     absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
     if (recorded.ok()) {
       sent_to_baseline_.clear();
-      starting_sent_at_ = 0;
       // Tables renamed: their routes as recorded (they were noted pending until now).
       if (TableRenames* renames = router_.renames(); renames != nullptr) {
         if (absl::Status s = renames->Load(db_); !s.ok()) {

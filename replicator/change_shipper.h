@@ -33,9 +33,6 @@
 // further, until shard 0 applied its CREATE here (at most kEpochWaitBound): a table routes by
 // the name of its first CREATE in shard 0 (table_renames.h, RecordTableCreated), and another
 // node's CREATE of it spelled in another case may have come first there.
-// A founder's starting schema not proposed yet (schema_changes.h, "The starting schema") is
-// the first schema change it proposes, at its first Pump, without waiting for the schema to
-// stand still: no row is read before it committed, so that every row carries it as its epoch.
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -249,9 +246,6 @@ class ChangeShipper {
   std::vector<change::v1::SchemaChange> sent_to_baseline_;
   // The newest shard-0 index among them: kept as the schema epoch in the same transaction.
   uint64_t sent_epoch_ = 0;
-  // The shard-0 index of this founder's starting schema (schema_changes.h) once it committed,
-  // until that is recorded (MarkStartingSchemaSent, in the same transaction); 0: none.
-  uint64_t starting_sent_at_ = 0;
   // A schema change found and not proposed yet: the schema_version it was last seen moving at,
   // and when (ShipperOptions::schema_quiet).
   bool schema_settling_ = false;

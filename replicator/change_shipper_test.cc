@@ -23,15 +23,11 @@ constexpr char kSchema[] =
     "CREATE TABLE uniq (k INTEGER PRIMARY KEY, u TEXT UNIQUE, v);";
 
 struct Node {
-  // `founding`: the node's first start as a founder (its schema is its starting schema,
-  // schema_changes.h).
-  Node(const std::string& label, const ShardRouter& router, const std::string& schema = kSchema,
-       bool founding = false) {
-    path = sqlite::testing::NewDatabase(label, schema);
+  Node(const std::string& label, const ShardRouter& router) {
+    path = sqlite::testing::NewDatabase(label, kSchema);
     auto db = sqlite::Database::Open(path);
     CHECK(db.ok());
     CHECK(sqlite::InstallCapture(*db).ok());
-    if (founding) CHECK(EnsureSchemaBaseline(*db, /*with_existing=*/true, /*founding=*/true).ok());
     auto a = ChangeApplier::Open(path, router);
     CHECK(a.ok()) << a.status();
     applier = *std::move(a);
@@ -424,65 +420,6 @@ TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {
   ASSERT_EQ(log.proposals_, 1);
   EXPECT_EQ(epochs.current(), 2u);
   EXPECT_EQ(*RunSqliteCli(a.path, "SELECT shard0_index FROM \"__marmot__schema_epoch\";"), "2\n");
-}
-
-TEST(ChangeShipperTest, AFoundersStartingSchemaGoesOnceBeforeItsRowsAndMakesANewNodesTables) {
-  // Issue 21 (4): a node that joins from an empty file gets the founders' tables from shard 0's
-  // log, before their rows.
-  ShardRouter router(4);
-  Node a("ship-start-a", router, kSchema, /*founding=*/true);
-  Node e("ship-start-e", router, /*schema=*/"");
-  LogPerShard log({&a, &e});
-  SchemaEpochs epochs(4);
-  // Given rows a founder wrote before its shipper's first look,
-  ASSERT_TRUE(RunSqliteCli(a.path, kWorkload).ok());
-  {
-    auto shipper =
-        ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true, .epochs = &epochs});
-    ASSERT_TRUE(shipper.ok()) << shipper.status();
-    Drain(**shipper);
-    ASSERT_TRUE((*shipper)->Finish().ok());
-  }
-  // its starting schema went first, alone, to shard 0,
-  ASSERT_GT(log.committed_.size(), 1u);
-  const LogPerShard::Committed& first = log.committed_.front();
-  EXPECT_EQ(first.shard, 0);
-  EXPECT_TRUE(first.batch.starting_schema());
-  EXPECT_EQ(first.batch.schema_changes_size(), 3);
-  EXPECT_EQ(first.batch.tables_size(), 0);
-  // every row after it, read with it (their epoch is its index),
-  for (size_t i = 1; i < log.committed_.size(); ++i) {
-    EXPECT_FALSE(log.committed_[i].batch.starting_schema()) << i;
-    EXPECT_EQ(log.committed_[i].batch.schema_epoch(), first.index) << i;
-  }
-  // and the node from an empty file has the tables and the rows, without a dead letter or a
-  // conflict.
-  EXPECT_EQ(e.Dump(), a.Dump());
-  EXPECT_EQ(log.dead_letters_, 0);
-  EXPECT_EQ(log.schema_conflicts_, 0);
-  EXPECT_EQ(*RunSqliteCli(a.path, "SELECT shard0_index FROM \"__marmot__starting_schema\";"),
-            absl::StrCat(first.index, "\n"));
-  // A restart proposes it no more.
-  const int proposals = log.proposals_;
-  auto again =
-      ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true, .epochs = &epochs});
-  ASSERT_TRUE(again.ok()) << again.status();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*again)->Pump().ok());
-  EXPECT_EQ(log.proposals_, proposals);
-}
-
-TEST(ChangeShipperTest, ANodeThatDidNotFoundTheClusterProposesNoStartingSchema) {
-  // A node that joined, or one whose database a version before the starting schema replicated.
-  ShardRouter router(4);
-  Node a("ship-nostart-a", router), b("ship-nostart-b", router);
-  LogPerShard log({&a, &b});
-  auto shipper = ChangeShipper::Open(a.path, 1, router, &log, {.replicate_schema = true});
-  ASSERT_TRUE(shipper.ok()) << shipper.status();
-  ASSERT_TRUE(RunSqliteCli(a.path, "INSERT INTO kv VALUES ('a', 1);").ok());
-  Drain(**shipper);
-  ASSERT_EQ(log.committed_.size(), 1u);
-  EXPECT_TRUE(log.committed_[0].batch.schema_changes().empty());
-  EXPECT_EQ(b.Dump(), a.Dump());
 }
 
 // What a schema change lists as its origin's rows committed before it (shard -> index).

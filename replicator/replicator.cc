@@ -113,18 +113,12 @@ absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Start(const NodeConfig& 
                           was_member);
   if (!keeper.ok()) return keeper.status();
   r->keeper_ = *std::move(keeper);
-  // A founder's first start (a baseline exists after): what its schema holds is its starting
-  // schema, proposed once so that the log alone makes it on a node that joins later
-  // (schema_changes.h, "The starting schema"). The seeding node's schema is its own change
-  // instead, proposed with its rows: founders that start from empty files make the tables first.
-  const bool founding = !config.join && !was_member;
-  if (config.seed || founding) {
+  if (config.seed) {
+    // The seeding node's schema is its own change, proposed with its rows: founders that start
+    // from empty files make the tables first. Only at its first start (a baseline exists after).
     absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(config.db_path);
     if (!db.ok()) return db.status();
-    if (absl::Status s = EnsureSchemaBaseline(*db, /*with_existing=*/!config.seed, founding);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = EnsureSchemaBaseline(*db, /*with_existing=*/false); !s.ok()) return s;
   }
 
   absl::StatusOr<std::unique_ptr<ChangeDetector>> detector = ChangeDetector::Open(config.db_path);

@@ -1369,20 +1369,13 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
   return out;
 }
 
-absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing, bool founding) {
+absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(db);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = db.Exec(
           absl::StrCat("CREATE TABLE IF NOT EXISTS ", sqlite::QuoteIdentifier(kColumnHistoryTable),
                        " (tbl TEXT NOT NULL, old TEXT NOT NULL, new TEXT, PRIMARY KEY (tbl, old))"
                        " WITHOUT ROWID"));
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = db.Exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", sqlite::QuoteIdentifier(kStartingSchemaTable),
-          " (id INTEGER PRIMARY KEY CHECK (id = 1), changes BLOB, shard0_index INTEGER,"
-          " settled INTEGER NOT NULL DEFAULT 0)"));
       !s.ok()) {
     return s;
   }
@@ -1410,120 +1403,22 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing, bool
       !s.ok()) {
     return s;
   }
-  if (with_existing) {
-    absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
-    if (!objects.ok()) return objects.status();
-    for (const SchemaObject& o : *objects) {
-      if (absl::Status s =
-              db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
-                                      " (type, name, tbl_name, sql, rootpage) VALUES (?1, ?2, ?3, "
-                                      "?4, (SELECT rootpage FROM sqlite_master WHERE type = ?1 AND "
-                                      "name = ?2))"),
-                         {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
-                          Value::Text(o.sql)});
-          !s.ok()) {
-        return s;
-      }
-    }
-  }
-  if (founding) {
-    // What this founder starts with is its starting schema (schema_changes.h): proposed once,
-    // unless it seeds the cluster (its schema goes as its own change then, and its starting
-    // schema is only what it compares the other founders' with).
-    change::v1::ChangeBatch batch;
-    batch.set_starting_schema(true);
-    absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
-    if (!objects.ok()) return objects.status();
-    for (const SchemaObject& o : *objects) {
-      SchemaChange& c = *batch.add_schema_changes();
-      c.set_kind(SchemaChange::CREATE);
-      c.set_type(o.type);
-      c.set_name(o.name);
-      c.set_sql(o.sql);
-    }
-    if (absl::Status s = db.RunKept(
-            absl::StrCat("INSERT OR REPLACE INTO ", sqlite::QuoteIdentifier(kStartingSchemaTable),
-                         " (id, changes, shard0_index) VALUES (1, ?1, ?2)"),
-            {Value::Blob(batch.SerializeAsString()),
-             with_existing ? Value::Null() : Value::Integer(0)});
+  if (!with_existing) return txn->Commit();
+  absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
+  if (!objects.ok()) return objects.status();
+  for (const SchemaObject& o : *objects) {
+    if (absl::Status s =
+            db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
+                                    " (type, name, tbl_name, sql, rootpage) VALUES (?1, ?2, ?3, "
+                                    "?4, (SELECT rootpage FROM sqlite_master WHERE type = ?1 AND "
+                                    "name = ?2))"),
+                       {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
+                        Value::Text(o.sql)});
         !s.ok()) {
       return s;
     }
   }
   return txn->Commit();
-}
-
-absl::StatusOr<StartingSchema> LoadStartingSchema(sqlite::Database& db) {
-  StartingSchema out;
-  absl::StatusOr<bool> kept = Exists(db, "table", kStartingSchemaTable);
-  if (!kept.ok()) return kept.status();
-  if (!*kept) return out;
-  absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db.QueryRows(absl::StrCat("SELECT changes, shard0_index, settled FROM ",
-                                sqlite::QuoteIdentifier(kStartingSchemaTable), " WHERE id = 1"));
-  if (!rows.ok()) return rows.status();
-  if (rows->empty()) return out;
-  const std::vector<Value>& row = (*rows)[0];
-  out.settled = !row[2].is_null() && row[2].integer() != 0;
-  if (row[0].is_null()) return out;
-  out.founder = true;
-  if (!out.own.ParseFromString(row[0].bytes())) {
-    return absl::DataLossError(
-        absl::StrCat(kStartingSchemaTable, " holds no readable starting schema"));
-  }
-  if (row[1].is_null() && out.own.schema_changes_size() > 0) out.unsent = out.own;
-  return out;
-}
-
-absl::Status MarkStartingSchemaSent(sqlite::Database& db, uint64_t shard0_index) {
-  return db.RunKept(absl::StrCat("UPDATE ", sqlite::QuoteIdentifier(kStartingSchemaTable),
-                                 " SET shard0_index = ?1 WHERE id = 1"),
-                    {Value::Integer(static_cast<int64_t>(shard0_index))});
-}
-
-absl::Status MarkSchemaSettled(sqlite::Database& db) {
-  return db.RunKept(absl::StrCat("INSERT INTO ", sqlite::QuoteIdentifier(kStartingSchemaTable),
-                                 " (id, settled) VALUES (1, 1)"
-                                 " ON CONFLICT (id) DO UPDATE SET settled = 1 WHERE settled = 0"),
-                    {});
-}
-
-absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(sqlite::Database& db,
-                                                                const StartingSchema& here,
-                                                                const SchemaChange& c) {
-  if (c.kind() != SchemaChange::CREATE) {
-    return std::optional<SchemaApplied>(Refused("a starting schema holds CREATEs only"));
-  }
-  auto conflict = [](std::string detail) {
-    return std::optional<SchemaApplied>(
-        SchemaApplied{.outcome = SchemaApplied::kConflict, .detail = std::move(detail)});
-  };
-  const std::optional<SchemaApplied> already_so =
-      SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
-  if (here.founder) {
-    // Compared with what this founder started with, not with what it has now.
-    for (const SchemaChange& o : here.own.schema_changes()) {
-      if (!absl::EqualsIgnoreCase(o.name(), c.name())) continue;
-      if (o.type() == c.type() && o.sql() == c.sql()) return already_so;
-      return conflict(absl::StrCat("this founder started with ", o.type(), " ", o.name(),
-                                   " defined otherwise (", o.sql(), "); kept as it is here"));
-    }
-    return conflict(
-        "this founder did not start with it (founders start with the same schema); not made "
-        "here: its rows go to the dead letters here until it is made");
-  }
-  // After another schema change (a founder that first started late): as it is here.
-  if (here.settled) return already_so;
-  absl::StatusOr<std::vector<std::vector<Value>>> existing =
-      db.QueryRows(absl::StrCat("SELECT type, name, sql FROM sqlite_master WHERE name = ",
-                                Value::Text(c.name()).DebugString(), " COLLATE NOCASE"));
-  if (!existing.ok()) return existing.status();
-  if (existing->empty()) return std::optional<SchemaApplied>();
-  const std::vector<Value>& o = existing->front();
-  if (o[0].bytes() == c.type() && !o[2].is_null() && o[2].bytes() == c.sql()) return already_so;
-  return conflict(absl::StrCat(o[0].bytes(), " ", o[1].bytes(),
-                               " exists here with another definition; kept as it is here (",
-                               o[2].is_null() ? "" : o[2].bytes(), ")"));
 }
 
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {

@@ -136,14 +136,10 @@ struct SchemaObject {
 absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db);
 
 // Creates the baseline when the database has none, holding the user objects it has now (they
-// predate replicated schema changes), or nothing without `with_existing` (a node that seeds the
-// cluster: its whole schema is then its own change, and founders that start from empty files
-// receive it). Inside or outside a transaction.
-// `founding` (a node's first start as a founder of the cluster): in the same transaction, the
-// user objects it has are kept as this founder's starting schema, to go to shard 0 once (see
-// "The starting schema" below), or never without `with_existing` (the seed's go as its change).
-absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing = true,
-                                  bool founding = false);
+// predate replicated schema changes: nothing proposes them), or nothing without
+// `with_existing` (a node that seeds the cluster: its whole schema is then its own change, and
+// founders that start from empty files receive it). Inside or outside a transaction.
+absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing = true);
 
 // How the database differs from its baseline (see above).
 struct SchemaDiff {
@@ -198,54 +194,6 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
 absl::Status RecordSentInBaseline(sqlite::Database& db,
                                   const std::vector<change::v1::SchemaChange>& sent,
                                   uint64_t shard0_index = 0);
-
-// The starting schema. The objects a founder had at its first start predate replicated schema
-// changes: no schema change in shard 0 makes them, and every founder has its own. A node that
-// joins later from an empty file replays shard 0's log from its start while the log is not
-// compacted (a young cluster), and would never get them. So each founder proposes its starting
-// schema once, as CREATEs in one shard-0 entry marked ChangeBatch.starting_schema, before it
-// reads any row (its rows then carry that entry's index as their schema epoch, and wait for it
-// on every node, schema_epochs.h). How a node meets another founder's starting schema
-// (MeetStartingObject):
-//   - a founder compares it with its own starting schema, and changes nothing: the same object
-//     is already so; one defined otherwise, or one it did not start with, is a conflict
-//     (reported; founders start with the same schema, or from empty files beside a -seed).
-//     Its schema may have moved on since it started (a column dropped right after), which
-//     another founder's starting schema, still on its way, must not undo;
-//   - a node that did not found the cluster (it joined, or its marmot state was removed) makes
-//     what it lacks, as a CREATE; an object it has is already so when defined alike, a conflict
-//     otherwise. Only until it applied another schema change (a snapshot's schema included):
-//     a founder's starting schema that comes after one in shard 0 (a founder that first started
-//     late) is taken as already so, so that it does not bring back what that change dropped.
-// Its own starting schema coming back is already so on a founder.
-// Identical starting schemas of several founders, started at once, are already so everywhere.
-// Kept in `__marmot__starting_schema` (one row; EnsureSchemaBaseline makes the table): a
-// founder's starting schema as a ChangeBatch (NULL on other nodes), the shard-0 index of the
-// entry that carried it (NULL until it committed; 0: not to be sent), and whether another schema
-// change applied
-// here since this node's first start (non-founders). A cluster founded by a version before it
-// has no starting schema in its log, and proposes none (README, "Scaling up").
-inline constexpr char kStartingSchemaTable[] = "__marmot__starting_schema";
-struct StartingSchema {
-  bool founder = false;         // This node founded the cluster (it keeps a starting schema).
-  change::v1::ChangeBatch own;  // A founder's starting schema (CREATEs; none when it is empty).
-  // Its starting schema while its entry has not committed (none when it is empty).
-  std::optional<change::v1::ChangeBatch> unsent;
-  bool settled = false;  // A schema change other than a starting schema applied here.
-};
-absl::StatusOr<StartingSchema> LoadStartingSchema(sqlite::Database& db);
-// The entry at `shard0_index` carried this founder's starting schema: it is not proposed again.
-// In the caller's transaction (or its own).
-absl::Status MarkStartingSchemaSent(sqlite::Database& db, uint64_t shard0_index);
-// A schema change other than a starting schema applied here (StartingSchema::settled), in the
-// caller's transaction.
-absl::Status MarkSchemaSettled(sqlite::Database& db);
-// How `c`, of another founder's starting schema, meets this node (`here`, see above): an outcome
-// that changes nothing (already so, a conflict, refused: not a CREATE), or nullopt: apply it
-// as any CREATE (ApplySchemaChange).
-absl::StatusOr<std::optional<SchemaApplied>> MeetStartingObject(sqlite::Database& db,
-                                                                const StartingSchema& here,
-                                                                const change::v1::SchemaChange& c);
 
 }  // namespace marmot::replicator
 

@@ -608,20 +608,7 @@ TEST(RenameHuntProcessTest, TheRenamingNodesDeadLetterIsRetriedUnderTheNewNameOn
   EXPECT_TRUE(cluster.WaitForEverywhere(rows, "3|three\n", 60s))
       << cluster.OnEveryNode(rows) << cluster.OnEveryNode(kUserSchema) << Tail(cluster.log(2));
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
-  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 60s))
-      << cluster.OnEveryNode("SELECT id, error FROM \"__marmot__dead_letters\" LIMIT 3;");
-  // The founders started with kv defined otherwise on node 2: their starting schemas report it
-  // (replicator/schema_changes.h, "The starting schema"), and nothing else conflicts.
-  for (int id = 1; id <= cluster.nodes(); ++id) {
-    const std::string log = cluster.log(id);
-    EXPECT_THAT(log, Not(HasSubstr("schema change refused"))) << "node " << id;
-    for (size_t at = log.find("schema change conflicts"); at != std::string::npos;
-         at = log.find("schema change conflicts", at + 1)) {
-      EXPECT_THAT(log.substr(at, log.find('\n', at) - at),
-                  HasSubstr("this founder started with table kv defined otherwise"))
-          << "node " << id;
-    }
-  }
+  ExpectClean(cluster);
   std::string why;
   EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
 }
