@@ -645,6 +645,34 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, std::string>> Other
   return out;
 }
 
+// Pairs each table of `gone` with the table of `made` it `match`es when each is the only match
+// of the other, and hands the pair to `take`, which says whether it took it; the tables of the
+// pairs taken leave both lists.
+template <typename Match, typename Take>
+void PairOneToOne(std::vector<const SchemaObject*>& gone, std::vector<const SchemaObject*>& made,
+                  Match match, Take take) {
+  std::map<const SchemaObject*, std::vector<const SchemaObject*>> matches_of_gone;
+  std::map<const SchemaObject*, int> matches_of_made;
+  for (const SchemaObject* g : gone) {
+    for (const SchemaObject* m : made) {
+      if (!match(g, m)) continue;
+      matches_of_gone[g].push_back(m);
+      ++matches_of_made[m];
+    }
+  }
+  std::set<const SchemaObject*> paired;
+  for (const auto& [g, ms] : matches_of_gone) {
+    if (ms.size() != 1 || matches_of_made[ms[0]] != 1 || !take(g, ms[0])) continue;
+    paired.insert(g);
+    paired.insert(ms[0]);
+  }
+  for (std::vector<const SchemaObject*>* tables : {&gone, &made}) {
+    tables->erase(std::remove_if(tables->begin(), tables->end(),
+                                 [&](const SchemaObject* t) { return paired.count(t) > 0; }),
+                  tables->end());
+  }
+}
+
 // Records in the baseline the indexes, triggers and views whose SQL here reads as the
 // baseline's but for `from` renamed to `to` (a table or a column; what its rename rewrote).
 absl::Status RecordRewrittenByRename(sqlite::Database& db, const std::string& from,
@@ -1553,36 +1581,17 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     }
   }
   // A table gone and a new one whose SQL reads the same but for its name (ALTER TABLE RENAME
-  // rewrites only the name), each the only match of the other: renamed. Tables renamed with
-  // columns changed in the same look are not told apart from a drop and a create (below).
-  {
-    std::map<const SchemaObject*, std::vector<const SchemaObject*>> matches_of_gone;
-    std::map<const SchemaObject*, int> matches_of_new;
-    for (const SchemaObject* gone : gone_tables) {
-      const std::optional<std::string> was = body(gone->sql);
-      if (!was.has_value()) continue;
-      for (const SchemaObject* o : new_tables) {
-        if (body(o->sql) != was) continue;
-        matches_of_gone[gone].push_back(o);
-        ++matches_of_new[o];
-      }
-    }
-    std::set<const SchemaObject*> paired;
-    for (const auto& [gone, news] : matches_of_gone) {
-      if (news.size() != 1 || matches_of_new[news[0]] != 1) continue;
-      const SchemaObject* o = news[0];
-      renamed_table(*gone, *o);
-      paired.insert(gone);
-      paired.insert(o);
-    }
-    auto unpaired = [&](std::vector<const SchemaObject*>& tables) {
-      tables.erase(std::remove_if(tables.begin(), tables.end(),
-                                  [&](const SchemaObject* t) { return paired.count(t) > 0; }),
-                   tables.end());
-    };
-    unpaired(gone_tables);
-    unpaired(new_tables);
-  }
+  // rewrites only the name), each the only match of the other: renamed.
+  PairOneToOne(
+      gone_tables, new_tables,
+      [&](const SchemaObject* gone, const SchemaObject* o) {
+        const std::optional<std::string> was = body(gone->sql);
+        return was.has_value() && body(o->sql) == was;
+      },
+      [&](const SchemaObject* gone, const SchemaObject* o) {
+        renamed_table(*gone, *o);
+        return true;
+      });
   // A table gone and a new one that carries its capture: renamed, its columns changed in the
   // same look (ALTER TABLE T RENAME TO U; ALTER TABLE U ADD COLUMN ...). SQLite moves marmot's
   // capture triggers with a table renamed and in no other way (a table dropped takes its
@@ -1595,36 +1604,23 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   if (!gone_tables.empty() && !new_tables.empty()) {
     absl::StatusOr<std::map<std::string, std::set<std::string>>> carries = CarriedCaptures(db);
     if (!carries.ok()) return carries.status();
-    std::map<const SchemaObject*, std::vector<const SchemaObject*>> news_of;
-    std::map<const SchemaObject*, int> gones_of;
-    for (const SchemaObject* gone : gone_tables) {
-      for (const SchemaObject* o : new_tables) {
-        auto it = carries->find(o->name);
-        if (it == carries->end() || it->second.count(gone->name) == 0) continue;
-        news_of[gone].push_back(o);
-        ++gones_of[o];
-      }
-    }
-    std::set<const SchemaObject*> paired;
-    for (const auto& [gone, news] : news_of) {
-      if (news.size() != 1 || gones_of[news[0]] != 1) continue;
-      const SchemaObject* o = news[0];
-      const std::optional<std::string> name = TableNameToken(o->sql);
-      std::optional<std::string> renamed_sql;
-      if (name.has_value()) renamed_sql = WithTableName(gone->sql, *name);
-      if (!renamed_sql.has_value() || !DiffColumns(*renamed_sql, o->sql).has_value()) continue;
-      renamed_table(*gone, *o, &*renamed_sql);
-      renamed_then_changed.emplace_back(o, *renamed_sql);
-      paired.insert(gone);
-      paired.insert(o);
-    }
-    auto unpaired = [&](std::vector<const SchemaObject*>& tables) {
-      tables.erase(std::remove_if(tables.begin(), tables.end(),
-                                  [&](const SchemaObject* t) { return paired.count(t) > 0; }),
-                   tables.end());
-    };
-    unpaired(gone_tables);
-    unpaired(new_tables);
+    PairOneToOne(
+        gone_tables, new_tables,
+        [&](const SchemaObject* gone, const SchemaObject* o) {
+          auto it = carries->find(o->name);
+          return it != carries->end() && it->second.count(gone->name) > 0;
+        },
+        [&](const SchemaObject* gone, const SchemaObject* o) {
+          const std::optional<std::string> name = TableNameToken(o->sql);
+          std::optional<std::string> renamed_sql;
+          if (name.has_value()) renamed_sql = WithTableName(gone->sql, *name);
+          if (!renamed_sql.has_value() || !DiffColumns(*renamed_sql, o->sql).has_value()) {
+            return false;
+          }
+          renamed_table(*gone, *o, &*renamed_sql);
+          renamed_then_changed.emplace_back(o, *renamed_sql);
+          return true;
+        });
   }
   // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
   // table went in the same diff, or when its columns are those a changed table had (renamed,
