@@ -32,6 +32,11 @@ int RetrySoon(void* env, int attempt) {
   return 1;
 }
 
+// This node's CREATEs of tables that committed in shard 0 (name as here, their shard-0 index):
+// their rows wait for shard 0 to apply them here (change_shipper.h, "Routes of new tables").
+// A table made again replaces its row; rows whose index shard 0 passed here are merely stale.
+constexpr char kOwnCreatesTable[] = "__marmot__own_creates";
+
 }  // namespace
 
 // A table as its changes were read: its name, and its TableChanges header (name, columns and
@@ -73,8 +78,27 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
   // triggers (sqlite/change_log.h).
   if (absl::Status s = db->SetTriggersEnabled(false); !s.ok()) return s;
   sqlite3_busy_handler(db->raw(), RetrySoon, options.env);
-  return std::unique_ptr<ChangeShipper>(
+  std::unique_ptr<ChangeShipper> shipper(
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));
+  if (options.epochs != nullptr) {
+    // This node's CREATEs that committed before a restart: shard 0 may not have applied them.
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> has = shipper->db_.QueryRows(
+        absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
+                     sqlite::Value::Text(kOwnCreatesTable).DebugString()));
+    if (!has.ok()) return has.status();
+    if (!has->empty()) {
+      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> kept =
+          shipper->db_.QueryRows(absl::StrCat("SELECT name, shard0_index FROM ",
+                                              sqlite::QuoteIdentifier(kOwnCreatesTable)));
+      if (!kept.ok()) return kept.status();
+      const absl::Time now = options.env->MonotonicNow();
+      for (const std::vector<sqlite::Value>& r : *kept) {
+        shipper->created_at_[r[0].bytes()] = {
+            .index = static_cast<uint64_t>(r[1].integer()), .kept = true, .since = now};
+      }
+    }
+  }
+  return shipper;
 }
 
 ChangeShipper::ChangeShipper(sqlite::Database db, uint64_t node_id, const ShardRouter& router,
@@ -214,17 +238,28 @@ absl::StatusOr<int64_t> ChangeShipper::ReadNewChanges() {
       if (*newest != seen) logs_grew_ = options_.env->MonotonicNow();
       seen = *newest;
     }
+    if (!created_at_.empty()) {
+      if (auto created = created_at_.find(name); created != created_at_.end()) {
+        // Its route is decided where shard 0 applies its CREATE: not bounded (change_shipper.h).
+        OwnCreate& c = created->second;
+        if (const uint64_t at = options_.epochs->applied(0); at < c.index) {
+          ++waiting_for_route_;
+          const absl::Time now = options_.env->MonotonicNow();
+          if (now - c.since >= kEpochWaitBound && now - c.told >= absl::Minutes(1)) {
+            c.told = now;
+            LOG(WARNING) << "rows of " << name << " wait for shard 0 to apply this node's CREATE "
+                         << "of it (index " << c.index << "; shard 0 applied " << at
+                         << " here): the table routes by the first CREATE of it in shard 0's "
+                            "order. Shard 0 is halted or behind on this node (GetStatus)";
+          }
+          continue;
+        }
+        created_at_.erase(created);
+      }
+    }
     if (buffered_ >= options_.max_buffered_changes) continue;
     if (newest.ok() && *newest <= cursor) continue;
     if (held_tables_.count(name) > 0) continue;  // Its CREATE or columns are not committed.
-    if (auto created = created_at_.find(name); created != created_at_.end()) {
-      // Its route is decided where shard 0 applies its CREATE.
-      if (options_.epochs->applied(0) < created->second.first &&
-          options_.env->MonotonicNow() - created->second.second < kEpochWaitBound) {
-        continue;
-      }
-      created_at_.erase(created);
-    }
     // A schema change waits for the rows read before it to commit: rows read now follow it.
     if (schema_batch_.has_value()) continue;
     if (schema_settling_) continue;  // Rows follow the schema change they may need.
@@ -612,7 +647,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> ChangeShipper::ProcessOutcomes() {
         for (const change::v1::SchemaChange& c : sent.schema_changes()) {
           if (options_.epochs != nullptr && c.kind() == change::v1::SchemaChange::CREATE &&
               c.type() == "table") {
-            created_at_[c.name()] = {index, options_.env->MonotonicNow()};
+            created_at_[c.name()] = {.index = index, .since = options_.env->MonotonicNow()};
           }
         }
       }
@@ -697,6 +732,42 @@ absl::Status ChangeShipper::Finish() {
   return MarkDone(std::numeric_limits<int64_t>::max());
 }
 
+absl::Status ChangeShipper::KeepOwnCreates(sqlite::Database& db) {
+  const std::string table = sqlite::QuoteIdentifier(kOwnCreatesTable);
+  if (absl::Status s = db.Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
+                                            " (name TEXT PRIMARY KEY COLLATE NOCASE,"
+                                            " shard0_index INTEGER NOT NULL) WITHOUT ROWID"));
+      !s.ok()) {
+    return s;
+  }
+  // Those shard 0 applied here (durably: this reads its kept index) wait no more.
+  absl::StatusOr<std::vector<std::vector<sqlite::Value>>> state = db.QueryRows(
+      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
+  if (!state.ok()) return state.status();
+  if (!state->empty()) {
+    if (absl::Status s = db.Exec(absl::StrCat(
+            "DELETE FROM ", table,
+            " WHERE shard0_index <= (SELECT applied_index FROM \"__marmot__shard_state\""
+            " WHERE shard = 0)"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (const auto& [name, c] : created_at_) {
+    if (c.kept) continue;
+    absl::StatusOr<sqlite::Statement> insert = db.Prepare(
+        absl::StrCat("INSERT OR REPLACE INTO ", table, " (name, shard0_index) VALUES (?1, ?2)"));
+    if (!insert.ok()) return insert.status();
+    if (absl::Status s = insert->BindAll(
+            {sqlite::Value::Text(name), sqlite::Value::Integer(static_cast<int64_t>(c.index))});
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = insert->Run(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PumpStats> ChangeShipper::Pump() {
   PumpStats stats;
   absl::StatusOr<std::pair<int64_t, int64_t>> outcomes = ProcessOutcomes();
@@ -718,11 +789,15 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
         return s;
       }
       if (absl::Status s = StoreSchemaEpoch(db, sent_epoch_); !s.ok()) return s;
+      // With the tables it created: once in the baseline, no look finds them again, and their
+      // rows must wait for their CREATEs to apply here after a restart too.
+      if (absl::Status s = KeepOwnCreates(db); !s.ok()) return s;
       return txn->Commit();
     };
     absl::Status recorded = mark_transaction_ ? mark_transaction_(write) : write(db_);
     if (recorded.ok()) {
       sent_to_baseline_.clear();
+      for (auto& [name, c] : created_at_) c.kept = true;
       // Tables renamed: their routes as recorded (they were noted pending until now).
       if (TableRenames* renames = router_.renames(); renames != nullptr) {
         if (absl::Status s = renames->Load(db_); !s.ok()) {
@@ -745,10 +820,12 @@ absl::StatusOr<PumpStats> ChangeShipper::Pump() {
     // than the epoch (shard 0 moves the epoch before its transaction commits).
     if (options_.epochs != nullptr) read_epoch_ = options_.epochs->current();
     if (absl::Status s = CaptureSchemaChanges(); !s.ok()) return s;
+    waiting_for_route_ = 0;
     absl::StatusOr<int64_t> read = ReadNewChanges();
     if (!read.ok()) return read.status();
     if (absl::Status s = snapshot->Commit(); !s.ok()) return s;
     stats.read = *read;
+    stats.tables_waiting_for_route = waiting_for_route_;
   }
   if (keep_in_baseline_ != nullptr) {
     // This node's schema changes that do not replicate: the baseline takes them (a write, so

@@ -29,10 +29,18 @@
 // of the last entry the shard applied here, whichever is higher
 // (ChangeBatch.rows_committed_through): other nodes apply it only after those rows, theirs and
 // the ones of other nodes this node had applied. Rows that do not commit within kEpochWaitBound
-// are waited for no longer (logged). With `epochs`, the rows of a table this node created wait
-// further, until shard 0 applied its CREATE here (at most kEpochWaitBound): a table routes by
-// the name of its first CREATE in shard 0 (table_renames.h, RecordTableCreated), and another
-// node's CREATE of it spelled in another case may have come first there.
+// are waited for no longer (logged).
+//
+// Routes of new tables. With `epochs`, the rows of a table this node created are not read until
+// shard 0 applied its CREATE here: a table routes by the name of its first CREATE in shard 0's
+// order (table_renames.h, RecordTableCreated), and another node's CREATE of it spelled in another
+// case (`item` for this node's `Item`: one table to SQLite) may have come first there. Rows sent
+// by this node's spelling before that would sit in other shards than the same keys written on
+// that node, for good. So this wait is not bounded: where shard 0 is halted or far behind here,
+// the table's rows stay in its log (logged once it lasts longer than kEpochWaitBound, and counted
+// in PumpStats::tables_waiting_for_route) rather than go to the wrong shards. It survives a
+// restart: the CREATE's shard-0 index is kept in `__marmot__own_creates`, written in the
+// transaction that takes the CREATE into the baseline (after which no look finds it again).
 //
 // Back-pressure. At most `max_buffered_changes` read-but-uncommitted changes are held in
 // memory; past that, reading pauses and the rest waits in the change logs on disk. The
@@ -139,6 +147,9 @@ struct PumpStats {
   int64_t proposed = 0;   // Changes proposed this round.
   int64_t committed = 0;  // Changes whose entry committed (and were marked done) this round.
   int64_t failed = 0;     // Changes whose proposal failed and will be retried.
+  // Tables this node created whose rows wait for shard 0 to apply its CREATE here (see "Routes
+  // of new tables" above), as of this round.
+  int64_t tables_waiting_for_route = 0;
 };
 
 // Runs `write` in a write transaction on a connection to the database and commits it when
@@ -234,9 +245,20 @@ class ChangeShipper {
   absl::Time schema_built_at_;  // when schema_batch_ was made
   std::vector<std::string> schema_keys_;
   std::set<std::string> held_tables_;
-  // Tables this node created whose CREATE committed (its shard-0 index, and when) and was not
-  // applied here yet: their rows are not read until it was (or kEpochWaitBound passed).
-  std::map<std::string, std::pair<uint64_t, absl::Time>> created_at_;
+  // Tables this node created whose CREATE committed and may not be applied here yet: their rows
+  // are not read until shard 0 applied `index` here ("Routes of new tables" above). Loaded from
+  // `__marmot__own_creates` at Open; `kept` once written there.
+  struct OwnCreate {
+    uint64_t index = 0;
+    bool kept = false;
+    absl::Time since;                        // When this run began to wait.
+    absl::Time told = absl::InfinitePast();  // When the wait was last logged.
+  };
+  std::map<std::string, OwnCreate> created_at_;
+  // Writes the entries of created_at_ not kept yet, and forgets those shard 0 applied here,
+  // inside the caller's transaction.
+  absl::Status KeepOwnCreates(sqlite::Database& db);
+  int64_t waiting_for_route_ = 0;  // Tables whose rows wait for it, in the last read.
   std::set<std::string> schema_sent_;
   bool schema_dirty_ = true;
   // This node's schema changes that do not replicate, for the baseline after the read.

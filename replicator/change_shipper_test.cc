@@ -338,69 +338,152 @@ TEST(ChangeShipperTest, ATableRenamedAwayWithItsRowsInFlightAndMadeAgainShipsBot
             "0\n0\n");
 }
 
-TEST(ChangeShipperTest, RowsOfATableMadeHereWaitForItsCreateToApplyHereAndRouteAsEverywhere) {
-  // Node 2 made the table as `item` and its CREATE came first in shard 0; this node made it as
-  // `Item` at the same time (one table to SQLite), and its CREATE committed after, before this
-  // node applied node 2's. The table routes by `item` on every node (table_renames.h): rows read
-  // before node 2's CREATE applied here would have gone by `Item`, to other shards.
-  ShardRouter router_a(4), router_b(4);
-  router_a.set_renames(std::make_shared<TableRenames>());
-  router_b.set_renames(std::make_shared<TableRenames>());
-  Node a("ship-case-a", router_a), b("ship-case-b", router_b);
-  a.applier->set_local_node(1);
-  b.applier->set_local_node(2);
-  LogPerShard log({&b});  // Entries apply on `a` below, late.
-  change::v1::ChangeBatch theirs;
-  theirs.set_origin_node(2);
-  change::v1::SchemaChange& create = *theirs.add_schema_changes();
-  create.set_kind(change::v1::SchemaChange::CREATE);
-  create.set_type("table");
-  create.set_name("item");
-  create.set_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT)");
-  ASSERT_EQ(log.Commit(0, theirs.SerializeAsString()), 1u);
-  SchemaEpochs epochs(4);
-  auto shipper =
-      ChangeShipper::Open(a.path, 1, router_a, &log, {.replicate_schema = true, .epochs = &epochs});
-  ASSERT_TRUE(shipper.ok()) << shipper.status();
-  // Keys whose shard differs by the spelling hashed.
-  ShardRouter by_name(4);
-  std::vector<int64_t> ids;
-  for (int64_t id = 1; ids.size() < 3; ++id) {
-    if (by_name.ShardOf("item", {sqlite::Value::Integer(id)}) !=
-        by_name.ShardOf("Item", {sqlite::Value::Integer(id)})) {
-      ids.push_back(id);
+// Node 2 made table `item` and its CREATE came first in shard 0; node `a` (id 1) makes it as
+// `Item` with three rows whose shard differs by the spelling hashed (MakeItem), and its CREATE
+// commits after, before `a` applied either: entries apply on `b` as they commit, and on `a`
+// only when it catches up (CatchUp).
+struct CaseRace {
+  CaseRace(const std::string& label, raft::host::Env* env) : env(env) {
+    router_a.set_renames(std::make_shared<TableRenames>());
+    router_b.set_renames(std::make_shared<TableRenames>());
+    a = std::make_unique<Node>(label + "-a", router_a);
+    b = std::make_unique<Node>(label + "-b", router_b);
+    a->applier->set_local_node(1);
+    b->applier->set_local_node(2);
+    log = std::make_unique<LogPerShard>(std::vector<Node*>{b.get()});
+    change::v1::ChangeBatch theirs;
+    theirs.set_origin_node(2);
+    change::v1::SchemaChange& create = *theirs.add_schema_changes();
+    create.set_kind(change::v1::SchemaChange::CREATE);
+    create.set_type("table");
+    create.set_name("item");
+    create.set_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, v TEXT)");
+    CHECK_EQ(log->Commit(0, theirs.SerializeAsString()), 1u);
+    for (int64_t id = 1; ids.size() < 3; ++id) {
+      if (by_name.ShardOf("item", {sqlite::Value::Integer(id)}) !=
+          by_name.ShardOf("Item", {sqlite::Value::Integer(id)})) {
+        ids.push_back(id);
+      }
     }
   }
-  ASSERT_TRUE(RunSqliteCli(
-                  a.path, absl::StrCat("CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);"
-                                       "INSERT INTO Item VALUES (",
-                                       ids[0], ", 'x'), (", ids[1], ", 'y'), (", ids[2], ", 'z');"))
-                  .ok());
-  {
-    auto db = sqlite::Database::Open(a.path);
+  absl::StatusOr<std::unique_ptr<ChangeShipper>> OpenShipper(SchemaEpochs* epochs) {
+    return ChangeShipper::Open(a->path, 1, router_a, log.get(),
+                               {.env = env, .replicate_schema = true, .epochs = epochs});
+  }
+  void MakeItem() {
+    ASSERT_TRUE(
+        RunSqliteCli(a->path,
+                     absl::StrCat("CREATE TABLE Item (id INTEGER PRIMARY KEY, v TEXT);"
+                                  "INSERT INTO Item VALUES (",
+                                  ids[0], ", 'x'), (", ids[1], ", 'y'), (", ids[2], ", 'z');"))
+            .ok());
+    auto db = sqlite::Database::Open(a->path);
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE(sqlite::InstallCapture(*db, {.backfill_new_tables = true}).ok());
   }
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
-  // Its CREATE committed (already so on node 2); its rows wait for this node's shard 0.
-  ASSERT_EQ(log.committed_.size(), 2u);
-  EXPECT_EQ(log.proposals_, 1);
-  EXPECT_EQ(log.schema_conflicts_, 0);
-  for (const LogPerShard::Committed& c : log.committed_) {
-    auto applied = a.applier->Apply(c.shard, c.index, c.batch);
-    ASSERT_TRUE(applied.ok()) << applied.status();
-    epochs.Applied(c.shard, c.index);
-  }
-  Drain(**shipper);
-  EXPECT_EQ(*RunSqliteCli(b.path, "SELECT v FROM item ORDER BY id;"), "x\ny\nz\n");
-  EXPECT_EQ(log.dead_letters_, 0);
-  for (const LogPerShard::Committed& c : log.committed_) {
-    if (c.batch.tables_size() == 0) continue;
-    for (const change::v1::Change& change : c.batch.tables(0).changes()) {
-      const sqlite::Value id = sqlite::Value::Integer(change.row(0).integer());
-      EXPECT_EQ(c.shard, by_name.ShardOf("item", {id})) << id.DebugString();
+  // `a`'s shards apply what committed and they have not.
+  void CatchUp(SchemaEpochs& epochs) {
+    for (const LogPerShard::Committed& c : log->committed_) {
+      if (c.index <= epochs.applied(c.shard)) continue;
+      auto applied = a->applier->Apply(c.shard, c.index, c.batch);
+      ASSERT_TRUE(applied.ok()) << applied.status();
+      epochs.Applied(c.shard, c.index);
     }
   }
+  // Row batches committed so far.
+  int RowBatches() const {
+    int n = 0;
+    for (const LogPerShard::Committed& c : log->committed_) n += c.batch.tables_size() > 0;
+    return n;
+  }
+  // Every row of the table went where `item` routes it, and reached node 2.
+  void ExpectRoutedByItem() {
+    EXPECT_EQ(*RunSqliteCli(b->path, "SELECT v FROM item ORDER BY id;"), "x\ny\nz\n");
+    EXPECT_EQ(log->dead_letters_, 0);
+    for (const LogPerShard::Committed& c : log->committed_) {
+      if (c.batch.tables_size() == 0) continue;
+      for (const change::v1::Change& change : c.batch.tables(0).changes()) {
+        const sqlite::Value id = sqlite::Value::Integer(change.row(0).integer());
+        EXPECT_EQ(c.shard, by_name.ShardOf("item", {id})) << id.DebugString();
+      }
+    }
+  }
+  raft::host::Env* const env;
+  ShardRouter router_a{4}, router_b{4};
+  std::unique_ptr<Node> a, b;
+  std::unique_ptr<LogPerShard> log;
+  ShardRouter by_name{4};  // Routes by the name given.
+  std::vector<int64_t> ids;
+};
+
+TEST(ChangeShipperTest, RowsOfATableMadeHereWaitForItsCreateToApplyHereAndRouteAsEverywhere) {
+  // The table routes by `item` on every node (table_renames.h): rows `a` read before node 2's
+  // CREATE applied there would have gone by `Item`, to other shards.
+  CaseRace race("ship-case", raft::host::Env::Default());
+  SchemaEpochs epochs(4);
+  auto shipper = race.OpenShipper(&epochs);
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  race.MakeItem();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  // Its CREATE committed (already so on node 2); its rows wait for this node's shard 0.
+  ASSERT_EQ(race.log->committed_.size(), 2u);
+  EXPECT_EQ(race.log->proposals_, 1);
+  EXPECT_EQ(race.log->schema_conflicts_, 0);
+  race.CatchUp(epochs);
+  Drain(**shipper);
+  race.ExpectRoutedByItem();
+}
+
+TEST(ChangeShipperTest, RowsOfATableMadeHereWaitForItsCreateToApplyHerePastTheEpochWaitBound) {
+  // Shard 0 lags here longer than other waits are bounded (halted, say): the table's route is
+  // still not known here, and rows sent by this node's spelling would sit in other shards than
+  // the same keys written elsewhere. They wait for as long, and the wait is told.
+  raft::host::ManualClockEnv clock;
+  CaseRace race("ship-case-lag", &clock);
+  SchemaEpochs epochs(4);
+  auto shipper = race.OpenShipper(&epochs);
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  race.MakeItem();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  ASSERT_EQ(race.log->committed_.size(), 2u);  // Both CREATEs.
+  clock.Advance(kEpochWaitBound + absl::Minutes(5));
+  absl::StatusOr<PumpStats> stats;
+  for (int i = 0; i < 5; ++i) {
+    stats = (*shipper)->Pump();
+    ASSERT_TRUE(stats.ok()) << stats.status();
+  }
+  EXPECT_EQ(race.RowBatches(), 0);
+  EXPECT_EQ(stats->tables_waiting_for_route, 1);
+  race.CatchUp(epochs);
+  Drain(**shipper);
+  EXPECT_EQ((*shipper)->Pump()->tables_waiting_for_route, 0);
+  race.ExpectRoutedByItem();
+}
+
+TEST(ChangeShipperTest, RowsOfATableMadeHereWaitForItsCreateToApplyHereAcrossARestart) {
+  // This node stops after its CREATE committed (and went into the baseline) and before its
+  // shard 0 applied it: the restarted shipper finds no schema change to make, and must still
+  // not read the table's rows until shard 0 applied that CREATE here.
+  CaseRace race("ship-case-restart", raft::host::Env::Default());
+  {
+    SchemaEpochs epochs(4);
+    auto shipper = race.OpenShipper(&epochs);
+    ASSERT_TRUE(shipper.ok()) << shipper.status();
+    race.MakeItem();
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+    ASSERT_EQ(race.log->committed_.size(), 2u);
+    ASSERT_EQ(race.RowBatches(), 0);
+    ASSERT_TRUE((*shipper)->Finish().ok());
+  }
+  SchemaEpochs epochs(4);  // Shard 0 applied nothing here.
+  auto shipper = race.OpenShipper(&epochs);
+  ASSERT_TRUE(shipper.ok()) << shipper.status();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*shipper)->Pump().ok());
+  EXPECT_EQ(race.log->committed_.size(), 2u) << "no schema change again";
+  EXPECT_EQ(race.RowBatches(), 0);
+  race.CatchUp(epochs);
+  Drain(**shipper);
+  race.ExpectRoutedByItem();
 }
 
 TEST(ChangeShipperTest, ItsOwnCommittedSchemaChangeIsKeptAsTheSchemaEpoch) {

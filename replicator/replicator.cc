@@ -319,6 +319,7 @@ void Replicator::PumpLoop() {
       last_activity = env_->MonotonicNow();
     }
     metrics_->changes_captured.Increment(static_cast<double>(stats->read));
+    metrics_->tables_waiting_for_route.Set(static_cast<double>(stats->tables_waiting_for_route));
     metrics_->changes_committed.Increment(static_cast<double>(stats->committed));
     metrics_->proposals_failed.Increment(static_cast<double>(stats->failed));
     if (stats->committed > 0 || stats->proposed > 0) {

@@ -117,7 +117,15 @@ ReplicatorMetrics::ReplicatorMetrics(int shards)
       schema_waits_given_up(
           NewCounter(*registry_, "marmot_schema_waits_given_up_total",
                      "Waits for a schema change that gave up after 30 s and applied the rows "
-                     "anyway (what the schema here could not take went to the dead letters)")) {
+                     "anyway (what the schema here could not take went to the dead letters)")),
+      tables_waiting_for_route(
+          prometheus::BuildGauge()
+              .Name("marmot_tables_waiting_for_route")
+              .Help("Tables this node created whose rows wait for shard 0 to apply the CREATE "
+                    "here, where the table's route is decided (not bounded: a shard 0 halted "
+                    "here holds them)")
+              .Register(*registry_)
+              .Add({})) {
   auto& family = prometheus::BuildCounter()
                      .Name("marmot_shard_leader_changes_total")
                      .Help("Leader changes seen per shard")

@@ -63,6 +63,9 @@ class ReplicatorMetrics {
   // were read after (replicator/schema_epochs.h), and waits that gave up after kEpochWaitBound.
   prometheus::Gauge& schema_waiting_shards;
   prometheus::Counter& schema_waits_given_up;
+  // Tables this node created whose rows wait for shard 0 to apply the CREATE here, where their
+  // route is decided (ChangeShipper, "Routes of new tables"); not bounded in time.
+  prometheus::Gauge& tables_waiting_for_route;
 };
 
 }  // namespace marmot::replicator
