@@ -1256,6 +1256,18 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> from_here =
       TableHere(db, c.name());
   if (!from_here.ok()) return from_here.status();
+  // `c` as named here: names are one name in any ASCII case to SQLite, and the origin may spell
+  // the old table otherwise (`KV` for this node's `kv`); the baseline knows it under this node's
+  // spelling. What routes and names batches (RecordTableRenamed) keeps the origin's spelling, as
+  // every node records it.
+  SchemaChange named_here = c;
+  {
+    absl::StatusOr<std::vector<std::vector<Value>>> known = db.QueryRows(
+        absl::StrCat("SELECT name FROM ", kBaseline, " WHERE type = 'table' AND name = ",
+                     Value::Text(c.name()).DebugString(), " COLLATE NOCASE"));
+    if (!known.ok()) return known.status();
+    if (known->size() == 1) named_here.set_name((*known)[0][0].bytes());
+  }
   absl::StatusOr<std::vector<std::vector<Value>>> to_here = db.QueryRows(absl::StrCat(
       "SELECT type, sql FROM sqlite_master WHERE name = ", Value::Text(to).DebugString(),
       " COLLATE NOCASE"));
@@ -1263,13 +1275,13 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
   if (!from_here->has_value() && !to_here->empty() && (*to_here)[0][0].bytes() == "table") {
     // Renamed here already (the same migration ran here, or this node's file was made from
     // its snapshot).
-    if (absl::Status s = TakeOwnRenameNow(db, c); !s.ok()) return s;
+    if (absl::Status s = TakeOwnRenameNow(db, named_here); !s.ok()) return s;
     if (absl::Status s = RecordTableRenamed(db, c.name(), to, shard0_index); !s.ok()) return s;
     return SchemaApplied{.outcome = SchemaApplied::kAlreadySo};
   }
   if (from_here->has_value() && !to_here->empty() &&
       absl::AsciiStrToLower((*from_here)->first) != absl::AsciiStrToLower(to)) {
-    absl::StatusOr<bool> away = RenamedAwayHere(db, c);
+    absl::StatusOr<bool> away = RenamedAwayHere(db, named_here);
     if (!away.ok()) return away.status();
     if (*away) {
       // The same migration ran here: the table of the old name is a new one (its CREATE

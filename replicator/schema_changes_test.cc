@@ -814,6 +814,28 @@ TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem)
   EXPECT_EQ(renames.NameHere("kv", 11), "kv2");
 }
 
+// The same where the other node spells the table `KV`: one table to SQLite, one rename.
+TEST_F(SchemaChangesTest, AnotherNodesSameRenameOfTheTableSpelledInAnotherCaseTakesThisNodesOwn) {
+  InstallRealCapture(*db_);
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
+                           "INSERT INTO \"__marmot__dead_letters\" VALUES (1, 'kv');"
+                           "ALTER TABLE kv RENAME TO kv2; ALTER TABLE kv2 ADD COLUMN extra TEXT;")
+                  .ok());
+  ASSERT_TRUE(sqlite::InstallCapture(*db_).ok());
+  const SchemaChange rename =
+      RenameTable("KV", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
+  absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, rename, false, 12);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo) << applied->detail;
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT tbl FROM __marmot__dead_letters;"), "kv2\n");
+  // Its own rename is taken as the other's: what it changed besides is its own change still.
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(*db_);
+  ASSERT_TRUE(diff.ok());
+  ASSERT_EQ(diff->replicate.size(), 1u);
+  EXPECT_EQ(diff->replicate[0].kind(), SchemaChange::ADD_COLUMNS);
+}
+
 TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConflictsOtherwise) {
   ASSERT_TRUE(RunSqliteCli(path_,
                            "INSERT INTO kv VALUES (1, 'a');"
@@ -856,6 +878,31 @@ TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConfli
   // Marmot's names and SQLite's are never a rename's target.
   EXPECT_EQ(Apply(RenameTable("kv2", "__marmot__x", "CREATE TABLE x (id)")).outcome,
             SchemaApplied::kRefused);
+}
+
+// Names are one name in any ASCII case to SQLite: another node that spells the table `KV`
+// renames the table this node has as `kv`.
+TEST_F(SchemaChangesTest, ARenameOfATableSpelledInAnotherCaseRenamesItHere) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "INSERT INTO kv VALUES (1, 'a');"
+                           "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
+                           "INSERT INTO \"__marmot__dead_letters\" VALUES (1, 'kv');")
+                  .ok());
+  const SchemaChange rename =
+      RenameTable("KV", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
+  absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, rename, false, 12);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->outcome, SchemaApplied::kApplied) << applied->detail;
+  EXPECT_EQ(Objects(), "index kv_v\ntable kv2\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv2; SELECT tbl FROM __marmot__dead_letters;"),
+            "1|a\nkv2\n");
+  EXPECT_EQ(Unreplicated(), "");
+  TableRenames renames;
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.RouteOf("kv2"), "KV") << "as on its origin, which records the same";
+  EXPECT_EQ(renames.NameHere("kv", 11), "kv2");
+  EXPECT_EQ(renames.NameHere("KV", 11), "kv2");
+  EXPECT_EQ(Apply(rename).outcome, SchemaApplied::kAlreadySo);
 }
 
 // On the node that renamed the table, what marmot keeps by the old name follows the table when
@@ -1111,6 +1158,30 @@ TEST_F(SchemaChangesTest, ATableRenamedAwayAndMadeAgainUnderItsNameIsARenameAndA
 
 // Every pod ran the same migration: another node's rename away and create apply as already so,
 // before this node's own committed or after; a kv_old of kv's shape made otherwise conflicts.
+TEST_F(SchemaChangesTest, ARenameAwayMadeHereTooBySpellingTheTableInAnotherCaseIsAlreadySo) {
+  ASSERT_TRUE(RunSqliteCli(path_,
+                           "BEGIN; ALTER TABLE kv RENAME TO kv_old;"
+                           "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); COMMIT;")
+                  .ok());
+  absl::StatusOr<SchemaDiff> theirs = DiffSchema(*db_);  // The other node's, which spells `KV`.
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_EQ(theirs->replicate.size(), 2u);
+  for (SchemaChange& c : theirs->replicate) {
+    if (c.kind() == SchemaChange::RENAME_TABLE) c.set_name("KV");
+  }
+  for (const SchemaChange& c : theirs->replicate) {
+    absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c, false, 3);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo)
+        << DescribeSchemaChange(c) << ": " << applied->detail;
+  }
+  EXPECT_EQ(Unreplicated(), "");
+  TableRenames renames;
+  ASSERT_TRUE(renames.Load(*db_).ok());
+  EXPECT_EQ(renames.NameHere("kv", 2), "kv_old");
+  EXPECT_EQ(renames.NameHere("kv", 3), "kv");
+}
+
 TEST_F(SchemaChangesTest, ARenameAwayMadeHereTooIsAlreadySo) {
   const char kMigration[] =
       "BEGIN; ALTER TABLE kv RENAME TO kv_old;"
