@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sqlite/schema.h"
@@ -128,23 +129,38 @@ absl::StatusOr<std::vector<TableDigest>> DigestShard(sqlite::Database& db,
   std::vector<TableDigest> out;
   std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> state(XXH64_createState(),
                                                                           XXH64_freeState);
+  std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> folded(XXH64_createState(),
+                                                                           XXH64_freeState);
   for (const sqlite::TableSchema& t : listing->tables) {
     const TableScan scan = PlanScan(t, /*after=*/false);
     absl::StatusOr<sqlite::Statement> stmt = db.Prepare(scan.sql);
     if (!stmt.ok()) return stmt.status();
     XXH64_reset(state.get(), 0);
-    std::string names;
-    for (const std::string& c : scan.columns) AppendName(&names, c);
+    std::string names, folded_names;
+    for (const std::string& c : scan.columns) {
+      AppendName(&names, c);
+      AppendName(&folded_names, absl::AsciiStrToLower(c));
+    }
     XXH64_update(state.get(), names.data(), names.size());
+    // Names all in lower case already: one digest of both kinds.
+    const bool fold = folded_names != names;
+    if (fold) {
+      XXH64_reset(folded.get(), 0);
+      XXH64_update(folded.get(), folded_names.data(), folded_names.size());
+    }
     TableDigest digest{.table = t.name};
     absl::Status s = ForEachShardRow(*stmt, scan, t.name, router, shard,
                                      [&](std::vector<Value>, const std::string& encoded) {
                                        XXH64_update(state.get(), encoded.data(), encoded.size());
+                                       if (fold) {
+                                         XXH64_update(folded.get(), encoded.data(), encoded.size());
+                                       }
                                        ++digest.rows;
                                        return true;
                                      });
     if (!s.ok()) return s;
     digest.digest = XXH64_digest(state.get());
+    digest.digest_folded = fold ? XXH64_digest(folded.get()) : digest.digest;
     out.push_back(std::move(digest));
   }
   return out;

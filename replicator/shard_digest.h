@@ -14,6 +14,14 @@
 // key order; a row's hash is XXH64 of its encoding. The same rows give the same digest whatever
 // order they were written in.
 //
+// Column names are one name in any ASCII case to SQLite, and two nodes may spell one column
+// differently (`Extra` made on one, `extra` on another at once: schema_changes.h). So a table
+// also has `digest_folded`, the same over its column names in ASCII lower case, which Verify
+// compares. `digest`, over the names as written, is what nodes of older versions compare: a
+// node of this version reports both, so that neither kind of node sees a difference the other
+// kind does not during a rolling upgrade (a table whose column names are all lower case has
+// one digest of both kinds, hashed once).
+//
 // Every call reads inside the caller's read transaction on `db`.
 #ifndef MARMOT_REPLICATOR_SHARD_DIGEST_H_
 #define MARMOT_REPLICATOR_SHARD_DIGEST_H_
@@ -33,6 +41,7 @@ struct TableDigest {
   std::string table;
   int64_t rows = 0;  // The shard's rows of the table.
   uint64_t digest = 0;
+  uint64_t digest_folded = 0;  // Column names in ASCII lower case (above).
 };
 
 // The digest of `shard`'s rows of every user table (sqlite::ListUserTables), sorted by name.

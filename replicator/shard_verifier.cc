@@ -26,9 +26,13 @@ constexpr absl::Duration kMeasureGrace = absl::Minutes(1);
 // A table's value at one node: its digest, or nullopt when it is missing there.
 using Held = std::optional<TableDigest>;
 
-bool SameHeld(const Held& a, const Held& b) {
+// `folded`: compare the digests over column names in lower case (shard_digest.h), which every
+// node holding the table reported.
+bool Same(const Held& a, const Held& b, bool folded) {
   if (a.has_value() != b.has_value()) return false;
-  return !a.has_value() || (a->rows == b->rows && a->digest == b->digest);
+  if (!a.has_value()) return true;
+  return a->rows == b->rows &&
+         (folded ? a->digest_folded == b->digest_folded : a->digest == b->digest);
 }
 
 std::vector<Value> KeyOf(const VerifyReport::KeyHash& k) {
@@ -45,6 +49,8 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
   verdict.shard = shard;
   std::map<uint64_t, std::map<std::string, TableDigest>> held;  // node -> table -> digest
   std::set<std::string> tables;
+  // Tables some node reported without a digest over folded names (a node of an older version).
+  std::set<std::string> unfolded;
   for (const auto& [node, report] : reports) {
     verdict.reported.push_back(node);
     if (verdict.index == 0) verdict.index = report.index();
@@ -53,8 +59,12 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
       continue;
     }
     for (const VerifyReport::TableDigest& t : report.tables()) {
-      held[node][t.table()] = {.table = t.table(), .rows = t.rows(), .digest = t.digest()};
+      held[node][t.table()] = {.table = t.table(),
+                               .rows = t.rows(),
+                               .digest = t.digest(),
+                               .digest_folded = t.digest_folded()};
       tables.insert(t.table());
+      if (!t.has_digest_folded()) unfolded.insert(t.table());
     }
   }
   for (const std::string& table : tables) {
@@ -64,14 +74,16 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
       auto it = digests.find(table);
       t.digests[node] = it == digests.end() ? Held() : Held(it->second);
     }
+    const bool folded = unfolded.count(table) == 0;
+    auto same = [folded](const Held& a, const Held& b) { return Same(a, b, folded); };
     // The reference: what most nodes hold; a tie goes to the leader, then the lowest id.
     uint64_t best = 0;
     int best_count = -1;
     for (const auto& [node, value] : t.digests) {
       int count = 0;
-      for (const auto& [other, other_value] : t.digests) count += SameHeld(value, other_value);
+      for (const auto& [other, other_value] : t.digests) count += same(value, other_value);
       const bool leader_wins =
-          count == best_count && node == leader && !SameHeld(value, t.digests[best]);
+          count == best_count && node == leader && !same(value, t.digests[best]);
       if (count > best_count || leader_wins) {
         best = node;
         best_count = count;
@@ -79,7 +91,7 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
     }
     t.reference_node = best;
     for (const auto& [node, value] : t.digests) {
-      if (!SameHeld(value, t.digests[best])) t.differing.push_back(node);
+      if (!same(value, t.digests[best])) t.differing.push_back(node);
     }
     if (!t.differing.empty()) verdict.tables.push_back(std::move(t));
   }
@@ -184,6 +196,7 @@ void ShardVerifier::Measure(int shard, uint64_t index, const VerifyMarker& marke
         t->set_table(d.table);
         t->set_rows(d.rows);
         t->set_digest(d.digest);
+        t->set_digest_folded(d.digest_folded);
       }
     } else {
       std::vector<Value> after;

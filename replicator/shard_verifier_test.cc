@@ -72,6 +72,31 @@ TEST(CompareDigestsTest, AllAlikeIsNotDivergentAndANodeThatCouldNotMeasureIsName
   EXPECT_EQ(v.errors.at(3), "database is locked");
 }
 
+TEST(CompareDigestsTest, DigestsOverFoldedColumnNamesAreComparedWhenEveryNodeReportedOne) {
+  // Node 2 spells a column `Extra`, nodes 1 and 3 `extra`: the same rows, digests as written
+  // differ, over folded names they do not (shard_digest.h).
+  auto report = [](uint64_t node, uint64_t digest, std::optional<uint64_t> folded) {
+    VerifyReport r = Digests(node, {{"t", 2, digest}});
+    if (folded.has_value()) r.mutable_tables(0)->set_digest_folded(*folded);
+    return r;
+  };
+  std::map<uint64_t, VerifyReport> reports{
+      {1, report(1, 0xa, 0xf)}, {2, report(2, 0xb, 0xf)}, {3, report(3, 0xa, 0xf)}};
+  EXPECT_FALSE(CompareDigests(0, reports, 1).divergent());
+  // Rows that differ differ over folded names too.
+  reports[2] = report(2, 0xb, 0xe);
+  ShardVerdict v = CompareDigests(0, reports, 1);
+  ASSERT_EQ(v.tables.size(), 1u);
+  EXPECT_THAT(v.tables[0].differing, ElementsAre(2));
+  // A node of an older version reports the digest as written only: that one is compared, as
+  // such a node compares it.
+  reports[2] = report(2, 0xb, 0xf);
+  reports[3] = report(3, 0xa, std::nullopt);
+  v = CompareDigests(0, reports, 1);
+  ASSERT_EQ(v.tables.size(), 1u);
+  EXPECT_THAT(v.tables[0].differing, ElementsAre(2));
+}
+
 VerifyReport Keys(std::vector<std::pair<int64_t, uint64_t>> keys, bool more) {
   VerifyReport r;
   for (const auto& [key, hash] : keys) {

@@ -620,8 +620,11 @@ TEST(SchemaHuntProcessTest, OneTableMadeAtOnceUnderNamesThatDifferInCaseMeets) {
 }
 
 // The same of a column: added on two nodes at once as `Extra` and `extra` (one name to SQLite),
-// it is one column, and rows written with it on either side reach every node.
+// it is one column, and rows written with it on either side reach every node. Verify finds the
+// shards alike (it hashed column names as written, and reported the node that spells the column
+// otherwise as divergent in every shard).
 TEST(SchemaHuntProcessTest, OneColumnAddedAtOnceUnderNamesThatDifferInCaseMeets) {
+  setenv("AUTH_KEY", kAuth, 1);
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
   cluster.Start();
@@ -644,6 +647,11 @@ TEST(SchemaHuntProcessTest, OneColumnAddedAtOnceUnderNamesThatDifferInCaseMeets)
   }
   EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s))
       << cluster.OnEveryNode("SELECT tbl, error FROM \"__marmot__dead_letters\";");
+  const std::string spelled = "SELECT name FROM pragma_table_info('kv') WHERE cid = 2;";
+  ASSERT_NE(cluster.Sql(1, spelled), cluster.Sql(2, spelled)) << "each keeps its spelling";
+  const admin::v1::VerifyResponse verified = testing::PaneVerify(cluster, 1, kAuth, 2);
+  EXPECT_TRUE(testing::EveryNodeReported(verified, cluster, 2)) << verified.DebugString();
+  EXPECT_EQ(verified.divergent_shards(), 0u) << verified.DebugString();
 }
 
 // Found by this hunt: two conflicting column changes never met. While node 3 is down, its
