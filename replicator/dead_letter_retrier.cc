@@ -119,8 +119,16 @@ absl::Status DeadLetterRetrier::ApplyCarried(int shard, ShardSnapshotReader& in,
     absl::StatusOr<std::optional<ShardSnapshot::DeadLetter>> next = in.NextDeadLetter();
     if (!next.ok()) return SnapshotUnreadable(next.status());
     if (!next->has_value()) break;
-    const ShardSnapshot::DeadLetter& d = **next;
+    ShardSnapshot::DeadLetter& d = **next;
     ++carried;
+    // Kept under the table as named here (its maker may spell it in another case: `Item` for
+    // this node's `item`), where this node's changes of its rows look for it to queue behind.
+    if (d.kind() == ShardSnapshot::DeadLetter::KIND_CHANGE ||
+        d.kind() == ShardSnapshot::DeadLetter::KIND_SNAPSHOT_ROWS) {
+      absl::StatusOr<std::string> here = plans_.TableNameHere(d.table());
+      if (!here.ok()) return here.status();
+      d.set_table(*std::move(here));
+    }
     std::vector<Value> row = StoredDeadLetter(shard, d);
     bool holds_change = true;  // When not, Try says so.
     DeadLetterIndex::Entry entry =

@@ -450,6 +450,37 @@ TEST(SnapshotDeadLetterTest, ARowsLaterCarriedChangesQueueBehindOneThatFailsHere
   EXPECT_EQ(b.Dump("order"), c.Dump("order"));
 }
 
+TEST(SnapshotDeadLetterTest, CarriedDeadLettersAreKeptUnderTheTableAsNamedHere) {
+  // Given A's snapshot carrying both changes of row 1 of `order` (A lacks the table)
+  Node src("case-carry-src"), a("case-carry-a"), b("case-carry-b");
+  a.Exec("DROP TABLE \"order\";");
+  const std::vector<change::v1::ChangeBatch> entries = WriteTwoEntries(src);
+  ApplyAll(a, entries);
+  auto snapshot = CreateSnapshot(*a.applier, 0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+
+  // When B, which spells the table `ORDER` (one name to SQLite) and rejects the first change
+  // (price 500), installs it
+  b.Exec(
+      "DROP TABLE \"order\"; CREATE TABLE \"ORDER\" (id INTEGER PRIMARY KEY, name TEXT UNIQUE, "
+      "price REAL CHECK (price < 100), img BLOB);");
+  auto installed = InstallSnapshot(*b.applier, *snapshot);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->carried_kept, 2);
+
+  // Then B keeps them under its own name of the table
+  EXPECT_EQ(testing::QueryText(b, "SELECT DISTINCT tbl FROM \"__marmot__dead_letters\""),
+            "'ORDER' \n");
+  // And a later change of that row queues behind them, as any change of a row whose earlier
+  // change is a dead letter here
+  src.Exec("UPDATE \"order\" SET name = 'r1 again' WHERE id = 1;");
+  auto later = b.applier->Apply(0, 3, src.CapturedBatch(1));
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(ValueOf(b, "SELECT count(*) FROM \"ORDER\" WHERE id = 1"),
+            Value::Integer(0).DebugString());
+  EXPECT_EQ(*b.applier->DeadLetterCount(), 3);
+}
+
 TEST(SnapshotDeadLetterTest, SnapshotRowsThatAreDeadLettersTravelOnToTheNextInstall) {
   // Given A that lacks `pair` and installed C's snapshot of the shard: the rows of `pair` are a
   // snapshot-rows dead letter on A, and a later change of `pair` queues behind it

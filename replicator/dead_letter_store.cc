@@ -29,6 +29,9 @@ DeadLetterIndex::Entry DeadLetterEntry(int shard, uint64_t raft_index, const Val
     *holds_change = false;
     return entry;
   }
+  // Its rows as this node names them (the change keeps its origin's spelling of the table, or
+  // its name before a rename here): a later change of one of them queues behind it.
+  if (t.table() != entry.table) t.set_table(entry.table);
   const std::vector<int> key_positions = KeyPositions(t);
   for (const Change& c : t.changes()) {
     for (std::string& r : RowsOf(t, key_positions, c)) entry.rows.push_back(std::move(r));
