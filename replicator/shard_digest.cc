@@ -170,7 +170,9 @@ absl::StatusOr<KeyPage> ListShardKeys(sqlite::Database& db, const ShardRouter& r
                                       const std::string& table, const std::vector<Value>& after,
                                       int limit) {
   if (limit <= 0) return absl::InvalidArgumentError("the limit of keys must be positive");
-  absl::StatusOr<sqlite::TableSchema> t = sqlite::ReadTableSchema(db, table);
+  absl::StatusOr<std::string> here = UserTableNamedHere(db, table);
+  if (!here.ok()) return here.status();
+  absl::StatusOr<sqlite::TableSchema> t = sqlite::ReadTableSchema(db, *here);
   if (!t.ok()) {
     if (absl::IsInvalidArgument(t.status())) {
       return absl::NotFoundError(absl::StrCat("\"", table, "\" is not a replicated table here"));
@@ -199,6 +201,14 @@ absl::StatusOr<KeyPage> ListShardKeys(sqlite::Database& db, const ShardRouter& r
       });
   if (!s.ok()) return s;
   return page;
+}
+
+absl::StatusOr<std::string> UserTableNamedHere(sqlite::Database& db, const std::string& table) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows =
+      db.QueryRows(absl::StrCat("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ",
+                                Value::Text(table).DebugString(), " COLLATE NOCASE"));
+  if (!rows.ok()) return rows.status();
+  return rows->size() == 1 ? (*rows)[0][0].bytes() : table;
 }
 
 int CompareKeys(const std::vector<Value>& a, const std::vector<Value>& b) {

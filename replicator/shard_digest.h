@@ -59,12 +59,17 @@ struct KeyPage {
   bool more = false;          // The shard has more rows of the table after the last one.
 };
 
-// The first `limit` (positive) keys of `shard`'s rows of `table` after the key `after` (from the
-// first when empty), in key order, each with its row's hash. NOT_FOUND when the table is not a
-// user table here; INVALID_ARGUMENT when `after` does not have one value per key column.
+// The first `limit` (positive) keys of `shard`'s rows of `table` (spelled in any ASCII case)
+// after the key `after` (from the first when empty), in key order, each with its row's hash.
+// NOT_FOUND when the table is not a user table here; INVALID_ARGUMENT when `after` does not have
+// one value per key column.
 absl::StatusOr<KeyPage> ListShardKeys(sqlite::Database& db, const ShardRouter& router, int shard,
                                       const std::string& table,
                                       const std::vector<sqlite::Value>& after, int limit);
+
+// The name table `table` (compared without ASCII case, as SQLite compares names) has here:
+// another node may spell it otherwise. `table` itself when there is no such table.
+absl::StatusOr<std::string> UserTableNamedHere(sqlite::Database& db, const std::string& table);
 
 // The order of the listing above: negative, zero or positive as `a` comes before, with or after
 // `b`, value by value, then the shorter first.

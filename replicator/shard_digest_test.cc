@@ -163,6 +163,11 @@ TEST(ShardDigestTest, KeysAreListedInKeyOrderByPagesWithTheirRowHash) {
   EXPECT_NE(t_before->keys[0].row_hash, t_after->keys[0].row_hash);
   for (int i = 1; i < 5; ++i) EXPECT_EQ(t_before->keys[i].row_hash, t_after->keys[i].row_hash);
 
+  // Named in another case (as another node may spell it): the same table.
+  auto t_spelled = ListShardKeys(a, one, 0, "T", {}, 10);
+  ASSERT_TRUE(t_spelled.ok()) << t_spelled.status();
+  EXPECT_EQ(t_spelled->keys.size(), 5u);
+
   // Only the shard's rows are listed.
   ShardRouter four(4);
   size_t listed = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -47,6 +48,8 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
                             uint64_t leader) {
   ShardVerdict verdict;
   verdict.shard = shard;
+  // Tables by their names in ASCII lower case: one table to SQLite, which nodes may spell
+  // otherwise (`Item` made on one, `item` on another at once).
   std::map<uint64_t, std::map<std::string, TableDigest>> held;  // node -> table -> digest
   std::set<std::string> tables;
   // Tables some node reported without a digest over folded names (a node of an older version).
@@ -59,17 +62,17 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
       continue;
     }
     for (const VerifyReport::TableDigest& t : report.tables()) {
-      held[node][t.table()] = {.table = t.table(),
-                               .rows = t.rows(),
-                               .digest = t.digest(),
-                               .digest_folded = t.digest_folded()};
-      tables.insert(t.table());
-      if (!t.has_digest_folded()) unfolded.insert(t.table());
+      const std::string lower = absl::AsciiStrToLower(t.table());
+      held[node][lower] = {.table = t.table(),
+                           .rows = t.rows(),
+                           .digest = t.digest(),
+                           .digest_folded = t.digest_folded()};
+      tables.insert(lower);
+      if (!t.has_digest_folded()) unfolded.insert(lower);
     }
   }
   for (const std::string& table : tables) {
     TableVerdict t;
-    t.table = table;
     for (const auto& [node, digests] : held) {
       auto it = digests.find(table);
       t.digests[node] = it == digests.end() ? Held() : Held(it->second);
@@ -90,6 +93,10 @@ ShardVerdict CompareDigests(int shard, const std::map<uint64_t, VerifyReport>& r
       }
     }
     t.reference_node = best;
+    // Named as the reference node spells it (or, when it lacks the table, a node that has it).
+    for (const auto& [node, value] : t.digests) {
+      if (value.has_value() && (t.table.empty() || node == best)) t.table = value->table;
+    }
     for (const auto& [node, value] : t.digests) {
       if (!same(value, t.digests[best])) t.differing.push_back(node);
     }
@@ -580,7 +587,10 @@ absl::Status ShardVerifier::WriteOrder(const change::v1::RepairOrder& order) {
   absl::StatusOr<sqlite::Database> db = sqlite::Database::Open(
       options_.db_path, {.create = false, .busy_timeout = std::chrono::seconds(10)});
   if (!db.ok()) return db.status();
-  absl::StatusOr<sqlite::TableSchema> t = sqlite::ReadTableSchema(*db, order.table());
+  // Named as here: the node that asked may spell it in another case.
+  absl::StatusOr<std::string> here = UserTableNamedHere(*db, order.table());
+  if (!here.ok()) return here.status();
+  absl::StatusOr<sqlite::TableSchema> t = sqlite::ReadTableSchema(*db, *here);
   if (!t.ok()) return t.status();
   std::vector<std::string> where;
   if (t->keyed_by_rowid()) {

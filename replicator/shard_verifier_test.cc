@@ -97,6 +97,21 @@ TEST(CompareDigestsTest, DigestsOverFoldedColumnNamesAreComparedWhenEveryNodeRep
   EXPECT_THAT(v.tables[0].differing, ElementsAre(2));
 }
 
+TEST(CompareDigestsTest, ATableSpelledInAnotherCaseOnANodeIsTheSameTable) {
+  // `Item` on nodes 1 and 3, `item` on node 2: one table to SQLite, not one each node lacks.
+  std::map<uint64_t, VerifyReport> reports{{1, Digests(1, {{"Item", 2, 0xa}})},
+                                           {2, Digests(2, {{"item", 2, 0xa}})},
+                                           {3, Digests(3, {{"Item", 2, 0xa}})}};
+  EXPECT_FALSE(CompareDigests(0, reports, 2).divergent());
+  // Rows that differ differ, and the verdict names the table as the reference node does.
+  reports[2] = Digests(2, {{"item", 2, 0xb}});
+  ShardVerdict v = CompareDigests(0, reports, 2);
+  ASSERT_EQ(v.tables.size(), 1u);
+  EXPECT_EQ(v.tables[0].table, "Item");
+  EXPECT_THAT(v.tables[0].differing, ElementsAre(2));
+  EXPECT_EQ(v.tables[0].digests.at(2)->table, "item");
+}
+
 VerifyReport Keys(std::vector<std::pair<int64_t, uint64_t>> keys, bool more) {
   VerifyReport r;
   for (const auto& [key, hash] : keys) {

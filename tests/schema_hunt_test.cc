@@ -585,8 +585,10 @@ TEST(SchemaHuntProcessTest, ColumnsAddedOnEveryNodeAtOnceWithRowsRightAfterEndEv
 // routed by the name as written, so the two spellings' rows of one key met in no single shard).
 // Now a CREATE compares the resulting table, names without case; rows of another node's
 // spelling apply to the table as named here; and the table routes by the spelling of its first
-// CREATE in shard 0 on every node: one table, every row everywhere, no dead letter.
+// CREATE in shard 0 on every node: one table, every row everywhere, no dead letter. Verify
+// finds the shards alike (it took `Item` and `item` for two tables, each missing on some node).
 TEST(SchemaHuntProcessTest, OneTableMadeAtOnceUnderNamesThatDifferInCaseMeets) {
+  setenv("AUTH_KEY", kAuth, 1);
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
   cluster.Start();
@@ -617,6 +619,9 @@ TEST(SchemaHuntProcessTest, OneTableMadeAtOnceUnderNamesThatDifferInCaseMeets) {
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s))
       << cluster.OnEveryNode("SELECT tbl, error FROM \"__marmot__dead_letters\";");
+  const admin::v1::VerifyResponse verified = testing::PaneVerify(cluster, 1, kAuth, 2);
+  EXPECT_TRUE(testing::EveryNodeReported(verified, cluster, 2)) << verified.DebugString();
+  EXPECT_EQ(verified.divergent_shards(), 0u) << verified.DebugString();
 }
 
 // The same of a column: added on two nodes at once as `Extra` and `extra` (one name to SQLite),
