@@ -1,0 +1,245 @@
+// A third hunt of replicated schema changes (issue 21; README "How it works" -> "Schema
+// changes"): migrations run on one node while the application writes on the others, migrations
+// interrupted, hostile and unusual objects. Real marmot processes, the sqlite3 shell as the
+// application and its migrations. Tests named DISABLED_ show a problem found and not fixed yet:
+// each says what it shows, expected against seen; they pass once it is fixed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <iostream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "sqlite/testing/sqlite_cli.h"
+#include "tests/testing/local_cluster.h"
+
+namespace marmot {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kUserSchema[] =
+    "SELECT type, name, sql FROM sqlite_master WHERE substr(name, 1, 10) != '__marmot__' "
+    "ORDER BY type, name;";
+constexpr char kDeadLetters[] = "SELECT count(*) FROM \"__marmot__dead_letters\";";
+constexpr char kConflicts[] = "SELECT count(*) FROM \"__marmot__conflicts\";";
+
+std::string Tail(const std::string& log) {
+  return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+}
+
+// Found by this hunt: a table made again (SQLite's create-copy-drop-rename, which Django's and
+// Alembic's SQLite migrations use) on one node keeps every row of the table as a conflict on
+// every node. Capture copies the table made again whole, each copied row naming no version it
+// was made after (sqlite/change_log.cc, the backfill: prev 0/0, "a spurious conflict at worst");
+// on every node each row's version is another node's write, so each copy is kept as a conflict
+// (apply_decider.h, rule 2). Nobody wrote any row concurrently. Expected: no conflict. Seen: 20
+// conflicts on every node (shard, tbl, key, origin 3, op I, winner_origin 2), one per row; a
+// table of a million rows would keep a million. (Writers updating their own rows on nodes 1 and
+// 2 during the rebuild end with their last values everywhere; only the conflicts are wrong
+// there: the next test shows where a value is lost.)
+TEST(SchemaHunt3Test, DISABLED_ATableMadeAgainKeepsNoConflict) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v INTEGER);"});
+  cluster.Start();
+  cluster.Sql(2,
+              "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 20) "
+              "INSERT INTO kv SELECT k, k FROM n;");
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  ASSERT_TRUE(cluster.WaitForSame(rows, 30s));
+  ASSERT_EQ(cluster.Sql(3, "SELECT count(*) FROM kv;"), "20\n");
+  cluster.Sql(3,
+              "BEGIN; CREATE TABLE new__kv (k INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0);"
+              "INSERT INTO new__kv SELECT k, v FROM kv; DROP TABLE kv;"
+              "ALTER TABLE new__kv RENAME TO kv; COMMIT;");
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  // Node 3's copy of every row has been applied everywhere once node 1 writes after it.
+  cluster.Sql(3, "INSERT INTO kv VALUES (1000, 1000);");
+  EXPECT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "21\n", 30s));
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 30s));
+  EXPECT_TRUE(cluster.WaitForEverywhere(kConflicts, "0\n", 10s)) << cluster.OnEveryNode(
+      "SELECT shard, tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\" "
+      "ORDER BY shard, key LIMIT 5; SELECT count(*) FROM \"__marmot__conflicts\";");
+}
+
+// Found by this hunt: a write lost to a table made again elsewhere. Rows written on node 3;
+// node 1's application updates them (while node 1's marmot is stopped, to make the race
+// certain: the same happens to any update of node 1 in flight while node 3's copy commits);
+// meanwhile node 3 makes kv again (create-copy-drop-rename). Node 3's copy of each row is
+// shipped as a write of node 3; as it is node 3's own version that the row had, the copy
+// applies (apply_decider.h: "a version of the change's own origin never is" made without
+// seeing), and node 1's update, made after node 3's insert, now meets node 3's copy as the
+// row's version: kept as a conflict. Expected: 1..4 = 'new' on every node (nobody but node 1
+// wrote them since the insert). Seen: 1..4 = 'old' on every node, node 1 included (the
+// application's own write vanished from its own database), and 4 conflicts (origin 1, op U,
+// winner_origin 3) on every node.
+TEST(SchemaHunt3Test, DISABLED_UpdatesMadeWhileAnotherNodeMadeTheTableAgainStay) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(3, "INSERT INTO kv VALUES (1, 'old'), (2, 'old'), (3, 'old'), (4, 'old');");
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  ASSERT_TRUE(cluster.WaitForEverywhere(rows, "1|old\n2|old\n3|old\n4|old\n", 30s));
+  ASSERT_EQ(cluster.StopNode(1), 0);
+  cluster.Sql(1, "UPDATE kv SET v = 'new' WHERE k IN (1, 2, 3, 4);");
+  cluster.Sql(3,
+              "BEGIN; CREATE TABLE new__kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '');"
+              "INSERT INTO new__kv SELECT k, v FROM kv; DROP TABLE kv;"
+              "ALTER TABLE new__kv RENAME TO kv; COMMIT;");
+  const std::string kv = "SELECT sql FROM sqlite_master WHERE name = 'kv';";
+  ASSERT_TRUE(testing::WaitFor([&] { return cluster.Sql(2, kv) == cluster.Sql(3, kv); }, 30s));
+  // Node 3's copy of its rows is on its way: a row written after it on node 3 follows it in
+  // both shards (rows 5 and 6 route to different shards of 2, as 1 and 2 do; see below).
+  cluster.Sql(3, "INSERT INTO kv VALUES (5, 'after'), (6, 'after'), (7, 'after'), (8, 'after');");
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return cluster.Sql(2, "SELECT count(*) FROM kv;") == "8\n"; }, 30s));
+  cluster.StartNode(1);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(1, 30s)) << Tail(cluster.log(1));
+  const std::string want = "1|new\n2|new\n3|new\n4|new\n5|after\n6|after\n7|after\n8|after\n";
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, want, 30s))
+      << cluster.OnEveryNode(rows)
+      << cluster.OnEveryNode(
+             "SELECT shard, tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\" "
+             "ORDER BY shard, key;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s));
+}
+
+// Found by this hunt: an FTS5 index kept by triggers (SQLite's documented external-content
+// pattern) is empty on every node but the writer's, and an edit there then fails. The table,
+// the virtual table and the triggers replicate as schema changes, but replicated rows apply with
+// triggers off and the rows of virtual tables do not replicate (README "Limitations"), so nodes
+// 2 and 3 never index the documents; node 2's own UPDATE then fires docs_au, whose FTS5
+// 'delete' of a row the index never held is corruption to SQLite. Expected: every node finds
+// both documents, and the edit on node 2 succeeds. Seen: node 1 finds "1,2", nodes 2 and 3
+// nothing; the UPDATE on node 2 fails: "Runtime error near line 2: database disk image is
+// malformed (11)" (every later edit or delete of a replicated document there too).
+TEST(SchemaHunt3Test, DISABLED_AFullTextIndexKeptByTriggersFindsTheDocumentsOnEveryNode) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(1,
+              "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);"
+              "CREATE VIRTUAL TABLE docs_fts USING fts5(body, content='docs', content_rowid='id');"
+              "CREATE TRIGGER docs_ai AFTER INSERT ON docs BEGIN"
+              "  INSERT INTO docs_fts (rowid, body) VALUES (new.id, new.body); END;"
+              "CREATE TRIGGER docs_ad AFTER DELETE ON docs BEGIN"
+              "  INSERT INTO docs_fts (docs_fts, rowid, body) VALUES ('delete', old.id, old.body);"
+              " END;"
+              "CREATE TRIGGER docs_au AFTER UPDATE ON docs BEGIN"
+              "  INSERT INTO docs_fts (docs_fts, rowid, body) VALUES ('delete', old.id, old.body);"
+              "  INSERT INTO docs_fts (rowid, body) VALUES (new.id, new.body); END;");
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  cluster.Sql(1, "INSERT INTO docs VALUES (1, 'hello marmot'), (2, 'hello world');");
+  const std::string rows = "SELECT * FROM docs ORDER BY id;";
+  ASSERT_TRUE(cluster.WaitForEverywhere(rows, "1|hello marmot\n2|hello world\n", 30s))
+      << cluster.OnEveryNode(rows);
+  // Each node's index finds both documents.
+  const std::string search =
+      "SELECT group_concat(rowid) FROM docs_fts WHERE docs_fts MATCH 'hello';";
+  EXPECT_TRUE(cluster.WaitForEverywhere(search, "1,2\n", 10s)) << cluster.OnEveryNode(search);
+  // The application edits a document on node 2.
+  absl::StatusOr<std::string> edited = sqlite::testing::RunSqliteCli(
+      cluster.db_path(2), "UPDATE docs SET body = 'goodbye marmot' WHERE id = 1;");
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  ASSERT_TRUE(cluster.WaitForEverywhere(rows, "1|goodbye marmot\n2|hello world\n", 30s))
+      << cluster.OnEveryNode(rows);
+}
+
+// Found by this hunt: a migration that drops one table and makes another within one look (3 s:
+// Django's DeleteModel and CreateModel in one `migrate`, or any two migrations run together)
+// replicates neither (README: "a table gone in the same look that another appears that is not
+// such a rename"; schema_changes.cc takes any new table as maybe renamed when any table went,
+// though a rename keeps its root page and this table's is new), yet the trigger made with it,
+// which writes the new table, replicates: every insert into kv on the other nodes then fails.
+// Expected: gone dropped and audit made on every node; node 2's insert succeeds. Seen: nodes
+// 2 and 3 keep gone, lack audit, have kv_audit; node 2's insert fails: "Parse error near line
+// 2: no such table: main.audit"; node 1 logs "schema changes that do not replicate yet (make
+// them on every node): CREATE TABLE audit (another table renamed to it?), DROP TABLE gone".
+TEST(SchemaHunt3Test, DISABLED_ATableDroppedAndAnotherMadeInOneMigrationReachEveryNode) {
+  testing::LocalCluster cluster({.nodes = 3,
+                                 .shards = 2,
+                                 .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+                                           "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(1,
+              "DROP TABLE gone; CREATE TABLE audit (id INTEGER PRIMARY KEY, k INTEGER);"
+              "CREATE TRIGGER kv_audit AFTER INSERT ON kv BEGIN"
+              " INSERT INTO audit (id, k) VALUES (new.k, new.k); END;");
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  // The application writes kv on node 2.
+  absl::StatusOr<std::string> written =
+      sqlite::testing::RunSqliteCli(cluster.db_path(2), "INSERT INTO kv VALUES (1, 'one');");
+  EXPECT_TRUE(written.ok()) << written.status();
+  for (int id = 1; id <= 3; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("do not replicate"))) << "node " << id;
+  }
+}
+
+// Found by this hunt: a node back from snapshots keeps what was dropped while it was down.
+// Node 3 is down while node 1 migrates (an index, a view, a table and a trigger made; a table,
+// an index and a trigger dropped; a column added), and nodes 1 and 2 write on until every
+// shard's log is compacted past what node 3 had (-snapshot-entries=20): node 3 catches up from
+// snapshots. A snapshot carries the baseline as CREATEs only, applied as "make the object so":
+// what it lacks is made, what it no longer holds stays. Expected: node 3 ends with the schema
+// of nodes 1 and 2 (or, as README says of changes a node missed, a conflict reported). Seen:
+// rows alike, node 3 got kv.c, audit, kv_v_new, kv_keys and kv_audit, but keeps table gone (its
+// 4 rows), index kv_v_old and trigger kv_stamp, for good, and logs nothing about them (no
+// conflict, no warning); a trigger kept this way keeps firing on node 3's writes.
+TEST(SchemaHunt3Test, DISABLED_ANodeBackFromSnapshotsAfterAMigrationHasTheSchemaOfTheOthers) {
+  testing::LocalCluster cluster(
+      {.nodes = 3,
+       .shards = 2,
+       .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+                 "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT);"
+                 "CREATE INDEX kv_v_old ON kv (v);"
+                 "CREATE TRIGGER kv_stamp AFTER UPDATE ON kv BEGIN SELECT 1; END;",
+       .extra_flags = {"-snapshot-entries=20"}});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd');");
+  ASSERT_TRUE(cluster.WaitForSame("SELECT * FROM gone;", 30s));
+  ASSERT_EQ(cluster.StopNode(3), 0);
+  cluster.Sql(1,
+              "CREATE INDEX kv_v_new ON kv (v, k); CREATE VIEW kv_keys AS SELECT k FROM kv;"
+              "CREATE TABLE audit (id INTEGER PRIMARY KEY, k INTEGER);"
+              "CREATE TRIGGER kv_audit AFTER INSERT ON kv BEGIN"
+              " INSERT INTO audit (id, k) VALUES (new.k, new.k); END;"
+              "DROP INDEX kv_v_old; DROP TRIGGER kv_stamp; ALTER TABLE kv ADD COLUMN c TEXT;");
+  // The drop of a table in a look of its own (see the test above).
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(2, kUserSchema) == cluster.Sql(1, kUserSchema); }, 30s))
+      << cluster.OnEveryNode(kUserSchema);
+  cluster.Sql(1, "DROP TABLE gone;");
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return cluster.Sql(2, kUserSchema) == cluster.Sql(1, kUserSchema); }, 30s))
+      << cluster.OnEveryNode(kUserSchema);
+  for (int i = 1; i <= 60; ++i) {
+    cluster.Sql(1 + i % 2, absl::StrCat("INSERT INTO kv VALUES (", i, ", 'v', 'c');"));
+    const std::string count = "SELECT count(*) FROM kv;";
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          return cluster.Sql(1, count) == absl::StrCat(i, "\n") &&
+                 cluster.Sql(2, count) == absl::StrCat(i, "\n");
+        },
+        30s));
+  }
+  cluster.StartNode(3);
+  ASSERT_TRUE(cluster.WaitUntilReplicating(3, 30s)) << Tail(cluster.log(3));
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.log(3).find("shard 0: installed a snapshot") != std::string::npos; },
+      30s));
+  const std::string rows = "SELECT * FROM kv ORDER BY k; SELECT * FROM audit ORDER BY id;";
+  EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
+  EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s))
+      << cluster.OnEveryNode("SELECT tbl, error FROM \"__marmot__dead_letters\" LIMIT 5;");
+  if (HasFailure()) {
+    for (int id = 1; id <= 3; ++id) std::cerr << "=== node " << id << "\n" << cluster.log(id);
+  }
+}
+
+}  // namespace
+}  // namespace marmot
