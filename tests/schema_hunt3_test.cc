@@ -362,5 +362,32 @@ TEST(SchemaHunt3Test, DISABLED_ANodeBackFromSnapshotsAfterAMigrationHasTheSchema
   }
 }
 
+// Found by this hunt (minor): names marmot takes as its own (`__marmot__...`, any case: sqlite/
+// schema.cc IsReservedTableName, schema_changes.cc Reserved) are told apart in two ways.
+// ListUserObjects (schema_changes.cc) leaves out only the lower-case prefix, so a table
+// `__Marmot__notes` or an index `__MARMOT__kv_v` made by the application is proposed as a
+// schema change, which every node (its origin too) then refuses as "not the name of a user
+// object", logged as an error and counted as a refusal on every node; `__marmot__view` is left
+// out quietly. Expected: none of them proposed (or all replicated), no refusal anywhere. Seen:
+// node 1 logs "replicating 2 schema change(s): table __Marmot__notes, index __MARMOT__kv_v",
+// then each node logs "schema change refused: table __Marmot__notes from node 1 (shard 0 index
+// 5): '__Marmot__notes' is not the name of a user object" (and the same of the index).
+TEST(SchemaHunt3Test, DISABLED_MarmotsNamesInOtherCasesAreNotProposedToBeRefused) {
+  testing::LocalCluster cluster(
+      {.nodes = 2, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(1,
+              "CREATE TABLE \"__Marmot__notes\" (id INTEGER PRIMARY KEY, v TEXT);"
+              "INSERT INTO \"__Marmot__notes\" VALUES (1, 'a');"
+              "CREATE INDEX \"__MARMOT__kv_v\" ON kv (v);"
+              "CREATE VIEW \"__marmot__view\" AS SELECT * FROM kv;");
+  // A row written after them on node 1 reaches node 2 once their look is over.
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one');");
+  ASSERT_TRUE(cluster.WaitForEverywhere("SELECT * FROM kv;", "1|one\n", 30s));
+  for (int id = 1; id <= 2; ++id) {
+    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
 }  // namespace
 }  // namespace marmot
