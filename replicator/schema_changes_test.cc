@@ -34,6 +34,11 @@ class SchemaChangesTest : public ::testing::Test {
     ASSERT_TRUE(EnsureSchemaBaseline(*db_).ok());
   }
 
+  // This node renamed kv to kv2 and added a column in one look, a dead letter of kv kept; another
+  // node's same rename, of the table it spells `origin_name`, applies here as already so: the
+  // dead letter follows, and the column is this node's own change still.
+  void ExpectOwnRenameTakenAsAnothers(const std::string& origin_name);
+
   // The changes to replicate, one line each: "CREATE table t" or "DROP index i"; then what does
   // not replicate, after "not:"; the baseline then keeps the latter.
   std::string Unreplicated() {
@@ -776,12 +781,7 @@ TEST_F(SchemaChangesTest, ATableRenamedBeforeItHadCaptureWithAColumnAddedDoesNot
             "not: CREATE TABLE b (another table renamed to it?)\nnot: DROP TABLE a\n");
 }
 
-// This node renamed kv to kv2 and added a column in one look; another node's same rename comes
-// first in shard 0's order, then its column: this node's rename is taken as the other's (what
-// marmot keeps by kv follows kv2 here too), the column is so, and nothing is left of this node's
-// own change, nor is kv a table gone (was: the other's column took kv2 into the baseline beside
-// kv, and kv went as a drop).
-TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem) {
+void SchemaChangesTest::ExpectOwnRenameTakenAsAnothers(const std::string& origin_name) {
   InstallRealCapture(*db_);
   ASSERT_TRUE(RunSqliteCli(path_,
                            "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
@@ -790,7 +790,7 @@ TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem)
                   .ok());
   ASSERT_TRUE(sqlite::InstallCapture(*db_).ok());
   const SchemaChange rename =
-      RenameTable("kv", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
+      RenameTable(origin_name, "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
   absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, rename, false, 12);
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo) << applied->detail;
@@ -800,6 +800,15 @@ TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem)
   ASSERT_TRUE(diff.ok());
   ASSERT_EQ(diff->replicate.size(), 1u);
   EXPECT_EQ(diff->replicate[0].kind(), SchemaChange::ADD_COLUMNS);
+}
+
+// This node renamed kv to kv2 and added a column in one look; another node's same rename comes
+// first in shard 0's order, then its column: this node's rename is taken as the other's (what
+// marmot keeps by kv follows kv2 here too), the column is so, and nothing is left of this node's
+// own change, nor is kv a table gone (was: the other's column took kv2 into the baseline beside
+// kv, and kv went as a drop).
+TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem) {
+  ASSERT_NO_FATAL_FAILURE(ExpectOwnRenameTakenAsAnothers("kv"));
   SchemaChange add;
   add.set_kind(SchemaChange::ADD_COLUMNS);
   add.set_type("table");
@@ -816,24 +825,7 @@ TEST_F(SchemaChangesTest, AnotherNodesSameRenameAndColumnTakeThisNodesOwnAsThem)
 
 // The same where the other node spells the table `KV`: one table to SQLite, one rename.
 TEST_F(SchemaChangesTest, AnotherNodesSameRenameOfTheTableSpelledInAnotherCaseTakesThisNodesOwn) {
-  InstallRealCapture(*db_);
-  ASSERT_TRUE(RunSqliteCli(path_,
-                           "CREATE TABLE \"__marmot__dead_letters\" (id INTEGER PRIMARY KEY, tbl);"
-                           "INSERT INTO \"__marmot__dead_letters\" VALUES (1, 'kv');"
-                           "ALTER TABLE kv RENAME TO kv2; ALTER TABLE kv2 ADD COLUMN extra TEXT;")
-                  .ok());
-  ASSERT_TRUE(sqlite::InstallCapture(*db_).ok());
-  const SchemaChange rename =
-      RenameTable("KV", "kv2", "CREATE TABLE \"kv2\" (k INTEGER PRIMARY KEY, v TEXT)");
-  absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, rename, false, 12);
-  ASSERT_TRUE(applied.ok()) << applied.status();
-  EXPECT_EQ(applied->outcome, SchemaApplied::kAlreadySo) << applied->detail;
-  EXPECT_EQ(*RunSqliteCli(path_, "SELECT tbl FROM __marmot__dead_letters;"), "kv2\n");
-  // Its own rename is taken as the other's: what it changed besides is its own change still.
-  absl::StatusOr<SchemaDiff> diff = DiffSchema(*db_);
-  ASSERT_TRUE(diff.ok());
-  ASSERT_EQ(diff->replicate.size(), 1u);
-  EXPECT_EQ(diff->replicate[0].kind(), SchemaChange::ADD_COLUMNS);
+  ExpectOwnRenameTakenAsAnothers("KV");
 }
 
 TEST_F(SchemaChangesTest, ATableRenameAppliesWithItsCaptureAndStateOnceAndConflictsOtherwise) {
