@@ -350,5 +350,30 @@ TEST(ShardSnapshotterTest, ASnapshotLeavesRowsWithLaterOwnChangesAsTheyAre) {
   EXPECT_EQ(b.Dump("pair"), a.Dump("pair"));
 }
 
+// DISABLED: shows a loss (found 2026-12-07, unique_hunt_test KeptRowsTravelWithASnapshot, rare
+// on main): a row kept for this node's later own change is deleted by the install anyway when a
+// snapshot row takes one of its UNIQUE values, as the snapshot's rows are written with INSERT OR
+// REPLACE. Node a renamed row 1 to 'b' (pending, in its log); node b gave 'b' to a new row 2.
+// Expected: row 1 stays as a wrote it (its pending change ships its values; row 2 is kept as a
+// row it replaced). Seen: row 1 is gone from a; the shipper then reads no row for a's pending
+// change and ships a DELETE of row 1 to every node.
+TEST(ShardSnapshotterTest,
+     DISABLED_ARowKeptForALaterOwnChangeStaysThoughASnapshotRowTakesItsValue) {
+  Node a("snap-unique-a"), b("snap-unique-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // change 1
+  ASSERT_TRUE(b.applier->Apply(0, 5, a.CapturedBatch(1)).ok());
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");  // change 2, pending
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b')");
+  auto snapshot = CreateSnapshot(*b.applier, 0);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  auto install = InstallSnapshot(*a.applier, *snapshot, 9);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(
+      a.db->QueryValue("SELECT count(*) FROM \"order\" WHERE id = 1 AND name = 'b'")->integer(), 1)
+      << a.Dump("order");
+}
+
 }  // namespace
 }  // namespace marmot::replicator
