@@ -186,6 +186,30 @@ void ExpectClean(const testing::LocalCluster& c) {
   }
 }
 
+void ExpectNoDivergentShard(const testing::LocalCluster& c) {
+  std::string why;
+  EXPECT_EQ(DivergentShards(c, 4, &why), 0) << why;
+}
+
+// Runs `one` on node 1 and `two` on node 2 at once (two sqlite3 shells).
+void OnNodes1And2AtOnce(const testing::LocalCluster& c, const std::string& one,
+                        const std::string& two) {
+  std::thread a([&] { c.Sql(1, one); });
+  std::thread b([&] { c.Sql(2, two); });
+  a.join();
+  b.join();
+}
+
+// A schema change that lost is reported on every node, in its log (`conflict`) and GetStatus,
+// and nothing is refused.
+void ExpectConflictOnEveryNode(const testing::LocalCluster& c, const std::string& conflict) {
+  for (int id = 1; id <= c.nodes(); ++id) {
+    EXPECT_THAT(c.log(id), HasSubstr(conflict)) << "node " << id << "\n" << SchemaLines(c);
+    EXPECT_GE(testing::PaneStatus(c, id, kAuth).schema_conflicts(), 1) << "node " << id;
+    EXPECT_THAT(c.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
+  }
+}
+
 testing::ClusterOptions Kv() {
   setenv("AUTH_KEY", kAuth, 1);
   return {
@@ -221,8 +245,7 @@ TEST(RenameHuntProcessTest, RenamedBackAndForthEndsAlike) {
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, "SELECT v FROM kv WHERE k = 1;"), "changed\n");
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
   // The table routes by its own name again.
   EXPECT_TRUE(cluster.WaitForEverywhere(
       "SELECT count(*) FROM \"__marmot__table_routes\" WHERE name = 'kv' AND route != 'kv';", "0\n",
@@ -266,8 +289,7 @@ TEST(RenameHuntProcessTest, RenamedAwayAndANewTableOfTheOldNameAtOnce) {
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(3, "SELECT count(*) FROM kv; SELECT v FROM kv_old WHERE k = 1;"), "2\nx\n");
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Every pod runs the same migration: nodes 1 and 2 rename kv away and make a new kv at once,
@@ -277,17 +299,14 @@ TEST(RenameHuntProcessTest, TheSameRenameAwayOnTwoNodesAtOnceEndsAlike) {
   cluster.Start();
   cluster.Sql(3, "INSERT INTO kv VALUES (1, 'old1'), (2, 'old2');");
   ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "2\n", 30s));
-  auto migrate = [&](int id) {
-    cluster.Sql(id, absl::StrCat("BEGIN; ALTER TABLE kv RENAME TO kv_old;"
-                                 "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT UNIQUE); COMMIT;"
-                                 "INSERT INTO kv VALUES (",
-                                 id, "00, 'new", id, "'); INSERT INTO kv_old VALUES (", id + 2,
-                                 ", 'old", id + 2, "');"));
+  auto migration = [](int id) {
+    return absl::StrCat(
+        "BEGIN; ALTER TABLE kv RENAME TO kv_old;"
+        "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT UNIQUE); COMMIT;"
+        "INSERT INTO kv VALUES (",
+        id, "00, 'new", id, "'); INSERT INTO kv_old VALUES (", id + 2, ", 'old", id + 2, "');");
   };
-  std::thread a([&] { migrate(1); });
-  std::thread b([&] { migrate(2); });
-  a.join();
-  b.join();
+  OnNodes1And2AtOnce(cluster, migration(1), migration(2));
   const std::string rows =
       ".mode quote\nSELECT 'kv', * FROM kv ORDER BY k; SELECT 'old', * FROM kv_old ORDER BY k;";
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
@@ -302,8 +321,7 @@ TEST(RenameHuntProcessTest, TheSameRenameAwayOnTwoNodesAtOnceEndsAlike) {
       "SELECT count(*) FROM kv; SELECT v FROM kv_old WHERE k = 1;", "3\nx\n", 30s))
       << cluster.OnEveryNode(rows);
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // VACUUM on a running node, as an operator runs it with the sqlite3 shell: it lays every table
@@ -343,8 +361,7 @@ TEST(RenameHuntProcessTest, AVacuumOnARunningNodeIsNoSchemaChange) {
   EXPECT_EQ(CountOf(cluster.log(1), "replicating "), schema_changes_before) << Tail(cluster.log(1));
   EXPECT_THAT(cluster.log(1), Not(HasSubstr("schema changes that do not replicate")));
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Nodes 1 and 2 rename kv at once, to a and to b, each writing a row under its new name right
@@ -358,12 +375,8 @@ TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
   cluster.Start();
   cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
   ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
-  std::thread a(
-      [&] { cluster.Sql(1, "ALTER TABLE kv RENAME TO a; INSERT INTO a VALUES (10, 'a');"); });
-  std::thread b(
-      [&] { cluster.Sql(2, "ALTER TABLE kv RENAME TO b; INSERT INTO b VALUES (20, 'b');"); });
-  a.join();
-  b.join();
+  OnNodes1And2AtOnce(cluster, "ALTER TABLE kv RENAME TO a; INSERT INTO a VALUES (10, 'a');",
+                     "ALTER TABLE kv RENAME TO b; INSERT INTO b VALUES (20, 'b');");
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s))
       << cluster.OnEveryNode(kUserSchema) << SchemaLines(cluster);
   const std::string names = "SELECT name FROM sqlite_master WHERE name IN ('a', 'b', 'kv');";
@@ -384,16 +397,9 @@ TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToDifferentNamesEndsAlike) {
       cluster.WaitForEverywhere(absl::StrCat("SELECT count(*) FROM ", won, ";"), "4\n", 30s))
       << cluster.OnEveryNode(rows);
   // The losing rename is reported as a conflict on every node: log and GetStatus.
-  for (int id = 1; id <= 3; ++id) {
-    EXPECT_THAT(cluster.log(id),
-                HasSubstr(absl::StrCat("schema change conflicts: table kv renamed to ", lost)))
-        << "node " << id << "\n"
-        << SchemaLines(cluster);
-    EXPECT_GE(testing::PaneStatus(cluster, id, kAuth).schema_conflicts(), 1) << "node " << id;
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
-  }
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectConflictOnEveryNode(cluster,
+                            absl::StrCat("schema change conflicts: table kv renamed to ", lost));
+  ExpectNoDivergentShard(cluster);
 }
 
 // The same for a column: nodes 1 and 2 rename column v of kv at once, to x and to y, each writing
@@ -405,14 +411,9 @@ TEST(RenameHuntProcessTest, AColumnRenamedAtOnceOnTwoNodesToDifferentNamesEndsAl
   cluster.Start();
   cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
   ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
-  std::thread a([&] {
-    cluster.Sql(1, "ALTER TABLE kv RENAME COLUMN v TO x; INSERT INTO kv (k, x) VALUES (10, 'a');");
-  });
-  std::thread b([&] {
-    cluster.Sql(2, "ALTER TABLE kv RENAME COLUMN v TO y; INSERT INTO kv (k, y) VALUES (20, 'b');");
-  });
-  a.join();
-  b.join();
+  OnNodes1And2AtOnce(
+      cluster, "ALTER TABLE kv RENAME COLUMN v TO x; INSERT INTO kv (k, x) VALUES (10, 'a');",
+      "ALTER TABLE kv RENAME COLUMN v TO y; INSERT INTO kv (k, y) VALUES (20, 'b');");
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 60s))
       << cluster.OnEveryNode(kUserSchema) << SchemaLines(cluster);
   const std::string columns = "SELECT name FROM pragma_table_info('kv');";
@@ -429,16 +430,9 @@ TEST(RenameHuntProcessTest, AColumnRenamedAtOnceOnTwoNodesToDifferentNamesEndsAl
   EXPECT_TRUE(
       cluster.WaitForEverywhere(absl::StrCat("SELECT ", won, " FROM kv WHERE k = 30;"), "c\n", 30s))
       << cluster.OnEveryNode(rows);
-  for (int id = 1; id <= 3; ++id) {
-    EXPECT_THAT(cluster.log(id),
-                HasSubstr(absl::StrCat("schema change conflicts: kv: column renamed: v to ", lost)))
-        << "node " << id << "\n"
-        << SchemaLines(cluster);
-    EXPECT_GE(testing::PaneStatus(cluster, id, kAuth).schema_conflicts(), 1) << "node " << id;
-    EXPECT_THAT(cluster.log(id), Not(HasSubstr("schema change refused"))) << "node " << id;
-  }
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectConflictOnEveryNode(
+      cluster, absl::StrCat("schema change conflicts: kv: column renamed: v to ", lost));
+  ExpectNoDivergentShard(cluster);
 }
 
 // The table is renamed while node 3 is down; node 3's application wrote by the old name
@@ -458,8 +452,7 @@ TEST(RenameHuntProcessTest, ANodeDownDuringTheRenameComesBackWithWritesByTheOldN
   EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|by 3\n2|two\n3|three\n", 60s))
       << cluster.OnEveryNode(rows) << Tail(cluster.log(3));
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Works: a conflict kept under the old name is listed (ListConflicts) under the new one once the
@@ -515,8 +508,7 @@ TEST(RenameHuntProcessTest, AWithoutRowidTableWithTriggersAndViewsRenames) {
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_EQ(cluster.Sql(1, "SELECT what FROM audit;"), "w x\n");
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // kv renamed onto the name of a table dropped earlier, the dropped table's rows having been
@@ -538,8 +530,7 @@ TEST(RenameHuntProcessTest, RenamedOntoTheNameOfADroppedTable) {
   EXPECT_TRUE(cluster.WaitForSame(rows, 30s)) << cluster.OnEveryNode(rows);
   EXPECT_THAT(cluster.Sql(2, rows), HasSubstr("1|k1\n2|k2\n"));
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Node 2 renames kv to kv2 and is killed (SIGKILL) before its marmot looked; node 3 writes kv
@@ -566,8 +557,7 @@ TEST(RenameHuntProcessTest, ANodeKilledRightAfterTheRename) {
   // Applied as it came, not by a retry of a dead letter.
   EXPECT_THAT(cluster.log(2), Not(HasSubstr("goes to the dead letters"))) << Tail(cluster.log(2));
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Node 2 keeps a dead letter of kv (its kv lacks the column v that node 3's row carries), then
@@ -609,8 +599,7 @@ TEST(RenameHuntProcessTest, TheRenamingNodesDeadLetterIsRetriedUnderTheNewNameOn
       << cluster.OnEveryNode(rows) << cluster.OnEveryNode(kUserSchema) << Tail(cluster.log(2));
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // A rename and a column added in one look: node 2 makes them with a row right after, node 3
@@ -659,8 +648,7 @@ TEST(RenameHuntProcessTest, ARenameAndAColumnAddedInOneLook) {
   }
   EXPECT_TRUE(replicated) << SchemaLines(cluster);
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 // Works: two nodes rename one table at once to the same name; each one's rows written right after
@@ -670,19 +658,14 @@ TEST(RenameHuntProcessTest, RenamedAtOnceOnTwoNodesToTheSameNameEndsAlike) {
   cluster.Start();
   cluster.Sql(3, "INSERT INTO kv VALUES (1, 'one');");
   ASSERT_TRUE(cluster.WaitForEverywhere("SELECT count(*) FROM kv;", "1\n", 30s));
-  std::thread a(
-      [&] { cluster.Sql(1, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (10, 'a');"); });
-  std::thread b(
-      [&] { cluster.Sql(2, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (20, 'b');"); });
-  a.join();
-  b.join();
+  OnNodes1And2AtOnce(cluster, "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (10, 'a');",
+                     "ALTER TABLE kv RENAME TO kv2; INSERT INTO kv2 VALUES (20, 'b');");
   EXPECT_TRUE(cluster.WaitForSame(kUserSchema, 30s)) << cluster.OnEveryNode(kUserSchema);
   const std::string rows = "SELECT * FROM kv2 ORDER BY k;";
   EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n10|a\n20|b\n", 60s))
       << cluster.OnEveryNode(rows);
   ExpectClean(cluster);
-  std::string why;
-  EXPECT_EQ(DivergentShards(cluster, 4, &why), 0) << why;
+  ExpectNoDivergentShard(cluster);
 }
 
 }  // namespace
