@@ -732,19 +732,14 @@ absl::Status ChangeApplier::SettleHeldVersions(
       continue;
     }
     TableChanges t;
-    t.set_table(row.table);
-    *t.mutable_columns() = row.header.columns();
-    *t.mutable_key_columns() = row.header.key_columns();
-    Change* c = t.add_changes();
-    c->set_change_id((*version)->change_id);
     if (row.snapshot_row.has_value()) {
-      c->set_op(change::v1::OP_INSERT);
-      const int offset = row.header.keyed_by_rowid() ? 1 : 0;
-      if (offset == 1) *c->mutable_rowid() = row.snapshot_row->values(0);
-      for (int i = offset; i < row.snapshot_row->values_size(); ++i) {
-        *c->add_row() = row.snapshot_row->values(i);
-      }
+      t = SnapshotRowAsInsert(row.header, *row.snapshot_row, (*version)->change_id);
     } else {
+      t.set_table(row.table);
+      *t.mutable_columns() = row.header.columns();
+      *t.mutable_key_columns() = row.header.key_columns();
+      Change* c = t.add_changes();
+      c->set_change_id((*version)->change_id);
       c->set_op(change::v1::OP_DELETE);
       for (const Value& v : row.key) *c->add_old_key() = ToWire(v);
     }
@@ -943,7 +938,11 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
     }
   }
   std::vector<KeptRow> kept;
-  if (absl::Status s = snapshotter_.ReplaceRows(shard, at, state_.local_node, in, result, &kept);
+  auto own_applied = [&](int other, const std::string& table) {
+    return applied_.LastChange(other, state_.local_node, table);
+  };
+  if (absl::Status s =
+          snapshotter_.ReplaceRows(shard, at, state_.local_node, own_applied, in, result, &kept);
       !s.ok()) {
     return s;
   }

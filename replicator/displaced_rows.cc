@@ -157,21 +157,9 @@ absl::Status KeepReplaced(const DisplacingWrite& at, const TableWriter& w, const
   Change* as_written = lost.add_changes();
   as_written->set_op(change::v1::OP_INSERT);
   as_written->set_at_ms(c.at_ms());
-  // A row with no version (written behind marmot's back) is named by no change: an id of its
-  // own below every change's, from its table, its key and the entry, the same on every node. The
-  // table by its route when that is its name in another case (each node may spell it otherwise:
-  // table_renames.h); by its name otherwise, as always.
-  std::string table = t.table();
-  if (const TableRenames* renames = at.router.renames(); renames != nullptr) {
-    std::string route = renames->RouteOf(table);
-    if (absl::EqualsIgnoreCase(route, table)) table = std::move(route);
-  }
-  const int64_t change_id =
-      version.has_value()
-          ? version->change_id
-          : -static_cast<int64_t>(
-                (at.router.Hash(table, row_key) ^ (at.raft_index * 0x9E3779B97F4A7C15ULL)) >> 2) -
-                1;
+  const int64_t change_id = version.has_value()
+                                ? version->change_id
+                                : UnversionedChangeId(at.router, t.table(), row_key, at.raft_index);
   as_written->set_change_id(change_id);
   const size_t offset = w.keyed_by_rowid ? 1 : 0;
   if (w.keyed_by_rowid) *as_written->mutable_rowid() = ToWire(values[0]);
@@ -191,6 +179,20 @@ absl::Status KeepReplaced(const DisplacingWrite& at, const TableWriter& w, const
 }
 
 }  // namespace
+
+int64_t UnversionedChangeId(const ShardRouter& router, const std::string& table,
+                            const std::vector<sqlite::Value>& key, uint64_t raft_index) {
+  // The table by its route when that is its name in another case (each node may spell it
+  // otherwise: table_renames.h); by its name otherwise, as always.
+  std::string named = table;
+  if (const TableRenames* renames = router.renames(); renames != nullptr) {
+    std::string route = renames->RouteOf(named);
+    if (absl::EqualsIgnoreCase(route, named)) named = std::move(route);
+  }
+  return -static_cast<int64_t>((router.Hash(named, key) ^ (raft_index * 0x9E3779B97F4A7C15ULL)) >>
+                               2) -
+         1;
+}
 
 absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const TableWriter& w,
                                               const TableChanges& t, const Change& c,

@@ -83,6 +83,12 @@ absl::StatusOr<int64_t> WriteKeepingDisplaced(const DisplacingWrite& at, const T
                                               const change::v1::Change& c,
                                               absl::FunctionRef<absl::Status()> write);
 
+// The id of the change a row without a version (written behind marmot's back) is kept as when
+// entry `raft_index` displaces it: named by no change, an id of its own below every change's,
+// from its table's route name, its key and the entry, the same on every node.
+int64_t UnversionedChangeId(const ShardRouter& router, const std::string& table,
+                            const std::vector<sqlite::Value>& key, uint64_t raft_index);
+
 // Keeps another node's change `c` of `t` (at `at`) as a conflict at once: its row is held here
 // by this node's change `local_change` (of node `local_node`) of another row, not applied in the
 // shard yet, which will replace it on every node (kKeepDisplaced). Its rows (the new key's, and

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "replicator/apply_decider.h"
+#include "replicator/displaced_rows.h"
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
@@ -45,7 +46,7 @@ struct SnapshotRowTarget {
 };
 
 // Upserts the snapshot row of `width` values at `start` of `values` with `upsert` (a writer's
-// upsert statement), unless its key is in `keep` (may be null). InvalidArgument when the row's
+// upsert statement). InvalidArgument when the row's
 // key routes to another shard than `target.shard`: a snapshot of one shard must not write rows
 // that another shard orders (`row` numbers the row in that error). The key is routed as sent,
 // before writing, and as stored, after (`select_row`, the writer's SELECT by key): a column's
@@ -55,14 +56,13 @@ absl::Status UpsertSnapshotRow(Statement& upsert, Statement& select_row,
                                const SnapshotRowTarget& target,
                                const google::protobuf::RepeatedPtrField<change::v1::Value>& values,
                                int start, size_t width, const std::vector<int>& key_index,
-                               const absl::flat_hash_set<std::string>* keep, int64_t row) {
+                               int64_t row) {
   std::vector<Value> key;
   for (int i : key_index) key.push_back(FromWire(values.Get(start + i)));
   if (const int routed = target.router.ShardOf(target.table, key); routed != target.shard) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed: row ", row, " belongs to shard ", routed, ", not ", target.shard));
   }
-  if (keep != nullptr && keep->contains(EncodeRowIdentity("", key))) return absl::OkStatus();
   for (size_t i = 0; i < width; ++i) {
     if (absl::Status s =
             upsert.Bind(static_cast<int>(i) + 1, FromWire(values.Get(start + static_cast<int>(i))));
@@ -108,7 +108,7 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
   int64_t row = 0;
   for (int start = 0; start < t.values_size(); start += static_cast<int>(width)) {
     if (absl::Status s = UpsertSnapshotRow(*upsert, *select_row, target, t.values(), start, width,
-                                           key_index, nullptr, ++row);
+                                           key_index, ++row);
         !s.ok()) {
       return s;
     }
@@ -117,6 +117,21 @@ absl::Status InsertSnapshotRows(sqlite::Database& db, const ShardSnapshot::Table
 }
 
 }  // namespace
+
+change::v1::TableChanges SnapshotRowAsInsert(const ShardSnapshot::Table& header,
+                                             const SnapshotRow& row, int64_t change_id) {
+  change::v1::TableChanges t;
+  t.set_table(header.table());
+  *t.mutable_columns() = header.columns();
+  *t.mutable_key_columns() = header.key_columns();
+  change::v1::Change* c = t.add_changes();
+  c->set_op(change::v1::OP_INSERT);
+  c->set_change_id(change_id);
+  const int offset = header.keyed_by_rowid() ? 1 : 0;
+  if (offset == 1) *c->mutable_rowid() = row.values(0);
+  for (int i = offset; i < row.values_size(); ++i) *c->add_row() = row.values(i);
+  return t;
+}
 
 absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
   absl::StatusOr<Statement> dedupe = db_.Prepare(absl::StrCat(
@@ -202,18 +217,21 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
 }
 
 absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t local_node,
-                                           ShardSnapshotReader& in, InstallResult& result,
-                                           std::vector<KeptRow>* kept_rows) {
+                                           OwnChangesApplied own_applied, ShardSnapshotReader& in,
+                                           InstallResult& result, std::vector<KeptRow>* kept_rows) {
   absl::StatusOr<sqlite::SchemaListing> listing = sqlite::ListUserTables(db_);
   if (!listing.ok()) return listing.status();
   // Rows of the shard that this node changed after everything of it the snapshot holds keep
   // their local version: those changes come later in the shard's order than the snapshot and
   // will apply here as own changes the rows hold, so the application never sees an older row.
-  const std::map<std::string, KeptRows> kept =
-      RowsWithLaterOwnChanges(shard, local_node, in.applied(), listing->tables);
-  auto kept_of = [&](const std::string& table) -> const KeptRows* {
-    auto it = kept.find(table);
-    return it == kept.end() ? nullptr : &it->second;
+  // Neither they nor rows of other shards with own changes those shards have not applied lose a
+  // UNIQUE value to a snapshot row (ReplaceRows in the header).
+  absl::StatusOr<std::map<std::string, PendingRows>> pending =
+      RowsWithLaterOwnChanges(shard, local_node, in.applied(), listing->tables, own_applied);
+  if (!pending.ok()) return pending.status();
+  auto kept_of = [&](const std::string& table) -> const PendingRows* {
+    auto it = pending->find(table);
+    return it == pending->end() ? nullptr : &it->second;
   };
   // Remove the shard's current rows from every local table.
   for (const sqlite::TableSchema& t : listing->tables) {
@@ -244,8 +262,8 @@ absl::Status ShardSnapshotter::ReplaceRows(int shard, uint64_t at, uint64_t loca
     }
     auto& [header, rows] = seen[(*t)->table()];
     header = **t;
-    if (absl::Status s =
-            InstallTable(shard, in.applied_index(), **t, in, kept_of((*t)->table()), result, &rows);
+    if (absl::Status s = InstallTable(shard, in.applied_index(), local_node, **t, in,
+                                      kept_of((*t)->table()), result, &rows);
         !s.ok()) {
       return s;
     }
@@ -285,7 +303,7 @@ absl::Status ShardSnapshotter::ReplaceWithSnapshotRows(int shard, const ShardSna
 }
 
 absl::Status ShardSnapshotter::DeleteShardRows(int shard, const sqlite::TableSchema& table,
-                                               const KeptRows* keep) {
+                                               const PendingRows* keep) {
   std::vector<std::string> columns;
   for (const sqlite::ColumnInfo& c : table.columns) columns.push_back(c.name);
   absl::StatusOr<TableWriter> writer = PlanWriter(db_, table.name, columns, table.primary_key);
@@ -313,10 +331,12 @@ absl::Status ShardSnapshotter::DeleteShardRows(int shard, const sqlite::TableSch
   }
 }
 
-std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLaterOwnChanges(
-    int shard, uint64_t local_node, const std::vector<ShardSnapshot::Applied>& applied,
-    const std::vector<sqlite::TableSchema>& tables) {
-  std::map<std::string, KeptRows> kept;
+absl::StatusOr<std::map<std::string, ShardSnapshotter::PendingRows>>
+ShardSnapshotter::RowsWithLaterOwnChanges(int shard, uint64_t local_node,
+                                          const std::vector<ShardSnapshot::Applied>& applied,
+                                          const std::vector<sqlite::TableSchema>& tables,
+                                          OwnChangesApplied own_applied) {
+  std::map<std::string, PendingRows> pending;
   kept_keys_.clear();
   for (const sqlite::TableSchema& t : tables) {
     SnapshotTable facts{.local_node = local_node != 0};
@@ -327,24 +347,91 @@ std::map<std::string, ShardSnapshotter::KeptRows> ShardSnapshotter::RowsWithLate
     }
     const std::optional<int64_t> above = KeepRowsWithOwnChangesAbove(facts);
     if (!above) continue;
+    // Each shard's own changes above what it applied (this one: what the snapshot holds).
+    std::vector<int64_t> applied_in(router_.shards());
+    int64_t from = *above;
+    for (int s = 0; s < router_.shards(); ++s) {
+      if (s == shard) {
+        applied_in[s] = *above;
+        continue;
+      }
+      absl::StatusOr<int64_t> last = own_applied(s, t.name);
+      if (!last.ok()) return last.status();
+      applied_in[s] = *last;
+      from = std::min(from, *last);
+    }
     // An error means no log (the table is not captured here): no own changes of it. (Inside the
     // install's write transaction nothing else can fail a read.)
-    (void)sqlite::ForEachChangeKey(db_, t, *above, [&](const sqlite::ChangeRecord& r) {
+    (void)sqlite::ForEachChangeKey(db_, t, from, [&](const sqlite::ChangeRecord& r) {
       for (const std::vector<Value>* key : {&r.key, &r.old_key}) {
-        if (!key->empty() && router_.ShardOf(t.name, *key) == shard) {
-          const std::string identity = EncodeRowIdentity("", *key);
-          kept[t.name].insert(identity);
-          kept_keys_[t.name][identity] = *key;
-        }
+        if (key->empty()) continue;
+        const int there = router_.ShardOf(t.name, *key);
+        if (r.id <= applied_in[there]) continue;
+        const std::string identity = EncodeRowIdentity("", *key);
+        pending[t.name][identity] = {.change_id = r.id, .this_shard = there == shard};
+        if (there == shard) kept_keys_[t.name][identity] = *key;
       }
     });
   }
-  return kept;
+  return pending;
 }
 
-absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
+absl::StatusOr<bool> ShardSnapshotter::KeptForPendingOwnChange(
+    int shard, uint64_t snapshot_index, uint64_t local_node, const TableWriter& writer,
+    const ShardSnapshot::Table& header, const SnapshotRow& row, const PendingRows& pending) {
+  const change::v1::TableChanges t = SnapshotRowAsInsert(header, row, 0);
+  const change::v1::Change& c = t.changes(0);
+  // The rows its upsert replaces here, of those that have pending own changes (a trial write
+  // for what only the index knows: a partial index holds only some rows).
+  absl::StatusOr<std::vector<RowInTheWay>> replaced = std::vector<RowInTheWay>{};
+  if (writer.unprobed_unique) {
+    replaced = RowsATrialWriteReplaces(db_, writer, t, c);
+  } else {
+    absl::StatusOr<std::vector<RowInTheWay>> in_the_way = RowsInTheWay(db_, writer, t, c);
+    if (!in_the_way.ok()) return in_the_way.status();
+    std::vector<RowInTheWay> held;
+    for (RowInTheWay& r : *in_the_way) {
+      if (pending.contains(EncodeRowIdentity("", r.key))) held.push_back(std::move(r));
+    }
+    if (held.empty()) return false;
+    replaced = RowsReplacedBy(db_, writer, t, c, std::move(held));
+  }
+  if (!replaced.ok()) return replaced.status();
+  for (const RowInTheWay& r : *replaced) {
+    auto holder = pending.find(EncodeRowIdentity("", r.key));
+    if (holder == pending.end()) continue;
+    // Kept as the change that is its row's version on the snapshot's maker (or as one of no
+    // version's: UnversionedChangeId), at the snapshot's index.
+    const std::vector<Value> key = KeysOf(t, KeyPositions(t), c).front();
+    absl::StatusOr<std::string> version_key = versions_.KeyOf(key);
+    if (!version_key.ok()) return version_key.status();
+    absl::StatusOr<std::optional<RowVersion>> version = versions_.Get(header.table(), *version_key);
+    if (!version.ok()) return version.status();
+    change::v1::TableChanges as_kept = t;
+    as_kept.mutable_changes(0)->set_change_id(
+        version->has_value() ? (*version)->change_id
+                             : UnversionedChangeId(router_, header.table(), key, snapshot_index));
+    const DisplacingWrite at{.db = db_,
+                             .versions = versions_,
+                             .conflicts = conflicts_,
+                             .router = router_,
+                             .shard = shard,
+                             .raft_index = snapshot_index,
+                             .origin = version->has_value() ? (*version)->origin : 0};
+    if (absl::Status s =
+            KeepDisplacedNow(at, writer, as_kept, as_kept.changes(0), {*version_key}, local_node,
+                             holder->second.change_id, holder->second.this_shard);
+        !s.ok()) {
+      return s;
+    }
+    return true;
+  }
+  return false;
+}
+
+absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index, uint64_t local_node,
                                             const ShardSnapshot::Table& header,
-                                            ShardSnapshotReader& in, const KeptRows* keep,
+                                            ShardSnapshotReader& in, const PendingRows* pending,
                                             InstallResult& result,
                                             std::map<std::string, SnapshotRow>* seen) {
   std::vector<std::string> columns(header.columns().begin(), header.columns().end());
@@ -369,14 +456,31 @@ absl::Status ShardSnapshotter::InstallTable(int shard, uint64_t snapshot_index,
       if (!rows.ok()) return SnapshotUnreadable(rows.status());
       if (!rows->has_value()) break;
       for (const change::v1::SnapshotRow& row : (*rows)->rows()) {
-        if (keep != nullptr && seen != nullptr) {
+        ++row_number;
+        if (pending != nullptr && row.values_size() == static_cast<int>(width)) {
           std::vector<Value> key;
           for (int i : key_index) key.push_back(FromWire(row.values(i)));
-          const std::string identity = EncodeRowIdentity("", key);
-          if (keep->contains(identity)) (*seen)[identity] = row;
+          // Rows of other shards are refused below.
+          if (router_.ShardOf(header.table(), key) == shard) {
+            const std::string identity = EncodeRowIdentity("", key);
+            if (auto own = pending->find(identity); own != pending->end()) {
+              if (own->second.this_shard) {  // Left as this node's application wrote it.
+                if (seen != nullptr) (*seen)[identity] = row;
+                continue;
+              }
+            }
+            if (writer->other_unique_constraints || writer->unprobed_unique) {
+              absl::StatusOr<bool> kept = KeptForPendingOwnChange(shard, snapshot_index, local_node,
+                                                                  *writer, header, row, *pending);
+              if (IsDatabaseFailure(kept.status())) return kept.status();
+              refused = kept.status();
+              if (!refused.ok()) break;
+              if (*kept) continue;
+            }
+          }
         }
         refused = UpsertSnapshotRow(*upsert, *select_row, target, row.values(), 0, width, key_index,
-                                    keep, ++row_number);
+                                    row_number);
         if (!refused.ok()) break;
       }
     }

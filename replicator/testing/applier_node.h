@@ -158,11 +158,12 @@ struct Node {
   std::unique_ptr<ChangeApplier> applier;
 };
 
-// The batch with only change `id` of table pair.
-inline change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, int64_t id) {
+// The batch with only change `id` of `table`.
+inline change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, int64_t id,
+                                          const std::string& table = "pair") {
   change::v1::ChangeBatch one = batch;
   for (int i = one.tables_size() - 1; i >= 0; --i) {
-    if (one.tables(i).table() != "pair") one.mutable_tables()->DeleteSubrange(i, 1);
+    if (one.tables(i).table() != table) one.mutable_tables()->DeleteSubrange(i, 1);
   }
   CHECK_EQ(one.tables_size(), 1);
   auto* changes = one.mutable_tables(0)->mutable_changes();
