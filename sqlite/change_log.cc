@@ -177,22 +177,32 @@ CapturePlan PlanCapture(const TableSchema& t) {
   guard("log_guard", "DELETE", kLogGuardMessage);
   guard("log_edit_guard", "UPDATE", kLogEditGuardMessage);
 
+  // The table's rows under an alias of marmot's: a key column may be named like a column of
+  // the versions table.
+  const std::string row = Q(absl::StrCat(kMarmotPrefix, "row"));
   std::vector<std::string> select_vals;
   if (t.keyed_by_rowid()) {
-    select_vals.push_back("rowid");
+    select_vals.push_back(row + ".rowid");
   } else {
-    for (const std::string& k : t.primary_key) select_vals.push_back(Q(k));
+    for (const std::string& k : t.primary_key) select_vals.push_back(absl::StrCat(row, ".", Q(k)));
   }
   // Rows whose key holds NULL cannot be told apart on other nodes: not copied (see above).
   std::vector<std::string> not_null;
   for (const std::string& v : select_vals) not_null.push_back(v + " IS NOT NULL");
-  // Each copied row records that it saw no version of its row: written while capture was off,
-  // it may have been written over anything, and over a version of another node it is kept as a
-  // conflict rather than applied (a spurious conflict at worst, never a write lost unseen).
-  plan.backfill = absl::StrCat("INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ",
-                               Q(kPrevId), ", ", absl::StrJoin(new_cols, ", "),
-                               ") SELECT 'I', 0, 0, ", absl::StrJoin(select_vals, ", "), " FROM ",
-                               table, " WHERE ", absl::StrJoin(not_null, " AND "));
+  // Each copied row records the version its row has here, as a trigger would: written while
+  // capture was off, it was written over that version at best. A table made again (SQLite's
+  // create-copy-drop-rename, which migration tools use) keeps its rows' versions under its
+  // name, so its copy applies over them on every node rather than conflicting with each; a
+  // row with no version records none (origin 0), and over a version of another node it is kept
+  // as a conflict rather than applied (a spurious conflict at worst, never a write lost unseen).
+  plan.backfill = absl::StrCat(
+      "INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ", Q(kPrevId), ", ",
+      absl::StrJoin(new_cols, ", "),
+      ") SELECT 'I', CASE WHEN v.tbl IS NULL THEN 0 WHEN v.held IS NULL THEN v.origin ELSE -1 END, "
+      "v.change_id, ",
+      absl::StrJoin(select_vals, ", "), " FROM ", table, " AS ", row, " LEFT JOIN ",
+      Q(kRowVersionsTable), " AS v ON v.tbl = ", Literal(t.name),
+      " AND v.key = ", RowVersionKeySql(select_vals), " WHERE ", absl::StrJoin(not_null, " AND "));
   return plan;
 }
 

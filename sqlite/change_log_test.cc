@@ -15,6 +15,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Pair;
 using ::testing::UnorderedElementsAre;
 
 class ChangeLogTest : public ::testing::Test {
@@ -450,6 +451,32 @@ TEST_F(ChangeLogTest, ATableMadeAgainUnderItsNameIsCopiedAndKeepsNoStaleTrigger)
       "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (7, "
       "'seven')");
   EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 1);
+}
+
+// The copy of a table made again names the version each row has here, as a trigger would: its
+// rows applied over them everywhere, not kept as one conflict per row (schema_hunt3_test). A
+// key column named like a column of the versions table is the row's, and a row with no
+// version names none, as before; one held here names this node (-1), as a trigger does.
+TEST_F(ChangeLogTest, TheCopyOfATableMadeAgainNamesTheVersionsOfItsRows) {
+  Exec("CREATE TABLE kv (key INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')");
+  Install({.backfill_new_tables = true});
+  Exec(
+      "INSERT INTO kv VALUES (2, 'two'), (3, 'three');"
+      "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id, held)"
+      " VALUES ('kv', 1, 0, 5, 3, 9, NULL), ('kv', 3, 0, 6, 2, 4, x'00'),"
+      " ('other', 2, 0, 7, 2, 5, NULL);"
+      "BEGIN; CREATE TABLE kv_new (key INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '');"
+      "INSERT INTO kv_new SELECT key, v FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv;"
+      "COMMIT;");
+  const int64_t before = Changes("kv").back().id;
+  EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 3);
+  std::map<int64_t, std::pair<int64_t, int64_t>> seen;  // key -> prev (origin, change id)
+  for (const ChangeRecord& r : Changes("kv")) {
+    if (r.id <= before) continue;
+    ASSERT_TRUE(r.prev.has_value());
+    seen[r.key[0].integer()] = {r.prev->origin, r.prev->change_id};
+  }
+  EXPECT_THAT(seen, ElementsAre(Pair(1, Pair(3, 9)), Pair(2, Pair(0, 0)), Pair(3, Pair(-1, 4))));
 }
 
 TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersions) {

@@ -33,17 +33,13 @@ std::string Tail(const std::string& log) {
   return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
 }
 
-// Found by this hunt: a table made again (SQLite's create-copy-drop-rename, which Django's and
-// Alembic's SQLite migrations use) on one node keeps every row of the table as a conflict on
-// every node. Capture copies the table made again whole, each copied row naming no version it
-// was made after (sqlite/change_log.cc, the backfill: prev 0/0, "a spurious conflict at worst");
-// on every node each row's version is another node's write, so each copy is kept as a conflict
-// (apply_decider.h, rule 2). Nobody wrote any row concurrently. Expected: no conflict. Seen: 20
-// conflicts on every node (shard, tbl, key, origin 3, op I, winner_origin 2), one per row; a
-// table of a million rows would keep a million. (Writers updating their own rows on nodes 1 and
-// 2 during the rebuild end with their last values everywhere; only the conflicts are wrong
-// there: the next test shows where a value is lost.)
-TEST(SchemaHunt3Test, DISABLED_ATableMadeAgainKeepsNoConflict) {
+// A table made again (SQLite's create-copy-drop-rename, which Django's and Alembic's SQLite
+// migrations use) on one node keeps no conflict. Capture copies the table made again whole; each
+// copied row names the version its row has here (sqlite/change_log.cc, the backfill), so it
+// applies over that version on every node. (Found by this hunt: the copies named no version,
+// and as each row's version was another node's write, every copy was kept as a conflict on every
+// node: 20 here, one per row; a table of a million rows would have kept a million.)
+TEST(SchemaHunt3Test, ATableMadeAgainKeepsNoConflict) {
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 4, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v INTEGER);"});
   cluster.Start();
@@ -143,11 +139,11 @@ void ExpectEditsAroundTableMadeAgainEverywhere(bool edits_first) {
 // deletes rows right after its migration made kv again (create-copy-drop-rename), in the same
 // sqlite3 run, on node 3; the rows were written on node 1. Until its schema change is proposed
 // (3 s of a still schema) the new kv has no capture; then capture copies its rows as they are
-// (the backfill), so the deletes were never captured, and the edits go as copies naming no
-// version, which every node keeps as conflicts (the rows' version is node 1's). Expected: 1|edited,
-// 2|edited, no 3 and 4, on every node. Seen: nodes 1 and 2 hold 1|one 2|two 3|three 4|four,
-// node 3 1|edited 2|edited (rows 5..8 everywhere); two conflicts (origin 3, op I, winner 1) on
-// every node; the deletes left no trace anywhere; no dead letter, nothing logged.
+// (the backfill), so the deletes were never captured. The edits now reach every node (the
+// copies name their rows' versions; they were kept as conflicts before). Expected: 1|edited,
+// 2|edited, no 3 and 4, on every node. Seen: nodes 1 and 2 hold 1|edited 2|edited 3|three
+// 4|four, node 3 1|edited 2|edited (rows 5..8 everywhere); the deletes left no trace anywhere;
+// no dead letter, nothing logged.
 TEST(SchemaHunt3Test, DISABLED_RowsEditedAndDeletedRightAfterATableWasMadeAgain) {
   ExpectEditsAroundTableMadeAgainEverywhere(/*edits_first=*/false);
 }
@@ -160,12 +156,12 @@ TEST(SchemaHunt3Test, RowsEditedAndDeletedRightBeforeATableWasMadeAgain) {
 
 // Nodes 1 and 2 insert rows with every column while node 3's migration makes kv again without
 // column extra (SQLite's create-copy-drop-rename, as Django's RemoveField does); once a writer's
-// own database lacks the column it writes without it. Works but for the conflicts of
-// DISABLED_ATableMadeAgainKeepsNoConflict: every row everywhere, no dead letter, the column gone
-// everywhere (it replicates as DROP_COLUMNS; node 3's SQL reads `CREATE TABLE "kv" (...)`, the
-// others' `CREATE TABLE kv (...)`). Seen: ~40 conflicts (origin 3, op I) on every node, node 3's
-// copies of rows nodes 1 and 2 wrote.
-TEST(SchemaHunt3Test, DISABLED_ATableMadeAgainWithoutAColumnWhileOtherNodesInsertWithIt) {
+// own database lacks the column it writes without it: every row everywhere, no dead letter, the
+// column gone everywhere (it replicates as DROP_COLUMNS; node 3's SQL reads `CREATE TABLE "kv"
+// (...)`, the others' `CREATE TABLE kv (...)`), no conflict. (Found by this hunt: ~40 conflicts
+// on every node, node 3's copies of rows nodes 1 and 2 wrote, as ATableMadeAgainKeepsNoConflict
+// says.)
+TEST(SchemaHunt3Test, ATableMadeAgainWithoutAColumnWhileOtherNodesInsertWithIt) {
   testing::LocalCluster cluster(
       {.nodes = 3,
        .shards = 4,
