@@ -82,20 +82,22 @@ absl::StatusOr<std::unique_ptr<ChangeShipper>> ChangeShipper::Open(const std::st
       new ChangeShipper(*std::move(db), node_id, router, proposer, options));
   if (options.epochs != nullptr) {
     // This node's CREATEs that committed before a restart: shard 0 may not have applied them.
-    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> has = shipper->db_.QueryRows(
-        absl::StrCat("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ",
-                     sqlite::Value::Text(kOwnCreatesTable).DebugString()));
-    if (!has.ok()) return has.status();
-    if (!has->empty()) {
-      absl::StatusOr<std::vector<std::vector<sqlite::Value>>> kept =
-          shipper->db_.QueryRows(absl::StrCat("SELECT name, shard0_index FROM ",
-                                              sqlite::QuoteIdentifier(kOwnCreatesTable)));
-      if (!kept.ok()) return kept.status();
-      const absl::Time now = options.env->MonotonicNow();
-      for (const std::vector<sqlite::Value>& r : *kept) {
-        shipper->created_at_[r[0].bytes()] = {
-            .index = static_cast<uint64_t>(r[1].integer()), .kept = true, .since = now};
-      }
+    // The table is made here, as marmot's other tables are at open: made later, inside the
+    // write that records a CREATE, it would move the schema under the running replicator.
+    if (absl::Status s = shipper->db_.Exec(
+            absl::StrCat("CREATE TABLE IF NOT EXISTS ", sqlite::QuoteIdentifier(kOwnCreatesTable),
+                         " (name TEXT PRIMARY KEY COLLATE NOCASE, shard0_index INTEGER NOT NULL) "
+                         "WITHOUT ROWID"));
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::vector<std::vector<sqlite::Value>>> kept = shipper->db_.QueryRows(
+        absl::StrCat("SELECT name, shard0_index FROM ", sqlite::QuoteIdentifier(kOwnCreatesTable)));
+    if (!kept.ok()) return kept.status();
+    const absl::Time now = options.env->MonotonicNow();
+    for (const std::vector<sqlite::Value>& r : *kept) {
+      shipper->created_at_[r[0].bytes()] = {
+          .index = static_cast<uint64_t>(r[1].integer()), .kept = true, .since = now};
     }
   }
   return shipper;
@@ -734,12 +736,6 @@ absl::Status ChangeShipper::Finish() {
 
 absl::Status ChangeShipper::KeepOwnCreates(sqlite::Database& db) {
   const std::string table = sqlite::QuoteIdentifier(kOwnCreatesTable);
-  if (absl::Status s = db.Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
-                                            " (name TEXT PRIMARY KEY COLLATE NOCASE,"
-                                            " shard0_index INTEGER NOT NULL) WITHOUT ROWID"));
-      !s.ok()) {
-    return s;
-  }
   // Those shard 0 applied here (durably: this reads its kept index) wait no more.
   absl::StatusOr<std::vector<std::vector<sqlite::Value>>> state = db.QueryRows(
       "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '__marmot__shard_state'");
