@@ -111,9 +111,15 @@ absl::Status CaptureKeeper::Install(bool backfill) {
   // out more than 16 ids per microsecond over its whole life to get ahead of the clock), and far
   // below SQLite's largest rowid (2^63 - 1 is 16 x the microseconds of some 18,000 years). Only a
   // clock set back by more than that margin could hand out an old id again.
-  absl::StatusOr<sqlite::CaptureReport> report = sqlite::InstallCapture(
-      db_, {.backfill_new_tables = backfill, .log_ids_above = CaptureLogIdsAbove()});
+  absl::StatusOr<sqlite::CaptureReport> report =
+      sqlite::InstallCapture(db_, {.backfill_new_tables = backfill,
+                                   .log_ids_above = CaptureLogIdsAbove(),
+                                   .captured_before = captured_});
   if (!report.ok()) return report.status();
+  captured_.clear();
+  for (const auto& list : {report->installed, report->updated, report->unchanged}) {
+    captured_.insert(list.begin(), list.end());
+  }
   absl::StatusOr<int64_t> version = PragmaInt(db_, "schema_version");
   if (!version.ok()) return version.status();
   schema_version_ = *version;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -73,6 +74,9 @@ class CaptureKeeper {
   int64_t schema_version_ = -1;
   int64_t data_version_ = -1;
   std::map<std::string, int64_t> last_ids_;
+  // The tables that had capture after the last install (none before the first, so a table made
+  // again while marmot was stopped is copied whole): CaptureOptions::captured_before.
+  std::set<std::string> captured_;
 };
 
 }  // namespace marmot::replicator

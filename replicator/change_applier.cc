@@ -15,6 +15,7 @@
 #include "replicator/table_writer.h"
 #include "replicator/value_codec.h"
 #include "sqlite/change_log.h"
+#include "sqlite/row_digest.h"
 
 namespace marmot::replicator {
 
@@ -81,6 +82,17 @@ std::string OneChange(const TableChanges& t, const Change& c) {
   *one.mutable_key_columns() = t.key_columns();
   *one.add_changes() = c;
   return one.SerializeAsString();
+}
+
+// The digest (sqlite/row_digest.h) of the row change `c` of `t` leaves at the `i`th of its
+// version keys (ChangeView::VersionKeys: its key, then a rekey's old key, where it leaves no row)
+// on the nodes that write it: its values by column, none for a delete. Not known when it does
+// not carry a value for each of its columns.
+std::optional<int64_t> DigestLeft(const TableChanges& t, const Change& c, size_t i) {
+  if (c.op() == change::v1::OP_DELETE || i > 0) return sqlite::kNoRowDigest;
+  if (c.row_size() != t.columns_size()) return std::nullopt;
+  std::vector<std::string> columns(t.columns().begin(), t.columns().end());
+  return sqlite::RowDigest(columns, FromWire(c.row()));
 }
 
 // The no-write path's questions about an entry of `shard`, read outside any transaction.
@@ -312,13 +324,14 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
       if (decision->action != ApplyAction::kSkipDuplicate) {
         absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
         if (!keys.ok()) return keys.status();
-        for (const std::string& key : *keys) {
-          versions.push_back({t.table(), key,
+        for (size_t k = 0; k < keys->size(); ++k) {
+          versions.push_back({t.table(), (*keys)[k],
                               RowVersion{.shard = shard,
                                          .raft_index = index,
                                          .origin = batch.origin_node(),
                                          .change_id = c.change_id(),
-                                         .columns = t.columns_size()}});
+                                         .columns = t.columns_size(),
+                                         .digest = DigestLeft(t, c, k)}});
         }
       }
       table.keys.push_back(view.TakeKeys());
@@ -507,14 +520,15 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
         if (!keys.ok()) return keys.status();
         const bool held = decision->action == ApplyAction::kHold ||
                           decision->action == ApplyAction::kWriteUncarried;
-        const RowVersion version{.shard = shard,
-                                 .raft_index = index,
-                                 .origin = origin,
-                                 .change_id = c.change_id(),
-                                 .held = held ? OneChange(t, c) : std::string(),
-                                 .columns = t.columns_size()};
-        for (const std::string& key : *keys) {
-          if (absl::Status s = versions_.Set(t.table(), key, version); !s.ok()) return s;
+        RowVersion version{.shard = shard,
+                           .raft_index = index,
+                           .origin = origin,
+                           .change_id = c.change_id(),
+                           .held = held ? OneChange(t, c) : std::string(),
+                           .columns = t.columns_size()};
+        for (size_t k = 0; k < keys->size(); ++k) {
+          version.digest = DigestLeft(t, c, k);
+          if (absl::Status s = versions_.Set(t.table(), (*keys)[k], version); !s.ok()) return s;
         }
       }
       if (decision->action == ApplyAction::kHold) {
@@ -920,13 +934,15 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
       absl::StatusOr<std::string> table = plans_.TableNameHere(e.table());
       if (!table.ok()) return table.status();
       e.set_table(*std::move(table));
-      absl::Status s = versions_.Set(e.table(), e.key(),
-                                     {.shard = shard,
-                                      .raft_index = e.raft_index(),
-                                      .origin = e.origin(),
-                                      .change_id = e.change_id(),
-                                      .held = e.held(),
-                                      .columns = e.columns()});
+      absl::Status s = versions_.Set(
+          e.table(), e.key(),
+          {.shard = shard,
+           .raft_index = e.raft_index(),
+           .origin = e.origin(),
+           .change_id = e.change_id(),
+           .held = e.held(),
+           .columns = e.columns(),
+           .digest = e.has_digest() ? std::optional<int64_t>(e.digest()) : std::nullopt});
       if (!s.ok()) return s;
       if (!e.held().empty()) held.emplace_back(e.table(), e.key());
     }

@@ -11,6 +11,7 @@
 #include "replicator/table_renames.h"
 #include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
+#include "sqlite/row_digest.h"
 
 namespace marmot::replicator {
 namespace {
@@ -47,6 +48,30 @@ TEST(ChangeApplierTest, ReplaysAnotherNodesChangesExactly) {
   // And B captured nothing of it again (its triggers were off for the applier)
   for (const char* t : {"order", "pair", "loose"}) EXPECT_EQ(b.LogRows(t), 0) << t;
   EXPECT_EQ(*b.applier->AppliedIndex(0), 5u);
+}
+
+// Each version knows the row it leaves on the nodes that write it (row_versions.h, `digest`):
+// the row's values by column, none for a delete or the old key of a rekey. What the copy of a
+// table made again compares its rows with (sqlite/change_log.h, captured_before).
+TEST(ChangeApplierTest, EachVersionKnowsTheRowItLeaves) {
+  Node a("digest-a"), b("digest-b");
+  a.Exec(
+      "INSERT INTO \"order\" VALUES (1, 'one', 2.0, x'0001'), (2, 'two', 3.5, NULL),"
+      " (3, 'three', NULL, NULL);"
+      "UPDATE \"order\" SET price = 4.0 WHERE id = 3;"
+      "UPDATE \"order\" SET id = 20 WHERE id = 2;"
+      "DELETE FROM \"order\" WHERE id = 1;");
+  ASSERT_TRUE(b.applier->Apply(0, 5, a.CapturedBatch(1)).ok());
+  ASSERT_TRUE(sqlite::RegisterRowDigest(*b.db).ok());
+  EXPECT_EQ(QueryText(b,
+                      "SELECT o.id FROM \"order\" AS o JOIN \"__marmot__versions\" AS v ON "
+                      "v.tbl = 'order' AND v.key = o.id WHERE v.digest = marmot_row_digest("
+                      "'id', o.id, 'name', o.name, 'price', o.price, 'img', o.img) ORDER BY 1"),
+            "3 \n20 \n");
+  EXPECT_EQ(QueryText(b,
+                      "SELECT key, digest FROM \"__marmot__versions\" WHERE tbl = 'order' AND "
+                      "key IN (1, 2) ORDER BY key"),
+            "1 0 \n2 0 \n");
 }
 
 TEST(ChangeApplierTest, AnEntryIsAppliedOnceAcrossRestartsAndReproposals) {

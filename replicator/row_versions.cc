@@ -25,10 +25,12 @@ RowVersion ReadVersion(const Statement& stmt, int first) {
   const Value held = stmt.Column(first + 4);
   if (!held.is_null()) v.held = held.bytes();
   v.columns = stmt.Column(first + 5).integer();
+  if (const Value digest = stmt.Column(first + 6); !digest.is_null()) v.digest = digest.integer();
   return v;
 }
 
-constexpr char kColumns[] = "shard, raft_index, origin, change_id, held, columns";
+constexpr char kColumns[] = "shard, raft_index, origin, change_id, held, columns, digest";
+constexpr size_t kBound = 9;  // Values bound per version written: tbl, key and kColumns.
 
 // A key (KeyOf's text) as the table stores it (RowVersionKeySql): the text of a key of one
 // INTEGER, its digits, as that integer; any other as it is. KeyOf writes an integer as
@@ -241,6 +243,7 @@ void AppendVersion(const RowVersion& v, std::vector<Value>& values) {
   values.push_back(Value::Integer(v.change_id));
   values.push_back(v.held.empty() ? Value::Null() : Value::Blob(v.held));
   values.push_back(Value::Integer(v.columns));
+  values.push_back(v.digest.has_value() ? Value::Integer(*v.digest) : Value::Null());
 }
 
 // An upsert of `rows` versions (binds tbl, key, then kColumns per row), under Set's rule.
@@ -248,7 +251,7 @@ std::string UpsertSql(size_t rows) {
   std::vector<std::string> tuples;
   for (size_t r = 0; r < rows; ++r) {
     std::vector<std::string> marks;
-    for (size_t i = 1; i <= 8; ++i) marks.push_back(absl::StrCat("?", r * 8 + i));
+    for (size_t i = 1; i <= kBound; ++i) marks.push_back(absl::StrCat("?", r * kBound + i));
     tuples.push_back(absl::StrCat("(", absl::StrJoin(marks, ", "), ")"));
   }
   return absl::StrCat(
@@ -256,7 +259,9 @@ std::string UpsertSql(size_t rows) {
       absl::StrJoin(tuples, ", "),
       " ON CONFLICT (tbl, key) DO UPDATE SET shard = excluded.shard, raft_index = "
       "excluded.raft_index, origin = excluded.origin, change_id = excluded.change_id, held = "
-      "excluded.held, columns = excluded.columns WHERE excluded.raft_index >= raft_index");
+      "excluded.held, columns = excluded.columns, digest = excluded.digest WHERE "
+      "excluded.raft_index "
+      ">= raft_index");
 }
 
 }  // namespace
@@ -325,7 +330,7 @@ absl::Status RowVersions::EndBatch() {
   for (size_t first = 0; first < dirty.size(); first += kBatchRows) {
     const size_t rows = std::min(kBatchRows, dirty.size() - first);
     std::vector<Value> values;
-    values.reserve(rows * 8);
+    values.reserve(rows * kBound);
     for (size_t i = first; i < first + rows; ++i) {
       values.push_back(Value::Text(batched.table));
       values.push_back(StoredKey(dirty[i]));

@@ -52,6 +52,9 @@ struct RowVersion {
   std::string held;  // Empty: this node's row holds it.
   // How many columns the change carried (its table's, as its origin read it); 0: not known.
   int64_t columns = 0;
+  // The row the change leaves on the nodes that wrote it (sqlite/row_digest.h; kNoRowDigest:
+  // none), when known: what the copy of a table made again compares its rows with.
+  std::optional<int64_t> digest;
 };
 
 class RowVersions {

@@ -1666,7 +1666,8 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     std::optional<ColumnDiff> columns;
     if (!remade.count(o->name)) columns = DiffColumns(before, o->sql);
     if (!columns.has_value() && !remade.count(o->name) && DefinitionsChanged(before, o->sql)) {
-      // Made again with other definitions (its rows follow: capture copies them all).
+      // Made again with other definitions (its rows follow where they differ from their
+      // versions: sqlite/change_log.h, captured_before).
       SchemaChange& c = creates.emplace_back();
       c.set_kind(SchemaChange::REDEFINE);
       c.set_type(o->type);

@@ -157,6 +157,7 @@ absl::Status ShardSnapshotter::Write(int shard, ShardSnapshotWriter& out) {
         e.set_change_id(v.change_id);
         e.set_held(v.held);
         e.set_columns(v.columns);
+        if (v.digest.has_value()) e.set_digest(*v.digest);
         return out.AddVersion(std::move(e));
       });
   if (!versions.ok()) return versions;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "sqlite/row_digest.h"
 
 namespace marmot::sqlite {
 namespace {
@@ -79,6 +80,12 @@ struct CapturePlan {
   // capture triggers on the table come first (kCaptureTriggers of them), then the log's guards.
   std::vector<std::pair<std::string, std::string>> triggers;
   std::string backfill;
+  // For a table made again within one look (CaptureOptions::captured_before): the rows that
+  // differ from what their versions left (or have none)...
+  std::string backfill_changed;
+  // ...and deletes of the rows whose versions left one that is gone now. Only for a key of one
+  // column (or the rowid), whose versions store an INTEGER key as that integer; empty otherwise.
+  std::string backfill_gone;
 };
 constexpr size_t kCaptureTriggers = 4;
 
@@ -195,14 +202,38 @@ CapturePlan PlanCapture(const TableSchema& t) {
   // name, so its copy applies over them on every node rather than conflicting with each; a
   // row with no version records none (origin 0), and over a version of another node it is kept
   // as a conflict rather than applied (a spurious conflict at worst, never a write lost unseen).
-  plan.backfill = absl::StrCat(
+  const std::string prev =
+      "CASE WHEN v.tbl IS NULL THEN 0 WHEN v.held IS NULL THEN v.origin ELSE -1 END, v.change_id";
+  const std::string copy = absl::StrCat(
       "INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ", Q(kPrevId), ", ",
-      absl::StrJoin(new_cols, ", "),
-      ") SELECT 'I', CASE WHEN v.tbl IS NULL THEN 0 WHEN v.held IS NULL THEN v.origin ELSE -1 END, "
-      "v.change_id, ",
-      absl::StrJoin(select_vals, ", "), " FROM ", table, " AS ", row, " LEFT JOIN ",
-      Q(kRowVersionsTable), " AS v ON v.tbl = ", Literal(t.name),
-      " AND v.key = ", RowVersionKeySql(select_vals), " WHERE ", absl::StrJoin(not_null, " AND "));
+      absl::StrJoin(new_cols, ", "), ") SELECT 'I', ", prev, ", ", absl::StrJoin(select_vals, ", "),
+      " FROM ", table, " AS ", row, " LEFT JOIN ", Q(kRowVersionsTable),
+      " AS v ON v.tbl = ", Literal(t.name), " AND v.key = ", RowVersionKeySql(select_vals),
+      " WHERE ", absl::StrJoin(not_null, " AND "));
+  plan.backfill = copy;
+  // A table made again within one look holds its rows as they were, but for what the statements
+  // that made it changed (a value computed in its copy) and what the application wrote before
+  // marmot looked: only the rows that differ from what their versions left on every node are
+  // copied, and the rows gone since are deleted. The others stand as they are everywhere (the
+  // other nodes make the table again from their own rows), and a write another node makes to
+  // one meanwhile applies over its version here too.
+  std::vector<std::string> digest_args;
+  for (const ColumnInfo& c : t.columns) {
+    digest_args.push_back(Literal(c.name));
+    digest_args.push_back(absl::StrCat(row, ".", Q(c.name)));
+  }
+  plan.backfill_changed =
+      absl::StrCat(copy, " AND (v.digest IS NULL OR v.digest IS NOT marmot_row_digest(",
+                   absl::StrJoin(digest_args, ", "), "))");
+  if (select_vals.size() == 1) {
+    plan.backfill_gone = absl::StrCat(
+        "INSERT INTO ", log, " (", Q(kOp), ", ", Q(kPrevOrigin), ", ", Q(kPrevId), ", ",
+        old_cols[0], ") SELECT 'D', CASE WHEN v.held IS NULL THEN v.origin ELSE -1 END, ",
+        "v.change_id, v.key FROM ", Q(kRowVersionsTable), " AS v WHERE v.tbl = ", Literal(t.name),
+        " AND typeof(v.key) = 'integer' AND v.digest IS NOT NULL AND v.digest != ", kNoRowDigest,
+        " AND NOT EXISTS (SELECT 1 FROM ", table, " AS ", row, " WHERE ", select_vals[0],
+        " = v.key)");
+  }
   return plan;
 }
 
@@ -422,8 +453,16 @@ absl::StatusOr<Outcome> InstallTable(Database& db, const TableSchema& t,
   }
   if (moved) return Outcome::kUpdated;
   if (capture_triggers_found == 0 && options.backfill_new_tables) {
-    if (absl::Status s = db.Exec(plan.backfill); !s.ok()) return s;
+    // Its log was there (`existing`): the table had capture, and lost it within one look.
+    const bool made_again = !existing->empty() && options.captured_before.count(t.name) > 0;
+    if (absl::Status s = db.Exec(made_again ? plan.backfill_changed : plan.backfill); !s.ok()) {
+      return s;
+    }
     *backfilled += db.Changes();
+    if (made_again && !plan.backfill_gone.empty()) {
+      if (absl::Status s = db.Exec(plan.backfill_gone); !s.ok()) return s;
+      *backfilled += db.Changes();
+    }
   }
   if (capture_triggers_found == 0) return Outcome::kInstalled;
   return changed ? Outcome::kUpdated : Outcome::kUnchanged;
@@ -459,7 +498,14 @@ absl::Status EnsureRowVersions(Database& db) {
   };
   absl::StatusOr<bool> rewrite = earlier();
   if (!rewrite.ok()) return rewrite.status();
-  if (!*rewrite) return db.Exec(kCreateRowVersions);
+  if (!*rewrite) {
+    if (absl::Status s = db.Exec(kCreateRowVersions); !s.ok()) return s;
+    absl::StatusOr<std::set<std::string>> columns = ColumnsOf(db, kRowVersionsTable);
+    if (!columns.ok()) return columns.status();
+    if (columns->count("digest") > 0) return absl::OkStatus();
+    return db.Exec(
+        absl::StrCat("ALTER TABLE ", Q(kRowVersionsTable), " ADD COLUMN digest INTEGER"));
+  }
   absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   rewrite = earlier();  // Another connection may have rewritten it meanwhile.
@@ -509,6 +555,7 @@ absl::StatusOr<CaptureReport> InstallCapture(Database& db, const CaptureOptions&
   absl::StatusOr<Transaction> txn = Transaction::Begin(db, Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   if (absl::Status s = EnsureRowVersions(db); !s.ok()) return s;
+  if (absl::Status s = RegisterRowDigest(db); !s.ok()) return s;
   // Read the schema inside the write transaction so that it cannot change under us.
   absl::StatusOr<SchemaListing> listing = ListUserTables(db);
   if (!listing.ok()) return listing.status();

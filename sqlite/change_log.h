@@ -50,6 +50,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,13 @@ struct CaptureOptions {
   // never fall back under ids the other nodes have already applied from this node: they would
   // take the new changes for duplicates and skip them.
   int64_t log_ids_above = 0;
+  // Tables that had capture at the install before this one. Such a table found without its
+  // triggers, its log there, was made again since (SQLite's create-copy-drop-rename, which
+  // migration tools use, or a DROP and a CREATE of its name) within one look, and replicates
+  // as made again, the other nodes keeping their rows: with backfill_new_tables, only its rows
+  // that differ from what their versions left (`__marmot__versions.digest`) are copied, and
+  // the rows whose versions left one that is gone now are deleted (for a key of one column).
+  std::set<std::string> captured_before;
 };
 
 struct CaptureReport {
@@ -112,9 +120,11 @@ absl::Status RemoveCapture(Database& db);
 
 // `__marmot__versions`: per row (table, key as RowVersionKeySql makes it), the change its shard
 // applied last on this node (origin node, change id, the Raft index of its entry, how many
-// columns it carried), `shard`, and `held`: not NULL when this
+// columns it carried), `shard`, `held`: not NULL when this
 // node's row does not hold that change yet, because changes of this node not yet applied in the
-// shard come later and will lose to it (replicator/row_versions.h). Capture reads it; the
+// shard come later and will lose to it (replicator/row_versions.h), and `digest`: the RowDigest
+// (row_digest.h) of the row that change leaves on the nodes that wrote it, kNoRowDigest for none,
+// NULL when not known. Capture reads it; the
 // applier writes it. Created by InstallCapture (EnsureRowVersions).
 //
 // `key` has no declared type, so no affinity: it holds an INTEGER or a TEXT exactly as written,
@@ -130,7 +140,7 @@ inline constexpr char kRowVersionsHeldIndex[] = "__marmot__versions_held";
 inline constexpr char kCreateRowVersions[] =
     "CREATE TABLE IF NOT EXISTS \"__marmot__versions\" (tbl TEXT NOT NULL, key NOT NULL, "
     "shard INTEGER NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, "
-    "change_id INTEGER NOT NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, "
+    "change_id INTEGER NOT NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, digest INTEGER, "
     "PRIMARY KEY (tbl, key)) WITHOUT ROWID;"
     // The held versions of a table (RowVersions::Held), few at any time.
     "CREATE INDEX IF NOT EXISTS \"__marmot__versions_held\" ON \"__marmot__versions\" (tbl) "
@@ -145,8 +155,8 @@ std::string RowVersionKeySql(const std::vector<std::string>& values);
 
 // Creates kRowVersionsTable, or rewrites one of the earlier layout (`key TEXT`: every key as
 // text, an INTEGER key as its digits) in this one, in one transaction (a SAVEPOINT inside the
-// caller's). InstallCapture calls it, in the transaction that brings the triggers up to date
-// with RowVersionKeySql.
+// caller's); a table without `digest` gets it (NULL: not known). InstallCapture calls it, in the
+// transaction that brings the triggers up to date with RowVersionKeySql.
 absl::Status EnsureRowVersions(Database& db);
 
 // The version of its row a change was made after (read by the capture trigger).

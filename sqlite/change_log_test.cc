@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "sqlite/row_digest.h"
 #include "sqlite/testing/sqlite_cli.h"
 
 namespace marmot::sqlite {
@@ -477,6 +480,53 @@ TEST_F(ChangeLogTest, TheCopyOfATableMadeAgainNamesTheVersionsOfItsRows) {
     seen[r.key[0].integer()] = {r.prev->origin, r.prev->change_id};
   }
   EXPECT_THAT(seen, ElementsAre(Pair(1, Pair(3, 9)), Pair(2, Pair(0, 0)), Pair(3, Pair(-1, 4))));
+}
+
+// A table made again within one look (it had capture at the install before: the keeper's
+// CaptureOptions::captured_before) is copied only where its rows differ from what their versions
+// left on every node: the row the application edited right after, the row with no version;
+// the row it deleted right after goes as a delete. Rows as their versions left them are not
+// copied (a write another node makes to one meanwhile applies over its version), nor is a row
+// whose version is a delete. Made again while marmot did not look (no captured_before), the
+// table is copied whole, as before.
+TEST_F(ChangeLogTest, ATableMadeAgainWithinOneLookCopiesOnlyWhatDiffersFromItsVersions) {
+  Exec(
+      "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+      "INSERT INTO kv VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'), (5, 'five')");
+  Install({.backfill_new_tables = true});
+  // The versions the applier left: rows 1..4 as they are, 6 deleted; 5 has none.
+  const std::vector<std::string> names = {"one", "two", "three", "four"};
+  for (int k = 1; k <= 4; ++k) {
+    const int64_t digest =
+        RowDigest({"K", "v"}, {Value::Integer(k), Value::Text(names[k - 1])});  // Any case.
+    Exec(absl::StrCat("INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, ",
+                      "change_id, digest) VALUES ('kv', ", k, ", 0, ", k, ", 2, ", 10 + k, ", ",
+                      digest, ")"));
+  }
+  Exec(
+      "INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, change_id, digest)"
+      " VALUES ('kv', 6, 0, 6, 2, 16, 0)");
+  const std::string rebuild =
+      "BEGIN; CREATE TABLE kv_new (k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
+      "INSERT INTO kv_new SELECT k, v FROM kv; DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv;"
+      "COMMIT;";
+  Exec(rebuild + "UPDATE kv SET v = 'TWO' WHERE k = 2; DELETE FROM kv WHERE k = 3;");
+  int64_t before = Changes("kv").empty() ? 0 : Changes("kv").back().id;
+  EXPECT_EQ(Install({.backfill_new_tables = true, .captured_before = {"kv"}}).backfilled_rows, 3);
+  std::vector<std::tuple<char, int64_t, int64_t, int64_t>> seen;  // op, key, prev origin, id
+  for (const ChangeRecord& r : Changes("kv")) {
+    if (r.id <= before) continue;
+    ASSERT_TRUE(r.prev.has_value());
+    const int64_t key = (r.op == ChangeOp::kDelete ? r.old_key : r.key)[0].integer();
+    seen.emplace_back(static_cast<char>(r.op), key, r.prev->origin, r.prev->change_id);
+  }
+  EXPECT_THAT(seen,
+              UnorderedElementsAre(std::make_tuple('I', 2, 2, 12), std::make_tuple('I', 5, 0, 0),
+                                   std::make_tuple('D', 3, 2, 13)));
+  // Made again while marmot did not look: every row is copied.
+  before = Changes("kv").back().id;
+  Exec(absl::StrReplaceAll(rebuild, {{"NOT NULL", "NOT NULL DEFAULT ''"}}));
+  EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 4);
 }
 
 TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersions) {

@@ -64,18 +64,15 @@ TEST(SchemaHunt3Test, ATableMadeAgainKeepsNoConflict) {
       "ORDER BY shard, key LIMIT 5; SELECT count(*) FROM \"__marmot__conflicts\";");
 }
 
-// Found by this hunt: a write lost to a table made again elsewhere. Rows written on node 3;
+// A write made on one node while another makes its table again stays. Rows written on node 3;
 // node 1's application updates them (while node 1's marmot is stopped, to make the race
-// certain: the same happens to any update of node 1 in flight while node 3's copy commits);
-// meanwhile node 3 makes kv again (create-copy-drop-rename). Node 3's copy of each row is
-// shipped as a write of node 3; as it is node 3's own version that the row had, the copy
-// applies (apply_decider.h: "a version of the change's own origin never is" made without
-// seeing), and node 1's update, made after node 3's insert, now meets node 3's copy as the
-// row's version: kept as a conflict. Expected: 1..4 = 'new' on every node (nobody but node 1
-// wrote them since the insert). Seen: 1..4 = 'old' on every node, node 1 included (the
-// application's own write vanished from its own database), and 4 conflicts (origin 1, op U,
-// winner_origin 3) on every node.
-TEST(SchemaHunt3Test, DISABLED_UpdatesMadeWhileAnotherNodeMadeTheTableAgainStay) {
+// certain: the same holds for any update of node 1 in flight while node 3's copy commits);
+// meanwhile node 3 makes kv again (create-copy-drop-rename). Node 3's rows are as their
+// versions left them, so none is copied (sqlite/change_log.h, captured_before), and node 1's
+// update applies over its version on every node: 1..4 = 'new' everywhere. (Found by this hunt:
+// node 3 copied every row as a write of its own, node 1's update then met that copy as its row's
+// version and was kept as a conflict: 1..4 = 'old' on every node, node 1 included.)
+TEST(SchemaHunt3Test, UpdatesMadeWhileAnotherNodeMadeTheTableAgainStay) {
   testing::LocalCluster cluster(
       {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
   cluster.Start();
@@ -135,16 +132,15 @@ void ExpectEditsAroundTableMadeAgainEverywhere(bool edits_first) {
   EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s));
 }
 
-// Found by this hunt: nodes that differ for good after a migration. The application edits and
-// deletes rows right after its migration made kv again (create-copy-drop-rename), in the same
-// sqlite3 run, on node 3; the rows were written on node 1. Until its schema change is proposed
-// (3 s of a still schema) the new kv has no capture; then capture copies its rows as they are
-// (the backfill), so the deletes were never captured. The edits now reach every node (the
-// copies name their rows' versions; they were kept as conflicts before). Expected: 1|edited,
-// 2|edited, no 3 and 4, on every node. Seen: nodes 1 and 2 hold 1|edited 2|edited 3|three
-// 4|four, node 3 1|edited 2|edited (rows 5..8 everywhere); the deletes left no trace anywhere;
-// no dead letter, nothing logged.
-TEST(SchemaHunt3Test, DISABLED_RowsEditedAndDeletedRightAfterATableWasMadeAgain) {
+// The application edits and deletes rows right after its migration made kv again
+// (create-copy-drop-rename), in the same sqlite3 run, on node 3; the rows were written on node
+// 1. Until its schema change is proposed (3 s of a still schema) the new kv has no capture;
+// then capture copies the rows that differ from what their versions left, over those versions,
+// and deletes those whose versions left a row that is gone (sqlite/change_log.h,
+// captured_before): every node ends with 1|edited, 2|edited, no 3 and 4. (Found by this hunt:
+// the deletes were never captured, nodes 1 and 2 kept 3 and 4 for good, and the edits were
+// kept as conflicts everywhere.)
+TEST(SchemaHunt3Test, RowsEditedAndDeletedRightAfterATableWasMadeAgain) {
   ExpectEditsAroundTableMadeAgainEverywhere(/*edits_first=*/false);
 }
 
