@@ -420,7 +420,7 @@ absl::Status ChangeShipper::CaptureSchemaChanges() {
       options_.not_replicated(static_cast<int64_t>(diff->not_replicated.size()));
     }
   }
-  if (!diff->keep.empty() || !diff->forget.empty() || !diff->roots.empty()) {
+  if (!diff->keep.empty() || !diff->forget.empty() || !diff->places.empty()) {
     keep_in_baseline_ = std::make_unique<SchemaDiff>(*diff);
   }
   auto key_of = [](const change::v1::SchemaChange& c) {

@@ -14,6 +14,7 @@
 #include "replicator/table_renames.h"
 #include "replicator/table_sql.h"
 #include "sqlite/change_log.h"
+#include "sqlite/schema.h"
 #include "sqlite/value.h"
 
 namespace marmot::replicator {
@@ -35,12 +36,6 @@ absl::StatusOr<Names> AllObjects(sqlite::Database& db) {
   Names out;
   for (const std::vector<Value>& r : *rows) out.emplace(r[0].bytes(), r[1].bytes());
   return out;
-}
-
-// SQLite compares names without case: `__MARMOT__x` names marmot's `__marmot__x`.
-bool Reserved(const std::string& name) {
-  return absl::StartsWithIgnoreCase(absl::string_view(name), "__marmot__") ||
-         absl::StartsWithIgnoreCase(absl::string_view(name), "sqlite_");
 }
 
 // Why `sql`, another node's definition of an object or column, must not run here, or nothing:
@@ -133,8 +128,8 @@ std::string Upper(const std::string& type) { return absl::AsciiStrToUpper(type);
 absl::Status RecordInBaseline(sqlite::Database& db, const std::string& type,
                               const std::string& name) {
   return db.RunKept(absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
-                                 " (type, name, tbl_name, sql, rootpage) SELECT type, name, "
-                                 "tbl_name, sql, rootpage FROM sqlite_master"
+                                 " (type, name, tbl_name, sql, rootpage, schema_rowid) SELECT "
+                                 "type, name, tbl_name, sql, rootpage, rowid FROM sqlite_master"
                                  " WHERE type = ?1 AND name = ?2"),
                     {Value::Text(type), Value::Text(name)});
 }
@@ -252,11 +247,13 @@ std::string NamedAsHere(const std::string& sql, const std::string& here) {
 // added itself and did not replicate yet stay its own change.
 absl::Status RecordTableInBaseline(sqlite::Database& db, const std::string& name,
                                    const std::string& sql, bool only_with_more_columns = true) {
-  // The table's root page here, with it (DiffSchema tells a table made anew under its name by it).
-  const std::string record =
-      absl::StrCat("INSERT OR REPLACE INTO ", kBaseline,
-                   " (type, name, tbl_name, sql, rootpage) VALUES ('table', ?1, ?1, ?2, (SELECT "
-                   "rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1))");
+  // The table's root page and row of sqlite_master here, with it (DiffSchema tells a table made
+  // anew under its name by the page, and a table renamed from one created by the row).
+  const std::string record = absl::StrCat(
+      "INSERT OR REPLACE INTO ", kBaseline,
+      " (type, name, tbl_name, sql, rootpage, schema_rowid) SELECT 'table', ?1, ?1, ?2, "
+      "(SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1), "
+      "(SELECT rowid FROM sqlite_master WHERE type = 'table' AND name = ?1)");
   absl::StatusOr<std::string> here = TableSqlHere(db, name);
   if (!here.ok()) return here.status();
   const std::string named = NamedAsHere(sql, *here);
@@ -289,7 +286,7 @@ absl::StatusOr<SchemaApplied> AddColumns(sqlite::Database& db, const std::string
   int added = 0;
   for (const std::string& definition : columns) {
     const std::string name = ColumnName(definition);
-    if (name.empty() || Reserved(name) || RowidAlias(name)) {
+    if (name.empty() || sqlite::IsReservedName(name) || RowidAlias(name)) {
       return Refused(absl::StrCat("'", definition, "' does not define a user column"));
     }
     if (std::optional<std::string> why = Hostile(definition)) {
@@ -424,9 +421,11 @@ absl::StatusOr<bool> Exists(sqlite::Database& db, const std::string& type,
 // table U that has `__marmot__T_insert` is T renamed, until capture is installed again, which
 // gives T's log to U and leaves a trace of that (sqlite/change_log.h, kMovedCaptureTable), taken
 // while U stands on the page it had then and the baseline knows T on that page (a trace left
-// by an earlier table of either name is not this one's). A table renamed before it had capture
-// carries none.
-absl::StatusOr<std::map<std::string, std::set<std::string>>> CarriedCaptures(sqlite::Database& db) {
+// by an earlier table of either name is not this one's). `on_any_page`: every trace, whatever
+// pages it names (those of tables that may have been renamed, VACUUM or not). A table renamed
+// before it had capture carries none.
+absl::StatusOr<std::map<std::string, std::set<std::string>>> CarriedCaptures(
+    sqlite::Database& db, bool on_any_page = false) {
   std::map<std::string, std::set<std::string>> out;
   absl::StatusOr<std::vector<std::vector<Value>>> triggers = db.QueryRows(
       "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND "
@@ -441,11 +440,17 @@ absl::StatusOr<std::map<std::string, std::set<std::string>>> CarriedCaptures(sql
   absl::StatusOr<bool> traced = Exists(db, "table", sqlite::kMovedCaptureTable);
   if (!traced.ok()) return traced.status();
   if (!*traced) return out;
-  absl::StatusOr<std::vector<std::vector<Value>>> moved = db.QueryRows(absl::StrCat(
-      "SELECT c.tbl, c.was FROM ", sqlite::QuoteIdentifier(sqlite::kMovedCaptureTable),
-      " AS c JOIN sqlite_master AS m ON m.type = 'table' AND m.name = c.tbl AND m.rootpage = "
-      "c.rootpage JOIN ",
-      kBaseline, " AS b ON b.type = 'table' AND b.name = c.was AND b.rootpage = c.rootpage"));
+  absl::StatusOr<std::vector<std::vector<Value>>> moved = db.QueryRows(
+      on_any_page
+          ? absl::StrCat("SELECT tbl, was FROM ",
+                         sqlite::QuoteIdentifier(sqlite::kMovedCaptureTable))
+          : absl::StrCat("SELECT c.tbl, c.was FROM ",
+                         sqlite::QuoteIdentifier(sqlite::kMovedCaptureTable),
+                         " AS c JOIN sqlite_master AS m ON m.type = 'table' AND m.name = c.tbl AND "
+                         "m.rootpage = c.rootpage JOIN ",
+                         kBaseline,
+                         " AS b ON b.type = 'table' AND b.name = c.was AND b.rootpage = "
+                         "c.rootpage"));
   if (!moved.ok()) return moved.status();
   for (const std::vector<Value>& r : *moved) out[r[0].bytes()].insert(r[1].bytes());
   return out;
@@ -775,7 +780,7 @@ absl::StatusOr<SchemaApplied> ApplyRenameColumn(sqlite::Database& db, const Sche
   size_t at = 0;
   const std::string token = NextSqlToken(to_token, &at);
   const std::string to = UnquotedName(to_token);
-  if (token != to_token || to.empty() || Reserved(to) || RowidAlias(to) ||
+  if (token != to_token || to.empty() || sqlite::IsReservedName(to) || RowidAlias(to) ||
       absl::StrContains(absl::AsciiStrToLower(to), "__marmot__") ||
       !(absl::ascii_isalnum(static_cast<unsigned char>(token[0])) || token[0] == '_' ||
         token[0] == '"' || token[0] == '`' || token[0] == '[' ||
@@ -915,7 +920,7 @@ absl::StatusOr<SchemaApplied> ApplyDropColumns(sqlite::Database& db, const Schem
   const std::string& name = (*table)->first;
   int dropped = 0;
   for (const std::string& column : c.columns()) {
-    if (column.empty() || Reserved(column)) {
+    if (column.empty() || sqlite::IsReservedName(column)) {
       return Refused(absl::StrCat("'", column, "' is not the name of a user column"));
     }
     absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, name);
@@ -1250,7 +1255,8 @@ absl::StatusOr<SchemaApplied> ApplyRenameTable(sqlite::Database& db, const Schem
                                                uint64_t shard0_index) {
   if (c.type() != "table") return Refused("only a table is renamed");
   const std::string& to = c.new_name();
-  if (to.empty() || Reserved(to) || absl::StrContains(absl::AsciiStrToLower(to), "__marmot__")) {
+  if (to.empty() || sqlite::IsReservedName(to) ||
+      absl::StrContains(absl::AsciiStrToLower(to), "__marmot__")) {
     return Refused(absl::StrCat("'", to, "' is not the name of a user table"));
   }
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> from_here =
@@ -1392,8 +1398,6 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
   absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
       "SELECT type, name, tbl_name, sql FROM sqlite_master"
       " WHERE type IN ('table', 'index', 'view', 'trigger') AND sql IS NOT NULL"
-      " AND substr(name, 1, 10) != '__marmot__' AND substr(tbl_name, 1, 10) != '__marmot__'"
-      " AND lower(substr(name, 1, 7)) != 'sqlite_'"
       " AND name NOT IN (SELECT name FROM pragma_table_list WHERE schema = 'main'"
       "                  AND type = 'shadow')"
       " ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3"
@@ -1401,6 +1405,9 @@ absl::StatusOr<std::vector<SchemaObject>> ListUserObjects(sqlite::Database& db) 
   if (!rows.ok()) return rows.status();
   std::vector<SchemaObject> out;
   for (const std::vector<Value>& r : *rows) {
+    // Marmot's and SQLite's names in any case, and what stands on their tables, as every node
+    // refuses them when applying (ApplySchemaChange): `__Marmot__notes` is no user table.
+    if (sqlite::IsReservedName(r[1].bytes()) || sqlite::IsReservedName(r[2].bytes())) continue;
     out.push_back({.type = r[0].bytes(),
                    .name = r[1].bytes(),
                    .tbl_name = r[2].bytes(),
@@ -1423,13 +1430,14 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
   if (!exists.ok()) return exists.status();
   if (exists->integer() > 0) {
-    // A baseline of an older version lacks the root pages: NULL, unknown, until DiffSchema
-    // records them.
+    // A baseline of an older version lacks the root pages and rows of sqlite_master: NULL,
+    // unknown, until DiffSchema records them.
     absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, "__marmot__schema");
     if (!columns.ok()) return columns.status();
-    if (std::find(columns->begin(), columns->end(), "rootpage") == columns->end()) {
+    for (const char* column : {"rootpage", "schema_rowid"}) {
+      if (std::find(columns->begin(), columns->end(), column) != columns->end()) continue;
       if (absl::Status s =
-              db.Exec(absl::StrCat("ALTER TABLE ", kBaseline, " ADD COLUMN rootpage INTEGER"));
+              db.Exec(absl::StrCat("ALTER TABLE ", kBaseline, " ADD COLUMN ", column, " INTEGER"));
           !s.ok()) {
         return s;
       }
@@ -1439,7 +1447,8 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   if (absl::Status s =
           db.Exec(absl::StrCat("CREATE TABLE ", kBaseline,
                                " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
-                               " rootpage INTEGER, PRIMARY KEY (type, name)) WITHOUT ROWID"));
+                               " rootpage INTEGER, schema_rowid INTEGER, PRIMARY KEY (type, name))"
+                               " WITHOUT ROWID"));
       !s.ok()) {
     return s;
   }
@@ -1449,9 +1458,9 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   for (const SchemaObject& o : *objects) {
     if (absl::Status s =
             db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
-                                    " (type, name, tbl_name, sql, rootpage) VALUES (?1, ?2, ?3, "
-                                    "?4, (SELECT rootpage FROM sqlite_master WHERE type = ?1 AND "
-                                    "name = ?2))"),
+                                    " (type, name, tbl_name, sql, rootpage, schema_rowid) SELECT "
+                                    "?1, ?2, ?3, ?4, rootpage, rowid FROM sqlite_master WHERE "
+                                    "type = ?1 AND name = ?2"),
                        {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
                         Value::Text(o.sql)});
         !s.ok()) {
@@ -1464,33 +1473,41 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   absl::StatusOr<std::vector<SchemaObject>> objects = ListUserObjects(db);
   if (!objects.ok()) return objects.status();
-  absl::StatusOr<std::vector<std::vector<Value>>> rows =
-      db.QueryRows(absl::StrCat("SELECT type, name, tbl_name, sql, rootpage FROM ", kBaseline));
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(
+      absl::StrCat("SELECT type, name, tbl_name, sql, rootpage, schema_rowid FROM ", kBaseline));
   if (!rows.ok()) return rows.status();
   using Key = std::pair<std::string, std::string>;
   std::map<Key, SchemaObject> baseline;
   std::map<Key, int64_t> roots_known;  // 0: not known (a baseline of an older version).
+  std::map<Key, int64_t> rows_known;   // Rowids in sqlite_master; 0: not known.
   for (const std::vector<Value>& r : *rows) {
     baseline[{r[0].bytes(), r[1].bytes()}] = {.type = r[0].bytes(),
                                               .name = r[1].bytes(),
                                               .tbl_name = r[2].is_null() ? "" : r[2].bytes(),
                                               .sql = r[3].is_null() ? "" : r[3].bytes()};
     roots_known[{r[0].bytes(), r[1].bytes()}] = r[4].is_null() ? 0 : r[4].integer();
+    rows_known[{r[0].bytes(), r[1].bytes()}] = r[5].is_null() ? 0 : r[5].integer();
   }
   std::map<Key, const SchemaObject*> here;
   for (const SchemaObject& o : *objects) here[{o.type, o.name}] = &o;
   std::map<Key, int64_t> roots_here;
+  std::map<Key, int64_t> rows_here;
   {
-    absl::StatusOr<std::vector<std::vector<Value>>> pages = db.QueryRows(
-        "SELECT type, name, rootpage FROM sqlite_master WHERE type IN ('table', 'index')");
+    absl::StatusOr<std::vector<std::vector<Value>>> pages =
+        db.QueryRows("SELECT type, name, rootpage, rowid FROM sqlite_master");
     if (!pages.ok()) return pages.status();
     for (const std::vector<Value>& r : *pages) {
       roots_here[{r[0].bytes(), r[1].bytes()}] = r[2].is_null() ? 0 : r[2].integer();
+      rows_here[{r[0].bytes(), r[1].bytes()}] = r[3].integer();
     }
   }
   auto root_here = [&](const Key& key) -> int64_t {
     auto it = roots_here.find(key);
     return it == roots_here.end() ? 0 : it->second;
+  };
+  auto row_here = [&](const Key& key) -> int64_t {
+    auto it = rows_here.find(key);
+    return it == rows_here.end() ? 0 : it->second;
   };
 
   SchemaDiff diff;
@@ -1634,9 +1651,46 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
           return true;
         });
   }
-  // A new table may be an old one renamed (ALTER TABLE RENAME rewrites only the name): when a
-  // table went in the same diff, or when its columns are those a changed table had (renamed,
-  // then made again under the old name, perhaps with more columns). Neither replicates then.
+  // Which of the tables gone that the pairs above left a new one may be, renamed (ALTER TABLE
+  // RENAME rewrites only the name; its columns changed since, say). The rename updates the
+  // table's row of sqlite_master in place: the table keeps that row's rowid (and its root page).
+  // A table created takes a new row after every other (SQLite hands out the largest rowid plus
+  // one), so a new table on another row than the one a gone table had was created, not renamed
+  // from it: DROP TABLE t; CREATE TABLE u in one look is a drop and a create. (The root page
+  // cannot tell: a table created takes a free page first, often the very one a table dropped
+  // just before freed.) The row may be the gone one's when that one was the last row (no log
+  // made after it): then, as when the baseline does not know the row (one of an older version,
+  // a CREATE sent and not looked at since), it may be a rename. A VACUUM makes sqlite_master
+  // again, its rows in another order: when an object that stays as it was (its name and SQL)
+  // stands on another row now, rows tell nothing in this look. Nor do they against a table that
+  // carries a gone one's capture, or did (a trace of the move, whatever page it names: a VACUUM
+  // moves pages too): SQLite moves capture with a table renamed and in no other way.
+  bool rows_moved = false;
+  for (const auto& [key, b] : baseline) {
+    auto it = here.find(key);
+    const int64_t was = rows_known[key];
+    if (was <= 0 || it == here.end() || it->second->sql != b.sql ||
+        (key.first == "table" && renamed_away.count(key.second) > 0)) {
+      continue;
+    }
+    if (row_here(key) != was) rows_moved = true;
+  }
+  std::map<std::string, std::set<std::string>> carried_ever;
+  if (!gone_tables.empty() && !new_tables.empty()) {
+    absl::StatusOr<std::map<std::string, std::set<std::string>>> carries =
+        CarriedCaptures(db, /*on_any_page=*/true);
+    if (!carries.ok()) return carries.status();
+    carried_ever = *std::move(carries);
+  }
+  auto may_be_renamed = [&](const SchemaObject* gone, const SchemaObject* o) {
+    auto it = carried_ever.find(o->name);
+    if (it != carried_ever.end() && it->second.count(gone->name) > 0) return true;
+    const int64_t was = rows_known[{gone->type, gone->name}];
+    return rows_moved || was <= 0 || row_here({o->type, o->name}) == was;
+  };
+  // A new table may be an old one renamed: a gone one's, as above, or when its columns are
+  // those a changed table had (renamed, then made again under the old name, perhaps with more
+  // columns). Neither replicates then.
   auto columns = [](const std::string& sql) {
     const size_t open = sql.find('(');
     return open == std::string::npos ? std::string() : sql.substr(open);
@@ -1650,7 +1704,9 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   for (const SchemaObject* o : new_tables) {
     auto was = old_columns.find(columns(o->sql));
     if (was != old_columns.end()) remade.insert(was->second);
-    if (was != old_columns.end() || !gone_tables.empty()) renamed.push_back(o);
+    const bool from_gone = std::any_of(gone_tables.begin(), gone_tables.end(),
+                                       [&](const SchemaObject* g) { return may_be_renamed(g, o); });
+    if (was != old_columns.end() || from_gone) renamed.push_back(o);
   }
   std::vector<SchemaChange> creates;
   // Columns renamed in this diff, of any table, go to renamed_names too: SQLite rewrote the
@@ -1716,11 +1772,12 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
     creates.push_back(CreateOf(*o));
     settled.insert(o->name);
   }
-  // A gone table is dropped, unless a table appeared in the same diff (it may have been renamed
-  // to it: neither replicates then, see above).
+  // A gone table is dropped, unless a table that appeared in the same diff may be it renamed
+  // (neither replicates then, see above).
   std::vector<SchemaChange> table_drops;
   for (const SchemaObject* o : gone_tables) {
-    if (!new_tables.empty()) {
+    if (std::any_of(new_tables.begin(), new_tables.end(),
+                    [&](const SchemaObject* n) { return may_be_renamed(o, n); })) {
       diff.forget.emplace_back(o->type, o->name);
       diff.not_replicated.push_back(absl::StrCat("DROP TABLE ", o->name));
       continue;
@@ -1769,23 +1826,25 @@ absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db) {
   diff.replicate.insert(diff.replicate.end(), table_drops.begin(), table_drops.end());
   diff.replicate.insert(diff.replicate.end(), table_renames.begin(), table_renames.end());
   diff.replicate.insert(diff.replicate.end(), creates.begin(), creates.end());
-  // The root pages of tables and indexes that stay as they were, where they moved (a VACUUM) or
-  // are not known yet. Not those of a table renamed away: the baseline keeps its old page until
-  // the rename commits, so that every look until then finds it again.
+  // Where objects that stay as they were stand, where they moved (a VACUUM) or are not known
+  // yet. Not a table renamed away: the baseline keeps its old page and row until the rename
+  // commits, so that every look until then finds it again.
   for (const auto& [key, b] : baseline) {
     auto it = here.find(key);
     if (it == here.end() || it->second->sql != b.sql ||
         (key.first == "table" && renamed_away.count(key.second) > 0)) {
       continue;
     }
-    const int64_t now = root_here(key);
-    if (now != roots_known[key]) diff.roots.emplace_back(b, now);
+    const SchemaDiff::Place now{.rootpage = root_here(key), .schema_rowid = row_here(key)};
+    if (now != SchemaDiff::Place{.rootpage = roots_known[key], .schema_rowid = rows_known[key]}) {
+      diff.places.emplace_back(b, now);
+    }
   }
   return diff;
 }
 
 absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
-  if (diff.keep.empty() && diff.forget.empty() && diff.roots.empty()) return absl::OkStatus();
+  if (diff.keep.empty() && diff.forget.empty() && diff.places.empty()) return absl::OkStatus();
   absl::StatusOr<sqlite::Transaction> txn =
       sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
@@ -1796,12 +1855,13 @@ absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
     if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
   }
   // As the diff saw them, of the object as the baseline holds it (not one changed since).
-  for (const auto& [o, page] : diff.roots) {
+  for (const auto& [o, place] : diff.places) {
     if (absl::Status s = db.RunKept(
             absl::StrCat("UPDATE ", kBaseline,
-                         " SET rootpage = ?3 WHERE type = ?1 AND name = "
+                         " SET rootpage = ?3, schema_rowid = ?5 WHERE type = ?1 AND name = "
                          "?2 AND sql = ?4"),
-            {Value::Text(o.type), Value::Text(o.name), Value::Integer(page), Value::Text(o.sql)});
+            {Value::Text(o.type), Value::Text(o.name), Value::Integer(place.rootpage),
+             Value::Text(o.sql), Value::Integer(place.schema_rowid)});
         !s.ok()) {
       return s;
     }
@@ -1854,7 +1914,7 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   const std::string& type = c.type();
   const std::string& name = c.name();
   if (!KnownType(type)) return Refused(absl::StrCat("unknown object type '", type, "'"));
-  if (name.empty() || Reserved(name)) {
+  if (name.empty() || sqlite::IsReservedName(name)) {
     return Refused(absl::StrCat("'", name, "' is not the name of a user object"));
   }
   if (own) {

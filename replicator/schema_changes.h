@@ -2,7 +2,8 @@
 // (the application, its migration tool, the sqlite3 shell), and how a node applies a schema
 // change of another.
 //
-// Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql, rootpage): the user
+// Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql, rootpage,
+// schema_rowid: where the object stands in the file and in sqlite_master): the user
 // objects its schema held when schema changes began to replicate on it, plus every schema change
 // applied since in shard 0's order, plus its own changes that do not replicate. What the database
 // holds beyond it is this node's own schema change (DiffSchema):
@@ -18,7 +19,7 @@
 //     create-copy-drop-rename way) -> REDEFINE, its SQL before (as the baseline holds it) and
 //     after; its rows follow, since capture copies a table made again whole;
 //   - a table that is gone -> DROP (its SQL before in before_sql); its indexes and triggers go
-//     with it;
+//     with it (also when tables are created in the same look: see below);
 //   - a table gone and a new one whose SQL reads the same but for the table's name (ALTER TABLE
 //     RENAME rewrites only the name), each the only such match of the other -> RENAME_TABLE
 //     (name, new_name, sql after, before_sql); the indexes, triggers and views SQLite rewrote
@@ -31,7 +32,7 @@
 //     Root pages moved otherwise are not taken for that: not when an index or table that stays
 //     as it was moved too (a VACUUM lays them all out again), nor, in an auto_vacuum database,
 //     when T's page was another object's (a DROP moves the last root page into the dropped
-//     one's); the baseline takes the pages then (SchemaDiff::roots);
+//     one's); the baseline takes the pages then (SchemaDiff::places);
 //   - a table gone and a new one that carries its capture, each the only such match of the
 //     other, whose columns are the gone one's but for columns renamed, dropped and added (a
 //     table renamed and its columns changed in the same look): SQLite moves marmot's capture
@@ -46,9 +47,13 @@
 // itself; README, "Limitations"): a table whose columns changed in a way its text cannot tell
 // (a rename from a drop and an add), and its indexes and triggers. When other tables are gone
 // and new ones appear in one diff (a table renamed before it had capture and its columns
-// changed in the same look, two tables alike renamed at once),
-// or a new table has the columns a changed table had, a table may have been renamed: none of
-// them replicates, so that the other nodes' own rename still finds its name free.
+// changed in the same look, two tables alike renamed at once), a new table may be a gone one
+// renamed unless it stands on another row of sqlite_master than the gone one did (a rename
+// keeps the row, a table created takes a new one; not told after a VACUUM, which numbers the
+// rows again, nor when the new table carries or carried the gone one's capture); when it may,
+// or a new table has the columns a changed table had, none of them replicates, so that the
+// other nodes' own rename still finds its name free. A table dropped and another created in one
+// look are a DROP and a CREATE.
 //
 // Applying is "make the object so", compared as the object, not as the statement made: a CREATE
 // of an object that exists with the same SQL changes nothing (the origin itself, or every pod
@@ -149,9 +154,17 @@ struct SchemaDiff {
   std::vector<SchemaObject> keep;
   std::vector<std::pair<std::string, std::string>> forget;
   std::vector<std::string> not_replicated;
-  // Tables and indexes that stay as they were on another root page (a VACUUM moves them), or
-  // whose page the baseline does not know yet: the baseline takes the page. No schema change.
-  std::vector<std::pair<SchemaObject, int64_t>> roots;
+  // Where an object stands: its root page (a table's or index's; 0 for others) and its rowid in
+  // sqlite_master.
+  struct Place {
+    int64_t rootpage = 0;
+    int64_t schema_rowid = 0;
+    bool operator==(const Place&) const = default;
+  };
+  // Objects that stay as they were and stand elsewhere (a VACUUM lays out the file and
+  // sqlite_master again), or whose place the baseline does not know yet: the baseline takes
+  // where they stand now. No schema change.
+  std::vector<std::pair<SchemaObject, Place>> places;
 };
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db);
 

@@ -42,7 +42,7 @@ absl::StatusOr<std::string> TablePlans::TableNameHere(const std::string& table) 
     tables_here_.emplace();
     for (const std::vector<sqlite::Value>& r : *rows) {
       // User tables only: a change naming SQLite's or marmot's own is refused by its name.
-      if (sqlite::IsReservedTableName(r[0].bytes())) continue;
+      if (sqlite::IsReservedName(r[0].bytes())) continue;
       (*tables_here_)[absl::AsciiStrToLower(r[0].bytes())] = r[0].bytes();
     }
   }

@@ -15,13 +15,13 @@ std::string TableSchema::ShapeString() const {
   return out;
 }
 
-bool IsReservedTableName(absl::string_view name) {
+bool IsReservedName(absl::string_view name) {
   return absl::StartsWithIgnoreCase(name, "sqlite_") ||
          absl::StartsWithIgnoreCase(name, kMarmotPrefix);
 }
 
 absl::StatusOr<TableSchema> ReadTableSchema(Database& db, const std::string& table) {
-  if (IsReservedTableName(table)) {
+  if (IsReservedName(table)) {
     return absl::InvalidArgumentError(absl::StrCat(
         QuoteIdentifier(table), " is SQLite's or marmot's own table, not a user table"));
   }
@@ -88,7 +88,7 @@ absl::StatusOr<SchemaListing> ListUserTables(Database& db) {
   for (const std::vector<Value>& row : *rows) {
     const std::string& name = row[0].bytes();
     const std::string& type = row[1].bytes();
-    if (IsReservedTableName(name)) continue;
+    if (IsReservedName(name)) continue;
     if (type == "virtual" || type == "shadow") {
       listing.skipped_virtual.push_back(name);
       continue;

@@ -54,8 +54,12 @@ struct SchemaListing {
 // Reads the user tables of the main schema.
 absl::StatusOr<SchemaListing> ListUserTables(Database& db);
 
-// Whether `name` is reserved to SQLite (`sqlite_...`) or marmot (`__marmot__...`), in any case.
-bool IsReservedTableName(absl::string_view name);
+// Whether `name` (of a table, index, view, trigger or column) is reserved to SQLite
+// (`sqlite_...`) or marmot (`__marmot__...`), in any case: SQLite compares names without ASCII
+// case, so `__MARMOT__x` names marmot's `__marmot__x`. Everything that tells marmot's objects
+// from the application's asks this, so that what one part takes for a user object no other
+// refuses as marmot's.
+bool IsReservedName(absl::string_view name);
 
 // Reads one user table; NOT_FOUND when it does not exist, INVALID_ARGUMENT when it is a view, a
 // virtual or shadow table, or SQLite's or marmot's own.

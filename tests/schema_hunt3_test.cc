@@ -251,17 +251,16 @@ TEST(SchemaHunt3Test, DISABLED_AFullTextIndexKeptByTriggersFindsTheDocumentsOnEv
       << cluster.OnEveryNode(rows);
 }
 
-// Found by this hunt: a migration that drops one table and makes another within one look (3 s:
-// Django's DeleteModel and CreateModel in one `migrate`, or any two migrations run together)
-// replicates neither (README: "a table gone in the same look that another appears that is not
-// such a rename"; schema_changes.cc takes any new table as maybe renamed when any table went,
-// though a rename keeps its root page and this table's is new), yet the trigger made with it,
-// which writes the new table, replicates: every insert into kv on the other nodes then fails.
-// Expected: gone dropped and audit made on every node; node 2's insert succeeds. Seen: nodes
-// 2 and 3 keep gone, lack audit, have kv_audit; node 2's insert fails: "Parse error near line
-// 2: no such table: main.audit"; node 1 logs "schema changes that do not replicate yet (make
-// them on every node): CREATE TABLE audit (another table renamed to it?), DROP TABLE gone".
-TEST(SchemaHunt3Test, DISABLED_ATableDroppedAndAnotherMadeInOneMigrationReachEveryNode) {
+// A migration that drops one table and makes another within one look (3 s: Django's
+// DeleteModel and CreateModel in one `migrate`, or any two migrations run together) replicates
+// as a drop and a create, with the trigger made with them that writes the new table: every node
+// ends with the schema of node 1, and an insert into kv on node 2 succeeds. Found by this hunt:
+// neither replicated (schema_changes.cc took any new table for maybe renamed when any table
+// went), yet the trigger did, and every insert into kv on the other nodes failed ("no such
+// table: main.audit"). audit may stand on gone's very page (a table made takes a freed page
+// first): it is told from a rename by its row of sqlite_master, new where a rename keeps the
+// table's.
+TEST(SchemaHunt3Test, ATableDroppedAndAnotherMadeInOneMigrationReachEveryNode) {
   testing::LocalCluster cluster({.nodes = 3,
                                  .shards = 2,
                                  .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
@@ -343,17 +342,14 @@ TEST(SchemaHunt3Test, DISABLED_ANodeBackFromSnapshotsAfterAMigrationHasTheSchema
   }
 }
 
-// Found by this hunt (minor): names marmot takes as its own (`__marmot__...`, any case: sqlite/
-// schema.cc IsReservedTableName, schema_changes.cc Reserved) are told apart in two ways.
-// ListUserObjects (schema_changes.cc) leaves out only the lower-case prefix, so a table
-// `__Marmot__notes` or an index `__MARMOT__kv_v` made by the application is proposed as a
-// schema change, which every node (its origin too) then refuses as "not the name of a user
-// object", logged as an error and counted as a refusal on every node; `__marmot__view` is left
-// out quietly. Expected: none of them proposed (or all replicated), no refusal anywhere. Seen:
-// node 1 logs "replicating 2 schema change(s): table __Marmot__notes, index __MARMOT__kv_v",
-// then each node logs "schema change refused: table __Marmot__notes from node 1 (shard 0 index
-// 5): '__Marmot__notes' is not the name of a user object" (and the same of the index).
-TEST(SchemaHunt3Test, DISABLED_MarmotsNamesInOtherCasesAreNotProposedToBeRefused) {
+// Names marmot takes as its own (`__marmot__...`) in any case, as SQLite compares names: a table
+// `__Marmot__notes`, an index `__MARMOT__kv_v` and a view `__marmot__view` made by the
+// application are none of its schema changes, so none is proposed and no node refuses one.
+// Found by this hunt (minor): ListUserObjects (schema_changes.cc) left out only the lower-case
+// prefix while applying (sqlite/schema.cc, now IsReservedName for both) refuses any case: node
+// 1 logged "replicating 2 schema change(s): table __Marmot__notes, index __MARMOT__kv_v", then
+// each node "schema change refused: ... '__Marmot__notes' is not the name of a user object".
+TEST(SchemaHunt3Test, MarmotsNamesInOtherCasesAreNotProposedToBeRefused) {
   testing::LocalCluster cluster(
       {.nodes = 2, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
   cluster.Start();
