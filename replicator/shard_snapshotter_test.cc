@@ -405,5 +405,287 @@ TEST(ShardSnapshotterTest, ARowOfAnotherShardWithAPendingOwnChangeKeepsItsUnique
   EXPECT_EQ(a.Conflicts(), 1);
 }
 
+// What a node keeps as conflicts, as every node should keep them: per conflict its shard, table,
+// key, origin, change, op and the version it lost to (not its id, entry or time of reading).
+std::string ConflictShape(Node& n) {
+  return testing::QueryText(
+      n,
+      "SELECT shard, tbl, key, origin, change_id, op, winner_origin, winner_change_id FROM "
+      "\"__marmot__conflicts\" ORDER BY tbl, key, origin, change_id");
+}
+
+// The versions of a table's rows as RowVersions keeps them: key, origin, change, held or not.
+std::string VersionShape(Node& n, const std::string& table) {
+  return testing::QueryText(
+      n, absl::StrCat("SELECT key, shard, origin, change_id, held IS NOT NULL FROM "
+                      "\"__marmot__versions\" WHERE tbl = '",
+                      table, "' ORDER BY key"));
+}
+
+// Writes what `n`'s applier deferred (own changes its rows held: their versions, applied
+// indexes), as the node's next write transaction does before a snapshot is read.
+void WriteDeferred(Node& n) {
+  ASSERT_TRUE(n.db->Exec("BEGIN IMMEDIATE").ok());
+  ASSERT_TRUE(n.applier->WriteDeferred().ok());
+  ASSERT_TRUE(n.db->Exec("COMMIT").ok());
+  n.applier->DeferredCommitted();
+}
+
+// `batch` applied on each of `nodes` at (`shard`, `index`), deferred state written after.
+void ApplyEverywhere(std::initializer_list<Node*> nodes, int shard, uint64_t index,
+                     const change::v1::ChangeBatch& batch) {
+  for (Node* n : nodes) {
+    auto r = n->applier->Apply(shard, index, batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    WriteDeferred(*n);
+  }
+}
+
+// A snapshot row kept at once for this node's pending change (its UNIQUE value is that change's
+// here) is written once that change loses a conflict of its own row (TakeKeptAtOnce), as on
+// every node: there the change replaced nothing. Node a renamed row 1 to 'b' over b's first
+// version of it, which b had changed since (to 'z'); b gave 'b' to a new row 2. a's change then
+// loses on both nodes: row 1 takes b's 'z', and row 2 stands with 'b' on both.
+TEST(ShardSnapshotterTest, ASnapshotRowKeptForAnOwnChangeThatLosesIsWrittenAsOnEveryNode) {
+  Node a("snap-lose-a"), b("snap-lose-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
+  b.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1");  // b's change 2
+  ApplyEverywhere({&b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "order"));
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");      // a's change 1, pending
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b')");  // b's change 3
+  ApplyEverywhere({&b}, 0, 3, OnlyChange(b.CapturedBatch(2), 3, "order"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 3);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Dump("order"), "1 1 'b' NULL NULL \n");
+  EXPECT_EQ(a.Conflicts(), 1);
+  ApplyEverywhere({&a, &b}, 0, 4, OnlyChange(a.CapturedBatch(1), 1, "order"));
+  EXPECT_EQ(b.Dump("order"), "1 1 'z' NULL NULL \n2 2 'b' NULL NULL \n");
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+  EXPECT_EQ(VersionShape(a, "order"), VersionShape(b, "order"));
+}
+
+// When the pending change wins, the snapshot row kept at once is the conflict every node keeps:
+// the same origin, change, key and winner as where the change's upsert replaced it.
+TEST(ShardSnapshotterTest, ASnapshotRowKeptAtOnceIsTheConflictEveryNodeKeeps) {
+  Node a("snap-win-a"), b("snap-win-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");      // a's change 1, pending
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b')");  // b's change 2
+  ApplyEverywhere({&b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "order"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 2);
+  ASSERT_TRUE(install.ok()) << install.status();
+  ApplyEverywhere({&a, &b}, 0, 3, OnlyChange(a.CapturedBatch(1), 1, "order"));
+  EXPECT_EQ(b.Dump("order"), "1 1 'b' NULL NULL \n");
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+  EXPECT_EQ(VersionShape(a, "order"), VersionShape(b, "order"));
+  // A later change of row 2 made over a's version of it applies on both; one made over b's
+  // own (without seeing a's) is a conflict on both.
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (7, 'c')");  // b's change 3, no version
+  ApplyEverywhere({&a, &b}, 0, 4, OnlyChange(b.CapturedBatch(2), 3, "order"));
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
+// DISABLED: shows a divergence (found 2026-12-07 reviewing fca23e2). The same across shards,
+// where a's pending change loses: row 1 (a's change, in another shard than the snapshot) loses
+// to b's 'z', so it replaces nothing anywhere, and b's row `other` with 'b' stands on b.
+// Expected: a writes row `other` back once its change loses, as in one shard (TakeKeptAtOnce).
+// Seen: a keeps it as a conflict for good, and b holds the row: a's conflict is kept in the
+// snapshot's shard, and TakeKeptAtOnce looks only in the shard of the change that lost (and
+// KeepDisplacedNow gave the row its own version, not the loser's, for another shard).
+TEST(ShardSnapshotterTest,
+     DISABLED_ASnapshotRowKeptForAnOwnChangeOfAnotherShardThatLosesIsWrittenAsOnEveryNode) {
+  Node a("snap-lose-shards-a", 4), b("snap-lose-shards-b", 4);
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  const auto shard_of = [&](int64_t id) { return a.router.ShardOf("order", {Value::Integer(id)}); };
+  int64_t other = 2;
+  while (shard_of(other) == shard_of(1)) ++other;
+  const int x = shard_of(1), y = shard_of(other);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
+  ApplyEverywhere({&a, &b}, x, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
+  b.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1");  // b's change 2
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");  // a's change 1, pending
+  ApplyEverywhere({&a, &b}, x, 2, OnlyChange(b.CapturedBatch(2), 2, "order"));         // held on a
+  b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", other, ", 'b')"));  // 3
+  ApplyEverywhere({&b}, y, 1, OnlyChange(b.CapturedBatch(2), 3, "order"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, y, 1);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Dump("order"), "1 1 'b' NULL NULL \n");
+  ApplyEverywhere({&a, &b}, x, 3, OnlyChange(a.CapturedBatch(1), 1, "order"));
+  EXPECT_EQ(b.Dump("order"),
+            absl::StrCat("1 1 'z' NULL NULL \n", other, " ", other, " 'b' NULL NULL \n"));
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
+// A table with two UNIQUE columns besides its key, on both nodes, captured.
+void MakeTwoUniqueTable(Node& n) {
+  n.Exec("CREATE TABLE two (id INTEGER PRIMARY KEY, u TEXT UNIQUE, w TEXT UNIQUE)");
+  ASSERT_TRUE(sqlite::InstallCapture(*n.db).ok());
+}
+
+// One snapshot row takes a UNIQUE value from each of two rows with pending own changes of a:
+// row 1 (its `u`, a's change 1, which then loses: b changed row 1 first) and row 3 (its `w`,
+// a's change 2, which wins). On b, change 1 replaces nothing and change 2's upsert replaces the
+// snapshot's row 2: row 2 is a conflict change 2 won. `loser_on_u`: the losing change takes `u`
+// (otherwise `w`).
+void ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode(const std::string& label,
+                                                           bool loser_on_u,
+                                                           bool read_together = false) {
+  Node a(label + "-a"), b(label + "-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  MakeTwoUniqueTable(a);
+  MakeTwoUniqueTable(b);
+  const std::string lose = loser_on_u ? "u" : "w", win = loser_on_u ? "w" : "u";
+  b.Exec("INSERT INTO two VALUES (1, 'u1', 'w1'), (3, 'u3', 'w3')");  // b's changes 1, 2
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "two"));
+  ApplyEverywhere({&a, &b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "two"));
+  b.Exec(absl::StrCat("UPDATE two SET ", lose, " = 'z' WHERE id = 1"));  // b's change 3
+  ApplyEverywhere({&b}, 0, 3, OnlyChange(b.CapturedBatch(2), 3, "two"));
+  a.Exec(absl::StrCat("UPDATE two SET ", lose, " = 'p' WHERE id = 1"));  // a's change 1
+  a.Exec(absl::StrCat("UPDATE two SET ", win, " = 'q' WHERE id = 3"));   // a's change 2
+  b.Exec(absl::StrCat("INSERT INTO two (id, ", lose, ", ", win, ") VALUES (2, 'p', 'q')"));  // 4
+  ApplyEverywhere({&b}, 0, 4, OnlyChange(b.CapturedBatch(2), 4, "two"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 4);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Conflicts(), 1);
+  EXPECT_EQ(testing::QueryText(a, "SELECT id FROM two ORDER BY id"), "1 \n3 \n");
+  // a's two changes read by its shipper at once (one entry), or the second read only after the
+  // first applied (its values are read from the row then).
+  if (read_together) {
+    ApplyEverywhere({&a, &b}, 0, 5, a.CapturedBatch(1));
+  } else {
+    ApplyEverywhere({&a, &b}, 0, 5, OnlyChange(a.CapturedBatch(1), 1, "two"));
+    ApplyEverywhere({&a, &b}, 0, 6, OnlyChange(a.CapturedBatch(1), 2, "two"));
+  }
+  EXPECT_EQ(b.Dump("two"),
+            loser_on_u ? "1 1 'z' 'w1' \n3 3 'u3' 'q' \n" : "1 1 'u1' 'z' \n3 3 'q' 'w3' \n");
+  EXPECT_EQ(a.Dump("two"), b.Dump("two"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
+TEST(ShardSnapshotterTest, ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnU) {
+  ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-u", true);
+}
+
+// DISABLED: shows a loss (found 2026-12-07 reviewing fca23e2). Here the install keeps row 2 at
+// once for a's change 1 (the one that loses). When it loses, TakeKeptAtOnce writes row 2 back
+// with INSERT OR REPLACE, which deletes row 3 here though a's change 2 of it is still pending;
+// a's shipper then reads no row 3 for change 2 and ships a DELETE of it. Expected (as b ends
+// when a's changes are read together, and as the LoserOnU variant ends): rows 1 ('u1', 'z') and
+// 3 ('q', 'w3'), row 2 a conflict a's change 2 won. Seen on both nodes: rows 1 and 2
+// ('q', 'p'); row 3 and a's change of it are gone, kept nowhere.
+TEST(ShardSnapshotterTest, DISABLED_ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
+  ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-w", false);
+}
+
+TEST(ShardSnapshotterTest, ASnapshotRowOverTwoPendingRowsReadTogetherEndsAsOnEveryNodeLoserOnW) {
+  ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-w-together", false, true);
+}
+
+TEST(ShardSnapshotterTest, ASnapshotRowOverTwoPendingRowsReadTogetherEndsAsOnEveryNodeLoserOnU) {
+  ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-u-together", true, true);
+}
+
+// A table whose UNIQUE index is partial (`where`) or on an expression (`on`), on both nodes.
+void MakeIndexedTable(Node& n, const std::string& on, const std::string& where) {
+  n.Exec(absl::StrCat("CREATE TABLE tagged (id INTEGER PRIMARY KEY, name TEXT, live INTEGER);",
+                      "CREATE UNIQUE INDEX tagged_name ON tagged (", on, ")", where));
+  ASSERT_TRUE(sqlite::InstallCapture(*n.db).ok());
+}
+
+// a renamed row 1 to `mine` (pending); b's snapshot holds row 2 with `theirs` and `live`.
+// `replaces`: whether row 2's upsert would replace row 1 through the index (then it is kept at
+// once, and a's change replaces it on b too); otherwise it is written, and stays on both.
+void ExpectAnIndexThatOnlyProbesCanAskAbout(const std::string& label, const std::string& on,
+                                            const std::string& where, const std::string& mine,
+                                            const std::string& theirs, int live, bool replaces) {
+  Node a(label + "-a"), b(label + "-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  MakeIndexedTable(a, on, where);
+  MakeIndexedTable(b, on, where);
+  b.Exec("INSERT INTO tagged VALUES (1, 'first', 1)");  // b's change 1
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "tagged"));
+  a.Exec(absl::StrCat("UPDATE tagged SET name = '", mine, "' WHERE id = 1"));  // a's change 1
+  b.Exec(absl::StrCat("INSERT INTO tagged VALUES (2, '", theirs, "', ", live, ")"));  // 2
+  ApplyEverywhere({&b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "tagged"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 2);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Conflicts(), replaces ? 1 : 0);
+  EXPECT_EQ(testing::QueryText(a, "SELECT id FROM tagged ORDER BY id"),
+            replaces ? "1 \n" : "1 \n2 \n");
+  ApplyEverywhere({&a, &b}, 0, 3, OnlyChange(a.CapturedBatch(1), 1, "tagged"));
+  EXPECT_EQ(a.Dump("tagged"), b.Dump("tagged"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
+TEST(ShardSnapshotterTest, APartialUniqueIndexKeepsOnlyARowItHolds) {
+  ExpectAnIndexThatOnlyProbesCanAskAbout("snap-partial-in", "name", " WHERE live = 1", "b", "b", 1,
+                                         /*replaces=*/true);
+  ExpectAnIndexThatOnlyProbesCanAskAbout("snap-partial-out", "name", " WHERE live = 1", "b", "b", 0,
+                                         /*replaces=*/false);
+}
+
+TEST(ShardSnapshotterTest, AnExpressionUniqueIndexKeepsARowItWouldReplace) {
+  ExpectAnIndexThatOnlyProbesCanAskAbout("snap-expr-in", "lower(name)", "", "b", "B", 1,
+                                         /*replaces=*/true);
+  ExpectAnIndexThatOnlyProbesCanAskAbout("snap-expr-out", "lower(name)", "", "b", "c", 1,
+                                         /*replaces=*/false);
+}
+
+// The key of the row with a pending change is a rekey: a moved row 1 to key 5 with name 'b';
+// b's snapshot gives 'b' to row 2. a's rekey then applies and replaces row 2 on b.
+TEST(ShardSnapshotterTest, ASnapshotRowOverAPendingRekeyEndsAsOnEveryNode) {
+  Node a("snap-rekey-a"), b("snap-rekey-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
+  a.Exec("UPDATE \"order\" SET id = 5, name = 'b' WHERE id = 1");  // a's change 1
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b')");      // b's change 2
+  ApplyEverywhere({&b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "order"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 2);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Dump("order"), "5 5 'b' NULL NULL \n");
+  ApplyEverywhere({&a, &b}, 0, 3, OnlyChange(a.CapturedBatch(1), 1, "order"));
+  EXPECT_EQ(b.Dump("order"), "5 5 'b' NULL NULL \n");
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
+// The same in a WITHOUT ROWID table with a UNIQUE column.
+TEST(ShardSnapshotterTest, ASnapshotRowOfAWithoutRowidTableKeepsAPendingRowsUniqueValue) {
+  Node a("snap-norowid-a"), b("snap-norowid-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  for (Node* n : {&a, &b}) {
+    n->Exec("CREATE TABLE tag (k TEXT PRIMARY KEY, label TEXT UNIQUE) WITHOUT ROWID");
+    ASSERT_TRUE(sqlite::InstallCapture(*n->db).ok());
+  }
+  b.Exec("INSERT INTO tag VALUES ('k1', 'x')");  // b's change 1
+  ApplyEverywhere({&a, &b}, 0, 1, OnlyChange(b.CapturedBatch(2), 1, "tag"));
+  a.Exec("UPDATE tag SET label = 'b' WHERE k = 'k1'");  // a's change 1
+  b.Exec("INSERT INTO tag VALUES ('k2', 'b')");         // b's change 2
+  ApplyEverywhere({&b}, 0, 2, OnlyChange(b.CapturedBatch(2), 2, "tag"));
+  auto install = testing::CopySnapshot(*b.applier, *a.applier, 0, 2);
+  ASSERT_TRUE(install.ok()) << install.status();
+  EXPECT_EQ(a.Dump("tag"), "'k1' 'b' \n");
+  EXPECT_EQ(a.Conflicts(), 1);
+  ApplyEverywhere({&a, &b}, 0, 3, OnlyChange(a.CapturedBatch(1), 1, "tag"));
+  EXPECT_EQ(a.Dump("tag"), b.Dump("tag"));
+  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+}
+
 }  // namespace
 }  // namespace marmot::replicator
