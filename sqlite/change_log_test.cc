@@ -529,6 +529,120 @@ TEST_F(ChangeLogTest, ATableMadeAgainWithinOneLookCopiesOnlyWhatDiffersFromItsVe
   EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, 4);
 }
 
+// A table of every key shape given versions, made again (create-copy-drop-rename), and copied
+// by the backfill: each copied row names the version its row has, the one a trigger names for
+// a write of that row right after (the two must agree, or the copy conflicts on every node
+// that holds the version). Keys: the rowid, an INTEGER PRIMARY KEY named `key`, a composite key
+// of columns named `tbl` and `held` (TEXT with a NUL, REAL), a TEXT key with a NUL, a REAL key,
+// a column named `rowid` as a TEXT key, a table named `v` keyed by `v`, and odd quoting.
+struct RemadeTable {
+  std::string name;
+  std::string columns;            // The table's definition, inside its parentheses.
+  std::string suffix;             // After the parentheses (WITHOUT ROWID).
+  std::vector<std::string> keys;  // Key columns as SQL (quoted), or {"rowid"}.
+  std::string rows;               // VALUES of its rows.
+  std::string copy_columns;       // Columns copied into the table made again.
+};
+
+class BackfillKeyShapeTest : public ChangeLogTest,
+                             public ::testing::WithParamInterface<RemadeTable> {};
+
+TEST_P(BackfillKeyShapeTest, TheCopyNamesTheVersionATriggerNames) {
+  const RemadeTable& t = GetParam();
+  const std::string q = QuoteIdentifier(t.name);
+  const std::string remade = QuoteIdentifier(t.name + "_new");
+  Exec(absl::StrCat("CREATE TABLE ", q, " (", t.columns, ")", t.suffix));
+  Install({.backfill_new_tables = true});
+  Exec(absl::StrCat("INSERT INTO ", q, " (", t.copy_columns, ") VALUES ", t.rows));
+  // Every row a version of node 7, numbered as the rows are.
+  Exec(
+      absl::StrCat("INSERT INTO \"__marmot__versions\" (tbl, key, shard, raft_index, origin, "
+                   "change_id, held) SELECT ",
+                   Value::Text(t.name).DebugString(), ", ", RowVersionKeySql(t.keys),
+                   ", 0, 5, 7, 100 + row_number() OVER (), NULL FROM ", q));
+  const int64_t rows = db_->QueryValue(absl::StrCat("SELECT count(*) FROM ", q))->integer();
+  ASSERT_GT(rows, 0);
+  Exec(absl::StrCat("BEGIN; CREATE TABLE ", remade, " (", t.columns, ")", t.suffix,
+                    "; INSERT INTO ", remade, " (", t.copy_columns, ") SELECT ", t.copy_columns,
+                    " FROM ", q, "; DROP TABLE ", q, "; ALTER TABLE ", remade, " RENAME TO ", q,
+                    "; COMMIT;"));
+  const std::vector<ChangeRecord> before = Changes(t.name);
+  const int64_t last = before.empty() ? 0 : before.back().id;
+  EXPECT_EQ(Install({.backfill_new_tables = true}).backfilled_rows, rows);
+  auto text = [](const std::vector<Value>& key) {
+    std::string out;
+    for (const Value& v : key) absl::StrAppend(&out, v.DebugString(), ",");
+    return out;
+  };
+  std::map<std::string, std::pair<int64_t, int64_t>> copied;  // key -> prev
+  for (const ChangeRecord& r : Changes(t.name)) {
+    if (r.id <= last) continue;
+    ASSERT_TRUE(r.prev.has_value());
+    copied[text(r.key)] = {r.prev->origin, r.prev->change_id};
+  }
+  ASSERT_EQ(static_cast<int64_t>(copied.size()), rows);
+  for (const auto& [key, prev] : copied) {
+    EXPECT_EQ(prev.first, 7) << key;
+  }
+  // A write of each row now names the version the trigger finds: the copy's.
+  const int64_t copied_last = Changes(t.name).back().id;
+  Exec(absl::StrCat("UPDATE ", q, " SET ", t.copy_columns.substr(0, t.copy_columns.find(',')),
+                    " = ", t.copy_columns.substr(0, t.copy_columns.find(','))));
+  std::map<std::string, std::pair<int64_t, int64_t>> written;
+  for (const ChangeRecord& r : Changes(t.name)) {
+    if (r.id <= copied_last) continue;
+    ASSERT_TRUE(r.prev.has_value());
+    written[text(r.key)] = {r.prev->origin, r.prev->change_id};
+  }
+  EXPECT_EQ(written, copied);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    KeyShapes, BackfillKeyShapeTest,
+    ::testing::Values(
+        RemadeTable{.name = "loose",
+                    .columns = "a TEXT, b INTEGER",
+                    .keys = {"rowid"},
+                    .rows = "(10, 'x', 1), (20, 'y', 2)",
+                    .copy_columns = "rowid, a, b"},
+        RemadeTable{.name = "kv",
+                    .columns = "\"key\" INTEGER PRIMARY KEY, v TEXT",
+                    .keys = {"\"key\""},
+                    .rows = "(1, 'one'), (-5, 'two')",
+                    .copy_columns = "\"key\", v"},
+        RemadeTable{.name = "pairs",
+                    .columns = "tbl TEXT, held REAL, v, PRIMARY KEY (tbl, held)",
+                    .suffix = " WITHOUT ROWID",
+                    .keys = {"\"tbl\"", "\"held\""},
+                    .rows = "('a' || char(0) || 'b', 1.5, 1), ('key', 2.0, 2), ('it''s', -0.25, 3)",
+                    .copy_columns = "tbl, held, v"},
+        RemadeTable{.name = "nul",
+                    .columns = "k TEXT PRIMARY KEY, origin INTEGER",
+                    .keys = {"\"k\""},
+                    .rows = "('x' || char(0) || 'y', 1), ('plain', 2)",
+                    .copy_columns = "k, origin"},
+        RemadeTable{.name = "reals",
+                    .columns = "k REAL PRIMARY KEY, change_id TEXT",
+                    .keys = {"\"k\""},
+                    .rows = "(1.5, 'a'), (2.0, 'b'), (1e300, 'c')",
+                    .copy_columns = "k, change_id"},
+        RemadeTable{.name = "named_rowid",
+                    .columns = "\"rowid\" TEXT PRIMARY KEY, w",
+                    .keys = {"\"rowid\""},
+                    .rows = "('r1', 1), ('r2', 2)",
+                    .copy_columns = "\"rowid\", w"},
+        RemadeTable{.name = "v",
+                    .columns = "v INTEGER PRIMARY KEY, tbl TEXT, \"key\" TEXT",
+                    .keys = {"\"v\""},
+                    .rows = "(1, 'other', 'k'), (2, 'v', '2')",
+                    .copy_columns = "v, tbl, \"key\""},
+        RemadeTable{.name = "we\"ird t",
+                    .columns = "\"k\"\"ey\" TEXT, \"o'dd\" INTEGER, x, PRIMARY KEY (\"k\"\"ey\", "
+                               "\"o'dd\")",
+                    .keys = {"\"k\"\"ey\"", "\"o'dd\""},
+                    .rows = "('a', 1, 0), ('b''c', 2, 0)",
+                    .copy_columns = "\"k\"\"ey\", \"o'dd\", x"}));
+
 TEST_F(ChangeLogTest, ATableRenamedTakesItsLogAlongWithItsPendingChangesAndVersions) {
   Exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')");
   Install({.backfill_new_tables = true});
