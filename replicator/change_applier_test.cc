@@ -1091,5 +1091,69 @@ TEST(ChangeApplierTest, AChangeAfterAKeptAtOnceChangeIsJudgedAgainstItNotAgainst
   }
 }
 
+// Another node's insert takes a UNIQUE value from each of two rows with pending changes of node
+// 1 (a): row 1's `lose` (a's change 1, which then loses: b changed row 1 first) and row 3's
+// `win` (a's change 2, which wins). a keeps the insert at once for one of them. Expected on
+// every node, as on b: row 1 with b's value, row 3 with a's, the insert a conflict a's change 2
+// won. (Reviewing fca23e2, whose snapshot install keeps rows the same way:
+// shard_snapshotter_test ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode*.)
+void ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode(const std::string& label, bool loser_on_u) {
+  Node a(label + "-a"), b(label + "-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  for (Node* n : {&a, &b}) {
+    n->Exec("CREATE TABLE two (id INTEGER PRIMARY KEY, u TEXT UNIQUE, w TEXT UNIQUE)");
+    ASSERT_TRUE(sqlite::InstallCapture(*n->db).ok());
+  }
+  auto apply = [](std::initializer_list<Node*> nodes, uint64_t index,
+                  const change::v1::ChangeBatch& batch) {
+    for (Node* n : nodes) {
+      auto r = n->applier->Apply(0, index, batch);
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  };
+  const std::string lose = loser_on_u ? "u" : "w", win = loser_on_u ? "w" : "u";
+  b.Exec("INSERT INTO two VALUES (1, 'u1', 'w1'), (3, 'u3', 'w3')");  // b's changes 1, 2
+  apply({&a, &b}, 1, OnlyChange(b.CapturedBatch(2), 1, "two"));
+  apply({&a, &b}, 2, OnlyChange(b.CapturedBatch(2), 2, "two"));
+  a.Exec(absl::StrCat("UPDATE two SET ", lose, " = 'p' WHERE id = 1"));  // a's change 1
+  a.Exec(absl::StrCat("UPDATE two SET ", win, " = 'q' WHERE id = 3"));   // a's change 2
+  b.Exec(absl::StrCat("UPDATE two SET ", lose, " = 'z' WHERE id = 1"));  // b's change 3
+  apply({&a, &b}, 3, OnlyChange(b.CapturedBatch(2), 3, "two"));          // held on a
+  b.Exec(absl::StrCat("INSERT INTO two (id, ", lose, ", ", win, ") VALUES (2, 'p', 'q')"));  // 4
+  apply({&a, &b}, 4, OnlyChange(b.CapturedBatch(2), 4, "two"));  // kept at once on a
+  EXPECT_EQ(a.Conflicts(), 1);
+  // a's change 1 is read and applied; its change 2 is read after.
+  apply({&a, &b}, 5, OnlyChange(a.CapturedBatch(1), 1, "two"));
+  apply({&a, &b}, 6, OnlyChange(a.CapturedBatch(1), 2, "two"));
+  EXPECT_EQ(b.Dump("two"),
+            loser_on_u ? "1 1 'z' 'w1' \n3 3 'u3' 'q' \n" : "1 1 'u1' 'z' \n3 3 'q' 'w3' \n");
+  EXPECT_EQ(a.Dump("two"), b.Dump("two"));
+  EXPECT_EQ(QueryText(a,
+                      "SELECT tbl, key, origin, change_id, winner_origin, winner_change_id "
+                      "FROM \"__marmot__conflicts\" ORDER BY key"),
+            QueryText(b,
+                      "SELECT tbl, key, origin, change_id, winner_origin, winner_change_id "
+                      "FROM \"__marmot__conflicts\" ORDER BY key"));
+}
+
+TEST(ChangeApplierTest, AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLoserOnU) {
+  ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode("two-pending-u", true);
+}
+
+// DISABLED: shows a loss (found 2026-12-07 reviewing fca23e2; the same through a snapshot
+// install: shard_snapshotter_test
+// DISABLED_ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW). Here a keeps b's insert at
+// once for its change 1, the one that loses. When it loses, TakeKeptAtOnce writes the insert
+// (KeepConflict) with INSERT OR REPLACE, which deletes row 3 on a though a's change 2 of it is
+// pending; a's shipper then reads no row 3 for change 2 and ships a DELETE of it. Expected: rows 1
+// ('u1', 'z') and 3 ('q', 'w3') on both, row 2 a conflict a's change 2 won. Seen on both nodes:
+// rows 1 and 2 ('q', 'p'); row 3 and a's edit of it are gone, kept nowhere (the conflicts hold only
+// a's change 1). Which of a's changes the insert is kept for follows the order the indexes are
+// probed in: LoserOnU passes.
+TEST(ChangeApplierTest, DISABLED_AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
+  ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode("two-pending-w", false);
+}
+
 }  // namespace
 }  // namespace marmot::replicator
