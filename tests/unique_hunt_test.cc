@@ -298,6 +298,41 @@ TEST(UniqueHuntTest, KeptRowsTravelWithASnapshot) {
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
+// Reviewing fca23e2: node 3, down, gives row 1 the email node 1 then gives a new row 2, while
+// node 1 edits row 1 too (so node 3's change, made over the older row 1, loses). The log is
+// compacted past all that: node 3 installs a snapshot while its change is pending, which keeps
+// row 2 at once for that change (it would take row 1's email here); the change then loses on
+// every node, replaces nothing, and row 2 stands everywhere, node 3 included.
+TEST(UniqueHuntTest, ARowKeptAtOnceByASnapshotForAnOwnChangeThatLosesStandsEverywhere) {
+  testing::LocalCluster c(
+      {.nodes = 3, .shards = 1, .schema = kAccount, .extra_flags = {"-snapshot-entries=20"}});
+  c.Start();
+  c.Sql(1, "INSERT INTO account VALUES (1, 'a@x', 'one');");
+  ASSERT_TRUE(c.WaitForEverywhere(kRows, "1|a@x|one\n", 30s));
+  ASSERT_EQ(c.StopNode(3), 0);
+  c.Sql(3, "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
+  c.Sql(1, "UPDATE account SET name = 'one, edited' WHERE id = 1;");
+  c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
+  for (int i = 0; i < 60; ++i) {
+    c.Sql(1 + i % 2,
+          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
+  }
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return c.Sql(2, "SELECT count(*) FROM account;") == "62\n"; }, 30s));
+  c.StartNode(3);
+  ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
+  constexpr char kFirst[] = "SELECT id, email, name FROM account WHERE id < 100 ORDER BY id;";
+  EXPECT_TRUE(c.WaitForEverywhere(kFirst, "1|a@x|one, edited\n2|b@x|two\n", 30s))
+      << c.OnEveryNode(kFirst) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(c.WaitForSame("SELECT * FROM account ORDER BY id;", 30s));
+  EXPECT_TRUE(c.WaitForSame(kKeptRows, 30s)) << c.OnEveryNode(kKept);
+  EXPECT_TRUE(EveryIdAccountedFor(c, {1, 2}));
+  EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
+  // (The path taken: node 3 kept row 2 at once, and wrote it once its change lost.)
+  EXPECT_THAT(c.log(3), ::testing::HasSubstr("took first here: it is kept as a conflict"));
+  EXPECT_THAT(c.log(3), ::testing::HasSubstr("which lost, is written"));
+}
+
 // The stale node's write that takes row 2's new email also moves row 1 to another key.
 TEST(UniqueHuntTest, ARekeyTakingAnotherRowsValueKeepsThatRow) {
   testing::StaleNode s(
