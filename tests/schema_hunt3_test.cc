@@ -409,5 +409,33 @@ TEST(SchemaHunt3Test, DISABLED_ATableDroppedAndMadeAgainBeforeItsDropCameBackTak
   EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s));
 }
 
+// Reviewing 44a62f1: node 3 drops kv and makes it again with the same definition and other
+// rows, in one sqlite3 run (one look of marmot: no schema change is seen, only a table whose
+// capture is gone). Expected: kv holds node 3's rows only, on every node, as after a DROP and
+// a CREATE (or, failing that, the difference reported). Seen (DISABLED, found 2026-12-07): node
+// 3 holds 1|fresh 5|new 9|last; nodes 1 and 2 hold those and 2, 3 and 4 of the old table, for
+// good; no conflict, no dead letter. README says as much ("rows it deletes meanwhile stay on the
+// other nodes"; "drop, let it reach every node, then make it again"); since 44a62f1 node 3's
+// row 1 applies over the old row 1 everywhere (it was kept as a conflict before).
+TEST(SchemaHunt3Test, DISABLED_ATableDroppedAndMadeAgainAtOnceWithOtherRowsEndsTheSameEverywhere) {
+  testing::LocalCluster cluster(
+      {.nodes = 3, .shards = 2, .schema = "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"});
+  cluster.Start();
+  cluster.Sql(1, "INSERT INTO kv VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four');");
+  const std::string rows = "SELECT * FROM kv ORDER BY k;";
+  ASSERT_TRUE(cluster.WaitForEverywhere(rows, "1|one\n2|two\n3|three\n4|four\n", 30s));
+  cluster.Sql(3,
+              "DROP TABLE kv; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
+              "INSERT INTO kv VALUES (1, 'fresh'), (5, 'new');");
+  std::this_thread::sleep_for(5s);
+  cluster.Sql(3, "INSERT INTO kv VALUES (9, 'last');");
+  EXPECT_TRUE(cluster.WaitForEverywhere(rows, "1|fresh\n5|new\n9|last\n", 30s))
+      << cluster.OnEveryNode(rows)
+      << cluster.OnEveryNode(
+             "SELECT shard, tbl, key, origin, op, winner_origin FROM \"__marmot__conflicts\" "
+             "ORDER BY shard, key;");
+  EXPECT_TRUE(cluster.WaitForEverywhere(kDeadLetters, "0\n", 10s));
+}
+
 }  // namespace
 }  // namespace marmot
