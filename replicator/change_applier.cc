@@ -628,7 +628,7 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
   // Other nodes' changes of other rows this change was to replace, kept at once here
   // (KeepDisplacedNow): it replaces nothing anywhere, and they stand on every other node.
   absl::StatusOr<std::vector<KeptAtOnce>> kept =
-      TakeKeptAtOnce(db_, versions_, shard, state_.local_node, c.change_id());
+      TakeKeptAtOnce(db_, versions_, shard, t.table(), state_.local_node, c.change_id());
   if (!kept.ok()) return kept.status();
   for (const KeptAtOnce& k : *kept) {
     const TableChanges* as_here = &k.change;

@@ -1155,5 +1155,66 @@ TEST(ChangeApplierTest, DISABLED_AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLose
   ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode("two-pending-w", false);
 }
 
+// A change kept at once for this node's change N of one table, when this node's change N of
+// another table loses (change ids count per table: every log starts above the same floor at a
+// start, so a node's first change of each table has one id). Node 1 (a) renamed row 1 of
+// `order` to 'b' (its change 1 of order) and edited ('k', 1) of pair over b's first version (its
+// change 1 of pair, which loses: b edited it first); b gave 'b' to a new row 2, kept at once on
+// a for a's change 1 of order. Expected on both, whichever of a's changes applies first: row 1
+// 'b', row 2 a conflict a's change of order won; ('k', 1) 'theirs', a's edit a conflict.
+// (Regression, found 2026-12-07 reviewing fca23e2: TakeKeptAtOnce took the conflicts kept for
+// a change of that id of any table. When a's change of pair lost, row 2 was written back on a,
+// deleting row 1 there: a ended with row 2 and b with row 1; or, when a's change of order was
+// read after that, it shipped as a DELETE and row 1 was gone everywhere.)
+void ExpectAKeptChangeStaysWhenAnotherTablesChangeOfItsIdLoses(const std::string& label,
+                                                               bool pair_first,
+                                                               bool read_late = false) {
+  Node a(label + "-a"), b(label + "-b");
+  a.applier->set_local_node(1);
+  b.applier->set_local_node(2);
+  auto apply = [](std::initializer_list<Node*> nodes, uint64_t index,
+                  const change::v1::ChangeBatch& batch) {
+    for (Node* n : nodes) {
+      auto r = n->applier->Apply(0, index, batch);
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  };
+  b.Exec("INSERT INTO pair VALUES ('k', 1, 'v0')");  // b's change 1 of pair
+  apply({&a, &b}, 1, OnlyChange(b.CapturedBatch(2), 1, "pair"));
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1 of order
+  apply({&a, &b}, 2, OnlyChange(b.CapturedBatch(2), 1, "order"));
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");          // a's change 1 of order
+  a.Exec("UPDATE pair SET v = 'mine' WHERE a = 'k'");              // a's change 1 of pair
+  b.Exec("UPDATE pair SET v = 'theirs' WHERE a = 'k'");            // b's change 2 of pair
+  apply({&a, &b}, 3, OnlyChange(b.CapturedBatch(2), 2, "pair"));   // held on a
+  b.Exec("INSERT INTO \"order\" (id, name) VALUES (2, 'b')");      // b's change 2 of order
+  apply({&a, &b}, 4, OnlyChange(b.CapturedBatch(2), 2, "order"));  // kept at once on a
+  ASSERT_EQ(a.Conflicts(), 1);
+  const change::v1::ChangeBatch mine = a.CapturedBatch(1);
+  apply({&a, &b}, 5, OnlyChange(mine, 1, pair_first ? "pair" : "order"));
+  // The second of a's changes read by its shipper before the first applied, or after.
+  apply({&a, &b}, 6,
+        OnlyChange(read_late ? a.CapturedBatch(1) : mine, 1, pair_first ? "order" : "pair"));
+  EXPECT_EQ(b.Dump("order"), "1 1 'b' NULL NULL \n");
+  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
+  EXPECT_EQ(a.Dump("pair"), b.Dump("pair"));
+  const std::string shape =
+      "SELECT shard, tbl, key, origin, change_id, winner_origin, winner_change_id FROM "
+      "\"__marmot__conflicts\" ORDER BY tbl, key, origin, change_id";
+  EXPECT_EQ(QueryText(a, shape), QueryText(b, shape));
+}
+
+TEST(ChangeApplierTest, AKeptChangeStaysWhenAnotherTablesChangeOfItsIdLosesFirst) {
+  ExpectAKeptChangeStaysWhenAnotherTablesChangeOfItsIdLoses("kept-other-table-first", true);
+}
+
+TEST(ChangeApplierTest, AKeptChangeStaysWhenAnotherTablesChangeOfItsIdLosesFirstReadLate) {
+  ExpectAKeptChangeStaysWhenAnotherTablesChangeOfItsIdLoses("kept-other-table-late", true, true);
+}
+
+TEST(ChangeApplierTest, AKeptChangeStaysWhenAnotherTablesChangeOfItsIdLosesAfter) {
+  ExpectAKeptChangeStaysWhenAnotherTablesChangeOfItsIdLoses("kept-other-table-after", false);
+}
+
 }  // namespace
 }  // namespace marmot::replicator

@@ -310,8 +310,8 @@ absl::Status ForgetKeptAtOnce(sqlite::Database& db, int64_t id) {
 }
 
 absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, RowVersions& versions,
-                                                       int shard, uint64_t local_node,
-                                                       int64_t local_change) {
+                                                       int shard, const std::string& table,
+                                                       uint64_t local_node, int64_t local_change) {
   std::vector<KeptAtOnce> kept;
   std::vector<int64_t> ids;
   std::vector<std::string> keys;
@@ -319,9 +319,10 @@ absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, Row
       absl::StrCat(
           "SELECT id, raft_index, origin, change, key FROM ",
           sqlite::QuoteIdentifier(kConflictsTable),
-          " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 ORDER BY id"),
+          " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 AND tbl = ?4 "
+          "ORDER BY id"),
       {sqlite::Value::Integer(shard), sqlite::Value::Integer(static_cast<int64_t>(local_node)),
-       sqlite::Value::Integer(local_change)},
+       sqlite::Value::Integer(local_change), sqlite::Value::Text(table)},
       [&](const sqlite::Statement& row) {
         KeptAtOnce k;
         k.raft_index = static_cast<uint64_t>(row.Column(1).integer());

@@ -116,14 +116,15 @@ struct KeptAtOnce {
 };
 
 // Takes out of the conflicts of `shard` those kept at once for change `local_change` of node
-// `local_node` (KeepDisplacedNow), in the order they were kept: that change lost a conflict
-// of its own row and replaces nothing on any node, so they are to be written as every other
-// node wrote them. Such a conflict's row still has the version KeepDisplacedNow gave it (that
+// `local_node` to `table` (KeepDisplacedNow), in the order they were kept: that change lost a
+// conflict of its own row and replaces nothing on any node, so they are to be written as every
+// other node wrote them. (Change ids count per table: another table's change of that id is
+// another change.) Such a conflict's row still has the version KeepDisplacedNow gave it (that
 // change's, at the conflict's index); a change that lost to that version (made without seeing
 // the kept one) stays a conflict, as on every node. Inside the caller's transaction.
 absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, RowVersions& versions,
-                                                       int shard, uint64_t local_node,
-                                                       int64_t local_change);
+                                                       int shard, const std::string& table,
+                                                       uint64_t local_node, int64_t local_change);
 
 }  // namespace marmot::replicator
 
