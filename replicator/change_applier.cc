@@ -649,6 +649,9 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
     }
     absl::Status applied = (*plan)->status;
     if (applied.ok()) {
+      absl::StatusOr<bool> kept_again = KeptAgainForAnotherOwnChange(shard, k, *as_here, **plan);
+      if (!kept_again.ok()) return kept_again.status();
+      if (*kept_again) continue;
       const TableWriter& w = (*plan)->writer;
       applied =
           WriteKeepingDisplaced(Displacing(shard, k.raft_index, k.origin), w, *as_here, lost, [&] {
@@ -666,6 +669,30 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
               << " which lost, is written";
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ChangeApplier::KeptAgainForAnotherOwnChange(int shard, const KeptAtOnce& k,
+                                                                 const TableChanges& t,
+                                                                 const TablePlan& plan) {
+  absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
+  if (!indexed.ok() || *indexed == nullptr || (*indexed)->size() == 0) return false;
+  ChangeView::Table views(state_, shard, t, &plan);
+  views.UseLocalRows(*indexed);
+  views.set_origin(k.origin);
+  const Change& c = t.changes(0);
+  ChangeView view(views, c);
+  absl::StatusOr<LocalOverwrite> later = view.LocalChangeNotYetApplied();
+  if (!later.ok()) return later.status();
+  if (*later != LocalOverwrite::kOtherRow) return false;
+  absl::StatusOr<std::vector<std::string>> keys = view.VersionKeys();
+  if (!keys.ok()) return keys.status();
+  if (absl::Status s = KeepDisplacedNow(
+          Displacing(shard, k.raft_index, k.origin), plan.writer, t, c, *keys, state_.local_node,
+          view.displaced_by(), router_.ShardOf(t.table(), view.displaced_by_key()) == shard);
+      !s.ok()) {
+    return s;
+  }
+  return true;
 }
 
 DisplacingWrite ChangeApplier::Displacing(int shard, uint64_t index, uint64_t origin) {

@@ -1141,17 +1141,14 @@ TEST(ChangeApplierTest, AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLoserOnU) {
   ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode("two-pending-u", true);
 }
 
-// DISABLED: shows a loss (found 2026-12-07 reviewing fca23e2; the same through a snapshot
-// install: shard_snapshotter_test
-// DISABLED_ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW). Here a keeps b's insert at
-// once for its change 1, the one that loses. When it loses, TakeKeptAtOnce writes the insert
-// (KeepConflict) with INSERT OR REPLACE, which deletes row 3 on a though a's change 2 of it is
-// pending; a's shipper then reads no row 3 for change 2 and ships a DELETE of it. Expected: rows 1
-// ('u1', 'z') and 3 ('q', 'w3') on both, row 2 a conflict a's change 2 won. Seen on both nodes:
-// rows 1 and 2 ('q', 'p'); row 3 and a's edit of it are gone, kept nowhere (the conflicts hold only
-// a's change 1). Which of a's changes the insert is kept for follows the order the indexes are
-// probed in: LoserOnU passes.
-TEST(ChangeApplierTest, DISABLED_AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
+// Here a keeps b's insert at once for its change 1, the one that loses. When it loses, the
+// insert would replace row 3, whose a's change 2 is still pending: it is kept at once for that
+// change in turn (KeptAgainForAnotherOwnChange). Rows 1 ('u1', 'z') and 3 ('q', 'w3') on both,
+// row 2 a conflict a's change 2 won. (Found 2026-12-07 reviewing fca23e2, the same through a
+// snapshot install in shard_snapshotter_test: TakeKeptAtOnce's write of the insert with INSERT
+// OR REPLACE deleted row 3 on a; a's shipper then read no row 3 for change 2 and shipped a
+// DELETE of it: row 3 and a's edit of it were gone on both nodes, kept nowhere.)
+TEST(ChangeApplierTest, AnInsertOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
   ExpectAnInsertOverTwoPendingRowsEndsAsOnEveryNode("two-pending-w", false);
 }
 

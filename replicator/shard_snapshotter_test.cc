@@ -715,14 +715,14 @@ TEST(ShardSnapshotterTest, ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserO
   ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-u", true);
 }
 
-// DISABLED: shows a loss (found 2026-12-07 reviewing fca23e2). Here the install keeps row 2 at
-// once for a's change 1 (the one that loses). When it loses, TakeKeptAtOnce writes row 2 back
-// with INSERT OR REPLACE, which deletes row 3 here though a's change 2 of it is still pending;
-// a's shipper then reads no row 3 for change 2 and ships a DELETE of it. Expected (as b ends
-// when a's changes are read together, and as the LoserOnU variant ends): rows 1 ('u1', 'z') and
-// 3 ('q', 'w3'), row 2 a conflict a's change 2 won. Seen on both nodes: rows 1 and 2
-// ('q', 'p'); row 3 and a's change of it are gone, kept nowhere.
-TEST(ShardSnapshotterTest, DISABLED_ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
+// Here the install keeps row 2 at once for a's change 1 (the one that loses). When it loses,
+// row 2 would replace row 3, whose a's change 2 is still pending: it is kept at once for that
+// change in turn (ChangeApplier::KeptAgainForAnotherOwnChange). Rows 1 ('u1', 'z') and 3 ('q',
+// 'w3') on both, row 2 a conflict a's change 2 won, as b ends and as the LoserOnU variant ends.
+// (Found 2026-12-07 reviewing fca23e2: row 2 was written back with INSERT OR REPLACE, deleting
+// row 3 here; a's shipper then read no row 3 for change 2 and shipped a DELETE of it: row 3 and
+// a's change of it were gone everywhere, kept nowhere.)
+TEST(ShardSnapshotterTest, ASnapshotRowOverTwoPendingRowsEndsAsOnEveryNodeLoserOnW) {
   ExpectASnapshotRowOverTwoPendingRowsEndsAsOnEveryNode("snap-two-w", false);
 }
 
