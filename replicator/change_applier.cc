@@ -640,7 +640,7 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
       absl::StatusOr<std::string> version_key = versions_.KeyOf(key);
       if (!version_key.ok()) return version_key.status();
       absl::Status set = versions_.Set(as_here->table(), *version_key,
-                                       {.shard = shard,
+                                       {.shard = k.shard,
                                         .raft_index = k.raft_index,
                                         .origin = k.origin,
                                         .change_id = lost.change_id(),
@@ -649,19 +649,18 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
     }
     absl::Status applied = (*plan)->status;
     if (applied.ok()) {
-      absl::StatusOr<bool> kept_again = KeptAgainForAnotherOwnChange(shard, k, *as_here, **plan);
+      absl::StatusOr<bool> kept_again = KeptAgainForAnotherOwnChange(k.shard, k, *as_here, **plan);
       if (!kept_again.ok()) return kept_again.status();
       if (*kept_again) continue;
       const TableWriter& w = (*plan)->writer;
-      applied =
-          WriteKeepingDisplaced(Displacing(shard, k.raft_index, k.origin), w, *as_here, lost, [&] {
-            return ApplyChange(db_, w, *as_here, lost);
-          }).status();
+      applied = WriteKeepingDisplaced(Displacing(k.shard, k.raft_index, k.origin), w, *as_here,
+                                      lost, [&] { return ApplyChange(db_, w, *as_here, lost); })
+                    .status();
     }
     if (IsDatabaseFailure(applied)) return applied;
     if (!applied.ok()) {
       absl::Status dead =
-          dead_letters_.InsertChange(shard, k.raft_index, k.origin, *as_here, lost, applied);
+          dead_letters_.InsertChange(k.shard, k.raft_index, k.origin, *as_here, lost, applied);
       if (!dead.ok()) return dead;
     }
     LOG(INFO) << "shard " << shard << ": change " << lost.change_id() << " of " << as_here->table()

@@ -316,17 +316,16 @@ absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, Row
   std::vector<int64_t> ids;
   std::vector<std::string> keys;
   absl::Status read = db.QueryKept(
-      absl::StrCat(
-          "SELECT id, raft_index, origin, change, key FROM ",
-          sqlite::QuoteIdentifier(kConflictsTable),
-          " WHERE shard = ?1 AND winner_origin = ?2 AND winner_change_id = ?3 AND tbl = ?4 "
-          "ORDER BY id"),
-      {sqlite::Value::Integer(shard), sqlite::Value::Integer(static_cast<int64_t>(local_node)),
+      absl::StrCat("SELECT id, raft_index, origin, change, key, shard FROM ",
+                   sqlite::QuoteIdentifier(kConflictsTable),
+                   " WHERE winner_origin = ?1 AND winner_change_id = ?2 AND tbl = ?3 ORDER BY id"),
+      {sqlite::Value::Integer(static_cast<int64_t>(local_node)),
        sqlite::Value::Integer(local_change), sqlite::Value::Text(table)},
       [&](const sqlite::Statement& row) {
         KeptAtOnce k;
         k.raft_index = static_cast<uint64_t>(row.Column(1).integer());
         k.origin = static_cast<uint64_t>(row.Column(2).integer());
+        k.shard = static_cast<int>(row.Column(5).integer());
         if (!k.change.ParseFromString(row.Column(3).bytes()) || k.change.changes_size() != 1) {
           return absl::DataLossError("a conflict kept at once cannot be read");
         }
@@ -343,8 +342,12 @@ absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, Row
     absl::StatusOr<std::optional<RowVersion>> version =
         versions.Get(kept[i].change.table(), keys[i]);
     if (!version.ok()) return version.status();
-    if (!version->has_value() || (*version)->origin != local_node ||
-        (*version)->change_id != local_change || (*version)->raft_index != kept[i].raft_index) {
+    // The version KeepDisplacedNow gave the row, still: nothing made over it since.
+    const bool same_shard = kept[i].shard == shard;
+    const uint64_t origin = same_shard ? local_node : kept[i].origin;
+    const int64_t change_id = same_shard ? local_change : kept[i].change.changes(0).change_id();
+    if (!version->has_value() || (*version)->origin != origin ||
+        (*version)->change_id != change_id || (*version)->raft_index != kept[i].raft_index) {
       continue;
     }
     if (absl::Status s = ForgetKeptAtOnce(db, ids[i]); !s.ok()) return s;

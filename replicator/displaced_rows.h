@@ -110,18 +110,20 @@ absl::Status ForgetKeptAtOnce(sqlite::Database& db, int64_t id);
 
 // A change kept at once for this node's change that lost since (TakeKeptAtOnce).
 struct KeptAtOnce {
+  int shard = 0;  // Of the conflict (its row's).
   uint64_t raft_index = 0;
   uint64_t origin = 0;
   change::v1::TableChanges change;  // Holding the one change.
 };
 
-// Takes out of the conflicts of `shard` those kept at once for change `local_change` of node
-// `local_node` to `table` (KeepDisplacedNow), in the order they were kept: that change lost a
-// conflict of its own row and replaces nothing on any node, so they are to be written as every
-// other node wrote them. (Change ids count per table: another table's change of that id is
-// another change.) Such a conflict's row still has the version KeepDisplacedNow gave it (that
-// change's, at the conflict's index); a change that lost to that version (made without seeing
-// the kept one) stays a conflict, as on every node. Inside the caller's transaction.
+// Takes out of the conflicts those kept at once for change `local_change` of node `local_node`
+// to `table` (KeepDisplacedNow), of any shard, in the order they were kept: that change (of
+// `shard`) lost a conflict of its own row and replaces nothing on any node, so they are to be
+// written as every other node wrote them. (Change ids count per table: another table's change
+// of that id is another change.) Such a conflict's row still has the version KeepDisplacedNow
+// gave it (that change's in `shard`, the kept change's own in another shard, at the conflict's
+// index); a change that lost to that version (made without seeing the kept one) stays a
+// conflict, as on every node. Inside the caller's transaction.
 absl::StatusOr<std::vector<KeptAtOnce>> TakeKeptAtOnce(sqlite::Database& db, RowVersions& versions,
                                                        int shard, const std::string& table,
                                                        uint64_t local_node, int64_t local_change);

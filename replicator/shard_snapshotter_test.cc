@@ -603,15 +603,14 @@ TEST(ShardSnapshotterTest, DISABLED_AnUnversionedSnapshotRowWrittenBackTakesLate
   EXPECT_EQ(ConflictShape(a), ConflictShape(b));
 }
 
-// DISABLED: shows a divergence (found 2026-12-07 reviewing fca23e2). The same across shards,
-// where a's pending change loses: row 1 (a's change, in another shard than the snapshot) loses
-// to b's 'z', so it replaces nothing anywhere, and b's row `other` with 'b' stands on b.
-// Expected: a writes row `other` back once its change loses, as in one shard (TakeKeptAtOnce).
-// Seen: a keeps it as a conflict for good, and b holds the row: a's conflict is kept in the
-// snapshot's shard, and TakeKeptAtOnce looks only in the shard of the change that lost (and
-// KeepDisplacedNow gave the row its own version, not the loser's, for another shard).
+// The same across shards, where a's pending change loses: row 1 (a's change, in another shard
+// than the snapshot) loses to b's 'z', so it replaces nothing anywhere, and b's row `other`
+// with 'b' stands on b: a writes it back once its change loses, as in one shard
+// (TakeKeptAtOnce looks in every shard). (Found 2026-12-07 reviewing fca23e2: a kept it as a
+// conflict for good: TakeKeptAtOnce looked only in the shard of the change that lost, and took
+// only rows whose version was the loser's, which KeepDisplacedNow gives in one shard only.)
 TEST(ShardSnapshotterTest,
-     DISABLED_ASnapshotRowKeptForAnOwnChangeOfAnotherShardThatLosesIsWrittenAsOnEveryNode) {
+     ASnapshotRowKeptForAnOwnChangeOfAnotherShardThatLosesIsWrittenAsOnEveryNode) {
   Node a("snap-lose-shards-a", 4), b("snap-lose-shards-b", 4);
   a.applier->set_local_node(1);
   b.applier->set_local_node(2);
