@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "replicator/applier_database.h"
 #include "replicator/apply_decider.h"
 #include "replicator/capture_keeper.h"
@@ -911,6 +912,37 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   return out.Finish();
 }
 
+absl::Status ChangeApplier::InstallSnapshotSchema(ShardSnapshotReader& in, int shard, uint64_t at) {
+  if (in.schema().empty()) return absl::OkStatus();  // A maker of an older version.
+  const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
+  ApplyResult schema;
+  if (shard == 0) {
+    // What the maker's schema no longer has was dropped in shard 0's order before the snapshot's
+    // index: dropped here too, before the CREATEs (a name dropped may have been taken again).
+    absl::StatusOr<SnapshotSchemaDrops> gone =
+        DropsOfSnapshotSchema(db_, in.schema(), in.table_renames(), at);
+    if (!gone.ok()) return gone.status();
+    for (const std::string& kept : gone->kept) {
+      LOG(INFO) << "shard 0: kept although " << from << " no longer has it: " << kept;
+    }
+    if (!gone->drops.empty()) {
+      std::vector<std::string> names;
+      for (const change::v1::SchemaChange& c : gone->drops) {
+        names.push_back(absl::StrCat(c.type(), " ", c.name()));
+      }
+      LOG(WARNING) << "shard 0: " << from << " no longer has what this node holds (dropped by "
+                   << "other nodes while it was away); dropping it here: "
+                   << absl::StrJoin(names, ", ");
+      google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(gone->drops.begin(),
+                                                                         gone->drops.end());
+      if (absl::Status s = ApplySchemaChanges(drops, from, /*own=*/false, schema); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return ApplySchemaChanges(in.schema(), from, /*own=*/false, schema);
+}
+
 absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader& in,
                                                              std::optional<uint64_t> index) {
   if (absl::Status s = in.ReadHeader(); !s.ok()) return SnapshotUnreadable(s);
@@ -924,13 +956,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   // The objects its rows need first (a node started from an empty file has none).
-  if (in.schema().size() > 0) {
-    ApplyResult schema;
-    const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
-    if (absl::Status s = ApplySchemaChanges(in.schema(), from, /*own=*/false, schema); !s.ok()) {
-      return s;
-    }
-  }
+  if (absl::Status s = InstallSnapshotSchema(in, shard, at); !s.ok()) return s;
   // Where renamed tables route, before any row of it is placed (table_renames.h); after its
   // schema: a table made here from it routes by its name, as a table created does, until this.
   if (in.table_routes().size() > 0 || in.table_renames().size() > 0) {

@@ -7,7 +7,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "replicator/schema_changes.h"
 #include "replicator/table_renames.h"
 #include "replicator/table_writer.h"
 #include "replicator/testing/applier_node.h"
@@ -1211,6 +1216,79 @@ TEST(ChangeApplierTest, AKeptChangeStaysWhenAnotherTablesChangeOfItsIdLosesFirst
 
 TEST(ChangeApplierTest, AKeptChangeStaysWhenAnotherTablesChangeOfItsIdLosesAfter) {
   ExpectAKeptChangeStaysWhenAnotherTablesChangeOfItsIdLoses("kept-other-table-after", false);
+}
+
+// A batch of node 9's schema changes, as shard 0 carries them.
+change::v1::ChangeBatch SchemaBatch(
+    const std::vector<std::tuple<change::v1::SchemaChange::Kind, std::string, std::string,
+                                 std::string>>& changes) {
+  change::v1::ChangeBatch batch;
+  batch.set_origin_node(9);
+  for (const auto& [kind, type, name, sql] : changes) {
+    change::v1::SchemaChange* c = batch.add_schema_changes();
+    c->set_kind(kind);
+    c->set_type(type);
+    c->set_name(name);
+    c->set_sql(sql);
+  }
+  return batch;
+}
+
+// Found by schema_hunt3_test (a node back from snapshots after a migration it missed): a
+// snapshot carries its maker's baseline as CREATEs, which made what the installing node lacked
+// and left what its maker no longer had, for good.
+TEST(ChangeApplierTest, ASnapshotOfShardZeroDropsWhatItsMakerDroppedWhileThisNodeWasAway) {
+  // Given nodes A and B, each with another node's table `gone` (rows in both shards), an index
+  // and a trigger,
+  Node a("snap-drops-a", /*shards=*/2), b("snap-drops-b", /*shards=*/2);
+  using Kind = change::v1::SchemaChange;
+  const change::v1::ChangeBatch made = SchemaBatch(
+      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
+       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"},
+       {Kind::CREATE, "trigger", "pair_stamp",
+        "CREATE TRIGGER pair_stamp AFTER UPDATE ON pair BEGIN SELECT 1; END"}});
+  for (Node* n : {&a, &b}) {
+    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
+    n->Exec("INSERT INTO gone VALUES (1, 'a'), (2, 'b');");
+  }
+  // and B's own index, whose CREATE committed at shard-0 index 12 and is not applied yet,
+  b.Exec("CREATE INDEX mine ON pair (v);");
+  change::v1::SchemaChange mine;
+  mine.set_kind(change::v1::SchemaChange::CREATE);
+  mine.set_type("index");
+  mine.set_name("mine");
+  mine.set_sql("CREATE INDEX mine ON pair (v)");
+  ASSERT_TRUE(RecordSentInBaseline(*b.db, {mine}, 12).ok());
+  // when A drops the three at shard-0 index 4, which B misses,
+  ASSERT_TRUE(a.applier
+                  ->Apply(0, 4,
+                          SchemaBatch({{Kind::DROP, "trigger", "pair_stamp", ""},
+                                       {Kind::DROP, "index", "loose_x", ""},
+                                       {Kind::DROP, "table", "gone", ""}}))
+                  .ok());
+  // then A's snapshot of shard 1 leaves them on B (a snapshot of shard 0 decides the schema),
+  auto one = testing::CopySnapshot(*a.applier, *b.applier, 1, 10);
+  ASSERT_TRUE(one.ok()) << one.status();
+  const std::string objects =
+      "SELECT type, name FROM sqlite_master WHERE name IN ('gone', 'loose_x', 'pair_stamp', "
+      "'mine') ORDER BY name";
+  EXPECT_EQ(QueryText(b, objects),
+            "'table' 'gone' \n'index' 'loose_x' \n'index' 'mine' \n'trigger' 'pair_stamp' \n");
+  // and its snapshot of shard 0 at index 10 drops them on B, `gone` with its rows of every
+  // shard; B's own index, which shard 0 orders after the snapshot, stays.
+  auto zero = testing::CopySnapshot(*a.applier, *b.applier, 0, 10);
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(QueryText(b, objects), "'index' 'mine' \n");
+  auto schema_a = BaselineSchema(*a.db);
+  auto schema_b = BaselineSchema(*b.db);
+  ASSERT_TRUE(schema_a.ok() && schema_b.ok());
+  std::vector<std::string> names_a, names_b;
+  for (const auto& c : *schema_a) names_a.push_back(c.name());
+  for (const auto& c : *schema_b) {
+    if (c.name() != "mine") names_b.push_back(c.name());
+  }
+  EXPECT_EQ(names_b, names_a);
+  EXPECT_EQ(DeadLetters(b), "");
 }
 
 }  // namespace

@@ -134,6 +134,15 @@ absl::Status RecordInBaseline(sqlite::Database& db, const std::string& type,
                     {Value::Text(type), Value::Text(name)});
 }
 
+// The baseline's object (type, name) is this node's own change, ordered in shard 0 at
+// `shard0_index` (0: never, it does not replicate); see own_at in schema_changes.h.
+absl::Status MarkOwnInBaseline(sqlite::Database& db, const std::string& type,
+                               const std::string& name, uint64_t shard0_index) {
+  return db.RunKept(
+      absl::StrCat("UPDATE ", kBaseline, " SET own_at = ?3 WHERE type = ?1 AND name = ?2"),
+      {Value::Text(type), Value::Text(name), Value::Integer(static_cast<int64_t>(shard0_index))});
+}
+
 absl::Status ForgetInBaseline(sqlite::Database& db, const std::string& type,
                               const std::string& name) {
   return db.RunKept(absl::StrCat("DELETE FROM ", kBaseline, " WHERE type = ?1 AND name = ?2"),
@@ -1431,10 +1440,11 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   if (!exists.ok()) return exists.status();
   if (exists->integer() > 0) {
     // A baseline of an older version lacks the root pages and rows of sqlite_master: NULL,
-    // unknown, until DiffSchema records them.
+    // unknown, until DiffSchema records them. It lacks own_at too: NULL, every object taken as
+    // ordered in shard 0.
     absl::StatusOr<std::vector<std::string>> columns = ColumnsHere(db, "__marmot__schema");
     if (!columns.ok()) return columns.status();
-    for (const char* column : {"rootpage", "schema_rowid"}) {
+    for (const char* column : {"rootpage", "schema_rowid", "own_at"}) {
       if (std::find(columns->begin(), columns->end(), column) != columns->end()) continue;
       if (absl::Status s =
               db.Exec(absl::StrCat("ALTER TABLE ", kBaseline, " ADD COLUMN ", column, " INTEGER"));
@@ -1447,7 +1457,8 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   if (absl::Status s =
           db.Exec(absl::StrCat("CREATE TABLE ", kBaseline,
                                " (type TEXT NOT NULL, name TEXT NOT NULL, tbl_name TEXT, sql TEXT,"
-                               " rootpage INTEGER, schema_rowid INTEGER, PRIMARY KEY (type, name))"
+                               " rootpage INTEGER, schema_rowid INTEGER, own_at INTEGER,"
+                               " PRIMARY KEY (type, name))"
                                " WITHOUT ROWID"));
       !s.ok()) {
     return s;
@@ -1850,6 +1861,8 @@ absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
   if (!txn.ok()) return txn.status();
   for (const SchemaObject& o : diff.keep) {
     if (absl::Status s = RecordInBaseline(db, o.type, o.name); !s.ok()) return s;
+    // Its own, never ordered in shard 0: no snapshot's schema drops it (DropsOfSnapshotSchema).
+    if (absl::Status s = MarkOwnInBaseline(db, o.type, o.name, 0); !s.ok()) return s;
   }
   for (const auto& [type, name] : diff.forget) {
     if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
@@ -1885,6 +1898,93 @@ absl::StatusOr<std::vector<SchemaChange>> BaselineSchema(sqlite::Database& db) {
     c.set_name(r[1].bytes());
     c.set_sql(r[2].bytes());
   }
+  return out;
+}
+
+absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
+    sqlite::Database& db, const google::protobuf::RepeatedPtrField<SchemaChange>& schema,
+    const google::protobuf::RepeatedPtrField<change::v1::TableRename>& renames,
+    uint64_t shard0_index) {
+  auto lower = [](const std::string& name) { return absl::AsciiStrToLower(name); };
+  std::set<std::pair<std::string, std::string>> there;  // (type, name in lower case)
+  for (const SchemaChange& c : schema) there.emplace(c.type(), lower(c.name()));
+  // Old table names to new ones, as the snapshot's maker recorded its renames.
+  std::map<std::string, std::string> renamed;
+  for (const change::v1::TableRename& r : renames) renamed[lower(r.from())] = r.to();
+  // The objects this node changed since its baseline: its own change, which goes later.
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(db);
+  if (!diff.ok()) return diff.status();
+  std::set<std::string> changed_here;
+  for (const SchemaChange& c : diff->replicate) {
+    changed_here.insert(lower(c.name()));
+    if (!c.new_name().empty()) changed_here.insert(lower(c.new_name()));
+  }
+  for (const SchemaObject& o : diff->keep) changed_here.insert(lower(o.name));
+  for (const auto& [type, name] : diff->forget) changed_here.insert(lower(name));
+
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+      "SELECT type, name, tbl_name, own_at FROM ", kBaseline,
+      " WHERE sql IS NOT NULL ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1"
+      " WHEN 'view' THEN 2 ELSE 3 END, name"));
+  if (!rows.ok()) return rows.status();
+  SnapshotSchemaDrops out;
+  std::set<std::string> tables_kept;  // Gone from the snapshot, kept here (lower case).
+  std::vector<SchemaChange> tables, others;
+  for (const std::vector<Value>& r : *rows) {
+    const std::string& type = r[0].bytes();
+    const std::string& name = r[1].bytes();
+    const std::string tbl_name = r[2].is_null() ? name : r[2].bytes();
+    if (sqlite::IsReservedName(name) || sqlite::IsReservedName(tbl_name) || !KnownType(type))
+      continue;
+    if (there.count({type, lower(name)}) > 0) continue;
+    const std::string what = absl::StrCat(type, " ", name);
+    auto keep = [&](std::string why) {
+      out.kept.push_back(absl::StrCat(what, ": ", why));
+      if (type == "table") tables_kept.insert(lower(name));
+    };
+    if (!r[3].is_null() && r[3].integer() == 0) {
+      keep("this node's own, which does not replicate");
+      continue;
+    }
+    if (!r[3].is_null() && static_cast<uint64_t>(r[3].integer()) > shard0_index) {
+      keep(absl::StrCat("this node's own change, ordered after the snapshot (shard-0 index ",
+                        r[3].integer(), ")"));
+      continue;
+    }
+    if (changed_here.count(lower(name)) > 0) {
+      keep("changed here since (this node's own schema change, which goes later)");
+      continue;
+    }
+    if (type != "table" && tables_kept.count(lower(tbl_name)) > 0) {
+      keep(absl::StrCat("its table ", tbl_name, " stays"));
+      continue;
+    }
+    if (type == "table") {
+      // A table the snapshot's maker renamed (a chain of renames followed to its end).
+      std::string to = name;
+      for (size_t hops = 0; hops <= renamed.size(); ++hops) {
+        auto it = renamed.find(lower(to));
+        if (it == renamed.end()) break;
+        to = it->second;
+      }
+      if (lower(to) != lower(name) && there.count({"table", lower(to)}) > 0) {
+        keep(absl::StrCat("renamed to ", to,
+                          " by the others, which a snapshot does not do here: rename it here"));
+        continue;
+      }
+    }
+    SchemaChange& drop = (type == "table" ? tables : others).emplace_back();
+    drop.set_kind(SchemaChange::DROP);
+    drop.set_type(type);
+    drop.set_name(name);
+  }
+  // Triggers, views and indexes first (each dropped as itself, not with its table), then tables.
+  std::stable_sort(others.begin(), others.end(), [](const SchemaChange& a, const SchemaChange& b) {
+    auto rank = [](const std::string& t) { return t == "trigger" ? 0 : t == "view" ? 1 : 2; };
+    return rank(a.type()) < rank(b.type());
+  });
+  out.drops = std::move(others);
+  for (SchemaChange& t : tables) out.drops.push_back(std::move(t));
   return out;
 }
 
@@ -2059,6 +2159,7 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
   if (!txn.ok()) return txn.status();
   for (const SchemaChange& c : sent) {
     absl::Status s;
+    bool lost = false;  // To another node's change that came first: the baseline holds that.
     switch (c.kind()) {
       case SchemaChange::CREATE:
         // The table of an index or trigger is the one it has here (it names it in its SQL).
@@ -2077,9 +2178,10 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
       case SchemaChange::RENAME_TABLE: {
         // Lost to another node's rename that came first (ApplyRenameTable took that one here):
         // the baseline holds the table under the winner's name already.
-        absl::StatusOr<bool> lost = RenameLostAt(db, c.new_name(), shard0_index);
-        if (!lost.ok()) return lost.status();
-        if (*lost) break;
+        absl::StatusOr<bool> lost_at = RenameLostAt(db, c.new_name(), shard0_index);
+        if (!lost_at.ok()) return lost_at.status();
+        lost = *lost_at;
+        if (lost) break;
         absl::StatusOr<bool> taken = RenameTakenAlready(db, c.new_name());
         s = taken.status();
         if (s.ok()) s = ForgetInBaseline(db, "table", c.name());
@@ -2096,10 +2198,9 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
           if (!went.ok()) return went.status();
           absl::StatusOr<std::vector<std::string>> now = ColumnsHere(db, c.name());
           if (!now.ok()) return now.status();
-          if (went->has_value() && !(*went)->empty() &&
-              std::find(now->begin(), now->end(), absl::AsciiStrToLower(to)) == now->end()) {
-            break;
-          }
+          lost = went->has_value() && !(*went)->empty() &&
+                 std::find(now->begin(), now->end(), absl::AsciiStrToLower(to)) == now->end();
+          if (lost) break;
         }
         s = RecordTableInBaseline(db, c.name(), c.sql(), /*only_with_more_columns=*/false);
         break;
@@ -2110,6 +2211,18 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
         break;
       default:
         break;
+    }
+    if (!s.ok()) return s;
+    // What it made or changed is this node's own until shard 0 orders it here: a snapshot of
+    // shard 0 taken before that index does not drop it (DropsOfSnapshotSchema).
+    if (lost) continue;
+    if (c.kind() == SchemaChange::CREATE) {
+      s = MarkOwnInBaseline(db, c.type(), c.name(), shard0_index);
+    } else if (c.kind() == SchemaChange::RENAME_TABLE) {
+      s = MarkOwnInBaseline(db, "table", c.new_name(), shard0_index);
+    } else if (c.kind() == SchemaChange::RENAME_COLUMN || c.kind() == SchemaChange::ADD_COLUMNS ||
+               c.kind() == SchemaChange::DROP_COLUMNS || c.kind() == SchemaChange::REDEFINE) {
+      s = MarkOwnInBaseline(db, "table", c.name(), shard0_index);
     }
     if (!s.ok()) return s;
   }

@@ -3,10 +3,15 @@
 // change of another.
 //
 // Every node keeps a baseline, `__marmot__schema` (type, name, tbl_name, sql, rootpage,
-// schema_rowid: where the object stands in the file and in sqlite_master): the user
+// schema_rowid: where the object stands in the file and in sqlite_master; own_at): the user
 // objects its schema held when schema changes began to replicate on it, plus every schema change
-// applied since in shard 0's order, plus its own changes that do not replicate. What the database
-// holds beyond it is this node's own schema change (DiffSchema):
+// applied since in shard 0's order, plus its own changes that do not replicate.
+// `own_at` tells this node's own objects that shard 0 has not ordered here yet from the others:
+// NULL for an object as shard 0 ordered it (or as it was when replication began), the shard-0
+// index of the entry of this node's own change that the baseline took when it committed
+// (RecordSentInBaseline; shard 0 may not have applied it here yet), 0 for its own change that
+// does not replicate (KeepInBaseline). What the database holds beyond the baseline is this
+// node's own schema change (DiffSchema):
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
@@ -168,13 +173,41 @@ struct SchemaDiff {
 };
 absl::StatusOr<SchemaDiff> DiffSchema(sqlite::Database& db);
 
-// Takes `diff`'s changes that do not replicate into the baseline, inside the caller's
+// Takes `diff`'s changes that do not replicate into the baseline (own_at 0), inside the caller's
 // transaction (or its own).
 absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff);
 
 // The baseline as CREATEs in the order to make them (tables, indexes, views, triggers, each in
 // the order this database made them): what a shard snapshot carries.
 absl::StatusOr<std::vector<change::v1::SchemaChange>> BaselineSchema(sqlite::Database& db);
+
+// What installing a snapshot of shard 0 taken at `shard0_index` drops here. The snapshot carries
+// its maker's baseline as CREATEs (`schema`, BaselineSchema), which the install makes so; an
+// object that this node's baseline holds and that the snapshot's no longer has was dropped in
+// shard 0's order at or before `shard0_index` (by a DROP, or a table's with it) while this node
+// was away: the install drops it as that DROP would have (a table with its rows in every shard,
+// and what marmot kept of them). Only a snapshot of shard 0 decides it: shard 0 orders schema
+// changes, and the node goes on from its snapshot's index there (the other shards' snapshots
+// carry the baseline too, taken at other times). Stay, each listed in `kept` with why:
+//   - marmot's and SQLite's objects (any case), and objects without SQL;
+//   - this node's own objects shard 0 orders after the snapshot (own_at above `shard0_index`)
+//     or never (own_at 0: not replicated);
+//   - objects this node changed since its baseline (DiffSchema names them: its own schema
+//     change, not proposed yet, goes later in shard 0's order), and the indexes and triggers
+//     of a table that stays;
+//   - a table that the snapshot's renames (`renames`) name as renamed to a table it has: the
+//     rename is not made here this way.
+// Names compare without case, as SQLite compares them. The drops are in the order to apply
+// them (ApplySchemaChange): triggers, views, indexes, then tables. Reads only.
+struct SnapshotSchemaDrops {
+  std::vector<change::v1::SchemaChange> drops;
+  std::vector<std::string> kept;  // "table t: ...", for the log.
+};
+absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
+    sqlite::Database& db,
+    const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema,
+    const google::protobuf::RepeatedPtrField<change::v1::TableRename>& renames,
+    uint64_t shard0_index);
 
 struct SchemaApplied {
   enum Outcome { kApplied, kAlreadySo, kConflict, kRefused };
@@ -203,7 +236,8 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db,
 // committed: what this node changes next is a change from them, even before they come back
 // to it through the log (a table altered while its CREATE was in flight goes as its columns
 // added, not as a second CREATE). In a transaction of its own.
-// `shard0_index`: the index of their entry (a table renamed records it, table_renames.h).
+// `shard0_index`: the index of their entry (a table renamed records it, table_renames.h; the
+// objects they made or changed record it as own_at).
 absl::Status RecordSentInBaseline(sqlite::Database& db,
                                   const std::vector<change::v1::SchemaChange>& sent,
                                   uint64_t shard0_index = 0);

@@ -6,6 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -98,6 +102,43 @@ class SchemaChangesTest : public ::testing::Test {
     absl::StatusOr<SchemaApplied> applied = ApplySchemaChange(*db_, c);
     EXPECT_TRUE(applied.ok()) << applied.status();
     return applied.ok() ? *applied : SchemaApplied{};
+  }
+
+  // What a snapshot of shard 0 at `index` whose maker's baseline is `schema` drops here, one
+  // line each ("DROP index i"), then what it keeps ("kept table t"); the drops are applied.
+  std::string SnapshotDrops(const std::vector<SchemaChange>& schema, uint64_t index,
+                            const std::vector<std::pair<std::string, std::string>>& renames = {}) {
+    google::protobuf::RepeatedPtrField<SchemaChange> carried(schema.begin(), schema.end());
+    google::protobuf::RepeatedPtrField<change::v1::TableRename> renamed;
+    for (const auto& [from, to] : renames) {
+      change::v1::TableRename* r = renamed.Add();
+      r->set_from(from);
+      r->set_to(to);
+      r->set_shard0_index(index);
+    }
+    absl::StatusOr<SnapshotSchemaDrops> gone = DropsOfSnapshotSchema(*db_, carried, renamed, index);
+    if (!gone.ok()) return std::string(gone.status().message());
+    std::string out;
+    for (const SchemaChange& c : gone->drops) {
+      absl::StrAppend(&out, "DROP ", c.type(), " ", c.name(), "\n");
+      const SchemaApplied applied = Apply(c);
+      EXPECT_EQ(applied.outcome, SchemaApplied::kApplied) << c.name() << ": " << applied.detail;
+    }
+    for (const std::string& k : gone->kept) {
+      absl::StrAppend(&out, "kept ", k.substr(0, k.find(':')), "\n");
+    }
+    return out;
+  }
+
+  // The baseline as a snapshot carries it, but for objects named in `without`.
+  std::vector<SchemaChange> BaselineWithout(const std::set<std::string>& without) {
+    absl::StatusOr<std::vector<SchemaChange>> schema = BaselineSchema(*db_);
+    EXPECT_TRUE(schema.ok()) << schema.status();
+    std::vector<SchemaChange> out;
+    for (const SchemaChange& c : *schema) {
+      if (without.count(c.name()) == 0) out.push_back(c);
+    }
+    return out;
   }
 
   std::string Objects() {
@@ -1764,6 +1805,85 @@ TEST_F(SchemaChangesTest, ATableCreatedThroughShardZeroRoutesByItsFirstCreatesSp
   // written, as it always did: its rows stay in their shards.
   EXPECT_EQ(renames.RouteOf("kv"), "kv");
   EXPECT_EQ(renames.RouteOf("KV"), "KV");
+}
+
+// Found by schema_hunt3_test (a node back from snapshots after a migration it missed): a
+// snapshot carried its maker's baseline as CREATEs only, and what the maker no longer had stayed
+// here for good.
+TEST_F(SchemaChangesTest, ASnapshotOfShardZeroDropsWhatItsMakersBaselineNoLongerHas) {
+  // Given other nodes' table with an index, a trigger and a view, and marmot's own name spelled
+  // in another case that the baseline took when replication began,
+  Apply(Create("table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"));
+  Apply(Create("index", "gone_v", "CREATE INDEX gone_v ON gone (v)"));
+  Apply(Create("trigger", "kv_stamp",
+               "CREATE TRIGGER kv_stamp AFTER UPDATE ON kv BEGIN SELECT 1; END"));
+  Apply(Create("view", "kv_keys", "CREATE VIEW kv_keys AS SELECT k FROM kv"));
+  ASSERT_TRUE(db_->Exec("INSERT INTO gone VALUES (1, 'a');"
+                        "CREATE TABLE \"__Marmot__notes\" (id INTEGER PRIMARY KEY);"
+                        "INSERT INTO \"__marmot__schema\" (type, name, tbl_name, sql) SELECT type,"
+                        " name, tbl_name, sql FROM sqlite_master WHERE name = '__Marmot__notes';")
+                  .ok());
+  // when the snapshot's maker has kv (spelled `KV`) and the view only,
+  std::vector<SchemaChange> schema =
+      BaselineWithout({"gone", "gone_v", "kv_stamp", "kv_v", "__Marmot__notes"});
+  for (SchemaChange& c : schema) {
+    if (c.name() == "kv") c.set_name("KV");
+  }
+  // then the rest is dropped here, each as itself, the table last,
+  EXPECT_EQ(SnapshotDrops(schema, 10),
+            "DROP trigger kv_stamp\nDROP index gone_v\nDROP index kv_v\nDROP table gone\n");
+  EXPECT_EQ(Objects(), "table __Marmot__notes\ntable kv\nview kv_keys\n");
+  // and the baseline forgot them (marmot's name stays as it was).
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT name FROM \"__marmot__schema\" ORDER BY name;"),
+            "__Marmot__notes\nkv\nkv_keys\n");
+}
+
+TEST_F(SchemaChangesTest, WhatASnapshotOfShardZeroLacksStaysWhenItIsThisNodesOwn) {
+  // Given this node's own table, whose CREATE committed at shard-0 index 12,
+  ASSERT_TRUE(db_->Exec("CREATE TABLE mine (id INTEGER PRIMARY KEY);").ok());
+  ASSERT_TRUE(RecordSentInBaseline(
+                  *db_, {Create("table", "mine", "CREATE TABLE mine (id INTEGER PRIMARY KEY)")}, 12)
+                  .ok());
+  // its own index that does not replicate (the baseline took it as it is),
+  ASSERT_TRUE(db_->Exec("CREATE INDEX local_v ON kv (v, k);").ok());
+  SchemaDiff kept;
+  kept.keep.push_back({.type = "index", .name = "local_v", .tbl_name = "kv", .sql = ""});
+  ASSERT_TRUE(KeepInBaseline(*db_, kept).ok());
+  // other nodes' table with an index, to which this node added a column since (its change, not
+  // proposed yet), and an index it made again with another definition since,
+  Apply(Create("table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"));
+  Apply(Create("index", "gone_v", "CREATE INDEX gone_v ON gone (v)"));
+  ASSERT_TRUE(db_->Exec("ALTER TABLE gone ADD COLUMN w TEXT;"
+                        "DROP INDEX kv_v; CREATE INDEX kv_v ON kv (v, k);")
+                  .ok());
+  // when a snapshot of shard 0 at index 10 has only kv,
+  const std::vector<SchemaChange> schema =
+      BaselineWithout({"mine", "local_v", "gone", "gone_v", "kv_v"});
+  // then all stay: the table's CREATE comes later in shard 0's order, the rest are this node's
+  // changes, which go later.
+  EXPECT_EQ(SnapshotDrops(schema, 10),
+            "kept table gone\nkept table mine\nkept index gone_v\nkept index kv_v\n"
+            "kept index local_v\n");
+  // One at index 12, which shard 0 ordered the table's CREATE at, drops it.
+  EXPECT_EQ(SnapshotDrops(schema, 12),
+            "DROP table mine\nkept table gone\nkept index gone_v\nkept index kv_v\n"
+            "kept index local_v\n");
+}
+
+TEST_F(SchemaChangesTest, ATableTheSnapshotsMakerRenamedStaysAndOneRenamedThenDroppedGoes) {
+  Apply(Create("table", "t", "CREATE TABLE t (id INTEGER PRIMARY KEY)"));
+  Apply(Create("table", "x", "CREATE TABLE x (id INTEGER PRIMARY KEY)"));
+  // t renamed to u, then u to v, which the snapshot has; x renamed to y, dropped since.
+  std::vector<SchemaChange> schema = BaselineWithout({"t", "x"});
+  schema.push_back(Create("table", "v", "CREATE TABLE v (id INTEGER PRIMARY KEY)"));
+  EXPECT_EQ(SnapshotDrops(schema, 10, {{"T", "u"}, {"u", "V"}, {"x", "y"}}),
+            "DROP table x\nkept table t\n");
+}
+
+TEST_F(SchemaChangesTest, ABaselineOfAnOlderVersionTakesEveryObjectAsOrderedInShardZero) {
+  ASSERT_TRUE(db_->Exec("ALTER TABLE \"__marmot__schema\" DROP COLUMN own_at;").ok());
+  ASSERT_TRUE(EnsureSchemaBaseline(*db_).ok());
+  EXPECT_EQ(SnapshotDrops(BaselineWithout({"kv_v"}), 10), "DROP index kv_v\n");
 }
 
 }  // namespace
