@@ -912,9 +912,17 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   return out.Finish();
 }
 
-absl::Status ChangeApplier::InstallSnapshotSchema(ShardSnapshotReader& in, int shard, uint64_t at) {
-  if (in.schema().empty()) return absl::OkStatus();  // A maker of an older version.
+absl::StatusOr<std::vector<change::v1::SchemaChange>> ChangeApplier::InstallSnapshotSchema(
+    ShardSnapshotReader& in, int shard, uint64_t at) {
+  std::vector<change::v1::SchemaChange> again;
+  if (in.schema().empty()) return again;  // A maker of an older version.
   const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
+  // What it would make that this node dropped after the snapshot's schema (read before any of
+  // it is made).
+  absl::StatusOr<std::vector<change::v1::SchemaChange>> dropped =
+      DroppedSinceSnapshot(db_, in.schema(), in.schema_epoch());
+  if (!dropped.ok()) return dropped.status();
+  again = *std::move(dropped);
   ApplyResult schema;
   if (shard == 0) {
     // What the maker's schema no longer has was dropped in shard 0's order before the snapshot's
@@ -935,12 +943,16 @@ absl::Status ChangeApplier::InstallSnapshotSchema(ShardSnapshotReader& in, int s
                    << absl::StrJoin(names, ", ");
       google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(gone->drops.begin(),
                                                                          gone->drops.end());
-      if (absl::Status s = ApplySchemaChanges(drops, from, /*own=*/false, schema); !s.ok()) {
+      // Recorded as dropped at the snapshot's index (at or after the drop it missed).
+      if (absl::Status s = ApplySchemaChanges(drops, from, /*own=*/false, schema, at); !s.ok()) {
         return s;
       }
     }
   }
-  return ApplySchemaChanges(in.schema(), from, /*own=*/false, schema);
+  if (absl::Status s = ApplySchemaChanges(in.schema(), from, /*own=*/false, schema); !s.ok()) {
+    return s;
+  }
+  return again;
 }
 
 absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader& in,
@@ -956,7 +968,9 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   // The objects its rows need first (a node started from an empty file has none).
-  if (absl::Status s = InstallSnapshotSchema(in, shard, at); !s.ok()) return s;
+  absl::StatusOr<std::vector<change::v1::SchemaChange>> dropped_since =
+      InstallSnapshotSchema(in, shard, at);
+  if (!dropped_since.ok()) return dropped_since.status();
   // Where renamed tables route, before any row of it is placed (table_renames.h); after its
   // schema: a table made here from it routes by its name, as a table created does, until this.
   if (in.table_routes().size() > 0 || in.table_renames().size() > 0) {
@@ -1017,6 +1031,23 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   // Then the changes the rows lack: the snapshot's dead letters, in their order.
   if (absl::Status s = retrier_.ApplyCarried(shard, in, result); !s.ok()) return s;
   if (absl::Status s = SettleHeldVersions(shard, held, kept); !s.ok()) return s;
+  // What this node dropped after the snapshot's schema goes again, its rows with it, as the
+  // drop went after them here (the other shards' rows of a table went with it then).
+  if (!dropped_since->empty()) {
+    std::vector<std::string> names;
+    for (const change::v1::SchemaChange& c : *dropped_since) {
+      names.push_back(absl::StrCat(c.type(), " ", c.name()));
+    }
+    LOG(INFO) << "shard " << shard << ": the snapshot at index " << at
+              << " was taken before drops applied here since; dropped again after its rows: "
+              << absl::StrJoin(names, ", ");
+    ApplyResult again;
+    google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(dropped_since->begin(),
+                                                                       dropped_since->end());
+    const std::string from =
+        absl::StrCat("this node, after the snapshot of shard ", shard, " at index ", at);
+    if (absl::Status s = ApplySchemaChanges(drops, from, /*own=*/false, again); !s.ok()) return s;
+  }
   // The shard's dedupe state and applied index become the snapshot's.
   std::vector<change::v1::ShardSnapshot::Applied> last_changes = in.applied();
   for (change::v1::ShardSnapshot::Applied& a : last_changes) {

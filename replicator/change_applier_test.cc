@@ -1291,5 +1291,62 @@ TEST(ChangeApplierTest, ASnapshotOfShardZeroDropsWhatItsMakerDroppedWhileThisNod
   EXPECT_EQ(DeadLetters(b), "");
 }
 
+// A snapshot of another shard carries its maker's baseline as it was when it was taken: one
+// taken before a drop this node applied since made the object again (with that shard's rows
+// of a table), for good.
+TEST(ChangeApplierTest, AnOlderSnapshotOfAnotherShardDoesNotBringBackWhatWasDroppedSince) {
+  // Given nodes A and B with another node's table `gone` (rows in both shards) and index
+  // `loose_x`, made at shard-0 index 2,
+  Node a("older-snap-a", /*shards=*/2), b("older-snap-b", /*shards=*/2);
+  using Kind = change::v1::SchemaChange;
+  const change::v1::ChangeBatch made = SchemaBatch(
+      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
+       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"}});
+  for (Node* n : {&a, &b}) {
+    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
+    n->Exec("INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e');");
+  }
+  // and A's snapshot of shard 1 taken then (its schema epoch 2),
+  raft::host::StringSnapshotSink sink;
+  ShardSnapshotWriter writer(sink);
+  writer.set_schema_epoch(2);
+  ASSERT_TRUE(a.applier->CreateSnapshot(1, writer).ok());
+  const std::string older = sink.Take();
+  ASSERT_TRUE(a.Dump("gone").find("'c'") != std::string::npos);
+  // when both drop them at shard-0 index 4
+  for (Node* n : {&a, &b}) {
+    ASSERT_TRUE(n->applier
+                    ->Apply(0, 4,
+                            SchemaBatch({{Kind::DROP, "index", "loose_x", ""},
+                                         {Kind::DROP, "table", "gone", ""}}))
+                    .ok());
+  }
+  // and B then installs A's older snapshot of shard 1 (its log went on without B),
+  raft::host::StringSnapshotSource source(older);
+  ShardSnapshotReader reader(source);
+  auto installed = b.applier->InstallSnapshot(reader, 10);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  // then B has neither, as A, and no dead letter of their rows.
+  const std::string objects =
+      "SELECT type, name FROM sqlite_master WHERE name IN ('gone', 'loose_x') ORDER BY name";
+  EXPECT_EQ(QueryText(b, objects), "");
+  EXPECT_EQ(QueryText(a, objects), "");
+  EXPECT_EQ(DeadLetters(b), "");
+  EXPECT_EQ(QueryText(b, "SELECT count(*) FROM \"__marmot__versions\" WHERE tbl = 'gone'"), "0 \n");
+  // A newer snapshot, whose maker made a table of that name again after the drop, brings it.
+  const change::v1::ChangeBatch again = SchemaBatch(
+      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, w TEXT)"}});
+  ASSERT_TRUE(a.applier->Apply(0, 6, again).ok());
+  raft::host::StringSnapshotSink newer_sink;
+  ShardSnapshotWriter newer_writer(newer_sink);
+  newer_writer.set_schema_epoch(6);
+  ASSERT_TRUE(a.applier->CreateSnapshot(1, newer_writer).ok());
+  raft::host::StringSnapshotSource newer_source(newer_sink.Take());
+  ShardSnapshotReader newer(newer_source);
+  auto installed_newer = b.applier->InstallSnapshot(newer, 12);
+  ASSERT_TRUE(installed_newer.ok()) << installed_newer.status();
+  EXPECT_EQ(QueryText(b, objects), "'table' 'gone' \n");
+}
+
 }  // namespace
 }  // namespace marmot::replicator

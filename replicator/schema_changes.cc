@@ -143,6 +143,18 @@ absl::Status MarkOwnInBaseline(sqlite::Database& db, const std::string& type,
       {Value::Text(type), Value::Text(name), Value::Integer(static_cast<int64_t>(shard0_index))});
 }
 
+// Object (type, name) was dropped here by the change at `shard0_index` of shard 0 (kept unless
+// a later one is); nothing for 0 (unknown).
+absl::Status RecordDropped(sqlite::Database& db, const std::string& type, const std::string& name,
+                           uint64_t shard0_index) {
+  if (shard0_index == 0) return absl::OkStatus();
+  return db.RunKept(
+      absl::StrCat("INSERT INTO ", sqlite::QuoteIdentifier(kSchemaDropsTable),
+                   " (type, name, shard0_index) VALUES (?1, lower(?2), ?3) ON CONFLICT (type, name)"
+                   " DO UPDATE SET shard0_index = max(shard0_index, excluded.shard0_index)"),
+      {Value::Text(type), Value::Text(name), Value::Integer(static_cast<int64_t>(shard0_index))});
+}
+
 absl::Status ForgetInBaseline(sqlite::Database& db, const std::string& type,
                               const std::string& name) {
   return db.RunKept(absl::StrCat("DELETE FROM ", kBaseline, " WHERE type = ?1 AND name = ?2"),
@@ -1435,6 +1447,13 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = db.Exec(
+          absl::StrCat("CREATE TABLE IF NOT EXISTS ", sqlite::QuoteIdentifier(kSchemaDropsTable),
+                       " (type TEXT NOT NULL, name TEXT NOT NULL, shard0_index INTEGER NOT NULL,"
+                       " PRIMARY KEY (type, name)) WITHOUT ROWID"));
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<Value> exists = db.QueryValue(
       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '__marmot__schema'");
   if (!exists.ok()) return exists.status();
@@ -1988,6 +2007,35 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
   return out;
 }
 
+absl::StatusOr<std::vector<SchemaChange>> DroppedSinceSnapshot(
+    sqlite::Database& db, const google::protobuf::RepeatedPtrField<SchemaChange>& schema,
+    uint64_t schema_epoch) {
+  std::vector<SchemaChange> tables, others;
+  for (const SchemaChange& c : schema) {
+    if (c.kind() != SchemaChange::CREATE || !KnownType(c.type()) ||
+        sqlite::IsReservedName(c.name()))
+      continue;
+    const std::string type = Value::Text(c.type()).DebugString();
+    absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = ", type, " AND name = ",
+        Value::Text(c.name()).DebugString(), " COLLATE NOCASE), (SELECT shard0_index FROM ",
+        sqlite::QuoteIdentifier(kSchemaDropsTable), " WHERE type = ", type,
+        " AND name = ", Value::Text(absl::AsciiStrToLower(c.name())).DebugString(), ")"));
+    if (!rows.ok()) return rows.status();
+    const std::vector<Value>& r = rows->front();
+    if (r[0].integer() > 0 || r[1].is_null() ||
+        static_cast<uint64_t>(r[1].integer()) <= schema_epoch) {
+      continue;
+    }
+    SchemaChange& drop = (c.type() == "table" ? tables : others).emplace_back();
+    drop.set_kind(SchemaChange::DROP);
+    drop.set_type(c.type());
+    drop.set_name(c.name());
+  }
+  for (SchemaChange& t : tables) others.push_back(std::move(t));
+  return others;
+}
+
 std::string DescribeSchemaChange(const SchemaChange& c) {
   switch (c.kind()) {
     case SchemaChange::CREATE:
@@ -2079,6 +2127,9 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
         }
       }
     }
+    if (c.kind() == SchemaChange::DROP) {
+      if (absl::Status s = RecordDropped(db, type, name, shard0_index); !s.ok()) return s;
+    }
     if (c.kind() == SchemaChange::DROP && type == "table") {
       // Gone here still (not made again since): what marmot kept of it goes too.
       absl::StatusOr<bool> here = Exists(db, type, name);
@@ -2141,6 +2192,10 @@ absl::StatusOr<SchemaApplied> ApplySchemaChange(sqlite::Database& db, const Sche
   // A refusal leaves nothing behind: the savepoint rolls back.
   if (applied->outcome == SchemaApplied::kRefused) return applied;
   if (absl::Status s = savepoint->Commit(); !s.ok()) return s;
+  // A drop, for the snapshots taken before it (DroppedSinceSnapshot).
+  if (c.kind() == SchemaChange::DROP && applied->outcome != SchemaApplied::kConflict) {
+    if (absl::Status s = RecordDropped(db, type, name, shard0_index); !s.ok()) return s;
+  }
   // Where the table's rows route, alike on every node whatever the outcome here (table_renames.h;
   // a snapshot's schema brings its routes with it).
   if (c.kind() == SchemaChange::CREATE && type == "table" && shard0_index > 0) {
@@ -2174,6 +2229,7 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
       case SchemaChange::DROP:
         s = ForgetInBaseline(db, c.type(), c.name());
         if (s.ok() && c.type() == "table") s = ForgetTableRoute(db, c.name());
+        if (s.ok()) s = RecordDropped(db, c.type(), c.name(), shard0_index);
         break;
       case SchemaChange::RENAME_TABLE: {
         // Lost to another node's rename that came first (ApplyRenameTable took that one here):

@@ -133,6 +133,11 @@ namespace marmot::replicator {
 // table and old name in lower case, the new name as written, NULL for a dropped column.
 inline constexpr char kColumnHistoryTable[] = "__marmot__column_history";
 
+// The objects dropped here by schema changes, for the snapshots taken before them
+// (DroppedSinceSnapshot): (type, name in lower case, shard0_index), the shard-0 index of the
+// latest drop of that name (another node's applied, or this node's own committed or applied).
+inline constexpr char kSchemaDropsTable[] = "__marmot__schema_drops";
+
 struct SchemaObject {
   std::string type;  // table, index, view, trigger
   std::string name;
@@ -208,6 +213,18 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema,
     const google::protobuf::RepeatedPtrField<change::v1::TableRename>& renames,
     uint64_t shard0_index);
+
+// What a snapshot whose maker's schema is `schema` (its epoch `schema_epoch`, schema_epochs.h)
+// makes here that this node dropped since, and must drop again once the snapshot's rows are in:
+// the objects of `schema` this node lacks (call it before the schema is made) whose latest drop
+// here is at a shard-0 index above the epoch (kSchemaDropsTable). A snapshot of another shard
+// may be older than what shard 0 applied here (a shard with few entries keeps an old one), and
+// one of shard 0 older than this node's own committed drop. As DROPs, in the order to apply
+// them (tables last; a table's indexes and triggers go with it). Reads only.
+absl::StatusOr<std::vector<change::v1::SchemaChange>> DroppedSinceSnapshot(
+    sqlite::Database& db,
+    const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema,
+    uint64_t schema_epoch);
 
 struct SchemaApplied {
   enum Outcome { kApplied, kAlreadySo, kConflict, kRefused };

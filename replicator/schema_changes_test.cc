@@ -1886,5 +1886,38 @@ TEST_F(SchemaChangesTest, ABaselineOfAnOlderVersionTakesEveryObjectAsOrderedInSh
   EXPECT_EQ(SnapshotDrops(BaselineWithout({"kv_v"}), 10), "DROP index kv_v\n");
 }
 
+TEST_F(SchemaChangesTest, WhatASnapshotOlderThanADropHereWouldMakeIsDroppedAgain) {
+  // Given other nodes' table and index, dropped here at shard-0 index 5 (the index as itself),
+  Apply(Create("table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"));
+  Apply(Create("index", "gone_v", "CREATE INDEX gone_v ON gone (v)"));
+  Apply(Create("view", "kv_keys", "CREATE VIEW kv_keys AS SELECT k FROM kv"));
+  std::vector<SchemaChange> older = BaselineWithout({});
+  for (const SchemaChange& drop : {Drop("index", "gone_v"), Drop("table", "gone")}) {
+    absl::StatusOr<SchemaApplied> dropped = ApplySchemaChange(*db_, drop, false, 5);
+    ASSERT_TRUE(dropped.ok()) << dropped.status();
+  }
+  // and this node's own drop of the view, committed at shard-0 index 7 and not applied yet,
+  ASSERT_TRUE(db_->Exec("DROP VIEW kv_keys;").ok());
+  ASSERT_TRUE(RecordSentInBaseline(*db_, {Drop("view", "kv_keys")}, 7).ok());
+  google::protobuf::RepeatedPtrField<SchemaChange> schema(older.begin(), older.end());
+  auto names = [&](uint64_t epoch) {
+    absl::StatusOr<std::vector<SchemaChange>> again = DroppedSinceSnapshot(*db_, schema, epoch);
+    if (!again.ok()) return std::string(again.status().message());
+    std::string out;
+    for (const SchemaChange& c : *again) absl::StrAppend(&out, c.type(), " ", c.name(), "\n");
+    return out;
+  };
+  // then a snapshot whose maker's schema predates the drops makes them again, to drop after its
+  // rows (tables last),
+  EXPECT_EQ(names(2), "index gone_v\nview kv_keys\ntable gone\n");
+  // one taken after the other nodes' drops only this node's own (its maker made the view again
+  // or had it still: this node's drop comes later in shard 0's order),
+  EXPECT_EQ(names(5), "view kv_keys\n");
+  EXPECT_EQ(names(7), "");
+  // and a name made here again since is no longer dropped.
+  Apply(Create("table", "GONE", "CREATE TABLE GONE (id INTEGER PRIMARY KEY)"));
+  EXPECT_EQ(names(2), "index gone_v\nview kv_keys\n");
+}
+
 }  // namespace
 }  // namespace marmot::replicator
