@@ -143,6 +143,25 @@ absl::Status MarkOwnInBaseline(sqlite::Database& db, const std::string& type,
       {Value::Text(type), Value::Text(name), Value::Integer(static_cast<int64_t>(shard0_index))});
 }
 
+// The baseline's own_at of object (type, name): nullopt without a row, NULL for an object as
+// shard 0 ordered it.
+absl::StatusOr<std::optional<Value>> OwnAtInBaseline(sqlite::Database& db, const std::string& type,
+                                                     const std::string& name) {
+  absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
+      "SELECT own_at FROM ", kBaseline, " WHERE type = ", Value::Text(type).DebugString(),
+      " AND name = ", Value::Text(name).DebugString()));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<Value>();
+  return std::make_optional((*rows)[0][0]);
+}
+
+absl::Status SetOwnAtInBaseline(sqlite::Database& db, const std::string& type,
+                                const std::string& name, const Value& own_at) {
+  return db.RunKept(
+      absl::StrCat("UPDATE ", kBaseline, " SET own_at = ?3 WHERE type = ?1 AND name = ?2"),
+      {Value::Text(type), Value::Text(name), own_at});
+}
+
 // Object (type, name) was dropped here by the change at `shard0_index` of shard 0 (kept unless
 // a later one is); nothing for 0 (unknown).
 absl::Status RecordDropped(sqlite::Database& db, const std::string& type, const std::string& name,
@@ -1879,9 +1898,15 @@ absl::Status KeepInBaseline(sqlite::Database& db, const SchemaDiff& diff) {
       sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate);
   if (!txn.ok()) return txn.status();
   for (const SchemaObject& o : diff.keep) {
+    absl::StatusOr<std::optional<Value>> was = OwnAtInBaseline(db, o.type, o.name);
+    if (!was.ok()) return was.status();
     if (absl::Status s = RecordInBaseline(db, o.type, o.name); !s.ok()) return s;
-    // Its own, never ordered in shard 0: no snapshot's schema drops it (DropsOfSnapshotSchema).
-    if (absl::Status s = MarkOwnInBaseline(db, o.type, o.name, 0); !s.ok()) return s;
+    // An object new here is its own, never ordered in shard 0: no snapshot's schema drops it
+    // (DropsOfSnapshotSchema). One the baseline had stays what it was (another node's drop of
+    // it still drops it, whatever this node changed of it).
+    absl::Status s = was->has_value() ? SetOwnAtInBaseline(db, o.type, o.name, **was)
+                                      : MarkOwnInBaseline(db, o.type, o.name, 0);
+    if (!s.ok()) return s;
   }
   for (const auto& [type, name] : diff.forget) {
     if (absl::Status s = ForgetInBaseline(db, type, name); !s.ok()) return s;
@@ -1930,15 +1955,17 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
   // Old table names to new ones, as the snapshot's maker recorded its renames.
   std::map<std::string, std::string> renamed;
   for (const change::v1::TableRename& r : renames) renamed[lower(r.from())] = r.to();
-  // The objects this node changed since its baseline: its own change, which goes later.
+  // The objects this node made again or renamed since its baseline: its own change, which goes
+  // later (the others' drop, applied here before it, would have left what it makes). Columns
+  // changed are not: the drop applied here would have dropped the table with them.
   absl::StatusOr<SchemaDiff> diff = DiffSchema(db);
   if (!diff.ok()) return diff.status();
   std::set<std::string> changed_here;
   for (const SchemaChange& c : diff->replicate) {
+    if (c.kind() != SchemaChange::CREATE && c.kind() != SchemaChange::RENAME_TABLE) continue;
     changed_here.insert(lower(c.name()));
     if (!c.new_name().empty()) changed_here.insert(lower(c.new_name()));
   }
-  for (const SchemaObject& o : diff->keep) changed_here.insert(lower(o.name));
   for (const auto& [type, name] : diff->forget) changed_here.insert(lower(name));
 
   absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
@@ -1971,7 +1998,7 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
       continue;
     }
     if (changed_here.count(lower(name)) > 0) {
-      keep("changed here since (this node's own schema change, which goes later)");
+      keep("made again or renamed here since (this node's own schema change, which goes later)");
       continue;
     }
     if (type != "table" && tables_kept.count(lower(tbl_name)) > 0) {
@@ -2215,6 +2242,15 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
   for (const SchemaChange& c : sent) {
     absl::Status s;
     bool lost = false;  // To another node's change that came first: the baseline holds that.
+    // A table's columns changed: whose the table is stays as it was (RecordTableInBaseline
+    // writes the row anew).
+    std::optional<Value> table_own_at;
+    if (c.kind() == SchemaChange::RENAME_COLUMN || c.kind() == SchemaChange::ADD_COLUMNS ||
+        c.kind() == SchemaChange::DROP_COLUMNS || c.kind() == SchemaChange::REDEFINE) {
+      absl::StatusOr<std::optional<Value>> was = OwnAtInBaseline(db, "table", c.name());
+      if (!was.ok()) return was.status();
+      table_own_at = *std::move(was);
+    }
     switch (c.kind()) {
       case SchemaChange::CREATE:
         // The table of an index or trigger is the one it has here (it names it in its SQL).
@@ -2269,16 +2305,17 @@ absl::Status RecordSentInBaseline(sqlite::Database& db, const std::vector<Schema
         break;
     }
     if (!s.ok()) return s;
-    // What it made or changed is this node's own until shard 0 orders it here: a snapshot of
-    // shard 0 taken before that index does not drop it (DropsOfSnapshotSchema).
+    // What it made (or a table it renamed, which the others' rename finds) is this node's own
+    // until shard 0 orders it here: a snapshot of shard 0 taken before that index does not drop
+    // it (DropsOfSnapshotSchema). A table whose columns it changed stays whose it was: another
+    // node's drop of it before that drops it, as the drop applied here would.
     if (lost) continue;
     if (c.kind() == SchemaChange::CREATE) {
       s = MarkOwnInBaseline(db, c.type(), c.name(), shard0_index);
     } else if (c.kind() == SchemaChange::RENAME_TABLE) {
       s = MarkOwnInBaseline(db, "table", c.new_name(), shard0_index);
-    } else if (c.kind() == SchemaChange::RENAME_COLUMN || c.kind() == SchemaChange::ADD_COLUMNS ||
-               c.kind() == SchemaChange::DROP_COLUMNS || c.kind() == SchemaChange::REDEFINE) {
-      s = MarkOwnInBaseline(db, "table", c.name(), shard0_index);
+    } else if (table_own_at.has_value()) {
+      s = SetOwnAtInBaseline(db, "table", c.name(), *table_own_at);
     }
     if (!s.ok()) return s;
   }

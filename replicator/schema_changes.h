@@ -6,12 +6,13 @@
 // schema_rowid: where the object stands in the file and in sqlite_master; own_at): the user
 // objects its schema held when schema changes began to replicate on it, plus every schema change
 // applied since in shard 0's order, plus its own changes that do not replicate.
-// `own_at` tells this node's own objects that shard 0 has not ordered here yet from the others:
-// NULL for an object as shard 0 ordered it (or as it was when replication began), the shard-0
-// index of the entry of this node's own change that the baseline took when it committed
-// (RecordSentInBaseline; shard 0 may not have applied it here yet), 0 for its own change that
-// does not replicate (KeepInBaseline). What the database holds beyond the baseline is this
-// node's own schema change (DiffSchema):
+// `own_at` tells the objects this node made itself that shard 0 has not ordered here yet: NULL
+// for an object as shard 0 ordered it (or as it was when replication began), the shard-0 index
+// of the entry of this node's own CREATE (or table rename) that the baseline took when it
+// committed (RecordSentInBaseline; shard 0 may not have applied it here yet), 0 for an object it
+// made that does not replicate (KeepInBaseline); a change of an object's columns or definition
+// leaves it as it was. What the database holds beyond the baseline is this node's own schema
+// change (DiffSchema):
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
@@ -195,11 +196,13 @@ absl::StatusOr<std::vector<change::v1::SchemaChange>> BaselineSchema(sqlite::Dat
 // changes, and the node goes on from its snapshot's index there (the other shards' snapshots
 // carry the baseline too, taken at other times). Stay, each listed in `kept` with why:
 //   - marmot's and SQLite's objects (any case), and objects without SQL;
-//   - this node's own objects shard 0 orders after the snapshot (own_at above `shard0_index`)
-//     or never (own_at 0: not replicated);
-//   - objects this node changed since its baseline (DiffSchema names them: its own schema
-//     change, not proposed yet, goes later in shard 0's order), and the indexes and triggers
-//     of a table that stays;
+//   - objects this node made that shard 0 orders after the snapshot (own_at above
+//     `shard0_index`) or never (own_at 0: not replicated);
+//   - objects this node made again or renamed since its baseline, and those it forgot (DiffSchema
+//     names them: its own schema change, not proposed yet, goes later in shard 0's order); not
+//     a table whose columns or definition it changed: the drop, applied here, would have
+//     dropped it whatever its definition;
+//   - the indexes and triggers of a table that stays;
 //   - a table that the snapshot's renames (`renames`) name as renamed to a table it has: the
 //     rename is not made here this way.
 // Names compare without case, as SQLite compares them. The drops are in the order to apply

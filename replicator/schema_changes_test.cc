@@ -1838,19 +1838,25 @@ TEST_F(SchemaChangesTest, ASnapshotOfShardZeroDropsWhatItsMakersBaselineNoLonger
             "__Marmot__notes\nkv\nkv_keys\n");
 }
 
-TEST_F(SchemaChangesTest, WhatASnapshotOfShardZeroLacksStaysWhenItIsThisNodesOwn) {
-  // Given this node's own table, whose CREATE committed at shard-0 index 12,
+TEST_F(SchemaChangesTest, WhatASnapshotOfShardZeroLacksStaysWhenThisNodeMadeIt) {
+  // Given this node's own table, whose CREATE committed at shard-0 index 12 and its column
+  // added at 13 (neither applied here yet),
   ASSERT_TRUE(db_->Exec("CREATE TABLE mine (id INTEGER PRIMARY KEY);").ok());
   ASSERT_TRUE(RecordSentInBaseline(
                   *db_, {Create("table", "mine", "CREATE TABLE mine (id INTEGER PRIMARY KEY)")}, 12)
                   .ok());
+  ASSERT_TRUE(db_->Exec("ALTER TABLE mine ADD COLUMN w TEXT;").ok());
+  absl::StatusOr<SchemaDiff> added = DiffSchema(*db_);
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(added->replicate.size(), 1u);
+  ASSERT_TRUE(RecordSentInBaseline(*db_, added->replicate, 13).ok());
   // its own index that does not replicate (the baseline took it as it is),
   ASSERT_TRUE(db_->Exec("CREATE INDEX local_v ON kv (v, k);").ok());
   SchemaDiff kept;
   kept.keep.push_back({.type = "index", .name = "local_v", .tbl_name = "kv", .sql = ""});
   ASSERT_TRUE(KeepInBaseline(*db_, kept).ok());
-  // other nodes' table with an index, to which this node added a column since (its change, not
-  // proposed yet), and an index it made again with another definition since,
+  // an index it made again with another definition since (its change, not proposed yet), and
+  // other nodes' table with an index, to which it added a column since,
   Apply(Create("table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"));
   Apply(Create("index", "gone_v", "CREATE INDEX gone_v ON gone (v)"));
   ASSERT_TRUE(db_->Exec("ALTER TABLE gone ADD COLUMN w TEXT;"
@@ -1859,15 +1865,14 @@ TEST_F(SchemaChangesTest, WhatASnapshotOfShardZeroLacksStaysWhenItIsThisNodesOwn
   // when a snapshot of shard 0 at index 10 has only kv,
   const std::vector<SchemaChange> schema =
       BaselineWithout({"mine", "local_v", "gone", "gone_v", "kv_v"});
-  // then all stay: the table's CREATE comes later in shard 0's order, the rest are this node's
-  // changes, which go later.
+  // then what this node made stays (the table's CREATE comes later in shard 0's order, the
+  // indexes are its changes, which go later); the others' table goes, as their drop applied
+  // here would have taken it, whatever column this node added.
   EXPECT_EQ(SnapshotDrops(schema, 10),
-            "kept table gone\nkept table mine\nkept index gone_v\nkept index kv_v\n"
+            "DROP index gone_v\nDROP table gone\nkept table mine\nkept index kv_v\n"
             "kept index local_v\n");
-  // One at index 12, which shard 0 ordered the table's CREATE at, drops it.
-  EXPECT_EQ(SnapshotDrops(schema, 12),
-            "DROP table mine\nkept table gone\nkept index gone_v\nkept index kv_v\n"
-            "kept index local_v\n");
+  // One at index 12, which shard 0 ordered the table's CREATE at, drops that too.
+  EXPECT_EQ(SnapshotDrops(schema, 12), "DROP table mine\nkept index kv_v\nkept index local_v\n");
 }
 
 TEST_F(SchemaChangesTest, ATableTheSnapshotsMakerRenamedStaysAndOneRenamedThenDroppedGoes) {
