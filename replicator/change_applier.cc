@@ -912,17 +912,14 @@ absl::Status ChangeApplier::CreateSnapshot(int shard, ShardSnapshotWriter& out) 
   return out.Finish();
 }
 
-absl::StatusOr<std::vector<change::v1::SchemaChange>> ChangeApplier::InstallSnapshotSchema(
-    ShardSnapshotReader& in, int shard, uint64_t at) {
-  std::vector<change::v1::SchemaChange> again;
-  if (in.schema().empty()) return again;  // A maker of an older version.
+absl::StatusOr<DroppedSince> ChangeApplier::InstallSnapshotSchema(ShardSnapshotReader& in,
+                                                                  int shard, uint64_t at) {
+  if (in.schema().empty()) return DroppedSince();  // A maker of an older version.
   const std::string from = absl::StrCat("the snapshot of shard ", shard, " at index ", at);
   // What it would make that this node dropped after the snapshot's schema (read before any of
   // it is made).
-  absl::StatusOr<std::vector<change::v1::SchemaChange>> dropped =
-      DroppedSinceSnapshot(db_, in.schema(), in.schema_epoch());
-  if (!dropped.ok()) return dropped.status();
-  again = *std::move(dropped);
+  absl::StatusOr<DroppedSince> again = DroppedSinceSnapshot(db_, in.schema(), in.schema_epoch());
+  if (!again.ok()) return again.status();
   ApplyResult schema;
   if (shard == 0) {
     // What the maker's schema no longer has was dropped in shard 0's order before the snapshot's
@@ -968,8 +965,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = CheckSchema(); !s.ok()) return s;
   if (absl::Status s = dead_letters_.Sync(); !s.ok()) return s;
   // The objects its rows need first (a node started from an empty file has none).
-  absl::StatusOr<std::vector<change::v1::SchemaChange>> dropped_since =
-      InstallSnapshotSchema(in, shard, at);
+  absl::StatusOr<DroppedSince> dropped_since = InstallSnapshotSchema(in, shard, at);
   if (!dropped_since.ok()) return dropped_since.status();
   // Where renamed tables route, before any row of it is placed (table_renames.h); after its
   // schema: a table made here from it routes by its name, as a table created does, until this.
@@ -1033,20 +1029,31 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = SettleHeldVersions(shard, held, kept); !s.ok()) return s;
   // What this node dropped after the snapshot's schema goes again, its rows with it, as the
   // drop went after them here (the other shards' rows of a table went with it then).
-  if (!dropped_since->empty()) {
-    std::vector<std::string> names;
-    for (const change::v1::SchemaChange& c : *dropped_since) {
-      names.push_back(absl::StrCat(c.type(), " ", c.name()));
-    }
+  auto names = [](const std::vector<change::v1::SchemaChange>& drops) {
+    std::vector<std::string> out;
+    for (const change::v1::SchemaChange& c : drops)
+      out.push_back(absl::StrCat(c.type(), " ", c.name()));
+    return absl::StrJoin(out, ", ");
+  };
+  if (!dropped_since->applied.empty()) {
     LOG(INFO) << "shard " << shard << ": the snapshot at index " << at
               << " was taken before drops applied here since; dropped again after its rows: "
-              << absl::StrJoin(names, ", ");
+              << names(dropped_since->applied);
     ApplyResult again;
-    google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(dropped_since->begin(),
-                                                                       dropped_since->end());
+    google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(
+        dropped_since->applied.begin(), dropped_since->applied.end());
     const std::string from =
         absl::StrCat("this node, after the snapshot of shard ", shard, " at index ", at);
     if (absl::Status s = ApplySchemaChanges(drops, from, /*own=*/false, again); !s.ok()) return s;
+  }
+  if (!dropped_since->not_proposed.empty()) {
+    LOG(INFO) << "shard " << shard << ": the snapshot at index " << at
+              << " has what this node dropped itself and did not propose yet; dropped again "
+                 "after its rows (the drop goes as this node's schema change): "
+              << names(dropped_since->not_proposed);
+    for (const change::v1::SchemaChange& c : dropped_since->not_proposed) {
+      if (absl::Status s = DropAsHere(db_, c); !s.ok()) return s;
+    }
   }
   // The shard's dedupe state and applied index become the snapshot's.
   std::vector<change::v1::ShardSnapshot::Applied> last_changes = in.applied();

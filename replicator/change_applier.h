@@ -130,6 +130,7 @@
 #include "replicator/displaced_rows.h"
 #include "replicator/local_change_index.h"
 #include "replicator/row_versions.h"
+#include "replicator/schema_changes.h"
 #include "replicator/shard_router.h"
 #include "replicator/shard_snapshotter.h"
 #include "replicator/snapshot_stream.h"
@@ -320,11 +321,11 @@ class ChangeApplier {
   // Makes the schema of snapshot `in` of `shard` (installed at `at`) so here, inside the
   // install's transaction: what this node lacks is made; a snapshot of shard 0 (which orders
   // schema changes, and the node goes on from its index there) also drops first what its
-  // maker's schema no longer has (DropsOfSnapshotSchema), logged. Returns the DROPs of what it
-  // made that this node dropped after the snapshot's schema (DroppedSinceSnapshot), to apply
-  // once the snapshot's rows are in.
-  absl::StatusOr<std::vector<change::v1::SchemaChange>> InstallSnapshotSchema(
-      ShardSnapshotReader& in, int shard, uint64_t at);
+  // maker's schema no longer has (DropsOfSnapshotSchema), logged. Returns what it made that
+  // this node dropped after the snapshot's schema (DroppedSinceSnapshot), to drop again once
+  // the snapshot's rows are in.
+  absl::StatusOr<DroppedSince> InstallSnapshotSchema(ShardSnapshotReader& in, int shard,
+                                                     uint64_t at);
   // Commits `txn`; the dead-letter index then matches the table again.
   absl::Status Commit(sqlite::Transaction& txn);
   // Keeps change `c` of `t` from `origin` (at Raft `index` of `shard`), which lost to the

@@ -1348,5 +1348,37 @@ TEST(ChangeApplierTest, AnOlderSnapshotOfAnotherShardDoesNotBringBackWhatWasDrop
   EXPECT_EQ(QueryText(b, objects), "'table' 'gone' \n");
 }
 
+// A snapshot's CREATE made again what a local process dropped while marmot was stopped (or
+// before it looked): the drop was then lost, never proposed.
+TEST(ChangeApplierTest, ASnapshotDoesNotUndoWhatThisNodesApplicationDroppedBeforeItIsProposed) {
+  // Given nodes A and B with another node's table `gone` and index `loose_x`,
+  Node a("undone-drop-a", /*shards=*/2), b("undone-drop-b", /*shards=*/2);
+  using Kind = change::v1::SchemaChange;
+  const change::v1::ChangeBatch made = SchemaBatch(
+      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
+       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"}});
+  for (Node* n : {&a, &b}) {
+    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
+    n->Exec("INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c');");
+  }
+  // when B's application drops them, and B installs A's snapshots before it proposed that,
+  b.Exec("DROP INDEX loose_x; DROP TABLE gone;");
+  for (int shard : {1, 0}) {
+    auto installed = testing::CopySnapshot(*a.applier, *b.applier, shard, 10);
+    ASSERT_TRUE(installed.ok()) << installed.status();
+  }
+  // then they stay dropped on B, no dead letter kept, and the drops are B's to propose still.
+  EXPECT_EQ(QueryText(b, "SELECT name FROM sqlite_master WHERE name IN ('gone', 'loose_x')"), "");
+  EXPECT_EQ(DeadLetters(b), "");
+  absl::StatusOr<SchemaDiff> diff = DiffSchema(*b.db);
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  std::vector<std::string> drops;
+  for (const change::v1::SchemaChange& c : diff->replicate) {
+    drops.push_back(absl::StrCat(DescribeSchemaChange(c)));
+  }
+  EXPECT_THAT(drops,
+              ::testing::UnorderedElementsAre("drop of table gone", "drop of index loose_x"));
+}
+
 }  // namespace
 }  // namespace marmot::replicator

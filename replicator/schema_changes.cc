@@ -2034,33 +2034,50 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
   return out;
 }
 
-absl::StatusOr<std::vector<SchemaChange>> DroppedSinceSnapshot(
+absl::StatusOr<DroppedSince> DroppedSinceSnapshot(
     sqlite::Database& db, const google::protobuf::RepeatedPtrField<SchemaChange>& schema,
     uint64_t schema_epoch) {
-  std::vector<SchemaChange> tables, others;
+  DroppedSince out;
+  std::vector<SchemaChange> applied_tables, proposed_tables;
   for (const SchemaChange& c : schema) {
     if (c.kind() != SchemaChange::CREATE || !KnownType(c.type()) ||
         sqlite::IsReservedName(c.name()))
       continue;
     const std::string type = Value::Text(c.type()).DebugString();
+    const std::string name = Value::Text(c.name()).DebugString();
     absl::StatusOr<std::vector<std::vector<Value>>> rows = db.QueryRows(absl::StrCat(
-        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = ", type, " AND name = ",
-        Value::Text(c.name()).DebugString(), " COLLATE NOCASE), (SELECT shard0_index FROM ",
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = ", type, " AND name = ", name,
+        " COLLATE NOCASE), (SELECT count(*) FROM ", kBaseline, " WHERE type = ", type,
+        " AND name = ", name, " COLLATE NOCASE), (SELECT shard0_index FROM ",
         sqlite::QuoteIdentifier(kSchemaDropsTable), " WHERE type = ", type,
         " AND name = ", Value::Text(absl::AsciiStrToLower(c.name())).DebugString(), ")"));
     if (!rows.ok()) return rows.status();
     const std::vector<Value>& r = rows->front();
-    if (r[0].integer() > 0 || r[1].is_null() ||
-        static_cast<uint64_t>(r[1].integer()) <= schema_epoch) {
+    if (r[0].integer() > 0) continue;  // Here: made so as it is.
+    const bool not_proposed = r[1].integer() > 0;
+    if (!not_proposed &&
+        (r[2].is_null() || static_cast<uint64_t>(r[2].integer()) <= schema_epoch)) {
       continue;
     }
-    SchemaChange& drop = (c.type() == "table" ? tables : others).emplace_back();
+    std::vector<SchemaChange>& into = c.type() == "table"
+                                          ? (not_proposed ? proposed_tables : applied_tables)
+                                          : (not_proposed ? out.not_proposed : out.applied);
+    SchemaChange& drop = into.emplace_back();
     drop.set_kind(SchemaChange::DROP);
     drop.set_type(c.type());
     drop.set_name(c.name());
   }
-  for (SchemaChange& t : tables) others.push_back(std::move(t));
-  return others;
+  for (SchemaChange& t : applied_tables) out.applied.push_back(std::move(t));
+  for (SchemaChange& t : proposed_tables) out.not_proposed.push_back(std::move(t));
+  return out;
+}
+
+absl::Status DropAsHere(sqlite::Database& db, const SchemaChange& drop) {
+  if (!KnownType(drop.type()) || sqlite::IsReservedName(drop.name())) {
+    return absl::InvalidArgumentError(absl::StrCat("not a user object: ", drop.name()));
+  }
+  return db.Exec(absl::StrCat("DROP ", Upper(drop.type()), " IF EXISTS ",
+                              sqlite::QuoteIdentifier(drop.name())));
 }
 
 std::string DescribeSchemaChange(const SchemaChange& c) {

@@ -218,16 +218,29 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
     uint64_t shard0_index);
 
 // What a snapshot whose maker's schema is `schema` (its epoch `schema_epoch`, schema_epochs.h)
-// makes here that this node dropped since, and must drop again once the snapshot's rows are in:
-// the objects of `schema` this node lacks (call it before the schema is made) whose latest drop
-// here is at a shard-0 index above the epoch (kSchemaDropsTable). A snapshot of another shard
-// may be older than what shard 0 applied here (a shard with few entries keeps an old one), and
-// one of shard 0 older than this node's own committed drop. As DROPs, in the order to apply
-// them (tables last; a table's indexes and triggers go with it). Reads only.
-absl::StatusOr<std::vector<change::v1::SchemaChange>> DroppedSinceSnapshot(
+// makes here that this node dropped since, and must drop again once the snapshot's rows are in.
+// Of the objects of `schema` this node lacks (call it before the schema is made):
+//   - `applied`: those whose latest drop here is at a shard-0 index above the epoch
+//     (kSchemaDropsTable): a snapshot of another shard may be older than what shard 0 applied
+//     here (a shard with few entries keeps an old one), and one of shard 0 older than this
+//     node's own committed drop. Dropped again as that change (ApplySchemaChange).
+//   - `not_proposed`: those the baseline holds: a local process dropped them, a change of this
+//     node's not proposed yet (marmot may have been stopped). Dropped again as it did
+//     (DropAsHere), the baseline left as it is, for DiffSchema to find the drop.
+// As DROPs, in the order to apply them (tables last; a table's indexes and triggers go with
+// it). Reads only.
+struct DroppedSince {
+  std::vector<change::v1::SchemaChange> applied;
+  std::vector<change::v1::SchemaChange> not_proposed;
+};
+absl::StatusOr<DroppedSince> DroppedSinceSnapshot(
     sqlite::Database& db,
     const google::protobuf::RepeatedPtrField<change::v1::SchemaChange>& schema,
     uint64_t schema_epoch);
+
+// Drops `drop`'s object here as a local process would: the statement alone, the baseline and
+// what marmot keeps of it left as they are. Nothing when it does not exist.
+absl::Status DropAsHere(sqlite::Database& db, const change::v1::SchemaChange& drop);
 
 struct SchemaApplied {
   enum Outcome { kApplied, kAlreadySo, kConflict, kRefused };
