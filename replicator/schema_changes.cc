@@ -1507,11 +1507,11 @@ absl::Status EnsureSchemaBaseline(sqlite::Database& db, bool with_existing) {
   for (const SchemaObject& o : *objects) {
     if (absl::Status s =
             db.RunKept(absl::StrCat("INSERT INTO ", kBaseline,
-                                    " (type, name, tbl_name, sql, rootpage, schema_rowid) SELECT "
-                                    "?1, ?2, ?3, ?4, rootpage, rowid FROM sqlite_master WHERE "
-                                    "type = ?1 AND name = ?2"),
+                                    " (type, name, tbl_name, sql, rootpage, schema_rowid, own_at) "
+                                    "SELECT ?1, ?2, ?3, ?4, rootpage, rowid, ?5 FROM sqlite_master "
+                                    "WHERE type = ?1 AND name = ?2"),
                        {Value::Text(o.type), Value::Text(o.name), Value::Text(o.tbl_name),
-                        Value::Text(o.sql)});
+                        Value::Text(o.sql), Value::Integer(kOwnAtFoundAtStart)});
         !s.ok()) {
       return s;
     }
@@ -1988,11 +1988,22 @@ absl::StatusOr<SnapshotSchemaDrops> DropsOfSnapshotSchema(
       out.kept.push_back(absl::StrCat(what, ": ", why));
       if (type == "table") tables_kept.insert(lower(name));
     };
-    if (!r[3].is_null() && r[3].integer() == 0) {
+    if (!r[3].is_null() && r[3].integer() == kOwnAtFoundAtStart) {
+      // Found here when schema changes began to replicate: maybe this node's alone (founders
+      // may start with other tables), its rows nowhere else. A table is never dropped for
+      // missing from a snapshot then (its rows would go with it); what holds no rows may go.
+      if (type == "table") {
+        keep(
+            "found here when schema changes began to replicate, maybe this node's alone: if the "
+            "others dropped it, drop it here by hand");
+        continue;
+      }
+    } else if (!r[3].is_null() && r[3].integer() == 0) {
       keep("this node's own, which does not replicate");
       continue;
     }
-    if (!r[3].is_null() && static_cast<uint64_t>(r[3].integer()) > shard0_index) {
+    if (!r[3].is_null() && r[3].integer() > 0 &&
+        static_cast<uint64_t>(r[3].integer()) > shard0_index) {
       keep(absl::StrCat("this node's own change, ordered after the snapshot (shard-0 index ",
                         r[3].integer(), ")"));
       continue;

@@ -7,12 +7,13 @@
 // objects its schema held when schema changes began to replicate on it, plus every schema change
 // applied since in shard 0's order, plus its own changes that do not replicate.
 // `own_at` tells the objects this node made itself that shard 0 has not ordered here yet: NULL
-// for an object as shard 0 ordered it (or as it was when replication began), the shard-0 index
+// for an object as shard 0 ordered it (or of an older baseline), the shard-0 index
 // of the entry of this node's own CREATE (or table rename) that the baseline took when it
 // committed (RecordSentInBaseline; shard 0 may not have applied it here yet), 0 for an object it
-// made that does not replicate (KeepInBaseline); a change of an object's columns or definition
-// leaves it as it was. What the database holds beyond the baseline is this node's own schema
-// change (DiffSchema):
+// made that does not replicate (KeepInBaseline), kOwnAtFoundAtStart for an object the database
+// held when schema changes began to replicate on it (maybe this node's alone: founders may start
+// with other tables); a change of an object's columns or definition leaves it as it was. What the
+// database holds beyond the baseline is this node's own schema change (DiffSchema):
 //   - a table that is not in the baseline -> CREATE, its SQL as sqlite_master holds it;
 //   - an index or trigger of a table that is unchanged (or created in the same diff), and any
 //     view: new -> CREATE, gone -> DROP, made again with another definition -> DROP and CREATE;
@@ -134,6 +135,9 @@ namespace marmot::replicator {
 // table and old name in lower case, the new name as written, NULL for a dropped column.
 inline constexpr char kColumnHistoryTable[] = "__marmot__column_history";
 
+// `own_at` of an object found when schema changes began to replicate here (see above).
+inline constexpr int64_t kOwnAtFoundAtStart = -1;
+
 // The objects dropped here by schema changes, for the snapshots taken before them
 // (DroppedSinceSnapshot): (type, name in lower case, shard0_index), the shard-0 index of the
 // latest drop of that name (another node's applied, or this node's own committed or applied).
@@ -198,6 +202,8 @@ absl::StatusOr<std::vector<change::v1::SchemaChange>> BaselineSchema(sqlite::Dat
 //   - marmot's and SQLite's objects (any case), and objects without SQL;
 //   - objects this node made that shard 0 orders after the snapshot (own_at above
 //     `shard0_index`) or never (own_at 0: not replicated);
+//   - tables found here when schema changes began to replicate (kOwnAtFoundAtStart): maybe this
+//     node's alone, their rows nowhere else (their indexes, triggers and views may go);
 //   - objects this node made again or renamed since its baseline, and those it forgot (DiffSchema
 //     names them: its own schema change, not proposed yet, goes later in shard 0's order); not
 //     a table whose columns or definition it changed: the drop, applied here, would have

@@ -1885,6 +1885,16 @@ TEST_F(SchemaChangesTest, ATableTheSnapshotsMakerRenamedStaysAndOneRenamedThenDr
             "DROP table x\nkept table t\n");
 }
 
+// A table this node held when schema changes began to replicate on it (the fixture's kv) may
+// be its alone (founders may start with other tables), its rows nowhere else: a snapshot of
+// shard 0 whose maker lacks it does not drop it (logged as kept); what holds no rows, a
+// trigger or a view found then, goes as usual, and an index of a table kept stays.
+TEST_F(SchemaChangesTest, ATableEachNodeHeldAtItsStartIsNotDroppedByASnapshot) {
+  ASSERT_TRUE(db_->Exec("INSERT INTO kv VALUES (1, 'only here');").ok());
+  EXPECT_EQ(SnapshotDrops(BaselineWithout({"kv", "kv_v"}), 10), "kept table kv\nkept index kv_v\n");
+  EXPECT_EQ(*RunSqliteCli(path_, "SELECT * FROM kv;"), "1|only here\n");
+}
+
 TEST_F(SchemaChangesTest, ABaselineOfAnOlderVersionTakesEveryObjectAsOrderedInShardZero) {
   ASSERT_TRUE(db_->Exec("ALTER TABLE \"__marmot__schema\" DROP COLUMN own_at;").ok());
   ASSERT_TRUE(EnsureSchemaBaseline(*db_).ok());
