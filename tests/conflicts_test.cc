@@ -68,7 +68,8 @@ TEST(ConflictsTest, VersionsKeptAsTextByAnEarlierReleaseAreRewrittenAtStartAndSt
       "NOT NULL, raft_index INTEGER NOT NULL, origin INTEGER NOT NULL, change_id INTEGER NOT "
       "NULL, held BLOB, columns INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, key)) WITHOUT "
       "ROWID;"
-      "INSERT INTO \"__marmot__versions\" SELECT * FROM earlier; DROP TABLE earlier; COMMIT;");
+      "INSERT INTO \"__marmot__versions\" SELECT tbl, key, shard, raft_index, origin, change_id,"
+      " held, columns FROM earlier; DROP TABLE earlier; COMMIT;");
   const std::string types = "SELECT DISTINCT typeof(key) FROM \"__marmot__versions\";";
   ASSERT_EQ(cluster.Sql(2, types), "text\n");
   // When it starts again.
