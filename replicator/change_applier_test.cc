@@ -1291,6 +1291,29 @@ TEST(ChangeApplierTest, ASnapshotOfShardZeroDropsWhatItsMakerDroppedWhileThisNod
   EXPECT_EQ(DeadLetters(b), "");
 }
 
+// Another node's table `gone` and index `loose_x` made on `nodes` at shard-0 index 2, then
+// `rows` written into `gone` on each.
+void MakeGoneAndLooseX(std::initializer_list<Node*> nodes, const std::string& rows) {
+  using Kind = change::v1::SchemaChange;
+  const change::v1::ChangeBatch made = SchemaBatch(
+      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
+       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"}});
+  for (Node* n : nodes) {
+    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
+    n->Exec(rows);
+  }
+}
+
+// `n`'s snapshot of `shard` as its maker at schema epoch `epoch` writes it.
+std::string SnapshotAtEpoch(Node& n, int shard, uint64_t epoch) {
+  raft::host::StringSnapshotSink sink;
+  ShardSnapshotWriter writer(sink);
+  writer.set_schema_epoch(epoch);
+  absl::Status s = n.applier->CreateSnapshot(shard, writer);
+  EXPECT_TRUE(s.ok()) << s;
+  return sink.Take();
+}
+
 // A snapshot of another shard carries its maker's baseline as it was when it was taken: one
 // taken before a drop this node applied since made the object again (with that shard's rows
 // of a table), for good.
@@ -1299,19 +1322,10 @@ TEST(ChangeApplierTest, AnOlderSnapshotOfAnotherShardDoesNotBringBackWhatWasDrop
   // `loose_x`, made at shard-0 index 2,
   Node a("older-snap-a", /*shards=*/2), b("older-snap-b", /*shards=*/2);
   using Kind = change::v1::SchemaChange;
-  const change::v1::ChangeBatch made = SchemaBatch(
-      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
-       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"}});
-  for (Node* n : {&a, &b}) {
-    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
-    n->Exec("INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e');");
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeGoneAndLooseX(
+      {&a, &b}, "INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e');"));
   // and A's snapshot of shard 1 taken then (its schema epoch 2),
-  raft::host::StringSnapshotSink sink;
-  ShardSnapshotWriter writer(sink);
-  writer.set_schema_epoch(2);
-  ASSERT_TRUE(a.applier->CreateSnapshot(1, writer).ok());
-  const std::string older = sink.Take();
+  const std::string older = SnapshotAtEpoch(a, 1, 2);
   ASSERT_TRUE(a.Dump("gone").find("'c'") != std::string::npos);
   // when both drop them at shard-0 index 4
   for (Node* n : {&a, &b}) {
@@ -1337,11 +1351,7 @@ TEST(ChangeApplierTest, AnOlderSnapshotOfAnotherShardDoesNotBringBackWhatWasDrop
   const change::v1::ChangeBatch again = SchemaBatch(
       {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, w TEXT)"}});
   ASSERT_TRUE(a.applier->Apply(0, 6, again).ok());
-  raft::host::StringSnapshotSink newer_sink;
-  ShardSnapshotWriter newer_writer(newer_sink);
-  newer_writer.set_schema_epoch(6);
-  ASSERT_TRUE(a.applier->CreateSnapshot(1, newer_writer).ok());
-  raft::host::StringSnapshotSource newer_source(newer_sink.Take());
+  raft::host::StringSnapshotSource newer_source(SnapshotAtEpoch(a, 1, 6));
   ShardSnapshotReader newer(newer_source);
   auto installed_newer = b.applier->InstallSnapshot(newer, 12);
   ASSERT_TRUE(installed_newer.ok()) << installed_newer.status();
@@ -1353,14 +1363,8 @@ TEST(ChangeApplierTest, AnOlderSnapshotOfAnotherShardDoesNotBringBackWhatWasDrop
 TEST(ChangeApplierTest, ASnapshotDoesNotUndoWhatThisNodesApplicationDroppedBeforeItIsProposed) {
   // Given nodes A and B with another node's table `gone` and index `loose_x`,
   Node a("undone-drop-a", /*shards=*/2), b("undone-drop-b", /*shards=*/2);
-  using Kind = change::v1::SchemaChange;
-  const change::v1::ChangeBatch made = SchemaBatch(
-      {{Kind::CREATE, "table", "gone", "CREATE TABLE gone (id INTEGER PRIMARY KEY, v TEXT)"},
-       {Kind::CREATE, "index", "loose_x", "CREATE INDEX loose_x ON loose (x)"}});
-  for (Node* n : {&a, &b}) {
-    ASSERT_TRUE(n->applier->Apply(0, 2, made).ok());
-    n->Exec("INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c');");
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      MakeGoneAndLooseX({&a, &b}, "INSERT INTO gone VALUES (1, 'a'), (2, 'b'), (3, 'c');"));
   // when B's application drops them, and B installs A's snapshots before it proposed that,
   b.Exec("DROP INDEX loose_x; DROP TABLE gone;");
   for (int shard : {1, 0}) {

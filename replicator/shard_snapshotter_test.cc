@@ -389,11 +389,9 @@ TEST(ShardSnapshotterTest, ARowOfAnotherShardWithAPendingOwnChangeKeepsItsUnique
   Node a("snap-unique-shards-a", 4), b("snap-unique-shards-b", 4);
   a.applier->set_local_node(1);
   b.applier->set_local_node(2);
-  const auto shard_of = [&](int64_t id) { return a.router.ShardOf("order", {Value::Integer(id)}); };
-  int64_t other = 2;
-  while (shard_of(other) == shard_of(1)) ++other;
-  const int shard = shard_of(other);
-  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'b')");  // pending in shard_of(1)
+  const int64_t other = testing::OrderIdOfAnotherShard(a, 1);
+  const int shard = testing::OrderShard(a, other);
+  a.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'b')");  // pending in row 1's shard
   b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", other, ", 'b')"));
   auto snapshot = CreateSnapshot(*b.applier, shard);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
@@ -614,10 +612,8 @@ TEST(ShardSnapshotterTest,
   Node a("snap-lose-shards-a", 4), b("snap-lose-shards-b", 4);
   a.applier->set_local_node(1);
   b.applier->set_local_node(2);
-  const auto shard_of = [&](int64_t id) { return a.router.ShardOf("order", {Value::Integer(id)}); };
-  int64_t other = 2;
-  while (shard_of(other) == shard_of(1)) ++other;
-  const int x = shard_of(1), y = shard_of(other);
+  const int64_t other = testing::OrderIdOfAnotherShard(a, 1);
+  const int x = testing::OrderShard(a, 1), y = testing::OrderShard(a, other);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
   ApplyEverywhere({&a, &b}, x, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
   b.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1");  // b's change 2
@@ -646,10 +642,8 @@ TEST(ShardSnapshotterTest,
   Node a("snap-win-shards-a", 4), b("snap-win-shards-b", 4);
   a.applier->set_local_node(1);
   b.applier->set_local_node(2);
-  const auto shard_of = [&](int64_t id) { return a.router.ShardOf("order", {Value::Integer(id)}); };
-  int64_t other = 2;
-  while (shard_of(other) == shard_of(1)) ++other;
-  const int x = shard_of(1), y = shard_of(other);
+  const int64_t other = testing::OrderIdOfAnotherShard(a, 1);
+  const int x = testing::OrderShard(a, 1), y = testing::OrderShard(a, other);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
   ApplyEverywhere({&a, &b}, x, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
   a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");  // a's change 1, pending

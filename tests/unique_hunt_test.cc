@@ -259,6 +259,17 @@ TEST(UniqueHuntTest, AnApplicationsOwnInsertOrReplaceEndsTheSameEverywhere) {
   EXPECT_TRUE(c.WaitForEverywhere(kDeadLetters, "0\n", 10s)) << c.OnEveryNode(kDeadLetters);
 }
 
+// Nodes 1 and 2 insert 60 rows (ids 100..159) while node 3 is down, holding 2 rows before:
+// with -snapshot-entries=20 the log is compacted past what node 3 had.
+void WriteWhileNode3IsDown(testing::LocalCluster& c) {
+  for (int i = 0; i < 60; ++i) {
+    c.Sql(1 + i % 2,
+          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
+  }
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return c.Sql(2, "SELECT count(*) FROM account;") == "62\n"; }, 30s));
+}
+
 // Rows kept through UNIQUE values travel with snapshots: a node that was down while the log
 // was compacted installs one and keeps what the others keep.
 TEST(UniqueHuntTest, KeptRowsTravelWithASnapshot) {
@@ -271,12 +282,7 @@ TEST(UniqueHuntTest, KeptRowsTravelWithASnapshot) {
   ASSERT_EQ(c.StopNode(3), 0);
   c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
   c.Sql(3, "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
-  for (int i = 0; i < 60; ++i) {
-    c.Sql(1 + i % 2,
-          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
-  }
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return c.Sql(2, "SELECT count(*) FROM account;") == "62\n"; }, 30s));
+  ASSERT_NO_FATAL_FAILURE(WriteWhileNode3IsDown(c));
   c.StartNode(3);
   ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
   constexpr char kFirst[] = "SELECT id, email, name FROM account WHERE id < 100 ORDER BY id;";
@@ -313,12 +319,7 @@ TEST(UniqueHuntTest, ARowKeptAtOnceByASnapshotForAnOwnChangeThatLosesStandsEvery
   c.Sql(3, "UPDATE account SET email = 'b@x', name = 'three' WHERE id = 1;");
   c.Sql(1, "UPDATE account SET name = 'one, edited' WHERE id = 1;");
   c.Sql(1, "INSERT INTO account VALUES (2, 'b@x', 'two');");
-  for (int i = 0; i < 60; ++i) {
-    c.Sql(1 + i % 2,
-          absl::StrCat("INSERT INTO account VALUES (", 100 + i, ", 'u", i, "@x', 'filler');"));
-  }
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return c.Sql(2, "SELECT count(*) FROM account;") == "62\n"; }, 30s));
+  ASSERT_NO_FATAL_FAILURE(WriteWhileNode3IsDown(c));
   c.StartNode(3);
   ASSERT_TRUE(c.WaitUntilReady(3, 60s)) << c.log(3);
   constexpr char kFirst[] = "SELECT id, email, name FROM account WHERE id < 100 ORDER BY id;";

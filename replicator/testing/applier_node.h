@@ -158,6 +158,18 @@ struct Node {
   std::unique_ptr<ChangeApplier> applier;
 };
 
+// The shard of row `id` of table `order` on `n`.
+inline int OrderShard(const Node& n, int64_t id) {
+  return n.router.ShardOf("order", {sqlite::Value::Integer(id)});
+}
+
+// The first id above `id` whose row of table `order` routes to another shard than row `id`'s.
+inline int64_t OrderIdOfAnotherShard(const Node& n, int64_t id) {
+  int64_t other = id + 1;
+  while (OrderShard(n, other) == OrderShard(n, id)) ++other;
+  return other;
+}
+
 // The batch with only change `id` of `table`.
 inline change::v1::ChangeBatch OnlyChange(const change::v1::ChangeBatch& batch, int64_t id,
                                           const std::string& table = "pair") {
