@@ -88,12 +88,16 @@ std::string OneChange(const TableChanges& t, const Change& c) {
 // The digest (sqlite/row_digest.h) of the row change `c` of `t` leaves at the `i`th of its
 // version keys (ChangeView::VersionKeys: its key, then a rekey's old key, where it leaves no row)
 // on the nodes that write it: its values by column, none for a delete. Not known when it does
-// not carry a value for each of its columns.
-std::optional<int64_t> DigestLeft(const TableChanges& t, const Change& c, size_t i) {
+// not carry a value for each of its columns. `digester` is made for `t`'s columns when first
+// needed.
+std::optional<int64_t> DigestLeft(const TableChanges& t, const Change& c, size_t i,
+                                  std::optional<sqlite::RowDigester>& digester) {
   if (c.op() == change::v1::OP_DELETE || i > 0) return sqlite::kNoRowDigest;
   if (c.row_size() != t.columns_size()) return std::nullopt;
-  std::vector<std::string> columns(t.columns().begin(), t.columns().end());
-  return sqlite::RowDigest(columns, FromWire(c.row()));
+  if (!digester.has_value()) {
+    digester.emplace(std::vector<std::string>(t.columns().begin(), t.columns().end()));
+  }
+  return digester->Of([&](size_t k) { return FromWire(c.row(static_cast<int>(k))); });
 }
 
 // The no-write path's questions about an entry of `shard`, read outside any transaction.
@@ -307,6 +311,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
     ChangeView::Table views(state_, shard, t, *plan);
     views.UseLocalRows(*rows);
     views.set_origin(batch.origin_node());
+    std::optional<sqlite::RowDigester> digester;
     for (const Change& c : t.changes()) {
       // Rows the index cannot vouch for are read (RowAlreadyHolds) without the write lock that
       // the application's writers need: only this applier writes rows besides the application,
@@ -332,7 +337,7 @@ absl::StatusOr<std::optional<ApplyResult>> ChangeApplier::ApplyWithoutWriting(
                                          .origin = batch.origin_node(),
                                          .change_id = c.change_id(),
                                          .columns = t.columns_size(),
-                                         .digest = DigestLeft(t, c, k)}});
+                                         .digest = DigestLeft(t, c, k, digester)}});
         }
       }
       table.keys.push_back(view.TakeKeys());
@@ -472,6 +477,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
       if (!batch.ok()) return batch.status();
       versions_batch = *std::move(batch);
     }
+    std::optional<sqlite::RowDigester> digester;
     for (int i = 0; i < t.changes_size(); ++i) {
       const Change& c = t.changes(i);
       ChangeView view(views, c);
@@ -528,7 +534,7 @@ absl::StatusOr<ApplyResult> ChangeApplier::ApplyInTransaction(int shard, uint64_
                            .held = held ? OneChange(t, c) : std::string(),
                            .columns = t.columns_size()};
         for (size_t k = 0; k < keys->size(); ++k) {
-          version.digest = DigestLeft(t, c, k);
+          version.digest = DigestLeft(t, c, k, digester);
           if (absl::Status s = versions_.Set(t.table(), (*keys)[k], version); !s.ok()) return s;
         }
       }

@@ -44,20 +44,6 @@ void AppendValue(const Value& v, std::string& out) {
   }
 }
 
-// The digest of (lower-case name, value) pairs, sorted by name here.
-int64_t DigestOf(std::vector<std::pair<std::string, const Value*>>& pairs) {
-  std::sort(pairs.begin(), pairs.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::string encoded;
-  for (const auto& [name, value] : pairs) {
-    AppendU32(static_cast<uint32_t>(name.size()), encoded);
-    encoded += name;
-    AppendValue(*value, encoded);
-  }
-  const int64_t digest = static_cast<int64_t>(XXH64(encoded.data(), encoded.size(), 0));
-  return digest == kNoRowDigest ? 1 : digest;
-}
-
 Value FromSqlite(sqlite3_value* v) {
   switch (sqlite3_value_type(v)) {
     case SQLITE_INTEGER:
@@ -96,13 +82,32 @@ void RowDigestFunction(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 }  // namespace
 
-int64_t RowDigest(const std::vector<std::string>& columns, const std::vector<Value>& values) {
-  std::vector<std::pair<std::string, const Value*>> pairs;
-  pairs.reserve(columns.size());
-  for (size_t i = 0; i < columns.size() && i < values.size(); ++i) {
-    pairs.emplace_back(absl::AsciiStrToLower(columns[i]), &values[i]);
+RowDigester::RowDigester(const std::vector<std::string>& columns) {
+  std::vector<std::string> lower;
+  for (const std::string& c : columns) lower.push_back(absl::AsciiStrToLower(c));
+  order_.resize(columns.size());
+  for (size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](size_t a, size_t b) { return lower[a] < lower[b]; });
+  for (size_t i : order_) {
+    std::string& name = names_.emplace_back();
+    AppendU32(static_cast<uint32_t>(lower[i].size()), name);
+    name += lower[i];
   }
-  return DigestOf(pairs);
+}
+
+int64_t RowDigester::Of(absl::FunctionRef<Value(size_t)> value) const {
+  std::string encoded;
+  for (size_t k = 0; k < order_.size(); ++k) {
+    encoded += names_[k];
+    AppendValue(value(order_[k]), encoded);
+  }
+  const int64_t digest = static_cast<int64_t>(XXH64(encoded.data(), encoded.size(), 0));
+  return digest == kNoRowDigest ? 1 : digest;
+}
+
+int64_t RowDigest(const std::vector<std::string>& columns, const std::vector<Value>& values) {
+  return RowDigester(columns).Of([&](size_t i) { return i < values.size() ? values[i] : Value(); });
 }
 
 absl::Status RegisterRowDigest(Database& db) {

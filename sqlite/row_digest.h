@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "sqlite/database.h"
 #include "sqlite/value.h"
@@ -24,6 +25,18 @@ namespace marmot::sqlite {
 
 // The digest that stands for "the version leaves no row" (a delete).
 inline constexpr int64_t kNoRowDigest = 0;
+
+// RowDigest of rows of one set of columns, the columns' order worked out once.
+class RowDigester {
+ public:
+  explicit RowDigester(const std::vector<std::string>& columns);
+  // The digest of the row whose value in column i is value(i).
+  int64_t Of(absl::FunctionRef<Value(size_t)> value) const;
+
+ private:
+  std::vector<size_t> order_;       // Column positions by lower-case name.
+  std::vector<std::string> names_;  // Each name's encoding, in that order.
+};
 
 // The digest of a row holding `values[i]` in column `columns[i]` (same sizes).
 int64_t RowDigest(const std::vector<std::string>& columns, const std::vector<Value>& values);
