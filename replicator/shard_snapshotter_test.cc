@@ -601,60 +601,58 @@ TEST(ShardSnapshotterTest, DISABLED_AnUnversionedSnapshotRowWrittenBackTakesLate
   EXPECT_EQ(ConflictShape(a), ConflictShape(b));
 }
 
-// The same across shards, where a's pending change loses: row 1 (a's change, in another shard
-// than the snapshot) loses to b's 'z', so it replaces nothing anywhere, and b's row `other`
-// with 'b' stands on b: a writes it back once its change loses, as in one shard
-// (TakeKeptAtOnce looks in every shard). (Found 2026-12-07 reviewing fca23e2: a kept it as a
-// conflict for good: TakeKeptAtOnce looked only in the shard of the change that lost, and took
-// only rows whose version was the loser's, which KeepDisplacedNow gives in one shard only.)
-TEST(ShardSnapshotterTest,
-     ASnapshotRowKeptForAnOwnChangeOfAnotherShardThatLosesIsWrittenAsOnEveryNode) {
-  Node a("snap-lose-shards-a", 4), b("snap-lose-shards-b", 4);
+// Across shards: a's pending change gives row 1 (shard x) the value 'b' that b's row `other`
+// (shard y) takes; a installs b's snapshot of shard y, which keeps row `other` at once for a's
+// change; then a's change applies in shard x. `loses`: b changed row 1 to 'z' first, so a's
+// change loses and replaces nothing anywhere: row `other` stands on both (a writes it back,
+// TakeKeptAtOnce looking in every shard). Otherwise a's change wins and row `other` is a
+// conflict on both.
+void ExpectASnapshotRowKeptForAnOwnChangeOfAnotherShardEndsAlike(const std::string& label,
+                                                                 bool loses) {
+  Node a(label + "-a", 4), b(label + "-b", 4);
   a.applier->set_local_node(1);
   b.applier->set_local_node(2);
   const int64_t other = testing::OrderIdOfAnotherShard(a, 1);
   const int x = testing::OrderShard(a, 1), y = testing::OrderShard(a, other);
   b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
   ApplyEverywhere({&a, &b}, x, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
-  b.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1");  // b's change 2
-  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");  // a's change 1, pending
-  ApplyEverywhere({&a, &b}, x, 2, OnlyChange(b.CapturedBatch(2), 2, "order"));         // held on a
-  b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", other, ", 'b')"));  // 3
-  ApplyEverywhere({&b}, y, 1, OnlyChange(b.CapturedBatch(2), 3, "order"));
+  int64_t b_change = 2;
+  uint64_t x_index = 2;
+  if (loses) b.Exec("UPDATE \"order\" SET name = 'z' WHERE id = 1");  // b's change 2
+  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");             // a's change 1, pending
+  if (loses) {                                                        // Held on a.
+    ApplyEverywhere({&a, &b}, x, x_index++, OnlyChange(b.CapturedBatch(2), b_change++, "order"));
+  }
+  b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", other, ", 'b')"));
+  ApplyEverywhere({&b}, y, 1, OnlyChange(b.CapturedBatch(2), b_change, "order"));
   auto install = testing::CopySnapshot(*b.applier, *a.applier, y, 1);
   ASSERT_TRUE(install.ok()) << install.status();
   EXPECT_EQ(a.Dump("order"), "1 1 'b' NULL NULL \n");
-  ApplyEverywhere({&a, &b}, x, 3, OnlyChange(a.CapturedBatch(1), 1, "order"));
+  ApplyEverywhere({&a, &b}, x, x_index, OnlyChange(a.CapturedBatch(1), 1, "order"));
   EXPECT_EQ(b.Dump("order"),
-            absl::StrCat("1 1 'z' NULL NULL \n", other, " ", other, " 'b' NULL NULL \n"));
+            loses ? absl::StrCat("1 1 'z' NULL NULL \n", other, " ", other, " 'b' NULL NULL \n")
+                  : "1 1 'b' NULL NULL \n");
   EXPECT_EQ(a.Dump("order"), b.Dump("order"));
   EXPECT_EQ(ConflictShape(a), ConflictShape(b));
 }
 
-// DISABLED: shows conflicts that differ between nodes (found 2026-12-07 reviewing fca23e2). Across
-// shards, a's pending change of row 1 wins: on b its upsert replaces row `other` (kept there in
-// row 1's shard, where the change that replaced it applied); a kept it at once in the
-// snapshot's shard. Expected: one conflict, the same on both. Seen: the same rows, the conflict
-// in shard `x` on b and in shard `y` on a (so it travels with the snapshots of different
-// shards, and is cleared by resolutions of different shards).
+// (Found 2026-12-07 reviewing fca23e2: a kept row `other` as a conflict for good: TakeKeptAtOnce
+// looked only in the shard of the change that lost, and took only rows whose version was the
+// loser's, which KeepDisplacedNow gives in one shard only.)
+TEST(ShardSnapshotterTest,
+     ASnapshotRowKeptForAnOwnChangeOfAnotherShardThatLosesIsWrittenAsOnEveryNode) {
+  ExpectASnapshotRowKeptForAnOwnChangeOfAnotherShardEndsAlike("snap-lose-shards", true);
+}
+
+// DISABLED: shows conflicts that differ between nodes (found 2026-12-07 reviewing fca23e2). a's
+// change wins: on b its upsert replaces row `other` (kept there in row 1's shard, where the
+// change that replaced it applied); a kept it at once in the snapshot's shard. Expected: one
+// conflict, the same on both. Seen: the same rows, the conflict in shard `x` on b and in shard
+// `y` on a (so it travels with the snapshots of different shards, and is cleared by
+// resolutions of different shards).
 TEST(ShardSnapshotterTest,
      DISABLED_ASnapshotRowKeptForAnOwnChangeOfAnotherShardIsTheConflictEveryNodeKeeps) {
-  Node a("snap-win-shards-a", 4), b("snap-win-shards-b", 4);
-  a.applier->set_local_node(1);
-  b.applier->set_local_node(2);
-  const int64_t other = testing::OrderIdOfAnotherShard(a, 1);
-  const int x = testing::OrderShard(a, 1), y = testing::OrderShard(a, other);
-  b.Exec("INSERT INTO \"order\" (id, name) VALUES (1, 'x')");  // b's change 1
-  ApplyEverywhere({&a, &b}, x, 1, OnlyChange(b.CapturedBatch(2), 1, "order"));
-  a.Exec("UPDATE \"order\" SET name = 'b' WHERE id = 1");  // a's change 1, pending
-  b.Exec(absl::StrCat("INSERT INTO \"order\" (id, name) VALUES (", other, ", 'b')"));  // 2
-  ApplyEverywhere({&b}, y, 1, OnlyChange(b.CapturedBatch(2), 2, "order"));
-  auto install = testing::CopySnapshot(*b.applier, *a.applier, y, 1);
-  ASSERT_TRUE(install.ok()) << install.status();
-  ApplyEverywhere({&a, &b}, x, 2, OnlyChange(a.CapturedBatch(1), 1, "order"));
-  EXPECT_EQ(b.Dump("order"), "1 1 'b' NULL NULL \n");
-  EXPECT_EQ(a.Dump("order"), b.Dump("order"));
-  EXPECT_EQ(ConflictShape(a), ConflictShape(b));
+  ExpectASnapshotRowKeptForAnOwnChangeOfAnotherShardEndsAlike("snap-win-shards", false);
 }
 
 // A table with two UNIQUE columns besides its key, on both nodes, captured.
