@@ -100,6 +100,15 @@ std::optional<int64_t> DigestLeft(const TableChanges& t, const Change& c, size_t
   return digester->Of([&](size_t k) { return FromWire(c.row(static_cast<int>(k))); });
 }
 
+// "type name, ..." of the objects schema changes `changes` name, for the log.
+std::string ObjectsNamed(const std::vector<change::v1::SchemaChange>& changes) {
+  std::vector<std::string> names;
+  for (const change::v1::SchemaChange& c : changes) {
+    names.push_back(absl::StrCat(c.type(), " ", c.name()));
+  }
+  return absl::StrJoin(names, ", ");
+}
+
 // The no-write path's questions about an entry of `shard`, read outside any transaction.
 class UnwrittenEntryReads final : public UnwrittenEntryView {
  public:
@@ -656,7 +665,7 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
     }
     absl::Status applied = (*plan)->status;
     if (applied.ok()) {
-      absl::StatusOr<bool> kept_again = KeptAgainForAnotherOwnChange(k.shard, k, *as_here, **plan);
+      absl::StatusOr<bool> kept_again = KeptAgainForAnotherOwnChange(k, *as_here, **plan);
       if (!kept_again.ok()) return kept_again.status();
       if (*kept_again) continue;
       const TableWriter& w = (*plan)->writer;
@@ -677,9 +686,10 @@ absl::Status ChangeApplier::KeepConflict(int shard, uint64_t index, uint64_t ori
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> ChangeApplier::KeptAgainForAnotherOwnChange(int shard, const KeptAtOnce& k,
+absl::StatusOr<bool> ChangeApplier::KeptAgainForAnotherOwnChange(const KeptAtOnce& k,
                                                                  const TableChanges& t,
                                                                  const TablePlan& plan) {
+  const int shard = k.shard;
   absl::StatusOr<LocalChangeIndex::TableRows*> indexed = local_changes_.CatchUp(db_, t.table());
   if (!indexed.ok() || *indexed == nullptr || (*indexed)->size() == 0) return false;
   ChangeView::Table views(state_, shard, t, &plan);
@@ -937,13 +947,9 @@ absl::StatusOr<DroppedSince> ChangeApplier::InstallSnapshotSchema(ShardSnapshotR
       LOG(INFO) << "shard 0: kept although " << from << " no longer has it: " << kept;
     }
     if (!gone->drops.empty()) {
-      std::vector<std::string> names;
-      for (const change::v1::SchemaChange& c : gone->drops) {
-        names.push_back(absl::StrCat(c.type(), " ", c.name()));
-      }
       LOG(WARNING) << "shard 0: " << from << " no longer has what this node holds (dropped by "
                    << "other nodes while it was away); dropping it here: "
-                   << absl::StrJoin(names, ", ");
+                   << ObjectsNamed(gone->drops);
       google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(gone->drops.begin(),
                                                                          gone->drops.end());
       // Recorded as dropped at the snapshot's index (at or after the drop it missed).
@@ -1035,16 +1041,10 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
   if (absl::Status s = SettleHeldVersions(shard, held, kept); !s.ok()) return s;
   // What this node dropped after the snapshot's schema goes again, its rows with it, as the
   // drop went after them here (the other shards' rows of a table went with it then).
-  auto names = [](const std::vector<change::v1::SchemaChange>& drops) {
-    std::vector<std::string> out;
-    for (const change::v1::SchemaChange& c : drops)
-      out.push_back(absl::StrCat(c.type(), " ", c.name()));
-    return absl::StrJoin(out, ", ");
-  };
   if (!dropped_since->applied.empty()) {
     LOG(INFO) << "shard " << shard << ": the snapshot at index " << at
               << " was taken before drops applied here since; dropped again after its rows: "
-              << names(dropped_since->applied);
+              << ObjectsNamed(dropped_since->applied);
     ApplyResult again;
     google::protobuf::RepeatedPtrField<change::v1::SchemaChange> drops(
         dropped_since->applied.begin(), dropped_since->applied.end());
@@ -1056,7 +1056,7 @@ absl::StatusOr<InstallResult> ChangeApplier::InstallSnapshot(ShardSnapshotReader
     LOG(INFO) << "shard " << shard << ": the snapshot at index " << at
               << " has what this node dropped itself and did not propose yet; dropped again "
                  "after its rows (the drop goes as this node's schema change): "
-              << names(dropped_since->not_proposed);
+              << ObjectsNamed(dropped_since->not_proposed);
     for (const change::v1::SchemaChange& c : dropped_since->not_proposed) {
       if (absl::Status s = DropAsHere(db_, c); !s.ok()) return s;
     }

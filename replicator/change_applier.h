@@ -336,11 +336,12 @@ class ChangeApplier {
   absl::Status KeepConflict(int shard, uint64_t index, uint64_t origin, bool own,
                             const change::v1::TableChanges& t, const change::v1::Change& c,
                             ChangeView& view, ApplyResult& result);
-  // A change `kept` (KeptAtOnce) written back once this node's change it was kept for lost
-  // (`lost_for`): when its write would replace yet another row whose change of this node is not
-  // applied yet, it is kept at once for that change in turn (KeepDisplacedNow), as it would have
-  // been had the loser not been there, instead of written. Whether it was.
-  absl::StatusOr<bool> KeptAgainForAnotherOwnChange(int shard, const KeptAtOnce& kept,
+  // A change `kept` (KeptAtOnce; `t` as here, planned `plan`), to be written back because this
+  // node's change it was kept for lost: when its write would replace yet another row whose
+  // change of this node is not applied yet, it is kept at once for that change in turn
+  // (KeepDisplacedNow), as it would have been had the loser not been there, instead of written.
+  // Whether it was.
+  absl::StatusOr<bool> KeptAgainForAnotherOwnChange(const KeptAtOnce& kept,
                                                     const change::v1::TableChanges& t,
                                                     const TablePlan& plan);
   // Writes the version `version` of row `key` of `table` holds (RowVersion::held) into the row,
